@@ -1,0 +1,120 @@
+//! Backends: what actually performs operations. Each one has the same shape
+//! — start an operation, ask to cancel one, flush, wait, reap — and the ring
+//! above it does everything else (tasks, timers, deadlines, cancellation
+//! bookkeeping, callbacks), so every backend behaves alike.
+
+use std::io;
+
+use crate::op::Op;
+use crate::time::Clock;
+
+pub mod mock;
+#[cfg(target_os = "linux")]
+pub(crate) mod uring;
+
+/// A completion as a backend reports it: the submission's `user_data`, a
+/// result (a count, fd or mask, or a negated errno) and flags.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawCompletion {
+    pub(crate) user_data: u64,
+    pub(crate) res: i32,
+    pub(crate) flags: u32,
+}
+
+/// Flag: more completions follow for the same task (io_uring's
+/// `IORING_CQE_F_MORE`, which every backend reports the same way).
+pub(crate) const MORE: u32 = 1 << 1;
+
+/// What became of a request to start an operation.
+pub(crate) enum Started {
+    /// The backend has it; its completion will be reaped.
+    Yes,
+    /// No room now; try again after `flush`.
+    Full,
+    /// Finished at once with this result.
+    Done(i32),
+    /// Refused with this error (e.g. the kernel lacks the operation).
+    Failed(io::Error),
+}
+
+/// Which backend a ring runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// io_uring (Linux 5.11 or later).
+    Uring,
+    /// The scripted mock, for unit tests.
+    Mock,
+}
+
+pub(crate) enum Backend {
+    #[cfg(target_os = "linux")]
+    Uring(uring::Uring),
+    Mock(mock::Mock),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $b:ident => $e:expr) => {
+        match $self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring($b) => $e,
+            Backend::Mock($b) => $e,
+        }
+    };
+}
+
+impl Backend {
+    pub(crate) fn kind(&self) -> BackendKind {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(_) => BackendKind::Uring,
+            Backend::Mock(_) => BackendKind::Mock,
+        }
+    }
+
+    /// Starts `op`, identified by `user_data` in its completion. The op's
+    /// memory stays where it is (owned by the task) until that completion.
+    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+        dispatch!(self, b => b.start(user_data, op, clock))
+    }
+
+    /// Asks to cancel the operation started with `user_data`; `false` when
+    /// there is no room to ask now.
+    pub(crate) fn cancel(&mut self, user_data: u64) -> bool {
+        dispatch!(self, b => b.cancel(user_data))
+    }
+
+    /// Hands what was started to the kernel without waiting, to make room;
+    /// `false` when that was not possible now.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        dispatch!(self, b => b.flush())
+    }
+
+    /// Submits what was started and waits until a completion is available
+    /// or `timeout` nanoseconds pass (`None`: no limit).
+    pub(crate) fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
+        dispatch!(self, b => b.wait(timeout, clock))
+    }
+
+    /// Appends every available completion to `out`.
+    pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        dispatch!(self, b => b.reap(out))
+    }
+
+    /// What the backend is, for diagnostics.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => format!("io_uring ({})", uring.setup()),
+            Backend::Mock(_) => "mock".to_string(),
+        }
+    }
+
+    pub(crate) fn mock_mut(&mut self) -> Option<&mut mock::Mock> {
+        match self {
+            Backend::Mock(mock) => Some(mock),
+            #[cfg(target_os = "linux")]
+            _ => None,
+        }
+    }
+}

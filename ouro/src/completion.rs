@@ -1,0 +1,230 @@
+//! What a callback receives when its task finishes, and the error codes that
+//! are ouro's own.
+
+use std::io;
+
+use crate::buffers::Buf;
+use crate::op::{copy_error, OpKind, Outcome};
+use crate::task::Task;
+
+/// A finished task: its message and key, its typed [`Outcome`], and any
+/// buffer or fd the operation owned.
+#[derive(Debug)]
+pub struct Completion {
+    pub(crate) task: Task,
+    pub(crate) msg: u16,
+    pub(crate) key: u64,
+    pub(crate) more: bool,
+    /// The typed result, holding back what the operation owned.
+    pub outcome: Outcome,
+}
+
+impl Completion {
+    /// The task's handle (now stale, unless more completions follow).
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// The message the task was scheduled with.
+    pub fn msg(&self) -> u16 {
+        self.msg
+    }
+
+    /// The message as the caller's enum; an `InvalidData` error for a value
+    /// that is not one of its variants.
+    pub fn message<M: TryFrom<u16>>(&self) -> io::Result<M> {
+        M::try_from(self.msg).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unknown message {}", self.msg),
+            )
+        })
+    }
+
+    /// The key the task was scheduled with.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// Whether this is the task's last completion (multishot operations
+    /// deliver several; every other operation exactly one).
+    pub fn is_final(&self) -> bool {
+        !self.more
+    }
+
+    /// Which operation finished.
+    pub fn op(&self) -> OpKind {
+        match &self.outcome {
+            Outcome::Noop(_) => OpKind::Noop,
+            Outcome::Timer(_) => OpKind::Timer,
+            Outcome::Cancel(_) => OpKind::Cancel,
+            Outcome::CancelAll(_) => OpKind::CancelAll,
+            Outcome::Accept(_) => OpKind::Accept,
+            Outcome::Connect(_) => OpKind::Connect,
+            Outcome::Bind(_) => OpKind::Bind,
+            Outcome::Listen(_) => OpKind::Listen,
+            Outcome::Socket(_) => OpKind::Socket,
+            Outcome::Send(..) => OpKind::Send,
+            Outcome::Recv(..) => OpKind::Recv,
+            Outcome::Read(..) => OpKind::Read,
+            Outcome::Write(..) => OpKind::Write,
+            Outcome::Readv(..) => OpKind::Readv,
+            Outcome::Writev(..) => OpKind::Writev,
+            Outcome::Close(_) => OpKind::Close,
+            Outcome::Poll(_) => OpKind::Poll,
+            Outcome::Open(_) => OpKind::Open,
+            Outcome::Stat(_) => OpKind::Stat,
+            Outcome::Fsync(_) => OpKind::Fsync,
+            Outcome::Splice(_) => OpKind::Splice,
+            Outcome::Shutdown(_) => OpKind::Shutdown,
+            Outcome::SendMsg(..) => OpKind::SendMsg,
+            Outcome::RecvMsg(..) => OpKind::RecvMsg,
+        }
+    }
+
+    /// The byte count of a read, write, send, recv (vectored or not),
+    /// splice, sendmsg or recvmsg, or its error. For any other operation an
+    /// `InvalidInput` error saying so.
+    pub fn bytes(&self) -> io::Result<usize> {
+        let res = match &self.outcome {
+            Outcome::Send(res, _)
+            | Outcome::Recv(res, _)
+            | Outcome::Read(res, _)
+            | Outcome::Write(res, _)
+            | Outcome::Readv(res, _)
+            | Outcome::Writev(res, _)
+            | Outcome::SendMsg(res, _)
+            | Outcome::Splice(res) => res,
+            Outcome::RecvMsg(res, _) => {
+                return res.as_ref().map(|meta| meta.len).map_err(copy_error)
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{:?} does not count bytes", kind_name(other)),
+                ))
+            }
+        };
+        res.as_ref().map(|&n| n).map_err(copy_error)
+    }
+
+    /// Whether the task succeeded, dropping what it produced; its error if
+    /// not.
+    pub fn result(&self) -> io::Result<()> {
+        let err = match &self.outcome {
+            Outcome::Noop(r)
+            | Outcome::Timer(r)
+            | Outcome::Cancel(r)
+            | Outcome::Connect(r)
+            | Outcome::Bind(r)
+            | Outcome::Listen(r)
+            | Outcome::Close(r)
+            | Outcome::Fsync(r)
+            | Outcome::Shutdown(r) => r.as_ref().err(),
+            Outcome::CancelAll(r) => r.as_ref().err(),
+            Outcome::Accept(r) => r.as_ref().err(),
+            Outcome::Socket(r) | Outcome::Open(r) => r.as_ref().err(),
+            Outcome::Send(r, _)
+            | Outcome::Recv(r, _)
+            | Outcome::Read(r, _)
+            | Outcome::Write(r, _)
+            | Outcome::Readv(r, _)
+            | Outcome::Writev(r, _)
+            | Outcome::SendMsg(r, _)
+            | Outcome::Splice(r) => r.as_ref().err(),
+            Outcome::Poll(r) => r.as_ref().err(),
+            Outcome::Stat(r) => r.as_ref().err(),
+            Outcome::RecvMsg(r, _) => r.as_ref().err(),
+        };
+        match err {
+            Some(e) => Err(copy_error(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The single buffer the operation owned (read, write, send, recv).
+    pub fn into_buf(self) -> Option<Buf> {
+        match self.outcome {
+            Outcome::Send(_, buf)
+            | Outcome::Recv(_, buf)
+            | Outcome::Read(_, buf)
+            | Outcome::Write(_, buf) => Some(buf),
+            _ => None,
+        }
+    }
+}
+
+fn kind_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Noop(_) => "noop",
+        Outcome::Timer(_) => "timer",
+        Outcome::Cancel(_) => "cancel",
+        Outcome::CancelAll(_) => "cancel_all",
+        Outcome::Accept(_) => "accept",
+        Outcome::Connect(_) => "connect",
+        Outcome::Bind(_) => "bind",
+        Outcome::Listen(_) => "listen",
+        Outcome::Socket(_) => "socket",
+        Outcome::Close(_) => "close",
+        Outcome::Poll(_) => "poll",
+        Outcome::Open(_) => "open",
+        Outcome::Stat(_) => "stat",
+        Outcome::Fsync(_) => "fsync",
+        Outcome::Shutdown(_) => "shutdown",
+        _ => "operation",
+    }
+}
+
+/// Whether `err` says the task was cancelled through [`Ring::cancel`] or
+/// [`Ring::cancel_all`] (`ECANCELED`).
+///
+/// [`Ring::cancel`]: crate::Ring::cancel
+/// [`Ring::cancel_all`]: crate::Ring::cancel_all
+pub fn is_canceled(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ECANCELED)
+}
+
+/// Whether `err` says the task's deadline passed (`ETIME`).
+pub fn is_deadline(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ETIME)
+}
+
+/// Declares a `#[repr(u16)]` message enum with the conversions a [`Ctx`]
+/// and [`Completion::message`] use.
+///
+/// ```
+/// ouro::messages! {
+///     /// What a writer's tasks are for.
+///     pub enum Msg { Fd1, Fd2 }
+/// }
+/// assert_eq!(u16::from(Msg::Fd2), 1);
+/// assert_eq!(Msg::try_from(0u16), Ok(Msg::Fd1));
+/// assert!(Msg::try_from(7u16).is_err());
+/// ```
+///
+/// [`Ctx`]: crate::Ctx
+#[macro_export]
+macro_rules! messages {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        $vis enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl ::core::convert::From<$name> for u16 {
+            fn from(msg: $name) -> u16 {
+                msg as u16
+            }
+        }
+
+        impl ::core::convert::TryFrom<u16> for $name {
+            type Error = u16;
+            fn try_from(value: u16) -> ::core::result::Result<$name, u16> {
+                $(if value == $name::$variant as u16 {
+                    return ::core::result::Result::Ok($name::$variant);
+                })+
+                ::core::result::Result::Err(value)
+            }
+        }
+    };
+}

@@ -1,0 +1,226 @@
+//! File-system types: how to open a file and what `stat` returns.
+
+use std::time::{Duration, SystemTime};
+
+/// How [`Ring::open`](crate::Ring::open) opens a file, like
+/// [`std::fs::OpenOptions`]. Files are always opened close-on-exec.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    read: bool,
+    write: bool,
+    append: bool,
+    truncate: bool,
+    create: bool,
+    create_new: bool,
+    mode: u32,
+    custom_flags: i32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions::new()
+    }
+}
+
+impl OpenOptions {
+    /// All options off, mode `0o666` (before the umask).
+    pub const fn new() -> OpenOptions {
+        OpenOptions {
+            read: false,
+            write: false,
+            append: false,
+            truncate: false,
+            create: false,
+            create_new: false,
+            mode: 0o666,
+            custom_flags: 0,
+        }
+    }
+    /// Open for reading.
+    pub const fn read(mut self, on: bool) -> Self {
+        self.read = on;
+        self
+    }
+    /// Open for writing.
+    pub const fn write(mut self, on: bool) -> Self {
+        self.write = on;
+        self
+    }
+    /// Every write goes to the end of the file.
+    pub const fn append(mut self, on: bool) -> Self {
+        self.append = on;
+        self
+    }
+    /// Truncate the file to length 0.
+    pub const fn truncate(mut self, on: bool) -> Self {
+        self.truncate = on;
+        self
+    }
+    /// Create the file if it does not exist.
+    pub const fn create(mut self, on: bool) -> Self {
+        self.create = on;
+        self
+    }
+    /// Create the file, failing with `EEXIST` if it exists.
+    pub const fn create_new(mut self, on: bool) -> Self {
+        self.create_new = on;
+        self
+    }
+    /// Permission bits of a created file.
+    pub const fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Extra `O_*` flags (e.g. `libc::O_DIRECT`), or-ed in.
+    pub const fn custom_flags(mut self, flags: i32) -> Self {
+        self.custom_flags = flags;
+        self
+    }
+
+    pub(crate) fn flags(&self) -> i32 {
+        let access = match (self.read, self.write || self.append) {
+            (true, true) => libc::O_RDWR,
+            (false, true) => libc::O_WRONLY,
+            _ => libc::O_RDONLY,
+        };
+        let mut flags = access | libc::O_CLOEXEC | self.custom_flags;
+        if self.append {
+            flags |= libc::O_APPEND;
+        }
+        if self.truncate {
+            flags |= libc::O_TRUNC;
+        }
+        if self.create_new {
+            flags |= libc::O_CREAT | libc::O_EXCL;
+        } else if self.create {
+            flags |= libc::O_CREAT;
+        }
+        flags
+    }
+
+    pub(crate) fn mode_bits(&self) -> u32 {
+        self.mode
+    }
+}
+
+/// What [`Ring::stat`](crate::Ring::stat) and [`Ring::lstat`](crate::Ring::lstat)
+/// return: the fields of `statx(2)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// File type and permission bits (`st_mode`).
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of hard links.
+    pub nlink: u32,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Owner's group id.
+    pub gid: u32,
+    /// Inode number.
+    pub ino: u64,
+    /// 512-byte blocks allocated.
+    pub blocks: u64,
+    /// Preferred I/O block size.
+    pub blksize: u32,
+    /// Device holding the file, as (major, minor).
+    pub dev: (u32, u32),
+    /// Device the file represents, if special, as (major, minor).
+    pub rdev: (u32, u32),
+    /// Last access, as seconds and nanoseconds since the epoch.
+    pub atime: (i64, u32),
+    /// Last modification.
+    pub mtime: (i64, u32),
+    /// Last status change.
+    pub ctime: (i64, u32),
+    /// Creation, when the file system records it (`None` otherwise).
+    pub btime: Option<(i64, u32)>,
+}
+
+impl Metadata {
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+    /// Whether it is a symbolic link (only `lstat` reports one).
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+    /// Permission bits.
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o7777
+    }
+    /// Last modification as a `SystemTime`.
+    pub fn modified(&self) -> SystemTime {
+        to_system_time(self.mtime)
+    }
+}
+
+fn to_system_time((sec, nsec): (i64, u32)) -> SystemTime {
+    let offset = Duration::new(sec.unsigned_abs(), nsec);
+    if sec >= 0 {
+        SystemTime::UNIX_EPOCH + offset
+    } else {
+        SystemTime::UNIX_EPOCH - offset
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl From<&libc::statx> for Metadata {
+    fn from(s: &libc::statx) -> Metadata {
+        let ts = |t: libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+        Metadata {
+            mode: u32::from(s.stx_mode),
+            size: s.stx_size,
+            nlink: s.stx_nlink,
+            uid: s.stx_uid,
+            gid: s.stx_gid,
+            ino: s.stx_ino,
+            blocks: s.stx_blocks,
+            blksize: s.stx_blksize,
+            dev: (s.stx_dev_major, s.stx_dev_minor),
+            rdev: (s.stx_rdev_major, s.stx_rdev_minor),
+            atime: ts(s.stx_atime),
+            mtime: ts(s.stx_mtime),
+            ctime: ts(s.stx_ctime),
+            btime: (s.stx_mask & libc::STATX_BTIME != 0).then(|| ts(s.stx_btime)),
+        }
+    }
+}
+
+impl From<&std::fs::Metadata> for Metadata {
+    fn from(m: &std::fs::Metadata) -> Metadata {
+        use std::os::unix::fs::MetadataExt;
+        let dev = m.dev();
+        let rdev = m.rdev();
+        Metadata {
+            mode: m.mode(),
+            size: m.size(),
+            nlink: m.nlink() as u32,
+            uid: m.uid(),
+            gid: m.gid(),
+            ino: m.ino(),
+            blocks: m.blocks(),
+            blksize: m.blksize() as u32,
+            dev: split_dev(dev),
+            rdev: split_dev(rdev),
+            atime: (m.atime(), m.atime_nsec() as u32),
+            mtime: (m.mtime(), m.mtime_nsec() as u32),
+            ctime: (m.ctime(), m.ctime_nsec() as u32),
+            btime: m.created().ok().and_then(|t| {
+                let d = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+                Some((d.as_secs() as i64, d.subsec_nanos()))
+            }),
+        }
+    }
+}
+
+#[allow(clippy::unnecessary_cast)] // `dev_t` is not u64 everywhere
+fn split_dev(dev: u64) -> (u32, u32) {
+    let dev = dev as libc::dev_t;
+    (libc::major(dev) as u32, libc::minor(dev) as u32)
+}

@@ -1,0 +1,70 @@
+//! ouro: a completion-based, message-passing IO runtime built around
+//! io_uring.
+//!
+//! A [`Ring`] per thread runs every IO operation as a *task*. Scheduling one
+//! returns a [`Task`] handle that can [cancel](Ring::cancel) it or give it a
+//! [deadline](Ring::set_deadline). When the task finishes, its callback gets
+//! the state the ring runs with, the ring (to schedule more), and a
+//! [`Completion`]: the `u16` message and key from the task's [`Ctx`], the
+//! typed [`Outcome`], and back every buffer or fd the operation owned. One
+//! callback per component serves all its operations by matching on the
+//! message:
+//!
+//! ```no_run
+//! use ouro::{Completion, Ctx, Offset, Ring, RunMode};
+//! use std::io;
+//!
+//! ouro::messages! { enum Msg { Greeting, Farewell } }
+//!
+//! #[derive(Default)]
+//! struct Greeter { written: usize }
+//!
+//! impl Greeter {
+//!     fn on_completion(&mut self, ring: &mut Ring<Greeter>, c: Completion) -> io::Result<()> {
+//!         self.written += c.bytes()?;
+//!         if c.message::<Msg>()? == Msg::Greeting {
+//!             let ctx = Ctx::new(Greeter::on_completion).msg(Msg::Farewell);
+//!             ring.write(io::stdout(), &b"bye\n"[..], Offset::Current, ctx);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut ring = Ring::new(16)?;
+//! let ctx = Ctx::new(Greeter::on_completion).msg(Msg::Greeting);
+//! ring.write(io::stdout(), &b"hello\n"[..], Offset::Current, ctx);
+//! let mut greeter = Greeter::default();
+//! ring.run(&mut greeter, RunMode::UntilDone)?;
+//! assert_eq!(greeter.written, 10);
+//! # Ok::<(), io::Error>(())
+//! ```
+//!
+//! Guarantees, on every backend: each task's callback runs exactly once
+//! (also when the submission queue is full, the completion queue overflows,
+//! the task is cancelled or its deadline passes, or another callback fails);
+//! the memory an operation lends the kernel lives until its final
+//! completion, also when the ring is dropped; fds the kernel creates arrive
+//! as [`OwnedFd`](std::os::fd::OwnedFd); stale handles are harmless; steady
+//! state does not allocate; errors are [`std::io::Error`]s with the OS code.
+
+#![deny(missing_docs)]
+
+mod backend;
+mod buffers;
+mod completion;
+pub mod fs;
+pub mod net;
+mod op;
+mod ring;
+mod task;
+mod time;
+
+pub use backend::mock;
+#[cfg(target_os = "linux")]
+pub use backend::uring::SetupError;
+pub use backend::BackendKind;
+pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Slice};
+pub use completion::{is_canceled, is_deadline, Completion};
+pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
+pub use ring::{Ring, RunMode};
+pub use task::{Callback, Ctx, Task};

@@ -1,0 +1,609 @@
+//! Operations: what each one owns while in flight, and the typed outcome it
+//! produces.
+//!
+//! Everything the kernel reads or writes for an operation (buffers, socket
+//! addresses, iovec arrays, paths, statx buffers, message headers) lives in
+//! the [`Op`] value held by the task's slot until the final completion, in
+//! heap blocks whose addresses do not change when the slot table grows.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use crate::buffers::{Buf, BufVec};
+use crate::fs::Metadata;
+use crate::net::{AddrBuf, SockAddr};
+use crate::task::Task;
+
+/// Where a file read or write starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offset {
+    /// At the file's current position, which the operation then advances
+    /// (like `read(2)`/`write(2)`); the only choice for pipes and sockets.
+    Current,
+    /// At this byte offset, leaving the file position alone (like `pread(2)`).
+    At(u64),
+}
+
+impl Offset {
+    /// The value io_uring expects: `-1` for the current position.
+    pub(crate) fn raw(self) -> u64 {
+        match self {
+            Offset::Current => u64::MAX,
+            Offset::At(n) => n,
+        }
+    }
+}
+
+/// Readiness bits for [`Ring::poll`](crate::Ring::poll), as in `poll(2)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PollMask(u32);
+
+impl PollMask {
+    /// Data to read (`POLLIN`).
+    pub const READABLE: PollMask = PollMask(libc::POLLIN as u32);
+    /// Room to write (`POLLOUT`).
+    pub const WRITABLE: PollMask = PollMask(libc::POLLOUT as u32);
+    /// Urgent data (`POLLPRI`).
+    pub const PRIORITY: PollMask = PollMask(libc::POLLPRI as u32);
+    /// An error condition (`POLLERR`); always reported.
+    pub const ERROR: PollMask = PollMask(libc::POLLERR as u32);
+    /// Hang-up (`POLLHUP`); always reported.
+    pub const HANGUP: PollMask = PollMask(libc::POLLHUP as u32);
+    /// Invalid fd (`POLLNVAL`); always reported.
+    pub const INVALID: PollMask = PollMask(libc::POLLNVAL as u32);
+
+    /// From raw `POLL*` bits.
+    pub const fn from_bits(bits: u32) -> PollMask {
+        PollMask(bits)
+    }
+    /// The raw `POLL*` bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: PollMask) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Whether any bit of `other` is set.
+    pub const fn intersects(self, other: PollMask) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for PollMask {
+    type Output = PollMask;
+    fn bitor(self, rhs: PollMask) -> PollMask {
+        PollMask(self.0 | rhs.0)
+    }
+}
+
+/// Which operation a task performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// [`Ring::noop`](crate::Ring::noop)
+    Noop,
+    /// [`Ring::timer`](crate::Ring::timer)
+    Timer,
+    /// [`Ring::cancel`](crate::Ring::cancel)
+    Cancel,
+    /// [`Ring::cancel_all`](crate::Ring::cancel_all)
+    CancelAll,
+    /// [`Ring::accept`](crate::Ring::accept)
+    Accept,
+    /// [`Ring::connect`](crate::Ring::connect)
+    Connect,
+    /// [`Ring::bind`](crate::Ring::bind)
+    Bind,
+    /// [`Ring::listen`](crate::Ring::listen)
+    Listen,
+    /// [`Ring::socket`](crate::Ring::socket)
+    Socket,
+    /// [`Ring::send`](crate::Ring::send)
+    Send,
+    /// [`Ring::recv`](crate::Ring::recv)
+    Recv,
+    /// [`Ring::read`](crate::Ring::read)
+    Read,
+    /// [`Ring::write`](crate::Ring::write)
+    Write,
+    /// [`Ring::readv`](crate::Ring::readv)
+    Readv,
+    /// [`Ring::writev`](crate::Ring::writev)
+    Writev,
+    /// [`Ring::close`](crate::Ring::close)
+    Close,
+    /// [`Ring::poll`](crate::Ring::poll)
+    Poll,
+    /// [`Ring::open`](crate::Ring::open)
+    Open,
+    /// [`Ring::stat`](crate::Ring::stat) and [`Ring::lstat`](crate::Ring::lstat)
+    Stat,
+    /// [`Ring::fsync`](crate::Ring::fsync)
+    Fsync,
+    /// [`Ring::splice`](crate::Ring::splice)
+    Splice,
+    /// [`Ring::shutdown`](crate::Ring::shutdown)
+    Shutdown,
+    /// [`Ring::sendmsg`](crate::Ring::sendmsg)
+    SendMsg,
+    /// [`Ring::recvmsg`](crate::Ring::recvmsg)
+    RecvMsg,
+}
+
+/// What a received message carried besides its data.
+#[derive(Debug)]
+pub struct RecvMeta {
+    /// Bytes received.
+    pub len: usize,
+    /// The sender's address, for unconnected sockets.
+    pub addr: Option<SockAddr>,
+    /// `MSG_*` flags the kernel set (e.g. `MSG_TRUNC`).
+    pub flags: i32,
+}
+
+/// The typed result of a finished task, with everything the operation owned.
+///
+/// Errors are [`io::Error`]s carrying the OS error. Two codes are ouro's
+/// own: a task cancelled through [`Ring::cancel`](crate::Ring::cancel) fails
+/// with `ECANCELED` ([`crate::is_canceled`]), one whose deadline passed with
+/// `ETIME` ([`crate::is_deadline`]).
+#[derive(Debug)]
+pub enum Outcome {
+    /// A no-op finished.
+    Noop(io::Result<()>),
+    /// A timer fired (`Ok`) or was cancelled.
+    Timer(io::Result<()>),
+    /// `Ok` when the target was cancelled; `ENOENT` when no such task was
+    /// live (finished, or a stale handle); `EALREADY` when the target
+    /// finished anyway with its own result.
+    Cancel(io::Result<()>),
+    /// How many of the ring's tasks were cancelled.
+    CancelAll(io::Result<usize>),
+    /// An accepted connection and its peer's address.
+    Accept(io::Result<(OwnedFd, SockAddr)>),
+    /// A connection was made.
+    Connect(io::Result<()>),
+    /// A socket was bound.
+    Bind(io::Result<()>),
+    /// A socket is listening.
+    Listen(io::Result<()>),
+    /// A new socket.
+    Socket(io::Result<OwnedFd>),
+    /// Bytes sent, and the buffer.
+    Send(io::Result<usize>, Buf),
+    /// Bytes received (0 at end of stream), and the buffer they were appended to.
+    Recv(io::Result<usize>, Buf),
+    /// Bytes read (0 at end of file), and the buffer they were appended to.
+    Read(io::Result<usize>, Buf),
+    /// Bytes written, and the buffer.
+    Write(io::Result<usize>, Buf),
+    /// Bytes read across the buffers, and the buffers.
+    Readv(io::Result<usize>, BufVec),
+    /// Bytes written from the buffers, and the buffers.
+    Writev(io::Result<usize>, BufVec),
+    /// The fd was closed.
+    Close(io::Result<()>),
+    /// The readiness bits that are set.
+    Poll(io::Result<crate::PollMask>),
+    /// The opened file.
+    Open(io::Result<OwnedFd>),
+    /// The file's metadata.
+    Stat(io::Result<Metadata>),
+    /// The file's data reached the device.
+    Fsync(io::Result<()>),
+    /// Bytes moved.
+    Splice(io::Result<usize>),
+    /// The socket was shut down.
+    Shutdown(io::Result<()>),
+    /// Bytes sent, and the buffers.
+    SendMsg(io::Result<usize>, BufVec),
+    /// What arrived, and the buffers it was appended to.
+    RecvMsg(io::Result<RecvMeta>, BufVec),
+}
+
+/// A message header and what it points to, boxed so its address is stable.
+pub(crate) struct MsgBuf {
+    pub(crate) hdr: libc::msghdr,
+    pub(crate) addr: AddrBuf,
+    pub(crate) iov: Vec<libc::iovec>,
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) type StatBuf = libc::statx;
+#[cfg(not(target_os = "linux"))]
+pub(crate) type StatBuf = Metadata;
+
+/// What an operation owns while in flight.
+pub(crate) enum Op {
+    Noop,
+    /// Fires at `at` unless `deadline` comes first.
+    Timer {
+        at: u64,
+        deadline: u64,
+    },
+    /// Waits for `target` to finish.
+    Cancel {
+        target: Task,
+    },
+    /// Waits for `pending` targets; counts those that ended cancelled.
+    CancelAll {
+        pending: u32,
+        canceled: u32,
+    },
+    Accept {
+        fd: RawFd,
+        addr: Box<AddrBuf>,
+    },
+    Connect {
+        fd: RawFd,
+        addr: Box<AddrBuf>,
+    },
+    Bind {
+        fd: RawFd,
+        addr: Box<AddrBuf>,
+    },
+    Listen {
+        fd: RawFd,
+        backlog: i32,
+    },
+    Socket {
+        domain: i32,
+        ty: i32,
+        protocol: i32,
+    },
+    Send {
+        fd: RawFd,
+        buf: Buf,
+        flags: i32,
+    },
+    Recv {
+        fd: RawFd,
+        buf: Buf,
+        flags: i32,
+    },
+    Read {
+        fd: RawFd,
+        buf: Buf,
+        offset: u64,
+    },
+    Write {
+        fd: RawFd,
+        buf: Buf,
+        offset: u64,
+    },
+    Readv {
+        fd: RawFd,
+        bufs: BufVec,
+        iov: Vec<libc::iovec>,
+        offset: u64,
+    },
+    Writev {
+        fd: RawFd,
+        bufs: BufVec,
+        iov: Vec<libc::iovec>,
+        offset: u64,
+    },
+    /// The fd is handed to the backend when submitted; until then the task
+    /// owns it, so a task cancelled early still closes it.
+    Close {
+        fd: Option<OwnedFd>,
+    },
+    Poll {
+        fd: RawFd,
+        mask: u32,
+    },
+    /// `path` is NUL-terminated.
+    Open {
+        dir: RawFd,
+        path: Vec<u8>,
+        flags: i32,
+        mode: u32,
+    },
+    Stat {
+        dir: RawFd,
+        path: Vec<u8>,
+        flags: i32,
+        out: Box<StatBuf>,
+    },
+    Fsync {
+        fd: RawFd,
+        datasync: bool,
+    },
+    Splice {
+        fd_in: RawFd,
+        off_in: i64,
+        fd_out: RawFd,
+        off_out: i64,
+        len: u32,
+        flags: u32,
+    },
+    Shutdown {
+        fd: RawFd,
+        how: i32,
+    },
+    SendMsg {
+        fd: RawFd,
+        bufs: BufVec,
+        msg: Box<MsgBuf>,
+        flags: i32,
+    },
+    RecvMsg {
+        fd: RawFd,
+        bufs: BufVec,
+        msg: Box<MsgBuf>,
+        flags: i32,
+    },
+}
+
+impl Op {
+    pub(crate) fn kind(&self) -> OpKind {
+        match self {
+            Op::Noop => OpKind::Noop,
+            Op::Timer { .. } => OpKind::Timer,
+            Op::Cancel { .. } => OpKind::Cancel,
+            Op::CancelAll { .. } => OpKind::CancelAll,
+            Op::Accept { .. } => OpKind::Accept,
+            Op::Connect { .. } => OpKind::Connect,
+            Op::Bind { .. } => OpKind::Bind,
+            Op::Listen { .. } => OpKind::Listen,
+            Op::Socket { .. } => OpKind::Socket,
+            Op::Send { .. } => OpKind::Send,
+            Op::Recv { .. } => OpKind::Recv,
+            Op::Read { .. } => OpKind::Read,
+            Op::Write { .. } => OpKind::Write,
+            Op::Readv { .. } => OpKind::Readv,
+            Op::Writev { .. } => OpKind::Writev,
+            Op::Close { .. } => OpKind::Close,
+            Op::Poll { .. } => OpKind::Poll,
+            Op::Open { .. } => OpKind::Open,
+            Op::Stat { .. } => OpKind::Stat,
+            Op::Fsync { .. } => OpKind::Fsync,
+            Op::Splice { .. } => OpKind::Splice,
+            Op::Shutdown { .. } => OpKind::Shutdown,
+            Op::SendMsg { .. } => OpKind::SendMsg,
+            Op::RecvMsg { .. } => OpKind::RecvMsg,
+        }
+    }
+
+    /// Whether the task waits on other tasks rather than on a backend.
+    pub(crate) fn is_cancel(&self) -> bool {
+        matches!(self, Op::Cancel { .. } | Op::CancelAll { .. })
+    }
+
+    /// Builds the outcome from the backend's result (a count, fd or mask
+    /// when `Ok`), giving pooled memory back to `pools`.
+    pub(crate) fn into_outcome(self, res: io::Result<u32>, pools: &mut Pools) -> Outcome {
+        let unit = |res: &io::Result<u32>| match res {
+            Ok(_) => Ok(()),
+            Err(e) => Err(copy_error(e)),
+        };
+        let count = |res: io::Result<u32>| res.map(|n| n as usize);
+        match self {
+            Op::Noop => Outcome::Noop(unit(&res)),
+            Op::Timer { .. } => Outcome::Timer(unit(&res)),
+            Op::Cancel { .. } => Outcome::Cancel(unit(&res)),
+            Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
+            Op::Accept { addr, .. } => {
+                let peer = addr.get().unwrap_or_else(unspecified_addr);
+                pools.addrs.put(addr);
+                // SAFETY: a successful accept returns a new fd that nothing
+                // else owns.
+                Outcome::Accept(res.map(|fd| (unsafe { owned_fd(fd) }, peer)))
+            }
+            Op::Connect { addr, .. } => {
+                pools.addrs.put(addr);
+                Outcome::Connect(unit(&res))
+            }
+            Op::Bind { addr, .. } => {
+                pools.addrs.put(addr);
+                Outcome::Bind(unit(&res))
+            }
+            Op::Listen { .. } => Outcome::Listen(unit(&res)),
+            // SAFETY: a successful socket call returns a new, unowned fd.
+            Op::Socket { .. } => Outcome::Socket(res.map(|fd| unsafe { owned_fd(fd) })),
+            Op::Send { buf, .. } => Outcome::Send(count(res), buf),
+            Op::Recv { mut buf, .. } => {
+                let res = advance_buf(&mut buf, res);
+                Outcome::Recv(res, buf)
+            }
+            Op::Read { mut buf, .. } => {
+                let res = advance_buf(&mut buf, res);
+                Outcome::Read(res, buf)
+            }
+            Op::Write { buf, .. } => Outcome::Write(count(res), buf),
+            Op::Readv { mut bufs, iov, .. } => {
+                let res = advance_bufs(&mut bufs, &iov, res);
+                pools.iovs.put(iov);
+                Outcome::Readv(res, bufs)
+            }
+            Op::Writev { bufs, iov, .. } => {
+                pools.iovs.put(iov);
+                Outcome::Writev(count(res), bufs)
+            }
+            Op::Close { .. } => Outcome::Close(unit(&res)),
+            Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
+            Op::Open { path, .. } => {
+                pools.paths.put(path);
+                // SAFETY: a successful open returns a new, unowned fd.
+                Outcome::Open(res.map(|fd| unsafe { owned_fd(fd) }))
+            }
+            Op::Stat { path, out, .. } => {
+                pools.paths.put(path);
+                let meta = res.map(|_| stat_metadata(&out));
+                pools.stats.put(out);
+                Outcome::Stat(meta)
+            }
+            Op::Fsync { .. } => Outcome::Fsync(unit(&res)),
+            Op::Splice { .. } => Outcome::Splice(count(res)),
+            Op::Shutdown { .. } => Outcome::Shutdown(unit(&res)),
+            Op::SendMsg { bufs, mut msg, .. } => {
+                msg.iov.clear();
+                pools.msgs.put(msg);
+                Outcome::SendMsg(count(res), bufs)
+            }
+            Op::RecvMsg {
+                mut bufs, mut msg, ..
+            } => {
+                let res = advance_bufs(&mut bufs, &msg.iov, res).map(|len| RecvMeta {
+                    len,
+                    addr: (msg.hdr.msg_namelen > 0)
+                        .then(|| {
+                            msg.addr.len = msg.hdr.msg_namelen;
+                            msg.addr.get()
+                        })
+                        .flatten(),
+                    flags: msg.hdr.msg_flags,
+                });
+                msg.iov.clear();
+                pools.msgs.put(msg);
+                Outcome::RecvMsg(res, bufs)
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn new_stat_buf() -> Box<StatBuf> {
+    // SAFETY: statx is plain data, for which all zeros is a valid value.
+    Box::new(unsafe { std::mem::zeroed() })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn new_stat_buf() -> Box<StatBuf> {
+    Box::default()
+}
+
+#[cfg(target_os = "linux")]
+fn stat_metadata(out: &StatBuf) -> Metadata {
+    Metadata::from(out)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stat_metadata(out: &StatBuf) -> Metadata {
+    *out
+}
+
+/// # Safety
+/// `fd` is a new file descriptor that nothing else owns or will close.
+unsafe fn owned_fd(fd: u32) -> OwnedFd {
+    // SAFETY: forwarded from the caller.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+fn unspecified_addr() -> SockAddr {
+    // SAFETY: an all-zero storage of length 0 is the AF_UNSPEC address.
+    unsafe { SockAddr::new(socket2::SockAddrStorage::zeroed(), 0) }
+}
+
+/// Records a read of `n` bytes into `buf`'s spare region.
+fn advance_buf(buf: &mut Buf, res: io::Result<u32>) -> io::Result<usize> {
+    let n = res? as usize;
+    let (_, spare) = buf.spare_parts();
+    let n = n.min(spare);
+    // SAFETY: the backend wrote `n` bytes (never more than the region it
+    // was given, which is `spare` long) at the start of the spare region.
+    unsafe { buf.advance(n) };
+    Ok(n)
+}
+
+/// Records a vectored read of `n` bytes into `bufs`' spare regions.
+fn advance_bufs(bufs: &mut BufVec, iov: &[libc::iovec], res: io::Result<u32>) -> io::Result<usize> {
+    let n = res? as usize;
+    let room: usize = iov.iter().map(|v| v.iov_len).sum();
+    let n = n.min(room);
+    // SAFETY: the backend wrote `n` bytes through these iovecs, in order.
+    unsafe { bufs.advance(n) };
+    Ok(n)
+}
+
+/// `io::Error` is not `Clone`; ouro's errors are OS errors or simple kinds.
+pub(crate) fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// Reusable heap blocks for the parts of operations the kernel touches, so
+/// that steady-state operation does not allocate.
+#[derive(Default)]
+pub(crate) struct Pools {
+    pub(crate) addrs: Pool<Box<AddrBuf>>,
+    pub(crate) iovs: Pool<Vec<libc::iovec>>,
+    pub(crate) paths: Pool<Vec<u8>>,
+    pub(crate) stats: Pool<Box<StatBuf>>,
+    pub(crate) msgs: Pool<Box<MsgBuf>>,
+}
+
+/// A free list of reusable values, capped so a burst does not pin memory.
+pub(crate) struct Pool<T> {
+    free: Vec<T>,
+}
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool { free: Vec::new() }
+    }
+}
+
+const POOL_CAP: usize = 256;
+
+impl<T> Pool<T> {
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.free.pop()
+    }
+    pub(crate) fn put(&mut self, value: T) {
+        if self.free.len() < POOL_CAP {
+            self.free.push(value);
+        }
+    }
+}
+
+impl Pools {
+    pub(crate) fn addr(&mut self) -> Box<AddrBuf> {
+        let mut addr = self.addrs.take().unwrap_or_else(AddrBuf::empty);
+        addr.clear();
+        addr
+    }
+
+    pub(crate) fn iov(&mut self) -> Vec<libc::iovec> {
+        self.iovs.take().unwrap_or_default()
+    }
+
+    /// `path` as a NUL-terminated byte string, or an `InvalidInput` error
+    /// if it contains a NUL.
+    pub(crate) fn path(&mut self, path: &std::path::Path) -> io::Result<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path contains an interior NUL byte",
+            ));
+        }
+        let mut buf = self.paths.take().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        buf.push(0);
+        Ok(buf)
+    }
+
+    pub(crate) fn stat(&mut self) -> Box<StatBuf> {
+        self.stats.take().unwrap_or_else(new_stat_buf)
+    }
+
+    pub(crate) fn msg(&mut self) -> Box<MsgBuf> {
+        let mut msg = self.msgs.take().unwrap_or_else(|| {
+            Box::new(MsgBuf {
+                // SAFETY: msghdr is plain data; all zeros is a valid empty header.
+                hdr: unsafe { std::mem::zeroed() },
+                addr: *AddrBuf::empty(),
+                iov: Vec::new(),
+            })
+        });
+        msg.addr.clear();
+        msg
+    }
+}

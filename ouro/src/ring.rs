@@ -1,0 +1,1028 @@
+//! The ring: one per thread. It owns a backend, the task slots, the timer
+//! heap and the queues between them, and runs the callbacks.
+//!
+//! One turn of the loop: hand waiting submissions to the backend, submit and
+//! wait (bounded by the nearest timer) in one call, then deliver every
+//! completion the backend has, every timer that is due, and every result
+//! that was settled in user space — in that order. Work queued by callbacks
+//! goes out with the next turn's single submit-and-wait.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io;
+use std::marker::PhantomData;
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion, Started, MORE};
+use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
+use crate::completion::Completion;
+use crate::fs::OpenOptions;
+use crate::net::{Domain, Protocol, SockAddr, Type};
+use crate::op::{Offset, Op, PollMask, Pools};
+use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
+use crate::time::{duration_ns, Clock, TimerHeap};
+
+/// How long [`Ring::run`] goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Submit, wait for at least one completion, deliver every completion
+    /// that is ready. Returns at once if the ring has no task.
+    Once,
+    /// Until no task is left. Returns at once if the ring has no task.
+    UntilDone,
+    /// Until [`Ring::stop`] is called (e.g. from a callback).
+    Forever,
+}
+
+/// A result settled in user space, delivered on the ring's next turn.
+#[derive(Clone, Copy)]
+struct Ready {
+    task: Task,
+    res: i32,
+}
+
+/// Stands for "the error is in `Ring::rejections`" in a result.
+const REJECTED: i32 = i32::MIN;
+
+/// An io ring: schedules operations as tasks and delivers each task's
+/// completion to its callback. See the [crate docs](crate).
+///
+/// `S` is the state the ring is [run](Ring::run) with; every callback gets
+/// `&mut S`. A ring is bound to its thread (`!Send`).
+pub struct Ring<S = ()> {
+    backend: Backend,
+    slab: Slab<S>,
+    timers: TimerHeap,
+    clock: Clock,
+    /// Tasks waiting for room in the backend, in submission order.
+    pending: VecDeque<Task>,
+    /// Cancel requests waiting for room in the backend.
+    cancels: VecDeque<u64>,
+    ready: VecDeque<Ready>,
+    /// Completions taken from the backend; `batch_pos` is the next one to
+    /// deliver, so a panicking callback loses none of the others.
+    batch: Vec<RawCompletion>,
+    batch_pos: usize,
+    waiters: Waiters,
+    pools: Pools,
+    /// Errors of tasks that failed before reaching the backend.
+    rejections: Vec<(u32, io::Error)>,
+    first_error: Option<io::Error>,
+    running: Rc<Cell<bool>>,
+    stopped: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<S> Ring<S> {
+    /// A ring on io_uring with room for `entries` submissions per turn
+    /// (1 to 32768; more can be queued, they go out over several calls).
+    ///
+    /// Fails with an error explaining the likely cause when io_uring is not
+    /// available (see [`SetupError`](crate::SetupError)).
+    #[cfg(target_os = "linux")]
+    pub fn new(entries: u32) -> io::Result<Ring<S>> {
+        let backend = crate::backend::uring::Uring::new(entries)?;
+        Ok(Ring::with_backend(
+            Backend::Uring(backend),
+            Clock::real(),
+            entries,
+        ))
+    }
+
+    /// A ring on the [mock backend](crate::mock), on a virtual clock.
+    pub fn mock(mock: Mock) -> Ring<S> {
+        Ring::with_backend(Backend::Mock(mock), Clock::virtual_clock(), 64)
+    }
+
+    fn with_backend(backend: Backend, clock: Clock, entries: u32) -> Ring<S> {
+        let capacity = (entries as usize * 2).max(64);
+        Ring {
+            backend,
+            slab: Slab::with_capacity(capacity),
+            timers: TimerHeap::with_capacity(capacity),
+            clock,
+            pending: VecDeque::new(),
+            cancels: VecDeque::new(),
+            ready: VecDeque::with_capacity(capacity),
+            batch: Vec::with_capacity(capacity),
+            batch_pos: 0,
+            waiters: Waiters::default(),
+            pools: Pools::default(),
+            rejections: Vec::new(),
+            first_error: None,
+            running: Rc::new(Cell::new(false)),
+            stopped: false,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Which backend the ring runs on.
+    pub fn backend(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// The backend and how it was set up, e.g.
+    /// `io_uring (single_issuer+defer_taskrun+submit_all)`.
+    pub fn backend_description(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The mock backend, to script more replies or check for leaked fds;
+    /// `None` on any other backend.
+    pub fn mock_backend(&mut self) -> Option<&mut Mock> {
+        self.backend.mock_mut()
+    }
+
+    /// The ring's current time: the monotonic clock, or the mock's virtual
+    /// one. Deadlines should be computed from it (`ring.now() + timeout`).
+    pub fn now(&self) -> Instant {
+        self.clock.to_instant(self.clock.now())
+    }
+
+    /// How many tasks have not been delivered yet.
+    pub fn live_tasks(&self) -> usize {
+        self.slab.live() as usize
+    }
+
+    /// Makes the current [`run`](Ring::run) return after this turn.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Runs the ring, delivering completions to their callbacks with
+    /// `state`, until `mode` says to stop.
+    ///
+    /// A callback's error does not stop the other completions of its turn
+    /// from being delivered; `run` returns it when the turn is over (the
+    /// first one, if several failed; the others are logged through
+    /// `tracing`). Calling `run` from inside a callback is an error.
+    pub fn run(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
+        let _guard = RunGuard::enter(&self.running)?;
+        loop {
+            if mode != RunMode::Forever && self.slab.live() == 0 {
+                return Ok(());
+            }
+            let delivered = self.turn(state)?;
+            if let Some(err) = self.first_error.take() {
+                return Err(err);
+            }
+            if mem::take(&mut self.stopped) || (mode == RunMode::Once && delivered > 0) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn turn(&mut self, state: &mut S) -> io::Result<usize> {
+        self.flush_pending()?;
+        let timeout = self.wait_timeout();
+        self.backend.wait(timeout, &mut self.clock)?;
+        let mut delivered = self.deliver_backend(state);
+        delivered += self.expire_timers(state);
+        delivered += self.deliver_ready(state);
+        Ok(delivered)
+    }
+
+    /// How long the backend may wait: not at all when results are ready,
+    /// until the nearest timer, or without limit.
+    fn wait_timeout(&self) -> Option<u64> {
+        if !self.ready.is_empty() || self.batch_pos < self.batch.len() {
+            return Some(0);
+        }
+        let due = self.timers.next_due()?;
+        Some(due.saturating_sub(self.clock.now()))
+    }
+
+    /// Hands queued cancel requests and tasks to the backend, flushing it
+    /// when it is full; stops when it cannot make room.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        while let Some(&target) = self.cancels.front() {
+            if self.backend.cancel(target) {
+                self.cancels.pop_front();
+            } else if !self.backend.flush()? {
+                return Ok(());
+            }
+        }
+        while let Some(&task) = self.pending.front() {
+            let live = self.slab.live_index(task);
+            if live.is_none() || self.slab.slots[task.index as usize].state != State::Pending {
+                self.pending.pop_front();
+                continue;
+            }
+            match self.start_in_backend(task.index) {
+                Started::Full => {
+                    if !self.backend.flush()? {
+                        return Ok(());
+                    }
+                }
+                started => {
+                    self.pending.pop_front();
+                    self.settle_start(task.index, started);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver_backend(&mut self, state: &mut S) -> usize {
+        if self.batch_pos == self.batch.len() {
+            self.batch.clear();
+            self.batch_pos = 0;
+            self.backend.reap(&mut self.batch);
+        }
+        let mut delivered = 0;
+        while let Some(&completion) = self.batch.get(self.batch_pos) {
+            self.batch_pos += 1;
+            delivered += self.deliver_raw(state, completion);
+        }
+        delivered
+    }
+
+    fn deliver_raw(&mut self, state: &mut S, c: RawCompletion) -> usize {
+        match user_data::kind(c.user_data) {
+            user_data::TASK => {
+                let index = user_data::index(c.user_data);
+                let known = self.slab.slots.get(index as usize).is_some_and(|slot| {
+                    slot.state == State::Submitted
+                        && user_data::matches(c.user_data, slot.generation)
+                });
+                if !known {
+                    tracing::warn!(user_data = c.user_data, "completion for no known task");
+                    return 0;
+                }
+                self.finish(state, index, c.res, c.flags)
+            }
+            user_data::INTERNAL => 0,
+            kind => {
+                tracing::warn!(kind, "completion of unknown kind");
+                0
+            }
+        }
+    }
+
+    fn expire_timers(&mut self, state: &mut S) -> usize {
+        if self.timers.len() == 0 {
+            return 0;
+        }
+        let now = self.clock.now();
+        let mut delivered = 0;
+        while let Some(index) = self.timers.pop_due(now) {
+            let slot = &mut self.slab.slots[index as usize];
+            match slot.op {
+                Op::Timer { at, deadline } if slot.state == State::Timer => {
+                    let res = if deadline < at {
+                        slot.cancel = CancelReason::Deadline;
+                        -libc::ETIME
+                    } else {
+                        0
+                    };
+                    delivered += self.finish(state, index, res, 0);
+                }
+                _ => self.request_cancel(index, CancelReason::Deadline),
+            }
+        }
+        delivered
+    }
+
+    /// Delivers the results that were ready when the turn began; those that
+    /// callbacks settle now wait for the next turn, so a chain of zero-delay
+    /// timers cannot starve IO.
+    fn deliver_ready(&mut self, state: &mut S) -> usize {
+        let mut delivered = 0;
+        for _ in 0..self.ready.len() {
+            let Some(ready) = self.ready.pop_front() else {
+                break;
+            };
+            let index = ready.task.index;
+            let slot = &self.slab.slots[index as usize];
+            if slot.generation != ready.task.generation || slot.state != State::Ready {
+                continue;
+            }
+            delivered += self.finish(state, index, ready.res, 0);
+        }
+        delivered
+    }
+
+    /// Delivers a task's completion: builds the outcome from what the task
+    /// owned, frees the slot (unless more completions follow), runs the
+    /// callback, then settles the cancel tasks that waited for it.
+    fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        let more = flags & MORE != 0;
+        let slot = &mut self.slab.slots[index as usize];
+        let task = Task {
+            index,
+            generation: slot.generation,
+        };
+        let res = if res == -libc::ECANCELED && slot.cancel == CancelReason::Deadline {
+            -libc::ETIME
+        } else {
+            res
+        };
+        let (callback, msg, key) = (slot.callback, slot.msg, slot.key);
+        let op = mem::replace(&mut slot.op, Op::Noop);
+        let waiters = mem::replace(&mut slot.waiters, NIL);
+        self.timers.remove(index);
+        self.slab.release(index);
+        let result = match res {
+            REJECTED => Err(self.take_rejection(index)),
+            res if res < 0 => Err(io::Error::from_raw_os_error(-res)),
+            res => Ok(res as u32),
+        };
+        let outcome = op.into_outcome(result, &mut self.pools);
+        if let Some(callback) = callback {
+            let completion = Completion {
+                task,
+                msg,
+                key,
+                more,
+                outcome,
+            };
+            if let Err(err) = callback(state, self, completion) {
+                self.record_error(err);
+            }
+        }
+        if waiters != NIL {
+            let canceled = res == -libc::ECANCELED || res == -libc::ETIME;
+            self.settle_waiters(state, waiters, canceled);
+        }
+        1
+    }
+
+    fn record_error(&mut self, err: io::Error) {
+        if self.first_error.is_none() {
+            self.first_error = Some(err);
+        } else {
+            tracing::error!(error = %err, "callback failed (an earlier error of this turn is returned)");
+        }
+    }
+
+    fn take_rejection(&mut self, index: u32) -> io::Error {
+        match self.rejections.iter().position(|(i, _)| *i == index) {
+            Some(pos) => self.rejections.swap_remove(pos).1,
+            None => io::Error::from_raw_os_error(libc::EINVAL),
+        }
+    }
+
+    /// Tells the cancel tasks waiting for a finished target how it ended.
+    fn settle_waiters(&mut self, state: &mut S, mut head: u32, canceled: bool) {
+        while let Some(canceller) = self.waiters.pop(&mut head) {
+            match &mut self.slab.slots[canceller as usize].op {
+                Op::Cancel { .. } => {
+                    let res = if canceled { 0 } else { -libc::EALREADY };
+                    self.finish(state, canceller, res, 0);
+                }
+                Op::CancelAll {
+                    pending,
+                    canceled: count,
+                } => {
+                    *pending -= 1;
+                    *count += u32::from(canceled);
+                    if *pending == 0 {
+                        self.finish(state, canceller, 0, 0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // -- scheduling ---------------------------------------------------------
+
+    fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
+        let index = self.slab.insert(op, ctx);
+        let task = self.slab.handle(index);
+        match self.slab.slots[index as usize].op {
+            Op::Timer { at, .. } => self.start_timer(index, at),
+            Op::Cancel { target } => self.start_cancel(index, target),
+            Op::CancelAll { .. } => self.start_cancel_all(index),
+            _ if !self.pending.is_empty() => self.make_pending(task),
+            _ => {
+                let started = self.start_in_backend(index);
+                match started {
+                    Started::Full => self.make_pending(task),
+                    started => self.settle_start(index, started),
+                }
+            }
+        }
+        task
+    }
+
+    /// Schedules a task that fails at once with `err` (bad input).
+    fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
+        let index = self.slab.insert(op, ctx);
+        self.rejections.push((index, err));
+        self.make_ready(index, REJECTED);
+        self.slab.handle(index)
+    }
+
+    fn start_in_backend(&mut self, index: u32) -> Started {
+        let slot = &mut self.slab.slots[index as usize];
+        let ud = user_data::task(index, slot.generation);
+        self.backend.start(ud, &mut slot.op, &self.clock)
+    }
+
+    fn settle_start(&mut self, index: u32, started: Started) {
+        match started {
+            Started::Yes => self.slab.slots[index as usize].state = State::Submitted,
+            Started::Done(res) => self.make_ready(index, res),
+            Started::Failed(err) => {
+                self.rejections.push((index, err));
+                self.make_ready(index, REJECTED);
+            }
+            Started::Full => self.make_pending(self.slab.handle(index)),
+        }
+    }
+
+    fn make_pending(&mut self, task: Task) {
+        self.slab.slots[task.index as usize].state = State::Pending;
+        self.pending.push_back(task);
+    }
+
+    fn make_ready(&mut self, index: u32, res: i32) {
+        self.slab.slots[index as usize].state = State::Ready;
+        let task = self.slab.handle(index);
+        self.ready.push_back(Ready { task, res });
+    }
+
+    fn start_timer(&mut self, index: u32, at: u64) {
+        if at == 0 {
+            return self.make_ready(index, 0);
+        }
+        self.slab.slots[index as usize].state = State::Timer;
+        self.timers.schedule(index, at);
+    }
+
+    fn start_cancel(&mut self, index: u32, target: Task) {
+        let Some(target) = self.slab.live_index(target).filter(|&t| t != index) else {
+            return self.make_ready(index, -libc::ENOENT);
+        };
+        self.slab.slots[index as usize].state = State::Waiting;
+        self.waiters
+            .push(&mut self.slab.slots[target as usize].waiters, index);
+        self.request_cancel(target, CancelReason::Explicit);
+    }
+
+    fn start_cancel_all(&mut self, index: u32) {
+        self.slab.slots[index as usize].state = State::Waiting;
+        let mut count = 0;
+        for target in 0..self.slab.slots.len() as u32 {
+            let slot = &mut self.slab.slots[target as usize];
+            if target == index || slot.state == State::Free || slot.op.is_cancel() {
+                continue;
+            }
+            self.waiters.push(&mut slot.waiters, index);
+            self.request_cancel(target, CancelReason::Explicit);
+            count += 1;
+        }
+        if count == 0 {
+            return self.make_ready(index, 0);
+        }
+        if let Op::CancelAll { pending, .. } = &mut self.slab.slots[index as usize].op {
+            *pending = count;
+        }
+    }
+
+    /// Starts cancelling a live task; its callback will see `ECANCELED`, or
+    /// `ETIME` for a deadline, unless it finishes on its own first.
+    fn request_cancel(&mut self, index: u32, reason: CancelReason) {
+        let slot = &mut self.slab.slots[index as usize];
+        if slot.cancel != CancelReason::None {
+            return;
+        }
+        let res = match reason {
+            CancelReason::Deadline => -libc::ETIME,
+            _ => -libc::ECANCELED,
+        };
+        match slot.state {
+            State::Submitted => {
+                slot.cancel = reason;
+                let ud = user_data::task(index, slot.generation);
+                if !self.backend.cancel(ud) {
+                    self.cancels.push_back(ud);
+                }
+            }
+            State::Pending | State::Timer => {
+                slot.cancel = reason;
+                self.timers.remove(index);
+                self.make_ready(index, res);
+            }
+            State::Ready | State::Waiting | State::Free => {}
+        }
+    }
+
+    // -- operations ---------------------------------------------------------
+
+    /// Does nothing, through the backend (an io_uring `NOP`): a round trip.
+    pub fn noop(&mut self, ctx: Ctx<S>) -> Task {
+        self.schedule(Op::Noop, ctx)
+    }
+
+    /// Fires after `after`. Timers live in user space and never cost a
+    /// system call; a zero duration fires on the next turn.
+    pub fn timer(&mut self, after: Duration, ctx: Ctx<S>) -> Task {
+        let at = if after.is_zero() {
+            0
+        } else {
+            self.clock.now().saturating_add(duration_ns(after)).max(1)
+        };
+        self.schedule(
+            Op::Timer {
+                at,
+                deadline: u64::MAX,
+            },
+            ctx,
+        )
+    }
+
+    /// Cancels `target`. Its callback runs first, with `ECANCELED` (see
+    /// [`is_canceled`](crate::is_canceled)) unless it finished on its own
+    /// before the cancellation took effect; then this task's callback runs,
+    /// with [`Outcome::Cancel`](crate::Outcome::Cancel): `Ok` (cancelled),
+    /// `ENOENT` (no such live task: finished already, or a stale handle —
+    /// nothing else is touched) or `EALREADY` (it finished anyway).
+    pub fn cancel(&mut self, target: Task, ctx: Ctx<S>) -> Task {
+        self.schedule(Op::Cancel { target }, ctx)
+    }
+
+    /// Cancels every task of the ring except cancel tasks, as
+    /// [`cancel`](Ring::cancel) does one; this task's callback runs after all
+    /// of theirs, with how many were cancelled.
+    pub fn cancel_all(&mut self, ctx: Ctx<S>) -> Task {
+        self.schedule(
+            Op::CancelAll {
+                pending: 0,
+                canceled: 0,
+            },
+            ctx,
+        )
+    }
+
+    /// Gives `task` a deadline (replacing an earlier one): if it has not
+    /// finished by `at`, it is cancelled and its callback gets `ETIME` (see
+    /// [`is_deadline`](crate::is_deadline)), exactly once. A deadline in the
+    /// past takes effect on the next turn. Cancel tasks ignore deadlines.
+    ///
+    /// Fails with `NotFound` if the task is no longer live.
+    pub fn set_deadline(&mut self, task: Task, at: Instant) -> io::Result<()> {
+        let index = self
+            .slab
+            .live_index(task)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let at = self.clock.to_ns(at);
+        let slot = &mut self.slab.slots[index as usize];
+        match (&mut slot.op, slot.state) {
+            (_, State::Ready | State::Waiting) => {}
+            (Op::Timer { at: fire, deadline }, _) => {
+                *deadline = at;
+                if slot.state == State::Timer {
+                    self.timers.schedule(index, at.min(*fire));
+                }
+            }
+            _ => self.timers.schedule(index, at),
+        }
+        Ok(())
+    }
+
+    /// Accepts a connection on a listening socket; the new socket is
+    /// close-on-exec. Kernel: 5.5.
+    pub fn accept(&mut self, listener: impl AsFd, ctx: Ctx<S>) -> Task {
+        let fd = listener.as_fd().as_raw_fd();
+        let addr = self.pools.addr();
+        self.schedule(Op::Accept { fd, addr }, ctx)
+    }
+
+    /// Connects a socket to `addr`. Kernel: 5.5.
+    pub fn connect(&mut self, fd: impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
+        let fd = fd.as_fd().as_raw_fd();
+        let mut buf = self.pools.addr();
+        buf.set(&addr.into());
+        self.schedule(Op::Connect { fd, addr: buf }, ctx)
+    }
+
+    /// Binds a socket to `addr`. Kernel: 6.11 for the io_uring op; older
+    /// kernels do the (non-blocking) system call.
+    pub fn bind(&mut self, fd: impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
+        let fd = fd.as_fd().as_raw_fd();
+        let mut buf = self.pools.addr();
+        buf.set(&addr.into());
+        self.schedule(Op::Bind { fd, addr: buf }, ctx)
+    }
+
+    /// Makes a bound socket listen. Kernel: 6.11 for the io_uring op; older
+    /// kernels do the system call.
+    pub fn listen(&mut self, fd: impl AsFd, backlog: i32, ctx: Ctx<S>) -> Task {
+        let fd = fd.as_fd().as_raw_fd();
+        self.schedule(Op::Listen { fd, backlog }, ctx)
+    }
+
+    /// Creates a close-on-exec socket. Kernel: 5.19 for the io_uring op;
+    /// older kernels do the system call.
+    pub fn socket(
+        &mut self,
+        domain: Domain,
+        ty: Type,
+        protocol: Option<Protocol>,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let op = Op::Socket {
+            domain: domain.into(),
+            ty: ty.into(),
+            protocol: protocol.map(i32::from).unwrap_or(0),
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Sends `buf` on a connected socket (with `MSG_NOSIGNAL`: a closed peer
+    /// is an `EPIPE` error, not a signal). Kernel: 5.6.
+    pub fn send(&mut self, fd: impl AsFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
+        let op = Op::Send {
+            fd: fd.as_fd().as_raw_fd(),
+            buf: buf.into_buf(),
+            flags: libc::MSG_NOSIGNAL,
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Receives into `buf`'s spare room (a `Vec`'s spare capacity: give it
+    /// some; a buffer without room fails with `InvalidInput`). 0 bytes means
+    /// the peer closed. Kernel: 5.6.
+    pub fn recv(&mut self, fd: impl AsFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
+        let fd = fd.as_fd().as_raw_fd();
+        match unusable_read_buffer(buf) {
+            Ok(buf) => self.schedule(Op::Recv { fd, buf, flags: 0 }, ctx),
+            Err((buf, err)) => self.reject(Op::Recv { fd, buf, flags: 0 }, ctx, err),
+        }
+    }
+
+    /// Reads into `buf`'s spare room at `offset` (a buffer without room
+    /// fails with `InvalidInput`). 0 bytes means end of file. Kernel: 5.6.
+    pub fn read(
+        &mut self,
+        fd: impl AsFd,
+        buf: impl IntoBufMut,
+        offset: Offset,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let (fd, offset) = (fd.as_fd().as_raw_fd(), offset.raw());
+        match unusable_read_buffer(buf) {
+            Ok(buf) => self.schedule(Op::Read { fd, buf, offset }, ctx),
+            Err((buf, err)) => self.reject(Op::Read { fd, buf, offset }, ctx, err),
+        }
+    }
+
+    /// Writes `buf` at `offset`; a partial write is not an error (re-submit
+    /// the rest: [`Buf::consume`](crate::Buf::consume) what was written and
+    /// pass the `Buf` back). Kernel: 5.6.
+    pub fn write(&mut self, fd: impl AsFd, buf: impl IntoBuf, offset: Offset, ctx: Ctx<S>) -> Task {
+        let op = Op::Write {
+            fd: fd.as_fd().as_raw_fd(),
+            buf: buf.into_buf(),
+            offset: offset.raw(),
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Reads into the buffers' spare room, in order. Kernel: 5.1.
+    pub fn readv<B: IoBufMut>(
+        &mut self,
+        fd: impl AsFd,
+        bufs: Vec<B>,
+        offset: Offset,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let op = Op::Readv {
+            fd: fd.as_fd().as_raw_fd(),
+            bufs: BufVec::new_mut(bufs),
+            iov: self.pools.iov(),
+            offset: offset.raw(),
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Writes the buffers, in order. Kernel: 5.1.
+    pub fn writev<B: IoBuf>(
+        &mut self,
+        fd: impl AsFd,
+        bufs: Vec<B>,
+        offset: Offset,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let op = Op::Writev {
+            fd: fd.as_fd().as_raw_fd(),
+            bufs: BufVec::new(bufs),
+            iov: self.pools.iov(),
+            offset: offset.raw(),
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Closes `fd`. It is closed even if the task is cancelled before it
+    /// reaches the kernel. Kernel: 5.6.
+    pub fn close(&mut self, fd: OwnedFd, ctx: Ctx<S>) -> Task {
+        self.schedule(Op::Close { fd: Some(fd) }, ctx)
+    }
+
+    /// Waits until `fd` is ready for `mask`; returns the bits that are set.
+    /// Kernel: 5.1.
+    pub fn poll(&mut self, fd: impl AsFd, mask: PollMask, ctx: Ctx<S>) -> Task {
+        let op = Op::Poll {
+            fd: fd.as_fd().as_raw_fd(),
+            mask: mask.bits(),
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Opens `path` (relative to the current directory). A path with a NUL
+    /// byte fails with `InvalidInput`. Kernel: 5.6.
+    pub fn open(&mut self, path: impl AsRef<Path>, options: &OpenOptions, ctx: Ctx<S>) -> Task {
+        let (flags, mode) = (options.flags(), options.mode_bits());
+        match self.pools.path(path.as_ref()) {
+            Ok(path) => self.schedule(
+                Op::Open {
+                    dir: libc::AT_FDCWD,
+                    path,
+                    flags,
+                    mode,
+                },
+                ctx,
+            ),
+            Err(err) => self.reject(
+                Op::Open {
+                    dir: libc::AT_FDCWD,
+                    path: Vec::new(),
+                    flags,
+                    mode,
+                },
+                ctx,
+                err,
+            ),
+        }
+    }
+
+    /// The metadata of `path`, following symbolic links. Kernel: 5.6.
+    pub fn stat(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
+        self.statx(path.as_ref(), 0, ctx)
+    }
+
+    /// The metadata of `path` itself, even if it is a symbolic link.
+    /// Kernel: 5.6.
+    pub fn lstat(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
+        self.statx(path.as_ref(), libc::AT_SYMLINK_NOFOLLOW, ctx)
+    }
+
+    fn statx(&mut self, path: &Path, flags: i32, ctx: Ctx<S>) -> Task {
+        let out = self.pools.stat();
+        match self.pools.path(path) {
+            Ok(path) => self.schedule(
+                Op::Stat {
+                    dir: libc::AT_FDCWD,
+                    path,
+                    flags,
+                    out,
+                },
+                ctx,
+            ),
+            Err(err) => self.reject(
+                Op::Stat {
+                    dir: libc::AT_FDCWD,
+                    path: Vec::new(),
+                    flags,
+                    out,
+                },
+                ctx,
+                err,
+            ),
+        }
+    }
+
+    /// Flushes a file's data and metadata to its device. Kernel: 5.1.
+    pub fn fsync(&mut self, fd: impl AsFd, ctx: Ctx<S>) -> Task {
+        let fd = fd.as_fd().as_raw_fd();
+        self.schedule(
+            Op::Fsync {
+                fd,
+                datasync: false,
+            },
+            ctx,
+        )
+    }
+
+    /// Flushes a file's data (and the metadata needed to read it back).
+    /// Kernel: 5.1.
+    pub fn fdatasync(&mut self, fd: impl AsFd, ctx: Ctx<S>) -> Task {
+        let fd = fd.as_fd().as_raw_fd();
+        self.schedule(Op::Fsync { fd, datasync: true }, ctx)
+    }
+
+    /// Moves up to `len` bytes from `fd_in` to `fd_out`, one of which must
+    /// be a pipe; `None` offsets use (and advance) the current position.
+    /// Kernel: 5.7.
+    pub fn splice(
+        &mut self,
+        fd_in: impl AsFd,
+        off_in: Option<u64>,
+        fd_out: impl AsFd,
+        off_out: Option<u64>,
+        len: u32,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let offset = |o: Option<u64>| o.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX));
+        let op = Op::Splice {
+            fd_in: fd_in.as_fd().as_raw_fd(),
+            off_in: offset(off_in),
+            fd_out: fd_out.as_fd().as_raw_fd(),
+            off_out: offset(off_out),
+            len,
+            flags: 0,
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Shuts down one or both directions of a socket. Kernel: 5.11 for the
+    /// io_uring op; older kernels do the system call.
+    pub fn shutdown(&mut self, fd: impl AsFd, how: std::net::Shutdown, ctx: Ctx<S>) -> Task {
+        let how = match how {
+            std::net::Shutdown::Read => libc::SHUT_RD,
+            std::net::Shutdown::Write => libc::SHUT_WR,
+            std::net::Shutdown::Both => libc::SHUT_RDWR,
+        };
+        let fd = fd.as_fd().as_raw_fd();
+        self.schedule(Op::Shutdown { fd, how }, ctx)
+    }
+
+    /// Sends the buffers as one message, to `to` on an unconnected socket
+    /// (with `MSG_NOSIGNAL`). Kernel: 5.3.
+    pub fn sendmsg<B: IoBuf>(
+        &mut self,
+        fd: impl AsFd,
+        bufs: Vec<B>,
+        to: Option<SockAddr>,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let mut msg = self.pools.msg();
+        match &to {
+            Some(addr) => msg.addr.set(addr),
+            None => msg.addr.len = 0,
+        }
+        let op = Op::SendMsg {
+            fd: fd.as_fd().as_raw_fd(),
+            bufs: BufVec::new(bufs),
+            msg,
+            flags: libc::MSG_NOSIGNAL,
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Receives one message into the buffers' spare room, with the sender's
+    /// address. Kernel: 5.3.
+    pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
+        let op = Op::RecvMsg {
+            fd: fd.as_fd().as_raw_fd(),
+            bufs: BufVec::new_mut(bufs),
+            msg: self.pools.msg(),
+            flags: 0,
+        };
+        self.schedule(op, ctx)
+    }
+}
+
+/// A buffer a read or recv cannot use: read-only, or without spare room
+/// (which would read 0 bytes and look like end of file).
+fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
+    let mut buf = match buf.into_buf_mut() {
+        Ok(buf) => buf,
+        Err(buf) => {
+            let err = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot read into a read-only buffer",
+            );
+            return Err((buf, err));
+        }
+    };
+    if buf.spare_parts().1 == 0 {
+        let err = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the buffer has no spare room to read into (give the Vec some capacity)",
+        );
+        return Err((buf, err));
+    }
+    Ok(buf)
+}
+
+/// Marks a ring as running; unmarks it when `run` returns or unwinds.
+struct RunGuard(Rc<Cell<bool>>);
+
+impl RunGuard {
+    fn enter(running: &Rc<Cell<bool>>) -> io::Result<RunGuard> {
+        if running.replace(true) {
+            return Err(io::Error::other(
+                "Ring::run called from inside a callback of the same ring",
+            ));
+        }
+        Ok(RunGuard(running.clone()))
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// How long a dropping ring waits for the kernel to give back memory of
+/// cancelled operations before it leaks that memory instead.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+impl<S> Drop for Ring<S> {
+    /// Cancels what the backend still holds and waits for its completions
+    /// before any buffer is freed; callbacks do not run. Memory of an
+    /// operation that does not finish within 10 s is leaked, never freed
+    /// under the kernel.
+    fn drop(&mut self) {
+        let in_backend = |slab: &Slab<S>| {
+            slab.slots
+                .iter()
+                .filter(|s| s.state == State::Submitted)
+                .count()
+        };
+        if in_backend(&self.slab) == 0 {
+            return;
+        }
+        for index in 0..self.slab.slots.len() {
+            let slot = &self.slab.slots[index];
+            if slot.state == State::Submitted {
+                let ud = user_data::task(index as u32, slot.generation);
+                while !self.backend.cancel(ud) {
+                    if !matches!(self.backend.flush(), Ok(true)) {
+                        break;
+                    }
+                }
+            }
+        }
+        let give_up = Instant::now() + DRAIN_LIMIT;
+        let mut clock = Clock::real();
+        let mut batch = Vec::new();
+        while in_backend(&self.slab) > 0 {
+            if Instant::now() > give_up {
+                self.leak_in_flight();
+                return;
+            }
+            if let Err(err) = self.backend.wait(Some(50_000_000), &mut clock) {
+                tracing::error!(error = %err, "draining a dropped ring failed");
+                self.leak_in_flight();
+                return;
+            }
+            batch.clear();
+            self.backend.reap(&mut batch);
+            for c in &batch {
+                self.release_drained(*c);
+            }
+        }
+    }
+}
+
+impl<S> Ring<S> {
+    /// During drop: frees what a finished operation owned.
+    fn release_drained(&mut self, c: RawCompletion) {
+        if user_data::kind(c.user_data) != user_data::TASK || c.flags & MORE != 0 {
+            return;
+        }
+        let index = user_data::index(c.user_data) as usize;
+        let Some(slot) = self.slab.slots.get_mut(index) else {
+            return;
+        };
+        if slot.state != State::Submitted || !user_data::matches(c.user_data, slot.generation) {
+            return;
+        }
+        let op = mem::replace(&mut slot.op, Op::Noop);
+        slot.state = State::Free;
+        let outcome = op.into_outcome(
+            if c.res < 0 {
+                Err(io::Error::from_raw_os_error(-c.res))
+            } else {
+                Ok(c.res as u32)
+            },
+            &mut self.pools,
+        );
+        // Dropping the outcome closes any fd the operation produced.
+        drop(outcome);
+    }
+
+    fn leak_in_flight(&mut self) {
+        let mut leaked = 0;
+        for slot in &mut self.slab.slots {
+            if slot.state == State::Submitted {
+                mem::forget(mem::replace(&mut slot.op, Op::Noop));
+                slot.state = State::Free;
+                leaked += 1;
+            }
+        }
+        tracing::error!(
+            leaked,
+            "operations did not finish after being cancelled; their memory is leaked"
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! Tasks: the handle a caller keeps, the context it gives, and the slab of
+//! slots in which the ring keeps each task until its final completion.
+
+use std::fmt;
+use std::io;
+
+use crate::completion::Completion;
+use crate::op::Op;
+use crate::ring::Ring;
+
+/// A handle to a scheduled task, for [`Ring::cancel`] and
+/// [`Ring::set_deadline`].
+///
+/// It is a copyable (slot, generation) pair: once the task has finished, the
+/// handle is stale and every use of it answers "not found" without touching
+/// whatever task now occupies the slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Task {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Task({}#{})", self.index, self.generation)
+    }
+}
+
+impl Task {
+    /// Cancels this task; see [`Ring::cancel`].
+    pub fn cancel<S>(self, ring: &mut Ring<S>, ctx: Ctx<S>) -> Task {
+        ring.cancel(self, ctx)
+    }
+
+    /// Gives this task a deadline; see [`Ring::set_deadline`].
+    pub fn set_deadline<S>(self, ring: &mut Ring<S>, at: std::time::Instant) -> io::Result<()> {
+        ring.set_deadline(self, at)
+    }
+}
+
+/// The function a completion is delivered to: the state the ring was run
+/// with, the ring (to schedule more work), and the completion.
+///
+/// An error it returns does not stop the other completions of the batch
+/// from being delivered; [`Ring::run`] returns it once they have been.
+pub type Callback<S> = fn(&mut S, &mut Ring<S>, Completion) -> io::Result<()>;
+
+/// What a task carries to its completion: the callback, a message (usually a
+/// `#[repr(u16)]` enum, see [`messages!`](crate::messages)) telling the
+/// callback what the task was for, and a key (e.g. a connection's index in
+/// the state) telling it for whom.
+pub struct Ctx<S> {
+    pub(crate) callback: Option<Callback<S>>,
+    pub(crate) msg: u16,
+    pub(crate) key: u64,
+}
+
+impl<S> Clone for Ctx<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Ctx<S> {}
+
+impl<S> fmt::Debug for Ctx<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("callback", &self.callback.is_some())
+            .field("msg", &self.msg)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl<S> Ctx<S> {
+    /// A context delivering to `callback`, with message and key 0.
+    pub const fn new(callback: Callback<S>) -> Ctx<S> {
+        Ctx {
+            callback: Some(callback),
+            msg: 0,
+            key: 0,
+        }
+    }
+
+    /// A context whose completion is dropped unseen (its buffer and any fd it
+    /// produced are dropped, so nothing leaks).
+    pub const fn none() -> Ctx<S> {
+        Ctx {
+            callback: None,
+            msg: 0,
+            key: 0,
+        }
+    }
+
+    /// Sets the message.
+    pub fn msg(mut self, msg: impl Into<u16>) -> Ctx<S> {
+        self.msg = msg.into();
+        self
+    }
+
+    /// Sets the key.
+    pub const fn key(mut self, key: u64) -> Ctx<S> {
+        self.key = key;
+        self
+    }
+}
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Free,
+    /// Waiting for room in the backend (its queue was full).
+    Pending,
+    /// Given to the backend; its completion will come from there.
+    Submitted,
+    /// A timer in the ring's heap.
+    Timer,
+    /// Finished in user space; its result waits in the ready queue.
+    Ready,
+    /// A cancel task waiting for its targets to finish.
+    Waiting,
+}
+
+/// Why a task is being cancelled (the first reason wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CancelReason {
+    None,
+    Explicit,
+    Deadline,
+}
+
+pub(crate) const NIL: u32 = u32::MAX;
+
+pub(crate) struct Slot<S> {
+    pub(crate) op: Op,
+    pub(crate) key: u64,
+    pub(crate) callback: Option<Callback<S>>,
+    pub(crate) generation: u32,
+    /// Next free slot, while free.
+    pub(crate) next_free: u32,
+    /// Head of the list of cancel tasks waiting for this one.
+    pub(crate) waiters: u32,
+    pub(crate) msg: u16,
+    pub(crate) state: State,
+    pub(crate) cancel: CancelReason,
+}
+
+/// Task slots with generation counters and a free list; grows by doubling
+/// (rarely), never shrinks, so steady state does not allocate.
+pub(crate) struct Slab<S> {
+    pub(crate) slots: Vec<Slot<S>>,
+    free_head: u32,
+    live: u32,
+}
+
+impl<S> Slab<S> {
+    pub(crate) fn with_capacity(capacity: usize) -> Slab<S> {
+        Slab {
+            slots: Vec::with_capacity(capacity),
+            free_head: NIL,
+            live: 0,
+        }
+    }
+
+    /// Number of tasks not yet delivered.
+    pub(crate) fn live(&self) -> u32 {
+        self.live
+    }
+
+    pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> u32 {
+        self.live += 1;
+        if self.free_head != NIL {
+            let index = self.free_head;
+            let slot = &mut self.slots[index as usize];
+            self.free_head = slot.next_free;
+            slot.op = op;
+            slot.key = ctx.key;
+            slot.callback = ctx.callback;
+            slot.msg = ctx.msg;
+            slot.state = State::Submitted;
+            slot.cancel = CancelReason::None;
+            slot.waiters = NIL;
+            return index;
+        }
+        let index = u32::try_from(self.slots.len()).expect("more than 2^32 tasks");
+        self.slots.push(Slot {
+            op,
+            key: ctx.key,
+            callback: ctx.callback,
+            generation: 0,
+            next_free: NIL,
+            waiters: NIL,
+            msg: ctx.msg,
+            state: State::Submitted,
+            cancel: CancelReason::None,
+        });
+        index
+    }
+
+    /// Frees a slot; the generation moves on so that old handles go stale.
+    pub(crate) fn release(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.state = State::Free;
+        slot.next_free = self.free_head;
+        self.free_head = index;
+        self.live -= 1;
+    }
+
+    pub(crate) fn handle(&self, index: u32) -> Task {
+        Task {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    /// The slot of a task that has not finished yet.
+    pub(crate) fn live_index(&self, task: Task) -> Option<u32> {
+        let slot = self.slots.get(task.index as usize)?;
+        (slot.generation == task.generation && slot.state != State::Free).then_some(task.index)
+    }
+}
+
+/// Singly linked lists of cancel tasks waiting for a target, in one pool of
+/// reusable nodes.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    nodes: Vec<WaiterNode>,
+    free: Option<u32>,
+}
+
+struct WaiterNode {
+    canceller: u32,
+    next: u32,
+}
+
+impl Waiters {
+    pub(crate) fn push(&mut self, head: &mut u32, canceller: u32) {
+        let node = WaiterNode {
+            canceller,
+            next: *head,
+        };
+        let index = match self.free {
+            Some(index) => {
+                self.free = match self.nodes[index as usize].next {
+                    NIL => None,
+                    next => Some(next),
+                };
+                self.nodes[index as usize] = node;
+                index
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        *head = index;
+    }
+
+    pub(crate) fn pop(&mut self, head: &mut u32) -> Option<u32> {
+        if *head == NIL {
+            return None;
+        }
+        let index = *head;
+        let node = &mut self.nodes[index as usize];
+        *head = node.next;
+        node.next = self.free.unwrap_or(NIL);
+        self.free = Some(index);
+        Some(node.canceller)
+    }
+}
+
+/// `user_data` of a submission: kind in the top byte, then 24 bits of the
+/// slot's generation, then the slot index — so a completion finds its task
+/// in O(1) and a mismatched one is recognised.
+pub(crate) mod user_data {
+    /// A task's operation.
+    pub(crate) const TASK: u8 = 0;
+    /// Ouro's own bookkeeping (cancel requests, wait timeouts): ignored.
+    pub(crate) const INTERNAL: u8 = 1;
+
+    const GENERATION_MASK: u32 = 0x00FF_FFFF;
+
+    pub(crate) fn task(index: u32, generation: u32) -> u64 {
+        (u64::from(generation & GENERATION_MASK) << 32) | u64::from(index)
+    }
+
+    pub(crate) fn with_kind(kind: u8, payload: u64) -> u64 {
+        (u64::from(kind) << 56) | (payload & 0x00FF_FFFF_FFFF_FFFF)
+    }
+
+    pub(crate) fn kind(user_data: u64) -> u8 {
+        (user_data >> 56) as u8
+    }
+
+    pub(crate) fn index(user_data: u64) -> u32 {
+        user_data as u32
+    }
+
+    pub(crate) fn matches(user_data: u64, generation: u32) -> bool {
+        ((user_data >> 32) as u32 & GENERATION_MASK) == generation & GENERATION_MASK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_slots_are_reused_with_a_new_generation() {
+        let mut slab: Slab<()> = Slab::with_capacity(2);
+        let a = slab.insert(Op::Noop, Ctx::none());
+        let old = slab.handle(a);
+        slab.release(a);
+        assert_eq!(slab.live_index(old), None);
+        let b = slab.insert(Op::Noop, Ctx::none());
+        assert_eq!(a, b);
+        assert_ne!(slab.handle(b), old);
+        assert_eq!(slab.live_index(slab.handle(b)), Some(b));
+        assert_eq!(slab.live(), 1);
+    }
+
+    #[test]
+    fn waiter_lists_share_one_pool() {
+        let mut waiters = Waiters::default();
+        let (mut a, mut b) = (NIL, NIL);
+        waiters.push(&mut a, 1);
+        waiters.push(&mut b, 2);
+        waiters.push(&mut a, 3);
+        assert_eq!(waiters.pop(&mut a), Some(3));
+        assert_eq!(waiters.pop(&mut a), Some(1));
+        assert_eq!(waiters.pop(&mut a), None);
+        waiters.push(&mut a, 4);
+        assert_eq!(waiters.nodes.len(), 3);
+        assert_eq!(waiters.pop(&mut b), Some(2));
+        assert_eq!(waiters.pop(&mut a), Some(4));
+    }
+
+    #[test]
+    fn user_data_roundtrips() {
+        let ud = user_data::task(7, 0x1234_5678);
+        assert_eq!(user_data::kind(ud), user_data::TASK);
+        assert_eq!(user_data::index(ud), 7);
+        assert!(user_data::matches(ud, 0x1234_5678));
+        assert!(!user_data::matches(ud, 0x1234_5679));
+        let internal = user_data::with_kind(user_data::INTERNAL, 99);
+        assert_eq!(user_data::kind(internal), user_data::INTERNAL);
+    }
+}
