@@ -66,5 +66,5 @@ pub use backend::BackendKind;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Slice};
 pub use completion::{is_canceled, is_deadline, Completion};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
-pub use ring::{Ring, RunMode};
+pub use ring::{Ring, RingBuilder, RunMode};
 pub use task::{Callback, Ctx, Task};

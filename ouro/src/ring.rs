@@ -77,20 +77,69 @@ pub struct Ring<S = ()> {
     _not_send: PhantomData<*const ()>,
 }
 
+/// Builds a [`Ring`] with a chosen backend: `Ring::builder().entries(64)
+/// .backend(BackendKind::Uring).build()`.
+#[derive(Clone, Copy, Debug)]
+pub struct RingBuilder {
+    entries: u32,
+    backend: BackendKind,
+}
+
+impl RingBuilder {
+    /// Room for this many submissions per turn (default 256).
+    pub fn entries(mut self, entries: u32) -> RingBuilder {
+        self.entries = entries;
+        self
+    }
+
+    /// The backend to use.
+    pub fn backend(mut self, backend: BackendKind) -> RingBuilder {
+        self.backend = backend;
+        self
+    }
+
+    /// Builds the ring; fails if the backend cannot be set up, with an
+    /// error that says why.
+    pub fn build<S>(self) -> io::Result<Ring<S>> {
+        match self.backend {
+            #[cfg(target_os = "linux")]
+            BackendKind::Uring => {
+                let backend = crate::backend::uring::Uring::new(self.entries)?;
+                Ok(Ring::with_backend(
+                    Backend::Uring(backend),
+                    Clock::real(),
+                    self.entries,
+                ))
+            }
+            BackendKind::Mock => Ok(Ring::mock(Mock::new())),
+            #[allow(unreachable_patterns)]
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the {other:?} backend is not available on this platform"),
+            )),
+        }
+    }
+}
+
+impl Ring {
+    /// A builder, to choose the backend (the state type is chosen by
+    /// [`RingBuilder::build`]).
+    pub fn builder() -> RingBuilder {
+        RingBuilder {
+            entries: 256,
+            backend: BackendKind::Uring,
+        }
+    }
+}
+
 impl<S> Ring<S> {
-    /// A ring on io_uring with room for `entries` submissions per turn
-    /// (1 to 32768; more can be queued, they go out over several calls).
+    /// A ring with room for `entries` submissions per turn (1 to 32768;
+    /// more can be queued, they go out over several calls), on io_uring.
     ///
     /// Fails with an error explaining the likely cause when io_uring is not
     /// available (see [`SetupError`](crate::SetupError)).
-    #[cfg(target_os = "linux")]
     pub fn new(entries: u32) -> io::Result<Ring<S>> {
-        let backend = crate::backend::uring::Uring::new(entries)?;
-        Ok(Ring::with_backend(
-            Backend::Uring(backend),
-            Clock::real(),
-            entries,
-        ))
+        Ring::builder().entries(entries).build()
     }
 
     /// A ring on the [mock backend](crate::mock), on a virtual clock.
