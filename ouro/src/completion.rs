@@ -184,9 +184,19 @@ pub fn is_canceled(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ECANCELED)
 }
 
-/// Whether `err` says the task's deadline passed (`ETIME`).
+/// The error of a task whose deadline passed: `ETIME`, or `ETIMEDOUT` where
+/// there is no `ETIME` (FreeBSD).
+#[cfg(not(target_os = "freebsd"))]
+pub(crate) const ETIME: i32 = libc::ETIME;
+/// The error of a task whose deadline passed: `ETIMEDOUT`, as FreeBSD has
+/// no `ETIME`.
+#[cfg(target_os = "freebsd")]
+pub(crate) const ETIME: i32 = libc::ETIMEDOUT;
+
+/// Whether `err` says the task's deadline passed (`ETIME`; `ETIMEDOUT` on
+/// FreeBSD, which has no `ETIME`).
 pub fn is_deadline(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ETIME)
+    err.raw_os_error() == Some(ETIME)
 }
 
 /// Declares a `#[repr(u16)]` message enum with the conversions a [`Ctx`]

@@ -210,6 +210,27 @@ pub(crate) struct MsgBuf {
     pub(crate) iov: Vec<libc::iovec>,
 }
 
+impl MsgBuf {
+    /// Points the header at the message's own iovecs and address buffer.
+    pub(crate) fn prepare(&mut self, receiving: bool) {
+        if receiving {
+            self.addr.clear();
+        }
+        let has_addr = receiving || self.addr.len > 0;
+        self.hdr.msg_name = if has_addr {
+            self.addr.as_mut_ptr().cast()
+        } else {
+            std::ptr::null_mut()
+        };
+        self.hdr.msg_namelen = if has_addr { self.addr.len } else { 0 };
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = self.iov.len() as _;
+        self.hdr.msg_control = std::ptr::null_mut();
+        self.hdr.msg_controllen = 0;
+        self.hdr.msg_flags = 0;
+    }
+}
+
 #[cfg(target_os = "linux")]
 pub(crate) type StatBuf = libc::statx;
 #[cfg(not(target_os = "linux"))]

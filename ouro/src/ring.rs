@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion, Started, MORE};
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
-use crate::completion::Completion;
+use crate::completion::{Completion, ETIME};
 use crate::fs::OpenOptions;
 use crate::net::{Domain, Protocol, SockAddr, Type};
 use crate::op::{Offset, Op, PollMask, Pools};
@@ -74,6 +74,8 @@ pub struct Ring<S = ()> {
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
+    /// Why io_uring was not used, when the ring fell back from it.
+    fallback: Option<io::Error>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -82,7 +84,7 @@ pub struct Ring<S = ()> {
 #[derive(Clone, Copy, Debug)]
 pub struct RingBuilder {
     entries: u32,
-    backend: BackendKind,
+    backend: Option<BackendKind>,
 }
 
 impl RingBuilder {
@@ -92,32 +94,28 @@ impl RingBuilder {
         self
     }
 
-    /// The backend to use.
+    /// The backend to use, whatever `OURO_BACKEND` says. Without it: the
+    /// one `OURO_BACKEND` names, else io_uring if it works, else the
+    /// readiness backend (see [`Ring::fallback_reason`]).
     pub fn backend(mut self, backend: BackendKind) -> RingBuilder {
-        self.backend = backend;
+        self.backend = Some(backend);
         self
     }
 
     /// Builds the ring; fails if the backend cannot be set up, with an
-    /// error that says why.
+    /// error that says why, or if `OURO_BACKEND` names no backend.
     pub fn build<S>(self) -> io::Result<Ring<S>> {
-        match self.backend {
-            #[cfg(target_os = "linux")]
-            BackendKind::Uring => {
-                let backend = crate::backend::uring::Uring::new(self.entries)?;
-                Ok(Ring::with_backend(
-                    Backend::Uring(backend),
-                    Clock::real(),
-                    self.entries,
-                ))
-            }
-            BackendKind::Mock => Ok(Ring::mock(Mock::new())),
-            #[allow(unreachable_patterns)]
-            other => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("the {other:?} backend is not available on this platform"),
-            )),
+        let kind = match self.backend {
+            Some(kind) => Some(kind),
+            None => BackendKind::from_env()?,
+        };
+        if kind == Some(BackendKind::Mock) {
+            return Ok(Ring::mock(Mock::new()));
         }
+        let (backend, fallback) = crate::backend::open(kind, self.entries)?;
+        let mut ring = Ring::with_backend(backend, Clock::real(), self.entries);
+        ring.fallback = fallback;
+        Ok(ring)
     }
 }
 
@@ -127,17 +125,18 @@ impl Ring {
     pub fn builder() -> RingBuilder {
         RingBuilder {
             entries: 256,
-            backend: BackendKind::Uring,
+            backend: None,
         }
     }
 }
 
 impl<S> Ring<S> {
     /// A ring with room for `entries` submissions per turn (1 to 32768;
-    /// more can be queued, they go out over several calls), on io_uring.
-    ///
-    /// Fails with an error explaining the likely cause when io_uring is not
-    /// available (see [`SetupError`](crate::SetupError)).
+    /// more can be queued, they go out over several calls), on io_uring
+    /// where it works and otherwise on the readiness backend: see
+    /// [`fallback_reason`](Ring::fallback_reason). The environment variable
+    /// `OURO_BACKEND` (`uring` or `poll`) forces one; an unknown value is
+    /// an `InvalidInput` error.
     pub fn new(entries: u32) -> io::Result<Ring<S>> {
         Ring::builder().entries(entries).build()
     }
@@ -165,6 +164,7 @@ impl<S> Ring<S> {
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
+            fallback: None,
             _not_send: PhantomData,
         }
     }
@@ -178,6 +178,14 @@ impl<S> Ring<S> {
     /// `io_uring (single_issuer+defer_taskrun+submit_all)`.
     pub fn backend_description(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Why the ring runs on the readiness backend although no backend was
+    /// asked for: io_uring's setup error (e.g. `EPERM` from a seccomp
+    /// filter, see [`SetupError`](crate::SetupError)). `None` when io_uring
+    /// is used or a backend was chosen.
+    pub fn fallback_reason(&self) -> Option<&io::Error> {
+        self.fallback.as_ref()
     }
 
     /// The mock backend, to script more replies or check for leaked fds;
@@ -324,7 +332,7 @@ impl<S> Ring<S> {
                 Op::Timer { at, deadline } if slot.state == State::Timer => {
                     let res = if deadline < at {
                         slot.cancel = CancelReason::Deadline;
-                        -libc::ETIME
+                        -ETIME
                     } else {
                         0
                     };
@@ -366,7 +374,7 @@ impl<S> Ring<S> {
             generation: slot.generation,
         };
         let res = if res == -libc::ECANCELED && slot.cancel == CancelReason::Deadline {
-            -libc::ETIME
+            -ETIME
         } else {
             res
         };
@@ -394,7 +402,7 @@ impl<S> Ring<S> {
             }
         }
         if waiters != NIL {
-            let canceled = res == -libc::ECANCELED || res == -libc::ETIME;
+            let canceled = res == -libc::ECANCELED || res == -ETIME;
             self.settle_waiters(state, waiters, canceled);
         }
         1
@@ -542,7 +550,7 @@ impl<S> Ring<S> {
             return;
         }
         let res = match reason {
-            CancelReason::Deadline => -libc::ETIME,
+            CancelReason::Deadline => -ETIME,
             _ => -libc::ECANCELED,
         };
         match slot.state {

@@ -286,6 +286,7 @@ pub(crate) mod user_data {
         (u64::from(generation & GENERATION_MASK) << 32) | u64::from(index)
     }
 
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // io_uring's cancel requests
     pub(crate) fn with_kind(kind: u8, payload: u64) -> u64 {
         (u64::from(kind) << 56) | (payload & 0x00FF_FFFF_FFFF_FFFF)
     }

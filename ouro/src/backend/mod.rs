@@ -9,6 +9,7 @@ use crate::op::Op;
 use crate::time::Clock;
 
 pub mod mock;
+pub(crate) mod poll;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
@@ -30,11 +31,26 @@ pub(crate) enum Started {
     /// The backend has it; its completion will be reaped.
     Yes,
     /// No room now; try again after `flush`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only io_uring fills up
     Full,
     /// Finished at once with this result.
     Done(i32),
     /// Refused with this error (e.g. the kernel lacks the operation).
     Failed(io::Error),
+}
+
+/// The largest ring io_uring allows; every backend takes the same range.
+const MAX_ENTRIES: u32 = 32768;
+
+/// Checks a ring size: 1 to 32768 on every backend.
+pub(crate) fn check_entries(entries: u32) -> io::Result<()> {
+    if entries == 0 || entries > MAX_ENTRIES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("ring entries must be between 1 and {MAX_ENTRIES}, not {entries}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Which backend a ring runs on.
@@ -43,13 +59,87 @@ pub(crate) enum Started {
 pub enum BackendKind {
     /// io_uring (Linux 5.11 or later).
     Uring,
+    /// Readiness notification (epoll on Linux, kqueue on macOS and the
+    /// BSDs) with completions emulated on top, and a thread pool for file
+    /// operations: where io_uring is missing or forbidden.
+    Poll,
     /// The scripted mock, for unit tests.
     Mock,
+}
+
+impl BackendKind {
+    /// The variable that chooses the backend when the program does not.
+    pub const ENV_VAR: &'static str = "OURO_BACKEND";
+
+    /// The backend `OURO_BACKEND` names (`uring` or `poll`); `None` when it
+    /// is unset or empty, an `InvalidInput` error naming the valid values
+    /// for anything else.
+    pub fn from_env() -> io::Result<Option<BackendKind>> {
+        let Some(value) = std::env::var_os(Self::ENV_VAR) else {
+            return Ok(None);
+        };
+        match value.to_str() {
+            Some("") => Ok(None),
+            Some("uring") => Ok(Some(BackendKind::Uring)),
+            Some("poll") => Ok(Some(BackendKind::Poll)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}={value:?} names no backend: use `uring` or `poll` \
+                     (or leave it unset to use io_uring where it works)",
+                    Self::ENV_VAR
+                ),
+            )),
+        }
+    }
+}
+
+/// Sets up the backend of a real ring: `kind`, or io_uring if it works and
+/// else the readiness backend, with the reason io_uring was not used.
+pub(crate) fn open(
+    kind: Option<BackendKind>,
+    entries: u32,
+) -> io::Result<(Backend, Option<io::Error>)> {
+    check_entries(entries)?;
+    match kind {
+        #[cfg(target_os = "linux")]
+        Some(BackendKind::Uring) => Ok((Backend::Uring(uring::Uring::new(entries)?), None)),
+        Some(BackendKind::Poll) => Ok((Backend::Poll(poll::PollBackend::new(entries)?), None)),
+        Some(other) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the {other:?} backend is not available on this platform"),
+        )),
+        None => {
+            let reason = match uring_or_why(entries) {
+                Ok(backend) => return Ok((backend, None)),
+                Err(reason) => reason,
+            };
+            tracing::warn!(reason = %reason, "io_uring is unavailable: using the readiness backend");
+            Ok((
+                Backend::Poll(poll::PollBackend::new(entries)?),
+                Some(reason),
+            ))
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn uring_or_why(entries: u32) -> Result<Backend, io::Error> {
+    uring::Uring::new(entries).map(Backend::Uring)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_or_why(_entries: u32) -> Result<Backend, io::Error> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring exists only on Linux",
+    ))
 }
 
 pub(crate) enum Backend {
     #[cfg(target_os = "linux")]
     Uring(uring::Uring),
+    Poll(poll::PollBackend),
     Mock(mock::Mock),
 }
 
@@ -58,6 +148,7 @@ macro_rules! dispatch {
         match $self {
             #[cfg(target_os = "linux")]
             Backend::Uring($b) => $e,
+            Backend::Poll($b) => $e,
             Backend::Mock($b) => $e,
         }
     };
@@ -68,6 +159,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(_) => BackendKind::Uring,
+            Backend::Poll(_) => BackendKind::Poll,
             Backend::Mock(_) => BackendKind::Mock,
         }
     }
@@ -106,6 +198,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => format!("io_uring ({})", uring.setup()),
+            Backend::Poll(poll) => format!("readiness ({} and a file thread pool)", poll.poller()),
             Backend::Mock(_) => "mock".to_string(),
         }
     }
@@ -113,7 +206,6 @@ impl Backend {
     pub(crate) fn mock_mut(&mut self) -> Option<&mut mock::Mock> {
         match self {
             Backend::Mock(mock) => Some(mock),
-            #[cfg(target_os = "linux")]
             _ => None,
         }
     }

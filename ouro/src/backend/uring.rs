@@ -17,9 +17,6 @@ use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
 
-/// The largest ring io_uring allows.
-const MAX_ENTRIES: u32 = 32768;
-
 pub(crate) struct Uring {
     ring: IoUring,
     /// One bit per opcode the kernel supports.
@@ -29,12 +26,7 @@ pub(crate) struct Uring {
 
 impl Uring {
     pub(crate) fn new(entries: u32) -> io::Result<Uring> {
-        if entries == 0 || entries > MAX_ENTRIES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("ring entries must be between 1 and {MAX_ENTRIES}, not {entries}"),
-            ));
-        }
+        super::check_entries(entries)?;
         let (ring, setup) = build(entries)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
@@ -313,7 +305,7 @@ impl Uring {
                 flags,
             } => {
                 bufs.fill_iovecs(&mut msg.iov, false);
-                prepare_msghdr(msg, false);
+                msg.prepare(false);
                 opcode::SendMsg::new(Fd(*fd), &msg.hdr)
                     .flags(*flags as u32)
                     .build()
@@ -325,7 +317,7 @@ impl Uring {
                 flags,
             } => {
                 bufs.fill_iovecs(&mut msg.iov, true);
-                prepare_msghdr(msg, true);
+                msg.prepare(true);
                 opcode::RecvMsg::new(Fd(*fd), &mut msg.hdr)
                     .flags(*flags as u32)
                     .build()
@@ -342,25 +334,6 @@ enum Prepared {
     Entry(squeue::Entry),
     Done(i32),
     Failed(io::Error),
-}
-
-/// Points the header at the message's own iovecs and address buffer.
-fn prepare_msghdr(msg: &mut crate::op::MsgBuf, receiving: bool) {
-    if receiving {
-        msg.addr.clear();
-    }
-    let has_addr = receiving || msg.addr.len > 0;
-    msg.hdr.msg_name = if has_addr {
-        msg.addr.as_mut_ptr().cast()
-    } else {
-        std::ptr::null_mut()
-    };
-    msg.hdr.msg_namelen = if has_addr { msg.addr.len } else { 0 };
-    msg.hdr.msg_iov = msg.iov.as_mut_ptr();
-    msg.hdr.msg_iovlen = msg.iov.len() as _;
-    msg.hdr.msg_control = std::ptr::null_mut();
-    msg.hdr.msg_controllen = 0;
-    msg.hdr.msg_flags = 0;
 }
 
 fn clamp_len(len: usize) -> u32 {

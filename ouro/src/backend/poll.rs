@@ -1,0 +1,685 @@
+//! The readiness backend: completions emulated on readiness notification
+//! (epoll on Linux, kqueue on macOS and the BSDs, both through `mio`), for
+//! systems where io_uring is missing or forbidden.
+//!
+//! It has the io_uring backend's shape and returns the same raw results, so
+//! the ring builds identical outcomes. An operation started here is queued
+//! (nothing reaches the kernel until the ring waits or flushes, as with
+//! io_uring); then, in order, each one is attempted once without blocking
+//! (`MSG_DONTWAIT`, `RWF_NOWAIT`, non-blocking accept/connect). If it is not
+//! possible yet it waits on its fd's readiness and is attempted again when
+//! the fd becomes ready, until it finishes. Calls that block without ever
+//! being "not ready" (open, stat, fsync, reads and writes of regular files)
+//! go to a small thread pool whose results come back as completions.
+//!
+//! Registrations are edge-triggered and re-armed (`EPOLL_CTL_MOD`) each time
+//! an operation starts waiting: ouro does not own the fds it is given, so it
+//! cannot know whether fd 7 is still the file it registered; re-arming
+//! notices a closed and reused fd (`ENOENT`, then add) and reports current
+//! readiness, so no wake-up is ever lost. A read that last found its fd
+//! empty skips the attempt and waits at once (a hint per fd, harmless when
+//! stale), so a request-response connection costs one re-arm instead of a
+//! failed read per request.
+
+mod pool;
+mod sys;
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Token};
+
+use self::pool::Pool;
+use self::sys::{Attempt, Call, Connecting, IoVecs, Rw};
+use super::{RawCompletion, Started};
+use crate::op::Op;
+use crate::task::user_data;
+use crate::time::Clock;
+
+/// The token of the waker (pool results, messages from other threads);
+/// every other token is an fd.
+const WAKER: Token = Token(usize::MAX);
+
+const NIL: u32 = u32::MAX;
+
+/// Where an operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Free,
+    /// Started, not attempted yet.
+    Queued,
+    /// In its fd's list of waiters, for `interest`.
+    Waiting {
+        fd: RawFd,
+        interest: Interest,
+    },
+    /// On a pool thread (or in its queue).
+    Pool,
+}
+
+/// An operation in flight, kept at its task's slot index.
+struct Request {
+    user_data: u64,
+    place: Place,
+    /// The next request waiting on the same fd.
+    next: u32,
+    call: Call,
+}
+
+impl Request {
+    const FREE: Request = Request {
+        user_data: 0,
+        place: Place::Free,
+        next: NIL,
+        call: Call::Noop,
+    };
+}
+
+/// What the backend knows of an fd it waits on.
+#[derive(Clone, Copy)]
+struct FdState {
+    /// First request waiting on it.
+    head: u32,
+    /// Whether it is (as far as we know) in the poller.
+    registered: bool,
+    /// The last read attempt found it empty: the next read waits for
+    /// readiness without trying first.
+    read_would_block: bool,
+}
+
+impl FdState {
+    const NEW: FdState = FdState {
+        head: NIL,
+        registered: false,
+        read_would_block: false,
+    };
+}
+
+pub(crate) struct PollBackend {
+    poll: mio::Poll,
+    events: Events,
+    requests: Vec<Request>,
+    /// Started and not attempted yet, in order.
+    queued: VecDeque<u32>,
+    fds: Vec<FdState>,
+    done: Vec<RawCompletion>,
+    pool: Pool,
+    waker: Arc<mio::Waker>,
+    /// The last wait returned without polling because results were ready;
+    /// the next one polls, so ready fds are never starved.
+    skipped_poll: bool,
+}
+
+impl PollBackend {
+    pub(crate) fn new(entries: u32) -> io::Result<PollBackend> {
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let pool_waker = waker.clone();
+        let pool = Pool::new(Box::new(move || {
+            if let Err(err) = pool_waker.wake() {
+                tracing::error!(error = %err, "waking the ring for pool results failed");
+            }
+        }));
+        let capacity = (entries as usize).clamp(64, 1024);
+        tracing::debug!(entries, poller = POLLER, "readiness backend ready");
+        Ok(PollBackend {
+            poll,
+            events: Events::with_capacity(capacity),
+            requests: Vec::with_capacity(entries as usize * 2),
+            queued: VecDeque::with_capacity(entries as usize),
+            fds: Vec::new(),
+            done: Vec::with_capacity(capacity),
+            pool,
+            waker,
+            skipped_poll: false,
+        })
+    }
+
+    /// The system's poller, for diagnostics.
+    pub(crate) fn poller(&self) -> &'static str {
+        POLLER
+    }
+
+    /// Wakes the backend's wait from any thread.
+    #[allow(dead_code)] // for messages between rings
+    pub(crate) fn waker(&self) -> Arc<mio::Waker> {
+        self.waker.clone()
+    }
+
+    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
+        let call = match prepare(op) {
+            Ok(call) => call,
+            Err(res) => return Started::Done(res),
+        };
+        let index = user_data::index(user_data) as usize;
+        if index >= self.requests.len() {
+            self.requests.resize_with(index + 1, || Request::FREE);
+        }
+        self.requests[index] = Request {
+            user_data,
+            place: Place::Queued,
+            next: NIL,
+            call,
+        };
+        self.queued.push_back(index as u32);
+        Started::Yes
+    }
+
+    /// Cancels a waiting operation at once (`ECANCELED`) and a queued pool
+    /// job; one already running finishes with its own result. Operations
+    /// started before the cancel request are attempted first, as io_uring
+    /// issues them before it.
+    pub(crate) fn cancel(&mut self, target: u64) -> bool {
+        self.run_queued();
+        let index = user_data::index(target);
+        let Some(request) = self.requests.get(index as usize) else {
+            return true;
+        };
+        if request.user_data != target {
+            return true;
+        }
+        match request.place {
+            Place::Waiting { fd, .. } => {
+                self.unlink(index, fd);
+                self.complete(index, -libc::ECANCELED);
+            }
+            Place::Pool if self.pool.cancel(target) => self.complete(index, -libc::ECANCELED),
+            Place::Pool | Place::Free | Place::Queued => {}
+        }
+        true
+    }
+
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        self.run_queued();
+        Ok(true)
+    }
+
+    pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
+        self.run_queued();
+        self.pool.take_done(&mut self.done);
+        let ready = !self.done.is_empty();
+        if ready && !self.skipped_poll {
+            self.skipped_poll = true;
+            return Ok(());
+        }
+        self.skipped_poll = false;
+        let timeout = if ready {
+            Some(Duration::ZERO)
+        } else {
+            timeout.map(Duration::from_nanos)
+        };
+        let mut events = mem::replace(&mut self.events, Events::with_capacity(0));
+        let polled = self.poll.poll(&mut events, timeout);
+        for event in events.iter() {
+            if event.token() != WAKER {
+                self.on_event(event.token().0 as RawFd, event);
+            }
+        }
+        self.events = events;
+        self.pool.take_done(&mut self.done);
+        match polled {
+            Err(err) if err.kind() != io::ErrorKind::Interrupted => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        self.pool.take_done(&mut self.done);
+        out.append(&mut self.done);
+    }
+
+    /// Attempts every queued operation, in order.
+    fn run_queued(&mut self) {
+        while let Some(index) = self.queued.pop_front() {
+            if self.requests[index as usize].place == Place::Queued {
+                self.first_attempt(index);
+            }
+        }
+    }
+
+    fn first_attempt(&mut self, index: u32) {
+        let call = &mut self.requests[index as usize].call;
+        let hinted = read_hint(call).filter(|&(fd, _)| {
+            self.fds
+                .get(fd as usize)
+                .is_some_and(|state| state.read_would_block)
+        });
+        let attempt = match hinted {
+            Some((fd, _)) => Attempt::Wait(fd, Interest::READABLE),
+            None => sys::attempt(call),
+        };
+        if let (Some((fd, _)), Attempt::Wait(..)) = (read_hint(call), &attempt) {
+            self.fd_state(fd).read_would_block = true;
+        }
+        self.settle(index, attempt);
+    }
+
+    fn settle(&mut self, index: u32, attempt: Attempt) {
+        match attempt {
+            Attempt::Done(res) => self.complete(index, res),
+            Attempt::Wait(fd, interest) => self.wait_for(index, fd, interest),
+            Attempt::Pool => self.hand_to_pool(index),
+        }
+    }
+
+    fn complete(&mut self, index: u32, res: i32) {
+        let request = &mut self.requests[index as usize];
+        request.place = Place::Free;
+        request.call = Call::Noop;
+        self.done.push(RawCompletion {
+            user_data: request.user_data,
+            res,
+            flags: 0,
+        });
+    }
+
+    fn hand_to_pool(&mut self, index: u32) {
+        let request = &mut self.requests[index as usize];
+        request.place = Place::Pool;
+        if let Err(res) = self.pool.submit(request.user_data, request.call) {
+            self.complete(index, res);
+        }
+    }
+
+    fn fd_state(&mut self, fd: RawFd) -> &mut FdState {
+        let i = fd as usize;
+        if i >= self.fds.len() {
+            self.fds.resize(i + 1, FdState::NEW);
+        }
+        &mut self.fds[i]
+    }
+
+    /// Puts a request on `fd`'s waiting list and (re-)arms the fd for
+    /// everything its waiters need.
+    fn wait_for(&mut self, index: u32, fd: RawFd, interest: Interest) {
+        if fd < 0 {
+            return self.complete(index, -libc::EBADF);
+        }
+        self.link(index, fd, interest);
+        let wanted = self.interest_of(fd);
+        if let Err(res) = self.arm(fd, wanted) {
+            self.unlink(index, fd);
+            self.unpollable(index, fd, interest, res);
+        }
+    }
+
+    /// A request whose fd cannot be polled: `EPERM` means a regular file
+    /// or directory, which is always ready and may block; anything else is
+    /// the operation's error.
+    fn unpollable(&mut self, index: u32, fd: RawFd, interest: Interest, res: i32) {
+        if res != -libc::EPERM {
+            return self.complete(index, res);
+        }
+        let call = &mut self.requests[index as usize].call;
+        match call {
+            Call::Read { .. } | Call::Write { .. } => self.hand_to_pool(index),
+            Call::Splice {
+                fd_in,
+                fd_out,
+                wait_out,
+                ..
+            } => {
+                // Wait on the other end, which must be a pipe; if it is
+                // the same file, the call can only block.
+                let other = if fd == *fd_in { *fd_out } else { *fd_in };
+                if other == fd {
+                    return self.hand_to_pool(index);
+                }
+                let other_interest = if other == *fd_out {
+                    Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                *wait_out = other != *fd_out;
+                self.link(index, other, other_interest);
+                let wanted = self.interest_of(other);
+                if self.arm(other, wanted).is_err() {
+                    self.unlink(index, other);
+                    self.hand_to_pool(index);
+                }
+            }
+            // io_uring waits forever for such a poll (until cancelled): so
+            // does the request, on the list without a registration.
+            Call::Poll { .. } => self.link(index, fd, interest),
+            _ => self.complete(index, res),
+        }
+    }
+
+    fn link(&mut self, index: u32, fd: RawFd, interest: Interest) {
+        let head = self.fd_state(fd).head;
+        let request = &mut self.requests[index as usize];
+        request.place = Place::Waiting { fd, interest };
+        request.next = head;
+        self.fds[fd as usize].head = index;
+    }
+
+    fn unlink(&mut self, index: u32, fd: RawFd) {
+        let next = self.requests[index as usize].next;
+        let state = &mut self.fds[fd as usize];
+        if state.head == index {
+            state.head = next;
+            return;
+        }
+        let mut at = state.head;
+        while at != NIL {
+            let request = &mut self.requests[at as usize];
+            if request.next == index {
+                request.next = next;
+                return;
+            }
+            at = request.next;
+        }
+    }
+
+    fn interest_of(&self, fd: RawFd) -> Interest {
+        let mut wanted: Option<Interest> = None;
+        let mut at = self.fds[fd as usize].head;
+        while at != NIL {
+            let request = &self.requests[at as usize];
+            if let Place::Waiting { interest, .. } = request.place {
+                wanted = Some(wanted.map_or(interest, |w| w | interest));
+            }
+            at = request.next;
+        }
+        wanted.unwrap_or(Interest::READABLE)
+    }
+
+    /// Registers `fd` for `interest`, or re-arms its registration; the
+    /// poller reports the fd at once if it is ready already.
+    fn arm(&mut self, fd: RawFd, interest: Interest) -> Result<(), i32> {
+        let registry = self.poll.registry();
+        let token = Token(fd as usize);
+        let state = &mut self.fds[fd as usize];
+        let result = if state.registered {
+            match registry.reregister(&mut SourceFd(&fd), token, interest) {
+                // Closed (and maybe reused) since: register it afresh.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    registry.register(&mut SourceFd(&fd), token, interest)
+                }
+                other => other,
+            }
+        } else {
+            match registry.register(&mut SourceFd(&fd), token, interest) {
+                // Registered before and forgotten (an fd we stopped
+                // tracking): re-arm it.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    registry.reregister(&mut SourceFd(&fd), token, interest)
+                }
+                other => other,
+            }
+        };
+        state.registered = result.is_ok();
+        result.map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    /// Attempts again what waits on `fd` for the readiness `event` reports.
+    fn on_event(&mut self, fd: RawFd, event: &mio::event::Event) {
+        let Some(state) = self.fds.get(fd as usize) else {
+            return;
+        };
+        if state.head == NIL {
+            // Nobody waits (they finished or were cancelled): stop the
+            // edge-triggered registration from waking the loop again.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            self.fds[fd as usize].registered = false;
+            return;
+        }
+        let failed = event.is_error();
+        let readable =
+            failed || event.is_readable() || event.is_read_closed() || event.is_priority();
+        let writable = failed || event.is_writable() || event.is_write_closed();
+        let mut at = state.head;
+        while at != NIL {
+            let request = &self.requests[at as usize];
+            let next = request.next;
+            if let Place::Waiting { interest, .. } = request.place {
+                let woken = (readable && (interest.is_readable() || interest.is_priority()))
+                    || (writable && interest.is_writable());
+                if woken {
+                    self.retry(at, fd, interest);
+                }
+            }
+            at = next;
+        }
+    }
+
+    /// Attempts a waiting request again after its fd became ready.
+    fn retry(&mut self, index: u32, fd: RawFd, interest: Interest) {
+        let call = &mut self.requests[index as usize].call;
+        let attempt = sys::attempt(call);
+        if let (Some((hint_fd, room)), Attempt::Done(n)) = (read_hint(call), &attempt) {
+            // A read that filled its buffer probably left more behind: the
+            // next one tries at once.
+            if usize::try_from(*n).is_ok_and(|n| n == room) {
+                self.fd_state(hint_fd).read_would_block = false;
+            }
+        }
+        match attempt {
+            // Still not ready: the edge-triggered registration stays armed
+            // for it, and the next change of state wakes it again.
+            Attempt::Wait(again, wanted) if again == fd && wanted == interest => {}
+            attempt => {
+                self.unlink(index, fd);
+                self.settle(index, attempt);
+            }
+        }
+    }
+}
+
+impl Drop for PollBackend {
+    fn drop(&mut self) {
+        if self.pool.in_flight() > 0 {
+            tracing::debug!(
+                jobs = self.pool.in_flight(),
+                "dropping the readiness backend with pool jobs running"
+            );
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+const POLLER: &str = "epoll";
+#[cfg(not(target_os = "linux"))]
+const POLLER: &str = "kqueue";
+
+/// For reads that keep the per-fd "was empty" hint: the fd and how much
+/// the buffer can take.
+fn read_hint(call: &Call) -> Option<(RawFd, usize)> {
+    match call {
+        Call::Recv { fd, len, .. } => Some((*fd, *len)),
+        Call::Read { fd, iov, .. } if *fd >= 0 => Some((*fd, iov.room())),
+        _ => None,
+    }
+}
+
+/// Captures an operation's arguments, pointing into memory it owns.
+fn prepare(op: &mut Op) -> Result<Call, i32> {
+    let offset = |o: u64| o as i64;
+    let call = match op {
+        Op::Noop => Call::Noop,
+        Op::Accept { fd, addr } => {
+            addr.clear();
+            Call::Accept {
+                fd: *fd,
+                addr: addr.as_mut_ptr(),
+                len: &mut addr.len,
+            }
+        }
+        Op::Connect { fd, addr } => Call::Connect {
+            fd: *fd,
+            addr: addr.as_ptr(),
+            len: addr.len,
+            state: Connecting::Start,
+        },
+        Op::Bind { fd, addr } => Call::Bind {
+            fd: *fd,
+            addr: addr.as_ptr(),
+            len: addr.len,
+        },
+        Op::Listen { fd, backlog } => Call::Listen {
+            fd: *fd,
+            backlog: *backlog,
+        },
+        Op::Socket {
+            domain,
+            ty,
+            protocol,
+        } => Call::Socket {
+            domain: *domain,
+            ty: *ty,
+            protocol: *protocol,
+        },
+        Op::Send { fd, buf, flags } => {
+            let (ptr, len) = buf.raw_parts();
+            Call::Send {
+                fd: *fd,
+                ptr,
+                len,
+                flags: *flags,
+            }
+        }
+        Op::Recv { fd, buf, flags } => {
+            let (ptr, len) = buf.spare_parts();
+            Call::Recv {
+                fd: *fd,
+                ptr,
+                len,
+                flags: *flags,
+            }
+        }
+        Op::Read { fd, buf, offset: o } => {
+            let (ptr, len) = buf.spare_parts();
+            Call::Read {
+                fd: *fd,
+                iov: IoVecs::one(ptr, len),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Write { fd, buf, offset: o } => {
+            let (ptr, len) = buf.raw_parts();
+            Call::Write {
+                fd: *fd,
+                iov: IoVecs::one(ptr, len),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Readv {
+            fd,
+            bufs,
+            iov,
+            offset: o,
+        } => {
+            bufs.fill_iovecs(iov, true);
+            Call::Read {
+                fd: *fd,
+                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Writev {
+            fd,
+            bufs,
+            iov,
+            offset: o,
+        } => {
+            bufs.fill_iovecs(iov, false);
+            Call::Write {
+                fd: *fd,
+                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Close { fd } => {
+            let owned = fd.take().ok_or(-libc::EBADF)?;
+            Call::Close {
+                fd: owned.into_raw_fd(),
+            }
+        }
+        Op::Poll { fd, mask } => Call::Poll {
+            fd: *fd,
+            mask: *mask,
+        },
+        Op::Open {
+            dir,
+            path,
+            flags,
+            mode,
+        } => Call::Open {
+            dir: *dir,
+            path: path.as_ptr().cast(),
+            flags: *flags,
+            mode: *mode,
+        },
+        Op::Stat {
+            dir,
+            path,
+            flags,
+            out,
+        } => Call::Stat {
+            dir: *dir,
+            path: path.as_ptr().cast(),
+            flags: *flags,
+            out: &mut **out,
+        },
+        Op::Fsync { fd, datasync } => Call::Fsync {
+            fd: *fd,
+            datasync: *datasync,
+        },
+        Op::Splice {
+            fd_in,
+            off_in,
+            fd_out,
+            off_out,
+            len,
+            flags,
+        } => Call::Splice {
+            fd_in: *fd_in,
+            off_in: *off_in,
+            fd_out: *fd_out,
+            off_out: *off_out,
+            len: *len,
+            flags: *flags,
+            wait_out: false,
+        },
+        Op::Shutdown { fd, how } => Call::Shutdown { fd: *fd, how: *how },
+        Op::SendMsg {
+            fd,
+            bufs,
+            msg,
+            flags,
+        } => {
+            bufs.fill_iovecs(&mut msg.iov, false);
+            msg.prepare(false);
+            Call::SendMsg {
+                fd: *fd,
+                msg: &msg.hdr,
+                flags: *flags,
+            }
+        }
+        Op::RecvMsg {
+            fd,
+            bufs,
+            msg,
+            flags,
+        } => {
+            bufs.fill_iovecs(&mut msg.iov, true);
+            msg.prepare(true);
+            Call::RecvMsg {
+                fd: *fd,
+                msg: &mut msg.hdr,
+                flags: *flags,
+            }
+        }
+        Op::Timer { .. } | Op::Cancel { .. } | Op::CancelAll { .. } => return Err(-libc::EINVAL),
+    };
+    Ok(call)
+}

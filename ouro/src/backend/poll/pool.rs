@@ -1,0 +1,171 @@
+//! A small pool of threads for calls that block without ever being "not
+//! ready" (open, stat, fsync, reads and writes of regular files): the loop
+//! hands them over and gets their results back as completions, with a
+//! wake-up of its poller.
+//!
+//! Threads start on demand (when a job finds none idle), up to a limit, and
+//! live until the ring is dropped. A job still queued can be cancelled; one
+//! that a thread has begun finishes with its own result, as io_uring's
+//! worker threads do.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+
+use super::sys::{self, Call};
+use crate::backend::RawCompletion;
+
+/// At most this many calls block at once; more wait in the queue.
+const MAX_THREADS: usize = 16;
+
+/// Pool threads run plain system calls: a small stack suffices.
+const STACK_SIZE: usize = 128 * 1024;
+
+pub(super) struct Pool {
+    shared: Arc<Shared>,
+    /// Jobs handed over whose completion has not been taken back yet.
+    in_flight: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    /// Wakes the ring's poller when results are ready.
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+struct Job {
+    user_data: u64,
+    call: Call,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    done: Vec<RawCompletion>,
+    threads: usize,
+    idle: usize,
+    closing: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic cannot happen while the lock is held (plain pushes and
+        // pops), but if it did the state is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Pool {
+    pub(super) fn new(wake: Box<dyn Fn() + Send + Sync>) -> Pool {
+        Pool {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                work: Condvar::new(),
+                wake,
+            }),
+            in_flight: 0,
+        }
+    }
+
+    /// Hands `call` to a thread; fails (with `-errno`) only if no thread
+    /// exists and none can be started.
+    pub(super) fn submit(&mut self, user_data: u64, call: Call) -> Result<(), i32> {
+        let mut state = self.shared.lock();
+        // Every queued job needs a thread of its own: one of them may block
+        // for long (opening a FIFO waits for a writer).
+        if state.jobs.len() >= state.idle && state.threads < MAX_THREADS {
+            match self.spawn() {
+                Ok(()) => state.threads += 1,
+                Err(err) if state.threads == 0 => {
+                    tracing::error!(error = %err, "cannot start a pool thread");
+                    return Err(-err.raw_os_error().unwrap_or(libc::EAGAIN));
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot start another pool thread"),
+            }
+        }
+        state.jobs.push_back(Job { user_data, call });
+        self.in_flight += 1;
+        drop(state);
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    fn spawn(&self) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        thread::Builder::new()
+            .name("ouro-pool".into())
+            .stack_size(STACK_SIZE)
+            .spawn(move || work(&shared))
+            .map(drop)
+    }
+
+    /// Takes back a job no thread has begun; `false` if it is running.
+    pub(super) fn cancel(&mut self, user_data: u64) -> bool {
+        let mut state = self.shared.lock();
+        let Some(i) = state.jobs.iter().position(|j| j.user_data == user_data) else {
+            return false;
+        };
+        state.jobs.remove(i);
+        self.in_flight -= 1;
+        true
+    }
+
+    /// Moves finished jobs' completions to `out`.
+    pub(super) fn take_done(&mut self, out: &mut Vec<RawCompletion>) {
+        if self.in_flight == 0 {
+            return;
+        }
+        let mut state = self.shared.lock();
+        self.in_flight -= state.done.len();
+        out.append(&mut state.done);
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl Drop for Pool {
+    /// Threads finish what they are doing and exit; nobody waits for them
+    /// (the ring waited for every job it cared about).
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_all();
+    }
+}
+
+fn work(shared: &Shared) {
+    loop {
+        let mut state = shared.lock();
+        let mut job = loop {
+            if let Some(job) = state.jobs.pop_front() {
+                break job;
+            }
+            if state.closing {
+                state.threads -= 1;
+                return;
+            }
+            state.idle += 1;
+            state = shared
+                .work
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.idle -= 1;
+        };
+        drop(state);
+        let res = sys::blocking(&mut job.call);
+        let mut state = shared.lock();
+        let first = state.done.is_empty();
+        state.done.push(RawCompletion {
+            user_data: job.user_data,
+            res,
+            flags: 0,
+        });
+        drop(state);
+        if first {
+            // One wake-up per batch: the loop takes every result at once.
+            (shared.wake)();
+        }
+    }
+}
