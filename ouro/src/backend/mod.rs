@@ -5,6 +5,7 @@
 
 use std::io;
 
+use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::time::Clock;
 
@@ -24,6 +25,11 @@ pub(crate) struct RawCompletion {
 /// Flag: more completions follow for the same task (io_uring's
 /// `IORING_CQE_F_MORE`, which every backend reports the same way).
 pub(crate) const MORE: u32 = 1 << 1;
+
+/// Flag: the completion took a buffer of a group, whose id is in the bits
+/// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
+pub(crate) const BUFFER: u32 = 1;
+pub(crate) const BUFFER_SHIFT: u32 = 16;
 
 /// What became of a request to start an operation.
 pub(crate) enum Started {
@@ -94,6 +100,25 @@ impl Backend {
     /// or `timeout` nanoseconds pass (`None`: no limit).
     pub(crate) fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
         dispatch!(self, b => b.wait(timeout, clock))
+    }
+
+    /// Lets the backend share `group` with the kernel, if it can.
+    pub(crate) fn register_group(&mut self, group: &GroupInner) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.register_group(group),
+            Backend::Mock(_) => {}
+        }
+    }
+
+    /// Takes a registered group back from the kernel (nothing may use it).
+    pub(crate) fn unregister_group(&mut self, group: &GroupInner) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.unregister_group(group),
+            Backend::Mock(_) => {}
+        }
+        group.detach();
     }
 
     /// Appends every available completion to `out`.
