@@ -79,11 +79,13 @@ impl Completion {
             Outcome::Shutdown(_) => OpKind::Shutdown,
             Outcome::SendMsg(..) => OpKind::SendMsg,
             Outcome::RecvMsg(..) => OpKind::RecvMsg,
+            Outcome::AcceptMulti(_) => OpKind::AcceptMulti,
+            Outcome::RecvMulti(_) => OpKind::RecvMulti,
         }
     }
 
-    /// The byte count of a read, write, send, recv (vectored or not),
-    /// splice, sendmsg or recvmsg, or its error. For any other operation an
+    /// The byte count of a read, write, send, recv (vectored, multishot or
+    /// not), splice, sendmsg or recvmsg, or its error. For any other operation an
     /// `InvalidInput` error saying so.
     pub fn bytes(&self) -> io::Result<usize> {
         let res = match &self.outcome {
@@ -97,6 +99,9 @@ impl Completion {
             | Outcome::Splice(res) => res,
             Outcome::RecvMsg(res, _) => {
                 return res.as_ref().map(|meta| meta.len).map_err(copy_error)
+            }
+            Outcome::RecvMulti(res) => {
+                return res.as_ref().map(|buf| buf.len()).map_err(copy_error)
             }
             other => {
                 return Err(io::Error::new(
@@ -123,7 +128,8 @@ impl Completion {
             | Outcome::Shutdown(r) => r.as_ref().err(),
             Outcome::CancelAll(r) => r.as_ref().err(),
             Outcome::Accept(r) => r.as_ref().err(),
-            Outcome::Socket(r) | Outcome::Open(r) => r.as_ref().err(),
+            Outcome::Socket(r) | Outcome::Open(r) | Outcome::AcceptMulti(r) => r.as_ref().err(),
+            Outcome::RecvMulti(r) => r.as_ref().err(),
             Outcome::Send(r, _)
             | Outcome::Recv(r, _)
             | Outcome::Read(r, _)
@@ -142,13 +148,15 @@ impl Completion {
         }
     }
 
-    /// The single buffer the operation owned (read, write, send, recv).
+    /// The single buffer the operation owned or filled (read, write, send,
+    /// recv, a multishot receive that succeeded).
     pub fn into_buf(self) -> Option<Buf> {
         match self.outcome {
             Outcome::Send(_, buf)
             | Outcome::Recv(_, buf)
             | Outcome::Read(_, buf)
-            | Outcome::Write(_, buf) => Some(buf),
+            | Outcome::Write(_, buf)
+            | Outcome::RecvMulti(Ok(buf)) => Some(buf),
             _ => None,
         }
     }

@@ -8,7 +8,10 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 
+use crate::backend::{BUFFER, BUFFER_SHIFT};
+use crate::buffers::group::{GroupBuf, GroupInner};
 use crate::buffers::{Buf, BufVec};
 use crate::fs::Metadata;
 use crate::net::{AddrBuf, SockAddr};
@@ -130,6 +133,10 @@ pub enum OpKind {
     SendMsg,
     /// [`Ring::recvmsg`](crate::Ring::recvmsg)
     RecvMsg,
+    /// [`Ring::accept_multishot`](crate::Ring::accept_multishot)
+    AcceptMulti,
+    /// [`Ring::recv_multishot`](crate::Ring::recv_multishot)
+    RecvMulti,
 }
 
 /// What a received message carried besides its data.
@@ -201,6 +208,14 @@ pub enum Outcome {
     SendMsg(io::Result<usize>, BufVec),
     /// What arrived, and the buffers it was appended to.
     RecvMsg(io::Result<RecvMeta>, BufVec),
+    /// One accepted connection of a multishot accept (no peer address: the
+    /// kernel would overwrite it with the next one's; ask with
+    /// [`net::peer_addr`](crate::net::peer_addr) if needed).
+    AcceptMulti(io::Result<OwnedFd>),
+    /// Bytes that arrived for a multishot receive, in a buffer of the group
+    /// (back to the group when dropped); empty at end of stream. `ENOBUFS`
+    /// ends the task when the group has no free buffer left.
+    RecvMulti(io::Result<Buf>),
 }
 
 /// A message header and what it points to, boxed so its address is stable.
@@ -356,6 +371,16 @@ pub(crate) enum Op {
         msg: Box<MsgBuf>,
         flags: i32,
     },
+    AcceptMulti {
+        fd: RawFd,
+    },
+    /// `held`: a buffer the backend took from the group for this receive
+    /// (when the kernel does not pick one itself).
+    RecvMulti {
+        fd: RawFd,
+        group: Rc<GroupInner>,
+        held: Option<u16>,
+    },
 }
 
 impl Op {
@@ -385,6 +410,39 @@ impl Op {
             Op::Shutdown { .. } => OpKind::Shutdown,
             Op::SendMsg { .. } => OpKind::SendMsg,
             Op::RecvMsg { .. } => OpKind::RecvMsg,
+            Op::AcceptMulti { .. } => OpKind::AcceptMulti,
+            Op::RecvMulti { .. } => OpKind::RecvMulti,
+        }
+    }
+
+    /// Where a read-like operation writes: a read's or recv's spare room,
+    /// or a multishot receive's held group buffer.
+    pub(crate) fn read_target(&mut self) -> Option<(*mut u8, usize)> {
+        match self {
+            Op::Read { buf, .. } | Op::Recv { buf, .. } => Some(buf.spare_parts()),
+            Op::RecvMulti {
+                group,
+                held: Some(bid),
+                ..
+            } => Some((group.buffer_ptr(*bid), group.size())),
+            _ => None,
+        }
+    }
+
+    /// The outcome of one completion of a multishot task that goes on.
+    pub(crate) fn shot_outcome(&mut self, res: io::Result<u32>, flags: u32) -> Outcome {
+        match self {
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            Op::RecvMulti { group, held, .. } => {
+                Outcome::RecvMulti(received(group, held, res, flags))
+            }
+            // Only multishot operations report more completions.
+            other => {
+                let kind = other.kind();
+                Outcome::Noop(Err(io::Error::other(format!(
+                    "{kind:?} reported more than one completion"
+                ))))
+            }
         }
     }
 
@@ -395,7 +453,12 @@ impl Op {
 
     /// Builds the outcome from the backend's result (a count, fd or mask
     /// when `Ok`), giving pooled memory back to `pools`.
-    pub(crate) fn into_outcome(self, res: io::Result<u32>, pools: &mut Pools) -> Outcome {
+    pub(crate) fn into_outcome(
+        self,
+        res: io::Result<u32>,
+        flags: u32,
+        pools: &mut Pools,
+    ) -> Outcome {
         let unit = |res: &io::Result<u32>| match res {
             Ok(_) => Ok(()),
             Err(e) => Err(copy_error(e)),
@@ -481,6 +544,41 @@ impl Op {
                 pools.msgs.put(msg);
                 Outcome::RecvMsg(res, bufs)
             }
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            Op::RecvMulti {
+                group, mut held, ..
+            } => Outcome::RecvMulti(received(&group, &mut held, res, flags)),
+        }
+    }
+}
+
+fn accepted(res: io::Result<u32>) -> io::Result<OwnedFd> {
+    // SAFETY: a successful accept returns a new fd that nothing else owns.
+    res.map(|fd| unsafe { owned_fd(fd) })
+}
+
+/// The buffer a multishot receive filled: the one the kernel picked
+/// (reported in the flags) or the one the backend held for it.
+fn received(
+    group: &Rc<GroupInner>,
+    held: &mut Option<u16>,
+    res: io::Result<u32>,
+    flags: u32,
+) -> io::Result<Buf> {
+    let bid = if flags & BUFFER != 0 {
+        group.note_kernel_pick();
+        Some((flags >> BUFFER_SHIFT) as u16)
+    } else {
+        held.take()
+    };
+    match (res, bid) {
+        (Ok(n), Some(bid)) => Ok(Buf::new(GroupBuf::new(group.clone(), bid, n as usize))),
+        (Ok(_), None) => Ok(Buf::new(&b""[..])),
+        (Err(e), bid) => {
+            if let Some(bid) = bid {
+                group.recycle(bid);
+            }
+            Err(e)
         }
     }
 }

@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion, Started, MORE};
+use crate::buffers::group::{BufferGroup, GroupInner};
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::{Completion, ETIME};
 use crate::fs::OpenOptions;
@@ -71,6 +72,8 @@ pub struct Ring<S = ()> {
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
     rejections: Vec<(u32, io::Error)>,
+    /// Buffer groups made by `buffer_group`, unregistered on drop.
+    groups: Vec<Rc<GroupInner>>,
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
@@ -161,6 +164,7 @@ impl<S> Ring<S> {
             waiters: Waiters::default(),
             pools: Pools::default(),
             rejections: Vec::new(),
+            groups: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
@@ -367,7 +371,9 @@ impl<S> Ring<S> {
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
     fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
-        let more = flags & MORE != 0;
+        if flags & MORE != 0 {
+            return self.deliver_shot(state, index, res, flags);
+        }
         let slot = &mut self.slab.slots[index as usize];
         let task = Task {
             index,
@@ -385,16 +391,15 @@ impl<S> Ring<S> {
         self.slab.release(index);
         let result = match res {
             REJECTED => Err(self.take_rejection(index)),
-            res if res < 0 => Err(io::Error::from_raw_os_error(-res)),
-            res => Ok(res as u32),
+            res => raw_result(res),
         };
-        let outcome = op.into_outcome(result, &mut self.pools);
+        let outcome = op.into_outcome(result, flags, &mut self.pools);
         if let Some(callback) = callback {
             let completion = Completion {
                 task,
                 msg,
                 key,
-                more,
+                more: false,
                 outcome,
             };
             if let Err(err) = callback(state, self, completion) {
@@ -404,6 +409,31 @@ impl<S> Ring<S> {
         if waiters != NIL {
             let canceled = res == -libc::ECANCELED || res == -ETIME;
             self.settle_waiters(state, waiters, canceled);
+        }
+        1
+    }
+
+    /// Delivers one completion of a multishot task that goes on: the slot
+    /// stays live until the final one.
+    fn deliver_shot(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        let slot = &mut self.slab.slots[index as usize];
+        let task = Task {
+            index,
+            generation: slot.generation,
+        };
+        let outcome = slot.op.shot_outcome(raw_result(res), flags);
+        let Some(callback) = slot.callback else {
+            return 1;
+        };
+        let completion = Completion {
+            task,
+            msg: slot.msg,
+            key: slot.key,
+            more: true,
+            outcome,
+        };
+        if let Err(err) = callback(state, self, completion) {
+            self.record_error(err);
         }
         1
     }
@@ -946,6 +976,15 @@ impl<S> Ring<S> {
     }
 }
 
+/// A backend's result as a count, fd or mask, or the OS error.
+fn raw_result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as u32)
+    }
+}
+
 /// A buffer a read or recv cannot use: read-only, or without spare room
 /// (which would read 0 bytes and look like end of file).
 fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
@@ -967,6 +1006,49 @@ fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
         return Err((buf, err));
     }
     Ok(buf)
+}
+
+impl<S> Ring<S> {
+    /// Makes a group of `count` buffers (a power of two, at most 32768) of
+    /// `size` bytes for [`recv_multishot`](Ring::recv_multishot). On io_uring
+    /// (5.19) the kernel picks a buffer only when data arrives.
+    pub fn buffer_group(&mut self, count: u16, size: usize) -> io::Result<BufferGroup> {
+        let id = u16::try_from(self.groups.len())
+            .map_err(|_| io::Error::other("too many buffer groups on one ring"))?;
+        let group = GroupInner::new(id, count, size)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        let group = Rc::new(group);
+        self.backend.register_group(&group);
+        self.groups.push(group.clone());
+        Ok(BufferGroup { inner: group })
+    }
+
+    /// Accepts connections until cancelled or an error ends it: one
+    /// completion per connection ([`Outcome::AcceptMulti`]), the last one
+    /// final ([`Completion::is_final`]). Kernel: 5.19; on older kernels each
+    /// task accepts one connection and ends (re-arm on a final success).
+    ///
+    /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
+    pub fn accept_multishot(&mut self, listener: impl AsFd, ctx: Ctx<S>) -> Task {
+        let fd = listener.as_fd().as_raw_fd();
+        self.schedule(Op::AcceptMulti { fd }, ctx)
+    }
+
+    /// Receives until the peer closes, cancelled, or an error: one
+    /// completion per arrival ([`Outcome::RecvMulti`]), each in a buffer of
+    /// `group` taken only when data arrives. `ENOBUFS` ends the task when
+    /// every buffer is held: drop some and re-arm. Kernel: 6.0; on older
+    /// kernels each task receives once and ends (re-arm on a final success).
+    ///
+    /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
+    pub fn recv_multishot(&mut self, fd: impl AsFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
+        let op = Op::RecvMulti {
+            fd: fd.as_fd().as_raw_fd(),
+            group: group.inner.clone(),
+            held: None,
+        };
+        self.schedule(op, ctx)
+    }
 }
 
 /// Marks a ring as running; unmarks it when `run` returns or unwinds.
@@ -999,6 +1081,21 @@ impl<S> Drop for Ring<S> {
     /// operation that does not finish within 10 s is leaked, never freed
     /// under the kernel.
     fn drop(&mut self) {
+        if !self.drain_backend() {
+            // Operations may still use the groups' memory: keep it.
+            mem::forget(mem::take(&mut self.groups));
+            return;
+        }
+        for group in mem::take(&mut self.groups) {
+            self.backend.unregister_group(&group);
+        }
+    }
+}
+
+impl<S> Ring<S> {
+    /// During drop: cancels what the backend holds and waits for it; false
+    /// if something did not finish in time (its memory is leaked).
+    fn drain_backend(&mut self) -> bool {
         let in_backend = |slab: &Slab<S>| {
             slab.slots
                 .iter()
@@ -1006,7 +1103,7 @@ impl<S> Drop for Ring<S> {
                 .count()
         };
         if in_backend(&self.slab) == 0 {
-            return;
+            return true;
         }
         for index in 0..self.slab.slots.len() {
             let slot = &self.slab.slots[index];
@@ -1025,12 +1122,12 @@ impl<S> Drop for Ring<S> {
         while in_backend(&self.slab) > 0 {
             if Instant::now() > give_up {
                 self.leak_in_flight();
-                return;
+                return false;
             }
             if let Err(err) = self.backend.wait(Some(50_000_000), &mut clock) {
                 tracing::error!(error = %err, "draining a dropped ring failed");
                 self.leak_in_flight();
-                return;
+                return false;
             }
             batch.clear();
             self.backend.reap(&mut batch);
@@ -1038,13 +1135,12 @@ impl<S> Drop for Ring<S> {
                 self.release_drained(*c);
             }
         }
+        true
     }
-}
 
-impl<S> Ring<S> {
     /// During drop: frees what a finished operation owned.
     fn release_drained(&mut self, c: RawCompletion) {
-        if user_data::kind(c.user_data) != user_data::TASK || c.flags & MORE != 0 {
+        if user_data::kind(c.user_data) != user_data::TASK {
             return;
         }
         let index = user_data::index(c.user_data) as usize;
@@ -1054,18 +1150,15 @@ impl<S> Ring<S> {
         if slot.state != State::Submitted || !user_data::matches(c.user_data, slot.generation) {
             return;
         }
+        if c.flags & MORE != 0 {
+            // A shot of a multishot task: close its fd, recycle its buffer.
+            drop(slot.op.shot_outcome(raw_result(c.res), c.flags));
+            return;
+        }
         let op = mem::replace(&mut slot.op, Op::Noop);
         slot.state = State::Free;
-        let outcome = op.into_outcome(
-            if c.res < 0 {
-                Err(io::Error::from_raw_os_error(-c.res))
-            } else {
-                Ok(c.res as u32)
-            },
-            &mut self.pools,
-        );
         // Dropping the outcome closes any fd the operation produced.
-        drop(outcome);
+        drop(op.into_outcome(raw_result(c.res), c.flags, &mut self.pools));
     }
 
     fn leak_in_flight(&mut self) {

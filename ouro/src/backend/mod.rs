@@ -5,6 +5,7 @@
 
 use std::io;
 
+use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::time::Clock;
 
@@ -25,6 +26,11 @@ pub(crate) struct RawCompletion {
 /// Flag: more completions follow for the same task (io_uring's
 /// `IORING_CQE_F_MORE`, which every backend reports the same way).
 pub(crate) const MORE: u32 = 1 << 1;
+
+/// Flag: the completion took a buffer of a group, whose id is in the bits
+/// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
+pub(crate) const BUFFER: u32 = 1;
+pub(crate) const BUFFER_SHIFT: u32 = 16;
 
 /// What became of a request to start an operation.
 pub(crate) enum Started {
@@ -186,6 +192,26 @@ impl Backend {
     /// or `timeout` nanoseconds pass (`None`: no limit).
     pub(crate) fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
         dispatch!(self, b => b.wait(timeout, clock))
+    }
+
+    /// Lets the backend share `group` with the kernel, if it can.
+    pub(crate) fn register_group(&mut self, group: &GroupInner) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.register_group(group),
+            // The readiness backend takes buffers from the free list.
+            Backend::Poll(_) | Backend::Mock(_) => {}
+        }
+    }
+
+    /// Takes a registered group back from the kernel (nothing may use it).
+    pub(crate) fn unregister_group(&mut self, group: &GroupInner) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.unregister_group(group),
+            Backend::Poll(_) | Backend::Mock(_) => {}
+        }
+        group.detach();
     }
 
     /// Appends every available completion to `out`.

@@ -36,7 +36,7 @@ use mio::{Events, Interest, Token};
 
 use self::pool::Pool;
 use self::sys::{Attempt, Call, Connecting, IoVecs, Rw};
-use super::{RawCompletion, Started};
+use super::{RawCompletion, Started, MORE};
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -46,6 +46,10 @@ use crate::time::Clock;
 const WAKER: Token = Token(usize::MAX);
 
 const NIL: u32 = u32::MAX;
+
+/// Results a multishot operation delivers in a row before the others get
+/// a turn.
+const MAX_SHOTS: usize = 32;
 
 /// Where an operation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,19 +253,45 @@ impl PollBackend {
                 .get(fd as usize)
                 .is_some_and(|state| state.read_would_block)
         });
-        let attempt = match hinted {
-            Some((fd, _)) => Attempt::Wait(fd, Interest::READABLE),
-            None => sys::attempt(call),
-        };
-        if let (Some((fd, _)), Attempt::Wait(..)) = (read_hint(call), &attempt) {
+        if let Some((fd, _)) = hinted {
+            return self.wait_for(index, fd, Interest::READABLE);
+        }
+        let (attempt, _) = self.attempt(index);
+        if let (Some((fd, _)), Attempt::Wait(..)) =
+            (read_hint(&self.requests[index as usize].call), &attempt)
+        {
             self.fd_state(fd).read_would_block = true;
         }
         self.settle(index, attempt);
     }
 
+    /// Attempts a request; a multishot one again after each result it
+    /// delivers, up to a limit (then it must wait, re-armed, for its turn:
+    /// the second value says so).
+    fn attempt(&mut self, index: u32) -> (Attempt, bool) {
+        for _ in 0..MAX_SHOTS {
+            let request = &mut self.requests[index as usize];
+            match sys::attempt(&mut request.call) {
+                Attempt::Shot(res, flags) => self.done.push(RawCompletion {
+                    user_data: request.user_data,
+                    res,
+                    flags: flags | MORE,
+                }),
+                attempt => return (attempt, false),
+            }
+        }
+        let attempt = match self.requests[index as usize].call {
+            Call::AcceptMulti { fd } | Call::RecvMulti { fd, .. } => {
+                Attempt::Wait(fd, Interest::READABLE)
+            }
+            _ => Attempt::Done(-libc::EINVAL),
+        };
+        (attempt, true)
+    }
+
     fn settle(&mut self, index: u32, attempt: Attempt) {
         match attempt {
-            Attempt::Done(res) => self.complete(index, res),
+            Attempt::Done(res) | Attempt::Shot(res, _) => self.complete(index, res),
             Attempt::Wait(fd, interest) => self.wait_for(index, fd, interest),
             Attempt::Pool => self.hand_to_pool(index),
         }
@@ -450,8 +480,8 @@ impl PollBackend {
 
     /// Attempts a waiting request again after its fd became ready.
     fn retry(&mut self, index: u32, fd: RawFd, interest: Interest) {
-        let call = &mut self.requests[index as usize].call;
-        let attempt = sys::attempt(call);
+        let (attempt, limited) = self.attempt(index);
+        let call = &self.requests[index as usize].call;
         if let (Some((hint_fd, room)), Attempt::Done(n)) = (read_hint(call), &attempt) {
             // A read that filled its buffer probably left more behind: the
             // next one tries at once.
@@ -461,8 +491,9 @@ impl PollBackend {
         }
         match attempt {
             // Still not ready: the edge-triggered registration stays armed
-            // for it, and the next change of state wakes it again.
-            Attempt::Wait(again, wanted) if again == fd && wanted == interest => {}
+            // for it, and the next change of state wakes it again. A
+            // multishot call stopped by its limit is re-armed instead.
+            Attempt::Wait(again, wanted) if again == fd && wanted == interest && !limited => {}
             attempt => {
                 self.unlink(index, fd);
                 self.settle(index, attempt);
@@ -679,6 +710,11 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
                 flags: *flags,
             }
         }
+        Op::AcceptMulti { fd } => Call::AcceptMulti { fd: *fd },
+        Op::RecvMulti { fd, group, .. } => Call::RecvMulti {
+            fd: *fd,
+            group: std::rc::Rc::as_ptr(group),
+        },
         Op::Timer { .. } | Op::Cancel { .. } | Op::CancelAll { .. } => return Err(-libc::EINVAL),
     };
     Ok(call)

@@ -13,6 +13,7 @@ use std::os::fd::IntoRawFd;
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
 use super::{RawCompletion, Started};
+use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -129,6 +130,52 @@ impl Uring {
             if let Err(e) = self.ring.submit_and_wait(0) {
                 tracing::warn!(error = %e, "flushing overflowed completions failed");
                 return;
+            }
+        }
+    }
+
+    /// Multishot accept and provided buffer rings came with Linux 5.19,
+    /// which also brought `IORING_OP_SOCKET`: the probe shows the release.
+    fn has_multishot_accept(&self) -> bool {
+        self.supports(opcode::Socket::CODE)
+    }
+
+    /// Multishot receive came with Linux 6.0, as did `IORING_OP_SEND_ZC`.
+    fn has_multishot_recv(&self) -> bool {
+        self.supports(opcode::SendZc::CODE)
+    }
+
+    /// Shares `group` with the kernel as a provided buffer ring (5.19);
+    /// on failure it stays a free list that `start` takes from.
+    pub(crate) fn register_group(&mut self, group: &GroupInner) {
+        if !self.has_multishot_accept() {
+            return;
+        }
+        let ring = group.kernel_ring();
+        // SAFETY: the ring's memory is page aligned, holds `count` entries
+        // and stays allocated until `unregister_group` (or, if operations
+        // are leaked, forever).
+        let registered = unsafe {
+            self.ring.submitter().register_buf_ring_with_flags(
+                GroupInner::ring_address(&ring),
+                group.count(),
+                group.id,
+                0,
+            )
+        };
+        match registered {
+            Ok(()) => group.set_kernel_ring(ring),
+            Err(e) => {
+                tracing::warn!(error = %e, "provided buffer ring refused; using a free list");
+                group.discard_kernel_ring(ring);
+            }
+        }
+    }
+
+    pub(crate) fn unregister_group(&mut self, group: &GroupInner) {
+        if group.is_kernel_ring() {
+            if let Err(e) = self.ring.submitter().unregister_buf_ring(group.id) {
+                tracing::warn!(error = %e, "unregistering a buffer ring failed");
             }
         }
     }
@@ -321,6 +368,34 @@ impl Uring {
                 opcode::RecvMsg::new(Fd(*fd), &mut msg.hdr)
                     .flags(*flags as u32)
                     .build()
+            }
+            Op::AcceptMulti { fd } => {
+                if self.has_multishot_accept() {
+                    opcode::AcceptMulti::new(Fd(*fd))
+                        .flags(libc::SOCK_CLOEXEC)
+                        .build()
+                } else {
+                    opcode::Accept::new(Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
+                        .flags(libc::SOCK_CLOEXEC)
+                        .build()
+                }
+            }
+            Op::RecvMulti { fd, group, held } => {
+                if group.is_kernel_ring() && self.has_multishot_recv() {
+                    opcode::RecvMulti::new(Fd(*fd), group.id).build()
+                } else if group.is_kernel_ring() {
+                    opcode::Recv::new(Fd(*fd), std::ptr::null_mut(), group.size() as u32)
+                        .buf_group(group.id)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT)
+                } else {
+                    let Some(bid) = group.take_free() else {
+                        return Ok(Prepared::Done(-libc::ENOBUFS));
+                    };
+                    *held = Some(bid);
+                    opcode::Recv::new(Fd(*fd), group.buffer_ptr(bid), clamp_len(group.size()))
+                        .build()
+                }
             }
             Op::Timer { .. } | Op::Cancel { .. } | Op::CancelAll { .. } => {
                 return Ok(Prepared::Done(-libc::EINVAL));

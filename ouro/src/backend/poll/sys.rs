@@ -17,6 +17,9 @@ use std::os::fd::RawFd;
 
 use mio::Interest;
 
+use crate::backend::{BUFFER, BUFFER_SHIFT};
+use crate::buffers::group::GroupInner;
+
 #[cfg(target_os = "linux")]
 #[path = "sys/linux.rs"]
 mod platform;
@@ -35,6 +38,9 @@ pub(super) enum Attempt {
     Wait(RawFd, Interest),
     /// It may block (a regular file): run it on a pool thread.
     Pool,
+    /// One result of a multishot call (with its completion flags); more
+    /// may follow at once.
+    Shot(i32, u32),
 }
 
 /// The buffers of a read or write: one (stored here) or an iovec array in
@@ -158,6 +164,14 @@ pub(super) enum Call {
     Poll {
         fd: RawFd,
         mask: u32,
+    },
+    AcceptMulti {
+        fd: RawFd,
+    },
+    /// `group` is kept alive by the operation (an `Rc` it holds).
+    RecvMulti {
+        fd: RawFd,
+        group: *const GroupInner,
     },
     Open {
         dir: RawFd,
@@ -299,6 +313,12 @@ pub(super) fn attempt(call: &mut Call) -> Attempt {
             rw,
         } => platform::try_write(*fd, iov, *offset, rw),
         Call::Poll { fd, mask } => poll_now(*fd, *mask),
+        Call::AcceptMulti { fd } => match accept(*fd, std::ptr::null_mut(), std::ptr::null_mut()) {
+            Attempt::Done(res) if res >= 0 => Attempt::Shot(res, 0),
+            other => other,
+        },
+        // SAFETY: the operation holds the group alive until it completes.
+        Call::RecvMulti { fd, group } => recv_multi(*fd, unsafe { &**group }),
         Call::Splice { .. } => platform::try_splice(call),
         Call::Open { .. } | Call::Stat { .. } | Call::Fsync { .. } => Attempt::Pool,
     }
@@ -333,7 +353,7 @@ pub(super) fn blocking(call: &mut Call) -> i32 {
         Call::Fsync { fd, datasync } => platform::fsync(fd, datasync),
         Call::Splice { .. } => platform::splice_blocking(call),
         _ => match attempt(call) {
-            Attempt::Done(res) => res,
+            Attempt::Done(res) | Attempt::Shot(res, _) => res,
             Attempt::Wait(..) | Attempt::Pool => -libc::EAGAIN,
         },
     }
@@ -343,10 +363,36 @@ fn accept(fd: RawFd, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> At
     if let Err(res) = ensure_nonblocking(fd) {
         return Attempt::Done(res);
     }
-    // SAFETY: `addr`/`len` are the op's address buffer and its size, reset
-    // to the buffer's capacity before each attempt.
+    // SAFETY: `addr`/`len` are null (multishot: no address) or the op's
+    // address buffer and its capacity (the kernel writes them only on
+    // success, which ends the operation).
     let res = unsafe { platform::accept(fd, addr, len) };
     ready_or_wait(res, fd, Interest::READABLE)
+}
+
+/// One receive into a buffer of `group`, reported as the kernel reports a
+/// buffer it picked; the buffer goes back to the group if nothing came.
+fn recv_multi(fd: RawFd, group: &GroupInner) -> Attempt {
+    let Some(bid) = group.take_free() else {
+        return Attempt::Done(-libc::ENOBUFS);
+    };
+    // SAFETY: buffer `bid` is `size` writable bytes of the group, taken
+    // from its free list for this call.
+    let res = unsafe {
+        libc::recv(
+            fd,
+            group.buffer_ptr(bid).cast(),
+            group.size(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    match result(res) {
+        n if n > 0 => Attempt::Shot(n, BUFFER | (u32::from(bid) << BUFFER_SHIFT)),
+        res => {
+            group.recycle(bid);
+            ready_or_wait(res, fd, Interest::READABLE)
+        }
+    }
 }
 
 fn connect(
