@@ -12,6 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr::NonNull;
 use std::rc::Rc;
+#[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::IoBuf;
@@ -173,6 +174,7 @@ impl GroupInner {
         false
     }
 
+    #[cfg(target_os = "linux")]
     pub(crate) fn count(&self) -> u16 {
         self.count
     }
