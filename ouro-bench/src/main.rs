@@ -24,6 +24,8 @@ struct Options {
     sizes: Vec<usize>,
     runs: usize,
     window: Duration,
+    /// Contestants to measure (all when empty; ratios need tokio).
+    only: Vec<String>,
     json: bool,
 }
 
@@ -38,6 +40,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         sizes: vec![64],
         runs: 5,
         window: Duration::from_secs(1),
+        only: Vec::new(),
         json: false,
     };
     while let Some(flag) = args.next() {
@@ -60,6 +63,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         match flag.as_str() {
             "--conns" => options.conns = list()?,
             "--size" => options.sizes = list()?,
+            "--only" => options.only = value.split(',').map(str::to_string).collect(),
             "--runs" => options.runs = value.parse().map_err(|_| format!("--runs: {value:?}"))?,
             "--secs" => {
                 let secs: f64 = value.parse().map_err(|_| format!("--secs: {value:?}"))?;
@@ -114,6 +118,11 @@ fn main() -> ExitCode {
                 for turn in 0..Contestant::ALL.len() {
                     let i = (turn + run) % Contestant::ALL.len();
                     let contestant = Contestant::ALL[i];
+                    if !options.only.is_empty()
+                        && !options.only.iter().any(|n| n == contestant.name())
+                    {
+                        continue;
+                    }
                     match echo::measure_once(contestant, conns, size, timing) {
                         Ok(m) => {
                             samples[i].0.push(m.rps);
@@ -126,12 +135,15 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let medians: Vec<(f64, f64)> = samples
+            let medians: Vec<Option<(f64, f64)>> = samples
                 .iter_mut()
-                .map(|(rps, cpu)| (median(rps), median(cpu)))
+                .map(|(rps, cpu)| (!rps.is_empty()).then(|| (median(rps), median(cpu))))
                 .collect();
-            let tokio = medians[Contestant::ALL.len() - 1];
-            for (contestant, (rps, cpu)) in Contestant::ALL.iter().zip(&medians) {
+            let tokio = medians[Contestant::ALL.len() - 1].unwrap_or((f64::NAN, f64::NAN));
+            for (contestant, measured) in Contestant::ALL.iter().zip(&medians) {
+                let Some((rps, cpu)) = measured else {
+                    continue;
+                };
                 if options.json {
                     for (metric, value) in [("rps", rps), ("server_cpu_us_per_req", cpu)] {
                         println!(

@@ -47,6 +47,7 @@ backend_tests!(
     splice_between_pipe_and_socket,
     dropping_a_ring_with_waiting_ops,
     open_stat_fsync_on_the_pool,
+    a_reused_fd_number_is_a_new_file,
 );
 
 /// A pipe, both ends blocking and close-on-exec (as `std::io::pipe` makes
@@ -580,6 +581,44 @@ fn cancelled_pool_job_that_is_running_finishes_with_its_own_result() {
     assert!(matches!(done[1].outcome, Outcome::Open(Ok(_))), "{done:?}");
     match &done[2].outcome {
         Outcome::Cancel(res) => assert_eq!(os_error(res), Some(libc::EALREADY)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The readiness backend remembers fds (registrations, whether reads found
+/// them empty); an fd number that now names another file must still work.
+fn a_reused_fd_number_is_a_new_file(kind: BackendKind) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (mut ring, mut done) = (ring(kind), State::new());
+    ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));
+    runs_only_a_timer(&mut ring, &mut done);
+    (&theirs).write_all(b"one").unwrap();
+    run(&mut ring, &mut done);
+    assert!(
+        matches!(done[0].outcome, Outcome::Recv(Ok(3), _)),
+        "{done:?}"
+    );
+    done.clear();
+    // Atomically make `ours`' number name another socket (closing the old
+    // one, which takes it out of epoll); data is already waiting there.
+    let (other, other_peer) = UnixStream::pair().unwrap();
+    (&other_peer).write_all(b"two").unwrap();
+    // SAFETY: dup2 onto an fd we own; `ours` owns the number afterwards.
+    assert!(unsafe { libc::dup2(other.as_raw_fd(), ours.as_raw_fd()) } >= 0);
+    drop(other);
+    ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));
+    run(&mut ring, &mut done);
+    match &done[0].outcome {
+        Outcome::Recv(Ok(3), buf) => assert_eq!(&buf[..], b"two"),
+        other => panic!("unexpected {other:?}"),
+    }
+    done.clear();
+    ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));
+    runs_only_a_timer(&mut ring, &mut done);
+    (&other_peer).write_all(b"three").unwrap();
+    run(&mut ring, &mut done);
+    match &done[0].outcome {
+        Outcome::Recv(Ok(5), buf) => assert_eq!(&buf[..], b"three"),
         other => panic!("unexpected {other:?}"),
     }
 }

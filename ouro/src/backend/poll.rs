@@ -28,7 +28,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::os::fd::{IntoRawFd, RawFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -91,9 +90,12 @@ struct FdState {
     head: u32,
     /// Whether it is (as far as we know) in the poller.
     registered: bool,
-    /// The last read attempt found it empty: the next read waits for
-    /// readiness without trying first.
+    /// The last first attempt of a read found it empty: reads wait for
+    /// readiness without trying first...
     read_would_block: bool,
+    /// ...except every `PROBE_EVERY`th, which tries, in case data now
+    /// tends to be there already (a stream rather than request-response).
+    skipped_tries: u8,
 }
 
 impl FdState {
@@ -101,8 +103,25 @@ impl FdState {
         head: NIL,
         registered: false,
         read_would_block: false,
+        skipped_tries: 0,
     };
+
+    /// Whether a read should wait without trying first.
+    fn skip_try(&mut self) -> bool {
+        if !self.read_would_block {
+            return false;
+        }
+        self.skipped_tries += 1;
+        if self.skipped_tries < PROBE_EVERY {
+            return true;
+        }
+        self.skipped_tries = 0;
+        false
+    }
 }
+
+/// How often a read on an fd that was empty last time tries first anyway.
+const PROBE_EVERY: u8 = 8;
 
 pub(crate) struct PollBackend {
     poll: mio::Poll,
@@ -113,7 +132,6 @@ pub(crate) struct PollBackend {
     fds: Vec<FdState>,
     done: Vec<RawCompletion>,
     pool: Pool,
-    waker: Arc<mio::Waker>,
     /// The last wait returned without polling because results were ready;
     /// the next one polls, so ready fds are never starved.
     skipped_poll: bool,
@@ -122,10 +140,11 @@ pub(crate) struct PollBackend {
 impl PollBackend {
     pub(crate) fn new(entries: u32) -> io::Result<PollBackend> {
         let poll = mio::Poll::new()?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-        let pool_waker = waker.clone();
+        // The pool wakes `wait` when results are ready (messages from other
+        // rings can share this waker).
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let pool = Pool::new(Box::new(move || {
-            if let Err(err) = pool_waker.wake() {
+            if let Err(err) = waker.wake() {
                 tracing::error!(error = %err, "waking the ring for pool results failed");
             }
         }));
@@ -139,7 +158,6 @@ impl PollBackend {
             fds: Vec::new(),
             done: Vec::with_capacity(capacity),
             pool,
-            waker,
             skipped_poll: false,
         })
     }
@@ -147,12 +165,6 @@ impl PollBackend {
     /// The system's poller, for diagnostics.
     pub(crate) fn poller(&self) -> &'static str {
         POLLER
-    }
-
-    /// Wakes the backend's wait from any thread.
-    #[allow(dead_code)] // for messages between rings
-    pub(crate) fn waker(&self) -> Arc<mio::Waker> {
-        self.waker.clone()
     }
 
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
@@ -247,20 +259,15 @@ impl PollBackend {
     }
 
     fn first_attempt(&mut self, index: u32) {
-        let call = &mut self.requests[index as usize].call;
-        let hinted = read_hint(call).filter(|&(fd, _)| {
-            self.fds
-                .get(fd as usize)
-                .is_some_and(|state| state.read_would_block)
-        });
-        if let Some((fd, _)) = hinted {
-            return self.wait_for(index, fd, Interest::READABLE);
+        let hinted = read_hint(&self.requests[index as usize].call);
+        if let Some(fd) = hinted {
+            if self.fd_state(fd).skip_try() {
+                return self.wait_for(index, fd, Interest::READABLE);
+            }
         }
         let (attempt, _) = self.attempt(index);
-        if let (Some((fd, _)), Attempt::Wait(..)) =
-            (read_hint(&self.requests[index as usize].call), &attempt)
-        {
-            self.fd_state(fd).read_would_block = true;
+        if let Some(fd) = hinted {
+            self.fd_state(fd).read_would_block = matches!(attempt, Attempt::Wait(..));
         }
         self.settle(index, attempt);
     }
@@ -347,7 +354,12 @@ impl PollBackend {
         }
         let call = &mut self.requests[index as usize].call;
         match call {
-            Call::Read { .. } | Call::Write { .. } => self.hand_to_pool(index),
+            Call::Read { .. } | Call::Write { .. } => {
+                // A file is never "empty": the next read tries at once (the
+                // page cache may serve it).
+                self.fd_state(fd).read_would_block = false;
+                self.hand_to_pool(index);
+            }
             Call::Splice {
                 fd_in,
                 fd_out,
@@ -481,14 +493,6 @@ impl PollBackend {
     /// Attempts a waiting request again after its fd became ready.
     fn retry(&mut self, index: u32, fd: RawFd, interest: Interest) {
         let (attempt, limited) = self.attempt(index);
-        let call = &self.requests[index as usize].call;
-        if let (Some((hint_fd, room)), Attempt::Done(n)) = (read_hint(call), &attempt) {
-            // A read that filled its buffer probably left more behind: the
-            // next one tries at once.
-            if usize::try_from(*n).is_ok_and(|n| n == room) {
-                self.fd_state(hint_fd).read_would_block = false;
-            }
-        }
         match attempt {
             // Still not ready: the edge-triggered registration stays armed
             // for it, and the next change of state wakes it again. A
@@ -518,12 +522,10 @@ const POLLER: &str = "epoll";
 #[cfg(not(target_os = "linux"))]
 const POLLER: &str = "kqueue";
 
-/// For reads that keep the per-fd "was empty" hint: the fd and how much
-/// the buffer can take.
-fn read_hint(call: &Call) -> Option<(RawFd, usize)> {
+/// The fd of a read that keeps the per-fd "was empty" hint.
+fn read_hint(call: &Call) -> Option<RawFd> {
     match call {
-        Call::Recv { fd, len, .. } => Some((*fd, *len)),
-        Call::Read { fd, iov, .. } if *fd >= 0 => Some((*fd, iov.room())),
+        Call::Recv { fd, .. } | Call::Read { fd, .. } if *fd >= 0 => Some(*fd),
         _ => None,
     }
 }

@@ -68,11 +68,6 @@ impl IoVecs {
         }
     }
 
-    /// Bytes the buffers hold (or can take).
-    pub(super) fn room(&self) -> usize {
-        self.as_slice().iter().map(|v| v.iov_len).sum()
-    }
-
     fn count(&self) -> libc::c_int {
         libc::c_int::try_from(self.as_slice().len()).unwrap_or(libc::c_int::MAX)
     }
