@@ -991,6 +991,12 @@ impl<S> Drop for Ring<S> {
     /// operation that does not finish within 10 s is leaked, never freed
     /// under the kernel.
     fn drop(&mut self) {
+        // Completions reaped but not delivered (a callback panicked): their
+        // operations are over, and the backend will not report them again.
+        let undelivered = mem::take(&mut self.batch);
+        for &c in undelivered.get(self.batch_pos..).unwrap_or_default() {
+            self.release_drained(c);
+        }
         let in_backend = |slab: &Slab<S>| {
             slab.slots
                 .iter()
