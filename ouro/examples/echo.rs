@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use ouro::net::{Domain, Type};
-use ouro::{Buf, Completion, Ctx, Outcome, Ring, RunMode};
+use ouro::{BackendKind, Buf, Completion, Ctx, Outcome, Ring, RunMode};
 
 ouro::messages! {
     enum Msg { Accepted, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
@@ -129,6 +129,8 @@ struct Clients {
     clients: Vec<Client>,
     done: usize,
     round_trips: usize,
+    /// Bytes that came back and matched what was sent.
+    verified: usize,
 }
 
 #[derive(Default)]
@@ -191,6 +193,7 @@ impl Clients {
                     return Err(io::Error::other(format!("client {key}: echo differs")));
                 }
                 client.received += n;
+                this.verified += n;
                 if client.received < this.message.len() {
                     return this.receive(ring, key);
                 }
@@ -261,11 +264,18 @@ impl AsMut<Server> for Server {
     }
 }
 
-struct Options {
-    serve: Option<SocketAddr>,
-    clients: usize,
-    rounds: usize,
-    size: usize,
+/// What to run: the demo, or with `serve` only the server.
+pub struct Options {
+    /// Serve on this address until killed, instead of the demo.
+    pub serve: Option<SocketAddr>,
+    /// Clients in the demo.
+    pub clients: usize,
+    /// Round trips per client.
+    pub rounds: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// The backend the ring runs on (io_uring from the command line).
+    pub backend: BackendKind,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -274,6 +284,7 @@ fn parse_args() -> Result<Options, String> {
         clients: 64,
         rounds: 1000,
         size: 64,
+        backend: BackendKind::Uring,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -294,42 +305,44 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-fn main() -> io::Result<()> {
-    let options = parse_args().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{e}\nusage: echo [--serve ADDR] [--clients N] [--rounds N] [--size BYTES]"),
-        )
-    })?;
-    let addr = options.serve.unwrap_or(([127, 0, 0, 1], 0).into());
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
-    let addr = ouro::net::local_addr(&listener)?;
-    let server = Server {
+/// What the demo did.
+pub struct Report {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The ring's backend, described.
+    pub backend: String,
+    /// Clients that made all their round trips.
+    pub clients_done: usize,
+    /// Round trips made, over all clients.
+    pub round_trips: usize,
+    /// Bytes echoed back and checked against what was sent.
+    pub bytes_verified: usize,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+fn server(listener: OwnedFd, accept_limit: Option<usize>, size: usize) -> Server {
+    Server {
         listener,
         conns: Vec::new(),
         free: Vec::new(),
-        accept_limit: None,
+        accept_limit,
         accepted: 0,
-        buffer_size: options.size.max(4096),
-    };
-
-    if options.serve.is_some() {
-        let mut ring = Ring::new(256)?;
-        println!(
-            "echo: serving on {addr} with {}",
-            ring.backend_description()
-        );
-        let mut server = server;
-        server.start(&mut ring);
-        return ring.run(&mut server, RunMode::Forever);
+        buffer_size: size.max(4096),
     }
+}
 
-    let mut ring = Ring::new(256)?;
+/// The demo: a server and `options.clients` clients on one ring, over
+/// loopback, until every client has made its round trips.
+pub fn run(options: &Options) -> io::Result<Report> {
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024)?;
+    let addr = ouro::net::local_addr(&listener)?;
+    let mut ring = Ring::builder()
+        .backend(options.backend)
+        .entries(256)
+        .build()?;
     let mut demo = Demo {
-        server: Server {
-            accept_limit: Some(options.clients),
-            ..server
-        },
+        server: server(listener, Some(options.clients), options.size),
         clients: Clients {
             server: addr,
             message: (0..options.size).map(|i| (i % 251) as u8).collect(),
@@ -337,32 +350,65 @@ fn main() -> io::Result<()> {
             clients: Vec::new(),
             done: 0,
             round_trips: 0,
+            verified: 0,
         },
     };
     let started = Instant::now();
     demo.server.start(&mut ring);
     demo.clients.start(&mut ring, options.clients);
     ring.run(&mut demo, RunMode::UntilDone)?;
-    let elapsed = started.elapsed().as_secs_f64();
+    Ok(Report {
+        addr,
+        backend: ring.backend_description(),
+        clients_done: demo.clients.done,
+        round_trips: demo.clients.round_trips,
+        bytes_verified: demo.clients.verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
 
-    let round_trips = demo.clients.round_trips;
+/// Only the server, on `addr`, until killed.
+fn serve(addr: SocketAddr, options: &Options) -> io::Result<()> {
+    let listener = ouro::net::tcp_listener(addr, 1024)?;
+    let addr = ouro::net::local_addr(&listener)?;
+    let mut ring = Ring::builder()
+        .backend(options.backend)
+        .entries(256)
+        .build()?;
     println!(
-        "echo: {} clients x {} round trips of {} B over {addr} on {}",
-        options.clients,
-        options.rounds,
-        options.size,
+        "echo: serving on {addr} with {}",
         ring.backend_description()
+    );
+    let mut server = server(listener, None, options.size);
+    server.start(&mut ring);
+    ring.run(&mut server, RunMode::Forever)
+}
+
+fn main() -> io::Result<()> {
+    let options = parse_args().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{e}\nusage: echo [--serve ADDR] [--clients N] [--rounds N] [--size BYTES]"),
+        )
+    })?;
+    if let Some(addr) = options.serve {
+        return serve(addr, &options);
+    }
+    let report = run(&options)?;
+    println!(
+        "echo: {} clients x {} round trips of {} B over {} on {}",
+        options.clients, options.rounds, options.size, report.addr, report.backend
     );
     println!(
         "echo: {} round trips, {} bytes echoed and verified, {}/{} clients done, in {:.3} s ({:.0} round trips/s)",
-        round_trips,
-        round_trips * options.size,
-        demo.clients.done,
+        report.round_trips,
+        report.bytes_verified,
+        report.clients_done,
         options.clients,
-        elapsed,
-        round_trips as f64 / elapsed
+        report.seconds,
+        report.round_trips as f64 / report.seconds
     );
-    if demo.clients.done != options.clients {
+    if report.clients_done != options.clients {
         return Err(io::Error::other("not every client finished"));
     }
     Ok(())
