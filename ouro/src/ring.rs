@@ -734,7 +734,8 @@ impl<S> Ring<S> {
         self.schedule(op, ctx)
     }
 
-    /// Reads into the buffers' spare room, in order. Kernel: 5.1.
+    /// Reads into the buffers' spare room, in order (buffers without any
+    /// room fail with `InvalidInput`). Kernel: 5.1.
     pub fn readv<B: IoBufMut>(
         &mut self,
         fd: impl AsFd,
@@ -742,12 +743,16 @@ impl<S> Ring<S> {
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
+        let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::Readv {
             fd: fd.as_fd().as_raw_fd(),
             bufs: BufVec::new_mut(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
         };
+        if no_room {
+            return self.reject(op, ctx, no_room_error());
+        }
         self.schedule(op, ctx)
     }
 
@@ -926,14 +931,19 @@ impl<S> Ring<S> {
     }
 
     /// Receives one message into the buffers' spare room, with the sender's
-    /// address. Kernel: 5.3.
+    /// address (buffers without any room fail with `InvalidInput`).
+    /// Kernel: 5.3.
     pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
+        let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::RecvMsg {
             fd: fd.as_fd().as_raw_fd(),
             bufs: BufVec::new_mut(bufs),
             msg: self.pools.msg(),
             flags: 0,
         };
+        if no_room {
+            return self.reject(op, ctx, no_room_error());
+        }
         self.schedule(op, ctx)
     }
 }
@@ -952,13 +962,18 @@ fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
         }
     };
     if buf.spare_parts().1 == 0 {
-        let err = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the buffer has no spare room to read into (give the Vec some capacity)",
-        );
-        return Err((buf, err));
+        return Err((buf, no_room_error()));
     }
     Ok(buf)
+}
+
+/// Reading into no room could only read 0 bytes, which would look like end
+/// of file.
+fn no_room_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the buffer has no spare room to read into (give the Vec some capacity)",
+    )
 }
 
 /// Marks a ring as running; unmarks it when `run` returns or unwinds.
