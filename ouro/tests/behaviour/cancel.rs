@@ -18,6 +18,7 @@ backend_tests![
     stale_handle_does_not_touch_the_slots_new_task,
     two_cancels_of_one_task,
     cancel_a_task_waiting_for_room,
+    a_close_cancelled_before_reaching_the_kernel_still_closes,
     cancel_all_cancels_everything_and_counts,
     cancel_all_on_an_idle_ring_counts_zero,
 ];
@@ -166,6 +167,26 @@ fn cancel_a_task_waiting_for_room(kind: BackendKind) {
         assert!(is_canceled(err), "{err}");
         expect!(&got[at(canceller)].outcome, Outcome::Cancel(Ok(())) => ());
     }
+}
+
+fn a_close_cancelled_before_reaching_the_kernel_still_closes(kind: BackendKind) {
+    let mut ring = ring(kind, 1);
+    let (a, _b) = socket_pair();
+    let (reader, writer) = crate::harness::pipe();
+    let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
+    let close = ring.close(writer, ctx(1));
+    ring.cancel(close, ctx(2));
+    ring.cancel(recv, ctx(3));
+    let got = run_all(&mut ring);
+    let closed = got.iter().find(|c| c.key() == 1).unwrap();
+    let err = expect!(&closed.outcome, Outcome::Close(Err(err)) => err);
+    assert!(is_canceled(err), "{err}");
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut std::fs::File::from(reader), &mut rest).unwrap();
+    assert_eq!(
+        read, 0,
+        "end of file: the write end was closed all the same"
+    );
 }
 
 fn cancel_all_cancels_everything_and_counts(kind: BackendKind) {

@@ -12,6 +12,7 @@ backend_tests![
     timer_fires_after_its_duration,
     zero_timer_fires_on_the_next_turn,
     timers_fire_in_time_order,
+    the_longest_timer_bounds_a_wait_without_error,
     run_on_an_idle_ring_returns_at_once,
     run_once_delivers_what_is_ready_and_returns,
     stop_ends_a_forever_run,
@@ -68,6 +69,31 @@ fn timers_fire_in_time_order(kind: BackendKind) {
     }
     let keys: Vec<u64> = run_all(&mut ring).iter().map(|c| c.key()).collect();
     assert_eq!(keys, [0, 1, 2, 3, 4]);
+}
+
+/// A timer of `Duration::MAX` is the nearest one, so it bounds the kernel
+/// wait: that must simply wait (here until a recv gets data from another
+/// thread), not fail. Then it can be cancelled.
+fn the_longest_timer_bounds_a_wait_without_error(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, b) = crate::harness::socket_pair();
+    let timer = ring.timer(Duration::MAX, ctx(0));
+    ring.recv(&a, Vec::with_capacity(8), ctx(1));
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        std::io::Write::write_all(&mut std::fs::File::from(b), b"wake").unwrap();
+    });
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::Once).unwrap();
+    writer.join().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        &expect!(&got[0].outcome, Outcome::Recv(Ok(4), buf) => buf)[..],
+        b"wake"
+    );
+    ring.cancel(timer, ctx(2));
+    let got = run_all(&mut ring);
+    expect!(&got[0].outcome, Outcome::Timer(Err(e)) if ouro::is_canceled(e) => ());
 }
 
 /// `UntilDone` and `Once` on a ring without tasks return at once; the

@@ -29,6 +29,7 @@ backend_tests![
     writev_file_at_offset_and_current_position,
     readv_writev_pipe,
     read_without_room_is_invalid_input,
+    readv_without_room_is_invalid_input,
     file_ops_on_a_bad_fd_fail_with_ebadf,
     write_to_a_pipe_without_reader_is_epipe,
     close_closes,
@@ -210,6 +211,27 @@ fn read_without_room_is_invalid_input(kind: BackendKind) {
         r.read(&reader, read_only, Offset::Current, c)
     });
     let res = expect!(outcome, Outcome::Read(res, _) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+}
+
+/// As for `read`: buffers without room could only read 0 bytes, which
+/// would look like end of file.
+fn readv_without_room_is_invalid_input(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = temp_file(DIGITS);
+    let no_room = vec![Vec::new(), Vec::from(*b"full")];
+    let outcome = complete(&mut ring, |r, c| r.readv(&file, no_room, Offset::At(0), c));
+    let (res, bufs) = expect!(outcome, Outcome::Readv(res, bufs) => (res, bufs));
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    assert_eq!(
+        bufs.downcast::<Vec<u8>>().unwrap(),
+        [&b""[..], b"full"],
+        "the buffers come back"
+    );
+    let outcome = complete(&mut ring, |r, c| {
+        r.readv(&file, Vec::<Vec<u8>>::new(), Offset::At(0), c)
+    });
+    let res = expect!(outcome, Outcome::Readv(res, _) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
 }
 

@@ -28,6 +28,7 @@ backend_tests![
     shutdown_of_an_unconnected_socket_is_enotconn,
     sendmsg_and_recvmsg_carry_addresses,
     recvmsg_reports_truncation,
+    recvmsg_without_room_is_invalid_input,
     sendmsg_without_an_address_needs_a_connected_socket,
     socket_ops_on_a_bad_fd_fail_with_ebadf,
 ];
@@ -281,6 +282,14 @@ fn recvmsg_reports_truncation(kind: BackendKind) {
     assert_eq!(meta.len, 3);
     assert_ne!(meta.flags & libc::MSG_TRUNC, 0, "flags {:#x}", meta.flags);
     assert_eq!(bufs.downcast::<Vec<u8>>().unwrap(), [b"too"]);
+}
+
+fn recvmsg_without_room_is_invalid_input(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let receiver = ouro::net::udp_socket(loopback()).unwrap();
+    let outcome = complete(&mut ring, |r, c| r.recvmsg(&receiver, vec![Vec::new()], c));
+    let res = expect!(outcome, Outcome::RecvMsg(res, _) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
 }
 
 fn sendmsg_without_an_address_needs_a_connected_socket(kind: BackendKind) {

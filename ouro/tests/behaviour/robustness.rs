@@ -23,6 +23,8 @@ backend_tests![
     a_full_submission_queue_keeps_every_write_in_order,
     an_overflowing_completion_queue_loses_nothing,
     a_panicking_callback_loses_nothing,
+    cancel_all_of_many_in_flight_through_a_small_ring,
+    deadlines_of_many_in_flight_through_a_small_ring,
 ];
 
 exclusive_backend_tests![
@@ -246,6 +248,62 @@ fn panic_always(_: &mut (), _: &mut Ring<()>, c: Completion) -> io::Result<()> {
 fn count(delivered: &mut u32, _: &mut Ring<u32>, _: Completion) -> io::Result<()> {
     *delivered += 1;
     Ok(())
+}
+
+/// 200 recvs in flight on a ring of 4 entries, all cancelled at once: the
+/// cancel requests themselves wait for room.
+fn cancel_all_of_many_in_flight_through_a_small_ring(kind: BackendKind) {
+    const RECVS: u64 = 200;
+    let mut ring = ring(kind, 4);
+    let (a, _b) = socket_pair();
+    for key in 0..RECVS {
+        ring.recv(&a, Vec::with_capacity(8), ctx(key));
+    }
+    ring.timer(Duration::from_millis(2), ctx(RECVS));
+    let mut got = Vec::new();
+    while got.is_empty() {
+        ring.run(&mut got, RunMode::Once).unwrap();
+    }
+    assert_eq!(got.len(), 1, "only the timer");
+    ring.cancel_all(ctx(RECVS + 1));
+    let got = run_all(&mut ring);
+    assert_eq!(got.len() as u64, RECVS + 1);
+    let last = got.last().unwrap();
+    expect!(&last.outcome, Outcome::CancelAll(Ok(n)) if *n as u64 == RECVS => ());
+    let mut keys: Vec<u64> = got[..RECVS as usize]
+        .iter()
+        .map(|c| {
+            let err = c.result().expect_err("cancelled");
+            assert!(ouro::is_canceled(&err), "{err}");
+            c.key()
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, (0..RECVS).collect::<Vec<_>>());
+}
+
+/// 200 recvs on a ring of 4 entries, each with a deadline: all fail with
+/// `ETIME`, once each.
+fn deadlines_of_many_in_flight_through_a_small_ring(kind: BackendKind) {
+    const RECVS: u64 = 200;
+    let mut ring = ring(kind, 4);
+    let (a, _b) = socket_pair();
+    let deadline = ring.now() + Duration::from_millis(5);
+    for key in 0..RECVS {
+        let recv = ring.recv(&a, Vec::with_capacity(8), ctx(key));
+        ring.set_deadline(recv, deadline).unwrap();
+    }
+    let got = run_all(&mut ring);
+    let mut keys: Vec<u64> = got
+        .iter()
+        .map(|c| {
+            let err = c.result().expect_err("past its deadline");
+            assert!(ouro::is_deadline(&err), "{err}");
+            c.key()
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, (0..RECVS).collect::<Vec<_>>());
 }
 
 /// Three reads complete in one batch; the first callback panics. The other
