@@ -3,7 +3,7 @@
 /// One `#[test]` per backend for the test function `$name` (which takes a
 /// `BackendKind`), in a module named after it: `$name::uring`, ... Each
 /// calls `$runner(test, backend)`. To run every test on another backend,
-/// add its line here.
+/// add a function like `uring` for it here (and nothing else).
 macro_rules! per_backend {
     ($runner:path, $name:ident) => {
         mod $name {
