@@ -71,6 +71,11 @@ pub struct Ring<S = ()> {
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
     rejections: Vec<(u32, io::Error)>,
+    /// Cancel tasks still to be told how their target ended (waiter list
+    /// head, whether it was cancelled): kept here, not in locals, while
+    /// callbacks run, so that a panicking one loses none; `run` settles
+    /// what a panic left.
+    unsettled: Vec<(u32, bool)>,
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
@@ -162,6 +167,7 @@ impl<S> Ring<S> {
             waiters: Waiters::default(),
             pools: Pools::default(),
             rejections: Vec::new(),
+            unsettled: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
@@ -211,6 +217,10 @@ impl<S> Ring<S> {
     /// `tracing`). Calling `run` from inside a callback is an error.
     pub fn run(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         let _guard = RunGuard::enter(&self.running)?;
+        // Left over only if a callback panicked.
+        while !self.unsettled.is_empty() {
+            self.settle_waiters(state);
+        }
         loop {
             if mode != RunMode::Forever && self.slab.live() == 0 {
                 return Ok(());
@@ -381,6 +391,10 @@ impl<S> Ring<S> {
             res => Ok(res as u32),
         };
         let outcome = op.into_outcome(result, &mut self.pools);
+        let canceled = res == -libc::ECANCELED || res == -libc::ETIME;
+        if waiters != NIL {
+            self.unsettled.push((waiters, canceled));
+        }
         if let Some(callback) = callback {
             let completion = Completion {
                 task,
@@ -394,8 +408,7 @@ impl<S> Ring<S> {
             }
         }
         if waiters != NIL {
-            let canceled = res == -libc::ECANCELED || res == -libc::ETIME;
-            self.settle_waiters(state, waiters, canceled);
+            self.settle_waiters(state);
         }
         1
     }
@@ -415,9 +428,17 @@ impl<S> Ring<S> {
         }
     }
 
-    /// Tells the cancel tasks waiting for a finished target how it ended.
-    fn settle_waiters(&mut self, state: &mut S, mut head: u32, canceled: bool) {
-        while let Some(canceller) = self.waiters.pop(&mut head) {
+    /// Tells the cancel tasks on the last list of `unsettled` how their
+    /// target ended, then drops the list. It stays there meanwhile, so that
+    /// a panicking callback loses none of them (`run` goes on with them).
+    fn settle_waiters(&mut self, state: &mut S) {
+        let depth = self.unsettled.len();
+        loop {
+            let (head, canceled) = &mut self.unsettled[depth - 1];
+            let canceled = *canceled;
+            let Some(canceller) = self.waiters.pop(head) else {
+                break;
+            };
             match &mut self.slab.slots[canceller as usize].op {
                 Op::Cancel { .. } => {
                     let res = if canceled { 0 } else { -libc::EALREADY };
@@ -436,6 +457,7 @@ impl<S> Ring<S> {
                 _ => {}
             }
         }
+        self.unsettled.truncate(depth - 1);
     }
 
     // -- scheduling ---------------------------------------------------------
