@@ -23,6 +23,7 @@ backend_tests![
     a_full_submission_queue_keeps_every_write_in_order,
     an_overflowing_completion_queue_loses_nothing,
     a_panicking_callback_loses_nothing,
+    a_panicking_target_still_lets_its_cancellers_finish,
     cancel_all_of_many_in_flight_through_a_small_ring,
     deadlines_of_many_in_flight_through_a_small_ring,
 ];
@@ -335,6 +336,36 @@ fn a_panicking_callback_loses_nothing(kind: BackendKind) {
     ring.noop(Ctx::new(count));
     ring.run(&mut delivered, RunMode::UntilDone).unwrap();
     assert_eq!(delivered, 4, "the two other reads and the noop, once each");
+}
+
+/// A cancelled task's callback panics, then the first of its two
+/// cancellers' does: the other canceller still finishes, on the next `run`,
+/// instead of waiting for ever.
+fn a_panicking_target_still_lets_its_cancellers_finish(kind: BackendKind) {
+    fn panic_twice(delivered: &mut u32, _: &mut Ring<u32>, c: Completion) -> io::Result<()> {
+        *delivered += 1;
+        if *delivered <= 2 {
+            panic!("callback {delivered} panics (on purpose)");
+        }
+        expect!(c.outcome, Outcome::Cancel(Ok(())) => ());
+        Ok(())
+    }
+    let mut ring: Ring<u32> = ring(kind, 8);
+    let (a, _b) = socket_pair();
+    let recv = ring.recv(&a, Vec::with_capacity(8), Ctx::new(panic_twice));
+    ring.cancel(recv, Ctx::new(panic_twice));
+    ring.cancel(recv, Ctx::new(panic_twice));
+    let mut delivered = 0;
+    for panicked in 1..=2 {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            ring.run(&mut delivered, RunMode::UntilDone)
+        }));
+        assert!(result.is_err(), "the panic goes through run");
+        assert_eq!(delivered, panicked);
+    }
+    ring.run(&mut delivered, RunMode::UntilDone).unwrap();
+    assert_eq!(delivered, 3, "the second canceller finished");
+    assert_eq!(ring.live_tasks(), 0);
 }
 
 fn pipes_with_data(n: usize) -> Vec<(OwnedFd, OwnedFd)> {
