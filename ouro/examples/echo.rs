@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use ouro::net::{Domain, Type};
-use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RunMode, Task};
+use ouro::{BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RunMode, Task};
 use slab::Slab;
 
 ouro::messages! {
@@ -240,6 +240,8 @@ struct Clients {
     clients: Vec<Client>,
     done: usize,
     round_trips: usize,
+    /// Bytes that came back and matched what was sent.
+    verified: usize,
 }
 
 #[derive(Default)]
@@ -302,6 +304,7 @@ impl Clients {
                     return Err(io::Error::other(format!("client {key}: echo differs")));
                 }
                 client.received += n;
+                this.verified += n;
                 if client.received < this.message.len() {
                     return this.receive(ring, key);
                 }
@@ -372,25 +375,34 @@ impl AsMut<Server> for Server {
     }
 }
 
-/// The size of each of the server's receive buffers (shared by all
-/// connections; `--buffers` says how many, 1024 by default: 4 MiB).
-const GROUP_BUFFER_SIZE: usize = 4096;
-
-struct Options {
-    serve: Option<SocketAddr>,
-    buffers: u16,
-    clients: usize,
-    rounds: usize,
-    size: usize,
+/// What to run: the demo, or with `serve` only the server.
+pub struct Options {
+    /// Serve on this address until killed, instead of the demo.
+    pub serve: Option<SocketAddr>,
+    /// Clients in the demo.
+    pub clients: usize,
+    /// Round trips per client.
+    pub rounds: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// The backend the ring runs on (io_uring from the command line).
+    pub backend: BackendKind,
+    /// The server's receive buffers (a power of two), shared by all
+    /// connections, of `GROUP_BUFFER_SIZE` bytes each.
+    pub buffers: u16,
 }
+
+/// The size of each of the server's receive buffers.
+pub const GROUP_BUFFER_SIZE: usize = 4096;
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         serve: None,
-        buffers: 1024,
         clients: 64,
         rounds: 1000,
         size: 64,
+        backend: BackendKind::Uring,
+        buffers: 1024,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -417,30 +429,31 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-fn main() -> io::Result<()> {
-    let options = parse_args().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{e}\nusage: echo [--serve ADDR] [--buffers N] [--clients N] [--rounds N] [--size BYTES]"),
-        )
-    })?;
-    let addr = options.serve.unwrap_or(([127, 0, 0, 1], 0).into());
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
+/// What the demo did.
+pub struct Report {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The ring's backend, described.
+    pub backend: String,
+    /// Clients that made all their round trips.
+    pub clients_done: usize,
+    /// Round trips made, over all clients.
+    pub round_trips: usize,
+    /// Bytes echoed back and checked against what was sent.
+    pub bytes_verified: usize,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// The demo: a server and `options.clients` clients on one ring, over
+/// loopback, until every client has made its round trips.
+pub fn run(options: &Options) -> io::Result<Report> {
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024)?;
     let addr = ouro::net::local_addr(&listener)?;
-
-    if options.serve.is_some() {
-        let mut ring = Ring::new(256)?;
-        let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
-        println!(
-            "echo: serving on {addr} with {}",
-            ring.backend_description()
-        );
-        let mut server = Server::new(listener, group, None);
-        server.start(&mut ring);
-        return ring.run(&mut server, RunMode::Forever);
-    }
-
-    let mut ring = Ring::new(256)?;
+    let mut ring = Ring::builder()
+        .backend(options.backend)
+        .entries(256)
+        .build()?;
     let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
     let mut demo = Demo {
         server: Server::new(listener, group, Some(options.clients)),
@@ -451,32 +464,66 @@ fn main() -> io::Result<()> {
             clients: Vec::new(),
             done: 0,
             round_trips: 0,
+            verified: 0,
         },
     };
     let started = Instant::now();
     demo.server.start(&mut ring);
     demo.clients.start(&mut ring, options.clients);
     ring.run(&mut demo, RunMode::UntilDone)?;
-    let elapsed = started.elapsed().as_secs_f64();
+    Ok(Report {
+        addr,
+        backend: ring.backend_description(),
+        clients_done: demo.clients.done,
+        round_trips: demo.clients.round_trips,
+        bytes_verified: demo.clients.verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
 
-    let round_trips = demo.clients.round_trips;
+/// Only the server, on `addr`, until killed.
+fn serve(addr: SocketAddr, options: &Options) -> io::Result<()> {
+    let listener = ouro::net::tcp_listener(addr, 1024)?;
+    let addr = ouro::net::local_addr(&listener)?;
+    let mut ring = Ring::builder()
+        .backend(options.backend)
+        .entries(256)
+        .build()?;
     println!(
-        "echo: {} clients x {} round trips of {} B over {addr} on {}",
-        options.clients,
-        options.rounds,
-        options.size,
+        "echo: serving on {addr} with {}",
         ring.backend_description()
+    );
+    let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
+    let mut server = Server::new(listener, group, None);
+    server.start(&mut ring);
+    ring.run(&mut server, RunMode::Forever)
+}
+
+fn main() -> io::Result<()> {
+    let options = parse_args().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{e}\nusage: echo [--serve ADDR] [--buffers N] [--clients N] [--rounds N] [--size BYTES]"),
+        )
+    })?;
+    if let Some(addr) = options.serve {
+        return serve(addr, &options);
+    }
+    let report = run(&options)?;
+    println!(
+        "echo: {} clients x {} round trips of {} B over {} on {}",
+        options.clients, options.rounds, options.size, report.addr, report.backend
     );
     println!(
         "echo: {} round trips, {} bytes echoed and verified, {}/{} clients done, in {:.3} s ({:.0} round trips/s)",
-        round_trips,
-        round_trips * options.size,
-        demo.clients.done,
+        report.round_trips,
+        report.bytes_verified,
+        report.clients_done,
         options.clients,
-        elapsed,
-        round_trips as f64 / elapsed
+        report.seconds,
+        report.round_trips as f64 / report.seconds
     );
-    if demo.clients.done != options.clients {
+    if report.clients_done != options.clients {
         return Err(io::Error::other("not every client finished"));
     }
     Ok(())

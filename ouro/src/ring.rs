@@ -74,6 +74,11 @@ pub struct Ring<S = ()> {
     rejections: Vec<(u32, io::Error)>,
     /// Buffer groups made by `buffer_group`, unregistered on drop.
     groups: Vec<Rc<GroupInner>>,
+    /// Cancel tasks still to be told how their target ended (waiter list
+    /// head, whether it was cancelled): kept here, not in locals, while
+    /// callbacks run, so that a panicking one loses none; `run` settles
+    /// what a panic left.
+    unsettled: Vec<(u32, bool)>,
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
@@ -165,6 +170,7 @@ impl<S> Ring<S> {
             pools: Pools::default(),
             rejections: Vec::new(),
             groups: Vec::new(),
+            unsettled: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
@@ -209,7 +215,8 @@ impl<S> Ring<S> {
         self.slab.live() as usize
     }
 
-    /// Makes the current [`run`](Ring::run) return after this turn.
+    /// Makes the current [`run`](Ring::run) return after this turn (or,
+    /// called outside `run`, the next `run` return at once).
     pub fn stop(&mut self) {
         self.stopped = true;
     }
@@ -223,7 +230,14 @@ impl<S> Ring<S> {
     /// `tracing`). Calling `run` from inside a callback is an error.
     pub fn run(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         let _guard = RunGuard::enter(&self.running)?;
+        // Left over only if a callback panicked.
+        while !self.unsettled.is_empty() {
+            self.settle_waiters(state);
+        }
         loop {
+            if mem::take(&mut self.stopped) {
+                return Ok(());
+            }
             if mode != RunMode::Forever && self.slab.live() == 0 {
                 return Ok(());
             }
@@ -231,7 +245,7 @@ impl<S> Ring<S> {
             if let Some(err) = self.first_error.take() {
                 return Err(err);
             }
-            if mem::take(&mut self.stopped) || (mode == RunMode::Once && delivered > 0) {
+            if mode == RunMode::Once && delivered > 0 {
                 return Ok(());
             }
         }
@@ -394,6 +408,10 @@ impl<S> Ring<S> {
             res => raw_result(res),
         };
         let outcome = op.into_outcome(result, flags, &mut self.pools);
+        let canceled = res == -libc::ECANCELED || res == -ETIME;
+        if waiters != NIL {
+            self.unsettled.push((waiters, canceled));
+        }
         if let Some(callback) = callback {
             let completion = Completion {
                 task,
@@ -407,8 +425,7 @@ impl<S> Ring<S> {
             }
         }
         if waiters != NIL {
-            let canceled = res == -libc::ECANCELED || res == -ETIME;
-            self.settle_waiters(state, waiters, canceled);
+            self.settle_waiters(state);
         }
         1
     }
@@ -453,9 +470,17 @@ impl<S> Ring<S> {
         }
     }
 
-    /// Tells the cancel tasks waiting for a finished target how it ended.
-    fn settle_waiters(&mut self, state: &mut S, mut head: u32, canceled: bool) {
-        while let Some(canceller) = self.waiters.pop(&mut head) {
+    /// Tells the cancel tasks on the last list of `unsettled` how their
+    /// target ended, then drops the list. It stays there meanwhile, so that
+    /// a panicking callback loses none of them (`run` goes on with them).
+    fn settle_waiters(&mut self, state: &mut S) {
+        let depth = self.unsettled.len();
+        loop {
+            let (head, canceled) = &mut self.unsettled[depth - 1];
+            let canceled = *canceled;
+            let Some(canceller) = self.waiters.pop(head) else {
+                break;
+            };
             match &mut self.slab.slots[canceller as usize].op {
                 Op::Cancel { .. } => {
                     let res = if canceled { 0 } else { -libc::EALREADY };
@@ -474,6 +499,7 @@ impl<S> Ring<S> {
                 _ => {}
             }
         }
+        self.unsettled.truncate(depth - 1);
     }
 
     // -- scheduling ---------------------------------------------------------
@@ -772,7 +798,8 @@ impl<S> Ring<S> {
         self.schedule(op, ctx)
     }
 
-    /// Reads into the buffers' spare room, in order. Kernel: 5.1.
+    /// Reads into the buffers' spare room, in order (buffers without any
+    /// room fail with `InvalidInput`). Kernel: 5.1.
     pub fn readv<B: IoBufMut>(
         &mut self,
         fd: impl AsFd,
@@ -780,12 +807,16 @@ impl<S> Ring<S> {
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
+        let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::Readv {
             fd: fd.as_fd().as_raw_fd(),
             bufs: BufVec::new_mut(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
         };
+        if no_room {
+            return self.reject(op, ctx, no_room_error());
+        }
         self.schedule(op, ctx)
     }
 
@@ -964,14 +995,19 @@ impl<S> Ring<S> {
     }
 
     /// Receives one message into the buffers' spare room, with the sender's
-    /// address. Kernel: 5.3.
+    /// address (buffers without any room fail with `InvalidInput`).
+    /// Kernel: 5.3.
     pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
+        let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::RecvMsg {
             fd: fd.as_fd().as_raw_fd(),
             bufs: BufVec::new_mut(bufs),
             msg: self.pools.msg(),
             flags: 0,
         };
+        if no_room {
+            return self.reject(op, ctx, no_room_error());
+        }
         self.schedule(op, ctx)
     }
 }
@@ -999,11 +1035,7 @@ fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
         }
     };
     if buf.spare_parts().1 == 0 {
-        let err = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the buffer has no spare room to read into (give the Vec some capacity)",
-        );
-        return Err((buf, err));
+        return Err((buf, no_room_error()));
     }
     Ok(buf)
 }
@@ -1051,6 +1083,15 @@ impl<S> Ring<S> {
     }
 }
 
+/// Reading into no room could only read 0 bytes, which would look like end
+/// of file.
+fn no_room_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the buffer has no spare room to read into (give the Vec some capacity)",
+    )
+}
+
 /// Marks a ring as running; unmarks it when `run` returns or unwinds.
 struct RunGuard(Rc<Cell<bool>>);
 
@@ -1096,6 +1137,12 @@ impl<S> Ring<S> {
     /// During drop: cancels what the backend holds and waits for it; false
     /// if something did not finish in time (its memory is leaked).
     fn drain_backend(&mut self) -> bool {
+        // Completions reaped but not delivered (a callback panicked): their
+        // operations are over, and the backend will not report them again.
+        let undelivered = mem::take(&mut self.batch);
+        for &c in undelivered.get(self.batch_pos..).unwrap_or_default() {
+            self.release_drained(c);
+        }
         let in_backend = |slab: &Slab<S>| {
             slab.slots
                 .iter()

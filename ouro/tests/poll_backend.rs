@@ -15,20 +15,19 @@ use std::time::Duration;
 use ouro::fs::OpenOptions;
 use ouro::{BackendKind, Completion, Ctx, Offset, OpKind, Outcome, PollMask, Ring, RunMode};
 
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
 /// One `#[test]` per backend for each test function.
 macro_rules! backend_tests {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name(::ouro::BackendKind::Uring)
-            }
-            #[test]
-            fn poll() {
-                super::$name(::ouro::BackendKind::Poll)
-            }
-        }
-    )+};
+    ($($name:ident),+ $(,)?) => {
+        $(per_backend!(crate::call, $name);)+
+    };
+}
+
+fn call(test: fn(BackendKind), kind: BackendKind) {
+    test(kind)
 }
 
 backend_tests!(

@@ -95,8 +95,8 @@ impl MockOp<'_> {
         }
     }
 
-    /// The bytes a write or send would write (the first buffer's, for
-    /// vectored operations); empty for other operations.
+    /// The bytes a write or send would write; empty for every other
+    /// operation, vectored ones (writev, sendmsg) included.
     pub fn data(&self) -> &[u8] {
         match &*self.op {
             Op::Write { buf, .. } | Op::Send { buf, .. } => buf,

@@ -37,7 +37,6 @@ pub(crate) enum Started {
     /// The backend has it; its completion will be reaped.
     Yes,
     /// No room now; try again after `flush`.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only io_uring fills up
     Full,
     /// Finished at once with this result.
     Done(i32),

@@ -96,6 +96,9 @@ struct FdState {
     /// ...except every `PROBE_EVERY`th, which tries, in case data now
     /// tends to be there already (a stream rather than request-response).
     skipped_tries: u8,
+    /// Reads and writes at the current position in the pool: later ones
+    /// follow them there, so that they happen in order.
+    in_pool_at_position: u32,
 }
 
 impl FdState {
@@ -104,6 +107,7 @@ impl FdState {
         registered: false,
         read_would_block: false,
         skipped_tries: 0,
+        in_pool_at_position: 0,
     };
 
     /// Whether a read should wait without trying first.
@@ -129,6 +133,9 @@ pub(crate) struct PollBackend {
     requests: Vec<Request>,
     /// Started and not attempted yet, in order.
     queued: VecDeque<u32>,
+    /// How many operations may be queued at once: the ring's size, like
+    /// io_uring's submission queue (the ring keeps the rest until `flush`).
+    entries: usize,
     fds: Vec<FdState>,
     done: Vec<RawCompletion>,
     pool: Pool,
@@ -155,6 +162,7 @@ impl PollBackend {
             events: Events::with_capacity(capacity),
             requests: Vec::with_capacity(entries as usize * 2),
             queued: VecDeque::with_capacity(entries as usize),
+            entries: entries as usize,
             fds: Vec::new(),
             done: Vec::with_capacity(capacity),
             pool,
@@ -168,6 +176,9 @@ impl PollBackend {
     }
 
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
+        if self.queued.len() >= self.entries {
+            return Started::Full;
+        }
         let call = match prepare(op) {
             Ok(call) => call,
             Err(res) => return Started::Done(res),
@@ -204,7 +215,10 @@ impl PollBackend {
                 self.unlink(index, fd);
                 self.complete(index, -libc::ECANCELED);
             }
-            Place::Pool if self.pool.cancel(target) => self.complete(index, -libc::ECANCELED),
+            Place::Pool if self.pool.cancel(target) => {
+                self.left_pool(index);
+                self.complete(index, -libc::ECANCELED);
+            }
             Place::Pool | Place::Free | Place::Queued => {}
         }
         true
@@ -217,7 +231,7 @@ impl PollBackend {
 
     pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
         self.run_queued();
-        self.pool.take_done(&mut self.done);
+        self.take_pool_results();
         let ready = !self.done.is_empty();
         if ready && !self.skipped_poll {
             self.skipped_poll = true;
@@ -237,7 +251,7 @@ impl PollBackend {
             }
         }
         self.events = events;
-        self.pool.take_done(&mut self.done);
+        self.take_pool_results();
         match polled {
             Err(err) if err.kind() != io::ErrorKind::Interrupted => Err(err),
             _ => Ok(()),
@@ -245,7 +259,7 @@ impl PollBackend {
     }
 
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
-        self.pool.take_done(&mut self.done);
+        self.take_pool_results();
         out.append(&mut self.done);
     }
 
@@ -259,6 +273,11 @@ impl PollBackend {
     }
 
     fn first_attempt(&mut self, index: u32) {
+        if let Some(fd) = at_position(&self.requests[index as usize].call) {
+            if self.fd_state(fd).in_pool_at_position > 0 {
+                return self.hand_to_pool(index);
+            }
+        }
         let hinted = read_hint(&self.requests[index as usize].call);
         if let Some(fd) = hinted {
             if self.fd_state(fd).skip_try() {
@@ -316,10 +335,37 @@ impl PollBackend {
     }
 
     fn hand_to_pool(&mut self, index: u32) {
+        let order = at_position(&self.requests[index as usize].call);
         let request = &mut self.requests[index as usize];
         request.place = Place::Pool;
-        if let Err(res) = self.pool.submit(request.user_data, request.call) {
-            self.complete(index, res);
+        if let Err(res) = self.pool.submit(request.user_data, request.call, order) {
+            return self.complete(index, res);
+        }
+        if let Some(fd) = order {
+            self.fd_state(fd).in_pool_at_position += 1;
+        }
+    }
+
+    /// Takes the pool's results: the requests are done.
+    fn take_pool_results(&mut self) {
+        if self.pool.in_flight() == 0 {
+            return;
+        }
+        let first = self.done.len();
+        self.pool.take_done(&mut self.done);
+        for i in first..self.done.len() {
+            let index = user_data::index(self.done[i].user_data);
+            self.left_pool(index);
+            let request = &mut self.requests[index as usize];
+            request.place = Place::Free;
+            request.call = Call::Noop;
+        }
+    }
+
+    /// Bookkeeping of a request that left the pool (done or taken back).
+    fn left_pool(&mut self, index: u32) {
+        if let Some(fd) = at_position(&self.requests[index as usize].call) {
+            self.fds[fd as usize].in_pool_at_position -= 1;
         }
     }
 
@@ -521,6 +567,19 @@ impl Drop for PollBackend {
 const POLLER: &str = "epoll";
 #[cfg(not(target_os = "linux"))]
 const POLLER: &str = "kqueue";
+
+/// The fd of a read or write at the fd's current position (whose order
+/// matters).
+fn at_position(call: &Call) -> Option<RawFd> {
+    match call {
+        Call::Read { fd, offset, .. } | Call::Write { fd, offset, .. }
+            if *offset < 0 && *fd >= 0 =>
+        {
+            Some(*fd)
+        }
+        _ => None,
+    }
+}
 
 /// The fd of a read that keeps the per-fd "was empty" hint.
 fn read_hint(call: &Call) -> Option<RawFd> {

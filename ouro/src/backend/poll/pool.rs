@@ -6,7 +6,8 @@
 //! Threads start on demand (when a job finds none idle), up to a limit, and
 //! live until the ring is dropped. A job still queued can be cancelled; one
 //! that a thread has begun finishes with its own result, as io_uring's
-//! worker threads do.
+//! worker threads do. Jobs with the same order key (reads and writes at an
+//! fd's current position) run one at a time, in the order given.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -37,12 +38,16 @@ struct Shared {
 struct Job {
     user_data: u64,
     call: Call,
+    /// Jobs with the same key run one after another, in order.
+    order: Option<i32>,
 }
 
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
     done: Vec<RawCompletion>,
+    /// Order keys of the jobs running now.
+    running: Vec<i32>,
     threads: usize,
     idle: usize,
     closing: bool,
@@ -70,7 +75,12 @@ impl Pool {
 
     /// Hands `call` to a thread; fails (with `-errno`) only if no thread
     /// exists and none can be started.
-    pub(super) fn submit(&mut self, user_data: u64, call: Call) -> Result<(), i32> {
+    pub(super) fn submit(
+        &mut self,
+        user_data: u64,
+        call: Call,
+        order: Option<i32>,
+    ) -> Result<(), i32> {
         let mut state = self.shared.lock();
         // Every queued job needs a thread of its own: one of them may block
         // for long (opening a FIFO waits for a writer).
@@ -84,7 +94,11 @@ impl Pool {
                 Err(err) => tracing::warn!(error = %err, "cannot start another pool thread"),
             }
         }
-        state.jobs.push_back(Job { user_data, call });
+        state.jobs.push_back(Job {
+            user_data,
+            call,
+            order,
+        });
         self.in_flight += 1;
         drop(state);
         self.shared.work.notify_one();
@@ -135,11 +149,27 @@ impl Drop for Pool {
     }
 }
 
+impl State {
+    /// The first queued job whose order key is not running.
+    fn next_job(&mut self) -> Option<Job> {
+        let running = &self.running;
+        let i = self
+            .jobs
+            .iter()
+            .position(|job| job.order.is_none_or(|key| !running.contains(&key)))?;
+        let job = self.jobs.remove(i)?;
+        if let Some(key) = job.order {
+            self.running.push(key);
+        }
+        Some(job)
+    }
+}
+
 fn work(shared: &Shared) {
     loop {
         let mut state = shared.lock();
         let mut job = loop {
-            if let Some(job) = state.jobs.pop_front() {
+            if let Some(job) = state.next_job() {
                 break job;
             }
             if state.closing {
@@ -156,6 +186,11 @@ fn work(shared: &Shared) {
         drop(state);
         let res = sys::blocking(&mut job.call);
         let mut state = shared.lock();
+        if let Some(key) = job.order {
+            state.running.retain(|&k| k != key);
+            // A job of the same key may be waiting for this one.
+            shared.work.notify_all();
+        }
         let first = state.done.is_empty();
         state.done.push(RawCompletion {
             user_data: job.user_data,

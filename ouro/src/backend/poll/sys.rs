@@ -369,6 +369,11 @@ fn accept(fd: RawFd, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> At
 /// buffer it picked; the buffer goes back to the group if nothing came.
 fn recv_multi(fd: RawFd, group: &GroupInner) -> Attempt {
     let Some(bid) = group.take_free() else {
+        // As with io_uring, running out of buffers ends the receive only
+        // when data comes.
+        if poll_revents(fd, libc::POLLIN) == 0 {
+            return Attempt::Wait(fd, Interest::READABLE);
+        }
         return Attempt::Done(-libc::ENOBUFS);
     };
     // SAFETY: buffer `bid` is `size` writable bytes of the group, taken
