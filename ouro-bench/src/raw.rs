@@ -11,16 +11,19 @@ type Setup = (&'static str, fn(&mut io_uring::Builder));
 
 /// Setups in ouro's order of preference (`ouro/src/backend/uring.rs`).
 const SETUPS: [Setup; 4] = [
-    ("single_issuer+defer_taskrun+submit_all", |b| {
+    ("single_issuer+defer_taskrun+taskrun_flag+submit_all", |b| {
         b.setup_single_issuer()
             .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .setup_submit_all();
     }),
-    ("coop_taskrun+submit_all", |b| {
-        b.setup_coop_taskrun().setup_submit_all();
+    ("coop_taskrun+taskrun_flag+submit_all", |b| {
+        b.setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_submit_all();
     }),
-    ("coop_taskrun", |b| {
-        b.setup_coop_taskrun();
+    ("coop_taskrun+taskrun_flag", |b| {
+        b.setup_coop_taskrun().setup_taskrun_flag();
     }),
     ("plain", |_| {}),
 ];

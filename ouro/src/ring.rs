@@ -175,7 +175,7 @@ impl<S> Ring<S> {
     }
 
     /// The backend and how it was set up, e.g.
-    /// `io_uring (single_issuer+defer_taskrun+submit_all)`.
+    /// `io_uring (single_issuer+defer_taskrun+taskrun_flag+submit_all)`.
     pub fn backend_description(&self) -> String {
         self.backend.describe()
     }
