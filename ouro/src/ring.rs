@@ -22,7 +22,7 @@ use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::Completion;
 use crate::fs::OpenOptions;
 use crate::net::{Domain, Protocol, SockAddr, Type};
-use crate::op::{Offset, Op, PollMask, Pools};
+use crate::op::{Offset, Op, Outcome, PollMask, Pools};
 use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
 use crate::time::{duration_ns, Clock, TimerHeap};
 
@@ -371,33 +371,44 @@ impl<S> Ring<S> {
             res
         };
         let (callback, msg, key) = (slot.callback, slot.msg, slot.key);
-        let op = mem::replace(&mut slot.op, Op::Noop);
         let waiters = mem::replace(&mut slot.waiters, NIL);
         self.timers.remove(index);
+        // The slot keeps its op until `take_outcome`: released but not
+        // reused before then.
         self.slab.release(index);
         let result = match res {
             REJECTED => Err(self.take_rejection(index)),
             res if res < 0 => Err(io::Error::from_raw_os_error(-res)),
             res => Ok(res as u32),
         };
-        let outcome = op.into_outcome(result, &mut self.pools);
-        if let Some(callback) = callback {
-            let completion = Completion {
-                task,
-                msg,
-                key,
-                more,
-                outcome,
-            };
-            if let Err(err) = callback(state, self, completion) {
-                self.record_error(err);
+        match callback {
+            Some(callback) => {
+                // Built in place: the outcome is large, and moving it into
+                // the completion would copy it on every delivery.
+                let completion = Completion {
+                    task,
+                    msg,
+                    key,
+                    more,
+                    outcome: self.take_outcome(index, result),
+                };
+                if let Err(err) = callback(state, self, completion) {
+                    self.record_error(err);
+                }
             }
+            None => drop(self.take_outcome(index, result)),
         }
         if waiters != NIL {
             let canceled = res == -libc::ECANCELED || res == -libc::ETIME;
             self.settle_waiters(state, waiters, canceled);
         }
         1
+    }
+
+    /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
+    fn take_outcome(&mut self, index: u32, result: io::Result<u32>) -> Outcome {
+        let op = mem::replace(&mut self.slab.slots[index as usize].op, Op::Noop);
+        op.into_outcome(result, &mut self.pools)
     }
 
     fn record_error(&mut self, err: io::Error) {
@@ -448,13 +459,12 @@ impl<S> Ring<S> {
             Op::Cancel { target } => self.start_cancel(index, target),
             Op::CancelAll { .. } => self.start_cancel_all(index),
             _ if !self.pending.is_empty() => self.make_pending(task),
-            _ => {
-                let started = self.start_in_backend(index);
-                match started {
-                    Started::Full => self.make_pending(task),
-                    started => self.settle_start(index, started),
-                }
-            }
+            // A new slot is `Submitted` already: nothing to settle.
+            _ => match self.start_in_backend(index) {
+                Started::Yes => {}
+                Started::Full => self.make_pending(task),
+                started => self.settle_start(index, started),
+            },
         }
         task
     }
