@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use io_uring::opcode;
-use ouro::{Completion, Ctx, Ring, RunMode};
+use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
 use serde_json::json;
 
 use super::{per_sec, Settings};
@@ -134,7 +134,13 @@ struct Nops {
 }
 
 fn on_noop(nops: &mut Nops, ring: &mut Ring<Nops>, c: Completion) -> io::Result<()> {
-    c.result()?;
+    let Outcome::Noop(result) = c.outcome else {
+        return Err(io::Error::other(format!(
+            "a noop's callback got {:?}",
+            c.op()
+        )));
+    };
+    result?;
     nops.completed += 1;
     if nops.unscheduled > 0 {
         nops.unscheduled -= 1;

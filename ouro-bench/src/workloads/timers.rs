@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ouro::{Completion, Ctx, Ring, RunMode};
+use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
 use serde_json::{json, Value};
 
 use super::{per_sec, Settings};
@@ -123,7 +123,13 @@ struct Timers {
 }
 
 fn on_timer(timers: &mut Timers, ring: &mut Ring<Timers>, c: Completion) -> io::Result<()> {
-    c.result()?;
+    let Outcome::Timer(result) = c.outcome else {
+        return Err(io::Error::other(format!(
+            "a timer's callback got {:?}",
+            c.op()
+        )));
+    };
+    result?;
     timers.fired += 1;
     if timers.unscheduled > 0 {
         timers.unscheduled -= 1;
