@@ -3,18 +3,19 @@
 //! program can do with the io-uring crate directly.
 //!
 //! Contestants, each on a fresh ring of `batch` entries set up with the
-//! same flags (SINGLE_ISSUER|DEFER_TASKRUN|SUBMIT_ALL where the kernel has
-//! them; the run fails if the two setups differ):
+//! same flags (SINGLE_ISSUER|DEFER_TASKRUN|TASKRUN_FLAG|SUBMIT_ALL where
+//! the kernel has them; the run fails if the two setups differ):
 //!
 //! - `raw`: rounds of: push `batch` NOP entries into the submission queue,
 //!   `submit_and_wait(batch)` (one `io_uring_enter`), drain the completion
 //!   queue checking every result.
 //! - `ouro`: a `Ring<Nops>` with `batch` noops scheduled upfront; each
-//!   completion's callback checks its result and schedules the next noop
-//!   until `ops` have been scheduled; `run(RunMode::UntilDone)`. Each turn
-//!   submits what the previous turn's callbacks queued and waits for one
-//!   completion (NOPs all complete during the submit), then delivers every
-//!   completion: also one `io_uring_enter` per `batch` operations.
+//!   completion's callback matches its `Outcome::Noop`, checks the result
+//!   and schedules the next noop until `ops` have been scheduled;
+//!   `run(RunMode::UntilDone)`. Each turn submits what the previous turn's
+//!   callbacks queued and waits for one completion (NOPs all complete
+//!   during the submit), then delivers every completion: also one
+//!   `io_uring_enter` per `batch` operations.
 //!
 //! Both complete `ops` NOPs (`--ops`); the clock runs from the first
 //! submission to the last completion, ring setup excluded. Before the

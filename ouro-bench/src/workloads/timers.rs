@@ -7,8 +7,8 @@
 //! would, one comparison per `--in-flight` value:
 //!
 //! - a window of N (`{"in_flight": N}`): N timers scheduled upfront, each
-//!   callback checks its result and schedules the next timer until `count`
-//!   have been scheduled; with N = 1, a chain.
+//!   callback matches its `Outcome::Timer`, checks the result and schedules
+//!   the next timer until `count` have been scheduled; with N = 1, a chain.
 //! - all upfront (`{"in_flight": "all"}`): `count` timers scheduled before
 //!   the ring runs (the task slab grows to hold them all, within the run).
 //!
