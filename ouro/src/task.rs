@@ -169,6 +169,7 @@ impl<S> Slab<S> {
         self.live
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> u32 {
         self.live += 1;
         if self.free_head != NIL {
