@@ -75,5 +75,6 @@ fn machine_description(runs: u32) -> String {
     let ring = ouro::Ring::<()>::new(8)
         .map(|ring| ring.backend_description())
         .unwrap_or_else(|err| format!("no ring ({err})"));
-    format!("{kernel}, {cpus} CPUs, {ring}; median of {runs} runs")
+    let plural = if runs == 1 { "" } else { "s" };
+    format!("{kernel}, {cpus} CPUs, {ring}; median of {runs} run{plural}")
 }
