@@ -453,21 +453,19 @@ impl Op {
 
     /// Builds the outcome from the backend's result (a count, fd or mask
     /// when `Ok`), giving pooled memory back to `pools`.
+    #[inline]
     pub(crate) fn into_outcome(
         self,
         res: io::Result<u32>,
         flags: u32,
         pools: &mut Pools,
     ) -> Outcome {
-        let unit = |res: &io::Result<u32>| match res {
-            Ok(_) => Ok(()),
-            Err(e) => Err(copy_error(e)),
-        };
+        let unit = |res: io::Result<u32>| res.map(drop);
         let count = |res: io::Result<u32>| res.map(|n| n as usize);
         match self {
-            Op::Noop => Outcome::Noop(unit(&res)),
-            Op::Timer { .. } => Outcome::Timer(unit(&res)),
-            Op::Cancel { .. } => Outcome::Cancel(unit(&res)),
+            Op::Noop => Outcome::Noop(unit(res)),
+            Op::Timer { .. } => Outcome::Timer(unit(res)),
+            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
             Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
             Op::Accept { addr, .. } => {
                 let peer = addr.get().unwrap_or_else(unspecified_addr);
@@ -478,13 +476,13 @@ impl Op {
             }
             Op::Connect { addr, .. } => {
                 pools.addrs.put(addr);
-                Outcome::Connect(unit(&res))
+                Outcome::Connect(unit(res))
             }
             Op::Bind { addr, .. } => {
                 pools.addrs.put(addr);
-                Outcome::Bind(unit(&res))
+                Outcome::Bind(unit(res))
             }
-            Op::Listen { .. } => Outcome::Listen(unit(&res)),
+            Op::Listen { .. } => Outcome::Listen(unit(res)),
             // SAFETY: a successful socket call returns a new, unowned fd.
             Op::Socket { .. } => Outcome::Socket(res.map(|fd| unsafe { owned_fd(fd) })),
             Op::Send { buf, .. } => Outcome::Send(count(res), buf),
@@ -506,7 +504,7 @@ impl Op {
                 pools.iovs.put(iov);
                 Outcome::Writev(count(res), bufs)
             }
-            Op::Close { .. } => Outcome::Close(unit(&res)),
+            Op::Close { .. } => Outcome::Close(unit(res)),
             Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
             Op::Open { path, .. } => {
                 pools.paths.put(path);
@@ -519,9 +517,9 @@ impl Op {
                 pools.stats.put(out);
                 Outcome::Stat(meta)
             }
-            Op::Fsync { .. } => Outcome::Fsync(unit(&res)),
+            Op::Fsync { .. } => Outcome::Fsync(unit(res)),
             Op::Splice { .. } => Outcome::Splice(count(res)),
-            Op::Shutdown { .. } => Outcome::Shutdown(unit(&res)),
+            Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
             Op::SendMsg { bufs, mut msg, .. } => {
                 msg.iov.clear();
                 pools.msgs.put(msg);

@@ -23,7 +23,7 @@ use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::{Completion, ETIME};
 use crate::fs::OpenOptions;
 use crate::net::{Domain, Protocol, SockAddr, Type};
-use crate::op::{Offset, Op, PollMask, Pools};
+use crate::op::{Offset, Op, Outcome, PollMask, Pools};
 use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
 use crate::time::{duration_ns, Clock, TimerHeap};
 
@@ -185,7 +185,7 @@ impl<S> Ring<S> {
     }
 
     /// The backend and how it was set up, e.g.
-    /// `io_uring (single_issuer+defer_taskrun+submit_all)`.
+    /// `io_uring (single_issuer+defer_taskrun+taskrun_flag+submit_all)`.
     pub fn backend_description(&self) -> String {
         self.backend.describe()
     }
@@ -399,30 +399,35 @@ impl<S> Ring<S> {
             res
         };
         let (callback, msg, key) = (slot.callback, slot.msg, slot.key);
-        let op = mem::replace(&mut slot.op, Op::Noop);
         let waiters = mem::replace(&mut slot.waiters, NIL);
         self.timers.remove(index);
+        // The slot keeps its op until `take_outcome`: released but not
+        // reused before then.
         self.slab.release(index);
         let result = match res {
             REJECTED => Err(self.take_rejection(index)),
             res => raw_result(res),
         };
-        let outcome = op.into_outcome(result, flags, &mut self.pools);
         let canceled = res == -libc::ECANCELED || res == -ETIME;
         if waiters != NIL {
             self.unsettled.push((waiters, canceled));
         }
-        if let Some(callback) = callback {
-            let completion = Completion {
-                task,
-                msg,
-                key,
-                more: false,
-                outcome,
-            };
-            if let Err(err) = callback(state, self, completion) {
-                self.record_error(err);
+        match callback {
+            Some(callback) => {
+                // Built in place: the outcome is large, and moving it into
+                // the completion would copy it on every delivery.
+                let completion = Completion {
+                    task,
+                    msg,
+                    key,
+                    more: false,
+                    outcome: self.take_outcome(index, result, flags),
+                };
+                if let Err(err) = callback(state, self, completion) {
+                    self.record_error(err);
+                }
             }
+            None => drop(self.take_outcome(index, result, flags)),
         }
         if waiters != NIL {
             self.settle_waiters(state);
@@ -453,6 +458,12 @@ impl<S> Ring<S> {
             self.record_error(err);
         }
         1
+    }
+
+    /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
+    fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
+        let op = mem::replace(&mut self.slab.slots[index as usize].op, Op::Noop);
+        op.into_outcome(result, flags, &mut self.pools)
     }
 
     fn record_error(&mut self, err: io::Error) {
@@ -512,13 +523,12 @@ impl<S> Ring<S> {
             Op::Cancel { target } => self.start_cancel(index, target),
             Op::CancelAll { .. } => self.start_cancel_all(index),
             _ if !self.pending.is_empty() => self.make_pending(task),
-            _ => {
-                let started = self.start_in_backend(index);
-                match started {
-                    Started::Full => self.make_pending(task),
-                    started => self.settle_start(index, started),
-                }
-            }
+            // A new slot is `Submitted` already: nothing to settle.
+            _ => match self.start_in_backend(index) {
+                Started::Yes => {}
+                Started::Full => self.make_pending(task),
+                started => self.settle_start(index, started),
+            },
         }
         task
     }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::mem;
 
 use crate::completion::Completion;
 use crate::op::Op;
@@ -168,13 +169,19 @@ impl<S> Slab<S> {
         self.live
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> u32 {
         self.live += 1;
         if self.free_head != NIL {
             let index = self.free_head;
             let slot = &mut self.slots[index as usize];
             self.free_head = slot.next_free;
-            slot.op = op;
+            // A free slot holds `Op::Noop` (finishing takes the op out):
+            // a tag test instead of the whole enum's drop glue per insert.
+            let old = mem::replace(&mut slot.op, op);
+            if matches!(old, Op::Noop) {
+                mem::forget(old);
+            }
             slot.key = ctx.key;
             slot.callback = ctx.callback;
             slot.msg = ctx.msg;

@@ -1,8 +1,10 @@
 //! The io_uring backend, on the `io-uring` crate.
 //!
 //! Setup asks for the best the kernel offers — SINGLE_ISSUER with
-//! DEFER_TASKRUN (6.1), else COOP_TASKRUN (5.19), and SUBMIT_ALL (5.18) —
-//! and settles for less on older kernels; it needs EXT_ARG waits (5.11).
+//! DEFER_TASKRUN (6.1), else COOP_TASKRUN (5.19), with TASKRUN_FLAG (5.19:
+//! the kernel flags pending completion work, so a turn with nothing to
+//! submit or wait for skips the system call), and SUBMIT_ALL (5.18) — and
+//! settles for less on older kernels; it needs EXT_ARG waits (5.11).
 //! Each opcode is probed once; an operation the kernel lacks fails with a
 //! clear `Unsupported` error, except socket, bind, listen and shutdown,
 //! which never block and fall back to the plain system call.
@@ -20,10 +22,13 @@ use crate::time::Clock;
 
 pub(crate) struct Uring {
     ring: IoUring,
-    /// One bit per opcode the kernel supports.
-    supported: [u64; 4],
+    opcodes: Opcodes,
     setup: &'static str,
 }
+
+/// The opcodes this kernel supports, one bit each; turns operations into
+/// submission entries.
+struct Opcodes([u64; 4]);
 
 impl Uring {
     pub(crate) fn new(entries: u32) -> io::Result<Uring> {
@@ -46,7 +51,7 @@ impl Uring {
         tracing::debug!(entries, setup, "io_uring ready");
         Ok(Uring {
             ring,
-            supported,
+            opcodes: Opcodes(supported),
             setup,
         })
     }
@@ -57,15 +62,22 @@ impl Uring {
     }
 
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
-        if self.ring.submission().is_full() {
+        // One queue handle for the check and the push: each handle reads
+        // the kernel's head and publishes the tail when dropped.
+        let mut sq = self.ring.submission();
+        if sq.is_full() {
             return Started::Full;
         }
-        let entry = match self.prepare(op) {
+        let entry = match self.opcodes.prepare(op) {
             Prepared::Entry(entry) => entry.user_data(user_data),
             Prepared::Done(res) => return Started::Done(res),
             Prepared::Failed(err) => return Started::Failed(err),
         };
-        self.push(&entry)
+        // SAFETY: as in `push`.
+        match unsafe { sq.push(&entry) } {
+            Ok(()) => Started::Yes,
+            Err(_) => Started::Full,
+        }
     }
 
     pub(crate) fn cancel(&mut self, target: u64) -> bool {
@@ -98,6 +110,7 @@ impl Uring {
 
     pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
         let result = match timeout {
+            Some(0) => self.poll(),
             None => self.ring.submit_and_wait(1),
             Some(ns) => {
                 let ts = types::Timespec::new()
@@ -113,6 +126,21 @@ impl Uring {
             Err(e) if is_busy(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Submits what is queued and brings in what has completed, without
+    /// waiting; enters the kernel only when there is something to submit or
+    /// the kernel flagged completion work to run (IORING_SQ_TASKRUN, or an
+    /// overflow) — a turn that only delivers user-space results (zero-delay
+    /// timers) costs no system call.
+    fn poll(&mut self) -> io::Result<usize> {
+        let sq = self.ring.submission();
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+            return Ok(0);
+        }
+        drop(sq);
+        // Enters with GETEVENTS when the kernel flagged work (see above).
+        self.ring.submit()
     }
 
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
@@ -134,21 +162,10 @@ impl Uring {
         }
     }
 
-    /// Multishot accept and provided buffer rings came with Linux 5.19,
-    /// which also brought `IORING_OP_SOCKET`: the probe shows the release.
-    fn has_multishot_accept(&self) -> bool {
-        self.supports(opcode::Socket::CODE)
-    }
-
-    /// Multishot receive came with Linux 6.0, as did `IORING_OP_SEND_ZC`.
-    fn has_multishot_recv(&self) -> bool {
-        self.supports(opcode::SendZc::CODE)
-    }
-
     /// Shares `group` with the kernel as a provided buffer ring (5.19);
     /// on failure it stays a free list that `start` takes from.
     pub(crate) fn register_group(&mut self, group: &GroupInner) {
-        if !self.has_multishot_accept() {
+        if !self.opcodes.has_multishot_accept() {
             return;
         }
         let ring = group.kernel_ring();
@@ -179,9 +196,22 @@ impl Uring {
             }
         }
     }
+}
+
+impl Opcodes {
+    /// Multishot accept and provided buffer rings came with Linux 5.19,
+    /// which also brought `IORING_OP_SOCKET`: the probe shows the release.
+    fn has_multishot_accept(&self) -> bool {
+        self.supports(opcode::Socket::CODE)
+    }
+
+    /// Multishot receive came with Linux 6.0, as did `IORING_OP_SEND_ZC`.
+    fn has_multishot_recv(&self) -> bool {
+        self.supports(opcode::SendZc::CODE)
+    }
 
     fn supports(&self, code: u8) -> bool {
-        self.supported[usize::from(code / 64)] & (1 << (code % 64)) != 0
+        self.0[usize::from(code / 64)] & (1 << (code % 64)) != 0
     }
 
     fn require(&self, code: u8, name: &str, kernel: &str) -> Result<(), Prepared> {
@@ -194,13 +224,13 @@ impl Uring {
         )))
     }
 
-    fn prepare(&mut self, op: &mut Op) -> Prepared {
+    fn prepare(&self, op: &mut Op) -> Prepared {
         match self.try_prepare(op) {
             Ok(prepared) | Err(prepared) => prepared,
         }
     }
 
-    fn try_prepare(&mut self, op: &mut Op) -> Result<Prepared, Prepared> {
+    fn try_prepare(&self, op: &mut Op) -> Result<Prepared, Prepared> {
         use types::Fd;
         let entry = match op {
             Op::Noop => opcode::Nop::new().build(),
@@ -433,16 +463,19 @@ fn is_busy(e: &io::Error) -> bool {
 fn build(entries: u32) -> io::Result<(IoUring, &'static str)> {
     type Setup = (&'static str, fn(&mut io_uring::Builder));
     const SETUPS: [Setup; 4] = [
-        ("single_issuer+defer_taskrun+submit_all", |b| {
+        ("single_issuer+defer_taskrun+taskrun_flag+submit_all", |b| {
             b.setup_single_issuer()
                 .setup_defer_taskrun()
+                .setup_taskrun_flag()
                 .setup_submit_all();
         }),
-        ("coop_taskrun+submit_all", |b| {
-            b.setup_coop_taskrun().setup_submit_all();
+        ("coop_taskrun+taskrun_flag+submit_all", |b| {
+            b.setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .setup_submit_all();
         }),
-        ("coop_taskrun", |b| {
-            b.setup_coop_taskrun();
+        ("coop_taskrun+taskrun_flag", |b| {
+            b.setup_coop_taskrun().setup_taskrun_flag();
         }),
         ("plain", |_| {}),
     ];

@@ -2,8 +2,8 @@
 //! the readiness backend (`ouro-poll`), ouro on io_uring (`ouro-uring`),
 //! tokio's current-thread runtime (`tokio`) — against one load client.
 //!
-//! The server runs on its own thread pinned to CPU 0, the client on CPU 1
-//! (the machine has two). The client (an ouro ring on io_uring, the same
+//! The server runs on its own thread pinned to CPU 0, the client on another
+//! pinned to CPU 1 (the machine has two). The client (an ouro ring on io_uring, the same
 //! for every contestant) keeps `conns` connections busy: each sends `size`
 //! bytes, reads the echo back in full, and repeats. After a warm-up, it
 //! counts round trips over the measured window and reads the server
@@ -13,6 +13,10 @@
 //! Both ouro servers are the same program (accept; per connection: receive
 //! into a buffer, send it back, receive again), so the figures compare the
 //! backends; tokio's is the idiomatic read/`write_all` loop per task.
+//!
+//! Params `{"conns": N, "size": B}` (`--conns`, `--size`: comma-separated
+//! lists), window `--secs` (default 1) after 0.3 s of warm-up; metrics `rps`
+//! and `server_cpu_us_per_req`, compared with `tokio`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -22,7 +26,69 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use ouro::{BackendKind, Buf, Completion, Ctx, Outcome, Ring, RunMode};
+use serde_json::json;
+
+use super::Settings;
+use crate::record::{params, Results, Sample};
+
+const WORKLOAD: &str = "echo";
+
+/// Options of the `echo` workload.
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Connections kept busy by the client (a comma-separated list, one
+    /// comparison per value).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64], value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub conns: Vec<u32>,
+    /// Bytes per request, echoed back (a comma-separated list).
+    #[arg(long, value_delimiter = ',', default_values_t = [64], value_parser = clap::value_parser!(u32).range(1..=1048576))]
+    pub size: Vec<u32>,
+    /// Seconds measured per run (after 0.3 s of warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    pub secs: f64,
+}
+
+/// Measures every contestant for each (conns, size), `runs` times.
+pub fn measure(options: &Options, settings: &Settings, results: &mut Results) -> io::Result<()> {
+    if !(options.secs > 0.0 && options.secs <= 3600.0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--secs must be between 0 and 3600, not {}", options.secs),
+        ));
+    }
+    results.compare_against(WORKLOAD, Contestant::Tokio.name());
+    let timing = Timing {
+        warmup: Duration::from_millis(300),
+        window: Duration::from_secs_f64(options.secs),
+    };
+    for run in 0..settings.runs {
+        for &conns in &options.conns {
+            for &size in &options.size {
+                for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
+                    let measured = measure_once(contestant, conns as usize, size as usize, timing)
+                        .map_err(|e| {
+                            io::Error::new(e.kind(), format!("{}: {e}", contestant.name()))
+                        })?;
+                    let sample = |metric, value| Sample {
+                        workload: WORKLOAD,
+                        contestant: contestant.name(),
+                        params: params([("conns", json!(conns)), ("size", json!(size))]),
+                        metric,
+                        value,
+                    };
+                    results.record(sample("rps", measured.rps));
+                    results.record(sample(
+                        "server_cpu_us_per_req",
+                        measured.server_cpu_us_per_req,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 /// A server under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,8 +164,15 @@ pub fn measure_once(
         .recv()
         .map_err(|_| io::Error::other("the server thread died"))??;
     let cpu = ThreadCpu::of(&server)?;
-    pin_to_cpu(1);
-    let counted = run_client(addr, conns, size, timing, &cpu);
+    let client = std::thread::Builder::new()
+        .name("echo-client".into())
+        .spawn(move || {
+            pin_to_cpu(1);
+            run_client(addr, conns, size, timing, &cpu)
+        })?;
+    let counted = client
+        .join()
+        .map_err(|_| io::Error::other("the client panicked"))?;
     // Wake the server's accept so it sees the stop flag.
     stop.store(true, Ordering::SeqCst);
     drop(std::net::TcpStream::connect(addr));
