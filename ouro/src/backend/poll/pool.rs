@@ -3,7 +3,7 @@
 //! hands them over and gets their results back as completions, with a
 //! wake-up of its poller.
 //!
-//! Threads start on demand (when a job finds none idle), up to a limit, and
+//! Threads start on demand (when a job finds none free), up to a limit, and
 //! live until the ring is dropped. A job still queued can be cancelled; one
 //! that a thread has begun finishes with its own result, as io_uring's
 //! worker threads do. Jobs with the same order key (reads and writes at an
@@ -49,7 +49,8 @@ struct State {
     /// Order keys of the jobs running now.
     running: Vec<i32>,
     threads: usize,
-    idle: usize,
+    /// Threads running a job.
+    busy: usize,
     closing: bool,
 }
 
@@ -83,8 +84,10 @@ impl Pool {
     ) -> Result<(), i32> {
         let mut state = self.shared.lock();
         // Every queued job needs a thread of its own: one of them may block
-        // for long (opening a FIFO waits for a writer).
-        if state.jobs.len() >= state.idle && state.threads < MAX_THREADS {
+        // for long (opening a FIFO waits for a writer). Threads not busy
+        // with a job (idle, or about to look for one) count as free.
+        let free = state.threads - state.busy;
+        if state.jobs.len() >= free && state.threads < MAX_THREADS {
             match self.spawn() {
                 Ok(()) => state.threads += 1,
                 Err(err) if state.threads == 0 => {
@@ -161,6 +164,7 @@ impl State {
         if let Some(key) = job.order {
             self.running.push(key);
         }
+        self.busy += 1;
         Some(job)
     }
 }
@@ -176,16 +180,15 @@ fn work(shared: &Shared) {
                 state.threads -= 1;
                 return;
             }
-            state.idle += 1;
             state = shared
                 .work
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
-            state.idle -= 1;
         };
         drop(state);
         let res = sys::blocking(&mut job.call);
         let mut state = shared.lock();
+        state.busy -= 1;
         if let Some(key) = job.order {
             state.running.retain(|&k| k != key);
             // A job of the same key may be waiting for this one.
