@@ -21,11 +21,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use ouro::net::{Domain, Type};
-use ouro::{BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RunMode, Task};
+use ouro::{
+    BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RunMode, Task,
+};
 use slab::Slab;
 
 ouro::messages! {
-    enum Msg { Accepted, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
+    enum Msg { Accepted, AcceptAgain, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
 }
 
 /// Accepts connections and echoes what each one sends.
@@ -34,9 +36,12 @@ ouro::messages! {
 /// multishot receive whose buffers come from a shared group, so an idle
 /// connection holds no buffer. A received buffer is sent back as it is
 /// (no copy) and returns to the group when the send is done. Sends on a
-/// connection go one at a time, in order; when every buffer is in use the
+/// connection go one at a time, in order. A connection whose peer does not
+/// read its echoes stops being received from once `MAX_QUEUED` buffers wait
+/// (its receive is cancelled and re-armed when they are sent), so that it
+/// cannot take every buffer from the others; when every buffer is in use a
 /// receive ends (`ENOBUFS`) and is re-armed once a send frees one.
-struct Server {
+pub struct Server {
     listener: OwnedFd,
     group: BufferGroup,
     conns: Slab<Conn>,
@@ -48,12 +53,22 @@ struct Server {
     starved: Vec<usize>,
 }
 
+/// How long to wait before accepting again after accept failed.
+const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Received buffers a connection may have waiting to be echoed before its
+/// receive is paused.
+const MAX_QUEUED: usize = 16;
+
 struct Conn {
     fd: OwnedFd,
     /// Received buffers waiting to be sent back; the front one is in flight.
     queue: VecDeque<Buf>,
     sending: bool,
-    receiving: bool,
+    /// The connection's multishot receive, until its final completion.
+    receive: Option<Task>,
+    /// The receive was cancelled because too much waits to be sent.
+    paused: bool,
     /// The peer closed its side: close once everything is sent.
     peer_done: bool,
 }
@@ -92,6 +107,7 @@ impl Server {
         let last = c.is_final();
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::Accepted, Outcome::AcceptMulti(result)) => this.accepted(ring, result, last),
+            (Msg::AcceptAgain, Outcome::Timer(_)) => this.start(ring),
             (Msg::Received, Outcome::RecvMulti(result)) => this.received(ring, key, result, last),
             (Msg::Sent, Outcome::Send(result, buf)) => this.sent(ring, key, result, buf),
             (msg, outcome) => return Err(unexpected("server", msg, outcome)),
@@ -111,7 +127,15 @@ impl Server {
         match result {
             Ok(fd) => self.open(ring, fd),
             Err(e) if ouro::is_canceled(&e) => return,
-            Err(e) => eprintln!("echo: accept failed: {e}"),
+            Err(e) => {
+                // Out of fds, say: accept again a little later, not at once
+                // (which would fail again, in a busy loop).
+                eprintln!("echo: accept failed: {e}");
+                if last {
+                    ring.timer(ACCEPT_PAUSE, Server::ctx(Msg::AcceptAgain, 0));
+                    return;
+                }
+            }
         }
         let limit_reached = self
             .accept_limit
@@ -136,16 +160,23 @@ impl Server {
             fd,
             queue: VecDeque::new(),
             sending: false,
-            receiving: false,
+            receive: None,
+            paused: false,
             peer_done: false,
         });
         self.receive(ring, key);
     }
 
+    /// Arms the connection's receive, unless it has one or must not.
     fn receive<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
-        let conn = &mut self.conns[key];
-        conn.receiving = true;
-        ring.recv_multishot(&conn.fd, &self.group, Server::ctx(Msg::Received, key));
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.receive.is_some() || conn.paused || conn.peer_done {
+            return;
+        }
+        let ctx = Server::ctx(Msg::Received, key);
+        conn.receive = Some(ring.recv_multishot(&conn.fd, &self.group, ctx));
     }
 
     fn received<S: AsMut<Server>>(
@@ -159,20 +190,40 @@ impl Server {
             return;
         };
         if last {
-            conn.receiving = false;
+            conn.receive = None;
         }
-        match result {
-            Ok(buf) if buf.is_empty() => conn.peer_done = true,
+        let resumable = match result {
+            Ok(buf) if buf.is_empty() => {
+                conn.peer_done = true;
+                false
+            }
             Ok(buf) => {
                 conn.queue.push_back(buf);
-                if last {
-                    // A kernel without multishot receive: arm the next one.
-                    self.receive(ring, key);
-                }
+                true
             }
             // Every buffer is in flight: re-armed when a send frees one.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.starved.push(key),
-            Err(_) => conn.peer_done = true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.starved.push(key);
+                false
+            }
+            // Paused (see `MAX_QUEUED`): re-armed once the queue drains.
+            Err(e) if ouro::is_canceled(&e) => true,
+            Err(_) => {
+                conn.peer_done = true;
+                false
+            }
+        };
+        let conn = &mut self.conns[key];
+        if conn.queue.len() >= MAX_QUEUED && !conn.paused {
+            conn.paused = true;
+            if let Some(task) = conn.receive {
+                ring.cancel(task, Ctx::none());
+            }
+        }
+        if last && resumable {
+            // A kernel without multishot receive ends each one; a paused
+            // receive may have been resumed while its cancel was on the way.
+            self.receive(ring, key);
         }
         self.send_next(ring, key);
     }
@@ -199,21 +250,16 @@ impl Server {
         if !buf.is_empty() {
             conn.queue.push_front(buf);
         }
+        if conn.paused && conn.queue.len() <= MAX_QUEUED / 2 {
+            conn.paused = false;
+            self.receive(ring, key);
+        }
         // A fully sent buffer was dropped above: it is back in the group,
         // so a starved receive can go again.
         if let Some(starved) = self.starved.pop() {
-            self.resume(ring, starved);
+            self.receive(ring, starved);
         }
         self.send_next(ring, key);
-    }
-
-    fn resume<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        if !conn.receiving && !conn.peer_done {
-            self.receive(ring, key);
-        }
     }
 
     /// Sends the next queued buffer, or closes a finished connection.
@@ -225,7 +271,7 @@ impl Server {
         if let Some(buf) = conn.queue.pop_front() {
             conn.sending = true;
             ring.send(&conn.fd, buf, Server::ctx(Msg::Sent, key));
-        } else if conn.peer_done && !conn.receiving {
+        } else if conn.peer_done && conn.receive.is_none() {
             let conn = self.conns.remove(key);
             ring.close(conn.fd, Ctx::none());
         }
@@ -481,19 +527,11 @@ pub fn run(options: &Options) -> io::Result<Report> {
     })
 }
 
-/// Only the server, on `addr`, until killed.
-fn serve(addr: SocketAddr, options: &Options) -> io::Result<()> {
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
-    let addr = ouro::net::local_addr(&listener)?;
-    let mut ring = Ring::builder()
-        .backend(options.backend)
-        .entries(256)
-        .build()?;
-    println!(
-        "echo: serving on {addr} with {}",
-        ring.backend_description()
-    );
-    let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
+/// Serves on `listener` until the process ends, on a ring of `ring` (which
+/// chooses the backend), with `buffers` receive buffers (a power of two).
+pub fn serve(listener: OwnedFd, ring: RingBuilder, buffers: u16) -> io::Result<()> {
+    let mut ring = ring.entries(256).build()?;
+    let group = ring.buffer_group(buffers, GROUP_BUFFER_SIZE)?;
     let mut server = Server::new(listener, group, None);
     server.start(&mut ring);
     ring.run(&mut server, RunMode::Forever)
@@ -507,7 +545,9 @@ fn main() -> io::Result<()> {
         )
     })?;
     if let Some(addr) = options.serve {
-        return serve(addr, &options);
+        let listener = ouro::net::tcp_listener(addr, 1024)?;
+        println!("echo: serving on {}", ouro::net::local_addr(&listener)?);
+        return serve(listener, Ring::builder(), options.buffers);
     }
     let report = run(&options)?;
     println!(

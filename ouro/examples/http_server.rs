@@ -10,144 +10,51 @@
 //! It prints `listening on ADDR` once it accepts connections (port 0 picks
 //! a free port).
 //!
-//! Per connection: receive (appending to what is not parsed yet), answer
-//! every complete request in one send, then receive again. A request body
-//! announced by `Content-Length` is read and ignored; chunked bodies are
-//! answered with `501` and the connection closed.
+//! Connections are handled by `support/stream_server.rs` (multishot accept
+//! and receive into a shared buffer group, so an idle connection holds no
+//! buffer); this file is the protocol: every complete request gets the
+//! answer, in order. A request body announced by `Content-Length` is read
+//! and ignored; chunked bodies are answered with `501` and the connection
+//! closed.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
-use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
-use slab::Slab;
+use ouro::{Ring, RingBuilder};
 
-ouro::messages! {
-    enum Msg { Accepted, Received, Sent }
-}
+#[path = "support/stream_server.rs"]
+mod stream_server;
 
 const BODY: &[u8] = b"Hello, world!";
 /// Largest request head (and buffered pipeline) accepted.
 const MAX_INPUT: usize = 64 * 1024;
-const READ_SIZE: usize = 4096;
 
-struct Conn {
-    fd: OwnedFd,
-    /// Bytes received and not yet parsed (owned here between receives).
-    input: Vec<u8>,
-    /// Responses not yet sent (owned here between sends).
-    output: Vec<u8>,
-    /// Close once `output` is sent.
-    closing: bool,
+/// The protocol: every request gets the same small answer.
+struct Http;
+
+impl stream_server::Protocol for Http {
+    const MAX_INPUT: usize = MAX_INPUT;
+
+    fn respond(&mut self, input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
+        respond(input, output, closing)
+    }
+
+    fn too_large(&self, output: &mut Vec<u8>) {
+        status(output, 431, "Request Header Fields Too Large");
+    }
 }
 
-struct Server {
-    listener: OwnedFd,
-    conns: Slab<Conn>,
-}
-
-fn ctx(msg: Msg, key: usize) -> Ctx<Server> {
-    Ctx::new(Server::on_completion).msg(msg).key(key as u64)
-}
-
-impl Server {
-    fn on_completion(&mut self, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
-        let key = c.key() as usize;
-        match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::Accept(result)) => {
-                ring.accept(&self.listener, ctx(Msg::Accepted, 0));
-                match result {
-                    Ok((fd, _)) => self.open(ring, fd),
-                    // Out of fds or similar: keep serving the others.
-                    Err(e) => eprintln!("http_server: accept failed: {e}"),
-                }
-            }
-            (Msg::Received, Outcome::Recv(result, buf)) => {
-                let input: Vec<u8> = buf.downcast().unwrap_or_default();
-                match result {
-                    Ok(n) if n > 0 => self.received(ring, key, input),
-                    _ => self.close(ring, key),
-                }
-            }
-            (Msg::Sent, Outcome::Send(result, mut buf)) => {
-                let Ok(n) = result else {
-                    self.close(ring, key);
-                    return Ok(());
-                };
-                buf.consume(n);
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return Ok(());
-                };
-                if !buf.is_empty() {
-                    ring.send(&conn.fd, buf, ctx(Msg::Sent, key));
-                    return Ok(());
-                }
-                conn.output = buf.downcast().unwrap_or_default();
-                conn.output.clear();
-                if conn.closing {
-                    self.close(ring, key);
-                } else {
-                    self.receive(ring, key);
-                }
-            }
-            (msg, outcome) => {
-                return Err(io::Error::other(format!(
-                    "unexpected {msg:?} with {outcome:?}"
-                )))
-            }
-        }
-        Ok(())
-    }
-
-    fn open(&mut self, ring: &mut Ring<Server>, fd: OwnedFd) {
-        let key = self.conns.insert(Conn {
-            fd,
-            input: Vec::with_capacity(READ_SIZE),
-            output: Vec::with_capacity(READ_SIZE),
-            closing: false,
-        });
-        self.receive(ring, key);
-    }
-
-    fn receive(&mut self, ring: &mut Ring<Server>, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let mut input = std::mem::take(&mut conn.input);
-        input.reserve(READ_SIZE);
-        ring.recv(&conn.fd, input, ctx(Msg::Received, key));
-    }
-
-    fn received(&mut self, ring: &mut Ring<Server>, key: usize, input: Vec<u8>) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.input = input;
-        let consumed = respond(&conn.input, &mut conn.output, &mut conn.closing);
-        conn.input.drain(..consumed);
-        if conn.input.len() > MAX_INPUT && !conn.closing {
-            status(&mut conn.output, 431, "Request Header Fields Too Large");
-            conn.closing = true;
-        }
-        if conn.output.is_empty() {
-            // Only part of a request so far: receive the rest.
-            return self.receive(ring, key);
-        }
-        let output = std::mem::take(&mut conn.output);
-        ring.send(&conn.fd, output, ctx(Msg::Sent, key));
-    }
-
-    fn close(&mut self, ring: &mut Ring<Server>, key: usize) {
-        if let Some(conn) = self.conns.try_remove(key) {
-            ring.close(conn.fd, Ctx::none());
-        }
-    }
+/// Serves on `listener` until the process ends, on a ring of `ring`
+/// (which chooses the backend).
+pub fn serve(listener: OwnedFd, ring: RingBuilder) -> io::Result<()> {
+    stream_server::serve(listener, ring, Http)
 }
 
 /// Answers every complete request at the start of `input` into `output`;
 /// returns how many bytes they took. Sets `closing` when the connection
 /// must close after the answers (client asked, or the request was bad).
-fn respond(input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
+pub fn respond(input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
     let mut consumed = 0;
     while !*closing && consumed < input.len() {
         match parse(&input[consumed..]) {
@@ -229,17 +136,6 @@ fn status(output: &mut Vec<u8>, code: u16, reason: &str) {
     );
 }
 
-/// Serves on `listener` until the process ends.
-pub fn serve(listener: OwnedFd) -> io::Result<()> {
-    let mut ring = Ring::new(256)?;
-    let mut server = Server {
-        listener,
-        conns: Slab::new(),
-    };
-    ring.accept(&server.listener, ctx(Msg::Accepted, 0));
-    ring.run(&mut server, RunMode::Forever)
-}
-
 #[allow(dead_code)] // the tests use `serve`
 fn main() -> io::Result<()> {
     let addr: SocketAddr = match std::env::args().nth(1) {
@@ -254,7 +150,7 @@ fn main() -> io::Result<()> {
     let listener = ouro::net::tcp_listener(addr, 1024)?;
     println!("listening on {}", ouro::net::local_addr(&listener)?);
     io::stdout().flush()?;
-    serve(listener)
+    serve(listener, Ring::builder())
 }
 
 #[cfg(test)]

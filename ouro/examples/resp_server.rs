@@ -16,130 +16,38 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
-use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
+use ouro::{Ring, RingBuilder};
 use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::types::RangeFrame;
-use slab::Slab;
 
-ouro::messages! {
-    enum Msg { Accepted, Received, Sent }
-}
+#[path = "support/stream_server.rs"]
+mod stream_server;
 
 /// Largest unparsed input kept per connection (a command in progress).
 const MAX_INPUT: usize = 1 << 20;
-const READ_SIZE: usize = 16 * 1024;
 
-struct Conn {
-    fd: OwnedFd,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    closing: bool,
-}
-
-struct Server {
-    listener: OwnedFd,
-    conns: Slab<Conn>,
+/// The protocol, with the in-memory map every connection shares.
+struct Resp {
     data: HashMap<Vec<u8>, Vec<u8>>,
 }
 
-fn ctx(msg: Msg, key: usize) -> Ctx<Server> {
-    Ctx::new(Server::on_completion).msg(msg).key(key as u64)
+impl stream_server::Protocol for Resp {
+    const MAX_INPUT: usize = MAX_INPUT;
+
+    fn respond(&mut self, input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
+        execute_all(&mut self.data, input, output, closing)
+    }
+
+    fn too_large(&self, output: &mut Vec<u8>) {
+        output.extend_from_slice(b"-ERR Protocol error: command too large\r\n");
+    }
 }
 
-impl Server {
-    fn on_completion(&mut self, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
-        let key = c.key() as usize;
-        match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::Accept(result)) => {
-                ring.accept(&self.listener, ctx(Msg::Accepted, 0));
-                match result {
-                    Ok((fd, _)) => {
-                        let key = self.conns.insert(Conn {
-                            fd,
-                            input: Vec::with_capacity(READ_SIZE),
-                            output: Vec::with_capacity(READ_SIZE),
-                            closing: false,
-                        });
-                        self.receive(ring, key);
-                    }
-                    Err(e) => eprintln!("resp_server: accept failed: {e}"),
-                }
-            }
-            (Msg::Received, Outcome::Recv(result, buf)) => {
-                let input: Vec<u8> = buf.downcast().unwrap_or_default();
-                match result {
-                    Ok(n) if n > 0 => self.received(ring, key, input),
-                    _ => self.close(ring, key),
-                }
-            }
-            (Msg::Sent, Outcome::Send(result, mut buf)) => {
-                let Ok(n) = result else {
-                    self.close(ring, key);
-                    return Ok(());
-                };
-                buf.consume(n);
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return Ok(());
-                };
-                if !buf.is_empty() {
-                    ring.send(&conn.fd, buf, ctx(Msg::Sent, key));
-                    return Ok(());
-                }
-                conn.output = buf.downcast().unwrap_or_default();
-                conn.output.clear();
-                if conn.closing {
-                    self.close(ring, key);
-                } else {
-                    self.receive(ring, key);
-                }
-            }
-            (msg, outcome) => {
-                return Err(io::Error::other(format!(
-                    "unexpected {msg:?} with {outcome:?}"
-                )))
-            }
-        }
-        Ok(())
-    }
-
-    fn receive(&mut self, ring: &mut Ring<Server>, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let mut input = std::mem::take(&mut conn.input);
-        input.reserve(READ_SIZE);
-        ring.recv(&conn.fd, input, ctx(Msg::Received, key));
-    }
-
-    fn received(&mut self, ring: &mut Ring<Server>, key: usize, input: Vec<u8>) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.input = input;
-        let consumed = execute_all(
-            &mut self.data,
-            &conn.input,
-            &mut conn.output,
-            &mut conn.closing,
-        );
-        conn.input.drain(..consumed);
-        if conn.input.len() > MAX_INPUT && !conn.closing {
-            conn.output
-                .extend_from_slice(b"-ERR Protocol error: command too large\r\n");
-            conn.closing = true;
-        }
-        if conn.output.is_empty() {
-            return self.receive(ring, key);
-        }
-        let output = std::mem::take(&mut conn.output);
-        ring.send(&conn.fd, output, ctx(Msg::Sent, key));
-    }
-
-    fn close(&mut self, ring: &mut Ring<Server>, key: usize) {
-        if let Some(conn) = self.conns.try_remove(key) {
-            ring.close(conn.fd, Ctx::none());
-        }
-    }
+/// Serves on `listener` until the process ends, on a ring of `ring`
+/// (which chooses the backend).
+pub fn serve(listener: OwnedFd, ring: RingBuilder) -> io::Result<()> {
+    let data = HashMap::new();
+    stream_server::serve(listener, ring, Resp { data })
 }
 
 /// Runs every complete command at the start of `input`, appending replies
@@ -276,18 +184,6 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
-/// Serves on `listener` until the process ends.
-pub fn serve(listener: OwnedFd) -> io::Result<()> {
-    let mut ring = Ring::new(256)?;
-    let mut server = Server {
-        listener,
-        conns: Slab::new(),
-        data: HashMap::new(),
-    };
-    ring.accept(&server.listener, ctx(Msg::Accepted, 0));
-    ring.run(&mut server, RunMode::Forever)
-}
-
 #[allow(dead_code)] // the tests use `serve`
 fn main() -> io::Result<()> {
     let addr: SocketAddr = match std::env::args().nth(1) {
@@ -302,7 +198,7 @@ fn main() -> io::Result<()> {
     let listener = ouro::net::tcp_listener(addr, 1024)?;
     println!("listening on {}", ouro::net::local_addr(&listener)?);
     io::stdout().flush()?;
-    serve(listener)
+    serve(listener, Ring::builder())
 }
 
 #[cfg(test)]

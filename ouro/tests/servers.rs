@@ -5,18 +5,59 @@
 //! The servers run on threads of this test process, each on its own ring.
 //! The clients come from Debian (`apt-get install wrk redis-tools`, which
 //! `.ci/run` does); a missing one fails the test with that instruction.
+//! The tests with real clients run on the default backend (`OURO_BACKEND`
+//! chooses); those with malformed or hostile input run on every backend.
 
-use std::io::{Read, Write};
+// Both protocol examples include `support/stream_server.rs`, as each must
+// to build on its own.
+#![allow(clippy::duplicate_mod)]
+
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Output};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ouro::{BackendKind, Ring, RingBuilder};
+
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
+#[allow(dead_code)] // its demo clients
+#[path = "../examples/echo.rs"]
+mod echo;
 #[path = "../examples/http_server.rs"]
 mod http_server;
 #[path = "../examples/resp_server.rs"]
 mod resp_server;
+
+/// One `#[test]` per backend for each test function (taking the backend).
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(per_backend!(crate::on_backend, $name);)+
+    };
+}
+
+backend_tests![
+    http_server_rejects_garbage_and_keeps_serving,
+    resp_server_rejects_garbage_and_keeps_serving,
+    echo_server_keeps_serving_beside_a_client_that_never_reads
+];
+
+/// Runs `test` on `kind`, or says why the host cannot.
+fn on_backend(test: fn(BackendKind), kind: BackendKind) {
+    match Ring::builder().backend(kind).entries(8).build::<()>() {
+        Ok(_) => test(kind),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            eprintln!("skipped: no {kind:?} backend on this host: {e}")
+        }
+        Err(e) => panic!("setting up the {kind:?} backend failed: {e}"),
+    }
+}
+
+type Serve = fn(OwnedFd, RingBuilder) -> std::io::Result<()>;
 
 /// A server example running on its own thread, listening on a free port.
 struct Server {
@@ -25,10 +66,15 @@ struct Server {
 }
 
 impl Server {
-    fn start(serve: fn(OwnedFd) -> std::io::Result<()>) -> Server {
+    /// Starts `serve` on the backend `OURO_BACKEND` chooses.
+    fn start(serve: Serve) -> Server {
+        Server::start_on(serve, Ring::builder())
+    }
+
+    fn start_on(serve: Serve, ring: RingBuilder) -> Server {
         let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024).unwrap();
         let addr = ouro::net::local_addr(&listener).unwrap();
-        let thread = std::thread::spawn(move || serve(listener));
+        let thread = std::thread::spawn(move || serve(listener, ring));
         Server { thread, addr }
     }
 
@@ -125,9 +171,8 @@ fn http_server_answers_pipelined_requests_in_order() {
     assert!(reply.ends_with("Hello, world!"), "{reply}");
 }
 
-#[test]
-fn http_server_rejects_garbage_and_keeps_serving() {
-    let server = Server::start(http_server::serve);
+fn http_server_rejects_garbage_and_keeps_serving(kind: BackendKind) {
+    let server = Server::start_on(http_server::serve, Ring::builder().backend(kind));
     let mut good = server.connect();
     good.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         .unwrap();
@@ -227,9 +272,8 @@ fn resp_server_answers_redis_cli() {
     assert!(cli(&["FLY"]).contains("unknown command"));
 }
 
-#[test]
-fn resp_server_rejects_garbage_and_keeps_serving() {
-    let server = Server::start(resp_server::serve);
+fn resp_server_rejects_garbage_and_keeps_serving(kind: BackendKind) {
+    let server = Server::start_on(resp_server::serve, Ring::builder().backend(kind));
     let mut good = server.connect();
     good.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nok\r\n")
         .unwrap();
@@ -249,5 +293,62 @@ fn resp_server_rejects_garbage_and_keeps_serving() {
     let mut reply = [0u8; 8];
     good.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"$2\r\nok\r\n");
+    server.assert_alive();
+}
+
+/// Echoes `rounds` messages of `size` bytes over `stream`, checking each.
+fn echo_round_trips(stream: &mut TcpStream, rounds: usize, size: usize) {
+    let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut echo = vec![0; size];
+    for _ in 0..rounds {
+        stream.write_all(&message).unwrap();
+        stream.read_exact(&mut echo).expect("the echo comes back");
+        assert!(echo == message, "the echo differs");
+    }
+}
+
+/// A client that sends without ever reading its echoes must not take the
+/// server's receive buffers from the others: with a group of 64 buffers,
+/// it may hold 16 (its receive is paused), and the others go on. A client
+/// that resets its connection does not disturb them either.
+fn echo_server_keeps_serving_beside_a_client_that_never_reads(kind: BackendKind) {
+    fn serve(listener: OwnedFd, ring: RingBuilder) -> std::io::Result<()> {
+        echo::serve(listener, ring, 64)
+    }
+    let server = Server::start_on(serve, Ring::builder().backend(kind));
+    let mut good = server.connect();
+    echo_round_trips(&mut good, 10, 1000);
+
+    let mut flooder = server.connect();
+    flooder.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let (mut sent, mut stalls) = (0usize, 0);
+    // Until the server stops taking its bytes (its receive is paused and
+    // every socket buffer on the way is full), or 256 MiB.
+    while stalls < 5 && sent < 256 << 20 {
+        match flooder.write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                stalls = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("flooding: {e}"),
+        }
+    }
+    assert!(stalls == 5, "the server took {sent} bytes without pause");
+    echo_round_trips(&mut good, 100, 5000);
+
+    let resetter = server.connect();
+    socket2::SockRef::from(&resetter)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    (&resetter).write_all(b"half a message").unwrap();
+    drop(resetter);
+    drop(flooder);
+    echo_round_trips(&mut good, 10, 1000);
+    echo_round_trips(&mut server.connect(), 10, 100_000);
     server.assert_alive();
 }
