@@ -11,20 +11,29 @@
 //! Arguments are parsed with `clap`: each workload is a subcommand with its
 //! own options, and an unknown workload or option is a clear error.
 
+mod chart;
+mod goals;
+mod progress;
 mod raw;
 mod record;
 mod report;
+mod server;
+mod servers;
 mod workloads;
 
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::record::Results;
+use crate::progress::Progress;
+use crate::record::{Results, Summary};
 use crate::workloads::{Settings, Workload};
 
-/// Benchmarks ouro against a raw io-uring loop, in one run: medians over
-/// several runs, and ratios against the reference contestant.
+/// Benchmarks ouro against a raw io-uring loop and peer runtimes (tokio,
+/// monoio), in one run: medians over several runs, and ratios against the
+/// reference contestant. Servers run pinned to CPU 0, load clients to CPU 1.
 #[derive(Debug, Parser)]
 #[command(
     name = "ouro-bench",
@@ -36,6 +45,10 @@ struct Cli {
     /// "metric", "value"}; value is the median) instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Also write DIR/results.json (every figure, with min, max, runs and
+    /// ratios, and the goals) and DIR/chart.svg (the ratios as bars).
+    #[arg(long, global = true, value_name = "DIR")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     settings: Settings,
     #[command(subcommand)]
@@ -44,8 +57,24 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Workload::Serve(_) = cli.workload {
+        return match cli
+            .workload
+            .measure(&cli.settings, &mut Results::default(), &Progress::new(0))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ouro-bench serve: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    server::pin_to_cpu(server::CLIENT_CPU);
     let mut results = Results::default();
-    if let Err(err) = cli.workload.measure(&cli.settings, &mut results) {
+    let progress = Progress::new(cli.workload.steps(&cli.settings));
+    let measured = cli.workload.measure(&cli.settings, &mut results, &progress);
+    progress.finish();
+    if let Err(err) = measured {
         eprintln!("ouro-bench: {err}");
         return ExitCode::FAILURE;
     }
@@ -57,24 +86,61 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let machine = machine_description(cli.settings.runs);
+    let goals = goals::check(&summaries);
     if cli.json {
         print!("{}", report::json_lines(&summaries));
     } else {
-        println!("{}", machine_description(cli.settings.runs));
+        println!("{machine}");
         print!("{}", report::table(&summaries));
+        if !goals.is_empty() {
+            print!("\nGoals:\n{}", goals::text(&goals));
+        }
+    }
+    if let Some(dir) = &cli.out {
+        if let Err(err) = write_out(dir, &summaries, &goals, &machine) {
+            eprintln!("ouro-bench: writing {}: {err}", dir.display());
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }
 
-/// Where the numbers come from: kernel, CPUs, ouro's ring setup, runs.
+/// Writes results.json and chart.svg into `dir`.
+fn write_out(
+    dir: &Path,
+    summaries: &[Summary],
+    goals: &[goals::Goal],
+    machine: &str,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let json = report::results_json(summaries, goals, machine, &command);
+    let text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
+    std::fs::write(dir.join("results.json"), text + "\n")?;
+    std::fs::write(
+        dir.join("chart.svg"),
+        chart::svg(summaries, &format!("ouro-bench: {machine}")),
+    )?;
+    Ok(())
+}
+
+/// Where the numbers come from: kernel, CPUs, ouro's ring setup, runs,
+/// pinning.
 fn machine_description(runs: u32) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|release| format!("Linux {}", release.trim()))
         .unwrap_or_else(|_| std::env::consts::OS.to_string());
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    // Online CPUs, not those this (pinned) thread may use.
+    // SAFETY: sysconf only reads a configuration value.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let ring = ouro::Ring::<()>::new(8)
         .map(|ring| ring.backend_description())
         .unwrap_or_else(|err| format!("no ring ({err})"));
     let plural = if runs == 1 { "" } else { "s" };
-    format!("{kernel}, {cpus} CPUs, {ring}; median of {runs} run{plural}")
+    format!(
+        "{kernel}, {cpus} CPUs, {ring}; median of {runs} run{plural}; servers on CPU {}, clients on CPU {}",
+        server::SERVER_CPU,
+        server::CLIENT_CPU
+    )
 }

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::goals::Goal;
 use crate::record::{Params, Summary};
 
 /// One line per summary: `{"workload", "contestant", "params", "metric",
@@ -20,6 +21,37 @@ pub fn json_lines(summaries: &[Summary]) -> String {
             format!("{line}\n")
         })
         .collect()
+}
+
+/// Everything a run measured, as one JSON document: where and how it was
+/// measured, every summary (median, min, max, runs, ratio) and the goals.
+pub fn results_json(summaries: &[Summary], goals: &[Goal], machine: &str, command: &str) -> Value {
+    let results: Vec<Value> = summaries
+        .iter()
+        .map(|s| {
+            json!({
+                "workload": s.workload,
+                "contestant": s.contestant,
+                "params": s.params,
+                "metric": s.metric,
+                "median": s.median,
+                "min": s.min,
+                "max": s.max,
+                "runs": s.runs,
+                "ratio": s.ratio,
+                "reference": s.reference,
+            })
+        })
+        .collect();
+    json!({
+        "command": command,
+        "machine": machine,
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_secs()),
+        "results": results,
+        "goals": goals.iter().map(Goal::to_json).collect::<Vec<_>>(),
+    })
 }
 
 /// An aligned table: one row per summary, with the spread of the runs
@@ -77,7 +109,7 @@ pub fn table(summaries: &[Summary]) -> String {
     out
 }
 
-fn params_text(params: &Params) -> String {
+pub fn params_text(params: &Params) -> String {
     params
         .iter()
         .map(|(name, value)| match value {

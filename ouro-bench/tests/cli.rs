@@ -104,17 +104,18 @@ fn unknown_workloads_and_options_are_clear_errors() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no contestant named tokio"));
 }
 
-#[test]
-fn echo_reports_every_contestant_and_both_metrics() {
-    let output = ouro_bench(&[
-        "echo", "--conns", "2", "--size", "16", "--secs", "0.05", "--runs", "1", "--json",
-    ]);
-    let lines = json_lines(&output);
+/// (contestant, metric) of every line, sorted, checking each line's
+/// workload and params and that its value is a positive number.
+fn contestant_metrics(
+    lines: &[serde_json::Value],
+    workload: &str,
+    params: serde_json::Value,
+) -> Vec<(String, String)> {
     let mut got: Vec<(String, String)> = lines
         .iter()
         .map(|line| {
-            assert_eq!(line["workload"], "echo");
-            assert_eq!(line["params"], serde_json::json!({"conns": 2, "size": 16}));
+            assert_eq!(line["workload"], workload);
+            assert_eq!(line["params"], params);
             let value = line["value"].as_f64().expect("a number");
             assert!(value.is_finite() && value > 0.0, "{line}");
             (
@@ -124,14 +125,116 @@ fn echo_reports_every_contestant_and_both_metrics() {
         })
         .collect();
     got.sort();
-    let mut expected: Vec<(String, String)> = ["ouro-poll", "ouro-uring", "tokio"]
+    got
+}
+
+fn every_pair(contestants: &[&str], metrics: &[&str]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = contestants
         .iter()
-        .flat_map(|c| {
-            ["rps", "server_cpu_us_per_req"]
-                .iter()
-                .map(move |m| (c.to_string(), m.to_string()))
-        })
+        .flat_map(|c| metrics.iter().map(move |m| (c.to_string(), m.to_string())))
         .collect();
-    expected.sort();
-    assert_eq!(got, expected);
+    pairs.sort();
+    pairs
+}
+
+const SERVER_METRICS: [&str; 5] = ["rps", "server_cpu_us_per_req", "p50_us", "p99_us", "rss_mb"];
+
+#[test]
+fn echo_reports_every_contestant_and_metric() {
+    let output = ouro_bench(&[
+        "echo", "--conns", "2", "--size", "16", "--secs", "0.05", "--runs", "1", "--json",
+    ]);
+    let got = contestant_metrics(
+        &json_lines(&output),
+        "echo",
+        serde_json::json!({"conns": 2, "size": 16}),
+    );
+    let contestants = ["ouro-uring", "ouro-poll", "raw", "tokio", "monoio"];
+    assert_eq!(got, every_pair(&contestants, &SERVER_METRICS));
+}
+
+#[test]
+fn http_runs_wrk_against_each_server() {
+    let output = ouro_bench(&[
+        "http",
+        "--conns",
+        "4",
+        "--secs",
+        "1",
+        "--runs",
+        "1",
+        "--json",
+        "--only",
+        "ouro-poll,monoio",
+    ]);
+    let got = contestant_metrics(
+        &json_lines(&output),
+        "http",
+        serde_json::json!({"conns": 4}),
+    );
+    assert_eq!(got, every_pair(&["ouro-poll", "monoio"], &SERVER_METRICS));
+}
+
+#[test]
+fn idle_reports_each_servers_memory() {
+    let output = ouro_bench(&["idle", "--conns", "300", "--runs", "1", "--json"]);
+    let got = contestant_metrics(
+        &json_lines(&output),
+        "idle",
+        serde_json::json!({"conns": 300}),
+    );
+    let contestants = ["ouro-uring", "ouro-poll", "raw", "tokio", "monoio"];
+    assert_eq!(
+        got,
+        every_pair(&contestants, &["rss_mb", "rss_kb_per_conn"])
+    );
+}
+
+#[test]
+fn all_writes_the_table_json_and_chart_with_the_goals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let output = ouro_bench(&[
+        "all",
+        "--only",
+        "ouro-uring,tokio",
+        "--secs",
+        "0.05",
+        "--idle-conns",
+        "200",
+        "--runs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for row in ["echo ", "http ", "idle ", "Goals:"] {
+        assert!(table.contains(row), "no {row:?} in\n{table}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = json["results"].as_array().expect("results");
+    for workload in ["echo", "http", "idle"] {
+        assert!(
+            results
+                .iter()
+                .any(|r| r["workload"] == workload && r["contestant"] == "ouro-uring"),
+            "no {workload} result"
+        );
+    }
+    // Echo at 16 and 128 connections, two sizes, against tokio; and the
+    // idle memory (under 100 MB, below tokio's).
+    let goals = json["goals"].as_array().expect("goals");
+    assert_eq!(goals.len(), 4 + 2, "{goals:?}");
+    assert!(goals.iter().all(|g| g["met"].is_boolean()));
+    let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("ouro-uring"),
+        "{chart}"
+    );
 }

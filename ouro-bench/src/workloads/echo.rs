@@ -1,88 +1,110 @@
-//! `echo`: a TCP echo server over loopback, in each contestant — ouro on
-//! the readiness backend (`ouro-poll`), ouro on io_uring (`ouro-uring`),
-//! tokio's current-thread runtime (`tokio`) — against one load client.
+//! `echo`: a TCP echo server over loopback in each contestant — ouro's
+//! echo example (`ouro/examples/echo.rs`: multishot accept, multishot
+//! receive into a shared buffer group, each received buffer sent back as it
+//! is) on io_uring (`ouro-uring`) and on the readiness backend
+//! (`ouro-poll`), the same design written directly on the io-uring crate
+//! (`raw`, the practical limit), tokio's current-thread runtime (`tokio`,
+//! the reference) and monoio's io_uring runtime (`monoio`), the last two
+//! with the idiomatic task per connection that reads into its own 4 KiB
+//! buffer and writes back — against one load client.
 //!
-//! The server runs on its own thread pinned to CPU 0, the client on another
-//! pinned to CPU 1 (the machine has two). The client (an ouro ring on io_uring, the same
-//! for every contestant) keeps `conns` connections busy: each sends `size`
-//! bytes, reads the echo back in full, and repeats. After a warm-up, it
-//! counts round trips over the measured window and reads the server
-//! thread's CPU time (user + system, `pthread_getcpuclockid`) at both ends.
-//! Reported: `rps` (round trips per second) and `server_cpu_us_per_req`.
-//!
-//! Both ouro servers are the same program (accept; per connection: receive
-//! into a buffer, send it back, receive again), so the figures compare the
-//! backends; tokio's is the idiomatic read/`write_all` loop per task.
+//! Each server runs in a child process pinned to CPU 0 (see
+//! `crate::server`); the client, an ouro ring on io_uring (the same for every
+//! contestant), runs in this process on CPU 1. It keeps `conns` connections
+//! busy: each sends `size` bytes, reads the echo back in full, and repeats.
+//! After 0.3 s of warm-up it measures a window of `--secs` (default 1):
+//! round trips, each round trip's latency, and the server's CPU time
+//! (`getrusage(RUSAGE_SELF)` of the server process: user + system) and
+//! memory at both ends.
 //!
 //! Params `{"conns": N, "size": B}` (`--conns`, `--size`: comma-separated
-//! lists), window `--secs` (default 1) after 0.3 s of warm-up; metrics `rps`
-//! and `server_cpu_us_per_req`, compared with `tokio`.
+//! lists; default 1, 16, 128 connections × 64 B, 4 KiB). Metrics: `rps`
+//! (round trips per second), `server_cpu_us_per_req`, `p50_us` and `p99_us`
+//! (round-trip latency seen by the client), `rss_mb` (the server's resident
+//! memory at the end); compared with `tokio`.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::thread::JoinHandleExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ouro::{BackendKind, Buf, Completion, Ctx, Outcome, Ring, RunMode};
+use ouro::{BackendKind, Completion, Ctx, Outcome, Ring, RunMode};
 use serde_json::json;
 
 use super::Settings;
+use crate::progress::Progress;
 use crate::record::{params, Results, Sample};
+use crate::server::{ServerProcess, Usage};
+use crate::servers::{Contestant, Protocol};
 
 const WORKLOAD: &str = "echo";
+
+/// The contestants, in the order measured in the first run.
+pub const CONTESTANTS: [Contestant; 5] = [
+    Contestant::OuroUring,
+    Contestant::OuroPoll,
+    Contestant::Raw,
+    Contestant::Tokio,
+    Contestant::Monoio,
+];
 
 /// Options of the `echo` workload.
 #[derive(Debug, Args)]
 pub struct Options {
     /// Connections kept busy by the client (a comma-separated list, one
     /// comparison per value).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64], value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 128], value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub conns: Vec<u32>,
     /// Bytes per request, echoed back (a comma-separated list).
-    #[arg(long, value_delimiter = ',', default_values_t = [64], value_parser = clap::value_parser!(u32).range(1..=1048576))]
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 4096], value_parser = clap::value_parser!(u32).range(1..=1048576))]
     pub size: Vec<u32>,
     /// Seconds measured per run (after 0.3 s of warm-up).
     #[arg(long, default_value_t = 1.0)]
     pub secs: f64,
 }
 
+/// Measurements made, for the progress bar.
+pub fn steps(options: &Options, settings: &Settings) -> u64 {
+    let contestants = super::included(settings, &CONTESTANTS, Contestant::name);
+    u64::from(settings.runs) * (options.conns.len() * options.size.len()) as u64 * contestants
+}
+
 /// Measures every contestant for each (conns, size), `runs` times.
-pub fn measure(options: &Options, settings: &Settings, results: &mut Results) -> io::Result<()> {
-    if !(options.secs > 0.0 && options.secs <= 3600.0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("--secs must be between 0 and 3600, not {}", options.secs),
-        ));
-    }
-    results.compare_against(WORKLOAD, Contestant::Tokio.name());
+pub fn measure(
+    options: &Options,
+    settings: &Settings,
+    results: &mut Results,
+    progress: &Progress,
+) -> io::Result<()> {
     let timing = Timing {
         warmup: Duration::from_millis(300),
-        window: Duration::from_secs_f64(options.secs),
+        window: super::check_secs(options.secs)?,
     };
+    results.compare_against(WORKLOAD, Contestant::Tokio.name());
     for run in 0..settings.runs {
         for &conns in &options.conns {
             for &size in &options.size {
-                for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
+                for contestant in settings.order(&CONTESTANTS, Contestant::name, run) {
+                    progress.step(format!(
+                        "echo {} conns={conns} size={size}",
+                        contestant.name()
+                    ));
                     let measured = measure_once(contestant, conns as usize, size as usize, timing)
                         .map_err(|e| {
-                            io::Error::new(e.kind(), format!("{}: {e}", contestant.name()))
+                            io::Error::new(e.kind(), format!("echo {}: {e}", contestant.name()))
                         })?;
-                    let sample = |metric, value| Sample {
-                        workload: WORKLOAD,
-                        contestant: contestant.name(),
-                        params: params([("conns", json!(conns)), ("size", json!(size))]),
-                        metric,
-                        value,
-                    };
-                    results.record(sample("rps", measured.rps));
-                    results.record(sample(
-                        "server_cpu_us_per_req",
-                        measured.server_cpu_us_per_req,
-                    ));
+                    progress.done();
+                    let params = params([("conns", json!(conns)), ("size", json!(size))]);
+                    for (metric, value) in measured.metrics() {
+                        results.record(Sample {
+                            workload: WORKLOAD,
+                            contestant: contestant.name(),
+                            params: params.clone(),
+                            metric,
+                            value,
+                        });
+                    }
                 }
             }
         }
@@ -90,35 +112,26 @@ pub fn measure(options: &Options, settings: &Settings, results: &mut Results) ->
     Ok(())
 }
 
-/// A server under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Contestant {
-    OuroPoll,
-    OuroUring,
-    Tokio,
-}
-
-impl Contestant {
-    pub const ALL: [Contestant; 3] = [
-        Contestant::OuroPoll,
-        Contestant::OuroUring,
-        Contestant::Tokio,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Contestant::OuroPoll => "ouro-poll",
-            Contestant::OuroUring => "ouro-uring",
-            Contestant::Tokio => "tokio",
-        }
-    }
-}
-
 /// What one run measured.
 #[derive(Clone, Copy, Debug)]
 pub struct Measurement {
     pub rps: f64,
     pub server_cpu_us_per_req: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub rss_mb: f64,
+}
+
+impl Measurement {
+    fn metrics(&self) -> [(&'static str, f64); 5] {
+        [
+            ("rps", self.rps),
+            ("server_cpu_us_per_req", self.server_cpu_us_per_req),
+            ("p50_us", self.p50_us),
+            ("p99_us", self.p99_us),
+            ("rss_mb", self.rss_mb),
+        ]
+    }
 }
 
 /// How long to warm up and to measure.
@@ -135,237 +148,63 @@ pub fn measure_once(
     size: usize,
     timing: Timing,
 ) -> io::Result<Measurement> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready, listening) = mpsc::channel();
-    let server_stop = stop.clone();
-    let server = std::thread::Builder::new()
-        .name(contestant.name().into())
-        .spawn(move || {
-            pin_to_cpu(0);
-            let listener = match ouro::net::tcp_listener("127.0.0.1:0".parse().unwrap(), 1024) {
-                Ok(listener) => listener,
-                Err(err) => return ready.send(Err(err)).map_err(|_| io::Error::other("gone")),
-            };
-            let addr = ouro::net::local_addr(&listener)?;
-            ready
-                .send(Ok(addr))
-                .map_err(|_| io::Error::other("the client is gone"))?;
-            match contestant {
-                Contestant::OuroPoll => {
-                    ouro_server(listener, BackendKind::Poll, size, &server_stop)
-                }
-                Contestant::OuroUring => {
-                    ouro_server(listener, BackendKind::Uring, size, &server_stop)
-                }
-                Contestant::Tokio => tokio_server(listener, size, &server_stop),
-            }
-        })?;
-    let addr = listening
-        .recv()
-        .map_err(|_| io::Error::other("the server thread died"))??;
-    let cpu = ThreadCpu::of(&server)?;
-    let client = std::thread::Builder::new()
-        .name("echo-client".into())
-        .spawn(move || {
-            pin_to_cpu(1);
-            run_client(addr, conns, size, timing, &cpu)
-        })?;
-    let counted = client
-        .join()
-        .map_err(|_| io::Error::other("the client panicked"))?;
-    // Wake the server's accept so it sees the stop flag.
-    stop.store(true, Ordering::SeqCst);
-    drop(std::net::TcpStream::connect(addr));
-    let served = server
-        .join()
-        .map_err(|_| io::Error::other("the server panicked"))?;
-    let (round_trips, elapsed, cpu_time) = counted?;
-    served?;
-    if round_trips == 0 {
-        return Err(io::Error::other("no round trip completed"));
-    }
-    Ok(Measurement {
-        rps: round_trips as f64 / elapsed.as_secs_f64(),
-        server_cpu_us_per_req: cpu_time.as_secs_f64() * 1e6 / round_trips as f64,
-    })
+    let server = ServerProcess::start(Protocol::Echo, contestant)?;
+    let (server, window) = run_client(server, conns, size, timing)?;
+    server.stop()?;
+    window.measurement()
 }
 
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is an empty set; we set one bit and pass
-    // its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// Another thread's CPU time (user + system).
-#[derive(Clone, Copy)]
-struct ThreadCpu(libc::clockid_t);
-
-impl ThreadCpu {
-    fn of<T>(thread: &std::thread::JoinHandle<T>) -> io::Result<ThreadCpu> {
-        let mut clock: libc::clockid_t = 0;
-        // SAFETY: the thread is alive (we hold its handle, unjoined).
-        let res = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
-        if res != 0 {
-            return Err(io::Error::from_raw_os_error(res));
-        }
-        Ok(ThreadCpu(clock))
-    }
-
-    fn now(&self) -> Duration {
-        // SAFETY: clock_gettime writes the zeroed timespec we pass.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        unsafe { libc::clock_gettime(self.0, &mut ts) };
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    }
-}
-
-// -- ouro server ----------------------------------------------------------
-
-ouro::messages! { enum ServerMsg { Accepted, Received, Sent } }
-
-struct Server {
-    listener: OwnedFd,
-    conns: Vec<Option<OwnedFd>>,
-    free: Vec<usize>,
-    size: usize,
-    stop: Arc<AtomicBool>,
-}
-
-impl Server {
-    fn ctx(msg: ServerMsg, key: usize) -> Ctx<Server> {
-        Ctx::new(Server::on_completion).msg(msg).key(key as u64)
-    }
-
-    fn on_completion(&mut self, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
-        let key = c.key() as usize;
-        match (c.message::<ServerMsg>()?, c.outcome) {
-            (ServerMsg::Accepted, Outcome::Accept(result)) => {
-                let (fd, _) = result?;
-                if self.stop.load(Ordering::SeqCst) {
-                    ring.stop();
-                    return Ok(());
-                }
-                socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
-                ring.accept(&self.listener, Server::ctx(ServerMsg::Accepted, 0));
-                let key = match self.free.pop() {
-                    Some(key) => key,
-                    None => {
-                        self.conns.push(None);
-                        self.conns.len() - 1
-                    }
-                };
-                let buf = Vec::with_capacity(self.size);
-                ring.recv(&fd, buf, Server::ctx(ServerMsg::Received, key));
-                self.conns[key] = Some(fd);
-            }
-            (ServerMsg::Received, Outcome::Recv(Ok(n), buf)) if n > 0 => self.send(ring, key, buf),
-            (ServerMsg::Sent, Outcome::Send(Ok(n), mut buf)) => {
-                buf.consume(n);
-                if buf.is_empty() {
-                    let mut vec: Vec<u8> =
-                        buf.downcast().map_err(|_| io::Error::other("buffer"))?;
-                    vec.clear();
-                    self.recv(ring, key, vec);
-                } else {
-                    self.send(ring, key, buf);
-                }
-            }
-            // End of stream or an error: the connection is done.
-            (ServerMsg::Received | ServerMsg::Sent, _) => {
-                self.conns[key] = None;
-                self.free.push(key);
-            }
-            (_, other) => return Err(io::Error::other(format!("unexpected {other:?}"))),
-        }
-        Ok(())
-    }
-
-    fn send(&mut self, ring: &mut Ring<Server>, key: usize, buf: Buf) {
-        if let Some(fd) = &self.conns[key] {
-            ring.send(fd, buf, Server::ctx(ServerMsg::Sent, key));
-        }
-    }
-
-    fn recv(&mut self, ring: &mut Ring<Server>, key: usize, buf: Vec<u8>) {
-        if let Some(fd) = &self.conns[key] {
-            ring.recv(fd, buf, Server::ctx(ServerMsg::Received, key));
-        }
-    }
-}
-
-fn ouro_server(
-    listener: OwnedFd,
-    backend: BackendKind,
-    size: usize,
-    stop: &Arc<AtomicBool>,
-) -> io::Result<()> {
-    let mut ring: Ring<Server> = Ring::builder().entries(256).backend(backend).build()?;
-    ring.accept(&listener, Server::ctx(ServerMsg::Accepted, 0));
-    let mut server = Server {
-        listener,
-        conns: Vec::new(),
-        free: Vec::new(),
-        size,
-        stop: stop.clone(),
-    };
-    ring.run(&mut server, RunMode::Forever)
-}
-
-// -- tokio server ---------------------------------------------------------
-
-fn tokio_server(listener: OwnedFd, size: usize, stop: &Arc<AtomicBool>) -> io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    let std_listener = TcpListener::from(listener);
-    std_listener.set_nonblocking(true)?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        loop {
-            let (mut stream, _) = listener.accept().await?;
-            if stop.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            stream.set_nodelay(true)?;
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; size];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    })
+/// The value at quantile `q` (0 to 1) of sorted `values`.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(index).copied().unwrap_or(0)
 }
 
 // -- the load client --------------------------------------------------------
 
 ouro::messages! { enum ClientMsg { Connected, Sent, Received, WarmedUp, Done } }
 
+/// The window's counts, and the server's usage at both ends.
+struct Window {
+    round_trips: u64,
+    elapsed: Duration,
+    start: Usage,
+    end: Usage,
+    /// Every round trip's latency in the window, in nanoseconds, sorted.
+    latencies: Vec<u64>,
+}
+
+impl Window {
+    fn measurement(&self) -> io::Result<Measurement> {
+        if self.round_trips == 0 {
+            return Err(io::Error::other("no round trip completed"));
+        }
+        let cpu = self.end.cpu.saturating_sub(self.start.cpu);
+        Ok(Measurement {
+            rps: self.round_trips as f64 / self.elapsed.as_secs_f64(),
+            server_cpu_us_per_req: cpu.as_secs_f64() * 1e6 / self.round_trips as f64,
+            p50_us: quantile(&self.latencies, 0.50) as f64 / 1e3,
+            p99_us: quantile(&self.latencies, 0.99) as f64 / 1e3,
+            rss_mb: self.end.rss_kb as f64 / 1024.0,
+        })
+    }
+}
+
 struct Client {
+    server: ServerProcess,
     conns: Vec<OwnedFd>,
     size: usize,
     /// The request every connection sends (shared, never copied).
     request: std::rc::Rc<[u8]>,
-    /// Bytes of the current echo still to come back, per connection.
-    pending: Vec<usize>,
+    /// Bytes of the current echo still to come back, and when its request
+    /// was sent, per connection.
+    pending: Vec<(usize, Instant)>,
     round_trips: u64,
-    start: Option<(u64, Instant, Duration)>,
-    end: Option<(u64, Instant, Duration)>,
-    cpu: ThreadCpu,
-    window: Duration,
+    /// While measuring: round trips, time and server usage at the start.
+    start: Option<(u64, Instant, Usage)>,
+    window: Option<Window>,
+    latencies: Vec<u64>,
+    length: Duration,
 }
 
 impl Client {
@@ -393,24 +232,41 @@ impl Client {
                 if n == 0 {
                     return Err(io::Error::other("the server closed a connection"));
                 }
-                self.pending[key] = self.pending[key].saturating_sub(n);
+                let (left, sent) = &mut self.pending[key];
+                *left = left.saturating_sub(n);
                 let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("buffer"))?;
                 vec.clear();
-                if self.pending[key] > 0 {
+                if *left > 0 {
                     ring.recv(&self.conns[key], vec, Client::ctx(ClientMsg::Received, key));
-                } else {
-                    self.round_trips += 1;
-                    self.send_request(ring, key, vec);
+                    return Ok(());
                 }
+                if self.start.is_some() {
+                    self.latencies.push(sent.elapsed().as_nanos() as u64);
+                }
+                self.round_trips += 1;
+                self.send_request(ring, key, vec);
             }
             (ClientMsg::WarmedUp, Outcome::Timer(result)) => {
                 result?;
-                self.start = Some((self.round_trips, Instant::now(), self.cpu.now()));
-                ring.timer(self.window, Client::ctx(ClientMsg::Done, 0));
+                let usage = self.server.usage()?;
+                self.start = Some((self.round_trips, Instant::now(), usage));
+                ring.timer(self.length, Client::ctx(ClientMsg::Done, 0));
             }
             (ClientMsg::Done, Outcome::Timer(result)) => {
                 result?;
-                self.end = Some((self.round_trips, Instant::now(), self.cpu.now()));
+                let (now, end) = (Instant::now(), self.server.usage()?);
+                let Some((round_trips, began, start)) = self.start.take() else {
+                    return Err(io::Error::other("the window ended before it began"));
+                };
+                let mut latencies = std::mem::take(&mut self.latencies);
+                latencies.sort_unstable();
+                self.window = Some(Window {
+                    round_trips: self.round_trips - round_trips,
+                    elapsed: now - began,
+                    start,
+                    end,
+                    latencies,
+                });
                 ring.stop();
             }
             (_, other) => return Err(io::Error::other(format!("client: unexpected {other:?}"))),
@@ -420,7 +276,7 @@ impl Client {
 
     /// Sends the request and receives the echo into `room` (reused).
     fn send_request(&mut self, ring: &mut Ring<Client>, key: usize, room: Vec<u8>) {
-        self.pending[key] = self.size;
+        self.pending[key] = (self.size, Instant::now());
         let request = self.request.clone();
         ring.send(&self.conns[key], request, Client::ctx(ClientMsg::Sent, key));
         ring.recv(
@@ -431,28 +287,29 @@ impl Client {
     }
 }
 
-/// Round trips, elapsed time and server CPU time over the window.
+/// Drives `server` with `conns` connections; gives it back with the window.
 fn run_client(
-    addr: SocketAddr,
+    server: ServerProcess,
     conns: usize,
     size: usize,
     timing: Timing,
-    cpu: &ThreadCpu,
-) -> io::Result<(u64, Duration, Duration)> {
+) -> io::Result<(ServerProcess, Window)> {
     let mut ring: Ring<Client> = Ring::builder()
         .entries(256)
         .backend(BackendKind::Uring)
         .build()?;
+    let addr: SocketAddr = server.addr;
     let mut client = Client {
+        server,
         conns: Vec::with_capacity(conns),
         size,
         request: vec![b'x'; size].into(),
-        pending: vec![0; conns],
+        pending: vec![(0, Instant::now()); conns],
         round_trips: 0,
         start: None,
-        end: None,
-        cpu: *cpu,
-        window: timing.window,
+        window: None,
+        latencies: Vec::with_capacity(1 << 20),
+        length: timing.window,
     };
     for key in 0..conns {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
@@ -463,14 +320,14 @@ fn run_client(
     }
     ring.timer(timing.warmup, Client::ctx(ClientMsg::WarmedUp, 0));
     ring.run(&mut client, RunMode::Forever)?;
-    let (Some(start), Some(end)) = (client.start, client.end) else {
-        return Err(io::Error::other("the client stopped early"));
-    };
-    // Close the connections before the server is told to stop.
+    // Close the connections before the server is stopped.
     drop(ring);
     for fd in &client.conns {
         // SAFETY: shutdown on our own socket.
         unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
     }
-    Ok((end.0 - start.0, end.1 - start.1, end.2 - start.2))
+    let window = client
+        .window
+        .ok_or_else(|| io::Error::other("the client stopped early"))?;
+    Ok((client.server, window))
 }

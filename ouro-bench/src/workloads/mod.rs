@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::progress::Progress;
 use crate::record::Results;
 
+pub mod all;
 pub mod echo;
+pub mod http;
+pub mod idle;
 pub mod nop;
 pub mod timers;
 
@@ -58,20 +62,77 @@ pub enum Workload {
     /// Zero-delay timers through ouro, in ops_per_sec: they never reach the
     /// kernel.
     Timers(timers::Options),
-    /// A TCP echo server over loopback in ouro-poll (readiness backend),
-    /// ouro-uring and tokio (current-thread): rps and server CPU per request.
+    /// A TCP echo server over loopback in ouro-uring, ouro-poll, raw
+    /// io-uring, tokio and monoio: rps, server CPU per request, latency,
+    /// memory.
     Echo(echo::Options),
+    /// The HTTP server example (and tokio's and monoio's) under wrk: rps,
+    /// server CPU per request, latency, memory.
+    Http(http::Options),
+    /// Many idle connections to each echo server: its memory.
+    Idle(idle::Options),
+    /// Every workload above, in one run, with the goals checked.
+    All(all::Options),
+    /// (internal) Runs a server under test; see `server.rs`.
+    #[command(hide = true)]
+    Serve(crate::server::ServeOptions),
 }
 
 impl Workload {
-    /// Measures the workload as `settings` say, into `results`.
-    pub fn measure(&self, settings: &Settings, results: &mut Results) -> io::Result<()> {
+    /// How many measurements the workload makes (for the progress bar).
+    pub fn steps(&self, settings: &Settings) -> u64 {
         match self {
-            Workload::Nop(options) => nop::measure(options, settings, results),
-            Workload::Timers(options) => timers::measure(options, settings, results),
-            Workload::Echo(options) => echo::measure(options, settings, results),
+            Workload::Nop(options) => nop::steps(options, settings),
+            Workload::Timers(options) => timers::steps(options, settings),
+            Workload::Echo(options) => echo::steps(options, settings),
+            Workload::Http(options) => http::steps(options, settings),
+            Workload::Idle(options) => idle::steps(options, settings),
+            Workload::All(options) => all::steps(options, settings),
+            Workload::Serve(_) => 0,
         }
     }
+
+    /// Measures the workload as `settings` say, into `results`.
+    pub fn measure(
+        &self,
+        settings: &Settings,
+        results: &mut Results,
+        progress: &Progress,
+    ) -> io::Result<()> {
+        match self {
+            Workload::Nop(options) => nop::measure(options, settings, results, progress),
+            Workload::Timers(options) => timers::measure(options, settings, results, progress),
+            Workload::Echo(options) => echo::measure(options, settings, results, progress),
+            Workload::Http(options) => http::measure(options, settings, results, progress),
+            Workload::Idle(options) => idle::measure(options, settings, results, progress),
+            Workload::All(options) => all::measure(options, settings, results, progress),
+            Workload::Serve(options) => crate::server::serve(options),
+        }
+    }
+}
+
+/// A workload's options with every default, as on a command line that
+/// gives none.
+pub fn defaults<T: Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults"));
+    T::from_arg_matches(&command.get_matches_from(["defaults"]))
+        .expect("every option has a default")
+}
+
+/// How many contestants of `all` are measured.
+pub fn included<T: Copy>(settings: &Settings, all: &[T], name: fn(T) -> &'static str) -> u64 {
+    settings.order(all, name, 0).len() as u64
+}
+
+/// Checks a measuring window's length in seconds.
+pub fn check_secs(secs: f64) -> io::Result<Duration> {
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--secs must be between 0 and 3600, not {secs}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 pub fn per_sec(count: u64, elapsed: Duration) -> f64 {

@@ -32,6 +32,7 @@ use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
 use serde_json::json;
 
 use super::{per_sec, Settings};
+use crate::progress::Progress;
 use crate::raw;
 use crate::record::{params, Results, Sample};
 
@@ -60,6 +61,8 @@ enum Contestant {
     Ouro,
 }
 
+const CONTESTANTS: [Contestant; 2] = [Contestant::Raw, Contestant::Ouro];
+
 impl Contestant {
     fn name(self) -> &'static str {
         match self {
@@ -77,10 +80,15 @@ impl Contestant {
 }
 
 /// Measures every batch size `runs` times, interleaving the contestants.
-pub fn measure(options: &Options, settings: &Settings, results: &mut Results) -> io::Result<()> {
+pub fn measure(
+    options: &Options,
+    settings: &Settings,
+    results: &mut Results,
+    progress: &Progress,
+) -> io::Result<()> {
     raw::check_same_setup_as_ouro()?;
     results.compare_against(WORKLOAD, Contestant::Raw.name());
-    let contestants = [Contestant::Raw, Contestant::Ouro];
+    let contestants = CONTESTANTS;
     for &batch in &options.batch {
         for contestant in settings.order(&contestants, Contestant::name, 0) {
             contestant.run((options.ops / 10).max(1), batch)?;
@@ -89,7 +97,9 @@ pub fn measure(options: &Options, settings: &Settings, results: &mut Results) ->
     for run in 0..settings.runs {
         for &batch in &options.batch {
             for contestant in settings.order(&contestants, Contestant::name, run) {
+                progress.step(format!("nop {} batch={batch}", contestant.name()));
                 let elapsed = contestant.run(options.ops, batch)?;
+                progress.done();
                 results.record(Sample {
                     workload: WORKLOAD,
                     contestant: contestant.name(),
@@ -101,6 +111,12 @@ pub fn measure(options: &Options, settings: &Settings, results: &mut Results) ->
         }
     }
     Ok(())
+}
+
+/// Measurements made, for the progress bar.
+pub fn steps(options: &Options, settings: &Settings) -> u64 {
+    let contestants = super::included(settings, &CONTESTANTS, Contestant::name);
+    u64::from(settings.runs) * options.batch.len() as u64 * contestants
 }
 
 fn run_raw(ops: u64, batch: u32) -> io::Result<Duration> {

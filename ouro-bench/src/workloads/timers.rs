@@ -27,6 +27,7 @@ use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
 use serde_json::{json, Value};
 
 use super::{per_sec, Settings};
+use crate::progress::Progress;
 use crate::record::{params, Results, Sample};
 
 const WORKLOAD: &str = "timers";
@@ -94,7 +95,12 @@ impl FromStr for InFlight {
 }
 
 /// Measures each in-flight choice `runs` times.
-pub fn measure(options: &Options, settings: &Settings, results: &mut Results) -> io::Result<()> {
+pub fn measure(
+    options: &Options,
+    settings: &Settings,
+    results: &mut Results,
+    progress: &Progress,
+) -> io::Result<()> {
     if !settings.includes(CONTESTANT) {
         return Ok(());
     }
@@ -103,7 +109,9 @@ pub fn measure(options: &Options, settings: &Settings, results: &mut Results) ->
     }
     for _ in 0..settings.runs {
         for &in_flight in &options.in_flight {
+            progress.step(format!("timers ouro in_flight={in_flight}"));
             let elapsed = run_ouro(options.count, in_flight)?;
+            progress.done();
             results.record(Sample {
                 workload: WORKLOAD,
                 contestant: CONTESTANT,
@@ -114,6 +122,14 @@ pub fn measure(options: &Options, settings: &Settings, results: &mut Results) ->
         }
     }
     Ok(())
+}
+
+/// Measurements made, for the progress bar.
+pub fn steps(options: &Options, settings: &Settings) -> u64 {
+    if !settings.includes(CONTESTANT) {
+        return 0;
+    }
+    u64::from(settings.runs) * options.in_flight.len() as u64
 }
 
 /// The `ouro` contestant's state.

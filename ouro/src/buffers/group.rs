@@ -89,6 +89,11 @@ pub(crate) struct KernelRing {
 }
 
 const PAGE: usize = 4096;
+/// The buffers' alignment: none is needed, and a small one lets
+/// `alloc_zeroed` use `calloc`, which maps large blocks as zero pages that
+/// take memory only once written; a page alignment would make it zero every
+/// byte by hand, so that an idle server held the whole group in memory.
+const BUFFER_ALIGN: usize = 8;
 
 impl GroupInner {
     /// A group of `count` (a power of two, at most 32768) buffers of `size`
@@ -100,7 +105,7 @@ impl GroupInner {
         if size == 0 || size > u32::MAX as usize {
             return Err("the buffer size must be between 1 byte and 4 GiB");
         }
-        let layout = Layout::from_size_align(count as usize * size, PAGE)
+        let layout = Layout::from_size_align(count as usize * size, BUFFER_ALIGN)
             .map_err(|_| "the buffer group is too large")?;
         // SAFETY: the layout has a non-zero size (count and size are >= 1).
         let memory = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })
@@ -116,7 +121,8 @@ impl GroupInner {
     }
 
     fn layout(&self) -> Layout {
-        Layout::from_size_align(self.count as usize * self.size, PAGE).expect("checked in new")
+        Layout::from_size_align(self.count as usize * self.size, BUFFER_ALIGN)
+            .expect("checked in new")
     }
 
     #[cfg(target_os = "linux")]

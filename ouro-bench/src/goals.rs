@@ -1,0 +1,107 @@
+//! The benchmark's goals, checked against what a run measured: ouro on
+//! io_uring uses at most 0.95x tokio's server CPU per echo request at 16
+//! and 128 connections and is within 5% of the raw io-uring loop; with
+//! 50,000 idle connections its server's memory is under 100 MB and below
+//! tokio's. A goal whose figures were not measured is not listed.
+
+use serde_json::{json, Value};
+
+use crate::record::Summary;
+
+/// A goal, whether it was met, and the figures that say so.
+#[derive(Clone, Debug)]
+pub struct Goal {
+    pub goal: String,
+    pub met: bool,
+    pub detail: String,
+}
+
+impl Goal {
+    pub fn to_json(&self) -> Value {
+        json!({"goal": self.goal, "met": self.met, "detail": self.detail})
+    }
+}
+
+const OURO: &str = "ouro-uring";
+/// The idle connection count the memory goal speaks of.
+const IDLE_CONNS: f64 = 50_000.0;
+
+/// The goals the summaries have figures for.
+pub fn check(summaries: &[Summary]) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let find = |workload: &str, contestant: &str, metric: &str, params: &crate::record::Params| {
+        summaries.iter().find(|s| {
+            s.workload == workload
+                && s.contestant == contestant
+                && s.metric == metric
+                && &s.params == params
+        })
+    };
+    for ouro in summaries.iter().filter(|s| {
+        s.workload == "echo"
+            && s.contestant == OURO
+            && s.metric == "server_cpu_us_per_req"
+            && matches!(s.params["conns"].as_u64(), Some(16 | 128))
+    }) {
+        let params = super::report::params_text(&ouro.params);
+        for (peer, limit, wording) in [
+            ("tokio", 0.95, "at most 0.95x"),
+            ("raw", 1.05, "within 5% of"),
+        ] {
+            let Some(other) = find("echo", peer, ouro.metric, &ouro.params) else {
+                continue;
+            };
+            let ratio = ouro.median / other.median;
+            goals.push(Goal {
+                goal: format!("echo {params}: {OURO} server CPU per request {wording} {peer}'s"),
+                met: ratio <= limit,
+                detail: format!(
+                    "{:.2} µs against {:.2} µs: {ratio:.2}x",
+                    ouro.median, other.median
+                ),
+            });
+        }
+    }
+    for ouro in summaries
+        .iter()
+        .filter(|s| s.workload == "idle" && s.contestant == OURO && s.metric == "rss_mb")
+    {
+        let conns = ouro.params["conns"].as_f64().unwrap_or(0.0);
+        let per_conn =
+            find("idle", OURO, "rss_kb_per_conn", &ouro.params).map_or(0.0, |s| s.median);
+        // Fewer connections than the goal's (the fd limit): project.
+        let (rss, how) = if conns < IDLE_CONNS {
+            let projected = ouro.median + (IDLE_CONNS - conns) * per_conn / 1024.0;
+            (
+                projected,
+                format!("projected from {conns} connections at {per_conn:.2} KiB each"),
+            )
+        } else {
+            (ouro.median, "measured".to_string())
+        };
+        goals.push(Goal {
+            goal: format!("idle: {OURO} server RSS with 50,000 idle connections under 100 MB"),
+            met: rss < 100.0,
+            detail: format!("{rss:.1} MB ({how})"),
+        });
+        if let Some(tokio) = find("idle", "tokio", "rss_mb", &ouro.params) {
+            goals.push(Goal {
+                goal: format!("idle conns={conns}: {OURO} server RSS below tokio's"),
+                met: ouro.median < tokio.median,
+                detail: format!("{:.1} MB against {:.1} MB", ouro.median, tokio.median),
+            });
+        }
+    }
+    goals
+}
+
+/// The goals as lines of text.
+pub fn text(goals: &[Goal]) -> String {
+    goals
+        .iter()
+        .map(|g| {
+            let verdict = if g.met { "met   " } else { "MISSED" };
+            format!("{verdict} {} — {}\n", g.goal, g.detail)
+        })
+        .collect()
+}
