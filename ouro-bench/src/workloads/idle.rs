@@ -17,8 +17,10 @@
 //! connections as the hard limit allows, says so, and reports that count.
 //!
 //! Params `{"conns": N}`; metrics `rss_mb` (the server's resident memory
-//! with N idle connections) and `rss_kb_per_conn` (its growth from before
-//! the first connection, per connection); compared with `tokio`.
+//! with N idle connections) and `rss_kb_per_conn` (its growth per
+//! connection over the second half of them, so that one-time costs, such as
+//! the first use of a receive buffer group, do not count); compared with
+//! `tokio`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -78,7 +80,7 @@ pub fn measure(
     for run in 0..settings.runs {
         for contestant in settings.order(&CONTESTANTS, Contestant::name, run) {
             progress.step(format!("idle {} conns={conns}", contestant.name()));
-            let (rss_kb, growth_kb) = measure_once(contestant, conns).map_err(|e| {
+            let (rss_kb, per_conn_kb) = measure_once(contestant, conns).map_err(|e| {
                 io::Error::new(e.kind(), format!("idle {}: {e}", contestant.name()))
             })?;
             progress.done();
@@ -90,7 +92,7 @@ pub fn measure(
                 value,
             };
             results.record(sample("rss_mb", rss_kb as f64 / 1024.0));
-            results.record(sample("rss_kb_per_conn", growth_kb as f64 / conns as f64));
+            results.record(sample("rss_kb_per_conn", per_conn_kb));
         }
     }
     Ok(())
@@ -113,22 +115,25 @@ fn feasible_conns(wanted: u32, progress: &Progress) -> io::Result<usize> {
     Ok(conns as usize)
 }
 
-/// The server's resident memory with `conns` idle connections, and its
-/// growth since before the first, in KiB.
-fn measure_once(contestant: Contestant, conns: usize) -> io::Result<(u64, u64)> {
+/// The server's resident memory with `conns` idle connections, in KiB, and
+/// its growth per connection over the second half of them.
+fn measure_once(contestant: Contestant, conns: usize) -> io::Result<(u64, f64)> {
     let mut server = ServerProcess::start(Protocol::Echo, contestant)?;
-    let before = server.usage()?;
-    let streams = connect_all(server.addr, conns)?;
-    let after = server.usage()?;
+    let mut streams = Vec::with_capacity(conns);
+    connect(&mut streams, server.addr, conns / 2)?;
+    let half = server.usage()?;
+    connect(&mut streams, server.addr, conns)?;
+    let full = server.usage()?;
     // Reset, not closed: no TIME_WAIT left to hold ports for the next run.
     drop(streams);
     server.stop()?;
-    Ok((after.rss_kb, after.rss_kb.saturating_sub(before.rss_kb)))
+    let growth = full.rss_kb.saturating_sub(half.rss_kb) as f64;
+    Ok((full.rss_kb, growth / (conns - conns / 2) as f64))
 }
 
-/// `count` connections to `server`, each of which has had one byte echoed.
-fn connect_all(server: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
-    let mut streams = Vec::with_capacity(count);
+/// Adds connections to `server` until there are `count`, each of which has
+/// had one byte echoed.
+fn connect(streams: &mut Vec<TcpStream>, server: SocketAddr, count: usize) -> io::Result<()> {
     while streams.len() < count {
         let first = streams.len();
         for i in first..count.min(first + BATCH) {
@@ -142,7 +147,7 @@ fn connect_all(server: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
             stream.read_exact(&mut echo)?;
         }
     }
-    Ok(streams)
+    Ok(())
 }
 
 /// The source address of connection `i`.
