@@ -37,12 +37,28 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The chart of `summaries`' ratios, titled `title`.
-pub fn svg(summaries: &[Summary], title: &str) -> String {
-    let rows: Vec<&Summary> = summaries.iter().filter(|s| s.ratio.is_some()).collect();
+/// Whether `s` is the reference of a comparison that has ratios.
+fn is_charted_reference(s: &Summary, summaries: &[Summary]) -> bool {
+    Some(s.contestant) == s.reference
+        && summaries.iter().any(|o| {
+            o.ratio.is_some()
+                && o.workload == s.workload
+                && o.params == s.params
+                && o.metric == s.metric
+        })
+}
+
+/// The chart of `summaries`' ratios, under a title and lines of `notes`
+/// (where and how it was measured).
+pub fn svg(summaries: &[Summary], title: &str, notes: &[&str]) -> String {
+    let rows: Vec<&Summary> = summaries
+        .iter()
+        .filter(|s| s.ratio.is_some() || is_charted_reference(s, summaries))
+        .collect();
     let scale = (WIDTH - LABEL - 80.0) / MAX_RATIO;
     let mut body = String::new();
-    let mut y = 50.0;
+    let top = 44.0 + 14.0 * notes.len() as f64;
+    let mut y = top;
     let mut previous: Option<&Summary> = None;
     for s in &rows {
         let same = previous.is_some_and(|p| {
@@ -71,7 +87,7 @@ pub fn svg(summaries: &[Summary], title: &str) -> String {
             y += BAR + 2.0;
         }
         previous = Some(s);
-        let ratio = s.ratio.unwrap_or(0.0);
+        let ratio = s.ratio.unwrap_or(1.0);
         let length = ratio.min(MAX_RATIO) * scale;
         let _ = writeln!(
             body,
@@ -99,10 +115,20 @@ pub fn svg(summaries: &[Summary], title: &str) -> String {
         r#"<text x="8" y="22" font-size="14" font-weight="bold">{}</text>"#,
         escape(title)
     );
+    for (i, note) in notes.iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r#"<text x="8" y="{:.0}">{}</text>"#,
+            38.0 + 14.0 * i as f64,
+            escape(note)
+        );
+    }
     let _ = writeln!(
         svg,
-        r#"<line x1="{one:.1}" y1="40" x2="{one:.1}" y2="{:.0}" stroke="black" stroke-dasharray="3,3"/><text x="{one:.1}" y="38" text-anchor="middle">1x</text>"#,
-        height - 10.0
+        r#"<line x1="{one:.1}" y1="{:.0}" x2="{one:.1}" y2="{:.0}" stroke="black" stroke-dasharray="3,3"/><text x="{one:.1}" y="{:.0}" text-anchor="middle">1x</text>"#,
+        top - 4.0,
+        height - 10.0,
+        top - 6.0
     );
     svg.push_str(&body);
     svg.push_str("</svg>\n");
@@ -136,10 +162,13 @@ mod tests {
                 summary("raw", Some(5.0)),
             ],
             "t<1>",
+            &["a note"],
         );
         assert!(svg.starts_with("<svg"));
-        assert!(svg.contains("t&lt;1&gt;"));
-        assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
+        assert!(svg.contains("t&lt;1&gt;") && svg.contains(">a note<"));
+        // The reference (at 1x) and the two others.
+        assert_eq!(svg.matches("<rect x=").count(), 3, "{svg}");
+        assert!(svg.contains(">1.00x<"));
         assert_eq!(svg.matches("echo conns=16 · rps").count(), 1);
         assert!(svg.contains(">1.25x<") && svg.contains(">5.00x<"));
     }

@@ -118,10 +118,9 @@ fn write_out(
     let json = report::results_json(summaries, goals, machine, &command);
     let text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
     std::fs::write(dir.join("results.json"), text + "\n")?;
-    std::fs::write(
-        dir.join("chart.svg"),
-        chart::svg(summaries, &format!("ouro-bench: {machine}")),
-    )?;
+    let notes: Vec<&str> = machine.split("; ").collect();
+    let title = "ouro-bench: medians as ratios to the reference contestant";
+    std::fs::write(dir.join("chart.svg"), chart::svg(summaries, title, &notes))?;
     Ok(())
 }
 
