@@ -240,10 +240,15 @@ impl Server {
         };
         conn.sending = false;
         let Ok(n) = result else {
-            // The peer is gone: end the receive too, then close.
+            // The peer is gone: end the receive too, then close. (Cancel
+            // the task rather than shut the socket down: a shutdown runs on
+            // an io_uring worker, which looks the fd up only when it runs —
+            // after the close below, perhaps on a new connection's fd.)
             conn.queue.clear();
             conn.peer_done = true;
-            ring.shutdown(&conn.fd, std::net::Shutdown::Both, Ctx::none());
+            if let Some(task) = conn.receive {
+                ring.cancel(task, Ctx::none());
+            }
             return self.send_next(ring, key);
         };
         buf.consume(n);

@@ -43,6 +43,7 @@ macro_rules! backend_tests {
 backend_tests![
     http_server_rejects_garbage_and_keeps_serving,
     resp_server_rejects_garbage_and_keeps_serving,
+    http_server_stops_reading_from_a_client_that_never_reads,
     echo_server_keeps_serving_beside_a_client_that_never_reads
 ];
 
@@ -296,6 +297,53 @@ fn resp_server_rejects_garbage_and_keeps_serving(kind: BackendKind) {
     server.assert_alive();
 }
 
+/// Writes `chunk` over and over until the peer stops taking it (five
+/// would-block waits in a row) or 256 MiB have gone; returns the bytes sent
+/// and whether the peer stopped.
+fn flood(stream: &TcpStream, chunk: &[u8]) -> (usize, bool) {
+    stream.set_nonblocking(true).unwrap();
+    let (mut sent, mut stalls) = (0usize, 0);
+    while stalls < 5 && sent < 256 << 20 {
+        match (&*stream).write(chunk) {
+            Ok(n) => {
+                sent += n;
+                stalls = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("flooding: {e}"),
+        }
+    }
+    (sent, stalls == 5)
+}
+
+/// A client that pipelines requests without reading the answers: past
+/// 256 KiB of unsent answers the server stops reading its requests (so
+/// its memory stays bounded) and serves the others.
+fn http_server_stops_reading_from_a_client_that_never_reads(kind: BackendKind) {
+    let server = Server::start_on(http_server::serve, Ring::builder().backend(kind));
+    let flooder = server.connect();
+    let requests = "GET / HTTP/1.1\r\nHost: flood\r\n\r\n".repeat(1000);
+    let (sent, stopped) = flood(&flooder, requests.as_bytes());
+    assert!(
+        stopped,
+        "the server took {sent} bytes of requests without pause"
+    );
+    let mut good = server.connect();
+    good.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(good).starts_with("HTTP/1.1 200 OK"));
+    drop(flooder);
+    let mut after = server.connect();
+    after
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(after).starts_with("HTTP/1.1 200 OK"));
+    server.assert_alive();
+}
+
 /// Echoes `rounds` messages of `size` bytes over `stream`, checking each.
 fn echo_round_trips(stream: &mut TcpStream, rounds: usize, size: usize) {
     let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
@@ -319,26 +367,11 @@ fn echo_server_keeps_serving_beside_a_client_that_never_reads(kind: BackendKind)
     let mut good = server.connect();
     echo_round_trips(&mut good, 10, 1000);
 
-    let mut flooder = server.connect();
-    flooder.set_nonblocking(true).unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    let (mut sent, mut stalls) = (0usize, 0);
-    // Until the server stops taking its bytes (its receive is paused and
-    // every socket buffer on the way is full), or 256 MiB.
-    while stalls < 5 && sent < 256 << 20 {
-        match flooder.write(&chunk) {
-            Ok(n) => {
-                sent += n;
-                stalls = 0;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                stalls += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("flooding: {e}"),
-        }
-    }
-    assert!(stalls == 5, "the server took {sent} bytes without pause");
+    // Until the server stops taking its bytes: its receive is paused and
+    // every socket buffer on the way is full.
+    let flooder = server.connect();
+    let (sent, stopped) = flood(&flooder, &[7u8; 64 * 1024]);
+    assert!(stopped, "the server took {sent} bytes without pause");
     echo_round_trips(&mut good, 100, 5000);
 
     let resetter = server.connect();

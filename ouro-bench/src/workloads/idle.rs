@@ -30,6 +30,7 @@ use clap::Args;
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 
+use super::echo::CONTESTANTS;
 use super::Settings;
 use crate::progress::Progress;
 use crate::record::{params, Results, Sample};
@@ -37,15 +38,6 @@ use crate::server::{self, ServerProcess};
 use crate::servers::{Contestant, Protocol};
 
 const WORKLOAD: &str = "idle";
-
-/// The contestants, in the order measured in the first run.
-pub const CONTESTANTS: [Contestant; 5] = [
-    Contestant::OuroUring,
-    Contestant::OuroPoll,
-    Contestant::Raw,
-    Contestant::Tokio,
-    Contestant::Monoio,
-];
 
 /// Connections made (and checked) at a time.
 const BATCH: usize = 1000;

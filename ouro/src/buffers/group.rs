@@ -88,6 +88,8 @@ pub(crate) struct KernelRing {
     tail: u16,
 }
 
+/// io_uring wants a provided buffer ring's entries page aligned.
+#[cfg(target_os = "linux")]
 const PAGE: usize = 4096;
 /// The buffers' alignment: none is needed, and a small one lets
 /// `alloc_zeroed` use `calloc`, which maps large blocks as zero pages that
