@@ -5,13 +5,17 @@
 //! cargo run --release --example echo                      # demo: prints what it did
 //! cargo run --release --example echo -- --clients 8 --rounds 100 --size 4096
 //! cargo run --release --example echo -- --serve 127.0.0.1:7000   # server only, until killed
+//! OURO_BACKEND=poll cargo run --release --example echo -- --serve 127.0.0.1:7000
 //! ```
 //!
 //! The server accepts with one multishot accept, receives with a multishot
-//! receive per connection into buffers of a shared group, and sends each
-//! received buffer back as it is. Each client sends a message, reads until
-//! the whole echo is back, and repeats. Connections are identified by the task
-//! key; what a task was for, by its message.
+//! receive per connection into buffers of a shared group (an idle
+//! connection holds none), and sends each received buffer back as it is. A
+//! connection whose peer does not read its echoes is paused rather than
+//! allowed to take every buffer. Each client sends a message, reads until
+//! the whole echo is back, and repeats. Connections are identified by the
+//! task key; what a task was for, by its message. `ouro-bench` runs this
+//! server (`serve`) as its `ouro-uring` and `ouro-poll` echo contestants.
 
 use std::collections::VecDeque;
 use std::io;

@@ -44,6 +44,7 @@ backend_tests![
     http_server_rejects_garbage_and_keeps_serving,
     resp_server_rejects_garbage_and_keeps_serving,
     http_server_stops_reading_from_a_client_that_never_reads,
+    http_server_joins_a_request_sent_in_pieces,
     echo_server_keeps_serving_beside_a_client_that_never_reads
 ];
 
@@ -267,6 +268,10 @@ fn resp_server_answers_redis_cli() {
     assert_eq!(cli(&["PING"]), "PONG");
     assert_eq!(cli(&["SET", "fruit", "mango"]), "OK");
     assert_eq!(cli(&["GET", "fruit"]), "mango");
+    // A value larger than a receive buffer arrives in several.
+    let big = "v".repeat(20_000);
+    assert_eq!(cli(&["SET", "big", &big]), "OK");
+    assert_eq!(cli(&["GET", "big"]), big);
     assert_eq!(cli(&["EXISTS", "fruit", "nothing"]), "1");
     assert_eq!(cli(&["DEL", "fruit", "nothing"]), "1");
     assert_eq!(cli(&["GET", "fruit"]), "");
@@ -342,6 +347,23 @@ fn http_server_stops_reading_from_a_client_that_never_reads(kind: BackendKind) {
         .unwrap();
     assert!(read_to_close(after).starts_with("HTTP/1.1 200 OK"));
     server.assert_alive();
+}
+
+/// A request that arrives in pieces (each in its own receive buffer) is
+/// answered once whole, and so is one larger than a receive buffer.
+fn http_server_joins_a_request_sent_in_pieces(kind: BackendKind) {
+    let server = Server::start_on(http_server::serve, Ring::builder().backend(kind));
+    let mut stream = server.connect();
+    let filler = format!("X-Filler: {}\r\n", "f".repeat(10_000));
+    let request = format!("GET / HTTP/1.1\r\nHost: a\r\n{filler}\r\n");
+    let last = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let whole = format!("{request}{last}");
+    for piece in whole.as_bytes().chunks(7000) {
+        stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reply = read_to_close(stream);
+    assert_eq!(reply.matches("HTTP/1.1 200 OK").count(), 2, "{reply}");
 }
 
 /// Echoes `rounds` messages of `size` bytes over `stream`, checking each.
