@@ -105,3 +105,65 @@ pub fn text(goals: &[Goal]) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::params;
+
+    fn summary(
+        workload: &'static str,
+        contestant: &'static str,
+        metric: &'static str,
+        p: crate::record::Params,
+        median: f64,
+    ) -> Summary {
+        Summary {
+            workload,
+            contestant,
+            params: p,
+            metric,
+            median,
+            min: median,
+            max: median,
+            runs: 1,
+            ratio: None,
+            reference: Some("tokio"),
+        }
+    }
+
+    #[test]
+    fn echo_goals_compare_with_tokio_and_raw_at_16_and_128_connections() {
+        let at = |conns| params([("conns", json!(conns)), ("size", json!(64))]);
+        let cpu = "server_cpu_us_per_req";
+        let summaries = [
+            summary("echo", OURO, cpu, at(16), 3.9),
+            summary("echo", "tokio", cpu, at(16), 4.0),
+            summary("echo", "raw", cpu, at(16), 3.8),
+            summary("echo", OURO, cpu, at(1), 30.0),
+            summary("echo", "tokio", cpu, at(1), 10.0),
+        ];
+        let goals = check(&summaries);
+        let verdicts: Vec<bool> = goals.iter().map(|g| g.met).collect();
+        // 0.975x tokio (missed), 1.03x raw (met); one connection is no goal.
+        assert_eq!(verdicts, [false, true], "{goals:?}");
+    }
+
+    #[test]
+    fn idle_memory_is_projected_to_50000_connections() {
+        let at = params([("conns", json!(20_000))]);
+        let summaries = [
+            summary("idle", OURO, "rss_mb", at.clone(), 15.0),
+            summary("idle", OURO, "rss_kb_per_conn", at.clone(), 0.5),
+            summary("idle", "tokio", "rss_mb", at.clone(), 98.0),
+        ];
+        let goals = check(&summaries);
+        assert_eq!(goals.len(), 2);
+        // 15 MB + 30,000 × 0.5 KiB = 29.6 MB.
+        assert!(
+            goals[0].met && goals[0].detail.starts_with("29.6 MB"),
+            "{goals:?}"
+        );
+        assert!(goals[1].met);
+    }
+}
