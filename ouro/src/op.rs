@@ -8,11 +8,14 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use crate::buffers::{Buf, BufVec};
 use crate::fs::Metadata;
+use crate::message::{Envelope, Payload};
 use crate::net::{AddrBuf, SockAddr};
 use crate::task::Task;
+use crate::thread::ThreadShared;
 
 /// Where a file read or write starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +133,13 @@ pub enum OpKind {
     SendMsg,
     /// [`Ring::recvmsg`](crate::Ring::recvmsg)
     RecvMsg,
+    /// [`Ring::msg_ring`](crate::Ring::msg_ring): the sender's side.
+    MsgRing,
+    /// A message arriving from another ring or thread: the receiver's side
+    /// (see [`Ring::msg_ring`](crate::Ring::msg_ring)).
+    Message,
+    /// [`RingThread::stop`](crate::RingThread::stop)
+    StopThread,
 }
 
 /// What a received message carried besides its data.
@@ -201,6 +211,17 @@ pub enum Outcome {
     SendMsg(io::Result<usize>, BufVec),
     /// What arrived, and the buffers it was appended to.
     RecvMsg(io::Result<RecvMeta>, BufVec),
+    /// The sender's side of [`Ring::msg_ring`](crate::Ring::msg_ring):
+    /// `Ok` when the target accepted the message (the payload is then
+    /// `Payload::None`), or `EPIPE` when the target ring is closed (dropped,
+    /// or its thread stopped) with the payload given back.
+    MsgRing(io::Result<()>, Payload),
+    /// A message from another ring or thread, with its payload.
+    Message(Payload),
+    /// The thread asked to stop through
+    /// [`RingThread::stop`](crate::RingThread::stop) has stopped: `Ok`, or
+    /// the error that ended it.
+    ThreadStopped(io::Result<()>),
 }
 
 /// A message header and what it points to, boxed so its address is stable.
@@ -335,6 +356,15 @@ pub(crate) enum Op {
         msg: Box<MsgBuf>,
         flags: i32,
     },
+    /// A message waiting in an outbox; taken out when published.
+    MsgRing {
+        envelope: Option<Envelope>,
+    },
+    /// A stop request waiting in an outbox, then the wait for the thread.
+    StopThread {
+        envelope: Option<Envelope>,
+        thread: Arc<ThreadShared>,
+    },
 }
 
 impl Op {
@@ -364,6 +394,8 @@ impl Op {
             Op::Shutdown { .. } => OpKind::Shutdown,
             Op::SendMsg { .. } => OpKind::SendMsg,
             Op::RecvMsg { .. } => OpKind::RecvMsg,
+            Op::MsgRing { .. } => OpKind::MsgRing,
+            Op::StopThread { .. } => OpKind::StopThread,
         }
     }
 
@@ -460,6 +492,11 @@ impl Op {
                 pools.msgs.put(msg);
                 Outcome::RecvMsg(res, bufs)
             }
+            Op::MsgRing { envelope } => {
+                let payload = envelope.map_or(Payload::None, Envelope::into_payload);
+                Outcome::MsgRing(unit(&res), payload)
+            }
+            Op::StopThread { .. } => Outcome::ThreadStopped(unit(&res)),
         }
     }
 }

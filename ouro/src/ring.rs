@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion, Started, M
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::Completion;
 use crate::fs::OpenOptions;
+use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
 use crate::op::{Offset, Op, PollMask, Pools};
 use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
@@ -30,12 +31,19 @@ use crate::time::{duration_ns, Clock, TimerHeap};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
     /// Submit, wait for at least one completion, deliver every completion
-    /// that is ready. Returns at once if the ring has no task.
+    /// that is ready. Returns at once if the ring has no task and no
+    /// message waiting.
     Once,
-    /// Until no task is left. Returns at once if the ring has no task.
+    /// Until no task is left and no message waits. Returns at once if there
+    /// is none (it does not wait for messages yet to be sent).
     UntilDone,
     /// Until [`Ring::stop`] is called (e.g. from a callback).
     Forever,
+    /// One turn that does not wait: submit what is queued, deliver what is
+    /// ready (completions, due timers, messages). For a ring polled by
+    /// another ring (see [`Ring::pollable_fd`]), run when its fd is
+    /// readable.
+    NoWait,
 }
 
 /// A result settled in user space, delivered on the ring's next turn.
@@ -46,7 +54,7 @@ struct Ready {
 }
 
 /// Stands for "the error is in `Ring::rejections`" in a result.
-const REJECTED: i32 = i32::MIN;
+pub(crate) const REJECTED: i32 = i32::MIN;
 
 /// An io ring: schedules operations as tasks and delivers each task's
 /// completion to its callback. See the [crate docs](crate).
@@ -54,8 +62,8 @@ const REJECTED: i32 = i32::MIN;
 /// `S` is the state the ring is [run](Ring::run) with; every callback gets
 /// `&mut S`. A ring is bound to its thread (`!Send`).
 pub struct Ring<S = ()> {
-    backend: Backend,
-    slab: Slab<S>,
+    pub(crate) backend: Backend,
+    pub(crate) slab: Slab<S>,
     timers: TimerHeap,
     clock: Clock,
     /// Tasks waiting for room in the backend, in submission order.
@@ -70,10 +78,17 @@ pub struct Ring<S = ()> {
     waiters: Waiters,
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
-    rejections: Vec<(u32, io::Error)>,
+    pub(crate) rejections: Vec<(u32, io::Error)>,
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
+    /// The mailbox, incoming messages and outboxes (see `message.rs`).
+    pub(crate) messaging: Messaging,
+    /// Whether messages to and from this ring may use MSG_RING doorbells.
+    pub(crate) msg_ring: bool,
+    /// For a pollable ring: when the kernel timeout armed to make it
+    /// readable for its nearest timer fires.
+    poll_timer: Option<u64>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -83,6 +98,9 @@ pub struct Ring<S = ()> {
 pub struct RingBuilder {
     entries: u32,
     backend: BackendKind,
+    msg_ring: bool,
+    pollable: bool,
+    attach_wq: Option<RawFd>,
 }
 
 impl RingBuilder {
@@ -98,26 +116,57 @@ impl RingBuilder {
         self
     }
 
+    /// Whether messages to and from this ring may use
+    /// `IORING_OP_MSG_RING` as their wake-up (default: yes, where the
+    /// kernel has it). With `false` they use the target's eventfd — the
+    /// path every other backend and older kernels take — with the same
+    /// API and guarantees. [`Ring::spawn_thread`] passes the setting on.
+    pub fn msg_ring(mut self, enabled: bool) -> RingBuilder {
+        self.msg_ring = enabled;
+        self
+    }
+
+    /// Makes the ring pollable: [`Ring::pollable_fd`] is readable whenever
+    /// it has something to deliver, so another ring on the same thread can
+    /// [`poll`](Ring::poll) it and run it with [`RunMode::NoWait`].
+    /// io_uring: the ring is set up without DEFER_TASKRUN (whose
+    /// completions wait as task work and never make the ring fd readable);
+    /// the mock backend has no fd and refuses.
+    pub fn pollable(mut self, pollable: bool) -> RingBuilder {
+        self.pollable = pollable;
+        self
+    }
+
     /// Builds the ring; fails if the backend cannot be set up, with an
     /// error that says why.
     pub fn build<S>(self) -> io::Result<Ring<S>> {
-        match self.backend {
+        let mut ring = match self.backend {
             #[cfg(target_os = "linux")]
             BackendKind::Uring => {
-                let backend = crate::backend::uring::Uring::new(self.entries)?;
-                Ok(Ring::with_backend(
-                    Backend::Uring(backend),
-                    Clock::real(),
-                    self.entries,
+                let options = crate::backend::uring::Options {
+                    attach_wq: self.attach_wq,
+                    pollable: self.pollable,
+                };
+                let backend = crate::backend::uring::Uring::new(self.entries, options)?;
+                Ring::with_backend(Backend::Uring(backend), Clock::real(), self.entries)
+            }
+            BackendKind::Mock if self.pollable => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the mock backend has no fd to poll",
                 ))
             }
-            BackendKind::Mock => Ok(Ring::mock(Mock::new())),
+            BackendKind::Mock => Ring::mock(Mock::new()),
             #[allow(unreachable_patterns)]
-            other => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("the {other:?} backend is not available on this platform"),
-            )),
-        }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the {other:?} backend is not available on this platform"),
+                ))
+            }
+        };
+        ring.msg_ring = self.msg_ring;
+        Ok(ring)
     }
 }
 
@@ -128,6 +177,9 @@ impl Ring {
         RingBuilder {
             entries: 256,
             backend: BackendKind::Uring,
+            msg_ring: true,
+            pollable: false,
+            attach_wq: None,
         }
     }
 }
@@ -165,8 +217,38 @@ impl<S> Ring<S> {
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
+            messaging: Messaging::default(),
+            msg_ring: true,
+            poll_timer: None,
             _not_send: PhantomData,
         }
+    }
+
+    /// How a thread spawned from this ring builds its own: same backend and
+    /// message settings, sharing this ring's kernel work queue.
+    pub(crate) fn child_builder(&self, entries: u32) -> RingBuilder {
+        let mut builder = Ring::builder()
+            .entries(entries)
+            .backend(self.backend.kind())
+            .msg_ring(self.msg_ring);
+        builder.attach_wq = self.backend.uring_fd();
+        builder
+    }
+
+    /// An fd that is readable while this ring has something to deliver, for
+    /// another ring on the same thread to [`poll`](Ring::poll); run this
+    /// ring with [`RunMode::NoWait`] when it is. Work scheduled on this ring
+    /// from outside its own `run` reaches the kernel when it next runs.
+    ///
+    /// Fails with `InvalidInput` unless the ring was built
+    /// [`pollable`](RingBuilder::pollable).
+    pub fn pollable_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.backend.pollable_fd().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the ring was not built pollable (RingBuilder::pollable)",
+            )
+        })
     }
 
     /// Which backend the ring runs on.
@@ -211,34 +293,73 @@ impl<S> Ring<S> {
     /// `tracing`). Calling `run` from inside a callback is an error.
     pub fn run(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         let _guard = RunGuard::enter(&self.running)?;
+        let result = self.run_turns(state, mode);
+        if self.backend.pollable_fd().is_some() {
+            self.prepare_poll()?;
+        }
+        result
+    }
+
+    fn run_turns(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         loop {
-            if mode != RunMode::Forever && self.slab.live() == 0 {
+            let idle = self.slab.live() == 0 && !self.messaging.waiting();
+            if matches!(mode, RunMode::Once | RunMode::UntilDone) && idle {
                 return Ok(());
             }
-            let delivered = self.turn(state)?;
+            let delivered = self.turn(state, mode == RunMode::NoWait)?;
             if let Some(err) = self.first_error.take() {
                 return Err(err);
             }
-            if mem::take(&mut self.stopped) || (mode == RunMode::Once && delivered > 0) {
+            if mem::take(&mut self.stopped)
+                || mode == RunMode::NoWait
+                || (mode == RunMode::Once && delivered > 0)
+            {
                 return Ok(());
             }
         }
     }
 
-    fn turn(&mut self, state: &mut S) -> io::Result<usize> {
+    fn turn(&mut self, state: &mut S, no_wait: bool) -> io::Result<usize> {
         self.flush_pending()?;
-        let timeout = self.wait_timeout();
+        let timeout = if no_wait {
+            Some(0)
+        } else {
+            self.wait_timeout()
+        };
         self.backend.wait(timeout, &mut self.clock)?;
         let mut delivered = self.deliver_backend(state);
+        delivered += self.deliver_messages(state);
         delivered += self.expire_timers(state);
         delivered += self.deliver_ready(state);
         Ok(delivered)
     }
 
-    /// How long the backend may wait: not at all when results are ready,
-    /// until the nearest timer, or without limit.
+    /// Before a pollable ring returns from `run`: what was queued goes to
+    /// the kernel, and the ring's fd is made readable now if results wait
+    /// in user space, or when its nearest timer is due (one kernel timeout
+    /// per earlier deadline, not per run).
+    fn prepare_poll(&mut self) -> io::Result<()> {
+        self.flush_pending()?;
+        let ready_now = !self.ready.is_empty()
+            || self.batch_pos < self.batch.len()
+            || self.messaging.waiting();
+        let now = self.clock.now();
+        let armed = self.poll_timer.filter(|&at| at > now);
+        let timer = self
+            .timers
+            .next_due()
+            .filter(|&due| armed.is_none_or(|at| due < at));
+        if let Some(due) = timer {
+            self.poll_timer = Some(due);
+        }
+        let after = timer.map(|due| due.saturating_sub(now));
+        self.backend.prepare_poll(ready_now, after)
+    }
+
+    /// How long the backend may wait: not at all when results or messages
+    /// are ready, until the nearest timer, or without limit.
     fn wait_timeout(&self) -> Option<u64> {
-        if !self.ready.is_empty() || self.batch_pos < self.batch.len() {
+        if !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting() {
             return Some(0);
         }
         let due = self.timers.next_due()?;
@@ -248,6 +369,7 @@ impl<S> Ring<S> {
     /// Hands queued cancel requests and tasks to the backend, flushing it
     /// when it is full; stops when it cannot make room.
     fn flush_pending(&mut self) -> io::Result<()> {
+        self.publish_messages();
         while let Some(&target) = self.cancels.front() {
             if self.backend.cancel(target) {
                 self.cancels.pop_front();
@@ -304,7 +426,11 @@ impl<S> Ring<S> {
                 }
                 self.finish(state, index, c.res, c.flags)
             }
-            user_data::INTERNAL => 0,
+            user_data::INTERNAL | user_data::MESSAGE => 0,
+            user_data::DOORBELL => {
+                self.doorbell_answered(c);
+                0
+            }
             kind => {
                 tracing::warn!(kind, "completion of unknown kind");
                 0
@@ -358,7 +484,7 @@ impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
-    fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+    pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         let more = flags & MORE != 0;
         let slot = &mut self.slab.slots[index as usize];
         let task = Task {
@@ -400,7 +526,7 @@ impl<S> Ring<S> {
         1
     }
 
-    fn record_error(&mut self, err: io::Error) {
+    pub(crate) fn record_error(&mut self, err: io::Error) {
         if self.first_error.is_none() {
             self.first_error = Some(err);
         } else {
@@ -460,7 +586,7 @@ impl<S> Ring<S> {
     }
 
     /// Schedules a task that fails at once with `err` (bad input).
-    fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
+    pub(crate) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
         let index = self.slab.insert(op, ctx);
         self.rejections.push((index, err));
         self.make_ready(index, REJECTED);
@@ -490,7 +616,7 @@ impl<S> Ring<S> {
         self.pending.push_back(task);
     }
 
-    fn make_ready(&mut self, index: u32, res: i32) {
+    pub(crate) fn make_ready(&mut self, index: u32, res: i32) {
         self.slab.slots[index as usize].state = State::Ready;
         let task = self.slab.handle(index);
         self.ready.push_back(Ready { task, res });
@@ -986,11 +1112,13 @@ impl Drop for RunGuard {
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl<S> Drop for Ring<S> {
-    /// Cancels what the backend still holds and waits for its completions
-    /// before any buffer is freed; callbacks do not run. Memory of an
-    /// operation that does not finish within 10 s is leaked, never freed
-    /// under the kernel.
+    /// Closes the mailbox (undelivered messages are dropped: their fds
+    /// closed, their values dropped), cancels what the backend still holds
+    /// and waits for its completions before any buffer is freed; callbacks
+    /// do not run. Memory of an operation that does not finish within 10 s
+    /// is leaked, never freed under the kernel.
     fn drop(&mut self) {
+        self.close_mailbox();
         let in_backend = |slab: &Slab<S>| {
             slab.slots
                 .iter()

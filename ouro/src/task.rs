@@ -279,6 +279,12 @@ pub(crate) mod user_data {
     pub(crate) const TASK: u8 = 0;
     /// Ouro's own bookkeeping (cancel requests, wait timeouts): ignored.
     pub(crate) const INTERNAL: u8 = 1;
+    /// A MSG_RING doorbell arriving from another ring: messages wait in
+    /// this ring's mailbox.
+    pub(crate) const MESSAGE: u8 = 2;
+    /// The answer to a MSG_RING doorbell this ring sent; the rest of the
+    /// `user_data` is the index of the target's outbox.
+    pub(crate) const DOORBELL: u8 = 3;
 
     const GENERATION_MASK: u32 = 0x00FF_FFFF;
 

@@ -2,8 +2,33 @@
 //! — start an operation, ask to cancel one, flush, wait, reap — and the ring
 //! above it does everything else (tasks, timers, deadlines, cancellation
 //! bookkeeping, callbacks), so every backend behaves alike.
+//!
+//! # What messages between rings need from a backend
+//!
+//! The ring keeps the messages (see `message.rs`); a backend only provides:
+//!
+//! - `waker`: a thread-safe [`Wake`]. After `wake()` from any thread, the
+//!   backend's current `wait` returns promptly, or its next one does not
+//!   block. Wakes may merge; a wake may surface as a completion whose
+//!   `user_data` has the `INTERNAL` kind (the ring ignores those), or as
+//!   none. io_uring: an eventfd read by an internal request; mock: a
+//!   condvar; epoll: an eventfd in the interest list.
+//! - `doorbell_target` / `ring_doorbell`: the io_uring fast path, where a
+//!   sending ring wakes a target with `IORING_OP_MSG_RING` in its own
+//!   submission queue. Other backends return `None` / `false`, and the
+//!   ring falls back to the target's waker.
+//! - `pollable_fd` / `prepare_poll`: an fd that is readable while the
+//!   backend has completions to reap, so that another ring can poll this
+//!   one; `prepare_poll` is called when a pollable ring stops running, to
+//!   make that fd readable at once (results are waiting in user space) or
+//!   after a delay (the nearest timer), and to submit what is queued.
+//!   io_uring: the ring fd itself (the ring is set up without
+//!   DEFER_TASKRUN, whose completions would not make it readable); epoll:
+//!   the epoll fd. Backends without one return `None`.
 
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
 
 use crate::op::Op;
 use crate::time::Clock;
@@ -24,6 +49,12 @@ pub(crate) struct RawCompletion {
 /// Flag: more completions follow for the same task (io_uring's
 /// `IORING_CQE_F_MORE`, which every backend reports the same way).
 pub(crate) const MORE: u32 = 1 << 1;
+
+/// Wakes a ring's backend from any thread: see the [module docs](self).
+pub(crate) trait Wake: Send + Sync {
+    /// Makes the backend's current or next `wait` return promptly.
+    fn wake(&self);
+}
 
 /// What became of a request to start an operation.
 pub(crate) enum Started {
@@ -99,6 +130,61 @@ impl Backend {
     /// Appends every available completion to `out`.
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         dispatch!(self, b => b.reap(out))
+    }
+
+    /// The backend's thread-safe waker, set up on the first call.
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        dispatch!(self, b => b.waker())
+    }
+
+    /// The fd other rings can aim MSG_RING doorbells at, if this backend
+    /// and kernel support them (and so can also send them).
+    pub(crate) fn doorbell_target(&self) -> Option<RawFd> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.doorbell_target(),
+            Backend::Mock(_) => None,
+        }
+    }
+
+    /// Queues a MSG_RING doorbell to the ring `target`; its answer comes
+    /// back as a completion with `user_data`. `false` when that is not
+    /// possible now (no room, or no support): wake the target otherwise.
+    pub(crate) fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.ring_doorbell(target, user_data),
+            Backend::Mock(_) => false,
+        }
+    }
+
+    /// An fd readable while completions wait, if the backend was set up
+    /// to be polled.
+    pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.pollable_fd(),
+            Backend::Mock(_) => None,
+        }
+    }
+
+    /// Before a pollable ring stops running: submits what is queued and
+    /// makes the pollable fd readable now (`now`), or after `after_ns`.
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.prepare_poll(now, after_ns),
+            Backend::Mock(_) => Ok(()),
+        }
+    }
+
+    /// The io_uring fd, for rings that attach to this one's work queue.
+    pub(crate) fn uring_fd(&self) -> Option<RawFd> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => Some(uring.fd()),
+            Backend::Mock(_) => None,
+        }
     }
 
     /// What the backend is, for diagnostics.

@@ -6,13 +6,25 @@
 //! Each opcode is probed once; an operation the kernel lacks fails with a
 //! clear `Unsupported` error, except socket, bind, listen and shutdown,
 //! which never block and fall back to the plain system call.
+//!
+//! For messages between rings (see `message.rs`) the backend offers a waker
+//! (an eventfd that an internal read request drains, so a wake-up costs the
+//! ring no system call of its own) and MSG_RING doorbells, used when the
+//! kernel accepts `IORING_MSG_RING_FLAGS_PASS` (6.3): MSG_RING exists since
+//! 5.18, but posting into a SINGLE_ISSUER/DEFER_TASKRUN ring from another
+//! thread was only made safe in the 6.2 cycle, and a flag is what can be
+//! probed. A ring meant to be polled by another is set up without
+//! DEFER_TASKRUN: with it, completions wait as task work until the owner
+//! enters the ring, and the ring fd does not become readable.
 
 use std::io;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::{RawCompletion, Started};
+use super::{RawCompletion, Started, Wake};
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -20,22 +32,53 @@ use crate::time::Clock;
 /// The largest ring io_uring allows.
 const MAX_ENTRIES: u32 = 32768;
 
+/// `user_data` of the internal read that drains the waker's eventfd.
+const WAKE_READ: u64 = (user_data::INTERNAL as u64) << 56 | 1;
+/// `user_data` of what `prepare_poll` submits to make the ring readable.
+const POLL_WAKE: u64 = (user_data::INTERNAL as u64) << 56 | 2;
+/// `user_data` of the start-up probe of MSG_RING's flags.
+const PROBE: u64 = (user_data::INTERNAL as u64) << 56 | 3;
+
+/// Where the waker's internal reads put the eventfd's counter: the value
+/// is never looked at, and a `static` outlives every request that names it.
+static WAKE_SINK: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this kernel takes MSG_RING doorbells (probed once per process).
+static DOORBELLS: OnceLock<bool> = OnceLock::new();
+
+/// How a ring is set up beyond its size.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    /// Share the async work queue of this ring (`IORING_SETUP_ATTACH_WQ`).
+    pub(crate) attach_wq: Option<RawFd>,
+    /// The ring fd will be polled by another ring: no DEFER_TASKRUN.
+    pub(crate) pollable: bool,
+}
+
 pub(crate) struct Uring {
     ring: IoUring,
     /// One bit per opcode the kernel supports.
     supported: [u64; 4],
     setup: &'static str,
+    pollable: bool,
+    doorbells: bool,
+    waker: Option<Arc<EventfdWaker>>,
+    /// Whether the read that drains the waker's eventfd is in the kernel.
+    wake_read_armed: bool,
+    /// The delay `prepare_poll` hands a timeout request (copied by the
+    /// kernel when it is submitted).
+    poll_timeout: Box<types::Timespec>,
 }
 
 impl Uring {
-    pub(crate) fn new(entries: u32) -> io::Result<Uring> {
+    pub(crate) fn new(entries: u32, options: Options) -> io::Result<Uring> {
         if entries == 0 || entries > MAX_ENTRIES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("ring entries must be between 1 and {MAX_ENTRIES}, not {entries}"),
             ));
         }
-        let (ring, setup) = build(entries)?;
+        let (mut ring, setup) = build(entries, options)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -50,17 +93,126 @@ impl Uring {
                 supported[usize::from(code / 64)] |= 1 << (code % 64);
             }
         }
-        tracing::debug!(entries, setup, "io_uring ready");
+        let msg_ring = supported[usize::from(opcode::MsgRingData::CODE / 64)]
+            & (1 << (opcode::MsgRingData::CODE % 64))
+            != 0;
+        let doorbells = msg_ring && probe_doorbells(&mut ring);
+        tracing::debug!(entries, setup, doorbells, "io_uring ready");
         Ok(Uring {
             ring,
             supported,
             setup,
+            pollable: options.pollable,
+            doorbells,
+            waker: None,
+            wake_read_armed: false,
+            poll_timeout: Box::new(types::Timespec::new()),
         })
     }
 
     /// The setup flags the kernel accepted, for diagnostics.
     pub(crate) fn setup(&self) -> &'static str {
         self.setup
+    }
+
+    /// The ring's own fd.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        if let Some(waker) = &self.waker {
+            return Ok(waker.clone());
+        }
+        // Blocking on purpose: for an O_NONBLOCK file io_uring returns
+        // EAGAIN instead of waiting for it to become readable.
+        // SAFETY: plain system call on integers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: eventfd returned a new fd that nothing else owns.
+        let waker = Arc::new(EventfdWaker(unsafe { OwnedFd::from_raw_fd(fd) }));
+        self.waker = Some(waker.clone());
+        self.arm_wake_read();
+        Ok(waker)
+    }
+
+    /// Queues the read that drains the waker's eventfd, if it is not in the
+    /// kernel yet and there is room.
+    fn arm_wake_read(&mut self) {
+        let Some(waker) = &self.waker else {
+            return;
+        };
+        if self.wake_read_armed {
+            return;
+        }
+        let sink = WAKE_SINK.as_ptr().cast::<u8>();
+        let entry = opcode::Read::new(types::Fd(waker.0.as_raw_fd()), sink, 8)
+            .build()
+            .user_data(WAKE_READ);
+        self.wake_read_armed = matches!(self.push(&entry), Started::Yes);
+    }
+
+    /// Makes sure the waker's read is in the submission queue before the
+    /// ring sleeps, flushing a full queue to make room.
+    fn ensure_wake_read(&mut self) -> io::Result<()> {
+        if self.waker.is_none() || self.wake_read_armed {
+            return Ok(());
+        }
+        self.arm_wake_read();
+        if !self.wake_read_armed {
+            self.flush()?;
+            self.arm_wake_read();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn doorbell_target(&self) -> Option<RawFd> {
+        self.doorbells.then(|| self.ring.as_raw_fd())
+    }
+
+    pub(crate) fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
+        if !self.doorbells {
+            return false;
+        }
+        let arrival = user_data::with_kind(user_data::MESSAGE, 0);
+        let entry = opcode::MsgRingData::new(types::Fd(target), 0, arrival, None)
+            .build()
+            .user_data(user_data);
+        matches!(self.push(&entry), Started::Yes)
+    }
+
+    pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        // SAFETY: the ring fd lives as long as `self.ring`, which the
+        // borrow does not outlive.
+        self.pollable
+            .then(|| unsafe { BorrowedFd::borrow_raw(self.ring.as_raw_fd()) })
+    }
+
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        if now {
+            self.push_internal(&opcode::Nop::new().build().user_data(POLL_WAKE))?;
+        } else if let Some(ns) = after_ns {
+            *self.poll_timeout = timespec(ns);
+            let entry = opcode::Timeout::new(&*self.poll_timeout)
+                .build()
+                .user_data(POLL_WAKE);
+            self.push_internal(&entry)?;
+        }
+        self.ensure_wake_read()?;
+        self.flush().map(|_| ())
+    }
+
+    /// Pushes an internal request, flushing a full queue to make room.
+    fn push_internal(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        if matches!(self.push(entry), Started::Full) {
+            self.flush()?;
+            // Still full (the kernel is busy): the readiness this request
+            // would give comes with the next completion instead.
+            let _ = self.push(entry);
+        }
+        Ok(())
     }
 
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
@@ -85,7 +237,10 @@ impl Uring {
     fn push(&mut self, entry: &squeue::Entry) -> Started {
         // SAFETY: every pointer in `entry` points into memory owned by the
         // task's `Op` (heap blocks that do not move), which the ring keeps
-        // alive until this submission's final completion has been reaped.
+        // alive until this submission's final completion has been reaped;
+        // or, for internal requests, into `WAKE_SINK` (static) or
+        // `poll_timeout` (read by the kernel at submission, and owned by
+        // this backend, which outlives its queue).
         match unsafe { self.ring.submission().push(entry) } {
             Ok(()) => Started::Yes,
             Err(_) => Started::Full,
@@ -104,12 +259,11 @@ impl Uring {
     }
 
     pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
+        self.ensure_wake_read()?;
         let result = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(ns) => {
-                let ts = types::Timespec::new()
-                    .sec(ns / 1_000_000_000)
-                    .nsec((ns % 1_000_000_000) as u32);
+                let ts = timespec(ns);
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -124,11 +278,18 @@ impl Uring {
 
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         loop {
-            out.extend(self.ring.completion().map(|cqe| RawCompletion {
-                user_data: cqe.user_data(),
-                res: cqe.result(),
-                flags: cqe.flags(),
-            }));
+            for cqe in self.ring.completion() {
+                if cqe.user_data() == WAKE_READ {
+                    self.wake_read_armed = false;
+                    continue;
+                }
+                out.push(RawCompletion {
+                    user_data: cqe.user_data(),
+                    res: cqe.result(),
+                    flags: cqe.flags(),
+                });
+            }
+            self.arm_wake_read();
             // Completions that did not fit the queue wait in the kernel's
             // overflow list; entering with GETEVENTS moves them over.
             if !self.ring.submission().cq_overflow() {
@@ -330,7 +491,11 @@ impl Uring {
                     .flags(*flags as u32)
                     .build()
             }
-            Op::Timer { .. } | Op::Cancel { .. } | Op::CancelAll { .. } => {
+            Op::Timer { .. }
+            | Op::Cancel { .. }
+            | Op::CancelAll { .. }
+            | Op::MsgRing { .. }
+            | Op::StopThread { .. } => {
                 return Ok(Prepared::Done(-libc::EINVAL));
             }
         };
@@ -363,6 +528,51 @@ fn prepare_msghdr(msg: &mut crate::op::MsgBuf, receiving: bool) {
     msg.hdr.msg_flags = 0;
 }
 
+/// Wakes a ring from any thread by adding to its eventfd.
+struct EventfdWaker(OwnedFd);
+
+impl Wake for EventfdWaker {
+    fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an fd we own.
+        let res = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if res < 0 {
+            // Only a counter at its maximum can refuse, and then the ring
+            // is awake already.
+            tracing::debug!(error = %io::Error::last_os_error(), "eventfd wake-up refused");
+        }
+    }
+}
+
+/// Whether MSG_RING takes flags (6.3): one self-addressed message, once per
+/// process. Its completions carry `PROBE` and are consumed here.
+fn probe_doorbells(ring: &mut IoUring) -> bool {
+    if let Some(&known) = DOORBELLS.get() {
+        return known;
+    }
+    let entry = opcode::MsgRingData::new(types::Fd(ring.as_raw_fd()), 0, PROBE, Some(0))
+        .build()
+        .user_data(PROBE);
+    // SAFETY: a MSG_RING data request points to no memory.
+    if unsafe { ring.submission().push(&entry) }.is_err() {
+        return false;
+    }
+    let supported = match ring.submit_and_wait(1) {
+        Ok(_) => {
+            let results: Vec<i32> = ring.completion().map(|cqe| cqe.result()).collect();
+            !results.is_empty() && results.iter().all(|&res| res >= 0)
+        }
+        Err(_) => false,
+    };
+    *DOORBELLS.get_or_init(|| supported)
+}
+
+fn timespec(ns: u64) -> types::Timespec {
+    types::Timespec::new()
+        .sec(ns / 1_000_000_000)
+        .nsec((ns % 1_000_000_000) as u32)
+}
+
 fn clamp_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
@@ -381,13 +591,35 @@ fn is_busy(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
 }
 
-/// Builds a ring with the best setup the kernel accepts.
-fn build(entries: u32) -> io::Result<(IoUring, &'static str)> {
+/// Builds a ring with the best setup the kernel accepts; one that must
+/// share a work queue and cannot is built without.
+fn build(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> {
+    if options.attach_wq.is_none() {
+        return build_with(entries, options);
+    }
+    build_with(entries, options).or_else(|err| {
+        tracing::debug!(error = %err, "IORING_SETUP_ATTACH_WQ refused; setting up a ring of its own");
+        build_with(
+            entries,
+            Options {
+                attach_wq: None,
+                ..options
+            },
+        )
+    })
+}
+
+fn build_with(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> {
     type Setup = (&'static str, fn(&mut io_uring::Builder));
-    const SETUPS: [Setup; 4] = [
+    const SETUPS: [Setup; 5] = [
         ("single_issuer+defer_taskrun+submit_all", |b| {
             b.setup_single_issuer()
                 .setup_defer_taskrun()
+                .setup_submit_all();
+        }),
+        ("single_issuer+coop_taskrun+submit_all", |b| {
+            b.setup_single_issuer()
+                .setup_coop_taskrun()
                 .setup_submit_all();
         }),
         ("coop_taskrun+submit_all", |b| {
@@ -400,9 +632,15 @@ fn build(entries: u32) -> io::Result<(IoUring, &'static str)> {
     ];
     let mut last = None;
     for (name, configure) in SETUPS {
+        if options.pollable && name.contains("defer_taskrun") {
+            continue;
+        }
         let mut builder = IoUring::builder();
         builder.setup_clamp();
         configure(&mut builder);
+        if let Some(fd) = options.attach_wq {
+            builder.setup_attach_wq(fd);
+        }
         match builder.build(entries) {
             Ok(ring) => return Ok((ring, name)),
             // EINVAL: this kernel does not know a flag; try fewer.
