@@ -340,9 +340,8 @@ impl<S> Ring<S> {
     /// per earlier deadline, not per run).
     fn prepare_poll(&mut self) -> io::Result<()> {
         self.flush_pending()?;
-        let ready_now = !self.ready.is_empty()
-            || self.batch_pos < self.batch.len()
-            || self.messaging.waiting();
+        let ready_now =
+            !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting();
         let now = self.clock.now();
         let armed = self.poll_timer.filter(|&at| at > now);
         let timer = self
