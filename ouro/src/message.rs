@@ -279,6 +279,9 @@ pub(crate) enum Envelope {
     /// Finish the recipient's waiting task with this result (a thread it
     /// asked to stop has stopped).
     Done { task: Task, result: io::Result<()> },
+    /// In an outbox, the place of a message whose envelope waits in its
+    /// task's slot.
+    Elsewhere,
 }
 
 impl Envelope {
@@ -314,7 +317,7 @@ pub(crate) struct Mailbox {
 }
 
 struct Inbox {
-    queue: VecDeque<Envelope>,
+    queue: Vec<Envelope>,
     closed: bool,
 }
 
@@ -322,7 +325,7 @@ impl Mailbox {
     pub(crate) fn new(waker: Arc<dyn Wake>, doorbell_fd: Option<RawFd>) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             inbox: Mutex::new(Inbox {
-                queue: VecDeque::new(),
+                queue: Vec::new(),
                 closed: false,
             }),
             closed: AtomicBool::new(false),
@@ -345,7 +348,7 @@ impl Mailbox {
             if inbox.closed {
                 return Err(envelope);
             }
-            inbox.queue.push_back(envelope);
+            inbox.queue.push(envelope);
         }
         if self.claim_doorbell() {
             self.waker.wake();
@@ -375,12 +378,7 @@ impl Mailbox {
             return;
         }
         self.notified.store(false, Ordering::Release);
-        let mut inbox = self.lock();
-        if into.is_empty() {
-            mem::swap(&mut inbox.queue, into);
-        } else {
-            into.extend(inbox.queue.drain(..));
-        }
+        take_all(&mut self.lock().queue, into);
     }
 
     /// Refuses every later message and moves what was accepted to `into`.
@@ -388,7 +386,29 @@ impl Mailbox {
         let mut inbox = self.lock();
         inbox.closed = true;
         self.closed.store(true, Ordering::Release);
-        into.extend(inbox.queue.drain(..));
+        take_all(&mut inbox.queue, into);
+    }
+}
+
+/// Moves the inbox's envelopes to the end of the delivery queue: when that
+/// is empty, by trading buffers (no copy; both keep their capacity).
+fn take_all(inbox: &mut Vec<Envelope>, into: &mut VecDeque<Envelope>) {
+    if into.is_empty() {
+        let taken = VecDeque::from(mem::take(inbox));
+        // An empty deque becomes a Vec without moving anything.
+        *inbox = Vec::from(mem::replace(into, taken));
+    } else {
+        into.extend(inbox.drain(..));
+    }
+}
+
+/// Moves every envelope of `from` to the end of `to`: by swapping the
+/// buffers when `to` is empty (no copy; both keep their capacity).
+fn append(from: &mut Vec<Envelope>, to: &mut Vec<Envelope>) {
+    if to.is_empty() {
+        mem::swap(from, to);
+    } else {
+        to.append(from);
     }
 }
 
@@ -396,8 +416,12 @@ impl Mailbox {
 /// target's doorbell.
 struct Outbox {
     mailbox: Arc<Mailbox>,
-    /// Message tasks in the order sent.
-    queue: Vec<Task>,
+    /// Messages in the order sent. A fire-and-forget message (no callback
+    /// to tell) is here in full and has no task; a message task's envelope
+    /// waits in its slot, in case it is cancelled, and is `Elsewhere` here.
+    envelopes: Vec<Envelope>,
+    /// The message tasks, in the order of the `Elsewhere` place holders.
+    tasks: Vec<Task>,
     /// A duplicate of the target's io_uring fd, so that a doorbell queued
     /// in our submission queue never names an fd the target has closed.
     doorbell: Option<OwnedFd>,
@@ -407,7 +431,7 @@ struct Outbox {
 
 impl Outbox {
     fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.doorbells_in_flight == 0
+        self.envelopes.is_empty() && self.doorbells_in_flight == 0
     }
 }
 
@@ -434,25 +458,39 @@ impl Messaging {
         !self.incoming.is_empty() || self.mailbox.as_ref().is_some_and(|m| m.notified())
     }
 
-    fn outbox_for(&mut self, mailbox: &Arc<Mailbox>) -> usize {
-        if let Some(Some(outbox)) = self.outboxes.get(self.last) {
-            if Arc::ptr_eq(&outbox.mailbox, mailbox) {
-                return self.last;
-            }
+    /// Whether messages wait to go out (fire-and-forget ones have no task
+    /// to keep the ring running).
+    pub(crate) fn has_outgoing(&self) -> bool {
+        self.queued
+    }
+
+    /// The outbox for `mailbox`; marks it as having something to publish.
+    #[inline]
+    fn outbox(&mut self, mailbox: &Arc<Mailbox>) -> &mut Outbox {
+        self.queued = true;
+        let cached = self.outboxes.get(self.last).and_then(Option::as_ref);
+        if !cached.is_some_and(|outbox| Arc::ptr_eq(&outbox.mailbox, mailbox)) {
+            self.last = self.find_outbox(mailbox);
         }
+        match &mut self.outboxes[self.last] {
+            Some(outbox) => outbox,
+            None => unreachable!("`last` names a live outbox"),
+        }
+    }
+
+    fn find_outbox(&mut self, mailbox: &Arc<Mailbox>) -> usize {
         let found = self
             .outboxes
             .iter()
             .position(|o| o.as_ref().is_some_and(|o| Arc::ptr_eq(&o.mailbox, mailbox)));
-        let index = found.unwrap_or_else(|| self.new_outbox(mailbox));
-        self.last = index;
-        index
+        found.unwrap_or_else(|| self.new_outbox(mailbox))
     }
 
     fn new_outbox(&mut self, mailbox: &Arc<Mailbox>) -> usize {
         let outbox = Outbox {
             mailbox: mailbox.clone(),
-            queue: Vec::new(),
+            envelopes: Vec::new(),
+            tasks: Vec::new(),
             doorbell: None,
             doorbells_in_flight: 0,
         };
@@ -558,8 +596,13 @@ impl<S> Ring<S> {
     /// This task's own callback then gets
     /// [`Outcome::MsgRing`](crate::Outcome::MsgRing): `Ok` when the target
     /// accepted the message, or `EPIPE` and the payload back when it is
-    /// closed (dropped, or its thread stopped). With [`Ctx::none`], a
-    /// refused payload is dropped (an fd closed).
+    /// closed (dropped, or its thread stopped).
+    ///
+    /// With [`Ctx::none`] the message is fire and forget: it goes out in
+    /// order with the others but takes no task slot (the cheapest way to
+    /// send), so the returned handle is already stale — it cannot be
+    /// cancelled or given a deadline — and a refused payload is dropped (an
+    /// fd closed).
     ///
     /// Messages go out at the start of this ring's next turn, all of them
     /// for one target under one lock and with at most one wake-up: an
@@ -574,7 +617,16 @@ impl<S> Ring<S> {
         payload: Payload,
         ctx: Ctx<S>,
     ) -> Task {
-        let envelope = Some(Envelope::message(message, payload));
+        let envelope = Envelope::message(message, payload);
+        if ctx.callback.is_none() {
+            // Fire and forget: no task, no slot.
+            self.messaging
+                .outbox(&target.mailbox)
+                .envelopes
+                .push(envelope);
+            return NO_TASK;
+        }
+        let envelope = Some(envelope);
         self.queue_message(&target.mailbox, Op::MsgRing { envelope }, ctx)
     }
 
@@ -583,11 +635,9 @@ impl<S> Ring<S> {
         let index = self.slab.insert(op, ctx);
         self.slab.slots[index as usize].state = State::Pending;
         let task = self.slab.handle(index);
-        let outbox = self.messaging.outbox_for(target);
-        if let Some(outbox) = &mut self.messaging.outboxes[outbox] {
-            outbox.queue.push(task);
-        }
-        self.messaging.queued = true;
+        let outbox = self.messaging.outbox(target);
+        outbox.envelopes.push(Envelope::Elsewhere);
+        outbox.tasks.push(task);
         task
     }
 
@@ -602,31 +652,47 @@ impl<S> Ring<S> {
             let Some(outbox) = &mut self.messaging.outboxes[index] else {
                 continue;
             };
-            if outbox.queue.is_empty() {
+            if outbox.envelopes.is_empty() {
                 continue;
             }
             let mailbox = outbox.mailbox.clone();
-            let mut queue = mem::take(&mut outbox.queue);
+            let mut tasks = mem::take(&mut outbox.tasks);
             let open = {
                 let mut inbox = mailbox.lock();
                 if !inbox.closed {
-                    for &task in &queue {
-                        if let Some(envelope) = take_envelope(&mut self.slab, task) {
-                            inbox.queue.push_back(envelope);
-                        }
+                    if !tasks.is_empty() {
+                        // Fetch the envelopes of the tasks still waiting
+                        // (not cancelled meanwhile) from their slots.
+                        let mut waiting = tasks.iter();
+                        outbox.envelopes.retain_mut(|envelope| {
+                            if !matches!(envelope, Envelope::Elsewhere) {
+                                return true;
+                            }
+                            let task = waiting.next().copied().unwrap_or(NO_TASK);
+                            match take_envelope(&mut self.slab, task) {
+                                Some(taken) => {
+                                    *envelope = taken;
+                                    true
+                                }
+                                None => false,
+                            }
+                        });
                     }
+                    append(&mut outbox.envelopes, &mut inbox.queue);
                     if can_ring && outbox.doorbell.is_none() {
                         outbox.doorbell = mailbox.doorbell_fd.and_then(duplicate);
                     }
                 }
                 !inbox.closed
             };
-            for &task in &queue {
+            // Refused: tasks give their payloads back; fire-and-forget ones
+            // are dropped (outside the lock: a value's drop is user code).
+            outbox.envelopes.clear();
+            for task in tasks.drain(..) {
                 self.settle_sent(task, open);
             }
-            queue.clear();
             if let Some(outbox) = &mut self.messaging.outboxes[index] {
-                outbox.queue = queue;
+                outbox.tasks = tasks;
             }
             if open && mailbox.claim_doorbell() {
                 self.ring_doorbell(index, &mailbox);
@@ -665,14 +731,14 @@ impl<S> Ring<S> {
         let Some(index) = self.slab.live_index(task) else {
             return;
         };
-        let slot = &mut self.slab.slots[index as usize];
+        let slot = &self.slab.slots[index as usize];
         if slot.state != State::Pending {
             return;
         }
-        let thread = match &slot.op {
-            Op::StopThread { thread, .. } => thread.clone(),
-            _ => return self.make_ready(index, if accepted { 0 } else { -libc::EPIPE }),
+        let Op::StopThread { thread, .. } = &slot.op else {
+            return self.make_ready(index, if accepted { 0 } else { -libc::EPIPE });
         };
+        let thread = thread.clone();
         // A stop task waits for the thread to end, whether this request or
         // an earlier one made it stop.
         let Some(own) = self.messaging.mailbox.clone() else {
@@ -759,6 +825,7 @@ impl<S> Ring<S> {
                 0
             }
             Envelope::Done { task, result } => self.finish_stop_task(state, task, result),
+            Envelope::Elsewhere => 0,
         }
     }
 

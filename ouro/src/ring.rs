@@ -302,11 +302,13 @@ impl<S> Ring<S> {
 
     fn run_turns(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         loop {
-            let idle = self.slab.live() == 0 && !self.messaging.waiting();
+            let idle = self.slab.live() == 0
+                && !self.messaging.waiting()
+                && !self.messaging.has_outgoing();
             if matches!(mode, RunMode::Once | RunMode::UntilDone) && idle {
                 return Ok(());
             }
-            let delivered = self.turn(state, mode == RunMode::NoWait)?;
+            let delivered = self.turn(state, mode)?;
             if let Some(err) = self.first_error.take() {
                 return Err(err);
             }
@@ -319,12 +321,14 @@ impl<S> Ring<S> {
         }
     }
 
-    fn turn(&mut self, state: &mut S, no_wait: bool) -> io::Result<usize> {
+    fn turn(&mut self, state: &mut S, mode: RunMode) -> io::Result<usize> {
         self.flush_pending()?;
-        let timeout = if no_wait {
-            Some(0)
-        } else {
-            self.wait_timeout()
+        let timeout = match mode {
+            RunMode::NoWait => Some(0),
+            // Publishing messages may have finished the last tasks: then
+            // there is nothing to wait for.
+            RunMode::Once | RunMode::UntilDone if self.slab.live() == 0 => Some(0),
+            _ => self.wait_timeout(),
         };
         self.backend.wait(timeout, &mut self.clock)?;
         let mut delivered = self.deliver_backend(state);

@@ -222,6 +222,38 @@ fn a_ringless_thread_and_a_ring_send_concurrently_each_in_order() -> io::Result<
     Ok(())
 }
 
+#[test]
+fn fire_and_forget_and_acknowledged_messages_keep_one_order() -> io::Result<()> {
+    const TOTAL: u64 = 10_000;
+    let _watchdog = watchdog(120);
+    let mut ring: Ring<Sender> = uring_builder(true).build()?;
+    let (thread, tally) = spawn_receiver(&ring)?;
+    let mut sender = Sender {
+        target: thread.handle().clone(),
+        key: 3,
+        next: 0,
+        total: TOTAL,
+        acked: 0,
+        refused: 0,
+    };
+    for n in 0..TOTAL {
+        // Every third message asks to hear back; the others take no task.
+        let ctx = match n % 3 {
+            0 => Ctx::new(Sender::on_ack),
+            _ => Ctx::none(),
+        };
+        let message = Ctx::new(on_number).key(3);
+        ring.msg_ring(&sender.target, message, Payload::U64(n), ctx);
+    }
+    sender.next = TOTAL;
+    ring.run(&mut sender, RunMode::UntilDone)?;
+    assert_eq!(sender.acked, TOTAL.div_ceil(3));
+    thread.join()?;
+    let tally = tally.lock().unwrap();
+    assert_eq!((tally.received, tally.out_of_order), (TOTAL, 0));
+    Ok(())
+}
+
 // -- stopping ----------------------------------------------------------------
 
 /// A sender that never stops on its own: it sends until refused, and asks
@@ -806,5 +838,41 @@ fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready() -> io::Result<(
     messages.sort();
     assert_eq!(messages, vec![1, 2]);
     assert!(state.wakeups >= 1);
+    Ok(())
+}
+
+#[test]
+fn until_done_sends_fire_and_forget_messages_and_then_returns() -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    let mut target: Ring<Asker> = Ring::new(16)?;
+    let handle = target.handle()?;
+    // The target is woken already, so the message below rings no doorbell
+    // (whose answer would wake the sender).
+    let first = Payload::value(String::from("first"));
+    assert!(handle.send(Ctx::new(on_answer), first).is_ok());
+    // Fire and forget: no task, but UntilDone still sends it, then
+    // returns with nothing to wait for.
+    let mut ring: Ring<Refusals> = Ring::new(16)?;
+    let second = Payload::value(String::from("second"));
+    let task = ring.msg_ring(&handle, Ctx::new(on_answer), second, Ctx::none());
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(ring.live_tasks(), 0);
+    // It had no task to cancel.
+    ring.cancel(task, Ctx::new(on_cancelled));
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.errors[0].raw_os_error(), Some(libc::ENOENT));
+
+    let mut answers = Asker::default();
+    target.run(&mut answers, RunMode::UntilDone)?;
+    assert_eq!(answers.answer.as_deref(), Some("second"));
+    Ok(())
+}
+
+fn on_cancelled(state: &mut Refusals, _: &mut Ring<Refusals>, c: Completion) -> io::Result<()> {
+    let Outcome::Cancel(result) = c.outcome else {
+        return Err(io::Error::other("expected a cancel outcome"));
+    };
+    state.errors.extend(result.err());
     Ok(())
 }
