@@ -424,15 +424,9 @@ struct Outbox {
     tasks: Vec<Task>,
     /// A duplicate of the target's io_uring fd, so that a doorbell queued
     /// in our submission queue never names an fd the target has closed.
+    /// The kernel takes its own reference when it takes the submission, so
+    /// the duplicate may be closed once our submission queue is empty.
     doorbell: Option<OwnedFd>,
-    /// MSG_RING doorbells submitted and not yet answered.
-    doorbells_in_flight: u32,
-}
-
-impl Outbox {
-    fn is_idle(&self) -> bool {
-        self.envelopes.is_empty() && self.doorbells_in_flight == 0
-    }
 }
 
 /// A ring's messaging state: its own mailbox (once a handle was made), the
@@ -492,7 +486,6 @@ impl Messaging {
             envelopes: Vec::new(),
             tasks: Vec::new(),
             doorbell: None,
-            doorbells_in_flight: 0,
         };
         match self.outboxes.iter().position(Option::is_none) {
             Some(free) => {
@@ -506,14 +499,14 @@ impl Messaging {
         }
     }
 
-    /// Drops the outboxes of closed targets that nothing refers to any
-    /// more, releasing their doorbell fds (which keep the target's io_uring
-    /// instance alive).
+    /// Drops the outboxes of closed targets with nothing left to publish,
+    /// releasing their doorbell fds (which keep the target's io_uring
+    /// instance alive). Only call it when no doorbell waits unsubmitted.
     fn retire_closed(&mut self) {
         for slot in &mut self.outboxes {
             if slot
                 .as_ref()
-                .is_some_and(|o| o.is_idle() && o.mailbox.closed.load(Ordering::Acquire))
+                .is_some_and(|o| o.envelopes.is_empty() && o.mailbox.closed.load(Ordering::Acquire))
             {
                 *slot = None;
             }
@@ -647,6 +640,9 @@ impl<S> Ring<S> {
         if !mem::take(&mut self.messaging.queued) {
             return;
         }
+        if !self.backend.has_unsubmitted() {
+            self.messaging.retire_closed();
+        }
         let can_ring = self.msg_ring && self.backend.doorbell_target().is_some();
         for index in 0..self.messaging.outboxes.len() {
             let Some(outbox) = &mut self.messaging.outboxes[index] else {
@@ -698,7 +694,6 @@ impl<S> Ring<S> {
                 self.ring_doorbell(index, &mailbox);
             }
         }
-        self.messaging.retire_closed();
     }
 
     /// Wakes a target that has messages: through MSG_RING if possible,
@@ -719,7 +714,6 @@ impl<S> Ring<S> {
         if let Some(fd) = &outbox.doorbell {
             let ud = user_data::with_kind(user_data::DOORBELL, index as u64);
             if self.backend.ring_doorbell(fd.as_raw_fd(), ud) {
-                outbox.doorbells_in_flight += 1;
                 return;
             }
         }
@@ -754,23 +748,21 @@ impl<S> Ring<S> {
         }
     }
 
-    /// The answer to a MSG_RING doorbell this ring sent. If it failed (the
-    /// target's completion queue overflowed on an old kernel, its thread
-    /// is gone), the target is woken through its eventfd instead.
-    pub(crate) fn doorbell_answered(&mut self, c: RawCompletion) {
+    /// A MSG_RING doorbell this ring sent failed (the target's completion
+    /// queue overflowed on an old kernel, its thread is gone): the target
+    /// is woken through its eventfd instead. (If the outbox was retired and
+    /// its slot reused meanwhile, the target was closed, and the wake-up
+    /// lands on another ring, which finds nothing new.)
+    pub(crate) fn doorbell_failed(&mut self, c: RawCompletion) {
         let index = user_data::index(c.user_data) as usize;
-        let Some(Some(outbox)) = self.messaging.outboxes.get_mut(index) else {
+        let Some(Some(outbox)) = self.messaging.outboxes.get(index) else {
             return;
         };
-        outbox.doorbells_in_flight = outbox.doorbells_in_flight.saturating_sub(1);
-        if c.res < 0 {
-            tracing::debug!(
-                error = %io::Error::from_raw_os_error(-c.res),
-                "MSG_RING doorbell failed; waking the target through its eventfd"
-            );
-            outbox.mailbox.waker.wake();
-        }
-        self.messaging.retire_closed();
+        tracing::debug!(
+            error = %io::Error::from_raw_os_error(-c.res),
+            "MSG_RING doorbell failed; waking the target through its eventfd"
+        );
+        outbox.mailbox.waker.wake();
     }
 
     /// Delivers the messages waiting in the mailbox: those taken at the

@@ -431,7 +431,7 @@ impl<S> Ring<S> {
             }
             user_data::INTERNAL | user_data::MESSAGE => 0,
             user_data::DOORBELL => {
-                self.doorbell_answered(c);
+                self.doorbell_failed(c);
                 0
             }
             kind => {

@@ -13,10 +13,11 @@
 //!   `user_data` has the `INTERNAL` kind (the ring ignores those), or as
 //!   none. io_uring: an eventfd read by an internal request; mock: a
 //!   condvar; epoll: an eventfd in the interest list.
-//! - `doorbell_target` / `ring_doorbell`: the io_uring fast path, where a
-//!   sending ring wakes a target with `IORING_OP_MSG_RING` in its own
-//!   submission queue. Other backends return `None` / `false`, and the
-//!   ring falls back to the target's waker.
+//! - `doorbell_target` / `ring_doorbell` / `has_unsubmitted`: the io_uring
+//!   fast path, where a sending ring wakes a target with
+//!   `IORING_OP_MSG_RING` in its own submission queue. Other backends
+//!   return `None` / `false` / `false`, and the ring falls back to the
+//!   target's waker.
 //! - `pollable_fd` / `prepare_poll`: an fd that is readable while the
 //!   backend has completions to reap, so that another ring can poll this
 //!   one; `prepare_poll` is called when a pollable ring stops running, to
@@ -147,13 +148,24 @@ impl Backend {
         }
     }
 
-    /// Queues a MSG_RING doorbell to the ring `target`; its answer comes
-    /// back as a completion with `user_data`. `false` when that is not
-    /// possible now (no room, or no support): wake the target otherwise.
+    /// Queues a MSG_RING doorbell to the ring `target`; if it fails, that
+    /// comes back as a completion with `user_data` (success is silent).
+    /// `false` when that is not possible now (no room, or no support): wake
+    /// the target otherwise.
     pub(crate) fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.ring_doorbell(target, user_data),
+            Backend::Mock(_) => false,
+        }
+    }
+
+    /// Whether started operations wait in a queue not yet handed to the
+    /// kernel (so an fd they name must stay open).
+    pub(crate) fn has_unsubmitted(&mut self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.has_unsubmitted(),
             Backend::Mock(_) => false,
         }
     }

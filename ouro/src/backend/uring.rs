@@ -13,7 +13,8 @@
 //! kernel accepts `IORING_MSG_RING_FLAGS_PASS` (6.3): MSG_RING exists since
 //! 5.18, but posting into a SINGLE_ISSUER/DEFER_TASKRUN ring from another
 //! thread was only made safe in the 6.2 cycle, and a flag is what can be
-//! probed. A ring meant to be polled by another is set up without
+//! probed. Doorbells complete on the sender only when they fail
+//! (`IOSQE_CQE_SKIP_SUCCESS`, 5.17). A ring meant to be polled by another is set up without
 //! DEFER_TASKRUN: with it, completions wait as task work until the owner
 //! enters the ring, and the ring fd does not become readable.
 
@@ -177,10 +178,18 @@ impl Uring {
             return false;
         }
         let arrival = user_data::with_kind(user_data::MESSAGE, 0);
+        // Only a failure is worth a completion here: one for success would
+        // end the sender's next wait at once, costing it a system call.
         let entry = opcode::MsgRingData::new(types::Fd(target), 0, arrival, None)
             .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(user_data);
         matches!(self.push(&entry), Started::Yes)
+    }
+
+    /// Whether submissions wait in the queue, not yet taken by the kernel.
+    pub(crate) fn has_unsubmitted(&mut self) -> bool {
+        !self.ring.submission().is_empty()
     }
 
     pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
