@@ -3,13 +3,18 @@
 //!
 //! # How a message travels
 //!
-//! Every ring that can be messaged has a [`Mailbox`] behind an `Arc`: a
+//! Every ring that can be messaged has a `Mailbox` behind an `Arc`: a
 //! queue of envelopes under a mutex, a `closed` flag, a `notified` flag and
-//! a doorbell. A sending *ring* does not touch the mailbox per message: it
-//! queues the message as a task in its own outbox for that target, and at the
-//! start of its next turn publishes every queued message to each target under
-//! one lock, then rings that target's doorbell once — and only if no doorbell
-//! is outstanding (`notified` was clear). The doorbell is an
+//! a doorbell. An envelope holds the target's callback (its state type
+//! erased; the typed [`RingHandle`] guarantees it matches), the `u16`
+//! message, the key and the [`Payload`]. A sending *ring* does not touch
+//! the mailbox per message: it appends the envelope to its own outbox for
+//! that target (a message whose sender wants to hear back is also a task,
+//! and its envelope waits in the task's slot until then, so that it can be
+//! cancelled), and at the start of its next turn hands each target the
+//! whole outbox under one lock — swapping buffers when the target's queue
+//! is empty — then rings that target's doorbell once, and only if no
+//! doorbell is outstanding (`notified` was clear). The doorbell is an
 //! `IORING_OP_MSG_RING` submission when both rings are io_uring rings and the
 //! kernel is recent enough: it rides in the sender's next `io_uring_enter`,
 //! which the sender makes anyway, so a hand-off costs no system call of its
@@ -40,7 +45,7 @@
 //!   message first — so stopping a thread loses nothing acknowledged.
 //! - **Refused means returned.** A message to a closed mailbox fails with
 //!   `EPIPE` and the payload comes back in
-//!   [`Outcome::MsgRing`](crate::Outcome::MsgRing) (or in
+//!   [`Outcome::MsgRing`] (or in
 //!   [`SendError`]); if nobody takes it, dropping it closes the fd or drops
 //!   the value.
 
@@ -218,7 +223,7 @@ impl<S> fmt::Debug for RingHandle<S> {
 impl<S> RingHandle<S> {
     /// Sends a message from a thread without a ring (or from outside a
     /// ring's callbacks): the target runs `message`'s callback with
-    /// [`Outcome::Message`](crate::Outcome::Message)`(payload)`. `Ok` means
+    /// [`Outcome::Message`]`(payload)`. `Ok` means
     /// accepted (see the [module guarantees](self)); a closed target gives
     /// the payload back. Messages sent through one handle from one thread
     /// arrive in order. Costs a lock and, if the target has no wake-up
@@ -437,7 +442,7 @@ pub(crate) struct Messaging {
     /// Messages taken from the mailbox and not yet delivered, in order; a
     /// panicking callback leaves the rest here for the next turn.
     incoming: VecDeque<Envelope>,
-    /// Slots keep their index while a doorbell names it in `user_data`.
+    /// Slots keep their index: a failed doorbell names it in `user_data`.
     outboxes: Vec<Option<Outbox>>,
     /// The outbox used last: a sender usually talks to one target at a time.
     last: usize,
