@@ -451,9 +451,40 @@ impl Op {
         matches!(self, Op::Cancel { .. } | Op::CancelAll { .. })
     }
 
+    /// Builds the outcome of a finished task and leaves `Op::Noop` behind.
+    /// Operations that own nothing are answered in place; the others are
+    /// moved out and taken apart by `into_outcome`.
+    #[inline(always)]
+    pub(crate) fn take_outcome(
+        &mut self,
+        res: io::Result<u32>,
+        flags: u32,
+        pools: &mut Pools,
+    ) -> Outcome {
+        let unit = |res: io::Result<u32>| res.map(drop);
+        let outcome = match *self {
+            Op::Noop => Outcome::Noop(unit(res)),
+            Op::Timer { .. } => Outcome::Timer(unit(res)),
+            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
+            Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
+            Op::Listen { .. } => Outcome::Listen(unit(res)),
+            // SAFETY: a successful socket call returns a new, unowned fd.
+            Op::Socket { .. } => Outcome::Socket(res.map(|fd| unsafe { owned_fd(fd) })),
+            Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
+            Op::Fsync { .. } => Outcome::Fsync(unit(res)),
+            Op::Splice { .. } => Outcome::Splice(res.map(|n| n as usize)),
+            Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            _ => return std::mem::replace(self, Op::Noop).into_outcome(res, flags, pools),
+        };
+        // SAFETY: the variants answered above hold only plain data, so
+        // overwriting one without dropping it loses nothing.
+        unsafe { std::ptr::write(self, Op::Noop) };
+        outcome
+    }
+
     /// Builds the outcome from the backend's result (a count, fd or mask
     /// when `Ok`), giving pooled memory back to `pools`.
-    #[inline]
     pub(crate) fn into_outcome(
         self,
         res: io::Result<u32>,

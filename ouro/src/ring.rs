@@ -462,8 +462,9 @@ impl<S> Ring<S> {
 
     /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
     fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
-        let op = mem::replace(&mut self.slab.slots[index as usize].op, Op::Noop);
-        op.into_outcome(result, flags, &mut self.pools)
+        self.slab.slots[index as usize]
+            .op
+            .take_outcome(result, flags, &mut self.pools)
     }
 
     fn record_error(&mut self, err: io::Error) {
@@ -515,6 +516,7 @@ impl<S> Ring<S> {
 
     // -- scheduling ---------------------------------------------------------
 
+    #[inline(always)]
     fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         let index = self.slab.insert(op, ctx);
         let task = self.slab.handle(index);
@@ -541,6 +543,7 @@ impl<S> Ring<S> {
         self.slab.handle(index)
     }
 
+    #[inline(always)]
     fn start_in_backend(&mut self, index: u32) -> Started {
         let slot = &mut self.slab.slots[index as usize];
         let ud = user_data::task(index, slot.generation);

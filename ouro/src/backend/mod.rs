@@ -171,7 +171,7 @@ impl Backend {
 
     /// Starts `op`, identified by `user_data` in its completion. The op's
     /// memory stays where it is (owned by the task) until that completion.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
         dispatch!(self, b => b.start(user_data, op, clock))
     }

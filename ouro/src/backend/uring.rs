@@ -61,6 +61,9 @@ impl Uring {
         self.setup
     }
 
+    // Inlined into each operation's method, where the op's variant is
+    // known, so that only its own submission is built there.
+    #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
         // One queue handle for the check and the push: each handle reads
         // the kernel's head and publishes the tail when dropped.
@@ -224,12 +227,14 @@ impl Opcodes {
         )))
     }
 
+    #[inline(always)]
     fn prepare(&self, op: &mut Op) -> Prepared {
         match self.try_prepare(op) {
             Ok(prepared) | Err(prepared) => prepared,
         }
     }
 
+    #[inline(always)]
     fn try_prepare(&self, op: &mut Op) -> Result<Prepared, Prepared> {
         use types::Fd;
         let entry = match op {
