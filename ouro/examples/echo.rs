@@ -7,12 +7,13 @@
 //! cargo run --release --example echo -- --serve 127.0.0.1:7000   # server only, until killed
 //! ```
 //!
-//! The server accepts, then per connection receives into a buffer and sends
-//! that same buffer back (re-sending the rest after a partial send), then
-//! receives into it again. Each client sends a message, reads until the
-//! whole echo is back, and repeats. Connections are identified by the task
+//! The server accepts with one multishot accept, receives with a multishot
+//! receive per connection into buffers of a shared group, and sends each
+//! received buffer back as it is. Each client sends a message, reads until
+//! the whole echo is back, and repeats. Connections are identified by the task
 //! key; what a task was for, by its message.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -20,26 +21,59 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use ouro::net::{Domain, Type};
-use ouro::{Buf, Completion, Ctx, Outcome, Ring, RunMode};
+use ouro::{BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RunMode, Task};
+use slab::Slab;
 
 ouro::messages! {
     enum Msg { Accepted, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
 }
 
 /// Accepts connections and echoes what each one sends.
+///
+/// One multishot accept serves every connection; each connection has one
+/// multishot receive whose buffers come from a shared group, so an idle
+/// connection holds no buffer. A received buffer is sent back as it is
+/// (no copy) and returns to the group when the send is done. Sends on a
+/// connection go one at a time, in order; when every buffer is in use the
+/// receive ends (`ENOBUFS`) and is re-armed once a send frees one.
 struct Server {
     listener: OwnedFd,
-    conns: Vec<Option<OwnedFd>>,
-    free: Vec<usize>,
+    group: BufferGroup,
+    conns: Slab<Conn>,
     /// Stop accepting after this many connections (`None`: never).
     accept_limit: Option<usize>,
     accepted: usize,
-    buffer_size: usize,
+    accepting: Option<Task>,
+    /// Connections whose receive ended for want of a buffer.
+    starved: Vec<usize>,
+}
+
+struct Conn {
+    fd: OwnedFd,
+    /// Received buffers waiting to be sent back; the front one is in flight.
+    queue: VecDeque<Buf>,
+    sending: bool,
+    receiving: bool,
+    /// The peer closed its side: close once everything is sent.
+    peer_done: bool,
 }
 
 impl Server {
-    fn start<S: AsMut<Server>>(&self, ring: &mut Ring<S>) {
-        ring.accept(&self.listener, Server::ctx(Msg::Accepted, 0));
+    fn new(listener: OwnedFd, group: BufferGroup, accept_limit: Option<usize>) -> Server {
+        Server {
+            listener,
+            group,
+            conns: Slab::new(),
+            accept_limit,
+            accepted: 0,
+            accepting: None,
+            starved: Vec::new(),
+        }
+    }
+
+    fn start<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>) {
+        let ctx = Server::ctx(Msg::Accepted, 0);
+        self.accepting = Some(ring.accept_multishot(&self.listener, ctx));
     }
 
     fn ctx<S: AsMut<Server>>(msg: Msg, key: usize) -> Ctx<S> {
@@ -55,68 +89,145 @@ impl Server {
     ) -> io::Result<()> {
         let this = state.as_mut();
         let key = c.key() as usize;
+        let last = c.is_final();
         match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::Accept(result)) => {
-                let (fd, _peer) = result?;
-                this.accepted += 1;
-                if this.accept_limit.is_none_or(|limit| this.accepted < limit) {
-                    this.start(ring);
-                }
-                let key = this.insert(fd);
-                let buf = Vec::with_capacity(this.buffer_size);
-                ring.recv(this.conn(key)?, buf, Server::ctx(Msg::Received, key));
-            }
-            (Msg::Received, Outcome::Recv(result, buf)) => match result {
-                Ok(0) | Err(_) => this.close(ring, key),
-                Ok(_) => {
-                    ring.send(this.conn(key)?, buf, Server::ctx(Msg::Sent, key));
-                }
-            },
-            (Msg::Sent, Outcome::Send(result, mut buf)) => {
-                let Ok(n) = result else {
-                    this.close(ring, key);
-                    return Ok(());
-                };
-                buf.consume(n);
-                if !buf.is_empty() {
-                    ring.send(this.conn(key)?, buf, Server::ctx(Msg::Sent, key));
-                    return Ok(());
-                }
-                // Receive into the same Vec again (`consume` left it whole).
-                let mut vec: Vec<u8> = buf.downcast().unwrap_or_default();
-                vec.clear();
-                vec.reserve(this.buffer_size);
-                ring.recv(this.conn(key)?, vec, Server::ctx(Msg::Received, key));
-            }
+            (Msg::Accepted, Outcome::AcceptMulti(result)) => this.accepted(ring, result, last),
+            (Msg::Received, Outcome::RecvMulti(result)) => this.received(ring, key, result, last),
+            (Msg::Sent, Outcome::Send(result, buf)) => this.sent(ring, key, result, buf),
             (msg, outcome) => return Err(unexpected("server", msg, outcome)),
         }
         Ok(())
     }
 
-    fn insert(&mut self, fd: OwnedFd) -> usize {
-        match self.free.pop() {
-            Some(key) => {
-                self.conns[key] = Some(fd);
-                key
+    fn accepted<S: AsMut<Server>>(
+        &mut self,
+        ring: &mut Ring<S>,
+        result: io::Result<OwnedFd>,
+        last: bool,
+    ) {
+        if last {
+            self.accepting = None;
+        }
+        match result {
+            Ok(fd) => self.open(ring, fd),
+            Err(e) if ouro::is_canceled(&e) => return,
+            Err(e) => eprintln!("echo: accept failed: {e}"),
+        }
+        let limit_reached = self
+            .accept_limit
+            .is_some_and(|limit| self.accepted >= limit);
+        match (limit_reached, self.accepting) {
+            (true, Some(task)) => {
+                ring.cancel(task, Ctx::none());
             }
-            None => {
-                self.conns.push(Some(fd));
-                self.conns.len() - 1
-            }
+            (false, None) => self.start(ring),
+            _ => {}
         }
     }
 
-    fn conn(&self, key: usize) -> io::Result<&OwnedFd> {
-        self.conns
-            .get(key)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| io::Error::other(format!("no connection {key}")))
+    fn open<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, fd: OwnedFd) {
+        self.accepted += 1;
+        // Echoes go out in buffer-sized pieces: don't let Nagle hold the
+        // last piece back until the peer's delayed ACK.
+        if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
+            eprintln!("echo: TCP_NODELAY: {e}");
+        }
+        let key = self.conns.insert(Conn {
+            fd,
+            queue: VecDeque::new(),
+            sending: false,
+            receiving: false,
+            peer_done: false,
+        });
+        self.receive(ring, key);
     }
 
-    fn close<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
-        if let Some(fd) = self.conns.get_mut(key).and_then(Option::take) {
-            ring.close(fd, Ctx::none());
-            self.free.push(key);
+    fn receive<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.receiving = true;
+        ring.recv_multishot(&conn.fd, &self.group, Server::ctx(Msg::Received, key));
+    }
+
+    fn received<S: AsMut<Server>>(
+        &mut self,
+        ring: &mut Ring<S>,
+        key: usize,
+        result: io::Result<Buf>,
+        last: bool,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if last {
+            conn.receiving = false;
+        }
+        match result {
+            Ok(buf) if buf.is_empty() => conn.peer_done = true,
+            Ok(buf) => {
+                conn.queue.push_back(buf);
+                if last {
+                    // A kernel without multishot receive: arm the next one.
+                    self.receive(ring, key);
+                }
+            }
+            // Every buffer is in flight: re-armed when a send frees one.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.starved.push(key),
+            Err(_) => conn.peer_done = true,
+        }
+        self.send_next(ring, key);
+    }
+
+    fn sent<S: AsMut<Server>>(
+        &mut self,
+        ring: &mut Ring<S>,
+        key: usize,
+        result: io::Result<usize>,
+        mut buf: Buf,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.sending = false;
+        let Ok(n) = result else {
+            // The peer is gone: end the receive too, then close.
+            conn.queue.clear();
+            conn.peer_done = true;
+            ring.shutdown(&conn.fd, std::net::Shutdown::Both, Ctx::none());
+            return self.send_next(ring, key);
+        };
+        buf.consume(n);
+        if !buf.is_empty() {
+            conn.queue.push_front(buf);
+        }
+        // A fully sent buffer was dropped above: it is back in the group,
+        // so a starved receive can go again.
+        if let Some(starved) = self.starved.pop() {
+            self.resume(ring, starved);
+        }
+        self.send_next(ring, key);
+    }
+
+    fn resume<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if !conn.receiving && !conn.peer_done {
+            self.receive(ring, key);
+        }
+    }
+
+    /// Sends the next queued buffer, or closes a finished connection.
+    fn send_next<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.sending {
+            return;
+        }
+        if let Some(buf) = conn.queue.pop_front() {
+            conn.sending = true;
+            ring.send(&conn.fd, buf, Server::ctx(Msg::Sent, key));
+        } else if conn.peer_done && !conn.receiving {
+            let conn = self.conns.remove(key);
+            ring.close(conn.fd, Ctx::none());
         }
     }
 }
@@ -129,6 +240,8 @@ struct Clients {
     clients: Vec<Client>,
     done: usize,
     round_trips: usize,
+    /// Bytes that came back and matched what was sent.
+    verified: usize,
 }
 
 #[derive(Default)]
@@ -191,6 +304,7 @@ impl Clients {
                     return Err(io::Error::other(format!("client {key}: echo differs")));
                 }
                 client.received += n;
+                this.verified += n;
                 if client.received < this.message.len() {
                     return this.receive(ring, key);
                 }
@@ -261,12 +375,25 @@ impl AsMut<Server> for Server {
     }
 }
 
-struct Options {
-    serve: Option<SocketAddr>,
-    clients: usize,
-    rounds: usize,
-    size: usize,
+/// What to run: the demo, or with `serve` only the server.
+pub struct Options {
+    /// Serve on this address until killed, instead of the demo.
+    pub serve: Option<SocketAddr>,
+    /// Clients in the demo.
+    pub clients: usize,
+    /// Round trips per client.
+    pub rounds: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// The backend the ring runs on (io_uring from the command line).
+    pub backend: BackendKind,
+    /// The server's receive buffers (a power of two), shared by all
+    /// connections, of `GROUP_BUFFER_SIZE` bytes each.
+    pub buffers: u16,
 }
+
+/// The size of each of the server's receive buffers.
+pub const GROUP_BUFFER_SIZE: usize = 4096;
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
@@ -274,6 +401,8 @@ fn parse_args() -> Result<Options, String> {
         clients: 64,
         rounds: 1000,
         size: 64,
+        backend: BackendKind::Uring,
+        buffers: 1024,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -285,6 +414,12 @@ fn parse_args() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--serve" => options.serve = Some(value.parse().map_err(|e| format!("{value}: {e}"))?),
+            "--buffers" => {
+                options.buffers = u16::try_from(number()?)
+                    .ok()
+                    .filter(|n| n.is_power_of_two())
+                    .ok_or_else(|| format!("--buffers {value}: a power of two up to 32768"))?
+            }
             "--clients" => options.clients = number()?.max(1),
             "--rounds" => options.rounds = number()?.max(1),
             "--size" => options.size = number()?.max(1),
@@ -294,42 +429,34 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-fn main() -> io::Result<()> {
-    let options = parse_args().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{e}\nusage: echo [--serve ADDR] [--clients N] [--rounds N] [--size BYTES]"),
-        )
-    })?;
-    let addr = options.serve.unwrap_or(([127, 0, 0, 1], 0).into());
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
+/// What the demo did.
+pub struct Report {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The ring's backend, described.
+    pub backend: String,
+    /// Clients that made all their round trips.
+    pub clients_done: usize,
+    /// Round trips made, over all clients.
+    pub round_trips: usize,
+    /// Bytes echoed back and checked against what was sent.
+    pub bytes_verified: usize,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// The demo: a server and `options.clients` clients on one ring, over
+/// loopback, until every client has made its round trips.
+pub fn run(options: &Options) -> io::Result<Report> {
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024)?;
     let addr = ouro::net::local_addr(&listener)?;
-    let server = Server {
-        listener,
-        conns: Vec::new(),
-        free: Vec::new(),
-        accept_limit: None,
-        accepted: 0,
-        buffer_size: options.size.max(4096),
-    };
-
-    if options.serve.is_some() {
-        let mut ring = Ring::new(256)?;
-        println!(
-            "echo: serving on {addr} with {}",
-            ring.backend_description()
-        );
-        let mut server = server;
-        server.start(&mut ring);
-        return ring.run(&mut server, RunMode::Forever);
-    }
-
-    let mut ring = Ring::new(256)?;
+    let mut ring = Ring::builder()
+        .backend(options.backend)
+        .entries(256)
+        .build()?;
+    let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
     let mut demo = Demo {
-        server: Server {
-            accept_limit: Some(options.clients),
-            ..server
-        },
+        server: Server::new(listener, group, Some(options.clients)),
         clients: Clients {
             server: addr,
             message: (0..options.size).map(|i| (i % 251) as u8).collect(),
@@ -337,32 +464,66 @@ fn main() -> io::Result<()> {
             clients: Vec::new(),
             done: 0,
             round_trips: 0,
+            verified: 0,
         },
     };
     let started = Instant::now();
     demo.server.start(&mut ring);
     demo.clients.start(&mut ring, options.clients);
     ring.run(&mut demo, RunMode::UntilDone)?;
-    let elapsed = started.elapsed().as_secs_f64();
+    Ok(Report {
+        addr,
+        backend: ring.backend_description(),
+        clients_done: demo.clients.done,
+        round_trips: demo.clients.round_trips,
+        bytes_verified: demo.clients.verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
 
-    let round_trips = demo.clients.round_trips;
+/// Only the server, on `addr`, until killed.
+fn serve(addr: SocketAddr, options: &Options) -> io::Result<()> {
+    let listener = ouro::net::tcp_listener(addr, 1024)?;
+    let addr = ouro::net::local_addr(&listener)?;
+    let mut ring = Ring::builder()
+        .backend(options.backend)
+        .entries(256)
+        .build()?;
     println!(
-        "echo: {} clients x {} round trips of {} B over {addr} on {}",
-        options.clients,
-        options.rounds,
-        options.size,
+        "echo: serving on {addr} with {}",
         ring.backend_description()
+    );
+    let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
+    let mut server = Server::new(listener, group, None);
+    server.start(&mut ring);
+    ring.run(&mut server, RunMode::Forever)
+}
+
+fn main() -> io::Result<()> {
+    let options = parse_args().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{e}\nusage: echo [--serve ADDR] [--buffers N] [--clients N] [--rounds N] [--size BYTES]"),
+        )
+    })?;
+    if let Some(addr) = options.serve {
+        return serve(addr, &options);
+    }
+    let report = run(&options)?;
+    println!(
+        "echo: {} clients x {} round trips of {} B over {} on {}",
+        options.clients, options.rounds, options.size, report.addr, report.backend
     );
     println!(
         "echo: {} round trips, {} bytes echoed and verified, {}/{} clients done, in {:.3} s ({:.0} round trips/s)",
-        round_trips,
-        round_trips * options.size,
-        demo.clients.done,
+        report.round_trips,
+        report.bytes_verified,
+        report.clients_done,
         options.clients,
-        elapsed,
-        round_trips as f64 / elapsed
+        report.seconds,
+        report.round_trips as f64 / report.seconds
     );
-    if demo.clients.done != options.clients {
+    if report.clients_done != options.clients {
         return Err(io::Error::other("not every client finished"));
     }
     Ok(())

@@ -107,7 +107,7 @@ impl MultiWriter {
 }
 
 /// The program's state: here just the writer.
-struct App {
+pub struct App {
     writer: MultiWriter,
 }
 
@@ -117,6 +117,25 @@ impl AsMut<MultiWriter> for App {
     }
 }
 
+/// Writes `chunks` to both fds through `ring`, returning when both have
+/// all of them; how many bytes each fd took.
+pub fn run(
+    ring: &mut Ring<App>,
+    fd1: OwnedFd,
+    fd2: OwnedFd,
+    chunks: &[&[u8]],
+) -> io::Result<[usize; 2]> {
+    let mut app = App {
+        writer: MultiWriter::new(fd1, fd2),
+    };
+    for chunk in chunks {
+        app.writer.write(chunk);
+    }
+    app.writer.flush(ring);
+    ring.run(&mut app, RunMode::UntilDone)?;
+    Ok(app.writer.written())
+}
+
 fn main() -> io::Result<()> {
     let stdout = io::stdout().lock();
     let fd1 = stdout.as_fd().try_clone_to_owned()?;
@@ -124,22 +143,17 @@ fn main() -> io::Result<()> {
     let fd2 = OwnedFd::from(std::fs::File::create(&path)?);
 
     let mut ring = Ring::new(16)?;
-    let mut app = App {
-        writer: MultiWriter::new(fd1, fd2),
-    };
-    app.writer.write(b"Hello, world!\n");
-    app.writer.write(b"Every byte goes to both fds.\n");
-    app.writer.flush(&mut ring);
-    ring.run(&mut app, RunMode::UntilDone)?;
+    let chunks: [&[u8]; 2] = [b"Hello, world!\n", b"Every byte goes to both fds.\n"];
+    let written = run(&mut ring, fd1, fd2, &chunks)?;
 
     let copy = std::fs::read(&path)?;
     std::fs::remove_file(&path)?;
     println!(
         "multiwriter: {} bytes to stdout and {} to {} ({})",
-        app.writer.written()[0],
+        written[0],
         copy.len(),
         path.display(),
-        if copy == b"Hello, world!\nEvery byte goes to both fds.\n" {
+        if copy == chunks.concat() {
             "identical"
         } else {
             "DIFFERENT"

@@ -13,6 +13,8 @@
 //! `bytes::Bytes` and `bytes::BytesMut`. [`Slice`] narrows any of them to a
 //! range, which is what a partial write re-submits.
 
+pub(crate) mod group;
+
 use std::any::TypeId;
 use std::fmt;
 use std::mem::{self, MaybeUninit};

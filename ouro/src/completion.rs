@@ -81,14 +81,16 @@ impl Completion {
             Outcome::Shutdown(_) => OpKind::Shutdown,
             Outcome::SendMsg(..) => OpKind::SendMsg,
             Outcome::RecvMsg(..) => OpKind::RecvMsg,
+            Outcome::AcceptMulti(_) => OpKind::AcceptMulti,
+            Outcome::RecvMulti(_) => OpKind::RecvMulti,
             Outcome::MsgRing(..) => OpKind::MsgRing,
             Outcome::Message(_) => OpKind::Message,
             Outcome::ThreadStopped(_) => OpKind::StopThread,
         }
     }
 
-    /// The byte count of a read, write, send, recv (vectored or not),
-    /// splice, sendmsg or recvmsg, or its error. For any other operation an
+    /// The byte count of a read, write, send, recv (vectored, multishot or
+    /// not), splice, sendmsg or recvmsg, or its error. For any other operation an
     /// `InvalidInput` error saying so.
     pub fn bytes(&self) -> io::Result<usize> {
         let res = match &self.outcome {
@@ -102,6 +104,9 @@ impl Completion {
             | Outcome::Splice(res) => res,
             Outcome::RecvMsg(res, _) => {
                 return res.as_ref().map(|meta| meta.len).map_err(copy_error)
+            }
+            Outcome::RecvMulti(res) => {
+                return res.as_ref().map(|buf| buf.len()).map_err(copy_error)
             }
             other => {
                 return Err(io::Error::new(
@@ -131,7 +136,8 @@ impl Completion {
             Outcome::Message(_) => None,
             Outcome::CancelAll(r) => r.as_ref().err(),
             Outcome::Accept(r) => r.as_ref().err(),
-            Outcome::Socket(r) | Outcome::Open(r) => r.as_ref().err(),
+            Outcome::Socket(r) | Outcome::Open(r) | Outcome::AcceptMulti(r) => r.as_ref().err(),
+            Outcome::RecvMulti(r) => r.as_ref().err(),
             Outcome::Send(r, _)
             | Outcome::Recv(r, _)
             | Outcome::Read(r, _)
@@ -150,13 +156,15 @@ impl Completion {
         }
     }
 
-    /// The single buffer the operation owned (read, write, send, recv).
+    /// The single buffer the operation owned or filled (read, write, send,
+    /// recv, a multishot receive that succeeded).
     pub fn into_buf(self) -> Option<Buf> {
         match self.outcome {
             Outcome::Send(_, buf)
             | Outcome::Recv(_, buf)
             | Outcome::Read(_, buf)
-            | Outcome::Write(_, buf) => Some(buf),
+            | Outcome::Write(_, buf)
+            | Outcome::RecvMulti(Ok(buf)) => Some(buf),
             _ => None,
         }
     }
@@ -195,9 +203,19 @@ pub fn is_canceled(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ECANCELED)
 }
 
-/// Whether `err` says the task's deadline passed (`ETIME`).
+/// The error of a task whose deadline passed: `ETIME`, or `ETIMEDOUT` where
+/// there is no `ETIME` (FreeBSD).
+#[cfg(not(target_os = "freebsd"))]
+pub(crate) const ETIME: i32 = libc::ETIME;
+/// The error of a task whose deadline passed: `ETIMEDOUT`, as FreeBSD has
+/// no `ETIME`.
+#[cfg(target_os = "freebsd")]
+pub(crate) const ETIME: i32 = libc::ETIMEDOUT;
+
+/// Whether `err` says the task's deadline passed (`ETIME`; `ETIMEDOUT` on
+/// FreeBSD, which has no `ETIME`).
 pub fn is_deadline(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ETIME)
+    err.raw_os_error() == Some(ETIME)
 }
 
 /// Declares a `#[repr(u16)]` message enum with the conversions a [`Ctx`]

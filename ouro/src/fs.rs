@@ -140,15 +140,19 @@ pub struct Metadata {
 impl Metadata {
     /// Whether it is a regular file.
     pub fn is_file(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFREG
+        self.is_type(libc::S_IFREG)
     }
     /// Whether it is a directory.
     pub fn is_dir(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFDIR
+        self.is_type(libc::S_IFDIR)
     }
     /// Whether it is a symbolic link (only `lstat` reports one).
     pub fn is_symlink(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFLNK
+        self.is_type(libc::S_IFLNK)
+    }
+    #[allow(clippy::unnecessary_cast)] // `mode_t` is 16 bits on some systems
+    fn is_type(&self, ty: libc::mode_t) -> bool {
+        self.mode & libc::S_IFMT as u32 == ty as u32
     }
     /// Permission bits.
     pub fn permissions(&self) -> u32 {
@@ -220,7 +224,7 @@ impl From<&std::fs::Metadata> for Metadata {
 }
 
 #[allow(clippy::unnecessary_cast)] // `dev_t` is not u64 everywhere
-fn split_dev(dev: u64) -> (u32, u32) {
+pub(crate) fn split_dev(dev: u64) -> (u32, u32) {
     let dev = dev as libc::dev_t;
     (libc::major(dev) as u32, libc::minor(dev) as u32)
 }

@@ -65,6 +65,7 @@ pub use backend::mock;
 #[cfg(target_os = "linux")]
 pub use backend::uring::SetupError;
 pub use backend::BackendKind;
+pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Slice};
 pub use completion::{is_canceled, is_deadline, Completion};
 pub use message::{Payload, RingHandle, SendError};

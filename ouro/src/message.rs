@@ -239,7 +239,7 @@ impl<S> RingHandle<S> {
 
     /// Whether the target has closed its mailbox (every send now fails).
     pub fn is_closed(&self) -> bool {
-        self.mailbox.closed.load(Ordering::Acquire)
+        self.mailbox.is_closed()
     }
 
     /// Whether both handles reach the same ring.
@@ -370,6 +370,10 @@ impl Mailbox {
     /// (the unlock after the clearing happens-before its lock) and rings.
     fn claim_doorbell(&self) -> bool {
         !self.notified.load(Ordering::Acquire) && !self.notified.swap(true, Ordering::AcqRel)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Whether a sender has rung since the ring last took the queue.
@@ -818,7 +822,16 @@ impl<S> Ring<S> {
                 1
             }
             Envelope::Stop => {
-                self.stop();
+                // One accepted before the mailbox closed for a stop that
+                // is under way already (a second request) changes nothing.
+                let open = self
+                    .messaging
+                    .mailbox
+                    .as_ref()
+                    .is_some_and(|m| !m.is_closed());
+                if open {
+                    self.stop();
+                }
                 0
             }
             Envelope::Done { task, result } => self.finish_stop_task(state, task, result),

@@ -92,6 +92,12 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
+/// The address of a connected socket's peer (e.g. after a multishot
+/// accept, which does not report it).
+pub fn peer_addr(fd: impl std::os::fd::AsFd) -> io::Result<SockAddr> {
+    socket2::SockRef::from(&fd).peer_addr()
+}
+
 /// The local address a socket is bound to (useful after binding port 0).
 pub fn local_addr(fd: impl std::os::fd::AsFd) -> io::Result<SocketAddr> {
     let socket = socket2::SockRef::from(&fd);

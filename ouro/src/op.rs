@@ -8,8 +8,11 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::backend::{BUFFER, BUFFER_SHIFT};
+use crate::buffers::group::{GroupBuf, GroupInner};
 use crate::buffers::{Buf, BufVec};
 use crate::fs::Metadata;
 use crate::message::{Envelope, Payload};
@@ -133,6 +136,10 @@ pub enum OpKind {
     SendMsg,
     /// [`Ring::recvmsg`](crate::Ring::recvmsg)
     RecvMsg,
+    /// [`Ring::accept_multishot`](crate::Ring::accept_multishot)
+    AcceptMulti,
+    /// [`Ring::recv_multishot`](crate::Ring::recv_multishot)
+    RecvMulti,
     /// [`Ring::msg_ring`](crate::Ring::msg_ring): the sender's side.
     MsgRing,
     /// A message arriving from another ring or thread: the receiver's side
@@ -211,6 +218,14 @@ pub enum Outcome {
     SendMsg(io::Result<usize>, BufVec),
     /// What arrived, and the buffers it was appended to.
     RecvMsg(io::Result<RecvMeta>, BufVec),
+    /// One accepted connection of a multishot accept (no peer address: the
+    /// kernel would overwrite it with the next one's; ask with
+    /// [`net::peer_addr`](crate::net::peer_addr) if needed).
+    AcceptMulti(io::Result<OwnedFd>),
+    /// Bytes that arrived for a multishot receive, in a buffer of the group
+    /// (back to the group when dropped); empty at end of stream. `ENOBUFS`
+    /// ends the task when the group has no free buffer left.
+    RecvMulti(io::Result<Buf>),
     /// The sender's side of [`Ring::msg_ring`](crate::Ring::msg_ring):
     /// `Ok` when the target accepted the message (the payload is then
     /// `Payload::None`), or `EPIPE` when the target ring is closed (dropped,
@@ -229,6 +244,27 @@ pub(crate) struct MsgBuf {
     pub(crate) hdr: libc::msghdr,
     pub(crate) addr: AddrBuf,
     pub(crate) iov: Vec<libc::iovec>,
+}
+
+impl MsgBuf {
+    /// Points the header at the message's own iovecs and address buffer.
+    pub(crate) fn prepare(&mut self, receiving: bool) {
+        if receiving {
+            self.addr.clear();
+        }
+        let has_addr = receiving || self.addr.len > 0;
+        self.hdr.msg_name = if has_addr {
+            self.addr.as_mut_ptr().cast()
+        } else {
+            std::ptr::null_mut()
+        };
+        self.hdr.msg_namelen = if has_addr { self.addr.len } else { 0 };
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = self.iov.len() as _;
+        self.hdr.msg_control = std::ptr::null_mut();
+        self.hdr.msg_controllen = 0;
+        self.hdr.msg_flags = 0;
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -356,6 +392,16 @@ pub(crate) enum Op {
         msg: Box<MsgBuf>,
         flags: i32,
     },
+    AcceptMulti {
+        fd: RawFd,
+    },
+    /// `held`: a buffer the backend took from the group for this receive
+    /// (when the kernel does not pick one itself).
+    RecvMulti {
+        fd: RawFd,
+        group: Rc<GroupInner>,
+        held: Option<u16>,
+    },
     /// A message waiting in an outbox; taken out when published.
     MsgRing {
         envelope: Option<Envelope>,
@@ -396,6 +442,39 @@ impl Op {
             Op::RecvMsg { .. } => OpKind::RecvMsg,
             Op::MsgRing { .. } => OpKind::MsgRing,
             Op::StopThread { .. } => OpKind::StopThread,
+            Op::AcceptMulti { .. } => OpKind::AcceptMulti,
+            Op::RecvMulti { .. } => OpKind::RecvMulti,
+        }
+    }
+
+    /// Where a read-like operation writes: a read's or recv's spare room,
+    /// or a multishot receive's held group buffer.
+    pub(crate) fn read_target(&mut self) -> Option<(*mut u8, usize)> {
+        match self {
+            Op::Read { buf, .. } | Op::Recv { buf, .. } => Some(buf.spare_parts()),
+            Op::RecvMulti {
+                group,
+                held: Some(bid),
+                ..
+            } => Some((group.buffer_ptr(*bid), group.size())),
+            _ => None,
+        }
+    }
+
+    /// The outcome of one completion of a multishot task that goes on.
+    pub(crate) fn shot_outcome(&mut self, res: io::Result<u32>, flags: u32) -> Outcome {
+        match self {
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            Op::RecvMulti { group, held, .. } => {
+                Outcome::RecvMulti(received(group, held, res, flags))
+            }
+            // Only multishot operations report more completions.
+            other => {
+                let kind = other.kind();
+                Outcome::Noop(Err(io::Error::other(format!(
+                    "{kind:?} reported more than one completion"
+                ))))
+            }
         }
     }
 
@@ -404,18 +483,52 @@ impl Op {
         matches!(self, Op::Cancel { .. } | Op::CancelAll { .. })
     }
 
+    /// Builds the outcome of a finished task and leaves `Op::Noop` behind.
+    /// Operations that own nothing are answered in place; the others are
+    /// moved out and taken apart by `into_outcome`.
+    #[inline(always)]
+    pub(crate) fn take_outcome(
+        &mut self,
+        res: io::Result<u32>,
+        flags: u32,
+        pools: &mut Pools,
+    ) -> Outcome {
+        let unit = |res: io::Result<u32>| res.map(drop);
+        let outcome = match *self {
+            Op::Noop => Outcome::Noop(unit(res)),
+            Op::Timer { .. } => Outcome::Timer(unit(res)),
+            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
+            Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
+            Op::Listen { .. } => Outcome::Listen(unit(res)),
+            // SAFETY: a successful socket call returns a new, unowned fd.
+            Op::Socket { .. } => Outcome::Socket(res.map(|fd| unsafe { owned_fd(fd) })),
+            Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
+            Op::Fsync { .. } => Outcome::Fsync(unit(res)),
+            Op::Splice { .. } => Outcome::Splice(res.map(|n| n as usize)),
+            Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            _ => return std::mem::replace(self, Op::Noop).into_outcome(res, flags, pools),
+        };
+        // SAFETY: the variants answered above hold only plain data, so
+        // overwriting one without dropping it loses nothing.
+        unsafe { std::ptr::write(self, Op::Noop) };
+        outcome
+    }
+
     /// Builds the outcome from the backend's result (a count, fd or mask
     /// when `Ok`), giving pooled memory back to `pools`.
-    pub(crate) fn into_outcome(self, res: io::Result<u32>, pools: &mut Pools) -> Outcome {
-        let unit = |res: &io::Result<u32>| match res {
-            Ok(_) => Ok(()),
-            Err(e) => Err(copy_error(e)),
-        };
+    pub(crate) fn into_outcome(
+        self,
+        res: io::Result<u32>,
+        flags: u32,
+        pools: &mut Pools,
+    ) -> Outcome {
+        let unit = |res: io::Result<u32>| res.map(drop);
         let count = |res: io::Result<u32>| res.map(|n| n as usize);
         match self {
-            Op::Noop => Outcome::Noop(unit(&res)),
-            Op::Timer { .. } => Outcome::Timer(unit(&res)),
-            Op::Cancel { .. } => Outcome::Cancel(unit(&res)),
+            Op::Noop => Outcome::Noop(unit(res)),
+            Op::Timer { .. } => Outcome::Timer(unit(res)),
+            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
             Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
             Op::Accept { addr, .. } => {
                 let peer = addr.get().unwrap_or_else(unspecified_addr);
@@ -426,13 +539,13 @@ impl Op {
             }
             Op::Connect { addr, .. } => {
                 pools.addrs.put(addr);
-                Outcome::Connect(unit(&res))
+                Outcome::Connect(unit(res))
             }
             Op::Bind { addr, .. } => {
                 pools.addrs.put(addr);
-                Outcome::Bind(unit(&res))
+                Outcome::Bind(unit(res))
             }
-            Op::Listen { .. } => Outcome::Listen(unit(&res)),
+            Op::Listen { .. } => Outcome::Listen(unit(res)),
             // SAFETY: a successful socket call returns a new, unowned fd.
             Op::Socket { .. } => Outcome::Socket(res.map(|fd| unsafe { owned_fd(fd) })),
             Op::Send { buf, .. } => Outcome::Send(count(res), buf),
@@ -454,7 +567,7 @@ impl Op {
                 pools.iovs.put(iov);
                 Outcome::Writev(count(res), bufs)
             }
-            Op::Close { .. } => Outcome::Close(unit(&res)),
+            Op::Close { .. } => Outcome::Close(unit(res)),
             Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
             Op::Open { path, .. } => {
                 pools.paths.put(path);
@@ -467,9 +580,9 @@ impl Op {
                 pools.stats.put(out);
                 Outcome::Stat(meta)
             }
-            Op::Fsync { .. } => Outcome::Fsync(unit(&res)),
+            Op::Fsync { .. } => Outcome::Fsync(unit(res)),
             Op::Splice { .. } => Outcome::Splice(count(res)),
-            Op::Shutdown { .. } => Outcome::Shutdown(unit(&res)),
+            Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
             Op::SendMsg { bufs, mut msg, .. } => {
                 msg.iov.clear();
                 pools.msgs.put(msg);
@@ -494,9 +607,44 @@ impl Op {
             }
             Op::MsgRing { envelope } => {
                 let payload = envelope.map_or(Payload::None, Envelope::into_payload);
-                Outcome::MsgRing(unit(&res), payload)
+                Outcome::MsgRing(unit(res), payload)
             }
-            Op::StopThread { .. } => Outcome::ThreadStopped(unit(&res)),
+            Op::StopThread { .. } => Outcome::ThreadStopped(unit(res)),
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            Op::RecvMulti {
+                group, mut held, ..
+            } => Outcome::RecvMulti(received(&group, &mut held, res, flags)),
+        }
+    }
+}
+
+fn accepted(res: io::Result<u32>) -> io::Result<OwnedFd> {
+    // SAFETY: a successful accept returns a new fd that nothing else owns.
+    res.map(|fd| unsafe { owned_fd(fd) })
+}
+
+/// The buffer a multishot receive filled: the one the kernel picked
+/// (reported in the flags) or the one the backend held for it.
+fn received(
+    group: &Rc<GroupInner>,
+    held: &mut Option<u16>,
+    res: io::Result<u32>,
+    flags: u32,
+) -> io::Result<Buf> {
+    let bid = if flags & BUFFER != 0 {
+        group.note_kernel_pick();
+        Some((flags >> BUFFER_SHIFT) as u16)
+    } else {
+        held.take()
+    };
+    match (res, bid) {
+        (Ok(n), Some(bid)) => Ok(Buf::new(GroupBuf::new(group.clone(), bid, n as usize))),
+        (Ok(_), None) => Ok(Buf::new(&b""[..])),
+        (Err(e), bid) => {
+            if let Some(bid) = bid {
+                group.recycle(bid);
+            }
+            Err(e)
         }
     }
 }

@@ -12,18 +12,19 @@ use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion, Started, MORE};
+use crate::buffers::group::{BufferGroup, GroupInner};
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
-use crate::completion::Completion;
+use crate::completion::{Completion, ETIME};
 use crate::fs::OpenOptions;
 use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
-use crate::op::{Offset, Op, PollMask, Pools};
+use crate::op::{Offset, Op, Outcome, PollMask, Pools};
 use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
 use crate::time::{duration_ns, Clock, TimerHeap};
 
@@ -79,9 +80,18 @@ pub struct Ring<S = ()> {
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
     pub(crate) rejections: Vec<(u32, io::Error)>,
+    /// Buffer groups made by `buffer_group`, unregistered on drop.
+    groups: Vec<Rc<GroupInner>>,
+    /// Cancel tasks still to be told how their target ended (waiter list
+    /// head, whether it was cancelled): kept here, not in locals, while
+    /// callbacks run, so that a panicking one loses none; `run` settles
+    /// what a panic left.
+    unsettled: Vec<(u32, bool)>,
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
+    /// Why io_uring was not used, when the ring fell back from it.
+    fallback: Option<io::Error>,
     /// The mailbox, incoming messages and outboxes (see `message.rs`).
     pub(crate) messaging: Messaging,
     /// Whether messages to and from this ring may use MSG_RING doorbells.
@@ -97,10 +107,9 @@ pub struct Ring<S = ()> {
 #[derive(Clone, Copy, Debug)]
 pub struct RingBuilder {
     entries: u32,
-    backend: BackendKind,
+    backend: Option<BackendKind>,
     msg_ring: bool,
-    pollable: bool,
-    attach_wq: Option<RawFd>,
+    options: crate::backend::Options,
 }
 
 impl RingBuilder {
@@ -110,9 +119,11 @@ impl RingBuilder {
         self
     }
 
-    /// The backend to use.
+    /// The backend to use, whatever `OURO_BACKEND` says. Without it: the
+    /// one `OURO_BACKEND` names, else io_uring if it works, else the
+    /// readiness backend (see [`Ring::fallback_reason`]).
     pub fn backend(mut self, backend: BackendKind) -> RingBuilder {
-        self.backend = backend;
+        self.backend = Some(backend);
         self
     }
 
@@ -129,41 +140,32 @@ impl RingBuilder {
     /// Makes the ring pollable: [`Ring::pollable_fd`] is readable whenever
     /// it has something to deliver, so another ring on the same thread can
     /// [`poll`](Ring::poll) it and run it with [`RunMode::NoWait`].
-    /// io_uring: the ring is set up without DEFER_TASKRUN (whose
-    /// completions wait as task work and never make the ring fd readable);
-    /// the mock backend has no fd and refuses.
+    /// io_uring only, so far (without DEFER_TASKRUN, whose completions wait
+    /// as task work and never make the ring fd readable); building a
+    /// pollable ring on another backend fails with `Unsupported`, and one
+    /// chosen by default does not fall back from io_uring.
     pub fn pollable(mut self, pollable: bool) -> RingBuilder {
-        self.pollable = pollable;
+        self.options.pollable = pollable;
         self
     }
 
     /// Builds the ring; fails if the backend cannot be set up, with an
-    /// error that says why.
+    /// error that says why, or if `OURO_BACKEND` names no backend.
     pub fn build<S>(self) -> io::Result<Ring<S>> {
-        let mut ring = match self.backend {
-            #[cfg(target_os = "linux")]
-            BackendKind::Uring => {
-                let options = crate::backend::uring::Options {
-                    attach_wq: self.attach_wq,
-                    pollable: self.pollable,
-                };
-                let backend = crate::backend::uring::Uring::new(self.entries, options)?;
-                Ring::with_backend(Backend::Uring(backend), Clock::real(), self.entries)
+        let kind = match self.backend {
+            Some(kind) => Some(kind),
+            None => BackendKind::from_env()?,
+        };
+        let mut ring = if kind == Some(BackendKind::Mock) {
+            if self.options.pollable {
+                return Err(crate::backend::not_pollable());
             }
-            BackendKind::Mock if self.pollable => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the mock backend has no fd to poll",
-                ))
-            }
-            BackendKind::Mock => Ring::mock(Mock::new()),
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("the {other:?} backend is not available on this platform"),
-                ))
-            }
+            Ring::mock(Mock::new())
+        } else {
+            let (backend, fallback) = crate::backend::open(kind, self.entries, self.options)?;
+            let mut ring = Ring::with_backend(backend, Clock::real(), self.entries);
+            ring.fallback = fallback;
+            ring
         };
         ring.msg_ring = self.msg_ring;
         Ok(ring)
@@ -176,20 +178,20 @@ impl Ring {
     pub fn builder() -> RingBuilder {
         RingBuilder {
             entries: 256,
-            backend: BackendKind::Uring,
+            backend: None,
             msg_ring: true,
-            pollable: false,
-            attach_wq: None,
+            options: crate::backend::Options::default(),
         }
     }
 }
 
 impl<S> Ring<S> {
     /// A ring with room for `entries` submissions per turn (1 to 32768;
-    /// more can be queued, they go out over several calls), on io_uring.
-    ///
-    /// Fails with an error explaining the likely cause when io_uring is not
-    /// available (see [`SetupError`](crate::SetupError)).
+    /// more can be queued, they go out over several calls), on io_uring
+    /// where it works and otherwise on the readiness backend: see
+    /// [`fallback_reason`](Ring::fallback_reason). The environment variable
+    /// `OURO_BACKEND` (`uring` or `poll`) forces one; an unknown value is
+    /// an `InvalidInput` error.
     pub fn new(entries: u32) -> io::Result<Ring<S>> {
         Ring::builder().entries(entries).build()
     }
@@ -214,9 +216,12 @@ impl<S> Ring<S> {
             waiters: Waiters::default(),
             pools: Pools::default(),
             rejections: Vec::new(),
+            groups: Vec::new(),
+            unsettled: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
+            fallback: None,
             messaging: Messaging::default(),
             msg_ring: true,
             poll_timer: None,
@@ -231,7 +236,7 @@ impl<S> Ring<S> {
             .entries(entries)
             .backend(self.backend.kind())
             .msg_ring(self.msg_ring);
-        builder.attach_wq = self.backend.uring_fd();
+        builder.options.attach_wq = self.backend.uring_fd();
         builder
     }
 
@@ -257,9 +262,17 @@ impl<S> Ring<S> {
     }
 
     /// The backend and how it was set up, e.g.
-    /// `io_uring (single_issuer+defer_taskrun+submit_all)`.
+    /// `io_uring (single_issuer+defer_taskrun+taskrun_flag+submit_all)`.
     pub fn backend_description(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Why the ring runs on the readiness backend although no backend was
+    /// asked for: io_uring's setup error (e.g. `EPERM` from a seccomp
+    /// filter, see [`SetupError`](crate::SetupError)). `None` when io_uring
+    /// is used or a backend was chosen.
+    pub fn fallback_reason(&self) -> Option<&io::Error> {
+        self.fallback.as_ref()
     }
 
     /// The mock backend, to script more replies or check for leaked fds;
@@ -279,7 +292,8 @@ impl<S> Ring<S> {
         self.slab.live() as usize
     }
 
-    /// Makes the current [`run`](Ring::run) return after this turn.
+    /// Makes the current [`run`](Ring::run) return after this turn (or,
+    /// called outside `run`, the next `run` return at once).
     pub fn stop(&mut self) {
         self.stopped = true;
     }
@@ -293,6 +307,10 @@ impl<S> Ring<S> {
     /// `tracing`). Calling `run` from inside a callback is an error.
     pub fn run(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         let _guard = RunGuard::enter(&self.running)?;
+        // Left over only if a callback panicked.
+        while !self.unsettled.is_empty() {
+            self.settle_waiters(state);
+        }
         let result = self.run_turns(state, mode);
         if self.backend.pollable_fd().is_some() {
             self.prepare_poll()?;
@@ -302,6 +320,9 @@ impl<S> Ring<S> {
 
     fn run_turns(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         loop {
+            if mem::take(&mut self.stopped) {
+                return Ok(());
+            }
             let idle = self.slab.live() == 0
                 && !self.messaging.waiting()
                 && !self.messaging.has_outgoing();
@@ -312,10 +333,7 @@ impl<S> Ring<S> {
             if let Some(err) = self.first_error.take() {
                 return Err(err);
             }
-            if mem::take(&mut self.stopped)
-                || mode == RunMode::NoWait
-                || (mode == RunMode::Once && delivered > 0)
-            {
+            if mode == RunMode::NoWait || (mode == RunMode::Once && delivered > 0) {
                 return Ok(());
             }
         }
@@ -453,7 +471,7 @@ impl<S> Ring<S> {
                 Op::Timer { at, deadline } if slot.state == State::Timer => {
                     let res = if deadline < at {
                         slot.cancel = CancelReason::Deadline;
-                        -libc::ETIME
+                        -ETIME
                     } else {
                         0
                     };
@@ -488,45 +506,86 @@ impl<S> Ring<S> {
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
     pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
-        let more = flags & MORE != 0;
+        if flags & MORE != 0 {
+            return self.deliver_shot(state, index, res, flags);
+        }
         let slot = &mut self.slab.slots[index as usize];
         let task = Task {
             index,
             generation: slot.generation,
         };
         let res = if res == -libc::ECANCELED && slot.cancel == CancelReason::Deadline {
-            -libc::ETIME
+            -ETIME
         } else {
             res
         };
         let (callback, msg, key) = (slot.callback, slot.msg, slot.key);
-        let op = mem::replace(&mut slot.op, Op::Noop);
         let waiters = mem::replace(&mut slot.waiters, NIL);
         self.timers.remove(index);
+        // The slot keeps its op until `take_outcome`: released but not
+        // reused before then.
         self.slab.release(index);
         let result = match res {
             REJECTED => Err(self.take_rejection(index)),
-            res if res < 0 => Err(io::Error::from_raw_os_error(-res)),
-            res => Ok(res as u32),
+            res => raw_result(res),
         };
-        let outcome = op.into_outcome(result, &mut self.pools);
-        if let Some(callback) = callback {
-            let completion = Completion {
-                task,
-                msg,
-                key,
-                more,
-                outcome,
-            };
-            if let Err(err) = callback(state, self, completion) {
-                self.record_error(err);
+        let canceled = res == -libc::ECANCELED || res == -ETIME;
+        if waiters != NIL {
+            self.unsettled.push((waiters, canceled));
+        }
+        match callback {
+            Some(callback) => {
+                // Built in place: the outcome is large, and moving it into
+                // the completion would copy it on every delivery.
+                let completion = Completion {
+                    task,
+                    msg,
+                    key,
+                    more: false,
+                    outcome: self.take_outcome(index, result, flags),
+                };
+                if let Err(err) = callback(state, self, completion) {
+                    self.record_error(err);
+                }
             }
+            None => drop(self.take_outcome(index, result, flags)),
         }
         if waiters != NIL {
-            let canceled = res == -libc::ECANCELED || res == -libc::ETIME;
-            self.settle_waiters(state, waiters, canceled);
+            self.settle_waiters(state);
         }
         1
+    }
+
+    /// Delivers one completion of a multishot task that goes on: the slot
+    /// stays live until the final one.
+    fn deliver_shot(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        let slot = &mut self.slab.slots[index as usize];
+        let task = Task {
+            index,
+            generation: slot.generation,
+        };
+        let outcome = slot.op.shot_outcome(raw_result(res), flags);
+        let Some(callback) = slot.callback else {
+            return 1;
+        };
+        let completion = Completion {
+            task,
+            msg: slot.msg,
+            key: slot.key,
+            more: true,
+            outcome,
+        };
+        if let Err(err) = callback(state, self, completion) {
+            self.record_error(err);
+        }
+        1
+    }
+
+    /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
+    fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
+        self.slab.slots[index as usize]
+            .op
+            .take_outcome(result, flags, &mut self.pools)
     }
 
     pub(crate) fn record_error(&mut self, err: io::Error) {
@@ -544,9 +603,17 @@ impl<S> Ring<S> {
         }
     }
 
-    /// Tells the cancel tasks waiting for a finished target how it ended.
-    fn settle_waiters(&mut self, state: &mut S, mut head: u32, canceled: bool) {
-        while let Some(canceller) = self.waiters.pop(&mut head) {
+    /// Tells the cancel tasks on the last list of `unsettled` how their
+    /// target ended, then drops the list. It stays there meanwhile, so that
+    /// a panicking callback loses none of them (`run` goes on with them).
+    fn settle_waiters(&mut self, state: &mut S) {
+        let depth = self.unsettled.len();
+        loop {
+            let (head, canceled) = &mut self.unsettled[depth - 1];
+            let canceled = *canceled;
+            let Some(canceller) = self.waiters.pop(head) else {
+                break;
+            };
             match &mut self.slab.slots[canceller as usize].op {
                 Op::Cancel { .. } => {
                     let res = if canceled { 0 } else { -libc::EALREADY };
@@ -565,10 +632,12 @@ impl<S> Ring<S> {
                 _ => {}
             }
         }
+        self.unsettled.truncate(depth - 1);
     }
 
     // -- scheduling ---------------------------------------------------------
 
+    #[inline(always)]
     fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         let index = self.slab.insert(op, ctx);
         let task = self.slab.handle(index);
@@ -577,13 +646,12 @@ impl<S> Ring<S> {
             Op::Cancel { target } => self.start_cancel(index, target),
             Op::CancelAll { .. } => self.start_cancel_all(index),
             _ if !self.pending.is_empty() => self.make_pending(task),
-            _ => {
-                let started = self.start_in_backend(index);
-                match started {
-                    Started::Full => self.make_pending(task),
-                    started => self.settle_start(index, started),
-                }
-            }
+            // A new slot is `Submitted` already: nothing to settle.
+            _ => match self.start_in_backend(index) {
+                Started::Yes => {}
+                Started::Full => self.make_pending(task),
+                started => self.settle_start(index, started),
+            },
         }
         task
     }
@@ -596,6 +664,7 @@ impl<S> Ring<S> {
         self.slab.handle(index)
     }
 
+    #[inline(always)]
     fn start_in_backend(&mut self, index: u32) -> Started {
         let slot = &mut self.slab.slots[index as usize];
         let ud = user_data::task(index, slot.generation);
@@ -671,7 +740,7 @@ impl<S> Ring<S> {
             return;
         }
         let res = match reason {
-            CancelReason::Deadline => -libc::ETIME,
+            CancelReason::Deadline => -ETIME,
             _ => -libc::ECANCELED,
         };
         match slot.state {
@@ -863,7 +932,8 @@ impl<S> Ring<S> {
         self.schedule(op, ctx)
     }
 
-    /// Reads into the buffers' spare room, in order. Kernel: 5.1.
+    /// Reads into the buffers' spare room, in order (buffers without any
+    /// room fail with `InvalidInput`). Kernel: 5.1.
     pub fn readv<B: IoBufMut>(
         &mut self,
         fd: impl AsFd,
@@ -871,12 +941,16 @@ impl<S> Ring<S> {
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
+        let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::Readv {
             fd: fd.as_fd().as_raw_fd(),
             bufs: BufVec::new_mut(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
         };
+        if no_room {
+            return self.reject(op, ctx, no_room_error());
+        }
         self.schedule(op, ctx)
     }
 
@@ -1055,15 +1129,29 @@ impl<S> Ring<S> {
     }
 
     /// Receives one message into the buffers' spare room, with the sender's
-    /// address. Kernel: 5.3.
+    /// address (buffers without any room fail with `InvalidInput`).
+    /// Kernel: 5.3.
     pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
+        let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::RecvMsg {
             fd: fd.as_fd().as_raw_fd(),
             bufs: BufVec::new_mut(bufs),
             msg: self.pools.msg(),
             flags: 0,
         };
+        if no_room {
+            return self.reject(op, ctx, no_room_error());
+        }
         self.schedule(op, ctx)
+    }
+}
+
+/// A backend's result as a count, fd or mask, or the OS error.
+fn raw_result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as u32)
     }
 }
 
@@ -1081,13 +1169,61 @@ fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
         }
     };
     if buf.spare_parts().1 == 0 {
-        let err = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the buffer has no spare room to read into (give the Vec some capacity)",
-        );
-        return Err((buf, err));
+        return Err((buf, no_room_error()));
     }
     Ok(buf)
+}
+
+impl<S> Ring<S> {
+    /// Makes a group of `count` buffers (a power of two, at most 32768) of
+    /// `size` bytes for [`recv_multishot`](Ring::recv_multishot). On io_uring
+    /// (5.19) the kernel picks a buffer only when data arrives.
+    pub fn buffer_group(&mut self, count: u16, size: usize) -> io::Result<BufferGroup> {
+        let id = u16::try_from(self.groups.len())
+            .map_err(|_| io::Error::other("too many buffer groups on one ring"))?;
+        let group = GroupInner::new(id, count, size)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        let group = Rc::new(group);
+        self.backend.register_group(&group);
+        self.groups.push(group.clone());
+        Ok(BufferGroup { inner: group })
+    }
+
+    /// Accepts connections until cancelled or an error ends it: one
+    /// completion per connection ([`Outcome::AcceptMulti`]), the last one
+    /// final ([`Completion::is_final`]). Kernel: 5.19; on older kernels each
+    /// task accepts one connection and ends (re-arm on a final success).
+    ///
+    /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
+    pub fn accept_multishot(&mut self, listener: impl AsFd, ctx: Ctx<S>) -> Task {
+        let fd = listener.as_fd().as_raw_fd();
+        self.schedule(Op::AcceptMulti { fd }, ctx)
+    }
+
+    /// Receives until the peer closes, cancelled, or an error: one
+    /// completion per arrival ([`Outcome::RecvMulti`]), each in a buffer of
+    /// `group` taken only when data arrives. `ENOBUFS` ends the task when
+    /// every buffer is held: drop some and re-arm. Kernel: 6.0; on older
+    /// kernels each task receives once and ends (re-arm on a final success).
+    ///
+    /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
+    pub fn recv_multishot(&mut self, fd: impl AsFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
+        let op = Op::RecvMulti {
+            fd: fd.as_fd().as_raw_fd(),
+            group: group.inner.clone(),
+            held: None,
+        };
+        self.schedule(op, ctx)
+    }
+}
+
+/// Reading into no room could only read 0 bytes, which would look like end
+/// of file.
+fn no_room_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the buffer has no spare room to read into (give the Vec some capacity)",
+    )
 }
 
 /// Marks a ring as running; unmarks it when `run` returns or unwinds.
@@ -1122,6 +1258,27 @@ impl<S> Drop for Ring<S> {
     /// is leaked, never freed under the kernel.
     fn drop(&mut self) {
         self.close_mailbox();
+        if !self.drain_backend() {
+            // Operations may still use the groups' memory: keep it.
+            mem::forget(mem::take(&mut self.groups));
+            return;
+        }
+        for group in mem::take(&mut self.groups) {
+            self.backend.unregister_group(&group);
+        }
+    }
+}
+
+impl<S> Ring<S> {
+    /// During drop: cancels what the backend holds and waits for it; false
+    /// if something did not finish in time (its memory is leaked).
+    fn drain_backend(&mut self) -> bool {
+        // Completions reaped but not delivered (a callback panicked): their
+        // operations are over, and the backend will not report them again.
+        let undelivered = mem::take(&mut self.batch);
+        for &c in undelivered.get(self.batch_pos..).unwrap_or_default() {
+            self.release_drained(c);
+        }
         let in_backend = |slab: &Slab<S>| {
             slab.slots
                 .iter()
@@ -1129,7 +1286,7 @@ impl<S> Drop for Ring<S> {
                 .count()
         };
         if in_backend(&self.slab) == 0 {
-            return;
+            return true;
         }
         for index in 0..self.slab.slots.len() {
             let slot = &self.slab.slots[index];
@@ -1148,12 +1305,12 @@ impl<S> Drop for Ring<S> {
         while in_backend(&self.slab) > 0 {
             if Instant::now() > give_up {
                 self.leak_in_flight();
-                return;
+                return false;
             }
             if let Err(err) = self.backend.wait(Some(50_000_000), &mut clock) {
                 tracing::error!(error = %err, "draining a dropped ring failed");
                 self.leak_in_flight();
-                return;
+                return false;
             }
             batch.clear();
             self.backend.reap(&mut batch);
@@ -1161,13 +1318,12 @@ impl<S> Drop for Ring<S> {
                 self.release_drained(*c);
             }
         }
+        true
     }
-}
 
-impl<S> Ring<S> {
     /// During drop: frees what a finished operation owned.
     fn release_drained(&mut self, c: RawCompletion) {
-        if user_data::kind(c.user_data) != user_data::TASK || c.flags & MORE != 0 {
+        if user_data::kind(c.user_data) != user_data::TASK {
             return;
         }
         let index = user_data::index(c.user_data) as usize;
@@ -1177,18 +1333,15 @@ impl<S> Ring<S> {
         if slot.state != State::Submitted || !user_data::matches(c.user_data, slot.generation) {
             return;
         }
+        if c.flags & MORE != 0 {
+            // A shot of a multishot task: close its fd, recycle its buffer.
+            drop(slot.op.shot_outcome(raw_result(c.res), c.flags));
+            return;
+        }
         let op = mem::replace(&mut slot.op, Op::Noop);
         slot.state = State::Free;
-        let outcome = op.into_outcome(
-            if c.res < 0 {
-                Err(io::Error::from_raw_os_error(-c.res))
-            } else {
-                Ok(c.res as u32)
-            },
-            &mut self.pools,
-        );
         // Dropping the outcome closes any fd the operation produced.
-        drop(outcome);
+        drop(op.into_outcome(raw_result(c.res), c.flags, &mut self.pools));
     }
 
     fn leak_in_flight(&mut self) {

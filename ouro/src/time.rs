@@ -127,6 +127,7 @@ impl TimerHeap {
     }
 
     /// Removes `slot`'s entry, if any.
+    #[inline]
     pub(crate) fn remove(&mut self, slot: u32) {
         let Some(&pos) = self.position.get(slot as usize) else {
             return;

@@ -1,7 +1,8 @@
 //! Messages between rings and threads: delivery exactly once and in order,
 //! on the MSG_RING path and on the mailbox path (forced, so it runs on every
 //! kernel), stop/join with messages in flight, refused messages, fd
-//! hand-over, and a ring polled from another ring.
+//! hand-over, and a ring polled from another ring. What does not depend on
+//! io_uring runs on every backend (`per_backend!`), the mock included.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -38,9 +39,49 @@ fn watchdog(secs: u64) -> impl Drop {
     Disarm(done)
 }
 
-fn uring_builder(msg_ring: bool) -> ouro::RingBuilder {
-    Ring::builder().entries(256).msg_ring(msg_ring)
+fn builder(kind: BackendKind, msg_ring: bool) -> ouro::RingBuilder {
+    Ring::builder()
+        .backend(kind)
+        .entries(256)
+        .msg_ring(msg_ring)
 }
+
+fn ring<S>(kind: BackendKind) -> io::Result<Ring<S>> {
+    builder(kind, true).build()
+}
+
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
+/// One `#[test]` per backend for each test function.
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(per_backend!(crate::call, $name);)+
+    };
+}
+
+fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
+    if let Err(err) = test(kind) {
+        panic!("on {kind:?}: {err}");
+    }
+}
+
+backend_tests!(
+    a_million_messages_arrive_once_and_in_order_over_the_mailbox,
+    a_ringless_thread_and_a_ring_send_concurrently_each_in_order,
+    fire_and_forget_and_acknowledged_messages_keep_one_order,
+    stopping_a_thread_loses_no_acknowledged_message,
+    a_message_to_a_stopped_thread_fails_and_its_fd_is_closed,
+    a_dropped_ring_refuses_messages_and_closes_the_fds_it_had_accepted,
+    a_message_cancelled_before_it_goes_out_gives_its_payload_back,
+    owned_values_travel_both_ways_between_rings,
+    a_ring_can_message_itself,
+    an_fd_handed_to_a_worker_is_usable_there,
+    a_callback_error_stops_the_thread_after_delivering_what_was_accepted,
+    a_failing_init_is_reported_by_spawn_thread,
+    until_done_sends_fire_and_forget_messages_and_then_returns,
+);
 
 // -- a receiver that checks order per sender --------------------------------
 
@@ -147,11 +188,11 @@ impl Sender {
     }
 }
 
-fn million_in_order(msg_ring: bool) -> io::Result<()> {
+fn million_in_order(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
     const TOTAL: u64 = 1_000_000;
     const WINDOW: u64 = 4096;
     let _watchdog = watchdog(300);
-    let mut ring: Ring<Sender> = uring_builder(msg_ring).build()?;
+    let mut ring: Ring<Sender> = builder(kind, msg_ring).build()?;
     let (thread, tally) = spawn_receiver(&ring)?;
     let mut sender = Sender {
         target: thread.handle().clone(),
@@ -174,21 +215,25 @@ fn million_in_order(msg_ring: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// io_uring rings wake each other with MSG_RING doorbells (Linux 6.3).
 #[test]
 fn a_million_messages_arrive_once_and_in_order_over_msg_ring() -> io::Result<()> {
-    million_in_order(true)
+    million_in_order(BackendKind::Uring, true)
 }
 
-#[test]
-fn a_million_messages_arrive_once_and_in_order_over_the_mailbox() -> io::Result<()> {
-    million_in_order(false)
+/// The mailbox path: the target's eventfd (io_uring) or poller waker.
+fn a_million_messages_arrive_once_and_in_order_over_the_mailbox(
+    kind: BackendKind,
+) -> io::Result<()> {
+    million_in_order(kind, false)
 }
 
-#[test]
-fn a_ringless_thread_and_a_ring_send_concurrently_each_in_order() -> io::Result<()> {
+fn a_ringless_thread_and_a_ring_send_concurrently_each_in_order(
+    kind: BackendKind,
+) -> io::Result<()> {
     const EACH: u64 = 200_000;
     let _watchdog = watchdog(300);
-    let mut ring: Ring<Sender> = uring_builder(true).build()?;
+    let mut ring: Ring<Sender> = ring(kind)?;
     let (thread, tally) = spawn_receiver(&ring)?;
     let handle = thread.handle().clone();
     let ringless = std::thread::spawn(move || {
@@ -222,11 +267,10 @@ fn a_ringless_thread_and_a_ring_send_concurrently_each_in_order() -> io::Result<
     Ok(())
 }
 
-#[test]
-fn fire_and_forget_and_acknowledged_messages_keep_one_order() -> io::Result<()> {
+fn fire_and_forget_and_acknowledged_messages_keep_one_order(kind: BackendKind) -> io::Result<()> {
     const TOTAL: u64 = 10_000;
     let _watchdog = watchdog(120);
-    let mut ring: Ring<Sender> = uring_builder(true).build()?;
+    let mut ring: Ring<Sender> = ring(kind)?;
     let (thread, tally) = spawn_receiver(&ring)?;
     let mut sender = Sender {
         target: thread.handle().clone(),
@@ -314,9 +358,9 @@ fn on_stopped(state: &mut Stopper, _: &mut Ring<Stopper>, c: Completion) -> io::
     Ok(())
 }
 
-fn stop_with_messages_in_flight(msg_ring: bool) -> io::Result<()> {
+fn stop_with_messages_in_flight(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
     let _watchdog = watchdog(300);
-    let mut ring: Ring<Stopper> = uring_builder(msg_ring).build()?;
+    let mut ring: Ring<Stopper> = builder(kind, msg_ring).build()?;
     let (thread, tally) = spawn_receiver(&ring)?;
     // A thread without a ring sends too, until refused.
     let handle = thread.handle().clone();
@@ -370,14 +414,13 @@ fn stop_with_messages_in_flight(msg_ring: bool) -> io::Result<()> {
     Ok(())
 }
 
-#[test]
-fn stopping_a_thread_loses_no_acknowledged_message() -> io::Result<()> {
-    stop_with_messages_in_flight(true)
+fn stopping_a_thread_loses_no_acknowledged_message(kind: BackendKind) -> io::Result<()> {
+    stop_with_messages_in_flight(kind, true)
 }
 
 #[test]
 fn stopping_a_thread_loses_no_acknowledged_message_over_the_mailbox() -> io::Result<()> {
-    stop_with_messages_in_flight(false)
+    stop_with_messages_in_flight(BackendKind::Uring, false)
 }
 
 // -- refused messages and fds -------------------------------------------------
@@ -416,10 +459,9 @@ fn never_called(_: &mut Idle, _: &mut Ring<Idle>, _: Completion) -> io::Result<(
     Err(io::Error::other("a refused message must not be delivered"))
 }
 
-#[test]
-fn a_message_to_a_stopped_thread_fails_and_its_fd_is_closed() -> io::Result<()> {
+fn a_message_to_a_stopped_thread_fails_and_its_fd_is_closed(kind: BackendKind) -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let mut ring: Ring<Refusals> = Ring::new(64)?;
+    let mut ring: Ring<Refusals> = ring(kind)?;
     let thread = ring.spawn_thread(64, |_| Ok(Idle))?;
     let target = thread.handle().clone();
     thread.join()?;
@@ -473,9 +515,10 @@ fn a_message_to_a_stopped_thread_fails_and_its_fd_is_closed() -> io::Result<()> 
     Ok(())
 }
 
-#[test]
-fn a_dropped_ring_refuses_messages_and_closes_the_fds_it_had_accepted() -> io::Result<()> {
-    let mut target: Ring<Idle> = Ring::new(16)?;
+fn a_dropped_ring_refuses_messages_and_closes_the_fds_it_had_accepted(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let mut target: Ring<Idle> = ring(kind)?;
     let handle = target.handle()?;
     let (fd, mut accepted_peer) = socket_pair()?;
     handle
@@ -494,11 +537,12 @@ fn a_dropped_ring_refuses_messages_and_closes_the_fds_it_had_accepted() -> io::R
     Ok(())
 }
 
-#[test]
-fn a_message_cancelled_before_it_goes_out_gives_its_payload_back() -> io::Result<()> {
-    let mut target: Ring<Idle> = Ring::new(16)?;
+fn a_message_cancelled_before_it_goes_out_gives_its_payload_back(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let mut target: Ring<Idle> = ring(kind)?;
     let handle = target.handle()?;
-    let mut ring: Ring<Refusals> = Ring::new(16)?;
+    let mut ring: Ring<Refusals> = ring(kind)?;
     let task = ring.msg_ring(
         &handle,
         Ctx::new(never_called),
@@ -554,10 +598,9 @@ fn on_answer(state: &mut Asker, ring: &mut Ring<Asker>, c: Completion) -> io::Re
     Ok(())
 }
 
-#[test]
-fn owned_values_travel_both_ways_between_rings() -> io::Result<()> {
+fn owned_values_travel_both_ways_between_rings(kind: BackendKind) -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let mut ring: Ring<Asker> = Ring::new(16)?;
+    let mut ring: Ring<Asker> = ring(kind)?;
     let thread = ring.spawn_thread(16, |_| Ok(Shouter { shouted: 0 }))?;
     let question = Question {
         text: "hello".into(),
@@ -576,9 +619,8 @@ fn owned_values_travel_both_ways_between_rings() -> io::Result<()> {
     thread.join()
 }
 
-#[test]
-fn a_ring_can_message_itself() -> io::Result<()> {
-    let mut ring: Ring<Asker> = Ring::new(16)?;
+fn a_ring_can_message_itself(kind: BackendKind) -> io::Result<()> {
+    let mut ring: Ring<Asker> = ring(kind)?;
     let own = ring.handle()?;
     let text = Payload::value(String::from("me"));
     ring.msg_ring(&own, Ctx::new(on_answer), text, Ctx::none());
@@ -601,10 +643,9 @@ fn on_connection(_: &mut Greeter, ring: &mut Ring<Greeter>, c: Completion) -> io
     Ok(())
 }
 
-#[test]
-fn an_fd_handed_to_a_worker_is_usable_there() -> io::Result<()> {
+fn an_fd_handed_to_a_worker_is_usable_there(kind: BackendKind) -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let ring: Ring<()> = Ring::new(16)?;
+    let ring: Ring<()> = ring(kind)?;
     let thread = ring.spawn_thread(16, |_| Ok(Greeter))?;
     let (fd, mut peer) = socket_pair()?;
     peer.set_nonblocking(false)?;
@@ -635,10 +676,11 @@ fn on_picky(state: &mut Picky, _: &mut Ring<Picky>, c: Completion) -> io::Result
     Ok(())
 }
 
-#[test]
-fn a_callback_error_stops_the_thread_after_delivering_what_was_accepted() -> io::Result<()> {
+fn a_callback_error_stops_the_thread_after_delivering_what_was_accepted(
+    kind: BackendKind,
+) -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let ring: Ring<()> = Ring::new(16)?;
+    let ring: Ring<()> = ring(kind)?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let shared = seen.clone();
     let thread = ring.spawn_thread(16, move |_| Ok(Picky { seen: shared }))?;
@@ -664,9 +706,8 @@ fn a_callback_error_stops_the_thread_after_delivering_what_was_accepted() -> io:
     Ok(())
 }
 
-#[test]
-fn a_failing_init_is_reported_by_spawn_thread() -> io::Result<()> {
-    let ring: Ring<()> = Ring::new(16)?;
+fn a_failing_init_is_reported_by_spawn_thread(kind: BackendKind) -> io::Result<()> {
+    let ring: Ring<()> = ring(kind)?;
     let spawned =
         ring.spawn_thread::<Idle, _>(16, |_| Err(io::Error::from_raw_os_error(libc::EACCES)));
     let err = spawned.expect_err("init failed");
@@ -788,8 +829,12 @@ struct Poker;
 #[test]
 fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready() -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let mut main: Ring<Main> = Ring::new(16)?;
-    let mut priority_ring: Ring<Priority> = Ring::builder().entries(16).pollable(true).build()?;
+    let mut main: Ring<Main> = Ring::builder().backend(BackendKind::Uring).build()?;
+    let mut priority_ring: Ring<Priority> = Ring::builder()
+        .backend(BackendKind::Uring)
+        .entries(16)
+        .pollable(true)
+        .build()?;
     assert!(
         main.pollable_fd().is_err(),
         "only a pollable ring has the fd"
@@ -841,10 +886,9 @@ fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready() -> io::Result<(
     Ok(())
 }
 
-#[test]
-fn until_done_sends_fire_and_forget_messages_and_then_returns() -> io::Result<()> {
+fn until_done_sends_fire_and_forget_messages_and_then_returns(kind: BackendKind) -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let mut target: Ring<Asker> = Ring::new(16)?;
+    let mut target: Ring<Asker> = ring(kind)?;
     let handle = target.handle()?;
     // The target is woken already, so the message below rings no doorbell
     // (whose answer would wake the sender).
@@ -852,7 +896,7 @@ fn until_done_sends_fire_and_forget_messages_and_then_returns() -> io::Result<()
     assert!(handle.send(Ctx::new(on_answer), first).is_ok());
     // Fire and forget: no task, but UntilDone still sends it, then
     // returns with nothing to wait for.
-    let mut ring: Ring<Refusals> = Ring::new(16)?;
+    let mut ring: Ring<Refusals> = ring(kind)?;
     let second = Payload::value(String::from("second"));
     let task = ring.msg_ring(&handle, Ctx::new(on_answer), second, Ctx::none());
     let mut state = Refusals::default();

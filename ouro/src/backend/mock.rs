@@ -88,14 +88,16 @@ impl MockOp<'_> {
             | Op::Fsync { fd, .. }
             | Op::Shutdown { fd, .. }
             | Op::SendMsg { fd, .. }
-            | Op::RecvMsg { fd, .. } => Some(*fd),
+            | Op::RecvMsg { fd, .. }
+            | Op::AcceptMulti { fd }
+            | Op::RecvMulti { fd, .. } => Some(*fd),
             Op::Close { fd } => fd.as_ref().map(|fd| fd.as_raw_fd()),
             _ => None,
         }
     }
 
-    /// The bytes a write or send would write (the first buffer's, for
-    /// vectored operations); empty for other operations.
+    /// The bytes a write or send would write; empty for every other
+    /// operation, vectored ones (writev, sendmsg) included.
     pub fn data(&self) -> &[u8] {
         match &*self.op {
             Op::Write { buf, .. } | Op::Send { buf, .. } => buf,
@@ -124,21 +126,17 @@ impl MockOp<'_> {
         }
     }
 
-    /// How many bytes a read or recv can take.
+    /// How many bytes a read or recv (multishot too) can take.
     pub fn room(&mut self) -> usize {
-        match self.op {
-            Op::Read { buf, .. } | Op::Recv { buf, .. } => buf.spare_parts().1,
-            _ => 0,
-        }
+        self.op.read_target().map_or(0, |(_, room)| room)
     }
 
     /// Copies as much of `data` as fits into a read or recv buffer (after
     /// what earlier `fill` calls put there) and returns the total so far, to
     /// be returned as `Reply::Value`.
     pub fn fill(&mut self, data: &[u8]) -> u32 {
-        let (ptr, room) = match self.op {
-            Op::Read { buf, .. } | Op::Recv { buf, .. } => buf.spare_parts(),
-            _ => return self.filled,
+        let Some((ptr, room)) = self.op.read_target() else {
+            return self.filled;
         };
         let at = self.filled as usize;
         let n = data.len().min(room.saturating_sub(at));
@@ -261,6 +259,16 @@ impl Mock {
             }
             // The fd is closed whatever the script says, so nothing leaks.
             drop(fd.take());
+        }
+        if let Op::RecvMulti { group, held, .. } = op {
+            // Like a kernel without multishot: one receive into a free buffer.
+            match group.take_free() {
+                Some(bid) => *held = Some(bid),
+                None => {
+                    self.schedule(user_data, Reply::Errno(libc::ENOBUFS), clock.now());
+                    return Started::Yes;
+                }
+            }
         }
         zero_spare(op);
         let mut view = MockOp { op, filled: 0 };
@@ -389,12 +397,11 @@ impl Mock {
     }
 }
 
-/// A read's spare region is zeroed first, so a script that claims more
-/// bytes than it filled never exposes uninitialised memory.
+/// A read's target is zeroed first, so a script that claims more bytes
+/// than it filled never exposes uninitialised memory.
 fn zero_spare(op: &mut Op) {
-    if let Op::Read { buf, .. } | Op::Recv { buf, .. } = op {
-        let (ptr, len) = buf.spare_parts();
-        // SAFETY: the spare region is `len` writable bytes owned by `buf`.
+    if let Some((ptr, len)) = op.read_target() {
+        // SAFETY: the target is `len` writable bytes the operation owns.
         unsafe { std::ptr::write_bytes(ptr, 0, len) };
     }
 }

@@ -11,8 +11,8 @@
 //!   backend's current `wait` returns promptly, or its next one does not
 //!   block. Wakes may merge; a wake may surface as a completion whose
 //!   `user_data` has the `INTERNAL` kind (the ring ignores those), or as
-//!   none. io_uring: an eventfd read by an internal request; mock: a
-//!   condvar; epoll: an eventfd in the interest list.
+//!   none. io_uring: an eventfd read by an internal request; readiness:
+//!   its `mio::Waker` (shared with its thread pool); mock: a condvar.
 //! - `doorbell_target` / `ring_doorbell` / `has_unsubmitted`: the io_uring
 //!   fast path, where a sending ring wakes a target with
 //!   `IORING_OP_MSG_RING` in its own submission queue. Other backends
@@ -24,17 +24,21 @@
 //!   make that fd readable at once (results are waiting in user space) or
 //!   after a delay (the nearest timer), and to submit what is queued.
 //!   io_uring: the ring fd itself (the ring is set up without
-//!   DEFER_TASKRUN, whose completions would not make it readable); epoll:
-//!   the epoll fd. Backends without one return `None`.
+//!   DEFER_TASKRUN, whose completions would not make it readable). The
+//!   readiness backend could offer its epoll/kqueue fd, with its waker for
+//!   `now` and a timer (timerfd, `EVFILT_TIMER`) for `after_ns`; until it
+//!   does, it and the mock return `None` and cannot be built pollable.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 
+use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::time::Clock;
 
 pub mod mock;
+pub(crate) mod poll;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
@@ -50,6 +54,11 @@ pub(crate) struct RawCompletion {
 /// Flag: more completions follow for the same task (io_uring's
 /// `IORING_CQE_F_MORE`, which every backend reports the same way).
 pub(crate) const MORE: u32 = 1 << 1;
+
+/// Flag: the completion took a buffer of a group, whose id is in the bits
+/// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
+pub(crate) const BUFFER: u32 = 1;
+pub(crate) const BUFFER_SHIFT: u32 = 16;
 
 /// Wakes a ring's backend from any thread: see the [module docs](self).
 pub(crate) trait Wake: Send + Sync {
@@ -69,19 +78,132 @@ pub(crate) enum Started {
     Failed(io::Error),
 }
 
+/// The largest ring io_uring allows; every backend takes the same range.
+const MAX_ENTRIES: u32 = 32768;
+
+/// Checks a ring size: 1 to 32768 on every backend.
+pub(crate) fn check_entries(entries: u32) -> io::Result<()> {
+    if entries == 0 || entries > MAX_ENTRIES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("ring entries must be between 1 and {MAX_ENTRIES}, not {entries}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Which backend a ring runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackendKind {
     /// io_uring (Linux 5.11 or later).
     Uring,
+    /// Readiness notification (epoll on Linux, kqueue on macOS and the
+    /// BSDs) with completions emulated on top, and a thread pool for file
+    /// operations: where io_uring is missing or forbidden.
+    Poll,
     /// The scripted mock, for unit tests.
     Mock,
+}
+
+impl BackendKind {
+    /// The variable that chooses the backend when the program does not.
+    pub const ENV_VAR: &'static str = "OURO_BACKEND";
+
+    /// The backend `OURO_BACKEND` names (`uring` or `poll`); `None` when it
+    /// is unset or empty, an `InvalidInput` error naming the valid values
+    /// for anything else.
+    pub fn from_env() -> io::Result<Option<BackendKind>> {
+        let Some(value) = std::env::var_os(Self::ENV_VAR) else {
+            return Ok(None);
+        };
+        match value.to_str() {
+            Some("") => Ok(None),
+            Some("uring") => Ok(Some(BackendKind::Uring)),
+            Some("poll") => Ok(Some(BackendKind::Poll)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}={value:?} names no backend: use `uring` or `poll` \
+                     (or leave it unset to use io_uring where it works)",
+                    Self::ENV_VAR
+                ),
+            )),
+        }
+    }
+}
+
+/// How a real ring is set up beyond its size.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    /// io_uring: share this ring's async work queue
+    /// (`IORING_SETUP_ATTACH_WQ`).
+    pub(crate) attach_wq: Option<RawFd>,
+    /// Another ring will poll this one (see `pollable_fd`).
+    pub(crate) pollable: bool,
+}
+
+/// Sets up the backend of a real ring: `kind`, or io_uring if it works and
+/// else the readiness backend, with the reason io_uring was not used.
+pub(crate) fn open(
+    kind: Option<BackendKind>,
+    entries: u32,
+    options: Options,
+) -> io::Result<(Backend, Option<io::Error>)> {
+    check_entries(entries)?;
+    if options.pollable && kind == Some(BackendKind::Poll) {
+        return Err(not_pollable());
+    }
+    match kind {
+        #[cfg(target_os = "linux")]
+        Some(BackendKind::Uring) => {
+            Ok((Backend::Uring(uring::Uring::new(entries, options)?), None))
+        }
+        Some(BackendKind::Poll) => Ok((Backend::Poll(poll::PollBackend::new(entries)?), None)),
+        Some(other) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the {other:?} backend is not available on this platform"),
+        )),
+        None => {
+            let reason = match uring_or_why(entries, options) {
+                Ok(backend) => return Ok((backend, None)),
+                Err(reason) if options.pollable => return Err(reason),
+                Err(reason) => reason,
+            };
+            tracing::warn!(reason = %reason, "io_uring is unavailable: using the readiness backend");
+            Ok((
+                Backend::Poll(poll::PollBackend::new(entries)?),
+                Some(reason),
+            ))
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn uring_or_why(entries: u32, options: Options) -> Result<Backend, io::Error> {
+    uring::Uring::new(entries, options).map(Backend::Uring)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_or_why(_entries: u32, _options: Options) -> Result<Backend, io::Error> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring exists only on Linux",
+    ))
+}
+
+/// Only io_uring rings can be polled by another ring so far.
+pub(crate) fn not_pollable() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "only io_uring rings can be made pollable (the readiness and mock backends cannot yet)",
+    )
 }
 
 pub(crate) enum Backend {
     #[cfg(target_os = "linux")]
     Uring(uring::Uring),
+    Poll(poll::PollBackend),
     Mock(mock::Mock),
 }
 
@@ -90,6 +212,7 @@ macro_rules! dispatch {
         match $self {
             #[cfg(target_os = "linux")]
             Backend::Uring($b) => $e,
+            Backend::Poll($b) => $e,
             Backend::Mock($b) => $e,
         }
     };
@@ -100,12 +223,14 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(_) => BackendKind::Uring,
+            Backend::Poll(_) => BackendKind::Poll,
             Backend::Mock(_) => BackendKind::Mock,
         }
     }
 
     /// Starts `op`, identified by `user_data` in its completion. The op's
     /// memory stays where it is (owned by the task) until that completion.
+    #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
         dispatch!(self, b => b.start(user_data, op, clock))
     }
@@ -128,7 +253,30 @@ impl Backend {
         dispatch!(self, b => b.wait(timeout, clock))
     }
 
+    /// Lets the backend share `group` with the kernel, if it can.
+    pub(crate) fn register_group(&mut self, group: &GroupInner) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.register_group(group),
+            // The readiness backend takes buffers from the free list.
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = group;
+            }
+        }
+    }
+
+    /// Takes a registered group back from the kernel (nothing may use it).
+    pub(crate) fn unregister_group(&mut self, group: &GroupInner) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.unregister_group(group),
+            Backend::Poll(_) | Backend::Mock(_) => {}
+        }
+        group.detach();
+    }
+
     /// Appends every available completion to `out`.
+    #[inline]
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         dispatch!(self, b => b.reap(out))
     }
@@ -144,7 +292,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.doorbell_target(),
-            Backend::Mock(_) => None,
+            Backend::Poll(_) | Backend::Mock(_) => None,
         }
     }
 
@@ -156,7 +304,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.ring_doorbell(target, user_data),
-            Backend::Mock(_) => false,
+            Backend::Poll(_) | Backend::Mock(_) => false,
         }
     }
 
@@ -166,7 +314,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.has_unsubmitted(),
-            Backend::Mock(_) => false,
+            Backend::Poll(_) | Backend::Mock(_) => false,
         }
     }
 
@@ -176,7 +324,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.pollable_fd(),
-            Backend::Mock(_) => None,
+            Backend::Poll(_) | Backend::Mock(_) => None,
         }
     }
 
@@ -186,7 +334,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.prepare_poll(now, after_ns),
-            Backend::Mock(_) => Ok(()),
+            Backend::Poll(_) | Backend::Mock(_) => Ok(()),
         }
     }
 
@@ -195,7 +343,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => Some(uring.fd()),
-            Backend::Mock(_) => None,
+            Backend::Poll(_) | Backend::Mock(_) => None,
         }
     }
 
@@ -204,6 +352,7 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => format!("io_uring ({})", uring.setup()),
+            Backend::Poll(poll) => format!("readiness ({} and a file thread pool)", poll.poller()),
             Backend::Mock(_) => "mock".to_string(),
         }
     }
@@ -211,7 +360,6 @@ impl Backend {
     pub(crate) fn mock_mut(&mut self) -> Option<&mut mock::Mock> {
         match self {
             Backend::Mock(mock) => Some(mock),
-            #[cfg(target_os = "linux")]
             _ => None,
         }
     }

@@ -1,8 +1,10 @@
 //! The io_uring backend, on the `io-uring` crate.
 //!
 //! Setup asks for the best the kernel offers — SINGLE_ISSUER with
-//! DEFER_TASKRUN (6.1), else COOP_TASKRUN (5.19), and SUBMIT_ALL (5.18) —
-//! and settles for less on older kernels; it needs EXT_ARG waits (5.11).
+//! DEFER_TASKRUN (6.1), else COOP_TASKRUN (5.19), with TASKRUN_FLAG (5.19:
+//! the kernel flags pending completion work, so a turn with nothing to
+//! submit or wait for skips the system call), and SUBMIT_ALL (5.18) — and
+//! settles for less on older kernels; it needs EXT_ARG waits (5.11).
 //! Each opcode is probed once; an operation the kernel lacks fails with a
 //! clear `Unsupported` error, except socket, bind, listen and shutdown,
 //! which never block and fall back to the plain system call.
@@ -14,9 +16,10 @@
 //! 5.18, but posting into a SINGLE_ISSUER/DEFER_TASKRUN ring from another
 //! thread was only made safe in the 6.2 cycle, and a flag is what can be
 //! probed. Doorbells complete on the sender only when they fail
-//! (`IOSQE_CQE_SKIP_SUCCESS`, 5.17). A ring meant to be polled by another is set up without
-//! DEFER_TASKRUN: with it, completions wait as task work until the owner
-//! enters the ring, and the ring fd does not become readable.
+//! (`IOSQE_CQE_SKIP_SUCCESS`, 5.17). A ring meant to be polled by another
+//! is set up without DEFER_TASKRUN: with it, completions wait as task work
+//! until the owner enters the ring, and the ring fd does not become
+//! readable.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -25,13 +28,11 @@ use std::sync::{Arc, OnceLock};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::{RawCompletion, Started, Wake};
+use super::{Options, RawCompletion, Started, Wake};
+use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
-
-/// The largest ring io_uring allows.
-const MAX_ENTRIES: u32 = 32768;
 
 /// `user_data` of the internal read that drains the waker's eventfd.
 const WAKE_READ: u64 = (user_data::INTERNAL as u64) << 56 | 1;
@@ -47,19 +48,9 @@ static WAKE_SINK: AtomicU64 = AtomicU64::new(0);
 /// Whether this kernel takes MSG_RING doorbells (probed once per process).
 static DOORBELLS: OnceLock<bool> = OnceLock::new();
 
-/// How a ring is set up beyond its size.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Options {
-    /// Share the async work queue of this ring (`IORING_SETUP_ATTACH_WQ`).
-    pub(crate) attach_wq: Option<RawFd>,
-    /// The ring fd will be polled by another ring: no DEFER_TASKRUN.
-    pub(crate) pollable: bool,
-}
-
 pub(crate) struct Uring {
     ring: IoUring,
-    /// One bit per opcode the kernel supports.
-    supported: [u64; 4],
+    opcodes: Opcodes,
     setup: &'static str,
     pollable: bool,
     doorbells: bool,
@@ -71,14 +62,13 @@ pub(crate) struct Uring {
     poll_timeout: Box<types::Timespec>,
 }
 
+/// The opcodes this kernel supports, one bit each; turns operations into
+/// submission entries.
+struct Opcodes([u64; 4]);
+
 impl Uring {
     pub(crate) fn new(entries: u32, options: Options) -> io::Result<Uring> {
-        if entries == 0 || entries > MAX_ENTRIES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("ring entries must be between 1 and {MAX_ENTRIES}, not {entries}"),
-            ));
-        }
+        super::check_entries(entries)?;
         let (mut ring, setup) = build(entries, options)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
@@ -94,14 +84,12 @@ impl Uring {
                 supported[usize::from(code / 64)] |= 1 << (code % 64);
             }
         }
-        let msg_ring = supported[usize::from(opcode::MsgRingData::CODE / 64)]
-            & (1 << (opcode::MsgRingData::CODE % 64))
-            != 0;
-        let doorbells = msg_ring && probe_doorbells(&mut ring);
+        let opcodes = Opcodes(supported);
+        let doorbells = opcodes.supports(opcode::MsgRingData::CODE) && probe_doorbells(&mut ring);
         tracing::debug!(entries, setup, doorbells, "io_uring ready");
         Ok(Uring {
             ring,
-            supported,
+            opcodes,
             setup,
             pollable: options.pollable,
             doorbells,
@@ -224,16 +212,26 @@ impl Uring {
         Ok(())
     }
 
+    // Inlined into each operation's method, where the op's variant is
+    // known, so that only its own submission is built there.
+    #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
-        if self.ring.submission().is_full() {
+        // One queue handle for the check and the push: each handle reads
+        // the kernel's head and publishes the tail when dropped.
+        let mut sq = self.ring.submission();
+        if sq.is_full() {
             return Started::Full;
         }
-        let entry = match self.prepare(op) {
+        let entry = match self.opcodes.prepare(op) {
             Prepared::Entry(entry) => entry.user_data(user_data),
             Prepared::Done(res) => return Started::Done(res),
             Prepared::Failed(err) => return Started::Failed(err),
         };
-        self.push(&entry)
+        // SAFETY: as in `push`.
+        match unsafe { sq.push(&entry) } {
+            Ok(()) => Started::Yes,
+            Err(_) => Started::Full,
+        }
     }
 
     pub(crate) fn cancel(&mut self, target: u64) -> bool {
@@ -270,6 +268,7 @@ impl Uring {
     pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
         self.ensure_wake_read()?;
         let result = match timeout {
+            Some(0) => self.poll(),
             None => self.ring.submit_and_wait(1),
             Some(ns) => {
                 let ts = timespec(ns);
@@ -283,6 +282,21 @@ impl Uring {
             Err(e) if is_busy(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Submits what is queued and brings in what has completed, without
+    /// waiting; enters the kernel only when there is something to submit or
+    /// the kernel flagged completion work to run (IORING_SQ_TASKRUN, or an
+    /// overflow) — a turn that only delivers user-space results (zero-delay
+    /// timers) costs no system call.
+    fn poll(&mut self) -> io::Result<usize> {
+        let sq = self.ring.submission();
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+            return Ok(0);
+        }
+        drop(sq);
+        // Enters with GETEVENTS when the kernel flagged work (see above).
+        self.ring.submit()
     }
 
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
@@ -311,8 +325,56 @@ impl Uring {
         }
     }
 
+    /// Shares `group` with the kernel as a provided buffer ring (5.19);
+    /// on failure it stays a free list that `start` takes from.
+    pub(crate) fn register_group(&mut self, group: &GroupInner) {
+        if !self.opcodes.has_multishot_accept() {
+            return;
+        }
+        let ring = group.kernel_ring();
+        // SAFETY: the ring's memory is page aligned, holds `count` entries
+        // and stays allocated until `unregister_group` (or, if operations
+        // are leaked, forever).
+        let registered = unsafe {
+            self.ring.submitter().register_buf_ring_with_flags(
+                GroupInner::ring_address(&ring),
+                group.count(),
+                group.id,
+                0,
+            )
+        };
+        match registered {
+            Ok(()) => group.set_kernel_ring(ring),
+            Err(e) => {
+                tracing::warn!(error = %e, "provided buffer ring refused; using a free list");
+                group.discard_kernel_ring(ring);
+            }
+        }
+    }
+
+    pub(crate) fn unregister_group(&mut self, group: &GroupInner) {
+        if group.is_kernel_ring() {
+            if let Err(e) = self.ring.submitter().unregister_buf_ring(group.id) {
+                tracing::warn!(error = %e, "unregistering a buffer ring failed");
+            }
+        }
+    }
+}
+
+impl Opcodes {
+    /// Multishot accept and provided buffer rings came with Linux 5.19,
+    /// which also brought `IORING_OP_SOCKET`: the probe shows the release.
+    fn has_multishot_accept(&self) -> bool {
+        self.supports(opcode::Socket::CODE)
+    }
+
+    /// Multishot receive came with Linux 6.0, as did `IORING_OP_SEND_ZC`.
+    fn has_multishot_recv(&self) -> bool {
+        self.supports(opcode::SendZc::CODE)
+    }
+
     fn supports(&self, code: u8) -> bool {
-        self.supported[usize::from(code / 64)] & (1 << (code % 64)) != 0
+        self.0[usize::from(code / 64)] & (1 << (code % 64)) != 0
     }
 
     fn require(&self, code: u8, name: &str, kernel: &str) -> Result<(), Prepared> {
@@ -325,13 +387,15 @@ impl Uring {
         )))
     }
 
-    fn prepare(&mut self, op: &mut Op) -> Prepared {
+    #[inline(always)]
+    fn prepare(&self, op: &mut Op) -> Prepared {
         match self.try_prepare(op) {
             Ok(prepared) | Err(prepared) => prepared,
         }
     }
 
-    fn try_prepare(&mut self, op: &mut Op) -> Result<Prepared, Prepared> {
+    #[inline(always)]
+    fn try_prepare(&self, op: &mut Op) -> Result<Prepared, Prepared> {
         use types::Fd;
         let entry = match op {
             Op::Noop => opcode::Nop::new().build(),
@@ -483,7 +547,7 @@ impl Uring {
                 flags,
             } => {
                 bufs.fill_iovecs(&mut msg.iov, false);
-                prepare_msghdr(msg, false);
+                msg.prepare(false);
                 opcode::SendMsg::new(Fd(*fd), &msg.hdr)
                     .flags(*flags as u32)
                     .build()
@@ -495,10 +559,38 @@ impl Uring {
                 flags,
             } => {
                 bufs.fill_iovecs(&mut msg.iov, true);
-                prepare_msghdr(msg, true);
+                msg.prepare(true);
                 opcode::RecvMsg::new(Fd(*fd), &mut msg.hdr)
                     .flags(*flags as u32)
                     .build()
+            }
+            Op::AcceptMulti { fd } => {
+                if self.has_multishot_accept() {
+                    opcode::AcceptMulti::new(Fd(*fd))
+                        .flags(libc::SOCK_CLOEXEC)
+                        .build()
+                } else {
+                    opcode::Accept::new(Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
+                        .flags(libc::SOCK_CLOEXEC)
+                        .build()
+                }
+            }
+            Op::RecvMulti { fd, group, held } => {
+                if group.is_kernel_ring() && self.has_multishot_recv() {
+                    opcode::RecvMulti::new(Fd(*fd), group.id).build()
+                } else if group.is_kernel_ring() {
+                    opcode::Recv::new(Fd(*fd), std::ptr::null_mut(), group.size() as u32)
+                        .buf_group(group.id)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT)
+                } else {
+                    let Some(bid) = group.take_free() else {
+                        return Ok(Prepared::Done(-libc::ENOBUFS));
+                    };
+                    *held = Some(bid);
+                    opcode::Recv::new(Fd(*fd), group.buffer_ptr(bid), clamp_len(group.size()))
+                        .build()
+                }
             }
             Op::Timer { .. }
             | Op::Cancel { .. }
@@ -516,25 +608,6 @@ enum Prepared {
     Entry(squeue::Entry),
     Done(i32),
     Failed(io::Error),
-}
-
-/// Points the header at the message's own iovecs and address buffer.
-fn prepare_msghdr(msg: &mut crate::op::MsgBuf, receiving: bool) {
-    if receiving {
-        msg.addr.clear();
-    }
-    let has_addr = receiving || msg.addr.len > 0;
-    msg.hdr.msg_name = if has_addr {
-        msg.addr.as_mut_ptr().cast()
-    } else {
-        std::ptr::null_mut()
-    };
-    msg.hdr.msg_namelen = if has_addr { msg.addr.len } else { 0 };
-    msg.hdr.msg_iov = msg.iov.as_mut_ptr();
-    msg.hdr.msg_iovlen = msg.iov.len() as _;
-    msg.hdr.msg_control = std::ptr::null_mut();
-    msg.hdr.msg_controllen = 0;
-    msg.hdr.msg_flags = 0;
 }
 
 /// Wakes a ring from any thread by adding to its eventfd.
@@ -621,21 +694,26 @@ fn build(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> 
 fn build_with(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> {
     type Setup = (&'static str, fn(&mut io_uring::Builder));
     const SETUPS: [Setup; 5] = [
-        ("single_issuer+defer_taskrun+submit_all", |b| {
+        ("single_issuer+defer_taskrun+taskrun_flag+submit_all", |b| {
             b.setup_single_issuer()
                 .setup_defer_taskrun()
+                .setup_taskrun_flag()
                 .setup_submit_all();
         }),
-        ("single_issuer+coop_taskrun+submit_all", |b| {
+        // For a pollable ring (see the module docs).
+        ("single_issuer+coop_taskrun+taskrun_flag+submit_all", |b| {
             b.setup_single_issuer()
                 .setup_coop_taskrun()
+                .setup_taskrun_flag()
                 .setup_submit_all();
         }),
-        ("coop_taskrun+submit_all", |b| {
-            b.setup_coop_taskrun().setup_submit_all();
+        ("coop_taskrun+taskrun_flag+submit_all", |b| {
+            b.setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .setup_submit_all();
         }),
-        ("coop_taskrun", |b| {
-            b.setup_coop_taskrun();
+        ("coop_taskrun+taskrun_flag", |b| {
+            b.setup_coop_taskrun().setup_taskrun_flag();
         }),
         ("plain", |_| {}),
     ];

@@ -26,9 +26,12 @@
 //!   whose sender writes the receiver's eventfd only when no wake-up is
 //!   outstanding (the coalescing ouro's mailbox does).
 //!
-//! Each measured run starts fresh threads (and rings), outside the clock;
-//! one unmeasured run of a tenth of the work warms each contestant up, and
-//! the order of the contestants rotates from run to run.
+//! Params: `{"pattern": "ping-pong"}` or `{"pattern": "one-way"}`; the
+//! contestants are compared with `crossbeam`. Each measured run starts
+//! fresh threads (and rings), outside the clock; one unmeasured run of a
+//! tenth of the work warms each contestant up, and the order of the
+//! contestants rotates from run to run. The ouro contestants use io_uring
+//! whatever `OURO_BACKEND` says.
 
 use std::collections::VecDeque;
 use std::io;
@@ -37,45 +40,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingBuilder, RingHandle, RunMode};
+use clap::Args;
+use ouro::{
+    BackendKind, Completion, Ctx, Outcome, Payload, Ring, RingBuilder, RingHandle, RunMode,
+};
+use serde_json::json;
 
-/// The workload's name in records.
-pub const WORKLOAD: &str = "msg";
+use super::{per_sec, Settings};
+use crate::record::{params, Results, Sample};
 
-/// What one run measures.
-#[derive(Clone, Copy, Debug)]
+const WORKLOAD: &str = "msg";
+
+/// Options of the `msg` workload.
+#[derive(Debug, Args)]
 pub struct Options {
     /// Round trips per ping-pong run.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub roundtrips: u64,
     /// Messages per one-way run.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub msgs: u64,
     /// Messages an ouro sender queues per turn, one-way.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            roundtrips: 100_000,
-            msgs: 2_000_000,
-            batch: 256,
-        }
-    }
-}
-
-/// One value measured in one run.
-#[derive(Clone, Debug)]
-pub struct Record {
-    pub contestant: &'static str,
-    pub metric: &'static str,
-    pub value: f64,
-    /// `(name, value)` pairs, e.g. `("pattern", "one-way")`.
-    pub params: Vec<(&'static str, String)>,
-}
-
-/// The contestants, in their default order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Contestant {
+enum Contestant {
     OuroMsgRing,
     OuroMailbox,
     Crossbeam,
@@ -83,14 +74,14 @@ pub enum Contestant {
 }
 
 impl Contestant {
-    pub const ALL: [Contestant; 4] = [
+    const ALL: [Contestant; 4] = [
         Contestant::OuroMsgRing,
         Contestant::OuroMailbox,
         Contestant::Crossbeam,
         Contestant::Eventfd,
     ];
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Contestant::OuroMsgRing => "ouro-msgring",
             Contestant::OuroMailbox => "ouro-mailbox",
@@ -125,45 +116,42 @@ struct PingPong {
     rtts: Vec<u64>,
 }
 
-/// Warms every contestant up with a tenth of the work (unmeasured).
-pub fn warm_up(options: &Options, contestants: &[Contestant]) -> io::Result<()> {
-    for &contestant in contestants {
+/// Measures both patterns `runs` times, interleaving the contestants.
+pub fn measure(options: &Options, settings: &Settings, results: &mut Results) -> io::Result<()> {
+    results.compare_against(WORKLOAD, Contestant::Crossbeam.name());
+    for contestant in settings.order(&Contestant::ALL, Contestant::name, 0) {
         contestant.ping_pong((options.roundtrips / 10).max(1))?;
         contestant.one_way((options.msgs / 10).max(1), options.batch)?;
     }
+    for run in 0..settings.runs {
+        for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
+            let PingPong { elapsed, mut rtts } = contestant.ping_pong(options.roundtrips)?;
+            rtts.sort_unstable();
+            let sample = |metric, value| Sample {
+                workload: WORKLOAD,
+                contestant: contestant.name(),
+                params: params([("pattern", json!("ping-pong"))]),
+                metric,
+                value,
+            };
+            results.record(sample(
+                "roundtrips_per_sec",
+                per_sec(options.roundtrips, elapsed),
+            ));
+            results.record(sample("p50_ns", rtts[rtts.len() / 2] as f64));
+        }
+        for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
+            let elapsed = contestant.one_way(options.msgs, options.batch)?;
+            results.record(Sample {
+                workload: WORKLOAD,
+                contestant: contestant.name(),
+                params: params([("pattern", json!("one-way"))]),
+                metric: "msgs_per_sec",
+                value: per_sec(options.msgs, elapsed),
+            });
+        }
+    }
     Ok(())
-}
-
-/// One measured run of every contestant, in the given order.
-pub fn measure_run(options: &Options, contestants: &[Contestant]) -> io::Result<Vec<Record>> {
-    let mut records = Vec::new();
-    for &contestant in contestants {
-        let PingPong { elapsed, mut rtts } = contestant.ping_pong(options.roundtrips)?;
-        let params = vec![("pattern", "ping-pong".to_string())];
-        records.push(Record {
-            contestant: contestant.name(),
-            metric: "roundtrips_per_sec",
-            value: options.roundtrips as f64 / elapsed.as_secs_f64(),
-            params: params.clone(),
-        });
-        rtts.sort_unstable();
-        records.push(Record {
-            contestant: contestant.name(),
-            metric: "p50_ns",
-            value: rtts[rtts.len() / 2] as f64,
-            params,
-        });
-    }
-    for &contestant in contestants {
-        let elapsed = contestant.one_way(options.msgs, options.batch)?;
-        records.push(Record {
-            contestant: contestant.name(),
-            metric: "msgs_per_sec",
-            value: options.msgs as f64 / elapsed.as_secs_f64(),
-            params: vec![("pattern", "one-way".to_string())],
-        });
-    }
-    Ok(records)
 }
 
 fn elapsed_ns(since: Instant) -> u64 {
@@ -171,7 +159,10 @@ fn elapsed_ns(since: Instant) -> u64 {
 }
 
 fn builder(msg_ring: bool) -> RingBuilder {
-    Ring::builder().entries(256).msg_ring(msg_ring)
+    Ring::builder()
+        .backend(BackendKind::Uring)
+        .entries(256)
+        .msg_ring(msg_ring)
 }
 
 // -- ouro ---------------------------------------------------------------------

@@ -1,0 +1,118 @@
+//! The workloads, one module each. A workload measures every contestant
+//! once per run, back to back, rotating which goes first from run to run,
+//! and records one [`Sample`](crate::record::Sample) per contestant, params
+//! and metric and run.
+
+use std::io;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::record::Results;
+
+pub mod echo;
+pub mod msg;
+pub mod nop;
+pub mod timers;
+
+/// How every workload runs: how often, and which contestants.
+#[derive(Debug, Args)]
+pub struct Settings {
+    /// Measured runs per contestant and params; the median is reported.
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    /// Measure only these contestants (a comma-separated list; e.g. to
+    /// profile one of them). Ratios need the reference contestant too.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+impl Settings {
+    /// Whether `contestant` is to be measured.
+    pub fn includes(&self, contestant: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|name| name == contestant)
+    }
+
+    /// The contestants of `all` to measure in `run`: filtered by `--only`
+    /// and rotated by `run`, so that no contestant always goes first (on a
+    /// cold cache, or right after another one warmed the CPU up).
+    pub fn order<T: Copy>(&self, all: &[T], name: fn(T) -> &'static str, run: u32) -> Vec<T> {
+        let mut chosen: Vec<T> = all
+            .iter()
+            .copied()
+            .filter(|&c| self.includes(name(c)))
+            .collect();
+        if !chosen.is_empty() {
+            let len = chosen.len();
+            chosen.rotate_left(run as usize % len);
+        }
+        chosen
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Subcommand)]
+pub enum Workload {
+    /// NOPs through ouro against a raw io-uring loop: the cost of ouro's
+    /// layer per operation, in ops_per_sec, with 1, 32 and 256 in flight.
+    Nop(nop::Options),
+    /// Zero-delay timers through ouro, in ops_per_sec: they never reach the
+    /// kernel.
+    Timers(timers::Options),
+    /// A TCP echo server over loopback in ouro-poll (readiness backend),
+    /// ouro-uring and tokio (current-thread): rps and server CPU per request.
+    Echo(echo::Options),
+    /// Handing work between two threads: ouro's messages (MSG_RING and
+    /// eventfd wake-ups), crossbeam-channel and eventfd; round trips
+    /// (roundtrips_per_sec, p50_ns) and one-way msgs_per_sec.
+    Msg(msg::Options),
+}
+
+impl Workload {
+    /// Measures the workload as `settings` say, into `results`.
+    pub fn measure(&self, settings: &Settings, results: &mut Results) -> io::Result<()> {
+        match self {
+            Workload::Nop(options) => nop::measure(options, settings, results),
+            Workload::Timers(options) => timers::measure(options, settings, results),
+            Workload::Echo(options) => echo::measure(options, settings, results),
+            Workload::Msg(options) => msg::measure(options, settings, results),
+        }
+    }
+}
+
+pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(only: &[&str]) -> Settings {
+        Settings {
+            runs: 1,
+            only: only.iter().map(|name| name.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn each_contestant_goes_first_in_turn() {
+        let all = settings(&[]);
+        let name = |c: &'static str| c;
+        assert_eq!(all.order(&["raw", "ouro"], name, 0), ["raw", "ouro"]);
+        assert_eq!(all.order(&["raw", "ouro"], name, 1), ["ouro", "raw"]);
+        assert_eq!(all.order(&["raw", "ouro"], name, 2), ["raw", "ouro"]);
+    }
+
+    #[test]
+    fn only_keeps_the_named_contestants() {
+        let name = |c: &'static str| c;
+        assert_eq!(
+            settings(&["ouro"]).order(&["raw", "ouro"], name, 1),
+            ["ouro"]
+        );
+        assert!(settings(&["tokio"])
+            .order(&["raw", "ouro"], name, 0)
+            .is_empty());
+    }
+}

@@ -1,0 +1,799 @@
+//! The readiness backend: completions emulated on readiness notification
+//! (epoll on Linux, kqueue on macOS and the BSDs, both through `mio`), for
+//! systems where io_uring is missing or forbidden.
+//!
+//! It has the io_uring backend's shape and returns the same raw results, so
+//! the ring builds identical outcomes. An operation started here is queued
+//! (nothing reaches the kernel until the ring waits or flushes, as with
+//! io_uring); then, in order, each one is attempted once without blocking
+//! (`MSG_DONTWAIT`, `RWF_NOWAIT`, non-blocking accept/connect). If it is not
+//! possible yet it waits on its fd's readiness and is attempted again when
+//! the fd becomes ready, until it finishes. Calls that block without ever
+//! being "not ready" (open, stat, fsync, reads and writes of regular files)
+//! go to a small thread pool whose results come back as completions.
+//!
+//! Registrations are edge-triggered and re-armed (`EPOLL_CTL_MOD`) each time
+//! an operation starts waiting: ouro does not own the fds it is given, so it
+//! cannot know whether fd 7 is still the file it registered; re-arming
+//! notices a closed and reused fd (`ENOENT`, then add) and reports current
+//! readiness, so no wake-up is ever lost. A read that last found its fd
+//! empty skips the attempt and waits at once (a hint per fd, harmless when
+//! stale), so a request-response connection costs one re-arm instead of a
+//! failed read per request.
+
+mod pool;
+mod sys;
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Token};
+
+use self::pool::Pool;
+use self::sys::{Attempt, Call, Connecting, IoVecs, Rw};
+use super::{RawCompletion, Started, Wake, MORE};
+use crate::op::Op;
+use crate::task::user_data;
+use crate::time::Clock;
+
+/// The token of the waker (pool results, messages from other threads);
+/// every other token is an fd.
+const WAKER: Token = Token(usize::MAX);
+
+const NIL: u32 = u32::MAX;
+
+/// Results a multishot operation delivers in a row before the others get
+/// a turn.
+const MAX_SHOTS: usize = 32;
+
+/// Where an operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Free,
+    /// Started, not attempted yet.
+    Queued,
+    /// In its fd's list of waiters, for `interest`.
+    Waiting {
+        fd: RawFd,
+        interest: Interest,
+    },
+    /// On a pool thread (or in its queue).
+    Pool,
+}
+
+/// An operation in flight, kept at its task's slot index.
+struct Request {
+    user_data: u64,
+    place: Place,
+    /// The next request waiting on the same fd.
+    next: u32,
+    call: Call,
+}
+
+impl Request {
+    const FREE: Request = Request {
+        user_data: 0,
+        place: Place::Free,
+        next: NIL,
+        call: Call::Noop,
+    };
+}
+
+/// What the backend knows of an fd it waits on.
+#[derive(Clone, Copy)]
+struct FdState {
+    /// First request waiting on it.
+    head: u32,
+    /// Whether it is (as far as we know) in the poller.
+    registered: bool,
+    /// The last first attempt of a read found it empty: reads wait for
+    /// readiness without trying first...
+    read_would_block: bool,
+    /// ...except every `PROBE_EVERY`th, which tries, in case data now
+    /// tends to be there already (a stream rather than request-response).
+    skipped_tries: u8,
+    /// Reads and writes at the current position in the pool: later ones
+    /// follow them there, so that they happen in order.
+    in_pool_at_position: u32,
+}
+
+impl FdState {
+    const NEW: FdState = FdState {
+        head: NIL,
+        registered: false,
+        read_would_block: false,
+        skipped_tries: 0,
+        in_pool_at_position: 0,
+    };
+
+    /// Whether a read should wait without trying first.
+    fn skip_try(&mut self) -> bool {
+        if !self.read_would_block {
+            return false;
+        }
+        self.skipped_tries += 1;
+        if self.skipped_tries < PROBE_EVERY {
+            return true;
+        }
+        self.skipped_tries = 0;
+        false
+    }
+}
+
+/// How often a read on an fd that was empty last time tries first anyway.
+const PROBE_EVERY: u8 = 8;
+
+pub(crate) struct PollBackend {
+    poll: mio::Poll,
+    events: Events,
+    requests: Vec<Request>,
+    /// Started and not attempted yet, in order.
+    queued: VecDeque<u32>,
+    /// How many operations may be queued at once: the ring's size, like
+    /// io_uring's submission queue (the ring keeps the rest until `flush`).
+    entries: usize,
+    fds: Vec<FdState>,
+    done: Vec<RawCompletion>,
+    pool: Pool,
+    /// The last wait returned without polling because results were ready;
+    /// the next one polls, so ready fds are never starved.
+    skipped_poll: bool,
+    /// Wakes `wait` from other threads: the pool, and messages.
+    waker: Arc<mio::Waker>,
+}
+
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        if let Err(err) = mio::Waker::wake(self) {
+            tracing::error!(error = %err, "waking a ring failed");
+        }
+    }
+}
+
+impl PollBackend {
+    pub(crate) fn new(entries: u32) -> io::Result<PollBackend> {
+        let poll = mio::Poll::new()?;
+        // The pool wakes `wait` when results are ready; messages from other
+        // threads share this waker.
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let pool_waker = waker.clone();
+        let pool = Pool::new(Box::new(move || Wake::wake(&*pool_waker)));
+        let capacity = (entries as usize).clamp(64, 1024);
+        tracing::debug!(entries, poller = POLLER, "readiness backend ready");
+        Ok(PollBackend {
+            poll,
+            events: Events::with_capacity(capacity),
+            requests: Vec::with_capacity(entries as usize * 2),
+            queued: VecDeque::with_capacity(entries as usize),
+            entries: entries as usize,
+            fds: Vec::new(),
+            done: Vec::with_capacity(capacity),
+            pool,
+            skipped_poll: false,
+            waker,
+        })
+    }
+
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        Ok(self.waker.clone())
+    }
+
+    /// The system's poller, for diagnostics.
+    pub(crate) fn poller(&self) -> &'static str {
+        POLLER
+    }
+
+    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
+        if self.queued.len() >= self.entries {
+            return Started::Full;
+        }
+        let call = match prepare(op) {
+            Ok(call) => call,
+            Err(res) => return Started::Done(res),
+        };
+        let index = user_data::index(user_data) as usize;
+        if index >= self.requests.len() {
+            self.requests.resize_with(index + 1, || Request::FREE);
+        }
+        self.requests[index] = Request {
+            user_data,
+            place: Place::Queued,
+            next: NIL,
+            call,
+        };
+        self.queued.push_back(index as u32);
+        Started::Yes
+    }
+
+    /// Cancels a waiting operation at once (`ECANCELED`) and a queued pool
+    /// job; one already running finishes with its own result. Operations
+    /// started before the cancel request are attempted first, as io_uring
+    /// issues them before it.
+    pub(crate) fn cancel(&mut self, target: u64) -> bool {
+        self.run_queued();
+        let index = user_data::index(target);
+        let Some(request) = self.requests.get(index as usize) else {
+            return true;
+        };
+        if request.user_data != target {
+            return true;
+        }
+        match request.place {
+            Place::Waiting { fd, .. } => {
+                self.unlink(index, fd);
+                self.complete(index, -libc::ECANCELED);
+            }
+            Place::Pool if self.pool.cancel(target) => {
+                self.left_pool(index);
+                self.complete(index, -libc::ECANCELED);
+            }
+            Place::Pool | Place::Free | Place::Queued => {}
+        }
+        true
+    }
+
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        self.run_queued();
+        Ok(true)
+    }
+
+    pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
+        self.run_queued();
+        self.take_pool_results();
+        let ready = !self.done.is_empty();
+        if ready && !self.skipped_poll {
+            self.skipped_poll = true;
+            return Ok(());
+        }
+        self.skipped_poll = false;
+        let timeout = if ready {
+            Some(Duration::ZERO)
+        } else {
+            timeout.map(Duration::from_nanos)
+        };
+        let mut events = mem::replace(&mut self.events, Events::with_capacity(0));
+        let polled = self.poll.poll(&mut events, timeout);
+        for event in events.iter() {
+            if event.token() != WAKER {
+                self.on_event(event.token().0 as RawFd, event);
+            }
+        }
+        self.events = events;
+        self.take_pool_results();
+        match polled {
+            Err(err) if err.kind() != io::ErrorKind::Interrupted => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        self.take_pool_results();
+        out.append(&mut self.done);
+    }
+
+    /// Attempts every queued operation, in order.
+    fn run_queued(&mut self) {
+        while let Some(index) = self.queued.pop_front() {
+            if self.requests[index as usize].place == Place::Queued {
+                self.first_attempt(index);
+            }
+        }
+    }
+
+    fn first_attempt(&mut self, index: u32) {
+        if let Some(fd) = at_position(&self.requests[index as usize].call) {
+            if self.fd_state(fd).in_pool_at_position > 0 {
+                return self.hand_to_pool(index);
+            }
+        }
+        let hinted = read_hint(&self.requests[index as usize].call);
+        if let Some(fd) = hinted {
+            if self.fd_state(fd).skip_try() {
+                return self.wait_for(index, fd, Interest::READABLE);
+            }
+        }
+        let (attempt, _) = self.attempt(index);
+        if let Some(fd) = hinted {
+            self.fd_state(fd).read_would_block = matches!(attempt, Attempt::Wait(..));
+        }
+        self.settle(index, attempt);
+    }
+
+    /// Attempts a request; a multishot one again after each result it
+    /// delivers, up to a limit (then it must wait, re-armed, for its turn:
+    /// the second value says so).
+    fn attempt(&mut self, index: u32) -> (Attempt, bool) {
+        for _ in 0..MAX_SHOTS {
+            let request = &mut self.requests[index as usize];
+            match sys::attempt(&mut request.call) {
+                Attempt::Shot(res, flags) => self.done.push(RawCompletion {
+                    user_data: request.user_data,
+                    res,
+                    flags: flags | MORE,
+                }),
+                attempt => return (attempt, false),
+            }
+        }
+        let attempt = match self.requests[index as usize].call {
+            Call::AcceptMulti { fd } | Call::RecvMulti { fd, .. } => {
+                Attempt::Wait(fd, Interest::READABLE)
+            }
+            _ => Attempt::Done(-libc::EINVAL),
+        };
+        (attempt, true)
+    }
+
+    fn settle(&mut self, index: u32, attempt: Attempt) {
+        match attempt {
+            Attempt::Done(res) | Attempt::Shot(res, _) => self.complete(index, res),
+            Attempt::Wait(fd, interest) => self.wait_for(index, fd, interest),
+            Attempt::Pool => self.hand_to_pool(index),
+        }
+    }
+
+    fn complete(&mut self, index: u32, res: i32) {
+        let request = &mut self.requests[index as usize];
+        request.place = Place::Free;
+        request.call = Call::Noop;
+        self.done.push(RawCompletion {
+            user_data: request.user_data,
+            res,
+            flags: 0,
+        });
+    }
+
+    fn hand_to_pool(&mut self, index: u32) {
+        let order = at_position(&self.requests[index as usize].call);
+        let request = &mut self.requests[index as usize];
+        request.place = Place::Pool;
+        if let Err(res) = self.pool.submit(request.user_data, request.call, order) {
+            return self.complete(index, res);
+        }
+        if let Some(fd) = order {
+            self.fd_state(fd).in_pool_at_position += 1;
+        }
+    }
+
+    /// Takes the pool's results: the requests are done.
+    fn take_pool_results(&mut self) {
+        if self.pool.in_flight() == 0 {
+            return;
+        }
+        let first = self.done.len();
+        self.pool.take_done(&mut self.done);
+        for i in first..self.done.len() {
+            let index = user_data::index(self.done[i].user_data);
+            self.left_pool(index);
+            let request = &mut self.requests[index as usize];
+            request.place = Place::Free;
+            request.call = Call::Noop;
+        }
+    }
+
+    /// Bookkeeping of a request that left the pool (done or taken back).
+    fn left_pool(&mut self, index: u32) {
+        if let Some(fd) = at_position(&self.requests[index as usize].call) {
+            self.fds[fd as usize].in_pool_at_position -= 1;
+        }
+    }
+
+    fn fd_state(&mut self, fd: RawFd) -> &mut FdState {
+        let i = fd as usize;
+        if i >= self.fds.len() {
+            self.fds.resize(i + 1, FdState::NEW);
+        }
+        &mut self.fds[i]
+    }
+
+    /// Puts a request on `fd`'s waiting list and (re-)arms the fd for
+    /// everything its waiters need.
+    fn wait_for(&mut self, index: u32, fd: RawFd, interest: Interest) {
+        if fd < 0 {
+            return self.complete(index, -libc::EBADF);
+        }
+        self.link(index, fd, interest);
+        let wanted = self.interest_of(fd);
+        if let Err(res) = self.arm(fd, wanted) {
+            self.unlink(index, fd);
+            self.unpollable(index, fd, interest, res);
+        }
+    }
+
+    /// A request whose fd cannot be polled: `EPERM` means a regular file
+    /// or directory, which is always ready and may block; anything else is
+    /// the operation's error.
+    fn unpollable(&mut self, index: u32, fd: RawFd, interest: Interest, res: i32) {
+        if res != -libc::EPERM {
+            return self.complete(index, res);
+        }
+        let call = &mut self.requests[index as usize].call;
+        match call {
+            Call::Read { .. } | Call::Write { .. } => {
+                // A file is never "empty": the next read tries at once (the
+                // page cache may serve it).
+                self.fd_state(fd).read_would_block = false;
+                self.hand_to_pool(index);
+            }
+            Call::Splice {
+                fd_in,
+                fd_out,
+                wait_out,
+                ..
+            } => {
+                // Wait on the other end, which must be a pipe; if it is
+                // the same file, the call can only block.
+                let other = if fd == *fd_in { *fd_out } else { *fd_in };
+                if other == fd {
+                    return self.hand_to_pool(index);
+                }
+                let other_interest = if other == *fd_out {
+                    Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                *wait_out = other != *fd_out;
+                self.link(index, other, other_interest);
+                let wanted = self.interest_of(other);
+                if self.arm(other, wanted).is_err() {
+                    self.unlink(index, other);
+                    self.hand_to_pool(index);
+                }
+            }
+            // io_uring waits forever for such a poll (until cancelled): so
+            // does the request, on the list without a registration.
+            Call::Poll { .. } => self.link(index, fd, interest),
+            _ => self.complete(index, res),
+        }
+    }
+
+    fn link(&mut self, index: u32, fd: RawFd, interest: Interest) {
+        let head = self.fd_state(fd).head;
+        let request = &mut self.requests[index as usize];
+        request.place = Place::Waiting { fd, interest };
+        request.next = head;
+        self.fds[fd as usize].head = index;
+    }
+
+    fn unlink(&mut self, index: u32, fd: RawFd) {
+        let next = self.requests[index as usize].next;
+        let state = &mut self.fds[fd as usize];
+        if state.head == index {
+            state.head = next;
+            return;
+        }
+        let mut at = state.head;
+        while at != NIL {
+            let request = &mut self.requests[at as usize];
+            if request.next == index {
+                request.next = next;
+                return;
+            }
+            at = request.next;
+        }
+    }
+
+    fn interest_of(&self, fd: RawFd) -> Interest {
+        let mut wanted: Option<Interest> = None;
+        let mut at = self.fds[fd as usize].head;
+        while at != NIL {
+            let request = &self.requests[at as usize];
+            if let Place::Waiting { interest, .. } = request.place {
+                wanted = Some(wanted.map_or(interest, |w| w | interest));
+            }
+            at = request.next;
+        }
+        wanted.unwrap_or(Interest::READABLE)
+    }
+
+    /// Registers `fd` for `interest`, or re-arms its registration; the
+    /// poller reports the fd at once if it is ready already.
+    fn arm(&mut self, fd: RawFd, interest: Interest) -> Result<(), i32> {
+        let registry = self.poll.registry();
+        let token = Token(fd as usize);
+        let state = &mut self.fds[fd as usize];
+        let result = if state.registered {
+            match registry.reregister(&mut SourceFd(&fd), token, interest) {
+                // Closed (and maybe reused) since: register it afresh.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    registry.register(&mut SourceFd(&fd), token, interest)
+                }
+                other => other,
+            }
+        } else {
+            match registry.register(&mut SourceFd(&fd), token, interest) {
+                // Registered before and forgotten (an fd we stopped
+                // tracking): re-arm it.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    registry.reregister(&mut SourceFd(&fd), token, interest)
+                }
+                other => other,
+            }
+        };
+        state.registered = result.is_ok();
+        result.map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    /// Attempts again what waits on `fd` for the readiness `event` reports.
+    fn on_event(&mut self, fd: RawFd, event: &mio::event::Event) {
+        let Some(state) = self.fds.get(fd as usize) else {
+            return;
+        };
+        if state.head == NIL {
+            // Nobody waits (they finished or were cancelled): stop the
+            // edge-triggered registration from waking the loop again.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            self.fds[fd as usize].registered = false;
+            return;
+        }
+        let failed = event.is_error();
+        let readable =
+            failed || event.is_readable() || event.is_read_closed() || event.is_priority();
+        let writable = failed || event.is_writable() || event.is_write_closed();
+        let mut at = state.head;
+        while at != NIL {
+            let request = &self.requests[at as usize];
+            let next = request.next;
+            if let Place::Waiting { interest, .. } = request.place {
+                let woken = (readable && (interest.is_readable() || interest.is_priority()))
+                    || (writable && interest.is_writable());
+                if woken {
+                    self.retry(at, fd, interest);
+                }
+            }
+            at = next;
+        }
+    }
+
+    /// Attempts a waiting request again after its fd became ready.
+    fn retry(&mut self, index: u32, fd: RawFd, interest: Interest) {
+        let (attempt, limited) = self.attempt(index);
+        match attempt {
+            // Still not ready: the edge-triggered registration stays armed
+            // for it, and the next change of state wakes it again. A
+            // multishot call stopped by its limit is re-armed instead.
+            Attempt::Wait(again, wanted) if again == fd && wanted == interest && !limited => {}
+            attempt => {
+                self.unlink(index, fd);
+                self.settle(index, attempt);
+            }
+        }
+    }
+}
+
+impl Drop for PollBackend {
+    fn drop(&mut self) {
+        if self.pool.in_flight() > 0 {
+            tracing::debug!(
+                jobs = self.pool.in_flight(),
+                "dropping the readiness backend with pool jobs running"
+            );
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+const POLLER: &str = "epoll";
+#[cfg(not(target_os = "linux"))]
+const POLLER: &str = "kqueue";
+
+/// The fd of a read or write at the fd's current position (whose order
+/// matters).
+fn at_position(call: &Call) -> Option<RawFd> {
+    match call {
+        Call::Read { fd, offset, .. } | Call::Write { fd, offset, .. }
+            if *offset < 0 && *fd >= 0 =>
+        {
+            Some(*fd)
+        }
+        _ => None,
+    }
+}
+
+/// The fd of a read that keeps the per-fd "was empty" hint.
+fn read_hint(call: &Call) -> Option<RawFd> {
+    match call {
+        Call::Recv { fd, .. } | Call::Read { fd, .. } if *fd >= 0 => Some(*fd),
+        _ => None,
+    }
+}
+
+/// Captures an operation's arguments, pointing into memory it owns.
+fn prepare(op: &mut Op) -> Result<Call, i32> {
+    let offset = |o: u64| o as i64;
+    let call = match op {
+        Op::Noop => Call::Noop,
+        Op::Accept { fd, addr } => {
+            addr.clear();
+            Call::Accept {
+                fd: *fd,
+                addr: addr.as_mut_ptr(),
+                len: &mut addr.len,
+            }
+        }
+        Op::Connect { fd, addr } => Call::Connect {
+            fd: *fd,
+            addr: addr.as_ptr(),
+            len: addr.len,
+            state: Connecting::Start,
+        },
+        Op::Bind { fd, addr } => Call::Bind {
+            fd: *fd,
+            addr: addr.as_ptr(),
+            len: addr.len,
+        },
+        Op::Listen { fd, backlog } => Call::Listen {
+            fd: *fd,
+            backlog: *backlog,
+        },
+        Op::Socket {
+            domain,
+            ty,
+            protocol,
+        } => Call::Socket {
+            domain: *domain,
+            ty: *ty,
+            protocol: *protocol,
+        },
+        Op::Send { fd, buf, flags } => {
+            let (ptr, len) = buf.raw_parts();
+            Call::Send {
+                fd: *fd,
+                ptr,
+                len,
+                flags: *flags,
+            }
+        }
+        Op::Recv { fd, buf, flags } => {
+            let (ptr, len) = buf.spare_parts();
+            Call::Recv {
+                fd: *fd,
+                ptr,
+                len,
+                flags: *flags,
+            }
+        }
+        Op::Read { fd, buf, offset: o } => {
+            let (ptr, len) = buf.spare_parts();
+            Call::Read {
+                fd: *fd,
+                iov: IoVecs::one(ptr, len),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Write { fd, buf, offset: o } => {
+            let (ptr, len) = buf.raw_parts();
+            Call::Write {
+                fd: *fd,
+                iov: IoVecs::one(ptr, len),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Readv {
+            fd,
+            bufs,
+            iov,
+            offset: o,
+        } => {
+            bufs.fill_iovecs(iov, true);
+            Call::Read {
+                fd: *fd,
+                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Writev {
+            fd,
+            bufs,
+            iov,
+            offset: o,
+        } => {
+            bufs.fill_iovecs(iov, false);
+            Call::Write {
+                fd: *fd,
+                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Close { fd } => {
+            let owned = fd.take().ok_or(-libc::EBADF)?;
+            Call::Close {
+                fd: owned.into_raw_fd(),
+            }
+        }
+        Op::Poll { fd, mask } => Call::Poll {
+            fd: *fd,
+            mask: *mask,
+        },
+        Op::Open {
+            dir,
+            path,
+            flags,
+            mode,
+        } => Call::Open {
+            dir: *dir,
+            path: path.as_ptr().cast(),
+            flags: *flags,
+            mode: *mode,
+        },
+        Op::Stat {
+            dir,
+            path,
+            flags,
+            out,
+        } => Call::Stat {
+            dir: *dir,
+            path: path.as_ptr().cast(),
+            flags: *flags,
+            out: &mut **out,
+        },
+        Op::Fsync { fd, datasync } => Call::Fsync {
+            fd: *fd,
+            datasync: *datasync,
+        },
+        Op::Splice {
+            fd_in,
+            off_in,
+            fd_out,
+            off_out,
+            len,
+            flags,
+        } => Call::Splice {
+            fd_in: *fd_in,
+            off_in: *off_in,
+            fd_out: *fd_out,
+            off_out: *off_out,
+            len: *len,
+            flags: *flags,
+            wait_out: false,
+        },
+        Op::Shutdown { fd, how } => Call::Shutdown { fd: *fd, how: *how },
+        Op::SendMsg {
+            fd,
+            bufs,
+            msg,
+            flags,
+        } => {
+            bufs.fill_iovecs(&mut msg.iov, false);
+            msg.prepare(false);
+            Call::SendMsg {
+                fd: *fd,
+                msg: &msg.hdr,
+                flags: *flags,
+            }
+        }
+        Op::RecvMsg {
+            fd,
+            bufs,
+            msg,
+            flags,
+        } => {
+            bufs.fill_iovecs(&mut msg.iov, true);
+            msg.prepare(true);
+            Call::RecvMsg {
+                fd: *fd,
+                msg: &mut msg.hdr,
+                flags: *flags,
+            }
+        }
+        Op::AcceptMulti { fd } => Call::AcceptMulti { fd: *fd },
+        Op::RecvMulti { fd, group, .. } => Call::RecvMulti {
+            fd: *fd,
+            group: std::rc::Rc::as_ptr(group),
+        },
+        Op::Timer { .. }
+        | Op::Cancel { .. }
+        | Op::CancelAll { .. }
+        | Op::MsgRing { .. }
+        | Op::StopThread { .. } => return Err(-libc::EINVAL),
+    };
+    Ok(call)
+}

@@ -1,0 +1,211 @@
+//! Linux: `accept4`, `preadv2`/`pwritev2` with `RWF_NOWAIT` (one attempt
+//! that never blocks, on any fd, whatever its flags), `statx`, `splice`.
+
+use std::os::fd::RawFd;
+
+use mio::Interest;
+
+use super::{poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
+
+/// How a read or write is attempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::backend::poll) enum Rw {
+    /// `RWF_NOWAIT`: fails with `EAGAIN` instead of blocking, also on
+    /// regular files whose data is not cached (those then go to the pool).
+    NoWait,
+    /// For fds that refuse `RWF_NOWAIT` (some character devices): wait for
+    /// readiness, then make the plain call.
+    AfterReadiness,
+}
+
+impl Rw {
+    pub(in crate::backend::poll) const FIRST: Rw = Rw::NoWait;
+}
+
+pub(super) fn socket(domain: i32, ty: i32, protocol: i32) -> i32 {
+    // SAFETY: plain system call on integers.
+    result(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) } as isize)
+}
+
+/// # Safety
+/// `addr` and `len` are valid for the kernel to write an address into.
+pub(super) unsafe fn accept(
+    fd: RawFd,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    result(unsafe { libc::accept4(fd, addr, len, libc::SOCK_CLOEXEC) } as isize)
+}
+
+fn preadv2(fd: RawFd, iov: &IoVecs, offset: i64, flags: i32) -> i32 {
+    let vecs = iov.as_slice();
+    // SAFETY: the iovecs describe writable memory the operation owns.
+    let res = unsafe { libc::preadv2(fd, vecs.as_ptr(), iov.count(), offset, flags) };
+    result(res)
+}
+
+fn pwritev2(fd: RawFd, iov: &IoVecs, offset: i64, flags: i32) -> i32 {
+    let vecs = iov.as_slice();
+    // SAFETY: the iovecs describe readable memory the operation owns.
+    let res = unsafe { libc::pwritev2(fd, vecs.as_ptr(), iov.count(), offset, flags) };
+    result(res)
+}
+
+/// Runs a positioned call, treating an offset on a non-seekable fd (pipe,
+/// socket) as io_uring does: the offset is ignored.
+fn at_offset(offset: i64, call: impl Fn(i64) -> i32) -> i32 {
+    match call(offset) {
+        res if res == -libc::ESPIPE && offset >= 0 => call(-1),
+        res => res,
+    }
+}
+
+pub(super) fn try_read(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
+    try_rw(fd, iov, offset, rw, Interest::READABLE, preadv2)
+}
+
+pub(super) fn try_write(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
+    try_rw(fd, iov, offset, rw, Interest::WRITABLE, pwritev2)
+}
+
+fn try_rw(
+    fd: RawFd,
+    iov: &IoVecs,
+    offset: i64,
+    rw: &mut Rw,
+    interest: Interest,
+    call: fn(RawFd, &IoVecs, i64, i32) -> i32,
+) -> Attempt {
+    if *rw == Rw::AfterReadiness {
+        let bit = if interest.is_readable() {
+            libc::POLLIN
+        } else {
+            libc::POLLOUT
+        };
+        if poll_revents(fd, bit) == 0 {
+            return Attempt::Wait(fd, interest);
+        }
+        return ready_or_wait(at_offset(offset, |o| call(fd, iov, o, 0)), fd, interest);
+    }
+    let res = at_offset(offset, |o| call(fd, iov, o, libc::RWF_NOWAIT));
+    if res != -libc::EOPNOTSUPP {
+        return ready_or_wait(res, fd, interest);
+    }
+    if is_file(fd) {
+        return Attempt::Pool;
+    }
+    *rw = Rw::AfterReadiness;
+    try_rw(fd, iov, offset, rw, interest, call)
+}
+
+/// Whether `fd` is a regular file or block device, whose reads and writes
+/// block without ever being "not ready".
+fn is_file(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
+}
+
+pub(super) fn read_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
+    at_offset(offset, |o| preadv2(fd, iov, o, 0))
+}
+
+pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
+    at_offset(offset, |o| pwritev2(fd, iov, o, 0))
+}
+
+pub(super) fn stat(
+    dir: RawFd,
+    path: *const libc::c_char,
+    flags: i32,
+    out: *mut crate::op::StatBuf,
+) -> i32 {
+    let mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+    // SAFETY: `path` is NUL-terminated and `out` a statx buffer, both owned
+    // by the operation.
+    result(unsafe { libc::statx(dir, path, flags, mask, out) } as isize)
+}
+
+pub(super) fn fsync(fd: RawFd, datasync: bool) -> i32 {
+    // SAFETY: plain system calls on an integer fd.
+    let res = unsafe {
+        if datasync {
+            libc::fdatasync(fd)
+        } else {
+            libc::fsync(fd)
+        }
+    };
+    result(res as isize)
+}
+
+fn splice(call: &Call, extra_flags: u32) -> i32 {
+    let Call::Splice {
+        fd_in,
+        off_in,
+        fd_out,
+        off_out,
+        len,
+        flags,
+        ..
+    } = *call
+    else {
+        return -libc::EINVAL;
+    };
+    let (mut off_in, mut off_out) = (off_in, off_out);
+    let offset_ptr = |off: &mut i64| {
+        if *off < 0 {
+            std::ptr::null_mut()
+        } else {
+            off as *mut i64
+        }
+    };
+    let (p_in, p_out) = (offset_ptr(&mut off_in), offset_ptr(&mut off_out));
+    // SAFETY: the offsets are local copies (or null for "current").
+    let res = unsafe {
+        libc::splice(
+            fd_in,
+            p_in,
+            fd_out,
+            p_out,
+            len as usize,
+            flags | extra_flags,
+        )
+    };
+    result(res)
+}
+
+pub(super) fn try_splice(call: &mut Call) -> Attempt {
+    let res = splice(call, libc::SPLICE_F_NONBLOCK);
+    if res != -libc::EAGAIN {
+        return Attempt::Done(res);
+    }
+    let Call::Splice {
+        fd_in,
+        fd_out,
+        wait_out,
+        ..
+    } = call
+    else {
+        return Attempt::Done(res);
+    };
+    let wait = if *wait_out {
+        Attempt::Wait(*fd_out, Interest::WRITABLE)
+    } else {
+        Attempt::Wait(*fd_in, Interest::READABLE)
+    };
+    *wait_out = !*wait_out;
+    wait
+}
+
+pub(super) fn splice_blocking(call: &mut Call) -> i32 {
+    splice(call, 0)
+}
+
+pub(super) fn priority_interest() -> Option<Interest> {
+    Some(Interest::PRIORITY)
+}

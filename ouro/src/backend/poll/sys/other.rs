@@ -1,0 +1,238 @@
+//! macOS and the BSDs (kqueue): no per-call non-blocking flag for reads and
+//! writes, so a read or write first asks what the fd is: regular files and
+//! block devices go to the pool; anything else waits for readiness, then
+//! makes the plain call. (If the fd is blocking and another process drains
+//! it between the readiness check and the call, that call blocks: the price
+//! of leaving the user's fd flags alone.)
+
+use std::os::fd::RawFd;
+
+use mio::Interest;
+
+use super::{last_errno, poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
+use crate::fs::Metadata;
+
+/// How a read or write is attempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::backend::poll) enum Rw {
+    /// Not known yet what the fd is.
+    Unknown,
+    /// Not a file: wait for readiness, then make the plain call.
+    AfterReadiness,
+}
+
+impl Rw {
+    pub(in crate::backend::poll) const FIRST: Rw = Rw::Unknown;
+}
+
+/// Marks a new fd close-on-exec (and, on Apple systems, which have no
+/// `MSG_NOSIGNAL`, a socket as not raising SIGPIPE).
+fn prepare_new_fd(fd: i32, socket: bool) -> i32 {
+    if fd < 0 {
+        return fd;
+    }
+    // SAFETY: plain fcntl on a new fd we own.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        let err = last_errno();
+        // SAFETY: the fd is ours and unused.
+        unsafe { libc::close(fd) };
+        return err;
+    }
+    #[cfg(target_vendor = "apple")]
+    if socket {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one int.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = socket;
+    fd
+}
+
+pub(super) fn socket(domain: i32, ty: i32, protocol: i32) -> i32 {
+    // SAFETY: plain system call on integers.
+    let fd = result(unsafe { libc::socket(domain, ty, protocol) } as isize);
+    prepare_new_fd(fd, true)
+}
+
+/// # Safety
+/// `addr` and `len` are valid for the kernel to write an address into.
+pub(super) unsafe fn accept(
+    fd: RawFd,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    let new = result(unsafe { libc::accept(fd, addr, len) } as isize);
+    prepare_new_fd(new, true)
+}
+
+fn readv(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
+    let vecs = iov.as_slice();
+    // SAFETY: the iovecs describe writable memory the operation owns.
+    let res = unsafe {
+        if offset < 0 {
+            libc::readv(fd, vecs.as_ptr(), iov.count())
+        } else {
+            libc::preadv(fd, vecs.as_ptr(), iov.count(), offset as libc::off_t)
+        }
+    };
+    result(res)
+}
+
+fn writev(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
+    let vecs = iov.as_slice();
+    // SAFETY: the iovecs describe readable memory the operation owns.
+    let res = unsafe {
+        if offset < 0 {
+            libc::writev(fd, vecs.as_ptr(), iov.count())
+        } else {
+            libc::pwritev(fd, vecs.as_ptr(), iov.count(), offset as libc::off_t)
+        }
+    };
+    result(res)
+}
+
+/// An offset on a non-seekable fd is ignored, as io_uring does.
+fn at_offset(offset: i64, call: impl Fn(i64) -> i32) -> i32 {
+    match call(offset) {
+        res if res == -libc::ESPIPE && offset >= 0 => call(-1),
+        res => res,
+    }
+}
+
+pub(super) fn try_read(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
+    try_rw(fd, iov, offset, rw, Interest::READABLE, readv)
+}
+
+pub(super) fn try_write(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
+    try_rw(fd, iov, offset, rw, Interest::WRITABLE, writev)
+}
+
+fn try_rw(
+    fd: RawFd,
+    iov: &IoVecs,
+    offset: i64,
+    rw: &mut Rw,
+    interest: Interest,
+    call: fn(RawFd, &IoVecs, i64) -> i32,
+) -> Attempt {
+    if *rw == Rw::Unknown {
+        match file_kind(fd) {
+            Err(res) => return Attempt::Done(res),
+            Ok(true) => return Attempt::Pool,
+            Ok(false) => *rw = Rw::AfterReadiness,
+        }
+    }
+    let bit = if interest.is_readable() {
+        libc::POLLIN
+    } else {
+        libc::POLLOUT
+    };
+    if poll_revents(fd, bit) == 0 {
+        return Attempt::Wait(fd, interest);
+    }
+    ready_or_wait(at_offset(offset, |o| call(fd, iov, o)), fd, interest)
+}
+
+/// Whether `fd` is a regular file or block device (whose reads and writes
+/// block without ever being "not ready"), or its `fstat` error.
+fn file_kind(fd: RawFd) -> Result<bool, i32> {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(last_errno());
+    }
+    Ok(matches!(
+        st.st_mode & libc::S_IFMT,
+        libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR
+    ))
+}
+
+pub(super) fn read_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
+    at_offset(offset, |o| readv(fd, iov, o))
+}
+
+pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
+    at_offset(offset, |o| writev(fd, iov, o))
+}
+
+pub(super) fn stat(
+    dir: RawFd,
+    path: *const libc::c_char,
+    flags: i32,
+    out: *mut crate::op::StatBuf,
+) -> i32 {
+    // SAFETY: fstatat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is the operation's NUL-terminated path.
+    let res = unsafe { libc::fstatat(dir, path, &mut st, flags) };
+    if res < 0 {
+        return last_errno();
+    }
+    // SAFETY: `out` is the operation's own metadata block.
+    unsafe { out.write(metadata(&st)) };
+    0
+}
+
+#[allow(clippy::unnecessary_cast)] // field types differ between the BSDs
+fn metadata(st: &libc::stat) -> Metadata {
+    let dev = |d: libc::dev_t| crate::fs::split_dev(d as u64);
+    Metadata {
+        mode: st.st_mode as u32,
+        size: st.st_size as u64,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        ino: st.st_ino as u64,
+        blocks: st.st_blocks as u64,
+        blksize: st.st_blksize as u32,
+        dev: dev(st.st_dev),
+        rdev: dev(st.st_rdev),
+        atime: (st.st_atime as i64, st.st_atime_nsec as u32),
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as u32),
+        ctime: (st.st_ctime as i64, st.st_ctime_nsec as u32),
+        btime: Some((st.st_birthtime as i64, st.st_birthtime_nsec as u32)),
+    }
+}
+
+pub(super) fn fsync(fd: RawFd, datasync: bool) -> i32 {
+    #[cfg(target_vendor = "apple")]
+    let _ = datasync;
+    // SAFETY: plain system calls on an integer fd.
+    #[cfg(not(target_vendor = "apple"))]
+    let res = unsafe {
+        if datasync {
+            libc::fdatasync(fd)
+        } else {
+            libc::fsync(fd)
+        }
+    };
+    // SAFETY: as above (Apple systems have no fdatasync).
+    #[cfg(target_vendor = "apple")]
+    let res = unsafe { libc::fsync(fd) };
+    result(res as isize)
+}
+
+/// splice(2) exists only on Linux.
+pub(super) fn try_splice(_call: &mut Call) -> Attempt {
+    Attempt::Done(-libc::ENOSYS)
+}
+
+pub(super) fn splice_blocking(_call: &mut Call) -> i32 {
+    -libc::ENOSYS
+}
+
+/// kqueue has no filter for priority data alone.
+pub(super) fn priority_interest() -> Option<Interest> {
+    None
+}

@@ -1,0 +1,232 @@
+//! Steady state does not allocate: after a warm-up, 10,000 noops, timers,
+//! reads, writes, sends and recvs (each re-armed from its callback, reusing
+//! its buffer) make no heap allocation at all.
+//!
+//! A counting global allocator counts allocations on the test's own thread
+//! while a thread-local switch is on, so tests running in parallel do not
+//! disturb each other.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
+
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(per_backend!(crate::run_on, $name);)+
+    };
+}
+
+backend_tests![
+    noop_does_not_allocate,
+    timer_does_not_allocate,
+    read_does_not_allocate,
+    write_does_not_allocate,
+    send_and_recv_do_not_allocate,
+];
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the allocator also runs while thread-locals are torn down.
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; counting
+// touches only const-initialised thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded from the caller.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded from the caller.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded from the caller.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn run_on(test: fn(BackendKind), kind: BackendKind) {
+    test(kind)
+}
+
+/// Operations per measurement, after as many for warming up.
+const OPS: u32 = 10_000;
+
+/// The state of an operation loop: how many operations are left.
+struct Loop {
+    left: u32,
+    fds: Vec<OwnedFd>,
+}
+
+/// Runs `OPS` operations twice, the first scheduled by `start` and the
+/// others by their callbacks: once to warm up, once counting allocations on
+/// this thread (from the first operation's completion on).
+fn allocations_in_steady_state(
+    mut ring: Ring<Loop>,
+    fds: Vec<OwnedFd>,
+    start: fn(&mut Loop, &mut Ring<Loop>),
+) -> u64 {
+    let mut state = Loop { left: OPS, fds };
+    start(&mut state, &mut ring);
+    ring.run(&mut state, RunMode::UntilDone).unwrap();
+    assert_eq!(state.left, 0);
+
+    state.left = OPS;
+    start(&mut state, &mut ring);
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|on| on.set(true));
+    let result = ring.run(&mut state, RunMode::UntilDone);
+    COUNTING.with(|on| on.set(false));
+    result.unwrap();
+    assert_eq!(state.left, 0, "every operation ran");
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Counts one operation; whether another is due.
+fn another(state: &mut Loop, c: &Completion) -> io::Result<bool> {
+    c.result()?;
+    state.left -= 1;
+    Ok(state.left > 0)
+}
+
+fn ring(kind: BackendKind) -> Ring<Loop> {
+    Ring::builder().backend(kind).entries(16).build().unwrap()
+}
+
+fn noop_does_not_allocate(kind: BackendKind) {
+    fn on_noop(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+        if another(state, &c)? {
+            ring.noop(Ctx::new(on_noop));
+        }
+        Ok(())
+    }
+    let allocations = allocations_in_steady_state(ring(kind), Vec::new(), |_, ring| {
+        ring.noop(Ctx::new(on_noop));
+    });
+    assert_eq!(allocations, 0, "allocations in {OPS} noops");
+}
+
+fn timer_does_not_allocate(kind: BackendKind) {
+    fn on_timer(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+        if another(state, &c)? {
+            ring.timer(Duration::from_micros(1), Ctx::new(on_timer));
+        }
+        Ok(())
+    }
+    let allocations = allocations_in_steady_state(ring(kind), Vec::new(), |_, ring| {
+        ring.timer(Duration::from_micros(1), Ctx::new(on_timer));
+    });
+    assert_eq!(allocations, 0, "allocations in {OPS} timers");
+}
+
+fn read_does_not_allocate(kind: BackendKind) {
+    fn on_read(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+        if !another(state, &c)? {
+            return Ok(());
+        }
+        let Outcome::Read(Ok(64), buf) = c.outcome else {
+            return Err(io::Error::other(format!("unexpected {:?}", c.outcome)));
+        };
+        let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+        vec.clear();
+        ring.read(&state.fds[0], vec, Offset::At(0), Ctx::new(on_read));
+        Ok(())
+    }
+    let file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut &file, &[7; 64]).unwrap();
+    let allocations = allocations_in_steady_state(ring(kind), vec![file.into()], |state, ring| {
+        ring.read(
+            &state.fds[0],
+            Vec::with_capacity(64),
+            Offset::At(0),
+            Ctx::new(on_read),
+        );
+    });
+    assert_eq!(allocations, 0, "allocations in {OPS} reads");
+}
+
+fn write_does_not_allocate(kind: BackendKind) {
+    fn on_write(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+        if another(state, &c)? {
+            let buf = c.into_buf().expect("a write's buffer");
+            ring.write(&state.fds[0], buf, Offset::At(0), Ctx::new(on_write));
+        }
+        Ok(())
+    }
+    let file = tempfile::tempfile().unwrap();
+    let allocations = allocations_in_steady_state(ring(kind), vec![file.into()], |state, ring| {
+        ring.write(
+            &state.fds[0],
+            vec![1u8; 64],
+            Offset::At(0),
+            Ctx::new(on_write),
+        );
+    });
+    assert_eq!(allocations, 0, "allocations in {OPS} writes");
+}
+
+ouro::messages! { enum Msg { Sent, Received } }
+
+/// A message goes from one end of a socket pair to the other and back to
+/// being sent, its buffer reused each time: one send and one recv per round.
+fn send_and_recv_do_not_allocate(kind: BackendKind) {
+    fn on_completion(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+        if !another(state, &c)? {
+            return Ok(());
+        }
+        let msg = c.message::<Msg>()?;
+        let buf = c.into_buf().expect("a buffer");
+        let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+        match msg {
+            Msg::Sent => {
+                vec.clear();
+                ring.recv(
+                    &state.fds[1],
+                    vec,
+                    Ctx::new(on_completion).msg(Msg::Received),
+                );
+            }
+            Msg::Received => {
+                ring.send(&state.fds[0], vec, Ctx::new(on_completion).msg(Msg::Sent));
+            }
+        }
+        Ok(())
+    }
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fds = vec![a.into(), b.into()];
+    let allocations = allocations_in_steady_state(ring(kind), fds, |state, ring| {
+        let ctx = Ctx::new(on_completion).msg(Msg::Sent);
+        ring.send(&state.fds[0], vec![9u8; 64], ctx);
+    });
+    assert_eq!(allocations, 0, "allocations in {OPS} sends and recvs");
+}

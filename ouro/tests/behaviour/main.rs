@@ -1,0 +1,61 @@
+//! The behaviour suite: every operation (success and error paths) and every
+//! invariant of `shared/design.md`, on real fds (pipes, socketpairs,
+//! loopback sockets, temporary files), written once and run on every
+//! backend.
+//!
+//! A test is a function taking a [`BackendKind`](ouro::BackendKind);
+//! `backend_tests!` turns each one into a `#[test]` per backend, named
+//! `<test>::<backend>` (e.g. `ops_fs::read_write_pipe::uring`). The list of
+//! backends is `per_backend!` in `tests/common/backends.rs`: adding a
+//! backend is adding its line there.
+
+#[macro_use]
+#[path = "../common/backends.rs"]
+mod backends;
+
+/// Tests that may run alongside each other.
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(per_backend!(crate::harness::run, $name);)+
+    };
+}
+
+/// Tests that count the process's open fds, so run while no other test of
+/// this binary does.
+macro_rules! exclusive_backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(per_backend!(crate::harness::run_exclusive, $name);)+
+    };
+}
+
+/// Matches an outcome against one pattern, or fails showing what came.
+macro_rules! expect {
+    ($value:expr, $pattern:pat $(if $guard:expr)? => $result:expr) => {
+        match $value {
+            $pattern $(if $guard)? => $result,
+            other => panic!(
+                "expected {}, got {other:?}",
+                stringify!($pattern)
+            ),
+        }
+    };
+}
+
+mod harness;
+
+mod cancel;
+mod deadlines;
+mod examples;
+mod multishot;
+mod ops_basic;
+mod ops_fs;
+mod ops_net;
+mod robustness;
+
+// The examples, included as they are, so that tests run them.
+#[allow(dead_code)] // their `main`s and command-line parsing
+#[path = "../../examples/echo.rs"]
+mod echo_example;
+#[allow(dead_code)]
+#[path = "../../examples/multiwriter.rs"]
+mod multiwriter_example;

@@ -1,0 +1,144 @@
+//! Multishot accept and receive with buffer groups: one task, many
+//! completions (the last one final), buffers taken only when data arrives
+//! and given back to the group when the `Buf` is dropped.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+
+use ouro::{BackendKind, Ctx, Outcome, Ring, RunMode};
+
+use crate::harness::{ring, tcp_pair, Got};
+
+backend_tests![
+    one_accept_task_accepts_many_connections_until_cancelled,
+    idle_connections_hold_no_buffer_and_buffers_come_back,
+    running_out_of_buffers_ends_the_task_with_enobufs,
+    dropping_the_ring_with_multishot_tasks_in_flight_is_clean
+];
+
+/// Runs until `done` says so, one turn at a time.
+fn run_until(ring: &mut Ring<Got>, got: &mut Got, done: impl Fn(&Got) -> bool) {
+    while !done(got) {
+        ring.run(got, RunMode::Once).expect("run");
+    }
+}
+
+fn accepted(got: &Got) -> Vec<&OwnedFd> {
+    got.iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::AcceptMulti(Ok(fd)) => Some(fd),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The bytes of every successful multishot receive, in order.
+fn received(got: &Got) -> Vec<u8> {
+    got.iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::RecvMulti(Ok(buf)) => Some(buf.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn one_accept_task_accepts_many_connections_until_cancelled(kind: BackendKind) {
+    let mut ring = ring(kind, 64);
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 64).unwrap();
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let task = ring.accept_multishot(&listener, crate::harness::ctx(0));
+    let clients: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut got = Vec::new();
+    run_until(&mut ring, &mut got, |got| accepted(got).len() == 5);
+    assert!(got.iter().all(|c| !c.is_final()), "{got:?}");
+    ring.cancel(task, Ctx::none());
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let last = got.last().unwrap();
+    assert!(last.is_final());
+    let err = expect!(&last.outcome, Outcome::AcceptMulti(Err(e)) => e);
+    assert!(ouro::is_canceled(err), "{err}");
+    for fd in accepted(&got) {
+        let peer = ouro::net::peer_addr(fd).unwrap().as_socket().unwrap();
+        assert!(clients.iter().any(|c| c.local_addr().unwrap() == peer));
+    }
+}
+
+fn idle_connections_hold_no_buffer_and_buffers_come_back(kind: BackendKind) {
+    let mut ring = ring(kind, 64);
+    let group = ring.buffer_group(8, 64).unwrap();
+    let (mut client, server) = tcp_pair();
+    ring.recv_multishot(&server, &group, crate::harness::ctx(0));
+    let mut got = Vec::new();
+    // Nothing sent yet: once submitted, the armed receive takes no buffer.
+    ring.noop(Ctx::none());
+    ring.run(&mut got, RunMode::Once).unwrap();
+    assert_eq!(group.available(), 8);
+    let mut sent = Vec::new();
+    for chunk in [&b"hello "[..], b"multishot ", b"world"] {
+        client.write_all(chunk).unwrap();
+        sent.extend_from_slice(chunk);
+        run_until(&mut ring, &mut got, |got| received(got).len() == sent.len());
+    }
+    assert_eq!(received(&got), b"hello multishot world");
+    assert!(got.iter().all(|c| !c.is_final()), "{got:?}");
+    assert_eq!(
+        group.available(),
+        8 - got.len(),
+        "each delivered Buf holds one buffer"
+    );
+    got.clear();
+    assert_eq!(group.available(), 8, "dropped Bufs went back to the group");
+    drop(client);
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let last = got.pop().unwrap();
+    assert!(last.is_final());
+    let buf = expect!(last.outcome, Outcome::RecvMulti(Ok(buf)) => buf);
+    assert!(buf.is_empty(), "end of stream ends the task");
+}
+
+fn running_out_of_buffers_ends_the_task_with_enobufs(kind: BackendKind) {
+    let mut ring = ring(kind, 64);
+    let group = ring.buffer_group(2, 4).unwrap();
+    let (mut client, server) = tcp_pair();
+    client.write_all(b"0123456789abcdef").unwrap();
+    ring.recv_multishot(&server, &group, crate::harness::ctx(0));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let last = got.pop().unwrap();
+    let err = expect!(last.outcome, Outcome::RecvMulti(Err(e)) => e);
+    assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS), "{err}");
+    assert_eq!(received(&got), b"01234567", "two buffers of four bytes");
+    assert_eq!(
+        group.available(),
+        0,
+        "both buffers are held by the completions"
+    );
+    got.clear();
+    assert_eq!(group.available(), 2);
+    // Re-armed with its buffers back, the receive gets the rest.
+    ring.recv_multishot(&server, &group, crate::harness::ctx(0));
+    let mut rest = Vec::new();
+    while rest.len() < 8 {
+        run_until(&mut ring, &mut got, |got| !got.is_empty());
+        rest.extend(received(&got));
+        got.clear();
+    }
+    assert_eq!(rest, b"89abcdef");
+}
+
+fn dropping_the_ring_with_multishot_tasks_in_flight_is_clean(kind: BackendKind) {
+    let mut ring: Ring<Got> = ring(kind, 64);
+    let group = ring.buffer_group(4, 32).unwrap();
+    let (_client, server) = tcp_pair();
+    ring.recv_multishot(&server, &group, Ctx::none());
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 4).unwrap();
+    ring.accept_multishot(&listener, Ctx::none());
+    let mut got = Vec::new();
+    ring.noop(Ctx::none());
+    ring.run(&mut got, RunMode::Once).unwrap();
+    drop(ring);
+    // The group outlives the ring, whole.
+    assert_eq!(group.available(), 4);
+}

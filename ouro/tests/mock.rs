@@ -1,0 +1,279 @@
+//! Unit tests on the mock backend (no kernel ring): the seed's MultiWriter
+//! under scripted partial writes, deadlines and delayed replies on the
+//! virtual clock, unscripted operations, and fd leak reports.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ouro::fs::OpenOptions;
+use ouro::mock::{Mock, Reply};
+use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, RunMode};
+
+// The example, included as it is.
+#[allow(dead_code)] // its `main`
+#[path = "../examples/multiwriter.rs"]
+mod multiwriter;
+
+use multiwriter::MultiWriter;
+
+/// What a scripted write handler has received, per fd.
+type Received = Rc<RefCell<HashMap<RawFd, Vec<u8>>>>;
+
+/// Two fds (the mock never touches them; their numbers tell the writes
+/// apart).
+fn two_fds() -> (OwnedFd, OwnedFd) {
+    let open = || OwnedFd::from(File::open("/dev/null").unwrap());
+    (open(), open())
+}
+
+/// A mock whose writes take at most `limits[fd][i % len]` bytes on their
+/// i-th call for that fd, recording what each fd received.
+fn partial_writes(limits: HashMap<RawFd, Vec<usize>>) -> (Mock, Received) {
+    let received = Received::default();
+    let record = received.clone();
+    let mut calls: HashMap<RawFd, usize> = HashMap::new();
+    let mut mock = Mock::new();
+    mock.on(OpKind::Write, move |op| {
+        let fd = op.fd().expect("a write has an fd");
+        let call = calls.entry(fd).or_default();
+        let pattern = &limits[&fd];
+        let n = op.data().len().min(pattern[*call % pattern.len()]);
+        *call += 1;
+        record
+            .borrow_mut()
+            .entry(fd)
+            .or_default()
+            .extend_from_slice(&op.data()[..n]);
+        Reply::Value(n as u32)
+    });
+    (mock, received)
+}
+
+#[test]
+fn multiwriter_resubmits_partial_writes_until_each_fd_has_everything() {
+    let (fd1, fd2) = two_fds();
+    let (raw1, raw2) = (fd1.as_raw_fd(), fd2.as_raw_fd());
+    let limits = HashMap::from([(raw1, vec![3, 1, 5]), (raw2, vec![7])]);
+    let (mock, received) = partial_writes(limits);
+    let mut ring = Ring::mock(mock);
+    let chunks: [&[u8]; 3] = [b"Hello, world!\n", b"Every byte goes to both fds.\n", b"!"];
+    let expected = chunks.concat();
+
+    let written = multiwriter::run(&mut ring, fd1, fd2, &chunks).unwrap();
+
+    assert_eq!(written, [expected.len(); 2]);
+    let received = received.borrow();
+    assert_eq!(received[&raw1], expected, "fd 1 got every byte, in order");
+    assert_eq!(received[&raw2], expected, "fd 2 got every byte, in order");
+    // 44 bytes in writes of 3, 1, 5, ... (15 writes) and of 7 (7 writes).
+    let writes = ring.mock_backend().unwrap().started(OpKind::Write);
+    assert_eq!(writes, 15 + 7);
+    assert_eq!(ring.live_tasks(), 0);
+}
+
+struct Writer {
+    writer: MultiWriter,
+}
+
+impl AsMut<MultiWriter> for Writer {
+    fn as_mut(&mut self) -> &mut MultiWriter {
+        &mut self.writer
+    }
+}
+
+/// Bytes written while a flush is under way go out when it is done.
+#[test]
+fn multiwriter_takes_bytes_written_during_a_flush_along() {
+    let (fd1, fd2) = two_fds();
+    let (raw1, raw2) = (fd1.as_raw_fd(), fd2.as_raw_fd());
+    let (mock, received) = partial_writes(HashMap::from([(raw1, vec![2]), (raw2, vec![4, 1])]));
+    let mut ring = Ring::mock(mock);
+    let mut state = Writer {
+        writer: MultiWriter::new(fd1, fd2),
+    };
+    state.writer.write(b"first ");
+    state.writer.flush(&mut ring);
+    ring.run(&mut state, RunMode::Once).unwrap();
+    assert!(!state.writer.is_idle(), "the first flush is under way");
+    state.writer.write(b"second");
+    state.writer.flush(&mut ring);
+    ring.run(&mut state, RunMode::UntilDone).unwrap();
+    assert!(state.writer.is_idle());
+    let received = received.borrow();
+    assert_eq!(received[&raw1], b"first second");
+    assert_eq!(received[&raw2], b"first second");
+}
+
+fn collect(
+    got: &mut Vec<(Completion, Instant)>,
+    ring: &mut Ring<Vec<(Completion, Instant)>>,
+    c: Completion,
+) -> io::Result<()> {
+    got.push((c, ring.now()));
+    Ok(())
+}
+
+/// An fd to name in operations (the mock never touches it).
+fn any_fd() -> File {
+    File::open("/dev/null").unwrap()
+}
+
+#[test]
+fn a_recv_that_never_gets_data_fails_at_its_deadline_in_virtual_time() {
+    let mut mock = Mock::new();
+    mock.on(OpKind::Recv, |_| Reply::Pending);
+    let mut ring = Ring::mock(mock);
+    let start = ring.now();
+    let fd = any_fd();
+    let recv = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect));
+    ring.set_deadline(recv, start + Duration::from_secs(5))
+        .unwrap();
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), 1);
+    let (c, at) = &got[0];
+    let err = match &c.outcome {
+        Outcome::Recv(Err(err), _) => err,
+        other => panic!("expected a failed recv, got {other:?}"),
+    };
+    assert!(is_deadline(err) && !is_canceled(err), "{err}");
+    assert_eq!(
+        *at - start,
+        Duration::from_secs(5),
+        "at the deadline's virtual time"
+    );
+    assert_eq!(
+        ring.now() - start,
+        Duration::from_secs(5),
+        "the clock moved on"
+    );
+}
+
+#[test]
+fn delayed_replies_and_timers_fire_in_virtual_time_order() {
+    let mut mock = Mock::new();
+    let later = |secs, reply| Reply::After(Duration::from_millis(secs), Box::new(reply));
+    mock.push(OpKind::Noop, later(3000, Reply::Value(0)));
+    mock.push(OpKind::Read, later(1500, Reply::Errno(libc::EIO)));
+    let mut ring = Ring::mock(mock);
+    let fd = any_fd();
+    let start = ring.now();
+    ring.timer(Duration::from_secs(4), Ctx::new(collect).key(4000));
+    ring.noop(Ctx::new(collect).key(3000));
+    ring.timer(Duration::from_secs(1), Ctx::new(collect).key(1000));
+    ring.read(
+        &fd,
+        Vec::with_capacity(4),
+        ouro::Offset::Current,
+        Ctx::new(collect).key(1500),
+    );
+    ring.timer(Duration::from_secs(2), Ctx::new(collect).key(2000));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let order: Vec<(u64, Duration)> = got.iter().map(|(c, at)| (c.key(), *at - start)).collect();
+    let expected: Vec<(u64, Duration)> = [1000, 1500, 2000, 3000, 4000]
+        .into_iter()
+        .map(|ms| (ms, Duration::from_millis(ms)))
+        .collect();
+    assert_eq!(order, expected);
+    let read = got.iter().find(|(c, _)| c.key() == 1500).unwrap();
+    assert!(
+        matches!(&read.0.outcome, Outcome::Read(Err(e), _) if e.raw_os_error() == Some(libc::EIO))
+    );
+}
+
+#[test]
+fn an_unscripted_operation_fails_with_unsupported_and_leaves_no_task() {
+    let mut ring = Ring::mock(Mock::new());
+    let fd = any_fd();
+    ring.read(
+        &fd,
+        Vec::with_capacity(4),
+        ouro::Offset::Current,
+        Ctx::new(collect),
+    );
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), 1);
+    let err = match &got[0].0.outcome {
+        Outcome::Read(Err(err), _) => err,
+        other => panic!("expected a failed read, got {other:?}"),
+    };
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    assert!(
+        err.to_string().contains("no reply scripted for Read"),
+        "{err}"
+    );
+    assert_eq!(ring.live_tasks(), 0);
+}
+
+/// A reply that never comes, with nothing else to wait for, is an error
+/// from `run`, not a hang.
+#[test]
+fn waiting_forever_on_the_mock_is_an_error() {
+    let mut mock = Mock::new();
+    mock.on(OpKind::Recv, |_| Reply::Pending);
+    let mut ring = Ring::mock(mock);
+    let fd = any_fd();
+    ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect));
+    let err = ring.run(&mut Vec::new(), RunMode::UntilDone).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    // The recv is still there, and a cancel ends it.
+    assert_eq!(ring.live_tasks(), 1);
+    ring.cancel_all(Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(matches!(&got[0].0.outcome, Outcome::Recv(Err(e), _) if is_canceled(e)));
+    assert!(matches!(&got[1].0.outcome, Outcome::CancelAll(Ok(1))));
+}
+
+#[derive(Default)]
+struct Opened {
+    fds: Vec<OwnedFd>,
+}
+
+fn keep_fd(state: &mut Opened, _: &mut Ring<Opened>, c: Completion) -> io::Result<()> {
+    match c.outcome {
+        Outcome::Open(result) => state.fds.push(result?),
+        Outcome::Close(result) => result?,
+        other => panic!("unexpected {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn open_fds_reports_fds_handed_out_and_not_closed() {
+    let mut mock = Mock::new();
+    mock.on(OpKind::Open, |_| {
+        Reply::Fd(File::open("/dev/null").unwrap().into())
+    });
+    mock.on(OpKind::Close, |_| Reply::Value(0));
+    let mut ring = Ring::mock(mock);
+    let read = OpenOptions::new().read(true);
+    ring.open("/first", &read, Ctx::new(keep_fd));
+    ring.open("/second", &read, Ctx::new(keep_fd));
+    // A completion nobody looks at drops its fd: not a leak.
+    ring.open("/unseen", &read, Ctx::none());
+    let mut state = Opened::default();
+    ring.run(&mut state, RunMode::UntilDone).unwrap();
+    let mut open: Vec<RawFd> = state.fds.iter().map(AsRawFd::as_raw_fd).collect();
+    open.sort();
+    let mut reported = ring.mock_backend().unwrap().open_fds();
+    reported.sort();
+    assert_eq!(reported, open, "the two fds kept and not closed");
+
+    // One closed through the ring, one dropped: nothing left open.
+    let first = state.fds.remove(0);
+    let still_open = state.fds[0].as_raw_fd();
+    ring.close(first, Ctx::new(keep_fd));
+    ring.run(&mut state, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), [still_open]);
+    state.fds.clear();
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
+}
