@@ -304,7 +304,10 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.ring_doorbell(target, user_data),
-            Backend::Poll(_) | Backend::Mock(_) => false,
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = (target, user_data);
+                false
+            }
         }
     }
 
@@ -334,7 +337,10 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.prepare_poll(now, after_ns),
-            Backend::Poll(_) | Backend::Mock(_) => Ok(()),
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = (now, after_ns);
+                Ok(())
+            }
         }
     }
 
