@@ -295,8 +295,8 @@ pub(crate) mod user_data {
     /// A MSG_RING doorbell arriving from another ring: messages wait in
     /// this ring's mailbox.
     pub(crate) const MESSAGE: u8 = 2;
-    /// The answer to a MSG_RING doorbell this ring sent; the rest of the
-    /// `user_data` is the index of the target's outbox.
+    /// A MSG_RING doorbell this ring sent failed (success is silent); the
+    /// rest of the `user_data` is the index of the target's outbox.
     pub(crate) const DOORBELL: u8 = 3;
 
     const GENERATION_MASK: u32 = 0x00FF_FFFF;
