@@ -69,7 +69,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    server::pin_to_cpu(server::CLIENT_CPU);
     let mut results = Results::default();
     let progress = Progress::new(cli.workload.steps(&cli.settings));
     let measured = cli.workload.measure(&cli.settings, &mut results, &progress);

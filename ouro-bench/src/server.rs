@@ -194,6 +194,24 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `client` on the calling thread pinned to `CLIENT_CPU` (and the
+/// threads and processes it starts), then lets the thread run anywhere
+/// again.
+pub fn on_client_cpu<T>(client: impl FnOnce() -> T) -> T {
+    // SAFETY: sched_getaffinity fills the zeroed set we pass, of its size.
+    let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: as above.
+    let saved = unsafe { libc::sched_getaffinity(0, size, &mut before) } == 0;
+    pin_to_cpu(CLIENT_CPU);
+    let result = client();
+    if saved {
+        // SAFETY: restores the set read above.
+        unsafe { libc::sched_setaffinity(0, size, &before) };
+    }
+    result
+}
+
 /// Pins the calling thread (and the threads it starts later) to `cpu`.
 pub fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is an empty set; we set one bit and pass

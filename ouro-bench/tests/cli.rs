@@ -238,3 +238,45 @@ fn all_writes_the_table_json_and_chart_with_the_goals() {
         "{chart}"
     );
 }
+
+#[test]
+fn msg_reports_every_contestant_for_both_patterns() {
+    let output = ouro_bench(&[
+        "msg",
+        "--roundtrips",
+        "200",
+        "--msgs",
+        "2000",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    let lines = json_lines(&output);
+    let mut got: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|line| {
+            assert_eq!(line["workload"], "msg");
+            let value = line["value"].as_f64().expect("a number");
+            assert!(value.is_finite() && value > 0.0, "{line}");
+            (
+                line["params"]["pattern"]
+                    .as_str()
+                    .expect("a pattern")
+                    .to_string(),
+                line["contestant"].as_str().expect("a name").to_string(),
+                line["metric"].as_str().expect("a metric").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let contestants = ["crossbeam", "eventfd", "ouro-mailbox", "ouro-msgring"];
+    let mut expected: Vec<(String, String, String)> = Vec::new();
+    for contestant in contestants {
+        expected.push(("one-way".into(), contestant.into(), "msgs_per_sec".into()));
+        for metric in ["p50_ns", "roundtrips_per_sec"] {
+            expected.push(("ping-pong".into(), contestant.into(), metric.into()));
+        }
+    }
+    expected.sort();
+    assert_eq!(got, expected);
+}

@@ -20,7 +20,9 @@ pub struct Completion {
 }
 
 impl Completion {
-    /// The task's handle (now stale, unless more completions follow).
+    /// The task's handle (now stale, unless more completions follow). A
+    /// message from another ring names no task of this ring: its handle is
+    /// always stale.
     pub fn task(&self) -> Task {
         self.task
     }
@@ -81,6 +83,9 @@ impl Completion {
             Outcome::RecvMsg(..) => OpKind::RecvMsg,
             Outcome::AcceptMulti(_) => OpKind::AcceptMulti,
             Outcome::RecvMulti(_) => OpKind::RecvMulti,
+            Outcome::MsgRing(..) => OpKind::MsgRing,
+            Outcome::Message(_) => OpKind::Message,
+            Outcome::ThreadStopped(_) => OpKind::StopThread,
         }
     }
 
@@ -125,7 +130,10 @@ impl Completion {
             | Outcome::Listen(r)
             | Outcome::Close(r)
             | Outcome::Fsync(r)
-            | Outcome::Shutdown(r) => r.as_ref().err(),
+            | Outcome::Shutdown(r)
+            | Outcome::MsgRing(r, _)
+            | Outcome::ThreadStopped(r) => r.as_ref().err(),
+            Outcome::Message(_) => None,
             Outcome::CancelAll(r) => r.as_ref().err(),
             Outcome::Accept(r) => r.as_ref().err(),
             Outcome::Socket(r) | Outcome::Open(r) | Outcome::AcceptMulti(r) => r.as_ref().err(),
@@ -179,6 +187,9 @@ fn kind_name(outcome: &Outcome) -> &'static str {
         Outcome::Stat(_) => "stat",
         Outcome::Fsync(_) => "fsync",
         Outcome::Shutdown(_) => "shutdown",
+        Outcome::MsgRing(..) => "msg_ring",
+        Outcome::Message(_) => "message",
+        Outcome::ThreadStopped(_) => "thread stop",
         _ => "operation",
     }
 }

@@ -39,6 +39,36 @@
 //! # Ok::<(), io::Error>(())
 //! ```
 //!
+//! Rings on different threads hand each other work as messages: a message
+//! is a task whose callback the target ring runs, with a [`Payload`] (a
+//! number, an fd, any owned `Send` value); [`Ring::spawn_thread`] starts a
+//! thread with its own ring (see the [`message`] module for the design and
+//! the guarantees):
+//!
+//! ```
+//! use ouro::{Completion, Ctx, Outcome, Payload, Ring, RunMode};
+//! use std::os::unix::net::UnixStream;
+//!
+//! struct Worker;
+//!
+//! fn on_connection(_: &mut Worker, ring: &mut Ring<Worker>, c: Completion) -> std::io::Result<()> {
+//!     if let Outcome::Message(Payload::Fd(fd)) = c.outcome {
+//!         ring.send(&fd, &b"hello\n"[..], Ctx::none());
+//!         ring.close(fd, Ctx::none());
+//!     }
+//!     Ok(())
+//! }
+//!
+//! let mut ring: Ring<()> = Ring::new(64)?;
+//! let worker = ring.spawn_thread(64, |_| Ok(Worker))?;
+//! let (connection, _peer) = UnixStream::pair()?;
+//! let fd = Payload::Fd(connection.into());
+//! ring.msg_ring(worker.handle(), Ctx::new(on_connection), fd, Ctx::none());
+//! ring.run(&mut (), RunMode::UntilDone)?; // sends it
+//! worker.join()?; // stops the thread once it has delivered what it accepted
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! Guarantees, on every backend: each task's callback runs exactly once
 //! (also when the submission queue is full, the completion queue overflows,
 //! the task is cancelled or its deadline passes, or another callback fails);
@@ -53,10 +83,12 @@ mod backend;
 mod buffers;
 mod completion;
 pub mod fs;
+pub mod message;
 pub mod net;
 mod op;
 mod ring;
 mod task;
+mod thread;
 mod time;
 
 pub use backend::mock;
@@ -66,6 +98,8 @@ pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Slice};
 pub use completion::{is_canceled, is_deadline, Completion};
+pub use message::{Payload, RingHandle, SendError};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
 pub use ring::{Ring, RingBuilder, RunMode};
 pub use task::{Callback, Ctx, Task};
+pub use thread::RingThread;

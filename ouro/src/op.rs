@@ -9,13 +9,16 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::backend::{BUFFER, BUFFER_SHIFT};
 use crate::buffers::group::{GroupBuf, GroupInner};
 use crate::buffers::{Buf, BufVec};
 use crate::fs::Metadata;
+use crate::message::{Envelope, Payload};
 use crate::net::{AddrBuf, SockAddr};
 use crate::task::Task;
+use crate::thread::ThreadShared;
 
 /// Where a file read or write starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +140,13 @@ pub enum OpKind {
     AcceptMulti,
     /// [`Ring::recv_multishot`](crate::Ring::recv_multishot)
     RecvMulti,
+    /// [`Ring::msg_ring`](crate::Ring::msg_ring): the sender's side.
+    MsgRing,
+    /// A message arriving from another ring or thread: the receiver's side
+    /// (see [`Ring::msg_ring`](crate::Ring::msg_ring)).
+    Message,
+    /// [`RingThread::stop`](crate::RingThread::stop)
+    StopThread,
 }
 
 /// What a received message carried besides its data.
@@ -216,6 +226,17 @@ pub enum Outcome {
     /// (back to the group when dropped); empty at end of stream. `ENOBUFS`
     /// ends the task when the group has no free buffer left.
     RecvMulti(io::Result<Buf>),
+    /// The sender's side of [`Ring::msg_ring`](crate::Ring::msg_ring):
+    /// `Ok` when the target accepted the message (the payload is then
+    /// `Payload::None`), or `EPIPE` when the target ring is closed (dropped,
+    /// or its thread stopped) with the payload given back.
+    MsgRing(io::Result<()>, Payload),
+    /// A message from another ring or thread, with its payload.
+    Message(Payload),
+    /// The thread asked to stop through
+    /// [`RingThread::stop`](crate::RingThread::stop) has stopped: `Ok`, or
+    /// the error that ended it.
+    ThreadStopped(io::Result<()>),
 }
 
 /// A message header and what it points to, boxed so its address is stable.
@@ -381,6 +402,15 @@ pub(crate) enum Op {
         group: Rc<GroupInner>,
         held: Option<u16>,
     },
+    /// A message waiting in an outbox; taken out when published.
+    MsgRing {
+        envelope: Option<Envelope>,
+    },
+    /// A stop request waiting in an outbox, then the wait for the thread.
+    StopThread {
+        envelope: Option<Envelope>,
+        thread: Arc<ThreadShared>,
+    },
 }
 
 impl Op {
@@ -410,6 +440,8 @@ impl Op {
             Op::Shutdown { .. } => OpKind::Shutdown,
             Op::SendMsg { .. } => OpKind::SendMsg,
             Op::RecvMsg { .. } => OpKind::RecvMsg,
+            Op::MsgRing { .. } => OpKind::MsgRing,
+            Op::StopThread { .. } => OpKind::StopThread,
             Op::AcceptMulti { .. } => OpKind::AcceptMulti,
             Op::RecvMulti { .. } => OpKind::RecvMulti,
         }
@@ -451,9 +483,40 @@ impl Op {
         matches!(self, Op::Cancel { .. } | Op::CancelAll { .. })
     }
 
+    /// Builds the outcome of a finished task and leaves `Op::Noop` behind.
+    /// Operations that own nothing are answered in place; the others are
+    /// moved out and taken apart by `into_outcome`.
+    #[inline(always)]
+    pub(crate) fn take_outcome(
+        &mut self,
+        res: io::Result<u32>,
+        flags: u32,
+        pools: &mut Pools,
+    ) -> Outcome {
+        let unit = |res: io::Result<u32>| res.map(drop);
+        let outcome = match *self {
+            Op::Noop => Outcome::Noop(unit(res)),
+            Op::Timer { .. } => Outcome::Timer(unit(res)),
+            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
+            Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
+            Op::Listen { .. } => Outcome::Listen(unit(res)),
+            // SAFETY: a successful socket call returns a new, unowned fd.
+            Op::Socket { .. } => Outcome::Socket(res.map(|fd| unsafe { owned_fd(fd) })),
+            Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
+            Op::Fsync { .. } => Outcome::Fsync(unit(res)),
+            Op::Splice { .. } => Outcome::Splice(res.map(|n| n as usize)),
+            Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
+            Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            _ => return std::mem::replace(self, Op::Noop).into_outcome(res, flags, pools),
+        };
+        // SAFETY: the variants answered above hold only plain data, so
+        // overwriting one without dropping it loses nothing.
+        unsafe { std::ptr::write(self, Op::Noop) };
+        outcome
+    }
+
     /// Builds the outcome from the backend's result (a count, fd or mask
     /// when `Ok`), giving pooled memory back to `pools`.
-    #[inline]
     pub(crate) fn into_outcome(
         self,
         res: io::Result<u32>,
@@ -542,6 +605,11 @@ impl Op {
                 pools.msgs.put(msg);
                 Outcome::RecvMsg(res, bufs)
             }
+            Op::MsgRing { envelope } => {
+                let payload = envelope.map_or(Payload::None, Envelope::into_payload);
+                Outcome::MsgRing(unit(res), payload)
+            }
+            Op::StopThread { .. } => Outcome::ThreadStopped(unit(res)),
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
             Op::RecvMulti {
                 group, mut held, ..

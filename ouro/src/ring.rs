@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use crate::buffers::group::{BufferGroup, GroupInner};
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::{Completion, ETIME};
 use crate::fs::OpenOptions;
+use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
 use crate::op::{Offset, Op, Outcome, PollMask, Pools};
 use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
@@ -31,12 +32,19 @@ use crate::time::{duration_ns, Clock, TimerHeap};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
     /// Submit, wait for at least one completion, deliver every completion
-    /// that is ready. Returns at once if the ring has no task.
+    /// that is ready. Returns at once if the ring has no task and no
+    /// message waiting.
     Once,
-    /// Until no task is left. Returns at once if the ring has no task.
+    /// Until no task is left and no message waits. Returns at once if there
+    /// is none (it does not wait for messages yet to be sent).
     UntilDone,
     /// Until [`Ring::stop`] is called (e.g. from a callback).
     Forever,
+    /// One turn that does not wait: submit what is queued, deliver what is
+    /// ready (completions, due timers, messages). For a ring polled by
+    /// another ring (see [`Ring::pollable_fd`]), run when its fd is
+    /// readable.
+    NoWait,
 }
 
 /// A result settled in user space, delivered on the ring's next turn.
@@ -47,7 +55,7 @@ struct Ready {
 }
 
 /// Stands for "the error is in `Ring::rejections`" in a result.
-const REJECTED: i32 = i32::MIN;
+pub(crate) const REJECTED: i32 = i32::MIN;
 
 /// An io ring: schedules operations as tasks and delivers each task's
 /// completion to its callback. See the [crate docs](crate).
@@ -55,8 +63,8 @@ const REJECTED: i32 = i32::MIN;
 /// `S` is the state the ring is [run](Ring::run) with; every callback gets
 /// `&mut S`. A ring is bound to its thread (`!Send`).
 pub struct Ring<S = ()> {
-    backend: Backend,
-    slab: Slab<S>,
+    pub(crate) backend: Backend,
+    pub(crate) slab: Slab<S>,
     timers: TimerHeap,
     clock: Clock,
     /// Tasks waiting for room in the backend, in submission order.
@@ -71,7 +79,7 @@ pub struct Ring<S = ()> {
     waiters: Waiters,
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
-    rejections: Vec<(u32, io::Error)>,
+    pub(crate) rejections: Vec<(u32, io::Error)>,
     /// Buffer groups made by `buffer_group`, unregistered on drop.
     groups: Vec<Rc<GroupInner>>,
     /// Cancel tasks still to be told how their target ended (waiter list
@@ -84,6 +92,13 @@ pub struct Ring<S = ()> {
     stopped: bool,
     /// Why io_uring was not used, when the ring fell back from it.
     fallback: Option<io::Error>,
+    /// The mailbox, incoming messages and outboxes (see `message.rs`).
+    pub(crate) messaging: Messaging,
+    /// Whether messages to and from this ring may use MSG_RING doorbells.
+    pub(crate) msg_ring: bool,
+    /// For a pollable ring: when the kernel timeout armed to make it
+    /// readable for its nearest timer fires.
+    poll_timer: Option<u64>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -93,6 +108,8 @@ pub struct Ring<S = ()> {
 pub struct RingBuilder {
     entries: u32,
     backend: Option<BackendKind>,
+    msg_ring: bool,
+    options: crate::backend::Options,
 }
 
 impl RingBuilder {
@@ -110,6 +127,28 @@ impl RingBuilder {
         self
     }
 
+    /// Whether messages to and from this ring may use
+    /// `IORING_OP_MSG_RING` as their wake-up (default: yes, where the
+    /// kernel has it). With `false` they use the target's eventfd — the
+    /// path every other backend and older kernels take — with the same
+    /// API and guarantees. [`Ring::spawn_thread`] passes the setting on.
+    pub fn msg_ring(mut self, enabled: bool) -> RingBuilder {
+        self.msg_ring = enabled;
+        self
+    }
+
+    /// Makes the ring pollable: [`Ring::pollable_fd`] is readable whenever
+    /// it has something to deliver, so another ring on the same thread can
+    /// [`poll`](Ring::poll) it and run it with [`RunMode::NoWait`].
+    /// io_uring only, so far (without DEFER_TASKRUN, whose completions wait
+    /// as task work and never make the ring fd readable); building a
+    /// pollable ring on another backend fails with `Unsupported`, and one
+    /// chosen by default does not fall back from io_uring.
+    pub fn pollable(mut self, pollable: bool) -> RingBuilder {
+        self.options.pollable = pollable;
+        self
+    }
+
     /// Builds the ring; fails if the backend cannot be set up, with an
     /// error that says why, or if `OURO_BACKEND` names no backend.
     pub fn build<S>(self) -> io::Result<Ring<S>> {
@@ -117,12 +156,18 @@ impl RingBuilder {
             Some(kind) => Some(kind),
             None => BackendKind::from_env()?,
         };
-        if kind == Some(BackendKind::Mock) {
-            return Ok(Ring::mock(Mock::new()));
-        }
-        let (backend, fallback) = crate::backend::open(kind, self.entries)?;
-        let mut ring = Ring::with_backend(backend, Clock::real(), self.entries);
-        ring.fallback = fallback;
+        let mut ring = if kind == Some(BackendKind::Mock) {
+            if self.options.pollable {
+                return Err(crate::backend::not_pollable());
+            }
+            Ring::mock(Mock::new())
+        } else {
+            let (backend, fallback) = crate::backend::open(kind, self.entries, self.options)?;
+            let mut ring = Ring::with_backend(backend, Clock::real(), self.entries);
+            ring.fallback = fallback;
+            ring
+        };
+        ring.msg_ring = self.msg_ring;
         Ok(ring)
     }
 }
@@ -134,6 +179,8 @@ impl Ring {
         RingBuilder {
             entries: 256,
             backend: None,
+            msg_ring: true,
+            options: crate::backend::Options::default(),
         }
     }
 }
@@ -175,8 +222,38 @@ impl<S> Ring<S> {
             running: Rc::new(Cell::new(false)),
             stopped: false,
             fallback: None,
+            messaging: Messaging::default(),
+            msg_ring: true,
+            poll_timer: None,
             _not_send: PhantomData,
         }
+    }
+
+    /// How a thread spawned from this ring builds its own: same backend and
+    /// message settings, sharing this ring's kernel work queue.
+    pub(crate) fn child_builder(&self, entries: u32) -> RingBuilder {
+        let mut builder = Ring::builder()
+            .entries(entries)
+            .backend(self.backend.kind())
+            .msg_ring(self.msg_ring);
+        builder.options.attach_wq = self.backend.uring_fd();
+        builder
+    }
+
+    /// An fd that is readable while this ring has something to deliver, for
+    /// another ring on the same thread to [`poll`](Ring::poll); run this
+    /// ring with [`RunMode::NoWait`] when it is. Work scheduled on this ring
+    /// from outside its own `run` reaches the kernel when it next runs.
+    ///
+    /// Fails with `InvalidInput` unless the ring was built
+    /// [`pollable`](RingBuilder::pollable).
+    pub fn pollable_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.backend.pollable_fd().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the ring was not built pollable (RingBuilder::pollable)",
+            )
+        })
     }
 
     /// Which backend the ring runs on.
@@ -234,37 +311,76 @@ impl<S> Ring<S> {
         while !self.unsettled.is_empty() {
             self.settle_waiters(state);
         }
+        let result = self.run_turns(state, mode);
+        if self.backend.pollable_fd().is_some() {
+            self.prepare_poll()?;
+        }
+        result
+    }
+
+    fn run_turns(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         loop {
             if mem::take(&mut self.stopped) {
                 return Ok(());
             }
-            if mode != RunMode::Forever && self.slab.live() == 0 {
+            let idle = self.slab.live() == 0
+                && !self.messaging.waiting()
+                && !self.messaging.has_outgoing();
+            if matches!(mode, RunMode::Once | RunMode::UntilDone) && idle {
                 return Ok(());
             }
-            let delivered = self.turn(state)?;
+            let delivered = self.turn(state, mode)?;
             if let Some(err) = self.first_error.take() {
                 return Err(err);
             }
-            if mode == RunMode::Once && delivered > 0 {
+            if mode == RunMode::NoWait || (mode == RunMode::Once && delivered > 0) {
                 return Ok(());
             }
         }
     }
 
-    fn turn(&mut self, state: &mut S) -> io::Result<usize> {
+    fn turn(&mut self, state: &mut S, mode: RunMode) -> io::Result<usize> {
         self.flush_pending()?;
-        let timeout = self.wait_timeout();
+        let timeout = match mode {
+            RunMode::NoWait => Some(0),
+            // Publishing messages may have finished the last tasks: then
+            // there is nothing to wait for.
+            RunMode::Once | RunMode::UntilDone if self.slab.live() == 0 => Some(0),
+            _ => self.wait_timeout(),
+        };
         self.backend.wait(timeout, &mut self.clock)?;
         let mut delivered = self.deliver_backend(state);
+        delivered += self.deliver_messages(state);
         delivered += self.expire_timers(state);
         delivered += self.deliver_ready(state);
         Ok(delivered)
     }
 
-    /// How long the backend may wait: not at all when results are ready,
-    /// until the nearest timer, or without limit.
+    /// Before a pollable ring returns from `run`: what was queued goes to
+    /// the kernel, and the ring's fd is made readable now if results wait
+    /// in user space, or when its nearest timer is due (one kernel timeout
+    /// per earlier deadline, not per run).
+    fn prepare_poll(&mut self) -> io::Result<()> {
+        self.flush_pending()?;
+        let ready_now =
+            !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting();
+        let now = self.clock.now();
+        let armed = self.poll_timer.filter(|&at| at > now);
+        let timer = self
+            .timers
+            .next_due()
+            .filter(|&due| armed.is_none_or(|at| due < at));
+        if let Some(due) = timer {
+            self.poll_timer = Some(due);
+        }
+        let after = timer.map(|due| due.saturating_sub(now));
+        self.backend.prepare_poll(ready_now, after)
+    }
+
+    /// How long the backend may wait: not at all when results or messages
+    /// are ready, until the nearest timer, or without limit.
     fn wait_timeout(&self) -> Option<u64> {
-        if !self.ready.is_empty() || self.batch_pos < self.batch.len() {
+        if !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting() {
             return Some(0);
         }
         let due = self.timers.next_due()?;
@@ -274,6 +390,7 @@ impl<S> Ring<S> {
     /// Hands queued cancel requests and tasks to the backend, flushing it
     /// when it is full; stops when it cannot make room.
     fn flush_pending(&mut self) -> io::Result<()> {
+        self.publish_messages();
         while let Some(&target) = self.cancels.front() {
             if self.backend.cancel(target) {
                 self.cancels.pop_front();
@@ -330,7 +447,11 @@ impl<S> Ring<S> {
                 }
                 self.finish(state, index, c.res, c.flags)
             }
-            user_data::INTERNAL => 0,
+            user_data::INTERNAL | user_data::MESSAGE => 0,
+            user_data::DOORBELL => {
+                self.doorbell_failed(c);
+                0
+            }
             kind => {
                 tracing::warn!(kind, "completion of unknown kind");
                 0
@@ -384,7 +505,7 @@ impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
-    fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+    pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
         }
@@ -462,11 +583,12 @@ impl<S> Ring<S> {
 
     /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
     fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
-        let op = mem::replace(&mut self.slab.slots[index as usize].op, Op::Noop);
-        op.into_outcome(result, flags, &mut self.pools)
+        self.slab.slots[index as usize]
+            .op
+            .take_outcome(result, flags, &mut self.pools)
     }
 
-    fn record_error(&mut self, err: io::Error) {
+    pub(crate) fn record_error(&mut self, err: io::Error) {
         if self.first_error.is_none() {
             self.first_error = Some(err);
         } else {
@@ -515,6 +637,7 @@ impl<S> Ring<S> {
 
     // -- scheduling ---------------------------------------------------------
 
+    #[inline(always)]
     fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         let index = self.slab.insert(op, ctx);
         let task = self.slab.handle(index);
@@ -534,13 +657,14 @@ impl<S> Ring<S> {
     }
 
     /// Schedules a task that fails at once with `err` (bad input).
-    fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
+    pub(crate) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
         let index = self.slab.insert(op, ctx);
         self.rejections.push((index, err));
         self.make_ready(index, REJECTED);
         self.slab.handle(index)
     }
 
+    #[inline(always)]
     fn start_in_backend(&mut self, index: u32) -> Started {
         let slot = &mut self.slab.slots[index as usize];
         let ud = user_data::task(index, slot.generation);
@@ -564,7 +688,7 @@ impl<S> Ring<S> {
         self.pending.push_back(task);
     }
 
-    fn make_ready(&mut self, index: u32, res: i32) {
+    pub(crate) fn make_ready(&mut self, index: u32, res: i32) {
         self.slab.slots[index as usize].state = State::Ready;
         let task = self.slab.handle(index);
         self.ready.push_back(Ready { task, res });
@@ -1127,11 +1251,13 @@ impl Drop for RunGuard {
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl<S> Drop for Ring<S> {
-    /// Cancels what the backend still holds and waits for its completions
-    /// before any buffer is freed; callbacks do not run. Memory of an
-    /// operation that does not finish within 10 s is leaked, never freed
-    /// under the kernel.
+    /// Closes the mailbox (undelivered messages are dropped: their fds
+    /// closed, their values dropped), cancels what the backend still holds
+    /// and waits for its completions before any buffer is freed; callbacks
+    /// do not run. Memory of an operation that does not finish within 10 s
+    /// is leaked, never freed under the kernel.
     fn drop(&mut self) {
+        self.close_mailbox();
         if !self.drain_backend() {
             // Operations may still use the groups' memory: keep it.
             mem::forget(mem::take(&mut self.groups));

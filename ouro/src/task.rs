@@ -169,18 +169,24 @@ impl<S> Slab<S> {
         self.live
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> u32 {
         self.live += 1;
         if self.free_head != NIL {
             let index = self.free_head;
             let slot = &mut self.slots[index as usize];
             self.free_head = slot.next_free;
-            // A free slot holds `Op::Noop` (finishing takes the op out):
-            // a tag test instead of the whole enum's drop glue per insert.
-            let old = mem::replace(&mut slot.op, op);
-            if matches!(old, Op::Noop) {
-                mem::forget(old);
+            // A free slot holds `Op::Noop` (finishing takes the op out, and
+            // so does every other way out of a slot), which owns nothing:
+            // overwriting it needs no drop glue.
+            debug_assert!(matches!(slot.op, Op::Noop));
+            if matches!(op, Op::Noop) {
+                // Already there (a noop is worth not copying a whole `Op`).
+                mem::forget(op);
+            } else {
+                // SAFETY: `slot.op` is a valid, initialised `Op`; not dropping
+                // it can at worst leak what it owns, never free it twice.
+                unsafe { std::ptr::write(&mut slot.op, op) };
             }
             slot.key = ctx.key;
             slot.callback = ctx.callback;
@@ -286,6 +292,12 @@ pub(crate) mod user_data {
     pub(crate) const TASK: u8 = 0;
     /// Ouro's own bookkeeping (cancel requests, wait timeouts): ignored.
     pub(crate) const INTERNAL: u8 = 1;
+    /// A MSG_RING doorbell arriving from another ring: messages wait in
+    /// this ring's mailbox.
+    pub(crate) const MESSAGE: u8 = 2;
+    /// A MSG_RING doorbell this ring sent failed (success is silent); the
+    /// rest of the `user_data` is the index of the target's outbox.
+    pub(crate) const DOORBELL: u8 = 3;
 
     const GENERATION_MASK: u32 = 0x00FF_FFFF;
 

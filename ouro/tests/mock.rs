@@ -250,8 +250,11 @@ fn keep_fd(state: &mut Opened, _: &mut Ring<Opened>, c: Completion) -> io::Resul
 #[test]
 fn open_fds_reports_fds_handed_out_and_not_closed() {
     let mut mock = Mock::new();
+    // A file of its own per fd (not /dev/null, which other tests of this
+    // binary open concurrently): a closed fd whose number another test
+    // reuses must not look like the same file still open.
     mock.on(OpKind::Open, |_| {
-        Reply::Fd(File::open("/dev/null").unwrap().into())
+        Reply::Fd(tempfile::tempfile().unwrap().into())
     });
     mock.on(OpKind::Close, |_| Reply::Value(0));
     let mut ring = Ring::mock(mock);

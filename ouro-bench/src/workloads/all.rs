@@ -1,5 +1,6 @@
 //! `all`: every workload in one run — `nop`, `timers`, the `echo` grid (1,
-//! 16 and 128 connections × 64 B and 4 KiB), `http` under wrk and `idle` —
+//! 16 and 128 connections × 64 B and 4 KiB), `http` under wrk, `idle` and
+//! `msg` —
 //! each with its defaults, medians over `--runs`; then the goals of the
 //! benchmark are checked (see `crate::goals`).
 
@@ -7,7 +8,7 @@ use std::io;
 
 use clap::Args;
 
-use super::{defaults, echo, http, idle, nop, timers, Settings};
+use super::{defaults, echo, http, idle, msg, nop, timers, Settings};
 use crate::progress::Progress;
 use crate::record::Results;
 
@@ -29,6 +30,7 @@ struct Parts {
     echo: echo::Options,
     http: http::Options,
     idle: idle::Options,
+    msg: msg::Options,
 }
 
 fn parts(options: &Options) -> io::Result<Parts> {
@@ -39,6 +41,7 @@ fn parts(options: &Options) -> io::Result<Parts> {
         echo: defaults(),
         http: defaults(),
         idle: defaults(),
+        msg: defaults(),
     };
     parts.echo.secs = options.secs;
     parts.http.secs = options.secs.ceil() as u32;
@@ -56,6 +59,7 @@ pub fn steps(options: &Options, settings: &Settings) -> u64 {
         + echo::steps(&parts.echo, settings)
         + http::steps(&parts.http, settings)
         + idle::steps(&parts.idle, settings)
+        + msg::steps(&parts.msg, settings)
 }
 
 /// Measures every workload, one after the other.
@@ -70,5 +74,6 @@ pub fn measure(
     timers::measure(&parts.timers, settings, results, progress)?;
     echo::measure(&parts.echo, settings, results, progress)?;
     http::measure(&parts.http, settings, results, progress)?;
-    idle::measure(&parts.idle, settings, results, progress)
+    idle::measure(&parts.idle, settings, results, progress)?;
+    msg::measure(&parts.msg, settings, results, progress)
 }

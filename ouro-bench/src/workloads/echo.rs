@@ -35,7 +35,7 @@ use serde_json::json;
 use super::Settings;
 use crate::progress::Progress;
 use crate::record::{params, Results, Sample};
-use crate::server::{ServerProcess, Usage};
+use crate::server::{on_client_cpu, ServerProcess, Usage};
 use crate::servers::{Contestant, Protocol};
 
 const WORKLOAD: &str = "echo";
@@ -149,7 +149,7 @@ pub fn measure_once(
     timing: Timing,
 ) -> io::Result<Measurement> {
     let server = ServerProcess::start(Protocol::Echo, contestant)?;
-    let (server, window) = run_client(server, conns, size, timing)?;
+    let (server, window) = on_client_cpu(|| run_client(server, conns, size, timing))?;
     server.stop()?;
     window.measurement()
 }

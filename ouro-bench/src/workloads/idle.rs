@@ -112,10 +112,12 @@ fn feasible_conns(wanted: u32, progress: &Progress) -> io::Result<usize> {
 fn measure_once(contestant: Contestant, conns: usize) -> io::Result<(u64, f64)> {
     let mut server = ServerProcess::start(Protocol::Echo, contestant)?;
     let mut streams = Vec::with_capacity(conns);
-    connect(&mut streams, server.addr, conns / 2)?;
-    let half = server.usage()?;
-    connect(&mut streams, server.addr, conns)?;
-    let full = server.usage()?;
+    let (half, full) = server::on_client_cpu(|| -> io::Result<_> {
+        connect(&mut streams, server.addr, conns / 2)?;
+        let half = server.usage()?;
+        connect(&mut streams, server.addr, conns)?;
+        Ok((half, server.usage()?))
+    })?;
     // Reset, not closed: no TIME_WAIT left to hold ports for the next run.
     drop(streams);
     server.stop()?;

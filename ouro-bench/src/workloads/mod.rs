@@ -15,6 +15,7 @@ pub mod all;
 pub mod echo;
 pub mod http;
 pub mod idle;
+pub mod msg;
 pub mod nop;
 pub mod timers;
 
@@ -71,6 +72,10 @@ pub enum Workload {
     Http(http::Options),
     /// Many idle connections to each echo server: its memory.
     Idle(idle::Options),
+    /// Handing work between two threads: ouro's messages (MSG_RING and
+    /// eventfd wake-ups), crossbeam-channel and eventfd; round trips
+    /// (roundtrips_per_sec, p50_ns) and one-way msgs_per_sec.
+    Msg(msg::Options),
     /// Every workload above, in one run, with the goals checked.
     All(all::Options),
     /// (internal) Runs a server under test; see `server.rs`.
@@ -87,6 +92,7 @@ impl Workload {
             Workload::Echo(options) => echo::steps(options, settings),
             Workload::Http(options) => http::steps(options, settings),
             Workload::Idle(options) => idle::steps(options, settings),
+            Workload::Msg(options) => msg::steps(options, settings),
             Workload::All(options) => all::steps(options, settings),
             Workload::Serve(_) => 0,
         }
@@ -105,6 +111,7 @@ impl Workload {
             Workload::Echo(options) => echo::measure(options, settings, results, progress),
             Workload::Http(options) => http::measure(options, settings, results, progress),
             Workload::Idle(options) => idle::measure(options, settings, results, progress),
+            Workload::Msg(options) => msg::measure(options, settings, results, progress),
             Workload::All(options) => all::measure(options, settings, results, progress),
             Workload::Serve(options) => crate::server::serve(options),
         }

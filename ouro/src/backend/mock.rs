@@ -25,9 +25,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{RawCompletion, Started};
+use super::{RawCompletion, Started, Wake};
 use crate::op::{Op, OpKind};
 use crate::time::{duration_ns, Clock};
 
@@ -162,6 +163,41 @@ pub struct Mock {
     /// fds handed out through replies: (fd, device, inode).
     produced: Vec<(RawFd, u64, u64)>,
     started: HashMap<OpKind, usize>,
+    /// Set up once the ring can be messaged.
+    waker: Option<Arc<MockWaker>>,
+}
+
+/// Wakes a mock ring's `wait`, which blocks (in real time) only when the
+/// ring has nothing but messages to wait for.
+#[derive(Default)]
+struct MockWaker {
+    woken: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Wake for MockWaker {
+    fn wake(&self) {
+        *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.signal.notify_one();
+    }
+}
+
+impl MockWaker {
+    /// Whether a wake came since the last call.
+    fn take(&self) -> bool {
+        std::mem::take(&mut *self.woken.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn block(&self) {
+        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*woken {
+            woken = self
+                .signal
+                .wait(woken)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *woken = false;
+    }
 }
 
 impl fmt::Debug for Mock {
@@ -309,8 +345,15 @@ impl Mock {
         Ok(true)
     }
 
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        Ok(self.waker.get_or_insert_with(Arc::default).clone())
+    }
+
+    /// Jumps the virtual clock to the next reply or `timeout`, whichever is
+    /// first; with neither, blocks until a message wakes the ring (if it can
+    /// be messaged at all).
     pub(crate) fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.waker.as_ref().is_some_and(|w| w.take()) {
             return Ok(());
         }
         let now = clock.now();
@@ -318,8 +361,14 @@ impl Mock {
         let until = match (next_reply, timeout.map(|t| now.saturating_add(t))) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
-            (None, None) if self.pending.is_empty() => return Ok(()),
             (None, None) => {
+                if let Some(waker) = &self.waker {
+                    waker.block();
+                    return Ok(());
+                }
+                if self.pending.is_empty() {
+                    return Ok(());
+                }
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
                     format!(
@@ -327,7 +376,7 @@ impl Mock {
                          and no timer or deadline is pending",
                         self.pending.len()
                     ),
-                ))
+                ));
             }
         };
         clock.advance_to(until);

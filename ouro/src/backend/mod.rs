@@ -2,8 +2,36 @@
 //! — start an operation, ask to cancel one, flush, wait, reap — and the ring
 //! above it does everything else (tasks, timers, deadlines, cancellation
 //! bookkeeping, callbacks), so every backend behaves alike.
+//!
+//! # What messages between rings need from a backend
+//!
+//! The ring keeps the messages (see `message.rs`); a backend only provides:
+//!
+//! - `waker`: a thread-safe [`Wake`]. After `wake()` from any thread, the
+//!   backend's current `wait` returns promptly, or its next one does not
+//!   block. Wakes may merge; a wake may surface as a completion whose
+//!   `user_data` has the `INTERNAL` kind (the ring ignores those), or as
+//!   none. io_uring: an eventfd read by an internal request; readiness:
+//!   its `mio::Waker` (shared with its thread pool); mock: a condvar.
+//! - `doorbell_target` / `ring_doorbell` / `has_unsubmitted`: the io_uring
+//!   fast path, where a sending ring wakes a target with
+//!   `IORING_OP_MSG_RING` in its own submission queue. Other backends
+//!   return `None` / `false` / `false`, and the ring falls back to the
+//!   target's waker.
+//! - `pollable_fd` / `prepare_poll`: an fd that is readable while the
+//!   backend has completions to reap, so that another ring can poll this
+//!   one; `prepare_poll` is called when a pollable ring stops running, to
+//!   make that fd readable at once (results are waiting in user space) or
+//!   after a delay (the nearest timer), and to submit what is queued.
+//!   io_uring: the ring fd itself (the ring is set up without
+//!   DEFER_TASKRUN, whose completions would not make it readable). The
+//!   readiness backend could offer its epoll/kqueue fd, with its waker for
+//!   `now` and a timer (timerfd, `EVFILT_TIMER`) for `after_ns`; until it
+//!   does, it and the mock return `None` and cannot be built pollable.
 
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
 
 use crate::buffers::group::GroupInner;
 use crate::op::Op;
@@ -31,6 +59,12 @@ pub(crate) const MORE: u32 = 1 << 1;
 /// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
 pub(crate) const BUFFER: u32 = 1;
 pub(crate) const BUFFER_SHIFT: u32 = 16;
+
+/// Wakes a ring's backend from any thread: see the [module docs](self).
+pub(crate) trait Wake: Send + Sync {
+    /// Makes the backend's current or next `wait` return promptly.
+    fn wake(&self);
+}
 
 /// What became of a request to start an operation.
 pub(crate) enum Started {
@@ -99,24 +133,41 @@ impl BackendKind {
     }
 }
 
+/// How a real ring is set up beyond its size.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    /// io_uring: share this ring's async work queue
+    /// (`IORING_SETUP_ATTACH_WQ`).
+    pub(crate) attach_wq: Option<RawFd>,
+    /// Another ring will poll this one (see `pollable_fd`).
+    pub(crate) pollable: bool,
+}
+
 /// Sets up the backend of a real ring: `kind`, or io_uring if it works and
 /// else the readiness backend, with the reason io_uring was not used.
 pub(crate) fn open(
     kind: Option<BackendKind>,
     entries: u32,
+    options: Options,
 ) -> io::Result<(Backend, Option<io::Error>)> {
     check_entries(entries)?;
+    if options.pollable && kind == Some(BackendKind::Poll) {
+        return Err(not_pollable());
+    }
     match kind {
         #[cfg(target_os = "linux")]
-        Some(BackendKind::Uring) => Ok((Backend::Uring(uring::Uring::new(entries)?), None)),
+        Some(BackendKind::Uring) => {
+            Ok((Backend::Uring(uring::Uring::new(entries, options)?), None))
+        }
         Some(BackendKind::Poll) => Ok((Backend::Poll(poll::PollBackend::new(entries)?), None)),
         Some(other) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("the {other:?} backend is not available on this platform"),
         )),
         None => {
-            let reason = match uring_or_why(entries) {
+            let reason = match uring_or_why(entries, options) {
                 Ok(backend) => return Ok((backend, None)),
+                Err(reason) if options.pollable => return Err(reason),
                 Err(reason) => reason,
             };
             tracing::warn!(reason = %reason, "io_uring is unavailable: using the readiness backend");
@@ -129,16 +180,24 @@ pub(crate) fn open(
 }
 
 #[cfg(target_os = "linux")]
-fn uring_or_why(entries: u32) -> Result<Backend, io::Error> {
-    uring::Uring::new(entries).map(Backend::Uring)
+fn uring_or_why(entries: u32, options: Options) -> Result<Backend, io::Error> {
+    uring::Uring::new(entries, options).map(Backend::Uring)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn uring_or_why(_entries: u32) -> Result<Backend, io::Error> {
+fn uring_or_why(_entries: u32, _options: Options) -> Result<Backend, io::Error> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "io_uring exists only on Linux",
     ))
+}
+
+/// Only io_uring rings can be polled by another ring so far.
+pub(crate) fn not_pollable() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "only io_uring rings can be made pollable (the readiness and mock backends cannot yet)",
+    )
 }
 
 pub(crate) enum Backend {
@@ -171,7 +230,7 @@ impl Backend {
 
     /// Starts `op`, identified by `user_data` in its completion. The op's
     /// memory stays where it is (owned by the task) until that completion.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
         dispatch!(self, b => b.start(user_data, op, clock))
     }
@@ -220,6 +279,78 @@ impl Backend {
     #[inline]
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         dispatch!(self, b => b.reap(out))
+    }
+
+    /// The backend's thread-safe waker, set up on the first call.
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        dispatch!(self, b => b.waker())
+    }
+
+    /// The fd other rings can aim MSG_RING doorbells at, if this backend
+    /// and kernel support them (and so can also send them).
+    pub(crate) fn doorbell_target(&self) -> Option<RawFd> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.doorbell_target(),
+            Backend::Poll(_) | Backend::Mock(_) => None,
+        }
+    }
+
+    /// Queues a MSG_RING doorbell to the ring `target`; if it fails, that
+    /// comes back as a completion with `user_data` (success is silent).
+    /// `false` when that is not possible now (no room, or no support): wake
+    /// the target otherwise.
+    pub(crate) fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.ring_doorbell(target, user_data),
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = (target, user_data);
+                false
+            }
+        }
+    }
+
+    /// Whether started operations wait in a queue not yet handed to the
+    /// kernel (so an fd they name must stay open).
+    pub(crate) fn has_unsubmitted(&mut self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.has_unsubmitted(),
+            Backend::Poll(_) | Backend::Mock(_) => false,
+        }
+    }
+
+    /// An fd readable while completions wait, if the backend was set up
+    /// to be polled.
+    pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.pollable_fd(),
+            Backend::Poll(_) | Backend::Mock(_) => None,
+        }
+    }
+
+    /// Before a pollable ring stops running: submits what is queued and
+    /// makes the pollable fd readable now (`now`), or after `after_ns`.
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.prepare_poll(now, after_ns),
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = (now, after_ns);
+                Ok(())
+            }
+        }
+    }
+
+    /// The io_uring fd, for rings that attach to this one's work queue.
+    pub(crate) fn uring_fd(&self) -> Option<RawFd> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => Some(uring.fd()),
+            Backend::Poll(_) | Backend::Mock(_) => None,
+        }
     }
 
     /// What the backend is, for diagnostics.

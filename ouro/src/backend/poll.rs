@@ -28,6 +28,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -35,7 +36,7 @@ use mio::{Events, Interest, Token};
 
 use self::pool::Pool;
 use self::sys::{Attempt, Call, Connecting, IoVecs, Rw};
-use super::{RawCompletion, Started, MORE};
+use super::{RawCompletion, Started, Wake, MORE};
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -142,19 +143,26 @@ pub(crate) struct PollBackend {
     /// The last wait returned without polling because results were ready;
     /// the next one polls, so ready fds are never starved.
     skipped_poll: bool,
+    /// Wakes `wait` from other threads: the pool, and messages.
+    waker: Arc<mio::Waker>,
+}
+
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        if let Err(err) = mio::Waker::wake(self) {
+            tracing::error!(error = %err, "waking a ring failed");
+        }
+    }
 }
 
 impl PollBackend {
     pub(crate) fn new(entries: u32) -> io::Result<PollBackend> {
         let poll = mio::Poll::new()?;
-        // The pool wakes `wait` when results are ready (messages from other
-        // rings can share this waker).
-        let waker = mio::Waker::new(poll.registry(), WAKER)?;
-        let pool = Pool::new(Box::new(move || {
-            if let Err(err) = waker.wake() {
-                tracing::error!(error = %err, "waking the ring for pool results failed");
-            }
-        }));
+        // The pool wakes `wait` when results are ready; messages from other
+        // threads share this waker.
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let pool_waker = waker.clone();
+        let pool = Pool::new(Box::new(move || Wake::wake(&*pool_waker)));
         let capacity = (entries as usize).clamp(64, 1024);
         tracing::debug!(entries, poller = POLLER, "readiness backend ready");
         Ok(PollBackend {
@@ -167,7 +175,12 @@ impl PollBackend {
             done: Vec::with_capacity(capacity),
             pool,
             skipped_poll: false,
+            waker,
         })
+    }
+
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        Ok(self.waker.clone())
     }
 
     /// The system's poller, for diagnostics.
@@ -776,7 +789,11 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
             fd: *fd,
             group: std::rc::Rc::as_ptr(group),
         },
-        Op::Timer { .. } | Op::Cancel { .. } | Op::CancelAll { .. } => return Err(-libc::EINVAL),
+        Op::Timer { .. }
+        | Op::Cancel { .. }
+        | Op::CancelAll { .. }
+        | Op::MsgRing { .. }
+        | Op::StopThread { .. } => return Err(-libc::EINVAL),
     };
     Ok(call)
 }

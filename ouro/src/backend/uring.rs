@@ -8,22 +8,58 @@
 //! Each opcode is probed once; an operation the kernel lacks fails with a
 //! clear `Unsupported` error, except socket, bind, listen and shutdown,
 //! which never block and fall back to the plain system call.
+//!
+//! For messages between rings (see `message.rs`) the backend offers a waker
+//! (an eventfd that an internal read request drains, so a wake-up costs the
+//! ring no system call of its own) and MSG_RING doorbells, used when the
+//! kernel accepts `IORING_MSG_RING_FLAGS_PASS` (6.3): MSG_RING exists since
+//! 5.18, but posting into a SINGLE_ISSUER/DEFER_TASKRUN ring from another
+//! thread was only made safe in the 6.2 cycle, and a flag is what can be
+//! probed. Doorbells complete on the sender only when they fail
+//! (`IOSQE_CQE_SKIP_SUCCESS`, 5.17). A ring meant to be polled by another
+//! is set up without DEFER_TASKRUN: with it, completions wait as task work
+//! until the owner enters the ring, and the ring fd does not become
+//! readable.
 
 use std::io;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::{RawCompletion, Started};
+use super::{Options, RawCompletion, Started, Wake};
 use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
 
+/// `user_data` of the internal read that drains the waker's eventfd.
+const WAKE_READ: u64 = (user_data::INTERNAL as u64) << 56 | 1;
+/// `user_data` of what `prepare_poll` submits to make the ring readable.
+const POLL_WAKE: u64 = (user_data::INTERNAL as u64) << 56 | 2;
+/// `user_data` of the start-up probe of MSG_RING's flags.
+const PROBE: u64 = (user_data::INTERNAL as u64) << 56 | 3;
+
+/// Where the waker's internal reads put the eventfd's counter: the value
+/// is never looked at, and a `static` outlives every request that names it.
+static WAKE_SINK: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this kernel takes MSG_RING doorbells (probed once per process).
+static DOORBELLS: OnceLock<bool> = OnceLock::new();
+
 pub(crate) struct Uring {
     ring: IoUring,
     opcodes: Opcodes,
     setup: &'static str,
+    pollable: bool,
+    doorbells: bool,
+    waker: Option<Arc<EventfdWaker>>,
+    /// Whether the read that drains the waker's eventfd is in the kernel.
+    wake_read_armed: bool,
+    /// The delay `prepare_poll` hands a timeout request (copied by the
+    /// kernel when it is submitted).
+    poll_timeout: Box<types::Timespec>,
 }
 
 /// The opcodes this kernel supports, one bit each; turns operations into
@@ -31,9 +67,9 @@ pub(crate) struct Uring {
 struct Opcodes([u64; 4]);
 
 impl Uring {
-    pub(crate) fn new(entries: u32) -> io::Result<Uring> {
+    pub(crate) fn new(entries: u32, options: Options) -> io::Result<Uring> {
         super::check_entries(entries)?;
-        let (ring, setup) = build(entries)?;
+        let (mut ring, setup) = build(entries, options)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -48,11 +84,18 @@ impl Uring {
                 supported[usize::from(code / 64)] |= 1 << (code % 64);
             }
         }
-        tracing::debug!(entries, setup, "io_uring ready");
+        let opcodes = Opcodes(supported);
+        let doorbells = opcodes.supports(opcode::MsgRingData::CODE) && probe_doorbells(&mut ring);
+        tracing::debug!(entries, setup, doorbells, "io_uring ready");
         Ok(Uring {
             ring,
-            opcodes: Opcodes(supported),
+            opcodes,
             setup,
+            pollable: options.pollable,
+            doorbells,
+            waker: None,
+            wake_read_armed: false,
+            poll_timeout: Box::new(types::Timespec::new()),
         })
     }
 
@@ -61,6 +104,117 @@ impl Uring {
         self.setup
     }
 
+    /// The ring's own fd.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        if let Some(waker) = &self.waker {
+            return Ok(waker.clone());
+        }
+        // Blocking on purpose: for an O_NONBLOCK file io_uring returns
+        // EAGAIN instead of waiting for it to become readable.
+        // SAFETY: plain system call on integers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: eventfd returned a new fd that nothing else owns.
+        let waker = Arc::new(EventfdWaker(unsafe { OwnedFd::from_raw_fd(fd) }));
+        self.waker = Some(waker.clone());
+        self.arm_wake_read();
+        Ok(waker)
+    }
+
+    /// Queues the read that drains the waker's eventfd, if it is not in the
+    /// kernel yet and there is room.
+    fn arm_wake_read(&mut self) {
+        let Some(waker) = &self.waker else {
+            return;
+        };
+        if self.wake_read_armed {
+            return;
+        }
+        let sink = WAKE_SINK.as_ptr().cast::<u8>();
+        let entry = opcode::Read::new(types::Fd(waker.0.as_raw_fd()), sink, 8)
+            .build()
+            .user_data(WAKE_READ);
+        self.wake_read_armed = matches!(self.push(&entry), Started::Yes);
+    }
+
+    /// Makes sure the waker's read is in the submission queue before the
+    /// ring sleeps, flushing a full queue to make room.
+    fn ensure_wake_read(&mut self) -> io::Result<()> {
+        if self.waker.is_none() || self.wake_read_armed {
+            return Ok(());
+        }
+        self.arm_wake_read();
+        if !self.wake_read_armed {
+            self.flush()?;
+            self.arm_wake_read();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn doorbell_target(&self) -> Option<RawFd> {
+        self.doorbells.then(|| self.ring.as_raw_fd())
+    }
+
+    pub(crate) fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
+        if !self.doorbells {
+            return false;
+        }
+        let arrival = user_data::with_kind(user_data::MESSAGE, 0);
+        // Only a failure is worth a completion here: one for success would
+        // end the sender's next wait at once, costing it a system call.
+        let entry = opcode::MsgRingData::new(types::Fd(target), 0, arrival, None)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(user_data);
+        matches!(self.push(&entry), Started::Yes)
+    }
+
+    /// Whether submissions wait in the queue, not yet taken by the kernel.
+    pub(crate) fn has_unsubmitted(&mut self) -> bool {
+        !self.ring.submission().is_empty()
+    }
+
+    pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        // SAFETY: the ring fd lives as long as `self.ring`, which the
+        // borrow does not outlive.
+        self.pollable
+            .then(|| unsafe { BorrowedFd::borrow_raw(self.ring.as_raw_fd()) })
+    }
+
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        if now {
+            self.push_internal(&opcode::Nop::new().build().user_data(POLL_WAKE))?;
+        } else if let Some(ns) = after_ns {
+            *self.poll_timeout = timespec(ns);
+            let entry = opcode::Timeout::new(&*self.poll_timeout)
+                .build()
+                .user_data(POLL_WAKE);
+            self.push_internal(&entry)?;
+        }
+        self.ensure_wake_read()?;
+        self.flush().map(|_| ())
+    }
+
+    /// Pushes an internal request, flushing a full queue to make room.
+    fn push_internal(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        if matches!(self.push(entry), Started::Full) {
+            self.flush()?;
+            // Still full (the kernel is busy): the readiness this request
+            // would give comes with the next completion instead.
+            let _ = self.push(entry);
+        }
+        Ok(())
+    }
+
+    // Inlined into each operation's method, where the op's variant is
+    // known, so that only its own submission is built there.
+    #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
         // One queue handle for the check and the push: each handle reads
         // the kernel's head and publishes the tail when dropped.
@@ -90,7 +244,10 @@ impl Uring {
     fn push(&mut self, entry: &squeue::Entry) -> Started {
         // SAFETY: every pointer in `entry` points into memory owned by the
         // task's `Op` (heap blocks that do not move), which the ring keeps
-        // alive until this submission's final completion has been reaped.
+        // alive until this submission's final completion has been reaped;
+        // or, for internal requests, into `WAKE_SINK` (static) or
+        // `poll_timeout` (read by the kernel at submission, and owned by
+        // this backend, which outlives its queue).
         match unsafe { self.ring.submission().push(entry) } {
             Ok(()) => Started::Yes,
             Err(_) => Started::Full,
@@ -109,13 +266,12 @@ impl Uring {
     }
 
     pub(crate) fn wait(&mut self, timeout: Option<u64>, _clock: &mut Clock) -> io::Result<()> {
+        self.ensure_wake_read()?;
         let result = match timeout {
             Some(0) => self.poll(),
             None => self.ring.submit_and_wait(1),
             Some(ns) => {
-                let ts = types::Timespec::new()
-                    .sec(ns / 1_000_000_000)
-                    .nsec((ns % 1_000_000_000) as u32);
+                let ts = timespec(ns);
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -145,11 +301,18 @@ impl Uring {
 
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         loop {
-            out.extend(self.ring.completion().map(|cqe| RawCompletion {
-                user_data: cqe.user_data(),
-                res: cqe.result(),
-                flags: cqe.flags(),
-            }));
+            for cqe in self.ring.completion() {
+                if cqe.user_data() == WAKE_READ {
+                    self.wake_read_armed = false;
+                    continue;
+                }
+                out.push(RawCompletion {
+                    user_data: cqe.user_data(),
+                    res: cqe.result(),
+                    flags: cqe.flags(),
+                });
+            }
+            self.arm_wake_read();
             // Completions that did not fit the queue wait in the kernel's
             // overflow list; entering with GETEVENTS moves them over.
             if !self.ring.submission().cq_overflow() {
@@ -224,12 +387,14 @@ impl Opcodes {
         )))
     }
 
+    #[inline(always)]
     fn prepare(&self, op: &mut Op) -> Prepared {
         match self.try_prepare(op) {
             Ok(prepared) | Err(prepared) => prepared,
         }
     }
 
+    #[inline(always)]
     fn try_prepare(&self, op: &mut Op) -> Result<Prepared, Prepared> {
         use types::Fd;
         let entry = match op {
@@ -427,7 +592,11 @@ impl Opcodes {
                         .build()
                 }
             }
-            Op::Timer { .. } | Op::Cancel { .. } | Op::CancelAll { .. } => {
+            Op::Timer { .. }
+            | Op::Cancel { .. }
+            | Op::CancelAll { .. }
+            | Op::MsgRing { .. }
+            | Op::StopThread { .. } => {
                 return Ok(Prepared::Done(-libc::EINVAL));
             }
         };
@@ -439,6 +608,51 @@ enum Prepared {
     Entry(squeue::Entry),
     Done(i32),
     Failed(io::Error),
+}
+
+/// Wakes a ring from any thread by adding to its eventfd.
+struct EventfdWaker(OwnedFd);
+
+impl Wake for EventfdWaker {
+    fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an fd we own.
+        let res = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if res < 0 {
+            // Only a counter at its maximum can refuse, and then the ring
+            // is awake already.
+            tracing::debug!(error = %io::Error::last_os_error(), "eventfd wake-up refused");
+        }
+    }
+}
+
+/// Whether MSG_RING takes flags (6.3): one self-addressed message, once per
+/// process. Its completions carry `PROBE` and are consumed here.
+fn probe_doorbells(ring: &mut IoUring) -> bool {
+    if let Some(&known) = DOORBELLS.get() {
+        return known;
+    }
+    let entry = opcode::MsgRingData::new(types::Fd(ring.as_raw_fd()), 0, PROBE, Some(0))
+        .build()
+        .user_data(PROBE);
+    // SAFETY: a MSG_RING data request points to no memory.
+    if unsafe { ring.submission().push(&entry) }.is_err() {
+        return false;
+    }
+    let supported = match ring.submit_and_wait(1) {
+        Ok(_) => {
+            let results: Vec<i32> = ring.completion().map(|cqe| cqe.result()).collect();
+            !results.is_empty() && results.iter().all(|&res| res >= 0)
+        }
+        Err(_) => false,
+    };
+    *DOORBELLS.get_or_init(|| supported)
+}
+
+fn timespec(ns: u64) -> types::Timespec {
+    types::Timespec::new()
+        .sec(ns / 1_000_000_000)
+        .nsec((ns % 1_000_000_000) as u32)
 }
 
 fn clamp_len(len: usize) -> u32 {
@@ -459,13 +673,37 @@ fn is_busy(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
 }
 
-/// Builds a ring with the best setup the kernel accepts.
-fn build(entries: u32) -> io::Result<(IoUring, &'static str)> {
+/// Builds a ring with the best setup the kernel accepts; one that must
+/// share a work queue and cannot is built without.
+fn build(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> {
+    if options.attach_wq.is_none() {
+        return build_with(entries, options);
+    }
+    build_with(entries, options).or_else(|err| {
+        tracing::debug!(error = %err, "IORING_SETUP_ATTACH_WQ refused; setting up a ring of its own");
+        build_with(
+            entries,
+            Options {
+                attach_wq: None,
+                ..options
+            },
+        )
+    })
+}
+
+fn build_with(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> {
     type Setup = (&'static str, fn(&mut io_uring::Builder));
-    const SETUPS: [Setup; 4] = [
+    const SETUPS: [Setup; 5] = [
         ("single_issuer+defer_taskrun+taskrun_flag+submit_all", |b| {
             b.setup_single_issuer()
                 .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_submit_all();
+        }),
+        // For a pollable ring (see the module docs).
+        ("single_issuer+coop_taskrun+taskrun_flag+submit_all", |b| {
+            b.setup_single_issuer()
+                .setup_coop_taskrun()
                 .setup_taskrun_flag()
                 .setup_submit_all();
         }),
@@ -481,9 +719,15 @@ fn build(entries: u32) -> io::Result<(IoUring, &'static str)> {
     ];
     let mut last = None;
     for (name, configure) in SETUPS {
+        if options.pollable && name.contains("defer_taskrun") {
+            continue;
+        }
         let mut builder = IoUring::builder();
         builder.setup_clamp();
         configure(&mut builder);
+        if let Some(fd) = options.attach_wq {
+            builder.setup_attach_wq(fd);
+        }
         match builder.build(entries) {
             Ok(ring) => return Ok((ring, name)),
             // EINVAL: this kernel does not know a flag; try fewer.

@@ -1,0 +1,286 @@
+//! Threads with a ring of their own: [`Ring::spawn_thread`] starts one,
+//! [`RingThread`] messages it, stops it and joins it.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::mem;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::message::{Envelope, Mailbox, RingHandle};
+use crate::op::{copy_error, Op};
+use crate::ring::{Ring, RingBuilder, RunMode};
+use crate::task::{Ctx, Task};
+
+/// A thread running a ring of state type `T`, made by
+/// [`Ring::spawn_thread`].
+///
+/// Its [`handle`](RingThread::handle) sends it messages. It runs until asked
+/// to stop ([`stop`](RingThread::stop) from a ring, or
+/// [`join`](RingThread::join) / drop from anywhere), until one of its
+/// callbacks calls [`Ring::stop`], or until a callback returns an error.
+/// Then it stops in this order:
+///
+/// 1. its mailbox closes: later messages fail with `EPIPE` and their
+///    payloads go back to their senders;
+/// 2. every message accepted before that is delivered, so none that was
+///    acknowledged is lost; messages these callbacks send go out;
+/// 3. every task still live is cancelled, and the ring runs until all have
+///    completed (their callbacks see `ECANCELED` and should not start new
+///    work);
+/// 4. the ring and then the state are dropped;
+/// 5. the rings that asked through [`stop`](RingThread::stop) hear it.
+///
+/// Dropping a `RingThread` stops and joins it.
+pub struct RingThread<T> {
+    handle: RingHandle<T>,
+    shared: Arc<ThreadShared>,
+    join: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl<T> fmt::Debug for RingThread<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingThread")
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// What the thread and those waiting for it to stop share.
+#[derive(Default)]
+pub(crate) struct ThreadShared {
+    state: Mutex<ThreadState>,
+}
+
+#[derive(Default)]
+struct ThreadState {
+    /// How the thread ended, once it has.
+    ended: Option<io::Result<()>>,
+    /// Stop tasks of other rings waiting for the end.
+    waiters: Vec<(Arc<Mailbox>, Task)>,
+}
+
+impl ThreadShared {
+    /// Registers a ring's stop task to hear when the thread has ended;
+    /// `Some(result)` if it already has.
+    pub(crate) fn add_waiter(&self, mailbox: &Arc<Mailbox>, task: Task) -> Option<io::Result<()>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &state.ended {
+            Some(result) => Some(copy_result(result)),
+            None => {
+                state.waiters.push((mailbox.clone(), task));
+                None
+            }
+        }
+    }
+
+    /// Records how the thread ended (the first call wins) and tells the
+    /// waiting rings.
+    fn end(&self, result: &io::Result<()>) {
+        let waiters = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.ended.is_some() {
+                return;
+            }
+            state.ended = Some(copy_result(result));
+            mem::take(&mut state.waiters)
+        };
+        for (mailbox, task) in waiters {
+            let result = copy_result(result);
+            // A waiter whose ring is gone has nobody left to tell.
+            let _ = mailbox.push(Envelope::Done { task, result });
+        }
+    }
+
+    fn has_ended(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.ended.is_some()
+    }
+}
+
+fn copy_result(result: &io::Result<()>) -> io::Result<()> {
+    result.as_ref().map(|_| ()).map_err(copy_error)
+}
+
+/// Tells the waiters if the thread unwinds from a panic.
+struct EndOnPanic(Arc<ThreadShared>);
+
+impl Drop for EndOnPanic {
+    fn drop(&mut self) {
+        self.0
+            .end(&Err(io::Error::other("the ring's thread panicked")));
+    }
+}
+
+impl<S> Ring<S> {
+    /// Starts a thread with a ring of its own (`entries` as in
+    /// [`Ring::new`], on the same backend as this ring) and returns once
+    /// that ring is idle and ready to receive messages.
+    ///
+    /// `init` runs on the new thread, with its ring, and makes the state the
+    /// ring runs with (it may schedule first tasks); its error is returned
+    /// here. The thread then runs the ring until it is stopped (see
+    /// [`RingThread`]).
+    ///
+    /// On io_uring the new ring is set up with `IORING_SETUP_ATTACH_WQ` on
+    /// this one, falling back to its own when the kernel refuses. Since
+    /// Linux 5.12 the kernel keeps async worker threads per thread, so what
+    /// the rings share is the work hashing that serialises buffered writes
+    /// to the same file across them.
+    pub fn spawn_thread<T, F>(&self, entries: u32, init: F) -> io::Result<RingThread<T>>
+    where
+        T: 'static,
+        F: FnOnce(&mut Ring<T>) -> io::Result<T> + Send + 'static,
+    {
+        let builder = self.child_builder(entries);
+        let shared = Arc::new(ThreadShared::default());
+        let (ready, started) = mpsc::sync_channel(1);
+        let join = std::thread::Builder::new()
+            .name("ouro-ring".into())
+            .spawn({
+                let shared = shared.clone();
+                move || {
+                    let guard = EndOnPanic(shared);
+                    let result = serve(builder, init, ready);
+                    guard.0.end(&result);
+                    result
+                }
+            })?;
+        match started.recv() {
+            Ok(Ok(handle)) => Ok(RingThread {
+                handle,
+                shared,
+                join: Some(join),
+            }),
+            Ok(Err(err)) => {
+                let _ = join.join();
+                Err(err)
+            }
+            Err(mpsc::RecvError) => Err(match join.join() {
+                Err(panic) => io::Error::other(format!(
+                    "the new ring's thread panicked while starting: {}",
+                    panic_message(&*panic)
+                )),
+                Ok(result) => result.err().unwrap_or_else(|| {
+                    io::Error::other("the new ring's thread ended while starting")
+                }),
+            }),
+        }
+    }
+
+    /// Stops a thread's ring: see [`RingThread`], steps 1 to 3.
+    fn shut_down(&mut self, state: &mut S) -> io::Result<()> {
+        self.close_mailbox();
+        let delivered = self.run(state, RunMode::NoWait);
+        self.publish_messages();
+        self.cancel_all(Ctx::none());
+        let finished = self.run(state, RunMode::UntilDone);
+        delivered.and(finished)
+    }
+}
+
+/// The new thread's life: build the ring, report ready, run, shut down.
+fn serve<T, F>(
+    builder: RingBuilder,
+    init: F,
+    ready: mpsc::SyncSender<io::Result<RingHandle<T>>>,
+) -> io::Result<()>
+where
+    F: FnOnce(&mut Ring<T>) -> io::Result<T>,
+{
+    let started = builder.build::<T>().and_then(|mut ring| {
+        let handle = ring.handle()?;
+        let state = init(&mut ring)?;
+        Ok((ring, handle, state))
+    });
+    let (mut ring, handle, mut state) = match started {
+        Ok(started) => started,
+        Err(err) => {
+            let copy = copy_error(&err);
+            let _ = ready.send(Err(err));
+            return Err(copy);
+        }
+    };
+    // The spawner waits for this; if it is gone, nobody can stop us but
+    // the handle it dropped, so stop now.
+    if ready.send(Ok(handle)).is_err() {
+        ring.stop();
+    }
+    let ran = ring.run(&mut state, RunMode::Forever);
+    let stopped = ring.shut_down(&mut state);
+    drop(ring);
+    drop(state);
+    ran.and(stopped)
+}
+
+impl<T> RingThread<T> {
+    /// The handle through which rings and threads message this thread's
+    /// ring.
+    pub fn handle(&self) -> &RingHandle<T> {
+        &self.handle
+    }
+
+    /// Asks the thread to stop, after the messages `ring` sent it before
+    /// (this request travels like a message from `ring`). `ctx` hears once
+    /// the thread has stopped and its ring is gone, with
+    /// [`Outcome::ThreadStopped`](crate::Outcome::ThreadStopped): `Ok`, or
+    /// the error that ended the thread (also if it had ended before). The
+    /// thread still has to be [joined](RingThread::join) (or dropped).
+    pub fn stop<S>(&self, ring: &mut Ring<S>, ctx: Ctx<S>) -> Task {
+        let op = Op::StopThread {
+            envelope: Some(Envelope::Stop),
+            thread: self.shared.clone(),
+        };
+        // The answer comes back through `ring`'s own mailbox.
+        if let Err(err) = ring.mailbox().map(|_| ()) {
+            return ring.reject(op, ctx, err);
+        }
+        ring.queue_message(&self.handle.mailbox, op, ctx)
+    }
+
+    /// Whether the thread has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.has_ended()
+    }
+
+    /// Asks the thread to stop (if it was not asked yet; the request goes
+    /// straight to its mailbox) and waits for it to end: `Ok`, the first
+    /// error a callback returned, or an error describing a panic.
+    pub fn join(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        let Some(join) = self.join.take() else {
+            return Ok(());
+        };
+        // Refused if it is stopping already, which is as good.
+        let _ = self.handle.mailbox.push(Envelope::Stop);
+        match join.join() {
+            Ok(result) => result,
+            Err(panic) => Err(io::Error::other(format!(
+                "the ring's thread panicked: {}",
+                panic_message(&*panic)
+            ))),
+        }
+    }
+}
+
+impl<T> Drop for RingThread<T> {
+    /// Stops the thread and waits for it.
+    fn drop(&mut self) {
+        if let Err(err) = self.stop_and_join() {
+            tracing::warn!(error = %err, "a ring's thread ended with an error");
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
