@@ -17,13 +17,13 @@ const MAX_RATIO: f64 = 3.0;
 
 /// Whether a larger value of `metric` is better.
 pub fn higher_is_better(metric: &str) -> bool {
-    matches!(metric, "rps" | "ops_per_sec")
+    metric == "rps" || metric.ends_with("_per_sec")
 }
 
 fn color(contestant: &str) -> &'static str {
     match contestant {
-        "ouro-uring" | "ouro" => "#d9480f",
-        "ouro-poll" => "#f59f00",
+        "ouro-uring" | "ouro" | "ouro-msgring" => "#d9480f",
+        "ouro-poll" | "ouro-mailbox" => "#f59f00",
         "raw" => "#495057",
         "tokio" => "#1971c2",
         "monoio" => "#2f9e44",
