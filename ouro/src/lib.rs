@@ -24,7 +24,7 @@
 //!         self.written += c.bytes()?;
 //!         if c.message::<Msg>()? == Msg::Greeting {
 //!             let ctx = Ctx::new(Greeter::on_completion).msg(Msg::Farewell);
-//!             ring.write(io::stdout(), &b"bye\n"[..], Offset::Current, ctx);
+//!             ring.write(&io::stdout(), &b"bye\n"[..], Offset::Current, ctx);
 //!         }
 //!         Ok(())
 //!     }
@@ -32,7 +32,7 @@
 //!
 //! let mut ring = Ring::new(16)?;
 //! let ctx = Ctx::new(Greeter::on_completion).msg(Msg::Greeting);
-//! ring.write(io::stdout(), &b"hello\n"[..], Offset::Current, ctx);
+//! ring.write(&io::stdout(), &b"hello\n"[..], Offset::Current, ctx);
 //! let mut greeter = Greeter::default();
 //! ring.run(&mut greeter, RunMode::UntilDone)?;
 //! assert_eq!(greeter.written, 10);

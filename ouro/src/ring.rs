@@ -62,6 +62,18 @@ pub(crate) const REJECTED: i32 = i32::MIN;
 ///
 /// `S` is the state the ring is [run](Ring::run) with; every callback gets
 /// `&mut S`. A ring is bound to its thread (`!Send`).
+///
+/// # The fds an operation names
+///
+/// Buffers, addresses and paths are moved into the task; the fd an
+/// operation works on is only borrowed (`&impl AsFd`), and its number goes
+/// to the kernel when the ring submits. Keep the fd open until the task's
+/// final completion — cancel the task and wait for its callback before
+/// closing or dropping the fd. Closed earlier, its number may be given to
+/// another file, which the operation would then act on (the contract of
+/// liburing and ourio too). Taking the fd by reference means an owned fd
+/// cannot be moved into a call and closed as the statement ends. fds that
+/// operations *create* (accept, open, socket) come back as `OwnedFd`.
 pub struct Ring<S = ()> {
     pub(crate) backend: Backend,
     pub(crate) slab: Slab<S>,
@@ -835,14 +847,14 @@ impl<S> Ring<S> {
 
     /// Accepts a connection on a listening socket; the new socket is
     /// close-on-exec. Kernel: 5.5.
-    pub fn accept(&mut self, listener: impl AsFd, ctx: Ctx<S>) -> Task {
+    pub fn accept(&mut self, listener: &impl AsFd, ctx: Ctx<S>) -> Task {
         let fd = listener.as_fd().as_raw_fd();
         let addr = self.pools.addr();
         self.schedule(Op::Accept { fd, addr }, ctx)
     }
 
     /// Connects a socket to `addr`. Kernel: 5.5.
-    pub fn connect(&mut self, fd: impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
+    pub fn connect(&mut self, fd: &impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
         let fd = fd.as_fd().as_raw_fd();
         let mut buf = self.pools.addr();
         buf.set(&addr.into());
@@ -851,7 +863,7 @@ impl<S> Ring<S> {
 
     /// Binds a socket to `addr`. Kernel: 6.11 for the io_uring op; older
     /// kernels do the (non-blocking) system call.
-    pub fn bind(&mut self, fd: impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
+    pub fn bind(&mut self, fd: &impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
         let fd = fd.as_fd().as_raw_fd();
         let mut buf = self.pools.addr();
         buf.set(&addr.into());
@@ -860,7 +872,7 @@ impl<S> Ring<S> {
 
     /// Makes a bound socket listen. Kernel: 6.11 for the io_uring op; older
     /// kernels do the system call.
-    pub fn listen(&mut self, fd: impl AsFd, backlog: i32, ctx: Ctx<S>) -> Task {
+    pub fn listen(&mut self, fd: &impl AsFd, backlog: i32, ctx: Ctx<S>) -> Task {
         let fd = fd.as_fd().as_raw_fd();
         self.schedule(Op::Listen { fd, backlog }, ctx)
     }
@@ -884,7 +896,7 @@ impl<S> Ring<S> {
 
     /// Sends `buf` on a connected socket (with `MSG_NOSIGNAL`: a closed peer
     /// is an `EPIPE` error, not a signal). Kernel: 5.6.
-    pub fn send(&mut self, fd: impl AsFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
+    pub fn send(&mut self, fd: &impl AsFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
         let op = Op::Send {
             fd: fd.as_fd().as_raw_fd(),
             buf: buf.into_buf(),
@@ -896,7 +908,7 @@ impl<S> Ring<S> {
     /// Receives into `buf`'s spare room (a `Vec`'s spare capacity: give it
     /// some; a buffer without room fails with `InvalidInput`). 0 bytes means
     /// the peer closed. Kernel: 5.6.
-    pub fn recv(&mut self, fd: impl AsFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
+    pub fn recv(&mut self, fd: &impl AsFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
         let fd = fd.as_fd().as_raw_fd();
         match unusable_read_buffer(buf) {
             Ok(buf) => self.schedule(Op::Recv { fd, buf, flags: 0 }, ctx),
@@ -908,7 +920,7 @@ impl<S> Ring<S> {
     /// fails with `InvalidInput`). 0 bytes means end of file. Kernel: 5.6.
     pub fn read(
         &mut self,
-        fd: impl AsFd,
+        fd: &impl AsFd,
         buf: impl IntoBufMut,
         offset: Offset,
         ctx: Ctx<S>,
@@ -923,7 +935,13 @@ impl<S> Ring<S> {
     /// Writes `buf` at `offset`; a partial write is not an error (re-submit
     /// the rest: [`Buf::consume`](crate::Buf::consume) what was written and
     /// pass the `Buf` back). Kernel: 5.6.
-    pub fn write(&mut self, fd: impl AsFd, buf: impl IntoBuf, offset: Offset, ctx: Ctx<S>) -> Task {
+    pub fn write(
+        &mut self,
+        fd: &impl AsFd,
+        buf: impl IntoBuf,
+        offset: Offset,
+        ctx: Ctx<S>,
+    ) -> Task {
         let op = Op::Write {
             fd: fd.as_fd().as_raw_fd(),
             buf: buf.into_buf(),
@@ -936,7 +954,7 @@ impl<S> Ring<S> {
     /// room fail with `InvalidInput`). Kernel: 5.1.
     pub fn readv<B: IoBufMut>(
         &mut self,
-        fd: impl AsFd,
+        fd: &impl AsFd,
         bufs: Vec<B>,
         offset: Offset,
         ctx: Ctx<S>,
@@ -957,7 +975,7 @@ impl<S> Ring<S> {
     /// Writes the buffers, in order. Kernel: 5.1.
     pub fn writev<B: IoBuf>(
         &mut self,
-        fd: impl AsFd,
+        fd: &impl AsFd,
         bufs: Vec<B>,
         offset: Offset,
         ctx: Ctx<S>,
@@ -979,7 +997,7 @@ impl<S> Ring<S> {
 
     /// Waits until `fd` is ready for `mask`; returns the bits that are set.
     /// Kernel: 5.1.
-    pub fn poll(&mut self, fd: impl AsFd, mask: PollMask, ctx: Ctx<S>) -> Task {
+    pub fn poll(&mut self, fd: &impl AsFd, mask: PollMask, ctx: Ctx<S>) -> Task {
         let op = Op::Poll {
             fd: fd.as_fd().as_raw_fd(),
             mask: mask.bits(),
@@ -1051,7 +1069,7 @@ impl<S> Ring<S> {
     }
 
     /// Flushes a file's data and metadata to its device. Kernel: 5.1.
-    pub fn fsync(&mut self, fd: impl AsFd, ctx: Ctx<S>) -> Task {
+    pub fn fsync(&mut self, fd: &impl AsFd, ctx: Ctx<S>) -> Task {
         let fd = fd.as_fd().as_raw_fd();
         self.schedule(
             Op::Fsync {
@@ -1064,7 +1082,7 @@ impl<S> Ring<S> {
 
     /// Flushes a file's data (and the metadata needed to read it back).
     /// Kernel: 5.1.
-    pub fn fdatasync(&mut self, fd: impl AsFd, ctx: Ctx<S>) -> Task {
+    pub fn fdatasync(&mut self, fd: &impl AsFd, ctx: Ctx<S>) -> Task {
         let fd = fd.as_fd().as_raw_fd();
         self.schedule(Op::Fsync { fd, datasync: true }, ctx)
     }
@@ -1074,9 +1092,9 @@ impl<S> Ring<S> {
     /// Kernel: 5.7.
     pub fn splice(
         &mut self,
-        fd_in: impl AsFd,
+        fd_in: &impl AsFd,
         off_in: Option<u64>,
-        fd_out: impl AsFd,
+        fd_out: &impl AsFd,
         off_out: Option<u64>,
         len: u32,
         ctx: Ctx<S>,
@@ -1095,7 +1113,7 @@ impl<S> Ring<S> {
 
     /// Shuts down one or both directions of a socket. Kernel: 5.11 for the
     /// io_uring op; older kernels do the system call.
-    pub fn shutdown(&mut self, fd: impl AsFd, how: std::net::Shutdown, ctx: Ctx<S>) -> Task {
+    pub fn shutdown(&mut self, fd: &impl AsFd, how: std::net::Shutdown, ctx: Ctx<S>) -> Task {
         let how = match how {
             std::net::Shutdown::Read => libc::SHUT_RD,
             std::net::Shutdown::Write => libc::SHUT_WR,
@@ -1109,7 +1127,7 @@ impl<S> Ring<S> {
     /// (with `MSG_NOSIGNAL`). Kernel: 5.3.
     pub fn sendmsg<B: IoBuf>(
         &mut self,
-        fd: impl AsFd,
+        fd: &impl AsFd,
         bufs: Vec<B>,
         to: Option<SockAddr>,
         ctx: Ctx<S>,
@@ -1131,7 +1149,7 @@ impl<S> Ring<S> {
     /// Receives one message into the buffers' spare room, with the sender's
     /// address (buffers without any room fail with `InvalidInput`).
     /// Kernel: 5.3.
-    pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
+    pub fn recvmsg<B: IoBufMut>(&mut self, fd: &impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
         let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::RecvMsg {
             fd: fd.as_fd().as_raw_fd(),
@@ -1195,7 +1213,7 @@ impl<S> Ring<S> {
     /// task accepts one connection and ends (re-arm on a final success).
     ///
     /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
-    pub fn accept_multishot(&mut self, listener: impl AsFd, ctx: Ctx<S>) -> Task {
+    pub fn accept_multishot(&mut self, listener: &impl AsFd, ctx: Ctx<S>) -> Task {
         let fd = listener.as_fd().as_raw_fd();
         self.schedule(Op::AcceptMulti { fd }, ctx)
     }
@@ -1207,7 +1225,7 @@ impl<S> Ring<S> {
     /// kernels each task receives once and ends (re-arm on a final success).
     ///
     /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
-    pub fn recv_multishot(&mut self, fd: impl AsFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
+    pub fn recv_multishot(&mut self, fd: &impl AsFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
         let op = Op::RecvMulti {
             fd: fd.as_fd().as_raw_fd(),
             group: group.inner.clone(),

@@ -819,7 +819,7 @@ fn on_priority_ready(state: &mut Main, ring: &mut Ring<Main>, c: Completion) -> 
         ring.stop();
     } else {
         let fd = state.priority_ring.pollable_fd()?;
-        ring.poll(fd, PollMask::READABLE, Ctx::new(on_priority_ready));
+        ring.poll(&fd, PollMask::READABLE, Ctx::new(on_priority_ready));
     }
     Ok(())
 }
@@ -869,7 +869,7 @@ fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready() -> io::Result<(
     priority_ring.run(&mut priority, RunMode::NoWait)?;
 
     let fd = priority_ring.pollable_fd()?;
-    main.poll(fd, PollMask::READABLE, Ctx::new(on_priority_ready));
+    main.poll(&fd, PollMask::READABLE, Ctx::new(on_priority_ready));
     let mut state = Main {
         priority_ring,
         priority,

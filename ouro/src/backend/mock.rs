@@ -15,7 +15,7 @@
 //!     if let Outcome::Read(Ok(_), buf) = c.outcome { got.extend_from_slice(&buf) }
 //!     Ok(())
 //! }
-//! ring.read(fd, Vec::with_capacity(16), Offset::Current, Ctx::new(done));
+//! ring.read(&fd, Vec::with_capacity(16), Offset::Current, Ctx::new(done));
 //! let mut got = Vec::new();
 //! ring.run(&mut got, RunMode::UntilDone).unwrap();
 //! assert_eq!(got, b"hello");
