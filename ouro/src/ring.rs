@@ -151,11 +151,12 @@ impl RingBuilder {
 
     /// Makes the ring pollable: [`Ring::pollable_fd`] is readable whenever
     /// it has something to deliver, so another ring on the same thread can
-    /// [`poll`](Ring::poll) it and run it with [`RunMode::NoWait`].
-    /// io_uring only, so far (without DEFER_TASKRUN, whose completions wait
-    /// as task work and never make the ring fd readable); building a
-    /// pollable ring on another backend fails with `Unsupported`, and one
-    /// chosen by default does not fall back from io_uring.
+    /// [`poll`](Ring::poll) it and run it with [`RunMode::NoWait`]. On
+    /// io_uring the fd is the ring's own (set up without DEFER_TASKRUN,
+    /// whose completions wait as task work and never make it readable); on
+    /// the Linux readiness backend it is the epoll fd, with a timerfd for
+    /// the ring's timers. kqueue and mock rings cannot be made pollable yet
+    /// (`Unsupported`).
     pub fn pollable(mut self, pollable: bool) -> RingBuilder {
         self.options.pollable = pollable;
         self

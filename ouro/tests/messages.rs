@@ -81,6 +81,7 @@ backend_tests!(
     a_callback_error_stops_the_thread_after_delivering_what_was_accepted,
     a_failing_init_is_reported_by_spawn_thread,
     until_done_sends_fire_and_forget_messages_and_then_returns,
+    a_ring_polled_by_another_on_the_same_thread_runs_when_ready,
 );
 
 // -- a receiver that checks order per sender --------------------------------
@@ -826,12 +827,13 @@ fn on_priority_ready(state: &mut Main, ring: &mut Ring<Main>, c: Completion) -> 
 
 struct Poker;
 
-#[test]
-fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready() -> io::Result<()> {
+fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready(
+    kind: BackendKind,
+) -> io::Result<()> {
     let _watchdog = watchdog(60);
-    let mut main: Ring<Main> = Ring::builder().backend(BackendKind::Uring).build()?;
+    let mut main: Ring<Main> = Ring::builder().backend(kind).build()?;
     let mut priority_ring: Ring<Priority> = Ring::builder()
-        .backend(BackendKind::Uring)
+        .backend(kind)
         .entries(16)
         .pollable(true)
         .build()?;

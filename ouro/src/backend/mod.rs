@@ -151,15 +151,15 @@ pub(crate) fn open(
     options: Options,
 ) -> io::Result<(Backend, Option<io::Error>)> {
     check_entries(entries)?;
-    if options.pollable && kind == Some(BackendKind::Poll) {
-        return Err(not_pollable());
-    }
     match kind {
         #[cfg(target_os = "linux")]
         Some(BackendKind::Uring) => {
             Ok((Backend::Uring(uring::Uring::new(entries, options)?), None))
         }
-        Some(BackendKind::Poll) => Ok((Backend::Poll(poll::PollBackend::new(entries)?), None)),
+        Some(BackendKind::Poll) => Ok((
+            Backend::Poll(poll::PollBackend::new(entries, options.pollable)?),
+            None,
+        )),
         Some(other) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("the {other:?} backend is not available on this platform"),
@@ -167,12 +167,11 @@ pub(crate) fn open(
         None => {
             let reason = match uring_or_why(entries, options) {
                 Ok(backend) => return Ok((backend, None)),
-                Err(reason) if options.pollable => return Err(reason),
                 Err(reason) => reason,
             };
             tracing::warn!(reason = %reason, "io_uring is unavailable: using the readiness backend");
             Ok((
-                Backend::Poll(poll::PollBackend::new(entries)?),
+                Backend::Poll(poll::PollBackend::new(entries, options.pollable)?),
                 Some(reason),
             ))
         }
@@ -192,11 +191,11 @@ fn uring_or_why(_entries: u32, _options: Options) -> Result<Backend, io::Error> 
     ))
 }
 
-/// Only io_uring rings can be polled by another ring so far.
+/// The rings that cannot be polled by another ring so far.
 pub(crate) fn not_pollable() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "only io_uring rings can be made pollable (the readiness and mock backends cannot yet)",
+        "only io_uring and Linux readiness rings can be made pollable (not kqueue or mock ones, yet)",
     )
 }
 
@@ -327,7 +326,8 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.pollable_fd(),
-            Backend::Poll(_) | Backend::Mock(_) => None,
+            Backend::Poll(poll) => poll.pollable_fd(),
+            Backend::Mock(_) => None,
         }
     }
 
@@ -337,7 +337,8 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.prepare_poll(now, after_ns),
-            Backend::Poll(_) | Backend::Mock(_) => {
+            Backend::Poll(poll) => poll.prepare_poll(now, after_ns),
+            Backend::Mock(_) => {
                 let _ = (now, after_ns);
                 Ok(())
             }

@@ -42,8 +42,10 @@ use crate::task::user_data;
 use crate::time::Clock;
 
 /// The token of the waker (pool results, messages from other threads);
-/// every other token is an fd.
+/// every other token is an fd...
 const WAKER: Token = Token(usize::MAX);
+/// ...but this one: a pollable ring's timer fd.
+const POLL_TIMER: Token = Token(usize::MAX - 1);
 
 const NIL: u32 = u32::MAX;
 
@@ -145,6 +147,10 @@ pub(crate) struct PollBackend {
     skipped_poll: bool,
     /// Wakes `wait` from other threads: the pool, and messages.
     waker: Arc<mio::Waker>,
+    /// For a ring another ring polls (its fd is the poller's): makes the
+    /// poller readable when the ring's nearest timer is due. Created on
+    /// first use.
+    pollable: Option<Option<std::os::fd::OwnedFd>>,
 }
 
 impl Wake for mio::Waker {
@@ -156,7 +162,12 @@ impl Wake for mio::Waker {
 }
 
 impl PollBackend {
-    pub(crate) fn new(entries: u32) -> io::Result<PollBackend> {
+    /// A backend with room for `entries` queued operations; `pollable`: its
+    /// poller's fd will be polled by another ring (Linux only, so far).
+    pub(crate) fn new(entries: u32, pollable: bool) -> io::Result<PollBackend> {
+        if pollable && !cfg!(target_os = "linux") {
+            return Err(super::not_pollable());
+        }
         let poll = mio::Poll::new()?;
         // The pool wakes `wait` when results are ready; messages from other
         // threads share this waker.
@@ -176,7 +187,66 @@ impl PollBackend {
             pool,
             skipped_poll: false,
             waker,
+            pollable: pollable.then_some(None),
         })
+    }
+
+    /// The poller's own fd: readable while it has events to report.
+    pub(crate) fn pollable_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsRawFd;
+        self.pollable.as_ref()?;
+        // SAFETY: the poller's fd stays open as long as `self`, which the
+        // borrow keeps alive.
+        Some(unsafe { std::os::fd::BorrowedFd::borrow_raw(self.poll.as_raw_fd()) })
+    }
+
+    /// Before a pollable ring stops running: makes the poller readable now
+    /// (results wait in user space), or when its nearest timer is due.
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        // Queued operations are attempted (and registered) only here or in
+        // `wait`: the poller must know them before the ring stops running.
+        self.run_queued();
+        self.take_pool_results();
+        if now || !self.done.is_empty() {
+            Wake::wake(&*self.waker);
+            return Ok(());
+        }
+        let Some(after_ns) = after_ns else {
+            return Ok(());
+        };
+        self.arm_poll_timer(after_ns)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn arm_poll_timer(&mut self, after_ns: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(timer) = &mut self.pollable else {
+            return Ok(());
+        };
+        if timer.is_none() {
+            let fd = sys::timer_fd()?;
+            self.poll.registry().register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                POLL_TIMER,
+                Interest::READABLE,
+            )?;
+            *timer = Some(fd);
+        }
+        let fd = timer.as_ref().map(|fd| fd.as_raw_fd()).unwrap_or(-1);
+        sys::arm_timer(fd, after_ns)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn arm_poll_timer(&mut self, _after_ns: u64) -> io::Result<()> {
+        Err(super::not_pollable())
+    }
+
+    /// The poll timer fired: read it, so its next expiry is a new edge.
+    fn clear_poll_timer(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(Some(fd)) = &self.pollable {
+            sys::clear_timer(std::os::fd::AsRawFd::as_raw_fd(fd));
+        }
     }
 
     pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
@@ -259,8 +329,10 @@ impl PollBackend {
         let mut events = mem::replace(&mut self.events, Events::with_capacity(0));
         let polled = self.poll.poll(&mut events, timeout);
         for event in events.iter() {
-            if event.token() != WAKER {
-                self.on_event(event.token().0 as RawFd, event);
+            match event.token() {
+                WAKER => {}
+                POLL_TIMER => self.clear_poll_timer(),
+                token => self.on_event(token.0 as RawFd, event),
             }
         }
         self.events = events;

@@ -28,6 +28,8 @@ mod platform;
 mod platform;
 
 pub(super) use platform::Rw;
+#[cfg(target_os = "linux")]
+pub(super) use platform::{arm_timer, clear_timer, timer_fd};
 
 /// What became of one attempt at a call.
 #[derive(Debug, PartialEq, Eq)]

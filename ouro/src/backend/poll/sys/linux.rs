@@ -209,3 +209,52 @@ pub(super) fn splice_blocking(call: &mut Call) -> i32 {
 pub(super) fn priority_interest() -> Option<Interest> {
     Some(Interest::PRIORITY)
 }
+
+/// A close-on-exec, non-blocking timer fd on the monotonic clock, for a
+/// pollable ring's nearest timer.
+pub(in crate::backend::poll) fn timer_fd() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system call on integers.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: timerfd_create returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the timer fd readable `after_ns` from now (once), clearing an
+/// expiry not yet read so that the poller sees a fresh edge.
+pub(in crate::backend::poll) fn arm_timer(fd: RawFd, after_ns: u64) -> std::io::Result<()> {
+    clear_timer(fd);
+    let after_ns = after_ns.max(1);
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (after_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (after_ns % 1_000_000_000) as libc::c_long,
+        },
+    };
+    // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
+    let res = unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) };
+    if res < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads a timer fd's expiry count, if any, so it is no longer readable.
+pub(in crate::backend::poll) fn clear_timer(fd: RawFd) {
+    let mut count = 0u64;
+    // SAFETY: reads at most 8 bytes into a live u64; the fd is
+    // non-blocking, so nothing to read is just EAGAIN.
+    unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+}
