@@ -19,10 +19,9 @@
 //! monoio servers built on its `respond`.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
-use ouro::{Ring, RingBuilder};
+use ouro::RingBuilder;
 
 #[path = "support/stream_server.rs"]
 mod stream_server;
@@ -139,19 +138,7 @@ fn status(output: &mut Vec<u8>, code: u16, reason: &str) {
 
 #[allow(dead_code)] // the tests use `serve`
 fn main() -> io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
-        Some(arg) => arg.parse().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{arg}: {e} (usage: http_server ADDR)"),
-            )
-        })?,
-        None => ([127, 0, 0, 1], 8080).into(),
-    };
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
-    println!("listening on {}", ouro::net::local_addr(&listener)?);
-    io::stdout().flush()?;
-    serve(listener, Ring::builder())
+    stream_server::main_with("http_server", ([127, 0, 0, 1], 8080).into(), serve)
 }
 
 #[cfg(test)]

@@ -13,10 +13,9 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
-use ouro::{Ring, RingBuilder};
+use ouro::RingBuilder;
 use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::types::RangeFrame;
 
@@ -186,19 +185,7 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
 
 #[allow(dead_code)] // the tests use `serve`
 fn main() -> io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
-        Some(arg) => arg.parse().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{arg}: {e} (usage: resp_server ADDR)"),
-            )
-        })?,
-        None => ([127, 0, 0, 1], 6379).into(),
-    };
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
-    println!("listening on {}", ouro::net::local_addr(&listener)?);
-    io::stdout().flush()?;
-    serve(listener, Ring::builder())
+    stream_server::main_with("resp_server", ([127, 0, 0, 1], 6379).into(), serve)
 }
 
 #[cfg(test)]

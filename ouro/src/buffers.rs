@@ -129,77 +129,33 @@ unsafe impl IoBufMut for Box<[u8]> {
     unsafe fn advance(&mut self, _n: usize) {}
 }
 
-// SAFETY: a String's heap block does not move with it; it is never written.
-unsafe impl IoBuf for String {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
+/// `IoBuf` for types that deref to their bytes, which never move.
+macro_rules! io_buf_by_deref {
+    ($($(#[$meta:meta])* $ty:ty: $why:literal;)+) => {$(
+        $(#[$meta])*
+        // SAFETY: the reason given with each type, kept as the impl's doc.
+        #[doc = concat!("Stable because ", $why, ".")]
+        unsafe impl IoBuf for $ty {
+            fn stable_ptr(&self) -> *const u8 {
+                self.as_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.len()
+            }
+        }
+    )+};
 }
 
-// SAFETY: shared slices are immutable and their block outlives every clone.
-unsafe impl IoBuf for Rc<[u8]> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: as for `Rc<[u8]>`.
-unsafe impl IoBuf for Arc<[u8]> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: static data never moves and is never freed.
-unsafe impl IoBuf for &'static [u8] {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: as for `&'static [u8]`.
-unsafe impl IoBuf for &'static str {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-}
-
-#[cfg(feature = "bytes")]
-// SAFETY: `Bytes` is an immutable view of a heap (or static) block that
-// outlives it.
-unsafe impl IoBuf for bytes::Bytes {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-}
-
-#[cfg(feature = "bytes")]
-// SAFETY: `BytesMut` owns its heap block, which does not move with it.
-unsafe impl IoBuf for bytes::BytesMut {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
+io_buf_by_deref! {
+    String: "its heap block does not move with it, and ouro never writes it";
+    Rc<[u8]>: "shared slices are immutable and their block outlives every clone";
+    Arc<[u8]>: "as for Rc<[u8]>";
+    &'static [u8]: "static data never moves and is never freed";
+    &'static str: "as for &'static [u8]";
+    #[cfg(feature = "bytes")]
+    bytes::Bytes: "an immutable view of a heap (or static) block that outlives it";
+    #[cfg(feature = "bytes")]
+    bytes::BytesMut: "it owns its heap block, which does not move with it";
 }
 
 #[cfg(feature = "bytes")]

@@ -17,6 +17,7 @@
 //! connection's receive is cancelled, and re-armed once they are sent.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -54,6 +55,28 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// Spare vectors kept for reuse, and the largest capacity kept.
 const SPARES: usize = 1024;
 const SPARE_CAPACITY: usize = 64 * 1024;
+
+/// A server example's `main`: listens on the address given as the first
+/// argument (else `default`), prints `listening on ADDR`, then serves.
+pub fn main_with(
+    name: &str,
+    default: SocketAddr,
+    serve: fn(OwnedFd, RingBuilder) -> io::Result<()>,
+) -> io::Result<()> {
+    let addr: SocketAddr = match std::env::args().nth(1) {
+        Some(arg) => arg.parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{arg}: {e} (usage: {name} ADDR)"),
+            )
+        })?,
+        None => default,
+    };
+    let listener = ouro::net::tcp_listener(addr, 1024)?;
+    println!("listening on {}", ouro::net::local_addr(&listener)?);
+    io::Write::flush(&mut io::stdout())?;
+    serve(listener, ouro::Ring::builder())
+}
 
 /// Serves `protocol` on `listener` until the process ends, on a ring of
 /// `ring` (which chooses the backend).
