@@ -82,6 +82,7 @@ impl Completion {
             Outcome::SendMsg(..) => OpKind::SendMsg,
             Outcome::RecvMsg(..) => OpKind::RecvMsg,
             Outcome::AcceptMulti(_) => OpKind::AcceptMulti,
+            Outcome::AcceptDirect(_) => OpKind::AcceptDirect,
             Outcome::RecvMulti(_) => OpKind::RecvMulti,
             Outcome::MsgRing(..) => OpKind::MsgRing,
             Outcome::Message(_) => OpKind::Message,
@@ -138,6 +139,7 @@ impl Completion {
             Outcome::Accept(r) => r.as_ref().err(),
             Outcome::Socket(r) | Outcome::Open(r) | Outcome::AcceptMulti(r) => r.as_ref().err(),
             Outcome::RecvMulti(r) => r.as_ref().err(),
+            Outcome::AcceptDirect(r) => r.as_ref().err(),
             Outcome::Send(r, _)
             | Outcome::Recv(r, _)
             | Outcome::Read(r, _)

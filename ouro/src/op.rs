@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::backend::{BUFFER, BUFFER_SHIFT};
 use crate::buffers::group::{GroupBuf, GroupInner};
 use crate::buffers::{Buf, BufVec};
+use crate::fd::{Fd, FdTable, RingFd};
 use crate::fs::Metadata;
 use crate::message::{Envelope, Payload};
 use crate::net::{AddrBuf, SockAddr};
@@ -138,6 +139,8 @@ pub enum OpKind {
     RecvMsg,
     /// [`Ring::accept_multishot`](crate::Ring::accept_multishot)
     AcceptMulti,
+    /// [`Ring::accept_multishot_direct`](crate::Ring::accept_multishot_direct)
+    AcceptDirect,
     /// [`Ring::recv_multishot`](crate::Ring::recv_multishot)
     RecvMulti,
     /// [`Ring::msg_ring`](crate::Ring::msg_ring): the sender's side.
@@ -222,6 +225,10 @@ pub enum Outcome {
     /// kernel would overwrite it with the next one's; ask with
     /// [`net::peer_addr`](crate::net::peer_addr) if needed).
     AcceptMulti(io::Result<OwnedFd>),
+    /// One accepted connection of a multishot accept into ring fds
+    /// ([`Ring::accept_multishot_direct`](crate::Ring::accept_multishot_direct)),
+    /// already the ring's: close it with [`Ring::close`](crate::Ring::close).
+    AcceptDirect(io::Result<RingFd>),
     /// Bytes that arrived for a multishot receive, in a buffer of the group
     /// (back to the group when dropped); empty at end of stream. `ENOBUFS`
     /// ends the task when the group has no free buffer left.
@@ -290,19 +297,19 @@ pub(crate) enum Op {
         canceled: u32,
     },
     Accept {
-        fd: RawFd,
+        fd: Fd,
         addr: Box<AddrBuf>,
     },
     Connect {
-        fd: RawFd,
+        fd: Fd,
         addr: Box<AddrBuf>,
     },
     Bind {
-        fd: RawFd,
+        fd: Fd,
         addr: Box<AddrBuf>,
     },
     Listen {
-        fd: RawFd,
+        fd: Fd,
         backlog: i32,
     },
     Socket {
@@ -311,33 +318,33 @@ pub(crate) enum Op {
         protocol: i32,
     },
     Send {
-        fd: RawFd,
+        fd: Fd,
         buf: Buf,
         flags: i32,
     },
     Recv {
-        fd: RawFd,
+        fd: Fd,
         buf: Buf,
         flags: i32,
     },
     Read {
-        fd: RawFd,
+        fd: Fd,
         buf: Buf,
         offset: u64,
     },
     Write {
-        fd: RawFd,
+        fd: Fd,
         buf: Buf,
         offset: u64,
     },
     Readv {
-        fd: RawFd,
+        fd: Fd,
         bufs: BufVec,
         iov: Vec<libc::iovec>,
         offset: u64,
     },
     Writev {
-        fd: RawFd,
+        fd: Fd,
         bufs: BufVec,
         iov: Vec<libc::iovec>,
         offset: u64,
@@ -347,8 +354,12 @@ pub(crate) enum Op {
     Close {
         fd: Option<OwnedFd>,
     },
+    /// Closes slot `file` of the ring's fd table (once no task names it).
+    CloseRing {
+        file: u32,
+    },
     Poll {
-        fd: RawFd,
+        fd: Fd,
         mask: u32,
     },
     /// `path` is NUL-terminated.
@@ -365,40 +376,47 @@ pub(crate) enum Op {
         out: Box<StatBuf>,
     },
     Fsync {
-        fd: RawFd,
+        fd: Fd,
         datasync: bool,
     },
     Splice {
-        fd_in: RawFd,
+        fd_in: Fd,
         off_in: i64,
-        fd_out: RawFd,
+        fd_out: Fd,
         off_out: i64,
         len: u32,
         flags: u32,
     },
     Shutdown {
-        fd: RawFd,
+        fd: Fd,
         how: i32,
     },
     SendMsg {
-        fd: RawFd,
+        fd: Fd,
         bufs: BufVec,
         msg: Box<MsgBuf>,
         flags: i32,
     },
     RecvMsg {
-        fd: RawFd,
+        fd: Fd,
         bufs: BufVec,
         msg: Box<MsgBuf>,
         flags: i32,
     },
     AcceptMulti {
-        fd: RawFd,
+        fd: Fd,
+    },
+    /// A multishot accept whose connections become ring fds: process fds
+    /// the ring adopts, or (`into_table`, set by the io_uring backend)
+    /// slots of the fixed file table the kernel allocated.
+    AcceptDirect {
+        fd: Fd,
+        into_table: bool,
     },
     /// `held`: a buffer the backend took from the group for this receive
     /// (when the kernel does not pick one itself).
     RecvMulti {
-        fd: RawFd,
+        fd: Fd,
         group: Rc<GroupInner>,
         held: Option<u16>,
     },
@@ -431,7 +449,7 @@ impl Op {
             Op::Write { .. } => OpKind::Write,
             Op::Readv { .. } => OpKind::Readv,
             Op::Writev { .. } => OpKind::Writev,
-            Op::Close { .. } => OpKind::Close,
+            Op::Close { .. } | Op::CloseRing { .. } => OpKind::Close,
             Op::Poll { .. } => OpKind::Poll,
             Op::Open { .. } => OpKind::Open,
             Op::Stat { .. } => OpKind::Stat,
@@ -443,7 +461,45 @@ impl Op {
             Op::MsgRing { .. } => OpKind::MsgRing,
             Op::StopThread { .. } => OpKind::StopThread,
             Op::AcceptMulti { .. } => OpKind::AcceptMulti,
+            Op::AcceptDirect { .. } => OpKind::AcceptDirect,
             Op::RecvMulti { .. } => OpKind::RecvMulti,
+        }
+    }
+
+    /// The fds the operation names (only a splice names two).
+    #[inline]
+    pub(crate) fn fds(&self) -> [Option<Fd>; 2] {
+        match *self {
+            Op::Accept { fd, .. }
+            | Op::Connect { fd, .. }
+            | Op::Bind { fd, .. }
+            | Op::Listen { fd, .. }
+            | Op::Send { fd, .. }
+            | Op::Recv { fd, .. }
+            | Op::Read { fd, .. }
+            | Op::Write { fd, .. }
+            | Op::Readv { fd, .. }
+            | Op::Writev { fd, .. }
+            | Op::Poll { fd, .. }
+            | Op::Fsync { fd, .. }
+            | Op::Shutdown { fd, .. }
+            | Op::SendMsg { fd, .. }
+            | Op::RecvMsg { fd, .. }
+            | Op::AcceptMulti { fd }
+            | Op::AcceptDirect { fd, .. }
+            | Op::RecvMulti { fd, .. } => [Some(fd), None],
+            Op::Splice { fd_in, fd_out, .. } => [Some(fd_in), Some(fd_out)],
+            Op::Noop
+            | Op::Timer { .. }
+            | Op::Cancel { .. }
+            | Op::CancelAll { .. }
+            | Op::Socket { .. }
+            | Op::Close { .. }
+            | Op::CloseRing { .. }
+            | Op::Open { .. }
+            | Op::Stat { .. }
+            | Op::MsgRing { .. }
+            | Op::StopThread { .. } => [None, None],
         }
     }
 
@@ -461,10 +517,17 @@ impl Op {
         }
     }
 
-    /// The outcome of one completion of a multishot task that goes on.
-    pub(crate) fn shot_outcome(&mut self, res: io::Result<u32>, flags: u32) -> Outcome {
+    /// The outcome of one completion of a multishot task that goes on. For
+    /// a direct accept, the ring has made `res` a slot of `files`.
+    pub(crate) fn shot_outcome(
+        &mut self,
+        res: io::Result<u32>,
+        flags: u32,
+        files: &FdTable,
+    ) -> Outcome {
         match self {
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),
             Op::RecvMulti { group, held, .. } => {
                 Outcome::RecvMulti(received(group, held, res, flags))
             }
@@ -485,13 +548,15 @@ impl Op {
 
     /// Builds the outcome of a finished task and leaves `Op::Noop` behind.
     /// Operations that own nothing are answered in place; the others are
-    /// moved out and taken apart by `into_outcome`.
+    /// moved out and taken apart by `into_outcome`. For a direct accept,
+    /// the ring has made `res` a slot of `files`.
     #[inline(always)]
     pub(crate) fn take_outcome(
         &mut self,
         res: io::Result<u32>,
         flags: u32,
         pools: &mut Pools,
+        files: &FdTable,
     ) -> Outcome {
         let unit = |res: io::Result<u32>| res.map(drop);
         let outcome = match *self {
@@ -507,7 +572,9 @@ impl Op {
             Op::Splice { .. } => Outcome::Splice(res.map(|n| n as usize)),
             Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
-            _ => return std::mem::replace(self, Op::Noop).into_outcome(res, flags, pools),
+            Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),
+            Op::CloseRing { .. } => Outcome::Close(unit(res)),
+            _ => return std::mem::replace(self, Op::Noop).into_outcome(res, flags, pools, files),
         };
         // SAFETY: the variants answered above hold only plain data, so
         // overwriting one without dropping it loses nothing.
@@ -516,12 +583,14 @@ impl Op {
     }
 
     /// Builds the outcome from the backend's result (a count, fd or mask
-    /// when `Ok`), giving pooled memory back to `pools`.
+    /// when `Ok`; a slot of `files` for a direct accept), giving pooled
+    /// memory back to `pools`.
     pub(crate) fn into_outcome(
         self,
         res: io::Result<u32>,
         flags: u32,
         pools: &mut Pools,
+        files: &FdTable,
     ) -> Outcome {
         let unit = |res: io::Result<u32>| res.map(drop);
         let count = |res: io::Result<u32>| res.map(|n| n as usize);
@@ -567,7 +636,7 @@ impl Op {
                 pools.iovs.put(iov);
                 Outcome::Writev(count(res), bufs)
             }
-            Op::Close { .. } => Outcome::Close(unit(res)),
+            Op::Close { .. } | Op::CloseRing { .. } => Outcome::Close(unit(res)),
             Op::Poll { .. } => Outcome::Poll(res.map(crate::PollMask::from_bits)),
             Op::Open { path, .. } => {
                 pools.paths.put(path);
@@ -611,6 +680,7 @@ impl Op {
             }
             Op::StopThread { .. } => Outcome::ThreadStopped(unit(res)),
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
+            Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),
             Op::RecvMulti {
                 group, mut held, ..
             } => Outcome::RecvMulti(received(&group, &mut held, res, flags)),

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion, Started, M
 use crate::buffers::group::{BufferGroup, GroupInner};
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::{Completion, ETIME};
+use crate::fd::sealed::{Closing, Source};
+use crate::fd::{CloseFd, Fd, FdTable, OpFd, RingFd};
 use crate::fs::OpenOptions;
 use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
@@ -66,14 +68,25 @@ pub(crate) const REJECTED: i32 = i32::MIN;
 /// # The fds an operation names
 ///
 /// Buffers, addresses and paths are moved into the task; the fd an
-/// operation works on is only borrowed (`&impl AsFd`), and its number goes
-/// to the kernel when the ring submits. Keep the fd open until the task's
-/// final completion — cancel the task and wait for its callback before
-/// closing or dropping the fd. Closed earlier, its number may be given to
-/// another file, which the operation would then act on (the contract of
-/// liburing and ourio too). Taking the fd by reference means an owned fd
-/// cannot be moved into a call and closed as the statement ends. fds that
-/// operations *create* (accept, open, socket) come back as `OwnedFd`.
+/// operation works on is named through [`OpFd`], in one of two ways:
+///
+/// - **Borrowed** (`&T` where `T: AsFd`): only its number goes to the
+///   kernel when the ring submits. Keep the fd open until the task's final
+///   completion — cancel the task and wait for its callback before closing
+///   or dropping the fd. Closed earlier, its number may be given to another
+///   file, which the operation would then act on (the contract of liburing
+///   and ourio too). Taking the fd by reference means an owned fd cannot be
+///   moved into a call and closed as the statement ends.
+/// - **Owned by the ring** ([`RingFd`], from [`register_fd`](Ring::register_fd)
+///   or [`accept_multishot_direct`](Ring::accept_multishot_direct)): the
+///   ring keeps the file open while any task names it, so an operation
+///   never acts on another file; [`close`](Ring::close) cancels those tasks
+///   and closes the file after the last one. On io_uring the file sits in
+///   the ring's fixed file table (no fd lookup per operation); on the
+///   readiness backend its registration is kept (no re-arm per wait).
+///
+/// fds that operations *create* (accept, open, socket) come back as
+/// `OwnedFd`; `register_fd` hands one to the ring.
 pub struct Ring<S = ()> {
     pub(crate) backend: Backend,
     pub(crate) slab: Slab<S>,
@@ -94,6 +107,9 @@ pub struct Ring<S = ()> {
     pub(crate) rejections: Vec<(u32, io::Error)>,
     /// Buffer groups made by `buffer_group`, unregistered on drop.
     groups: Vec<Rc<GroupInner>>,
+    /// The ring fds: which slots are live and which tasks name them (the
+    /// backend keeps the files).
+    files: FdTable,
     /// Cancel tasks still to be told how their target ended (waiter list
     /// head, whether it was cancelled): kept here, not in locals, while
     /// callbacks run, so that a panicking one loses none; `run` settles
@@ -159,6 +175,17 @@ impl RingBuilder {
     /// (`Unsupported`).
     pub fn pollable(mut self, pollable: bool) -> RingBuilder {
         self.options.pollable = pollable;
+        self
+    }
+
+    /// The size of the io_uring fixed file table that holds the ring fds
+    /// (see [`Ring::register_fd`]), registered when first needed. By
+    /// default as many files as `RLIMIT_NOFILE` allows a process to open
+    /// (the kernel's limit for the table) at that moment, up to 65536; 0
+    /// keeps ring fds out of the table (they then work through their
+    /// process fds). Other backends have no such table.
+    pub fn fixed_files(mut self, slots: u32) -> RingBuilder {
+        self.options.fixed_files = Some(slots);
         self
     }
 
@@ -230,6 +257,7 @@ impl<S> Ring<S> {
             pools: Pools::default(),
             rejections: Vec::new(),
             groups: Vec::new(),
+            files: FdTable::new(),
             unsettled: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
@@ -542,6 +570,11 @@ impl<S> Ring<S> {
             REJECTED => Err(self.take_rejection(index)),
             res => raw_result(res),
         };
+        let result = if self.files.in_use() {
+            self.settle_files(index, result, true)
+        } else {
+            result
+        };
         let canceled = res == -libc::ECANCELED || res == -ETIME;
         if waiters != NIL {
             self.unsettled.push((waiters, canceled));
@@ -577,7 +610,12 @@ impl<S> Ring<S> {
             index,
             generation: slot.generation,
         };
-        let outcome = slot.op.shot_outcome(raw_result(res), flags);
+        let mut result = raw_result(res);
+        if matches!(slot.op, Op::AcceptDirect { .. }) {
+            result = self.settle_files(index, result, false);
+        }
+        let slot = &mut self.slab.slots[index as usize];
+        let outcome = slot.op.shot_outcome(result, flags, &self.files);
         let Some(callback) = slot.callback else {
             return 1;
         };
@@ -598,7 +636,7 @@ impl<S> Ring<S> {
     fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
         self.slab.slots[index as usize]
             .op
-            .take_outcome(result, flags, &mut self.pools)
+            .take_outcome(result, flags, &mut self.pools, &self.files)
     }
 
     pub(crate) fn record_error(&mut self, err: io::Error) {
@@ -749,7 +787,8 @@ impl<S> Ring<S> {
     /// `ETIME` for a deadline, unless it finishes on its own first.
     fn request_cancel(&mut self, index: u32, reason: CancelReason) {
         let slot = &mut self.slab.slots[index as usize];
-        if slot.cancel != CancelReason::None {
+        // A ring fd's close always runs: it is the file's only way out.
+        if slot.cancel != CancelReason::None || matches!(slot.op, Op::CloseRing { .. }) {
             return;
         }
         let res = match reason {
@@ -848,15 +887,15 @@ impl<S> Ring<S> {
 
     /// Accepts a connection on a listening socket; the new socket is
     /// close-on-exec. Kernel: 5.5.
-    pub fn accept(&mut self, listener: &impl AsFd, ctx: Ctx<S>) -> Task {
-        let fd = listener.as_fd().as_raw_fd();
+    pub fn accept(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&listener);
         let addr = self.pools.addr();
         self.schedule(Op::Accept { fd, addr }, ctx)
     }
 
     /// Connects a socket to `addr`. Kernel: 5.5.
-    pub fn connect(&mut self, fd: &impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
-        let fd = fd.as_fd().as_raw_fd();
+    pub fn connect(&mut self, fd: impl OpFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&fd);
         let mut buf = self.pools.addr();
         buf.set(&addr.into());
         self.schedule(Op::Connect { fd, addr: buf }, ctx)
@@ -864,8 +903,8 @@ impl<S> Ring<S> {
 
     /// Binds a socket to `addr`. Kernel: 6.11 for the io_uring op; older
     /// kernels do the (non-blocking) system call.
-    pub fn bind(&mut self, fd: &impl AsFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
-        let fd = fd.as_fd().as_raw_fd();
+    pub fn bind(&mut self, fd: impl OpFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&fd);
         let mut buf = self.pools.addr();
         buf.set(&addr.into());
         self.schedule(Op::Bind { fd, addr: buf }, ctx)
@@ -873,8 +912,8 @@ impl<S> Ring<S> {
 
     /// Makes a bound socket listen. Kernel: 6.11 for the io_uring op; older
     /// kernels do the system call.
-    pub fn listen(&mut self, fd: &impl AsFd, backlog: i32, ctx: Ctx<S>) -> Task {
-        let fd = fd.as_fd().as_raw_fd();
+    pub fn listen(&mut self, fd: impl OpFd, backlog: i32, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&fd);
         self.schedule(Op::Listen { fd, backlog }, ctx)
     }
 
@@ -897,9 +936,9 @@ impl<S> Ring<S> {
 
     /// Sends `buf` on a connected socket (with `MSG_NOSIGNAL`: a closed peer
     /// is an `EPIPE` error, not a signal). Kernel: 5.6.
-    pub fn send(&mut self, fd: &impl AsFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
+    pub fn send(&mut self, fd: impl OpFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
         let op = Op::Send {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             buf: buf.into_buf(),
             flags: libc::MSG_NOSIGNAL,
         };
@@ -909,8 +948,8 @@ impl<S> Ring<S> {
     /// Receives into `buf`'s spare room (a `Vec`'s spare capacity: give it
     /// some; a buffer without room fails with `InvalidInput`). 0 bytes means
     /// the peer closed. Kernel: 5.6.
-    pub fn recv(&mut self, fd: &impl AsFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
-        let fd = fd.as_fd().as_raw_fd();
+    pub fn recv(&mut self, fd: impl OpFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&fd);
         match unusable_read_buffer(buf) {
             Ok(buf) => self.schedule(Op::Recv { fd, buf, flags: 0 }, ctx),
             Err((buf, err)) => self.reject(Op::Recv { fd, buf, flags: 0 }, ctx, err),
@@ -921,12 +960,12 @@ impl<S> Ring<S> {
     /// fails with `InvalidInput`). 0 bytes means end of file. Kernel: 5.6.
     pub fn read(
         &mut self,
-        fd: &impl AsFd,
+        fd: impl OpFd,
         buf: impl IntoBufMut,
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
-        let (fd, offset) = (fd.as_fd().as_raw_fd(), offset.raw());
+        let (fd, offset) = (self.op_fd(&fd), offset.raw());
         match unusable_read_buffer(buf) {
             Ok(buf) => self.schedule(Op::Read { fd, buf, offset }, ctx),
             Err((buf, err)) => self.reject(Op::Read { fd, buf, offset }, ctx, err),
@@ -936,15 +975,9 @@ impl<S> Ring<S> {
     /// Writes `buf` at `offset`; a partial write is not an error (re-submit
     /// the rest: [`Buf::consume`](crate::Buf::consume) what was written and
     /// pass the `Buf` back). Kernel: 5.6.
-    pub fn write(
-        &mut self,
-        fd: &impl AsFd,
-        buf: impl IntoBuf,
-        offset: Offset,
-        ctx: Ctx<S>,
-    ) -> Task {
+    pub fn write(&mut self, fd: impl OpFd, buf: impl IntoBuf, offset: Offset, ctx: Ctx<S>) -> Task {
         let op = Op::Write {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             buf: buf.into_buf(),
             offset: offset.raw(),
         };
@@ -955,14 +988,14 @@ impl<S> Ring<S> {
     /// room fail with `InvalidInput`). Kernel: 5.1.
     pub fn readv<B: IoBufMut>(
         &mut self,
-        fd: &impl AsFd,
+        fd: impl OpFd,
         bufs: Vec<B>,
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
         let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::Readv {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             bufs: BufVec::new_mut(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
@@ -976,13 +1009,13 @@ impl<S> Ring<S> {
     /// Writes the buffers, in order. Kernel: 5.1.
     pub fn writev<B: IoBuf>(
         &mut self,
-        fd: &impl AsFd,
+        fd: impl OpFd,
         bufs: Vec<B>,
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
         let op = Op::Writev {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             bufs: BufVec::new(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
@@ -990,17 +1023,25 @@ impl<S> Ring<S> {
         self.schedule(op, ctx)
     }
 
-    /// Closes `fd`. It is closed even if the task is cancelled before it
-    /// reaches the kernel. Kernel: 5.6.
-    pub fn close(&mut self, fd: OwnedFd, ctx: Ctx<S>) -> Task {
-        self.schedule(Op::Close { fd: Some(fd) }, ctx)
+    /// Closes `fd`: an `OwnedFd`, closed even if the task is cancelled
+    /// before it reaches the kernel; or a [`RingFd`], which goes stale at
+    /// once (new operations naming it fail with `EBADF`) — the tasks still
+    /// naming it are cancelled, and the file is closed once the last of
+    /// them has completed (their callbacks run first, with `ECANCELED` or
+    /// their own result). A ring fd's close cannot be cancelled; a stale
+    /// one fails with `EBADF`. Kernel: 5.6 (a fixed file: 5.15).
+    pub fn close(&mut self, fd: impl CloseFd, ctx: Ctx<S>) -> Task {
+        match fd.closing() {
+            Closing::Owned(fd) => self.schedule(Op::Close { fd: Some(fd) }, ctx),
+            Closing::Ring(fd) => self.close_ring_fd(fd, ctx),
+        }
     }
 
     /// Waits until `fd` is ready for `mask`; returns the bits that are set.
     /// Kernel: 5.1.
-    pub fn poll(&mut self, fd: &impl AsFd, mask: PollMask, ctx: Ctx<S>) -> Task {
+    pub fn poll(&mut self, fd: impl OpFd, mask: PollMask, ctx: Ctx<S>) -> Task {
         let op = Op::Poll {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             mask: mask.bits(),
         };
         self.schedule(op, ctx)
@@ -1070,8 +1111,8 @@ impl<S> Ring<S> {
     }
 
     /// Flushes a file's data and metadata to its device. Kernel: 5.1.
-    pub fn fsync(&mut self, fd: &impl AsFd, ctx: Ctx<S>) -> Task {
-        let fd = fd.as_fd().as_raw_fd();
+    pub fn fsync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&fd);
         self.schedule(
             Op::Fsync {
                 fd,
@@ -1083,8 +1124,8 @@ impl<S> Ring<S> {
 
     /// Flushes a file's data (and the metadata needed to read it back).
     /// Kernel: 5.1.
-    pub fn fdatasync(&mut self, fd: &impl AsFd, ctx: Ctx<S>) -> Task {
-        let fd = fd.as_fd().as_raw_fd();
+    pub fn fdatasync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&fd);
         self.schedule(Op::Fsync { fd, datasync: true }, ctx)
     }
 
@@ -1093,18 +1134,18 @@ impl<S> Ring<S> {
     /// Kernel: 5.7.
     pub fn splice(
         &mut self,
-        fd_in: &impl AsFd,
+        fd_in: impl OpFd,
         off_in: Option<u64>,
-        fd_out: &impl AsFd,
+        fd_out: impl OpFd,
         off_out: Option<u64>,
         len: u32,
         ctx: Ctx<S>,
     ) -> Task {
         let offset = |o: Option<u64>| o.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX));
         let op = Op::Splice {
-            fd_in: fd_in.as_fd().as_raw_fd(),
+            fd_in: self.op_fd(&fd_in),
             off_in: offset(off_in),
-            fd_out: fd_out.as_fd().as_raw_fd(),
+            fd_out: self.op_fd(&fd_out),
             off_out: offset(off_out),
             len,
             flags: 0,
@@ -1114,13 +1155,13 @@ impl<S> Ring<S> {
 
     /// Shuts down one or both directions of a socket. Kernel: 5.11 for the
     /// io_uring op; older kernels do the system call.
-    pub fn shutdown(&mut self, fd: &impl AsFd, how: std::net::Shutdown, ctx: Ctx<S>) -> Task {
+    pub fn shutdown(&mut self, fd: impl OpFd, how: std::net::Shutdown, ctx: Ctx<S>) -> Task {
         let how = match how {
             std::net::Shutdown::Read => libc::SHUT_RD,
             std::net::Shutdown::Write => libc::SHUT_WR,
             std::net::Shutdown::Both => libc::SHUT_RDWR,
         };
-        let fd = fd.as_fd().as_raw_fd();
+        let fd = self.op_fd(&fd);
         self.schedule(Op::Shutdown { fd, how }, ctx)
     }
 
@@ -1128,7 +1169,7 @@ impl<S> Ring<S> {
     /// (with `MSG_NOSIGNAL`). Kernel: 5.3.
     pub fn sendmsg<B: IoBuf>(
         &mut self,
-        fd: &impl AsFd,
+        fd: impl OpFd,
         bufs: Vec<B>,
         to: Option<SockAddr>,
         ctx: Ctx<S>,
@@ -1139,7 +1180,7 @@ impl<S> Ring<S> {
             None => msg.addr.len = 0,
         }
         let op = Op::SendMsg {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             bufs: BufVec::new(bufs),
             msg,
             flags: libc::MSG_NOSIGNAL,
@@ -1150,10 +1191,10 @@ impl<S> Ring<S> {
     /// Receives one message into the buffers' spare room, with the sender's
     /// address (buffers without any room fail with `InvalidInput`).
     /// Kernel: 5.3.
-    pub fn recvmsg<B: IoBufMut>(&mut self, fd: &impl AsFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
+    pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl OpFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
         let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::RecvMsg {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             bufs: BufVec::new_mut(bufs),
             msg: self.pools.msg(),
             flags: 0,
@@ -1214,9 +1255,33 @@ impl<S> Ring<S> {
     /// task accepts one connection and ends (re-arm on a final success).
     ///
     /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
-    pub fn accept_multishot(&mut self, listener: &impl AsFd, ctx: Ctx<S>) -> Task {
-        let fd = listener.as_fd().as_raw_fd();
+    pub fn accept_multishot(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&listener);
         self.schedule(Op::AcceptMulti { fd }, ctx)
+    }
+
+    /// Like [`accept_multishot`](Ring::accept_multishot), but each
+    /// connection arrives as a [`RingFd`] ([`Outcome::AcceptDirect`]). On
+    /// io_uring (5.19) the kernel puts each one straight into the ring's
+    /// fixed file table: no process fd at all, so [`Ring::fd`] cannot lend
+    /// one (socket options set on the listener, such as `TCP_NODELAY`, are
+    /// inherited by accepted sockets on Linux); when the table is full or
+    /// missing, connections are accepted as plain fds and registered. On the
+    /// other backends they are accepted and registered. A connection the
+    /// kernel accepted into a table that filled meanwhile is lost: the task
+    /// ends with `ENFILE` (re-arm it: the ring then accepts plain fds).
+    ///
+    /// [`Outcome::AcceptDirect`]: crate::Outcome::AcceptDirect
+    pub fn accept_multishot_direct(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(&listener);
+        self.files.direct_accepts += 1;
+        self.schedule(
+            Op::AcceptDirect {
+                fd,
+                into_table: false,
+            },
+            ctx,
+        )
     }
 
     /// Receives until the peer closes, cancelled, or an error: one
@@ -1226,14 +1291,171 @@ impl<S> Ring<S> {
     /// kernels each task receives once and ends (re-arm on a final success).
     ///
     /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
-    pub fn recv_multishot(&mut self, fd: &impl AsFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
+    pub fn recv_multishot(&mut self, fd: impl OpFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
         let op = Op::RecvMulti {
-            fd: fd.as_fd().as_raw_fd(),
+            fd: self.op_fd(&fd),
             group: group.inner.clone(),
             held: None,
         };
         self.schedule(op, ctx)
     }
+}
+
+impl<S> Ring<S> {
+    /// Hands `fd` to the ring for good and returns its handle, which every
+    /// operation takes in place of a borrowed fd (see [`RingFd`]). The ring
+    /// keeps the file open while tasks name it and closes it on
+    /// [`close`](Ring::close), or when the ring is dropped.
+    ///
+    /// On io_uring the file also goes into the ring's fixed file table
+    /// (5.19; set up on first use, sized by [`RingBuilder::fixed_files`]),
+    /// so operations on it skip the kernel's fd lookup — unless the table
+    /// is full or a [direct accept](Ring::accept_multishot_direct) is
+    /// running (the kernel may be filling slots not yet reported), in which
+    /// case operations use the fd as they would a borrowed one. On the
+    /// readiness backend its epoll/kqueue registration is made once and
+    /// kept, instead of re-armed for every wait.
+    pub fn register_fd(&mut self, fd: OwnedFd) -> RingFd {
+        let file = self.files.insert();
+        let may_use_table = self.files.direct_accepts == 0;
+        self.backend.adopt_fd(file, fd, may_use_table);
+        self.files.handle(file)
+    }
+
+    /// Lends the process fd behind `fd`, for synchronous calls such as
+    /// `setsockopt` (to use it in an operation, pass the `RingFd` itself:
+    /// the borrowed number is not kept open for a task). `EBADF` if `fd` is
+    /// stale or closing. Every ring fd has one on the readiness and mock
+    /// backends, and on io_uring those given with
+    /// [`register_fd`](Ring::register_fd); a connection io_uring accepted
+    /// straight into its fixed file table has none (`Unsupported`): set its
+    /// options on the listener, or [take it out](Ring::take_fd).
+    pub fn fd(&self, fd: RingFd) -> io::Result<BorrowedFd<'_>> {
+        let file = self.files.lookup(fd).ok_or_else(bad_ring_fd)?;
+        self.backend.file_fd(file)
+    }
+
+    /// Takes the file back from the ring as an `OwnedFd` (to hand it to
+    /// another thread, say); `fd` goes stale. Fails with `EBADF` if `fd` is
+    /// stale or closing, and `EBUSY` while tasks name it (cancel them and
+    /// wait for their callbacks first). A connection io_uring accepted
+    /// straight into its fixed file table needs `IORING_OP_FIXED_FD_INSTALL`
+    /// (Linux 6.8) to get an fd: `Unsupported` before.
+    pub fn take_fd(&mut self, fd: RingFd) -> io::Result<OwnedFd> {
+        let file = self.files.lookup(fd).ok_or_else(bad_ring_fd)?;
+        if self.files.users(file) > 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        let owned = self.backend.take_file(file, &mut self.batch)?;
+        self.files.free(file);
+        Ok(owned)
+    }
+
+    /// How many ring fds are open (or closing).
+    pub fn ring_fds(&self) -> usize {
+        self.files.live() as usize
+    }
+
+    /// How an operation names `fd`; a ring fd counts as in use by the task
+    /// about to be scheduled until its final completion (a stale one names
+    /// no file: `EBADF`).
+    #[inline]
+    fn op_fd(&mut self, fd: &impl OpFd) -> Fd {
+        match fd.source() {
+            Source::Borrowed(raw) => Fd::raw(raw),
+            Source::Ring(fd) => self.files.acquire(fd),
+        }
+    }
+
+    fn close_ring_fd(&mut self, fd: RingFd, ctx: Ctx<S>) -> Task {
+        let Some(file) = self.files.lookup(fd) else {
+            return self.reject(Op::Close { fd: None }, ctx, bad_ring_fd());
+        };
+        let index = self.slab.insert(Op::CloseRing { file }, ctx);
+        if self.files.begin_close(file, index) > 0 {
+            self.slab.slots[index as usize].state = State::Waiting;
+            self.cancel_users(file, index);
+        } else {
+            self.start_waiting(index);
+        }
+        self.slab.handle(index)
+    }
+
+    /// Cancels every live task naming ring fd `file`, except `closer`.
+    fn cancel_users(&mut self, file: u32, closer: u32) {
+        for index in 0..self.slab.slots.len() as u32 {
+            let slot = &self.slab.slots[index as usize];
+            if index != closer
+                && slot.state != State::Free
+                && slot.op.fds().contains(&Some(Fd::ring(file)))
+            {
+                self.request_cancel(index, CancelReason::Explicit);
+            }
+        }
+    }
+
+    /// Hands a task that waited in the ring (a ring fd's close) to the
+    /// backend, behind any that wait for room.
+    fn start_waiting(&mut self, index: u32) {
+        if !self.pending.is_empty() {
+            return self.make_pending(self.slab.handle(index));
+        }
+        let started = self.start_in_backend(index);
+        self.settle_start(index, started);
+    }
+
+    /// The ring fd bookkeeping of a task's completion (`last`: its final
+    /// one): a direct accept's connection becomes a ring fd (the result is
+    /// then its slot); a closed ring fd's slot is freed; a final completion
+    /// no longer names its ring fds, which may start a close waiting for
+    /// them.
+    fn settle_files(&mut self, index: u32, result: io::Result<u32>, last: bool) -> io::Result<u32> {
+        let op = &self.slab.slots[index as usize].op;
+        let fds = op.fds();
+        let result = match *op {
+            Op::AcceptDirect { into_table, .. } => {
+                if last {
+                    self.files.direct_accepts -= 1;
+                }
+                result.map(|raw| self.adopt_accepted(into_table, raw))
+            }
+            Op::CloseRing { file } => {
+                self.backend.forget_file(file);
+                self.files.free(file);
+                result
+            }
+            _ => result,
+        };
+        if last {
+            for file in fds.into_iter().flatten().filter_map(Fd::ring_slot) {
+                if let Some(closer) = self.files.release(file) {
+                    self.start_waiting(closer);
+                }
+            }
+        }
+        result
+    }
+
+    /// Makes a connection a direct accept produced into a ring fd: `raw` is
+    /// a fixed-table slot the kernel filled (`into_table`) or a new fd.
+    fn adopt_accepted(&mut self, into_table: bool, raw: u32) -> u32 {
+        let file = self.files.insert();
+        if into_table {
+            self.backend.adopt_fixed(file, raw);
+        } else {
+            // SAFETY: a successful accept returns a new fd that nothing
+            // else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+            let may_use_table = self.files.direct_accepts == 0;
+            self.backend.adopt_fd(file, fd, may_use_table);
+        }
+        file
+    }
+}
+
+/// A ring fd that is stale, closing or another ring's.
+fn bad_ring_fd() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
 }
 
 /// Reading into no room could only read 0 bytes, which would look like end
@@ -1272,19 +1494,22 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 impl<S> Drop for Ring<S> {
     /// Closes the mailbox (undelivered messages are dropped: their fds
     /// closed, their values dropped), cancels what the backend still holds
-    /// and waits for its completions before any buffer is freed; callbacks
-    /// do not run. Memory of an operation that does not finish within 10 s
+    /// and waits for its completions before any buffer is freed, then
+    /// closes the ring fds; callbacks do not run. Memory of an operation that does not finish within 10 s
     /// is leaked, never freed under the kernel.
     fn drop(&mut self) {
         self.close_mailbox();
         if !self.drain_backend() {
-            // Operations may still use the groups' memory: keep it.
+            // Operations may still use the groups' memory and the ring
+            // fds' files: keep them.
             mem::forget(mem::take(&mut self.groups));
+            self.backend.leak_files();
             return;
         }
         for group in mem::take(&mut self.groups) {
             self.backend.unregister_group(&group);
         }
+        self.backend.close_files();
     }
 }
 
@@ -1352,15 +1577,23 @@ impl<S> Ring<S> {
         if slot.state != State::Submitted || !user_data::matches(c.user_data, slot.generation) {
             return;
         }
-        if c.flags & MORE != 0 {
+        let last = c.flags & MORE == 0;
+        let mut result = raw_result(c.res);
+        if self.files.in_use() {
+            // A direct accept's connection joins the ring fds (closed with
+            // them below); a closed ring fd leaves them.
+            result = self.settle_files(index as u32, result, last);
+        }
+        let slot = &mut self.slab.slots[index];
+        if !last {
             // A shot of a multishot task: close its fd, recycle its buffer.
-            drop(slot.op.shot_outcome(raw_result(c.res), c.flags));
+            drop(slot.op.shot_outcome(result, c.flags, &self.files));
             return;
         }
         let op = mem::replace(&mut slot.op, Op::Noop);
         slot.state = State::Free;
         // Dropping the outcome closes any fd the operation produced.
-        drop(op.into_outcome(raw_result(c.res), c.flags, &mut self.pools));
+        drop(op.into_outcome(result, c.flags, &mut self.pools, &self.files));
     }
 
     fn leak_in_flight(&mut self) {

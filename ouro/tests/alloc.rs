@@ -1,6 +1,7 @@
 //! Steady state does not allocate: after a warm-up, 10,000 noops, timers,
 //! reads, writes, sends and recvs (each re-armed from its callback, reusing
-//! its buffer) make no heap allocation at all.
+//! its buffer; sends and recvs on borrowed fds and on ring fds) make no
+//! heap allocation at all.
 //!
 //! A counting global allocator counts allocations on the test's own thread
 //! while a thread-local switch is on, so tests running in parallel do not
@@ -12,7 +13,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
+use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RingFd, RunMode};
 
 #[macro_use]
 #[path = "common/backends.rs"]
@@ -30,6 +31,7 @@ backend_tests![
     read_does_not_allocate,
     write_does_not_allocate,
     send_and_recv_do_not_allocate,
+    send_and_recv_on_ring_fds_do_not_allocate,
 ];
 
 struct Counting;
@@ -82,10 +84,12 @@ fn run_on(test: fn(BackendKind), kind: BackendKind) {
 /// Operations per measurement, after as many for warming up.
 const OPS: u32 = 10_000;
 
-/// The state of an operation loop: how many operations are left.
+/// The state of an operation loop: how many operations are left, and the
+/// fds they work on.
 struct Loop {
     left: u32,
     fds: Vec<OwnedFd>,
+    ring_fds: Vec<RingFd>,
 }
 
 /// Runs `OPS` operations twice, the first scheduled by `start` and the
@@ -96,7 +100,11 @@ fn allocations_in_steady_state(
     fds: Vec<OwnedFd>,
     start: fn(&mut Loop, &mut Ring<Loop>),
 ) -> u64 {
-    let mut state = Loop { left: OPS, fds };
+    let mut state = Loop {
+        left: OPS,
+        fds,
+        ring_fds: Vec::new(),
+    };
     start(&mut state, &mut ring);
     ring.run(&mut state, RunMode::UntilDone).unwrap();
     assert_eq!(state.left, 0);
@@ -229,4 +237,40 @@ fn send_and_recv_do_not_allocate(kind: BackendKind) {
         ring.send(&state.fds[0], vec![9u8; 64], ctx);
     });
     assert_eq!(allocations, 0, "allocations in {OPS} sends and recvs");
+}
+
+/// The same through ring fds (on io_uring: fixed files).
+fn send_and_recv_on_ring_fds_do_not_allocate(kind: BackendKind) {
+    fn on_completion(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+        if !another(state, &c)? {
+            return Ok(());
+        }
+        let msg = c.message::<Msg>()?;
+        let buf = c.into_buf().expect("a buffer");
+        let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+        let ctx = Ctx::new(on_completion);
+        match msg {
+            Msg::Sent => {
+                vec.clear();
+                ring.recv(state.ring_fds[1], vec, ctx.msg(Msg::Received));
+            }
+            Msg::Received => {
+                ring.send(state.ring_fds[0], vec, ctx.msg(Msg::Sent));
+            }
+        }
+        Ok(())
+    }
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fds = vec![a.into(), b.into()];
+    let allocations = allocations_in_steady_state(ring(kind), fds, |state, ring| {
+        if state.ring_fds.is_empty() {
+            state.ring_fds = state.fds.drain(..).map(|fd| ring.register_fd(fd)).collect();
+        }
+        let ctx = Ctx::new(on_completion).msg(Msg::Sent);
+        ring.send(state.ring_fds[0], vec![9u8; 64], ctx);
+    });
+    assert_eq!(
+        allocations, 0,
+        "allocations in {OPS} sends and recvs on ring fds"
+    );
 }

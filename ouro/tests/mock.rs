@@ -280,3 +280,55 @@ fn open_fds_reports_fds_handed_out_and_not_closed() {
     state.fds.clear();
     assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
 }
+
+/// Connections a scripted direct accept hands to the ring are ring fds:
+/// scripts see their numbers, `open_fds` reports them until the ring
+/// closes them, and a closed handle fails with `EBADF` whatever the script
+/// says.
+#[test]
+fn ring_fds_on_the_mock() {
+    let mut mock = Mock::new();
+    mock.push(
+        OpKind::AcceptDirect,
+        Reply::Fd(tempfile::tempfile().unwrap().into()),
+    );
+    let sent_on = Rc::new(RefCell::new(Vec::new()));
+    let record = sent_on.clone();
+    mock.on(OpKind::Send, move |op| {
+        record.borrow_mut().push(op.fd().expect("a send has an fd"));
+        Reply::Value(op.data().len() as u32)
+    });
+    mock.on(OpKind::Close, |_| Reply::Value(0));
+    let mut ring = Ring::mock(mock);
+    let listener = any_fd();
+    ring.accept_multishot_direct(&listener, Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let conn = match got.remove(0).0.outcome {
+        Outcome::AcceptDirect(Ok(fd)) => fd,
+        other => panic!("expected a ring fd, got {other:?}"),
+    };
+    let raw = ring.fd(conn).unwrap().as_raw_fd();
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), [raw]);
+
+    ring.send(conn, &b"hello"[..], Ctx::new(collect));
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(*sent_on.borrow(), [raw], "the script saw the fd's number");
+
+    ring.close(conn, Ctx::new(collect));
+    ring.send(conn, &b"closed"[..], Ctx::new(collect));
+    got.clear();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let (send, _) = got.iter().find(|(c, _)| c.op() == OpKind::Send).unwrap();
+    match &send.outcome {
+        Outcome::Send(Err(e), _) => assert_eq!(e.raw_os_error(), Some(libc::EBADF)),
+        other => panic!("expected EBADF, got {other:?}"),
+    }
+    assert_eq!(
+        sent_on.borrow().len(),
+        1,
+        "the stale send never reached the script"
+    );
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
+    assert_eq!(ring.ring_fds(), 0);
+}

@@ -28,7 +28,8 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{RawCompletion, Started, Wake};
+use super::{OwnedFiles, RawCompletion, Started, Wake};
+use crate::fd::{Fd, Named};
 use crate::op::{Op, OpKind};
 use crate::time::{duration_ns, Clock};
 
@@ -62,6 +63,7 @@ impl fmt::Debug for Reply {
 /// An operation as a script sees it.
 pub struct MockOp<'a> {
     op: &'a mut Op,
+    files: &'a OwnedFiles,
     filled: u32,
 }
 
@@ -71,28 +73,16 @@ impl MockOp<'_> {
         self.op.kind()
     }
 
-    /// The fd it operates on, if it takes one.
+    /// The fd it operates on, if it takes one (the first, for a splice):
+    /// for a ring fd, the number of the fd the mock keeps for it.
     pub fn fd(&self) -> Option<RawFd> {
         match &*self.op {
-            Op::Accept { fd, .. }
-            | Op::Connect { fd, .. }
-            | Op::Bind { fd, .. }
-            | Op::Listen { fd, .. }
-            | Op::Send { fd, .. }
-            | Op::Recv { fd, .. }
-            | Op::Read { fd, .. }
-            | Op::Write { fd, .. }
-            | Op::Readv { fd, .. }
-            | Op::Writev { fd, .. }
-            | Op::Poll { fd, .. }
-            | Op::Fsync { fd, .. }
-            | Op::Shutdown { fd, .. }
-            | Op::SendMsg { fd, .. }
-            | Op::RecvMsg { fd, .. }
-            | Op::AcceptMulti { fd }
-            | Op::RecvMulti { fd, .. } => Some(*fd),
             Op::Close { fd } => fd.as_ref().map(|fd| fd.as_raw_fd()),
-            _ => None,
+            Op::CloseRing { file } => Some(self.files.raw(*file)),
+            op => op.fds()[0].map(|fd| match fd.named() {
+                Named::Raw(raw) => raw,
+                Named::Ring(file) => self.files.raw(file),
+            }),
         }
     }
 
@@ -165,6 +155,8 @@ pub struct Mock {
     started: HashMap<OpKind, usize>,
     /// Set up once the ring can be messaged.
     waker: Option<Arc<MockWaker>>,
+    /// The ring fds, by slot.
+    pub(crate) files: OwnedFiles,
 }
 
 /// Wakes a mock ring's `wait`, which blocks (in real time) only when the
@@ -241,6 +233,8 @@ impl Mock {
 
     /// fds handed out by scripted replies that are still open (the same
     /// file is still behind the number): a leak, if the program is done.
+    /// A connection handed to the ring (a direct accept, `register_fd`)
+    /// counts until the ring fd is closed.
     pub fn open_fds(&self) -> Vec<RawFd> {
         self.produced
             .iter()
@@ -260,6 +254,11 @@ impl Mock {
             // The fd is closed whatever the script says, so nothing leaks.
             drop(fd.take());
         }
+        if op.fds().contains(&Some(Fd::STALE)) {
+            // A stale ring fd names no file, whatever the script says.
+            self.schedule(user_data, Reply::Errno(libc::EBADF), clock.now());
+            return Started::Yes;
+        }
         if let Op::RecvMulti { group, held, .. } = op {
             // Like a kernel without multishot: one receive into a free buffer.
             match group.take_free() {
@@ -271,7 +270,11 @@ impl Mock {
             }
         }
         zero_spare(op);
-        let mut view = MockOp { op, filled: 0 };
+        let mut view = MockOp {
+            op,
+            files: &self.files,
+            filled: 0,
+        };
         let reply = match self.queued.get_mut(&kind).and_then(VecDeque::pop_front) {
             Some(reply) => reply,
             None => match self.handlers.get_mut(&kind) {
@@ -284,6 +287,13 @@ impl Mock {
                 }
             },
         };
+        if let Op::CloseRing { file } = *op {
+            // Closed whatever the script says, as any close.
+            if let Some(fd) = self.files.take(file) {
+                let raw = fd.as_raw_fd();
+                self.produced.retain(|&(p, ..)| p != raw);
+            }
+        }
         self.schedule(user_data, reply, clock.now());
         Started::Yes
     }

@@ -30,7 +30,7 @@
 //!   does, it and the mock return `None` and cannot be built pollable.
 
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use crate::buffers::group::GroupInner;
@@ -141,6 +141,9 @@ pub(crate) struct Options {
     pub(crate) attach_wq: Option<RawFd>,
     /// Another ring will poll this one (see `pollable_fd`).
     pub(crate) pollable: bool,
+    /// io_uring: the fixed file table's size (default: `RLIMIT_NOFILE`, up
+    /// to 65536; 0: no table).
+    pub(crate) fixed_files: Option<u32>,
 }
 
 /// Sets up the backend of a real ring: `kind`, or io_uring if it works and
@@ -364,10 +367,138 @@ impl Backend {
         }
     }
 
+    /// Takes `fd` as ring fd `file` (a slot the ring chose). io_uring may
+    /// also put it in its fixed file table, if `may_use_table` (no direct
+    /// accept could be filling slots not yet reported).
+    pub(crate) fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.adopt_fd(file, fd, may_use_table),
+            Backend::Poll(poll) => poll.adopt_fd(file, fd),
+            Backend::Mock(mock) => mock.files.insert(file, fd),
+        }
+        // Only io_uring has a table.
+        let _ = may_use_table;
+    }
+
+    /// Takes fixed-table slot `slot`, which a direct accept filled, as ring
+    /// fd `file` (io_uring only: no other backend reports slots).
+    pub(crate) fn adopt_fixed(&mut self, file: u32, slot: u32) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.adopt_fixed(file, slot),
+            Backend::Poll(_) | Backend::Mock(_) => {
+                tracing::error!(
+                    file,
+                    slot,
+                    "a backend without a fixed file table reported a slot"
+                );
+            }
+        }
+    }
+
+    /// The process fd of ring fd `file`, if it has one.
+    pub(crate) fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
+        let fd = match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => return uring.file_fd(file),
+            Backend::Poll(poll) => poll.files.get(file),
+            Backend::Mock(mock) => mock.files.get(file),
+        };
+        fd.map(AsFd::as_fd)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// Gives ring fd `file` back as an `OwnedFd` (no task names it).
+    /// Completions the backend reaps meanwhile go to `stash`.
+    pub(crate) fn take_file(
+        &mut self,
+        file: u32,
+        stash: &mut Vec<RawCompletion>,
+    ) -> io::Result<OwnedFd> {
+        let fd = match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => return uring.take_file(file, stash),
+            Backend::Poll(poll) => poll.take_file(file),
+            Backend::Mock(mock) => mock.files.take(file),
+        };
+        let _ = stash;
+        fd.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// Ring fd `file` was closed (its close operation finished): drops
+    /// whatever the backend still keeps of it.
+    pub(crate) fn forget_file(&mut self, file: u32) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.forget_file(file),
+            Backend::Poll(poll) => drop(poll.take_file(file)),
+            Backend::Mock(mock) => drop(mock.files.take(file)),
+        }
+    }
+
+    /// The ring is dropped and nothing is in flight: closes every ring fd.
+    pub(crate) fn close_files(&mut self) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.close_files(),
+            Backend::Poll(poll) => poll.files.close_all(),
+            Backend::Mock(mock) => mock.files.close_all(),
+        }
+    }
+
+    /// The ring is dropped with operations still in flight: the ring fds
+    /// they may name stay open, for good.
+    pub(crate) fn leak_files(&mut self) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.leak_files(),
+            Backend::Poll(poll) => poll.files.leak_all(),
+            Backend::Mock(mock) => mock.files.leak_all(),
+        }
+    }
+
     pub(crate) fn mock_mut(&mut self) -> Option<&mut mock::Mock> {
         match self {
             Backend::Mock(mock) => Some(mock),
             _ => None,
+        }
+    }
+}
+
+/// The ring fds of a backend that keeps them as plain fds, by slot.
+#[derive(Default)]
+pub(crate) struct OwnedFiles(Vec<Option<OwnedFd>>);
+
+impl OwnedFiles {
+    pub(crate) fn insert(&mut self, file: u32, fd: OwnedFd) {
+        let i = file as usize;
+        if i >= self.0.len() {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(fd);
+    }
+
+    pub(crate) fn get(&self, file: u32) -> Option<&OwnedFd> {
+        self.0.get(file as usize)?.as_ref()
+    }
+
+    /// The fd's number; -1 (`EBADF` for any call) if there is none.
+    pub(crate) fn raw(&self, file: u32) -> RawFd {
+        self.get(file).map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    pub(crate) fn take(&mut self, file: u32) -> Option<OwnedFd> {
+        self.0.get_mut(file as usize)?.take()
+    }
+
+    pub(crate) fn close_all(&mut self) {
+        self.0.clear();
+    }
+
+    pub(crate) fn leak_all(&mut self) {
+        for fd in self.0.drain(..).flatten() {
+            std::mem::forget(fd);
         }
     }
 }

@@ -12,14 +12,24 @@
 //! being "not ready" (open, stat, fsync, reads and writes of regular files)
 //! go to a small thread pool whose results come back as completions.
 //!
-//! Registrations are edge-triggered and re-armed (`EPOLL_CTL_MOD`) each time
-//! an operation starts waiting: ouro does not own the fds it is given, so it
-//! cannot know whether fd 7 is still the file it registered; re-arming
-//! notices a closed and reused fd (`ENOENT`, then add) and reports current
-//! readiness, so no wake-up is ever lost. A read that last found its fd
-//! empty skips the attempt and waits at once (a hint per fd, harmless when
-//! stale), so a request-response connection costs one re-arm instead of a
-//! failed read per request.
+//! Registrations are edge-triggered. A borrowed fd's is re-armed
+//! (`EPOLL_CTL_MOD`) each time an operation starts waiting: ouro does not
+//! own the fd, so it cannot know whether fd 7 is still the file it
+//! registered; re-arming notices a closed and reused fd (`ENOENT`, then add)
+//! and reports current readiness, so no wake-up is ever lost. A read that
+//! last found its fd empty skips the attempt and waits at once (a hint per
+//! fd, harmless when stale), so a request-response connection costs one
+//! re-arm instead of a failed read per request.
+//!
+//! A ring fd is the backend's own, so its number stays its file until the
+//! ring closes it: it is registered once (for reading and writing) and
+//! stays registered, with readiness flags per fd that events set and an
+//! attempt that finds the fd not ready clears (mio's and tokio's model). An
+//! operation on a ring fd known not to be ready waits without trying, and
+//! waiting costs no system call. A multishot operation stopped at its limit
+//! of results in a row, whose fd is still ready, goes again on the next
+//! turn (no event would wake it). Closing a ring fd removes its
+//! registration.
 
 mod pool;
 mod sys;
@@ -36,7 +46,8 @@ use mio::{Events, Interest, Token};
 
 use self::pool::Pool;
 use self::sys::{Attempt, Call, Connecting, IoVecs, Rw};
-use super::{RawCompletion, Started, Wake, MORE};
+use super::{OwnedFiles, RawCompletion, Started, Wake, MORE};
+use crate::fd::{Fd, Named};
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -66,6 +77,9 @@ enum Place {
     },
     /// On a pool thread (or in its queue).
     Pool,
+    /// A multishot operation stopped at its limit on a ready ring fd: it
+    /// goes again next turn.
+    Deferred,
 }
 
 /// An operation in flight, kept at its task's slot index.
@@ -93,6 +107,11 @@ struct FdState {
     head: u32,
     /// Whether it is (as far as we know) in the poller.
     registered: bool,
+    /// A ring fd: registered once, readiness tracked in `ready`.
+    owned: bool,
+    /// For a ring fd: `READY_*` bits set by events, cleared when an attempt
+    /// finds the fd not ready.
+    ready: u8,
     /// The last first attempt of a read found it empty: reads wait for
     /// readiness without trying first...
     read_would_block: bool,
@@ -108,6 +127,8 @@ impl FdState {
     const NEW: FdState = FdState {
         head: NIL,
         registered: false,
+        owned: false,
+        ready: READY_ALL,
         read_would_block: false,
         skipped_tries: 0,
         in_pool_at_position: 0,
@@ -130,12 +151,38 @@ impl FdState {
 /// How often a read on an fd that was empty last time tries first anyway.
 const PROBE_EVERY: u8 = 8;
 
+/// Readiness bits of a ring fd.
+const READY_READ: u8 = 1;
+const READY_WRITE: u8 = 2;
+const READY_ALL: u8 = READY_READ | READY_WRITE;
+
+/// The readiness bits a wait for `interest` is about.
+fn ready_bits(interest: Interest) -> u8 {
+    let mut bits = 0;
+    if interest.is_readable() || interest.is_priority() {
+        bits |= READY_READ;
+    }
+    if interest.is_writable() {
+        bits |= READY_WRITE;
+    }
+    bits
+}
+
+/// What a ring fd is registered for, once: everything an operation may
+/// wait for.
+fn owned_interest() -> Interest {
+    let both = Interest::READABLE | Interest::WRITABLE;
+    sys::priority_interest().map_or(both, |priority| both | priority)
+}
+
 pub(crate) struct PollBackend {
     poll: mio::Poll,
     events: Events,
     requests: Vec<Request>,
     /// Started and not attempted yet, in order.
     queued: VecDeque<u32>,
+    /// Multishot operations to attempt again next turn (`Place::Deferred`).
+    deferred: Vec<u32>,
     /// How many operations may be queued at once: the ring's size, like
     /// io_uring's submission queue (the ring keeps the rest until `flush`).
     entries: usize,
@@ -151,6 +198,8 @@ pub(crate) struct PollBackend {
     /// poller readable when the ring's nearest timer is due. Created on
     /// first use.
     pollable: Option<Option<std::os::fd::OwnedFd>>,
+    /// The ring fds, by slot.
+    pub(crate) files: OwnedFiles,
 }
 
 impl Wake for mio::Waker {
@@ -181,6 +230,7 @@ impl PollBackend {
             events: Events::with_capacity(capacity),
             requests: Vec::with_capacity(entries as usize * 2),
             queued: VecDeque::with_capacity(entries as usize),
+            deferred: Vec::new(),
             entries: entries as usize,
             fds: Vec::new(),
             done: Vec::with_capacity(capacity),
@@ -188,6 +238,7 @@ impl PollBackend {
             skipped_poll: false,
             waker,
             pollable: pollable.then_some(None),
+            files: OwnedFiles::default(),
         })
     }
 
@@ -207,7 +258,7 @@ impl PollBackend {
         // `wait`: the poller must know them before the ring stops running.
         self.run_queued();
         self.take_pool_results();
-        if now || !self.done.is_empty() {
+        if now || !self.done.is_empty() || !self.deferred.is_empty() {
             Wake::wake(&*self.waker);
             return Ok(());
         }
@@ -262,7 +313,7 @@ impl PollBackend {
         if self.queued.len() >= self.entries {
             return Started::Full;
         }
-        let call = match prepare(op) {
+        let call = match prepare(op, &mut self.files) {
             Ok(call) => call,
             Err(res) => return Started::Done(res),
         };
@@ -302,6 +353,10 @@ impl PollBackend {
                 self.left_pool(index);
                 self.complete(index, -libc::ECANCELED);
             }
+            Place::Deferred => {
+                self.deferred.retain(|&i| i != index);
+                self.complete(index, -libc::ECANCELED);
+            }
             Place::Pool | Place::Free | Place::Queued => {}
         }
         true
@@ -321,7 +376,7 @@ impl PollBackend {
             return Ok(());
         }
         self.skipped_poll = false;
-        let timeout = if ready {
+        let timeout = if ready || !self.deferred.is_empty() {
             Some(Duration::ZERO)
         } else {
             timeout.map(Duration::from_nanos)
@@ -336,6 +391,12 @@ impl PollBackend {
             }
         }
         self.events = events;
+        // Multishot operations stopped at their limit go again, after the
+        // fds this poll found ready.
+        for index in self.deferred.drain(..) {
+            self.requests[index as usize].place = Place::Queued;
+            self.queued.push_back(index);
+        }
         self.take_pool_results();
         match polled {
             Err(err) if err.kind() != io::ErrorKind::Interrupted => Err(err),
@@ -358,22 +419,34 @@ impl PollBackend {
     }
 
     fn first_attempt(&mut self, index: u32) {
+        if let Call::Close { fd } = self.requests[index as usize].call {
+            self.forget_fd(fd);
+        }
         if let Some(fd) = at_position(&self.requests[index as usize].call) {
             if self.fd_state(fd).in_pool_at_position > 0 {
                 return self.hand_to_pool(index);
             }
         }
-        let hinted = read_hint(&self.requests[index as usize].call);
+        let call = &self.requests[index as usize].call;
+        if let Some((fd, interest)) = needs(call) {
+            let state = self.fd_state(fd);
+            if state.owned && state.ready & ready_bits(interest) == 0 {
+                // Known not ready: an event will say when it is.
+                return self.wait_for(index, fd, interest);
+            }
+        }
+        let call = &self.requests[index as usize].call;
+        let hinted = read_hint(call).filter(|&fd| !self.fd_state(fd).owned);
         if let Some(fd) = hinted {
             if self.fd_state(fd).skip_try() {
                 return self.wait_for(index, fd, Interest::READABLE);
             }
         }
-        let (attempt, _) = self.attempt(index);
+        let (attempt, limited) = self.attempt(index);
         if let Some(fd) = hinted {
             self.fd_state(fd).read_would_block = matches!(attempt, Attempt::Wait(..));
         }
-        self.settle(index, attempt);
+        self.settle(index, attempt, limited);
     }
 
     /// Attempts a request; a multishot one again after each result it
@@ -400,9 +473,16 @@ impl PollBackend {
         (attempt, true)
     }
 
-    fn settle(&mut self, index: u32, attempt: Attempt) {
+    /// Finishes, parks or hands over a request after an attempt (`limited`:
+    /// a multishot one stopped at its limit, its fd still ready).
+    fn settle(&mut self, index: u32, attempt: Attempt, limited: bool) {
         match attempt {
             Attempt::Done(res) | Attempt::Shot(res, _) => self.complete(index, res),
+            Attempt::Wait(fd, _) if limited && self.fd_state(fd).owned => {
+                // No event would come for a ring fd still ready.
+                self.requests[index as usize].place = Place::Deferred;
+                self.deferred.push(index);
+            }
             Attempt::Wait(fd, interest) => self.wait_for(index, fd, interest),
             Attempt::Pool => self.hand_to_pool(index),
         }
@@ -462,18 +542,42 @@ impl PollBackend {
         &mut self.fds[i]
     }
 
-    /// Puts a request on `fd`'s waiting list and (re-)arms the fd for
-    /// everything its waiters need.
+    /// Puts a request on `fd`'s waiting list and makes sure an event will
+    /// wake it (see `watch`).
     fn wait_for(&mut self, index: u32, fd: RawFd, interest: Interest) {
         if fd < 0 {
             return self.complete(index, -libc::EBADF);
         }
         self.link(index, fd, interest);
-        let wanted = self.interest_of(fd);
-        if let Err(res) = self.arm(fd, wanted) {
+        // A splice cannot say which of its fds was not ready.
+        let sure = !matches!(self.requests[index as usize].call, Call::Splice { .. });
+        if let Err(res) = self.watch(fd, interest, sure) {
             self.unlink(index, fd);
             self.unpollable(index, fd, interest, res);
         }
+    }
+
+    /// Makes sure the poller reports `fd` when it becomes ready for a
+    /// waiter's `interest` (`not_ready`: an attempt just found it not
+    /// ready). A borrowed fd is (re-)armed for everything its waiters need.
+    /// A ring fd is registered once, for everything; while registered, an
+    /// event will come when it becomes ready — unless it may be ready
+    /// already (the edge passed), when it is re-armed, which reports it at
+    /// once.
+    fn watch(&mut self, fd: RawFd, interest: Interest, not_ready: bool) -> Result<(), i32> {
+        let state = &mut self.fds[fd as usize];
+        if !state.owned {
+            let wanted = self.interest_of(fd);
+            return self.arm(fd, wanted);
+        }
+        let bits = ready_bits(interest);
+        if not_ready {
+            state.ready &= !bits;
+        }
+        if state.registered && state.ready & bits == 0 {
+            return Ok(());
+        }
+        self.arm(fd, owned_interest())
     }
 
     /// A request whose fd cannot be polled: `EPERM` means a regular file
@@ -488,7 +592,9 @@ impl PollBackend {
             Call::Read { .. } | Call::Write { .. } => {
                 // A file is never "empty": the next read tries at once (the
                 // page cache may serve it).
-                self.fd_state(fd).read_would_block = false;
+                let state = self.fd_state(fd);
+                state.read_would_block = false;
+                state.ready = READY_ALL;
                 self.hand_to_pool(index);
             }
             Call::Splice {
@@ -510,8 +616,7 @@ impl PollBackend {
                 };
                 *wait_out = other != *fd_out;
                 self.link(index, other, other_interest);
-                let wanted = self.interest_of(other);
-                if self.arm(other, wanted).is_err() {
+                if self.watch(other, other_interest, false).is_err() {
                     self.unlink(index, other);
                     self.hand_to_pool(index);
                 }
@@ -592,20 +697,27 @@ impl PollBackend {
 
     /// Attempts again what waits on `fd` for the readiness `event` reports.
     fn on_event(&mut self, fd: RawFd, event: &mio::event::Event) {
-        let Some(state) = self.fds.get(fd as usize) else {
+        let Some(state) = self.fds.get_mut(fd as usize) else {
             return;
         };
-        if state.head == NIL {
-            // Nobody waits (they finished or were cancelled): stop the
-            // edge-triggered registration from waking the loop again.
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-            self.fds[fd as usize].registered = false;
-            return;
-        }
         let failed = event.is_error();
         let readable =
             failed || event.is_readable() || event.is_read_closed() || event.is_priority();
         let writable = failed || event.is_writable() || event.is_write_closed();
+        if state.owned {
+            if readable {
+                state.ready |= READY_READ;
+            }
+            if writable {
+                state.ready |= READY_WRITE;
+            }
+        } else if state.head == NIL {
+            // Nobody waits (they finished or were cancelled): stop the
+            // edge-triggered registration from waking the loop again.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            state.registered = false;
+            return;
+        }
         let mut at = state.head;
         while at != NIL {
             let request = &self.requests[at as usize];
@@ -625,15 +737,59 @@ impl PollBackend {
     fn retry(&mut self, index: u32, fd: RawFd, interest: Interest) {
         let (attempt, limited) = self.attempt(index);
         match attempt {
-            // Still not ready: the edge-triggered registration stays armed
-            // for it, and the next change of state wakes it again. A
-            // multishot call stopped by its limit is re-armed instead.
-            Attempt::Wait(again, wanted) if again == fd && wanted == interest && !limited => {}
+            // Still not ready: the edge-triggered registration of a
+            // borrowed fd stays armed for it, and the next change of state
+            // wakes it again. A multishot call stopped by its limit is
+            // re-armed instead; a wait on a ring fd goes through `watch`.
+            Attempt::Wait(again, wanted)
+                if again == fd
+                    && wanted == interest
+                    && !limited
+                    && !self.fds[fd as usize].owned => {}
             attempt => {
                 self.unlink(index, fd);
-                self.settle(index, attempt);
+                self.settle(index, attempt, limited);
             }
         }
+    }
+
+    /// Takes `fd` as ring fd `file`: registered at its first wait, then
+    /// kept registered; first attempts try at once.
+    pub(crate) fn adopt_fd(&mut self, file: u32, fd: std::os::fd::OwnedFd) {
+        use std::os::fd::AsRawFd;
+        let state = self.fd_state(fd.as_raw_fd());
+        state.owned = true;
+        state.ready = READY_ALL;
+        // Whatever was registered under this number before may be a closed
+        // file's registration: the first wait registers (or re-arms) it.
+        state.registered = false;
+        self.files.insert(file, fd);
+    }
+
+    /// Gives ring fd `file` back, without its registration.
+    pub(crate) fn take_file(&mut self, file: u32) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsRawFd;
+        let fd = self.files.take(file)?;
+        self.forget_fd(fd.as_raw_fd());
+        Some(fd)
+    }
+
+    /// `fd` is about to be closed or handed back: its registration (if a
+    /// ring fd's, or left by a borrowed fd's waits) goes, and the number is
+    /// no longer a ring fd. Requests still waiting on it (borrowed fds
+    /// closed under them) stay until cancelled.
+    fn forget_fd(&mut self, fd: RawFd) {
+        let Some(state) = self.fds.get_mut(fd as usize) else {
+            return;
+        };
+        if state.registered {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        *state = FdState {
+            head: state.head,
+            in_pool_at_position: state.in_pool_at_position,
+            ..FdState::NEW
+        };
     }
 }
 
@@ -666,6 +822,24 @@ fn at_position(call: &Call) -> Option<RawFd> {
     }
 }
 
+/// The fd and readiness an operation needs before it can make progress,
+/// for the calls that fail with `EAGAIN` until then.
+fn needs(call: &Call) -> Option<(RawFd, Interest)> {
+    match *call {
+        Call::Recv { fd, .. }
+        | Call::RecvMsg { fd, .. }
+        | Call::Read { fd, .. }
+        | Call::Accept { fd, .. }
+        | Call::AcceptMulti { fd }
+        | Call::RecvMulti { fd, .. } => Some((fd, Interest::READABLE)),
+        Call::Send { fd, .. } | Call::SendMsg { fd, .. } | Call::Write { fd, .. } => {
+            Some((fd, Interest::WRITABLE))
+        }
+        _ => None,
+    }
+    .filter(|&(fd, _)| fd >= 0)
+}
+
 /// The fd of a read that keeps the per-fd "was empty" hint.
 fn read_hint(call: &Call) -> Option<RawFd> {
     match call {
@@ -674,32 +848,38 @@ fn read_hint(call: &Call) -> Option<RawFd> {
     }
 }
 
-/// Captures an operation's arguments, pointing into memory it owns.
-fn prepare(op: &mut Op) -> Result<Call, i32> {
+/// Captures an operation's arguments, pointing into memory it owns; a ring
+/// fd becomes the number of the fd kept in `files` (or a ring fd's close
+/// takes it from there).
+fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
     let offset = |o: u64| o as i64;
+    let raw = |fd: &Fd| match fd.named() {
+        Named::Raw(raw) => raw,
+        Named::Ring(file) => files.raw(file),
+    };
     let call = match op {
         Op::Noop => Call::Noop,
         Op::Accept { fd, addr } => {
             addr.clear();
             Call::Accept {
-                fd: *fd,
+                fd: raw(fd),
                 addr: addr.as_mut_ptr(),
                 len: &mut addr.len,
             }
         }
         Op::Connect { fd, addr } => Call::Connect {
-            fd: *fd,
+            fd: raw(fd),
             addr: addr.as_ptr(),
             len: addr.len,
             state: Connecting::Start,
         },
         Op::Bind { fd, addr } => Call::Bind {
-            fd: *fd,
+            fd: raw(fd),
             addr: addr.as_ptr(),
             len: addr.len,
         },
         Op::Listen { fd, backlog } => Call::Listen {
-            fd: *fd,
+            fd: raw(fd),
             backlog: *backlog,
         },
         Op::Socket {
@@ -714,7 +894,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
         Op::Send { fd, buf, flags } => {
             let (ptr, len) = buf.raw_parts();
             Call::Send {
-                fd: *fd,
+                fd: raw(fd),
                 ptr,
                 len,
                 flags: *flags,
@@ -723,7 +903,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
         Op::Recv { fd, buf, flags } => {
             let (ptr, len) = buf.spare_parts();
             Call::Recv {
-                fd: *fd,
+                fd: raw(fd),
                 ptr,
                 len,
                 flags: *flags,
@@ -732,7 +912,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
         Op::Read { fd, buf, offset: o } => {
             let (ptr, len) = buf.spare_parts();
             Call::Read {
-                fd: *fd,
+                fd: raw(fd),
                 iov: IoVecs::one(ptr, len),
                 offset: offset(*o),
                 rw: Rw::FIRST,
@@ -741,7 +921,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
         Op::Write { fd, buf, offset: o } => {
             let (ptr, len) = buf.raw_parts();
             Call::Write {
-                fd: *fd,
+                fd: raw(fd),
                 iov: IoVecs::one(ptr, len),
                 offset: offset(*o),
                 rw: Rw::FIRST,
@@ -755,7 +935,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
         } => {
             bufs.fill_iovecs(iov, true);
             Call::Read {
-                fd: *fd,
+                fd: raw(fd),
                 iov: IoVecs::Many(iov.as_ptr(), iov.len()),
                 offset: offset(*o),
                 rw: Rw::FIRST,
@@ -769,7 +949,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
         } => {
             bufs.fill_iovecs(iov, false);
             Call::Write {
-                fd: *fd,
+                fd: raw(fd),
                 iov: IoVecs::Many(iov.as_ptr(), iov.len()),
                 offset: offset(*o),
                 rw: Rw::FIRST,
@@ -781,8 +961,14 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
                 fd: owned.into_raw_fd(),
             }
         }
+        Op::CloseRing { file } => {
+            let owned = files.take(*file).ok_or(-libc::EBADF)?;
+            Call::Close {
+                fd: owned.into_raw_fd(),
+            }
+        }
         Op::Poll { fd, mask } => Call::Poll {
-            fd: *fd,
+            fd: raw(fd),
             mask: *mask,
         },
         Op::Open {
@@ -808,7 +994,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
             out: &mut **out,
         },
         Op::Fsync { fd, datasync } => Call::Fsync {
-            fd: *fd,
+            fd: raw(fd),
             datasync: *datasync,
         },
         Op::Splice {
@@ -819,15 +1005,18 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
             len,
             flags,
         } => Call::Splice {
-            fd_in: *fd_in,
+            fd_in: raw(fd_in),
             off_in: *off_in,
-            fd_out: *fd_out,
+            fd_out: raw(fd_out),
             off_out: *off_out,
             len: *len,
             flags: *flags,
             wait_out: false,
         },
-        Op::Shutdown { fd, how } => Call::Shutdown { fd: *fd, how: *how },
+        Op::Shutdown { fd, how } => Call::Shutdown {
+            fd: raw(fd),
+            how: *how,
+        },
         Op::SendMsg {
             fd,
             bufs,
@@ -837,7 +1026,7 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
             bufs.fill_iovecs(&mut msg.iov, false);
             msg.prepare(false);
             Call::SendMsg {
-                fd: *fd,
+                fd: raw(fd),
                 msg: &msg.hdr,
                 flags: *flags,
             }
@@ -851,14 +1040,14 @@ fn prepare(op: &mut Op) -> Result<Call, i32> {
             bufs.fill_iovecs(&mut msg.iov, true);
             msg.prepare(true);
             Call::RecvMsg {
-                fd: *fd,
+                fd: raw(fd),
                 msg: &mut msg.hdr,
                 flags: *flags,
             }
         }
-        Op::AcceptMulti { fd } => Call::AcceptMulti { fd: *fd },
+        Op::AcceptMulti { fd } | Op::AcceptDirect { fd, .. } => Call::AcceptMulti { fd: raw(fd) },
         Op::RecvMulti { fd, group, .. } => Call::RecvMulti {
-            fd: *fd,
+            fd: raw(fd),
             group: std::rc::Rc::as_ptr(group),
         },
         Op::Timer { .. }

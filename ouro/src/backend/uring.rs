@@ -20,9 +20,21 @@
 //! is set up without DEFER_TASKRUN: with it, completions wait as task work
 //! until the owner enters the ring, and the ring fd does not become
 //! readable.
+//!
+//! Ring fds live in the ring's fixed file table (registered sparse on first
+//! use, 5.19), named in submissions by slot (`IOSQE_FIXED_FILE`), so the
+//! kernel skips its fd lookup (`fget`/`fput`) per operation. A direct
+//! accept lets the kernel pick the slots (`IORING_FILE_INDEX_ALLOC`); an fd
+//! given with `register_fd` goes into a slot chosen here
+//! (`IORING_REGISTER_FILES_UPDATE`) — only while no direct accept runs, as
+//! the kernel may have filled slots whose completions are not reaped yet.
+//! The table cannot grow (re-registering it would drop the direct
+//! descriptors, which have no process fd to register again): it is sized
+//! once, and a ring fd that finds it full keeps working through its
+//! process fd.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
@@ -30,6 +42,7 @@ use io_uring::{opcode, squeue, types, IoUring, Probe};
 
 use super::{Options, RawCompletion, Started, Wake};
 use crate::buffers::group::GroupInner;
+use crate::fd::{Fd, Named};
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -40,6 +53,9 @@ const WAKE_READ: u64 = (user_data::INTERNAL as u64) << 56 | 1;
 const POLL_WAKE: u64 = (user_data::INTERNAL as u64) << 56 | 2;
 /// `user_data` of the start-up probe of MSG_RING's flags.
 const PROBE: u64 = (user_data::INTERNAL as u64) << 56 | 3;
+/// `user_data` of the request that installs a direct descriptor as a
+/// process fd (`take_file`).
+const INSTALL: u64 = (user_data::INTERNAL as u64) << 56 | 4;
 
 /// Where the waker's internal reads put the eventfd's counter: the value
 /// is never looked at, and a `static` outlives every request that names it.
@@ -60,6 +76,8 @@ pub(crate) struct Uring {
     /// The delay `prepare_poll` hands a timeout request (copied by the
     /// kernel when it is submitted).
     poll_timeout: Box<types::Timespec>,
+    /// The ring fds and the fixed file table.
+    files: Files,
 }
 
 /// The opcodes this kernel supports, one bit each; turns operations into
@@ -96,6 +114,7 @@ impl Uring {
             waker: None,
             wake_read_armed: false,
             poll_timeout: Box::new(types::Timespec::new()),
+            files: Files::new(options.fixed_files),
         })
     }
 
@@ -216,13 +235,16 @@ impl Uring {
     // known, so that only its own submission is built there.
     #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
+        if matches!(op, Op::AcceptDirect { .. }) {
+            self.files.ensure_table(&self.ring);
+        }
         // One queue handle for the check and the push: each handle reads
         // the kernel's head and publishes the tail when dropped.
         let mut sq = self.ring.submission();
         if sq.is_full() {
             return Started::Full;
         }
-        let entry = match self.opcodes.prepare(op) {
+        let entry = match self.opcodes.prepare(op, &mut self.files) {
             Prepared::Entry(entry) => entry.user_data(user_data),
             Prepared::Done(res) => return Started::Done(res),
             Prepared::Failed(err) => return Started::Failed(err),
@@ -301,17 +323,7 @@ impl Uring {
 
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         loop {
-            for cqe in self.ring.completion() {
-                if cqe.user_data() == WAKE_READ {
-                    self.wake_read_armed = false;
-                    continue;
-                }
-                out.push(RawCompletion {
-                    user_data: cqe.user_data(),
-                    res: cqe.result(),
-                    flags: cqe.flags(),
-                });
-            }
+            self.take_completions(out);
             self.arm_wake_read();
             // Completions that did not fit the queue wait in the kernel's
             // overflow list; entering with GETEVENTS moves them over.
@@ -323,6 +335,64 @@ impl Uring {
                 return;
             }
         }
+    }
+
+    /// Moves the completion queue's entries to `out`, but the waker's own
+    /// reads and the result of an install (returned).
+    fn take_completions(&mut self, out: &mut Vec<RawCompletion>) -> Option<i32> {
+        let mut installed = None;
+        for cqe in self.ring.completion() {
+            match cqe.user_data() {
+                WAKE_READ => self.wake_read_armed = false,
+                INSTALL => installed = Some(cqe.result()),
+                user_data => out.push(RawCompletion {
+                    user_data,
+                    res: cqe.result(),
+                    flags: cqe.flags(),
+                }),
+            }
+        }
+        installed
+    }
+
+    /// Makes fixed-table slot `slot` a process fd too, waiting for it
+    /// (`IORING_OP_FIXED_FD_INSTALL`, 6.8: done at submission); the other
+    /// completions that arrive meanwhile go to `stash`.
+    fn install(&mut self, slot: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
+        if !self.opcodes.supports(opcode::FixedFdInstall::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this ring fd is a direct descriptor (io_uring accepted it straight into its \
+                 fixed file table), and making it a process fd needs \
+                 IORING_OP_FIXED_FD_INSTALL (Linux 6.8)",
+            ));
+        }
+        // Close-on-exec, as every fd ouro makes.
+        let entry = opcode::FixedFdInstall::new(types::Fixed(slot), 0)
+            .build()
+            .user_data(INSTALL);
+        while matches!(self.push(&entry), Started::Full) {
+            if !self.flush()? {
+                // The kernel is busy until completions are taken.
+                self.take_completions(stash);
+            }
+        }
+        let res = loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR)) || is_busy(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(res) = self.take_completions(stash) {
+                break res;
+            }
+        };
+        if res < 0 {
+            return Err(io::Error::from_raw_os_error(-res));
+        }
+        // SAFETY: a successful install returns a new fd that nothing else
+        // owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(res) })
     }
 
     /// Shares `group` with the kernel as a provided buffer ring (5.19);
@@ -361,6 +431,375 @@ impl Uring {
     }
 }
 
+impl Uring {
+    pub(crate) fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
+        let slot = if may_use_table {
+            self.files.ensure_table(&self.ring);
+            self.files.register(&self.ring, fd.as_raw_fd())
+        } else {
+            None
+        };
+        self.files.set(file, File::new(slot, Some(fd)));
+        if let Some(slot) = slot {
+            self.files.table_mut().occupy(slot, file);
+        }
+    }
+
+    pub(crate) fn adopt_fixed(&mut self, file: u32, slot: u32) {
+        self.files.set(file, File::new(Some(slot), None));
+        self.files.table_mut().occupy(slot, file);
+    }
+
+    pub(crate) fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
+        match self.files.get(file) {
+            Some(File { fd: Some(fd), .. }) => Ok(fd.as_fd()),
+            Some(File { slot, .. }) if *slot != NO_SLOT => Err(no_process_fd()),
+            _ => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+
+    /// Gives ring fd `file` back: its process fd, or for a direct
+    /// descriptor a new one installed from the table; its slot is emptied.
+    pub(crate) fn take_file(
+        &mut self,
+        file: u32,
+        stash: &mut Vec<RawCompletion>,
+    ) -> io::Result<OwnedFd> {
+        let (slot, has_fd) = match self.files.get(file) {
+            Some(record) => (record.slot, record.fd.is_some()),
+            None => (NO_SLOT, false),
+        };
+        let fd = match (has_fd, slot) {
+            (true, _) => self.files.take(file).fd,
+            (false, NO_SLOT) => None,
+            (false, slot) => {
+                let fd = self.install(slot, stash)?;
+                self.files.take(file);
+                Some(fd)
+            }
+        };
+        let fd = fd.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        if slot != NO_SLOT {
+            self.files.unregister(&self.ring, slot, file);
+        }
+        Ok(fd)
+    }
+
+    /// Ring fd `file`'s close finished: its slot is free again (the kernel
+    /// emptied it); whatever a close that never ran left is closed now.
+    pub(crate) fn forget_file(&mut self, file: u32) {
+        let record = self.files.take(file);
+        if record.closing != NO_SLOT {
+            self.files.table_mut().vacate(record.closing, file);
+        }
+        if record.slot != NO_SLOT {
+            self.files.unregister(&self.ring, record.slot, file);
+        }
+    }
+
+    /// Closes every ring fd: their process fds, and the fixed table at
+    /// once (nothing is in flight), rather than when the kernel tears the
+    /// ring down later.
+    pub(crate) fn close_files(&mut self) {
+        self.files.records.clear();
+        if matches!(self.files.table, Table::Registered(_)) {
+            if let Err(e) = self.ring.submitter().unregister_files() {
+                tracing::warn!(error = %e, "unregistering the fixed file table failed");
+            }
+        }
+    }
+
+    /// Leaves every ring fd open: operations in flight may name them.
+    pub(crate) fn leak_files(&mut self) {
+        for record in self.files.records.drain(..) {
+            std::mem::forget(record);
+        }
+    }
+}
+
+/// What an operation's fd is to the kernel: a plain fd or a fixed file.
+#[derive(Clone, Copy)]
+enum Target {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
+/// Builds an entry with a [`Target`] as the plain fd or fixed file it is
+/// (the `io-uring` crate takes them as two types).
+macro_rules! with_target {
+    ($target:expr, |$t:ident| $build:expr) => {
+        match $target {
+            Target::Fd(fd) => {
+                let $t = types::Fd(fd);
+                $build
+            }
+            Target::Fixed(slot) => {
+                let $t = types::Fixed(slot);
+                $build
+            }
+        }
+    };
+}
+
+/// Marks "no slot of the fixed table".
+const NO_SLOT: u32 = u32::MAX;
+
+/// A ring fd as this backend keeps it.
+struct File {
+    /// Its slot in the fixed file table, or `NO_SLOT`.
+    slot: u32,
+    /// Its process fd: given with `register_fd`, or accepted as a plain fd.
+    /// A direct descriptor has none.
+    fd: Option<OwnedFd>,
+    /// The slot a close was sent for, freed when the close has finished.
+    closing: u32,
+}
+
+impl File {
+    const EMPTY: File = File {
+        slot: NO_SLOT,
+        fd: None,
+        closing: NO_SLOT,
+    };
+
+    fn new(slot: Option<u32>, fd: Option<OwnedFd>) -> File {
+        File {
+            slot: slot.unwrap_or(NO_SLOT),
+            fd,
+            closing: NO_SLOT,
+        }
+    }
+}
+
+/// The fixed file table: set up on first use, or refused by the kernel.
+enum Table {
+    /// Not needed yet; this many slots when it is (0: never).
+    Unused(u32),
+    Registered(Slots),
+    Refused,
+}
+
+/// Which ring fd holds each slot of the fixed table, as far as this side
+/// knows: slots the kernel filled for a direct accept are known once its
+/// completion is reaped, and a closed slot stays taken until its close has
+/// finished.
+struct Slots {
+    owners: Vec<u32>,
+    size: u32,
+    used: u32,
+    /// Where the search for a free slot starts.
+    hint: u32,
+}
+
+impl Slots {
+    fn occupy(&mut self, slot: u32, file: u32) {
+        let i = slot as usize;
+        if i >= self.owners.len() {
+            self.owners.resize(i + 1, NO_SLOT);
+        }
+        if self.owners[i] == NO_SLOT {
+            self.used += 1;
+        }
+        self.owners[i] = file;
+    }
+
+    /// Frees `slot` if `file` still holds it (a direct accept may have been
+    /// given it since its close was issued).
+    fn vacate(&mut self, slot: u32, file: u32) {
+        if let Some(owner) = self.owners.get_mut(slot as usize) {
+            if *owner == file {
+                *owner = NO_SLOT;
+                self.used -= 1;
+                self.hint = self.hint.min(slot);
+            }
+        }
+    }
+
+    fn free_slot(&mut self) -> Option<u32> {
+        if self.used >= self.size {
+            return None;
+        }
+        let start = self.hint;
+        let slot = (start..self.size)
+            .chain(0..start)
+            .find(|&slot| self.owners.get(slot as usize).is_none_or(|&o| o == NO_SLOT))?;
+        self.hint = slot + 1;
+        Some(slot)
+    }
+}
+
+/// The ring fds, by the slot the ring chose for each, and the fixed table.
+struct Files {
+    records: Vec<File>,
+    table: Table,
+}
+
+impl Files {
+    fn new(size: Option<u32>) -> Files {
+        Files {
+            records: Vec::new(),
+            table: Table::Unused(size.unwrap_or_else(default_table_size)),
+        }
+    }
+
+    fn get(&self, file: u32) -> Option<&File> {
+        self.records.get(file as usize)
+    }
+
+    fn set(&mut self, file: u32, record: File) {
+        let i = file as usize;
+        if i >= self.records.len() {
+            self.records.resize_with(i + 1, || File::EMPTY);
+        }
+        self.records[i] = record;
+    }
+
+    fn take(&mut self, file: u32) -> File {
+        match self.records.get_mut(file as usize) {
+            Some(record) => std::mem::replace(record, File::EMPTY),
+            None => File::EMPTY,
+        }
+    }
+
+    fn table_mut(&mut self) -> &mut Slots {
+        match &mut self.table {
+            Table::Registered(slots) => slots,
+            // Slots are only handed out by a registered table.
+            _ => unreachable!("a fixed-table slot without a table"),
+        }
+    }
+
+    /// Registers the fixed table (sparse) if it is not yet; whether there
+    /// is one.
+    fn ensure_table(&mut self, ring: &IoUring) -> bool {
+        let Table::Unused(size) = self.table else {
+            return matches!(self.table, Table::Registered(_));
+        };
+        if size == 0 {
+            self.table = Table::Refused;
+            return false;
+        }
+        match ring.submitter().register_files_sparse(size) {
+            Ok(()) => {
+                tracing::debug!(size, "fixed file table registered");
+                self.table = Table::Registered(Slots {
+                    owners: Vec::new(),
+                    size,
+                    used: 0,
+                    hint: 0,
+                });
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size, "no fixed file table: ring fds use their fds");
+                self.table = Table::Refused;
+                false
+            }
+        }
+    }
+
+    /// Whether a direct accept can expect a free slot.
+    fn table_has_room(&self) -> bool {
+        matches!(&self.table, Table::Registered(slots) if slots.used < slots.size)
+    }
+
+    /// Puts `fd` into a free slot of the table; `None` if there is no
+    /// table, no room, or the kernel refused.
+    fn register(&mut self, ring: &IoUring, fd: RawFd) -> Option<u32> {
+        let Table::Registered(slots) = &mut self.table else {
+            return None;
+        };
+        let slot = slots.free_slot()?;
+        match ring.submitter().register_files_update(slot, &[fd]) {
+            Ok(1) => Some(slot),
+            result => {
+                tracing::debug!(
+                    ?result,
+                    slot,
+                    "registering a ring fd in the fixed table failed"
+                );
+                None
+            }
+        }
+    }
+
+    /// Empties `slot` of ring fd `file` at once (nothing may use it).
+    fn unregister(&mut self, ring: &IoUring, slot: u32, file: u32) {
+        if let Err(e) = ring.submitter().register_files_update(slot, &[-1]) {
+            tracing::warn!(error = %e, slot, "emptying a fixed-table slot failed");
+        }
+        self.table_mut().vacate(slot, file);
+    }
+
+    /// How the kernel sees `fd`.
+    #[inline(always)]
+    fn target(&self, fd: Fd) -> Target {
+        match fd.named() {
+            Named::Raw(raw) => Target::Fd(raw),
+            Named::Ring(file) => match self.get(file) {
+                Some(record) if record.slot != NO_SLOT => Target::Fixed(record.slot),
+                Some(File { fd: Some(fd), .. }) => Target::Fd(fd.as_raw_fd()),
+                _ => Target::Fd(-1),
+            },
+        }
+    }
+
+    /// A process fd for a system call made in place of an operation the
+    /// kernel lacks.
+    fn process_fd(&self, fd: Fd) -> Result<RawFd, Prepared> {
+        match fd.named() {
+            Named::Raw(raw) => Ok(raw),
+            Named::Ring(file) => match self.get(file) {
+                Some(File { fd: Some(fd), .. }) => Ok(fd.as_raw_fd()),
+                Some(File { slot, .. }) if *slot != NO_SLOT => {
+                    Err(Prepared::Failed(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "this kernel's io_uring lacks the operation, and a direct \
+                         descriptor has no fd for the system call",
+                    )))
+                }
+                _ => Ok(-1),
+            },
+        }
+    }
+
+    /// What the close of ring fd `file` closes: its slot (its process fd,
+    /// an extra reference, is closed here), or else its process fd.
+    fn begin_close(&mut self, file: u32) -> Option<Target> {
+        let record = self.records.get_mut(file as usize)?;
+        if record.slot != NO_SLOT {
+            drop(record.fd.take());
+            record.closing = std::mem::replace(&mut record.slot, NO_SLOT);
+            return Some(Target::Fixed(record.closing));
+        }
+        let fd = record.fd.take()?;
+        Some(Target::Fd(fd.into_raw_fd()))
+    }
+}
+
+/// The fixed table's size unless the ring was built with another: as many
+/// files as the process may have open (the kernel's limit for the table),
+/// up to 65536 (about 0.5 MiB of kernel memory).
+fn default_table_size() -> u32 {
+    const CAP: u32 = 1 << 16;
+    // SAFETY: getrlimit writes into the struct we pass.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    u32::try_from(limit.rlim_cur).unwrap_or(CAP).min(CAP)
+}
+
+/// Why a direct descriptor cannot be lent or given back.
+fn no_process_fd() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this ring fd is a direct descriptor: io_uring accepted it straight into its \
+         fixed file table, and the process has no fd for it",
+    )
+}
+
 impl Opcodes {
     /// Multishot accept and provided buffer rings came with Linux 5.19,
     /// which also brought `IORING_OP_SOCKET`: the probe shows the release.
@@ -388,41 +827,54 @@ impl Opcodes {
     }
 
     #[inline(always)]
-    fn prepare(&self, op: &mut Op) -> Prepared {
-        match self.try_prepare(op) {
+    fn prepare(&self, op: &mut Op, files: &mut Files) -> Prepared {
+        match self.try_prepare(op, files) {
             Ok(prepared) | Err(prepared) => prepared,
         }
     }
 
     #[inline(always)]
-    fn try_prepare(&self, op: &mut Op) -> Result<Prepared, Prepared> {
-        use types::Fd;
+    fn try_prepare(&self, op: &mut Op, files: &mut Files) -> Result<Prepared, Prepared> {
         let entry = match op {
             Op::Noop => opcode::Nop::new().build(),
             Op::Accept { fd, addr } => {
                 addr.clear();
-                opcode::Accept::new(Fd(*fd), addr.as_mut_ptr(), &mut addr.len)
+                let (addr, len) = (addr.as_mut_ptr(), &mut addr.len as *mut _);
+                with_target!(files.target(*fd), |t| opcode::Accept::new(t, addr, len)
                     .flags(libc::SOCK_CLOEXEC)
-                    .build()
+                    .build())
             }
             Op::Connect { fd, addr } => {
-                opcode::Connect::new(Fd(*fd), addr.as_ptr(), addr.len).build()
+                with_target!(files.target(*fd), |t| opcode::Connect::new(
+                    t,
+                    addr.as_ptr(),
+                    addr.len
+                )
+                .build())
             }
             Op::Bind { fd, addr } => {
                 if !self.supports(opcode::Bind::CODE) {
+                    let fd = files.process_fd(*fd)?;
                     // SAFETY: `addr` holds `len` bytes of a valid sockaddr.
-                    let res = unsafe { libc::bind(*fd, addr.as_ptr(), addr.len) };
+                    let res = unsafe { libc::bind(fd, addr.as_ptr(), addr.len) };
                     return Ok(Prepared::Done(syscall_result(res)));
                 }
-                opcode::Bind::new(Fd(*fd), addr.as_ptr(), addr.len).build()
+                with_target!(files.target(*fd), |t| opcode::Bind::new(
+                    t,
+                    addr.as_ptr(),
+                    addr.len
+                )
+                .build())
             }
             Op::Listen { fd, backlog } => {
                 if !self.supports(opcode::Listen::CODE) {
+                    let fd = files.process_fd(*fd)?;
                     // SAFETY: plain system call on integers.
-                    let res = unsafe { libc::listen(*fd, *backlog) };
+                    let res = unsafe { libc::listen(fd, *backlog) };
                     return Ok(Prepared::Done(syscall_result(res)));
                 }
-                opcode::Listen::new(Fd(*fd), *backlog).build()
+                with_target!(files.target(*fd), |t| opcode::Listen::new(t, *backlog)
+                    .build())
             }
             Op::Socket {
                 domain,
@@ -439,27 +891,43 @@ impl Opcodes {
             }
             Op::Send { fd, buf, flags } => {
                 let (ptr, len) = buf.raw_parts();
-                opcode::Send::new(Fd(*fd), ptr, clamp_len(len))
-                    .flags(*flags)
-                    .build()
+                with_target!(files.target(*fd), |t| opcode::Send::new(
+                    t,
+                    ptr,
+                    clamp_len(len)
+                )
+                .flags(*flags)
+                .build())
             }
             Op::Recv { fd, buf, flags } => {
                 let (ptr, len) = buf.spare_parts();
-                opcode::Recv::new(Fd(*fd), ptr, clamp_len(len))
-                    .flags(*flags)
-                    .build()
+                with_target!(files.target(*fd), |t| opcode::Recv::new(
+                    t,
+                    ptr,
+                    clamp_len(len)
+                )
+                .flags(*flags)
+                .build())
             }
             Op::Read { fd, buf, offset } => {
                 let (ptr, len) = buf.spare_parts();
-                opcode::Read::new(Fd(*fd), ptr, clamp_len(len))
-                    .offset(*offset)
-                    .build()
+                with_target!(files.target(*fd), |t| opcode::Read::new(
+                    t,
+                    ptr,
+                    clamp_len(len)
+                )
+                .offset(*offset)
+                .build())
             }
             Op::Write { fd, buf, offset } => {
                 let (ptr, len) = buf.raw_parts();
-                opcode::Write::new(Fd(*fd), ptr, clamp_len(len))
-                    .offset(*offset)
-                    .build()
+                with_target!(files.target(*fd), |t| opcode::Write::new(
+                    t,
+                    ptr,
+                    clamp_len(len)
+                )
+                .offset(*offset)
+                .build())
             }
             Op::Readv {
                 fd,
@@ -468,9 +936,10 @@ impl Opcodes {
                 offset,
             } => {
                 bufs.fill_iovecs(iov, true);
-                opcode::Readv::new(Fd(*fd), iov.as_ptr(), clamp_len(iov.len()))
+                let (ptr, len) = (iov.as_ptr(), clamp_len(iov.len()));
+                with_target!(files.target(*fd), |t| opcode::Readv::new(t, ptr, len)
                     .offset(*offset)
-                    .build()
+                    .build())
             }
             Op::Writev {
                 fd,
@@ -479,23 +948,31 @@ impl Opcodes {
                 offset,
             } => {
                 bufs.fill_iovecs(iov, false);
-                opcode::Writev::new(Fd(*fd), iov.as_ptr(), clamp_len(iov.len()))
+                let (ptr, len) = (iov.as_ptr(), clamp_len(iov.len()));
+                with_target!(files.target(*fd), |t| opcode::Writev::new(t, ptr, len)
                     .offset(*offset)
-                    .build()
+                    .build())
             }
             Op::Close { fd } => {
                 let Some(owned) = fd.take() else {
                     return Ok(Prepared::Done(-libc::EBADF));
                 };
-                opcode::Close::new(Fd(owned.into_raw_fd())).build()
+                opcode::Close::new(types::Fd(owned.into_raw_fd())).build()
             }
-            Op::Poll { fd, mask } => opcode::PollAdd::new(Fd(*fd), *mask).build(),
+            Op::CloseRing { file } => match files.begin_close(*file) {
+                Some(target) => with_target!(target, |t| opcode::Close::new(t).build()),
+                None => return Ok(Prepared::Done(-libc::EBADF)),
+            },
+            Op::Poll { fd, mask } => {
+                with_target!(files.target(*fd), |t| opcode::PollAdd::new(t, *mask)
+                    .build())
+            }
             Op::Open {
                 dir,
                 path,
                 flags,
                 mode,
-            } => opcode::OpenAt::new(Fd(*dir), path.as_ptr().cast())
+            } => opcode::OpenAt::new(types::Fd(*dir), path.as_ptr().cast())
                 .flags(*flags)
                 .mode(*mode)
                 .build(),
@@ -506,7 +983,7 @@ impl Opcodes {
                 out,
             } => {
                 let out: *mut libc::statx = &mut **out;
-                opcode::Statx::new(Fd(*dir), path.as_ptr().cast(), out.cast())
+                opcode::Statx::new(types::Fd(*dir), path.as_ptr().cast(), out.cast())
                     .flags(*flags)
                     .mask(libc::STATX_BASIC_STATS | libc::STATX_BTIME)
                     .build()
@@ -517,7 +994,9 @@ impl Opcodes {
                 } else {
                     types::FsyncFlags::empty()
                 };
-                opcode::Fsync::new(Fd(*fd)).flags(flags).build()
+                with_target!(files.target(*fd), |t| opcode::Fsync::new(t)
+                    .flags(flags)
+                    .build())
             }
             Op::Splice {
                 fd_in,
@@ -528,17 +1007,23 @@ impl Opcodes {
                 flags,
             } => {
                 self.require(opcode::Splice::CODE, "IORING_OP_SPLICE", "5.7")?;
-                opcode::Splice::new(Fd(*fd_in), *off_in, Fd(*fd_out), *off_out, *len)
-                    .flags(*flags)
-                    .build()
+                let (off_in, off_out, len, flags) = (*off_in, *off_out, *len, *flags);
+                let (fd_in, fd_out) = (files.target(*fd_in), files.target(*fd_out));
+                with_target!(fd_in, |input| with_target!(fd_out, |output| {
+                    opcode::Splice::new(input, off_in, output, off_out, len)
+                        .flags(flags)
+                        .build()
+                }))
             }
             Op::Shutdown { fd, how } => {
                 if !self.supports(opcode::Shutdown::CODE) {
+                    let fd = files.process_fd(*fd)?;
                     // SAFETY: plain system call on integers.
-                    let res = unsafe { libc::shutdown(*fd, *how) };
+                    let res = unsafe { libc::shutdown(fd, *how) };
                     return Ok(Prepared::Done(syscall_result(res)));
                 }
-                opcode::Shutdown::new(Fd(*fd), *how).build()
+                with_target!(files.target(*fd), |t| opcode::Shutdown::new(t, *how)
+                    .build())
             }
             Op::SendMsg {
                 fd,
@@ -548,9 +1033,10 @@ impl Opcodes {
             } => {
                 bufs.fill_iovecs(&mut msg.iov, false);
                 msg.prepare(false);
-                opcode::SendMsg::new(Fd(*fd), &msg.hdr)
+                let hdr: *const libc::msghdr = &msg.hdr;
+                with_target!(files.target(*fd), |t| opcode::SendMsg::new(t, hdr)
                     .flags(*flags as u32)
-                    .build()
+                    .build())
             }
             Op::RecvMsg {
                 fd,
@@ -560,36 +1046,42 @@ impl Opcodes {
             } => {
                 bufs.fill_iovecs(&mut msg.iov, true);
                 msg.prepare(true);
-                opcode::RecvMsg::new(Fd(*fd), &mut msg.hdr)
+                let hdr: *mut libc::msghdr = &mut msg.hdr;
+                with_target!(files.target(*fd), |t| opcode::RecvMsg::new(t, hdr)
                     .flags(*flags as u32)
-                    .build()
+                    .build())
             }
-            Op::AcceptMulti { fd } => {
-                if self.has_multishot_accept() {
-                    opcode::AcceptMulti::new(Fd(*fd))
-                        .flags(libc::SOCK_CLOEXEC)
-                        .build()
+            Op::AcceptMulti { fd } => self.accept_multi(files.target(*fd)),
+            Op::AcceptDirect { fd, into_table } => {
+                let target = files.target(*fd);
+                *into_table = self.has_multishot_accept() && files.table_has_room();
+                if !*into_table {
+                    self.accept_multi(target)
                 } else {
-                    opcode::Accept::new(Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
-                        .flags(libc::SOCK_CLOEXEC)
-                        .build()
+                    // No SOCK_CLOEXEC: a direct descriptor has no process
+                    // fd, and the kernel refuses the flag with a slot.
+                    with_target!(target, |t| opcode::AcceptMulti::new(t)
+                        .allocate_file_index(true)
+                        .build())
                 }
             }
             Op::RecvMulti { fd, group, held } => {
+                let target = files.target(*fd);
                 if group.is_kernel_ring() && self.has_multishot_recv() {
-                    opcode::RecvMulti::new(Fd(*fd), group.id).build()
+                    with_target!(target, |t| opcode::RecvMulti::new(t, group.id).build())
                 } else if group.is_kernel_ring() {
-                    opcode::Recv::new(Fd(*fd), std::ptr::null_mut(), group.size() as u32)
+                    let size = group.size() as u32;
+                    with_target!(target, |t| opcode::Recv::new(t, std::ptr::null_mut(), size)
                         .buf_group(group.id)
                         .build()
-                        .flags(squeue::Flags::BUFFER_SELECT)
+                        .flags(squeue::Flags::BUFFER_SELECT))
                 } else {
                     let Some(bid) = group.take_free() else {
                         return Ok(Prepared::Done(-libc::ENOBUFS));
                     };
                     *held = Some(bid);
-                    opcode::Recv::new(Fd(*fd), group.buffer_ptr(bid), clamp_len(group.size()))
-                        .build()
+                    let (ptr, size) = (group.buffer_ptr(bid), clamp_len(group.size()));
+                    with_target!(target, |t| opcode::Recv::new(t, ptr, size).build())
                 }
             }
             Op::Timer { .. }
@@ -601,6 +1093,24 @@ impl Opcodes {
             }
         };
         Ok(Prepared::Entry(entry))
+    }
+
+    /// A multishot accept of plain fds; on kernels without multishot
+    /// accept, a single accept.
+    fn accept_multi(&self, target: Target) -> squeue::Entry {
+        if self.has_multishot_accept() {
+            with_target!(target, |t| opcode::AcceptMulti::new(t)
+                .flags(libc::SOCK_CLOEXEC)
+                .build())
+        } else {
+            with_target!(target, |t| opcode::Accept::new(
+                t,
+                std::ptr::null_mut(),
+                std::ptr::null_mut()
+            )
+            .flags(libc::SOCK_CLOEXEC)
+            .build())
+        }
     }
 }
 

@@ -27,9 +27,9 @@ mod platform;
 #[path = "sys/other.rs"]
 mod platform;
 
-pub(super) use platform::Rw;
 #[cfg(target_os = "linux")]
 pub(super) use platform::{arm_timer, clear_timer, timer_fd};
+pub(super) use platform::{priority_interest, Rw};
 
 /// What became of one attempt at a call.
 #[derive(Debug, PartialEq, Eq)]

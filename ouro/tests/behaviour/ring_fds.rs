@@ -1,0 +1,697 @@
+//! Ring fds: files handed to the ring for good. Every operation through a
+//! `RingFd`, stale and closed handles (`EBADF`), closing while tasks are in
+//! flight (they finish first, then the file closes), reused slots, direct
+//! accepts, taking an fd back, and rings dropped with ring fds open.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, PollMask, Ring, RingFd, RunMode};
+
+use crate::harness::{
+    complete, ctx, open_fds, os_error, pipe, ring, run_all, socket_pair, tcp_pair, temp_file, Got,
+};
+
+backend_tests![
+    read_and_write,
+    readv_and_writev,
+    send_and_recv,
+    sendmsg_and_recvmsg,
+    recv_multishot_delivers_a_flood_in_order,
+    poll_waits_for_readiness,
+    splice_between_ring_fds,
+    splice_waits_for_the_side_that_is_not_ready,
+    fsync_and_shutdown,
+    bind_listen_accept_and_connect,
+    accept_multishot_on_a_ring_listener,
+    accept_multishot_direct_gives_ring_fds,
+    stale_and_closed_handles_fail_with_ebadf,
+    a_handle_of_another_ring_is_stale,
+    a_reused_slot_is_untouched_by_the_old_handle,
+    close_cancels_what_is_in_flight_then_closes,
+    close_waits_for_a_task_that_finishes_on_its_own,
+    take_fd_gives_the_file_back,
+    fd_lends_the_process_fd,
+    a_ring_without_a_fixed_table_serves_ring_fds,
+    a_full_fixed_table_leaves_ring_fds_their_process_fds,
+];
+
+exclusive_backend_tests![
+    closing_a_ring_fd_with_a_recv_in_flight_leaks_nothing,
+    dropping_a_ring_closes_its_ring_fds,
+];
+
+/// The peer end of a socket pair, reading with a timeout (a hang becomes a
+/// failure).
+fn peer(fd: OwnedFd) -> UnixStream {
+    let stream = UnixStream::from(fd);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Whether the peer of `stream` has closed (it reads end of stream) —
+/// without waiting if it has not.
+fn peer_closed(stream: &UnixStream) -> bool {
+    let mut byte = [0u8];
+    // SAFETY: a one-byte receive into a live buffer, not waiting.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_PEEK,
+        )
+    };
+    if n < 0 {
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN),
+            "peeking the peer"
+        );
+    }
+    n == 0
+}
+
+fn read_and_write(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (reader, writer) = pipe();
+    let (reader, writer) = (ring.register_fd(reader), ring.register_fd(writer));
+    let outcome = complete(&mut ring, |r, c| {
+        r.write(writer, &b"through ring fds"[..], Offset::Current, c)
+    });
+    assert_eq!(expect!(outcome, Outcome::Write(Ok(n), _) => n), 16);
+    let outcome = complete(&mut ring, |r, c| {
+        r.read(reader, Vec::with_capacity(64), Offset::Current, c)
+    });
+    let buf = expect!(outcome, Outcome::Read(Ok(16), buf) => buf);
+    assert_eq!(&buf[..], b"through ring fds");
+    // And a file at an offset (the handle taken by reference works too,
+    // as a borrowed fd would be passed).
+    let file = ring.register_fd(temp_file(b"0123456789").into());
+    let by_ref = &file;
+    let outcome = complete(&mut ring, |r, c| {
+        r.read(by_ref, Vec::with_capacity(4), Offset::At(3), c)
+    });
+    assert_eq!(
+        &expect!(outcome, Outcome::Read(Ok(4), buf) => buf)[..],
+        b"3456"
+    );
+}
+
+fn readv_and_writev(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (reader, writer) = pipe();
+    let (reader, writer) = (ring.register_fd(reader), ring.register_fd(writer));
+    let outcome = complete(&mut ring, |r, c| {
+        r.writev(writer, vec![&b"one "[..], b"two"], Offset::Current, c)
+    });
+    assert_eq!(expect!(outcome, Outcome::Writev(Ok(n), _) => n), 7);
+    let bufs = vec![Vec::with_capacity(4), Vec::with_capacity(8)];
+    let outcome = complete(&mut ring, |r, c| r.readv(reader, bufs, Offset::Current, c));
+    let bufs = expect!(outcome, Outcome::Readv(Ok(7), bufs) => bufs);
+    assert_eq!(bufs.downcast::<Vec<u8>>().unwrap(), [&b"one "[..], b"two"]);
+}
+
+fn send_and_recv(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let (a, b) = (ring.register_fd(a), ring.register_fd(b));
+    // Many rounds: a ring fd's readiness (on the readiness backend) must
+    // be tracked across waits, without re-arming.
+    for round in 0..50u8 {
+        ring.recv(b, Vec::with_capacity(8), ctx(1));
+        ring.send(a, vec![round; 3], ctx(0));
+        let got = run_all(&mut ring);
+        let recv = got.iter().find(|c| c.key() == 1).unwrap();
+        let buf = expect!(&recv.outcome, Outcome::Recv(Ok(3), buf) => buf);
+        assert_eq!(&buf[..], &[round; 3]);
+    }
+}
+
+fn sendmsg_and_recvmsg(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let (a, b) = (ring.register_fd(a), ring.register_fd(b));
+    let outcome = complete(&mut ring, |r, c| {
+        r.sendmsg(a, vec![&b"head "[..], b"tail"], None, c)
+    });
+    assert_eq!(expect!(outcome, Outcome::SendMsg(Ok(n), _) => n), 9);
+    let outcome = complete(&mut ring, |r, c| {
+        r.recvmsg(b, vec![Vec::with_capacity(16)], c)
+    });
+    let (meta, bufs) = expect!(outcome, Outcome::RecvMsg(Ok(meta), bufs) => (meta, bufs));
+    assert_eq!(meta.len, 9);
+    assert_eq!(bufs.downcast::<Vec<u8>>().unwrap(), [&b"head tail"[..]]);
+}
+
+/// More buffers than a multishot receive delivers in a row on the
+/// readiness backend (32): those after go on the next turn, none lost.
+fn recv_multishot_delivers_a_flood_in_order(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let group = ring.buffer_group(128, 16).unwrap();
+    let (mut client, server) = tcp_pair();
+    let server = ring.register_fd(server.into());
+    let sent: Vec<u8> = (0..100 * 16).map(|i| (i % 251) as u8).collect();
+    client.write_all(&sent).unwrap();
+    let mut task = ring.recv_multishot(server, &group, ctx(0));
+    let mut got = Vec::new();
+    let mut received = Vec::new();
+    while received.len() < sent.len() {
+        ring.run(&mut got, RunMode::Once).unwrap();
+        for c in got.drain(..) {
+            let last = c.is_final();
+            received.extend_from_slice(&expect!(c.outcome, Outcome::RecvMulti(Ok(buf)) => buf));
+            if last {
+                // io_uring ends a multishot receive whose completions
+                // overflow the queue: re-armed, as documented.
+                task = ring.recv_multishot(server, &group, ctx(0));
+            }
+        }
+    }
+    assert_eq!(received, sent);
+    ring.cancel(task, Ctx::none());
+    let last = run_all(&mut ring).pop().unwrap();
+    let err = expect!(last.outcome, Outcome::RecvMulti(Err(e)) => e);
+    assert!(ouro::is_canceled(&err), "{err}");
+}
+
+fn poll_waits_for_readiness(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (reader, writer) = pipe();
+    let reader = ring.register_fd(reader);
+    ring.poll(reader, PollMask::READABLE, ctx(0));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::NoWait).unwrap();
+    assert!(got.is_empty(), "nothing to read yet: {got:?}");
+    let mut writer = std::fs::File::from(writer);
+    writer.write_all(b"x").unwrap();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let mask = expect!(&got[0].outcome, Outcome::Poll(Ok(mask)) => *mask);
+    assert!(mask.contains(PollMask::READABLE));
+}
+
+fn splice_between_ring_fds(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = ring.register_fd(temp_file(b"spliced from a file").into());
+    let (reader, writer) = pipe();
+    let writer = ring.register_fd(writer);
+    let outcome = complete(&mut ring, |r, c| {
+        r.splice(file, Some(0), writer, None, 64, c)
+    });
+    assert_eq!(expect!(outcome, Outcome::Splice(Ok(n)) => n), 19);
+    let mut got = [0u8; 19];
+    std::fs::File::from(reader).read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"spliced from a file");
+}
+
+/// A splice from a pipe with data into a full pipe: it must wait for the
+/// full one (on the readiness backend, a wait on the ready one would never
+/// end, since its edge has passed), and finish once it is drained.
+fn splice_waits_for_the_side_that_is_not_ready(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (in_r, in_w) = pipe();
+    let (out_r, out_w) = pipe();
+    // One page of room, filled.
+    // SAFETY: fcntl on a valid fd, setting the pipe's size.
+    let size = unsafe { libc::fcntl(out_w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "F_SETPIPE_SZ: {}", io::Error::last_os_error());
+    let mut out_w = std::fs::File::from(out_w);
+    out_w.write_all(&vec![b'.'; size as usize]).unwrap();
+    let (input, output) = (ring.register_fd(in_r), ring.register_fd(out_w.into()));
+    // The input's readiness is known and its edge has passed: a read
+    // waited for it, then took a byte of what came.
+    ring.read(input, Vec::with_capacity(1), Offset::Current, ctx(1));
+    ring.run(&mut Vec::new(), RunMode::NoWait).unwrap();
+    std::fs::File::from(in_w).write_all(b"xabc").unwrap();
+    let read = run_all(&mut ring);
+    assert_eq!(expect!(&read[0].outcome, Outcome::Read(Ok(n), _) => *n), 1);
+    ring.splice(input, None, output, None, 3, ctx(0));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        ring.run(&mut got, RunMode::NoWait).unwrap();
+    }
+    assert!(got.is_empty(), "the output is full: {got:?}");
+    let mut out_r = std::fs::File::from(out_r);
+    let mut filler = vec![0u8; size as usize];
+    out_r.read_exact(&mut filler).unwrap();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(expect!(&got[0].outcome, Outcome::Splice(Ok(n)) => *n), 3);
+    let mut spliced = [0u8; 3];
+    out_r.read_exact(&mut spliced).unwrap();
+    assert_eq!(&spliced, b"abc");
+}
+
+fn fsync_and_shutdown(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = ring.register_fd(temp_file(b"data").into());
+    expect!(complete(&mut ring, |r, c| r.fsync(file, c)), Outcome::Fsync(Ok(())) => ());
+    expect!(complete(&mut ring, |r, c| r.fdatasync(file, c)), Outcome::Fsync(Ok(())) => ());
+    let (a, b) = socket_pair();
+    let (a, mut b) = (ring.register_fd(a), peer(b));
+    let outcome = complete(&mut ring, |r, c| r.shutdown(a, Shutdown::Write, c));
+    expect!(outcome, Outcome::Shutdown(Ok(())) => ());
+    assert_eq!(b.read(&mut [0u8; 4]).unwrap(), 0, "the peer sees the end");
+}
+
+fn bind_listen_accept_and_connect(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let socket = |ring: &mut Ring<Got>| {
+        let fd = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        ring.register_fd(fd.into())
+    };
+    let listener = socket(&mut ring);
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    expect!(complete(&mut ring, |r, c| r.bind(listener, any, c)), Outcome::Bind(Ok(())) => ());
+    expect!(complete(&mut ring, |r, c| r.listen(listener, 8, c)), Outcome::Listen(Ok(())) => ());
+    let addr = ouro::net::local_addr(ring.fd(listener).unwrap()).unwrap();
+    let client = socket(&mut ring);
+    ring.accept(listener, ctx(0));
+    ring.connect(client, addr, ctx(1));
+    let mut got = run_all(&mut ring);
+    got.sort_by_key(Completion::key);
+    let (accepted, peer_addr) = expect!(got.remove(0).outcome, Outcome::Accept(Ok(a)) => a);
+    expect!(got.remove(0).outcome, Outcome::Connect(Ok(())) => ());
+    let client_addr = ouro::net::local_addr(ring.fd(client).unwrap()).unwrap();
+    assert_eq!(peer_addr.as_socket(), Some(client_addr));
+    let mut accepted = TcpStream::from(accepted);
+    complete(&mut ring, |r, c| r.send(client, &b"hi"[..], c));
+    let mut hi = [0u8; 2];
+    accepted.read_exact(&mut hi).unwrap();
+    assert_eq!(&hi, b"hi");
+}
+
+fn accept_multishot_on_a_ring_listener(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let listener = ring.register_fd(listener);
+    let task = ring.accept_multishot(listener, ctx(0));
+    let _clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        ring.run(&mut got, RunMode::Once).unwrap();
+    }
+    for c in &got {
+        expect!(&c.outcome, Outcome::AcceptMulti(Ok(_)) => ());
+    }
+    ring.cancel(task, Ctx::none());
+    run_all(&mut ring);
+}
+
+fn accept_multishot_direct_gives_ring_fds(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let task = ring.accept_multishot_direct(&listener, ctx(0));
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        ring.run(&mut got, RunMode::Once).unwrap();
+    }
+    let conns: Vec<RingFd> = got
+        .drain(..)
+        .map(|c| {
+            assert!(!c.is_final());
+            expect!(c.outcome, Outcome::AcceptDirect(Ok(fd)) => fd)
+        })
+        .collect();
+    assert_eq!(ring.ring_fds(), 3);
+    let lent = ring.fd(conns[0]).map(drop);
+    if kind == BackendKind::Uring {
+        // Straight into the fixed file table (5.19): no process fd.
+        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
+    } else {
+        lent.unwrap();
+    }
+    ring.cancel(task, Ctx::none());
+    let last = run_all(&mut ring).pop().unwrap();
+    assert!(last.is_final());
+    // Which connection is which: each client says its number, the server
+    // answers through the ring fd it came on.
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.write_all(&[i as u8]).unwrap();
+    }
+    for &conn in &conns {
+        let outcome = complete(&mut ring, |r, c| r.recv(conn, Vec::with_capacity(4), c));
+        let buf = expect!(outcome, Outcome::Recv(Ok(1), buf) => buf);
+        let who = buf[0];
+        complete(&mut ring, |r, c| r.send(conn, vec![who + 100], c));
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut answer = [0u8];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(answer[0], i as u8 + 100);
+    }
+    for conn in conns {
+        expect!(complete(&mut ring, |r, c| r.close(conn, c)), Outcome::Close(Ok(())) => ());
+    }
+    assert_eq!(ring.ring_fds(), 0);
+    for client in &mut clients {
+        assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "closed by the ring");
+    }
+}
+
+fn stale_and_closed_handles_fail_with_ebadf(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let a = ring.register_fd(a);
+    let _b = peer(b);
+    expect!(complete(&mut ring, |r, c| r.close(a, c)), Outcome::Close(Ok(())) => ());
+    let outcome = complete(&mut ring, |r, c| r.send(a, &b"nobody"[..], c));
+    assert_eq!(
+        expect!(outcome, Outcome::Send(res, _) => os_error(res)),
+        libc::EBADF
+    );
+    let outcome = complete(&mut ring, |r, c| r.recv(a, Vec::with_capacity(8), c));
+    assert_eq!(
+        expect!(outcome, Outcome::Recv(res, _) => os_error(res)),
+        libc::EBADF
+    );
+    let outcome = complete(&mut ring, |r, c| r.poll(a, PollMask::READABLE, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Poll(res) => os_error(res)),
+        libc::EBADF
+    );
+    let outcome = complete(&mut ring, |r, c| r.close(a, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Close(res) => os_error(res)),
+        libc::EBADF
+    );
+    assert_eq!(os_error(ring.fd(a).map(drop)), libc::EBADF);
+    assert_eq!(os_error(ring.take_fd(a).map(drop)), libc::EBADF);
+    // Closing makes the handle stale at once, before the close has run.
+    let (c, _d) = socket_pair();
+    let c = ring.register_fd(c);
+    ring.close(c, Ctx::none());
+    ring.send(c, &b"too late"[..], ctx(1));
+    let got = run_all(&mut ring);
+    let send = got.iter().find(|c| c.key() == 1).unwrap();
+    assert_eq!(
+        expect!(&send.outcome, Outcome::Send(Err(e), _) => e.raw_os_error()),
+        Some(libc::EBADF)
+    );
+}
+
+fn a_handle_of_another_ring_is_stale(kind: BackendKind) {
+    let mut one_ring = ring(kind, 8);
+    let mut other: Ring<Got> = ring(kind, 8);
+    let (a, _b) = socket_pair();
+    let theirs = other.register_fd(a);
+    let outcome = complete(&mut one_ring, |r, c| r.send(theirs, &b"wrong ring"[..], c));
+    assert_eq!(
+        expect!(outcome, Outcome::Send(res, _) => os_error(res)),
+        libc::EBADF
+    );
+    assert_eq!(os_error(one_ring.fd(theirs).map(drop)), libc::EBADF);
+}
+
+fn a_reused_slot_is_untouched_by_the_old_handle(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, a_peer) = socket_pair();
+    let (b, b_peer) = socket_pair();
+    let (a_peer, mut b_peer) = (peer(a_peer), peer(b_peer));
+    let old = ring.register_fd(a);
+    expect!(complete(&mut ring, |r, c| r.close(old, c)), Outcome::Close(Ok(())) => ());
+    let new = ring.register_fd(b);
+    assert_eq!(
+        format!("{old:?}").split('#').next(),
+        format!("{new:?}").split('#').next(),
+        "the slot is reused"
+    );
+    assert_ne!(old, new);
+    let outcome = complete(&mut ring, |r, c| r.send(old, &b"for the old file"[..], c));
+    assert_eq!(
+        expect!(outcome, Outcome::Send(res, _) => os_error(res)),
+        libc::EBADF
+    );
+    complete(&mut ring, |r, c| r.send(new, &b"new"[..], c));
+    let mut got = [0u8; 3];
+    b_peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"new", "only what was sent through the new handle");
+    assert!(peer_closed(&a_peer));
+}
+
+/// What the close tests record: the order of completions, and whether the
+/// peer had seen the file closed when each callback ran.
+struct Closing {
+    peer: UnixStream,
+    seen: Vec<(Completion, bool)>,
+}
+
+fn note(state: &mut Closing, _: &mut Ring<Closing>, c: Completion) -> io::Result<()> {
+    let closed = peer_closed(&state.peer);
+    state.seen.push((c, closed));
+    Ok(())
+}
+
+fn close_cancels_what_is_in_flight_then_closes(kind: BackendKind) {
+    let mut ring: Ring<Closing> = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let a = ring.register_fd(a);
+    let mut state = Closing {
+        peer: peer(b),
+        seen: Vec::new(),
+    };
+    ring.recv(a, Vec::with_capacity(8), Ctx::new(note).key(1));
+    ring.poll(a, PollMask::READABLE, Ctx::new(note).key(2));
+    ring.run(&mut state, RunMode::NoWait).unwrap();
+    assert!(state.seen.is_empty(), "both wait for data");
+    ring.close(a, Ctx::new(note).key(3));
+    ring.run(&mut state, RunMode::UntilDone).unwrap();
+    let keys: Vec<u64> = state.seen.iter().map(|(c, _)| c.key()).collect();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[2], 3, "the close completes last: {keys:?}");
+    for (c, closed) in &state.seen[..2] {
+        let err = c.result().expect_err("cancelled by the close");
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::ECANCELED | libc::EBADF)),
+            "{err}"
+        );
+        assert!(!closed, "the file was still open when {c:?} completed");
+    }
+    let (close, closed) = &state.seen[2];
+    close.result().unwrap();
+    assert!(closed, "closed once the close completed");
+    assert_eq!(ring.ring_fds(), 0);
+}
+
+fn close_waits_for_a_task_that_finishes_on_its_own(kind: BackendKind) {
+    let mut ring: Ring<Closing> = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let a = ring.register_fd(a);
+    let mut state = Closing {
+        peer: peer(b),
+        seen: Vec::new(),
+    };
+    // A send that completes at once, and the close right behind it: the
+    // data goes out, then the file closes.
+    ring.send(a, &b"last words"[..], Ctx::new(note).key(1));
+    ring.close(a, Ctx::new(note).key(2));
+    ring.run(&mut state, RunMode::UntilDone).unwrap();
+    let (send, _) = &state.seen[0];
+    assert_eq!(send.key(), 1);
+    assert_eq!(send.bytes().unwrap(), 10);
+    let mut got = Vec::new();
+    state.peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"last words");
+}
+
+fn take_fd_gives_the_file_back(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let (a, mut b) = (ring.register_fd(a), peer(b));
+    ring.recv(a, Vec::with_capacity(8), ctx(0));
+    ring.run(&mut Vec::new(), RunMode::NoWait).unwrap();
+    assert_eq!(
+        os_error(ring.take_fd(a).map(drop)),
+        libc::EBUSY,
+        "a recv names it"
+    );
+    b.write_all(b"x").unwrap();
+    run_all(&mut ring);
+    let fd = ring.take_fd(a).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+    assert_eq!(os_error(ring.fd(a).map(drop)), libc::EBADF, "stale");
+    let mut taken = UnixStream::from(fd);
+    taken.write_all(b"still the same socket").unwrap();
+    let mut got = [0u8; 21];
+    b.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"still the same socket");
+    // A direct accept's connection, too (on io_uring: Linux 6.8).
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
+    let task = ring.accept_multishot_direct(&listener, ctx(0));
+    let mut got = Vec::new();
+    while got.is_empty() {
+        ring.run(&mut got, RunMode::Once).unwrap();
+    }
+    let conn = expect!(got.remove(0).outcome, Outcome::AcceptDirect(Ok(fd)) => fd);
+    ring.cancel(task, Ctx::none());
+    run_all(&mut ring);
+    let mut taken = TcpStream::from(ring.take_fd(conn).unwrap());
+    taken.write_all(b"taken").unwrap();
+    let mut got = [0u8; 5];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"taken");
+}
+
+fn fd_lends_the_process_fd(kind: BackendKind) {
+    let mut ring: Ring<Got> = ring(kind, 8);
+    let (client, server) = tcp_pair();
+    let server = ring.register_fd(server.into());
+    let fd = ring.fd(server).unwrap();
+    let sock = socket2::SockRef::from(&fd);
+    sock.set_tcp_nodelay(true).unwrap();
+    assert!(sock.tcp_nodelay().unwrap());
+    assert_eq!(
+        ouro::net::peer_addr(ring.fd(server).unwrap())
+            .unwrap()
+            .as_socket(),
+        Some(client.local_addr().unwrap())
+    );
+}
+
+fn a_ring_without_a_fixed_table_serves_ring_fds(kind: BackendKind) {
+    let mut ring: Ring<Got> = Ring::builder()
+        .backend(kind)
+        .entries(8)
+        .fixed_files(0)
+        .build()
+        .unwrap();
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
+    let task = ring.accept_multishot_direct(&listener, ctx(0));
+    let mut got = Vec::new();
+    while got.is_empty() {
+        ring.run(&mut got, RunMode::Once).unwrap();
+    }
+    let conn = expect!(got.remove(0).outcome, Outcome::AcceptDirect(Ok(fd)) => fd);
+    ring.cancel(task, Ctx::none());
+    run_all(&mut ring);
+    // Not in a table: the process fd is there to lend.
+    assert!(ring.fd(conn).is_ok());
+    client.write_all(b"ping").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.recv(conn, Vec::with_capacity(8), c));
+    assert_eq!(
+        &expect!(outcome, Outcome::Recv(Ok(4), buf) => buf)[..],
+        b"ping"
+    );
+}
+
+/// A table of two: two connections go into it, then (re-armed) the ring
+/// accepts plain fds; an fd registered meanwhile keeps its own too. All
+/// work alike.
+fn a_full_fixed_table_leaves_ring_fds_their_process_fds(kind: BackendKind) {
+    let mut ring: Ring<Got> = Ring::builder()
+        .backend(kind)
+        .entries(8)
+        .fixed_files(2)
+        .build()
+        .unwrap();
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let mut clients = Vec::new();
+    let mut conns = Vec::new();
+    for round in 0..2 {
+        let task = ring.accept_multishot_direct(&listener, ctx(0));
+        for _ in 0..2 - round {
+            clients.push(TcpStream::connect(addr).unwrap());
+        }
+        let mut got = Vec::new();
+        while conns.len() + got.len() < clients.len() {
+            ring.run(&mut got, RunMode::Once).unwrap();
+        }
+        for c in got {
+            conns.push(expect!(c.outcome, Outcome::AcceptDirect(Ok(fd)) => fd));
+        }
+        ring.cancel(task, Ctx::none());
+        run_all(&mut ring);
+    }
+    let (a, a_peer) = socket_pair();
+    let mut a_peer = peer(a_peer);
+    conns.push(ring.register_fd(a));
+    let third = ring.fd(conns[2]).map(drop);
+    assert!(third.is_ok(), "the table was full: a plain fd");
+    for (i, &conn) in conns.iter().enumerate() {
+        let outcome = complete(&mut ring, |r, c| r.send(conn, vec![i as u8], c));
+        assert_eq!(expect!(outcome, Outcome::Send(Ok(n), _) => n), 1);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut byte = [0u8];
+        client.read_exact(&mut byte).unwrap();
+        assert_eq!(byte[0], i as u8);
+    }
+    let mut byte = [0u8];
+    a_peer.read_exact(&mut byte).unwrap();
+    assert_eq!(byte[0], 3);
+}
+
+/// The file closes after the recv it cancelled, and no fd is left open.
+fn closing_a_ring_fd_with_a_recv_in_flight_leaks_nothing(kind: BackendKind) {
+    let before = open_fds();
+    {
+        let mut ring: Ring<Closing> = ring(kind, 8);
+        let (a, b) = socket_pair();
+        let a = ring.register_fd(a);
+        let mut state = Closing {
+            peer: peer(b),
+            seen: Vec::new(),
+        };
+        ring.recv(a, Vec::with_capacity(8), Ctx::new(note).key(1));
+        ring.run(&mut state, RunMode::NoWait).unwrap();
+        ring.close(a, Ctx::new(note).key(2));
+        ring.run(&mut state, RunMode::UntilDone).unwrap();
+        let order: Vec<(u64, bool)> = state
+            .seen
+            .iter()
+            .map(|(c, closed)| (c.key(), *closed))
+            .collect();
+        assert_eq!(order, [(1, false), (2, true)]);
+    }
+    assert_eq!(open_fds(), before, "every fd is closed");
+}
+
+/// Dropping a ring closes its ring fds (also those with tasks in flight,
+/// and direct accepts' connections); nothing is left open.
+fn dropping_a_ring_closes_its_ring_fds(kind: BackendKind) {
+    let before = open_fds();
+    {
+        let mut ring: Ring<Got> = ring(kind, 8);
+        let pairs: Vec<(OwnedFd, OwnedFd)> = (0..4).map(|_| socket_pair()).collect();
+        let mut peers = Vec::new();
+        for (i, (a, b)) in pairs.into_iter().enumerate() {
+            let a = ring.register_fd(a);
+            if i % 2 == 0 {
+                ring.recv(a, Vec::with_capacity(8), ctx(0));
+            }
+            peers.push(peer(b));
+        }
+        let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+        let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
+        ring.accept_multishot_direct(&listener, ctx(0));
+        let mut got = Vec::new();
+        while got.is_empty() {
+            ring.run(&mut got, RunMode::Once).unwrap();
+        }
+        assert_eq!(ring.ring_fds(), 5);
+        drop(got);
+        drop(ring);
+        for mut peer in peers {
+            assert_eq!(peer.read(&mut [0u8; 1]).unwrap(), 0, "closed with the ring");
+        }
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(
+            client.read(&mut [0u8; 1]).unwrap(),
+            0,
+            "accepted, then closed"
+        );
+    }
+    assert_eq!(open_fds(), before, "every fd is closed");
+}
