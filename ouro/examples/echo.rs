@@ -8,7 +8,9 @@
 //! OURO_BACKEND=poll cargo run --release --example echo -- --serve 127.0.0.1:7000
 //! ```
 //!
-//! The server accepts with one multishot accept, receives with a multishot
+//! The server accepts with one multishot accept into ring fds (on io_uring,
+//! straight into the ring's fixed file table: no fd lookup per operation;
+//! on the readiness backend, registered once), receives with a multishot
 //! receive per connection into buffers of a shared group (an idle
 //! connection holds none), and sends each received buffer back as it is. A
 //! connection whose peer does not read its echoes is paused rather than
@@ -26,7 +28,8 @@ use std::time::Instant;
 
 use ouro::net::{Domain, Type};
 use ouro::{
-    BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RunMode, Task,
+    BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode,
+    Task,
 };
 use slab::Slab;
 
@@ -36,8 +39,9 @@ ouro::messages! {
 
 /// Accepts connections and echoes what each one sends.
 ///
-/// One multishot accept serves every connection; each connection has one
-/// multishot receive whose buffers come from a shared group, so an idle
+/// One multishot accept serves every connection, each a ring fd (the ring
+/// owns it: it cannot be closed under an operation); each connection has
+/// one multishot receive whose buffers come from a shared group, so an idle
 /// connection holds no buffer. A received buffer is sent back as it is
 /// (no copy) and returns to the group when the send is done. Sends on a
 /// connection go one at a time, in order. A connection whose peer does not
@@ -65,7 +69,7 @@ const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 const MAX_QUEUED: usize = 16;
 
 struct Conn {
-    fd: OwnedFd,
+    fd: RingFd,
     /// Received buffers waiting to be sent back; the front one is in flight.
     queue: VecDeque<Buf>,
     sending: bool,
@@ -79,6 +83,13 @@ struct Conn {
 
 impl Server {
     fn new(listener: OwnedFd, group: BufferGroup, accept_limit: Option<usize>) -> Server {
+        // Echoes go out in buffer-sized pieces: don't let Nagle hold the
+        // last piece back until the peer's delayed ACK. Accepted sockets
+        // inherit the option (a connection accepted straight into
+        // io_uring's fixed file table has no fd to set it on).
+        if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            eprintln!("echo: TCP_NODELAY: {e}");
+        }
         Server {
             listener,
             group,
@@ -92,7 +103,7 @@ impl Server {
 
     fn start<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>) {
         let ctx = Server::ctx(Msg::Accepted, 0);
-        self.accepting = Some(ring.accept_multishot(&self.listener, ctx));
+        self.accepting = Some(ring.accept_multishot_direct(&self.listener, ctx));
     }
 
     fn ctx<S: AsMut<Server>>(msg: Msg, key: usize) -> Ctx<S> {
@@ -110,7 +121,7 @@ impl Server {
         let key = c.key() as usize;
         let last = c.is_final();
         match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::AcceptMulti(result)) => this.accepted(ring, result, last),
+            (Msg::Accepted, Outcome::AcceptDirect(result)) => this.accepted(ring, result, last),
             (Msg::AcceptAgain, Outcome::Timer(_)) => this.start(ring),
             (Msg::Received, Outcome::RecvMulti(result)) => this.received(ring, key, result, last),
             (Msg::Sent, Outcome::Send(result, buf)) => this.sent(ring, key, result, buf),
@@ -122,7 +133,7 @@ impl Server {
     fn accepted<S: AsMut<Server>>(
         &mut self,
         ring: &mut Ring<S>,
-        result: io::Result<OwnedFd>,
+        result: io::Result<RingFd>,
         last: bool,
     ) {
         if last {
@@ -153,13 +164,8 @@ impl Server {
         }
     }
 
-    fn open<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, fd: OwnedFd) {
+    fn open<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, fd: RingFd) {
         self.accepted += 1;
-        // Echoes go out in buffer-sized pieces: don't let Nagle hold the
-        // last piece back until the peer's delayed ACK.
-        if let Err(e) = socket2::SockRef::from(&fd).set_tcp_nodelay(true) {
-            eprintln!("echo: TCP_NODELAY: {e}");
-        }
         let key = self.conns.insert(Conn {
             fd,
             queue: VecDeque::new(),
@@ -180,7 +186,7 @@ impl Server {
             return;
         }
         let ctx = Server::ctx(Msg::Received, key);
-        conn.receive = Some(ring.recv_multishot(&conn.fd, &self.group, ctx));
+        conn.receive = Some(ring.recv_multishot(conn.fd, &self.group, ctx));
     }
 
     fn received<S: AsMut<Server>>(
@@ -244,10 +250,8 @@ impl Server {
         };
         conn.sending = false;
         let Ok(n) = result else {
-            // The peer is gone: end the receive too, then close. (Cancel
-            // the task rather than shut the socket down: a shutdown runs on
-            // an io_uring worker, which looks the fd up only when it runs —
-            // after the close below, perhaps on a new connection's fd.)
+            // The peer is gone: end the receive too, then close once its
+            // final completion (which names this connection's key) is in.
             conn.queue.clear();
             conn.peer_done = true;
             if let Some(task) = conn.receive {
@@ -279,7 +283,7 @@ impl Server {
         }
         if let Some(buf) = conn.queue.pop_front() {
             conn.sending = true;
-            ring.send(&conn.fd, buf, Server::ctx(Msg::Sent, key));
+            ring.send(conn.fd, buf, Server::ctx(Msg::Sent, key));
         } else if conn.peer_done && conn.receive.is_none() {
             let conn = self.conns.remove(key);
             ring.close(conn.fd, Ctx::none());

@@ -2,15 +2,19 @@
 //! careful programmer would without a runtime — the practical limit for
 //! ouro's echo server, which does the same work:
 //!
-//! - one multishot accept; per connection one multishot receive into a
-//!   provided buffer ring of 1024 buffers of 4 KiB (an idle connection holds
-//!   none), set up with the same ring flags as ouro's (`crate::raw::ring`);
+//! - one multishot accept straight into the ring's fixed file table
+//!   (`IORING_FILE_INDEX_ALLOC`; the connections are used by slot, so the
+//!   kernel looks no fd up per operation, and closed by slot), as ouro's
+//!   ring fds are; per connection one multishot receive into a provided
+//!   buffer ring of 1024 buffers of 4 KiB (an idle connection holds none),
+//!   set up with the same ring flags as ouro's (`crate::raw::ring`);
 //! - each received buffer is sent back as it is (no copy), one send at a
 //!   time per connection, in order, and given back to the kernel's ring when
 //!   its send is done;
 //! - a connection with 16 buffers waiting is paused (its receive cancelled,
 //!   re-armed when half are sent); a receive that finds no buffer
-//!   (`ENOBUFS`) is re-armed when a send gives one back.
+//!   (`ENOBUFS`) is re-armed when a send gives one back; a failed send ends
+//!   the receive (cancelled) and the connection.
 //!
 //! One `io_uring_enter` per turn (submit and wait), then every completion
 //! is handled, pushing new submissions straight into the queue.
@@ -18,11 +22,11 @@
 use std::alloc::{self, Layout};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::{BufRingEntry, Fd};
+use io_uring::types::{BufRingEntry, Fd, Fixed};
 use io_uring::{cqueue, opcode, squeue, IoUring, SubmissionQueue, Submitter};
 use slab::Slab;
 
@@ -38,11 +42,17 @@ const ACCEPT: u64 = 1 << 56;
 const RECV: u64 = 2 << 56;
 const SEND: u64 = 3 << 56;
 const CANCEL: u64 = 4 << 56;
+const CLOSE: u64 = 5 << 56;
 const KIND: u64 = 0xff << 56;
 
 /// Serves echo on `listener` until the process ends.
 pub fn serve(listener: OwnedFd) -> io::Result<()> {
     let (mut ring, _) = crate::raw::ring(256)?;
+    // As many slots as the process may have files open, as ouro sizes its
+    // table (the kernel allows no more).
+    ring.submitter().register_files_sparse(fixed_table_size())?;
+    // Accepted sockets inherit it: they have no fd to set it on.
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
     let buffers = BufferRing::register(&ring)?;
     let mut server = Server {
         listener,
@@ -108,7 +118,8 @@ struct Piece {
 }
 
 struct Conn {
-    fd: OwnedFd,
+    /// The connection's slot in the fixed file table.
+    slot: u32,
     queue: VecDeque<Piece>,
     sending: bool,
     receiving: bool,
@@ -126,7 +137,7 @@ struct Server {
 impl Server {
     fn accept(&mut self, queue: &mut Queue) -> io::Result<()> {
         let entry = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
+            .allocate_file_index(true)
             .build()
             .user_data(ACCEPT);
         queue.push(entry)
@@ -140,7 +151,7 @@ impl Server {
             return Ok(());
         }
         conn.receiving = true;
-        let entry = opcode::RecvMulti::new(Fd(conn.fd.as_raw_fd()), GROUP)
+        let entry = opcode::RecvMulti::new(Fixed(conn.slot), GROUP)
             .build()
             .user_data(RECV | key as u64);
         queue.push(entry)
@@ -166,11 +177,8 @@ impl Server {
         if res < 0 {
             return Err(io::Error::from_raw_os_error(-res));
         }
-        // SAFETY: a successful accept returns a new fd that nothing owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(res) };
-        socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
         let key = self.conns.insert(Conn {
-            fd,
+            slot: res as u32,
             queue: VecDeque::new(),
             sending: false,
             receiving: false,
@@ -218,10 +226,7 @@ impl Server {
         if conn.queue.len() >= MAX_QUEUED && !conn.paused {
             conn.paused = true;
             if conn.receiving {
-                let cancel = opcode::AsyncCancel::new(RECV | key as u64)
-                    .build()
-                    .user_data(CANCEL);
-                queue.push(cancel)?;
+                cancel_receive(queue, key)?;
             }
         }
         if !more && resumable {
@@ -238,8 +243,9 @@ impl Server {
                 self.buffers.give_back(piece.bid);
             }
             conn.peer_done = true;
-            // SAFETY: shutdown of a socket we own; ends its receive.
-            unsafe { libc::shutdown(conn.fd.as_raw_fd(), libc::SHUT_RDWR) };
+            if conn.receiving {
+                cancel_receive(queue, key)?;
+            }
             return self.send_next(queue, key);
         }
         let front = conn.queue.front_mut().expect("the piece in flight");
@@ -271,17 +277,41 @@ impl Server {
                 .buffers
                 .address(piece.bid)
                 .wrapping_add(piece.start as usize);
-            let entry = opcode::Send::new(Fd(conn.fd.as_raw_fd()), start, piece.end - piece.start)
+            let entry = opcode::Send::new(Fixed(conn.slot), start, piece.end - piece.start)
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
                 .user_data(SEND | key as u64);
             return queue.push(entry);
         }
         if conn.peer_done && !conn.receiving {
-            self.conns.remove(key);
+            let conn = self.conns.remove(key);
+            let close = opcode::Close::new(Fixed(conn.slot))
+                .build()
+                .user_data(CLOSE);
+            return queue.push(close);
         }
         Ok(())
     }
+}
+
+fn cancel_receive(queue: &mut Queue, key: usize) -> io::Result<()> {
+    let cancel = opcode::AsyncCancel::new(RECV | key as u64)
+        .build()
+        .user_data(CANCEL);
+    queue.push(cancel)
+}
+
+/// The fixed table's size: the open-file limit, up to 65536, as ouro's.
+fn fixed_table_size() -> u32 {
+    // SAFETY: getrlimit writes into the struct we pass.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    u32::try_from(limit.rlim_cur)
+        .unwrap_or(u32::MAX)
+        .min(1 << 16)
 }
 
 /// The provided buffer ring: `BUFFERS` entries shared with the kernel, and

@@ -2,7 +2,10 @@
 //! share: accepting, receiving, sending, pausing and closing. A [`Protocol`]
 //! only turns the bytes a connection sent into the bytes it gets back.
 //!
-//! One multishot accept serves every connection. Each connection has one
+//! One multishot accept serves every connection, each a ring fd (the ring
+//! owns it: on io_uring it sits in the fixed file table, so operations skip
+//! the fd lookup; on the readiness backend it stays registered). Each
+//! connection has one
 //! multishot receive whose buffers come from a group shared by all
 //! connections: a buffer is taken only when bytes arrive, the requests in it
 //! are answered straight from it, and it goes back to the group at once. A
@@ -10,7 +13,7 @@
 //! until it is whole; answers collect in its `output` and go out in one send
 //! at a time. Both are taken from a pool of spare vectors when needed and
 //! given back when empty, so an idle connection holds no buffer at all —
-//! only its fd and a few words of state.
+//! only its ring fd and a few words of state.
 //!
 //! A peer that sends requests without reading the answers cannot make the
 //! server buffer without end: past `MAX_OUTPUT` bytes of unsent answers the
@@ -21,7 +24,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RunMode, Task};
+use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
 use slab::Slab;
 
 /// A request/response protocol.
@@ -104,7 +107,7 @@ struct Server<P> {
 }
 
 struct Conn {
-    fd: OwnedFd,
+    fd: RingFd,
     /// The start of a request not yet whole (no capacity when empty).
     input: Vec<u8>,
     /// Answers not yet handed to a send (no capacity when empty).
@@ -130,7 +133,7 @@ impl<P: Protocol> Server<P> {
         let key = c.key() as usize;
         let last = c.is_final();
         match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::AcceptMulti(result)) => self.accepted(ring, result, last),
+            (Msg::Accepted, Outcome::AcceptDirect(result)) => self.accepted(ring, result, last),
             (Msg::AcceptAgain, Outcome::Timer(_)) => self.accept(ring),
             (Msg::Received, Outcome::RecvMulti(result)) => self.received(ring, key, result, last),
             (Msg::Sent, Outcome::Send(result, buf)) => self.sent(ring, key, result, buf),
@@ -144,10 +147,10 @@ impl<P: Protocol> Server<P> {
     }
 
     fn accept(&mut self, ring: &mut Ring<Self>) {
-        ring.accept_multishot(&self.listener, ctx(Msg::Accepted, 0));
+        ring.accept_multishot_direct(&self.listener, ctx(Msg::Accepted, 0));
     }
 
-    fn accepted(&mut self, ring: &mut Ring<Self>, result: io::Result<OwnedFd>, last: bool) {
+    fn accepted(&mut self, ring: &mut Ring<Self>, result: io::Result<RingFd>, last: bool) {
         match result {
             Ok(fd) => {
                 let key = self.conns.insert(Conn {
@@ -182,8 +185,7 @@ impl<P: Protocol> Server<P> {
         let conn = &mut self.conns[key];
         if conn.receive.is_none() && !conn.paused && !conn.closing {
             conn.receive_cancelled = false;
-            conn.receive =
-                Some(ring.recv_multishot(&conn.fd, &self.group, ctx(Msg::Received, key)));
+            conn.receive = Some(ring.recv_multishot(conn.fd, &self.group, ctx(Msg::Received, key)));
         }
     }
 
@@ -257,7 +259,7 @@ impl<P: Protocol> Server<P> {
                 buf.consume(n);
                 if !buf.is_empty() {
                     conn.sending = true;
-                    ring.send(&conn.fd, buf, ctx(Msg::Sent, key));
+                    ring.send(conn.fd, buf, ctx(Msg::Sent, key));
                     return;
                 }
                 if let Ok(vec) = buf.downcast::<Vec<u8>>() {
@@ -284,7 +286,7 @@ impl<P: Protocol> Server<P> {
         if !conn.sending && !conn.output.is_empty() {
             conn.sending = true;
             let output = std::mem::take(&mut conn.output);
-            ring.send(&conn.fd, output, ctx(Msg::Sent, key));
+            ring.send(conn.fd, output, ctx(Msg::Sent, key));
         }
         if conn.output.len() > MAX_OUTPUT {
             conn.paused = true;
