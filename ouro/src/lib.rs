@@ -69,6 +69,36 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! An operation names its fd either borrowed (`&fd`: the fd must stay open
+//! until the task's final completion) or as a [`RingFd`], a file handed to
+//! the ring for good ([`Ring::register_fd`], or a connection from
+//! [`Ring::accept_multishot_direct`]): the ring keeps the file open while
+//! tasks name it, and [closing](Ring::close) it cancels them and closes the
+//! file after the last one, so an operation never acts on another file. On
+//! io_uring ring fds sit in the fixed file table (no fd lookup per
+//! operation); on the readiness backend they stay registered.
+//!
+//! ```
+//! use ouro::{Completion, Ctx, Ring, RingFd, RunMode};
+//! use std::os::unix::net::UnixStream;
+//!
+//! fn sent(fd: &mut RingFd, ring: &mut Ring<RingFd>, c: Completion) -> std::io::Result<()> {
+//!     assert_eq!(c.bytes()?, 5);
+//!     ring.close(*fd, Ctx::none());
+//!     Ok(())
+//! }
+//!
+//! let mut ring: Ring<RingFd> = Ring::new(16)?;
+//! let (ours, mut theirs) = UnixStream::pair()?;
+//! let mut fd = ring.register_fd(ours.into()); // the ring's now
+//! ring.send(fd, &b"hello"[..], Ctx::new(sent));
+//! ring.run(&mut fd, RunMode::UntilDone)?;
+//! let mut got = String::new();
+//! std::io::Read::read_to_string(&mut theirs, &mut got)?; // closed: ends
+//! assert_eq!(got, "hello");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! Guarantees, on every backend: each task's callback runs exactly once
 //! (also when the submission queue is full, the completion queue overflows,
 //! the task is cancelled or its deadline passes, or another callback fails);

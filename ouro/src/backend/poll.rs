@@ -24,9 +24,11 @@
 //! A ring fd is the backend's own, so its number stays its file until the
 //! ring closes it: it is registered once (for reading and writing) and
 //! stays registered, with readiness flags per fd that events set and an
-//! attempt that finds the fd not ready clears (mio's and tokio's model). An
-//! operation on a ring fd known not to be ready waits without trying, and
-//! waiting costs no system call. A multishot operation stopped at its limit
+//! attempt that finds the fd not ready clears (mio's and tokio's model). On
+//! a stream socket, a receive or send that moves fewer bytes than it could
+//! clears them too, as tokio does: the socket's queue was empty (or full)
+//! then, and what changes it is a new edge. An operation on a ring fd known
+//! not to be ready waits without trying, and waiting costs no system call. A multishot operation stopped at its limit
 //! of results in a row, whose fd is still ready, goes again on the next
 //! turn (no event would wake it). Closing a ring fd removes its
 //! registration.
@@ -112,6 +114,12 @@ struct FdState {
     /// For a ring fd: `READY_*` bits set by events, cleared when an attempt
     /// finds the fd not ready.
     ready: u8,
+    /// For a ring fd: what it is registered for (what its waits have
+    /// needed so far; it only grows).
+    interest: Option<Interest>,
+    /// For a ring fd: a stream socket, which a short receive (or send)
+    /// shows empty (or full).
+    stream: bool,
     /// The last first attempt of a read found it empty: reads wait for
     /// readiness without trying first...
     read_would_block: bool,
@@ -129,6 +137,8 @@ impl FdState {
         registered: false,
         owned: false,
         ready: READY_ALL,
+        interest: None,
+        stream: false,
         read_would_block: false,
         skipped_tries: 0,
         in_pool_at_position: 0,
@@ -166,13 +176,6 @@ fn ready_bits(interest: Interest) -> u8 {
         bits |= READY_WRITE;
     }
     bits
-}
-
-/// What a ring fd is registered for, once: everything an operation may
-/// wait for.
-fn owned_interest() -> Interest {
-    let both = Interest::READABLE | Interest::WRITABLE;
-    sys::priority_interest().map_or(both, |priority| both | priority)
 }
 
 pub(crate) struct PollBackend {
@@ -454,13 +457,20 @@ impl PollBackend {
     /// the second value says so).
     fn attempt(&mut self, index: u32) -> (Attempt, bool) {
         for _ in 0..MAX_SHOTS {
-            let request = &mut self.requests[index as usize];
-            match sys::attempt(&mut request.call) {
-                Attempt::Shot(res, flags) => self.done.push(RawCompletion {
-                    user_data: request.user_data,
-                    res,
-                    flags: flags | MORE,
-                }),
+            let attempt = sys::attempt(&mut self.requests[index as usize].call);
+            let drained = self.note_short(index, &attempt);
+            match attempt {
+                Attempt::Shot(res, flags) => {
+                    self.done.push(RawCompletion {
+                        user_data: self.requests[index as usize].user_data,
+                        res,
+                        flags: flags | MORE,
+                    });
+                    if let Some((fd, interest)) = drained {
+                        // No need to find it empty with another call.
+                        return (Attempt::Wait(fd, interest), false);
+                    }
+                }
                 attempt => return (attempt, false),
             }
         }
@@ -471,6 +481,24 @@ impl PollBackend {
             _ => Attempt::Done(-libc::EINVAL),
         };
         (attempt, true)
+    }
+
+    /// A receive or send on a ring fd that is a stream socket moved fewer
+    /// bytes than it could: the socket is not ready for more (its queue was
+    /// empty, or full), so its readiness is cleared; returns the fd and
+    /// readiness a multishot call now waits for.
+    fn note_short(&mut self, index: u32, attempt: &Attempt) -> Option<(RawFd, Interest)> {
+        let moved = match *attempt {
+            Attempt::Done(res) | Attempt::Shot(res, _) if res > 0 => res as usize,
+            _ => return None,
+        };
+        let (fd, interest, asked) = sys::asked(&self.requests[index as usize].call)?;
+        let state = self.fds.get_mut(fd as usize)?;
+        if !state.owned || !state.stream || moved >= asked {
+            return None;
+        }
+        state.ready &= !ready_bits(interest);
+        Some((fd, interest))
     }
 
     /// Finishes, parks or hands over a request after an attempt (`limited`:
@@ -560,10 +588,12 @@ impl PollBackend {
     /// Makes sure the poller reports `fd` when it becomes ready for a
     /// waiter's `interest` (`not_ready`: an attempt just found it not
     /// ready). A borrowed fd is (re-)armed for everything its waiters need.
-    /// A ring fd is registered once, for everything; while registered, an
-    /// event will come when it becomes ready — unless it may be ready
-    /// already (the edge passed), when it is re-armed, which reports it at
-    /// once.
+    /// A ring fd stays registered for everything its waits have needed so
+    /// far: an event will come when it becomes ready — unless it may be
+    /// ready already (the edge passed) or is not registered for `interest`
+    /// yet, when it is (re-)armed, which reports it at once. So a
+    /// connection is armed once for reading and once more if a send ever
+    /// waits.
     fn watch(&mut self, fd: RawFd, interest: Interest, not_ready: bool) -> Result<(), i32> {
         let state = &mut self.fds[fd as usize];
         if !state.owned {
@@ -574,10 +604,13 @@ impl PollBackend {
         if not_ready {
             state.ready &= !bits;
         }
-        if state.registered && state.ready & bits == 0 {
+        let wanted = state.interest.map_or(interest, |armed| armed | interest);
+        if state.registered && state.interest == Some(wanted) && state.ready & bits == 0 {
             return Ok(());
         }
-        self.arm(fd, owned_interest())
+        self.arm(fd, wanted)?;
+        self.fds[fd as usize].interest = Some(wanted);
+        Ok(())
     }
 
     /// A request whose fd cannot be polled: `EPERM` means a regular file
@@ -757,9 +790,12 @@ impl PollBackend {
     /// kept registered; first attempts try at once.
     pub(crate) fn adopt_fd(&mut self, file: u32, fd: std::os::fd::OwnedFd) {
         use std::os::fd::AsRawFd;
+        let stream = sys::is_stream_socket(fd.as_raw_fd());
         let state = self.fd_state(fd.as_raw_fd());
         state.owned = true;
         state.ready = READY_ALL;
+        state.interest = None;
+        state.stream = stream;
         // Whatever was registered under this number before may be a closed
         // file's registration: the first wait registers (or re-arms) it.
         state.registered = false;

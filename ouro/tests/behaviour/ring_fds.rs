@@ -19,6 +19,7 @@ backend_tests![
     read_and_write,
     readv_and_writev,
     send_and_recv,
+    a_short_datagram_leaves_the_next_one_to_receive,
     sendmsg_and_recvmsg,
     recv_multishot_delivers_a_flood_in_order,
     poll_waits_for_readiness,
@@ -131,6 +132,34 @@ fn send_and_recv(kind: BackendKind) {
         let buf = expect!(&recv.outcome, Outcome::Recv(Ok(3), buf) => buf);
         assert_eq!(&buf[..], &[round; 3]);
     }
+}
+
+/// A datagram shorter than the buffer does not mean none is left (as a
+/// short receive on a stream socket means its queue is empty): two that
+/// arrive together are both received, without a new edge between them.
+fn a_short_datagram_leaves_the_next_one_to_receive(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let receiver = ouro::net::udp_socket(([127, 0, 0, 1], 0).into()).unwrap();
+    let to = ouro::net::local_addr(&receiver).unwrap();
+    let receiver = ring.register_fd(receiver);
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A first receive waits (the fd is registered, its edge armed).
+    ring.recv(receiver, Vec::with_capacity(64), ctx(0));
+    ring.run(&mut Vec::new(), RunMode::NoWait).unwrap();
+    sender.send_to(b"one", to).unwrap();
+    sender.send_to(b"two", to).unwrap();
+    let first = run_all(&mut ring);
+    assert_eq!(
+        &expect!(&first[0].outcome, Outcome::Recv(Ok(3), buf) => buf)[..],
+        b"one"
+    );
+    let outcome = complete(&mut ring, |r, c| {
+        r.recv(receiver, Vec::with_capacity(64), c)
+    });
+    assert_eq!(
+        &expect!(outcome, Outcome::Recv(Ok(3), buf) => buf)[..],
+        b"two"
+    );
 }
 
 fn sendmsg_and_recvmsg(kind: BackendKind) {

@@ -27,9 +27,9 @@ mod platform;
 #[path = "sys/other.rs"]
 mod platform;
 
+pub(super) use platform::Rw;
 #[cfg(target_os = "linux")]
 pub(super) use platform::{arm_timer, clear_timer, timer_fd};
-pub(super) use platform::{priority_interest, Rw};
 
 /// What became of one attempt at a call.
 #[derive(Debug, PartialEq, Eq)]
@@ -484,6 +484,46 @@ fn set_flag(fd: RawFd, flag: i32, on: bool) -> Result<bool, i32> {
         return Err(last_errno());
     }
     Ok(true)
+}
+
+/// Whether `fd` is a stream socket (whose receive returns less than asked
+/// only when its queue is empty).
+pub(super) fn is_stream_socket(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty` and `len` are valid for getsockopt to write an int.
+    let res = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    res == 0 && ty == libc::SOCK_STREAM
+}
+
+/// The fd, readiness and byte count of a call that moves bytes through one
+/// buffer: a receive or read, a send or write.
+pub(super) fn asked(call: &Call) -> Option<(RawFd, Interest, usize)> {
+    match *call {
+        Call::Recv { fd, len, .. } => Some((fd, Interest::READABLE, len)),
+        // SAFETY: the operation holds the group alive until it completes.
+        Call::RecvMulti { fd, group } => Some((fd, Interest::READABLE, unsafe { &*group }.size())),
+        Call::Read {
+            fd,
+            iov: IoVecs::One(iov),
+            ..
+        } => Some((fd, Interest::READABLE, iov.iov_len)),
+        Call::Send { fd, len, .. } => Some((fd, Interest::WRITABLE, len)),
+        Call::Write {
+            fd,
+            iov: IoVecs::One(iov),
+            ..
+        } => Some((fd, Interest::WRITABLE, iov.iov_len)),
+        _ => None,
+    }
 }
 
 /// `poll(2)` without waiting: the bits of `mask` (plus error, hang-up and

@@ -206,7 +206,7 @@ pub(super) fn splice_blocking(call: &mut Call) -> i32 {
     splice(call, 0)
 }
 
-pub(in crate::backend::poll) fn priority_interest() -> Option<Interest> {
+pub(super) fn priority_interest() -> Option<Interest> {
     Some(Interest::PRIORITY)
 }
 

@@ -233,6 +233,6 @@ pub(super) fn splice_blocking(_call: &mut Call) -> i32 {
 }
 
 /// kqueue has no filter for priority data alone.
-pub(in crate::backend::poll) fn priority_interest() -> Option<Interest> {
+pub(super) fn priority_interest() -> Option<Interest> {
     None
 }
