@@ -25,9 +25,10 @@
 //! ring closes it: it is registered once (for reading and writing) and
 //! stays registered, with readiness flags per fd that events set and an
 //! attempt that finds the fd not ready clears (mio's and tokio's model). On
-//! a stream socket, a receive or send that moves fewer bytes than it could
+//! a TCP socket, a receive or send that moves fewer bytes than it could
 //! clears them too, as tokio does: the socket's queue was empty (or full)
-//! then, and what changes it is a new edge. An operation on a ring fd known
+//! then, and what changes it is a new edge. (Not on a Unix stream socket,
+//! whose receive also stops after a message that carried fds.) An operation on a ring fd known
 //! not to be ready waits without trying, and waiting costs no system call. A multishot operation stopped at its limit
 //! of results in a row, whose fd is still ready, goes again on the next
 //! turn (no event would wake it). Closing a ring fd removes its
@@ -117,9 +118,9 @@ struct FdState {
     /// For a ring fd: what it is registered for (what its waits have
     /// needed so far; it only grows).
     interest: Option<Interest>,
-    /// For a ring fd: a stream socket, which a short receive (or send)
-    /// shows empty (or full).
-    stream: bool,
+    /// For a ring fd: a TCP socket, which a short receive (or send) shows
+    /// empty (or full).
+    tcp: bool,
     /// The last first attempt of a read found it empty: reads wait for
     /// readiness without trying first...
     read_would_block: bool,
@@ -138,7 +139,7 @@ impl FdState {
         owned: false,
         ready: READY_ALL,
         interest: None,
-        stream: false,
+        tcp: false,
         read_would_block: false,
         skipped_tries: 0,
         in_pool_at_position: 0,
@@ -483,7 +484,7 @@ impl PollBackend {
         (attempt, true)
     }
 
-    /// A receive or send on a ring fd that is a stream socket moved fewer
+    /// A receive or send on a ring fd that is a TCP socket moved fewer
     /// bytes than it could: the socket is not ready for more (its queue was
     /// empty, or full), so its readiness is cleared; returns the fd and
     /// readiness a multishot call now waits for.
@@ -494,7 +495,7 @@ impl PollBackend {
         };
         let (fd, interest, asked) = sys::asked(&self.requests[index as usize].call)?;
         let state = self.fds.get_mut(fd as usize)?;
-        if !state.owned || !state.stream || moved >= asked {
+        if !state.owned || !state.tcp || moved >= asked {
             return None;
         }
         state.ready &= !ready_bits(interest);
@@ -790,12 +791,12 @@ impl PollBackend {
     /// kept registered; first attempts try at once.
     pub(crate) fn adopt_fd(&mut self, file: u32, fd: std::os::fd::OwnedFd) {
         use std::os::fd::AsRawFd;
-        let stream = sys::is_stream_socket(fd.as_raw_fd());
+        let tcp = sys::is_tcp_socket(fd.as_raw_fd());
         let state = self.fd_state(fd.as_raw_fd());
         state.owned = true;
         state.ready = READY_ALL;
         state.interest = None;
-        state.stream = stream;
+        state.tcp = tcp;
         // Whatever was registered under this number before may be a closed
         // file's registration: the first wait registers (or re-arms) it.
         state.registered = false;

@@ -486,9 +486,11 @@ fn set_flag(fd: RawFd, flag: i32, on: bool) -> Result<bool, i32> {
     Ok(true)
 }
 
-/// Whether `fd` is a stream socket (whose receive returns less than asked
-/// only when its queue is empty).
-pub(super) fn is_stream_socket(fd: RawFd) -> bool {
+/// Whether `fd` is a TCP socket, whose receive returns less than asked
+/// only when its queue is empty (or at urgent data). Not a Unix stream
+/// socket: its receive also stops after a message that carried fds or
+/// other credentials, with more queued behind it.
+pub(super) fn is_tcp_socket(fd: RawFd) -> bool {
     let mut ty: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `ty` and `len` are valid for getsockopt to write an int.
@@ -501,7 +503,21 @@ pub(super) fn is_stream_socket(fd: RawFd) -> bool {
             &mut len,
         )
     };
-    res == 0 && ty == libc::SOCK_STREAM
+    if res != 0 || ty != libc::SOCK_STREAM {
+        return false;
+    }
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `addr` has room for any socket address; `len` says so.
+    let res = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    res == 0 && matches!(i32::from(addr.ss_family), libc::AF_INET | libc::AF_INET6)
 }
 
 /// The fd, readiness and byte count of a call that moves bytes through one
