@@ -542,6 +542,15 @@ pub(super) fn asked(call: &Call) -> Option<(RawFd, Interest, usize)> {
     }
 }
 
+/// Runs a positioned call, treating an offset on a non-seekable fd (pipe,
+/// socket) as io_uring does: the offset is ignored.
+fn at_offset(offset: i64, call: impl Fn(i64) -> i32) -> i32 {
+    match call(offset) {
+        res if res == -libc::ESPIPE && offset >= 0 => call(-1),
+        res => res,
+    }
+}
+
 /// `poll(2)` without waiting: the bits of `mask` (plus error, hang-up and
 /// invalid) that are set now.
 pub(super) fn poll_revents(fd: RawFd, mask: libc::c_short) -> u32 {

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use mio::Interest;
 
-use super::{poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
+use super::{at_offset, poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
 
 /// How a read or write is attempted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,15 +50,6 @@ fn pwritev2(fd: RawFd, iov: &IoVecs, offset: i64, flags: i32) -> i32 {
     // SAFETY: the iovecs describe readable memory the operation owns.
     let res = unsafe { libc::pwritev2(fd, vecs.as_ptr(), iov.count(), offset, flags) };
     result(res)
-}
-
-/// Runs a positioned call, treating an offset on a non-seekable fd (pipe,
-/// socket) as io_uring does: the offset is ignored.
-fn at_offset(offset: i64, call: impl Fn(i64) -> i32) -> i32 {
-    match call(offset) {
-        res if res == -libc::ESPIPE && offset >= 0 => call(-1),
-        res => res,
-    }
 }
 
 pub(super) fn try_read(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {

@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 
 use mio::Interest;
 
-use super::{last_errno, poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
+use super::{at_offset, last_errno, poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
 use crate::fs::Metadata;
 
 /// How a read or write is attempted.
@@ -99,14 +99,6 @@ fn writev(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
         }
     };
     result(res)
-}
-
-/// An offset on a non-seekable fd is ignored, as io_uring does.
-fn at_offset(offset: i64, call: impl Fn(i64) -> i32) -> i32 {
-    match call(offset) {
-        res if res == -libc::ESPIPE && offset >= 0 => call(-1),
-        res => res,
-    }
 }
 
 pub(super) fn try_read(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
