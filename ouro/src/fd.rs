@@ -180,18 +180,29 @@ enum State {
 struct Entry {
     generation: u32,
     state: State,
-    /// Live tasks that name this fd.
+    /// The first of the live tasks that name this fd (a [`Use`]), or NIL.
     users: u32,
-    /// While closing: the close task waiting for `users` to reach 0 (or
+    /// While closing: the close task waiting for the users to finish (or
     /// NIL). While free: the next free slot.
     link: u32,
 }
 
+/// One task's naming of one ring fd: `2 * task + i` for the task's `i`-th
+/// fd (a splice names two).
+pub(crate) type Use = u32;
+
 /// The ring's side of its fds: which slots are live, their generations,
-/// how many tasks name each, and the close waiting for them.
+/// the tasks that name each, and the close waiting for them.
+///
+/// The tasks naming a ring fd form a list through `next_use`, so that
+/// closing the fd finds them without looking at any other task, and the
+/// fd is busy exactly while its list is not empty.
 pub(crate) struct FdTable {
     ring: u32,
     entries: Vec<Entry>,
+    /// For each [`Use`], the next one of the same fd (or NIL); indexed by
+    /// use, grown with the task slab.
+    next_use: Vec<u32>,
     free_head: u32,
     live: u32,
     /// Live multishot accepts into ring fds (io_uring may be allocating
@@ -204,6 +215,7 @@ impl FdTable {
         FdTable {
             ring: NEXT_RING.fetch_add(1, Ordering::Relaxed),
             entries: Vec::new(),
+            next_use: Vec::new(),
             free_head: NIL,
             live: 0,
             direct_accepts: 0,
@@ -230,7 +242,7 @@ impl FdTable {
             let entry = &mut self.entries[index as usize];
             self.free_head = entry.link;
             entry.state = State::Open;
-            entry.users = 0;
+            entry.users = NIL;
             entry.link = NIL;
             return index;
         }
@@ -241,7 +253,7 @@ impl FdTable {
         self.entries.push(Entry {
             generation: 0,
             state: State::Open,
-            users: 0,
+            users: NIL,
             link: NIL,
         });
         index
@@ -263,39 +275,107 @@ impl FdTable {
         open.then_some(fd.index)
     }
 
-    /// How a new task names `fd`: its slot, now counted as in use, or
-    /// `Fd::STALE`.
-    pub(crate) fn acquire(&mut self, fd: RingFd) -> Fd {
-        match self.lookup(fd) {
-            Some(index) => {
-                self.entries[index as usize].users += 1;
-                Fd::ring(index)
+    /// How a new task names `fd`: its slot, or `Fd::STALE`. The task is
+    /// then [listed](FdTable::add_users) under the slot.
+    pub(crate) fn resolve(&self, fd: RingFd) -> Fd {
+        self.lookup(fd).map_or(Fd::STALE, Fd::ring)
+    }
+
+    /// Lists new task `task` under the ring fds it names (`fds`, as its
+    /// op says).
+    #[inline]
+    pub(crate) fn add_users(&mut self, task: u32, fds: [Option<Fd>; 2]) {
+        for (i, fd) in fds.into_iter().enumerate() {
+            let Some(index) = fd.and_then(Fd::ring_slot) else {
+                continue;
+            };
+            let use_ = 2 * task + i as u32;
+            if use_ as usize >= self.next_use.len() {
+                // Grown with the slab (which doubles), so rarely.
+                self.next_use.resize(2 * (task as usize + 1), NIL);
             }
-            None => Fd::STALE,
+            let entry = &mut self.entries[index as usize];
+            self.next_use[use_ as usize] = entry.users;
+            entry.users = use_;
         }
     }
 
-    /// A task naming slot `index` has finished; returns the close task to
-    /// start if it was the last one a close waited for.
-    pub(crate) fn release(&mut self, index: u32) -> Option<u32> {
-        let entry = &mut self.entries[index as usize];
-        entry.users -= 1;
-        if entry.users > 0 || entry.state != State::Closing || entry.link == NIL {
-            return None;
+    /// Task `task` has finished: it no longer names its ring fds (`fds`).
+    /// Returns the closes to start: those waiting for fds whose last user
+    /// it was.
+    pub(crate) fn remove_users(&mut self, task: u32, fds: [Option<Fd>; 2]) -> [Option<u32>; 2] {
+        let mut closers = [None, None];
+        for (i, fd) in fds.into_iter().enumerate() {
+            let Some(index) = fd.and_then(Fd::ring_slot) else {
+                continue;
+            };
+            self.unlink(index, 2 * task + i as u32);
+            let entry = &mut self.entries[index as usize];
+            if entry.users == NIL && entry.state == State::Closing && entry.link != NIL {
+                closers[i] = Some(std::mem::replace(&mut entry.link, NIL));
+            }
         }
-        Some(std::mem::replace(&mut entry.link, NIL))
+        closers
+    }
+
+    /// Takes `use_` out of slot `index`'s list (short: the tasks of one fd).
+    fn unlink(&mut self, index: u32, use_: Use) {
+        let after = self.next_use[use_ as usize];
+        let entry = &mut self.entries[index as usize];
+        if entry.users == use_ {
+            entry.users = after;
+            return;
+        }
+        let mut at = entry.users;
+        while at != NIL {
+            let next = self.next_use[at as usize];
+            if next == use_ {
+                self.next_use[at as usize] = after;
+                return;
+            }
+            at = next;
+        }
+        debug_assert!(false, "a task's use of ring fd {index} was not listed");
+    }
+
+    /// Walks the tasks that name slot `index`: the use after `after` (the
+    /// first for `None`), and its task.
+    pub(crate) fn next_user(&self, index: u32, after: Option<Use>) -> Option<(Use, u32)> {
+        let next = match after {
+            None => self.entries[index as usize].users,
+            Some(use_) => self.next_use[use_ as usize],
+        };
+        (next != NIL).then_some((next, next / 2))
+    }
+
+    /// The tasks that name slot `index` (a task naming it twice, twice).
+    #[cfg(test)]
+    fn users(&self, index: u32) -> Vec<u32> {
+        let mut at = None;
+        std::iter::from_fn(|| {
+            let (use_, task) = self.next_user(index, at)?;
+            at = Some(use_);
+            Some(task)
+        })
+        .collect()
+    }
+
+    /// Whether tasks name slot `index`.
+    pub(crate) fn busy(&self, index: u32) -> bool {
+        self.entries[index as usize].users != NIL
     }
 
     /// Starts closing slot `index` with the close task `closer`: new
-    /// operations can no longer name it. Returns how many tasks still do
+    /// operations can no longer name it. Returns whether tasks still do
     /// (the close then waits for them).
-    pub(crate) fn begin_close(&mut self, index: u32, closer: u32) -> u32 {
+    pub(crate) fn begin_close(&mut self, index: u32, closer: u32) -> bool {
+        let busy = self.busy(index);
         let entry = &mut self.entries[index as usize];
         entry.state = State::Closing;
-        if entry.users > 0 {
+        if busy {
             entry.link = closer;
         }
-        entry.users
+        busy
     }
 
     /// The slot's file is gone (closed or taken back): the slot is free
@@ -307,15 +387,10 @@ impl FdTable {
         }
         entry.generation = entry.generation.wrapping_add(1);
         entry.state = State::Free;
-        entry.users = 0;
+        entry.users = NIL;
         entry.link = self.free_head;
         self.free_head = index;
         self.live -= 1;
-    }
-
-    /// How many tasks name the slot.
-    pub(crate) fn users(&self, index: u32) -> u32 {
-        self.entries[index as usize].users
     }
 }
 
@@ -342,7 +417,7 @@ mod tests {
         assert_eq!(table.lookup(old), Some(a));
         table.free(a);
         assert_eq!(table.lookup(old), None);
-        assert_eq!(table.acquire(old), Fd::STALE);
+        assert_eq!(table.resolve(old), Fd::STALE);
         let b = table.insert();
         assert_eq!(a, b);
         assert_ne!(table.handle(b), old);
@@ -354,12 +429,35 @@ mod tests {
         let mut table = FdTable::new();
         let a = table.insert();
         let fd = table.handle(a);
-        assert_eq!(table.acquire(fd), Fd::ring(a));
-        assert_eq!(table.acquire(fd), Fd::ring(a));
-        assert_eq!(table.begin_close(a, 7), 2);
-        assert_eq!(table.acquire(fd), Fd::STALE, "closing: no new users");
-        assert_eq!(table.release(a), None);
-        assert_eq!(table.release(a), Some(7));
+        let named = [Some(table.resolve(fd)), None];
+        assert_eq!(named[0], Some(Fd::ring(a)));
+        table.add_users(3, named);
+        table.add_users(9, named);
+        assert!(table.begin_close(a, 7));
+        assert_eq!(table.resolve(fd), Fd::STALE, "closing: no new users");
+        assert_eq!(table.remove_users(3, named), [None, None]);
+        assert_eq!(table.remove_users(9, named), [Some(7), None]);
+        assert!(!table.busy(a));
+    }
+
+    #[test]
+    fn each_fd_lists_the_tasks_that_name_it() {
+        let mut table = FdTable::new();
+        let (a, b) = (table.insert(), table.insert());
+        let (fa, fb) = (Some(Fd::ring(a)), Some(Fd::ring(b)));
+        table.add_users(0, [fa, None]);
+        table.add_users(5, [fa, fb]); // a splice between them
+        table.add_users(2, [fb, fb]); // a splice from b to b
+        let users = |table: &FdTable, i| table.users(i);
+        assert_eq!(users(&table, a), [5, 0]);
+        assert_eq!(users(&table, b), [2, 2, 5]);
+        table.remove_users(5, [fa, fb]);
+        assert_eq!(users(&table, a), [0]);
+        assert_eq!(users(&table, b), [2, 2]);
+        table.remove_users(2, [fb, fb]);
+        assert!(!table.busy(b));
+        table.remove_users(0, [fa, None]);
+        assert!(!table.busy(a));
     }
 
     #[test]

@@ -691,6 +691,7 @@ impl<S> Ring<S> {
     #[inline(always)]
     fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         let index = self.slab.insert(op, ctx);
+        self.add_fd_users(index);
         let task = self.slab.handle(index);
         match self.slab.slots[index as usize].op {
             Op::Timer { at, .. } => self.start_timer(index, at),
@@ -710,6 +711,7 @@ impl<S> Ring<S> {
     /// Schedules a task that fails at once with `err` (bad input).
     pub(crate) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
         let index = self.slab.insert(op, ctx);
+        self.add_fd_users(index);
         self.rejections.push((index, err));
         self.make_ready(index, REJECTED);
         self.slab.handle(index)
@@ -1343,7 +1345,7 @@ impl<S> Ring<S> {
     /// (Linux 6.8) to get an fd: `Unsupported` before.
     pub fn take_fd(&mut self, fd: RingFd) -> io::Result<OwnedFd> {
         let file = self.files.lookup(fd).ok_or_else(bad_ring_fd)?;
-        if self.files.users(file) > 0 {
+        if self.files.busy(file) {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
         let owned = self.backend.take_file(file, &mut self.batch)?;
@@ -1356,14 +1358,23 @@ impl<S> Ring<S> {
         self.files.live() as usize
     }
 
-    /// How an operation names `fd`; a ring fd counts as in use by the task
-    /// about to be scheduled until its final completion (a stale one names
-    /// no file: `EBADF`).
+    /// How an operation names `fd` (a stale ring fd names no file:
+    /// `EBADF`). A ring fd counts as in use by the task once it is
+    /// scheduled, until its final completion.
     #[inline]
-    fn op_fd(&mut self, fd: &impl OpFd) -> Fd {
+    fn op_fd(&self, fd: &impl OpFd) -> Fd {
         match fd.source() {
             Source::Borrowed(raw) => Fd::raw(raw),
-            Source::Ring(fd) => self.files.acquire(fd),
+            Source::Ring(fd) => self.files.resolve(fd),
+        }
+    }
+
+    /// Lists a new task under the ring fds its op names.
+    #[inline(always)]
+    fn add_fd_users(&mut self, index: u32) {
+        if self.files.live() > 0 {
+            let fds = self.slab.slots[index as usize].op.fds();
+            self.files.add_users(index, fds);
         }
     }
 
@@ -1372,25 +1383,22 @@ impl<S> Ring<S> {
             return self.reject(Op::Close { fd: None }, ctx, bad_ring_fd());
         };
         let index = self.slab.insert(Op::CloseRing { file }, ctx);
-        if self.files.begin_close(file, index) > 0 {
+        if self.files.begin_close(file, index) {
             self.slab.slots[index as usize].state = State::Waiting;
-            self.cancel_users(file, index);
+            self.cancel_users(file);
         } else {
             self.start_waiting(index);
         }
         self.slab.handle(index)
     }
 
-    /// Cancels every live task naming ring fd `file`, except `closer`.
-    fn cancel_users(&mut self, file: u32, closer: u32) {
-        for index in 0..self.slab.slots.len() as u32 {
-            let slot = &self.slab.slots[index as usize];
-            if index != closer
-                && slot.state != State::Free
-                && slot.op.fds().contains(&Some(Fd::ring(file)))
-            {
-                self.request_cancel(index, CancelReason::Explicit);
-            }
+    /// Cancels every live task naming ring fd `file` (asking does not
+    /// finish any, so the list stays as it is meanwhile).
+    fn cancel_users(&mut self, file: u32) {
+        let mut at = None;
+        while let Some((use_, index)) = self.files.next_user(file, at) {
+            self.request_cancel(index, CancelReason::Explicit);
+            at = Some(use_);
         }
     }
 
@@ -1427,10 +1435,8 @@ impl<S> Ring<S> {
             _ => result,
         };
         if last {
-            for file in fds.into_iter().flatten().filter_map(Fd::ring_slot) {
-                if let Some(closer) = self.files.release(file) {
-                    self.start_waiting(closer);
-                }
+            for closer in self.files.remove_users(index, fds).into_iter().flatten() {
+                self.start_waiting(closer);
             }
         }
         result

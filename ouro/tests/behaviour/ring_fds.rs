@@ -34,6 +34,7 @@ backend_tests![
     a_handle_of_another_ring_is_stale,
     a_reused_slot_is_untouched_by_the_old_handle,
     close_cancels_what_is_in_flight_then_closes,
+    closing_one_ring_fd_leaves_the_tasks_of_others_alone,
     close_waits_for_a_task_that_finishes_on_its_own,
     take_fd_gives_the_file_back,
     fd_lends_the_process_fd,
@@ -568,6 +569,46 @@ fn close_cancels_what_is_in_flight_then_closes(kind: BackendKind) {
     let (close, closed) = &state.seen[2];
     close.result().unwrap();
     assert!(closed, "closed once the close completed");
+    assert_eq!(ring.ring_fds(), 0);
+}
+
+/// A close cancels the tasks of its own fd only (each fd lists its
+/// tasks), also when they were scheduled between another fd's.
+fn closing_one_ring_fd_leaves_the_tasks_of_others_alone(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, _a_peer) = socket_pair();
+    let (c, c_peer) = socket_pair();
+    let (pipe_out, _pipe_in) = pipe();
+    let (a, c) = (ring.register_fd(a), ring.register_fd(c));
+    let pipe_out = ring.register_fd(pipe_out);
+    ring.recv(c, Vec::with_capacity(8), ctx(1));
+    ring.recv(a, Vec::with_capacity(8), ctx(2));
+    ring.splice(pipe_out, None, a, None, 8, ctx(3)); // names two ring fds
+    ring.recv(c, Vec::with_capacity(8), ctx(4));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::NoWait).unwrap();
+    assert!(got.is_empty(), "all wait: {got:?}");
+    ring.close(a, ctx(5));
+    let run_until = |ring: &mut Ring<Got>, got: &mut Got, key| {
+        while !got.iter().any(|c: &Completion| c.key() == key) {
+            ring.run(got, RunMode::Once).unwrap();
+        }
+    };
+    run_until(&mut ring, &mut got, 5);
+    let mut keys: Vec<u64> = got.iter().map(Completion::key).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [2, 3, 5], "a's tasks and its close: {got:?}");
+    (&UnixStream::from(c_peer)).write_all(b"to c").unwrap();
+    run_until(&mut ring, &mut got, 1);
+    assert_eq!(
+        &expect!(&got[3].outcome, Outcome::Recv(Ok(4), buf) => buf)[..],
+        b"to c",
+        "c's first receive was not cancelled"
+    );
+    // The splice no longer names the pipe: closing it waits for nothing.
+    ring.take_fd(pipe_out).expect("no task names the pipe now");
+    ring.close(c, ctx(6));
+    run_all(&mut ring);
     assert_eq!(ring.ring_fds(), 0);
 }
 
