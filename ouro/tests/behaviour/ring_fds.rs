@@ -655,8 +655,19 @@ fn take_fd_gives_the_file_back(kind: BackendKind) {
     b.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"still the same socket");
     // A direct accept's connection, too (on io_uring: Linux 6.8).
+    let (conn, mut client) = accept_one_direct(&mut ring);
+    let mut taken = TcpStream::from(ring.take_fd(conn).unwrap());
+    taken.write_all(b"taken").unwrap();
+    let mut got = [0u8; 5];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"taken");
+}
+
+/// One loopback connection accepted with `accept_multishot_direct` (then
+/// stopped): the ring fd and the client's end.
+fn accept_one_direct(ring: &mut Ring<Got>) -> (RingFd, TcpStream) {
     let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
-    let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
+    let client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
     let task = ring.accept_multishot_direct(&listener, ctx(0));
     let mut got = Vec::new();
     while got.is_empty() {
@@ -664,12 +675,8 @@ fn take_fd_gives_the_file_back(kind: BackendKind) {
     }
     let conn = expect!(got.remove(0).outcome, Outcome::AcceptDirect(Ok(fd)) => fd);
     ring.cancel(task, Ctx::none());
-    run_all(&mut ring);
-    let mut taken = TcpStream::from(ring.take_fd(conn).unwrap());
-    taken.write_all(b"taken").unwrap();
-    let mut got = [0u8; 5];
-    client.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"taken");
+    run_all(ring);
+    (conn, client)
 }
 
 fn fd_lends_the_process_fd(kind: BackendKind) {
@@ -695,16 +702,7 @@ fn a_ring_without_a_fixed_table_serves_ring_fds(kind: BackendKind) {
         .fixed_files(0)
         .build()
         .unwrap();
-    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
-    let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
-    let task = ring.accept_multishot_direct(&listener, ctx(0));
-    let mut got = Vec::new();
-    while got.is_empty() {
-        ring.run(&mut got, RunMode::Once).unwrap();
-    }
-    let conn = expect!(got.remove(0).outcome, Outcome::AcceptDirect(Ok(fd)) => fd);
-    ring.cancel(task, Ctx::none());
-    run_all(&mut ring);
+    let (conn, mut client) = accept_one_direct(&mut ring);
     // Not in a table: the process fd is there to lend.
     assert!(ring.fd(conn).is_ok());
     client.write_all(b"ping").unwrap();
