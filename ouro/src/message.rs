@@ -634,9 +634,8 @@ impl<S> Ring<S> {
 
     /// Queues a message task (`MsgRing` or `StopThread`) for `target`.
     pub(crate) fn queue_message(&mut self, target: &Arc<Mailbox>, op: Op, ctx: Ctx<S>) -> Task {
-        let index = self.slab.insert(op, ctx);
-        self.slab.slots[index as usize].state = State::Pending;
-        let task = self.slab.handle(index);
+        let task = self.slab.insert(op, ctx);
+        self.slab.slots[task.index as usize].state = State::Pending;
         let outbox = self.messaging.outbox(target);
         outbox.envelopes.push(Envelope::Elsewhere);
         outbox.tasks.push(task);

@@ -18,7 +18,6 @@ use crate::fd::{Fd, FdTable, RingFd};
 use crate::fs::Metadata;
 use crate::message::{Envelope, Payload};
 use crate::net::{AddrBuf, SockAddr};
-use crate::task::Task;
 use crate::thread::ThreadShared;
 
 /// Where a file read or write starts.
@@ -287,10 +286,8 @@ pub(crate) enum Op {
         at: u64,
         deadline: u64,
     },
-    /// Waits for `target` to finish.
-    Cancel {
-        target: Task,
-    },
+    /// Waits for its target to finish (the target's slot lists it).
+    Cancel,
     /// Waits for `pending` targets; counts those that ended cancelled.
     CancelAll {
         pending: u32,
@@ -436,7 +433,7 @@ impl Op {
         match self {
             Op::Noop => OpKind::Noop,
             Op::Timer { .. } => OpKind::Timer,
-            Op::Cancel { .. } => OpKind::Cancel,
+            Op::Cancel => OpKind::Cancel,
             Op::CancelAll { .. } => OpKind::CancelAll,
             Op::Accept { .. } => OpKind::Accept,
             Op::Connect { .. } => OpKind::Connect,
@@ -491,7 +488,7 @@ impl Op {
             Op::Splice { fd_in, fd_out, .. } => [Some(fd_in), Some(fd_out)],
             Op::Noop
             | Op::Timer { .. }
-            | Op::Cancel { .. }
+            | Op::Cancel
             | Op::CancelAll { .. }
             | Op::Socket { .. }
             | Op::Close { .. }
@@ -543,7 +540,7 @@ impl Op {
 
     /// Whether the task waits on other tasks rather than on a backend.
     pub(crate) fn is_cancel(&self) -> bool {
-        matches!(self, Op::Cancel { .. } | Op::CancelAll { .. })
+        matches!(self, Op::Cancel | Op::CancelAll { .. })
     }
 
     /// Builds the outcome of a finished task and leaves `Op::Noop` behind.
@@ -562,7 +559,7 @@ impl Op {
         let outcome = match *self {
             Op::Noop => Outcome::Noop(unit(res)),
             Op::Timer { .. } => Outcome::Timer(unit(res)),
-            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
+            Op::Cancel => Outcome::Cancel(unit(res)),
             Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
             Op::Listen { .. } => Outcome::Listen(unit(res)),
             // SAFETY: a successful socket call returns a new, unowned fd.
@@ -597,7 +594,7 @@ impl Op {
         match self {
             Op::Noop => Outcome::Noop(unit(res)),
             Op::Timer { .. } => Outcome::Timer(unit(res)),
-            Op::Cancel { .. } => Outcome::Cancel(unit(res)),
+            Op::Cancel => Outcome::Cancel(unit(res)),
             Op::CancelAll { canceled, .. } => Outcome::CancelAll(res.map(|_| canceled as usize)),
             Op::Accept { addr, .. } => {
                 let peer = addr.get().unwrap_or_else(unspecified_addr);

@@ -445,7 +445,7 @@ impl<S> Ring<S> {
                 self.pending.pop_front();
                 continue;
             }
-            match self.start_in_backend(task.index) {
+            match self.start_in_backend(task) {
                 Started::Full => {
                     if !self.backend.flush()? {
                         return Ok(());
@@ -461,11 +461,34 @@ impl<S> Ring<S> {
     }
 
     fn deliver_backend(&mut self, state: &mut S) -> usize {
-        if self.batch_pos == self.batch.len() {
-            self.batch.clear();
-            self.batch_pos = 0;
-            self.backend.reap(&mut self.batch);
+        let Some(mut queued) = self.backend.queued() else {
+            if self.batch_pos == self.batch.len() {
+                self.batch.clear();
+                self.batch_pos = 0;
+                self.backend.reap(&mut self.batch);
+            }
+            return self.deliver_batch(state);
+        };
+        // Completions set aside while the ring waited for one of its own
+        // (`take_fd`) come first.
+        let mut delivered = self.deliver_batch(state);
+        loop {
+            // Only those queued now: completions that callbacks cause (by
+            // flushing a full queue) wait for the next turn, after timers.
+            for _ in 0..queued {
+                let Some(completion) = self.backend.next_completion() else {
+                    break;
+                };
+                delivered += self.deliver_raw(state, completion);
+            }
+            if !self.backend.settle_queue() {
+                return delivered;
+            }
+            queued = self.backend.queued().unwrap_or(0);
         }
+    }
+
+    fn deliver_batch(&mut self, state: &mut S) -> usize {
         let mut delivered = 0;
         while let Some(&completion) = self.batch.get(self.batch_pos) {
             self.batch_pos += 1;
@@ -562,7 +585,9 @@ impl<S> Ring<S> {
         };
         let (callback, msg, key) = (slot.callback, slot.msg, slot.key);
         let waiters = mem::replace(&mut slot.waiters, NIL);
-        self.timers.remove(index);
+        if self.timers.len() != 0 {
+            self.timers.remove(index);
+        }
         // The slot keeps its op until `take_outcome`: released but not
         // reused before then.
         self.slab.release(index);
@@ -594,7 +619,7 @@ impl<S> Ring<S> {
                     self.record_error(err);
                 }
             }
-            None => drop(self.take_outcome(index, result, flags)),
+            None => self.drop_outcome(index, result, flags),
         }
         if waiters != NIL {
             self.settle_waiters(state);
@@ -604,6 +629,7 @@ impl<S> Ring<S> {
 
     /// Delivers one completion of a multishot task that goes on: the slot
     /// stays live until the final one.
+    #[inline(never)]
     fn deliver_shot(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         let slot = &mut self.slab.slots[index as usize];
         let task = Task {
@@ -632,6 +658,12 @@ impl<S> Ring<S> {
         1
     }
 
+    /// A completion nobody listens to: what the op owned is dropped.
+    #[inline(never)]
+    fn drop_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) {
+        drop(self.take_outcome(index, result, flags));
+    }
+
     /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
     fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
         self.slab.slots[index as usize]
@@ -639,6 +671,7 @@ impl<S> Ring<S> {
             .take_outcome(result, flags, &mut self.pools, &self.files)
     }
 
+    #[cold]
     pub(crate) fn record_error(&mut self, err: io::Error) {
         if self.first_error.is_none() {
             self.first_error = Some(err);
@@ -647,6 +680,7 @@ impl<S> Ring<S> {
         }
     }
 
+    #[cold]
     fn take_rejection(&mut self, index: u32) -> io::Error {
         match self.rejections.iter().position(|(i, _)| *i == index) {
             Some(pos) => self.rejections.swap_remove(pos).1,
@@ -657,6 +691,7 @@ impl<S> Ring<S> {
     /// Tells the cancel tasks on the last list of `unsettled` how their
     /// target ended, then drops the list. It stays there meanwhile, so that
     /// a panicking callback loses none of them (`run` goes on with them).
+    #[inline(never)]
     fn settle_waiters(&mut self, state: &mut S) {
         let depth = self.unsettled.len();
         loop {
@@ -666,7 +701,7 @@ impl<S> Ring<S> {
                 break;
             };
             match &mut self.slab.slots[canceller as usize].op {
-                Op::Cancel { .. } => {
+                Op::Cancel => {
                     let res = if canceled { 0 } else { -libc::EALREADY };
                     self.finish(state, canceller, res, 0);
                 }
@@ -688,40 +723,46 @@ impl<S> Ring<S> {
 
     // -- scheduling ---------------------------------------------------------
 
+    /// Schedules an operation of the backend's.
     #[inline(always)]
     fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
-        let index = self.slab.insert(op, ctx);
-        self.add_fd_users(index);
-        let task = self.slab.handle(index);
-        match self.slab.slots[index as usize].op {
-            Op::Timer { at, .. } => self.start_timer(index, at),
-            Op::Cancel { target } => self.start_cancel(index, target),
-            Op::CancelAll { .. } => self.start_cancel_all(index),
-            _ if !self.pending.is_empty() => self.make_pending(task),
-            // A new slot is `Submitted` already: nothing to settle.
-            _ => match self.start_in_backend(index) {
-                Started::Yes => {}
-                Started::Full => self.make_pending(task),
-                started => self.settle_start(index, started),
-            },
+        let task = self.slab.insert(op, ctx);
+        self.add_fd_users(task.index);
+        // Behind others waiting for room: in order, after them.
+        if !self.pending.is_empty() {
+            self.make_pending(task);
+            return task;
+        }
+        // A new slot is `Submitted` already: nothing to settle.
+        match self.start_in_backend(task) {
+            Started::Yes => {}
+            Started::Full => self.make_pending(task),
+            started => self.settle_start(task.index, started),
         }
         task
     }
 
+    /// Schedules a task the ring carries out itself (a timer or a cancel),
+    /// which names no fd; returns its slot too.
+    fn schedule_in_ring(&mut self, op: Op, ctx: Ctx<S>) -> (u32, Task) {
+        let task = self.slab.insert(op, ctx);
+        (task.index, task)
+    }
+
     /// Schedules a task that fails at once with `err` (bad input).
     pub(crate) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
-        let index = self.slab.insert(op, ctx);
-        self.add_fd_users(index);
-        self.rejections.push((index, err));
-        self.make_ready(index, REJECTED);
-        self.slab.handle(index)
+        let task = self.slab.insert(op, ctx);
+        self.add_fd_users(task.index);
+        self.rejections.push((task.index, err));
+        self.make_ready(task.index, REJECTED);
+        task
     }
 
     #[inline(always)]
-    fn start_in_backend(&mut self, index: u32) -> Started {
-        let slot = &mut self.slab.slots[index as usize];
-        let ud = user_data::task(index, slot.generation);
-        self.backend.start(ud, &mut slot.op, &self.clock)
+    fn start_in_backend(&mut self, task: Task) -> Started {
+        let ud = user_data::task(task.index, task.generation);
+        let op = &mut self.slab.slots[task.index as usize].op;
+        self.backend.start(ud, op, &self.clock)
     }
 
     fn settle_start(&mut self, index: u32, started: Started) {
@@ -829,13 +870,13 @@ impl<S> Ring<S> {
         } else {
             self.clock.now().saturating_add(duration_ns(after)).max(1)
         };
-        self.schedule(
-            Op::Timer {
-                at,
-                deadline: u64::MAX,
-            },
-            ctx,
-        )
+        let op = Op::Timer {
+            at,
+            deadline: u64::MAX,
+        };
+        let (index, task) = self.schedule_in_ring(op, ctx);
+        self.start_timer(index, at);
+        task
     }
 
     /// Cancels `target`. Its callback runs first, with `ECANCELED` (see
@@ -845,20 +886,22 @@ impl<S> Ring<S> {
     /// `ENOENT` (no such live task: finished already, or a stale handle —
     /// nothing else is touched) or `EALREADY` (it finished anyway).
     pub fn cancel(&mut self, target: Task, ctx: Ctx<S>) -> Task {
-        self.schedule(Op::Cancel { target }, ctx)
+        let (index, task) = self.schedule_in_ring(Op::Cancel, ctx);
+        self.start_cancel(index, target);
+        task
     }
 
     /// Cancels every task of the ring except cancel tasks, as
     /// [`cancel`](Ring::cancel) does one; this task's callback runs after all
     /// of theirs, with how many were cancelled.
     pub fn cancel_all(&mut self, ctx: Ctx<S>) -> Task {
-        self.schedule(
-            Op::CancelAll {
-                pending: 0,
-                canceled: 0,
-            },
-            ctx,
-        )
+        let op = Op::CancelAll {
+            pending: 0,
+            canceled: 0,
+        };
+        let (index, task) = self.schedule_in_ring(op, ctx);
+        self.start_cancel_all(index);
+        task
     }
 
     /// Gives `task` a deadline (replacing an earlier one): if it has not
@@ -1382,14 +1425,14 @@ impl<S> Ring<S> {
         let Some(file) = self.files.lookup(fd) else {
             return self.reject(Op::Close { fd: None }, ctx, bad_ring_fd());
         };
-        let index = self.slab.insert(Op::CloseRing { file }, ctx);
-        if self.files.begin_close(file, index) {
-            self.slab.slots[index as usize].state = State::Waiting;
+        let task = self.slab.insert(Op::CloseRing { file }, ctx);
+        if self.files.begin_close(file, task.index) {
+            self.slab.slots[task.index as usize].state = State::Waiting;
             self.cancel_users(file);
         } else {
-            self.start_waiting(index);
+            self.start_waiting(task.index);
         }
-        self.slab.handle(index)
+        task
     }
 
     /// Cancels every live task naming ring fd `file` (asking does not
@@ -1408,7 +1451,7 @@ impl<S> Ring<S> {
         if !self.pending.is_empty() {
             return self.make_pending(self.slab.handle(index));
         }
-        let started = self.start_in_backend(index);
+        let started = self.start_in_backend(self.slab.handle(index));
         self.settle_start(index, started);
     }
 
@@ -1417,6 +1460,7 @@ impl<S> Ring<S> {
     /// then its slot); a closed ring fd's slot is freed; a final completion
     /// no longer names its ring fds, which may start a close waiting for
     /// them.
+    #[inline(never)]
     fn settle_files(&mut self, index: u32, result: io::Result<u32>, last: bool) -> io::Result<u32> {
         let op = &self.slab.slots[index as usize].op;
         let fds = op.fds();

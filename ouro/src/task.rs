@@ -169,8 +169,9 @@ impl<S> Slab<S> {
         self.live
     }
 
+    /// Puts a new task in a free slot (or a new one); returns its handle.
     #[inline(always)]
-    pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> u32 {
+    pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         self.live += 1;
         if self.free_head != NIL {
             let index = self.free_head;
@@ -194,7 +195,10 @@ impl<S> Slab<S> {
             slot.state = State::Submitted;
             slot.cancel = CancelReason::None;
             slot.waiters = NIL;
-            return index;
+            return Task {
+                index,
+                generation: slot.generation,
+            };
         }
         let index = u32::try_from(self.slots.len()).expect("more than 2^32 tasks");
         self.slots.push(Slot {
@@ -208,7 +212,10 @@ impl<S> Slab<S> {
             state: State::Submitted,
             cancel: CancelReason::None,
         });
-        index
+        Task {
+            index,
+            generation: 0,
+        }
     }
 
     /// Frees a slot; the generation moves on so that old handles go stale.
@@ -330,14 +337,14 @@ mod tests {
     #[test]
     fn released_slots_are_reused_with_a_new_generation() {
         let mut slab: Slab<()> = Slab::with_capacity(2);
-        let a = slab.insert(Op::Noop, Ctx::none());
-        let old = slab.handle(a);
-        slab.release(a);
+        let old = slab.insert(Op::Noop, Ctx::none());
+        assert_eq!(slab.handle(old.index), old);
+        slab.release(old.index);
         assert_eq!(slab.live_index(old), None);
-        let b = slab.insert(Op::Noop, Ctx::none());
-        assert_eq!(a, b);
-        assert_ne!(slab.handle(b), old);
-        assert_eq!(slab.live_index(slab.handle(b)), Some(b));
+        let new = slab.insert(Op::Noop, Ctx::none());
+        assert_eq!(new.index, old.index);
+        assert_ne!(new, old);
+        assert_eq!(slab.live_index(new), Some(new.index));
         assert_eq!(slab.live(), 1);
     }
 

@@ -1088,7 +1088,7 @@ fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
             group: std::rc::Rc::as_ptr(group),
         },
         Op::Timer { .. }
-        | Op::Cancel { .. }
+        | Op::Cancel
         | Op::CancelAll { .. }
         | Op::MsgRing { .. }
         | Op::StopThread { .. } => return Err(-libc::EINVAL),

@@ -323,17 +323,55 @@ impl Uring {
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
         loop {
             self.take_completions(out);
-            self.arm_wake_read();
             // Completions that did not fit the queue wait in the kernel's
             // overflow list; entering with GETEVENTS moves them over.
-            if !self.ring.submission().cq_overflow() {
-                return;
-            }
-            if let Err(e) = self.ring.submit_and_wait(0) {
-                tracing::warn!(error = %e, "flushing overflowed completions failed");
+            if !self.settle_queue() {
                 return;
             }
         }
+    }
+
+    /// How many completions wait in the completion queue now.
+    pub(crate) fn queued(&mut self) -> usize {
+        self.ring.completion().len()
+    }
+
+    /// Takes the next completion straight off the queue, with no copy into
+    /// a batch: the head moves on before the completion is delivered, so a
+    /// callback that panics loses none (the rest stay queued for the
+    /// ring's drop to drain). The waker's reads are settled here.
+    #[inline(always)]
+    pub(crate) fn next_completion(&mut self) -> Option<RawCompletion> {
+        loop {
+            let cqe = self.ring.completion().next()?;
+            match cqe.user_data() {
+                WAKE_READ => self.wake_read_armed = false,
+                // Only `install` waits for one, and it takes its own.
+                INSTALL => {}
+                user_data => {
+                    return Some(RawCompletion {
+                        user_data,
+                        res: cqe.result(),
+                        flags: cqe.flags(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// After the queue has been taken: re-arms the waker's read and, when
+    /// completions overflowed into the kernel's list, moves them over;
+    /// `true` when there may be more to take now.
+    pub(crate) fn settle_queue(&mut self) -> bool {
+        self.arm_wake_read();
+        if !self.ring.submission().cq_overflow() {
+            return false;
+        }
+        if let Err(e) = self.ring.submit_and_wait(0) {
+            tracing::warn!(error = %e, "flushing overflowed completions failed");
+            return false;
+        }
+        true
     }
 
     /// Moves the completion queue's entries to `out`, but the waker's own
@@ -1146,7 +1184,7 @@ impl Opcodes {
                 }
             }
             Op::Timer { .. }
-            | Op::Cancel { .. }
+            | Op::Cancel
             | Op::CancelAll { .. }
             | Op::MsgRing { .. }
             | Op::StopThread { .. } => {
