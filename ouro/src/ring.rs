@@ -27,7 +27,7 @@ use crate::fs::OpenOptions;
 use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
 use crate::op::{Offset, Op, Outcome, PollMask, Pools};
-use crate::task::{user_data, CancelReason, Ctx, Slab, State, Task, Waiters, NIL};
+use crate::task::{user_data, CancelReason, Ctx, Finished, Slab, State, Task, Waiters, NIL};
 use crate::time::{duration_ns, Clock, TimerHeap};
 
 /// How long [`Ring::run`] goes on.
@@ -573,24 +573,24 @@ impl<S> Ring<S> {
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
         }
-        let slot = &mut self.slab.slots[index as usize];
-        let task = Task {
-            index,
-            generation: slot.generation,
-        };
-        let res = if res == -libc::ECANCELED && slot.cancel == CancelReason::Deadline {
-            -ETIME
-        } else {
-            res
-        };
-        let (callback, msg, key) = (slot.callback, slot.msg, slot.key);
-        let waiters = mem::replace(&mut slot.waiters, NIL);
         if self.timers.len() != 0 {
             self.timers.remove(index);
         }
         // The slot keeps its op until `take_outcome`: released but not
         // reused before then.
-        self.slab.release(index);
+        let Finished {
+            task,
+            callback,
+            msg,
+            key,
+            deadline,
+            waiters,
+        } = self.slab.release_finished(index);
+        let res = if res == -libc::ECANCELED && deadline {
+            -ETIME
+        } else {
+            res
+        };
         let result = match res {
             REJECTED => Err(self.take_rejection(index)),
             res => raw_result(res),
@@ -600,8 +600,8 @@ impl<S> Ring<S> {
         } else {
             result
         };
-        let canceled = res == -libc::ECANCELED || res == -ETIME;
         if waiters != NIL {
+            let canceled = res == -libc::ECANCELED || res == -ETIME;
             self.unsettled.push((waiters, canceled));
         }
         match callback {
@@ -765,6 +765,8 @@ impl<S> Ring<S> {
         self.backend.start(ud, op, &self.clock)
     }
 
+    #[cold]
+    #[inline(never)]
     fn settle_start(&mut self, index: u32, started: Started) {
         match started {
             Started::Yes => self.slab.slots[index as usize].state = State::Submitted,
@@ -777,6 +779,8 @@ impl<S> Ring<S> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn make_pending(&mut self, task: Task) {
         self.slab.slots[task.index as usize].state = State::Pending;
         self.pending.push_back(task);

@@ -147,6 +147,18 @@ pub(crate) struct Slot<S> {
     pub(crate) cancel: CancelReason,
 }
 
+/// What delivering a finished task's completion needs from its slot.
+pub(crate) struct Finished<S> {
+    pub(crate) task: Task,
+    pub(crate) callback: Option<Callback<S>>,
+    pub(crate) msg: u16,
+    pub(crate) key: u64,
+    /// Whether it was cancelled for its deadline.
+    pub(crate) deadline: bool,
+    /// Head of the list of cancel tasks waiting for it.
+    pub(crate) waiters: u32,
+}
+
 /// Task slots with generation counters and a free list; grows by doubling
 /// (rarely), never shrinks, so steady state does not allocate.
 pub(crate) struct Slab<S> {
@@ -218,14 +230,29 @@ impl<S> Slab<S> {
         }
     }
 
-    /// Frees a slot; the generation moves on so that old handles go stale.
-    pub(crate) fn release(&mut self, index: u32) {
+    /// Frees a finished task's slot (its op stays until taken) and returns
+    /// what delivering its completion needs. The generation moves on, so
+    /// old handles go stale.
+    #[inline(always)]
+    pub(crate) fn release_finished(&mut self, index: u32) -> Finished<S> {
         let slot = &mut self.slots[index as usize];
+        let finished = Finished {
+            task: Task {
+                index,
+                generation: slot.generation,
+            },
+            callback: slot.callback,
+            msg: slot.msg,
+            key: slot.key,
+            deadline: slot.cancel == CancelReason::Deadline,
+            waiters: mem::replace(&mut slot.waiters, NIL),
+        };
         slot.generation = slot.generation.wrapping_add(1);
         slot.state = State::Free;
         slot.next_free = self.free_head;
         self.free_head = index;
         self.live -= 1;
+        finished
     }
 
     pub(crate) fn handle(&self, index: u32) -> Task {
@@ -339,7 +366,7 @@ mod tests {
         let mut slab: Slab<()> = Slab::with_capacity(2);
         let old = slab.insert(Op::Noop, Ctx::none());
         assert_eq!(slab.handle(old.index), old);
-        slab.release(old.index);
+        slab.release_finished(old.index);
         assert_eq!(slab.live_index(old), None);
         let new = slab.insert(Op::Noop, Ctx::none());
         assert_eq!(new.index, old.index);
