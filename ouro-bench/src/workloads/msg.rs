@@ -58,8 +58,9 @@ pub struct Options {
     /// Round trips per ping-pong run.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub roundtrips: u64,
-    /// Messages per one-way run.
-    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Messages per one-way run (enough for a fraction of a second at ouro's
+    /// rate: shorter runs measure start-up more than the steady state).
+    #[arg(long, default_value_t = 20_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub msgs: u64,
     /// Messages an ouro sender queues per turn, one-way.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
