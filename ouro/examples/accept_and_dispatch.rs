@@ -1,9 +1,11 @@
 //! One ring accepts, worker threads serve: the main ring accepts TCP
-//! connections on loopback and hands each connection's fd to one of N
-//! worker threads, round-robin, as a message; each worker echoes on its own
-//! ring and tells the main ring, by message, when a connection has closed.
-//! When the expected connections have come and gone, the main ring stops
-//! the workers and hears when each has stopped.
+//! connections on loopback as ring fds and moves each to one of N worker
+//! threads, round-robin ([`Ring::send_fd`]: on io_uring the connection goes
+//! from the main ring's fixed file table straight into the worker's, and
+//! never has a process fd); each worker echoes on its own ring and tells
+//! the main ring, by message, when a connection has closed. When the
+//! expected connections have come and gone, the main ring stops the workers
+//! and hears when each has stopped.
 //!
 //! ```text
 //! cargo run --release --example accept_and_dispatch
@@ -19,7 +21,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, RingThread, RunMode};
+use ouro::{
+    Completion, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, RunMode, Task,
+};
 
 ouro::messages! {
     enum Msg { Accepted, HandedOver, ConnectionClosed, WorkerStopped, NewConnection, Received, Sent }
@@ -54,6 +58,7 @@ pub fn serve(listener: TcpListener, workers: usize, connections: usize) -> io::R
         workers,
         next: 0,
         limit: connections,
+        accepting: None,
         accepted: 0,
         closed: 0,
         stopped: 0,
@@ -62,7 +67,9 @@ pub fn serve(listener: TcpListener, workers: usize, connections: usize) -> io::R
     if connections == 0 {
         state.stop_workers(&mut ring);
     } else {
-        ring.accept(&state.listener, Dispatcher::ctx(Msg::Accepted, 0));
+        let accepting =
+            ring.accept_multishot_direct(&state.listener, Dispatcher::ctx(Msg::Accepted, 0));
+        state.accepting = Some(accepting);
     }
     ring.run(&mut state, RunMode::Forever)?;
     for worker in state.workers.drain(..) {
@@ -82,6 +89,8 @@ struct Dispatcher {
     /// The worker the next connection goes to.
     next: usize,
     limit: usize,
+    /// The multishot accept, cancelled once `limit` connections came.
+    accepting: Option<Task>,
     accepted: usize,
     closed: usize,
     stopped: usize,
@@ -95,28 +104,34 @@ impl Dispatcher {
     }
 
     fn on_completion(&mut self, ring: &mut Ring<Dispatcher>, c: Completion) -> io::Result<()> {
-        let key = c.key() as usize;
+        let (key, last) = (c.key() as usize, c.is_final());
         match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::Accept(result)) => {
-                let (fd, _peer) = result?;
+            (Msg::Accepted, Outcome::AcceptDirect(result)) => {
+                if last && self.accepted == self.limit {
+                    return Ok(()); // the cancelled accept's last word
+                }
+                let fd = result?;
                 self.accepted += 1;
-                if self.accepted < self.limit {
-                    ring.accept(&self.listener, Dispatcher::ctx(Msg::Accepted, 0));
+                if self.accepted == self.limit {
+                    if let Some(accepting) = self.accepting.take() {
+                        ring.cancel(accepting, Ctx::none());
+                    }
                 }
                 let worker = self.next;
                 self.next = (self.next + 1) % self.workers.len();
                 let message = Ctx::new(Worker::on_completion).msg(Msg::NewConnection);
                 let handed = Dispatcher::ctx(Msg::HandedOver, worker);
-                ring.msg_ring(
-                    self.workers[worker].handle(),
-                    message,
-                    Payload::Fd(fd),
-                    handed,
-                );
+                ring.send_fd(self.workers[worker].handle(), fd, message, handed);
             }
-            (Msg::HandedOver, Outcome::MsgRing(result, _fd)) => {
-                // A refused fd comes back in `_fd` and is closed as it drops.
-                result?;
+            (Msg::HandedOver, Outcome::MsgRing(result, returned)) => {
+                if let Err(err) = result {
+                    // Still ours (or, after travelling as a process fd, an
+                    // fd that closes as it drops): close it.
+                    if let Some(fd) = returned.ring_fd() {
+                        ring.close(fd, Ctx::none());
+                    }
+                    return Err(err);
+                }
                 self.per_worker[key] += 1;
             }
             (Msg::ConnectionClosed, Outcome::Message(echoed)) => {
@@ -153,7 +168,7 @@ struct Worker {
 }
 
 struct Conn {
-    fd: OwnedFd,
+    fd: RingFd,
     echoed: u64,
 }
 
@@ -177,18 +192,18 @@ impl Worker {
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::NewConnection, Outcome::Message(payload)) => {
                 let fd = payload
-                    .into_fd()
+                    .ring_fd()
                     .ok_or_else(|| io::Error::other("a new connection without its fd"))?;
                 let key = self.insert(fd);
                 let buf = Vec::with_capacity(BUFFER_SIZE);
-                ring.recv(&self.conn(key)?.fd, buf, Worker::ctx(Msg::Received, key));
+                ring.recv(fd, buf, Worker::ctx(Msg::Received, key));
             }
             (Msg::Received, Outcome::Recv(result, buf)) => match result {
                 Ok(0) | Err(_) => self.close(ring, key),
                 Ok(n) => {
                     let conn = self.conn(key)?;
                     conn.echoed += n as u64;
-                    ring.send(&conn.fd, buf, Worker::ctx(Msg::Sent, key));
+                    ring.send(conn.fd, buf, Worker::ctx(Msg::Sent, key));
                 }
             },
             (Msg::Sent, Outcome::Send(result, mut buf)) => {
@@ -197,7 +212,7 @@ impl Worker {
                     return Ok(());
                 };
                 buf.consume(n);
-                let fd = &self.conn(key)?.fd;
+                let fd = self.conn(key)?.fd;
                 if !buf.is_empty() {
                     ring.send(fd, buf, Worker::ctx(Msg::Sent, key));
                     return Ok(());
@@ -212,7 +227,7 @@ impl Worker {
         Ok(())
     }
 
-    fn insert(&mut self, fd: OwnedFd) -> usize {
+    fn insert(&mut self, fd: RingFd) -> usize {
         let conn = Some(Conn { fd, echoed: 0 });
         match self.free.pop() {
             Some(key) => {

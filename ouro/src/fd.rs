@@ -208,6 +208,9 @@ pub(crate) struct FdTable {
     /// Live multishot accepts into ring fds (io_uring may be allocating
     /// fixed-table slots for them).
     pub(crate) direct_accepts: u32,
+    /// Ring fds moved to another ring (already closing, so their handles
+    /// are stale), whose close the next turn starts.
+    pub(crate) moved: Vec<u32>,
 }
 
 impl FdTable {
@@ -219,6 +222,7 @@ impl FdTable {
             free_head: NIL,
             live: 0,
             direct_accepts: 0,
+            moved: Vec::new(),
         }
     }
 
@@ -360,9 +364,23 @@ impl FdTable {
         .collect()
     }
 
+    /// Whether slot `index` is open (not closing, not free).
+    pub(crate) fn is_open(&self, index: u32) -> bool {
+        self.entries
+            .get(index as usize)
+            .is_some_and(|entry| entry.state == State::Open)
+    }
+
     /// Whether tasks name slot `index`.
     pub(crate) fn busy(&self, index: u32) -> bool {
         self.entries[index as usize].users != NIL
+    }
+
+    /// Makes slot `index` (no task names it) stale at once and queues it
+    /// for closing at the next turn.
+    pub(crate) fn close_moved(&mut self, index: u32) {
+        self.entries[index as usize].state = State::Closing;
+        self.moved.push(index);
     }
 
     /// Starts closing slot `index` with the close task `closer`: new

@@ -56,11 +56,14 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+mod parcel;
 
 use crate::backend::{RawCompletion, Wake};
 use crate::completion::Completion;
+use crate::fd::RingFd;
 use crate::op::{Op, Outcome};
 use crate::ring::Ring;
 use crate::task::{user_data, Callback, Ctx, Slab, State, Task, NIL};
@@ -79,6 +82,10 @@ pub enum Payload {
     Fd(OwnedFd),
     /// Any owned value that may cross threads (see [`Payload::value`]).
     Value(Box<dyn Any + Send>),
+    /// A ring fd of the ring that receives it: a file another ring moved
+    /// here with [`Ring::send_fd`]. Only a handle: the ring keeps the file
+    /// open until the ring fd is closed (or the ring dropped).
+    RingFd(RingFd),
 }
 
 impl Payload {
@@ -106,6 +113,14 @@ impl Payload {
         }
     }
 
+    /// The ring fd, if this is one.
+    pub fn ring_fd(&self) -> Option<RingFd> {
+        match *self {
+            Payload::RingFd(fd) => Some(fd),
+            _ => None,
+        }
+    }
+
     /// The number, for `U16` and `U64`.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
@@ -129,6 +144,7 @@ impl fmt::Debug for Payload {
             Payload::U64(n) => write!(f, "U64({n})"),
             Payload::Fd(fd) => write!(f, "Fd({})", fd.as_raw_fd()),
             Payload::Value(_) => f.write_str("Value(..)"),
+            Payload::RingFd(fd) => write!(f, "{fd:?}"),
         }
     }
 }
@@ -279,6 +295,15 @@ pub(crate) enum Envelope {
         key: u64,
         payload: Payload,
     },
+    /// A ring fd moved as a process fd (see [`Ring::send_fd`]): the
+    /// target registers it as a ring fd of its own and runs `callback`
+    /// with it.
+    Moved {
+        callback: Option<ErasedCallback>,
+        msg: u16,
+        key: u64,
+        fd: OwnedFd,
+    },
     /// Stop the ring's thread (see [`RingThread`](crate::RingThread)).
     Stop,
     /// Finish the recipient's waiting task with this result (a thread it
@@ -302,6 +327,7 @@ impl Envelope {
     pub(crate) fn into_payload(self) -> Payload {
         match self {
             Envelope::Message { payload, .. } => payload,
+            Envelope::Moved { fd, .. } => Payload::Fd(fd),
             _ => Payload::None,
         }
     }
@@ -319,24 +345,43 @@ pub(crate) struct Mailbox {
     /// The target's io_uring fd for MSG_RING doorbells; valid while the
     /// mailbox is open (read and duplicated under the lock).
     doorbell_fd: Option<RawFd>,
+    /// Whether ring fds can be moved into the target's fixed file table
+    /// with `IORING_MSG_SEND_FD` (see [`parcel`]).
+    accepts_fixed: bool,
+    /// Parcels whose file may land in the target's fixed table at any
+    /// moment: while there are some, the target registers no fd in its
+    /// table itself (the slot it would pick may have been filled).
+    landing: AtomicU32,
 }
 
 struct Inbox {
     queue: Vec<Envelope>,
     closed: bool,
+    /// Envelopes of ring fds on their way with `IORING_MSG_SEND_FD`, by
+    /// token (see [`parcel`]).
+    parcels: Vec<Option<Envelope>>,
+    free_parcels: Vec<u32>,
 }
 
 impl Mailbox {
-    pub(crate) fn new(waker: Arc<dyn Wake>, doorbell_fd: Option<RawFd>) -> Arc<Mailbox> {
+    pub(crate) fn new(
+        waker: Arc<dyn Wake>,
+        doorbell_fd: Option<RawFd>,
+        accepts_fixed: bool,
+    ) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             inbox: Mutex::new(Inbox {
                 queue: Vec::new(),
                 closed: false,
+                parcels: Vec::new(),
+                free_parcels: Vec::new(),
             }),
             closed: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             waker,
             doorbell_fd,
+            accepts_fixed,
+            landing: AtomicU32::new(0),
         })
     }
 
@@ -435,7 +480,7 @@ struct Outbox {
     /// in our submission queue never names an fd the target has closed.
     /// The kernel takes its own reference when it takes the submission, so
     /// the duplicate may be closed once our submission queue is empty.
-    doorbell: Option<OwnedFd>,
+    doorbell: Option<Arc<OwnedFd>>,
 }
 
 /// A ring's messaging state: its own mailbox (once a handle was made), the
@@ -582,7 +627,8 @@ impl<S> Ring<S> {
                 .msg_ring
                 .then(|| self.backend.doorbell_target())
                 .flatten();
-            self.messaging.mailbox = Some(Mailbox::new(waker, doorbell));
+            let accepts_fixed = doorbell.is_some() && self.backend.accepts_fixed();
+            self.messaging.mailbox = Some(Mailbox::new(waker, doorbell, accepts_fixed));
         }
         match &self.messaging.mailbox {
             Some(mailbox) => Ok(mailbox),
@@ -684,7 +730,7 @@ impl<S> Ring<S> {
                     }
                     append(&mut outbox.envelopes, &mut inbox.queue);
                     if can_ring && outbox.doorbell.is_none() {
-                        outbox.doorbell = mailbox.doorbell_fd.and_then(duplicate);
+                        outbox.doorbell = mailbox.doorbell_fd.and_then(duplicate).map(Arc::new);
                     }
                 }
                 !inbox.closed
@@ -820,6 +866,15 @@ impl<S> Ring<S> {
                 }
                 1
             }
+            Envelope::Moved {
+                callback,
+                msg,
+                key,
+                fd,
+            } => {
+                let fd = self.register_fd(fd);
+                self.deliver_ring_fd(state, callback, msg, key, fd)
+            }
             Envelope::Stop => {
                 // One accepted before the mailbox closed for a stop that
                 // is under way already (a second request) changes nothing.
@@ -878,7 +933,7 @@ mod tests {
 
     fn mailbox() -> (Arc<Mailbox>, Arc<CountingWaker>) {
         let waker = Arc::new(CountingWaker(Default::default()));
-        (Mailbox::new(waker.clone(), None), waker)
+        (Mailbox::new(waker.clone(), None, false), waker)
     }
 
     #[test]

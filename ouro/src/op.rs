@@ -16,7 +16,7 @@ use crate::buffers::group::{GroupBuf, GroupInner};
 use crate::buffers::{Buf, BufVec};
 use crate::fd::{Fd, FdTable, RingFd};
 use crate::fs::Metadata;
-use crate::message::{Envelope, Payload};
+use crate::message::{Envelope, Mailbox, Payload};
 use crate::net::{AddrBuf, SockAddr};
 use crate::thread::ThreadShared;
 
@@ -421,6 +421,15 @@ pub(crate) enum Op {
     MsgRing {
         envelope: Option<Envelope>,
     },
+    /// A ring fd moving to another io_uring ring (`IORING_MSG_SEND_FD`):
+    /// its parcel waits in the target's mailbox under `token`; `target` is
+    /// the target's io_uring fd (see [`Ring::send_fd`](crate::Ring::send_fd)).
+    SendFd {
+        fd: Fd,
+        token: u32,
+        target: Arc<OwnedFd>,
+        mailbox: Arc<Mailbox>,
+    },
     /// A stop request waiting in an outbox, then the wait for the thread.
     StopThread {
         envelope: Option<Envelope>,
@@ -455,7 +464,7 @@ impl Op {
             Op::Shutdown { .. } => OpKind::Shutdown,
             Op::SendMsg { .. } => OpKind::SendMsg,
             Op::RecvMsg { .. } => OpKind::RecvMsg,
-            Op::MsgRing { .. } => OpKind::MsgRing,
+            Op::MsgRing { .. } | Op::SendFd { .. } => OpKind::MsgRing,
             Op::StopThread { .. } => OpKind::StopThread,
             Op::AcceptMulti { .. } => OpKind::AcceptMulti,
             Op::AcceptDirect { .. } => OpKind::AcceptDirect,
@@ -484,7 +493,8 @@ impl Op {
             | Op::RecvMsg { fd, .. }
             | Op::AcceptMulti { fd }
             | Op::AcceptDirect { fd, .. }
-            | Op::RecvMulti { fd, .. } => [Some(fd), None],
+            | Op::RecvMulti { fd, .. }
+            | Op::SendFd { fd, .. } => [Some(fd), None],
             Op::Splice { fd_in, fd_out, .. } => [Some(fd_in), Some(fd_out)],
             Op::Noop
             | Op::Timer { .. }
@@ -675,6 +685,15 @@ impl Op {
                 let payload = envelope.map_or(Payload::None, Envelope::into_payload);
                 Outcome::MsgRing(unit(res), payload)
             }
+            Op::SendFd { fd, .. } => match res {
+                Ok(_) => Outcome::MsgRing(Ok(()), Payload::None),
+                Err(err) => {
+                    let back = fd
+                        .ring_slot()
+                        .map_or(Payload::None, |i| Payload::RingFd(files.handle(i)));
+                    Outcome::MsgRing(Err(err), back)
+                }
+            },
             Op::StopThread { .. } => Outcome::ThreadStopped(unit(res)),
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
             Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),

@@ -109,7 +109,7 @@ pub struct Ring<S = ()> {
     groups: Vec<Rc<GroupInner>>,
     /// The ring fds: which slots are live and which tasks name them (the
     /// backend keeps the files).
-    files: FdTable,
+    pub(crate) files: FdTable,
     /// Cancel tasks still to be told how their target ended (waiter list
     /// head, whether it was cancelled): kept here, not in locals, while
     /// callbacks run, so that a panicking one loses none; `run` settles
@@ -366,7 +366,8 @@ impl<S> Ring<S> {
             }
             let idle = self.slab.live() == 0
                 && !self.messaging.waiting()
-                && !self.messaging.has_outgoing();
+                && !self.messaging.has_outgoing()
+                && self.files.moved.is_empty();
             if matches!(mode, RunMode::Once | RunMode::UntilDone) && idle {
                 return Ok(());
             }
@@ -431,6 +432,9 @@ impl<S> Ring<S> {
     /// Hands queued cancel requests and tasks to the backend, flushing it
     /// when it is full; stops when it cannot make room.
     fn flush_pending(&mut self) -> io::Result<()> {
+        if !self.files.moved.is_empty() {
+            self.close_moved();
+        }
         self.publish_messages();
         while let Some(&target) = self.cancels.front() {
             if self.backend.cancel(target) {
@@ -512,6 +516,7 @@ impl<S> Ring<S> {
                 self.finish(state, index, c.res, c.flags)
             }
             user_data::INTERNAL | user_data::MESSAGE => 0,
+            user_data::PARCEL => self.parcel_landed(state, user_data::index(c.user_data), c.res),
             user_data::DOORBELL => {
                 self.doorbell_failed(c);
                 0
@@ -725,7 +730,7 @@ impl<S> Ring<S> {
 
     /// Schedules an operation of the backend's.
     #[inline(always)]
-    fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
+    pub(crate) fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         let task = self.slab.insert(op, ctx);
         self.add_fd_users(task.index);
         // Behind others waiting for room: in order, after them.
@@ -1366,7 +1371,7 @@ impl<S> Ring<S> {
     /// kept, instead of re-armed for every wait.
     pub fn register_fd(&mut self, fd: OwnedFd) -> RingFd {
         let file = self.files.insert();
-        let may_use_table = self.files.direct_accepts == 0;
+        let may_use_table = self.table_is_quiet();
         self.backend.adopt_fd(file, fd, may_use_table);
         self.files.handle(file)
     }
@@ -1451,7 +1456,7 @@ impl<S> Ring<S> {
 
     /// Hands a task that waited in the ring (a ring fd's close) to the
     /// backend, behind any that wait for room.
-    fn start_waiting(&mut self, index: u32) {
+    pub(crate) fn start_waiting(&mut self, index: u32) {
         if !self.pending.is_empty() {
             return self.make_pending(self.slab.handle(index));
         }
@@ -1487,7 +1492,30 @@ impl<S> Ring<S> {
                 self.start_waiting(closer);
             }
         }
+        let slot = &self.slab.slots[index as usize];
+        if let Op::SendFd {
+            fd, token, mailbox, ..
+        } = &slot.op
+        {
+            let (file, token, mailbox) = (fd.ring_slot(), *token, mailbox.clone());
+            let listened = slot.callback.is_some();
+            if let Some(file) = file {
+                return self.settle_sent_fd(file, &mailbox, token, result, listened);
+            }
+        }
         result
+    }
+
+    /// Whether a ring fd may go into the fixed table now: not while the
+    /// kernel may be filling slots this ring has not heard of yet (a direct
+    /// accept runs, or files sent by other rings are on their way).
+    fn table_is_quiet(&self) -> bool {
+        self.files.direct_accepts == 0
+            && !self
+                .messaging
+                .mailbox
+                .as_ref()
+                .is_some_and(|mailbox| mailbox.expects_parcels())
     }
 
     /// Makes a connection a direct accept produced into a ring fd: `raw` is
@@ -1500,7 +1528,7 @@ impl<S> Ring<S> {
             // SAFETY: a successful accept returns a new fd that nothing
             // else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-            let may_use_table = self.files.direct_accepts == 0;
+            let may_use_table = self.table_is_quiet();
             self.backend.adopt_fd(file, fd, may_use_table);
         }
         file

@@ -332,6 +332,10 @@ pub(crate) mod user_data {
     /// A MSG_RING doorbell this ring sent failed (success is silent); the
     /// rest of the `user_data` is the index of the target's outbox.
     pub(crate) const DOORBELL: u8 = 3;
+    /// A file another ring moved into this ring's fixed table
+    /// (`IORING_MSG_SEND_FD`); the rest of the `user_data` is its parcel's
+    /// token in this ring's mailbox, the result its slot.
+    pub(crate) const PARCEL: u8 = 4;
 
     const GENERATION_MASK: u32 = 0x00FF_FFFF;
 

@@ -82,6 +82,11 @@ backend_tests!(
     a_failing_init_is_reported_by_spawn_thread,
     until_done_sends_fire_and_forget_messages_and_then_returns,
     a_ring_polled_by_another_on_the_same_thread_runs_when_ready,
+    a_ring_fd_moves_to_a_worker_thread,
+    a_ring_fd_moves_to_a_worker_thread_over_the_mailbox,
+    a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed,
+    a_ring_fd_in_use_is_not_moved,
+    a_ring_fd_sent_to_its_own_ring_stays,
 );
 
 // -- a receiver that checks order per sender --------------------------------
@@ -658,6 +663,189 @@ fn an_fd_handed_to_a_worker_is_usable_there(kind: BackendKind) -> io::Result<()>
     peer.read_to_string(&mut got)?;
     assert_eq!(got, "hello from the worker");
     thread.join()
+}
+
+// -- ring fds moved between rings (send_fd) -----------------------------------------
+
+/// What a worker saw of each ring fd it was sent: whether it had a process
+/// fd (a file moved with IORING_MSG_SEND_FD has none).
+#[derive(Default)]
+struct Arrivals {
+    with_process_fd: Arc<Mutex<Vec<bool>>>,
+}
+
+fn on_moved(state: &mut Arrivals, ring: &mut Ring<Arrivals>, c: Completion) -> io::Result<()> {
+    let Outcome::Message(Payload::RingFd(fd)) = c.outcome else {
+        return Err(io::Error::other(format!(
+            "expected a ring fd, got {:?}",
+            c.outcome
+        )));
+    };
+    state
+        .with_process_fd
+        .lock()
+        .unwrap()
+        .push(ring.fd(fd).is_ok());
+    ring.send(fd, &b"moved"[..], Ctx::none());
+    ring.close(fd, Ctx::none());
+    Ok(())
+}
+
+#[derive(Default)]
+struct Mover {
+    results: Vec<io::Result<()>>,
+}
+
+fn on_sent(state: &mut Mover, _: &mut Ring<Mover>, c: Completion) -> io::Result<()> {
+    let Outcome::MsgRing(result, _) = c.outcome else {
+        return Err(io::Error::other("expected a msg_ring outcome"));
+    };
+    state.results.push(result);
+    Ok(())
+}
+
+fn move_ring_fds(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<Mover> = builder(kind, msg_ring).build()?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shared = seen.clone();
+    let thread = ring.spawn_thread(16, move |_| {
+        Ok(Arrivals {
+            with_process_fd: shared,
+        })
+    })?;
+    let mut peers = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let (fd, peer) = socket_pair()?;
+        let fd = ring.register_fd(fd);
+        ring.send_fd(thread.handle(), fd, Ctx::new(on_moved), Ctx::new(on_sent));
+        peers.push(peer);
+        sent.push(fd);
+    }
+    let mut state = Mover::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.results.len(), 3);
+    for result in state.results.drain(..) {
+        result?;
+    }
+    for fd in sent {
+        let err = ring.fd(fd).expect_err("a moved ring fd is stale here");
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+    assert_eq!(ring.ring_fds(), 0);
+    for mut peer in peers {
+        peer.set_nonblocking(false)?;
+        let mut got = String::new();
+        peer.read_to_string(&mut got)?;
+        assert_eq!(got, "moved", "the worker wrote through it, then closed it");
+    }
+    thread.join()?;
+    // Between io_uring rings the file moves from fixed table to fixed table
+    // (IORING_MSG_SEND_FD, Linux 6.3): the worker's ring fd has no process
+    // fd. Otherwise it travels as one and the worker registers it.
+    let direct = kind == BackendKind::Uring && msg_ring;
+    assert_eq!(*seen.lock().unwrap(), vec![!direct; 3]);
+    Ok(())
+}
+
+fn a_ring_fd_moves_to_a_worker_thread(kind: BackendKind) -> io::Result<()> {
+    move_ring_fds(kind, true)
+}
+
+fn a_ring_fd_moves_to_a_worker_thread_over_the_mailbox(kind: BackendKind) -> io::Result<()> {
+    move_ring_fds(kind, false)
+}
+
+fn a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
+    let target = thread.handle().clone();
+    thread.join()?;
+
+    let (fd, mut kept_peer) = socket_pair()?;
+    let kept = ring.register_fd(fd);
+    ring.send_fd(&target, kept, Ctx::new(never_called), Ctx::new(on_refused));
+    let (fd, mut closed_peer) = socket_pair()?;
+    let dropped = ring.register_fd(fd);
+    ring.send_fd(&target, dropped, Ctx::new(never_called), Ctx::none());
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+
+    assert_eq!(state.errors.len(), 1);
+    assert_eq!(state.errors[0].raw_os_error(), Some(libc::EPIPE));
+    assert_eq!(
+        state.returned[0].ring_fd(),
+        Some(kept),
+        "the same ring fd comes back"
+    );
+    assert!(peer_closed(&mut closed_peer), "nobody took it back: closed");
+    assert!(!peer_closed(&mut kept_peer));
+    ring.send(kept, &b"still mine"[..], Ctx::none());
+    ring.close(kept, Ctx::none());
+    ring.run(&mut state, RunMode::UntilDone)?;
+    kept_peer.set_nonblocking(false)?;
+    let mut got = String::new();
+    kept_peer.read_to_string(&mut got)?;
+    assert_eq!(got, "still mine");
+    Ok(())
+}
+
+fn on_received(state: &mut Refusals, _: &mut Ring<Refusals>, c: Completion) -> io::Result<()> {
+    let Outcome::Recv(result, _) = c.outcome else {
+        return Err(io::Error::other("expected a receive"));
+    };
+    result?;
+    state.returned.push(Payload::None);
+    Ok(())
+}
+
+fn a_ring_fd_in_use_is_not_moved(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
+    let (fd, mut peer) = socket_pair()?;
+    let fd = ring.register_fd(fd);
+    ring.recv(fd, Vec::with_capacity(16), Ctx::new(on_received));
+    ring.send_fd(
+        thread.handle(),
+        fd,
+        Ctx::new(never_called),
+        Ctx::new(on_refused),
+    );
+    peer.write_all(b"x")?;
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.errors.len(), 1);
+    assert_eq!(state.errors[0].raw_os_error(), Some(libc::EBUSY));
+    assert_eq!(state.returned.len(), 2, "the refusal and the receive");
+    assert!(state.returned.iter().any(|p| p.ring_fd() == Some(fd)));
+    assert!(ring.fd(fd).is_ok(), "still this ring's");
+    thread.join()
+}
+
+fn on_own(state: &mut Refusals, ring: &mut Ring<Refusals>, c: Completion) -> io::Result<()> {
+    let Outcome::Message(Payload::RingFd(fd)) = c.outcome else {
+        return Err(io::Error::other("expected a ring fd"));
+    };
+    ring.fd(fd)?;
+    state.returned.push(Payload::RingFd(fd));
+    Ok(())
+}
+
+fn a_ring_fd_sent_to_its_own_ring_stays(kind: BackendKind) -> io::Result<()> {
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let own = ring.handle()?;
+    let (fd, _peer) = socket_pair()?;
+    let fd = ring.register_fd(fd);
+    ring.send_fd(&own, fd, Ctx::new(on_own), Ctx::new(on_refused));
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert!(state.errors.is_empty());
+    let arrived: Vec<_> = state.returned.iter().filter_map(Payload::ring_fd).collect();
+    assert_eq!(arrived, vec![fd], "the same ring fd, still open");
+    Ok(())
 }
 
 // -- errors end a thread --------------------------------------------------------

@@ -318,6 +318,36 @@ impl Backend {
         }
     }
 
+    /// The fixed-table slot of ring fd `file` (io_uring), which
+    /// `IORING_MSG_SEND_FD` can move.
+    pub(crate) fn fixed_slot(&self, file: u32) -> Option<u32> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.fixed_slot(file),
+            Backend::Poll(_) | Backend::Mock(_) => None,
+        }
+    }
+
+    /// Whether other rings can move files into this ring's fixed table.
+    pub(crate) fn accepts_fixed(&mut self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.accepts_fixed(),
+            Backend::Poll(_) | Backend::Mock(_) => false,
+        }
+    }
+
+    /// Empties fixed-table `slot`, filled by a parcel nobody takes.
+    pub(crate) fn close_orphan(&mut self, slot: u32) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.close_orphan(slot),
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = slot;
+            }
+        }
+    }
+
     /// The backend's thread-safe waker, set up on the first call.
     pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
         dispatch!(self, b => b.waker())

@@ -1091,6 +1091,7 @@ fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
         | Op::Cancel
         | Op::CancelAll { .. }
         | Op::MsgRing { .. }
+        | Op::SendFd { .. }
         | Op::StopThread { .. } => return Err(-libc::EINVAL),
     };
     Ok(call)

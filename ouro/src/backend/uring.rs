@@ -48,6 +48,11 @@ use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
 
+/// `user_data` of the completion a parcel's file posts on arrival.
+fn parcel_arrival(token: u32) -> u64 {
+    user_data::with_kind(user_data::PARCEL, u64::from(token))
+}
+
 /// `user_data` of the internal read that drains the waker's eventfd.
 const WAKE_READ: u64 = (user_data::INTERNAL as u64) << 56 | 1;
 /// `user_data` of what `prepare_poll` submits to make the ring readable.
@@ -479,6 +484,38 @@ impl Uring {
         self.files.set(file, File::new(slot, Some(fd)));
         if let Some(slot) = slot {
             self.files.table_mut().occupy(slot, file);
+        }
+    }
+
+    /// The fixed-table slot of ring fd `file`, if it has one.
+    pub(crate) fn fixed_slot(&self, file: u32) -> Option<u32> {
+        self.files
+            .get(file)
+            .map(|record| record.slot)
+            .filter(|&slot| slot != NO_SLOT)
+    }
+
+    /// Whether other rings can move files into this ring's fixed table
+    /// (MSG_RING doorbells work and the table is registered).
+    pub(crate) fn accepts_fixed(&mut self) -> bool {
+        self.doorbells && self.files.ensure_table(&self.ring)
+    }
+
+    /// Empties `slot`, filled by a parcel whose message was withdrawn,
+    /// unless a ring fd holds it already (the file was then replaced).
+    pub(crate) fn close_orphan(&mut self, slot: u32) {
+        let Table::Registered(slots) = &self.files.table else {
+            return;
+        };
+        if slots
+            .owners
+            .get(slot as usize)
+            .is_some_and(|&o| o != NO_SLOT)
+        {
+            return;
+        }
+        if let Err(e) = self.ring.submitter().register_files_update(slot, &[-1]) {
+            tracing::warn!(error = %e, slot, "closing a withdrawn parcel's file failed");
         }
     }
 
@@ -1182,6 +1219,21 @@ impl Opcodes {
                     let (ptr, size) = (group.buffer_ptr(bid), clamp_len(group.size()));
                     submit!(with_target!(target, |t| opcode::Recv::new(t, ptr, size).build()))
                 }
+            }
+            Op::SendFd {
+                fd, token, target, ..
+            } => {
+                let Target::Fixed(slot) = files.target(*fd) else {
+                    // `send_fd` sends only ring fds that have a slot.
+                    return Err(Immediate::Done(-libc::EBADF));
+                };
+                submit!(opcode::MsgRingSendFd::new(
+                    types::Fd(target.as_raw_fd()),
+                    types::Fixed(slot),
+                    types::DestinationSlot::auto_target(),
+                    parcel_arrival(*token),
+                )
+                .build())
             }
             Op::Timer { .. }
             | Op::Cancel
