@@ -56,7 +56,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 mod parcel;
@@ -348,10 +348,6 @@ pub(crate) struct Mailbox {
     /// Whether ring fds can be moved into the target's fixed file table
     /// with `IORING_MSG_SEND_FD` (see [`parcel`]).
     accepts_fixed: bool,
-    /// Parcels whose file may land in the target's fixed table at any
-    /// moment: while there are some, the target registers no fd in its
-    /// table itself (the slot it would pick may have been filled).
-    landing: AtomicU32,
 }
 
 struct Inbox {
@@ -381,7 +377,6 @@ impl Mailbox {
             waker,
             doorbell_fd,
             accepts_fixed,
-            landing: AtomicU32::new(0),
         })
     }
 

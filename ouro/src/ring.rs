@@ -1371,7 +1371,7 @@ impl<S> Ring<S> {
     /// kept, instead of re-armed for every wait.
     pub fn register_fd(&mut self, fd: OwnedFd) -> RingFd {
         let file = self.files.insert();
-        let may_use_table = self.table_is_quiet();
+        let may_use_table = self.files.direct_accepts == 0;
         self.backend.adopt_fd(file, fd, may_use_table);
         self.files.handle(file)
     }
@@ -1506,18 +1506,6 @@ impl<S> Ring<S> {
         result
     }
 
-    /// Whether a ring fd may go into the fixed table now: not while the
-    /// kernel may be filling slots this ring has not heard of yet (a direct
-    /// accept runs, or files sent by other rings are on their way).
-    fn table_is_quiet(&self) -> bool {
-        self.files.direct_accepts == 0
-            && !self
-                .messaging
-                .mailbox
-                .as_ref()
-                .is_some_and(|mailbox| mailbox.expects_parcels())
-    }
-
     /// Makes a connection a direct accept produced into a ring fd: `raw` is
     /// a fixed-table slot the kernel filled (`into_table`) or a new fd.
     fn adopt_accepted(&mut self, into_table: bool, raw: u32) -> u32 {
@@ -1528,7 +1516,7 @@ impl<S> Ring<S> {
             // SAFETY: a successful accept returns a new fd that nothing
             // else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-            let may_use_table = self.table_is_quiet();
+            let may_use_table = self.files.direct_accepts == 0;
             self.backend.adopt_fd(file, fd, may_use_table);
         }
         file

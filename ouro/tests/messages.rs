@@ -87,6 +87,7 @@ backend_tests!(
     a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed,
     a_ring_fd_in_use_is_not_moved,
     a_ring_fd_sent_to_its_own_ring_stays,
+    files_moved_in_and_fds_registered_meanwhile_never_share_a_slot,
 );
 
 // -- a receiver that checks order per sender --------------------------------
@@ -846,6 +847,100 @@ fn a_ring_fd_sent_to_its_own_ring_stays(kind: BackendKind) -> io::Result<()> {
     let arrived: Vec<_> = state.returned.iter().filter_map(Payload::ring_fd).collect();
     assert_eq!(arrived, vec![fd], "the same ring fd, still open");
     Ok(())
+}
+
+/// A worker that, as each ring fd arrives, also registers an fd of its own,
+/// writes through both, and closes each once its write is done (a close
+/// cancels what still waits to start).
+struct Registrar {
+    locals: Vec<Option<OwnedFd>>,
+    /// By key: `2 i` the ring fd moved here, `2 i + 1` the local one.
+    open: HashMap<u64, ouro::RingFd>,
+}
+
+fn on_moved_register(
+    state: &mut Registrar,
+    ring: &mut Ring<Registrar>,
+    c: Completion,
+) -> io::Result<()> {
+    let i = c.key() as usize;
+    let Outcome::Message(Payload::RingFd(moved)) = c.outcome else {
+        return Err(io::Error::other("expected a ring fd"));
+    };
+    let local = state.locals[i]
+        .take()
+        .ok_or_else(|| io::Error::other("twice"))?;
+    let local = ring.register_fd(local);
+    for (key, fd, text) in [(2 * i, moved, "moved"), (2 * i + 1, local, "local")] {
+        state.open.insert(key as u64, fd);
+        let data = format!("{text} {i}").into_bytes();
+        ring.send(fd, data, Ctx::new(on_written).key(key as u64));
+    }
+    Ok(())
+}
+
+fn on_written(state: &mut Registrar, ring: &mut Ring<Registrar>, c: Completion) -> io::Result<()> {
+    let key = c.key();
+    let Outcome::Send(result, _) = c.outcome else {
+        return Err(io::Error::other("expected a send"));
+    };
+    result?;
+    let fd = state
+        .open
+        .remove(&key)
+        .ok_or_else(|| io::Error::other("no such fd"))?;
+    ring.close(fd, Ctx::none());
+    Ok(())
+}
+
+/// Files that other rings move into a ring's fixed table land in slots the
+/// kernel picks, at any moment; the ring's own registrations must never
+/// pick one of those (each would replace the other's file).
+fn files_moved_in_and_fds_registered_meanwhile_never_share_a_slot(
+    kind: BackendKind,
+) -> io::Result<()> {
+    const N: usize = 200;
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<Mover> = ring(kind)?;
+    let mut locals = Vec::new();
+    let mut local_peers = Vec::new();
+    for _ in 0..N {
+        let (fd, peer) = socket_pair()?;
+        locals.push(Some(fd));
+        local_peers.push(peer);
+    }
+    let thread = ring.spawn_thread(64, move |_| {
+        Ok(Registrar {
+            locals,
+            open: HashMap::new(),
+        })
+    })?;
+    let mut moved_peers = Vec::new();
+    for i in 0..N {
+        let (fd, peer) = socket_pair()?;
+        let fd = ring.register_fd(fd);
+        let message = Ctx::new(on_moved_register).key(i as u64);
+        ring.send_fd(thread.handle(), fd, message, Ctx::new(on_sent));
+        moved_peers.push(peer);
+    }
+    let mut state = Mover::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.results.len(), N);
+    for result in state.results.drain(..) {
+        result?;
+    }
+    for (i, (mut moved, mut local)) in moved_peers.into_iter().zip(local_peers).enumerate() {
+        for (peer, expected) in [
+            (&mut moved, format!("moved {i}")),
+            (&mut local, format!("local {i}")),
+        ] {
+            peer.set_nonblocking(false)?;
+            let mut got = String::new();
+            peer.read_to_string(&mut got)?;
+            assert_eq!(got, expected);
+        }
+    }
+    thread.join()
 }
 
 // -- errors end a thread --------------------------------------------------------

@@ -48,6 +48,43 @@ use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
 
+/// `IORING_REGISTER_FILE_ALLOC_RANGE` (Linux 6.0), which the io-uring crate
+/// does not wrap.
+const REGISTER_FILE_ALLOC_RANGE: libc::c_long = 25;
+
+/// The kernel's `struct io_uring_file_index_range`.
+#[repr(C)]
+struct FileIndexRange {
+    off: u32,
+    len: u32,
+    resv: u64,
+}
+
+/// Makes the kernel allocate fixed-table slots (`IORING_FILE_INDEX_ALLOC`)
+/// only in `from..size`.
+fn restrict_allocations(ring: &IoUring, from: u32, size: u32) -> io::Result<()> {
+    let range = FileIndexRange {
+        off: from,
+        len: size - from,
+        resv: 0,
+    };
+    // SAFETY: the kernel reads one `io_uring_file_index_range` (the layout
+    // of `FileIndexRange`) from the pointer, which is valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            REGISTER_FILE_ALLOC_RANGE,
+            &range as *const FileIndexRange,
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `user_data` of the completion a parcel's file posts on arrival.
 fn parcel_arrival(token: u32) -> u64 {
     user_data::with_kind(user_data::PARCEL, u64::from(token))
@@ -496,9 +533,9 @@ impl Uring {
     }
 
     /// Whether other rings can move files into this ring's fixed table
-    /// (MSG_RING doorbells work and the table is registered).
+    /// (MSG_RING doorbells work, and the table is registered and split).
     pub(crate) fn accepts_fixed(&mut self) -> bool {
-        self.doorbells && self.files.ensure_table(&self.ring)
+        self.doorbells && self.files.ensure_table(&self.ring) && self.files.split_table(&self.ring)
     }
 
     /// Empties `slot`, filled by a parcel whose message was withdrawn,
@@ -685,6 +722,10 @@ enum Table {
 struct Slots {
     owners: Vec<u32>,
     size: u32,
+    /// ouro's own registrations take slots below this; the kernel's
+    /// allocations (direct accepts, files other rings move here) the rest,
+    /// once the table is split (see `Files::split_table`).
+    own_end: u32,
     used: u32,
     /// Where the search for a free slot starts.
     hint: u32,
@@ -718,8 +759,8 @@ impl Slots {
         if self.used >= self.size {
             return None;
         }
-        let start = self.hint;
-        let slot = (start..self.size)
+        let start = self.hint.min(self.own_end);
+        let slot = (start..self.own_end)
             .chain(0..start)
             .find(|&slot| self.owners.get(slot as usize).is_none_or(|&o| o == NO_SLOT))?;
         self.hint = slot + 1;
@@ -784,6 +825,7 @@ impl Files {
                 self.table = Table::Registered(Slots {
                     owners: Vec::new(),
                     size,
+                    own_end: size,
                     used: 0,
                     hint: 0,
                 });
@@ -795,6 +837,27 @@ impl Files {
                 false
             }
         }
+    }
+
+    /// Splits the table so that the kernel allocates slots (for direct
+    /// accepts, and for files other rings move here, which may arrive at
+    /// any moment) only above an eighth of it, and ouro's own
+    /// registrations take the slots below: the two can then never pick the
+    /// same slot. Whether the table is split.
+    fn split_table(&mut self, ring: &IoUring) -> bool {
+        let Table::Registered(slots) = &mut self.table else {
+            return false;
+        };
+        if slots.own_end < slots.size {
+            return true;
+        }
+        let own_end = slots.size / 8;
+        if let Err(e) = restrict_allocations(ring, own_end, slots.size) {
+            tracing::debug!(error = %e, "cannot split the fixed table: no files from other rings");
+            return false;
+        }
+        slots.own_end = own_end;
+        true
     }
 
     /// Whether a direct accept can expect a free slot.

@@ -26,7 +26,6 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{closed_error, duplicate, Envelope, Mailbox, Messaging, Payload, RingHandle};
@@ -56,7 +55,6 @@ impl Mailbox {
         if inbox.closed {
             return Err(envelope);
         }
-        self.landing.fetch_add(1, Ordering::AcqRel);
         let token = match inbox.free_parcels.pop() {
             Some(token) => {
                 inbox.parcels[token as usize] = Some(envelope);
@@ -80,7 +78,6 @@ impl Mailbox {
     fn take_parcel_locked(&self, inbox: &mut super::Inbox, token: u32) -> Option<Envelope> {
         let envelope = inbox.parcels.get_mut(token as usize)?.take()?;
         inbox.free_parcels.push(token);
-        self.landing.fetch_sub(1, Ordering::AcqRel);
         Some(envelope)
     }
 
@@ -103,11 +100,6 @@ impl Mailbox {
         } else {
             Handover::Failed
         }
-    }
-
-    /// Whether files may land in the target's table at any moment.
-    pub(crate) fn expects_parcels(&self) -> bool {
-        self.landing.load(Ordering::Acquire) > 0
     }
 }
 
