@@ -4,8 +4,8 @@
 //! # How a message travels
 //!
 //! Every ring that can be messaged has a `Mailbox` behind an `Arc`: a
-//! queue of envelopes under a mutex, a `closed` flag, a `notified` flag and
-//! a doorbell. An envelope holds the target's callback (its state type
+//! queue of envelopes under a mutex, a `closed` flag, `mail` and `notified`
+//! flags and a doorbell. An envelope holds the target's callback (its state type
 //! erased; the typed [`RingHandle`] guarantees it matches), the `u16`
 //! message, the key and the [`Payload`]. A sending *ring* does not touch
 //! the mailbox per message: it appends the envelope to its own outbox for
@@ -13,8 +13,9 @@
 //! and its envelope waits in the task's slot until then, so that it can be
 //! cancelled), and at the start of its next turn hands each target the
 //! whole outbox under one lock — swapping buffers when the target's queue
-//! is empty — then rings that target's doorbell once, and only if no
-//! doorbell is outstanding (`notified` was clear). The doorbell is an
+//! is empty, and setting `mail` — then rings that target's doorbell once,
+//! and only if `notified` was clear (the target may be asleep, and no
+//! doorbell is on its way). The doorbell is an
 //! `IORING_OP_MSG_RING` submission when both rings are io_uring rings and the
 //! kernel is recent enough: it rides in the sender's next `io_uring_enter`,
 //! which the sender makes anyway, so a hand-off costs no system call of its
@@ -26,9 +27,11 @@
 //! mailbox, so both paths give the same guarantees, and MSG_RING carries
 //! only a wake-up marked by its `user_data` kind.
 //!
-//! The target clears `notified`, takes the whole queue (swapping buffers, so
-//! steady state does not allocate) and runs each message's callback in
-//! order.
+//! The target takes the whole queue whenever `mail` is set (swapping
+//! buffers, so steady state does not allocate) and runs each message's
+//! callback in order. It clears `notified` only when it is about to sleep,
+//! and then looks at `mail` once more: while it is awake, senders need not
+//! ring, and do not.
 //!
 //! # Guarantees
 //!
@@ -338,9 +341,13 @@ pub(crate) struct Mailbox {
     inbox: Mutex<Inbox>,
     /// Mirrors `Inbox::closed`, for lock-free checks.
     closed: AtomicBool,
-    /// Set by the sender that rings the doorbell; cleared by the ring just
-    /// before it takes the queue. While it is set, senders do not ring.
+    /// Set by the sender that rings the doorbell; cleared by the ring only
+    /// when it is about to sleep. While it is set, senders do not ring: the
+    /// ring is awake (or a wake-up is on its way) and will look at `mail`.
     notified: AtomicBool,
+    /// Whether the queue holds envelopes: set by senders as they queue,
+    /// cleared by the ring as it takes them (both under the lock).
+    mail: AtomicBool,
     waker: Arc<dyn Wake>,
     /// The target's io_uring fd for MSG_RING doorbells; valid while the
     /// mailbox is open (read and duplicated under the lock).
@@ -374,6 +381,7 @@ impl Mailbox {
             }),
             closed: AtomicBool::new(false),
             notified: AtomicBool::new(false),
+            mail: AtomicBool::new(false),
             waker,
             doorbell_fd,
             accepts_fixed,
@@ -394,6 +402,7 @@ impl Mailbox {
                 return Err(envelope);
             }
             inbox.queue.push(envelope);
+            self.mail.store(true, Ordering::SeqCst);
         }
         if self.claim_doorbell() {
             self.waker.wake();
@@ -401,33 +410,44 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Whether the caller, having just queued something, must ring the
-    /// doorbell (no wake-up is outstanding).
+    /// Whether the caller, having just queued something (and set `mail`),
+    /// must ring the doorbell: the ring may be asleep, and no wake-up is on
+    /// its way.
     ///
-    /// Why no wake-up is lost: the ring clears `notified` before it takes
-    /// the queue under the lock. A sender whose envelope the ring did not
-    /// take queued it after that take, so it observes the cleared flag
-    /// (the unlock after the clearing happens-before its lock) and rings.
+    /// Why no wake-up is lost (all four accesses are SeqCst): before it
+    /// sleeps, the ring clears `notified` and then reads `mail`
+    /// ([`before_sleep`](Mailbox::before_sleep)). If that read missed this
+    /// sender's `mail`, the sender set `mail` after it, so its swap of
+    /// `notified` comes after the clearing too: it (or another sender in
+    /// between) finds the flag clear and rings.
     fn claim_doorbell(&self) -> bool {
-        !self.notified.load(Ordering::Acquire) && !self.notified.swap(true, Ordering::AcqRel)
+        !self.notified.load(Ordering::SeqCst) && !self.notified.swap(true, Ordering::SeqCst)
+    }
+
+    /// The ring is about to sleep: from now on senders must ring. Whether
+    /// mail came meanwhile (then it must not sleep).
+    pub(crate) fn before_sleep(&self) -> bool {
+        self.notified.store(false, Ordering::SeqCst);
+        self.mail.load(Ordering::SeqCst)
     }
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Whether a sender has rung since the ring last took the queue.
-    pub(crate) fn notified(&self) -> bool {
-        self.notified.load(Ordering::Acquire)
+    /// Whether envelopes wait in the queue.
+    pub(crate) fn has_mail(&self) -> bool {
+        self.mail.load(Ordering::Acquire)
     }
 
-    /// Moves everything queued to the end of `into`, if a sender rang.
+    /// Moves everything queued to the end of `into`.
     fn take(&self, into: &mut VecDeque<Envelope>) {
-        if !self.notified() {
+        if !self.has_mail() {
             return;
         }
-        self.notified.store(false, Ordering::Release);
-        take_all(&mut self.lock().queue, into);
+        let mut inbox = self.lock();
+        take_all(&mut inbox.queue, into);
+        self.mail.store(false, Ordering::SeqCst);
     }
 
     /// Refuses every later message and moves what was accepted to `into`.
@@ -436,6 +456,7 @@ impl Mailbox {
         inbox.closed = true;
         self.closed.store(true, Ordering::Release);
         take_all(&mut inbox.queue, into);
+        self.mail.store(false, Ordering::SeqCst);
     }
 }
 
@@ -498,7 +519,14 @@ impl Messaging {
     /// Whether messages wait to be delivered (a sender rang, or some were
     /// taken and not yet delivered).
     pub(crate) fn waiting(&self) -> bool {
-        !self.incoming.is_empty() || self.mailbox.as_ref().is_some_and(|m| m.notified())
+        !self.incoming.is_empty() || self.mailbox.as_ref().is_some_and(|m| m.has_mail())
+    }
+
+    /// The ring is about to sleep (or, pollable, to be left until its fd is
+    /// readable): senders must ring from now on. Whether messages came
+    /// meanwhile (then it must not sleep).
+    pub(crate) fn before_sleep(&self) -> bool {
+        self.mailbox.as_ref().is_some_and(|m| m.before_sleep())
     }
 
     /// Whether messages wait to go out (fire-and-forget ones have no task
@@ -723,7 +751,10 @@ impl<S> Ring<S> {
                             }
                         });
                     }
-                    append(&mut outbox.envelopes, &mut inbox.queue);
+                    if !outbox.envelopes.is_empty() {
+                        append(&mut outbox.envelopes, &mut inbox.queue);
+                        mailbox.mail.store(true, Ordering::SeqCst);
+                    }
                     if can_ring && outbox.doorbell.is_none() {
                         outbox.doorbell = mailbox.doorbell_fd.and_then(duplicate).map(Arc::new);
                     }
@@ -931,25 +962,35 @@ mod tests {
         (Mailbox::new(waker.clone(), None, false), waker)
     }
 
-    #[test]
-    fn one_wake_up_per_take_however_many_messages() {
-        let (mailbox, waker) = mailbox();
-        for n in 0..10u64 {
-            assert!(mailbox
-                .push(Envelope::Message {
-                    callback: None,
-                    msg: 0,
-                    key: n,
-                    payload: Payload::None,
-                })
-                .is_ok());
+    fn number(n: u64) -> Envelope {
+        Envelope::Message {
+            callback: None,
+            msg: 0,
+            key: n,
+            payload: Payload::None,
         }
-        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn one_wake_up_per_sleep_however_many_messages() {
+        let (mailbox, waker) = mailbox();
+        let wakes = || waker.0.load(Ordering::SeqCst);
+        for n in 0..10u64 {
+            assert!(mailbox.push(number(n)).is_ok());
+        }
+        assert_eq!(wakes(), 1, "the first wakes the ring, the rest need not");
         let mut taken = VecDeque::new();
         mailbox.take(&mut taken);
         assert_eq!(taken.len(), 10);
-        assert!(mailbox.push(Envelope::Stop).is_ok());
-        assert_eq!(waker.0.load(Ordering::SeqCst), 2);
+        assert!(!mailbox.has_mail());
+        assert!(mailbox.push(number(10)).is_ok());
+        assert_eq!(wakes(), 1, "the ring is awake: it will look again");
+        assert!(mailbox.before_sleep(), "mail came: the ring must not sleep");
+        mailbox.take(&mut taken);
+        assert!(!mailbox.before_sleep(), "nothing came: the ring may sleep");
+        assert!(mailbox.push(number(11)).is_ok());
+        assert_eq!(wakes(), 2, "the ring went to sleep: a sender wakes it");
+        assert_eq!(taken.len(), 11);
     }
 
     #[test]

@@ -390,6 +390,12 @@ impl<S> Ring<S> {
             RunMode::Once | RunMode::UntilDone if self.slab.live() == 0 => Some(0),
             _ => self.wait_timeout(),
         };
+        // A sleep, unless messages came since the turn looked.
+        let timeout = match timeout {
+            Some(0) => timeout,
+            _ if self.messaging.before_sleep() => Some(0),
+            _ => timeout,
+        };
         self.backend.wait(timeout, &mut self.clock)?;
         let mut delivered = self.deliver_backend(state);
         delivered += self.deliver_messages(state);
@@ -404,8 +410,11 @@ impl<S> Ring<S> {
     /// per earlier deadline, not per run).
     fn prepare_poll(&mut self) -> io::Result<()> {
         self.flush_pending()?;
-        let ready_now =
-            !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting();
+        let mail = self.messaging.before_sleep();
+        let ready_now = mail
+            || !self.ready.is_empty()
+            || self.batch_pos < self.batch.len()
+            || self.messaging.waiting();
         let now = self.clock.now();
         let armed = self.poll_timer.filter(|&at| at > now);
         let timer = self
