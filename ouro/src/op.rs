@@ -427,6 +427,7 @@ pub(crate) enum Op {
     SendFd {
         fd: Fd,
         token: u32,
+        #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // io_uring only
         target: Arc<OwnedFd>,
         mailbox: Arc<Mailbox>,
     },

@@ -324,7 +324,10 @@ impl Backend {
         match self {
             #[cfg(target_os = "linux")]
             Backend::Uring(uring) => uring.fixed_slot(file),
-            Backend::Poll(_) | Backend::Mock(_) => None,
+            Backend::Poll(_) | Backend::Mock(_) => {
+                let _ = file;
+                None
+            }
         }
     }
 
