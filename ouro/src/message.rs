@@ -688,17 +688,23 @@ impl<S> Ring<S> {
         payload: Payload,
         ctx: Ctx<S>,
     ) -> Task {
-        let envelope = Envelope::message(message, payload);
+        self.send_envelope(&target.mailbox, Envelope::message(message, payload), ctx)
+    }
+
+    /// Queues `envelope` for `target`: as a message task if `ctx` has a
+    /// callback to tell, else fire and forget (no task, no slot).
+    pub(crate) fn send_envelope(
+        &mut self,
+        target: &Arc<Mailbox>,
+        envelope: Envelope,
+        ctx: Ctx<S>,
+    ) -> Task {
         if ctx.callback.is_none() {
-            // Fire and forget: no task, no slot.
-            self.messaging
-                .outbox(&target.mailbox)
-                .envelopes
-                .push(envelope);
+            self.messaging.outbox(target).envelopes.push(envelope);
             return NO_TASK;
         }
         let envelope = Some(envelope);
-        self.queue_message(&target.mailbox, Op::MsgRing { envelope }, ctx)
+        self.queue_message(target, Op::MsgRing { envelope }, ctx)
     }
 
     /// Queues a message task (`MsgRing` or `StopThread`) for `target`.
@@ -871,27 +877,7 @@ impl<S> Ring<S> {
                 msg,
                 key,
                 payload,
-            } => {
-                let Some(callback) = callback else {
-                    return 1;
-                };
-                // SAFETY: this ring's mailbox is reachable only through a
-                // `RingHandle<S>`, whose messages are built from `Ctx<S>`
-                // (`msg_ring` and `send`); internal envelopes carry no
-                // callback. So `S` is the type the callback was erased from.
-                let callback = unsafe { callback.restore::<S>() };
-                let completion = Completion {
-                    task: NO_TASK,
-                    msg,
-                    key,
-                    more: false,
-                    outcome: Outcome::Message(payload),
-                };
-                if let Err(err) = callback(state, self, completion) {
-                    self.record_error(err);
-                }
-                1
-            }
+            } => self.deliver_message(state, callback, msg, key, payload),
             Envelope::Moved {
                 callback,
                 msg,
@@ -917,6 +903,37 @@ impl<S> Ring<S> {
             Envelope::Done { task, result } => self.finish_stop_task(state, task, result),
             Envelope::Elsewhere => 0,
         }
+    }
+
+    /// Runs a message's callback with its payload (dropped if there is no
+    /// callback).
+    pub(crate) fn deliver_message(
+        &mut self,
+        state: &mut S,
+        callback: Option<ErasedCallback>,
+        msg: u16,
+        key: u64,
+        payload: Payload,
+    ) -> usize {
+        let Some(callback) = callback else {
+            return 1;
+        };
+        // SAFETY: this ring's mailbox is reachable only through a
+        // `RingHandle<S>`, whose messages are built from `Ctx<S>` (`msg_ring`,
+        // `send_fd` and `send`); internal envelopes carry no callback. So
+        // `S` is the type the callback was erased from.
+        let callback = unsafe { callback.restore::<S>() };
+        let completion = Completion {
+            task: NO_TASK,
+            msg,
+            key,
+            more: false,
+            outcome: Outcome::Message(payload),
+        };
+        if let Err(err) = callback(state, self, completion) {
+            self.record_error(err);
+        }
+        1
     }
 
     fn finish_stop_task(&mut self, state: &mut S, task: Task, result: io::Result<()>) -> usize {

@@ -466,12 +466,18 @@ fn never_called(_: &mut Idle, _: &mut Ring<Idle>, _: Completion) -> io::Result<(
     Err(io::Error::other("a refused message must not be delivered"))
 }
 
+/// A handle to a thread's ring that has stopped (its mailbox closed).
+fn stopped_thread<S>(ring: &Ring<S>) -> io::Result<RingHandle<Idle>> {
+    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
+    let target = thread.handle().clone();
+    thread.join()?;
+    Ok(target)
+}
+
 fn a_message_to_a_stopped_thread_fails_and_its_fd_is_closed(kind: BackendKind) -> io::Result<()> {
     let _watchdog = watchdog(60);
     let mut ring: Ring<Refusals> = ring(kind)?;
-    let thread = ring.spawn_thread(64, |_| Ok(Idle))?;
-    let target = thread.handle().clone();
-    thread.join()?;
+    let target = stopped_thread(&ring)?;
     assert!(target.is_closed());
 
     // With a context: EPIPE, and the fd comes back.
@@ -761,9 +767,7 @@ fn a_ring_fd_moves_to_a_worker_thread_over_the_mailbox(kind: BackendKind) -> io:
 fn a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed(kind: BackendKind) -> io::Result<()> {
     let _watchdog = watchdog(60);
     let mut ring: Ring<Refusals> = ring(kind)?;
-    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
-    let target = thread.handle().clone();
-    thread.join()?;
+    let target = stopped_thread(&ring)?;
 
     let (fd, mut kept_peer) = socket_pair()?;
     let kept = ring.register_fd(fd);

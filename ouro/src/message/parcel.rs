@@ -30,9 +30,8 @@ use std::sync::Arc;
 
 use super::{closed_error, duplicate, Envelope, Mailbox, Messaging, Payload, RingHandle};
 use super::{ErasedCallback, NO_TASK};
-use crate::completion::Completion;
 use crate::fd::{Fd, RingFd};
-use crate::op::{Op, Outcome};
+use crate::op::Op;
 use crate::ring::Ring;
 use crate::task::{Ctx, Task};
 
@@ -182,15 +181,7 @@ impl<S> Ring<S> {
             key: message.key,
             fd: owned,
         };
-        if ctx.callback.is_none() {
-            self.messaging
-                .outbox(&target.mailbox)
-                .envelopes
-                .push(envelope);
-            return NO_TASK;
-        }
-        let envelope = Some(envelope);
-        self.queue_message(&target.mailbox, Op::MsgRing { envelope }, ctx)
+        self.send_envelope(&target.mailbox, envelope, ctx)
     }
 
     fn send_parcel<T>(
@@ -292,7 +283,7 @@ impl<S> Ring<S> {
     }
 
     /// Runs a message's callback with a ring fd that arrived; closes the
-    /// ring fd if there is no callback.
+    /// ring fd if there is no callback (nothing else would).
     pub(crate) fn deliver_ring_fd(
         &mut self,
         state: &mut S,
@@ -301,24 +292,10 @@ impl<S> Ring<S> {
         key: u64,
         fd: RingFd,
     ) -> usize {
-        let Some(callback) = callback else {
+        if callback.is_none() {
             self.close(fd, Ctx::none());
             return 1;
-        };
-        // SAFETY: as for every message: this ring's mailbox is reachable
-        // only through a `RingHandle<S>`, whose messages are built from
-        // `Ctx<S>`, so `S` is the type the callback was erased from.
-        let callback = unsafe { callback.restore::<S>() };
-        let completion = Completion {
-            task: NO_TASK,
-            msg,
-            key,
-            more: false,
-            outcome: Outcome::Message(Payload::RingFd(fd)),
-        };
-        if let Err(err) = callback(state, self, completion) {
-            self.record_error(err);
         }
-        1
+        self.deliver_message(state, callback, msg, key, Payload::RingFd(fd))
     }
 }
