@@ -756,13 +756,6 @@ impl<S> Ring<S> {
         task
     }
 
-    /// Schedules a task the ring carries out itself (a timer or a cancel),
-    /// which names no fd; returns its slot too.
-    fn schedule_in_ring(&mut self, op: Op, ctx: Ctx<S>) -> (u32, Task) {
-        let task = self.slab.insert(op, ctx);
-        (task.index, task)
-    }
-
     /// Schedules a task that fails at once with `err` (bad input).
     pub(crate) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
         let task = self.slab.insert(op, ctx);
@@ -892,8 +885,9 @@ impl<S> Ring<S> {
             at,
             deadline: u64::MAX,
         };
-        let (index, task) = self.schedule_in_ring(op, ctx);
-        self.start_timer(index, at);
+        // Timers and cancels name no fd and never reach the backend.
+        let task = self.slab.insert(op, ctx);
+        self.start_timer(task.index, at);
         task
     }
 
@@ -904,8 +898,8 @@ impl<S> Ring<S> {
     /// `ENOENT` (no such live task: finished already, or a stale handle —
     /// nothing else is touched) or `EALREADY` (it finished anyway).
     pub fn cancel(&mut self, target: Task, ctx: Ctx<S>) -> Task {
-        let (index, task) = self.schedule_in_ring(Op::Cancel, ctx);
-        self.start_cancel(index, target);
+        let task = self.slab.insert(Op::Cancel, ctx);
+        self.start_cancel(task.index, target);
         task
     }
 
@@ -917,8 +911,8 @@ impl<S> Ring<S> {
             pending: 0,
             canceled: 0,
         };
-        let (index, task) = self.schedule_in_ring(op, ctx);
-        self.start_cancel_all(index);
+        let task = self.slab.insert(op, ctx);
+        self.start_cancel_all(task.index);
         task
     }
 
