@@ -839,6 +839,7 @@ impl<S> Ring<S> {
     /// is woken through its eventfd instead. (If the outbox was retired and
     /// its slot reused meanwhile, the target was closed, and the wake-up
     /// lands on another ring, which finds nothing new.)
+    #[cold]
     pub(crate) fn doorbell_failed(&mut self, c: RawCompletion) {
         let index = user_data::index(c.user_data) as usize;
         let Some(Some(outbox)) = self.messaging.outboxes.get(index) else {

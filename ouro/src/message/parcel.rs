@@ -258,7 +258,10 @@ impl<S> Ring<S> {
     }
 
     /// A parcel's file has landed in this ring's fixed table, in `slot`:
-    /// the message it came with is delivered with a ring fd for it.
+    /// the message it came with is delivered with a ring fd for it. (Out
+    /// of line: inlined, it would make every completion's dispatch save
+    /// registers it does not need.)
+    #[inline(never)]
     pub(crate) fn parcel_landed(&mut self, state: &mut S, token: u32, slot: i32) -> usize {
         let Ok(slot) = u32::try_from(slot) else {
             return 0;
