@@ -124,11 +124,11 @@ impl Messaging {
 
 impl<S> Ring<S> {
     /// Moves ring fd `fd` to the ring behind `target`, which runs
-    /// `message`'s callback with [`Outcome::Message`]`(`[`Payload::RingFd`]`)`
+    /// `message`'s callback with [`Outcome::Message`](crate::Outcome::Message)`(`[`Payload::RingFd`]`)`
     /// carrying a ring fd of its own for the same file (a connection
     /// accepted here, served there).
     ///
-    /// This task's callback gets [`Outcome::MsgRing`]: `Ok` once the target
+    /// This task's callback gets [`Outcome::MsgRing`](crate::Outcome::MsgRing): `Ok` once the target
     /// has the file (`fd` is then closed here, its handle stale), or an
     /// error with the ring fd given back — `EPIPE` when the target is
     /// closed, `EBUSY` when tasks still name `fd` (it must be idle),
