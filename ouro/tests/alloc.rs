@@ -205,69 +205,57 @@ fn write_does_not_allocate(kind: BackendKind) {
 
 ouro::messages! { enum Msg { Sent, Received } }
 
-/// A message goes from one end of a socket pair to the other and back to
-/// being sent, its buffer reused each time: one send and one recv per round.
-fn send_and_recv_do_not_allocate(kind: BackendKind) {
-    fn on_completion(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
-        if !another(state, &c)? {
-            return Ok(());
-        }
-        let msg = c.message::<Msg>()?;
-        let buf = c.into_buf().expect("a buffer");
-        let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
-        match msg {
-            Msg::Sent => {
-                vec.clear();
-                ring.recv(
-                    &state.fds[1],
-                    vec,
-                    Ctx::new(on_completion).msg(Msg::Received),
-                );
-            }
-            Msg::Received => {
-                ring.send(&state.fds[0], vec, Ctx::new(on_completion).msg(Msg::Sent));
-            }
-        }
-        Ok(())
+/// One round of a ping-pong over a socket pair: a message goes from one end
+/// to the other and back to being sent, its buffer reused each time. It
+/// goes through the ring fds if the test made some, else the borrowed fds.
+fn ping_pong(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+    if !another(state, &c)? {
+        return Ok(());
     }
+    let msg = c.message::<Msg>()?;
+    let buf = c.into_buf().expect("a buffer");
+    let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+    match msg {
+        Msg::Sent => {
+            vec.clear();
+            let ctx = Ctx::new(ping_pong).msg(Msg::Received);
+            match state.ring_fds.get(1) {
+                Some(&fd) => ring.recv(fd, vec, ctx),
+                None => ring.recv(&state.fds[1], vec, ctx),
+            };
+        }
+        Msg::Received => send_ping(state, ring, vec),
+    }
+    Ok(())
+}
+
+fn send_ping(state: &mut Loop, ring: &mut Ring<Loop>, vec: Vec<u8>) {
+    let ctx = Ctx::new(ping_pong).msg(Msg::Sent);
+    match state.ring_fds.first() {
+        Some(&fd) => ring.send(fd, vec, ctx),
+        None => ring.send(&state.fds[0], vec, ctx),
+    };
+}
+
+/// One send and one recv per round, on borrowed fds.
+fn send_and_recv_do_not_allocate(kind: BackendKind) {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let fds = vec![a.into(), b.into()];
     let allocations = allocations_in_steady_state(ring(kind), fds, |state, ring| {
-        let ctx = Ctx::new(on_completion).msg(Msg::Sent);
-        ring.send(&state.fds[0], vec![9u8; 64], ctx);
+        send_ping(state, ring, vec![9u8; 64]);
     });
     assert_eq!(allocations, 0, "allocations in {OPS} sends and recvs");
 }
 
 /// The same through ring fds (on io_uring: fixed files).
 fn send_and_recv_on_ring_fds_do_not_allocate(kind: BackendKind) {
-    fn on_completion(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
-        if !another(state, &c)? {
-            return Ok(());
-        }
-        let msg = c.message::<Msg>()?;
-        let buf = c.into_buf().expect("a buffer");
-        let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
-        let ctx = Ctx::new(on_completion);
-        match msg {
-            Msg::Sent => {
-                vec.clear();
-                ring.recv(state.ring_fds[1], vec, ctx.msg(Msg::Received));
-            }
-            Msg::Received => {
-                ring.send(state.ring_fds[0], vec, ctx.msg(Msg::Sent));
-            }
-        }
-        Ok(())
-    }
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let fds = vec![a.into(), b.into()];
     let allocations = allocations_in_steady_state(ring(kind), fds, |state, ring| {
         if state.ring_fds.is_empty() {
             state.ring_fds = state.fds.drain(..).map(|fd| ring.register_fd(fd)).collect();
         }
-        let ctx = Ctx::new(on_completion).msg(Msg::Sent);
-        ring.send(state.ring_fds[0], vec![9u8; 64], ctx);
+        send_ping(state, ring, vec![9u8; 64]);
     });
     assert_eq!(
         allocations, 0,
