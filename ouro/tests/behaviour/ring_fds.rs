@@ -140,43 +140,37 @@ fn send_and_recv(kind: BackendKind) {
 /// short receive on a stream socket means its queue is empty): two that
 /// arrive together are both received, without a new edge between them.
 fn a_short_datagram_leaves_the_next_one_to_receive(kind: BackendKind) {
-    let mut ring = ring(kind, 8);
     let receiver = ouro::net::udp_socket(([127, 0, 0, 1], 0).into()).unwrap();
     let to = ouro::net::local_addr(&receiver).unwrap();
-    let receiver = ring.register_fd(receiver);
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    // A first receive waits (the fd is registered, its edge armed).
-    ring.recv(receiver, Vec::with_capacity(64), ctx(0));
-    ring.run(&mut Vec::new(), RunMode::NoWait).unwrap();
-    sender.send_to(b"one", to).unwrap();
-    sender.send_to(b"two", to).unwrap();
-    let first = run_all(&mut ring);
-    assert_eq!(
-        &expect!(&first[0].outcome, Outcome::Recv(Ok(3), buf) => buf)[..],
-        b"one"
-    );
-    let outcome = complete(&mut ring, |r, c| {
-        r.recv(receiver, Vec::with_capacity(64), c)
+    receives_one_then_two(kind, receiver, || {
+        sender.send_to(b"one", to).unwrap();
+        sender.send_to(b"two", to).unwrap();
     });
-    assert_eq!(
-        &expect!(outcome, Outcome::Recv(Ok(3), buf) => buf)[..],
-        b"two"
-    );
 }
 
 /// Nor does a short receive on a Unix stream socket: a read stops after
 /// a message that carried fds, with more bytes queued behind it (only a TCP
 /// socket's short receive says that its queue is empty).
 fn a_short_unix_stream_receive_leaves_the_rest_to_receive(kind: BackendKind) {
-    let mut ring = ring(kind, 8);
     let (receiver, sender) = socket_pair();
+    let (passed, _other_end) = pipe();
+    receives_one_then_two(kind, receiver, || {
+        send_with_fd(&sender, b"one", &passed);
+        (&UnixStream::from(sender)).write_all(b"two").unwrap();
+    });
+}
+
+/// Registers `receiver` and arms a first receive (its edge too), then lets
+/// `send` queue "one" and "two" at once: the first receive gets "one", and
+/// a second gets "two" without a new edge between them (a stall fails at
+/// its deadline instead of hanging).
+fn receives_one_then_two(kind: BackendKind, receiver: OwnedFd, send: impl FnOnce()) {
+    let mut ring = ring(kind, 8);
     let receiver = ring.register_fd(receiver);
-    // A first receive waits (the fd is registered, its edge armed).
     ring.recv(receiver, Vec::with_capacity(64), ctx(0));
     ring.run(&mut Vec::new(), RunMode::NoWait).unwrap();
-    let (passed, _other_end) = pipe();
-    send_with_fd(&sender, b"one", &passed);
-    (&UnixStream::from(sender)).write_all(b"two").unwrap();
+    send();
     let first = run_all(&mut ring);
     assert_eq!(
         &expect!(&first[0].outcome, Outcome::Recv(Ok(3), buf) => buf)[..],
@@ -191,7 +185,7 @@ fn a_short_unix_stream_receive_leaves_the_rest_to_receive(kind: BackendKind) {
     assert_eq!(
         &expect!(outcome, Outcome::Recv(Ok(3), buf) => buf)[..],
         b"two",
-        "the bytes queued behind the short receive are received"
+        "what was queued behind the first receive is received"
     );
 }
 
