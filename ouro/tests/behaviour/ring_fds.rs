@@ -529,6 +529,19 @@ struct Closing {
     seen: Vec<(Completion, bool)>,
 }
 
+/// A ring with one end of a socket pair as a ring fd, and the state that
+/// watches the other end.
+fn closing_setup(kind: BackendKind) -> (Ring<Closing>, RingFd, Closing) {
+    let mut ring: Ring<Closing> = ring(kind, 8);
+    let (a, b) = socket_pair();
+    let a = ring.register_fd(a);
+    let state = Closing {
+        peer: peer(b),
+        seen: Vec::new(),
+    };
+    (ring, a, state)
+}
+
 fn note(state: &mut Closing, _: &mut Ring<Closing>, c: Completion) -> io::Result<()> {
     let closed = peer_closed(&state.peer);
     state.seen.push((c, closed));
@@ -536,13 +549,7 @@ fn note(state: &mut Closing, _: &mut Ring<Closing>, c: Completion) -> io::Result
 }
 
 fn close_cancels_what_is_in_flight_then_closes(kind: BackendKind) {
-    let mut ring: Ring<Closing> = ring(kind, 8);
-    let (a, b) = socket_pair();
-    let a = ring.register_fd(a);
-    let mut state = Closing {
-        peer: peer(b),
-        seen: Vec::new(),
-    };
+    let (mut ring, a, mut state) = closing_setup(kind);
     ring.recv(a, Vec::with_capacity(8), Ctx::new(note).key(1));
     ring.poll(a, PollMask::READABLE, Ctx::new(note).key(2));
     ring.run(&mut state, RunMode::NoWait).unwrap();
@@ -607,13 +614,7 @@ fn closing_one_ring_fd_leaves_the_tasks_of_others_alone(kind: BackendKind) {
 }
 
 fn close_waits_for_a_task_that_finishes_on_its_own(kind: BackendKind) {
-    let mut ring: Ring<Closing> = ring(kind, 8);
-    let (a, b) = socket_pair();
-    let a = ring.register_fd(a);
-    let mut state = Closing {
-        peer: peer(b),
-        seen: Vec::new(),
-    };
+    let (mut ring, a, mut state) = closing_setup(kind);
     // A send that completes at once, and the close right behind it: the
     // data goes out, then the file closes.
     ring.send(a, &b"last words"[..], Ctx::new(note).key(1));
@@ -759,13 +760,7 @@ fn a_full_fixed_table_leaves_ring_fds_their_process_fds(kind: BackendKind) {
 fn closing_a_ring_fd_with_a_recv_in_flight_leaks_nothing(kind: BackendKind) {
     let before = open_fds();
     {
-        let mut ring: Ring<Closing> = ring(kind, 8);
-        let (a, b) = socket_pair();
-        let a = ring.register_fd(a);
-        let mut state = Closing {
-            peer: peer(b),
-            seen: Vec::new(),
-        };
+        let (mut ring, a, mut state) = closing_setup(kind);
         ring.recv(a, Vec::with_capacity(8), Ctx::new(note).key(1));
         ring.run(&mut state, RunMode::NoWait).unwrap();
         ring.close(a, Ctx::new(note).key(2));
