@@ -1,8 +1,9 @@
-//! The benchmark's goals, checked against what a run measured: ouro on
-//! io_uring uses at most 0.95x tokio's server CPU per echo request at 16
-//! and 128 connections and is within 5% of the raw io-uring loop; with
-//! 50,000 idle connections its server's memory is under 100 MB and below
-//! tokio's. A goal whose figures were not measured is not listed.
+//! The benchmark's goals, checked against what a run measured: ouro makes
+//! at least 0.9x the raw io-uring loop's NOPs per second with 256 in
+//! flight; ouro on io_uring uses at most 0.95x tokio's server CPU per echo
+//! request at 16 and 128 connections and is within 5% of the raw io-uring
+//! loop; with 50,000 idle connections its server's memory is under 100 MB
+//! and below tokio's. A goal whose figures were not measured is not listed.
 
 use serde_json::{json, Value};
 
@@ -23,6 +24,9 @@ impl Goal {
 }
 
 const OURO: &str = "ouro-uring";
+/// The NOP goal: ouro's rate against raw's at this many in flight.
+const NOP_BATCH: u64 = 256;
+const NOP_RATIO: f64 = 0.9;
 /// The idle connection count the memory goal speaks of.
 const IDLE_CONNS: f64 = 50_000.0;
 
@@ -37,6 +41,29 @@ pub fn check(summaries: &[Summary]) -> Vec<Goal> {
                 && &s.params == params
         })
     };
+    let nop = |contestant: &str| {
+        summaries.iter().find(|s| {
+            s.workload == "nop"
+                && s.contestant == contestant
+                && s.params["batch"].as_u64() == Some(NOP_BATCH)
+        })
+    };
+    if let (Some(ouro), Some(raw)) = (nop("ouro"), nop("raw")) {
+        let ratio = ouro.median / raw.median;
+        let floor = nop("floor").map_or(String::new(), |floor| {
+            format!(" (floor: {:.2}x)", floor.median / raw.median)
+        });
+        goals.push(Goal {
+            goal: format!(
+                "nop batch={NOP_BATCH}: ouro's NOPs per second at least {NOP_RATIO}x raw's"
+            ),
+            met: ratio >= NOP_RATIO,
+            detail: format!(
+                "{:.0} against {:.0}: {ratio:.2}x{floor}",
+                ouro.median, raw.median
+            ),
+        });
+    }
     for ouro in summaries.iter().filter(|s| {
         s.workload == "echo"
             && s.contestant == OURO
@@ -147,6 +174,31 @@ mod tests {
         let verdicts: Vec<bool> = goals.iter().map(|g| g.met).collect();
         // 0.975x tokio (missed), 1.03x raw (met); one connection is no goal.
         assert_eq!(verdicts, [false, true], "{goals:?}");
+    }
+
+    #[test]
+    fn the_nop_goal_is_ouro_against_raw_at_256_in_flight() {
+        let at = |batch| params([("batch", json!(batch))]);
+        let ops = "ops_per_sec";
+        let summaries = [
+            summary("nop", "raw", ops, at(256), 20e6),
+            summary("nop", "floor", ops, at(256), 17.4e6),
+            summary("nop", "ouro", ops, at(256), 16e6),
+            summary("nop", "raw", ops, at(1), 6e6),
+            summary("nop", "ouro", ops, at(1), 6e6),
+        ];
+        let goals = check(&summaries);
+        assert_eq!(goals.len(), 1, "{goals:?}");
+        assert!(!goals[0].met);
+        assert_eq!(
+            goals[0].detail,
+            "16000000 against 20000000: 0.80x (floor: 0.87x)"
+        );
+        let met = check(&[
+            summary("nop", "raw", ops, at(256), 20e6),
+            summary("nop", "ouro", ops, at(256), 18e6),
+        ]);
+        assert!(met[0].met && met[0].detail.ends_with("0.90x"), "{met:?}");
     }
 
     #[test]

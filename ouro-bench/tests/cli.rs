@@ -28,7 +28,7 @@ fn json_lines(output: &Output) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn nop_reports_both_contestants_for_each_batch() {
+fn nop_reports_every_contestant_for_each_batch() {
     let output = ouro_bench(&[
         "nop", "--ops", "600", "--batch", "1,32", "--runs", "2", "--json",
     ]);
@@ -47,7 +47,14 @@ fn nop_reports_both_contestants_for_each_batch() {
             )
         })
         .collect();
-    let expected = [("raw", 1), ("ouro", 1), ("raw", 32), ("ouro", 32)];
+    let expected = [
+        ("raw", 1),
+        ("floor", 1),
+        ("ouro", 1),
+        ("raw", 32),
+        ("floor", 32),
+        ("ouro", 32),
+    ];
     let expected: Vec<(String, u64)> = expected.iter().map(|&(c, b)| (c.to_string(), b)).collect();
     assert_eq!(got, expected);
 }
@@ -80,11 +87,13 @@ fn the_table_shows_the_ratio_against_raw() {
     let output = ouro_bench(&["nop", "--ops", "300", "--batch", "8", "--runs", "1"]);
     assert!(output.status.success());
     let table = String::from_utf8(output.stdout).expect("UTF-8 output");
-    let ouro_row = table
-        .lines()
-        .find(|line| line.contains(" ouro "))
-        .expect("a row for ouro");
-    assert!(ouro_row.ends_with("x raw"), "{table}");
+    for contestant in [" ouro ", " floor "] {
+        let row = table
+            .lines()
+            .find(|line| line.contains(contestant))
+            .expect("a row for each contestant but raw");
+        assert!(row.ends_with("x raw"), "{table}");
+    }
 }
 
 #[test]

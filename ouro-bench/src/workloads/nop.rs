@@ -16,12 +16,18 @@
 //!   callbacks queued and waits for one completion (NOPs all complete
 //!   during the submit), then delivers every completion: also one
 //!   `io_uring_enter` per `batch` operations.
+//! - `floor`: the same loop as `ouro`'s on [`floor::Tasks`], the least a
+//!   runtime with one callback per completion can do (see there). It tells
+//!   how much of ouro's distance from `raw` comes with that shape, and how
+//!   much with ouro's own guarantees.
 //!
 //! Both complete `ops` NOPs (`--ops`); the clock runs from the first
 //! submission to the last completion, ring setup excluded. Before the
 //! measured runs each contestant does one unmeasured run of a tenth of
-//! `ops`. Metric: `ops_per_sec`; params: `{"batch": N}`; ouro is compared
-//! with `raw`.
+//! `ops`. Metric: `ops_per_sec`; params: `{"batch": N}`; ouro and floor are
+//! compared with `raw`.
+
+mod floor;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -58,15 +64,17 @@ pub struct Options {
 #[derive(Clone, Copy, Debug)]
 enum Contestant {
     Raw,
+    Floor,
     Ouro,
 }
 
-const CONTESTANTS: [Contestant; 2] = [Contestant::Raw, Contestant::Ouro];
+const CONTESTANTS: [Contestant; 3] = [Contestant::Raw, Contestant::Floor, Contestant::Ouro];
 
 impl Contestant {
     fn name(self) -> &'static str {
         match self {
             Contestant::Raw => "raw",
+            Contestant::Floor => "floor",
             Contestant::Ouro => "ouro",
         }
     }
@@ -74,6 +82,7 @@ impl Contestant {
     fn run(self, ops: u64, batch: u32) -> io::Result<Duration> {
         match self {
             Contestant::Raw => run_raw(ops, batch),
+            Contestant::Floor => run_floor(ops, batch),
             Contestant::Ouro => run_ouro(ops, batch),
         }
     }
@@ -144,7 +153,7 @@ fn run_raw(ops: u64, batch: u32) -> io::Result<Duration> {
     Ok(start.elapsed())
 }
 
-/// The `ouro` contestant's state.
+/// The state of the `ouro` and `floor` contestants.
 struct Nops {
     unscheduled: u64,
     completed: u64,
@@ -182,6 +191,42 @@ fn run_ouro(ops: u64, batch: u32) -> io::Result<Duration> {
     if nops.completed != ops {
         return Err(io::Error::other(format!(
             "ouro completed {} of {ops} noops",
+            nops.completed
+        )));
+    }
+    Ok(elapsed)
+}
+
+fn on_floor_noop(
+    nops: &mut Nops,
+    tasks: &mut floor::Tasks<Nops>,
+    done: floor::Done,
+) -> io::Result<()> {
+    done.result?;
+    nops.completed += 1;
+    if nops.unscheduled > 0 {
+        nops.unscheduled -= 1;
+        tasks.noop(on_floor_noop, 0, 0)?;
+    }
+    Ok(())
+}
+
+fn run_floor(ops: u64, batch: u32) -> io::Result<Duration> {
+    let mut tasks = floor::Tasks::new(batch)?;
+    let in_flight = ops.min(u64::from(batch));
+    let mut nops = Nops {
+        unscheduled: ops - in_flight,
+        completed: 0,
+    };
+    let start = Instant::now();
+    for _ in 0..in_flight {
+        tasks.noop(on_floor_noop, 0, 0)?;
+    }
+    tasks.run(&mut nops)?;
+    let elapsed = start.elapsed();
+    if nops.completed != ops {
+        return Err(io::Error::other(format!(
+            "floor completed {} of {ops} noops",
             nops.completed
         )));
     }

@@ -1,0 +1,219 @@
+//! The `floor` contestant: the least work a runtime of ouro's shape can do
+//! per operation, to show how much of ouro's distance from `raw` any such
+//! runtime would pay.
+//!
+//! Its tasks keep only what ouro's contract cannot do without: a slab slot
+//! per task (callback, message, key, generation) found from `user_data`
+//! with a generation check, and one callback per completion, called
+//! through a function pointer with a small completion (handle, message,
+//! key, result). It has none of ouro's other guarantees: no cancellation
+//! or deadlines, no task states, no typed outcome owning buffers, no fd
+//! bookkeeping, no queue of tasks waiting for room (a full queue is
+//! submitted and the push retried), no backend choice. Its ring has `raw`'s
+//! setup.
+
+use std::io;
+
+use io_uring::{opcode, IoUring};
+
+use crate::raw;
+
+/// The function a completion is delivered to.
+pub type Callback<S> = fn(&mut S, &mut Tasks<S>, Done) -> io::Result<()>;
+
+/// What a callback gets: what ouro's [`ouro::Completion`] carries but
+/// the outcome's owned buffer.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "delivered as ouro delivers them; the benchmark's callback reads only the result"
+    )
+)]
+pub struct Done {
+    pub index: u32,
+    pub generation: u32,
+    pub msg: u16,
+    pub key: u64,
+    pub result: io::Result<u32>,
+}
+
+struct Slot<S> {
+    callback: Callback<S>,
+    key: u64,
+    generation: u32,
+    next_free: u32,
+    msg: u16,
+}
+
+const NIL: u32 = u32::MAX;
+
+/// A ring and its task slots.
+pub struct Tasks<S> {
+    ring: IoUring,
+    slots: Vec<Slot<S>>,
+    free: u32,
+    live: u32,
+    error: Option<io::Error>,
+}
+
+impl<S> Tasks<S> {
+    pub fn new(entries: u32) -> io::Result<Tasks<S>> {
+        Ok(Tasks {
+            ring: raw::ring(entries)?.0,
+            slots: Vec::with_capacity(entries as usize),
+            free: NIL,
+            live: 0,
+            error: None,
+        })
+    }
+
+    /// Schedules a NOP whose completion goes to `callback`.
+    pub fn noop(&mut self, callback: Callback<S>, msg: u16, key: u64) -> io::Result<()> {
+        let index = self.insert(callback, msg, key);
+        let generation = self.slots[index as usize].generation;
+        let entry = opcode::Nop::new()
+            .build()
+            .user_data(u64::from(generation) << 32 | u64::from(index));
+        // SAFETY: a NOP points to no memory.
+        while unsafe { self.ring.submission().push(&entry) }.is_err() {
+            self.ring.submit()?;
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, callback: Callback<S>, msg: u16, key: u64) -> u32 {
+        self.live += 1;
+        if self.free == NIL {
+            self.slots.push(Slot {
+                callback,
+                key,
+                generation: 0,
+                next_free: NIL,
+                msg,
+            });
+            return (self.slots.len() - 1) as u32;
+        }
+        let index = self.free;
+        let slot = &mut self.slots[index as usize];
+        self.free = slot.next_free;
+        slot.callback = callback;
+        slot.key = key;
+        slot.msg = msg;
+        index
+    }
+
+    /// Delivers completions until no task is left; returns the first
+    /// callback error once its turn's other completions are delivered.
+    pub fn run(&mut self, state: &mut S) -> io::Result<()> {
+        while self.live > 0 {
+            self.ring.submit_and_wait(1)?;
+            let queued = self.ring.completion().len();
+            self.deliver(state, queued);
+            if let Some(err) = self.error.take() {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn deliver(&mut self, state: &mut S, queued: usize) {
+        for _ in 0..queued {
+            let Some(cqe) = self.ring.completion().next() else {
+                return;
+            };
+            let (index, generation) = (cqe.user_data() as u32, (cqe.user_data() >> 32) as u32);
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                continue;
+            };
+            if slot.generation != generation {
+                continue;
+            }
+            slot.generation = generation.wrapping_add(1);
+            slot.next_free = self.free;
+            self.free = index;
+            self.live -= 1;
+            let res = cqe.result();
+            let done = Done {
+                index,
+                generation,
+                msg: slot.msg,
+                key: slot.key,
+                result: if res < 0 {
+                    Err(io::Error::from_raw_os_error(-res))
+                } else {
+                    Ok(res as u32)
+                },
+            };
+            if let Err(err) = (slot.callback)(state, self, done) {
+                self.error.get_or_insert(err);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Count {
+        left: u32,
+        done: Vec<(u32, u32)>,
+        fail_at: Option<usize>,
+    }
+
+    fn on_noop(count: &mut Count, tasks: &mut Tasks<Count>, done: Done) -> io::Result<()> {
+        assert_eq!(done.result.unwrap(), 0);
+        assert_eq!((done.msg, done.key), (7, 9));
+        count.done.push((done.index, done.generation));
+        if count.left > 0 {
+            count.left -= 1;
+            tasks.noop(on_noop, 7, 9)?;
+        }
+        if count.fail_at == Some(count.done.len()) {
+            return Err(io::Error::other("failed on purpose"));
+        }
+        Ok(())
+    }
+
+    /// More NOPs than the ring holds, each scheduled from a callback: every
+    /// one is delivered once, slots are reused with a new generation.
+    #[test]
+    fn every_noop_is_delivered_once_through_a_small_ring() {
+        let mut tasks = Tasks::new(4).unwrap();
+        let mut count = Count {
+            left: 9_992,
+            done: Vec::new(),
+            fail_at: None,
+        };
+        for _ in 0..8 {
+            tasks.noop(on_noop, 7, 9).unwrap();
+        }
+        tasks.run(&mut count).unwrap();
+        assert_eq!(count.done.len(), 10_000);
+        let mut seen = count.done.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 10_000, "a (slot, generation) came twice");
+        assert!(count.done.iter().all(|&(index, _)| index < 8));
+    }
+
+    /// A callback's error comes out of `run` after the other completions
+    /// of its turn, which are still delivered.
+    #[test]
+    fn a_callback_error_loses_no_completion() {
+        let mut tasks = Tasks::new(8).unwrap();
+        let mut count = Count {
+            left: 0,
+            done: Vec::new(),
+            fail_at: Some(2),
+        };
+        for _ in 0..8 {
+            tasks.noop(on_noop, 7, 9).unwrap();
+        }
+        let err = tasks.run(&mut count).unwrap_err();
+        assert_eq!(err.to_string(), "failed on purpose");
+        assert_eq!(count.done.len(), 8);
+    }
+}
