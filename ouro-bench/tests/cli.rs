@@ -49,9 +49,11 @@ fn nop_reports_every_contestant_for_each_batch() {
         .collect();
     let expected = [
         ("raw", 1),
+        ("floor-inline", 1),
         ("floor", 1),
         ("ouro", 1),
         ("raw", 32),
+        ("floor-inline", 32),
         ("floor", 32),
         ("ouro", 32),
     ];
@@ -87,7 +89,7 @@ fn the_table_shows_the_ratio_against_raw() {
     let output = ouro_bench(&["nop", "--ops", "300", "--batch", "8", "--runs", "1"]);
     assert!(output.status.success());
     let table = String::from_utf8(output.stdout).expect("UTF-8 output");
-    for contestant in [" ouro ", " floor "] {
+    for contestant in [" ouro ", " floor ", " floor-inline "] {
         let row = table
             .lines()
             .find(|line| line.contains(contestant))

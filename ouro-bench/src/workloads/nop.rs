@@ -20,6 +20,8 @@
 //!   runtime with one callback per completion can do (see there). It tells
 //!   how much of ouro's distance from `raw` comes with that shape, and how
 //!   much with ouro's own guarantees.
+//! - `floor-inline`: `floor` with the callback inlined into its delivery
+//!   loop: the tasks' bookkeeping alone, no call per completion.
 //!
 //! Both complete `ops` NOPs (`--ops`); the clock runs from the first
 //! submission to the last completion, ring setup excluded. Before the
@@ -64,16 +66,23 @@ pub struct Options {
 #[derive(Clone, Copy, Debug)]
 enum Contestant {
     Raw,
+    FloorInline,
     Floor,
     Ouro,
 }
 
-const CONTESTANTS: [Contestant; 3] = [Contestant::Raw, Contestant::Floor, Contestant::Ouro];
+const CONTESTANTS: [Contestant; 4] = [
+    Contestant::Raw,
+    Contestant::FloorInline,
+    Contestant::Floor,
+    Contestant::Ouro,
+];
 
 impl Contestant {
     fn name(self) -> &'static str {
         match self {
             Contestant::Raw => "raw",
+            Contestant::FloorInline => "floor-inline",
             Contestant::Floor => "floor",
             Contestant::Ouro => "ouro",
         }
@@ -82,7 +91,8 @@ impl Contestant {
     fn run(self, ops: u64, batch: u32) -> io::Result<Duration> {
         match self {
             Contestant::Raw => run_raw(ops, batch),
-            Contestant::Floor => run_floor(ops, batch),
+            Contestant::FloorInline => run_floor(ops, batch, true),
+            Contestant::Floor => run_floor(ops, batch, false),
             Contestant::Ouro => run_ouro(ops, batch),
         }
     }
@@ -197,6 +207,8 @@ fn run_ouro(ops: u64, batch: u32) -> io::Result<Duration> {
     Ok(elapsed)
 }
 
+/// The `floor` contestants' callback (inlined into `floor-inline`'s loop).
+#[inline(always)]
 fn on_floor_noop(
     nops: &mut Nops,
     tasks: &mut floor::Tasks<Nops>,
@@ -211,7 +223,8 @@ fn on_floor_noop(
     Ok(())
 }
 
-fn run_floor(ops: u64, batch: u32) -> io::Result<Duration> {
+/// The `floor` contestant, or `floor-inline` when `inlined`.
+fn run_floor(ops: u64, batch: u32, inlined: bool) -> io::Result<Duration> {
     let mut tasks = floor::Tasks::new(batch)?;
     let in_flight = ops.min(u64::from(batch));
     let mut nops = Nops {
@@ -222,7 +235,11 @@ fn run_floor(ops: u64, batch: u32) -> io::Result<Duration> {
     for _ in 0..in_flight {
         tasks.noop(on_floor_noop, 0, 0)?;
     }
-    tasks.run(&mut nops)?;
+    if inlined {
+        tasks.run_inlined(&mut nops, on_floor_noop)?;
+    } else {
+        tasks.run(&mut nops)?;
+    }
     let elapsed = start.elapsed();
     if nops.completed != ops {
         return Err(io::Error::other(format!(
