@@ -187,24 +187,49 @@ fn on_noop(nops: &mut Nops, ring: &mut Ring<Nops>, c: Completion) -> io::Result<
 
 fn run_ouro(ops: u64, batch: u32) -> io::Result<Duration> {
     let mut ring = Ring::new(batch)?;
-    let in_flight = ops.min(u64::from(batch));
-    let mut nops = Nops {
-        unscheduled: ops - in_flight,
-        completed: 0,
-    };
-    let start = Instant::now();
-    for _ in 0..in_flight {
-        ring.noop(Ctx::new(on_noop));
+    Nops::time(
+        &mut ring,
+        ops,
+        batch,
+        |ring| {
+            ring.noop(Ctx::new(on_noop));
+            Ok(())
+        },
+        |ring, nops| ring.run(nops, RunMode::UntilDone),
+    )
+}
+
+impl Nops {
+    /// Completes `ops` NOPs on `ring`, `batch` in flight: schedules the
+    /// first ones with `schedule` (their callbacks schedule the rest), then
+    /// runs the ring with `run`. The time from the first submission to the
+    /// last completion; an error unless every NOP completed.
+    fn time<R>(
+        ring: &mut R,
+        ops: u64,
+        batch: u32,
+        schedule: impl Fn(&mut R) -> io::Result<()>,
+        run: impl FnOnce(&mut R, &mut Nops) -> io::Result<()>,
+    ) -> io::Result<Duration> {
+        let in_flight = ops.min(u64::from(batch));
+        let mut nops = Nops {
+            unscheduled: ops - in_flight,
+            completed: 0,
+        };
+        let start = Instant::now();
+        for _ in 0..in_flight {
+            schedule(ring)?;
+        }
+        run(ring, &mut nops)?;
+        let elapsed = start.elapsed();
+        if nops.completed != ops {
+            return Err(io::Error::other(format!(
+                "{} of {ops} noops completed",
+                nops.completed
+            )));
+        }
+        Ok(elapsed)
     }
-    ring.run(&mut nops, RunMode::UntilDone)?;
-    let elapsed = start.elapsed();
-    if nops.completed != ops {
-        return Err(io::Error::other(format!(
-            "ouro completed {} of {ops} noops",
-            nops.completed
-        )));
-    }
-    Ok(elapsed)
 }
 
 /// The `floor` contestants' callback (inlined into `floor-inline`'s loop).
@@ -226,26 +251,14 @@ fn on_floor_noop(
 /// The `floor` contestant, or `floor-inline` when `inlined`.
 fn run_floor(ops: u64, batch: u32, inlined: bool) -> io::Result<Duration> {
     let mut tasks = floor::Tasks::new(batch)?;
-    let in_flight = ops.min(u64::from(batch));
-    let mut nops = Nops {
-        unscheduled: ops - in_flight,
-        completed: 0,
-    };
-    let start = Instant::now();
-    for _ in 0..in_flight {
-        tasks.noop(on_floor_noop, 0, 0)?;
-    }
-    if inlined {
-        tasks.run_inlined(&mut nops, on_floor_noop)?;
-    } else {
-        tasks.run(&mut nops)?;
-    }
-    let elapsed = start.elapsed();
-    if nops.completed != ops {
-        return Err(io::Error::other(format!(
-            "floor completed {} of {ops} noops",
-            nops.completed
-        )));
-    }
-    Ok(elapsed)
+    Nops::time(
+        &mut tasks,
+        ops,
+        batch,
+        |tasks| tasks.noop(on_floor_noop, 0, 0),
+        |tasks, nops| match inlined {
+            true => tasks.run_inlined(nops, on_floor_noop),
+            false => tasks.run(nops),
+        },
+    )
 }
