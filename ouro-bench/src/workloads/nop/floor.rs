@@ -69,6 +69,7 @@ pub struct Tasks<S> {
 }
 
 impl<S> Tasks<S> {
+    /// A ring of `entries` set up as `raw`'s, with no task yet.
     pub fn new(entries: u32) -> io::Result<Tasks<S>> {
         Ok(Tasks {
             ring: raw::ring(entries)?.0,
