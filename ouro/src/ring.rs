@@ -124,6 +124,9 @@ pub struct Ring<S = ()> {
     pub(crate) messaging: Messaging,
     /// Whether messages to and from this ring may use MSG_RING doorbells.
     pub(crate) msg_ring: bool,
+    /// The fixed file table's size it was built with, if one was chosen
+    /// (threads spawned from it are built alike).
+    fixed_files: Option<u32>,
     /// For a pollable ring: when the kernel timeout armed to make it
     /// readable for its nearest timer fires.
     poll_timer: Option<u64>,
@@ -184,6 +187,7 @@ impl RingBuilder {
     /// (the kernel's limit for the table) at that moment, up to 65536; 0
     /// keeps ring fds out of the table (they then work through their
     /// process fds). Other backends have no such table.
+    /// [`Ring::spawn_thread`] passes the setting on.
     pub fn fixed_files(mut self, slots: u32) -> RingBuilder {
         self.options.fixed_files = Some(slots);
         self
@@ -208,6 +212,7 @@ impl RingBuilder {
             ring
         };
         ring.msg_ring = self.msg_ring;
+        ring.fixed_files = self.options.fixed_files;
         Ok(ring)
     }
 }
@@ -265,19 +270,22 @@ impl<S> Ring<S> {
             fallback: None,
             messaging: Messaging::default(),
             msg_ring: true,
+            fixed_files: None,
             poll_timer: None,
             _not_send: PhantomData,
         }
     }
 
-    /// How a thread spawned from this ring builds its own: same backend and
-    /// message settings, sharing this ring's kernel work queue.
+    /// How a thread spawned from this ring builds its own: same backend,
+    /// message settings and fixed table size, sharing this ring's kernel
+    /// work queue.
     pub(crate) fn child_builder(&self, entries: u32) -> RingBuilder {
         let mut builder = Ring::builder()
             .entries(entries)
             .backend(self.backend.kind())
             .msg_ring(self.msg_ring);
         builder.options.attach_wq = self.backend.uring_fd();
+        builder.options.fixed_files = self.fixed_files;
         builder
     }
 

@@ -116,8 +116,9 @@ impl Drop for EndOnPanic {
 
 impl<S> Ring<S> {
     /// Starts a thread with a ring of its own (`entries` as in
-    /// [`Ring::new`], on the same backend as this ring) and returns once
-    /// that ring is idle and ready to receive messages.
+    /// [`Ring::new`]; the backend, [`msg_ring`](RingBuilder::msg_ring) and
+    /// [`fixed_files`](RingBuilder::fixed_files) settings of this ring) and
+    /// returns once that ring is idle and ready to receive messages.
     ///
     /// `init` runs on the new thread, with its ring, and makes the state the
     /// ring runs with (it may schedule first tasks); its error is returned

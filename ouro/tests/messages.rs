@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use ouro::{
@@ -80,6 +81,7 @@ backend_tests!(
     an_fd_handed_to_a_worker_is_usable_there,
     a_callback_error_stops_the_thread_after_delivering_what_was_accepted,
     a_failing_init_is_reported_by_spawn_thread,
+    a_spawned_thread_has_its_parents_fixed_table_size,
     until_done_sends_fire_and_forget_messages_and_then_returns,
     a_ring_polled_by_another_on_the_same_thread_runs_when_ready,
     a_ring_fd_moves_to_a_worker_thread,
@@ -1000,6 +1002,57 @@ fn a_failing_init_is_reported_by_spawn_thread(kind: BackendKind) -> io::Result<(
         ring.spawn_thread::<Idle, _>(16, |_| Err(io::Error::from_raw_os_error(libc::EACCES)));
     let err = spawned.expect_err("init failed");
     assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    Ok(())
+}
+
+/// A worker that tells, for the connection it accepts straight into its
+/// ring, whether that has a process fd (one in a fixed table has none).
+struct Acceptor {
+    told: mpsc::Sender<bool>,
+    _listener: OwnedFd,
+}
+
+fn on_direct(state: &mut Acceptor, ring: &mut Ring<Acceptor>, c: Completion) -> io::Result<()> {
+    match c.outcome {
+        Outcome::AcceptDirect(Ok(conn)) => {
+            let _ = state.told.send(ring.fd(conn).is_ok());
+            Ok(())
+        }
+        // Stopping the thread cancels the accept.
+        Outcome::AcceptDirect(Err(err)) if is_canceled(&err) => Ok(()),
+        outcome => Err(io::Error::other(format!(
+            "expected a connection: {outcome:?}"
+        ))),
+    }
+}
+
+/// A thread is built with the fixed table size of the ring that spawned
+/// it: with none (`fixed_files(0)`) its direct accepts get process fds;
+/// with the default, on io_uring, they go into its table and have none.
+fn a_spawned_thread_has_its_parents_fixed_table_size(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    for (slots, in_table) in [(Some(0), false), (None, kind == BackendKind::Uring)] {
+        let parent: Ring<()> = match slots {
+            Some(slots) => builder(kind, true).fixed_files(slots).build()?,
+            None => builder(kind, true).build()?,
+        };
+        let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8)?;
+        let addr = ouro::net::local_addr(&listener)?;
+        let (told, heard) = mpsc::channel();
+        let worker = parent.spawn_thread(16, move |ring| {
+            ring.accept_multishot_direct(&listener, Ctx::new(on_direct));
+            Ok(Acceptor {
+                told,
+                _listener: listener,
+            })
+        })?;
+        let _client = TcpStream::connect(addr)?;
+        let has_fd = heard
+            .recv_timeout(Duration::from_secs(20))
+            .map_err(io::Error::other)?;
+        assert_eq!(has_fd, !in_table, "fixed_files {slots:?} on {kind:?}");
+        worker.join()?;
+    }
     Ok(())
 }
 
