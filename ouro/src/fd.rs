@@ -205,9 +205,9 @@ pub(crate) struct FdTable {
     next_use: Vec<u32>,
     free_head: u32,
     live: u32,
-    /// Live multishot accepts into ring fds (io_uring may be allocating
-    /// fixed-table slots for them).
-    pub(crate) direct_accepts: u32,
+    /// Live tasks whose fds become ring fds: direct accepts and sockets
+    /// (io_uring may be allocating fixed-table slots for them).
+    pub(crate) directs_live: u32,
     /// Ring fds moved to another ring (already closing, so their handles
     /// are stale), whose close the next turn starts.
     pub(crate) moved: Vec<u32>,
@@ -221,7 +221,7 @@ impl FdTable {
             next_use: Vec::new(),
             free_head: NIL,
             live: 0,
-            direct_accepts: 0,
+            directs_live: 0,
             moved: Vec::new(),
         }
     }
@@ -235,7 +235,7 @@ impl FdTable {
     /// a direct accept may produce one.
     #[inline]
     pub(crate) fn in_use(&self) -> bool {
-        self.live > 0 || self.direct_accepts > 0
+        self.live > 0 || self.directs_live > 0
     }
 
     /// A new open slot.

@@ -140,6 +140,8 @@ pub enum OpKind {
     AcceptMulti,
     /// [`Ring::accept_multishot_direct`](crate::Ring::accept_multishot_direct)
     AcceptDirect,
+    /// [`Ring::socket_direct`](crate::Ring::socket_direct)
+    SocketDirect,
     /// [`Ring::recv_multishot`](crate::Ring::recv_multishot)
     RecvMulti,
     /// [`Ring::msg_ring`](crate::Ring::msg_ring): the sender's side.
@@ -228,6 +230,10 @@ pub enum Outcome {
     /// ([`Ring::accept_multishot_direct`](crate::Ring::accept_multishot_direct)),
     /// already the ring's: close it with [`Ring::close`](crate::Ring::close).
     AcceptDirect(io::Result<RingFd>),
+    /// A socket made straight into a ring fd
+    /// ([`Ring::socket_direct`](crate::Ring::socket_direct)), already the
+    /// ring's: close it with [`Ring::close`](crate::Ring::close).
+    SocketDirect(io::Result<RingFd>),
     /// Bytes that arrived for a multishot receive, in a buffer of the group
     /// (back to the group when dropped); empty at end of stream. `ENOBUFS`
     /// ends the task when the group has no free buffer left.
@@ -410,6 +416,15 @@ pub(crate) enum Op {
         fd: Fd,
         into_table: bool,
     },
+    /// A socket that becomes a ring fd: a process fd the ring adopts, or
+    /// (`into_table`, set by the io_uring backend) a slot of the fixed file
+    /// table the kernel allocated.
+    SocketDirect {
+        domain: i32,
+        ty: i32,
+        protocol: i32,
+        into_table: bool,
+    },
     /// `held`: a buffer the backend took from the group for this receive
     /// (when the kernel does not pick one itself).
     RecvMulti {
@@ -469,6 +484,7 @@ impl Op {
             Op::StopThread { .. } => OpKind::StopThread,
             Op::AcceptMulti { .. } => OpKind::AcceptMulti,
             Op::AcceptDirect { .. } => OpKind::AcceptDirect,
+            Op::SocketDirect { .. } => OpKind::SocketDirect,
             Op::RecvMulti { .. } => OpKind::RecvMulti,
         }
     }
@@ -502,6 +518,7 @@ impl Op {
             | Op::Cancel
             | Op::CancelAll { .. }
             | Op::Socket { .. }
+            | Op::SocketDirect { .. }
             | Op::Close { .. }
             | Op::CloseRing { .. }
             | Op::Open { .. }
@@ -581,6 +598,7 @@ impl Op {
             Op::Shutdown { .. } => Outcome::Shutdown(unit(res)),
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
             Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),
+            Op::SocketDirect { .. } => Outcome::SocketDirect(res.map(|i| files.handle(i))),
             Op::CloseRing { .. } => Outcome::Close(unit(res)),
             _ => return std::mem::replace(self, Op::Noop).into_outcome(res, flags, pools, files),
         };
@@ -698,6 +716,7 @@ impl Op {
             Op::StopThread { .. } => Outcome::ThreadStopped(unit(res)),
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
             Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),
+            Op::SocketDirect { .. } => Outcome::SocketDirect(res.map(|i| files.handle(i))),
             Op::RecvMulti {
                 group, mut held, ..
             } => Outcome::RecvMulti(received(&group, &mut held, res, flags)),

@@ -999,6 +999,33 @@ impl<S> Ring<S> {
         self.schedule(op, ctx)
     }
 
+    /// Creates a socket as a ring fd ([`Outcome::SocketDirect`]), e.g. to
+    /// [`connect`](Ring::connect) with. On io_uring (5.19) the kernel puts
+    /// it straight into the ring's fixed file table: no process fd at all,
+    /// so [`Ring::fd`] cannot lend one (set options through an op, or
+    /// [take it out](Ring::take_fd)); when the table is full or missing,
+    /// and on the other backends, the socket is made as
+    /// [`socket`](Ring::socket) makes it and registered.
+    ///
+    /// [`Outcome::SocketDirect`]: crate::Outcome::SocketDirect
+    pub fn socket_direct(
+        &mut self,
+        domain: Domain,
+        ty: Type,
+        protocol: Option<Protocol>,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let op = Op::SocketDirect {
+            domain: domain.into(),
+            ty: ty.into(),
+            protocol: protocol.map(i32::from).unwrap_or(0),
+            into_table: false,
+        };
+        self.files.directs_live += 1;
+        self.backend.ensure_fixed_table();
+        self.schedule(op, ctx)
+    }
+
     /// Sends `buf` on a connected socket (with `MSG_NOSIGNAL`: a closed peer
     /// is an `EPIPE` error, not a signal). Kernel: 5.6.
     pub fn send(&mut self, fd: impl OpFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
@@ -1339,7 +1366,8 @@ impl<S> Ring<S> {
     /// [`Outcome::AcceptDirect`]: crate::Outcome::AcceptDirect
     pub fn accept_multishot_direct(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
         let fd = self.op_fd(&listener);
-        self.files.direct_accepts += 1;
+        self.files.directs_live += 1;
+        self.backend.ensure_fixed_table();
         self.schedule(
             Op::AcceptDirect {
                 fd,
@@ -1375,14 +1403,15 @@ impl<S> Ring<S> {
     /// On io_uring the file also goes into the ring's fixed file table
     /// (5.19; set up on first use, sized by [`RingBuilder::fixed_files`]),
     /// so operations on it skip the kernel's fd lookup — unless the table
-    /// is full or a [direct accept](Ring::accept_multishot_direct) is
-    /// running (the kernel may be filling slots not yet reported), in which
+    /// is full or a [direct accept](Ring::accept_multishot_direct) or
+    /// [socket](Ring::socket_direct) is running (the kernel may be filling
+    /// slots not yet reported), in which
     /// case operations use the fd as they would a borrowed one. On the
     /// readiness backend its epoll/kqueue registration is made once and
     /// kept, instead of re-armed for every wait.
     pub fn register_fd(&mut self, fd: OwnedFd) -> RingFd {
         let file = self.files.insert();
-        let may_use_table = self.files.direct_accepts == 0;
+        let may_use_table = self.files.directs_live == 0;
         self.backend.adopt_fd(file, fd, may_use_table);
         self.files.handle(file)
     }
@@ -1476,8 +1505,8 @@ impl<S> Ring<S> {
     }
 
     /// The ring fd bookkeeping of a task's completion (`last`: its final
-    /// one): a direct accept's connection becomes a ring fd (the result is
-    /// then its slot); a closed ring fd's slot is freed; a final completion
+    /// one): a direct accept's connection or a direct socket becomes a ring
+    /// fd (the result is then its slot); a closed ring fd's slot is freed; a final completion
     /// no longer names its ring fds, which may start a close waiting for
     /// them.
     #[inline(never)]
@@ -1485,11 +1514,11 @@ impl<S> Ring<S> {
         let op = &self.slab.slots[index as usize].op;
         let fds = op.fds();
         let result = match *op {
-            Op::AcceptDirect { into_table, .. } => {
+            Op::AcceptDirect { into_table, .. } | Op::SocketDirect { into_table, .. } => {
                 if last {
-                    self.files.direct_accepts -= 1;
+                    self.files.directs_live -= 1;
                 }
-                result.map(|raw| self.adopt_accepted(into_table, raw))
+                result.map(|raw| self.adopt_produced(into_table, raw))
             }
             Op::CloseRing { file } => {
                 self.backend.forget_file(file);
@@ -1517,17 +1546,17 @@ impl<S> Ring<S> {
         result
     }
 
-    /// Makes a connection a direct accept produced into a ring fd: `raw` is
-    /// a fixed-table slot the kernel filled (`into_table`) or a new fd.
-    fn adopt_accepted(&mut self, into_table: bool, raw: u32) -> u32 {
+    /// Makes what a direct accept or socket produced a ring fd: `raw` is a
+    /// fixed-table slot the kernel filled (`into_table`) or a new fd.
+    fn adopt_produced(&mut self, into_table: bool, raw: u32) -> u32 {
         let file = self.files.insert();
         if into_table {
             self.backend.adopt_fixed(file, raw);
         } else {
-            // SAFETY: a successful accept returns a new fd that nothing
-            // else owns.
+            // SAFETY: a successful accept or socket call returns a new fd
+            // that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-            let may_use_table = self.files.direct_accepts == 0;
+            let may_use_table = self.files.directs_live == 0;
             self.backend.adopt_fd(file, fd, may_use_table);
         }
         file
@@ -1661,8 +1690,8 @@ impl<S> Ring<S> {
         let last = c.flags & MORE == 0;
         let mut result = raw_result(c.res);
         if self.files.in_use() {
-            // A direct accept's connection joins the ring fds (closed with
-            // them below); a closed ring fd leaves them.
+            // A direct accept's connection or a direct socket joins the ring
+            // fds (closed with them below); a closed ring fd leaves them.
             result = self.settle_files(index as u32, result, last);
         }
         let slot = &mut self.slab.slots[index];

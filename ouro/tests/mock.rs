@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ouro::fs::OpenOptions;
 use ouro::mock::{Mock, Reply};
+use ouro::net::{Domain, Type};
 use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, RunMode};
 
 // The example, included as it is.
@@ -278,6 +279,32 @@ fn open_fds_reports_fds_handed_out_and_not_closed() {
     ring.run(&mut state, RunMode::UntilDone).unwrap();
     assert_eq!(ring.mock_backend().unwrap().open_fds(), [still_open]);
     state.fds.clear();
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
+}
+
+/// A scripted direct socket is a ring fd the ring closes, and `open_fds`
+/// reports it until then.
+#[test]
+fn a_direct_socket_on_the_mock_is_a_ring_fd() {
+    let mut mock = Mock::new();
+    mock.push(
+        OpKind::SocketDirect,
+        Reply::Fd(tempfile::tempfile().unwrap().into()),
+    );
+    mock.on(OpKind::Close, |_| Reply::Value(0));
+    let mut ring = Ring::mock(mock);
+    ring.socket_direct(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let sock = match got.remove(0).0.outcome {
+        Outcome::SocketDirect(Ok(fd)) => fd,
+        other => panic!("expected a ring fd, got {other:?}"),
+    };
+    let raw = ring.fd(sock).unwrap().as_raw_fd();
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), [raw]);
+    ring.close(sock, Ctx::new(collect));
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
     assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
 }
 

@@ -318,6 +318,16 @@ impl Backend {
         }
     }
 
+    /// Sets io_uring's fixed file table up now if it is not yet, for an
+    /// operation whose fd the kernel may put there; nothing elsewhere.
+    pub(crate) fn ensure_fixed_table(&mut self) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.ensure_fixed_table(),
+            Backend::Poll(_) | Backend::Mock(_) => {}
+        }
+    }
+
     /// The fixed-table slot of ring fd `file` (io_uring), which
     /// `IORING_MSG_SEND_FD` can move.
     pub(crate) fn fixed_slot(&self, file: u32) -> Option<u32> {

@@ -923,6 +923,12 @@ fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
             domain,
             ty,
             protocol,
+        }
+        | Op::SocketDirect {
+            domain,
+            ty,
+            protocol,
+            ..
         } => Call::Socket {
             domain: *domain,
             ty: *ty,

@@ -278,9 +278,6 @@ impl Uring {
     // known, so that only its own submission is built there.
     #[inline(always)]
     pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
-        if matches!(op, Op::AcceptDirect { .. }) {
-            self.files.ensure_table(&self.ring);
-        }
         // One queue handle for the check and the push: each handle reads
         // the kernel's head and publishes the tail when dropped.
         let mut sq = self.ring.submission();
@@ -295,6 +292,13 @@ impl Uring {
             Err(Immediate::Done(res)) => Started::Done(res),
             Err(Immediate::Failed(err)) => Started::Failed(err),
         }
+    }
+
+    /// Registers the fixed file table if it is not yet, for an operation
+    /// whose fd the kernel may put there (kept off `start`, which every
+    /// operation passes through).
+    pub(crate) fn ensure_fixed_table(&mut self) {
+        self.files.ensure_table(&self.ring);
     }
 
     pub(crate) fn cancel(&mut self, target: u64) -> bool {
@@ -978,6 +982,18 @@ impl Opcodes {
         self.0[usize::from(code / 64)] & (1 << (code % 64)) != 0
     }
 
+    /// A close-on-exec socket's submission, or the system call made in its
+    /// place on kernels without `IORING_OP_SOCKET` (before 5.19).
+    fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<squeue::Entry, Immediate> {
+        let ty = ty | libc::SOCK_CLOEXEC;
+        if !self.supports(opcode::Socket::CODE) {
+            // SAFETY: plain system call on integers.
+            let res = unsafe { libc::socket(domain, ty, protocol) };
+            return Err(Immediate::Done(syscall_result(res)));
+        }
+        Ok(opcode::Socket::new(domain, ty, protocol).build())
+    }
+
     fn require(&self, code: u8, name: &str, kernel: &str) -> Result<(), Immediate> {
         if self.supports(code) {
             return Ok(());
@@ -1055,14 +1071,23 @@ impl Opcodes {
                 domain,
                 ty,
                 protocol,
+            } => self.socket(*domain, *ty, *protocol)?,
+            Op::SocketDirect {
+                domain,
+                ty,
+                protocol,
+                into_table,
             } => {
-                let ty = *ty | libc::SOCK_CLOEXEC;
-                if !self.supports(opcode::Socket::CODE) {
-                    // SAFETY: plain system call on integers.
-                    let res = unsafe { libc::socket(*domain, ty, *protocol) };
-                    return Err(Immediate::Done(syscall_result(res)));
+                *into_table = self.supports(opcode::Socket::CODE) && files.table_has_room();
+                if !*into_table {
+                    self.socket(*domain, *ty, *protocol)?
+                } else {
+                    // No SOCK_CLOEXEC: a direct descriptor has no process
+                    // fd, and the kernel refuses the flag with a slot.
+                    opcode::Socket::new(*domain, *ty & !libc::SOCK_CLOEXEC, *protocol)
+                        .file_index(Some(types::DestinationSlot::auto_target()))
+                        .build()
                 }
-                opcode::Socket::new(*domain, ty, *protocol).build()
             }
             Op::Send { fd, buf, flags } => {
                 let (ptr, len) = buf.raw_parts();

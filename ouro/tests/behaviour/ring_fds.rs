@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use ouro::net::{Domain, Type};
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, PollMask, Ring, RingFd, RunMode};
 
 use crate::harness::{
@@ -30,6 +31,9 @@ backend_tests![
     bind_listen_accept_and_connect,
     accept_multishot_on_a_ring_listener,
     accept_multishot_direct_gives_ring_fds,
+    socket_direct_gives_a_ring_fd_to_connect_with,
+    a_direct_socket_without_a_fixed_table_has_a_process_fd,
+    a_failed_direct_socket_makes_no_ring_fd,
     stale_and_closed_handles_fail_with_ebadf,
     a_handle_of_another_ring_is_stale,
     a_reused_slot_is_untouched_by_the_old_handle,
@@ -440,6 +444,80 @@ fn accept_multishot_direct_gives_ring_fds(kind: BackendKind) {
     for client in &mut clients {
         assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "closed by the ring");
     }
+}
+
+/// A direct socket on `ring`, connected to a loopback listener; the server's
+/// end.
+fn connected_direct_socket(ring: &mut Ring<Got>) -> (RingFd, TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let outcome = complete(ring, |r, c| {
+        r.socket_direct(Domain::IPV4, Type::STREAM, None, c)
+    });
+    let sock = expect!(outcome, Outcome::SocketDirect(Ok(fd)) => fd);
+    assert_eq!(ring.ring_fds(), 1);
+    expect!(complete(ring, |r, c| r.connect(sock, addr, c)), Outcome::Connect(Ok(())) => ());
+    let (server, _) = listener.accept().unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (sock, server)
+}
+
+fn socket_direct_gives_a_ring_fd_to_connect_with(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (sock, mut server) = connected_direct_socket(&mut ring);
+    let lent = ring.fd(sock).map(drop);
+    if kind == BackendKind::Uring {
+        // Straight into the fixed file table (5.19): no process fd.
+        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
+    } else {
+        lent.unwrap();
+    }
+    complete(&mut ring, |r, c| r.send(sock, &b"ping"[..], c));
+    let mut got = [0u8; 4];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    server.write_all(b"pong").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.recv(sock, Vec::with_capacity(8), c));
+    assert_eq!(
+        &expect!(outcome, Outcome::Recv(Ok(4), buf) => buf)[..],
+        b"pong"
+    );
+    expect!(complete(&mut ring, |r, c| r.close(sock, c)), Outcome::Close(Ok(())) => ());
+    assert_eq!(ring.ring_fds(), 0);
+    assert_eq!(server.read(&mut [0u8; 1]).unwrap(), 0, "closed by the ring");
+}
+
+/// With no table, the socket is made as `socket` makes it and registered.
+fn a_direct_socket_without_a_fixed_table_has_a_process_fd(kind: BackendKind) {
+    let mut ring: Ring<Got> = Ring::builder()
+        .backend(kind)
+        .entries(8)
+        .fixed_files(0)
+        .build()
+        .unwrap();
+    let (sock, mut server) = connected_direct_socket(&mut ring);
+    let fd = ring.fd(sock).expect("a process fd to lend");
+    assert_eq!(
+        ouro::net::peer_addr(fd).unwrap().as_socket(),
+        Some(server.local_addr().unwrap())
+    );
+    complete(&mut ring, |r, c| r.send(sock, &b"ping"[..], c));
+    let mut got = [0u8; 4];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+}
+
+/// An address family nobody has: an error, and no ring fd left behind.
+fn a_failed_direct_socket_makes_no_ring_fd(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let outcome = complete(&mut ring, |r, c| {
+        r.socket_direct(Domain::from(4000), Type::STREAM, None, c)
+    });
+    let err = expect!(outcome, Outcome::SocketDirect(Err(e)) => e);
+    assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
+    assert_eq!(ring.ring_fds(), 0);
 }
 
 fn stale_and_closed_handles_fail_with_ebadf(kind: BackendKind) {
