@@ -84,6 +84,7 @@ impl Completion {
             Outcome::AcceptMulti(_) => OpKind::AcceptMulti,
             Outcome::AcceptDirect(_) => OpKind::AcceptDirect,
             Outcome::SocketDirect(_) => OpKind::SocketDirect,
+            Outcome::OpenDirect(_) => OpKind::OpenDirect,
             Outcome::RecvMulti(_) => OpKind::RecvMulti,
             Outcome::MsgRing(..) => OpKind::MsgRing,
             Outcome::Message(_) => OpKind::Message,
@@ -140,7 +141,9 @@ impl Completion {
             Outcome::Accept(r) => r.as_ref().err(),
             Outcome::Socket(r) | Outcome::Open(r) | Outcome::AcceptMulti(r) => r.as_ref().err(),
             Outcome::RecvMulti(r) => r.as_ref().err(),
-            Outcome::AcceptDirect(r) | Outcome::SocketDirect(r) => r.as_ref().err(),
+            Outcome::AcceptDirect(r) | Outcome::SocketDirect(r) | Outcome::OpenDirect(r) => {
+                r.as_ref().err()
+            }
             Outcome::Send(r, _)
             | Outcome::Recv(r, _)
             | Outcome::Read(r, _)

@@ -205,8 +205,8 @@ pub(crate) struct FdTable {
     next_use: Vec<u32>,
     free_head: u32,
     live: u32,
-    /// Live tasks whose fds become ring fds: direct accepts and sockets
-    /// (io_uring may be allocating fixed-table slots for them).
+    /// Live tasks whose fds become ring fds: direct accepts, sockets and
+    /// opens (io_uring may be allocating fixed-table slots for them).
     pub(crate) directs_live: u32,
     /// Ring fds moved to another ring (already closing, so their handles
     /// are stale), whose close the next turn starts.

@@ -142,6 +142,8 @@ pub enum OpKind {
     AcceptDirect,
     /// [`Ring::socket_direct`](crate::Ring::socket_direct)
     SocketDirect,
+    /// [`Ring::open_direct`](crate::Ring::open_direct)
+    OpenDirect,
     /// [`Ring::recv_multishot`](crate::Ring::recv_multishot)
     RecvMulti,
     /// [`Ring::msg_ring`](crate::Ring::msg_ring): the sender's side.
@@ -234,6 +236,10 @@ pub enum Outcome {
     /// ([`Ring::socket_direct`](crate::Ring::socket_direct)), already the
     /// ring's: close it with [`Ring::close`](crate::Ring::close).
     SocketDirect(io::Result<RingFd>),
+    /// A file opened straight into a ring fd
+    /// ([`Ring::open_direct`](crate::Ring::open_direct)), already the
+    /// ring's: close it with [`Ring::close`](crate::Ring::close).
+    OpenDirect(io::Result<RingFd>),
     /// Bytes that arrived for a multishot receive, in a buffer of the group
     /// (back to the group when dropped); empty at end of stream. `ENOBUFS`
     /// ends the task when the group has no free buffer left.
@@ -425,6 +431,15 @@ pub(crate) enum Op {
         protocol: i32,
         into_table: bool,
     },
+    /// An open whose file becomes a ring fd, as `SocketDirect`'s socket
+    /// does. `path` is NUL-terminated.
+    OpenDirect {
+        dir: RawFd,
+        path: Vec<u8>,
+        flags: i32,
+        mode: u32,
+        into_table: bool,
+    },
     /// `held`: a buffer the backend took from the group for this receive
     /// (when the kernel does not pick one itself).
     RecvMulti {
@@ -485,6 +500,7 @@ impl Op {
             Op::AcceptMulti { .. } => OpKind::AcceptMulti,
             Op::AcceptDirect { .. } => OpKind::AcceptDirect,
             Op::SocketDirect { .. } => OpKind::SocketDirect,
+            Op::OpenDirect { .. } => OpKind::OpenDirect,
             Op::RecvMulti { .. } => OpKind::RecvMulti,
         }
     }
@@ -519,6 +535,7 @@ impl Op {
             | Op::CancelAll { .. }
             | Op::Socket { .. }
             | Op::SocketDirect { .. }
+            | Op::OpenDirect { .. }
             | Op::Close { .. }
             | Op::CloseRing { .. }
             | Op::Open { .. }
@@ -717,6 +734,10 @@ impl Op {
             Op::AcceptMulti { .. } => Outcome::AcceptMulti(accepted(res)),
             Op::AcceptDirect { .. } => Outcome::AcceptDirect(res.map(|i| files.handle(i))),
             Op::SocketDirect { .. } => Outcome::SocketDirect(res.map(|i| files.handle(i))),
+            Op::OpenDirect { path, .. } => {
+                pools.paths.put(path);
+                Outcome::OpenDirect(res.map(|i| files.handle(i)))
+            }
             Op::RecvMulti {
                 group, mut held, ..
             } => Outcome::RecvMulti(received(&group, &mut held, res, flags)),

@@ -1166,6 +1166,39 @@ impl<S> Ring<S> {
         }
     }
 
+    /// Opens `path` (relative to the current directory) as a ring fd
+    /// ([`Outcome::OpenDirect`]). On io_uring (with the fixed file table,
+    /// 5.19) the kernel puts the file straight into the table: no process fd at
+    /// all, so [`Ring::fd`] cannot lend one ([take it out](Ring::take_fd)
+    /// for calls that need one); when the table is full or missing, and on
+    /// the other backends, the file is opened as [`open`](Ring::open) opens
+    /// it and registered. A path with a NUL byte fails with `InvalidInput`.
+    ///
+    /// [`Outcome::OpenDirect`]: crate::Outcome::OpenDirect
+    pub fn open_direct(
+        &mut self,
+        path: impl AsRef<Path>,
+        options: &OpenOptions,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let (flags, mode) = (options.flags(), options.mode_bits());
+        let op = |path| Op::OpenDirect {
+            dir: libc::AT_FDCWD,
+            path,
+            flags,
+            mode,
+            into_table: false,
+        };
+        self.files.directs_live += 1;
+        match self.pools.path(path.as_ref()) {
+            Ok(path) => {
+                self.backend.ensure_fixed_table();
+                self.schedule(op(path), ctx)
+            }
+            Err(err) => self.reject(op(Vec::new()), ctx, err),
+        }
+    }
+
     /// The metadata of `path`, following symbolic links. Kernel: 5.6.
     pub fn stat(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
         self.statx(path.as_ref(), 0, ctx)
@@ -1403,9 +1436,9 @@ impl<S> Ring<S> {
     /// On io_uring the file also goes into the ring's fixed file table
     /// (5.19; set up on first use, sized by [`RingBuilder::fixed_files`]),
     /// so operations on it skip the kernel's fd lookup — unless the table
-    /// is full or a [direct accept](Ring::accept_multishot_direct) or
-    /// [socket](Ring::socket_direct) is running (the kernel may be filling
-    /// slots not yet reported), in which
+    /// is full or a [direct accept](Ring::accept_multishot_direct),
+    /// [socket](Ring::socket_direct) or [open](Ring::open_direct) is
+    /// running (the kernel may be filling slots not yet reported), in which
     /// case operations use the fd as they would a borrowed one. On the
     /// readiness backend its epoll/kqueue registration is made once and
     /// kept, instead of re-armed for every wait.
@@ -1505,7 +1538,7 @@ impl<S> Ring<S> {
     }
 
     /// The ring fd bookkeeping of a task's completion (`last`: its final
-    /// one): a direct accept's connection or a direct socket becomes a ring
+    /// one): what a direct accept, socket or open produced becomes a ring
     /// fd (the result is then its slot); a closed ring fd's slot is freed; a final completion
     /// no longer names its ring fds, which may start a close waiting for
     /// them.
@@ -1514,7 +1547,9 @@ impl<S> Ring<S> {
         let op = &self.slab.slots[index as usize].op;
         let fds = op.fds();
         let result = match *op {
-            Op::AcceptDirect { into_table, .. } | Op::SocketDirect { into_table, .. } => {
+            Op::AcceptDirect { into_table, .. }
+            | Op::SocketDirect { into_table, .. }
+            | Op::OpenDirect { into_table, .. } => {
                 if last {
                     self.files.directs_live -= 1;
                 }
@@ -1546,14 +1581,14 @@ impl<S> Ring<S> {
         result
     }
 
-    /// Makes what a direct accept or socket produced a ring fd: `raw` is a
-    /// fixed-table slot the kernel filled (`into_table`) or a new fd.
+    /// Makes what a direct accept, socket or open produced a ring fd: `raw`
+    /// is a fixed-table slot the kernel filled (`into_table`) or a new fd.
     fn adopt_produced(&mut self, into_table: bool, raw: u32) -> u32 {
         let file = self.files.insert();
         if into_table {
             self.backend.adopt_fixed(file, raw);
         } else {
-            // SAFETY: a successful accept or socket call returns a new fd
+            // SAFETY: a successful accept, socket or open returns a new fd
             // that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
             let may_use_table = self.files.directs_live == 0;
@@ -1690,7 +1725,7 @@ impl<S> Ring<S> {
         let last = c.flags & MORE == 0;
         let mut result = raw_result(c.res);
         if self.files.in_use() {
-            // A direct accept's connection or a direct socket joins the ring
+            // What a direct accept, socket or open produced joins the ring
             // fds (closed with them below); a closed ring fd leaves them.
             result = self.settle_files(index as u32, result, last);
         }

@@ -282,27 +282,50 @@ fn open_fds_reports_fds_handed_out_and_not_closed() {
     assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
 }
 
-/// A scripted direct socket is a ring fd the ring closes, and `open_fds`
-/// reports it until then.
+/// A scripted direct socket and open are ring fds the ring closes, and
+/// `open_fds` reports them until then; the open's script sees its path.
 #[test]
-fn a_direct_socket_on_the_mock_is_a_ring_fd() {
+fn direct_sockets_and_opens_on_the_mock_are_ring_fds() {
     let mut mock = Mock::new();
     mock.push(
         OpKind::SocketDirect,
         Reply::Fd(tempfile::tempfile().unwrap().into()),
     );
     mock.on(OpKind::Close, |_| Reply::Value(0));
+    let opened = Rc::new(RefCell::new(Vec::new()));
+    let record = opened.clone();
+    mock.on(OpKind::OpenDirect, move |op| {
+        record.borrow_mut().push(op.path().unwrap().to_path_buf());
+        Reply::Fd(tempfile::tempfile().unwrap().into())
+    });
     let mut ring = Ring::mock(mock);
     ring.socket_direct(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    ring.open_direct(
+        "/some/file",
+        &OpenOptions::new().read(true),
+        Ctx::new(collect),
+    );
     let mut got = Vec::new();
     ring.run(&mut got, RunMode::UntilDone).unwrap();
-    let sock = match got.remove(0).0.outcome {
-        Outcome::SocketDirect(Ok(fd)) => fd,
-        other => panic!("expected a ring fd, got {other:?}"),
-    };
-    let raw = ring.fd(sock).unwrap().as_raw_fd();
-    assert_eq!(ring.mock_backend().unwrap().open_fds(), [raw]);
-    ring.close(sock, Ctx::new(collect));
+    let fds: Vec<_> = got
+        .drain(..)
+        .map(|(c, _)| match c.outcome {
+            Outcome::SocketDirect(Ok(fd)) | Outcome::OpenDirect(Ok(fd)) => fd,
+            other => panic!("expected a ring fd, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(*opened.borrow(), [std::path::PathBuf::from("/some/file")]);
+    let mut raws: Vec<RawFd> = fds
+        .iter()
+        .map(|&fd| ring.fd(fd).unwrap().as_raw_fd())
+        .collect();
+    let mut open = ring.mock_backend().unwrap().open_fds();
+    raws.sort_unstable();
+    open.sort_unstable();
+    assert_eq!(open, raws);
+    for fd in fds {
+        ring.close(fd, Ctx::new(collect));
+    }
     ring.run(&mut got, RunMode::UntilDone).unwrap();
     assert_eq!(ring.ring_fds(), 0);
     assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());

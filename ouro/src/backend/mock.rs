@@ -109,9 +109,11 @@ impl MockOp<'_> {
     pub fn path(&self) -> Option<&std::path::Path> {
         use std::os::unix::ffi::OsStrExt;
         match &*self.op {
-            Op::Open { path, .. } | Op::Stat { path, .. } => Some(std::path::Path::new(
-                std::ffi::OsStr::from_bytes(&path[..path.len().saturating_sub(1)]),
-            )),
+            Op::Open { path, .. } | Op::OpenDirect { path, .. } | Op::Stat { path, .. } => {
+                Some(std::path::Path::new(std::ffi::OsStr::from_bytes(
+                    &path[..path.len().saturating_sub(1)],
+                )))
+            }
             _ => None,
         }
     }

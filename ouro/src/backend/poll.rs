@@ -1019,6 +1019,13 @@ fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
             path,
             flags,
             mode,
+        }
+        | Op::OpenDirect {
+            dir,
+            path,
+            flags,
+            mode,
+            ..
         } => Call::Open {
             dir: *dir,
             path: path.as_ptr().cast(),

@@ -1184,6 +1184,25 @@ impl Opcodes {
                 .flags(*flags)
                 .mode(*mode)
                 .build(),
+            Op::OpenDirect {
+                dir,
+                path,
+                flags,
+                mode,
+                into_table,
+            } => {
+                *into_table = files.table_has_room();
+                let open = opcode::OpenAt::new(types::Fd(*dir), path.as_ptr().cast()).mode(*mode);
+                if !*into_table {
+                    open.flags(*flags).build()
+                } else {
+                    // No O_CLOEXEC: a direct descriptor has no process fd,
+                    // and the kernel refuses the flag with a slot.
+                    open.flags(*flags & !libc::O_CLOEXEC)
+                        .file_index(Some(types::DestinationSlot::auto_target()))
+                        .build()
+                }
+            }
             Op::Stat {
                 dir,
                 path,

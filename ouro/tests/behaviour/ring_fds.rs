@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use ouro::fs::OpenOptions;
 use ouro::net::{Domain, Type};
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, PollMask, Ring, RingFd, RunMode};
 
@@ -34,6 +35,8 @@ backend_tests![
     socket_direct_gives_a_ring_fd_to_connect_with,
     a_direct_socket_without_a_fixed_table_has_a_process_fd,
     a_failed_direct_socket_makes_no_ring_fd,
+    open_direct_gives_a_ring_fd_to_write_and_read,
+    a_failed_direct_open_makes_no_ring_fd,
     stale_and_closed_handles_fail_with_ebadf,
     a_handle_of_another_ring_is_stale,
     a_reused_slot_is_untouched_by_the_old_handle,
@@ -517,6 +520,56 @@ fn a_failed_direct_socket_makes_no_ring_fd(kind: BackendKind) {
     });
     let err = expect!(outcome, Outcome::SocketDirect(Err(e)) => e);
     assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
+    assert_eq!(ring.ring_fds(), 0);
+}
+
+fn open_direct_gives_a_ring_fd_to_write_and_read(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("direct.txt");
+    let options = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600);
+    let outcome = complete(&mut ring, |r, c| r.open_direct(&path, &options, c));
+    let file = expect!(outcome, Outcome::OpenDirect(Ok(fd)) => fd);
+    assert_eq!(ring.ring_fds(), 1);
+    let lent = ring.fd(file).map(drop);
+    if kind == BackendKind::Uring {
+        // Straight into the fixed file table: no process fd.
+        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
+    } else {
+        lent.unwrap();
+    }
+    let outcome = complete(&mut ring, |r, c| {
+        r.write(file, &b"direct"[..], Offset::At(0), c)
+    });
+    expect!(outcome, Outcome::Write(Ok(6), _) => ());
+    let outcome = complete(&mut ring, |r, c| {
+        r.read(file, Vec::with_capacity(16), Offset::At(0), c)
+    });
+    assert_eq!(
+        &expect!(outcome, Outcome::Read(Ok(6), buf) => buf)[..],
+        b"direct"
+    );
+    expect!(complete(&mut ring, |r, c| r.close(file, c)), Outcome::Close(Ok(())) => ());
+    assert_eq!(ring.ring_fds(), 0);
+    assert_eq!(std::fs::read(&path).unwrap(), b"direct");
+}
+
+/// A missing file and a path with a NUL byte: errors, and no ring fd.
+fn a_failed_direct_open_makes_no_ring_fd(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let read = OpenOptions::new().read(true);
+    let missing = dir.path().join("missing");
+    let outcome = complete(&mut ring, |r, c| r.open_direct(&missing, &read, c));
+    let err = expect!(outcome, Outcome::OpenDirect(Err(e)) => e);
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    let outcome = complete(&mut ring, |r, c| r.open_direct("nul\0byte", &read, c));
+    let err = expect!(outcome, Outcome::OpenDirect(Err(e)) => e);
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert_eq!(ring.ring_fds(), 0);
 }
 
