@@ -372,10 +372,7 @@ fn bind_listen_accept_and_connect(kind: BackendKind) {
     let client_addr = ouro::net::local_addr(ring.fd(client).unwrap()).unwrap();
     assert_eq!(peer_addr.as_socket(), Some(client_addr));
     let mut accepted = TcpStream::from(accepted);
-    complete(&mut ring, |r, c| r.send(client, &b"hi"[..], c));
-    let mut hi = [0u8; 2];
-    accepted.read_exact(&mut hi).unwrap();
-    assert_eq!(&hi, b"hi");
+    sent_through(&mut ring, client, b"hi", &mut accepted);
 }
 
 fn accept_multishot_on_a_ring_listener(kind: BackendKind) {
@@ -449,6 +446,15 @@ fn accept_multishot_direct_gives_ring_fds(kind: BackendKind) {
     }
 }
 
+/// Sends `bytes` through `fd` and checks that `peer` reads exactly them.
+fn sent_through(ring: &mut Ring<Got>, fd: RingFd, bytes: &'static [u8], peer: &mut impl Read) {
+    let outcome = complete(ring, |r, c| r.send(fd, bytes, c));
+    assert_eq!(expect!(outcome, Outcome::Send(Ok(n), _) => n), bytes.len());
+    let mut got = vec![0u8; bytes.len()];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(got, bytes);
+}
+
 /// A direct socket on `ring`, connected to a loopback listener; the server's
 /// end.
 fn connected_direct_socket(ring: &mut Ring<Got>) -> (RingFd, TcpStream) {
@@ -477,10 +483,7 @@ fn socket_direct_gives_a_ring_fd_to_connect_with(kind: BackendKind) {
     } else {
         lent.unwrap();
     }
-    complete(&mut ring, |r, c| r.send(sock, &b"ping"[..], c));
-    let mut got = [0u8; 4];
-    server.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"ping");
+    sent_through(&mut ring, sock, b"ping", &mut server);
     server.write_all(b"pong").unwrap();
     let outcome = complete(&mut ring, |r, c| r.recv(sock, Vec::with_capacity(8), c));
     assert_eq!(
@@ -506,10 +509,7 @@ fn a_direct_socket_without_a_fixed_table_has_a_process_fd(kind: BackendKind) {
         ouro::net::peer_addr(fd).unwrap().as_socket(),
         Some(server.local_addr().unwrap())
     );
-    complete(&mut ring, |r, c| r.send(sock, &b"ping"[..], c));
-    let mut got = [0u8; 4];
-    server.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"ping");
+    sent_through(&mut ring, sock, b"ping", &mut server);
 }
 
 /// An address family nobody has: an error, and no ring fd left behind.
@@ -646,10 +646,8 @@ fn a_reused_slot_is_untouched_by_the_old_handle(kind: BackendKind) {
         expect!(outcome, Outcome::Send(res, _) => os_error(res)),
         libc::EBADF
     );
-    complete(&mut ring, |r, c| r.send(new, &b"new"[..], c));
-    let mut got = [0u8; 3];
-    b_peer.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"new", "only what was sent through the new handle");
+    // Only what was sent through the new handle arrives.
+    sent_through(&mut ring, new, b"new", &mut b_peer);
     assert!(peer_closed(&a_peer));
 }
 
