@@ -411,13 +411,7 @@ fn accept_multishot_direct_gives_ring_fds(kind: BackendKind) {
         })
         .collect();
     assert_eq!(ring.ring_fds(), 3);
-    let lent = ring.fd(conns[0]).map(drop);
-    if kind == BackendKind::Uring {
-        // Straight into the fixed file table (5.19): no process fd.
-        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
-    } else {
-        lent.unwrap();
-    }
+    assert_direct_on_uring(&ring, conns[0], kind);
     ring.cancel(task, Ctx::none());
     let last = run_all(&mut ring).pop().unwrap();
     assert!(last.is_final());
@@ -443,6 +437,28 @@ fn accept_multishot_direct_gives_ring_fds(kind: BackendKind) {
     assert_eq!(ring.ring_fds(), 0);
     for client in &mut clients {
         assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "closed by the ring");
+    }
+}
+
+/// A ring whose io_uring fixed file table has `slots` slots.
+fn ring_with_table(kind: BackendKind, slots: u32) -> Ring<Got> {
+    Ring::builder()
+        .backend(kind)
+        .entries(8)
+        .fixed_files(slots)
+        .build()
+        .unwrap()
+}
+
+/// A ring fd a direct operation produced: straight into io_uring's fixed
+/// file table (5.19), so it has no process fd to lend; a plain one
+/// elsewhere.
+fn assert_direct_on_uring(ring: &Ring<Got>, fd: RingFd, kind: BackendKind) {
+    let lent = ring.fd(fd).map(drop);
+    if kind == BackendKind::Uring {
+        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
+    } else {
+        lent.unwrap();
     }
 }
 
@@ -476,13 +492,7 @@ fn connected_direct_socket(ring: &mut Ring<Got>) -> (RingFd, TcpStream) {
 fn socket_direct_gives_a_ring_fd_to_connect_with(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (sock, mut server) = connected_direct_socket(&mut ring);
-    let lent = ring.fd(sock).map(drop);
-    if kind == BackendKind::Uring {
-        // Straight into the fixed file table (5.19): no process fd.
-        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
-    } else {
-        lent.unwrap();
-    }
+    assert_direct_on_uring(&ring, sock, kind);
     sent_through(&mut ring, sock, b"ping", &mut server);
     server.write_all(b"pong").unwrap();
     let outcome = complete(&mut ring, |r, c| r.recv(sock, Vec::with_capacity(8), c));
@@ -497,12 +507,7 @@ fn socket_direct_gives_a_ring_fd_to_connect_with(kind: BackendKind) {
 
 /// With no table, the socket is made as `socket` makes it and registered.
 fn a_direct_socket_without_a_fixed_table_has_a_process_fd(kind: BackendKind) {
-    let mut ring: Ring<Got> = Ring::builder()
-        .backend(kind)
-        .entries(8)
-        .fixed_files(0)
-        .build()
-        .unwrap();
+    let mut ring: Ring<Got> = ring_with_table(kind, 0);
     let (sock, mut server) = connected_direct_socket(&mut ring);
     let fd = ring.fd(sock).expect("a process fd to lend");
     assert_eq!(
@@ -535,13 +540,7 @@ fn open_direct_gives_a_ring_fd_to_write_and_read(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| r.open_direct(&path, &options, c));
     let file = expect!(outcome, Outcome::OpenDirect(Ok(fd)) => fd);
     assert_eq!(ring.ring_fds(), 1);
-    let lent = ring.fd(file).map(drop);
-    if kind == BackendKind::Uring {
-        // Straight into the fixed file table: no process fd.
-        assert_eq!(lent.unwrap_err().kind(), io::ErrorKind::Unsupported);
-    } else {
-        lent.unwrap();
-    }
+    assert_direct_on_uring(&ring, file, kind);
     let outcome = complete(&mut ring, |r, c| {
         r.write(file, &b"direct"[..], Offset::At(0), c)
     });
@@ -820,12 +819,7 @@ fn fd_lends_the_process_fd(kind: BackendKind) {
 }
 
 fn a_ring_without_a_fixed_table_serves_ring_fds(kind: BackendKind) {
-    let mut ring: Ring<Got> = Ring::builder()
-        .backend(kind)
-        .entries(8)
-        .fixed_files(0)
-        .build()
-        .unwrap();
+    let mut ring: Ring<Got> = ring_with_table(kind, 0);
     let (conn, mut client) = accept_one_direct(&mut ring);
     // Not in a table: the process fd is there to lend.
     assert!(ring.fd(conn).is_ok());
@@ -841,12 +835,7 @@ fn a_ring_without_a_fixed_table_serves_ring_fds(kind: BackendKind) {
 /// accepts plain fds; an fd registered meanwhile keeps its own too. All
 /// work alike.
 fn a_full_fixed_table_leaves_ring_fds_their_process_fds(kind: BackendKind) {
-    let mut ring: Ring<Got> = Ring::builder()
-        .backend(kind)
-        .entries(8)
-        .fixed_files(2)
-        .build()
-        .unwrap();
+    let mut ring: Ring<Got> = ring_with_table(kind, 2);
     let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
     let addr = ouro::net::local_addr(&listener).unwrap();
     let mut clients = Vec::new();
