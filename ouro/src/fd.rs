@@ -226,6 +226,12 @@ impl FdTable {
         }
     }
 
+    /// The ring's identity, which its ring fds, tasks and buffer groups
+    /// carry (unique per process).
+    pub(crate) fn ring_id(&self) -> u32 {
+        self.ring
+    }
+
     /// Slots open or closing.
     pub(crate) fn live(&self) -> u32 {
         self.live

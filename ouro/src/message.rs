@@ -624,6 +624,7 @@ fn duplicate(fd: RawFd) -> Option<OwnedFd> {
 const NO_TASK: Task = Task {
     index: NIL,
     generation: 0,
+    ring: NIL,
 };
 
 impl<S> Ring<S> {

@@ -248,9 +248,10 @@ impl<S> Ring<S> {
 
     fn with_backend(backend: Backend, clock: Clock, entries: u32) -> Ring<S> {
         let capacity = (entries as usize * 2).max(64);
+        let files = FdTable::new();
         Ring {
             backend,
-            slab: Slab::with_capacity(capacity),
+            slab: Slab::with_capacity(capacity, files.ring_id()),
             timers: TimerHeap::with_capacity(capacity),
             clock,
             pending: VecDeque::new(),
@@ -262,7 +263,7 @@ impl<S> Ring<S> {
             pools: Pools::default(),
             rejections: Vec::new(),
             groups: Vec::new(),
-            files: FdTable::new(),
+            files,
             unsettled: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
@@ -653,11 +654,8 @@ impl<S> Ring<S> {
     /// stays live until the final one.
     #[inline(never)]
     fn deliver_shot(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
-        let slot = &mut self.slab.slots[index as usize];
-        let task = Task {
-            index,
-            generation: slot.generation,
-        };
+        let task = self.slab.handle(index);
+        let slot = &self.slab.slots[index as usize];
         let mut result = raw_result(res);
         if matches!(slot.op, Op::AcceptDirect { .. }) {
             result = self.settle_files(index, result, false);

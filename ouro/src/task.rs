@@ -12,18 +12,20 @@ use crate::ring::Ring;
 /// A handle to a scheduled task, for [`Ring::cancel`] and
 /// [`Ring::set_deadline`].
 ///
-/// It is a copyable (slot, generation) pair: once the task has finished, the
-/// handle is stale and every use of it answers "not found" without touching
-/// whatever task now occupies the slot.
+/// It is a copyable (slot, generation, ring) triple: once the task has
+/// finished, the handle is stale and every use of it answers "not found"
+/// without touching whatever task now occupies the slot; on another ring it
+/// names nothing at all (that ring answers "not found" too).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Task {
     pub(crate) index: u32,
     pub(crate) generation: u32,
+    pub(crate) ring: u32,
 }
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Task({}#{})", self.index, self.generation)
+        write!(f, "Task({}#{}@{})", self.index, self.generation, self.ring)
     }
 }
 
@@ -165,14 +167,18 @@ pub(crate) struct Slab<S> {
     pub(crate) slots: Vec<Slot<S>>,
     free_head: u32,
     live: u32,
+    /// The ring's identity, carried by every handle so that another
+    /// ring's handles name nothing here.
+    ring: u32,
 }
 
 impl<S> Slab<S> {
-    pub(crate) fn with_capacity(capacity: usize) -> Slab<S> {
+    pub(crate) fn with_capacity(capacity: usize, ring: u32) -> Slab<S> {
         Slab {
             slots: Vec::with_capacity(capacity),
             free_head: NIL,
             live: 0,
+            ring,
         }
     }
 
@@ -210,6 +216,7 @@ impl<S> Slab<S> {
             return Task {
                 index,
                 generation: slot.generation,
+                ring: self.ring,
             };
         }
         let index = u32::try_from(self.slots.len()).expect("more than 2^32 tasks");
@@ -227,6 +234,7 @@ impl<S> Slab<S> {
         Task {
             index,
             generation: 0,
+            ring: self.ring,
         }
     }
 
@@ -240,6 +248,7 @@ impl<S> Slab<S> {
             task: Task {
                 index,
                 generation: slot.generation,
+                ring: self.ring,
             },
             callback: slot.callback,
             msg: slot.msg,
@@ -259,11 +268,15 @@ impl<S> Slab<S> {
         Task {
             index,
             generation: self.slots[index as usize].generation,
+            ring: self.ring,
         }
     }
 
-    /// The slot of a task that has not finished yet.
+    /// The slot of a task of this ring that has not finished yet.
     pub(crate) fn live_index(&self, task: Task) -> Option<u32> {
+        if task.ring != self.ring {
+            return None;
+        }
         let slot = self.slots.get(task.index as usize)?;
         (slot.generation == task.generation && slot.state != State::Free).then_some(task.index)
     }
@@ -367,7 +380,7 @@ mod tests {
 
     #[test]
     fn released_slots_are_reused_with_a_new_generation() {
-        let mut slab: Slab<()> = Slab::with_capacity(2);
+        let mut slab: Slab<()> = Slab::with_capacity(2, 0);
         let old = slab.insert(Op::Noop, Ctx::none());
         assert_eq!(slab.handle(old.index), old);
         slab.release_finished(old.index);
@@ -377,6 +390,15 @@ mod tests {
         assert_ne!(new, old);
         assert_eq!(slab.live_index(new), Some(new.index));
         assert_eq!(slab.live(), 1);
+        let other: Slab<()> = Slab::with_capacity(2, 1);
+        assert_eq!(other.ring, 1);
+        let mut foreign = new;
+        foreign.ring = 1;
+        assert_eq!(
+            slab.live_index(foreign),
+            None,
+            "another ring's handle names nothing here"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ backend_tests![
     cancel_a_finished_task_is_enoent,
     cancel_a_task_that_finishes_anyway_is_ealready,
     stale_handle_does_not_touch_the_slots_new_task,
+    another_rings_task_is_enoent_and_touches_nothing,
     two_cancels_of_one_task,
     cancel_a_task_waiting_for_room,
     a_close_cancelled_before_reaching_the_kernel_still_closes,
@@ -210,4 +211,32 @@ fn cancel_all_cancels_everything_and_counts(kind: BackendKind) {
 fn cancel_all_on_an_idle_ring_counts_zero(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     expect!(complete(&mut ring, |r, c| r.cancel_all(c)), Outcome::CancelAll(Ok(0)) => ());
+}
+
+/// Stale and foreign handles are harmless: ring A's `Task` given to ring
+/// B's `cancel` or `set_deadline` names nothing there, even though B has a
+/// live task in the same slot with the same generation.
+fn another_rings_task_is_enoent_and_touches_nothing(kind: BackendKind) {
+    let mut a = ring(kind, 8);
+    let mut b = ring(kind, 8);
+    let foreign = a.timer(Duration::from_secs(3600), ctx(0));
+    let own = b.timer(Duration::from_millis(20), ctx(7));
+    assert_eq!(slot_of(foreign), slot_of(own), "same slot on both rings");
+    let err = b
+        .set_deadline(foreign, b.now())
+        .expect_err("a foreign task has no deadline to set");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    b.cancel(foreign, ctx(1));
+    let got = run_all(&mut b);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let res = expect!(&got[0].outcome, Outcome::Cancel(res) => res);
+    assert_eq!(res.as_ref().unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(got[1].key(), 7, "B's own timer fires on its own time");
+    expect!(&got[1].outcome, Outcome::Timer(Ok(())) => ());
+    assert_eq!(a.live_tasks(), 1, "A's task is untouched");
+    a.cancel(foreign, ctx(2));
+    let got = run_all(&mut a);
+    assert!(is_canceled(
+        expect!(&got[0].outcome, Outcome::Timer(Err(e)) => e)
+    ));
 }
