@@ -5,13 +5,19 @@
 //! themselves — io_uring in its fixed file table where it can, the readiness
 //! and mock backends as `OwnedFd`s — at the same index.
 //!
-//! Operations name their fd through [`OpFd`]: a borrowed fd (`&T` where
-//! `T: AsFd`), whose number the operation keeps, or a `RingFd`, which the
-//! ring resolves and holds open until the operation's final completion.
+//! Operations name their fd through [`OpFd`]: a `RingFd`, which the ring
+//! resolves and holds open until the operation's final completion; a shared
+//! owner (`Rc<T>`, `Arc<T>`), a clone of which the operation holds as long;
+//! a standard stream or `BorrowedFd<'static>`, open for the whole program;
+//! or an [`UncheckedFd`], whose `unsafe` constructor is the caller's
+//! promise to keep it open.
 
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// A file the ring owns, named by (slot, generation) like a
 /// [`Task`](crate::Task): see [`Ring::register_fd`](crate::Ring::register_fd).
@@ -90,16 +96,76 @@ impl Fd {
 /// Ring fds per ring: as many as an [`Fd`] can name.
 const MAX_SLOTS: u32 = i32::MAX as u32 - 1;
 
-/// An fd an operation can work on: a borrowed fd (`&T` where `T: AsFd`,
-/// e.g. `&OwnedFd`, `&TcpStream`), or a [`RingFd`] (also by reference).
+/// An fd an operation can work on. Every kind keeps the file open until
+/// the operation's final completion, so that an operation never acts on
+/// another file that reuses the number (std's I/O safety):
 ///
-/// A borrowed fd must stay open until the task's final completion (the
-/// ring keeps only its number); a `RingFd` is kept open by the ring.
+/// - a [`RingFd`] (or `&RingFd`): the ring owns the file;
+/// - a shared owner, `Rc<T>` or `Arc<T>` where `T: AsFd` (e.g.
+///   `Rc<TcpStream>`, `Rc<File>`, `Arc<OwnedFd>`), by value or by
+///   reference: the operation holds a clone until its final completion (a
+///   count increment, no allocation), so the file closes only when the
+///   last owner — the caller's or the operation's — lets go;
+/// - the process's standard streams (`Stdin`, `Stdout`, `Stderr`, by value
+///   or by reference) and any `BorrowedFd<'static>`, which stay open for
+///   the whole program;
+/// - an [`UncheckedFd`], whose constructor is `unsafe`: the caller promises
+///   to keep the fd open (liburing's and ourio's contract).
+///
+/// A plain `&T: AsFd` is not accepted: the borrow ends when the call
+/// returns, and the caller could then close the file while the kernel
+/// still works on its number.
+///
+/// ```compile_fail
+/// # use ouro::{Ctx, Ring};
+/// let mut ring: Ring<()> = Ring::new(8).unwrap();
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// ring.send(&a, &b"hi"[..], Ctx::none()); // a borrowed fd: refused
+/// drop(a);
+/// ```
 pub trait OpFd: sealed::OpFdSource {}
 
-impl<T: AsFd + ?Sized> OpFd for &T {}
 impl OpFd for RingFd {}
 impl OpFd for &RingFd {}
+impl<T: AsFd + 'static> OpFd for Rc<T> {}
+impl<T: AsFd + 'static> OpFd for &Rc<T> {}
+impl<T: AsFd + 'static> OpFd for Arc<T> {}
+impl<T: AsFd + 'static> OpFd for &Arc<T> {}
+impl OpFd for BorrowedFd<'static> {}
+impl OpFd for io::Stdin {}
+impl OpFd for &io::Stdin {}
+impl OpFd for io::Stdout {}
+impl OpFd for &io::Stdout {}
+impl OpFd for io::Stderr {}
+impl OpFd for &io::Stderr {}
+impl OpFd for UncheckedFd {}
+
+/// An fd number the ring does not keep open: the caller does. Made only by
+/// the `unsafe` [`UncheckedFd::new`]; for a file the program owns, prefer
+/// a [`RingFd`] or a shared owner (`Rc<T>`, `Arc<T>`), which need no
+/// promise (see [`OpFd`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UncheckedFd(RawFd);
+
+impl UncheckedFd {
+    /// Names `fd` for operations without keeping it open.
+    ///
+    /// # Safety
+    /// The fd must stay open, naming the same file, until the final
+    /// completion of every task it is given to has been delivered (or the
+    /// ring has been dropped): cancel such tasks and wait for their
+    /// callbacks before closing it. Closed earlier, its number may be
+    /// reused by another file, which the operation would then read, write
+    /// or close.
+    pub unsafe fn new(fd: BorrowedFd<'_>) -> UncheckedFd {
+        UncheckedFd(fd.as_raw_fd())
+    }
+
+    /// The fd's number.
+    pub fn as_raw_fd(self) -> RawFd {
+        self.0
+    }
+}
 
 /// An fd [`Ring::close`](crate::Ring::close) closes: an `OwnedFd` (closed
 /// even if the task is cancelled before it reaches the kernel) or a
@@ -109,12 +175,96 @@ pub trait CloseFd: sealed::CloseFdSource {}
 impl CloseFd for OwnedFd {}
 impl CloseFd for RingFd {}
 
+/// The shared owners that live tasks hold, by task slot: at most two per
+/// task (a splice names two fds). Grown with the slab, so steady state does
+/// not allocate.
+#[derive(Default)]
+pub(crate) struct Keeps {
+    held: Vec<[Option<sealed::Keep>; 2]>,
+    /// Named by the operation being built, not yet given to its task.
+    staged: [Option<sealed::Keep>; 2],
+    /// Tasks holding at least one.
+    holders: u32,
+}
+
+impl Keeps {
+    pub(crate) fn stage(&mut self, keep: sealed::Keep) {
+        let free = self.staged.iter_mut().find(|k| k.is_none());
+        // Operations name at most two fds, and each stage is followed by
+        // the task that takes it.
+        debug_assert!(free.is_some(), "more than two shared fds staged");
+        if let Some(free) = free {
+            *free = Some(keep);
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn has_staged(&self) -> bool {
+        self.staged[0].is_some()
+    }
+
+    /// Whether any task holds one (the fast path of a ring that uses none).
+    #[inline(always)]
+    pub(crate) fn holding(&self) -> bool {
+        self.holders > 0
+    }
+
+    /// Task `task`, just made, takes what is staged.
+    pub(crate) fn hold(&mut self, task: u32) {
+        let i = task as usize;
+        if i >= self.held.len() {
+            self.held.resize_with((i + 1).next_power_of_two(), Default::default);
+        }
+        let slot = &mut self.held[i];
+        debug_assert!(slot.iter().all(Option::is_none));
+        *slot = std::mem::take(&mut self.staged);
+        self.holders += 1;
+    }
+
+    /// Task `task` has finished: its owners go (the file closes here if
+    /// the caller let go of it meanwhile).
+    pub(crate) fn release(&mut self, task: u32) {
+        let Some(slot) = self.held.get_mut(task as usize) else {
+            return;
+        };
+        if slot[0].is_none() {
+            return;
+        }
+        let kept = std::mem::take(slot);
+        self.holders -= 1;
+        drop(kept);
+    }
+
+    /// The ring is dropped with task `task` still in flight: its files
+    /// stay open for good.
+    pub(crate) fn leak(&mut self, task: u32) {
+        if let Some(slot) = self.held.get_mut(task as usize) {
+            if slot[0].is_some() {
+                self.holders -= 1;
+            }
+            std::mem::forget(std::mem::take(slot));
+        }
+    }
+}
+
 pub(crate) mod sealed {
     use super::*;
 
+    /// A clone of a shared owner an operation holds until its final
+    /// completion, so that the file stays open under it (only dropped,
+    /// never read).
+    pub enum Keep {
+        Local(#[allow(dead_code)] Rc<dyn AsFd>),
+        Shared(#[allow(dead_code)] Arc<dyn AsFd>),
+    }
+
     /// What an [`OpFd`] names.
     pub enum Source {
-        Borrowed(RawFd),
+        /// An fd open for the whole program, or one the caller promised
+        /// to keep open.
+        Kept(RawFd),
+        /// An fd whose owner the operation must hold.
+        Shared(RawFd, Keep),
         Ring(RingFd),
     }
 
@@ -125,28 +275,78 @@ pub(crate) mod sealed {
     }
 
     pub trait OpFdSource {
-        fn source(&self) -> Source;
+        fn source(self) -> Source;
     }
 
     pub trait CloseFdSource {
         fn closing(self) -> Closing;
     }
 
-    impl<T: AsFd + ?Sized> OpFdSource for &T {
-        fn source(&self) -> Source {
-            Source::Borrowed(self.as_fd().as_raw_fd())
-        }
-    }
-
     impl OpFdSource for RingFd {
-        fn source(&self) -> Source {
-            Source::Ring(*self)
+        fn source(self) -> Source {
+            Source::Ring(self)
         }
     }
 
     impl OpFdSource for &RingFd {
-        fn source(&self) -> Source {
-            Source::Ring(**self)
+        fn source(self) -> Source {
+            Source::Ring(*self)
+        }
+    }
+
+    impl<T: AsFd + 'static> OpFdSource for Rc<T> {
+        fn source(self) -> Source {
+            let raw = self.as_fd().as_raw_fd();
+            Source::Shared(raw, Keep::Local(self))
+        }
+    }
+
+    impl<T: AsFd + 'static> OpFdSource for &Rc<T> {
+        fn source(self) -> Source {
+            Rc::clone(self).source()
+        }
+    }
+
+    impl<T: AsFd + 'static> OpFdSource for Arc<T> {
+        fn source(self) -> Source {
+            let raw = self.as_fd().as_raw_fd();
+            Source::Shared(raw, Keep::Shared(self))
+        }
+    }
+
+    impl<T: AsFd + 'static> OpFdSource for &Arc<T> {
+        fn source(self) -> Source {
+            Arc::clone(self).source()
+        }
+    }
+
+    impl OpFdSource for BorrowedFd<'static> {
+        fn source(self) -> Source {
+            Source::Kept(self.as_raw_fd())
+        }
+    }
+
+    /// The standard streams' fds stay open for the whole program (std
+    /// lends them as borrowed fds of any lifetime).
+    macro_rules! stdio_source {
+        ($($ty:ty),+) => {$(
+            impl OpFdSource for $ty {
+                fn source(self) -> Source {
+                    Source::Kept(self.as_fd().as_raw_fd())
+                }
+            }
+            impl OpFdSource for &$ty {
+                fn source(self) -> Source {
+                    Source::Kept(self.as_fd().as_raw_fd())
+                }
+            }
+        )+};
+    }
+    stdio_source!(io::Stdin, io::Stdout, io::Stderr);
+
+    impl OpFdSource for UncheckedFd {
+        fn source(self) -> Source {
+            Source::Kept(self.0)
         }
     }
 

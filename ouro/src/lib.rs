@@ -129,7 +129,7 @@ pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Slice};
 pub use completion::{is_canceled, is_deadline, Completion};
-pub use fd::{CloseFd, OpFd, RingFd};
+pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use message::{Payload, RingHandle, SendError};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
 pub use ring::{Ring, RingBuilder, RunMode};

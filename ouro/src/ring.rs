@@ -22,7 +22,7 @@ use crate::buffers::group::{BufferGroup, GroupInner};
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::completion::{Completion, ETIME};
 use crate::fd::sealed::{Closing, Source};
-use crate::fd::{CloseFd, Fd, FdTable, OpFd, RingFd};
+use crate::fd::{CloseFd, Fd, FdTable, Keeps, OpFd, RingFd};
 use crate::fs::OpenOptions;
 use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
@@ -110,6 +110,9 @@ pub struct Ring<S = ()> {
     /// The ring fds: which slots are live and which tasks name them (the
     /// backend keeps the files).
     pub(crate) files: FdTable,
+    /// The shared owners of fds that live tasks name, so that those files
+    /// stay open until the tasks' final completions.
+    keeps: Keeps,
     /// Cancel tasks still to be told how their target ended (waiter list
     /// head, whether it was cancelled): kept here, not in locals, while
     /// callbacks run, so that a panicking one loses none; `run` settles
@@ -127,6 +130,9 @@ pub struct Ring<S = ()> {
     /// The fixed file table's size it was built with, if one was chosen
     /// (threads spawned from it are built alike).
     fixed_files: Option<u32>,
+    /// For a pollable ring: the duplicate of its fd that `pollable_fd`
+    /// lends, made on first use.
+    pollable: std::cell::OnceCell<Rc<OwnedFd>>,
     /// For a pollable ring: when the kernel timeout armed to make it
     /// readable for its nearest timer fires.
     poll_timer: Option<u64>,
@@ -264,6 +270,7 @@ impl<S> Ring<S> {
             rejections: Vec::new(),
             groups: Vec::new(),
             files,
+            keeps: Keeps::default(),
             unsettled: Vec::new(),
             first_error: None,
             running: Rc::new(Cell::new(false)),
@@ -272,6 +279,7 @@ impl<S> Ring<S> {
             messaging: Messaging::default(),
             msg_ring: true,
             fixed_files: None,
+            pollable: std::cell::OnceCell::new(),
             poll_timer: None,
             _not_send: PhantomData,
         }
@@ -295,15 +303,26 @@ impl<S> Ring<S> {
     /// ring with [`RunMode::NoWait`] when it is. Work scheduled on this ring
     /// from outside its own `run` reaches the kernel when it next runs.
     ///
+    /// It is a shared owner of a duplicate of the ring's own fd (the same
+    /// file, so the same readiness), made on the first call: a `poll` on it
+    /// keeps it open whatever happens to this ring, so the poll is sound
+    /// even if this ring is dropped first (it then never becomes readable:
+    /// cancel it).
+    ///
     /// Fails with `InvalidInput` unless the ring was built
     /// [`pollable`](RingBuilder::pollable).
-    pub fn pollable_fd(&self) -> io::Result<BorrowedFd<'_>> {
-        self.backend.pollable_fd().ok_or_else(|| {
+    pub fn pollable_fd(&self) -> io::Result<Rc<OwnedFd>> {
+        if let Some(fd) = self.pollable.get() {
+            return Ok(fd.clone());
+        }
+        let fd = self.backend.pollable_fd().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the ring was not built pollable (RingBuilder::pollable)",
             )
-        })
+        })?;
+        let fd = Rc::new(fd.try_clone_to_owned()?);
+        Ok(self.pollable.get_or_init(|| fd).clone())
     }
 
     /// Which backend the ring runs on.
@@ -609,6 +628,9 @@ impl<S> Ring<S> {
             deadline,
             waiters,
         } = self.slab.release_finished(index);
+        if self.keeps.holding() {
+            self.keeps.release(index);
+        }
         let res = if res == -libc::ECANCELED && deadline {
             -ETIME
         } else {
@@ -951,14 +973,14 @@ impl<S> Ring<S> {
     /// Accepts a connection on a listening socket; the new socket is
     /// close-on-exec. Kernel: 5.5.
     pub fn accept(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&listener);
+        let fd = self.op_fd(listener);
         let addr = self.pools.addr();
         self.schedule(Op::Accept { fd, addr }, ctx)
     }
 
     /// Connects a socket to `addr`. Kernel: 5.5.
     pub fn connect(&mut self, fd: impl OpFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         let mut buf = self.pools.addr();
         buf.set(&addr.into());
         self.schedule(Op::Connect { fd, addr: buf }, ctx)
@@ -967,7 +989,7 @@ impl<S> Ring<S> {
     /// Binds a socket to `addr`. Kernel: 6.11 for the io_uring op; older
     /// kernels do the (non-blocking) system call.
     pub fn bind(&mut self, fd: impl OpFd, addr: impl Into<SockAddr>, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         let mut buf = self.pools.addr();
         buf.set(&addr.into());
         self.schedule(Op::Bind { fd, addr: buf }, ctx)
@@ -976,7 +998,7 @@ impl<S> Ring<S> {
     /// Makes a bound socket listen. Kernel: 6.11 for the io_uring op; older
     /// kernels do the system call.
     pub fn listen(&mut self, fd: impl OpFd, backlog: i32, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         self.schedule(Op::Listen { fd, backlog }, ctx)
     }
 
@@ -1028,7 +1050,7 @@ impl<S> Ring<S> {
     /// is an `EPIPE` error, not a signal). Kernel: 5.6.
     pub fn send(&mut self, fd: impl OpFd, buf: impl IntoBuf, ctx: Ctx<S>) -> Task {
         let op = Op::Send {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             buf: buf.into_buf(),
             flags: libc::MSG_NOSIGNAL,
         };
@@ -1039,7 +1061,7 @@ impl<S> Ring<S> {
     /// some; a buffer without room fails with `InvalidInput`). 0 bytes means
     /// the peer closed. Kernel: 5.6.
     pub fn recv(&mut self, fd: impl OpFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         match unusable_read_buffer(buf) {
             Ok(buf) => self.schedule(Op::Recv { fd, buf, flags: 0 }, ctx),
             Err((buf, err)) => self.reject(Op::Recv { fd, buf, flags: 0 }, ctx, err),
@@ -1055,7 +1077,7 @@ impl<S> Ring<S> {
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
-        let (fd, offset) = (self.op_fd(&fd), offset.raw());
+        let (fd, offset) = (self.op_fd(fd), offset.raw());
         match unusable_read_buffer(buf) {
             Ok(buf) => self.schedule(Op::Read { fd, buf, offset }, ctx),
             Err((buf, err)) => self.reject(Op::Read { fd, buf, offset }, ctx, err),
@@ -1067,7 +1089,7 @@ impl<S> Ring<S> {
     /// pass the `Buf` back). Kernel: 5.6.
     pub fn write(&mut self, fd: impl OpFd, buf: impl IntoBuf, offset: Offset, ctx: Ctx<S>) -> Task {
         let op = Op::Write {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             buf: buf.into_buf(),
             offset: offset.raw(),
         };
@@ -1085,7 +1107,7 @@ impl<S> Ring<S> {
     ) -> Task {
         let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::Readv {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             bufs: BufVec::new_mut(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
@@ -1105,7 +1127,7 @@ impl<S> Ring<S> {
         ctx: Ctx<S>,
     ) -> Task {
         let op = Op::Writev {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             bufs: BufVec::new(bufs),
             iov: self.pools.iov(),
             offset: offset.raw(),
@@ -1131,7 +1153,7 @@ impl<S> Ring<S> {
     /// Kernel: 5.1.
     pub fn poll(&mut self, fd: impl OpFd, mask: PollMask, ctx: Ctx<S>) -> Task {
         let op = Op::Poll {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             mask: mask.bits(),
         };
         self.schedule(op, ctx)
@@ -1235,7 +1257,7 @@ impl<S> Ring<S> {
 
     /// Flushes a file's data and metadata to its device. Kernel: 5.1.
     pub fn fsync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         self.schedule(
             Op::Fsync {
                 fd,
@@ -1248,7 +1270,7 @@ impl<S> Ring<S> {
     /// Flushes a file's data (and the metadata needed to read it back).
     /// Kernel: 5.1.
     pub fn fdatasync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         self.schedule(Op::Fsync { fd, datasync: true }, ctx)
     }
 
@@ -1266,9 +1288,9 @@ impl<S> Ring<S> {
     ) -> Task {
         let offset = |o: Option<u64>| o.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX));
         let op = Op::Splice {
-            fd_in: self.op_fd(&fd_in),
+            fd_in: self.op_fd(fd_in),
             off_in: offset(off_in),
-            fd_out: self.op_fd(&fd_out),
+            fd_out: self.op_fd(fd_out),
             off_out: offset(off_out),
             len,
             flags: 0,
@@ -1284,7 +1306,7 @@ impl<S> Ring<S> {
             std::net::Shutdown::Write => libc::SHUT_WR,
             std::net::Shutdown::Both => libc::SHUT_RDWR,
         };
-        let fd = self.op_fd(&fd);
+        let fd = self.op_fd(fd);
         self.schedule(Op::Shutdown { fd, how }, ctx)
     }
 
@@ -1303,7 +1325,7 @@ impl<S> Ring<S> {
             None => msg.addr.len = 0,
         }
         let op = Op::SendMsg {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             bufs: BufVec::new(bufs),
             msg,
             flags: libc::MSG_NOSIGNAL,
@@ -1317,7 +1339,7 @@ impl<S> Ring<S> {
     pub fn recvmsg<B: IoBufMut>(&mut self, fd: impl OpFd, bufs: Vec<B>, ctx: Ctx<S>) -> Task {
         let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
         let op = Op::RecvMsg {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             bufs: BufVec::new_mut(bufs),
             msg: self.pools.msg(),
             flags: 0,
@@ -1379,7 +1401,7 @@ impl<S> Ring<S> {
     ///
     /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
     pub fn accept_multishot(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&listener);
+        let fd = self.op_fd(listener);
         self.schedule(Op::AcceptMulti { fd }, ctx)
     }
 
@@ -1396,7 +1418,7 @@ impl<S> Ring<S> {
     ///
     /// [`Outcome::AcceptDirect`]: crate::Outcome::AcceptDirect
     pub fn accept_multishot_direct(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(&listener);
+        let fd = self.op_fd(listener);
         self.files.directs_live += 1;
         self.backend.ensure_fixed_table();
         self.schedule(
@@ -1417,7 +1439,7 @@ impl<S> Ring<S> {
     /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
     pub fn recv_multishot(&mut self, fd: impl OpFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
         let op = Op::RecvMulti {
-            fd: self.op_fd(&fd),
+            fd: self.op_fd(fd),
             group: group.inner.clone(),
             held: None,
         };
@@ -1483,21 +1505,31 @@ impl<S> Ring<S> {
 
     /// How an operation names `fd` (a stale ring fd names no file:
     /// `EBADF`). A ring fd counts as in use by the task once it is
-    /// scheduled, until its final completion.
+    /// scheduled, until its final completion; a shared owner's clone is
+    /// staged here and held by the task the next `schedule` or `reject`
+    /// makes (every operation method makes one right after).
     #[inline]
-    fn op_fd(&self, fd: &impl OpFd) -> Fd {
+    fn op_fd(&mut self, fd: impl OpFd) -> Fd {
         match fd.source() {
-            Source::Borrowed(raw) => Fd::raw(raw),
+            Source::Kept(raw) => Fd::raw(raw),
             Source::Ring(fd) => self.files.resolve(fd),
+            Source::Shared(raw, keep) => {
+                self.keeps.stage(keep);
+                Fd::raw(raw)
+            }
         }
     }
 
-    /// Lists a new task under the ring fds its op names.
+    /// Lists a new task under the ring fds its op names, and gives it the
+    /// shared owners its fds were named through.
     #[inline(always)]
     fn add_fd_users(&mut self, index: u32) {
         if self.files.live() > 0 {
             let fds = self.slab.slots[index as usize].op.fds();
             self.files.add_users(index, fds);
+        }
+        if self.keeps.has_staged() {
+            self.keeps.hold(index);
         }
     }
 
@@ -1735,14 +1767,16 @@ impl<S> Ring<S> {
         }
         let op = mem::replace(&mut slot.op, Op::Noop);
         slot.state = State::Free;
+        self.keeps.release(index as u32);
         // Dropping the outcome closes any fd the operation produced.
         drop(op.into_outcome(result, c.flags, &mut self.pools, &self.files));
     }
 
     fn leak_in_flight(&mut self) {
         let mut leaked = 0;
-        for slot in &mut self.slab.slots {
+        for (index, slot) in self.slab.slots.iter_mut().enumerate() {
             if slot.state == State::Submitted {
+                self.keeps.leak(index as u32);
                 mem::forget(mem::replace(&mut slot.op, Op::Noop));
                 slot.state = State::Free;
                 leaked += 1;
