@@ -19,6 +19,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::Instant;
 
 use ouro::{
@@ -53,7 +54,7 @@ pub fn serve(listener: TcpListener, workers: usize, connections: usize) -> io::R
         })
         .collect::<io::Result<Vec<_>>>()?;
     let mut state = Dispatcher {
-        listener: listener.into(),
+        listener: Rc::new(listener.into()),
         per_worker: vec![0; workers.len()],
         workers,
         next: 0,
@@ -84,7 +85,8 @@ pub fn serve(listener: TcpListener, workers: usize, connections: usize) -> io::R
 
 /// The main ring's state: accepts and hands out connections.
 struct Dispatcher {
-    listener: OwnedFd,
+    /// Shared with the accept task, which keeps it open while it runs.
+    listener: Rc<OwnedFd>,
     workers: Vec<RingThread<Worker>>,
     /// The worker the next connection goes to.
     next: usize,

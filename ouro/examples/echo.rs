@@ -50,7 +50,8 @@ ouro::messages! {
 /// cannot take every buffer from the others; when every buffer is in use a
 /// receive ends (`ENOBUFS`) and is re-armed once a send frees one.
 pub struct Server {
-    listener: OwnedFd,
+    /// Shared with the accept task, which keeps it open while it runs.
+    listener: Rc<OwnedFd>,
     group: BufferGroup,
     conns: Slab<Conn>,
     /// Stop accepting after this many connections (`None`: never).
@@ -91,7 +92,7 @@ impl Server {
             eprintln!("echo: TCP_NODELAY: {e}");
         }
         Server {
-            listener,
+            listener: Rc::new(listener),
             group,
             conns: Slab::new(),
             accept_limit,
@@ -305,7 +306,7 @@ struct Clients {
 
 #[derive(Default)]
 struct Client {
-    fd: Option<OwnedFd>,
+    fd: Option<RingFd>,
     rounds_left: usize,
     /// Bytes of the current echo received so far.
     received: usize,
@@ -319,7 +320,7 @@ impl Clients {
                 ..Client::default()
             });
             let domain = Domain::for_address(self.server);
-            ring.socket(domain, Type::STREAM, None, Clients::ctx(Msg::Socket, key));
+            ring.socket_direct(domain, Type::STREAM, None, Clients::ctx(Msg::Socket, key));
         }
     }
 
@@ -337,9 +338,9 @@ impl Clients {
         let this = state.as_mut();
         let key = c.key() as usize;
         match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Socket, Outcome::Socket(result)) => {
-                let fd = this.clients[key].fd.insert(result?);
-                ring.connect(&*fd, this.server, Clients::ctx(Msg::Connected, key));
+            (Msg::Socket, Outcome::SocketDirect(result)) => {
+                let fd = *this.clients[key].fd.insert(result?);
+                ring.connect(fd, this.server, Clients::ctx(Msg::Connected, key));
             }
             (Msg::Connected, Outcome::Connect(result)) => {
                 result?;
@@ -383,10 +384,9 @@ impl Clients {
         Ok(())
     }
 
-    fn fd(&self, key: usize) -> io::Result<&OwnedFd> {
+    fn fd(&self, key: usize) -> io::Result<RingFd> {
         self.clients[key]
             .fd
-            .as_ref()
             .ok_or_else(|| io::Error::other(format!("client {key} has no socket")))
     }
 

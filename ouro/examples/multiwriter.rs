@@ -20,7 +20,8 @@ ouro::messages! {
 
 /// Writes everything given to it to two fds.
 pub struct MultiWriter {
-    fds: [OwnedFd; 2],
+    /// Shared with the writes in flight, which keep them open.
+    fds: [Rc<OwnedFd>; 2],
     /// The bytes being flushed, shared by the writes to both fds.
     flushing: Rc<[u8]>,
     /// How much of `flushing` each fd has taken.
@@ -33,7 +34,7 @@ impl MultiWriter {
     /// A writer to `fd1` and `fd2`.
     pub fn new(fd1: OwnedFd, fd2: OwnedFd) -> MultiWriter {
         MultiWriter {
-            fds: [fd1, fd2],
+            fds: [Rc::new(fd1), Rc::new(fd2)],
             flushing: Rc::from(&[][..]),
             written: [0, 0],
             queued: Vec::new(),

@@ -22,8 +22,8 @@ use std::sync::Arc;
 /// A file the ring owns, named by (slot, generation) like a
 /// [`Task`](crate::Task): see [`Ring::register_fd`](crate::Ring::register_fd).
 ///
-/// Operations take it wherever they take a borrowed fd. Unlike a borrowed
-/// fd, it cannot be closed under an operation: the ring keeps the file open
+/// Operations take it wherever they take any other fd ([`OpFd`]). It cannot
+/// be closed under an operation: the ring keeps the file open
 /// while any task names it, and [closing](crate::Ring::close) it cancels
 /// those tasks and closes the file after the last one has finished. Once
 /// closed (or taken back with [`Ring::take_fd`](crate::Ring::take_fd)) the
@@ -213,7 +213,8 @@ impl Keeps {
     pub(crate) fn hold(&mut self, task: u32) {
         let i = task as usize;
         if i >= self.held.len() {
-            self.held.resize_with((i + 1).next_power_of_two(), Default::default);
+            self.held
+                .resize_with((i + 1).next_power_of_two(), Default::default);
         }
         let slot = &mut self.held[i];
         debug_assert!(slot.iter().all(Option::is_none));

@@ -53,8 +53,9 @@
 //!
 //! fn on_connection(_: &mut Worker, ring: &mut Ring<Worker>, c: Completion) -> std::io::Result<()> {
 //!     if let Outcome::Message(Payload::Fd(fd)) = c.outcome {
-//!         ring.send(&fd, &b"hello\n"[..], Ctx::none());
-//!         ring.close(fd, Ctx::none());
+//!         let fd = ring.register_fd(fd); // the ring's now: open until closed
+//!         ring.send(fd, &b"hello\n"[..], Ctx::none());
+//!         ring.close(fd, Ctx::none()); // after the send has finished
 //!     }
 //!     Ok(())
 //! }
@@ -69,13 +70,15 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! An operation names its fd either borrowed (`&fd`: the fd must stay open
-//! until the task's final completion) or as a [`RingFd`], a file handed to
+//! Every way an operation names its fd keeps the file open until the
+//! operation's final completion, so an operation never acts on another file
+//! that reused the number (see [`OpFd`]): a [`RingFd`], a file handed to
 //! the ring for good ([`Ring::register_fd`], or a connection from
-//! [`Ring::accept_multishot_direct`]): the ring keeps the file open while
-//! tasks name it, and [closing](Ring::close) it cancels them and closes the
-//! file after the last one, so an operation never acts on another file. On
-//! io_uring ring fds sit in the fixed file table (no fd lookup per
+//! [`Ring::accept_multishot_direct`]), which the ring keeps open while
+//! tasks name it ([closing](Ring::close) it cancels them and closes the
+//! file after the last one); a shared owner (`Rc<T>`/`Arc<T>` of any
+//! `T: AsFd`), a clone of which the operation holds; or a standard stream.
+//! On io_uring ring fds sit in the fixed file table (no fd lookup per
 //! operation); on the readiness backend they stay registered.
 //!
 //! ```

@@ -68,22 +68,26 @@ pub(crate) const REJECTED: i32 = i32::MIN;
 /// # The fds an operation names
 ///
 /// Buffers, addresses and paths are moved into the task; the fd an
-/// operation works on is named through [`OpFd`], in one of two ways:
+/// operation works on is named through [`OpFd`], and every kind of it keeps
+/// the file open until the task's final completion, so an operation never
+/// acts on another file that reused the number:
 ///
-/// - **Borrowed** (`&T` where `T: AsFd`): only its number goes to the
-///   kernel when the ring submits. Keep the fd open until the task's final
-///   completion — cancel the task and wait for its callback before closing
-///   or dropping the fd. Closed earlier, its number may be given to another
-///   file, which the operation would then act on (the contract of liburing
-///   and ourio too). Taking the fd by reference means an owned fd cannot be
-///   moved into a call and closed as the statement ends.
-/// - **Owned by the ring** ([`RingFd`], from [`register_fd`](Ring::register_fd)
-///   or [`accept_multishot_direct`](Ring::accept_multishot_direct)): the
-///   ring keeps the file open while any task names it, so an operation
-///   never acts on another file; [`close`](Ring::close) cancels those tasks
-///   and closes the file after the last one. On io_uring the file sits in
-///   the ring's fixed file table (no fd lookup per operation); on the
-///   readiness backend its registration is kept (no re-arm per wait).
+/// - **Owned by the ring** ([`RingFd`], from [`register_fd`](Ring::register_fd),
+///   [`accept_multishot_direct`](Ring::accept_multishot_direct),
+///   [`socket_direct`](Ring::socket_direct) or
+///   [`open_direct`](Ring::open_direct)): the ring keeps the file open while
+///   any task names it; [`close`](Ring::close) cancels those tasks and
+///   closes the file after the last one. On io_uring the file sits in the
+///   ring's fixed file table (no fd lookup per operation); on the readiness
+///   backend its registration is kept (no re-arm per wait). The fastest.
+/// - **Shared** (`Rc<T>` or `Arc<T>` where `T: AsFd`, or a reference to
+///   one): the task holds a clone until its final completion, so the file
+///   closes only once both the caller and every task naming it have let go.
+/// - **Open for the whole program**: the standard streams and any
+///   `BorrowedFd<'static>`.
+/// - **Unchecked** ([`UncheckedFd`](crate::UncheckedFd), made by an
+///   `unsafe` constructor): only the number; the caller promises to keep
+///   the fd open (the contract of liburing and ourio).
 ///
 /// fds that operations *create* (accept, open, socket) come back as
 /// `OwnedFd`; `register_fd` hands one to the ring.
@@ -1449,7 +1453,7 @@ impl<S> Ring<S> {
 
 impl<S> Ring<S> {
     /// Hands `fd` to the ring for good and returns its handle, which every
-    /// operation takes in place of a borrowed fd (see [`RingFd`]). The ring
+    /// operation takes in place of any other fd (see [`RingFd`]). The ring
     /// keeps the file open while tasks name it and closes it on
     /// [`close`](Ring::close), or when the ring is dropped.
     ///
@@ -1459,7 +1463,7 @@ impl<S> Ring<S> {
     /// is full or a [direct accept](Ring::accept_multishot_direct),
     /// [socket](Ring::socket_direct) or [open](Ring::open_direct) is
     /// running (the kernel may be filling slots not yet reported), in which
-    /// case operations use the fd as they would a borrowed one. On the
+    /// case operations use its process fd instead. On the
     /// readiness backend its epoll/kqueue registration is made once and
     /// kept, instead of re-armed for every wait.
     pub fn register_fd(&mut self, fd: OwnedFd) -> RingFd {
@@ -1471,7 +1475,7 @@ impl<S> Ring<S> {
 
     /// Lends the process fd behind `fd`, for synchronous calls such as
     /// `setsockopt` (to use it in an operation, pass the `RingFd` itself:
-    /// the borrowed number is not kept open for a task). `EBADF` if `fd` is
+    /// the lent number is not kept open for a task). `EBADF` if `fd` is
     /// stale or closing. Every ring fd has one on the readiness and mock
     /// backends, and on io_uring those given with
     /// [`register_fd`](Ring::register_fd); a connection io_uring accepted

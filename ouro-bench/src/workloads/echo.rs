@@ -26,6 +26,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -192,7 +193,7 @@ impl Window {
 
 struct Client {
     server: ServerProcess,
-    conns: Vec<OwnedFd>,
+    conns: Vec<Rc<OwnedFd>>,
     size: usize,
     /// The request every connection sends (shared, never copied).
     request: std::rc::Rc<[u8]>,
@@ -314,7 +315,7 @@ fn run_client(
     for key in 0..conns {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
         socket.set_tcp_nodelay(true)?;
-        let fd: OwnedFd = socket.into();
+        let fd = Rc::new(OwnedFd::from(socket));
         ring.connect(&fd, addr, Client::ctx(ClientMsg::Connected, key));
         client.conns.push(fd);
     }

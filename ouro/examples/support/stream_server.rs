@@ -22,6 +22,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
@@ -88,7 +89,7 @@ pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> 
     let group = ring.buffer_group(BUFFERS, BUFFER_SIZE)?;
     let mut server = Server {
         protocol,
-        listener,
+        listener: Rc::new(listener),
         group,
         conns: Slab::new(),
         spares: Vec::new(),
@@ -99,7 +100,8 @@ pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> 
 
 struct Server<P> {
     protocol: P,
-    listener: OwnedFd,
+    /// Shared with the accept task, which keeps it open while it runs.
+    listener: Rc<OwnedFd>,
     group: BufferGroup,
     conns: Slab<Conn>,
     /// Empty vectors with capacity, for connections' input and output.

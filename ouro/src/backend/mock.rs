@@ -3,19 +3,21 @@
 //! that jumps straight to the next timer, deadline or delayed reply.
 //!
 //! ```
-//! use ouro::{mock::{Mock, Reply}, Ctx, OpKind, Outcome, Ring, RunMode, Offset};
+//! use ouro::{mock::{Mock, Reply}, Ctx, OpKind, Outcome, Ring, RunMode, Offset, UncheckedFd};
 //! use std::os::fd::BorrowedFd;
 //!
 //! let mut mock = Mock::new();
 //! mock.on(OpKind::Read, |op| Reply::Value(op.fill(b"hello")));
 //! let mut ring = Ring::mock(mock);
 //! // A mock never touches the fd: any number will do.
-//! let fd = unsafe { BorrowedFd::borrow_raw(1000) };
+//! // SAFETY: nothing reads, writes or closes fd 1000 (the mock backend
+//! // never uses the fds it is given).
+//! let fd = unsafe { UncheckedFd::new(BorrowedFd::borrow_raw(1000)) };
 //! fn done(got: &mut Vec<u8>, _: &mut Ring<Vec<u8>>, c: ouro::Completion) -> std::io::Result<()> {
 //!     if let Outcome::Read(Ok(_), buf) = c.outcome { got.extend_from_slice(&buf) }
 //!     Ok(())
 //! }
-//! ring.read(&fd, Vec::with_capacity(16), Offset::Current, Ctx::new(done));
+//! ring.read(fd, Vec::with_capacity(16), Offset::Current, Ctx::new(done));
 //! let mut got = Vec::new();
 //! ring.run(&mut got, RunMode::UntilDone).unwrap();
 //! assert_eq!(got, b"hello");
