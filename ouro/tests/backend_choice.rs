@@ -7,6 +7,7 @@
 
 use std::io::{self, Write};
 use std::process::Command;
+use std::rc::Rc;
 
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
 
@@ -144,8 +145,10 @@ fn do_real_io(ring: &mut Ring<Vec<Completion>>) {
         Ok(())
     }
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(b"from a file").unwrap();
+    let file = Rc::new(file.into_file());
     let mut done = Vec::new();
     ring.write(
         &writer,
@@ -160,7 +163,7 @@ fn do_real_io(ring: &mut Ring<Vec<Completion>>) {
         Ctx::new(record).key(1),
     );
     ring.read(
-        file.as_file(),
+        &file,
         Vec::with_capacity(32),
         Offset::At(0),
         Ctx::new(record).key(2),

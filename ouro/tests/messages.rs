@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -653,8 +654,8 @@ fn on_connection(_: &mut Greeter, ring: &mut Ring<Greeter>, c: Completion) -> io
     let Outcome::Message(Payload::Fd(fd)) = c.outcome else {
         return Err(io::Error::other("expected an fd"));
     };
-    ring.send(&fd, &b"hello from the worker"[..], Ctx::none());
-    ring.close(fd, Ctx::none());
+    // The send holds the only owner: the socket closes once it is done.
+    ring.send(Rc::new(fd), &b"hello from the worker"[..], Ctx::none());
     Ok(())
 }
 
@@ -1009,7 +1010,7 @@ fn a_failing_init_is_reported_by_spawn_thread(kind: BackendKind) -> io::Result<(
 /// ring, whether that has a process fd (one in a fixed table has none).
 struct Acceptor {
     told: mpsc::Sender<bool>,
-    _listener: OwnedFd,
+    _listener: Rc<OwnedFd>,
 }
 
 fn on_direct(state: &mut Acceptor, ring: &mut Ring<Acceptor>, c: Completion) -> io::Result<()> {
@@ -1040,6 +1041,7 @@ fn a_spawned_thread_has_its_parents_fixed_table_size(kind: BackendKind) -> io::R
         let addr = ouro::net::local_addr(&listener)?;
         let (told, heard) = mpsc::channel();
         let worker = parent.spawn_thread(16, move |ring| {
+            let listener = Rc::new(listener);
             ring.accept_multishot_direct(&listener, Ctx::new(on_direct));
             Ok(Acceptor {
                 told,
@@ -1186,6 +1188,7 @@ fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready(
     // that completes later, and messages from a ring and from a thread.
     priority_ring.timer(Duration::from_millis(50), Ctx::new(on_priority));
     let (reader, mut writer) = UnixStream::pair()?;
+    let reader = Rc::new(reader);
     priority_ring.read(
         &reader,
         Vec::with_capacity(16),

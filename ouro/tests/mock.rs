@@ -119,9 +119,10 @@ fn collect(
     Ok(())
 }
 
-/// An fd to name in operations (the mock never touches it).
-fn any_fd() -> File {
-    File::open("/dev/null").unwrap()
+/// An fd to name in operations (the mock never touches it), shared so
+/// that operations can hold it open.
+fn any_fd() -> Rc<File> {
+    Rc::new(File::open("/dev/null").unwrap())
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +161,7 @@ fn os_error<T: std::fmt::Debug>(res: &io::Result<T>) -> Option<i32> {
 
 fn pipe_read_waits_on_a_blocking_fd(kind: BackendKind) {
     let (reader, mut writer) = pipe();
+    let reader = Rc::new(reader);
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.read(
         &reader,
@@ -179,6 +181,7 @@ fn pipe_read_waits_on_a_blocking_fd(kind: BackendKind) {
 
 fn recv_waits_on_a_blocking_socket(kind: BackendKind) {
     let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let ours = Rc::new(ours);
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.recv(&ours, Vec::with_capacity(64), Ctx::new(record));
     runs_only_a_timer(&mut ring, &mut done);
@@ -201,6 +204,7 @@ fn recv_waits_on_a_blocking_socket(kind: BackendKind) {
 fn file_offsets_current_and_at(kind: BackendKind) {
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(b"hello world").unwrap();
+    let file = Rc::new(file);
     // The position is now 11; `At` reads leave it there.
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.read(
@@ -241,6 +245,7 @@ fn file_offsets_current_and_at(kind: BackendKind) {
 fn offset_on_a_pipe_is_ignored(kind: BackendKind) {
     let (reader, mut writer) = pipe();
     writer.write_all(b"abc").unwrap();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.read(
         &reader,
@@ -261,7 +266,7 @@ fn offset_on_a_pipe_is_ignored(kind: BackendKind) {
 }
 
 fn vectored_file_io(kind: BackendKind) {
-    let file = tempfile::tempfile().unwrap();
+    let file = Rc::new(tempfile::tempfile().unwrap());
     let (mut ring, mut done) = (ring(kind), State::new());
     let parts: Vec<&'static [u8]> = vec![b"one ", b"two ", b"three"];
     ring.writev(&file, parts, Offset::At(0), Ctx::new(record));
@@ -282,7 +287,7 @@ fn vectored_file_io(kind: BackendKind) {
 
 fn accept_gives_cloexec_fd_and_peer(kind: BackendKind) {
     // A blocking listener, as std makes it.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.accept(&listener, Ctx::new(record));
@@ -320,6 +325,7 @@ fn connect_completes_and_refusal_is_reported(kind: BackendKind) {
     let bad: OwnedFd = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .unwrap()
         .into();
+    let (good, bad) = (Rc::new(good), Rc::new(bad));
     ring.connect(&good, addr, Ctx::new(record).key(1));
     ring.connect(&bad, closed, Ctx::new(record).key(2));
     run(&mut ring, &mut done);
@@ -337,14 +343,18 @@ fn connect_completes_and_refusal_is_reported(kind: BackendKind) {
         "connect left the socket non-blocking"
     );
     let (mut accepted, _) = listener.accept().unwrap();
-    TcpStream::from(good).write_all(b"hi").unwrap();
+    // The connect is over: its clone of the socket is gone.
+    TcpStream::from(Rc::try_unwrap(good).unwrap())
+        .write_all(b"hi")
+        .unwrap();
     let mut got = [0; 2];
     accepted.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"hi");
 }
 
 fn poll_reports_the_ready_mask(kind: BackendKind) {
-    let (reader, mut writer) = pipe();
+    let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.poll(&writer, PollMask::WRITABLE, Ctx::new(record));
     run(&mut ring, &mut done);
@@ -355,7 +365,7 @@ fn poll_reports_the_ready_mask(kind: BackendKind) {
     done.clear();
     ring.poll(&reader, PollMask::READABLE, Ctx::new(record));
     runs_only_a_timer(&mut ring, &mut done);
-    writer.write_all(b"x").unwrap();
+    (&*writer).write_all(b"x").unwrap();
     run(&mut ring, &mut done);
     assert!(
         matches!(done[0].outcome, Outcome::Poll(Ok(m)) if m == PollMask::READABLE),
@@ -364,7 +374,7 @@ fn poll_reports_the_ready_mask(kind: BackendKind) {
     done.clear();
     drop(writer);
     let mut byte = [0; 1];
-    (&reader).read_exact(&mut byte).unwrap();
+    (&*reader).read_exact(&mut byte).unwrap();
     ring.poll(&reader, PollMask::READABLE, Ctx::new(record));
     run(&mut ring, &mut done);
     match &done[0].outcome {
@@ -375,6 +385,7 @@ fn poll_reports_the_ready_mask(kind: BackendKind) {
 
 fn cancel_of_a_waiting_recv_is_immediate(kind: BackendKind) {
     let (ours, _theirs) = UnixStream::pair().unwrap();
+    let ours = Rc::new(ours);
     let (mut ring, mut done) = (ring(kind), State::new());
     let recv = ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));
     runs_only_a_timer(&mut ring, &mut done);
@@ -392,6 +403,7 @@ fn cancel_of_a_waiting_recv_is_immediate(kind: BackendKind) {
 
 fn deadline_of_a_waiting_read(kind: BackendKind) {
     let (reader, _writer) = pipe();
+    let reader = Rc::new(reader);
     let (mut ring, mut done) = (ring(kind), State::new());
     let read = ring.read(
         &reader,
@@ -421,6 +433,7 @@ fn recv_and_send_wait_on_one_fd(kind: BackendKind) {
         filled += n;
     }
     ours.set_nonblocking(false).unwrap();
+    let ours = Rc::new(ours);
     ring.recv(&ours, Vec::with_capacity(16), Ctx::new(record).key(1));
     ring.send(&ours, vec![9u8; 100], Ctx::new(record).key(2));
     runs_only_a_timer(&mut ring, &mut done);
@@ -469,6 +482,7 @@ fn socket_and_close(kind: BackendKind) {
 fn splice_between_pipe_and_socket(kind: BackendKind) {
     let (reader, mut writer) = pipe();
     let (ours, theirs) = UnixStream::pair().unwrap();
+    let (reader, ours) = (Rc::new(reader), Rc::new(ours));
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.splice(&reader, None, &ours, None, 64, Ctx::new(record));
     runs_only_a_timer(&mut ring, &mut done);
@@ -486,6 +500,7 @@ fn splice_between_pipe_and_socket(kind: BackendKind) {
 fn dropping_a_ring_with_waiting_ops(kind: BackendKind) {
     let (ours, _theirs) = UnixStream::pair().unwrap();
     let (reader, _writer) = pipe();
+    let (ours, reader) = (Rc::new(ours), Rc::new(reader));
     let _watchdog = Watchdog::new();
     let mut ring = ring(kind);
     let mut done = State::new();
@@ -514,6 +529,7 @@ fn open_stat_fsync_on_the_pool(kind: BackendKind) {
         panic!("open failed");
     };
     assert!(is_cloexec(&fd));
+    let fd = Rc::new(fd);
     ring.write(&fd, &b"0123456789"[..], Offset::At(0), Ctx::new(record));
     run(&mut ring, &mut done);
     ring.fsync(&fd, Ctx::new(record).key(1));
@@ -600,6 +616,7 @@ fn cancelled_pool_job_that_is_running_finishes_with_its_own_result() {
 /// them empty); an fd number that now names another file must still work.
 fn a_reused_fd_number_is_a_new_file(kind: BackendKind) {
     let (ours, theirs) = UnixStream::pair().unwrap();
+    let ours = Rc::new(ours);
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));
     runs_only_a_timer(&mut ring, &mut done);
@@ -614,7 +631,9 @@ fn a_reused_fd_number_is_a_new_file(kind: BackendKind) {
     // one, which takes it out of epoll); data is already waiting there.
     let (other, other_peer) = UnixStream::pair().unwrap();
     (&other_peer).write_all(b"two").unwrap();
-    // SAFETY: dup2 onto an fd we own; `ours` owns the number afterwards.
+    assert_eq!(Rc::strong_count(&ours), 1, "the first recv let go of it");
+    // SAFETY: dup2 onto an fd we own (no operation holds it: the recv is
+    // over); `ours` owns the number afterwards.
     assert!(unsafe { libc::dup2(other.as_raw_fd(), ours.as_raw_fd()) } >= 0);
     drop(other);
     ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));

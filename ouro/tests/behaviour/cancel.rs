@@ -3,6 +3,7 @@
 //! always runs before the canceller's.
 
 use std::io::Write;
+use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::{is_canceled, is_deadline, BackendKind, OpKind, Outcome, RunMode};
@@ -36,6 +37,7 @@ fn assert_target_then_canceller(got: &[ouro::Completion]) {
 fn cancel_a_pending_recv(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     ring.cancel(recv, ctx(1));
     assert_target_then_canceller(&run_all(&mut ring));
@@ -44,6 +46,7 @@ fn cancel_a_pending_recv(kind: BackendKind) {
 fn cancel_a_recv_in_flight(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     ring.timer(Duration::from_millis(2), ctx(9));
     let mut got = Vec::new();
@@ -106,6 +109,7 @@ fn cancel_a_task_that_finishes_anyway_is_ealready(kind: BackendKind) {
 fn stale_handle_does_not_touch_the_slots_new_task(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, b) = socket_pair();
+    let a = Rc::new(a);
     let old = ring.noop(ctx(0));
     run_all(&mut ring);
     let new = ring.recv(&a, Vec::with_capacity(8), ctx(1));
@@ -138,6 +142,7 @@ fn stale_handle_does_not_touch_the_slots_new_task(kind: BackendKind) {
 fn two_cancels_of_one_task(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     ring.cancel(recv, ctx(1));
     ring.cancel(recv, ctx(2));
@@ -155,6 +160,7 @@ fn cancel_a_task_waiting_for_room(kind: BackendKind) {
     let mut ring = ring(kind, 1);
     let (a, _b) = socket_pair();
     let (c, _d) = socket_pair();
+    let (a, c) = (Rc::new(a), Rc::new(c));
     let first = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     let second = ring.recv(&c, Vec::with_capacity(8), ctx(1));
     ring.cancel(second, ctx(2));
@@ -173,6 +179,7 @@ fn cancel_a_task_waiting_for_room(kind: BackendKind) {
 fn a_close_cancelled_before_reaching_the_kernel_still_closes(kind: BackendKind) {
     let mut ring = ring(kind, 1);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let (reader, writer) = crate::harness::pipe();
     let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     let close = ring.close(writer, ctx(1));
@@ -192,7 +199,12 @@ fn a_close_cancelled_before_reaching_the_kernel_still_closes(kind: BackendKind) 
 
 fn cancel_all_cancels_everything_and_counts(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let pairs: Vec<_> = (0..3).map(|_| socket_pair()).collect();
+    let pairs: Vec<_> = (0..3)
+        .map(|_| {
+            let (a, b) = socket_pair();
+            (Rc::new(a), b)
+        })
+        .collect();
     for (key, (a, _)) in pairs.iter().enumerate() {
         ring.recv(a, Vec::with_capacity(8), ctx(key as u64));
     }

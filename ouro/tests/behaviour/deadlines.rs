@@ -3,6 +3,7 @@
 //! touched, and neither is the next task in its slot.
 
 use std::io::Write;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ouro::{is_canceled, is_deadline, BackendKind, Outcome, Ring, RunMode};
@@ -40,6 +41,7 @@ fn run_until_key(ring: &mut Ring<Got>, key: u64) -> Got {
 fn deadline_already_past(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let past = ring
         .now()
         .checked_sub(Duration::from_millis(5))
@@ -54,6 +56,7 @@ fn deadline_already_past(kind: BackendKind) {
 fn deadline_on_a_recv_that_never_gets_data(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let start = Instant::now();
     let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     let deadline = ring.now() + Duration::from_millis(20);
@@ -72,6 +75,7 @@ fn deadline_on_a_recv_that_never_gets_data(kind: BackendKind) {
 fn deadline_after_completion_has_no_effect(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, b) = socket_pair();
+    let a = Rc::new(a);
     let mut peer = std::fs::File::from(b);
     peer.write_all(b"early").unwrap();
     let first = ring.recv(&a, Vec::with_capacity(8), ctx(0));
@@ -115,6 +119,7 @@ fn deadline_on_a_timer(kind: BackendKind) {
 fn a_later_deadline_replaces_an_earlier_one(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     ring.set_deadline(recv, ring.now() + Duration::from_millis(5))
         .unwrap();
@@ -139,6 +144,7 @@ fn deadline_on_a_task_waiting_for_room(kind: BackendKind) {
     let mut ring = ring(kind, 1);
     let (a, _b) = socket_pair();
     let (c, _d) = socket_pair();
+    let (a, c) = (Rc::new(a), Rc::new(c));
     let first = ring.recv(&a, Vec::with_capacity(8), ctx(0));
     let second = ring.recv(&c, Vec::with_capacity(8), ctx(1));
     ring.set_deadline(second, ring.now()).unwrap();

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{PoisonError, RwLock};
@@ -150,6 +151,39 @@ pub fn socket_pair() -> (OwnedFd, OwnedFd) {
     let (a, b) = socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::STREAM, None)
         .expect("socketpair");
     (a.into(), b.into())
+}
+
+/// The peer end of a socket pair, reading with a timeout (a hang becomes a
+/// failure).
+pub fn peer(fd: OwnedFd) -> UnixStream {
+    let stream = UnixStream::from(fd);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Whether the peer of `stream` has closed (it reads end of stream) —
+/// without waiting if it has not.
+pub fn peer_closed(stream: &UnixStream) -> bool {
+    let mut byte = [0u8];
+    // SAFETY: a one-byte receive into a live buffer, not waiting.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_PEEK,
+        )
+    };
+    if n < 0 {
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN),
+            "peeking the peer"
+        );
+    }
+    n == 0
 }
 
 /// A connected pair of loopback TCP sockets: (client, server side).

@@ -52,6 +52,7 @@ mod ops_fs;
 mod ops_net;
 mod ring_fds;
 mod robustness;
+mod shared_fds;
 
 // The examples, included as they are, so that tests run them.
 #[allow(dead_code)] // their `main`s and command-line parsing

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 
 use ouro::{BackendKind, Ctx, Outcome, Ring, RunMode};
 
@@ -46,7 +47,7 @@ fn received(got: &Got) -> Vec<u8> {
 
 fn one_accept_task_accepts_many_connections_until_cancelled(kind: BackendKind) {
     let mut ring = ring(kind, 64);
-    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 64).unwrap();
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 64).unwrap());
     let addr = ouro::net::local_addr(&listener).unwrap();
     let task = ring.accept_multishot(&listener, crate::harness::ctx(0));
     let clients: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -69,6 +70,7 @@ fn idle_connections_hold_no_buffer_and_buffers_come_back(kind: BackendKind) {
     let mut ring = ring(kind, 64);
     let group = ring.buffer_group(8, 64).unwrap();
     let (mut client, server) = tcp_pair();
+    let server = Rc::new(server);
     ring.recv_multishot(&server, &group, crate::harness::ctx(0));
     let mut got = Vec::new();
     // Nothing sent yet: once submitted, the armed receive takes no buffer.
@@ -102,6 +104,7 @@ fn running_out_of_buffers_ends_the_task_with_enobufs(kind: BackendKind) {
     let mut ring = ring(kind, 64);
     let group = ring.buffer_group(2, 4).unwrap();
     let (mut client, server) = tcp_pair();
+    let server = Rc::new(server);
     client.write_all(b"0123456789abcdef").unwrap();
     ring.recv_multishot(&server, &group, crate::harness::ctx(0));
     let mut got = Vec::new();
@@ -132,8 +135,9 @@ fn dropping_the_ring_with_multishot_tasks_in_flight_is_clean(kind: BackendKind) 
     let mut ring: Ring<Got> = ring(kind, 64);
     let group = ring.buffer_group(4, 32).unwrap();
     let (_client, server) = tcp_pair();
+    let server = Rc::new(server);
     ring.recv_multishot(&server, &group, Ctx::none());
-    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 4).unwrap();
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 4).unwrap());
     ring.accept_multishot(&listener, Ctx::none());
     let mut got = Vec::new();
     ring.noop(Ctx::none());

@@ -77,6 +77,7 @@ fn timers_fire_in_time_order(kind: BackendKind) {
 fn the_longest_timer_bounds_a_wait_without_error(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, b) = crate::harness::socket_pair();
+    let a = std::rc::Rc::new(a);
     let timer = ring.timer(Duration::MAX, ctx(0));
     ring.recv(&a, Vec::with_capacity(8), ctx(1));
     let writer = std::thread::spawn(move || {

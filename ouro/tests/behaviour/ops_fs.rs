@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::rc::Rc;
 
 use ouro::fs::OpenOptions;
 use std::time::Duration;
@@ -47,7 +48,7 @@ const DIGITS: &[u8] = b"0123456789";
 
 fn read_file_at_offset(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(DIGITS);
+    let file = Rc::new(temp_file(DIGITS));
     let outcome = complete(&mut ring, |r, c| {
         r.read(&file, Vec::with_capacity(4), Offset::At(3), c)
     });
@@ -62,7 +63,7 @@ fn read_file_at_offset(kind: BackendKind) {
 
 fn read_file_at_current_position(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(DIGITS);
+    let file = Rc::new(temp_file(DIGITS));
     for expected in [&b"0123"[..], b"4567", b"89"] {
         let outcome = complete(&mut ring, |r, c| {
             r.read(&file, Vec::with_capacity(4), Offset::Current, c)
@@ -75,7 +76,7 @@ fn read_file_at_current_position(kind: BackendKind) {
 
 fn read_at_end_of_file_is_zero(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(DIGITS);
+    let file = Rc::new(temp_file(DIGITS));
     let outcome = complete(&mut ring, |r, c| {
         r.read(&file, Vec::with_capacity(4), Offset::At(10), c)
     });
@@ -85,7 +86,7 @@ fn read_at_end_of_file_is_zero(kind: BackendKind) {
 
 fn read_appends_to_what_the_vec_holds(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(DIGITS);
+    let file = Rc::new(temp_file(DIGITS));
     let mut vec = Vec::with_capacity(6);
     vec.extend_from_slice(b"ab");
     let outcome = complete(&mut ring, |r, c| r.read(&file, vec, Offset::At(0), c));
@@ -96,6 +97,7 @@ fn read_appends_to_what_the_vec_holds(kind: BackendKind) {
 fn read_write_pipe(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let outcome = complete(&mut ring, |r, c| {
         r.write(&writer, &b"hello"[..], Offset::Current, c)
     });
@@ -109,7 +111,7 @@ fn read_write_pipe(kind: BackendKind) {
 
 fn write_file_at_offset(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let mut file = temp_file(b"aaaaaaaaaa");
+    let file = Rc::new(temp_file(b"aaaaaaaaaa"));
     let outcome = complete(&mut ring, |r, c| {
         r.write(&file, &b"XY"[..], Offset::At(4), c)
     });
@@ -117,13 +119,13 @@ fn write_file_at_offset(kind: BackendKind) {
     assert_eq!(&buf[..], b"XY", "the buffer comes back");
     assert_eq!(position(&file), 0);
     let mut contents = Vec::new();
-    file.read_to_end(&mut contents).unwrap();
+    (&*file).read_to_end(&mut contents).unwrap();
     assert_eq!(contents, b"aaaaXYaaaa");
 }
 
 fn write_file_at_current_position(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(b"");
+    let file = Rc::new(temp_file(b""));
     for part in [&b"ab"[..], b"cde"] {
         let outcome = complete(&mut ring, |r, c| r.write(&file, part, Offset::Current, c));
         expect!(outcome, Outcome::Write(Ok(n), _) if n == part.len() => ());
@@ -137,7 +139,7 @@ fn write_file_at_current_position(kind: BackendKind) {
 
 fn readv_file_at_offset_and_current_position(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(DIGITS);
+    let file = Rc::new(temp_file(DIGITS));
     let bufs = vec![Vec::with_capacity(2), Vec::with_capacity(3)];
     let outcome = complete(&mut ring, |r, c| r.readv(&file, bufs, Offset::At(1), c));
     let bufs = expect!(outcome, Outcome::Readv(Ok(5), bufs) => bufs);
@@ -153,7 +155,7 @@ fn readv_file_at_offset_and_current_position(kind: BackendKind) {
 
 fn writev_file_at_offset_and_current_position(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(b"..........");
+    let file = Rc::new(temp_file(b".........."));
     let outcome = complete(&mut ring, |r, c| {
         r.writev(&file, vec![&b"ab"[..], b"cde"], Offset::At(3), c)
     });
@@ -172,6 +174,7 @@ fn writev_file_at_offset_and_current_position(kind: BackendKind) {
 fn readv_writev_pipe(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let outcome = complete(&mut ring, |r, c| {
         r.writev(
             &writer,
@@ -194,6 +197,7 @@ fn readv_writev_pipe(kind: BackendKind) {
 fn read_without_room_is_invalid_input(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, _writer) = pipe();
+    let reader = Rc::new(reader);
     let outcome = complete(&mut ring, |r, c| {
         r.read(&reader, Vec::new(), Offset::Current, c)
     });
@@ -218,7 +222,7 @@ fn read_without_room_is_invalid_input(kind: BackendKind) {
 /// would look like end of file.
 fn readv_without_room_is_invalid_input(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let file = temp_file(DIGITS);
+    let file = Rc::new(temp_file(DIGITS));
     let no_room = vec![Vec::new(), Vec::from(*b"full")];
     let outcome = complete(&mut ring, |r, c| r.readv(&file, no_room, Offset::At(0), c));
     let (res, bufs) = expect!(outcome, Outcome::Readv(res, bufs) => (res, bufs));
@@ -237,8 +241,9 @@ fn readv_without_room_is_invalid_input(kind: BackendKind) {
 
 fn file_ops_on_a_bad_fd_fail_with_ebadf(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let bad = bad_fd();
+    let bad = Rc::new(bad_fd());
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let outcome = complete(&mut ring, |r, c| {
         r.read(&bad, Vec::with_capacity(4), Offset::Current, c)
     });
@@ -318,6 +323,7 @@ fn write_to_a_pipe_without_reader_is_epipe(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, writer) = pipe();
     drop(reader);
+    let writer = Rc::new(writer);
     let outcome = complete(&mut ring, |r, c| {
         r.write(&writer, &b"x"[..], Offset::Current, c)
     });
@@ -340,6 +346,7 @@ fn close_closes(kind: BackendKind) {
 fn poll_reports_the_ready_bits(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let outcome = complete(&mut ring, |r, c| r.poll(&writer, PollMask::WRITABLE, c));
     let mask = expect!(outcome, Outcome::Poll(Ok(mask)) => mask);
     assert!(mask.contains(PollMask::WRITABLE), "{mask:?}");
@@ -354,6 +361,7 @@ fn poll_reports_the_ready_bits(kind: BackendKind) {
 
     // A poll waits for readiness: here until the other end closes.
     let (reader, writer) = pipe();
+    let reader = Rc::new(reader);
     ring.poll(&reader, PollMask::READABLE, ctx(0));
     ring.timer(Duration::from_millis(5), ctx(1));
     let mut got = Vec::new();
@@ -373,6 +381,7 @@ fn open_creates_and_opens(kind: BackendKind) {
     let options = OpenOptions::new().write(true).create_new(true).mode(0o640);
     let outcome = complete(&mut ring, |r, c| r.open(&path, &options, c));
     let fd: OwnedFd = expect!(outcome, Outcome::Open(Ok(fd)) => fd);
+    let fd = Rc::new(fd);
     assert!(is_cloexec(&fd), "opened close-on-exec");
     let outcome = complete(&mut ring, |r, c| {
         r.write(&fd, &b"written"[..], Offset::Current, c)
@@ -493,10 +502,12 @@ fn fsync_and_fdatasync(kind: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let mut file = std::fs::File::create(dir.path().join("synced")).unwrap();
     file.write_all(b"data").unwrap();
+    let file = Rc::new(file);
     expect!(complete(&mut ring, |r, c| r.fsync(&file, c)), Outcome::Fsync(Ok(())) => ());
     expect!(complete(&mut ring, |r, c| r.fdatasync(&file, c)), Outcome::Fsync(Ok(())) => ());
     // A pipe cannot be synced.
     let (_reader, writer) = pipe();
+    let writer = Rc::new(writer);
     let outcome = complete(&mut ring, |r, c| r.fsync(&writer, c));
     assert_eq!(
         expect!(outcome, Outcome::Fsync(res) => os_error(res)),
@@ -506,8 +517,9 @@ fn fsync_and_fdatasync(kind: BackendKind) {
 
 fn splice_file_to_pipe_and_back(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let source = temp_file(DIGITS);
+    let source = Rc::new(temp_file(DIGITS));
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let outcome = complete(&mut ring, |r, c| {
         r.splice(&source, Some(2), &writer, None, 5, c)
     });
@@ -518,7 +530,7 @@ fn splice_file_to_pipe_and_back(kind: BackendKind) {
         "an explicit offset leaves the position alone"
     );
 
-    let target = temp_file(b"");
+    let target = Rc::new(temp_file(b""));
     let outcome = complete(&mut ring, |r, c| {
         r.splice(&reader, None, &target, None, 3, c)
     });
@@ -541,8 +553,8 @@ fn splice_file_to_pipe_and_back(kind: BackendKind) {
 
 fn splice_without_a_pipe_is_einval(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let source = temp_file(DIGITS);
-    let target = temp_file(b"");
+    let source = Rc::new(temp_file(DIGITS));
+    let target = Rc::new(temp_file(b""));
     let outcome = complete(&mut ring, |r, c| {
         r.splice(&source, Some(0), &target, Some(0), 4, c)
     });

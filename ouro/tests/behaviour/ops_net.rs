@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 
 use ouro::net::{Domain, Type};
 use ouro::{BackendKind, Outcome};
@@ -39,7 +40,7 @@ fn loopback() -> SocketAddr {
 
 fn accept_gives_the_connection_and_the_peer_address(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let listener = ouro::net::tcp_listener(loopback(), 8).unwrap();
+    let listener = Rc::new(ouro::net::tcp_listener(loopback(), 8).unwrap());
     let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
     let outcome = complete(&mut ring, |r, c| r.accept(&listener, c));
     let (fd, peer) = expect!(outcome, Outcome::Accept(Ok(accepted)) => accepted);
@@ -55,13 +56,14 @@ fn accept_gives_the_connection_and_the_peer_address(kind: BackendKind) {
 fn accept_errors(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let not_listening =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        Rc::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap());
     let outcome = complete(&mut ring, |r, c| r.accept(&not_listening, c));
     assert_eq!(
         expect!(outcome, Outcome::Accept(res) => os_error(res)),
         libc::EINVAL
     );
     let (reader, _writer) = pipe();
+    let reader = Rc::new(reader);
     let outcome = complete(&mut ring, |r, c| r.accept(&reader, c));
     assert_eq!(
         expect!(outcome, Outcome::Accept(res) => os_error(res)),
@@ -98,12 +100,13 @@ fn connect_connects(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| {
         r.socket(Domain::IPV4, Type::STREAM, None, c)
     });
-    let fd = expect!(outcome, Outcome::Socket(Ok(fd)) => fd);
+    let fd = Rc::new(expect!(outcome, Outcome::Socket(Ok(fd)) => fd));
     let addr = listener.local_addr().unwrap();
     expect!(complete(&mut ring, |r, c| r.connect(&fd, addr, c)), Outcome::Connect(Ok(())) => ());
     let (mut server, peer) = listener.accept().unwrap();
     assert_eq!(peer, ouro::net::local_addr(&fd).unwrap());
-    let mut client = TcpStream::from(fd);
+    // The connect is over: its clone of the socket is gone.
+    let mut client = TcpStream::from(Rc::try_unwrap(fd).unwrap());
     client.write_all(b"hi").unwrap();
     let mut got = [0; 2];
     server.read_exact(&mut got).unwrap();
@@ -116,7 +119,8 @@ fn connect_to_a_closed_port_is_refused(kind: BackendKind) {
     let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     closed.bind(&loopback().into()).unwrap();
     let addr = closed.local_addr().unwrap();
-    let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let client =
+        Rc::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap());
     let outcome = complete(&mut ring, |r, c| r.connect(&client, addr, c));
     assert_eq!(
         expect!(outcome, Outcome::Connect(res) => os_error(res)),
@@ -126,7 +130,8 @@ fn connect_to_a_closed_port_is_refused(kind: BackendKind) {
 
 fn bind_and_listen(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let socket =
+        Rc::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap());
     expect!(complete(&mut ring, |r, c| r.bind(&socket, loopback(), c)), Outcome::Bind(Ok(())) => ());
     let addr = ouro::net::local_addr(&socket).unwrap();
     assert_ne!(addr.port(), 0, "bound to a port");
@@ -140,13 +145,14 @@ fn bind_and_listen_errors(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let listener = ouro::net::tcp_listener(loopback(), 8).unwrap();
     let taken = ouro::net::local_addr(&listener).unwrap();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let socket =
+        Rc::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap());
     let outcome = complete(&mut ring, |r, c| r.bind(&socket, taken, c));
     assert_eq!(
         expect!(outcome, Outcome::Bind(res) => os_error(res)),
         libc::EADDRINUSE
     );
-    let udp = ouro::net::udp_socket(loopback()).unwrap();
+    let udp = Rc::new(ouro::net::udp_socket(loopback()).unwrap());
     let outcome = complete(&mut ring, |r, c| r.listen(&udp, 8, c));
     assert_eq!(
         expect!(outcome, Outcome::Listen(res) => os_error(res)),
@@ -157,6 +163,7 @@ fn bind_and_listen_errors(kind: BackendKind) {
 fn send_and_recv(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, b) = socket_pair();
+    let (a, b) = (Rc::new(a), Rc::new(b));
     let outcome = complete(&mut ring, |r, c| r.send(&a, &b"ping"[..], c));
     let buf = expect!(outcome, Outcome::Send(Ok(4), buf) => buf);
     assert_eq!(&buf[..], b"ping");
@@ -166,6 +173,7 @@ fn send_and_recv(kind: BackendKind) {
 
     // Over TCP, a recv with less room than what arrived takes what fits.
     let (client, server) = tcp_pair();
+    let (client, server) = (Rc::new(client), Rc::new(server));
     let outcome = complete(&mut ring, |r, c| r.send(&client, &b"0123456789"[..], c));
     expect!(outcome, Outcome::Send(Ok(10), _) => ());
     let outcome = complete(&mut ring, |r, c| r.recv(&server, Vec::with_capacity(4), c));
@@ -184,6 +192,7 @@ fn recv_returns_zero_when_the_peer_closes(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, b) = socket_pair();
     drop(a);
+    let b = Rc::new(b);
     let outcome = complete(&mut ring, |r, c| r.recv(&b, Vec::with_capacity(16), c));
     expect!(outcome, Outcome::Recv(Ok(0), _) => ());
 }
@@ -192,6 +201,7 @@ fn send_and_recv_errors(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, b) = socket_pair();
     drop(b);
+    let a = Rc::new(a);
     // MSG_NOSIGNAL: an error, not a SIGPIPE.
     let outcome = complete(&mut ring, |r, c| r.send(&a, &b"x"[..], c));
     assert_eq!(
@@ -200,6 +210,7 @@ fn send_and_recv_errors(kind: BackendKind) {
     );
 
     let (reader, writer) = pipe();
+    let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let outcome = complete(&mut ring, |r, c| r.recv(&reader, Vec::with_capacity(4), c));
     assert_eq!(
         expect!(outcome, Outcome::Recv(res, _) => os_error(res)),
@@ -212,6 +223,7 @@ fn send_and_recv_errors(kind: BackendKind) {
     );
 
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let outcome = complete(&mut ring, |r, c| r.recv(&a, Vec::new(), c));
     let res = expect!(outcome, Outcome::Recv(res, _) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
@@ -220,6 +232,7 @@ fn send_and_recv_errors(kind: BackendKind) {
 fn shutdown_ends_a_direction(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (client, mut server) = tcp_pair();
+    let client = Rc::new(client);
     let outcome = complete(&mut ring, |r, c| r.shutdown(&client, Shutdown::Write, c));
     expect!(outcome, Outcome::Shutdown(Ok(())) => ());
     let mut rest = Vec::new();
@@ -239,7 +252,8 @@ fn shutdown_ends_a_direction(kind: BackendKind) {
 
 fn shutdown_of_an_unconnected_socket_is_enotconn(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let socket =
+        Rc::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap());
     let outcome = complete(&mut ring, |r, c| r.shutdown(&socket, Shutdown::Both, c));
     assert_eq!(
         expect!(outcome, Outcome::Shutdown(res) => os_error(res)),
@@ -249,8 +263,8 @@ fn shutdown_of_an_unconnected_socket_is_enotconn(kind: BackendKind) {
 
 fn sendmsg_and_recvmsg_carry_addresses(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let sender = ouro::net::udp_socket(loopback()).unwrap();
-    let receiver = ouro::net::udp_socket(loopback()).unwrap();
+    let sender = Rc::new(ouro::net::udp_socket(loopback()).unwrap());
+    let receiver = Rc::new(ouro::net::udp_socket(loopback()).unwrap());
     let to = ouro::net::local_addr(&receiver).unwrap();
     let outcome = complete(&mut ring, |r, c| {
         r.sendmsg(&sender, vec![&b"ab"[..], b"cd"], Some(to.into()), c)
@@ -271,7 +285,7 @@ fn sendmsg_and_recvmsg_carry_addresses(kind: BackendKind) {
 fn recvmsg_reports_truncation(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let sender = std::net::UdpSocket::bind(loopback()).unwrap();
-    let receiver = ouro::net::udp_socket(loopback()).unwrap();
+    let receiver = Rc::new(ouro::net::udp_socket(loopback()).unwrap());
     sender
         .send_to(b"too long", ouro::net::local_addr(&receiver).unwrap())
         .unwrap();
@@ -286,7 +300,7 @@ fn recvmsg_reports_truncation(kind: BackendKind) {
 
 fn recvmsg_without_room_is_invalid_input(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let receiver = ouro::net::udp_socket(loopback()).unwrap();
+    let receiver = Rc::new(ouro::net::udp_socket(loopback()).unwrap());
     let outcome = complete(&mut ring, |r, c| r.recvmsg(&receiver, vec![Vec::new()], c));
     let res = expect!(outcome, Outcome::RecvMsg(res, _) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
@@ -294,7 +308,7 @@ fn recvmsg_without_room_is_invalid_input(kind: BackendKind) {
 
 fn sendmsg_without_an_address_needs_a_connected_socket(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let unconnected = ouro::net::udp_socket(loopback()).unwrap();
+    let unconnected = Rc::new(ouro::net::udp_socket(loopback()).unwrap());
     let outcome = complete(&mut ring, |r, c| {
         r.sendmsg(&unconnected, vec![&b"x"[..]], None, c)
     });
@@ -306,6 +320,7 @@ fn sendmsg_without_an_address_needs_a_connected_socket(kind: BackendKind) {
     let receiver = std::net::UdpSocket::bind(loopback()).unwrap();
     let connected = std::net::UdpSocket::bind(loopback()).unwrap();
     connected.connect(receiver.local_addr().unwrap()).unwrap();
+    let connected = Rc::new(connected);
     let outcome = complete(&mut ring, |r, c| {
         r.sendmsg(&connected, vec![&b"xyz"[..]], None, c)
     });
@@ -320,7 +335,7 @@ fn sendmsg_without_an_address_needs_a_connected_socket(kind: BackendKind) {
 
 fn socket_ops_on_a_bad_fd_fail_with_ebadf(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let bad = bad_fd();
+    let bad = Rc::new(bad_fd());
     let somewhere = SocketAddr::from(([127, 0, 0, 1], 9));
     let outcome = complete(&mut ring, |r, c| r.accept(&bad, c));
     assert_eq!(

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::fs::OpenOptions;
@@ -14,7 +15,8 @@ use ouro::net::{Domain, Type};
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, PollMask, Ring, RingFd, RunMode};
 
 use crate::harness::{
-    complete, ctx, open_fds, os_error, pipe, ring, run_all, socket_pair, tcp_pair, temp_file, Got,
+    complete, ctx, open_fds, os_error, peer, peer_closed, pipe, ring, run_all, socket_pair,
+    tcp_pair, temp_file, Got,
 };
 
 backend_tests![
@@ -54,39 +56,6 @@ exclusive_backend_tests![
     dropping_a_ring_closes_its_ring_fds,
 ];
 
-/// The peer end of a socket pair, reading with a timeout (a hang becomes a
-/// failure).
-fn peer(fd: OwnedFd) -> UnixStream {
-    let stream = UnixStream::from(fd);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-}
-
-/// Whether the peer of `stream` has closed (it reads end of stream) —
-/// without waiting if it has not.
-fn peer_closed(stream: &UnixStream) -> bool {
-    let mut byte = [0u8];
-    // SAFETY: a one-byte receive into a live buffer, not waiting.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_DONTWAIT | libc::MSG_PEEK,
-        )
-    };
-    if n < 0 {
-        assert_eq!(
-            io::Error::last_os_error().raw_os_error(),
-            Some(libc::EAGAIN),
-            "peeking the peer"
-        );
-    }
-    n == 0
-}
-
 fn read_and_write(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, writer) = pipe();
@@ -101,7 +70,7 @@ fn read_and_write(kind: BackendKind) {
     let buf = expect!(outcome, Outcome::Read(Ok(16), buf) => buf);
     assert_eq!(&buf[..], b"through ring fds");
     // And a file at an offset (the handle taken by reference works too,
-    // as a borrowed fd would be passed).
+    // as a shared owner may be passed).
     let file = ring.register_fd(temp_file(b"0123456789").into());
     let by_ref = &file;
     let outcome = complete(&mut ring, |r, c| {
@@ -395,7 +364,7 @@ fn accept_multishot_on_a_ring_listener(kind: BackendKind) {
 
 fn accept_multishot_direct_gives_ring_fds(kind: BackendKind) {
     let mut ring = ring(kind, 8);
-    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
     let addr = ouro::net::local_addr(&listener).unwrap();
     let task = ring.accept_multishot_direct(&listener, ctx(0));
     let mut clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -789,7 +758,7 @@ fn take_fd_gives_the_file_back(kind: BackendKind) {
 /// One loopback connection accepted with `accept_multishot_direct` (then
 /// stopped): the ring fd and the client's end.
 fn accept_one_direct(ring: &mut Ring<Got>) -> (RingFd, TcpStream) {
-    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
     let client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
     let task = ring.accept_multishot_direct(&listener, ctx(0));
     let mut got = Vec::new();
@@ -836,7 +805,7 @@ fn a_ring_without_a_fixed_table_serves_ring_fds(kind: BackendKind) {
 /// work alike.
 fn a_full_fixed_table_leaves_ring_fds_their_process_fds(kind: BackendKind) {
     let mut ring: Ring<Got> = ring_with_table(kind, 2);
-    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
     let addr = ouro::net::local_addr(&listener).unwrap();
     let mut clients = Vec::new();
     let mut conns = Vec::new();
@@ -908,7 +877,7 @@ fn dropping_a_ring_closes_its_ring_fds(kind: BackendKind) {
             }
             peers.push(peer(b));
         }
-        let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+        let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
         let mut client = TcpStream::connect(ouro::net::local_addr(&listener).unwrap()).unwrap();
         ring.accept_multishot_direct(&listener, ctx(0));
         let mut got = Vec::new();

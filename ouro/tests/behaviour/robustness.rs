@@ -178,7 +178,7 @@ fn a_full_submission_queue_keeps_every_write_in_order(kind: BackendKind) {
 
     let mut ring = ring(kind, 4);
     let (reader, writer) = pipe();
-    let file = temp_file(b"");
+    let (writer, file) = (Rc::new(writer), Rc::new(temp_file(b"")));
     for i in 0..WRITES {
         ring.write(&writer, record(i), Offset::Current, ctx(i as u64));
         ring.write(&file, record(i), Offset::Current, ctx(i as u64));
@@ -204,7 +204,12 @@ fn a_full_submission_queue_keeps_every_write_in_order(kind: BackendKind) {
 fn an_overflowing_completion_queue_loses_nothing(kind: BackendKind) {
     const READS: usize = 64;
     let mut ring = ring(kind, 4);
-    let pipes: Vec<(OwnedFd, OwnedFd)> = (0..READS).map(|_| pipe()).collect();
+    let pipes: Vec<(Rc<OwnedFd>, OwnedFd)> = (0..READS)
+        .map(|_| {
+            let (reader, writer) = pipe();
+            (Rc::new(reader), writer)
+        })
+        .collect();
     for (key, (reader, _)) in pipes.iter().enumerate() {
         ring.read(
             reader,
@@ -257,6 +262,7 @@ fn cancel_all_of_many_in_flight_through_a_small_ring(kind: BackendKind) {
     const RECVS: u64 = 200;
     let mut ring = ring(kind, 4);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     for key in 0..RECVS {
         ring.recv(&a, Vec::with_capacity(8), ctx(key));
     }
@@ -289,6 +295,7 @@ fn deadlines_of_many_in_flight_through_a_small_ring(kind: BackendKind) {
     const RECVS: u64 = 200;
     let mut ring = ring(kind, 4);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let deadline = ring.now() + Duration::from_millis(5);
     for key in 0..RECVS {
         let recv = ring.recv(&a, Vec::with_capacity(8), ctx(key));
@@ -352,6 +359,7 @@ fn a_panicking_target_still_lets_its_cancellers_finish(kind: BackendKind) {
     }
     let mut ring: Ring<u32> = ring(kind, 8);
     let (a, _b) = socket_pair();
+    let a = Rc::new(a);
     let recv = ring.recv(&a, Vec::with_capacity(8), Ctx::new(panic_twice));
     ring.cancel(recv, Ctx::new(panic_twice));
     ring.cancel(recv, Ctx::new(panic_twice));
@@ -368,14 +376,14 @@ fn a_panicking_target_still_lets_its_cancellers_finish(kind: BackendKind) {
     assert_eq!(ring.live_tasks(), 0);
 }
 
-fn pipes_with_data(n: usize) -> Vec<(OwnedFd, OwnedFd)> {
+fn pipes_with_data(n: usize) -> Vec<(Rc<OwnedFd>, OwnedFd)> {
     (0..n)
         .map(|_| {
             let (reader, writer) = pipe();
             std::fs::File::from(writer.try_clone().unwrap())
                 .write_all(b"data")
                 .unwrap();
-            (reader, writer)
+            (Rc::new(reader), writer)
         })
         .collect()
 }
@@ -386,7 +394,7 @@ fn pipes_with_data(n: usize) -> Vec<(OwnedFd, OwnedFd)> {
 fn cancelled_accepts_leak_no_fd(kind: BackendKind) {
     let before = open_fds();
     {
-        let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+        let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
         let addr = ouro::net::local_addr(&listener).unwrap();
         let clients: Vec<_> = (0..4)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
@@ -424,9 +432,19 @@ fn assert_dropped_once(counters: &[Rc<Cell<u32>>]) {
 fn dropping_a_ring_with_operations_in_flight(kind: BackendKind) {
     let before = open_fds();
     {
-        let sockets: Vec<_> = (0..4).map(|_| socket_pair()).collect();
-        let pipes: Vec<_> = (0..8).map(|_| pipe()).collect();
-        let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap();
+        let sockets: Vec<_> = (0..4)
+            .map(|_| {
+                let (a, b) = socket_pair();
+                (Rc::new(a), b)
+            })
+            .collect();
+        let pipes: Vec<_> = (0..8)
+            .map(|_| {
+                let (reader, writer) = pipe();
+                (Rc::new(reader), writer)
+            })
+            .collect();
+        let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
         let drops = counters(sockets.len() + pipes.len());
         let mut ring: Ring<Got> = ring(kind, 8);
         for (i, (a, _)) in sockets.iter().enumerate() {
