@@ -11,6 +11,9 @@
 //! Arguments are parsed with `clap`: each workload is a subcommand with its
 //! own options, and an unknown workload or option is a clear error.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod chart;
 mod goals;
 mod progress;

@@ -165,6 +165,7 @@ fn echo_reports_every_contestant_and_metric() {
 }
 
 #[test]
+#[ignore = "needs wrk (apt-get install wrk; .ci/run installs it)"]
 fn http_runs_wrk_against_each_server() {
     let output = ouro_bench(&[
         "http",
@@ -202,6 +203,7 @@ fn idle_reports_each_servers_memory() {
 }
 
 #[test]
+#[ignore = "needs wrk (apt-get install wrk; .ci/run installs it)"]
 fn all_writes_the_table_json_and_chart_with_the_goals() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");

@@ -111,6 +111,8 @@
 //! state does not allocate; errors are [`std::io::Error`]s with the OS code.
 
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod backend;
 mod buffers;

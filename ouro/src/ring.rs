@@ -801,7 +801,12 @@ impl<S> Ring<S> {
     fn start_in_backend(&mut self, task: Task) -> Started {
         let ud = user_data::task(task.index, task.generation);
         let op = &mut self.slab.slots[task.index as usize].op;
-        self.backend.start(ud, op, &self.clock)
+        // SAFETY: the op lives in the task's slot until the slot is released,
+        // which happens only at the task's final completion; when the slab
+        // grows the `Op` moves but the heap blocks its pointers lead to do
+        // not; and dropping the ring cancels and drains the backend before
+        // any op is freed (leaking the memory if the kernel never answers).
+        unsafe { self.backend.start(ud, op, &self.clock) }
     }
 
     #[cold]

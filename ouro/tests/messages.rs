@@ -1061,6 +1061,10 @@ fn a_spawned_thread_has_its_parents_fixed_table_size(kind: BackendKind) -> io::R
 // -- the mock backend -------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "20,000 messages take minutes under Miri (spawn_thread_works_on_the_mock_backend runs there)"
+)]
 fn a_mock_ring_receives_messages_from_other_threads() -> io::Result<()> {
     const TOTAL: u64 = 10_000;
     let _watchdog = watchdog(60);

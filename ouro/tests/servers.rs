@@ -4,7 +4,9 @@
 //!
 //! The servers run on threads of this test process, each on its own ring.
 //! The clients come from Debian (`apt-get install wrk redis-tools`, which
-//! `.ci/run` does); a missing one fails the test with that instruction.
+//! `.ci/run` does); the tests that run them are ignored by default (run
+//! them with `cargo test -- --include-ignored`), and a missing client then
+//! fails the test with that instruction.
 //! The tests with real clients run on the default backend (`OURO_BACKEND`
 //! chooses); those with malformed or hostile input run on every backend.
 
@@ -141,6 +143,7 @@ fn assert_wrk_clean(output: &Output) -> u64 {
 }
 
 #[test]
+#[ignore = "needs wrk and redis-tools (apt-get install wrk redis-tools; .ci/run installs them)"]
 fn http_server_serves_wrk_without_errors() {
     let server = Server::start(http_server::serve);
     let url = format!("http://{}/", server.addr);
@@ -212,6 +215,7 @@ fn http_server_rejects_garbage_and_keeps_serving(kind: BackendKind) {
 }
 
 #[test]
+#[ignore = "needs wrk and redis-tools (apt-get install wrk redis-tools; .ci/run installs them)"]
 fn resp_server_serves_redis_benchmark_without_errors() {
     let server = Server::start(resp_server::serve);
     let port = server.addr.port().to_string();
@@ -251,6 +255,7 @@ fn resp_server_serves_redis_benchmark_without_errors() {
 }
 
 #[test]
+#[ignore = "needs wrk and redis-tools (apt-get install wrk redis-tools; .ci/run installs them)"]
 fn resp_server_answers_redis_cli() {
     let server = Server::start(resp_server::serve);
     let port = server.addr.port().to_string();

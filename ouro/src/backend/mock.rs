@@ -247,7 +247,16 @@ impl Mock {
             .collect()
     }
 
-    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+    /// Starts `op`; see [`Backend::start`](super::Backend::start).
+    ///
+    /// # Safety
+    ///
+    /// The memory `op` owns (buffers, addresses, iovecs, paths, statx and
+    /// msghdr blocks) must stay alive and in place, untouched by the caller,
+    /// until the operation's final completion has been reaped from this
+    /// backend, or until the backend has been drained of it before it is
+    /// torn down.
+    pub(crate) unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
         let kind = op.kind();
         *self.started.entry(kind).or_default() += 1;
         if let Op::Close { fd } = op {

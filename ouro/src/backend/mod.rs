@@ -233,11 +233,27 @@ impl Backend {
         }
     }
 
-    /// Starts `op`, identified by `user_data` in its completion. The op's
-    /// memory stays where it is (owned by the task) until that completion.
+    /// Starts `op`, identified by `user_data` in its completion.
+    ///
+    /// # Safety
+    ///
+    /// When this returns [`Started::Yes`], the backend has handed raw
+    /// pointers into the memory `op` owns (buffers, socket addresses,
+    /// iovecs, paths, statx and msghdr blocks) to the kernel or to a pool
+    /// thread, which may read or write through them at any time until the
+    /// operation ends. The caller keeps that memory alive and in place: it
+    /// must not be freed, moved or reused until the operation's final
+    /// completion has been reaped from this backend, or until the backend
+    /// has been drained of the operation (cancelled and its completion
+    /// reaped) before it is torn down. The `Op` value itself may move (its
+    /// kernel-visible memory is in heap blocks it owns); what those blocks
+    /// hold must not be touched meanwhile.
     #[inline(always)]
-    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
-        dispatch!(self, b => b.start(user_data, op, clock))
+    pub(crate) unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+        // SAFETY: our caller keeps `op`'s memory alive and in place until
+        // the final completion, which is the same contract each backend's
+        // `start` has.
+        dispatch!(self, b => unsafe { b.start(user_data, op, clock) })
     }
 
     /// Asks to cancel the operation started with `user_data`; `false` when

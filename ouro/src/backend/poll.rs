@@ -313,7 +313,16 @@ impl PollBackend {
         POLLER
     }
 
-    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
+    /// Starts `op`; see [`Backend::start`](super::Backend::start).
+    ///
+    /// # Safety
+    ///
+    /// The memory `op` owns (buffers, addresses, iovecs, paths, statx and
+    /// msghdr blocks) must stay alive and in place, untouched by the caller,
+    /// until the operation's final completion has been reaped from this
+    /// backend, or until the backend has been drained of it before it is
+    /// torn down.
+    pub(crate) unsafe fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
         if self.queued.len() >= self.entries {
             return Started::Full;
         }

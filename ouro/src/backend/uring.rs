@@ -274,10 +274,19 @@ impl Uring {
         Ok(())
     }
 
+    /// Starts `op`; see [`Backend::start`](super::Backend::start).
+    ///
+    /// # Safety
+    ///
+    /// The memory `op` owns (buffers, addresses, iovecs, paths, statx and
+    /// msghdr blocks) must stay alive and in place, untouched by the caller,
+    /// until the operation's final completion has been reaped from this
+    /// backend, or until the backend has been drained of it before it is
+    /// torn down.
     // Inlined into each operation's method, where the op's variant is
     // known, so that only its own submission is built there.
     #[inline(always)]
-    pub(crate) fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
+    pub(crate) unsafe fn start(&mut self, user_data: u64, op: &mut Op, _clock: &Clock) -> Started {
         // One queue handle for the check and the push: each handle reads
         // the kernel's head and publishes the tail when dropped.
         let mut sq = self.ring.submission();

@@ -248,12 +248,12 @@ pub(super) fn attempt(call: &mut Call) -> Attempt {
             len,
             state,
         } => connect(*fd, *addr, *len, state),
-        // SAFETY: `addr` holds `len` bytes of a socket address.
         Call::Bind { fd, addr, len } => {
+            // SAFETY: `addr` holds `len` bytes of a socket address.
             Attempt::Done(result(unsafe { libc::bind(*fd, *addr, *len) } as isize))
         }
-        // SAFETY: plain system calls on integers.
         Call::Listen { fd, backlog } => {
+            // SAFETY: a plain system call on integers.
             Attempt::Done(result(unsafe { libc::listen(*fd, *backlog) } as isize))
         }
         Call::Socket {
@@ -261,8 +261,8 @@ pub(super) fn attempt(call: &mut Call) -> Attempt {
             ty,
             protocol,
         } => Attempt::Done(platform::socket(*domain, *ty, *protocol)),
-        // SAFETY: as above.
         Call::Shutdown { fd, how } => {
+            // SAFETY: a plain system call on integers.
             Attempt::Done(result(unsafe { libc::shutdown(*fd, *how) } as isize))
         }
         // SAFETY: the close operation owned this fd and gave it up.
