@@ -318,8 +318,8 @@ impl Mock {
         *self.started.entry(kind).or_default() += 1;
         if let Op::Close { fd } = op {
             if let Some(fd) = fd.take() {
-                // The op owns this fd, so the number is its own: a record
-                // of it is of this very fd.
+                // The op owns this fd: a record of its number is of this
+                // fd, or of one closed before it was made.
                 self.forget_produced(fd.as_raw_fd());
                 // Closed whatever the script says, so nothing leaks.
                 drop(fd);
@@ -364,8 +364,7 @@ impl Mock {
                 self.forget_produced(fd.as_raw_fd());
             }
         }
-        let makes_fd = makes_fd(kind);
-        match check(reply, makes_fd, clock.now()) {
+        match check(reply, makes_fd(kind), clock.now()) {
             Ok((at, checked)) => {
                 self.schedule(user_data, checked, at, clock.now());
                 Started::Yes
