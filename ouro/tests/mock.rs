@@ -1,12 +1,13 @@
 //! Unit tests on the mock backend (no kernel ring): the seed's MultiWriter
 //! under scripted partial writes, deadlines and delayed replies on the
-//! virtual clock, unscripted operations, and fd leak reports.
+//! virtual clock, unscripted operations, fd leak reports, and replies that
+//! could stand for an fd or an error no kernel gives.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -382,4 +383,216 @@ fn ring_fds_on_the_mock() {
     );
     assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
     assert_eq!(ring.ring_fds(), 0);
+}
+
+// -- fds in replies --------------------------------------------------------------
+
+/// A temp file of the test's own holding `contents`.
+fn file_with(contents: &[u8]) -> File {
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(contents).unwrap();
+    file
+}
+
+/// `file` is still open and still the file that holds `contents`.
+fn assert_holds(file: &mut File, contents: &[u8]) {
+    file.rewind().expect("the file is still open");
+    let mut read = Vec::new();
+    file.read_to_end(&mut read).expect("the file is still open");
+    assert_eq!(read, contents, "the file is still the same file");
+}
+
+/// Whether every write end of the pipe `reader` reads from is closed (it
+/// never blocks).
+fn writer_closed(reader: &impl AsFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: reader.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd, and a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    assert!(n >= 0, "poll: {}", io::Error::last_os_error());
+    pfd.revents & libc::POLLHUP != 0
+}
+
+fn later(reply: Reply) -> Reply {
+    Reply::After(Duration::from_secs(1), Box::new(reply))
+}
+
+/// A scripted number for an operation that makes an fd would become an fd
+/// the completion owns and closes: some other file's. It is an
+/// `InvalidInput` error instead, for every such operation, and the file
+/// behind the number stays open.
+#[test]
+fn a_value_reply_cannot_stand_for_an_fd() {
+    let mut file = file_with(b"the test's own file");
+    let number = file.as_raw_fd() as u32;
+    let mut mock = Mock::new();
+    let kinds = [
+        OpKind::Open,
+        OpKind::OpenDirect,
+        OpKind::Accept,
+        OpKind::AcceptMulti,
+        OpKind::AcceptDirect,
+        OpKind::Socket,
+        OpKind::SocketDirect,
+    ];
+    for kind in kinds {
+        mock.push(kind, Reply::Value(number));
+    }
+    let mut ring = Ring::mock(mock);
+    let listener = any_fd();
+    let read = OpenOptions::new().read(true);
+    ring.open("/a/file", &read, Ctx::new(collect));
+    ring.open_direct("/a/file", &read, Ctx::new(collect));
+    ring.accept(&listener, Ctx::new(collect));
+    ring.accept_multishot(&listener, Ctx::new(collect));
+    ring.accept_multishot_direct(&listener, Ctx::new(collect));
+    ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    ring.socket_direct(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let mut failed: Vec<OpKind> = got.iter().map(|(c, _)| c.op()).collect();
+    for (c, _) in &got {
+        let err = match &c.outcome {
+            Outcome::Open(Err(e))
+            | Outcome::OpenDirect(Err(e))
+            | Outcome::Accept(Err(e))
+            | Outcome::AcceptMulti(Err(e))
+            | Outcome::AcceptDirect(Err(e))
+            | Outcome::Socket(Err(e))
+            | Outcome::SocketDirect(Err(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("cannot stand for an fd"), "{err}");
+    }
+    failed.sort_by_key(|k| format!("{k:?}"));
+    let mut expected = kinds.to_vec();
+    expected.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(failed, expected, "each operation failed once");
+    drop(got);
+    assert_holds(&mut file, b"the test's own file");
+    assert_eq!(ring.ring_fds(), 0);
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
+    assert_eq!(ring.live_tasks(), 0);
+}
+
+/// A delayed fd reply whose operation is cancelled first is closed: the fd
+/// the mock was given, and no other file the test opened meanwhile.
+#[test]
+fn a_cancelled_delayed_fd_reply_closes_the_mocks_fd_and_nothing_else() {
+    let (reader, writer) = io::pipe().unwrap();
+    let (direct_reader, direct_writer) = io::pipe().unwrap();
+    let mut mock = Mock::new();
+    mock.push(OpKind::Accept, later(Reply::Fd(writer.into())));
+    mock.push(OpKind::AcceptDirect, later(Reply::Fd(direct_writer.into())));
+    let mut ring = Ring::mock(mock);
+    let listener = any_fd();
+    let accept = ring.accept(&listener, Ctx::new(collect));
+    let direct = ring.accept_multishot_direct(&listener, Ctx::new(collect));
+    let mut mine = file_with(b"opened meanwhile");
+    assert!(!writer_closed(&reader), "the mock holds the reply's fd");
+    ring.cancel(accept, Ctx::new(collect));
+    ring.cancel(direct, Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), 4);
+    for (c, _) in &got {
+        match &c.outcome {
+            Outcome::Accept(Err(e)) | Outcome::AcceptDirect(Err(e)) => {
+                assert!(is_canceled(e), "{e}")
+            }
+            Outcome::Cancel(Ok(())) => {}
+            other => panic!("expected a cancelled accept, got {other:?}"),
+        }
+    }
+    assert!(writer_closed(&reader), "the accept's fd is closed");
+    assert!(
+        writer_closed(&direct_reader),
+        "the direct accept's fd is closed"
+    );
+    assert_holds(&mut mine, b"opened meanwhile");
+    assert_eq!(ring.ring_fds(), 0);
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
+}
+
+/// A delayed count that happens to be the number of an fd the mock handed
+/// out is only a count: cancelling it closes nothing.
+#[test]
+fn a_cancelled_delayed_value_reply_closes_nothing() {
+    let mut mock = Mock::new();
+    mock.push(OpKind::Open, Reply::Fd(file_with(b"handed out").into()));
+    let mut ring = Ring::mock(mock);
+    ring.open("/a/file", &OpenOptions::new().read(true), Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let mut handed = match got.remove(0).0.outcome {
+        Outcome::Open(Ok(fd)) => File::from(fd),
+        other => panic!("expected an fd, got {other:?}"),
+    };
+    let number = handed.as_raw_fd();
+    let mock = ring.mock_backend().unwrap();
+    assert_eq!(mock.open_fds(), [number]);
+    mock.push(OpKind::Read, later(Reply::Value(number as u32)));
+    let fd = any_fd();
+    let read = ring.read(
+        &fd,
+        Vec::with_capacity(4),
+        ouro::Offset::Current,
+        Ctx::new(collect),
+    );
+    ring.cancel(read, Ctx::new(collect));
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let (read, _) = got.iter().find(|(c, _)| c.op() == OpKind::Read).unwrap();
+    assert!(
+        matches!(&read.outcome, Outcome::Read(Err(e), _) if is_canceled(e)),
+        "{:?}",
+        read.outcome
+    );
+    assert_holds(&mut handed, b"handed out");
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), [number]);
+}
+
+/// Replies no kernel gives (no error, a kernel-internal code, a count past
+/// `i32::MAX`, an fd for an operation that makes none) fail the operation
+/// with `InvalidInput`; an fd among them is closed, as the mock owns it.
+#[test]
+fn a_reply_no_kernel_could_give_fails_with_invalid_input() {
+    let (reader, writer) = io::pipe().unwrap();
+    let replies = [
+        Reply::Errno(0),
+        Reply::Errno(-libc::EIO),
+        Reply::Errno(512),
+        Reply::Value(u32::MAX),
+        Reply::Fd(writer.into()),
+        later(Reply::Errno(0)),
+    ];
+    let count = replies.len();
+    let mut mock = Mock::new();
+    for reply in replies {
+        mock.push(OpKind::Read, reply);
+    }
+    let mut ring = Ring::mock(mock);
+    let fd = any_fd();
+    for _ in 0..count {
+        ring.read(
+            &fd,
+            Vec::with_capacity(4),
+            ouro::Offset::Current,
+            Ctx::new(collect),
+        );
+    }
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), count);
+    for (c, _) in &got {
+        match &c.outcome {
+            Outcome::Read(Err(e), _) => assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}"),
+            other => panic!("expected an InvalidInput error, got {other:?}"),
+        }
+    }
+    assert!(writer_closed(&reader), "the fd in the reply is closed");
+    assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
 }

@@ -22,6 +22,39 @@
 //! ring.run(&mut got, RunMode::UntilDone).unwrap();
 //! assert_eq!(got, b"hello");
 //! ```
+//!
+//! An operation that makes an fd (accept, socket, open, and their multishot
+//! and direct forms) succeeds only with [`Reply::Fd`]: an fd the test made
+//! and gives the mock, which the completion then owns. The mock never makes
+//! an fd of a number, nor closes one by number; a reply no kernel could give
+//! fails the operation with an `InvalidInput` error (see [`Reply`]).
+//!
+//! ```
+//! use ouro::{fs::OpenOptions, mock::{Mock, Reply}, Ctx, OpKind, Outcome, Ring, RunMode};
+//! use std::os::fd::OwnedFd;
+//!
+//! let mut mock = Mock::new();
+//! let file = std::fs::File::open("/dev/null").unwrap();
+//! mock.push(OpKind::Open, Reply::Fd(file.into()));
+//! // A number is not an fd: this open fails with `InvalidInput`.
+//! mock.push(OpKind::Open, Reply::Value(3));
+//! let mut ring = Ring::mock(mock);
+//! type Got = Vec<std::io::Result<OwnedFd>>;
+//! fn done(got: &mut Got, _: &mut Ring<Got>, c: ouro::Completion) -> std::io::Result<()> {
+//!     if let Outcome::Open(fd) = c.outcome { got.push(fd) }
+//!     Ok(())
+//! }
+//! let read = OpenOptions::new().read(true);
+//! let mut got = Vec::new();
+//! ring.open("/any/path", &read, Ctx::new(done));
+//! ring.run(&mut got, RunMode::UntilDone).unwrap();
+//! ring.open("/any/path", &read, Ctx::new(done));
+//! ring.run(&mut got, RunMode::UntilDone).unwrap();
+//! assert!(got[0].is_ok());
+//! assert_eq!(got[1].as_ref().unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+//! // The opened fd is still open: a leak, were the test done with it.
+//! assert_eq!(ring.mock_backend().unwrap().open_fds().len(), 1);
+//! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -36,13 +69,27 @@ use crate::op::{Op, OpKind};
 use crate::time::{duration_ns, Clock};
 
 /// What a scripted operation returns.
+///
+/// A reply that no kernel could give is the script's mistake, and the
+/// operation fails at once with an `InvalidInput` error saying so (whatever
+/// delay the reply asked for): a `Value` above `i32::MAX`, an `Errno` out of
+/// `1..512`, a `Value` for an operation that makes an fd, an `Fd` for one
+/// that does not.
 pub enum Reply {
-    /// Succeeds with this value: a byte count, a readiness mask, or 0.
+    /// Succeeds with this value: a byte count, a readiness mask, or 0 — at
+    /// most `i32::MAX`. Not for an operation that makes an fd (accept,
+    /// socket, open and their multishot and direct forms): a number cannot
+    /// stand for an fd, which the completion would own and close.
     Value(u32),
-    /// Fails with this OS error (e.g. `libc::ECONNRESET`).
+    /// Fails with this OS error (e.g. `libc::ECONNRESET`), from 1 to 511
+    /// (0 or a negative number is no error; from 512 on, the kernel's
+    /// internal codes never reach user space).
     Errno(i32),
-    /// Succeeds with this fd (for accept, open and socket); the completion
-    /// owns it from then on.
+    /// Succeeds with this fd: the only reply that succeeds for an operation
+    /// that makes an fd (accept, socket, open and their multishot and
+    /// direct forms). The mock owns it, and closes it if the operation is
+    /// cancelled before the reply is due; once the ring reaps the reply,
+    /// the completion (or, for a direct form, the ring fd) owns it.
     Fd(OwnedFd),
     /// Never finishes on its own: only a cancel or a deadline ends it.
     Pending,
@@ -149,18 +196,34 @@ type Handler = Box<dyn FnMut(&mut MockOp<'_>) -> Reply>;
 pub struct Mock {
     queued: HashMap<OpKind, VecDeque<Reply>>,
     handlers: HashMap<OpKind, Handler>,
-    ready: VecDeque<RawCompletion>,
+    ready: VecDeque<Due>,
     /// Replies due at a virtual time, in arrival order.
-    delayed: Vec<(u64, RawCompletion)>,
+    delayed: Vec<(u64, Due)>,
     /// Operations that only a cancel ends.
     pending: Vec<u64>,
-    /// fds handed out through replies: (fd, device, inode).
+    /// fds handed out through replies: (fd, device, inode), at most one
+    /// record per number.
     produced: Vec<(RawFd, u64, u64)>,
     started: HashMap<OpKind, usize>,
     /// Set up once the ring can be messaged.
     waker: Option<Arc<MockWaker>>,
     /// The ring fds, by slot.
     pub(crate) files: OwnedFiles,
+}
+
+/// A completion the ring has not reaped yet. A reply's fd stays owned here
+/// until then, so a cancelled or undelivered reply closes it by dropping it,
+/// never by number.
+struct Due {
+    completion: RawCompletion,
+    fd: Option<OwnedFd>,
+}
+
+/// A reply checked against its operation, with its delay taken off.
+enum Checked {
+    Pending,
+    Res(i32),
+    Fd(OwnedFd),
 }
 
 /// Wakes a mock ring's `wait`, which blocks (in real time) only when the
@@ -238,7 +301,12 @@ impl Mock {
     /// fds handed out by scripted replies that are still open (the same
     /// file is still behind the number): a leak, if the program is done.
     /// A connection handed to the ring (a direct accept, `register_fd`)
-    /// counts until the ring fd is closed.
+    /// counts until the ring fd is closed. An fd counts from when the ring
+    /// takes the reply: before, the mock owns it (and closes it if the
+    /// operation is cancelled). An fd dropped and its number then reused
+    /// for the same file (same device and inode) still counts, unless the
+    /// number has come back through a close or a reply since: a false
+    /// report, never a missed leak.
     pub fn open_fds(&self) -> Vec<RawFd> {
         self.produced
             .iter()
@@ -260,16 +328,17 @@ impl Mock {
         let kind = op.kind();
         *self.started.entry(kind).or_default() += 1;
         if let Op::Close { fd } = op {
-            if let Some(fd) = fd {
-                let raw = fd.as_raw_fd();
-                self.produced.retain(|&(p, ..)| p != raw);
+            if let Some(fd) = fd.take() {
+                // The op owns this fd: a record of its number is of this
+                // fd, or of one closed before it was made.
+                self.forget_produced(fd.as_raw_fd());
+                // Closed whatever the script says, so nothing leaks.
+                drop(fd);
             }
-            // The fd is closed whatever the script says, so nothing leaks.
-            drop(fd.take());
         }
         if op.fds().contains(&Some(Fd::STALE)) {
             // A stale ring fd names no file, whatever the script says.
-            self.schedule(user_data, Reply::Errno(libc::EBADF), clock.now());
+            self.fail(user_data, libc::EBADF);
             return Started::Yes;
         }
         if let Op::RecvMulti { group, held, .. } = op {
@@ -277,7 +346,7 @@ impl Mock {
             match group.take_free() {
                 Some(bid) => *held = Some(bid),
                 None => {
-                    self.schedule(user_data, Reply::Errno(libc::ENOBUFS), clock.now());
+                    self.fail(user_data, libc::ENOBUFS);
                     return Started::Yes;
                 }
             }
@@ -303,64 +372,82 @@ impl Mock {
         if let Op::CloseRing { file } = *op {
             // Closed whatever the script says, as any close.
             if let Some(fd) = self.files.take(file) {
-                let raw = fd.as_raw_fd();
-                self.produced.retain(|&(p, ..)| p != raw);
+                self.forget_produced(fd.as_raw_fd());
             }
         }
-        self.schedule(user_data, reply, clock.now());
-        Started::Yes
+        match check(reply, makes_fd(kind), clock.now()) {
+            Ok((at, checked)) => {
+                self.schedule(user_data, checked, at, clock.now());
+                Started::Yes
+            }
+            Err(err) => Started::Failed(err),
+        }
     }
 
-    fn schedule(&mut self, user_data: u64, reply: Reply, now: u64) {
-        let (mut at, mut reply) = (now, reply);
-        let res = loop {
-            match reply {
-                Reply::After(delay, next) => {
-                    at = at.saturating_add(duration_ns(delay));
-                    reply = *next;
-                }
-                Reply::Pending => return self.pending.push(user_data),
-                Reply::Value(v) => break i32::try_from(v).unwrap_or(i32::MAX),
-                Reply::Errno(e) => break -e.abs(),
-                Reply::Fd(fd) => {
-                    let raw = fd.into_raw_fd();
-                    if let Some((dev, ino)) = identity(raw) {
-                        self.produced.push((raw, dev, ino));
-                    }
-                    break raw;
-                }
+    /// Fails an operation with OS error `errno` now, whatever the script
+    /// says.
+    fn fail(&mut self, user_data: u64, errno: i32) {
+        self.ready.push_back(Due {
+            completion: RawCompletion {
+                user_data,
+                res: -errno,
+                flags: 0,
+            },
+            fd: None,
+        });
+    }
+
+    /// Queues a checked reply: ready now, or due at virtual time `at`, or
+    /// (pending) for a cancel to end.
+    fn schedule(&mut self, user_data: u64, checked: Checked, at: u64, now: u64) {
+        let (res, fd) = match checked {
+            Checked::Pending => return self.pending.push(user_data),
+            Checked::Res(res) => (res, None),
+            Checked::Fd(fd) => {
+                // This number is this fd's alone, which the mock owns: a
+                // record of it is of an fd closed since.
+                self.forget_produced(fd.as_raw_fd());
+                // Its number goes in at reap time, with the ownership.
+                (0, Some(fd))
             }
         };
-        let completion = RawCompletion {
-            user_data,
-            res,
-            flags: 0,
+        let due = Due {
+            completion: RawCompletion {
+                user_data,
+                res,
+                flags: 0,
+            },
+            fd,
         };
         if at > now {
-            self.delayed.push((at, completion));
+            self.delayed.push((at, due));
         } else {
-            self.ready.push_back(completion);
+            self.ready.push_back(due);
         }
+    }
+
+    fn forget_produced(&mut self, raw: RawFd) {
+        self.produced.retain(|&(p, ..)| p != raw);
     }
 
     pub(crate) fn cancel(&mut self, target: u64) -> bool {
         let waiting = self.pending.iter().position(|&ud| ud == target);
-        let delayed = self.delayed.iter().position(|(_, c)| c.user_data == target);
+        let delayed = self
+            .delayed
+            .iter()
+            .position(|(_, due)| due.completion.user_data == target);
         match (waiting, delayed) {
             (Some(i), _) => {
                 self.pending.swap_remove(i);
             }
             (None, Some(i)) => {
-                let (_, completion) = self.delayed.remove(i);
-                close_if_fd(&mut self.produced, completion.res);
+                // Dropped with the reply: an fd it carried, which the mock
+                // still owns, is closed.
+                drop(self.delayed.remove(i));
             }
             (None, None) => return true,
         }
-        self.ready.push_back(RawCompletion {
-            user_data: target,
-            res: -libc::ECANCELED,
-            flags: 0,
-        });
+        self.fail(target, libc::ECANCELED);
         true
     }
 
@@ -406,8 +493,8 @@ impl Mock {
         let mut i = 0;
         while i < self.delayed.len() {
             if self.delayed[i].0 <= until {
-                let (_, completion) = self.delayed.remove(i);
-                self.ready.push_back(completion);
+                let (_, due) = self.delayed.remove(i);
+                self.ready.push_back(due);
             } else {
                 i += 1;
             }
@@ -415,8 +502,19 @@ impl Mock {
         Ok(())
     }
 
+    /// Hands the ready completions to the ring; an fd a reply carried
+    /// goes with it as its number, which the ring takes ownership of.
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
-        out.extend(self.ready.drain(..));
+        for Due { mut completion, fd } in self.ready.drain(..) {
+            if let Some(fd) = fd {
+                let raw = fd.into_raw_fd();
+                if let Some((dev, ino)) = identity(raw) {
+                    self.produced.push((raw, dev, ino));
+                }
+                completion.res = raw;
+            }
+            out.push(completion);
+        }
     }
 }
 
@@ -438,12 +536,66 @@ fn identity(fd: RawFd) -> Option<(u64, u64)> {
     (res == 0).then_some((st.st_dev as u64, st.st_ino as u64))
 }
 
-/// A cancelled delayed reply that carried an fd closes it, so nothing leaks.
-fn close_if_fd(produced: &mut Vec<(RawFd, u64, u64)>, res: i32) {
-    if let Some(i) = produced.iter().position(|&(fd, ..)| fd == res) {
-        produced.swap_remove(i);
-        // SAFETY: the mock took this fd from an `OwnedFd` reply and never
-        // handed it out, so it owns it.
-        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(res) });
-    }
+/// Whether a successful `kind` operation's result is a new fd (or, for a
+/// direct form, a new fd the ring makes a ring fd of).
+fn makes_fd(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Accept
+            | OpKind::AcceptMulti
+            | OpKind::AcceptDirect
+            | OpKind::Socket
+            | OpKind::SocketDirect
+            | OpKind::Open
+            | OpKind::OpenDirect
+    )
+}
+
+/// Checks a scripted reply for an operation that makes an fd (`makes_fd`)
+/// or not, and finds when it is due (from `now`). A reply no kernel could
+/// give is an error; an fd it carries is dropped with it, as the mock owns
+/// it.
+fn check(reply: Reply, makes_fd: bool, now: u64) -> io::Result<(u64, Checked)> {
+    let (mut at, mut reply) = (now, reply);
+    let checked = loop {
+        match reply {
+            Reply::After(delay, next) => {
+                at = at.saturating_add(duration_ns(delay));
+                reply = *next;
+            }
+            Reply::Pending => break Checked::Pending,
+            Reply::Value(_) if makes_fd => {
+                return Err(invalid(
+                    "mock: a Value reply cannot stand for an fd; script Reply::Fd(owned)".into(),
+                ))
+            }
+            Reply::Value(v) => match i32::try_from(v) {
+                Ok(v) => break Checked::Res(v),
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "mock: Value({v}) does not fit a completion's result (at most i32::MAX)"
+                    )))
+                }
+            },
+            Reply::Errno(e) if (1..512).contains(&e) => break Checked::Res(-e),
+            Reply::Errno(e) => {
+                return Err(invalid(format!(
+                    "mock: Errno({e}) is no OS error number (1 to 511)"
+                )))
+            }
+            Reply::Fd(fd) if makes_fd => break Checked::Fd(fd),
+            Reply::Fd(_) => {
+                return Err(invalid(
+                    "mock: an Fd reply is only for an operation that makes an fd \
+                     (accept, socket, open); script Reply::Value"
+                        .into(),
+                ))
+            }
+        }
+    };
+    Ok((at, checked))
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
