@@ -226,6 +226,12 @@ impl FdTable {
         }
     }
 
+    /// This ring's id, which no other ring of the process has (until the
+    /// counter wraps after 2^32 rings).
+    pub(crate) fn ring_id(&self) -> u32 {
+        self.ring
+    }
+
     /// Slots open or closing.
     pub(crate) fn live(&self) -> u32 {
         self.live
