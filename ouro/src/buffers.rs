@@ -17,6 +17,7 @@ pub(crate) mod group;
 
 use std::any::TypeId;
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
 use std::ops::{Bound, Deref, RangeBounds};
 use std::rc::Rc;
@@ -289,6 +290,9 @@ struct BufVTable {
     spare: Option<SpareFn>,
     advance: unsafe fn(&mut Storage, usize),
     drop: unsafe fn(&mut Storage),
+    /// Whether the stored type is `Send`: kept in the table rather than in
+    /// each `Buf`, so that recording it costs no space.
+    send: bool,
 }
 
 struct BufFns<T>(T);
@@ -301,6 +305,7 @@ impl<T: IoBuf> BufFns<T> {
         spare: None,
         advance: Self::no_advance,
         drop: drop_stored::<T>,
+        send: false,
     };
 
     unsafe fn ptr(s: &Storage) -> *const u8 {
@@ -322,6 +327,7 @@ impl<T: IoBufMut> BufFns<T> {
         spare: Some(Self::spare),
         advance: Self::advance,
         drop: drop_stored::<T>,
+        send: false,
     };
 
     unsafe fn spare(s: &mut Storage) -> (*mut u8, usize) {
@@ -335,6 +341,20 @@ impl<T: IoBufMut> BufFns<T> {
     }
 }
 
+impl<T: IoBuf + Send> BufFns<T> {
+    const SEND_READ_ONLY: BufVTable = BufVTable {
+        send: true,
+        ..Self::READ_ONLY
+    };
+}
+
+impl<T: IoBufMut + Send> BufFns<T> {
+    const SEND_WRITABLE: BufVTable = BufVTable {
+        send: true,
+        ..Self::WRITABLE
+    };
+}
+
 /// An owned, type-erased buffer: the one an operation was given, handed
 /// back in its completion.
 ///
@@ -342,11 +362,136 @@ impl<T: IoBufMut> BufFns<T> {
 /// recovers the original value. Creating one does not allocate for values of
 /// up to five machine words (every buffer type ouro implements the traits
 /// for); a larger user type is boxed.
+///
+/// A `Buf` is neither `Send` nor `Sync`, whatever it wraps: the type it
+/// erased may be an `Rc` (a buffer group's buffers are), whose count two
+/// threads must not touch. So neither a `Buf` nor a [`Completion`] holding
+/// one crosses threads:
+///
+/// ```compile_fail,E0277
+/// let buf = ouro::Buf::new(std::rc::Rc::<[u8]>::from(&b"abc"[..]));
+/// std::thread::spawn(move || drop(buf));
+/// ```
+///
+/// ```compile_fail,E0277
+/// let buf = ouro::Buf::new(std::rc::Rc::<[u8]>::from(&b"abc"[..]));
+/// let payload = ouro::Payload::value(buf);
+/// ```
+///
+/// ```compile_fail,E0277
+/// fn on_another_thread(c: ouro::Completion) {
+///     std::thread::spawn(move || drop(c));
+/// }
+/// ```
+///
+/// ```compile_fail,E0277
+/// let buf = ouro::Buf::new(vec![1u8, 2, 3]);
+/// std::thread::scope(|s| {
+///     s.spawn(|| buf.len());
+/// });
+/// ```
+///
+/// A buffer that is `Send` goes in as a [`SendBuf`] to come back out as
+/// one with [`Buf::into_send`].
+///
+/// [`Completion`]: crate::Completion
 pub struct Buf {
     storage: Storage,
     vtable: &'static BufVTable,
     /// Bytes dropped from the front of the view by [`Buf::consume`].
     skip: usize,
+    /// The erased type may be neither `Send` nor `Sync`.
+    _not_send: PhantomData<*const ()>,
+}
+
+/// A [`Buf`] that may move to another thread: it is built only from a
+/// buffer that is `Send`.
+///
+/// Operations take it wherever they take a `Buf` (it converts for free),
+/// and [`Buf::into_send`] turns the `Buf` a completion hands back into a
+/// `SendBuf` again, to pass it to another thread (in a
+/// [`Payload::value`](crate::Payload::value), say):
+///
+/// ```
+/// use ouro::{Buf, Payload, SendBuf};
+///
+/// let buf: Buf = SendBuf::new(vec![1u8, 2, 3]).into(); // as a completion gives it back
+/// let send = buf.into_send().expect("built from a SendBuf");
+/// let len = std::thread::spawn(move || send.len()).join().unwrap();
+/// assert_eq!(len, 3);
+/// let payload = Payload::value(SendBuf::new_mut(Vec::<u8>::with_capacity(16)));
+/// # drop(payload);
+/// ```
+///
+/// It is not `Sync` (the erased type need not be), and one cannot be made
+/// from a buffer that is not `Send`:
+///
+/// ```compile_fail,E0277
+/// let buf = ouro::SendBuf::new(std::rc::Rc::<[u8]>::from(&b"abc"[..]));
+/// ```
+pub struct SendBuf(Buf);
+
+// SAFETY: a `SendBuf` is only made from a `T: Send` (`new`, `new_mut`, or a
+// `Buf` whose table says it was made so), and `Buf` shares nothing between
+// values: moving it moves (or, boxed, owns) the `T` alone. It stays `!Sync`
+// through the inner `Buf`.
+unsafe impl Send for SendBuf {}
+
+impl SendBuf {
+    /// Wraps a buffer that operations only read from.
+    pub fn new<T: IoBuf + Send>(value: T) -> SendBuf {
+        SendBuf(Buf {
+            storage: store(value),
+            vtable: &BufFns::<T>::SEND_READ_ONLY,
+            skip: 0,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Wraps a buffer that operations may also write into.
+    pub fn new_mut<T: IoBufMut + Send>(value: T) -> SendBuf {
+        SendBuf(Buf {
+            storage: store(value),
+            vtable: &BufFns::<T>::SEND_WRITABLE,
+            skip: 0,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Whether operations may write into it (it wraps an [`IoBufMut`]).
+    pub fn is_writable(&self) -> bool {
+        self.0.is_writable()
+    }
+
+    /// Gives back the original value if it is a `T`, else `self` unchanged
+    /// (see [`Buf::downcast`]).
+    pub fn downcast<T: 'static>(self) -> Result<T, SendBuf> {
+        self.0.downcast().map_err(SendBuf)
+    }
+
+    /// The `Buf` it is, for the thread it is on now.
+    pub fn into_buf(self) -> Buf {
+        self.0
+    }
+}
+
+impl From<SendBuf> for Buf {
+    fn from(buf: SendBuf) -> Buf {
+        buf.0
+    }
+}
+
+impl Deref for SendBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SendBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBuf").field("len", &self.len()).finish()
+    }
 }
 
 /// What an operation that reads from a buffer (write, send) accepts: any
@@ -366,6 +511,12 @@ impl<T: IoBuf> IntoBuf for T {
 impl IntoBuf for Buf {
     fn into_buf(self) -> Buf {
         self
+    }
+}
+
+impl IntoBuf for SendBuf {
+    fn into_buf(self) -> Buf {
+        self.0
     }
 }
 
@@ -394,6 +545,12 @@ impl IntoBufMut for Buf {
     }
 }
 
+impl IntoBufMut for SendBuf {
+    fn into_buf_mut(self) -> Result<Buf, Buf> {
+        self.0.into_buf_mut()
+    }
+}
+
 impl Buf {
     /// Wraps a buffer that operations only read from.
     pub fn new<T: IoBuf>(value: T) -> Buf {
@@ -401,6 +558,7 @@ impl Buf {
             storage: store(value),
             vtable: &BufFns::<T>::READ_ONLY,
             skip: 0,
+            _not_send: PhantomData,
         }
     }
 
@@ -410,6 +568,7 @@ impl Buf {
             storage: store(value),
             vtable: &BufFns::<T>::WRITABLE,
             skip: 0,
+            _not_send: PhantomData,
         }
     }
 
@@ -436,6 +595,17 @@ impl Buf {
         // SAFETY: the type ids match, so the storage holds a live `T`;
         // `this` is never dropped, so the value is moved out exactly once.
         Ok(unsafe { take_stored::<T>(&this.storage) })
+    }
+
+    /// The same buffer as a [`SendBuf`], to move to another thread, if it
+    /// was made as one (else `self` unchanged): a `Buf` built with
+    /// [`Buf::new`] does not know whether what it wraps is `Send`.
+    pub fn into_send(self) -> Result<SendBuf, Buf> {
+        if self.vtable.send {
+            Ok(SendBuf(self))
+        } else {
+            Err(self)
+        }
     }
 
     /// Whether the original value is a `T`.
@@ -603,9 +773,20 @@ impl<T: IoBufMut> VecFns<T> {
 
 /// An owned, type-erased vector of buffers (a `Vec<T>` of one buffer type),
 /// for vectored operations; handed back in their completion.
+///
+/// Like [`Buf`], it is neither `Send` nor `Sync`, whatever it wraps;
+/// [`BufVec::downcast`] gives back the `Vec<T>`, which is `Send` when `T`
+/// is:
+///
+/// ```compile_fail,E0277
+/// let bufs = ouro::BufVec::new(vec![std::rc::Rc::<[u8]>::from(&b"abc"[..])]);
+/// std::thread::spawn(move || drop(bufs));
+/// ```
 pub struct BufVec {
     storage: Storage,
     vtable: &'static BufVecVTable,
+    /// The erased type may be neither `Send` nor `Sync`.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl BufVec {
@@ -614,6 +795,7 @@ impl BufVec {
         BufVec {
             storage: store(bufs),
             vtable: &VecFns::<T>::READ_ONLY,
+            _not_send: PhantomData,
         }
     }
 
@@ -622,6 +804,7 @@ impl BufVec {
         BufVec {
             storage: store(bufs),
             vtable: &VecFns::<T>::WRITABLE,
+            _not_send: PhantomData,
         }
     }
 
@@ -707,6 +890,41 @@ mod tests {
         let buf = buf.downcast::<Vec<u8>>().unwrap_err();
         assert_eq!(&*buf, b"abc");
         assert_eq!(buf.into_vec(), b"abc".to_vec());
+    }
+
+    #[test]
+    fn send_bufs_cross_threads_and_come_back_from_buf() {
+        let buf: Buf = SendBuf::new_mut(Vec::<u8>::with_capacity(4)).into();
+        assert!(buf.is_writable());
+        let mut buf = buf.into_send().unwrap();
+        buf = std::thread::spawn(move || buf).join().unwrap();
+        let mut buf = buf.into_buf_mut().unwrap();
+        let (ptr, len) = buf.spare_parts();
+        assert_eq!(len, 4);
+        // SAFETY: the region is 4 writable bytes; 1 is written.
+        unsafe {
+            ptr.write(9);
+            buf.advance(1);
+        }
+        buf.consume(0);
+        let send = buf.into_send().unwrap();
+        assert_eq!(&*send, &[9]);
+        assert_eq!(send.downcast::<Vec<u8>>().unwrap(), vec![9]);
+        let payload = crate::Payload::value(SendBuf::new(&b"abc"[..]));
+        let back = std::thread::spawn(move || payload).join().unwrap();
+        let buf = back.into_value::<SendBuf>().unwrap();
+        assert!(!buf.is_writable());
+        assert_eq!(Buf::from(buf).into_vec(), b"abc".to_vec());
+    }
+
+    #[test]
+    fn bufs_made_with_new_do_not_claim_to_be_send() {
+        assert!(Buf::new(vec![1u8]).into_send().is_err());
+        assert!(Buf::new_mut(vec![1u8]).into_send().is_err());
+        let rc = Buf::new(Rc::<[u8]>::from(&b"abc"[..]));
+        assert_eq!(&*rc.into_send().unwrap_err(), b"abc");
+        assert_eq!(mem::size_of::<Buf>(), mem::size_of::<SendBuf>());
+        assert_eq!(mem::size_of::<Buf>(), 7 * mem::size_of::<usize>());
     }
 
     #[test]

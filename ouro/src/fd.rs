@@ -428,7 +428,8 @@ impl FdTable {
     }
 
     /// The ring's identity, which its ring fds, tasks and buffer groups
-    /// carry (unique per process).
+    /// carry: no other ring of the process has it (until the counter
+    /// wraps after 2^32 rings).
     pub(crate) fn ring_id(&self) -> u32 {
         self.ring
     }

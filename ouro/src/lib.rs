@@ -132,7 +132,7 @@ pub use backend::mock;
 pub use backend::uring::SetupError;
 pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
-pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Slice};
+pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, SendBuf, Slice};
 pub use completion::{is_canceled, is_deadline, Completion};
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use message::{Payload, RingHandle, SendError};

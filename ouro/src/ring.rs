@@ -1390,14 +1390,15 @@ fn unusable_read_buffer(buf: impl IntoBufMut) -> Result<Buf, (Buf, io::Error)> {
 
 impl<S> Ring<S> {
     /// Makes a group of `count` buffers (a power of two, at most 32768) of
-    /// `size` bytes for [`recv_multishot`](Ring::recv_multishot). On io_uring
-    /// (5.19) the kernel picks a buffer only when data arrives.
+    /// `size` bytes (1 to 4 GiB) for this ring's
+    /// [`recv_multishot`](Ring::recv_multishot). On io_uring (5.19) the
+    /// kernel picks a buffer only when data arrives. Other sizes are an
+    /// `InvalidInput` error; a group too large for memory is an
+    /// `OutOfMemory` error.
     pub fn buffer_group(&mut self, count: u16, size: usize) -> io::Result<BufferGroup> {
         let id = u16::try_from(self.groups.len())
             .map_err(|_| io::Error::other("too many buffer groups on one ring"))?;
-        let group = GroupInner::new(id, count, size)
-            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
-        let group = Rc::new(group);
+        let group = Rc::new(GroupInner::new(self.files.ring_id(), id, count, size)?);
         self.backend.register_group(&group);
         self.groups.push(group.clone());
         Ok(BufferGroup { inner: group })
@@ -1444,6 +1445,8 @@ impl<S> Ring<S> {
     /// `group` taken only when data arrives. `ENOBUFS` ends the task when
     /// every buffer is held: drop some and re-arm. Kernel: 6.0; on older
     /// kernels each task receives once and ends (re-arm on a final success).
+    /// A group made by another ring fails the task with `InvalidInput` and
+    /// is left as it was.
     ///
     /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
     pub fn recv_multishot(&mut self, fd: impl OpFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
@@ -1452,6 +1455,15 @@ impl<S> Ring<S> {
             group: group.inner.clone(),
             held: None,
         };
+        if group.inner.ring() != self.files.ring_id() {
+            // The backend would resolve the group's id to this ring's own
+            // group of that id (or none): never let it see the group.
+            let err = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the buffer group belongs to another ring",
+            );
+            return self.reject(op, ctx, err);
+        }
         self.schedule(op, ctx)
     }
 }

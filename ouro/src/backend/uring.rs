@@ -493,7 +493,10 @@ impl Uring {
         if !self.opcodes.has_multishot_accept() {
             return;
         }
-        let ring = group.kernel_ring();
+        let Some(ring) = group.kernel_ring() else {
+            tracing::warn!("no memory for a provided buffer ring; using a free list");
+            return;
+        };
         // SAFETY: the ring's memory is page aligned, holds `count` entries
         // and stays allocated until `unregister_group` (or, if operations
         // are leaked, forever).

@@ -10,6 +10,7 @@
 use std::alloc::{self, Layout};
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::io;
 use std::ptr::NonNull;
 use std::rc::Rc;
 #[cfg(target_os = "linux")]
@@ -21,6 +22,10 @@ use super::IoBuf;
 /// [`Ring::recv_multishot`](crate::Ring::recv_multishot), made by
 /// [`Ring::buffer_group`](crate::Ring::buffer_group). Cloning gives another
 /// handle to the same group.
+///
+/// A group belongs to the ring that made it: group ids are per ring, so
+/// another ring would take its buffers from a group of its own with the
+/// same id. A receive on another ring with it fails with `InvalidInput`.
 #[derive(Clone)]
 pub struct BufferGroup {
     pub(crate) inner: Rc<GroupInner>,
@@ -61,6 +66,9 @@ impl BufferGroup {
 }
 
 pub(crate) struct GroupInner {
+    /// The id of the ring that made it (its `FdTable`'s): io_uring
+    /// resolves `id` in that ring only.
+    ring: u32,
     pub(crate) id: u16,
     count: u16,
     size: usize,
@@ -98,21 +106,33 @@ const PAGE: usize = 4096;
 const BUFFER_ALIGN: usize = 8;
 
 impl GroupInner {
-    /// A group of `count` (a power of two, at most 32768) buffers of `size`
-    /// bytes, in user mode until a backend registers it.
-    pub(crate) fn new(id: u16, count: u16, size: usize) -> Result<GroupInner, &'static str> {
+    /// A group of ring `ring`, of `count` (a power of two, at most 32768)
+    /// buffers of `size` bytes, in user mode until a backend registers it.
+    /// Bad sizes are `InvalidInput`; memory that cannot be had is
+    /// `OutOfMemory` (never an abort: the sizes come from the caller).
+    pub(crate) fn new(ring: u32, id: u16, count: u16, size: usize) -> io::Result<GroupInner> {
+        let invalid = |why| io::Error::new(io::ErrorKind::InvalidInput, why);
         if count == 0 || !count.is_power_of_two() || count > 32768 {
-            return Err("the buffer count must be a power of two between 1 and 32768");
+            return Err(invalid(
+                "the buffer count must be a power of two between 1 and 32768",
+            ));
         }
         if size == 0 || size > u32::MAX as usize {
-            return Err("the buffer size must be between 1 byte and 4 GiB");
+            return Err(invalid("the buffer size must be between 1 byte and 4 GiB"));
         }
-        let layout = Layout::from_size_align(count as usize * size, BUFFER_ALIGN)
-            .map_err(|_| "the buffer group is too large")?;
+        let layout = (count as usize)
+            .checked_mul(size)
+            .and_then(|bytes| Layout::from_size_align(bytes, BUFFER_ALIGN).ok())
+            .ok_or_else(|| invalid("the buffer group is larger than the address space"))?;
         // SAFETY: the layout has a non-zero size (count and size are >= 1).
-        let memory = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })
-            .unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let memory = NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the buffer group's memory could not be allocated",
+            )
+        })?;
         Ok(GroupInner {
+            ring,
             id,
             count,
             size,
@@ -125,6 +145,11 @@ impl GroupInner {
     fn layout(&self) -> Layout {
         Layout::from_size_align(self.count as usize * self.size, BUFFER_ALIGN)
             .expect("checked in new")
+    }
+
+    /// The id of the ring that made it.
+    pub(crate) fn ring(&self) -> u32 {
+        self.ring
     }
 
     #[cfg(target_os = "linux")]
@@ -144,13 +169,13 @@ impl GroupInner {
 
     #[cfg(target_os = "linux")]
     /// Builds the kernel's ring with every buffer in it; the caller
-    /// registers it and calls `set_kernel_ring` when that worked.
-    pub(crate) fn kernel_ring(&self) -> KernelRing {
+    /// registers it and calls `set_kernel_ring` when that worked. `None`
+    /// when its memory cannot be had: the group then stays a free list.
+    pub(crate) fn kernel_ring(&self) -> Option<KernelRing> {
         let layout = self.ring_layout();
         // SAFETY: the layout is non-zero (count >= 1) and page aligned, as
         // io_uring requires of a buffer ring.
-        let entries = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })
-            .unwrap_or_else(|| alloc::handle_alloc_error(layout))
+        let entries = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })?
             .cast::<io_uring::types::BufRingEntry>();
         let mut ring = KernelRing {
             entries,
@@ -160,7 +185,7 @@ impl GroupInner {
         for bid in 0..self.count {
             self.push_entry(&mut ring, bid);
         }
-        ring
+        Some(ring)
     }
 
     #[cfg(target_os = "linux")]
@@ -312,14 +337,14 @@ mod tests {
 
     #[test]
     fn counts_must_be_powers_of_two() {
-        assert!(GroupInner::new(0, 3, 64).is_err());
-        assert!(GroupInner::new(0, 4, 0).is_err());
-        assert!(GroupInner::new(0, 4, 64).is_ok());
+        assert!(GroupInner::new(0, 0, 3, 64).is_err());
+        assert!(GroupInner::new(0, 0, 4, 0).is_err());
+        assert!(GroupInner::new(0, 0, 4, 64).is_ok());
     }
 
     #[test]
     fn user_mode_buffers_come_back_on_drop() {
-        let group = Rc::new(GroupInner::new(1, 2, 8).unwrap());
+        let group = Rc::new(GroupInner::new(0, 1, 2, 8).unwrap());
         let a = group.take_free().unwrap();
         let b = group.take_free().unwrap();
         assert_ne!(a, b);

@@ -43,6 +43,7 @@ macro_rules! expect {
 
 mod harness;
 
+mod buffers;
 mod cancel;
 mod deadlines;
 mod examples;
