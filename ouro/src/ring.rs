@@ -592,6 +592,11 @@ impl<S> Ring<S> {
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
     pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        let res = if KERNEL_INTERNAL.contains(&res) {
+            user_space_error(res)
+        } else {
+            res
+        };
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
         }
@@ -1328,6 +1333,40 @@ impl<S> Ring<S> {
             return self.reject(op, ctx, no_room_error());
         }
         self.schedule(op, ctx)
+    }
+}
+
+/// The kernel's own error codes (`ERESTARTSYS` = 512 and up, to
+/// `MAX_ERRNO`), negated: meant never to leave it, but an io_uring request
+/// can end with one (a splice interrupted on a worker thread by its
+/// cancellation ends with `ERESTARTSYS`). `REJECTED` lies outside.
+const KERNEL_INTERNAL: std::ops::RangeInclusive<i32> = -4095..=-512;
+
+/// What user space would have seen for a kernel-internal error code: a
+/// restart code means the call was interrupted — by its cancellation (or
+/// the ring's teardown), as nothing else signals io_uring's workers — so
+/// `ECANCELED`, which `finish` turns into `ETIME` for a deadline;
+/// `ENOIOCTLCMD` is `ENOTTY` and `ENOTSUPP` is `EOPNOTSUPP`, as the system
+/// calls answer; any other becomes `EIO` rather than a number no `errno`
+/// means.
+#[cold]
+#[inline(never)]
+fn user_space_error(res: i32) -> i32 {
+    /// Linux's `include/linux/errno.h`.
+    const ERESTARTSYS: i32 = 512;
+    const ERESTARTNOINTR: i32 = 513;
+    const ERESTARTNOHAND: i32 = 514;
+    const ENOIOCTLCMD: i32 = 515;
+    const ERESTART_RESTARTBLOCK: i32 = 516;
+    const ENOTSUPP: i32 = 524;
+    match -res {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK => -libc::ECANCELED,
+        ENOIOCTLCMD => -libc::ENOTTY,
+        ENOTSUPP => -libc::EOPNOTSUPP,
+        code => {
+            tracing::warn!(code, "a kernel-internal error code reached user space");
+            -libc::EIO
+        }
     }
 }
 
