@@ -4,13 +4,16 @@
 //! its canceller hears `Ok`; offsets io_uring cannot take are rejected, not
 //! turned into something else.
 
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use ouro::{BackendKind, Ctx, Offset, Outcome, PollMask, Ring, RunMode, Task};
 
-use crate::harness::{ctx, pipe, ring, run_all, socket_pair, Got};
+use crate::harness::{
+    complete, ctx, error_kind, pipe, position, ring, run_all, socket_pair, temp_file, Got,
+};
 
 backend_tests![
     cancelling_a_splice_the_kernel_runs_is_ecanceled,
@@ -21,6 +24,8 @@ backend_tests![
     cancelling_an_accept_the_kernel_runs_is_ecanceled,
     an_accept_the_kernel_runs_past_its_deadline_is_etime,
     cancelling_a_poll_the_kernel_runs_is_ecanceled,
+    an_offset_beyond_i64_max_is_invalid_input,
+    an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero,
 ];
 
 /// Key of the task under test.
@@ -167,4 +172,105 @@ fn cancelling_a_poll_the_kernel_runs_is_ecanceled(kind: BackendKind) {
     let (target, canceller) =
         cancel_while_running(&mut ring, |r, c| r.poll(&a, PollMask::READABLE, c));
     assert_cancelled(&target, &canceller);
+}
+
+/// `Offset::At(n)` with `n` beyond `i64::MAX` is no position (io_uring
+/// would take `u64::MAX` as "the current position", and move it): every
+/// positioned operation rejects it, and the file position stays.
+fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = temp_file(b"abcdef");
+    (&file).seek(SeekFrom::Start(2)).unwrap();
+    for bad in [u64::MAX, i64::MAX as u64 + 1] {
+        let at = Offset::At(bad);
+        let outcome = complete(&mut ring, |r, c| r.write(&file, &b"XY"[..], at, c));
+        let res = expect!(outcome, Outcome::Write(res, _) => res);
+        assert_eq!(
+            error_kind(res),
+            io::ErrorKind::InvalidInput,
+            "write at {bad}"
+        );
+        let outcome = complete(&mut ring, |r, c| {
+            r.read(&file, Vec::with_capacity(4), at, c)
+        });
+        let (res, buf) = expect!(outcome, Outcome::Read(res, buf) => (res, buf));
+        assert_eq!(
+            error_kind(res),
+            io::ErrorKind::InvalidInput,
+            "read at {bad}"
+        );
+        assert!(buf.is_empty(), "the buffer comes back");
+        let outcome = complete(&mut ring, |r, c| r.writev(&file, vec![&b"XY"[..]], at, c));
+        let res = expect!(outcome, Outcome::Writev(res, _) => res);
+        assert_eq!(
+            error_kind(res),
+            io::ErrorKind::InvalidInput,
+            "writev at {bad}"
+        );
+        let bufs = vec![Vec::<u8>::with_capacity(4)];
+        let outcome = complete(&mut ring, |r, c| r.readv(&file, bufs, at, c));
+        let res = expect!(outcome, Outcome::Readv(res, _) => res);
+        assert_eq!(
+            error_kind(res),
+            io::ErrorKind::InvalidInput,
+            "readv at {bad}"
+        );
+        assert_eq!(position(&file), 2, "the position stays (offset {bad})");
+    }
+    let outcome = complete(&mut ring, |r, c| {
+        r.write(&file, &b"ZZ"[..], Offset::Current, c)
+    });
+    expect!(outcome, Outcome::Write(Ok(2), _) => ());
+    let mut contents = Vec::new();
+    (&file).seek(SeekFrom::Start(0)).unwrap();
+    (&file).read_to_end(&mut contents).unwrap();
+    assert_eq!(contents, b"abZZef", "nothing else was written");
+}
+
+/// Pipes and sockets have no position, and `pread(2)` would fail with
+/// `ESPIPE`; io_uring (checked on Linux 6.18) ignores an offset on a pipe,
+/// and a socket takes offset 0 but fails with `ESPIPE` for any other. The
+/// readiness backend does the same.
+fn an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (reader, writer) = pipe();
+    let (a, b) = socket_pair();
+    for (reader, writer, at) in [(&reader, &writer, 5), (&a, &b, 0)] {
+        let outcome = complete(&mut ring, |r, c| {
+            r.write(writer, &b"data"[..], Offset::At(at), c)
+        });
+        expect!(outcome, Outcome::Write(Ok(4), _) => ());
+        let outcome = complete(&mut ring, |r, c| {
+            r.writev(writer, vec![&b"more"[..]], Offset::At(at << 40), c)
+        });
+        expect!(outcome, Outcome::Writev(Ok(4), _) => ());
+        let outcome = complete(&mut ring, |r, c| {
+            r.read(reader, Vec::with_capacity(4), Offset::At(at * 2), c)
+        });
+        let buf = expect!(outcome, Outcome::Read(Ok(4), buf) => buf);
+        assert_eq!(&buf[..], b"data");
+        let bufs = vec![Vec::<u8>::with_capacity(4)];
+        let outcome = complete(&mut ring, |r, c| {
+            r.readv(reader, bufs, Offset::At(at + at), c)
+        });
+        let bufs = expect!(outcome, Outcome::Readv(Ok(4), bufs) => bufs);
+        assert_eq!(bufs.downcast::<Vec<u8>>().unwrap().concat(), b"more");
+    }
+    (&std::fs::File::from(b.try_clone().unwrap()))
+        .write_all(b"unread")
+        .unwrap();
+    let outcome = complete(&mut ring, |r, c| {
+        r.write(&b, &b"data"[..], Offset::At(5), c)
+    });
+    let res = expect!(outcome, Outcome::Write(res, _) => res);
+    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
+    let outcome = complete(&mut ring, |r, c| {
+        r.read(&a, Vec::with_capacity(8), Offset::At(5), c)
+    });
+    let res = expect!(outcome, Outcome::Read(res, _) => res);
+    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
+    let bufs = vec![Vec::<u8>::with_capacity(8)];
+    let outcome = complete(&mut ring, |r, c| r.readv(&a, bufs, Offset::At(1), c));
+    let res = expect!(outcome, Outcome::Readv(res, _) => res);
+    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
 }
