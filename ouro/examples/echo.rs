@@ -212,10 +212,16 @@ impl Server {
                 conn.queue.push_back(buf);
                 true
             }
-            // Every buffer is in flight: re-armed when a send frees one.
+            // Every buffer was in flight: re-armed when a send frees one —
+            // or now, if one came back since (its send was delivered first,
+            // and no later send may come to re-arm it).
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                self.starved.push(key);
-                false
+                if self.group.available() > 0 {
+                    true
+                } else {
+                    self.starved.push(key);
+                    false
+                }
             }
             // Paused (see `MAX_QUEUED`): re-armed once the queue drains.
             Err(e) if ouro::is_canceled(&e) => true,

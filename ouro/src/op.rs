@@ -24,18 +24,24 @@ use crate::thread::ThreadShared;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offset {
     /// At the file's current position, which the operation then advances
-    /// (like `read(2)`/`write(2)`); the only choice for pipes and sockets.
+    /// (like `read(2)`/`write(2)`); what pipes, sockets and terminals use.
     Current,
     /// At this byte offset, leaving the file position alone (like `pread(2)`).
+    /// At most `i64::MAX` (files cannot be larger): a larger offset fails
+    /// with `InvalidInput`. Pipes, sockets and terminals ignore it (they
+    /// have no position), as io_uring does.
     At(u64),
 }
 
 impl Offset {
-    /// The value io_uring expects: `-1` for the current position.
-    pub(crate) fn raw(self) -> u64 {
+    /// The value io_uring expects: `-1` for the current position; `None`
+    /// for an offset beyond `i64::MAX`, which io_uring would take as `-1`
+    /// (or reject) rather than as a position.
+    pub(crate) fn raw(self) -> Option<u64> {
         match self {
-            Offset::Current => u64::MAX,
-            Offset::At(n) => n,
+            Offset::Current => Some(u64::MAX),
+            Offset::At(n) if n <= i64::MAX as u64 => Some(n),
+            Offset::At(_) => None,
         }
     }
 }

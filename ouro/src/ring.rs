@@ -616,6 +616,11 @@ impl<S> Ring<S> {
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
     pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        let res = if KERNEL_INTERNAL.contains(&res) {
+            user_space_error(res)
+        } else {
+            res
+        };
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
         }
@@ -1077,8 +1082,9 @@ impl<S> Ring<S> {
         }
     }
 
-    /// Reads into `buf`'s spare room at `offset` (a buffer without room
-    /// fails with `InvalidInput`). 0 bytes means end of file. Kernel: 5.6.
+    /// Reads into `buf`'s spare room at `offset` (a buffer without room,
+    /// or an offset beyond `i64::MAX`, fails with `InvalidInput`). 0 bytes
+    /// means end of file. Kernel: 5.6.
     pub fn read(
         &mut self,
         fd: impl OpFd,
@@ -1086,8 +1092,13 @@ impl<S> Ring<S> {
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
-        let (fd, offset) = (self.op_fd(fd), offset.raw());
-        match unusable_read_buffer(buf) {
+        let (fd, raw) = (self.op_fd(fd), offset.raw());
+        let offset = raw.unwrap_or(0);
+        let checked = match raw {
+            Some(_) => unusable_read_buffer(buf),
+            None => Err((buf.into_buf_mut().unwrap_or_else(|buf| buf), offset_error())),
+        };
+        match checked {
             Ok(buf) => self.schedule(Op::Read { fd, buf, offset }, ctx),
             Err((buf, err)) => self.reject(Op::Read { fd, buf, offset }, ctx, err),
         }
@@ -1095,18 +1106,24 @@ impl<S> Ring<S> {
 
     /// Writes `buf` at `offset`; a partial write is not an error (re-submit
     /// the rest: [`Buf::consume`](crate::Buf::consume) what was written and
-    /// pass the `Buf` back). Kernel: 5.6.
+    /// pass the `Buf` back). An offset beyond `i64::MAX` fails with
+    /// `InvalidInput`. Kernel: 5.6.
     pub fn write(&mut self, fd: impl OpFd, buf: impl IntoBuf, offset: Offset, ctx: Ctx<S>) -> Task {
+        let raw = offset.raw();
         let op = Op::Write {
             fd: self.op_fd(fd),
             buf: buf.into_buf(),
-            offset: offset.raw(),
+            offset: raw.unwrap_or(0),
         };
+        if raw.is_none() {
+            return self.reject(op, ctx, offset_error());
+        }
         self.schedule(op, ctx)
     }
 
     /// Reads into the buffers' spare room, in order (buffers without any
-    /// room fail with `InvalidInput`). Kernel: 5.1.
+    /// room, or an offset beyond `i64::MAX`, fail with `InvalidInput`).
+    /// Kernel: 5.1.
     pub fn readv<B: IoBufMut>(
         &mut self,
         fd: impl OpFd,
@@ -1115,19 +1132,24 @@ impl<S> Ring<S> {
         ctx: Ctx<S>,
     ) -> Task {
         let no_room = bufs.iter().all(|buf| buf.spare_len() == 0);
+        let raw = offset.raw();
         let op = Op::Readv {
             fd: self.op_fd(fd),
             bufs: BufVec::new_mut(bufs),
             iov: self.pools.iov(),
-            offset: offset.raw(),
+            offset: raw.unwrap_or(0),
         };
+        if raw.is_none() {
+            return self.reject(op, ctx, offset_error());
+        }
         if no_room {
             return self.reject(op, ctx, no_room_error());
         }
         self.schedule(op, ctx)
     }
 
-    /// Writes the buffers, in order. Kernel: 5.1.
+    /// Writes the buffers, in order (an offset beyond `i64::MAX` fails with
+    /// `InvalidInput`). Kernel: 5.1.
     pub fn writev<B: IoBuf>(
         &mut self,
         fd: impl OpFd,
@@ -1135,12 +1157,16 @@ impl<S> Ring<S> {
         offset: Offset,
         ctx: Ctx<S>,
     ) -> Task {
+        let raw = offset.raw();
         let op = Op::Writev {
             fd: self.op_fd(fd),
             bufs: BufVec::new(bufs),
             iov: self.pools.iov(),
-            offset: offset.raw(),
+            offset: raw.unwrap_or(0),
         };
+        if raw.is_none() {
+            return self.reject(op, ctx, offset_error());
+        }
         self.schedule(op, ctx)
     }
 
@@ -1357,6 +1383,40 @@ impl<S> Ring<S> {
             return self.reject(op, ctx, no_room_error());
         }
         self.schedule(op, ctx)
+    }
+}
+
+/// The kernel's own error codes (`ERESTARTSYS` = 512 and up, to
+/// `MAX_ERRNO`), negated: meant never to leave it, but an io_uring request
+/// can end with one (a splice interrupted on a worker thread by its
+/// cancellation ends with `ERESTARTSYS`). `REJECTED` lies outside.
+const KERNEL_INTERNAL: std::ops::RangeInclusive<i32> = -4095..=-512;
+
+/// What user space would have seen for a kernel-internal error code: a
+/// restart code means the call was interrupted — by its cancellation (or
+/// the ring's teardown), as nothing else signals io_uring's workers — so
+/// `ECANCELED`, which `finish` turns into `ETIME` for a deadline;
+/// `ENOIOCTLCMD` is `ENOTTY` and `ENOTSUPP` is `EOPNOTSUPP`, as the system
+/// calls answer; any other becomes `EIO` rather than a number no `errno`
+/// means.
+#[cold]
+#[inline(never)]
+fn user_space_error(res: i32) -> i32 {
+    /// Linux's `include/linux/errno.h`.
+    const ERESTARTSYS: i32 = 512;
+    const ERESTARTNOINTR: i32 = 513;
+    const ERESTARTNOHAND: i32 = 514;
+    const ENOIOCTLCMD: i32 = 515;
+    const ERESTART_RESTARTBLOCK: i32 = 516;
+    const ENOTSUPP: i32 = 524;
+    match -res {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK => -libc::ECANCELED,
+        ENOIOCTLCMD => -libc::ENOTTY,
+        ENOTSUPP => -libc::EOPNOTSUPP,
+        code => {
+            tracing::warn!(code, "a kernel-internal error code reached user space");
+            -libc::EIO
+        }
     }
 }
 
@@ -1652,6 +1712,16 @@ impl<S> Ring<S> {
 /// A ring fd that is stale, closing or another ring's.
 fn bad_ring_fd() -> io::Error {
     io::Error::from_raw_os_error(libc::EBADF)
+}
+
+/// An `Offset::At` beyond `i64::MAX`: no file is that large, and io_uring
+/// would read `u64::MAX` as "the current position".
+#[cold]
+fn offset_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a file offset must be at most i64::MAX",
+    )
 }
 
 /// Reading into no room could only read 0 bytes, which would look like end

@@ -595,4 +595,36 @@ fn a_reply_no_kernel_could_give_fails_with_invalid_input() {
     }
     assert!(writer_closed(&reader), "the fd in the reply is closed");
     assert_eq!(ring.mock_backend().unwrap().open_fds(), Vec::<RawFd>::new());
+/// A kernel-internal code (512 and up) is no `errno`: the outcome carries
+/// what the system call would have answered — an interrupted call is a
+/// cancelled one — and never the raw number.
+#[test]
+fn kernel_internal_error_codes_never_reach_an_outcome() {
+    let cases = [
+        (512, libc::ECANCELED),  // ERESTARTSYS
+        (513, libc::ECANCELED),  // ERESTARTNOINTR
+        (514, libc::ECANCELED),  // ERESTARTNOHAND
+        (515, libc::ENOTTY),     // ENOIOCTLCMD
+        (516, libc::ECANCELED),  // ERESTART_RESTARTBLOCK
+        (524, libc::EOPNOTSUPP), // ENOTSUPP
+        (600, libc::EIO),
+    ];
+    let mut mock = Mock::new();
+    for (code, _) in cases {
+        mock.push(OpKind::Noop, Reply::Errno(code));
+    }
+    let mut ring = Ring::mock(mock);
+    for (key, _) in cases.iter().enumerate() {
+        ring.noop(Ctx::new(collect).key(key as u64));
+    }
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), cases.len());
+    for (c, _) in &got {
+        let (code, expected) = cases[c.key() as usize];
+        match &c.outcome {
+            Outcome::Noop(Err(e)) => assert_eq!(e.raw_os_error(), Some(expected), "{code}: {e}"),
+            other => panic!("{code}: unexpected {other:?}"),
+        }
+    }
 }

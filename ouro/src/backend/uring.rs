@@ -100,6 +100,12 @@ const PROBE: u64 = (user_data::INTERNAL as u64) << 56 | 3;
 /// process fd (`take_file`).
 const INSTALL: u64 = (user_data::INTERNAL as u64) << 56 | 4;
 
+/// The fewest completions a turn may bring in by entering again for flagged
+/// completion work (more on a ring whose completion queue is larger): far
+/// more than the kernel's batch, so a small ring still delivers all that
+/// its tasks have ready in one turn.
+const MIN_WORK_BUDGET: usize = 4096;
+
 /// Where the waker's internal reads put the eventfd's counter: the value
 /// is never looked at, and a `static` outlives every request that names it.
 static WAKE_SINK: AtomicU64 = AtomicU64::new(0);
@@ -121,6 +127,9 @@ pub(crate) struct Uring {
     poll_timeout: Box<types::Timespec>,
     /// The ring fds and the fixed file table.
     files: Files,
+    /// How many more completions this turn may bring in by entering the
+    /// kernel for the completion work it flagged (see `enter_for_work`).
+    work_budget: usize,
 }
 
 /// The opcodes this kernel supports, one bit each; turns operations into
@@ -158,6 +167,7 @@ impl Uring {
             wake_read_armed: false,
             poll_timeout: Box::new(types::Timespec::new()),
             files: Files::new(options.fixed_files),
+            work_budget: 0,
         })
     }
 
@@ -353,11 +363,59 @@ impl Uring {
             }
         };
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => Ok(()),
-            Err(e) if is_busy(&e) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+            Err(e) if is_busy(&e) => {}
+            Err(e) => return Err(e),
         }
+        self.run_flagged_work();
+        Ok(())
+    }
+
+    /// Brings in every completion that is ready, not only the kernel's
+    /// first batch: an enter runs a bounded amount of deferred completion
+    /// work (at most 20 items on a DEFER_TASKRUN ring since Linux 6.13)
+    /// and flags the rest (IORING_SQ_TASKRUN). Enters again while the
+    /// completion queue has room for more; the turn's budget keeps a peer
+    /// that never stops sending from holding the turn.
+    fn run_flagged_work(&mut self) {
+        self.work_budget = self.ring.completion().capacity().max(MIN_WORK_BUDGET);
+        loop {
+            let completion = self.ring.completion();
+            if completion.is_full() {
+                return;
+            }
+            drop(completion);
+            if !self.enter_for_work() {
+                return;
+            }
+        }
+    }
+
+    /// Enters the kernel once to run the completion work it flagged;
+    /// `true` when that brought completions (there may be more flagged).
+    /// Never waits, and gives up when the turn's budget is spent.
+    fn enter_for_work(&mut self) -> bool {
+        if self.work_budget == 0 || !self.ring.submission().taskrun() {
+            return false;
+        }
+        let before = self.ring.completion().len();
+        loop {
+            // With the flag set, this enter asks for events (GETEVENTS)
+            // but waits for none.
+            match self.ring.submit() {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if is_busy(&e) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "running flagged completion work failed");
+                    return false;
+                }
+            }
+        }
+        let brought = self.ring.completion().len().saturating_sub(before);
+        self.work_budget = self.work_budget.saturating_sub(brought);
+        brought > 0
     }
 
     /// Submits what is queued and brings in what has completed, without
@@ -415,12 +473,13 @@ impl Uring {
     }
 
     /// After the queue has been taken: re-arms the waker's read and, when
-    /// completions overflowed into the kernel's list, moves them over;
+    /// completions overflowed into the kernel's list, moves them over, or
+    /// runs completion work the kernel still flags (the queue was full);
     /// `true` when there may be more to take now.
     pub(crate) fn settle_queue(&mut self) -> bool {
         self.arm_wake_read();
         if !self.ring.submission().cq_overflow() {
-            return false;
+            return self.enter_for_work();
         }
         if let Err(e) = self.ring.submit_and_wait(0) {
             tracing::warn!(error = %e, "flushing overflowed completions failed");

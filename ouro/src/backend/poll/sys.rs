@@ -542,13 +542,33 @@ pub(super) fn asked(call: &Call) -> Option<(RawFd, Interest, usize)> {
     }
 }
 
-/// Runs a positioned call, treating an offset on a non-seekable fd (pipe,
-/// socket) as io_uring does: the offset is ignored.
-fn at_offset(offset: i64, call: impl Fn(i64) -> i32) -> i32 {
+/// Runs a positioned call on `fd`, treating an offset on a non-seekable fd
+/// as io_uring does (checked on Linux 6.18), where `pread(2)` would fail
+/// with `ESPIPE`: a pipe or terminal ignores it; a socket takes offset 0
+/// and fails with `ESPIPE` for any other (the socket layer's own check,
+/// which io_uring reaches). Only the rare `ESPIPE` costs an `fstat`.
+fn at_offset(fd: RawFd, offset: i64, call: impl Fn(i64) -> i32) -> i32 {
     match call(offset) {
-        res if res == -libc::ESPIPE && offset >= 0 => call(-1),
+        res if res == -libc::ESPIPE && offset >= 0 => {
+            if offset > 0 && is_socket(fd) {
+                res
+            } else {
+                call(-1)
+            }
+        }
         res => res,
     }
+}
+
+/// Whether `fd` is a socket.
+fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return false;
+    }
+    st.st_mode & libc::S_IFMT == libc::S_IFSOCK
 }
 
 /// `poll(2)` without waiting: the bits of `mask` (plus error, hang-up and

@@ -77,9 +77,9 @@ fn try_rw(
         if poll_revents(fd, bit) == 0 {
             return Attempt::Wait(fd, interest);
         }
-        return ready_or_wait(at_offset(offset, |o| call(fd, iov, o, 0)), fd, interest);
+        return ready_or_wait(at_offset(fd, offset, |o| call(fd, iov, o, 0)), fd, interest);
     }
-    let res = at_offset(offset, |o| call(fd, iov, o, libc::RWF_NOWAIT));
+    let res = at_offset(fd, offset, |o| call(fd, iov, o, libc::RWF_NOWAIT));
     if res != -libc::EOPNOTSUPP {
         return ready_or_wait(res, fd, interest);
     }
@@ -103,11 +103,11 @@ fn is_file(fd: RawFd) -> bool {
 }
 
 pub(super) fn read_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(offset, |o| preadv2(fd, iov, o, 0))
+    at_offset(fd, offset, |o| preadv2(fd, iov, o, 0))
 }
 
 pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(offset, |o| pwritev2(fd, iov, o, 0))
+    at_offset(fd, offset, |o| pwritev2(fd, iov, o, 0))
 }
 
 pub(super) fn stat(

@@ -132,7 +132,7 @@ fn try_rw(
     if poll_revents(fd, bit) == 0 {
         return Attempt::Wait(fd, interest);
     }
-    ready_or_wait(at_offset(offset, |o| call(fd, iov, o)), fd, interest)
+    ready_or_wait(at_offset(fd, offset, |o| call(fd, iov, o)), fd, interest)
 }
 
 /// Whether `fd` is a regular file or block device (whose reads and writes
@@ -151,11 +151,11 @@ fn file_kind(fd: RawFd) -> Result<bool, i32> {
 }
 
 pub(super) fn read_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(offset, |o| readv(fd, iov, o))
+    at_offset(fd, offset, |o| readv(fd, iov, o))
 }
 
 pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(offset, |o| writev(fd, iov, o))
+    at_offset(fd, offset, |o| writev(fd, iov, o))
 }
 
 pub(super) fn stat(
