@@ -576,6 +576,16 @@ impl Messaging {
         }
     }
 
+    /// During the ring's drop: what still holds user values (messages taken
+    /// from the mailbox and not delivered, messages not yet published), for
+    /// the ring to drop once its backend is quiesced.
+    pub(crate) fn take_undelivered(&mut self) -> Undelivered {
+        Undelivered {
+            _incoming: mem::take(&mut self.incoming),
+            _outboxes: mem::take(&mut self.outboxes),
+        }
+    }
+
     /// Drops the outboxes of closed targets with nothing left to publish,
     /// releasing their doorbell fds (which keep the target's io_uring
     /// instance alive). Only call it when no doorbell waits unsubmitted.
@@ -589,6 +599,13 @@ impl Messaging {
             }
         }
     }
+}
+
+/// Messages a dropped ring did not deliver or publish; dropping them drops
+/// their payloads.
+pub(crate) struct Undelivered {
+    _incoming: VecDeque<Envelope>,
+    _outboxes: Vec<Option<Outbox>>,
 }
 
 /// Takes the envelope out of a message task that is still waiting to be

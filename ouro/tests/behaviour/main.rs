@@ -45,6 +45,7 @@ mod harness;
 
 mod cancel;
 mod deadlines;
+mod drop_safety;
 mod examples;
 mod multishot;
 mod ops_basic;
