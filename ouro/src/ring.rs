@@ -872,7 +872,26 @@ impl<S> Ring<S> {
                 self.timers.remove(index);
                 self.make_ready(index, res);
             }
-            State::Ready | State::Waiting | State::Free => {}
+            State::Waiting => {
+                // A stop task waiting for its thread to end: only the wait
+                // ends (the request went out already). The thread's later
+                // "ended" finds the slot finished, or reused under another
+                // generation, and is ignored.
+                let Op::StopThread { thread, .. } = &slot.op else {
+                    return;
+                };
+                slot.cancel = reason;
+                let task = Task {
+                    index,
+                    generation: slot.generation,
+                };
+                if let Some(mailbox) = &self.messaging.mailbox {
+                    thread.remove_waiter(mailbox, task);
+                }
+                self.timers.remove(index);
+                self.make_ready(index, res);
+            }
+            State::Ready | State::Free => {}
         }
     }
 
@@ -940,6 +959,8 @@ impl<S> Ring<S> {
         let at = self.clock.to_ns(at);
         let slot = &mut self.slab.slots[index as usize];
         match (&mut slot.op, slot.state) {
+            // A stop task's wait for its thread can end at a deadline too.
+            (Op::StopThread { .. }, State::Waiting) => self.timers.schedule(index, at),
             (_, State::Ready | State::Waiting) => {}
             (Op::Timer { at: fire, deadline }, _) => {
                 *deadline = at;
