@@ -407,6 +407,10 @@ impl<S> Ring<S> {
             _ => timeout,
         };
         self.backend.wait(timeout, &mut self.clock)?;
+        if self.messaging.holds_doorbells && !self.backend.has_unsubmitted() {
+            // The kernel has the doorbells: their targets' fds may close.
+            self.messaging.release_doorbells();
+        }
         let mut delivered = self.deliver_backend(state);
         delivered += self.deliver_messages(state);
         delivered += self.expire_timers(state);

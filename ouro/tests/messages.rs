@@ -62,11 +62,33 @@ macro_rules! backend_tests {
     };
 }
 
+/// Held shared by every test, exclusively by those that count open fds.
+static FD_COUNTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
+    let _shared = FD_COUNTING
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Err(err) = test(kind) {
         panic!("on {kind:?}: {err}");
     }
 }
+
+/// Runs a test that counts the process's open fds while no other test of
+/// this binary runs.
+fn call_exclusive(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
+    let _exclusive = FD_COUNTING
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(err) = test(kind) {
+        panic!("on {kind:?}: {err}");
+    }
+}
+
+per_backend!(
+    crate::call_exclusive,
+    a_joined_workers_fds_are_released_without_another_message
+);
 
 backend_tests!(
     a_million_messages_arrive_once_and_in_order_over_the_mailbox,
@@ -1377,5 +1399,56 @@ fn a_stop_task_can_be_cancelled_while_the_thread_stops(kind: BackendKind) -> io:
     assert!(is_canceled(err), "{err}");
     assert_eq!(state.cancel.len(), 1);
     assert!(state.cancel[0].is_ok(), "{:?}", state.cancel[0]);
+    Ok(())
+}
+
+// -- a joined worker leaves no fd behind ----------------------------------
+
+/// How many fds the process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
+        // The listing itself holds one while it is read.
+        - 1
+}
+
+fn on_acked(
+    acked: &mut Vec<io::Result<()>>,
+    _: &mut Ring<Vec<io::Result<()>>>,
+    c: Completion,
+) -> io::Result<()> {
+    acked.push(c.result());
+    Ok(())
+}
+
+fn on_idle_number(_: &mut Idle, _: &mut Ring<Idle>, _: Completion) -> io::Result<()> {
+    Ok(())
+}
+
+/// The parent messaged a worker (so it holds an outbox for it: on io_uring
+/// with a duplicate of the worker's ring fd) and joined it: every fd of the
+/// worker (its ring, its eventfd) is closed by then, with no further
+/// message or turn of the parent.
+fn a_joined_workers_fds_are_released_without_another_message(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<Vec<io::Result<()>>> = ring(kind)?;
+    // The parent's own mailbox and waker, made before counting.
+    ring.handle()?;
+    let before = open_fds();
+    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
+    ring.msg_ring(
+        thread.handle(),
+        Ctx::new(on_idle_number),
+        Payload::U64(7),
+        Ctx::new(on_acked),
+    );
+    let mut acked = Vec::new();
+    ring.run(&mut acked, RunMode::UntilDone)?;
+    assert_eq!(acked.len(), 1);
+    assert!(acked[0].is_ok(), "{:?}", acked[0]);
+    thread.join()?;
+    assert_eq!(open_fds(), before, "the worker's fds are all closed");
+    drop(ring);
     Ok(())
 }
