@@ -26,6 +26,7 @@ use crate::harness::{pipe, ring, temp_file};
 backend_tests![
     a_panicking_buffer_drop_does_not_cut_the_drain_short,
     a_callback_panic_then_a_panicking_drop_does_not_cut_the_drain_short,
+    a_ring_dropped_while_unwinding_keeps_a_panicking_drop_in,
 ];
 
 /// Bytes per file read (each read into its own chunk of the arena).
@@ -128,16 +129,28 @@ unsafe impl IoBufMut for Lent {
 }
 
 /// A read buffer whose drop panics (unless the thread is unwinding
-/// already, which would abort the test).
+/// already and `always` is not set: a panic out of a drop during unwinding
+/// aborts).
 struct Bomb {
     data: Vec<u8>,
     drops: Rc<Cell<u32>>,
+    always: bool,
+}
+
+impl Bomb {
+    fn new(drops: &Rc<Cell<u32>>) -> Bomb {
+        Bomb {
+            data: Vec::with_capacity(16),
+            drops: drops.clone(),
+            always: false,
+        }
+    }
 }
 
 impl Drop for Bomb {
     fn drop(&mut self) {
         self.drops.set(self.drops.get() + 1);
-        if !std::thread::panicking() {
+        if self.always || !std::thread::panicking() {
             panic!("{BOOM}");
         }
     }
@@ -269,10 +282,7 @@ fn a_panicking_buffer_drop_does_not_cut_the_drain_short(kind: BackendKind) {
     }
     // Nothing to read: cancelled by the drop, which then drops the buffers.
     for (reader, _) in &pipes {
-        let buf = Bomb {
-            data: Vec::with_capacity(16),
-            drops: bombs.clone(),
-        };
+        let buf = Bomb::new(&bombs);
         ring.read(reader, buf, Offset::Current, Ctx::none());
     }
     let mut done = 0;
@@ -310,10 +320,7 @@ fn a_callback_panic_then_a_panicking_drop_does_not_cut_the_drain_short(kind: Bac
         Ctx::new(panic_always),
     );
     for (reader, _) in rest {
-        let buf = Bomb {
-            data: Vec::with_capacity(16),
-            drops: bombs.clone(),
-        };
+        let buf = Bomb::new(&bombs);
         ring.read(reader, buf, Offset::Current, Ctx::none());
     }
     let ran = catch_unwind(AssertUnwindSafe(|| ring.run(&mut 0, RunMode::UntilDone)));
@@ -325,4 +332,26 @@ fn a_callback_panic_then_a_panicking_drop_does_not_cut_the_drain_short(kind: Bac
         "each panicking buffer dropped once"
     );
     assert_arena_untouched(&arena, &lent);
+}
+
+/// A ring dropped while its thread unwinds from another panic, with reads
+/// whose buffers' drops panic all the same: the ring catches those (a
+/// second panic out of a drop would abort the process), drops every buffer
+/// once, and the first panic goes on unwinding.
+fn a_ring_dropped_while_unwinding_keeps_a_panicking_drop_in(kind: BackendKind) {
+    let bombs = Rc::new(Cell::new(0));
+    let pipes: Vec<_> = (0..3).map(|_| pipe()).collect();
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        let mut ring: Ring<u32> = ring(kind, 8);
+        for (reader, _) in &pipes {
+            let mut buf = Bomb::new(&bombs);
+            buf.always = true;
+            ring.read(reader, buf, Offset::Current, Ctx::none());
+        }
+        ring.run(&mut 0, RunMode::NoWait).unwrap();
+        panic!("the first panic");
+    }));
+    let panic = unwound.expect_err("the first panic comes out");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"the first panic"));
+    assert_eq!(bombs.get(), pipes.len() as u32, "each buffer dropped once");
 }
