@@ -348,7 +348,6 @@ pub(crate) struct Mailbox {
     /// Whether the queue holds envelopes: set by senders as they queue,
     /// cleared by the ring as it takes them (both under the lock).
     mail: AtomicBool,
-    waker: Arc<dyn Wake>,
     /// The target's io_uring fd for MSG_RING doorbells; valid while the
     /// mailbox is open (read and duplicated under the lock).
     doorbell_fd: Option<RawFd>,
@@ -364,6 +363,15 @@ struct Inbox {
     /// token (see [`parcel`]).
     parcels: Vec<Option<Envelope>>,
     free_parcels: Vec<u32>,
+    /// The target's wake-up (an eventfd), until the mailbox closes: then
+    /// no message can come, and senders that keep the mailbox do not keep
+    /// the target's fds open.
+    waker: Option<Arc<dyn Wake>>,
+    /// A duplicate of `doorbell_fd`, made for the first sender that rings
+    /// through MSG_RING and dropped when the mailbox closes. A sender takes
+    /// a reference while its doorbell waits in its submission queue, so
+    /// the fd it names stays the target's until the kernel has it.
+    doorbell: Option<Arc<OwnedFd>>,
 }
 
 impl Mailbox {
@@ -378,11 +386,12 @@ impl Mailbox {
                 closed: false,
                 parcels: Vec::new(),
                 free_parcels: Vec::new(),
+                waker: Some(waker),
+                doorbell: None,
             }),
             closed: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             mail: AtomicBool::new(false),
-            waker,
             doorbell_fd,
             accepts_fixed,
         })
@@ -396,18 +405,43 @@ impl Mailbox {
 
     /// Queues one envelope and wakes the target; gives it back if closed.
     pub(crate) fn push(&self, envelope: Envelope) -> Result<(), Envelope> {
-        {
+        let waker = {
             let mut inbox = self.lock();
             if inbox.closed {
                 return Err(envelope);
             }
             inbox.queue.push(envelope);
             self.mail.store(true, Ordering::SeqCst);
-        }
-        if self.claim_doorbell() {
-            self.waker.wake();
+            // Taken under the lock (the mailbox may close right after),
+            // woken outside it.
+            self.claim_doorbell().then(|| inbox.waker.clone()).flatten()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
         Ok(())
+    }
+
+    /// Wakes the target through its waker, unless the mailbox has closed
+    /// (then there is nothing to wake it for).
+    pub(crate) fn wake(&self) {
+        let waker = self.lock().waker.clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// A reference to the duplicate of the target's io_uring fd, made on
+    /// first use; `None` once the mailbox has closed (or if the target has
+    /// no such fd, or it cannot be duplicated).
+    fn doorbell_locked(&self, inbox: &mut Inbox) -> Option<Arc<OwnedFd>> {
+        if inbox.closed {
+            return None;
+        }
+        if inbox.doorbell.is_none() {
+            inbox.doorbell = self.doorbell_fd.and_then(duplicate).map(Arc::new);
+        }
+        inbox.doorbell.clone()
     }
 
     /// Whether the caller, having just queued something (and set `mail`),
@@ -452,11 +486,17 @@ impl Mailbox {
 
     /// Refuses every later message and moves what was accepted to `into`.
     fn close(&self, into: &mut VecDeque<Envelope>) {
-        let mut inbox = self.lock();
-        inbox.closed = true;
-        self.closed.store(true, Ordering::Release);
-        take_all(&mut inbox.queue, into);
-        self.mail.store(false, Ordering::SeqCst);
+        let (waker, doorbell) = {
+            let mut inbox = self.lock();
+            inbox.closed = true;
+            self.closed.store(true, Ordering::Release);
+            take_all(&mut inbox.queue, into);
+            self.mail.store(false, Ordering::SeqCst);
+            (inbox.waker.take(), inbox.doorbell.take())
+        };
+        // The target's fds close with the last reference: here, or when a
+        // sender's doorbell in flight has reached the kernel.
+        drop((waker, doorbell));
     }
 }
 
@@ -492,10 +532,11 @@ struct Outbox {
     envelopes: Vec<Envelope>,
     /// The message tasks, in the order of the `Elsewhere` place holders.
     tasks: Vec<Task>,
-    /// A duplicate of the target's io_uring fd, so that a doorbell queued
-    /// in our submission queue never names an fd the target has closed.
-    /// The kernel takes its own reference when it takes the submission, so
-    /// the duplicate may be closed once our submission queue is empty.
+    /// A reference to the target's duplicated io_uring fd (see
+    /// `Inbox::doorbell`), so that a doorbell queued in our submission
+    /// queue never names an fd the target has closed. The kernel takes its
+    /// own reference when it takes the submission, so this one is dropped
+    /// once our submission queue is empty (`release_doorbells`).
     doorbell: Option<Arc<OwnedFd>>,
 }
 
@@ -513,6 +554,8 @@ pub(crate) struct Messaging {
     last: usize,
     /// Whether some outbox has messages to publish.
     queued: bool,
+    /// Whether some outbox holds a reference to its target's ring fd.
+    pub(crate) holds_doorbells: bool,
 }
 
 impl Messaging {
@@ -576,6 +619,27 @@ impl Messaging {
         }
     }
 
+    /// Drops the outboxes' references to their targets' ring fds: call it
+    /// once no doorbell waits in the submission queue. A stopped target's
+    /// fd then closes (with the target's own), without waiting for another
+    /// message to it.
+    pub(crate) fn release_doorbells(&mut self) {
+        self.holds_doorbells = false;
+        for outbox in self.outboxes.iter_mut().flatten() {
+            outbox.doorbell = None;
+        }
+    }
+
+    /// During the ring's drop: what still holds user values (messages taken
+    /// from the mailbox and not delivered, messages not yet published), for
+    /// the ring to drop once its backend is quiesced.
+    pub(crate) fn take_undelivered(&mut self) -> Undelivered {
+        Undelivered {
+            _incoming: mem::take(&mut self.incoming),
+            _outboxes: mem::take(&mut self.outboxes),
+        }
+    }
+
     /// Drops the outboxes of closed targets with nothing left to publish,
     /// releasing their doorbell fds (which keep the target's io_uring
     /// instance alive). Only call it when no doorbell waits unsubmitted.
@@ -589,6 +653,13 @@ impl Messaging {
             }
         }
     }
+}
+
+/// Messages a dropped ring did not deliver or publish; dropping them drops
+/// their payloads.
+pub(crate) struct Undelivered {
+    _incoming: VecDeque<Envelope>,
+    _outboxes: Vec<Option<Outbox>>,
 }
 
 /// Takes the envelope out of a message task that is still waiting to be
@@ -763,7 +834,8 @@ impl<S> Ring<S> {
                         mailbox.mail.store(true, Ordering::SeqCst);
                     }
                     if can_ring && outbox.doorbell.is_none() {
-                        outbox.doorbell = mailbox.doorbell_fd.and_then(duplicate).map(Arc::new);
+                        outbox.doorbell = mailbox.doorbell_locked(&mut inbox);
+                        self.messaging.holds_doorbells |= outbox.doorbell.is_some();
                     }
                 }
                 !inbox.closed
@@ -804,7 +876,7 @@ impl<S> Ring<S> {
                 return;
             }
         }
-        mailbox.waker.wake();
+        mailbox.wake();
     }
 
     /// After publishing: tells a message task whether it was accepted.
@@ -850,7 +922,7 @@ impl<S> Ring<S> {
             error = %io::Error::from_raw_os_error(-c.res),
             "MSG_RING doorbell failed; waking the target through its eventfd"
         );
-        outbox.mailbox.waker.wake();
+        outbox.mailbox.wake();
     }
 
     /// Delivers the messages waiting in the mailbox: those taken at the

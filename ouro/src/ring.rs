@@ -92,6 +92,8 @@ pub(crate) const REJECTED: i32 = i32::MIN;
 /// fds that operations *create* (accept, open, socket) come back as
 /// `OwnedFd`; `register_fd` hands one to the ring.
 pub struct Ring<S = ()> {
+    /// First, so that it is torn down before the slab (whose ops it may
+    /// write into) and the groups are freed.
     pub(crate) backend: Backend,
     pub(crate) slab: Slab<S>,
     timers: TimerHeap,
@@ -429,6 +431,10 @@ impl<S> Ring<S> {
             _ => timeout,
         };
         self.backend.wait(timeout, &mut self.clock)?;
+        if self.messaging.holds_doorbells && !self.backend.has_unsubmitted() {
+            // The kernel has the doorbells: their targets' fds may close.
+            self.messaging.release_doorbells();
+        }
         let mut delivered = self.deliver_backend(state);
         delivered += self.deliver_messages(state);
         delivered += self.expire_timers(state);
@@ -904,7 +910,26 @@ impl<S> Ring<S> {
                 self.timers.remove(index);
                 self.make_ready(index, res);
             }
-            State::Ready | State::Waiting | State::Free => {}
+            State::Waiting => {
+                // A stop task waiting for its thread to end: only the wait
+                // ends (the request went out already). The thread's later
+                // "ended" finds the slot finished, or reused under another
+                // generation, and is ignored.
+                let Op::StopThread { thread, .. } = &slot.op else {
+                    return;
+                };
+                slot.cancel = reason;
+                let task = Task {
+                    index,
+                    generation: slot.generation,
+                };
+                if let Some(mailbox) = &self.messaging.mailbox {
+                    thread.remove_waiter(mailbox, task);
+                }
+                self.timers.remove(index);
+                self.make_ready(index, res);
+            }
+            State::Ready | State::Free => {}
         }
     }
 
@@ -972,6 +997,8 @@ impl<S> Ring<S> {
         let at = self.clock.to_ns(at);
         let slot = &mut self.slab.slots[index as usize];
         match (&mut slot.op, slot.state) {
+            // A stop task's wait for its thread can end at a deadline too.
+            (Op::StopThread { .. }, State::Waiting) => self.timers.schedule(index, at),
             (_, State::Ready | State::Waiting) => {}
             (Op::Timer { at: fire, deadline }, _) => {
                 *deadline = at;
@@ -1758,36 +1785,98 @@ impl Drop for RunGuard {
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl<S> Drop for Ring<S> {
-    /// Closes the mailbox (undelivered messages are dropped: their fds
-    /// closed, their values dropped), cancels what the backend still holds
-    /// and waits for its completions before any buffer is freed, then
-    /// closes the ring fds; callbacks do not run. Memory of an operation that does not finish within 10 s
-    /// is leaked, never freed under the kernel.
+    /// Closes the mailbox, cancels what the backend still holds and waits
+    /// for its completions before any buffer is freed, then closes the ring
+    /// fds and drops what tasks and undelivered messages own (their fds
+    /// closed, their values dropped); callbacks do not run. Memory of an
+    /// operation that does not finish within 10 s is leaked, never freed
+    /// under the kernel.
+    ///
+    /// What is dropped here includes user code (buffers, message values). A
+    /// panic in it does not cut the drop short: the ring goes on waiting and
+    /// dropping, and the first panic is resumed at the end (or, if the thread
+    /// is unwinding already, logged).
     fn drop(&mut self) {
+        let mut panic = None;
         self.close_mailbox();
-        if !self.drain_backend() {
+        if self.drain_backend(&mut panic) {
+            for group in mem::take(&mut self.groups) {
+                self.backend.unregister_group(&group);
+            }
+            self.backend.close_files();
+        } else {
             // Operations may still use the groups' memory and the ring
             // fds' files: keep them.
             mem::forget(mem::take(&mut self.groups));
             self.backend.leak_files();
-            return;
         }
-        for group in mem::take(&mut self.groups) {
-            self.backend.unregister_group(&group);
+        // Nothing in the backend uses the ring's memory any more: what is
+        // left is dropped one piece at a time, so that a panicking drop
+        // loses none of the others.
+        for index in 0..self.slab.slots.len() {
+            let op = mem::replace(&mut self.slab.slots[index].op, Op::Noop);
+            catch_panic(&mut panic, || drop(op));
         }
-        self.backend.close_files();
+        let messages = self.messaging.take_undelivered();
+        catch_panic(&mut panic, || drop(messages));
+        if let Some(payload) = panic {
+            if std::thread::panicking() {
+                // A second unwind out of a drop would abort the process.
+                tracing::error!(
+                    panic = panic_text(&*payload),
+                    "a drop panicked while a ring was dropped during unwinding"
+                );
+                drop_payload(payload);
+            } else {
+                std::panic::resume_unwind(payload);
+            }
+        }
     }
+}
+
+/// A panic payload, kept until the backend is quiesced.
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Runs `f`; if it panics, keeps the first panic in `first` (later ones
+/// are dropped).
+fn catch_panic(first: &mut Option<Panic>, f: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        match first {
+            None => *first = Some(payload),
+            Some(_) => drop_payload(payload),
+        }
+    }
+}
+
+/// Drops a panic payload that will not be resumed; one whose own drop
+/// panics is leaked.
+fn drop_payload(payload: Panic) {
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload))) {
+        mem::forget(again);
+    }
+}
+
+/// A panic's message, for the log.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 impl<S> Ring<S> {
     /// During drop: cancels what the backend holds and waits for it; false
-    /// if something did not finish in time (its memory is leaked).
-    fn drain_backend(&mut self) -> bool {
+    /// if something did not finish in time (its memory is leaked). A panic
+    /// in what a finished operation owned is kept in `panic`, and the wait
+    /// goes on: the kernel or a pool thread may still write into the memory
+    /// of the others.
+    fn drain_backend(&mut self, panic: &mut Option<Panic>) -> bool {
         // Completions reaped but not delivered (a callback panicked): their
         // operations are over, and the backend will not report them again.
         let undelivered = mem::take(&mut self.batch);
         for &c in undelivered.get(self.batch_pos..).unwrap_or_default() {
-            self.release_drained(c);
+            catch_panic(panic, || self.release_drained(c));
         }
         let in_backend = |slab: &Slab<S>| {
             slab.slots
@@ -1824,8 +1913,8 @@ impl<S> Ring<S> {
             }
             batch.clear();
             self.backend.reap(&mut batch);
-            for c in &batch {
-                self.release_drained(*c);
+            for &c in &batch {
+                catch_panic(panic, || self.release_drained(c));
             }
         }
         true

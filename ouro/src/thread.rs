@@ -76,6 +76,16 @@ impl ThreadShared {
         }
     }
 
+    /// Forgets a stop task of the ring behind `mailbox` that no longer
+    /// waits (cancelled, or past its deadline), so that the thread's end is
+    /// not sent to it.
+    pub(crate) fn remove_waiter(&self, mailbox: &Arc<Mailbox>, task: Task) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .waiters
+            .retain(|(ring, waiting)| *waiting != task || !Arc::ptr_eq(ring, mailbox));
+    }
+
     /// Records how the thread ended (the first call wins) and tells the
     /// waiting rings.
     fn end(&self, result: &io::Result<()>) {
@@ -229,6 +239,11 @@ impl<T> RingThread<T> {
     /// [`Outcome::ThreadStopped`](crate::Outcome::ThreadStopped): `Ok`, or
     /// the error that ended the thread (also if it had ended before). The
     /// thread still has to be [joined](RingThread::join) (or dropped).
+    ///
+    /// Like every task, it can be [cancelled](Ring::cancel) (`ECANCELED`)
+    /// or given a [deadline](Ring::set_deadline) (`ETIME`): that ends only
+    /// the wait. A request that went out already (on `ring`'s next turn)
+    /// still stops the thread; one cancelled before that is withdrawn.
     pub fn stop<S>(&self, ring: &mut Ring<S>, ctx: Ctx<S>) -> Task {
         let op = Op::StopThread {
             envelope: Some(Envelope::Stop),

@@ -63,11 +63,33 @@ macro_rules! backend_tests {
     };
 }
 
+/// Held shared by every test, exclusively by those that count open fds.
+static FD_COUNTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
+    let _shared = FD_COUNTING
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Err(err) = test(kind) {
         panic!("on {kind:?}: {err}");
     }
 }
+
+/// Runs a test that counts the process's open fds while no other test of
+/// this binary runs.
+fn call_exclusive(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
+    let _exclusive = FD_COUNTING
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(err) = test(kind) {
+        panic!("on {kind:?}: {err}");
+    }
+}
+
+per_backend!(
+    crate::call_exclusive,
+    a_joined_workers_fds_are_released_without_another_message
+);
 
 backend_tests!(
     a_million_messages_arrive_once_and_in_order_over_the_mailbox,
@@ -91,6 +113,8 @@ backend_tests!(
     a_ring_fd_in_use_is_not_moved,
     a_ring_fd_sent_to_its_own_ring_stays,
     files_moved_in_and_fds_registered_meanwhile_never_share_a_slot,
+    a_stop_tasks_deadline_ends_its_wait_while_the_thread_stops,
+    a_stop_task_can_be_cancelled_while_the_thread_stops,
 );
 
 // -- a receiver that checks order per sender --------------------------------
@@ -1267,5 +1291,171 @@ fn on_cancelled(state: &mut Refusals, _: &mut Ring<Refusals>, c: Completion) -> 
         return Err(io::Error::other("expected a cancel outcome"));
     };
     state.errors.extend(result.err());
+    Ok(())
+}
+
+// -- stop tasks can be cancelled or given a deadline --------------------------
+
+/// A worker's state that takes 600 ms to drop (the thread's last step
+/// before it reports its end), then records that it ended.
+struct SlowToEnd(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SlowToEnd {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(600));
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What the stopping ring saw.
+struct StopWait {
+    /// Set by the worker once it has ended.
+    ended: Arc<std::sync::atomic::AtomicBool>,
+    /// The stop task's result, and whether the worker had ended by then.
+    stopped: Vec<(io::Result<()>, bool)>,
+    /// The cancel task's result.
+    cancel: Vec<io::Result<()>>,
+    /// Completions of later tasks (a noop reusing the stop task's slot).
+    later: Vec<io::Result<()>>,
+}
+
+fn on_stop_wait(state: &mut StopWait, _: &mut Ring<StopWait>, c: Completion) -> io::Result<()> {
+    let Outcome::ThreadStopped(result) = c.outcome else {
+        return Err(io::Error::other("expected a thread-stopped outcome"));
+    };
+    let ended = state.ended.load(std::sync::atomic::Ordering::SeqCst);
+    state.stopped.push((result, ended));
+    Ok(())
+}
+
+fn on_stop_cancel(state: &mut StopWait, _: &mut Ring<StopWait>, c: Completion) -> io::Result<()> {
+    let Outcome::Cancel(result) = c.outcome else {
+        return Err(io::Error::other("expected a cancel outcome"));
+    };
+    state.cancel.push(result);
+    Ok(())
+}
+
+fn on_later(state: &mut StopWait, _: &mut Ring<StopWait>, c: Completion) -> io::Result<()> {
+    state.later.push(c.result());
+    Ok(())
+}
+
+/// Stops a worker that takes 600 ms to end; `end_wait` ends the stop
+/// task's wait (a deadline, or a cancel) once the request went out. The
+/// stop task's callback runs while the worker is still alive; the worker
+/// still ends; its later "ended" reaches nobody, not even a task that
+/// reuses the stop task's slot.
+fn stop_and_end_the_wait(
+    kind: BackendKind,
+    end_wait: fn(&mut Ring<StopWait>, ouro::Task),
+) -> io::Result<StopWait> {
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<StopWait> = ring(kind)?;
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ended.clone();
+    let thread = ring.spawn_thread(16, move |_| Ok(SlowToEnd(flag)))?;
+    let mut state = StopWait {
+        ended,
+        stopped: Vec::new(),
+        cancel: Vec::new(),
+        later: Vec::new(),
+    };
+    let task = thread.stop(&mut ring, Ctx::new(on_stop_wait));
+    // Sends the request: from now on the task waits for the thread.
+    ring.run(&mut state, RunMode::NoWait)?;
+    end_wait(&mut ring, task);
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.stopped.len(), 1, "the stop task ended once");
+    assert!(
+        !state.stopped[0].1,
+        "the stop task ended while the thread was still stopping"
+    );
+    thread.join()?;
+    assert!(state.ended.load(std::sync::atomic::Ordering::SeqCst));
+    // The thread's end was not sent to the ring, or is ignored: new tasks
+    // in the freed slots get only their own completions.
+    let slot = |task: ouro::Task| format!("{task:?}").split('#').next().map(str::to_owned);
+    let noops = [ring.noop(Ctx::new(on_later)), ring.noop(Ctx::new(on_later))];
+    assert!(noops.iter().any(|&noop| slot(noop) == slot(task)));
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.stopped.len(), 1);
+    assert_eq!(state.later.len(), 2);
+    assert!(state.later.iter().all(Result::is_ok));
+    Ok(state)
+}
+
+fn a_stop_tasks_deadline_ends_its_wait_while_the_thread_stops(kind: BackendKind) -> io::Result<()> {
+    let state = stop_and_end_the_wait(kind, |ring, task| {
+        let at = ring.now() + Duration::from_millis(50);
+        ring.set_deadline(task, at).expect("the stop task is live");
+    })?;
+    let err = state.stopped[0]
+        .0
+        .as_ref()
+        .expect_err("the deadline passed");
+    assert!(ouro::is_deadline(err), "{err}");
+    Ok(())
+}
+
+fn a_stop_task_can_be_cancelled_while_the_thread_stops(kind: BackendKind) -> io::Result<()> {
+    let state = stop_and_end_the_wait(kind, |ring, task| {
+        ring.cancel(task, Ctx::new(on_stop_cancel));
+    })?;
+    let err = state.stopped[0].0.as_ref().expect_err("cancelled");
+    assert!(is_canceled(err), "{err}");
+    assert_eq!(state.cancel.len(), 1);
+    assert!(state.cancel[0].is_ok(), "{:?}", state.cancel[0]);
+    Ok(())
+}
+
+// -- a joined worker leaves no fd behind ----------------------------------
+
+/// How many fds the process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
+        // The listing itself holds one while it is read.
+        - 1
+}
+
+fn on_acked(
+    acked: &mut Vec<io::Result<()>>,
+    _: &mut Ring<Vec<io::Result<()>>>,
+    c: Completion,
+) -> io::Result<()> {
+    acked.push(c.result());
+    Ok(())
+}
+
+fn on_idle_number(_: &mut Idle, _: &mut Ring<Idle>, _: Completion) -> io::Result<()> {
+    Ok(())
+}
+
+/// The parent messaged a worker (so it holds an outbox for it: on io_uring
+/// with a duplicate of the worker's ring fd) and joined it: every fd of the
+/// worker (its ring, its eventfd) is closed by then, with no further
+/// message or turn of the parent.
+fn a_joined_workers_fds_are_released_without_another_message(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = watchdog(60);
+    let mut ring: Ring<Vec<io::Result<()>>> = ring(kind)?;
+    // The parent's own mailbox and waker, made before counting.
+    ring.handle()?;
+    let before = open_fds();
+    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
+    ring.msg_ring(
+        thread.handle(),
+        Ctx::new(on_idle_number),
+        Payload::U64(7),
+        Ctx::new(on_acked),
+    );
+    let mut acked = Vec::new();
+    ring.run(&mut acked, RunMode::UntilDone)?;
+    assert_eq!(acked.len(), 1);
+    assert!(acked[0].is_ok(), "{:?}", acked[0]);
+    thread.join()?;
+    assert_eq!(open_fds(), before, "the worker's fds are all closed");
+    drop(ring);
     Ok(())
 }

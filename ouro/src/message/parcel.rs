@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use super::{closed_error, duplicate, Envelope, Mailbox, Messaging, Payload, RingHandle};
+use super::{closed_error, Envelope, Mailbox, Messaging, Payload, RingHandle};
 use super::{ErasedCallback, NO_TASK};
 use crate::fd::{Fd, RingFd};
 use crate::op::Op;
@@ -112,11 +112,8 @@ impl Messaging {
         let index = self.find_outbox(mailbox);
         let outbox = self.outboxes[index].as_mut()?;
         if outbox.doorbell.is_none() {
-            let inbox = mailbox.lock();
-            if inbox.closed {
-                return None;
-            }
-            outbox.doorbell = mailbox.doorbell_fd.and_then(duplicate).map(Arc::new);
+            outbox.doorbell = mailbox.doorbell_locked(&mut mailbox.lock());
+            self.holds_doorbells |= outbox.doorbell.is_some();
         }
         outbox.doorbell.clone()
     }

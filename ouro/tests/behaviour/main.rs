@@ -46,6 +46,7 @@ mod harness;
 mod buffers;
 mod cancel;
 mod deadlines;
+mod drop_safety;
 mod errors;
 mod examples;
 mod multishot;
