@@ -50,6 +50,7 @@ mod multishot;
 mod ops_basic;
 mod ops_fs;
 mod ops_net;
+mod readiness;
 mod ring_fds;
 mod robustness;
 
