@@ -21,6 +21,7 @@ backend_tests![
     every_echo_client_that_shuts_down_gets_its_echo_and_end_of_stream,
     end_of_stream_follows_the_last_bytes_on_ring_fds_multishot,
     end_of_stream_follows_the_last_bytes_on_ring_fds_recv,
+    end_of_stream_follows_the_last_bytes_on_borrowed_fds_recv,
     a_connect_cut_by_its_deadline_leaves_a_blocking_socket_blocking,
     a_fifo_open_abandoned_by_a_dropped_ring_leaks_no_fd,
 ];
@@ -181,18 +182,28 @@ fn every_echo_client_that_shuts_down_gets_its_echo_and_end_of_stream(kind: Backe
 const CONNECTIONS: usize = 200;
 const LAST_BYTES: usize = 1000;
 
-/// `CONNECTIONS` loopback connections, the server sides as ring fds: the
-/// client sides, and the ring fds.
-fn ring_fd_connections(ring: &mut Ring<Got>) -> (Vec<TcpStream>, Vec<RingFd>) {
+/// `CONNECTIONS` loopback connections: the client sides, and the server
+/// sides.
+fn connections() -> (Vec<TcpStream>, Vec<TcpStream>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut clients = Vec::new();
-    let mut fds = Vec::new();
+    let mut servers = Vec::new();
     for _ in 0..CONNECTIONS {
         clients.push(TcpStream::connect(addr).unwrap());
-        let (server_side, _) = listener.accept().unwrap();
-        fds.push(ring.register_fd(server_side.into()));
+        servers.push(listener.accept().unwrap().0);
     }
+    (clients, servers)
+}
+
+/// `CONNECTIONS` loopback connections, the server sides as ring fds: the
+/// client sides, and the ring fds.
+fn ring_fd_connections(ring: &mut Ring<Got>) -> (Vec<TcpStream>, Vec<RingFd>) {
+    let (clients, servers) = connections();
+    let fds = servers
+        .into_iter()
+        .map(|server_side| ring.register_fd(server_side.into()))
+        .collect();
     (clients, fds)
 }
 
@@ -285,6 +296,24 @@ fn end_of_stream_follows_the_last_bytes_on_ring_fds_recv(kind: BackendKind) {
     let (clients, fds) = ring_fd_connections(&mut ring);
     let rearm = |ring: &mut Ring<Got>, i: usize| {
         ring.recv(fds[i], Vec::with_capacity(4096), ctx(i as u64));
+    };
+    let take = |c: ouro::Completion| {
+        let i = c.key() as usize;
+        match c.outcome {
+            Outcome::Recv(Ok(n), _) => (i, n, n == 0, true),
+            other => panic!("connection {i}: unexpected {other:?}"),
+        }
+    };
+    last_bytes_then_end_of_stream(&mut ring, clients, rearm, take);
+}
+
+/// The same with the user's own (borrowed) sockets, which the backend
+/// re-arms at each wait rather than keeping registered.
+fn end_of_stream_follows_the_last_bytes_on_borrowed_fds_recv(kind: BackendKind) {
+    let mut ring = ring(kind, 512);
+    let (clients, servers) = connections();
+    let rearm = |ring: &mut Ring<Got>, i: usize| {
+        ring.recv(&servers[i], Vec::with_capacity(4096), ctx(i as u64));
     };
     let take = |c: ouro::Completion| {
         let i = c.key() as usize;
