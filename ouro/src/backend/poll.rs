@@ -28,7 +28,11 @@
 //! a TCP socket, a receive or send that moves fewer bytes than it could
 //! clears them too, as tokio does: the socket's queue was empty (or full)
 //! then, and what changes it is a new edge. (Not on a Unix stream socket,
-//! whose receive also stops after a message that carried fds.) An operation on a ring fd known
+//! whose receive also stops after a message that carried fds.) Hang-up
+//! and error readiness are sticky: once an event reports the peer's FIN,
+//! a hang-up or an error, a short receive no longer clears read readiness
+//! (the end of stream that came with the last bytes is still to be read,
+//! and no new edge would announce it). An operation on a ring fd known
 //! not to be ready waits without trying, and waiting costs no system call. A multishot operation stopped at its limit
 //! of results in a row, whose fd is still ready, goes again on the next
 //! turn (no event would wake it). Closing a ring fd removes its
@@ -37,7 +41,7 @@
 mod pool;
 mod sys;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::mem;
 use std::os::fd::{IntoRawFd, RawFd};
@@ -121,6 +125,12 @@ struct FdState {
     /// For a ring fd: a TCP socket, which a short receive (or send) shows
     /// empty (or full).
     tcp: bool,
+    /// For a ring fd: `READY_*` bits an event reported closed (hang-up,
+    /// peer's FIN, error). They stay set until the fd is forgotten: a
+    /// short receive does not clear read readiness then, since the end of
+    /// stream (or error) that came with the last bytes is still to be read
+    /// and no new edge will announce it.
+    closed: u8,
     /// The last first attempt of a read found it empty: reads wait for
     /// readiness without trying first...
     read_would_block: bool,
@@ -140,6 +150,7 @@ impl FdState {
         ready: READY_ALL,
         interest: None,
         tcp: false,
+        closed: 0,
         read_would_block: false,
         skipped_tries: 0,
         in_pool_at_position: 0,
@@ -156,6 +167,76 @@ impl FdState {
         }
         self.skipped_tries = 0;
         false
+    }
+}
+
+/// Fds numbered below this have their state in a table indexed by number
+/// (no hashing on the hot path, ring fds included); higher ones, which only
+/// a process with a raised fd limit has, in a map, so that no table grows
+/// with an fd's value (a `dup2` to fd 2^29 must not cost gigabytes).
+const DENSE_FDS: usize = 1 << 16;
+
+/// The state of each fd the backend knows, by number.
+#[derive(Default)]
+struct FdTable {
+    dense: Vec<FdState>,
+    sparse: HashMap<RawFd, FdState>,
+}
+
+impl FdTable {
+    fn get(&self, fd: RawFd) -> Option<&FdState> {
+        match usize::try_from(fd) {
+            Ok(i) if i < DENSE_FDS => self.dense.get(i),
+            _ => self.sparse.get(&fd),
+        }
+    }
+
+    fn get_mut(&mut self, fd: RawFd) -> Option<&mut FdState> {
+        match usize::try_from(fd) {
+            Ok(i) if i < DENSE_FDS => self.dense.get_mut(i),
+            _ => self.sparse.get_mut(&fd),
+        }
+    }
+
+    /// `fd`'s state, created if new.
+    fn entry(&mut self, fd: RawFd) -> &mut FdState {
+        match usize::try_from(fd) {
+            Ok(i) if i < DENSE_FDS => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, FdState::NEW);
+                }
+                &mut self.dense[i]
+            }
+            _ => self.sparse.entry(fd).or_insert(FdState::NEW),
+        }
+    }
+
+    /// Drops the state of a high-numbered fd nothing refers to any more
+    /// (the table's entries cost nothing to keep; the map's would add up).
+    fn trim(&mut self, fd: RawFd) {
+        if usize::try_from(fd).is_ok_and(|i| i < DENSE_FDS) {
+            return;
+        }
+        if let Some(state) = self.sparse.get(&fd) {
+            if state.head == NIL && state.in_pool_at_position == 0 && !state.registered {
+                self.sparse.remove(&fd);
+            }
+        }
+    }
+}
+
+impl std::ops::Index<RawFd> for FdTable {
+    type Output = FdState;
+
+    /// The state of an fd known to have one (as indexing a `Vec`).
+    fn index(&self, fd: RawFd) -> &FdState {
+        self.get(fd).expect("state of an unknown fd")
+    }
+}
+
+impl std::ops::IndexMut<RawFd> for FdTable {
+    fn index_mut(&mut self, fd: RawFd) -> &mut FdState {
+        self.get_mut(fd).expect("state of an unknown fd")
     }
 }
 
@@ -190,7 +271,7 @@ pub(crate) struct PollBackend {
     /// How many operations may be queued at once: the ring's size, like
     /// io_uring's submission queue (the ring keeps the rest until `flush`).
     entries: usize,
-    fds: Vec<FdState>,
+    fds: FdTable,
     done: Vec<RawCompletion>,
     pool: Pool,
     /// The last wait returned without polling because results were ready;
@@ -236,7 +317,7 @@ impl PollBackend {
             queued: VecDeque::with_capacity(entries as usize),
             deferred: Vec::new(),
             entries: entries as usize,
-            fds: Vec::new(),
+            fds: FdTable::default(),
             done: Vec::with_capacity(capacity),
             pool,
             skipped_poll: false,
@@ -360,6 +441,7 @@ impl PollBackend {
         match request.place {
             Place::Waiting { fd, .. } => {
                 self.unlink(index, fd);
+                sys::abandon(&self.requests[index as usize].call);
                 self.complete(index, -libc::ECANCELED);
             }
             Place::Pool if self.pool.cancel(target) => {
@@ -503,11 +585,12 @@ impl PollBackend {
             _ => return None,
         };
         let (fd, interest, asked) = sys::asked(&self.requests[index as usize].call)?;
-        let state = self.fds.get_mut(fd as usize)?;
-        if !state.owned || !state.tcp || moved >= asked {
+        let state = self.fds.get_mut(fd)?;
+        let bits = ready_bits(interest) & !state.closed;
+        if !state.owned || !state.tcp || moved >= asked || bits == 0 {
             return None;
         }
-        state.ready &= !ready_bits(interest);
+        state.ready &= !bits;
         Some((fd, interest))
     }
 
@@ -568,16 +651,12 @@ impl PollBackend {
     /// Bookkeeping of a request that left the pool (done or taken back).
     fn left_pool(&mut self, index: u32) {
         if let Some(fd) = at_position(&self.requests[index as usize].call) {
-            self.fds[fd as usize].in_pool_at_position -= 1;
+            self.fds[fd].in_pool_at_position -= 1;
         }
     }
 
     fn fd_state(&mut self, fd: RawFd) -> &mut FdState {
-        let i = fd as usize;
-        if i >= self.fds.len() {
-            self.fds.resize(i + 1, FdState::NEW);
-        }
-        &mut self.fds[i]
+        self.fds.entry(fd)
     }
 
     /// Puts a request on `fd`'s waiting list and makes sure an event will
@@ -605,7 +684,7 @@ impl PollBackend {
     /// connection is armed once for reading and once more if a send ever
     /// waits.
     fn watch(&mut self, fd: RawFd, interest: Interest, not_ready: bool) -> Result<(), i32> {
-        let state = &mut self.fds[fd as usize];
+        let state = &mut self.fds[fd];
         if !state.owned {
             let wanted = self.interest_of(fd);
             return self.arm(fd, wanted);
@@ -619,7 +698,7 @@ impl PollBackend {
             return Ok(());
         }
         self.arm(fd, wanted)?;
-        self.fds[fd as usize].interest = Some(wanted);
+        self.fds[fd].interest = Some(wanted);
         Ok(())
     }
 
@@ -676,12 +755,12 @@ impl PollBackend {
         let request = &mut self.requests[index as usize];
         request.place = Place::Waiting { fd, interest };
         request.next = head;
-        self.fds[fd as usize].head = index;
+        self.fds[fd].head = index;
     }
 
     fn unlink(&mut self, index: u32, fd: RawFd) {
         let next = self.requests[index as usize].next;
-        let state = &mut self.fds[fd as usize];
+        let state = &mut self.fds[fd];
         if state.head == index {
             state.head = next;
             return;
@@ -699,7 +778,7 @@ impl PollBackend {
 
     fn interest_of(&self, fd: RawFd) -> Interest {
         let mut wanted: Option<Interest> = None;
-        let mut at = self.fds[fd as usize].head;
+        let mut at = self.fds[fd].head;
         while at != NIL {
             let request = &self.requests[at as usize];
             if let Place::Waiting { interest, .. } = request.place {
@@ -715,7 +794,7 @@ impl PollBackend {
     fn arm(&mut self, fd: RawFd, interest: Interest) -> Result<(), i32> {
         let registry = self.poll.registry();
         let token = Token(fd as usize);
-        let state = &mut self.fds[fd as usize];
+        let state = &mut self.fds[fd];
         let result = if state.registered {
             match registry.reregister(&mut SourceFd(&fd), token, interest) {
                 // Closed (and maybe reused) since: register it afresh.
@@ -740,7 +819,7 @@ impl PollBackend {
 
     /// Attempts again what waits on `fd` for the readiness `event` reports.
     fn on_event(&mut self, fd: RawFd, event: &mio::event::Event) {
-        let Some(state) = self.fds.get_mut(fd as usize) else {
+        let Some(state) = self.fds.get_mut(fd) else {
             return;
         };
         let failed = event.is_error();
@@ -754,11 +833,18 @@ impl PollBackend {
             if writable {
                 state.ready |= READY_WRITE;
             }
+            if failed || event.is_read_closed() {
+                state.closed |= READY_READ;
+            }
+            if failed || event.is_write_closed() {
+                state.closed |= READY_WRITE;
+            }
         } else if state.head == NIL {
             // Nobody waits (they finished or were cancelled): stop the
             // edge-triggered registration from waking the loop again.
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             state.registered = false;
+            self.fds.trim(fd);
             return;
         }
         let mut at = state.head;
@@ -785,10 +871,7 @@ impl PollBackend {
             // wakes it again. A multishot call stopped by its limit is
             // re-armed instead; a wait on a ring fd goes through `watch`.
             Attempt::Wait(again, wanted)
-                if again == fd
-                    && wanted == interest
-                    && !limited
-                    && !self.fds[fd as usize].owned => {}
+                if again == fd && wanted == interest && !limited && !self.fds[fd].owned => {}
             attempt => {
                 self.unlink(index, fd);
                 self.settle(index, attempt, limited);
@@ -806,6 +889,7 @@ impl PollBackend {
         state.ready = READY_ALL;
         state.interest = None;
         state.tcp = tcp;
+        state.closed = 0;
         // Whatever was registered under this number before may be a closed
         // file's registration: the first wait registers (or re-arms) it.
         state.registered = false;
@@ -825,7 +909,7 @@ impl PollBackend {
     /// no longer a ring fd. Requests still waiting on it (borrowed fds
     /// closed under them) stay until cancelled.
     fn forget_fd(&mut self, fd: RawFd) {
-        let Some(state) = self.fds.get_mut(fd as usize) else {
+        let Some(state) = self.fds.get_mut(fd) else {
             return;
         };
         if state.registered {
@@ -836,6 +920,7 @@ impl PollBackend {
             in_pool_at_position: state.in_pool_at_position,
             ..FdState::NEW
         };
+        self.fds.trim(fd);
     }
 }
 
@@ -1117,4 +1202,27 @@ fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
         | Op::StopThread { .. } => return Err(-libc::EINVAL),
     };
     Ok(call)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A huge fd number costs one map entry, not a table that long; the
+    /// entry goes once nothing refers to the fd.
+    #[test]
+    fn a_huge_fd_number_does_not_size_the_table() {
+        let mut fds = FdTable::default();
+        fds.entry(3).head = 0;
+        let huge = 1 << 29;
+        fds.entry(huge).head = 7;
+        assert_eq!(fds.dense.len(), 4);
+        assert_eq!(fds[huge].head, 7);
+        fds.trim(huge);
+        assert!(fds.get(huge).is_some(), "trimmed while a request waits");
+        fds[huge].head = NIL;
+        fds.trim(huge);
+        assert!(fds.get(huge).is_none());
+        assert_eq!(fds[3].head, 0);
+    }
 }

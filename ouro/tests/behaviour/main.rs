@@ -53,6 +53,7 @@ mod multishot;
 mod ops_basic;
 mod ops_fs;
 mod ops_net;
+mod readiness;
 mod reaping;
 mod ring_fds;
 mod robustness;

@@ -10,6 +10,7 @@
 //! fd's current position) run one at a time, in the order given.
 
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
@@ -46,6 +47,9 @@ struct Job {
 struct State {
     jobs: VecDeque<Job>,
     done: Vec<RawCompletion>,
+    /// The fds among `done`'s results (of opens), which whoever takes
+    /// `done` owns; closed if the ring never does.
+    done_fds: Vec<RawFd>,
     /// Order keys of the jobs running now.
     running: Vec<i32>,
     threads: usize,
@@ -136,6 +140,7 @@ impl Pool {
         let mut state = self.shared.lock();
         self.in_flight -= state.done.len();
         out.append(&mut state.done);
+        state.done_fds.clear();
     }
 
     pub(super) fn in_flight(&self) -> usize {
@@ -145,11 +150,28 @@ impl Pool {
 
 impl Drop for Pool {
     /// Threads finish what they are doing and exit; nobody waits for them
-    /// (the ring waited for every job it cared about).
+    /// (the ring waited for every job it cared about, up to a limit). Jobs
+    /// are abandoned: queued ones never run, and an fd that a finished or
+    /// running one opens is closed here or by its thread (a FIFO's open may
+    /// finish long after the ring is gone), since no completion will carry
+    /// it to an owner.
     fn drop(&mut self) {
-        self.shared.lock().closing = true;
+        let mut state = self.shared.lock();
+        state.closing = true;
+        state.jobs.clear();
+        for fd in state.done_fds.drain(..) {
+            // SAFETY: the fd came from a job's open and was never handed
+            // out: nothing else owns it.
+            unsafe { libc::close(fd) };
+        }
+        drop(state);
         self.shared.work.notify_all();
     }
+}
+
+/// The fd a job's result holds, if the job makes one (an open).
+fn opened_fd(call: &Call, res: i32) -> Option<RawFd> {
+    (matches!(call, Call::Open { .. }) && res >= 0).then_some(res)
 }
 
 impl State {
@@ -194,6 +216,16 @@ fn work(shared: &Shared) {
             // A job of the same key may be waiting for this one.
             shared.work.notify_all();
         }
+        let opened = opened_fd(&job.call, res);
+        if state.closing {
+            // Abandoned: no ring will take the result.
+            if let Some(fd) = opened {
+                // SAFETY: the job's open made this fd; nobody else has it.
+                unsafe { libc::close(fd) };
+            }
+            continue;
+        }
+        state.done_fds.extend(opened);
         let first = state.done.is_empty();
         state.done.push(RawCompletion {
             user_data: job.user_data,

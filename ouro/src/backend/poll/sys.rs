@@ -10,7 +10,11 @@
 //! `MSG_DONTWAIT`, reads and writes on Linux `RWF_NOWAIT`. `accept` and
 //! `connect` have no such form: a blocking listening socket is switched to
 //! non-blocking mode (it stays so), and a blocking socket given to `connect`
-//! is non-blocking only until the connection is made or fails.
+//! is non-blocking only until the connection is made, fails, or is given
+//! up (cancel, deadline). Sockets this backend creates (socket, accept) are
+//! non-blocking. A splice has no per-call form for its non-pipe end: one
+//! whose socket (or other stream) end is blocking runs on the pool, where
+//! waiting for the peer blocks nothing else.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -429,6 +433,21 @@ fn connect(
             restore(fd, restore_blocking);
             Attempt::Done(res)
         }
+    }
+}
+
+/// A call given up while it waits (cancelled, or cut by its deadline):
+/// undoes what its attempts changed on the user's fd, as the call itself
+/// would have when it finished. A connect that made a blocking socket
+/// non-blocking makes it blocking again.
+pub(super) fn abandon(call: &Call) {
+    if let Call::Connect {
+        fd,
+        state: Connecting::InProgress { restore_blocking },
+        ..
+    } = *call
+    {
+        restore(fd, restore_blocking);
     }
 }
 

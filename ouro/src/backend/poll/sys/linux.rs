@@ -22,9 +22,12 @@ impl Rw {
     pub(in crate::backend::poll) const FIRST: Rw = Rw::NoWait;
 }
 
+/// A new socket, close-on-exec and non-blocking: every fd this backend
+/// creates is, so that no later call on it can block the loop.
 pub(super) fn socket(domain: i32, ty: i32, protocol: i32) -> i32 {
+    let ty = ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     // SAFETY: plain system call on integers.
-    result(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) } as isize)
+    result(unsafe { libc::socket(domain, ty, protocol) } as isize)
 }
 
 /// # Safety
@@ -34,8 +37,9 @@ pub(super) unsafe fn accept(
     addr: *mut libc::sockaddr,
     len: *mut libc::socklen_t,
 ) -> i32 {
+    let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     // SAFETY: forwarded from the caller.
-    result(unsafe { libc::accept4(fd, addr, len, libc::SOCK_CLOEXEC) } as isize)
+    result(unsafe { libc::accept4(fd, addr, len, flags) } as isize)
 }
 
 fn preadv2(fd: RawFd, iov: &IoVecs, offset: i64, flags: i32) -> i32 {
@@ -170,7 +174,37 @@ fn splice(call: &Call, extra_flags: u32) -> i32 {
     result(res)
 }
 
+/// Whether a splice with `fd` at one end may block the loop even with
+/// `SPLICE_F_NONBLOCK`, which only makes the pipe end non-blocking: a
+/// socket (or other stream) without `O_NONBLOCK` waits inside the call for
+/// its peer. Pipes and regular files never wait for a peer.
+fn blocks_in_splice(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        // The call itself reports the bad fd.
+        return false;
+    }
+    if matches!(
+        st.st_mode & libc::S_IFMT,
+        libc::S_IFIFO | libc::S_IFREG | libc::S_IFBLK
+    ) {
+        return false;
+    }
+    // SAFETY: plain fcntl on an integer fd.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_NONBLOCK == 0
+}
+
 pub(super) fn try_splice(call: &mut Call) -> Attempt {
+    if let Call::Splice { fd_in, fd_out, .. } = *call {
+        if blocks_in_splice(fd_in) || blocks_in_splice(fd_out) {
+            // Blocking there is fine; a cancel reaches it only before it
+            // starts (as with any pool job).
+            return Attempt::Pool;
+        }
+    }
     let res = splice(call, libc::SPLICE_F_NONBLOCK);
     if res != -libc::EAGAIN {
         return Attempt::Done(res);

@@ -25,8 +25,8 @@ impl Rw {
     pub(in crate::backend::poll) const FIRST: Rw = Rw::Unknown;
 }
 
-/// Marks a new fd close-on-exec (and, on Apple systems, which have no
-/// `MSG_NOSIGNAL`, a socket as not raising SIGPIPE).
+/// Marks a new fd close-on-exec, a socket non-blocking (and, on Apple
+/// systems, which have no `MSG_NOSIGNAL`, a socket as not raising SIGPIPE).
 fn prepare_new_fd(fd: i32, socket: bool) -> i32 {
     if fd < 0 {
         return fd;
@@ -37,6 +37,15 @@ fn prepare_new_fd(fd: i32, socket: bool) -> i32 {
         // SAFETY: the fd is ours and unused.
         unsafe { libc::close(fd) };
         return err;
+    }
+    // Every socket this backend creates is non-blocking, so that no later
+    // call on it can block the loop.
+    if socket {
+        if let Err(err) = super::set_nonblocking(fd) {
+            // SAFETY: the fd is ours and unused.
+            unsafe { libc::close(fd) };
+            return err;
+        }
     }
     #[cfg(target_vendor = "apple")]
     if socket {
