@@ -922,6 +922,7 @@ impl<S> Ring<S> {
                 let task = Task {
                     index,
                     generation: slot.generation,
+                    ring: self.files.ring_id(),
                 };
                 if let Some(mailbox) = &self.messaging.mailbox {
                     thread.remove_waiter(mailbox, task);

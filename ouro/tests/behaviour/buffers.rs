@@ -7,6 +7,7 @@ use std::thread;
 
 use ouro::{BackendKind, Offset, Outcome, Ring, RunMode, SendBuf};
 
+use crate::harness::unchecked;
 use crate::harness::{complete, ctx, pipe, ring, run_all, tcp_pair, Got};
 
 backend_tests![
@@ -19,7 +20,12 @@ fn a_buf_made_from_a_send_buf_comes_back_able_to_cross_threads(kind: BackendKind
     let mut ring = ring(kind, 8);
     let (rx, tx) = pipe();
     let written = complete(&mut ring, |r, c| {
-        r.write(&tx, SendBuf::new(b"hello".to_vec()), Offset::Current, c)
+        r.write(
+            unchecked(&tx),
+            SendBuf::new(b"hello".to_vec()),
+            Offset::Current,
+            c,
+        )
     });
     let (n, buf) = expect!(written, Outcome::Write(Ok(n), buf) => (n, buf));
     assert_eq!(n, 5);
@@ -29,7 +35,7 @@ fn a_buf_made_from_a_send_buf_comes_back_able_to_cross_threads(kind: BackendKind
 
     let read = complete(&mut ring, |r, c| {
         r.read(
-            &rx,
+            unchecked(&rx),
             SendBuf::new_mut(Vec::with_capacity(8)),
             Offset::Current,
             c,
@@ -43,7 +49,7 @@ fn a_buf_made_from_a_send_buf_comes_back_able_to_cross_threads(kind: BackendKind
 
     // A plain buffer's `Buf` does not know whether it may cross threads.
     let written = complete(&mut ring, |r, c| {
-        r.write(&tx, b"x".to_vec(), Offset::Current, c)
+        r.write(unchecked(&tx), b"x".to_vec(), Offset::Current, c)
     });
     let buf = expect!(written, Outcome::Write(Ok(1), buf) => buf);
     assert!(buf.into_send().is_err());
@@ -59,7 +65,7 @@ fn a_buffer_group_is_rejected_by_every_ring_but_its_own(kind: BackendKind) {
     let (mut client, server) = tcp_pair();
     client.write_all(b"hello").unwrap();
 
-    b.recv_multishot(&server, &group, ctx(0));
+    b.recv_multishot(unchecked(&server), &group, ctx(0));
     let mut got = Vec::new();
     while got.is_empty() {
         b.run(&mut got, RunMode::Once).unwrap();
@@ -75,7 +81,7 @@ fn a_buffer_group_is_rejected_by_every_ring_but_its_own(kind: BackendKind) {
     assert_eq!(b_group.available(), 4, "B's group is untouched");
 
     // The bytes are still there for A, through its own group.
-    a.recv_multishot(&server, &group, ctx(1));
+    a.recv_multishot(unchecked(&server), &group, ctx(1));
     let mut got = Vec::new();
     let mut received = Vec::new();
     while received.len() < 5 {
@@ -125,7 +131,7 @@ fn buffer_groups_too_large_or_misshapen_are_errors_not_aborts(kind: BackendKind)
     let (mut client, server) = tcp_pair();
     client.write_all(b"hi").unwrap();
     drop(client);
-    ring.recv_multishot(&server, &group, ctx(0));
+    ring.recv_multishot(unchecked(&server), &group, ctx(0));
     let got = run_all(&mut ring);
     let received: Vec<u8> = got
         .iter()

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use ouro::{BackendKind, Completion, Ctx, IoBuf, IoBufMut, Offset, Ring, RunMode};
 
+use crate::harness::unchecked;
 use crate::harness::{pipe, ring, temp_file};
 
 backend_tests![
@@ -278,12 +279,17 @@ fn a_panicking_buffer_drop_does_not_cut_the_drain_short(kind: BackendKind) {
     let mut ring: Ring<u32> = ring(kind, 64);
     for (i, drops) in lent.iter().enumerate() {
         let at = Offset::At((i * CHUNK) as u64);
-        ring.read(&file, arena.lend(i, drops), at, Ctx::new(first_read));
+        ring.read(
+            unchecked(&file),
+            arena.lend(i, drops),
+            at,
+            Ctx::new(first_read),
+        );
     }
     // Nothing to read: cancelled by the drop, which then drops the buffers.
     for (reader, _) in &pipes {
         let buf = Bomb::new(&bombs);
-        ring.read(reader, buf, Offset::Current, Ctx::none());
+        ring.read(unchecked(reader), buf, Offset::Current, Ctx::none());
     }
     let mut done = 0;
     ring.run(&mut done, RunMode::Forever).unwrap();
@@ -309,19 +315,19 @@ fn a_callback_panic_then_a_panicking_drop_does_not_cut_the_drain_short(kind: Bac
     let mut ring: Ring<u32> = ring(kind, 64);
     for (i, drops) in lent.iter().enumerate() {
         let at = Offset::At((i * CHUNK) as u64);
-        ring.read(&file, arena.lend(i, drops), at, Ctx::none());
+        ring.read(unchecked(&file), arena.lend(i, drops), at, Ctx::none());
     }
     // All finish at once, in the turn that starts the file's reads.
     let (first, rest) = pipes.split_first().unwrap();
     ring.read(
-        &first.0,
+        unchecked(&first.0),
         Vec::with_capacity(16),
         Offset::Current,
         Ctx::new(panic_always),
     );
     for (reader, _) in rest {
         let buf = Bomb::new(&bombs);
-        ring.read(reader, buf, Offset::Current, Ctx::none());
+        ring.read(unchecked(reader), buf, Offset::Current, Ctx::none());
     }
     let ran = catch_unwind(AssertUnwindSafe(|| ring.run(&mut 0, RunMode::UntilDone)));
     assert!(ran.is_err(), "the callback's panic goes through run");
@@ -346,7 +352,7 @@ fn a_ring_dropped_while_unwinding_keeps_a_panicking_drop_in(kind: BackendKind) {
         for (reader, _) in &pipes {
             let mut buf = Bomb::new(&bombs);
             buf.always = true;
-            ring.read(reader, buf, Offset::Current, Ctx::none());
+            ring.read(unchecked(reader), buf, Offset::Current, Ctx::none());
         }
         ring.run(&mut 0, RunMode::NoWait).unwrap();
         panic!("the first panic");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ouro::{BackendKind, Ctx, Offset, Outcome, PollMask, Ring, RunMode, Task};
 
+use crate::harness::unchecked;
 use crate::harness::{
     complete, ctx, error_kind, pipe, position, ring, run_all, socket_pair, temp_file, Got,
 };
@@ -111,7 +112,7 @@ fn splice_from_an_empty_pipe<'a>(
     from: &'a OwnedFd,
     to: &'a OwnedFd,
 ) -> impl FnOnce(&mut Ring<Got>, Ctx<Got>) -> Task + 'a {
-    move |r, c| r.splice(from, None, to, None, 64, c)
+    move |r, c| r.splice(unchecked(from), None, unchecked(to), None, 64, c)
 }
 
 fn cancelling_a_splice_the_kernel_runs_is_ecanceled(kind: BackendKind) {
@@ -132,7 +133,12 @@ fn cancelling_a_read_the_kernel_runs_is_ecanceled(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, _writer) = pipe();
     let (target, canceller) = cancel_while_running(&mut ring, |r, c| {
-        r.read(&reader, Vec::with_capacity(8), Offset::Current, c)
+        r.read(
+            unchecked(&reader),
+            Vec::with_capacity(8),
+            Offset::Current,
+            c,
+        )
     });
     assert_cancelled(&target, &canceller);
 }
@@ -141,36 +147,44 @@ fn a_read_the_kernel_runs_past_its_deadline_is_etime(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (reader, _writer) = pipe();
     assert_deadline_while_running(&mut ring, |r, c| {
-        r.read(&reader, Vec::with_capacity(8), Offset::Current, c)
+        r.read(
+            unchecked(&reader),
+            Vec::with_capacity(8),
+            Offset::Current,
+            c,
+        )
     });
 }
 
 fn cancelling_a_recv_the_kernel_runs_is_ecanceled(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
-    let (target, canceller) =
-        cancel_while_running(&mut ring, |r, c| r.recv(&a, Vec::with_capacity(8), c));
+    let (target, canceller) = cancel_while_running(&mut ring, |r, c| {
+        r.recv(unchecked(&a), Vec::with_capacity(8), c)
+    });
     assert_cancelled(&target, &canceller);
 }
 
 fn cancelling_an_accept_the_kernel_runs_is_ecanceled(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (target, canceller) = cancel_while_running(&mut ring, |r, c| r.accept(&listener, c));
+    let (target, canceller) =
+        cancel_while_running(&mut ring, |r, c| r.accept(unchecked(&listener), c));
     assert_cancelled(&target, &canceller);
 }
 
 fn an_accept_the_kernel_runs_past_its_deadline_is_etime(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    assert_deadline_while_running(&mut ring, |r, c| r.accept(&listener, c));
+    assert_deadline_while_running(&mut ring, |r, c| r.accept(unchecked(&listener), c));
 }
 
 fn cancelling_a_poll_the_kernel_runs_is_ecanceled(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
-    let (target, canceller) =
-        cancel_while_running(&mut ring, |r, c| r.poll(&a, PollMask::READABLE, c));
+    let (target, canceller) = cancel_while_running(&mut ring, |r, c| {
+        r.poll(unchecked(&a), PollMask::READABLE, c)
+    });
     assert_cancelled(&target, &canceller);
 }
 
@@ -183,7 +197,9 @@ fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
     (&file).seek(SeekFrom::Start(2)).unwrap();
     for bad in [u64::MAX, i64::MAX as u64 + 1] {
         let at = Offset::At(bad);
-        let outcome = complete(&mut ring, |r, c| r.write(&file, &b"XY"[..], at, c));
+        let outcome = complete(&mut ring, |r, c| {
+            r.write(unchecked(&file), &b"XY"[..], at, c)
+        });
         let res = expect!(outcome, Outcome::Write(res, _) => res);
         assert_eq!(
             error_kind(res),
@@ -191,7 +207,7 @@ fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
             "write at {bad}"
         );
         let outcome = complete(&mut ring, |r, c| {
-            r.read(&file, Vec::with_capacity(4), at, c)
+            r.read(unchecked(&file), Vec::with_capacity(4), at, c)
         });
         let (res, buf) = expect!(outcome, Outcome::Read(res, buf) => (res, buf));
         assert_eq!(
@@ -200,7 +216,9 @@ fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
             "read at {bad}"
         );
         assert!(buf.is_empty(), "the buffer comes back");
-        let outcome = complete(&mut ring, |r, c| r.writev(&file, vec![&b"XY"[..]], at, c));
+        let outcome = complete(&mut ring, |r, c| {
+            r.writev(unchecked(&file), vec![&b"XY"[..]], at, c)
+        });
         let res = expect!(outcome, Outcome::Writev(res, _) => res);
         assert_eq!(
             error_kind(res),
@@ -208,7 +226,7 @@ fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
             "writev at {bad}"
         );
         let bufs = vec![Vec::<u8>::with_capacity(4)];
-        let outcome = complete(&mut ring, |r, c| r.readv(&file, bufs, at, c));
+        let outcome = complete(&mut ring, |r, c| r.readv(unchecked(&file), bufs, at, c));
         let res = expect!(outcome, Outcome::Readv(res, _) => res);
         assert_eq!(
             error_kind(res),
@@ -218,7 +236,7 @@ fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
         assert_eq!(position(&file), 2, "the position stays (offset {bad})");
     }
     let outcome = complete(&mut ring, |r, c| {
-        r.write(&file, &b"ZZ"[..], Offset::Current, c)
+        r.write(unchecked(&file), &b"ZZ"[..], Offset::Current, c)
     });
     expect!(outcome, Outcome::Write(Ok(2), _) => ());
     let mut contents = Vec::new();
@@ -237,21 +255,31 @@ fn an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero(kind: BackendKind
     let (a, b) = socket_pair();
     for (reader, writer, at) in [(&reader, &writer, 5), (&a, &b, 0)] {
         let outcome = complete(&mut ring, |r, c| {
-            r.write(writer, &b"data"[..], Offset::At(at), c)
+            r.write(unchecked(writer), &b"data"[..], Offset::At(at), c)
         });
         expect!(outcome, Outcome::Write(Ok(4), _) => ());
         let outcome = complete(&mut ring, |r, c| {
-            r.writev(writer, vec![&b"more"[..]], Offset::At(at << 40), c)
+            r.writev(
+                unchecked(writer),
+                vec![&b"more"[..]],
+                Offset::At(at << 40),
+                c,
+            )
         });
         expect!(outcome, Outcome::Writev(Ok(4), _) => ());
         let outcome = complete(&mut ring, |r, c| {
-            r.read(reader, Vec::with_capacity(4), Offset::At(at * 2), c)
+            r.read(
+                unchecked(reader),
+                Vec::with_capacity(4),
+                Offset::At(at * 2),
+                c,
+            )
         });
         let buf = expect!(outcome, Outcome::Read(Ok(4), buf) => buf);
         assert_eq!(&buf[..], b"data");
         let bufs = vec![Vec::<u8>::with_capacity(4)];
         let outcome = complete(&mut ring, |r, c| {
-            r.readv(reader, bufs, Offset::At(at + at), c)
+            r.readv(unchecked(reader), bufs, Offset::At(at + at), c)
         });
         let bufs = expect!(outcome, Outcome::Readv(Ok(4), bufs) => bufs);
         assert_eq!(bufs.downcast::<Vec<u8>>().unwrap().concat(), b"more");
@@ -260,17 +288,19 @@ fn an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero(kind: BackendKind
         .write_all(b"unread")
         .unwrap();
     let outcome = complete(&mut ring, |r, c| {
-        r.write(&b, &b"data"[..], Offset::At(5), c)
+        r.write(unchecked(&b), &b"data"[..], Offset::At(5), c)
     });
     let res = expect!(outcome, Outcome::Write(res, _) => res);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
     let outcome = complete(&mut ring, |r, c| {
-        r.read(&a, Vec::with_capacity(8), Offset::At(5), c)
+        r.read(unchecked(&a), Vec::with_capacity(8), Offset::At(5), c)
     });
     let res = expect!(outcome, Outcome::Read(res, _) => res);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
     let bufs = vec![Vec::<u8>::with_capacity(8)];
-    let outcome = complete(&mut ring, |r, c| r.readv(&a, bufs, Offset::At(1), c));
+    let outcome = complete(&mut ring, |r, c| {
+        r.readv(unchecked(&a), bufs, Offset::At(1), c)
+    });
     let res = expect!(outcome, Outcome::Readv(res, _) => res);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
 }

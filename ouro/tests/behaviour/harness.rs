@@ -299,3 +299,12 @@ pub fn slot_of(task: Task) -> String {
         .unwrap_or_else(|| panic!("unexpected Task debug form {text}"));
     slot.to_string()
 }
+
+/// Names `fd` for an operation by number only, for tests that keep the fd
+/// open (in scope) until every task naming it has been delivered or the
+/// ring has been dropped: the `UncheckedFd` contract.
+pub fn unchecked(fd: &impl std::os::fd::AsFd) -> ouro::UncheckedFd {
+    // SAFETY: every caller keeps `fd` alive (it is a local of the test,
+    // dropped after the ring or after the tasks' final completions).
+    unsafe { ouro::UncheckedFd::new(fd.as_fd()) }
+}

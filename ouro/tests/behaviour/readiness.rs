@@ -13,6 +13,7 @@ use ouro::fs::OpenOptions;
 use ouro::{BackendKind, Outcome, Ring, RingFd, RunMode, Task};
 
 use crate::echo_example;
+use crate::harness::unchecked;
 use crate::harness::{ctx, os_error, pipe, ring, socket_pair, Got};
 
 backend_tests![
@@ -86,7 +87,14 @@ fn a_splice_to_a_stalled_blocking_peer_does_not_block_the_loop(kind: BackendKind
         .write_all(&[1u8; 4096])
         .unwrap();
     let mut ring = ring(kind, 16);
-    let splice = ring.splice(&pipe_out, None, &ours, None, 4096, ctx(1));
+    let splice = ring.splice(
+        unchecked(&pipe_out),
+        None,
+        unchecked(&ours),
+        None,
+        4096,
+        ctx(1),
+    );
     ring.timer(Duration::from_millis(50), ctx(2));
     let got = run_until_key(&mut ring, 2);
     assert!(
@@ -125,7 +133,7 @@ fn sockets_the_ring_makes_are_nonblocking_on_the_readiness_backend_only(kind: Ba
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let mut ring = ring(kind, 8);
-    ring.accept(&listener, ctx(1));
+    ring.accept(unchecked(&listener), ctx(1));
     ring.socket(socket2::Domain::IPV4, socket2::Type::STREAM, None, ctx(2));
     let mut got = crate::harness::run_all(&mut ring);
     got.sort_by_key(|c| c.key());
@@ -313,7 +321,11 @@ fn end_of_stream_follows_the_last_bytes_on_borrowed_fds_recv(kind: BackendKind) 
     let mut ring = ring(kind, 512);
     let (clients, servers) = connections();
     let rearm = |ring: &mut Ring<Got>, i: usize| {
-        ring.recv(&servers[i], Vec::with_capacity(4096), ctx(i as u64));
+        ring.recv(
+            unchecked(&servers[i]),
+            Vec::with_capacity(4096),
+            ctx(i as u64),
+        );
     };
     let take = |c: ouro::Completion| {
         let i = c.key() as usize;
@@ -357,7 +369,7 @@ fn a_connect_cut_by_its_deadline_leaves_a_blocking_socket_blocking(kind: Backend
         .into();
     assert!(!is_nonblocking(&socket));
     let mut ring = ring(kind, 8);
-    let connect = ring.connect(&socket, addr, ctx(0));
+    let connect = ring.connect(unchecked(&socket), addr, ctx(0));
     ring.set_deadline(connect, ring.now() + Duration::from_millis(50))
         .unwrap();
     let mut got = crate::harness::run_all(&mut ring);
@@ -481,7 +493,7 @@ fn an_fd_numbered_near_the_limit_costs_no_memory_by_its_number(kind: BackendKind
     let high_fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut ring = ring(kind, 8);
     let before = rss_kib();
-    ring.recv(&high_fd, Vec::with_capacity(16), ctx(0));
+    ring.recv(unchecked(&high_fd), Vec::with_capacity(16), ctx(0));
     assert!(settle(&mut ring).is_empty(), "the receive did not wait");
     std::fs::File::from(theirs).write_all(b"high").unwrap();
     let mut got = crate::harness::run_all(&mut ring);
