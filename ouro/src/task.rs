@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(waiters.pop(&mut a), Some(4));
     }
 
-    /// The README's "Task slot: 120 bytes" (ourio's task is 128): the
+    /// docs/semantics.md's "Task slot: 120 bytes" (ourio's task is 128): the
     /// operation's owned data takes 88 of them. A change here is a change
     /// to every ring's memory and cache footprint, so it must be deliberate.
     #[test]
