@@ -8,16 +8,18 @@
 //! ```
 //!
 //! It prints `listening on ADDR` once it accepts connections (port 0 picks
-//! a free port). An unknown command gets `-ERR unknown command`; bytes that
-//! are not RESP get `-ERR Protocol error` and the connection is closed.
+//! a free port). An unknown command gets `-ERR unknown command`. A command
+//! is a flat array of bulk strings (at most `MAX_ARGS` of them, each at
+//! most `MAX_BULK` bytes) or an inline line of at most `MAX_INLINE` bytes;
+//! anything else gets `-ERR Protocol error` and the connection is closed,
+//! as soon as the bytes that decide it arrive (a declared length is never
+//! waited for nor allocated, and nesting is never descended into).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 
 use ouro::RingBuilder;
-use redis_protocol::resp2::decode::decode_range;
-use redis_protocol::resp2::types::RangeFrame;
 
 #[path = "support/stream_server.rs"]
 mod stream_server;
@@ -60,13 +62,7 @@ fn execute_all(
 ) -> usize {
     let mut consumed = 0;
     while !*closing && consumed < input.len() {
-        let rest = &input[consumed..];
-        let parsed = if rest[0] == b'*' {
-            parse_array(rest)
-        } else {
-            parse_inline(rest)
-        };
-        match parsed {
+        match parse_command(&input[consumed..]) {
             Ok(Some((args, len))) => {
                 consumed += len;
                 if !args.is_empty() {
@@ -83,31 +79,148 @@ fn execute_all(
     consumed
 }
 
-type Args<'a> = Vec<&'a [u8]>;
+/// A command's arguments, borrowed from the input.
+pub(crate) type Args<'a> = Vec<&'a [u8]>;
 
-/// A command as an array of bulk strings: `Ok(None)` until it is complete.
-fn parse_array(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, String> {
-    let Some((frame, len)) = decode_range(input).map_err(|e| e.to_string())? else {
+/// The most arguments a command may declare: far more than any command
+/// here needs, and few enough that reading an incomplete command again on
+/// each arrival stays cheap (about as cheap as looking for the end of an
+/// inline line). A larger count is refused at once.
+pub(crate) const MAX_ARGS: usize = 4096;
+/// The longest bulk string a command may declare: a longer one could not
+/// be held (`MAX_INPUT`), so it is refused at once rather than waited for.
+pub(crate) const MAX_BULK: usize = MAX_INPUT;
+/// The longest inline command line.
+pub(crate) const MAX_INLINE: usize = 64 * 1024;
+
+/// Why input is not a command: the connection gets this and is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProtocolError {
+    /// The argument count is not `-1`, `0` or up to `MAX_ARGS`, written
+    /// as a plain decimal number and a CRLF.
+    MultibulkLength,
+    /// A bulk string's length is not `0` to `MAX_BULK`, written likewise.
+    BulkLength,
+    /// An element of the command is not a bulk string (this byte starts
+    /// it): a nested array, say.
+    ExpectedBulk(u8),
+    /// A bulk string does not end with CRLF where its length says.
+    ExpectedCrlf,
+    /// An inline command line longer than `MAX_INLINE`.
+    InlineTooBig,
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MultibulkLength => f.write_str("invalid multibulk length"),
+            Self::BulkLength => f.write_str("invalid bulk length"),
+            Self::ExpectedBulk(got) => write!(f, "expected '$', got '{}'", got.escape_ascii()),
+            Self::ExpectedCrlf => f.write_str("expected CRLF after a bulk string"),
+            Self::InlineTooBig => f.write_str("too big inline request"),
+        }
+    }
+}
+
+/// The command at the start of `input` and the bytes it takes, or
+/// `Ok(None)` while it is incomplete. Input that cannot become a command
+/// is an error as soon as it is seen, so nothing is waited for that could
+/// not be held.
+pub(crate) fn parse_command(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, ProtocolError> {
+    if input.first() == Some(&b'*') {
+        parse_array(input)
+    } else {
+        parse_inline(input)
+    }
+}
+
+/// A command as a flat array of bulk strings, read in one pass without
+/// recursion: an element that is not a bulk string is an error, whatever
+/// it holds.
+fn parse_array(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, ProtocolError> {
+    let Some((count, mut at)) = parse_count(input)? else {
         return Ok(None);
     };
-    let RangeFrame::Array(items) = frame else {
-        return Err("expected an array of bulk strings".into());
-    };
-    let args = items
-        .iter()
-        .map(|item| match item {
-            RangeFrame::BulkString((start, end)) => Ok(&input[*start..*end]),
-            _ => Err("expected an array of bulk strings".to_string()),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some((args, len)))
+    // Grows with the arguments present, never to the count declared.
+    let mut args = Vec::new();
+    for _ in 0..count {
+        match input.get(at) {
+            None => return Ok(None),
+            Some(b'$') => {}
+            Some(&other) => return Err(ProtocolError::ExpectedBulk(other)),
+        }
+        let Some((len, start)) = parse_decimal(input, at + 1, MAX_BULK, ProtocolError::BulkLength)?
+        else {
+            return Ok(None);
+        };
+        let end = start + len;
+        if !has_so_far(input, end, b"\r\n").ok_or(ProtocolError::ExpectedCrlf)? {
+            return Ok(None);
+        }
+        args.push(&input[start..end]);
+        at = end + 2;
+    }
+    Ok(Some((args, at)))
+}
+
+/// The count line of an array (`input` starts with `*`) and where it ends;
+/// `*-1` (a null array) counts as no arguments, like `*0`.
+fn parse_count(input: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> {
+    const NULL_ARRAY: &[u8] = b"*-1\r\n";
+    if input.get(1) == Some(&b'-') {
+        let whole = has_so_far(input, 0, NULL_ARRAY).ok_or(ProtocolError::MultibulkLength)?;
+        return Ok(whole.then_some((0, NULL_ARRAY.len())));
+    }
+    parse_decimal(input, 1, MAX_ARGS, ProtocolError::MultibulkLength)
+}
+
+/// The number from `at` up to a CRLF, and where that line ends: digits
+/// without a leading zero, at most `max`. `Ok(None)` while the line is
+/// incomplete but may still become one; `invalid` once it cannot (a value
+/// past `max` fails at the digit that passes it, so no length is waited
+/// for).
+fn parse_decimal(
+    input: &[u8],
+    at: usize,
+    max: usize,
+    invalid: ProtocolError,
+) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let line = input.get(at..).unwrap_or_default();
+    let mut value = 0usize;
+    for (i, &byte) in line.iter().enumerate() {
+        match byte {
+            // After a leading `0` nothing but the line end may follow.
+            b'0'..=b'9' if i == 0 || value != 0 => {
+                value = value * 10 + usize::from(byte - b'0');
+                if value > max {
+                    return Err(invalid);
+                }
+            }
+            b'\r' if i > 0 => {
+                let whole = has_so_far(input, at + i, b"\r\n").ok_or(invalid)?;
+                return Ok(whole.then_some((value, at + i + 2)));
+            }
+            _ => return Err(invalid),
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `input` has `expected` at `at`: `Some(true)` if whole,
+/// `Some(false)` if the input ends first with no byte differing, `None` if
+/// one differs.
+fn has_so_far(input: &[u8], at: usize, expected: &[u8]) -> Option<bool> {
+    let present = input.get(at..).unwrap_or_default();
+    let seen = present.len().min(expected.len());
+    (present[..seen] == expected[..seen]).then_some(seen == expected.len())
 }
 
 /// An inline command: words on one line (what `PING_INLINE` sends).
-fn parse_inline(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, String> {
-    let Some(end) = input.iter().position(|&b| b == b'\n') else {
-        return if input.len() > 64 * 1024 {
-            Err("too big inline request".into())
+fn parse_inline(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, ProtocolError> {
+    let window = &input[..input.len().min(MAX_INLINE + 1)];
+    let Some(end) = window.iter().position(|&b| b == b'\n') else {
+        return if input.len() > MAX_INLINE {
+            Err(ProtocolError::InlineTooBig)
         } else {
             Ok(None)
         };

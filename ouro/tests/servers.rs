@@ -42,6 +42,9 @@ macro_rules! backend_tests {
     };
 }
 
+#[path = "servers/resp_hostile.rs"]
+mod resp_hostile;
+
 backend_tests![
     http_server_rejects_garbage_and_keeps_serving,
     resp_server_rejects_garbage_and_keeps_serving,
