@@ -183,8 +183,6 @@ pub(crate) struct Keeps {
     held: Vec<[Option<sealed::Keep>; 2]>,
     /// Named by the operation being built, not yet given to its task.
     staged: [Option<sealed::Keep>; 2],
-    /// Tasks holding at least one.
-    holders: u32,
 }
 
 impl Keeps {
@@ -203,12 +201,6 @@ impl Keeps {
         self.staged[0].is_some()
     }
 
-    /// Whether any task holds one (the fast path of a ring that uses none).
-    #[inline(always)]
-    pub(crate) fn holding(&self) -> bool {
-        self.holders > 0
-    }
-
     /// Task `task`, just made, takes what is staged.
     pub(crate) fn hold(&mut self, task: u32) {
         let i = task as usize;
@@ -219,30 +211,20 @@ impl Keeps {
         let slot = &mut self.held[i];
         debug_assert!(slot.iter().all(Option::is_none));
         *slot = std::mem::take(&mut self.staged);
-        self.holders += 1;
     }
 
     /// Task `task` has finished: its owners go (the file closes here if
     /// the caller let go of it meanwhile).
     pub(crate) fn release(&mut self, task: u32) {
-        let Some(slot) = self.held.get_mut(task as usize) else {
-            return;
-        };
-        if slot[0].is_none() {
-            return;
+        if let Some(slot) = self.held.get_mut(task as usize) {
+            drop(std::mem::take(slot));
         }
-        let kept = std::mem::take(slot);
-        self.holders -= 1;
-        drop(kept);
     }
 
     /// The ring is dropped with task `task` still in flight: its files
     /// stay open for good.
     pub(crate) fn leak(&mut self, task: u32) {
         if let Some(slot) = self.held.get_mut(task as usize) {
-            if slot[0].is_some() {
-                self.holders -= 1;
-            }
             std::mem::forget(std::mem::take(slot));
         }
     }

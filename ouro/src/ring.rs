@@ -27,7 +27,10 @@ use crate::fs::OpenOptions;
 use crate::message::Messaging;
 use crate::net::{Domain, Protocol, SockAddr, Type};
 use crate::op::{Offset, Op, Outcome, PollMask, Pools};
-use crate::task::{user_data, CancelReason, Ctx, Finished, Slab, State, Task, Waiters, NIL};
+use crate::task::{
+    user_data, CancelReason, Ctx, Finished, Slab, State, Task, Waiters, HAS_TIMER, HOLDS_OWNERS,
+    NIL,
+};
 use crate::time::{duration_ns, Clock, TimerHeap};
 
 /// How long [`Ring::run`] goes on.
@@ -560,7 +563,7 @@ impl<S> Ring<S> {
                     tracing::warn!(user_data = c.user_data, "completion for no known task");
                     return 0;
                 }
-                self.finish(state, index, c.res, c.flags)
+                self.finish_inline(state, index, c.res, c.flags)
             }
             user_data::INTERNAL | user_data::MESSAGE => 0,
             user_data::PARCEL => self.parcel_landed(state, user_data::index(c.user_data), c.res),
@@ -622,16 +625,15 @@ impl<S> Ring<S> {
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
     pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
-        let res = if KERNEL_INTERNAL.contains(&res) {
-            user_space_error(res)
-        } else {
-            res
-        };
+        self.finish_inline(state, index, res, flags)
+    }
+
+    /// [`finish`](Self::finish) inlined into the completion loop: each
+    /// completion skips a call and its register saves.
+    #[inline(always)]
+    fn finish_inline(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
-        }
-        if self.timers.len() != 0 {
-            self.timers.remove(index);
         }
         // The slot keeps its op until `take_outcome`: released but not
         // reused before then.
@@ -642,28 +644,27 @@ impl<S> Ring<S> {
             key,
             deadline,
             waiters,
+            extras,
         } = self.slab.release_finished(index);
-        if self.keeps.holding() {
-            self.keeps.release(index);
+        if extras != 0 {
+            self.release_extras(index, extras);
         }
-        let res = if res == -libc::ECANCELED && deadline {
-            -ETIME
+        let result = if res >= 0 {
+            Ok(res as u32)
         } else {
-            res
+            Err(self.failure(index, res, deadline))
         };
-        let result = match res {
-            REJECTED => Err(self.take_rejection(index)),
-            res => raw_result(res),
-        };
+        if waiters != NIL {
+            let canceled = result.as_ref().is_err_and(|e| {
+                matches!(e.raw_os_error(), Some(code) if code == libc::ECANCELED || code == ETIME)
+            });
+            self.unsettled.push((waiters, canceled));
+        }
         let result = if self.files.in_use() {
             self.settle_files(index, result, true)
         } else {
             result
         };
-        if waiters != NIL {
-            let canceled = res == -libc::ECANCELED || res == -ETIME;
-            self.unsettled.push((waiters, canceled));
-        }
         match callback {
             Some(callback) => {
                 // Built in place: the outcome is large, and moving it into
@@ -687,13 +688,47 @@ impl<S> Ring<S> {
         1
     }
 
+    /// Undoes what a finished task had besides its slot: its entry in the
+    /// timers, the shared owners of its fds.
+    #[inline(never)]
+    fn release_extras(&mut self, index: u32, extras: u8) {
+        if extras & HAS_TIMER != 0 {
+            self.timers.remove(index);
+        }
+        if extras & HOLDS_OWNERS != 0 {
+            self.keeps.release(index);
+        }
+    }
+
+    /// Puts task `index` in the timers, to be woken at `at`.
+    fn schedule_timer(&mut self, index: u32, at: u64) {
+        self.slab.slots[index as usize].extras |= HAS_TIMER;
+        self.timers.schedule(index, at);
+    }
+
+    /// The error of a failed final completion: the rejection the ring
+    /// recorded, or the OS code as user space knows it (`ETIME` for a
+    /// cancellation by the deadline). Out of line: the success path stays
+    /// short.
+    #[inline(never)]
+    fn failure(&mut self, index: u32, res: i32, deadline: bool) -> io::Error {
+        if res == REJECTED {
+            return self.take_rejection(index);
+        }
+        let code = match user_space_code(res) {
+            code if code == -libc::ECANCELED && deadline => ETIME,
+            code => -code,
+        };
+        io::Error::from_raw_os_error(code)
+    }
+
     /// Delivers one completion of a multishot task that goes on: the slot
     /// stays live until the final one.
     #[inline(never)]
     fn deliver_shot(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         let task = self.slab.handle(index);
         let slot = &self.slab.slots[index as usize];
-        let mut result = raw_result(res);
+        let mut result = raw_result(user_space_code(res));
         if matches!(slot.op, Op::AcceptDirect { .. }) {
             result = self.settle_files(index, result, false);
         }
@@ -852,7 +887,7 @@ impl<S> Ring<S> {
             return self.make_ready(index, 0);
         }
         self.slab.slots[index as usize].state = State::Timer;
-        self.timers.schedule(index, at);
+        self.schedule_timer(index, at);
     }
 
     fn start_cancel(&mut self, index: u32, target: Task) {
@@ -861,7 +896,7 @@ impl<S> Ring<S> {
         };
         self.slab.slots[index as usize].state = State::Waiting;
         self.waiters
-            .push(&mut self.slab.slots[target as usize].waiters, index);
+            .push(&mut self.slab.slots[target as usize].link, index);
         self.request_cancel(target, CancelReason::Explicit);
     }
 
@@ -873,7 +908,7 @@ impl<S> Ring<S> {
             if target == index || slot.state == State::Free || slot.op.is_cancel() {
                 continue;
             }
-            self.waiters.push(&mut slot.waiters, index);
+            self.waiters.push(&mut slot.link, index);
             self.request_cancel(target, CancelReason::Explicit);
             count += 1;
         }
@@ -999,15 +1034,16 @@ impl<S> Ring<S> {
         let slot = &mut self.slab.slots[index as usize];
         match (&mut slot.op, slot.state) {
             // A stop task's wait for its thread can end at a deadline too.
-            (Op::StopThread { .. }, State::Waiting) => self.timers.schedule(index, at),
+            (Op::StopThread { .. }, State::Waiting) => self.schedule_timer(index, at),
             (_, State::Ready | State::Waiting) => {}
             (Op::Timer { at: fire, deadline }, _) => {
                 *deadline = at;
                 if slot.state == State::Timer {
-                    self.timers.schedule(index, at.min(*fire));
+                    let wake = at.min(*fire);
+                    self.schedule_timer(index, wake);
                 }
             }
-            _ => self.timers.schedule(index, at),
+            _ => self.schedule_timer(index, at),
         }
         Ok(())
     }
@@ -1448,6 +1484,15 @@ fn user_space_error(res: i32) -> i32 {
     }
 }
 
+/// `res` with a kernel-internal code replaced by what user space would see.
+fn user_space_code(res: i32) -> i32 {
+    if KERNEL_INTERNAL.contains(&res) {
+        user_space_error(res)
+    } else {
+        res
+    }
+}
+
 /// A backend's result as a count, fd or mask, or the OS error.
 fn raw_result(res: i32) -> io::Result<u32> {
     if res < 0 {
@@ -1638,6 +1683,7 @@ impl<S> Ring<S> {
             self.files.add_users(index, fds);
         }
         if self.keeps.has_staged() {
+            self.slab.slots[index as usize].extras |= HOLDS_OWNERS;
             self.keeps.hold(index);
         }
     }

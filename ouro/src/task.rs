@@ -140,14 +140,21 @@ pub(crate) struct Slot<S> {
     pub(crate) key: u64,
     pub(crate) callback: Option<Callback<S>>,
     pub(crate) generation: u32,
-    /// Next free slot, while free.
-    pub(crate) next_free: u32,
-    /// Head of the list of cancel tasks waiting for this one.
-    pub(crate) waiters: u32,
+    /// While free, the next free slot; while live, the head of the list of
+    /// cancel tasks waiting for this one (a free slot has none).
+    pub(crate) link: u32,
     pub(crate) msg: u16,
     pub(crate) state: State,
     pub(crate) cancel: CancelReason,
+    /// What finishing must undo besides the slot ([`HAS_TIMER`],
+    /// [`HOLDS_OWNERS`]): one test for the usual task that has neither.
+    pub(crate) extras: u8,
 }
+
+/// [`Slot::extras`]: the task has (or had) an entry in the ring's timers.
+pub(crate) const HAS_TIMER: u8 = 1;
+/// [`Slot::extras`]: the task holds shared owners of its fds.
+pub(crate) const HOLDS_OWNERS: u8 = 2;
 
 /// What delivering a finished task's completion needs from its slot.
 pub(crate) struct Finished<S> {
@@ -159,6 +166,8 @@ pub(crate) struct Finished<S> {
     pub(crate) deadline: bool,
     /// Head of the list of cancel tasks waiting for it.
     pub(crate) waiters: u32,
+    /// What else finishing must undo ([`HAS_TIMER`], [`HOLDS_OWNERS`]).
+    pub(crate) extras: u8,
 }
 
 /// Task slots with generation counters and a free list; grows by doubling
@@ -194,7 +203,7 @@ impl<S> Slab<S> {
         if self.free_head != NIL {
             let index = self.free_head;
             let slot = &mut self.slots[index as usize];
-            self.free_head = slot.next_free;
+            self.free_head = slot.link;
             // A free slot holds `Op::Noop` (finishing takes the op out, and
             // so does every other way out of a slot), which owns nothing:
             // overwriting it needs no drop glue.
@@ -212,7 +221,7 @@ impl<S> Slab<S> {
             slot.msg = ctx.msg;
             slot.state = State::Submitted;
             slot.cancel = CancelReason::None;
-            slot.waiters = NIL;
+            slot.link = NIL;
             return Task {
                 index,
                 generation: slot.generation,
@@ -225,11 +234,11 @@ impl<S> Slab<S> {
             key: ctx.key,
             callback: ctx.callback,
             generation: 0,
-            next_free: NIL,
-            waiters: NIL,
+            link: NIL,
             msg: ctx.msg,
             state: State::Submitted,
             cancel: CancelReason::None,
+            extras: 0,
         });
         Task {
             index,
@@ -254,11 +263,12 @@ impl<S> Slab<S> {
             msg: slot.msg,
             key: slot.key,
             deadline: slot.cancel == CancelReason::Deadline,
-            waiters: mem::replace(&mut slot.waiters, NIL),
+            waiters: slot.link,
+            extras: mem::take(&mut slot.extras),
         };
         slot.generation = slot.generation.wrapping_add(1);
         slot.state = State::Free;
-        slot.next_free = self.free_head;
+        slot.link = self.free_head;
         self.free_head = index;
         self.live -= 1;
         finished
