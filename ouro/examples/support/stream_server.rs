@@ -124,6 +124,9 @@ const BUFFER_SIZE: usize = 4096;
 pub const OUTPUT_FLOOR: usize = 4096;
 /// How long to wait before accepting again after accept failed.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// Bytes held (input, output and spares) from which a fall to a quarter
+/// gives the allocator's free memory back to the system.
+const TRIM_FROM: usize = 16 << 20;
 /// Spare vectors kept for reuse at most, and the largest capacity kept.
 const SPARES: usize = 1024;
 const SPARE_CAPACITY: usize = 64 * 1024;
@@ -170,6 +173,7 @@ pub fn serve<P: Protocol>(
         input: 0,
         output: 0,
         most_unsent: 0,
+        high_water: 0,
     };
     server.accept(&mut ring);
     ring.run(&mut server, RunMode::Forever)
@@ -188,6 +192,8 @@ struct Server<P> {
     output: usize,
     /// The most unsent answers one connection has had (for `Held`).
     most_unsent: usize,
+    /// The most bytes held since memory was last given back.
+    high_water: usize,
 }
 
 struct Conn {
@@ -254,6 +260,7 @@ impl<P: Protocol> Server<P> {
             }
         }
         self.enforce_input_limit(ring);
+        self.give_back_after_burst();
         self.publish();
         Ok(())
     }
@@ -530,6 +537,18 @@ impl<P: Protocol> Server<P> {
         }
     }
 
+    /// Once what the server holds has fallen to a quarter of a large
+    /// peak, gives the memory freed since back to the system (the
+    /// allocator keeps it otherwise).
+    fn give_back_after_burst(&mut self) {
+        let held = self.input + self.output + self.spares.bytes;
+        self.high_water = self.high_water.max(held);
+        if self.high_water >= TRIM_FROM && held < self.high_water / 4 {
+            self.high_water = held;
+            release_free_memory();
+        }
+    }
+
     /// Publishes what the server holds, if asked to.
     fn publish(&self) {
         let Some(held) = &self.limits.held else {
@@ -543,6 +562,18 @@ impl<P: Protocol> Server<P> {
         held.most_unsent.store(self.most_unsent, Ordering::Relaxed);
     }
 }
+
+/// Returns the allocator's free memory to the system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim takes no pointer and only releases memory that
+    // no allocation uses.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Other allocators return memory by themselves, or cannot be asked to.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 /// Emptied vectors kept for reuse, up to a total capacity.
 struct Spares {
