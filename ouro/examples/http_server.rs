@@ -178,6 +178,19 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_stops_answering_after_the_answer_that_reaches_it() {
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let input = req.repeat(3);
+        let (mut out, mut closing) = (Vec::new(), false);
+        assert_eq!(respond(&input, &mut out, 0, &mut closing), 0);
+        assert!(out.is_empty());
+        assert_eq!(respond(&input, &mut out, 1, &mut closing), req.len());
+        let one = out.len();
+        assert_eq!(respond(&input, &mut out, one + 1, &mut closing), req.len());
+        assert_eq!(String::from_utf8(out).unwrap().matches("200 OK").count(), 2);
+    }
+
+    #[test]
     fn bodies_are_skipped_and_garbage_closes() {
         let (out, used, _) =
             answer(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n");
