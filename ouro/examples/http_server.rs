@@ -24,7 +24,7 @@ use std::os::fd::OwnedFd;
 use ouro::RingBuilder;
 
 #[path = "support/stream_server.rs"]
-mod stream_server;
+pub mod stream_server;
 
 const BODY: &[u8] = b"Hello, world!";
 /// Largest request head (and buffered pipeline) accepted.
@@ -36,8 +36,14 @@ struct Http;
 impl stream_server::Protocol for Http {
     const MAX_INPUT: usize = MAX_INPUT;
 
-    fn respond(&mut self, input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
-        respond(input, output, closing)
+    fn respond(
+        &mut self,
+        input: &[u8],
+        output: &mut Vec<u8>,
+        budget: usize,
+        closing: &mut bool,
+    ) -> usize {
+        respond(input, output, budget, closing)
     }
 
     fn too_large(&self, output: &mut Vec<u8>) {
@@ -48,15 +54,25 @@ impl stream_server::Protocol for Http {
 /// Serves on `listener` until the process ends, on a ring of `ring`
 /// (which chooses the backend).
 pub fn serve(listener: OwnedFd, ring: RingBuilder) -> io::Result<()> {
-    stream_server::serve(listener, ring, Http)
+    serve_with(listener, ring, stream_server::Limits::default())
 }
 
-/// Answers every complete request at the start of `input` into `output`;
-/// returns how many bytes they took. Sets `closing` when the connection
-/// must close after the answers (client asked, or the request was bad).
-pub fn respond(input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
+/// [`serve`], holding no more than `limits`.
+pub fn serve_with(
+    listener: OwnedFd,
+    ring: RingBuilder,
+    limits: stream_server::Limits,
+) -> io::Result<()> {
+    stream_server::serve(listener, ring, Http, limits)
+}
+
+/// Answers the complete requests at the start of `input` in order, one at
+/// a time while `output` is shorter than `budget`; returns how many bytes
+/// they took. Sets `closing` when the connection must close after the
+/// answers (client asked, or the request was bad).
+pub fn respond(input: &[u8], output: &mut Vec<u8>, budget: usize, closing: &mut bool) -> usize {
     let mut consumed = 0;
-    while !*closing && consumed < input.len() {
+    while !*closing && consumed < input.len() && output.len() < budget {
         match parse(&input[consumed..]) {
             Parsed::Request { len, keep_alive } => {
                 consumed += len;
@@ -147,7 +163,7 @@ mod tests {
 
     fn answer(input: &[u8]) -> (String, usize, bool) {
         let (mut out, mut closing) = (Vec::new(), false);
-        let used = respond(input, &mut out, &mut closing);
+        let used = respond(input, &mut out, usize::MAX, &mut closing);
         (String::from_utf8(out).unwrap(), used, closing)
     }
 
@@ -159,6 +175,19 @@ mod tests {
         assert_eq!(out.matches("200 OK").count(), 2);
         assert_eq!(used, 2 * req.len());
         assert!(!closing);
+    }
+
+    #[test]
+    fn a_budget_stops_answering_after_the_answer_that_reaches_it() {
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let input = req.repeat(3);
+        let (mut out, mut closing) = (Vec::new(), false);
+        assert_eq!(respond(&input, &mut out, 0, &mut closing), 0);
+        assert!(out.is_empty());
+        assert_eq!(respond(&input, &mut out, 1, &mut closing), req.len());
+        let one = out.len();
+        assert_eq!(respond(&input, &mut out, one + 1, &mut closing), req.len());
+        assert_eq!(String::from_utf8(out).unwrap().matches("200 OK").count(), 2);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::os::fd::OwnedFd;
 use ouro::RingBuilder;
 
 #[path = "support/stream_server.rs"]
-mod stream_server;
+pub mod stream_server;
 
 /// Largest unparsed input kept per connection (a command in progress).
 const MAX_INPUT: usize = 1 << 20;
@@ -35,8 +35,14 @@ struct Resp {
 impl stream_server::Protocol for Resp {
     const MAX_INPUT: usize = MAX_INPUT;
 
-    fn respond(&mut self, input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize {
-        execute_all(&mut self.data, input, output, closing)
+    fn respond(
+        &mut self,
+        input: &[u8],
+        output: &mut Vec<u8>,
+        budget: usize,
+        closing: &mut bool,
+    ) -> usize {
+        execute_all(&mut self.data, input, output, budget, closing)
     }
 
     fn too_large(&self, output: &mut Vec<u8>) {
@@ -47,21 +53,32 @@ impl stream_server::Protocol for Resp {
 /// Serves on `listener` until the process ends, on a ring of `ring`
 /// (which chooses the backend).
 pub fn serve(listener: OwnedFd, ring: RingBuilder) -> io::Result<()> {
-    let data = HashMap::new();
-    stream_server::serve(listener, ring, Resp { data })
+    serve_with(listener, ring, stream_server::Limits::default())
 }
 
-/// Runs every complete command at the start of `input`, appending replies
-/// to `output`; returns the bytes consumed. Sets `closing` on a protocol
+/// [`serve`], holding no more than `limits`.
+pub fn serve_with(
+    listener: OwnedFd,
+    ring: RingBuilder,
+    limits: stream_server::Limits,
+) -> io::Result<()> {
+    let data = HashMap::new();
+    stream_server::serve(listener, ring, Resp { data }, limits)
+}
+
+/// Runs the complete commands at the start of `input` in order, one at a
+/// time while `output` is shorter than `budget`, appending replies to
+/// `output`; returns the bytes consumed. Sets `closing` on a protocol
 /// error (after replying to it).
 fn execute_all(
     data: &mut HashMap<Vec<u8>, Vec<u8>>,
     input: &[u8],
     output: &mut Vec<u8>,
+    budget: usize,
     closing: &mut bool,
 ) -> usize {
     let mut consumed = 0;
-    while !*closing && consumed < input.len() {
+    while !*closing && consumed < input.len() && output.len() < budget {
         match parse_command(&input[consumed..]) {
             Ok(Some((args, len))) => {
                 consumed += len;
@@ -307,7 +324,7 @@ mod tests {
 
     fn run(input: &[u8]) -> (String, usize, bool) {
         let (mut data, mut out, mut closing) = (HashMap::new(), Vec::new(), false);
-        let used = execute_all(&mut data, input, &mut out, &mut closing);
+        let used = execute_all(&mut data, input, &mut out, usize::MAX, &mut closing);
         (String::from_utf8(out).unwrap(), used, closing)
     }
 

@@ -44,6 +44,9 @@ macro_rules! backend_tests {
 
 #[path = "servers/resp_hostile.rs"]
 mod resp_hostile;
+// What the stream servers hold under greedy clients.
+#[path = "servers/limits.rs"]
+mod limits;
 
 backend_tests![
     http_server_rejects_garbage_and_keeps_serving,
@@ -80,8 +83,16 @@ impl Server {
 
     fn start_on(serve: Serve, ring: RingBuilder) -> Server {
         let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024).unwrap();
+        Server::start_with(listener, move |listener| serve(listener, ring))
+    }
+
+    /// Starts `serve` on `listener`.
+    fn start_with<F>(listener: OwnedFd, serve: F) -> Server
+    where
+        F: FnOnce(OwnedFd) -> std::io::Result<()> + Send + 'static,
+    {
         let addr = ouro::net::local_addr(&listener).unwrap();
-        let thread = std::thread::spawn(move || serve(listener, ring));
+        let thread = std::thread::spawn(move || serve(listener));
         Server { thread, addr }
     }
 

@@ -57,7 +57,7 @@ pub fn http(listener: OwnedFd) -> io::Result<()> {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            let used = http_server::respond(&input, &mut output, &mut closing);
+            let used = http_server::respond(&input, &mut output, usize::MAX, &mut closing);
             input.drain(..used);
             closing |= input.len() > HTTP_MAX_INPUT;
             if !output.is_empty() && stream.write_all(&output).await.is_err() {

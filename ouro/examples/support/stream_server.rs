@@ -15,14 +15,23 @@
 //! given back when empty, so an idle connection holds no buffer at all —
 //! only its ring fd and a few words of state.
 //!
-//! A peer that sends requests without reading the answers cannot make the
-//! server buffer without end: past `MAX_OUTPUT` bytes of unsent answers the
-//! connection's receive is cancelled, and re-armed once they are sent.
+//! What the server holds is bounded by its [`Limits`]. Requests are answered
+//! one at a time while the connection's unsent answers are under its
+//! budget; past it the connection answers no more, keeps the requests it
+//! has not answered in its `input`, and its receive is cancelled. Once the
+//! peer has read enough, the held requests are answered (in order) before
+//! the receive is re-armed. So a peer that sends without reading holds at
+//! most the budget plus one answer. Input held across connections has a cap
+//! too: past it, the connection holding the most gets the protocol's error
+//! and is closed. The pool of spare vectors is bounded in bytes, so a burst
+//! leaves little behind.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
@@ -35,14 +44,72 @@ pub trait Protocol {
     /// is closed.
     const MAX_INPUT: usize;
 
-    /// Answers every complete request at the start of `input`, appending to
-    /// `output`; returns how many bytes they took. Sets `closing` when the
-    /// connection must close once the answers are sent (the client asked,
-    /// or the input was malformed).
-    fn respond(&mut self, input: &[u8], output: &mut Vec<u8>, closing: &mut bool) -> usize;
+    /// Answers the complete requests at the start of `input` in order, one
+    /// at a time while `output` is shorter than `budget`, appending to
+    /// `output`; returns how many bytes the answered requests took. Sets
+    /// `closing` when the connection must close once the answers are sent
+    /// (the client asked, or the input was malformed).
+    fn respond(
+        &mut self,
+        input: &[u8],
+        output: &mut Vec<u8>,
+        budget: usize,
+        closing: &mut bool,
+    ) -> usize;
 
-    /// The answer to input that grew past `MAX_INPUT` without a request.
+    /// The answer to input that grew past `MAX_INPUT` without a request,
+    /// or that made the server hold more input than its limit allows.
     fn too_large(&self, output: &mut Vec<u8>);
+}
+
+/// How much a server may hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Unsent answers past which a connection answers no more requests and
+    /// stops receiving until its peer has read half of them.
+    pub output_per_conn: usize,
+    /// Unsent answers across connections past which each connection's
+    /// budget shrinks to [`OUTPUT_FLOOR`] (one request at a time for a
+    /// peer that reads, none more for one that does not).
+    pub output_total: usize,
+    /// Input held across connections (unfinished requests and requests
+    /// not yet answered, counted by vector capacity) past which the
+    /// connection holding the most gets the protocol's error and is closed.
+    pub input_total: usize,
+    /// Bytes of spare vectors kept for reuse.
+    pub spares: usize,
+    /// Where the server publishes what it holds, if anywhere.
+    pub held: Option<Arc<Held>>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            output_per_conn: 256 * 1024,
+            output_total: 64 << 20,
+            input_total: 64 << 20,
+            spares: 4 << 20,
+            held: None,
+        }
+    }
+}
+
+/// What a server holds, as it counts it when enforcing its [`Limits`],
+/// published after every completion it handles.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Bytes of input held across connections (vector capacity).
+    pub input: AtomicUsize,
+    /// Bytes of answers held across connections (vector capacity).
+    pub output: AtomicUsize,
+    /// Bytes of spare vectors in the pool (capacity).
+    pub spares: AtomicUsize,
+    /// The most `input` has been.
+    pub most_input: AtomicUsize,
+    /// The most `output` has been.
+    pub most_output: AtomicUsize,
+    /// The most unsent answers (bytes) one connection has had.
+    pub most_unsent: AtomicUsize,
 }
 
 ouro::messages! {
@@ -52,11 +119,15 @@ ouro::messages! {
 /// Receive buffers shared by the connections, and their size.
 const BUFFERS: u16 = 512;
 const BUFFER_SIZE: usize = 4096;
-/// Unsent answers past which a connection's receive is paused.
-const MAX_OUTPUT: usize = 256 * 1024;
+/// A connection's budget of unsent answers while the server holds more
+/// than `Limits::output_total`: a peer that reads still gets its answers.
+pub const OUTPUT_FLOOR: usize = 4096;
 /// How long to wait before accepting again after accept failed.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
-/// Spare vectors kept for reuse, and the largest capacity kept.
+/// Bytes held (input, output and spares) from which a fall to a quarter
+/// gives the allocator's free memory back to the system.
+const TRIM_FROM: usize = 16 << 20;
+/// Spare vectors kept for reuse at most, and the largest capacity kept.
 const SPARES: usize = 1024;
 const SPARE_CAPACITY: usize = 64 * 1024;
 
@@ -83,8 +154,13 @@ pub fn main_with(
 }
 
 /// Serves `protocol` on `listener` until the process ends, on a ring of
-/// `ring` (which chooses the backend).
-pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> io::Result<()> {
+/// `ring` (which chooses the backend), holding no more than `limits`.
+pub fn serve<P: Protocol>(
+    listener: OwnedFd,
+    ring: RingBuilder,
+    protocol: P,
+    limits: Limits,
+) -> io::Result<()> {
     let mut ring = ring.entries(256).build()?;
     let group = ring.buffer_group(BUFFERS, BUFFER_SIZE)?;
     let mut server = Server {
@@ -92,7 +168,12 @@ pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> 
         listener: Rc::new(listener),
         group,
         conns: Slab::new(),
-        spares: Vec::new(),
+        spares: Spares::new(limits.spares),
+        limits,
+        input: 0,
+        output: 0,
+        most_unsent: 0,
+        high_water: 0,
     };
     server.accept(&mut ring);
     ring.run(&mut server, RunMode::Forever)
@@ -104,26 +185,59 @@ struct Server<P> {
     listener: Rc<OwnedFd>,
     group: BufferGroup,
     conns: Slab<Conn>,
-    /// Empty vectors with capacity, for connections' input and output.
-    spares: Vec<Vec<u8>>,
+    spares: Spares,
+    limits: Limits,
+    /// Input and output held across connections (their `counted` sums).
+    input: usize,
+    output: usize,
+    /// The most unsent answers one connection has had (for `Held`).
+    most_unsent: usize,
+    /// The most bytes held since memory was last given back.
+    high_water: usize,
 }
 
 struct Conn {
     fd: RingFd,
-    /// The start of a request not yet whole (no capacity when empty).
+    /// Requests not yet answered: the start of one not yet whole, or whole
+    /// ones held while the answers wait (no capacity when empty).
     input: Vec<u8>,
     /// Answers not yet handed to a send (no capacity when empty).
     output: Vec<u8>,
-    /// A send is in flight (its vector is in the operation).
-    sending: bool,
+    /// The send in flight (its vector is in the operation).
+    sending: Option<InFlight>,
     /// The multishot receive, until its final completion.
     receive: Option<Task>,
     /// Its cancellation was asked for.
     receive_cancelled: bool,
-    /// Receiving waits until the unsent answers are sent.
+    /// Over its budget: answers and receives no more until the unsent
+    /// answers drain.
     paused: bool,
     /// Close once the answers are sent; read no more.
     closing: bool,
+    /// The peer sent all it will: answer the held requests, then close.
+    ended: bool,
+    /// Input and output held, as last added to the server's sums.
+    counted: (usize, usize),
+}
+
+/// A send in flight: what it has still to send, and its vector's capacity.
+#[derive(Clone, Copy)]
+struct InFlight {
+    unsent: usize,
+    capacity: usize,
+}
+
+impl Conn {
+    /// Answers not yet sent.
+    fn unsent(&self) -> usize {
+        self.output.len() + self.sending.map_or(0, |s| s.unsent)
+    }
+
+    /// Bytes held in input and in output, by capacity.
+    fn held(&self) -> (usize, usize) {
+        let in_flight = self.sending.map_or(0, |s| s.capacity);
+        (self.input.capacity(), self.output.capacity() + in_flight)
+    }
 }
 
 fn ctx<P: Protocol>(msg: Msg, key: usize) -> Ctx<Server<P>> {
@@ -145,6 +259,9 @@ impl<P: Protocol> Server<P> {
                 )))
             }
         }
+        self.enforce_input_limit(ring);
+        self.give_back_after_burst();
+        self.publish();
         Ok(())
     }
 
@@ -159,11 +276,13 @@ impl<P: Protocol> Server<P> {
                     fd,
                     input: Vec::new(),
                     output: Vec::new(),
-                    sending: false,
+                    sending: None,
                     receive: None,
                     receive_cancelled: false,
                     paused: false,
                     closing: false,
+                    ended: false,
+                    counted: (0, 0),
                 });
                 self.arm(ring, key);
                 if last {
@@ -185,7 +304,7 @@ impl<P: Protocol> Server<P> {
     /// Arms the connection's receive, unless it has one or must not.
     fn arm(&mut self, ring: &mut Ring<Self>, key: usize) {
         let conn = &mut self.conns[key];
-        if conn.receive.is_none() && !conn.paused && !conn.closing {
+        if conn.receive.is_none() && !conn.paused && !conn.closing && !conn.ended {
             conn.receive_cancelled = false;
             conn.receive = Some(ring.recv_multishot(conn.fd, &self.group, ctx(Msg::Received, key)));
         }
@@ -199,8 +318,12 @@ impl<P: Protocol> Server<P> {
             conn.receive = None;
         }
         match result {
-            Ok(buf) if buf.is_empty() => conn.closing = true,
-            Ok(buf) => self.answer(key, &buf),
+            Ok(buf) if buf.is_empty() => {
+                // Requests held for the budget are still answered.
+                conn.ended = true;
+                conn.closing = !conn.paused;
+            }
+            Ok(buf) => self.take_in(key, &buf),
             // Every buffer was taken at once; they are back by now.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
             // Paused or closing; or resumed since, and re-armed below.
@@ -217,37 +340,90 @@ impl<P: Protocol> Server<P> {
         self.settle(ring, key);
     }
 
-    /// Answers what `data` completes.
-    fn answer(&mut self, key: usize, data: &[u8]) {
+    /// Answers what `data` completes, within the budget, and holds the
+    /// rest.
+    fn take_in(&mut self, key: usize, data: &[u8]) {
         let conn = &mut self.conns[key];
         if conn.closing {
             return;
         }
-        if conn.output.capacity() == 0 {
-            conn.output = self.spares.pop().unwrap_or_default();
-        }
-        if conn.input.is_empty() {
+        if conn.input.is_empty() && !conn.paused {
             // The usual case: whole requests, answered from the buffer.
-            let used = self
-                .protocol
-                .respond(data, &mut conn.output, &mut conn.closing);
-            if used < data.len() && !conn.closing {
-                conn.input = self.spares.pop().unwrap_or_default();
-                conn.input.extend_from_slice(&data[used..]);
-            }
+            let used = self.respond(key, data);
+            self.hold(key, &data[used..]);
         } else {
-            conn.input.extend_from_slice(data);
-            let used = self
-                .protocol
-                .respond(&conn.input, &mut conn.output, &mut conn.closing);
-            conn.input.drain(..used);
+            self.hold(key, data);
+            self.answer_held(key);
         }
-        if conn.input.len() > P::MAX_INPUT && !conn.closing {
+        self.check_input(key);
+    }
+
+    /// Keeps `data` after the held input, to be answered later.
+    fn hold(&mut self, key: usize, data: &[u8]) {
+        let conn = &mut self.conns[key];
+        if data.is_empty() || conn.closing {
+            return;
+        }
+        if conn.input.capacity() == 0 {
+            conn.input = self.spares.take();
+        }
+        conn.input.extend_from_slice(data);
+    }
+
+    /// Answers the held requests, within the budget.
+    fn answer_held(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.paused || conn.closing || conn.input.is_empty() {
+            return;
+        }
+        let input = std::mem::take(&mut conn.input);
+        let used = self.respond(key, &input);
+        let conn = &mut self.conns[key];
+        conn.input = input;
+        conn.input.drain(..used);
+    }
+
+    /// Lets the protocol answer requests from `input` while the connection
+    /// is under its budget; pauses the connection once it is not. Returns
+    /// the bytes answered.
+    fn respond(&mut self, key: usize, input: &[u8]) -> usize {
+        let limit = self.output_limit();
+        let conn = &mut self.conns[key];
+        let in_flight = conn.sending.map_or(0, |s| s.unsent);
+        let budget = limit.saturating_sub(in_flight);
+        if conn.output.capacity() == 0 {
+            conn.output = self.spares.take();
+        }
+        let used = self
+            .protocol
+            .respond(input, &mut conn.output, budget, &mut conn.closing);
+        conn.paused = conn.output.len() >= budget && !conn.closing;
+        self.most_unsent = self.most_unsent.max(conn.unsent());
+        used
+    }
+
+    /// What a connection may have unsent before it answers no more: its
+    /// own budget, or the floor while the server holds too much output.
+    fn output_limit(&self) -> usize {
+        let limit = if self.output >= self.limits.output_total {
+            self.limits.output_per_conn.min(OUTPUT_FLOOR)
+        } else {
+            self.limits.output_per_conn
+        };
+        // A budget of nothing would pause a connection with nothing to send.
+        limit.max(1)
+    }
+
+    /// Closes a connection whose unfinished request grew too large.
+    fn check_input(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        // While paused the input holds whole requests, which are fine.
+        if !conn.paused && !conn.closing && conn.input.len() > P::MAX_INPUT {
             self.protocol.too_large(&mut conn.output);
             conn.closing = true;
         }
-        if conn.input.is_empty() || conn.closing {
-            recycle(&mut self.spares, std::mem::take(&mut conn.input));
+        if conn.input.is_empty() {
+            self.spares.give(std::mem::take(&mut conn.input));
         }
     }
 
@@ -255,46 +431,68 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.sending = false;
         match result {
             Ok(n) => {
                 buf.consume(n);
                 if !buf.is_empty() {
-                    conn.sending = true;
+                    if let Some(sending) = &mut conn.sending {
+                        sending.unsent = buf.len();
+                    }
                     ring.send(conn.fd, buf, ctx(Msg::Sent, key));
                     return;
                 }
+                conn.sending = None;
                 if let Ok(vec) = buf.downcast::<Vec<u8>>() {
-                    recycle(&mut self.spares, vec);
+                    self.spares.give(vec);
                 }
             }
             Err(_) => {
+                conn.sending = None;
                 conn.closing = true;
                 conn.output.clear();
             }
         }
-        let conn = &mut self.conns[key];
-        if conn.paused && conn.output.len() < MAX_OUTPUT / 2 {
-            conn.paused = false;
-            self.arm(ring, key);
-        }
+        self.resume(ring, key);
         self.settle(ring, key);
+    }
+
+    /// Once half the unsent answers are sent, answers the held requests
+    /// and, if they leave it under its budget, receives again.
+    fn resume(&mut self, ring: &mut Ring<Self>, key: usize) {
+        let limit = self.output_limit();
+        let conn = &mut self.conns[key];
+        if !conn.paused || conn.unsent() > limit / 2 {
+            return;
+        }
+        conn.paused = false;
+        self.answer_held(key);
+        self.check_input(key);
+        let conn = &mut self.conns[key];
+        if conn.ended && !conn.paused {
+            // What is left is at most the start of a request never to end.
+            conn.closing = true;
+        }
+        self.arm(ring, key);
     }
 
     /// Sends what is waiting; pauses or stops receiving; closes the
     /// connection once nothing of it is in flight.
     fn settle(&mut self, ring: &mut Ring<Self>, key: usize) {
         let conn = &mut self.conns[key];
-        if !conn.sending && !conn.output.is_empty() {
-            conn.sending = true;
+        if conn.sending.is_none() && !conn.output.is_empty() {
             let output = std::mem::take(&mut conn.output);
+            conn.sending = Some(InFlight {
+                unsent: output.len(),
+                capacity: output.capacity(),
+            });
             ring.send(conn.fd, output, ctx(Msg::Sent, key));
         }
-        if conn.output.len() > MAX_OUTPUT {
-            conn.paused = true;
-        }
         if conn.output.is_empty() {
-            recycle(&mut self.spares, std::mem::take(&mut conn.output));
+            self.spares.give(std::mem::take(&mut conn.output));
+        }
+        if conn.closing {
+            // Nothing more is answered.
+            self.spares.give(std::mem::take(&mut conn.input));
         }
         if conn.paused || conn.closing {
             // Stop receiving; the final completion comes back here.
@@ -303,18 +501,113 @@ impl<P: Protocol> Server<P> {
                 ring.cancel(task, Ctx::none());
             }
         }
-        if conn.closing && !conn.sending && conn.receive.is_none() {
+        if conn.closing && conn.sending.is_none() && conn.receive.is_none() {
             let conn = self.conns.remove(key);
-            recycle(&mut self.spares, conn.input);
+            self.input -= conn.counted.0;
+            self.output -= conn.counted.1;
+            self.spares.give(conn.input);
             ring.close(conn.fd, Ctx::none());
+            return;
         }
+        self.recount(key);
+    }
+
+    /// Brings the server's sums up to date with what a connection holds.
+    fn recount(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let (input, output) = conn.held();
+        self.input = self.input - conn.counted.0 + input;
+        self.output = self.output - conn.counted.1 + output;
+        conn.counted = (input, output);
+    }
+
+    /// Past the limit on input held across connections, the connection
+    /// holding the most gets the protocol's error and is closed, until the
+    /// rest is under the limit.
+    fn enforce_input_limit(&mut self, ring: &mut Ring<Self>) {
+        while self.input > self.limits.input_total {
+            let most = self.conns.iter().max_by_key(|(_, conn)| conn.counted.0);
+            let Some((key, _)) = most.filter(|(_, conn)| conn.counted.0 > 0) else {
+                return;
+            };
+            let conn = &mut self.conns[key];
+            self.protocol.too_large(&mut conn.output);
+            conn.closing = true;
+            self.settle(ring, key);
+        }
+    }
+
+    /// Once what the server holds has fallen to a quarter of a large
+    /// peak, gives the memory freed since back to the system (the
+    /// allocator keeps it otherwise).
+    fn give_back_after_burst(&mut self) {
+        let held = self.input + self.output + self.spares.bytes;
+        self.high_water = self.high_water.max(held);
+        if self.high_water >= TRIM_FROM && held < self.high_water / 4 {
+            self.high_water = held;
+            release_free_memory();
+        }
+    }
+
+    /// Publishes what the server holds, if asked to.
+    fn publish(&self) {
+        let Some(held) = &self.limits.held else {
+            return;
+        };
+        held.input.store(self.input, Ordering::Relaxed);
+        held.output.store(self.output, Ordering::Relaxed);
+        held.spares.store(self.spares.bytes, Ordering::Relaxed);
+        held.most_input.fetch_max(self.input, Ordering::Relaxed);
+        held.most_output.fetch_max(self.output, Ordering::Relaxed);
+        held.most_unsent.store(self.most_unsent, Ordering::Relaxed);
     }
 }
 
-/// Keeps an emptied vector for reuse, unless enough are kept or it is big.
-fn recycle(spares: &mut Vec<Vec<u8>>, mut vec: Vec<u8>) {
-    if vec.capacity() > 0 && vec.capacity() <= SPARE_CAPACITY && spares.len() < SPARES {
-        vec.clear();
-        spares.push(vec);
+/// Returns the allocator's free memory to the system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim takes no pointer and only releases memory that
+    // no allocation uses.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Other allocators return memory by themselves, or cannot be asked to.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
+/// Emptied vectors kept for reuse, up to a total capacity.
+struct Spares {
+    vecs: Vec<Vec<u8>>,
+    /// Their total capacity.
+    bytes: usize,
+    limit: usize,
+}
+
+impl Spares {
+    fn new(limit: usize) -> Spares {
+        Spares {
+            vecs: Vec::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// A kept vector, or a new one (without capacity).
+    fn take(&mut self) -> Vec<u8> {
+        let vec = self.vecs.pop().unwrap_or_default();
+        self.bytes -= vec.capacity();
+        vec
+    }
+
+    /// Keeps an emptied vector for reuse, unless it is big or enough are
+    /// kept (then it is freed).
+    fn give(&mut self, mut vec: Vec<u8>) {
+        let capacity = vec.capacity();
+        let fits = self.bytes + capacity <= self.limit && self.vecs.len() < SPARES;
+        if capacity > 0 && capacity <= SPARE_CAPACITY && fits {
+            vec.clear();
+            self.bytes += capacity;
+            self.vecs.push(vec);
+        }
     }
 }
