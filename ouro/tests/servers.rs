@@ -47,7 +47,9 @@ backend_tests![
     resp_server_rejects_garbage_and_keeps_serving,
     http_server_stops_reading_from_a_client_that_never_reads,
     http_server_joins_a_request_sent_in_pieces,
-    echo_server_keeps_serving_beside_a_client_that_never_reads
+    echo_server_keeps_serving_beside_a_client_that_never_reads,
+    echo_server_keeps_buffers_for_others_beside_many_clients_that_never_read,
+    echo_server_wakes_starved_connections_when_failed_sends_free_buffers
 ];
 
 /// Runs `test` on `kind`, or says why the host cannot.
@@ -410,5 +412,80 @@ fn echo_server_keeps_serving_beside_a_client_that_never_reads(kind: BackendKind)
     drop(flooder);
     echo_round_trips(&mut good, 10, 1000);
     echo_round_trips(&mut server.connect(), 10, 100_000);
+    server.assert_alive();
+}
+
+/// An echo server on a group of `BUFFERS` receive buffers.
+fn echo_with_buffers<const BUFFERS: u16>(
+    listener: OwnedFd,
+    ring: RingBuilder,
+) -> std::io::Result<()> {
+    echo::serve(listener, ring, BUFFERS)
+}
+
+/// Connects `count` clients that each send until the server stops taking
+/// their bytes, never reading an echo.
+fn flooders(server: &Server, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let flooder = server.connect();
+            let (sent, stopped) = flood(&flooder, &[7u8; 64 * 1024]);
+            assert!(stopped, "the server took {sent} bytes without pause");
+            flooder
+        })
+        .collect()
+}
+
+/// Closes each stream with a reset (`SO_LINGER` 0), as a crashed peer does.
+fn reset(streams: Vec<TcpStream>) {
+    for stream in streams {
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+}
+
+/// Sixteen clients that send without reading their echoes, on a group of
+/// 64 buffers, leave buffers for the others: a client that reads its echoes
+/// gets them beside every one of them, and so does a newcomer.
+fn echo_server_keeps_buffers_for_others_beside_many_clients_that_never_read(kind: BackendKind) {
+    let server = Server::start_on(echo_with_buffers::<64>, Ring::builder().backend(kind));
+    let mut good = server.connect();
+    let mut flooding = Vec::new();
+    for _ in 0..16 {
+        flooding.extend(flooders(&server, 1));
+        echo_round_trips(&mut good, 5, 5000);
+    }
+    echo_round_trips(&mut server.connect(), 5, 100_000);
+    reset(flooding);
+    echo_round_trips(&mut good, 10, 5000);
+    server.assert_alive();
+}
+
+/// More non-reading clients than buffers: every buffer is held by an echo
+/// the server cannot deliver, and clients that send meanwhile find none
+/// (their receive ends with `ENOBUFS`). When the non-readers reset, their
+/// sends fail — no send succeeds — and the buffers that frees must wake
+/// every starved connection, which then gets its echo.
+fn echo_server_wakes_starved_connections_when_failed_sends_free_buffers(kind: BackendKind) {
+    let server = Server::start_on(echo_with_buffers::<4>, Ring::builder().backend(kind));
+    let flooding = flooders(&server, 12);
+    let message = b"are you there?";
+    let mut waiting: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+    for stream in &mut waiting {
+        stream.write_all(message).unwrap();
+    }
+    // Not needed for the test to pass: it gives the server time to find no
+    // buffer for them before the resets free some, which is the case the
+    // test is about (without it, a fast reset may free buffers first).
+    std::thread::sleep(Duration::from_millis(200));
+    reset(flooding);
+    for stream in &mut waiting {
+        let mut echo = [0u8; 14];
+        stream.read_exact(&mut echo).expect("the echo comes back");
+        assert_eq!(&echo, message);
+        echo_round_trips(stream, 10, 5000);
+    }
+    echo_round_trips(&mut server.connect(), 10, 5000);
     server.assert_alive();
 }
