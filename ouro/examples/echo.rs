@@ -35,6 +35,11 @@ use ouro::{
 };
 use slab::Slab;
 
+#[path = "support/accept_errors.rs"]
+pub mod accept_errors;
+
+use accept_errors::AcceptErrors;
+
 ouro::messages! {
     enum Msg { Accepted, AcceptAgain, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
 }
@@ -67,6 +72,7 @@ pub struct Server {
     accept_limit: Option<usize>,
     accepted: usize,
     accepting: Option<Task>,
+    accept_errors: AcceptErrors,
     /// Connections whose receive ended for want of a buffer, oldest first.
     starved: VecDeque<usize>,
 }
@@ -147,6 +153,7 @@ impl Server {
             accept_limit,
             accepted: 0,
             accepting: None,
+            accept_errors: AcceptErrors::default(),
             starved: VecDeque::new(),
         }
     }
@@ -191,12 +198,15 @@ impl Server {
             self.accepting = None;
         }
         match result {
-            Ok(fd) => self.open(ring, fd),
+            Ok(fd) => {
+                self.accept_errors.accepted(ring.now());
+                self.open(ring, fd)
+            }
             Err(e) if ouro::is_canceled(&e) => return,
             Err(e) => {
                 // Out of fds, say: accept again a little later, not at once
                 // (which would fail again, in a busy loop).
-                eprintln!("echo: accept failed: {e}");
+                self.accept_errors.failed(&e, ring.now());
                 if last {
                     ring.timer(ACCEPT_PAUSE, Server::ctx(Msg::AcceptAgain, 0));
                     return;

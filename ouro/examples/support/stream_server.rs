@@ -28,6 +28,11 @@ use std::time::Duration;
 use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
 use slab::Slab;
 
+#[path = "accept_errors.rs"]
+mod accept_errors;
+
+use accept_errors::AcceptErrors;
+
 /// A request/response protocol.
 pub trait Protocol {
     /// Input a connection may accumulate without completing a request;
@@ -93,6 +98,7 @@ pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> 
         group,
         conns: Slab::new(),
         spares: Vec::new(),
+        accept_errors: AcceptErrors::default(),
     };
     server.accept(&mut ring);
     ring.run(&mut server, RunMode::Forever)
@@ -106,6 +112,7 @@ struct Server<P> {
     conns: Slab<Conn>,
     /// Empty vectors with capacity, for connections' input and output.
     spares: Vec<Vec<u8>>,
+    accept_errors: AcceptErrors,
 }
 
 struct Conn {
@@ -155,6 +162,7 @@ impl<P: Protocol> Server<P> {
     fn accepted(&mut self, ring: &mut Ring<Self>, result: io::Result<RingFd>, last: bool) {
         match result {
             Ok(fd) => {
+                self.accept_errors.accepted(ring.now());
                 let key = self.conns.insert(Conn {
                     fd,
                     input: Vec::new(),
@@ -174,7 +182,7 @@ impl<P: Protocol> Server<P> {
             Err(e) => {
                 // Out of fds, say: keep serving the others and accept again
                 // a little later (at once would fail again, in a busy loop).
-                eprintln!("accept failed: {e}");
+                self.accept_errors.failed(&e, ring.now());
                 if last {
                     ring.timer(ACCEPT_PAUSE, ctx(Msg::AcceptAgain, 0));
                 }
