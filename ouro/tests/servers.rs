@@ -387,7 +387,8 @@ fn echo_round_trips(stream: &mut TcpStream, rounds: usize, size: usize) {
 
 /// A client that sends without ever reading its echoes must not take the
 /// server's receive buffers from the others: with a group of 64 buffers,
-/// it may hold 16 (its receive is paused), and the others go on. A client
+/// its receive is paused once it holds its share, what it queued is copied
+/// out of the group, and the others go on. A client
 /// that resets its connection does not disturb them either.
 fn echo_server_keeps_serving_beside_a_client_that_never_reads(kind: BackendKind) {
     fn serve(listener: OwnedFd, ring: RingBuilder) -> std::io::Result<()> {
