@@ -13,8 +13,10 @@
 //! on the readiness backend, registered once), receives with a multishot
 //! receive per connection into buffers of a shared group (an idle
 //! connection holds none), and sends each received buffer back as it is. A
-//! connection whose peer does not read its echoes is paused rather than
-//! allowed to take every buffer. Each client sends a message, reads until
+//! connection whose peer does not read its echoes is paused, and what it
+//! has queued is copied out of the group, rather than allowed to take every
+//! buffer; connections that found no buffer are re-armed as soon as any
+//! comes back. Each client sends a message, reads until
 //! the whole echo is back, and repeats. Connections are identified by the
 //! task key; what a task was for, by its message. `ouro-bench` runs this
 //! server (`serve`) as its `ouro-uring` and `ouro-poll` echo contestants.
@@ -33,6 +35,11 @@ use ouro::{
 };
 use slab::Slab;
 
+#[path = "support/accept_errors.rs"]
+pub mod accept_errors;
+
+use accept_errors::AcceptErrors;
+
 ouro::messages! {
     enum Msg { Accepted, AcceptAgain, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
 }
@@ -44,11 +51,18 @@ ouro::messages! {
 /// one multishot receive whose buffers come from a shared group, so an idle
 /// connection holds no buffer. A received buffer is sent back as it is
 /// (no copy) and returns to the group when the send is done. Sends on a
-/// connection go one at a time, in order. A connection whose peer does not
-/// read its echoes stops being received from once `MAX_QUEUED` buffers wait
-/// (its receive is cancelled and re-armed when they are sent), so that it
-/// cannot take every buffer from the others; when every buffer is in use a
-/// receive ends (`ENOBUFS`) and is re-armed once a send frees one.
+/// connection go one at a time, in order.
+///
+/// No connection may take the group from the others. A connection is
+/// paused (its receive cancelled) once it holds its share of the group
+/// (`MAX_QUEUED` buffers, fewer as free buffers run out) or `MAX_QUEUED`
+/// buffers' worth of bytes wait to be echoed; what a paused connection has
+/// queued is copied out of the group into a vector of its own, so that a
+/// peer that never reads holds at most the one buffer being sent to it. It
+/// is resumed once its echoes drain. When every buffer is in use a receive
+/// ends (`ENOBUFS`); such starved connections wait in a queue and are
+/// re-armed, oldest first, whenever buffers come back — whatever gave them
+/// back (a send done or failed, a connection closed, a queue copied out).
 pub struct Server {
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,
@@ -58,21 +72,30 @@ pub struct Server {
     accept_limit: Option<usize>,
     accepted: usize,
     accepting: Option<Task>,
-    /// Connections whose receive ended for want of a buffer.
-    starved: Vec<usize>,
+    accept_errors: AcceptErrors,
+    /// Connections whose receive ended for want of a buffer, oldest first.
+    starved: VecDeque<usize>,
 }
 
 /// How long to wait before accepting again after accept failed.
 const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Received buffers a connection may have waiting to be echoed before its
-/// receive is paused.
+/// Received buffers a connection may have waiting to be echoed (or hold
+/// of the group) before its receive is paused.
 const MAX_QUEUED: usize = 16;
+
+/// A connection's share of the group is this fraction of the free buffers
+/// (at least one, at most `MAX_QUEUED`), so that a reserve is left for the
+/// connections that have none.
+const SHARE_OF_FREE: usize = 4;
 
 struct Conn {
     fd: RingFd,
-    /// Received buffers waiting to be sent back; the front one is in flight.
+    /// Received bytes waiting to be sent back, in order: group buffers, or
+    /// (once paused) vectors they were copied into.
     queue: VecDeque<Buf>,
+    /// Group buffers it holds: in `queue` or in the send in flight.
+    held: usize,
     sending: bool,
     /// The connection's multishot receive, until its final completion.
     receive: Option<Task>,
@@ -80,6 +103,38 @@ struct Conn {
     paused: bool,
     /// The peer closed its side: close once everything is sent.
     peer_done: bool,
+    /// It waits in `Server::starved`.
+    starved: bool,
+}
+
+impl Conn {
+    /// Bytes waiting to be sent back (not counting the send in flight).
+    fn queued_bytes(&self) -> usize {
+        self.queue.iter().map(|buf| buf.len()).sum()
+    }
+
+    /// Copies the queued bytes from the first group buffer on into one
+    /// vector, and gives those buffers back to the group.
+    fn copy_out_of_group(&mut self) {
+        let Some(first) = self.queue.iter().position(from_group) else {
+            return;
+        };
+        let bytes = self.queue.range(first..).map(|buf| buf.len()).sum();
+        let mut copied = Vec::with_capacity(bytes);
+        for buf in self.queue.drain(first..) {
+            if from_group(&buf) {
+                self.held -= 1;
+            }
+            copied.extend_from_slice(&buf);
+        }
+        self.queue.push_back(Buf::new(copied));
+    }
+}
+
+/// Whether a queued buffer is one of the group's (the others are vectors
+/// the server copied them into).
+fn from_group(buf: &Buf) -> bool {
+    !buf.is::<Vec<u8>>()
 }
 
 impl Server {
@@ -98,7 +153,8 @@ impl Server {
             accept_limit,
             accepted: 0,
             accepting: None,
-            starved: Vec::new(),
+            accept_errors: AcceptErrors::default(),
+            starved: VecDeque::new(),
         }
     }
 
@@ -128,6 +184,7 @@ impl Server {
             (Msg::Sent, Outcome::Send(result, buf)) => this.sent(ring, key, result, buf),
             (msg, outcome) => return Err(unexpected("server", msg, outcome)),
         }
+        this.wake_starved(ring);
         Ok(())
     }
 
@@ -141,12 +198,15 @@ impl Server {
             self.accepting = None;
         }
         match result {
-            Ok(fd) => self.open(ring, fd),
+            Ok(fd) => {
+                self.accept_errors.accepted(ring.now());
+                self.open(ring, fd)
+            }
             Err(e) if ouro::is_canceled(&e) => return,
             Err(e) => {
                 // Out of fds, say: accept again a little later, not at once
                 // (which would fail again, in a busy loop).
-                eprintln!("echo: accept failed: {e}");
+                self.accept_errors.failed(&e, ring.now());
                 if last {
                     ring.timer(ACCEPT_PAUSE, Server::ctx(Msg::AcceptAgain, 0));
                     return;
@@ -170,24 +230,53 @@ impl Server {
         let key = self.conns.insert(Conn {
             fd,
             queue: VecDeque::new(),
+            held: 0,
             sending: false,
             receive: None,
             paused: false,
             peer_done: false,
+            starved: false,
         });
         self.receive(ring, key);
     }
 
-    /// Arms the connection's receive, unless it has one or must not.
-    fn receive<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+    /// Arms the connection's receive, unless it has one or must not;
+    /// returns whether it did.
+    fn receive<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
-            return;
+            return false;
         };
         if conn.receive.is_some() || conn.paused || conn.peer_done {
-            return;
+            return false;
         }
         let ctx = Server::ctx(Msg::Received, key);
         conn.receive = Some(ring.recv_multishot(conn.fd, &self.group, ctx));
+        true
+    }
+
+    /// How many group buffers a connection may hold before it is paused:
+    /// a part of the free ones, so that some are left for the others.
+    fn share(&self) -> usize {
+        (self.group.available() / SHARE_OF_FREE).clamp(1, MAX_QUEUED)
+    }
+
+    /// Re-arms starved receives, oldest first, one per free buffer. Called
+    /// after every completion: whatever gave buffers back, a connection
+    /// waiting for one gets it (a receive armed with none free would only
+    /// end with `ENOBUFS` again).
+    fn wake_starved<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>) {
+        let mut free = self.group.available();
+        while free > 0 {
+            let Some(key) = self.starved.pop_front() else {
+                return;
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.starved = false;
+            }
+            if self.receive(ring, key) {
+                free -= 1;
+            }
+        }
     }
 
     fn received<S: AsMut<Server>>(
@@ -209,19 +298,18 @@ impl Server {
                 false
             }
             Ok(buf) => {
+                conn.held += 1;
                 conn.queue.push_back(buf);
                 true
             }
-            // Every buffer was in flight: re-armed when a send frees one —
-            // or now, if one came back since (its send was delivered first,
-            // and no later send may come to re-arm it).
+            // Every buffer was in use: re-armed by `wake_starved` when one
+            // is free (which may be already).
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                if self.group.available() > 0 {
-                    true
-                } else {
-                    self.starved.push(key);
-                    false
+                if !conn.starved {
+                    conn.starved = true;
+                    self.starved.push_back(key);
                 }
+                false
             }
             // Paused (see `MAX_QUEUED`): re-armed once the queue drains.
             Err(e) if ouro::is_canceled(&e) => true,
@@ -230,19 +318,36 @@ impl Server {
                 false
             }
         };
-        let conn = &mut self.conns[key];
-        if conn.queue.len() >= MAX_QUEUED && !conn.paused {
-            conn.paused = true;
-            if let Some(task) = conn.receive {
-                ring.cancel(task, Ctx::none());
-            }
-        }
+        self.send_next(ring, key);
+        self.pause_if_over(ring, key);
         if last && resumable {
             // A kernel without multishot receive ends each one; a paused
             // receive may have been resumed while its cancel was on the way.
             self.receive(ring, key);
         }
-        self.send_next(ring, key);
+    }
+
+    /// Pauses the connection's receive if it holds its share of the group
+    /// or has too much waiting; a paused connection's queue is copied out
+    /// of the group, as are buffers received after the pause (its cancel
+    /// was on the way), so that a peer that does not read holds no more
+    /// than the buffer being sent.
+    fn pause_if_over<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+        let share = self.share();
+        let buffer_size = self.group.buffer_size();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let over = conn.held >= share || conn.queued_bytes() >= MAX_QUEUED * buffer_size;
+        if over && !conn.paused {
+            conn.paused = true;
+            if let Some(task) = conn.receive {
+                ring.cancel(task, Ctx::none());
+            }
+        }
+        if conn.paused {
+            conn.copy_out_of_group();
+        }
     }
 
     fn sent<S: AsMut<Server>>(
@@ -252,6 +357,8 @@ impl Server {
         result: io::Result<usize>,
         mut buf: Buf,
     ) {
+        let share = self.share();
+        let buffer_size = self.group.buffer_size();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -260,6 +367,7 @@ impl Server {
             // The peer is gone: end the receive too, then close once its
             // final completion (which names this connection's key) is in.
             conn.queue.clear();
+            conn.held = 0;
             conn.peer_done = true;
             if let Some(task) = conn.receive {
                 ring.cancel(task, Ctx::none());
@@ -269,15 +377,14 @@ impl Server {
         buf.consume(n);
         if !buf.is_empty() {
             conn.queue.push_front(buf);
+        } else if from_group(&buf) {
+            // Dropped here: back in the group.
+            conn.held -= 1;
         }
-        if conn.paused && conn.queue.len() <= MAX_QUEUED / 2 {
+        let drained = conn.queued_bytes() <= MAX_QUEUED * buffer_size / 2;
+        if conn.paused && drained && conn.held < share {
             conn.paused = false;
             self.receive(ring, key);
-        }
-        // A fully sent buffer was dropped above: it is back in the group,
-        // so a starved receive can go again.
-        if let Some(starved) = self.starved.pop() {
-            self.receive(ring, starved);
         }
         self.send_next(ring, key);
     }

@@ -1557,7 +1557,9 @@ impl<S> Ring<S> {
     /// missing, connections are accepted as plain fds and registered. On the
     /// other backends they are accepted and registered. A connection the
     /// kernel accepted into a table that filled meanwhile is lost: the task
-    /// ends with `ENFILE` (re-arm it: the ring then accepts plain fds).
+    /// ends with [`FdTableFull`](crate::FdTableFull) (the kernel's `ENFILE`;
+    /// see [`is_fd_table_full`](crate::is_fd_table_full)); re-arm it: the
+    /// ring then accepts plain fds.
     ///
     /// [`Outcome::AcceptDirect`]: crate::Outcome::AcceptDirect
     pub fn accept_multishot_direct(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
@@ -1738,7 +1740,13 @@ impl<S> Ring<S> {
                 if last {
                     self.files.directs_live -= 1;
                 }
-                result.map(|raw| self.adopt_produced(into_table, raw))
+                result
+                    .map_err(|e| {
+                        crate::fd_table::name_full_table(e, into_table, || {
+                            self.backend.fixed_table_full()
+                        })
+                    })
+                    .map(|raw| self.adopt_produced(into_table, raw))
             }
             Op::CloseRing { file } => {
                 self.backend.forget_file(file);

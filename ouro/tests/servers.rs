@@ -53,7 +53,10 @@ backend_tests![
     resp_server_rejects_garbage_and_keeps_serving,
     http_server_stops_reading_from_a_client_that_never_reads,
     http_server_joins_a_request_sent_in_pieces,
-    echo_server_keeps_serving_beside_a_client_that_never_reads
+    echo_server_keeps_serving_beside_a_client_that_never_reads,
+    echo_server_keeps_buffers_for_others_beside_many_clients_that_never_read,
+    echo_server_wakes_starved_connections_when_failed_sends_free_buffers,
+    echo_server_out_of_fds_logs_rarely_and_names_the_limit
 ];
 
 /// Runs `test` on `kind`, or says why the host cannot.
@@ -398,7 +401,8 @@ fn echo_round_trips(stream: &mut TcpStream, rounds: usize, size: usize) {
 
 /// A client that sends without ever reading its echoes must not take the
 /// server's receive buffers from the others: with a group of 64 buffers,
-/// it may hold 16 (its receive is paused), and the others go on. A client
+/// its receive is paused once it holds its share, what it queued is copied
+/// out of the group, and the others go on. A client
 /// that resets its connection does not disturb them either.
 fn echo_server_keeps_serving_beside_a_client_that_never_reads(kind: BackendKind) {
     fn serve(listener: OwnedFd, ring: RingBuilder) -> std::io::Result<()> {
@@ -425,4 +429,206 @@ fn echo_server_keeps_serving_beside_a_client_that_never_reads(kind: BackendKind)
     echo_round_trips(&mut good, 10, 1000);
     echo_round_trips(&mut server.connect(), 10, 100_000);
     server.assert_alive();
+}
+
+/// An echo server on a group of `BUFFERS` receive buffers.
+fn echo_with_buffers<const BUFFERS: u16>(
+    listener: OwnedFd,
+    ring: RingBuilder,
+) -> std::io::Result<()> {
+    echo::serve(listener, ring, BUFFERS)
+}
+
+/// Connects `count` clients that each send until the server stops taking
+/// their bytes, never reading an echo.
+fn flooders(server: &Server, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let flooder = server.connect();
+            let (sent, stopped) = flood(&flooder, &[7u8; 64 * 1024]);
+            assert!(stopped, "the server took {sent} bytes without pause");
+            flooder
+        })
+        .collect()
+}
+
+/// Closes each stream with a reset (`SO_LINGER` 0), as a crashed peer does.
+fn reset(streams: Vec<TcpStream>) {
+    for stream in streams {
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+}
+
+/// Sixteen clients that send without reading their echoes, on a group of
+/// 64 buffers, leave buffers for the others: a client that reads its echoes
+/// gets them beside every one of them, and so does a newcomer.
+fn echo_server_keeps_buffers_for_others_beside_many_clients_that_never_read(kind: BackendKind) {
+    let server = Server::start_on(echo_with_buffers::<64>, Ring::builder().backend(kind));
+    let mut good = server.connect();
+    let mut flooding = Vec::new();
+    for _ in 0..16 {
+        flooding.extend(flooders(&server, 1));
+        echo_round_trips(&mut good, 5, 5000);
+    }
+    echo_round_trips(&mut server.connect(), 5, 100_000);
+    reset(flooding);
+    echo_round_trips(&mut good, 10, 5000);
+    server.assert_alive();
+}
+
+/// More non-reading clients than buffers: every buffer is held by an echo
+/// the server cannot deliver, and clients that send meanwhile find none
+/// (their receive ends with `ENOBUFS`). When the non-readers reset, their
+/// sends fail — no send succeeds — and the buffers that frees must wake
+/// every starved connection, which then gets its echo.
+fn echo_server_wakes_starved_connections_when_failed_sends_free_buffers(kind: BackendKind) {
+    let server = Server::start_on(echo_with_buffers::<4>, Ring::builder().backend(kind));
+    let flooding = flooders(&server, 12);
+    let message = b"are you there?";
+    let mut waiting: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+    for stream in &mut waiting {
+        stream.write_all(message).unwrap();
+    }
+    // Not needed for the test to pass: it gives the server time to find no
+    // buffer for them before the resets free some, which is the case the
+    // test is about (without it, a fast reset may free buffers first).
+    std::thread::sleep(Duration::from_millis(200));
+    reset(flooding);
+    for stream in &mut waiting {
+        let mut echo = [0u8; 14];
+        stream.read_exact(&mut echo).expect("the echo comes back");
+        assert_eq!(&echo, message);
+        echo_round_trips(stream, 10, 5000);
+    }
+    echo_round_trips(&mut server.connect(), 10, 5000);
+    server.assert_alive();
+}
+
+/// Set in the child process that `echo_server_out_of_fds_logs_rarely_and_
+/// names_the_limit` runs with a lowered fd limit.
+const FD_LIMIT_CHILD: &str = "OURO_TEST_FD_LIMIT_CHILD";
+
+/// An echo server that runs out of fds — its fixed file table of 4 slots
+/// fills, then the process reaches its fd limit, with connections still
+/// waiting — retries its accept every few milliseconds; it logs the first
+/// failure of each cause, naming the limit (the table on io_uring, then
+/// `RLIMIT_NOFILE`), and not one line per retry. Run in a child process,
+/// as the lowered limit holds for the whole process.
+fn echo_server_out_of_fds_logs_rarely_and_names_the_limit(kind: BackendKind) {
+    let backend = match kind {
+        BackendKind::Uring => "uring",
+        _ => "poll",
+    };
+    if std::env::var_os(FD_LIMIT_CHILD).is_some() {
+        return serve_echo_out_of_fds(kind);
+    }
+    let name = format!("echo_server_out_of_fds_logs_rarely_and_names_the_limit::{backend}");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([&name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(FD_LIMIT_CHILD, "1")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "the child failed:\n{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() <= 3,
+        "expected one line per cause:\n{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("RLIMIT_NOFILE")),
+        "the process limit is not named:\n{out}"
+    );
+    if kind == BackendKind::Uring {
+        assert!(
+            lines.iter().any(|l| l.contains("fixed file table is full")),
+            "the full table is not named:\n{out}"
+        );
+    }
+}
+
+/// The child: 40 connections wait for an echo server whose process may
+/// open only a few more fds, and which runs for a second and a half.
+fn serve_echo_out_of_fds(kind: BackendKind) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 64).unwrap();
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let _clients: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + 16,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both are valid rlimits for the calls to read and fill.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        let limit = libc::rlimit {
+            rlim_max: old.rlim_max,
+            ..limit
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    let ring = Ring::builder().backend(kind).fixed_files(4);
+    let server = std::thread::spawn(move || echo::serve(listener, ring, 64));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!server.is_finished(), "{:?}", server.join());
+}
+
+/// Failed accepts are logged once per cause, then summed up at most once
+/// per period, whatever their rate: 1,200 failures over 12 s make three
+/// lines, a new cause one more, and the rest is summed up on the next
+/// success after the period.
+#[test]
+fn accept_failures_are_logged_once_per_cause_then_summed_up() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut errors = echo::accept_errors::AcceptErrors::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let process_limit = std::io::Error::from_raw_os_error(libc::EMFILE);
+        for i in 0..1200 {
+            errors.failed(&process_limit, at(i * 10));
+        }
+        errors.failed(&std::io::Error::from_raw_os_error(libc::ENFILE), at(12_000));
+        errors.accepted(at(14_000));
+        errors.accepted(at(15_000));
+        errors.accepted(at(16_000));
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    assert!(lines[0].contains("Too many open files") && lines[0].contains("RLIMIT_NOFILE"));
+    assert!(lines[1].contains("accept failed 499 more times in the last 5 s"));
+    assert!(lines[2].contains("accept failed 500 more times in the last 5 s"));
+    assert!(lines[3].contains("fs.file-max"), "{log}");
+    assert!(lines[4].contains("accept failed 200 more times"), "{log}");
 }

@@ -13,7 +13,9 @@ mod peer_monoio;
 mod peer_tokio;
 mod raw_echo;
 
-#[allow(dead_code)] // its demo clients and command line
+// Both examples include `support/accept_errors.rs`, as each must to build
+// on its own.
+#[allow(dead_code, clippy::duplicate_mod)] // its demo clients and command line
 #[path = "../../../ouro/examples/echo.rs"]
 mod echo;
 #[allow(dead_code)] // its command line

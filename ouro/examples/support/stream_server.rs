@@ -37,6 +37,11 @@ use std::time::Duration;
 use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
 use slab::Slab;
 
+#[path = "accept_errors.rs"]
+mod accept_errors;
+
+use accept_errors::AcceptErrors;
+
 /// A request/response protocol.
 pub trait Protocol {
     /// Input a connection may accumulate without completing a request;
@@ -174,6 +179,7 @@ pub fn serve<P: Protocol>(
         output: 0,
         most_unsent: 0,
         high_water: 0,
+        accept_errors: AcceptErrors::default(),
     };
     server.accept(&mut ring);
     ring.run(&mut server, RunMode::Forever)
@@ -194,6 +200,7 @@ struct Server<P> {
     most_unsent: usize,
     /// The most bytes held since memory was last given back.
     high_water: usize,
+    accept_errors: AcceptErrors,
 }
 
 struct Conn {
@@ -272,6 +279,7 @@ impl<P: Protocol> Server<P> {
     fn accepted(&mut self, ring: &mut Ring<Self>, result: io::Result<RingFd>, last: bool) {
         match result {
             Ok(fd) => {
+                self.accept_errors.accepted(ring.now());
                 let key = self.conns.insert(Conn {
                     fd,
                     input: Vec::new(),
@@ -293,7 +301,7 @@ impl<P: Protocol> Server<P> {
             Err(e) => {
                 // Out of fds, say: keep serving the others and accept again
                 // a little later (at once would fail again, in a busy loop).
-                eprintln!("accept failed: {e}");
+                self.accept_errors.failed(&e, ring.now());
                 if last {
                     ring.timer(ACCEPT_PAUSE, ctx(Msg::AcceptAgain, 0));
                 }

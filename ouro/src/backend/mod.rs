@@ -344,6 +344,16 @@ impl Backend {
         }
     }
 
+    /// The fixed table's used slots and size if the kernel, which picks
+    /// the slots of direct operations, finds none free (io_uring).
+    pub(crate) fn fixed_table_full(&self) -> Option<(u32, u32)> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Uring(uring) => uring.fixed_table_full(),
+            Backend::Poll(_) | Backend::Mock(_) => None,
+        }
+    }
+
     /// The fixed-table slot of ring fd `file` (io_uring), which
     /// `IORING_MSG_SEND_FD` can move.
     pub(crate) fn fixed_slot(&self, file: u32) -> Option<u32> {

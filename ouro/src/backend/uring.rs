@@ -607,6 +607,12 @@ impl Uring {
             .filter(|&slot| slot != NO_SLOT)
     }
 
+    /// The fixed table's used slots and size if the kernel finds no free
+    /// slot to give a direct operation.
+    pub(crate) fn fixed_table_full(&self) -> Option<(u32, u32)> {
+        self.files.kernel_slots_taken()
+    }
+
     /// Whether other rings can move files into this ring's fixed table
     /// (MSG_RING doorbells work, and the table is registered and split).
     pub(crate) fn accepts_fixed(&mut self) -> bool {
@@ -933,6 +939,28 @@ impl Files {
         }
         slots.own_end = own_end;
         true
+    }
+
+    /// The table's used slots and size if every slot the kernel allocates
+    /// from (all of them, or those above ouro's own once split) is taken.
+    fn kernel_slots_taken(&self) -> Option<(u32, u32)> {
+        let Table::Registered(slots) = &self.table else {
+            return None;
+        };
+        let first = if slots.own_end < slots.size {
+            slots.own_end
+        } else {
+            0
+        };
+        let taken = |slot: u32| {
+            slots
+                .owners
+                .get(slot as usize)
+                .is_some_and(|&owner| owner != NO_SLOT)
+        };
+        (first..slots.size)
+            .all(taken)
+            .then_some((slots.used, slots.size))
     }
 
     /// Whether a direct accept can expect a free slot.

@@ -49,6 +49,7 @@ mod deadlines;
 mod drop_safety;
 mod errors;
 mod examples;
+mod fd_limits;
 mod multishot;
 mod ops_basic;
 mod ops_fs;
