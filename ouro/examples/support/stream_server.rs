@@ -28,6 +28,9 @@ use std::time::Duration;
 use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
 use slab::Slab;
 
+#[path = "logging.rs"]
+mod logging;
+
 /// A request/response protocol.
 pub trait Protocol {
     /// Input a connection may accumulate without completing a request;
@@ -60,14 +63,21 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 const SPARES: usize = 1024;
 const SPARE_CAPACITY: usize = 64 * 1024;
 
-/// A server example's `main`: listens on the address given as the first
-/// argument (else `default`), prints `listening on ADDR`, then serves.
-pub fn main_with(
+/// A server example's `main`, given its command line's arguments: logs
+/// warnings to stderr (see `logging.rs`), sets up the ring on the default
+/// backend (io_uring where it works, else the readiness backend, or the one
+/// `OURO_BACKEND` names) — so that a setup error comes before anything
+/// claims to be listening — then listens on the address given as the first
+/// argument (else `default`), prints `listening on ADDR (BACKEND)`, and
+/// serves `protocol` until the process ends.
+pub fn main_with<P: Protocol>(
     name: &str,
     default: SocketAddr,
-    serve: fn(OwnedFd, RingBuilder) -> io::Result<()>,
+    protocol: P,
+    mut args: impl Iterator<Item = String>,
 ) -> io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
+    logging::init();
+    let addr: SocketAddr = match args.next() {
         Some(arg) => arg.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -76,16 +86,32 @@ pub fn main_with(
         })?,
         None => default,
     };
+    let ring = server_ring(ouro::Ring::builder())?;
     let listener = ouro::net::tcp_listener(addr, 1024)?;
-    println!("listening on {}", ouro::net::local_addr(&listener)?);
+    println!(
+        "listening on {} ({})",
+        ouro::net::local_addr(&listener)?,
+        ring.backend_description()
+    );
     io::Write::flush(&mut io::stdout())?;
-    serve(listener, ouro::Ring::builder())
+    serve_on(ring, listener, protocol)
 }
 
 /// Serves `protocol` on `listener` until the process ends, on a ring of
 /// `ring` (which chooses the backend).
 pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> io::Result<()> {
-    let mut ring = ring.entries(256).build()?;
+    serve_on(server_ring(ring)?, listener, protocol)
+}
+
+fn server_ring<P: Protocol>(builder: RingBuilder) -> io::Result<Ring<Server<P>>> {
+    builder.entries(256).build()
+}
+
+fn serve_on<P: Protocol>(
+    mut ring: Ring<Server<P>>,
+    listener: OwnedFd,
+    protocol: P,
+) -> io::Result<()> {
     let group = ring.buffer_group(BUFFERS, BUFFER_SIZE)?;
     let mut server = Server {
         protocol,
@@ -98,7 +124,8 @@ pub fn serve<P: Protocol>(listener: OwnedFd, ring: RingBuilder, protocol: P) -> 
     ring.run(&mut server, RunMode::Forever)
 }
 
-struct Server<P> {
+/// A server's state: its protocol and connections.
+pub struct Server<P> {
     protocol: P,
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,

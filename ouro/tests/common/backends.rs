@@ -1,20 +1,58 @@
 //! The one list of backends the integration tests run on.
 
+use std::io;
+
+use ouro::{BackendKind, Ring};
+
 /// One `#[test]` per backend for the test function `$name` (which takes a
 /// `BackendKind`), in a module named after it: `$name::uring`, ... Each
-/// calls `$runner(test, backend)`. To run every test on another backend,
-/// add a function like `uring` for it here (and nothing else).
+/// calls `$runner(test, backend)`, or prints why it is skipped when the
+/// host lacks the backend (see [`skipped`]). To run every test on another
+/// backend, add a function like `uring` for it here (and nothing else).
 macro_rules! per_backend {
     ($runner:path, $name:ident) => {
         mod $name {
             #[test]
             fn uring() {
+                if crate::backends::skipped(::ouro::BackendKind::Uring) {
+                    return;
+                }
                 $runner(super::$name, ::ouro::BackendKind::Uring)
             }
             #[test]
             fn poll() {
+                if crate::backends::skipped(::ouro::BackendKind::Poll) {
+                    return;
+                }
                 $runner(super::$name, ::ouro::BackendKind::Poll)
             }
         }
     };
+}
+
+/// Whether a test on `kind` must be skipped because this host cannot set
+/// the backend up (io_uring missing or forbidden, as in a container under
+/// Docker's default seccomp profile; a backend this platform lacks); says
+/// why on stderr. Any other setup failure fails the test.
+pub fn skipped(kind: BackendKind) -> bool {
+    let Err(err) = Ring::builder().backend(kind).entries(8).build::<()>() else {
+        return false;
+    };
+    if !host_lacks_backend(&err) {
+        panic!("setting up the {kind:?} backend failed: {err}");
+    }
+    eprintln!("skipped: the {kind:?} backend is not available on this host: {err}");
+    true
+}
+
+/// Whether `err`, from setting up a ring, means this host has no such
+/// backend: io_uring's setup refused with `ENOSYS` or `EPERM` (whose
+/// `io::Error` has the kind but not the code: see `SetupError::find`), or
+/// an `Unsupported` backend or kernel.
+fn host_lacks_backend(err: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    if ouro::SetupError::find(err).is_some_and(ouro::SetupError::is_unavailable) {
+        return true;
+    }
+    err.kind() == io::ErrorKind::Unsupported
 }
