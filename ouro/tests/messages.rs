@@ -70,6 +70,9 @@ fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
     let _shared = FD_COUNTING
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if backends::skipped(kind) {
+        return;
+    }
     if let Err(err) = test(kind) {
         panic!("on {kind:?}: {err}");
     }
@@ -81,6 +84,9 @@ fn call_exclusive(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
     let _exclusive = FD_COUNTING
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if backends::skipped(kind) {
+        return;
+    }
     if let Err(err) = test(kind) {
         panic!("on {kind:?}: {err}");
     }

@@ -6,24 +6,19 @@ use ouro::{BackendKind, Ring};
 
 /// One `#[test]` per backend for the test function `$name` (which takes a
 /// `BackendKind`), in a module named after it: `$name::uring`, ... Each
-/// calls `$runner(test, backend)`, or prints why it is skipped when the
-/// host lacks the backend (see [`skipped`]). To run every test on another
-/// backend, add a function like `uring` for it here (and nothing else).
+/// calls `$runner(test, backend)`, which starts with [`skipped`] (after
+/// taking any lock the test needs: the check opens fds). To run every test
+/// on another backend, add a function like `uring` for it here (and
+/// nothing else).
 macro_rules! per_backend {
     ($runner:path, $name:ident) => {
         mod $name {
             #[test]
             fn uring() {
-                if crate::backends::skipped(::ouro::BackendKind::Uring) {
-                    return;
-                }
                 $runner(super::$name, ::ouro::BackendKind::Uring)
             }
             #[test]
             fn poll() {
-                if crate::backends::skipped(::ouro::BackendKind::Poll) {
-                    return;
-                }
                 $runner(super::$name, ::ouro::BackendKind::Poll)
             }
         }
