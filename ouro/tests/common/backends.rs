@@ -1,6 +1,7 @@
 //! The one list of backends the integration tests run on.
 
-use std::io;
+use std::io::{self, Write};
+use std::sync::Mutex;
 
 use ouro::{BackendKind, Ring};
 
@@ -28,7 +29,8 @@ macro_rules! per_backend {
 /// Whether a test on `kind` must be skipped because this host cannot set
 /// the backend up (io_uring missing or forbidden, as in a container under
 /// Docker's default seccomp profile; a backend this platform lacks); says
-/// why on stderr. Any other setup failure fails the test.
+/// why in the test's output, and once per test binary where the test
+/// harness does not capture it. Any other setup failure fails the test.
 pub fn skipped(kind: BackendKind) -> bool {
     let Err(err) = Ring::builder().backend(kind).entries(8).build::<()>() else {
         return false;
@@ -37,7 +39,25 @@ pub fn skipped(kind: BackendKind) -> bool {
         panic!("setting up the {kind:?} backend failed: {err}");
     }
     eprintln!("skipped: the {kind:?} backend is not available on this host: {err}");
+    announce_once(kind, &err);
     true
+}
+
+/// The backends whose absence this test binary has announced.
+static ANNOUNCED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Writes to stderr itself (which libtest does not capture, unlike
+/// `eprintln!`), so that a passing run still shows that tests were skipped.
+fn announce_once(kind: BackendKind, err: &io::Error) {
+    let name = format!("{kind:?}");
+    let mut announced = ANNOUNCED.lock().unwrap_or_else(|e| e.into_inner());
+    if announced.contains(&name) {
+        return;
+    }
+    announced.push(name);
+    let note =
+        format!("note: skipping the tests on the {kind:?} backend, not available here: {err}\n");
+    let _ = io::stderr().write_all(note.as_bytes());
 }
 
 /// Whether `err`, from setting up a ring, means this host has no such
