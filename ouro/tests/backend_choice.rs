@@ -497,3 +497,18 @@ fn the_echo_demo_runs_on_the_readiness_backend_where_io_uring_is_forbidden() {
         "{output}"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_examples_log_at_the_levels_rust_log_sets() {
+    let mut child = Watched::start("echo_demo_child", &[("RUST_LOG", "ouro=debug")]);
+    let lines = child.stdout_until(|_| false);
+    let (status, stderr) = child.finish();
+    assert!(status.success(), "stdout: {lines:?}\nstderr: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains("readiness backend ready")),
+        "{stderr}"
+    );
+}

@@ -24,8 +24,10 @@ pub fn init() {
         },
         _ => (warnings(), None),
     };
+    // The builder's own limit (INFO unless raised) would cap `RUST_LOG`.
     let installed = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_max_level(LevelFilter::TRACE)
         .finish()
         .with(filter)
         .try_init();
