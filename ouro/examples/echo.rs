@@ -588,6 +588,22 @@ fn serve_on(mut ring: Ring<Server>, listener: OwnedFd, buffers: u16) -> io::Resu
     ring.run(&mut server, RunMode::Forever)
 }
 
+/// `--serve`: the server alone on `addr`, until the process ends. The ring
+/// is built first, so that a setup error comes before "serving on".
+fn serve_alone(addr: SocketAddr, options: &Options) -> io::Result<()> {
+    let ring = ring_builder(options.backend)
+        .entries(RING_ENTRIES)
+        .build()?;
+    let listener = ouro::net::tcp_listener(addr, 1024)?;
+    println!(
+        "echo: serving on {} ({})",
+        ouro::net::local_addr(&listener)?,
+        ring.backend_description()
+    );
+    io::Write::flush(&mut io::stdout())?;
+    serve_on(ring, listener, options.buffers)
+}
+
 /// What `main` does, given the command line's arguments (after the
 /// program's name): the demo, or with `--serve` the server alone. Warnings
 /// (such as why io_uring is not used) go to stderr.
@@ -600,18 +616,7 @@ pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
         )
     })?;
     if let Some(addr) = options.serve {
-        // The ring first: a setup error comes before "serving on".
-        let ring = ring_builder(options.backend)
-            .entries(RING_ENTRIES)
-            .build()?;
-        let listener = ouro::net::tcp_listener(addr, 1024)?;
-        println!(
-            "echo: serving on {} ({})",
-            ouro::net::local_addr(&listener)?,
-            ring.backend_description()
-        );
-        io::Write::flush(&mut io::stdout())?;
-        return serve_on(ring, listener, options.buffers);
+        return serve_alone(addr, &options);
     }
     let report = run(&options)?;
     println!(

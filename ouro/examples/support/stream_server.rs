@@ -124,8 +124,7 @@ fn serve_on<P: Protocol>(
     ring.run(&mut server, RunMode::Forever)
 }
 
-/// A server's state: its protocol and connections.
-pub struct Server<P> {
+struct Server<P> {
     protocol: P,
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,
