@@ -22,6 +22,9 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Instant;
 
+#[path = "support/logging.rs"]
+mod logging;
+
 use ouro::{
     Completion, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, RunMode, Task,
 };
@@ -318,6 +321,7 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 
 #[allow(dead_code)] // the tests include this file for `serve` and `run_clients`
 fn main() -> io::Result<()> {
+    logging::init();
     let args: Vec<String> = std::env::args().collect();
     let workers = arg(&args, "--workers", 4);
     let clients = arg(&args, "--clients", 64);

@@ -6,7 +6,14 @@
 //! cargo run --release --example echo -- --clients 8 --rounds 100 --size 4096
 //! cargo run --release --example echo -- --serve 127.0.0.1:7000   # server only, until killed
 //! OURO_BACKEND=poll cargo run --release --example echo -- --serve 127.0.0.1:7000
+//! cargo run --release --example echo -- --backend poll   # force a backend
 //! ```
+//!
+//! The ring runs on the backend `Ring::builder()` picks: io_uring where it
+//! works, else the readiness backend (with a warning saying why on stderr,
+//! e.g. under a seccomp profile that forbids io_uring), or the one
+//! `OURO_BACKEND` names; `--backend uring|poll` overrides both. The demo
+//! prints which it ran on.
 //!
 //! The server accepts with one multishot accept into ring fds (on io_uring,
 //! straight into the ring's fixed file table: no fd lookup per operation;
@@ -37,6 +44,8 @@ use slab::Slab;
 
 #[path = "support/accept_errors.rs"]
 pub mod accept_errors;
+#[path = "support/logging.rs"]
+mod logging;
 
 use accept_errors::AcceptErrors;
 
@@ -557,26 +566,29 @@ pub struct Options {
     pub rounds: usize,
     /// Bytes per message.
     pub size: usize,
-    /// The backend the ring runs on (io_uring from the command line).
-    pub backend: BackendKind,
+    /// The backend the ring runs on; `None`: the default choice (io_uring
+    /// where it works, else the readiness backend, or `OURO_BACKEND`'s).
+    pub backend: Option<BackendKind>,
     /// The server's receive buffers (a power of two), shared by all
     /// connections, of `GROUP_BUFFER_SIZE` bytes each.
     pub buffers: u16,
 }
 
+/// The ring's size, for the demo and the server alone.
+const RING_ENTRIES: u32 = 256;
+
 /// The size of each of the server's receive buffers.
 pub const GROUP_BUFFER_SIZE: usize = 4096;
 
-fn parse_args() -> Result<Options, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         serve: None,
         clients: 64,
         rounds: 1000,
         size: 64,
-        backend: BackendKind::Uring,
+        backend: None,
         buffers: 1024,
     };
-    let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || {
@@ -586,6 +598,7 @@ fn parse_args() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--serve" => options.serve = Some(value.parse().map_err(|e| format!("{value}: {e}"))?),
+            "--backend" => options.backend = Some(backend_named(&value)?),
             "--buffers" => {
                 options.buffers = u16::try_from(number()?)
                     .ok()
@@ -599,6 +612,22 @@ fn parse_args() -> Result<Options, String> {
         }
     }
     Ok(options)
+}
+
+fn backend_named(name: &str) -> Result<BackendKind, String> {
+    match name {
+        "uring" => Ok(BackendKind::Uring),
+        "poll" => Ok(BackendKind::Poll),
+        _ => Err(format!("--backend {name}: uring or poll")),
+    }
+}
+
+/// A ring builder for `backend`, or the default choice.
+fn ring_builder(backend: Option<BackendKind>) -> RingBuilder {
+    match backend {
+        Some(kind) => Ring::builder().backend(kind),
+        None => Ring::builder(),
+    }
 }
 
 /// What the demo did.
@@ -622,9 +651,8 @@ pub struct Report {
 pub fn run(options: &Options) -> io::Result<Report> {
     let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024)?;
     let addr = ouro::net::local_addr(&listener)?;
-    let mut ring = Ring::builder()
-        .backend(options.backend)
-        .entries(256)
+    let mut ring = ring_builder(options.backend)
+        .entries(RING_ENTRIES)
         .build()?;
     let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
     let mut demo = Demo {
@@ -656,24 +684,45 @@ pub fn run(options: &Options) -> io::Result<Report> {
 /// Serves on `listener` until the process ends, on a ring of `ring` (which
 /// chooses the backend), with `buffers` receive buffers (a power of two).
 pub fn serve(listener: OwnedFd, ring: RingBuilder, buffers: u16) -> io::Result<()> {
-    let mut ring = ring.entries(256).build()?;
+    serve_on(ring.entries(RING_ENTRIES).build()?, listener, buffers)
+}
+
+fn serve_on(mut ring: Ring<Server>, listener: OwnedFd, buffers: u16) -> io::Result<()> {
     let group = ring.buffer_group(buffers, GROUP_BUFFER_SIZE)?;
     let mut server = Server::new(listener, group, None);
     server.start(&mut ring);
     ring.run(&mut server, RunMode::Forever)
 }
 
-fn main() -> io::Result<()> {
-    let options = parse_args().map_err(|e| {
+/// `--serve`: the server alone on `addr`, until the process ends. The ring
+/// is built first, so that a setup error comes before "serving on".
+fn serve_alone(addr: SocketAddr, options: &Options) -> io::Result<()> {
+    let ring = ring_builder(options.backend)
+        .entries(RING_ENTRIES)
+        .build()?;
+    let listener = ouro::net::tcp_listener(addr, 1024)?;
+    println!(
+        "echo: serving on {} ({})",
+        ouro::net::local_addr(&listener)?,
+        ring.backend_description()
+    );
+    io::Write::flush(&mut io::stdout())?;
+    serve_on(ring, listener, options.buffers)
+}
+
+/// What `main` does, given the command line's arguments (after the
+/// program's name): the demo, or with `--serve` the server alone. Warnings
+/// (such as why io_uring is not used) go to stderr.
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    logging::init();
+    let options = parse_args(args).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{e}\nusage: echo [--serve ADDR] [--buffers N] [--clients N] [--rounds N] [--size BYTES]"),
+            format!("{e}\nusage: echo [--serve ADDR] [--backend uring|poll] [--buffers N] [--clients N] [--rounds N] [--size BYTES]"),
         )
     })?;
     if let Some(addr) = options.serve {
-        let listener = ouro::net::tcp_listener(addr, 1024)?;
-        println!("echo: serving on {}", ouro::net::local_addr(&listener)?);
-        return serve(listener, Ring::builder(), options.buffers);
+        return serve_alone(addr, &options);
     }
     let report = run(&options)?;
     println!(
@@ -693,4 +742,8 @@ fn main() -> io::Result<()> {
         return Err(io::Error::other("not every client finished"));
     }
     Ok(())
+}
+
+fn main() -> io::Result<()> {
+    main_with(std::env::args().skip(1))
 }

@@ -152,9 +152,16 @@ fn status(output: &mut Vec<u8>, code: u16, reason: &str) {
     );
 }
 
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+#[allow(dead_code)] // `main` and the backend-choice tests use it
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    stream_server::main_with("http_server", ([127, 0, 0, 1], 8080).into(), Http, args)
+}
+
 #[allow(dead_code)] // the tests use `serve`
 fn main() -> io::Result<()> {
-    stream_server::main_with("http_server", ([127, 0, 0, 1], 8080).into(), serve)
+    main_with(std::env::args().skip(1))
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ use std::rc::Rc;
 
 use ouro::{Buf, Completion, Ctx, IntoBuf, Offset, Outcome, Ring, RunMode};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 ouro::messages! {
     /// Which of the two fds a write was for.
     pub enum Msg { Fd1, Fd2 }
@@ -138,6 +141,7 @@ pub fn run(
 }
 
 fn main() -> io::Result<()> {
+    logging::init();
     let stdout = io::stdout().lock();
     let fd1 = stdout.as_fd().try_clone_to_owned()?;
     let path = std::env::temp_dir().join(format!("ouro-multiwriter-{}.txt", std::process::id()));

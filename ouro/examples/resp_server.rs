@@ -313,9 +313,19 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+#[allow(dead_code)] // `main` and the backend-choice tests use it
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    let resp = Resp {
+        data: HashMap::new(),
+    };
+    stream_server::main_with("resp_server", ([127, 0, 0, 1], 6379).into(), resp, args)
+}
+
 #[allow(dead_code)] // the tests use `serve`
 fn main() -> io::Result<()> {
-    stream_server::main_with("resp_server", ([127, 0, 0, 1], 6379).into(), serve)
+    main_with(std::env::args().skip(1))
 }
 
 #[cfg(test)]

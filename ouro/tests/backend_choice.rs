@@ -3,13 +3,33 @@
 //!
 //! Each scenario runs in a child process — this test binary again, running
 //! one `#[ignore]`d helper — so that neither the filter nor the variable
-//! reaches the other tests.
+//! reaches the other tests. The examples run here as their `main` runs
+//! them, under the filter: they must say why they fell back, and fail
+//! before claiming to listen when io_uring is forced.
 
-use std::io::{self, Write};
-use std::process::Command;
+// Both protocol examples include `support/stream_server.rs`, as each must
+// to build on its own.
+#![allow(clippy::duplicate_mod)]
+
+use std::io::{self, BufRead, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
+
+// The examples, included as they are, to run what their `main` runs.
+#[allow(dead_code)]
+#[path = "../examples/echo.rs"]
+mod echo;
+#[allow(dead_code)]
+#[path = "../examples/http_server.rs"]
+mod http_server;
+#[allow(dead_code)]
+#[path = "../examples/resp_server.rs"]
+mod resp_server;
 
 /// Set for the helpers when a parent test runs them.
 const CHILD: &str = "OURO_TEST_CHILD";
@@ -197,12 +217,26 @@ fn ouro_backend_variable_forces_a_backend_or_is_rejected() {
             "OURO_BACKEND={value:?}: wanted {wanted:?} in:\n{output}"
         );
     };
+    // Where io_uring is forbidden (as under `no-uring`), asking for it is
+    // its setup error and the default falls back.
+    let (uring, default, forced_uring) = match io_uring_setup_error() {
+        None => (
+            "Ring::new: Uring, fallback: false".to_string(),
+            "Ring::new: Uring, fallback: false",
+            "builder(Uring): Uring",
+        ),
+        Some(err) => (
+            format!("Ring::new error ({:?}): io_uring setup failed", err.kind()),
+            "Ring::new: Poll, fallback: true",
+            "builder(Uring) error: io_uring setup failed",
+        ),
+    };
     expect(Some("poll"), "Ring::new: Poll, fallback: false");
-    expect(Some("uring"), "Ring::new: Uring, fallback: false");
-    expect(None, "Ring::new: Uring, fallback: false");
-    expect(Some(""), "Ring::new: Uring, fallback: false");
+    expect(Some("uring"), &uring);
+    expect(None, default);
+    expect(Some(""), default);
     // The program's choice wins over the variable.
-    expect(Some("poll"), "builder(Uring): Uring");
+    expect(Some("poll"), forced_uring);
     expect(Some("uring"), "builder(Poll): Poll");
     let (ok, output) = run_child("backend_from_env_child", &[(BackendKind::ENV_VAR, "epoll")]);
     assert!(ok, "{output}");
@@ -227,9 +261,26 @@ fn backend_from_env_child() {
         Err(err) => println!("Ring::new error ({:?}): {err}", err.kind()),
     }
     for kind in [BackendKind::Uring, BackendKind::Poll] {
-        let ring: Ring = Ring::builder().backend(kind).build().unwrap();
-        println!("builder({kind:?}): {:?}", ring.backend());
+        match Ring::builder().backend(kind).build::<()>() {
+            Ok(ring) => println!("builder({kind:?}): {:?}", ring.backend()),
+            Err(err) => println!("builder({kind:?}) error: {err}"),
+        }
     }
+}
+
+/// Why io_uring cannot be set up here (`None` where it can): only its
+/// being missing or forbidden counts; any other failure fails the test.
+fn io_uring_setup_error() -> Option<io::Error> {
+    let err = Ring::builder()
+        .backend(BackendKind::Uring)
+        .build::<()>()
+        .err()?;
+    #[cfg(target_os = "linux")]
+    assert!(
+        ouro::SetupError::find(&err).is_some_and(ouro::SetupError::is_unavailable),
+        "setting up io_uring failed: {err}"
+    );
+    Some(err)
 }
 
 #[test]
@@ -249,4 +300,215 @@ fn both_backends_refuse_the_same_bad_sizes() {
             );
         }
     }
+}
+
+/// How long a child may take before it counts as hung. Generous: the
+/// machines are shared; this only turns a hang into a failure.
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
+
+/// A child running `helper`, its stdout read line by line as it comes.
+struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: JoinHandle<String>,
+}
+
+impl Watched {
+    /// Starts `helper` with `env`, without `OURO_BACKEND` or `RUST_LOG`
+    /// unless `env` sets them: the examples' defaults.
+    fn start(helper: &str, env: &[(&str, &str)]) -> Watched {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                helper,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env_remove(BackendKind::ENV_VAR)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("starting the child");
+        let stdout = io::BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Watched {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Stdout's lines until `enough` of them, or until it closes; kills the
+    /// child and fails the test if that takes longer than `CHILD_LIMIT`.
+    fn stdout_until(&mut self, enough: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + CHILD_LIMIT;
+        let mut lines = Vec::new();
+        while !enough(&lines) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("the child hung; its output so far: {lines:?}");
+                }
+            }
+        }
+        lines
+    }
+
+    /// Ends the child if it still runs; how it ended and its stderr.
+    fn finish(mut self) -> (ExitStatus, String) {
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("waiting for the child");
+        (status, self.stderr.join().expect("reading stderr"))
+    }
+}
+
+/// The example servers, started as `main` starts them (listening on a free
+/// port) where io_uring is forbidden; what each ended with.
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run in a child process by the example server tests"]
+fn example_servers_child() {
+    if !is_child() {
+        return;
+    }
+    forbid_io_uring();
+    let address = || vec!["127.0.0.1:0".to_string()].into_iter();
+    let echo_args = || ["--serve", "127.0.0.1:0"].map(String::from).into_iter();
+    let servers = [
+        (
+            "http_server",
+            std::thread::spawn(move || http_server::main_with(address())),
+        ),
+        (
+            "resp_server",
+            std::thread::spawn(move || resp_server::main_with(address())),
+        ),
+        (
+            "echo --serve",
+            std::thread::spawn(move || echo::main_with(echo_args())),
+        ),
+    ];
+    for (name, server) in servers {
+        match server.join().expect("the server panicked") {
+            Ok(()) => println!("{name} stopped"),
+            Err(err) => println!("{name} failed: {err}"),
+        }
+    }
+}
+
+fn claims_to_listen(line: &str) -> bool {
+    // (libtest's "test NAME ... " may precede the first line.)
+    line.contains("listening on ") || line.contains("echo: serving on ")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn example_servers_say_on_stderr_why_they_fell_back_from_io_uring() {
+    let mut child = Watched::start("example_servers_child", &[]);
+    let lines =
+        child.stdout_until(|lines| lines.iter().filter(|l| claims_to_listen(l)).count() == 3);
+    let (_, stderr) = child.finish();
+    let listening: Vec<&String> = lines.iter().filter(|l| claims_to_listen(l)).collect();
+    assert_eq!(listening.len(), 3, "stdout: {lines:?}\nstderr: {stderr}");
+    for line in listening {
+        assert!(line.contains("(readiness ("), "{line}");
+    }
+    let warnings = stderr
+        .lines()
+        .filter(|l| {
+            l.contains("WARN") && l.contains("io_uring is unavailable: using the readiness backend")
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        warnings.len(),
+        3,
+        "one warning per server's ring:\n{stderr}"
+    );
+    assert!(warnings.iter().all(|w| w.contains("seccomp")), "{stderr}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn example_servers_forced_onto_forbidden_io_uring_fail_before_claiming_to_listen() {
+    let mut child = Watched::start("example_servers_child", &[(BackendKind::ENV_VAR, "uring")]);
+    let lines = child.stdout_until(|_| false);
+    let (status, stderr) = child.finish();
+    let output = format!("stdout: {lines:?}\nstderr: {stderr}");
+    assert!(status.success(), "{output}");
+    assert!(!lines.iter().any(|l| claims_to_listen(l)), "{output}");
+    for name in ["http_server", "resp_server", "echo --serve"] {
+        let failed = format!("{name} failed: io_uring setup failed (Operation not permitted");
+        assert!(lines.iter().any(|l| l.contains(&failed)), "{output}");
+    }
+}
+
+/// The README's demo command (`echo` without arguments, fewer clients)
+/// where io_uring is forbidden.
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run in a child process by the echo demo's test"]
+fn echo_demo_child() {
+    if !is_child() {
+        return;
+    }
+    forbid_io_uring();
+    let args = ["--clients", "4", "--rounds", "20"].map(String::from);
+    echo::main_with(args.into_iter()).expect("the demo");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_echo_demo_runs_on_the_readiness_backend_where_io_uring_is_forbidden() {
+    let mut child = Watched::start("echo_demo_child", &[]);
+    let lines = child.stdout_until(|_| false);
+    let (status, stderr) = child.finish();
+    let output = format!("stdout: {lines:?}\nstderr: {stderr}");
+    assert!(status.success(), "{output}");
+    assert!(
+        lines.iter().any(
+            |l| l.contains("echo: 4 clients x 20 round trips") && l.contains(" on readiness (")
+        ),
+        "{output}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("4/4 clients done")),
+        "{output}"
+    );
+    assert!(
+        stderr.contains("io_uring is unavailable: using the readiness backend"),
+        "{output}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_examples_log_at_the_levels_rust_log_sets() {
+    let mut child = Watched::start("echo_demo_child", &[("RUST_LOG", "ouro=debug")]);
+    let lines = child.stdout_until(|_| false);
+    let (status, stderr) = child.finish();
+    assert!(status.success(), "stdout: {lines:?}\nstderr: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains("readiness backend ready")),
+        "{stderr}"
+    );
 }

@@ -61,12 +61,8 @@ backend_tests![
 
 /// Runs `test` on `kind`, or says why the host cannot.
 fn on_backend(test: fn(BackendKind), kind: BackendKind) {
-    match Ring::builder().backend(kind).entries(8).build::<()>() {
-        Ok(_) => test(kind),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-            eprintln!("skipped: no {kind:?} backend on this host: {e}")
-        }
-        Err(e) => panic!("setting up the {kind:?} backend failed: {e}"),
+    if !backends::skipped(kind) {
+        test(kind)
     }
 }
 

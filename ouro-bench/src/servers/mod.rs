@@ -3,6 +3,10 @@
 //! `ouro/examples/http_server.rs`, included as they are) on io_uring and on
 //! the readiness backend, the raw io-uring echo loop, tokio and monoio.
 
+// Both examples include `support/logging.rs`, as each must to build on its
+// own.
+#![allow(clippy::duplicate_mod)]
+
 use std::io;
 use std::os::fd::OwnedFd;
 

@@ -39,6 +39,8 @@ use slab::Slab;
 
 #[path = "accept_errors.rs"]
 mod accept_errors;
+#[path = "logging.rs"]
+mod logging;
 
 use accept_errors::AcceptErrors;
 
@@ -136,14 +138,21 @@ const TRIM_FROM: usize = 16 << 20;
 const SPARES: usize = 1024;
 const SPARE_CAPACITY: usize = 64 * 1024;
 
-/// A server example's `main`: listens on the address given as the first
-/// argument (else `default`), prints `listening on ADDR`, then serves.
-pub fn main_with(
+/// A server example's `main`, given its command line's arguments: logs
+/// warnings to stderr (see `logging.rs`), sets up the ring on the default
+/// backend (io_uring where it works, else the readiness backend, or the one
+/// `OURO_BACKEND` names) — so that a setup error comes before anything
+/// claims to be listening — then listens on the address given as the first
+/// argument (else `default`), prints `listening on ADDR (BACKEND)`, and
+/// serves `protocol` until the process ends.
+pub fn main_with<P: Protocol>(
     name: &str,
     default: SocketAddr,
-    serve: fn(OwnedFd, RingBuilder) -> io::Result<()>,
+    protocol: P,
+    mut args: impl Iterator<Item = String>,
 ) -> io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
+    logging::init();
+    let addr: SocketAddr = match args.next() {
         Some(arg) => arg.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -152,10 +161,15 @@ pub fn main_with(
         })?,
         None => default,
     };
+    let ring = server_ring(ouro::Ring::builder())?;
     let listener = ouro::net::tcp_listener(addr, 1024)?;
-    println!("listening on {}", ouro::net::local_addr(&listener)?);
+    println!(
+        "listening on {} ({})",
+        ouro::net::local_addr(&listener)?,
+        ring.backend_description()
+    );
     io::Write::flush(&mut io::stdout())?;
-    serve(listener, ouro::Ring::builder())
+    serve_on(ring, listener, protocol, Limits::default())
 }
 
 /// Serves `protocol` on `listener` until the process ends, on a ring of
@@ -166,7 +180,19 @@ pub fn serve<P: Protocol>(
     protocol: P,
     limits: Limits,
 ) -> io::Result<()> {
-    let mut ring = ring.entries(256).build()?;
+    serve_on(server_ring(ring)?, listener, protocol, limits)
+}
+
+fn server_ring<P: Protocol>(builder: RingBuilder) -> io::Result<Ring<Server<P>>> {
+    builder.entries(256).build()
+}
+
+fn serve_on<P: Protocol>(
+    mut ring: Ring<Server<P>>,
+    listener: OwnedFd,
+    protocol: P,
+    limits: Limits,
+) -> io::Result<()> {
     let group = ring.buffer_group(BUFFERS, BUFFER_SIZE)?;
     let mut server = Server {
         protocol,

@@ -1651,6 +1651,22 @@ impl SetupError {
     pub fn os_error(&self) -> Option<i32> {
         self.source.raw_os_error()
     }
+
+    /// The setup error inside `err`, when `err` is what building an
+    /// io_uring ring returned because `io_uring_setup` failed (or a ring's
+    /// [`fallback_reason`](crate::Ring::fallback_reason)). The `io::Error`
+    /// keeps the OS error's kind, not its code, so this is how to get at it.
+    pub fn find(err: &io::Error) -> Option<&SetupError> {
+        err.get_ref()?.downcast_ref()
+    }
+
+    /// Whether io_uring cannot be used on this host at all: the kernel or a
+    /// sandbox lacks it (`ENOSYS`), or a seccomp filter or sysctl forbids it
+    /// (`EPERM`). Other failures (e.g. `ENOMEM` from a low `RLIMIT_MEMLOCK`)
+    /// may go away with a smaller ring or a higher limit.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.os_error(), Some(libc::ENOSYS | libc::EPERM))
+    }
 }
 
 impl std::fmt::Display for SetupError {

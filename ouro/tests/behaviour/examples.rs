@@ -21,7 +21,7 @@ fn echo_run(kind: BackendKind, buffers: u16) {
         clients: 8,
         rounds: 25,
         size: 5000,
-        backend: kind,
+        backend: Some(kind),
         buffers,
     };
     let report = echo_example::run(&options).unwrap();

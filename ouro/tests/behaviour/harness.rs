@@ -36,23 +36,10 @@ pub fn run_exclusive(test: fn(BackendKind), kind: BackendKind) {
 }
 
 fn run_on(test: fn(BackendKind), kind: BackendKind) {
-    if let Err(why) = available(kind) {
-        eprintln!("skipped: the {kind:?} backend is not available on this host: {why}");
+    if crate::backends::skipped(kind) {
         return;
     }
     watchdog(WATCHDOG, move || test(kind));
-}
-
-/// Whether the host has the backend. Only "this host cannot" errors
-/// (no such system call, not permitted, unsupported) count as absent; any
-/// other setup failure fails the test.
-fn available(kind: BackendKind) -> io::Result<()> {
-    match Ring::builder().backend(kind).entries(8).build::<()>() {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => Err(e),
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => Err(e),
-        Err(e) => panic!("setting up the {kind:?} backend failed: {e}"),
-    }
 }
 
 /// Runs `f` on its own thread and fails if it has not finished within

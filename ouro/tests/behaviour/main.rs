@@ -9,6 +9,10 @@
 //! backends is `per_backend!` in `tests/common/backends.rs`: adding a
 //! backend is adding its line there.
 
+// The included examples each include `support/logging.rs`, as each must to
+// build on its own.
+#![allow(clippy::duplicate_mod)]
+
 #[macro_use]
 #[path = "../common/backends.rs"]
 mod backends;

@@ -189,6 +189,20 @@ impl<S> Tasks<S> {
 mod tests {
     use super::*;
 
+    /// A ring of `entries`, or `None` (saying why) where io_uring cannot be
+    /// set up at all (no io_uring, or a seccomp filter forbids it): these
+    /// tests then have nothing to run on.
+    fn tasks_or_skip(entries: u32) -> Option<Tasks<Count>> {
+        match Tasks::new(entries) {
+            Ok(tasks) => Some(tasks),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                eprintln!("skipped: io_uring is not available on this host: {e}");
+                None
+            }
+            Err(e) => panic!("setting up io_uring failed: {e}"),
+        }
+    }
+
     struct Count {
         left: u32,
         done: Vec<(u32, u32)>,
@@ -212,7 +226,9 @@ mod tests {
     /// More NOPs than the ring holds, each scheduled from a callback: every
     /// one is delivered once, slots are reused with a new generation.
     fn delivers_every_noop_once_through_a_small_ring(inlined: bool) {
-        let mut tasks = Tasks::new(4).unwrap();
+        let Some(mut tasks) = tasks_or_skip(4) else {
+            return;
+        };
         let mut count = Count {
             left: 9_992,
             done: Vec::new(),
@@ -247,7 +263,9 @@ mod tests {
     /// of its turn, which are still delivered.
     #[test]
     fn a_callback_error_loses_no_completion() {
-        let mut tasks = Tasks::new(8).unwrap();
+        let Some(mut tasks) = tasks_or_skip(8) else {
+            return;
+        };
         let mut count = Count {
             left: 0,
             done: Vec::new(),
