@@ -675,9 +675,14 @@ fn close_cancels_what_is_in_flight_then_closes(kind: BackendKind) {
 fn closing_one_ring_fd_leaves_the_tasks_of_others_alone(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _a_peer) = socket_pair();
+    // Non-blocking, so that the readiness backend splices on its own thread
+    // (a splice into a blocking socket runs on the pool, where a cancel
+    // cannot reach it once it has begun: closing `a` would then wait).
+    let a = UnixStream::from(a);
+    a.set_nonblocking(true).unwrap();
     let (c, c_peer) = socket_pair();
     let (pipe_out, _pipe_in) = pipe();
-    let (a, c) = (ring.register_fd(a), ring.register_fd(c));
+    let (a, c) = (ring.register_fd(OwnedFd::from(a)), ring.register_fd(c));
     let pipe_out = ring.register_fd(pipe_out);
     ring.recv(c, Vec::with_capacity(8), ctx(1));
     ring.recv(a, Vec::with_capacity(8), ctx(2));
