@@ -60,14 +60,20 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Workload::Serve(_) = cli.workload {
+    // These two report on their own, not as medians and ratios.
+    let own_report = match cli.workload {
+        Workload::Serve(_) => Some("serve"),
+        Workload::Hostile(_) => Some("hostile"),
+        _ => None,
+    };
+    if let Some(name) = own_report {
         return match cli
             .workload
             .measure(&cli.settings, &mut Results::default(), &Progress::new(0))
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("ouro-bench serve: {err}");
+                eprintln!("ouro-bench {name}: {err}");
                 ExitCode::FAILURE
             }
         };
