@@ -172,19 +172,22 @@ fn read_until_closed(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     let mut got = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        match stream.read(&mut chunk) {
+        let result = stream.read(&mut chunk);
+        match result {
             Ok(0) => return Ok(got),
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(got),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) || Instant::now() > deadline => {
-                return Err(format!(
-                    "the connection was still open {} s later ({} bytes of answer)",
-                    CLOSE_WITHIN.as_secs(),
-                    got.len()
-                ))
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if !is_timeout(&e) && e.kind() != ErrorKind::Interrupted => {
+                return Err(format!("reading: {e}"))
             }
-            Err(e) => return Err(format!("reading: {e}")),
+            Err(_) => {}
+        }
+        if result.as_ref().is_err_and(is_timeout) || Instant::now() > deadline {
+            return Err(format!(
+                "the connection was still open {} s later ({} bytes of answer)",
+                CLOSE_WITHIN.as_secs(),
+                got.len()
+            ));
         }
     }
 }

@@ -17,6 +17,10 @@ const BATCH: usize = 500;
 const SOURCES: u8 = 8;
 /// fds this process keeps for itself besides the connections.
 const SPARE_FDS: u64 = 200;
+/// How long the answers to one request on each of many connections may
+/// take, all together (each read waits up to 3 s: thousands of them must
+/// not add up to hours).
+const ANSWERS_WITHIN: Duration = Duration::from_secs(10);
 
 /// Connections that send and never read, reset when dropped.
 pub struct Flood {
@@ -118,11 +122,16 @@ pub fn idle_then_one_request_each(aim: &Aim, count: usize) -> Result<(), String>
             .write_all(request)
             .map_err(|e| format!("{count} connections, request on connection {i}: {e}"))?;
     }
+    let deadline = Instant::now() + ANSWERS_WITHIN;
     let mut unanswered = 0;
     let mut first = None;
     for (i, stream) in streams.iter_mut().enumerate() {
         let mut answer = vec![0u8; aim.answer.len()];
-        let result = stream.read_exact(&mut answer);
+        let result = if Instant::now() < deadline {
+            stream.read_exact(&mut answer).map_err(|e| e.to_string())
+        } else {
+            Err(format!("not read: {} s were up", ANSWERS_WITHIN.as_secs()))
+        };
         if result.is_err() || answer != aim.answer {
             unanswered += 1;
             first.get_or_insert_with(|| match result {

@@ -95,20 +95,17 @@ pub fn run(options: &Options) -> io::Result<()> {
     let servers = chosen(&options.servers, &SERVERS);
     let backends = chosen(&options.backends, &[Backend::Uring, Backend::Poll]);
     let attacks = chosen(&options.attacks, &ATTACKS);
-    for server in &servers {
-        let binary = options.examples.join(server.binary());
-        if !binary.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} not found: build the examples first (cargo build --release -p ouro --examples) or pass --examples DIR", binary.display()),
-            ));
-        }
-    }
+    check_built(&options.examples, &servers)?;
     let mut rows = Vec::new();
     for &attack in &attacks {
         for &server in servers.iter().filter(|&&s| attack.applies_to(s)) {
             for &backend in &backends {
-                let row = run_one(options, secs, attack, server, backend, rows.len());
+                let case = Case {
+                    attack,
+                    server,
+                    backend,
+                };
+                let row = run_one(options, secs, case, rows.len());
                 let verdict = if row.passed() { "ok" } else { "FAIL" };
                 eprintln!(
                     "hostile: {} {} {}: {verdict}",
@@ -134,6 +131,26 @@ pub fn run(options: &Options) -> io::Result<()> {
     Ok(())
 }
 
+/// Fails early, saying how to build them, if the servers' binaries are
+/// not in `examples`.
+fn check_built(examples: &std::path::Path, servers: &[Server]) -> io::Result<()> {
+    for server in servers {
+        let binary = examples.join(server.binary());
+        if !binary.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} not found: build the examples first \
+                     (cargo build --release -p ouro --examples) or pass --examples DIR",
+                    binary.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the command line picked, or everything.
 fn chosen<T: Copy>(picked: &[T], all: &[T]) -> Vec<T> {
     if picked.is_empty() {
         all.to_vec()
@@ -142,44 +159,33 @@ fn chosen<T: Copy>(picked: &[T], all: &[T]) -> Vec<T> {
     }
 }
 
-/// One attack on a fresh `server` on `backend`.
-fn run_one(
-    options: &Options,
-    secs: Duration,
+/// One attack on one server on one backend.
+#[derive(Clone, Copy)]
+struct Case {
     attack: Attack,
     server: Server,
     backend: Backend,
-    n: usize,
-) -> Row {
+}
+
+/// `case` on a fresh server process; the `n`th run.
+fn run_one(options: &Options, secs: Duration, case: Case, n: usize) -> Row {
     let mut row = Row {
-        attack: attack.name(),
-        server: server.name(),
-        backend: backend.name(),
+        attack: case.attack.name(),
+        server: case.server.name(),
+        backend: case.backend.name(),
         ..Row::default()
     };
     let log = std::env::temp_dir().join(format!("ouro-hostile-{}-{n}.log", std::process::id()));
-    let mut process = match Process::start(
-        &options.examples,
-        server,
-        backend,
-        attack.server_fd_limit(),
-        log,
-    ) {
-        Ok(process) => process,
-        Err(e) => {
-            row.failures.push(format!("the server did not start: {e}"));
-            return row;
-        }
-    };
-    if let Err(e) = attack_and_check(
-        options,
-        secs,
-        attack,
-        server,
-        backend,
-        &mut process,
-        &mut row,
-    ) {
+    let fd_limit = case.attack.server_fd_limit();
+    let mut process =
+        match Process::start(&options.examples, case.server, case.backend, fd_limit, log) {
+            Ok(process) => process,
+            Err(e) => {
+                row.failures.push(format!("the server did not start: {e}"));
+                return row;
+            }
+        };
+    if let Err(e) = attack_and_check(options, secs, case, &mut process, &mut row) {
         row.failures.push(e);
     }
     if !row.passed() && options.hold_failed > 0 {
@@ -197,56 +203,37 @@ fn run_one(
 fn attack_and_check(
     options: &Options,
     secs: Duration,
-    attack: Attack,
-    server: Server,
-    backend: Backend,
+    case: Case,
     process: &mut Process,
     row: &mut Row,
 ) -> Result<(), String> {
-    let answer = warm_up(process, server)?;
+    let answer = warm_up(process, case.server)?;
     row.before = settled(process.pid, None);
-    check_backend(backend, &row.before)?;
+    check_backend(case.backend, &row.before)?;
     let logged_before = process.log_lines();
     let watch = MemoryWatch::start(process.pid, row.before.rss_kb);
-    let good = GoodClient::start(process.addr, server, answer.clone())
+    let good = GoodClient::start(process.addr, case.server, answer.clone())
         .map_err(|e| format!("the good client was not served before the attack: {e}"))?;
     let aim = Aim {
         addr: process.addr,
-        server,
+        server: case.server,
         answer: &answer,
         pid: process.pid,
         secs,
     };
-    let attacked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attack.run(&aim)))
+    let attacked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case.attack.run(&aim)))
         .unwrap_or_else(|_| Err("the attack panicked".into()));
     let served = good.finish(MIN_GOOD_CLIENT);
     let (watched_peak, killed) = watch.stop();
+    row.peak_rss_kb = watched_peak;
     row.log_lines = process.log_lines().saturating_sub(logged_before);
-    row.round_trips = served.latencies.len();
-    row.p99 = served.percentile(99.0);
-    row.worst = served.worst();
-    let failures = &mut row.failures;
     if let Err(e) = attacked {
-        failures.push(format!("attack: {e}"));
+        row.failures.push(format!("attack: {e}"));
     }
-    if served.failures > 0 {
-        failures.push(format!(
-            "good client: {} of {} round trips failed (first: {})",
-            served.failures,
-            served.latencies.len(),
-            served.first_failure.as_deref().unwrap_or("?")
-        ));
-    }
-    let p99_bound = Duration::from_millis(options.p99_ms);
-    if row.p99.is_some_and(|p99| p99 > p99_bound) {
-        failures.push(format!(
-            "good client p99 {} ms > {} ms",
-            report_ms(row.p99),
-            options.p99_ms
-        ));
-    }
+    check_good_client(options, &served, row);
     if killed {
-        failures.push(format!("RSS passed {KILL_MIB} MiB over before: killed"));
+        row.failures
+            .push(format!("RSS passed {KILL_MIB} MiB over before: killed"));
     }
     if let Some(status) = process.exit_status() {
         return Err(format!(
@@ -254,13 +241,13 @@ fn attack_and_check(
             process.log_tail()
         ));
     }
-    if let Err(e) = process.serves_a_new_connection(server, good_client::TIMEOUT) {
-        failures.push(format!(
+    if let Err(e) = process.serves_a_new_connection(case.server, good_client::TIMEOUT) {
+        row.failures.push(format!(
             "a new connection was not served after the attack: {e}"
         ));
     }
     row.after = settled(process.pid, Some(&row.before));
-    row.peak_rss_kb = watched_peak.max(row.after.hwm_kb);
+    row.peak_rss_kb = row.peak_rss_kb.max(row.after.hwm_kb);
     check_resources(options, row);
     if row.log_lines > MAX_LOG_LINES {
         row.failures.push(format!(
@@ -270,6 +257,30 @@ fn attack_and_check(
         ));
     }
     Ok(())
+}
+
+/// Records what the good client saw; fails a failed round trip or a p99
+/// past the bound.
+fn check_good_client(options: &Options, served: &good_client::Served, row: &mut Row) {
+    row.round_trips = served.latencies.len();
+    row.p99 = served.percentile(99.0);
+    row.worst = served.worst();
+    if served.failures > 0 {
+        row.failures.push(format!(
+            "good client: {} of {} round trips failed (first: {})",
+            served.failures,
+            served.latencies.len(),
+            served.first_failure.as_deref().unwrap_or("?")
+        ));
+    }
+    let p99_bound = Duration::from_millis(options.p99_ms);
+    if row.p99.is_some_and(|p99| p99 > p99_bound) {
+        row.failures.push(format!(
+            "good client p99 {} ms > {} ms",
+            report_ms(row.p99),
+            options.p99_ms
+        ));
+    }
 }
 
 fn report_ms(latency: Option<Duration>) -> String {

@@ -152,10 +152,8 @@ impl Process {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", binary.display())))?;
         let pid = child.id();
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let addr = listening_addr(&line);
+        let stdout = child.stdout.take().expect("piped");
+        let (stdout, line) = first_line(stdout, &mut child)?;
         let mut process = Process {
             child,
             _stdout: stdout,
@@ -163,7 +161,7 @@ impl Process {
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        match addr {
+        match listening_addr(&line) {
             Some(addr) => process.addr = addr,
             None => {
                 let ended = process
@@ -220,6 +218,33 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// How long a server may take to say where it listens.
+const START_WITHIN: Duration = Duration::from_secs(10);
+
+/// The first line `child` prints, read within `START_WITHIN` (a server that
+/// says nothing is killed, and its empty line tells so).
+fn first_line(
+    stdout: ChildStdout,
+    child: &mut Child,
+) -> io::Result<(BufReader<ChildStdout>, String)> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line);
+        let _ = sender.send(read.map(|_| (stdout, line)));
+    });
+    match receiver.recv_timeout(START_WITHIN) {
+        Ok(read) => read,
+        Err(_) => {
+            let _ = child.kill();
+            receiver
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("the server's output was lost")))
+        }
     }
 }
 
