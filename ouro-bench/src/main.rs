@@ -60,20 +60,27 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // These two report on their own, not as medians and ratios.
-    let own_report = match cli.workload {
-        Workload::Serve(_) => Some("serve"),
-        Workload::Hostile(_) => Some("hostile"),
-        _ => None,
-    };
-    if let Some(name) = own_report {
+    if let Workload::Hostile(options) = &cli.workload {
+        let output = workloads::hostile::Output {
+            json: cli.json,
+            out: cli.out.as_deref(),
+        };
+        return match workloads::hostile::run(options, &output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ouro-bench hostile: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Workload::Serve(_) = cli.workload {
         return match cli
             .workload
             .measure(&cli.settings, &mut Results::default(), &Progress::new(0))
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("ouro-bench {name}: {err}");
+                eprintln!("ouro-bench serve: {err}");
                 ExitCode::FAILURE
             }
         };

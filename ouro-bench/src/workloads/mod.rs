@@ -119,7 +119,7 @@ impl Workload {
             Workload::Idle(options) => idle::measure(options, settings, results, progress),
             Workload::Msg(options) => msg::measure(options, settings, results, progress),
             Workload::All(options) => all::measure(options, settings, results, progress),
-            Workload::Hostile(options) => hostile::run(options),
+            Workload::Hostile(options) => hostile::run(options, &hostile::Output::default()),
             Workload::Serve(options) => crate::server::serve(options),
         }
     }

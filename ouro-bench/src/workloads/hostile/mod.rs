@@ -24,7 +24,7 @@ mod report;
 mod target;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,14 +83,20 @@ pub struct Options {
     /// printed), to look at it (`/proc/PID/fdinfo`, `ss`, a debugger).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     pub hold_failed: u64,
-    /// Also write every row as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+}
+
+/// Where the results go besides the progress lines on standard error.
+#[derive(Debug, Default)]
+pub struct Output<'a> {
+    /// One JSON object per run on standard output instead of the table.
+    pub json: bool,
+    /// Also write every run as JSON to DIR/hostile.json.
+    pub out: Option<&'a Path>,
 }
 
 /// Runs every chosen attack on every chosen server and backend, prints the
 /// table, and fails if any run broke a bound.
-pub fn run(options: &Options) -> io::Result<()> {
+pub fn run(options: &Options, output: &Output) -> io::Result<()> {
     let secs = super::check_secs(options.secs)?;
     let servers = chosen(&options.servers, &SERVERS);
     let backends = chosen(&options.backends, &[Backend::Uring, Backend::Poll]);
@@ -115,25 +121,37 @@ pub fn run(options: &Options) -> io::Result<()> {
             }
         }
     }
-    print!("{}", report::table(&rows));
-    if let Some(path) = &options.report {
-        let json = serde_json::Value::Array(rows.iter().map(report::json).collect());
-        let text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
-        std::fs::write(path, text + "\n")?;
-    }
+    write_results(&rows, output)?;
     let failed = rows.iter().filter(|row| !row.passed()).count();
     if failed > 0 {
         return Err(io::Error::other(format!(
-            "{failed} of {} runs broke a bound (listed above)",
+            "{failed} of {} runs broke a bound",
             rows.len()
         )));
     }
     Ok(())
 }
 
+fn write_results(rows: &[Row], output: &Output) -> io::Result<()> {
+    if output.json {
+        for row in rows {
+            println!("{}", report::json(row));
+        }
+    } else {
+        print!("{}", report::table(rows));
+    }
+    if let Some(dir) = output.out {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::Value::Array(rows.iter().map(report::json).collect());
+        let text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
+        std::fs::write(dir.join("hostile.json"), text + "\n")?;
+    }
+    Ok(())
+}
+
 /// Fails early, saying how to build them, if the servers' binaries are
 /// not in `examples`.
-fn check_built(examples: &std::path::Path, servers: &[Server]) -> io::Result<()> {
+fn check_built(examples: &Path, servers: &[Server]) -> io::Result<()> {
     for server in servers {
         let binary = examples.join(server.binary());
         if !binary.exists() {
