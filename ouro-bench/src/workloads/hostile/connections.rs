@@ -31,13 +31,17 @@ impl Flood {
     /// Opens `count` connections to `addr`.
     pub fn open(addr: SocketAddr, count: usize) -> Result<Flood, String> {
         let streams = (0..count)
-            .map(|_| {
-                let stream = connect_resetting(addr, None)?;
-                stream.set_nonblocking(true)?;
-                Ok(stream)
-            })
+            .map(|_| connect_resetting(addr, None))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| format!("connect: {e}"))?;
+        Flood::from_streams(streams).map_err(|e| format!("nonblocking: {e}"))
+    }
+
+    /// Floods over `streams`.
+    pub fn from_streams(streams: Vec<TcpStream>) -> std::io::Result<Flood> {
+        for stream in &streams {
+            stream.set_nonblocking(true)?;
+        }
         Ok(Flood { streams })
     }
 
@@ -50,8 +54,10 @@ impl Flood {
         while Instant::now() < deadline {
             let mut progress = false;
             for (stream, sent) in self.streams.iter_mut().zip(&mut sent) {
-                let room = limit.map_or(chunk.len(), |limit| limit.saturating_sub(*sent));
-                let piece = &chunk[..room.min(chunk.len())];
+                // Where the last write left off: requests stay whole.
+                let rest = &chunk[*sent % chunk.len()..];
+                let room = limit.map_or(rest.len(), |limit| limit.saturating_sub(*sent));
+                let piece = &rest[..room.min(rest.len())];
                 if piece.is_empty() {
                     continue;
                 }
@@ -163,13 +169,12 @@ pub fn hold_unfinished_requests(aim: &Aim) -> Result<(), String> {
             (300, [start.as_slice(), &vec![b'v'; 1000 * 1024]].concat())
         }
     };
-    let count = affordable(count);
-    let mut streams = open_idle(aim, count)?;
-    for stream in &mut streams {
-        // A server that caps what all connections hold may close some.
-        let _ = stream.write_all(&request);
-    }
-    std::thread::sleep(aim.secs);
+    let streams = open_idle(aim, affordable(count))?;
+    // A server that caps what all connections hold may close some, or stop
+    // reading from them: the flood writes only what it takes.
+    Flood::from_streams(streams)
+        .map_err(|e| format!("nonblocking: {e}"))?
+        .send(&request, Some(request.len()), aim.secs);
     Ok(())
 }
 
