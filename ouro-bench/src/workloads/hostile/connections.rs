@@ -95,10 +95,17 @@ fn wait_accepted(pid: u32, before: usize, count: usize) {
     }
 }
 
-/// `wanted` connections, or as many as this process's fd limit allows.
+/// `wanted` connections, or as many as this process's fd limit allows
+/// (said on standard error).
 fn affordable(wanted: usize) -> usize {
     let limit = crate::server::raise_fd_limit(wanted as u64 + SPARE_FDS).unwrap_or(1024);
-    wanted.min(limit.saturating_sub(SPARE_FDS) as usize)
+    let affordable = wanted.min(limit.saturating_sub(SPARE_FDS) as usize);
+    if affordable < wanted {
+        eprintln!(
+            "hostile: the open-file limit ({limit}) allows {affordable} connections, not {wanted}"
+        );
+    }
+    affordable
 }
 
 /// Opens `count` connections in batches, each accepted before the next.
