@@ -60,6 +60,19 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Workload::Hostile(options) = &cli.workload {
+        let output = workloads::hostile::Output {
+            json: cli.json,
+            out: cli.out.as_deref(),
+        };
+        return match workloads::hostile::run(options, &output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ouro-bench hostile: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Workload::Serve(_) = cli.workload {
         return match cli
             .workload

@@ -333,3 +333,15 @@ fn msg_reports_every_contestant_for_both_patterns() {
     expected.sort();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn hostile_without_the_example_servers_says_how_to_build_them() {
+    let output = ouro_bench(&["hostile", "--examples", "/nonexistent/examples"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/examples/echo not found")
+            && stderr.contains("cargo build --release -p ouro --examples"),
+        "{stderr}"
+    );
+}

@@ -13,6 +13,7 @@ use crate::record::Results;
 
 pub mod all;
 pub mod echo;
+pub mod hostile;
 pub mod http;
 pub mod idle;
 pub mod msg;
@@ -78,6 +79,11 @@ pub enum Workload {
     Msg(msg::Options),
     /// Every workload above, in one run, with the goals checked.
     All(all::Options),
+    /// ouro's example servers (echo, HTTP, RESP) on both backends against
+    /// hostile clients, a well-behaved client served beside each attack:
+    /// a table of latencies, memory, fds and fixed-table slots, and a
+    /// failure for every broken bound (not part of `all`).
+    Hostile(hostile::Options),
     /// (internal) Runs a server under test; see `server.rs`.
     #[command(hide = true)]
     Serve(crate::server::ServeOptions),
@@ -94,7 +100,7 @@ impl Workload {
             Workload::Idle(options) => idle::steps(options, settings),
             Workload::Msg(options) => msg::steps(options, settings),
             Workload::All(options) => all::steps(options, settings),
-            Workload::Serve(_) => 0,
+            Workload::Hostile(_) | Workload::Serve(_) => 0,
         }
     }
 
@@ -113,6 +119,7 @@ impl Workload {
             Workload::Idle(options) => idle::measure(options, settings, results, progress),
             Workload::Msg(options) => msg::measure(options, settings, results, progress),
             Workload::All(options) => all::measure(options, settings, results, progress),
+            Workload::Hostile(options) => hostile::run(options, &hostile::Output::default()),
             Workload::Serve(options) => crate::server::serve(options),
         }
     }
