@@ -271,10 +271,10 @@ pub fn read_answer(stream: &mut TcpStream, server: Server) -> io::Result<Vec<u8>
     }
 }
 
-/// The address on a server's first line (`listening on ADDR`, `echo:
-/// serving on ADDR`): its last word.
+/// The address on a server's first line (`listening on ADDR (BACKEND)`,
+/// `echo: serving on ADDR ...`): the first word that is a socket address.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    line.split_whitespace().last()?.parse().ok()
+    line.split_whitespace().find_map(|word| word.parse().ok())
 }
 
 /// In the child before exec: sets `RLIMIT_NOFILE` to `limit`, or the soft
@@ -310,11 +310,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_address_is_the_last_word_of_the_first_line() {
+    fn the_address_is_the_first_socket_address_on_the_first_line() {
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert_eq!(listening_addr("listening on 127.0.0.1:4000\n"), Some(addr));
         assert_eq!(
             listening_addr("echo: serving on 127.0.0.1:4000"),
+            Some(addr)
+        );
+        assert_eq!(
+            listening_addr("listening on 127.0.0.1:4000 (io_uring (single_issuer))"),
             Some(addr)
         );
         assert_eq!(listening_addr("error: no ring"), None);
