@@ -15,8 +15,10 @@
 //! buffer); this file is the protocol: every complete request gets the
 //! answer, in order. A request body announced by `Content-Length` is read
 //! and ignored; chunked bodies are answered with `501` and the connection
-//! closed. `ouro-bench http` runs this server under `wrk`, and tokio and
-//! monoio servers built on its `respond`.
+//! closed. A request that arrives in pieces costs work in proportion to its
+//! size, however small the pieces (see [`Progress`]). `ouro-bench http`
+//! runs this server under `wrk`, and tokio and monoio servers built on its
+//! `respond`.
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -31,23 +33,36 @@ const BODY: &[u8] = b"Hello, world!";
 const MAX_INPUT: usize = 64 * 1024;
 
 /// The protocol: every request gets the same small answer.
-struct Http;
+#[derive(Default)]
+struct Http {
+    /// Bytes parsed over on every connection.
+    examined: u64,
+}
 
 impl stream_server::Protocol for Http {
+    type Progress = Progress;
     const MAX_INPUT: usize = MAX_INPUT;
 
     fn respond(
         &mut self,
         input: &[u8],
+        progress: &mut Progress,
         output: &mut Vec<u8>,
         budget: usize,
         closing: &mut bool,
     ) -> usize {
-        respond(input, output, budget, closing)
+        let before = progress.examined;
+        let used = respond(input, progress, output, budget, closing);
+        self.examined += progress.examined - before;
+        used
     }
 
     fn too_large(&self, output: &mut Vec<u8>) {
         status(output, 431, "Request Header Fields Too Large");
+    }
+
+    fn examined(&self) -> u64 {
+        self.examined
     }
 }
 
@@ -63,19 +78,29 @@ pub fn serve_with(
     ring: RingBuilder,
     limits: stream_server::Limits,
 ) -> io::Result<()> {
-    stream_server::serve(listener, ring, Http, limits)
+    stream_server::serve(listener, ring, Http::default(), limits)
 }
 
 /// Answers the complete requests at the start of `input` in order, one at
 /// a time while `output` is shorter than `budget`; returns how many bytes
 /// they took. Sets `closing` when the connection must close after the
-/// answers (client asked, or the request was bad).
-pub fn respond(input: &[u8], output: &mut Vec<u8>, budget: usize, closing: &mut bool) -> usize {
+/// answers (client asked, or the request was bad). `progress` is how far
+/// the last call read the request at the start of `input` (which has
+/// grown since), and is left at the start of the first request not
+/// answered.
+pub fn respond(
+    input: &[u8],
+    progress: &mut Progress,
+    output: &mut Vec<u8>,
+    budget: usize,
+    closing: &mut bool,
+) -> usize {
     let mut consumed = 0;
     while !*closing && consumed < input.len() && output.len() < budget {
-        match parse(&input[consumed..]) {
+        match progress.advance(&input[consumed..]) {
             Parsed::Request { len, keep_alive } => {
                 consumed += len;
+                progress.next_request();
                 *closing = !keep_alive;
                 ok(output, keep_alive);
             }
@@ -89,22 +114,35 @@ pub fn respond(input: &[u8], output: &mut Vec<u8>, budget: usize, closing: &mut 
     consumed
 }
 
+/// What the input at the start of a request makes of it.
 enum Parsed {
+    /// A whole request, `len` bytes with its body.
     Request { len: usize, keep_alive: bool },
+    /// Not whole yet, and nothing wrong so far.
     Partial,
+    /// An answer to give before closing.
     Bad(u16, &'static str),
 }
 
-fn parse(input: &[u8]) -> Parsed {
+/// A request head parsed whole: the length of the request it starts
+/// (with its body), which may be more than can be held.
+struct Head {
+    len: usize,
+    keep_alive: bool,
+}
+
+/// Parses the request head at the start of `input`: `Ok(None)` while it
+/// is not whole.
+fn parse_head(input: &[u8]) -> Result<Option<Head>, (u16, &'static str)> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
     let head = match request.parse(input) {
         Ok(httparse::Status::Complete(head)) => head,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Bad(431, "Request Header Fields Too Large")
+            return Err((431, "Request Header Fields Too Large"))
         }
-        Err(_) => return Parsed::Bad(400, "Bad Request"),
+        Err(_) => return Err((400, "Bad Request")),
     };
     let mut keep_alive = request.version == Some(1);
     let mut body = 0usize;
@@ -121,17 +159,160 @@ fn parse(input: &[u8]) -> Parsed {
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
             else {
-                return Parsed::Bad(400, "Bad Request");
+                return Err((400, "Bad Request"));
             };
             body = len;
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Bad(501, "Not Implemented");
+            return Err((501, "Not Implemented"));
         }
     }
     match head.checked_add(body) {
-        Some(len) if len <= input.len() => Parsed::Request { len, keep_alive },
-        Some(len) if len <= MAX_INPUT => Parsed::Partial,
-        _ => Parsed::Bad(413, "Content Too Large"),
+        Some(len) => Ok(Some(Head { len, keep_alive })),
+        None => Err((413, "Content Too Large")),
+    }
+}
+
+/// How far the request at the start of a connection's input has been
+/// read, so that each arrival costs the work of its own bytes: the end of
+/// the head is looked for in the new bytes only, the head is parsed once
+/// it is whole (and, so that garbage is refused early, whenever the
+/// unfinished head has doubled since it was last parsed), and a body is
+/// waited for by its length.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    stage: Stage,
+    /// Bytes parsed over on this connection (searched, or given to the
+    /// head parser).
+    examined: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// The head is not whole: `searched` bytes hold no end of it, and
+    /// `parsed` bytes were given to the parser last.
+    Head {
+        searched: usize,
+        seen: Seen,
+        parsed: usize,
+    },
+    /// The head is parsed; the request (with its body) takes `len` bytes.
+    Body { len: usize, keep_alive: bool },
+}
+
+impl Default for Stage {
+    fn default() -> Stage {
+        Stage::Head {
+            searched: 0,
+            seen: Seen::EmptyLines,
+            parsed: 0,
+        }
+    }
+}
+
+/// What the search for the end of a head has seen last: the head ends at
+/// the first empty line after a line with text (empty lines before the
+/// request line are skipped, as the parser does).
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    EmptyLines,
+    Text,
+    LineEnd,
+    LineEndCr,
+}
+
+impl Progress {
+    /// What `input`, the request this reads (grown since the last call),
+    /// makes of it so far.
+    fn advance(&mut self, input: &[u8]) -> Parsed {
+        match self.stage {
+            Stage::Body { len, keep_alive } => Self::with_body(input, len, keep_alive),
+            Stage::Head { parsed, .. } => {
+                if input.len() >= 2 * parsed {
+                    if let done @ (Parsed::Request { .. } | Parsed::Bad(..)) = self.parse(input) {
+                        return done;
+                    }
+                }
+                if self.head_is_whole(input) {
+                    self.parse(input)
+                } else {
+                    Parsed::Partial
+                }
+            }
+        }
+    }
+
+    /// The request once its head is whole: whole too if its body is.
+    fn with_body(input: &[u8], len: usize, keep_alive: bool) -> Parsed {
+        if len <= input.len() {
+            Parsed::Request { len, keep_alive }
+        } else if len <= MAX_INPUT {
+            Parsed::Partial
+        } else {
+            Parsed::Bad(413, "Content Too Large")
+        }
+    }
+
+    /// Parses the head at the start of `input`; once it is whole, waits
+    /// for the body.
+    fn parse(&mut self, input: &[u8]) -> Parsed {
+        let parsed = parse_head(input);
+        let read = match parsed {
+            Ok(Some(Head { len, .. })) => len.min(input.len()),
+            _ => input.len(),
+        };
+        self.examined += read as u64;
+        match parsed {
+            Ok(Some(Head { len, keep_alive })) => {
+                self.stage = Stage::Body { len, keep_alive };
+                Self::with_body(input, len, keep_alive)
+            }
+            Ok(None) => {
+                if let Stage::Head { parsed, .. } = &mut self.stage {
+                    *parsed = input.len();
+                }
+                Parsed::Partial
+            }
+            Err((code, reason)) => Parsed::Bad(code, reason),
+        }
+    }
+
+    /// Looks for the end of the head in the bytes not searched yet.
+    fn head_is_whole(&mut self, input: &[u8]) -> bool {
+        let Stage::Head { searched, seen, .. } = &mut self.stage else {
+            return true;
+        };
+        let from = *searched;
+        let mut whole = false;
+        for &byte in input.get(from..).unwrap_or_default() {
+            *searched += 1;
+            *seen = match (*seen, byte) {
+                (Seen::EmptyLines, b'\r' | b'\n') => Seen::EmptyLines,
+                (Seen::LineEnd | Seen::LineEndCr, b'\n') => {
+                    // Were the parser to disagree, the search goes on.
+                    whole = true;
+                    Seen::Text
+                }
+                (Seen::LineEnd, b'\r') => Seen::LineEndCr,
+                (_, b'\n') => Seen::LineEnd,
+                _ => Seen::Text,
+            };
+            if whole {
+                break;
+            }
+        }
+        self.examined += (*searched - from) as u64;
+        whole
+    }
+
+    /// Forgets the request just answered: the next one starts.
+    fn next_request(&mut self) {
+        self.stage = Stage::default();
+    }
+
+    /// Bytes parsed over on this connection (searched for the end of a
+    /// head, or given to the head parser).
+    pub fn examined(&self) -> u64 {
+        self.examined
     }
 }
 
@@ -170,7 +351,13 @@ mod tests {
 
     fn answer(input: &[u8]) -> (String, usize, bool) {
         let (mut out, mut closing) = (Vec::new(), false);
-        let used = respond(input, &mut out, usize::MAX, &mut closing);
+        let used = respond(
+            input,
+            &mut Progress::default(),
+            &mut out,
+            usize::MAX,
+            &mut closing,
+        );
         (String::from_utf8(out).unwrap(), used, closing)
     }
 
@@ -189,11 +376,26 @@ mod tests {
         let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         let input = req.repeat(3);
         let (mut out, mut closing) = (Vec::new(), false);
-        assert_eq!(respond(&input, &mut out, 0, &mut closing), 0);
+        assert_eq!(
+            respond(&input, &mut Progress::default(), &mut out, 0, &mut closing),
+            0
+        );
         assert!(out.is_empty());
-        assert_eq!(respond(&input, &mut out, 1, &mut closing), req.len());
+        assert_eq!(
+            respond(&input, &mut Progress::default(), &mut out, 1, &mut closing),
+            req.len()
+        );
         let one = out.len();
-        assert_eq!(respond(&input, &mut out, one + 1, &mut closing), req.len());
+        assert_eq!(
+            respond(
+                &input,
+                &mut Progress::default(),
+                &mut out,
+                one + 1,
+                &mut closing
+            ),
+            req.len()
+        );
         assert_eq!(String::from_utf8(out).unwrap().matches("200 OK").count(), 2);
     }
 

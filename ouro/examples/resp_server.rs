@@ -13,7 +13,9 @@
 //! most `MAX_BULK` bytes) or an inline line of at most `MAX_INLINE` bytes;
 //! anything else gets `-ERR Protocol error` and the connection is closed,
 //! as soon as the bytes that decide it arrive (a declared length is never
-//! waited for nor allocated, and nesting is never descended into).
+//! waited for nor allocated, and nesting is never descended into). A
+//! command that arrives in pieces costs work in proportion to its size,
+//! however small the pieces (see [`Progress`]).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -30,23 +32,34 @@ const MAX_INPUT: usize = 1 << 20;
 /// The protocol, with the in-memory map every connection shares.
 struct Resp {
     data: HashMap<Vec<u8>, Vec<u8>>,
+    /// Bytes parsed over on every connection.
+    examined: u64,
 }
 
 impl stream_server::Protocol for Resp {
+    type Progress = Progress;
     const MAX_INPUT: usize = MAX_INPUT;
 
     fn respond(
         &mut self,
         input: &[u8],
+        progress: &mut Progress,
         output: &mut Vec<u8>,
         budget: usize,
         closing: &mut bool,
     ) -> usize {
-        execute_all(&mut self.data, input, output, budget, closing)
+        let before = progress.examined;
+        let used = execute_all(&mut self.data, input, progress, output, budget, closing);
+        self.examined += progress.examined - before;
+        used
     }
 
     fn too_large(&self, output: &mut Vec<u8>) {
         output.extend_from_slice(b"-ERR Protocol error: command too large\r\n");
+    }
+
+    fn examined(&self) -> u64 {
+        self.examined
     }
 }
 
@@ -63,25 +76,29 @@ pub fn serve_with(
     limits: stream_server::Limits,
 ) -> io::Result<()> {
     let data = HashMap::new();
-    stream_server::serve(listener, ring, Resp { data }, limits)
+    stream_server::serve(listener, ring, Resp { data, examined: 0 }, limits)
 }
 
 /// Runs the complete commands at the start of `input` in order, one at a
 /// time while `output` is shorter than `budget`, appending replies to
 /// `output`; returns the bytes consumed. Sets `closing` on a protocol
-/// error (after replying to it).
-fn execute_all(
+/// error (after replying to it). `progress` is how far the last call read
+/// the command at the start of `input` (which has grown since), and is
+/// left at the start of the first command not run.
+pub(crate) fn execute_all(
     data: &mut HashMap<Vec<u8>, Vec<u8>>,
     input: &[u8],
+    progress: &mut Progress,
     output: &mut Vec<u8>,
     budget: usize,
     closing: &mut bool,
 ) -> usize {
     let mut consumed = 0;
     while !*closing && consumed < input.len() && output.len() < budget {
-        match parse_command(&input[consumed..]) {
+        match progress.advance(&input[consumed..]) {
             Ok(Some((args, len))) => {
                 consumed += len;
+                progress.next_command();
                 if !args.is_empty() {
                     execute(data, &args, output);
                 }
@@ -100,9 +117,7 @@ fn execute_all(
 pub(crate) type Args<'a> = Vec<&'a [u8]>;
 
 /// The most arguments a command may declare: far more than any command
-/// here needs, and few enough that reading an incomplete command again on
-/// each arrival stays cheap (about as cheap as looking for the end of an
-/// inline line). A larger count is refused at once.
+/// here needs. A larger count is refused at once.
 pub(crate) const MAX_ARGS: usize = 4096;
 /// The longest bulk string a command may declare: a longer one could not
 /// be held (`MAX_INPUT`), so it is refused at once rather than waited for.
@@ -143,41 +158,187 @@ impl std::fmt::Display for ProtocolError {
 /// `Ok(None)` while it is incomplete. Input that cannot become a command
 /// is an error as soon as it is seen, so nothing is waited for that could
 /// not be held.
+#[cfg(test)] // the server reads commands through a `Progress`
 pub(crate) fn parse_command(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, ProtocolError> {
-    if input.first() == Some(&b'*') {
-        parse_array(input)
-    } else {
-        parse_inline(input)
+    Progress::default().advance(input)
+}
+
+/// How far the command at the start of a connection's input has been
+/// read, so that each arrival costs the work of its own bytes: an array's
+/// arguments read whole are not read again until the command is whole (then
+/// once, to collect them), a bulk string's content is waited for by its
+/// length, and an inline line's end is looked for in the new bytes only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    /// An array's argument count and where its arguments begin, once its
+    /// count line is read.
+    array: Option<(usize, usize)>,
+    /// An array's arguments read whole.
+    known: usize,
+    /// Where the content of the bulk string being read starts and ends,
+    /// once its length line is read.
+    content: Option<(usize, usize)>,
+    /// Where reading resumes: after the last whole argument or the length
+    /// line of the one being read, or at its line end once its content is
+    /// whole (an array); after the bytes searched for the line end
+    /// (inline).
+    at: usize,
+    /// Input shorter than this decides nothing new (the content of a bulk
+    /// string has not all arrived).
+    wait_for: usize,
+    /// Bytes parsed over on this connection (read, or stepped over by a
+    /// declared length).
+    examined: u64,
+}
+
+impl Progress {
+    /// The command at the start of `input` (this command, grown since the
+    /// last call) and the bytes it takes, as [`parse_command`] has it,
+    /// reading only what the last call did not.
+    pub(crate) fn advance<'a>(
+        &mut self,
+        input: &'a [u8],
+    ) -> Result<Option<(Args<'a>, usize)>, ProtocolError> {
+        if input.len() < self.wait_for {
+            return Ok(None);
+        }
+        let from = self.at;
+        let parsed = if input.first() == Some(&b'*') {
+            self.advance_array(input)
+        } else {
+            self.advance_inline(input)
+        };
+        let to = match &parsed {
+            Ok(Some((_, len))) => *len,
+            _ => input.len(),
+        };
+        self.examined += to.saturating_sub(from) as u64;
+        parsed
+    }
+
+    /// Forgets the command just run: the next one starts.
+    pub(crate) fn next_command(&mut self) {
+        *self = Progress {
+            examined: self.examined,
+            ..Progress::default()
+        };
+    }
+
+    /// Bytes parsed over on this connection (read, or stepped over by a
+    /// declared length).
+    pub fn examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// A command as a flat array of bulk strings, read without recursion:
+    /// an element that is not a bulk string is an error, whatever it holds.
+    fn advance_array<'a>(
+        &mut self,
+        input: &'a [u8],
+    ) -> Result<Option<(Args<'a>, usize)>, ProtocolError> {
+        let (count, first) = match self.array {
+            Some(array) => array,
+            None => {
+                let Some(array) = parse_count(input)? else {
+                    return Ok(None);
+                };
+                self.array = Some(array);
+                self.at = array.1;
+                array
+            }
+        };
+        let resumed = self.known > 0;
+        // Grows with the arguments present, never to the count declared.
+        let mut args = Vec::new();
+        if !self.read_arguments(input, count, (!resumed).then_some(&mut args))? {
+            return Ok(None);
+        }
+        if resumed {
+            // The arguments read by earlier calls, again: once per command.
+            let mut again = Progress {
+                at: first,
+                ..Progress::default()
+            };
+            again.read_arguments(input, count, Some(&mut args))?;
+            self.examined += (self.at - first) as u64;
+        }
+        Ok(Some((args, self.at)))
+    }
+
+    /// Reads bulk strings from `at` until `count` are whole, collecting
+    /// them into `args` if given; `Ok(false)` while they are not.
+    fn read_arguments<'a>(
+        &mut self,
+        input: &'a [u8],
+        count: usize,
+        mut args: Option<&mut Args<'a>>,
+    ) -> Result<bool, ProtocolError> {
+        while self.known < count {
+            let (start, end) = match self.content {
+                Some(content) => content,
+                None => {
+                    let Some(content) = bulk_content(input, self.at)? else {
+                        return Ok(false);
+                    };
+                    self.content = Some(content);
+                    self.at = content.0;
+                    content
+                }
+            };
+            if input.len() <= end {
+                self.wait_for = end + 1;
+                return Ok(false);
+            }
+            // Only the line end is left to read.
+            self.at = end;
+            if !has_so_far(input, end, b"\r\n").ok_or(ProtocolError::ExpectedCrlf)? {
+                return Ok(false);
+            }
+            if let Some(args) = args.as_deref_mut() {
+                args.push(&input[start..end]);
+            }
+            self.known += 1;
+            self.at = end + 2;
+            self.content = None;
+        }
+        Ok(true)
+    }
+
+    /// An inline command: words on one line (what `PING_INLINE` sends).
+    fn advance_inline<'a>(
+        &mut self,
+        input: &'a [u8],
+    ) -> Result<Option<(Args<'a>, usize)>, ProtocolError> {
+        let window = &input[..input.len().min(MAX_INLINE + 1)];
+        let unsearched = window.get(self.at..).unwrap_or_default();
+        let Some(found) = unsearched.iter().position(|&b| b == b'\n') else {
+            self.at = window.len();
+            return if input.len() > MAX_INLINE {
+                Err(ProtocolError::InlineTooBig)
+            } else {
+                Ok(None)
+            };
+        };
+        let end = self.at + found;
+        let line = input[..end].strip_suffix(b"\r").unwrap_or(&input[..end]);
+        let args = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|word| !word.is_empty())
+            .collect();
+        Ok(Some((args, end + 1)))
     }
 }
 
-/// A command as a flat array of bulk strings, read in one pass without
-/// recursion: an element that is not a bulk string is an error, whatever
-/// it holds.
-fn parse_array(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, ProtocolError> {
-    let Some((count, mut at)) = parse_count(input)? else {
-        return Ok(None);
-    };
-    // Grows with the arguments present, never to the count declared.
-    let mut args = Vec::new();
-    for _ in 0..count {
-        match input.get(at) {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(&other) => return Err(ProtocolError::ExpectedBulk(other)),
-        }
-        let Some((len, start)) = parse_decimal(input, at + 1, MAX_BULK, ProtocolError::BulkLength)?
-        else {
-            return Ok(None);
-        };
-        let end = start + len;
-        if !has_so_far(input, end, b"\r\n").ok_or(ProtocolError::ExpectedCrlf)? {
-            return Ok(None);
-        }
-        args.push(&input[start..end]);
-        at = end + 2;
+/// Where the content of the bulk string whose length line starts at `at`
+/// starts and ends, once that line is whole.
+fn bulk_content(input: &[u8], at: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
+    match input.get(at) {
+        None => return Ok(None),
+        Some(b'$') => {}
+        Some(&other) => return Err(ProtocolError::ExpectedBulk(other)),
     }
-    Ok(Some((args, at)))
+    let length = parse_decimal(input, at + 1, MAX_BULK, ProtocolError::BulkLength)?;
+    Ok(length.map(|(len, start)| (start, start + len)))
 }
 
 /// The count line of an array (`input` starts with `*`) and where it ends;
@@ -230,24 +391,6 @@ fn has_so_far(input: &[u8], at: usize, expected: &[u8]) -> Option<bool> {
     let present = input.get(at..).unwrap_or_default();
     let seen = present.len().min(expected.len());
     (present[..seen] == expected[..seen]).then_some(seen == expected.len())
-}
-
-/// An inline command: words on one line (what `PING_INLINE` sends).
-fn parse_inline(input: &[u8]) -> Result<Option<(Args<'_>, usize)>, ProtocolError> {
-    let window = &input[..input.len().min(MAX_INLINE + 1)];
-    let Some(end) = window.iter().position(|&b| b == b'\n') else {
-        return if input.len() > MAX_INLINE {
-            Err(ProtocolError::InlineTooBig)
-        } else {
-            Ok(None)
-        };
-    };
-    let line = input[..end].strip_suffix(b"\r").unwrap_or(&input[..end]);
-    let args = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|word| !word.is_empty())
-        .collect();
-    Ok(Some((args, end + 1)))
 }
 
 fn execute(data: &mut HashMap<Vec<u8>, Vec<u8>>, args: &[&[u8]], out: &mut Vec<u8>) {
@@ -334,7 +477,14 @@ mod tests {
 
     fn run(input: &[u8]) -> (String, usize, bool) {
         let (mut data, mut out, mut closing) = (HashMap::new(), Vec::new(), false);
-        let used = execute_all(&mut data, input, &mut out, usize::MAX, &mut closing);
+        let used = execute_all(
+            &mut data,
+            input,
+            &mut Progress::default(),
+            &mut out,
+            usize::MAX,
+            &mut closing,
+        );
         (String::from_utf8(out).unwrap(), used, closing)
     }
 

@@ -47,6 +47,9 @@ mod resp_hostile;
 // What the stream servers hold under greedy clients.
 #[path = "servers/limits.rs"]
 mod limits;
+// Requests that arrive in pieces, and what parsing them costs.
+#[path = "servers/pieces.rs"]
+mod pieces;
 
 backend_tests![
     http_server_rejects_garbage_and_keeps_serving,

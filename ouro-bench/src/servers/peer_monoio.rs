@@ -53,7 +53,7 @@ pub fn echo(listener: OwnedFd) -> io::Result<()> {
 pub fn http(listener: OwnedFd) -> io::Result<()> {
     serve(listener, |mut stream| async move {
         let (mut input, mut output) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
-        let mut closing = false;
+        let (mut progress, mut closing) = (http_server::Progress::default(), false);
         while !closing {
             input.reserve(4096);
             let len = input.len();
@@ -63,7 +63,8 @@ pub fn http(listener: OwnedFd) -> io::Result<()> {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            let used = http_server::respond(&input, &mut output, usize::MAX, &mut closing);
+            let used =
+                http_server::respond(&input, &mut progress, &mut output, usize::MAX, &mut closing);
             input.drain(..used);
             closing |= input.len() > HTTP_MAX_INPUT;
             if !output.is_empty() {

@@ -50,14 +50,15 @@ pub fn echo(listener: OwnedFd) -> io::Result<()> {
 pub fn http(listener: OwnedFd) -> io::Result<()> {
     serve(listener, |mut stream| async move {
         let (mut input, mut output) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
-        let mut closing = false;
+        let (mut progress, mut closing) = (http_server::Progress::default(), false);
         while !closing {
             input.reserve(4096);
             match stream.read_buf(&mut input).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            let used = http_server::respond(&input, &mut output, usize::MAX, &mut closing);
+            let used =
+                http_server::respond(&input, &mut progress, &mut output, usize::MAX, &mut closing);
             input.drain(..used);
             closing |= input.len() > HTTP_MAX_INPUT;
             if !output.is_empty() && stream.write_all(&output).await.is_err() {

@@ -10,7 +10,10 @@
 //! connections: a buffer is taken only when bytes arrive, the requests in it
 //! are answered straight from it, and it goes back to the group at once. A
 //! request split over several arrivals is kept in the connection's `input`
-//! until it is whole; answers collect in its `output` and go out in one send
+//! until it is whole, with the protocol's [`Progress`](Protocol::Progress)
+//! on it, so that each arrival is parsed once, not the request again from
+//! its start (which would make a request sent in tiny pieces cost the square
+//! of its size); answers collect in its `output` and go out in one send
 //! at a time. Both are taken from a pool of spare vectors when needed and
 //! given back when empty, so an idle connection holds no buffer at all —
 //! only its ring fd and a few words of state.
@@ -30,7 +33,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +49,12 @@ use accept_errors::AcceptErrors;
 
 /// A request/response protocol.
 pub trait Protocol {
+    /// How far the protocol has read the unfinished request at the start
+    /// of a connection's input (the default: not at all). The server keeps
+    /// one per connection and hands it back with the input, grown by what
+    /// arrived since.
+    type Progress: Default;
+
     /// Input a connection may accumulate without completing a request;
     /// past it the connection gets [`too_large`](Protocol::too_large) and
     /// is closed.
@@ -56,9 +65,14 @@ pub trait Protocol {
     /// `output`; returns how many bytes the answered requests took. Sets
     /// `closing` when the connection must close once the answers are sent
     /// (the client asked, or the input was malformed).
+    ///
+    /// `progress` is what this returned with last time, for the same input
+    /// less the bytes it returned and plus what arrived since; it is left
+    /// describing the request that starts where the answered ones end.
     fn respond(
         &mut self,
         input: &[u8],
+        progress: &mut Self::Progress,
         output: &mut Vec<u8>,
         budget: usize,
         closing: &mut bool,
@@ -67,6 +81,10 @@ pub trait Protocol {
     /// The answer to input that grew past `MAX_INPUT` without a request,
     /// or that made the server hold more input than its limit allows.
     fn too_large(&self, output: &mut Vec<u8>);
+
+    /// Bytes of input the protocol has parsed over, on every connection
+    /// so far: the measure of its work that the tests bound.
+    fn examined(&self) -> u64;
 }
 
 /// How much a server may hold.
@@ -117,6 +135,9 @@ pub struct Held {
     pub most_output: AtomicUsize,
     /// The most unsent answers (bytes) one connection has had.
     pub most_unsent: AtomicUsize,
+    /// Bytes of input the protocol has parsed over
+    /// ([`Protocol::examined`]).
+    pub examined: AtomicU64,
 }
 
 ouro::messages! {
@@ -211,12 +232,12 @@ fn serve_on<P: Protocol>(
     ring.run(&mut server, RunMode::Forever)
 }
 
-struct Server<P> {
+struct Server<P: Protocol> {
     protocol: P,
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,
     group: BufferGroup,
-    conns: Slab<Conn>,
+    conns: Slab<Conn<P::Progress>>,
     spares: Spares,
     limits: Limits,
     /// Input and output held across connections (their `counted` sums).
@@ -229,11 +250,13 @@ struct Server<P> {
     accept_errors: AcceptErrors,
 }
 
-struct Conn {
+struct Conn<Progress> {
     fd: RingFd,
     /// Requests not yet answered: the start of one not yet whole, or whole
     /// ones held while the answers wait (no capacity when empty).
     input: Vec<u8>,
+    /// How far the protocol has read the request at the start of `input`.
+    progress: Progress,
     /// Answers not yet handed to a send (no capacity when empty).
     output: Vec<u8>,
     /// The send in flight (its vector is in the operation).
@@ -260,7 +283,7 @@ struct InFlight {
     capacity: usize,
 }
 
-impl Conn {
+impl<Progress> Conn<Progress> {
     /// Answers not yet sent.
     fn unsent(&self) -> usize {
         self.output.len() + self.sending.map_or(0, |s| s.unsent)
@@ -309,6 +332,7 @@ impl<P: Protocol> Server<P> {
                 let key = self.conns.insert(Conn {
                     fd,
                     input: Vec::new(),
+                    progress: P::Progress::default(),
                     output: Vec::new(),
                     sending: None,
                     receive: None,
@@ -428,9 +452,13 @@ impl<P: Protocol> Server<P> {
         if conn.output.capacity() == 0 {
             conn.output = self.spares.take();
         }
-        let used = self
-            .protocol
-            .respond(input, &mut conn.output, budget, &mut conn.closing);
+        let used = self.protocol.respond(
+            input,
+            &mut conn.progress,
+            &mut conn.output,
+            budget,
+            &mut conn.closing,
+        );
         conn.paused = conn.output.len() >= budget && !conn.closing;
         self.most_unsent = self.most_unsent.max(conn.unsent());
         used
@@ -594,6 +622,8 @@ impl<P: Protocol> Server<P> {
         held.most_input.fetch_max(self.input, Ordering::Relaxed);
         held.most_output.fetch_max(self.output, Ordering::Relaxed);
         held.most_unsent.store(self.most_unsent, Ordering::Relaxed);
+        held.examined
+            .store(self.protocol.examined(), Ordering::Relaxed);
     }
 }
 

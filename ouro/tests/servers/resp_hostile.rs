@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ouro::{BackendKind, Ring};
 
-use crate::resp_server::{parse_command, ProtocolError, MAX_ARGS, MAX_BULK, MAX_INLINE};
+use crate::resp_server::{parse_command, Progress, ProtocolError, MAX_ARGS, MAX_BULK, MAX_INLINE};
 use crate::{resp_server, Server};
 
 backend_tests![
@@ -285,6 +285,31 @@ fn resp_parser_survives_random_and_mutated_input() {
                 let mut longer = input.clone();
                 longer.extend(random.bytes(64));
                 assert_eq!(parse_command(&longer), Err(error), "{input:?}");
+            }
+        }
+    }
+}
+
+/// Random and mutated inputs growing one byte at a time: reading each
+/// prefix on from where the last one was read gives what reading it whole
+/// gives, up to the first prefix that is a command or an error.
+#[test]
+fn resp_parser_reads_input_in_pieces_as_it_reads_it_whole() {
+    let mut random = Random(0x5b17_7e5b_17e5);
+    for round in 0..20_000 {
+        let input = if round % 2 == 0 {
+            random.bytes(64)
+        } else {
+            let args: Vec<Vec<u8>> = (0..random.below(5)).map(|_| random.bytes(10)).collect();
+            mutate(&mut random, encode(&args))
+        };
+        let mut progress = Progress::default();
+        for end in 1..=input.len() {
+            let prefix = &input[..end];
+            let read = progress.advance(prefix);
+            assert_eq!(read, parse_command(prefix), "{prefix:?}");
+            if read != Ok(None) {
+                break;
             }
         }
     }
