@@ -137,7 +137,7 @@ pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, SendBuf, Sl
 pub use completion::{is_canceled, is_deadline, Completion};
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use fd_table::{is_fd_table_full, FdTableFull};
-pub use message::{Payload, RingHandle, SendError};
+pub use message::{Payload, RingHandle, SendAny, SendError, WrongValue};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
 pub use ring::{Ring, RingBuilder, RunMode};
 pub use task::{Callback, Ctx, Task};

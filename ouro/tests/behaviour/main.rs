@@ -47,6 +47,7 @@ mod buffers;
 mod cancel;
 mod deadlines;
 mod drop_safety;
+mod ergonomics;
 mod errors;
 mod examples;
 mod fd_limits;
