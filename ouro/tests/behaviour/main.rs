@@ -60,6 +60,7 @@ mod reaping;
 mod ring_fds;
 mod robustness;
 mod shared_fds;
+mod write_queue;
 
 // The examples, included as they are, so that tests run them.
 #[allow(dead_code)] // their `main`s and command-line parsing
