@@ -63,6 +63,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 mod parcel;
+mod stop;
 mod value;
 
 pub use value::{SendAny, WrongValue};

@@ -41,9 +41,13 @@ pub enum RunMode {
     /// message waiting.
     Once,
     /// Until no task is left and no message waits. Returns at once if there
-    /// is none (it does not wait for messages yet to be sent).
+    /// is none (it does not wait for messages yet to be sent): a ring that
+    /// must keep serving messages from other threads while no task is live
+    /// runs [`Forever`](RunMode::Forever) instead, until stopped.
     UntilDone,
-    /// Until [`Ring::stop`] is called (e.g. from a callback).
+    /// Until [`Ring::stop`] is called (e.g. from a callback), or, from
+    /// another thread, [`RingHandle::stop`](crate::RingHandle::stop). Waits
+    /// for messages while no task is live.
     Forever,
     /// One turn that does not wait: submit what is queued, deliver what is
     /// ready (completions, due timers, messages). For a ring polled by

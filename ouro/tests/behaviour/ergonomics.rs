@@ -17,6 +17,8 @@ backend_tests![
     a_timeout_on_a_finished_task_is_not_found,
     an_absurdly_long_timeout_is_no_panic,
     into_parts_gives_the_message_key_and_outcome_with_its_buffer,
+    a_ring_running_forever_serves_messages_until_stopped_through_its_handle,
+    stopping_a_dropped_ring_through_its_handle_is_a_send_error,
 ];
 
 fn a_task_is_live_until_its_completion_is_delivered(kind: BackendKind) {
@@ -127,4 +129,40 @@ fn into_parts_gives_the_message_key_and_outcome_with_its_buffer(kind: BackendKin
         .into_parts::<Msg>()
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+}
+
+fn add(total: &mut u64, _: &mut Ring<u64>, c: ouro::Completion) -> std::io::Result<()> {
+    if let Outcome::Message(payload) = c.outcome {
+        *total += payload.as_u64().unwrap_or(0);
+    }
+    Ok(())
+}
+
+fn a_ring_running_forever_serves_messages_until_stopped_through_its_handle(kind: BackendKind) {
+    let mut ring: Ring<u64> = ring(kind, 8);
+    let handle = ring.handle().unwrap();
+    let sender = std::thread::spawn(move || {
+        for n in 1..=10u64 {
+            handle.send(Ctx::new(add), n.into()).unwrap();
+        }
+        handle.stop().unwrap();
+        handle
+    });
+    let mut total = 0;
+    ring.run(&mut total, RunMode::Forever).unwrap();
+    assert_eq!(total, 55, "every message sent before the stop is delivered");
+    let handle = sender.join().unwrap();
+    // The ring is still usable, and serves again until stopped again.
+    handle.send(Ctx::new(add), 5u64.into()).unwrap();
+    handle.stop().unwrap();
+    ring.run(&mut total, RunMode::Forever).unwrap();
+    assert_eq!(total, 60);
+}
+
+fn stopping_a_dropped_ring_through_its_handle_is_a_send_error(kind: BackendKind) {
+    let mut ring: Ring<u64> = ring(kind, 8);
+    let handle = ring.handle().unwrap();
+    drop(ring);
+    let err = handle.stop().unwrap_err();
+    assert_eq!(std::io::Error::from(err).raw_os_error(), Some(libc::EPIPE));
 }
