@@ -146,3 +146,8 @@ pub use ring::{Ring, RingBuilder, RunMode};
 pub use task::{Callback, Ctx, Task};
 pub use thread::RingThread;
 pub use write_queue::{WriteProgress, WriteQueue};
+
+/// `docs/helpers.md`, whose examples the doc tests compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/helpers.md")]
+pub struct HelpersGuide;
