@@ -26,7 +26,8 @@ use std::time::Instant;
 mod logging;
 
 use ouro::{
-    Completion, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, RunMode, Task,
+    Completion, ConnTable, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, RunMode,
+    Task,
 };
 
 ouro::messages! {
@@ -168,8 +169,9 @@ impl Dispatcher {
 /// A worker thread's state: its connections.
 struct Worker {
     dispatcher: RingHandle<Dispatcher>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    /// Keyed by the `Ctx` key of the connection's tasks: a late
+    /// completion of a closed connection finds nothing.
+    conns: ConnTable<Conn>,
 }
 
 struct Conn {
@@ -183,23 +185,22 @@ impl Worker {
     fn new(dispatcher: RingHandle<Dispatcher>) -> Worker {
         Worker {
             dispatcher,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: ConnTable::new(),
         }
     }
 
-    fn ctx(msg: Msg, key: usize) -> Ctx<Worker> {
-        Ctx::new(Worker::on_completion).msg(msg).key(key as u64)
+    fn ctx(msg: Msg, key: u64) -> Ctx<Worker> {
+        Ctx::new(Worker::on_completion).msg(msg).key(key)
     }
 
     fn on_completion(&mut self, ring: &mut Ring<Worker>, c: Completion) -> io::Result<()> {
-        let key = c.key() as usize;
+        let key = c.key();
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::NewConnection, Outcome::Message(payload)) => {
                 let fd = payload
                     .ring_fd()
                     .ok_or_else(|| io::Error::other("a new connection without its fd"))?;
-                let key = self.insert(fd);
+                let key = self.conns.insert(Conn { fd, echoed: 0 });
                 let buf = Vec::with_capacity(BUFFER_SIZE);
                 ring.recv(fd, buf, Worker::ctx(Msg::Received, key));
             }
@@ -232,33 +233,17 @@ impl Worker {
         Ok(())
     }
 
-    fn insert(&mut self, fd: RingFd) -> usize {
-        let conn = Some(Conn { fd, echoed: 0 });
-        match self.free.pop() {
-            Some(key) => {
-                self.conns[key] = conn;
-                key
-            }
-            None => {
-                self.conns.push(conn);
-                self.conns.len() - 1
-            }
-        }
-    }
-
-    fn conn(&mut self, key: usize) -> io::Result<&mut Conn> {
+    fn conn(&mut self, key: u64) -> io::Result<&mut Conn> {
         self.conns
             .get_mut(key)
-            .and_then(Option::as_mut)
             .ok_or_else(|| io::Error::other(format!("no connection {key}")))
     }
 
     /// Closes a connection and tells the dispatcher how much it echoed.
-    fn close(&mut self, ring: &mut Ring<Worker>, key: usize) {
-        let Some(conn) = self.conns.get_mut(key).and_then(Option::take) else {
+    fn close(&mut self, ring: &mut Ring<Worker>, key: u64) {
+        let Some(conn) = self.conns.remove(key) else {
             return;
         };
-        self.free.push(key);
         ring.close(conn.fd, Ctx::none());
         let closed = Ctx::new(Dispatcher::on_completion).msg(Msg::ConnectionClosed);
         let echoed = Payload::U64(conn.echoed);

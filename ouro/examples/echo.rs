@@ -37,10 +37,9 @@ use std::time::Instant;
 
 use ouro::net::{Domain, Type};
 use ouro::{
-    BackendKind, Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode,
-    Task,
+    BackendKind, Buf, BufferGroup, Completion, ConnTable, Ctx, Outcome, Ring, RingBuilder, RingFd,
+    RunMode, Task,
 };
-use slab::Slab;
 
 #[path = "support/accept_errors.rs"]
 pub mod accept_errors;
@@ -76,14 +75,17 @@ pub struct Server {
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,
     group: BufferGroup,
-    conns: Slab<Conn>,
+    /// Keyed by the `Ctx` key of the connection's tasks: a late
+    /// completion (or a starved entry) of a closed connection finds nothing,
+    /// also once another connection has its slot.
+    conns: ConnTable<Conn>,
     /// Stop accepting after this many connections (`None`: never).
     accept_limit: Option<usize>,
     accepted: usize,
     accepting: Option<Task>,
     accept_errors: AcceptErrors,
     /// Connections whose receive ended for want of a buffer, oldest first.
-    starved: VecDeque<usize>,
+    starved: VecDeque<u64>,
 }
 
 /// How long to wait before accepting again after accept failed.
@@ -158,7 +160,7 @@ impl Server {
         Server {
             listener: Rc::new(listener),
             group,
-            conns: Slab::new(),
+            conns: ConnTable::new(),
             accept_limit,
             accepted: 0,
             accepting: None,
@@ -172,10 +174,8 @@ impl Server {
         self.accepting = Some(ring.accept_multishot_direct(&self.listener, ctx));
     }
 
-    fn ctx<S: AsMut<Server>>(msg: Msg, key: usize) -> Ctx<S> {
-        Ctx::new(Server::on_completion::<S>)
-            .msg(msg)
-            .key(key as u64)
+    fn ctx<S: AsMut<Server>>(msg: Msg, key: u64) -> Ctx<S> {
+        Ctx::new(Server::on_completion::<S>).msg(msg).key(key)
     }
 
     fn on_completion<S: AsMut<Server>>(
@@ -184,7 +184,7 @@ impl Server {
         c: Completion,
     ) -> io::Result<()> {
         let this = state.as_mut();
-        let key = c.key() as usize;
+        let key = c.key();
         let last = c.is_final();
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::Accepted, Outcome::AcceptDirect(result)) => this.accepted(ring, result, last),
@@ -251,7 +251,7 @@ impl Server {
 
     /// Arms the connection's receive, unless it has one or must not;
     /// returns whether it did.
-    fn receive<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) -> bool {
+    fn receive<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: u64) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
@@ -291,7 +291,7 @@ impl Server {
     fn received<S: AsMut<Server>>(
         &mut self,
         ring: &mut Ring<S>,
-        key: usize,
+        key: u64,
         result: io::Result<Buf>,
         last: bool,
     ) {
@@ -341,7 +341,7 @@ impl Server {
     /// of the group, as are buffers received after the pause (its cancel
     /// was on the way), so that a peer that does not read holds no more
     /// than the buffer being sent.
-    fn pause_if_over<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+    fn pause_if_over<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: u64) {
         let share = self.share();
         let buffer_size = self.group.buffer_size();
         let Some(conn) = self.conns.get_mut(key) else {
@@ -362,7 +362,7 @@ impl Server {
     fn sent<S: AsMut<Server>>(
         &mut self,
         ring: &mut Ring<S>,
-        key: usize,
+        key: u64,
         result: io::Result<usize>,
         mut buf: Buf,
     ) {
@@ -399,7 +399,7 @@ impl Server {
     }
 
     /// Sends the next queued buffer, or closes a finished connection.
-    fn send_next<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: usize) {
+    fn send_next<S: AsMut<Server>>(&mut self, ring: &mut Ring<S>, key: u64) {
         let conn = &mut self.conns[key];
         if conn.sending {
             return;
@@ -408,8 +408,9 @@ impl Server {
             conn.sending = true;
             ring.send(conn.fd, buf, Server::ctx(Msg::Sent, key));
         } else if conn.peer_done && conn.receive.is_none() {
-            let conn = self.conns.remove(key);
-            ring.close(conn.fd, Ctx::none());
+            if let Some(conn) = self.conns.remove(key) {
+                ring.close(conn.fd, Ctx::none());
+            }
         }
     }
 }

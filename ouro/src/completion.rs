@@ -43,6 +43,49 @@ impl Completion {
         })
     }
 
+    /// Takes the completion apart into its message (as the caller's enum,
+    /// or `u16`), key and outcome, so that the outcome's buffers and fds can
+    /// be moved out while the message and key stay at hand. Read
+    /// [`task`](Completion::task) and [`is_final`](Completion::is_final)
+    /// first if you need them.
+    ///
+    /// A message that is not one of `M`'s variants is the `InvalidData`
+    /// error of [`message`](Completion::message); the outcome is dropped
+    /// then (its buffers freed, its fds closed).
+    ///
+    /// ```
+    /// use ouro::{Completion, Outcome};
+    /// use std::io;
+    ///
+    /// ouro::messages! { enum Msg { Request, Reply } }
+    ///
+    /// fn on_completion(c: Completion) -> io::Result<()> {
+    ///     match c.into_parts()? {
+    ///         (Msg::Request, key, Outcome::Recv(res, buf)) => println!("{key}: {} of {buf:?}", res?),
+    ///         (Msg::Reply, key, Outcome::Send(res, _buf)) => println!("{key}: sent {}", res?),
+    ///         (msg, key, outcome) => println!("{key}: {msg:?} ended with {outcome:?}"),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// It saves what moving the outcome out of the completion would cost:
+    /// the completion can no longer be asked for its message afterwards.
+    ///
+    /// ```compile_fail,E0382
+    /// # use ouro::{Completion, Outcome};
+    /// # ouro::messages! { enum Msg { Request } }
+    /// fn on_completion(c: Completion) {
+    ///     let outcome = c.outcome;
+    ///     let msg = c.message::<Msg>(); // E0382: borrow of partially moved value
+    ///     # drop((outcome, msg));
+    /// }
+    /// ```
+    pub fn into_parts<M: TryFrom<u16>>(self) -> io::Result<(M, u64, Outcome)> {
+        let msg = self.message::<M>()?;
+        Ok((msg, self.key, self.outcome))
+    }
+
     /// The key the task was scheduled with.
     pub fn key(&self) -> u64 {
         self.key

@@ -117,6 +117,7 @@
 mod backend;
 mod buffers;
 mod completion;
+mod conns;
 mod fd;
 mod fd_table;
 pub mod fs;
@@ -127,6 +128,7 @@ mod ring;
 mod task;
 mod thread;
 mod time;
+mod write_queue;
 
 pub use backend::mock;
 #[cfg(target_os = "linux")]
@@ -135,10 +137,17 @@ pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, SendBuf, Slice};
 pub use completion::{is_canceled, is_deadline, Completion};
+pub use conns::ConnTable;
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use fd_table::{is_fd_table_full, FdTableFull};
-pub use message::{Payload, RingHandle, SendError};
+pub use message::{Payload, RingHandle, SendAny, SendError, WrongValue};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
 pub use ring::{Ring, RingBuilder, RunMode};
 pub use task::{Callback, Ctx, Task};
 pub use thread::RingThread;
+pub use write_queue::{WriteProgress, WriteQueue};
+
+/// `docs/helpers.md`, whose examples the doc tests compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/helpers.md")]
+pub struct HelpersGuide;

@@ -52,7 +52,7 @@
 //!   [`SendError`]); if nobody takes it, dropping it closes the fd or drops
 //!   the value.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -63,6 +63,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 mod parcel;
+mod stop;
+mod value;
+
+pub use value::{SendAny, WrongValue};
 
 use crate::backend::{RawCompletion, Wake};
 use crate::completion::Completion;
@@ -83,8 +87,9 @@ pub enum Payload {
     /// A file descriptor, e.g. an accepted connection. fds belong to the
     /// process, so it is handed over as is; an undelivered one is closed.
     Fd(OwnedFd),
-    /// Any owned value that may cross threads (see [`Payload::value`]).
-    Value(Box<dyn Any + Send>),
+    /// Any owned value that may cross threads (see [`Payload::value`]); it
+    /// knows its type's name, for [`WrongValue`].
+    Value(Box<dyn SendAny>),
     /// A ring fd of the ring that receives it: a file another ring moved
     /// here with [`Ring::send_fd`]. Only a handle: the ring keeps the file
     /// open until the ring fd is closed (or the ring dropped).
@@ -105,15 +110,18 @@ impl Payload {
         }
     }
 
-    /// The value, if this is a `T`; the payload unchanged if not.
-    pub fn into_value<T: Any>(self) -> Result<T, Payload> {
-        match self {
-            Payload::Value(value) => match value.downcast::<T>() {
-                Ok(value) => Ok(*value),
-                Err(value) => Err(Payload::Value(value)),
-            },
-            other => Err(other),
+    /// The value, if this is a `T`; if not, an error naming the type sent
+    /// and the type asked for, which gives the payload back unchanged.
+    pub fn into_value<T: Any>(self) -> Result<T, WrongValue> {
+        let Payload::Value(value) = self else {
+            return Err(WrongValue::new::<T>(self));
+        };
+        // Through the box: the box itself is an `Any` too.
+        if (*value).type_id() != TypeId::of::<T>() {
+            return Err(WrongValue::new::<T>(Payload::Value(value)));
         }
+        let value: Box<dyn Any + Send> = value;
+        Ok(*value.downcast::<T>().expect("the type id was just checked"))
     }
 
     /// The ring fd, if this is one.
@@ -146,7 +154,7 @@ impl fmt::Debug for Payload {
             Payload::U16(n) => write!(f, "U16({n})"),
             Payload::U64(n) => write!(f, "U64({n})"),
             Payload::Fd(fd) => write!(f, "Fd({})", fd.as_raw_fd()),
-            Payload::Value(_) => f.write_str("Value(..)"),
+            Payload::Value(value) => write!(f, "Value({})", (**value).type_name()),
             Payload::RingFd(fd) => write!(f, "{fd:?}"),
         }
     }
@@ -1104,7 +1112,7 @@ mod tests {
     #[test]
     fn payload_values_downcast_or_come_back() {
         let payload = Payload::value(String::from("hi"));
-        let payload = payload.into_value::<u32>().unwrap_err();
+        let payload = payload.into_value::<u32>().unwrap_err().into_payload();
         assert_eq!(payload.into_value::<String>().unwrap(), "hi");
         assert_eq!(Payload::U16(5).as_u64(), Some(5));
         assert!(Payload::None.is_none());

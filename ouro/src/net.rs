@@ -10,9 +10,20 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-pub use socket2::{Domain, Protocol, SockAddr, Type};
+/// A socket's address family (IPv4, IPv6, Unix), for [`Ring::socket`](crate::Ring::socket).
+pub use socket2::Domain;
+/// A socket's protocol (usually `None`: the family's default), for
+/// [`Ring::socket`](crate::Ring::socket).
+pub use socket2::Protocol;
+/// Any socket address the kernel reads or writes (IP or Unix): what
+/// [`Ring::connect`](crate::Ring::connect) and [`Ring::bind`](crate::Ring::bind)
+/// take (a `SocketAddr` converts into one) and what accept and `recvmsg`
+/// report; [`SockAddr::as_socket`] gives the `SocketAddr` of an IP one.
+pub use socket2::SockAddr;
+/// A socket's type (stream, datagram), for [`Ring::socket`](crate::Ring::socket).
+pub use socket2::Type;
 
 /// A socket address the kernel may read or write, with its length. Kept in
 /// a box owned by the task, so its address is stable while in flight.
@@ -92,17 +103,65 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
-/// The address of a connected socket's peer (e.g. after a multishot
-/// accept, which does not report it).
-pub fn peer_addr(fd: impl std::os::fd::AsFd) -> io::Result<SockAddr> {
+/// The IP address of a connected socket's peer (e.g. after a multishot
+/// accept, which does not report it). For a socket that is not IP (a Unix
+/// socket) an `InvalidInput` error: ask [`peer_sock_addr`] for any family.
+pub fn peer_addr(fd: impl AsFd) -> io::Result<SocketAddr> {
+    ip_addr(peer_sock_addr(fd)?)
+}
+
+/// The local IP address a socket is bound to (useful after binding port
+/// 0). For a socket that is not IP (a Unix socket) an `InvalidInput`
+/// error: ask [`local_sock_addr`] for any family.
+pub fn local_addr(fd: impl AsFd) -> io::Result<SocketAddr> {
+    ip_addr(local_sock_addr(fd)?)
+}
+
+/// The address of a connected socket's peer, of any family (IP or Unix).
+pub fn peer_sock_addr(fd: impl AsFd) -> io::Result<SockAddr> {
     socket2::SockRef::from(&fd).peer_addr()
 }
 
-/// The local address a socket is bound to (useful after binding port 0).
-pub fn local_addr(fd: impl std::os::fd::AsFd) -> io::Result<SocketAddr> {
-    let socket = socket2::SockRef::from(&fd);
-    socket
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+/// The local address a socket is bound to, of any family (IP or Unix).
+pub fn local_sock_addr(fd: impl AsFd) -> io::Result<SockAddr> {
+    socket2::SockRef::from(&fd).local_addr()
+}
+
+fn ip_addr(addr: SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an IP socket (its address is a SockAddr)",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn peer_and_local_addresses_are_socket_addrs_for_ip() {
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), 4).unwrap();
+        let addr = local_addr(&listener).unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        assert_eq!(peer_addr(&client).unwrap(), addr);
+        assert_eq!(local_addr(&client).unwrap(), client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn a_unix_socket_address_is_invalid_input_as_ip_and_a_sock_addr_otherwise() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(
+            peer_addr(&a).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            local_addr(&a).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert!(peer_sock_addr(&a).unwrap().is_unix());
+        assert!(local_sock_addr(&a).unwrap().is_unix());
+    }
 }

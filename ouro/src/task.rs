@@ -39,6 +39,17 @@ impl Task {
     pub fn set_deadline<S>(self, ring: &mut Ring<S>, at: std::time::Instant) -> io::Result<()> {
         ring.set_deadline(self, at)
     }
+
+    /// Gives this task a deadline `after` from now; see
+    /// [`Ring::set_timeout`].
+    pub fn set_timeout<S>(self, ring: &mut Ring<S>, after: std::time::Duration) -> io::Result<()> {
+        ring.set_timeout(self, after)
+    }
+
+    /// Whether this task is still live; see [`Ring::is_live`].
+    pub fn is_live<S>(self, ring: &Ring<S>) -> bool {
+        ring.is_live(self)
+    }
 }
 
 /// The function a completion is delivered to: the state the ring was run

@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RingFd, RunMode};
+use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RingFd, RunMode, WriteQueue};
 
 #[macro_use]
 #[path = "common/backends.rs"]
@@ -33,6 +33,7 @@ backend_tests![
     write_does_not_allocate,
     send_and_recv_do_not_allocate,
     send_and_recv_on_ring_fds_do_not_allocate,
+    a_write_queue_does_not_allocate,
 ];
 
 struct Counting;
@@ -268,5 +269,63 @@ fn send_and_recv_on_ring_fds_do_not_allocate(kind: BackendKind) {
     assert_eq!(
         allocations, 0,
         "allocations in {OPS} sends and recvs on ring fds"
+    );
+}
+
+/// Two buffers circling through a `WriteQueue` (one queued behind the one
+/// in flight) and back through a recv on the other end.
+struct Circling {
+    queue: WriteQueue<Circling, Rc<OwnedFd>>,
+    theirs: Rc<OwnedFd>,
+    left: u32,
+}
+
+fn circle(state: &mut Circling, ring: &mut Ring<Circling>, c: Completion) -> io::Result<()> {
+    if c.message::<Msg>()? == Msg::Sent {
+        let progress = state.queue.on_sent(ring, c)?;
+        if let Some(buf) = progress.finished {
+            let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+            vec.clear();
+            let ctx = Ctx::new(circle).msg(Msg::Received);
+            ring.recv(&state.theirs, vec, ctx);
+        }
+        return Ok(());
+    }
+    c.result()?;
+    state.left = state.left.saturating_sub(1);
+    if state.left > 0 {
+        let buf = c.into_buf().expect("a recv's buffer");
+        state.queue.push(ring, buf)?;
+    }
+    Ok(())
+}
+
+fn a_write_queue_does_not_allocate(kind: BackendKind) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut ring: Ring<Circling> = Ring::builder().backend(kind).entries(16).build().unwrap();
+    let ours = Rc::new(OwnedFd::from(a));
+    let mut state = Circling {
+        queue: WriteQueue::new(ours, Ctx::new(circle).msg(Msg::Sent)),
+        theirs: Rc::new(OwnedFd::from(b)),
+        left: 0,
+    };
+    let mut allocations = 0;
+    for counting in [false, true] {
+        state.left = OPS;
+        for _ in 0..2 {
+            state.queue.push(&mut ring, vec![5u8; 64]).unwrap();
+        }
+        ALLOCATIONS.with(|n| n.set(0));
+        COUNTING.with(|on| on.set(counting));
+        let result = ring.run(&mut state, RunMode::UntilDone);
+        COUNTING.with(|on| on.set(false));
+        result.unwrap();
+        allocations = ALLOCATIONS.with(Cell::get);
+    }
+    assert_eq!(state.left, 0, "every round ran");
+    assert!(state.queue.is_idle());
+    assert_eq!(
+        allocations, 0,
+        "allocations in {OPS} rounds through a write queue"
     );
 }

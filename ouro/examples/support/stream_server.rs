@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task};
-use slab::Slab;
+use ouro::{
+    Buf, BufferGroup, Completion, ConnTable, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task,
+};
 
 #[path = "accept_errors.rs"]
 mod accept_errors;
@@ -219,7 +220,7 @@ fn serve_on<P: Protocol>(
         protocol,
         listener: Rc::new(listener),
         group,
-        conns: Slab::new(),
+        conns: ConnTable::new(),
         spares: Spares::new(limits.spares),
         limits,
         input: 0,
@@ -237,7 +238,9 @@ struct Server<P: Protocol> {
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,
     group: BufferGroup,
-    conns: Slab<Conn<P::Progress>>,
+    /// Keyed by the `Ctx` key of the connection's tasks: a late
+    /// completion of a closed connection finds nothing.
+    conns: ConnTable<Conn<P::Progress>>,
     spares: Spares,
     limits: Limits,
     /// Input and output held across connections (their `counted` sums).
@@ -296,13 +299,13 @@ impl<Progress> Conn<Progress> {
     }
 }
 
-fn ctx<P: Protocol>(msg: Msg, key: usize) -> Ctx<Server<P>> {
-    Ctx::new(Server::on_completion).msg(msg).key(key as u64)
+fn ctx<P: Protocol>(msg: Msg, key: u64) -> Ctx<Server<P>> {
+    Ctx::new(Server::on_completion).msg(msg).key(key)
 }
 
 impl<P: Protocol> Server<P> {
     fn on_completion(&mut self, ring: &mut Ring<Self>, c: Completion) -> io::Result<()> {
-        let key = c.key() as usize;
+        let key = c.key();
         let last = c.is_final();
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::Accepted, Outcome::AcceptDirect(result)) => self.accepted(ring, result, last),
@@ -360,7 +363,7 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Arms the connection's receive, unless it has one or must not.
-    fn arm(&mut self, ring: &mut Ring<Self>, key: usize) {
+    fn arm(&mut self, ring: &mut Ring<Self>, key: u64) {
         let conn = &mut self.conns[key];
         if conn.receive.is_none() && !conn.paused && !conn.closing && !conn.ended {
             conn.receive_cancelled = false;
@@ -368,7 +371,7 @@ impl<P: Protocol> Server<P> {
         }
     }
 
-    fn received(&mut self, ring: &mut Ring<Self>, key: usize, result: io::Result<Buf>, last: bool) {
+    fn received(&mut self, ring: &mut Ring<Self>, key: u64, result: io::Result<Buf>, last: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -400,7 +403,7 @@ impl<P: Protocol> Server<P> {
 
     /// Answers what `data` completes, within the budget, and holds the
     /// rest.
-    fn take_in(&mut self, key: usize, data: &[u8]) {
+    fn take_in(&mut self, key: u64, data: &[u8]) {
         let conn = &mut self.conns[key];
         if conn.closing {
             return;
@@ -417,7 +420,7 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Keeps `data` after the held input, to be answered later.
-    fn hold(&mut self, key: usize, data: &[u8]) {
+    fn hold(&mut self, key: u64, data: &[u8]) {
         let conn = &mut self.conns[key];
         if data.is_empty() || conn.closing {
             return;
@@ -429,7 +432,7 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Answers the held requests, within the budget.
-    fn answer_held(&mut self, key: usize) {
+    fn answer_held(&mut self, key: u64) {
         let conn = &mut self.conns[key];
         if conn.paused || conn.closing || conn.input.is_empty() {
             return;
@@ -444,7 +447,7 @@ impl<P: Protocol> Server<P> {
     /// Lets the protocol answer requests from `input` while the connection
     /// is under its budget; pauses the connection once it is not. Returns
     /// the bytes answered.
-    fn respond(&mut self, key: usize, input: &[u8]) -> usize {
+    fn respond(&mut self, key: u64, input: &[u8]) -> usize {
         let limit = self.output_limit();
         let conn = &mut self.conns[key];
         let in_flight = conn.sending.map_or(0, |s| s.unsent);
@@ -477,7 +480,7 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Closes a connection whose unfinished request grew too large.
-    fn check_input(&mut self, key: usize) {
+    fn check_input(&mut self, key: u64) {
         let conn = &mut self.conns[key];
         // While paused the input holds whole requests, which are fine.
         if !conn.paused && !conn.closing && conn.input.len() > P::MAX_INPUT {
@@ -489,7 +492,7 @@ impl<P: Protocol> Server<P> {
         }
     }
 
-    fn sent(&mut self, ring: &mut Ring<Self>, key: usize, result: io::Result<usize>, mut buf: Buf) {
+    fn sent(&mut self, ring: &mut Ring<Self>, key: u64, result: io::Result<usize>, mut buf: Buf) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -520,7 +523,7 @@ impl<P: Protocol> Server<P> {
 
     /// Once half the unsent answers are sent, answers the held requests
     /// and, if they leave it under its budget, receives again.
-    fn resume(&mut self, ring: &mut Ring<Self>, key: usize) {
+    fn resume(&mut self, ring: &mut Ring<Self>, key: u64) {
         let limit = self.output_limit();
         let conn = &mut self.conns[key];
         if !conn.paused || conn.unsent() > limit / 2 {
@@ -539,7 +542,7 @@ impl<P: Protocol> Server<P> {
 
     /// Sends what is waiting; pauses or stops receiving; closes the
     /// connection once nothing of it is in flight.
-    fn settle(&mut self, ring: &mut Ring<Self>, key: usize) {
+    fn settle(&mut self, ring: &mut Ring<Self>, key: u64) {
         let conn = &mut self.conns[key];
         if conn.sending.is_none() && !conn.output.is_empty() {
             let output = std::mem::take(&mut conn.output);
@@ -564,18 +567,19 @@ impl<P: Protocol> Server<P> {
             }
         }
         if conn.closing && conn.sending.is_none() && conn.receive.is_none() {
-            let conn = self.conns.remove(key);
-            self.input -= conn.counted.0;
-            self.output -= conn.counted.1;
-            self.spares.give(conn.input);
-            ring.close(conn.fd, Ctx::none());
+            if let Some(conn) = self.conns.remove(key) {
+                self.input -= conn.counted.0;
+                self.output -= conn.counted.1;
+                self.spares.give(conn.input);
+                ring.close(conn.fd, Ctx::none());
+            }
             return;
         }
         self.recount(key);
     }
 
     /// Brings the server's sums up to date with what a connection holds.
-    fn recount(&mut self, key: usize) {
+    fn recount(&mut self, key: u64) {
         let conn = &mut self.conns[key];
         let (input, output) = conn.held();
         self.input = self.input - conn.counted.0 + input;

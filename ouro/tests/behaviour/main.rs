@@ -51,6 +51,7 @@ mod buffers;
 mod cancel;
 mod deadlines;
 mod drop_safety;
+mod ergonomics;
 mod errors;
 mod examples;
 mod fd_limits;
@@ -63,6 +64,7 @@ mod reaping;
 mod ring_fds;
 mod robustness;
 mod shared_fds;
+mod write_queue;
 
 // The examples, included as they are, so that tests run them.
 #[allow(dead_code)] // their `main`s and command-line parsing

@@ -61,7 +61,7 @@ fn one_accept_task_accepts_many_connections_until_cancelled(kind: BackendKind) {
     let err = expect!(&last.outcome, Outcome::AcceptMulti(Err(e)) => e);
     assert!(ouro::is_canceled(err), "{err}");
     for fd in accepted(&got) {
-        let peer = ouro::net::peer_addr(fd).unwrap().as_socket().unwrap();
+        let peer = ouro::net::peer_addr(fd).unwrap();
         assert!(clients.iter().any(|c| c.local_addr().unwrap() == peer));
     }
 }
