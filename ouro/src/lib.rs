@@ -117,6 +117,7 @@
 mod backend;
 mod buffers;
 mod completion;
+mod error;
 mod fd;
 pub mod fs;
 pub mod message;
@@ -133,7 +134,8 @@ pub use backend::uring::SetupError;
 pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, SendBuf, Slice};
-pub use completion::{is_canceled, is_deadline, Completion};
+pub use completion::Completion;
+pub use error::{is_canceled, is_deadline};
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use message::{Payload, RingHandle, SendError};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};

@@ -66,6 +66,7 @@ mod parcel;
 
 use crate::backend::{RawCompletion, Wake};
 use crate::completion::Completion;
+use crate::error::closed_error;
 use crate::fd::RingFd;
 use crate::op::{Op, Outcome};
 use crate::ring::Ring;
@@ -204,11 +205,6 @@ impl From<SendError> for io::Error {
     fn from(_: SendError) -> io::Error {
         closed_error()
     }
-}
-
-/// The error of a message to a closed mailbox.
-fn closed_error() -> io::Error {
-    io::Error::from_raw_os_error(libc::EPIPE)
 }
 
 /// A `Send + Sync` handle to a ring, through which any thread — with a ring
@@ -902,7 +898,7 @@ impl<S> Ring<S> {
             Some(Ok(())) => self.make_ready(index, 0),
             Some(Err(err)) => {
                 self.rejections.push((index, err));
-                self.make_ready(index, crate::ring::REJECTED);
+                self.make_ready(index, crate::error::REJECTED);
             }
         }
     }
@@ -1022,7 +1018,7 @@ impl<S> Ring<S> {
             Ok(()) => self.finish(state, index, 0, 0),
             Err(err) => {
                 self.rejections.push((index, err));
-                self.finish(state, index, crate::ring::REJECTED, 0)
+                self.finish(state, index, crate::error::REJECTED, 0)
             }
         }
     }

@@ -836,14 +836,6 @@ fn advance_bufs(bufs: &mut BufVec, iov: &[libc::iovec], res: io::Result<u32>) ->
     Ok(n)
 }
 
-/// `io::Error` is not `Clone`; ouro's errors are OS errors or simple kinds.
-pub(crate) fn copy_error(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
 /// Reusable heap blocks for the parts of operations the kernel touches, so
 /// that steady-state operation does not allocate.
 #[derive(Default)]

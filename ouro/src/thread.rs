@@ -9,8 +9,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use crate::error::copy_error;
 use crate::message::{Envelope, Mailbox, RingHandle};
-use crate::op::{copy_error, Op};
+use crate::op::Op;
 use crate::ring::{Ring, RingBuilder, RunMode};
 use crate::task::{Ctx, Task};
 

@@ -28,8 +28,9 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use super::{closed_error, Envelope, Mailbox, Messaging, Payload, RingHandle};
+use super::{Envelope, Mailbox, Messaging, Payload, RingHandle};
 use super::{ErasedCallback, NO_TASK};
+use crate::error::closed_error;
 use crate::fd::{Fd, RingFd};
 use crate::op::Op;
 use crate::ring::Ring;
