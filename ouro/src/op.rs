@@ -11,14 +11,21 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::backend::{BUFFER, BUFFER_SHIFT};
 use crate::buffers::group::{GroupBuf, GroupInner};
 use crate::buffers::{Buf, BufVec};
 use crate::fd::{Fd, FdTable, RingFd};
 use crate::fs::Metadata;
-use crate::message::{Envelope, Mailbox, Payload};
+use crate::mailbox::{Envelope, Mailbox, Payload, ThreadShared};
 use crate::net::{AddrBuf, SockAddr};
-use crate::thread::ThreadShared;
+
+/// Flag: more completions follow for the same task (io_uring's
+/// `IORING_CQE_F_MORE`, which every backend reports the same way).
+pub(crate) const MORE: u32 = 1 << 1;
+
+/// Flag: the completion took a buffer of a group, whose id is in the bits
+/// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
+pub(crate) const BUFFER: u32 = 1;
+pub(crate) const BUFFER_SHIFT: u32 = 16;
 
 /// Where a file read or write starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

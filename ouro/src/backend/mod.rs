@@ -51,20 +51,9 @@ pub(crate) struct RawCompletion {
     pub(crate) flags: u32,
 }
 
-/// Flag: more completions follow for the same task (io_uring's
-/// `IORING_CQE_F_MORE`, which every backend reports the same way).
-pub(crate) const MORE: u32 = 1 << 1;
+pub(crate) use crate::op::{BUFFER, BUFFER_SHIFT, MORE};
 
-/// Flag: the completion took a buffer of a group, whose id is in the bits
-/// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
-pub(crate) const BUFFER: u32 = 1;
-pub(crate) const BUFFER_SHIFT: u32 = 16;
-
-/// Wakes a ring's backend from any thread: see the [module docs](self).
-pub(crate) trait Wake: Send + Sync {
-    /// Makes the backend's current or next `wait` return promptly.
-    fn wake(&self);
-}
+pub(crate) use crate::mailbox::Wake;
 
 /// What became of a request to start an operation.
 pub(crate) enum Started {

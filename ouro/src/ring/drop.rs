@@ -4,11 +4,12 @@
 use std::mem;
 use std::time::{Duration, Instant};
 
+use super::slab::{Slab, State};
 use super::Ring;
 use crate::backend::{RawCompletion, MORE};
 use crate::error::raw_result;
 use crate::op::Op;
-use crate::task::{user_data, Slab, State};
+use crate::task::user_data;
 use crate::time::Clock;
 
 /// How long a dropping ring waits for the kernel to give back memory of

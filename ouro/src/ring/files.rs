@@ -3,12 +3,14 @@
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 
+use super::slab::{CancelReason, State};
+use super::Ctx;
 use super::Ring;
 use crate::error::bad_ring_fd;
 use crate::fd::sealed::Source;
 use crate::fd::{Fd, OpFd, RingFd};
 use crate::op::Op;
-use crate::task::{CancelReason, Ctx, State, Task};
+use crate::task::Task;
 
 impl<S> Ring<S> {
     /// Hands `fd` to the ring for good and returns its handle, which every

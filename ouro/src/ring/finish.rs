@@ -3,12 +3,13 @@
 
 use std::io;
 
+use super::slab::Finished;
 use super::Ring;
 use crate::backend::MORE;
 use crate::completion::Completion;
 use crate::error::{raw_result, user_space_error, ETIME, KERNEL_INTERNAL, REJECTED};
 use crate::op::{Op, Outcome};
-use crate::task::{Finished, NIL};
+use crate::task::NIL;
 
 impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task

@@ -18,21 +18,30 @@ use std::time::Instant;
 use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion};
 use crate::buffers::group::GroupInner;
 use crate::fd::{FdTable, Keeps};
-use crate::message::Messaging;
 use crate::op::Pools;
-use crate::task::{Slab, Task, Waiters};
+use crate::task::Task;
 use crate::time::{Clock, TimerHeap};
+use messages::Messaging;
+use slab::{Slab, Waiters};
 
 mod builder;
+mod ctx;
 mod drop;
 mod files;
 mod finish;
+mod messages;
 mod multishot;
 mod ops;
+mod parcel;
 mod run;
 mod schedule;
+mod slab;
+mod thread;
 
 pub use builder::RingBuilder;
+pub use ctx::{Callback, Ctx};
+pub use messages::RingHandle;
+pub use thread::RingThread;
 
 /// How long [`Ring::run`] goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,8 +104,8 @@ struct Ready {
 pub struct Ring<S = ()> {
     /// First, so that it is torn down before the slab (whose ops it may
     /// write into) and the groups are freed.
-    pub(crate) backend: Backend,
-    pub(crate) slab: Slab<S>,
+    backend: Backend,
+    slab: Slab<S>,
     timers: TimerHeap,
     clock: Clock,
     /// Tasks waiting for room in the backend, in submission order.
@@ -111,12 +120,12 @@ pub struct Ring<S = ()> {
     waiters: Waiters,
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
-    pub(crate) rejections: Vec<(u32, io::Error)>,
+    rejections: Vec<(u32, io::Error)>,
     /// Buffer groups made by `buffer_group`, unregistered on drop.
     groups: Vec<Rc<GroupInner>>,
     /// The ring fds: which slots are live and which tasks name them (the
     /// backend keeps the files).
-    pub(crate) files: FdTable,
+    files: FdTable,
     /// The shared owners of fds that live tasks name, so that those files
     /// stay open until the tasks' final completions.
     keeps: Keeps,
@@ -131,9 +140,9 @@ pub struct Ring<S = ()> {
     /// Why io_uring was not used, when the ring fell back from it.
     fallback: Option<io::Error>,
     /// The mailbox, incoming messages and outboxes (see `message.rs`).
-    pub(crate) messaging: Messaging,
+    messaging: Messaging,
     /// Whether messages to and from this ring may use MSG_RING doorbells.
-    pub(crate) msg_ring: bool,
+    msg_ring: bool,
     /// The fixed file table's size it was built with, if one was chosen
     /// (threads spawned from it are built alike).
     fixed_files: Option<u32>,

@@ -3,11 +3,12 @@
 use std::io;
 use std::rc::Rc;
 
+use super::Ctx;
 use super::Ring;
 use crate::buffers::group::{BufferGroup, GroupInner};
 use crate::fd::OpFd;
 use crate::op::Op;
-use crate::task::{Ctx, Task};
+use crate::task::Task;
 
 impl<S> Ring<S> {
     /// Makes a group of `count` buffers (a power of two, at most 32768) of

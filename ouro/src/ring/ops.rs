@@ -4,6 +4,8 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::slab::State;
+use super::Ctx;
 use super::Ring;
 use crate::buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut};
 use crate::error::{no_room_error, offset_error};
@@ -12,7 +14,7 @@ use crate::fd::{CloseFd, OpFd};
 use crate::fs::OpenOptions;
 use crate::net::{Domain, Protocol, SockAddr, Type};
 use crate::op::{Offset, Op, PollMask};
-use crate::task::{Ctx, State, Task};
+use crate::task::Task;
 use crate::time::duration_ns;
 
 impl<S> Ring<S> {

@@ -6,11 +6,12 @@ use std::io;
 use std::mem;
 use std::rc::Rc;
 
+use super::slab::{CancelReason, State};
 use super::{Ring, RunMode};
 use crate::backend::{RawCompletion, Started};
 use crate::error::ETIME;
 use crate::op::Op;
-use crate::task::{user_data, CancelReason, State};
+use crate::task::user_data;
 
 impl<S> Ring<S> {
     /// Runs the ring, delivering completions to their callbacks with

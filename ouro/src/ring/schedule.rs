@@ -3,11 +3,13 @@
 
 use std::io;
 
+use super::slab::{CancelReason, State};
+use super::Ctx;
 use super::{Ready, Ring};
 use crate::backend::Started;
 use crate::error::{ETIME, REJECTED};
 use crate::op::Op;
-use crate::task::{user_data, CancelReason, Ctx, State, Task};
+use crate::task::{user_data, Task};
 
 impl<S> Ring<S> {
     /// Schedules an operation of the backend's.
