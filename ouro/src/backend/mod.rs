@@ -5,7 +5,7 @@
 //!
 //! # What messages between rings need from a backend
 //!
-//! The ring keeps the messages (see `message.rs`); a backend only provides:
+//! The ring keeps the messages (see `ring/messages.rs` and `mailbox/`); a backend only provides:
 //!
 //! - `waker`: a thread-safe [`Wake`]. After `wake()` from any thread, the
 //!   backend's current `wait` returns promptly, or its next one does not

@@ -139,7 +139,7 @@ pub struct Ring<S = ()> {
     stopped: bool,
     /// Why io_uring was not used, when the ring fell back from it.
     fallback: Option<io::Error>,
-    /// The mailbox, incoming messages and outboxes (see `message.rs`).
+    /// The mailbox, incoming messages and outboxes (see `messages.rs`).
     messaging: Messaging,
     /// Whether messages to and from this ring may use MSG_RING doorbells.
     msg_ring: bool,

@@ -9,7 +9,7 @@
 //! clear `Unsupported` error, except socket, bind, listen and shutdown,
 //! which never block and fall back to the plain system call.
 //!
-//! For messages between rings (see `message.rs`) the backend offers a waker
+//! For messages between rings (see `ring/messages.rs`) the backend offers a waker
 //! (an eventfd that an internal read request drains, so a wake-up costs the
 //! ring no system call of its own) and MSG_RING doorbells, used when the
 //! kernel accepts `IORING_MSG_RING_FLAGS_PASS` (6.3): MSG_RING exists since
