@@ -47,7 +47,7 @@ mod sys;
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +59,9 @@ use self::files::{ready_bits, FdTable};
 use self::pool::Pool;
 use self::prep::{at_position, needs, prepare, read_hint};
 use self::sys::{Attempt, Call};
-use super::{OwnedFiles, RawCompletion, Started, Wake, MORE};
+use super::driver::Driver;
+use super::{BackendKind, OwnedFiles, RawCompletion, Started, Wake, MORE};
+use crate::error::bad_ring_fd;
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -523,3 +525,77 @@ impl Drop for PollBackend {
 const POLLER: &str = "epoll";
 #[cfg(not(target_os = "linux"))]
 const POLLER: &str = "kqueue";
+
+impl Driver for PollBackend {
+    const KIND: BackendKind = BackendKind::Poll;
+
+    #[inline(always)]
+    unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+        // SAFETY: forwarded: our caller keeps what `op` owns alive and in
+        // place until its final completion.
+        unsafe { PollBackend::start(self, user_data, op, clock) }
+    }
+
+    fn cancel(&mut self, user_data: u64) -> bool {
+        PollBackend::cancel(self, user_data)
+    }
+
+    fn flush(&mut self) -> io::Result<bool> {
+        PollBackend::flush(self)
+    }
+
+    fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
+        PollBackend::wait(self, timeout, clock)
+    }
+
+    #[inline]
+    fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        PollBackend::reap(self, out)
+    }
+
+    fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        PollBackend::waker(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("readiness ({} and a file thread pool)", self.poller())
+    }
+
+    /// Registered at its first wait (there is no fixed table to use).
+    fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
+        let _ = may_use_table;
+        PollBackend::adopt_fd(self, file, fd)
+    }
+
+    fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
+        self.files
+            .get(file)
+            .map(AsFd::as_fd)
+            .ok_or_else(bad_ring_fd)
+    }
+
+    fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
+        let _ = stash;
+        PollBackend::take_file(self, file).ok_or_else(bad_ring_fd)
+    }
+
+    fn forget_file(&mut self, file: u32) {
+        drop(PollBackend::take_file(self, file));
+    }
+
+    fn close_files(&mut self) {
+        self.files.close_all();
+    }
+
+    fn leak_files(&mut self) {
+        self.files.leak_all();
+    }
+
+    fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        PollBackend::pollable_fd(self)
+    }
+
+    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        PollBackend::prepare_poll(self, now, after_ns)
+    }
+}

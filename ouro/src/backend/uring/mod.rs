@@ -40,7 +40,9 @@ use std::sync::{Arc, OnceLock};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::{Options, RawCompletion, Started, Wake};
+use super::driver::Driver;
+use super::{BackendKind, Options, RawCompletion, Started, Wake};
+use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
@@ -442,4 +444,130 @@ fn syscall_result(res: libc::c_int) -> i32 {
 
 fn is_busy(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
+}
+
+impl Driver for Uring {
+    const KIND: BackendKind = BackendKind::Uring;
+
+    #[inline(always)]
+    unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+        // SAFETY: forwarded: our caller keeps what `op` owns alive and in
+        // place until its final completion.
+        unsafe { Uring::start(self, user_data, op, clock) }
+    }
+
+    fn cancel(&mut self, user_data: u64) -> bool {
+        Uring::cancel(self, user_data)
+    }
+
+    fn flush(&mut self) -> io::Result<bool> {
+        Uring::flush(self)
+    }
+
+    fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
+        Uring::wait(self, timeout, clock)
+    }
+
+    #[inline]
+    fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        Uring::reap(self, out)
+    }
+
+    fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        Uring::waker(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("io_uring ({})", self.setup())
+    }
+
+    fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
+        Uring::adopt_fd(self, file, fd, may_use_table)
+    }
+
+    fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
+        Uring::file_fd(self, file)
+    }
+
+    fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
+        Uring::take_file(self, file, stash)
+    }
+
+    fn forget_file(&mut self, file: u32) {
+        Uring::forget_file(self, file)
+    }
+
+    fn close_files(&mut self) {
+        Uring::close_files(self)
+    }
+
+    fn leak_files(&mut self) {
+        Uring::leak_files(self)
+    }
+
+    #[inline]
+    fn queued(&mut self) -> Option<usize> {
+        Some(Uring::queued(self))
+    }
+
+    #[inline(always)]
+    fn next_completion(&mut self) -> Option<RawCompletion> {
+        Uring::next_completion(self)
+    }
+
+    fn settle_queue(&mut self) -> bool {
+        Uring::settle_queue(self)
+    }
+
+    fn register_group(&mut self, group: &GroupInner) {
+        Uring::register_group(self, group)
+    }
+
+    fn unregister_group(&mut self, group: &GroupInner) {
+        Uring::unregister_group(self, group)
+    }
+
+    fn ensure_fixed_table(&mut self) {
+        Uring::ensure_fixed_table(self)
+    }
+
+    fn fixed_slot(&self, file: u32) -> Option<u32> {
+        Uring::fixed_slot(self, file)
+    }
+
+    fn accepts_fixed(&mut self) -> bool {
+        Uring::accepts_fixed(self)
+    }
+
+    fn close_orphan(&mut self, slot: u32) {
+        Uring::close_orphan(self, slot)
+    }
+
+    fn adopt_fixed(&mut self, file: u32, slot: u32) {
+        Uring::adopt_fixed(self, file, slot)
+    }
+
+    fn doorbell_target(&self) -> Option<RawFd> {
+        Uring::doorbell_target(self)
+    }
+
+    fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
+        Uring::ring_doorbell(self, target, user_data)
+    }
+
+    fn has_unsubmitted(&mut self) -> bool {
+        Uring::has_unsubmitted(self)
+    }
+
+    fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        Uring::pollable_fd(self)
+    }
+
+    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+        Uring::prepare_poll(self, now, after_ns)
+    }
+
+    fn uring_fd(&self) -> Option<RawFd> {
+        Some(self.fd())
+    }
 }
