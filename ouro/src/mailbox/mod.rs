@@ -167,7 +167,7 @@ pub(crate) trait Wake: Send + Sync {
 
 /// A callback with its state type erased, so that one mailbox type serves
 /// rings of every state type. Only the ring whose state type it was erased
-/// from turns it back (see [`RingHandle`]).
+/// from turns it back (see [`RingHandle`](crate::RingHandle)).
 #[derive(Clone, Copy)]
 pub(crate) struct ErasedCallback(pub(crate) fn());
 
@@ -180,7 +180,7 @@ pub(crate) enum Envelope {
         key: u64,
         payload: Payload,
     },
-    /// A ring fd moved as a process fd (see [`Ring::send_fd`]): the
+    /// A ring fd moved as a process fd (see [`Ring::send_fd`](crate::Ring::send_fd)): the
     /// target registers it as a ring fd of its own and runs `callback`
     /// with it.
     Moved {
