@@ -124,7 +124,7 @@ impl<S> Ring<S> {
 
     /// Hands a task that waited in the ring (a ring fd's close) to the
     /// backend, behind any that wait for room.
-    pub(crate) fn start_waiting(&mut self, index: u32) {
+    pub(super) fn start_waiting(&mut self, index: u32) {
         if !self.pending.is_empty() {
             return self.make_pending(self.slab.handle(index));
         }

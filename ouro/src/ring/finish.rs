@@ -15,7 +15,7 @@ impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task
     /// owned, frees the slot (unless more completions follow), runs the
     /// callback, then settles the cancel tasks that waited for it.
-    pub(crate) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+    pub(super) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         let res = if KERNEL_INTERNAL.contains(&res) {
             user_space_error(res)
         } else {
@@ -123,7 +123,7 @@ impl<S> Ring<S> {
     }
 
     #[cold]
-    pub(crate) fn record_error(&mut self, err: io::Error) {
+    pub(super) fn record_error(&mut self, err: io::Error) {
         if self.first_error.is_none() {
             self.first_error = Some(err);
         } else {

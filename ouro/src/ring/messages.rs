@@ -129,20 +129,20 @@ pub(crate) struct Messaging {
 impl Messaging {
     /// Whether messages wait to be delivered (a sender rang, or some were
     /// taken and not yet delivered).
-    pub(crate) fn waiting(&self) -> bool {
+    pub(super) fn waiting(&self) -> bool {
         !self.incoming.is_empty() || self.mailbox.as_ref().is_some_and(|m| m.has_mail())
     }
 
     /// The ring is about to sleep (or, pollable, to be left until its fd is
     /// readable): senders must ring from now on. Whether messages came
     /// meanwhile (then it must not sleep).
-    pub(crate) fn before_sleep(&self) -> bool {
+    pub(super) fn before_sleep(&self) -> bool {
         self.mailbox.as_ref().is_some_and(|m| m.before_sleep())
     }
 
     /// Whether messages wait to go out (fire-and-forget ones have no task
     /// to keep the ring running).
-    pub(crate) fn has_outgoing(&self) -> bool {
+    pub(super) fn has_outgoing(&self) -> bool {
         self.queued
     }
 
@@ -191,7 +191,7 @@ impl Messaging {
     /// once no doorbell waits in the submission queue. A stopped target's
     /// fd then closes (with the target's own), without waiting for another
     /// message to it.
-    pub(crate) fn release_doorbells(&mut self) {
+    pub(super) fn release_doorbells(&mut self) {
         self.holds_doorbells = false;
         for outbox in self.outboxes.iter_mut().flatten() {
             outbox.doorbell = None;
@@ -201,7 +201,7 @@ impl Messaging {
     /// During the ring's drop: what still holds user values (messages taken
     /// from the mailbox and not delivered, messages not yet published), for
     /// the ring to drop once its backend is quiesced.
-    pub(crate) fn take_undelivered(&mut self) -> Undelivered {
+    pub(super) fn take_undelivered(&mut self) -> Undelivered {
         Undelivered {
             _incoming: mem::take(&mut self.incoming),
             _outboxes: mem::take(&mut self.outboxes),
@@ -279,7 +279,7 @@ impl<S> Ring<S> {
         })
     }
 
-    pub(crate) fn mailbox(&mut self) -> io::Result<&Arc<Mailbox>> {
+    pub(super) fn mailbox(&mut self) -> io::Result<&Arc<Mailbox>> {
         if self.messaging.mailbox.is_none() {
             let waker = self.backend.waker()?;
             let doorbell = self
@@ -329,7 +329,7 @@ impl<S> Ring<S> {
 
     /// Queues `envelope` for `target`: as a message task if `ctx` has a
     /// callback to tell, else fire and forget (no task, no slot).
-    pub(crate) fn send_envelope(
+    pub(super) fn send_envelope(
         &mut self,
         target: &Arc<Mailbox>,
         envelope: Envelope,
@@ -344,7 +344,7 @@ impl<S> Ring<S> {
     }
 
     /// Queues a message task (`MsgRing` or `StopThread`) for `target`.
-    pub(crate) fn queue_message(&mut self, target: &Arc<Mailbox>, op: Op, ctx: Ctx<S>) -> Task {
+    pub(super) fn queue_message(&mut self, target: &Arc<Mailbox>, op: Op, ctx: Ctx<S>) -> Task {
         let task = self.slab.insert(op, ctx);
         self.slab.slots[task.index as usize].state = State::Pending;
         let outbox = self.messaging.outbox(target);
@@ -355,7 +355,7 @@ impl<S> Ring<S> {
 
     /// Publishes every queued message, target by target, and rings each
     /// target's doorbell if needed.
-    pub(crate) fn publish_messages(&mut self) {
+    pub(super) fn publish_messages(&mut self) {
         if !mem::take(&mut self.messaging.queued) {
             return;
         }
@@ -477,7 +477,7 @@ impl<S> Ring<S> {
     /// its slot reused meanwhile, the target was closed, and the wake-up
     /// lands on another ring, which finds nothing new.)
     #[cold]
-    pub(crate) fn doorbell_failed(&mut self, c: RawCompletion) {
+    pub(super) fn doorbell_failed(&mut self, c: RawCompletion) {
         let index = user_data::index(c.user_data) as usize;
         let Some(Some(outbox)) = self.messaging.outboxes.get(index) else {
             return;
@@ -491,7 +491,7 @@ impl<S> Ring<S> {
 
     /// Delivers the messages waiting in the mailbox: those taken at the
     /// start (messages sent by these callbacks wait for the next turn).
-    pub(crate) fn deliver_messages(&mut self, state: &mut S) -> usize {
+    pub(super) fn deliver_messages(&mut self, state: &mut S) -> usize {
         if self.messaging.incoming.is_empty() {
             match &self.messaging.mailbox {
                 Some(mailbox) => mailbox.take(&mut self.messaging.incoming),
@@ -545,7 +545,7 @@ impl<S> Ring<S> {
 
     /// Runs a message's callback with its payload (dropped if there is no
     /// callback).
-    pub(crate) fn deliver_message(
+    pub(super) fn deliver_message(
         &mut self,
         state: &mut S,
         callback: Option<ErasedCallback>,
@@ -593,7 +593,7 @@ impl<S> Ring<S> {
 
     /// Refuses every later message and moves those already accepted to
     /// the delivery queue.
-    pub(crate) fn close_mailbox(&mut self) {
+    pub(super) fn close_mailbox(&mut self) {
         if let Some(mailbox) = &self.messaging.mailbox {
             mailbox.close(&mut self.messaging.incoming);
         }

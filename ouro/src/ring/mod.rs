@@ -207,7 +207,7 @@ impl<S> Ring<S> {
     /// How a thread spawned from this ring builds its own: same backend,
     /// message settings and fixed table size, sharing this ring's kernel
     /// work queue.
-    pub(crate) fn child_builder(&self, entries: u32) -> RingBuilder {
+    fn child_builder(&self, entries: u32) -> RingBuilder {
         let mut builder = Ring::builder()
             .entries(entries)
             .backend(self.backend.kind())

@@ -139,7 +139,7 @@ impl<S> Ring<S> {
     /// The sender's bookkeeping when its `IORING_MSG_SEND_FD` completed
     /// (from `settle_files`, once no task names the ring fd any more):
     /// the result the sender's callback gets.
-    pub(crate) fn settle_sent_fd(
+    pub(super) fn settle_sent_fd(
         &mut self,
         file: u32,
         mailbox: &Mailbox,
@@ -164,7 +164,7 @@ impl<S> Ring<S> {
     }
 
     /// Starts the closes of the ring fds moved away since the last turn.
-    pub(crate) fn close_moved(&mut self) {
+    pub(super) fn close_moved(&mut self) {
         while let Some(file) = self.files.moved.pop() {
             let task = self.slab.insert(Op::CloseRing { file }, Ctx::none());
             self.start_waiting(task.index);
@@ -176,7 +176,7 @@ impl<S> Ring<S> {
     /// of line: inlined, it would make every completion's dispatch save
     /// registers it does not need.)
     #[inline(never)]
-    pub(crate) fn parcel_landed(&mut self, state: &mut S, token: u32, slot: i32) -> usize {
+    pub(super) fn parcel_landed(&mut self, state: &mut S, token: u32, slot: i32) -> usize {
         let Ok(slot) = u32::try_from(slot) else {
             return 0;
         };
@@ -201,7 +201,7 @@ impl<S> Ring<S> {
 
     /// Runs a message's callback with a ring fd that arrived; closes the
     /// ring fd if there is no callback (nothing else would).
-    pub(crate) fn deliver_ring_fd(
+    pub(super) fn deliver_ring_fd(
         &mut self,
         state: &mut S,
         callback: Option<ErasedCallback>,

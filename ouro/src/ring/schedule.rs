@@ -14,7 +14,7 @@ use crate::task::{user_data, Task};
 impl<S> Ring<S> {
     /// Schedules an operation of the backend's.
     #[inline(always)]
-    pub(crate) fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
+    pub(super) fn schedule(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         let task = self.slab.insert(op, ctx);
         self.add_fd_users(task.index);
         // Behind others waiting for room: in order, after them.
@@ -32,7 +32,7 @@ impl<S> Ring<S> {
     }
 
     /// Schedules a task that fails at once with `err` (bad input).
-    pub(crate) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
+    pub(super) fn reject(&mut self, op: Op, ctx: Ctx<S>, err: io::Error) -> Task {
         let task = self.slab.insert(op, ctx);
         self.add_fd_users(task.index);
         self.rejections.push((task.index, err));
@@ -73,7 +73,7 @@ impl<S> Ring<S> {
         self.pending.push_back(task);
     }
 
-    pub(crate) fn make_ready(&mut self, index: u32, res: i32) {
+    pub(super) fn make_ready(&mut self, index: u32, res: i32) {
         self.slab.slots[index as usize].state = State::Ready;
         let task = self.slab.handle(index);
         self.ready.push_back(Ready { task, res });

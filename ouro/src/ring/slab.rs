@@ -70,7 +70,7 @@ pub(crate) struct Slab<S> {
 }
 
 impl<S> Slab<S> {
-    pub(crate) fn with_capacity(capacity: usize, ring: u32) -> Slab<S> {
+    pub(super) fn with_capacity(capacity: usize, ring: u32) -> Slab<S> {
         Slab {
             slots: Vec::with_capacity(capacity),
             free_head: NIL,
@@ -80,13 +80,13 @@ impl<S> Slab<S> {
     }
 
     /// Number of tasks not yet delivered.
-    pub(crate) fn live(&self) -> u32 {
+    pub(super) fn live(&self) -> u32 {
         self.live
     }
 
     /// Puts a new task in a free slot (or a new one); returns its handle.
     #[inline(always)]
-    pub(crate) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> Task {
+    pub(super) fn insert(&mut self, op: Op, ctx: Ctx<S>) -> Task {
         self.live += 1;
         if self.free_head != NIL {
             let index = self.free_head;
@@ -139,7 +139,7 @@ impl<S> Slab<S> {
     /// what delivering its completion needs. The generation moves on, so
     /// old handles go stale.
     #[inline(always)]
-    pub(crate) fn release_finished(&mut self, index: u32) -> Finished<S> {
+    pub(super) fn release_finished(&mut self, index: u32) -> Finished<S> {
         let slot = &mut self.slots[index as usize];
         let finished = Finished {
             task: Task {
@@ -161,7 +161,7 @@ impl<S> Slab<S> {
         finished
     }
 
-    pub(crate) fn handle(&self, index: u32) -> Task {
+    pub(super) fn handle(&self, index: u32) -> Task {
         Task {
             index,
             generation: self.slots[index as usize].generation,
@@ -170,7 +170,7 @@ impl<S> Slab<S> {
     }
 
     /// The slot of a task of this ring that has not finished yet.
-    pub(crate) fn live_index(&self, task: Task) -> Option<u32> {
+    pub(super) fn live_index(&self, task: Task) -> Option<u32> {
         if task.ring != self.ring {
             return None;
         }
@@ -193,7 +193,7 @@ struct WaiterNode {
 }
 
 impl Waiters {
-    pub(crate) fn push(&mut self, head: &mut u32, canceller: u32) {
+    pub(super) fn push(&mut self, head: &mut u32, canceller: u32) {
         let node = WaiterNode {
             canceller,
             next: *head,
@@ -215,7 +215,7 @@ impl Waiters {
         *head = index;
     }
 
-    pub(crate) fn pop(&mut self, head: &mut u32) -> Option<u32> {
+    pub(super) fn pop(&mut self, head: &mut u32) -> Option<u32> {
         if *head == NIL {
             return None;
         }
