@@ -1,8 +1,9 @@
-//! The library's modules form layers, and imports point down only: a
-//! module may use the modules of lower layers, and those listed before it
-//! in its own layer. This test reads `src/` and fails on any other import,
-//! and on a top-level module missing from the table (a new module must be
-//! placed in it). `ARCHITECTURE.md` draws the same picture.
+//! The library's shape. Its modules form layers, and imports point down
+//! only: a module may use the modules of lower layers, and those listed
+//! before it in its own layer. These tests read `src/` and fail on any
+//! other import, on a top-level module missing from the table (a new
+//! module must be placed in it), and on a source file over 700 lines (split
+//! it by concern). `ARCHITECTURE.md` draws the same picture.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -21,6 +22,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the ring", &["ring"]),
     ("messages", &["message"]),
 ];
+
+/// The most lines a source file may have.
+const MAX_LINES: usize = 700;
 
 /// Where `module` sits: (layer, position within the layer).
 fn rank(module: &str) -> Option<(usize, usize)> {
@@ -201,6 +205,28 @@ fn imports_point_down_the_layers() {
         found.is_empty(),
         "imports against the layers (see LAYERS in tests/layers.rs):\n{}",
         found.join("\n")
+    );
+}
+
+#[test]
+fn no_source_file_is_over_700_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let lines = fs::read_to_string(file)
+                .expect("read a source file")
+                .lines()
+                .count();
+            let relative = file.strip_prefix(&src).expect("under src/");
+            (lines > MAX_LINES).then(|| format!("{}: {lines} lines", relative.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "source files over {MAX_LINES} lines (split them by concern): {long:?}"
     );
 }
 
