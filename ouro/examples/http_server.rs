@@ -337,7 +337,12 @@ fn status(output: &mut Vec<u8>, code: u16, reason: &str) {
 /// program's name).
 #[allow(dead_code)] // `main` and the backend-choice tests use it
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
-    stream_server::main_with("http_server", ([127, 0, 0, 1], 8080).into(), Http, args)
+    stream_server::main_with(
+        "http_server",
+        ([127, 0, 0, 1], 8080).into(),
+        Http::default(),
+        args,
+    )
 }
 
 #[allow(dead_code)] // the tests use `serve`

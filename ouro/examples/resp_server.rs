@@ -462,6 +462,7 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     let resp = Resp {
         data: HashMap::new(),
+        examined: 0,
     };
     stream_server::main_with("resp_server", ([127, 0, 0, 1], 6379).into(), resp, args)
 }

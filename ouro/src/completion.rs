@@ -4,7 +4,8 @@
 use std::io;
 
 use crate::buffers::Buf;
-use crate::op::{copy_error, OpKind, Outcome};
+use crate::error::copy_error;
+use crate::op::{OpKind, Outcome};
 use crate::task::Task;
 
 /// A finished task: its message and key, its typed [`Outcome`], and any
@@ -241,30 +242,6 @@ fn kind_name(outcome: &Outcome) -> &'static str {
         Outcome::ThreadStopped(_) => "thread stop",
         _ => "operation",
     }
-}
-
-/// Whether `err` says the task was cancelled through [`Ring::cancel`] or
-/// [`Ring::cancel_all`] (`ECANCELED`).
-///
-/// [`Ring::cancel`]: crate::Ring::cancel
-/// [`Ring::cancel_all`]: crate::Ring::cancel_all
-pub fn is_canceled(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ECANCELED)
-}
-
-/// The error of a task whose deadline passed: `ETIME`, or `ETIMEDOUT` where
-/// there is no `ETIME` (FreeBSD).
-#[cfg(not(target_os = "freebsd"))]
-pub(crate) const ETIME: i32 = libc::ETIME;
-/// The error of a task whose deadline passed: `ETIMEDOUT`, as FreeBSD has
-/// no `ETIME`.
-#[cfg(target_os = "freebsd")]
-pub(crate) const ETIME: i32 = libc::ETIMEDOUT;
-
-/// Whether `err` says the task's deadline passed (`ETIME`; `ETIMEDOUT` on
-/// FreeBSD, which has no `ETIME`).
-pub fn is_deadline(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(ETIME)
 }
 
 /// Declares a `#[repr(u16)]` message enum with the conversions a [`Ctx`]

@@ -118,15 +118,16 @@ mod backend;
 mod buffers;
 mod completion;
 mod conns;
+mod error;
 mod fd;
 mod fd_table;
 pub mod fs;
+mod mailbox;
 pub mod message;
 pub mod net;
 mod op;
 mod ring;
 mod task;
-mod thread;
 mod time;
 mod write_queue;
 
@@ -136,15 +137,15 @@ pub use backend::uring::SetupError;
 pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, SendBuf, Slice};
-pub use completion::{is_canceled, is_deadline, Completion};
+pub use completion::Completion;
 pub use conns::ConnTable;
+pub use error::{is_canceled, is_deadline};
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use fd_table::{is_fd_table_full, FdTableFull};
 pub use message::{Payload, RingHandle, SendAny, SendError, WrongValue};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
-pub use ring::{Ring, RingBuilder, RunMode};
-pub use task::{Callback, Ctx, Task};
-pub use thread::RingThread;
+pub use ring::{Callback, Ctx, Ring, RingBuilder, RingThread, RunMode};
+pub use task::Task;
 pub use write_queue::{WriteProgress, WriteQueue};
 
 /// `docs/helpers.md`, whose examples the doc tests compile and run.

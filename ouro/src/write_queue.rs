@@ -9,8 +9,8 @@ use crate::buffers::{Buf, IntoBuf};
 use crate::completion::Completion;
 use crate::fd::{OpFd, RingFd};
 use crate::op::{Offset, Outcome};
+use crate::ring::Ctx;
 use crate::ring::Ring;
-use crate::task::Ctx;
 
 /// Writes every buffer pushed to it to one fd, whole and in order.
 ///

@@ -59,11 +59,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{OwnedFiles, RawCompletion, Started, Wake};
+use super::driver::Driver;
+use super::{BackendKind, OwnedFiles, RawCompletion, Started, Wake};
+use crate::error::bad_ring_fd;
 use crate::fd::{Fd, Named};
 use crate::op::{Op, OpKind};
 use crate::time::{duration_ns, Clock};
@@ -598,4 +600,70 @@ fn check(reply: Reply, makes_fd: bool, now: u64) -> io::Result<(u64, Checked)> {
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+impl Driver for Mock {
+    const KIND: BackendKind = BackendKind::Mock;
+
+    #[inline(always)]
+    unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+        // SAFETY: forwarded: our caller keeps what `op` owns alive and in
+        // place until its final completion.
+        unsafe { Mock::start(self, user_data, op, clock) }
+    }
+
+    fn cancel(&mut self, user_data: u64) -> bool {
+        Mock::cancel(self, user_data)
+    }
+
+    fn flush(&mut self) -> io::Result<bool> {
+        Mock::flush(self)
+    }
+
+    fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
+        Mock::wait(self, timeout, clock)
+    }
+
+    #[inline]
+    fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        Mock::reap(self, out)
+    }
+
+    fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        Mock::waker(self)
+    }
+
+    fn describe(&self) -> String {
+        "mock".to_string()
+    }
+
+    /// Kept as a plain fd (there is no fixed table to use).
+    fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
+        let _ = may_use_table;
+        self.files.insert(file, fd)
+    }
+
+    fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
+        self.files
+            .get(file)
+            .map(AsFd::as_fd)
+            .ok_or_else(bad_ring_fd)
+    }
+
+    fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
+        let _ = stash;
+        self.files.take(file).ok_or_else(bad_ring_fd)
+    }
+
+    fn forget_file(&mut self, file: u32) {
+        drop(self.files.take(file));
+    }
+
+    fn close_files(&mut self) {
+        self.files.close_all();
+    }
+
+    fn leak_files(&mut self) {
+        self.files.leak_all();
+    }
 }

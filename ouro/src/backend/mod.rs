@@ -1,11 +1,13 @@
 //! Backends: what actually performs operations. Each one has the same shape
 //! — start an operation, ask to cancel one, flush, wait, reap — and the ring
 //! above it does everything else (tasks, timers, deadlines, cancellation
-//! bookkeeping, callbacks), so every backend behaves alike.
+//! bookkeeping, callbacks), so every backend behaves alike. That shape is
+//! the [`Driver`] trait (`driver.rs`); the [`Backend`] enum forwards each
+//! call to it.
 //!
 //! # What messages between rings need from a backend
 //!
-//! The ring keeps the messages (see `message.rs`); a backend only provides:
+//! The ring keeps the messages (see `ring/messages.rs` and `mailbox/`); a backend only provides:
 //!
 //! - `waker`: a thread-safe [`Wake`]. After `wake()` from any thread, the
 //!   backend's current `wait` returns promptly, or its next one does not
@@ -30,13 +32,15 @@
 //!   does, it and the mock return `None` and cannot be built pollable.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use crate::buffers::group::GroupInner;
 use crate::op::Op;
 use crate::time::Clock;
+use driver::Driver;
 
+mod driver;
 pub mod mock;
 pub(crate) mod poll;
 #[cfg(target_os = "linux")]
@@ -51,20 +55,9 @@ pub(crate) struct RawCompletion {
     pub(crate) flags: u32,
 }
 
-/// Flag: more completions follow for the same task (io_uring's
-/// `IORING_CQE_F_MORE`, which every backend reports the same way).
-pub(crate) const MORE: u32 = 1 << 1;
+pub(crate) use crate::op::{BUFFER, BUFFER_SHIFT, MORE};
 
-/// Flag: the completion took a buffer of a group, whose id is in the bits
-/// from `BUFFER_SHIFT` up (io_uring's `IORING_CQE_F_BUFFER`).
-pub(crate) const BUFFER: u32 = 1;
-pub(crate) const BUFFER_SHIFT: u32 = 16;
-
-/// Wakes a ring's backend from any thread: see the [module docs](self).
-pub(crate) trait Wake: Send + Sync {
-    /// Makes the backend's current or next `wait` return promptly.
-    fn wake(&self);
-}
+pub(crate) use crate::mailbox::Wake;
 
 /// What became of a request to start an operation.
 pub(crate) enum Started {
@@ -223,343 +216,151 @@ macro_rules! dispatch {
     };
 }
 
+/// The backend's kind, from its `Driver` impl.
+fn kind_of<D: Driver>(_: &D) -> BackendKind {
+    D::KIND
+}
+
+// Each method forwards to the backend's `Driver` impl (documented there).
 impl Backend {
     pub(crate) fn kind(&self) -> BackendKind {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(_) => BackendKind::Uring,
-            Backend::Poll(_) => BackendKind::Poll,
-            Backend::Mock(_) => BackendKind::Mock,
-        }
+        dispatch!(self, b => kind_of(b))
     }
 
-    /// Starts `op`, identified by `user_data` in its completion.
-    ///
     /// # Safety
     ///
-    /// When this returns [`Started::Yes`], the backend has handed raw
-    /// pointers into the memory `op` owns (buffers, socket addresses,
-    /// iovecs, paths, statx and msghdr blocks) to the kernel or to a pool
-    /// thread, which may read or write through them at any time until the
-    /// operation ends. The caller keeps that memory alive and in place: it
-    /// must not be freed, moved or reused until the operation's final
-    /// completion has been reaped from this backend, or until the backend
-    /// has been drained of the operation (cancelled and its completion
-    /// reaped) before it is torn down. The `Op` value itself may move (its
-    /// kernel-visible memory is in heap blocks it owns); what those blocks
-    /// hold must not be touched meanwhile.
+    /// As [`Driver::start`].
     #[inline(always)]
     pub(crate) unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
         // SAFETY: our caller keeps `op`'s memory alive and in place until
         // the final completion, which is the same contract each backend's
         // `start` has.
-        dispatch!(self, b => unsafe { b.start(user_data, op, clock) })
+        dispatch!(self, b => unsafe { Driver::start(b, user_data, op, clock) })
     }
 
-    /// Asks to cancel the operation started with `user_data`; `false` when
-    /// there is no room to ask now.
     pub(crate) fn cancel(&mut self, user_data: u64) -> bool {
-        dispatch!(self, b => b.cancel(user_data))
+        dispatch!(self, b => Driver::cancel(b, user_data))
     }
 
-    /// Hands what was started to the kernel without waiting, to make room;
-    /// `false` when that was not possible now.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
-        dispatch!(self, b => b.flush())
+        dispatch!(self, b => Driver::flush(b))
     }
 
-    /// Submits what was started and waits until a completion is available
-    /// or `timeout` nanoseconds pass (`None`: no limit).
     pub(crate) fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
-        dispatch!(self, b => b.wait(timeout, clock))
+        dispatch!(self, b => Driver::wait(b, timeout, clock))
     }
 
-    /// Lets the backend share `group` with the kernel, if it can.
     pub(crate) fn register_group(&mut self, group: &GroupInner) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.register_group(group),
-            // The readiness backend takes buffers from the free list.
-            Backend::Poll(_) | Backend::Mock(_) => {
-                let _ = group;
-            }
-        }
+        dispatch!(self, b => Driver::register_group(b, group))
     }
 
     /// Takes a registered group back from the kernel (nothing may use it).
     pub(crate) fn unregister_group(&mut self, group: &GroupInner) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.unregister_group(group),
-            Backend::Poll(_) | Backend::Mock(_) => {}
-        }
+        dispatch!(self, b => Driver::unregister_group(b, group));
         group.detach();
     }
 
-    /// Appends every available completion to `out`.
     #[inline]
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
-        dispatch!(self, b => b.reap(out))
+        dispatch!(self, b => Driver::reap(b, out))
     }
 
-    /// io_uring's completions are delivered straight off its queue, one by
-    /// one (`next_completion`): this says how many wait there now. `None`
-    /// for the backends that `reap` into a batch instead.
     #[inline]
     pub(crate) fn queued(&mut self) -> Option<usize> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => Some(uring.queued()),
-            Backend::Poll(_) | Backend::Mock(_) => None,
-        }
+        dispatch!(self, b => Driver::queued(b))
     }
 
-    /// The next of the `queued` completions.
     #[inline(always)]
     pub(crate) fn next_completion(&mut self) -> Option<RawCompletion> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.next_completion(),
-            Backend::Poll(_) | Backend::Mock(_) => None,
-        }
+        dispatch!(self, b => Driver::next_completion(b))
     }
 
-    /// After the `queued` completions have been taken: `true` when more may
-    /// have arrived (an overflow moved over).
     pub(crate) fn settle_queue(&mut self) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.settle_queue(),
-            Backend::Poll(_) | Backend::Mock(_) => false,
-        }
+        dispatch!(self, b => Driver::settle_queue(b))
     }
 
-    /// Sets io_uring's fixed file table up now if it is not yet, for an
-    /// operation whose fd the kernel may put there; nothing elsewhere.
     pub(crate) fn ensure_fixed_table(&mut self) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.ensure_fixed_table(),
-            Backend::Poll(_) | Backend::Mock(_) => {}
-        }
+        dispatch!(self, b => Driver::ensure_fixed_table(b))
     }
 
-    /// The fixed table's used slots and size if the kernel, which picks
-    /// the slots of direct operations, finds none free (io_uring).
-    pub(crate) fn fixed_table_full(&self) -> Option<(u32, u32)> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.fixed_table_full(),
-            Backend::Poll(_) | Backend::Mock(_) => None,
-        }
-    }
-
-    /// The fixed-table slot of ring fd `file` (io_uring), which
-    /// `IORING_MSG_SEND_FD` can move.
     pub(crate) fn fixed_slot(&self, file: u32) -> Option<u32> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.fixed_slot(file),
-            Backend::Poll(_) | Backend::Mock(_) => {
-                let _ = file;
-                None
-            }
-        }
+        dispatch!(self, b => Driver::fixed_slot(b, file))
     }
 
-    /// Whether other rings can move files into this ring's fixed table.
+    pub(crate) fn fixed_table_full(&self) -> Option<(u32, u32)> {
+        dispatch!(self, b => Driver::fixed_table_full(b))
+    }
+
     pub(crate) fn accepts_fixed(&mut self) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.accepts_fixed(),
-            Backend::Poll(_) | Backend::Mock(_) => false,
-        }
+        dispatch!(self, b => Driver::accepts_fixed(b))
     }
 
-    /// Empties fixed-table `slot`, filled by a parcel nobody takes.
     pub(crate) fn close_orphan(&mut self, slot: u32) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.close_orphan(slot),
-            Backend::Poll(_) | Backend::Mock(_) => {
-                let _ = slot;
-            }
-        }
+        dispatch!(self, b => Driver::close_orphan(b, slot))
     }
 
-    /// The backend's thread-safe waker, set up on the first call.
     pub(crate) fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
-        dispatch!(self, b => b.waker())
+        dispatch!(self, b => Driver::waker(b))
     }
 
-    /// The fd other rings can aim MSG_RING doorbells at, if this backend
-    /// and kernel support them (and so can also send them).
     pub(crate) fn doorbell_target(&self) -> Option<RawFd> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.doorbell_target(),
-            Backend::Poll(_) | Backend::Mock(_) => None,
-        }
+        dispatch!(self, b => Driver::doorbell_target(b))
     }
 
-    /// Queues a MSG_RING doorbell to the ring `target`; if it fails, that
-    /// comes back as a completion with `user_data` (success is silent).
-    /// `false` when that is not possible now (no room, or no support): wake
-    /// the target otherwise.
     pub(crate) fn ring_doorbell(&mut self, target: RawFd, user_data: u64) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.ring_doorbell(target, user_data),
-            Backend::Poll(_) | Backend::Mock(_) => {
-                let _ = (target, user_data);
-                false
-            }
-        }
+        dispatch!(self, b => Driver::ring_doorbell(b, target, user_data))
     }
 
-    /// Whether started operations wait in a queue not yet handed to the
-    /// kernel (so an fd they name must stay open).
     pub(crate) fn has_unsubmitted(&mut self) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.has_unsubmitted(),
-            Backend::Poll(_) | Backend::Mock(_) => false,
-        }
+        dispatch!(self, b => Driver::has_unsubmitted(b))
     }
 
-    /// An fd readable while completions wait, if the backend was set up
-    /// to be polled.
     pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.pollable_fd(),
-            Backend::Poll(poll) => poll.pollable_fd(),
-            Backend::Mock(_) => None,
-        }
+        dispatch!(self, b => Driver::pollable_fd(b))
     }
 
-    /// Before a pollable ring stops running: submits what is queued and
-    /// makes the pollable fd readable now (`now`), or after `after_ns`.
     pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.prepare_poll(now, after_ns),
-            Backend::Poll(poll) => poll.prepare_poll(now, after_ns),
-            Backend::Mock(_) => {
-                let _ = (now, after_ns);
-                Ok(())
-            }
-        }
+        dispatch!(self, b => Driver::prepare_poll(b, now, after_ns))
     }
 
-    /// The io_uring fd, for rings that attach to this one's work queue.
     pub(crate) fn uring_fd(&self) -> Option<RawFd> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => Some(uring.fd()),
-            Backend::Poll(_) | Backend::Mock(_) => None,
-        }
+        dispatch!(self, b => Driver::uring_fd(b))
     }
 
-    /// What the backend is, for diagnostics.
     pub(crate) fn describe(&self) -> String {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => format!("io_uring ({})", uring.setup()),
-            Backend::Poll(poll) => format!("readiness ({} and a file thread pool)", poll.poller()),
-            Backend::Mock(_) => "mock".to_string(),
-        }
+        dispatch!(self, b => Driver::describe(b))
     }
 
-    /// Takes `fd` as ring fd `file` (a slot the ring chose). io_uring may
-    /// also put it in its fixed file table, if `may_use_table` (no direct
-    /// accept could be filling slots not yet reported).
     pub(crate) fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.adopt_fd(file, fd, may_use_table),
-            Backend::Poll(poll) => poll.adopt_fd(file, fd),
-            Backend::Mock(mock) => mock.files.insert(file, fd),
-        }
-        // Only io_uring has a table.
-        let _ = may_use_table;
+        dispatch!(self, b => Driver::adopt_fd(b, file, fd, may_use_table))
     }
 
-    /// Takes fixed-table slot `slot`, which a direct accept filled, as ring
-    /// fd `file` (io_uring only: no other backend reports slots).
     pub(crate) fn adopt_fixed(&mut self, file: u32, slot: u32) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.adopt_fixed(file, slot),
-            Backend::Poll(_) | Backend::Mock(_) => {
-                tracing::error!(
-                    file,
-                    slot,
-                    "a backend without a fixed file table reported a slot"
-                );
-            }
-        }
+        dispatch!(self, b => Driver::adopt_fixed(b, file, slot))
     }
 
-    /// The process fd of ring fd `file`, if it has one.
     pub(crate) fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
-        let fd = match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => return uring.file_fd(file),
-            Backend::Poll(poll) => poll.files.get(file),
-            Backend::Mock(mock) => mock.files.get(file),
-        };
-        fd.map(AsFd::as_fd)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+        dispatch!(self, b => Driver::file_fd(b, file))
     }
 
-    /// Gives ring fd `file` back as an `OwnedFd` (no task names it).
-    /// Completions the backend reaps meanwhile go to `stash`.
     pub(crate) fn take_file(
         &mut self,
         file: u32,
         stash: &mut Vec<RawCompletion>,
     ) -> io::Result<OwnedFd> {
-        let fd = match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => return uring.take_file(file, stash),
-            Backend::Poll(poll) => poll.take_file(file),
-            Backend::Mock(mock) => mock.files.take(file),
-        };
-        let _ = stash;
-        fd.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+        dispatch!(self, b => Driver::take_file(b, file, stash))
     }
 
-    /// Ring fd `file` was closed (its close operation finished): drops
-    /// whatever the backend still keeps of it.
     pub(crate) fn forget_file(&mut self, file: u32) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.forget_file(file),
-            Backend::Poll(poll) => drop(poll.take_file(file)),
-            Backend::Mock(mock) => drop(mock.files.take(file)),
-        }
+        dispatch!(self, b => Driver::forget_file(b, file))
     }
 
-    /// The ring is dropped and nothing is in flight: closes every ring fd.
     pub(crate) fn close_files(&mut self) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.close_files(),
-            Backend::Poll(poll) => poll.files.close_all(),
-            Backend::Mock(mock) => mock.files.close_all(),
-        }
+        dispatch!(self, b => Driver::close_files(b))
     }
 
-    /// The ring is dropped with operations still in flight: the ring fds
-    /// they may name stay open, for good.
     pub(crate) fn leak_files(&mut self) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Backend::Uring(uring) => uring.leak_files(),
-            Backend::Poll(poll) => poll.files.leak_all(),
-            Backend::Mock(mock) => mock.files.leak_all(),
-        }
+        dispatch!(self, b => Driver::leak_files(b))
     }
 
     pub(crate) fn mock_mut(&mut self) -> Option<&mut mock::Mock> {

@@ -28,96 +28,13 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use super::{closed_error, Envelope, Mailbox, Messaging, Payload, RingHandle};
-use super::{ErasedCallback, NO_TASK};
+use crate::error::closed_error;
 use crate::fd::{Fd, RingFd};
+use crate::mailbox::{Envelope, ErasedCallback, Handover, Mailbox, Payload, NO_TASK};
 use crate::op::Op;
-use crate::ring::Ring;
-use crate::task::{Ctx, Task};
+use crate::task::Task;
 
-/// What became of a parcel, as its sender learns when its send completed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Handover {
-    /// Delivered, or to be: the target has the file and an open mailbox.
-    Accepted,
-    /// The file landed, but the target has closed its mailbox.
-    Refused,
-    /// The file did not land.
-    Failed,
-}
-
-impl Mailbox {
-    /// Keeps a parcel's envelope until its file lands; the envelope back if
-    /// the mailbox is closed.
-    fn hold_parcel(&self, envelope: Envelope) -> Result<u32, Envelope> {
-        let mut inbox = self.lock();
-        if inbox.closed {
-            return Err(envelope);
-        }
-        let token = match inbox.free_parcels.pop() {
-            Some(token) => {
-                inbox.parcels[token as usize] = Some(envelope);
-                token
-            }
-            None => {
-                inbox.parcels.push(Some(envelope));
-                (inbox.parcels.len() - 1) as u32
-            }
-        };
-        Ok(token)
-    }
-
-    /// Takes the envelope of parcel `token` (by the target, whose
-    /// completion says the file landed; or by the sender, withdrawing it).
-    fn take_parcel(&self, token: u32) -> Option<Envelope> {
-        let mut inbox = self.lock();
-        self.take_parcel_locked(&mut inbox, token)
-    }
-
-    fn take_parcel_locked(&self, inbox: &mut super::Inbox, token: u32) -> Option<Envelope> {
-        let envelope = inbox.parcels.get_mut(token as usize)?.take()?;
-        inbox.free_parcels.push(token);
-        Some(envelope)
-    }
-
-    /// The sender's side, once its send completed (`landed`: it succeeded);
-    /// see the [module docs](self).
-    pub(crate) fn settle_parcel(&self, token: u32, landed: bool) -> Handover {
-        let mut inbox = self.lock();
-        let held = inbox
-            .parcels
-            .get(token as usize)
-            .is_some_and(Option::is_some);
-        if !held || (landed && !inbox.closed) {
-            return Handover::Accepted;
-        }
-        // Dropping the envelope runs no user code: its payload is empty
-        // (the file travels apart).
-        drop(self.take_parcel_locked(&mut inbox, token));
-        if landed {
-            Handover::Refused
-        } else {
-            Handover::Failed
-        }
-    }
-}
-
-impl Messaging {
-    /// The target's io_uring fd (duplicated once per target, as doorbells
-    /// use it), if the target takes parcels and is open.
-    fn parcel_target(&mut self, mailbox: &Arc<Mailbox>) -> Option<Arc<OwnedFd>> {
-        if !mailbox.accepts_fixed {
-            return None;
-        }
-        let index = self.find_outbox(mailbox);
-        let outbox = self.outboxes[index].as_mut()?;
-        if outbox.doorbell.is_none() {
-            outbox.doorbell = mailbox.doorbell_locked(&mut mailbox.lock());
-            self.holds_doorbells |= outbox.doorbell.is_some();
-        }
-        outbox.doorbell.clone()
-    }
-}
+use super::{Ctx, Ring, RingHandle};
 
 impl<S> Ring<S> {
     /// Moves ring fd `fd` to the ring behind `target`, which runs
@@ -222,7 +139,7 @@ impl<S> Ring<S> {
     /// The sender's bookkeeping when its `IORING_MSG_SEND_FD` completed
     /// (from `settle_files`, once no task names the ring fd any more):
     /// the result the sender's callback gets.
-    pub(crate) fn settle_sent_fd(
+    pub(super) fn settle_sent_fd(
         &mut self,
         file: u32,
         mailbox: &Mailbox,
@@ -247,7 +164,7 @@ impl<S> Ring<S> {
     }
 
     /// Starts the closes of the ring fds moved away since the last turn.
-    pub(crate) fn close_moved(&mut self) {
+    pub(super) fn close_moved(&mut self) {
         while let Some(file) = self.files.moved.pop() {
             let task = self.slab.insert(Op::CloseRing { file }, Ctx::none());
             self.start_waiting(task.index);
@@ -259,7 +176,7 @@ impl<S> Ring<S> {
     /// of line: inlined, it would make every completion's dispatch save
     /// registers it does not need.)
     #[inline(never)]
-    pub(crate) fn parcel_landed(&mut self, state: &mut S, token: u32, slot: i32) -> usize {
+    pub(super) fn parcel_landed(&mut self, state: &mut S, token: u32, slot: i32) -> usize {
         let Ok(slot) = u32::try_from(slot) else {
             return 0;
         };
@@ -284,7 +201,7 @@ impl<S> Ring<S> {
 
     /// Runs a message's callback with a ring fd that arrived; closes the
     /// ring fd if there is no callback (nothing else would).
-    pub(crate) fn deliver_ring_fd(
+    pub(super) fn deliver_ring_fd(
         &mut self,
         state: &mut S,
         callback: Option<ErasedCallback>,

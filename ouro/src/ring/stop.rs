@@ -2,10 +2,10 @@
 //! [`Forever`](crate::RunMode::Forever) because the work it waits for comes
 //! as messages.
 
-use super::{Payload, RingHandle, SendError};
+use super::{Ctx, RingHandle};
 use crate::completion::Completion;
+use crate::mailbox::{Payload, SendError};
 use crate::ring::Ring;
-use crate::task::Ctx;
 
 impl<S> RingHandle<S> {
     /// Makes the target ring's current [`run`](Ring::run) return (or its

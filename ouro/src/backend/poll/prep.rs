@@ -1,0 +1,275 @@
+//! From an operation to the system call the backend attempts (`Call`),
+//! and what a call needs to wait for.
+
+use std::os::fd::{IntoRawFd, RawFd};
+
+use mio::Interest;
+
+use super::sys::{Call, Connecting, IoVecs, Rw};
+use super::OwnedFiles;
+use crate::fd::{Fd, Named};
+use crate::op::Op;
+
+/// The fd of a read or write at the fd's current position (whose order
+/// matters).
+pub(super) fn at_position(call: &Call) -> Option<RawFd> {
+    match call {
+        Call::Read { fd, offset, .. } | Call::Write { fd, offset, .. }
+            if *offset < 0 && *fd >= 0 =>
+        {
+            Some(*fd)
+        }
+        _ => None,
+    }
+}
+
+/// The fd and readiness an operation needs before it can make progress,
+/// for the calls that fail with `EAGAIN` until then.
+pub(super) fn needs(call: &Call) -> Option<(RawFd, Interest)> {
+    match *call {
+        Call::Recv { fd, .. }
+        | Call::RecvMsg { fd, .. }
+        | Call::Read { fd, .. }
+        | Call::Accept { fd, .. }
+        | Call::AcceptMulti { fd }
+        | Call::RecvMulti { fd, .. } => Some((fd, Interest::READABLE)),
+        Call::Send { fd, .. } | Call::SendMsg { fd, .. } | Call::Write { fd, .. } => {
+            Some((fd, Interest::WRITABLE))
+        }
+        _ => None,
+    }
+    .filter(|&(fd, _)| fd >= 0)
+}
+
+/// The fd of a read that keeps the per-fd "was empty" hint.
+pub(super) fn read_hint(call: &Call) -> Option<RawFd> {
+    match call {
+        Call::Recv { fd, .. } | Call::Read { fd, .. } if *fd >= 0 => Some(*fd),
+        _ => None,
+    }
+}
+
+/// Captures an operation's arguments, pointing into memory it owns; a ring
+/// fd becomes the number of the fd kept in `files` (or a ring fd's close
+/// takes it from there).
+pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
+    let offset = |o: u64| o as i64;
+    let raw = |fd: &Fd| match fd.named() {
+        Named::Raw(raw) => raw,
+        Named::Ring(file) => files.raw(file),
+    };
+    let call = match op {
+        Op::Noop => Call::Noop,
+        Op::Accept { fd, addr } => {
+            addr.clear();
+            Call::Accept {
+                fd: raw(fd),
+                addr: addr.as_mut_ptr(),
+                len: &mut addr.len,
+            }
+        }
+        Op::Connect { fd, addr } => Call::Connect {
+            fd: raw(fd),
+            addr: addr.as_ptr(),
+            len: addr.len,
+            state: Connecting::Start,
+        },
+        Op::Bind { fd, addr } => Call::Bind {
+            fd: raw(fd),
+            addr: addr.as_ptr(),
+            len: addr.len,
+        },
+        Op::Listen { fd, backlog } => Call::Listen {
+            fd: raw(fd),
+            backlog: *backlog,
+        },
+        Op::Socket {
+            domain,
+            ty,
+            protocol,
+        }
+        | Op::SocketDirect {
+            domain,
+            ty,
+            protocol,
+            ..
+        } => Call::Socket {
+            domain: *domain,
+            ty: *ty,
+            protocol: *protocol,
+        },
+        Op::Send { fd, buf, flags } => {
+            let (ptr, len) = buf.raw_parts();
+            Call::Send {
+                fd: raw(fd),
+                ptr,
+                len,
+                flags: *flags,
+            }
+        }
+        Op::Recv { fd, buf, flags } => {
+            let (ptr, len) = buf.spare_parts();
+            Call::Recv {
+                fd: raw(fd),
+                ptr,
+                len,
+                flags: *flags,
+            }
+        }
+        Op::Read { fd, buf, offset: o } => {
+            let (ptr, len) = buf.spare_parts();
+            Call::Read {
+                fd: raw(fd),
+                iov: IoVecs::one(ptr, len),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Write { fd, buf, offset: o } => {
+            let (ptr, len) = buf.raw_parts();
+            Call::Write {
+                fd: raw(fd),
+                iov: IoVecs::one(ptr, len),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Readv {
+            fd,
+            bufs,
+            iov,
+            offset: o,
+        } => {
+            bufs.fill_iovecs(iov, true);
+            Call::Read {
+                fd: raw(fd),
+                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Writev {
+            fd,
+            bufs,
+            iov,
+            offset: o,
+        } => {
+            bufs.fill_iovecs(iov, false);
+            Call::Write {
+                fd: raw(fd),
+                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
+                offset: offset(*o),
+                rw: Rw::FIRST,
+            }
+        }
+        Op::Close { fd } => {
+            let owned = fd.take().ok_or(-libc::EBADF)?;
+            Call::Close {
+                fd: owned.into_raw_fd(),
+            }
+        }
+        Op::CloseRing { file } => {
+            let owned = files.take(*file).ok_or(-libc::EBADF)?;
+            Call::Close {
+                fd: owned.into_raw_fd(),
+            }
+        }
+        Op::Poll { fd, mask } => Call::Poll {
+            fd: raw(fd),
+            mask: *mask,
+        },
+        Op::Open {
+            dir,
+            path,
+            flags,
+            mode,
+        }
+        | Op::OpenDirect {
+            dir,
+            path,
+            flags,
+            mode,
+            ..
+        } => Call::Open {
+            dir: *dir,
+            path: path.as_ptr().cast(),
+            flags: *flags,
+            mode: *mode,
+        },
+        Op::Stat {
+            dir,
+            path,
+            flags,
+            out,
+        } => Call::Stat {
+            dir: *dir,
+            path: path.as_ptr().cast(),
+            flags: *flags,
+            out: &mut **out,
+        },
+        Op::Fsync { fd, datasync } => Call::Fsync {
+            fd: raw(fd),
+            datasync: *datasync,
+        },
+        Op::Splice {
+            fd_in,
+            off_in,
+            fd_out,
+            off_out,
+            len,
+            flags,
+        } => Call::Splice {
+            fd_in: raw(fd_in),
+            off_in: *off_in,
+            fd_out: raw(fd_out),
+            off_out: *off_out,
+            len: *len,
+            flags: *flags,
+            wait_out: false,
+        },
+        Op::Shutdown { fd, how } => Call::Shutdown {
+            fd: raw(fd),
+            how: *how,
+        },
+        Op::SendMsg {
+            fd,
+            bufs,
+            msg,
+            flags,
+        } => {
+            bufs.fill_iovecs(&mut msg.iov, false);
+            msg.prepare(false);
+            Call::SendMsg {
+                fd: raw(fd),
+                msg: &msg.hdr,
+                flags: *flags,
+            }
+        }
+        Op::RecvMsg {
+            fd,
+            bufs,
+            msg,
+            flags,
+        } => {
+            bufs.fill_iovecs(&mut msg.iov, true);
+            msg.prepare(true);
+            Call::RecvMsg {
+                fd: raw(fd),
+                msg: &mut msg.hdr,
+                flags: *flags,
+            }
+        }
+        Op::AcceptMulti { fd } | Op::AcceptDirect { fd, .. } => Call::AcceptMulti { fd: raw(fd) },
+        Op::RecvMulti { fd, group, .. } => Call::RecvMulti {
+            fd: raw(fd),
+            group: std::rc::Rc::as_ptr(group),
+        },
+        Op::Timer { .. }
+        | Op::Cancel
+        | Op::CancelAll { .. }
+        | Op::MsgRing { .. }
+        | Op::SendFd { .. }
+        | Op::StopThread { .. } => return Err(-libc::EINVAL),
+    };
+    Ok(call)
+}

@@ -1,0 +1,206 @@
+//! Completion dispatch: from a backend result to the task's callback,
+//! then the cancel tasks that waited for it.
+
+use std::io;
+
+use super::slab::{Finished, HAS_TIMER, HOLDS_OWNERS};
+use super::Ring;
+use crate::backend::MORE;
+use crate::completion::Completion;
+use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
+use crate::op::{Op, Outcome};
+use crate::task::NIL;
+
+impl<S> Ring<S> {
+    /// Delivers a task's completion: builds the outcome from what the task
+    /// owned, frees the slot (unless more completions follow), runs the
+    /// callback, then settles the cancel tasks that waited for it.
+    pub(super) fn finish(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        self.finish_inline(state, index, res, flags)
+    }
+
+    /// [`finish`](Self::finish) inlined into the completion loop: each
+    /// completion skips a call and its register saves.
+    #[inline(always)]
+    pub(super) fn finish_inline(
+        &mut self,
+        state: &mut S,
+        index: u32,
+        res: i32,
+        flags: u32,
+    ) -> usize {
+        if flags & MORE != 0 {
+            return self.deliver_shot(state, index, res, flags);
+        }
+        // The slot keeps its op until `take_outcome`: released but not
+        // reused before then.
+        let Finished {
+            task,
+            callback,
+            msg,
+            key,
+            deadline,
+            waiters,
+            extras,
+        } = self.slab.release_finished(index);
+        if extras != 0 {
+            self.release_extras(index, extras);
+        }
+        let result = if res >= 0 {
+            Ok(res as u32)
+        } else {
+            Err(self.failure(index, res, deadline))
+        };
+        if waiters != NIL {
+            let canceled = result.as_ref().is_err_and(|e| {
+                matches!(e.raw_os_error(), Some(code) if code == libc::ECANCELED || code == ETIME)
+            });
+            self.unsettled.push((waiters, canceled));
+        }
+        let result = if self.files.in_use() {
+            self.settle_files(index, result, true)
+        } else {
+            result
+        };
+        match callback {
+            Some(callback) => {
+                // Built in place: the outcome is large, and moving it into
+                // the completion would copy it on every delivery.
+                let completion = Completion {
+                    task,
+                    msg,
+                    key,
+                    more: false,
+                    outcome: self.take_outcome(index, result, flags),
+                };
+                if let Err(err) = callback(state, self, completion) {
+                    self.record_error(err);
+                }
+            }
+            None => self.drop_outcome(index, result, flags),
+        }
+        if waiters != NIL {
+            self.settle_waiters(state);
+        }
+        1
+    }
+
+    /// Undoes what a finished task had besides its slot: its entry in the
+    /// timers, the shared owners of its fds.
+    #[inline(never)]
+    fn release_extras(&mut self, index: u32, extras: u8) {
+        if extras & HAS_TIMER != 0 {
+            self.timers.remove(index);
+        }
+        if extras & HOLDS_OWNERS != 0 {
+            self.keeps.release(index);
+        }
+    }
+
+    /// The error of a failed final completion: the rejection the ring
+    /// recorded, or the OS code as user space knows it (`ETIME` for a
+    /// cancellation by the deadline). Out of line: the success path stays
+    /// short.
+    #[inline(never)]
+    fn failure(&mut self, index: u32, res: i32, deadline: bool) -> io::Error {
+        if res == REJECTED {
+            return self.take_rejection(index);
+        }
+        let code = match user_space_code(res) {
+            code if code == -libc::ECANCELED && deadline => ETIME,
+            code => -code,
+        };
+        io::Error::from_raw_os_error(code)
+    }
+
+    /// Delivers one completion of a multishot task that goes on: the slot
+    /// stays live until the final one.
+    #[inline(never)]
+    fn deliver_shot(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        let task = self.slab.handle(index);
+        let slot = &self.slab.slots[index as usize];
+        let mut result = raw_result(user_space_code(res));
+        if matches!(slot.op, Op::AcceptDirect { .. }) {
+            result = self.settle_files(index, result, false);
+        }
+        let slot = &mut self.slab.slots[index as usize];
+        let outcome = slot.op.shot_outcome(result, flags, &self.files);
+        let Some(callback) = slot.callback else {
+            return 1;
+        };
+        let completion = Completion {
+            task,
+            msg: slot.msg,
+            key: slot.key,
+            more: true,
+            outcome,
+        };
+        if let Err(err) = callback(state, self, completion) {
+            self.record_error(err);
+        }
+        1
+    }
+
+    /// A completion nobody listens to: what the op owned is dropped.
+    #[inline(never)]
+    fn drop_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) {
+        drop(self.take_outcome(index, result, flags));
+    }
+
+    /// Turns a finished task's op into its outcome, leaving `Op::Noop`.
+    fn take_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) -> Outcome {
+        self.slab.slots[index as usize]
+            .op
+            .take_outcome(result, flags, &mut self.pools, &self.files)
+    }
+
+    #[cold]
+    pub(super) fn record_error(&mut self, err: io::Error) {
+        if self.first_error.is_none() {
+            self.first_error = Some(err);
+        } else {
+            tracing::error!(error = %err, "callback failed (an earlier error of this turn is returned)");
+        }
+    }
+
+    #[cold]
+    fn take_rejection(&mut self, index: u32) -> io::Error {
+        match self.rejections.iter().position(|(i, _)| *i == index) {
+            Some(pos) => self.rejections.swap_remove(pos).1,
+            None => io::Error::from_raw_os_error(libc::EINVAL),
+        }
+    }
+
+    /// Tells the cancel tasks on the last list of `unsettled` how their
+    /// target ended, then drops the list. It stays there meanwhile, so that
+    /// a panicking callback loses none of them (`run` goes on with them).
+    #[inline(never)]
+    pub(super) fn settle_waiters(&mut self, state: &mut S) {
+        let depth = self.unsettled.len();
+        loop {
+            let (head, canceled) = &mut self.unsettled[depth - 1];
+            let canceled = *canceled;
+            let Some(canceller) = self.waiters.pop(head) else {
+                break;
+            };
+            match &mut self.slab.slots[canceller as usize].op {
+                Op::Cancel => {
+                    let res = if canceled { 0 } else { -libc::EALREADY };
+                    self.finish(state, canceller, res, 0);
+                }
+                Op::CancelAll {
+                    pending,
+                    canceled: count,
+                } => {
+                    *pending -= 1;
+                    *count += u32::from(canceled);
+                    if *pending == 0 {
+                        self.finish(state, canceller, 0, 0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.unsettled.truncate(depth - 1);
+    }
+}

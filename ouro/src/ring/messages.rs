@@ -1,0 +1,601 @@
+//! Messages between rings, the ring's side: handles to send through, the
+//! outboxes a sending ring batches them in, publishing them once per turn,
+//! and delivering what arrives (the design is in the
+//! [`message`](crate::message) module docs).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::mem;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::backend::RawCompletion;
+use crate::completion::Completion;
+use crate::mailbox::{append, Envelope, ErasedCallback, Mailbox, Payload, SendError, NO_TASK};
+use crate::op::{Op, Outcome};
+use crate::task::{user_data, Task};
+
+use super::slab::{Slab, State};
+use super::{Ctx, Ring};
+
+/// A `Send + Sync` handle to a ring, through which any thread — with a ring
+/// of its own ([`Ring::msg_ring`]) or without ([`RingHandle::send`]) — can
+/// send it messages. Made by [`Ring::handle`]; cheap to clone.
+///
+/// The state type `S` is the target ring's: a message carries a callback
+/// typed for it, so sender and receiver agree at compile time.
+pub struct RingHandle<S> {
+    pub(crate) mailbox: Arc<Mailbox>,
+    _target: PhantomData<fn(&mut S)>,
+}
+
+impl<S> Clone for RingHandle<S> {
+    fn clone(&self) -> Self {
+        RingHandle {
+            mailbox: self.mailbox.clone(),
+            _target: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for RingHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingHandle")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<S> RingHandle<S> {
+    /// Sends a message from a thread without a ring (or from outside a
+    /// ring's callbacks): the target runs `message`'s callback with
+    /// [`Outcome::Message`]`(payload)`. `Ok` means
+    /// accepted (see the [module guarantees](crate::message)); a closed target gives
+    /// the payload back. Messages sent through one handle from one thread
+    /// arrive in order. Costs a lock and, if the target has no wake-up
+    /// outstanding, one `write` to its eventfd.
+    pub fn send(&self, message: Ctx<S>, payload: Payload) -> Result<(), SendError> {
+        match self.mailbox.push(Envelope::message(message, payload)) {
+            Ok(()) => Ok(()),
+            Err(envelope) => Err(SendError {
+                payload: envelope.into_payload(),
+            }),
+        }
+    }
+
+    /// Whether the target has closed its mailbox (every send now fails).
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+
+    /// Whether both handles reach the same ring.
+    pub fn same_ring(&self, other: &RingHandle<S>) -> bool {
+        Arc::ptr_eq(&self.mailbox, &other.mailbox)
+    }
+}
+
+// The mailbox sits below the ring and knows no `Ctx`: sealing one into
+// an envelope belongs here.
+impl Envelope {
+    pub(super) fn message<S>(ctx: Ctx<S>, payload: Payload) -> Envelope {
+        Envelope::Message {
+            callback: ctx.callback.map(ErasedCallback::new),
+            msg: ctx.msg,
+            key: ctx.key,
+            payload,
+        }
+    }
+}
+
+/// The messages a ring has queued for one target, and how it rings that
+/// target's doorbell.
+struct Outbox {
+    mailbox: Arc<Mailbox>,
+    /// Messages in the order sent. A fire-and-forget message (no callback
+    /// to tell) is here in full and has no task; a message task's envelope
+    /// waits in its slot, in case it is cancelled, and is `Elsewhere` here.
+    envelopes: Vec<Envelope>,
+    /// The message tasks, in the order of the `Elsewhere` place holders.
+    tasks: Vec<Task>,
+    /// A reference to the target's duplicated io_uring fd (see
+    /// `Inbox::doorbell`), so that a doorbell queued in our submission
+    /// queue never names an fd the target has closed. The kernel takes its
+    /// own reference when it takes the submission, so this one is dropped
+    /// once our submission queue is empty (`release_doorbells`).
+    doorbell: Option<Arc<OwnedFd>>,
+}
+
+/// A ring's messaging state: its own mailbox (once a handle was made), the
+/// messages taken from it, and its outboxes.
+#[derive(Default)]
+pub(crate) struct Messaging {
+    pub(crate) mailbox: Option<Arc<Mailbox>>,
+    /// Messages taken from the mailbox and not yet delivered, in order; a
+    /// panicking callback leaves the rest here for the next turn.
+    incoming: VecDeque<Envelope>,
+    /// Slots keep their index: a failed doorbell names it in `user_data`.
+    outboxes: Vec<Option<Outbox>>,
+    /// The outbox used last: a sender usually talks to one target at a time.
+    last: usize,
+    /// Whether some outbox has messages to publish.
+    queued: bool,
+    /// Whether some outbox holds a reference to its target's ring fd.
+    pub(crate) holds_doorbells: bool,
+}
+
+impl Messaging {
+    /// Whether messages wait to be delivered (a sender rang, or some were
+    /// taken and not yet delivered).
+    pub(super) fn waiting(&self) -> bool {
+        !self.incoming.is_empty() || self.mailbox.as_ref().is_some_and(|m| m.has_mail())
+    }
+
+    /// The ring is about to sleep (or, pollable, to be left until its fd is
+    /// readable): senders must ring from now on. Whether messages came
+    /// meanwhile (then it must not sleep).
+    pub(super) fn before_sleep(&self) -> bool {
+        self.mailbox.as_ref().is_some_and(|m| m.before_sleep())
+    }
+
+    /// Whether messages wait to go out (fire-and-forget ones have no task
+    /// to keep the ring running).
+    pub(super) fn has_outgoing(&self) -> bool {
+        self.queued
+    }
+
+    /// The outbox for `mailbox`; marks it as having something to publish.
+    #[inline]
+    fn outbox(&mut self, mailbox: &Arc<Mailbox>) -> &mut Outbox {
+        self.queued = true;
+        let cached = self.outboxes.get(self.last).and_then(Option::as_ref);
+        if !cached.is_some_and(|outbox| Arc::ptr_eq(&outbox.mailbox, mailbox)) {
+            self.last = self.find_outbox(mailbox);
+        }
+        match &mut self.outboxes[self.last] {
+            Some(outbox) => outbox,
+            None => unreachable!("`last` names a live outbox"),
+        }
+    }
+
+    pub(super) fn find_outbox(&mut self, mailbox: &Arc<Mailbox>) -> usize {
+        let found = self
+            .outboxes
+            .iter()
+            .position(|o| o.as_ref().is_some_and(|o| Arc::ptr_eq(&o.mailbox, mailbox)));
+        found.unwrap_or_else(|| self.new_outbox(mailbox))
+    }
+
+    fn new_outbox(&mut self, mailbox: &Arc<Mailbox>) -> usize {
+        let outbox = Outbox {
+            mailbox: mailbox.clone(),
+            envelopes: Vec::new(),
+            tasks: Vec::new(),
+            doorbell: None,
+        };
+        match self.outboxes.iter().position(Option::is_none) {
+            Some(free) => {
+                self.outboxes[free] = Some(outbox);
+                free
+            }
+            None => {
+                self.outboxes.push(Some(outbox));
+                self.outboxes.len() - 1
+            }
+        }
+    }
+
+    /// Drops the outboxes' references to their targets' ring fds: call it
+    /// once no doorbell waits in the submission queue. A stopped target's
+    /// fd then closes (with the target's own), without waiting for another
+    /// message to it.
+    pub(super) fn release_doorbells(&mut self) {
+        self.holds_doorbells = false;
+        for outbox in self.outboxes.iter_mut().flatten() {
+            outbox.doorbell = None;
+        }
+    }
+
+    /// During the ring's drop: what still holds user values (messages taken
+    /// from the mailbox and not delivered, messages not yet published), for
+    /// the ring to drop once its backend is quiesced.
+    pub(super) fn take_undelivered(&mut self) -> Undelivered {
+        Undelivered {
+            _incoming: mem::take(&mut self.incoming),
+            _outboxes: mem::take(&mut self.outboxes),
+        }
+    }
+
+    /// Drops the outboxes of closed targets with nothing left to publish,
+    /// releasing their doorbell fds (which keep the target's io_uring
+    /// instance alive). Only call it when no doorbell waits unsubmitted.
+    fn retire_closed(&mut self) {
+        for slot in &mut self.outboxes {
+            if slot
+                .as_ref()
+                .is_some_and(|o| o.envelopes.is_empty() && o.mailbox.closed.load(Ordering::Acquire))
+            {
+                *slot = None;
+            }
+        }
+    }
+}
+
+// Parcels (see `parcel.rs`) use the doorbell fd too.
+impl Messaging {
+    /// The target's io_uring fd (duplicated once per target, as doorbells
+    /// use it), if the target takes parcels and is open.
+    pub(super) fn parcel_target(&mut self, mailbox: &Arc<Mailbox>) -> Option<Arc<OwnedFd>> {
+        if !mailbox.accepts_fixed {
+            return None;
+        }
+        let index = self.find_outbox(mailbox);
+        let outbox = self.outboxes[index].as_mut()?;
+        if outbox.doorbell.is_none() {
+            outbox.doorbell = mailbox.doorbell_locked(&mut mailbox.lock());
+            self.holds_doorbells |= outbox.doorbell.is_some();
+        }
+        outbox.doorbell.clone()
+    }
+}
+
+/// Messages a dropped ring did not deliver or publish; dropping them drops
+/// their payloads.
+pub(crate) struct Undelivered {
+    _incoming: VecDeque<Envelope>,
+    _outboxes: Vec<Option<Outbox>>,
+}
+
+/// Takes the envelope out of a message task that is still waiting to be
+/// published.
+fn take_envelope<S>(slab: &mut Slab<S>, task: Task) -> Option<Envelope> {
+    let index = slab.live_index(task)?;
+    let slot = &mut slab.slots[index as usize];
+    if slot.state != State::Pending {
+        return None;
+    }
+    match &mut slot.op {
+        Op::MsgRing { envelope } | Op::StopThread { envelope, .. } => envelope.take(),
+        _ => None,
+    }
+}
+
+impl<S> Ring<S> {
+    /// A `Send` handle through which other threads and rings can message
+    /// this ring. The first call sets up the ring's mailbox and wake-up (an
+    /// eventfd on io_uring), which can fail like any fd creation.
+    ///
+    /// Messages are delivered while the ring [runs](Ring::run); with
+    /// [`RunMode::UntilDone`](crate::RunMode::UntilDone) or
+    /// [`Once`](crate::RunMode::Once), waiting messages count as work, but
+    /// future ones are not waited for: a ring that serves messages runs
+    /// [`Forever`](crate::RunMode::Forever).
+    pub fn handle(&mut self) -> io::Result<RingHandle<S>> {
+        Ok(RingHandle {
+            mailbox: self.mailbox()?.clone(),
+            _target: PhantomData,
+        })
+    }
+
+    pub(super) fn mailbox(&mut self) -> io::Result<&Arc<Mailbox>> {
+        if self.messaging.mailbox.is_none() {
+            let waker = self.backend.waker()?;
+            let doorbell = self
+                .msg_ring
+                .then(|| self.backend.doorbell_target())
+                .flatten();
+            let accepts_fixed = doorbell.is_some() && self.backend.accepts_fixed();
+            self.messaging.mailbox = Some(Mailbox::new(waker, doorbell, accepts_fixed));
+        }
+        match &self.messaging.mailbox {
+            Some(mailbox) => Ok(mailbox),
+            None => unreachable!("the mailbox was just made"),
+        }
+    }
+
+    /// Sends a message to the ring behind `target`: that ring runs
+    /// `message`'s callback, with its message and key, as a completion
+    /// whose outcome is [`Outcome::Message`](crate::Outcome::Message)
+    /// carrying `payload`.
+    ///
+    /// This task's own callback then gets
+    /// [`Outcome::MsgRing`](crate::Outcome::MsgRing): `Ok` when the target
+    /// accepted the message, or `EPIPE` and the payload back when it is
+    /// closed (dropped, or its thread stopped).
+    ///
+    /// With [`Ctx::none`] the message is fire and forget: it goes out in
+    /// order with the others but takes no task slot (the cheapest way to
+    /// send), so the returned handle is already stale — it cannot be
+    /// cancelled or given a deadline — and a refused payload is dropped (an
+    /// fd closed).
+    ///
+    /// Messages go out at the start of this ring's next turn, all of them
+    /// for one target under one lock and with at most one wake-up: an
+    /// `IORING_OP_MSG_RING` (Linux 6.3) in the same `io_uring_enter` as the
+    /// rest of the turn's submissions when both rings use io_uring, else the
+    /// target's eventfd. Sending never submits onto the target's ring, so
+    /// SINGLE_ISSUER rings on different threads can message each other.
+    pub fn msg_ring<T>(
+        &mut self,
+        target: &RingHandle<T>,
+        message: Ctx<T>,
+        payload: Payload,
+        ctx: Ctx<S>,
+    ) -> Task {
+        self.send_envelope(&target.mailbox, Envelope::message(message, payload), ctx)
+    }
+
+    /// Queues `envelope` for `target`: as a message task if `ctx` has a
+    /// callback to tell, else fire and forget (no task, no slot).
+    pub(super) fn send_envelope(
+        &mut self,
+        target: &Arc<Mailbox>,
+        envelope: Envelope,
+        ctx: Ctx<S>,
+    ) -> Task {
+        if ctx.callback.is_none() {
+            self.messaging.outbox(target).envelopes.push(envelope);
+            return NO_TASK;
+        }
+        let envelope = Some(envelope);
+        self.queue_message(target, Op::MsgRing { envelope }, ctx)
+    }
+
+    /// Queues a message task (`MsgRing` or `StopThread`) for `target`.
+    pub(super) fn queue_message(&mut self, target: &Arc<Mailbox>, op: Op, ctx: Ctx<S>) -> Task {
+        let task = self.slab.insert(op, ctx);
+        self.slab.slots[task.index as usize].state = State::Pending;
+        let outbox = self.messaging.outbox(target);
+        outbox.envelopes.push(Envelope::Elsewhere);
+        outbox.tasks.push(task);
+        task
+    }
+
+    /// Publishes every queued message, target by target, and rings each
+    /// target's doorbell if needed.
+    pub(super) fn publish_messages(&mut self) {
+        if !mem::take(&mut self.messaging.queued) {
+            return;
+        }
+        if !self.backend.has_unsubmitted() {
+            self.messaging.retire_closed();
+        }
+        let can_ring = self.msg_ring && self.backend.doorbell_target().is_some();
+        for index in 0..self.messaging.outboxes.len() {
+            let Some(outbox) = &mut self.messaging.outboxes[index] else {
+                continue;
+            };
+            if outbox.envelopes.is_empty() {
+                continue;
+            }
+            let mailbox = outbox.mailbox.clone();
+            let mut tasks = mem::take(&mut outbox.tasks);
+            let open = {
+                let mut inbox = mailbox.lock();
+                if !inbox.closed {
+                    if !tasks.is_empty() {
+                        // Fetch the envelopes of the tasks still waiting
+                        // (not cancelled meanwhile) from their slots.
+                        let mut waiting = tasks.iter();
+                        outbox.envelopes.retain_mut(|envelope| {
+                            if !matches!(envelope, Envelope::Elsewhere) {
+                                return true;
+                            }
+                            let task = waiting.next().copied().unwrap_or(NO_TASK);
+                            match take_envelope(&mut self.slab, task) {
+                                Some(taken) => {
+                                    *envelope = taken;
+                                    true
+                                }
+                                None => false,
+                            }
+                        });
+                    }
+                    if !outbox.envelopes.is_empty() {
+                        append(&mut outbox.envelopes, &mut inbox.queue);
+                        mailbox.mail.store(true, Ordering::SeqCst);
+                    }
+                    if can_ring && outbox.doorbell.is_none() {
+                        outbox.doorbell = mailbox.doorbell_locked(&mut inbox);
+                        self.messaging.holds_doorbells |= outbox.doorbell.is_some();
+                    }
+                }
+                !inbox.closed
+            };
+            // Refused: tasks give their payloads back; fire-and-forget ones
+            // are dropped (outside the lock: a value's drop is user code).
+            outbox.envelopes.clear();
+            for task in tasks.drain(..) {
+                self.settle_sent(task, open);
+            }
+            if let Some(outbox) = &mut self.messaging.outboxes[index] {
+                outbox.tasks = tasks;
+            }
+            if open && mailbox.claim_doorbell() {
+                self.ring_doorbell(index, &mailbox);
+            }
+        }
+    }
+
+    /// Wakes a target that has messages: through MSG_RING if possible,
+    /// else its waker. This ring's own mailbox needs neither: the turn looks
+    /// at it before waiting.
+    fn ring_doorbell(&mut self, index: usize, mailbox: &Arc<Mailbox>) {
+        if self
+            .messaging
+            .mailbox
+            .as_ref()
+            .is_some_and(|own| Arc::ptr_eq(own, mailbox))
+        {
+            return;
+        }
+        let Some(outbox) = &mut self.messaging.outboxes[index] else {
+            return;
+        };
+        if let Some(fd) = &outbox.doorbell {
+            let ud = user_data::with_kind(user_data::DOORBELL, index as u64);
+            if self.backend.ring_doorbell(fd.as_raw_fd(), ud) {
+                return;
+            }
+        }
+        mailbox.wake();
+    }
+
+    /// After publishing: tells a message task whether it was accepted.
+    fn settle_sent(&mut self, task: Task, accepted: bool) {
+        let Some(index) = self.slab.live_index(task) else {
+            return;
+        };
+        let slot = &self.slab.slots[index as usize];
+        if slot.state != State::Pending {
+            return;
+        }
+        let Op::StopThread { thread, .. } = &slot.op else {
+            return self.make_ready(index, if accepted { 0 } else { -libc::EPIPE });
+        };
+        let thread = thread.clone();
+        // A stop task waits for the thread to end, whether this request or
+        // an earlier one made it stop.
+        let Some(own) = self.messaging.mailbox.clone() else {
+            return self.make_ready(index, -libc::EPIPE);
+        };
+        match thread.add_waiter(&own, task) {
+            None => self.slab.slots[index as usize].state = State::Waiting,
+            Some(Ok(())) => self.make_ready(index, 0),
+            Some(Err(err)) => {
+                self.rejections.push((index, err));
+                self.make_ready(index, crate::error::REJECTED);
+            }
+        }
+    }
+
+    /// A MSG_RING doorbell this ring sent failed (the target's completion
+    /// queue overflowed on an old kernel, its thread is gone): the target
+    /// is woken through its eventfd instead. (If the outbox was retired and
+    /// its slot reused meanwhile, the target was closed, and the wake-up
+    /// lands on another ring, which finds nothing new.)
+    #[cold]
+    pub(super) fn doorbell_failed(&mut self, c: RawCompletion) {
+        let index = user_data::index(c.user_data) as usize;
+        let Some(Some(outbox)) = self.messaging.outboxes.get(index) else {
+            return;
+        };
+        tracing::debug!(
+            error = %io::Error::from_raw_os_error(-c.res),
+            "MSG_RING doorbell failed; waking the target through its eventfd"
+        );
+        outbox.mailbox.wake();
+    }
+
+    /// Delivers the messages waiting in the mailbox: those taken at the
+    /// start (messages sent by these callbacks wait for the next turn).
+    pub(super) fn deliver_messages(&mut self, state: &mut S) -> usize {
+        if self.messaging.incoming.is_empty() {
+            match &self.messaging.mailbox {
+                Some(mailbox) => mailbox.take(&mut self.messaging.incoming),
+                None => return 0,
+            }
+        }
+        let mut delivered = 0;
+        for _ in 0..self.messaging.incoming.len() {
+            let Some(envelope) = self.messaging.incoming.pop_front() else {
+                break;
+            };
+            delivered += self.deliver_envelope(state, envelope);
+        }
+        delivered
+    }
+
+    fn deliver_envelope(&mut self, state: &mut S, envelope: Envelope) -> usize {
+        match envelope {
+            Envelope::Message {
+                callback,
+                msg,
+                key,
+                payload,
+            } => self.deliver_message(state, callback, msg, key, payload),
+            Envelope::Moved {
+                callback,
+                msg,
+                key,
+                fd,
+            } => {
+                let fd = self.register_fd(fd);
+                self.deliver_ring_fd(state, callback, msg, key, fd)
+            }
+            Envelope::Stop => {
+                // One accepted before the mailbox closed for a stop that
+                // is under way already (a second request) changes nothing.
+                let open = self
+                    .messaging
+                    .mailbox
+                    .as_ref()
+                    .is_some_and(|m| !m.is_closed());
+                if open {
+                    self.stop();
+                }
+                0
+            }
+            Envelope::Done { task, result } => self.finish_stop_task(state, task, result),
+            Envelope::Elsewhere => 0,
+        }
+    }
+
+    /// Runs a message's callback with its payload (dropped if there is no
+    /// callback).
+    pub(super) fn deliver_message(
+        &mut self,
+        state: &mut S,
+        callback: Option<ErasedCallback>,
+        msg: u16,
+        key: u64,
+        payload: Payload,
+    ) -> usize {
+        let Some(callback) = callback else {
+            return 1;
+        };
+        // SAFETY: this ring's mailbox is reachable only through a
+        // `RingHandle<S>`, whose messages are built from `Ctx<S>` (`msg_ring`,
+        // `send_fd` and `send`); internal envelopes carry no callback. So
+        // `S` is the type the callback was erased from.
+        let callback = unsafe { callback.restore::<S>() };
+        let completion = Completion {
+            task: NO_TASK,
+            msg,
+            key,
+            more: false,
+            outcome: Outcome::Message(payload),
+        };
+        if let Err(err) = callback(state, self, completion) {
+            self.record_error(err);
+        }
+        1
+    }
+
+    fn finish_stop_task(&mut self, state: &mut S, task: Task, result: io::Result<()>) -> usize {
+        let Some(index) = self.slab.live_index(task) else {
+            return 0;
+        };
+        let slot = &self.slab.slots[index as usize];
+        if slot.state != State::Waiting || !matches!(slot.op, Op::StopThread { .. }) {
+            return 0;
+        }
+        match result {
+            Ok(()) => self.finish(state, index, 0, 0),
+            Err(err) => {
+                self.rejections.push((index, err));
+                self.finish(state, index, crate::error::REJECTED, 0)
+            }
+        }
+    }
+
+    /// Refuses every later message and moves those already accepted to
+    /// the delivery queue.
+    pub(super) fn close_mailbox(&mut self) {
+        if let Some(mailbox) = &self.messaging.mailbox {
+            mailbox.close(&mut self.messaging.incoming);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Buffer groups and the multishot operations that complete many times.
+
+use std::io;
+use std::rc::Rc;
+
+use super::Ctx;
+use super::Ring;
+use crate::buffers::group::{BufferGroup, GroupInner};
+use crate::fd::OpFd;
+use crate::op::Op;
+use crate::task::Task;
+
+impl<S> Ring<S> {
+    /// Makes a group of `count` buffers (a power of two, at most 32768) of
+    /// `size` bytes (1 to 4 GiB) for this ring's
+    /// [`recv_multishot`](Ring::recv_multishot). On io_uring (5.19) the
+    /// kernel picks a buffer only when data arrives. Other sizes are an
+    /// `InvalidInput` error; a group too large for memory is an
+    /// `OutOfMemory` error.
+    pub fn buffer_group(&mut self, count: u16, size: usize) -> io::Result<BufferGroup> {
+        let id = u16::try_from(self.groups.len())
+            .map_err(|_| io::Error::other("too many buffer groups on one ring"))?;
+        let group = Rc::new(GroupInner::new(self.files.ring_id(), id, count, size)?);
+        self.backend.register_group(&group);
+        self.groups.push(group.clone());
+        Ok(BufferGroup { inner: group })
+    }
+
+    /// Accepts connections until cancelled or an error ends it: one
+    /// completion per connection ([`Outcome::AcceptMulti`]), the last one
+    /// final ([`Completion::is_final`](crate::Completion::is_final)). Kernel: 5.19; on older kernels each
+    /// task accepts one connection and ends (re-arm on a final success).
+    ///
+    /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
+    pub fn accept_multishot(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(listener);
+        self.schedule(Op::AcceptMulti { fd }, ctx)
+    }
+
+    /// Like [`accept_multishot`](Ring::accept_multishot), but each
+    /// connection arrives as a [`RingFd`](crate::RingFd) ([`Outcome::AcceptDirect`]). On
+    /// io_uring (5.19) the kernel puts each one straight into the ring's
+    /// fixed file table: no process fd at all, so [`Ring::fd`] cannot lend
+    /// one (socket options set on the listener, such as `TCP_NODELAY`, are
+    /// inherited by accepted sockets on Linux); when the table is full or
+    /// missing, connections are accepted as plain fds and registered. On the
+    /// other backends they are accepted and registered. A connection the
+    /// kernel accepted into a table that filled meanwhile is lost: the task
+    /// ends with [`FdTableFull`](crate::FdTableFull) (the kernel's `ENFILE`;
+    /// see [`is_fd_table_full`](crate::is_fd_table_full)); re-arm it: the
+    /// ring then accepts plain fds.
+    ///
+    /// [`Outcome::AcceptDirect`]: crate::Outcome::AcceptDirect
+    pub fn accept_multishot_direct(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(listener);
+        self.files.directs_live += 1;
+        self.backend.ensure_fixed_table();
+        self.schedule(
+            Op::AcceptDirect {
+                fd,
+                into_table: false,
+            },
+            ctx,
+        )
+    }
+
+    /// Receives until the peer closes, cancelled, or an error: one
+    /// completion per arrival ([`Outcome::RecvMulti`]), each in a buffer of
+    /// `group` taken only when data arrives. `ENOBUFS` ends the task when
+    /// every buffer is held: drop some and re-arm. Kernel: 6.0; on older
+    /// kernels each task receives once and ends (re-arm on a final success).
+    /// A group made by another ring fails the task with `InvalidInput` and
+    /// is left as it was.
+    ///
+    /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
+    pub fn recv_multishot(&mut self, fd: impl OpFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
+        let op = Op::RecvMulti {
+            fd: self.op_fd(fd),
+            group: group.inner.clone(),
+            held: None,
+        };
+        if group.inner.ring() != self.files.ring_id() {
+            // The backend would resolve the group's id to this ring's own
+            // group of that id (or none): never let it see the group.
+            let err = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the buffer group belongs to another ring",
+            );
+            return self.reject(op, ctx, err);
+        }
+        self.schedule(op, ctx)
+    }
+}
