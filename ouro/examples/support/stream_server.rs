@@ -35,7 +35,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ouro::{
     Buf, BufferGroup, Completion, ConnTable, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode, Task,
@@ -104,6 +104,10 @@ pub struct Limits {
     pub input_total: usize,
     /// Bytes of spare vectors kept for reuse.
     pub spares: usize,
+    /// How long a request may take to arrive whole once it has begun; past
+    /// it the connection is closed (slowloris, and peers that vanish
+    /// mid-request without the server hearing of it).
+    pub request_timeout: Duration,
     /// Where the server publishes what it holds, if anywhere.
     pub held: Option<Arc<Held>>,
 }
@@ -115,6 +119,7 @@ impl Default for Limits {
             output_total: 64 << 20,
             input_total: 64 << 20,
             spares: 4 << 20,
+            request_timeout: Duration::from_secs(10),
             held: None,
         }
     }
@@ -142,7 +147,7 @@ pub struct Held {
 }
 
 ouro::messages! {
-    enum Msg { Accepted, AcceptAgain, Received, Sent }
+    enum Msg { Accepted, AcceptAgain, Received, Sent, Sweep }
 }
 
 /// Receive buffers shared by the connections, and their size.
@@ -153,6 +158,8 @@ const BUFFER_SIZE: usize = 4096;
 pub const OUTPUT_FLOOR: usize = 4096;
 /// How long to wait before accepting again after accept failed.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// How often connections are checked for requests that take too long.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Bytes held (input, output and spares) from which a fall to a quarter
 /// gives the allocator's free memory back to the system.
 const TRIM_FROM: usize = 16 << 20;
@@ -227,9 +234,11 @@ fn serve_on<P: Protocol>(
         output: 0,
         most_unsent: 0,
         high_water: 0,
+        now: ring.now(),
         accept_errors: AcceptErrors::default(),
     };
     server.accept(&mut ring);
+    ring.timer(SWEEP_EVERY, ctx(Msg::Sweep, 0));
     ring.run(&mut server, RunMode::Forever)
 }
 
@@ -250,6 +259,8 @@ struct Server<P: Protocol> {
     most_unsent: usize,
     /// The most bytes held since memory was last given back.
     high_water: usize,
+    /// The ring's time at the completion being handled.
+    now: Instant,
     accept_errors: AcceptErrors,
 }
 
@@ -275,6 +286,8 @@ struct Conn<Progress> {
     closing: bool,
     /// The peer sent all it will: answer the held requests, then close.
     ended: bool,
+    /// When its unfinished request began arriving (`None`: none pending).
+    request_began: Option<Instant>,
     /// Input and output held, as last added to the server's sums.
     counted: (usize, usize),
 }
@@ -307,11 +320,13 @@ impl<P: Protocol> Server<P> {
     fn on_completion(&mut self, ring: &mut Ring<Self>, c: Completion) -> io::Result<()> {
         let key = c.key();
         let last = c.is_final();
+        self.now = ring.now();
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::Accepted, Outcome::AcceptDirect(result)) => self.accepted(ring, result, last),
             (Msg::AcceptAgain, Outcome::Timer(_)) => self.accept(ring),
             (Msg::Received, Outcome::RecvMulti(result)) => self.received(ring, key, result, last),
             (Msg::Sent, Outcome::Send(result, buf)) => self.sent(ring, key, result, buf),
+            (Msg::Sweep, Outcome::Timer(_)) => self.close_late_requests(ring),
             (msg, outcome) => {
                 return Err(io::Error::other(format!(
                     "unexpected {msg:?} with {outcome:?}"
@@ -343,6 +358,7 @@ impl<P: Protocol> Server<P> {
                     paused: false,
                     closing: false,
                     ended: false,
+                    request_began: None,
                     counted: (0, 0),
                 });
                 self.arm(ring, key);
@@ -490,6 +506,30 @@ impl<P: Protocol> Server<P> {
         if conn.input.is_empty() {
             self.spares.give(std::mem::take(&mut conn.input));
         }
+        let unfinished = !conn.input.is_empty() && !conn.paused;
+        match (unfinished, conn.request_began) {
+            (true, None) => conn.request_began = Some(self.now),
+            (false, Some(_)) => conn.request_began = None,
+            _ => {}
+        }
+    }
+
+    /// Closes the connections whose unfinished request began longer than
+    /// `request_timeout` ago, then sweeps again later.
+    fn close_late_requests(&mut self, ring: &mut Ring<Self>) {
+        self.now = ring.now();
+        let timeout = self.limits.request_timeout;
+        let late: Vec<u64> = (self.conns.iter())
+            .filter(|(_, conn)| conn.request_began.is_some_and(|t| self.now - t > timeout))
+            .map(|(key, _)| key)
+            .collect();
+        for key in late {
+            let conn = &mut self.conns[key];
+            conn.closing = true;
+            conn.output.clear();
+            self.settle(ring, key);
+        }
+        ring.timer(SWEEP_EVERY, ctx(Msg::Sweep, 0));
     }
 
     fn sent(&mut self, ring: &mut Ring<Self>, key: u64, result: io::Result<usize>, mut buf: Buf) {

@@ -26,6 +26,8 @@ backend_tests![
     http_server_closes_the_connection_holding_the_most_input,
     resp_server_bounds_the_answers_held_for_many_non_readers,
     http_server_keeps_few_spare_bytes_after_a_burst,
+    resp_server_closes_a_request_that_does_not_arrive_in_time,
+    http_server_closes_a_request_that_does_not_arrive_in_time,
 ];
 
 /// Socket buffers of the server's connections and of the clients: small,
@@ -440,4 +442,46 @@ fn http_server_keeps_few_spare_bytes_after_a_burst(kind: BackendKind) {
         "the server kept {spares} bytes of spare vectors"
     );
     server.assert_alive();
+}
+
+/// A connection whose request has begun but not arrived whole within
+/// `request_timeout` is closed (slowloris; a peer gone mid-request); one
+/// that finishes its request in time, and an idle one, are served on.
+fn closes_a_late_request(server: &Server, half: &[u8], whole: &[u8], answer: &str) {
+    let mut idle = server.connect();
+    let mut late = server.connect();
+    late.write_all(half).unwrap();
+    // Within the client's 10 s read timeout, or this fails.
+    let unanswered = read_until_closed(&mut late);
+    assert!(unanswered.is_empty(), "{unanswered:?}");
+    let mut prompt = server.connect();
+    prompt.write_all(half).unwrap();
+    prompt.write_all(&whole[half.len()..]).unwrap();
+    let mut reply = vec![0; answer.len()];
+    prompt.read_exact(&mut reply).unwrap();
+    assert_eq!(String::from_utf8_lossy(&reply), answer);
+    idle.write_all(whole).unwrap();
+    idle.read_exact(&mut reply).unwrap();
+    assert_eq!(String::from_utf8_lossy(&reply), answer);
+    server.assert_alive();
+}
+
+fn resp_server_closes_a_request_that_does_not_arrive_in_time(kind: BackendKind) {
+    let limits = resp::Limits {
+        request_timeout: Duration::from_millis(300),
+        ..resp::Limits::default()
+    };
+    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
+    let whole = command(&[b"PING"]);
+    closes_a_late_request(&server, &whole[..5], &whole, "+PONG\r\n");
+}
+
+fn http_server_closes_a_request_that_does_not_arrive_in_time(kind: BackendKind) {
+    let limits = http::Limits {
+        request_timeout: Duration::from_millis(300),
+        ..http::Limits::default()
+    };
+    let server = start(kind, |l, r| http_server::serve_with(l, r, limits));
+    let whole = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    closes_a_late_request(&server, &whole[..10], whole, "HTTP/1.1 200 OK");
 }

@@ -38,8 +38,10 @@ use self::report::Row;
 use self::target::{Backend, Process, Server, SERVERS};
 
 /// How long the server may take to release a finished attack's fds and
-/// slots.
-const SETTLE: Duration = Duration::from_secs(5);
+/// slots: the stream servers close a connection whose request has not
+/// arrived whole within 10 s (checked every second), which is what ends
+/// one whose peer vanished mid-request without a word reaching the server.
+const SETTLE: Duration = Duration::from_secs(13);
 /// The good client runs at least this long, for enough round trips that
 /// one hiccup of a shared machine is not the p99.
 const MIN_GOOD_CLIENT: Duration = Duration::from_secs(2);
