@@ -142,6 +142,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's sockets")]
     fn peer_and_local_addresses_are_socket_addrs_for_ip() {
         let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), 4).unwrap();
         let addr = local_addr(&listener).unwrap();
@@ -151,6 +152,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's sockets")]
     fn a_unix_socket_address_is_invalid_input_as_ip_and_a_sock_addr_otherwise() {
         let (a, _b) = UnixStream::pair().unwrap();
         assert_eq!(
