@@ -28,6 +28,10 @@ pub struct Served {
     pub failures: usize,
     /// Why the first of them failed.
     pub first_failure: Option<String>,
+    /// Whether every failed round trip failed by taking too long (no
+    /// answer within `TIMEOUT`), not by a wrong answer or a closed
+    /// connection.
+    pub only_timeouts: bool,
 }
 
 impl Served {
@@ -101,7 +105,10 @@ fn round_trips(
     answer: &[u8],
     stop: &AtomicBool,
 ) -> Served {
-    let mut served = Served::default();
+    let mut served = Served {
+        only_timeouts: true,
+        ..Served::default()
+    };
     let mut stream = Some(open);
     while !stop.load(Ordering::Relaxed) {
         let start = Instant::now();
@@ -118,12 +125,20 @@ fn round_trips(
             Ok(open) => stream = Some(open),
             Err(e) => {
                 served.failures += 1;
+                served.only_timeouts &= is_timeout(&e);
                 served.first_failure.get_or_insert_with(|| e.to_string());
             }
         }
         std::thread::sleep(PACE);
     }
     served
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {

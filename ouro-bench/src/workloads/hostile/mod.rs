@@ -14,7 +14,12 @@
 //! - it logged at most `MAX_LOG_LINES` lines during the attack.
 //!
 //! Every run is reported, failed or not, and the suite goes on to the next;
-//! it fails at the end if any run broke a bound.
+//! it fails at the end if any run broke a bound. A run that broke only the
+//! good client's timing bounds (its p99, round trips timed out) is made
+//! once more on a fresh server, and the second run's verdict stands (the
+//! table says so and lists the first run's failures): the machines the
+//! suite runs on are shared, and one stall of the whole machine is not a
+//! server starving its clients, which the second run shows again.
 
 mod attacks;
 mod connections;
@@ -113,7 +118,7 @@ pub fn run(options: &Options, output: &Output) -> io::Result<()> {
                     server,
                     backend,
                 };
-                let row = run_one(options, secs, case, rows.len());
+                let row = run_with_one_retry_on_timing(options, secs, case, rows.len());
                 let verdict = if row.passed() { "ok" } else { "FAIL" };
                 eprintln!(
                     "hostile: {} {} {}: {verdict}",
@@ -185,6 +190,25 @@ struct Case {
     attack: Attack,
     server: Server,
     backend: Backend,
+}
+
+/// `case` on a fresh server process, and on another if the first broke
+/// only timing bounds; the `n`th case.
+fn run_with_one_retry_on_timing(options: &Options, secs: Duration, case: Case, n: usize) -> Row {
+    let first = run_one(options, secs, case, n);
+    if !first.failed_only_on_timing() {
+        return first;
+    }
+    eprintln!(
+        "hostile: {} {} {}: only timing bounds broken ({}); once more",
+        first.attack,
+        first.server,
+        first.backend,
+        first.failures.join("; ")
+    );
+    let mut second = run_one(options, secs, case, n);
+    second.first_try = Some(first.failures);
+    second
 }
 
 /// `case` on a fresh server process; the `n`th run.
@@ -286,6 +310,7 @@ fn check_good_client(options: &Options, served: &good_client::Served, row: &mut 
     row.p99 = served.percentile(99.0);
     row.worst = served.worst();
     if served.failures > 0 {
+        row.slow_service_failures += usize::from(served.only_timeouts);
         row.failures.push(format!(
             "good client: {} of {} round trips failed (first: {})",
             served.failures,
@@ -295,6 +320,7 @@ fn check_good_client(options: &Options, served: &good_client::Served, row: &mut 
     }
     let p99_bound = Duration::from_millis(options.p99_ms);
     if row.p99.is_some_and(|p99| p99 > p99_bound) {
+        row.slow_service_failures += 1;
         row.failures.push(format!(
             "good client p99 {} ms > {} ms",
             report_ms(row.p99),
