@@ -127,6 +127,7 @@ pub mod message;
 pub mod net;
 mod op;
 mod ring;
+pub mod signal;
 mod task;
 mod time;
 mod write_queue;
