@@ -141,6 +141,11 @@ impl Signals {
     /// receiving. The task can be cancelled and given a deadline like any
     /// other; the signals it did not take wait for the next one.
     ///
+    /// Several waits at once (on one ring or on rings of other threads)
+    /// share the arrivals: each signal reported goes to one of them. Each
+    /// wait allocates its small receive buffer; signals are rare enough
+    /// for that not to matter.
+    ///
     /// Works on every backend (a receive on a socket; io_uring 5.11).
     pub fn wait<S>(&self, ring: &mut Ring<S>, ctx: Ctx<S>) -> Task {
         ring.recv(self.numbers.clone(), Vec::with_capacity(BATCH), ctx)

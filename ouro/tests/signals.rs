@@ -83,7 +83,13 @@ impl Waiter {
 
     /// Every signal received so far.
     fn received(&self) -> Received {
-        Received(self.got.iter().flatten().flat_map(|set| set.iter()).collect())
+        Received(
+            self.got
+                .iter()
+                .flatten()
+                .flat_map(|set| set.iter())
+                .collect(),
+        )
     }
 }
 
@@ -144,7 +150,10 @@ fn a_rearmed_wait_receives_the_next_signal(kind: BackendKind) {
         waiter.wait(&mut ring);
         raise(signal).unwrap();
         ring.run(&mut waiter, RunMode::UntilDone).unwrap();
-        assert_eq!(*waiter.got.last().unwrap().as_ref().unwrap(), set(&[signal]));
+        assert_eq!(
+            *waiter.got.last().unwrap().as_ref().unwrap(),
+            set(&[signal])
+        );
     }
     assert_eq!(waiter.got.len(), 3);
 }
@@ -240,7 +249,11 @@ fn signals_that_cannot_be_received_are_invalid_input() {
     ];
     for signals in bad {
         let err = Signals::new(signals).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{signals:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidInput,
+            "{signals:?}: {err}"
+        );
     }
     let signals = Signals::new(&[SIGTERM, SIGINT, SIGTERM]).unwrap();
     assert_eq!(signals.signals(), [SIGINT, SIGTERM]);

@@ -62,7 +62,11 @@ fn stops_on_signal(
         _ => "poll",
     };
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([&format!("shutdown::{test}::{backend}"), "--exact", "--nocapture"])
+        .args([
+            &format!("shutdown::{test}::{backend}"),
+            "--exact",
+            "--nocapture",
+        ])
         .env(SHUTDOWN_CHILD, server)
         .env("OURO_BACKEND", backend)
         .stdout(Stdio::piped())
@@ -87,7 +91,12 @@ fn stops_on_signal(
     let status = wait_bounded(&mut child);
     let mut out = String::new();
     stdout.read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(status.success(), "{status:?}:\n{out}");
     let name = signal_hook::low_level::signal_name(signal).unwrap();
     assert!(out.contains(&format!("stopping on {name}")), "{out}");
