@@ -125,8 +125,15 @@ impl Signals {
         let (numbers, relay_end) = UnixStream::pair()?;
         numbers.set_nonblocking(true)?;
         relay_end.set_nonblocking(true)?;
-        claim(&signals)?;
-        let relay = Relay::start(&signals, relay_end).inspect_err(|_| release(&signals))?;
+        // The relay's actions first, so that a signal arriving during this
+        // call is recorded: in the other order, the first `claim` of a
+        // signal installs the handler with the default action turned off,
+        // and a signal arriving then would be neither recorded nor acted on.
+        let relay = Relay::start(&signals, relay_end)?;
+        if let Err(e) = claim(&signals) {
+            relay.stop();
+            return Err(e);
+        }
         Ok(Signals {
             numbers: Arc::new(numbers.into()),
             relay: Some(relay),
