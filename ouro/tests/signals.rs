@@ -49,6 +49,7 @@ backend_tests![
     dropping_signals_ends_its_pending_wait_with_unexpected_eof,
     a_signal_sent_to_the_process_reaches_a_ring_on_another_thread,
     two_signals_receiving_one_signal_both_get_it,
+    signals_dropped_in_their_own_callback_stop_cleanly,
 ];
 
 /// A component that waits for signals and keeps what each wait brought.
@@ -233,6 +234,28 @@ fn two_signals_receiving_one_signal_both_get_it(kind: BackendKind) {
     second.wait(&mut ring);
     ring.run(&mut second, RunMode::UntilDone).unwrap();
     assert_eq!(*second.got[1].as_ref().unwrap(), set(&[SIGUSR1]));
+}
+
+fn drop_signals(waiter: &mut Waiter, _: &mut Ring<Waiter>, c: Completion) -> io::Result<()> {
+    waiter.got.push(signal::received(&c));
+    waiter.signals = None; // joins the relay thread from inside the ring
+    Ok(())
+}
+
+fn signals_dropped_in_their_own_callback_stop_cleanly(kind: BackendKind) {
+    let mut ring = ring(kind);
+    let mut waiter = Waiter::new(Signals::new(&[SIGUSR2, SIGUSR1]).unwrap());
+    let signals = waiter.signals.as_ref().unwrap();
+    signals.wait(&mut ring, Ctx::new(drop_signals));
+    signals.wait(&mut ring, Ctx::new(drop_signals));
+    raise(SIGUSR2).unwrap();
+    ring.run(&mut waiter, RunMode::UntilDone).unwrap();
+    // One wait took the signal, the other ended with the drop.
+    assert!(waiter.signals.is_none());
+    let [first, second] = [&waiter.got[0], &waiter.got[1]];
+    assert_eq!(*first.as_ref().unwrap(), set(&[SIGUSR2]));
+    let err = second.as_ref().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
 }
 
 #[test]
