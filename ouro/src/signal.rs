@@ -44,8 +44,8 @@
 //!   the relay thread runs is reported once (the kernel coalesces standard
 //!   signals too); different signals are all reported.
 //!
-//! Each `Signals` costs one thread, asleep until a signal arrives, and a
-//! socket pair.
+//! Each `Signals` costs one thread, asleep until a signal arrives, and two
+//! socket pairs (the relay's and `signal-hook`'s own wake-up pipe).
 //!
 //! # Dropping
 //!
