@@ -45,6 +45,8 @@ use ouro::{
 pub mod accept_errors;
 #[path = "support/logging.rs"]
 mod logging;
+#[path = "support/shutdown.rs"]
+mod shutdown;
 
 use accept_errors::AcceptErrors;
 
@@ -695,12 +697,13 @@ fn serve_on(mut ring: Ring<Server>, listener: OwnedFd, buffers: u16) -> io::Resu
     ring.run(&mut server, RunMode::Forever)
 }
 
-/// `--serve`: the server alone on `addr`, until the process ends. The ring
+/// `--serve`: the server alone on `addr`, until SIGINT or SIGTERM. The ring
 /// is built first, so that a setup error comes before "serving on".
 fn serve_alone(addr: SocketAddr, options: &Options) -> io::Result<()> {
-    let ring = ring_builder(options.backend)
+    let mut ring = ring_builder(options.backend)
         .entries(RING_ENTRIES)
         .build()?;
+    let _signals = shutdown::stop_on_signals(&mut ring)?;
     let listener = ouro::net::tcp_listener(addr, 1024)?;
     println!(
         "echo: serving on {} ({})",

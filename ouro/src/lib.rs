@@ -127,6 +127,7 @@ pub mod message;
 pub mod net;
 mod op;
 mod ring;
+pub mod signal;
 mod task;
 mod time;
 mod write_queue;
@@ -152,3 +153,9 @@ pub use write_queue::{WriteProgress, WriteQueue};
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/helpers.md")]
 pub struct HelpersGuide;
+
+/// `docs/writing-a-server.md`, whose examples the doc tests compile (and
+/// run, where they end by themselves).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/writing-a-server.md")]
+pub struct WritingAServerGuide;

@@ -50,6 +50,9 @@ mod limits;
 // Requests that arrive in pieces, and what parsing them costs.
 #[path = "servers/pieces.rs"]
 mod pieces;
+// SIGTERM and SIGINT: the servers close their connections and exit 0.
+#[path = "servers/shutdown.rs"]
+mod shutdown;
 
 backend_tests![
     http_server_rejects_garbage_and_keeps_serving,

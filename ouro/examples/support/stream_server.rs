@@ -45,6 +45,8 @@ use ouro::{
 mod accept_errors;
 #[path = "logging.rs"]
 mod logging;
+#[path = "shutdown.rs"]
+mod shutdown;
 
 use accept_errors::AcceptErrors;
 
@@ -173,7 +175,7 @@ const SPARE_CAPACITY: usize = 64 * 1024;
 /// `OURO_BACKEND` names) — so that a setup error comes before anything
 /// claims to be listening — then listens on the address given as the first
 /// argument (else `default`), prints `listening on ADDR (BACKEND)`, and
-/// serves `protocol` until the process ends.
+/// serves `protocol` until SIGINT or SIGTERM (see `shutdown.rs`).
 pub fn main_with<P: Protocol>(
     name: &str,
     default: SocketAddr,
@@ -190,7 +192,8 @@ pub fn main_with<P: Protocol>(
         })?,
         None => default,
     };
-    let ring = server_ring(ouro::Ring::builder())?;
+    let mut ring = server_ring(ouro::Ring::builder())?;
+    let _signals = shutdown::stop_on_signals(&mut ring)?;
     let listener = ouro::net::tcp_listener(addr, 1024)?;
     println!(
         "listening on {} ({})",
