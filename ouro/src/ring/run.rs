@@ -34,6 +34,12 @@ impl<S> Ring<S> {
         result
     }
 
+    /// Makes the current [`run`](Ring::run) return after this turn (or,
+    /// called outside `run`, the next `run` return at once).
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
     fn run_turns(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         loop {
             if mem::take(&mut self.stopped) {
