@@ -54,6 +54,7 @@ impl<S> Ring<S> {
             first_error: None,
             running: Rc::new(Cell::new(false)),
             stopped: false,
+            drain: None,
             fallback: None,
             messaging: Messaging::default(),
             msg_ring: true,

@@ -29,6 +29,12 @@ pub use messages::RingHandle;
 pub use thread::RingThread;
 
 /// How long [`Ring::run`] goes on.
+///
+/// Whatever the mode, `run` also returns when a [drain](Ring::drain) ends:
+/// `Ok` once no task is left, `ETIME` if what was live at its deadline had
+/// to be cancelled. Stopping ([`Ring::stop`], [`RingHandle::stop`]) leaves
+/// live tasks live; a [`RingThread`] that stops cancels them; a drain lets
+/// them finish first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
     /// Submit, wait for at least one completion, deliver every completion
@@ -41,7 +47,8 @@ pub enum RunMode {
     /// runs [`Forever`](RunMode::Forever) instead, until stopped.
     UntilDone,
     /// Until [`Ring::stop`] is called (e.g. from a callback), or, from
-    /// another thread, [`RingHandle::stop`](crate::RingHandle::stop). Waits
+    /// another thread, [`RingHandle::stop`](crate::RingHandle::stop), or
+    /// until a drain ([`Ring::drain`], [`RingHandle::drain`]) ends. Waits
     /// for messages while no task is live.
     Forever,
     /// One turn that does not wait: submit what is queued, deliver what is
@@ -126,6 +133,8 @@ pub struct Ring<S = ()> {
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
+    /// The drain under way, if any (see `drain.rs`).
+    drain: Option<drain::Drain>,
     /// Why io_uring was not used, when the ring fell back from it.
     fallback: Option<io::Error>,
     /// The mailbox, incoming messages and outboxes (see `messages.rs`).
@@ -152,6 +161,8 @@ mod construct;
 
 mod builder;
 mod run;
+
+mod drain;
 
 mod accessors;
 
