@@ -61,6 +61,7 @@ backend_tests!(
     a_draining_worker_whose_read_never_completes_is_cut_at_the_deadline,
     a_tasks_deadline_and_cancel_still_work_during_a_drain,
     a_ring_run_by_hand_drains_when_its_handle_asks,
+    an_idle_ring_drains_at_once_and_a_past_deadline_cuts_at_once,
 );
 
 // ---------------------------------------------------------------------------
@@ -424,6 +425,11 @@ fn a_ring_run_by_hand_drains_when_its_handle_asks(kind: BackendKind) -> io::Resu
     });
     let handle = handle.recv().expect("the ring was built");
     handle.drain(Instant::now() + 10 * WATCHDOG).unwrap();
+    // The mailbox closes as the drain begins: only then is the read
+    // allowed to finish, so that the drain has it to wait for.
+    while !handle.is_closed() {
+        std::thread::yield_now();
+    }
     tx.write_all(b"done")?;
     let (read, still_draining) = owner.join().expect("no panic")?;
     assert_eq!(read, b"done");
@@ -440,5 +446,36 @@ fn on_read_by_hand(
     if let Outcome::Read(Ok(_), buf) = c.outcome {
         *read = Some(buf.into_vec());
     }
+    Ok(())
+}
+
+fn an_idle_ring_drains_at_once_and_a_past_deadline_cuts_at_once(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let mut ring: Ring<Option<Vec<u8>>> = builder(kind).build()?;
+    let mut read = None;
+    // No handle was made yet: one made during the drain is closed too.
+    ring.drain(Instant::now() + 10 * WATCHDOG);
+    assert!(ring.handle()?.is_closed());
+    ring.run(&mut read, RunMode::Forever)?;
+    assert!(!ring.is_draining());
+
+    let (rx, _tx) = io::pipe()?;
+    let rx = Rc::new(rx);
+    ring.read(
+        &rx,
+        Vec::with_capacity(16),
+        Offset::Current,
+        Ctx::new(on_read_by_hand),
+    );
+    ring.drain(Instant::now());
+    let err = ring.run(&mut read, RunMode::Forever).expect_err("cut");
+    assert!(is_deadline(&err), "{err}");
+    assert_eq!(ring.live_tasks(), 0, "what was cut has completed");
+    assert_eq!(read, None, "the read was cancelled, not completed");
+
+    // The ring still works, with its mailbox closed.
+    ring.noop(Ctx::none());
+    ring.run(&mut read, RunMode::UntilDone)?;
     Ok(())
 }

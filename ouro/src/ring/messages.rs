@@ -291,6 +291,11 @@ impl<S> Ring<S> {
             let accepts_fixed = doorbells && self.backend.accepts_fixed();
             let ring_fd = self.backend.uring_fd();
             let mailbox = Mailbox::new(waker, ring_fd, doorbells, accepts_fixed);
+            // A draining ring takes no messages, through handles made before
+            // or after the drain began.
+            if self.is_draining() {
+                mailbox.close(&mut self.messaging.incoming);
+            }
             self.messaging.mailbox = Some(mailbox);
         }
         match &self.messaging.mailbox {
