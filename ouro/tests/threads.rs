@@ -3,7 +3,9 @@
 //! worker threads drained (their live tasks finish, new messages are
 //! refused, what is left at the deadline is cut). On every backend.
 
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +48,18 @@ fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
         Ok(result) => result.unwrap_or_else(|err| panic!("on {kind:?}: {err}")),
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// A pipe: (read end, write end), close-on-exec.
+fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+    let [read, write] = fds.map(|fd| File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    Ok((read, write))
 }
 
 fn builder(kind: BackendKind) -> ouro::RingBuilder {
@@ -135,7 +149,7 @@ fn expect_ok(outcome: Outcome, ok: impl Fn(&Outcome) -> bool) -> io::Result<()> 
 
 /// The child thread's life: build attached, read the pipe, tell the
 /// parent, wait for its reply. Gives back its state and its description.
-fn child_life(parent: RingHandle<Parent>, pipe: io::PipeReader) -> io::Result<(Child, String)> {
+fn child_life(parent: RingHandle<Parent>, pipe: File) -> io::Result<(Child, String)> {
     let mut ring: Ring<Child> = Ring::builder().entries(8).attach_to(&parent).build()?;
     let description = ring.backend_description();
     let pipe = Rc::new(pipe);
@@ -164,7 +178,7 @@ fn a_ring_built_on_a_thread_attached_to_its_parent_reads_a_pipe_and_messages_bot
 ) -> io::Result<()> {
     let mut parent: Ring<Parent> = builder(kind).build()?;
     let handle = parent.handle()?;
-    let (rx, mut tx) = io::pipe()?;
+    let (rx, mut tx) = pipe()?;
     tx.write_all(b"over the pipe")?;
     let child = std::thread::spawn(move || child_life(handle, rx));
     let mut state = Parent::default();
@@ -301,7 +315,7 @@ fn never_delivered(_: &mut Worker, _: &mut Ring<Worker>, _: Completion) -> io::R
 /// cancels the second.
 fn worker_reading(
     kind: BackendKind,
-    pipes: Vec<io::PipeReader>,
+    pipes: Vec<File>,
     deadline: Instant,
     end_two: bool,
 ) -> io::Result<(ouro::RingThread<Worker>, Reads, mpsc::Receiver<()>)> {
@@ -330,7 +344,7 @@ fn worker_reading(
 fn a_draining_worker_finishes_its_in_flight_read_and_refuses_new_messages(
     kind: BackendKind,
 ) -> io::Result<()> {
-    let (rx, mut tx) = io::pipe()?;
+    let (rx, mut tx) = pipe()?;
     // Far enough never to be reached: the drain must end because the read
     // finished.
     let deadline = Instant::now() + 10 * WATCHDOG;
@@ -362,7 +376,7 @@ fn a_draining_worker_finishes_its_in_flight_read_and_refuses_new_messages(
 fn a_draining_worker_whose_read_never_completes_is_cut_at_the_deadline(
     kind: BackendKind,
 ) -> io::Result<()> {
-    let (rx, _tx) = io::pipe()?;
+    let (rx, _tx) = pipe()?;
     // Any deadline will do: the read never completes by itself.
     let deadline = Instant::now() + Duration::from_millis(20);
     let (worker, reads, _) = worker_reading(kind, vec![rx], deadline, false)?;
@@ -378,8 +392,8 @@ fn a_draining_worker_whose_read_never_completes_is_cut_at_the_deadline(
 }
 
 fn a_tasks_deadline_and_cancel_still_work_during_a_drain(kind: BackendKind) -> io::Result<()> {
-    let (rx_a, _tx_a) = io::pipe()?;
-    let (rx_b, _tx_b) = io::pipe()?;
+    let (rx_a, _tx_a) = pipe()?;
+    let (rx_b, _tx_b) = pipe()?;
     let deadline = Instant::now() + 10 * WATCHDOG;
     let (worker, reads, drain_began) = worker_reading(kind, vec![rx_a, rx_b], deadline, true)?;
     worker
@@ -407,7 +421,7 @@ fn a_tasks_deadline_and_cancel_still_work_during_a_drain(kind: BackendKind) -> i
 /// A ring on a thread of the test's own: `RingHandle::drain` ends its
 /// `run(Forever)`, in `Ok` once its read has finished.
 fn a_ring_run_by_hand_drains_when_its_handle_asks(kind: BackendKind) -> io::Result<()> {
-    let (rx, mut tx) = io::pipe()?;
+    let (rx, mut tx) = pipe()?;
     let (handles, handle) = mpsc::channel();
     let owner = std::thread::spawn(move || -> io::Result<(Vec<u8>, bool)> {
         let mut ring: Ring<Option<Vec<u8>>> = builder(kind).build()?;
@@ -460,7 +474,7 @@ fn an_idle_ring_drains_at_once_and_a_past_deadline_cuts_at_once(
     ring.run(&mut read, RunMode::Forever)?;
     assert!(!ring.is_draining());
 
-    let (rx, _tx) = io::pipe()?;
+    let (rx, _tx) = pipe()?;
     let rx = Rc::new(rx);
     ring.read(
         &rx,
