@@ -59,10 +59,10 @@ impl Parent {
                 "RingBuilder::attach_to: the parent ring is gone (dropped, or its thread stopped)",
             )
         };
+        // Asked on every backend (it is `None` off io_uring), so that a gone
+        // parent is an error whatever the backend.
         match self.mailbox.duplicate_ring_fd() {
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(gone()),
-            // Checked on every backend, so that a gone parent is an error
-            // whatever the backend.
             fd => fd,
         }
     }

@@ -74,7 +74,9 @@ impl<S> Ring<S> {
     /// [`RingThread`]).
     ///
     /// On io_uring the new ring is set up with `IORING_SETUP_ATTACH_WQ` on
-    /// this one, falling back to its own when the kernel refuses. Since
+    /// this one, falling back to its own when the kernel refuses (a ring
+    /// built by hand gets the same with
+    /// [`RingBuilder::attach_to`]). Since
     /// Linux 5.12 the kernel keeps async worker threads per thread, so what
     /// the rings share is the work hashing that serialises buffered writes
     /// to the same file across them.
