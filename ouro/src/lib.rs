@@ -137,7 +137,7 @@ pub use backend::mock;
 pub use backend::uring::SetupError;
 pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;
-pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, SendBuf, Slice};
+pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Limit, SendBuf, Slice};
 pub use completion::Completion;
 pub use conns::ConnTable;
 pub use error::{is_canceled, is_deadline};

@@ -1,7 +1,8 @@
 //! Unit tests on the mock backend (no kernel ring): the seed's MultiWriter
 //! under scripted partial writes, deadlines and delayed replies on the
-//! virtual clock, unscripted operations, fd leak reports, and replies that
-//! could stand for an fd or an error no kernel gives.
+//! virtual clock, a drain that waits for a slow reply and cuts a pending
+//! one, unscripted operations, fd leak reports, and replies that could
+//! stand for an fd or an error no kernel gives.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -554,4 +555,48 @@ fn a_cancelled_delayed_value_reply_closes_nothing() {
     );
     assert_holds(&mut handed, b"handed out");
     assert_eq!(ring.mock_backend().unwrap().open_fds(), [number]);
+}
+
+#[test]
+fn a_drain_waits_for_a_slow_reply_and_cuts_a_pending_one_at_its_deadline_in_virtual_time() {
+    let mut mock = Mock::new();
+    mock.push(
+        OpKind::Recv,
+        Reply::After(Duration::from_secs(2), Box::new(Reply::Value(0))),
+    );
+    mock.push(OpKind::Recv, Reply::Pending);
+    let mut ring = Ring::mock(mock);
+    let start = ring.now();
+    let fd = any_fd();
+    let mut got = Vec::new();
+
+    ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect));
+    ring.drain(start + Duration::from_secs(10));
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert!(
+        matches!(got[0].0.outcome, Outcome::Recv(Ok(0), _)),
+        "{got:?}"
+    );
+    assert_eq!(got[0].1 - start, Duration::from_secs(2), "it came when due");
+    assert_eq!(
+        ring.now() - start,
+        Duration::from_secs(2),
+        "no wait for the deadline"
+    );
+
+    ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect));
+    ring.drain(start + Duration::from_secs(7));
+    let err = ring.run(&mut got, RunMode::UntilDone).unwrap_err();
+    assert!(is_deadline(&err), "{err}");
+    let (c, at) = &got[1];
+    let cut = match &c.outcome {
+        Outcome::Recv(Err(err), _) => err,
+        other => panic!("expected a cancelled recv, got {other:?}"),
+    };
+    assert!(is_canceled(cut), "{cut}");
+    assert_eq!(
+        *at - start,
+        Duration::from_secs(7),
+        "cut at the drain's deadline"
+    );
 }

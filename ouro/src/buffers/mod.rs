@@ -11,13 +11,16 @@
 //! Implemented for `Vec<u8>`, `Box<[u8]>`, `Rc<[u8]>`, `Arc<[u8]>`, `String`,
 //! `&'static [u8]`, `&'static str`, and with the `bytes` feature
 //! `bytes::Bytes` and `bytes::BytesMut`. [`Slice`] narrows any of them to a
-//! range, which is what a partial write re-submits.
+//! range, which is what a partial write re-submits; [`Limit`] caps how much
+//! a read may write into a writable one.
 
 mod erased;
 pub(crate) mod group;
+mod limit;
 mod vec;
 
 pub use erased::{Buf, IntoBuf, IntoBufMut, SendBuf};
+pub use limit::Limit;
 pub use vec::BufVec;
 
 use std::ops::{Bound, RangeBounds};
@@ -83,6 +86,17 @@ pub unsafe trait IoBufMut: IoBuf {
     /// # Safety
     /// `n <= spare_len()` and those bytes were initialised.
     unsafe fn advance(&mut self, n: usize);
+
+    /// Lets operations write at most `limit` bytes into the buffer, however
+    /// much spare room it has: a read or receive of at most `limit` bytes
+    /// into a larger buffer, without sizing it to fit. The buffer comes
+    /// back with [`Limit::into_inner`].
+    fn limit(self, limit: usize) -> Limit<Self>
+    where
+        Self: Sized,
+    {
+        Limit::new(self, limit)
+    }
 }
 
 // SAFETY: a Vec's heap block does not move when the Vec does; reads into it

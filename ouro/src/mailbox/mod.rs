@@ -231,6 +231,9 @@ pub(crate) struct Mailbox {
     /// The target's io_uring fd for MSG_RING doorbells; valid while the
     /// mailbox is open (read and duplicated under the lock).
     doorbell_fd: Option<RawFd>,
+    /// The target's io_uring fd, whether or not doorbells use it, for rings
+    /// that attach to its work queue; valid while the mailbox is open.
+    ring_fd: Option<RawFd>,
     /// Whether ring fds can be moved into the target's fixed file table
     /// with `IORING_MSG_SEND_FD` (see [`parcel`]).
     pub(crate) accepts_fixed: bool,
@@ -255,9 +258,13 @@ pub(crate) struct Inbox {
 }
 
 impl Mailbox {
+    /// A mailbox that wakes its ring through `waker`. `ring_fd` is the
+    /// ring's io_uring fd, if it has one; `doorbells` says whether senders
+    /// may ring through it with MSG_RING.
     pub(crate) fn new(
         waker: Arc<dyn Wake>,
-        doorbell_fd: Option<RawFd>,
+        ring_fd: Option<RawFd>,
+        doorbells: bool,
         accepts_fixed: bool,
     ) -> Arc<Mailbox> {
         Arc::new(Mailbox {
@@ -272,7 +279,8 @@ impl Mailbox {
             closed: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             mail: AtomicBool::new(false),
-            doorbell_fd,
+            doorbell_fd: ring_fd.filter(|_| doorbells),
+            ring_fd,
             accepts_fixed,
         })
     }
@@ -322,6 +330,24 @@ impl Mailbox {
             inbox.doorbell = self.doorbell_fd.and_then(duplicate).map(Arc::new);
         }
         inbox.doorbell.clone()
+    }
+
+    /// A duplicate of the target's io_uring fd, for a ring that attaches
+    /// to its work queue: `Ok(None)` if the target has none (it runs on
+    /// another backend), `EPIPE` once the mailbox has closed (the target is
+    /// dropped or stopping, and its fd may be closed).
+    pub(crate) fn duplicate_ring_fd(&self) -> io::Result<Option<OwnedFd>> {
+        let inbox = self.lock();
+        if inbox.closed {
+            return Err(closed_error());
+        }
+        let Some(fd) = self.ring_fd else {
+            return Ok(None);
+        };
+        // SAFETY: the target's io_uring fd stays open while its mailbox is
+        // open, which the lock held until the borrow ends guarantees.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        fd.try_clone_to_owned().map(Some)
     }
 
     /// Whether the caller, having just queued something (and set `mail`),
@@ -438,7 +464,7 @@ mod tests {
 
     fn mailbox() -> (Arc<Mailbox>, Arc<CountingWaker>) {
         let waker = Arc::new(CountingWaker(Default::default()));
-        (Mailbox::new(waker.clone(), None, false), waker)
+        (Mailbox::new(waker.clone(), None, false, false), waker)
     }
 
     fn number(n: u64) -> Envelope {

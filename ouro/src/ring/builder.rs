@@ -1,19 +1,71 @@
 //! Choosing a ring's backend and options before building it.
 
+use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
-use super::Ring;
+use super::{Ring, RingHandle};
 use crate::backend::{mock::Mock, BackendKind};
+use crate::mailbox::Mailbox;
 use crate::time::Clock;
 
 /// Builds a [`Ring`] with a chosen backend: `Ring::builder().entries(64)
 /// .backend(BackendKind::Uring).build()`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RingBuilder {
     entries: u32,
     backend: Option<BackendKind>,
     msg_ring: bool,
     pub(super) options: crate::backend::Options,
+    /// The ring whose work queue the new one attaches to.
+    parent: Option<Parent>,
+}
+
+/// A ring to attach to, as its handle knows it.
+#[derive(Clone)]
+struct Parent {
+    mailbox: Arc<Mailbox>,
+    backend: BackendKind,
+}
+
+impl fmt::Debug for Parent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parent")
+            .field("backend", &self.backend)
+            .field("gone", &self.mailbox.is_closed())
+            .finish()
+    }
+}
+
+impl Parent {
+    /// A duplicate of the parent's io_uring fd for a ring on `backend`
+    /// (`None` on other backends, where attaching has no effect): an error
+    /// if the parent is gone or runs on another backend.
+    fn work_queue(&self, backend: BackendKind) -> io::Result<Option<OwnedFd>> {
+        if backend != self.backend {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "RingBuilder::attach_to: the parent ring runs on the {:?} backend, \
+                     this one would run on {backend:?}; a ring attaches only to one of its kind",
+                    self.backend
+                ),
+            ));
+        }
+        let gone = || {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "RingBuilder::attach_to: the parent ring is gone (dropped, or its thread stopped)",
+            )
+        };
+        // Asked on every backend (it is `None` off io_uring), so that a gone
+        // parent is an error whatever the backend.
+        match self.mailbox.duplicate_ring_fd() {
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(gone()),
+            fd => fd,
+        }
+    }
 }
 
 impl RingBuilder {
@@ -66,13 +118,52 @@ impl RingBuilder {
         self
     }
 
+    /// Makes the ring share the kernel workers of the ring behind
+    /// `parent`, as [`Ring::spawn_thread`] does for the rings it starts,
+    /// for a ring built by hand on a thread of your own. The new ring runs
+    /// on the parent's backend unless [`backend`](RingBuilder::backend)
+    /// names one, which must then be the same.
+    ///
+    /// On io_uring the ring is set up with `IORING_SETUP_ATTACH_WQ` on the
+    /// parent's ring (Linux 5.6), or on its own if the kernel refuses;
+    /// [`Ring::backend_description`] ends in `+attach_wq` when it is
+    /// attached. Since Linux 5.12 the kernel keeps async worker threads per
+    /// thread, so what the rings share is the work hashing that serialises
+    /// buffered writes to the same file across them. On the readiness
+    /// backend it has no effect: each ring keeps its own pool of threads
+    /// for calls that block.
+    ///
+    /// [`build`](RingBuilder::build) fails with `BrokenPipe` if the parent
+    /// is gone (dropped, or its thread stopped), and with `InvalidInput`
+    /// if the backends differ. Messages go both ways as between any rings:
+    /// through `parent` one way, and through the new ring's
+    /// [`handle`](Ring::handle), sent to the parent, the other.
+    pub fn attach_to<T>(mut self, parent: &RingHandle<T>) -> RingBuilder {
+        self.parent = Some(Parent {
+            mailbox: parent.mailbox.clone(),
+            backend: parent.backend,
+        });
+        self
+    }
+
     /// Builds the ring; fails if the backend cannot be set up, with an
-    /// error that says why, or if `OURO_BACKEND` names no backend.
-    pub fn build<S>(self) -> io::Result<Ring<S>> {
-        let kind = match self.backend {
-            Some(kind) => Some(kind),
-            None => BackendKind::from_env()?,
+    /// error that says why, if `OURO_BACKEND` names no backend, or if the
+    /// ring cannot [attach](RingBuilder::attach_to) to its parent.
+    pub fn build<S>(mut self) -> io::Result<Ring<S>> {
+        let kind = match (self.backend, &self.parent) {
+            (Some(kind), _) => Some(kind),
+            (None, Some(parent)) => Some(parent.backend),
+            (None, None) => BackendKind::from_env()?,
         };
+        // Kept open until the ring is set up, so that the fd it names is
+        // the parent's, whatever the parent does meanwhile.
+        let parent_fd = match (&self.parent, kind) {
+            (Some(parent), Some(kind)) => parent.work_queue(kind)?,
+            _ => None,
+        };
+        if let Some(fd) = &parent_fd {
+            self.options.attach_wq = Some(fd.as_raw_fd());
+        }
         let mut ring = if kind == Some(BackendKind::Mock) {
             if self.options.pollable {
                 return Err(crate::backend::not_pollable());
@@ -99,6 +190,7 @@ impl Ring {
             backend: None,
             msg_ring: true,
             options: crate::backend::Options::default(),
+            parent: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::backend::RawCompletion;
+use crate::backend::{BackendKind, RawCompletion};
 use crate::completion::Completion;
 use crate::mailbox::{append, Envelope, ErasedCallback, Mailbox, Payload, SendError, NO_TASK};
 use crate::op::{Op, Outcome};
@@ -29,6 +29,9 @@ use super::{Ctx, Ring};
 /// typed for it, so sender and receiver agree at compile time.
 pub struct RingHandle<S> {
     pub(crate) mailbox: Arc<Mailbox>,
+    /// The target's backend, for rings that attach to it
+    /// ([`RingBuilder::attach_to`](crate::RingBuilder::attach_to)).
+    pub(crate) backend: BackendKind,
     _target: PhantomData<fn(&mut S)>,
 }
 
@@ -36,6 +39,7 @@ impl<S> Clone for RingHandle<S> {
     fn clone(&self) -> Self {
         RingHandle {
             mailbox: self.mailbox.clone(),
+            backend: self.backend,
             _target: PhantomData,
         }
     }
@@ -275,6 +279,7 @@ impl<S> Ring<S> {
     pub fn handle(&mut self) -> io::Result<RingHandle<S>> {
         Ok(RingHandle {
             mailbox: self.mailbox()?.clone(),
+            backend: self.backend.kind(),
             _target: PhantomData,
         })
     }
@@ -282,12 +287,16 @@ impl<S> Ring<S> {
     pub(super) fn mailbox(&mut self) -> io::Result<&Arc<Mailbox>> {
         if self.messaging.mailbox.is_none() {
             let waker = self.backend.waker()?;
-            let doorbell = self
-                .msg_ring
-                .then(|| self.backend.doorbell_target())
-                .flatten();
-            let accepts_fixed = doorbell.is_some() && self.backend.accepts_fixed();
-            self.messaging.mailbox = Some(Mailbox::new(waker, doorbell, accepts_fixed));
+            let doorbells = self.msg_ring && self.backend.doorbell_target().is_some();
+            let accepts_fixed = doorbells && self.backend.accepts_fixed();
+            let ring_fd = self.backend.uring_fd();
+            let mailbox = Mailbox::new(waker, ring_fd, doorbells, accepts_fixed);
+            // A draining ring takes no messages, through handles made before
+            // or after the drain began.
+            if self.is_draining() {
+                mailbox.close(&mut self.messaging.incoming);
+            }
+            self.messaging.mailbox = Some(mailbox);
         }
         match &self.messaging.mailbox {
             Some(mailbox) => Ok(mailbox),

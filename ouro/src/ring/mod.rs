@@ -13,9 +13,8 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::Instant;
 
-use crate::backend::{mock::Mock, Backend, BackendKind, RawCompletion};
+use crate::backend::{Backend, RawCompletion};
 use crate::buffers::group::GroupInner;
 use crate::fd::{FdTable, Keeps};
 use crate::op::Pools;
@@ -24,28 +23,18 @@ use crate::time::{Clock, TimerHeap};
 use messages::Messaging;
 use slab::{Slab, Waiters};
 
-mod builder;
-mod ctx;
-mod drop;
-mod files;
-mod finish;
-mod messages;
-mod multishot;
-mod ops;
-mod parcel;
-mod run;
-mod schedule;
-mod slab;
-mod stop;
-mod thread;
-mod timeouts;
-
 pub use builder::RingBuilder;
 pub use ctx::{Callback, Ctx};
 pub use messages::RingHandle;
 pub use thread::RingThread;
 
 /// How long [`Ring::run`] goes on.
+///
+/// Whatever the mode, `run` also returns when a [drain](Ring::drain) ends:
+/// `Ok` once no task is left, `ETIME` if what was live at its deadline had
+/// to be cancelled. Stopping ([`Ring::stop`], [`RingHandle::stop`]) leaves
+/// live tasks live; a [`RingThread`] that stops cancels them; a drain lets
+/// them finish first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
     /// Submit, wait for at least one completion, deliver every completion
@@ -58,7 +47,8 @@ pub enum RunMode {
     /// runs [`Forever`](RunMode::Forever) instead, until stopped.
     UntilDone,
     /// Until [`Ring::stop`] is called (e.g. from a callback), or, from
-    /// another thread, [`RingHandle::stop`](crate::RingHandle::stop). Waits
+    /// another thread, [`RingHandle::stop`](crate::RingHandle::stop), or
+    /// until a drain ([`Ring::drain`], [`RingHandle::drain`]) ends. Waits
     /// for messages while no task is live.
     Forever,
     /// One turn that does not wait: submit what is queued, deliver what is
@@ -143,6 +133,8 @@ pub struct Ring<S = ()> {
     first_error: Option<io::Error>,
     running: Rc<Cell<bool>>,
     stopped: bool,
+    /// The drain under way, if any (see `drain.rs`).
+    drain: Option<drain::Drain>,
     /// Why io_uring was not used, when the ring fell back from it.
     fallback: Option<io::Error>,
     /// The mailbox, incoming messages and outboxes (see `messages.rs`).
@@ -161,134 +153,40 @@ pub struct Ring<S = ()> {
     _not_send: PhantomData<*const ()>,
 }
 
-impl<S> Ring<S> {
-    /// A ring with room for `entries` submissions per turn (1 to 32768;
-    /// more can be queued, they go out over several calls), on io_uring
-    /// where it works and otherwise on the readiness backend: see
-    /// [`fallback_reason`](Ring::fallback_reason). The environment variable
-    /// `OURO_BACKEND` (`uring` or `poll`) forces one; an unknown value is
-    /// an `InvalidInput` error.
-    pub fn new(entries: u32) -> io::Result<Ring<S>> {
-        Ring::builder().entries(entries).build()
-    }
+// The order of the `mod` declarations below is the order of `Ring`'s
+// methods in rustdoc (which lists the impls of submodules in the order they
+// are declared): making and running a ring, what it is, then operations by
+// family, then messages and threads.
+mod construct;
 
-    /// A ring on the [mock backend](crate::mock), on a virtual clock.
-    pub fn mock(mock: Mock) -> Ring<S> {
-        Ring::with_backend(Backend::Mock(mock), Clock::virtual_clock(), 64)
-    }
+mod builder;
+mod run;
 
-    fn with_backend(backend: Backend, clock: Clock, entries: u32) -> Ring<S> {
-        let capacity = (entries as usize * 2).max(64);
-        let files = FdTable::new();
-        Ring {
-            backend,
-            slab: Slab::with_capacity(capacity, files.ring_id()),
-            timers: TimerHeap::with_capacity(capacity),
-            clock,
-            pending: VecDeque::new(),
-            cancels: VecDeque::new(),
-            ready: VecDeque::with_capacity(capacity),
-            batch: Vec::with_capacity(capacity),
-            batch_pos: 0,
-            waiters: Waiters::default(),
-            pools: Pools::default(),
-            rejections: Vec::new(),
-            groups: Vec::new(),
-            files,
-            keeps: Keeps::default(),
-            unsettled: Vec::new(),
-            first_error: None,
-            running: Rc::new(Cell::new(false)),
-            stopped: false,
-            fallback: None,
-            messaging: Messaging::default(),
-            msg_ring: true,
-            fixed_files: None,
-            pollable: std::cell::OnceCell::new(),
-            poll_timer: None,
-            _not_send: PhantomData,
-        }
-    }
+mod drain;
 
-    /// How a thread spawned from this ring builds its own: same backend,
-    /// message settings and fixed table size, sharing this ring's kernel
-    /// work queue.
-    fn child_builder(&self, entries: u32) -> RingBuilder {
-        let mut builder = Ring::builder()
-            .entries(entries)
-            .backend(self.backend.kind())
-            .msg_ring(self.msg_ring);
-        builder.options.attach_wq = self.backend.uring_fd();
-        builder.options.fixed_files = self.fixed_files;
-        builder
-    }
+mod accessors;
 
-    /// An fd that is readable while this ring has something to deliver, for
-    /// another ring on the same thread to [`poll`](Ring::poll); run this
-    /// ring with [`RunMode::NoWait`] when it is. Work scheduled on this ring
-    /// from outside its own `run` reaches the kernel when it next runs.
-    ///
-    /// It is a shared owner of a duplicate of the ring's own fd (the same
-    /// file, so the same readiness), made on the first call: a `poll` on it
-    /// keeps it open whatever happens to this ring, so the poll is sound
-    /// even if this ring is dropped first (it then never becomes readable:
-    /// cancel it).
-    ///
-    /// Fails with `InvalidInput` unless the ring was built
-    /// [`pollable`](RingBuilder::pollable).
-    pub fn pollable_fd(&self) -> io::Result<Rc<OwnedFd>> {
-        if let Some(fd) = self.pollable.get() {
-            return Ok(fd.clone());
-        }
-        let fd = self.backend.pollable_fd().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the ring was not built pollable (RingBuilder::pollable)",
-            )
-        })?;
-        let fd = Rc::new(fd.try_clone_to_owned()?);
-        Ok(self.pollable.get_or_init(|| fd).clone())
-    }
+// Task state and relative deadlines, beside the operations' first family.
+mod timeouts;
 
-    /// Which backend the ring runs on.
-    pub fn backend(&self) -> BackendKind {
-        self.backend.kind()
-    }
+// The operations: timers and cancellation, sockets, files.
+mod ops;
 
-    /// The backend and how it was set up, e.g.
-    /// `io_uring (single_issuer+defer_taskrun+taskrun_flag+submit_all)`.
-    pub fn backend_description(&self) -> String {
-        self.backend.describe()
-    }
+// Ring fds.
+mod files;
 
-    /// Why the ring runs on the readiness backend although no backend was
-    /// asked for: io_uring's setup error (e.g. `EPERM` from a seccomp
-    /// filter, see [`SetupError`](crate::SetupError)). `None` when io_uring
-    /// is used or a backend was chosen.
-    pub fn fallback_reason(&self) -> Option<&io::Error> {
-        self.fallback.as_ref()
-    }
+// Buffer groups and the multishot operations that use them.
+mod multishot;
 
-    /// The mock backend, to script more replies or check for leaked fds;
-    /// `None` on any other backend.
-    pub fn mock_backend(&mut self) -> Option<&mut Mock> {
-        self.backend.mock_mut()
-    }
+// Messages and threads.
+mod messages;
+mod parcel;
+mod stop;
+mod thread;
 
-    /// The ring's current time: the monotonic clock, or the mock's virtual
-    /// one. Deadlines should be computed from it (`ring.now() + timeout`).
-    pub fn now(&self) -> Instant {
-        self.clock.to_instant(self.clock.now())
-    }
-
-    /// How many tasks have not been delivered yet.
-    pub fn live_tasks(&self) -> usize {
-        self.slab.live() as usize
-    }
-
-    /// Makes the current [`run`](Ring::run) return after this turn (or,
-    /// called outside `run`, the next `run` return at once).
-    pub fn stop(&mut self) {
-        self.stopped = true;
-    }
-}
+// Internals: no public methods of `Ring`.
+mod ctx;
+mod drop;
+mod finish;
+mod schedule;
+mod slab;

@@ -34,6 +34,12 @@ impl<S> Ring<S> {
         result
     }
 
+    /// Makes the current [`run`](Ring::run) return after this turn (or,
+    /// called outside `run`, the next `run` return at once).
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
     fn run_turns(&mut self, state: &mut S, mode: RunMode) -> io::Result<()> {
         loop {
             if mem::take(&mut self.stopped) {
@@ -43,6 +49,9 @@ impl<S> Ring<S> {
                 && !self.messaging.waiting()
                 && !self.messaging.has_outgoing()
                 && self.files.moved.is_empty();
+            if let Some(drained) = self.drain_progress(idle) {
+                return drained;
+            }
             if matches!(mode, RunMode::Once | RunMode::UntilDone) && idle {
                 return Ok(());
             }
@@ -97,7 +106,6 @@ impl<S> Ring<S> {
         let now = self.clock.now();
         let armed = self.poll_timer.filter(|&at| at > now);
         let timer = self
-            .timers
             .next_due()
             .filter(|&due| armed.is_none_or(|at| due < at));
         if let Some(due) = timer {
@@ -108,12 +116,13 @@ impl<S> Ring<S> {
     }
 
     /// How long the backend may wait: not at all when results or messages
-    /// are ready, until the nearest timer, or without limit.
+    /// are ready, until the nearest timer (or a drain's deadline), or
+    /// without limit.
     fn wait_timeout(&self) -> Option<u64> {
         if !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting() {
             return Some(0);
         }
-        let due = self.timers.next_due()?;
+        let due = self.next_due()?;
         Some(due.saturating_sub(self.clock.now()))
     }
 

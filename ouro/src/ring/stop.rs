@@ -12,7 +12,9 @@ impl<S> RingHandle<S> {
     /// next one, if it is not running): a message whose callback calls
     /// [`Ring::stop`]. Messages this thread sent through the handle before
     /// are delivered first; tasks still live stay live (run the ring again,
-    /// or drop it, to finish them). A closed target is a [`SendError`].
+    /// or drop it, to finish them; [`drain`](RingHandle::drain) instead
+    /// lets them finish before `run` returns). A closed target is a
+    /// [`SendError`].
     ///
     /// This is how a ring on a thread of your own keeps serving messages
     /// while no task is live (it runs [`Forever`](crate::RunMode::Forever);

@@ -21,7 +21,10 @@ use super::{Ctx, Ring, RingBuilder, RingHandle, RunMode};
 /// Its [`handle`](RingThread::handle) sends it messages. It runs until asked
 /// to stop ([`stop`](RingThread::stop) from a ring, or
 /// [`join`](RingThread::join) / drop from anywhere), until one of its
-/// callbacks calls [`Ring::stop`], or until a callback returns an error.
+/// callbacks calls [`Ring::stop`], until a callback returns an error, or
+/// until its [drain](Ring::drain) ends (`handle().drain(deadline)`: the
+/// thread finishes its live tasks first, and its result is `Ok` if they
+/// all finished, `ETIME` if some were cancelled at the deadline).
 /// Then it stops in this order:
 ///
 /// 1. its mailbox closes: later messages fail with `EPIPE` and their
@@ -71,7 +74,9 @@ impl<S> Ring<S> {
     /// [`RingThread`]).
     ///
     /// On io_uring the new ring is set up with `IORING_SETUP_ATTACH_WQ` on
-    /// this one, falling back to its own when the kernel refuses. Since
+    /// this one, falling back to its own when the kernel refuses (a ring
+    /// built by hand gets the same with
+    /// [`RingBuilder::attach_to`]). Since
     /// Linux 5.12 the kernel keeps async worker threads per thread, so what
     /// the rings share is the work hashing that serialises buffered writes
     /// to the same file across them.

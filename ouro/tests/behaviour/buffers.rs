@@ -1,11 +1,12 @@
 //! Owned buffers and buffer groups across threads and rings: a buffer goes
 //! to another thread only if what it wraps may, a group serves only the
-//! ring that made it, and a group too large for memory is an error.
+//! ring that made it, a group too large for memory is an error, and a
+//! limited buffer takes no more than its limit.
 
 use std::io::{self, Write};
 use std::thread;
 
-use ouro::{BackendKind, Offset, Outcome, Ring, RunMode, SendBuf};
+use ouro::{BackendKind, IoBufMut, Limit, Offset, Outcome, Ring, RunMode, SendBuf};
 
 use crate::harness::unchecked;
 use crate::harness::{complete, ctx, pipe, ring, run_all, tcp_pair, Got};
@@ -13,7 +14,9 @@ use crate::harness::{complete, ctx, pipe, ring, run_all, tcp_pair, Got};
 backend_tests![
     a_buf_made_from_a_send_buf_comes_back_able_to_cross_threads,
     a_buffer_group_is_rejected_by_every_ring_but_its_own,
-    buffer_groups_too_large_or_misshapen_are_errors_not_aborts
+    buffer_groups_too_large_or_misshapen_are_errors_not_aborts,
+    a_limited_read_takes_at_most_the_limit_from_a_pipe_holding_more,
+    limited_buffers_bound_recv_readv_and_recvmsg_alike
 ];
 
 fn a_buf_made_from_a_send_buf_comes_back_able_to_cross_threads(kind: BackendKind) {
@@ -138,4 +141,86 @@ fn buffer_groups_too_large_or_misshapen_are_errors_not_aborts(kind: BackendKind)
         .flat_map(|c| expect!(&c.outcome, Outcome::RecvMulti(Ok(buf)) => buf.to_vec()))
         .collect();
     assert_eq!(received, b"hi");
+}
+
+/// Reads `buf` from `fd` and gives back the bytes read and the buffer.
+fn read_limited(
+    ring: &mut Ring<Got>,
+    fd: &impl std::os::fd::AsFd,
+    buf: Limit<Vec<u8>>,
+) -> (io::Result<usize>, Vec<u8>) {
+    let read = complete(ring, |r, c| r.read(unchecked(fd), buf, Offset::Current, c));
+    let (n, buf) = expect!(read, Outcome::Read(n, buf) => (n, buf));
+    let limited = buf
+        .downcast::<Limit<Vec<u8>>>()
+        .expect("the buffer comes back as it went");
+    (n, limited.into_inner())
+}
+
+fn a_limited_read_takes_at_most_the_limit_from_a_pipe_holding_more(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (rx, tx) = pipe();
+    let sent: Vec<u8> = (0..100).collect();
+    std::fs::File::from(tx.try_clone().unwrap())
+        .write_all(&sent)
+        .unwrap();
+
+    let (n, vec) = read_limited(&mut ring, &rx, Vec::with_capacity(4096).limit(10));
+    assert_eq!(n.unwrap(), 10);
+    assert_eq!(vec, sent[..10], "exactly the first 10 bytes");
+    assert!(vec.capacity() >= 4096, "the same Vec, not a copy");
+
+    // Nothing may be written: a clear error, not a read of 0 bytes that
+    // would look like end of file, and the buffer comes back.
+    let (n, vec) = read_limited(&mut ring, &rx, vec.limit(0));
+    assert_eq!(n.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(vec.len(), 10, "untouched");
+
+    // A limit beyond the spare room is bounded by the room.
+    let (n, vec) = read_limited(&mut ring, &rx, Vec::with_capacity(16).limit(4096));
+    assert_eq!(n.unwrap(), 16);
+    assert_eq!(vec, sent[10..26]);
+
+    // The rest is still in the pipe: nothing was read past the limits.
+    let (n, vec) = read_limited(&mut ring, &rx, Vec::with_capacity(4096).limit(4096));
+    assert_eq!(n.unwrap(), 74);
+    assert_eq!(vec, sent[26..]);
+}
+
+fn limited_buffers_bound_recv_readv_and_recvmsg_alike(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let sent: Vec<u8> = (0..64).collect();
+    client.write_all(&sent).unwrap();
+
+    let received = complete(&mut ring, |r, c| {
+        r.recv(unchecked(&server), Vec::with_capacity(1024).limit(5), c)
+    });
+    let (n, buf) = expect!(received, Outcome::Recv(Ok(n), buf) => (n, buf));
+    assert_eq!(n, 5);
+    assert_eq!(
+        buf.downcast::<Limit<Vec<u8>>>().unwrap().into_inner(),
+        sent[..5]
+    );
+
+    // Each buffer of a vectored read is bounded by its own limit.
+    let bufs = vec![
+        Vec::with_capacity(512).limit(3),
+        Vec::with_capacity(512).limit(4),
+    ];
+    let read = complete(&mut ring, |r, c| {
+        r.readv(unchecked(&server), bufs, Offset::Current, c)
+    });
+    let (n, bufs) = expect!(read, Outcome::Readv(Ok(n), bufs) => (n, bufs));
+    assert_eq!(n, 7);
+    let bufs = bufs.downcast::<Limit<Vec<u8>>>().unwrap();
+    assert_eq!(bufs[0].get_ref()[..], sent[5..8]);
+    assert_eq!(bufs[1].get_ref()[..], sent[8..12]);
+
+    let bufs = vec![Vec::with_capacity(512).limit(6)];
+    let received = complete(&mut ring, |r, c| r.recvmsg(unchecked(&server), bufs, c));
+    let (meta, bufs) = expect!(received, Outcome::RecvMsg(Ok(meta), bufs) => (meta, bufs));
+    assert_eq!(meta.len, 6);
+    let mut bufs = bufs.downcast::<Limit<Vec<u8>>>().unwrap();
+    assert_eq!(bufs.pop().unwrap().into_inner(), sent[12..18]);
 }

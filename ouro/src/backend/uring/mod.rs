@@ -47,7 +47,7 @@ use crate::op::Op;
 use crate::task::user_data;
 use crate::time::Clock;
 use files::Files;
-use setup::{build, probe_doorbells};
+use setup::{build, probe_doorbells, Built};
 
 mod files;
 mod prep;
@@ -83,6 +83,8 @@ pub(crate) struct Uring {
     ring: IoUring,
     opcodes: Opcodes,
     setup: &'static str,
+    /// Whether the ring shares another's work queue (`IORING_SETUP_ATTACH_WQ`).
+    attached: bool,
     pollable: bool,
     doorbells: bool,
     waker: Option<Arc<EventfdWaker>>,
@@ -105,7 +107,11 @@ struct Opcodes([u64; 4]);
 impl Uring {
     pub(crate) fn new(entries: u32, options: Options) -> io::Result<Uring> {
         super::check_entries(entries)?;
-        let (mut ring, setup) = build(entries, options)?;
+        let Built {
+            mut ring,
+            setup,
+            attached,
+        } = build(entries, options)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -122,11 +128,12 @@ impl Uring {
         }
         let opcodes = Opcodes(supported);
         let doorbells = opcodes.supports(opcode::MsgRingData::CODE) && probe_doorbells(&mut ring);
-        tracing::debug!(entries, setup, doorbells, "io_uring ready");
+        tracing::debug!(entries, setup, attached, doorbells, "io_uring ready");
         Ok(Uring {
             ring,
             opcodes,
             setup,
+            attached,
             pollable: options.pollable,
             doorbells,
             waker: None,
@@ -478,7 +485,8 @@ impl Driver for Uring {
     }
 
     fn describe(&self) -> String {
-        format!("io_uring ({})", self.setup())
+        let attached = if self.attached { "+attach_wq" } else { "" };
+        format!("io_uring ({}{attached})", self.setup())
     }
 
     fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {

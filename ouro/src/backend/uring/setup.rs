@@ -31,21 +31,36 @@ pub(super) fn probe_doorbells(ring: &mut IoUring) -> bool {
     *DOORBELLS.get_or_init(|| supported)
 }
 
+/// A ring built, the setup flags the kernel took, and whether it shares
+/// another ring's work queue.
+pub(super) struct Built {
+    pub(super) ring: IoUring,
+    pub(super) setup: &'static str,
+    pub(super) attached: bool,
+}
+
 /// Builds a ring with the best setup the kernel accepts; one that must
 /// share a work queue and cannot is built without.
-pub(super) fn build(entries: u32, options: Options) -> io::Result<(IoUring, &'static str)> {
-    if options.attach_wq.is_none() {
-        return build_with(entries, options);
-    }
-    build_with(entries, options).or_else(|err| {
-        tracing::debug!(error = %err, "IORING_SETUP_ATTACH_WQ refused; setting up a ring of its own");
-        build_with(
-            entries,
-            Options {
+pub(super) fn build(entries: u32, options: Options) -> io::Result<Built> {
+    let attached = options.attach_wq.is_some();
+    let first = build_with(entries, options);
+    let (ring, setup, attached) = match first {
+        Ok((ring, setup)) => (ring, setup, attached),
+        Err(err) if attached => {
+            tracing::debug!(error = %err, "IORING_SETUP_ATTACH_WQ refused; setting up a ring of its own");
+            let alone = Options {
                 attach_wq: None,
                 ..options
-            },
-        )
+            };
+            let (ring, setup) = build_with(entries, alone)?;
+            (ring, setup, false)
+        }
+        Err(err) => return Err(err),
+    };
+    Ok(Built {
+        ring,
+        setup,
+        attached,
     })
 }
 

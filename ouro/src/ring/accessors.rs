@@ -1,0 +1,75 @@
+//! What a ring is: its backend, its clock, its count of live tasks, and
+//! the fd another ring polls it through.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::Ring;
+use crate::backend::{mock::Mock, BackendKind};
+
+impl<S> Ring<S> {
+    /// An fd that is readable while this ring has something to deliver, for
+    /// another ring on the same thread to [`poll`](Ring::poll); run this
+    /// ring with [`RunMode::NoWait`](super::RunMode::NoWait) when it is. Work scheduled on this ring
+    /// from outside its own `run` reaches the kernel when it next runs.
+    ///
+    /// It is a shared owner of a duplicate of the ring's own fd (the same
+    /// file, so the same readiness), made on the first call: a `poll` on it
+    /// keeps it open whatever happens to this ring, so the poll is sound
+    /// even if this ring is dropped first (it then never becomes readable:
+    /// cancel it).
+    ///
+    /// Fails with `InvalidInput` unless the ring was built
+    /// [`pollable`](super::RingBuilder::pollable).
+    pub fn pollable_fd(&self) -> io::Result<Rc<OwnedFd>> {
+        if let Some(fd) = self.pollable.get() {
+            return Ok(fd.clone());
+        }
+        let fd = self.backend.pollable_fd().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the ring was not built pollable (RingBuilder::pollable)",
+            )
+        })?;
+        let fd = Rc::new(fd.try_clone_to_owned()?);
+        Ok(self.pollable.get_or_init(|| fd).clone())
+    }
+
+    /// Which backend the ring runs on.
+    pub fn backend(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// The backend and how it was set up, e.g.
+    /// `io_uring (single_issuer+defer_taskrun+taskrun_flag+submit_all)`.
+    pub fn backend_description(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Why the ring runs on the readiness backend although no backend was
+    /// asked for: io_uring's setup error (e.g. `EPERM` from a seccomp
+    /// filter, see [`SetupError`](crate::SetupError)). `None` when io_uring
+    /// is used or a backend was chosen.
+    pub fn fallback_reason(&self) -> Option<&io::Error> {
+        self.fallback.as_ref()
+    }
+
+    /// The mock backend, to script more replies or check for leaked fds;
+    /// `None` on any other backend.
+    pub fn mock_backend(&mut self) -> Option<&mut Mock> {
+        self.backend.mock_mut()
+    }
+
+    /// The ring's current time: the monotonic clock, or the mock's virtual
+    /// one. Deadlines should be computed from it (`ring.now() + timeout`).
+    pub fn now(&self) -> Instant {
+        self.clock.to_instant(self.clock.now())
+    }
+
+    /// How many tasks have not been delivered yet.
+    pub fn live_tasks(&self) -> usize {
+        self.slab.live() as usize
+    }
+}
