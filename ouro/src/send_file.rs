@@ -180,7 +180,9 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
         socket: T,
         key: u64,
     ) -> io::Result<u64> {
-        let end = offset.checked_add(len).filter(|&end| end <= i64::MAX as u64);
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= i64::MAX as u64);
         if end.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
