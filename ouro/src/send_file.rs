@@ -58,10 +58,13 @@ const DEFAULT_IDLE_PIPES: usize = 16;
 ///   fds per request.
 ///
 /// The file and the socket stay the caller's (a clone of each, such as a
-/// [`RingFd`] or an `Rc`, is held while the transfer runs). On the
-/// readiness backend give a non-blocking socket (sockets that backend
-/// accepts or makes are): a splice into a blocking one runs on the
-/// backend's thread pool, where a cancel cannot interrupt it.
+/// [`RingFd`] or an `Rc`, is held while the transfer runs). The socket may
+/// be blocking or not: the wait for room is the poll either way. (On the
+/// readiness backend a splice into a blocking socket runs on the thread
+/// pool, and could wait there if something else wrote to the socket
+/// between the poll and the splice.) Dropping the component with transfers
+/// in flight leaves their pipes to the ring, which closes them when it is
+/// dropped.
 ///
 /// ```
 /// use ouro::{Completion, Ctx, Ring, RunMode, SendFile};

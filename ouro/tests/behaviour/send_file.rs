@@ -25,6 +25,7 @@ backend_tests![
     a_range_of_the_file_is_sent_and_the_pipe_is_reused,
     a_peer_that_does_not_read_holds_the_transfer_not_the_loop,
     a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe,
+    a_transfer_to_a_blocking_socket_can_be_cancelled,
     a_transfer_past_its_deadline_ends_with_etime,
     bad_ranges_are_errors_and_an_empty_one_is_sent_at_once,
 ];
@@ -73,9 +74,14 @@ fn sender() -> Sender {
 /// Our end of a socket pair, non-blocking (as the readiness backend's own
 /// sockets are) and the ring's; the peer's end, blocking with a timeout.
 fn connection(ring: &mut Ring<Sender>) -> (RingFd, UnixStream) {
+    connection_blocking(ring, false)
+}
+
+/// [`connection`], with our end blocking or not.
+fn connection_blocking(ring: &mut Ring<Sender>, blocking: bool) -> (RingFd, UnixStream) {
     let (ours, theirs) = socket_pair();
     let ours = UnixStream::from(ours);
-    ours.set_nonblocking(true).unwrap();
+    ours.set_nonblocking(!blocking).unwrap();
     (ring.register_fd(OwnedFd::from(ours)), peer(theirs))
 }
 
@@ -296,9 +302,19 @@ fn a_peer_that_leaves_mid_transfer_is_reported_once_and_leaks_no_fd(kind: Backen
 }
 
 fn a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe(kind: BackendKind) {
+    cancel_mid_transfer(kind, false);
+}
+
+/// A transfer to a blocking socket waits for room in a poll, as to a
+/// non-blocking one, so a cancel reaches it there too.
+fn a_transfer_to_a_blocking_socket_can_be_cancelled(kind: BackendKind) {
+    cancel_mid_transfer(kind, true);
+}
+
+fn cancel_mid_transfer(kind: BackendKind, blocking: bool) {
     let mut ring = ring(kind, 16);
     let file = Rc::new(temp_file(&pattern(BIG)));
-    let (socket, _theirs) = connection(&mut ring);
+    let (socket, _theirs) = connection_blocking(&mut ring, blocking);
     let mut s = sender();
     let id = s
         .files
