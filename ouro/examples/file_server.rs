@@ -580,9 +580,9 @@ mod tests {
         };
         let req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET";
         assert_eq!(get(req), Some((req.len() - 3, "/a".to_string(), true)));
-        assert_eq!(get(b"GET /a HTTP/1.0\r\n\r\n").unwrap().2, false);
+        assert!(!get(b"GET /a HTTP/1.0\r\n\r\n").unwrap().2);
         let close = b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n";
-        assert_eq!(get(close).unwrap().2, false);
+        assert!(!get(close).unwrap().2);
         assert!(matches!(parse(b"GET /a HT"), Parsed::Partial));
         assert!(matches!(
             parse(b"POST / HTTP/1.1\r\n\r\n"),
