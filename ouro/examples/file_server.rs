@@ -26,6 +26,10 @@
 //!   links under the root are followed: the root is trusted;
 //! - other methods get `405`, malformed requests or requests with a body
 //!   `400`, a head over `MAX_HEAD` bytes `431`, each then closing;
+//! - a connection ends after its last answer with its sending side shut
+//!   down, and what the client still sends is read and dropped until it
+//!   closes: closing with a request unread would reset the connection,
+//!   which can destroy the answer before the client reads it;
 //! - a connection whose next request has not arrived whole within
 //!   `REQUEST_TIMEOUT` is closed.
 //!
@@ -77,6 +81,8 @@ mod server {
 
     /// The largest request head accepted.
     const MAX_HEAD: usize = 8 * 1024;
+    /// The most a connection that is being ended may still send.
+    const MAX_LINGER: usize = 64 * 1024;
     /// How long the next request may take to arrive whole.
     const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
     /// After a failed accept (out of fds, say), accept again after this.
@@ -108,6 +114,10 @@ mod server {
         /// Being closed: its fd is closed; the entry goes once what it waits
         /// for (an open, a transfer) has come back.
         closing: bool,
+        /// Answered for the last time, its sending side shut down: what
+        /// still arrives is read and dropped (this many bytes so far) until
+        /// the client closes.
+        lingering: Option<usize>,
     }
 
     /// Where the connection's answer is.
@@ -188,6 +198,7 @@ mod server {
                         answer: Answer::Idle,
                         keep_alive: true,
                         closing: false,
+                        lingering: None,
                     });
                     self.next_request(ring, key);
                     if last {
@@ -251,6 +262,14 @@ mod server {
             };
             conn.receiving = false;
             conn.input = buf;
+            if let Some(dropped) = &mut conn.lingering {
+                *dropped += conn.input.len();
+                conn.input.clear();
+                return match result {
+                    Ok(n) if n > 0 && *dropped <= MAX_LINGER => self.receive(ring, key),
+                    _ => self.close(ring, key),
+                };
+            }
             match result {
                 Ok(n) if n > 0 && !conn.closing => self.next_request(ring, key),
                 // The peer is done, reset, or too slow (`ETIME`).
@@ -387,8 +406,25 @@ mod server {
             if conn.keep_alive && !conn.closing {
                 self.next_request(ring, key);
             } else {
-                self.close(ring, key);
+                self.linger(ring, key);
             }
+        }
+
+        /// Ends the connection after its last answer: shuts its sending side
+        /// down (the client reads the end after the answer), then reads what
+        /// the client still sends until it closes (or `MAX_LINGER` bytes, or
+        /// `REQUEST_TIMEOUT`). Closing at once, with a request unread, would
+        /// reset the connection, and a reset may destroy the answer before
+        /// the client has read it.
+        fn linger(&mut self, ring: &mut Ring<Self>, key: u64) {
+            let conn = &mut self.conns[key];
+            if conn.closing {
+                return self.close(ring, key);
+            }
+            conn.lingering = Some(0);
+            conn.input.clear();
+            ring.shutdown(conn.fd, std::net::Shutdown::Write, Ctx::none());
+            self.receive(ring, key);
         }
 
         /// Closes the connection's fd (which cancels its tasks) and forgets it
@@ -440,6 +476,15 @@ mod server {
             }
             Err(_) => return Parsed::Refused(400, "Bad Request"),
         };
+        let (Some(method), Some(path)) = (request.method, request.path) else {
+            return Parsed::Refused(400, "Bad Request");
+        };
+        if method != "GET" {
+            return Parsed::Refused(405, "Method Not Allowed");
+        }
+        if !path.starts_with('/') {
+            return Parsed::Refused(400, "Bad Request");
+        }
         let mut keep_alive = request.version == Some(1);
         for header in request.headers.iter() {
             let (name, value) = (header.name, header.value);
@@ -455,15 +500,6 @@ mod server {
                 // A body the server would have to skip: not worth it for GET.
                 return Parsed::Refused(400, "Bad Request");
             }
-        }
-        let (Some(method), Some(path)) = (request.method, request.path) else {
-            return Parsed::Refused(400, "Bad Request");
-        };
-        if method != "GET" {
-            return Parsed::Refused(405, "Method Not Allowed");
-        }
-        if !path.starts_with('/') {
-            return Parsed::Refused(400, "Bad Request");
         }
         Parsed::Get {
             len,
