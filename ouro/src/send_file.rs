@@ -58,7 +58,9 @@ const DEFAULT_IDLE_PIPES: usize = 16;
 ///   fds per request.
 ///
 /// The file and the socket stay the caller's (a clone of each, such as a
-/// [`RingFd`] or an `Rc`, is held while the transfer runs). The socket may
+/// [`RingFd`] or an `Rc`, is held while the transfer runs). One transfer
+/// per socket at a time, and nothing else written to it meanwhile: the
+/// bytes would interleave. The socket may
 /// be blocking or not: the wait for room is the poll either way. (On the
 /// readiness backend a splice into a blocking socket runs on the thread
 /// pool, and could wait there if something else wrote to the socket
@@ -217,7 +219,8 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
 
     /// Ends transfer `id` with `ECANCELED` (see [`is_canceled`](crate::is_canceled)):
     /// its task in flight is cancelled, and [`Sent`] comes with that task's
-    /// completion. Returns whether `id` was a transfer in progress.
+    /// completion (`Ok` if that task had sent the last bytes anyway).
+    /// Returns whether `id` was a transfer in progress.
     pub fn cancel(&mut self, ring: &mut Ring<S>, id: u64) -> bool {
         let Some(transfer) = self.transfers.get_mut(id) else {
             return false;
@@ -267,12 +270,16 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
         let Some(transfer) = self.transfers.get_mut(id) else {
             return Ok(None);
         };
-        if transfer.cancelled {
-            return Ok(Some(self.finish(ring, id, Err(cancelled()))));
-        }
         let next = match moved {
             Ok(moved) => transfer.advance(moved),
             Err(err) => Err(err),
+        };
+        // Its task may have finished on its own before the cancel reached
+        // it: what it moved is counted, and a transfer it completed has
+        // succeeded.
+        let next = match next {
+            Ok(Some(_)) if transfer.cancelled => Err(cancelled()),
+            other => other,
         };
         match next {
             Ok(Some(step)) => {

@@ -26,6 +26,7 @@ backend_tests![
     a_peer_that_does_not_read_holds_the_transfer_not_the_loop,
     a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe,
     a_transfer_to_a_blocking_socket_can_be_cancelled,
+    a_transfer_cancelled_at_once_sends_nothing,
     a_transfer_past_its_deadline_ends_with_etime,
     bad_ranges_are_errors_and_an_empty_one_is_sent_at_once,
 ];
@@ -332,6 +333,25 @@ fn cancel_mid_transfer(kind: BackendKind, blocking: bool) {
     ring.run(&mut s, RunMode::UntilDone).unwrap();
     assert_eq!(ring.ring_fds(), 0, "socket and pipe closed");
     assert_eq!(s.files.in_flight(), 0);
+}
+
+/// Cancelled before the ring has run: nothing reaches the peer, and the
+/// ring keeps no fd of the transfer.
+fn a_transfer_cancelled_at_once_sends_nothing(kind: BackendKind) {
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(1000)));
+    let (socket, theirs) = connection(&mut ring);
+    let mut s = sender();
+    let id = s.files.start(&mut ring, file, 0, 1000, socket, 0).unwrap();
+    assert!(s.files.cancel(&mut ring, id));
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    assert!(is_canceled(&sent.result.unwrap_err()));
+    assert_eq!(sent.sent, 0);
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+    assert!(read_all_on_a_thread(theirs).join().unwrap().is_empty());
 }
 
 fn a_transfer_past_its_deadline_ends_with_etime(kind: BackendKind) {
