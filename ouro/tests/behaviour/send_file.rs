@@ -34,6 +34,7 @@ backend_tests![
 exclusive_backend_tests![
     a_pipe_out_of_fds_is_emfile,
     a_peer_that_leaves_mid_transfer_is_reported_once_and_leaks_no_fd,
+    a_ring_dropped_mid_transfer_closes_every_fd,
 ];
 
 ouro::messages! { enum Msg { File, Tick } }
@@ -402,4 +403,22 @@ fn bad_ranges_are_errors_and_an_empty_one_is_sent_at_once(kind: BackendKind) {
     s.files.close_idle_pipes(&mut ring);
     ring.run(&mut s, RunMode::UntilDone).unwrap();
     assert_eq!(ring.ring_fds(), 0);
+}
+
+/// A ring dropped while a transfer waits for a peer that does not read:
+/// the drop does not hang, and every fd (socket, file, pipe) is closed.
+fn a_ring_dropped_mid_transfer_closes_every_fd(kind: BackendKind) {
+    let before = open_fds();
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(BIG)));
+    let (socket, theirs) = connection(&mut ring);
+    let mut s = sender();
+    s.files
+        .start(&mut ring, file, 0, BIG as u64, socket, 0)
+        .unwrap();
+    tick(&mut ring, &mut s, 3);
+    drop(ring);
+    drop(s);
+    drop(theirs);
+    assert_eq!(open_fds(), before);
 }
