@@ -287,7 +287,10 @@ mod server {
             };
             tracing::debug!("connection {key}: GET {}", path.display());
             self.conns[key].answer = Answer::Opening;
-            let options = OpenOptions::new().read(true);
+            // Non-blocking: opening a FIFO would otherwise wait for a writer
+            // (it is then refused as not a regular file); a regular file
+            // ignores the flag.
+            let options = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK);
             ring.open(path, &options, ctx(Msg::Opened, key));
         }
 

@@ -195,6 +195,10 @@ fn bad_paths_methods_and_heads_are_refused(kind: BackendKind) {
     let root = outer.path().join("root");
     std::fs::create_dir_all(root.join("dir")).unwrap();
     std::fs::write(root.join("file"), b"file").unwrap();
+    let fifo =
+        std::ffi::CString::new(root.join("fifo").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path we pass.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     let server = Server::start(kind, &root);
     let mut client = server.connect();
     for (path, code) in [
@@ -204,6 +208,8 @@ fn bad_paths_methods_and_heads_are_refused(kind: BackendKind) {
         ("/missing", 404),
         ("/file/below", 404),
         ("/dir", 404),
+        // Opened without waiting for a writer, then refused.
+        ("/fifo", 404),
     ] {
         let answer = client.get(path);
         assert_eq!((answer.code, answer.keep_alive), (code, true), "{path}");
