@@ -126,7 +126,10 @@ mod mailbox;
 pub mod message;
 pub mod net;
 mod op;
+mod pipe;
 mod ring;
+#[cfg(target_os = "linux")]
+mod send_file;
 pub mod signal;
 mod task;
 mod time;
@@ -145,7 +148,10 @@ pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use fd_table::{is_fd_table_full, FdTableFull};
 pub use message::{Payload, RingHandle, SendAny, SendError, WrongValue};
 pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
+pub use pipe::{pipe, Pipe, RingPipe};
 pub use ring::{Callback, Ctx, Ring, RingBuilder, RingThread, RunMode};
+#[cfg(target_os = "linux")]
+pub use send_file::{SendFile, Sent};
 pub use task::Task;
 pub use write_queue::{WriteProgress, WriteQueue};
 

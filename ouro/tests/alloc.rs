@@ -34,6 +34,7 @@ backend_tests![
     send_and_recv_do_not_allocate,
     send_and_recv_on_ring_fds_do_not_allocate,
     a_write_queue_does_not_allocate,
+    send_file_transfers_do_not_allocate,
 ];
 
 struct Counting;
@@ -327,5 +328,76 @@ fn a_write_queue_does_not_allocate(kind: BackendKind) {
     assert_eq!(
         allocations, 0,
         "allocations in {OPS} rounds through a write queue"
+    );
+}
+
+/// Transfers of a small file through `SendFile`, one after another, the
+/// peer reading each before the next starts.
+struct Transfers {
+    files: ouro::SendFile<Transfers, Rc<std::fs::File>, RingFd>,
+    file: Rc<std::fs::File>,
+    socket: RingFd,
+    peer: std::os::unix::net::UnixStream,
+    received: Vec<u8>,
+    left: u32,
+}
+
+const TRANSFER: usize = 4096;
+
+fn transferred(state: &mut Transfers, ring: &mut Ring<Transfers>, c: Completion) -> io::Result<()> {
+    let Some(sent) = state.files.on_completion(ring, c)? else {
+        return Ok(());
+    };
+    sent.result?;
+    std::io::Read::read_exact(&mut state.peer, &mut state.received)?;
+    state.left -= 1;
+    if state.left > 0 {
+        start_transfer(state, ring)?;
+    }
+    Ok(())
+}
+
+fn start_transfer(state: &mut Transfers, ring: &mut Ring<Transfers>) -> io::Result<()> {
+    let file = state.file.clone();
+    let len = TRANSFER as u64;
+    state.files.start(ring, file, 0, len, state.socket, 0)?;
+    Ok(())
+}
+
+fn send_file_transfers_do_not_allocate(kind: BackendKind) {
+    use std::io::Write;
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&[7; TRANSFER]).unwrap();
+    let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    let mut ring: Ring<Transfers> = Ring::builder().backend(kind).entries(16).build().unwrap();
+    let socket = ring.register_fd(OwnedFd::from(ours));
+    let mut state = Transfers {
+        files: ouro::SendFile::new(Ctx::new(transferred)),
+        file: Rc::new(file),
+        socket,
+        peer,
+        received: vec![0; TRANSFER],
+        left: 0,
+    };
+    let mut allocations = 0;
+    for counting in [false, true] {
+        state.left = OPS / 10;
+        start_transfer(&mut state, &mut ring).unwrap();
+        ALLOCATIONS.with(|n| n.set(0));
+        COUNTING.with(|on| on.set(counting));
+        let result = ring.run(&mut state, RunMode::UntilDone);
+        COUNTING.with(|on| on.set(false));
+        result.unwrap();
+        allocations = ALLOCATIONS.with(Cell::get);
+    }
+    assert_eq!(state.left, 0, "every transfer ran");
+    assert_eq!(state.received, [7; TRANSFER]);
+    assert_eq!(state.files.idle_pipes(), 1, "one pipe, reused");
+    assert_eq!(
+        allocations,
+        0,
+        "allocations in {} transfers through SendFile",
+        OPS / 10
     );
 }

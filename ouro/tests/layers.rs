@@ -23,7 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("backends", &["backend"]),
     ("the ring", &["ring"]),
     ("messages", &["message"]),
-    ("helpers on the ring", &["write_queue", "signal"]),
+    ("helpers on the ring", &["write_queue", "signal", "pipe", "send_file"]),
 ];
 
 /// The most lines a source file may have.

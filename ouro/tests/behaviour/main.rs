@@ -63,6 +63,7 @@ mod readiness;
 mod reaping;
 mod ring_fds;
 mod robustness;
+mod send_file;
 mod shared_fds;
 mod write_queue;
 

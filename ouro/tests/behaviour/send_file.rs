@@ -1,0 +1,424 @@
+//! `pipe()` and `SendFile`: file ranges reach a socket whole through a
+//! reused pipe; a peer that does not read holds the transfer, not the
+//! loop; a peer that leaves, a cancel and a deadline end it once, with
+//! every fd closed.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use ouro::{
+    is_canceled, is_deadline, BackendKind, Completion, Ctx, Offset, Outcome, Ring, RingFd, RunMode,
+    SendFile, Sent,
+};
+
+use crate::harness::{ctx, is_cloexec, open_fds, peer, ring, socket_pair, temp_file, Got};
+
+backend_tests![
+    a_pipe_is_cloexec_non_blocking_and_works_as_ring_fds,
+    a_5_mb_file_reaches_a_reading_peer_whole,
+    a_range_of_the_file_is_sent_and_the_pipe_is_reused,
+    a_peer_that_does_not_read_holds_the_transfer_not_the_loop,
+    a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe,
+    a_transfer_to_a_blocking_socket_can_be_cancelled,
+    a_transfer_cancelled_at_once_sends_nothing,
+    a_transfer_past_its_deadline_ends_with_etime,
+    bad_ranges_are_errors_and_an_empty_one_is_sent_at_once,
+];
+
+exclusive_backend_tests![
+    a_pipe_out_of_fds_is_emfile,
+    a_peer_that_leaves_mid_transfer_is_reported_once_and_leaks_no_fd,
+    a_ring_dropped_mid_transfer_closes_every_fd,
+];
+
+ouro::messages! { enum Msg { File, Tick } }
+
+const BIG: usize = 5 * 1024 * 1024;
+
+/// Byte `i` of the test files: a pattern whose period (251) is no divisor
+/// of any chunk size, so a lost, doubled or misplaced chunk shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+struct Sender {
+    files: SendFile<Sender, Rc<File>, RingFd>,
+    done: Vec<Sent>,
+    ticks: u32,
+}
+
+fn on_completion(s: &mut Sender, ring: &mut Ring<Sender>, c: Completion) -> io::Result<()> {
+    match c.message::<Msg>()? {
+        Msg::File => {
+            if let Some(sent) = s.files.on_completion(ring, c)? {
+                s.done.push(sent);
+            }
+        }
+        Msg::Tick => s.ticks += 1,
+    }
+    Ok(())
+}
+
+fn sender() -> Sender {
+    Sender {
+        files: SendFile::new(Ctx::new(on_completion).msg(Msg::File)),
+        done: Vec::new(),
+        ticks: 0,
+    }
+}
+
+/// Our end of a socket pair, non-blocking (as the readiness backend's own
+/// sockets are) and the ring's; the peer's end, blocking with a timeout.
+fn connection(ring: &mut Ring<Sender>) -> (RingFd, UnixStream) {
+    connection_blocking(ring, false)
+}
+
+/// [`connection`], with our end blocking or not.
+fn connection_blocking(ring: &mut Ring<Sender>, blocking: bool) -> (RingFd, UnixStream) {
+    let (ours, theirs) = socket_pair();
+    let ours = UnixStream::from(ours);
+    ours.set_nonblocking(!blocking).unwrap();
+    (ring.register_fd(OwnedFd::from(ours)), peer(theirs))
+}
+
+/// Runs the ring until `sender` has `transfers` results.
+fn run_until_sent(ring: &mut Ring<Sender>, sender: &mut Sender, transfers: usize) {
+    while sender.done.len() < transfers {
+        ring.run(sender, RunMode::Once).unwrap();
+    }
+}
+
+/// Runs the ring through `ticks` timers (one at a time), checking that
+/// the transfers are still going.
+fn tick(ring: &mut Ring<Sender>, sender: &mut Sender, ticks: u32) {
+    let until = sender.ticks + ticks;
+    while sender.ticks < until {
+        ring.timer(
+            Duration::from_millis(1),
+            Ctx::new(on_completion).msg(Msg::Tick),
+        );
+        let before = sender.ticks;
+        while sender.ticks == before {
+            ring.run(sender, RunMode::Once).unwrap();
+        }
+    }
+    assert!(sender.done.is_empty(), "ended early: {:?}", sender.done);
+}
+
+/// Reads `stream` to its end, on a thread.
+fn read_all_on_a_thread(mut stream: UnixStream) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut got = Vec::new();
+        stream
+            .read_to_end(&mut got)
+            .expect("reading the peer's end");
+        got
+    })
+}
+
+fn a_pipe_is_cloexec_non_blocking_and_works_as_ring_fds(kind: BackendKind) {
+    let pipe = ouro::pipe().unwrap();
+    for end in [&pipe.reader, &pipe.writer] {
+        assert!(is_cloexec(end));
+        // SAFETY: F_GETFL on a valid fd only reads its flags.
+        let flags = unsafe { libc::fcntl(end.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags & libc::O_NONBLOCK != 0, "not non-blocking");
+    }
+    let mut ring: Ring<Got> = ring(kind, 8);
+    let ends = pipe.register(&mut ring);
+    assert_eq!(ring.ring_fds(), 2);
+    ring.write(ends.writer, &b"through"[..], Offset::Current, ctx(0));
+    ring.read(ends.reader, Vec::with_capacity(16), Offset::Current, ctx(1));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let read = got
+        .into_iter()
+        .find_map(|c| match c.outcome {
+            Outcome::Read(Ok(7), buf) => Some(buf),
+            Outcome::Write(Ok(7), _) => None,
+            other => panic!("unexpected {other:?}"),
+        })
+        .expect("the read");
+    assert_eq!(&read[..], b"through");
+    ends.close(&mut ring);
+    ring.run(&mut Vec::new(), RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+}
+
+/// With `RLIMIT_NOFILE` at 0 no fd can be made: `pipe` says `EMFILE`
+/// (exclusive: the limit is the whole process's while it is lowered).
+fn a_pipe_out_of_fds_is_emfile(_kind: BackendKind) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let lowered = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+    let result = ouro::pipe();
+    // SAFETY: as above; restores the limit before anything can fail.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let err = result.expect_err("no fd can be made");
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+}
+
+fn a_5_mb_file_reaches_a_reading_peer_whole(kind: BackendKind) {
+    let data = pattern(BIG);
+    let file = Rc::new(temp_file(&data));
+    let mut ring = ring(kind, 16);
+    let (socket, theirs) = connection(&mut ring);
+    let reader = read_all_on_a_thread(theirs);
+    let mut s = sender();
+    s.files
+        .start(&mut ring, file, 0, BIG as u64, socket, 7)
+        .unwrap();
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    assert_eq!(sent.key, 7);
+    sent.result.unwrap();
+    assert_eq!(sent.sent, BIG as u64);
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    let got = reader.join().unwrap();
+    assert!(got == data, "{} bytes arrived, not the file", got.len());
+}
+
+/// A range from the middle of the file, twice: both arrive, and the
+/// second transfer takes the pipe the first left instead of a new one.
+fn a_range_of_the_file_is_sent_and_the_pipe_is_reused(kind: BackendKind) {
+    let data = pattern(300_000);
+    let file = Rc::new(temp_file(&data));
+    let mut ring = ring(kind, 16);
+    let (socket, theirs) = connection(&mut ring);
+    let reader = read_all_on_a_thread(theirs);
+    let mut s = sender();
+    let range = 1001..201_001u64;
+    for key in 1..=2 {
+        let len = range.end - range.start;
+        let file = file.clone();
+        s.files
+            .start(&mut ring, file, range.start, len, socket, key)
+            .unwrap();
+        run_until_sent(&mut ring, &mut s, key as usize);
+        assert_eq!(s.files.idle_pipes(), 1);
+        assert_eq!(ring.ring_fds(), 3, "the socket and one pipe");
+    }
+    for sent in s.done.drain(..) {
+        sent.result.unwrap();
+        assert_eq!(sent.sent, range.end - range.start);
+    }
+    ring.close(socket, Ctx::none());
+    s.files.close_idle_pipes(&mut ring);
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+    let got = reader.join().unwrap();
+    let slice = &data[range.start as usize..range.end as usize];
+    assert!(got == [slice, slice].concat(), "{} bytes", got.len());
+}
+
+/// The peer reads nothing until told: the transfer cannot end (5 MB do
+/// not fit in the socket's buffers), and meanwhile the ring fires timers
+/// and a NOP; once the peer reads, the transfer ends with every byte.
+fn a_peer_that_does_not_read_holds_the_transfer_not_the_loop(kind: BackendKind) {
+    let data = pattern(BIG);
+    let file = Rc::new(temp_file(&data));
+    let mut ring = ring(kind, 16);
+    let (socket, theirs) = connection(&mut ring);
+    let (go, wait) = mpsc::channel::<()>();
+    let reader = thread::spawn(move || {
+        wait.recv().unwrap();
+        read_all_on_a_thread(theirs).join().unwrap()
+    });
+    let mut s = sender();
+    s.files
+        .start(&mut ring, file, 0, BIG as u64, socket, 0)
+        .unwrap();
+    tick(&mut ring, &mut s, 20);
+    ring.noop(Ctx::new(on_completion).msg(Msg::Tick));
+    let before = s.ticks;
+    while s.ticks == before {
+        ring.run(&mut s, RunMode::Once).unwrap();
+    }
+    assert_eq!(s.files.in_flight(), 1);
+    go.send(()).unwrap();
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    sent.result.unwrap();
+    assert_eq!(sent.sent, BIG as u64);
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert!(reader.join().unwrap() == data);
+}
+
+/// The peer reads a little, then closes: one error, the pipe closed, and
+/// as many fds open afterwards as before.
+fn a_peer_that_leaves_mid_transfer_is_reported_once_and_leaks_no_fd(kind: BackendKind) {
+    let mut ring = ring(kind, 16);
+    let before = open_fds();
+    let file = Rc::new(temp_file(&pattern(BIG)));
+    let (socket, mut theirs) = connection(&mut ring);
+    let leaver = thread::spawn(move || {
+        let mut some = vec![0; 100_000];
+        theirs.read_exact(&mut some).unwrap();
+    });
+    let mut s = sender();
+    s.files
+        .start(&mut ring, file, 0, BIG as u64, socket, 0)
+        .unwrap();
+    run_until_sent(&mut ring, &mut s, 1);
+    leaver.join().unwrap();
+    let sent = s.done.pop().unwrap();
+    let err = sent.result.expect_err("the peer left");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)),
+        "{err}"
+    );
+    assert!(
+        sent.sent >= 100_000 && sent.sent < BIG as u64,
+        "{}",
+        sent.sent
+    );
+    assert_eq!(
+        s.files.idle_pipes(),
+        0,
+        "a failed transfer's pipe is closed"
+    );
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert!(s.done.is_empty(), "reported once");
+    assert_eq!(open_fds(), before);
+}
+
+fn a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe(kind: BackendKind) {
+    cancel_mid_transfer(kind, false);
+}
+
+/// A transfer to a blocking socket waits for room in a poll, as to a
+/// non-blocking one, so a cancel reaches it there too.
+fn a_transfer_to_a_blocking_socket_can_be_cancelled(kind: BackendKind) {
+    cancel_mid_transfer(kind, true);
+}
+
+fn cancel_mid_transfer(kind: BackendKind, blocking: bool) {
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(BIG)));
+    let (socket, _theirs) = connection_blocking(&mut ring, blocking);
+    let mut s = sender();
+    let id = s
+        .files
+        .start(&mut ring, file, 0, BIG as u64, socket, 0)
+        .unwrap();
+    tick(&mut ring, &mut s, 3);
+    assert!(s.files.cancel(&mut ring, id));
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    let err = sent.result.expect_err("cancelled");
+    assert!(is_canceled(&err), "{err}");
+    assert!(sent.sent < BIG as u64);
+    assert!(!s.files.cancel(&mut ring, id), "the transfer is over");
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0, "socket and pipe closed");
+    assert_eq!(s.files.in_flight(), 0);
+}
+
+/// Cancelled before the ring has run: nothing reaches the peer, and the
+/// ring keeps no fd of the transfer.
+fn a_transfer_cancelled_at_once_sends_nothing(kind: BackendKind) {
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(1000)));
+    let (socket, theirs) = connection(&mut ring);
+    let mut s = sender();
+    let id = s.files.start(&mut ring, file, 0, 1000, socket, 0).unwrap();
+    assert!(s.files.cancel(&mut ring, id));
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    assert!(is_canceled(&sent.result.unwrap_err()));
+    assert_eq!(sent.sent, 0);
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+    assert!(read_all_on_a_thread(theirs).join().unwrap().is_empty());
+}
+
+fn a_transfer_past_its_deadline_ends_with_etime(kind: BackendKind) {
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(BIG)));
+    let (socket, _theirs) = connection(&mut ring);
+    let mut s = sender();
+    let id = s
+        .files
+        .start(&mut ring, file, 0, BIG as u64, socket, 0)
+        .unwrap();
+    let at = ring.now() + Duration::from_millis(20);
+    s.files.set_deadline(&mut ring, id, at).unwrap();
+    run_until_sent(&mut ring, &mut s, 1);
+    let err = s.done.pop().unwrap().result.expect_err("past the deadline");
+    assert!(is_deadline(&err), "{err}");
+    let stale = s.files.set_deadline(&mut ring, id, at).unwrap_err();
+    assert_eq!(stale.raw_os_error(), Some(libc::ENOENT));
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+}
+
+fn bad_ranges_are_errors_and_an_empty_one_is_sent_at_once(kind: BackendKind) {
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(1000)));
+    let (socket, _theirs) = connection(&mut ring);
+    let mut s = sender();
+    let err = s
+        .files
+        .start(&mut ring, file.clone(), i64::MAX as u64, 1, socket, 0)
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(ring.ring_fds(), 1, "no pipe made for a refused range");
+    s.files
+        .start(&mut ring, file.clone(), 500, 1000, socket, 1)
+        .unwrap();
+    s.files.start(&mut ring, file, 1000, 0, socket, 2).unwrap();
+    run_until_sent(&mut ring, &mut s, 2);
+    s.done.sort_by_key(|sent| sent.key);
+    let short = &s.done[0];
+    let err = short.result.as_ref().expect_err("the file is too short");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    assert_eq!(short.sent, 500);
+    let empty = &s.done[1];
+    assert!(empty.result.is_ok() && empty.sent == 0, "{empty:?}");
+    ring.close(socket, Ctx::none());
+    s.files.close_idle_pipes(&mut ring);
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+}
+
+/// A ring dropped while a transfer waits for a peer that does not read:
+/// the drop does not hang, and every fd (socket, file, pipe) is closed.
+fn a_ring_dropped_mid_transfer_closes_every_fd(kind: BackendKind) {
+    let before = open_fds();
+    let mut ring = ring(kind, 16);
+    let file = Rc::new(temp_file(&pattern(BIG)));
+    let (socket, theirs) = connection(&mut ring);
+    let mut s = sender();
+    s.files
+        .start(&mut ring, file, 0, BIG as u64, socket, 0)
+        .unwrap();
+    tick(&mut ring, &mut s, 3);
+    drop(ring);
+    drop(s);
+    drop(theirs);
+    assert_eq!(open_fds(), before);
+}

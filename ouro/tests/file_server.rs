@@ -1,0 +1,306 @@
+//! The static file server example (`examples/file_server.rs`), driven over
+//! loopback TCP on every backend: files arrive whole over a kept-alive
+//! connection, paths that climb out of the root and other bad requests are
+//! refused, and a client that never reads holds neither the server nor its
+//! memory.
+//!
+//! The server runs on a thread of this test process, on its own ring, and
+//! serves a temporary directory.
+
+// The example includes `support/logging.rs` and `support/accept_errors.rs`.
+#![allow(clippy::duplicate_mod)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ouro::{BackendKind, Ring};
+
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
+#[allow(dead_code)] // its `main` and command-line parsing
+#[path = "../examples/file_server.rs"]
+mod file_server;
+
+per_backend!(
+    crate::on_backend,
+    a_kept_alive_connection_gets_every_file_whole
+);
+per_backend!(crate::on_backend, bad_paths_methods_and_heads_are_refused);
+per_backend!(
+    crate::on_backend,
+    a_client_that_never_reads_holds_neither_others_nor_memory
+);
+
+/// Runs `test` on `kind`, or says why the host cannot.
+fn on_backend(test: fn(BackendKind), kind: BackendKind) {
+    if !backends::skipped(kind) {
+        test(kind)
+    }
+}
+
+/// How long a client waits for any answer: generous, the machines are
+/// shared; only a hang should reach it.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Byte `i` of the test files: a pattern whose period (251) is no divisor
+/// of any chunk size, so a lost, doubled or misplaced chunk shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// The file server on its own thread, serving `root` on `kind`.
+struct Server {
+    thread: JoinHandle<std::io::Result<()>>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: BackendKind, root: &Path) -> Server {
+        let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 128).unwrap();
+        let addr = ouro::net::local_addr(&listener).unwrap();
+        let (ring, root) = (Ring::builder().backend(kind), root.to_path_buf());
+        let thread = std::thread::spawn(move || file_server::serve(listener, ring, root));
+        Server { thread, addr }
+    }
+
+    fn connect(&self) -> Client {
+        let stream = TcpStream::connect(self.addr).expect("connect to the server");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn assert_alive(&self) {
+        assert!(!self.thread.is_finished(), "the server stopped");
+    }
+}
+
+/// One connection, answers read in order.
+struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+/// An answer: status code, whether the server keeps the connection, body.
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    keep_alive: bool,
+    body: Vec<u8>,
+}
+
+impl Client {
+    fn send(&mut self, request: &str) {
+        self.writer.write_all(request.as_bytes()).unwrap();
+    }
+
+    fn get(&mut self, path: &str) -> Answer {
+        self.send(&format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"));
+        self.answer()
+    }
+
+    /// Reads one answer: its head line by line, then `Content-Length`
+    /// bytes of body.
+    fn answer(&mut self) -> Answer {
+        let mut status = String::new();
+        self.reader.read_line(&mut status).unwrap();
+        let code = status
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not a status line: {status:?}"));
+        let (mut len, mut keep_alive) = (None, false);
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(": ").expect("a header");
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => len = Some(value.parse::<usize>().unwrap()),
+                "connection" => keep_alive = value == "keep-alive",
+                _ => {}
+            }
+        }
+        let mut body = vec![0; len.expect("Content-Length")];
+        self.reader.read_exact(&mut body).unwrap();
+        Answer {
+            code,
+            keep_alive,
+            body,
+        }
+    }
+
+    /// Whether the server ended the connection cleanly, sending nothing
+    /// more: end of stream, not a reset (which could have destroyed the
+    /// answer before it was read).
+    fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(self.reader.read_to_end(&mut rest), Ok(0))
+    }
+}
+
+fn a_kept_alive_connection_gets_every_file_whole(kind: BackendKind) {
+    let root = tempfile::tempdir().unwrap();
+    let big = pattern(6 * 1024 * 1024 + 7);
+    std::fs::write(root.path().join("big.bin"), &big).unwrap();
+    std::fs::create_dir(root.path().join("docs")).unwrap();
+    std::fs::write(root.path().join("docs/a.txt"), b"alpha\n").unwrap();
+    std::fs::write(root.path().join("empty"), b"").unwrap();
+    let server = Server::start(kind, root.path());
+    let mut client = server.connect();
+    for path in [
+        "/docs/a.txt",
+        "/big.bin",
+        "/empty",
+        "/./docs//a.txt",
+        "/big.bin",
+    ] {
+        let answer = client.get(path);
+        assert_eq!((answer.code, answer.keep_alive), (200, true), "{path}");
+        let expected = match path {
+            "/big.bin" => &big[..],
+            "/empty" => b"",
+            _ => b"alpha\n",
+        };
+        assert!(
+            answer.body == expected,
+            "{path}: {} bytes",
+            answer.body.len()
+        );
+    }
+    // Two requests at once: answered in order; the last asks to close.
+    client.send("GET /docs/a.txt HTTP/1.1\r\n\r\nGET /empty HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(client.answer().body, b"alpha\n");
+    let last = client.answer();
+    assert_eq!((last.code, last.keep_alive), (200, false));
+    assert!(client.closed());
+    server.assert_alive();
+}
+
+/// The root is a directory inside the temporary one, beside a file the
+/// server must never give out.
+fn bad_paths_methods_and_heads_are_refused(kind: BackendKind) {
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::write(outer.path().join("secret"), b"secret").unwrap();
+    let root = outer.path().join("root");
+    std::fs::create_dir_all(root.join("dir")).unwrap();
+    std::fs::write(root.join("file"), b"file").unwrap();
+    let fifo =
+        std::ffi::CString::new(root.join("fifo").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path we pass.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let server = Server::start(kind, &root);
+    let mut client = server.connect();
+    for (path, code) in [
+        ("/../secret", 403),
+        ("/dir/../../secret", 403),
+        ("/%2e%2e/secret", 404),
+        ("/missing", 404),
+        ("/file/below", 404),
+        ("/dir", 404),
+        // Opened without waiting for a writer, then refused.
+        ("/fifo", 404),
+    ] {
+        let answer = client.get(path);
+        assert_eq!((answer.code, answer.keep_alive), (code, true), "{path}");
+        assert!(answer.body.is_empty());
+    }
+    assert_eq!(client.get("/file").body, b"file", "still kept alive");
+    let body = "b".repeat(50_000);
+    let post = format!("POST /file HTTP/1.1\r\nContent-Length: 50000\r\n\r\n{body}");
+    let get_with_body = format!("GET /file HTTP/1.1\r\nContent-Length: 50000\r\n\r\n{body}");
+    // The server answers before the body is read, and ends the connection
+    // without a reset, which could destroy the answer.
+    for (request, code) in [
+        (post.as_str(), 405),
+        (get_with_body.as_str(), 400),
+        ("POST /file HTTP/1.1\r\n\r\n", 405),
+        ("GET /../secret HTTP/1.0\r\n\r\n", 403),
+        ("GET file HTTP/1.1\r\n\r\n", 400),
+        ("\x01\x02 nonsense\r\n\r\n", 400),
+    ] {
+        let mut client = server.connect();
+        client.send(request);
+        let answer = client.answer();
+        assert_eq!(
+            (answer.code, answer.keep_alive),
+            (code, false),
+            "{request:?}"
+        );
+        assert!(client.closed(), "{request:?}");
+    }
+    let mut endless = server.connect();
+    let header = format!("X-Pad: {}\r\n", "p".repeat(1000));
+    endless.send(&format!("GET /file HTTP/1.1\r\n{}", header.repeat(10)));
+    assert_eq!(endless.answer().code, 431);
+    assert!(endless.closed());
+    server.assert_alive();
+}
+
+/// The process's resident memory, in bytes.
+fn resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A client asks for 256 MiB and never reads: the server keeps serving a
+/// good client, promptly, and holds no copy of the big file (a server
+/// that buffered what the stalled client does not take would grow by
+/// up to the whole file).
+fn a_client_that_never_reads_holds_neither_others_nor_memory(kind: BackendKind) {
+    const HUGE: u64 = 256 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    // Sparse: costs no disk, reads as zeros.
+    std::fs::File::create(root.path().join("huge"))
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let good = pattern(2 * 1024 * 1024);
+    std::fs::write(root.path().join("good"), &good).unwrap();
+    let server = Server::start(kind, root.path());
+    let before = resident_bytes();
+    let mut stalled = server.connect();
+    stalled.send("GET /huge HTTP/1.1\r\n\r\n");
+    // Its head has come: the server is sending the body, which stalls.
+    let mut status = String::new();
+    stalled.reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let started = Instant::now();
+    for _ in 0..3 {
+        let mut client = server.connect();
+        let answer = client.get("/good");
+        assert_eq!(answer.code, 200);
+        assert!(answer.body == good, "{} bytes", answer.body.len());
+    }
+    assert!(
+        started.elapsed() < PATIENCE,
+        "the good client waited {:?}",
+        started.elapsed()
+    );
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(
+        grown < 32 * 1024 * 1024,
+        "resident memory grew by {grown} bytes"
+    );
+    server.assert_alive();
+    drop(stalled);
+}
