@@ -18,29 +18,6 @@ use ouro::{
     RunMode,
 };
 
-/// Turns a hang into a failure: aborts the test process after `secs`.
-fn watchdog(secs: u64) -> impl Drop {
-    struct Disarm(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for Disarm {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    std::thread::spawn(move || {
-        for _ in 0..secs * 10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-        }
-        eprintln!("watchdog: test hung for {secs} s");
-        std::process::abort();
-    });
-    Disarm(done)
-}
-
 fn builder(kind: BackendKind, msg_ring: bool) -> ouro::RingBuilder {
     Ring::builder()
         .backend(kind)
@@ -53,8 +30,12 @@ fn ring<S>(kind: BackendKind) -> io::Result<Ring<S>> {
 }
 
 #[macro_use]
-#[path = "common/backends.rs"]
-mod backends;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::backends;
+use common::fds::{apart_from_other_tests, beside_other_tests, open_fds};
+use common::watchdog::AbortAfter;
 
 /// One `#[test]` per backend for each test function.
 macro_rules! backend_tests {
@@ -63,13 +44,8 @@ macro_rules! backend_tests {
     };
 }
 
-/// Held shared by every test, exclusively by those that count open fds.
-static FD_COUNTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
 fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
-    let _shared = FD_COUNTING
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _shared = beside_other_tests();
     if backends::skipped(kind) {
         return;
     }
@@ -81,9 +57,7 @@ fn call(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
 /// Runs a test that counts the process's open fds while no other test of
 /// this binary runs.
 fn call_exclusive(test: fn(BackendKind) -> io::Result<()>, kind: BackendKind) {
-    let _exclusive = FD_COUNTING
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _exclusive = apart_from_other_tests();
     if backends::skipped(kind) {
         return;
     }
@@ -231,7 +205,7 @@ impl Sender {
 fn million_in_order(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
     const TOTAL: u64 = 1_000_000;
     const WINDOW: u64 = 4096;
-    let _watchdog = watchdog(300);
+    let _watchdog = AbortAfter::new(Duration::from_secs(300));
     let mut ring: Ring<Sender> = builder(kind, msg_ring).build()?;
     let (thread, tally) = spawn_receiver(&ring)?;
     let mut sender = Sender {
@@ -275,7 +249,7 @@ fn a_ringless_thread_and_a_ring_send_concurrently_each_in_order(
     kind: BackendKind,
 ) -> io::Result<()> {
     const EACH: u64 = 200_000;
-    let _watchdog = watchdog(300);
+    let _watchdog = AbortAfter::new(Duration::from_secs(300));
     let mut ring: Ring<Sender> = ring(kind)?;
     let (thread, tally) = spawn_receiver(&ring)?;
     let handle = thread.handle().clone();
@@ -312,7 +286,7 @@ fn a_ringless_thread_and_a_ring_send_concurrently_each_in_order(
 
 fn fire_and_forget_and_acknowledged_messages_keep_one_order(kind: BackendKind) -> io::Result<()> {
     const TOTAL: u64 = 10_000;
-    let _watchdog = watchdog(120);
+    let _watchdog = AbortAfter::new(Duration::from_secs(120));
     let mut ring: Ring<Sender> = ring(kind)?;
     let (thread, tally) = spawn_receiver(&ring)?;
     let mut sender = Sender {
@@ -402,7 +376,7 @@ fn on_stopped(state: &mut Stopper, _: &mut Ring<Stopper>, c: Completion) -> io::
 }
 
 fn stop_with_messages_in_flight(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
-    let _watchdog = watchdog(300);
+    let _watchdog = AbortAfter::new(Duration::from_secs(300));
     let mut ring: Ring<Stopper> = builder(kind, msg_ring).build()?;
     let (thread, tally) = spawn_receiver(&ring)?;
     // A thread without a ring sends too, until refused.
@@ -474,9 +448,10 @@ fn stopping_a_thread_loses_no_acknowledged_message_over_the_mailbox() -> io::Res
 /// A socket pair: the first end is handed around, the second tells whether
 /// it is still open (reading 0 bytes means every copy of the first is closed).
 fn socket_pair() -> io::Result<(OwnedFd, UnixStream)> {
-    let (a, b) = UnixStream::pair()?;
+    let (a, b) = common::fds::socket_pair();
+    let b = UnixStream::from(b);
     b.set_nonblocking(true)?;
-    Ok((a.into(), b))
+    Ok((a, b))
 }
 
 fn peer_closed(peer: &mut UnixStream) -> bool {
@@ -514,7 +489,7 @@ fn stopped_thread<S>(ring: &Ring<S>) -> io::Result<RingHandle<Idle>> {
 }
 
 fn a_message_to_a_stopped_thread_fails_and_its_fd_is_closed(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Refusals> = ring(kind)?;
     let target = stopped_thread(&ring)?;
     assert!(target.is_closed());
@@ -651,7 +626,7 @@ fn on_answer(state: &mut Asker, ring: &mut Ring<Asker>, c: Completion) -> io::Re
 }
 
 fn owned_values_travel_both_ways_between_rings(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Asker> = ring(kind)?;
     let thread = ring.spawn_thread(16, |_| Ok(Shouter { shouted: 0 }))?;
     let question = Question {
@@ -696,7 +671,7 @@ fn on_connection(_: &mut Greeter, ring: &mut Ring<Greeter>, c: Completion) -> io
 }
 
 fn an_fd_handed_to_a_worker_is_usable_there(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let ring: Ring<()> = ring(kind)?;
     let thread = ring.spawn_thread(16, |_| Ok(Greeter))?;
     let (fd, mut peer) = socket_pair()?;
@@ -751,7 +726,7 @@ fn on_sent(state: &mut Mover, _: &mut Ring<Mover>, c: Completion) -> io::Result<
 }
 
 fn move_ring_fds(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Mover> = builder(kind, msg_ring).build()?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let shared = seen.clone();
@@ -804,7 +779,7 @@ fn a_ring_fd_moves_to_a_worker_thread_over_the_mailbox(kind: BackendKind) -> io:
 }
 
 fn a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Refusals> = ring(kind)?;
     let target = stopped_thread(&ring)?;
 
@@ -846,7 +821,7 @@ fn on_received(state: &mut Refusals, _: &mut Ring<Refusals>, c: Completion) -> i
 }
 
 fn a_ring_fd_in_use_is_not_moved(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Refusals> = ring(kind)?;
     let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
     let (fd, mut peer) = socket_pair()?;
@@ -943,7 +918,7 @@ fn files_moved_in_and_fds_registered_meanwhile_never_share_a_slot(
     kind: BackendKind,
 ) -> io::Result<()> {
     const N: usize = 200;
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Mover> = ring(kind)?;
     let mut locals = Vec::new();
     let mut local_peers = Vec::new();
@@ -1006,7 +981,7 @@ fn on_picky(state: &mut Picky, _: &mut Ring<Picky>, c: Completion) -> io::Result
 fn a_callback_error_stops_the_thread_after_delivering_what_was_accepted(
     kind: BackendKind,
 ) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let ring: Ring<()> = ring(kind)?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let shared = seen.clone();
@@ -1067,7 +1042,7 @@ fn on_direct(state: &mut Acceptor, ring: &mut Ring<Acceptor>, c: Completion) -> 
 /// it: with none (`fixed_files(0)`) its direct accepts get process fds;
 /// with the default, on io_uring, they go into its table and have none.
 fn a_spawned_thread_has_its_parents_fixed_table_size(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     for (slots, in_table) in [(Some(0), false), (None, kind == BackendKind::Uring)] {
         let parent: Ring<()> = match slots {
             Some(slots) => builder(kind, true).fixed_files(slots).build()?,
@@ -1103,7 +1078,7 @@ fn a_spawned_thread_has_its_parents_fixed_table_size(kind: BackendKind) -> io::R
 )]
 fn a_mock_ring_receives_messages_from_other_threads() -> io::Result<()> {
     const TOTAL: u64 = 10_000;
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Receiver> = Ring::builder().backend(BackendKind::Mock).build()?;
     let handle = ring.handle()?;
     let senders: Vec<_> = (0..2u64)
@@ -1135,7 +1110,7 @@ fn a_mock_ring_receives_messages_from_other_threads() -> io::Result<()> {
 
 #[test]
 fn spawn_thread_works_on_the_mock_backend() -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let ring: Ring<()> = Ring::mock(ouro::mock::Mock::new());
     let (thread, tally) = spawn_receiver(&ring)?;
     for n in 0..100 {
@@ -1212,7 +1187,7 @@ struct Poker;
 fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready(
     kind: BackendKind,
 ) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut main: Ring<Main> = Ring::builder().backend(kind).build()?;
     let mut priority_ring: Ring<Priority> = Ring::builder()
         .backend(kind)
@@ -1272,7 +1247,7 @@ fn a_ring_polled_by_another_on_the_same_thread_runs_when_ready(
 }
 
 fn until_done_sends_fire_and_forget_messages_and_then_returns(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut target: Ring<Asker> = ring(kind)?;
     let handle = target.handle()?;
     // The target is woken already, so the message below rings no doorbell
@@ -1362,7 +1337,7 @@ fn stop_and_end_the_wait(
     kind: BackendKind,
     end_wait: fn(&mut Ring<StopWait>, ouro::Task),
 ) -> io::Result<StopWait> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<StopWait> = ring(kind)?;
     let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = ended.clone();
@@ -1423,15 +1398,6 @@ fn a_stop_task_can_be_cancelled_while_the_thread_stops(kind: BackendKind) -> io:
 
 // -- a joined worker leaves no fd behind ----------------------------------
 
-/// How many fds the process has open.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("listing /proc/self/fd")
-        .count()
-        // The listing itself holds one while it is read.
-        - 1
-}
-
 fn on_acked(
     acked: &mut Vec<io::Result<()>>,
     _: &mut Ring<Vec<io::Result<()>>>,
@@ -1450,7 +1416,7 @@ fn on_idle_number(_: &mut Idle, _: &mut Ring<Idle>, _: Completion) -> io::Result
 /// worker (its ring, its eventfd) is closed by then, with no further
 /// message or turn of the parent.
 fn a_joined_workers_fds_are_released_without_another_message(kind: BackendKind) -> io::Result<()> {
-    let _watchdog = watchdog(60);
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
     let mut ring: Ring<Vec<io::Result<()>>> = ring(kind)?;
     // The parent's own mailbox and waker, made before counting.
     ring.handle()?;

@@ -14,8 +14,8 @@
 #![allow(clippy::duplicate_mod)]
 
 #[macro_use]
-#[path = "../common/backends.rs"]
-mod backends;
+#[path = "../common/mod.rs"]
+mod common;
 
 /// Tests that may run alongside each other.
 macro_rules! backend_tests {
