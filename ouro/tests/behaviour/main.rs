@@ -62,6 +62,7 @@ mod ops_net;
 mod readiness;
 mod reaping;
 mod ring_fds;
+mod ring_fds_direct;
 mod robustness;
 mod shared_fds;
 mod write_queue;
