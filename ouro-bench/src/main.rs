@@ -15,6 +15,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod chart;
+mod figures;
 mod goals;
 mod progress;
 mod raw;
@@ -60,6 +61,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Workload::Report(options) = &cli.workload {
+        return match figures::run(options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ouro-bench report: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Workload::Hostile(options) = &cli.workload {
         let output = workloads::hostile::Output {
             json: cli.json,

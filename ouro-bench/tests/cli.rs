@@ -14,23 +14,16 @@ fn ouro_bench(args: &[&str]) -> Output {
         .expect("ouro-bench runs")
 }
 
+// ouro's test helpers, shared by every test binary of the workspace.
+#[path = "../../ouro/tests/common/mod.rs"]
+mod common;
+
 /// Whether io_uring cannot be set up on this host (the kernel lacks it, or
 /// a seccomp filter forbids it, as Docker's default profile does), saying
 /// so: the workloads that measure it then cannot run. Any other setup
 /// failure fails the test.
 fn skipped_without_io_uring() -> bool {
-    let Err(err) = ouro::Ring::builder()
-        .backend(ouro::BackendKind::Uring)
-        .entries(8)
-        .build::<()>()
-    else {
-        return false;
-    };
-    if !ouro::SetupError::find(&err).is_some_and(ouro::SetupError::is_unavailable) {
-        panic!("setting up io_uring failed: {err}");
-    }
-    eprintln!("skipped: io_uring is not available on this host: {err}");
-    true
+    common::backends::skipped(ouro::BackendKind::Uring)
 }
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {

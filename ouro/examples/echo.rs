@@ -35,7 +35,6 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use ouro::net::{Domain, Type};
 use ouro::{
     BackendKind, Buf, BufferGroup, Completion, ConnTable, Ctx, Outcome, Ring, RingBuilder, RingFd,
     RunMode, Task,
@@ -43,15 +42,18 @@ use ouro::{
 
 #[path = "support/accept_errors.rs"]
 pub mod accept_errors;
+#[path = "support/echo_clients.rs"]
+mod echo_clients;
 #[path = "support/logging.rs"]
 mod logging;
 #[path = "support/shutdown.rs"]
 mod shutdown;
 
 use accept_errors::AcceptErrors;
+use echo_clients::Clients;
 
 ouro::messages! {
-    enum Msg { Accepted, AcceptAgain, Received, Sent, Socket, Connected, ClientSent, ClientReceived }
+    enum Msg { Accepted, AcceptAgain, Received, Sent }
 }
 
 /// Accepts connections and echoes what each one sends.
@@ -417,120 +419,6 @@ impl Server {
     }
 }
 
-/// Clients that each send a message `rounds` times and check every echo.
-struct Clients {
-    server: SocketAddr,
-    message: Rc<[u8]>,
-    rounds: usize,
-    clients: Vec<Client>,
-    done: usize,
-    round_trips: usize,
-    /// Bytes that came back and matched what was sent.
-    verified: usize,
-}
-
-#[derive(Default)]
-struct Client {
-    fd: Option<RingFd>,
-    rounds_left: usize,
-    /// Bytes of the current echo received so far.
-    received: usize,
-}
-
-impl Clients {
-    fn start<S: AsMut<Clients>>(&mut self, ring: &mut Ring<S>, count: usize) {
-        for key in 0..count {
-            self.clients.push(Client {
-                rounds_left: self.rounds,
-                ..Client::default()
-            });
-            let domain = Domain::for_address(self.server);
-            ring.socket_direct(domain, Type::STREAM, None, Clients::ctx(Msg::Socket, key));
-        }
-    }
-
-    fn ctx<S: AsMut<Clients>>(msg: Msg, key: usize) -> Ctx<S> {
-        Ctx::new(Clients::on_completion::<S>)
-            .msg(msg)
-            .key(key as u64)
-    }
-
-    fn on_completion<S: AsMut<Clients>>(
-        state: &mut S,
-        ring: &mut Ring<S>,
-        c: Completion,
-    ) -> io::Result<()> {
-        let this = state.as_mut();
-        let key = c.key() as usize;
-        match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Socket, Outcome::SocketDirect(result)) => {
-                let fd = *this.clients[key].fd.insert(result?);
-                ring.connect(fd, this.server, Clients::ctx(Msg::Connected, key));
-            }
-            (Msg::Connected, Outcome::Connect(result)) => {
-                result?;
-                this.send(ring, key, Buf::new(this.message.clone()))?;
-            }
-            (Msg::ClientSent, Outcome::Send(result, mut buf)) => {
-                buf.consume(result?);
-                if !buf.is_empty() {
-                    return this.send(ring, key, buf);
-                }
-                this.receive(ring, key)?;
-            }
-            (Msg::ClientReceived, Outcome::Recv(result, buf)) => {
-                let n = result?;
-                if n == 0 {
-                    return Err(io::Error::other("the server closed the connection early"));
-                }
-                let client = &mut this.clients[key];
-                let expected = &this.message[client.received..client.received + n];
-                if &buf[..] != expected {
-                    return Err(io::Error::other(format!("client {key}: echo differs")));
-                }
-                client.received += n;
-                this.verified += n;
-                if client.received < this.message.len() {
-                    return this.receive(ring, key);
-                }
-                client.received = 0;
-                client.rounds_left -= 1;
-                this.round_trips += 1;
-                if client.rounds_left > 0 {
-                    return this.send(ring, key, Buf::new(this.message.clone()));
-                }
-                this.done += 1;
-                if let Some(fd) = client.fd.take() {
-                    ring.close(fd, Ctx::none());
-                }
-            }
-            (msg, outcome) => return Err(unexpected("client", msg, outcome)),
-        }
-        Ok(())
-    }
-
-    fn fd(&self, key: usize) -> io::Result<RingFd> {
-        self.clients[key]
-            .fd
-            .ok_or_else(|| io::Error::other(format!("client {key} has no socket")))
-    }
-
-    fn send<S: AsMut<Clients>>(&self, ring: &mut Ring<S>, key: usize, buf: Buf) -> io::Result<()> {
-        ring.send(self.fd(key)?, buf, Clients::ctx(Msg::ClientSent, key));
-        Ok(())
-    }
-
-    fn receive<S: AsMut<Clients>>(&self, ring: &mut Ring<S>, key: usize) -> io::Result<()> {
-        let room = self.message.len() - self.clients[key].received;
-        ring.recv(
-            self.fd(key)?,
-            Vec::with_capacity(room),
-            Clients::ctx(Msg::ClientReceived, key),
-        );
-        Ok(())
-    }
-}
-
 fn unexpected(who: &str, msg: Msg, outcome: Outcome) -> io::Error {
     io::Error::other(format!("{who}: unexpected {msg:?} with {outcome:?}"))
 }
@@ -660,15 +548,7 @@ pub fn run(options: &Options) -> io::Result<Report> {
     let group = ring.buffer_group(options.buffers, GROUP_BUFFER_SIZE)?;
     let mut demo = Demo {
         server: Server::new(listener, group, Some(options.clients)),
-        clients: Clients {
-            server: addr,
-            message: (0..options.size).map(|i| (i % 251) as u8).collect(),
-            rounds: options.rounds,
-            clients: Vec::new(),
-            done: 0,
-            round_trips: 0,
-            verified: 0,
-        },
+        clients: Clients::new(addr, options.size, options.rounds),
     };
     let started = Instant::now();
     demo.server.start(&mut ring);

@@ -17,12 +17,12 @@ use std::time::Duration;
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RingFd, RunMode, WriteQueue};
 
 #[macro_use]
-#[path = "common/backends.rs"]
-mod backends;
+#[path = "common/mod.rs"]
+mod common;
 
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
-        $(per_backend!(crate::run_on, $name);)+
+        $(per_backend!(crate::common::backends::unless_skipped, $name);)+
     };
 }
 
@@ -79,12 +79,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-fn run_on(test: fn(BackendKind), kind: BackendKind) {
-    if !backends::skipped(kind) {
-        test(kind)
-    }
-}
 
 /// Operations per measurement, after as many for warming up.
 const OPS: u32 = 10_000;

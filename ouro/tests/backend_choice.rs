@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
 
+#[macro_use]
+#[path = "common/mod.rs"]
+mod common;
+
+use common::fds::pipe_files;
+
 // The examples, included as they are, to run what their `main` runs.
 #[allow(dead_code)]
 #[path = "../examples/echo.rs"]
@@ -35,22 +41,6 @@ mod resp_server;
 const CHILD: &str = "OURO_TEST_CHILD";
 
 /// Runs `helper` in a child process with `env`; its success and output.
-/// A pipe, both ends blocking and close-on-exec (as `std::io::pipe` makes
-/// them, which needs a newer Rust than ouro's minimum).
-fn pipe() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new fds into the array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both fds are new and owned by nobody else.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    }
-}
-
 fn run_child(helper: &str, env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
@@ -164,7 +154,7 @@ fn do_real_io(ring: &mut Ring<Vec<Completion>>) {
         done.push(c);
         Ok(())
     }
-    let (reader, writer) = pipe();
+    let (reader, writer) = pipe_files();
     let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(b"from a file").unwrap();

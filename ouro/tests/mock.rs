@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -17,11 +17,15 @@ use ouro::mock::{Mock, Reply};
 use ouro::net::{Domain, Type};
 use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, RunMode};
 
+#[path = "common/mod.rs"]
+mod common;
+
 // The example, included as it is.
 #[allow(dead_code)] // its `main`
 #[path = "../examples/multiwriter.rs"]
 mod multiwriter;
 
+use common::fds::temp_file;
 use multiwriter::MultiWriter;
 
 /// What a scripted write handler has received, per fd.
@@ -388,13 +392,6 @@ fn ring_fds_on_the_mock() {
 
 // -- fds in replies --------------------------------------------------------------
 
-/// A temp file of the test's own holding `contents`.
-fn file_with(contents: &[u8]) -> File {
-    let mut file = tempfile::tempfile().unwrap();
-    file.write_all(contents).unwrap();
-    file
-}
-
 /// `file` is still open and still the file that holds `contents`.
 fn assert_holds(file: &mut File, contents: &[u8]) {
     file.rewind().expect("the file is still open");
@@ -427,7 +424,7 @@ fn later(reply: Reply) -> Reply {
 /// behind the number stays open.
 #[test]
 fn a_value_reply_cannot_stand_for_an_fd() {
-    let mut file = file_with(b"the test's own file");
+    let mut file = temp_file(b"the test's own file");
     let number = file.as_raw_fd() as u32;
     let mut mock = Mock::new();
     let kinds = [
@@ -494,7 +491,7 @@ fn a_cancelled_delayed_fd_reply_closes_the_mocks_fd_and_nothing_else() {
     let listener = any_fd();
     let accept = ring.accept(&listener, Ctx::new(collect));
     let direct = ring.accept_multishot_direct(&listener, Ctx::new(collect));
-    let mut mine = file_with(b"opened meanwhile");
+    let mut mine = temp_file(b"opened meanwhile");
     assert!(!writer_closed(&reader), "the mock holds the reply's fd");
     ring.cancel(accept, Ctx::new(collect));
     ring.cancel(direct, Ctx::new(collect));
@@ -525,7 +522,7 @@ fn a_cancelled_delayed_fd_reply_closes_the_mocks_fd_and_nothing_else() {
 #[test]
 fn a_cancelled_delayed_value_reply_closes_nothing() {
     let mut mock = Mock::new();
-    mock.push(OpKind::Open, Reply::Fd(file_with(b"handed out").into()));
+    mock.push(OpKind::Open, Reply::Fd(temp_file(b"handed out").into()));
     let mut ring = Ring::mock(mock);
     ring.open("/a/file", &OpenOptions::new().read(true), Ctx::new(collect));
     let mut got = Vec::new();

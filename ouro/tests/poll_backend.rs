@@ -9,28 +9,23 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::fs::OpenOptions;
 use ouro::{BackendKind, Completion, Ctx, Offset, OpKind, Outcome, PollMask, Ring, RunMode};
 
 #[macro_use]
-#[path = "common/backends.rs"]
-mod backends;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::fds::{identity, is_cloexec, pipe_files};
+use common::watchdog::AbortAfter;
 
 /// One `#[test]` per backend for each test function.
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
-        $(per_backend!(crate::call, $name);)+
+        $(per_backend!(crate::common::backends::unless_skipped, $name);)+
     };
-}
-
-fn call(test: fn(BackendKind), kind: BackendKind) {
-    if !backends::skipped(kind) {
-        test(kind)
-    }
 }
 
 backend_tests!(
@@ -52,22 +47,6 @@ backend_tests!(
     a_reused_fd_number_is_a_new_file,
 );
 
-/// A pipe, both ends blocking and close-on-exec (as `std::io::pipe` makes
-/// them, which needs a newer Rust than ouro's minimum).
-fn pipe() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new fds into the array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both fds are new and owned by nobody else.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    }
-}
-
 type State = Vec<Completion>;
 
 fn record(done: &mut State, _: &mut Ring<State>, c: Completion) -> io::Result<()> {
@@ -83,43 +62,18 @@ fn ring(kind: BackendKind) -> Ring<State> {
         .expect("ring")
 }
 
-/// Turns a hang into a failure: aborts the test process unless dropped
-/// within 60 s.
-struct Watchdog(Arc<AtomicBool>);
-
-impl Watchdog {
-    fn new() -> Watchdog {
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = done.clone();
-        std::thread::spawn(move || {
-            for _ in 0..600 {
-                std::thread::sleep(Duration::from_millis(100));
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-            }
-            eprintln!("watchdog: a test hung for 60 s");
-            std::process::abort();
-        });
-        Watchdog(done)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
+/// Turns a hang into a failure.
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 fn run(ring: &mut Ring<State>, done: &mut State) {
-    let _watchdog = Watchdog::new();
+    let _watchdog = AbortAfter::new(WATCHDOG);
     ring.run(done, RunMode::UntilDone).expect("run");
 }
 
 /// Runs until a 20 ms timer fires, then checks that only the timer is done:
 /// the operations in flight waited rather than failing.
 fn runs_only_a_timer(ring: &mut Ring<State>, done: &mut State) {
-    let _watchdog = Watchdog::new();
+    let _watchdog = AbortAfter::new(WATCHDOG);
     ring.timer(Duration::from_millis(20), Ctx::new(record));
     while !done.iter().any(|c| c.op() == OpKind::Timer) {
         ring.run(done, RunMode::Once).expect("run");
@@ -140,29 +94,12 @@ fn is_nonblocking(fd: impl AsFd) -> bool {
     flags & libc::O_NONBLOCK != 0
 }
 
-fn is_cloexec(fd: impl AsFd) -> bool {
-    // SAFETY: F_GETFD on a valid fd.
-    let flags = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFD) };
-    assert!(flags >= 0);
-    flags & libc::FD_CLOEXEC != 0
-}
-
-/// The file behind an fd number, if it is open: (device, inode).
-fn identity(fd: std::os::fd::RawFd) -> Option<(u64, u64)> {
-    // SAFETY: fstat only writes into the zeroed struct it is given.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable stat buffer.
-    let res = unsafe { libc::fstat(fd, &mut st) };
-    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t differ by platform
-    (res == 0).then_some((st.st_dev as u64, st.st_ino as u64))
-}
-
 fn os_error<T: std::fmt::Debug>(res: &io::Result<T>) -> Option<i32> {
     res.as_ref().err().and_then(io::Error::raw_os_error)
 }
 
 fn pipe_read_waits_on_a_blocking_fd(kind: BackendKind) {
-    let (reader, mut writer) = pipe();
+    let (reader, mut writer) = pipe_files();
     let reader = Rc::new(reader);
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.read(
@@ -245,7 +182,7 @@ fn file_offsets_current_and_at(kind: BackendKind) {
 }
 
 fn offset_on_a_pipe_is_ignored(kind: BackendKind) {
-    let (reader, mut writer) = pipe();
+    let (reader, mut writer) = pipe_files();
     writer.write_all(b"abc").unwrap();
     let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let (mut ring, mut done) = (ring(kind), State::new());
@@ -355,7 +292,7 @@ fn connect_completes_and_refusal_is_reported(kind: BackendKind) {
 }
 
 fn poll_reports_the_ready_mask(kind: BackendKind) {
-    let (reader, writer) = pipe();
+    let (reader, writer) = pipe_files();
     let (reader, writer) = (Rc::new(reader), Rc::new(writer));
     let (mut ring, mut done) = (ring(kind), State::new());
     ring.poll(&writer, PollMask::WRITABLE, Ctx::new(record));
@@ -404,7 +341,7 @@ fn cancel_of_a_waiting_recv_is_immediate(kind: BackendKind) {
 }
 
 fn deadline_of_a_waiting_read(kind: BackendKind) {
-    let (reader, _writer) = pipe();
+    let (reader, _writer) = pipe_files();
     let reader = Rc::new(reader);
     let (mut ring, mut done) = (ring(kind), State::new());
     let read = ring.read(
@@ -482,7 +419,7 @@ fn socket_and_close(kind: BackendKind) {
 }
 
 fn splice_between_pipe_and_socket(kind: BackendKind) {
-    let (reader, mut writer) = pipe();
+    let (reader, mut writer) = pipe_files();
     let (ours, theirs) = UnixStream::pair().unwrap();
     let (reader, ours) = (Rc::new(reader), Rc::new(ours));
     let (mut ring, mut done) = (ring(kind), State::new());
@@ -501,9 +438,9 @@ fn splice_between_pipe_and_socket(kind: BackendKind) {
 
 fn dropping_a_ring_with_waiting_ops(kind: BackendKind) {
     let (ours, _theirs) = UnixStream::pair().unwrap();
-    let (reader, _writer) = pipe();
+    let (reader, _writer) = pipe_files();
     let (ours, reader) = (Rc::new(ours), Rc::new(reader));
-    let _watchdog = Watchdog::new();
+    let _watchdog = AbortAfter::new(WATCHDOG);
     let mut ring = ring(kind);
     let mut done = State::new();
     ring.recv(&ours, Vec::with_capacity(8), Ctx::new(record));
@@ -596,7 +533,7 @@ fn cancelled_pool_job_that_is_running_finishes_with_its_own_result() {
     let (mut ring, mut done) = (ring(BackendKind::Poll), State::new());
     // Opening a FIFO for reading blocks until a writer comes.
     let open = ring.open(&fifo, &OpenOptions::new().read(true), Ctx::new(record));
-    let _watchdog = Watchdog::new();
+    let _watchdog = AbortAfter::new(WATCHDOG);
     ring.timer(Duration::from_millis(1), Ctx::new(record));
     ring.run(&mut done, RunMode::Once).unwrap();
     while !pool_thread_in_openat() {

@@ -24,8 +24,8 @@ use std::time::Duration;
 use ouro::{BackendKind, Ring, RingBuilder};
 
 #[macro_use]
-#[path = "common/backends.rs"]
-mod backends;
+#[path = "common/mod.rs"]
+mod common;
 
 #[allow(dead_code)] // its demo clients
 #[path = "../examples/echo.rs"]
@@ -38,7 +38,7 @@ mod resp_server;
 /// One `#[test]` per backend for each test function (taking the backend).
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
-        $(per_backend!(crate::on_backend, $name);)+
+        $(per_backend!(crate::common::backends::unless_skipped, $name);)+
     };
 }
 
@@ -64,13 +64,6 @@ backend_tests![
     echo_server_wakes_starved_connections_when_failed_sends_free_buffers,
     echo_server_out_of_fds_logs_rarely_and_names_the_limit
 ];
-
-/// Runs `test` on `kind`, or says why the host cannot.
-fn on_backend(test: fn(BackendKind), kind: BackendKind) {
-    if !backends::skipped(kind) {
-        test(kind)
-    }
-}
 
 type Serve = fn(OwnedFd, RingBuilder) -> std::io::Result<()>;
 

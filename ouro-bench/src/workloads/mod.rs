@@ -84,6 +84,10 @@ pub enum Workload {
     /// a table of latencies, memory, fds and fixed-table slots, and a
     /// failure for every broken bound (not part of `all`).
     Hostile(hostile::Options),
+    /// Writes the figures of saved results (`--out DIR`'s results.json)
+    /// as Markdown tables, or into a README between `<!-- figures:begin -->`
+    /// and `<!-- figures:end -->` (measures nothing).
+    Report(crate::figures::Options),
     /// (internal) Runs a server under test; see `server.rs`.
     #[command(hide = true)]
     Serve(crate::server::ServeOptions),
@@ -100,7 +104,7 @@ impl Workload {
             Workload::Idle(options) => idle::steps(options, settings),
             Workload::Msg(options) => msg::steps(options, settings),
             Workload::All(options) => all::steps(options, settings),
-            Workload::Hostile(_) | Workload::Serve(_) => 0,
+            Workload::Hostile(_) | Workload::Serve(_) | Workload::Report(_) => 0,
         }
     }
 
@@ -121,6 +125,7 @@ impl Workload {
             Workload::All(options) => all::measure(options, settings, results, progress),
             Workload::Hostile(options) => hostile::run(options, &hostile::Output::default()),
             Workload::Serve(options) => crate::server::serve(options),
+            Workload::Report(options) => crate::figures::run(options),
         }
     }
 }

@@ -33,8 +33,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ouro::{
@@ -48,7 +47,14 @@ mod logging;
 #[path = "shutdown.rs"]
 mod shutdown;
 
+#[path = "stream_limits.rs"]
+mod stream_limits;
+
 use accept_errors::AcceptErrors;
+use stream_limits::{release_free_memory, Spares};
+// Part of the servers' interface; not every includer uses all of it.
+#[allow(unused_imports)]
+pub use stream_limits::{Held, Limits, OUTPUT_FLOOR};
 
 /// A request/response protocol.
 pub trait Protocol {
@@ -90,64 +96,6 @@ pub trait Protocol {
     fn examined(&self) -> u64;
 }
 
-/// How much a server may hold.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Unsent answers past which a connection answers no more requests and
-    /// stops receiving until its peer has read half of them.
-    pub output_per_conn: usize,
-    /// Unsent answers across connections past which each connection's
-    /// budget shrinks to [`OUTPUT_FLOOR`] (one request at a time for a
-    /// peer that reads, none more for one that does not).
-    pub output_total: usize,
-    /// Input held across connections (unfinished requests and requests
-    /// not yet answered, counted by vector capacity) past which the
-    /// connection holding the most gets the protocol's error and is closed.
-    pub input_total: usize,
-    /// Bytes of spare vectors kept for reuse.
-    pub spares: usize,
-    /// How long a request may take to arrive whole once it has begun; past
-    /// it the connection is closed (slowloris, and peers that vanish
-    /// mid-request without the server hearing of it).
-    pub request_timeout: Duration,
-    /// Where the server publishes what it holds, if anywhere.
-    pub held: Option<Arc<Held>>,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            output_per_conn: 256 * 1024,
-            output_total: 64 << 20,
-            input_total: 64 << 20,
-            spares: 4 << 20,
-            request_timeout: Duration::from_secs(10),
-            held: None,
-        }
-    }
-}
-
-/// What a server holds, as it counts it when enforcing its [`Limits`],
-/// published after every completion it handles.
-#[derive(Debug, Default)]
-pub struct Held {
-    /// Bytes of input held across connections (vector capacity).
-    pub input: AtomicUsize,
-    /// Bytes of answers held across connections (vector capacity).
-    pub output: AtomicUsize,
-    /// Bytes of spare vectors in the pool (capacity).
-    pub spares: AtomicUsize,
-    /// The most `input` has been.
-    pub most_input: AtomicUsize,
-    /// The most `output` has been.
-    pub most_output: AtomicUsize,
-    /// The most unsent answers (bytes) one connection has had.
-    pub most_unsent: AtomicUsize,
-    /// Bytes of input the protocol has parsed over
-    /// ([`Protocol::examined`]).
-    pub examined: AtomicU64,
-}
-
 ouro::messages! {
     enum Msg { Accepted, AcceptAgain, Received, Sent, Sweep }
 }
@@ -155,9 +103,6 @@ ouro::messages! {
 /// Receive buffers shared by the connections, and their size.
 const BUFFERS: u16 = 512;
 const BUFFER_SIZE: usize = 4096;
-/// A connection's budget of unsent answers while the server holds more
-/// than `Limits::output_total`: a peer that reads still gets its answers.
-pub const OUTPUT_FLOOR: usize = 4096;
 /// How long to wait before accepting again after accept failed.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// How often connections are checked for requests that take too long.
@@ -165,10 +110,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Bytes held (input, output and spares) from which a fall to a quarter
 /// gives the allocator's free memory back to the system.
 const TRIM_FROM: usize = 16 << 20;
-/// Spare vectors kept for reuse at most, and the largest capacity kept.
-const SPARES: usize = 1024;
-const SPARE_CAPACITY: usize = 64 * 1024;
-
 /// A server example's `main`, given its command line's arguments: logs
 /// warnings to stderr (see `logging.rs`), sets up the ring on the default
 /// backend (io_uring where it works, else the readiness backend, or the one
@@ -650,7 +591,7 @@ impl<P: Protocol> Server<P> {
     /// peak, gives the memory freed since back to the system (the
     /// allocator keeps it otherwise).
     fn give_back_after_burst(&mut self) {
-        let held = self.input + self.output + self.spares.bytes;
+        let held = self.input + self.output + self.spares.bytes();
         self.high_water = self.high_water.max(held);
         if self.high_water >= TRIM_FROM && held < self.high_water / 4 {
             self.high_water = held;
@@ -665,60 +606,11 @@ impl<P: Protocol> Server<P> {
         };
         held.input.store(self.input, Ordering::Relaxed);
         held.output.store(self.output, Ordering::Relaxed);
-        held.spares.store(self.spares.bytes, Ordering::Relaxed);
+        held.spares.store(self.spares.bytes(), Ordering::Relaxed);
         held.most_input.fetch_max(self.input, Ordering::Relaxed);
         held.most_output.fetch_max(self.output, Ordering::Relaxed);
         held.most_unsent.store(self.most_unsent, Ordering::Relaxed);
         held.examined
             .store(self.protocol.examined(), Ordering::Relaxed);
-    }
-}
-
-/// Returns the allocator's free memory to the system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    // SAFETY: malloc_trim takes no pointer and only releases memory that
-    // no allocation uses.
-    unsafe { libc::malloc_trim(0) };
-}
-
-/// Other allocators return memory by themselves, or cannot be asked to.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
-
-/// Emptied vectors kept for reuse, up to a total capacity.
-struct Spares {
-    vecs: Vec<Vec<u8>>,
-    /// Their total capacity.
-    bytes: usize,
-    limit: usize,
-}
-
-impl Spares {
-    fn new(limit: usize) -> Spares {
-        Spares {
-            vecs: Vec::new(),
-            bytes: 0,
-            limit,
-        }
-    }
-
-    /// A kept vector, or a new one (without capacity).
-    fn take(&mut self) -> Vec<u8> {
-        let vec = self.vecs.pop().unwrap_or_default();
-        self.bytes -= vec.capacity();
-        vec
-    }
-
-    /// Keeps an emptied vector for reuse, unless it is big or enough are
-    /// kept (then it is freed).
-    fn give(&mut self, mut vec: Vec<u8>) {
-        let capacity = vec.capacity();
-        let fits = self.bytes + capacity <= self.limit && self.vecs.len() < SPARES;
-        if capacity > 0 && capacity <= SPARE_CAPACITY && fits {
-            vec.clear();
-            self.bytes += capacity;
-            self.vecs.push(vec);
-        }
     }
 }

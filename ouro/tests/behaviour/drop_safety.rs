@@ -12,8 +12,8 @@
 use std::alloc::{self, Layout};
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use ouro::{BackendKind, Completion, Ctx, IoBuf, IoBufMut, Offset, Ring, RunMode};
 
 use crate::harness::unchecked;
-use crate::harness::{pipe, ring, temp_file};
+use crate::harness::{pipe, pipes_with_data, ring, temp_file};
 
 backend_tests![
     a_panicking_buffer_drop_does_not_cut_the_drain_short,
@@ -206,19 +206,6 @@ fn big_file(kind: BackendKind) -> File {
         .custom_flags(libc::O_DIRECT)
         .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .expect("reopening the temporary file O_DIRECT")
-}
-
-/// Pipes with a few bytes waiting in each.
-fn pipes_with_data(n: usize) -> Vec<(OwnedFd, OwnedFd)> {
-    (0..n)
-        .map(|_| {
-            let (reader, writer) = pipe();
-            File::from(writer.try_clone().unwrap())
-                .write_all(b"data")
-                .unwrap();
-            (reader, writer)
-        })
-        .collect()
 }
 
 /// Counts file reads delivered; the ring is stopped at the first.

@@ -5,63 +5,39 @@ use std::cell::Cell;
 use std::fmt::Debug;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{PoisonError, RwLock};
-use std::thread;
 use std::time::Duration;
 
 use ouro::{BackendKind, Completion, Ctx, IoBuf, IoBufMut, Outcome, Ring, RunMode, Task};
+
+use crate::common::fds::{apart_from_other_tests, beside_other_tests};
+pub use crate::common::fds::{is_cloexec, open_fds, pipe, socket_pair, tcp_pair, temp_file};
+pub use crate::common::watchdog::run_within;
 
 /// How long a test may take before it counts as hung. Generous: the
 /// machines are shared; this only turns a hang into a failure.
 const WATCHDOG: Duration = Duration::from_secs(120);
 
-/// Held shared by every test, exclusively by those that count open fds.
-static FD_COUNTING: RwLock<()> = RwLock::new(());
-
 /// Runs `test` on `kind`, alongside other tests.
 pub fn run(test: fn(BackendKind), kind: BackendKind) {
-    let _shared = FD_COUNTING.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = beside_other_tests();
     run_on(test, kind);
 }
 
 /// Runs `test` on `kind` while no other test of this binary runs.
 pub fn run_exclusive(test: fn(BackendKind), kind: BackendKind) {
-    let _exclusive = FD_COUNTING.write().unwrap_or_else(PoisonError::into_inner);
+    let _exclusive = apart_from_other_tests();
     run_on(test, kind);
 }
 
 fn run_on(test: fn(BackendKind), kind: BackendKind) {
-    if crate::backends::skipped(kind) {
+    if crate::common::backends::skipped(kind) {
         return;
     }
-    watchdog(WATCHDOG, move || test(kind));
-}
-
-/// Runs `f` on its own thread and fails if it has not finished within
-/// `limit`; a panic in `f` is passed on.
-pub fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (finished, wait) = mpsc::channel::<()>();
-    let name = thread::current().name().unwrap_or("test").to_string();
-    let worker = thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            // Dropped when `f` returns or unwinds: either ends the wait.
-            let _finished = finished;
-            f()
-        })
-        .expect("spawning the test thread");
-    match wait.recv_timeout(limit) {
-        Err(RecvTimeoutError::Timeout) => panic!("hung: not finished after {limit:?}"),
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(value) => value,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-    }
+    run_within(WATCHDOG, move || test(kind));
 }
 
 /// A ring on `kind` with room for `entries` submissions.
@@ -123,23 +99,6 @@ pub fn error_kind<T: Debug>(result: io::Result<T>) -> io::ErrorKind {
     err.kind()
 }
 
-/// A pipe: (read end, write end), close-on-exec.
-pub fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two fds pipe2 writes.
-    let res = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(res, 0, "pipe2: {}", io::Error::last_os_error());
-    // SAFETY: pipe2 succeeded: both are new fds that nothing else owns.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-/// A connected pair of Unix stream sockets.
-pub fn socket_pair() -> (OwnedFd, OwnedFd) {
-    let (a, b) = socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::STREAM, None)
-        .expect("socketpair");
-    (a.into(), b.into())
-}
-
 /// The peer end of a socket pair, reading with a timeout (a hang becomes a
 /// failure).
 pub fn peer(fd: OwnedFd) -> UnixStream {
@@ -173,21 +132,17 @@ pub fn peer_closed(stream: &UnixStream) -> bool {
     n == 0
 }
 
-/// A connected pair of loopback TCP sockets: (client, server side).
-pub fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
-    let (server, _) = listener.accept().expect("accept");
-    (client, server)
-}
-
-/// An unnamed temporary file holding `bytes`, positioned at its start.
-pub fn temp_file(bytes: &[u8]) -> File {
-    use std::io::Seek;
-    let mut file = tempfile::tempfile().expect("temporary file");
-    file.write_all(bytes).expect("writing the temporary file");
-    file.rewind().unwrap();
-    file
+/// Pipes with a few bytes waiting in each: (read end, write end).
+pub fn pipes_with_data(n: usize) -> Vec<(OwnedFd, OwnedFd)> {
+    (0..n)
+        .map(|_| {
+            let (reader, writer) = pipe();
+            File::from(writer.try_clone().unwrap())
+                .write_all(b"data")
+                .unwrap();
+            (reader, writer)
+        })
+        .collect()
 }
 
 /// The file position of `fd`.
@@ -211,23 +166,6 @@ pub fn bad_fd() -> OwnedFd {
         .open("/")
         .expect("opening / with O_PATH")
         .into()
-}
-
-/// Whether `fd` is close-on-exec.
-pub fn is_cloexec(fd: &impl AsRawFd) -> bool {
-    // SAFETY: F_GETFD on a valid fd only reads its flags.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
-    assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
-    flags & libc::FD_CLOEXEC != 0
-}
-
-/// How many fds the process has open.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("listing /proc/self/fd")
-        .count()
-        // The listing itself holds one while it is read.
-        - 1
 }
 
 /// A read buffer whose drop is counted.

@@ -14,8 +14,8 @@
 #![allow(clippy::duplicate_mod)]
 
 #[macro_use]
-#[path = "../common/backends.rs"]
-mod backends;
+#[path = "../common/mod.rs"]
+mod common;
 
 /// Tests that may run alongside each other.
 macro_rules! backend_tests {
@@ -62,6 +62,7 @@ mod ops_net;
 mod readiness;
 mod reaping;
 mod ring_fds;
+mod ring_fds_direct;
 mod robustness;
 mod send_file;
 mod shared_fds;

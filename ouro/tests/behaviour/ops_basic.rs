@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ouro::{BackendKind, Ctx, OpKind, Outcome, Ring, RunMode};
 
-use crate::harness::{complete, ctx, ring, run_all, watchdog, Got};
+use crate::harness::{complete, ctx, ring, run_all, run_within, Got};
 
 backend_tests![
     noop_completes,
@@ -100,7 +100,7 @@ fn the_longest_timer_bounds_a_wait_without_error(kind: BackendKind) {
 /// `UntilDone` and `Once` on a ring without tasks return at once; the
 /// watchdog turns a hang into a failure.
 fn run_on_an_idle_ring_returns_at_once(kind: BackendKind) {
-    watchdog(Duration::from_secs(20), move || {
+    run_within(Duration::from_secs(20), move || {
         let mut ring: Ring<Got> = ring(kind, 8);
         let mut got = Vec::new();
         ring.run(&mut got, RunMode::UntilDone).unwrap();

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
 
-use crate::harness::{ctx, open_fds, pipe, ring, run_all, socket_pair, temp_file, Got, Tracked};
+use crate::harness::{
+    ctx, open_fds, pipe, pipes_with_data, ring, run_all, socket_pair, temp_file, Got, Tracked,
+};
 
 backend_tests![
     a_million_noops_queued_before_run,
@@ -318,7 +320,7 @@ fn deadlines_of_many_in_flight_through_a_small_ring(kind: BackendKind) {
 /// two are delivered by the next `run`.
 fn a_panicking_callback_loses_nothing(kind: BackendKind) {
     let mut ring: Ring<u32> = ring(kind, 8);
-    let pipes = pipes_with_data(3);
+    let pipes = shared_readers(pipes_with_data(3));
     fn panic_once(delivered: &mut u32, _: &mut Ring<u32>, _: Completion) -> io::Result<()> {
         *delivered += 1;
         if *delivered == 1 {
@@ -376,15 +378,11 @@ fn a_panicking_target_still_lets_its_cancellers_finish(kind: BackendKind) {
     assert_eq!(ring.live_tasks(), 0);
 }
 
-fn pipes_with_data(n: usize) -> Vec<(Rc<OwnedFd>, OwnedFd)> {
-    (0..n)
-        .map(|_| {
-            let (reader, writer) = pipe();
-            std::fs::File::from(writer.try_clone().unwrap())
-                .write_all(b"data")
-                .unwrap();
-            (Rc::new(reader), writer)
-        })
+/// The pipes with their read ends shared, so that each read holds its fd
+/// open until it is delivered.
+fn shared_readers(pipes: Vec<(OwnedFd, OwnedFd)>) -> Vec<(Rc<OwnedFd>, OwnedFd)> {
+    (pipes.into_iter())
+        .map(|(reader, writer)| (Rc::new(reader), writer))
         .collect()
 }
 
@@ -493,7 +491,7 @@ fn dropping_a_ring_with_operations_in_flight(kind: BackendKind) {
 fn dropping_a_ring_after_a_callback_panicked(kind: BackendKind) {
     let before = open_fds();
     {
-        let pipes = pipes_with_data(3);
+        let pipes = shared_readers(pipes_with_data(3));
         let drops = counters(pipes.len());
         let mut ring: Ring<()> = ring(kind, 8);
         for (i, (reader, _)) in pipes.iter().enumerate() {

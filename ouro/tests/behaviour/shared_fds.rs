@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use ouro::{is_canceled, BackendKind, Outcome, RunMode, UncheckedFd};
 
+use crate::common::fds::identity;
 use crate::harness::{ctx, peer, peer_closed, ring, run_all, socket_pair};
 
 backend_tests![an_unchecked_fd_works_while_its_owner_keeps_it_open];
@@ -23,17 +24,6 @@ exclusive_backend_tests![
     an_operation_keeps_a_shared_fd_open_until_its_final_completion,
     a_cancelled_operation_keeps_a_shared_fd_open_until_its_final_completion,
 ];
-
-/// The file behind an fd number, if it is open: (device, inode).
-fn identity(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat only writes into `st`; on a closed number it fails
-    // with EBADF and touches nothing.
-    let res = unsafe { libc::fstat(fd, &mut st) };
-    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t differ by platform
-    (res == 0).then_some((st.st_dev as u64, st.st_ino as u64))
-}
 
 /// Whether the number names no open file (`fcntl(F_GETFD)` fails with
 /// `EBADF`).

@@ -1,4 +1,8 @@
-//! The one list of backends the integration tests run on.
+//! The one list of backends the integration tests run on, and skipping a
+//! test where the host lacks its backend.
+
+// Each test binary includes this module and uses part of it.
+#![allow(dead_code, unused_macros)]
 
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -41,6 +45,13 @@ pub fn skipped(kind: BackendKind) -> bool {
     eprintln!("skipped: the {kind:?} backend is not available on this host: {err}");
     announce_once(kind, &err);
     true
+}
+
+/// Runs `test` on `kind`, unless the host lacks it (see [`skipped`]).
+pub fn unless_skipped(test: fn(BackendKind), kind: BackendKind) {
+    if !skipped(kind) {
+        test(kind)
+    }
 }
 
 /// The backends whose absence this test binary has announced.

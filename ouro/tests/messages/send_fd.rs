@@ -1,0 +1,289 @@
+//! Ring fds moved between rings (`send_fd`): to a worker, back from a
+//! stopped one, refused while in use, kept when sent to their own ring, and
+//! never sharing a slot with fds registered meanwhile.
+
+use super::*;
+
+backend_tests!(
+    a_ring_fd_moves_to_a_worker_thread,
+    a_ring_fd_moves_to_a_worker_thread_over_the_mailbox,
+    a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed,
+    a_ring_fd_in_use_is_not_moved,
+    a_ring_fd_sent_to_its_own_ring_stays,
+    files_moved_in_and_fds_registered_meanwhile_never_share_a_slot,
+);
+
+// -- ring fds moved between rings (send_fd) -----------------------------------------
+
+/// What a worker saw of each ring fd it was sent: whether it had a process
+/// fd (a file moved with IORING_MSG_SEND_FD has none).
+#[derive(Default)]
+struct Arrivals {
+    with_process_fd: Arc<Mutex<Vec<bool>>>,
+}
+
+fn on_moved(state: &mut Arrivals, ring: &mut Ring<Arrivals>, c: Completion) -> io::Result<()> {
+    let Outcome::Message(Payload::RingFd(fd)) = c.outcome else {
+        return Err(io::Error::other(format!(
+            "expected a ring fd, got {:?}",
+            c.outcome
+        )));
+    };
+    state
+        .with_process_fd
+        .lock()
+        .unwrap()
+        .push(ring.fd(fd).is_ok());
+    ring.send(fd, &b"moved"[..], Ctx::none());
+    ring.close(fd, Ctx::none());
+    Ok(())
+}
+
+#[derive(Default)]
+struct Mover {
+    results: Vec<io::Result<()>>,
+}
+
+fn on_sent(state: &mut Mover, _: &mut Ring<Mover>, c: Completion) -> io::Result<()> {
+    let Outcome::MsgRing(result, _) = c.outcome else {
+        return Err(io::Error::other("expected a msg_ring outcome"));
+    };
+    state.results.push(result);
+    Ok(())
+}
+
+fn move_ring_fds(kind: BackendKind, msg_ring: bool) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut ring: Ring<Mover> = builder(kind, msg_ring).build()?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shared = seen.clone();
+    let thread = ring.spawn_thread(16, move |_| {
+        Ok(Arrivals {
+            with_process_fd: shared,
+        })
+    })?;
+    let mut peers = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let (fd, peer) = socket_pair()?;
+        let fd = ring.register_fd(fd);
+        ring.send_fd(thread.handle(), fd, Ctx::new(on_moved), Ctx::new(on_sent));
+        peers.push(peer);
+        sent.push(fd);
+    }
+    let mut state = Mover::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.results.len(), 3);
+    for result in state.results.drain(..) {
+        result?;
+    }
+    for fd in sent {
+        let err = ring.fd(fd).expect_err("a moved ring fd is stale here");
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+    assert_eq!(ring.ring_fds(), 0);
+    for mut peer in peers {
+        peer.set_nonblocking(false)?;
+        let mut got = String::new();
+        peer.read_to_string(&mut got)?;
+        assert_eq!(got, "moved", "the worker wrote through it, then closed it");
+    }
+    thread.join()?;
+    // Between io_uring rings the file moves from fixed table to fixed table
+    // (IORING_MSG_SEND_FD, Linux 6.3): the worker's ring fd has no process
+    // fd. Otherwise it travels as one and the worker registers it.
+    let direct = kind == BackendKind::Uring && msg_ring;
+    assert_eq!(*seen.lock().unwrap(), vec![!direct; 3]);
+    Ok(())
+}
+
+fn a_ring_fd_moves_to_a_worker_thread(kind: BackendKind) -> io::Result<()> {
+    move_ring_fds(kind, true)
+}
+
+fn a_ring_fd_moves_to_a_worker_thread_over_the_mailbox(kind: BackendKind) -> io::Result<()> {
+    move_ring_fds(kind, false)
+}
+
+fn a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let target = stopped_thread(&ring)?;
+
+    let (fd, mut kept_peer) = socket_pair()?;
+    let kept = ring.register_fd(fd);
+    ring.send_fd(&target, kept, Ctx::new(never_called), Ctx::new(on_refused));
+    let (fd, mut closed_peer) = socket_pair()?;
+    let dropped = ring.register_fd(fd);
+    ring.send_fd(&target, dropped, Ctx::new(never_called), Ctx::none());
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+
+    assert_eq!(state.errors.len(), 1);
+    assert_eq!(state.errors[0].raw_os_error(), Some(libc::EPIPE));
+    assert_eq!(
+        state.returned[0].ring_fd(),
+        Some(kept),
+        "the same ring fd comes back"
+    );
+    assert!(peer_closed(&mut closed_peer), "nobody took it back: closed");
+    assert!(!peer_closed(&mut kept_peer));
+    ring.send(kept, &b"still mine"[..], Ctx::none());
+    ring.close(kept, Ctx::none());
+    ring.run(&mut state, RunMode::UntilDone)?;
+    kept_peer.set_nonblocking(false)?;
+    let mut got = String::new();
+    kept_peer.read_to_string(&mut got)?;
+    assert_eq!(got, "still mine");
+    Ok(())
+}
+
+fn on_received(state: &mut Refusals, _: &mut Ring<Refusals>, c: Completion) -> io::Result<()> {
+    let Outcome::Recv(result, _) = c.outcome else {
+        return Err(io::Error::other("expected a receive"));
+    };
+    result?;
+    state.returned.push(Payload::None);
+    Ok(())
+}
+
+fn a_ring_fd_in_use_is_not_moved(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let thread = ring.spawn_thread(16, |_| Ok(Idle))?;
+    let (fd, mut peer) = socket_pair()?;
+    let fd = ring.register_fd(fd);
+    ring.recv(fd, Vec::with_capacity(16), Ctx::new(on_received));
+    ring.send_fd(
+        thread.handle(),
+        fd,
+        Ctx::new(never_called),
+        Ctx::new(on_refused),
+    );
+    peer.write_all(b"x")?;
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.errors.len(), 1);
+    assert_eq!(state.errors[0].raw_os_error(), Some(libc::EBUSY));
+    assert_eq!(state.returned.len(), 2, "the refusal and the receive");
+    assert!(state.returned.iter().any(|p| p.ring_fd() == Some(fd)));
+    assert!(ring.fd(fd).is_ok(), "still this ring's");
+    thread.join()
+}
+
+fn on_own(state: &mut Refusals, ring: &mut Ring<Refusals>, c: Completion) -> io::Result<()> {
+    let Outcome::Message(Payload::RingFd(fd)) = c.outcome else {
+        return Err(io::Error::other("expected a ring fd"));
+    };
+    ring.fd(fd)?;
+    state.returned.push(Payload::RingFd(fd));
+    Ok(())
+}
+
+fn a_ring_fd_sent_to_its_own_ring_stays(kind: BackendKind) -> io::Result<()> {
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let own = ring.handle()?;
+    let (fd, _peer) = socket_pair()?;
+    let fd = ring.register_fd(fd);
+    ring.send_fd(&own, fd, Ctx::new(on_own), Ctx::new(on_refused));
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert!(state.errors.is_empty());
+    let arrived: Vec<_> = state.returned.iter().filter_map(Payload::ring_fd).collect();
+    assert_eq!(arrived, vec![fd], "the same ring fd, still open");
+    Ok(())
+}
+
+/// A worker that, as each ring fd arrives, also registers an fd of its own,
+/// writes through both, and closes each once its write is done (a close
+/// cancels what still waits to start).
+struct Registrar {
+    locals: Vec<Option<OwnedFd>>,
+    /// By key: `2 i` the ring fd moved here, `2 i + 1` the local one.
+    open: HashMap<u64, ouro::RingFd>,
+}
+
+fn on_moved_register(
+    state: &mut Registrar,
+    ring: &mut Ring<Registrar>,
+    c: Completion,
+) -> io::Result<()> {
+    let i = c.key() as usize;
+    let Outcome::Message(Payload::RingFd(moved)) = c.outcome else {
+        return Err(io::Error::other("expected a ring fd"));
+    };
+    let local = state.locals[i]
+        .take()
+        .ok_or_else(|| io::Error::other("twice"))?;
+    let local = ring.register_fd(local);
+    for (key, fd, text) in [(2 * i, moved, "moved"), (2 * i + 1, local, "local")] {
+        state.open.insert(key as u64, fd);
+        let data = format!("{text} {i}").into_bytes();
+        ring.send(fd, data, Ctx::new(on_written).key(key as u64));
+    }
+    Ok(())
+}
+
+fn on_written(state: &mut Registrar, ring: &mut Ring<Registrar>, c: Completion) -> io::Result<()> {
+    let key = c.key();
+    let Outcome::Send(result, _) = c.outcome else {
+        return Err(io::Error::other("expected a send"));
+    };
+    result?;
+    let fd = state
+        .open
+        .remove(&key)
+        .ok_or_else(|| io::Error::other("no such fd"))?;
+    ring.close(fd, Ctx::none());
+    Ok(())
+}
+
+/// Files that other rings move into a ring's fixed table land in slots the
+/// kernel picks, at any moment; the ring's own registrations must never
+/// pick one of those (each would replace the other's file).
+fn files_moved_in_and_fds_registered_meanwhile_never_share_a_slot(
+    kind: BackendKind,
+) -> io::Result<()> {
+    const N: usize = 200;
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut ring: Ring<Mover> = ring(kind)?;
+    let mut locals = Vec::new();
+    let mut local_peers = Vec::new();
+    for _ in 0..N {
+        let (fd, peer) = socket_pair()?;
+        locals.push(Some(fd));
+        local_peers.push(peer);
+    }
+    let thread = ring.spawn_thread(64, move |_| {
+        Ok(Registrar {
+            locals,
+            open: HashMap::new(),
+        })
+    })?;
+    let mut moved_peers = Vec::new();
+    for i in 0..N {
+        let (fd, peer) = socket_pair()?;
+        let fd = ring.register_fd(fd);
+        let message = Ctx::new(on_moved_register).key(i as u64);
+        ring.send_fd(thread.handle(), fd, message, Ctx::new(on_sent));
+        moved_peers.push(peer);
+    }
+    let mut state = Mover::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.results.len(), N);
+    for result in state.results.drain(..) {
+        result?;
+    }
+    for (i, (mut moved, mut local)) in moved_peers.into_iter().zip(local_peers).enumerate() {
+        for (peer, expected) in [
+            (&mut moved, format!("moved {i}")),
+            (&mut local, format!("local {i}")),
+        ] {
+            peer.set_nonblocking(false)?;
+            let mut got = String::new();
+            peer.read_to_string(&mut got)?;
+            assert_eq!(got, expected);
+        }
+    }
+    thread.join()
+}
