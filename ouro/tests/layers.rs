@@ -24,7 +24,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("backends", &["backend"]),
     ("the ring", &["ring"]),
     ("messages", &["message"]),
-    ("helpers on the ring", &["write_queue", "signal", "pipe", "send_file"]),
+    (
+        "helpers on the ring",
+        &["write_queue", "signal", "pipe", "send_file"],
+    ),
 ];
 
 /// The most lines a source file may have.
