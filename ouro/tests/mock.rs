@@ -25,7 +25,10 @@ mod common;
 #[path = "../examples/multiwriter.rs"]
 mod multiwriter;
 
-use common::fds::temp_file;
+// Each test runs alone (`apart_from_other_tests`): the mock reports the fds
+// it handed out by number and file identity, and a file another test opens
+// meanwhile can take both over (a deleted temp file's inode is reused).
+use common::fds::{apart_from_other_tests, temp_file};
 use multiwriter::MultiWriter;
 
 /// What a scripted write handler has received, per fd.
@@ -63,6 +66,7 @@ fn partial_writes(limits: HashMap<RawFd, Vec<usize>>) -> (Mock, Received) {
 
 #[test]
 fn multiwriter_resubmits_partial_writes_until_each_fd_has_everything() {
+    let _alone = apart_from_other_tests();
     let (fd1, fd2) = two_fds();
     let (raw1, raw2) = (fd1.as_raw_fd(), fd2.as_raw_fd());
     let limits = HashMap::from([(raw1, vec![3, 1, 5]), (raw2, vec![7])]);
@@ -96,6 +100,7 @@ impl AsMut<MultiWriter> for Writer {
 /// Bytes written while a flush is under way go out when it is done.
 #[test]
 fn multiwriter_takes_bytes_written_during_a_flush_along() {
+    let _alone = apart_from_other_tests();
     let (fd1, fd2) = two_fds();
     let (raw1, raw2) = (fd1.as_raw_fd(), fd2.as_raw_fd());
     let (mock, received) = partial_writes(HashMap::from([(raw1, vec![2]), (raw2, vec![4, 1])]));
@@ -133,6 +138,7 @@ fn any_fd() -> Rc<File> {
 
 #[test]
 fn a_recv_that_never_gets_data_fails_at_its_deadline_in_virtual_time() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     mock.on(OpKind::Recv, |_| Reply::Pending);
     let mut ring = Ring::mock(mock);
@@ -164,6 +170,7 @@ fn a_recv_that_never_gets_data_fails_at_its_deadline_in_virtual_time() {
 
 #[test]
 fn delayed_replies_and_timers_fire_in_virtual_time_order() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     let later = |secs, reply| Reply::After(Duration::from_millis(secs), Box::new(reply));
     mock.push(OpKind::Noop, later(3000, Reply::Value(0)));
@@ -197,6 +204,7 @@ fn delayed_replies_and_timers_fire_in_virtual_time_order() {
 
 #[test]
 fn an_unscripted_operation_fails_with_unsupported_and_leaves_no_task() {
+    let _alone = apart_from_other_tests();
     let mut ring = Ring::mock(Mock::new());
     let fd = any_fd();
     ring.read(
@@ -224,6 +232,7 @@ fn an_unscripted_operation_fails_with_unsupported_and_leaves_no_task() {
 /// from `run`, not a hang.
 #[test]
 fn waiting_forever_on_the_mock_is_an_error() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     mock.on(OpKind::Recv, |_| Reply::Pending);
     let mut ring = Ring::mock(mock);
@@ -257,6 +266,7 @@ fn keep_fd(state: &mut Opened, _: &mut Ring<Opened>, c: Completion) -> io::Resul
 
 #[test]
 fn open_fds_reports_fds_handed_out_and_not_closed() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     // A file of its own per fd (not /dev/null, which other tests of this
     // binary open concurrently): a closed fd whose number another test
@@ -293,6 +303,7 @@ fn open_fds_reports_fds_handed_out_and_not_closed() {
 /// `open_fds` reports them until then; the open's script sees its path.
 #[test]
 fn direct_sockets_and_opens_on_the_mock_are_ring_fds() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     mock.push(
         OpKind::SocketDirect,
@@ -344,6 +355,7 @@ fn direct_sockets_and_opens_on_the_mock_are_ring_fds() {
 /// says.
 #[test]
 fn ring_fds_on_the_mock() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     mock.push(
         OpKind::AcceptDirect,
@@ -424,6 +436,7 @@ fn later(reply: Reply) -> Reply {
 /// behind the number stays open.
 #[test]
 fn a_value_reply_cannot_stand_for_an_fd() {
+    let _alone = apart_from_other_tests();
     let mut file = temp_file(b"the test's own file");
     let number = file.as_raw_fd() as u32;
     let mut mock = Mock::new();
@@ -482,6 +495,7 @@ fn a_value_reply_cannot_stand_for_an_fd() {
 #[test]
 #[cfg_attr(miri, ignore = "polls a pipe to see it closed: needs the kernel")]
 fn a_cancelled_delayed_fd_reply_closes_the_mocks_fd_and_nothing_else() {
+    let _alone = apart_from_other_tests();
     let (reader, writer) = io::pipe().unwrap();
     let (direct_reader, direct_writer) = io::pipe().unwrap();
     let mut mock = Mock::new();
@@ -521,6 +535,7 @@ fn a_cancelled_delayed_fd_reply_closes_the_mocks_fd_and_nothing_else() {
 /// out is only a count: cancelling it closes nothing.
 #[test]
 fn a_cancelled_delayed_value_reply_closes_nothing() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     mock.push(OpKind::Open, Reply::Fd(temp_file(b"handed out").into()));
     let mut ring = Ring::mock(mock);
@@ -556,6 +571,7 @@ fn a_cancelled_delayed_value_reply_closes_nothing() {
 
 #[test]
 fn a_drain_waits_for_a_slow_reply_and_cuts_a_pending_one_at_its_deadline_in_virtual_time() {
+    let _alone = apart_from_other_tests();
     let mut mock = Mock::new();
     mock.push(
         OpKind::Recv,
