@@ -5,7 +5,7 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use mio::Interest;
 
-use super::sys::{Call, Connecting, IoVecs, Rw};
+use super::sys::{self, Call, Connecting, IoVecs, Rw, SysArgs};
 use super::OwnedFiles;
 use crate::fd::{Fd, Named};
 use crate::op::Op;
@@ -201,16 +201,24 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             path,
             flags,
             out,
-        } => Call::Stat {
-            dir: *dir,
-            path: path.as_ptr().cast(),
-            flags: *flags,
-            out: &mut **out,
-        },
-        Op::Fsync { fd, datasync } => Call::Fsync {
-            fd: raw(fd),
-            datasync: *datasync,
-        },
+        } => blocking(
+            |a| sys::stat(a.fds[0], a.paths[0], a.flags, a.out.cast()),
+            SysArgs {
+                fds: [*dir, -1],
+                paths: [path.as_ptr().cast(), std::ptr::null()],
+                flags: *flags,
+                out: (&mut **out as *mut crate::op::StatBuf).cast(),
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Fsync { fd, datasync } => blocking(
+            |a| sys::fsync(a.fds[0], a.flags != 0),
+            SysArgs {
+                fds: [raw(fd), -1],
+                flags: i32::from(*datasync),
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,
@@ -272,4 +280,9 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
         | Op::StopThread { .. } => return Err(-libc::EINVAL),
     };
     Ok(call)
+}
+
+/// A call a pool thread makes: `run` on `args`.
+fn blocking(run: fn(&SysArgs) -> i32, args: SysArgs) -> Call {
+    Call::Blocking { run, args }
 }

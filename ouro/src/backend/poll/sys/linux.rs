@@ -114,7 +114,7 @@ pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
     at_offset(fd, offset, |o| pwritev2(fd, iov, o, 0))
 }
 
-pub(super) fn stat(
+pub(in crate::backend::poll) fn stat(
     dir: RawFd,
     path: *const libc::c_char,
     flags: i32,
@@ -126,7 +126,7 @@ pub(super) fn stat(
     result(unsafe { libc::statx(dir, path, flags, mask, out) } as isize)
 }
 
-pub(super) fn fsync(fd: RawFd, datasync: bool) -> i32 {
+pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
     // SAFETY: plain system calls on an integer fd.
     let res = unsafe {
         if datasync {

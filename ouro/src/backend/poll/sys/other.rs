@@ -167,7 +167,7 @@ pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
     at_offset(fd, offset, |o| writev(fd, iov, o))
 }
 
-pub(super) fn stat(
+pub(in crate::backend::poll) fn stat(
     dir: RawFd,
     path: *const libc::c_char,
     flags: i32,
@@ -206,7 +206,7 @@ fn metadata(st: &libc::stat) -> Metadata {
     }
 }
 
-pub(super) fn fsync(fd: RawFd, datasync: bool) -> i32 {
+pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
     #[cfg(target_vendor = "apple")]
     let _ = datasync;
     // SAFETY: plain system calls on an integer fd.
