@@ -29,6 +29,7 @@ mod ctx;
 mod drop;
 mod files;
 mod finish;
+mod fs_ops;
 mod messages;
 mod multishot;
 mod ops;
