@@ -555,3 +555,59 @@ fn a_cancelled_delayed_value_reply_closes_nothing() {
     assert_holds(&mut handed, b"handed out");
     assert_eq!(ring.mock_backend().unwrap().open_fds(), [number]);
 }
+
+type Got = Vec<(Completion, Instant)>;
+
+/// What the mock saw of one operation: its fd and the paths it names.
+type Seen = (Option<RawFd>, [Option<std::path::PathBuf>; 2]);
+
+/// Runs one operation of `kind` on a mock that answers it with `reply`,
+/// returning its outcome and what the mock saw of it.
+fn scripted(
+    kind: OpKind,
+    reply: fn() -> Reply,
+    schedule: impl FnOnce(&mut Ring<Got>, Ctx<Got>) -> ouro::Task,
+) -> (Outcome, Seen) {
+    let seen = Rc::new(RefCell::new(None));
+    let record = seen.clone();
+    let mut mock = Mock::new();
+    mock.on(kind, move |op| {
+        let paths = op.paths().map(|p| p.map(std::path::Path::to_path_buf));
+        *record.borrow_mut() = Some((op.fd(), paths));
+        reply()
+    });
+    let mut ring = Ring::mock(mock);
+    schedule(&mut ring, Ctx::new(collect));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), 1, "one operation, one completion");
+    let (completion, _) = got.pop().unwrap();
+    assert_eq!(completion.op(), kind);
+    let seen = seen
+        .borrow_mut()
+        .take()
+        .expect("the mock saw the operation");
+    (completion.outcome, seen)
+}
+
+#[test]
+fn ftruncate_reaches_the_mock_with_its_fd_and_gets_the_scripted_reply() {
+    let file = Rc::new(tempfile::tempfile().unwrap());
+    let raw = file.as_raw_fd();
+    let (outcome, (fd, _)) = scripted(
+        OpKind::Ftruncate,
+        || Reply::Value(0),
+        |r, c| r.ftruncate(&file, 4, c),
+    );
+    assert!(matches!(outcome, Outcome::Ftruncate(Ok(()))), "{outcome:?}");
+    assert_eq!(fd, Some(raw));
+    let (outcome, _) = scripted(
+        OpKind::Ftruncate,
+        || Reply::Errno(libc::EFBIG),
+        |r, c| r.ftruncate(&file, 4, c),
+    );
+    let Outcome::Ftruncate(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EFBIG));
+}

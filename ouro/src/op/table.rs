@@ -238,6 +238,14 @@ define_ops! {
         Fsync { fd: Fd, datasync: bool } fds(fd) paths() plain => Outcome::Fsync(unit(res));
     }
 
+    /// [`Ring::ftruncate`](crate::Ring::ftruncate)
+    Ftruncate "ftruncate" kernel "6.9 (older: the system call, made at once)"
+    /// The file has the length asked for.
+    => Ftruncate(io::Result<()>)
+    {
+        Ftruncate { fd: Fd, len: u64 } fds(fd) paths() plain => Outcome::Ftruncate(unit(res));
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::Ctx;
 use super::Ring;
+use crate::error::offset_error;
 use crate::fd::OpFd;
 use crate::op::Op;
 use crate::task::Task;
@@ -63,5 +64,17 @@ impl<S> Ring<S> {
     pub fn fdatasync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
         let fd = self.op_fd(fd);
         self.schedule(Op::Fsync { fd, datasync: true }, ctx)
+    }
+
+    /// Sets the length of a file open for writing: cut, or extended with
+    /// zeros. A length beyond `i64::MAX` fails with `InvalidInput`.
+    /// Kernel: 6.9 (older: the system call, made at once).
+    pub fn ftruncate(&mut self, fd: impl OpFd, len: u64, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(fd);
+        let op = Op::Ftruncate { fd, len };
+        if i64::try_from(len).is_err() {
+            return self.reject(op, ctx, offset_error());
+        }
+        self.schedule(op, ctx)
     }
 }

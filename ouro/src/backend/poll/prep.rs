@@ -219,6 +219,17 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Ftruncate { fd, len } => blocking(
+            // SAFETY: plain system call on integers.
+            |a| {
+                sys::result(unsafe { libc::ftruncate(a.fds[0], a.nums[0] as libc::off_t) } as isize)
+            },
+            SysArgs {
+                fds: [raw(fd), -1],
+                nums: [*len, 0],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

@@ -324,6 +324,18 @@ impl Opcodes {
                     .flags(flags)
                     .build()))
             }
+            Op::Ftruncate { fd, len } => {
+                if !self.supports(opcode::Ftruncate::CODE) {
+                    let fd = files.process_fd(*fd)?;
+                    // SAFETY: plain system call on integers.
+                    let res = unsafe { libc::ftruncate(fd, *len as libc::off_t) };
+                    return Err(Immediate::Done(syscall_result(res)));
+                }
+                submit!(with_target!(files.target(*fd), |t| opcode::Ftruncate::new(
+                    t, *len
+                )
+                .build()))
+            }
             Op::Splice {
                 fd_in,
                 off_in,

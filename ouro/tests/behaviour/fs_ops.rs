@@ -1,0 +1,61 @@
+//! File-system operations on real temporary files and directories:
+//! ftruncate — each with its errors.
+
+use std::rc::Rc;
+
+use ouro::{BackendKind, Outcome};
+
+use crate::harness::{bad_fd, complete, error_kind, os_error, pipe, ring, temp_file};
+
+backend_tests![ftruncate_cuts_and_extends_a_file, ftruncate_errors,];
+
+fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = Rc::new(temp_file(b"0123456789"));
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&file, 4, c));
+    expect!(outcome, Outcome::Ftruncate(Ok(())) => ());
+    assert_eq!(contents(&file), b"0123");
+
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&file, 6, c));
+    expect!(outcome, Outcome::Ftruncate(Ok(())) => ());
+    assert_eq!(contents(&file), b"0123\0\0", "extended with zeros");
+}
+
+fn ftruncate_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, b"0123").unwrap();
+    let read_only = Rc::new(std::fs::File::open(&path).unwrap());
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&read_only, 0, c));
+    let res = expect!(outcome, Outcome::Ftruncate(res) => res);
+    assert_eq!(os_error(res), libc::EINVAL, "not open for writing");
+    assert_eq!(std::fs::read(&path).unwrap(), b"0123", "left alone");
+
+    let (read, _write) = pipe();
+    let read = Rc::new(read);
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&read, 0, c));
+    let res = expect!(outcome, Outcome::Ftruncate(res) => res);
+    assert_eq!(os_error(res), libc::EINVAL, "a pipe has no length");
+
+    let bad = Rc::new(bad_fd());
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&bad, 0, c));
+    let res = expect!(outcome, Outcome::Ftruncate(res) => res);
+    assert_eq!(os_error(res), libc::EBADF);
+
+    let file = Rc::new(temp_file(b"0123"));
+    let too_long = u64::MAX;
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&file, too_long, c));
+    let res = expect!(outcome, Outcome::Ftruncate(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    assert_eq!(contents(&file), b"0123");
+}
+
+/// What a file holds now, read through its path-less fd.
+fn contents(file: &std::fs::File) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; 64];
+    let n = file.read_at(&mut buf, 0).unwrap();
+    buf.truncate(n);
+    buf
+}
