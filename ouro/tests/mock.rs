@@ -611,3 +611,24 @@ fn ftruncate_reaches_the_mock_with_its_fd_and_gets_the_scripted_reply() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::EFBIG));
 }
+
+#[test]
+fn unlink_and_remove_dir_reach_the_mock_with_their_path() {
+    let (outcome, (_, paths)) = scripted(
+        OpKind::Unlink,
+        || Reply::Value(0),
+        |r, c| r.unlink("/some/file", c),
+    );
+    assert!(matches!(outcome, Outcome::Unlink(Ok(()))), "{outcome:?}");
+    assert_eq!(paths, [Some("/some/file".into()), None]);
+    let (outcome, (_, paths)) = scripted(
+        OpKind::Unlink,
+        || Reply::Errno(libc::ENOTEMPTY),
+        |r, c| r.remove_dir("/some/dir", c),
+    );
+    let Outcome::Unlink(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
+    assert_eq!(paths, [Some("/some/dir".into()), None]);
+}

@@ -246,6 +246,19 @@ define_ops! {
         Ftruncate { fd: Fd, len: u64 } fds(fd) paths() plain => Outcome::Ftruncate(unit(res));
     }
 
+    /// [`Ring::unlink`](crate::Ring::unlink) and
+    /// [`Ring::remove_dir`](crate::Ring::remove_dir)
+    Unlink "unlink" kernel "5.11"
+    /// The file or directory was removed.
+    => Unlink(io::Result<()>)
+    {
+        /// `flags`: `AT_REMOVEDIR` for a directory.
+        Unlink { path: Vec<u8>, flags: i32 } fds() paths(path) owns => {
+            pools.paths.put(path);
+            Outcome::Unlink(unit(res))
+        };
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

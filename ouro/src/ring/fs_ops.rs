@@ -77,4 +77,26 @@ impl<S> Ring<S> {
         }
         self.schedule(op, ctx)
     }
+
+    /// Removes the name `path` (relative to the current directory) of a
+    /// file, symbolic link or other non-directory, as `unlink(2)`. A path
+    /// with a NUL byte fails with `InvalidInput`. Kernel: 5.11.
+    pub fn unlink(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
+        self.with_path(path.as_ref(), |path| Op::Unlink { path, flags: 0 }, ctx)
+    }
+
+    /// Removes the empty directory `path`, as `rmdir(2)`. Kernel: 5.11.
+    pub fn remove_dir(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
+        let flags = libc::AT_REMOVEDIR;
+        self.with_path(path.as_ref(), |path| Op::Unlink { path, flags }, ctx)
+    }
+
+    /// Schedules the op `make` builds around `path` (NUL-terminated), or
+    /// rejects it when the path holds a NUL byte.
+    fn with_path(&mut self, path: &Path, make: impl FnOnce(Vec<u8>) -> Op, ctx: Ctx<S>) -> Task {
+        match self.pools.path(path) {
+            Ok(path) => self.schedule(make(path), ctx),
+            Err(err) => self.reject(make(Vec::new()), ctx, err),
+        }
+    }
 }

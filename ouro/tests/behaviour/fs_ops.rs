@@ -1,13 +1,21 @@
 //! File-system operations on real temporary files and directories:
-//! ftruncate — each with its errors.
+//! ftruncate, unlink and remove_dir, rename, mkdir, symlink, hard_link,
+//! fallocate, fstat — each with its errors.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
 use ouro::{BackendKind, Outcome};
 
 use crate::harness::{bad_fd, complete, error_kind, os_error, pipe, ring, temp_file};
 
-backend_tests![ftruncate_cuts_and_extends_a_file, ftruncate_errors,];
+backend_tests![
+    ftruncate_cuts_and_extends_a_file,
+    ftruncate_errors,
+    unlink_removes_files_and_remove_dir_directories,
+    unlink_errors,
+];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
     let mut ring = ring(kind, 8);
@@ -58,4 +66,57 @@ fn contents(file: &std::fs::File) -> Vec<u8> {
     let n = file.read_at(&mut buf, 0).unwrap();
     buf.truncate(n);
     buf
+}
+
+fn unlink_removes_files_and_remove_dir_directories(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.unlink(&file, c));
+    expect!(outcome, Outcome::Unlink(Ok(())) => ());
+    assert!(!file.exists());
+
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let outcome = complete(&mut ring, |r, c| r.remove_dir(&sub, c));
+    expect!(outcome, Outcome::Unlink(Ok(())) => ());
+    assert!(!sub.exists());
+}
+
+fn unlink_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let outcome = complete(&mut ring, |r, c| r.unlink(&missing, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Unlink(res) => os_error(res)),
+        libc::ENOENT
+    );
+
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("inside"), b"x").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.unlink(&sub, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Unlink(res) => os_error(res)),
+        libc::EISDIR
+    );
+    let outcome = complete(&mut ring, |r, c| r.remove_dir(&sub, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Unlink(res) => os_error(res)),
+        libc::ENOTEMPTY
+    );
+    let outcome = complete(&mut ring, |r, c| r.remove_dir(sub.join("inside"), c));
+    assert_eq!(
+        expect!(outcome, Outcome::Unlink(res) => os_error(res)),
+        libc::ENOTDIR
+    );
+    assert!(sub.join("inside").exists(), "nothing removed");
+
+    let outcome = complete(&mut ring, |r, c| {
+        r.unlink(OsStr::from_bytes(b"bad\0name"), c)
+    });
+    let res = expect!(outcome, Outcome::Unlink(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
 }

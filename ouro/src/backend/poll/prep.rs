@@ -230,6 +230,17 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Unlink { path, flags } => blocking(
+            // SAFETY: `paths[0]` is the op's NUL-terminated path.
+            |a| {
+                sys::result(unsafe { libc::unlinkat(libc::AT_FDCWD, a.paths[0], a.flags) } as isize)
+            },
+            SysArgs {
+                paths: [path.as_ptr().cast(), std::ptr::null()],
+                flags: *flags,
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

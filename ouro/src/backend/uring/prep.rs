@@ -336,6 +336,11 @@ impl Opcodes {
                 )
                 .build()))
             }
+            Op::Unlink { path, flags } => {
+                opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr().cast())
+                    .flags(*flags)
+                    .build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,
