@@ -632,3 +632,24 @@ fn unlink_and_remove_dir_reach_the_mock_with_their_path() {
     assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
     assert_eq!(paths, [Some("/some/dir".into()), None]);
 }
+
+#[test]
+fn rename_reaches_the_mock_with_both_paths() {
+    let (outcome, (fd, paths)) = scripted(
+        OpKind::Rename,
+        || Reply::Value(0),
+        |r, c| r.rename("/from", "/to", c),
+    );
+    assert!(matches!(outcome, Outcome::Rename(Ok(()))), "{outcome:?}");
+    assert_eq!(fd, None);
+    assert_eq!(paths, [Some("/from".into()), Some("/to".into())]);
+    let (outcome, _) = scripted(
+        OpKind::Rename,
+        || Reply::Errno(libc::EXDEV),
+        |r, c| r.rename("/from", "/elsewhere/to", c),
+    );
+    let Outcome::Rename(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EXDEV));
+}

@@ -259,6 +259,19 @@ define_ops! {
         };
     }
 
+    /// [`Ring::rename`](crate::Ring::rename)
+    Rename "rename" kernel "5.11"
+    /// The file or directory has its new name.
+    => Rename(io::Result<()>)
+    {
+        /// `from` and `to` are NUL-terminated.
+        Rename { from: Vec<u8>, to: Vec<u8> } fds() paths(from, to) owns => {
+            pools.paths.put(from);
+            pools.paths.put(to);
+            Outcome::Rename(unit(res))
+        };
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

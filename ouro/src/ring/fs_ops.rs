@@ -99,4 +99,29 @@ impl<S> Ring<S> {
             Err(err) => self.reject(make(Vec::new()), ctx, err),
         }
     }
+
+    /// Renames `from` to `to` (both relative to the current directory),
+    /// replacing what `to` names, as `rename(2)`. A path with a NUL byte
+    /// fails with `InvalidInput`. Kernel: 5.11.
+    pub fn rename(&mut self, from: impl AsRef<Path>, to: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
+        let make = |from, to| Op::Rename { from, to };
+        self.with_paths(from.as_ref(), to.as_ref(), make, ctx)
+    }
+
+    /// [`with_path`](Self::with_path) for an op that names two paths.
+    fn with_paths(
+        &mut self,
+        first: &Path,
+        second: &Path,
+        make: impl FnOnce(Vec<u8>, Vec<u8>) -> Op,
+        ctx: Ctx<S>,
+    ) -> Task {
+        match (self.pools.path(first), self.pools.path(second)) {
+            (Ok(first), Ok(second)) => self.schedule(make(first, second), ctx),
+            (Err(err), other) | (other, Err(err)) => {
+                let kept = other.unwrap_or_default();
+                self.reject(make(kept, Vec::new()), ctx, err)
+            }
+        }
+    }
 }

@@ -15,6 +15,8 @@ backend_tests![
     ftruncate_errors,
     unlink_removes_files_and_remove_dir_directories,
     unlink_errors,
+    rename_moves_and_replaces,
+    rename_errors,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -119,4 +121,58 @@ fn unlink_errors(kind: BackendKind) {
     });
     let res = expect!(outcome, Outcome::Unlink(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+}
+
+fn rename_moves_and_replaces(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+    std::fs::write(&from, b"moved").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.rename(&from, &to, c));
+    expect!(outcome, Outcome::Rename(Ok(())) => ());
+    assert!(!from.exists());
+    assert_eq!(std::fs::read(&to).unwrap(), b"moved");
+
+    std::fs::write(&from, b"newer").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.rename(&from, &to, c));
+    expect!(outcome, Outcome::Rename(Ok(())) => ());
+    assert_eq!(
+        std::fs::read(&to).unwrap(),
+        b"newer",
+        "the old file replaced"
+    );
+}
+
+fn rename_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (missing, to) = (dir.path().join("missing"), dir.path().join("to"));
+    let outcome = complete(&mut ring, |r, c| r.rename(&missing, &to, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Rename(res) => os_error(res)),
+        libc::ENOENT
+    );
+
+    let (sub, file) = (dir.path().join("sub"), dir.path().join("file"));
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(&file, b"x").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.rename(&sub, &file, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Rename(res) => os_error(res)),
+        libc::ENOTDIR
+    );
+    let outcome = complete(&mut ring, |r, c| r.rename(&file, &sub, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Rename(res) => os_error(res)),
+        libc::EISDIR
+    );
+
+    let nul = OsStr::from_bytes(b"bad\0name");
+    let outcome = complete(&mut ring, |r, c| r.rename(&file, nul, c));
+    let res = expect!(outcome, Outcome::Rename(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    let outcome = complete(&mut ring, |r, c| r.rename(nul, &file, c));
+    let res = expect!(outcome, Outcome::Rename(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    assert!(file.exists() && sub.is_dir(), "nothing moved");
 }

@@ -241,6 +241,18 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Rename { from, to } => blocking(
+            |a| {
+                let cwd = libc::AT_FDCWD;
+                // SAFETY: `paths` are the op's NUL-terminated paths.
+                let res = unsafe { libc::renameat(cwd, a.paths[0], cwd, a.paths[1]) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [from.as_ptr().cast(), to.as_ptr().cast()],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

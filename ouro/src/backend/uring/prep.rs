@@ -341,6 +341,10 @@ impl Opcodes {
                     .flags(*flags)
                     .build()
             }
+            Op::Rename { from, to } => {
+                let cwd = types::Fd(libc::AT_FDCWD);
+                opcode::RenameAt::new(cwd, from.as_ptr().cast(), cwd, to.as_ptr().cast()).build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,
