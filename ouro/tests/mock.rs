@@ -653,3 +653,23 @@ fn rename_reaches_the_mock_with_both_paths() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::EXDEV));
 }
+
+#[test]
+fn mkdir_reaches_the_mock_with_its_path() {
+    let (outcome, (_, paths)) = scripted(
+        OpKind::Mkdir,
+        || Reply::Value(0),
+        |r, c| r.mkdir("/new", 0o755, c),
+    );
+    assert!(matches!(outcome, Outcome::Mkdir(Ok(()))), "{outcome:?}");
+    assert_eq!(paths, [Some("/new".into()), None]);
+    let (outcome, _) = scripted(
+        OpKind::Mkdir,
+        || Reply::Errno(libc::EEXIST),
+        |r, c| r.mkdir("/new", 0o755, c),
+    );
+    let Outcome::Mkdir(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+}

@@ -272,6 +272,17 @@ define_ops! {
         };
     }
 
+    /// [`Ring::mkdir`](crate::Ring::mkdir)
+    Mkdir "mkdir" kernel "5.15 (older: the system call, made at once)"
+    /// The directory was made.
+    => Mkdir(io::Result<()>)
+    {
+        Mkdir { path: Vec<u8>, mode: u32 } fds() paths(path) owns => {
+            pools.paths.put(path);
+            Outcome::Mkdir(unit(res))
+        };
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

@@ -124,4 +124,11 @@ impl<S> Ring<S> {
             }
         }
     }
+
+    /// Makes the directory `path` with permission bits `mode` (before the
+    /// umask), as `mkdir(2)`. A path with a NUL byte fails with
+    /// `InvalidInput`. Kernel: 5.15 (older: the system call, made at once).
+    pub fn mkdir(&mut self, path: impl AsRef<Path>, mode: u32, ctx: Ctx<S>) -> Task {
+        self.with_path(path.as_ref(), |path| Op::Mkdir { path, mode }, ctx)
+    }
 }

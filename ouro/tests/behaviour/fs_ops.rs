@@ -17,6 +17,8 @@ backend_tests![
     unlink_errors,
     rename_moves_and_replaces,
     rename_errors,
+    mkdir_makes_a_directory_with_its_mode,
+    mkdir_errors,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -175,4 +177,36 @@ fn rename_errors(kind: BackendKind) {
     let res = expect!(outcome, Outcome::Rename(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
     assert!(file.exists() && sub.is_dir(), "nothing moved");
+}
+
+fn mkdir_makes_a_directory_with_its_mode(kind: BackendKind) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    let outcome = complete(&mut ring, |r, c| r.mkdir(&sub, 0o700, c));
+    expect!(outcome, Outcome::Mkdir(Ok(())) => ());
+    let meta = std::fs::metadata(&sub).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+}
+
+fn mkdir_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = complete(&mut ring, |r, c| r.mkdir(dir.path(), 0o755, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Mkdir(res) => os_error(res)),
+        libc::EEXIST
+    );
+    let orphan = dir.path().join("missing").join("sub");
+    let outcome = complete(&mut ring, |r, c| r.mkdir(&orphan, 0o755, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Mkdir(res) => os_error(res)),
+        libc::ENOENT
+    );
+    let nul = OsStr::from_bytes(b"bad\0name");
+    let outcome = complete(&mut ring, |r, c| r.mkdir(nul, 0o755, c));
+    let res = expect!(outcome, Outcome::Mkdir(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
 }

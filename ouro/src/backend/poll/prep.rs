@@ -253,6 +253,19 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Mkdir { path, mode } => blocking(
+            |a| {
+                let mode = a.nums[0] as libc::mode_t;
+                // SAFETY: `paths[0]` is the op's NUL-terminated path.
+                let res = unsafe { libc::mkdirat(libc::AT_FDCWD, a.paths[0], mode) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [path.as_ptr().cast(), std::ptr::null()],
+                nums: [u64::from(*mode), 0],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

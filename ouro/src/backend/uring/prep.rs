@@ -345,6 +345,17 @@ impl Opcodes {
                 let cwd = types::Fd(libc::AT_FDCWD);
                 opcode::RenameAt::new(cwd, from.as_ptr().cast(), cwd, to.as_ptr().cast()).build()
             }
+            Op::Mkdir { path, mode } => {
+                let (path, mode) = (path.as_ptr().cast(), *mode as libc::mode_t);
+                if !self.supports(opcode::MkDirAt::CODE) {
+                    // SAFETY: `path` is the op's NUL-terminated path.
+                    let res = unsafe { libc::mkdirat(libc::AT_FDCWD, path, mode) };
+                    return Err(Immediate::Done(syscall_result(res)));
+                }
+                opcode::MkDirAt::new(types::Fd(libc::AT_FDCWD), path)
+                    .mode(mode)
+                    .build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,
