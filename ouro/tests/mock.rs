@@ -673,3 +673,23 @@ fn mkdir_reaches_the_mock_with_its_path() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
 }
+
+#[test]
+fn symlink_reaches_the_mock_with_target_and_link() {
+    let (outcome, (_, paths)) = scripted(
+        OpKind::Symlink,
+        || Reply::Value(0),
+        |r, c| r.symlink("target", "/link", c),
+    );
+    assert!(matches!(outcome, Outcome::Symlink(Ok(()))), "{outcome:?}");
+    assert_eq!(paths, [Some("target".into()), Some("/link".into())]);
+    let (outcome, _) = scripted(
+        OpKind::Symlink,
+        || Reply::Errno(libc::EEXIST),
+        |r, c| r.symlink("target", "/link", c),
+    );
+    let Outcome::Symlink(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+}

@@ -283,6 +283,19 @@ define_ops! {
         };
     }
 
+    /// [`Ring::symlink`](crate::Ring::symlink)
+    Symlink "symlink" kernel "5.15 (older: the system call, made at once)"
+    /// The symbolic link was made.
+    => Symlink(io::Result<()>)
+    {
+        /// A link at `link` whose content is `target`.
+        Symlink { target: Vec<u8>, link: Vec<u8> } fds() paths(target, link) owns => {
+            pools.paths.put(target);
+            pools.paths.put(link);
+            Outcome::Symlink(unit(res))
+        };
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

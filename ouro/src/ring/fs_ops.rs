@@ -131,4 +131,18 @@ impl<S> Ring<S> {
     pub fn mkdir(&mut self, path: impl AsRef<Path>, mode: u32, ctx: Ctx<S>) -> Task {
         self.with_path(path.as_ref(), |path| Op::Mkdir { path, mode }, ctx)
     }
+
+    /// Makes a symbolic link at `link` that points to `target` (kept as
+    /// given, not resolved), as `symlink(2)`. A path with a NUL byte fails
+    /// with `InvalidInput`. Kernel: 5.15 (older: the system call, made at
+    /// once).
+    pub fn symlink(
+        &mut self,
+        target: impl AsRef<Path>,
+        link: impl AsRef<Path>,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let make = |target, link| Op::Symlink { target, link };
+        self.with_paths(target.as_ref(), link.as_ref(), make, ctx)
+    }
 }

@@ -19,6 +19,8 @@ backend_tests![
     rename_errors,
     mkdir_makes_a_directory_with_its_mode,
     mkdir_errors,
+    symlink_makes_a_link_to_its_target,
+    symlink_errors,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -209,4 +211,41 @@ fn mkdir_errors(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| r.mkdir(nul, 0o755, c));
     let res = expect!(outcome, Outcome::Mkdir(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+}
+
+fn symlink_makes_a_link_to_its_target(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("link");
+    let outcome = complete(&mut ring, |r, c| r.symlink("no/such/target", &link, c));
+    expect!(outcome, Outcome::Symlink(Ok(())) => ());
+    let target = std::fs::read_link(&link).unwrap();
+    assert_eq!(
+        target,
+        std::path::Path::new("no/such/target"),
+        "kept as given"
+    );
+}
+
+fn symlink_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("taken");
+    std::fs::write(&taken, b"x").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.symlink("target", &taken, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Symlink(res) => os_error(res)),
+        libc::EEXIST
+    );
+    let orphan = dir.path().join("missing").join("link");
+    let outcome = complete(&mut ring, |r, c| r.symlink("target", &orphan, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Symlink(res) => os_error(res)),
+        libc::ENOENT
+    );
+    let nul = OsStr::from_bytes(b"bad\0name");
+    let outcome = complete(&mut ring, |r, c| r.symlink(nul, dir.path().join("l"), c));
+    let res = expect!(outcome, Outcome::Symlink(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    assert!(!dir.path().join("l").exists());
 }

@@ -266,6 +266,17 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Symlink { target, link } => blocking(
+            |a| {
+                // SAFETY: `paths` are the op's NUL-terminated paths.
+                let res = unsafe { libc::symlinkat(a.paths[0], libc::AT_FDCWD, a.paths[1]) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [target.as_ptr().cast(), link.as_ptr().cast()],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

@@ -356,6 +356,15 @@ impl Opcodes {
                     .mode(mode)
                     .build()
             }
+            Op::Symlink { target, link } => {
+                let (target, link) = (target.as_ptr().cast(), link.as_ptr().cast());
+                if !self.supports(opcode::SymlinkAt::CODE) {
+                    // SAFETY: both are the op's NUL-terminated paths.
+                    let res = unsafe { libc::symlinkat(target, libc::AT_FDCWD, link) };
+                    return Err(Immediate::Done(syscall_result(res)));
+                }
+                opcode::SymlinkAt::new(types::Fd(libc::AT_FDCWD), target, link).build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,
