@@ -693,3 +693,23 @@ fn symlink_reaches_the_mock_with_target_and_link() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
 }
+
+#[test]
+fn hard_link_reaches_the_mock_with_both_paths() {
+    let (outcome, (_, paths)) = scripted(
+        OpKind::HardLink,
+        || Reply::Value(0),
+        |r, c| r.hard_link("/original", "/link", c),
+    );
+    assert!(matches!(outcome, Outcome::HardLink(Ok(()))), "{outcome:?}");
+    assert_eq!(paths, [Some("/original".into()), Some("/link".into())]);
+    let (outcome, _) = scripted(
+        OpKind::HardLink,
+        || Reply::Errno(libc::EMLINK),
+        |r, c| r.hard_link("/original", "/link", c),
+    );
+    let Outcome::HardLink(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EMLINK));
+}

@@ -296,6 +296,19 @@ define_ops! {
         };
     }
 
+    /// [`Ring::hard_link`](crate::Ring::hard_link)
+    HardLink "hard_link" kernel "5.15 (older: the system call, made at once)"
+    /// The new name of the file was made.
+    => HardLink(io::Result<()>)
+    {
+        /// A new name `link` for the file `original` names.
+        HardLink { original: Vec<u8>, link: Vec<u8> } fds() paths(original, link) owns => {
+            pools.paths.put(original);
+            pools.paths.put(link);
+            Outcome::HardLink(unit(res))
+        };
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

@@ -145,4 +145,18 @@ impl<S> Ring<S> {
         let make = |target, link| Op::Symlink { target, link };
         self.with_paths(target.as_ref(), link.as_ref(), make, ctx)
     }
+
+    /// Gives the file `original` names a new name, `link`, as `link(2)`
+    /// (`linkat` without following a symbolic link `original`). A path
+    /// with a NUL byte fails with `InvalidInput`. Kernel: 5.15 (older: the
+    /// system call, made at once).
+    pub fn hard_link(
+        &mut self,
+        original: impl AsRef<Path>,
+        link: impl AsRef<Path>,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let make = |original, link| Op::HardLink { original, link };
+        self.with_paths(original.as_ref(), link.as_ref(), make, ctx)
+    }
 }

@@ -21,6 +21,8 @@ backend_tests![
     mkdir_errors,
     symlink_makes_a_link_to_its_target,
     symlink_errors,
+    hard_link_gives_a_file_a_second_name,
+    hard_link_errors,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -248,4 +250,43 @@ fn symlink_errors(kind: BackendKind) {
     let res = expect!(outcome, Outcome::Symlink(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
     assert!(!dir.path().join("l").exists());
+}
+
+fn hard_link_gives_a_file_a_second_name(kind: BackendKind) {
+    use std::os::unix::fs::MetadataExt;
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (original, link) = (dir.path().join("original"), dir.path().join("link"));
+    std::fs::write(&original, b"shared").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.hard_link(&original, &link, c));
+    expect!(outcome, Outcome::HardLink(Ok(())) => ());
+    let (a, b) = (
+        std::fs::metadata(&original).unwrap(),
+        std::fs::metadata(&link).unwrap(),
+    );
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "one file, two names");
+}
+
+fn hard_link_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (missing, link) = (dir.path().join("missing"), dir.path().join("link"));
+    let outcome = complete(&mut ring, |r, c| r.hard_link(&missing, &link, c));
+    assert_eq!(
+        expect!(outcome, Outcome::HardLink(res) => os_error(res)),
+        libc::ENOENT
+    );
+    let original = dir.path().join("original");
+    std::fs::write(&original, b"x").unwrap();
+    std::fs::write(&link, b"taken").unwrap();
+    let outcome = complete(&mut ring, |r, c| r.hard_link(&original, &link, c));
+    assert_eq!(
+        expect!(outcome, Outcome::HardLink(res) => os_error(res)),
+        libc::EEXIST
+    );
+    assert_eq!(std::fs::read(&link).unwrap(), b"taken", "left alone");
+    let nul = OsStr::from_bytes(b"bad\0name");
+    let outcome = complete(&mut ring, |r, c| r.hard_link(&original, nul, c));
+    let res = expect!(outcome, Outcome::HardLink(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
 }

@@ -277,6 +277,18 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::HardLink { original, link } => blocking(
+            |a| {
+                let cwd = libc::AT_FDCWD;
+                // SAFETY: `paths` are the op's NUL-terminated paths.
+                let res = unsafe { libc::linkat(cwd, a.paths[0], cwd, a.paths[1], 0) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [original.as_ptr().cast(), link.as_ptr().cast()],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

@@ -365,6 +365,16 @@ impl Opcodes {
                 }
                 opcode::SymlinkAt::new(types::Fd(libc::AT_FDCWD), target, link).build()
             }
+            Op::HardLink { original, link } => {
+                let (original, link) = (original.as_ptr().cast(), link.as_ptr().cast());
+                let cwd = libc::AT_FDCWD;
+                if !self.supports(opcode::LinkAt::CODE) {
+                    // SAFETY: both are the op's NUL-terminated paths.
+                    let res = unsafe { libc::linkat(cwd, original, cwd, link, 0) };
+                    return Err(Immediate::Done(syscall_result(res)));
+                }
+                opcode::LinkAt::new(types::Fd(cwd), original, types::Fd(cwd), link).build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,
