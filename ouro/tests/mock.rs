@@ -713,3 +713,25 @@ fn hard_link_reaches_the_mock_with_both_paths() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::EMLINK));
 }
+
+#[test]
+fn fallocate_reaches_the_mock_with_its_fd() {
+    let file = Rc::new(tempfile::tempfile().unwrap());
+    let raw = file.as_raw_fd();
+    let (outcome, (fd, paths)) = scripted(
+        OpKind::Fallocate,
+        || Reply::Value(0),
+        |r, c| r.fallocate(&file, 0, 0, 4096, c),
+    );
+    assert!(matches!(outcome, Outcome::Fallocate(Ok(()))), "{outcome:?}");
+    assert_eq!((fd, paths), (Some(raw), [None, None]));
+    let (outcome, _) = scripted(
+        OpKind::Fallocate,
+        || Reply::Errno(libc::ENOSPC),
+        |r, c| r.fallocate(&file, 0, 0, 4096, c),
+    );
+    let Outcome::Fallocate(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+}

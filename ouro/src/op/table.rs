@@ -309,6 +309,15 @@ define_ops! {
         };
     }
 
+    /// [`Ring::fallocate`](crate::Ring::fallocate)
+    Fallocate "fallocate" kernel "5.6"
+    /// The file's space was allocated (or changed as the mode asked).
+    => Fallocate(io::Result<()>)
+    {
+        Fallocate { fd: Fd, mode: i32, offset: u64, len: u64 } fds(fd) paths() plain
+            => Outcome::Fallocate(unit(res));
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

@@ -159,4 +159,30 @@ impl<S> Ring<S> {
         let make = |original, link| Op::HardLink { original, link };
         self.with_paths(original.as_ref(), link.as_ref(), make, ctx)
     }
+
+    /// Allocates disk space for `len` bytes of a file open for writing from
+    /// `offset`, as `fallocate(2)`: with `mode` 0 the file grows to cover
+    /// them; `libc::FALLOC_FL_*` flags keep its size, punch a hole, and so
+    /// on. An offset or length beyond `i64::MAX` fails with `InvalidInput`.
+    /// Linux only: elsewhere `EOPNOTSUPP`. Kernel: 5.6.
+    pub fn fallocate(
+        &mut self,
+        fd: impl OpFd,
+        mode: i32,
+        offset: u64,
+        len: u64,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let fd = self.op_fd(fd);
+        let op = Op::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        };
+        if i64::try_from(offset).is_err() || i64::try_from(len).is_err() {
+            return self.reject(op, ctx, offset_error());
+        }
+        self.schedule(op, ctx)
+    }
 }

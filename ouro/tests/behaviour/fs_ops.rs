@@ -23,6 +23,8 @@ backend_tests![
     symlink_errors,
     hard_link_gives_a_file_a_second_name,
     hard_link_errors,
+    fallocate_allocates_with_and_without_growing_the_file,
+    fallocate_errors,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -289,4 +291,60 @@ fn hard_link_errors(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| r.hard_link(&original, nul, c));
     let res = expect!(outcome, Outcome::HardLink(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+}
+
+fn fallocate_allocates_with_and_without_growing_the_file(kind: BackendKind) {
+    use std::os::unix::fs::MetadataExt;
+    let mut ring = ring(kind, 8);
+    let file = Rc::new(temp_file(b""));
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&file, 0, 0, 8192, c));
+    expect!(outcome, Outcome::Fallocate(Ok(())) => ());
+    let meta = file.metadata().unwrap();
+    assert_eq!(meta.len(), 8192, "mode 0 grows the file");
+    assert!(meta.blocks() * 512 >= 8192, "the space is allocated");
+
+    let keep = libc::FALLOC_FL_KEEP_SIZE;
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&file, keep, 8192, 8192, c));
+    expect!(outcome, Outcome::Fallocate(Ok(())) => ());
+    let meta = file.metadata().unwrap();
+    assert_eq!(meta.len(), 8192, "KEEP_SIZE leaves the length");
+    assert!(
+        meta.blocks() * 512 >= 16384,
+        "the space past the end is allocated"
+    );
+}
+
+fn fallocate_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = Rc::new(temp_file(b""));
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&file, 0, 0, 0, c));
+    let res = expect!(outcome, Outcome::Fallocate(res) => res);
+    assert_eq!(os_error(res), libc::EINVAL, "an empty range");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, b"").unwrap();
+    let read_only = Rc::new(std::fs::File::open(&path).unwrap());
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&read_only, 0, 0, 4096, c));
+    let res = expect!(outcome, Outcome::Fallocate(res) => res);
+    assert_eq!(os_error(res), libc::EBADF, "not open for writing");
+
+    let (_read, write) = pipe();
+    let write = Rc::new(write);
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&write, 0, 0, 4096, c));
+    let res = expect!(outcome, Outcome::Fallocate(res) => res);
+    assert_eq!(
+        os_error(res),
+        libc::ESPIPE,
+        "a pipe has no space to allocate"
+    );
+
+    let huge = u64::MAX;
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&file, 0, huge, 1, c));
+    let res = expect!(outcome, Outcome::Fallocate(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&file, 0, 0, huge, c));
+    let res = expect!(outcome, Outcome::Fallocate(res) => res);
+    assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    assert_eq!(file.metadata().unwrap().len(), 0);
 }

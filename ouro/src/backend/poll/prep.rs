@@ -289,6 +289,20 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => blocking(
+            fallocate,
+            SysArgs {
+                fds: [raw(fd), -1],
+                flags: *mode,
+                nums: [*offset, *len],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,
@@ -355,4 +369,19 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
 /// A call a pool thread makes: `run` on `args`.
 fn blocking(run: fn(&SysArgs) -> i32, args: SysArgs) -> Call {
     Call::Blocking { run, args }
+}
+
+/// `fallocate(2)` of `fds[0]` in mode `flags`, at `nums[0]` for `nums[1]`
+/// bytes.
+#[cfg(target_os = "linux")]
+fn fallocate(a: &SysArgs) -> i32 {
+    let (offset, len) = (a.nums[0] as libc::off_t, a.nums[1] as libc::off_t);
+    // SAFETY: plain system call on integers.
+    sys::result(unsafe { libc::fallocate(a.fds[0], a.flags, offset, len) } as isize)
+}
+
+/// Only Linux has `fallocate(2)`; `posix_fallocate` has no modes.
+#[cfg(not(target_os = "linux"))]
+fn fallocate(_: &SysArgs) -> i32 {
+    -libc::EOPNOTSUPP
 }

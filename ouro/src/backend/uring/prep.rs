@@ -375,6 +375,19 @@ impl Opcodes {
                 }
                 opcode::LinkAt::new(types::Fd(cwd), original, types::Fd(cwd), link).build()
             }
+            Op::Fallocate {
+                fd,
+                mode,
+                offset,
+                len,
+            } => {
+                submit!(with_target!(files.target(*fd), |t| opcode::Fallocate::new(
+                    t, *len
+                )
+                .offset(*offset)
+                .mode(*mode)
+                .build()))
+            }
             Op::Splice {
                 fd_in,
                 off_in,
