@@ -311,7 +311,7 @@ impl Opcodes {
                 let out: *mut libc::statx = &mut **out;
                 opcode::Statx::new(types::Fd(*dir), path.as_ptr().cast(), out.cast())
                     .flags(*flags)
-                    .mask(libc::STATX_BASIC_STATS | libc::STATX_BTIME)
+                    .mask(crate::fs::STATX_MASK)
                     .build()
             }
             Op::Fsync { fd, datasync } => {

@@ -120,7 +120,7 @@ pub(in crate::backend::poll) fn stat(
     flags: i32,
     out: *mut crate::op::StatBuf,
 ) -> i32 {
-    let mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+    let mask = crate::fs::STATX_MASK;
     // SAFETY: `path` is NUL-terminated and `out` a statx buffer, both owned
     // by the operation.
     result(unsafe { libc::statx(dir, path, flags, mask, out) } as isize)

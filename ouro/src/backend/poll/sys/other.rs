@@ -203,6 +203,7 @@ fn metadata(st: &libc::stat) -> Metadata {
         mtime: (st.st_mtime as i64, st.st_mtime_nsec as u32),
         ctime: (st.st_ctime as i64, st.st_ctime_nsec as u32),
         btime: Some((st.st_birthtime as i64, st.st_birthtime_nsec as u32)),
+        ..Metadata::default()
     }
 }
 
