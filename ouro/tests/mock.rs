@@ -735,3 +735,22 @@ fn fallocate_reaches_the_mock_with_its_fd() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
 }
+
+#[test]
+fn fstat_reaches_the_mock_as_a_stat_of_its_fd() {
+    let file = Rc::new(tempfile::tempfile().unwrap());
+    let raw = file.as_raw_fd();
+    let (outcome, (fd, paths)) =
+        scripted(OpKind::Stat, || Reply::Value(0), |r, c| r.fstat(&file, c));
+    assert!(matches!(outcome, Outcome::Stat(Ok(_))), "{outcome:?}");
+    assert_eq!((fd, paths), (Some(raw), [None, None]));
+    let (outcome, _) = scripted(
+        OpKind::Stat,
+        || Reply::Errno(libc::EBADF),
+        |r, c| r.fstat(&file, c),
+    );
+    let Outcome::Stat(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+}

@@ -216,7 +216,8 @@ define_ops! {
             };
     }
 
-    /// [`Ring::stat`](crate::Ring::stat) and [`Ring::lstat`](crate::Ring::lstat)
+    /// [`Ring::stat`](crate::Ring::stat), [`Ring::lstat`](crate::Ring::lstat)
+    /// and [`Ring::fstat`](crate::Ring::fstat)
     Stat "stat" kernel "5.6"
     /// The file's metadata.
     => Stat(io::Result<Metadata>)
@@ -228,6 +229,12 @@ define_ops! {
                 pools.stats.put(out);
                 Outcome::Stat(meta)
             };
+        /// The metadata of the file `fd` is open on.
+        StatFd { fd: Fd, out: Box<StatBuf> } fds(fd) paths() owns => {
+            let meta = res.map(|_| stat_metadata(&out));
+            pools.stats.put(out);
+            Outcome::Stat(meta)
+        };
     }
 
     /// [`Ring::fsync`](crate::Ring::fsync)

@@ -185,4 +185,14 @@ impl<S> Ring<S> {
         }
         self.schedule(op, ctx)
     }
+
+    /// The metadata of the file `fd` is open on (`statx` of the fd itself,
+    /// with every field [`Metadata`](crate::fs::Metadata) has). A ring fd
+    /// without a process fd (a direct descriptor) fails with
+    /// `Unsupported`: the kernel's statx takes no fixed file. Kernel: 5.6.
+    pub fn fstat(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(fd);
+        let out = self.pools.stat();
+        self.schedule(Op::StatFd { fd, out }, ctx)
+    }
 }

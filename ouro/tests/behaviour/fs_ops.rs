@@ -25,6 +25,8 @@ backend_tests![
     hard_link_errors,
     fallocate_allocates_with_and_without_growing_the_file,
     fallocate_errors,
+    fstat_reports_the_open_file_with_the_statx_extras,
+    fstat_errors,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -347,4 +349,58 @@ fn fallocate_errors(kind: BackendKind) {
     let res = expect!(outcome, Outcome::Fallocate(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
     assert_eq!(file.metadata().unwrap().len(), 0);
+}
+
+fn fstat_reports_the_open_file_with_the_statx_extras(kind: BackendKind) {
+    use std::os::unix::fs::MetadataExt;
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, b"0123456789").unwrap();
+    let file = Rc::new(std::fs::File::open(&path).unwrap());
+    let expected = file.metadata().unwrap();
+
+    let outcome = complete(&mut ring, |r, c| r.fstat(&file, c));
+    let meta = expect!(outcome, Outcome::Stat(Ok(meta)) => meta);
+    assert!(meta.is_file());
+    assert_eq!((meta.size, meta.ino), (10, expected.ino()));
+    let basic = libc::STATX_BASIC_STATS;
+    assert_eq!(meta.mask & basic, basic, "the basic fields are filled");
+    assert_eq!(
+        meta.attributes & !meta.attributes_mask,
+        0,
+        "only known attributes"
+    );
+    assert!(meta.mount_id.is_some(), "Linux 5.8 reports the mount");
+    if let Some(btime) = meta.btime {
+        let created = expected.created().unwrap();
+        let since = created.duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(btime, (since.as_secs() as i64, since.subsec_nanos()));
+    }
+    let outcome = complete(&mut ring, |r, c| r.stat(&path, c));
+    let by_path = expect!(outcome, Outcome::Stat(Ok(meta)) => meta);
+    assert_eq!(meta, by_path, "the fd and its path: one file");
+
+    // A ring fd, and a pipe (no path at all).
+    let ring_fd = ring.register_fd(std::fs::File::open(&path).unwrap().into());
+    let outcome = complete(&mut ring, |r, c| r.fstat(ring_fd, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Stat(Ok(meta)) => meta.ino),
+        expected.ino()
+    );
+    let (read, _write) = pipe();
+    let read = Rc::new(read);
+    let outcome = complete(&mut ring, |r, c| r.fstat(&read, c));
+    let meta = expect!(outcome, Outcome::Stat(Ok(meta)) => meta);
+    assert_eq!(meta.mode & libc::S_IFMT, libc::S_IFIFO);
+}
+
+fn fstat_errors(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let file = ring.register_fd(temp_file(b"x").into());
+    let outcome = complete(&mut ring, |r, c| r.close(file, c));
+    expect!(outcome, Outcome::Close(Ok(())) => ());
+    let outcome = complete(&mut ring, |r, c| r.fstat(file, c));
+    let res = expect!(outcome, Outcome::Stat(res) => res);
+    assert_eq!(os_error(res), libc::EBADF, "a closed ring fd");
 }

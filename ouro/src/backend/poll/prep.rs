@@ -303,6 +303,14 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::StatFd { fd, out } => blocking(
+            |a| sys::fstat(a.fds[0], a.out.cast()),
+            SysArgs {
+                fds: [raw(fd), -1],
+                out: (&mut **out as *mut crate::op::StatBuf).cast(),
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,

@@ -33,7 +33,7 @@ mod platform;
 
 #[cfg(target_os = "linux")]
 pub(super) use platform::{arm_timer, clear_timer, timer_fd};
-pub(super) use platform::{fsync, stat, Rw};
+pub(super) use platform::{fstat, fsync, stat, Rw};
 
 /// What became of one attempt at a call.
 #[derive(Debug, PartialEq, Eq)]

@@ -388,6 +388,14 @@ impl Opcodes {
                 .mode(*mode)
                 .build()))
             }
+            Op::StatFd { fd, out } => {
+                let fd = files.process_fd(*fd)?;
+                let out: *mut libc::statx = &mut **out;
+                opcode::Statx::new(types::Fd(fd), c"".as_ptr(), out.cast())
+                    .flags(libc::AT_EMPTY_PATH)
+                    .mask(crate::fs::STATX_MASK)
+                    .build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,

@@ -126,6 +126,11 @@ pub(in crate::backend::poll) fn stat(
     result(unsafe { libc::statx(dir, path, flags, mask, out) } as isize)
 }
 
+/// The metadata of the file `fd` is open on.
+pub(in crate::backend::poll) fn fstat(fd: RawFd, out: *mut crate::op::StatBuf) -> i32 {
+    stat(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, out)
+}
+
 pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
     // SAFETY: plain system calls on an integer fd.
     let res = unsafe {

@@ -185,6 +185,19 @@ pub(in crate::backend::poll) fn stat(
     0
 }
 
+/// The metadata of the file `fd` is open on.
+pub(in crate::backend::poll) fn fstat(fd: RawFd, out: *mut crate::op::StatBuf) -> i32 {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return last_errno();
+    }
+    // SAFETY: `out` is the operation's own metadata block.
+    unsafe { out.write(metadata(&st)) };
+    0
+}
+
 #[allow(clippy::unnecessary_cast)] // field types differ between the BSDs
 fn metadata(st: &libc::stat) -> Metadata {
     let dev = |d: libc::dev_t| crate::fs::split_dev(d as u64);
