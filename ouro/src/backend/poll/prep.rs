@@ -220,9 +220,10 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             },
         ),
         Op::Ftruncate { fd, len } => blocking(
-            // SAFETY: plain system call on integers.
             |a| {
-                sys::result(unsafe { libc::ftruncate(a.fds[0], a.nums[0] as libc::off_t) } as isize)
+                // SAFETY: plain system call on integers.
+                let res = unsafe { libc::ftruncate(a.fds[0], a.nums[0] as libc::off_t) };
+                sys::result(res as isize)
             },
             SysArgs {
                 fds: [raw(fd), -1],
@@ -231,9 +232,10 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             },
         ),
         Op::Unlink { path, flags } => blocking(
-            // SAFETY: `paths[0]` is the op's NUL-terminated path.
             |a| {
-                sys::result(unsafe { libc::unlinkat(libc::AT_FDCWD, a.paths[0], a.flags) } as isize)
+                // SAFETY: `paths[0]` is the op's NUL-terminated path.
+                let res = unsafe { libc::unlinkat(libc::AT_FDCWD, a.paths[0], a.flags) };
+                sys::result(res as isize)
             },
             SysArgs {
                 paths: [path.as_ptr().cast(), std::ptr::null()],
