@@ -6,9 +6,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
-use ouro::{BackendKind, Outcome};
+use ouro::{BackendKind, Outcome, RunMode};
 
-use crate::harness::{bad_fd, complete, error_kind, os_error, pipe, ring, temp_file};
+use crate::harness::{bad_fd, complete, ctx, error_kind, os_error, pipe, ring, run_all, temp_file};
 
 backend_tests![
     ftruncate_cuts_and_extends_a_file,
@@ -27,6 +27,8 @@ backend_tests![
     fallocate_errors,
     fstat_reports_the_open_file_with_the_statx_extras,
     fstat_errors,
+    a_cancelled_unlink_says_whether_it_ran,
+    a_ring_dropped_with_file_system_ops_in_flight_frees_them,
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -68,6 +70,14 @@ fn ftruncate_errors(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| r.ftruncate(&file, too_long, c));
     let res = expect!(outcome, Outcome::Ftruncate(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    let largest = i64::MAX as u64;
+    let outcome = complete(&mut ring, |r, c| r.ftruncate(&file, largest, c));
+    let res = expect!(outcome, Outcome::Ftruncate(res) => res);
+    assert_eq!(
+        os_error(res),
+        libc::EFBIG,
+        "longer than the file system allows"
+    );
     assert_eq!(contents(&file), b"0123");
 }
 
@@ -348,6 +358,10 @@ fn fallocate_errors(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| r.fallocate(&file, 0, 0, huge, c));
     let res = expect!(outcome, Outcome::Fallocate(res) => res);
     assert_eq!(error_kind(res), std::io::ErrorKind::InvalidInput);
+    let end = i64::MAX as u64;
+    let outcome = complete(&mut ring, |r, c| r.fallocate(&file, 0, end, 1, c));
+    let res = expect!(outcome, Outcome::Fallocate(res) => res);
+    assert_eq!(os_error(res), libc::EFBIG, "a range past the largest file");
     assert_eq!(file.metadata().unwrap().len(), 0);
 }
 
@@ -403,4 +417,58 @@ fn fstat_errors(kind: BackendKind) {
     let outcome = complete(&mut ring, |r, c| r.fstat(file, c));
     let res = expect!(outcome, Outcome::Stat(res) => res);
     assert_eq!(os_error(res), libc::EBADF, "a closed ring fd");
+}
+
+fn a_cancelled_unlink_says_whether_it_ran(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let task = ring.unlink(&file, ctx(0));
+    ring.cancel(task, ctx(1));
+    let got = run_all(&mut ring);
+    let unlink = got
+        .iter()
+        .find(|c| c.key() == 0)
+        .expect("the unlink completed");
+    let cancel = got
+        .iter()
+        .find(|c| c.key() == 1)
+        .expect("the cancel completed");
+    match &unlink.outcome {
+        Outcome::Unlink(Ok(())) => {
+            assert!(!file.exists(), "it ran: the file is gone");
+            let res = expect!(&cancel.outcome, Outcome::Cancel(res) => res);
+            assert_eq!(
+                res.as_ref().unwrap_err().raw_os_error(),
+                Some(libc::EALREADY)
+            );
+        }
+        Outcome::Unlink(Err(e)) if ouro::is_canceled(e) => {
+            assert!(file.exists(), "cancelled: the file is still there");
+            expect!(&cancel.outcome, Outcome::Cancel(Ok(())) => ());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn a_ring_dropped_with_file_system_ops_in_flight_frees_them(kind: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+    std::fs::write(&from, b"x").unwrap();
+    let file = Rc::new(temp_file(b"0123"));
+    {
+        let mut ring = ring(kind, 8);
+        ring.rename(&from, &to, ctx(0));
+        ring.mkdir(dir.path().join("sub"), 0o755, ctx(1));
+        ring.fstat(&file, ctx(2));
+        ring.ftruncate(&file, 1, ctx(3));
+        // Submitted (to the kernel or the pool), then dropped unfinished.
+        ring.run(&mut Vec::new(), RunMode::NoWait).unwrap();
+    }
+    assert!(
+        from.exists() != to.exists(),
+        "the rename ran whole or not at all"
+    );
+    assert_eq!(Rc::strong_count(&file), 1, "the ring let go of the file");
 }
