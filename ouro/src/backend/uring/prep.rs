@@ -9,7 +9,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::files::Files;
 use super::{clamp_len, syscall_result, Immediate, Opcodes, Started};
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::task::user_data;
 
 /// `user_data` of the completion a parcel's file posts on arrival.
@@ -93,13 +93,19 @@ impl Opcodes {
         Ok(opcode::Socket::new(domain, ty, protocol).build())
     }
 
-    fn require(&self, code: u8, name: &str, kernel: &str) -> Result<(), Immediate> {
+    /// `Unsupported` unless the kernel has opcode `code`, naming the
+    /// release `kind` needs (from the table of operations).
+    fn require(&self, code: u8, kind: OpKind) -> Result<(), Immediate> {
         if self.supports(code) {
             return Ok(());
         }
         Err(Immediate::Failed(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("this kernel's io_uring lacks {name} (it needs Linux {kernel})"),
+            format!(
+                "this kernel's io_uring lacks {} (it needs Linux {})",
+                kind.name(),
+                kind.io_uring_kernel()
+            ),
         )))
     }
 
@@ -404,7 +410,7 @@ impl Opcodes {
                 len,
                 flags,
             } => {
-                self.require(opcode::Splice::CODE, "IORING_OP_SPLICE", "5.7")?;
+                self.require(opcode::Splice::CODE, OpKind::Splice)?;
                 let (off_in, off_out, len, flags) = (*off_in, *off_out, *len, *flags);
                 let (fd_in, fd_out) = (files.target(*fd_in), files.target(*fd_out));
                 submit!(with_typed_target!(fd_in, |input| with_typed_target!(
