@@ -246,7 +246,7 @@ define_ops! {
     }
 
     /// [`Ring::ftruncate`](crate::Ring::ftruncate)
-    Ftruncate "ftruncate" kernel "6.9 (older: the system call, made at once)"
+    Ftruncate "ftruncate" kernel "6.9"
     /// The file has the length asked for.
     => Ftruncate(io::Result<()>)
     {
@@ -280,7 +280,7 @@ define_ops! {
     }
 
     /// [`Ring::mkdir`](crate::Ring::mkdir)
-    Mkdir "mkdir" kernel "5.15 (older: the system call, made at once)"
+    Mkdir "mkdir" kernel "5.15"
     /// The directory was made.
     => Mkdir(io::Result<()>)
     {
@@ -291,7 +291,7 @@ define_ops! {
     }
 
     /// [`Ring::symlink`](crate::Ring::symlink)
-    Symlink "symlink" kernel "5.15 (older: the system call, made at once)"
+    Symlink "symlink" kernel "5.15"
     /// The symbolic link was made.
     => Symlink(io::Result<()>)
     {
@@ -304,7 +304,7 @@ define_ops! {
     }
 
     /// [`Ring::hard_link`](crate::Ring::hard_link)
-    HardLink "hard_link" kernel "5.15 (older: the system call, made at once)"
+    HardLink "hard_link" kernel "5.15"
     /// The new name of the file was made.
     => HardLink(io::Result<()>)
     {

@@ -68,7 +68,7 @@ impl<S> Ring<S> {
 
     /// Sets the length of a file open for writing: cut, or extended with
     /// zeros. A length beyond `i64::MAX` fails with `InvalidInput`.
-    /// Kernel: 6.9 (older: the system call, made at once).
+    /// Kernel: 6.9 (older: `Unsupported` on io_uring).
     pub fn ftruncate(&mut self, fd: impl OpFd, len: u64, ctx: Ctx<S>) -> Task {
         let fd = self.op_fd(fd);
         let op = Op::Ftruncate { fd, len };
@@ -127,15 +127,15 @@ impl<S> Ring<S> {
 
     /// Makes the directory `path` with permission bits `mode` (before the
     /// umask), as `mkdir(2)`. A path with a NUL byte fails with
-    /// `InvalidInput`. Kernel: 5.15 (older: the system call, made at once).
+    /// `InvalidInput`. Kernel: 5.15 (older: `Unsupported` on io_uring).
     pub fn mkdir(&mut self, path: impl AsRef<Path>, mode: u32, ctx: Ctx<S>) -> Task {
         self.with_path(path.as_ref(), |path| Op::Mkdir { path, mode }, ctx)
     }
 
     /// Makes a symbolic link at `link` that points to `target` (kept as
     /// given, not resolved), as `symlink(2)`. A path with a NUL byte fails
-    /// with `InvalidInput`. Kernel: 5.15 (older: the system call, made at
-    /// once).
+    /// with `InvalidInput`. Kernel: 5.15 (older:
+    /// `Unsupported` on io_uring).
     pub fn symlink(
         &mut self,
         target: impl AsRef<Path>,
@@ -148,8 +148,8 @@ impl<S> Ring<S> {
 
     /// Gives the file `original` names a new name, `link`, as `link(2)`
     /// (`linkat` without following a symbolic link `original`). A path
-    /// with a NUL byte fails with `InvalidInput`. Kernel: 5.15 (older: the
-    /// system call, made at once).
+    /// with a NUL byte fails with `InvalidInput`. Kernel: 5.15 (older:
+    /// `Unsupported` on io_uring).
     pub fn hard_link(
         &mut self,
         original: impl AsRef<Path>,

@@ -331,12 +331,7 @@ impl Opcodes {
                     .build()))
             }
             Op::Ftruncate { fd, len } => {
-                if !self.supports(opcode::Ftruncate::CODE) {
-                    let fd = files.process_fd(*fd)?;
-                    // SAFETY: plain system call on integers.
-                    let res = unsafe { libc::ftruncate(fd, *len as libc::off_t) };
-                    return Err(Immediate::Done(syscall_result(res)));
-                }
+                self.require(opcode::Ftruncate::CODE, OpKind::Ftruncate)?;
                 submit!(with_target!(files.target(*fd), |t| opcode::Ftruncate::new(
                     t, *len
                 )
@@ -353,32 +348,20 @@ impl Opcodes {
             }
             Op::Mkdir { path, mode } => {
                 let (path, mode) = (path.as_ptr().cast(), *mode as libc::mode_t);
-                if !self.supports(opcode::MkDirAt::CODE) {
-                    // SAFETY: `path` is the op's NUL-terminated path.
-                    let res = unsafe { libc::mkdirat(libc::AT_FDCWD, path, mode) };
-                    return Err(Immediate::Done(syscall_result(res)));
-                }
+                self.require(opcode::MkDirAt::CODE, OpKind::Mkdir)?;
                 opcode::MkDirAt::new(types::Fd(libc::AT_FDCWD), path)
                     .mode(mode)
                     .build()
             }
             Op::Symlink { target, link } => {
                 let (target, link) = (target.as_ptr().cast(), link.as_ptr().cast());
-                if !self.supports(opcode::SymlinkAt::CODE) {
-                    // SAFETY: both are the op's NUL-terminated paths.
-                    let res = unsafe { libc::symlinkat(target, libc::AT_FDCWD, link) };
-                    return Err(Immediate::Done(syscall_result(res)));
-                }
+                self.require(opcode::SymlinkAt::CODE, OpKind::Symlink)?;
                 opcode::SymlinkAt::new(types::Fd(libc::AT_FDCWD), target, link).build()
             }
             Op::HardLink { original, link } => {
                 let (original, link) = (original.as_ptr().cast(), link.as_ptr().cast());
                 let cwd = libc::AT_FDCWD;
-                if !self.supports(opcode::LinkAt::CODE) {
-                    // SAFETY: both are the op's NUL-terminated paths.
-                    let res = unsafe { libc::linkat(cwd, original, cwd, link, 0) };
-                    return Err(Immediate::Done(syscall_result(res)));
-                }
+                self.require(opcode::LinkAt::CODE, OpKind::HardLink)?;
                 opcode::LinkAt::new(types::Fd(cwd), original, types::Fd(cwd), link).build()
             }
             Op::Fallocate {
