@@ -100,40 +100,7 @@ impl Completion {
 
     /// Which operation finished.
     pub fn op(&self) -> OpKind {
-        match &self.outcome {
-            Outcome::Noop(_) => OpKind::Noop,
-            Outcome::Timer(_) => OpKind::Timer,
-            Outcome::Cancel(_) => OpKind::Cancel,
-            Outcome::CancelAll(_) => OpKind::CancelAll,
-            Outcome::Accept(_) => OpKind::Accept,
-            Outcome::Connect(_) => OpKind::Connect,
-            Outcome::Bind(_) => OpKind::Bind,
-            Outcome::Listen(_) => OpKind::Listen,
-            Outcome::Socket(_) => OpKind::Socket,
-            Outcome::Send(..) => OpKind::Send,
-            Outcome::Recv(..) => OpKind::Recv,
-            Outcome::Read(..) => OpKind::Read,
-            Outcome::Write(..) => OpKind::Write,
-            Outcome::Readv(..) => OpKind::Readv,
-            Outcome::Writev(..) => OpKind::Writev,
-            Outcome::Close(_) => OpKind::Close,
-            Outcome::Poll(_) => OpKind::Poll,
-            Outcome::Open(_) => OpKind::Open,
-            Outcome::Stat(_) => OpKind::Stat,
-            Outcome::Fsync(_) => OpKind::Fsync,
-            Outcome::Splice(_) => OpKind::Splice,
-            Outcome::Shutdown(_) => OpKind::Shutdown,
-            Outcome::SendMsg(..) => OpKind::SendMsg,
-            Outcome::RecvMsg(..) => OpKind::RecvMsg,
-            Outcome::AcceptMulti(_) => OpKind::AcceptMulti,
-            Outcome::AcceptDirect(_) => OpKind::AcceptDirect,
-            Outcome::SocketDirect(_) => OpKind::SocketDirect,
-            Outcome::OpenDirect(_) => OpKind::OpenDirect,
-            Outcome::RecvMulti(_) => OpKind::RecvMulti,
-            Outcome::MsgRing(..) => OpKind::MsgRing,
-            Outcome::Message(_) => OpKind::Message,
-            Outcome::ThreadStopped(_) => OpKind::StopThread,
-        }
+        self.outcome.kind()
     }
 
     /// The byte count of a read, write, send, recv (vectored, multishot or
@@ -158,7 +125,7 @@ impl Completion {
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("{:?} does not count bytes", kind_name(other)),
+                    format!("{:?} does not count bytes", other.kind().name()),
                 ))
             }
         };
@@ -168,39 +135,7 @@ impl Completion {
     /// Whether the task succeeded, dropping what it produced; its error if
     /// not.
     pub fn result(&self) -> io::Result<()> {
-        let err = match &self.outcome {
-            Outcome::Noop(r)
-            | Outcome::Timer(r)
-            | Outcome::Cancel(r)
-            | Outcome::Connect(r)
-            | Outcome::Bind(r)
-            | Outcome::Listen(r)
-            | Outcome::Close(r)
-            | Outcome::Fsync(r)
-            | Outcome::Shutdown(r)
-            | Outcome::MsgRing(r, _)
-            | Outcome::ThreadStopped(r) => r.as_ref().err(),
-            Outcome::Message(_) => None,
-            Outcome::CancelAll(r) => r.as_ref().err(),
-            Outcome::Accept(r) => r.as_ref().err(),
-            Outcome::Socket(r) | Outcome::Open(r) | Outcome::AcceptMulti(r) => r.as_ref().err(),
-            Outcome::RecvMulti(r) => r.as_ref().err(),
-            Outcome::AcceptDirect(r) | Outcome::SocketDirect(r) | Outcome::OpenDirect(r) => {
-                r.as_ref().err()
-            }
-            Outcome::Send(r, _)
-            | Outcome::Recv(r, _)
-            | Outcome::Read(r, _)
-            | Outcome::Write(r, _)
-            | Outcome::Readv(r, _)
-            | Outcome::Writev(r, _)
-            | Outcome::SendMsg(r, _)
-            | Outcome::Splice(r) => r.as_ref().err(),
-            Outcome::Poll(r) => r.as_ref().err(),
-            Outcome::Stat(r) => r.as_ref().err(),
-            Outcome::RecvMsg(r, _) => r.as_ref().err(),
-        };
-        match err {
+        match self.outcome.error() {
             Some(e) => Err(copy_error(e)),
             None => Ok(()),
         }
@@ -217,30 +152,6 @@ impl Completion {
             | Outcome::RecvMulti(Ok(buf)) => Some(buf),
             _ => None,
         }
-    }
-}
-
-fn kind_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Noop(_) => "noop",
-        Outcome::Timer(_) => "timer",
-        Outcome::Cancel(_) => "cancel",
-        Outcome::CancelAll(_) => "cancel_all",
-        Outcome::Accept(_) => "accept",
-        Outcome::Connect(_) => "connect",
-        Outcome::Bind(_) => "bind",
-        Outcome::Listen(_) => "listen",
-        Outcome::Socket(_) => "socket",
-        Outcome::Close(_) => "close",
-        Outcome::Poll(_) => "poll",
-        Outcome::Open(_) => "open",
-        Outcome::Stat(_) => "stat",
-        Outcome::Fsync(_) => "fsync",
-        Outcome::Shutdown(_) => "shutdown",
-        Outcome::MsgRing(..) => "msg_ring",
-        Outcome::Message(_) => "message",
-        Outcome::ThreadStopped(_) => "thread stop",
-        _ => "operation",
     }
 }
 

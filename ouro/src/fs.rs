@@ -103,8 +103,11 @@ impl OpenOptions {
     }
 }
 
-/// What [`Ring::stat`](crate::Ring::stat) and [`Ring::lstat`](crate::Ring::lstat)
-/// return: the fields of `statx(2)`.
+/// What [`Ring::stat`](crate::Ring::stat), [`Ring::lstat`](crate::Ring::lstat)
+/// and [`Ring::fstat`](crate::Ring::fstat) return: the fields of `statx(2)`.
+/// Where there is no `statx` (off Linux) the fields it adds to `stat` are
+/// empty: `mask` and the attributes 0, `mount_id` and `btime` as the
+/// platform has them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     /// File type and permission bits (`st_mode`).
@@ -135,6 +138,18 @@ pub struct Metadata {
     pub ctime: (i64, u32),
     /// Creation, when the file system records it (`None` otherwise).
     pub btime: Option<(i64, u32)>,
+    /// Which fields the file system filled in (`libc::STATX_*` bits);
+    /// 0 where there is no `statx`.
+    pub mask: u32,
+    /// Attributes the file has (`libc::STATX_ATTR_*`: immutable,
+    /// append-only, compressed, encrypted, ...).
+    pub attributes: u64,
+    /// Which of `attributes` the file system supports: a bit clear here
+    /// says nothing of the file.
+    pub attributes_mask: u64,
+    /// The id of the mount holding the file (as in `/proc/self/mountinfo`),
+    /// when the kernel reports it (Linux 5.8).
+    pub mount_id: Option<u64>,
 }
 
 impl Metadata {
@@ -192,6 +207,10 @@ impl From<&libc::statx> for Metadata {
             mtime: ts(s.stx_mtime),
             ctime: ts(s.stx_ctime),
             btime: (s.stx_mask & libc::STATX_BTIME != 0).then(|| ts(s.stx_btime)),
+            mask: s.stx_mask,
+            attributes: s.stx_attributes,
+            attributes_mask: s.stx_attributes_mask,
+            mount_id: (s.stx_mask & libc::STATX_MNT_ID != 0).then_some(s.stx_mnt_id),
         }
     }
 }
@@ -219,9 +238,17 @@ impl From<&std::fs::Metadata> for Metadata {
                 let d = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
                 Some((d.as_secs() as i64, d.subsec_nanos()))
             }),
+            mask: 0,
+            attributes: 0,
+            attributes_mask: 0,
+            mount_id: None,
         }
     }
 }
+
+/// The fields ouro asks `statx` for: the basic ones, birth time and mount id.
+#[cfg(target_os = "linux")]
+pub(crate) const STATX_MASK: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME | libc::STATX_MNT_ID;
 
 #[allow(clippy::unnecessary_cast)] // `dev_t` is not u64 everywhere
 pub(crate) fn split_dev(dev: u64) -> (u32, u32) {

@@ -156,17 +156,22 @@ impl MockOp<'_> {
         }
     }
 
-    /// The path of an open or stat, without its terminating NUL.
+    /// The path an operation names (the first, for one that names two),
+    /// without its terminating NUL.
     pub fn path(&self) -> Option<&std::path::Path> {
+        self.paths()[0]
+    }
+
+    /// The paths an operation names (a rename or link names two), without
+    /// their terminating NUL.
+    pub fn paths(&self) -> [Option<&std::path::Path>; 2] {
         use std::os::unix::ffi::OsStrExt;
-        match &*self.op {
-            Op::Open { path, .. } | Op::OpenDirect { path, .. } | Op::Stat { path, .. } => {
-                Some(std::path::Path::new(std::ffi::OsStr::from_bytes(
-                    &path[..path.len().saturating_sub(1)],
-                )))
-            }
-            _ => None,
-        }
+        self.op.paths().map(|path| {
+            path.map(|path| {
+                let path = &path[..path.len().saturating_sub(1)];
+                std::path::Path::new(std::ffi::OsStr::from_bytes(path))
+            })
+        })
     }
 
     /// How many bytes a read or recv (multishot too) can take.

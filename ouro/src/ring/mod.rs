@@ -169,7 +169,9 @@ mod accessors;
 // Task state and relative deadlines, beside the operations' first family.
 mod timeouts;
 
-// The operations: timers and cancellation, sockets, files.
+// The operations: timers and cancellation, sockets, reads and writes,
+// then the file system's.
+mod fs_ops;
 mod ops;
 
 // Ring fds.

@@ -365,61 +365,6 @@ impl<S> Ring<S> {
         }
     }
 
-    /// The metadata of `path`, following symbolic links. Kernel: 5.6.
-    pub fn stat(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
-        self.statx(path.as_ref(), 0, ctx)
-    }
-
-    /// The metadata of `path` itself, even if it is a symbolic link.
-    /// Kernel: 5.6.
-    pub fn lstat(&mut self, path: impl AsRef<Path>, ctx: Ctx<S>) -> Task {
-        self.statx(path.as_ref(), libc::AT_SYMLINK_NOFOLLOW, ctx)
-    }
-
-    fn statx(&mut self, path: &Path, flags: i32, ctx: Ctx<S>) -> Task {
-        let out = self.pools.stat();
-        match self.pools.path(path) {
-            Ok(path) => self.schedule(
-                Op::Stat {
-                    dir: libc::AT_FDCWD,
-                    path,
-                    flags,
-                    out,
-                },
-                ctx,
-            ),
-            Err(err) => self.reject(
-                Op::Stat {
-                    dir: libc::AT_FDCWD,
-                    path: Vec::new(),
-                    flags,
-                    out,
-                },
-                ctx,
-                err,
-            ),
-        }
-    }
-
-    /// Flushes a file's data and metadata to its device. Kernel: 5.1.
-    pub fn fsync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(fd);
-        self.schedule(
-            Op::Fsync {
-                fd,
-                datasync: false,
-            },
-            ctx,
-        )
-    }
-
-    /// Flushes a file's data (and the metadata needed to read it back).
-    /// Kernel: 5.1.
-    pub fn fdatasync(&mut self, fd: impl OpFd, ctx: Ctx<S>) -> Task {
-        let fd = self.op_fd(fd);
-        self.schedule(Op::Fsync { fd, datasync: true }, ctx)
-    }
-
     /// Moves up to `len` bytes from `fd_in` to `fd_out`, one of which must
     /// be a pipe; `None` offsets use (and advance) the current position.
     /// Kernel: 5.7.

@@ -55,6 +55,7 @@ mod ergonomics;
 mod errors;
 mod examples;
 mod fd_limits;
+mod fs_ops;
 mod multishot;
 mod ops_basic;
 mod ops_fs;

@@ -5,7 +5,7 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use mio::Interest;
 
-use super::sys::{Call, Connecting, IoVecs, Rw};
+use super::sys::{self, Call, Connecting, IoVecs, Rw, SysArgs};
 use super::OwnedFiles;
 use crate::fd::{Fd, Named};
 use crate::op::Op;
@@ -201,16 +201,118 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             path,
             flags,
             out,
-        } => Call::Stat {
-            dir: *dir,
-            path: path.as_ptr().cast(),
-            flags: *flags,
-            out: &mut **out,
-        },
-        Op::Fsync { fd, datasync } => Call::Fsync {
-            fd: raw(fd),
-            datasync: *datasync,
-        },
+        } => blocking(
+            |a| sys::stat(a.fds[0], a.paths[0], a.flags, a.out.cast()),
+            SysArgs {
+                fds: [*dir, -1],
+                paths: [path.as_ptr().cast(), std::ptr::null()],
+                flags: *flags,
+                out: (&mut **out as *mut crate::op::StatBuf).cast(),
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Fsync { fd, datasync } => blocking(
+            |a| sys::fsync(a.fds[0], a.flags != 0),
+            SysArgs {
+                fds: [raw(fd), -1],
+                flags: i32::from(*datasync),
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Ftruncate { fd, len } => blocking(
+            |a| {
+                // SAFETY: plain system call on integers.
+                let res = unsafe { libc::ftruncate(a.fds[0], a.nums[0] as libc::off_t) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                fds: [raw(fd), -1],
+                nums: [*len, 0],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Unlink { path, flags } => blocking(
+            |a| {
+                // SAFETY: `paths[0]` is the op's NUL-terminated path.
+                let res = unsafe { libc::unlinkat(libc::AT_FDCWD, a.paths[0], a.flags) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [path.as_ptr().cast(), std::ptr::null()],
+                flags: *flags,
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Rename { from, to } => blocking(
+            |a| {
+                let cwd = libc::AT_FDCWD;
+                // SAFETY: `paths` are the op's NUL-terminated paths.
+                let res = unsafe { libc::renameat(cwd, a.paths[0], cwd, a.paths[1]) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [from.as_ptr().cast(), to.as_ptr().cast()],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Mkdir { path, mode } => blocking(
+            |a| {
+                let mode = a.nums[0] as libc::mode_t;
+                // SAFETY: `paths[0]` is the op's NUL-terminated path.
+                let res = unsafe { libc::mkdirat(libc::AT_FDCWD, a.paths[0], mode) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [path.as_ptr().cast(), std::ptr::null()],
+                nums: [u64::from(*mode), 0],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Symlink { target, link } => blocking(
+            |a| {
+                // SAFETY: `paths` are the op's NUL-terminated paths.
+                let res = unsafe { libc::symlinkat(a.paths[0], libc::AT_FDCWD, a.paths[1]) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [target.as_ptr().cast(), link.as_ptr().cast()],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::HardLink { original, link } => blocking(
+            |a| {
+                let cwd = libc::AT_FDCWD;
+                // SAFETY: `paths` are the op's NUL-terminated paths.
+                let res = unsafe { libc::linkat(cwd, a.paths[0], cwd, a.paths[1], 0) };
+                sys::result(res as isize)
+            },
+            SysArgs {
+                paths: [original.as_ptr().cast(), link.as_ptr().cast()],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => blocking(
+            fallocate,
+            SysArgs {
+                fds: [raw(fd), -1],
+                flags: *mode,
+                nums: [*offset, *len],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::StatFd { fd, out } => blocking(
+            |a| sys::fstat(a.fds[0], a.out.cast()),
+            SysArgs {
+                fds: [raw(fd), -1],
+                out: (&mut **out as *mut crate::op::StatBuf).cast(),
+                ..SysArgs::NONE
+            },
+        ),
         Op::Splice {
             fd_in,
             off_in,
@@ -272,4 +374,24 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
         | Op::StopThread { .. } => return Err(-libc::EINVAL),
     };
     Ok(call)
+}
+
+/// A call a pool thread makes: `run` on `args`.
+fn blocking(run: fn(&SysArgs) -> i32, args: SysArgs) -> Call {
+    Call::Blocking { run, args }
+}
+
+/// `fallocate(2)` of `fds[0]` in mode `flags`, at `nums[0]` for `nums[1]`
+/// bytes.
+#[cfg(target_os = "linux")]
+fn fallocate(a: &SysArgs) -> i32 {
+    let (offset, len) = (a.nums[0] as libc::off_t, a.nums[1] as libc::off_t);
+    // SAFETY: plain system call on integers.
+    sys::result(unsafe { libc::fallocate(a.fds[0], a.flags, offset, len) } as isize)
+}
+
+/// Only Linux has `fallocate(2)`; `posix_fallocate` has no modes.
+#[cfg(not(target_os = "linux"))]
+fn fallocate(_: &SysArgs) -> i32 {
+    -libc::EOPNOTSUPP
 }

@@ -31,9 +31,9 @@ mod platform;
 #[path = "sys/other.rs"]
 mod platform;
 
-pub(super) use platform::Rw;
 #[cfg(target_os = "linux")]
 pub(super) use platform::{arm_timer, clear_timer, timer_fd};
+pub(super) use platform::{fstat, fsync, stat, Rw};
 
 /// What became of one attempt at a call.
 #[derive(Debug, PartialEq, Eq)]
@@ -180,15 +180,13 @@ pub(super) enum Call {
         flags: i32,
         mode: u32,
     },
-    Stat {
-        dir: RawFd,
-        path: *const libc::c_char,
-        flags: i32,
-        out: *mut crate::op::StatBuf,
-    },
-    Fsync {
-        fd: RawFd,
-        datasync: bool,
+    /// A call that may block (a file-system call), made on a pool thread:
+    /// `run` on `args`, which return its result (`-errno` on failure).
+    /// Each operation's prep arm gives both, so the system call is written
+    /// once, next to what it is made from.
+    Blocking {
+        run: fn(&SysArgs) -> i32,
+        args: SysArgs,
     },
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // splice is Linux's
     Splice {
@@ -202,6 +200,28 @@ pub(super) enum Call {
         /// was not ready, so waits alternate between them.
         wait_out: bool,
     },
+}
+
+/// The arguments of a [`Call::Blocking`]: plain values, and pointers into
+/// memory the operation owns (its NUL-terminated paths, its output block).
+#[derive(Clone, Copy)]
+pub(super) struct SysArgs {
+    pub(super) fds: [RawFd; 2],
+    pub(super) paths: [*const libc::c_char; 2],
+    pub(super) flags: i32,
+    pub(super) nums: [u64; 2],
+    pub(super) out: *mut libc::c_void,
+}
+
+impl SysArgs {
+    /// No arguments: what a call's own fill in.
+    pub(super) const NONE: SysArgs = SysArgs {
+        fds: [-1, -1],
+        paths: [std::ptr::null(), std::ptr::null()],
+        flags: 0,
+        nums: [0, 0],
+        out: std::ptr::null_mut(),
+    };
 }
 
 // SAFETY: a `Call` is plain arguments; the memory its pointers reach is
@@ -321,7 +341,7 @@ pub(super) fn attempt(call: &mut Call) -> Attempt {
         // SAFETY: the operation holds the group alive until it completes.
         Call::RecvMulti { fd, group } => recv_multi(*fd, unsafe { &**group }),
         Call::Splice { .. } => platform::try_splice(call),
-        Call::Open { .. } | Call::Stat { .. } | Call::Fsync { .. } => Attempt::Pool,
+        Call::Open { .. } | Call::Blocking { .. } => Attempt::Pool,
     }
 }
 
@@ -345,14 +365,8 @@ pub(super) fn blocking(call: &mut Call) -> i32 {
                 unsafe { libc::openat(dir, path, flags | libc::O_CLOEXEC, mode as libc::c_uint) };
             result(res as isize)
         }
-        Call::Stat {
-            dir,
-            path,
-            flags,
-            out,
-        } => platform::stat(dir, path, flags, out),
-        Call::Fsync { fd, datasync } => platform::fsync(fd, datasync),
         Call::Splice { .. } => platform::splice_blocking(call),
+        Call::Blocking { run, args } => run(&args),
         _ => match attempt(call) {
             Attempt::Done(res) | Attempt::Shot(res, _) => res,
             Attempt::Wait(..) | Attempt::Pool => -libc::EAGAIN,

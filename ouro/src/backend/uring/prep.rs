@@ -9,7 +9,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::files::Files;
 use super::{clamp_len, syscall_result, Immediate, Opcodes, Started};
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::task::user_data;
 
 /// `user_data` of the completion a parcel's file posts on arrival.
@@ -93,13 +93,19 @@ impl Opcodes {
         Ok(opcode::Socket::new(domain, ty, protocol).build())
     }
 
-    fn require(&self, code: u8, name: &str, kernel: &str) -> Result<(), Immediate> {
+    /// `Unsupported` unless the kernel has opcode `code`, naming the
+    /// release `kind` needs (from the table of operations).
+    fn require(&self, code: u8, kind: OpKind) -> Result<(), Immediate> {
         if self.supports(code) {
             return Ok(());
         }
         Err(Immediate::Failed(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("this kernel's io_uring lacks {name} (it needs Linux {kernel})"),
+            format!(
+                "this kernel's io_uring lacks {} (it needs Linux {})",
+                kind.name(),
+                kind.io_uring_kernel()
+            ),
         )))
     }
 
@@ -311,7 +317,7 @@ impl Opcodes {
                 let out: *mut libc::statx = &mut **out;
                 opcode::Statx::new(types::Fd(*dir), path.as_ptr().cast(), out.cast())
                     .flags(*flags)
-                    .mask(libc::STATX_BASIC_STATS | libc::STATX_BTIME)
+                    .mask(crate::fs::STATX_MASK)
                     .build()
             }
             Op::Fsync { fd, datasync } => {
@@ -324,6 +330,61 @@ impl Opcodes {
                     .flags(flags)
                     .build()))
             }
+            Op::Ftruncate { fd, len } => {
+                self.require(opcode::Ftruncate::CODE, OpKind::Ftruncate)?;
+                submit!(with_target!(files.target(*fd), |t| opcode::Ftruncate::new(
+                    t, *len
+                )
+                .build()))
+            }
+            Op::Unlink { path, flags } => {
+                opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr().cast())
+                    .flags(*flags)
+                    .build()
+            }
+            Op::Rename { from, to } => {
+                let cwd = types::Fd(libc::AT_FDCWD);
+                opcode::RenameAt::new(cwd, from.as_ptr().cast(), cwd, to.as_ptr().cast()).build()
+            }
+            Op::Mkdir { path, mode } => {
+                let (path, mode) = (path.as_ptr().cast(), *mode as libc::mode_t);
+                self.require(opcode::MkDirAt::CODE, OpKind::Mkdir)?;
+                opcode::MkDirAt::new(types::Fd(libc::AT_FDCWD), path)
+                    .mode(mode)
+                    .build()
+            }
+            Op::Symlink { target, link } => {
+                let (target, link) = (target.as_ptr().cast(), link.as_ptr().cast());
+                self.require(opcode::SymlinkAt::CODE, OpKind::Symlink)?;
+                opcode::SymlinkAt::new(types::Fd(libc::AT_FDCWD), target, link).build()
+            }
+            Op::HardLink { original, link } => {
+                let (original, link) = (original.as_ptr().cast(), link.as_ptr().cast());
+                let cwd = libc::AT_FDCWD;
+                self.require(opcode::LinkAt::CODE, OpKind::HardLink)?;
+                opcode::LinkAt::new(types::Fd(cwd), original, types::Fd(cwd), link).build()
+            }
+            Op::Fallocate {
+                fd,
+                mode,
+                offset,
+                len,
+            } => {
+                submit!(with_target!(files.target(*fd), |t| opcode::Fallocate::new(
+                    t, *len
+                )
+                .offset(*offset)
+                .mode(*mode)
+                .build()))
+            }
+            Op::StatFd { fd, out } => {
+                let fd = files.process_fd(*fd)?;
+                let out: *mut libc::statx = &mut **out;
+                opcode::Statx::new(types::Fd(fd), c"".as_ptr(), out.cast())
+                    .flags(libc::AT_EMPTY_PATH)
+                    .mask(crate::fs::STATX_MASK)
+                    .build()
+            }
             Op::Splice {
                 fd_in,
                 off_in,
@@ -332,7 +393,7 @@ impl Opcodes {
                 len,
                 flags,
             } => {
-                self.require(opcode::Splice::CODE, "IORING_OP_SPLICE", "5.7")?;
+                self.require(opcode::Splice::CODE, OpKind::Splice)?;
                 let (off_in, off_out, len, flags) = (*off_in, *off_out, *len, *flags);
                 let (fd_in, fd_out) = (files.target(*fd_in), files.target(*fd_out));
                 submit!(with_typed_target!(fd_in, |input| with_typed_target!(

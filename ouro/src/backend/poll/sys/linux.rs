@@ -114,19 +114,24 @@ pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
     at_offset(fd, offset, |o| pwritev2(fd, iov, o, 0))
 }
 
-pub(super) fn stat(
+pub(in crate::backend::poll) fn stat(
     dir: RawFd,
     path: *const libc::c_char,
     flags: i32,
     out: *mut crate::op::StatBuf,
 ) -> i32 {
-    let mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+    let mask = crate::fs::STATX_MASK;
     // SAFETY: `path` is NUL-terminated and `out` a statx buffer, both owned
     // by the operation.
     result(unsafe { libc::statx(dir, path, flags, mask, out) } as isize)
 }
 
-pub(super) fn fsync(fd: RawFd, datasync: bool) -> i32 {
+/// The metadata of the file `fd` is open on.
+pub(in crate::backend::poll) fn fstat(fd: RawFd, out: *mut crate::op::StatBuf) -> i32 {
+    stat(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, out)
+}
+
+pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
     // SAFETY: plain system calls on an integer fd.
     let res = unsafe {
         if datasync {

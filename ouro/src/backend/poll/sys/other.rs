@@ -167,7 +167,7 @@ pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
     at_offset(fd, offset, |o| writev(fd, iov, o))
 }
 
-pub(super) fn stat(
+pub(in crate::backend::poll) fn stat(
     dir: RawFd,
     path: *const libc::c_char,
     flags: i32,
@@ -178,6 +178,19 @@ pub(super) fn stat(
     // SAFETY: `path` is the operation's NUL-terminated path.
     let res = unsafe { libc::fstatat(dir, path, &mut st, flags) };
     if res < 0 {
+        return last_errno();
+    }
+    // SAFETY: `out` is the operation's own metadata block.
+    unsafe { out.write(metadata(&st)) };
+    0
+}
+
+/// The metadata of the file `fd` is open on.
+pub(in crate::backend::poll) fn fstat(fd: RawFd, out: *mut crate::op::StatBuf) -> i32 {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
         return last_errno();
     }
     // SAFETY: `out` is the operation's own metadata block.
@@ -203,10 +216,11 @@ fn metadata(st: &libc::stat) -> Metadata {
         mtime: (st.st_mtime as i64, st.st_mtime_nsec as u32),
         ctime: (st.st_ctime as i64, st.st_ctime_nsec as u32),
         btime: Some((st.st_birthtime as i64, st.st_birthtime_nsec as u32)),
+        ..Metadata::default()
     }
 }
 
-pub(super) fn fsync(fd: RawFd, datasync: bool) -> i32 {
+pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
     #[cfg(target_vendor = "apple")]
     let _ = datasync;
     // SAFETY: plain system calls on an integer fd.

@@ -2,7 +2,8 @@
 //! under scripted partial writes, deadlines and delayed replies on the
 //! virtual clock, a drain that waits for a slow reply and cuts a pending
 //! one, unscripted operations, fd leak reports, and replies that could
-//! stand for an fd or an error no kernel gives.
+//! stand for an fd or an error no kernel gives; the file-system operations
+//! reaching the mock with their fds and paths (`fs_ops.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,12 +18,13 @@ use ouro::mock::{Mock, Reply};
 use ouro::net::{Domain, Type};
 use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, RunMode};
 
-#[path = "common/mod.rs"]
+#[path = "../common/mod.rs"]
 mod common;
+mod fs_ops;
 
 // The example, included as it is.
 #[allow(dead_code)] // its `main`
-#[path = "../examples/multiwriter.rs"]
+#[path = "../../examples/multiwriter.rs"]
 mod multiwriter;
 
 // Each test runs alone (`apart_from_other_tests`): the mock reports the fds
