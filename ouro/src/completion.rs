@@ -104,7 +104,7 @@ impl Completion {
     }
 
     /// The byte count of a read, write, send, recv (vectored, multishot or
-    /// not), splice, sendmsg or recvmsg, or its error. For any other operation an
+    /// not), splice, sendmsg, recvmsg, send_to or recv_from, or its error. For any other operation an
     /// `InvalidInput` error saying so.
     pub fn bytes(&self) -> io::Result<usize> {
         let res = match &self.outcome {
@@ -115,7 +115,14 @@ impl Completion {
             | Outcome::Readv(res, _)
             | Outcome::Writev(res, _)
             | Outcome::SendMsg(res, _)
+            | Outcome::SendTo(res, _)
             | Outcome::Splice(res) => res,
+            Outcome::RecvFrom(res, _) => {
+                return res
+                    .as_ref()
+                    .map(|datagram| datagram.len)
+                    .map_err(copy_error)
+            }
             Outcome::RecvMsg(res, _) => {
                 return res.as_ref().map(|meta| meta.len).map_err(copy_error)
             }
@@ -142,13 +149,15 @@ impl Completion {
     }
 
     /// The single buffer the operation owned or filled (read, write, send,
-    /// recv, a multishot receive that succeeded).
+    /// recv, send_to, recv_from, a multishot receive that succeeded).
     pub fn into_buf(self) -> Option<Buf> {
         match self.outcome {
             Outcome::Send(_, buf)
             | Outcome::Recv(_, buf)
             | Outcome::Read(_, buf)
             | Outcome::Write(_, buf)
+            | Outcome::SendTo(_, buf)
+            | Outcome::RecvFrom(_, buf)
             | Outcome::RecvMulti(Ok(buf)) => Some(buf),
             _ => None,
         }

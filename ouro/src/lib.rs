@@ -147,7 +147,7 @@ pub use error::{is_canceled, is_deadline};
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use fd_table::{is_fd_table_full, FdTableFull};
 pub use message::{Payload, RingHandle, SendAny, SendError, WrongValue};
-pub use op::{Offset, OpKind, Outcome, PollMask, RecvMeta};
+pub use op::{Datagram, Offset, OpKind, Outcome, PollMask, RecvMeta};
 pub use pipe::{pipe, Pipe, RingPipe};
 pub use ring::{Callback, Ctx, Ring, RingBuilder, RingThread, RunMode};
 #[cfg(target_os = "linux")]

@@ -96,9 +96,15 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
-/// A UDP socket bound to `addr`, close-on-exec.
+/// A UDP socket bound to `addr` (port 0: any free port, which
+/// [`local_addr`] tells), non-blocking and close-on-exec: ready for
+/// [`Ring::send_to`](crate::Ring::send_to) and
+/// [`Ring::recv_from`](crate::Ring::recv_from), or, once given a peer by
+/// [`Ring::connect`](crate::Ring::connect), for
+/// [`Ring::send`](crate::Ring::send) and [`Ring::recv`](crate::Ring::recv).
 pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let socket = socket2::Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
@@ -107,14 +113,14 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// accept, which does not report it). For a socket that is not IP (a Unix
 /// socket) an `InvalidInput` error: ask [`peer_sock_addr`] for any family.
 pub fn peer_addr(fd: impl AsFd) -> io::Result<SocketAddr> {
-    ip_addr(peer_sock_addr(fd)?)
+    ip_addr(&peer_sock_addr(fd)?)
 }
 
 /// The local IP address a socket is bound to (useful after binding port
 /// 0). For a socket that is not IP (a Unix socket) an `InvalidInput`
 /// error: ask [`local_sock_addr`] for any family.
 pub fn local_addr(fd: impl AsFd) -> io::Result<SocketAddr> {
-    ip_addr(local_sock_addr(fd)?)
+    ip_addr(&local_sock_addr(fd)?)
 }
 
 /// The address of a connected socket's peer, of any family (IP or Unix).
@@ -127,7 +133,9 @@ pub fn local_sock_addr(fd: impl AsFd) -> io::Result<SockAddr> {
     socket2::SockRef::from(&fd).local_addr()
 }
 
-fn ip_addr(addr: SockAddr) -> io::Result<SocketAddr> {
+/// `addr` as an IP address, or the `InvalidInput` error every IP-only
+/// accessor gives for another family.
+pub(crate) fn ip_addr(addr: &SockAddr) -> io::Result<SocketAddr> {
     addr.as_socket().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -137,11 +137,11 @@ impl MockOp<'_> {
         }
     }
 
-    /// The bytes a write or send would write; empty for every other
+    /// The bytes a write, send or send_to would write; empty for every other
     /// operation, vectored ones (writev, sendmsg) included.
     pub fn data(&self) -> &[u8] {
         match &*self.op {
-            Op::Write { buf, .. } | Op::Send { buf, .. } => buf,
+            Op::Write { buf, .. } | Op::Send { buf, .. } | Op::SendTo { buf, .. } => buf,
             _ => &[],
         }
     }

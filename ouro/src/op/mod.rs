@@ -109,6 +109,31 @@ pub struct RecvMeta {
     pub flags: i32,
 }
 
+/// One datagram a [`Ring::recv_from`](crate::Ring::recv_from) received.
+#[derive(Debug)]
+pub struct Datagram {
+    /// Bytes appended to the buffer (0 for an empty datagram, which is
+    /// not an end of stream: datagram sockets have none).
+    pub len: usize,
+    /// Whether the datagram was longer than the buffer's spare room: the
+    /// kernel discarded its tail (`MSG_TRUNC`), and `len` bytes arrived.
+    pub truncated: bool,
+    /// The sender's address, of any family; `AF_UNSPEC` (length 0) when
+    /// the kernel gave none. [`peer_addr`](Datagram::peer_addr) gives it
+    /// as a `SocketAddr`.
+    pub from: SockAddr,
+}
+
+impl Datagram {
+    /// The sender's IP address; for a sender that is not IP (a Unix
+    /// socket) an `InvalidInput` error, as
+    /// [`net::peer_addr`](crate::net::peer_addr) does: [`from`](Datagram::from)
+    /// has it for any family.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        crate::net::ip_addr(&self.from)
+    }
+}
+
 /// A message header and what it points to, boxed so its address is stable.
 pub(crate) struct MsgBuf {
     pub(crate) hdr: libc::msghdr,
@@ -137,17 +162,52 @@ impl MsgBuf {
     }
 }
 
+impl MsgBuf {
+    /// Points the header at one buffer of `len` bytes at `ptr` (the op's
+    /// own), keeping the iovec array's room for the next operation.
+    pub(crate) fn prepare_one(&mut self, ptr: *mut u8, len: usize, receiving: bool) {
+        self.iov.clear();
+        self.iov.push(libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: len,
+        });
+        self.prepare(receiving);
+    }
+
+    /// What a receive of `len` bytes into this header comes to.
+    pub(crate) fn datagram(&mut self, len: usize) -> Datagram {
+        self.addr.len = self.hdr.msg_namelen;
+        Datagram {
+            len,
+            truncated: self.hdr.msg_flags & libc::MSG_TRUNC != 0,
+            from: self.addr.get().unwrap_or_else(outcome::unspecified_addr),
+        }
+    }
+
+    /// The header with nothing of its last operation left (no iovec, no
+    /// address, no flags), ready for the pool: a backend that never
+    /// prepares it (the mock) then reports nothing stale.
+    pub(crate) fn emptied(mut self: Box<Self>) -> Box<Self> {
+        self.iov.clear();
+        self.hdr.msg_namelen = 0;
+        self.hdr.msg_flags = 0;
+        self
+    }
+}
+
 #[cfg(target_os = "linux")]
 pub(crate) type StatBuf = libc::statx;
 #[cfg(not(target_os = "linux"))]
 pub(crate) type StatBuf = Metadata;
 
 impl Op {
-    /// Where a read-like operation writes: a read's or recv's spare room,
-    /// or a multishot receive's held group buffer.
+    /// Where a read-like operation writes: a read's, recv's or
+    /// recv_from's spare room, or a multishot receive's held group buffer.
     pub(crate) fn read_target(&mut self) -> Option<(*mut u8, usize)> {
         match self {
-            Op::Read { buf, .. } | Op::Recv { buf, .. } => Some(buf.spare_parts()),
+            Op::Read { buf, .. } | Op::Recv { buf, .. } | Op::RecvFrom { buf, .. } => {
+                Some(buf.spare_parts())
+            }
             Op::RecvMulti {
                 group,
                 held: Some(bid),

@@ -17,7 +17,7 @@ use super::outcome::{
     accepted, advance_buf, advance_bufs, count, owned_fd, received, stat_metadata, unit,
     unspecified_addr,
 };
-use super::{MsgBuf, Pools, RecvMeta, StatBuf};
+use super::{Datagram, MsgBuf, Pools, RecvMeta, StatBuf};
 use crate::buffers::group::GroupInner;
 use crate::buffers::{Buf, BufVec};
 use crate::fd::{Fd, FdTable, RingFd};
@@ -376,6 +376,32 @@ define_ops! {
                 pools.msgs.put(msg);
                 Outcome::RecvMsg(res, bufs)
             };
+    }
+
+    /// [`Ring::send_to`](crate::Ring::send_to)
+    SendTo "send_to" kernel "5.3"
+    /// Bytes sent as one datagram, and the buffer.
+    => SendTo(io::Result<usize>, Buf)
+    {
+        /// `msg` names the destination and points at `buf`.
+        SendTo { fd: Fd, buf: Buf, msg: Box<MsgBuf> } fds(fd) paths() owns => {
+            pools.msgs.put(msg.emptied());
+            Outcome::SendTo(count(res), buf)
+        };
+    }
+
+    /// [`Ring::recv_from`](crate::Ring::recv_from)
+    RecvFrom "recv_from" kernel "5.3"
+    /// One datagram received (its length, sender and whether it was cut
+    /// short), and the buffer it was appended to.
+    => RecvFrom(io::Result<Datagram>, Buf)
+    {
+        /// `msg` points at `buf`'s spare room and receives the sender.
+        RecvFrom { fd: Fd, buf: Buf, msg: Box<MsgBuf> } fds(fd) paths() owns => {
+            let res = advance_buf(&mut buf, res).map(|len| msg.datagram(len));
+            pools.msgs.put(msg.emptied());
+            Outcome::RecvFrom(res, buf)
+        };
     }
 
     /// [`Ring::accept_multishot`](crate::Ring::accept_multishot)

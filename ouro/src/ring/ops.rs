@@ -440,6 +440,43 @@ impl<S> Ring<S> {
         }
         self.schedule(op, ctx)
     }
+
+    /// Sends `buf` as one datagram to `to` (with `MSG_NOSIGNAL`), on a
+    /// datagram socket that need not be connected. An address of another
+    /// family than the socket's fails as the kernel says (`EAFNOSUPPORT`
+    /// or `EINVAL`); a datagram larger than the socket allows, with
+    /// `EMSGSIZE`. Kernel: 5.3 (`IORING_OP_SENDMSG`).
+    pub fn send_to(
+        &mut self,
+        fd: impl OpFd,
+        buf: impl IntoBuf,
+        to: impl Into<SockAddr>,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let mut msg = self.pools.msg();
+        msg.addr.set(&to.into());
+        let op = Op::SendTo {
+            fd: self.op_fd(fd),
+            buf: buf.into_buf(),
+            msg,
+        };
+        self.schedule(op, ctx)
+    }
+
+    /// Receives one datagram into `buf`'s spare room, with its sender
+    /// ([`Datagram`](crate::Datagram)). A datagram longer than the room
+    /// is cut to it and marked `truncated` (the rest is lost, as with
+    /// `recvfrom(2)`); an empty one is a `Datagram` of length 0. A
+    /// read-only buffer, or one without spare room, fails with
+    /// `InvalidInput`. Kernel: 5.3 (`IORING_OP_RECVMSG`).
+    pub fn recv_from(&mut self, fd: impl OpFd, buf: impl IntoBufMut, ctx: Ctx<S>) -> Task {
+        let fd = self.op_fd(fd);
+        let msg = self.pools.msg();
+        match unusable_read_buffer(buf) {
+            Ok(buf) => self.schedule(Op::RecvFrom { fd, buf, msg }, ctx),
+            Err((buf, err)) => self.reject(Op::RecvFrom { fd, buf, msg }, ctx, err),
+        }
+    }
 }
 
 /// A buffer a read or recv cannot use: read-only, or without spare room

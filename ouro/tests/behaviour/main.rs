@@ -67,6 +67,7 @@ mod ring_fds_direct;
 mod robustness;
 mod send_file;
 mod shared_fds;
+mod udp;
 mod write_queue;
 
 // The examples, included as they are, so that tests run them.

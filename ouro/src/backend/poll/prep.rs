@@ -361,6 +361,24 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 flags: *flags,
             }
         }
+        Op::SendTo { fd, buf, msg } => {
+            let (ptr, len) = buf.raw_parts();
+            msg.prepare_one(ptr.cast_mut(), len, false);
+            Call::SendMsg {
+                fd: raw(fd),
+                msg: &msg.hdr,
+                flags: libc::MSG_NOSIGNAL,
+            }
+        }
+        Op::RecvFrom { fd, buf, msg } => {
+            let (ptr, len) = buf.spare_parts();
+            msg.prepare_one(ptr, len, true);
+            Call::RecvMsg {
+                fd: raw(fd),
+                msg: &mut msg.hdr,
+                flags: 0,
+            }
+        }
         Op::AcceptMulti { fd } | Op::AcceptDirect { fd, .. } => Call::AcceptMulti { fd: raw(fd) },
         Op::RecvMulti { fd, group, .. } => Call::RecvMulti {
             fd: raw(fd),

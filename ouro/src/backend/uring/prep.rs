@@ -447,6 +447,25 @@ impl Opcodes {
                 .flags(*flags as u32)
                 .build()))
             }
+            Op::SendTo { fd, buf, msg } => {
+                let (ptr, len) = buf.raw_parts();
+                msg.prepare_one(ptr.cast_mut(), len, false);
+                let hdr: *const libc::msghdr = &msg.hdr;
+                submit!(with_target!(files.target(*fd), |t| opcode::SendMsg::new(
+                    t, hdr
+                )
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()))
+            }
+            Op::RecvFrom { fd, buf, msg } => {
+                let (ptr, len) = buf.spare_parts();
+                msg.prepare_one(ptr, len, true);
+                let hdr: *mut libc::msghdr = &mut msg.hdr;
+                submit!(with_target!(files.target(*fd), |t| opcode::RecvMsg::new(
+                    t, hdr
+                )
+                .build()))
+            }
             Op::AcceptMulti { fd } => self.accept_multi(files.target(*fd)),
             Op::AcceptDirect { fd, into_table } => {
                 let target = files.target(*fd);
