@@ -1,7 +1,7 @@
 //! Steady state does not allocate: after a warm-up, 10,000 noops, timers,
-//! reads, writes, sends and recvs (each re-armed from its callback, reusing
-//! its buffer; sends and recvs on shared fds and on ring fds) make no
-//! heap allocation at all.
+//! reads, writes, sends and recvs, send_tos and recv_froms (each re-armed
+//! from its callback, reusing its buffer; sends and recvs on shared fds and
+//! on ring fds) make no heap allocation at all.
 //!
 //! A counting global allocator counts allocations on the test's own thread
 //! while a thread-local switch is on, so tests running in parallel do not
@@ -33,6 +33,7 @@ backend_tests![
     write_does_not_allocate,
     send_and_recv_do_not_allocate,
     send_and_recv_on_ring_fds_do_not_allocate,
+    send_to_and_recv_from_do_not_allocate,
     a_write_queue_does_not_allocate,
     send_file_transfers_do_not_allocate,
 ];
@@ -264,6 +265,49 @@ fn send_and_recv_on_ring_fds_do_not_allocate(kind: BackendKind) {
     assert_eq!(
         allocations, 0,
         "allocations in {OPS} sends and recvs on ring fds"
+    );
+}
+
+/// One round of a ping-pong of datagrams: a send_to from the first UDP
+/// socket to the second, then a recv_from there, the buffer reused.
+fn datagram_ping_pong(state: &mut Loop, ring: &mut Ring<Loop>, c: Completion) -> io::Result<()> {
+    if !another(state, &c)? {
+        return Ok(());
+    }
+    let msg = c.message::<Msg>()?;
+    let buf = c.into_buf().expect("a buffer");
+    let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+    match msg {
+        Msg::Sent => {
+            vec.clear();
+            let ctx = Ctx::new(datagram_ping_pong).msg(Msg::Received);
+            ring.recv_from(&state.fds[1], vec, ctx);
+        }
+        Msg::Received => send_datagram(state, ring, vec)?,
+    }
+    Ok(())
+}
+
+fn send_datagram(state: &mut Loop, ring: &mut Ring<Loop>, vec: Vec<u8>) -> io::Result<()> {
+    let to = ouro::net::local_addr(&state.fds[1])?;
+    let ctx = Ctx::new(datagram_ping_pong).msg(Msg::Sent);
+    ring.send_to(&state.fds[0], vec, to, ctx);
+    Ok(())
+}
+
+/// One send_to and one recv_from per round, over loopback UDP.
+fn send_to_and_recv_from_do_not_allocate(kind: BackendKind) {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let fds = vec![
+        ouro::net::udp_socket(loopback).unwrap(),
+        ouro::net::udp_socket(loopback).unwrap(),
+    ];
+    let allocations = allocations_in_steady_state(ring(kind), fds, |state, ring| {
+        send_datagram(state, ring, vec![9u8; 64]).unwrap();
+    });
+    assert_eq!(
+        allocations, 0,
+        "allocations in {OPS} send_tos and recv_froms"
     );
 }
 
