@@ -183,16 +183,6 @@ impl MsgBuf {
             from: self.addr.get().unwrap_or_else(outcome::unspecified_addr),
         }
     }
-
-    /// The header with nothing of its last operation left (no iovec, no
-    /// address, no flags), ready for the pool: a backend that never
-    /// prepares it (the mock) then reports nothing stale.
-    pub(crate) fn emptied(mut self: Box<Self>) -> Box<Self> {
-        self.iov.clear();
-        self.hdr.msg_namelen = 0;
-        self.hdr.msg_flags = 0;
-        self
-    }
 }
 
 #[cfg(target_os = "linux")]

@@ -385,7 +385,8 @@ define_ops! {
     {
         /// `msg` names the destination and points at `buf`.
         SendTo { fd: Fd, buf: Buf, msg: Box<MsgBuf> } fds(fd) paths() owns => {
-            pools.msgs.put(msg.emptied());
+            msg.iov.clear();
+            pools.msgs.put(msg);
             Outcome::SendTo(count(res), buf)
         };
     }
@@ -399,7 +400,8 @@ define_ops! {
         /// `msg` points at `buf`'s spare room and receives the sender.
         RecvFrom { fd: Fd, buf: Buf, msg: Box<MsgBuf> } fds(fd) paths() owns => {
             let res = advance_buf(&mut buf, res).map(|len| msg.datagram(len));
-            pools.msgs.put(msg.emptied());
+            msg.iov.clear();
+            pools.msgs.put(msg);
             Outcome::RecvFrom(res, buf)
         };
     }

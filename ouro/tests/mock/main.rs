@@ -3,7 +3,8 @@
 //! virtual clock, a drain that waits for a slow reply and cuts a pending
 //! one, unscripted operations, fd leak reports, and replies that could
 //! stand for an fd or an error no kernel gives; the file-system operations
-//! reaching the mock with their fds and paths (`fs_ops.rs`).
+//! reaching the mock with their fds and paths (`fs_ops.rs`); send_to and
+//! recv_from (`udp.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, Run
 #[path = "../common/mod.rs"]
 mod common;
 mod fs_ops;
+mod udp;
 
 // The example, included as it is.
 #[allow(dead_code)] // its `main`
