@@ -8,11 +8,13 @@ use ouro::BackendKind;
 use crate::echo_example::{self, Options};
 use crate::harness::{pipe, ring, temp_file};
 use crate::multiwriter_example;
+use crate::udp_echo_example;
 
 backend_tests![
     echo_clients_all_finish_with_every_byte_verified,
     echo_with_two_receive_buffers_still_verifies_every_byte,
-    multiwriter_writes_everything_to_both_fds
+    multiwriter_writes_everything_to_both_fds,
+    udp_echo_returns_every_datagram_to_its_sender,
 ];
 
 fn echo_run(kind: BackendKind, buffers: u16) {
@@ -74,4 +76,52 @@ fn multiwriter_writes_everything_to_both_fds(kind: BackendKind) {
         "the file got {} bytes, not the same",
         stored.len()
     );
+}
+
+/// Four clients at once, each in lockstep (a datagram, then its echo),
+/// with datagrams from empty to 9000 bytes; then one client with the
+/// largest IPv4 payload, alone (four of those at once could overflow the
+/// server socket's receive buffer, and UDP would drop one, rightly). Then
+/// the server is stopped from this thread and reports every one echoed.
+fn udp_echo_returns_every_datagram_to_its_sender(kind: BackendKind) {
+    const ROUNDS: usize = 10;
+    let sizes = [0, 1, 100, 1472, 9000];
+    let socket = ouro::net::udp_socket(([127, 0, 0, 1], 0).into()).unwrap();
+    let addr = ouro::net::local_addr(&socket).unwrap();
+    let (handles, handle) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let mut ring = ring(kind, 64);
+        handles.send(ring.handle().unwrap()).unwrap();
+        // The state holds its socket in an `Rc`: only the counts leave.
+        udp_echo_example::serve(&mut ring, socket).map(|echo| (echo.echoed, echo.dropped))
+    });
+    let handle = handle.recv().unwrap();
+    let clients: Vec<_> = (0..4)
+        .map(|client| std::thread::spawn(move || udp_echo_client(addr, client, &sizes)))
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    udp_echo_client(addr, 4, &[65_507]);
+    handle.stop().unwrap();
+    let (echoed, dropped) = server.join().unwrap().unwrap();
+    assert_eq!(echoed, (4 * ROUNDS * sizes.len() + ROUNDS) as u64);
+    assert_eq!(dropped, 0);
+
+    fn udp_echo_client(server: std::net::SocketAddr, client: usize, sizes: &[usize]) {
+        let socket = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut echo = vec![0; 65_536];
+        for round in 0..ROUNDS {
+            for &size in sizes {
+                let sent: Vec<u8> = (0..size).map(|i| (i + client + round) as u8).collect();
+                socket.send_to(&sent, server).unwrap();
+                let (n, from) = socket.recv_from(&mut echo).expect("an echo");
+                assert_eq!(from, server);
+                assert!(echo[..n] == sent[..], "client {client}: {size} bytes");
+            }
+        }
+    }
 }

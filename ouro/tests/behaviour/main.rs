@@ -77,3 +77,6 @@ mod echo_example;
 #[allow(dead_code)]
 #[path = "../../examples/multiwriter.rs"]
 mod multiwriter_example;
+#[allow(dead_code)]
+#[path = "../../examples/udp_echo.rs"]
+mod udp_echo_example;
