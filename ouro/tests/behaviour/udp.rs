@@ -26,6 +26,9 @@ backend_tests![
     connected_udp_sends_and_receives_with_send_and_recv,
     a_connected_socket_gets_econnrefused_after_a_port_unreachable,
     udp_socket_is_non_blocking_and_close_on_exec,
+    a_datagram_over_the_largest_payload_is_emsgsize,
+    send_to_and_recv_from_work_on_ring_fds,
+    a_ring_dropped_with_a_recv_from_in_flight_gives_the_socket_back,
 ];
 
 fn loopback() -> SocketAddr {
@@ -270,4 +273,48 @@ fn udp_socket_is_non_blocking_and_close_on_exec(_kind: BackendKind) {
     let socket = socket2::SockRef::from(&*fd);
     assert!(socket.nonblocking().unwrap());
     assert_eq!(socket.r#type().unwrap(), socket2::Type::DGRAM);
+}
+
+fn a_datagram_over_the_largest_payload_is_emsgsize(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (fd, addr) = ouro_socket();
+    let outcome = complete(&mut ring, |r, c| r.send_to(&fd, vec![0u8; 70_000], addr, c));
+    assert_eq!(
+        expect!(outcome, Outcome::SendTo(res, _) => os_error(res)),
+        libc::EMSGSIZE
+    );
+}
+
+fn send_to_and_recv_from_work_on_ring_fds(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let a = udp_socket(loopback()).unwrap();
+    let b = udp_socket(loopback()).unwrap();
+    let (a_addr, b_addr) = (local_addr(&a).unwrap(), local_addr(&b).unwrap());
+    let (a, b) = (ring.register_fd(a), ring.register_fd(b));
+    let outcome = complete(&mut ring, |r, c| r.send_to(a, &b"ring fds"[..], b_addr, c));
+    expect!(outcome, Outcome::SendTo(Ok(8), _) => ());
+    let outcome = complete(&mut ring, |r, c| r.recv_from(b, Vec::with_capacity(16), c));
+    let (datagram, buf) = received(outcome);
+    assert_eq!(
+        (buf.as_slice(), datagram.peer_addr().unwrap()),
+        (&b"ring fds"[..], a_addr)
+    );
+}
+
+fn a_ring_dropped_with_a_recv_from_in_flight_gives_the_socket_back(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (fd, addr) = ouro_socket();
+    ring.recv_from(&fd, Vec::with_capacity(8), ctx(0));
+    ring.timer(Duration::from_millis(2), ctx(9));
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::Once).unwrap();
+    assert_eq!(got.len(), 1, "only the timer: the recv_from waits");
+    drop(ring);
+    // The ring let go of its clone: the socket is ours alone, and works.
+    let socket = UdpSocket::from(Rc::try_unwrap(fd).expect("the ring let the socket go"));
+    let peer = std_socket();
+    peer.send_to(b"still here", addr).unwrap();
+    socket.set_nonblocking(false).unwrap();
+    let mut got = [0; 16];
+    assert_eq!(socket.recv(&mut got).unwrap(), 10);
 }
