@@ -15,6 +15,9 @@ use crate::common::fds::apart_from_other_tests;
 
 type Got = Vec<(ouro::Completion, std::time::Instant)>;
 
+/// What the mock saw of each send_to: its fd and datagram.
+type Sent = Rc<RefCell<Vec<(Option<RawFd>, Vec<u8>)>>>;
+
 /// Runs the ring until no task is left; the one outcome it came to.
 fn only_outcome(ring: &mut Ring<Got>) -> Outcome {
     let mut got = Vec::new();
@@ -26,7 +29,7 @@ fn only_outcome(ring: &mut Ring<Got>) -> Outcome {
 #[test]
 fn send_to_reaches_the_mock_with_its_fd_and_datagram() {
     let _alone = apart_from_other_tests();
-    let seen: Rc<RefCell<Vec<(Option<RawFd>, Vec<u8>)>>> = Rc::default();
+    let seen = Sent::default();
     let record = seen.clone();
     let mut mock = Mock::new();
     mock.on(OpKind::SendTo, move |op| {
