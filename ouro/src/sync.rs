@@ -31,7 +31,12 @@ pub(crate) mod atomic {
     /// store then a load on each side, correct only under `SeqCst`'s single
     /// total order — as losing wake-ups that no real execution loses. Loom
     /// does model `fence(SeqCst)`; a `SeqCst` fence on each side of a
-    /// `SeqCst` access gives it that total order. Accesses of any other
+    /// `SeqCst` access gives it that total order. And loom orders a plain
+    /// store only after the stores its thread has seen, so a later load
+    /// elsewhere could still read a value the store overwrote (in the total
+    /// order, it did); a `SeqCst` store is therefore modelled as a swap
+    /// (with `Release`: it acquires nothing), which loom places after the
+    /// newest store, as the total order does. Accesses of any other
     /// ordering pass through unchanged, so a weakened ordering is still
     /// modelled as weak.
     #[cfg(loom)]
@@ -64,7 +69,13 @@ pub(crate) mod atomic {
             }
 
             pub(crate) fn store(&self, value: bool, order: Ordering) {
-                ordered(order, || self.0.store(value, order));
+                ordered(order, || {
+                    if order == Ordering::SeqCst {
+                        self.0.swap(value, Ordering::Release);
+                    } else {
+                        self.0.store(value, order);
+                    }
+                });
             }
 
             pub(crate) fn swap(&self, value: bool, order: Ordering) -> bool {

@@ -11,6 +11,8 @@ use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, PoisonError};
 
+#[cfg(all(test, loom))]
+mod model;
 mod parcel;
 mod thread_end;
 mod value;
