@@ -19,7 +19,7 @@ use std::sync::{Arc, PoisonError};
 use loom::sync::{Condvar, Mutex};
 use loom::thread;
 
-use super::{Envelope, Mailbox, Payload, ThreadShared, Wake, NO_TASK};
+use super::{Envelope, Handover, Mailbox, Payload, ThreadShared, Wake, NO_TASK};
 use crate::sync::atomic::Ordering;
 
 /// The preemptions loom tries per execution unless `LOOM_MAX_PREEMPTIONS`
@@ -158,7 +158,12 @@ fn identity(envelope: &Envelope) -> (u16, u64) {
 
 /// A thread's sends, one `push` each (`RingHandle::send`): what was
 /// refused.
-fn push_all(mailbox: &Mailbox, sender: u16, count: u64, drops: &Arc<AtomicUsize>) -> Vec<(u16, u64)> {
+fn push_all(
+    mailbox: &Mailbox,
+    sender: u16,
+    count: u64,
+    drops: &Arc<AtomicUsize>,
+) -> Vec<(u16, u64)> {
     let mut refused = Vec::new();
     for seq in 0..count {
         if let Err(envelope) = mailbox.push(message(sender, seq, drops)) {
@@ -190,7 +195,12 @@ fn publish(mailbox: &Mailbox, mut batch: Vec<Envelope>) -> Result<(), Vec<Envelo
 
 /// A ring's sends, one message per turn (`Ring::msg_ring`): what was
 /// refused.
-fn publish_each(mailbox: &Mailbox, sender: u16, count: u64, drops: &Arc<AtomicUsize>) -> Vec<(u16, u64)> {
+fn publish_each(
+    mailbox: &Mailbox,
+    sender: u16,
+    count: u64,
+    drops: &Arc<AtomicUsize>,
+) -> Vec<(u16, u64)> {
     let mut refused = Vec::new();
     for seq in 0..count {
         if let Err(batch) = publish(mailbox, vec![message(sender, seq, drops)]) {
@@ -203,10 +213,22 @@ fn publish_each(mailbox: &Mailbox, sender: u16, count: u64, drops: &Arc<AtomicUs
 /// The guarantees of docs/messages.md, checked on one execution: each of
 /// `sent` was delivered or refused, exactly once; each sender's delivered
 /// messages kept their order; every payload was dropped exactly once.
-fn assert_each_once(sent: &[(u16, u64)], delivered: &[(u16, u64)], refused: &[(u16, u64)], drops: &AtomicUsize) {
+fn assert_each_once(
+    sent: &[(u16, u64)],
+    delivered: &[(u16, u64)],
+    refused: &[(u16, u64)],
+    drops: &AtomicUsize,
+) {
     for message in sent {
-        let times = delivered.iter().chain(refused).filter(|m| *m == message).count();
-        assert_eq!(times, 1, "{message:?} delivered {delivered:?}, refused {refused:?}");
+        let times = delivered
+            .iter()
+            .chain(refused)
+            .filter(|m| *m == message)
+            .count();
+        assert_eq!(
+            times, 1,
+            "{message:?} delivered {delivered:?}, refused {refused:?}"
+        );
     }
     assert_eq!(delivered.len() + refused.len(), sent.len());
     for sender in sent.iter().map(|(sender, _)| *sender) {
@@ -215,7 +237,10 @@ fn assert_each_once(sent: &[(u16, u64)], delivered: &[(u16, u64)], refused: &[(u
             .filter(|(from, _)| *from == sender)
             .map(|(_, seq)| *seq)
             .collect();
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "sender {sender}: {order:?}");
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "sender {sender}: {order:?}"
+        );
     }
     assert_eq!(drops.load(Ordering::SeqCst), sent.len(), "payloads dropped");
 }
@@ -279,7 +304,11 @@ fn a_send_racing_close_is_delivered_or_handed_back_never_both_never_lost() {
         refused.extend(ring_sender.join().unwrap());
         let sent = [(0, 0), (0, 1), (1, 0)];
         assert_each_once(&sent, &receiver.delivered, &refused, &drops);
-        assert_eq!(Arc::strong_count(&receiver.waker), 1, "a closed mailbox keeps no waker");
+        assert_eq!(
+            Arc::strong_count(&receiver.waker),
+            1,
+            "a closed mailbox keeps no waker"
+        );
     });
 }
 
@@ -293,14 +322,23 @@ fn a_mailbox_dropped_by_its_ring_while_a_sender_holds_it_loses_nothing() {
         let receiver = Receiver::new();
         let (mailbox, counted) = (receiver.mailbox.clone(), drops.clone());
         let sender = thread::spawn(move || push_all(&mailbox, 0, 2, &counted));
-        let Receiver { mailbox, mut incoming, waker, .. } = receiver;
+        let Receiver {
+            mailbox,
+            mut incoming,
+            waker,
+            ..
+        } = receiver;
         mailbox.close(&mut incoming);
         let undelivered: Vec<(u16, u64)> = incoming.iter().map(identity).collect();
         drop((incoming, mailbox));
         let refused = sender.join().unwrap();
         // Undelivered messages were accepted, then dropped with the ring.
         assert_each_once(&all_sent(&[0], 2), &undelivered, &refused, &drops);
-        assert_eq!(Arc::strong_count(&waker), 1, "the waker went with the close");
+        assert_eq!(
+            Arc::strong_count(&waker),
+            1,
+            "the waker went with the close"
+        );
     });
 }
 
@@ -346,11 +384,17 @@ fn a_stop_racing_messages_delivers_every_accepted_one_and_tells_the_stopper_once
             while stopper.incoming.is_empty() {
                 stopper.turn();
             }
-            assert!(matches!(stopper.incoming.pop_front(), Some(Envelope::Done { result: Ok(()), .. })));
+            assert!(matches!(
+                stopper.incoming.pop_front(),
+                Some(Envelope::Done { result: Ok(()), .. })
+            ));
         }
         // The join: its request is refused (the mailbox closed), and the
         // thread ends.
-        assert!(handle.push(Envelope::Stop).is_err(), "a stopped ring takes no request");
+        assert!(
+            handle.push(Envelope::Stop).is_err(),
+            "a stopped ring takes no request"
+        );
         let delivered = ring_thread.join().unwrap();
         let refused = sender.join().unwrap();
         stopper.mailbox.take(&mut stopper.incoming);
@@ -377,7 +421,11 @@ fn a_stopper_gone_before_the_thread_ends_is_told_nothing_and_not_kept() {
         stopper.close_and_deliver();
         let _ = handle.push(Envelope::Stop);
         ring_thread.join().unwrap();
-        assert_eq!(Arc::strong_count(&stopper.mailbox), 1, "the waiters were let go");
+        assert_eq!(
+            Arc::strong_count(&stopper.mailbox),
+            1,
+            "the waiters were let go"
+        );
         stopper.mailbox.take(&mut stopper.incoming);
         assert!(stopper.incoming.is_empty(), "a closed mailbox takes no end");
     });
@@ -407,5 +455,97 @@ fn a_drain_closing_the_mailbox_while_sends_race_loses_and_doubles_nothing() {
         sent.push((DRAIN, 0));
         assert_each_once(&sent, &ring.delivered, &refused, &drops);
         assert!(ring.mailbox.is_closed() && !ring.mailbox.has_mail());
+    });
+}
+
+/// What a target does with a parcel whose file has landed in its table.
+#[derive(Clone, Copy, Debug)]
+enum Landing {
+    /// Its completion takes the parcel; it closes its mailbox later.
+    TakenThenClosed,
+    /// It closes its mailbox (a stop), then its completion takes it.
+    ClosedThenTaken,
+    /// It closes its mailbox and is dropped: the completion is never
+    /// seen (the file closes with its table).
+    ClosedAndDropped,
+}
+
+#[test]
+fn a_parcel_is_delivered_by_its_target_or_withdrawn_by_its_sender_never_both() {
+    // A ring fd moved with `IORING_MSG_SEND_FD`: its envelope waits in the
+    // target's mailbox as a parcel. Once the file has landed, the target's
+    // completion takes the parcel while the sender settles it; the target
+    // may close its mailbox first. Never both delivered and withdrawn;
+    // never lost by a target that sees its completion; delivered already
+    // or withdrawn if the mailbox had closed before the sender settled
+    // (`Accepted` means accepted by an open mailbox, as for any message:
+    // a ring dropped after that drops it).
+    for landing in [
+        Landing::TakenThenClosed,
+        Landing::ClosedThenTaken,
+        Landing::ClosedAndDropped,
+    ] {
+        check(move || {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let mut target = Receiver::new();
+            let Ok(token) = target.mailbox.hold_parcel(message(0, 0, &drops)) else {
+                panic!("an open mailbox holds parcels");
+            };
+            let mailbox = target.mailbox.clone();
+            let sender = thread::spawn(move || {
+                let closed_before = mailbox.is_closed();
+                (closed_before, mailbox.settle_parcel(token, true))
+            });
+            let delivered = match landing {
+                Landing::TakenThenClosed => {
+                    let taken = target.mailbox.take_parcel(token).is_some();
+                    target.close_and_deliver();
+                    taken
+                }
+                Landing::ClosedThenTaken => {
+                    target.close_and_deliver();
+                    target.mailbox.take_parcel(token).is_some()
+                }
+                Landing::ClosedAndDropped => {
+                    target.close_and_deliver();
+                    false
+                }
+            };
+            let (closed_before, handover) = sender.join().unwrap();
+            let withdrawn = handover == Handover::Refused;
+            assert_ne!(handover, Handover::Failed, "the file landed");
+            assert!(!(delivered && withdrawn), "{landing:?}: both");
+            if !matches!(landing, Landing::ClosedAndDropped) {
+                assert!(delivered || withdrawn, "{landing:?}: lost");
+            }
+            if closed_before {
+                let kept = delivered || withdrawn;
+                assert!(
+                    kept,
+                    "{landing:?}: accepted by a closed mailbox, never delivered"
+                );
+            }
+            drop(target);
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "the payload dropped once");
+        });
+    }
+}
+
+#[test]
+fn a_parcel_whose_file_did_not_land_goes_back_to_its_sender() {
+    check(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let target = Receiver::new();
+        let Ok(token) = target.mailbox.hold_parcel(message(0, 0, &drops)) else {
+            panic!("an open mailbox holds parcels");
+        };
+        let mailbox = target.mailbox.clone();
+        let sender = thread::spawn(move || mailbox.settle_parcel(token, false));
+        let mut rest = VecDeque::new();
+        target.mailbox.close(&mut rest);
+        assert_eq!(sender.join().unwrap(), Handover::Failed);
+        assert!(target.mailbox.take_parcel(token).is_none(), "withdrawn");
+        assert!(target.mailbox.hold_parcel(message(0, 1, &drops)).is_err());
+        assert_eq!(drops.load(Ordering::SeqCst), 2, "both payloads dropped");
     });
 }
