@@ -131,6 +131,7 @@ mod ring;
 #[cfg(target_os = "linux")]
 mod send_file;
 pub mod signal;
+mod sync;
 mod task;
 mod time;
 mod write_queue;

@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
         &[
-            "conns", "fd_table", "error", "buffers", "fd", "time", "net", "fs", "task",
+            "conns", "fd_table", "error", "buffers", "fd", "time", "net", "fs", "task", "sync",
         ],
     ),
     ("mailbox", &["mailbox"]),

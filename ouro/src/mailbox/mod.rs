@@ -9,9 +9,10 @@ use std::fmt;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
+#[cfg(all(test, loom))]
+mod model;
 mod parcel;
 mod thread_end;
 mod value;
@@ -23,6 +24,8 @@ pub(crate) use thread_end::ThreadShared;
 
 use crate::error::closed_error;
 use crate::fd::RingFd;
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Mutex, MutexGuard};
 use crate::task::{Task, NIL};
 
 /// What a message carries besides its `u16` message: nothing, a number, an
@@ -227,7 +230,7 @@ pub(crate) struct Mailbox {
     notified: AtomicBool,
     /// Whether the queue holds envelopes: set by senders as they queue,
     /// cleared by the ring as it takes them (both under the lock).
-    pub(crate) mail: AtomicBool,
+    mail: AtomicBool,
     /// The target's io_uring fd for MSG_RING doorbells; valid while the
     /// mailbox is open (read and duplicated under the lock).
     doorbell_fd: Option<RawFd>,
@@ -380,6 +383,15 @@ impl Mailbox {
         self.mail.load(Ordering::Acquire)
     }
 
+    /// Moves a sending ring's batch to the end of the queue (`inbox` is
+    /// this mailbox's, locked and open) and tells the ring it has mail;
+    /// the sender then rings if [`claim_doorbell`](Mailbox::claim_doorbell)
+    /// says so.
+    pub(crate) fn queue_locked(&self, inbox: &mut Inbox, envelopes: &mut Vec<Envelope>) {
+        append(envelopes, &mut inbox.queue);
+        self.mail.store(true, Ordering::SeqCst);
+    }
+
     /// Moves everything queued to the end of `into`.
     pub(crate) fn take(&self, into: &mut VecDeque<Envelope>) {
         if !self.has_mail() {
@@ -420,7 +432,7 @@ fn take_all(inbox: &mut Vec<Envelope>, into: &mut VecDeque<Envelope>) {
 
 /// Moves every envelope of `from` to the end of `to`: by swapping the
 /// buffers when `to` is empty (no copy; both keep their capacity).
-pub(crate) fn append(from: &mut Vec<Envelope>, to: &mut Vec<Envelope>) {
+fn append(from: &mut Vec<Envelope>, to: &mut Vec<Envelope>) {
     if to.is_empty() {
         mem::swap(from, to);
     } else {

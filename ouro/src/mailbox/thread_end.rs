@@ -3,10 +3,11 @@
 
 use std::io;
 use std::mem;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use super::{Envelope, Mailbox};
 use crate::error::copy_error;
+use crate::sync::Mutex;
 use crate::task::Task;
 
 /// What the thread and those waiting for it to stop share.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::backend::{BackendKind, RawCompletion};
 use crate::completion::Completion;
-use crate::mailbox::{append, Envelope, ErasedCallback, Mailbox, Payload, SendError, NO_TASK};
+use crate::mailbox::{Envelope, ErasedCallback, Mailbox, Payload, SendError, NO_TASK};
 use crate::op::{Op, Outcome};
 use crate::task::{user_data, Task};
 
@@ -403,8 +403,7 @@ impl<S> Ring<S> {
                         });
                     }
                     if !outbox.envelopes.is_empty() {
-                        append(&mut outbox.envelopes, &mut inbox.queue);
-                        mailbox.mail.store(true, Ordering::SeqCst);
+                        mailbox.queue_locked(&mut inbox, &mut outbox.envelopes);
                     }
                     if can_ring && outbox.doorbell.is_none() {
                         outbox.doorbell = mailbox.doorbell_locked(&mut inbox);
