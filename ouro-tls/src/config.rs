@@ -26,7 +26,8 @@ pub enum Versions {
 
 impl Versions {
     fn protocols(self) -> &'static [&'static SupportedProtocolVersion] {
-        static BOTH: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+        static BOTH: [&SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
         static TLS12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
         static TLS13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
         match self {
@@ -60,11 +61,15 @@ pub fn client_config(
     versions: Versions,
 ) -> io::Result<Arc<ClientConfig>> {
     if roots.is_empty() {
-        return Err(invalid_input("no root certificates: every server would be refused"));
+        return Err(invalid_input(
+            "no root certificates: every server would be refused",
+        ));
     }
     let mut store = RootCertStore::empty();
     for root in roots {
-        store.add(root.clone()).map_err(|err| invalid_input(&format!("bad root certificate: {err}")))?;
+        store
+            .add(root.clone())
+            .map_err(|err| invalid_input(&format!("bad root certificate: {err}")))?;
     }
     client_config_with_store(store, alpn, versions)
 }
@@ -132,7 +137,8 @@ pub fn certificates_from_pem(pem: &[u8]) -> io::Result<Vec<CertificateDer<'stati
 
 /// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM text.
 pub fn private_key_from_pem(pem: &[u8]) -> io::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|err| invalid_data(&format!("bad PEM private key: {err}")))
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|err| invalid_data(&format!("bad PEM private key: {err}")))
 }
 
 fn invalid_input(why: &str) -> io::Error {

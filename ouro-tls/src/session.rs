@@ -63,7 +63,11 @@ impl Session {
     /// carried to `plaintext`. A protocol or certificate error comes back
     /// as `InvalidData` (the alert for the peer is then waiting in
     /// [`write_records`](Session::write_records)).
-    pub(crate) fn feed(&mut self, mut ciphertext: &[u8], plaintext: &mut Vec<u8>) -> io::Result<Fed> {
+    pub(crate) fn feed(
+        &mut self,
+        mut ciphertext: &[u8],
+        plaintext: &mut Vec<u8>,
+    ) -> io::Result<Fed> {
         let mut fed = Fed::default();
         while !ciphertext.is_empty() && !fed.peer_closed {
             // The session takes at most what its deframer has room for; the

@@ -83,7 +83,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         ctx: Ctx<S>,
     ) -> io::Result<TlsStream<S, F>> {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|err| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("bad server name {server_name:?}: {err}"))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad server name {server_name:?}: {err}"),
+            )
         })?;
         Ok(TlsStream::new(Session::client(config, name)?, fd, ctx))
     }
@@ -240,7 +243,9 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
                 if let Some(done) = progress.finished {
                     self.recycle(done.into_vec());
                 }
-                self.events.push_back(TlsEvent::Written { queued: progress.queued });
+                self.events.push_back(TlsEvent::Written {
+                    queued: progress.queued,
+                });
                 self.shutdown_socket_when_sent(ring);
             }
             Err(err) => self.fail(ring, err),
@@ -297,7 +302,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         self.phase = Phase::Open;
         self.cancel_timer(ring);
         let Some(version) = self.session.protocol_version() else {
-            return self.fail(ring, io::Error::other("TLS handshake ended without a protocol version"));
+            return self.fail(
+                ring,
+                io::Error::other("TLS handshake ended without a protocol version"),
+            );
         };
         self.events.push_back(TlsEvent::HandshakeDone(Handshake {
             alpn: self.session.alpn_protocol(),
@@ -312,7 +320,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         if result.is_err() || self.phase != Phase::Handshaking {
             return;
         }
-        let err = io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake did not finish before its deadline");
+        let err = io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the TLS handshake did not finish before its deadline",
+        );
         self.fail(ring, err);
     }
 
@@ -355,7 +366,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     fn shutdown_socket_when_sent(&mut self, ring: &mut Ring<S>) {
-        if self.close_notify_sent && self.socket_shutdown == SocketShutdown::NotYet && self.out.is_idle() {
+        if self.close_notify_sent
+            && self.socket_shutdown == SocketShutdown::NotYet
+            && self.out.is_idle()
+        {
             self.socket_shutdown = SocketShutdown::InFlight;
             ring.shutdown(self.fd.clone(), Shutdown::Write, self.ctx);
         }
