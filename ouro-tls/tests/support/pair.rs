@@ -26,6 +26,9 @@ pub enum Role {
     /// Sends the payload after the handshake, then cuts the connection
     /// without `close_notify`.
     Cut { payload: Vec<u8> },
+    /// Sends the request after the handshake, then reads until the peer
+    /// closes, and closes too.
+    Request { request: Vec<u8>, sent: usize },
     /// Cancels its stream at its first event, in the middle of the
     /// handshake.
     CancelEarly,
@@ -215,7 +218,11 @@ impl Side {
             return Ok(());
         }
         match &mut self.role {
-            Role::Send { payload, sent } => {
+            Role::Send { payload, sent }
+            | Role::Request {
+                request: payload,
+                sent,
+            } => {
                 while *sent < payload.len() && stream.queued() < HIGH_WATER {
                     let end = (*sent + CHUNK).min(payload.len());
                     stream.write(ring, &payload[*sent..end])?;
