@@ -209,6 +209,13 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         self.phase == Phase::Open
     }
 
+    /// Whether the session has ended: the peer closed cleanly, or it
+    /// failed. Nothing more is received; once [`is_idle`](TlsStream::is_idle)
+    /// too, everything queued (such as this side's `close_notify`) is sent.
+    pub fn is_ended(&self) -> bool {
+        self.receiving_ended()
+    }
+
     /// Whether no task of the stream is in flight: the fd may be closed and
     /// the stream dropped without cutting anything short.
     pub fn is_idle(&self) -> bool {

@@ -29,6 +29,9 @@ pub enum Role {
     /// Sends the request after the handshake, then reads until the peer
     /// closes, and closes too.
     Request { request: Vec<u8>, sent: usize },
+    /// Answers a request (once its head has arrived) with the response,
+    /// then closes.
+    Reply { response: Vec<u8> },
     /// Cancels its stream at its first event, in the middle of the
     /// handshake.
     CancelEarly,
@@ -184,6 +187,12 @@ impl Side {
                     stream.write(ring, &bytes)?;
                 }
                 stream.recycle(bytes);
+                if let Role::Reply { response } = &mut self.role {
+                    if self.received.windows(4).any(|w| w == b"\r\n\r\n") && !response.is_empty() {
+                        stream.write(ring, &std::mem::take(response))?;
+                        stream.shutdown(ring);
+                    }
+                }
                 if let Role::Send { payload, .. } = &self.role {
                     if self.received.len() >= payload.len() {
                         stream.shutdown(ring);
