@@ -53,7 +53,7 @@
 //! a new rustls release changes this crate, not its users. The crypto
 //! provider is `ring` by default (a short cold build), `aws-lc-rs` with
 //! that feature; the `webpki-roots` feature adds
-//! [`client_config_with_webpki_roots`] (Mozilla's roots compiled in).
+//! `client_config_with_webpki_roots` (Mozilla's roots compiled in).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

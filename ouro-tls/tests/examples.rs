@@ -40,7 +40,7 @@ fn tls_echo_echoes_each_client_and_survives_one_that_leaves_mid_handshake() {
     for len in [1, 300_000] {
         let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
         let socket = Rc::new(std::net::TcpStream::connect(addr).unwrap());
-        let config = client_config(&[pki.ca.clone()], &[], Versions::Both).unwrap();
+        let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
         let stream = TlsStream::client(socket, config, "localhost", Ctx::new(on_tls)).unwrap();
         let mut pair = Pair::alone(
             stream,

@@ -17,7 +17,7 @@ fn open_fds() -> usize {
 }
 
 fn session(pki: &Pki, leaf: &Leaf, client_role: Role, server_role: Role) -> Pair {
-    let client = client_config(&[pki.ca.clone()], &[], Versions::Both).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
     let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
     Pair::new(client, client_role, server, server_role).run()
 }

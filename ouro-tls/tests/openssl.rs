@@ -91,7 +91,7 @@ fn ouro_client_against_s_server(version: TlsVersion) {
             .expect("openssl s_server (apt-get install openssl)"),
     );
     let socket = Rc::new(connect_when_listening(port));
-    let config = client_config(&[pki.ca.clone()], &[], Versions::Both).unwrap();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
     let stream = TlsStream::client(socket, config, "localhost", Ctx::new(on_tls)).unwrap();
     let request = b"GET / HTTP/1.0\r\n\r\n".to_vec();
     let mut pair = Pair::alone(stream, Role::Request { request, sent: 0 });

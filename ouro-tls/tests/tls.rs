@@ -24,7 +24,7 @@ fn payload(len: usize) -> Vec<u8> {
 }
 
 fn echo_pair(pki: &Pki, leaf: &Leaf, versions: Versions, payload: Vec<u8>) -> Pair {
-    let client = client_config(&[pki.ca.clone()], &[], versions).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], versions).unwrap();
     let server = server_config(leaf.chain.clone(), leaf.key(), &[], versions).unwrap();
     Pair::new(client, Role::Send { payload, sent: 0 }, server, Role::Echo).run()
 }
@@ -74,7 +74,7 @@ fn both_versions_offered_negotiate_tls13() {
 fn alpn_protocol_is_negotiated_and_reported_to_both_sides() {
     let _limit = limit();
     let pki = Pki::new();
-    let client = client_config(&[pki.ca.clone()], &[b"h2", b"http/1.1"], Versions::Both).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[b"h2", b"http/1.1"], Versions::Both).unwrap();
     let leaf = &pki.localhost;
     let server = server_config(
         leaf.chain.clone(),
@@ -134,7 +134,7 @@ fn client_refuses_a_ca_certificate_used_as_the_leaf() {
 fn server_closing_without_close_notify_is_reported_as_truncation() {
     let _limit = limit();
     let pki = Pki::new();
-    let client = client_config(&[pki.ca.clone()], &[], Versions::Both).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
     let leaf = &pki.localhost;
     let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
     let cut = Role::Cut {
@@ -159,7 +159,7 @@ fn client_to_silent_peer(role: Role, timeout: Option<Duration>) -> (Pair, Ring<P
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let socket = Rc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
     let (silent, _) = listener.accept().unwrap();
-    let config = client_config(&[pki.ca.clone()], &[], Versions::Both).unwrap();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
     let mut stream =
         TlsStream::client(socket, config, "localhost", Ctx::new(support::pair::on_tls)).unwrap();
     if let Some(timeout) = timeout {
@@ -206,7 +206,7 @@ fn cancel_before_the_first_turn_ends_the_stream_without_a_deadline() {
 #[test]
 fn a_server_name_that_is_no_name_is_refused() {
     let pki = Pki::new();
-    let config = client_config(&[pki.ca.clone()], &[], Versions::Both).unwrap();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
     let (socket, _peer) = support::pair::tcp_pair();
     let err = TlsStream::<Pair, _>::client(
         socket,
