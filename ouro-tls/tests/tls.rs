@@ -74,7 +74,12 @@ fn both_versions_offered_negotiate_tls13() {
 fn alpn_protocol_is_negotiated_and_reported_to_both_sides() {
     let _limit = limit();
     let pki = Pki::new();
-    let client = client_config(std::slice::from_ref(&pki.ca), &[b"h2", b"http/1.1"], Versions::Both).unwrap();
+    let client = client_config(
+        std::slice::from_ref(&pki.ca),
+        &[b"h2", b"http/1.1"],
+        Versions::Both,
+    )
+    .unwrap();
     let leaf = &pki.localhost;
     let server = server_config(
         leaf.chain.clone(),
