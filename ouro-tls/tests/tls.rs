@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
@@ -232,4 +233,69 @@ fn configs_refuse_no_roots_and_a_key_for_another_certificate() {
     let err =
         server_config(pki.localhost.chain.clone(), wrong_key, &[], Versions::Both).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
+
+/// A server stream alone on a ring; the client's end is the test's.
+fn lone_server(pki: &Pki, timeout: Option<Duration>) -> (Pair, Ring<Pair>, TcpStream) {
+    let (client, server) = support::pair::tcp_pair();
+    let leaf = &pki.localhost;
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let mut stream = TlsStream::server(server, config, Ctx::new(support::pair::on_tls)).unwrap();
+    if let Some(timeout) = timeout {
+        stream = stream.with_handshake_timeout(timeout);
+    }
+    let mut pair = Pair::alone(stream, Role::Echo);
+    let mut ring = Ring::new(16).unwrap();
+    pair.start(&mut ring);
+    let client = Rc::try_unwrap(client).expect("the only owner");
+    (pair, ring, client)
+}
+
+#[test]
+fn a_server_sent_plain_http_fails_with_invalid_data_and_answers_with_an_alert() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let (pair, ring, mut client) = lone_server(&pki, None);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "not an alert record: {answer:?}"
+    );
+}
+
+#[test]
+fn a_server_whose_client_never_says_hello_fails_at_the_handshake_deadline() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let (pair, ring, _client) = lone_server(&pki, Some(Duration::from_millis(50)));
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
+#[test]
+fn a_client_cut_off_mid_hello_is_a_truncation_during_the_handshake() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let (pair, ring, mut client) = lone_server(&pki, None);
+    // The first bytes of a ClientHello record, then the end.
+    client
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert!(ouro_tls::is_truncated(&err), "{err}");
+    assert!(
+        err.to_string().contains("during the TLS handshake"),
+        "{err}"
+    );
 }
