@@ -8,7 +8,7 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ouro::{Completion, Ctx, OpFd, OpKind, Outcome, Ring, RingFd, Task, WriteQueue};
+use ouro::{Buf, Completion, Ctx, OpFd, OpKind, Outcome, Ring, RingFd, Task, WriteQueue};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 
@@ -139,14 +139,14 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// An `InvalidInput` error (and nothing changed) for a completion of
     /// another kind of operation.
     pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
-        match c.op() {
-            OpKind::Send => self.on_sent(ring, c),
-            OpKind::Recv => match c.outcome {
-                Outcome::Recv(result, buf) => self.on_received(ring, result, buf.into_vec()),
-                _ => unreachable!("a receive's outcome is Recv"),
-            },
-            OpKind::Timer => self.on_timer(ring, c.result()),
-            OpKind::Shutdown => self.socket_shutdown = SocketShutdown::Done,
+        if c.op() == OpKind::Send {
+            self.on_sent(ring, c);
+            return Ok(());
+        }
+        match c.outcome {
+            Outcome::Recv(result, buf) => self.on_received(ring, result, into_vec(buf)),
+            Outcome::Timer(result) => self.on_timer(ring, result),
+            Outcome::Shutdown(_) => self.socket_shutdown = SocketShutdown::Done,
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -248,7 +248,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         match self.out.on_sent(ring, c) {
             Ok(progress) => {
                 if let Some(done) = progress.finished {
-                    self.recycle(done.into_vec());
+                    self.recycle(into_vec(done));
                 }
                 self.events.push_back(TlsEvent::Written {
                     queued: progress.queued,
@@ -391,6 +391,12 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     fn take_spare(&mut self) -> Vec<u8> {
         self.spare.pop().unwrap_or_default()
     }
+}
+
+/// The vector a stream's buffer was made from (the stream only hands
+/// vectors to the ring), whatever was consumed of it.
+fn into_vec(buf: Buf) -> Vec<u8> {
+    buf.downcast::<Vec<u8>>().unwrap_or_else(Buf::into_vec)
 }
 
 /// The error for an end of stream without `close_notify`: during the
