@@ -15,8 +15,10 @@ use rustls::{ClientConfig, ServerConfig};
 use crate::session::Session;
 use crate::{Handshake, TlsEvent};
 
-/// Room for one full TLS record (16 KiB of plaintext and its overhead).
-const RECV_CAPACITY: usize = 16 * 1024 + 512;
+/// The receive buffer's size by default: two full TLS records (16 KiB of
+/// plaintext each, and their overhead), so that a busy stream takes more
+/// than one record per ring turn.
+const RECV_CAPACITY: usize = 2 * (16 * 1024 + 512);
 /// Spare vectors kept for records and plaintext; more are dropped.
 const SPARE_VECS: usize = 8;
 
@@ -51,6 +53,8 @@ pub struct TlsStream<S, F = RingFd> {
     fd: F,
     ctx: Ctx<S>,
     out: WriteQueue<S, F>,
+    /// Records made while a send was in flight, for the next send.
+    waiting: Vec<u8>,
     phase: Phase,
     recv_buf: Option<Vec<u8>>,
     recv_task: Option<Task>,
@@ -101,6 +105,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         TlsStream {
             session,
             out: WriteQueue::new(fd.clone(), ctx),
+            waiting: Vec::new(),
             fd,
             ctx,
             phase: Phase::Handshaking,
@@ -113,6 +118,14 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             spare: Vec::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Receives into a buffer of `capacity` bytes (at least 1) instead of
+    /// the default 33 KiB: larger takes more records per receive on a busy
+    /// stream, smaller holds less memory per idle one.
+    pub fn with_receive_capacity(mut self, capacity: usize) -> TlsStream<S, F> {
+        self.recv_buf = Some(Vec::with_capacity(capacity.max(1)));
+        self
     }
 
     /// Fails the session with `TimedOut` if its handshake has not finished
@@ -177,7 +190,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         }
         self.session.write_plaintext(plaintext)?;
         self.flush(ring);
-        Ok(self.out.queued())
+        Ok(self.queued())
     }
 
     /// Sends `close_notify` after everything written so far, then shuts
@@ -227,7 +240,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     /// Bytes of records queued on the socket and not yet sent.
     pub fn queued(&self) -> usize {
-        self.out.queued()
+        self.out.queued() + self.waiting.len()
     }
 
     /// The socket the stream runs on.
@@ -250,12 +263,15 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
                 if let Some(done) = progress.finished {
                     self.recycle(into_vec(done));
                 }
-                self.events.push_back(TlsEvent::Written {
-                    queued: progress.queued,
-                });
+                self.send_waiting(ring);
+                let queued = self.queued();
+                self.events.push_back(TlsEvent::Written { queued });
                 self.shutdown_socket_when_sent(ring);
             }
-            Err(err) => self.fail(ring, err),
+            Err(err) => {
+                self.waiting.clear();
+                self.fail(ring, err);
+            }
         }
     }
 
@@ -360,20 +376,31 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     /// Moves the records the session has made into the write queue.
+    /// While a send is in flight, records gather in `waiting`, so that the
+    /// next send takes all of them at once (one send per record would cost
+    /// a ring turn per record).
     fn flush(&mut self, ring: &mut Ring<S>) {
         if !self.session.wants_write() || self.out.has_failed() {
             return;
         }
-        let mut records = self.take_spare();
-        if let Err(err) = self.session.write_records(&mut records) {
+        if let Err(err) = self.session.write_records(&mut self.waiting) {
             return self.fail(ring, err);
         }
+        self.send_waiting(ring);
+    }
+
+    fn send_waiting(&mut self, ring: &mut Ring<S>) {
+        if self.waiting.is_empty() || !self.out.is_idle() {
+            return;
+        }
+        let records = std::mem::replace(&mut self.waiting, self.spare.pop().unwrap_or_default());
         // Only an earlier send's failure, already reported, refuses a push.
         let _ = self.out.push(ring, records);
     }
 
     fn shutdown_socket_when_sent(&mut self, ring: &mut Ring<S>) {
         if self.close_notify_sent
+            && self.waiting.is_empty()
             && self.socket_shutdown == SocketShutdown::NotYet
             && self.out.is_idle()
         {

@@ -299,3 +299,56 @@ fn a_client_cut_off_mid_hello_is_a_truncation_during_the_handshake() {
         "{err}"
     );
 }
+
+#[test]
+fn echo_arrives_intact_through_one_byte_receive_buffers() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let sent = payload(40_000);
+    let send = Role::Send {
+        payload: sent.clone(),
+        sent: 0,
+    };
+    let pair = Pair::new(client, send, server, Role::Echo)
+        .receive_capacity(1)
+        .run();
+    assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+    assert!(pair.client.received == sent, "the echo differs");
+    assert!(pair.client.closed && pair.server.closed);
+}
+
+#[test]
+fn plaintext_written_before_the_handshake_is_sent_after_it() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Tls12).unwrap();
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Tls12).unwrap();
+    let early = b"said before the handshake".to_vec();
+    // Already "sent": the role writes nothing more after the handshake.
+    let send = Role::Send {
+        payload: early.clone(),
+        sent: early.len(),
+    };
+    let mut pair = Pair::new(client, send, server, Role::Echo);
+    let mut ring = Ring::new(16).unwrap();
+    let queued = pair
+        .client
+        .stream
+        .as_mut()
+        .unwrap()
+        .write(&mut ring, &early)
+        .unwrap();
+    // Only the ClientHello: the plaintext waits for the handshake's keys.
+    assert!(
+        queued > 0 && queued < early.len() + 512,
+        "{queued} bytes queued"
+    );
+    pair.start(&mut ring);
+    let pair = pair.finish(ring);
+    assert_eq!(pair.server.received, early);
+    assert_eq!(pair.client.received, early);
+}

@@ -90,6 +90,17 @@ impl Pair {
         }
     }
 
+    /// Both streams receive into buffers of `capacity` bytes.
+    pub fn receive_capacity(mut self, capacity: usize) -> Pair {
+        for side in [&mut self.client, &mut self.server] {
+            side.stream = side
+                .stream
+                .take()
+                .map(|s| s.with_receive_capacity(capacity));
+        }
+        self
+    }
+
     /// One stream alone (its peer is the test's), as the client side.
     pub fn alone(stream: Stream, role: Role) -> Pair {
         Pair {
