@@ -87,10 +87,10 @@ pub enum TlsEvent {
     /// Plaintext from the peer, in order; give the vector back with
     /// [`TlsStream::recycle`] to spare an allocation.
     Received(Vec<u8>),
-    /// A send of records finished; `queued` bytes of records are still
-    /// waiting (0: everything written so far is on the socket).
+    /// A send of records finished; `queued` bytes are still waiting (0:
+    /// everything written so far is on the socket).
     Written {
-        /// Bytes of records not yet sent.
+        /// Bytes not yet sent, as [`TlsStream::queued`] counts them.
         queued: usize,
     },
     /// The peer closed cleanly (`close_notify`): every byte it sent has

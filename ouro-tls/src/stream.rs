@@ -55,6 +55,9 @@ pub struct TlsStream<S, F = RingFd> {
     out: WriteQueue<S, F>,
     /// Records made while a send was in flight, for the next send.
     waiting: Vec<u8>,
+    /// Plaintext written during the handshake, which waits in the session
+    /// for its keys.
+    early_plaintext: usize,
     phase: Phase,
     recv_buf: Option<Vec<u8>>,
     recv_task: Option<Task>,
@@ -106,6 +109,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             session,
             out: WriteQueue::new(fd.clone(), ctx),
             waiting: Vec::new(),
+            early_plaintext: 0,
             fd,
             ctx,
             phase: Phase::Handshaking,
@@ -176,9 +180,9 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     /// Queues `plaintext` to be sent (encrypted once the handshake is done;
-    /// before that it waits) and returns the bytes of records now queued
-    /// on the socket: the backpressure signal, also reported by
-    /// [`TlsEvent::Written`]. Stop producing while it is high.
+    /// before that it waits) and returns the bytes now queued (see
+    /// [`queued`](TlsStream::queued)): the backpressure signal, also
+    /// reported by [`TlsEvent::Written`]. Stop producing while it is high.
     ///
     /// `BrokenPipe` after [`shutdown`](TlsStream::shutdown) or a failure.
     pub fn write(&mut self, ring: &mut Ring<S>, plaintext: &[u8]) -> io::Result<usize> {
@@ -189,6 +193,9 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             ));
         }
         self.session.write_plaintext(plaintext)?;
+        if self.session.is_handshaking() {
+            self.early_plaintext += plaintext.len();
+        }
         self.flush(ring);
         Ok(self.queued())
     }
@@ -238,9 +245,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             && self.socket_shutdown != SocketShutdown::InFlight
     }
 
-    /// Bytes of records queued on the socket and not yet sent.
+    /// Bytes queued and not yet sent: records, and plaintext written
+    /// during the handshake (waiting for its keys).
     pub fn queued(&self) -> usize {
-        self.out.queued() + self.waiting.len()
+        self.out.queued() + self.waiting.len() + self.early_plaintext
     }
 
     /// The socket the stream runs on.
@@ -323,6 +331,8 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     fn handshake_done(&mut self, ring: &mut Ring<S>) {
         self.phase = Phase::Open;
+        // The session has turned that plaintext into records, now counted.
+        self.early_plaintext = 0;
         self.cancel_timer(ring);
         let Some(version) = self.session.protocol_version() else {
             return self.fail(

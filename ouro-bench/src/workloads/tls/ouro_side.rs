@@ -115,7 +115,9 @@ fn on_tls(bench: &mut Bench, ring: &mut Ring<Bench>, c: Completion) -> io::Resul
                     bench.send_more(ring)?;
                 }
             }
-            TlsEvent::Written { .. } if side == CLIENT => bench.send_more(ring)?,
+            TlsEvent::Written { .. } if side == CLIENT && bench.client.is_open() => {
+                bench.send_more(ring)?
+            }
             TlsEvent::Received(bytes) => {
                 bench.to_receive = bench.to_receive.saturating_sub(bytes.len() as u64);
                 bench.server.recycle(bytes);
