@@ -174,7 +174,7 @@ fn answer_control() {
 }
 
 /// This process's CPU time (user + system, all threads), in microseconds.
-fn cpu_micros() -> u64 {
+pub(crate) fn cpu_micros() -> u64 {
     // SAFETY: getrusage fills the zeroed struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.

@@ -19,6 +19,7 @@ pub mod idle;
 pub mod msg;
 pub mod nop;
 pub mod timers;
+pub mod tls;
 
 /// How every workload runs: how often, and which contestants.
 #[derive(Debug, Args)]
@@ -77,6 +78,10 @@ pub enum Workload {
     /// eventfd wake-ups), crossbeam-channel and eventfd; round trips
     /// (roundtrips_per_sec, p50_ns) and one-way msgs_per_sec.
     Msg(msg::Options),
+    /// TLS over loopback, ouro-tls against tokio-rustls (same rustls and
+    /// provider): handshakes_per_sec, cpu_us_per_handshake, mb_per_sec
+    /// and cpu_us_per_mb of plaintext in 16 KiB records (not part of `all`).
+    Tls(tls::Options),
     /// Every workload above, in one run, with the goals checked.
     All(all::Options),
     /// ouro's example servers (echo, HTTP, RESP) on both backends against
@@ -103,6 +108,7 @@ impl Workload {
             Workload::Http(options) => http::steps(options, settings),
             Workload::Idle(options) => idle::steps(options, settings),
             Workload::Msg(options) => msg::steps(options, settings),
+            Workload::Tls(options) => tls::steps(options, settings),
             Workload::All(options) => all::steps(options, settings),
             Workload::Hostile(_) | Workload::Serve(_) | Workload::Report(_) => 0,
         }
@@ -122,6 +128,7 @@ impl Workload {
             Workload::Http(options) => http::measure(options, settings, results, progress),
             Workload::Idle(options) => idle::measure(options, settings, results, progress),
             Workload::Msg(options) => msg::measure(options, settings, results, progress),
+            Workload::Tls(options) => tls::measure(options, settings, results, progress),
             Workload::All(options) => all::measure(options, settings, results, progress),
             Workload::Hostile(options) => hostile::run(options, &hostile::Output::default()),
             Workload::Serve(options) => crate::server::serve(options),

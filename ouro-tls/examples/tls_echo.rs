@@ -1,0 +1,129 @@
+//! A TLS echo server: every byte a client sends comes back, until the
+//! client closes (with `close_notify`, answered by ours). Connections are
+//! accepted on the ring and kept in a `ConnTable`; each gets a 10 s
+//! handshake deadline. Prints the address it listens on.
+//!
+//! ```sh
+//! cargo run -p ouro-tls --example tls_echo -- 127.0.0.1:8443 cert.pem key.pem
+//! ```
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RunMode};
+use ouro_tls::{
+    certificates_from_pem, private_key_from_pem, server_config, ServerConfig, TlsEvent, TlsStream,
+    Versions,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [addr, cert_file, key_file] = &args[..] else {
+        eprintln!("usage: tls_echo ADDR CERT_PEM KEY_PEM");
+        std::process::exit(2);
+    };
+    if let Err(err) = run(addr, cert_file, key_file) {
+        eprintln!("tls_echo: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run(addr: &str, cert_file: &str, key_file: &str) -> io::Result<()> {
+    let chain = certificates_from_pem(&std::fs::read(cert_file)?)?;
+    let key = private_key_from_pem(&std::fs::read(key_file)?)?;
+    let config = server_config(chain, key, &[], Versions::Both)?;
+    let listener = TcpListener::bind(addr)?;
+    println!("listening on {}", listener.local_addr()?);
+    serve(listener, config, None)
+}
+
+type Conn = TlsStream<Server, Rc<TcpStream>>;
+
+pub struct Server {
+    listener: Rc<TcpListener>,
+    config: Arc<ServerConfig>,
+    conns: ConnTable<Conn>,
+    /// Connections still to accept (`None`: forever).
+    to_accept: Option<usize>,
+}
+
+/// Serves on `listener` with `config`; after `connections` connections
+/// (if given) stops accepting and returns once they have all ended.
+pub fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    connections: Option<usize>,
+) -> io::Result<()> {
+    let mut ring = Ring::new(256)?;
+    let mut server = Server {
+        listener: Rc::new(listener),
+        config,
+        conns: ConnTable::with_capacity(64),
+        to_accept: connections,
+    };
+    server.accept_next(&mut ring);
+    ring.run(&mut server, RunMode::UntilDone)
+}
+
+impl Server {
+    fn accept_next(&mut self, ring: &mut Ring<Server>) {
+        if self.to_accept == Some(0) {
+            return;
+        }
+        self.to_accept = self.to_accept.map(|n| n - 1);
+        ring.accept(self.listener.clone(), Ctx::new(on_accept));
+    }
+
+    fn start(&mut self, ring: &mut Ring<Server>, fd: OwnedFd) -> io::Result<()> {
+        let socket = Rc::new(TcpStream::from(fd));
+        let config = self.config.clone();
+        let key = self.conns.insert_with(|key| {
+            TlsStream::server(socket, config, Ctx::new(on_tls).key(key))
+                .map(|tls| tls.with_handshake_timeout(Duration::from_secs(10)))
+                .expect("a server session from a checked config")
+        });
+        self.conns.get_mut(key).expect("just inserted").start(ring);
+        Ok(())
+    }
+}
+
+fn on_accept(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
+    server.accept_next(ring);
+    match c.outcome {
+        Outcome::Accept(Ok((fd, _peer))) => server.start(ring, fd),
+        // One failed accept (the peer gone, no fd left) ends no other.
+        Outcome::Accept(Err(err)) => {
+            eprintln!("tls_echo: accept: {err}");
+            Ok(())
+        }
+        other => Err(io::Error::other(format!("not an accept: {other:?}"))),
+    }
+}
+
+fn on_tls(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
+    let key = c.key();
+    let Some(conn) = server.conns.get_mut(key) else {
+        return Ok(()); // a connection already gone
+    };
+    conn.on_completion(ring, c)?;
+    while let Some(event) = conn.next_event() {
+        match event {
+            TlsEvent::Received(bytes) => {
+                // A failed write has been reported as Failed already.
+                let _ = conn.write(ring, &bytes);
+                conn.recycle(bytes);
+            }
+            TlsEvent::Closed => conn.shutdown(ring),
+            TlsEvent::Failed(err) => eprintln!("tls_echo: connection {key}: {err}"),
+            TlsEvent::HandshakeDone(_) | TlsEvent::Written { .. } => {}
+        }
+    }
+    if conn.is_ended() && conn.is_idle() {
+        server.conns.remove(key);
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Client and server configurations on the crate's crypto provider, and
+//! certificates and keys read from PEM.
+
+use std::io;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("ouro-tls needs a crypto provider: the feature `ring` (default) or `aws-lc-rs`");
+
+/// Which TLS versions a configuration offers or accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Versions {
+    /// TLS 1.3 and TLS 1.2 (1.3 preferred).
+    #[default]
+    Both,
+    /// TLS 1.2 only.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+impl Versions {
+    fn protocols(self) -> &'static [&'static SupportedProtocolVersion] {
+        static BOTH: [&SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static TLS12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+        static TLS13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            Versions::Both => &BOTH,
+            Versions::Tls12 => &TLS12,
+            Versions::Tls13 => &TLS13,
+        }
+    }
+}
+
+/// The crypto provider the crate was built with: `aws-lc-rs` when that
+/// feature is on, else `ring`.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // rustls deprecates ring's provider for lacking post-quantum key
+    // exchange; it stays the default for its short cold build.
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    #[allow(deprecated)]
+    return Arc::new(rustls::crypto::ring::default_provider());
+}
+
+/// A client configuration trusting exactly `roots` (the CA certificates
+/// a server's chain must lead to), offering `alpn` in order of preference.
+///
+/// An `InvalidInput` error for a root that is not a valid CA certificate
+/// or for no roots at all.
+pub fn client_config(
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> io::Result<Arc<ClientConfig>> {
+    if roots.is_empty() {
+        return Err(invalid_input(
+            "no root certificates: every server would be refused",
+        ));
+    }
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store
+            .add(root.clone())
+            .map_err(|err| invalid_input(&format!("bad root certificate: {err}")))?;
+    }
+    client_config_with_store(store, alpn, versions)
+}
+
+/// A client configuration trusting Mozilla's root certificates (compiled
+/// in from `webpki-roots`), offering `alpn` in order of preference.
+#[cfg(feature = "webpki-roots")]
+pub fn client_config_with_webpki_roots(
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> io::Result<Arc<ClientConfig>> {
+    let store = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    client_config_with_store(store, alpn, versions)
+}
+
+fn client_config_with_store(
+    store: RootCertStore,
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> io::Result<Arc<ClientConfig>> {
+    let mut config = ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(versions.protocols())
+        .map_err(|err| invalid_input(&err.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A server configuration presenting `chain` (the leaf first, then the
+/// intermediates) with its private `key`, accepting `alpn` (the client's
+/// first offer that is in this list wins; none: ALPN is not negotiated).
+///
+/// An `InvalidInput` error when the key does not match the leaf or is of
+/// a kind the provider does not support.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> io::Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(versions.protocols())
+        .map_err(|err| invalid_input(&err.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|err| invalid_input(&format!("bad certificate or key: {err}")))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The certificates in a PEM text (`-----BEGIN CERTIFICATE-----` blocks),
+/// in order. An `InvalidData` error for a malformed block or none at all.
+pub fn certificates_from_pem(pem: &[u8]) -> io::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| invalid_data(&format!("bad PEM certificate: {err}")))?;
+    if certs.is_empty() {
+        return Err(invalid_data("no certificate in the PEM text"));
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM text.
+pub fn private_key_from_pem(pem: &[u8]) -> io::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|err| invalid_data(&format!("bad PEM private key: {err}")))
+}
+
+fn invalid_input(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why.to_owned())
+}
+
+fn invalid_data(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.to_owned())
+}

@@ -1,0 +1,449 @@
+//! `TlsStream`: a TLS session over a connected socket, as a component of a
+//! ring: one receive in flight into an owned buffer, records written
+//! through a `WriteQueue`, a timer for the handshake deadline.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ouro::{Buf, Completion, Ctx, OpFd, OpKind, Outcome, Ring, RingFd, Task, WriteQueue};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+
+use crate::session::Session;
+use crate::{Handshake, TlsEvent};
+
+/// The receive buffer's size by default: two full TLS records (16 KiB of
+/// plaintext each, and their overhead), so that a busy stream takes more
+/// than one record per ring turn.
+const RECV_CAPACITY: usize = 2 * (16 * 1024 + 512);
+/// Spare vectors kept for records and plaintext; more are dropped.
+const SPARE_VECS: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not started, or handshaking.
+    Handshaking,
+    /// The handshake is done; data flows both ways.
+    Open,
+    /// The peer's `close_notify` arrived: nothing more is received, and
+    /// sending may go on.
+    PeerClosed,
+    /// The session failed: nothing more is received or sent.
+    Failed,
+}
+
+/// A TLS client or server session over a connected socket `F` (a
+/// [`RingFd`] or a shared owner such as `Rc<TcpStream>`), driven by the
+/// completions of its tasks.
+///
+/// Every task the stream schedules carries the `ctx` it was made with, so
+/// the user's callback gets them (its key says which stream) and hands
+/// each to [`on_completion`](TlsStream::on_completion); what happened comes
+/// out of [`next_event`](TlsStream::next_event) as [`TlsEvent`]s.
+///
+/// The stream keeps one receive in flight into a buffer it owns and
+/// reuses, and sends records through a [`WriteQueue`]; once the vectors it
+/// recycles have grown to their peak it allocates nothing per record. The
+/// fd stays the caller's: close it once [`is_idle`](TlsStream::is_idle).
+pub struct TlsStream<S, F = RingFd> {
+    session: Session,
+    fd: F,
+    ctx: Ctx<S>,
+    out: WriteQueue<S, F>,
+    /// Records made while a send was in flight, for the next send.
+    waiting: Vec<u8>,
+    /// Plaintext written during the handshake, which waits in the session
+    /// for its keys.
+    early_plaintext: usize,
+    phase: Phase,
+    recv_buf: Option<Vec<u8>>,
+    recv_task: Option<Task>,
+    handshake_timeout: Option<Duration>,
+    timer: Option<Task>,
+    close_notify_sent: bool,
+    socket_shutdown: SocketShutdown,
+    spare: Vec<Vec<u8>>,
+    events: VecDeque<TlsEvent>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketShutdown {
+    NotYet,
+    InFlight,
+    Done,
+}
+
+impl<S, F: OpFd + Clone> TlsStream<S, F> {
+    /// A client session to `server_name` (checked against the server's
+    /// certificate, and sent as SNI when it is a DNS name) over the
+    /// connected socket `fd`. [`start`](TlsStream::start) it on a ring.
+    ///
+    /// An `InvalidInput` error for a name that is neither a DNS name nor
+    /// an IP address.
+    pub fn client(
+        fd: F,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        ctx: Ctx<S>,
+    ) -> io::Result<TlsStream<S, F>> {
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|err| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad server name {server_name:?}: {err}"),
+            )
+        })?;
+        Ok(TlsStream::new(Session::client(config, name)?, fd, ctx))
+    }
+
+    /// A server session over the accepted socket `fd`.
+    /// [`start`](TlsStream::start) it on a ring.
+    pub fn server(fd: F, config: Arc<ServerConfig>, ctx: Ctx<S>) -> io::Result<TlsStream<S, F>> {
+        Ok(TlsStream::new(Session::server(config)?, fd, ctx))
+    }
+
+    fn new(session: Session, fd: F, ctx: Ctx<S>) -> TlsStream<S, F> {
+        TlsStream {
+            session,
+            out: WriteQueue::new(fd.clone(), ctx),
+            waiting: Vec::new(),
+            early_plaintext: 0,
+            fd,
+            ctx,
+            phase: Phase::Handshaking,
+            recv_buf: Some(Vec::with_capacity(RECV_CAPACITY)),
+            recv_task: None,
+            handshake_timeout: None,
+            timer: None,
+            close_notify_sent: false,
+            socket_shutdown: SocketShutdown::NotYet,
+            spare: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Receives into a buffer of `capacity` bytes (at least 1) instead of
+    /// the default 33 KiB: larger takes more records per receive on a busy
+    /// stream, smaller holds less memory per idle one.
+    pub fn with_receive_capacity(mut self, capacity: usize) -> TlsStream<S, F> {
+        self.recv_buf = Some(Vec::with_capacity(capacity.max(1)));
+        self
+    }
+
+    /// Fails the session with `TimedOut` if its handshake has not finished
+    /// within `timeout` of [`start`](TlsStream::start).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> TlsStream<S, F> {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// Starts the session: the client sends its hello, both sides start
+    /// receiving, and the handshake deadline (if any) starts running.
+    /// Works on every backend (receive and send; io_uring 5.11).
+    pub fn start(&mut self, ring: &mut Ring<S>) {
+        if let Some(timeout) = self.handshake_timeout {
+            self.timer = Some(ring.timer(timeout, self.ctx));
+        }
+        self.flush(ring);
+        self.receive(ring);
+    }
+
+    /// Takes a completion of one of the stream's tasks; then read what it
+    /// did with [`next_event`](TlsStream::next_event).
+    ///
+    /// An `InvalidInput` error (and nothing changed) for a completion of
+    /// another kind of operation.
+    pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
+        if c.op() == OpKind::Send {
+            self.on_sent(ring, c);
+            return Ok(());
+        }
+        match c.outcome {
+            Outcome::Recv(result, buf) => self.on_received(ring, result, into_vec(buf)),
+            Outcome::Timer(result) => self.on_timer(ring, result),
+            Outcome::Shutdown(_) => self.socket_shutdown = SocketShutdown::Done,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("not a completion of a TLS stream: {other:?}"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The next thing that happened, oldest first.
+    pub fn next_event(&mut self) -> Option<TlsEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues `plaintext` to be sent (encrypted once the handshake is done;
+    /// before that it waits) and returns the bytes now queued (see
+    /// [`queued`](TlsStream::queued)): the backpressure signal, also
+    /// reported by [`TlsEvent::Written`]. Stop producing while it is high.
+    ///
+    /// `BrokenPipe` after [`shutdown`](TlsStream::shutdown) or a failure.
+    pub fn write(&mut self, ring: &mut Ring<S>, plaintext: &[u8]) -> io::Result<usize> {
+        if self.close_notify_sent || self.out.has_failed() || self.phase == Phase::Failed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the TLS session is shut down or has failed",
+            ));
+        }
+        self.session.write_plaintext(plaintext)?;
+        if self.session.is_handshaking() {
+            self.early_plaintext += plaintext.len();
+        }
+        self.flush(ring);
+        Ok(self.queued())
+    }
+
+    /// Sends `close_notify` after everything written so far, then shuts
+    /// down the socket's sending side. Receiving goes on until the peer
+    /// closes. Further writes fail; a second call does nothing.
+    pub fn shutdown(&mut self, ring: &mut Ring<S>) {
+        if self.close_notify_sent {
+            return;
+        }
+        self.close_notify_sent = true;
+        self.session.send_close_notify();
+        self.flush(ring);
+        self.shutdown_socket_when_sent(ring);
+    }
+
+    /// Cancels the stream's receive and its handshake deadline: the
+    /// receive's completion then reports the cancellation as
+    /// [`TlsEvent::Failed`] (see [`ouro::is_canceled`]) unless the session
+    /// had already ended. Sends in flight finish on their own.
+    pub fn cancel(&mut self, ring: &mut Ring<S>) {
+        if let Some(task) = self.recv_task {
+            ring.cancel(task, Ctx::none());
+        }
+        self.cancel_timer(ring);
+    }
+
+    /// Whether the handshake is done and the session not ended.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Whether the session has ended: the peer closed cleanly, or it
+    /// failed. Nothing more is received; once [`is_idle`](TlsStream::is_idle)
+    /// too, everything queued (such as this side's `close_notify`) is sent.
+    pub fn is_ended(&self) -> bool {
+        self.receiving_ended()
+    }
+
+    /// Whether no task of the stream is in flight: the fd may be closed and
+    /// the stream dropped without cutting anything short.
+    pub fn is_idle(&self) -> bool {
+        self.recv_task.is_none()
+            && self.timer.is_none()
+            && self.out.is_idle()
+            && self.socket_shutdown != SocketShutdown::InFlight
+    }
+
+    /// Bytes queued and not yet sent: records, and plaintext written
+    /// during the handshake (waiting for its keys).
+    pub fn queued(&self) -> usize {
+        self.out.queued() + self.waiting.len() + self.early_plaintext
+    }
+
+    /// The socket the stream runs on.
+    pub fn fd(&self) -> &F {
+        &self.fd
+    }
+
+    /// Gives back a vector from [`TlsEvent::Received`] for the stream to
+    /// reuse, so that steady state allocates nothing.
+    pub fn recycle(&mut self, mut vec: Vec<u8>) {
+        if self.spare.len() < SPARE_VECS {
+            vec.clear();
+            self.spare.push(vec);
+        }
+    }
+
+    fn on_sent(&mut self, ring: &mut Ring<S>, c: Completion) {
+        match self.out.on_sent(ring, c) {
+            Ok(progress) => {
+                if let Some(done) = progress.finished {
+                    self.recycle(into_vec(done));
+                }
+                self.send_waiting(ring);
+                let queued = self.queued();
+                self.events.push_back(TlsEvent::Written { queued });
+                self.shutdown_socket_when_sent(ring);
+            }
+            Err(err) => {
+                self.waiting.clear();
+                self.fail(ring, err);
+            }
+        }
+    }
+
+    fn on_received(&mut self, ring: &mut Ring<S>, result: io::Result<usize>, mut buf: Vec<u8>) {
+        self.recv_task = None;
+        let received = match result {
+            Ok(received) => received,
+            Err(err) => {
+                self.recv_buf = Some(buf);
+                return self.fail(ring, err);
+            }
+        };
+        if self.receiving_ended() {
+            self.recv_buf = Some(buf);
+            return;
+        }
+        if received == 0 {
+            self.recv_buf = Some(buf);
+            return self.fail(ring, truncated(self.phase));
+        }
+        let mut plaintext = self.take_spare();
+        let was_handshaking = self.session.is_handshaking();
+        let fed = self.session.feed(&buf, &mut plaintext);
+        buf.clear();
+        self.recv_buf = Some(buf);
+        // Whatever the session answers (handshake messages, or the alert
+        // that tells the peer why it failed) goes out first.
+        self.flush(ring);
+        let fed = match fed {
+            Ok(fed) => fed,
+            Err(err) => return self.fail(ring, err),
+        };
+        if was_handshaking && !self.session.is_handshaking() {
+            self.handshake_done(ring);
+        }
+        if plaintext.is_empty() {
+            self.recycle(plaintext);
+        } else {
+            self.events.push_back(TlsEvent::Received(plaintext));
+        }
+        if fed.peer_closed {
+            self.phase = Phase::PeerClosed;
+            self.cancel_timer(ring);
+            self.events.push_back(TlsEvent::Closed);
+            return;
+        }
+        self.receive(ring);
+    }
+
+    fn handshake_done(&mut self, ring: &mut Ring<S>) {
+        self.phase = Phase::Open;
+        // The session has turned that plaintext into records, now counted.
+        self.early_plaintext = 0;
+        self.cancel_timer(ring);
+        let Some(version) = self.session.protocol_version() else {
+            return self.fail(
+                ring,
+                io::Error::other("TLS handshake ended without a protocol version"),
+            );
+        };
+        self.events.push_back(TlsEvent::HandshakeDone(Handshake {
+            alpn: self.session.alpn_protocol(),
+            version,
+        }));
+    }
+
+    fn on_timer(&mut self, ring: &mut Ring<S>, result: io::Result<()>) {
+        self.timer = None;
+        // A cancelled timer is one whose handshake finished (or that the
+        // user cancelled): nothing to report.
+        if result.is_err() || self.phase != Phase::Handshaking {
+            return;
+        }
+        let err = io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the TLS handshake did not finish before its deadline",
+        );
+        self.fail(ring, err);
+    }
+
+    /// Reports `err` once and stops receiving; what is already queued
+    /// (such as the alert telling the peer why) is still sent.
+    fn fail(&mut self, ring: &mut Ring<S>, err: io::Error) {
+        if self.phase == Phase::Failed {
+            return;
+        }
+        self.phase = Phase::Failed;
+        self.events.push_back(TlsEvent::Failed(err));
+        self.cancel(ring);
+    }
+
+    fn receiving_ended(&self) -> bool {
+        matches!(self.phase, Phase::PeerClosed | Phase::Failed)
+    }
+
+    fn receive(&mut self, ring: &mut Ring<S>) {
+        if self.recv_task.is_some() || self.receiving_ended() {
+            return;
+        }
+        let Some(buf) = self.recv_buf.take() else {
+            return;
+        };
+        self.recv_task = Some(ring.recv(self.fd.clone(), buf, self.ctx));
+    }
+
+    /// Moves the records the session has made into the write queue.
+    /// While a send is in flight, records gather in `waiting`, so that the
+    /// next send takes all of them at once (one send per record would cost
+    /// a ring turn per record).
+    fn flush(&mut self, ring: &mut Ring<S>) {
+        if !self.session.wants_write() || self.out.has_failed() {
+            return;
+        }
+        if let Err(err) = self.session.write_records(&mut self.waiting) {
+            return self.fail(ring, err);
+        }
+        self.send_waiting(ring);
+    }
+
+    fn send_waiting(&mut self, ring: &mut Ring<S>) {
+        if self.waiting.is_empty() || !self.out.is_idle() {
+            return;
+        }
+        let records = std::mem::replace(&mut self.waiting, self.spare.pop().unwrap_or_default());
+        // Only an earlier send's failure, already reported, refuses a push.
+        let _ = self.out.push(ring, records);
+    }
+
+    fn shutdown_socket_when_sent(&mut self, ring: &mut Ring<S>) {
+        if self.close_notify_sent
+            && self.waiting.is_empty()
+            && self.socket_shutdown == SocketShutdown::NotYet
+            && self.out.is_idle()
+        {
+            self.socket_shutdown = SocketShutdown::InFlight;
+            ring.shutdown(self.fd.clone(), Shutdown::Write, self.ctx);
+        }
+    }
+
+    fn cancel_timer(&mut self, ring: &mut Ring<S>) {
+        if let Some(timer) = self.timer {
+            ring.cancel(timer, Ctx::none());
+        }
+    }
+
+    fn take_spare(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+}
+
+/// The vector a stream's buffer was made from (the stream only hands
+/// vectors to the ring), whatever was consumed of it.
+fn into_vec(buf: Buf) -> Vec<u8> {
+    buf.downcast::<Vec<u8>>().unwrap_or_else(Buf::into_vec)
+}
+
+/// The error for an end of stream without `close_notify`: during the
+/// handshake, or after it (the plaintext may have been cut short by an
+/// attacker, so it must not be taken as complete).
+fn truncated(phase: Phase) -> io::Error {
+    let why = if phase == Phase::Handshaking {
+        "the peer closed the connection during the TLS handshake"
+    } else {
+        "the peer closed the connection without close_notify: the data may be truncated"
+    };
+    io::Error::new(io::ErrorKind::UnexpectedEof, why)
+}

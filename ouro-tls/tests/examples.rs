@@ -1,0 +1,140 @@
+//! The examples over loopback with generated certificates: `tls_echo`
+//! serving ouro clients (and one that leaves mid-handshake), `https_get`
+//! fetching from an ouro server and refusing an expired certificate.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::rc::Rc;
+use std::thread;
+use std::time::Duration;
+
+use ouro::{Ctx, Ring};
+use ouro_tls::{client_config, server_config, TlsStream, Versions};
+use support::certs::{Leaf, Pki};
+use support::pair::{on_tls, Pair, Role};
+use support::watchdog::AbortAfter;
+
+#[allow(dead_code)] // its `main`
+#[path = "../examples/tls_echo.rs"]
+mod tls_echo;
+
+#[allow(dead_code)] // its `main`
+#[path = "../examples/https_get.rs"]
+mod https_get;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[test]
+fn tls_echo_echoes_each_client_and_survives_one_that_leaves_mid_handshake() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(3)));
+
+    // Connects, then closes before saying anything.
+    drop(std::net::TcpStream::connect(addr).unwrap());
+    for len in [1, 300_000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let socket = Rc::new(std::net::TcpStream::connect(addr).unwrap());
+        let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+        let stream = TlsStream::client(socket, config, "localhost", Ctx::new(on_tls)).unwrap();
+        let mut pair = Pair::alone(
+            stream,
+            Role::Send {
+                payload: payload.clone(),
+                sent: 0,
+            },
+        );
+        let mut ring = Ring::new(16).unwrap();
+        pair.start(&mut ring);
+        let pair = pair.finish(ring);
+        assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+        assert!(pair.client.closed, "the server did not answer close_notify");
+        assert!(pair.client.received == payload, "the echo differs");
+    }
+    server.join().unwrap().expect("the server failed");
+}
+
+/// An ouro server on a thread answering one request with `response`.
+fn https_server(leaf: &Leaf, response: &[u8]) -> (u16, thread::JoinHandle<Vec<u8>>) {
+    let config = server_config(
+        leaf.chain.clone(),
+        leaf.key(),
+        &[b"http/1.1"],
+        Versions::Both,
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let response = response.to_vec();
+    let server = thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        let stream = TlsStream::server(Rc::new(socket), config, Ctx::new(on_tls)).unwrap();
+        let mut pair = Pair::alone(stream, Role::Reply { response });
+        let mut ring = Ring::new(16).unwrap();
+        pair.start(&mut ring);
+        pair.finish(ring).client.received
+    });
+    (port, server)
+}
+
+#[test]
+fn https_get_fetches_the_whole_response_and_sends_a_proper_request() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let body = "x".repeat(100_000);
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (port, server) = https_server(&pki.localhost, response.as_bytes());
+    let url = format!("https://localhost:{port}/some/page?q=1");
+    let got = https_get::fetch(&url, LOCALHOST, pki.ca_pem.as_bytes()).expect("the fetch");
+    assert!(
+        got == response.as_bytes(),
+        "the response differs ({} bytes)",
+        got.len()
+    );
+    let request = String::from_utf8(server.join().unwrap()).unwrap();
+    assert!(
+        request.starts_with("GET /some/page?q=1 HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("\r\nHost: localhost\r\n"), "{request}");
+}
+
+#[test]
+fn https_get_refuses_an_expired_certificate() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let (port, server) = https_server(&pki.expired, b"HTTP/1.1 200 OK\r\n\r\n");
+    let url = format!("https://localhost:{port}/");
+    let err = https_get::fetch(&url, LOCALHOST, pki.ca_pem.as_bytes()).expect_err("fetched");
+    assert!(err.to_string().contains("expired"), "{err}");
+    assert!(server.join().unwrap().is_empty());
+}
+
+#[test]
+fn https_get_parses_urls_and_refuses_bad_ones() {
+    let url = https_get::parse_url("https://example.test:8443/a/b").unwrap();
+    assert_eq!(
+        (url.host, url.port, url.path),
+        ("example.test", 8443, "/a/b")
+    );
+    let url = https_get::parse_url("https://example.test").unwrap();
+    assert_eq!((url.host, url.port, url.path), ("example.test", 443, "/"));
+    for bad in [
+        "http://example.test/",
+        "https://:80/",
+        "https://h:99999/",
+        "https://h/a b",
+        "https://h:x/",
+    ] {
+        let err = https_get::parse_url(bad).expect_err(bad);
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+    }
+}

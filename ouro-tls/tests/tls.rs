@@ -1,0 +1,354 @@
+//! TLS client and server, both ouro, over loopback: data intact on TLS 1.2
+//! and 1.3, ALPN, refused certificates, truncation, the handshake deadline
+//! and cancellation. Runs on the backend `Ring::new` picks
+//! (`OURO_BACKEND=poll` for the readiness backend).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ouro::{Ctx, Ring};
+use ouro_tls::{client_config, server_config, TlsStream, TlsVersion, Versions};
+use support::certs::{Leaf, Pki};
+use support::pair::{Pair, Role};
+use support::watchdog::AbortAfter;
+
+fn limit() -> AbortAfter {
+    AbortAfter::new(Duration::from_secs(60))
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn echo_pair(pki: &Pki, leaf: &Leaf, versions: Versions, payload: Vec<u8>) -> Pair {
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], versions).unwrap();
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], versions).unwrap();
+    Pair::new(client, Role::Send { payload, sent: 0 }, server, Role::Echo).run()
+}
+
+fn echo_arrives_intact(versions: Versions, expected: TlsVersion) {
+    let _limit = limit();
+    let pki = Pki::new();
+    let sent = payload(1 << 20);
+    let pair = echo_pair(&pki, &pki.localhost, versions, sent.clone());
+    for side in [&pair.client, &pair.server] {
+        assert!(side.failed.is_none(), "failed: {:?}", side.failed);
+        assert_eq!(side.handshake.as_ref().unwrap().version, expected);
+        assert!(side.closed, "no close_notify seen");
+    }
+    assert!(
+        pair.server.received == sent,
+        "the server got {} bytes, not the payload",
+        pair.server.received.len()
+    );
+    assert!(
+        pair.client.received == sent,
+        "the client got {} bytes back, not the payload",
+        pair.client.received.len()
+    );
+}
+
+#[test]
+fn echo_of_one_mebibyte_arrives_intact_over_tls13() {
+    echo_arrives_intact(Versions::Tls13, TlsVersion::Tls13);
+}
+
+#[test]
+fn echo_of_one_mebibyte_arrives_intact_over_tls12() {
+    echo_arrives_intact(Versions::Tls12, TlsVersion::Tls12);
+}
+
+#[test]
+fn both_versions_offered_negotiate_tls13() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let pair = echo_pair(&pki, &pki.localhost, Versions::Both, b"hello".to_vec());
+    assert_eq!(pair.client.handshake.unwrap().version, TlsVersion::Tls13);
+    assert_eq!(pair.client.received, b"hello");
+}
+
+#[test]
+fn alpn_protocol_is_negotiated_and_reported_to_both_sides() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let client = client_config(
+        std::slice::from_ref(&pki.ca),
+        &[b"h2", b"http/1.1"],
+        Versions::Both,
+    )
+    .unwrap();
+    let leaf = &pki.localhost;
+    let server = server_config(
+        leaf.chain.clone(),
+        leaf.key(),
+        &[b"http/1.1", b"x"],
+        Versions::Both,
+    )
+    .unwrap();
+    let payload = b"ping".to_vec();
+    let pair = Pair::new(client, Role::Send { payload, sent: 0 }, server, Role::Echo).run();
+    for side in [&pair.client, &pair.server] {
+        let handshake = side.handshake.as_ref().expect("a handshake");
+        assert_eq!(handshake.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    }
+}
+
+fn refused(leaf_of: fn(&Pki) -> &Leaf, cause: &str) {
+    let _limit = limit();
+    let pki = Pki::new();
+    let pair = echo_pair(&pki, leaf_of(&pki), Versions::Both, b"secret".to_vec());
+    let failure = pair.client.failure();
+    assert!(
+        failure.contains(cause),
+        "the client's error {failure:?} does not name {cause:?}"
+    );
+    assert!(pair.client.handshake.is_none(), "the handshake finished");
+    // The client's alert tells the server why, and nothing was sent.
+    assert!(
+        pair.server.failure().contains("alert"),
+        "server: {}",
+        pair.server.failure()
+    );
+    assert!(pair.server.received.is_empty());
+}
+
+#[test]
+fn client_refuses_a_server_signed_by_an_unknown_ca() {
+    refused(|pki| &pki.unknown_ca_leaf, "UnknownIssuer");
+}
+
+#[test]
+fn client_refuses_a_certificate_for_another_name() {
+    refused(|pki| &pki.other_name, "not valid for name \"localhost\"");
+}
+
+#[test]
+fn client_refuses_an_expired_certificate() {
+    refused(|pki| &pki.expired, "expired");
+}
+
+#[test]
+fn client_refuses_a_ca_certificate_used_as_the_leaf() {
+    refused(|pki| &pki.ca_as_leaf, "CaUsedAsEndEntity");
+}
+
+#[test]
+fn server_closing_without_close_notify_is_reported_as_truncation() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let leaf = &pki.localhost;
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let cut = Role::Cut {
+        payload: b"half of it".to_vec(),
+    };
+    let pair = Pair::new(client, Role::Echo, server, cut).run();
+    let err = pair
+        .client
+        .failed
+        .as_ref()
+        .expect("the client saw no failure");
+    assert!(ouro_tls::is_truncated(err), "not a truncation: {err}");
+    assert!(err.to_string().contains("close_notify"), "{err}");
+    assert!(!pair.client.closed);
+    assert_eq!(pair.client.received, b"half of it");
+}
+
+/// A client whose server accepts the connection and never says a word.
+/// The peer's socket comes back for the test to hold until the end.
+fn client_to_silent_peer(role: Role, timeout: Option<Duration>) -> (Pair, Ring<Pair>, TcpStream) {
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = Rc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    let (silent, _) = listener.accept().unwrap();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let mut stream =
+        TlsStream::client(socket, config, "localhost", Ctx::new(support::pair::on_tls)).unwrap();
+    if let Some(timeout) = timeout {
+        stream = stream.with_handshake_timeout(timeout);
+    }
+    let mut pair = Pair::alone(stream, role);
+    let mut ring = Ring::new(16).unwrap();
+    pair.start(&mut ring);
+    (pair, ring, silent)
+}
+
+#[test]
+fn handshake_deadline_fires_against_a_peer_that_never_answers() {
+    let _limit = limit();
+    let (pair, ring, _peer) = client_to_silent_peer(Role::Echo, Some(Duration::from_millis(50)));
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(pair.client.handshake.is_none());
+}
+
+#[test]
+fn cancel_in_the_middle_of_the_handshake_reports_the_cancellation() {
+    let _limit = limit();
+    // The client cancels at its first event: its hello has been sent and
+    // the answer will never come.
+    let (pair, ring, _peer) =
+        client_to_silent_peer(Role::CancelEarly, Some(Duration::from_secs(30)));
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert!(ouro::is_canceled(&err), "not a cancellation: {err}");
+    assert!(pair.client.handshake.is_none());
+}
+
+#[test]
+fn cancel_before_the_first_turn_ends_the_stream_without_a_deadline() {
+    let _limit = limit();
+    let (mut pair, mut ring, _peer) = client_to_silent_peer(Role::Echo, None);
+    pair.client.stream.as_mut().unwrap().cancel(&mut ring);
+    let pair = pair.finish(ring);
+    assert!(ouro::is_canceled(pair.client.failed.as_ref().unwrap()));
+}
+
+#[test]
+fn a_server_name_that_is_no_name_is_refused() {
+    let pki = Pki::new();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let (socket, _peer) = support::pair::tcp_pair();
+    let err = TlsStream::<Pair, _>::client(
+        socket,
+        config,
+        "not a name!",
+        Ctx::new(support::pair::on_tls),
+    )
+    .err()
+    .expect("accepted a bad name");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn configs_refuse_no_roots_and_a_key_for_another_certificate() {
+    let pki = Pki::new();
+    assert!(client_config(&[], &[], Versions::Both).is_err());
+    let wrong_key = pki.other_name.key();
+    let err =
+        server_config(pki.localhost.chain.clone(), wrong_key, &[], Versions::Both).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
+
+/// A server stream alone on a ring; the client's end is the test's.
+fn lone_server(pki: &Pki, timeout: Option<Duration>) -> (Pair, Ring<Pair>, TcpStream) {
+    let (client, server) = support::pair::tcp_pair();
+    let leaf = &pki.localhost;
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let mut stream = TlsStream::server(server, config, Ctx::new(support::pair::on_tls)).unwrap();
+    if let Some(timeout) = timeout {
+        stream = stream.with_handshake_timeout(timeout);
+    }
+    let mut pair = Pair::alone(stream, Role::Echo);
+    let mut ring = Ring::new(16).unwrap();
+    pair.start(&mut ring);
+    let client = Rc::try_unwrap(client).expect("the only owner");
+    (pair, ring, client)
+}
+
+#[test]
+fn a_server_sent_plain_http_fails_with_invalid_data_and_answers_with_an_alert() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let (pair, ring, mut client) = lone_server(&pki, None);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "not an alert record: {answer:?}"
+    );
+}
+
+#[test]
+fn a_server_whose_client_never_says_hello_fails_at_the_handshake_deadline() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let (pair, ring, _client) = lone_server(&pki, Some(Duration::from_millis(50)));
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
+#[test]
+fn a_client_cut_off_mid_hello_is_a_truncation_during_the_handshake() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let (pair, ring, mut client) = lone_server(&pki, None);
+    // The first bytes of a ClientHello record, then the end.
+    client
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert!(ouro_tls::is_truncated(&err), "{err}");
+    assert!(
+        err.to_string().contains("during the TLS handshake"),
+        "{err}"
+    );
+}
+
+#[test]
+fn echo_arrives_intact_through_one_byte_receive_buffers() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let sent = payload(40_000);
+    let send = Role::Send {
+        payload: sent.clone(),
+        sent: 0,
+    };
+    let pair = Pair::new(client, send, server, Role::Echo)
+        .receive_capacity(1)
+        .run();
+    assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+    assert!(pair.client.received == sent, "the echo differs");
+    assert!(pair.client.closed && pair.server.closed);
+}
+
+#[test]
+fn plaintext_written_before_the_handshake_is_sent_after_it() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Tls12).unwrap();
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Tls12).unwrap();
+    let early = b"said before the handshake".to_vec();
+    // Already "sent": the role writes nothing more after the handshake.
+    let send = Role::Send {
+        payload: early.clone(),
+        sent: early.len(),
+    };
+    let mut pair = Pair::new(client, send, server, Role::Echo);
+    let mut ring = Ring::new(16).unwrap();
+    let queued = pair
+        .client
+        .stream
+        .as_mut()
+        .unwrap()
+        .write(&mut ring, &early)
+        .unwrap();
+    // Only the ClientHello: the plaintext waits for the handshake's keys.
+    assert!(
+        queued > 0 && queued < early.len() + 512,
+        "{queued} bytes queued"
+    );
+    pair.start(&mut ring);
+    let pair = pair.finish(ring);
+    assert_eq!(pair.server.received, early);
+    assert_eq!(pair.client.received, early);
+}
