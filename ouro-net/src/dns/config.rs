@@ -87,7 +87,9 @@ impl Config {
             self.search = search_list(domains.split_whitespace());
         }
         if let Some(options) = res_options {
-            options.split_whitespace().for_each(|o| self.apply_option(o));
+            options
+                .split_whitespace()
+                .for_each(|o| self.apply_option(o));
         }
     }
 
@@ -248,7 +250,9 @@ mod tests {
 
     #[test]
     fn malformed_nameservers_are_skipped() {
-        let config = Config::parse("nameserver\nnameserver 300.1.1.1\nnameserver 10.0.0.1%eth0\nnameserver x\n");
+        let config = Config::parse(
+            "nameserver\nnameserver 300.1.1.1\nnameserver 10.0.0.1%eth0\nnameserver x\n",
+        );
         assert_eq!(config.nameservers, vec![server("127.0.0.1:53")]);
     }
 
@@ -294,7 +298,10 @@ mod tests {
     #[test]
     fn res_options_and_localdomain_override_the_file() {
         let mut config = Config::parse("search a.example\noptions ndots:3 timeout:2\n");
-        config.apply_overrides(Some("ndots:2 rotate attempts:x"), Some("x.example y.example"));
+        config.apply_overrides(
+            Some("ndots:2 rotate attempts:x"),
+            Some("x.example y.example"),
+        );
         assert_eq!(config.ndots, 2);
         assert_eq!(config.timeout, Duration::from_secs(2));
         assert_eq!(config.attempts, 2);

@@ -22,7 +22,10 @@ const UDP_REPLY_ROOM: usize = 4096;
 /// How a question ended.
 #[derive(Debug)]
 pub(crate) enum Ended {
-    Records { canonical: String, records: Vec<Record> },
+    Records {
+        canonical: String,
+        records: Vec<Record>,
+    },
     NoData,
     NxDomain,
     Failed(io::Error),
@@ -67,7 +70,13 @@ pub(crate) struct Exchange<S> {
 pub(crate) const ATTEMPT_SHIFT: u32 = 48;
 
 impl<S> Exchange<S> {
-    pub fn new(name: String, qtype: RecordType, ctx: Ctx<S>, base_key: u64, edns: bool) -> Exchange<S> {
+    pub fn new(
+        name: String,
+        qtype: RecordType,
+        ctx: Ctx<S>,
+        base_key: u64,
+        edns: bool,
+    ) -> Exchange<S> {
         Exchange {
             qtype,
             name,
@@ -172,7 +181,13 @@ impl<S> Exchange<S> {
             other => Err(step_error(other)),
         };
         if let Err(e) = result {
-            self.last_error = Some(e);
+            self.last_error = Some(match ouro::is_deadline(&e) {
+                true => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer from the name server in time",
+                ),
+                false => e,
+            });
             self.next_try(ring, plan);
         }
         self.ended.is_some()
@@ -187,7 +202,10 @@ impl<S> Exchange<S> {
     }
 
     fn send(&mut self, ring: &mut Ring<S>, from: usize) -> io::Result<()> {
-        let fd = self.fd.clone().ok_or_else(|| io::Error::other("no socket"))?;
+        let fd = self
+            .fd
+            .clone()
+            .ok_or_else(|| io::Error::other("no socket"))?;
         let task = ring.send(fd, self.query[from..].to_vec(), self.task_ctx());
         self.track(ring, task);
         Ok(())
@@ -202,13 +220,22 @@ impl<S> Exchange<S> {
     }
 
     fn recv(&mut self, ring: &mut Ring<S>, buf: Vec<u8>) -> io::Result<()> {
-        let fd = self.fd.clone().ok_or_else(|| io::Error::other("no socket"))?;
+        let fd = self
+            .fd
+            .clone()
+            .ok_or_else(|| io::Error::other("no socket"))?;
         let task = ring.recv(fd, buf, self.task_ctx());
         self.track(ring, task);
         Ok(())
     }
 
-    fn received(&mut self, ring: &mut Ring<S>, n: usize, mut buf: Vec<u8>, plan: &Plan) -> io::Result<()> {
+    fn received(
+        &mut self,
+        ring: &mut Ring<S>,
+        n: usize,
+        mut buf: Vec<u8>,
+        plan: &Plan,
+    ) -> io::Result<()> {
         if self.tcp {
             return self.received_on_tcp(ring, n, buf, plan);
         }
@@ -222,11 +249,23 @@ impl<S> Exchange<S> {
     }
 
     /// TCP: a 2-byte length, then the message, in as many reads as it takes.
-    fn received_on_tcp(&mut self, ring: &mut Ring<S>, n: usize, mut buf: Vec<u8>, plan: &Plan) -> io::Result<()> {
+    fn received_on_tcp(
+        &mut self,
+        ring: &mut Ring<S>,
+        n: usize,
+        mut buf: Vec<u8>,
+        plan: &Plan,
+    ) -> io::Result<()> {
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the TCP connection mid-answer"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the TCP connection mid-answer",
+            ));
         }
-        let Some(len) = buf.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+        let Some(len) = buf
+            .get(..2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
             buf.reserve(2);
             return self.recv(ring, buf);
         };
@@ -234,9 +273,19 @@ impl<S> Exchange<S> {
             buf.reserve(2 + len - buf.len());
             return self.recv(ring, buf);
         }
-        let verdict = wire::judge(self.id, &self.name, self.qtype, self.edns, true, &buf[2..2 + len]);
+        let verdict = wire::judge(
+            self.id,
+            &self.name,
+            self.qtype,
+            self.edns,
+            true,
+            &buf[2..2 + len],
+        );
         if matches!(verdict, Verdict::Ignore) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the TCP answer was not for this question"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TCP answer was not for this question",
+            ));
         }
         self.follow(ring, verdict, plan);
         Ok(())
@@ -245,12 +294,17 @@ impl<S> Exchange<S> {
     fn follow(&mut self, ring: &mut Ring<S>, verdict: Verdict, plan: &Plan) {
         match verdict {
             Verdict::Ignore => {}
-            Verdict::Answer { canonical, records } => self.end(ring, Ended::Records { canonical, records }),
+            Verdict::Answer { canonical, records } => {
+                self.end(ring, Ended::Records { canonical, records })
+            }
             Verdict::NoData => self.end(ring, Ended::NoData),
             Verdict::NxDomain => self.end(ring, Ended::NxDomain),
             Verdict::Failed(e) => self.end(ring, Ended::Failed(e)),
             Verdict::NextServer => {
-                self.last_error = Some(io::Error::new(io::ErrorKind::ConnectionRefused, "the name servers refused or failed"));
+                self.last_error = Some(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "the name servers refused or failed",
+                ));
                 self.next_try(ring, plan);
             }
             Verdict::RetryWithoutEdns => {

@@ -116,7 +116,12 @@ impl<S> Resolver<S> {
     /// A resolver asking `config`'s servers after `hosts`; its tasks carry
     /// `ctx`. Fails if the ring's mailbox (which delivers answers) cannot
     /// be set up.
-    pub fn new(ring: &mut Ring<S>, config: Config, hosts: Hosts, ctx: Ctx<S>) -> io::Result<Resolver<S>> {
+    pub fn new(
+        ring: &mut Ring<S>,
+        config: Config,
+        hosts: Hosts,
+        ctx: Ctx<S>,
+    ) -> io::Result<Resolver<S>> {
         Ok(Resolver {
             config,
             hosts,
@@ -145,7 +150,13 @@ impl<S> Resolver<S> {
     /// Looks up the records of one type for `name`. A and AAAA consult the
     /// hosts file and `localhost` first, as [`lookup_ip`](Resolver::lookup_ip)
     /// does. An empty answer is `NotFound`.
-    pub fn lookup(&mut self, ring: &mut Ring<S>, name: &str, qtype: RecordType, done: Ctx<S>) -> LookupId {
+    pub fn lookup(
+        &mut self,
+        ring: &mut Ring<S>,
+        name: &str,
+        qtype: RecordType,
+        done: Ctx<S>,
+    ) -> LookupId {
         self.start(ring, name, &[qtype], done)
     }
 
@@ -169,10 +180,17 @@ impl<S> Resolver<S> {
     /// Gives a lookup a deadline: if it has not ended by `at`, it ends
     /// with `ETIME` (see [`ouro::is_deadline`]). Replaces an earlier one.
     /// `NotFound` for a lookup that has ended.
-    pub fn set_deadline(&mut self, ring: &mut Ring<S>, id: LookupId, at: Instant) -> io::Result<()> {
+    pub fn set_deadline(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: LookupId,
+        at: Instant,
+    ) -> io::Result<()> {
         let key = DEADLINE_TAG | id_key(id);
         let ctx = self.ctx.key(key);
-        let lookup = self.live(id).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let lookup = self
+            .live(id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         if let Some(old) = lookup.deadline.take() {
             ring.cancel(old, Ctx::none());
         }
@@ -196,7 +214,10 @@ impl<S> Resolver<S> {
     pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
         let key = c.key();
         if key & FOREIGN_TAG != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a completion of the resolver's"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a completion of the resolver's",
+            ));
         }
         let id = LookupId {
             slot: (key & ((1 << SLOT_BITS) - 1)) as u32,
@@ -214,7 +235,13 @@ impl<S> Resolver<S> {
         Ok(())
     }
 
-    fn start(&mut self, ring: &mut Ring<S>, name: &str, types: &[RecordType], done: Ctx<S>) -> LookupId {
+    fn start(
+        &mut self,
+        ring: &mut Ring<S>,
+        name: &str,
+        types: &[RecordType],
+        done: Ctx<S>,
+    ) -> LookupId {
         let id = self.insert(done, name, types);
         if let Some(result) = self.answer_locally(name, types) {
             self.finish(ring, id, result);
@@ -222,7 +249,10 @@ impl<S> Resolver<S> {
         }
         let names = candidates(name, &self.config);
         if names.is_empty() {
-            let invalid = io::Error::new(io::ErrorKind::InvalidInput, format!("not a name to look up: {name:?}"));
+            let invalid = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a name to look up: {name:?}"),
+            );
             self.finish(ring, id, Err(invalid));
             return id;
         }
@@ -240,14 +270,23 @@ impl<S> Resolver<S> {
             return is_localhost(name).then(|| Err(not_found(name)));
         }
         let mut addrs: Vec<IpAddr> = if is_localhost(name) {
-            vec![IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST)]
+            vec![
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ]
         } else {
             self.hosts.addresses(name).to_vec()
         };
         if addrs.is_empty() {
             return None;
         }
-        addrs.retain(|a| wants(if a.is_ipv4() { RecordType::A } else { RecordType::Aaaa }));
+        addrs.retain(|a| {
+            wants(if a.is_ipv4() {
+                RecordType::A
+            } else {
+                RecordType::Aaaa
+            })
+        });
         sort_destinations(&mut addrs);
         let records: Vec<Record> = addrs
             .into_iter()
@@ -314,8 +353,12 @@ impl<S> Resolver<S> {
         let ctx = self.ctx;
         let single = self.config.single_request;
         let edns = self.config.edns0;
-        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else { return };
-        let Some(name) = lookup.candidates.get(lookup.candidate).cloned() else { return };
+        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else {
+            return;
+        };
+        let Some(name) = lookup.candidates.get(lookup.candidate).cloned() else {
+            return;
+        };
         lookup.exchanges = (lookup.types.iter().enumerate())
             .map(|(i, t)| {
                 let key = id_key(id) | ((i as u64) << EXCHANGE_SHIFT);
@@ -330,13 +373,28 @@ impl<S> Resolver<S> {
         self.after_progress(ring, id);
     }
 
-    fn on_exchange(&mut self, ring: &mut Ring<S>, id: LookupId, index: usize, attempt: u8, outcome: Outcome) {
-        let Some(lookup) = self.lookups.get_mut(id.slot as usize).and_then(Option::as_mut) else { return };
+    fn on_exchange(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: LookupId,
+        index: usize,
+        attempt: u8,
+        outcome: Outcome,
+    ) {
+        let Some(lookup) = self
+            .lookups
+            .get_mut(id.slot as usize)
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
         if lookup.generation != id.generation {
             return;
         }
         let plan = Self::plan(&self.config, lookup.first_server);
-        let Some(exchange) = lookup.exchanges.get_mut(index) else { return };
+        let Some(exchange) = lookup.exchanges.get_mut(index) else {
+            return;
+        };
         if exchange.attempt != attempt || exchange.ended.is_some() {
             return;
         }
@@ -350,8 +408,14 @@ impl<S> Resolver<S> {
         if !self.is_live(id) {
             return;
         }
-        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else { return };
-        if lookup.exchanges.iter().any(|e| e.started && e.ended.is_none()) {
+        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else {
+            return;
+        };
+        if lookup
+            .exchanges
+            .iter()
+            .any(|e| e.started && e.ended.is_none())
+        {
             return;
         }
         let first_server = lookup.first_server;
@@ -369,7 +433,10 @@ impl<S> Resolver<S> {
         if lookup.candidate < lookup.candidates.len() {
             return self.start_candidate(ring, id);
         }
-        let error = lookup.failure.take().unwrap_or_else(|| not_found(&lookup.name));
+        let error = lookup
+            .failure
+            .take()
+            .unwrap_or_else(|| not_found(&lookup.name));
         self.finish(ring, id, Err(error));
     }
 
@@ -409,7 +476,10 @@ impl<S> Lookup<S> {
         let mut records = Vec::new();
         for exchange in &mut self.exchanges {
             match exchange.ended.take() {
-                Some(Ended::Records { canonical: name, records: found }) => {
+                Some(Ended::Records {
+                    canonical: name,
+                    records: found,
+                }) => {
                     canonical.get_or_insert(name);
                     records.extend(found);
                 }
@@ -449,7 +519,9 @@ impl<S> Drop for Resolver<S> {
     fn drop(&mut self) {
         for lookup in self.lookups.iter_mut().filter_map(Option::take) {
             let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
-            let _ = self.handle.send(lookup.done, Payload::value(Err::<Answer, _>(canceled)));
+            let _ = self
+                .handle
+                .send(lookup.done, Payload::value(Err::<Answer, _>(canceled)));
         }
     }
 }

@@ -25,7 +25,10 @@ pub fn candidates(name: &str, config: &Config) -> Vec<String> {
         return keep_valid(vec![bare]);
     }
     let dots = bare.matches('.').count();
-    let searched = config.search.iter().map(|domain| format!("{bare}.{domain}"));
+    let searched = config
+        .search
+        .iter()
+        .map(|domain| format!("{bare}.{domain}"));
     let names = if dots >= usize::from(config.ndots) {
         std::iter::once(bare.clone()).chain(searched).collect()
     } else {
@@ -63,7 +66,10 @@ mod tests {
 
     #[test]
     fn a_rooted_name_is_asked_as_it_is_only() {
-        assert_eq!(candidates("www.example.", &config(&["corp"], 1)), ["www.example"]);
+        assert_eq!(
+            candidates("www.example.", &config(&["corp"], 1)),
+            ["www.example"]
+        );
     }
 
     #[test]
@@ -86,7 +92,10 @@ mod tests {
     #[test]
     fn empty_and_malformed_names_have_no_candidates() {
         for name in ["", ".", "..", "a..b", ".a"] {
-            assert!(candidates(name, &config(&["corp"], 1)).is_empty(), "{name:?}");
+            assert!(
+                candidates(name, &config(&["corp"], 1)).is_empty(),
+                "{name:?}"
+            );
         }
         let long_label = "x".repeat(64);
         assert!(candidates(&long_label, &config(&[], 1)).is_empty());

@@ -57,7 +57,11 @@ fn scope(addr: &Ipv6Addr) -> u8 {
     const GLOBAL: u8 = 14;
     let s = addr.segments();
     if let Some(v4) = addr.to_ipv4_mapped() {
-        return if v4.is_loopback() || v4.is_link_local() { LINK_LOCAL } else { GLOBAL };
+        return if v4.is_loopback() || v4.is_link_local() {
+            LINK_LOCAL
+        } else {
+            GLOBAL
+        };
     }
     if addr.is_multicast() {
         return (s[0] & 0x000f) as u8;
@@ -85,8 +89,22 @@ mod tests {
     #[test]
     fn loopback_v6_then_v6_then_v4_then_the_transition_prefixes() {
         assert_eq!(
-            sorted(&["2001::1", "fd00::1", "198.51.100.7", "2002:c000:0204::1", "2001:db8::1", "::1"]),
-            ["::1", "2001:db8::1", "198.51.100.7", "2002:c000:204::1", "2001::1", "fd00::1"]
+            sorted(&[
+                "2001::1",
+                "fd00::1",
+                "198.51.100.7",
+                "2002:c000:0204::1",
+                "2001:db8::1",
+                "::1"
+            ]),
+            [
+                "::1",
+                "2001:db8::1",
+                "198.51.100.7",
+                "2002:c000:204::1",
+                "2001::1",
+                "fd00::1"
+            ]
         );
     }
 
@@ -96,7 +114,10 @@ mod tests {
             sorted(&["198.51.100.7", "169.254.1.1", "127.0.0.1"]),
             ["169.254.1.1", "127.0.0.1", "198.51.100.7"]
         );
-        assert_eq!(sorted(&["2001:db8::1", "fe80::1"]), ["fe80::1", "2001:db8::1"]);
+        assert_eq!(
+            sorted(&["2001:db8::1", "fe80::1"]),
+            ["fe80::1", "2001:db8::1"]
+        );
     }
 
     #[test]

@@ -115,7 +115,12 @@ pub fn encode_query(id: u16, name: &str, qtype: RecordType, edns: bool) -> io::R
     let qname = Name::new(name).map_err(invalid_name)?;
     let mut packet = Packet::new_query(id);
     packet.set_flags(PacketFlag::RECURSION_DESIRED);
-    let question = Question::new(qname, QTYPE::TYPE(qtype.wire()), QCLASS::CLASS(CLASS::IN), false);
+    let question = Question::new(
+        qname,
+        QTYPE::TYPE(qtype.wire()),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    );
     packet.questions.push(question);
     if edns {
         *packet.opt_mut() = Some(OPT {
@@ -128,13 +133,23 @@ pub fn encode_query(id: u16, name: &str, qtype: RecordType, edns: bool) -> io::R
 }
 
 fn invalid_name(e: simple_dns::SimpleDnsError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("cannot ask for this name: {e}"))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("cannot ask for this name: {e}"),
+    )
 }
 
 /// Judges `reply` as an answer to the query `id` for `name` and `qtype`
 /// (sent with EDNS0 if `edns`; over TCP if `over_tcp`, where TC means
 /// nothing more can come).
-pub fn judge(id: u16, name: &str, qtype: RecordType, edns: bool, over_tcp: bool, reply: &[u8]) -> Verdict {
+pub fn judge(
+    id: u16,
+    name: &str,
+    qtype: RecordType,
+    edns: bool,
+    over_tcp: bool,
+    reply: &[u8],
+) -> Verdict {
     let Ok(packet) = Packet::parse(reply) else {
         return Verdict::Ignore;
     };
@@ -184,17 +199,26 @@ fn records(packet: &Packet, name: &str, qtype: RecordType) -> Verdict {
             .filter_map(|rr| record(&rr.rdata, qtype))
             .collect();
         if !found.is_empty() {
-            return Verdict::Answer { canonical: owner, records: found };
+            return Verdict::Answer {
+                canonical: owner,
+                records: found,
+            };
         }
         let Some(target) = cname_of(packet, &owner) else {
             return no_records(packet);
         };
         seen.insert(owner);
         if seen.contains(&target) {
-            return Verdict::Failed(io::Error::new(io::ErrorKind::InvalidData, "a CNAME loop in the answer"));
+            return Verdict::Failed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a CNAME loop in the answer",
+            ));
         }
         if seen.len() > MAX_CNAME_CHAIN {
-            return Verdict::Failed(io::Error::new(io::ErrorKind::InvalidData, "a CNAME chain longer than 8"));
+            return Verdict::Failed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a CNAME chain longer than 8",
+            ));
         }
         owner = target;
     }
@@ -203,7 +227,12 @@ fn records(packet: &Packet, name: &str, qtype: RecordType) -> Verdict {
 /// NOERROR without records: no data, unless it is a referral without
 /// authority (NS records and no SOA: a lame server).
 fn no_records(packet: &Packet) -> Verdict {
-    let has = |t: TYPE| packet.name_servers.iter().any(|rr| rr.rdata.type_code() == t);
+    let has = |t: TYPE| {
+        packet
+            .name_servers
+            .iter()
+            .any(|rr| rr.rdata.type_code() == t)
+    };
     if packet.answers.is_empty() && has(TYPE::NS) && !has(TYPE::SOA) {
         return Verdict::NextServer;
     }
