@@ -1,6 +1,6 @@
 //! The resolver's lookups cancelled, past their deadline, and dropped
 //! from a callback: each ends once, and no fd is left open. The tests
-//! that count fds take `FD_COUNTING`, one at a time.
+//! run one at a time (`FD_COUNTING`), so that fd counts are their own.
 
 mod support;
 
@@ -36,6 +36,7 @@ fn a_cancelled_lookup_ends_once_with_ecanceled_and_closes_its_socket() {
 
 #[test]
 fn a_lookup_past_its_deadline_ends_with_etime() {
+    let _one_at_a_time = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let server = silent_server();
     let mut config = server.config();
     config.timeout = Duration::from_secs(30);

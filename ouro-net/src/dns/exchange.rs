@@ -174,7 +174,7 @@ impl<S> Exchange<S> {
     pub fn on_completion(&mut self, ring: &mut Ring<S>, outcome: Outcome, plan: &Plan) -> bool {
         self.task = None;
         let result = match outcome {
-            Outcome::Socket(Ok(fd)) => self.connect(ring, Rc::new(fd)),
+            Outcome::Socket(Ok(fd)) => self.connect(ring, fd),
             Outcome::Connect(Ok(())) => self.send(ring, 0),
             Outcome::Send(Ok(sent), _) => self.sent(ring, sent),
             Outcome::Recv(Ok(n), buf) => self.received(ring, n, buf.into_vec(), plan),
@@ -193,8 +193,12 @@ impl<S> Exchange<S> {
         self.ended.is_some()
     }
 
-    fn connect(&mut self, ring: &mut Ring<S>, fd: Rc<OwnedFd>) -> io::Result<()> {
+    fn connect(&mut self, ring: &mut Ring<S>, fd: OwnedFd) -> io::Result<()> {
         let server = self.server.ok_or_else(|| io::Error::other("no server"))?;
+        // Non-blocking, so that a TCP connect to a server that never
+        // answers waits by polling, which its deadline ends at once.
+        socket2::SockRef::from(&fd).set_nonblocking(true)?;
+        let fd = Rc::new(fd);
         self.fd = Some(fd.clone());
         let task = ring.connect(fd, server, self.task_ctx());
         self.track(ring, task);

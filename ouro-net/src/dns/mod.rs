@@ -3,7 +3,7 @@
 pub mod config;
 mod exchange;
 pub mod hosts;
-mod resolver;
+pub(crate) mod resolver;
 pub mod search;
 pub mod sort;
 pub mod wire;

@@ -44,8 +44,9 @@ impl ScriptedServer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let stopping = stop.clone();
+        // Made here, not in the thread: fd counts taken after `start` see it.
+        let other = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         threads.push(std::thread::spawn(move || {
-            let other = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
             let mut buf = [0u8; 65536];
             let mut count = 0;
             while !stopping.load(Ordering::Relaxed) {
@@ -264,5 +265,10 @@ pub static FD_COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The process's open fds.
 pub fn open_fds() -> usize {
+    if std::env::var_os("SHOW_FDS").is_some() {
+        for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            eprintln!("{:?} -> {:?}", e.file_name(), std::fs::read_link(e.path()));
+        }
+    }
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
