@@ -1,0 +1,574 @@
+//! Connect by host name with Happy Eyeballs v2 (RFC 8305), on the ring.
+//!
+//! A [`Connector`] looks up AAAA and A at once through its own
+//! [`Resolver`]. Connecting starts as soon as the AAAA answer is in, or 50
+//! ms after the A answer if the AAAA one is still out (the resolution
+//! delay); addresses are tried with the families interleaved (IPv6 first),
+//! a new attempt every 250 ms or as soon as one fails, several in flight
+//! at once. The first connection made wins; the others are cancelled, and
+//! one that connects after its cancel is closed with its completion
+//! (nothing keeps its fd), so none leaks. Addresses that arrive while
+//! attempts are under way join the queue.
+//!
+//! The whole operation ends with exactly one completion of the `Ctx` it
+//! was started with, a message whose [`connected`] is the socket and the
+//! address it reached, or the error: the last attempt's, or the lookups'
+//! when there was no address; `ECANCELED` when cancelled (or the connector
+//! dropped), `ETIME` past its deadline.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ouro::net::{Domain, Type};
+use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
+
+use crate::dns::resolver::FOREIGN_TAG;
+use crate::dns::{Answer, Config, Hosts, RecordType, Resolver};
+
+/// How long connecting waits for the AAAA answer once the A one is in
+/// (RFC 8305's recommended resolution delay).
+pub const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+/// How long an attempt has before the next one starts alongside it (RFC
+/// 8305's recommended connection attempt delay).
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+/// The most addresses tried for one name.
+pub const MAX_ATTEMPTS: usize = 64;
+
+/// A connection made: the socket (non-blocking, as the ring's operations
+/// want it) and the address it reached.
+#[derive(Debug)]
+pub struct Connected {
+    /// The connected socket.
+    pub fd: OwnedFd,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// What a connect's completion carries; any other completion is an
+/// `InvalidInput` error.
+pub fn connected(c: Completion) -> io::Result<Connected> {
+    match c.outcome {
+        Outcome::Message(payload) => payload.into_value::<io::Result<Connected>>()?,
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a connect's completion: {other:?}"),
+        )),
+    }
+}
+
+/// A connect's handle, to cancel it or give it a deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectId {
+    slot: u32,
+    generation: u16,
+}
+
+// A task's key: FOREIGN_TAG, the connect's slot and generation, what the
+// task is, and which attempt (or which timer) it is.
+const SLOT_MASK: u64 = (1 << 24) - 1;
+const GENERATION_SHIFT: u32 = 24;
+const KIND_SHIFT: u32 = 40;
+const INDEX_SHIFT: u32 = 48;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    ResolvedV6 = 1,
+    ResolvedV4,
+    ResolutionDelay,
+    Stagger,
+    Socket,
+    Connect,
+    Deadline,
+}
+
+impl Kind {
+    fn from_key(key: u64) -> Option<Kind> {
+        Some(match (key >> KIND_SHIFT) as u8 {
+            1 => Kind::ResolvedV6,
+            2 => Kind::ResolvedV4,
+            3 => Kind::ResolutionDelay,
+            4 => Kind::Stagger,
+            5 => Kind::Socket,
+            6 => Kind::Connect,
+            7 => Kind::Deadline,
+            _ => return None,
+        })
+    }
+}
+
+enum Family {
+    Pending,
+    Done(Vec<IpAddr>),
+}
+
+struct Attempt {
+    addr: SocketAddr,
+    fd: Option<Rc<OwnedFd>>,
+    task: Option<Task>,
+    live: bool,
+}
+
+struct Connect<S> {
+    done: Ctx<S>,
+    generation: u16,
+    port: u16,
+    v6: Family,
+    v4: Family,
+    lookups: Vec<crate::dns::LookupId>,
+    /// Addresses not yet tried, in the order to try them.
+    queue: Vec<SocketAddr>,
+    attempts: Vec<Attempt>,
+    connecting: bool,
+    /// The timer in flight (resolution delay or stagger) and its number:
+    /// a completion of an earlier one is stale.
+    timer: Option<Task>,
+    timer_seq: u8,
+    deadline: Option<Task>,
+    last_error: Option<io::Error>,
+}
+
+/// Connects to host names, Happy Eyeballs v2 (see the [module docs](self)).
+///
+/// Its tasks (and its resolver's) carry the `ctx` it was made with; the
+/// caller forwards each of their completions to
+/// [`on_completion`](Connector::on_completion).
+pub struct Connector<S> {
+    resolver: Resolver<S>,
+    ctx: Ctx<S>,
+    handle: RingHandle<S>,
+    connects: Vec<Option<Connect<S>>>,
+    generations: Vec<u16>,
+    free: Vec<u32>,
+}
+
+impl<S> Connector<S> {
+    /// A connector resolving through `config` and `hosts`; its tasks carry
+    /// `ctx`. Fails if the ring's mailbox cannot be set up.
+    pub fn new(
+        ring: &mut Ring<S>,
+        config: Config,
+        hosts: Hosts,
+        ctx: Ctx<S>,
+    ) -> io::Result<Connector<S>> {
+        Ok(Connector {
+            resolver: Resolver::new(ring, config, hosts, ctx)?,
+            ctx,
+            handle: ring.handle()?,
+            connects: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+        })
+    }
+
+    /// Connects a TCP socket to `host` (a name, or an IP address) on
+    /// `port`; `done` gets the one completion.
+    pub fn connect(
+        &mut self,
+        ring: &mut Ring<S>,
+        host: &str,
+        port: u16,
+        done: Ctx<S>,
+    ) -> ConnectId {
+        let id = self.insert(done, port);
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            let connect = self.live(id).expect("just inserted");
+            connect.v6 = Family::Done(if ip.is_ipv6() { vec![ip] } else { Vec::new() });
+            connect.v4 = Family::Done(if ip.is_ipv4() { vec![ip] } else { Vec::new() });
+            self.start_connecting(ring, id);
+            return id;
+        }
+        for (qtype, kind) in [
+            (RecordType::Aaaa, Kind::ResolvedV6),
+            (RecordType::A, Kind::ResolvedV4),
+        ] {
+            let ctx = self.ctx.key(task_key(id, kind, 0));
+            let lookup = self.resolver.lookup(ring, host, qtype, ctx);
+            if let Some(connect) = self.live(id) {
+                connect.lookups.push(lookup);
+            }
+        }
+        id
+    }
+
+    /// Cancels a connect: its completion comes with `ECANCELED`. False
+    /// for one that has ended.
+    pub fn cancel(&mut self, ring: &mut Ring<S>, id: ConnectId) -> bool {
+        self.finish(ring, id, Err(io::Error::from_raw_os_error(libc::ECANCELED)))
+    }
+
+    /// Gives a connect a deadline for the whole operation (lookups and
+    /// attempts): past it, it ends with `ETIME`. `NotFound` for one that
+    /// has ended.
+    pub fn set_deadline(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: ConnectId,
+        at: Instant,
+    ) -> io::Result<()> {
+        let ctx = self.ctx.key(task_key(id, Kind::Deadline, 0));
+        let connect = self
+            .live(id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        if let Some(old) = connect.deadline.take() {
+            ring.cancel(old, Ctx::none());
+        }
+        let task = ring.timer(at.saturating_duration_since(ring.now()), ctx);
+        if let Some(connect) = self.live(id) {
+            connect.deadline = Some(task);
+        }
+        Ok(())
+    }
+
+    /// Whether the connect is still going on.
+    pub fn is_live(&self, id: ConnectId) -> bool {
+        self.connects
+            .get(id.slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.generation == id.generation)
+    }
+
+    /// Takes a completion of one of the connector's tasks (those carrying
+    /// its `ctx`). A completion of a connect that has ended is dropped:
+    /// a socket it carries is closed.
+    pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
+        let key = c.key();
+        if key & FOREIGN_TAG == 0 {
+            return self.resolver.on_completion(ring, c);
+        }
+        let id = ConnectId {
+            slot: (key & SLOT_MASK) as u32,
+            generation: (key >> GENERATION_SHIFT) as u16,
+        };
+        let index = ((key >> INDEX_SHIFT) & 0xff) as u8;
+        let Some(kind) = Kind::from_key(key & !FOREIGN_TAG) else {
+            return Ok(());
+        };
+        if !self.is_live(id) {
+            return Ok(());
+        }
+        match kind {
+            Kind::ResolvedV6 | Kind::ResolvedV4 => {
+                self.resolved(ring, id, kind, crate::dns::answer(c))
+            }
+            Kind::ResolutionDelay | Kind::Stagger => self.timer_fired(ring, id, index, c.outcome),
+            Kind::Socket | Kind::Connect => {
+                self.attempt_progress(ring, id, usize::from(index), c.outcome)
+            }
+            Kind::Deadline => {
+                if matches!(c.outcome, Outcome::Timer(Ok(()))) {
+                    self.finish(ring, id, Err(io::Error::from_raw_os_error(libc::ETIME)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, done: Ctx<S>, port: u16) -> ConnectId {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.connects.push(None);
+            self.generations.push(0);
+            (self.connects.len() - 1) as u32
+        });
+        let generation = self.generations[slot as usize];
+        self.connects[slot as usize] = Some(Connect {
+            done,
+            generation,
+            port,
+            v6: Family::Pending,
+            v4: Family::Pending,
+            lookups: Vec::new(),
+            queue: Vec::new(),
+            attempts: Vec::new(),
+            connecting: false,
+            timer: None,
+            timer_seq: 0,
+            deadline: None,
+            last_error: None,
+        });
+        ConnectId { slot, generation }
+    }
+
+    fn live(&mut self, id: ConnectId) -> Option<&mut Connect<S>> {
+        self.connects
+            .get_mut(id.slot as usize)?
+            .as_mut()
+            .filter(|c| c.generation == id.generation)
+    }
+
+    fn resolved(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: ConnectId,
+        kind: Kind,
+        answer: io::Result<Answer>,
+    ) {
+        let Some(connect) = self.live(id) else { return };
+        let addrs = match answer {
+            Ok(answer) => answer.addresses(),
+            Err(e) => {
+                connect.last_error.get_or_insert(e);
+                Vec::new()
+            }
+        };
+        let v6_done = kind == Kind::ResolvedV6;
+        if v6_done {
+            connect.v6 = Family::Done(addrs);
+        } else {
+            connect.v4 = Family::Done(addrs);
+        }
+        if connect.connecting {
+            connect.refill_queue();
+            return self.next_attempt_if_idle(ring, id);
+        }
+        match (&connect.v6, &connect.v4) {
+            // The AAAA answer is in with addresses, or both answers are in.
+            (Family::Done(v6), _) if !v6.is_empty() => self.start_connecting(ring, id),
+            (Family::Done(_), Family::Done(_)) => self.start_connecting(ring, id),
+            // RFC 8305 section 3: give AAAA a moment before going IPv4-only.
+            (Family::Pending, Family::Done(v4)) if !v4.is_empty() => {
+                self.start_timer(ring, id, Kind::ResolutionDelay, RESOLUTION_DELAY)
+            }
+            _ => {}
+        }
+    }
+
+    fn start_timer(&mut self, ring: &mut Ring<S>, id: ConnectId, kind: Kind, after: Duration) {
+        let Some(connect) = self.live(id) else { return };
+        connect.timer_seq = connect.timer_seq.wrapping_add(1);
+        let seq = connect.timer_seq;
+        if let Some(old) = connect.timer.take() {
+            ring.cancel(old, Ctx::none());
+        }
+        let task = ring.timer(after, self.ctx.key(task_key(id, kind, seq)));
+        if let Some(connect) = self.live(id) {
+            connect.timer = Some(task);
+        }
+    }
+
+    fn timer_fired(&mut self, ring: &mut Ring<S>, id: ConnectId, seq: u8, outcome: Outcome) {
+        let Some(connect) = self.live(id) else { return };
+        if seq != connect.timer_seq || !matches!(outcome, Outcome::Timer(Ok(()))) {
+            return;
+        }
+        connect.timer = None;
+        if !connect.connecting {
+            return self.start_connecting(ring, id);
+        }
+        self.start_next_attempt(ring, id);
+    }
+
+    fn start_connecting(&mut self, ring: &mut Ring<S>, id: ConnectId) {
+        let Some(connect) = self.live(id) else { return };
+        connect.connecting = true;
+        connect.refill_queue();
+        self.start_next_attempt(ring, id);
+    }
+
+    /// Starts the next address's attempt and the stagger timer; ends the
+    /// connect when nothing is left to try or wait for.
+    fn start_next_attempt(&mut self, ring: &mut Ring<S>, id: ConnectId) {
+        let Some(connect) = self.live(id) else { return };
+        if connect.queue.is_empty() || connect.attempts.len() >= MAX_ATTEMPTS {
+            return self.fail_if_exhausted(ring, id);
+        }
+        let addr = connect.queue.remove(0);
+        let index = connect.attempts.len();
+        let ctx = self.ctx.key(task_key(id, Kind::Socket, index as u8));
+        let task = ring.socket(Domain::for_address(addr), Type::STREAM, None, ctx);
+        let Some(connect) = self.live(id) else { return };
+        connect.attempts.push(Attempt {
+            addr,
+            fd: None,
+            task: Some(task),
+            live: true,
+        });
+        self.start_timer(ring, id, Kind::Stagger, ATTEMPT_DELAY);
+    }
+
+    /// After addresses arrived: start one if none is in flight.
+    fn next_attempt_if_idle(&mut self, ring: &mut Ring<S>, id: ConnectId) {
+        let Some(connect) = self.live(id) else { return };
+        if connect.attempts.iter().any(|a| a.live) {
+            return;
+        }
+        self.start_next_attempt(ring, id);
+    }
+
+    fn fail_if_exhausted(&mut self, ring: &mut Ring<S>, id: ConnectId) {
+        let Some(connect) = self.live(id) else { return };
+        let waiting =
+            matches!(connect.v6, Family::Pending) || matches!(connect.v4, Family::Pending);
+        if waiting || connect.attempts.iter().any(|a| a.live) || !connect.queue.is_empty() {
+            return;
+        }
+        let error = connect
+            .last_error
+            .take()
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
+        self.finish(ring, id, Err(error));
+    }
+
+    fn attempt_progress(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: ConnectId,
+        index: usize,
+        outcome: Outcome,
+    ) {
+        let connect_ctx = self.ctx.key(task_key(id, Kind::Connect, index as u8));
+        let Some(connect) = self.live(id) else { return };
+        let Some(attempt) = connect.attempts.get_mut(index).filter(|a| a.live) else {
+            return;
+        };
+        attempt.task = None;
+        let error = match outcome {
+            Outcome::Socket(Ok(fd)) => {
+                // Non-blocking, so that io_uring waits for the handshake by
+                // polling, which a cancel ends at once (a blocking connect
+                // in a kernel worker runs until TCP gives up).
+                if let Err(e) = socket2::SockRef::from(&fd).set_nonblocking(true) {
+                    return self.attempt_failed(ring, id, index, e);
+                }
+                let fd = Rc::new(fd);
+                attempt.fd = Some(fd.clone());
+                attempt.task = Some(ring.connect(fd, attempt.addr, connect_ctx));
+                return;
+            }
+            Outcome::Connect(Ok(())) => return self.won(ring, id, index),
+            Outcome::Socket(Err(e)) | Outcome::Connect(Err(e)) => e,
+            other => io::Error::other(format!("unexpected completion {other:?}")),
+        };
+        self.attempt_failed(ring, id, index, error);
+    }
+
+    fn attempt_failed(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: ConnectId,
+        index: usize,
+        error: io::Error,
+    ) {
+        let Some(connect) = self.live(id) else { return };
+        let Some(attempt) = connect.attempts.get_mut(index) else {
+            return;
+        };
+        attempt.live = false;
+        attempt.fd = None;
+        connect.last_error = Some(error);
+        // RFC 8305 section 5: a failure starts the next attempt at once.
+        self.start_next_attempt(ring, id);
+    }
+
+    fn won(&mut self, ring: &mut Ring<S>, id: ConnectId, index: usize) {
+        let Some(connect) = self.live(id) else { return };
+        let attempt = &mut connect.attempts[index];
+        attempt.live = false;
+        let peer = attempt.addr;
+        let fd = attempt.fd.take().map(Rc::try_unwrap);
+        let result = match fd {
+            Some(Ok(fd)) => Ok(Connected { fd, peer }),
+            _ => Err(io::Error::other("the connected socket is still shared")),
+        };
+        self.finish(ring, id, result);
+    }
+
+    /// Ends a connect: cancels its lookups, timers and other attempts
+    /// (their sockets close with their completions) and sends the result.
+    fn finish(&mut self, ring: &mut Ring<S>, id: ConnectId, result: io::Result<Connected>) -> bool {
+        if !self.is_live(id) {
+            return false;
+        }
+        let Some(mut connect) = self.connects[id.slot as usize].take() else {
+            return false;
+        };
+        for lookup in connect.lookups.drain(..) {
+            self.resolver.cancel(ring, lookup);
+        }
+        abort_attempts(&connect.attempts);
+        let attempts = connect.attempts.iter_mut().filter_map(|a| a.task.take());
+        for task in attempts
+            .chain(connect.timer.take())
+            .chain(connect.deadline.take())
+        {
+            ring.cancel(task, Ctx::none());
+        }
+        let generation = &mut self.generations[id.slot as usize];
+        *generation = generation.wrapping_add(1);
+        self.free.push(id.slot);
+        let _ = self.handle.send(connect.done, Payload::value(result));
+        true
+    }
+}
+
+impl<S> Connect<S> {
+    /// The addresses not yet tried, families interleaved, IPv6 first (RFC
+    /// 8305 section 4, a first address family count of one).
+    fn refill_queue(&mut self) {
+        let tried: Vec<SocketAddr> = self.attempts.iter().map(|a| a.addr).collect();
+        let port = self.port;
+        let untried = |family: &Family| -> Vec<SocketAddr> {
+            match family {
+                Family::Pending => Vec::new(),
+                Family::Done(addrs) => addrs
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, port))
+                    .filter(|a| !tried.contains(a))
+                    .collect(),
+            }
+        };
+        let (v6, v4) = (untried(&self.v6), untried(&self.v4));
+        let mut queue = Vec::with_capacity(v6.len() + v4.len());
+        let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
+        loop {
+            let (a, b) = (v6.next(), v4.next());
+            if a.is_none() && b.is_none() {
+                break;
+            }
+            queue.extend(a);
+            queue.extend(b);
+        }
+        self.queue = queue;
+    }
+}
+
+impl<S> Drop for Connector<S> {
+    fn drop(&mut self) {
+        for connect in self.connects.iter_mut().filter_map(Option::take) {
+            abort_attempts(&connect.attempts);
+            let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
+            let _ = self
+                .handle
+                .send(connect.done, Payload::value(Err::<Connected, _>(canceled)));
+        }
+    }
+}
+
+/// Aborts the connects still in progress: a shutdown of a socket in
+/// SYN_SENT disconnects it, so its connect task ends at once on every
+/// backend (also when the connector is dropped and can no longer cancel
+/// it), and its socket closes with the completion.
+fn abort_attempts(attempts: &[Attempt]) {
+    for fd in attempts
+        .iter()
+        .filter(|a| a.live)
+        .filter_map(|a| a.fd.as_ref())
+    {
+        let _ = socket2::SockRef::from(&**fd).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn task_key(id: ConnectId, kind: Kind, index: u8) -> u64 {
+    FOREIGN_TAG
+        | u64::from(id.slot)
+        | (u64::from(id.generation) << GENERATION_SHIFT)
+        | ((kind as u64) << KIND_SHIFT)
+        | (u64::from(index) << INDEX_SHIFT)
+}

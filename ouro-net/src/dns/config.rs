@@ -1,0 +1,344 @@
+//! The resolver's configuration: `resolv.conf`, the `RES_OPTIONS` and
+//! `LOCALDOMAIN` overrides, with glibc's defaults and caps. Parsing never
+//! fails: a line or value that does not parse is ignored and the default
+//! stays, as glibc does.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+/// glibc's `MAXNS`: nameservers past the third are ignored.
+pub const MAX_NAMESERVERS: usize = 3;
+/// glibc's `MAXDNSRCH`: search domains past the sixth are ignored.
+pub const MAX_SEARCH_DOMAINS: usize = 6;
+/// glibc's cap on `ndots`.
+pub const MAX_NDOTS: u8 = 15;
+/// glibc's cap on `timeout` (`RES_MAXRETRANS`), in seconds.
+pub const MAX_TIMEOUT_SECS: u64 = 30;
+/// glibc's cap on `attempts` (`RES_MAXRETRY`).
+pub const MAX_ATTEMPTS: u8 = 5;
+/// The port nameservers listen on.
+pub const DNS_PORT: u16 = 53;
+
+/// How the resolver queries: servers, search list and options.
+///
+/// [`Config::default`] is glibc's configuration without a file: the local
+/// server at `127.0.0.1:53`, no search list, `ndots:1`, `timeout:5`,
+/// `attempts:2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The servers, in the order to try them (at most three from a file;
+    /// a caller may set more, and a port other than 53, as tests do).
+    pub nameservers: Vec<SocketAddr>,
+    /// The domains appended to names with fewer than `ndots` dots.
+    pub search: Vec<String>,
+    /// Names with at least this many dots are tried as given first.
+    pub ndots: u8,
+    /// How long one query waits for its server's answer.
+    pub timeout: Duration,
+    /// How many rounds over the servers a question gets.
+    pub attempts: u8,
+    /// Start each lookup at the next server instead of the first.
+    pub rotate: bool,
+    /// Send the A and AAAA queries one after the other, not at once.
+    pub single_request: bool,
+    /// Ask over TCP from the start.
+    pub use_vc: bool,
+    /// Send EDNS0 (a 1232-byte UDP payload). On by default here (glibc's
+    /// default is off): a large answer then comes over UDP instead of a
+    /// truncated one and a TCP retry; a server that answers FORMERR is
+    /// asked again without it.
+    pub edns0: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            nameservers: Vec::new(),
+            search: Vec::new(),
+            ndots: 1,
+            timeout: Duration::from_secs(5),
+            attempts: 2,
+            rotate: false,
+            single_request: false,
+            use_vc: false,
+            edns0: true,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration a `resolv.conf` with this text gives. Without any
+    /// `nameserver` line the server is `127.0.0.1:53`, as in glibc.
+    pub fn parse(resolv_conf: &str) -> Config {
+        let mut config = Config::default();
+        for line in resolv_conf.lines() {
+            config.parse_line(line);
+        }
+        config.finish();
+        config
+    }
+
+    /// Applies the environment's overrides, given as values (so that tests
+    /// need not touch the process environment): `RES_OPTIONS` holds
+    /// options as in an `options` line, `LOCALDOMAIN` a search list that
+    /// replaces the file's.
+    pub fn apply_overrides(&mut self, res_options: Option<&str>, localdomain: Option<&str>) {
+        if let Some(domains) = localdomain {
+            self.search = search_list(domains.split_whitespace());
+        }
+        if let Some(options) = res_options {
+            options
+                .split_whitespace()
+                .for_each(|o| self.apply_option(o));
+        }
+    }
+
+    /// Reads `resolv_conf` (a missing file gives the defaults, as in glibc)
+    /// and applies `RES_OPTIONS` and `LOCALDOMAIN` from the environment.
+    pub fn from_file(resolv_conf: &std::path::Path) -> std::io::Result<Config> {
+        let text = match std::fs::read_to_string(resolv_conf) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut config = Config::parse(&text);
+        let res_options = std::env::var("RES_OPTIONS").ok();
+        let localdomain = std::env::var("LOCALDOMAIN").ok();
+        config.apply_overrides(res_options.as_deref(), localdomain.as_deref());
+        Ok(config)
+    }
+
+    fn parse_line(&mut self, line: &str) {
+        let line = line.split(['#', ';']).next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => self.add_nameserver(words.next()),
+            // `domain` and `search` replace each other: the last one wins.
+            Some("domain") => self.search = search_list(words.next()),
+            Some("search") => self.search = search_list(words),
+            Some("options") => words.for_each(|o| self.apply_option(o)),
+            _ => {}
+        }
+    }
+
+    fn add_nameserver(&mut self, word: Option<&str>) {
+        if self.nameservers.len() >= MAX_NAMESERVERS {
+            return;
+        }
+        if let Some(addr) = word.and_then(parse_nameserver) {
+            self.nameservers.push(addr);
+        }
+    }
+
+    fn apply_option(&mut self, option: &str) {
+        let (name, value) = match option.split_once(':') {
+            Some((name, value)) => (name, Some(value)),
+            None => (option, None),
+        };
+        let number = value.and_then(|v| v.parse::<u64>().ok());
+        match (name, number) {
+            ("ndots", Some(n)) => self.ndots = n.min(u64::from(MAX_NDOTS)) as u8,
+            ("timeout", Some(n)) if n >= 1 => {
+                self.timeout = Duration::from_secs(n.min(MAX_TIMEOUT_SECS));
+            }
+            ("attempts", Some(n)) if n >= 1 => {
+                self.attempts = n.min(u64::from(MAX_ATTEMPTS)) as u8;
+            }
+            ("rotate", _) => self.rotate = true,
+            ("single-request", _) => self.single_request = true,
+            ("use-vc", _) => self.use_vc = true,
+            ("edns0", _) => self.edns0 = true,
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.nameservers.is_empty() {
+            self.nameservers
+                .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT));
+        }
+    }
+}
+
+/// A search list from its words: rooted dots dropped, empty and overlong
+/// names skipped, at most [`MAX_SEARCH_DOMAINS`].
+fn search_list<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    words
+        .into_iter()
+        .map(|w| w.trim_end_matches('.'))
+        .filter(|w| !w.is_empty() && w.len() <= 253)
+        .take(MAX_SEARCH_DOMAINS)
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// A nameserver's address: IPv4, or IPv6 with an optional zone (`%eth0`
+/// or `%2`); port 53.
+fn parse_nameserver(word: &str) -> Option<SocketAddr> {
+    let (addr, zone) = match word.split_once('%') {
+        Some((addr, zone)) => (addr, Some(zone)),
+        None => (word, None),
+    };
+    match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) if zone.is_none() => Some(SocketAddr::new(IpAddr::V4(v4), DNS_PORT)),
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => {
+            let scope_id = match zone {
+                Some(zone) => zone_index(zone)?,
+                None => 0,
+            };
+            Some(SocketAddr::V6(SocketAddrV6::new(v6, DNS_PORT, 0, scope_id)))
+        }
+    }
+}
+
+/// An IPv6 zone as an interface index: a number, or an interface's name.
+fn zone_index(zone: &str) -> Option<u32> {
+    if let Ok(index) = zone.parse::<u32>() {
+        return Some(index);
+    }
+    let name = std::ffi::CString::new(zone).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn server(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_empty_file_gives_glibcs_defaults() {
+        let config = Config::parse("");
+        assert_eq!(config.nameservers, vec![server("127.0.0.1:53")]);
+        assert!(config.search.is_empty());
+        assert_eq!(config.ndots, 1);
+        assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.attempts, 2);
+        assert!(!config.rotate && !config.single_request && !config.use_vc);
+    }
+
+    #[test]
+    fn nameservers_keep_their_order_and_only_the_first_three_count() {
+        let config = Config::parse(
+            "nameserver 10.0.0.1\nnameserver ::1\n# nameserver 10.0.0.9\nnameserver fe80::1%7\nnameserver 10.0.0.4\n",
+        );
+        assert_eq!(
+            config.nameservers,
+            vec![
+                server("10.0.0.1:53"),
+                server("[::1]:53"),
+                SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 53, 0, 7)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ipv6_zone_by_name_is_the_interfaces_index_and_an_unknown_one_drops_the_line() {
+        let config = Config::parse("nameserver fe80::1%lo\nnameserver fe80::2%no-such-if0\n");
+        assert_eq!(config.nameservers.len(), 1);
+        let SocketAddr::V6(v6) = config.nameservers[0] else {
+            panic!("not IPv6")
+        };
+        assert_eq!(v6.scope_id(), 1, "lo is interface 1");
+    }
+
+    #[test]
+    fn malformed_nameservers_are_skipped() {
+        let config = Config::parse(
+            "nameserver\nnameserver 300.1.1.1\nnameserver 10.0.0.1%eth0\nnameserver x\n",
+        );
+        assert_eq!(config.nameservers, vec![server("127.0.0.1:53")]);
+    }
+
+    #[test]
+    fn the_last_of_search_and_domain_wins() {
+        assert_eq!(
+            Config::parse("domain a.example\nsearch b.example c.example.\n").search,
+            vec!["b.example", "c.example"]
+        );
+        assert_eq!(
+            Config::parse("search b.example c.example\ndomain A.example\n").search,
+            vec!["a.example"]
+        );
+    }
+
+    #[test]
+    fn the_search_list_keeps_six_domains() {
+        let config = Config::parse("search a b c d e f g h\n");
+        assert_eq!(config.search, vec!["a", "b", "c", "d", "e", "f"]);
+    }
+
+    #[test]
+    fn options_are_read_and_capped_as_glibc_caps_them() {
+        let config = Config::parse(
+            "options ndots:40 timeout:99 attempts:9 rotate single-request use-vc edns0\n",
+        );
+        assert_eq!(config.ndots, 15);
+        assert_eq!(config.timeout, Duration::from_secs(30));
+        assert_eq!(config.attempts, 5);
+        assert!(config.rotate && config.single_request && config.use_vc && config.edns0);
+    }
+
+    #[test]
+    fn malformed_option_values_keep_the_defaults() {
+        let config = Config::parse(
+            "options ndots:x timeout:-1 attempts: timeout:0 attempts:0 ndots:99999999999999999999999 bogus\n",
+        );
+        assert_eq!(config.ndots, 1);
+        assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.attempts, 2);
+    }
+
+    #[test]
+    fn res_options_and_localdomain_override_the_file() {
+        let mut config = Config::parse("search a.example\noptions ndots:3 timeout:2\n");
+        config.apply_overrides(
+            Some("ndots:2 rotate attempts:x"),
+            Some("x.example y.example"),
+        );
+        assert_eq!(config.ndots, 2);
+        assert_eq!(config.timeout, Duration::from_secs(2));
+        assert_eq!(config.attempts, 2);
+        assert!(config.rotate);
+        assert_eq!(config.search, vec!["x.example", "y.example"]);
+    }
+
+    #[test]
+    fn a_missing_file_gives_the_defaults() {
+        let dir = std::env::temp_dir().join("ouro-net-no-such-resolv.conf");
+        let config = Config::from_file(&dir).unwrap();
+        assert_eq!(config.nameservers, vec![server("127.0.0.1:53")]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_without_panicking(text in "\\PC*") {
+            let config = Config::parse(&text);
+            prop_assert!(!config.nameservers.is_empty());
+            prop_assert!(config.nameservers.len() <= MAX_NAMESERVERS);
+            prop_assert!(config.ndots <= MAX_NDOTS);
+        }
+
+        #[test]
+        fn any_lines_of_known_keywords_parse_within_the_caps(
+            lines in proptest::collection::vec(
+                ("(nameserver|search|domain|options) ", "[0-9a-z:.%_-]{0,30}( [0-9a-z:.%_-]{0,12}){0,4}"),
+                0..12,
+            ),
+        ) {
+            let text: String = lines.iter().map(|(k, v)| format!("{k}{v}\n")).collect();
+            let mut config = Config::parse(&text);
+            config.apply_overrides(Some(&text), Some(&text));
+            prop_assert!(config.attempts >= 1 && config.attempts <= MAX_ATTEMPTS);
+            prop_assert!(config.timeout >= Duration::from_secs(1));
+            prop_assert!(config.timeout <= Duration::from_secs(MAX_TIMEOUT_SECS));
+            prop_assert!(config.search.len() <= MAX_SEARCH_DOMAINS);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `/etc/hosts`: addresses for names, read before any query.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The entries of a hosts file: each name (and alias, lower-cased, without
+/// a trailing dot) with its addresses in file order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hosts {
+    names: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Hosts {
+    /// The entries of a hosts file with this text. A line is an address
+    /// and one or more names; `#` starts a comment; a line whose address
+    /// does not parse (an IPv6 zone included) is skipped.
+    pub fn parse(text: &str) -> Hosts {
+        let mut hosts = Hosts::default();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("");
+            let mut words = line.split_whitespace();
+            let Some(addr) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) else {
+                continue;
+            };
+            for name in words {
+                hosts.add(name, addr);
+            }
+        }
+        hosts
+    }
+
+    /// Reads the hosts file at `path` (a missing one has no entries).
+    pub fn from_file(path: &std::path::Path) -> std::io::Result<Hosts> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Hosts::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Hosts::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds an address for a name (after those it has).
+    pub fn add(&mut self, name: &str, addr: IpAddr) {
+        let addrs = self.names.entry(normalize(name)).or_default();
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+
+    /// The addresses of `name` (any case, rooted or not), in file order.
+    pub fn addresses(&self, name: &str) -> &[IpAddr] {
+        self.names
+            .get(&normalize(name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_and_aliases_map_to_their_addresses_in_file_order() {
+        let hosts = Hosts::parse(
+            "127.0.0.1 localhost\n# 10.0.0.9 web\n10.0.0.1 web.example web # the web\n::1 web.example\n\n  fe80::1%eth0 zoned\nbogus line\n",
+        );
+        let web: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(hosts.addresses("web.example"), &web[..]);
+        assert_eq!(hosts.addresses("WEB.example."), &web[..]);
+        assert_eq!(hosts.addresses("web"), &web[..1]);
+        assert!(hosts.addresses("zoned").is_empty());
+        assert!(hosts.addresses("bogus").is_empty());
+        assert!(hosts.addresses("the").is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_without_panicking(text in "\\PC*") {
+            let _ = Hosts::parse(&text);
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! The resolver component: its table of lookups, the search list walked
+//! candidate by candidate, answers delivered as messages.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
+
+use super::config::Config;
+use super::exchange::{Ended, Exchange, Plan, ATTEMPT_SHIFT};
+use super::hosts::Hosts;
+use super::search::{candidates, is_localhost};
+use super::sort::sort_destinations;
+use super::wire::{Record, RecordType};
+
+/// What a finished lookup found: the canonical name and its records (for
+/// [`Resolver::lookup_ip`], the addresses of both families, in RFC 6724
+/// order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The name the records belong to (after the search list and CNAMEs).
+    pub name: String,
+    /// The records found.
+    pub records: Vec<Record>,
+}
+
+impl Answer {
+    /// The addresses among the records, in their order.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::A(v4) => Some(IpAddr::V4(*v4)),
+                Record::Aaaa(v6) => Some(IpAddr::V6(*v6)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The answer a lookup's completion carries: its callback gets an
+/// [`Outcome::Message`] holding it. Any other completion is an
+/// `InvalidInput` error.
+pub fn answer(c: Completion) -> io::Result<Answer> {
+    match c.outcome {
+        Outcome::Message(payload) => payload.into_value::<io::Result<Answer>>()?,
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a lookup's completion: {other:?}"),
+        )),
+    }
+}
+
+/// A lookup's handle, to cancel it or give it a deadline; stale once it
+/// has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookupId {
+    slot: u32,
+    generation: u16,
+}
+
+/// The key bits of a task: the lookup's slot and generation, the exchange,
+/// the try (at [`ATTEMPT_SHIFT`]) and whether it is the lookup's deadline.
+const SLOT_BITS: u32 = 24;
+const GENERATION_SHIFT: u32 = SLOT_BITS;
+const EXCHANGE_SHIFT: u32 = 40;
+const DEADLINE_TAG: u64 = 1 << 56;
+/// Keys with this bit belong to [`crate::connect`], which shares the
+/// resolver's context.
+pub(crate) const FOREIGN_TAG: u64 = 1 << 63;
+
+struct Lookup<S> {
+    done: Ctx<S>,
+    generation: u16,
+    name: String,
+    types: Vec<RecordType>,
+    candidates: Vec<String>,
+    candidate: usize,
+    exchanges: Vec<Exchange<S>>,
+    first_server: usize,
+    deadline: Option<Task>,
+    /// The most telling failure of the candidates so far.
+    failure: Option<io::Error>,
+}
+
+/// An asynchronous stub resolver on a ring.
+///
+/// Every task it schedules carries the `ctx` it was made with (a callback
+/// and message of the caller's choosing; the key is the resolver's);
+/// the caller forwards each of their completions to
+/// [`on_completion`](Resolver::on_completion). A lookup is started with a
+/// `Ctx` of its own and ends with exactly one completion of it: a message
+/// whose [`answer`] is the result (also when cancelled, `ECANCELED`, when
+/// its deadline passed, `ETIME`, and when the resolver is dropped first,
+/// `ECANCELED`).
+///
+/// Lookups and the resolver may be cancelled or dropped from any callback:
+/// it holds no pointer into the ring and the ring none into it; a
+/// completion of a lookup that has ended finds a stale key and is dropped
+/// (its socket closed with it). Sockets of a dropped resolver close when
+/// their last task ends: at the latest at the end of its try's timeout;
+/// [`cancel_all`](Resolver::cancel_all) ends them at once.
+pub struct Resolver<S> {
+    config: Config,
+    hosts: Hosts,
+    ctx: Ctx<S>,
+    handle: RingHandle<S>,
+    lookups: Vec<Option<Lookup<S>>>,
+    generations: Vec<u16>,
+    free: Vec<u32>,
+    next_first_server: usize,
+}
+
+impl<S> Resolver<S> {
+    /// A resolver asking `config`'s servers after `hosts`; its tasks carry
+    /// `ctx`. Fails if the ring's mailbox (which delivers answers) cannot
+    /// be set up.
+    pub fn new(
+        ring: &mut Ring<S>,
+        config: Config,
+        hosts: Hosts,
+        ctx: Ctx<S>,
+    ) -> io::Result<Resolver<S>> {
+        Ok(Resolver {
+            config,
+            hosts,
+            ctx,
+            handle: ring.handle()?,
+            lookups: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            next_first_server: 0,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Looks up the addresses of `name`, A and AAAA at once (one after the
+    /// other with `single-request`): the hosts file first, `localhost`
+    /// locally, then the servers along the search list. The answer holds
+    /// both families in RFC 6724 order; none at all is `NotFound`.
+    pub fn lookup_ip(&mut self, ring: &mut Ring<S>, name: &str, done: Ctx<S>) -> LookupId {
+        self.start(ring, name, &[RecordType::Aaaa, RecordType::A], done)
+    }
+
+    /// Looks up the records of one type for `name`. A and AAAA consult the
+    /// hosts file and `localhost` first, as [`lookup_ip`](Resolver::lookup_ip)
+    /// does. An empty answer is `NotFound`.
+    pub fn lookup(
+        &mut self,
+        ring: &mut Ring<S>,
+        name: &str,
+        qtype: RecordType,
+        done: Ctx<S>,
+    ) -> LookupId {
+        self.start(ring, name, &[qtype], done)
+    }
+
+    /// Cancels a lookup: its completion comes with `ECANCELED`. Returns
+    /// false for a lookup that has ended (nothing is done).
+    pub fn cancel(&mut self, ring: &mut Ring<S>, id: LookupId) -> bool {
+        let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
+        self.finish(ring, id, Err(canceled))
+    }
+
+    /// Cancels every lookup (each completes with `ECANCELED`) and what they
+    /// have in flight.
+    pub fn cancel_all(&mut self, ring: &mut Ring<S>) {
+        for slot in 0..self.lookups.len() as u32 {
+            if let Some(generation) = self.lookups[slot as usize].as_ref().map(|l| l.generation) {
+                self.cancel(ring, LookupId { slot, generation });
+            }
+        }
+    }
+
+    /// Gives a lookup a deadline: if it has not ended by `at`, it ends
+    /// with `ETIME` (see [`ouro::is_deadline`]). Replaces an earlier one.
+    /// `NotFound` for a lookup that has ended.
+    pub fn set_deadline(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: LookupId,
+        at: Instant,
+    ) -> io::Result<()> {
+        let key = DEADLINE_TAG | id_key(id);
+        let ctx = self.ctx.key(key);
+        let lookup = self
+            .live(id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        if let Some(old) = lookup.deadline.take() {
+            ring.cancel(old, Ctx::none());
+        }
+        let task = ring.timer(at.saturating_duration_since(ring.now()), ctx);
+        if let Some(lookup) = self.live(id) {
+            lookup.deadline = Some(task);
+        }
+        Ok(())
+    }
+
+    /// Whether the lookup is still going on.
+    pub fn is_live(&self, id: LookupId) -> bool {
+        self.lookups
+            .get(id.slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|l| l.generation == id.generation)
+    }
+
+    /// Takes a completion of one of the resolver's tasks (those carrying
+    /// its `ctx`). A completion of a lookup that has ended is dropped.
+    pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
+        let key = c.key();
+        if key & FOREIGN_TAG != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a completion of the resolver's",
+            ));
+        }
+        let id = LookupId {
+            slot: (key & ((1 << SLOT_BITS) - 1)) as u32,
+            generation: (key >> GENERATION_SHIFT) as u16,
+        };
+        if key & DEADLINE_TAG != 0 {
+            if matches!(c.outcome, Outcome::Timer(Ok(()))) {
+                self.finish(ring, id, Err(io::Error::from_raw_os_error(libc::ETIME)));
+            }
+            return Ok(());
+        }
+        let exchange = ((key >> EXCHANGE_SHIFT) & 0xff) as usize;
+        let attempt = (key >> ATTEMPT_SHIFT) as u8;
+        self.on_exchange(ring, id, exchange, attempt, c.outcome);
+        Ok(())
+    }
+
+    fn start(
+        &mut self,
+        ring: &mut Ring<S>,
+        name: &str,
+        types: &[RecordType],
+        done: Ctx<S>,
+    ) -> LookupId {
+        let id = self.insert(done, name, types);
+        if let Some(result) = self.answer_locally(name, types) {
+            self.finish(ring, id, result);
+            return id;
+        }
+        let names = candidates(name, &self.config);
+        if names.is_empty() {
+            let invalid = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a name to look up: {name:?}"),
+            );
+            self.finish(ring, id, Err(invalid));
+            return id;
+        }
+        if let Some(lookup) = self.live(id) {
+            lookup.candidates = names;
+        }
+        self.start_candidate(ring, id);
+        id
+    }
+
+    /// `localhost` and the hosts file, for address lookups.
+    fn answer_locally(&self, name: &str, types: &[RecordType]) -> Option<io::Result<Answer>> {
+        let wants = |t| types.contains(&t);
+        if !wants(RecordType::A) && !wants(RecordType::Aaaa) {
+            return is_localhost(name).then(|| Err(not_found(name)));
+        }
+        let mut addrs: Vec<IpAddr> = if is_localhost(name) {
+            vec![
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ]
+        } else {
+            self.hosts.addresses(name).to_vec()
+        };
+        if addrs.is_empty() {
+            return None;
+        }
+        addrs.retain(|a| {
+            wants(if a.is_ipv4() {
+                RecordType::A
+            } else {
+                RecordType::Aaaa
+            })
+        });
+        sort_destinations(&mut addrs);
+        let records: Vec<Record> = addrs
+            .into_iter()
+            .map(|a| match a {
+                IpAddr::V4(v4) => Record::A(v4),
+                IpAddr::V6(v6) => Record::Aaaa(v6),
+            })
+            .collect();
+        if records.is_empty() {
+            return Some(Err(not_found(name)));
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        Some(Ok(Answer { name, records }))
+    }
+
+    fn insert(&mut self, done: Ctx<S>, name: &str, types: &[RecordType]) -> LookupId {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.lookups.push(None);
+                self.generations.push(0);
+                (self.lookups.len() - 1) as u32
+            }
+        };
+        let generation = self.generations[slot as usize];
+        let first_server = self.next_first_server;
+        if self.config.rotate {
+            self.next_first_server = self.next_first_server.wrapping_add(1);
+        }
+        self.lookups[slot as usize] = Some(Lookup {
+            done,
+            generation,
+            name: name.to_string(),
+            types: types.to_vec(),
+            candidates: Vec::new(),
+            candidate: 0,
+            exchanges: Vec::new(),
+            first_server,
+            deadline: None,
+            failure: None,
+        });
+        LookupId { slot, generation }
+    }
+
+    fn live(&mut self, id: LookupId) -> Option<&mut Lookup<S>> {
+        self.lookups
+            .get_mut(id.slot as usize)?
+            .as_mut()
+            .filter(|l| l.generation == id.generation)
+    }
+
+    fn plan(config: &Config, first: usize) -> Plan<'_> {
+        Plan {
+            servers: &config.nameservers,
+            first,
+            attempts: config.attempts,
+            timeout: config.timeout,
+            use_tcp: config.use_vc,
+        }
+    }
+
+    /// Asks the servers for the lookup's current candidate name.
+    fn start_candidate(&mut self, ring: &mut Ring<S>, id: LookupId) {
+        let ctx = self.ctx;
+        let single = self.config.single_request;
+        let edns = self.config.edns0;
+        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else {
+            return;
+        };
+        let Some(name) = lookup.candidates.get(lookup.candidate).cloned() else {
+            return;
+        };
+        lookup.exchanges = (lookup.types.iter().enumerate())
+            .map(|(i, t)| {
+                let key = id_key(id) | ((i as u64) << EXCHANGE_SHIFT);
+                Exchange::new(name.clone(), *t, ctx, key, edns)
+            })
+            .collect();
+        let plan = Self::plan(&self.config, lookup.first_server);
+        let starting = if single { 1 } else { lookup.exchanges.len() };
+        for exchange in lookup.exchanges.iter_mut().take(starting) {
+            exchange.next_try(ring, &plan);
+        }
+        self.after_progress(ring, id);
+    }
+
+    fn on_exchange(
+        &mut self,
+        ring: &mut Ring<S>,
+        id: LookupId,
+        index: usize,
+        attempt: u8,
+        outcome: Outcome,
+    ) {
+        let Some(lookup) = self
+            .lookups
+            .get_mut(id.slot as usize)
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        if lookup.generation != id.generation {
+            return;
+        }
+        let plan = Self::plan(&self.config, lookup.first_server);
+        let Some(exchange) = lookup.exchanges.get_mut(index) else {
+            return;
+        };
+        if exchange.attempt != attempt || exchange.ended.is_some() {
+            return;
+        }
+        exchange.on_completion(ring, outcome, &plan);
+        self.after_progress(ring, id);
+    }
+
+    /// After an exchange moved: start the one `single-request` held back,
+    /// or, once all have ended, answer or go to the next candidate.
+    fn after_progress(&mut self, ring: &mut Ring<S>, id: LookupId) {
+        if !self.is_live(id) {
+            return;
+        }
+        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else {
+            return;
+        };
+        if lookup
+            .exchanges
+            .iter()
+            .any(|e| e.started && e.ended.is_none())
+        {
+            return;
+        }
+        let first_server = lookup.first_server;
+        if let Some(waiting) = lookup.exchanges.iter_mut().find(|e| !e.started) {
+            let plan = Self::plan(&self.config, first_server);
+            waiting.next_try(ring, &plan);
+            return self.after_progress(ring, id);
+        }
+        let records = lookup.take_records();
+        if let Some(answer) = records {
+            self.finish(ring, id, Ok(answer));
+            return;
+        }
+        lookup.candidate += 1;
+        if lookup.candidate < lookup.candidates.len() {
+            return self.start_candidate(ring, id);
+        }
+        let error = lookup
+            .failure
+            .take()
+            .unwrap_or_else(|| not_found(&lookup.name));
+        self.finish(ring, id, Err(error));
+    }
+
+    /// Ends a lookup: stops what it has in flight, frees its slot and sends
+    /// the result to its `done` context. False if it had ended already.
+    fn finish(&mut self, ring: &mut Ring<S>, id: LookupId, result: io::Result<Answer>) -> bool {
+        if !self.is_live(id) {
+            return false;
+        }
+        let Some(mut lookup) = self.lookups[id.slot as usize].take() else {
+            return false;
+        };
+        for exchange in &mut lookup.exchanges {
+            exchange.stop(ring);
+        }
+        if let Some(deadline) = lookup.deadline.take() {
+            ring.cancel(deadline, Ctx::none());
+        }
+        self.release(id);
+        // A closed mailbox means the ring is going away with its tasks.
+        let _ = self.handle.send(lookup.done, Payload::value(result));
+        true
+    }
+
+    fn release(&mut self, id: LookupId) {
+        let generation = &mut self.generations[id.slot as usize];
+        *generation = generation.wrapping_add(1);
+        self.free.push(id.slot);
+    }
+}
+
+impl<S> Lookup<S> {
+    /// The records of the candidate's exchanges, or `None` (the failure
+    /// then kept for the final error) when none has any.
+    fn take_records(&mut self) -> Option<Answer> {
+        let mut canonical = None;
+        let mut records = Vec::new();
+        for exchange in &mut self.exchanges {
+            match exchange.ended.take() {
+                Some(Ended::Records {
+                    canonical: name,
+                    records: found,
+                }) => {
+                    canonical.get_or_insert(name);
+                    records.extend(found);
+                }
+                Some(Ended::Failed(e)) => self.failure = Some(e),
+                Some(Ended::NoData | Ended::NxDomain) | None => {}
+            }
+        }
+        let name = canonical?;
+        sort_addresses(&mut records);
+        Some(Answer { name, records })
+    }
+}
+
+/// Addresses in RFC 6724 order; other records stay as they came.
+fn sort_addresses(records: &mut [Record]) {
+    let mut addrs: Vec<IpAddr> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::A(v4) => Some(IpAddr::V4(*v4)),
+            Record::Aaaa(v6) => Some(IpAddr::V6(*v6)),
+            _ => None,
+        })
+        .collect();
+    if addrs.len() != records.len() {
+        return;
+    }
+    sort_destinations(&mut addrs);
+    for (record, addr) in records.iter_mut().zip(addrs) {
+        *record = match addr {
+            IpAddr::V4(v4) => Record::A(v4),
+            IpAddr::V6(v6) => Record::Aaaa(v6),
+        };
+    }
+}
+
+impl<S> Drop for Resolver<S> {
+    fn drop(&mut self) {
+        for lookup in self.lookups.iter_mut().filter_map(Option::take) {
+            let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
+            let _ = self
+                .handle
+                .send(lookup.done, Payload::value(Err::<Answer, _>(canceled)));
+        }
+    }
+}
+
+fn id_key(id: LookupId) -> u64 {
+    u64::from(id.slot) | (u64::from(id.generation) << GENERATION_SHIFT)
+}
+
+fn not_found(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no records for {name}"))
+}

@@ -1,0 +1,299 @@
+//! Connect by name with Happy Eyeballs v2 on loopback: IPv6 and IPv4
+//! listeners, a hosts file mapping a name to both, a family refused, a
+//! family whose connects hang (a listener with a full backlog), an AAAA
+//! answer that never comes. Every test counts fds before and after, one
+//! at a time.
+
+mod support;
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use ouro::{Completion, Ctx, Ring, RunMode};
+use ouro_net::connect::{connected, Connected, Connector};
+use ouro_net::dns::{Config, Hosts};
+use socket2::{Domain, Socket, Type};
+use support::*;
+
+struct Dialer {
+    connector: Option<Connector<Dialer>>,
+    results: Vec<io::Result<Connected>>,
+}
+
+fn to_connector(d: &mut Dialer, ring: &mut Ring<Dialer>, c: Completion) -> io::Result<()> {
+    match d.connector.as_mut() {
+        Some(connector) => connector.on_completion(ring, c),
+        None => Ok(()),
+    }
+}
+
+fn on_connected(d: &mut Dialer, _: &mut Ring<Dialer>, c: Completion) -> io::Result<()> {
+    d.results.push(connected(c));
+    Ok(())
+}
+
+/// Connects to `host:port` and returns the one result.
+fn dial(
+    config: Config,
+    hosts: Hosts,
+    host: &str,
+    port: u16,
+    deadline: Option<Duration>,
+) -> io::Result<Connected> {
+    let mut ring = Ring::new(64).unwrap();
+    let connector = Connector::new(&mut ring, config, hosts, Ctx::new(to_connector)).unwrap();
+    let mut dialer = Dialer {
+        connector: Some(connector),
+        results: Vec::new(),
+    };
+    let connector = dialer.connector.as_mut().unwrap();
+    let id = connector.connect(&mut ring, host, port, Ctx::new(on_connected));
+    if let Some(after) = deadline {
+        let at = ring.now() + after;
+        connector.set_deadline(&mut ring, id, at).unwrap();
+    }
+    ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+    assert_eq!(dialer.results.len(), 1, "exactly one completion");
+    dialer.results.pop().unwrap()
+}
+
+/// No name server: the port of a closed socket (hosts answer instead).
+fn no_server() -> Config {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    Config {
+        nameservers: vec![closed],
+        timeout: Duration::from_millis(200),
+        attempts: 1,
+        ..Config::default()
+    }
+}
+
+fn both() -> Hosts {
+    Hosts::parse("127.0.0.1 dual.test\n::1 dual.test\n")
+}
+
+/// Listeners on `::1` and `127.0.0.1` on one port.
+fn dual_listeners() -> (TcpListener, TcpListener, u16) {
+    loop {
+        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let port = v6.local_addr().unwrap().port();
+        if let Ok(v4) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return (v6, v4, port);
+        }
+    }
+}
+
+/// A listener on `addr`'s family whose backlog is full: new connects to it
+/// hang (the kernel drops their SYNs). Returns it and the connections
+/// filling it.
+fn hanging_listener(addr: SocketAddr) -> (Socket, Vec<Socket>) {
+    let listener = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    listener.set_reuse_address(true).unwrap();
+    listener.bind(&addr.into()).unwrap();
+    listener.listen(0).unwrap();
+    let bound = listener.local_addr().unwrap();
+    let fillers = (0..2)
+        .map(|_| {
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&bound);
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50)); // the handshakes fill the queue
+    (listener, fillers)
+}
+
+/// The tests of this binary run one at a time, so that fd counts are
+/// their own.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn counted<T>(test: impl FnOnce() -> T) -> T {
+    let before = open_fds();
+    let out = test();
+    assert_eq!(open_fds(), before, "an fd leaked");
+    out
+}
+
+#[test]
+fn a_name_on_both_families_connects_over_ipv6_first() {
+    let _serial = serial();
+    let (v6, _v4, port) = dual_listeners();
+    counted(|| {
+        let c = dial(no_server(), both(), "dual.test", port, None).unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+        let (accepted, _) = v6.accept().unwrap();
+        assert_eq!(
+            accepted.peer_addr().unwrap(),
+            TcpStream::from(c.fd).local_addr().unwrap()
+        );
+    });
+}
+
+#[test]
+fn a_refused_family_falls_back_to_the_other_at_once() {
+    let _serial = serial();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = v4.local_addr().unwrap().port();
+    // Nothing listens on [::1]:port (a v6 listener on that port would be
+    // needed for it to work), so its connect is refused.
+    counted(|| {
+        let c = dial(no_server(), both(), "dual.test", port, None).unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    });
+}
+
+#[test]
+fn a_family_whose_connects_hang_loses_to_the_other_after_the_attempt_delay() {
+    let _serial = serial();
+    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    let Ok(_v4) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+        return; // the port is taken on IPv4: nothing to check this time
+    };
+    counted(|| {
+        let c = dial(no_server(), both(), "dual.test", port, None).unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    });
+}
+
+#[test]
+fn only_hanging_connects_end_at_the_deadline_with_etime() {
+    let _serial = serial();
+    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    counted(|| {
+        let err = dial(
+            no_server(),
+            Hosts::default(),
+            "127.0.0.1",
+            port,
+            Some(Duration::from_millis(300)),
+        )
+        .unwrap_err();
+        assert!(ouro::is_deadline(&err), "{err}");
+    });
+}
+
+#[test]
+fn an_unknown_name_is_not_found() {
+    let _serial = serial();
+    counted(|| {
+        let server = ScriptedServer::start(
+            Box::new(|_, q| {
+                vec![Send::Reply(reply(
+                    q,
+                    simple_dns::RCODE::NameError,
+                    |_, _| {},
+                ))]
+            }),
+            None,
+        );
+        let err = dial(server.config(), Hosts::default(), "nowhere.test", 80, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    });
+}
+
+#[test]
+fn an_aaaa_answer_that_never_comes_waits_only_the_resolution_delay() {
+    let _serial = serial();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = v4.local_addr().unwrap().port();
+    counted(|| {
+        let server = ScriptedServer::start(
+            Box::new(|_, q| match asks_aaaa(q) {
+                true => Vec::new(),
+                false => vec![Send::Reply(a_reply(q, &[Ipv4Addr::LOCALHOST]))],
+            }),
+            None,
+        );
+        let mut config = server.config();
+        config.timeout = Duration::from_secs(30); // the AAAA lookup would wait this long
+        let c = dial(
+            config,
+            Hosts::default(),
+            "v4only.test",
+            port,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    });
+}
+
+#[test]
+fn a_cancelled_connect_ends_once_with_ecanceled() {
+    let _serial = serial();
+    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    counted(|| {
+        let mut ring = Ring::new(64).unwrap();
+        let connector = Connector::new(
+            &mut ring,
+            no_server(),
+            Hosts::default(),
+            Ctx::new(to_connector),
+        )
+        .unwrap();
+        let mut dialer = Dialer {
+            connector: Some(connector),
+            results: Vec::new(),
+        };
+        let connector = dialer.connector.as_mut().unwrap();
+        let id = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+        ring.run(&mut dialer, RunMode::Once).unwrap();
+        assert!(dialer.connector.as_mut().unwrap().cancel(&mut ring, id));
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        assert_eq!(dialer.results.len(), 1);
+        assert!(ouro::is_canceled(dialer.results[0].as_ref().unwrap_err()));
+    });
+}
+
+fn drop_connector(d: &mut Dialer, _: &mut Ring<Dialer>, c: Completion) -> io::Result<()> {
+    d.results.push(connected(c));
+    d.connector = None;
+    Ok(())
+}
+
+#[test]
+fn dropping_the_connector_from_a_callback_ends_the_others_with_ecanceled() {
+    let _serial = serial();
+    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let open_port = v4.local_addr().unwrap().port();
+    counted(|| {
+        let mut ring = Ring::new(64).unwrap();
+        let connector = Connector::new(
+            &mut ring,
+            no_server(),
+            Hosts::default(),
+            Ctx::new(to_connector),
+        )
+        .unwrap();
+        let mut dialer = Dialer {
+            connector: Some(connector),
+            results: Vec::new(),
+        };
+        let connector = dialer.connector.as_mut().unwrap();
+        connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+        connector.connect(&mut ring, "127.0.0.1", open_port, Ctx::new(drop_connector));
+        let deadline = ring.now() + Duration::from_secs(5);
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        assert!(ring.now() < deadline);
+        assert_eq!(dialer.results.len(), 2);
+        let canceled = dialer
+            .results
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(ouro::is_canceled))
+            .count();
+        assert_eq!(canceled, 1);
+        drop(dialer);
+    });
+}
