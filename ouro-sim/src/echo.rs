@@ -119,9 +119,7 @@ impl Server {
     }
 
     fn recv(ring: &mut Ring<Server>, fd: RingFd, key: u64) {
-        let ctx = Ctx::new(Server::on_completion)
-            .msg(Msg::Received)
-            .key(key);
+        let ctx = Ctx::new(Server::on_completion).msg(Msg::Received).key(key);
         ring.recv(fd, Vec::with_capacity(RECV_SIZE), ctx);
     }
 
@@ -154,7 +152,9 @@ fn no_listener() -> io::Error {
 }
 
 fn server_addr() -> SocketAddr {
-    SERVER.parse().unwrap_or_else(|_| SocketAddr::from(([10, 0, 0, 1], 7000)))
+    SERVER
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([10, 0, 0, 1], 7000)))
 }
 
 /// One client: a connection, the message of its current round, what has
@@ -229,9 +229,7 @@ impl Clients {
     }
 
     fn recv(ring: &mut Ring<Clients>, fd: RingFd, key: u64) {
-        let ctx = Ctx::new(Clients::on_completion)
-            .msg(Msg::Received)
-            .key(key);
+        let ctx = Ctx::new(Clients::on_completion).msg(Msg::Received).key(key);
         ring.recv(fd, Vec::with_capacity(RECV_SIZE), ctx);
     }
 

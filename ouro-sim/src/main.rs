@@ -17,7 +17,9 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         seeds: 100,
         scenario: "echo".into(),
-        seed: std::env::var("OURO_SIM_SEED").ok().and_then(|s| s.parse().ok()),
+        seed: std::env::var("OURO_SIM_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -37,7 +39,10 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => {
             let names: Vec<_> = SCENARIOS.iter().map(|(n, _)| *n).collect();
-            eprintln!("{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}]", names.join("|"));
+            eprintln!(
+                "{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}]",
+                names.join("|")
+            );
             return ExitCode::from(2);
         }
     };

@@ -110,6 +110,13 @@ impl Net {
         false
     }
 
+    /// Whether an operation of `node` waits on a socket.
+    pub(crate) fn has_parked(&self, node: u32) -> bool {
+        self.sockets
+            .iter()
+            .any(|s| s.waiting.iter().any(|p| p.node == node))
+    }
+
     fn add(&mut self, socket: Socket) -> usize {
         self.sockets.push(socket);
         self.sockets.len() - 1

@@ -213,9 +213,9 @@ impl World {
             ));
         }
         for raw in state.net.open_fds() {
-            state
-                .violations
-                .push(format!("fd {raw} (a simulated socket) still open at the end"));
+            state.violations.push(format!(
+                "fd {raw} (a simulated socket) still open at the end"
+            ));
         }
         state.violations.clone()
     }
@@ -228,7 +228,11 @@ impl World {
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         loop {
             self.state.borrow_mut().process_due();
-            self.state.borrow_mut().streams.get("order").shuffle(&mut order);
+            self.state
+                .borrow_mut()
+                .streams
+                .get("order")
+                .shuffle(&mut order);
             for &i in &order {
                 nodes[i].step()?;
             }
@@ -325,6 +329,17 @@ impl State {
         self.events.peek().map(|Reverse(e)| e.at)
     }
 
+    /// Whether `node` has operations in flight of which none can ever
+    /// complete: none has a completion scheduled or waits on a socket.
+    pub(crate) fn lost(&self, node: u32) -> bool {
+        let in_flight = self.in_flight.keys().any(|&(n, _)| n == node);
+        let scheduled = self.events.iter().any(|Reverse(e)| match &e.what {
+            What::Complete { node: n, .. } => *n == node,
+            _ => false,
+        });
+        in_flight && !scheduled && !self.net.has_parked(node)
+    }
+
     /// Carries out every event due by now.
     pub(crate) fn process_due(&mut self) {
         let now = self.now();
@@ -377,7 +392,11 @@ impl State {
                 ));
             }
             // An fd's number depends on the process, not the seed.
-            let logged = if fd.is_some() { i32::MIN } else { completion.res };
+            let logged = if fd.is_some() {
+                i32::MIN
+            } else {
+                completion.res
+            };
             self.log(now, node, completion.user_data, logged);
             if let Some(fd) = fd {
                 completion.res = self.net.hand_over(fd);
