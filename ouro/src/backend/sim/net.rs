@@ -86,13 +86,15 @@ impl Net {
         fd.into_raw_fd()
     }
 
-    /// The fds of sockets still open.
-    pub(crate) fn open_fds(&self) -> Vec<RawFd> {
-        self.fds
+    /// The sockets whose fds are still open.
+    pub(crate) fn open_sockets(&self) -> Vec<usize> {
+        let mut open: Vec<usize> = self
+            .fds
             .keys()
-            .copied()
-            .filter(|&raw| self.lookup(raw).is_some())
-            .collect()
+            .filter_map(|&raw| self.lookup(raw))
+            .collect();
+        open.sort_unstable();
+        open
     }
 
     /// Takes the parked operation `user_data` of `node` off its socket.

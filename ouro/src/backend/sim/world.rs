@@ -212,9 +212,11 @@ impl World {
                 "in flight at the end: {kind:?} of ring {node} (user_data {user_data:#x})"
             ));
         }
-        for raw in state.net.open_fds() {
+        // Named by the world's number: an fd's number depends on the
+        // process, not the seed.
+        for sock in state.net.open_sockets() {
             state.violations.push(format!(
-                "fd {raw} (a simulated socket) still open at the end"
+                "simulated socket {sock} still has an open fd at the end"
             ));
         }
         state.violations.clone()
