@@ -67,14 +67,11 @@ impl Server {
             }
             (Msg::Accepted, Outcome::Accept(res)) => {
                 self.accepting = None;
-                match res {
-                    Ok((fd, _peer)) => {
-                        let fd = ring.register_fd(fd);
-                        let key = self.conns.insert(fd);
-                        Server::recv(ring, fd, key);
-                    }
-                    // A failed accept (EMFILE): the listener goes on.
-                    Err(_) => {}
+                // A failed accept (EMFILE) leaves the listener as it was.
+                if let Ok((fd, _peer)) = res {
+                    let fd = ring.register_fd(fd);
+                    let key = self.conns.insert(fd);
+                    Server::recv(ring, fd, key);
                 }
                 if self.stopping {
                     self.close_listener(ring);
