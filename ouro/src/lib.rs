@@ -138,6 +138,8 @@ mod write_queue;
 
 pub use backend::mock;
 #[cfg(target_os = "linux")]
+pub use backend::sim;
+#[cfg(target_os = "linux")]
 pub use backend::uring::SetupError;
 pub use backend::BackendKind;
 pub use buffers::group::BufferGroup;

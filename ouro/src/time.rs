@@ -5,13 +5,16 @@
 //! Times are nanoseconds since the ring's epoch, on the monotonic clock or,
 //! for the mock backend, on a virtual clock that jumps to the next event.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// The ring's notion of "now".
 pub(crate) struct Clock {
     epoch: Instant,
-    /// `Some` on a virtual clock: nanoseconds since the epoch.
-    virtual_now: Option<u64>,
+    /// `Some` on a virtual clock: nanoseconds since the epoch, shared by
+    /// every ring of a simulated world (a mock ring's is its own).
+    virtual_now: Option<Rc<Cell<u64>>>,
 }
 
 impl Clock {
@@ -23,23 +26,28 @@ impl Clock {
     }
 
     pub(crate) fn virtual_clock() -> Clock {
+        Clock::shared(Rc::new(Cell::new(0)))
+    }
+
+    /// A virtual clock that reads `now`, which its owner moves.
+    pub(crate) fn shared(now: Rc<Cell<u64>>) -> Clock {
         Clock {
             epoch: Instant::now(),
-            virtual_now: Some(0),
+            virtual_now: Some(now),
         }
     }
 
     pub(crate) fn now(&self) -> u64 {
-        match self.virtual_now {
-            Some(now) => now,
+        match &self.virtual_now {
+            Some(now) => now.get(),
             None => duration_ns(self.epoch.elapsed()),
         }
     }
 
     /// Moves a virtual clock forward to `ns` (never backwards).
     pub(crate) fn advance_to(&mut self, ns: u64) {
-        if let Some(now) = &mut self.virtual_now {
-            *now = (*now).max(ns);
+        if let Some(now) = &self.virtual_now {
+            now.set(now.get().max(ns));
         }
     }
 

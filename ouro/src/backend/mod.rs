@@ -44,6 +44,8 @@ mod driver;
 pub mod mock;
 pub(crate) mod poll;
 #[cfg(target_os = "linux")]
+pub mod sim;
+#[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
 /// A completion as a backend reports it: the submission's `user_data`, a
@@ -97,6 +99,8 @@ pub enum BackendKind {
     Poll,
     /// The scripted mock, for unit tests.
     Mock,
+    /// The deterministic simulator (see [`sim`](crate::sim)).
+    Sim,
 }
 
 impl BackendKind {
@@ -203,6 +207,8 @@ pub(crate) enum Backend {
     Uring(uring::Uring),
     Poll(poll::PollBackend),
     Mock(mock::Mock),
+    #[cfg(target_os = "linux")]
+    Sim(sim::SimBackend),
 }
 
 macro_rules! dispatch {
@@ -212,6 +218,8 @@ macro_rules! dispatch {
             Backend::Uring($b) => $e,
             Backend::Poll($b) => $e,
             Backend::Mock($b) => $e,
+            #[cfg(target_os = "linux")]
+            Backend::Sim($b) => $e,
         }
     };
 }

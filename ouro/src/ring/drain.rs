@@ -81,7 +81,7 @@ impl<S> Ring<S> {
 
     /// The ring's next moment to wake for: its nearest timer, or a drain's
     /// deadline if that comes first.
-    pub(super) fn next_due(&self) -> Option<u64> {
+    pub(crate) fn next_due(&self) -> Option<u64> {
         let drain = self
             .drain
             .filter(|drain| !drain.cut)

@@ -158,6 +158,8 @@ pub struct Ring<S = ()> {
 // are declared): making and running a ring, what it is, then operations by
 // family, then messages and threads.
 mod construct;
+#[cfg(target_os = "linux")]
+mod simulated;
 
 mod builder;
 mod run;

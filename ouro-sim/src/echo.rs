@@ -1,0 +1,333 @@
+//! The echo scenario: a server that accepts connections and sends back
+//! what each one sends, as the echo example does, and clients on rings of
+//! their own that check every byte of every answer. Clients whose
+//! connection fails (reset, refused) reconnect after a pause and start
+//! their round again.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ouro::net::{Domain, Type};
+use ouro::sim::{Config, World};
+use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RingFd, Task};
+
+const SERVER: &str = "10.0.0.1:7000";
+const CLIENT_RINGS: usize = 2;
+const CLIENTS_PER_RING: usize = 3;
+const ROUNDS: u32 = 4;
+const RECV_SIZE: usize = 2048;
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+/// Virtual time the safety phase may take.
+const SAFETY_TIME: Duration = Duration::from_secs(60);
+/// Virtual time, with faults off, in which every client must finish.
+const LIVENESS_BOUND: Duration = Duration::from_secs(10);
+
+ouro::messages! {
+    enum Msg { Socket, Bound, Listening, Accepted, Received, Sent, Connected, Retry, Closed }
+}
+
+/// The server's state: its listener and connections.
+pub struct Server {
+    listener: Option<RingFd>,
+    accepting: Option<Task>,
+    conns: ConnTable<RingFd>,
+    stopping: bool,
+}
+
+impl Server {
+    fn start(ring: &mut Ring<Server>) -> Server {
+        let ctx = Ctx::new(Server::on_completion).msg(Msg::Socket);
+        ring.socket(Domain::IPV4, Type::STREAM, None, ctx);
+        Server {
+            listener: None,
+            accepting: None,
+            conns: ConnTable::with_capacity(16),
+            stopping: false,
+        }
+    }
+
+    fn on_completion(&mut self, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
+        let (msg, key, outcome): (Msg, u64, Outcome) = c.into_parts()?;
+        let ctx = |msg: Msg| Ctx::new(Server::on_completion).msg(msg).key(key);
+        match (msg, outcome) {
+            (Msg::Socket, Outcome::Socket(fd)) => {
+                let fd = ring.register_fd(fd?);
+                self.listener = Some(fd);
+                ring.bind(fd, server_addr(), ctx(Msg::Bound));
+            }
+            (Msg::Bound, Outcome::Bind(res)) => {
+                res?;
+                let fd = self.listener.ok_or_else(no_listener)?;
+                ring.listen(fd, 64, ctx(Msg::Listening));
+            }
+            (Msg::Listening, Outcome::Listen(res)) => {
+                res?;
+                self.accept(ring)?;
+            }
+            (Msg::Accepted, Outcome::Accept(res)) => {
+                self.accepting = None;
+                // A failed accept (EMFILE) leaves the listener as it was.
+                if let Ok((fd, _peer)) = res {
+                    let fd = ring.register_fd(fd);
+                    let key = self.conns.insert(fd);
+                    Server::recv(ring, fd, key);
+                }
+                if self.stopping {
+                    self.close_listener(ring);
+                } else {
+                    self.accept(ring)?;
+                }
+            }
+            (Msg::Received, Outcome::Recv(Ok(n), buf)) if n > 0 => {
+                let Some(&fd) = self.conns.get(key) else {
+                    return Ok(());
+                };
+                ring.send(fd, buf.into_vec(), ctx(Msg::Sent));
+            }
+            (Msg::Received, Outcome::Recv(..)) => self.close(ring, key),
+            (Msg::Sent, Outcome::Send(Ok(n), buf)) => {
+                let Some(&fd) = self.conns.get(key) else {
+                    return Ok(());
+                };
+                let mut rest = buf.into_vec();
+                if n < rest.len() {
+                    rest.drain(..n);
+                    ring.send(fd, rest, ctx(Msg::Sent));
+                } else {
+                    Server::recv(ring, fd, key);
+                }
+            }
+            (Msg::Sent, Outcome::Send(Err(_), _)) => self.close(ring, key),
+            (msg, outcome) => {
+                return Err(io::Error::other(format!(
+                    "server: {msg:?} ended with {outcome:?}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, ring: &mut Ring<Server>) -> io::Result<()> {
+        let fd = self.listener.ok_or_else(no_listener)?;
+        let ctx = Ctx::new(Server::on_completion).msg(Msg::Accepted);
+        self.accepting = Some(ring.accept(fd, ctx));
+        Ok(())
+    }
+
+    fn recv(ring: &mut Ring<Server>, fd: RingFd, key: u64) {
+        let ctx = Ctx::new(Server::on_completion).msg(Msg::Received).key(key);
+        ring.recv(fd, Vec::with_capacity(RECV_SIZE), ctx);
+    }
+
+    fn close(&mut self, ring: &mut Ring<Server>, key: u64) {
+        if let Some(fd) = self.conns.remove(key) {
+            ring.close(fd, Ctx::none());
+        }
+    }
+
+    /// Stops accepting; the listener closes once the accept has ended.
+    fn stop(&mut self, ring: &mut Ring<Server>) {
+        self.stopping = true;
+        match self.accepting {
+            Some(task) => {
+                ring.cancel(task, Ctx::none());
+            }
+            None => self.close_listener(ring),
+        }
+    }
+
+    fn close_listener(&mut self, ring: &mut Ring<Server>) {
+        if let Some(fd) = self.listener.take() {
+            ring.close(fd, Ctx::none());
+        }
+    }
+}
+
+fn no_listener() -> io::Error {
+    io::Error::other("server: no listener")
+}
+
+fn server_addr() -> SocketAddr {
+    SERVER
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([10, 0, 0, 1], 7000)))
+}
+
+/// One client: a connection, the message of its current round, what has
+/// come back of it.
+struct Client {
+    fd: Option<RingFd>,
+    message: Vec<u8>,
+    sent: usize,
+    got: usize,
+    rounds_left: u32,
+    failures: u32,
+}
+
+/// The clients of one ring.
+pub struct Clients {
+    world: World,
+    clients: Vec<Client>,
+}
+
+impl Clients {
+    fn start(world: &World, ring: &mut Ring<Clients>, first: usize) -> Clients {
+        let mut clients = Clients {
+            world: world.clone(),
+            clients: Vec::new(),
+        };
+        for i in 0..CLIENTS_PER_RING {
+            let id = (first + i) as u64;
+            clients.clients.push(Client {
+                fd: None,
+                message: Vec::new(),
+                sent: 0,
+                got: 0,
+                rounds_left: ROUNDS,
+                failures: 0,
+            });
+            clients.next_round(ring, i as u64, id);
+        }
+        clients
+    }
+
+    fn unfinished(&self) -> usize {
+        self.clients.iter().filter(|c| c.rounds_left > 0).count()
+    }
+
+    /// Starts a round (or ends the client): a new message on the open
+    /// connection, or a new connection first.
+    fn next_round(&mut self, ring: &mut Ring<Clients>, key: u64, salt: u64) {
+        let client = &mut self.clients[key as usize];
+        if client.rounds_left == 0 {
+            if let Some(fd) = client.fd.take() {
+                ring.close(fd, Ctx::none());
+            }
+            return;
+        }
+        let len = 1 + (self.world.random() % 6000) as usize;
+        let seed = self.world.random() ^ salt;
+        client.message = (0..len).map(|i| (seed as usize + i * 7) as u8).collect();
+        client.sent = 0;
+        client.got = 0;
+        match client.fd {
+            Some(fd) => Clients::send(ring, fd, key, client.message.clone()),
+            None => {
+                let ctx = Ctx::new(Clients::on_completion).msg(Msg::Socket).key(key);
+                ring.socket(Domain::IPV4, Type::STREAM, None, ctx);
+            }
+        }
+    }
+
+    fn send(ring: &mut Ring<Clients>, fd: RingFd, key: u64, data: Vec<u8>) {
+        let ctx = Ctx::new(Clients::on_completion).msg(Msg::Sent).key(key);
+        ring.send(fd, data, ctx);
+    }
+
+    fn recv(ring: &mut Ring<Clients>, fd: RingFd, key: u64) {
+        let ctx = Ctx::new(Clients::on_completion).msg(Msg::Received).key(key);
+        ring.recv(fd, Vec::with_capacity(RECV_SIZE), ctx);
+    }
+
+    fn on_completion(&mut self, ring: &mut Ring<Clients>, c: Completion) -> io::Result<()> {
+        let (msg, key, outcome): (Msg, u64, Outcome) = c.into_parts()?;
+        let ctx = |msg: Msg| Ctx::new(Clients::on_completion).msg(msg).key(key);
+        let client = &mut self.clients[key as usize];
+        match (msg, outcome) {
+            (Msg::Socket, Outcome::Socket(fd)) => {
+                let fd = ring.register_fd(fd?);
+                client.fd = Some(fd);
+                ring.connect(fd, server_addr(), ctx(Msg::Connected));
+            }
+            (Msg::Connected, Outcome::Connect(Ok(()))) => {
+                let fd = client.fd.ok_or_else(|| io::Error::other("no fd"))?;
+                Clients::send(ring, fd, key, client.message.clone());
+            }
+            (Msg::Sent, Outcome::Send(Ok(n), buf)) => {
+                let fd = client.fd.ok_or_else(|| io::Error::other("no fd"))?;
+                client.sent += n;
+                let mut rest = buf.into_vec();
+                if n < rest.len() {
+                    rest.drain(..n);
+                    Clients::send(ring, fd, key, rest);
+                } else {
+                    Clients::recv(ring, fd, key);
+                }
+            }
+            (Msg::Received, Outcome::Recv(Ok(n), buf)) if n > 0 => {
+                let fd = client.fd.ok_or_else(|| io::Error::other("no fd"))?;
+                let expected = client.message.get(client.got..client.got + n);
+                if expected != Some(&buf[..]) {
+                    self.world.report(format!(
+                        "echo: client {key} got {n} bytes at offset {} of its {}-byte \
+                         message that are not what it sent",
+                        client.got,
+                        client.message.len()
+                    ));
+                    return self.fail(ring, key);
+                }
+                client.got += n;
+                if client.got < client.message.len() {
+                    Clients::recv(ring, fd, key);
+                } else {
+                    client.rounds_left -= 1;
+                    self.next_round(ring, key, key);
+                }
+            }
+            (Msg::Retry, Outcome::Timer(_)) => self.next_round(ring, key, key),
+            // Refused, reset, a broken pipe, an early end of stream: the
+            // round starts again on a new connection.
+            (_, _) => return self.fail(ring, key),
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, ring: &mut Ring<Clients>, key: u64) -> io::Result<()> {
+        let client = &mut self.clients[key as usize];
+        client.failures += 1;
+        if let Some(fd) = client.fd.take() {
+            ring.close(fd, Ctx::none());
+        }
+        let ctx = Ctx::new(Clients::on_completion).msg(Msg::Retry).key(key);
+        ring.timer(RETRY_PAUSE, ctx);
+        Ok(())
+    }
+}
+
+/// Runs the echo scenario in `world`: a safety phase with the world's
+/// faults, then a liveness phase without faults in which every client
+/// must finish its rounds, then shutdown; violations go to the world.
+pub fn run(world: &World) -> io::Result<()> {
+    let mut server_ring: Ring<Server> = Ring::simulated(world);
+    let server = Server::start(&mut server_ring);
+    let mut server = (server_ring, server);
+    let mut clients: Vec<(Ring<Clients>, Clients)> = (0..CLIENT_RINGS)
+        .map(|r| {
+            let mut ring = Ring::simulated(world);
+            let state = Clients::start(world, &mut ring, r * CLIENTS_PER_RING);
+            (ring, state)
+        })
+        .collect();
+    let run_all = |server: &mut (Ring<Server>, Server),
+                   clients: &mut Vec<(Ring<Clients>, Clients)>,
+                   limit: Duration| {
+        let mut nodes: Vec<&mut dyn ouro::sim::Node> = vec![server];
+        nodes.extend(clients.iter_mut().map(|c| c as &mut dyn ouro::sim::Node));
+        world.run(&mut nodes, limit)
+    };
+    run_all(&mut server, &mut clients, SAFETY_TIME)?;
+    world.set_config(Config::calm());
+    run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
+    let unfinished: usize = clients.iter().map(|c| c.1.unfinished()).sum();
+    if unfinished > 0 {
+        world.report(format!(
+            "liveness: {unfinished} client(s) had not finished their rounds \
+             {LIVENESS_BOUND:?} after the faults stopped"
+        ));
+    }
+    let (ring, state) = &mut server;
+    state.stop(ring);
+    run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! What a seed decides: the configuration of fault classes (swarm testing:
+//! each class is on or off, with its own rate) and the independent random
+//! streams every concern draws from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::op::OpKind;
+
+/// One seeded random stream per concern: a stream's numbers depend only on
+/// the seed and the concern's name, so a new concern shifts no other.
+pub(crate) struct Streams {
+    seed: u64,
+    by_name: BTreeMap<&'static str, fastrand::Rng>,
+}
+
+impl Streams {
+    pub(crate) fn new(seed: u64) -> Streams {
+        Streams {
+            seed,
+            by_name: BTreeMap::new(),
+        }
+    }
+
+    /// The stream of concern `name`.
+    pub(crate) fn get(&mut self, name: &'static str) -> &mut fastrand::Rng {
+        let seed = self.seed;
+        self.by_name
+            .entry(name)
+            .or_insert_with(|| fastrand::Rng::with_seed(seed ^ name_hash(name)))
+    }
+
+    /// Whether an event of probability `rate` happens, on stream `name`.
+    pub(crate) fn chance(&mut self, name: &'static str, rate: f64) -> bool {
+        rate > 0.0 && self.get(name).f64() < rate
+    }
+}
+
+/// FNV-1a: stable across runs and platforms, unlike the std hasher.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    fold(0xcbf2_9ce4_8422_2325, name.as_bytes())
+}
+
+/// Folds `bytes` into an FNV-1a hash.
+pub(crate) fn fold(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// How long the network and the kernel take: a base, a uniform spread on
+/// top, and a rare long tail.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    /// The least time an operation or a segment takes, in nanoseconds.
+    pub base_ns: u64,
+    /// Up to this much more, uniformly.
+    pub spread_ns: u64,
+    /// The share of delays that take `tail_ns` more.
+    pub tail_rate: f64,
+    /// The tail's extra delay.
+    pub tail_ns: u64,
+}
+
+/// The fault classes a seed switches on, with their rates (0: off).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Delays of operations and of segments on the network.
+    pub latency: Latency,
+    /// The share of sends whose bytes are cut into several segments that
+    /// arrive apart.
+    pub segmenting: f64,
+    /// The share of reads and writes (recv, send) that move fewer bytes
+    /// than they could.
+    pub short_io: f64,
+    /// The share of operations that fail with an error the kernel can
+    /// return for them (ECONNRESET on recv, EPIPE on send, ECONNREFUSED on
+    /// connect, EMFILE on accept).
+    pub errors: f64,
+    /// Ready completions are handed to a ring in a shuffled order.
+    pub shuffle: bool,
+    /// Timers fire up to this many nanoseconds late (never early).
+    pub late_timers_ns: u64,
+}
+
+impl Config {
+    /// No fault at all: the liveness phase, and the default of a world
+    /// made without a seed's configuration.
+    pub fn calm() -> Config {
+        Config {
+            latency: Latency {
+                base_ns: 10_000,
+                spread_ns: 0,
+                tail_rate: 0.0,
+                tail_ns: 0,
+            },
+            segmenting: 0.0,
+            short_io: 0.0,
+            errors: 0.0,
+            shuffle: false,
+            late_timers_ns: 0,
+        }
+    }
+
+    /// The configuration `seed` expands into: each class on with even
+    /// odds, at a rate drawn from the seed's `config` stream.
+    pub fn from_seed(seed: u64) -> Config {
+        let mut rng = fastrand::Rng::with_seed(seed ^ name_hash("config"));
+        let rate = |rng: &mut fastrand::Rng, most: f64| {
+            if rng.bool() {
+                rng.f64() * most
+            } else {
+                0.0
+            }
+        };
+        let tail_rate = rate(&mut rng, 0.05);
+        let latency = Latency {
+            base_ns: rng.u64(1_000..100_000),
+            spread_ns: if rng.bool() { rng.u64(0..1_000_000) } else { 0 },
+            tail_rate,
+            tail_ns: if tail_rate > 0.0 {
+                rng.u64(1_000_000..50_000_000)
+            } else {
+                0
+            },
+        };
+        Config {
+            latency,
+            segmenting: rate(&mut rng, 0.5),
+            short_io: rate(&mut rng, 0.5),
+            errors: rate(&mut rng, 0.02),
+            shuffle: rng.bool(),
+            late_timers_ns: if rng.bool() {
+                rng.u64(1..10_000_000)
+            } else {
+                0
+            },
+        }
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.latency;
+        write!(
+            f,
+            "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
+             shuffle={} late_timers={}ns",
+            l.base_ns,
+            l.spread_ns,
+            l.tail_rate,
+            l.tail_ns,
+            self.segmenting,
+            self.short_io,
+            self.errors,
+            self.shuffle,
+            self.late_timers_ns
+        )
+    }
+}
+
+/// The error a real kernel can return for a `kind` operation that the
+/// simulator injects, and the stream its decisions come from; `None` for
+/// operations that get no injected error.
+pub(crate) fn injectable(kind: OpKind) -> Option<(i32, &'static str)> {
+    match kind {
+        OpKind::Recv => Some((libc::ECONNRESET, "faults/recv")),
+        OpKind::Send => Some((libc::EPIPE, "faults/send")),
+        OpKind::Connect => Some((libc::ECONNREFUSED, "faults/connect")),
+        OpKind::Accept => Some((libc::EMFILE, "faults/accept")),
+        _ => None,
+    }
+}
+
+/// Faults injected so far, by class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts(pub BTreeMap<&'static str, u64>);
+
+impl FaultCounts {
+    pub(crate) fn add(&mut self, class: &'static str) {
+        *self.0.entry(class).or_default() += 1;
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &FaultCounts) {
+        for (class, n) in &other.0 {
+            *self.0.entry(class).or_default() += n;
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The deterministic simulator: rings whose operations a simulated
+//! [`World`] carries out, on a virtual clock, with the order of events,
+//! the network's delays and the faults drawn from one seed. The same user
+//! code runs on a real ring and on a simulated one; a failure found under
+//! a seed is replayed exactly by running that seed again.
+//!
+//! ```
+//! use ouro::sim::World;
+//! use ouro::{Completion, Ctx, Outcome, Ring, RunMode};
+//! use std::time::Duration;
+//!
+//! let world = World::new(7);
+//! let mut ring: Ring<u32> = Ring::simulated(&world);
+//! fn fired(n: &mut u32, _: &mut Ring<u32>, c: Completion) -> std::io::Result<()> {
+//!     assert!(matches!(c.outcome, Outcome::Timer(Ok(()))));
+//!     *n += 1;
+//!     Ok(())
+//! }
+//! ring.timer(Duration::from_secs(60), Ctx::new(fired));
+//! let mut node = (ring, 0);
+//! world.run(&mut [&mut node], Duration::from_secs(3600)).unwrap();
+//! assert_eq!(node.1, 1);
+//! // Virtual time: the minute passed at once, and the timer was not early.
+//! assert!(world.now() >= Duration::from_secs(60));
+//! ```
+//!
+//! A world holds every ring made on it. [`World::run`] steps each ring
+//! (a [`Node`]) one turn at a time in an order drawn from the seed, and
+//! when none has work ready, jumps the clock to the next event (a
+//! completion, a segment arriving, a timer). A lone ring may also be run
+//! with [`Ring::run`](crate::Ring::run) as usual: its waits jump the
+//! clock too, but it can only wait for what is already scheduled.
+//!
+//! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
+//! bind, listen, connect, accept, send, recv, shutdown, close) between the
+//! addresses of one world. Every other operation fails with an
+//! `Unsupported` error naming it. Each socket handed to user code is a real
+//! fd (a memfd) that the world maps to its socket, checked by identity on
+//! every use: a stale fd, or one the world did not make, is `EBADF`.
+//!
+//! See `docs/simulator.md` for the runner and the fault classes.
+
+mod faults;
+mod net;
+mod world;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::driver::Driver;
+use super::{BackendKind, OwnedFiles, RawCompletion, Started, Wake};
+use crate::error::bad_ring_fd;
+use crate::fd::{Fd, Named};
+use crate::op::Op;
+use crate::time::Clock;
+use net::{Parked, Reply};
+use world::State;
+
+pub use faults::{Config, FaultCounts, Latency};
+#[doc(hidden)]
+pub use world::Bug;
+pub use world::{Node, Stop, World};
+
+/// A ring's backend in a simulated world.
+pub(crate) struct SimBackend {
+    world: World,
+    node: u32,
+    files: OwnedFiles,
+    woken: Arc<SimWaker>,
+}
+
+#[derive(Default)]
+struct SimWaker(AtomicBool);
+
+impl Wake for SimWaker {
+    fn wake(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl SimBackend {
+    /// A backend for a new ring of `world`.
+    pub(crate) fn new(world: &World) -> SimBackend {
+        let mut state = world.state.borrow_mut();
+        state.ready.push(Vec::new());
+        SimBackend {
+            world: world.clone(),
+            node: (state.ready.len() - 1) as u32,
+            files: OwnedFiles::default(),
+            woken: Arc::default(),
+        }
+    }
+
+    /// The socket `fd` names, if the world made it and it is still open.
+    fn socket_of(&self, state: &State, fd: Fd) -> Option<usize> {
+        let raw = match fd.named() {
+            Named::Raw(raw) => raw,
+            Named::Ring(file) => self.files.raw(file),
+        };
+        state.lookup(raw)
+    }
+
+    fn carry_out(
+        &mut self,
+        state: &mut State,
+        user_data: u64,
+        op: &mut Op,
+    ) -> Result<Reply, io::Error> {
+        let parked = |ptr: *mut u8, room: usize| Parked {
+            node: self.node,
+            user_data,
+            ptr,
+            room,
+        };
+        let reply = match op {
+            Op::Noop => Reply::Res(0),
+            Op::Close { fd } => match fd.take() {
+                Some(fd) => {
+                    state.close(&fd);
+                    Reply::Res(0)
+                }
+                None => Reply::Res(-libc::EBADF),
+            },
+            Op::CloseRing { file } => match self.files.take(*file) {
+                Some(fd) => {
+                    state.close(&fd);
+                    Reply::Res(0)
+                }
+                None => Reply::Res(-libc::EBADF),
+            },
+            Op::Socket { domain, ty, .. } => {
+                let stream = *ty & 0xf == libc::SOCK_STREAM;
+                let ip = *domain == libc::AF_INET || *domain == libc::AF_INET6;
+                if !stream || !ip {
+                    return Err(unsupported("sockets other than TCP"));
+                }
+                Reply::Fd(state.socket()?)
+            }
+            _ => {
+                let Some(fd) = op.fds()[0] else {
+                    return Err(unsupported(&format!("{:?}", op.kind())));
+                };
+                let Some(sock) = self.socket_of(state, fd) else {
+                    return Ok(Reply::Res(-libc::EBADF));
+                };
+                if let Some(reply) = inject(state, op, sock) {
+                    return Ok(reply);
+                }
+                match op {
+                    Op::Bind { addr, .. } => match addr.get().and_then(|a| a.as_socket()) {
+                        Some(addr) => state.bind(sock, addr),
+                        None => Reply::Res(-libc::EAFNOSUPPORT),
+                    },
+                    Op::Listen { backlog, .. } => state.listen(sock, *backlog),
+                    Op::Connect { addr, .. } => match addr.get().and_then(|a| a.as_socket()) {
+                        Some(addr) => state.connect(sock, addr),
+                        None => Reply::Res(-libc::EAFNOSUPPORT),
+                    },
+                    Op::Accept { addr, .. } => {
+                        let block: *mut crate::net::AddrBuf = &mut **addr;
+                        state.accept(parked(block.cast(), 0), sock)
+                    }
+                    Op::Send { buf, .. } => state.send(sock, &buf[..]),
+                    Op::Recv { .. } => {
+                        let (ptr, room) = op.read_target().unwrap_or((std::ptr::null_mut(), 0));
+                        state.recv(parked(ptr, room), sock)
+                    }
+                    Op::Shutdown { how, .. } => state.shutdown(sock, *how),
+                    op => return Err(unsupported(&format!("{:?}", op.kind()))),
+                }
+            }
+        };
+        Ok(reply)
+    }
+}
+
+/// An error the kernel could return for `op`, if the configuration draws
+/// one; a connection it names as reset is reset at both ends.
+fn inject(state: &mut State, op: &Op, sock: usize) -> Option<Reply> {
+    let (errno, stream) = faults::injectable(op.kind())?;
+    if !state.streams.chance(stream, state.config.errors) {
+        return None;
+    }
+    state.faults.add(stream);
+    if matches!(op, Op::Recv { .. } | Op::Send { .. }) {
+        state.reset_both(sock);
+    }
+    Some(Reply::Res(-errno))
+}
+
+fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("the simulator does not carry out {what} yet"),
+    )
+}
+
+impl Driver for SimBackend {
+    const KIND: BackendKind = BackendKind::Sim;
+
+    unsafe fn start(&mut self, user_data: u64, op: &mut Op, clock: &Clock) -> Started {
+        let _ = clock;
+        let world = self.world.state.clone();
+        let mut state = world.borrow_mut();
+        let reply = match self.carry_out(&mut state, user_data, op) {
+            Ok(reply) => reply,
+            Err(err) => return Started::Failed(err),
+        };
+        state.started(self.node, user_data, op.kind());
+        let at = state.now() + state.delay();
+        match reply {
+            Reply::Res(res) => state.complete(self.node, user_data, res, at),
+            Reply::Fd(fd) => state.complete_fd(self.node, user_data, 0, Some(fd), at),
+            Reply::Parked => {}
+        }
+        Started::Yes
+    }
+
+    fn cancel(&mut self, user_data: u64) -> bool {
+        self.world.state.borrow_mut().cancel(self.node, user_data);
+        true
+    }
+
+    fn flush(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    /// Carries out the events due; a wait that may block jumps the clock
+    /// to the next event or `timeout`, whichever is first.
+    fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
+        let mut state = self.world.state.borrow_mut();
+        state.process_due();
+        let woken = self.woken.0.swap(false, Ordering::Acquire);
+        if woken || timeout == Some(0) || !state.ready[self.node as usize].is_empty() {
+            return Ok(());
+        }
+        if state.lost(self.node) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "simulated ring: an operation in flight will never complete \
+                 (nothing is scheduled or waiting for it)",
+            ));
+        }
+        let now = state.now();
+        let until = match (state.next_event(), timeout.map(|t| now.saturating_add(t))) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "simulated ring: nothing is scheduled that could end this wait; \
+                     run the world's rings together with World::run",
+                ))
+            }
+        };
+        // The world's clock, not `clock`: a dropped ring drains on a real
+        // clock, and must still see the world's time move.
+        let _ = clock;
+        state.now.set(now.max(until));
+        state.process_due();
+        Ok(())
+    }
+
+    fn reap(&mut self, out: &mut Vec<RawCompletion>) {
+        self.world.state.borrow_mut().reap(self.node, out);
+    }
+
+    fn waker(&mut self) -> io::Result<Arc<dyn Wake>> {
+        Ok(self.woken.clone())
+    }
+
+    fn describe(&self) -> String {
+        format!("simulated (seed {})", self.world.seed())
+    }
+
+    fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
+        let _ = may_use_table;
+        self.files.insert(file, fd)
+    }
+
+    fn file_fd(&self, file: u32) -> io::Result<BorrowedFd<'_>> {
+        self.files
+            .get(file)
+            .map(AsFd::as_fd)
+            .ok_or_else(bad_ring_fd)
+    }
+
+    fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
+        let _ = stash;
+        self.files.take(file).ok_or_else(bad_ring_fd)
+    }
+
+    fn forget_file(&mut self, file: u32) {
+        drop(self.files.take(file));
+    }
+
+    fn close_files(&mut self) {
+        self.files.close_all();
+    }
+
+    fn leak_files(&mut self) {
+        self.files.leak_all();
+    }
+}

@@ -1,0 +1,415 @@
+//! The simulated network: TCP sockets between addresses of one world,
+//! byte streams cut into segments that arrive in order after a delay,
+//! half-close, resets and refused connects. Every socket user code holds
+//! has a real fd (a memfd) of its own, so that its number is unique while
+//! it is open and a stale or foreign fd is told apart by identity.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use super::world::{State, What};
+use crate::net::AddrBuf;
+
+/// A receive or accept waiting for the network, and where it writes.
+#[derive(Clone, Copy)]
+pub(crate) struct Parked {
+    pub(crate) node: u32,
+    pub(crate) user_data: u64,
+    /// A receive's room, or an accept's address block.
+    pub(crate) ptr: *mut u8,
+    pub(crate) room: usize,
+}
+
+#[derive(Default)]
+enum Role {
+    #[default]
+    Fresh,
+    Listening {
+        backlog: VecDeque<usize>,
+        most: usize,
+    },
+    Connected {
+        peer: usize,
+    },
+}
+
+#[derive(Default)]
+struct Socket {
+    role: Role,
+    local: Option<SocketAddr>,
+    rx: VecDeque<u8>,
+    /// The peer will send nothing more (after `rx`).
+    rx_fin: bool,
+    reset: bool,
+    write_shut: bool,
+    closed: bool,
+    /// When the last segment bound here arrives: segments keep order.
+    arrival: u64,
+    waiting: VecDeque<Parked>,
+}
+
+#[derive(Default)]
+pub(crate) struct Net {
+    sockets: Vec<Socket>,
+    listeners: BTreeMap<SocketAddr, usize>,
+    /// Process fds of sockets: (socket, device, inode).
+    fds: BTreeMap<RawFd, (usize, u64, u64)>,
+    next_port: u16,
+}
+
+impl Net {
+    /// The socket behind process fd `raw`, if it is still the fd the world
+    /// made (not closed, its number not reused by another file).
+    pub(crate) fn lookup(&self, raw: RawFd) -> Option<usize> {
+        let &(sock, dev, ino) = self.fds.get(&raw)?;
+        (identity(raw) == Some((dev, ino))).then_some(sock)
+    }
+
+    /// A new socket's fd, recorded as `sock`'s.
+    fn make_fd(&mut self, sock: usize) -> io::Result<OwnedFd> {
+        // SAFETY: a NUL-terminated name; memfd_create returns a new fd or -1.
+        let raw = unsafe { libc::memfd_create(c"ouro-sim".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` was just made, and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (dev, ino) = identity(raw).ok_or_else(io::Error::last_os_error)?;
+        self.fds.insert(raw, (sock, dev, ino));
+        Ok(fd)
+    }
+
+    /// Gives up ownership of `fd` to the ring: its number.
+    pub(crate) fn hand_over(&mut self, fd: OwnedFd) -> RawFd {
+        fd.into_raw_fd()
+    }
+
+    /// The sockets whose fds are still open.
+    pub(crate) fn open_sockets(&self) -> Vec<usize> {
+        let mut open: Vec<usize> = self
+            .fds
+            .keys()
+            .filter_map(|&raw| self.lookup(raw))
+            .collect();
+        open.sort_unstable();
+        open
+    }
+
+    /// Takes the parked operation `user_data` of `node` off its socket.
+    pub(crate) fn unpark(&mut self, node: u32, user_data: u64) -> bool {
+        for sock in &mut self.sockets {
+            let found = sock
+                .waiting
+                .iter()
+                .position(|p| p.node == node && p.user_data == user_data);
+            if let Some(i) = found {
+                sock.waiting.remove(i);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether an operation of `node` waits on a socket.
+    pub(crate) fn has_parked(&self, node: u32) -> bool {
+        self.sockets
+            .iter()
+            .any(|s| s.waiting.iter().any(|p| p.node == node))
+    }
+
+    fn add(&mut self, socket: Socket) -> usize {
+        self.sockets.push(socket);
+        self.sockets.len() - 1
+    }
+
+    fn ephemeral(&mut self) -> SocketAddr {
+        self.next_port = self.next_port.wrapping_add(1);
+        let port = 40_000 + self.next_port % 20_000;
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port)
+    }
+}
+
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat only writes into the zeroed struct we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer.
+    let res = unsafe { libc::fstat(fd, &mut st) };
+    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t differ by platform
+    (res == 0).then_some((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// What an operation on a socket comes to: a result now (after the
+/// usual delay), or a wait for the network.
+pub(crate) enum Reply {
+    Res(i32),
+    Fd(OwnedFd),
+    Parked,
+}
+
+impl State {
+    pub(crate) fn socket(&mut self) -> io::Result<OwnedFd> {
+        let sock = self.net.add(Socket::default());
+        self.net.make_fd(sock)
+    }
+
+    pub(crate) fn bind(&mut self, sock: usize, addr: SocketAddr) -> Reply {
+        let addr = if addr.port() == 0 {
+            self.net.ephemeral()
+        } else {
+            addr
+        };
+        if self.net.listeners.contains_key(&addr) {
+            return Reply::Res(-libc::EADDRINUSE);
+        }
+        self.net.sockets[sock].local = Some(addr);
+        Reply::Res(0)
+    }
+
+    pub(crate) fn listen(&mut self, sock: usize, backlog: i32) -> Reply {
+        let Some(addr) = self.net.sockets[sock].local else {
+            return Reply::Res(-libc::EINVAL);
+        };
+        if self.net.listeners.contains_key(&addr) {
+            return Reply::Res(-libc::EADDRINUSE);
+        }
+        self.net.listeners.insert(addr, sock);
+        let most = usize::try_from(backlog).unwrap_or(0).clamp(1, 4096);
+        self.net.sockets[sock].role = Role::Listening {
+            backlog: VecDeque::new(),
+            most,
+        };
+        Reply::Res(0)
+    }
+
+    pub(crate) fn connect(&mut self, sock: usize, addr: SocketAddr) -> Reply {
+        if !matches!(self.net.sockets[sock].role, Role::Fresh) {
+            return Reply::Res(-libc::EISCONN);
+        }
+        let Some(&listener) = self.net.listeners.get(&addr) else {
+            return Reply::Res(-libc::ECONNREFUSED);
+        };
+        let local = match self.net.sockets[sock].local {
+            Some(local) => local,
+            None => self.net.ephemeral(),
+        };
+        let server = self.net.add(Socket {
+            role: Role::Connected { peer: sock },
+            local: Some(local),
+            ..Socket::default()
+        });
+        let Role::Listening { backlog, most } = &mut self.net.sockets[listener].role else {
+            return Reply::Res(-libc::ECONNREFUSED);
+        };
+        if backlog.len() >= *most {
+            return Reply::Res(-libc::ECONNREFUSED);
+        }
+        backlog.push_back(server);
+        let client = &mut self.net.sockets[sock];
+        client.role = Role::Connected { peer: server };
+        client.local = Some(local);
+        self.wake_accept(listener);
+        Reply::Res(0)
+    }
+
+    pub(crate) fn accept(&mut self, parked: Parked, listener: usize) -> Reply {
+        if !matches!(self.net.sockets[listener].role, Role::Listening { .. }) {
+            return Reply::Res(-libc::EINVAL);
+        }
+        self.net.sockets[listener].waiting.push_back(parked);
+        self.wake_accept(listener);
+        Reply::Parked
+    }
+
+    /// Hands waiting connections to waiting accepts.
+    fn wake_accept(&mut self, listener: usize) {
+        loop {
+            let socket = &mut self.net.sockets[listener];
+            let Role::Listening { backlog, .. } = &mut socket.role else {
+                return;
+            };
+            if backlog.is_empty() || socket.waiting.is_empty() {
+                return;
+            }
+            let (Some(conn), Some(parked)) = (backlog.pop_front(), socket.waiting.pop_front())
+            else {
+                return;
+            };
+            let peer_addr = self.net.sockets[conn].local;
+            let at = self.now() + self.delay();
+            match self.net.make_fd(conn) {
+                Ok(fd) => {
+                    if let Some(addr) = peer_addr {
+                        // SAFETY: an accept parks its address block, which
+                        // its task keeps in place until its completion.
+                        let block = unsafe { &mut *parked.ptr.cast::<AddrBuf>() };
+                        block.set(&addr.into());
+                    }
+                    self.complete_fd(parked.node, parked.user_data, 0, Some(fd), at);
+                }
+                Err(err) => {
+                    let errno = err.raw_os_error().unwrap_or(libc::EMFILE);
+                    self.complete(parked.node, parked.user_data, -errno, at);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn send(&mut self, sock: usize, data: &[u8]) -> Reply {
+        let socket = &self.net.sockets[sock];
+        let Role::Connected { peer } = socket.role else {
+            return Reply::Res(-libc::ENOTCONN);
+        };
+        if socket.reset {
+            return Reply::Res(-libc::ECONNRESET);
+        }
+        if socket.write_shut {
+            return Reply::Res(-libc::EPIPE);
+        }
+        let mut len = data.len();
+        if len > 1 && self.streams.chance("net/short", self.config.short_io) {
+            len = self.streams.get("net/short").usize(1..len);
+            self.faults.add("short_write");
+        }
+        let mut rest = &data[..len];
+        while !rest.is_empty() {
+            let mut cut = rest.len();
+            if cut > 1 && self.streams.chance("net/segments", self.config.segmenting) {
+                cut = self.streams.get("net/segments").usize(1..cut);
+                self.faults.add("segment");
+            }
+            let at = (self.now() + self.delay()).max(self.net.sockets[peer].arrival);
+            self.net.sockets[peer].arrival = at;
+            let what = What::Arrive {
+                sock: peer,
+                data: rest[..cut].to_vec(),
+            };
+            self.schedule(at, what);
+            rest = &rest[cut..];
+        }
+        Reply::Res(len as i32)
+    }
+
+    pub(crate) fn recv(&mut self, parked: Parked, sock: usize) -> Reply {
+        if !matches!(self.net.sockets[sock].role, Role::Connected { .. }) {
+            return Reply::Res(-libc::ENOTCONN);
+        }
+        self.net.sockets[sock].waiting.push_back(parked);
+        self.wake_recv(sock);
+        Reply::Parked
+    }
+
+    /// Fills the first waiting receive, if there is anything to give it.
+    fn wake_recv(&mut self, sock: usize) {
+        let socket = &mut self.net.sockets[sock];
+        let Some(&parked) = socket.waiting.front() else {
+            return;
+        };
+        let res = if !socket.rx.is_empty() {
+            let mut n = socket.rx.len().min(parked.room);
+            if n > 1 && self.streams.chance("net/short", self.config.short_io) {
+                n = self.streams.get("net/short").usize(1..n);
+                self.faults.add("short_read");
+            }
+            let socket = &mut self.net.sockets[sock];
+            for (i, byte) in socket.rx.drain(..n).enumerate() {
+                // SAFETY: a receive parks its spare room, `room` bytes its
+                // task keeps in place until its completion; `i < room`.
+                unsafe { parked.ptr.add(i).write(byte) };
+            }
+            n as i32
+        } else if socket.reset {
+            -libc::ECONNRESET
+        } else if socket.rx_fin {
+            0
+        } else {
+            return;
+        };
+        self.net.sockets[sock].waiting.pop_front();
+        let now = self.now();
+        self.complete(parked.node, parked.user_data, res, now);
+    }
+
+    /// Both ends of `sock`'s connection are reset, now here and after the
+    /// usual delay at the peer.
+    pub(crate) fn reset_both(&mut self, sock: usize) {
+        self.reset(sock);
+        if let Role::Connected { peer } = self.net.sockets[sock].role {
+            let at = self.now() + self.delay();
+            self.schedule(at, What::Reset { sock: peer });
+        }
+    }
+
+    pub(crate) fn shutdown(&mut self, sock: usize, how: i32) -> Reply {
+        let Role::Connected { peer } = self.net.sockets[sock].role else {
+            return Reply::Res(-libc::ENOTCONN);
+        };
+        if how != libc::SHUT_RD && !self.net.sockets[sock].write_shut {
+            self.net.sockets[sock].write_shut = true;
+            self.send_fin(peer);
+        }
+        Reply::Res(0)
+    }
+
+    fn send_fin(&mut self, peer: usize) {
+        let at = (self.now() + self.delay()).max(self.net.sockets[peer].arrival);
+        self.net.sockets[peer].arrival = at;
+        self.schedule(at, What::Fin { sock: peer });
+    }
+
+    /// Closes the socket behind `fd` (which the caller closes with it).
+    pub(crate) fn close(&mut self, fd: &OwnedFd) {
+        let raw = fd.as_raw_fd();
+        if let Some(sock) = self.net.lookup(raw) {
+            self.net.fds.remove(&raw);
+            self.close_socket(sock);
+        }
+    }
+
+    fn close_socket(&mut self, sock: usize) {
+        let socket = &mut self.net.sockets[sock];
+        socket.closed = true;
+        match std::mem::take(&mut socket.role) {
+            Role::Fresh => {}
+            Role::Connected { peer } => {
+                // Kept: data that still arrives resets the peer.
+                socket.role = Role::Connected { peer };
+                if !socket.write_shut {
+                    self.send_fin(peer);
+                }
+            }
+            Role::Listening { backlog, .. } => {
+                if let Some(addr) = self.net.sockets[sock].local {
+                    self.net.listeners.remove(&addr);
+                }
+                for conn in backlog {
+                    self.net.sockets[conn].closed = true;
+                    self.reset_both(conn);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn arrive(&mut self, sock: usize, data: Vec<u8>) {
+        if self.net.sockets[sock].closed {
+            // Data for a closed socket: the sender's end is reset.
+            if let Role::Connected { peer } = self.net.sockets[sock].role {
+                self.reset(peer);
+            }
+            return;
+        }
+        self.net.sockets[sock].rx.extend(data);
+        self.wake_recv(sock);
+    }
+
+    pub(crate) fn fin(&mut self, sock: usize) {
+        self.net.sockets[sock].rx_fin = true;
+        self.wake_recv(sock);
+    }
+
+    pub(crate) fn reset(&mut self, sock: usize) {
+        self.net.sockets[sock].reset = true;
+        self.wake_recv(sock);
+    }
+}

@@ -1,0 +1,433 @@
+//! The world: one virtual clock, the seeded streams, the queue of events,
+//! the network, the checkers; and the loop that steps every node.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::faults::{fold, Config, FaultCounts, Streams};
+use super::net::Net;
+use crate::backend::RawCompletion;
+use crate::op::OpKind;
+use crate::time::duration_ns;
+
+/// A simulated world: the clock, the network and the random streams that
+/// the rings made with [`Ring::simulated`](crate::Ring::simulated) share.
+/// Single-threaded; clones share the same world. See the
+/// [module docs](super).
+#[derive(Clone)]
+pub struct World {
+    pub(crate) state: Rc<RefCell<State>>,
+    pub(crate) now: Rc<Cell<u64>>,
+}
+
+/// A ring, with what it needs to run, as the world steps it: a
+/// `(Ring<S>, S)` pair is one.
+pub trait Node {
+    /// Runs one turn of the ring without waiting
+    /// ([`RunMode::NoWait`](crate::RunMode::NoWait)).
+    fn step(&mut self) -> io::Result<()>;
+
+    /// When the node next has something to do: the current time if it
+    /// has work ready, else its nearest timer; `None` if nothing but
+    /// another party can wake it.
+    fn next_wake(&self) -> Option<u64>;
+}
+
+/// Why [`World::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Nothing is scheduled any more: no event, no timer, no work ready.
+    Idle,
+    /// The time limit came first.
+    TimeUp,
+}
+
+/// A planted defect, for showing that the checkers and the runner find
+/// one; never on unless a test asks.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// One completion in a hundred is lost.
+    DropCompletion,
+}
+
+/// A completion waiting to be reaped, with the fd it makes, if any.
+pub(crate) struct Ready {
+    pub(crate) completion: RawCompletion,
+    pub(crate) fd: Option<OwnedFd>,
+}
+
+pub(crate) enum What {
+    Complete { node: u32, ready: Ready },
+    Arrive { sock: usize, data: Vec<u8> },
+    Fin { sock: usize },
+    Reset { sock: usize },
+}
+
+struct Event {
+    at: u64,
+    seq: u64,
+    what: What,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    fn cmp(&self, other: &Event) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) now: Rc<Cell<u64>>,
+    pub(crate) seed: u64,
+    pub(crate) config: Config,
+    pub(crate) streams: Streams,
+    events: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    /// Completions due, by node, not yet reaped.
+    pub(crate) ready: Vec<Vec<Ready>>,
+    pub(crate) net: Net,
+    /// Operations started and not yet completed, by (node, user_data).
+    in_flight: HashMap<(u32, u64), OpKind>,
+    pub(crate) violations: Vec<String>,
+    pub(crate) faults: FaultCounts,
+    log_hash: u64,
+    ops: u64,
+    pub(crate) bug: Option<Bug>,
+}
+
+impl World {
+    /// A world whose faults come from `seed`'s configuration
+    /// ([`Config::from_seed`]).
+    pub fn new(seed: u64) -> World {
+        World::with_config(seed, Config::from_seed(seed))
+    }
+
+    /// A world with `seed`'s streams and the given configuration.
+    pub fn with_config(seed: u64, config: Config) -> World {
+        let now = Rc::new(Cell::new(0));
+        let state = State {
+            now: now.clone(),
+            seed,
+            config,
+            streams: Streams::new(seed),
+            events: BinaryHeap::new(),
+            seq: 0,
+            ready: Vec::new(),
+            net: Net::default(),
+            in_flight: HashMap::new(),
+            violations: Vec::new(),
+            faults: FaultCounts::default(),
+            log_hash: fold(0xcbf2_9ce4_8422_2325, &seed.to_le_bytes()),
+            ops: 0,
+            bug: None,
+        };
+        World {
+            state: Rc::new(RefCell::new(state)),
+            now,
+        }
+    }
+
+    /// The seed the world was made with.
+    pub fn seed(&self) -> u64 {
+        self.state.borrow().seed
+    }
+
+    /// The fault configuration in force.
+    pub fn config(&self) -> Config {
+        self.state.borrow().config.clone()
+    }
+
+    /// Replaces the fault configuration (e.g. [`Config::calm`] for a
+    /// liveness phase); the streams go on where they were.
+    pub fn set_config(&self, config: Config) {
+        self.state.borrow_mut().config = config;
+    }
+
+    /// Plants a defect; for tests of the simulator itself.
+    #[doc(hidden)]
+    pub fn plant(&self, bug: Bug) {
+        self.state.borrow_mut().bug = Some(bug);
+    }
+
+    /// Virtual time since the world began.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now.get())
+    }
+
+    /// A number from the user's own seeded stream.
+    pub fn random(&self) -> u64 {
+        self.state.borrow_mut().streams.get("user").u64(..)
+    }
+
+    /// Faults injected so far, by class.
+    pub fn faults(&self) -> FaultCounts {
+        self.state.borrow().faults.clone()
+    }
+
+    /// Completions handed to rings so far.
+    pub fn ops(&self) -> u64 {
+        self.state.borrow().ops
+    }
+
+    /// A hash of every completion so far (when, to which operation, with
+    /// what result): equal for two runs of the same seed.
+    pub fn log_hash(&self) -> u64 {
+        self.state.borrow().log_hash
+    }
+
+    /// The violations the checkers found so far.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.borrow().violations.clone()
+    }
+
+    /// Records a violation found by user code (a scenario's own checks).
+    pub fn report(&self, violation: impl Into<String>) {
+        self.state.borrow_mut().violations.push(violation.into());
+    }
+
+    /// The checks at the end of a run: nothing in flight, no simulated fd
+    /// open. Adds what they find to the violations, and returns them all.
+    pub fn finish(&self) -> Vec<String> {
+        let mut state = self.state.borrow_mut();
+        let mut in_flight: Vec<_> = state.in_flight.iter().map(|(&k, &v)| (k, v)).collect();
+        in_flight.sort_by_key(|&(key, _)| key);
+        for ((node, user_data), kind) in in_flight {
+            state.violations.push(format!(
+                "in flight at the end: {kind:?} of ring {node} (user_data {user_data:#x})"
+            ));
+        }
+        // Named by the world's number: an fd's number depends on the
+        // process, not the seed.
+        for sock in state.net.open_sockets() {
+            state.violations.push(format!(
+                "simulated socket {sock} still has an open fd at the end"
+            ));
+        }
+        state.violations.clone()
+    }
+
+    /// Steps every node, in an order drawn from the seed, until nothing
+    /// is scheduled or `limit` of virtual time has passed; when no node
+    /// has work ready, the clock jumps to the next event or timer.
+    pub fn run(&self, nodes: &mut [&mut dyn Node], limit: Duration) -> io::Result<Stop> {
+        let deadline = self.now.get().saturating_add(duration_ns(limit));
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        loop {
+            self.state.borrow_mut().process_due();
+            self.state
+                .borrow_mut()
+                .streams
+                .get("order")
+                .shuffle(&mut order);
+            for &i in &order {
+                nodes[i].step()?;
+            }
+            let now = self.now.get();
+            let timer = nodes.iter().filter_map(|n| n.next_wake()).min();
+            let event = self.state.borrow().next_event();
+            let next = match (timer, event) {
+                (Some(t), Some(e)) => t.min(e),
+                (t, e) => match t.or(e) {
+                    Some(next) => next,
+                    None => return Ok(Stop::Idle),
+                },
+            };
+            if next <= now {
+                continue;
+            }
+            if next > deadline {
+                self.now.set(deadline.max(now));
+                return Ok(Stop::TimeUp);
+            }
+            let late = event.is_none_or(|e| e > next);
+            let next = if late {
+                self.state.borrow_mut().late_timer(next)
+            } else {
+                next
+            };
+            self.now.set(next);
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn now(&self) -> u64 {
+        self.now.get()
+    }
+
+    /// A delay drawn from the latency distribution.
+    pub(crate) fn delay(&mut self) -> u64 {
+        let latency = self.config.latency;
+        let rng = self.streams.get("latency");
+        let mut delay = latency.base_ns;
+        if latency.spread_ns > 0 {
+            delay += rng.u64(0..=latency.spread_ns);
+        }
+        if latency.tail_rate > 0.0 && rng.f64() < latency.tail_rate {
+            delay += latency.tail_ns;
+            self.faults.add("latency_tail");
+        }
+        delay
+    }
+
+    /// A timer due at `at` fires this much later, if late timers are on.
+    fn late_timer(&mut self, at: u64) -> u64 {
+        let most = self.config.late_timers_ns;
+        if most == 0 {
+            return at;
+        }
+        self.faults.add("late_timer");
+        at + self.streams.get("timers").u64(0..=most)
+    }
+
+    pub(crate) fn schedule(&mut self, at: u64, what: What) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.events.push(Reverse(Event { at, seq, what }));
+    }
+
+    /// Completes `user_data` of `node` at `at`.
+    pub(crate) fn complete(&mut self, node: u32, user_data: u64, res: i32, at: u64) {
+        self.complete_fd(node, user_data, res, None, at)
+    }
+
+    pub(crate) fn complete_fd(
+        &mut self,
+        node: u32,
+        user_data: u64,
+        res: i32,
+        fd: Option<OwnedFd>,
+        at: u64,
+    ) {
+        let completion = RawCompletion {
+            user_data,
+            res,
+            flags: 0,
+        };
+        let ready = Ready { completion, fd };
+        self.schedule(at, What::Complete { node, ready });
+    }
+
+    pub(crate) fn next_event(&self) -> Option<u64> {
+        if self.ready.iter().any(|r| !r.is_empty()) {
+            return Some(self.now());
+        }
+        self.events.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Whether `node` has operations in flight of which none can ever
+    /// complete: none has a completion scheduled or waits on a socket.
+    pub(crate) fn lost(&self, node: u32) -> bool {
+        let in_flight = self.in_flight.keys().any(|&(n, _)| n == node);
+        let scheduled = self.events.iter().any(|Reverse(e)| match &e.what {
+            What::Complete { node: n, .. } => *n == node,
+            _ => false,
+        });
+        in_flight && !scheduled && !self.net.has_parked(node)
+    }
+
+    /// Carries out every event due by now.
+    pub(crate) fn process_due(&mut self) {
+        let now = self.now();
+        while self.events.peek().is_some_and(|Reverse(e)| e.at <= now) {
+            let Some(Reverse(event)) = self.events.pop() else {
+                break;
+            };
+            match event.what {
+                What::Complete { node, ready } => self.deliver(node, ready),
+                What::Arrive { sock, data } => self.arrive(sock, data),
+                What::Fin { sock } => self.fin(sock),
+                What::Reset { sock } => self.reset(sock),
+            }
+        }
+    }
+
+    fn deliver(&mut self, node: u32, ready: Ready) {
+        if self.bug == Some(Bug::DropCompletion) && self.streams.chance("planted", 0.01) {
+            return;
+        }
+        self.ready[node as usize].push(ready);
+    }
+
+    /// Records that `node` started `user_data`: exactly once until it ends.
+    pub(crate) fn started(&mut self, node: u32, user_data: u64, kind: OpKind) {
+        if let Some(old) = self.in_flight.insert((node, user_data), kind) {
+            self.violations.push(format!(
+                "ring {node} started {kind:?} as user_data {user_data:#x}, \
+                 which {old:?} still holds"
+            ));
+        }
+    }
+
+    /// Hands `node`'s due completions to `out`, in a shuffled order if the
+    /// configuration says so; an fd goes as its number, which the ring
+    /// then owns.
+    pub(crate) fn reap(&mut self, node: u32, out: &mut Vec<RawCompletion>) {
+        let mut ready = std::mem::take(&mut self.ready[node as usize]);
+        if self.config.shuffle && ready.len() > 1 {
+            self.streams.get("order").shuffle(&mut ready);
+            self.faults.add("shuffle");
+        }
+        let now = self.now();
+        for Ready { mut completion, fd } in ready.drain(..) {
+            let key = (node, completion.user_data);
+            if self.in_flight.remove(&key).is_none() {
+                self.violations.push(format!(
+                    "ring {node}: a completion for user_data {:#x}, not in flight",
+                    completion.user_data
+                ));
+            }
+            // An fd's number depends on the process, not the seed.
+            let logged = if fd.is_some() {
+                i32::MIN
+            } else {
+                completion.res
+            };
+            self.log(now, node, completion.user_data, logged);
+            if let Some(fd) = fd {
+                completion.res = self.net.hand_over(fd);
+            }
+            self.ops += 1;
+            out.push(completion);
+        }
+        // Keeps the vector's room for the next turn.
+        self.ready[node as usize] = ready;
+    }
+
+    fn log(&mut self, now: u64, node: u32, user_data: u64, res: i32) {
+        let mut hash = fold(self.log_hash, &now.to_le_bytes());
+        hash = fold(hash, &node.to_le_bytes());
+        hash = fold(hash, &user_data.to_le_bytes());
+        self.log_hash = fold(hash, &res.to_le_bytes());
+    }
+
+    /// Whether the operation `user_data` of `node` may be cancelled now
+    /// (it waits on the network): then it completes with `ECANCELED`.
+    pub(crate) fn cancel(&mut self, node: u32, user_data: u64) {
+        if self.net.unpark(node, user_data) {
+            let now = self.now();
+            self.complete(node, user_data, -libc::ECANCELED, now);
+        }
+    }
+
+    /// The process fd `raw` as the world knows it.
+    pub(crate) fn lookup(&self, raw: RawFd) -> Option<usize> {
+        self.net.lookup(raw)
+    }
+}
