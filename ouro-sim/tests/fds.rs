@@ -1,0 +1,81 @@
+//! A simulated ring never acts on an fd the world did not make: from safe
+//! code, a real file handed to it, or a simulated socket's number taken
+//! over by a real file after the socket closed, is `EBADF`, and the real
+//! file is left untouched.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ouro::net::{Domain, Type};
+use ouro::sim::World;
+use ouro::{Completion, Ctx, Outcome, Ring};
+
+type Got = Vec<Completion>;
+
+/// The tests rely on which fd number the process hands out next: one at a
+/// time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn collect(got: &mut Got, _: &mut Ring<Got>, c: Completion) -> io::Result<()> {
+    got.push(c);
+    Ok(())
+}
+
+fn run_until_idle(ring: Ring<Got>, world: &World) -> (Ring<Got>, Got) {
+    let mut node = (ring, Vec::new());
+    world
+        .run(&mut [&mut node], Duration::from_secs(60))
+        .unwrap();
+    node
+}
+
+fn recv_error(c: &Completion) -> Option<i32> {
+    match &c.outcome {
+        Outcome::Recv(Err(e), _) => e.raw_os_error(),
+        other => panic!("expected a failed recv, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_real_file_given_to_a_simulated_ring_is_ebadf_and_untouched() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let world = World::new(1);
+    let mut ring: Ring<Got> = Ring::simulated(&world);
+    let (mut reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(b"kept").unwrap();
+    let reader_fd = Rc::new(reader.try_clone().unwrap());
+    ring.recv(reader_fd, Vec::with_capacity(8), Ctx::new(collect));
+    let (_ring, got) = run_until_idle(ring, &world);
+    assert_eq!(got.len(), 1);
+    assert_eq!(recv_error(&got[0]), Some(libc::EBADF));
+    drop(writer);
+    let mut left = Vec::new();
+    reader.read_to_end(&mut left).unwrap();
+    assert_eq!(left, b"kept", "the simulator read nothing from a real pipe");
+}
+
+#[test]
+fn a_closed_simulated_sockets_number_reused_by_a_real_file_is_ebadf() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let world = World::new(2);
+    let mut ring: Ring<Got> = Ring::simulated(&world);
+    ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    let (mut ring, mut got) = run_until_idle(ring, &world);
+    let socket = match got.remove(0).outcome {
+        Outcome::Socket(Ok(fd)) => fd,
+        other => panic!("expected a socket, got {other:?}"),
+    };
+    let number = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    drop(socket);
+    let file = Rc::new(File::open("/dev/null").unwrap());
+    assert_eq!(
+        std::os::fd::AsRawFd::as_raw_fd(&*file),
+        number,
+        "the lowest free number is the socket's old one"
+    );
+    ring.recv(file, Vec::with_capacity(8), Ctx::new(collect));
+    let (_ring, got) = run_until_idle(ring, &world);
+    assert_eq!(recv_error(&got[0]), Some(libc::EBADF));
+}
