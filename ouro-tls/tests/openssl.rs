@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ouro::{Ctx, Ring};
 use ouro_tls::{client_config, server_config, TlsStream, TlsVersion, Versions};
@@ -36,25 +36,22 @@ fn write_pem_files(pki: &Pki, dir: &Path) {
     fs::write(dir.join("key.pem"), &pki.localhost.key_pem).unwrap();
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn connect_when_listening(port: u16) -> TcpStream {
-    let start = Instant::now();
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(socket) => return socket,
-            Err(err) if start.elapsed() > Duration::from_secs(10) => {
-                panic!("s_server never listened: {err}")
-            }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
+/// The port `s_server` listens on, from the `ACCEPT host:port` line it
+/// prints once listening. It picks the port itself (`-accept 127.0.0.1:0`):
+/// a port chosen beforehand and released could be taken by another test in
+/// between. The rest of its output is drained so that it never blocks.
+fn listening_port(server: &mut Child) -> u16 {
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let address = line.strip_prefix("ACCEPT ")?;
+            address.rsplit_once(':')?.1.parse().ok()
+        })
+        .expect("s_server never printed its ACCEPT line");
+    thread::spawn(move || lines.for_each(drop));
+    port
 }
 
 fn version_flag(version: TlsVersion) -> &'static str {
@@ -69,28 +66,21 @@ fn ouro_client_against_s_server(version: TlsVersion) {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     write_pem_files(&pki, dir.path());
-    let port = free_port();
-    let _server = Peer(
+    let mut server = Peer(
         Command::new("openssl")
-            .args([
-                "s_server",
-                "-quiet",
-                "-naccept",
-                "1",
-                "-www",
-                version_flag(version),
-            ])
-            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args(["s_server", "-naccept", "1", "-www", version_flag(version)])
+            .args(["-accept", "127.0.0.1:0"])
             .arg("-cert")
             .arg(dir.path().join("cert.pem"))
             .arg("-key")
             .arg(dir.path().join("key.pem"))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("openssl s_server (apt-get install openssl)"),
     );
-    let socket = Rc::new(connect_when_listening(port));
+    let port = listening_port(&mut server.0);
+    let socket = Rc::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
     let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
     let stream = TlsStream::client(socket, config, "localhost", Ctx::new(on_tls)).unwrap();
     let request = b"GET / HTTP/1.0\r\n\r\n".to_vec();
