@@ -78,6 +78,8 @@ pub struct Summary {
     pub seeds: u64,
     /// The seeds that failed, with what they found.
     pub failures: Vec<SeedReport>,
+    /// Seeds run a second time to compare their event logs.
+    pub rechecked: u64,
     /// Seeds whose second run's event log differed from the first.
     pub nondeterministic: Vec<u64>,
     /// Faults injected over all seeds, by class.
@@ -94,6 +96,11 @@ impl Summary {
         self.failures.is_empty() && self.nondeterministic.is_empty()
     }
 
+    /// Violations found over all seeds.
+    pub fn violations(&self) -> usize {
+        self.failures.iter().map(|f| f.violations.len()).sum()
+    }
+
     /// Simulated operations per wall-clock second.
     pub fn ops_per_second(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -108,6 +115,17 @@ pub fn check(
     bug: Option<Bug>,
     recheck_every: u64,
 ) -> Summary {
+    check_with_progress(seeds, scenario, bug, recheck_every, |_| {})
+}
+
+/// [`check`], calling `progress` with the summary so far after each seed.
+pub fn check_with_progress(
+    seeds: impl IntoIterator<Item = u64>,
+    scenario: Scenario,
+    bug: Option<Bug>,
+    recheck_every: u64,
+    mut progress: impl FnMut(&Summary),
+) -> Summary {
     let start = Instant::now();
     let mut summary = Summary::default();
     for seed in seeds {
@@ -117,6 +135,7 @@ pub fn check(
         summary.faults.merge(&report.faults);
         if recheck_every > 0 && seed % recheck_every == 0 {
             let again = run_seed(seed, scenario, bug);
+            summary.rechecked += 1;
             summary.ops += again.ops;
             if again.log_hash != report.log_hash || again.violations != report.violations {
                 summary.nondeterministic.push(seed);
@@ -125,6 +144,8 @@ pub fn check(
         if !report.violations.is_empty() {
             summary.failures.push(report);
         }
+        summary.elapsed = start.elapsed();
+        progress(&summary);
     }
     summary.elapsed = start.elapsed();
     summary
