@@ -6,16 +6,17 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Duration;
 
 use ouro::net::{Domain, Type};
 use ouro::sim::{Config, World};
 use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RingFd, Task};
 
+use crate::Load;
+
 const SERVER: &str = "10.0.0.1:7000";
 const CLIENT_RINGS: usize = 2;
-const CLIENTS_PER_RING: usize = 3;
-const ROUNDS: u32 = 4;
 const RECV_SIZE: usize = 2048;
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// Virtual time the safety phase may take.
@@ -180,13 +181,14 @@ pub struct Clients {
 }
 
 impl Clients {
-    fn start(world: &World, ring: &mut Ring<Clients>, first: usize) -> Clients {
+    /// The clients numbered `ids`, each to make `rounds` rounds.
+    fn start(world: &World, ring: &mut Ring<Clients>, ids: Range<usize>, rounds: u32) -> Clients {
         let mut clients = Clients {
             world: world.clone(),
             clients: Vec::new(),
         };
-        for i in 0..CLIENTS_PER_RING {
-            let id = (first + i) as u64;
+        for (i, id) in ids.enumerate() {
+            let id = id as u64;
             clients.clients.push(Client {
                 fd: None,
                 message: Vec::new(),
@@ -194,7 +196,7 @@ impl Clients {
                 recv_buf: Vec::with_capacity(RECV_SIZE),
                 sent: 0,
                 got: 0,
-                rounds_left: ROUNDS,
+                rounds_left: rounds,
                 failures: 0,
             });
             clients.next_round(ring, i as u64, id);
@@ -323,17 +325,22 @@ impl Clients {
     }
 }
 
-/// Runs the echo scenario in `world`: a safety phase with the world's
-/// faults, then a liveness phase without faults in which every client
-/// must finish its rounds, then shutdown; violations go to the world.
-pub fn run(world: &World) -> io::Result<()> {
+/// Runs the echo scenario in `world`, `load.clients` clients spread over
+/// two client rings, each making `load.rounds` rounds: a safety phase with
+/// the world's faults, then a liveness phase without faults in which every
+/// client must finish its rounds, then shutdown; violations go to the
+/// world.
+pub fn run(world: &World, load: Load) -> io::Result<()> {
+    let per_ring = (load.clients as usize).div_ceil(CLIENT_RINGS);
     let mut server_ring: Ring<Server> = Ring::simulated(world);
     let server = Server::start(&mut server_ring);
     let mut server = (server_ring, server);
     let mut clients: Vec<(Ring<Clients>, Clients)> = (0..CLIENT_RINGS)
         .map(|r| {
             let mut ring = Ring::simulated(world);
-            let state = Clients::start(world, &mut ring, r * CLIENTS_PER_RING);
+            let first = (r * per_ring).min(load.clients as usize);
+            let last = ((r + 1) * per_ring).min(load.clients as usize);
+            let state = Clients::start(world, &mut ring, first..last, load.rounds);
             (ring, state)
         })
         .collect();

@@ -1,13 +1,16 @@
 //! `cargo run -p ouro-sim -- --seeds N --scenario NAME [--seed S]`: runs a
 //! scenario in the simulator over seeds 0..N (or one seed, to replay it),
-//! prints each failing seed's replay line and a summary table, and exits
-//! with status 1 on any violation or non-deterministic seed.
+//! prints each failing seed's replay line, the smallest failing case the
+//! shrinker finds from the first one, and a summary table, and exits with
+//! status 1 on any violation or non-deterministic seed. `--off CLASS,...`,
+//! `--clients N` and `--rounds N` run a shrunk case again.
 
+use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ouro_sim::{check_with_progress, scenario, Summary, SCENARIOS};
+use ouro_sim::{check_with_progress, scenario, shrink, Case, FaultClass, Load, Summary, SCENARIOS};
 
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -16,6 +19,26 @@ struct Args {
     seeds: u64,
     scenario: String,
     seed: Option<u64>,
+    off: Vec<FaultClass>,
+    load: Load,
+}
+
+fn parse_classes(names: &str) -> Result<Vec<FaultClass>, String> {
+    let mut classes = names
+        .split(',')
+        .map(|name| {
+            FaultClass::from_name(name).ok_or_else(|| {
+                let known: Vec<_> = FaultClass::ALL.iter().map(|c| c.name()).collect();
+                format!(
+                    "--off: no fault class {name:?} (known: {})",
+                    known.join(",")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    classes.sort_unstable();
+    classes.dedup();
+    Ok(classes)
 }
 
 fn parse() -> Result<Args, String> {
@@ -25,6 +48,8 @@ fn parse() -> Result<Args, String> {
         seed: std::env::var("OURO_SIM_SEED")
             .ok()
             .and_then(|s| s.parse().ok()),
+        off: Vec::new(),
+        load: Load::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -33,6 +58,13 @@ fn parse() -> Result<Args, String> {
             "--seeds" => args.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
             "--seed" => args.seed = Some(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--scenario" => args.scenario = value()?,
+            "--off" => args.off = parse_classes(&value()?)?,
+            "--clients" => {
+                args.load.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?
+            }
+            "--rounds" => {
+                args.load.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -45,7 +77,8 @@ fn main() -> ExitCode {
         Err(err) => {
             let names: Vec<_> = SCENARIOS.iter().map(|(n, _)| *n).collect();
             eprintln!(
-                "{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}]",
+                "{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}] \
+                 [--off CLASS,...] [--clients N] [--rounds N]",
                 names.join("|")
             );
             return ExitCode::from(2);
@@ -59,16 +92,36 @@ fn main() -> ExitCode {
         Some(seed) => (seed, 1, 1),
         None => (0, args.seeds, 10),
     };
-    let seeds = (0..total).map(|i| first.wrapping_add(i));
+    let cases = (0..total).map(|i| Case {
+        seed: first.wrapping_add(i),
+        off: args.off.clone(),
+        load: args.load,
+    });
     let mut progress = Progress::new(total);
-    let summary = check_with_progress(seeds, run, None, recheck_every, |s| progress.show(s));
+    let summary = check_with_progress(cases, run, None, recheck_every, |s| progress.show(s));
     progress.clear();
-    print_summary(&args.scenario, &summary);
+    let mut text = String::new();
+    let _ = write_summary(&mut text, &args.scenario, &summary);
+    print(&text);
+    if let Some(failure) = summary.failures.first() {
+        let smallest = shrink(failure, run, None);
+        let mut text = String::from("smallest failing case found from the first failing seed:\n");
+        text += &format!("  {}\n", smallest.replay_line());
+        for violation in &smallest.violations {
+            text += &format!("    {violation}\n");
+        }
+        print(&text);
+    }
     if summary.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// A progress line on stderr, redrawn in place; only when stderr is a
@@ -117,33 +170,39 @@ impl Progress {
     }
 }
 
-fn print_summary(name: &str, summary: &Summary) {
+/// The failing seeds and the summary table.
+fn write_summary(out: &mut String, name: &str, summary: &Summary) -> fmt::Result {
     for failure in &summary.failures {
-        println!("{}", failure.replay_line());
+        writeln!(out, "{}", failure.replay_line())?;
         for violation in &failure.violations {
-            println!("    {violation}");
+            writeln!(out, "    {violation}")?;
         }
     }
     for seed in &summary.nondeterministic {
-        println!("OURO_SIM_SEED={seed}: two runs differ (non-determinism)");
+        writeln!(
+            out,
+            "OURO_SIM_SEED={seed}: two runs differ (non-determinism)"
+        )?;
     }
-    println!("scenario             {name}");
-    println!("seeds run            {}", summary.seeds);
-    println!("violations           {}", summary.violations());
-    println!("failing seeds        {}", summary.failures.len());
-    println!(
+    writeln!(out, "scenario             {name}")?;
+    writeln!(out, "seeds run            {}", summary.seeds)?;
+    writeln!(out, "violations           {}", summary.violations())?;
+    writeln!(out, "failing seeds        {}", summary.failures.len())?;
+    writeln!(
+        out,
         "replays compared     {} ({} differed)",
         summary.rechecked,
         summary.nondeterministic.len()
-    );
-    println!("simulated ops        {}", summary.ops);
-    println!("wall time            {:.2?}", summary.elapsed);
-    println!("simulated ops/s      {:.0}", summary.ops_per_second());
-    println!("faults injected, by class:");
+    )?;
+    writeln!(out, "simulated ops        {}", summary.ops)?;
+    writeln!(out, "wall time            {:.2?}", summary.elapsed)?;
+    writeln!(out, "simulated ops/s      {:.0}", summary.ops_per_second())?;
+    writeln!(out, "faults injected, by class:")?;
     if summary.faults.0.is_empty() {
-        println!("  (none)");
+        writeln!(out, "  (none)")?;
     }
     for (class, n) in &summary.faults.0 {
-        println!("  {class:<19}{n}");
+        writeln!(out, "  {class:<19}{n}")?;
     }
+    Ok(())
 }
