@@ -104,7 +104,8 @@ impl SimBackend {
             Named::Raw(raw) => state.lookup(raw),
             Named::Ring(file) => {
                 let sock = (*self.file_sockets.get(file as usize)?)?;
-                // Closed by the world since (through another close)?
+                // Still open in the world: a close naming the same fd by
+                // number would have dropped the record.
                 let raw = self.files.raw(file);
                 (state.net.recorded(raw) == Some(sock)).then_some(sock)
             }

@@ -59,8 +59,9 @@ struct Socket {
 pub(crate) struct Net {
     sockets: Vec<Socket>,
     listeners: BTreeMap<SocketAddr, usize>,
-    /// Process fds of sockets: (socket, device, inode).
-    fds: BTreeMap<RawFd, (usize, u64, u64)>,
+    /// Process fds of sockets, indexed by fd number (small and dense, as
+    /// the kernel hands out the lowest free one): (socket, device, inode).
+    fds: Vec<Option<(usize, u64, u64)>>,
     next_port: u16,
 }
 
@@ -68,15 +69,19 @@ impl Net {
     /// The socket behind process fd `raw`, if it is still the fd the world
     /// made (not closed, its number not reused by another file).
     pub(crate) fn lookup(&self, raw: RawFd) -> Option<usize> {
-        let &(sock, dev, ino) = self.fds.get(&raw)?;
+        let (sock, dev, ino) = self.record(raw)?;
         (identity(raw) == Some((dev, ino))).then_some(sock)
+    }
+
+    fn record(&self, raw: RawFd) -> Option<(usize, u64, u64)> {
+        *self.fds.get(usize::try_from(raw).ok()?)?
     }
 
     /// The socket behind process fd `raw` as the world last recorded it,
     /// without checking the fd's identity: for fds whose identity was
     /// checked when their holder took them and that it keeps open since.
     pub(crate) fn recorded(&self, raw: RawFd) -> Option<usize> {
-        self.fds.get(&raw).map(|&(sock, _, _)| sock)
+        self.record(raw).map(|(sock, _, _)| sock)
     }
 
     /// A new socket's fd, recorded as `sock`'s.
@@ -89,7 +94,11 @@ impl Net {
         // SAFETY: `raw` was just made, and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let (dev, ino) = identity(raw).ok_or_else(io::Error::last_os_error)?;
-        self.fds.insert(raw, (sock, dev, ino));
+        let i = raw as usize;
+        if i >= self.fds.len() {
+            self.fds.resize(i + 1, None);
+        }
+        self.fds[i] = Some((sock, dev, ino));
         Ok(fd)
     }
 
@@ -100,10 +109,8 @@ impl Net {
 
     /// The sockets whose fds are still open.
     pub(crate) fn open_sockets(&self) -> Vec<usize> {
-        let mut open: Vec<usize> = self
-            .fds
-            .keys()
-            .filter_map(|&raw| self.lookup(raw))
+        let mut open: Vec<usize> = (0..self.fds.len())
+            .filter_map(|raw| self.lookup(raw as RawFd))
             .collect();
         open.sort_unstable();
         open
@@ -400,7 +407,12 @@ impl State {
     /// Closes socket `sock`, whose fd `raw` the caller checked is its own
     /// (and closes with it).
     pub(crate) fn close_known(&mut self, raw: RawFd, sock: usize) {
-        self.net.fds.remove(&raw);
+        if let Some(record) = usize::try_from(raw)
+            .ok()
+            .and_then(|i| self.net.fds.get_mut(i))
+        {
+            *record = None;
+        }
         self.close_socket(sock);
     }
 
