@@ -6,16 +6,17 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Duration;
 
 use ouro::net::{Domain, Type};
 use ouro::sim::{Config, World};
 use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RingFd, Task};
 
+use crate::Load;
+
 const SERVER: &str = "10.0.0.1:7000";
 const CLIENT_RINGS: usize = 2;
-const CLIENTS_PER_RING: usize = 3;
-const ROUNDS: u32 = 4;
 const RECV_SIZE: usize = 2048;
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// Virtual time the safety phase may take.
@@ -95,7 +96,9 @@ impl Server {
                     rest.drain(..n);
                     ring.send(fd, rest, ctx(Msg::Sent));
                 } else {
-                    Server::recv(ring, fd, key);
+                    // The same buffer carries the connection's next bytes.
+                    rest.clear();
+                    Server::recv_into(ring, fd, key, rest);
                 }
             }
             (Msg::Sent, Outcome::Send(Err(_), _)) => self.close(ring, key),
@@ -116,8 +119,12 @@ impl Server {
     }
 
     fn recv(ring: &mut Ring<Server>, fd: RingFd, key: u64) {
+        Server::recv_into(ring, fd, key, Vec::with_capacity(RECV_SIZE));
+    }
+
+    fn recv_into(ring: &mut Ring<Server>, fd: RingFd, key: u64, buf: Vec<u8>) {
         let ctx = Ctx::new(Server::on_completion).msg(Msg::Received).key(key);
-        ring.recv(fd, Vec::with_capacity(RECV_SIZE), ctx);
+        ring.recv(fd, buf, ctx);
     }
 
     fn close(&mut self, ring: &mut Ring<Server>, key: u64) {
@@ -155,10 +162,12 @@ fn server_addr() -> SocketAddr {
 }
 
 /// One client: a connection, the message of its current round, what has
-/// come back of it.
+/// come back of it, and the buffers its sends and receives reuse.
 struct Client {
     fd: Option<RingFd>,
     message: Vec<u8>,
+    send_buf: Vec<u8>,
+    recv_buf: Vec<u8>,
     sent: usize,
     got: usize,
     rounds_left: u32,
@@ -172,19 +181,22 @@ pub struct Clients {
 }
 
 impl Clients {
-    fn start(world: &World, ring: &mut Ring<Clients>, first: usize) -> Clients {
+    /// The clients numbered `ids`, each to make `rounds` rounds.
+    fn start(world: &World, ring: &mut Ring<Clients>, ids: Range<usize>, rounds: u32) -> Clients {
         let mut clients = Clients {
             world: world.clone(),
             clients: Vec::new(),
         };
-        for i in 0..CLIENTS_PER_RING {
-            let id = (first + i) as u64;
+        for (i, id) in ids.enumerate() {
+            let id = id as u64;
             clients.clients.push(Client {
                 fd: None,
                 message: Vec::new(),
+                send_buf: Vec::new(),
+                recv_buf: Vec::with_capacity(RECV_SIZE),
                 sent: 0,
                 got: 0,
-                rounds_left: ROUNDS,
+                rounds_left: rounds,
                 failures: 0,
             });
             clients.next_round(ring, i as u64, id);
@@ -208,11 +220,15 @@ impl Clients {
         }
         let len = 1 + (self.world.random() % 6000) as usize;
         let seed = self.world.random() ^ salt;
-        client.message = (0..len).map(|i| (seed as usize + i * 7) as u8).collect();
+        let first = seed as u8;
+        client.message.clear();
+        client
+            .message
+            .extend((0..len).map(|i| first.wrapping_add((i as u8).wrapping_mul(7))));
         client.sent = 0;
         client.got = 0;
         match client.fd {
-            Some(fd) => Clients::send(ring, fd, key, client.message.clone()),
+            Some(fd) => Clients::send_message(ring, fd, key, client),
             None => {
                 let ctx = Ctx::new(Clients::on_completion).msg(Msg::Socket).key(key);
                 ring.socket(Domain::IPV4, Type::STREAM, None, ctx);
@@ -220,14 +236,26 @@ impl Clients {
         }
     }
 
+    /// Sends the client's whole message, from its reused send buffer.
+    fn send_message(ring: &mut Ring<Clients>, fd: RingFd, key: u64, client: &mut Client) {
+        let mut data = std::mem::take(&mut client.send_buf);
+        data.clear();
+        data.extend_from_slice(&client.message);
+        Clients::send(ring, fd, key, data);
+    }
+
     fn send(ring: &mut Ring<Clients>, fd: RingFd, key: u64, data: Vec<u8>) {
         let ctx = Ctx::new(Clients::on_completion).msg(Msg::Sent).key(key);
         ring.send(fd, data, ctx);
     }
 
-    fn recv(ring: &mut Ring<Clients>, fd: RingFd, key: u64) {
+    /// Receives into the client's reused receive buffer.
+    fn recv(ring: &mut Ring<Clients>, fd: RingFd, key: u64, client: &mut Client) {
+        let mut buf = std::mem::take(&mut client.recv_buf);
+        buf.clear();
+        buf.reserve(RECV_SIZE);
         let ctx = Ctx::new(Clients::on_completion).msg(Msg::Received).key(key);
-        ring.recv(fd, Vec::with_capacity(RECV_SIZE), ctx);
+        ring.recv(fd, buf, ctx);
     }
 
     fn on_completion(&mut self, ring: &mut Ring<Clients>, c: Completion) -> io::Result<()> {
@@ -242,7 +270,7 @@ impl Clients {
             }
             (Msg::Connected, Outcome::Connect(Ok(()))) => {
                 let fd = client.fd.ok_or_else(|| io::Error::other("no fd"))?;
-                Clients::send(ring, fd, key, client.message.clone());
+                Clients::send_message(ring, fd, key, client);
             }
             (Msg::Sent, Outcome::Send(Ok(n), buf)) => {
                 let fd = client.fd.ok_or_else(|| io::Error::other("no fd"))?;
@@ -252,7 +280,8 @@ impl Clients {
                     rest.drain(..n);
                     Clients::send(ring, fd, key, rest);
                 } else {
-                    Clients::recv(ring, fd, key);
+                    client.send_buf = rest;
+                    Clients::recv(ring, fd, key, client);
                 }
             }
             (Msg::Received, Outcome::Recv(Ok(n), buf)) if n > 0 => {
@@ -268,8 +297,9 @@ impl Clients {
                     return self.fail(ring, key);
                 }
                 client.got += n;
+                client.recv_buf = buf.into_vec();
                 if client.got < client.message.len() {
-                    Clients::recv(ring, fd, key);
+                    Clients::recv(ring, fd, key, client);
                 } else {
                     client.rounds_left -= 1;
                     self.next_round(ring, key, key);
@@ -295,17 +325,22 @@ impl Clients {
     }
 }
 
-/// Runs the echo scenario in `world`: a safety phase with the world's
-/// faults, then a liveness phase without faults in which every client
-/// must finish its rounds, then shutdown; violations go to the world.
-pub fn run(world: &World) -> io::Result<()> {
+/// Runs the echo scenario in `world`, `load.clients` clients spread over
+/// two client rings, each making `load.rounds` rounds: a safety phase with
+/// the world's faults, then a liveness phase without faults in which every
+/// client must finish its rounds, then shutdown; violations go to the
+/// world.
+pub fn run(world: &World, load: Load) -> io::Result<()> {
+    let per_ring = (load.clients as usize).div_ceil(CLIENT_RINGS);
     let mut server_ring: Ring<Server> = Ring::simulated(world);
     let server = Server::start(&mut server_ring);
     let mut server = (server_ring, server);
     let mut clients: Vec<(Ring<Clients>, Clients)> = (0..CLIENT_RINGS)
         .map(|r| {
             let mut ring = Ring::simulated(world);
-            let state = Clients::start(world, &mut ring, r * CLIENTS_PER_RING);
+            let first = (r * per_ring).min(load.clients as usize);
+            let last = ((r + 1) * per_ring).min(load.clients as usize);
+            let state = Clients::start(world, &mut ring, first..last, load.rounds);
             (ring, state)
         })
         .collect();

@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 use ouro::sim::{Bug, Config, FaultCounts, World};
 
 pub mod echo;
+mod shrink;
 
-/// A scenario: sets up its rings in the world and runs them to the end,
-/// reporting what its own checks find with [`World::report`].
-pub type Scenario = fn(&World) -> io::Result<()>;
+pub use shrink::{shrink, Case, FaultClass, Load};
+
+/// A scenario: sets up its rings in the world, with clients doing the
+/// given load, and runs them to the end, reporting what its own checks
+/// find with [`World::report`].
+pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
 pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run)];
@@ -26,12 +30,12 @@ pub fn scenario(name: &str) -> Option<Scenario> {
         .map(|&(_, scenario)| scenario)
 }
 
-/// What one seed's run came to.
+/// What one case's run came to.
 #[derive(Clone, Debug)]
 pub struct SeedReport {
-    /// The seed.
-    pub seed: u64,
-    /// The fault configuration it expanded into.
+    /// What was run: the seed, classes switched off, the load.
+    pub case: Case,
+    /// The fault configuration in force.
     pub config: Config,
     /// Faults injected, by class.
     pub faults: FaultCounts,
@@ -44,25 +48,30 @@ pub struct SeedReport {
 }
 
 impl SeedReport {
-    /// The line that replays this seed.
+    /// The line that replays this run, with its configuration.
     pub fn replay_line(&self) -> String {
-        format!("OURO_SIM_SEED={} ({})", self.seed, self.config)
+        format!("{} ({})", self.case, self.config)
     }
 }
 
 /// Runs `scenario` under `seed`, with `bug` planted if given.
 pub fn run_seed(seed: u64, scenario: Scenario, bug: Option<Bug>) -> SeedReport {
-    let world = World::new(seed);
+    run_case(&Case::new(seed), scenario, bug)
+}
+
+/// Runs `scenario` as `case` says, with `bug` planted if given.
+pub fn run_case(case: &Case, scenario: Scenario, bug: Option<Bug>) -> SeedReport {
+    let config = case.config();
+    let world = World::with_config(case.seed, config.clone());
     if let Some(bug) = bug {
         world.plant(bug);
     }
-    let config = world.config();
-    if let Err(err) = scenario(&world) {
+    if let Err(err) = scenario(&world, case.load) {
         world.report(format!("the scenario failed: {err}"));
     }
     let violations = world.finish();
     SeedReport {
-        seed,
+        case: case.clone(),
         config,
         faults: world.faults(),
         violations,
@@ -78,6 +87,8 @@ pub struct Summary {
     pub seeds: u64,
     /// The seeds that failed, with what they found.
     pub failures: Vec<SeedReport>,
+    /// Seeds run a second time to compare their event logs.
+    pub rechecked: u64,
     /// Seeds whose second run's event log differed from the first.
     pub nondeterministic: Vec<u64>,
     /// Faults injected over all seeds, by class.
@@ -94,6 +105,11 @@ impl Summary {
         self.failures.is_empty() && self.nondeterministic.is_empty()
     }
 
+    /// Violations found over all seeds.
+    pub fn violations(&self) -> usize {
+        self.failures.iter().map(|f| f.violations.len()).sum()
+    }
+
     /// Simulated operations per wall-clock second.
     pub fn ops_per_second(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -108,15 +124,30 @@ pub fn check(
     bug: Option<Bug>,
     recheck_every: u64,
 ) -> Summary {
+    let cases = seeds.into_iter().map(Case::new);
+    check_with_progress(cases, scenario, bug, recheck_every, |_| {})
+}
+
+/// [`check`] over `cases`, calling `progress` with the summary so far
+/// after each case.
+pub fn check_with_progress(
+    cases: impl IntoIterator<Item = Case>,
+    scenario: Scenario,
+    bug: Option<Bug>,
+    recheck_every: u64,
+    mut progress: impl FnMut(&Summary),
+) -> Summary {
     let start = Instant::now();
     let mut summary = Summary::default();
-    for seed in seeds {
-        let report = run_seed(seed, scenario, bug);
+    for case in cases {
+        let seed = case.seed;
+        let report = run_case(&case, scenario, bug);
         summary.seeds += 1;
         summary.ops += report.ops;
         summary.faults.merge(&report.faults);
         if recheck_every > 0 && seed % recheck_every == 0 {
-            let again = run_seed(seed, scenario, bug);
+            let again = run_case(&case, scenario, bug);
+            summary.rechecked += 1;
             summary.ops += again.ops;
             if again.log_hash != report.log_hash || again.violations != report.violations {
                 summary.nondeterministic.push(seed);
@@ -125,6 +156,8 @@ pub fn check(
         if !report.violations.is_empty() {
             summary.failures.push(report);
         }
+        summary.elapsed = start.elapsed();
+        progress(&summary);
     }
     summary.elapsed = start.elapsed();
     summary

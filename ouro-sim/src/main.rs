@@ -1,16 +1,44 @@
 //! `cargo run -p ouro-sim -- --seeds N --scenario NAME [--seed S]`: runs a
 //! scenario in the simulator over seeds 0..N (or one seed, to replay it),
-//! prints each failing seed's replay line and a summary table, and exits
-//! with status 1 on any violation or non-deterministic seed.
+//! prints each failing seed's replay line, the smallest failing case the
+//! shrinker finds from the first one, and a summary table, and exits with
+//! status 1 on any violation or non-deterministic seed. `--off CLASS,...`,
+//! `--clients N` and `--rounds N` run a shrunk case again.
 
+use std::fmt::{self, Write as _};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use ouro_sim::{check, scenario, Summary, SCENARIOS};
+use ouro_sim::{check_with_progress, scenario, shrink, Case, FaultClass, Load, Summary, SCENARIOS};
+
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 struct Args {
     seeds: u64,
     scenario: String,
     seed: Option<u64>,
+    off: Vec<FaultClass>,
+    load: Load,
+}
+
+fn parse_classes(names: &str) -> Result<Vec<FaultClass>, String> {
+    let mut classes = names
+        .split(',')
+        .map(|name| {
+            FaultClass::from_name(name).ok_or_else(|| {
+                let known: Vec<_> = FaultClass::ALL.iter().map(|c| c.name()).collect();
+                format!(
+                    "--off: no fault class {name:?} (known: {})",
+                    known.join(",")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    classes.sort_unstable();
+    classes.dedup();
+    Ok(classes)
 }
 
 fn parse() -> Result<Args, String> {
@@ -20,6 +48,8 @@ fn parse() -> Result<Args, String> {
         seed: std::env::var("OURO_SIM_SEED")
             .ok()
             .and_then(|s| s.parse().ok()),
+        off: Vec::new(),
+        load: Load::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -28,6 +58,13 @@ fn parse() -> Result<Args, String> {
             "--seeds" => args.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
             "--seed" => args.seed = Some(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--scenario" => args.scenario = value()?,
+            "--off" => args.off = parse_classes(&value()?)?,
+            "--clients" => {
+                args.load.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?
+            }
+            "--rounds" => {
+                args.load.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -40,7 +77,8 @@ fn main() -> ExitCode {
         Err(err) => {
             let names: Vec<_> = SCENARIOS.iter().map(|(n, _)| *n).collect();
             eprintln!(
-                "{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}]",
+                "{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}] \
+                 [--off CLASS,...] [--clients N] [--rounds N]",
                 names.join("|")
             );
             return ExitCode::from(2);
@@ -50,11 +88,30 @@ fn main() -> ExitCode {
         eprintln!("no scenario called {:?}", args.scenario);
         return ExitCode::from(2);
     };
-    let summary = match args.seed {
-        Some(seed) => check([seed], run, None, 1),
-        None => check(0..args.seeds, run, None, 10),
+    let (first, total, recheck_every) = match args.seed {
+        Some(seed) => (seed, 1, 1),
+        None => (0, args.seeds, 10),
     };
-    print_summary(&args.scenario, &summary);
+    let cases = (0..total).map(|i| Case {
+        seed: first.wrapping_add(i),
+        off: args.off.clone(),
+        load: args.load,
+    });
+    let mut progress = Progress::new(total);
+    let summary = check_with_progress(cases, run, None, recheck_every, |s| progress.show(s));
+    progress.clear();
+    let mut text = String::new();
+    let _ = write_summary(&mut text, &args.scenario, &summary);
+    print(&text);
+    if let Some(failure) = summary.failures.first() {
+        let smallest = shrink(failure, run, None);
+        let mut text = String::from("smallest failing case found from the first failing seed:\n");
+        text += &format!("  {}\n", smallest.replay_line());
+        for violation in &smallest.violations {
+            text += &format!("    {violation}\n");
+        }
+        print(&text);
+    }
     if summary.passed() {
         ExitCode::SUCCESS
     } else {
@@ -62,25 +119,90 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_summary(name: &str, summary: &Summary) {
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// A progress line on stderr, redrawn in place; only when stderr is a
+/// terminal, so that logs and pipes get the summary alone.
+struct Progress {
+    total: u64,
+    on: bool,
+    shown: Option<Duration>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        Progress {
+            total,
+            on: std::io::stderr().is_terminal(),
+            shown: None,
+        }
+    }
+
+    fn show(&mut self, summary: &Summary) {
+        let due = self
+            .shown
+            .is_none_or(|at| summary.elapsed >= at + PROGRESS_EVERY);
+        if !self.on || !due {
+            return;
+        }
+        self.shown = Some(summary.elapsed);
+        let width = 30;
+        let done = (summary.seeds * width / self.total.max(1)) as usize;
+        eprint!(
+            "\r[{}{}] {}/{} seeds, {} failing, {:.0} ops/s ",
+            "#".repeat(done),
+            " ".repeat(width as usize - done),
+            summary.seeds,
+            self.total,
+            summary.failures.len(),
+            summary.ops_per_second()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn clear(&self) {
+        if self.on && self.shown.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// The failing seeds and the summary table.
+fn write_summary(out: &mut String, name: &str, summary: &Summary) -> fmt::Result {
     for failure in &summary.failures {
-        println!("{}", failure.replay_line());
+        writeln!(out, "{}", failure.replay_line())?;
         for violation in &failure.violations {
-            println!("    {violation}");
+            writeln!(out, "    {violation}")?;
         }
     }
     for seed in &summary.nondeterministic {
-        println!("OURO_SIM_SEED={seed}: two runs differ (non-determinism)");
+        writeln!(
+            out,
+            "OURO_SIM_SEED={seed}: two runs differ (non-determinism)"
+        )?;
     }
-    println!("scenario           {name}");
-    println!("seeds              {}", summary.seeds);
-    println!("failing seeds      {}", summary.failures.len());
-    println!("non-deterministic  {}", summary.nondeterministic.len());
-    println!("operations         {}", summary.ops);
-    println!("wall time          {:.2?}", summary.elapsed);
-    println!("ops per second     {:.0}", summary.ops_per_second());
-    println!("faults injected:");
+    writeln!(out, "scenario             {name}")?;
+    writeln!(out, "seeds run            {}", summary.seeds)?;
+    writeln!(out, "violations           {}", summary.violations())?;
+    writeln!(out, "failing seeds        {}", summary.failures.len())?;
+    writeln!(
+        out,
+        "replays compared     {} ({} differed)",
+        summary.rechecked,
+        summary.nondeterministic.len()
+    )?;
+    writeln!(out, "simulated ops        {}", summary.ops)?;
+    writeln!(out, "wall time            {:.2?}", summary.elapsed)?;
+    writeln!(out, "simulated ops/s      {:.0}", summary.ops_per_second())?;
+    writeln!(out, "faults injected, by class:")?;
+    if summary.faults.0.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
     for (class, n) in &summary.faults.0 {
-        println!("  {class:<17}{n}");
+        writeln!(out, "  {class:<19}{n}")?;
     }
+    Ok(())
 }

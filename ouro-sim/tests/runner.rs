@@ -1,8 +1,13 @@
 //! The runner over the echo scenario: seeds pass and replay identically,
-//! and a planted bug is found and replayed from its seed.
+//! a planted bug is found and replayed from its seed, and the shrinker
+//! reduces its case to a smaller one that still fails.
+
+use std::process::Command;
 
 use ouro::sim::Bug;
-use ouro_sim::{check, echo, run_seed, scenario};
+use ouro_sim::{
+    check, echo, run_case, run_seed, scenario, shrink, Case, FaultClass, Load, SeedReport,
+};
 
 #[test]
 fn echo_passes_over_a_hundred_seeds_and_replays_identically() {
@@ -42,11 +47,11 @@ fn a_dropped_completion_is_found_within_the_default_seed_count_and_replays() {
         "{:?}",
         failure.violations
     );
-    let replay = run_seed(failure.seed, echo::run, Some(Bug::DropCompletion));
+    let replay = run_seed(failure.case.seed, echo::run, Some(Bug::DropCompletion));
     assert_eq!(replay.violations, failure.violations);
     assert_eq!(replay.log_hash, failure.log_hash);
     // Without the bug the same seed passes.
-    assert!(run_seed(failure.seed, echo::run, None)
+    assert!(run_seed(failure.case.seed, echo::run, None)
         .violations
         .is_empty());
 }
@@ -55,4 +60,87 @@ fn a_dropped_completion_is_found_within_the_default_seed_count_and_replays() {
 fn scenarios_are_found_by_name_and_unknown_names_are_none() {
     assert!(scenario("echo").is_some());
     assert!(scenario("no-such-scenario").is_none());
+}
+
+fn classes_on(report: &SeedReport) -> usize {
+    FaultClass::ALL
+        .iter()
+        .filter(|class| class.is_on(&report.config))
+        .count()
+}
+
+#[test]
+fn the_shrinker_reduces_a_planted_bugs_case_to_a_smaller_one_that_replays() {
+    let bug = Some(Bug::DropCompletion);
+    let summary = check(0..100, echo::run, bug, 0);
+    let failure = summary
+        .failures
+        .first()
+        .expect("the planted bug went unnoticed");
+    let smallest = shrink(failure, echo::run, bug);
+    eprintln!("{} -> {}", failure.replay_line(), smallest.replay_line());
+    assert!(!smallest.violations.is_empty());
+    assert_ne!(smallest.case, failure.case, "nothing was taken away");
+    assert!(classes_on(&smallest) <= classes_on(failure));
+    assert!(smallest.case.load.clients <= failure.case.load.clients);
+    assert!(smallest.case.load.rounds <= failure.case.load.rounds);
+    assert!(
+        smallest.ops < failure.ops,
+        "{} ops, before {}",
+        smallest.ops,
+        failure.ops
+    );
+    // The shrunk case replays, and without the bug it passes.
+    let replay = run_case(&smallest.case, echo::run, bug);
+    assert_eq!(replay.violations, smallest.violations);
+    assert_eq!(replay.log_hash, smallest.log_hash);
+    assert!(run_case(&smallest.case, echo::run, None)
+        .violations
+        .is_empty());
+}
+
+#[test]
+fn a_case_prints_as_the_runner_arguments_that_run_it_again() {
+    let case = Case {
+        seed: 7,
+        off: vec![FaultClass::Errors, FaultClass::Shuffle],
+        load: Load {
+            clients: 2,
+            rounds: 1,
+        },
+    };
+    let line = case.to_string();
+    assert_eq!(
+        line,
+        "OURO_SIM_SEED=7 --off errors,shuffle --clients 2 --rounds 1"
+    );
+    assert!(!case.config().shuffle);
+    assert_eq!(case.config().errors, 0.0);
+    assert_eq!(Case::new(7).to_string(), "OURO_SIM_SEED=7");
+    let seed = line
+        .trim_start_matches("OURO_SIM_SEED=")
+        .split(' ')
+        .next()
+        .unwrap();
+    let args = line.split(' ').skip(1);
+    let out = Command::new(env!("CARGO_BIN_EXE_ouro-sim"))
+        .env("OURO_SIM_SEED", seed)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("seeds run            1\n"), "{text}");
+    assert!(text.contains("violations           0\n"), "{text}");
+}
+
+#[test]
+fn the_runner_refuses_an_unknown_fault_class_with_usage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ouro-sim"))
+        .args(["--seeds", "1", "--off", "errors,no-such-class"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("no fault class \"no-such-class\""), "{text}");
 }

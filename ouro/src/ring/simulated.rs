@@ -25,12 +25,32 @@ impl<S> Ring<S> {
             || self.messaging.waiting()
             || self.messaging.has_outgoing()
     }
+
+    /// Whether a [`NoWait`](RunMode::NoWait) turn now would do nothing:
+    /// nothing ready in the ring or in the world for it, no timer due, no
+    /// drain under way. The world then skips the turn, which is most of
+    /// them when several rings share a world.
+    fn turn_is_empty(&self) -> bool {
+        let Backend::Sim(sim) = &self.backend else {
+            return false;
+        };
+        !self.has_work_ready()
+            && !self.stopped
+            && self.unsettled.is_empty()
+            && self.drain.is_none()
+            && self.files.moved.is_empty()
+            && self.next_due().is_none_or(|due| due > self.clock.now())
+            && sim.nothing_due()
+    }
 }
 
 /// A ring and its state, stepped by [`World::run`].
 impl<S> Node for (Ring<S>, S) {
     fn step(&mut self) -> io::Result<()> {
         let (ring, state) = self;
+        if ring.turn_is_empty() {
+            return Ok(());
+        }
         ring.run(state, RunMode::NoWait)
     }
 

@@ -7,32 +7,72 @@ use std::fmt;
 
 use crate::op::OpKind;
 
+/// The concerns that draw random numbers, each from a stream of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Latency,
+    Timers,
+    Order,
+    User,
+    NetShort,
+    NetSegments,
+    FaultsRecv,
+    FaultsSend,
+    FaultsConnect,
+    FaultsAccept,
+    Planted,
+}
+
+impl Stream {
+    const ALL: [Stream; 11] = [
+        Stream::Latency,
+        Stream::Timers,
+        Stream::Order,
+        Stream::User,
+        Stream::NetShort,
+        Stream::NetSegments,
+        Stream::FaultsRecv,
+        Stream::FaultsSend,
+        Stream::FaultsConnect,
+        Stream::FaultsAccept,
+        Stream::Planted,
+    ];
+
+    /// The name the stream is seeded from: renaming one reshuffles it.
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Latency => "latency",
+            Stream::Timers => "timers",
+            Stream::Order => "order",
+            Stream::User => "user",
+            Stream::NetShort => "net/short",
+            Stream::NetSegments => "net/segments",
+            Stream::FaultsRecv => "faults/recv",
+            Stream::FaultsSend => "faults/send",
+            Stream::FaultsConnect => "faults/connect",
+            Stream::FaultsAccept => "faults/accept",
+            Stream::Planted => "planted",
+        }
+    }
+}
+
 /// One seeded random stream per concern: a stream's numbers depend only on
 /// the seed and the concern's name, so a new concern shifts no other.
-pub(crate) struct Streams {
-    seed: u64,
-    by_name: BTreeMap<&'static str, fastrand::Rng>,
-}
+pub(crate) struct Streams([fastrand::Rng; Stream::ALL.len()]);
 
 impl Streams {
     pub(crate) fn new(seed: u64) -> Streams {
-        Streams {
-            seed,
-            by_name: BTreeMap::new(),
-        }
+        Streams(Stream::ALL.map(|s| fastrand::Rng::with_seed(seed ^ name_hash(s.name()))))
     }
 
-    /// The stream of concern `name`.
-    pub(crate) fn get(&mut self, name: &'static str) -> &mut fastrand::Rng {
-        let seed = self.seed;
-        self.by_name
-            .entry(name)
-            .or_insert_with(|| fastrand::Rng::with_seed(seed ^ name_hash(name)))
+    /// The stream of `concern`.
+    pub(crate) fn get(&mut self, concern: Stream) -> &mut fastrand::Rng {
+        &mut self.0[concern as usize]
     }
 
-    /// Whether an event of probability `rate` happens, on stream `name`.
-    pub(crate) fn chance(&mut self, name: &'static str, rate: f64) -> bool {
-        rate > 0.0 && self.get(name).f64() < rate
+    /// Whether an event of probability `rate` happens, on `concern`'s stream.
+    pub(crate) fn chance(&mut self, concern: Stream, rate: f64) -> bool {
+        rate > 0.0 && self.get(concern).f64() < rate
     }
 }
 
@@ -42,7 +82,7 @@ pub(crate) fn name_hash(name: &str) -> u64 {
 }
 
 /// Folds `bytes` into an FNV-1a hash.
-pub(crate) fn fold(mut hash: u64, bytes: &[u8]) -> u64 {
+fn fold(mut hash: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -164,13 +204,80 @@ impl fmt::Display for Config {
 /// The error a real kernel can return for a `kind` operation that the
 /// simulator injects, and the stream its decisions come from; `None` for
 /// operations that get no injected error.
-pub(crate) fn injectable(kind: OpKind) -> Option<(i32, &'static str)> {
+pub(crate) fn injectable(kind: OpKind) -> Option<(i32, Stream, Fault)> {
     match kind {
-        OpKind::Recv => Some((libc::ECONNRESET, "faults/recv")),
-        OpKind::Send => Some((libc::EPIPE, "faults/send")),
-        OpKind::Connect => Some((libc::ECONNREFUSED, "faults/connect")),
-        OpKind::Accept => Some((libc::EMFILE, "faults/accept")),
+        OpKind::Recv => Some((libc::ECONNRESET, Stream::FaultsRecv, Fault::Recv)),
+        OpKind::Send => Some((libc::EPIPE, Stream::FaultsSend, Fault::Send)),
+        OpKind::Connect => Some((libc::ECONNREFUSED, Stream::FaultsConnect, Fault::Connect)),
+        OpKind::Accept => Some((libc::EMFILE, Stream::FaultsAccept, Fault::Accept)),
         _ => None,
+    }
+}
+
+/// The fault classes the world counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Accept,
+    Connect,
+    Recv,
+    Send,
+    LateTimer,
+    LatencyTail,
+    Segment,
+    ShortRead,
+    ShortWrite,
+    Shuffle,
+}
+
+impl Fault {
+    const ALL: [Fault; 10] = [
+        Fault::Accept,
+        Fault::Connect,
+        Fault::Recv,
+        Fault::Send,
+        Fault::LateTimer,
+        Fault::LatencyTail,
+        Fault::Segment,
+        Fault::ShortRead,
+        Fault::ShortWrite,
+        Fault::Shuffle,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Accept => "faults/accept",
+            Fault::Connect => "faults/connect",
+            Fault::Recv => "faults/recv",
+            Fault::Send => "faults/send",
+            Fault::LateTimer => "late_timer",
+            Fault::LatencyTail => "latency_tail",
+            Fault::Segment => "segment",
+            Fault::ShortRead => "short_read",
+            Fault::ShortWrite => "short_write",
+            Fault::Shuffle => "shuffle",
+        }
+    }
+}
+
+/// The world's running count of faults, by class: a counter per class, so
+/// that counting costs no lookup.
+#[derive(Default)]
+pub(crate) struct FaultTally([u64; Fault::ALL.len()]);
+
+impl FaultTally {
+    pub(crate) fn add(&mut self, class: Fault) {
+        self.0[class as usize] += 1;
+    }
+
+    /// The classes injected at least once, with their counts.
+    pub(crate) fn counts(&self) -> FaultCounts {
+        let by_name = Fault::ALL
+            .iter()
+            .zip(self.0)
+            .filter(|&(_, n)| n > 0)
+            .map(|(class, n)| (class.name(), n))
+            .collect();
+        FaultCounts(by_name)
     }
 }
 
@@ -179,10 +286,6 @@ pub(crate) fn injectable(kind: OpKind) -> Option<(i32, &'static str)> {
 pub struct FaultCounts(pub BTreeMap<&'static str, u64>);
 
 impl FaultCounts {
-    pub(crate) fn add(&mut self, class: &'static str) {
-        *self.0.entry(class).or_default() += 1;
-    }
-
     /// Adds `other`'s counts to these.
     pub fn merge(&mut self, other: &FaultCounts) {
         for (class, n) in &other.0 {

@@ -45,7 +45,7 @@ mod net;
 mod world;
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -68,6 +68,10 @@ pub(crate) struct SimBackend {
     world: World,
     node: u32,
     files: OwnedFiles,
+    /// The socket behind each of the ring's files, checked by identity
+    /// when the ring took the file: while the ring holds the fd open its
+    /// number cannot go to another file, so using it needs no `fstat`.
+    file_sockets: Vec<Option<usize>>,
     woken: Arc<SimWaker>,
 }
 
@@ -89,17 +93,51 @@ impl SimBackend {
             world: world.clone(),
             node: (state.ready.len() - 1) as u32,
             files: OwnedFiles::default(),
+            file_sockets: Vec::new(),
             woken: Arc::default(),
         }
     }
 
     /// The socket `fd` names, if the world made it and it is still open.
     fn socket_of(&self, state: &State, fd: Fd) -> Option<usize> {
-        let raw = match fd.named() {
-            Named::Raw(raw) => raw,
-            Named::Ring(file) => self.files.raw(file),
-        };
-        state.lookup(raw)
+        match fd.named() {
+            Named::Raw(raw) => state.lookup(raw),
+            Named::Ring(file) => {
+                let sock = (*self.file_sockets.get(file as usize)?)?;
+                // Still open in the world: a close naming the same fd by
+                // number would have dropped the record.
+                let raw = self.files.raw(file);
+                (state.net.recorded(raw) == Some(sock)).then_some(sock)
+            }
+        }
+    }
+
+    /// Records which socket, if any, the ring's new `file` is.
+    fn note_file(&mut self, file: u32, raw: RawFd) {
+        let sock = self.world.state.borrow().lookup(raw);
+        let i = file as usize;
+        if i >= self.file_sockets.len() {
+            self.file_sockets.resize(i + 1, None);
+        }
+        self.file_sockets[i] = sock;
+    }
+
+    /// Whether a turn now would find nothing for this ring: no completion
+    /// ready for it, no event of the world due, no wake-up.
+    pub(crate) fn nothing_due(&self) -> bool {
+        let state = self.world.state.borrow();
+        state.ready[self.node as usize].is_empty()
+            && !state.event_due()
+            && !self.woken.0.load(Ordering::Acquire)
+    }
+
+    /// Takes `file` out of the ring: what a file put in its place is gets
+    /// checked anew.
+    fn take_ring_file(&mut self, file: u32) -> Option<OwnedFd> {
+        if let Some(slot) = self.file_sockets.get_mut(file as usize) {
+            *slot = None;
+        }
+        self.files.take(file)
     }
 
     fn carry_out(
@@ -123,13 +161,18 @@ impl SimBackend {
                 }
                 None => Reply::Res(-libc::EBADF),
             },
-            Op::CloseRing { file } => match self.files.take(*file) {
-                Some(fd) => {
-                    state.close(&fd);
-                    Reply::Res(0)
+            Op::CloseRing { file } => {
+                let sock = self.socket_of(state, Fd::ring(*file));
+                match self.take_ring_file(*file) {
+                    Some(fd) => {
+                        if let Some(sock) = sock {
+                            state.close_known(fd.as_raw_fd(), sock);
+                        }
+                        Reply::Res(0)
+                    }
+                    None => Reply::Res(-libc::EBADF),
                 }
-                None => Reply::Res(-libc::EBADF),
-            },
+            }
             Op::Socket { domain, ty, .. } => {
                 let stream = *ty & 0xf == libc::SOCK_STREAM;
                 let ip = *domain == libc::AF_INET || *domain == libc::AF_INET6;
@@ -179,11 +222,11 @@ impl SimBackend {
 /// An error the kernel could return for `op`, if the configuration draws
 /// one; a connection it names as reset is reset at both ends.
 fn inject(state: &mut State, op: &Op, sock: usize) -> Option<Reply> {
-    let (errno, stream) = faults::injectable(op.kind())?;
+    let (errno, stream, class) = faults::injectable(op.kind())?;
     if !state.streams.chance(stream, state.config.errors) {
         return None;
     }
-    state.faults.add(stream);
+    state.faults.add(class);
     if matches!(op, Op::Recv { .. } | Op::Send { .. }) {
         state.reset_both(sock);
     }
@@ -277,6 +320,7 @@ impl Driver for SimBackend {
 
     fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
         let _ = may_use_table;
+        self.note_file(file, fd.as_raw_fd());
         self.files.insert(file, fd)
     }
 
@@ -289,18 +333,20 @@ impl Driver for SimBackend {
 
     fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
         let _ = stash;
-        self.files.take(file).ok_or_else(bad_ring_fd)
+        self.take_ring_file(file).ok_or_else(bad_ring_fd)
     }
 
     fn forget_file(&mut self, file: u32) {
-        drop(self.files.take(file));
+        drop(self.take_ring_file(file));
     }
 
     fn close_files(&mut self) {
+        self.file_sockets.clear();
         self.files.close_all();
     }
 
     fn leak_files(&mut self) {
+        self.file_sockets.clear();
         self.files.leak_all();
     }
 }

@@ -9,6 +9,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
+use super::faults::{Fault, Stream};
 use super::world::{State, What};
 use crate::net::AddrBuf;
 
@@ -39,7 +40,11 @@ enum Role {
 struct Socket {
     role: Role,
     local: Option<SocketAddr>,
+    /// Bytes sent to this socket: the first `arrived` have arrived, the
+    /// rest are on their way, in order. Kept here rather than in the
+    /// arrival events so that a segment costs no allocation.
     rx: VecDeque<u8>,
+    arrived: usize,
     /// The peer will send nothing more (after `rx`).
     rx_fin: bool,
     reset: bool,
@@ -54,8 +59,9 @@ struct Socket {
 pub(crate) struct Net {
     sockets: Vec<Socket>,
     listeners: BTreeMap<SocketAddr, usize>,
-    /// Process fds of sockets: (socket, device, inode).
-    fds: BTreeMap<RawFd, (usize, u64, u64)>,
+    /// Process fds of sockets, indexed by fd number (small and dense, as
+    /// the kernel hands out the lowest free one): (socket, device, inode).
+    fds: Vec<Option<(usize, u64, u64)>>,
     next_port: u16,
 }
 
@@ -63,8 +69,19 @@ impl Net {
     /// The socket behind process fd `raw`, if it is still the fd the world
     /// made (not closed, its number not reused by another file).
     pub(crate) fn lookup(&self, raw: RawFd) -> Option<usize> {
-        let &(sock, dev, ino) = self.fds.get(&raw)?;
+        let (sock, dev, ino) = self.record(raw)?;
         (identity(raw) == Some((dev, ino))).then_some(sock)
+    }
+
+    fn record(&self, raw: RawFd) -> Option<(usize, u64, u64)> {
+        *self.fds.get(usize::try_from(raw).ok()?)?
+    }
+
+    /// The socket behind process fd `raw` as the world last recorded it,
+    /// without checking the fd's identity: for fds whose identity was
+    /// checked when their holder took them and that it keeps open since.
+    pub(crate) fn recorded(&self, raw: RawFd) -> Option<usize> {
+        self.record(raw).map(|(sock, _, _)| sock)
     }
 
     /// A new socket's fd, recorded as `sock`'s.
@@ -77,7 +94,11 @@ impl Net {
         // SAFETY: `raw` was just made, and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let (dev, ino) = identity(raw).ok_or_else(io::Error::last_os_error)?;
-        self.fds.insert(raw, (sock, dev, ino));
+        let i = raw as usize;
+        if i >= self.fds.len() {
+            self.fds.resize(i + 1, None);
+        }
+        self.fds[i] = Some((sock, dev, ino));
         Ok(fd)
     }
 
@@ -88,10 +109,8 @@ impl Net {
 
     /// The sockets whose fds are still open.
     pub(crate) fn open_sockets(&self) -> Vec<usize> {
-        let mut open: Vec<usize> = self
-            .fds
-            .keys()
-            .filter_map(|&raw| self.lookup(raw))
+        let mut open: Vec<usize> = (0..self.fds.len())
+            .filter_map(|raw| self.lookup(raw as RawFd))
             .collect();
         open.sort_unstable();
         open
@@ -268,24 +287,34 @@ impl State {
             return Reply::Res(-libc::EPIPE);
         }
         let mut len = data.len();
-        if len > 1 && self.streams.chance("net/short", self.config.short_io) {
-            len = self.streams.get("net/short").usize(1..len);
-            self.faults.add("short_write");
+        if len > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
+            len = self.streams.get(Stream::NetShort).usize(1..len);
+            self.faults.add(Fault::ShortWrite);
         }
         let mut rest = &data[..len];
         while !rest.is_empty() {
             let mut cut = rest.len();
-            if cut > 1 && self.streams.chance("net/segments", self.config.segmenting) {
-                cut = self.streams.get("net/segments").usize(1..cut);
-                self.faults.add("segment");
+            if cut > 1
+                && self
+                    .streams
+                    .chance(Stream::NetSegments, self.config.segmenting)
+            {
+                cut = self.streams.get(Stream::NetSegments).usize(1..cut);
+                self.faults.add(Fault::Segment);
             }
             let at = (self.now() + self.delay()).max(self.net.sockets[peer].arrival);
-            self.net.sockets[peer].arrival = at;
-            let what = What::Arrive {
-                sock: peer,
-                data: rest[..cut].to_vec(),
-            };
-            self.schedule(at, what);
+            let receiver = &mut self.net.sockets[peer];
+            receiver.arrival = at;
+            if !receiver.closed {
+                receiver.rx.extend(&rest[..cut]);
+            }
+            self.schedule(
+                at,
+                What::Arrive {
+                    sock: peer,
+                    len: cut,
+                },
+            );
             rest = &rest[cut..];
         }
         Reply::Res(len as i32)
@@ -306,18 +335,27 @@ impl State {
         let Some(&parked) = socket.waiting.front() else {
             return;
         };
-        let res = if !socket.rx.is_empty() {
-            let mut n = socket.rx.len().min(parked.room);
-            if n > 1 && self.streams.chance("net/short", self.config.short_io) {
-                n = self.streams.get("net/short").usize(1..n);
-                self.faults.add("short_read");
+        let res = if socket.arrived > 0 {
+            let mut n = socket.arrived.min(parked.room);
+            if n > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
+                n = self.streams.get(Stream::NetShort).usize(1..n);
+                self.faults.add(Fault::ShortRead);
             }
             let socket = &mut self.net.sockets[sock];
-            for (i, byte) in socket.rx.drain(..n).enumerate() {
+            let (front, back) = socket.rx.as_slices();
+            let from_front = n.min(front.len());
+            if n > 0 {
                 // SAFETY: a receive parks its spare room, `room` bytes its
-                // task keeps in place until its completion; `i < room`.
-                unsafe { parked.ptr.add(i).write(byte) };
+                // task keeps in place until its completion; `n <= room`,
+                // and the world's queue never overlaps a task's buffer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(front.as_ptr(), parked.ptr, from_front);
+                    let rest = n - from_front;
+                    std::ptr::copy_nonoverlapping(back.as_ptr(), parked.ptr.add(from_front), rest);
+                }
             }
+            socket.rx.drain(..n);
+            socket.arrived -= n;
             n as i32
         } else if socket.reset {
             -libc::ECONNRESET
@@ -362,14 +400,29 @@ impl State {
     pub(crate) fn close(&mut self, fd: &OwnedFd) {
         let raw = fd.as_raw_fd();
         if let Some(sock) = self.net.lookup(raw) {
-            self.net.fds.remove(&raw);
-            self.close_socket(sock);
+            self.close_known(raw, sock);
         }
+    }
+
+    /// Closes socket `sock`, whose fd `raw` the caller checked is its own
+    /// (and closes with it).
+    pub(crate) fn close_known(&mut self, raw: RawFd, sock: usize) {
+        if let Some(record) = usize::try_from(raw)
+            .ok()
+            .and_then(|i| self.net.fds.get_mut(i))
+        {
+            *record = None;
+        }
+        self.close_socket(sock);
     }
 
     fn close_socket(&mut self, sock: usize) {
         let socket = &mut self.net.sockets[sock];
         socket.closed = true;
+        // Nothing reads it any more; what is still on its way is dropped
+        // as it arrives.
+        socket.rx = VecDeque::new();
+        socket.arrived = 0;
         match std::mem::take(&mut socket.role) {
             Role::Fresh => {}
             Role::Connected { peer } => {
@@ -391,7 +444,7 @@ impl State {
         }
     }
 
-    pub(crate) fn arrive(&mut self, sock: usize, data: Vec<u8>) {
+    pub(crate) fn arrive(&mut self, sock: usize, len: usize) {
         if self.net.sockets[sock].closed {
             // Data for a closed socket: the sender's end is reset.
             if let Role::Connected { peer } = self.net.sockets[sock].role {
@@ -399,7 +452,7 @@ impl State {
             }
             return;
         }
-        self.net.sockets[sock].rx.extend(data);
+        self.net.sockets[sock].arrived += len;
         self.wake_recv(sock);
     }
 

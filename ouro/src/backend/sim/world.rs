@@ -4,12 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::faults::{fold, Config, FaultCounts, Streams};
+use super::faults::{Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::net::Net;
 use crate::backend::RawCompletion;
 use crate::op::OpKind;
@@ -64,7 +65,7 @@ pub(crate) struct Ready {
 
 pub(crate) enum What {
     Complete { node: u32, ready: Ready },
-    Arrive { sock: usize, data: Vec<u8> },
+    Arrive { sock: usize, len: usize },
     Fin { sock: usize },
     Reset { sock: usize },
 }
@@ -92,6 +93,38 @@ impl Ord for Event {
     }
 }
 
+/// Folds `word` into `hash`: one rotate, xor and multiply, cheap enough for
+/// every completion and every key lookup.
+fn mix(hash: u64, word: u64) -> u64 {
+    (hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+/// Hashes the (node, user_data) keys of operations in flight: a multiply
+/// per word instead of SipHash, as the keys come from the rings, not from
+/// an adversary, and the map is never iterated in its own order.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix(self.0, n);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 pub(crate) struct State {
     pub(crate) now: Rc<Cell<u64>>,
     pub(crate) seed: u64,
@@ -103,9 +136,9 @@ pub(crate) struct State {
     pub(crate) ready: Vec<Vec<Ready>>,
     pub(crate) net: Net,
     /// Operations started and not yet completed, by (node, user_data).
-    in_flight: HashMap<(u32, u64), OpKind>,
+    in_flight: HashMap<(u32, u64), OpKind, BuildHasherDefault<KeyHasher>>,
     pub(crate) violations: Vec<String>,
-    pub(crate) faults: FaultCounts,
+    pub(crate) faults: FaultTally,
     log_hash: u64,
     ops: u64,
     pub(crate) bug: Option<Bug>,
@@ -130,10 +163,10 @@ impl World {
             seq: 0,
             ready: Vec::new(),
             net: Net::default(),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             violations: Vec::new(),
-            faults: FaultCounts::default(),
-            log_hash: fold(0xcbf2_9ce4_8422_2325, &seed.to_le_bytes()),
+            faults: FaultTally::default(),
+            log_hash: mix(0xcbf2_9ce4_8422_2325, seed),
             ops: 0,
             bug: None,
         };
@@ -172,12 +205,12 @@ impl World {
 
     /// A number from the user's own seeded stream.
     pub fn random(&self) -> u64 {
-        self.state.borrow_mut().streams.get("user").u64(..)
+        self.state.borrow_mut().streams.get(Stream::User).u64(..)
     }
 
     /// Faults injected so far, by class.
     pub fn faults(&self) -> FaultCounts {
-        self.state.borrow().faults.clone()
+        self.state.borrow().faults.counts()
     }
 
     /// Completions handed to rings so far.
@@ -233,7 +266,7 @@ impl World {
             self.state
                 .borrow_mut()
                 .streams
-                .get("order")
+                .get(Stream::Order)
                 .shuffle(&mut order);
             for &i in &order {
                 nodes[i].step()?;
@@ -274,14 +307,14 @@ impl State {
     /// A delay drawn from the latency distribution.
     pub(crate) fn delay(&mut self) -> u64 {
         let latency = self.config.latency;
-        let rng = self.streams.get("latency");
+        let rng = self.streams.get(Stream::Latency);
         let mut delay = latency.base_ns;
         if latency.spread_ns > 0 {
             delay += rng.u64(0..=latency.spread_ns);
         }
         if latency.tail_rate > 0.0 && rng.f64() < latency.tail_rate {
             delay += latency.tail_ns;
-            self.faults.add("latency_tail");
+            self.faults.add(Fault::LatencyTail);
         }
         delay
     }
@@ -292,8 +325,8 @@ impl State {
         if most == 0 {
             return at;
         }
-        self.faults.add("late_timer");
-        at + self.streams.get("timers").u64(0..=most)
+        self.faults.add(Fault::LateTimer);
+        at + self.streams.get(Stream::Timers).u64(0..=most)
     }
 
     pub(crate) fn schedule(&mut self, at: u64, what: What) {
@@ -331,6 +364,12 @@ impl State {
         self.events.peek().map(|Reverse(e)| e.at)
     }
 
+    /// Whether an event is due by now.
+    pub(crate) fn event_due(&self) -> bool {
+        let now = self.now();
+        self.events.peek().is_some_and(|Reverse(e)| e.at <= now)
+    }
+
     /// Whether `node` has operations in flight of which none can ever
     /// complete: none has a completion scheduled or waits on a socket.
     pub(crate) fn lost(&self, node: u32) -> bool {
@@ -344,14 +383,13 @@ impl State {
 
     /// Carries out every event due by now.
     pub(crate) fn process_due(&mut self) {
-        let now = self.now();
-        while self.events.peek().is_some_and(|Reverse(e)| e.at <= now) {
+        while self.event_due() {
             let Some(Reverse(event)) = self.events.pop() else {
                 break;
             };
             match event.what {
                 What::Complete { node, ready } => self.deliver(node, ready),
-                What::Arrive { sock, data } => self.arrive(sock, data),
+                What::Arrive { sock, len } => self.arrive(sock, len),
                 What::Fin { sock } => self.fin(sock),
                 What::Reset { sock } => self.reset(sock),
             }
@@ -359,7 +397,7 @@ impl State {
     }
 
     fn deliver(&mut self, node: u32, ready: Ready) {
-        if self.bug == Some(Bug::DropCompletion) && self.streams.chance("planted", 0.01) {
+        if self.bug == Some(Bug::DropCompletion) && self.streams.chance(Stream::Planted, 0.01) {
             return;
         }
         self.ready[node as usize].push(ready);
@@ -381,8 +419,8 @@ impl State {
     pub(crate) fn reap(&mut self, node: u32, out: &mut Vec<RawCompletion>) {
         let mut ready = std::mem::take(&mut self.ready[node as usize]);
         if self.config.shuffle && ready.len() > 1 {
-            self.streams.get("order").shuffle(&mut ready);
-            self.faults.add("shuffle");
+            self.streams.get(Stream::Order).shuffle(&mut ready);
+            self.faults.add(Fault::Shuffle);
         }
         let now = self.now();
         for Ready { mut completion, fd } in ready.drain(..) {
@@ -411,10 +449,9 @@ impl State {
     }
 
     fn log(&mut self, now: u64, node: u32, user_data: u64, res: i32) {
-        let mut hash = fold(self.log_hash, &now.to_le_bytes());
-        hash = fold(hash, &node.to_le_bytes());
-        hash = fold(hash, &user_data.to_le_bytes());
-        self.log_hash = fold(hash, &res.to_le_bytes());
+        let hash = mix(self.log_hash, now);
+        let hash = mix(hash, u64::from(node) << 32 | u64::from(res as u32));
+        self.log_hash = mix(hash, user_data);
     }
 
     /// Whether the operation `user_data` of `node` may be cancelled now
