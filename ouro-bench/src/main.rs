@@ -83,6 +83,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if matches!(cli.workload, Workload::Dns(_)) && !workloads::dns::in_namespaces() {
+        return workloads::dns::run_in_namespaces();
+    }
     if let Workload::Serve(_) = cli.workload {
         return match cli
             .workload

@@ -338,3 +338,33 @@ fn hostile_without_the_example_servers_says_how_to_build_them() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "needs dnsmasq, root and unshare"]
+fn dns_reports_both_contestants_and_leaves_resolv_conf_alone() {
+    let before = std::fs::read("/etc/resolv.conf").ok();
+    let output = ouro_bench(&["dns", "--lookups", "300", "--runs", "1", "--json"]);
+    let lines = json_lines(&output);
+    let mut got: Vec<(String, String)> = lines
+        .iter()
+        .map(|line| {
+            assert_eq!(line["workload"], "dns");
+            assert_eq!(line["params"]["in_flight"], 16);
+            let value = line["value"].as_f64().expect("a number");
+            assert!(value.is_finite() && value > 0.0, "{line}");
+            (
+                line["contestant"].as_str().expect("a name").to_string(),
+                line["metric"].as_str().expect("a metric").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for contestant in ["getaddrinfo", "ouro"] {
+        for metric in ["cpu_us_per_lookup", "lookups_per_sec", "p50_us", "p99_us"] {
+            expected.push((contestant.into(), metric.into()));
+        }
+    }
+    assert_eq!(got, expected);
+    assert_eq!(std::fs::read("/etc/resolv.conf").ok(), before);
+}

@@ -154,9 +154,18 @@ impl<S> Connector<S> {
         hosts: Hosts,
         ctx: Ctx<S>,
     ) -> io::Result<Connector<S>> {
+        let resolver = Resolver::new(ring, config, hosts, ctx)?;
+        Connector::with_resolver(ring, resolver)
+    }
+
+    /// A connector resolving through `resolver` (one made with
+    /// [`Resolver::from_resolv_conf`], say, to follow changes of the
+    /// file); its tasks carry the resolver's `ctx`. Fails if the ring's
+    /// mailbox cannot be set up.
+    pub fn with_resolver(ring: &mut Ring<S>, resolver: Resolver<S>) -> io::Result<Connector<S>> {
         Ok(Connector {
-            resolver: Resolver::new(ring, config, hosts, ctx)?,
-            ctx,
+            ctx: resolver.ctx(),
+            resolver,
             handle: ring.handle()?,
             connects: Vec::new(),
             generations: Vec::new(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ouro::{Completion, Ctx, Ring, RunMode};
 use ouro_net::connect::{connected, Connected, Connector};
-use ouro_net::dns::{Config, Hosts};
+use ouro_net::dns::{Config, Hosts, Resolver};
 use socket2::{Domain, Socket, Type};
 use support::*;
 
@@ -295,5 +295,33 @@ fn dropping_the_connector_from_a_callback_ends_the_others_with_ecanceled() {
             .count();
         assert_eq!(canceled, 1);
         drop(dialer);
+    });
+}
+
+#[test]
+fn a_connector_on_a_resolver_watching_resolv_conf_connects_by_name() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resolv.conf");
+    std::fs::write(&path, "nameserver 192.0.2.1\n").unwrap();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = v4.local_addr().unwrap().port();
+    counted(|| {
+        let mut ring = Ring::new(64).unwrap();
+        let hosts = Hosts::parse("127.0.0.1 v4.test\n");
+        let every = Duration::from_secs(5);
+        let resolver =
+            Resolver::from_resolv_conf(&mut ring, &path, every, hosts, Ctx::new(to_connector));
+        let connector = Connector::with_resolver(&mut ring, resolver.unwrap()).unwrap();
+        let mut dialer = Dialer {
+            connector: Some(connector),
+            results: Vec::new(),
+        };
+        let connector = dialer.connector.as_mut().unwrap();
+        connector.connect(&mut ring, "v4.test", port, Ctx::new(on_connected));
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        let c = dialer.results.pop().unwrap().unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        assert!(dialer.results.is_empty(), "exactly one completion");
     });
 }

@@ -12,6 +12,7 @@ use crate::progress::Progress;
 use crate::record::Results;
 
 pub mod all;
+pub mod dns;
 pub mod echo;
 pub mod hostile;
 pub mod http;
@@ -82,7 +83,13 @@ pub enum Workload {
     /// provider): handshakes_per_sec, cpu_us_per_handshake, mb_per_sec
     /// and cpu_us_per_mb of plaintext in 16 KiB records (not part of `all`).
     Tls(tls::Options),
-    /// Every workload above, in one run, with the goals checked.
+    /// Address lookups against dnsmasq on loopback, ouro-net's resolver
+    /// against getaddrinfo on a thread pool: lookups_per_sec, p50_us,
+    /// p99_us, cpu_us_per_lookup (needs root, unshare and dnsmasq; not
+    /// part of `all`).
+    Dns(dns::Options),
+    /// Every workload above but `tls` and `dns`, in one run, with the
+    /// goals checked.
     All(all::Options),
     /// ouro's example servers (echo, HTTP, RESP) on both backends against
     /// hostile clients, a well-behaved client served beside each attack:
@@ -109,6 +116,7 @@ impl Workload {
             Workload::Idle(options) => idle::steps(options, settings),
             Workload::Msg(options) => msg::steps(options, settings),
             Workload::Tls(options) => tls::steps(options, settings),
+            Workload::Dns(options) => dns::steps(options, settings),
             Workload::All(options) => all::steps(options, settings),
             Workload::Hostile(_) | Workload::Serve(_) | Workload::Report(_) => 0,
         }
@@ -129,6 +137,7 @@ impl Workload {
             Workload::Idle(options) => idle::measure(options, settings, results, progress),
             Workload::Msg(options) => msg::measure(options, settings, results, progress),
             Workload::Tls(options) => tls::measure(options, settings, results, progress),
+            Workload::Dns(options) => dns::measure(options, settings, results, progress),
             Workload::All(options) => all::measure(options, settings, results, progress),
             Workload::Hostile(options) => hostile::run(options, &hostile::Output::default()),
             Workload::Serve(options) => crate::server::serve(options),

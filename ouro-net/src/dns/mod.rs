@@ -9,6 +9,7 @@
 pub mod config;
 mod exchange;
 pub mod hosts;
+pub mod reload;
 pub(crate) mod resolver;
 pub mod search;
 pub mod sort;

@@ -3,13 +3,15 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 
 use super::config::Config;
 use super::exchange::{Ended, Exchange, Plan, ATTEMPT_SHIFT};
 use super::hosts::Hosts;
+use super::reload::ResolvConfWatch;
 use super::search::{candidates, is_localhost};
 use super::sort::sort_destinations;
 use super::wire::{Record, RecordType};
@@ -103,6 +105,8 @@ struct Lookup<S> {
 /// [`cancel_all`](Resolver::cancel_all) ends them at once.
 pub struct Resolver<S> {
     config: Config,
+    /// The file `config` comes from, if it is watched for changes.
+    resolv_conf: Option<ResolvConfWatch>,
     hosts: Hosts,
     ctx: Ctx<S>,
     handle: RingHandle<S>,
@@ -124,6 +128,7 @@ impl<S> Resolver<S> {
     ) -> io::Result<Resolver<S>> {
         Ok(Resolver {
             config,
+            resolv_conf: None,
             hosts,
             ctx,
             handle: ring.handle()?,
@@ -134,7 +139,31 @@ impl<S> Resolver<S> {
         })
     }
 
-    /// The configuration in use.
+    /// A resolver configured by the `resolv.conf` at `path` (read as
+    /// [`Config::from_file`] reads it), read again when it changes: before
+    /// a lookup starts, at most once per `every` of ring time (glibc looks
+    /// before every lookup, Go at most every
+    /// [`RELOAD_INTERVAL`](super::reload::RELOAD_INTERVAL)), the file's
+    /// inode, size and modification time are compared with those it had
+    /// when read. The new configuration applies to that lookup and those
+    /// after it (and to the next tries of lookups under way). A file that
+    /// cannot be read then keeps the configuration in use; a missing one
+    /// gives the defaults. Fails if the file cannot be read at first.
+    pub fn from_resolv_conf(
+        ring: &mut Ring<S>,
+        path: impl Into<PathBuf>,
+        every: Duration,
+        hosts: Hosts,
+        ctx: Ctx<S>,
+    ) -> io::Result<Resolver<S>> {
+        let (watch, config) = ResolvConfWatch::start(path.into(), every, ring.now())?;
+        let mut resolver = Resolver::new(ring, config, hosts, ctx)?;
+        resolver.resolv_conf = Some(watch);
+        Ok(resolver)
+    }
+
+    /// The configuration in use (as last read, for a resolver made with
+    /// [`from_resolv_conf`](Resolver::from_resolv_conf)).
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -242,6 +271,7 @@ impl<S> Resolver<S> {
         types: &[RecordType],
         done: Ctx<S>,
     ) -> LookupId {
+        self.reload_if_changed(ring.now());
         let id = self.insert(done, name, types);
         if let Some(result) = self.answer_locally(name, types) {
             self.finish(ring, id, result);
@@ -261,6 +291,20 @@ impl<S> Resolver<S> {
         }
         self.start_candidate(ring, id);
         id
+    }
+
+    /// The context its tasks carry.
+    pub(crate) fn ctx(&self) -> Ctx<S> {
+        self.ctx
+    }
+
+    fn reload_if_changed(&mut self, now: Instant) {
+        let Some(watch) = self.resolv_conf.as_mut() else {
+            return;
+        };
+        if let Some(config) = watch.changed(now) {
+            self.config = config;
+        }
     }
 
     /// `localhost` and the hosts file, for address lookups.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod dnsmasq;
+
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,369 @@
+//! `dns`: address lookups against `dnsmasq` on loopback — ouro-net's
+//! resolver (`lookup_ip`, `in_flight` lookups at once on one ring) against
+//! glibc's `getaddrinfo` on a pool of `in_flight` threads (the standard
+//! library's `to_socket_addrs`, as a program without an asynchronous
+//! resolver does it). Both ask for A and AAAA of one name dnsmasq holds.
+//! Metrics: `lookups_per_sec`, `p50_us` and `p99_us` (each lookup's
+//! time), and `cpu_us_per_lookup` (this process's CPU, user + system;
+//! dnsmasq's is its own).
+//!
+//! getaddrinfo reads `/etc/resolv.conf`, which names servers on port 53
+//! only. So the workload runs in network and mount namespaces of its own
+//! (it starts itself again under `unshare --net --mount`, which needs
+//! root): there the loopback is brought up, dnsmasq listens on
+//! 127.0.0.1:53 and a resolv.conf naming it is bind-mounted over
+//! `/etc/resolv.conf`; nothing outside them changes. The resolver reads
+//! the same file. The order of the contestants rotates from run to run;
+//! one unmeasured run of a tenth of the lookups warms each up.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ouro::{Completion, Ctx, Ring, RunMode};
+use ouro_net::dns::reload::RELOAD_INTERVAL;
+use ouro_net::dns::{answer, Hosts, Resolver};
+use serde_json::json;
+
+use super::Settings;
+use crate::progress::Progress;
+use crate::record::{params, Results, Sample};
+use crate::server::cpu_micros;
+
+const WORKLOAD: &str = "dns";
+/// The name looked up, with one address of each family.
+const NAME: &str = "bench.ouro.test";
+/// Set in the environment of the workload started again in its
+/// namespaces.
+const IN_NAMESPACES: &str = "OURO_BENCH_DNS_NAMESPACES";
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Options of the `dns` workload.
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Lookups per run.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lookups: u64,
+    /// Lookups at once (ouro's in flight on its ring, getaddrinfo's
+    /// threads).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub in_flight: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contestant {
+    Ouro,
+    Getaddrinfo,
+}
+
+impl Contestant {
+    const ALL: [Contestant; 2] = [Contestant::Ouro, Contestant::Getaddrinfo];
+
+    fn name(self) -> &'static str {
+        match self {
+            Contestant::Ouro => "ouro",
+            Contestant::Getaddrinfo => "getaddrinfo",
+        }
+    }
+
+    /// Each lookup's time, in microseconds.
+    fn lookups(self, count: u64, in_flight: u16) -> io::Result<Vec<u64>> {
+        match self {
+            Contestant::Ouro => ouro_lookups(count, in_flight),
+            Contestant::Getaddrinfo => getaddrinfo_lookups(count, in_flight),
+        }
+    }
+}
+
+/// Whether this process is the workload started again in its namespaces.
+pub fn in_namespaces() -> bool {
+    std::env::var_os(IN_NAMESPACES).is_some()
+}
+
+/// Starts this program again, with the same arguments, in network and
+/// mount namespaces of its own, and returns its exit status.
+pub fn run_in_namespaces() -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("ouro-bench dns: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = Command::new("unshare")
+        .args(["--net", "--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(IN_NAMESPACES, "1")
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("ouro-bench dns: {status} (it needs root, unshare and dnsmasq)");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("ouro-bench dns: cannot run unshare: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Measurements made, for the progress bar.
+pub fn steps(_options: &Options, settings: &Settings) -> u64 {
+    u64::from(settings.runs) * super::included(settings, &Contestant::ALL, Contestant::name)
+}
+
+/// Measures both contestants `runs` times against one dnsmasq.
+pub fn measure(
+    options: &Options,
+    settings: &Settings,
+    results: &mut Results,
+    progress: &Progress,
+) -> io::Result<()> {
+    if !in_namespaces() {
+        return Err(io::Error::other(
+            "the dns workload runs in namespaces of its own (started by `ouro-bench dns`)",
+        ));
+    }
+    let _server = Dnsmasq::start()?;
+    results.compare_against(WORKLOAD, Contestant::Getaddrinfo.name());
+    for contestant in settings.order(&Contestant::ALL, Contestant::name, 0) {
+        contestant.lookups((options.lookups / 10).max(1), options.in_flight)?;
+    }
+    for run in 0..settings.runs {
+        for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
+            progress.step(format!("dns {}", contestant.name()));
+            let cpu = cpu_micros();
+            let start = Instant::now();
+            let mut times = contestant.lookups(options.lookups, options.in_flight)?;
+            let elapsed = start.elapsed();
+            let cpu_us = (cpu_micros() - cpu) as f64;
+            progress.done();
+            times.sort_unstable();
+            let sample = |metric, value| Sample {
+                workload: WORKLOAD,
+                contestant: contestant.name(),
+                params: params([("in_flight", json!(options.in_flight))]),
+                metric,
+                value,
+            };
+            let count = options.lookups as f64;
+            results.record(sample("lookups_per_sec", count / elapsed.as_secs_f64()));
+            results.record(sample("p50_us", percentile(&times, 0.50)));
+            results.record(sample("p99_us", percentile(&times, 0.99)));
+            results.record(sample("cpu_us_per_lookup", cpu_us / count));
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[u64], at: f64) -> f64 {
+    let index = ((sorted.len() as f64 * at).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index] as f64
+}
+
+/// dnsmasq on 127.0.0.1:53 in the namespaces, with the loopback up and a
+/// resolv.conf naming it over `/etc/resolv.conf`; killed when dropped.
+struct Dnsmasq(Child);
+
+impl Dnsmasq {
+    fn start() -> io::Result<Dnsmasq> {
+        loopback_up()?;
+        let conf = std::env::temp_dir().join(format!("ouro-bench-resolv-{}", std::process::id()));
+        std::fs::write(&conf, "nameserver 127.0.0.1\n")?;
+        let mounted = Command::new("mount")
+            .arg("--bind")
+            .arg(&conf)
+            .arg(RESOLV_CONF)
+            .status()?;
+        std::fs::remove_file(&conf)?; // the mount keeps it
+        if !mounted.success() {
+            return Err(io::Error::other(format!(
+                "mount --bind over {RESOLV_CONF} failed"
+            )));
+        }
+        let program = ["/usr/sbin/dnsmasq", "dnsmasq"]
+            .into_iter()
+            .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
+            .unwrap_or("dnsmasq");
+        let child = Command::new(program)
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+            ])
+            .args([
+                "--log-facility=-",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--local=/ouro.test/",
+                "--host-record=bench.ouro.test,192.0.2.1,2001:db8::1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| io::Error::new(err.kind(), format!("dnsmasq: {err}")))?;
+        let mut server = Dnsmasq(child);
+        let start = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, 53)).is_err() {
+            if server.0.try_wait()?.is_some() || start.elapsed() > Duration::from_secs(10) {
+                return Err(io::Error::other("dnsmasq did not listen on 127.0.0.1:53"));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Brings `lo` up (a new network namespace starts with it down).
+fn loopback_up() -> io::Result<()> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    // SAFETY: an all-zero ifreq is valid (an empty name, zero flags).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of the
+    // ifreq we own, on an open socket.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the flags member is the one SIOCGIFFLAGS just filled.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the name and flags of the ifreq we own.
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What a lookup must find: both addresses dnsmasq holds.
+fn check(mut found: Vec<IpAddr>) -> io::Result<()> {
+    found.sort();
+    let expected: Vec<IpAddr> = vec![[192, 0, 2, 1].into(), "2001:db8::1".parse().unwrap()];
+    if found != expected {
+        return Err(io::Error::other(format!("{NAME} gave {found:?}")));
+    }
+    Ok(())
+}
+
+/// getaddrinfo on `threads` threads until `count` lookups are made.
+fn getaddrinfo_lookups(count: u64, threads: u16) -> io::Result<Vec<u64>> {
+    let next = AtomicU64::new(0);
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> io::Result<Vec<u64>> {
+                    let mut times = Vec::new();
+                    while next.fetch_add(1, Ordering::Relaxed) < count {
+                        let start = Instant::now();
+                        let found = (NAME, 0).to_socket_addrs()?.map(|a| a.ip()).collect();
+                        times.push(start.elapsed().as_micros() as u64);
+                        check(found)?;
+                    }
+                    Ok(times)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count as usize);
+        for worker in workers {
+            let times = worker
+                .join()
+                .map_err(|_| io::Error::other("a getaddrinfo thread panicked"))??;
+            all.extend(times);
+        }
+        Ok(all)
+    })
+}
+
+struct Lookups {
+    resolver: Option<Resolver<Lookups>>,
+    count: u64,
+    started: u64,
+    /// When the lookup with each key started.
+    began: Vec<Instant>,
+    times: Vec<u64>,
+    failure: Option<io::Error>,
+}
+
+fn to_resolver(state: &mut Lookups, ring: &mut Ring<Lookups>, c: Completion) -> io::Result<()> {
+    match state.resolver.as_mut() {
+        Some(resolver) => resolver.on_completion(ring, c),
+        None => Ok(()),
+    }
+}
+
+fn on_answer(state: &mut Lookups, ring: &mut Ring<Lookups>, c: Completion) -> io::Result<()> {
+    let key = c.key() as usize;
+    state
+        .times
+        .push(state.began[key].elapsed().as_micros() as u64);
+    match answer(c).and_then(|answer| check(answer.addresses())) {
+        Ok(()) => start_lookup(state, ring, key),
+        Err(err) => {
+            state.failure.get_or_insert(err);
+        }
+    }
+    Ok(())
+}
+
+fn start_lookup(state: &mut Lookups, ring: &mut Ring<Lookups>, key: usize) {
+    if state.started == state.count {
+        return;
+    }
+    state.started += 1;
+    state.began[key] = Instant::now();
+    if let Some(resolver) = state.resolver.as_mut() {
+        resolver.lookup_ip(ring, NAME, Ctx::new(on_answer).key(key as u64));
+    }
+}
+
+/// ouro-net's resolver on one ring, `in_flight` lookups at once, until
+/// `count` are made.
+fn ouro_lookups(count: u64, in_flight: u16) -> io::Result<Vec<u64>> {
+    let mut ring = Ring::new(1024)?;
+    let resolver = Resolver::from_resolv_conf(
+        &mut ring,
+        RESOLV_CONF,
+        RELOAD_INTERVAL,
+        Hosts::default(),
+        Ctx::new(to_resolver),
+    )?;
+    let servers = &resolver.config().nameservers;
+    if servers != &[SocketAddr::from((Ipv4Addr::LOCALHOST, 53))] {
+        return Err(io::Error::other(format!("{RESOLV_CONF} names {servers:?}")));
+    }
+    let mut state = Lookups {
+        resolver: Some(resolver),
+        count,
+        started: 0,
+        began: vec![Instant::now(); usize::from(in_flight)],
+        times: Vec::with_capacity(count as usize),
+        failure: None,
+    };
+    for key in 0..usize::from(in_flight) {
+        start_lookup(&mut state, &mut ring, key);
+    }
+    ring.run(&mut state, RunMode::UntilDone)?;
+    if let Some(err) = state.failure {
+        return Err(err);
+    }
+    Ok(state.times)
+}
