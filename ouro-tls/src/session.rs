@@ -3,7 +3,7 @@
 //! caller-owned vectors. Moving to another rustls release changes this file
 //! (and the config helpers), not the stream.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
@@ -79,12 +79,22 @@ impl Session {
         Ok(fed)
     }
 
-    /// Returns whether the peer has closed cleanly.
+    /// Returns whether the peer has closed cleanly. Copies the session's
+    /// chunks as they are: `read_to_end` would zero the vector's spare
+    /// capacity before every read, a second pass over each record.
     fn drain_plaintext(&mut self, plaintext: &mut Vec<u8>) -> io::Result<bool> {
-        match self.0.reader().read_to_end(plaintext) {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(err) => Err(err),
+        let mut reader = self.0.reader();
+        loop {
+            let taken = match reader.fill_buf() {
+                Ok([]) => return Ok(true),
+                Ok(chunk) => {
+                    plaintext.extend_from_slice(chunk);
+                    chunk.len()
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
+            };
+            reader.consume(taken);
         }
     }
 
