@@ -132,6 +132,7 @@ mod ring;
 mod send_file;
 pub mod signal;
 mod sync;
+mod syscall;
 mod task;
 mod time;
 mod write_queue;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaves",
         &[
             "conns", "fd_table", "error", "buffers", "fd", "time", "net", "fs", "task", "sync",
+            "syscall",
         ],
     ),
     ("mailbox", &["mailbox"]),

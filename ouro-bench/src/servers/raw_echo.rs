@@ -7,7 +7,8 @@
 //!   kernel looks no fd up per operation, and closed by slot), as ouro's
 //!   ring fds are; per connection one multishot receive into a provided
 //!   buffer ring of 1024 buffers of 4 KiB (an idle connection holds none),
-//!   set up with the same ring flags as ouro's (`crate::raw::ring`);
+//!   on raw's fixed ring setup, the one ouro takes on Linux 6.1 and later
+//!   (`crate::raw::ring`);
 //! - each received buffer is sent back as it is (no copy), one send at a
 //!   time per connection, in order, and given back to the kernel's ring when
 //!   its send is done;
@@ -47,7 +48,7 @@ const KIND: u64 = 0xff << 56;
 
 /// Serves echo on `listener` until the process ends.
 pub fn serve(listener: OwnedFd) -> io::Result<()> {
-    let (mut ring, _) = crate::raw::ring(256)?;
+    let mut ring = crate::raw::ring(256)?;
     // As many slots as the process may have files open, as ouro sizes its
     // table (the kernel allows no more).
     ring.submitter().register_files_sparse(fixed_table_size())?;

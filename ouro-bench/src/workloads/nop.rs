@@ -139,7 +139,7 @@ pub fn steps(options: &Options, settings: &Settings) -> u64 {
 }
 
 fn run_raw(ops: u64, batch: u32) -> io::Result<Duration> {
-    let (mut ring, _) = raw::ring(batch)?;
+    let mut ring = raw::ring(batch)?;
     let nop = opcode::Nop::new().build();
     let start = Instant::now();
     let mut left = ops;

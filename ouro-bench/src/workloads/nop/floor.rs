@@ -72,7 +72,7 @@ impl<S> Tasks<S> {
     /// A ring of `entries` set up as `raw`'s, with no task yet.
     pub fn new(entries: u32) -> io::Result<Tasks<S>> {
         Ok(Tasks {
-            ring: raw::ring(entries)?.0,
+            ring: raw::ring(entries)?,
             slots: Vec::with_capacity(entries as usize),
             free: NIL,
             live: 0,

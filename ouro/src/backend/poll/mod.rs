@@ -38,6 +38,7 @@
 //! turn (no event would wake it). Closing a ring fd removes its
 //! registration.
 
+mod call;
 mod files;
 mod pool;
 mod prep;
@@ -54,10 +55,10 @@ use std::time::Duration;
 
 use mio::{Events, Interest, Token};
 
+use self::call::{Attempt, Call};
 use self::files::{ready_bits, FdTable};
 use self::pool::Pool;
-use self::prep::{at_position, needs, prepare, read_hint};
-use self::sys::{Attempt, Call};
+use self::prep::prepare;
 use super::driver::Driver;
 use super::{BackendKind, OwnedFiles, RawCompletion, Started, Wake, MORE};
 use crate::error::bad_ring_fd;
@@ -109,7 +110,7 @@ impl Request {
         user_data: 0,
         place: Place::Free,
         next: NIL,
-        call: Call::Noop,
+        call: Call::NOOP,
     };
 }
 
@@ -261,16 +262,17 @@ impl PollBackend {
     }
 
     fn first_attempt(&mut self, index: u32) {
-        if let Call::Close { fd } = self.requests[index as usize].call {
-            self.forget_fd(fd);
+        let call = &self.requests[index as usize].call;
+        if call.closes_fd {
+            self.forget_fd(call.args.fds[0]);
         }
-        if let Some(fd) = at_position(&self.requests[index as usize].call) {
+        if let Some(fd) = self.requests[index as usize].call.at_position() {
             if self.fd_state(fd).in_pool_at_position > 0 {
                 return self.hand_to_pool(index);
             }
         }
         let call = &self.requests[index as usize].call;
-        if let Some((fd, interest)) = needs(call) {
+        if let Some((fd, interest)) = call.waits_on() {
             let state = self.fd_state(fd);
             if state.owned && state.ready & ready_bits(interest) == 0 {
                 // Known not ready: an event will say when it is.
@@ -278,7 +280,7 @@ impl PollBackend {
             }
         }
         let call = &self.requests[index as usize].call;
-        let hinted = read_hint(call).filter(|&fd| !self.fd_state(fd).owned);
+        let hinted = call.read_hint().filter(|&fd| !self.fd_state(fd).owned);
         if let Some(fd) = hinted {
             if self.fd_state(fd).skip_try() {
                 return self.wait_for(index, fd, Interest::READABLE);
@@ -296,7 +298,7 @@ impl PollBackend {
     /// the second value says so).
     fn attempt(&mut self, index: u32) -> (Attempt, bool) {
         for _ in 0..MAX_SHOTS {
-            let attempt = sys::attempt(&mut self.requests[index as usize].call);
+            let attempt = self.requests[index as usize].call.attempt();
             let drained = self.note_short(index, &attempt);
             match attempt {
                 Attempt::Shot(res, flags) => {
@@ -313,11 +315,10 @@ impl PollBackend {
                 attempt => return (attempt, false),
             }
         }
-        let attempt = match self.requests[index as usize].call {
-            Call::AcceptMulti { fd } | Call::RecvMulti { fd, .. } => {
-                Attempt::Wait(fd, Interest::READABLE)
-            }
-            _ => Attempt::Done(-libc::EINVAL),
+        // Only a multishot call gets here; it waits for what it needs.
+        let attempt = match self.requests[index as usize].call.waits_on() {
+            Some((fd, interest)) => Attempt::Wait(fd, interest),
+            None => Attempt::Done(-libc::EINVAL),
         };
         (attempt, true)
     }
@@ -331,7 +332,12 @@ impl PollBackend {
             Attempt::Done(res) | Attempt::Shot(res, _) if res > 0 => res as usize,
             _ => return None,
         };
-        let (fd, interest, asked) = sys::asked(&self.requests[index as usize].call)?;
+        let call = &self.requests[index as usize].call;
+        let (fd, interest) = call.waits_on()?;
+        let asked = call.asked;
+        if asked == 0 {
+            return None;
+        }
         let state = self.fds.get_mut(fd)?;
         let bits = ready_bits(interest) & !state.closed;
         if !state.owned || !state.tcp || moved >= asked || bits == 0 {
@@ -359,7 +365,7 @@ impl PollBackend {
     fn complete(&mut self, index: u32, res: i32) {
         let request = &mut self.requests[index as usize];
         request.place = Place::Free;
-        request.call = Call::Noop;
+        request.call = Call::NOOP;
         self.done.push(RawCompletion {
             user_data: request.user_data,
             res,
@@ -368,7 +374,7 @@ impl PollBackend {
     }
 
     fn hand_to_pool(&mut self, index: u32) {
-        let order = at_position(&self.requests[index as usize].call);
+        let order = self.requests[index as usize].call.at_position();
         let request = &mut self.requests[index as usize];
         request.place = Place::Pool;
         if let Err(res) = self.pool.submit(request.user_data, request.call, order) {
@@ -391,13 +397,13 @@ impl PollBackend {
             self.left_pool(index);
             let request = &mut self.requests[index as usize];
             request.place = Place::Free;
-            request.call = Call::Noop;
+            request.call = Call::NOOP;
         }
     }
 
     /// Bookkeeping of a request that left the pool (done or taken back).
     fn left_pool(&mut self, index: u32) {
-        if let Some(fd) = at_position(&self.requests[index as usize].call) {
+        if let Some(fd) = self.requests[index as usize].call.at_position() {
             self.fds[fd].in_pool_at_position -= 1;
         }
     }

@@ -14,7 +14,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use super::sys::{self, Call};
+use super::call::Call;
 use crate::backend::RawCompletion;
 
 /// At most this many calls block at once; more wait in the queue.
@@ -171,7 +171,7 @@ impl Drop for Pool {
 
 /// The fd a job's result holds, if the job makes one (an open).
 fn opened_fd(call: &Call, res: i32) -> Option<RawFd> {
-    (matches!(call, Call::Open { .. }) && res >= 0).then_some(res)
+    (call.makes_fd && res >= 0).then_some(res)
 }
 
 impl State {
@@ -208,7 +208,7 @@ fn work(shared: &Shared) {
                 .unwrap_or_else(PoisonError::into_inner);
         };
         drop(state);
-        let res = sys::blocking(&mut job.call);
+        let res = job.call.block();
         let mut state = shared.lock();
         state.busy -= 1;
         if let Some(key) = job.order {

@@ -1,88 +1,63 @@
-//! From an operation to the system call the backend attempts (`Call`),
-//! and what a call needs to wait for.
+//! From an operation to its system call: one arm per operation gives the
+//! function that makes the call and the arguments it is made with (a
+//! [`Call`]), and what the backend must know to wait for it.
 
 use std::os::fd::{IntoRawFd, RawFd};
 
 use mio::Interest;
 
-use super::sys::{self, Call, Connecting, IoVecs, Rw, SysArgs};
+use super::call::{Call, IoVecs, SysArgs, Unpollable};
+use super::sys;
 use super::OwnedFiles;
 use crate::fd::{Fd, Named};
 use crate::op::Op;
-
-/// The fd of a read or write at the fd's current position (whose order
-/// matters).
-pub(super) fn at_position(call: &Call) -> Option<RawFd> {
-    match call {
-        Call::Read { fd, offset, .. } | Call::Write { fd, offset, .. }
-            if *offset < 0 && *fd >= 0 =>
-        {
-            Some(*fd)
-        }
-        _ => None,
-    }
-}
-
-/// The fd and readiness an operation needs before it can make progress,
-/// for the calls that fail with `EAGAIN` until then.
-pub(super) fn needs(call: &Call) -> Option<(RawFd, Interest)> {
-    match *call {
-        Call::Recv { fd, .. }
-        | Call::RecvMsg { fd, .. }
-        | Call::Read { fd, .. }
-        | Call::Accept { fd, .. }
-        | Call::AcceptMulti { fd }
-        | Call::RecvMulti { fd, .. } => Some((fd, Interest::READABLE)),
-        Call::Send { fd, .. } | Call::SendMsg { fd, .. } | Call::Write { fd, .. } => {
-            Some((fd, Interest::WRITABLE))
-        }
-        _ => None,
-    }
-    .filter(|&(fd, _)| fd >= 0)
-}
-
-/// The fd of a read that keeps the per-fd "was empty" hint.
-pub(super) fn read_hint(call: &Call) -> Option<RawFd> {
-    match call {
-        Call::Recv { fd, .. } | Call::Read { fd, .. } if *fd >= 0 => Some(*fd),
-        _ => None,
-    }
-}
+use crate::syscall::result;
 
 /// Captures an operation's arguments, pointing into memory it owns; a ring
 /// fd becomes the number of the fd kept in `files` (or a ring fd's close
 /// takes it from there).
 pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> {
-    let offset = |o: u64| o as i64;
     let raw = |fd: &Fd| match fd.named() {
         Named::Raw(raw) => raw,
         Named::Ring(file) => files.raw(file),
     };
+    let on = |fd: RawFd| SysArgs {
+        fds: [fd, -1],
+        ..SysArgs::NONE
+    };
     let call = match op {
-        Op::Noop => Call::Noop,
+        Op::Noop => Call::NOOP,
         Op::Accept { fd, addr } => {
             addr.clear();
-            Call::Accept {
-                fd: raw(fd),
-                addr: addr.as_mut_ptr(),
-                len: &mut addr.len,
-            }
+            let args = SysArgs {
+                ptrs: [addr.as_mut_ptr().cast(), (&mut addr.len as *mut u32).cast()],
+                ..on(raw(fd))
+            };
+            Call::new(sys::accept, args).needs(Interest::READABLE)
         }
-        Op::Connect { fd, addr } => Call::Connect {
-            fd: raw(fd),
-            addr: addr.as_ptr(),
-            len: addr.len,
-            state: Connecting::Start,
-        },
-        Op::Bind { fd, addr } => Call::Bind {
-            fd: raw(fd),
-            addr: addr.as_ptr(),
-            len: addr.len,
-        },
-        Op::Listen { fd, backlog } => Call::Listen {
-            fd: raw(fd),
-            backlog: *backlog,
-        },
+        Op::Connect { fd, addr } => Call::new(
+            sys::connect,
+            SysArgs {
+                ptrs: [addr.as_ptr().cast_mut().cast(), std::ptr::null_mut()],
+                nums: [i64::from(addr.len), 0, 0],
+                ..on(raw(fd))
+            },
+        ),
+        Op::Bind { fd, addr } => Call::new(
+            sys::bind,
+            SysArgs {
+                ptrs: [addr.as_ptr().cast_mut().cast(), std::ptr::null_mut()],
+                nums: [i64::from(addr.len), 0, 0],
+                ..on(raw(fd))
+            },
+        ),
+        Op::Listen { fd, backlog } => Call::new(
+            sys::listen,
+            SysArgs {
+                nums: [i64::from(*backlog), 0, 0],
+                ..on(raw(fd))
+            },
+        ),
         Op::Socket {
             domain,
             ty,
@@ -93,90 +68,88 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             ty,
             protocol,
             ..
-        } => Call::Socket {
-            domain: *domain,
-            ty: *ty,
-            protocol: *protocol,
-        },
+        } => Call::new(
+            sys::socket,
+            SysArgs {
+                flags: *ty,
+                nums: [i64::from(*domain), i64::from(*protocol), 0],
+                ..SysArgs::NONE
+            },
+        ),
         Op::Send { fd, buf, flags } => {
             let (ptr, len) = buf.raw_parts();
-            Call::Send {
-                fd: raw(fd),
-                ptr,
-                len,
+            let args = SysArgs {
+                iov: IoVecs::one(ptr, len),
                 flags: *flags,
+                ..on(raw(fd))
+            };
+            Call {
+                asked: len,
+                ..Call::new(sys::send, args).needs(Interest::WRITABLE)
             }
         }
         Op::Recv { fd, buf, flags } => {
             let (ptr, len) = buf.spare_parts();
-            Call::Recv {
-                fd: raw(fd),
-                ptr,
-                len,
+            let args = SysArgs {
+                iov: IoVecs::one(ptr, len),
                 flags: *flags,
+                ..on(raw(fd))
+            };
+            Call {
+                asked: len,
+                read_hint: true,
+                ..Call::new(sys::recv, args).needs(Interest::READABLE)
             }
         }
-        Op::Read { fd, buf, offset: o } => {
+        Op::Read { fd, buf, offset } => {
             let (ptr, len) = buf.spare_parts();
-            Call::Read {
-                fd: raw(fd),
-                iov: IoVecs::one(ptr, len),
-                offset: offset(*o),
-                rw: Rw::FIRST,
+            Call {
+                asked: len,
+                ..read(raw(fd), IoVecs::one(ptr, len), *offset)
             }
         }
-        Op::Write { fd, buf, offset: o } => {
+        Op::Write { fd, buf, offset } => {
             let (ptr, len) = buf.raw_parts();
-            Call::Write {
-                fd: raw(fd),
-                iov: IoVecs::one(ptr, len),
-                offset: offset(*o),
-                rw: Rw::FIRST,
+            Call {
+                asked: len,
+                ..write(raw(fd), IoVecs::one(ptr, len), *offset)
             }
         }
         Op::Readv {
             fd,
             bufs,
             iov,
-            offset: o,
+            offset,
         } => {
             bufs.fill_iovecs(iov, true);
-            Call::Read {
-                fd: raw(fd),
-                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
-                offset: offset(*o),
-                rw: Rw::FIRST,
-            }
+            read(raw(fd), IoVecs::Many(iov.as_ptr(), iov.len()), *offset)
         }
         Op::Writev {
             fd,
             bufs,
             iov,
-            offset: o,
+            offset,
         } => {
             bufs.fill_iovecs(iov, false);
-            Call::Write {
-                fd: raw(fd),
-                iov: IoVecs::Many(iov.as_ptr(), iov.len()),
-                offset: offset(*o),
-                rw: Rw::FIRST,
-            }
+            write(raw(fd), IoVecs::Many(iov.as_ptr(), iov.len()), *offset)
         }
         Op::Close { fd } => {
             let owned = fd.take().ok_or(-libc::EBADF)?;
-            Call::Close {
-                fd: owned.into_raw_fd(),
-            }
+            close(owned.into_raw_fd())
         }
         Op::CloseRing { file } => {
             let owned = files.take(*file).ok_or(-libc::EBADF)?;
-            Call::Close {
-                fd: owned.into_raw_fd(),
-            }
+            close(owned.into_raw_fd())
         }
-        Op::Poll { fd, mask } => Call::Poll {
-            fd: raw(fd),
-            mask: *mask,
+        Op::Poll { fd, mask } => Call {
+            unpollable: Unpollable::WaitsForever,
+            ..Call::new(
+                sys::poll,
+                SysArgs {
+                    nums: [i64::from(*mask), 0, 0],
+                    ..on(raw(fd))
+                },
+            )
         },
         Op::Open {
             dir,
@@ -190,28 +163,37 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             flags,
             mode,
             ..
-        } => Call::Open {
-            dir: *dir,
-            path: path.as_ptr().cast(),
-            flags: *flags,
-            mode: *mode,
+        } => Call {
+            makes_fd: true,
+            ..Call::on_pool(
+                sys::open,
+                SysArgs {
+                    paths: [path.as_ptr().cast(), std::ptr::null()],
+                    flags: *flags,
+                    nums: [i64::from(*mode), 0, 0],
+                    ..on(*dir)
+                },
+            )
         },
         Op::Stat {
             dir,
             path,
             flags,
             out,
-        } => blocking(
-            |a| sys::stat(a.fds[0], a.paths[0], a.flags, a.out.cast()),
+        } => Call::on_pool(
+            |a| sys::stat(a.fds[0], a.paths[0], a.flags, a.ptrs[0].cast()),
             SysArgs {
                 fds: [*dir, -1],
                 paths: [path.as_ptr().cast(), std::ptr::null()],
                 flags: *flags,
-                out: (&mut **out as *mut crate::op::StatBuf).cast(),
+                ptrs: [
+                    (&mut **out as *mut crate::op::StatBuf).cast(),
+                    std::ptr::null_mut(),
+                ],
                 ..SysArgs::NONE
             },
         ),
-        Op::Fsync { fd, datasync } => blocking(
+        Op::Fsync { fd, datasync } => Call::on_pool(
             |a| sys::fsync(a.fds[0], a.flags != 0),
             SysArgs {
                 fds: [raw(fd), -1],
@@ -219,23 +201,23 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
-        Op::Ftruncate { fd, len } => blocking(
+        Op::Ftruncate { fd, len } => Call::on_pool(
             |a| {
                 // SAFETY: plain system call on integers.
-                let res = unsafe { libc::ftruncate(a.fds[0], a.nums[0] as libc::off_t) };
-                sys::result(res as isize)
+                let res = unsafe { libc::ftruncate(a.fds[0], a.nums[0]) };
+                result(res as isize)
             },
             SysArgs {
                 fds: [raw(fd), -1],
-                nums: [*len, 0],
+                nums: [*len as i64, 0, 0],
                 ..SysArgs::NONE
             },
         ),
-        Op::Unlink { path, flags } => blocking(
+        Op::Unlink { path, flags } => Call::on_pool(
             |a| {
                 // SAFETY: `paths[0]` is the op's NUL-terminated path.
                 let res = unsafe { libc::unlinkat(libc::AT_FDCWD, a.paths[0], a.flags) };
-                sys::result(res as isize)
+                result(res as isize)
             },
             SysArgs {
                 paths: [path.as_ptr().cast(), std::ptr::null()],
@@ -243,48 +225,48 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
-        Op::Rename { from, to } => blocking(
+        Op::Rename { from, to } => Call::on_pool(
             |a| {
                 let cwd = libc::AT_FDCWD;
                 // SAFETY: `paths` are the op's NUL-terminated paths.
                 let res = unsafe { libc::renameat(cwd, a.paths[0], cwd, a.paths[1]) };
-                sys::result(res as isize)
+                result(res as isize)
             },
             SysArgs {
                 paths: [from.as_ptr().cast(), to.as_ptr().cast()],
                 ..SysArgs::NONE
             },
         ),
-        Op::Mkdir { path, mode } => blocking(
+        Op::Mkdir { path, mode } => Call::on_pool(
             |a| {
                 let mode = a.nums[0] as libc::mode_t;
                 // SAFETY: `paths[0]` is the op's NUL-terminated path.
                 let res = unsafe { libc::mkdirat(libc::AT_FDCWD, a.paths[0], mode) };
-                sys::result(res as isize)
+                result(res as isize)
             },
             SysArgs {
                 paths: [path.as_ptr().cast(), std::ptr::null()],
-                nums: [u64::from(*mode), 0],
+                nums: [i64::from(*mode), 0, 0],
                 ..SysArgs::NONE
             },
         ),
-        Op::Symlink { target, link } => blocking(
+        Op::Symlink { target, link } => Call::on_pool(
             |a| {
                 // SAFETY: `paths` are the op's NUL-terminated paths.
                 let res = unsafe { libc::symlinkat(a.paths[0], libc::AT_FDCWD, a.paths[1]) };
-                sys::result(res as isize)
+                result(res as isize)
             },
             SysArgs {
                 paths: [target.as_ptr().cast(), link.as_ptr().cast()],
                 ..SysArgs::NONE
             },
         ),
-        Op::HardLink { original, link } => blocking(
+        Op::HardLink { original, link } => Call::on_pool(
             |a| {
                 let cwd = libc::AT_FDCWD;
                 // SAFETY: `paths` are the op's NUL-terminated paths.
                 let res = unsafe { libc::linkat(cwd, a.paths[0], cwd, a.paths[1], 0) };
-                sys::result(res as isize)
+                result(res as isize)
             },
             SysArgs {
                 paths: [original.as_ptr().cast(), link.as_ptr().cast()],
@@ -296,20 +278,23 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             mode,
             offset,
             len,
-        } => blocking(
+        } => Call::on_pool(
             fallocate,
             SysArgs {
                 fds: [raw(fd), -1],
                 flags: *mode,
-                nums: [*offset, *len],
+                nums: [*offset as i64, *len as i64, 0],
                 ..SysArgs::NONE
             },
         ),
-        Op::StatFd { fd, out } => blocking(
-            |a| sys::fstat(a.fds[0], a.out.cast()),
+        Op::StatFd { fd, out } => Call::on_pool(
+            |a| sys::fstat(a.fds[0], a.ptrs[0].cast()),
             SysArgs {
                 fds: [raw(fd), -1],
-                out: (&mut **out as *mut crate::op::StatBuf).cast(),
+                ptrs: [
+                    (&mut **out as *mut crate::op::StatBuf).cast(),
+                    std::ptr::null_mut(),
+                ],
                 ..SysArgs::NONE
             },
         ),
@@ -320,19 +305,26 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
             off_out,
             len,
             flags,
-        } => Call::Splice {
-            fd_in: raw(fd_in),
-            off_in: *off_in,
-            fd_out: raw(fd_out),
-            off_out: *off_out,
-            len: *len,
-            flags: *flags,
-            wait_out: false,
+        } => Call {
+            unpollable: Unpollable::OtherEnd,
+            ..Call::new(
+                sys::try_splice,
+                SysArgs {
+                    fds: [raw(fd_in), raw(fd_out)],
+                    flags: *flags as i32,
+                    nums: [*off_in, *off_out, i64::from(*len)],
+                    ..SysArgs::NONE
+                },
+            )
+            .or_on_pool(sys::splice_blocking)
         },
-        Op::Shutdown { fd, how } => Call::Shutdown {
-            fd: raw(fd),
-            how: *how,
-        },
+        Op::Shutdown { fd, how } => Call::new(
+            sys::shutdown,
+            SysArgs {
+                nums: [i64::from(*how), 0, 0],
+                ..on(raw(fd))
+            },
+        ),
         Op::SendMsg {
             fd,
             bufs,
@@ -341,11 +333,7 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
         } => {
             bufs.fill_iovecs(&mut msg.iov, false);
             msg.prepare(false);
-            Call::SendMsg {
-                fd: raw(fd),
-                msg: &msg.hdr,
-                flags: *flags,
-            }
+            send_msg(raw(fd), &mut msg.hdr, *flags)
         }
         Op::RecvMsg {
             fd,
@@ -355,35 +343,34 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
         } => {
             bufs.fill_iovecs(&mut msg.iov, true);
             msg.prepare(true);
-            Call::RecvMsg {
-                fd: raw(fd),
-                msg: &mut msg.hdr,
-                flags: *flags,
-            }
+            recv_msg(raw(fd), &mut msg.hdr, *flags)
         }
         Op::SendTo { fd, buf, msg } => {
             let (ptr, len) = buf.raw_parts();
             msg.prepare_one(ptr.cast_mut(), len, false);
-            Call::SendMsg {
-                fd: raw(fd),
-                msg: &msg.hdr,
-                flags: libc::MSG_NOSIGNAL,
-            }
+            send_msg(raw(fd), &mut msg.hdr, libc::MSG_NOSIGNAL)
         }
         Op::RecvFrom { fd, buf, msg } => {
             let (ptr, len) = buf.spare_parts();
             msg.prepare_one(ptr, len, true);
-            Call::RecvMsg {
-                fd: raw(fd),
-                msg: &mut msg.hdr,
-                flags: 0,
+            recv_msg(raw(fd), &mut msg.hdr, 0)
+        }
+        Op::AcceptMulti { fd } | Op::AcceptDirect { fd, .. } => {
+            Call::new(sys::accept_multi, on(raw(fd))).needs(Interest::READABLE)
+        }
+        Op::RecvMulti { fd, group, .. } => {
+            let args = SysArgs {
+                ptrs: [
+                    std::rc::Rc::as_ptr(group).cast_mut().cast(),
+                    std::ptr::null_mut(),
+                ],
+                ..on(raw(fd))
+            };
+            Call {
+                asked: group.size(),
+                ..Call::new(sys::recv_multi, args).needs(Interest::READABLE)
             }
         }
-        Op::AcceptMulti { fd } | Op::AcceptDirect { fd, .. } => Call::AcceptMulti { fd: raw(fd) },
-        Op::RecvMulti { fd, group, .. } => Call::RecvMulti {
-            fd: raw(fd),
-            group: std::rc::Rc::as_ptr(group),
-        },
         Op::Timer { .. }
         | Op::Cancel
         | Op::CancelAll { .. }
@@ -394,22 +381,88 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
     Ok(call)
 }
 
-/// A call a pool thread makes: `run` on `args`.
-fn blocking(run: fn(&SysArgs) -> i32, args: SysArgs) -> Call {
-    Call::Blocking { run, args }
+/// A read of `fd` into `iov` at `offset` (`u64::MAX`: the fd's position).
+fn read(fd: RawFd, iov: IoVecs, offset: u64) -> Call {
+    let offset = offset as i64;
+    let args = SysArgs {
+        fds: [fd, -1],
+        iov,
+        nums: [offset, 0, 0],
+        ..SysArgs::NONE
+    };
+    Call {
+        read_hint: true,
+        unpollable: Unpollable::ToPool,
+        ..Call::new(sys::try_read, args)
+            .or_on_pool(sys::read_blocking)
+            .needs(Interest::READABLE)
+            .at_offset(offset)
+    }
+}
+
+/// A write, as [`read`] reads.
+fn write(fd: RawFd, iov: IoVecs, offset: u64) -> Call {
+    let offset = offset as i64;
+    let args = SysArgs {
+        fds: [fd, -1],
+        iov,
+        nums: [offset, 0, 0],
+        ..SysArgs::NONE
+    };
+    Call {
+        unpollable: Unpollable::ToPool,
+        ..Call::new(sys::try_write, args)
+            .or_on_pool(sys::write_blocking)
+            .needs(Interest::WRITABLE)
+            .at_offset(offset)
+    }
+}
+
+/// The close of `fd`, which the operation gave up.
+fn close(fd: RawFd) -> Call {
+    let args = SysArgs {
+        fds: [fd, -1],
+        ..SysArgs::NONE
+    };
+    Call {
+        closes_fd: true,
+        ..Call::new(sys::close, args)
+    }
+}
+
+/// A `sendmsg` of the operation's header `hdr` on `fd`.
+fn send_msg(fd: RawFd, hdr: &mut libc::msghdr, flags: i32) -> Call {
+    let args = SysArgs {
+        fds: [fd, -1],
+        ptrs: [(hdr as *mut libc::msghdr).cast(), std::ptr::null_mut()],
+        flags,
+        ..SysArgs::NONE
+    };
+    Call::new(sys::send_msg, args).needs(Interest::WRITABLE)
+}
+
+/// A `recvmsg` into the operation's header `hdr` from `fd`.
+fn recv_msg(fd: RawFd, hdr: &mut libc::msghdr, flags: i32) -> Call {
+    let args = SysArgs {
+        fds: [fd, -1],
+        ptrs: [(hdr as *mut libc::msghdr).cast(), std::ptr::null_mut()],
+        flags,
+        ..SysArgs::NONE
+    };
+    Call::new(sys::recv_msg, args).needs(Interest::READABLE)
 }
 
 /// `fallocate(2)` of `fds[0]` in mode `flags`, at `nums[0]` for `nums[1]`
 /// bytes.
 #[cfg(target_os = "linux")]
-fn fallocate(a: &SysArgs) -> i32 {
-    let (offset, len) = (a.nums[0] as libc::off_t, a.nums[1] as libc::off_t);
+fn fallocate(a: &mut SysArgs) -> i32 {
+    let [offset, len, _] = a.nums;
     // SAFETY: plain system call on integers.
-    sys::result(unsafe { libc::fallocate(a.fds[0], a.flags, offset, len) } as isize)
+    result(unsafe { libc::fallocate(a.fds[0], a.flags, offset, len) } as isize)
 }
 
 /// Only Linux has `fallocate(2)`; `posix_fallocate` has no modes.
 #[cfg(not(target_os = "linux"))]
-fn fallocate(_: &SysArgs) -> i32 {
+fn fallocate(_: &mut SysArgs) -> i32 {
     -libc::EOPNOTSUPP
 }

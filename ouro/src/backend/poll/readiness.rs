@@ -6,8 +6,8 @@ use std::os::fd::RawFd;
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
+use super::call::{Attempt, Progress, Unpollable};
 use super::files::{ready_bits, FdState, READY_ALL, READY_READ, READY_WRITE};
-use super::sys::{Attempt, Call};
 use super::{Place, PollBackend, NIL};
 
 impl PollBackend {
@@ -22,8 +22,7 @@ impl PollBackend {
             return self.complete(index, -libc::EBADF);
         }
         self.link(index, fd, interest);
-        // A splice cannot say which of its fds was not ready.
-        let sure = !matches!(self.requests[index as usize].call, Call::Splice { .. });
+        let sure = self.requests[index as usize].call.knows_its_wait();
         if let Err(res) = self.watch(fd, interest, sure) {
             self.unlink(index, fd);
             self.unpollable(index, fd, interest, res);
@@ -66,8 +65,8 @@ impl PollBackend {
             return self.complete(index, res);
         }
         let call = &mut self.requests[index as usize].call;
-        match call {
-            Call::Read { .. } | Call::Write { .. } => {
+        match call.unpollable {
+            Unpollable::ToPool => {
                 // A file is never "empty": the next read tries at once (the
                 // page cache may serve it).
                 let state = self.fd_state(fd);
@@ -75,24 +74,20 @@ impl PollBackend {
                 state.ready = READY_ALL;
                 self.hand_to_pool(index);
             }
-            Call::Splice {
-                fd_in,
-                fd_out,
-                wait_out,
-                ..
-            } => {
+            Unpollable::OtherEnd => {
                 // Wait on the other end, which must be a pipe; if it is
                 // the same file, the call can only block.
-                let other = if fd == *fd_in { *fd_out } else { *fd_in };
+                let [fd_in, fd_out] = call.args.fds;
+                let other = if fd == fd_in { fd_out } else { fd_in };
                 if other == fd {
                     return self.hand_to_pool(index);
                 }
-                let other_interest = if other == *fd_out {
-                    Interest::WRITABLE
+                let (other_interest, progress) = if other == fd_out {
+                    (Interest::WRITABLE, Progress::Start)
                 } else {
-                    Interest::READABLE
+                    (Interest::READABLE, Progress::SpliceWaitsOut)
                 };
-                *wait_out = other != *fd_out;
+                call.args.progress = progress;
                 self.link(index, other, other_interest);
                 if self.watch(other, other_interest, false).is_err() {
                     self.unlink(index, other);
@@ -101,8 +96,8 @@ impl PollBackend {
             }
             // io_uring waits forever for such a poll (until cancelled): so
             // does the request, on the list without a registration.
-            Call::Poll { .. } => self.link(index, fd, interest),
-            _ => self.complete(index, res),
+            Unpollable::WaitsForever => self.link(index, fd, interest),
+            Unpollable::Fails => self.complete(index, res),
         }
     }
 

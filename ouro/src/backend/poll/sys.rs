@@ -1,6 +1,7 @@
-//! The readiness backend's system calls: what an operation captures when it
-//! starts ([`Call`]), one non-blocking attempt at it ([`attempt`]), and the
-//! blocking form a pool thread runs ([`blocking`]).
+//! The readiness backend's system calls, one function per kind of call,
+//! each made from a [`Call`](super::call::Call)'s arguments: an attempt
+//! that never blocks (`fn(&mut SysArgs) -> Attempt`), or the blocking form
+//! a pool thread runs (`fn(&mut SysArgs) -> i32`). Prep arms name them.
 //!
 //! Everything here is portable POSIX; what differs by platform (accept4 and
 //! `RWF_NOWAIT` reads on Linux, statx, splice) lives in `linux.rs` and
@@ -16,13 +17,14 @@
 //! whose socket (or other stream) end is blocking runs on the pool, where
 //! waiting for the peer blocks nothing else.
 
-use std::io;
 use std::os::fd::RawFd;
 
 use mio::Interest;
 
+use super::call::{Attempt, Call, Progress, SysArgs};
 use crate::backend::{BUFFER, BUFFER_SHIFT};
 use crate::buffers::group::GroupInner;
+use crate::syscall::{self, last_errno, result};
 
 #[cfg(target_os = "linux")]
 #[path = "sys/linux.rs"]
@@ -33,218 +35,10 @@ mod platform;
 
 #[cfg(target_os = "linux")]
 pub(super) use platform::{arm_timer, clear_timer, timer_fd};
-pub(super) use platform::{fstat, fsync, stat, Rw};
-
-/// What became of one attempt at a call.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Attempt {
-    /// Finished with this result (a count, fd or mask, or `-errno`).
-    Done(i32),
-    /// Not possible yet: try again when the fd is ready for this.
-    Wait(RawFd, Interest),
-    /// It may block (a regular file): run it on a pool thread.
-    Pool,
-    /// One result of a multishot call (with its completion flags); more
-    /// may follow at once.
-    Shot(i32, u32),
-}
-
-/// The buffers of a read or write: one (stored here) or an iovec array in
-/// memory the operation owns.
-#[derive(Clone, Copy)]
-pub(super) enum IoVecs {
-    One(libc::iovec),
-    Many(*const libc::iovec, usize),
-}
-
-impl IoVecs {
-    pub(super) fn one(ptr: *const u8, len: usize) -> IoVecs {
-        IoVecs::One(libc::iovec {
-            iov_base: ptr as *mut libc::c_void,
-            iov_len: len,
-        })
-    }
-
-    pub(super) fn as_slice(&self) -> &[libc::iovec] {
-        match self {
-            IoVecs::One(iov) => std::slice::from_ref(iov),
-            // SAFETY: the array lives in the operation's own `Vec`, which
-            // is neither touched nor freed until the operation completes.
-            IoVecs::Many(ptr, len) => unsafe { std::slice::from_raw_parts(*ptr, *len) },
-        }
-    }
-
-    fn count(&self) -> libc::c_int {
-        libc::c_int::try_from(self.as_slice().len()).unwrap_or(libc::c_int::MAX)
-    }
-}
-
-/// Where a connect is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Connecting {
-    Start,
-    /// `connect` said `EINPROGRESS`; `restore_blocking` if ouro made the
-    /// socket non-blocking for it.
-    InProgress {
-        restore_blocking: bool,
-    },
-}
-
-/// An operation's system call with its arguments: pointers into memory the
-/// operation owns (heap blocks that stay put until its completion), like an
-/// io_uring submission entry.
-#[derive(Clone, Copy)]
-pub(super) enum Call {
-    Noop,
-    Accept {
-        fd: RawFd,
-        addr: *mut libc::sockaddr,
-        len: *mut libc::socklen_t,
-    },
-    Connect {
-        fd: RawFd,
-        addr: *const libc::sockaddr,
-        len: libc::socklen_t,
-        state: Connecting,
-    },
-    Bind {
-        fd: RawFd,
-        addr: *const libc::sockaddr,
-        len: libc::socklen_t,
-    },
-    Listen {
-        fd: RawFd,
-        backlog: i32,
-    },
-    Socket {
-        domain: i32,
-        ty: i32,
-        protocol: i32,
-    },
-    Shutdown {
-        fd: RawFd,
-        how: i32,
-    },
-    Close {
-        fd: RawFd,
-    },
-    Send {
-        fd: RawFd,
-        ptr: *const u8,
-        len: usize,
-        flags: i32,
-    },
-    Recv {
-        fd: RawFd,
-        ptr: *mut u8,
-        len: usize,
-        flags: i32,
-    },
-    Read {
-        fd: RawFd,
-        iov: IoVecs,
-        offset: i64,
-        rw: Rw,
-    },
-    Write {
-        fd: RawFd,
-        iov: IoVecs,
-        offset: i64,
-        rw: Rw,
-    },
-    SendMsg {
-        fd: RawFd,
-        msg: *const libc::msghdr,
-        flags: i32,
-    },
-    RecvMsg {
-        fd: RawFd,
-        msg: *mut libc::msghdr,
-        flags: i32,
-    },
-    Poll {
-        fd: RawFd,
-        mask: u32,
-    },
-    AcceptMulti {
-        fd: RawFd,
-    },
-    /// `group` is kept alive by the operation (an `Rc` it holds).
-    RecvMulti {
-        fd: RawFd,
-        group: *const GroupInner,
-    },
-    Open {
-        dir: RawFd,
-        path: *const libc::c_char,
-        flags: i32,
-        mode: u32,
-    },
-    /// A call that may block (a file-system call), made on a pool thread:
-    /// `run` on `args`, which return its result (`-errno` on failure).
-    /// Each operation's prep arm gives both, so the system call is written
-    /// once, next to what it is made from.
-    Blocking {
-        run: fn(&SysArgs) -> i32,
-        args: SysArgs,
-    },
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // splice is Linux's
-    Splice {
-        fd_in: RawFd,
-        off_in: i64,
-        fd_out: RawFd,
-        off_out: i64,
-        len: u32,
-        flags: u32,
-        /// Which side the next wait is for: splice cannot say which one
-        /// was not ready, so waits alternate between them.
-        wait_out: bool,
-    },
-}
-
-/// The arguments of a [`Call::Blocking`]: plain values, and pointers into
-/// memory the operation owns (its NUL-terminated paths, its output block).
-#[derive(Clone, Copy)]
-pub(super) struct SysArgs {
-    pub(super) fds: [RawFd; 2],
-    pub(super) paths: [*const libc::c_char; 2],
-    pub(super) flags: i32,
-    pub(super) nums: [u64; 2],
-    pub(super) out: *mut libc::c_void,
-}
-
-impl SysArgs {
-    /// No arguments: what a call's own fill in.
-    pub(super) const NONE: SysArgs = SysArgs {
-        fds: [-1, -1],
-        paths: [std::ptr::null(), std::ptr::null()],
-        flags: 0,
-        nums: [0, 0],
-        out: std::ptr::null_mut(),
-    };
-}
-
-// SAFETY: a `Call` is plain arguments; the memory its pointers reach is
-// owned by the operation, which lends it to whichever thread performs the
-// call (the ring's, or one pool thread) and does not touch it until the
-// completion comes back, exactly as it lends it to the kernel for io_uring.
-unsafe impl Send for Call {}
-
-/// `-errno` of the last failed call.
-pub(super) fn last_errno() -> i32 {
-    -io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// A system call's return value as a completion result.
-pub(super) fn result(ret: isize) -> i32 {
-    if ret < 0 {
-        last_errno()
-    } else {
-        i32::try_from(ret).unwrap_or(i32::MAX)
-    }
-}
+pub(super) use platform::{
+    fstat, fsync, read_blocking, splice_blocking, stat, try_read, try_splice, try_write,
+    write_blocking,
+};
 
 fn would_block(res: i32) -> bool {
     res == -libc::EAGAIN || res == -libc::EWOULDBLOCK
@@ -259,122 +53,125 @@ fn ready_or_wait(res: i32, fd: RawFd, interest: Interest) -> Attempt {
     }
 }
 
-/// One attempt at `call` that does not block the loop: it finishes, says
-/// which readiness to wait for, or sends the call to the pool. Progress
-/// (a connect in flight, which side a splice waits for) is kept in `call`.
-pub(super) fn attempt(call: &mut Call) -> Attempt {
-    match call {
-        Call::Noop => Attempt::Done(0),
-        Call::Accept { fd, addr, len } => accept(*fd, *addr, *len),
-        Call::Connect {
-            fd,
-            addr,
-            len,
-            state,
-        } => connect(*fd, *addr, *len, state),
-        Call::Bind { fd, addr, len } => {
+/// `accept` on `fds[0]`, the peer's address into `ptrs[0]` (its length
+/// `ptrs[1]`).
+pub(super) fn accept(a: &mut SysArgs) -> Attempt {
+    accept_into(a.fds[0], a.ptrs[0].cast(), a.ptrs[1].cast())
+}
+
+/// One connection of a multishot accept on `fds[0]`.
+pub(super) fn accept_multi(a: &mut SysArgs) -> Attempt {
+    match accept_into(a.fds[0], std::ptr::null_mut(), std::ptr::null_mut()) {
+        Attempt::Done(res) if res >= 0 => Attempt::Shot(res, 0),
+        other => other,
+    }
+}
+
+/// `connect` of `fds[0]` to the `nums[0]` bytes of address at `ptrs[0]`;
+/// one in progress is finished once the socket is writable.
+pub(super) fn connect(a: &mut SysArgs) -> Attempt {
+    let (fd, addr, len) = (a.fds[0], a.ptrs[0].cast(), a.nums[0] as libc::socklen_t);
+    match a.progress {
+        Progress::Connecting { restore_blocking } => {
+            // A socket that is not writable yet is still connecting (the
+            // wake-up was for another reason); SO_ERROR reads 0 then too.
+            if poll_revents(fd, libc::POLLOUT) == 0 {
+                return Attempt::Wait(fd, Interest::WRITABLE);
+            }
+            let res = socket_error(fd);
+            restore(fd, restore_blocking);
+            Attempt::Done(res)
+        }
+        _ => {
+            let restore_blocking = match set_nonblocking(fd) {
+                Ok(was_blocking) => was_blocking,
+                Err(res) => return Attempt::Done(res),
+            };
             // SAFETY: `addr` holds `len` bytes of a socket address.
-            Attempt::Done(result(unsafe { libc::bind(*fd, *addr, *len) } as isize))
+            let res = result(unsafe { libc::connect(fd, addr, len) } as isize);
+            if res == -libc::EINPROGRESS || would_block(res) {
+                a.progress = Progress::Connecting { restore_blocking };
+                return Attempt::Wait(fd, Interest::WRITABLE);
+            }
+            restore(fd, restore_blocking);
+            Attempt::Done(res)
         }
-        Call::Listen { fd, backlog } => {
-            // SAFETY: a plain system call on integers.
-            Attempt::Done(result(unsafe { libc::listen(*fd, *backlog) } as isize))
-        }
-        Call::Socket {
-            domain,
-            ty,
-            protocol,
-        } => Attempt::Done(platform::socket(*domain, *ty, *protocol)),
-        Call::Shutdown { fd, how } => {
-            // SAFETY: a plain system call on integers.
-            Attempt::Done(result(unsafe { libc::shutdown(*fd, *how) } as isize))
-        }
-        // SAFETY: the close operation owned this fd and gave it up.
-        Call::Close { fd } => Attempt::Done(result(unsafe { libc::close(*fd) } as isize)),
-        Call::Send {
-            fd,
-            ptr,
-            len,
-            flags,
-        } => {
-            // SAFETY: `ptr` points to `len` readable bytes the op owns.
-            let res = unsafe { libc::send(*fd, ptr.cast(), *len, *flags | libc::MSG_DONTWAIT) };
-            ready_or_wait(result(res), *fd, Interest::WRITABLE)
-        }
-        Call::Recv {
-            fd,
-            ptr,
-            len,
-            flags,
-        } => {
-            // SAFETY: `ptr` points to `len` writable bytes the op owns.
-            let res = unsafe { libc::recv(*fd, ptr.cast(), *len, *flags | libc::MSG_DONTWAIT) };
-            ready_or_wait(result(res), *fd, Interest::READABLE)
-        }
-        Call::SendMsg { fd, msg, flags } => {
-            // SAFETY: the header and all it points to are owned by the op.
-            let res = unsafe { libc::sendmsg(*fd, *msg, *flags | libc::MSG_DONTWAIT) };
-            ready_or_wait(result(res), *fd, Interest::WRITABLE)
-        }
-        Call::RecvMsg { fd, msg, flags } => {
-            // SAFETY: as above; the kernel writes through the header.
-            let res = unsafe { libc::recvmsg(*fd, *msg, *flags | libc::MSG_DONTWAIT) };
-            ready_or_wait(result(res), *fd, Interest::READABLE)
-        }
-        Call::Read {
-            fd,
-            iov,
-            offset,
-            rw,
-        } => platform::try_read(*fd, iov, *offset, rw),
-        Call::Write {
-            fd,
-            iov,
-            offset,
-            rw,
-        } => platform::try_write(*fd, iov, *offset, rw),
-        Call::Poll { fd, mask } => poll_now(*fd, *mask),
-        Call::AcceptMulti { fd } => match accept(*fd, std::ptr::null_mut(), std::ptr::null_mut()) {
-            Attempt::Done(res) if res >= 0 => Attempt::Shot(res, 0),
-            other => other,
-        },
-        // SAFETY: the operation holds the group alive until it completes.
-        Call::RecvMulti { fd, group } => recv_multi(*fd, unsafe { &**group }),
-        Call::Splice { .. } => platform::try_splice(call),
-        Call::Open { .. } | Call::Blocking { .. } => Attempt::Pool,
     }
 }
 
-/// Performs `call` on a pool thread, where blocking is fine.
-pub(super) fn blocking(call: &mut Call) -> i32 {
-    match *call {
-        Call::Read {
-            fd, iov, offset, ..
-        } => platform::read_blocking(fd, &iov, offset),
-        Call::Write {
-            fd, iov, offset, ..
-        } => platform::write_blocking(fd, &iov, offset),
-        Call::Open {
-            dir,
-            path,
-            flags,
-            mode,
-        } => {
-            // SAFETY: `path` is the op's NUL-terminated path.
-            let res =
-                unsafe { libc::openat(dir, path, flags | libc::O_CLOEXEC, mode as libc::c_uint) };
-            result(res as isize)
-        }
-        Call::Splice { .. } => platform::splice_blocking(call),
-        Call::Blocking { run, args } => run(&args),
-        _ => match attempt(call) {
-            Attempt::Done(res) | Attempt::Shot(res, _) => res,
-            Attempt::Wait(..) | Attempt::Pool => -libc::EAGAIN,
-        },
-    }
+/// `bind` of `fds[0]` to the `nums[0]` bytes of address at `ptrs[0]`.
+pub(super) fn bind(a: &mut SysArgs) -> Attempt {
+    let (addr, len) = (a.ptrs[0].cast(), a.nums[0] as libc::socklen_t);
+    // SAFETY: `addr` holds `len` bytes of a socket address.
+    Attempt::Done(unsafe { syscall::bind(a.fds[0], addr, len) })
 }
 
-fn accept(fd: RawFd, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> Attempt {
+/// `listen` on `fds[0]` with backlog `nums[0]`.
+pub(super) fn listen(a: &mut SysArgs) -> Attempt {
+    Attempt::Done(syscall::listen(a.fds[0], a.nums[0] as i32))
+}
+
+/// A new socket of domain `nums[0]`, type `flags`, protocol `nums[1]`.
+pub(super) fn socket(a: &mut SysArgs) -> Attempt {
+    Attempt::Done(platform::socket(
+        a.nums[0] as i32,
+        a.flags,
+        a.nums[1] as i32,
+    ))
+}
+
+/// `shutdown` of `fds[0]`, `how` being `nums[0]`.
+pub(super) fn shutdown(a: &mut SysArgs) -> Attempt {
+    Attempt::Done(syscall::shutdown(a.fds[0], a.nums[0] as i32))
+}
+
+/// `close` of `fds[0]`, which the close operation owned and gave up.
+pub(super) fn close(a: &mut SysArgs) -> Attempt {
+    // SAFETY: nothing else owns the fd (see above).
+    Attempt::Done(result(unsafe { libc::close(a.fds[0]) } as isize))
+}
+
+/// `send` of the one buffer on `fds[0]`.
+pub(super) fn send(a: &mut SysArgs) -> Attempt {
+    let (fd, (ptr, len)) = (a.fds[0], a.iov.single());
+    // SAFETY: `ptr` points to `len` readable bytes the op owns.
+    let res = unsafe { libc::send(fd, ptr, len, a.flags | libc::MSG_DONTWAIT) };
+    ready_or_wait(result(res), fd, Interest::WRITABLE)
+}
+
+/// `recv` into the one buffer from `fds[0]`.
+pub(super) fn recv(a: &mut SysArgs) -> Attempt {
+    let (fd, (ptr, len)) = (a.fds[0], a.iov.single());
+    // SAFETY: `ptr` points to `len` writable bytes the op owns.
+    let res = unsafe { libc::recv(fd, ptr, len, a.flags | libc::MSG_DONTWAIT) };
+    ready_or_wait(result(res), fd, Interest::READABLE)
+}
+
+/// `sendmsg` of the message header at `ptrs[0]` on `fds[0]`.
+pub(super) fn send_msg(a: &mut SysArgs) -> Attempt {
+    let fd = a.fds[0];
+    // SAFETY: the header and all it points to are owned by the op.
+    let res = unsafe { libc::sendmsg(fd, a.ptrs[0].cast(), a.flags | libc::MSG_DONTWAIT) };
+    ready_or_wait(result(res), fd, Interest::WRITABLE)
+}
+
+/// `recvmsg` into the message header at `ptrs[0]` from `fds[0]`.
+pub(super) fn recv_msg(a: &mut SysArgs) -> Attempt {
+    let fd = a.fds[0];
+    // SAFETY: as above; the kernel writes through the header.
+    let res = unsafe { libc::recvmsg(fd, a.ptrs[0].cast(), a.flags | libc::MSG_DONTWAIT) };
+    ready_or_wait(result(res), fd, Interest::READABLE)
+}
+
+/// `openat` of `paths[0]` in directory `fds[0]`, with `flags` and mode
+/// `nums[0]`, close-on-exec.
+pub(super) fn open(a: &mut SysArgs) -> i32 {
+    let (flags, mode) = (a.flags | libc::O_CLOEXEC, a.nums[0] as libc::c_uint);
+    // SAFETY: `paths[0]` is the op's NUL-terminated path.
+    result(unsafe { libc::openat(a.fds[0], a.paths[0], flags, mode) } as isize)
+}
+
+fn accept_into(fd: RawFd, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> Attempt {
     if let Err(res) = ensure_nonblocking(fd) {
         return Attempt::Done(res);
     }
@@ -385,9 +182,14 @@ fn accept(fd: RawFd, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> At
     ready_or_wait(res, fd, Interest::READABLE)
 }
 
-/// One receive into a buffer of `group`, reported as the kernel reports a
-/// buffer it picked; the buffer goes back to the group if nothing came.
-fn recv_multi(fd: RawFd, group: &GroupInner) -> Attempt {
+/// One receive from `fds[0]` into a buffer of the group at `ptrs[0]`,
+/// reported as the kernel reports a buffer it picked; the buffer goes back
+/// to the group if nothing came.
+pub(super) fn recv_multi(a: &mut SysArgs) -> Attempt {
+    let fd = a.fds[0];
+    // SAFETY: the operation holds the group alive (an `Rc`) until it
+    // completes.
+    let group = unsafe { &*a.ptrs[0].cast::<GroupInner>() };
     let Some(bid) = group.take_free() else {
         // As with io_uring, running out of buffers ends the receive only
         // when data comes.
@@ -415,53 +217,13 @@ fn recv_multi(fd: RawFd, group: &GroupInner) -> Attempt {
     }
 }
 
-fn connect(
-    fd: RawFd,
-    addr: *const libc::sockaddr,
-    len: libc::socklen_t,
-    state: &mut Connecting,
-) -> Attempt {
-    match *state {
-        Connecting::Start => {
-            let restore_blocking = match set_nonblocking(fd) {
-                Ok(was_blocking) => was_blocking,
-                Err(res) => return Attempt::Done(res),
-            };
-            // SAFETY: `addr` holds `len` bytes of a socket address.
-            let res = result(unsafe { libc::connect(fd, addr, len) } as isize);
-            if res == -libc::EINPROGRESS || would_block(res) {
-                *state = Connecting::InProgress { restore_blocking };
-                return Attempt::Wait(fd, Interest::WRITABLE);
-            }
-            restore(fd, restore_blocking);
-            Attempt::Done(res)
-        }
-        Connecting::InProgress { restore_blocking } => {
-            // A socket that is not writable yet is still connecting (the
-            // wake-up was for another reason); SO_ERROR reads 0 then too.
-            let ready = poll_revents(fd, libc::POLLOUT);
-            if ready == 0 {
-                return Attempt::Wait(fd, Interest::WRITABLE);
-            }
-            let res = socket_error(fd);
-            restore(fd, restore_blocking);
-            Attempt::Done(res)
-        }
-    }
-}
-
 /// A call given up while it waits (cancelled, or cut by its deadline):
 /// undoes what its attempts changed on the user's fd, as the call itself
 /// would have when it finished. A connect that made a blocking socket
 /// non-blocking makes it blocking again.
 pub(super) fn abandon(call: &Call) {
-    if let Call::Connect {
-        fd,
-        state: Connecting::InProgress { restore_blocking },
-        ..
-    } = *call
-    {
-        restore(fd, restore_blocking);
+    if let Progress::Connecting { restore_blocking } = call.args.progress {
+        restore(call.args.fds[0], restore_blocking);
     }
 }
 
@@ -553,28 +315,6 @@ pub(super) fn is_tcp_socket(fd: RawFd) -> bool {
     res == 0 && matches!(i32::from(addr.ss_family), libc::AF_INET | libc::AF_INET6)
 }
 
-/// The fd, readiness and byte count of a call that moves bytes through one
-/// buffer: a receive or read, a send or write.
-pub(super) fn asked(call: &Call) -> Option<(RawFd, Interest, usize)> {
-    match *call {
-        Call::Recv { fd, len, .. } => Some((fd, Interest::READABLE, len)),
-        // SAFETY: the operation holds the group alive until it completes.
-        Call::RecvMulti { fd, group } => Some((fd, Interest::READABLE, unsafe { &*group }.size())),
-        Call::Read {
-            fd,
-            iov: IoVecs::One(iov),
-            ..
-        } => Some((fd, Interest::READABLE, iov.iov_len)),
-        Call::Send { fd, len, .. } => Some((fd, Interest::WRITABLE, len)),
-        Call::Write {
-            fd,
-            iov: IoVecs::One(iov),
-            ..
-        } => Some((fd, Interest::WRITABLE, iov.iov_len)),
-        _ => None,
-    }
-}
-
 /// Runs a positioned call on `fd`, treating an offset on a non-seekable fd
 /// as io_uring does (checked on Linux 6.18), where `pread(2)` would fail
 /// with `ESPIPE`: a pipe or terminal ignores it; a socket takes offset 0
@@ -620,8 +360,10 @@ pub(super) fn poll_revents(fd: RawFd, mask: libc::c_short) -> u32 {
     u32::from(pfd.revents as u16)
 }
 
-/// A poll operation: the ready bits, like io_uring's `POLL_ADD`.
-fn poll_now(fd: RawFd, mask: u32) -> Attempt {
+/// A poll of `fds[0]` for the mask `nums[0]`: the ready bits, like
+/// io_uring's `POLL_ADD`.
+pub(super) fn poll(a: &mut SysArgs) -> Attempt {
+    let (fd, mask) = (a.fds[0], a.nums[0] as u32);
     let always = (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) as u32;
     let revents = poll_revents(fd, mask as libc::c_short) & (mask | always);
     if revents & libc::POLLNVAL as u32 != 0 {

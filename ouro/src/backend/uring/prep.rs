@@ -8,8 +8,9 @@ use io_uring::squeue::SubmissionQueue;
 use io_uring::{opcode, squeue, types};
 
 use super::files::Files;
-use super::{clamp_len, syscall_result, Immediate, Opcodes, Started};
+use super::{clamp_len, Immediate, Opcodes, Started};
 use crate::op::{Op, OpKind};
+use crate::syscall;
 use crate::task::user_data;
 
 /// `user_data` of the completion a parcel's file posts on arrival.
@@ -86,9 +87,7 @@ impl Opcodes {
     fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<squeue::Entry, Immediate> {
         let ty = ty | libc::SOCK_CLOEXEC;
         if !self.supports(opcode::Socket::CODE) {
-            // SAFETY: plain system call on integers.
-            let res = unsafe { libc::socket(domain, ty, protocol) };
-            return Err(Immediate::Done(syscall_result(res)));
+            return Err(Immediate::Done(syscall::socket(domain, ty, protocol)));
         }
         Ok(opcode::Socket::new(domain, ty, protocol).build())
     }
@@ -150,8 +149,8 @@ impl Opcodes {
                 if !self.supports(opcode::Bind::CODE) {
                     let fd = files.process_fd(*fd)?;
                     // SAFETY: `addr` holds `len` bytes of a valid sockaddr.
-                    let res = unsafe { libc::bind(fd, addr.as_ptr(), addr.len) };
-                    return Err(Immediate::Done(syscall_result(res)));
+                    let res = unsafe { syscall::bind(fd, addr.as_ptr(), addr.len) };
+                    return Err(Immediate::Done(res));
                 }
                 submit!(with_target!(files.target(*fd), |t| opcode::Bind::new(
                     t,
@@ -163,9 +162,7 @@ impl Opcodes {
             Op::Listen { fd, backlog } => {
                 if !self.supports(opcode::Listen::CODE) {
                     let fd = files.process_fd(*fd)?;
-                    // SAFETY: plain system call on integers.
-                    let res = unsafe { libc::listen(fd, *backlog) };
-                    return Err(Immediate::Done(syscall_result(res)));
+                    return Err(Immediate::Done(syscall::listen(fd, *backlog)));
                 }
                 submit!(with_target!(files.target(*fd), |t| opcode::Listen::new(
                     t, *backlog
@@ -408,9 +405,7 @@ impl Opcodes {
             Op::Shutdown { fd, how } => {
                 if !self.supports(opcode::Shutdown::CODE) {
                     let fd = files.process_fd(*fd)?;
-                    // SAFETY: plain system call on integers.
-                    let res = unsafe { libc::shutdown(fd, *how) };
-                    return Err(Immediate::Done(syscall_result(res)));
+                    return Err(Immediate::Done(syscall::shutdown(fd, *how)));
                 }
                 submit!(with_target!(files.target(*fd), |t| opcode::Shutdown::new(
                     t, *how

@@ -5,29 +5,15 @@ use std::os::fd::RawFd;
 
 use mio::Interest;
 
-use super::{at_offset, poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
-
-/// How a read or write is attempted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::backend::poll) enum Rw {
-    /// `RWF_NOWAIT`: fails with `EAGAIN` instead of blocking, also on
-    /// regular files whose data is not cached (those then go to the pool).
-    NoWait,
-    /// For fds that refuse `RWF_NOWAIT` (some character devices): wait for
-    /// readiness, then make the plain call.
-    AfterReadiness,
-}
-
-impl Rw {
-    pub(in crate::backend::poll) const FIRST: Rw = Rw::NoWait;
-}
+use super::super::call::{Attempt, IoVecs, Progress, SysArgs};
+use super::{at_offset, poll_revents, ready_or_wait};
+use crate::syscall::{self, result};
 
 /// A new socket, close-on-exec and non-blocking: every fd this backend
 /// creates is, so that no later call on it can block the loop.
 pub(super) fn socket(domain: i32, ty: i32, protocol: i32) -> i32 {
     let ty = ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
-    // SAFETY: plain system call on integers.
-    result(unsafe { libc::socket(domain, ty, protocol) } as isize)
+    syscall::socket(domain, ty, protocol)
 }
 
 /// # Safety
@@ -56,23 +42,27 @@ fn pwritev2(fd: RawFd, iov: &IoVecs, offset: i64, flags: i32) -> i32 {
     result(res)
 }
 
-pub(super) fn try_read(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
-    try_rw(fd, iov, offset, rw, Interest::READABLE, preadv2)
+/// A read from `fds[0]` into the buffers at offset `nums[0]`, with
+/// `RWF_NOWAIT`: it fails with `EAGAIN` instead of blocking, also on
+/// regular files whose data is not cached (those then go to the pool). An
+/// fd that refuses `RWF_NOWAIT` (some character devices) is read after
+/// readiness, with the plain call.
+pub(in crate::backend::poll) fn try_read(a: &mut SysArgs) -> Attempt {
+    try_rw(a, Interest::READABLE, preadv2)
 }
 
-pub(super) fn try_write(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
-    try_rw(fd, iov, offset, rw, Interest::WRITABLE, pwritev2)
+/// A write, as [`try_read`] reads.
+pub(in crate::backend::poll) fn try_write(a: &mut SysArgs) -> Attempt {
+    try_rw(a, Interest::WRITABLE, pwritev2)
 }
 
 fn try_rw(
-    fd: RawFd,
-    iov: &IoVecs,
-    offset: i64,
-    rw: &mut Rw,
+    a: &mut SysArgs,
     interest: Interest,
     call: fn(RawFd, &IoVecs, i64, i32) -> i32,
 ) -> Attempt {
-    if *rw == Rw::AfterReadiness {
+    let (fd, iov, offset) = (a.fds[0], &a.iov, a.nums[0]);
+    if a.progress == Progress::AfterReadiness {
         let bit = if interest.is_readable() {
             libc::POLLIN
         } else {
@@ -90,8 +80,8 @@ fn try_rw(
     if is_file(fd) {
         return Attempt::Pool;
     }
-    *rw = Rw::AfterReadiness;
-    try_rw(fd, iov, offset, rw, interest, call)
+    a.progress = Progress::AfterReadiness;
+    try_rw(a, interest, call)
 }
 
 /// Whether `fd` is a regular file or block device, whose reads and writes
@@ -106,12 +96,16 @@ fn is_file(fd: RawFd) -> bool {
     matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
 }
 
-pub(super) fn read_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(fd, offset, |o| preadv2(fd, iov, o, 0))
+/// A read on a pool thread, where it may block.
+pub(in crate::backend::poll) fn read_blocking(a: &mut SysArgs) -> i32 {
+    let (fd, iov) = (a.fds[0], &a.iov);
+    at_offset(fd, a.nums[0], |o| preadv2(fd, iov, o, 0))
 }
 
-pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(fd, offset, |o| pwritev2(fd, iov, o, 0))
+/// A write on a pool thread, where it may block.
+pub(in crate::backend::poll) fn write_blocking(a: &mut SysArgs) -> i32 {
+    let (fd, iov) = (a.fds[0], &a.iov);
+    at_offset(fd, a.nums[0], |o| pwritev2(fd, iov, o, 0))
 }
 
 pub(in crate::backend::poll) fn stat(
@@ -143,20 +137,11 @@ pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
     result(res as isize)
 }
 
-fn splice(call: &Call, extra_flags: u32) -> i32 {
-    let Call::Splice {
-        fd_in,
-        off_in,
-        fd_out,
-        off_out,
-        len,
-        flags,
-        ..
-    } = *call
-    else {
-        return -libc::EINVAL;
-    };
-    let (mut off_in, mut off_out) = (off_in, off_out);
+/// The splice [`try_splice`] describes, with `extra_flags`.
+fn splice(a: &SysArgs, extra_flags: u32) -> i32 {
+    let [fd_in, fd_out] = a.fds;
+    let [mut off_in, mut off_out, len] = a.nums;
+    let flags = a.flags as u32;
     let offset_ptr = |off: &mut i64| {
         if *off < 0 {
             std::ptr::null_mut()
@@ -202,38 +187,31 @@ fn blocks_in_splice(fd: RawFd) -> bool {
     flags >= 0 && flags & libc::O_NONBLOCK == 0
 }
 
-pub(super) fn try_splice(call: &mut Call) -> Attempt {
-    if let Call::Splice { fd_in, fd_out, .. } = *call {
-        if blocks_in_splice(fd_in) || blocks_in_splice(fd_out) {
-            // Blocking there is fine; a cancel reaches it only before it
-            // starts (as with any pool job).
-            return Attempt::Pool;
-        }
+/// A splice from `fds[0]` to `fds[1]`, at offsets `nums[0]` and `nums[1]`
+/// (`-1`: the fd's position), of `nums[2]` bytes, with `flags`.
+pub(in crate::backend::poll) fn try_splice(a: &mut SysArgs) -> Attempt {
+    let [fd_in, fd_out] = a.fds;
+    if blocks_in_splice(fd_in) || blocks_in_splice(fd_out) {
+        // Blocking there is fine; a cancel reaches it only before it
+        // starts (as with any pool job).
+        return Attempt::Pool;
     }
-    let res = splice(call, libc::SPLICE_F_NONBLOCK);
+    let res = splice(a, libc::SPLICE_F_NONBLOCK);
     if res != -libc::EAGAIN {
         return Attempt::Done(res);
     }
-    let Call::Splice {
-        fd_in,
-        fd_out,
-        wait_out,
-        ..
-    } = call
-    else {
-        return Attempt::Done(res);
-    };
-    let wait = if *wait_out {
-        Attempt::Wait(*fd_out, Interest::WRITABLE)
+    if a.progress == Progress::SpliceWaitsOut {
+        a.progress = Progress::Start;
+        Attempt::Wait(fd_out, Interest::WRITABLE)
     } else {
-        Attempt::Wait(*fd_in, Interest::READABLE)
-    };
-    *wait_out = !*wait_out;
-    wait
+        a.progress = Progress::SpliceWaitsOut;
+        Attempt::Wait(fd_in, Interest::READABLE)
+    }
 }
 
-pub(super) fn splice_blocking(call: &mut Call) -> i32 {
-    splice(call, 0)
+/// A splice on a pool thread, where it may block.
+pub(in crate::backend::poll) fn splice_blocking(a: &mut SysArgs) -> i32 {
+    splice(a, 0)
 }
 
 pub(super) fn priority_interest() -> Option<Interest> {

@@ -9,21 +9,10 @@ use std::os::fd::RawFd;
 
 use mio::Interest;
 
-use super::{at_offset, last_errno, poll_revents, ready_or_wait, result, Attempt, Call, IoVecs};
+use super::super::call::{Attempt, IoVecs, Progress, SysArgs};
+use super::{at_offset, poll_revents, ready_or_wait};
 use crate::fs::Metadata;
-
-/// How a read or write is attempted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::backend::poll) enum Rw {
-    /// Not known yet what the fd is.
-    Unknown,
-    /// Not a file: wait for readiness, then make the plain call.
-    AfterReadiness,
-}
-
-impl Rw {
-    pub(in crate::backend::poll) const FIRST: Rw = Rw::Unknown;
-}
+use crate::syscall::{self, last_errno, result};
 
 /// Marks a new fd close-on-exec, a socket non-blocking (and, on Apple
 /// systems, which have no `MSG_NOSIGNAL`, a socket as not raising SIGPIPE).
@@ -67,9 +56,7 @@ fn prepare_new_fd(fd: i32, socket: bool) -> i32 {
 }
 
 pub(super) fn socket(domain: i32, ty: i32, protocol: i32) -> i32 {
-    // SAFETY: plain system call on integers.
-    let fd = result(unsafe { libc::socket(domain, ty, protocol) } as isize);
-    prepare_new_fd(fd, true)
+    prepare_new_fd(syscall::socket(domain, ty, protocol), true)
 }
 
 /// # Safety
@@ -110,29 +97,27 @@ fn writev(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
     result(res)
 }
 
-pub(super) fn try_read(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
-    try_rw(fd, iov, offset, rw, Interest::READABLE, readv)
+/// A read from `fds[0]` into the buffers at offset `nums[0]`: a file goes
+/// to the pool; anything else is read after readiness.
+pub(in crate::backend::poll) fn try_read(a: &mut SysArgs) -> Attempt {
+    try_rw(a, Interest::READABLE, readv)
 }
 
-pub(super) fn try_write(fd: RawFd, iov: &IoVecs, offset: i64, rw: &mut Rw) -> Attempt {
-    try_rw(fd, iov, offset, rw, Interest::WRITABLE, writev)
+/// A write, as [`try_read`] reads.
+pub(in crate::backend::poll) fn try_write(a: &mut SysArgs) -> Attempt {
+    try_rw(a, Interest::WRITABLE, writev)
 }
 
-fn try_rw(
-    fd: RawFd,
-    iov: &IoVecs,
-    offset: i64,
-    rw: &mut Rw,
-    interest: Interest,
-    call: fn(RawFd, &IoVecs, i64) -> i32,
-) -> Attempt {
-    if *rw == Rw::Unknown {
+fn try_rw(a: &mut SysArgs, interest: Interest, call: fn(RawFd, &IoVecs, i64) -> i32) -> Attempt {
+    let (fd, offset) = (a.fds[0], a.nums[0]);
+    if a.progress == Progress::Start {
         match file_kind(fd) {
             Err(res) => return Attempt::Done(res),
             Ok(true) => return Attempt::Pool,
-            Ok(false) => *rw = Rw::AfterReadiness,
+            Ok(false) => a.progress = Progress::AfterReadiness,
         }
     }
+    let iov = &a.iov;
     let bit = if interest.is_readable() {
         libc::POLLIN
     } else {
@@ -159,12 +144,16 @@ fn file_kind(fd: RawFd) -> Result<bool, i32> {
     ))
 }
 
-pub(super) fn read_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(fd, offset, |o| readv(fd, iov, o))
+/// A read on a pool thread, where it may block.
+pub(in crate::backend::poll) fn read_blocking(a: &mut SysArgs) -> i32 {
+    let (fd, iov) = (a.fds[0], &a.iov);
+    at_offset(fd, a.nums[0], |o| readv(fd, iov, o))
 }
 
-pub(super) fn write_blocking(fd: RawFd, iov: &IoVecs, offset: i64) -> i32 {
-    at_offset(fd, offset, |o| writev(fd, iov, o))
+/// A write on a pool thread, where it may block.
+pub(in crate::backend::poll) fn write_blocking(a: &mut SysArgs) -> i32 {
+    let (fd, iov) = (a.fds[0], &a.iov);
+    at_offset(fd, a.nums[0], |o| writev(fd, iov, o))
 }
 
 pub(in crate::backend::poll) fn stat(
@@ -239,11 +228,12 @@ pub(in crate::backend::poll) fn fsync(fd: RawFd, datasync: bool) -> i32 {
 }
 
 /// splice(2) exists only on Linux.
-pub(super) fn try_splice(_call: &mut Call) -> Attempt {
+pub(in crate::backend::poll) fn try_splice(_: &mut SysArgs) -> Attempt {
     Attempt::Done(-libc::ENOSYS)
 }
 
-pub(super) fn splice_blocking(_call: &mut Call) -> i32 {
+/// splice(2) exists only on Linux.
+pub(in crate::backend::poll) fn splice_blocking(_: &mut SysArgs) -> i32 {
     -libc::ENOSYS
 }
 
