@@ -61,7 +61,7 @@ pub struct Held {
     /// The most unsent answers (bytes) one connection has had.
     pub most_unsent: AtomicUsize,
     /// Bytes of input the protocol has parsed over
-    /// ([`Protocol::examined`]).
+    /// (`Protocol::examined`).
     pub examined: AtomicU64,
 }
 
