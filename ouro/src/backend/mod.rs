@@ -199,6 +199,28 @@ pub(crate) fn not_pollable() -> io::Error {
     )
 }
 
+/// The whole pages inside `len` bytes at `ptr`: the start rounded up to a
+/// page boundary and the end down, so that `madvise` touches no memory
+/// outside the buffer (it needs a page-aligned start). A buffer holding no
+/// whole page gives a length of 0, which `madvise` takes as nothing to do.
+pub(crate) fn whole_pages(ptr: *const u8, len: usize) -> (*const u8, usize) {
+    let page = page_size();
+    let start = ptr as usize;
+    let first = start.next_multiple_of(page);
+    let end = (start + len) / page * page;
+    (ptr.wrapping_add(first - start), end.saturating_sub(first))
+}
+
+/// The size of a memory page, asked of the system once.
+fn page_size() -> usize {
+    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: sysconf only reads a configuration value.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size).ok().filter(|&size| size > 0).unwrap_or(4096)
+    })
+}
+
 // An explicit tag: telling the variants apart is then one byte compare on
 // every operation, not a decoding of a niche in the io_uring handle.
 #[repr(u8)]

@@ -325,6 +325,27 @@ define_ops! {
             => Outcome::Fallocate(unit(res));
     }
 
+    /// [`Ring::fadvise`](crate::Ring::fadvise)
+    Fadvise "fadvise" kernel "5.6"
+    /// The advice about the file's range was taken.
+    => Fadvise(io::Result<()>)
+    {
+        /// `len` 0: to the end of the file.
+        Fadvise { fd: Fd, offset: u64, len: u64, advice: crate::fs::Advice } fds(fd) paths()
+            plain => Outcome::Fadvise(unit(res));
+    }
+
+    /// [`Ring::madvise`](crate::Ring::madvise)
+    Madvise "madvise" kernel "5.6"
+    /// The advice about the buffer's whole pages was taken, and the buffer.
+    => Madvise(io::Result<()>, Buf)
+    {
+        /// The advice covers the whole pages inside `buf` (see
+        /// `backend::whole_pages`).
+        Madvise { buf: Buf, advice: crate::fs::MemoryAdvice } fds() paths() owns
+            => Outcome::Madvise(unit(res), buf);
+    }
+
     /// [`Ring::splice`](crate::Ring::splice)
     Splice "splice" kernel "5.7"
     /// Bytes moved.

@@ -305,6 +305,39 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Fadvise {
+            fd,
+            offset,
+            len,
+            advice,
+        } => blocking(
+            fadvise,
+            SysArgs {
+                fds: [raw(fd), -1],
+                flags: advice_number(*advice),
+                nums: [*offset, *len],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Madvise { buf, advice } => {
+            let (ptr, len) = buf.raw_parts();
+            let (start, len) = crate::backend::whole_pages(ptr, len);
+            blocking(
+                |a| {
+                    let len = a.nums[0] as usize;
+                    // SAFETY: `out` and `len` are the whole pages inside the
+                    // buffer the op owns; the advice offered never changes
+                    // their contents.
+                    sys::result(unsafe { libc::madvise(a.out, len, a.flags) } as isize)
+                },
+                SysArgs {
+                    flags: advice.raw(),
+                    nums: [len as u64, 0],
+                    out: start.cast_mut().cast(),
+                    ..SysArgs::NONE
+                },
+            )
+        }
         Op::StatFd { fd, out } => blocking(
             |a| sys::fstat(a.fds[0], a.out.cast()),
             SysArgs {
@@ -412,4 +445,32 @@ fn fallocate(a: &SysArgs) -> i32 {
 #[cfg(not(target_os = "linux"))]
 fn fallocate(_: &SysArgs) -> i32 {
     -libc::EOPNOTSUPP
+}
+
+/// `posix_fadvise(2)` of `fds[0]` with advice `flags`, at `nums[0]` for
+/// `nums[1]` bytes.
+#[cfg(target_os = "linux")]
+fn fadvise(a: &SysArgs) -> i32 {
+    let (offset, len) = (a.nums[0] as libc::off_t, a.nums[1] as libc::off_t);
+    // SAFETY: plain system call on integers.
+    let res = unsafe { libc::posix_fadvise(a.fds[0], offset, len, a.flags) };
+    // posix_fadvise returns the error number rather than setting errno.
+    -res
+}
+
+/// The number `posix_fadvise(2)` takes for `advice`.
+#[cfg(target_os = "linux")]
+fn advice_number(advice: crate::fs::Advice) -> i32 {
+    advice.raw()
+}
+
+/// Only Linux has `posix_fadvise(2)` among the readiness backend's systems.
+#[cfg(not(target_os = "linux"))]
+fn fadvise(_: &SysArgs) -> i32 {
+    -libc::EOPNOTSUPP
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advice_number(_: crate::fs::Advice) -> i32 {
+    0
 }
