@@ -217,7 +217,10 @@ fn page_size() -> usize {
     *PAGE_SIZE.get_or_init(|| {
         // SAFETY: sysconf only reads a configuration value.
         let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(size).ok().filter(|&size| size > 0).unwrap_or(4096)
+        usize::try_from(size)
+            .ok()
+            .filter(|&size| size > 0)
+            .unwrap_or(4096)
     })
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::Ctx;
 use super::Ring;
-use crate::error::offset_error;
 use crate::buffers::IntoBuf;
+use crate::error::offset_error;
 use crate::fd::OpFd;
 use crate::fs::{Advice, MemoryAdvice};
 use crate::op::Op;

@@ -181,6 +181,7 @@ mod fs_ops;
 mod files;
 
 mod timer_ops;
+
 mod timeouts;
 
 // Messages and threads.

@@ -94,9 +94,15 @@ fn madvise_takes_every_advice_on_a_buffer_that_does_not_start_on_a_page(kind: Ba
         assert!(buf.get_ref() == &contents, "{advice:?} changed the buffer");
     }
     let small = b"less than a page".to_vec();
-    let outcome = complete(&mut ring, |r, c| r.madvise(small, MemoryAdvice::WillNeed, c));
+    let outcome = complete(&mut ring, |r, c| {
+        r.madvise(small, MemoryAdvice::WillNeed, c)
+    });
     let back = expect!(outcome, Outcome::Madvise(Ok(()), back) => back);
-    assert_eq!(&back[..], b"less than a page", "no whole page: nothing advised");
+    assert_eq!(
+        &back[..],
+        b"less than a page",
+        "no whole page: nothing advised"
+    );
 }
 
 fn madvise_of_a_buffer_too_long_for_an_entry_is_invalid_input(kind: BackendKind) {

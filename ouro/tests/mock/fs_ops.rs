@@ -266,5 +266,9 @@ fn madvise_reaches_the_mock_and_gives_its_buffer_back() {
         panic!("expected an error, got {outcome:?}")
     };
     assert_eq!(err.raw_os_error(), Some(libc::EAGAIN));
-    assert_eq!(&buf[..], &[4u8; 16][..], "the buffer comes back on error too");
+    assert_eq!(
+        &buf[..],
+        &[4u8; 16][..],
+        "the buffer comes back on error too"
+    );
 }

@@ -47,12 +47,26 @@ fn a_registered_pipe_reaches_the_mock_as_its_two_ends() {
     });
     let mut ring = Ring::mock(mock);
     let ends = pipe.register(&mut ring);
-    ring.write(ends.writer, b"hello".to_vec(), Offset::Current, Ctx::new(keep));
-    ring.read(ends.reader, Vec::with_capacity(8), Offset::Current, Ctx::new(keep));
+    ring.write(
+        ends.writer,
+        b"hello".to_vec(),
+        Offset::Current,
+        Ctx::new(keep),
+    );
+    ring.read(
+        ends.reader,
+        Vec::with_capacity(8),
+        Offset::Current,
+        Ctx::new(keep),
+    );
     let mut got = Vec::new();
     ring.run(&mut got, RunMode::UntilDone).unwrap();
     assert_eq!(*seen.borrow(), [Some(writer), Some(reader)]);
-    assert!(matches!(got[0].outcome, Outcome::Write(Ok(5), _)), "{:?}", got[0]);
+    assert!(
+        matches!(got[0].outcome, Outcome::Write(Ok(5), _)),
+        "{:?}",
+        got[0]
+    );
     let Outcome::Read(Err(err), _) = &got[1].outcome else {
         panic!("expected an error, got {:?}", got[1])
     };
@@ -88,7 +102,10 @@ fn send_file_on_the_mock(reply: fn() -> Reply) -> (Sent, Vec<Option<RawFd>>, [Ra
         files: SendFile::new(Ctx::new(on_transfer)),
         sent: None,
     };
-    state.files.start(&mut ring, file, 0, 100, socket, 7).unwrap();
+    state
+        .files
+        .start(&mut ring, file, 0, 100, socket, 7)
+        .unwrap();
     ring.run(&mut state, RunMode::UntilDone).unwrap();
     let seen = seen.borrow().clone();
     (state.sent.expect("the transfer ended"), seen, fds)
@@ -132,7 +149,10 @@ fn a_signal_wait_reaches_the_mock_as_a_receive_on_the_signals_socket() {
     ring.run(&mut got, RunMode::UntilDone).unwrap();
     let seen = seen.borrow();
     assert_eq!(seen.len(), 2);
-    assert!(seen[0].is_some() && seen[0] == seen[1], "one socket: {seen:?}");
+    assert!(
+        seen[0].is_some() && seen[0] == seen[1],
+        "one socket: {seen:?}"
+    );
     let err = signal::received(&got[0]).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ECONNRESET));
     let set = signal::received(&got[1]).unwrap();
