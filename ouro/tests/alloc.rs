@@ -486,7 +486,8 @@ fn fs_step(state: &mut FsRounds, ring: &mut Ring<FsRounds>) {
 
 fn fs_done(state: &mut FsRounds, ring: &mut Ring<FsRounds>, c: Completion) -> io::Result<()> {
     c.result()?;
-    if let Outcome::Madvise(_, buf) = c.outcome {
+    if c.op() == ouro::OpKind::Madvise {
+        let buf = c.into_buf().expect("madvise gives its buffer back");
         let memory = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
         state.memory = Some(memory);
     }

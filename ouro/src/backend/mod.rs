@@ -440,3 +440,24 @@ impl OwnedFiles {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{page_size, whole_pages};
+
+    #[test]
+    fn whole_pages_rounds_inward_and_never_leaves_the_buffer() {
+        let page = page_size();
+        let base = (page * 16) as *const u8;
+        // From one byte into a page to one byte into the fourth: the two
+        // whole pages between.
+        let (start, len) = whole_pages(base.wrapping_add(1), 3 * page);
+        assert_eq!((start, len), (base.wrapping_add(page), 2 * page));
+        // Already aligned: all of it.
+        assert_eq!(whole_pages(base, 2 * page), (base, 2 * page));
+        // Inside one page, empty, or ending short of the next boundary: none.
+        assert_eq!(whole_pages(base.wrapping_add(8), 100).1, 0);
+        assert_eq!(whole_pages(base, 0).1, 0);
+        assert_eq!(whole_pages(base.wrapping_add(1), page).1, 0);
+    }
+}
