@@ -149,7 +149,8 @@ impl Completion {
     }
 
     /// The single buffer the operation owned or filled (read, write, send,
-    /// recv, send_to, recv_from, a multishot receive that succeeded).
+    /// recv, send_to, recv_from, madvise, a multishot receive that
+    /// succeeded).
     pub fn into_buf(self) -> Option<Buf> {
         match self.outcome {
             Outcome::Send(_, buf)
@@ -158,6 +159,7 @@ impl Completion {
             | Outcome::Write(_, buf)
             | Outcome::SendTo(_, buf)
             | Outcome::RecvFrom(_, buf)
+            | Outcome::Madvise(_, buf)
             | Outcome::RecvMulti(Ok(buf)) => Some(buf),
             _ => None,
         }

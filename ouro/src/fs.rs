@@ -1,4 +1,5 @@
-//! File-system types: how to open a file and what `stat` returns.
+//! File-system types: how to open a file, what `stat` returns, and the
+//! advice `fadvise` and `madvise` give the kernel.
 
 use std::time::{Duration, SystemTime};
 
@@ -254,4 +255,73 @@ pub(crate) const STATX_MASK: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME |
 pub(crate) fn split_dev(dev: u64) -> (u32, u32) {
     let dev = dev as libc::dev_t;
     (libc::major(dev) as u32, libc::minor(dev) as u32)
+}
+
+/// What [`Ring::fadvise`](crate::Ring::fadvise) tells the kernel about how
+/// a range of a file will be read, as `posix_fadvise(2)`'s advice. Advice
+/// changes how the kernel caches the file, never what a read returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Advice {
+    /// No particular pattern (the default): `POSIX_FADV_NORMAL`.
+    Normal,
+    /// Read in order, front to back: read further ahead
+    /// (`POSIX_FADV_SEQUENTIAL`).
+    Sequential,
+    /// Read in no particular order: read less ahead (`POSIX_FADV_RANDOM`).
+    Random,
+    /// Read once (`POSIX_FADV_NOREUSE`).
+    NoReuse,
+    /// Needed soon: start reading it into the page cache
+    /// (`POSIX_FADV_WILLNEED`).
+    WillNeed,
+    /// Not needed soon: its clean cached pages may be dropped
+    /// (`POSIX_FADV_DONTNEED`); the file's contents stay as they are.
+    DontNeed,
+}
+
+impl Advice {
+    /// The number `posix_fadvise(2)` and io_uring take.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn raw(self) -> i32 {
+        match self {
+            Advice::Normal => libc::POSIX_FADV_NORMAL,
+            Advice::Sequential => libc::POSIX_FADV_SEQUENTIAL,
+            Advice::Random => libc::POSIX_FADV_RANDOM,
+            Advice::NoReuse => libc::POSIX_FADV_NOREUSE,
+            Advice::WillNeed => libc::POSIX_FADV_WILLNEED,
+            Advice::DontNeed => libc::POSIX_FADV_DONTNEED,
+        }
+    }
+}
+
+/// What [`Ring::madvise`](crate::Ring::madvise) tells the kernel about how
+/// a buffer's memory will be used, as `madvise(2)`'s advice.
+///
+/// Only advice that never changes the memory's contents is here: the buffer
+/// is still the caller's after the operation, and safe code must read back
+/// what it wrote. `MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` would
+/// zero or discard private memory under it, so they are not offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryAdvice {
+    /// No particular pattern (the default): `MADV_NORMAL`.
+    Normal,
+    /// Used in no particular order: page in less ahead (`MADV_RANDOM`).
+    Random,
+    /// Used in order, front to back: page in further ahead
+    /// (`MADV_SEQUENTIAL`).
+    Sequential,
+    /// Needed soon: page it in now (`MADV_WILLNEED`).
+    WillNeed,
+}
+
+impl MemoryAdvice {
+    /// The number `madvise(2)` and io_uring take.
+    pub(crate) fn raw(self) -> i32 {
+        match self {
+            MemoryAdvice::Normal => libc::MADV_NORMAL,
+            MemoryAdvice::Random => libc::MADV_RANDOM,
+            MemoryAdvice::Sequential => libc::MADV_SEQUENTIAL,
+            MemoryAdvice::WillNeed => libc::MADV_WILLNEED,
+        }
+    }
 }

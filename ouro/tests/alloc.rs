@@ -1,7 +1,9 @@
 //! Steady state does not allocate: after a warm-up, 10,000 noops, timers,
 //! reads, writes, sends and recvs, send_tos and recv_froms (each re-armed
 //! from its callback, reusing its buffer; sends and recvs on shared fds and
-//! on ring fds) make no heap allocation at all.
+//! on ring fds), rounds through a write queue, file transfers through
+//! `SendFile`, and rounds of every file-system operation (paths in pooled
+//! buffers) and of fadvise and madvise make no heap allocation at all.
 //!
 //! A counting global allocator counts allocations on the test's own thread
 //! while a thread-local switch is on, so tests running in parallel do not
@@ -36,6 +38,7 @@ backend_tests![
     send_to_and_recv_from_do_not_allocate,
     a_write_queue_does_not_allocate,
     send_file_transfers_do_not_allocate,
+    file_system_ops_and_advice_do_not_allocate,
 ];
 
 struct Counting;
@@ -437,5 +440,97 @@ fn send_file_transfers_do_not_allocate(kind: BackendKind) {
         0,
         "allocations in {} transfers through SendFile",
         OPS / 10
+    );
+}
+
+/// Rounds of every file-system operation and both kinds of advice, one at
+/// a time, on a file and names in a temporary directory.
+struct FsRounds {
+    file: Rc<std::fs::File>,
+    /// A buffer for madvise, passed back in each time.
+    memory: Option<Vec<u8>>,
+    /// `[file, link, directory, renamed directory]` in the directory.
+    paths: [std::path::PathBuf; 4],
+    step: usize,
+    left: u32,
+}
+
+/// The operations of a round, in order; each leaves the directory as the
+/// round found it once the round is done.
+const FS_STEPS: usize = 14;
+
+fn fs_step(state: &mut FsRounds, ring: &mut Ring<FsRounds>) {
+    use ouro::fs::{Advice, MemoryAdvice};
+    let ctx = Ctx::new(fs_done);
+    let [file, link, dir, renamed] = &state.paths;
+    match state.step {
+        0 => ring.mkdir(dir, 0o755, ctx),
+        1 => ring.rename(dir, renamed, ctx),
+        2 => ring.remove_dir(renamed, ctx),
+        3 => ring.symlink(file, link, ctx),
+        4 => ring.lstat(link, ctx),
+        5 => ring.unlink(link, ctx),
+        6 => ring.hard_link(file, link, ctx),
+        7 => ring.stat(link, ctx),
+        8 => ring.unlink(link, ctx),
+        9 => ring.ftruncate(&state.file, 4096, ctx),
+        10 => ring.fallocate(&state.file, 0, 0, 4096, ctx),
+        11 => ring.fstat(&state.file, ctx),
+        12 => ring.fadvise(&state.file, 0, 0, Advice::Sequential, ctx),
+        _ => {
+            let memory = state.memory.take().expect("the buffer is back");
+            ring.madvise(memory, MemoryAdvice::WillNeed, ctx)
+        }
+    };
+}
+
+fn fs_done(state: &mut FsRounds, ring: &mut Ring<FsRounds>, c: Completion) -> io::Result<()> {
+    c.result()?;
+    if c.op() == ouro::OpKind::Madvise {
+        let buf = c.into_buf().expect("madvise gives its buffer back");
+        let memory = buf.downcast().map_err(|_| io::Error::other("not a Vec"))?;
+        state.memory = Some(memory);
+    }
+    state.step = (state.step + 1) % FS_STEPS;
+    if state.step == 0 {
+        state.left -= 1;
+        if state.left == 0 {
+            return Ok(());
+        }
+    }
+    fs_step(state, ring);
+    Ok(())
+}
+
+fn file_system_ops_and_advice_do_not_allocate(kind: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["file", "link", "dir", "renamed"];
+    let paths = names.map(|name| dir.path().join(name));
+    let file = std::fs::File::create(&paths[0]).unwrap();
+    let mut ring: Ring<FsRounds> = Ring::builder().backend(kind).entries(16).build().unwrap();
+    let mut state = FsRounds {
+        file: Rc::new(file),
+        memory: Some(vec![1; 3 * 4096]),
+        paths,
+        step: 0,
+        left: 0,
+    };
+    let rounds = OPS / FS_STEPS as u32;
+    let mut allocations = 0;
+    for counting in [false, true] {
+        state.left = rounds;
+        fs_step(&mut state, &mut ring);
+        ALLOCATIONS.with(|n| n.set(0));
+        COUNTING.with(|on| on.set(counting));
+        let result = ring.run(&mut state, RunMode::UntilDone);
+        COUNTING.with(|on| on.set(false));
+        result.unwrap();
+        allocations = ALLOCATIONS.with(Cell::get);
+    }
+    assert_eq!(state.left, 0, "every round ran");
+    assert_eq!(state.memory.as_deref(), Some(&[1; 3 * 4096][..]));
+    assert_eq!(
+        allocations, 0,
+        "allocations in {rounds} rounds of file-system operations and advice"
     );
 }

@@ -4,7 +4,8 @@
 //! other import, on a top-level module missing from the table (a new
 //! module must be placed in it), and on a source file over 700 lines (split
 //! it by concern) in the library, its examples and tests, or the benchmark
-//! program. `ARCHITECTURE.md` draws the same picture.
+//! program. `ARCHITECTURE.md` draws the same picture. One more test keeps
+//! `Ring`'s rustdoc page in its reading order (it follows `ring/mod.rs`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -201,6 +202,54 @@ fn every_module_has_a_layer() {
         unplaced.is_empty(),
         "modules missing from LAYERS in tests/layers.rs: {unplaced:?}"
     );
+}
+
+/// `Ring`'s methods by family, in the order its rustdoc page shows them
+/// (the order of the `mod` lines in `ring/mod.rs`), each with methods its
+/// file must hold.
+const RING_PAGE: &[(&str, &[&str])] = &[
+    ("construct", &["new", "mock"]),
+    ("run", &["run", "stop"]),
+    ("net_ops", &["socket", "accept", "send", "recv", "send_to"]),
+    ("multishot", &["buffer_group", "recv_multishot"]),
+    ("file_ops", &["open", "read", "write", "splice", "close"]),
+    (
+        "fs_ops",
+        &["stat", "ftruncate", "unlink", "fadvise", "madvise"],
+    ),
+    ("files", &["register_fd", "take_fd"]),
+    ("timer_ops", &["noop", "timer", "cancel", "set_deadline"]),
+    ("messages", &["msg_ring"]),
+    ("thread", &["spawn_thread"]),
+];
+
+#[test]
+fn rings_rustdoc_page_reads_by_family() {
+    let ring = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ring");
+    let declared = declared_modules(&fs::read_to_string(ring.join("mod.rs")).unwrap());
+    let positions: Vec<usize> = RING_PAGE
+        .iter()
+        .map(|(module, _)| {
+            let at = declared.iter().position(|m| m == module);
+            at.unwrap_or_else(|| panic!("ring/mod.rs declares no `mod {module};`"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "ring/mod.rs must declare {:?} in this order, not {declared:?}",
+        RING_PAGE.iter().map(|(m, _)| *m).collect::<Vec<_>>()
+    );
+    for (module, methods) in RING_PAGE {
+        let text = fs::read_to_string(ring.join(format!("{module}.rs"))).unwrap();
+        for method in *methods {
+            let signature = format!("    pub fn {method}");
+            let found = text.lines().any(|line| {
+                line.strip_prefix(&signature)
+                    .is_some_and(|rest| !rest.starts_with(is_ident_char))
+            });
+            assert!(found, "Ring::{method} belongs in ring/{module}.rs");
+        }
+    }
 }
 
 #[test]

@@ -199,6 +199,31 @@ pub(crate) fn not_pollable() -> io::Error {
     )
 }
 
+/// The whole pages inside `len` bytes at `ptr`: the start rounded up to a
+/// page boundary and the end down, so that `madvise` touches no memory
+/// outside the buffer (it needs a page-aligned start). A buffer holding no
+/// whole page gives a length of 0, which `madvise` takes as nothing to do.
+pub(crate) fn whole_pages(ptr: *const u8, len: usize) -> (*const u8, usize) {
+    let page = page_size();
+    let start = ptr as usize;
+    let first = start.next_multiple_of(page);
+    let end = (start + len) / page * page;
+    (ptr.wrapping_add(first - start), end.saturating_sub(first))
+}
+
+/// The size of a memory page, asked of the system once.
+fn page_size() -> usize {
+    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: sysconf only reads a configuration value.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|&size| size > 0)
+            .unwrap_or(4096)
+    })
+}
+
 // An explicit tag: telling the variants apart is then one byte compare on
 // every operation, not a decoding of a niche in the io_uring handle.
 #[repr(u8)]
@@ -413,5 +438,26 @@ impl OwnedFiles {
         for fd in self.0.drain(..).flatten() {
             std::mem::forget(fd);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{page_size, whole_pages};
+
+    #[test]
+    fn whole_pages_rounds_inward_and_never_leaves_the_buffer() {
+        let page = page_size();
+        let base = (page * 16) as *const u8;
+        // From one byte into a page to one byte into the fourth: the two
+        // whole pages between.
+        let (start, len) = whole_pages(base.wrapping_add(1), 3 * page);
+        assert_eq!((start, len), (base.wrapping_add(page), 2 * page));
+        // Already aligned: all of it.
+        assert_eq!(whole_pages(base, 2 * page), (base, 2 * page));
+        // Inside one page, empty, or ending short of the next boundary: none.
+        assert_eq!(whole_pages(base.wrapping_add(8), 100).1, 0);
+        assert_eq!(whole_pages(base, 0).1, 0);
+        assert_eq!(whole_pages(base.wrapping_add(1), page).1, 0);
     }
 }

@@ -1,12 +1,14 @@
 //! The file-system operations a ring schedules (besides open, read and
-//! write), one method each.
+//! write), one method each, and the advice about files and memory.
 
 use std::path::Path;
 
 use super::Ctx;
 use super::Ring;
+use crate::buffers::IntoBuf;
 use crate::error::offset_error;
 use crate::fd::OpFd;
+use crate::fs::{Advice, MemoryAdvice};
 use crate::op::Op;
 use crate::task::Task;
 
@@ -195,4 +197,71 @@ impl<S> Ring<S> {
         let out = self.pools.stat();
         self.schedule(Op::StatFd { fd, out }, ctx)
     }
+}
+
+impl<S> Ring<S> {
+    /// Tells the kernel how `len` bytes of the file `fd` is open on, from
+    /// `offset`, will be read (`len` 0: to the end of the file), as
+    /// `posix_fadvise(2)`: [`Advice::WillNeed`] starts reading them into
+    /// the page cache, [`Advice::DontNeed`] lets it drop them, and so on;
+    /// what reads return never changes. A pipe or socket fails with
+    /// `ESPIPE`. An offset beyond `i64::MAX` fails with `InvalidInput`, as
+    /// does a length beyond `u32::MAX` (io_uring's entry holds 32 bits: give
+    /// 0 to reach the end of a larger file, or advise it in parts). Linux
+    /// only: elsewhere `EOPNOTSUPP`. Kernel: 5.6.
+    pub fn fadvise(
+        &mut self,
+        fd: impl OpFd,
+        offset: u64,
+        len: u64,
+        advice: Advice,
+        ctx: Ctx<S>,
+    ) -> Task {
+        let fd = self.op_fd(fd);
+        let op = Op::Fadvise {
+            fd,
+            offset,
+            len,
+            advice,
+        };
+        if i64::try_from(offset).is_err() {
+            return self.reject(op, ctx, offset_error());
+        }
+        if u32::try_from(len).is_err() {
+            return self.reject(op, ctx, too_long_for_an_entry());
+        }
+        self.schedule(op, ctx)
+    }
+
+    /// Tells the kernel how the memory of `buf` will be used, as
+    /// `madvise(2)`; the buffer comes back in
+    /// [`Outcome::Madvise`](crate::Outcome::Madvise), its contents as they
+    /// were.
+    ///
+    /// The advice covers the whole memory pages inside the buffer's bytes:
+    /// `madvise` needs a page-aligned start, and rounding the start up and
+    /// the end down keeps it off memory the buffer does not own. A buffer
+    /// that holds no whole page (most small ones) is advised nothing, and
+    /// the operation succeeds. Only [`MemoryAdvice`], advice that never
+    /// changes contents, is offered: advice that frees memory would zero
+    /// the buffer under safe code. A buffer longer than `u32::MAX` bytes
+    /// fails with `InvalidInput` (io_uring's entry holds 32 bits).
+    /// Kernel: 5.6.
+    pub fn madvise(&mut self, buf: impl IntoBuf, advice: MemoryAdvice, ctx: Ctx<S>) -> Task {
+        let buf = buf.into_buf();
+        let too_long = u32::try_from(buf.len()).is_err();
+        let op = Op::Madvise { buf, advice };
+        if too_long {
+            return self.reject(op, ctx, too_long_for_an_entry());
+        }
+        self.schedule(op, ctx)
+    }
+}
+
+/// The error for a length io_uring's 32-bit field cannot hold.
+fn too_long_for_an_entry() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "length beyond u32::MAX (io_uring's entry holds 32 bits)",
+    )
 }

@@ -168,19 +168,21 @@ mod drain;
 
 mod accessors;
 
-// Task state and relative deadlines, beside the operations' first family.
-mod timeouts;
+// The operations, by family: sockets (with the buffer groups their
+// multishot receives use), files and the file system, ring fds, then time:
+// timers, cancellation, task state and deadlines.
+mod net_ops;
 
-// The operations: timers and cancellation, sockets, reads and writes,
-// then the file system's.
+mod multishot;
+
+mod file_ops;
 mod fs_ops;
-mod ops;
 
-// Ring fds.
 mod files;
 
-// Buffer groups and the multishot operations that use them.
-mod multishot;
+mod timer_ops;
+
+mod timeouts;
 
 // Messages and threads.
 mod messages;

@@ -47,6 +47,7 @@ macro_rules! expect {
 
 mod harness;
 
+mod advice;
 mod buffers;
 mod cancel;
 mod deadlines;

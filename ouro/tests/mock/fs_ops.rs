@@ -1,11 +1,13 @@
-//! The file-system operations reach the mock with their fd and paths, and
-//! get the scripted reply (success and an error each).
+//! The file-system operations (and fadvise, madvise) reach the mock with
+//! their fd and paths, and get the scripted reply (success and an error
+//! each).
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
+use ouro::fs::{Advice, MemoryAdvice};
 use ouro::mock::{Mock, Reply};
 use ouro::{Completion, Ctx, OpKind, Outcome, Ring, RunMode};
 
@@ -217,4 +219,56 @@ fn fstat_reaches_the_mock_as_a_stat_of_its_fd() {
         panic!("expected an error, got {outcome:?}")
     };
     assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+}
+
+#[test]
+fn fadvise_reaches_the_mock_with_its_fd() {
+    let _alone = apart_from_other_tests();
+    let file = Rc::new(tempfile::tempfile().unwrap());
+    let raw = file.as_raw_fd();
+    let (outcome, (fd, paths)) = scripted(
+        OpKind::Fadvise,
+        || Reply::Value(0),
+        |r, c| r.fadvise(&file, 0, 0, Advice::WillNeed, c),
+    );
+    assert!(matches!(outcome, Outcome::Fadvise(Ok(()))), "{outcome:?}");
+    assert_eq!((fd, paths), (Some(raw), [None, None]));
+    let (outcome, _) = scripted(
+        OpKind::Fadvise,
+        || Reply::Errno(libc::ESPIPE),
+        |r, c| r.fadvise(&file, 0, 0, Advice::DontNeed, c),
+    );
+    let Outcome::Fadvise(Err(err)) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ESPIPE));
+}
+
+#[test]
+fn madvise_reaches_the_mock_and_gives_its_buffer_back() {
+    let _alone = apart_from_other_tests();
+    let (outcome, seen) = scripted(
+        OpKind::Madvise,
+        || Reply::Value(0),
+        |r, c| r.madvise(vec![3u8; 8192], MemoryAdvice::Sequential, c),
+    );
+    let Outcome::Madvise(Ok(()), buf) = outcome else {
+        panic!("expected success, got {outcome:?}")
+    };
+    assert_eq!(&buf[..], &[3u8; 8192][..]);
+    assert_eq!(seen, (None, [None, None]), "no fd, no path");
+    let (outcome, _) = scripted(
+        OpKind::Madvise,
+        || Reply::Errno(libc::EAGAIN),
+        |r, c| r.madvise(vec![4u8; 16], MemoryAdvice::WillNeed, c),
+    );
+    let Outcome::Madvise(Err(err), buf) = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EAGAIN));
+    assert_eq!(
+        &buf[..],
+        &[4u8; 16][..],
+        "the buffer comes back on error too"
+    );
 }

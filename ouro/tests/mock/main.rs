@@ -4,7 +4,7 @@
 //! one, unscripted operations, fd leak reports, and replies that could
 //! stand for an fd or an error no kernel gives; the file-system operations
 //! reaching the mock with their fds and paths (`fs_ops.rs`); send_to and
-//! recv_from (`udp.rs`).
+//! recv_from (`udp.rs`); pipes, `SendFile` and signal waits (`helpers.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, Run
 #[path = "../common/mod.rs"]
 mod common;
 mod fs_ops;
+mod helpers;
 mod udp;
 
 // The example, included as it is.

@@ -287,6 +287,39 @@ pub(super) fn prepare(op: &mut Op, files: &mut OwnedFiles) -> Result<Call, i32> 
                 ..SysArgs::NONE
             },
         ),
+        Op::Fadvise {
+            fd,
+            offset,
+            len,
+            advice,
+        } => Call::on_pool(
+            fadvise,
+            SysArgs {
+                fds: [raw(fd), -1],
+                flags: advice_number(*advice),
+                nums: [*offset as i64, *len as i64, 0],
+                ..SysArgs::NONE
+            },
+        ),
+        Op::Madvise { buf, advice } => {
+            let (ptr, len) = buf.raw_parts();
+            let (start, len) = crate::backend::whole_pages(ptr, len);
+            Call::on_pool(
+                |a| {
+                    let len = a.nums[0] as usize;
+                    // SAFETY: `ptrs[0]` and `len` are the whole pages inside
+                    // the buffer the op owns; the advice offered never
+                    // changes their contents.
+                    result(unsafe { libc::madvise(a.ptrs[0], len, a.flags) } as isize)
+                },
+                SysArgs {
+                    flags: advice.raw(),
+                    nums: [len as i64, 0, 0],
+                    ptrs: [start.cast_mut().cast(), std::ptr::null_mut()],
+                    ..SysArgs::NONE
+                },
+            )
+        }
         Op::StatFd { fd, out } => Call::on_pool(
             |a| sys::fstat(a.fds[0], a.ptrs[0].cast()),
             SysArgs {
@@ -465,4 +498,32 @@ fn fallocate(a: &mut SysArgs) -> i32 {
 #[cfg(not(target_os = "linux"))]
 fn fallocate(_: &mut SysArgs) -> i32 {
     -libc::EOPNOTSUPP
+}
+
+/// `posix_fadvise(2)` of `fds[0]` with advice `flags`, at `nums[0]` for
+/// `nums[1]` bytes.
+#[cfg(target_os = "linux")]
+fn fadvise(a: &mut SysArgs) -> i32 {
+    let (offset, len) = (a.nums[0] as libc::off_t, a.nums[1] as libc::off_t);
+    // SAFETY: plain system call on integers.
+    let res = unsafe { libc::posix_fadvise(a.fds[0], offset, len, a.flags) };
+    // posix_fadvise returns the error number rather than setting errno.
+    -res
+}
+
+/// The number `posix_fadvise(2)` takes for `advice`.
+#[cfg(target_os = "linux")]
+fn advice_number(advice: crate::fs::Advice) -> i32 {
+    advice.raw()
+}
+
+/// Only Linux has `posix_fadvise(2)` among the readiness backend's systems.
+#[cfg(not(target_os = "linux"))]
+fn fadvise(_: &mut SysArgs) -> i32 {
+    -libc::EOPNOTSUPP
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advice_number(_: crate::fs::Advice) -> i32 {
+    0
 }

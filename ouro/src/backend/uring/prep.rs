@@ -374,6 +374,26 @@ impl Opcodes {
                 .mode(*mode)
                 .build()))
             }
+            Op::Fadvise {
+                fd,
+                offset,
+                len,
+                advice,
+            } => {
+                // `len` fits the entry's 32 bits: `Ring::fadvise` checks it.
+                let (len, advice) = (*len as libc::off_t, advice.raw());
+                submit!(with_target!(files.target(*fd), |t| opcode::Fadvise::new(
+                    t, len, advice
+                )
+                .offset(*offset)
+                .build()))
+            }
+            Op::Madvise { buf, advice } => {
+                let (ptr, len) = buf.raw_parts();
+                let (start, len) = crate::backend::whole_pages(ptr, len);
+                // `len` fits the entry's 32 bits: `Ring::madvise` checks it.
+                opcode::Madvise::new(start.cast(), len as libc::off_t, advice.raw()).build()
+            }
             Op::StatFd { fd, out } => {
                 let fd = files.process_fd(*fd)?;
                 let out: *mut libc::statx = &mut **out;
