@@ -57,6 +57,9 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// Time comes from the ring's clock and randomness from the simulated world's
+// seeded streams, so a simulated run replays from its seed (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
 mod config;
 mod session;

@@ -113,6 +113,9 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Time comes from the ring's clock and randomness from the simulated world's
+// seeded streams, so a simulated run replays from its seed (clippy.toml).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
 mod backend;
 mod buffers;

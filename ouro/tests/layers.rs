@@ -6,6 +6,9 @@
 //! it by concern) in the library, its examples and tests, or the benchmark
 //! program. `ARCHITECTURE.md` draws the same picture. One more test keeps
 //! `Ring`'s rustdoc page in its reading order (it follows `ring/mod.rs`).
+//! They also check that the ring crates keep clippy's lint against the OS
+//! clock and OS randomness on, and that only the real clock source and DNS
+//! query IDs step around it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -318,4 +321,57 @@ fn the_check_sees_upward_and_grouped_paths() {
     assert!(!may_import("op", "op_unknown"));
     assert!(may_import("completion", "op"));
     assert!(!may_import("op", "completion"));
+}
+
+/// The crates whose code runs on a ring, and so under the simulator.
+const RING_CRATES: &[&str] = &["ouro", "ouro-net", "ouro-tls"];
+
+/// The only library files that may read the OS clock or its randomness:
+/// the real backends' clock source, and DNS query IDs (a CSPRNG).
+const OS_SOURCES: &[&str] = &["ouro/src/time.rs", "ouro-net/src/dns/exchange.rs"];
+
+#[test]
+fn only_the_clock_source_and_dns_ids_escape_the_clock_and_randomness_lint() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("ouro sits in the workspace");
+    let config = fs::read_to_string(workspace.join("clippy.toml")).expect("read clippy.toml");
+    for method in [
+        "std::time::Instant::now",
+        "std::time::SystemTime::now",
+        "getrandom::u32",
+        "fastrand::u64",
+    ] {
+        assert!(
+            config.contains(&format!("\"{method}\"")),
+            "clippy.toml must disallow {method}"
+        );
+    }
+    let mut files = Vec::new();
+    for krate in RING_CRATES {
+        let lib =
+            fs::read_to_string(workspace.join(krate).join("src/lib.rs")).expect("read lib.rs");
+        assert!(
+            lib.contains("#![cfg_attr(not(test), deny(clippy::disallowed_methods))]"),
+            "{krate}/src/lib.rs must switch the lint on"
+        );
+        rust_files(&workspace.join(krate).join("src"), &mut files);
+    }
+    files.sort();
+    let allowing: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            fs::read_to_string(file)
+                .expect("read a source file")
+                .contains("allow(clippy::disallowed_methods)")
+        })
+        .map(|file| {
+            let relative = file.strip_prefix(workspace).expect("under the workspace");
+            relative.display().to_string()
+        })
+        .collect();
+    assert_eq!(
+        allowing, OS_SOURCES,
+        "files allowing the OS clock or randomness"
+    );
 }

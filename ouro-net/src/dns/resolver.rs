@@ -403,10 +403,11 @@ impl<S> Resolver<S> {
         let Some(name) = lookup.candidates.get(lookup.candidate).cloned() else {
             return;
         };
+        let now = ring.now();
         lookup.exchanges = (lookup.types.iter().enumerate())
             .map(|(i, t)| {
                 let key = id_key(id) | ((i as u64) << EXCHANGE_SHIFT);
-                Exchange::new(name.clone(), *t, ctx, key, edns)
+                Exchange::new(name.clone(), *t, ctx, key, edns, now)
             })
             .collect();
         let plan = Self::plan(&self.config, lookup.first_server);

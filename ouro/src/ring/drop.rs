@@ -2,7 +2,7 @@
 //! operations lent it.
 
 use std::mem;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::slab::{Slab, State};
 use super::Ring;
@@ -10,7 +10,7 @@ use crate::backend::{RawCompletion, MORE};
 use crate::error::raw_result;
 use crate::op::Op;
 use crate::task::user_data;
-use crate::time::Clock;
+use crate::time::{duration_ns, Clock};
 
 /// How long a dropping ring waits for the kernel to give back memory of
 /// cancelled operations before it leaks that memory instead.
@@ -130,11 +130,14 @@ impl<S> Ring<S> {
                 }
             }
         }
-        let give_up = Instant::now() + DRAIN_LIMIT;
+        // A clock of its own, on the OS's time: the wait is for the kernel or
+        // a pool thread, and a dropped simulated ring must not move its
+        // world's virtual clock.
         let mut clock = Clock::real();
+        let give_up = duration_ns(DRAIN_LIMIT);
         let mut batch = Vec::new();
         while in_backend(&self.slab) > 0 {
-            if Instant::now() > give_up {
+            if clock.now() > give_up {
                 self.leak_in_flight();
                 return false;
             }
