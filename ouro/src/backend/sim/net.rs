@@ -47,7 +47,12 @@ struct Socket {
     arrived: usize,
     /// The peer will send nothing more (after `rx`).
     rx_fin: bool,
+    /// The connection was reset: sends fail with `EPIPE`, receives end
+    /// after what had arrived.
     reset: bool,
+    /// The reset's error, reported once, by the next send or receive:
+    /// `ECONNRESET`, or `EPIPE` if the peer had already sent its FIN.
+    error: Option<i32>,
     write_shut: bool,
     closed: bool,
     /// When the last segment bound here arrives: segments keep order.
@@ -187,14 +192,26 @@ impl State {
     }
 
     pub(crate) fn listen(&mut self, sock: usize, backlog: i32) -> Reply {
-        let Some(addr) = self.net.sockets[sock].local else {
-            return Reply::Res(-libc::EINVAL);
+        let most = usize::try_from(backlog).unwrap_or(0).clamp(1, 4096);
+        match &mut self.net.sockets[sock].role {
+            Role::Fresh => {}
+            // Listening again only sets the backlog's length.
+            Role::Listening { most: now, .. } => {
+                *now = most;
+                return Reply::Res(0);
+            }
+            Role::Connected { .. } => return Reply::Res(-libc::EINVAL),
+        }
+        // An unbound socket listens on an ephemeral port, as the kernel's.
+        let addr = match self.net.sockets[sock].local {
+            Some(addr) => addr,
+            None => self.net.ephemeral(),
         };
         if self.net.listeners.contains_key(&addr) {
             return Reply::Res(-libc::EADDRINUSE);
         }
         self.net.listeners.insert(addr, sock);
-        let most = usize::try_from(backlog).unwrap_or(0).clamp(1, 4096);
+        self.net.sockets[sock].local = Some(addr);
         self.net.sockets[sock].role = Role::Listening {
             backlog: VecDeque::new(),
             most,
@@ -276,14 +293,15 @@ impl State {
     }
 
     pub(crate) fn send(&mut self, sock: usize, data: &[u8]) -> Reply {
-        let socket = &self.net.sockets[sock];
+        let socket = &mut self.net.sockets[sock];
+        // A TCP send on a socket that is not connected is `EPIPE` too.
         let Role::Connected { peer } = socket.role else {
-            return Reply::Res(-libc::ENOTCONN);
+            return Reply::Res(-libc::EPIPE);
         };
-        if socket.reset {
-            return Reply::Res(-libc::ECONNRESET);
+        if let Some(errno) = socket.error.take() {
+            return Reply::Res(-errno);
         }
-        if socket.write_shut {
+        if socket.reset || socket.write_shut {
             return Reply::Res(-libc::EPIPE);
         }
         let mut len = data.len();
@@ -357,9 +375,12 @@ impl State {
             socket.rx.drain(..n);
             socket.arrived -= n;
             n as i32
-        } else if socket.reset {
-            -libc::ECONNRESET
         } else if socket.rx_fin {
+            // The end of the stream comes before a reset's error.
+            0
+        } else if let Some(errno) = socket.error.take() {
+            -errno
+        } else if socket.reset {
             0
         } else {
             return;
@@ -370,9 +391,11 @@ impl State {
     }
 
     /// Both ends of `sock`'s connection are reset, now here and after the
-    /// usual delay at the peer.
+    /// usual delay at the peer; the error `sock`'s operation failed with is
+    /// the reset's own, reported already.
     pub(crate) fn reset_both(&mut self, sock: usize) {
         self.reset(sock);
+        self.net.sockets[sock].error = None;
         if let Role::Connected { peer } = self.net.sockets[sock].role {
             let at = self.now() + self.delay();
             self.schedule(at, What::Reset { sock: peer });
@@ -419,6 +442,7 @@ impl State {
     fn close_socket(&mut self, sock: usize) {
         let socket = &mut self.net.sockets[sock];
         socket.closed = true;
+        let unread = socket.arrived;
         // Nothing reads it any more; what is still on its way is dropped
         // as it arrives.
         socket.rx = VecDeque::new();
@@ -428,7 +452,12 @@ impl State {
             Role::Connected { peer } => {
                 // Kept: data that still arrives resets the peer.
                 socket.role = Role::Connected { peer };
-                if !socket.write_shut {
+                if unread > 0 {
+                    // Closed with data unread: the kernel resets the
+                    // connection instead of ending it.
+                    let at = self.now() + self.delay();
+                    self.schedule(at, What::Reset { sock: peer });
+                } else if !socket.write_shut {
                     self.send_fin(peer);
                 }
             }
@@ -462,7 +491,15 @@ impl State {
     }
 
     pub(crate) fn reset(&mut self, sock: usize) {
-        self.net.sockets[sock].reset = true;
+        let socket = &mut self.net.sockets[sock];
+        if !socket.reset {
+            socket.reset = true;
+            socket.error = Some(if socket.rx_fin {
+                libc::EPIPE
+            } else {
+                libc::ECONNRESET
+            });
+        }
         self.wake_recv(sock);
     }
 }
