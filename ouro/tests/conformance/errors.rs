@@ -59,3 +59,50 @@ pub fn noop(env: &mut Env) {
     let pair = pair(env);
     close_pair(env, pair);
 }
+
+pub fn shutdown_read_then_recv(env: &mut Env) {
+    let pair = pair(env);
+    let shut = env.op(|ring, ctx| ring.shutdown(pair.client, Shutdown::Read, ctx));
+    env.note_outcome("client shuts its reading side", shut);
+    let got = recv(env, pair.client, 64);
+    env.note_outcome("client receives", got);
+    close_pair(env, pair);
+}
+
+pub fn two_pending_receives_see_the_end(env: &mut Env) {
+    let pair = pair(env);
+    let server = pair.server;
+    let (first, _) = env.start(|ring, ctx| ring.recv(server, Vec::with_capacity(64), ctx));
+    let (second, _) = env.start(|ring, ctx| ring.recv(server, Vec::with_capacity(64), ctx));
+    let shut = env.op(|ring, ctx| ring.shutdown(pair.client, Shutdown::Write, ctx));
+    env.note_outcome("client shuts its writing side", shut);
+    let ended = env.wait(first);
+    env.note_outcome("first pending receive", ended);
+    let ended = env.wait(second);
+    env.note_outcome("second pending receive", ended);
+    close_pair(env, pair);
+}
+
+pub fn cancel_a_pending_accept(env: &mut Env) {
+    let (listener, addr) = listener(env);
+    let (accept, task) = env.start(|ring, ctx| ring.accept(listener, ctx));
+    let cancel = env.op(|ring, ctx| ring.cancel(task, ctx));
+    env.note_outcome("cancel", cancel);
+    let canceled = env.wait(accept);
+    env.note_outcome("the accept", canceled);
+    // The listener still accepts.
+    let client = socket(env, "client socket");
+    let (accept, _) = env.start(|ring, ctx| ring.accept(listener, ctx));
+    let connected = env.op(|ring, ctx| ring.connect(client, addr, ctx));
+    env.note_outcome("connect", connected);
+    let accepted = env.wait(accept);
+    let server = env.note_outcome("accept", accepted).expect("a connection");
+    close_pair(
+        env,
+        crate::scenarios::Pair {
+            listener,
+            client,
+            server,
+        },
+    );
+}

@@ -68,6 +68,9 @@ conformance!(
     listen_without_bind,
     bind_an_address_in_use,
     noop,
+    shutdown_read_then_recv,
+    two_pending_receives_see_the_end,
+    cancel_a_pending_accept,
 );
 
 mod scenarios {

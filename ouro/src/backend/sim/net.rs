@@ -54,6 +54,8 @@ struct Socket {
     /// `ECONNRESET`, or `EPIPE` if the peer had already sent its FIN.
     error: Option<i32>,
     write_shut: bool,
+    /// Shut for reading: receives end after what had arrived.
+    read_shut: bool,
     closed: bool,
     /// When the last segment bound here arrives: segments keep order.
     arrival: u64,
@@ -347,47 +349,54 @@ impl State {
         Reply::Parked
     }
 
-    /// Fills the first waiting receive, if there is anything to give it.
+    /// Fills the waiting receives, in order, while there is anything to
+    /// give them (an end of stream or a reset ends every one).
     fn wake_recv(&mut self, sock: usize) {
-        let socket = &mut self.net.sockets[sock];
-        let Some(&parked) = socket.waiting.front() else {
-            return;
-        };
-        let res = if socket.arrived > 0 {
-            let mut n = socket.arrived.min(parked.room);
-            if n > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
-                n = self.streams.get(Stream::NetShort).usize(1..n);
-                self.faults.add(Fault::ShortRead);
-            }
+        loop {
             let socket = &mut self.net.sockets[sock];
-            let (front, back) = socket.rx.as_slices();
-            let from_front = n.min(front.len());
-            if n > 0 {
-                // SAFETY: a receive parks its spare room, `room` bytes its
-                // task keeps in place until its completion; `n <= room`,
-                // and the world's queue never overlaps a task's buffer.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(front.as_ptr(), parked.ptr, from_front);
-                    let rest = n - from_front;
-                    std::ptr::copy_nonoverlapping(back.as_ptr(), parked.ptr.add(from_front), rest);
+            let Some(&parked) = socket.waiting.front() else {
+                return;
+            };
+            let res = if socket.arrived > 0 {
+                let mut n = socket.arrived.min(parked.room);
+                if n > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
+                    n = self.streams.get(Stream::NetShort).usize(1..n);
+                    self.faults.add(Fault::ShortRead);
                 }
-            }
-            socket.rx.drain(..n);
-            socket.arrived -= n;
-            n as i32
-        } else if socket.rx_fin {
-            // The end of the stream comes before a reset's error.
-            0
-        } else if let Some(errno) = socket.error.take() {
-            -errno
-        } else if socket.reset {
-            0
-        } else {
-            return;
-        };
-        self.net.sockets[sock].waiting.pop_front();
-        let now = self.now();
-        self.complete(parked.node, parked.user_data, res, now);
+                let socket = &mut self.net.sockets[sock];
+                let (front, back) = socket.rx.as_slices();
+                let from_front = n.min(front.len());
+                if n > 0 {
+                    // SAFETY: a receive parks its spare room, `room` bytes its
+                    // task keeps in place until its completion; `n <= room`,
+                    // and the world's queue never overlaps a task's buffer.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(front.as_ptr(), parked.ptr, from_front);
+                        let rest = n - from_front;
+                        std::ptr::copy_nonoverlapping(
+                            back.as_ptr(),
+                            parked.ptr.add(from_front),
+                            rest,
+                        );
+                    }
+                }
+                socket.rx.drain(..n);
+                socket.arrived -= n;
+                n as i32
+            } else if socket.rx_fin {
+                // The end of the stream comes before a reset's error.
+                0
+            } else if let Some(errno) = socket.error.take() {
+                -errno
+            } else if socket.reset || socket.read_shut {
+                0
+            } else {
+                return;
+            };
+            self.net.sockets[sock].waiting.pop_front();
+            let now = self.now();
+            self.complete(parked.node, parked.user_data, res, now);
+        }
     }
 
     /// Both ends of `sock`'s connection are reset, now here and after the
@@ -409,6 +418,10 @@ impl State {
         if how != libc::SHUT_RD && !self.net.sockets[sock].write_shut {
             self.net.sockets[sock].write_shut = true;
             self.send_fin(peer);
+        }
+        if how != libc::SHUT_WR {
+            self.net.sockets[sock].read_shut = true;
+            self.wake_recv(sock);
         }
         Reply::Res(0)
     }
