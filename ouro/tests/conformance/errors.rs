@@ -101,6 +101,7 @@ pub fn cancel_a_pending_accept(env: &mut Env) {
         env,
         crate::scenarios::Pair {
             listener,
+            addr,
             client,
             server,
         },

@@ -80,6 +80,7 @@ mod scenarios {
     /// A listener, a client connected to it and the accepted end.
     pub struct Pair {
         pub listener: RingFd,
+        pub addr: SocketAddr,
         pub client: RingFd,
         pub server: RingFd,
     }
@@ -112,6 +113,7 @@ mod scenarios {
         let server = env.note_outcome("accept", accepted).expect("a connection");
         Pair {
             listener,
+            addr,
             client,
             server,
         }
@@ -191,11 +193,9 @@ mod scenarios {
 
     pub fn connect_and_accept(env: &mut Env) {
         let pair = pair(env);
-        let (listener, _) = (pair.listener, ());
-        let addr = env.listen_addr();
-        let again = env.op(|ring, ctx| ring.connect(pair.client, addr, ctx));
+        let again = env.op(|ring, ctx| ring.connect(pair.client, pair.addr, ctx));
         env.note_outcome("connect the connected socket again", again);
-        let twice = env.op(|ring, ctx| ring.listen(listener, 16, ctx));
+        let twice = env.op(|ring, ctx| ring.listen(pair.listener, 16, ctx));
         env.note_outcome("listen again", twice);
         close_pair(env, pair);
     }
@@ -300,32 +300,28 @@ mod scenarios {
 
     pub fn cancel_a_pending_recv(env: &mut Env) {
         let pair = pair(env);
-        let (recv, task) =
+        let (pending, task) =
             env.start(|ring, ctx| ring.recv(pair.client, Vec::with_capacity(64), ctx));
         let cancel = env.op(|ring, ctx| ring.cancel(task, ctx));
         env.note_outcome("cancel", cancel);
-        let canceled = env.wait(recv);
+        let canceled = env.wait(pending);
         env.note_outcome("the receive", canceled);
         // The connection is still usable.
         let sent = env.op(|ring, ctx| ring.send(pair.server, b"still here".to_vec(), ctx));
         env.note_outcome("server sends", sent);
-        let got = recv_step(env, pair.client);
+        let got = recv(env, pair.client, 64);
         env.note_outcome("client receives", got);
         close_pair(env, pair);
     }
 
-    fn recv_step(env: &mut Env, fd: RingFd) -> Outcome {
-        recv(env, fd, 64)
-    }
-
     pub fn deadline_on_a_pending_recv(env: &mut Env) {
         let pair = pair(env);
-        let (recv, task) =
+        let (pending, task) =
             env.start(|ring, ctx| ring.recv(pair.client, Vec::with_capacity(64), ctx));
         env.ring
             .set_timeout(task, Duration::from_millis(20))
             .expect("a deadline on a live task");
-        let late = env.wait(recv);
+        let late = env.wait(pending);
         env.note_outcome("the receive", late);
         close_pair(env, pair);
     }
