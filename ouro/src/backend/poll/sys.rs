@@ -78,7 +78,16 @@ pub(super) fn connect(a: &mut SysArgs) -> Attempt {
             if poll_revents(fd, libc::POLLOUT) == 0 {
                 return Attempt::Wait(fd, Interest::WRITABLE);
             }
-            let res = socket_error(fd);
+            let mut res = socket_error(fd);
+            if res == 0 {
+                // Connecting again marks the socket connected, as the
+                // kernel's own wait would: a later connect is `EISCONN`.
+                // SAFETY: `addr` holds `len` bytes of a socket address.
+                let again = result(unsafe { libc::connect(fd, addr, len) } as isize);
+                if again != -libc::EISCONN {
+                    res = again;
+                }
+            }
             restore(fd, restore_blocking);
             Attempt::Done(res)
         }

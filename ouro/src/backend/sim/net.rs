@@ -47,8 +47,15 @@ struct Socket {
     arrived: usize,
     /// The peer will send nothing more (after `rx`).
     rx_fin: bool,
+    /// The connection was reset: sends fail with `EPIPE`, receives end
+    /// after what had arrived.
     reset: bool,
+    /// The reset's error, reported once, by the next send or receive:
+    /// `ECONNRESET`, or `EPIPE` if the peer had already sent its FIN.
+    error: Option<i32>,
     write_shut: bool,
+    /// Shut for reading: receives end after what had arrived.
+    read_shut: bool,
     closed: bool,
     /// When the last segment bound here arrives: segments keep order.
     arrival: u64,
@@ -187,14 +194,26 @@ impl State {
     }
 
     pub(crate) fn listen(&mut self, sock: usize, backlog: i32) -> Reply {
-        let Some(addr) = self.net.sockets[sock].local else {
-            return Reply::Res(-libc::EINVAL);
+        let most = usize::try_from(backlog).unwrap_or(0).clamp(1, 4096);
+        match &mut self.net.sockets[sock].role {
+            Role::Fresh => {}
+            // Listening again only sets the backlog's length.
+            Role::Listening { most: now, .. } => {
+                *now = most;
+                return Reply::Res(0);
+            }
+            Role::Connected { .. } => return Reply::Res(-libc::EINVAL),
+        }
+        // An unbound socket listens on an ephemeral port, as the kernel's.
+        let addr = match self.net.sockets[sock].local {
+            Some(addr) => addr,
+            None => self.net.ephemeral(),
         };
         if self.net.listeners.contains_key(&addr) {
             return Reply::Res(-libc::EADDRINUSE);
         }
         self.net.listeners.insert(addr, sock);
-        let most = usize::try_from(backlog).unwrap_or(0).clamp(1, 4096);
+        self.net.sockets[sock].local = Some(addr);
         self.net.sockets[sock].role = Role::Listening {
             backlog: VecDeque::new(),
             most,
@@ -276,14 +295,15 @@ impl State {
     }
 
     pub(crate) fn send(&mut self, sock: usize, data: &[u8]) -> Reply {
-        let socket = &self.net.sockets[sock];
+        let socket = &mut self.net.sockets[sock];
+        // A TCP send on a socket that is not connected is `EPIPE` too.
         let Role::Connected { peer } = socket.role else {
-            return Reply::Res(-libc::ENOTCONN);
+            return Reply::Res(-libc::EPIPE);
         };
-        if socket.reset {
-            return Reply::Res(-libc::ECONNRESET);
+        if let Some(errno) = socket.error.take() {
+            return Reply::Res(-errno);
         }
-        if socket.write_shut {
+        if socket.reset || socket.write_shut {
             return Reply::Res(-libc::EPIPE);
         }
         let mut len = data.len();
@@ -329,50 +349,62 @@ impl State {
         Reply::Parked
     }
 
-    /// Fills the first waiting receive, if there is anything to give it.
+    /// Fills the waiting receives, in order, while there is anything to
+    /// give them (an end of stream or a reset ends every one).
     fn wake_recv(&mut self, sock: usize) {
-        let socket = &mut self.net.sockets[sock];
-        let Some(&parked) = socket.waiting.front() else {
-            return;
-        };
-        let res = if socket.arrived > 0 {
-            let mut n = socket.arrived.min(parked.room);
-            if n > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
-                n = self.streams.get(Stream::NetShort).usize(1..n);
-                self.faults.add(Fault::ShortRead);
-            }
+        loop {
             let socket = &mut self.net.sockets[sock];
-            let (front, back) = socket.rx.as_slices();
-            let from_front = n.min(front.len());
-            if n > 0 {
-                // SAFETY: a receive parks its spare room, `room` bytes its
-                // task keeps in place until its completion; `n <= room`,
-                // and the world's queue never overlaps a task's buffer.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(front.as_ptr(), parked.ptr, from_front);
-                    let rest = n - from_front;
-                    std::ptr::copy_nonoverlapping(back.as_ptr(), parked.ptr.add(from_front), rest);
+            let Some(&parked) = socket.waiting.front() else {
+                return;
+            };
+            let res = if socket.arrived > 0 {
+                let mut n = socket.arrived.min(parked.room);
+                if n > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
+                    n = self.streams.get(Stream::NetShort).usize(1..n);
+                    self.faults.add(Fault::ShortRead);
                 }
-            }
-            socket.rx.drain(..n);
-            socket.arrived -= n;
-            n as i32
-        } else if socket.reset {
-            -libc::ECONNRESET
-        } else if socket.rx_fin {
-            0
-        } else {
-            return;
-        };
-        self.net.sockets[sock].waiting.pop_front();
-        let now = self.now();
-        self.complete(parked.node, parked.user_data, res, now);
+                let socket = &mut self.net.sockets[sock];
+                let (front, back) = socket.rx.as_slices();
+                let from_front = n.min(front.len());
+                if n > 0 {
+                    // SAFETY: a receive parks its spare room, `room` bytes its
+                    // task keeps in place until its completion; `n <= room`,
+                    // and the world's queue never overlaps a task's buffer.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(front.as_ptr(), parked.ptr, from_front);
+                        let rest = n - from_front;
+                        std::ptr::copy_nonoverlapping(
+                            back.as_ptr(),
+                            parked.ptr.add(from_front),
+                            rest,
+                        );
+                    }
+                }
+                socket.rx.drain(..n);
+                socket.arrived -= n;
+                n as i32
+            } else if socket.rx_fin {
+                // The end of the stream comes before a reset's error.
+                0
+            } else if let Some(errno) = socket.error.take() {
+                -errno
+            } else if socket.reset || socket.read_shut {
+                0
+            } else {
+                return;
+            };
+            self.net.sockets[sock].waiting.pop_front();
+            let now = self.now();
+            self.complete(parked.node, parked.user_data, res, now);
+        }
     }
 
     /// Both ends of `sock`'s connection are reset, now here and after the
-    /// usual delay at the peer.
+    /// usual delay at the peer; the error `sock`'s operation failed with is
+    /// the reset's own, reported already.
     pub(crate) fn reset_both(&mut self, sock: usize) {
         self.reset(sock);
+        self.net.sockets[sock].error = None;
         if let Role::Connected { peer } = self.net.sockets[sock].role {
             let at = self.now() + self.delay();
             self.schedule(at, What::Reset { sock: peer });
@@ -386,6 +418,10 @@ impl State {
         if how != libc::SHUT_RD && !self.net.sockets[sock].write_shut {
             self.net.sockets[sock].write_shut = true;
             self.send_fin(peer);
+        }
+        if how != libc::SHUT_WR {
+            self.net.sockets[sock].read_shut = true;
+            self.wake_recv(sock);
         }
         Reply::Res(0)
     }
@@ -419,6 +455,7 @@ impl State {
     fn close_socket(&mut self, sock: usize) {
         let socket = &mut self.net.sockets[sock];
         socket.closed = true;
+        let unread = socket.arrived;
         // Nothing reads it any more; what is still on its way is dropped
         // as it arrives.
         socket.rx = VecDeque::new();
@@ -428,7 +465,12 @@ impl State {
             Role::Connected { peer } => {
                 // Kept: data that still arrives resets the peer.
                 socket.role = Role::Connected { peer };
-                if !socket.write_shut {
+                if unread > 0 {
+                    // Closed with data unread: the kernel resets the
+                    // connection instead of ending it.
+                    let at = self.now() + self.delay();
+                    self.schedule(at, What::Reset { sock: peer });
+                } else if !socket.write_shut {
                     self.send_fin(peer);
                 }
             }
@@ -462,7 +504,15 @@ impl State {
     }
 
     pub(crate) fn reset(&mut self, sock: usize) {
-        self.net.sockets[sock].reset = true;
+        let socket = &mut self.net.sockets[sock];
+        if !socket.reset {
+            socket.reset = true;
+            socket.error = Some(if socket.rx_fin {
+                libc::EPIPE
+            } else {
+                libc::ECONNRESET
+            });
+        }
         self.wake_recv(sock);
     }
 }
