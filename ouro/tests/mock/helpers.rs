@@ -128,6 +128,7 @@ fn send_file_reaches_the_mock_as_splices_from_the_file_then_the_pipe() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "signal handlers and socket ioctls: needs the kernel")]
 fn a_signal_wait_reaches_the_mock_as_a_receive_on_the_signals_socket() {
     let _alone = apart_from_other_tests();
     // Only a handler is installed: no signal is raised here.
