@@ -198,6 +198,10 @@ impl<S> Ring<S> {
         delivered
     }
 
+    // Inlined into each delivery loop: as a call it saved and restored six
+    // registers and took the completion through memory, a tenth of a NOP's
+    // instructions.
+    #[inline(always)]
     fn deliver_raw(&mut self, state: &mut S, c: RawCompletion) -> usize {
         match user_data::kind(c.user_data) {
             user_data::TASK => {

@@ -9,6 +9,7 @@ use io_uring::{opcode, types};
 
 use super::{is_busy, RawCompletion, Started, Uring, INSTALL, WAKE_READ};
 use crate::buffers::group::GroupInner;
+use crate::task::user_data;
 
 impl Uring {
     pub(crate) fn reap(&mut self, out: &mut Vec<RawCompletion>) {
@@ -35,17 +36,19 @@ impl Uring {
     pub(crate) fn next_completion(&mut self) -> Option<RawCompletion> {
         loop {
             let cqe = self.ring.completion().next()?;
-            match cqe.user_data() {
-                WAKE_READ => self.wake_read_armed = false,
-                // Only `install` waits for one, and it takes its own.
-                INSTALL => {}
-                user_data => {
-                    return Some(RawCompletion {
-                        user_data,
-                        res: cqe.result(),
-                        flags: cqe.flags(),
-                    })
-                }
+            let user_data = cqe.user_data();
+            // One test keeps ouro's own completions (the waker's reads,
+            // cancel requests, wait timeouts; only `install` waits for one,
+            // and it takes its own) away from the ring.
+            if user_data::kind(user_data) != user_data::INTERNAL {
+                return Some(RawCompletion {
+                    user_data,
+                    res: cqe.result(),
+                    flags: cqe.flags(),
+                });
+            }
+            if user_data == WAKE_READ {
+                self.wake_read_armed = false;
             }
         }
     }
