@@ -177,14 +177,22 @@ struct Client {
 /// The clients of one ring.
 pub struct Clients {
     world: World,
+    ring_index: usize,
     clients: Vec<Client>,
 }
 
 impl Clients {
     /// The clients numbered `ids`, each to make `rounds` rounds.
-    fn start(world: &World, ring: &mut Ring<Clients>, ids: Range<usize>, rounds: u32) -> Clients {
+    fn start(
+        world: &World,
+        ring: &mut Ring<Clients>,
+        ring_index: usize,
+        ids: Range<usize>,
+        rounds: u32,
+    ) -> Clients {
         let mut clients = Clients {
             world: world.clone(),
+            ring_index,
             clients: Vec::new(),
         };
         for (i, id) in ids.enumerate() {
@@ -204,8 +212,30 @@ impl Clients {
         clients
     }
 
-    fn unfinished(&self) -> usize {
-        self.clients.iter().filter(|c| c.rounds_left > 0).count()
+    /// What each client that has rounds left is doing.
+    fn unfinished(&self, ids: &mut Vec<String>) {
+        for (key, c) in self.clients.iter().enumerate() {
+            if c.rounds_left == 0 {
+                continue;
+            }
+            let doing = match c.fd {
+                None => "between connections".to_string(),
+                Some(_) if c.sent < c.message.len() => format!(
+                    "connecting or sending ({} of {} bytes sent)",
+                    c.sent,
+                    c.message.len()
+                ),
+                Some(_) => format!(
+                    "waiting for its answer ({} of {} bytes back)",
+                    c.got,
+                    c.message.len()
+                ),
+            };
+            ids.push(format!(
+                "client {key} of ring {}: {} round(s) left, {doing}",
+                self.ring_index, c.rounds_left
+            ));
+        }
     }
 
     /// Starts a round (or ends the client): a new message on the open
@@ -340,7 +370,7 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
             let mut ring = Ring::simulated(world);
             let first = (r * per_ring).min(load.clients as usize);
             let last = ((r + 1) * per_ring).min(load.clients as usize);
-            let state = Clients::start(world, &mut ring, first..last, load.rounds);
+            let state = Clients::start(world, &mut ring, r, first..last, load.rounds);
             (ring, state)
         })
         .collect();
@@ -354,11 +384,17 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
     run_all(&mut server, &mut clients, SAFETY_TIME)?;
     world.set_config(Config::calm());
     run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
-    let unfinished: usize = clients.iter().map(|c| c.1.unfinished()).sum();
-    if unfinished > 0 {
+    let mut pending = Vec::new();
+    for (_, state) in &clients {
+        state.unfinished(&mut pending);
+    }
+    if !pending.is_empty() {
+        let clients = pending.len();
+        pending.extend(world.unhealed());
         world.report(format!(
-            "liveness: {unfinished} client(s) had not finished their rounds \
-             {LIVENESS_BOUND:?} after the faults stopped"
+            "liveness: {clients} client(s) had not finished their rounds {LIVENESS_BOUND:?} \
+             after the network healed and the faults stopped: {}",
+            pending.join("; ")
         ));
     }
     let (ring, state) = &mut server;

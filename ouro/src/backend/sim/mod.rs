@@ -42,6 +42,7 @@
 
 mod faults;
 mod net;
+mod partition;
 mod world;
 
 use std::io;
@@ -58,7 +59,7 @@ use crate::time::Clock;
 use net::{Parked, Reply};
 use world::State;
 
-pub use faults::{Config, FaultCounts, Latency};
+pub use faults::{Config, FaultCounts, Latency, Partitions};
 #[doc(hidden)]
 pub use world::Bug;
 pub use world::{Node, Stop, World};
@@ -198,7 +199,7 @@ impl SimBackend {
                     },
                     Op::Listen { backlog, .. } => state.listen(sock, *backlog),
                     Op::Connect { addr, .. } => match addr.get().and_then(|a| a.as_socket()) {
-                        Some(addr) => state.connect(sock, addr),
+                        Some(addr) => state.connect(parked(std::ptr::null_mut(), 0), sock, addr),
                         None => Reply::Res(-libc::EAFNOSUPPORT),
                     },
                     Op::Accept { addr, .. } => {
