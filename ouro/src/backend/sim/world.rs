@@ -10,7 +10,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::faults::{Config, Fault, FaultCounts, FaultTally, Stream, Streams};
+use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::net::Net;
 use super::partition::{Held, Paths};
 use crate::backend::RawCompletion;
@@ -220,6 +220,13 @@ impl World {
     /// Virtual time since the world began.
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.now.get())
+    }
+
+    /// A number that depends on the seed and `name` alone, drawn from no
+    /// stream: for a scenario's own decisions (such as when its safety
+    /// phase ends) that must shift no other decision.
+    pub fn seeded(&self, name: &str) -> u64 {
+        fastrand::Rng::with_seed(self.seed() ^ name_hash(name)).u64(..)
     }
 
     /// A number from the user's own seeded stream.
