@@ -368,6 +368,20 @@ impl Clients {
 /// (else a violation names each unfinished client and partition), then
 /// shutdown; violations go to the world.
 pub fn run(world: &World, load: Load) -> io::Result<()> {
+    run_phases(world, load).map(|_| ())
+}
+
+/// What was still pending when the liveness phase started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LivenessStart {
+    /// Clients with rounds left.
+    pub clients_pending: usize,
+    /// Partitions in force, which the liveness phase healed.
+    pub partitions: usize,
+}
+
+/// [`run`], returning what was pending when the liveness phase started.
+pub fn run_phases(world: &World, load: Load) -> io::Result<LivenessStart> {
     let per_ring = (load.clients as usize).div_ceil(CLIENT_RINGS);
     let mut server_ring: Ring<Server> = Ring::simulated(world);
     let server = Server::start(&mut server_ring);
@@ -395,9 +409,17 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
         Duration::from_nanos((cut >> 1) % SAFETY_CUT_NS)
     };
     run_all(&mut server, &mut clients, safety)?;
+    let mut pending = Vec::new();
+    for (_, state) in &clients {
+        state.unfinished(&mut pending);
+    }
+    let start = LivenessStart {
+        clients_pending: pending.len(),
+        partitions: world.unhealed().len(),
+    };
     world.set_config(Config::calm());
     run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
-    let mut pending = Vec::new();
+    pending.clear();
     for (_, state) in &clients {
         state.unfinished(&mut pending);
     }
@@ -413,5 +435,5 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
     let (ring, state) = &mut server;
     state.stop(ring);
     run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
-    Ok(())
+    Ok(start)
 }

@@ -3,7 +3,7 @@
 //! partition that never heals is a liveness violation that names what was
 //! pending and replays from its seed.
 
-use ouro::sim::Bug;
+use ouro::sim::{Bug, World};
 use ouro_sim::{check, echo, run_case, run_seed, Case, FaultClass};
 
 #[test]
@@ -49,4 +49,25 @@ fn a_partition_that_never_heals_is_a_liveness_violation_that_replays() {
     let mut calm = Case::new(failure.case.seed);
     calm.off.push(FaultClass::Partitions);
     assert!(run_case(&calm, echo::run, bug).violations.is_empty());
+}
+
+#[test]
+fn the_liveness_phase_starts_with_work_pending_and_partitions_in_force() {
+    let (mut pending, mut partitioned) = (0, 0);
+    for seed in 0..100 {
+        let world = World::new(seed);
+        let start = echo::run_phases(&world, Default::default()).unwrap();
+        let violations = world.finish();
+        assert!(violations.is_empty(), "seed {seed}: {violations:?}");
+        pending += usize::from(start.clients_pending > 0);
+        partitioned += usize::from(start.partitions > 0);
+    }
+    assert!(
+        pending > 0,
+        "no seed reached the liveness phase with rounds pending"
+    );
+    assert!(
+        partitioned > 0,
+        "no seed reached the liveness phase partitioned"
+    );
 }

@@ -33,7 +33,8 @@
 //!
 //! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
 //! bind, listen, connect, accept, send, recv, shutdown, close) between the
-//! addresses of one world. Every other operation fails with an
+//! addresses of one world, and partitions between its hosts (seeded, see
+//! [`Partitions`]) that hold TCP traffic until they heal. Every other operation fails with an
 //! `Unsupported` error naming it. Each socket handed to user code is a real
 //! fd (a memfd) that the world maps to its socket, checked by identity on
 //! every use: a stale fd, or one the world did not make, is `EBADF`.
