@@ -21,6 +21,11 @@ const RECV_SIZE: usize = 2048;
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// Virtual time the safety phase may take.
 const SAFETY_TIME: Duration = Duration::from_secs(60);
+/// Half the seeds end their safety phase at a seeded time below this
+/// (half the runs take longer than 50 ms), so that their liveness phase
+/// often starts with rounds half done and data or connects held on cut
+/// paths.
+const SAFETY_CUT_NS: u64 = 200_000_000;
 /// Virtual time, with faults off, in which every client must finish.
 const LIVENESS_BOUND: Duration = Duration::from_secs(10);
 
@@ -177,14 +182,22 @@ struct Client {
 /// The clients of one ring.
 pub struct Clients {
     world: World,
+    ring_index: usize,
     clients: Vec<Client>,
 }
 
 impl Clients {
     /// The clients numbered `ids`, each to make `rounds` rounds.
-    fn start(world: &World, ring: &mut Ring<Clients>, ids: Range<usize>, rounds: u32) -> Clients {
+    fn start(
+        world: &World,
+        ring: &mut Ring<Clients>,
+        ring_index: usize,
+        ids: Range<usize>,
+        rounds: u32,
+    ) -> Clients {
         let mut clients = Clients {
             world: world.clone(),
+            ring_index,
             clients: Vec::new(),
         };
         for (i, id) in ids.enumerate() {
@@ -204,8 +217,30 @@ impl Clients {
         clients
     }
 
-    fn unfinished(&self) -> usize {
-        self.clients.iter().filter(|c| c.rounds_left > 0).count()
+    /// What each client that has rounds left is doing.
+    fn unfinished(&self, ids: &mut Vec<String>) {
+        for (key, c) in self.clients.iter().enumerate() {
+            if c.rounds_left == 0 {
+                continue;
+            }
+            let doing = match c.fd {
+                None => "between connections".to_string(),
+                Some(_) if c.sent < c.message.len() => format!(
+                    "connecting or sending ({} of {} bytes sent)",
+                    c.sent,
+                    c.message.len()
+                ),
+                Some(_) => format!(
+                    "waiting for its answer ({} of {} bytes back)",
+                    c.got,
+                    c.message.len()
+                ),
+            };
+            ids.push(format!(
+                "client {key} of ring {}: {} round(s) left, {doing}",
+                self.ring_index, c.rounds_left
+            ));
+        }
     }
 
     /// Starts a round (or ends the client): a new message on the open
@@ -327,10 +362,26 @@ impl Clients {
 
 /// Runs the echo scenario in `world`, `load.clients` clients spread over
 /// two client rings, each making `load.rounds` rounds: a safety phase with
-/// the world's faults, then a liveness phase without faults in which every
-/// client must finish its rounds, then shutdown; violations go to the
-/// world.
+/// the world's faults (ended early at a seeded time in half the seeds),
+/// then a liveness phase with the network healed and the faults off in
+/// which every client must finish its rounds within 10 s of virtual time
+/// (else a violation names each unfinished client and partition), then
+/// shutdown; violations go to the world.
 pub fn run(world: &World, load: Load) -> io::Result<()> {
+    run_phases(world, load).map(|_| ())
+}
+
+/// What was still pending when the liveness phase started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LivenessStart {
+    /// Clients with rounds left.
+    pub clients_pending: usize,
+    /// Partitions in force, which the liveness phase healed.
+    pub partitions: usize,
+}
+
+/// [`run`], returning what was pending when the liveness phase started.
+pub fn run_phases(world: &World, load: Load) -> io::Result<LivenessStart> {
     let per_ring = (load.clients as usize).div_ceil(CLIENT_RINGS);
     let mut server_ring: Ring<Server> = Ring::simulated(world);
     let server = Server::start(&mut server_ring);
@@ -340,7 +391,7 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
             let mut ring = Ring::simulated(world);
             let first = (r * per_ring).min(load.clients as usize);
             let last = ((r + 1) * per_ring).min(load.clients as usize);
-            let state = Clients::start(world, &mut ring, first..last, load.rounds);
+            let state = Clients::start(world, &mut ring, r, first..last, load.rounds);
             (ring, state)
         })
         .collect();
@@ -351,18 +402,38 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
         nodes.extend(clients.iter_mut().map(|c| c as &mut dyn ouro::sim::Node));
         world.run(&mut nodes, limit)
     };
-    run_all(&mut server, &mut clients, SAFETY_TIME)?;
+    let cut = world.seeded("echo/safety_phase");
+    let safety = if cut % 2 == 0 {
+        SAFETY_TIME
+    } else {
+        Duration::from_nanos((cut >> 1) % SAFETY_CUT_NS)
+    };
+    run_all(&mut server, &mut clients, safety)?;
+    let mut pending = Vec::new();
+    for (_, state) in &clients {
+        state.unfinished(&mut pending);
+    }
+    let start = LivenessStart {
+        clients_pending: pending.len(),
+        partitions: world.unhealed().len(),
+    };
     world.set_config(Config::calm());
     run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
-    let unfinished: usize = clients.iter().map(|c| c.1.unfinished()).sum();
-    if unfinished > 0 {
+    pending.clear();
+    for (_, state) in &clients {
+        state.unfinished(&mut pending);
+    }
+    if !pending.is_empty() {
+        let clients = pending.len();
+        pending.extend(world.unhealed());
         world.report(format!(
-            "liveness: {unfinished} client(s) had not finished their rounds \
-             {LIVENESS_BOUND:?} after the faults stopped"
+            "liveness: {clients} client(s) had not finished their rounds {LIVENESS_BOUND:?} \
+             after the network healed and the faults stopped: {}",
+            pending.join("; ")
         ));
     }
     let (ring, state) = &mut server;
     state.stop(ring);
     run_all(&mut server, &mut clients, LIVENESS_BOUND)?;
-    Ok(())
+    Ok(start)
 }

@@ -202,7 +202,7 @@ fn write_summary(out: &mut String, name: &str, summary: &Summary) -> fmt::Result
         writeln!(out, "  (none)")?;
     }
     for (class, n) in &summary.faults.0 {
-        writeln!(out, "  {class:<19}{n}")?;
+        writeln!(out, "  {class:<20}{n}")?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ouro::sim::{Bug, Config};
+use ouro::sim::{Bug, Config, Partitions};
 
 use crate::{run_case, Scenario, SeedReport};
 
@@ -25,11 +25,14 @@ pub enum FaultClass {
     Shuffle,
     /// Timers firing late.
     LateTimers,
+    /// Partitions and clogged paths between hosts.
+    Partitions,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 7] = [
+    pub const ALL: [FaultClass; 8] = [
+        FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::Shuffle,
         FaultClass::ShortIo,
@@ -49,6 +52,7 @@ impl FaultClass {
             FaultClass::Errors => "errors",
             FaultClass::Shuffle => "shuffle",
             FaultClass::LateTimers => "late_timers",
+            FaultClass::Partitions => "partitions",
         }
     }
 
@@ -67,6 +71,7 @@ impl FaultClass {
             FaultClass::Errors => config.errors > 0.0,
             FaultClass::Shuffle => config.shuffle,
             FaultClass::LateTimers => config.late_timers_ns > 0,
+            FaultClass::Partitions => config.partitions.on(),
         }
     }
 
@@ -83,6 +88,7 @@ impl FaultClass {
             FaultClass::Errors => config.errors = 0.0,
             FaultClass::Shuffle => config.shuffle = false,
             FaultClass::LateTimers => config.late_timers_ns = 0,
+            FaultClass::Partitions => config.partitions = Partitions::OFF,
         }
     }
 }

@@ -20,11 +20,12 @@ pub(crate) enum Stream {
     FaultsSend,
     FaultsConnect,
     FaultsAccept,
+    Partitions,
     Planted,
 }
 
 impl Stream {
-    const ALL: [Stream; 11] = [
+    const ALL: [Stream; 12] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -35,6 +36,7 @@ impl Stream {
         Stream::FaultsSend,
         Stream::FaultsConnect,
         Stream::FaultsAccept,
+        Stream::Partitions,
         Stream::Planted,
     ];
 
@@ -51,6 +53,7 @@ impl Stream {
             Stream::FaultsSend => "faults/send",
             Stream::FaultsConnect => "faults/connect",
             Stream::FaultsAccept => "faults/accept",
+            Stream::Partitions => "partitions",
             Stream::Planted => "planted",
         }
     }
@@ -104,6 +107,48 @@ pub struct Latency {
     pub tail_ns: u64,
 }
 
+/// Partitions between hosts: a partition starts after a seeded gap, cuts
+/// or clogs the path between two hosts, and heals after a seeded time;
+/// then the next one is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Partitions {
+    /// The longest gap before a partition starts, in nanoseconds (0: no
+    /// partitions).
+    pub gap_ns: u64,
+    /// The longest a partition lasts before it heals.
+    pub longest_ns: u64,
+    /// The most a clogged path delays a segment on top of its latency.
+    pub clog_ns: u64,
+}
+
+impl Partitions {
+    /// No partitions.
+    pub const OFF: Partitions = Partitions {
+        gap_ns: 0,
+        longest_ns: 0,
+        clog_ns: 0,
+    };
+
+    /// Whether partitions start at all.
+    pub fn on(&self) -> bool {
+        self.gap_ns > 0
+    }
+
+    /// The partitions `seed` draws, from a configuration stream of their
+    /// own so that the other classes' rates stay what they were.
+    fn from_seed(seed: u64) -> Partitions {
+        let mut rng = fastrand::Rng::with_seed(seed ^ name_hash("config/partitions"));
+        if !rng.bool() {
+            return Partitions::OFF;
+        }
+        Partitions {
+            gap_ns: rng.u64(1_000_000..20_000_000),
+            longest_ns: rng.u64(1_000_000..200_000_000),
+            clog_ns: rng.u64(1_000_000..50_000_000),
+        }
+    }
+}
+
 /// The fault classes a seed switches on, with their rates (0: off).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -123,6 +168,9 @@ pub struct Config {
     pub shuffle: bool,
     /// Timers fire up to this many nanoseconds late (never early).
     pub late_timers_ns: u64,
+    /// Partitions and clogged paths between hosts; a configuration
+    /// without them, set on a world, heals the network.
+    pub partitions: Partitions,
 }
 
 impl Config {
@@ -141,6 +189,7 @@ impl Config {
             errors: 0.0,
             shuffle: false,
             late_timers_ns: 0,
+            partitions: Partitions::OFF,
         }
     }
 
@@ -177,6 +226,7 @@ impl Config {
             } else {
                 0
             },
+            partitions: Partitions::from_seed(seed),
         }
     }
 }
@@ -187,7 +237,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
-             shuffle={} late_timers={}ns",
+             shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -196,7 +246,10 @@ impl fmt::Display for Config {
             self.short_io,
             self.errors,
             self.shuffle,
-            self.late_timers_ns
+            self.late_timers_ns,
+            self.partitions.gap_ns,
+            self.partitions.longest_ns,
+            self.partitions.clog_ns
         )
     }
 }
@@ -227,10 +280,14 @@ pub(crate) enum Fault {
     ShortRead,
     ShortWrite,
     Shuffle,
+    PartitionSymmetric,
+    PartitionOneWay,
+    PartitionClogged,
+    PartitionHeld,
 }
 
 impl Fault {
-    const ALL: [Fault; 10] = [
+    const ALL: [Fault; 14] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -241,6 +298,10 @@ impl Fault {
         Fault::ShortRead,
         Fault::ShortWrite,
         Fault::Shuffle,
+        Fault::PartitionSymmetric,
+        Fault::PartitionOneWay,
+        Fault::PartitionClogged,
+        Fault::PartitionHeld,
     ];
 
     fn name(self) -> &'static str {
@@ -255,6 +316,10 @@ impl Fault {
             Fault::ShortRead => "short_read",
             Fault::ShortWrite => "short_write",
             Fault::Shuffle => "shuffle",
+            Fault::PartitionSymmetric => "partition/symmetric",
+            Fault::PartitionOneWay => "partition/one_way",
+            Fault::PartitionClogged => "partition/clogged",
+            Fault::PartitionHeld => "partition/held",
         }
     }
 }

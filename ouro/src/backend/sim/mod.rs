@@ -33,7 +33,8 @@
 //!
 //! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
 //! bind, listen, connect, accept, send, recv, shutdown, close) between the
-//! addresses of one world. Every other operation fails with an
+//! addresses of one world, and partitions between its hosts (seeded, see
+//! [`Partitions`]) that hold TCP traffic until they heal. Every other operation fails with an
 //! `Unsupported` error naming it. Each socket handed to user code is a real
 //! fd (a memfd) that the world maps to its socket, checked by identity on
 //! every use: a stale fd, or one the world did not make, is `EBADF`.
@@ -42,6 +43,7 @@
 
 mod faults;
 mod net;
+mod partition;
 mod world;
 
 use std::io;
@@ -58,7 +60,7 @@ use crate::time::Clock;
 use net::{Parked, Reply};
 use world::State;
 
-pub use faults::{Config, FaultCounts, Latency};
+pub use faults::{Config, FaultCounts, Latency, Partitions};
 #[doc(hidden)]
 pub use world::Bug;
 pub use world::{Node, Stop, World};
@@ -198,7 +200,7 @@ impl SimBackend {
                     },
                     Op::Listen { backlog, .. } => state.listen(sock, *backlog),
                     Op::Connect { addr, .. } => match addr.get().and_then(|a| a.as_socket()) {
-                        Some(addr) => state.connect(sock, addr),
+                        Some(addr) => state.connect(parked(std::ptr::null_mut(), 0), sock, addr),
                         None => Reply::Res(-libc::EAFNOSUPPORT),
                     },
                     Op::Accept { addr, .. } => {

@@ -4,7 +4,7 @@
 //! has a real fd (a memfd) of its own, so that its number is unique while
 //! it is open and a stale or foreign fd is told apart by identity.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -40,6 +40,9 @@ enum Role {
 struct Socket {
     role: Role,
     local: Option<SocketAddr>,
+    /// The host a connected socket is on (a server's connection records
+    /// its peer's address as `local`, for accept to report).
+    host: Option<IpAddr>,
     /// Bytes sent to this socket: the first `arrived` have arrived, the
     /// rest are on their way, in order. Kept here rather than in the
     /// arrival events so that a segment costs no allocation.
@@ -70,6 +73,8 @@ pub(crate) struct Net {
     /// the kernel hands out the lowest free one): (socket, device, inode).
     fds: Vec<Option<(usize, u64, u64)>>,
     next_port: u16,
+    /// The hosts that listened or connected, which partitions come between.
+    hosts: BTreeSet<IpAddr>,
 }
 
 impl Net {
@@ -145,6 +150,34 @@ impl Net {
             .any(|s| s.waiting.iter().any(|p| p.node == node))
     }
 
+    /// The hosts partitions may come between.
+    pub(crate) fn hosts(&self) -> Vec<IpAddr> {
+        self.hosts.iter().copied().collect()
+    }
+
+    /// The host `sock` sends from: its bound address's, else the one
+    /// ephemeral ports are on.
+    pub(crate) fn host_of(&self, sock: usize) -> IpAddr {
+        let socket = &self.sockets[sock];
+        socket
+            .host
+            .or(socket.local.map(|a| a.ip()))
+            .unwrap_or(EPHEMERAL_HOST)
+    }
+
+    /// The path from the peer of connected socket `sock` to it.
+    pub(crate) fn path_to(&self, sock: usize) -> Option<(IpAddr, IpAddr)> {
+        let socket = &self.sockets[sock];
+        let Role::Connected { peer } = socket.role else {
+            return None;
+        };
+        Some((self.sockets[peer].host?, socket.host?))
+    }
+
+    pub(crate) fn is_closed(&self, sock: usize) -> bool {
+        self.sockets[sock].closed
+    }
+
     fn add(&mut self, socket: Socket) -> usize {
         self.sockets.push(socket);
         self.sockets.len() - 1
@@ -153,9 +186,12 @@ impl Net {
     fn ephemeral(&mut self) -> SocketAddr {
         self.next_port = self.next_port.wrapping_add(1);
         let port = 40_000 + self.next_port % 20_000;
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port)
+        SocketAddr::new(EPHEMERAL_HOST, port)
     }
 }
+
+/// The host of sockets that connect or listen without binding.
+const EPHEMERAL_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
 fn identity(fd: RawFd) -> Option<(u64, u64)> {
     // SAFETY: fstat only writes into the zeroed struct we pass.
@@ -213,6 +249,7 @@ impl State {
             return Reply::Res(-libc::EADDRINUSE);
         }
         self.net.listeners.insert(addr, sock);
+        self.net.hosts.insert(addr.ip());
         self.net.sockets[sock].local = Some(addr);
         self.net.sockets[sock].role = Role::Listening {
             backlog: VecDeque::new(),
@@ -221,9 +258,12 @@ impl State {
         Reply::Res(0)
     }
 
-    pub(crate) fn connect(&mut self, sock: usize, addr: SocketAddr) -> Reply {
+    pub(crate) fn connect(&mut self, parked: Parked, sock: usize, addr: SocketAddr) -> Reply {
         if !matches!(self.net.sockets[sock].role, Role::Fresh) {
             return Reply::Res(-libc::EISCONN);
+        }
+        if self.hold_connect(parked, sock, addr) {
+            return Reply::Parked;
         }
         let Some(&listener) = self.net.listeners.get(&addr) else {
             return Reply::Res(-libc::ECONNREFUSED);
@@ -235,6 +275,7 @@ impl State {
         let server = self.net.add(Socket {
             role: Role::Connected { peer: sock },
             local: Some(local),
+            host: Some(addr.ip()),
             ..Socket::default()
         });
         let Role::Listening { backlog, most } = &mut self.net.sockets[listener].role else {
@@ -247,6 +288,9 @@ impl State {
         let client = &mut self.net.sockets[sock];
         client.role = Role::Connected { peer: server };
         client.local = Some(local);
+        client.host = Some(local.ip());
+        self.net.hosts.insert(local.ip());
+        self.net.hosts.insert(addr.ip());
         self.wake_accept(listener);
         Reply::Res(0)
     }
@@ -322,7 +366,7 @@ impl State {
                 cut = self.streams.get(Stream::NetSegments).usize(1..cut);
                 self.faults.add(Fault::Segment);
             }
-            let at = (self.now() + self.delay()).max(self.net.sockets[peer].arrival);
+            let at = (self.now() + self.segment_delay(peer)).max(self.net.sockets[peer].arrival);
             let receiver = &mut self.net.sockets[peer];
             receiver.arrival = at;
             if !receiver.closed {
@@ -427,7 +471,7 @@ impl State {
     }
 
     fn send_fin(&mut self, peer: usize) {
-        let at = (self.now() + self.delay()).max(self.net.sockets[peer].arrival);
+        let at = (self.now() + self.segment_delay(peer)).max(self.net.sockets[peer].arrival);
         self.net.sockets[peer].arrival = at;
         self.schedule(at, What::Fin { sock: peer });
     }

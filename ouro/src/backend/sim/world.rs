@@ -10,8 +10,9 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::faults::{Config, Fault, FaultCounts, FaultTally, Stream, Streams};
+use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::net::Net;
+use super::partition::{Held, Paths};
 use crate::backend::RawCompletion;
 use crate::op::OpKind;
 use crate::time::duration_ns;
@@ -55,6 +56,8 @@ pub enum Stop {
 pub enum Bug {
     /// One completion in a hundred is lost.
     DropCompletion,
+    /// Partitions never heal, not even when the faults go off.
+    PartitionNeverHeals,
 }
 
 /// A completion waiting to be reaped, with the fd it makes, if any.
@@ -68,6 +71,8 @@ pub(crate) enum What {
     Arrive { sock: usize, len: usize },
     Fin { sock: usize },
     Reset { sock: usize },
+    PartitionStart,
+    Heal { id: u64 },
 }
 
 struct Event {
@@ -135,6 +140,7 @@ pub(crate) struct State {
     /// Completions due, by node, not yet reaped.
     pub(crate) ready: Vec<Vec<Ready>>,
     pub(crate) net: Net,
+    pub(crate) paths: Paths,
     /// Operations started and not yet completed, by (node, user_data).
     in_flight: HashMap<(u32, u64), OpKind, BuildHasherDefault<KeyHasher>>,
     pub(crate) violations: Vec<String>,
@@ -163,6 +169,7 @@ impl World {
             seq: 0,
             ready: Vec::new(),
             net: Net::default(),
+            paths: Paths::default(),
             in_flight: HashMap::default(),
             violations: Vec::new(),
             faults: FaultTally::default(),
@@ -170,10 +177,12 @@ impl World {
             ops: 0,
             bug: None,
         };
-        World {
+        let world = World {
             state: Rc::new(RefCell::new(state)),
             now,
-        }
+        };
+        world.state.borrow_mut().arm_partitions();
+        world
     }
 
     /// The seed the world was made with.
@@ -187,9 +196,19 @@ impl World {
     }
 
     /// Replaces the fault configuration (e.g. [`Config::calm`] for a
-    /// liveness phase); the streams go on where they were.
+    /// liveness phase); the streams go on where they were. A configuration
+    /// without partitions heals every partition at once, delivering what
+    /// the cut paths held.
     pub fn set_config(&self, config: Config) {
-        self.state.borrow_mut().config = config;
+        let mut state = self.state.borrow_mut();
+        state.config = config;
+        state.arm_partitions();
+    }
+
+    /// The partitions not healed, each with its hosts, how long it has
+    /// lasted and what it holds: what a liveness failure names.
+    pub fn unhealed(&self) -> Vec<String> {
+        self.state.borrow().unhealed()
     }
 
     /// Plants a defect; for tests of the simulator itself.
@@ -201,6 +220,13 @@ impl World {
     /// Virtual time since the world began.
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.now.get())
+    }
+
+    /// A number that depends on the seed and `name` alone, drawn from no
+    /// stream: for a scenario's own decisions (such as when its safety
+    /// phase ends) that must shift no other decision.
+    pub fn seeded(&self, name: &str) -> u64 {
+        fastrand::Rng::with_seed(self.seed() ^ name_hash(name)).u64(..)
     }
 
     /// A number from the user's own seeded stream.
@@ -273,6 +299,9 @@ impl World {
             }
             let now = self.now.get();
             let timer = nodes.iter().filter_map(|n| n.next_wake()).min();
+            if timer.is_none() && self.state.borrow().only_partitions_left() {
+                return Ok(Stop::Idle);
+            }
             let event = self.state.borrow().next_event();
             let next = match (timer, event) {
                 (Some(t), Some(e)) => t.min(e),
@@ -364,6 +393,14 @@ impl State {
         self.events.peek().map(|Reverse(e)| e.at)
     }
 
+    /// Whether nothing is left to do but start and heal partitions: no
+    /// other event, nothing ready, nothing held on a cut path.
+    fn only_partitions_left(&self) -> bool {
+        self.events.len() == self.paths.queued
+            && self.paths.holds_nothing()
+            && self.ready.iter().all(|r| r.is_empty())
+    }
+
     /// Whether an event is due by now.
     pub(crate) fn event_due(&self) -> bool {
         let now = self.now();
@@ -378,7 +415,7 @@ impl State {
             What::Complete { node: n, .. } => *n == node,
             _ => false,
         });
-        in_flight && !scheduled && !self.net.has_parked(node)
+        in_flight && !scheduled && !self.net.has_parked(node) && !self.paths.holds_for(node)
     }
 
     /// Carries out every event due by now.
@@ -389,9 +426,11 @@ impl State {
             };
             match event.what {
                 What::Complete { node, ready } => self.deliver(node, ready),
-                What::Arrive { sock, len } => self.arrive(sock, len),
-                What::Fin { sock } => self.fin(sock),
-                What::Reset { sock } => self.reset(sock),
+                What::Arrive { sock, len } => self.pass(sock, Held::Arrive { sock, len }),
+                What::Fin { sock } => self.pass(sock, Held::Fin { sock }),
+                What::Reset { sock } => self.pass(sock, Held::Reset { sock }),
+                What::PartitionStart => self.start_partition(),
+                What::Heal { id } => self.heal_partition(id),
             }
         }
     }
@@ -455,9 +494,9 @@ impl State {
     }
 
     /// Whether the operation `user_data` of `node` may be cancelled now
-    /// (it waits on the network): then it completes with `ECANCELED`.
+    /// (it waits on the network or a cut path): then it completes with `ECANCELED`.
     pub(crate) fn cancel(&mut self, node: u32, user_data: u64) {
-        if self.net.unpark(node, user_data) {
+        if self.net.unpark(node, user_data) || self.unhold(node, user_data) {
             let now = self.now();
             self.complete(node, user_data, -libc::ECANCELED, now);
         }
