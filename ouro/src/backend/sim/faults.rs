@@ -21,10 +21,13 @@ pub(crate) enum Stream {
     FaultsConnect,
     FaultsAccept,
     Planted,
+    DatagramLoss,
+    DatagramDuplicate,
+    DatagramReorder,
 }
 
 impl Stream {
-    const ALL: [Stream; 11] = [
+    const ALL: [Stream; 14] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -36,6 +39,9 @@ impl Stream {
         Stream::FaultsConnect,
         Stream::FaultsAccept,
         Stream::Planted,
+        Stream::DatagramLoss,
+        Stream::DatagramDuplicate,
+        Stream::DatagramReorder,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -52,6 +58,9 @@ impl Stream {
             Stream::FaultsConnect => "faults/connect",
             Stream::FaultsAccept => "faults/accept",
             Stream::Planted => "planted",
+            Stream::DatagramLoss => "net/udp-loss",
+            Stream::DatagramDuplicate => "net/udp-duplicate",
+            Stream::DatagramReorder => "net/udp-reorder",
         }
     }
 }
@@ -123,6 +132,12 @@ pub struct Config {
     pub shuffle: bool,
     /// Timers fire up to this many nanoseconds late (never early).
     pub late_timers_ns: u64,
+    /// The share of UDP datagrams lost on the way (the send succeeds).
+    pub datagram_loss: f64,
+    /// The share of UDP datagrams that arrive twice.
+    pub datagram_duplicate: f64,
+    /// The share of UDP datagrams delayed past the ones sent after them.
+    pub datagram_reorder: f64,
 }
 
 impl Config {
@@ -141,6 +156,9 @@ impl Config {
             errors: 0.0,
             shuffle: false,
             late_timers_ns: 0,
+            datagram_loss: 0.0,
+            datagram_duplicate: 0.0,
+            datagram_reorder: 0.0,
         }
     }
 
@@ -177,6 +195,10 @@ impl Config {
             } else {
                 0
             },
+            // Drawn last, so that the classes above keep their values.
+            datagram_loss: rate(&mut rng, 0.2),
+            datagram_duplicate: rate(&mut rng, 0.2),
+            datagram_reorder: rate(&mut rng, 0.3),
         }
     }
 }
@@ -187,7 +209,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
-             shuffle={} late_timers={}ns",
+             shuffle={} late_timers={}ns udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -196,7 +218,10 @@ impl fmt::Display for Config {
             self.short_io,
             self.errors,
             self.shuffle,
-            self.late_timers_ns
+            self.late_timers_ns,
+            self.datagram_loss,
+            self.datagram_duplicate,
+            self.datagram_reorder
         )
     }
 }
@@ -227,10 +252,13 @@ pub(crate) enum Fault {
     ShortRead,
     ShortWrite,
     Shuffle,
+    DatagramLoss,
+    DatagramDuplicate,
+    DatagramReorder,
 }
 
 impl Fault {
-    const ALL: [Fault; 10] = [
+    const ALL: [Fault; 13] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -241,6 +269,9 @@ impl Fault {
         Fault::ShortRead,
         Fault::ShortWrite,
         Fault::Shuffle,
+        Fault::DatagramLoss,
+        Fault::DatagramDuplicate,
+        Fault::DatagramReorder,
     ];
 
     fn name(self) -> &'static str {
@@ -255,6 +286,9 @@ impl Fault {
             Fault::ShortRead => "short_read",
             Fault::ShortWrite => "short_write",
             Fault::Shuffle => "shuffle",
+            Fault::DatagramLoss => "udp_loss",
+            Fault::DatagramDuplicate => "udp_duplicate",
+            Fault::DatagramReorder => "udp_reorder",
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::faults::{Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::net::Net;
+use super::udp::Udp;
 use crate::backend::RawCompletion;
 use crate::op::OpKind;
 use crate::time::duration_ns;
@@ -68,6 +69,8 @@ pub(crate) enum What {
     Arrive { sock: usize, len: usize },
     Fin { sock: usize },
     Reset { sock: usize },
+    Datagram { slot: usize },
+    Unreachable { sock: usize },
 }
 
 struct Event {
@@ -135,6 +138,7 @@ pub(crate) struct State {
     /// Completions due, by node, not yet reaped.
     pub(crate) ready: Vec<Vec<Ready>>,
     pub(crate) net: Net,
+    pub(crate) udp: Udp,
     /// Operations started and not yet completed, by (node, user_data).
     in_flight: HashMap<(u32, u64), OpKind, BuildHasherDefault<KeyHasher>>,
     pub(crate) violations: Vec<String>,
@@ -163,6 +167,7 @@ impl World {
             seq: 0,
             ready: Vec::new(),
             net: Net::default(),
+            udp: Udp::default(),
             in_flight: HashMap::default(),
             violations: Vec::new(),
             faults: FaultTally::default(),
@@ -378,7 +383,7 @@ impl State {
             What::Complete { node: n, .. } => *n == node,
             _ => false,
         });
-        in_flight && !scheduled && !self.net.has_parked(node)
+        in_flight && !scheduled && !self.net.has_parked(node) && !self.udp.has_parked(node)
     }
 
     /// Carries out every event due by now.
@@ -392,6 +397,8 @@ impl State {
                 What::Arrive { sock, len } => self.arrive(sock, len),
                 What::Fin { sock } => self.fin(sock),
                 What::Reset { sock } => self.reset(sock),
+                What::Datagram { slot } => self.datagram_arrives(slot),
+                What::Unreachable { sock } => self.unreachable(sock),
             }
         }
     }
@@ -457,7 +464,7 @@ impl State {
     /// Whether the operation `user_data` of `node` may be cancelled now
     /// (it waits on the network): then it completes with `ECANCELED`.
     pub(crate) fn cancel(&mut self, node: u32, user_data: u64) {
-        if self.net.unpark(node, user_data) {
+        if self.net.unpark(node, user_data) || self.udp.unpark(node, user_data) {
             let now = self.now();
             self.complete(node, user_data, -libc::ECANCELED, now);
         }
