@@ -25,12 +25,21 @@ pub enum FaultClass {
     Shuffle,
     /// Timers firing late.
     LateTimers,
+    /// UDP datagrams lost.
+    DatagramLoss,
+    /// UDP datagrams arriving twice.
+    DatagramDuplicate,
+    /// UDP datagrams passed by later ones.
+    DatagramReorder,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 7] = [
+    pub const ALL: [FaultClass; 10] = [
         FaultClass::Errors,
+        FaultClass::DatagramLoss,
+        FaultClass::DatagramDuplicate,
+        FaultClass::DatagramReorder,
         FaultClass::Shuffle,
         FaultClass::ShortIo,
         FaultClass::Segmenting,
@@ -49,6 +58,9 @@ impl FaultClass {
             FaultClass::Errors => "errors",
             FaultClass::Shuffle => "shuffle",
             FaultClass::LateTimers => "late_timers",
+            FaultClass::DatagramLoss => "udp_loss",
+            FaultClass::DatagramDuplicate => "udp_duplicate",
+            FaultClass::DatagramReorder => "udp_reorder",
         }
     }
 
@@ -67,6 +79,9 @@ impl FaultClass {
             FaultClass::Errors => config.errors > 0.0,
             FaultClass::Shuffle => config.shuffle,
             FaultClass::LateTimers => config.late_timers_ns > 0,
+            FaultClass::DatagramLoss => config.datagram_loss > 0.0,
+            FaultClass::DatagramDuplicate => config.datagram_duplicate > 0.0,
+            FaultClass::DatagramReorder => config.datagram_reorder > 0.0,
         }
     }
 
@@ -83,6 +98,9 @@ impl FaultClass {
             FaultClass::Errors => config.errors = 0.0,
             FaultClass::Shuffle => config.shuffle = false,
             FaultClass::LateTimers => config.late_timers_ns = 0,
+            FaultClass::DatagramLoss => config.datagram_loss = 0.0,
+            FaultClass::DatagramDuplicate => config.datagram_duplicate = 0.0,
+            FaultClass::DatagramReorder => config.datagram_reorder = 0.0,
         }
     }
 }

@@ -63,7 +63,10 @@ pub fn udp_datagrams_keep_their_boundaries(env: &mut Env) {
     send_to(env, server, b"back".to_vec(), from, "reply to the sender");
     let replier = recv_from(env, client, 1024, "the reply");
     let from_server = replier == Some(addr);
-    env.note("the reply came from the server", Step::Fact(from_server.to_string()));
+    env.note(
+        "the reply came from the server",
+        Step::Fact(from_server.to_string()),
+    );
     close(env, client, "close client");
     close(env, server, "close server");
 }
@@ -71,8 +74,20 @@ pub fn udp_datagrams_keep_their_boundaries(env: &mut Env) {
 pub fn udp_long_datagrams_are_cut_to_the_room(env: &mut Env) {
     let (server, addr) = bound_socket(env);
     let client = udp_socket(env, "client socket");
-    send_to(env, client, b"0123456789abcdef".to_vec(), addr, "send 16 bytes");
-    send_to(env, client, b"ABCDEFGHIJKLMNOP".to_vec(), addr, "send 16 more");
+    send_to(
+        env,
+        client,
+        b"0123456789abcdef".to_vec(),
+        addr,
+        "send 16 bytes",
+    );
+    send_to(
+        env,
+        client,
+        b"ABCDEFGHIJKLMNOP".to_vec(),
+        addr,
+        "send 16 more",
+    );
     send_to(env, client, b"next".to_vec(), addr, "send 4 bytes");
     recv_from(env, server, 10, "receive_from into 10 bytes");
     // A plain receive cuts the datagram as well, without saying so.
@@ -92,7 +107,13 @@ pub fn udp_connected_socket_takes_its_peer_only(env: &mut Env) {
     let sent = env.op(|ring, ctx| ring.send(client, b"ping".to_vec(), ctx));
     env.note_outcome("client sends without an address", sent);
     let from = recv_from(env, server, 64, "server receives").expect("a sender");
-    send_to(env, stranger, b"spoof".to_vec(), from, "a stranger sends to the client");
+    send_to(
+        env,
+        stranger,
+        b"spoof".to_vec(),
+        from,
+        "a stranger sends to the client",
+    );
     send_to(env, server, b"pong".to_vec(), from, "server replies");
     let got = env.op(|ring, ctx| ring.recv(client, Vec::with_capacity(64), ctx));
     let Outcome::Recv(res, buf) = got else {

@@ -334,7 +334,12 @@ impl State {
                 .chance(Stream::DatagramReorder, self.config.datagram_reorder)
             {
                 // Held back: later datagrams of this sender may pass it.
-                let most = self.config.latency.base_ns.saturating_mul(10).max(1_000_000);
+                let most = self
+                    .config
+                    .latency
+                    .base_ns
+                    .saturating_mul(10)
+                    .max(1_000_000);
                 at += self.streams.get(Stream::DatagramReorder).u64(1..=most);
                 self.faults.add(Fault::DatagramReorder);
             } else {
