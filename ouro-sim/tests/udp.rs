@@ -74,9 +74,12 @@ fn received(got: &mut Received, ring: &mut Ring<Received>, c: Completion) -> io:
     Ok(())
 }
 
+/// The datagrams a client got back, the faults by class, the log's hash.
+type Exchange = (Vec<Vec<u8>>, Vec<(&'static str, u64)>, u64);
+
 /// Runs one echo exchange under `config`; what the client got back, the
 /// faults by class and the event log's hash.
-fn exchange(seed: u64, config: Config) -> (Vec<Vec<u8>>, Vec<(&'static str, u64)>, u64) {
+fn exchange(seed: u64, config: Config) -> Exchange {
     let world = World::with_config(seed, config);
     let server_addr = SocketAddr::from(SERVER);
     let server_socket = udp_socket(&world);
