@@ -254,6 +254,7 @@ fn errno_name(code: Option<i32>) -> Option<String> {
         libc::EADDRINUSE => "EADDRINUSE",
         libc::ENOTSOCK => "ENOTSOCK",
         libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::EMSGSIZE => "EMSGSIZE",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         code => return Some(format!("errno {code}")),
     };

@@ -75,7 +75,7 @@ conformance!(
     udp_datagrams_keep_their_boundaries,
     udp_long_datagrams_are_cut_to_the_room,
     udp_connected_socket_takes_its_peer_only,
-    udp_send_without_an_address,
+    udp_sends_the_kernel_refuses,
     udp_connected_send_to_a_closed_port,
     udp_cancel_a_pending_recv_from,
 );

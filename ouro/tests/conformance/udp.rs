@@ -127,10 +127,16 @@ pub fn udp_connected_socket_takes_its_peer_only(env: &mut Env) {
     close(env, server, "close server");
 }
 
-pub fn udp_send_without_an_address(env: &mut Env) {
+pub fn udp_sends_the_kernel_refuses(env: &mut Env) {
     let sock = udp_socket(env, "unconnected socket");
     let sent = env.op(|ring, ctx| ring.send(sock, b"x".to_vec(), ctx));
     env.note_outcome("send on it", sent);
+    let port_zero = SocketAddr::new(env.listen_addr().ip(), 0);
+    let refused = env.op(|ring, ctx| ring.send_to(sock, b"x".to_vec(), port_zero, ctx));
+    env.note_outcome("send_to port 0", refused);
+    let to = env.refused_addr();
+    let too_long = env.op(|ring, ctx| ring.send_to(sock, vec![0; 65_508], to, ctx));
+    env.note_outcome("send_to of 65,508 bytes", too_long);
     close(env, sock, "close it");
 }
 

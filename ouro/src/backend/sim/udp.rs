@@ -292,6 +292,9 @@ impl State {
         if !endpoint.v6 && to.is_ipv6() {
             return -libc::EAFNOSUPPORT;
         }
+        if to.port() == 0 {
+            return -libc::EINVAL;
+        }
         let most = if to.is_ipv6() {
             PAYLOAD_MOST_V6
         } else {
