@@ -24,10 +24,11 @@ pub(crate) enum Stream {
     DatagramLoss,
     DatagramDuplicate,
     DatagramReorder,
+    Components,
 }
 
 impl Stream {
-    const ALL: [Stream; 14] = [
+    const ALL: [Stream; 15] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -42,6 +43,7 @@ impl Stream {
         Stream::DatagramLoss,
         Stream::DatagramDuplicate,
         Stream::DatagramReorder,
+        Stream::Components,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -61,6 +63,7 @@ impl Stream {
             Stream::DatagramLoss => "net/udp-loss",
             Stream::DatagramDuplicate => "net/udp-duplicate",
             Stream::DatagramReorder => "net/udp-reorder",
+            Stream::Components => "ring/random",
         }
     }
 }

@@ -340,6 +340,12 @@ impl Driver for SimBackend {
         format!("simulated (seed {})", self.world.seed())
     }
 
+    /// From the world's stream for ring components: a run replays.
+    fn random_u64(&mut self) -> io::Result<u64> {
+        let mut state = self.world.state.borrow_mut();
+        Ok(state.streams.get(faults::Stream::Components).u64(..))
+    }
+
     fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
         let _ = may_use_table;
         self.note_file(file, fd.as_raw_fd());
