@@ -27,13 +27,22 @@ pub enum FaultClass {
     LateTimers,
     /// Partitions and clogged paths between hosts.
     Partitions,
+    /// UDP datagrams lost.
+    DatagramLoss,
+    /// UDP datagrams arriving twice.
+    DatagramDuplicate,
+    /// UDP datagrams passed by later ones.
+    DatagramReorder,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 8] = [
+    pub const ALL: [FaultClass; 11] = [
         FaultClass::Partitions,
         FaultClass::Errors,
+        FaultClass::DatagramLoss,
+        FaultClass::DatagramDuplicate,
+        FaultClass::DatagramReorder,
         FaultClass::Shuffle,
         FaultClass::ShortIo,
         FaultClass::Segmenting,
@@ -53,6 +62,9 @@ impl FaultClass {
             FaultClass::Shuffle => "shuffle",
             FaultClass::LateTimers => "late_timers",
             FaultClass::Partitions => "partitions",
+            FaultClass::DatagramLoss => "udp_loss",
+            FaultClass::DatagramDuplicate => "udp_duplicate",
+            FaultClass::DatagramReorder => "udp_reorder",
         }
     }
 
@@ -72,6 +84,9 @@ impl FaultClass {
             FaultClass::Shuffle => config.shuffle,
             FaultClass::LateTimers => config.late_timers_ns > 0,
             FaultClass::Partitions => config.partitions.on(),
+            FaultClass::DatagramLoss => config.datagram_loss > 0.0,
+            FaultClass::DatagramDuplicate => config.datagram_duplicate > 0.0,
+            FaultClass::DatagramReorder => config.datagram_reorder > 0.0,
         }
     }
 
@@ -89,6 +104,9 @@ impl FaultClass {
             FaultClass::Shuffle => config.shuffle = false,
             FaultClass::LateTimers => config.late_timers_ns = 0,
             FaultClass::Partitions => config.partitions = Partitions::OFF,
+            FaultClass::DatagramLoss => config.datagram_loss = 0.0,
+            FaultClass::DatagramDuplicate => config.datagram_duplicate = 0.0,
+            FaultClass::DatagramReorder => config.datagram_reorder = 0.0,
         }
     }
 }

@@ -7,8 +7,8 @@
 //! program. `ARCHITECTURE.md` draws the same picture. One more test keeps
 //! `Ring`'s rustdoc page in its reading order (it follows `ring/mod.rs`).
 //! They also check that the ring crates keep clippy's lint against the OS
-//! clock and OS randomness on, and that only the real clock source and DNS
-//! query IDs step around it.
+//! clock and OS randomness on, and that only the real backends' clock and
+//! random sources step around it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -327,11 +327,11 @@ fn the_check_sees_upward_and_grouped_paths() {
 const RING_CRATES: &[&str] = &["ouro", "ouro-net", "ouro-tls"];
 
 /// The only library files that may read the OS clock or its randomness:
-/// the real backends' clock source, and DNS query IDs (a CSPRNG).
-const OS_SOURCES: &[&str] = &["ouro/src/time.rs", "ouro-net/src/dns/exchange.rs"];
+/// the real backends' clock source and their random source (a CSPRNG).
+const OS_SOURCES: &[&str] = &["ouro/src/backend/random.rs", "ouro/src/time.rs"];
 
 #[test]
-fn only_the_clock_source_and_dns_ids_escape_the_clock_and_randomness_lint() {
+fn only_the_clock_and_random_sources_escape_the_clock_and_randomness_lint() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("ouro sits in the workspace");

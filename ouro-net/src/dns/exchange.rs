@@ -66,16 +66,12 @@ pub(crate) struct Exchange<S> {
     pub started: bool,
 }
 
-/// A fresh query ID from the OS's CSPRNG: an off-path attacker who could
-/// guess it could forge answers.
-// Why allowed: the ring offers no seeded random source to its components,
-// so under the simulator the IDs are not replayed from the seed (the
-// exchange never depends on their value beyond matching the answer).
-#[allow(clippy::disallowed_methods)]
-fn query_id() -> io::Result<u16> {
-    getrandom::u32()
-        .map(|random| random as u16)
-        .map_err(io::Error::other)
+/// A fresh query ID from the ring's random source (the OS's CSPRNG on a
+/// real ring: an off-path attacker who could guess it could forge
+/// answers; the world's seeded stream under the simulator, so that a run
+/// replays).
+fn query_id<S>(ring: &mut Ring<S>) -> io::Result<u16> {
+    ring.random_u64().map(|random| random as u16)
 }
 
 /// Where the try number sits in a task's key.
@@ -148,7 +144,7 @@ impl<S> Exchange<S> {
     fn start_socket(&mut self, ring: &mut Ring<S>) {
         self.stop(ring);
         let Some(server) = self.server else { return };
-        let id = match query_id() {
+        let id = match query_id(ring) {
             Ok(id) => id,
             Err(e) => return self.end(ring, Ended::Failed(e)),
         };

@@ -62,6 +62,12 @@ pub(crate) trait Driver {
     /// What the backend is, for diagnostics.
     fn describe(&self) -> String;
 
+    /// A random number for the ring's components: the OS CSPRNG, unless
+    /// the backend has a seeded source of its own (the simulator).
+    fn random_u64(&mut self) -> io::Result<u64> {
+        super::random::os_u64()
+    }
+
     /// Takes `fd` as ring fd `file` (a slot the ring chose). A backend with
     /// a fixed file table may also put it there, if `may_use_table` (no
     /// direct accept could be filling slots not yet reported).

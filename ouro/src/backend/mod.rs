@@ -43,6 +43,7 @@ use driver::Driver;
 mod driver;
 pub mod mock;
 pub(crate) mod poll;
+mod random;
 #[cfg(target_os = "linux")]
 pub mod sim;
 #[cfg(target_os = "linux")]
@@ -362,6 +363,10 @@ impl Backend {
 
     pub(crate) fn describe(&self) -> String {
         dispatch!(self, b => Driver::describe(b))
+    }
+
+    pub(crate) fn random_u64(&mut self) -> io::Result<u64> {
+        dispatch!(self, b => Driver::random_u64(b))
     }
 
     pub(crate) fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {

@@ -68,6 +68,15 @@ impl<S> Ring<S> {
         self.clock.to_instant(self.clock.now())
     }
 
+    /// A random number for components running on the ring (a DNS query's
+    /// ID): from the OS CSPRNG on the real backends, unpredictable to other
+    /// hosts; under the simulator from the world's seeded stream, so that
+    /// a run replays from its seed. An error if the OS has no randomness
+    /// to give.
+    pub fn random_u64(&mut self) -> io::Result<u64> {
+        self.backend.random_u64()
+    }
+
     /// How many tasks have not been delivered yet.
     pub fn live_tasks(&self) -> usize {
         self.slab.live() as usize

@@ -218,10 +218,11 @@ fn normalize(outcome: Outcome) -> (Step, Option<std::os::fd::OwnedFd>) {
     match outcome {
         Outcome::Socket(Ok(fd)) | Outcome::Accept(Ok((fd, _))) => (Step::Fd, Some(fd)),
         Outcome::Socket(Err(err)) | Outcome::Accept(Err(err)) => (error(&err), None),
-        Outcome::Send(res, _) | Outcome::Recv(res, _) => match res {
+        Outcome::Send(res, _) | Outcome::Recv(res, _) | Outcome::SendTo(res, _) => match res {
             Ok(n) => (Step::Bytes(n), None),
             Err(err) => (error(&err), None),
         },
+        Outcome::RecvFrom(Err(err), _) => (error(&err), None),
         Outcome::Noop(res)
         | Outcome::Timer(res)
         | Outcome::Cancel(res)
@@ -252,6 +253,9 @@ fn errno_name(code: Option<i32>) -> Option<String> {
         libc::EINVAL => "EINVAL",
         libc::EADDRINUSE => "EADDRINUSE",
         libc::ENOTSOCK => "ENOTSOCK",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
         code => return Some(format!("errno {code}")),
     };
     Some(name.to_string())

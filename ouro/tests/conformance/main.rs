@@ -14,6 +14,7 @@ mod common;
 
 mod env;
 mod errors;
+mod udp;
 
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
@@ -71,10 +72,17 @@ conformance!(
     shutdown_read_then_recv,
     two_pending_receives_see_the_end,
     cancel_a_pending_accept,
+    udp_datagrams_keep_their_boundaries,
+    udp_long_datagrams_are_cut_to_the_room,
+    udp_connected_socket_takes_its_peer_only,
+    udp_sends_the_kernel_refuses,
+    udp_connected_send_to_a_closed_port,
+    udp_cancel_a_pending_recv_from,
 );
 
 mod scenarios {
     pub use super::errors::*;
+    pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 
     /// A listener, a client connected to it and the accepted end.

@@ -22,10 +22,14 @@ pub(crate) enum Stream {
     FaultsAccept,
     Partitions,
     Planted,
+    DatagramLoss,
+    DatagramDuplicate,
+    DatagramReorder,
+    Components,
 }
 
 impl Stream {
-    const ALL: [Stream; 12] = [
+    const ALL: [Stream; 16] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -38,6 +42,10 @@ impl Stream {
         Stream::FaultsAccept,
         Stream::Partitions,
         Stream::Planted,
+        Stream::DatagramLoss,
+        Stream::DatagramDuplicate,
+        Stream::DatagramReorder,
+        Stream::Components,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -55,6 +63,10 @@ impl Stream {
             Stream::FaultsAccept => "faults/accept",
             Stream::Partitions => "partitions",
             Stream::Planted => "planted",
+            Stream::DatagramLoss => "net/udp-loss",
+            Stream::DatagramDuplicate => "net/udp-duplicate",
+            Stream::DatagramReorder => "net/udp-reorder",
+            Stream::Components => "ring/random",
         }
     }
 }
@@ -171,6 +183,12 @@ pub struct Config {
     /// Partitions and clogged paths between hosts; a configuration
     /// without them, set on a world, heals the network.
     pub partitions: Partitions,
+    /// The share of UDP datagrams lost on the way (the send succeeds).
+    pub datagram_loss: f64,
+    /// The share of UDP datagrams that arrive twice.
+    pub datagram_duplicate: f64,
+    /// The share of UDP datagrams delayed past the ones sent after them.
+    pub datagram_reorder: f64,
 }
 
 impl Config {
@@ -190,6 +208,9 @@ impl Config {
             shuffle: false,
             late_timers_ns: 0,
             partitions: Partitions::OFF,
+            datagram_loss: 0.0,
+            datagram_duplicate: 0.0,
+            datagram_reorder: 0.0,
         }
     }
 
@@ -227,6 +248,10 @@ impl Config {
                 0
             },
             partitions: Partitions::from_seed(seed),
+            // Drawn last, so that the classes above keep their values.
+            datagram_loss: rate(&mut rng, 0.2),
+            datagram_duplicate: rate(&mut rng, 0.2),
+            datagram_reorder: rate(&mut rng, 0.3),
         }
     }
 }
@@ -237,7 +262,8 @@ impl fmt::Display for Config {
         write!(
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
-             shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns",
+             shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
+             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -249,7 +275,10 @@ impl fmt::Display for Config {
             self.late_timers_ns,
             self.partitions.gap_ns,
             self.partitions.longest_ns,
-            self.partitions.clog_ns
+            self.partitions.clog_ns,
+            self.datagram_loss,
+            self.datagram_duplicate,
+            self.datagram_reorder
         )
     }
 }
@@ -284,10 +313,13 @@ pub(crate) enum Fault {
     PartitionOneWay,
     PartitionClogged,
     PartitionHeld,
+    DatagramLoss,
+    DatagramDuplicate,
+    DatagramReorder,
 }
 
 impl Fault {
-    const ALL: [Fault; 14] = [
+    const ALL: [Fault; 17] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -302,6 +334,9 @@ impl Fault {
         Fault::PartitionOneWay,
         Fault::PartitionClogged,
         Fault::PartitionHeld,
+        Fault::DatagramLoss,
+        Fault::DatagramDuplicate,
+        Fault::DatagramReorder,
     ];
 
     fn name(self) -> &'static str {
@@ -320,6 +355,9 @@ impl Fault {
             Fault::PartitionOneWay => "partition/one_way",
             Fault::PartitionClogged => "partition/clogged",
             Fault::PartitionHeld => "partition/held",
+            Fault::DatagramLoss => "udp_loss",
+            Fault::DatagramDuplicate => "udp_duplicate",
+            Fault::DatagramReorder => "udp_reorder",
         }
     }
 }

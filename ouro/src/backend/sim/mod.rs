@@ -32,9 +32,11 @@
 //! clock too, but it can only wait for what is already scheduled.
 //!
 //! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
-//! bind, listen, connect, accept, send, recv, shutdown, close) between the
-//! addresses of one world, and partitions between its hosts (seeded, see
-//! [`Partitions`]) that hold TCP traffic until they heal. Every other operation fails with an
+//! bind, listen, connect, accept, send, recv, shutdown, close) and UDP
+//! sockets (socket, bind, connect, send, recv, send_to, recv_from, close)
+//! between the addresses of one world, and partitions between its hosts
+//! (seeded, see [`Partitions`]) that hold TCP traffic until they heal.
+//! Every other operation fails with an
 //! `Unsupported` error naming it. Each socket handed to user code is a real
 //! fd (a memfd) that the world maps to its socket, checked by identity on
 //! every use: a stale fd, or one the world did not make, is `EBADF`.
@@ -44,6 +46,7 @@
 mod faults;
 mod net;
 mod partition;
+mod udp;
 mod world;
 
 use std::io;
@@ -158,6 +161,9 @@ impl SimBackend {
             Op::Noop => Reply::Res(0),
             Op::Close { fd } => match fd.take() {
                 Some(fd) => {
+                    if let Some(sock) = state.lookup(fd.as_raw_fd()) {
+                        close_udp(state, sock);
+                    }
                     state.close(&fd);
                     Reply::Res(0)
                 }
@@ -168,6 +174,7 @@ impl SimBackend {
                 match self.take_ring_file(*file) {
                     Some(fd) => {
                         if let Some(sock) = sock {
+                            close_udp(state, sock);
                             state.close_known(fd.as_raw_fd(), sock);
                         }
                         Reply::Res(0)
@@ -177,11 +184,18 @@ impl SimBackend {
             }
             Op::Socket { domain, ty, .. } => {
                 let stream = *ty & 0xf == libc::SOCK_STREAM;
+                let datagram = *ty & 0xf == libc::SOCK_DGRAM;
                 let ip = *domain == libc::AF_INET || *domain == libc::AF_INET6;
-                if !stream || !ip {
-                    return Err(unsupported("sockets other than TCP"));
+                if !(stream || datagram) || !ip {
+                    return Err(unsupported("sockets other than TCP and UDP"));
                 }
-                Reply::Fd(state.socket()?)
+                let fd = state.socket()?;
+                if datagram {
+                    if let Some(sock) = state.lookup(fd.as_raw_fd()) {
+                        state.udp.open(sock, *domain == libc::AF_INET6);
+                    }
+                }
+                Reply::Fd(fd)
             }
             _ => {
                 let Some(fd) = op.fds()[0] else {
@@ -190,6 +204,9 @@ impl SimBackend {
                 let Some(sock) = self.socket_of(state, fd) else {
                     return Ok(Reply::Res(-libc::EBADF));
                 };
+                if state.udp.is_datagram(sock) {
+                    return udp::carry_out(state, self.node, user_data, op, sock);
+                }
                 if let Some(reply) = inject(state, op, sock) {
                     return Ok(reply);
                 }
@@ -218,6 +235,12 @@ impl SimBackend {
             }
         };
         Ok(reply)
+    }
+}
+
+fn close_udp(state: &mut State, sock: usize) {
+    if state.udp.is_datagram(sock) {
+        state.udp_close(sock);
     }
 }
 
@@ -318,6 +341,12 @@ impl Driver for SimBackend {
 
     fn describe(&self) -> String {
         format!("simulated (seed {})", self.world.seed())
+    }
+
+    /// From the world's stream for ring components: a run replays.
+    fn random_u64(&mut self) -> io::Result<u64> {
+        let mut state = self.world.state.borrow_mut();
+        Ok(state.streams.get(faults::Stream::Components).u64(..))
     }
 
     fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {

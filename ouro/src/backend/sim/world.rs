@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::net::Net;
 use super::partition::{Held, Paths};
+use super::udp::Udp;
 use crate::backend::RawCompletion;
 use crate::op::OpKind;
 use crate::time::duration_ns;
@@ -73,6 +74,8 @@ pub(crate) enum What {
     Reset { sock: usize },
     PartitionStart,
     Heal { id: u64 },
+    Datagram { slot: usize },
+    Unreachable { sock: usize },
 }
 
 struct Event {
@@ -141,6 +144,7 @@ pub(crate) struct State {
     pub(crate) ready: Vec<Vec<Ready>>,
     pub(crate) net: Net,
     pub(crate) paths: Paths,
+    pub(crate) udp: Udp,
     /// Operations started and not yet completed, by (node, user_data).
     in_flight: HashMap<(u32, u64), OpKind, BuildHasherDefault<KeyHasher>>,
     pub(crate) violations: Vec<String>,
@@ -170,6 +174,7 @@ impl World {
             ready: Vec::new(),
             net: Net::default(),
             paths: Paths::default(),
+            udp: Udp::default(),
             in_flight: HashMap::default(),
             violations: Vec::new(),
             faults: FaultTally::default(),
@@ -415,7 +420,11 @@ impl State {
             What::Complete { node: n, .. } => *n == node,
             _ => false,
         });
-        in_flight && !scheduled && !self.net.has_parked(node) && !self.paths.holds_for(node)
+        in_flight
+            && !scheduled
+            && !self.net.has_parked(node)
+            && !self.udp.has_parked(node)
+            && !self.paths.holds_for(node)
     }
 
     /// Carries out every event due by now.
@@ -431,6 +440,8 @@ impl State {
                 What::Reset { sock } => self.pass(sock, Held::Reset { sock }),
                 What::PartitionStart => self.start_partition(),
                 What::Heal { id } => self.heal_partition(id),
+                What::Datagram { slot } => self.datagram_arrives(slot),
+                What::Unreachable { sock } => self.unreachable(sock),
             }
         }
     }
@@ -496,7 +507,10 @@ impl State {
     /// Whether the operation `user_data` of `node` may be cancelled now
     /// (it waits on the network or a cut path): then it completes with `ECANCELED`.
     pub(crate) fn cancel(&mut self, node: u32, user_data: u64) {
-        if self.net.unpark(node, user_data) || self.unhold(node, user_data) {
+        if self.net.unpark(node, user_data)
+            || self.udp.unpark(node, user_data)
+            || self.unhold(node, user_data)
+        {
             let now = self.now();
             self.complete(node, user_data, -libc::ECANCELED, now);
         }

@@ -1,0 +1,38 @@
+//! The ring's random source: seeded under the simulator (the same seed
+//! gives the same numbers, another seed others), the OS CSPRNG on a real
+//! ring.
+
+use ouro::sim::World;
+use ouro::Ring;
+
+fn simulated_draws(seed: u64) -> Vec<u64> {
+    let world = World::new(seed);
+    let mut ring: Ring<()> = Ring::simulated(&world);
+    (0..8).map(|_| ring.random_u64().unwrap()).collect()
+}
+
+#[test]
+fn a_simulated_rings_random_numbers_replay_from_the_seed() {
+    let first = simulated_draws(5);
+    assert_eq!(first, simulated_draws(5));
+    assert_ne!(first, simulated_draws(6));
+    let distinct: std::collections::BTreeSet<_> = first.iter().collect();
+    assert_eq!(distinct.len(), first.len(), "no number repeats in 8 draws");
+}
+
+#[test]
+fn the_users_stream_is_not_shifted_by_the_rings_draws() {
+    let world = World::new(9);
+    let untouched = World::new(9).random();
+    let mut ring: Ring<()> = Ring::simulated(&world);
+    ring.random_u64().unwrap();
+    assert_eq!(world.random(), untouched);
+}
+
+#[test]
+fn a_real_rings_random_numbers_differ_from_draw_to_draw() {
+    let mut ring: Ring<()> = Ring::new(8).unwrap();
+    let draws: std::collections::BTreeSet<u64> =
+        (0..8).map(|_| ring.random_u64().unwrap()).collect();
+    assert_eq!(draws.len(), 8);
+}
