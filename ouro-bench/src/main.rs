@@ -166,7 +166,7 @@ fn machine_description(runs: u32) -> String {
         .unwrap_or_else(|err| format!("no ring ({err})"));
     let plural = if runs == 1 { "" } else { "s" };
     format!(
-        "{kernel}, {cpus} CPUs, {ring}; median of {runs} run{plural}; servers on CPU {}, clients on CPU {}",
+        "{kernel}, {cpus} CPUs, {ring}; median of {runs} run{plural}; server workloads pin servers to CPU {}, clients to CPU {}",
         server::SERVER_CPU,
         server::CLIENT_CPU
     )
