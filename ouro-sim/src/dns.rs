@@ -175,7 +175,7 @@ pub struct Client {
 }
 
 impl Client {
-    fn to_resolver(&mut self, ring: &mut Ring<Client>, c: Completion) -> io::Result<()> {
+    fn pass_to_resolver(&mut self, ring: &mut Ring<Client>, c: Completion) -> io::Result<()> {
         match self.resolver.as_mut() {
             Some(resolver) => resolver.on_completion(ring, c),
             None => Ok(()),
@@ -316,7 +316,7 @@ pub fn run_phases(world: &World, load: Load) -> io::Result<Answered> {
         &mut client_ring,
         config,
         Hosts::default(),
-        Ctx::new(Client::to_resolver),
+        Ctx::new(Client::pass_to_resolver),
     )?;
     let mut client = Client {
         resolver: Some(resolver),
