@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ouro::sim::{Bug, Config, FaultCounts, World};
 
+pub mod dns;
 pub mod echo;
 mod shrink;
 
@@ -20,7 +21,7 @@ pub use shrink::{shrink, Case, FaultClass, Load};
 pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
-pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run)];
+pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run), ("dns", dns::run)];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {
