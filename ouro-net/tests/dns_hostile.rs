@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ouro_net::dns::wire::MAX_CNAME_CHAIN;
 use ouro_net::dns::{Hosts, Record, RecordType};
+use simple_dns::rdata::RData;
 use simple_dns::RCODE;
 use support::*;
 
@@ -308,6 +310,119 @@ fn a_cname_chain_is_followed_and_a_loop_is_an_error() {
     )
     .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+}
+
+/// A server that answers `alias.test` with only a CNAME to `real.test`,
+/// `real.test` with its address, `ping.test` and `pong.test` with only a
+/// CNAME to each other, `hopN.test` with only a CNAME to `hopN+1.test`,
+/// and `negative.test` with a CNAME to `gone.test` and an SOA saying the
+/// target has no records; every name it is asked for goes to `asked`.
+fn aliasing_server(asked: mpsc::Sender<String>) -> ScriptedServer {
+    ScriptedServer::start(
+        Box::new(move |_, q| {
+            let name = asked_name(q);
+            asked.send(name.clone()).unwrap();
+            vec![Send::Reply(reply(q, RCODE::NoError, |p, owner| {
+                let hop = name
+                    .strip_prefix("hop")
+                    .and_then(|n| n.strip_suffix(".test"));
+                match (name.as_str(), hop.and_then(|n| n.parse::<u32>().ok())) {
+                    ("real.test", _) => p.answers.push(a_record(owner, GOOD)),
+                    ("alias.test", _) => p.answers.push(cname_record(owner, "real.test")),
+                    ("ping.test", _) => p.answers.push(cname_record(owner, "pong.test")),
+                    ("pong.test", _) => p.answers.push(cname_record(owner, "ping.test")),
+                    ("negative.test", _) => {
+                        p.answers.push(cname_record(owner, "gone.test"));
+                        p.name_servers.push(soa_record("test"));
+                    }
+                    (_, Some(n)) => p
+                        .answers
+                        .push(cname_record(owner, &format!("hop{}.test", n + 1))),
+                    _ => {}
+                }
+            }))]
+        }),
+        None,
+    )
+}
+
+fn soa_record(zone: &'static str) -> simple_dns::ResourceRecord<'static> {
+    let zone = simple_dns::Name::new_unchecked(zone).into_owned();
+    let soa = simple_dns::rdata::SOA {
+        mname: zone.clone(),
+        rname: zone.clone(),
+        serial: 1,
+        refresh: 60,
+        retry: 60,
+        expire: 60,
+        minimum: 60,
+    };
+    simple_dns::ResourceRecord::new(zone, simple_dns::CLASS::IN, 60, RData::SOA(soa))
+}
+
+#[test]
+fn a_cname_target_left_out_of_the_answer_is_asked_for() {
+    let (asked, names) = mpsc::channel();
+    let server = aliasing_server(asked);
+    let answer = resolve(
+        server.config(),
+        Hosts::default(),
+        "alias.test",
+        Some(RecordType::A),
+    )
+    .unwrap();
+    assert_eq!(answer.name, "real.test");
+    assert_eq!(answer.records, vec![Record::A(GOOD)]);
+    assert_eq!(
+        names.try_iter().collect::<Vec<_>>(),
+        ["alias.test", "real.test"]
+    );
+}
+
+#[test]
+fn cname_targets_asked_for_stop_at_a_loop_and_at_the_chain_cap() {
+    let (asked, names) = mpsc::channel();
+    let server = aliasing_server(asked);
+    let err = resolve(
+        server.config(),
+        Hosts::default(),
+        "ping.test",
+        Some(RecordType::A),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    assert_eq!(
+        names.try_iter().collect::<Vec<_>>(),
+        ["ping.test", "pong.test"]
+    );
+
+    let err = resolve(
+        server.config(),
+        Hosts::default(),
+        "hop0.test",
+        Some(RecordType::A),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    let hops: Vec<String> = (0..=MAX_CNAME_CHAIN)
+        .map(|n| format!("hop{n}.test"))
+        .collect();
+    assert_eq!(names.try_iter().collect::<Vec<_>>(), hops);
+}
+
+#[test]
+fn a_cname_target_the_answer_says_has_no_records_is_not_asked_for() {
+    let (asked, names) = mpsc::channel();
+    let server = aliasing_server(asked);
+    let err = resolve(
+        server.config(),
+        Hosts::default(),
+        "negative.test",
+        Some(RecordType::A),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    assert_eq!(names.try_iter().collect::<Vec<_>>(), ["negative.test"]);
 }
 
 #[test]

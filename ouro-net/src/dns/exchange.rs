@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ouro::net::{Domain, Type};
 use ouro::{Ctx, Outcome, Ring, Task};
 
-use super::wire::{self, Record, RecordType, Verdict};
+use super::wire::{self, Record, RecordType, Verdict, MAX_CNAME_CHAIN};
 
 /// Room for a reply over UDP: larger than the EDNS0 payload asked for, so
 /// that a server ignoring it still fits (a larger datagram is cut, fails
@@ -44,7 +44,12 @@ pub(crate) struct Plan<'a> {
 /// One question (a name and a type) being asked.
 pub(crate) struct Exchange<S> {
     pub qtype: RecordType,
+    /// The name asked for: the lookup's, or the target of its CNAMEs.
     name: String,
+    /// The names asked for before `name`, each a CNAME of the next.
+    aliases: Vec<String>,
+    /// The CNAMEs followed so far, over all the answers.
+    cnames: usize,
     /// Its tasks' context (callback and message).
     ctx: Ctx<S>,
     /// The low bits of its tasks' keys, naming the lookup and this
@@ -89,6 +94,8 @@ impl<S> Exchange<S> {
         Exchange {
             qtype,
             name,
+            aliases: Vec::new(),
+            cnames: 0,
             ctx,
             base_key,
             attempt: 0,
@@ -310,6 +317,7 @@ impl<S> Exchange<S> {
             Verdict::Answer { canonical, records } => {
                 self.end(ring, Ended::Records { canonical, records })
             }
+            Verdict::Alias { target, hops } => self.ask_for_alias_target(ring, target, hops, plan),
             Verdict::NoData => self.end(ring, Ended::NoData),
             Verdict::NxDomain => self.end(ring, Ended::NxDomain),
             Verdict::Failed(e) => self.end(ring, Ended::Failed(e)),
@@ -329,6 +337,36 @@ impl<S> Exchange<S> {
                 self.same_server_again(ring);
             }
         }
+    }
+
+    /// Asks for the target of a CNAME chain whose records the answer left
+    /// out (as glibc does), from the first server on, with fresh tries: the
+    /// CNAMEs of every answer count against the one cap, and a target asked
+    /// for before is a loop.
+    fn ask_for_alias_target(
+        &mut self,
+        ring: &mut Ring<S>,
+        target: String,
+        hops: usize,
+        plan: &Plan,
+    ) {
+        self.cnames += hops;
+        let refusal = if self.aliases.contains(&target) {
+            Some("a CNAME loop across answers")
+        } else if self.cnames > MAX_CNAME_CHAIN {
+            Some("a CNAME chain longer than 8")
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let error = io::Error::new(io::ErrorKind::InvalidData, refusal);
+            return self.end(ring, Ended::Failed(error));
+        }
+        let alias = std::mem::replace(&mut self.name, target);
+        self.aliases.push(alias);
+        self.tries = 0;
+        self.last_error = None;
+        self.next_try(ring, plan);
     }
 }
 

@@ -1,7 +1,8 @@
-//! `resolv.conf` watched for changes, as glibc and Go watch it: before a
-//! lookup, at most once per interval of ring time, the file's identity
-//! (device, inode), size and modification time are compared with those it
-//! had when last read; a difference means it is read again.
+//! `resolv.conf` and the hosts file watched for changes, as glibc and Go
+//! watch them: before a lookup, at most once per interval of ring time, a
+//! file's identity (device, inode), size and modification time are
+//! compared with those it had when last read; a difference means it is
+//! read again.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -9,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::config::Config;
+use super::hosts::Hosts;
 
 /// How often a [`Resolver`](super::Resolver) made with
-/// [`from_resolv_conf`](super::Resolver::from_resolv_conf) looks at its
-/// file, at most (Go's interval).
+/// [`from_resolv_conf`](super::Resolver::from_resolv_conf) or
+/// [`from_files`](super::Resolver::from_files) looks at its files, at most
+/// (Go's interval).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What tells one version of the file from another: a file replaced by a
@@ -27,35 +30,48 @@ struct Stamp {
     mtime_nsec: i64,
 }
 
-/// A `resolv.conf` path and what it held when last read.
-#[derive(Debug)]
-pub(crate) struct ResolvConfWatch {
+/// A watched file's path, how it is read (`resolv.conf` as
+/// [`Config::from_file`], the hosts file as [`Hosts::from_file`]: each
+/// reads a missing file as empty) and what it held when last read.
+pub(crate) struct FileWatch<T> {
     path: PathBuf,
+    read: fn(&Path) -> io::Result<T>,
     stamp: Option<Stamp>,
     interval: Duration,
     next_check: Instant,
 }
 
-impl ResolvConfWatch {
-    /// Reads the file (see [`Config::from_file`]) and starts watching it;
-    /// the first look is due `interval` after `now`.
-    pub fn start(path: PathBuf, interval: Duration, now: Instant) -> io::Result<(Self, Config)> {
+/// The watch of a `resolv.conf`.
+pub(crate) type ResolvConfWatch = FileWatch<Config>;
+/// The watch of a hosts file.
+pub(crate) type HostsWatch = FileWatch<Hosts>;
+
+impl<T> FileWatch<T> {
+    /// Reads the file with `read` and starts watching it; the first look
+    /// is due `interval` after `now`.
+    pub fn start(
+        path: PathBuf,
+        read: fn(&Path) -> io::Result<T>,
+        interval: Duration,
+        now: Instant,
+    ) -> io::Result<(Self, T)> {
         let stamp = stamp(&path)?;
-        let config = Config::from_file(&path)?;
-        let watch = ResolvConfWatch {
+        let contents = read(&path)?;
+        let watch = FileWatch {
             path,
+            read,
             stamp,
             interval,
             next_check: now + interval,
         };
-        Ok((watch, config))
+        Ok((watch, contents))
     }
 
-    /// The file's new configuration, if the look is due at `now` and the
-    /// file changed. A file that cannot be looked at or read keeps the
-    /// configuration in use (a missing one gives the defaults, as when
-    /// starting), and is looked at again at the next interval.
-    pub fn changed(&mut self, now: Instant) -> Option<Config> {
+    /// The file's new contents, if the look is due at `now` and the file
+    /// changed. A file that cannot be looked at or read keeps the contents
+    /// in use (a missing one reads as empty, as when starting), and is
+    /// looked at again at the next interval.
+    pub fn changed(&mut self, now: Instant) -> Option<T> {
         if now < self.next_check {
             return None;
         }
@@ -64,9 +80,9 @@ impl ResolvConfWatch {
         if stamp == self.stamp {
             return None;
         }
-        let config = Config::from_file(&self.path).ok()?;
+        let contents = (self.read)(&self.path).ok()?;
         self.stamp = stamp;
-        Some(config)
+        Some(contents)
     }
 }
 

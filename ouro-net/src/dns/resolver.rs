@@ -11,7 +11,7 @@ use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 use super::config::Config;
 use super::exchange::{Ended, Exchange, Plan, ATTEMPT_SHIFT};
 use super::hosts::Hosts;
-use super::reload::ResolvConfWatch;
+use super::reload::{FileWatch, HostsWatch, ResolvConfWatch};
 use super::search::{candidates, is_localhost};
 use super::sort::sort_destinations;
 use super::wire::{Record, RecordType};
@@ -108,6 +108,8 @@ pub struct Resolver<S> {
     /// The file `config` comes from, if it is watched for changes.
     resolv_conf: Option<ResolvConfWatch>,
     hosts: Hosts,
+    /// The file `hosts` comes from, if it is watched for changes.
+    hosts_file: Option<HostsWatch>,
     ctx: Ctx<S>,
     handle: RingHandle<S>,
     lookups: Vec<Option<Lookup<S>>>,
@@ -130,6 +132,7 @@ impl<S> Resolver<S> {
             config,
             resolv_conf: None,
             hosts,
+            hosts_file: None,
             ctx,
             handle: ring.handle()?,
             lookups: Vec::new(),
@@ -156,9 +159,31 @@ impl<S> Resolver<S> {
         hosts: Hosts,
         ctx: Ctx<S>,
     ) -> io::Result<Resolver<S>> {
-        let (watch, config) = ResolvConfWatch::start(path.into(), every, ring.now())?;
+        let (watch, config) = FileWatch::start(path.into(), Config::from_file, every, ring.now())?;
         let mut resolver = Resolver::new(ring, config, hosts, ctx)?;
         resolver.resolv_conf = Some(watch);
+        Ok(resolver)
+    }
+
+    /// A resolver configured by the `resolv.conf` at `resolv_conf` and the
+    /// hosts file at `hosts`, both read again when they change, as
+    /// [`from_resolv_conf`](Resolver::from_resolv_conf) reads its file
+    /// again: before a lookup, at most once per `every` of ring time, each
+    /// file's inode, size and modification time are compared with those
+    /// it had when read. A hosts file that cannot be read then keeps the
+    /// entries in use; a missing one has no entries (as
+    /// [`Hosts::from_file`] reads it). Fails if either file cannot be read
+    /// at first.
+    pub fn from_files(
+        ring: &mut Ring<S>,
+        resolv_conf: impl Into<PathBuf>,
+        hosts: impl Into<PathBuf>,
+        every: Duration,
+        ctx: Ctx<S>,
+    ) -> io::Result<Resolver<S>> {
+        let (watch, entries) = FileWatch::start(hosts.into(), Hosts::from_file, every, ring.now())?;
+        let mut resolver = Resolver::from_resolv_conf(ring, resolv_conf, every, entries, ctx)?;
+        resolver.hosts_file = Some(watch);
         Ok(resolver)
     }
 
@@ -166,6 +191,12 @@ impl<S> Resolver<S> {
     /// [`from_resolv_conf`](Resolver::from_resolv_conf)).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The hosts file entries in use (as last read, for a resolver made
+    /// with [`from_files`](Resolver::from_files)).
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
     }
 
     /// Looks up the addresses of `name`, A and AAAA at once (one after the
@@ -299,11 +330,11 @@ impl<S> Resolver<S> {
     }
 
     fn reload_if_changed(&mut self, now: Instant) {
-        let Some(watch) = self.resolv_conf.as_mut() else {
-            return;
-        };
-        if let Some(config) = watch.changed(now) {
+        if let Some(config) = self.resolv_conf.as_mut().and_then(|w| w.changed(now)) {
             self.config = config;
+        }
+        if let Some(hosts) = self.hosts_file.as_mut().and_then(|w| w.changed(now)) {
+            self.hosts = hosts;
         }
     }
 

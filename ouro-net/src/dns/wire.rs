@@ -94,6 +94,14 @@ pub enum Verdict {
         /// The records, in the server's order.
         records: Vec<Record>,
     },
+    /// The name is an alias whose target's records the answer left out
+    /// (without saying the target has none): ask for the target.
+    Alias {
+        /// The name the chain of CNAMEs ends at.
+        target: String,
+        /// The CNAMEs followed in this answer.
+        hops: usize,
+    },
     /// The name exists without records of this type.
     NoData,
     /// The name does not exist (NXDOMAIN).
@@ -205,7 +213,10 @@ fn records(packet: &Packet, name: &str, qtype: RecordType) -> Verdict {
             };
         }
         let Some(target) = cname_of(packet, &owner) else {
-            return no_records(packet);
+            return match seen.len() {
+                0 => no_records(packet),
+                hops => alias(packet, owner, hops),
+            };
         };
         seen.insert(owner);
         if seen.contains(&target) {
@@ -237,6 +248,17 @@ fn no_records(packet: &Packet) -> Verdict {
         return Verdict::NextServer;
     }
     Verdict::NoData
+}
+
+/// A chain whose target has no records here: no data if the answer says
+/// so (an SOA in the authority section, a negative answer for the target),
+/// otherwise the target is to be asked for.
+fn alias(packet: &Packet, target: String, hops: usize) -> Verdict {
+    let negative = (packet.name_servers.iter()).any(|rr| rr.rdata.type_code() == TYPE::SOA);
+    match negative {
+        true => Verdict::NoData,
+        false => Verdict::Alias { target, hops },
+    }
 }
 
 fn cname_of(packet: &Packet, owner: &str) -> Option<String> {
