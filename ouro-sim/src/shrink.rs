@@ -111,12 +111,14 @@ impl FaultClass {
     }
 }
 
-/// How much work a scenario's clients do.
+/// How much work a scenario's clients do; each scenario says how it reads
+/// these (`dns`: one resolver looking up `2 × clients` names per round).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Load {
-    /// Clients in all.
+    /// Clients in all (`dns`: half the names looked up).
     pub clients: u32,
-    /// Rounds (request and checked answer) each client makes.
+    /// Rounds (request and checked answer) each client makes (`dns`:
+    /// rounds of lookups, each after the last has ended).
     pub rounds: u32,
 }
 
