@@ -90,19 +90,7 @@ fn a_file_replaced_by_a_rename_at_the_same_size_is_read_again() {
     let (mut ring, mut state) = watching(&path, Duration::ZERO);
     assert_eq!(web(&mut ring, &mut state), [addr("192.0.2.1")]);
 
-    let next = dir.path().join("hosts.new");
-    fs::write(&next, "192.0.2.9 web.test\n").unwrap();
-    // The same size and modification time: only the inode differs.
-    let old = fs::metadata(&path).unwrap();
-    let file = fs::File::options().write(true).open(&next).unwrap();
-    file.set_modified(old.modified().unwrap()).unwrap();
-    drop(file);
-    fs::rename(&next, &path).unwrap();
-    let new = fs::metadata(&path).unwrap();
-    assert_eq!(
-        (new.len(), new.modified().unwrap()),
-        (old.len(), old.modified().unwrap())
-    );
+    support::replace_keeping_size_and_mtime(&path, "192.0.2.9 web.test\n");
     assert_eq!(
         lookup(&mut ring, &mut state, "web.test"),
         [addr("192.0.2.9")]

@@ -83,19 +83,7 @@ fn a_file_replaced_by_a_rename_at_the_same_size_is_read_again() {
         vec![server("192.0.2.1:53")]
     );
 
-    let next = dir.path().join("resolv.conf.new");
-    fs::write(&next, "nameserver 192.0.2.9\n").unwrap();
-    // The same size and modification time: only the inode differs.
-    let old = fs::metadata(&path).unwrap();
-    let file = fs::File::options().write(true).open(&next).unwrap();
-    file.set_modified(old.modified().unwrap()).unwrap();
-    drop(file);
-    fs::rename(&next, &path).unwrap();
-    let new = fs::metadata(&path).unwrap();
-    assert_eq!(
-        (new.len(), new.modified().unwrap()),
-        (old.len(), old.modified().unwrap())
-    );
+    support::replace_keeping_size_and_mtime(&path, "nameserver 192.0.2.9\n");
     assert_eq!(
         lookup(&mut ring, &mut state).0,
         vec![server("192.0.2.9:53")]

@@ -274,3 +274,21 @@ pub fn open_fds() -> usize {
     }
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// Replaces the file at `path` by a rename of a new one holding `text`
+/// (which must be as long as the old contents), with the old modification
+/// time: only the inode tells the two apart.
+pub fn replace_keeping_size_and_mtime(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("new");
+    std::fs::write(&next, text).unwrap();
+    let old = std::fs::metadata(path).unwrap();
+    let file = std::fs::File::options().write(true).open(&next).unwrap();
+    file.set_modified(old.modified().unwrap()).unwrap();
+    drop(file);
+    std::fs::rename(&next, path).unwrap();
+    let new = std::fs::metadata(path).unwrap();
+    assert_eq!(
+        (new.len(), new.modified().unwrap()),
+        (old.len(), old.modified().unwrap())
+    );
+}
