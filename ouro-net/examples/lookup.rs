@@ -142,27 +142,8 @@ pub fn lines(asked: &str, answer: &Answer) -> Vec<String> {
     let canonical = renamed.then(|| format!("{}.", answer.name));
     canonical
         .into_iter()
-        .chain(answer.records.iter().map(short_form))
+        .chain(answer.records.iter().map(Record::to_string))
         .collect()
-}
-
-fn short_form(record: &Record) -> String {
-    match record {
-        Record::A(v4) => v4.to_string(),
-        Record::Aaaa(v6) => v6.to_string(),
-        Record::Cname(name) => format!("{name}."),
-        Record::Srv {
-            priority,
-            weight,
-            port,
-            target,
-        } => format!("{priority} {weight} {port} {target}."),
-        Record::Txt(text) => format!("{text:?}"),
-        Record::Mx {
-            preference,
-            exchange,
-        } => format!("{preference} {exchange}."),
-    }
 }
 
 fn main() -> ExitCode {

@@ -3,6 +3,7 @@
 //! `simple-dns`.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -78,6 +79,30 @@ pub enum Record {
         /// The exchanger's host name.
         exchange: String,
     },
+}
+
+/// The record's data as `dig +short` prints it: names end with a dot, SRV
+/// and MX put their numbers first, TXT is one quoted string (with Rust's
+/// escapes for quotes and control characters).
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Record::A(v4) => write!(f, "{v4}"),
+            Record::Aaaa(v6) => write!(f, "{v6}"),
+            Record::Cname(name) => write!(f, "{name}."),
+            Record::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => write!(f, "{priority} {weight} {port} {target}."),
+            Record::Txt(text) => write!(f, "{text:?}"),
+            Record::Mx {
+                preference,
+                exchange,
+            } => write!(f, "{preference} {exchange}."),
+        }
+    }
 }
 
 /// What a reply means for the question it may answer.

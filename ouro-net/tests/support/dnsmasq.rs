@@ -184,20 +184,8 @@ pub fn type_name(qtype: RecordType) -> &'static str {
 /// the resolver joins them (see [`dig_txt`]).
 pub fn short_form(record: &Record) -> String {
     match record {
-        Record::A(v4) => v4.to_string(),
-        Record::Aaaa(v6) => v6.to_string(),
-        Record::Cname(name) => format!("{name}."),
-        Record::Srv {
-            priority,
-            weight,
-            port,
-            target,
-        } => format!("{priority} {weight} {port} {target}."),
         Record::Txt(text) => text.clone(),
-        Record::Mx {
-            preference,
-            exchange,
-        } => format!("{preference} {exchange}."),
+        other => other.to_string(),
     }
 }
 
