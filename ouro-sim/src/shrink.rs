@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ouro::sim::{Bug, Config, Partitions};
+use ouro::sim::{Bug, Config, Partitions, CQ_ENTRIES};
 
 use crate::{run_case, Scenario, SeedReport};
 
@@ -33,11 +33,21 @@ pub enum FaultClass {
     DatagramDuplicate,
     /// UDP datagrams passed by later ones.
     DatagramReorder,
+    /// The submission queue reporting full early.
+    SqFullEarly,
+    /// A completion queue small enough to overflow.
+    CqOverflow,
+    /// Cancellations that take effect late, racing the operation.
+    CancelRace,
+    /// TCP giving up with `ETIMEDOUT` over a long partition.
+    TcpTimeout,
+    /// Spoofed UDP datagrams.
+    Spoofed,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 11] = [
+    pub const ALL: [FaultClass; 16] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -49,6 +59,11 @@ impl FaultClass {
         FaultClass::LateTimers,
         FaultClass::LatencyTail,
         FaultClass::LatencySpread,
+        FaultClass::SqFullEarly,
+        FaultClass::CqOverflow,
+        FaultClass::CancelRace,
+        FaultClass::TcpTimeout,
+        FaultClass::Spoofed,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -65,6 +80,11 @@ impl FaultClass {
             FaultClass::DatagramLoss => "udp_loss",
             FaultClass::DatagramDuplicate => "udp_duplicate",
             FaultClass::DatagramReorder => "udp_reorder",
+            FaultClass::SqFullEarly => "sq_full_early",
+            FaultClass::CqOverflow => "cq_overflow",
+            FaultClass::CancelRace => "cancel_race",
+            FaultClass::TcpTimeout => "tcp_timeout",
+            FaultClass::Spoofed => "udp_spoofed",
         }
     }
 
@@ -87,6 +107,11 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss > 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate > 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder > 0.0,
+            FaultClass::SqFullEarly => config.sq_full_early > 0.0,
+            FaultClass::CqOverflow => config.cq_entries < CQ_ENTRIES,
+            FaultClass::CancelRace => config.cancel_race > 0.0,
+            FaultClass::TcpTimeout => config.tcp_give_up_ns > 0,
+            FaultClass::Spoofed => config.spoofed > 0.0,
         }
     }
 
@@ -107,6 +132,11 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss = 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate = 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder = 0.0,
+            FaultClass::SqFullEarly => config.sq_full_early = 0.0,
+            FaultClass::CqOverflow => config.cq_entries = CQ_ENTRIES,
+            FaultClass::CancelRace => config.cancel_race = 0.0,
+            FaultClass::TcpTimeout => config.tcp_give_up_ns = 0,
+            FaultClass::Spoofed => config.spoofed = 0.0,
         }
     }
 }

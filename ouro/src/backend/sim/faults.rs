@@ -26,10 +26,13 @@ pub(crate) enum Stream {
     DatagramDuplicate,
     DatagramReorder,
     Components,
+    SqFull,
+    CancelRace,
+    Spoofed,
 }
 
 impl Stream {
-    const ALL: [Stream; 16] = [
+    const ALL: [Stream; 19] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -46,6 +49,9 @@ impl Stream {
         Stream::DatagramDuplicate,
         Stream::DatagramReorder,
         Stream::Components,
+        Stream::SqFull,
+        Stream::CancelRace,
+        Stream::Spoofed,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -67,6 +73,9 @@ impl Stream {
             Stream::DatagramDuplicate => "net/udp-duplicate",
             Stream::DatagramReorder => "net/udp-reorder",
             Stream::Components => "ring/random",
+            Stream::SqFull => "kernel/sq-full",
+            Stream::CancelRace => "kernel/cancel-race",
+            Stream::Spoofed => "net/udp-spoofed",
         }
     }
 }
@@ -189,7 +198,31 @@ pub struct Config {
     pub datagram_duplicate: f64,
     /// The share of UDP datagrams delayed past the ones sent after them.
     pub datagram_reorder: f64,
+    /// The share of submissions for which the submission queue reports
+    /// full although it has room (it holds [`SQ_ENTRIES`] in any case).
+    pub sq_full_early: f64,
+    /// The completion queue's capacity; completions beyond it wait in the
+    /// kernel's overflow list. The ring's real one is [`CQ_ENTRIES`].
+    pub cq_entries: usize,
+    /// The share of cancellations that race the operation: the cancel
+    /// takes effect only after a delay, in which the operation may
+    /// complete with its own result.
+    pub cancel_race: f64,
+    /// How long TCP keeps retransmitting over a cut path before it gives
+    /// up with `ETIMEDOUT` (a connect after half of it); 0: never.
+    pub tcp_give_up_ns: u64,
+    /// The share of UDP datagrams arriving at a socket that bring a
+    /// spoofed one along: a copy from another source, or random bytes.
+    pub spoofed: f64,
 }
+
+/// The entries of a simulated ring's submission queue: those of a real
+/// ring made with the builder's default.
+pub const SQ_ENTRIES: usize = 256;
+
+/// The entries of a simulated ring's completion queue: twice the
+/// submission queue's, as the kernel makes them.
+pub const CQ_ENTRIES: usize = 2 * SQ_ENTRIES;
 
 impl Config {
     /// No fault at all: the liveness phase, and the default of a world
@@ -211,6 +244,11 @@ impl Config {
             datagram_loss: 0.0,
             datagram_duplicate: 0.0,
             datagram_reorder: 0.0,
+            sq_full_early: 0.0,
+            cq_entries: CQ_ENTRIES,
+            cancel_race: 0.0,
+            tcp_give_up_ns: 0,
+            spoofed: 0.0,
         }
     }
 
@@ -252,6 +290,36 @@ impl Config {
             datagram_loss: rate(&mut rng, 0.2),
             datagram_duplicate: rate(&mut rng, 0.2),
             datagram_reorder: rate(&mut rng, 0.3),
+            ..Config::kernel_from_seed(seed)
+        }
+    }
+
+    /// The kernel's fault classes `seed` draws, from a configuration
+    /// stream of their own so that the classes above keep their values.
+    fn kernel_from_seed(seed: u64) -> Config {
+        let mut rng = fastrand::Rng::with_seed(seed ^ name_hash("config/kernel"));
+        let mut on = |most: f64| if rng.bool() { rng.f64() * most } else { 0.0 };
+        let sq_full_early = on(0.2);
+        let cq_small = on(1.0) > 0.0;
+        let cancel_race = on(0.5);
+        let tcp_give_up = on(1.0) > 0.0;
+        let spoofed = on(0.3);
+        let mut rng = fastrand::Rng::with_seed(seed ^ name_hash("config/kernel/sizes"));
+        Config {
+            sq_full_early,
+            cq_entries: if cq_small {
+                rng.usize(1..=16)
+            } else {
+                CQ_ENTRIES
+            },
+            cancel_race,
+            tcp_give_up_ns: if tcp_give_up {
+                rng.u64(20_000_000..=300_000_000)
+            } else {
+                0
+            },
+            spoofed,
+            ..Config::calm()
         }
     }
 }
@@ -263,7 +331,8 @@ impl fmt::Display for Config {
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
-             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3}",
+             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} sq_full_early={:.3} \
+             cq_entries={} cancel_race={:.3} tcp_give_up={}ns udp_spoofed={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -278,7 +347,12 @@ impl fmt::Display for Config {
             self.partitions.clog_ns,
             self.datagram_loss,
             self.datagram_duplicate,
-            self.datagram_reorder
+            self.datagram_reorder,
+            self.sq_full_early,
+            self.cq_entries,
+            self.cancel_race,
+            self.tcp_give_up_ns,
+            self.spoofed
         )
     }
 }
@@ -316,10 +390,18 @@ pub(crate) enum Fault {
     DatagramLoss,
     DatagramDuplicate,
     DatagramReorder,
+    SqFull,
+    SubmitBusy,
+    CqOverflow,
+    CancelLate,
+    ConnectTimedOut,
+    TimedOut,
+    DatagramCut,
+    Spoofed,
 }
 
 impl Fault {
-    const ALL: [Fault; 17] = [
+    const ALL: [Fault; 25] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -337,6 +419,14 @@ impl Fault {
         Fault::DatagramLoss,
         Fault::DatagramDuplicate,
         Fault::DatagramReorder,
+        Fault::SqFull,
+        Fault::SubmitBusy,
+        Fault::CqOverflow,
+        Fault::CancelLate,
+        Fault::ConnectTimedOut,
+        Fault::TimedOut,
+        Fault::DatagramCut,
+        Fault::Spoofed,
     ];
 
     fn name(self) -> &'static str {
@@ -358,6 +448,14 @@ impl Fault {
             Fault::DatagramLoss => "udp_loss",
             Fault::DatagramDuplicate => "udp_duplicate",
             Fault::DatagramReorder => "udp_reorder",
+            Fault::SqFull => "sq_full_early",
+            Fault::SubmitBusy => "submit_busy",
+            Fault::CqOverflow => "cq_overflow",
+            Fault::CancelLate => "cancel_late",
+            Fault::ConnectTimedOut => "tcp_timeout/connect",
+            Fault::TimedOut => "tcp_timeout/data",
+            Fault::DatagramCut => "partition/udp",
+            Fault::Spoofed => "udp_spoofed",
         }
     }
 }

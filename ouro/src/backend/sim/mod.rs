@@ -44,8 +44,11 @@
 //! See `docs/simulator.md` for the runner and the fault classes.
 
 mod faults;
+mod give_up;
 mod net;
 mod partition;
+mod queues;
+mod spoof;
 mod udp;
 mod world;
 
@@ -61,9 +64,10 @@ use crate::fd::{Fd, Named};
 use crate::op::Op;
 use crate::time::Clock;
 use net::{Parked, Reply};
+use queues::Submissions;
 use world::State;
 
-pub use faults::{Config, FaultCounts, Latency, Partitions};
+pub use faults::{Config, FaultCounts, Latency, Partitions, CQ_ENTRIES, SQ_ENTRIES};
 #[doc(hidden)]
 pub use world::Bug;
 pub use world::{Node, Stop, World};
@@ -78,6 +82,7 @@ pub(crate) struct SimBackend {
     /// number cannot go to another file, so using it needs no `fstat`.
     file_sockets: Vec<Option<usize>>,
     woken: Arc<SimWaker>,
+    submissions: Submissions,
 }
 
 #[derive(Default)]
@@ -94,12 +99,14 @@ impl SimBackend {
     pub(crate) fn new(world: &World) -> SimBackend {
         let mut state = world.state.borrow_mut();
         state.ready.push(Vec::new());
+        state.overflow.push(Default::default());
         SimBackend {
             world: world.clone(),
             node: (state.ready.len() - 1) as u32,
             files: OwnedFiles::default(),
             file_sockets: Vec::new(),
             woken: Arc::default(),
+            submissions: Submissions::default(),
         }
     }
 
@@ -131,7 +138,7 @@ impl SimBackend {
     /// ready for it, no event of the world due, no wake-up.
     pub(crate) fn nothing_due(&self) -> bool {
         let state = self.world.state.borrow();
-        state.ready[self.node as usize].is_empty()
+        !state.has_completions(self.node)
             && !state.event_due()
             && !self.woken.0.load(Ordering::Acquire)
     }
@@ -272,6 +279,9 @@ impl Driver for SimBackend {
         let _ = clock;
         let world = self.world.state.clone();
         let mut state = world.borrow_mut();
+        if !self.submissions.push(&mut state) {
+            return Started::Full;
+        }
         let reply = match self.carry_out(&mut state, user_data, op) {
             Ok(reply) => reply,
             Err(err) => return Started::Failed(err),
@@ -287,21 +297,29 @@ impl Driver for SimBackend {
     }
 
     fn cancel(&mut self, user_data: u64) -> bool {
-        self.world.state.borrow_mut().cancel(self.node, user_data);
+        let mut state = self.world.state.borrow_mut();
+        if !self.submissions.push(&mut state) {
+            return false;
+        }
+        state.cancel(self.node, user_data);
         true
     }
 
     fn flush(&mut self) -> io::Result<bool> {
-        Ok(true)
+        let mut state = self.world.state.borrow_mut();
+        Ok(self.submissions.submit(&mut state, self.node))
     }
 
     /// Carries out the events due; a wait that may block jumps the clock
     /// to the next event or `timeout`, whichever is first.
     fn wait(&mut self, timeout: Option<u64>, clock: &mut Clock) -> io::Result<()> {
         let mut state = self.world.state.borrow_mut();
+        // The wait enters the kernel, which takes the submissions (unless
+        // it is busy with overflowed completions, as a flush).
+        self.submissions.submit(&mut state, self.node);
         state.process_due();
         let woken = self.woken.0.swap(false, Ordering::Acquire);
-        if woken || timeout == Some(0) || !state.ready[self.node as usize].is_empty() {
+        if woken || timeout == Some(0) || state.has_completions(self.node) {
             return Ok(());
         }
         if state.lost(self.node) {

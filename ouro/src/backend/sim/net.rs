@@ -174,6 +174,20 @@ impl Net {
         Some((self.sockets[peer].host?, socket.host?))
     }
 
+    /// The other end of connected socket `sock`.
+    pub(crate) fn peer_of(&self, sock: usize) -> Option<usize> {
+        match self.sockets[sock].role {
+            Role::Connected { peer } => Some(peer),
+            _ => None,
+        }
+    }
+
+    /// A host that UDP traffic came from or went to, which partitions may
+    /// come between too.
+    pub(crate) fn add_host(&mut self, ip: IpAddr) {
+        self.hosts.insert(ip.to_canonical());
+    }
+
     pub(crate) fn is_closed(&self, sock: usize) -> bool {
         self.sockets[sock].closed
     }
@@ -545,6 +559,19 @@ impl State {
     pub(crate) fn fin(&mut self, sock: usize) {
         self.net.sockets[sock].rx_fin = true;
         self.wake_recv(sock);
+    }
+
+    /// TCP gave up on `sock`'s connection: it fails here with `errno`
+    /// (unless it had been reset already; `false` then).
+    pub(crate) fn abort(&mut self, sock: usize, errno: i32) -> bool {
+        let socket = &mut self.net.sockets[sock];
+        if socket.reset {
+            return false;
+        }
+        socket.reset = true;
+        socket.error = (!socket.closed).then_some(errno);
+        self.wake_recv(sock);
+        true
     }
 
     pub(crate) fn reset(&mut self, sock: usize) {

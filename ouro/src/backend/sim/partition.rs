@@ -4,10 +4,11 @@
 //! clogged path delivers late what it carries. TCP over a cut path is
 //! modelled as a kernel that keeps retransmitting: what is sent is held
 //! (segments, ends of stream, resets, and connects whose SYN or answer
-//! cannot pass) and delivered, in order, when the path heals; a
-//! connection is never timed out by a partition.
+//! cannot pass) and delivered, in order, when the path heals, unless TCP
+//! gives up first (see `give_up.rs`). UDP datagrams across a cut path are
+//! dropped.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use super::faults::{Fault, Stream};
@@ -68,8 +69,12 @@ pub(crate) enum Held {
 #[derive(Default)]
 pub(crate) struct Paths {
     active: Vec<Partition>,
-    /// What cut paths hold, in the order it was sent, with its path.
-    held: VecDeque<(IpAddr, IpAddr, Held)>,
+    /// What cut paths hold, in the order it was sent, with its path and
+    /// when it was held.
+    pub(crate) held: VecDeque<(IpAddr, IpAddr, Held, u64)>,
+    /// The sockets whose held segments TCP will give up on at a time
+    /// already scheduled.
+    pub(crate) giving_up: BTreeSet<usize>,
     next_id: u64,
     /// Partition starts and heals in the world's queue.
     pub(crate) queued: usize,
@@ -82,7 +87,7 @@ impl Paths {
     pub(crate) fn holds_for(&self, node: u32) -> bool {
         self.held
             .iter()
-            .any(|(_, _, h)| matches!(h, Held::Connect { parked, .. } if parked.node == node))
+            .any(|(_, _, h, _)| matches!(h, Held::Connect { parked, .. } if parked.node == node))
     }
 
     pub(crate) fn holds_nothing(&self) -> bool {
@@ -176,16 +181,16 @@ impl State {
     /// Delivers, in order, what paths that are no longer cut held.
     fn release(&mut self) {
         let held = std::mem::take(&mut self.paths.held);
-        for (from, to, item) in held {
+        for (from, to, item, since) in held {
             if self.is_cut(from, to) {
-                self.paths.held.push_back((from, to, item));
+                self.paths.held.push_back((from, to, item, since));
             } else {
                 self.apply(item);
             }
         }
     }
 
-    fn is_cut(&self, from: IpAddr, to: IpAddr) -> bool {
+    pub(crate) fn is_cut(&self, from: IpAddr, to: IpAddr) -> bool {
         self.paths.active.iter().any(|p| p.cuts(from, to))
     }
 
@@ -205,7 +210,9 @@ impl State {
 
     fn hold(&mut self, from: IpAddr, to: IpAddr, item: Held) {
         self.faults.add(Fault::PartitionHeld);
-        self.paths.held.push_back((from, to, item));
+        let since = self.now();
+        self.arm_give_up(&item, since);
+        self.paths.held.push_back((from, to, item, since));
     }
 
     /// Carries out what the network delivers to a socket, or holds it if
@@ -259,7 +266,7 @@ impl State {
 
     /// Takes the held connect `user_data` of `node` off its path.
     pub(crate) fn unhold(&mut self, node: u32, user_data: u64) -> bool {
-        let found = self.paths.held.iter().position(|(_, _, h)| {
+        let found = self.paths.held.iter().position(|(_, _, h, _)| {
             matches!(h, Held::Connect { parked, .. }
                 if parked.node == node && parked.user_data == user_data)
         });
@@ -282,7 +289,7 @@ impl State {
                     .paths
                     .held
                     .iter()
-                    .filter(|(from, to, _)| p.cuts(*from, *to))
+                    .filter(|(from, to, _, _)| p.cuts(*from, *to))
                     .count();
                 format!(
                     "{:?} partition {} {arrow} {} not healed after {:?}, holding {held} \

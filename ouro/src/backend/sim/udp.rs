@@ -4,6 +4,8 @@
 //! socket takes datagrams from its peer only, and a datagram to a port
 //! nothing is bound to makes the next operation of a connected sender fail
 //! with `ECONNREFUSED`, as the kernel's ICMP "port unreachable" does.
+//! Datagrams across a path a partition cuts are dropped, and spoofed ones
+//! (see `spoof.rs`) arrive from sources that sent nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -40,16 +42,17 @@ struct Waiting {
     msg: *mut MsgBuf,
 }
 
-struct Packet {
-    from: SocketAddr,
-    data: Vec<u8>,
+pub(crate) struct Packet {
+    pub(crate) from: SocketAddr,
+    pub(crate) data: Vec<u8>,
 }
 
 /// A datagram on its way.
-struct Flight {
-    sender: usize,
-    to: SocketAddr,
-    packet: Packet,
+pub(crate) struct Flight {
+    /// The socket that sent it; `None` for a spoofed one.
+    pub(crate) sender: Option<usize>,
+    pub(crate) to: SocketAddr,
+    pub(crate) packet: Packet,
 }
 
 #[derive(Default)]
@@ -198,7 +201,7 @@ impl Udp {
         self.bind_to(sock, SocketAddr::new(any, 0))
     }
 
-    fn buffer(&mut self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn buffer(&mut self, data: &[u8]) -> Vec<u8> {
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.extend_from_slice(data);
         buf
@@ -313,6 +316,8 @@ impl State {
         } else {
             local
         };
+        self.net.add_host(from.ip());
+        self.net.add_host(to.ip());
         let sent = data.len() as i32;
         if self
             .streams
@@ -354,22 +359,12 @@ impl State {
                 from,
                 data: self.udp.buffer(data),
             };
-            let flight = Some(Flight {
-                sender: sock,
+            let flight = Flight {
+                sender: Some(sock),
                 to,
                 packet,
-            });
-            let slot = match self.udp.free_flights.pop() {
-                Some(slot) => {
-                    self.udp.flights[slot] = flight;
-                    slot
-                }
-                None => {
-                    self.udp.flights.push(flight);
-                    self.udp.flights.len() - 1
-                }
             };
-            self.schedule(at, What::Datagram { slot });
+            self.launch(flight, at);
         }
         sent
     }
@@ -405,14 +400,25 @@ impl State {
             return;
         };
         self.udp.free_flights.push(slot);
+        if self.is_cut(packet.from.ip().to_canonical(), to.ip().to_canonical()) {
+            self.faults.add(Fault::DatagramCut);
+            self.udp.recycle(packet.data);
+            return;
+        }
+        if sender.is_some() && self.streams.chance(Stream::Spoofed, self.config.spoofed) {
+            self.spoof(to, &packet);
+        }
         let receiver = self.udp.receiver(to).filter(|&r| {
             let endpoint = self.udp.endpoint(r);
             !endpoint.closed && endpoint.peer.is_none_or(|peer| same(peer, packet.from))
         });
         let Some(receiver) = receiver else {
             // Port unreachable: a connected sender hears of it.
-            let endpoint = self.udp.endpoint(sender);
-            if !endpoint.closed && endpoint.peer.is_some_and(|peer| same(peer, to)) {
+            let connected = sender.filter(|&sender| {
+                let endpoint = self.udp.endpoint(sender);
+                !endpoint.closed && endpoint.peer.is_some_and(|peer| same(peer, to))
+            });
+            if let Some(sender) = connected {
                 let at = self.now() + self.delay();
                 self.schedule(at, What::Unreachable { sock: sender });
             }
@@ -432,6 +438,22 @@ impl State {
         endpoint.queued += packet.data.len();
         endpoint.queue.push_back(packet);
         self.wake_datagram(receiver);
+    }
+
+    /// Puts `flight` on its way, to arrive at `at`.
+    pub(crate) fn launch(&mut self, flight: Flight, at: u64) {
+        let flight = Some(flight);
+        let slot = match self.udp.free_flights.pop() {
+            Some(slot) => {
+                self.udp.flights[slot] = flight;
+                slot
+            }
+            None => {
+                self.udp.flights.push(flight);
+                self.udp.flights.len() - 1
+            }
+        };
+        self.schedule(at, What::Datagram { slot });
     }
 
     /// An ICMP "port unreachable" reaches `sock`.

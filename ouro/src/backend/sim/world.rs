@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -59,6 +59,9 @@ pub enum Bug {
     DropCompletion,
     /// Partitions never heal, not even when the faults go off.
     PartitionNeverHeals,
+    /// One completion in a hundred that overflow the completion queue is
+    /// lost.
+    DropOverflowed,
 }
 
 /// A completion waiting to be reaped, with the fd it makes, if any.
@@ -68,14 +71,42 @@ pub(crate) struct Ready {
 }
 
 pub(crate) enum What {
-    Complete { node: u32, ready: Ready },
-    Arrive { sock: usize, len: usize },
-    Fin { sock: usize },
-    Reset { sock: usize },
+    Complete {
+        node: u32,
+        ready: Ready,
+    },
+    Arrive {
+        sock: usize,
+        len: usize,
+    },
+    Fin {
+        sock: usize,
+    },
+    Reset {
+        sock: usize,
+    },
     PartitionStart,
-    Heal { id: u64 },
-    Datagram { slot: usize },
-    Unreachable { sock: usize },
+    Heal {
+        id: u64,
+    },
+    Datagram {
+        slot: usize,
+    },
+    Unreachable {
+        sock: usize,
+    },
+    Cancel {
+        node: u32,
+        user_data: u64,
+    },
+    GiveUp {
+        sock: usize,
+    },
+    ConnectGiveUp {
+        node: u32,
+        user_data: u64,
+        since: u64,
+    },
 }
 
 struct Event {
@@ -142,6 +173,8 @@ pub(crate) struct State {
     seq: u64,
     /// Completions due, by node, not yet reaped.
     pub(crate) ready: Vec<Vec<Ready>>,
+    /// Completions that overflowed each node's completion queue.
+    pub(crate) overflow: Vec<VecDeque<Ready>>,
     pub(crate) net: Net,
     pub(crate) paths: Paths,
     pub(crate) udp: Udp,
@@ -172,6 +205,7 @@ impl World {
             events: BinaryHeap::new(),
             seq: 0,
             ready: Vec::new(),
+            overflow: Vec::new(),
             net: Net::default(),
             paths: Paths::default(),
             udp: Udp::default(),
@@ -392,7 +426,7 @@ impl State {
     }
 
     pub(crate) fn next_event(&self) -> Option<u64> {
-        if self.ready.iter().any(|r| !r.is_empty()) {
+        if self.ready.iter().any(|r| !r.is_empty()) || self.overflow.iter().any(|o| !o.is_empty()) {
             return Some(self.now());
         }
         self.events.peek().map(|Reverse(e)| e.at)
@@ -404,6 +438,7 @@ impl State {
         self.events.len() == self.paths.queued
             && self.paths.holds_nothing()
             && self.ready.iter().all(|r| r.is_empty())
+            && self.overflow.iter().all(|o| o.is_empty())
     }
 
     /// Whether an event is due by now.
@@ -422,6 +457,7 @@ impl State {
         });
         in_flight
             && !scheduled
+            && !self.has_completions(node)
             && !self.net.has_parked(node)
             && !self.udp.has_parked(node)
             && !self.paths.holds_for(node)
@@ -442,6 +478,13 @@ impl State {
                 What::Heal { id } => self.heal_partition(id),
                 What::Datagram { slot } => self.datagram_arrives(slot),
                 What::Unreachable { sock } => self.unreachable(sock),
+                What::Cancel { node, user_data } => self.cancel_now(node, user_data),
+                What::GiveUp { sock } => self.give_up(sock),
+                What::ConnectGiveUp {
+                    node,
+                    user_data,
+                    since,
+                } => self.give_up_connect(node, user_data, since),
             }
         }
     }
@@ -450,7 +493,7 @@ impl State {
         if self.bug == Some(Bug::DropCompletion) && self.streams.chance(Stream::Planted, 0.01) {
             return;
         }
-        self.ready[node as usize].push(ready);
+        self.post(node, ready);
     }
 
     /// Records that `node` started `user_data`: exactly once until it ends.
@@ -467,6 +510,15 @@ impl State {
     /// configuration says so; an fd goes as its number, which the ring
     /// then owns.
     pub(crate) fn reap(&mut self, node: u32, out: &mut Vec<RawCompletion>) {
+        self.reap_queue(node, out);
+        // As the kernel's reaping enters again to move overflowed
+        // completions over, until none is left.
+        while self.flush_overflow(node) {
+            self.reap_queue(node, out);
+        }
+    }
+
+    fn reap_queue(&mut self, node: u32, out: &mut Vec<RawCompletion>) {
         let mut ready = std::mem::take(&mut self.ready[node as usize]);
         if self.config.shuffle && ready.len() > 1 {
             self.streams.get(Stream::Order).shuffle(&mut ready);
@@ -504,9 +556,30 @@ impl State {
         self.log_hash = mix(hash, user_data);
     }
 
-    /// Whether the operation `user_data` of `node` may be cancelled now
-    /// (it waits on the network or a cut path): then it completes with `ECANCELED`.
+    /// Cancels the operation `user_data` of `node`, now or, if the
+    /// configuration makes it race, after a delay (see
+    /// [`cancel_now`](State::cancel_now)).
     pub(crate) fn cancel(&mut self, node: u32, user_data: u64) {
+        if self
+            .streams
+            .chance(Stream::CancelRace, self.config.cancel_race)
+        {
+            self.faults.add(Fault::CancelLate);
+            let at = self.now()
+                + self
+                    .streams
+                    .get(Stream::CancelRace)
+                    .u64(1..=self.config.latency.base_ns.max(1) * 4);
+            self.schedule(at, What::Cancel { node, user_data });
+            return;
+        }
+        self.cancel_now(node, user_data);
+    }
+
+    /// Whether the operation `user_data` of `node` may be cancelled now
+    /// (it waits on the network or a cut path): then it completes with
+    /// `ECANCELED`; else it completes, or has, with its own result.
+    pub(crate) fn cancel_now(&mut self, node: u32, user_data: u64) {
         if self.net.unpark(node, user_data)
             || self.udp.unpark(node, user_data)
             || self.unhold(node, user_data)
