@@ -90,3 +90,65 @@ impl State {
         !self.ready[i].is_empty() || !self.overflow[i].is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::RawCompletion;
+    use crate::op::OpKind;
+    use crate::sim::{Config, World};
+
+    fn completion(user_data: u64) -> Ready {
+        let completion = RawCompletion {
+            user_data,
+            res: 0,
+            flags: 0,
+        };
+        Ready {
+            completion,
+            fd: None,
+        }
+    }
+
+    #[test]
+    fn the_submission_queue_holds_its_entries_until_the_kernel_takes_them() {
+        let world = World::with_config(1, Config::calm());
+        let mut state = world.state.borrow_mut();
+        state.ready.push(Vec::new());
+        state.overflow.push(VecDeque::new());
+        let mut sq = Submissions::default();
+        for _ in 0..SQ_ENTRIES {
+            assert!(sq.push(&mut state));
+        }
+        assert!(!sq.push(&mut state), "full at {SQ_ENTRIES}");
+        assert!(sq.submit(&mut state, 0));
+        assert!(sq.push(&mut state));
+    }
+
+    #[test]
+    fn overflowed_completions_keep_their_order_and_make_submits_busy() {
+        let config = Config {
+            cq_entries: 2,
+            ..Config::calm()
+        };
+        let world = World::with_config(1, config);
+        let mut state = world.state.borrow_mut();
+        state.ready.push(Vec::new());
+        state.overflow.push(VecDeque::new());
+        for user_data in 0..5 {
+            state.started(0, user_data, OpKind::Noop);
+            state.post(0, completion(user_data));
+        }
+        assert_eq!(state.ready[0].len(), 2);
+        assert_eq!(state.overflow[0].len(), 3);
+        let mut sq = Submissions::default();
+        assert!(sq.push(&mut state));
+        assert!(!sq.submit(&mut state, 0), "EBUSY while the queue is full");
+        let mut out = Vec::new();
+        state.reap(0, &mut out);
+        let order: Vec<u64> = out.iter().map(|c| c.user_data).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4]);
+        assert!(sq.submit(&mut state, 0));
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
+    }
+}
