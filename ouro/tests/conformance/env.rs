@@ -222,6 +222,10 @@ fn normalize(outcome: Outcome) -> (Step, Option<std::os::fd::OwnedFd>) {
             Ok(n) => (Step::Bytes(n), None),
             Err(err) => (error(&err), None),
         },
+        Outcome::SendMsg(res, _) => match res {
+            Ok(n) => (Step::Bytes(n), None),
+            Err(err) => (error(&err), None),
+        },
         Outcome::RecvFrom(Err(err), _) => (error(&err), None),
         Outcome::Noop(res)
         | Outcome::Timer(res)

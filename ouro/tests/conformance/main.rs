@@ -78,6 +78,8 @@ conformance!(
     udp_sends_the_kernel_refuses,
     udp_connected_send_to_a_closed_port,
     udp_cancel_a_pending_recv_from,
+    udp_sendmsg_gathers_and_recvmsg_scatters,
+    udp_shutdown,
 );
 
 mod scenarios {

@@ -1,7 +1,8 @@
 //! Scenarios of UDP sockets: datagram boundaries, truncation, connected
-//! sockets filtering other senders, a connected send to a closed port.
+//! sockets filtering other senders, a connected send to a closed port,
+//! `sendmsg` and `recvmsg`, and `shutdown`.
 
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 
 use ouro::net::{Domain, Type};
 use ouro::{Outcome, RingFd};
@@ -160,5 +161,92 @@ pub fn udp_cancel_a_pending_recv_from(env: &mut Env) {
     env.note_outcome("cancel", cancel);
     let canceled = env.wait(pending);
     env.note_outcome("the receive", canceled);
+    close(env, server, "close server");
+}
+
+/// Receives one datagram on `fd` with `recvmsg` into buffers of the given
+/// rooms; notes its length, whether it was cut short, whether it named a
+/// sender and what each buffer got.
+fn recvmsg(env: &mut Env, fd: RingFd, rooms: &[usize], step: &'static str) {
+    let bufs: Vec<Vec<u8>> = rooms.iter().map(|&room| Vec::with_capacity(room)).collect();
+    let got = env.op(|ring, ctx| ring.recvmsg(fd, bufs, ctx));
+    let Outcome::RecvMsg(res, bufs) = got else {
+        unreachable!("a recvmsg ends as one")
+    };
+    let fact = match res {
+        Ok(meta) => {
+            let bufs: Vec<Vec<u8>> = bufs.downcast().expect("the buffers given");
+            let parts: Vec<_> = bufs.iter().map(|b| String::from_utf8_lossy(b)).collect();
+            format!(
+                "{} bytes, truncated: {}, a sender: {}, buffers {parts:?}",
+                meta.len,
+                meta.flags & libc::MSG_TRUNC != 0,
+                meta.addr.is_some()
+            )
+        }
+        Err(err) => format!("{:?}", crate::env::error(&err)),
+    };
+    env.note(step, Step::Fact(fact));
+}
+
+pub fn udp_sendmsg_gathers_and_recvmsg_scatters(env: &mut Env) {
+    let (server, addr) = bound_socket(env);
+    let client = udp_socket(env, "client socket");
+    let parts = vec![b"hel".to_vec(), b"lo, ".to_vec(), b"world".to_vec()];
+    let sent = env.op(|ring, ctx| ring.sendmsg(client, parts, Some(addr.into()), ctx));
+    env.note_outcome("sendmsg of three buffers to the server", sent);
+    let sent = env
+        .op(|ring, ctx| ring.sendmsg(client, vec![b"0123456789".to_vec()], Some(addr.into()), ctx));
+    env.note_outcome("sendmsg of ten bytes", sent);
+    recvmsg(env, server, &[4, 64], "recvmsg into 4 and 64 bytes");
+    recvmsg(env, server, &[3, 2], "recvmsg into 3 and 2 bytes");
+    let unaddressed = env.op(|ring, ctx| ring.sendmsg(client, vec![b"x".to_vec()], None, ctx));
+    env.note_outcome("sendmsg without an address, unconnected", unaddressed);
+    let connected = env.op(|ring, ctx| ring.connect(client, addr, ctx));
+    env.note_outcome("client connects", connected);
+    let sent = env.op(|ring, ctx| ring.sendmsg(client, vec![b"to my peer".to_vec()], None, ctx));
+    env.note_outcome("sendmsg without an address, connected", sent);
+    recvmsg(env, server, &[64], "recvmsg of it");
+    close(env, client, "close client");
+    close(env, server, "close server");
+}
+
+/// The address `client` sends from, as `server` sees it.
+fn client_addr(env: &mut Env, client: RingFd, server: RingFd) -> SocketAddr {
+    let sent = env.op(|ring, ctx| ring.send(client, b"hello".to_vec(), ctx));
+    env.note_outcome("the client says hello", sent);
+    recv_from(env, server, 64, "the server hears it").expect("a sender")
+}
+
+pub fn udp_shutdown(env: &mut Env) {
+    let (server, addr) = bound_socket(env);
+    let unconnected = udp_socket(env, "unconnected socket");
+    let shut = env.op(|ring, ctx| ring.shutdown(unconnected, Shutdown::Write, ctx));
+    env.note_outcome("shut an unconnected socket for writing", shut);
+    send_to(env, unconnected, b"x".to_vec(), addr, "send_to after it");
+    let client = udp_socket(env, "client socket");
+    let connected = env.op(|ring, ctx| ring.connect(client, addr, ctx));
+    env.note_outcome("client connects", connected);
+    let shut = env.op(|ring, ctx| ring.shutdown(client, Shutdown::Read, ctx));
+    env.note_outcome("shut the client for reading", shut);
+    let from = client_addr(env, client, server);
+    send_to(
+        env,
+        server,
+        b"after".to_vec(),
+        from,
+        "the server sends to it",
+    );
+    let got = env.op(|ring, ctx| ring.recv(client, Vec::with_capacity(64), ctx));
+    env.note_outcome("the client still receives", got);
+    let sent = env.op(|ring, ctx| ring.send(client, b"still".to_vec(), ctx));
+    env.note_outcome("the client still sends", sent);
+    recvmsg(env, server, &[64], "the server gets it");
+    let shut = env.op(|ring, ctx| ring.shutdown(client, Shutdown::Write, ctx));
+    env.note_outcome("shut the client for writing", shut);
+    let refused = env.op(|ring, ctx| ring.send(client, b"no more".to_vec(), ctx));
+    env.note_outcome("a send after it", refused);
+    close(env, unconnected, "close unconnected");
+    close(env, client, "close client");
     close(env, server, "close server");
 }

@@ -5,7 +5,12 @@
 //! nothing is bound to makes the next operation of a connected sender fail
 //! with `ECONNREFUSED`, as the kernel's ICMP "port unreachable" does.
 //! Datagrams across a path a partition cuts are dropped, and spoofed ones
-//! (see `spoof.rs`) arrive from sources that sent nothing.
+//! (see `spoof.rs`) arrive from sources that sent nothing. `sendmsg` and
+//! `recvmsg` gather and scatter one datagram; `shutdown` works as the
+//! kernel's does for io_uring: shut for writing, sends fail with `EPIPE`;
+//! shut for reading, receives go on as before (the kernel ends only a
+//! blocking receive, and io_uring's are not); an unconnected socket is
+//! shut all the same but says `ENOTCONN`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -35,9 +40,11 @@ const HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 struct Waiting {
     node: u32,
     user_data: u64,
+    /// Where the datagram goes; null for a `recvmsg`, which scatters it
+    /// over its header's iovecs.
     ptr: *mut u8,
     room: usize,
-    /// A `recv_from`'s header, which gets the sender and `MSG_TRUNC`;
+    /// A `recv_from`'s or `recvmsg`'s header, which gets the sender and `MSG_TRUNC`;
     /// null for a `recv`.
     msg: *mut MsgBuf,
 }
@@ -68,6 +75,7 @@ struct Endpoint {
     arrival: u64,
     waiting: VecDeque<Waiting>,
     closed: bool,
+    write_shut: bool,
 }
 
 /// The world's UDP sockets, by the network's socket number.
@@ -79,6 +87,8 @@ pub(crate) struct Udp {
     free_flights: Vec<usize>,
     spare: Vec<Vec<u8>>,
     next_port: u16,
+    /// A `sendmsg`'s buffers gathered, kept for the next one.
+    gathered: Vec<u8>,
 }
 
 impl Udp {
@@ -248,6 +258,36 @@ pub(super) fn carry_out(
             let msg: *mut MsgBuf = &mut **msg;
             return Ok(state.udp_recv(sock, node, user_data, ptr, room, msg));
         }
+        Op::SendMsg { bufs, msg, .. } => {
+            bufs.fill_iovecs(&mut msg.iov, false);
+            let to = match msg.addr.len {
+                0 => None,
+                _ => match addr_of(msg.addr.get()) {
+                    Some(to) => Some(to),
+                    None => return Ok(Reply::Res(-libc::EAFNOSUPPORT)),
+                },
+            };
+            let mut data = std::mem::take(&mut state.udp.gathered);
+            data.clear();
+            for iov in &msg.iov {
+                // SAFETY: the iovecs point into the op's buffers, which
+                // its task keeps alive and in place while it runs.
+                let part =
+                    unsafe { std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len) };
+                data.extend_from_slice(part);
+            }
+            let res = state.udp_send(sock, &data, to);
+            state.udp.gathered = data;
+            res
+        }
+        Op::RecvMsg { bufs, msg, .. } => {
+            bufs.fill_iovecs(&mut msg.iov, true);
+            msg.prepare(true);
+            let room = msg.iov.iter().map(|v| v.iov_len).sum();
+            let msg: *mut MsgBuf = &mut **msg;
+            return Ok(state.udp_recv(sock, node, user_data, std::ptr::null_mut(), room, msg));
+        }
+        Op::Shutdown { how, .. } => state.udp_shutdown(sock, *how),
         Op::Listen { .. } | Op::Accept { .. } => -libc::EOPNOTSUPP,
         op => {
             return Err(io::Error::new(
@@ -305,6 +345,9 @@ impl State {
         };
         if data.len() > most {
             return -libc::EMSGSIZE;
+        }
+        if self.udp.endpoint(sock).write_shut {
+            return -libc::EPIPE;
         }
         let bound = self.udp.autobind(sock);
         if bound < 0 {
@@ -480,10 +523,17 @@ impl State {
                 let n = packet.data.len().min(waiting.room);
                 // SAFETY: a receive parks its spare room, `room` bytes its
                 // task keeps in place until its completion, and a
-                // `recv_from` its boxed header; `n <= room`, and the
-                // world's packet never overlaps a task's buffer.
+                // `recv_from` or `recvmsg` its boxed header (whose iovecs,
+                // `room` bytes in all, point into the task's buffers);
+                // `n <= room`, and the world's packet never overlaps a
+                // task's buffer.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(packet.data.as_ptr(), waiting.ptr, n);
+                    if waiting.ptr.is_null() {
+                        let iov = &(*waiting.msg).iov;
+                        scatter(&packet.data[..n], iov);
+                    } else {
+                        std::ptr::copy_nonoverlapping(packet.data.as_ptr(), waiting.ptr, n);
+                    }
                     if let Some(msg) = waiting.msg.as_mut() {
                         msg.addr.set(&packet.from.into());
                         msg.hdr.msg_namelen = msg.addr.len;
@@ -510,6 +560,21 @@ impl State {
         }
     }
 
+    /// Shuts `sock` for writing if `how` says so (see the module docs for
+    /// reading); `ENOTCONN` if it is not connected, though shut all the
+    /// same, as the kernel does.
+    fn udp_shutdown(&mut self, sock: usize, how: i32) -> i32 {
+        let endpoint = self.udp.endpoint(sock);
+        if how != libc::SHUT_RD {
+            endpoint.write_shut = true;
+        }
+        if endpoint.peer.is_some() {
+            0
+        } else {
+            -libc::ENOTCONN
+        }
+    }
+
     /// Closes UDP socket `sock`: it is unbound and what it queued dropped.
     pub(crate) fn udp_close(&mut self, sock: usize) {
         let endpoint = self.udp.endpoint(sock);
@@ -523,6 +588,21 @@ impl State {
         for packet in queue {
             self.udp.recycle(packet.data);
         }
+    }
+}
+
+/// Copies `data` over the buffers `iov` describes, in order.
+///
+/// # Safety
+///
+/// Each iovec must describe writable memory that nothing else uses, and
+/// together they must hold at least `data.len()` bytes.
+unsafe fn scatter(mut data: &[u8], iov: &[libc::iovec]) {
+    for part in iov {
+        let n = data.len().min(part.iov_len);
+        // SAFETY: the caller's promise, for this iovec's first `n` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), part.iov_base.cast::<u8>(), n) };
+        data = &data[n..];
     }
 }
 
