@@ -14,6 +14,7 @@ mod common;
 
 mod env;
 mod errors;
+mod queues;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -80,10 +81,12 @@ conformance!(
     udp_cancel_a_pending_recv_from,
     udp_sendmsg_gathers_and_recvmsg_scatters,
     udp_shutdown,
+    a_burst_beyond_the_queues_completes_every_operation_once,
 );
 
 mod scenarios {
     pub use super::errors::*;
+    pub use super::queues::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 
