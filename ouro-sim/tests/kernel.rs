@@ -401,3 +401,22 @@ fn echo_and_dns_pass_with_only_the_kernel_classes_on() {
         }
     }
 }
+
+#[test]
+fn the_kernel_classes_are_on_in_some_seeds_and_switch_off_by_name() {
+    for name in [
+        "sq_full_early",
+        "cq_overflow",
+        "cancel_race",
+        "tcp_timeout",
+        "udp_spoofed",
+    ] {
+        let class = FaultClass::from_name(name).expect(name);
+        let seed = (0..100)
+            .find(|&seed| class.is_on(&Config::from_seed(seed)))
+            .expect("on in some seed");
+        let mut case = ouro_sim::Case::new(seed);
+        case.off.push(class);
+        assert!(!class.is_on(&case.config()), "{name}");
+    }
+}

@@ -284,7 +284,11 @@ impl Driver for SimBackend {
         }
         let reply = match self.carry_out(&mut state, user_data, op) {
             Ok(reply) => reply,
-            Err(err) => return Started::Failed(err),
+            Err(err) => {
+                // Refused before the kernel, as io_uring's are: no entry.
+                self.submissions.take_back();
+                return Started::Failed(err);
+            }
         };
         state.started(self.node, user_data, op.kind());
         let at = state.now() + state.delay();

@@ -36,6 +36,12 @@ impl Submissions {
         true
     }
 
+    /// Takes back the last entry pushed, for an operation refused before
+    /// it reached the kernel.
+    pub(crate) fn take_back(&mut self) {
+        self.queued -= 1;
+    }
+
     /// Enters the kernel for `node`: the overflow list is moved over as far
     /// as the completion queue has room, then the queue's entries are
     /// taken; `false` (the kernel's `EBUSY`) if completions still overflow.
