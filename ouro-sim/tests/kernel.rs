@@ -376,20 +376,42 @@ fn spoofed_datagrams_reach_unconnected_sockets_and_connected_ones_drop_them() {
 }
 
 #[test]
-fn echo_and_dns_pass_with_only_the_kernel_classes_on() {
+fn echo_and_dns_pass_with_only_the_kernel_classes_and_partitions_on() {
     let kernel = [
         FaultClass::SqFullEarly,
         FaultClass::CqOverflow,
         FaultClass::CancelRace,
         FaultClass::TcpTimeout,
         FaultClass::Spoofed,
+        FaultClass::Partitions,
     ];
-    for scenario in [echo::run as ouro_sim::Scenario, dns::run] {
+    let cases: [(ouro_sim::Scenario, &[&str]); 2] = [
+        (
+            echo::run,
+            &[
+                "sq_full_early",
+                "cq_overflow",
+                "submit_busy",
+                "partition/held",
+            ],
+        ),
+        (
+            dns::run,
+            &[
+                "sq_full_early",
+                "cq_overflow",
+                "udp_spoofed",
+                "partition/udp",
+            ],
+        ),
+    ];
+    for (scenario, injected) in cases {
+        let mut faults = ouro::sim::FaultCounts::default();
         for seed in 0..150 {
             let mut case = ouro_sim::Case::new(seed);
             case.off = FaultClass::ALL
                 .into_iter()
-                .filter(|c| !kernel.contains(c) && *c != FaultClass::Partitions)
+                .filter(|c| !kernel.contains(c))
                 .collect();
             let report = run_case(&case, scenario, None);
             assert!(
@@ -397,6 +419,13 @@ fn echo_and_dns_pass_with_only_the_kernel_classes_on() {
                 "{}: {:?}",
                 report.replay_line(),
                 report.violations
+            );
+            faults.merge(&report.faults);
+        }
+        for class in injected {
+            assert!(
+                faults.0.contains_key(class),
+                "{class} never injected: {faults:?}"
             );
         }
     }
