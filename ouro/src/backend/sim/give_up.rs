@@ -25,8 +25,7 @@ impl State {
             Held::Connect { parked, .. } => self.schedule(
                 since + bound / 2,
                 What::ConnectGiveUp {
-                    node: parked.node,
-                    user_data: parked.user_data,
+                    key: (parked.node, parked.user_data),
                     since,
                 },
             ),
@@ -40,9 +39,10 @@ impl State {
         }
     }
 
-    /// The connect `user_data` of `node`, held since `since`, fails with
-    /// `ETIMEDOUT` if a cut path still holds it.
-    pub(crate) fn give_up_connect(&mut self, node: u32, user_data: u64, since: u64) {
+    /// The connect of `key` (its node and user_data), held since `since`,
+    /// fails with `ETIMEDOUT` if a cut path still holds it.
+    pub(crate) fn give_up_connect(&mut self, key: (u32, u64), since: u64) {
+        let (node, user_data) = key;
         let found = self.paths.held.iter().position(|(_, _, h, at)| {
             *at == since
                 && matches!(h, Held::Connect { parked, .. }

@@ -71,42 +71,17 @@ pub(crate) struct Ready {
 }
 
 pub(crate) enum What {
-    Complete {
-        node: u32,
-        ready: Ready,
-    },
-    Arrive {
-        sock: usize,
-        len: usize,
-    },
-    Fin {
-        sock: usize,
-    },
-    Reset {
-        sock: usize,
-    },
+    Complete { node: u32, ready: Ready },
+    Arrive { sock: usize, len: usize },
+    Fin { sock: usize },
+    Reset { sock: usize },
     PartitionStart,
-    Heal {
-        id: u64,
-    },
-    Datagram {
-        slot: usize,
-    },
-    Unreachable {
-        sock: usize,
-    },
-    Cancel {
-        node: u32,
-        user_data: u64,
-    },
-    GiveUp {
-        sock: usize,
-    },
-    ConnectGiveUp {
-        node: u32,
-        user_data: u64,
-        since: u64,
-    },
+    Heal { id: u64 },
+    Datagram { slot: usize },
+    Unreachable { sock: usize },
+    Cancel { node: u32, user_data: u64 },
+    GiveUp { sock: usize },
+    ConnectGiveUp { key: (u32, u64), since: u64 },
 }
 
 struct Event {
@@ -480,11 +455,7 @@ impl State {
                 What::Unreachable { sock } => self.unreachable(sock),
                 What::Cancel { node, user_data } => self.cancel_now(node, user_data),
                 What::GiveUp { sock } => self.give_up(sock),
-                What::ConnectGiveUp {
-                    node,
-                    user_data,
-                    since,
-                } => self.give_up_connect(node, user_data, since),
+                What::ConnectGiveUp { key, since } => self.give_up_connect(key, since),
             }
         }
     }
