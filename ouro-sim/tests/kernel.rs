@@ -449,3 +449,69 @@ fn the_kernel_classes_are_on_in_some_seeds_and_switch_off_by_name() {
         assert!(!class.is_on(&case.config()), "{name}");
     }
 }
+
+/// Sends datagram `i` (its number's bytes) every millisecond, 500 in all.
+fn send_every_millisecond(
+    state: &mut (RingFd, u32),
+    ring: &mut Ring<(RingFd, u32)>,
+    _: Completion,
+) -> io::Result<()> {
+    let (fd, sent) = *state;
+    if sent < 500 {
+        state.1 += 1;
+        let to = SocketAddr::from(SERVER);
+        ring.send_to(fd, sent.to_be_bytes().to_vec(), to, Ctx::new(expect_ok));
+        ring.timer(Duration::from_millis(1), Ctx::new(send_every_millisecond));
+    }
+    Ok(())
+}
+
+#[test]
+fn datagrams_across_a_cut_path_are_dropped_and_the_rest_arrive_in_order() {
+    let mut dropped = 0;
+    for seed in 0..20 {
+        let config = Config {
+            partitions: Partitions {
+                gap_ns: 20_000_000,
+                longest_ns: 100_000_000,
+                clog_ns: 1,
+            },
+            ..Config::calm()
+        };
+        let world = World::with_config(seed, config);
+        let (receiver, sender) = (udp_socket(&world), udp_socket(&world));
+        let mut server: Ring<Got> = Ring::simulated(&world);
+        let receiver = server.register_fd(receiver);
+        server.bind(receiver, SocketAddr::from(SERVER), Ctx::new(expect_ok));
+        server.recv_from(receiver, Vec::with_capacity(64), Ctx::new(got).key(0));
+        let mut client: Ring<(RingFd, u32)> = Ring::simulated(&world);
+        let sender = client.register_fd(sender);
+        client.bind(
+            sender,
+            SocketAddr::from(([10, 0, 0, 2], 6000)),
+            Ctx::new(expect_ok),
+        );
+        client.timer(Duration::ZERO, Ctx::new(send_every_millisecond));
+        let mut server = (server, (vec![receiver], vec![Vec::new()]));
+        let mut client = (client, (sender, 0));
+        world
+            .run(&mut [&mut server, &mut client], Duration::from_secs(1))
+            .unwrap();
+        let numbers: Vec<u32> = server.1 .1[0]
+            .iter()
+            .map(|(_, data)| u32::from_be_bytes(data[..].try_into().expect("4 bytes")))
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}: in order, once"
+        );
+        let cut = count(&world, "partition/udp");
+        assert_eq!(
+            numbers.len() as u64 + cut,
+            500,
+            "seed {seed}: each arrives or is cut"
+        );
+        dropped += cut;
+    }
+    assert!(dropped > 0, "no partition cut a datagram");
+}
