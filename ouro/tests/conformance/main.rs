@@ -14,6 +14,7 @@ mod common;
 
 mod env;
 mod errors;
+mod files;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -78,10 +79,14 @@ conformance!(
     udp_sends_the_kernel_refuses,
     udp_connected_send_to_a_closed_port,
     udp_cancel_a_pending_recv_from,
+    files_write_read_and_sync,
+    files_the_kernel_refuses,
+    files_append_truncate_rename_unlink,
 );
 
 mod scenarios {
     pub use super::errors::*;
+    pub use super::files::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 

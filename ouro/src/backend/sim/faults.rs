@@ -26,10 +26,13 @@ pub(crate) enum Stream {
     DatagramDuplicate,
     DatagramReorder,
     Components,
+    FilesErrors,
+    FilesShort,
+    FilesCrash,
 }
 
 impl Stream {
-    const ALL: [Stream; 16] = [
+    const ALL: [Stream; 19] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -46,6 +49,9 @@ impl Stream {
         Stream::DatagramDuplicate,
         Stream::DatagramReorder,
         Stream::Components,
+        Stream::FilesErrors,
+        Stream::FilesShort,
+        Stream::FilesCrash,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -67,6 +73,9 @@ impl Stream {
             Stream::DatagramDuplicate => "net/udp-duplicate",
             Stream::DatagramReorder => "net/udp-reorder",
             Stream::Components => "ring/random",
+            Stream::FilesErrors => "faults/files",
+            Stream::FilesShort => "files/short",
+            Stream::FilesCrash => "files/crash",
         }
     }
 }
@@ -189,6 +198,12 @@ pub struct Config {
     pub datagram_duplicate: f64,
     /// The share of UDP datagrams delayed past the ones sent after them.
     pub datagram_reorder: f64,
+    /// The share of file writes and fsyncs that fail with `EIO` or
+    /// `ENOSPC` (half each).
+    pub file_errors: f64,
+    /// The share of file reads and writes that move fewer bytes than they
+    /// could.
+    pub file_short_io: f64,
 }
 
 impl Config {
@@ -211,6 +226,8 @@ impl Config {
             datagram_loss: 0.0,
             datagram_duplicate: 0.0,
             datagram_reorder: 0.0,
+            file_errors: 0.0,
+            file_short_io: 0.0,
         }
     }
 
@@ -252,7 +269,21 @@ impl Config {
             datagram_loss: rate(&mut rng, 0.2),
             datagram_duplicate: rate(&mut rng, 0.2),
             datagram_reorder: rate(&mut rng, 0.3),
+            file_errors: files_rate(seed, "config/file_errors", 0.05),
+            file_short_io: files_rate(seed, "config/file_short_io", 0.5),
         }
+    }
+}
+
+/// A file fault class's rate under `seed`: on with even odds, from a
+/// configuration stream of its own (`name`), so that the classes drawn
+/// before files existed keep their values.
+fn files_rate(seed: u64, name: &str, most: f64) -> f64 {
+    let mut rng = fastrand::Rng::with_seed(seed ^ name_hash(name));
+    if rng.bool() {
+        rng.f64() * most
+    } else {
+        0.0
     }
 }
 
@@ -263,7 +294,8 @@ impl fmt::Display for Config {
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
-             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3}",
+             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} file_errors={:.4} \
+             file_short_io={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -278,7 +310,9 @@ impl fmt::Display for Config {
             self.partitions.clog_ns,
             self.datagram_loss,
             self.datagram_duplicate,
-            self.datagram_reorder
+            self.datagram_reorder,
+            self.file_errors,
+            self.file_short_io
         )
     }
 }
@@ -316,10 +350,15 @@ pub(crate) enum Fault {
     DatagramLoss,
     DatagramDuplicate,
     DatagramReorder,
+    FilesEio,
+    FilesEnospc,
+    FilesShortRead,
+    FilesShortWrite,
+    FilesTorn,
 }
 
 impl Fault {
-    const ALL: [Fault; 17] = [
+    const ALL: [Fault; 22] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -337,6 +376,11 @@ impl Fault {
         Fault::DatagramLoss,
         Fault::DatagramDuplicate,
         Fault::DatagramReorder,
+        Fault::FilesEio,
+        Fault::FilesEnospc,
+        Fault::FilesShortRead,
+        Fault::FilesShortWrite,
+        Fault::FilesTorn,
     ];
 
     fn name(self) -> &'static str {
@@ -358,6 +402,11 @@ impl Fault {
             Fault::DatagramLoss => "udp_loss",
             Fault::DatagramDuplicate => "udp_duplicate",
             Fault::DatagramReorder => "udp_reorder",
+            Fault::FilesEio => "files/eio",
+            Fault::FilesEnospc => "files/enospc",
+            Fault::FilesShortRead => "files/short_read",
+            Fault::FilesShortWrite => "files/short_write",
+            Fault::FilesTorn => "files/torn",
         }
     }
 }

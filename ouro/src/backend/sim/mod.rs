@@ -44,6 +44,7 @@
 //! See `docs/simulator.md` for the runner and the fault classes.
 
 mod faults;
+mod files;
 mod net;
 mod partition;
 mod udp;
@@ -136,6 +137,11 @@ impl SimBackend {
             && !self.woken.0.load(Ordering::Acquire)
     }
 
+    /// The ring's host crashed: see [`World::crash`].
+    pub(crate) fn crash(&self) {
+        self.world.state.borrow_mut().crash_node(self.node);
+    }
+
     /// Takes `file` out of the ring: what a file put in its place is gets
     /// checked anew.
     fn take_ring_file(&mut self, file: u32) -> Option<OwnedFd> {
@@ -151,6 +157,9 @@ impl SimBackend {
         user_data: u64,
         op: &mut Op,
     ) -> Result<Reply, io::Error> {
+        if let Some(reply) = self.carry_out_file(state, op) {
+            return reply;
+        }
         let parked = |ptr: *mut u8, room: usize| Parked {
             node: self.node,
             user_data,
