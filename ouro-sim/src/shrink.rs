@@ -33,11 +33,15 @@ pub enum FaultClass {
     DatagramDuplicate,
     /// UDP datagrams passed by later ones.
     DatagramReorder,
+    /// File writes and fsyncs failing with `EIO` or `ENOSPC`.
+    FileErrors,
+    /// Short file reads and writes.
+    FileShortIo,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 11] = [
+    pub const ALL: [FaultClass; 13] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -49,6 +53,8 @@ impl FaultClass {
         FaultClass::LateTimers,
         FaultClass::LatencyTail,
         FaultClass::LatencySpread,
+        FaultClass::FileErrors,
+        FaultClass::FileShortIo,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -65,6 +71,8 @@ impl FaultClass {
             FaultClass::DatagramLoss => "udp_loss",
             FaultClass::DatagramDuplicate => "udp_duplicate",
             FaultClass::DatagramReorder => "udp_reorder",
+            FaultClass::FileErrors => "file_errors",
+            FaultClass::FileShortIo => "file_short_io",
         }
     }
 
@@ -87,6 +95,8 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss > 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate > 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder > 0.0,
+            FaultClass::FileErrors => config.file_errors > 0.0,
+            FaultClass::FileShortIo => config.file_short_io > 0.0,
         }
     }
 
@@ -107,6 +117,8 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss = 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate = 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder = 0.0,
+            FaultClass::FileErrors => config.file_errors = 0.0,
+            FaultClass::FileShortIo => config.file_short_io = 0.0,
         }
     }
 }

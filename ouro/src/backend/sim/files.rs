@@ -536,7 +536,6 @@ impl State {
     }
 }
 
-#[cfg(target_os = "linux")]
 fn fill_stat(out: &mut StatBuf, mode: u32, size: u64, nlink: u32, ino: u64) {
     // SAFETY: statx is plain integers, for which all zeroes is a value.
     *out = unsafe { std::mem::zeroed() };
@@ -547,19 +546,6 @@ fn fill_stat(out: &mut StatBuf, mode: u32, size: u64, nlink: u32, ino: u64) {
     out.stx_ino = ino;
     out.stx_blksize = BLOCK as u32;
     out.stx_blocks = size.div_ceil(512);
-}
-
-#[cfg(not(target_os = "linux"))]
-fn fill_stat(out: &mut StatBuf, mode: u32, size: u64, nlink: u32, ino: u64) {
-    *out = StatBuf {
-        mode,
-        size,
-        nlink,
-        ino,
-        blksize: BLOCK as u64,
-        blocks: size.div_ceil(512),
-        ..StatBuf::default()
-    };
 }
 
 impl SimBackend {
