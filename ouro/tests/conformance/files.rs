@@ -57,7 +57,11 @@ fn open(env: &mut Env, path: PathBuf, options: OpenOptions, step: &'static str) 
 /// read, or `Ok`, or the error.
 fn note(env: &mut Env, step: &'static str, outcome: Outcome) {
     let what = match outcome {
-        Outcome::Write(Ok(n), _) => Step::Bytes(n),
+        Outcome::Write(Ok(n), _) | Outcome::Writev(Ok(n), _) => Step::Bytes(n),
+        Outcome::Readv(Ok(_), bufs) => {
+            let parts = bufs.downcast::<Vec<u8>>().expect("byte vectors");
+            Step::Fact(format!("read {parts:?}"))
+        }
         Outcome::Read(Ok(_), buf) => Step::Fact(format!("read {:?}", &buf[..])),
         Outcome::Stat(Ok(meta)) => Step::Fact(format!(
             "size {} file {} dir {} links {}",
@@ -131,6 +135,12 @@ pub fn files_write_read_and_sync(env: &mut Env) {
     note(env, "fsync", synced);
     let synced = env.op(|ring, ctx| ring.fdatasync(fd, ctx));
     note(env, "fdatasync", synced);
+    let parts = vec![b"ab".to_vec(), b"cde".to_vec()];
+    let wrote = env.op(|ring, ctx| ring.writev(fd, parts, Offset::At(2), ctx));
+    note(env, "writev", wrote);
+    let room = vec![Vec::with_capacity(3), Vec::with_capacity(30)];
+    let got = env.op(|ring, ctx| ring.readv(fd, room, Offset::At(0), ctx));
+    note(env, "readv", got);
     let grown = env.op(|ring, ctx| ring.fallocate(fd, 0, 0, 100, ctx));
     note(env, "fallocate", grown);
     stat(env, path.clone(), "stat");

@@ -409,7 +409,7 @@ impl State {
     }
 
     /// Reads from open file `open` into `room` pieces of memory.
-    fn read_file(&mut self, open: usize, offset: u64, room: &[(*mut u8, usize)]) -> i32 {
+    fn read_file(&mut self, open: usize, offset: u64, room: &[libc::iovec]) -> i32 {
         let file = self.fs.open[open].as_ref().expect("an open file");
         let (inode, readable) = (file.inode, file.read);
         if self.fs.inodes[inode].dir {
@@ -420,15 +420,16 @@ impl State {
         }
         let (at, moves) = self.start_at(open, offset, false);
         let len = self.fs.inodes[inode].data.len();
-        let total: usize = room.iter().map(|&(_, n)| n).sum();
+        let total: usize = room.iter().map(|v| v.iov_len).sum();
         let n = self.file_amount(total.min(len.saturating_sub(at)), Fault::FilesShortRead);
         let data = &self.fs.inodes[inode].data[at.min(len)..at.min(len) + n];
         let mut copied = 0;
-        for &(ptr, size) in room {
-            let part = size.min(n - copied);
+        for piece in room {
+            let part = piece.iov_len.min(n - copied);
+            let to = piece.iov_base.cast::<u8>();
             // SAFETY: each piece is room the operation owns until it
-            // completes, `size` bytes long; `part` is at most that.
-            unsafe { std::ptr::copy_nonoverlapping(data[copied..].as_ptr(), ptr, part) };
+            // completes, `iov_len` bytes long; `part` is at most that.
+            unsafe { std::ptr::copy_nonoverlapping(data[copied..].as_ptr(), to, part) };
             copied += part;
         }
         self.advance(open, moves, at + n);
@@ -436,13 +437,13 @@ impl State {
     }
 
     /// Writes the `bytes` pieces into open file `open`.
-    fn write_file(&mut self, open: usize, offset: u64, bytes: &[(*const u8, usize)]) -> i32 {
+    fn write_file(&mut self, open: usize, offset: u64, bytes: &[libc::iovec]) -> i32 {
         let file = self.fs.open[open].as_ref().expect("an open file");
         if !file.write {
             return -libc::EBADF;
         }
         let inode = file.inode;
-        let total: usize = bytes.iter().map(|&(_, n)| n).sum();
+        let total: usize = bytes.iter().map(|v| v.iov_len).sum();
         if total == 0 {
             return 0;
         }
@@ -456,11 +457,12 @@ impl State {
             file.data.resize(at + n, 0);
         }
         let mut copied = 0;
-        for &(ptr, size) in bytes {
-            let part = size.min(n - copied);
+        for piece in bytes {
+            let part = piece.iov_len.min(n - copied);
+            let from = piece.iov_base.cast::<u8>().cast_const();
             // SAFETY: each piece is memory of a buffer the operation owns
-            // until it completes, `size` bytes long; `part` is at most that.
-            let piece = unsafe { std::slice::from_raw_parts(ptr, part) };
+            // until it completes, `iov_len` bytes long; `part` is at most that.
+            let piece = unsafe { std::slice::from_raw_parts(from, part) };
             file.data[at + copied..at + copied + part].copy_from_slice(piece);
             copied += part;
         }
@@ -623,27 +625,36 @@ impl SimBackend {
     }
 }
 
+fn piece(ptr: *mut u8, len: usize) -> libc::iovec {
+    libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
+    }
+}
+
 /// Carries out `op` on open file `open`.
 fn carry_out_on_file(state: &mut State, op: &mut Op, open: usize) -> io::Result<Reply> {
     let res = match op {
         Op::Read { offset, .. } => {
             let offset = *offset;
-            let room = op.read_target().unwrap_or((std::ptr::null_mut(), 0));
-            state.read_file(open, offset, &[room])
+            let (ptr, room) = op.read_target().unwrap_or((std::ptr::null_mut(), 0));
+            state.read_file(open, offset, &[piece(ptr, room)])
         }
-        Op::Readv { iov, offset, .. } => {
-            let room: Vec<_> = iov.iter().map(|v| (v.iov_base.cast(), v.iov_len)).collect();
-            state.read_file(open, *offset, &room)
+        Op::Readv {
+            bufs, iov, offset, ..
+        } => {
+            bufs.fill_iovecs(iov, true);
+            state.read_file(open, *offset, iov)
         }
         Op::Write { buf, offset, .. } => {
-            state.write_file(open, *offset, &[(buf.as_ptr(), buf.len())])
+            let bytes = piece(buf.as_ptr().cast_mut(), buf.len());
+            state.write_file(open, *offset, &[bytes])
         }
-        Op::Writev { iov, offset, .. } => {
-            let bytes: Vec<_> = iov
-                .iter()
-                .map(|v| (v.iov_base.cast_const().cast(), v.iov_len))
-                .collect();
-            state.write_file(open, *offset, &bytes)
+        Op::Writev {
+            bufs, iov, offset, ..
+        } => {
+            bufs.fill_iovecs(iov, false);
+            state.write_file(open, *offset, iov)
         }
         Op::Fsync { .. } => state.fsync_file(open),
         Op::Ftruncate { len, .. } => state.truncate_file(open, *len),
