@@ -50,6 +50,9 @@ struct Ledger {
 /// What a log waits to do again after a pause.
 enum Again {
     Write(Vec<u8>),
+    /// Write again from the last durable record.
+    Rewrite,
+    /// Ask for the fsync again.
     Sync,
 }
 
@@ -78,10 +81,18 @@ pub struct Writer {
     target: u64,
     sync_every: u64,
     checking: bool,
+    /// On a failed fsync, ask again instead of writing again (the bug
+    /// of [`run_retrying_fsync`]).
+    retry_fsync: bool,
 }
 
 impl Writer {
-    fn start(world: &World, ledger: Ledger, load: Load, checking: bool) -> (Ring<Writer>, Writer) {
+    fn start(
+        world: &World,
+        ledger: Ledger,
+        load: Load,
+        (checking, retry_fsync): (bool, bool),
+    ) -> (Ring<Writer>, Writer) {
         let mut ring = Ring::simulated(world);
         ring.mkdir(DIR, 0o755, ctx(Msg::Mkdir, 0));
         let writer = Writer {
@@ -91,6 +102,7 @@ impl Writer {
             target: u64::from(load.rounds) * RECORDS_PER_ROUND,
             sync_every: 1 + world.seeded("files/sync_every") % 4,
             checking,
+            retry_fsync,
         };
         (ring, writer)
     }
@@ -140,10 +152,20 @@ impl Writer {
                     self.write_next(ring, k)?;
                 }
             }
-            // EIO or ENOSPC: the data stays pending, and the writer asks
-            // again after a pause (what the simulator's files allow; see
-            // docs/simulator.md).
-            (Msg::Synced, Outcome::Fsync(Err(_))) => self.pause(ring, k, Again::Sync),
+            // EIO or ENOSPC: as on Linux, the data written since the last
+            // successful fsync may never reach the disk, and the next fsync
+            // would not say so. The writer writes it all again, after a
+            // pause.
+            (Msg::Synced, Outcome::Fsync(Err(_))) if self.retry_fsync => {
+                self.pause(ring, k, Again::Sync)
+            }
+            (Msg::Synced, Outcome::Fsync(Err(_))) => {
+                let durable = self.ledger.durable[k];
+                let log = &mut self.logs[k];
+                (log.records, log.end) = (durable, length_of(k, durable));
+                log.since_sync = 0;
+                self.pause(ring, k, Again::Rewrite);
+            }
             (Msg::Wrote, Outcome::Write(Ok(n), buf)) => {
                 let log = &mut self.logs[k];
                 log.end += n as u64;
@@ -169,6 +191,10 @@ impl Writer {
                     let log = &self.logs[k];
                     write(ring, fd_of(log)?, key, log.end, rest);
                 }
+                Some(Again::Rewrite) if self.logs[k].records == self.target => {
+                    self.sync(ring, k)?
+                }
+                Some(Again::Rewrite) => self.write_next(ring, k)?,
                 Some(Again::Sync) => self.sync(ring, k)?,
                 None => {}
             },
@@ -298,11 +324,24 @@ fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-/// Record `seq` of log `log`: its payload's length and bytes depend on
-/// both alone, so a record is the same whichever start wrote it.
-fn record(log: usize, seq: u64) -> Vec<u8> {
+/// What record `seq` of log `log` is made from: its payload's length and
+/// bytes depend on both alone, so a record is the same whichever start
+/// wrote it.
+fn record_seed(log: usize, seq: u64) -> (u64, usize) {
     let seed = fnv(0xcbf2_9ce4_8422_2325, &[log as u8]) ^ seq.wrapping_mul(0x9e37_79b9);
-    let len = 1 + (seed % MOST_PAYLOAD as u64) as usize;
+    (seed, 1 + (seed % MOST_PAYLOAD as u64) as usize)
+}
+
+/// The bytes the first `records` records of log `log` take.
+fn length_of(log: usize, records: u64) -> u64 {
+    (0..records)
+        .map(|seq| (HEADER + record_seed(log, seq).1 + TRAILER) as u64)
+        .sum()
+}
+
+/// Record `seq` of log `log`.
+fn record(log: usize, seq: u64) -> Vec<u8> {
+    let (seed, len) = record_seed(log, seq);
     let mut bytes = Vec::with_capacity(HEADER + len + TRAILER);
     bytes.extend_from_slice(&(len as u32).to_le_bytes());
     bytes.extend_from_slice(&seq.to_le_bytes());
@@ -349,19 +388,31 @@ fn intact(log: usize, contents: &[u8]) -> (u64, usize) {
 /// one more crash, a reader that checks each log holds exactly its
 /// records. Violations go to the world.
 pub fn run(world: &World, load: Load) -> io::Result<()> {
+    run_writer(world, load, false)
+}
+
+/// [`run`] with a writer that, when an fsync fails, asks for it again
+/// instead of writing the records since the last durable one again: the
+/// second fsync succeeds, but as on Linux the data the first one failed
+/// to keep is lost at the next crash. The checks find it.
+pub fn run_retrying_fsync(world: &World, load: Load) -> io::Result<()> {
+    run_writer(world, load, true)
+}
+
+fn run_writer(world: &World, load: Load, retry_fsync: bool) -> io::Result<()> {
     let logs = load.clients.max(1) as usize;
     let mut ledger = Ledger {
         durable: vec![0; logs],
         attempted: vec![0; logs],
     };
     for round in 0..load.rounds {
-        let mut writer = Writer::start(world, ledger, load, false);
+        let mut writer = Writer::start(world, ledger, load, (false, retry_fsync));
         let at = world.seeded(&format!("files/crash/{round}")) % CRASH_MOST_NS;
         world.run(&mut [&mut writer], Duration::from_nanos(at))?;
         ledger = crash(world, writer);
     }
     world.set_config(Config::calm());
-    let mut writer = Writer::start(world, ledger, load, false);
+    let mut writer = Writer::start(world, ledger, load, (false, retry_fsync));
     world.run(&mut [&mut writer], LIVENESS_BOUND)?;
     let pending = writer.1.unfinished();
     if !pending.is_empty() {
@@ -375,7 +426,7 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
     state.stop(ring);
     world.run(&mut [&mut writer], LIVENESS_BOUND)?;
     ledger = crash(world, writer);
-    let mut reader = Writer::start(world, ledger, load, true);
+    let mut reader = Writer::start(world, ledger, load, (true, retry_fsync));
     world.run(&mut [&mut reader], LIVENESS_BOUND)?;
     let unread = reader.1.unfinished();
     if !unread.is_empty() {

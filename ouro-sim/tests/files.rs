@@ -1,6 +1,7 @@
 //! The files scenario over many seeds: synced records survive every crash,
 //! torn tails are caught, runs replay identically, and a planted bug (an
-//! fsync acknowledged without keeping the data) is found and replayed.
+//! fsync acknowledged without keeping the data) and a writer's bug
+//! (retrying a failed fsync) are found and replayed.
 
 use ouro::sim::Bug;
 use ouro_sim::{check, files, run_seed, scenario};
@@ -47,6 +48,31 @@ fn an_fsync_that_forgets_is_found_within_the_default_seed_count_and_replays() {
     let replay = run_seed(failure.case.seed, files::run, bug);
     assert_eq!(replay.violations, failure.violations);
     assert_eq!(replay.log_hash, failure.log_hash);
+    assert!(run_seed(failure.case.seed, files::run, None)
+        .violations
+        .is_empty());
+}
+
+#[test]
+fn a_writer_that_retries_a_failed_fsync_loses_acknowledged_records_and_is_found() {
+    let summary = check(0..100, files::run_retrying_fsync, None, 0);
+    let failure = summary
+        .failures
+        .first()
+        .expect("retrying a failed fsync went unnoticed over 100 seeds");
+    assert!(
+        failure
+            .violations
+            .iter()
+            .any(|v| v.contains("acknowledged durable")),
+        "{:?}",
+        failure.violations
+    );
+    assert!(
+        failure.faults.0.contains_key("files/eio") || failure.faults.0.contains_key("files/enospc")
+    );
+    let replay = run_seed(failure.case.seed, files::run_retrying_fsync, None);
+    assert_eq!(replay.violations, failure.violations);
     assert!(run_seed(failure.case.seed, files::run, None)
         .violations
         .is_empty());

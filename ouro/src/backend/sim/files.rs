@@ -8,7 +8,7 @@
 //! seeded prefix of the unsynced blocks, the last of them possibly torn.
 //! Names (create, unlink, rename, mkdir, link) are kept at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -36,6 +36,9 @@ struct Inode {
     synced: Vec<u8>,
     /// `data` differs from `synced`.
     dirty: bool,
+    /// Blocks whose pending data a failed fsync forgot: reads see it, but
+    /// no fsync or crash keeps it unless it is written again.
+    forgotten: BTreeSet<usize>,
     links: u32,
 }
 
@@ -47,6 +50,7 @@ impl Inode {
             data: Vec::new(),
             synced: Vec::new(),
             dirty: false,
+            forgotten: BTreeSet::new(),
             links: 1,
         }
     }
@@ -270,18 +274,47 @@ impl Files {
         Ok(())
     }
 
-    /// Keeps what `inode`'s data is now, as a successful fsync does.
+    /// Keeps what `inode`'s data is now, as a successful fsync does, but
+    /// for the blocks a failed fsync forgot: they keep what was synced
+    /// before (zeroes past its end).
     fn sync(&mut self, inode: usize) {
         let file = &mut self.inodes[inode];
-        if file.dirty {
+        if !file.dirty {
+            return;
+        }
+        if file.forgotten.is_empty() {
             file.synced.clone_from(&file.data);
             file.dirty = false;
+            return;
+        }
+        let old = std::mem::replace(&mut file.synced, file.data.clone());
+        for &b in &file.forgotten {
+            let start = (b * BLOCK).min(file.synced.len());
+            let end = ((b + 1) * BLOCK).min(file.synced.len());
+            let kept = block(&old, b);
+            let (from_old, zeroes) =
+                file.synced[start..end].split_at_mut(kept.len().min(end - start));
+            from_old.copy_from_slice(&kept[..from_old.len()]);
+            zeroes.fill(0);
+        }
+        file.dirty = file.synced != file.data;
+    }
+
+    /// A fsync of `inode` failed: as on Linux, its pending data is marked
+    /// clean without reaching the disk.
+    fn forget(&mut self, inode: usize) {
+        let file = &mut self.inodes[inode];
+        let blocks = file.data.len().max(file.synced.len()).div_ceil(BLOCK);
+        for b in 0..blocks {
+            if block(&file.data, b) != block(&file.synced, b) {
+                file.forgotten.insert(b);
+            }
         }
     }
 
     /// The host crashed: every open file is gone, and each file keeps what
-    /// was synced and a prefix of its unsynced blocks (`keep` says how
-    /// many of `n` blocks, `tear` how many bytes of the first one lost).
+    /// was synced and a seeded prefix of its unsynced blocks (not those a
+    /// failed fsync forgot), the last of them torn at a seeded byte.
     /// Returns how many files were torn inside a block.
     fn crash(&mut self, rng: &mut fastrand::Rng) -> u64 {
         self.open.clear();
@@ -292,9 +325,10 @@ impl Files {
             let blocks = len.max(file.synced.len()).div_ceil(BLOCK);
             let unsynced: Vec<usize> = (0..blocks)
                 .filter(|&b| block(&file.data, b) != block(&file.synced, b))
+                .filter(|b| !file.forgotten.contains(b))
                 .collect();
             let kept = rng.usize(0..=unsynced.len());
-            if kept == unsynced.len() {
+            if kept == unsynced.len() && file.forgotten.is_empty() {
                 file.synced.clone_from(&file.data);
             } else {
                 for (i, &b) in unsynced.iter().enumerate().take(kept + 1) {
@@ -315,6 +349,7 @@ impl Files {
             }
             file.data.clone_from(&file.synced);
             file.dirty = false;
+            file.forgotten.clear();
         }
         torn
     }
@@ -467,6 +502,8 @@ impl State {
             copied += part;
         }
         file.dirty = true;
+        let rewritten = at / BLOCK..(at + n).div_ceil(BLOCK);
+        file.forgotten.retain(|b| !rewritten.contains(b));
         self.advance(open, moves, at + n);
         n as i32
     }
@@ -480,6 +517,7 @@ impl State {
     fn fsync_file(&mut self, open: usize) -> i32 {
         let inode = self.fs.open[open].as_ref().expect("an open file").inode;
         if let Some(errno) = self.file_error() {
+            self.fs.forget(inode);
             return -errno;
         }
         if self.bug == Some(super::Bug::FsyncForgets) && self.streams.chance(Stream::Planted, 0.2) {
@@ -497,6 +535,7 @@ impl State {
         }
         inode.data.resize(len as usize, 0);
         inode.dirty = true;
+        inode.forgotten.retain(|&b| b * BLOCK < len as usize);
         0
     }
 
