@@ -77,3 +77,58 @@ fn a_writer_that_retries_a_failed_fsync_loses_acknowledged_records_and_is_found(
         .violations
         .is_empty());
 }
+
+#[test]
+fn a_simulated_file_grows_to_a_gibibyte_and_no_further() {
+    use ouro::fs::OpenOptions;
+    use ouro::sim::{Config, World};
+    use ouro::{Completion, Ctx, Offset, Outcome, Ring};
+    use std::time::Duration;
+
+    fn collect(
+        got: &mut Vec<Completion>,
+        _: &mut Ring<Vec<Completion>>,
+        c: Completion,
+    ) -> std::io::Result<()> {
+        got.push(c);
+        Ok(())
+    }
+    let world = World::with_config(1, Config::calm());
+    let mut node = (Ring::simulated(&world), Vec::new());
+    let options = OpenOptions::new().write(true).create(true);
+    node.0.open("/big", &options, Ctx::new(collect));
+    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
+    let fd = match node.1.remove(0).outcome {
+        Outcome::Open(Ok(fd)) => std::rc::Rc::new(fd),
+        other => panic!("{other:?}"),
+    };
+    let gib = 1u64 << 30;
+    let ring = &mut node.0;
+    ring.write(
+        fd.clone(),
+        b"x".to_vec(),
+        Offset::At(gib),
+        Ctx::new(collect),
+    );
+    ring.ftruncate(fd.clone(), gib + 1, Ctx::new(collect));
+    ring.fallocate(fd.clone(), 0, gib, 1, Ctx::new(collect));
+    ring.write(fd.clone(), b"x".to_vec(), Offset::At(0), Ctx::new(collect));
+    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
+    let mut errors: Vec<Option<i32>> = node
+        .1
+        .drain(..)
+        .map(|c| match c.outcome {
+            Outcome::Write(res, _) => res.err().and_then(|e| e.raw_os_error()),
+            Outcome::Ftruncate(res) | Outcome::Fallocate(res) => {
+                res.err().and_then(|e| e.raw_os_error())
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    errors.sort();
+    let efbig = Some(libc::EFBIG);
+    assert_eq!(errors, [None, efbig, efbig, efbig]);
+    drop(node);
+    drop(fd);
+    assert!(world.finish().is_empty());
+}

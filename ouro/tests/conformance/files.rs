@@ -197,6 +197,8 @@ pub fn files_the_kernel_refuses(env: &mut Env) {
     let write_only = OpenOptions::new().write(true);
     let fd = open(env, file, write_only, "open to write").expect("the file");
     read(env, fd, Offset::At(0), "read on a write-only fd");
+    let far = Offset::At(i64::MAX as u64 - 1);
+    write(env, fd, b"xy", far, "write past the largest file");
     close(env, fd, "close the writer");
     read(env, fd, Offset::At(0), "read on a closed fd");
 }

@@ -23,6 +23,11 @@ use crate::op::{Op, StatBuf};
 /// which a seeded prefix may survive (a torn write).
 const BLOCK: usize = 4096;
 
+/// The largest a simulated file grows (it is held in memory): writing,
+/// truncating or allocating past it is `EFBIG`, as past a file system's
+/// largest file.
+const LARGEST_FILE: usize = 1 << 30;
+
 /// The permission bits new files and directories get (mode less a umask
 /// of 022, as a process's usually is).
 const UMASK: u32 = 0o022;
@@ -482,11 +487,18 @@ impl State {
         if total == 0 {
             return 0;
         }
+        let past_any_file = offset.checked_add(total as u64);
+        if offset != u64::MAX && past_any_file.is_none_or(|end| end > i64::MAX as u64) {
+            return -libc::EINVAL;
+        }
         if let Some(errno) = self.file_error() {
             return -errno;
         }
         let n = self.file_amount(total, Fault::FilesShortWrite);
         let (at, moves) = self.start_at(open, offset, true);
+        if at.checked_add(n).is_none_or(|end| end > LARGEST_FILE) {
+            return -libc::EFBIG;
+        }
         let file = &mut self.fs.inodes[inode];
         if file.data.len() < at + n {
             file.data.resize(at + n, 0);
@@ -533,6 +545,9 @@ impl State {
         if !file.write || inode.dir || len > i64::MAX as u64 {
             return -libc::EINVAL;
         }
+        if len > LARGEST_FILE as u64 {
+            return -libc::EFBIG;
+        }
         inode.data.resize(len as usize, 0);
         inode.dirty = true;
         inode.forgotten.retain(|&b| b * BLOCK < len as usize);
@@ -542,12 +557,14 @@ impl State {
     fn allocate_file(&mut self, open: usize, mode: i32, offset: u64, len: u64) -> i32 {
         let file = self.fs.open[open].as_ref().expect("an open file");
         let inode = &mut self.fs.inodes[file.inode];
-        let end = offset.checked_add(len).filter(|&e| e <= i64::MAX as u64);
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= LARGEST_FILE as u64);
         match end {
-            _ if len == 0 => -libc::EINVAL,
-            None => -libc::EFBIG,
+            _ if len == 0 || offset > i64::MAX as u64 => -libc::EINVAL,
             _ if !file.write => -libc::EBADF,
             _ if inode.dir => -libc::EISDIR,
+            None => -libc::EFBIG,
             Some(_) if mode == libc::FALLOC_FL_KEEP_SIZE => 0,
             Some(end) if mode == 0 => {
                 if inode.data.len() < end as usize {
