@@ -49,6 +49,7 @@
 //! See `docs/simulator.md` for the runner and the fault classes.
 
 mod faults;
+mod file_io;
 mod files;
 mod net;
 mod partition;
