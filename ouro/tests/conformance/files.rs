@@ -63,6 +63,8 @@ fn note(env: &mut Env, step: &'static str, outcome: Outcome) {
             Step::Fact(format!("read {parts:?}"))
         }
         Outcome::Read(Ok(_), buf) => Step::Fact(format!("read {:?}", &buf[..])),
+        // A directory's size is the file system's own.
+        Outcome::Stat(Ok(meta)) if meta.is_dir() => Step::Fact("a directory".into()),
         Outcome::Stat(Ok(meta)) => Step::Fact(format!(
             "size {} file {} dir {} links {}",
             meta.size,
@@ -234,4 +236,47 @@ pub fn files_append_truncate_rename_unlink(env: &mut Env) {
     stat(env, new, "stat after unlink");
     read(env, fd, Offset::At(0), "read the unlinked file");
     close(env, fd, "close");
+}
+
+pub fn files_directories_renamed_and_removed(env: &mut Env) {
+    let dir = Dir::new(env);
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let made = env.op(|ring, ctx| ring.mkdir(&a, 0o755, ctx));
+    note(env, "mkdir a", made);
+    let fd = open(env, a.join("f"), READ_WRITE.create(true), "create a/f").expect("a file");
+    write(env, fd, b"inside", Offset::At(0), "write a/f");
+    close(env, fd, "close a/f");
+    let moved = env.op(|ring, ctx| ring.rename(&a, &b, ctx));
+    note(env, "rename a to b", moved);
+    stat(env, b.join("f"), "stat b/f");
+    stat(env, a.join("f"), "stat a/f");
+    let moved = env.op(|ring, ctx| ring.rename(&b, b.join("sub"), ctx));
+    note(env, "rename b into itself", moved);
+    let g = dir.join("g");
+    let fd = open(env, g.clone(), READ_WRITE.create(true), "create g").expect("a file");
+    close(env, fd, "close g");
+    let moved = env.op(|ring, ctx| ring.rename(&g, &b, ctx));
+    note(env, "rename a file over a directory", moved);
+    let moved = env.op(|ring, ctx| ring.rename(&b, &g, ctx));
+    note(env, "rename a directory over a file", moved);
+    let made = env.op(|ring, ctx| ring.mkdir(&c, 0o755, ctx));
+    note(env, "mkdir c", made);
+    let moved = env.op(|ring, ctx| ring.rename(&c, &b, ctx));
+    note(env, "rename an empty directory over a full one", moved);
+    let moved = env.op(|ring, ctx| ring.rename(&b, &c, ctx));
+    note(env, "rename a directory over an empty one", moved);
+    stat(env, c.join("f"), "stat c/f");
+    stat(env, c.clone(), "stat c");
+    let linked = env.op(|ring, ctx| ring.hard_link(&c, dir.join("d"), ctx));
+    let linked = match linked {
+        Outcome::HardLink(res) => Outcome::Unlink(res),
+        other => other,
+    };
+    note(env, "hard link a directory", linked);
+    let gone = env.op(|ring, ctx| ring.unlink(c.join("f"), ctx));
+    note(env, "unlink c/f", gone);
+    let gone = env.op(|ring, ctx| ring.remove_dir(&c, ctx));
+    note(env, "remove_dir c", gone);
+    let gone = env.op(|ring, ctx| ring.unlink(&g, ctx));
+    note(env, "unlink g", gone);
 }

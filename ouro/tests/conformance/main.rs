@@ -82,6 +82,7 @@ conformance!(
     files_write_read_and_sync,
     files_the_kernel_refuses,
     files_append_truncate_rename_unlink,
+    files_directories_renamed_and_removed,
 );
 
 mod scenarios {

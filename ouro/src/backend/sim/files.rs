@@ -51,7 +51,8 @@ impl Inode {
             synced: Vec::new(),
             dirty: false,
             forgotten: BTreeSet::new(),
-            links: 1,
+            // A directory's `.` and its name in its parent.
+            links: if dir { 2 } else { 1 },
         }
     }
 }
