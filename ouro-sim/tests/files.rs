@@ -3,7 +3,14 @@
 //! fsync acknowledged without keeping the data) and a writer's bug
 //! (retrying a failed fsync) are found and replayed.
 
-use ouro::sim::Bug;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ouro::fs::OpenOptions;
+use ouro::sim::{Bug, Config, World};
+use ouro::{Completion, Ctx, Offset, Outcome, PollMask, Ring};
 use ouro_sim::{check, files, run_seed, scenario};
 
 #[test]
@@ -78,41 +85,38 @@ fn a_writer_that_retries_a_failed_fsync_loses_acknowledged_records_and_is_found(
         .is_empty());
 }
 
-#[test]
-fn a_simulated_file_grows_to_a_gibibyte_and_no_further() {
-    use ouro::fs::OpenOptions;
-    use ouro::sim::{Config, World};
-    use ouro::{Completion, Ctx, Offset, Outcome, Ring};
-    use std::time::Duration;
+type Got = Vec<Completion>;
 
-    fn collect(
-        got: &mut Vec<Completion>,
-        _: &mut Ring<Vec<Completion>>,
-        c: Completion,
-    ) -> std::io::Result<()> {
-        got.push(c);
-        Ok(())
-    }
+fn collect(got: &mut Got, _: &mut Ring<Got>, c: Completion) -> io::Result<()> {
+    got.push(c);
+    Ok(())
+}
+
+/// A calm world with a ring and a file `/f` open for writing on it.
+fn world_with_a_file() -> (World, (Ring<Got>, Got), Rc<OwnedFd>) {
     let world = World::with_config(1, Config::calm());
     let mut node = (Ring::simulated(&world), Vec::new());
     let options = OpenOptions::new().write(true).create(true);
-    node.0.open("/big", &options, Ctx::new(collect));
+    node.0.open("/f", &options, Ctx::new(collect));
     world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
     let fd = match node.1.remove(0).outcome {
-        Outcome::Open(Ok(fd)) => std::rc::Rc::new(fd),
+        Outcome::Open(Ok(fd)) => Rc::new(fd),
         other => panic!("{other:?}"),
     };
+    (world, node, fd)
+}
+
+#[test]
+fn a_simulated_file_grows_to_a_gibibyte_and_no_further() {
+    let (world, mut node, fd) = world_with_a_file();
     let gib = 1u64 << 30;
     let ring = &mut node.0;
-    ring.write(
-        fd.clone(),
-        b"x".to_vec(),
-        Offset::At(gib),
-        Ctx::new(collect),
-    );
+    let far = Offset::At(gib);
+    ring.write(fd.clone(), b"x".to_vec(), far, Ctx::new(collect));
     ring.ftruncate(fd.clone(), gib + 1, Ctx::new(collect));
     ring.fallocate(fd.clone(), 0, gib, 1, Ctx::new(collect));
-    ring.write(fd.clone(), b"x".to_vec(), Offset::At(0), Ctx::new(collect));
+    let near = Offset::At(0);
+    ring.write(fd.clone(), b"x".to_vec(), near, Ctx::new(collect));
     world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
     let mut errors: Vec<Option<i32>> = node
         .1
@@ -128,6 +132,38 @@ fn a_simulated_file_grows_to_a_gibibyte_and_no_further() {
     errors.sort();
     let efbig = Some(libc::EFBIG);
     assert_eq!(errors, [None, efbig, efbig, efbig]);
+    drop(node);
+    drop(fd);
+    assert!(world.finish().is_empty());
+}
+
+#[test]
+fn file_operations_the_simulator_does_not_carry_out_fail_naming_them() {
+    let (world, mut node, fd) = world_with_a_file();
+    let ring = &mut node.0;
+    ring.poll(fd.clone(), PollMask::READABLE, Ctx::new(collect));
+    ring.symlink("/f", "/link", Ctx::new(collect));
+    let options = OpenOptions::new().read(true);
+    ring.open_direct("/f", &options, Ctx::new(collect));
+    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
+    let mut errors: Vec<String> = node
+        .1
+        .drain(..)
+        .map(|c| {
+            let err = match c.outcome {
+                Outcome::Poll(Err(err)) | Outcome::Symlink(Err(err)) => err,
+                Outcome::OpenDirect(Err(err)) => err,
+                other => panic!("expected a failure, got {other:?}"),
+            };
+            assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+            err.to_string()
+        })
+        .collect();
+    errors.sort();
+    assert_eq!(errors.len(), 3);
+    assert!(errors[0].contains("OpenDirect"), "{errors:?}");
+    assert!(errors[1].contains("Poll on a file"), "{errors:?}");
+    assert!(errors[2].contains("Symlink"), "{errors:?}");
     drop(node);
     drop(fd);
     assert!(world.finish().is_empty());
