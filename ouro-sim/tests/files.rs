@@ -145,6 +145,10 @@ fn file_operations_the_simulator_does_not_carry_out_fail_naming_them() {
     ring.symlink("/f", "/link", Ctx::new(collect));
     let options = OpenOptions::new().read(true);
     ring.open_direct("/f", &options, Ctx::new(collect));
+    let (from, to) = std::io::pipe().unwrap();
+    let (from, to) = (Rc::new(OwnedFd::from(from)), Rc::new(OwnedFd::from(to)));
+    ring.splice(from, None, fd.clone(), None, 4, Ctx::new(collect));
+    ring.splice(fd.clone(), None, to, None, 4, Ctx::new(collect));
     world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
     let mut errors: Vec<String> = node
         .1
@@ -152,7 +156,7 @@ fn file_operations_the_simulator_does_not_carry_out_fail_naming_them() {
         .map(|c| {
             let err = match c.outcome {
                 Outcome::Poll(Err(err)) | Outcome::Symlink(Err(err)) => err,
-                Outcome::OpenDirect(Err(err)) => err,
+                Outcome::OpenDirect(Err(err)) | Outcome::Splice(Err(err)) => err,
                 other => panic!("expected a failure, got {other:?}"),
             };
             assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
@@ -160,10 +164,12 @@ fn file_operations_the_simulator_does_not_carry_out_fail_naming_them() {
         })
         .collect();
     errors.sort();
-    assert_eq!(errors.len(), 3);
+    assert_eq!(errors.len(), 5);
     assert!(errors[0].contains("OpenDirect"), "{errors:?}");
     assert!(errors[1].contains("Poll on a file"), "{errors:?}");
-    assert!(errors[2].contains("Symlink"), "{errors:?}");
+    assert!(errors[2].contains("Splice on a file"), "{errors:?}");
+    assert!(errors[3].contains("Splice on a file"), "{errors:?}");
+    assert!(errors[4].contains("Symlink"), "{errors:?}");
     drop(node);
     drop(fd);
     assert!(world.finish().is_empty());

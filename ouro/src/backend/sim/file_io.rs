@@ -294,8 +294,13 @@ impl SimBackend {
                 Reply::Res(0)
             }
             _ => {
-                let open = self.file_of(state, op.fds()[0]?)?;
-                return Some(carry_out_on_file(state, op, open));
+                let [first, second] = op.fds();
+                if let Some(open) = first.and_then(|fd| self.file_of(state, fd)) {
+                    return Some(carry_out_on_file(state, op, open));
+                }
+                // A splice into a file.
+                self.file_of(state, second?)?;
+                return Some(Err(unsupported(&format!("{:?} on a file", op.kind()))));
             }
         };
         Some(Ok(reply))
