@@ -11,7 +11,7 @@ use std::time::Duration;
 use ouro::fs::OpenOptions;
 use ouro::sim::{Bug, Config, World};
 use ouro::{Completion, Ctx, Offset, Outcome, PollMask, Ring};
-use ouro_sim::{check, files, run_seed, scenario};
+use ouro_sim::{check, files, run_case, run_seed, scenario, shrink, FaultClass};
 
 #[test]
 fn files_passes_over_three_hundred_seeds_and_replays_identically() {
@@ -58,6 +58,31 @@ fn an_fsync_that_forgets_is_found_within_the_default_seed_count_and_replays() {
     assert!(run_seed(failure.case.seed, files::run, None)
         .violations
         .is_empty());
+}
+
+#[test]
+fn the_shrinker_reduces_a_forgetting_fsyncs_case_and_can_switch_file_faults_off() {
+    let bug = Some(Bug::FsyncForgets);
+    let summary = check(0..100, files::run, bug, 0);
+    let failure = summary
+        .failures
+        .iter()
+        .find(|f| FaultClass::FileShortIo.is_on(&f.config))
+        .expect("a failing seed with short file reads and writes on");
+    let smallest = shrink(failure, files::run, bug);
+    assert!(!smallest.violations.is_empty());
+    assert!(
+        smallest.case.off.contains(&FaultClass::FileShortIo),
+        "{}",
+        smallest.case
+    );
+    assert!(!FaultClass::FileShortIo.is_on(&smallest.config));
+    let load = smallest.case.load;
+    assert!(load.rounds < failure.case.load.rounds || load.clients < failure.case.load.clients);
+    let again = run_case(&smallest.case, files::run, bug);
+    assert_eq!(again.violations, smallest.violations);
+    let named = FaultClass::from_name("file_errors");
+    assert_eq!(named, Some(FaultClass::FileErrors));
 }
 
 #[test]
