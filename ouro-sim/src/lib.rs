@@ -11,6 +11,7 @@ use ouro::sim::{Bug, Config, FaultCounts, World};
 
 pub mod dns;
 pub mod echo;
+pub mod files;
 mod shrink;
 
 pub use shrink::{shrink, Case, FaultClass, Load};
@@ -21,7 +22,11 @@ pub use shrink::{shrink, Case, FaultClass, Load};
 pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
-pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run), ("dns", dns::run)];
+pub const SCENARIOS: &[(&str, Scenario)] = &[
+    ("echo", echo::run),
+    ("dns", dns::run),
+    ("files", files::run),
+];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {

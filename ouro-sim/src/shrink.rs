@@ -43,11 +43,15 @@ pub enum FaultClass {
     TcpTimeout,
     /// Spoofed UDP datagrams.
     Spoofed,
+    /// File writes and fsyncs failing with `EIO` or `ENOSPC`.
+    FileErrors,
+    /// Short file reads and writes.
+    FileShortIo,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 16] = [
+    pub const ALL: [FaultClass; 18] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -64,6 +68,8 @@ impl FaultClass {
         FaultClass::CancelRace,
         FaultClass::TcpTimeout,
         FaultClass::Spoofed,
+        FaultClass::FileErrors,
+        FaultClass::FileShortIo,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -85,6 +91,8 @@ impl FaultClass {
             FaultClass::CancelRace => "cancel_race",
             FaultClass::TcpTimeout => "tcp_timeout",
             FaultClass::Spoofed => "udp_spoofed",
+            FaultClass::FileErrors => "file_errors",
+            FaultClass::FileShortIo => "file_short_io",
         }
     }
 
@@ -112,6 +120,8 @@ impl FaultClass {
             FaultClass::CancelRace => config.cancel_race > 0.0,
             FaultClass::TcpTimeout => config.tcp_give_up_ns > 0,
             FaultClass::Spoofed => config.spoofed > 0.0,
+            FaultClass::FileErrors => config.file_errors > 0.0,
+            FaultClass::FileShortIo => config.file_short_io > 0.0,
         }
     }
 
@@ -137,6 +147,8 @@ impl FaultClass {
             FaultClass::CancelRace => config.cancel_race = 0.0,
             FaultClass::TcpTimeout => config.tcp_give_up_ns = 0,
             FaultClass::Spoofed => config.spoofed = 0.0,
+            FaultClass::FileErrors => config.file_errors = 0.0,
+            FaultClass::FileShortIo => config.file_short_io = 0.0,
         }
     }
 }

@@ -44,6 +44,22 @@ impl<S> Ring<S> {
     }
 }
 
+impl World {
+    /// Crashes the host `ring` runs on, then drops the ring: its
+    /// operations in flight end (`ECANCELED`) with no further effect, and
+    /// the world's files keep only what was synced, plus a seeded prefix of
+    /// the unsynced blocks whose last may be torn; every open file closes
+    /// (its fds, still open in the process, are then `EBADF`). A new ring
+    /// made with [`Ring::simulated`] restarts on the same files. A ring
+    /// that is not simulated is just dropped.
+    pub fn crash<S>(&self, ring: Ring<S>) {
+        if let Backend::Sim(sim) = &ring.backend {
+            sim.crash();
+        }
+        drop(ring);
+    }
+}
+
 /// A ring and its state, stepped by [`World::run`].
 impl<S> Node for (Ring<S>, S) {
     fn step(&mut self) -> io::Result<()> {

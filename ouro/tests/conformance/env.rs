@@ -73,6 +73,11 @@ impl Env {
         make_ring(self.world.as_ref(), self.leg)
     }
 
+    /// Whether the ring is the simulator's (whose files are its own).
+    pub fn simulated(&self) -> bool {
+        self.world.is_some()
+    }
+
     /// Keeps `ring` until the scenario ends.
     pub fn keep(&mut self, ring: Ring<Done>) {
         self.others.push(ring);

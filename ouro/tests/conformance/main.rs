@@ -15,6 +15,7 @@ mod common;
 mod env;
 mod errors;
 mod queues;
+mod files;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -82,11 +83,16 @@ conformance!(
     udp_sendmsg_gathers_and_recvmsg_scatters,
     udp_shutdown,
     a_burst_beyond_the_queues_completes_every_operation_once,
+    files_write_read_and_sync,
+    files_the_kernel_refuses,
+    files_append_truncate_rename_unlink,
+    files_directories_renamed_and_removed,
 );
 
 mod scenarios {
     pub use super::errors::*;
     pub use super::queues::*;
+    pub use super::files::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 

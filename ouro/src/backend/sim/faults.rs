@@ -29,10 +29,13 @@ pub(crate) enum Stream {
     SqFull,
     CancelRace,
     Spoofed,
+    FilesErrors,
+    FilesShort,
+    FilesCrash,
 }
 
 impl Stream {
-    const ALL: [Stream; 19] = [
+    const ALL: [Stream; 22] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -52,6 +55,9 @@ impl Stream {
         Stream::SqFull,
         Stream::CancelRace,
         Stream::Spoofed,
+        Stream::FilesErrors,
+        Stream::FilesShort,
+        Stream::FilesCrash,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -76,6 +82,9 @@ impl Stream {
             Stream::SqFull => "kernel/sq-full",
             Stream::CancelRace => "kernel/cancel-race",
             Stream::Spoofed => "net/udp-spoofed",
+            Stream::FilesErrors => "faults/files",
+            Stream::FilesShort => "files/short",
+            Stream::FilesCrash => "files/crash",
         }
     }
 }
@@ -214,6 +223,12 @@ pub struct Config {
     /// The share of UDP datagrams arriving at a socket that bring a
     /// spoofed one along: a copy from another source, or random bytes.
     pub spoofed: f64,
+    /// The share of file writes and fsyncs that fail with `EIO` or
+    /// `ENOSPC` (half each).
+    pub file_errors: f64,
+    /// The share of file reads and writes that move fewer bytes than they
+    /// could.
+    pub file_short_io: f64,
 }
 
 /// The entries of a simulated ring's submission queue: those of a real
@@ -249,6 +264,8 @@ impl Config {
             cancel_race: 0.0,
             tcp_give_up_ns: 0,
             spoofed: 0.0,
+            file_errors: 0.0,
+            file_short_io: 0.0,
         }
     }
 
@@ -290,6 +307,8 @@ impl Config {
             datagram_loss: rate(&mut rng, 0.2),
             datagram_duplicate: rate(&mut rng, 0.2),
             datagram_reorder: rate(&mut rng, 0.3),
+            file_errors: files_rate(seed, "config/file_errors", 0.05),
+            file_short_io: files_rate(seed, "config/file_short_io", 0.5),
             ..Config::kernel_from_seed(seed)
         }
     }
@@ -324,6 +343,18 @@ impl Config {
     }
 }
 
+/// A file fault class's rate under `seed`: on with even odds, from a
+/// configuration stream of its own (`name`), so that the classes drawn
+/// before files existed keep their values.
+fn files_rate(seed: u64, name: &str, most: f64) -> f64 {
+    let mut rng = fastrand::Rng::with_seed(seed ^ name_hash(name));
+    if rng.bool() {
+        rng.f64() * most
+    } else {
+        0.0
+    }
+}
+
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latency;
@@ -332,7 +363,8 @@ impl fmt::Display for Config {
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
              udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} sq_full_early={:.3} \
-             cq_entries={} cancel_race={:.3} tcp_give_up={}ns udp_spoofed={:.3}",
+             cq_entries={} cancel_race={:.3} tcp_give_up={}ns udp_spoofed={:.3} file_errors={:.4} \
+             file_short_io={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -352,7 +384,9 @@ impl fmt::Display for Config {
             self.cq_entries,
             self.cancel_race,
             self.tcp_give_up_ns,
-            self.spoofed
+            self.spoofed,
+            self.file_errors,
+            self.file_short_io
         )
     }
 }
@@ -398,10 +432,15 @@ pub(crate) enum Fault {
     TimedOut,
     DatagramCut,
     Spoofed,
+    FilesEio,
+    FilesEnospc,
+    FilesShortRead,
+    FilesShortWrite,
+    FilesTorn,
 }
 
 impl Fault {
-    const ALL: [Fault; 25] = [
+    const ALL: [Fault; 30] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -427,6 +466,11 @@ impl Fault {
         Fault::TimedOut,
         Fault::DatagramCut,
         Fault::Spoofed,
+        Fault::FilesEio,
+        Fault::FilesEnospc,
+        Fault::FilesShortRead,
+        Fault::FilesShortWrite,
+        Fault::FilesTorn,
     ];
 
     fn name(self) -> &'static str {
@@ -456,6 +500,11 @@ impl Fault {
             Fault::TimedOut => "tcp_timeout/data",
             Fault::DatagramCut => "partition/udp",
             Fault::Spoofed => "udp_spoofed",
+            Fault::FilesEio => "files/eio",
+            Fault::FilesEnospc => "files/enospc",
+            Fault::FilesShortRead => "files/short_read",
+            Fault::FilesShortWrite => "files/short_write",
+            Fault::FilesTorn => "files/torn",
         }
     }
 }

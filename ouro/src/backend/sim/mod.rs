@@ -35,16 +35,23 @@
 //! bind, listen, connect, accept, send, recv, shutdown, close) and UDP
 //! sockets (socket, bind, connect, send, recv, send_to, recv_from, close)
 //! between the addresses of one world, and partitions between its hosts
-//! (seeded, see [`Partitions`]) that hold TCP traffic until they heal.
+//! (seeded, see [`Partitions`]) that hold TCP traffic until they heal;
+//! files in memory (open, read, write, readv, writev, fsync, fdatasync,
+//! ftruncate, fallocate, fadvise, stat, fstat, unlink, remove_dir, rename,
+//! mkdir, hard_link, close), whose writes are pending until an fsync keeps
+//! them, and crashes of the host ([`World::crash`]) that keep only what was
+//! synced and a seeded, possibly torn, prefix of the rest.
 //! Every other operation fails with an
-//! `Unsupported` error naming it. Each socket handed to user code is a real
-//! fd (a memfd) that the world maps to its socket, checked by identity on
+//! `Unsupported` error naming it. Each socket and file handed to user code is a real
+//! fd (a memfd) that the world maps to its socket or file, checked by identity on
 //! every use: a stale fd, or one the world did not make, is `EBADF`.
 //!
 //! See `docs/simulator.md` for the runner and the fault classes.
 
 mod faults;
 mod give_up;
+mod file_io;
+mod files;
 mod net;
 mod partition;
 mod queues;
@@ -143,6 +150,11 @@ impl SimBackend {
             && !self.woken.0.load(Ordering::Acquire)
     }
 
+    /// The ring's host crashed: see [`World::crash`].
+    pub(crate) fn crash(&self) {
+        self.world.state.borrow_mut().crash_node(self.node);
+    }
+
     /// Takes `file` out of the ring: what a file put in its place is gets
     /// checked anew.
     fn take_ring_file(&mut self, file: u32) -> Option<OwnedFd> {
@@ -158,6 +170,9 @@ impl SimBackend {
         user_data: u64,
         op: &mut Op,
     ) -> Result<Reply, io::Error> {
+        if let Some(reply) = self.carry_out_file(state, op) {
+            return reply;
+        }
         let parked = |ptr: *mut u8, room: usize| Parked {
             node: self.node,
             user_data,

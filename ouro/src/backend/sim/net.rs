@@ -207,7 +207,7 @@ impl Net {
 /// The host of sockets that connect or listen without binding.
 const EPHEMERAL_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
-fn identity(fd: RawFd) -> Option<(u64, u64)> {
+pub(crate) fn identity(fd: RawFd) -> Option<(u64, u64)> {
     // SAFETY: fstat only writes into the zeroed struct we pass.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat buffer.

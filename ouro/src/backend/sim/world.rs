@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
+use super::files::Files;
 use super::net::Net;
 use super::partition::{Held, Paths};
 use super::udp::Udp;
@@ -62,6 +63,8 @@ pub enum Bug {
     /// One completion in a hundred that overflow the completion queue is
     /// lost.
     DropOverflowed,
+    /// One fsync in five succeeds without keeping the file's data.
+    FsyncForgets,
 }
 
 /// A completion waiting to be reaped, with the fd it makes, if any.
@@ -160,6 +163,10 @@ pub(crate) struct State {
     log_hash: u64,
     ops: u64,
     pub(crate) bug: Option<Bug>,
+    /// The host's files.
+    pub(crate) fs: Files,
+    /// Nodes that crashed: completions still on their way to them are dropped.
+    down: Vec<u32>,
 }
 
 impl World {
@@ -190,6 +197,8 @@ impl World {
             log_hash: mix(0xcbf2_9ce4_8422_2325, seed),
             ops: 0,
             bug: None,
+            fs: Files::default(),
+            down: Vec::new(),
         };
         let world = World {
             state: Rc::new(RefCell::new(state)),
@@ -291,6 +300,12 @@ impl World {
             state.violations.push(format!(
                 "simulated socket {sock} still has an open fd at the end"
             ));
+        }
+        let files = state.fs.open_count();
+        if files > 0 {
+            state
+                .violations
+                .push(format!("{files} simulated file(s) still open at the end"));
         }
         state.violations.clone()
     }
@@ -461,6 +476,9 @@ impl State {
     }
 
     fn deliver(&mut self, node: u32, ready: Ready) {
+        if self.down.contains(&node) {
+            return;
+        }
         if self.bug == Some(Bug::DropCompletion) && self.streams.chance(Stream::Planted, 0.01) {
             return;
         }
@@ -558,6 +576,40 @@ impl State {
             let now = self.now();
             self.complete(node, user_data, -libc::ECANCELED, now);
         }
+    }
+
+    /// `node` crashed: each of its operations in flight ends at once with
+    /// `ECANCELED` (nothing it waited for happens to it any more), and
+    /// completions on their way to it are dropped. Then the host's files
+    /// crash too.
+    pub(crate) fn crash_node(&mut self, node: u32) {
+        let mut ops: Vec<u64> = self
+            .in_flight
+            .keys()
+            .filter(|&&(n, _)| n == node)
+            .map(|&(_, user_data)| user_data)
+            .collect();
+        ops.sort_unstable();
+        let ready = &mut self.ready[node as usize];
+        ready.clear();
+        for &user_data in &ops {
+            let completion = RawCompletion {
+                user_data,
+                res: -libc::ECANCELED,
+                flags: 0,
+            };
+            ready.push(Ready {
+                completion,
+                fd: None,
+            });
+        }
+        for user_data in ops {
+            self.net.unpark(node, user_data);
+            self.udp.unpark(node, user_data);
+            self.unhold(node, user_data);
+        }
+        self.down.push(node);
+        self.crash_files();
     }
 
     /// The process fd `raw` as the world knows it.
