@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ouro::sim::{Bug, Config, FaultCounts, World};
 
 pub mod dns;
+mod dns_tcp;
 pub mod echo;
 mod shrink;
 
