@@ -13,6 +13,8 @@ pub mod dns;
 mod dns_tcp;
 pub mod echo;
 mod shrink;
+pub mod tls;
+mod tls_config;
 
 pub use shrink::{shrink, Case, FaultClass, Load};
 
@@ -22,7 +24,8 @@ pub use shrink::{shrink, Case, FaultClass, Load};
 pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
-pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run), ("dns", dns::run)];
+pub const SCENARIOS: &[(&str, Scenario)] =
+    &[("echo", echo::run), ("dns", dns::run), ("tls", tls::run)];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {
