@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use ouro::sim::{Bug, Config, FaultCounts, World};
 
+pub mod connect;
+mod connect_dns;
 pub mod dns;
 mod dns_tcp;
 pub mod echo;
+mod echo_server;
 mod shrink;
 pub mod tls;
 mod tls_config;
@@ -24,8 +27,12 @@ pub use shrink::{shrink, Case, FaultClass, Load};
 pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
-pub const SCENARIOS: &[(&str, Scenario)] =
-    &[("echo", echo::run), ("dns", dns::run), ("tls", tls::run)];
+pub const SCENARIOS: &[(&str, Scenario)] = &[
+    ("echo", echo::run),
+    ("dns", dns::run),
+    ("tls", tls::run),
+    ("connect", connect::run),
+];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {
