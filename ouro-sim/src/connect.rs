@@ -2,7 +2,7 @@
 //! on a client ring, against names whose AAAA and A records lead to
 //! addresses that listen (an echo server), refuse (nothing listens), or
 //! never answer (a blackhole, see [`World::blackhole`]), with the name
-//! server holding back some AAAA answers ([`crate::connect_dns`]) and the
+//! server holding back some AAAA answers (`connect_dns.rs`) and the
 //! seed's faults and partitions in between.
 //!
 //! Checked: each connect ends exactly once; a connection is to a listening

@@ -63,7 +63,8 @@ impl NameServer {
             (Msg::Received, _, Outcome::RecvFrom(res, buf)) => {
                 self.receiving = None;
                 if self.stopping {
-                    return Ok(self.close(ring));
+                    self.close(ring);
+                    return Ok(());
                 }
                 let mut query = buf.into_vec();
                 if let (Ok(datagram), Some(fd)) = (res, self.fd) {

@@ -4,7 +4,7 @@
 //! reply (another ID, a wrong address) sent ahead of a quarter of the
 //! answers. A third of the names have answers too large for UDP: the
 //! server sends them with TC set and no records, and serves them over
-//! simulated TCP ([`crate::dns_tcp`]), where the resolver must ask again.
+//! simulated TCP (`dns_tcp.rs`), where the resolver must ask again.
 //! Every lookup must end exactly once, with the table's answer or an
 //! honest error, and with the faults off every name must resolve.
 

@@ -7,7 +7,7 @@
 //! writes, resets and partitions come from the seed; a session either
 //! carries its bytes intact or fails with an error, and a failed round is
 //! tried again on a new connection. The rustls configurations take the
-//! world's clock and seeded randomness ([`crate::tls_config`]).
+//! world's clock and seeded randomness (`tls_config.rs`).
 
 use std::collections::BTreeMap;
 use std::io;
