@@ -206,9 +206,9 @@ impl Name {
     }
 }
 
-/// Every address the echo server listens on.
-pub fn listening() -> Vec<SocketAddr> {
-    let mut addrs: Vec<SocketAddr> = NAMES
+/// Every address of `names` the echo server listens on.
+pub fn listening(names: &[Name]) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = names
         .iter()
         .flat_map(Name::hosts)
         .filter(|h| h.does == Listens)
@@ -242,6 +242,7 @@ ouro::messages! {
 /// The client: a connector making rounds of connects, one per name, each
 /// round starting when the last one's connects and echoes have ended.
 pub struct Client {
+    names: &'static [Name],
     connector: Option<Connector<Client>>,
     world: World,
     rounds_left: u32,
@@ -262,7 +263,7 @@ impl Client {
             return;
         }
         self.rounds_left -= 1;
-        self.outstanding = NAMES.len();
+        self.outstanding = self.names.len();
         self.connect_to_every_name(ring, false);
     }
 
@@ -271,7 +272,7 @@ impl Client {
             return;
         };
         let calm = self.world.config() == WorldConfig::calm();
-        for name in NAMES {
+        for name in self.names {
             let done = Ctx::new(Client::on_connected).key(self.records.len() as u64);
             let id = connector.connect(ring, name.name, PORT, done);
             let deadline = ring.now() + CONNECT_DEADLINE;
@@ -444,16 +445,22 @@ impl Client {
 /// `load.clients` is not used: one connector makes every connect.
 /// Violations go to the world.
 pub fn run(world: &World, load: Load) -> io::Result<()> {
-    for host in NAMES.iter().flat_map(Name::hosts) {
+    run_with(world, load, NAMES)
+}
+
+/// [`run`] with another table of names (a test's, to see the checkers
+/// catch a rule broken).
+pub fn run_with(world: &World, load: Load, table: &'static [Name]) -> io::Result<()> {
+    for host in table.iter().flat_map(Name::hosts) {
         if host.does == Blackhole {
             world.blackhole(host.ip);
         }
     }
     let mut names_ring: Ring<NameServer> = Ring::simulated(world);
-    let names = NameServer::start(&mut names_ring, SocketAddr::from(NAME_SERVER));
+    let names = NameServer::start(&mut names_ring, table, SocketAddr::from(NAME_SERVER));
     let mut names = (names_ring, names);
     let mut echo_ring: Ring<EchoServer> = Ring::simulated(world);
-    let echo = EchoServer::start(&mut echo_ring, &listening());
+    let echo = EchoServer::start(&mut echo_ring, &listening(table));
     let mut echo = (echo_ring, echo);
     // The servers are up before the first connect.
     world.run(&mut [&mut names, &mut echo], Duration::from_secs(1))?;
@@ -471,6 +478,7 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
         Ctx::new(Client::pass_to_connector),
     )?;
     let mut client = Client {
+        names: table,
         connector: Some(connector),
         world: world.clone(),
         rounds_left: load.rounds,

@@ -1,5 +1,5 @@
 //! The connect scenario's name server: answers A and AAAA questions over
-//! simulated UDP from the scenario's table ([`crate::connect::NAMES`]),
+//! simulated UDP from the scenario's table of names,
 //! holding back the AAAA answers of some names for a while (a timer per
 //! reply), so that the answers arrive in the order Happy Eyeballs must
 //! cope with.
@@ -14,7 +14,7 @@ use ouro::{Completion, Ctx, Outcome, Ring, RingFd, Task};
 use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
-use crate::connect::{Name, NAMES};
+use crate::connect::Name;
 
 ouro::messages! {
     enum Msg { Socket, Bound, Received, Sent, Held }
@@ -24,6 +24,7 @@ const QUERY_SIZE: usize = 512;
 
 /// The name server.
 pub struct NameServer {
+    names: &'static [Name],
     addr: SocketAddr,
     fd: Option<RingFd>,
     receiving: Option<Task>,
@@ -34,11 +35,17 @@ pub struct NameServer {
 }
 
 impl NameServer {
-    /// A server that will answer on `addr` once its socket is bound.
-    pub(crate) fn start(ring: &mut Ring<NameServer>, addr: SocketAddr) -> NameServer {
+    /// A server that will answer on `addr` from `names` once its socket
+    /// is bound.
+    pub(crate) fn start(
+        ring: &mut Ring<NameServer>,
+        names: &'static [Name],
+        addr: SocketAddr,
+    ) -> NameServer {
         let ctx = Ctx::new(NameServer::on_completion).msg(Msg::Socket);
         ring.socket(Domain::IPV4, Type::DGRAM, None, ctx);
         NameServer {
+            names,
             addr,
             fd: None,
             receiving: None,
@@ -68,7 +75,7 @@ impl NameServer {
                 }
                 let mut query = buf.into_vec();
                 if let (Ok(datagram), Some(fd)) = (res, self.fd) {
-                    if let Some((reply, delay)) = reply_to(&query) {
+                    if let Some((reply, delay)) = reply_to(self.names, &query) {
                         if delay.is_zero() {
                             ring.send_to(fd, reply, datagram.from, ctx(Msg::Sent));
                         } else {
@@ -131,16 +138,16 @@ impl NameServer {
     }
 }
 
-/// The reply to `query` from the table, and how long to hold it back.
+/// The reply to `query` from `names`, and how long to hold it back.
 /// `None` for a datagram that is no query.
-fn reply_to(query: &[u8]) -> Option<(Vec<u8>, Duration)> {
+fn reply_to(names: &[Name], query: &[u8]) -> Option<(Vec<u8>, Duration)> {
     let query = Packet::parse(query).ok()?;
     let question = query.questions.first()?.clone().into_owned();
     let mut packet = Packet::new_reply(query.id());
     packet.set_flags(PacketFlag::RECURSION_AVAILABLE);
     let qname = question.qname.clone();
     let asked = qname.to_string();
-    let entry: Option<&Name> = NAMES.iter().find(|n| n.name == asked);
+    let entry: Option<&Name> = names.iter().find(|n| n.name == asked);
     let aaaa = question.qtype == QTYPE::TYPE(TYPE::AAAA);
     let a = question.qtype == QTYPE::TYPE(TYPE::A);
     packet.questions.push(question);

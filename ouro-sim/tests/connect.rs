@@ -5,13 +5,14 @@
 //! connect until it is cancelled.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::net::{Domain, Type};
 use ouro::sim::{Bug, Config, World};
 use ouro::{Completion, Ctx, Outcome, Ring, Task};
+use ouro_sim::connect::{Does, Host, Name};
 use ouro_sim::{check, connect, run_case, run_seed, scenario, Load};
 
 #[test]
@@ -50,6 +51,44 @@ fn with_no_faults_at_all_every_name_keeps_its_timing_rule() {
         .find(|n| n.name == "many.sim")
         .unwrap();
     assert_eq!(stagger.calm.1.start, Duration::from_millis(500));
+}
+
+const BLACKHOLE_V6: Host = Host {
+    ip: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x33)),
+    does: Does::Blackhole,
+};
+const LISTENS_V4: Host = Host {
+    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 33)),
+    does: Does::Listens,
+};
+
+/// A table that claims the IPv4 attempt does not wait out the stagger
+/// behind a blackholed IPv6 address: untrue, so the checker must say so.
+static WRONG_STAGGER: &[Name] = &[Name {
+    name: "stagger.sim",
+    v6: &[BLACKHOLE_V6],
+    v4: &[LISTENS_V4],
+    aaaa_delay: Duration::ZERO,
+    calm: (
+        Some(LISTENS_V4.ip),
+        Duration::ZERO..Duration::from_millis(50),
+    ),
+}];
+
+#[test]
+fn a_broken_timing_rule_is_reported() {
+    let world = World::with_config(3, Config::calm());
+    connect::run_with(&world, Load::default(), WRONG_STAGGER).expect("the scenario runs");
+    let violations = world.finish();
+    assert!(!violations.is_empty());
+    for violation in &violations {
+        assert!(
+            violation.starts_with("connect: Happy Eyeballs with the faults off: stagger.sim")
+                && violation.contains("192.0.2.33")
+                && violation.contains("after 250"),
+            "{violation}"
+        );
+    }
 }
 
 #[test]
