@@ -142,3 +142,44 @@ pub(crate) fn server() -> io::Result<Arc<ServerConfig>> {
         .map_err(tls_error)?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_bytes() -> Result<[u8; 20], GetRandomFailed> {
+        let mut bytes = [0; 20];
+        WORLD_RANDOM.fill(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    #[test]
+    fn rustls_reads_the_lent_worlds_clock_and_seeded_stream() {
+        assert!(WorldTime.current_time().is_none());
+        assert!(random_bytes().is_err());
+        let first = {
+            let world = World::new(7);
+            let _lent = WorldLent::new(&world);
+            let time = WorldTime.current_time().unwrap();
+            assert_eq!(time.as_secs(), WORLD_EPOCH.as_secs());
+            random_bytes().unwrap()
+        };
+        // Returned at the end of the run: nothing reads a stale world.
+        assert!(WorldTime.current_time().is_none());
+        let world = World::new(7);
+        let _lent = WorldLent::new(&world);
+        assert_eq!(
+            random_bytes().unwrap(),
+            first,
+            "the same seed, the same bytes"
+        );
+        assert_ne!(random_bytes().unwrap(), first);
+    }
+
+    #[test]
+    fn the_configurations_build() {
+        let world = World::new(1);
+        let _lent = WorldLent::new(&world);
+        assert!(client(true).is_ok() && client(false).is_ok() && server().is_ok());
+    }
+}
