@@ -518,8 +518,10 @@ impl<S> Connector<S> {
 }
 
 impl<S> Connect<S> {
-    /// The addresses not yet tried, families interleaved, IPv6 first (RFC
-    /// 8305 section 4, a first address family count of one).
+    /// The addresses not yet tried, families interleaved (RFC 8305
+    /// section 4, a first address family count of one): IPv6 first, or,
+    /// when addresses arrive after attempts have started, the other family
+    /// than the last attempt's, so that the alternation goes on.
     fn refill_queue(&mut self) {
         let tried: Vec<SocketAddr> = self.attempts.iter().map(|a| a.addr).collect();
         let port = self.port;
@@ -535,9 +537,11 @@ impl<S> Connect<S> {
         };
         let (v6, v4) = (untried(&self.v6), untried(&self.v4));
         let mut queue = Vec::with_capacity(v6.len() + v4.len());
-        let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
+        let v4_next = self.attempts.last().is_some_and(|a| a.addr.is_ipv6());
+        let (first, second) = if v4_next { (v4, v6) } else { (v6, v4) };
+        let (mut first, mut second) = (first.into_iter(), second.into_iter());
         loop {
-            let (a, b) = (v6.next(), v4.next());
+            let (a, b) = (first.next(), second.next());
             if a.is_none() && b.is_none() {
                 break;
             }

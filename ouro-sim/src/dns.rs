@@ -2,8 +2,11 @@
 //! server node that answers from a table over simulated UDP, with
 //! datagrams lost, duplicated and reordered by the seed and a spoofed
 //! reply (another ID, a wrong address) sent ahead of a quarter of the
-//! answers. Every lookup must end exactly once, with the table's answer or
-//! an honest error, and with the faults off every name must resolve.
+//! answers. A third of the names have answers too large for UDP: the
+//! server sends them with TC set and no records, and serves them over
+//! simulated TCP (`dns_tcp.rs`), where the resolver must ask again.
+//! Every lookup must end exactly once, with the table's answer or an
+//! honest error, and with the faults off every name must resolve.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,6 +19,7 @@ use ouro_net::dns::{answer, Answer, Config, Hosts, Record, RecordType, Resolver}
 use simple_dns::rdata::{RData, A};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
+use crate::dns_tcp::TcpSide;
 use crate::Load;
 
 const SERVER: ([u8; 4], u16) = ([10, 0, 0, 53], 53);
@@ -39,10 +43,20 @@ pub fn address_of(name: &str) -> Option<Ipv4Addr> {
     (n % 2 == 0).then_some(Ipv4Addr::new(192, 0, 2, n))
 }
 
+/// Whether the server answers `name` over TCP only: `hostN.sim` for N a
+/// multiple of 3 (in the table or not).
+pub fn only_over_tcp(name: &str) -> bool {
+    name.strip_prefix("host")
+        .and_then(|n| n.strip_suffix(".sim"))
+        .and_then(|n| n.parse::<u8>().ok())
+        .is_some_and(|n| n % 3 == 0)
+}
+
 /// The server: answers each query from the table; when the world's user
 /// stream says so, first sends a reply with another ID and a wrong
 /// address, which the resolver must ignore.
 pub struct DnsServer {
+    tcp: TcpSide<DnsServer>,
     fd: Option<RingFd>,
     receiving: Option<Task>,
     stopping: bool,
@@ -72,9 +86,9 @@ impl DnsServer {
                 }
                 let mut query = buf.into_vec();
                 if let (Ok(datagram), Some(fd)) = (res, self.fd) {
-                    if let Some(reply) = reply_to(&query, false) {
+                    if let Some(reply) = reply_to(&query, Reply::OverUdp) {
                         if self.world.random() % 4 == 0 {
-                            if let Some(spoofed) = reply_to(&query, true) {
+                            if let Some(spoofed) = reply_to(&query, Reply::Spoofed) {
                                 let ctx = Ctx::new(DnsServer::on_completion);
                                 ring.send_to(fd, spoofed, datagram.from.clone(), ctx);
                             }
@@ -94,6 +108,11 @@ impl DnsServer {
         Ok(())
     }
 
+    fn on_tcp_completion(&mut self, ring: &mut Ring<DnsServer>, c: Completion) -> io::Result<()> {
+        self.tcp
+            .on_completion(ring, c, |query| reply_to(query, Reply::OverTcp))
+    }
+
     fn receive(&mut self, ring: &mut Ring<DnsServer>, buf: Vec<u8>) -> io::Result<()> {
         let fd = self
             .fd
@@ -106,6 +125,7 @@ impl DnsServer {
     /// Stops receiving; the socket closes once the receive has ended.
     fn stop(&mut self, ring: &mut Ring<DnsServer>) {
         self.stopping = true;
+        self.tcp.stop(ring);
         match self.receiving {
             Some(task) => {
                 ring.cancel(task, Ctx::none());
@@ -119,11 +139,30 @@ impl DnsServer {
     }
 }
 
-/// The reply to `query` from the table; a spoofed one has another ID and
-/// a wrong address. `None` for a datagram that is no query.
-fn reply_to(query: &[u8], spoofed: bool) -> Option<Vec<u8>> {
+/// Which reply the server makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// Over UDP: the table's answer, or TC set for a name answered over
+    /// TCP only.
+    OverUdp,
+    /// Over TCP: the table's answer.
+    OverTcp,
+    /// Over UDP, ahead of the real one: another ID and a wrong address.
+    Spoofed,
+}
+
+/// The reply to `query` from the table. `None` for a message that is no
+/// query.
+fn reply_to(query: &[u8], kind: Reply) -> Option<Vec<u8>> {
     let query = Packet::parse(query).ok()?;
     let question = query.questions.first()?.clone().into_owned();
+    let spoofed = kind == Reply::Spoofed;
+    if kind == Reply::OverUdp && only_over_tcp(&question.qname.to_string()) {
+        let mut packet = Packet::new_reply(query.id());
+        packet.set_flags(PacketFlag::RECURSION_AVAILABLE | PacketFlag::TRUNCATION);
+        packet.questions.push(question);
+        return packet.build_bytes_vec().ok();
+    }
     let id = if spoofed {
         query.id().wrapping_add(1)
     } else {
@@ -243,7 +282,7 @@ impl Client {
             };
             match (address_of(name), end) {
                 (Some(address), Ok(answer)) if answer.records == [Record::A(address)] => {
-                    answered.0 += 1;
+                    answered.lookups += 1;
                 }
                 (Some(address), Ok(answer)) => world.report(format!(
                     "dns: lookup {i} of {name} answered {:?}, the table says {address}",
@@ -271,9 +310,14 @@ impl Client {
     }
 }
 
-/// Lookups answered with the table's address.
+/// What the lookups came to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Answered(pub usize);
+pub struct Answered {
+    /// Lookups answered with the table's address.
+    pub lookups: usize,
+    /// Replies the server sent whole over TCP.
+    pub over_tcp: usize,
+}
 
 /// Runs the dns scenario in `world`: one resolver making `load.rounds`
 /// rounds of lookups of `2 × load.clients` names (half in the table), a
@@ -287,7 +331,7 @@ pub fn run(world: &World, load: Load) -> io::Result<()> {
 }
 
 /// [`run`], returning how many lookups were answered with the table's
-/// address.
+/// address and how many replies went over TCP.
 pub fn run_phases(world: &World, load: Load) -> io::Result<Answered> {
     let mut server_ring: Ring<DnsServer> = Ring::simulated(world);
     server_ring.socket(
@@ -296,7 +340,14 @@ pub fn run_phases(world: &World, load: Load) -> io::Result<Answered> {
         None,
         Ctx::new(DnsServer::on_completion),
     );
+    let tcp = TcpSide::start(
+        &mut server_ring,
+        world,
+        SocketAddr::from(SERVER),
+        Ctx::new(DnsServer::on_tcp_completion),
+    );
     let server = DnsServer {
+        tcp,
         fd: None,
         receiving: None,
         stopping: false,
@@ -338,7 +389,7 @@ pub fn run_phases(world: &World, load: Load) -> io::Result<Answered> {
     let (ring, state) = &mut client;
     state.look_up_every_name(ring, true);
     world.run(&mut [&mut server, &mut client], LIVENESS_BOUND)?;
-    let answered = client.1.check(world);
+    let mut answered = client.1.check(world);
     let (ring, state) = &mut client;
     state.rounds_left = 0;
     if let Some(mut resolver) = state.resolver.take() {
@@ -347,5 +398,6 @@ pub fn run_phases(world: &World, load: Load) -> io::Result<Answered> {
     let (ring, state) = &mut server;
     state.stop(ring);
     world.run(&mut [&mut server, &mut client], LIVENESS_BOUND)?;
+    answered.over_tcp = server.1.tcp.replies;
     Ok(answered)
 }

@@ -9,10 +9,16 @@ use std::time::{Duration, Instant};
 
 use ouro::sim::{Bug, Config, FaultCounts, World};
 
+pub mod connect;
+mod connect_dns;
 pub mod dns;
+mod dns_tcp;
 pub mod echo;
+mod echo_server;
 pub mod files;
 mod shrink;
+pub mod tls;
+mod tls_config;
 
 pub use shrink::{shrink, Case, FaultClass, Load};
 
@@ -26,6 +32,8 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("echo", echo::run),
     ("dns", dns::run),
     ("files", files::run),
+    ("tls", tls::run),
+    ("connect", connect::run),
 ];
 
 /// The scenario called `name`.

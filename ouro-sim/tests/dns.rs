@@ -35,11 +35,16 @@ fn the_liveness_lookups_and_most_others_get_the_tables_answer() {
         assert!(world.finish().is_empty(), "seed {seed}");
         // Half the names are in the table; the liveness round answers
         // all of them, and the safety rounds some.
-        assert!(answered.0 > names / 2, "seed {seed}: {answered:?}");
-        assert!(answered.0 <= (load.rounds as usize + 1) * names / 2);
+        assert!(answered.lookups > names / 2, "seed {seed}: {answered:?}");
+        assert!(answered.lookups <= (load.rounds as usize + 1) * names / 2);
+        // A third of the names are answered over TCP only, and the
+        // liveness round asks for each of them.
+        assert!(answered.over_tcp >= names / 3, "seed {seed}: {answered:?}");
     }
     assert_eq!(dns::address_of("host4.sim"), Some([192, 0, 2, 4].into()));
     assert_eq!(dns::address_of("host5.sim"), None);
+    assert!(dns::only_over_tcp("host3.sim") && dns::only_over_tcp("host6.sim"));
+    assert!(!dns::only_over_tcp("host4.sim"));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::faults::{Fault, Stream};
 use super::net::{Parked, Reply};
-use super::world::{Bug, State, What};
+use super::world::{Bug, State, What, World};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -80,6 +80,8 @@ pub(crate) struct Paths {
     pub(crate) queued: usize,
     /// Whether a start or a heal is in the queue.
     armed: bool,
+    /// Hosts that never answer a connect (see [`World::blackhole`]).
+    blackholes: Vec<IpAddr>,
 }
 
 impl Paths {
@@ -191,16 +193,22 @@ impl State {
     }
 
     pub(crate) fn is_cut(&self, from: IpAddr, to: IpAddr) -> bool {
-        self.paths.active.iter().any(|p| p.cuts(from, to))
+        self.paths.blackholes.contains(&to) || self.paths.active.iter().any(|p| p.cuts(from, to))
     }
 
     /// Whether a connect from `sock` to `addr` cannot complete (its SYN or
     /// the answer is cut); then it is held until the path heals.
     pub(crate) fn hold_connect(&mut self, parked: Parked, sock: usize, addr: SocketAddr) -> bool {
+        let (from, to) = (self.net.host_of(sock), addr.ip());
+        if self.paths.blackholes.contains(&to) {
+            // Not a fault of the seed's: no partition heals it.
+            let item = Held::Connect { parked, sock, addr };
+            self.paths.held.push_back((from, to, item));
+            return true;
+        }
         if self.paths.active.is_empty() {
             return false;
         }
-        let (from, to) = (self.net.host_of(sock), addr.ip());
         if !self.is_cut(from, to) && !self.is_cut(to, from) {
             return false;
         }
@@ -301,5 +309,18 @@ impl State {
                 )
             })
             .collect()
+    }
+}
+
+impl World {
+    /// Makes `host` a blackhole: nothing answers a connect to any of its
+    /// addresses, as if every SYN were dropped, so the connect waits until
+    /// it is cancelled (a real kernel would give up with `ETIMEDOUT` after
+    /// minutes of retries). Healing partitions does not end it.
+    pub fn blackhole(&self, host: IpAddr) {
+        let mut state = self.state.borrow_mut();
+        if !state.paths.blackholes.contains(&host) {
+            state.paths.blackholes.push(host);
+        }
     }
 }
