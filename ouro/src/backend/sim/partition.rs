@@ -202,8 +202,11 @@ impl State {
         let (from, to) = (self.net.host_of(sock), addr.ip());
         if self.paths.blackholes.contains(&to) {
             // Not a fault of the seed's: no partition heals it.
+            // TCP still gives up on it, as on any path that never answers.
             let item = Held::Connect { parked, sock, addr };
-            self.paths.held.push_back((from, to, item));
+            let since = self.now();
+            self.arm_give_up(&item, since);
+            self.paths.held.push_back((from, to, item, since));
             return true;
         }
         if self.paths.active.is_empty() {
