@@ -428,3 +428,103 @@ fn whole_records(bytes: &[u8]) -> usize {
 pub(crate) fn tls_error(err: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{client_config, server_config, Versions};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    /// A client configuration trusting a fresh CA, and a server one with a
+    /// `localhost` leaf of it whose records carry at most 32 bytes, so that
+    /// each session ticket spans several records.
+    fn configs() -> (Arc<ClientConfig>, Arc<ServerConfig>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone()];
+        let client = client_config(std::slice::from_ref(ca.der()), &[], Versions::Tls13).unwrap();
+        let mut server = server_config(chain, key, &[], Versions::Tls13).unwrap();
+        Arc::make_mut(&mut server).max_fragment_size = Some(32);
+        (client, server)
+    }
+
+    /// Moves the records in `outbox` to the end of `received`.
+    fn deliver(outbox: &mut Outbox, received: &mut Vec<u8>) {
+        let (records, len) = outbox.take(Vec::new());
+        received.extend_from_slice(&records[..len]);
+    }
+
+    /// Where each record in `bytes` ends.
+    fn record_ends(bytes: &[u8]) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let mut end = 0;
+        while let Some(header) = bytes.get(end..end + RECORD_HEADER) {
+            end += RECORD_HEADER + usize::from(u16::from_be_bytes([header[3], header[4]]));
+            ends.push(end);
+        }
+        ends
+    }
+
+    #[test]
+    fn a_write_while_a_session_ticket_is_cut_short_goes_out_and_the_ticket_is_taken_later() {
+        let (client_config, server_config) = configs();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut cuts_inside_a_ticket = 0;
+        let mut cut = 1;
+        loop {
+            let mut client = Session::client(client_config.clone(), name.clone()).unwrap();
+            let mut server = Session::server(server_config.clone()).unwrap();
+            let (mut to_server, mut to_client) = (Outbox::default(), Outbox::default());
+            let (mut server_got, mut client_got) = (Vec::new(), Vec::new());
+            let mut plaintext = Vec::new();
+            client.start(&mut to_server).unwrap();
+            deliver(&mut to_server, &mut server_got);
+            server
+                .feed(&mut server_got, &mut plaintext, &mut to_client)
+                .unwrap();
+            deliver(&mut to_client, &mut client_got);
+            client
+                .feed(&mut client_got, &mut plaintext, &mut to_server)
+                .unwrap();
+            deliver(&mut to_server, &mut server_got);
+            server
+                .feed(&mut server_got, &mut plaintext, &mut to_client)
+                .unwrap();
+            assert!(!client.is_handshaking() && !server.is_handshaking());
+            // What is left for the client: the server's session tickets.
+            let (tickets, len) = to_client.take(Vec::new());
+            let ends = record_ends(&tickets[..len]);
+            assert_eq!(ends.last(), Some(&len), "whole records only");
+            let Some(&end) = ends.get(cut - 1).filter(|&&end| end < len) else {
+                break;
+            };
+            client_got.extend_from_slice(&tickets[..end]);
+            client
+                .feed(&mut client_got, &mut plaintext, &mut to_server)
+                .unwrap();
+            cuts_inside_a_ticket += usize::from(!client.held.is_empty());
+            client.write(b"written mid-ticket", &mut to_server).unwrap();
+            client_got.extend_from_slice(&tickets[end..len]);
+            client
+                .feed(&mut client_got, &mut plaintext, &mut to_server)
+                .unwrap();
+            assert!(client_got.is_empty() && plaintext.is_empty(), "cut {cut}");
+            deliver(&mut to_server, &mut server_got);
+            server
+                .feed(&mut server_got, &mut plaintext, &mut to_client)
+                .unwrap();
+            assert_eq!(plaintext, b"written mid-ticket", "cut {cut}");
+            cut += 1;
+        }
+        assert!(cuts_inside_a_ticket > 0, "no cut fell inside a ticket");
+    }
+}

@@ -8,6 +8,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::{Ctx, Ring};
@@ -318,6 +319,42 @@ fn echo_arrives_intact_through_one_byte_receive_buffers() {
     assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
     assert!(pair.client.received == sent, "the echo differs");
     assert!(pair.client.closed && pair.server.closed);
+}
+
+/// Records of at most 64 bytes of plaintext cut the handshake messages and
+/// the session tickets across records, and receive buffers of 1 byte at
+/// first (they grow) cut records across receives: each side keeps what it
+/// has of a message and takes the rest from the next receive.
+fn echo_arrives_intact_through_64_byte_records(versions: Versions) {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let mut client = client_config(std::slice::from_ref(&pki.ca), &[], versions).unwrap();
+    let mut server = server_config(leaf.chain.clone(), leaf.key(), &[], versions).unwrap();
+    Arc::make_mut(&mut client).max_fragment_size = Some(64);
+    Arc::make_mut(&mut server).max_fragment_size = Some(64);
+    let sent = payload(100_000);
+    let send = Role::Send {
+        payload: sent.clone(),
+        sent: 0,
+    };
+    let pair = Pair::new(client, send, server, Role::Echo)
+        .receive_capacity(1)
+        .run();
+    assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+    assert!(pair.server.failed.is_none(), "{:?}", pair.server.failed);
+    assert!(pair.client.received == sent, "the echo differs");
+    assert!(pair.client.closed && pair.server.closed);
+}
+
+#[test]
+fn echo_arrives_intact_through_64_byte_records_over_tls13() {
+    echo_arrives_intact_through_64_byte_records(Versions::Tls13);
+}
+
+#[test]
+fn echo_arrives_intact_through_64_byte_records_over_tls12() {
+    echo_arrives_intact_through_64_byte_records(Versions::Tls12);
 }
 
 #[test]
