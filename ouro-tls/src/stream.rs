@@ -21,6 +21,10 @@ use crate::{Handshake, TlsEvent};
 /// plaintext each, and their overhead), so that a busy stream takes more
 /// than one record per ring turn.
 const RECV_CAPACITY: usize = 2 * (16 * 1024 + 512);
+/// A receive that fills the buffer doubles it, up to eight full records:
+/// a busy stream then takes more records per receive (fewer receives and
+/// ring turns per MB), while an idle one keeps what it started with.
+const BUSY_RECV_CAPACITY: usize = 8 * (16 * 1024 + 512);
 /// Spare vectors kept for records, and for plaintext; more are dropped.
 const SPARE_VECS: usize = 8;
 
@@ -131,9 +135,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     /// Receives into a buffer of `capacity` bytes (at least 1) instead of
     /// the default 33 KiB: larger takes more records per receive on a busy
-    /// stream, smaller holds less memory per idle one. Records are
-    /// decrypted where they were received, so the buffer grows when a
-    /// record (or a handshake message) does not fit.
+    /// stream, smaller holds less memory per idle one. The buffer grows
+    /// when a record (or a handshake message) does not fit, since records
+    /// are decrypted where they were received, and doubles, up to 132 KiB,
+    /// when a receive fills it.
     pub fn with_receive_capacity(mut self, capacity: usize) -> TlsStream<S, F> {
         self.recv_buf = Some(Vec::with_capacity(capacity.max(1)));
         self
@@ -310,9 +315,13 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         }
         let mut plaintext = self.take_spare();
         let was_handshaking = self.session.is_handshaking();
+        let filled = buf.len() == buf.capacity();
         let fed = self
             .session
             .feed(&mut buf, &mut plaintext, &mut self.waiting);
+        if filled {
+            buf.reserve_exact(busy_capacity(buf.capacity()) - buf.len());
+        }
         self.recv_buf = Some(buf);
         // Whatever the session answers (handshake messages, or the alert
         // that tells the peer why it failed) goes out first.
@@ -457,6 +466,11 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 }
 
+/// The receive buffer's capacity after a receive filled it.
+fn busy_capacity(capacity: usize) -> usize {
+    (2 * capacity).clamp(capacity, BUSY_RECV_CAPACITY.max(capacity))
+}
+
 /// The vector a stream's buffer was made from (the stream only hands
 /// vectors to the ring), whatever was consumed of it.
 fn into_vec(buf: Buf) -> Vec<u8> {
@@ -473,4 +487,18 @@ fn truncated(phase: Phase) -> io::Error {
         "the peer closed the connection without close_notify: the data may be truncated"
     };
     io::Error::new(io::ErrorKind::UnexpectedEof, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_receive_buffer_doubles_up_to_eight_records_and_a_larger_one_stays() {
+        assert_eq!(busy_capacity(1), 2);
+        assert_eq!(busy_capacity(RECV_CAPACITY), 2 * RECV_CAPACITY);
+        assert_eq!(busy_capacity(2 * RECV_CAPACITY), BUSY_RECV_CAPACITY);
+        assert_eq!(busy_capacity(BUSY_RECV_CAPACITY), BUSY_RECV_CAPACITY);
+        assert_eq!(busy_capacity(1 << 20), 1 << 20);
+    }
 }
