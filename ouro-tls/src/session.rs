@@ -19,8 +19,8 @@ use rustls::{ClientConfig, CommonState, ServerConfig};
 
 use crate::TlsVersion;
 
-/// Sealing a record's plaintext adds at most this much (header, content
-/// type, tag, padding none): the first guess at the room a record needs.
+/// Sealing a record's plaintext adds less than this (header, content type,
+/// nonce, tag; no padding): the first guess at the room a record needs.
 const RECORD_OVERHEAD: usize = 64;
 /// The most plaintext one record carries.
 const RECORD_PLAINTEXT: usize = 16 * 1024;
@@ -126,7 +126,8 @@ enum Connection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CloseNotify {
     NotAsked,
-    /// Asked for during the handshake: sent once records may be sealed.
+    /// Asked for and not sealed yet: during the handshake, records cannot
+    /// be.
     Asked,
     Sent,
 }
@@ -248,7 +249,8 @@ impl Session {
         let (consumed, peer_closed) = (pass.consumed, pass.peer_closed);
         received.drain(..consumed);
         self.held.clear();
-        if consumed < whole {
+        // After the peer's close_notify rustls looks at no more bytes.
+        if consumed < whole && !peer_closed {
             // rustls keeps whole records it has read (a handshake message
             // waiting for its next part) and will look at them again.
             self.held.extend_from_slice(received);
