@@ -8,18 +8,24 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ouro::{Buf, Completion, Ctx, OpFd, OpKind, Outcome, Ring, RingFd, Task, WriteQueue};
+use ouro::{
+    Buf, Completion, Ctx, IoBuf, OpFd, OpKind, Outcome, Ring, RingFd, Slice, Task, WriteQueue,
+};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 
-use crate::session::Session;
+use crate::session::{Outbox, Session};
 use crate::{Handshake, TlsEvent};
 
 /// The receive buffer's size by default: two full TLS records (16 KiB of
 /// plaintext each, and their overhead), so that a busy stream takes more
 /// than one record per ring turn.
 const RECV_CAPACITY: usize = 2 * (16 * 1024 + 512);
-/// Spare vectors kept for records and plaintext; more are dropped.
+/// A receive that fills the buffer doubles it, up to eight full records:
+/// a busy stream then takes more records per receive (fewer receives and
+/// ring turns per MB), while an idle one keeps what it started with.
+const BUSY_RECV_CAPACITY: usize = 8 * (16 * 1024 + 512);
+/// Spare vectors kept for records, and for plaintext; more are dropped.
 const SPARE_VECS: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +60,7 @@ pub struct TlsStream<S, F = RingFd> {
     ctx: Ctx<S>,
     out: WriteQueue<S, F>,
     /// Records made while a send was in flight, for the next send.
-    waiting: Vec<u8>,
+    waiting: Outbox,
     /// Plaintext written during the handshake, which waits in the session
     /// for its keys.
     early_plaintext: usize,
@@ -66,6 +72,8 @@ pub struct TlsStream<S, F = RingFd> {
     close_notify_sent: bool,
     socket_shutdown: SocketShutdown,
     spare: Vec<Vec<u8>>,
+    /// Vectors records were sent from, their contents kept (see [`Outbox`]).
+    spare_records: Vec<Vec<u8>>,
     events: VecDeque<TlsEvent>,
 }
 
@@ -108,7 +116,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         TlsStream {
             session,
             out: WriteQueue::new(fd.clone(), ctx),
-            waiting: Vec::new(),
+            waiting: Outbox::default(),
             early_plaintext: 0,
             fd,
             ctx,
@@ -120,13 +128,17 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             close_notify_sent: false,
             socket_shutdown: SocketShutdown::NotYet,
             spare: Vec::new(),
+            spare_records: Vec::new(),
             events: VecDeque::new(),
         }
     }
 
     /// Receives into a buffer of `capacity` bytes (at least 1) instead of
     /// the default 33 KiB: larger takes more records per receive on a busy
-    /// stream, smaller holds less memory per idle one.
+    /// stream, smaller holds less memory per idle one. The buffer grows
+    /// when a record (or a handshake message) does not fit, since records
+    /// are decrypted where they were received, and doubles, up to 132 KiB,
+    /// when a receive fills it.
     pub fn with_receive_capacity(mut self, capacity: usize) -> TlsStream<S, F> {
         self.recv_buf = Some(Vec::with_capacity(capacity.max(1)));
         self
@@ -146,7 +158,8 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         if let Some(timeout) = self.handshake_timeout {
             self.timer = Some(ring.timer(timeout, self.ctx));
         }
-        self.flush(ring);
+        let started = self.session.start(&mut self.waiting);
+        self.send_records(ring, started);
         self.receive(ring);
     }
 
@@ -192,11 +205,11 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
                 "the TLS session is shut down or has failed",
             ));
         }
-        self.session.write_plaintext(plaintext)?;
         if self.session.is_handshaking() {
             self.early_plaintext += plaintext.len();
         }
-        self.flush(ring);
+        self.session.write(plaintext, &mut self.waiting)?;
+        self.send_waiting(ring);
         Ok(self.queued())
     }
 
@@ -208,8 +221,8 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             return;
         }
         self.close_notify_sent = true;
-        self.session.send_close_notify();
-        self.flush(ring);
+        let sealed = self.session.send_close_notify(&mut self.waiting);
+        self.send_records(ring, sealed);
         self.shutdown_socket_when_sent(ring);
     }
 
@@ -269,7 +282,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         match self.out.on_sent(ring, c) {
             Ok(progress) => {
                 if let Some(done) = progress.finished {
-                    self.recycle(into_vec(done));
+                    self.recycle_records(done);
                 }
                 self.send_waiting(ring);
                 let queued = self.queued();
@@ -277,7 +290,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
                 self.shutdown_socket_when_sent(ring);
             }
             Err(err) => {
-                self.waiting.clear();
+                self.waiting.take(Vec::new());
                 self.fail(ring, err);
             }
         }
@@ -302,12 +315,17 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         }
         let mut plaintext = self.take_spare();
         let was_handshaking = self.session.is_handshaking();
-        let fed = self.session.feed(&buf, &mut plaintext);
-        buf.clear();
+        let filled = buf.len() == buf.capacity();
+        let fed = self
+            .session
+            .feed(&mut buf, &mut plaintext, &mut self.waiting);
+        if filled {
+            buf.reserve_exact(busy_capacity(buf.capacity()) - buf.len());
+        }
         self.recv_buf = Some(buf);
         // Whatever the session answers (handshake messages, or the alert
         // that tells the peer why it failed) goes out first.
-        self.flush(ring);
+        self.send_waiting(ring);
         let fed = match fed {
             Ok(fed) => fed,
             Err(err) => return self.fail(ring, err),
@@ -379,37 +397,55 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         if self.recv_task.is_some() || self.receiving_ended() {
             return;
         }
-        let Some(buf) = self.recv_buf.take() else {
+        let Some(mut buf) = self.recv_buf.take() else {
             return;
         };
+        // What is left of a record waits for the rest in front.
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
         self.recv_task = Some(ring.recv(self.fd.clone(), buf, self.ctx));
     }
 
-    /// Moves the records the session has made into the write queue.
-    /// While a send is in flight, records gather in `waiting`, so that the
-    /// next send takes all of them at once (one send per record would cost
-    /// a ring turn per record).
-    fn flush(&mut self, ring: &mut Ring<S>) {
-        if !self.session.wants_write() || self.out.has_failed() {
-            return;
-        }
-        if let Err(err) = self.session.write_records(&mut self.waiting) {
-            return self.fail(ring, err);
-        }
+    /// Sends the records the session sealed, or fails with its error
+    /// (after sending the alert it sealed for the peer).
+    fn send_records(&mut self, ring: &mut Ring<S>, sealed: io::Result<()>) {
         self.send_waiting(ring);
+        if let Err(err) = sealed {
+            self.fail(ring, err);
+        }
     }
 
+    /// Hands the records waiting to the write queue when no send is in
+    /// flight. While one is, records gather in `waiting`, so that the next
+    /// send takes all of them at once (one send per record would cost a
+    /// ring turn per record).
     fn send_waiting(&mut self, ring: &mut Ring<S>) {
         if self.waiting.is_empty() || !self.out.is_idle() {
             return;
         }
-        let records = std::mem::replace(&mut self.waiting, self.spare.pop().unwrap_or_default());
+        if self.out.has_failed() {
+            self.waiting.take(Vec::new());
+            return;
+        }
+        let (records, len) = self
+            .waiting
+            .take(self.spare_records.pop().unwrap_or_default());
         // Only an earlier send's failure, already reported, refuses a push.
-        let _ = self.out.push(ring, records);
+        let _ = self.out.push(ring, records.slice(..len));
+    }
+
+    fn recycle_records(&mut self, buf: Buf) {
+        if let Ok(records) = buf.downcast::<Slice<Vec<u8>>>() {
+            if self.spare_records.len() < SPARE_VECS {
+                self.spare_records.push(records.into_inner());
+            }
+        }
     }
 
     fn shutdown_socket_when_sent(&mut self, ring: &mut Ring<S>) {
         if self.close_notify_sent
+            && (self.session.close_notify_sealed() || self.phase == Phase::Failed)
             && self.waiting.is_empty()
             && self.socket_shutdown == SocketShutdown::NotYet
             && self.out.is_idle()
@@ -430,6 +466,11 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 }
 
+/// The receive buffer's capacity after a receive filled it.
+fn busy_capacity(capacity: usize) -> usize {
+    (2 * capacity).clamp(capacity, BUSY_RECV_CAPACITY.max(capacity))
+}
+
 /// The vector a stream's buffer was made from (the stream only hands
 /// vectors to the ring), whatever was consumed of it.
 fn into_vec(buf: Buf) -> Vec<u8> {
@@ -446,4 +487,18 @@ fn truncated(phase: Phase) -> io::Error {
         "the peer closed the connection without close_notify: the data may be truncated"
     };
     io::Error::new(io::ErrorKind::UnexpectedEof, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_receive_buffer_doubles_up_to_eight_records_and_a_larger_one_stays() {
+        assert_eq!(busy_capacity(1), 2);
+        assert_eq!(busy_capacity(RECV_CAPACITY), 2 * RECV_CAPACITY);
+        assert_eq!(busy_capacity(2 * RECV_CAPACITY), BUSY_RECV_CAPACITY);
+        assert_eq!(busy_capacity(BUSY_RECV_CAPACITY), BUSY_RECV_CAPACITY);
+        assert_eq!(busy_capacity(1 << 20), 1 << 20);
+    }
 }

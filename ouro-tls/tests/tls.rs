@@ -1,6 +1,7 @@
 //! TLS client and server, both ouro, over loopback: data intact on TLS 1.2
-//! and 1.3, ALPN, refused certificates, truncation, the handshake deadline
-//! and cancellation. Runs on the backend `Ring::new` picks
+//! and 1.3 (also through records and receives cut small), ALPN, refused
+//! certificates, truncation, the handshake deadline, cancellation and early
+//! data refused. Runs on the backend `Ring::new` picks
 //! (`OURO_BACKEND=poll` for the readiness backend).
 
 mod support;
@@ -8,10 +9,13 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::{Ctx, Ring};
-use ouro_tls::{client_config, server_config, TlsStream, TlsVersion, Versions};
+use ouro_tls::rustls::pki_types::ServerName;
+use ouro_tls::rustls::ClientConnection;
+use ouro_tls::{client_config, server_config, ServerConfig, TlsStream, TlsVersion, Versions};
 use support::certs::{Leaf, Pki};
 use support::pair::{Pair, Role};
 use support::watchdog::AbortAfter;
@@ -318,6 +322,96 @@ fn echo_arrives_intact_through_one_byte_receive_buffers() {
     assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
     assert!(pair.client.received == sent, "the echo differs");
     assert!(pair.client.closed && pair.server.closed);
+}
+
+/// Records of at most 64 bytes of plaintext cut the handshake messages and
+/// the session tickets across records, and receive buffers of 1 byte at
+/// first (they grow) cut records across receives: each side keeps what it
+/// has of a message and takes the rest from the next receive.
+fn echo_arrives_intact_through_64_byte_records(versions: Versions) {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let mut client = client_config(std::slice::from_ref(&pki.ca), &[], versions).unwrap();
+    let mut server = server_config(leaf.chain.clone(), leaf.key(), &[], versions).unwrap();
+    Arc::make_mut(&mut client).max_fragment_size = Some(64);
+    Arc::make_mut(&mut server).max_fragment_size = Some(64);
+    let sent = payload(100_000);
+    let send = Role::Send {
+        payload: sent.clone(),
+        sent: 0,
+    };
+    let pair = Pair::new(client, send, server, Role::Echo)
+        .receive_capacity(1)
+        .run();
+    assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+    assert!(pair.server.failed.is_none(), "{:?}", pair.server.failed);
+    assert!(pair.client.received == sent, "the echo differs");
+    assert!(pair.client.closed && pair.server.closed);
+}
+
+#[test]
+fn echo_arrives_intact_through_64_byte_records_over_tls13() {
+    echo_arrives_intact_through_64_byte_records(Versions::Tls13);
+}
+
+#[test]
+fn echo_arrives_intact_through_64_byte_records_over_tls12() {
+    echo_arrives_intact_through_64_byte_records(Versions::Tls12);
+}
+
+/// An ouro server alone on a ring with `config`, and `client` run on a
+/// thread of its own against it; returns what the server saw.
+fn ouro_server_against(
+    config: Arc<ServerConfig>,
+    client: impl FnOnce(TcpStream) + Send + 'static,
+) -> Pair {
+    let (client_socket, server_socket) = support::pair::tcp_pair();
+    let stream = TlsStream::server(server_socket, config, Ctx::new(support::pair::on_tls)).unwrap();
+    let client_socket = Rc::try_unwrap(client_socket).expect("the only owner");
+    let thread = std::thread::spawn(move || client(client_socket));
+    let pair = Pair::alone(stream, Role::Echo).run();
+    thread.join().expect("the client thread");
+    pair
+}
+
+#[test]
+fn a_server_fails_the_session_when_early_data_comes() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let mut server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Tls13).unwrap();
+    Arc::make_mut(&mut server).max_early_data_size = 1024;
+    let mut client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Tls13).unwrap();
+    Arc::make_mut(&mut client).enable_early_data = true;
+    let name = ServerName::try_from("localhost").unwrap();
+    // A first session, for the tickets (sent before the echo comes back).
+    let (first_client, first_name) = (client.clone(), name.clone());
+    let first = ouro_server_against(server.clone(), move |mut socket| {
+        let mut conn = ClientConnection::new(first_client, first_name).unwrap();
+        conn.writer().write_all(b"ping").unwrap();
+        let mut echo = [0; 4];
+        while conn.reader().read_exact(&mut echo).is_err() {
+            conn.complete_io(&mut socket).unwrap();
+        }
+        conn.send_close_notify();
+        conn.complete_io(&mut socket).unwrap();
+    });
+    assert!(first.client.failed.is_none(), "{:?}", first.client.failed);
+    // A resumed session whose client sends early data.
+    let resumed = ouro_server_against(server, move |mut socket| {
+        let mut conn = ClientConnection::new(client, name).unwrap();
+        let mut early = conn.early_data().expect("a ticket allowing early data");
+        early.write_all(b"early").unwrap();
+        // The server fails the session: an alert or the end comes back.
+        while conn
+            .complete_io(&mut socket)
+            .is_ok_and(|(read, _)| read > 0)
+        {}
+    });
+    let err = resumed.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("early (0-RTT) data"), "{err}");
 }
 
 #[test]
