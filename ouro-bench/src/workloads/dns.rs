@@ -8,7 +8,9 @@
 //! names are made before the clock starts), which dnsmasq answers for
 //! every name under `ouro.test`, so that no contestant answers a lookup
 //! from an earlier one: hickory-resolver sends one query for identical
-//! questions in flight at once, and keeps a cache.
+//! questions in flight at once, and keeps a cache. After each run the
+//! namespace's UDP counter must show four datagrams per lookup (two
+//! queries, two answers), or the workload fails.
 //! Metrics: `lookups_per_sec`, `p50_us` and `p99_us` (each lookup's
 //! time), and `cpu_us_per_lookup` (this process's CPU, user + system;
 //! dnsmasq's is its own).
@@ -163,12 +165,22 @@ pub fn measure(
     for run in 0..settings.runs {
         for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
             progress.step(format!("dns {}", contestant.name()));
+            let datagrams = udp_datagrams_sent()?;
             let cpu = cpu_micros();
             let start = Instant::now();
             let mut times = contestant.lookups(&names, options.in_flight)?;
             let elapsed = start.elapsed();
             let cpu_us = (cpu_micros() - cpu) as f64;
             progress.done();
+            let sent = udp_datagrams_sent()? - datagrams;
+            // Each lookup: an A and an AAAA query, and dnsmasq's two answers.
+            if sent < 4 * options.lookups {
+                return Err(io::Error::other(format!(
+                    "{}: {sent} UDP datagrams for {} lookups (some answered without a query)",
+                    contestant.name(),
+                    options.lookups
+                )));
+            }
             times.sort_unstable();
             let sample = |metric, value| Sample {
                 workload: WORKLOAD,
@@ -185,6 +197,22 @@ pub fn measure(
         }
     }
     Ok(())
+}
+
+/// UDP datagrams sent in this network namespace so far (the `Udp:`
+/// `OutDatagrams` counter of `/proc/net/snmp`).
+fn udp_datagrams_sent() -> io::Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp")?;
+    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return Err(io::Error::other("no Udp lines in /proc/net/snmp"));
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .ok_or_else(|| io::Error::other("no Udp OutDatagrams in /proc/net/snmp"))
 }
 
 fn percentile(sorted: &[u64], at: f64) -> f64 {
