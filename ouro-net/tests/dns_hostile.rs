@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ouro_net::dns::sort::source_address;
 use ouro_net::dns::wire::MAX_CNAME_CHAIN;
 use ouro_net::dns::{Hosts, Record, RecordType};
 use simple_dns::rdata::RData;
@@ -442,23 +443,37 @@ fn nxdomain_ends_a_candidate_and_the_search_list_goes_on() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
 }
 
+/// Addresses whose order does not hang on this machine's routes: `::1`
+/// before `127.0.0.1` (RFC 6724 precedence) wherever `::1` has a source,
+/// and `fe80::7` (link-local with no interface: no source) last, against
+/// the order the answers came in.
 #[test]
 fn a_and_aaaa_are_asked_together_and_sorted() {
     let server = ScriptedServer::start(
         Box::new(|_, q| {
             let v6 = asks_aaaa(q);
             vec![Send::Reply(reply(q, RCODE::NoError, |p, name| match v6 {
-                true => p
-                    .answers
-                    .push(aaaa_record(name, "2001:db8::7".parse().unwrap())),
-                false => p.answers.push(a_record(name, GOOD)),
+                true => {
+                    p.answers
+                        .push(aaaa_record(name, "fe80::7".parse().unwrap()));
+                    p.answers.push(aaaa_record(name, Ipv6Addr::LOCALHOST))
+                }
+                false => p.answers.push(a_record(name, Ipv4Addr::LOCALHOST)),
             }))]
         }),
         None,
     );
     let answer = resolve(server.config(), Hosts::default(), "dual.test", None).unwrap();
-    let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
-    assert_eq!(answer.addresses(), vec![IpAddr::V6(v6), IpAddr::V4(GOOD)]);
+    let (v6, v4) = (
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    );
+    let link_local: IpAddr = "fe80::7".parse().unwrap();
+    let expected = match source_address(v6) {
+        Ok(_) => vec![v6, v4, link_local],
+        Err(_) => vec![v4, v6, link_local], // IPv6 is off here
+    };
+    assert_eq!(answer.addresses(), expected);
 }
 
 #[test]

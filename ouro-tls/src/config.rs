@@ -87,6 +87,33 @@ pub fn client_config_with_webpki_roots(
     client_config_with_store(store, alpn, versions)
 }
 
+/// A client configuration trusting the system's root certificates (read
+/// by `rustls-native-certs` from the machine's store: on Linux the PEM
+/// bundle and directory OpenSSL uses, `SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// first), offering `alpn` in order of preference.
+///
+/// The store is read on every call, on the calling thread: make the
+/// configuration once and share it. A `NotFound` error when the store
+/// holds no certificate the verifier accepts (no store, an empty one, or
+/// only unreadable entries), saying what the reader met.
+#[cfg(feature = "system-roots")]
+pub fn client_config_with_system_roots(
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> io::Result<Arc<ClientConfig>> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _unparsable) = store.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = match found.errors.first() {
+            Some(err) => format!("no system root certificates: {err}"),
+            None => "no system root certificates".to_owned(),
+        };
+        return Err(io::Error::new(io::ErrorKind::NotFound, why));
+    }
+    client_config_with_store(store, alpn, versions)
+}
+
 fn client_config_with_store(
     store: RootCertStore,
     alpn: &[&[u8]],

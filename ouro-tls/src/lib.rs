@@ -53,7 +53,9 @@
 //! a new rustls release changes this crate, not its users. The crypto
 //! provider is `ring` by default (a short cold build), `aws-lc-rs` with
 //! that feature; the `webpki-roots` feature adds
-//! `client_config_with_webpki_roots` (Mozilla's roots compiled in).
+//! `client_config_with_webpki_roots` (Mozilla's roots compiled in), the
+//! `system-roots` feature `client_config_with_system_roots` (the
+//! machine's certificate store, read at run time).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -73,6 +75,8 @@ pub use rustls;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use rustls::{ClientConfig, ServerConfig};
 
+#[cfg(feature = "system-roots")]
+pub use config::client_config_with_system_roots;
 #[cfg(feature = "webpki-roots")]
 pub use config::client_config_with_webpki_roots;
 pub use config::{

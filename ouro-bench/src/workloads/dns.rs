@@ -2,7 +2,15 @@
 //! resolver (`lookup_ip`, `in_flight` lookups at once on one ring) against
 //! glibc's `getaddrinfo` on a pool of `in_flight` threads (the standard
 //! library's `to_socket_addrs`, as a program without an asynchronous
-//! resolver does it). Both ask for A and AAAA of one name dnsmasq holds.
+//! resolver does it) and against `hickory-resolver` on a current-thread
+//! tokio runtime (`in_flight` tasks). All ask for A and AAAA; each lookup
+//! asks for a name of its own (`l0.ouro.test`, `l1.ouro.test`, ...: the
+//! names are made before the clock starts), which dnsmasq answers for
+//! every name under `ouro.test`, so that no contestant answers a lookup
+//! from an earlier one: hickory-resolver sends one query for identical
+//! questions in flight at once, and keeps a cache. After each run the
+//! namespace's UDP counter must show four datagrams per lookup (two
+//! queries, two answers), or the workload fails.
 //! Metrics: `lookups_per_sec`, `p50_us` and `p99_us` (each lookup's
 //! time), and `cpu_us_per_lookup` (this process's CPU, user + system;
 //! dnsmasq's is its own).
@@ -13,17 +21,21 @@
 //! root): there the loopback is brought up, dnsmasq listens on
 //! 127.0.0.1:53 and a resolv.conf naming it is bind-mounted over
 //! `/etc/resolv.conf`; nothing outside them changes. The resolver reads
-//! the same file. The order of the contestants rotates from run to run;
+//! the same file, and so does hickory-resolver (its system
+//! configuration), with its cache off. The order of the contestants rotates from run to run;
 //! one unmeasured run of a tenth of the lookups warms each up.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hickory_resolver::TokioResolver;
 use ouro::{Completion, Ctx, Ring, RunMode};
 use ouro_net::dns::reload::RELOAD_INTERVAL;
 use ouro_net::dns::{answer, Hosts, Resolver};
@@ -35,8 +47,9 @@ use crate::record::{params, Results, Sample};
 use crate::server::cpu_micros;
 
 const WORKLOAD: &str = "dns";
-/// The name looked up, with one address of each family.
-const NAME: &str = "bench.ouro.test";
+/// The domain whose every name dnsmasq answers with one address of each
+/// family.
+const DOMAIN: &str = "ouro.test";
 /// Set in the environment of the workload started again in its
 /// namespaces.
 const IN_NAMESPACES: &str = "OURO_BENCH_DNS_NAMESPACES";
@@ -58,25 +71,37 @@ pub struct Options {
 enum Contestant {
     Ouro,
     Getaddrinfo,
+    Hickory,
 }
 
 impl Contestant {
-    const ALL: [Contestant; 2] = [Contestant::Ouro, Contestant::Getaddrinfo];
+    const ALL: [Contestant; 3] = [
+        Contestant::Ouro,
+        Contestant::Getaddrinfo,
+        Contestant::Hickory,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Contestant::Ouro => "ouro",
             Contestant::Getaddrinfo => "getaddrinfo",
+            Contestant::Hickory => "hickory",
         }
     }
 
-    /// Each lookup's time, in microseconds.
-    fn lookups(self, count: u64, in_flight: u16) -> io::Result<Vec<u64>> {
+    /// Each lookup's time, in microseconds: one lookup of each of `names`.
+    fn lookups(self, names: &[String], in_flight: u16) -> io::Result<Vec<u64>> {
         match self {
-            Contestant::Ouro => ouro_lookups(count, in_flight),
-            Contestant::Getaddrinfo => getaddrinfo_lookups(count, in_flight),
+            Contestant::Ouro => ouro_lookups(names, in_flight),
+            Contestant::Getaddrinfo => getaddrinfo_lookups(names, in_flight),
+            Contestant::Hickory => hickory_lookups(names, in_flight),
         }
     }
+}
+
+/// `count` distinct names under [`DOMAIN`].
+fn names(count: u64) -> Vec<String> {
+    (0..count).map(|n| format!("l{n}.{DOMAIN}")).collect()
 }
 
 /// Whether this process is the workload started again in its namespaces.
@@ -118,7 +143,7 @@ pub fn steps(_options: &Options, settings: &Settings) -> u64 {
     u64::from(settings.runs) * super::included(settings, &Contestant::ALL, Contestant::name)
 }
 
-/// Measures both contestants `runs` times against one dnsmasq.
+/// Measures the contestants `runs` times against one dnsmasq.
 pub fn measure(
     options: &Options,
     settings: &Settings,
@@ -132,18 +157,30 @@ pub fn measure(
     }
     let _server = Dnsmasq::start()?;
     results.compare_against(WORKLOAD, Contestant::Getaddrinfo.name());
+    let names = names(options.lookups);
+    let warm_up = &names[..names.len().div_ceil(10)];
     for contestant in settings.order(&Contestant::ALL, Contestant::name, 0) {
-        contestant.lookups((options.lookups / 10).max(1), options.in_flight)?;
+        contestant.lookups(warm_up, options.in_flight)?;
     }
     for run in 0..settings.runs {
         for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
             progress.step(format!("dns {}", contestant.name()));
+            let datagrams = udp_datagrams_sent()?;
             let cpu = cpu_micros();
             let start = Instant::now();
-            let mut times = contestant.lookups(options.lookups, options.in_flight)?;
+            let mut times = contestant.lookups(&names, options.in_flight)?;
             let elapsed = start.elapsed();
             let cpu_us = (cpu_micros() - cpu) as f64;
             progress.done();
+            let sent = udp_datagrams_sent()? - datagrams;
+            // Each lookup: an A and an AAAA query, and dnsmasq's two answers.
+            if sent < 4 * options.lookups {
+                return Err(io::Error::other(format!(
+                    "{}: {sent} UDP datagrams for {} lookups (some answered without a query)",
+                    contestant.name(),
+                    options.lookups
+                )));
+            }
             times.sort_unstable();
             let sample = |metric, value| Sample {
                 workload: WORKLOAD,
@@ -160,6 +197,22 @@ pub fn measure(
         }
     }
     Ok(())
+}
+
+/// UDP datagrams sent in this network namespace so far (the `Udp:`
+/// `OutDatagrams` counter of `/proc/net/snmp`).
+fn udp_datagrams_sent() -> io::Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp")?;
+    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return Err(io::Error::other("no Udp lines in /proc/net/snmp"));
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .ok_or_else(|| io::Error::other("no Udp OutDatagrams in /proc/net/snmp"))
 }
 
 fn percentile(sorted: &[u64], at: f64) -> f64 {
@@ -205,7 +258,8 @@ impl Dnsmasq {
             ])
             .args([
                 "--local=/ouro.test/",
-                "--host-record=bench.ouro.test,192.0.2.1,2001:db8::1",
+                "--address=/ouro.test/192.0.2.1",
+                "--address=/ouro.test/2001:db8::1",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -254,35 +308,36 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// What a lookup must find: both addresses dnsmasq holds.
-fn check(mut found: Vec<IpAddr>) -> io::Result<()> {
+/// What a lookup of `name` must find: both addresses dnsmasq gives.
+fn check(name: &str, mut found: Vec<IpAddr>) -> io::Result<()> {
     found.sort();
     let expected: Vec<IpAddr> = vec![[192, 0, 2, 1].into(), "2001:db8::1".parse().unwrap()];
     if found != expected {
-        return Err(io::Error::other(format!("{NAME} gave {found:?}")));
+        return Err(io::Error::other(format!("{name} gave {found:?}")));
     }
     Ok(())
 }
 
-/// getaddrinfo on `threads` threads until `count` lookups are made.
-fn getaddrinfo_lookups(count: u64, threads: u16) -> io::Result<Vec<u64>> {
-    let next = AtomicU64::new(0);
+/// getaddrinfo on `threads` threads, one lookup of each of `names`.
+fn getaddrinfo_lookups(names: &[String], threads: u16) -> io::Result<Vec<u64>> {
+    let next = AtomicUsize::new(0);
     thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| -> io::Result<Vec<u64>> {
                     let mut times = Vec::new();
-                    while next.fetch_add(1, Ordering::Relaxed) < count {
+                    while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let start = Instant::now();
-                        let found = (NAME, 0).to_socket_addrs()?.map(|a| a.ip()).collect();
+                        let found = (name.as_str(), 0).to_socket_addrs()?;
+                        let found = found.map(|a| a.ip()).collect();
                         times.push(start.elapsed().as_micros() as u64);
-                        check(found)?;
+                        check(name, found)?;
                     }
                     Ok(times)
                 })
             })
             .collect();
-        let mut all = Vec::with_capacity(count as usize);
+        let mut all = Vec::with_capacity(names.len());
         for worker in workers {
             let times = worker
                 .join()
@@ -293,29 +348,68 @@ fn getaddrinfo_lookups(count: u64, threads: u16) -> io::Result<Vec<u64>> {
     })
 }
 
-struct Lookups {
-    resolver: Option<Resolver<Lookups>>,
-    count: u64,
-    started: u64,
-    /// When the lookup with each key started.
-    began: Vec<Instant>,
+/// hickory-resolver on a current-thread tokio runtime, `tasks` tasks
+/// making one lookup of each of `names`.
+fn hickory_lookups(names: &[String], tasks: u16) -> io::Result<Vec<u64>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut builder = TokioResolver::builder_tokio().map_err(io::Error::other)?;
+        builder.options_mut().cache_size = 0;
+        let resolver = builder.build().map_err(io::Error::other)?;
+        let next = Cell::new(0);
+        let mut lookups: FuturesUnordered<_> = (0..tasks)
+            .map(|_| async {
+                let mut times = Vec::new();
+                while let Some(name) = names.get(next.replace(next.get() + 1)) {
+                    let start = Instant::now();
+                    let found = resolver.lookup_ip(name.as_str()).await;
+                    let found = found.map_err(io::Error::other)?.iter().collect();
+                    times.push(start.elapsed().as_micros() as u64);
+                    check(name, found)?;
+                }
+                Ok::<_, io::Error>(times)
+            })
+            .collect();
+        let mut all = Vec::with_capacity(names.len());
+        while let Some(times) = lookups.next().await {
+            all.extend(times?);
+        }
+        Ok(all)
+    })
+}
+
+struct Lookups<'a> {
+    resolver: Option<Resolver<Lookups<'a>>>,
+    names: &'a [String],
+    started: usize,
+    /// The name and start of the lookup with each key.
+    asked: Vec<(&'a str, Instant)>,
     times: Vec<u64>,
     failure: Option<io::Error>,
 }
 
-fn to_resolver(state: &mut Lookups, ring: &mut Ring<Lookups>, c: Completion) -> io::Result<()> {
+fn to_resolver<'a>(
+    state: &mut Lookups<'a>,
+    ring: &mut Ring<Lookups<'a>>,
+    c: Completion,
+) -> io::Result<()> {
     match state.resolver.as_mut() {
         Some(resolver) => resolver.on_completion(ring, c),
         None => Ok(()),
     }
 }
 
-fn on_answer(state: &mut Lookups, ring: &mut Ring<Lookups>, c: Completion) -> io::Result<()> {
+fn on_answer<'a>(
+    state: &mut Lookups<'a>,
+    ring: &mut Ring<Lookups<'a>>,
+    c: Completion,
+) -> io::Result<()> {
     let key = c.key() as usize;
-    state
-        .times
-        .push(state.began[key].elapsed().as_micros() as u64);
-    match answer(c).and_then(|answer| check(answer.addresses())) {
+    let (name, began) = state.asked[key];
+    state.times.push(began.elapsed().as_micros() as u64);
+    match answer(c).and_then(|answer| check(name, answer.addresses())) {
         Ok(()) => start_lookup(state, ring, key),
         Err(err) => {
             state.failure.get_or_insert(err);
@@ -324,20 +418,20 @@ fn on_answer(state: &mut Lookups, ring: &mut Ring<Lookups>, c: Completion) -> io
     Ok(())
 }
 
-fn start_lookup(state: &mut Lookups, ring: &mut Ring<Lookups>, key: usize) {
-    if state.started == state.count {
+fn start_lookup<'a>(state: &mut Lookups<'a>, ring: &mut Ring<Lookups<'a>>, key: usize) {
+    let Some(name) = state.names.get(state.started) else {
         return;
-    }
+    };
     state.started += 1;
-    state.began[key] = Instant::now();
+    state.asked[key] = (name, Instant::now());
     if let Some(resolver) = state.resolver.as_mut() {
-        resolver.lookup_ip(ring, NAME, Ctx::new(on_answer).key(key as u64));
+        resolver.lookup_ip(ring, name, Ctx::new(on_answer).key(key as u64));
     }
 }
 
-/// ouro-net's resolver on one ring, `in_flight` lookups at once, until
-/// `count` are made.
-fn ouro_lookups(count: u64, in_flight: u16) -> io::Result<Vec<u64>> {
+/// ouro-net's resolver on one ring, `in_flight` lookups at once, one
+/// lookup of each of `names`.
+fn ouro_lookups(names: &[String], in_flight: u16) -> io::Result<Vec<u64>> {
     let mut ring = Ring::new(1024)?;
     let resolver = Resolver::from_resolv_conf(
         &mut ring,
@@ -352,10 +446,10 @@ fn ouro_lookups(count: u64, in_flight: u16) -> io::Result<Vec<u64>> {
     }
     let mut state = Lookups {
         resolver: Some(resolver),
-        count,
+        names,
         started: 0,
-        began: vec![Instant::now(); usize::from(in_flight)],
-        times: Vec::with_capacity(count as usize),
+        asked: vec![("", Instant::now()); usize::from(in_flight)],
+        times: Vec::with_capacity(names.len()),
         failure: None,
     };
     for key in 0..usize::from(in_flight) {

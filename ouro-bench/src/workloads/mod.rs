@@ -84,7 +84,8 @@ pub enum Workload {
     /// and cpu_us_per_mb of plaintext in 16 KiB records (not part of `all`).
     Tls(tls::Options),
     /// Address lookups against dnsmasq on loopback, ouro-net's resolver
-    /// against getaddrinfo on a thread pool: lookups_per_sec, p50_us,
+    /// against getaddrinfo on a thread pool and hickory-resolver on tokio:
+    /// lookups_per_sec, p50_us,
     /// p99_us, cpu_us_per_lookup (needs root, unshare and dnsmasq; not
     /// part of `all`).
     Dns(dns::Options),

@@ -1,25 +1,131 @@
-//! Destination address order after RFC 6724 (default address selection),
-//! the rules that need no routing table.
+//! Destination address order after RFC 6724 (default address selection).
 //!
-//! Applied: rule 6 (higher precedence in the default policy table first:
-//! `::1`, then IPv6, then IPv4, then 6to4, Teredo, ULA, the deprecated
-//! prefixes) and rule 8 (smaller scope first), then rule 10 (otherwise the
-//! order the server gave). Approximated by leaving them out: the rules
-//! that compare each destination with the source address the kernel would
-//! pick (1 unusable destination, 2 matching scope, 3 deprecated source, 4
-//! home address, 5 matching label, 7 native transport, 9 longest matching
-//! prefix): a destination that cannot be reached simply fails to connect,
-//! and connect by name tries the next one.
+//! Each destination is compared together with the source address the
+//! kernel would use to reach it, found as glibc's `getaddrinfo` finds it:
+//! a UDP socket connected to the destination (a route lookup; no packet is
+//! sent) and `getsockname`. ouro has no `getsockname` operation, so these
+//! are plain system calls on the calling (the ring's) thread; a UDP
+//! connect never blocks. They are made only when there are two or more
+//! addresses to order: four calls (socket, connect, getsockname, close)
+//! per address.
+//!
+//! Applied, in the RFC's order: rule 1 (a destination with no source —
+//! no route, or a link-local IPv6 address without an interface — goes
+//! last), 2 (the destination's scope matches its source's), 5 (their
+//! labels match), 6 (higher precedence in the default policy table: `::1`,
+//! then IPv6, then IPv4, then 6to4, Teredo, ULA, the deprecated prefixes),
+//! 7 (native transport: a source in the 6to4 or Teredo prefix means an
+//! encapsulating tunnel), 8 (smaller scope), 9 (the longer prefix shared
+//! with the source, counted over at most the 64 bits of an IPv6 network
+//! prefix; IPv4 addresses are left out, as the RFC allows, so that a
+//! server's round robin keeps working), then 10 (the server's order). Left
+//! out: rules 3 (deprecated source) and 4 (home address), which need the
+//! interface's address flags, not the source address alone.
 
-use std::cmp::Reverse;
-use std::net::{IpAddr, Ipv6Addr};
+use std::cmp::Ordering;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-/// Sorts `addrs` in place, best first (stable: equal ones keep their order).
+use socket2::{Domain, Socket, Type};
+
+/// A destination and the source address the kernel would use to reach
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The destination address.
+    pub addr: IpAddr,
+    /// Its source address; `None` when the kernel has no route to it.
+    pub source: Option<IpAddr>,
+}
+
+impl Destination {
+    /// `addr` with the source address the kernel picks for it now
+    /// ([`source_address`]).
+    pub fn routed(addr: IpAddr) -> Destination {
+        Destination {
+            addr,
+            source: source_address(addr).ok(),
+        }
+    }
+}
+
+/// The port the route lookup connects to; nothing is ever sent to it.
+const ROUTE_LOOKUP_PORT: u16 = 9;
+
+/// The source address the kernel would use to reach `dest`: the local
+/// address of a UDP socket connected to it (no packet is sent). Fails
+/// with the kernel's error when there is no route (`ENETUNREACH`) or
+/// `dest` is a link-local IPv6 address, which needs an interface
+/// (`EINVAL`).
+pub fn source_address(dest: IpAddr) -> io::Result<IpAddr> {
+    let dest = SocketAddr::new(dest, ROUTE_LOOKUP_PORT);
+    let socket = Socket::new(Domain::for_address(dest), Type::DGRAM, None)?;
+    socket.connect(&dest.into())?;
+    socket
+        .local_addr()?
+        .as_socket()
+        .map(|local| local.ip())
+        .ok_or_else(|| io::Error::other("the socket has no IP address"))
+}
+
+/// Sorts `addrs` in place, best first, each with the source address the
+/// kernel picks for it (stable: equal ones keep their order).
 pub fn sort_destinations(addrs: &mut [IpAddr]) {
-    addrs.sort_by_key(|addr| {
-        let v6 = as_v6(*addr);
-        (Reverse(precedence(&v6)), scope(&v6))
-    });
+    if addrs.len() < 2 {
+        return;
+    }
+    let mut destinations: Vec<Destination> = addrs
+        .iter()
+        .map(|addr| Destination::routed(*addr))
+        .collect();
+    destinations.sort_by(compare);
+    for (addr, destination) in addrs.iter_mut().zip(destinations) {
+        *addr = destination.addr;
+    }
+}
+
+/// RFC 6724 section 6's comparison of two destinations: `Less` when `a`
+/// goes first.
+pub fn compare(a: &Destination, b: &Destination) -> Ordering {
+    let (da, db) = (as_v6(a.addr), as_v6(b.addr));
+    let rule_1 = first_if(a.source.is_some(), b.source.is_some());
+    let by_source = match (a.source.map(as_v6), b.source.map(as_v6)) {
+        (Some(sa), Some(sb)) => Some((sa, sb)),
+        _ => None,
+    };
+    let rule_2 = || match by_source {
+        Some((sa, sb)) => first_if(scope(&da) == scope(&sa), scope(&db) == scope(&sb)),
+        None => Ordering::Equal,
+    };
+    let rule_5 = || match by_source {
+        Some((sa, sb)) => first_if(label(&da) == label(&sa), label(&db) == label(&sb)),
+        None => Ordering::Equal,
+    };
+    let rule_6 = || precedence(&db).cmp(&precedence(&da));
+    let rule_7 = || match by_source {
+        Some((sa, sb)) => first_if(!encapsulated(&sa), !encapsulated(&sb)),
+        None => Ordering::Equal,
+    };
+    let rule_8 = || scope(&da).cmp(&scope(&db));
+    let rule_9 = || match by_source {
+        Some((sa, sb)) if da.to_ipv4_mapped().is_none() && db.to_ipv4_mapped().is_none() => {
+            common_prefix(&sb, &db).cmp(&common_prefix(&sa, &da))
+        }
+        _ => Ordering::Equal,
+    };
+    rule_1
+        .then_with(rule_2)
+        .then_with(rule_5)
+        .then_with(rule_6)
+        .then_with(rule_7)
+        .then_with(rule_8)
+        .then_with(rule_9)
+}
+
+/// `Less` (the first goes first) when only `a` holds, `Greater` when only
+/// `b` does.
+fn first_if(a: bool, b: bool) -> Ordering {
+    b.cmp(&a)
 }
 
 fn as_v6(addr: IpAddr) -> Ipv6Addr {
@@ -29,24 +135,50 @@ fn as_v6(addr: IpAddr) -> Ipv6Addr {
     }
 }
 
-/// The precedence of the default policy table (RFC 6724 section 2.1).
-fn precedence(addr: &Ipv6Addr) -> u8 {
+/// The entries of the default policy table (RFC 6724 section 2.1) as
+/// (precedence, label).
+fn policy(addr: &Ipv6Addr) -> (u8, u8) {
     let s = addr.segments();
     if *addr == Ipv6Addr::LOCALHOST {
-        50
+        (50, 0)
     } else if s[..5] == [0; 5] && s[5] == 0xffff {
-        35
+        (35, 4)
     } else if s[0] == 0x2002 {
-        30
+        (30, 2)
     } else if s[0] == 0x2001 && s[1] == 0 {
-        5
+        (5, 5)
     } else if s[0] & 0xfe00 == 0xfc00 {
-        3
-    } else if s[..6] == [0; 6] || s[0] & 0xffc0 == 0xfec0 || s[0] == 0x3ffe {
-        1
+        (3, 13)
+    } else if s[..6] == [0; 6] {
+        (1, 3)
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        (1, 11)
+    } else if s[0] == 0x3ffe {
+        (1, 12)
     } else {
-        40
+        (40, 1)
     }
+}
+
+fn precedence(addr: &Ipv6Addr) -> u8 {
+    policy(addr).0
+}
+
+fn label(addr: &Ipv6Addr) -> u8 {
+    policy(addr).1
+}
+
+/// Whether a source address belongs to an encapsulating transition
+/// mechanism (6to4 or Teredo): the interface it is on is a tunnel.
+fn encapsulated(source: &Ipv6Addr) -> bool {
+    let s = source.segments();
+    s[0] == 0x2002 || (s[0] == 0x2001 && s[1] == 0)
+}
+
+/// The leading bits two addresses share, up to the 64 of an IPv6 network
+/// prefix (the interface identifier after it says nothing of the route).
+fn common_prefix(a: &Ipv6Addr, b: &Ipv6Addr) -> u32 {
+    (u128::from(*a) ^ u128::from(*b)).leading_zeros().min(64)
 }
 
 /// The address's scope (RFC 4291 values; IPv4 loopback and link-local
@@ -76,68 +208,4 @@ fn scope(addr: &Ipv6Addr) -> u8 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn sorted(addrs: &[&str]) -> Vec<String> {
-        let mut addrs: Vec<IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
-        sort_destinations(&mut addrs);
-        addrs.iter().map(|a| a.to_string()).collect()
-    }
-
-    #[test]
-    fn loopback_v6_then_v6_then_v4_then_the_transition_prefixes() {
-        assert_eq!(
-            sorted(&[
-                "2001::1",
-                "fd00::1",
-                "198.51.100.7",
-                "2002:c000:0204::1",
-                "2001:db8::1",
-                "::1"
-            ]),
-            [
-                "::1",
-                "2001:db8::1",
-                "198.51.100.7",
-                "2002:c000:204::1",
-                "2001::1",
-                "fd00::1"
-            ]
-        );
-    }
-
-    #[test]
-    fn among_equal_precedence_the_smaller_scope_comes_first() {
-        assert_eq!(
-            sorted(&["198.51.100.7", "169.254.1.1", "127.0.0.1"]),
-            ["169.254.1.1", "127.0.0.1", "198.51.100.7"]
-        );
-        assert_eq!(
-            sorted(&["2001:db8::1", "fe80::1"]),
-            ["fe80::1", "2001:db8::1"]
-        );
-    }
-
-    #[test]
-    fn equal_addresses_keep_the_servers_order() {
-        assert_eq!(
-            sorted(&["198.51.100.9", "198.51.100.7", "198.51.100.8"]),
-            ["198.51.100.9", "198.51.100.7", "198.51.100.8"]
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn sorting_keeps_every_address(raw in proptest::collection::vec(any::<u128>(), 0..20)) {
-            let mut addrs: Vec<IpAddr> = raw.iter().map(|n| IpAddr::V6(Ipv6Addr::from(*n))).collect();
-            let mut before = addrs.clone();
-            sort_destinations(&mut addrs);
-            before.sort();
-            let mut after = addrs.clone();
-            after.sort();
-            prop_assert_eq!(before, after);
-        }
-    }
-}
+mod tests;

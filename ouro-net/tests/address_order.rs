@@ -1,0 +1,140 @@
+//! RFC 6724 order with the sources the kernel really picks: in a network
+//! namespace of its own (the test starts itself again under `unshare
+//! --net`, which needs root) with loopback up and one end of a veth pair
+//! holding an IPv4, a ULA, a global and a link-local IPv6 address, no
+//! default routes. Ignored by default: it needs root, `unshare` and `ip`.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use ouro_net::dns::sort::{sort_destinations, source_address};
+
+/// Set in the environment of the test started again in its namespace.
+const IN_NAMESPACE: &str = "OURO_NET_ADDRESS_ORDER_NAMESPACE";
+
+fn ip(args: &str) {
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .expect("ip runs");
+    assert!(status.success(), "ip {args}: {status}");
+}
+
+fn addr(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn addrs(texts: &[&str]) -> Vec<IpAddr> {
+    texts.iter().map(|t| addr(t)).collect()
+}
+
+fn sorted(texts: &[&str]) -> Vec<IpAddr> {
+    let mut addrs = addrs(texts);
+    sort_destinations(&mut addrs);
+    addrs
+}
+
+/// Runs `test` again under `unshare --net`, or, when already there, sets
+/// the namespace's interfaces up; true when the caller is the copy in the
+/// namespace.
+fn in_own_namespace(test: &str) -> bool {
+    if std::env::var_os(IN_NAMESPACE).is_some() {
+        ip("link set lo up");
+        ip("link add ouro0 type veth peer name ouro1");
+        ip("addr add 192.0.2.1/24 dev ouro0");
+        for v6 in ["fd00:1::1/64", "2001:db8:1::1/64", "fe80::1/64"] {
+            ip(&format!("addr add {v6} dev ouro0 nodad"));
+        }
+        ip("link set ouro0 up");
+        ip("link set ouro1 up");
+        ip("route add 2001:db8:2::/64 dev ouro0");
+        return true;
+    }
+    let status = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--include-ignored", "--nocapture"])
+        .env(IN_NAMESPACE, "1")
+        .status()
+        .expect("unshare runs");
+    assert!(status.success(), "{test} in its namespace: {status}");
+    false
+}
+
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn the_kernel_picks_each_destinations_source() {
+    if !in_own_namespace("the_kernel_picks_each_destinations_source") {
+        return;
+    }
+    let source = |dest| source_address(addr(dest)).map_err(|e| e.raw_os_error());
+    assert_eq!(source("127.0.0.1"), Ok(addr("127.0.0.1")));
+    assert_eq!(source("::1"), Ok(addr("::1")));
+    assert_eq!(source("192.0.2.7"), Ok(addr("192.0.2.1")));
+    assert_eq!(source("fd00:1::7"), Ok(addr("fd00:1::1")));
+    assert_eq!(source("2001:db8:1::7"), Ok(addr("2001:db8:1::1")));
+    assert_eq!(source("2001:db8:2::7"), Ok(addr("2001:db8:1::1")));
+    assert_eq!(source("198.51.100.7"), Err(Some(libc::ENETUNREACH)));
+    assert_eq!(source("2001:db8:99::7"), Err(Some(libc::ENETUNREACH)));
+    assert_eq!(source("fe80::7"), Err(Some(libc::EINVAL)));
+}
+
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn loopback_link_local_ula_and_global_sort_by_their_sources() {
+    if !in_own_namespace("loopback_link_local_ula_and_global_sort_by_their_sources") {
+        return;
+    }
+    assert_eq!(
+        sorted(&[
+            "198.51.100.7",
+            "fe80::7",
+            "fd00:1::7",
+            "192.0.2.7",
+            "2001:db8:99::7",
+            "127.0.0.1",
+            "2001:db8:1::7",
+            "::1",
+        ]),
+        addrs(&[
+            "::1",           // precedence 50
+            "2001:db8:1::7", // 40
+            "127.0.0.1",     // 35, link-local scope
+            "192.0.2.7",     // 35, global scope
+            "fd00:1::7",     // 3
+            "fe80::7",       // no source (no interface): last, IPv6 first
+            "2001:db8:99::7",
+            "198.51.100.7", // no route
+        ])
+    );
+}
+
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn the_destination_sharing_the_longer_prefix_with_its_source_goes_first() {
+    if !in_own_namespace("the_destination_sharing_the_longer_prefix_with_its_source_goes_first") {
+        return;
+    }
+    assert_eq!(
+        sorted(&["2001:db8:2::7", "2001:db8:1::7"]),
+        addrs(&["2001:db8:1::7", "2001:db8:2::7"])
+    );
+}
+
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn a_global_destination_reached_from_a_ula_source_goes_after_ipv4() {
+    if !in_own_namespace("a_global_destination_reached_from_a_ula_source_goes_after_ipv4") {
+        return;
+    }
+    ip("addr del 2001:db8:1::1/64 dev ouro0");
+    ip("route add 2001:db8:1::/64 dev ouro0");
+    assert_eq!(
+        source_address(addr("2001:db8:1::7")).unwrap(),
+        addr("fd00:1::1")
+    );
+    assert_eq!(
+        sorted(&["2001:db8:1::7", "192.0.2.7"]),
+        addrs(&["192.0.2.7", "2001:db8:1::7"])
+    );
+}
