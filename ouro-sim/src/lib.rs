@@ -11,7 +11,10 @@ use ouro::sim::{Bug, Config, FaultCounts, World};
 
 pub mod dns;
 pub mod echo;
+pub mod http;
+pub mod resp;
 mod shrink;
+pub mod stream;
 
 pub use shrink::{shrink, Case, FaultClass, Load};
 
@@ -21,7 +24,12 @@ pub use shrink::{shrink, Case, FaultClass, Load};
 pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
-pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run), ("dns", dns::run)];
+pub const SCENARIOS: &[(&str, Scenario)] = &[
+    ("echo", echo::run),
+    ("dns", dns::run),
+    ("http", http::run),
+    ("resp", resp::run),
+];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {

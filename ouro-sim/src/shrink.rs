@@ -33,11 +33,15 @@ pub enum FaultClass {
     DatagramDuplicate,
     /// UDP datagrams passed by later ones.
     DatagramReorder,
+    /// Multishot accepts and receives ending early.
+    MultishotEnd,
+    /// Buffer groups found empty by multishot receives.
+    BuffersExhausted,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 11] = [
+    pub const ALL: [FaultClass; 13] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -49,6 +53,8 @@ impl FaultClass {
         FaultClass::LateTimers,
         FaultClass::LatencyTail,
         FaultClass::LatencySpread,
+        FaultClass::MultishotEnd,
+        FaultClass::BuffersExhausted,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -65,6 +71,8 @@ impl FaultClass {
             FaultClass::DatagramLoss => "udp_loss",
             FaultClass::DatagramDuplicate => "udp_duplicate",
             FaultClass::DatagramReorder => "udp_reorder",
+            FaultClass::MultishotEnd => "multishot_end",
+            FaultClass::BuffersExhausted => "buffers_exhausted",
         }
     }
 
@@ -87,6 +95,8 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss > 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate > 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder > 0.0,
+            FaultClass::MultishotEnd => config.multishot_end > 0.0,
+            FaultClass::BuffersExhausted => config.buffers_exhausted > 0.0,
         }
     }
 
@@ -107,6 +117,8 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss = 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate = 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder = 0.0,
+            FaultClass::MultishotEnd => config.multishot_end = 0.0,
+            FaultClass::BuffersExhausted => config.buffers_exhausted = 0.0,
         }
     }
 }

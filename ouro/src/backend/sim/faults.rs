@@ -26,10 +26,12 @@ pub(crate) enum Stream {
     DatagramDuplicate,
     DatagramReorder,
     Components,
+    MultishotEnd,
+    BuffersExhausted,
 }
 
 impl Stream {
-    const ALL: [Stream; 16] = [
+    const ALL: [Stream; 18] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -46,6 +48,8 @@ impl Stream {
         Stream::DatagramDuplicate,
         Stream::DatagramReorder,
         Stream::Components,
+        Stream::MultishotEnd,
+        Stream::BuffersExhausted,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -67,6 +71,8 @@ impl Stream {
             Stream::DatagramDuplicate => "net/udp-duplicate",
             Stream::DatagramReorder => "net/udp-reorder",
             Stream::Components => "ring/random",
+            Stream::MultishotEnd => "multishot/end",
+            Stream::BuffersExhausted => "multishot/buffers",
         }
     }
 }
@@ -189,6 +195,13 @@ pub struct Config {
     pub datagram_duplicate: f64,
     /// The share of UDP datagrams delayed past the ones sent after them.
     pub datagram_reorder: f64,
+    /// The share of a multishot accept's or receive's successes that end
+    /// it (no "more" flag): the user must arm it again.
+    pub multishot_end: f64,
+    /// The share of arrivals for a multishot receive that find its buffer
+    /// group empty although buffers are free: the receive ends with
+    /// `ENOBUFS`.
+    pub buffers_exhausted: f64,
 }
 
 impl Config {
@@ -211,6 +224,8 @@ impl Config {
             datagram_loss: 0.0,
             datagram_duplicate: 0.0,
             datagram_reorder: 0.0,
+            multishot_end: 0.0,
+            buffers_exhausted: 0.0,
         }
     }
 
@@ -225,6 +240,7 @@ impl Config {
                 0.0
             }
         };
+        let mut multishot = fastrand::Rng::with_seed(seed ^ name_hash("config/multishot"));
         let tail_rate = rate(&mut rng, 0.05);
         let latency = Latency {
             base_ns: rng.u64(1_000..100_000),
@@ -252,6 +268,9 @@ impl Config {
             datagram_loss: rate(&mut rng, 0.2),
             datagram_duplicate: rate(&mut rng, 0.2),
             datagram_reorder: rate(&mut rng, 0.3),
+            // From a configuration stream of their own, like partitions.
+            multishot_end: rate(&mut multishot, 0.2),
+            buffers_exhausted: rate(&mut multishot, 0.1),
         }
     }
 }
@@ -263,7 +282,8 @@ impl fmt::Display for Config {
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
-             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3}",
+             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} \
+             multishot_end={:.3} buffers_exhausted={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -278,7 +298,9 @@ impl fmt::Display for Config {
             self.partitions.clog_ns,
             self.datagram_loss,
             self.datagram_duplicate,
-            self.datagram_reorder
+            self.datagram_reorder,
+            self.multishot_end,
+            self.buffers_exhausted
         )
     }
 }
@@ -288,10 +310,14 @@ impl fmt::Display for Config {
 /// operations that get no injected error.
 pub(crate) fn injectable(kind: OpKind) -> Option<(i32, Stream, Fault)> {
     match kind {
-        OpKind::Recv => Some((libc::ECONNRESET, Stream::FaultsRecv, Fault::Recv)),
+        OpKind::Recv | OpKind::RecvMulti => {
+            Some((libc::ECONNRESET, Stream::FaultsRecv, Fault::Recv))
+        }
         OpKind::Send => Some((libc::EPIPE, Stream::FaultsSend, Fault::Send)),
         OpKind::Connect => Some((libc::ECONNREFUSED, Stream::FaultsConnect, Fault::Connect)),
-        OpKind::Accept => Some((libc::EMFILE, Stream::FaultsAccept, Fault::Accept)),
+        OpKind::Accept | OpKind::AcceptMulti | OpKind::AcceptDirect => {
+            Some((libc::EMFILE, Stream::FaultsAccept, Fault::Accept))
+        }
         _ => None,
     }
 }
@@ -316,10 +342,12 @@ pub(crate) enum Fault {
     DatagramLoss,
     DatagramDuplicate,
     DatagramReorder,
+    MultishotEnd,
+    BuffersExhausted,
 }
 
 impl Fault {
-    const ALL: [Fault; 17] = [
+    const ALL: [Fault; 19] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -337,6 +365,8 @@ impl Fault {
         Fault::DatagramLoss,
         Fault::DatagramDuplicate,
         Fault::DatagramReorder,
+        Fault::MultishotEnd,
+        Fault::BuffersExhausted,
     ];
 
     fn name(self) -> &'static str {
@@ -358,6 +388,8 @@ impl Fault {
             Fault::DatagramLoss => "udp_loss",
             Fault::DatagramDuplicate => "udp_duplicate",
             Fault::DatagramReorder => "udp_reorder",
+            Fault::MultishotEnd => "multishot_end",
+            Fault::BuffersExhausted => "buffers_exhausted",
         }
     }
 }
