@@ -14,7 +14,6 @@ use crate::stream::{self, Round};
 use crate::Load;
 
 #[allow(dead_code)] // the scenario uses the server, not the example's `main`
-#[allow(clippy::all)] // the example's code, as it is
 #[path = "../../ouro/examples/resp_server.rs"]
 mod resp_server;
 
