@@ -21,6 +21,12 @@ const BODY: &str = "Hello, world!";
 
 /// Runs the http scenario in `world` (see [`stream::run`]).
 pub fn run(world: &World, load: Load) -> io::Result<()> {
+    run_with(world, load, script)
+}
+
+/// The http scenario with the clients' rounds written by `script` (the
+/// scenario's own is [`script`]).
+pub fn run_with(world: &World, load: Load, script: stream::Script) -> io::Result<()> {
     stream::run(world, load, "http", 8080, http_server::start, script)
 }
 
@@ -39,7 +45,7 @@ fn ok(answer: &mut Vec<u8>, keep_alive: bool) {
 
 /// A round: one to six requests; the last may ask to close, be HTTP/1.0
 /// (which closes too) or be garbage (answered 400, then closed).
-fn script(world: &World, client: u64, round: &mut Round) {
+pub fn script(world: &World, client: u64, round: &mut Round) {
     let requests = 1 + world.random() % 6;
     for i in 0..requests {
         let last = i + 1 == requests;

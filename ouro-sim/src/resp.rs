@@ -19,6 +19,12 @@ mod resp_server;
 
 /// Runs the resp scenario in `world` (see [`stream::run`]).
 pub fn run(world: &World, load: Load) -> io::Result<()> {
+    run_with(world, load, script)
+}
+
+/// The resp scenario with the clients' rounds written by `script` (the
+/// scenario's own is [`script`]).
+pub fn run_with(world: &World, load: Load, script: stream::Script) -> io::Result<()> {
     stream::run(world, load, "resp", 6379, resp_server::start, script)
 }
 
@@ -55,7 +61,7 @@ fn value(world: &World, most: u64) -> Vec<u8> {
 /// A round: SET the client's key (what an earlier, broken round left
 /// there is unknown), then up to twelve commands checked against the
 /// model of the key.
-fn script(world: &World, client: u64, round: &mut Round) {
+pub fn script(world: &World, client: u64, round: &mut Round) {
     let key = format!("client:{client}").into_bytes();
     let mut model = value(world, 3000);
     let mut stored = Some(model.clone());

@@ -254,7 +254,10 @@ impl Clients {
                         String::from_utf8_lossy(&buf[..n.min(200)])
                     );
                     self.world.report(report);
-                    return self.fail(ring, index);
+                    // One violation is enough: the client stops.
+                    self.drop_connection(ring, index);
+                    self.clients[index].rounds_left = 0;
+                    return Ok(());
                 }
                 client.got += n;
                 client.recv_buf = buf.into_vec();
