@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use ouro::net::{Domain, Type};
-use ouro::sim::{Config, Node, World};
+use ouro::sim::{Config, Node, Stop, World};
 use ouro::{Completion, Ctx, Outcome, Ring, RingFd, Task};
 
 use crate::Load;
@@ -28,8 +28,8 @@ const SAFETY_CUT_NS: u64 = 200_000_000;
 /// Virtual time, with faults off, in which every client must finish.
 const LIVENESS_BOUND: Duration = Duration::from_secs(10);
 /// How much virtual time passes between checks whether the clients are
-/// done: the servers sweep their connections every second, so the world
-/// never runs out of things to do by itself.
+/// done: the example servers sweep their connections every second, so the
+/// world never runs out of things to do by itself.
 const SLICE: Duration = Duration::from_millis(50);
 
 ouro::messages! {
@@ -422,7 +422,10 @@ pub fn run<S: 'static>(
             }
             let mut nodes: Vec<&mut dyn Node> = vec![server];
             nodes.extend(clients.iter_mut().map(|c| c as &mut dyn Node));
-            world.run(&mut nodes, SLICE.min(end - world.now()))?;
+            if world.run(&mut nodes, SLICE.min(end - world.now()))? == Stop::Idle {
+                // Nothing is scheduled: nothing more will happen.
+                break;
+            }
         }
         Ok(clients.iter().all(|(_, c)| c.done()))
     };
