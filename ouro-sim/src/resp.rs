@@ -13,7 +13,9 @@ use ouro::sim::World;
 use crate::stream::{self, Round};
 use crate::Load;
 
-#[allow(dead_code)] // the scenario uses the server, not the example's `main`
+// The http scenario includes the same support files (`stream_server.rs`
+// and what it includes), as each example must to build on its own.
+#[allow(dead_code, clippy::duplicate_mod)] // the scenario uses the server, not `main`
 #[path = "../../ouro/examples/resp_server.rs"]
 mod resp_server;
 

@@ -153,11 +153,11 @@ impl<const REARM: bool> Pongs<REARM> {
                     self.recv(ring, key);
                 }
             }
-            Outcome::RecvMulti(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                if REARM {
-                    self.recv(ring, key);
-                }
+            Outcome::RecvMulti(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) && REARM => {
+                self.recv(ring, key)
             }
+            // Without REARM, the connection is left without a receive.
+            Outcome::RecvMulti(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
             _ if last => {
                 ring.close(fd, Ctx::none());
             }
