@@ -11,6 +11,7 @@ use ouro::sim::{Bug, Config, FaultCounts, World};
 
 pub mod dns;
 pub mod echo;
+pub mod echo_example;
 pub mod http;
 pub mod resp;
 mod shrink;
@@ -29,6 +30,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("dns", dns::run),
     ("http", http::run),
     ("resp", resp::run),
+    ("echo-example", echo_example::run),
 ];
 
 /// The scenario called `name`.

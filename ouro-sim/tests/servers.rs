@@ -1,4 +1,4 @@
-//! The http and resp scenarios: the example servers' own code under the
+//! The http, resp and echo-example scenarios: the example servers' own code under the
 //! simulator, with multishot accepts and receives ending early and buffer
 //! groups found empty, passes over a few hundred seeds and replays
 //! identically; the clients' checks catch a single wrong byte; and a
@@ -11,7 +11,7 @@ use std::rc::Rc;
 use ouro::sim::{Config, World};
 use ouro::{BufferGroup, Completion, Ctx, Outcome, Ring, RingFd};
 use ouro_sim::stream::{self, Round};
-use ouro_sim::{check, http, resp, scenario, Load, Scenario};
+use ouro_sim::{check, echo_example, http, resp, scenario, Load, Scenario};
 
 fn passes(scenario: Scenario, seeds: u64) {
     let summary = check(0..seeds, scenario, None, 10);
@@ -46,9 +46,15 @@ fn the_resp_example_server_answers_every_command_over_two_hundred_seeds() {
 }
 
 #[test]
-fn both_scenarios_are_found_by_name() {
+fn the_echo_example_server_sends_every_byte_back_over_two_hundred_seeds() {
+    passes(echo_example::run, 200);
+}
+
+#[test]
+fn the_scenarios_are_found_by_name() {
     assert!(scenario("http").is_some());
     assert!(scenario("resp").is_some());
+    assert!(scenario("echo-example").is_some());
 }
 
 /// Expects the last byte of every round's answer to be another.
