@@ -137,3 +137,49 @@ pub(crate) fn shuffle_keeping_shots(ready: &mut Vec<Ready>, rng: &mut fastrand::
     let mut taken: Vec<Option<Ready>> = ready.drain(..).map(Some).collect();
     ready.extend(order.into_iter().filter_map(|i| taken[i].take()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(user_data: u64, res: i32, flags: u32) -> Ready {
+        let completion = RawCompletion {
+            user_data,
+            res,
+            flags,
+        };
+        Ready {
+            completion,
+            fd: None,
+        }
+    }
+
+    #[test]
+    fn a_shuffle_keeps_each_multishot_tasks_completions_in_order() {
+        let mut moved = false;
+        for seed in 0..50 {
+            // Task 7's shots 0..4 then its final one, among single shots.
+            let mut batch: Vec<Ready> = (0..4).map(|n| ready(7, n, MORE)).collect();
+            batch.push(ready(7, 4, 0));
+            batch.extend((10..16).map(|ud| ready(ud, 0, 0)));
+            shuffle_keeping_shots(&mut batch, &mut fastrand::Rng::with_seed(seed));
+            let shots: Vec<i32> = (batch.iter())
+                .filter(|r| r.completion.user_data == 7)
+                .map(|r| r.completion.res)
+                .collect();
+            assert_eq!(shots, [0, 1, 2, 3, 4], "seed {seed}");
+            moved |= batch[0].completion.user_data != 7;
+        }
+        assert!(moved, "never shuffled");
+    }
+
+    #[test]
+    fn a_batch_without_multishot_completions_is_shuffled_as_before() {
+        let batch = || (0..9).map(|ud| ready(ud, 0, 0)).collect::<Vec<_>>();
+        let (mut kept, mut plain) = (batch(), batch());
+        shuffle_keeping_shots(&mut kept, &mut fastrand::Rng::with_seed(3));
+        fastrand::Rng::with_seed(3).shuffle(&mut plain);
+        let order = |b: &[Ready]| b.iter().map(|r| r.completion.user_data).collect::<Vec<_>>();
+        assert_eq!(order(&kept), order(&plain));
+    }
+}
