@@ -15,8 +15,12 @@ pub mod dns;
 mod dns_tcp;
 pub mod echo;
 mod echo_server;
+pub mod echo_example;
 pub mod files;
+pub mod http;
+pub mod resp;
 mod shrink;
+pub mod stream;
 pub mod tls;
 mod tls_config;
 
@@ -34,6 +38,9 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("files", files::run),
     ("tls", tls::run),
     ("connect", connect::run),
+    ("http", http::run),
+    ("resp", resp::run),
+    ("echo-example", echo_example::run),
 ];
 
 /// The scenario called `name`.

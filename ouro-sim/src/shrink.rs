@@ -47,11 +47,15 @@ pub enum FaultClass {
     FileErrors,
     /// Short file reads and writes.
     FileShortIo,
+    /// Multishot accepts and receives ending early.
+    MultishotEnd,
+    /// Buffer groups found empty by multishot receives.
+    BuffersExhausted,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 18] = [
+    pub const ALL: [FaultClass; 20] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -70,6 +74,8 @@ impl FaultClass {
         FaultClass::Spoofed,
         FaultClass::FileErrors,
         FaultClass::FileShortIo,
+        FaultClass::MultishotEnd,
+        FaultClass::BuffersExhausted,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -93,6 +99,8 @@ impl FaultClass {
             FaultClass::Spoofed => "udp_spoofed",
             FaultClass::FileErrors => "file_errors",
             FaultClass::FileShortIo => "file_short_io",
+            FaultClass::MultishotEnd => "multishot_end",
+            FaultClass::BuffersExhausted => "buffers_exhausted",
         }
     }
 
@@ -122,6 +130,8 @@ impl FaultClass {
             FaultClass::Spoofed => config.spoofed > 0.0,
             FaultClass::FileErrors => config.file_errors > 0.0,
             FaultClass::FileShortIo => config.file_short_io > 0.0,
+            FaultClass::MultishotEnd => config.multishot_end > 0.0,
+            FaultClass::BuffersExhausted => config.buffers_exhausted > 0.0,
         }
     }
 
@@ -149,6 +159,8 @@ impl FaultClass {
             FaultClass::Spoofed => config.spoofed = 0.0,
             FaultClass::FileErrors => config.file_errors = 0.0,
             FaultClass::FileShortIo => config.file_short_io = 0.0,
+            FaultClass::MultishotEnd => config.multishot_end = 0.0,
+            FaultClass::BuffersExhausted => config.buffers_exhausted = 0.0,
         }
     }
 }

@@ -158,8 +158,11 @@ impl Server {
         // last piece back until the peer's delayed ACK. Accepted sockets
         // inherit the option (a connection accepted straight into
         // io_uring's fixed file table has no fd to set it on).
-        if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
-            eprintln!("echo: TCP_NODELAY: {e}");
+        match socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            Ok(()) => {}
+            // Not a socket of the OS (a simulated one): no Nagle to turn off.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {}
+            Err(e) => eprintln!("echo: TCP_NODELAY: {e}"),
         }
         Server {
             listener: Rc::new(listener),
@@ -571,10 +574,19 @@ pub fn serve(listener: OwnedFd, ring: RingBuilder, buffers: u16) -> io::Result<(
 }
 
 fn serve_on(mut ring: Ring<Server>, listener: OwnedFd, buffers: u16) -> io::Result<()> {
+    let mut server = start(&mut ring, listener, buffers)?;
+    ring.run(&mut server, RunMode::Forever)
+}
+
+/// Starts serving on `listener` with `ring`, with `buffers` receive
+/// buffers, and returns the server, for the caller to run with the ring:
+/// what [`serve`] does, for a ring that is run step by step (the
+/// simulator's `echo-example` scenario runs this server so).
+pub fn start(ring: &mut Ring<Server>, listener: OwnedFd, buffers: u16) -> io::Result<Server> {
     let group = ring.buffer_group(buffers, GROUP_BUFFER_SIZE)?;
     let mut server = Server::new(listener, group, None);
-    server.start(&mut ring);
-    ring.run(&mut server, RunMode::Forever)
+    server.start(ring);
+    Ok(server)
 }
 
 /// `--serve`: the server alone on `addr`, until SIGINT or SIGTERM. The ring

@@ -23,7 +23,7 @@
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 
-use ouro::RingBuilder;
+use ouro::{Ring, RingBuilder};
 
 #[path = "support/stream_server.rs"]
 pub mod stream_server;
@@ -34,7 +34,7 @@ const MAX_INPUT: usize = 64 * 1024;
 
 /// The protocol: every request gets the same small answer.
 #[derive(Default)]
-struct Http {
+pub struct Http {
     /// Bytes parsed over on every connection.
     examined: u64,
 }
@@ -79,6 +79,18 @@ pub fn serve_with(
     limits: stream_server::Limits,
 ) -> io::Result<()> {
     stream_server::serve(listener, ring, Http::default(), limits)
+}
+
+/// The server's state, for a ring the caller runs (see [`start`]).
+pub type Server = stream_server::Server<Http>;
+
+/// Starts serving on `listener` with `ring`, which the caller then runs
+/// with the server returned: what [`serve`] does, for a ring that is run
+/// step by step (the simulator's `http` scenario runs this server so).
+#[allow(dead_code)] // the simulator uses it
+pub fn start(ring: &mut Ring<Server>, listener: OwnedFd) -> io::Result<Server> {
+    let limits = stream_server::Limits::default();
+    stream_server::start(ring, listener, Http::default(), limits)
 }
 
 /// Answers the complete requests at the start of `input` in order, one at

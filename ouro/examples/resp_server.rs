@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 
-use ouro::RingBuilder;
+use ouro::{Ring, RingBuilder};
 
 #[path = "support/stream_server.rs"]
 pub mod stream_server;
@@ -30,7 +30,7 @@ pub mod stream_server;
 const MAX_INPUT: usize = 1 << 20;
 
 /// The protocol, with the in-memory map every connection shares.
-struct Resp {
+pub struct Resp {
     data: HashMap<Vec<u8>, Vec<u8>>,
     /// Bytes parsed over on every connection.
     examined: u64,
@@ -77,6 +77,21 @@ pub fn serve_with(
 ) -> io::Result<()> {
     let data = HashMap::new();
     stream_server::serve(listener, ring, Resp { data, examined: 0 }, limits)
+}
+
+/// The server's state, for a ring the caller runs (see [`start`]).
+pub type Server = stream_server::Server<Resp>;
+
+/// Starts serving on `listener` with `ring`, which the caller then runs
+/// with the server returned: what [`serve`] does, for a ring that is run
+/// step by step (the simulator's `resp` scenario runs this server so).
+#[allow(dead_code)] // the simulator uses it
+pub fn start(ring: &mut Ring<Server>, listener: OwnedFd) -> io::Result<Server> {
+    let resp = Resp {
+        data: HashMap::new(),
+        examined: 0,
+    };
+    stream_server::start(ring, listener, resp, stream_server::Limits::default())
 }
 
 /// Runs the complete commands at the start of `input` in order, one at a

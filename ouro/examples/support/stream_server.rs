@@ -171,6 +171,20 @@ fn serve_on<P: Protocol>(
     protocol: P,
     limits: Limits,
 ) -> io::Result<()> {
+    let mut server = start(&mut ring, listener, protocol, limits)?;
+    ring.run(&mut server, RunMode::Forever)
+}
+
+/// Starts serving `protocol` on `listener` with `ring`, which the caller
+/// then runs with the server it returns (forever, as [`serve`] does, or
+/// step by step, as the simulator's world does); dropping both closes the
+/// listener and every connection.
+pub fn start<P: Protocol>(
+    ring: &mut Ring<Server<P>>,
+    listener: OwnedFd,
+    protocol: P,
+    limits: Limits,
+) -> io::Result<Server<P>> {
     let group = ring.buffer_group(BUFFERS, BUFFER_SIZE)?;
     let mut server = Server {
         protocol,
@@ -186,12 +200,13 @@ fn serve_on<P: Protocol>(
         now: ring.now(),
         accept_errors: AcceptErrors::default(),
     };
-    server.accept(&mut ring);
+    server.accept(ring);
     ring.timer(SWEEP_EVERY, ctx(Msg::Sweep, 0));
-    ring.run(&mut server, RunMode::Forever)
+    Ok(server)
 }
 
-struct Server<P: Protocol> {
+/// A server's state: its listener, buffer group and connections.
+pub struct Server<P: Protocol> {
     protocol: P,
     /// Shared with the accept task, which keeps it open while it runs.
     listener: Rc<OwnedFd>,

@@ -265,6 +265,7 @@ fn errno_name(code: Option<i32>) -> Option<String> {
         libc::EDESTADDRREQ => "EDESTADDRREQ",
         libc::EMSGSIZE => "EMSGSIZE",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOBUFS => "ENOBUFS",
         code => return Some(format!("errno {code}")),
     };
     Some(name.to_string())

@@ -16,6 +16,7 @@ mod env;
 mod errors;
 mod queues;
 mod files;
+mod multishot;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -87,12 +88,14 @@ conformance!(
     files_the_kernel_refuses,
     files_append_truncate_rename_unlink,
     files_directories_renamed_and_removed,
+    multishot_accept_and_recv_into_a_group,
 );
 
 mod scenarios {
     pub use super::errors::*;
     pub use super::queues::*;
     pub use super::files::*;
+    pub use super::multishot::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 

@@ -32,10 +32,12 @@ pub(crate) enum Stream {
     FilesErrors,
     FilesShort,
     FilesCrash,
+    MultishotEnd,
+    BuffersExhausted,
 }
 
 impl Stream {
-    const ALL: [Stream; 22] = [
+    const ALL: [Stream; 24] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -58,6 +60,8 @@ impl Stream {
         Stream::FilesErrors,
         Stream::FilesShort,
         Stream::FilesCrash,
+        Stream::MultishotEnd,
+        Stream::BuffersExhausted,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -85,6 +89,8 @@ impl Stream {
             Stream::FilesErrors => "faults/files",
             Stream::FilesShort => "files/short",
             Stream::FilesCrash => "files/crash",
+            Stream::MultishotEnd => "multishot/end",
+            Stream::BuffersExhausted => "multishot/buffers",
         }
     }
 }
@@ -229,6 +235,13 @@ pub struct Config {
     /// The share of file reads and writes that move fewer bytes than they
     /// could.
     pub file_short_io: f64,
+    /// The share of a multishot accept's or receive's successes that end
+    /// it (no "more" flag): the user must arm it again.
+    pub multishot_end: f64,
+    /// The share of arrivals for a multishot receive that find its buffer
+    /// group empty although buffers are free: the receive ends with
+    /// `ENOBUFS`.
+    pub buffers_exhausted: f64,
 }
 
 /// The entries of a simulated ring's submission queue: those of a real
@@ -266,6 +279,8 @@ impl Config {
             spoofed: 0.0,
             file_errors: 0.0,
             file_short_io: 0.0,
+            multishot_end: 0.0,
+            buffers_exhausted: 0.0,
         }
     }
 
@@ -280,6 +295,7 @@ impl Config {
                 0.0
             }
         };
+        let mut multishot = fastrand::Rng::with_seed(seed ^ name_hash("config/multishot"));
         let tail_rate = rate(&mut rng, 0.05);
         let latency = Latency {
             base_ns: rng.u64(1_000..100_000),
@@ -307,6 +323,9 @@ impl Config {
             datagram_loss: rate(&mut rng, 0.2),
             datagram_duplicate: rate(&mut rng, 0.2),
             datagram_reorder: rate(&mut rng, 0.3),
+            // From configuration streams of their own, like partitions.
+            multishot_end: rate(&mut multishot, 0.2),
+            buffers_exhausted: rate(&mut multishot, 0.1),
             file_errors: files_rate(seed, "config/file_errors", 0.05),
             file_short_io: files_rate(seed, "config/file_short_io", 0.5),
             ..Config::kernel_from_seed(seed)
@@ -364,7 +383,7 @@ impl fmt::Display for Config {
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
              udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} sq_full_early={:.3} \
              cq_entries={} cancel_race={:.3} tcp_give_up={}ns udp_spoofed={:.3} file_errors={:.4} \
-             file_short_io={:.3}",
+             file_short_io={:.3} multishot_end={:.3} buffers_exhausted={:.3}",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -386,7 +405,9 @@ impl fmt::Display for Config {
             self.tcp_give_up_ns,
             self.spoofed,
             self.file_errors,
-            self.file_short_io
+            self.file_short_io,
+            self.multishot_end,
+            self.buffers_exhausted
         )
     }
 }
@@ -396,10 +417,14 @@ impl fmt::Display for Config {
 /// operations that get no injected error.
 pub(crate) fn injectable(kind: OpKind) -> Option<(i32, Stream, Fault)> {
     match kind {
-        OpKind::Recv => Some((libc::ECONNRESET, Stream::FaultsRecv, Fault::Recv)),
+        OpKind::Recv | OpKind::RecvMulti => {
+            Some((libc::ECONNRESET, Stream::FaultsRecv, Fault::Recv))
+        }
         OpKind::Send => Some((libc::EPIPE, Stream::FaultsSend, Fault::Send)),
         OpKind::Connect => Some((libc::ECONNREFUSED, Stream::FaultsConnect, Fault::Connect)),
-        OpKind::Accept => Some((libc::EMFILE, Stream::FaultsAccept, Fault::Accept)),
+        OpKind::Accept | OpKind::AcceptMulti | OpKind::AcceptDirect => {
+            Some((libc::EMFILE, Stream::FaultsAccept, Fault::Accept))
+        }
         _ => None,
     }
 }
@@ -437,10 +462,12 @@ pub(crate) enum Fault {
     FilesShortRead,
     FilesShortWrite,
     FilesTorn,
+    MultishotEnd,
+    BuffersExhausted,
 }
 
 impl Fault {
-    const ALL: [Fault; 30] = [
+    const ALL: [Fault; 32] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -471,6 +498,8 @@ impl Fault {
         Fault::FilesShortRead,
         Fault::FilesShortWrite,
         Fault::FilesTorn,
+        Fault::MultishotEnd,
+        Fault::BuffersExhausted,
     ];
 
     fn name(self) -> &'static str {
@@ -505,6 +534,8 @@ impl Fault {
             Fault::FilesShortRead => "files/short_read",
             Fault::FilesShortWrite => "files/short_write",
             Fault::FilesTorn => "files/torn",
+            Fault::MultishotEnd => "multishot_end",
+            Fault::BuffersExhausted => "buffers_exhausted",
         }
     }
 }

@@ -32,7 +32,8 @@
 //! clock too, but it can only wait for what is already scheduled.
 //!
 //! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
-//! bind, listen, connect, accept, send, recv, shutdown, close) and UDP
+//! bind, listen, connect, accept, send, recv, shutdown, close; multishot
+//! accept, direct or not, and multishot receive into a buffer group) and UDP
 //! sockets (socket, bind, connect, send, recv, send_to, recv_from, close)
 //! between the addresses of one world, and partitions between its hosts
 //! (seeded, see [`Partitions`]) that hold TCP traffic until they heal;
@@ -52,6 +53,7 @@ mod faults;
 mod give_up;
 mod file_io;
 mod files;
+mod multishot;
 mod net;
 mod partition;
 mod queues;
@@ -70,6 +72,7 @@ use crate::error::bad_ring_fd;
 use crate::fd::{Fd, Named};
 use crate::op::Op;
 use crate::time::Clock;
+use multishot::Shot;
 use net::{Parked, Reply};
 use queues::Submissions;
 use world::State;
@@ -173,12 +176,15 @@ impl SimBackend {
         if let Some(reply) = self.carry_out_file(state, op) {
             return reply;
         }
-        let parked = |ptr: *mut u8, room: usize| Parked {
-            node: self.node,
+        let node = self.node;
+        let parked_shot = |ptr: *mut u8, room: usize, shot: Shot| Parked {
+            node,
             user_data,
             ptr,
             room,
+            shot,
         };
+        let parked = |ptr: *mut u8, room: usize| parked_shot(ptr, room, Shot::Once);
         let reply = match op {
             Op::Noop => Reply::Res(0),
             Op::Close { fd } => match fd.take() {
@@ -252,6 +258,13 @@ impl SimBackend {
                         state.recv(parked(ptr, room), sock)
                     }
                     Op::Shutdown { how, .. } => state.shutdown(sock, *how),
+                    Op::AcceptMulti { .. } | Op::AcceptDirect { .. } => {
+                        state.accept(parked_shot(std::ptr::null_mut(), 0, Shot::Accept), sock)
+                    }
+                    Op::RecvMulti { group, .. } => {
+                        let shot = Shot::Recv(std::rc::Rc::as_ptr(group));
+                        state.recv(parked_shot(std::ptr::null_mut(), 0, shot), sock)
+                    }
                     op => return Err(unsupported(&format!("{:?}", op.kind()))),
                 }
             }
@@ -274,7 +287,7 @@ fn inject(state: &mut State, op: &Op, sock: usize) -> Option<Reply> {
         return None;
     }
     state.faults.add(class);
-    if matches!(op, Op::Recv { .. } | Op::Send { .. }) {
+    if matches!(op, Op::Recv { .. } | Op::Send { .. } | Op::RecvMulti { .. }) {
         state.reset_both(sock);
     }
     Some(Reply::Res(-errno))

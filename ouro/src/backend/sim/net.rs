@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use super::faults::{Fault, Stream};
+use super::multishot::Shot;
 use super::world::{State, What};
+use crate::backend::MORE;
 use crate::net::AddrBuf;
 
 /// A receive or accept waiting for the network, and where it writes.
@@ -21,6 +23,8 @@ pub(crate) struct Parked {
     /// A receive's room, or an accept's address block.
     pub(crate) ptr: *mut u8,
     pub(crate) room: usize,
+    /// Once, or until it ends (a multishot accept or receive).
+    pub(crate) shot: Shot,
 }
 
 #[derive(Default)]
@@ -333,6 +337,24 @@ impl State {
                 return;
             };
             let peer_addr = self.net.sockets[conn].local;
+            if !matches!(parked.shot, Shot::Once) {
+                // A multishot accept reports no address.
+                match self.net.make_fd(conn) {
+                    Ok(fd) => {
+                        let more = self.shot_goes_on(&parked);
+                        let flags = if more { MORE } else { 0 };
+                        self.complete_now(parked.node, parked.user_data, 0, flags, Some(fd));
+                        if more {
+                            self.net.sockets[listener].waiting.push_front(parked);
+                        }
+                    }
+                    Err(err) => {
+                        let errno = err.raw_os_error().unwrap_or(libc::EMFILE);
+                        self.complete_now(parked.node, parked.user_data, -errno, 0, None);
+                    }
+                }
+                continue;
+            }
             let at = self.now() + self.delay();
             match self.net.make_fd(conn) {
                 Ok(fd) => {
@@ -415,8 +437,16 @@ impl State {
             let Some(&parked) = socket.waiting.front() else {
                 return;
             };
+            let mut flags = 0;
             let res = if socket.arrived > 0 {
-                let mut n = socket.arrived.min(parked.room);
+                let Some(target) = self.recv_target(&parked) else {
+                    self.net.sockets[sock].waiting.pop_front();
+                    self.complete_now(parked.node, parked.user_data, -libc::ENOBUFS, 0, None);
+                    continue;
+                };
+                flags = target.flags;
+                let socket = &mut self.net.sockets[sock];
+                let mut n = socket.arrived.min(target.room);
                 if n > 1 && self.streams.chance(Stream::NetShort, self.config.short_io) {
                     n = self.streams.get(Stream::NetShort).usize(1..n);
                     self.faults.add(Fault::ShortRead);
@@ -425,15 +455,17 @@ impl State {
                 let (front, back) = socket.rx.as_slices();
                 let from_front = n.min(front.len());
                 if n > 0 {
-                    // SAFETY: a receive parks its spare room, `room` bytes its
-                    // task keeps in place until its completion; `n <= room`,
-                    // and the world's queue never overlaps a task's buffer.
+                    // SAFETY: the target is a receive's spare room, which its
+                    // task keeps in place until its completion, or a group
+                    // buffer just taken off the free list for it; either is
+                    // `room` bytes, `n <= room`, and the world's queue never
+                    // overlaps a task's buffer.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(front.as_ptr(), parked.ptr, from_front);
+                        std::ptr::copy_nonoverlapping(front.as_ptr(), target.ptr, from_front);
                         let rest = n - from_front;
                         std::ptr::copy_nonoverlapping(
                             back.as_ptr(),
-                            parked.ptr.add(from_front),
+                            target.ptr.add(from_front),
                             rest,
                         );
                     }
@@ -451,9 +483,12 @@ impl State {
             } else {
                 return;
             };
+            if res > 0 && self.shot_goes_on(&parked) {
+                self.complete_now(parked.node, parked.user_data, res, flags | MORE, None);
+                continue;
+            }
             self.net.sockets[sock].waiting.pop_front();
-            let now = self.now();
-            self.complete(parked.node, parked.user_data, res, now);
+            self.complete_now(parked.node, parked.user_data, res, flags, None);
         }
     }
 

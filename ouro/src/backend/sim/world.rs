@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::files::Files;
+use super::multishot::shuffle_keeping_shots;
 use super::net::Net;
 use super::partition::{Held, Paths};
 use super::udp::Udp;
-use crate::backend::RawCompletion;
+use crate::backend::{RawCompletion, MORE};
 use crate::op::OpKind;
 use crate::time::duration_ns;
 
@@ -510,13 +511,20 @@ impl State {
     fn reap_queue(&mut self, node: u32, out: &mut Vec<RawCompletion>) {
         let mut ready = std::mem::take(&mut self.ready[node as usize]);
         if self.config.shuffle && ready.len() > 1 {
-            self.streams.get(Stream::Order).shuffle(&mut ready);
+            shuffle_keeping_shots(&mut ready, self.streams.get(Stream::Order));
             self.faults.add(Fault::Shuffle);
         }
         let now = self.now();
         for Ready { mut completion, fd } in ready.drain(..) {
             let key = (node, completion.user_data);
-            if self.in_flight.remove(&key).is_none() {
+            // A multishot task stays in flight until its final completion.
+            let ends = completion.flags & MORE == 0;
+            let known = if ends {
+                self.in_flight.remove(&key).is_some()
+            } else {
+                self.in_flight.contains_key(&key)
+            };
+            if !known {
                 self.violations.push(format!(
                     "ring {node}: a completion for user_data {:#x}, not in flight",
                     completion.user_data
