@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ouro::sim::{Bug, Config, FaultCounts, World};
 
+pub mod dispatch;
 pub mod dns;
 pub mod echo;
 mod shrink;
@@ -21,7 +22,11 @@ pub use shrink::{shrink, Case, FaultClass, Load};
 pub type Scenario = fn(&World, Load) -> io::Result<()>;
 
 /// The scenarios shipped with ouro, by name.
-pub const SCENARIOS: &[(&str, Scenario)] = &[("echo", echo::run), ("dns", dns::run)];
+pub const SCENARIOS: &[(&str, Scenario)] = &[
+    ("echo", echo::run),
+    ("dns", dns::run),
+    ("dispatch", dispatch::run),
+];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {

@@ -33,11 +33,13 @@ pub enum FaultClass {
     DatagramDuplicate,
     /// UDP datagrams passed by later ones.
     DatagramReorder,
+    /// Messages between rings held back for a while.
+    MessageDelay,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 11] = [
+    pub const ALL: [FaultClass; 12] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -49,6 +51,7 @@ impl FaultClass {
         FaultClass::LateTimers,
         FaultClass::LatencyTail,
         FaultClass::LatencySpread,
+        FaultClass::MessageDelay,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -65,6 +68,7 @@ impl FaultClass {
             FaultClass::DatagramLoss => "udp_loss",
             FaultClass::DatagramDuplicate => "udp_duplicate",
             FaultClass::DatagramReorder => "udp_reorder",
+            FaultClass::MessageDelay => "message_delay",
         }
     }
 
@@ -87,6 +91,7 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss > 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate > 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder > 0.0,
+            FaultClass::MessageDelay => config.message_delay_ns > 0,
         }
     }
 
@@ -107,6 +112,7 @@ impl FaultClass {
             FaultClass::DatagramLoss => config.datagram_loss = 0.0,
             FaultClass::DatagramDuplicate => config.datagram_duplicate = 0.0,
             FaultClass::DatagramReorder => config.datagram_reorder = 0.0,
+            FaultClass::MessageDelay => config.message_delay_ns = 0,
         }
     }
 }

@@ -26,10 +26,11 @@ pub(crate) enum Stream {
     DatagramDuplicate,
     DatagramReorder,
     Components,
+    Messages,
 }
 
 impl Stream {
-    const ALL: [Stream; 16] = [
+    const ALL: [Stream; 17] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -46,6 +47,7 @@ impl Stream {
         Stream::DatagramDuplicate,
         Stream::DatagramReorder,
         Stream::Components,
+        Stream::Messages,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -67,6 +69,7 @@ impl Stream {
             Stream::DatagramDuplicate => "net/udp-duplicate",
             Stream::DatagramReorder => "net/udp-reorder",
             Stream::Components => "ring/random",
+            Stream::Messages => "ring/messages",
         }
     }
 }
@@ -189,6 +192,9 @@ pub struct Config {
     pub datagram_duplicate: f64,
     /// The share of UDP datagrams delayed past the ones sent after them.
     pub datagram_reorder: f64,
+    /// Messages between rings (and fds sent with them) wait up to this
+    /// many nanoseconds before they reach their target's mailbox.
+    pub message_delay_ns: u64,
 }
 
 impl Config {
@@ -211,6 +217,7 @@ impl Config {
             datagram_loss: 0.0,
             datagram_duplicate: 0.0,
             datagram_reorder: 0.0,
+            message_delay_ns: 0,
         }
     }
 
@@ -252,7 +259,19 @@ impl Config {
             datagram_loss: rate(&mut rng, 0.2),
             datagram_duplicate: rate(&mut rng, 0.2),
             datagram_reorder: rate(&mut rng, 0.3),
+            message_delay_ns: message_delay_from_seed(seed),
         }
+    }
+}
+
+/// The longest message delay `seed` draws, from a configuration stream of
+/// its own so that the other classes' rates stay what they were.
+fn message_delay_from_seed(seed: u64) -> u64 {
+    let mut rng = fastrand::Rng::with_seed(seed ^ name_hash("config/messages"));
+    if rng.bool() {
+        rng.u64(1_000..5_000_000)
+    } else {
+        0
     }
 }
 
@@ -263,7 +282,7 @@ impl fmt::Display for Config {
             f,
             "latency={}ns+{}ns tail={:.3}x{}ns segmenting={:.3} short_io={:.3} errors={:.4} \
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
-             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3}",
+             udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} message_delay={}ns",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -278,7 +297,8 @@ impl fmt::Display for Config {
             self.partitions.clog_ns,
             self.datagram_loss,
             self.datagram_duplicate,
-            self.datagram_reorder
+            self.datagram_reorder,
+            self.message_delay_ns
         )
     }
 }
@@ -316,10 +336,11 @@ pub(crate) enum Fault {
     DatagramLoss,
     DatagramDuplicate,
     DatagramReorder,
+    MessageDelay,
 }
 
 impl Fault {
-    const ALL: [Fault; 17] = [
+    const ALL: [Fault; 18] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -337,6 +358,7 @@ impl Fault {
         Fault::DatagramLoss,
         Fault::DatagramDuplicate,
         Fault::DatagramReorder,
+        Fault::MessageDelay,
     ];
 
     fn name(self) -> &'static str {
@@ -358,6 +380,7 @@ impl Fault {
             Fault::DatagramLoss => "udp_loss",
             Fault::DatagramDuplicate => "udp_duplicate",
             Fault::DatagramReorder => "udp_reorder",
+            Fault::MessageDelay => "message_delay",
         }
     }
 }

@@ -46,6 +46,7 @@
 mod faults;
 mod net;
 mod partition;
+mod threads;
 mod udp;
 mod world;
 
@@ -68,6 +69,8 @@ pub use faults::{Config, FaultCounts, Latency, Partitions};
 pub use world::Bug;
 pub use world::{Node, Stop, World};
 
+pub(crate) use threads::{forget, run_to_end, Spawned};
+
 /// A ring's backend in a simulated world.
 pub(crate) struct SimBackend {
     world: World,
@@ -78,6 +81,8 @@ pub(crate) struct SimBackend {
     /// number cannot go to another file, so using it needs no `fstat`.
     file_sockets: Vec<Option<usize>>,
     woken: Arc<SimWaker>,
+    /// When the ring's held messages go out (see `threads.rs`).
+    messages_due: Option<u64>,
 }
 
 #[derive(Default)]
@@ -100,6 +105,7 @@ impl SimBackend {
             files: OwnedFiles::default(),
             file_sockets: Vec::new(),
             woken: Arc::default(),
+            messages_due: None,
         }
     }
 
@@ -125,6 +131,17 @@ impl SimBackend {
             self.file_sockets.resize(i + 1, None);
         }
         self.file_sockets[i] = sock;
+        if let Some(sock) = sock {
+            self.world.state.borrow_mut().own_socket(sock, self.node);
+        }
+    }
+
+    /// Gives up every file's socket (the ring is dropping its files).
+    fn disown_all(&mut self) {
+        let mut state = self.world.state.borrow_mut();
+        for sock in std::mem::take(&mut self.file_sockets).into_iter().flatten() {
+            state.disown_socket(sock, self.node);
+        }
     }
 
     /// Whether a turn now would find nothing for this ring: no completion
@@ -138,9 +155,13 @@ impl SimBackend {
 
     /// Takes `file` out of the ring: what a file put in its place is gets
     /// checked anew.
-    fn take_ring_file(&mut self, file: u32) -> Option<OwnedFd> {
-        if let Some(slot) = self.file_sockets.get_mut(file as usize) {
-            *slot = None;
+    fn take_ring_file(&mut self, state: &mut State, file: u32) -> Option<OwnedFd> {
+        if let Some(sock) = self
+            .file_sockets
+            .get_mut(file as usize)
+            .and_then(Option::take)
+        {
+            state.disown_socket(sock, self.node);
         }
         self.files.take(file)
     }
@@ -171,7 +192,7 @@ impl SimBackend {
             },
             Op::CloseRing { file } => {
                 let sock = self.socket_of(state, Fd::ring(*file));
-                match self.take_ring_file(*file) {
+                match self.take_ring_file(state, *file) {
                     Some(fd) => {
                         if let Some(sock) = sock {
                             close_udp(state, sock);
@@ -223,6 +244,9 @@ impl SimBackend {
                     Op::Accept { addr, .. } => {
                         let block: *mut crate::net::AddrBuf = &mut **addr;
                         state.accept(parked(block.cast(), 0), sock)
+                    }
+                    Op::AcceptMulti { .. } | Op::AcceptDirect { .. } => {
+                        state.accept_multishot(parked(std::ptr::null_mut(), 0), sock)
                     }
                     Op::Send { buf, .. } => state.send(sock, &buf[..]),
                     Op::Recv { .. } => {
@@ -364,20 +388,24 @@ impl Driver for SimBackend {
 
     fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
         let _ = stash;
-        self.take_ring_file(file).ok_or_else(bad_ring_fd)
+        let world = self.world.state.clone();
+        let taken = self.take_ring_file(&mut world.borrow_mut(), file);
+        taken.ok_or_else(bad_ring_fd)
     }
 
     fn forget_file(&mut self, file: u32) {
-        drop(self.take_ring_file(file));
+        let world = self.world.state.clone();
+        let taken = self.take_ring_file(&mut world.borrow_mut(), file);
+        drop(taken);
     }
 
     fn close_files(&mut self) {
-        self.file_sockets.clear();
+        self.disown_all();
         self.files.close_all();
     }
 
     fn leak_files(&mut self) {
-        self.file_sockets.clear();
+        self.disown_all();
         self.files.leak_all();
     }
 }

@@ -75,6 +75,10 @@ pub(crate) struct Net {
     next_port: u16,
     /// The hosts that listened or connected, which partitions come between.
     hosts: BTreeSet<IpAddr>,
+    /// The multishot accepts, by (node, user_data), with when their last
+    /// connection is handed over: parked again after each connection
+    /// until cancelled, and their final completion comes after that.
+    multishot: BTreeMap<(u32, u64), u64>,
 }
 
 impl Net {
@@ -128,6 +132,12 @@ impl Net {
         open
     }
 
+    /// When the multishot `user_data` of `node` hands over its last
+    /// connection so far, if it is one.
+    pub(crate) fn last_shot(&self, node: u32, user_data: u64) -> Option<u64> {
+        self.multishot.get(&(node, user_data)).copied()
+    }
+
     /// Takes the parked operation `user_data` of `node` off its socket.
     pub(crate) fn unpark(&mut self, node: u32, user_data: u64) -> bool {
         for sock in &mut self.sockets {
@@ -137,6 +147,7 @@ impl Net {
                 .position(|p| p.node == node && p.user_data == user_data);
             if let Some(i) = found {
                 sock.waiting.remove(i);
+                self.multishot.remove(&(node, user_data));
                 return true;
             }
         }
@@ -304,6 +315,15 @@ impl State {
         Reply::Parked
     }
 
+    /// Parks a multishot accept: it takes every connection that comes
+    /// until it is cancelled.
+    pub(crate) fn accept_multishot(&mut self, parked: Parked, listener: usize) -> Reply {
+        self.net
+            .multishot
+            .insert((parked.node, parked.user_data), 0);
+        self.accept(parked, listener)
+    }
+
     /// Hands waiting connections to waiting accepts.
     fn wake_accept(&mut self, listener: usize) {
         loop {
@@ -320,7 +340,14 @@ impl State {
             };
             let peer_addr = self.net.sockets[conn].local;
             let at = self.now() + self.delay();
+            let key = (parked.node, parked.user_data);
+            let more = self.net.multishot.contains_key(&key);
             match self.net.make_fd(conn) {
+                Ok(fd) if more => {
+                    self.net.multishot.insert(key, at);
+                    self.net.sockets[listener].waiting.push_back(parked);
+                    self.complete_more(parked.node, parked.user_data, fd, at);
+                }
                 Ok(fd) => {
                     if let Some(addr) = peer_addr {
                         // SAFETY: an accept parks its address block, which
@@ -331,6 +358,7 @@ impl State {
                     self.complete_fd(parked.node, parked.user_data, 0, Some(fd), at);
                 }
                 Err(err) => {
+                    self.net.multishot.remove(&key);
                     let errno = err.raw_os_error().unwrap_or(libc::EMFILE);
                     self.complete(parked.node, parked.user_data, -errno, at);
                 }

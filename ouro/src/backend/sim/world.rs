@@ -59,6 +59,9 @@ pub enum Bug {
     DropCompletion,
     /// Partitions never heal, not even when the faults go off.
     PartitionNeverHeals,
+    /// One message in twenty (with a payload that can be copied) is
+    /// delivered twice.
+    DuplicateMessage,
 }
 
 /// A completion waiting to be reaped, with the fd it makes, if any.
@@ -68,14 +71,32 @@ pub(crate) struct Ready {
 }
 
 pub(crate) enum What {
-    Complete { node: u32, ready: Ready },
-    Arrive { sock: usize, len: usize },
-    Fin { sock: usize },
-    Reset { sock: usize },
+    Complete {
+        node: u32,
+        ready: Ready,
+    },
+    Arrive {
+        sock: usize,
+        len: usize,
+    },
+    Fin {
+        sock: usize,
+    },
+    Reset {
+        sock: usize,
+    },
     PartitionStart,
-    Heal { id: u64 },
-    Datagram { slot: usize },
-    Unreachable { sock: usize },
+    Heal {
+        id: u64,
+    },
+    Datagram {
+        slot: usize,
+    },
+    Unreachable {
+        sock: usize,
+    },
+    /// A ring's held messages may go out (see `threads.rs`).
+    MessagesDue,
 }
 
 struct Event {
@@ -152,6 +173,10 @@ pub(crate) struct State {
     log_hash: u64,
     ops: u64,
     pub(crate) bug: Option<Bug>,
+    /// The rings of spawned threads, which `World::run` steps too.
+    pub(crate) threads: Vec<super::threads::SpawnedNode>,
+    /// The ring that owns each socket's ring fd.
+    pub(crate) owners: HashMap<usize, u32>,
 }
 
 impl World {
@@ -181,6 +206,8 @@ impl World {
             log_hash: mix(0xcbf2_9ce4_8422_2325, seed),
             ops: 0,
             bug: None,
+            threads: Vec::new(),
+            owners: HashMap::new(),
         };
         let world = World {
             state: Rc::new(RefCell::new(state)),
@@ -268,6 +295,9 @@ impl World {
     /// The checks at the end of a run: nothing in flight, no simulated fd
     /// open. Adds what they find to the violations, and returns them all.
     pub fn finish(&self) -> Vec<String> {
+        let running = World::take_running(&mut self.state.borrow_mut());
+        // Their rings drop here, closing what they hold.
+        drop(running);
         let mut state = self.state.borrow_mut();
         let mut in_flight: Vec<_> = state.in_flight.iter().map(|(&k, &v)| (k, v)).collect();
         in_flight.sort_by_key(|&(key, _)| key);
@@ -294,16 +324,33 @@ impl World {
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         loop {
             self.state.borrow_mut().process_due();
+            let threads = self.spawned();
+            if order.len() != nodes.len() + threads.len() {
+                order = (0..nodes.len() + threads.len()).collect();
+            }
             self.state
                 .borrow_mut()
                 .streams
                 .get(Stream::Order)
                 .shuffle(&mut order);
             for &i in &order {
-                nodes[i].step()?;
+                match i.checked_sub(nodes.len()) {
+                    None => nodes[i].step()?,
+                    Some(t) => threads[t].borrow_mut().step()?,
+                }
             }
             let now = self.now.get();
-            let timer = nodes.iter().filter_map(|n| n.next_wake()).min();
+            // Fetched again: a step may have spawned a thread with work.
+            let thread_wake = self
+                .spawned()
+                .iter()
+                .filter_map(|t| t.borrow().next_wake())
+                .min();
+            let timer = nodes
+                .iter()
+                .filter_map(|n| n.next_wake())
+                .chain(thread_wake)
+                .min();
             if timer.is_none() && self.state.borrow().only_partitions_left() {
                 return Ok(Stop::Idle);
             }
@@ -391,6 +438,21 @@ impl State {
         self.schedule(at, What::Complete { node, ready });
     }
 
+    /// Completes one shot of the multishot `user_data` of `node` at `at`,
+    /// with the fd it made: more follow.
+    pub(crate) fn complete_more(&mut self, node: u32, user_data: u64, fd: OwnedFd, at: u64) {
+        let completion = RawCompletion {
+            user_data,
+            res: 0,
+            flags: crate::op::MORE,
+        };
+        let ready = Ready {
+            completion,
+            fd: Some(fd),
+        };
+        self.schedule(at, What::Complete { node, ready });
+    }
+
     pub(crate) fn next_event(&self) -> Option<u64> {
         if self.ready.iter().any(|r| !r.is_empty()) {
             return Some(self.now());
@@ -442,6 +504,8 @@ impl State {
                 What::Heal { id } => self.heal_partition(id),
                 What::Datagram { slot } => self.datagram_arrives(slot),
                 What::Unreachable { sock } => self.unreachable(sock),
+                // Only wakes the world: the ring sees the time has come.
+                What::MessagesDue => {}
             }
         }
     }
@@ -471,11 +535,23 @@ impl State {
         if self.config.shuffle && ready.len() > 1 {
             self.streams.get(Stream::Order).shuffle(&mut ready);
             self.faults.add(Fault::Shuffle);
+            // A multishot's shots keep coming before its final completion.
+            if ready
+                .iter()
+                .any(|r| r.completion.flags & crate::op::MORE != 0)
+            {
+                ready.sort_by_key(|r| r.completion.flags & crate::op::MORE == 0);
+            }
         }
         let now = self.now();
         for Ready { mut completion, fd } in ready.drain(..) {
             let key = (node, completion.user_data);
-            if self.in_flight.remove(&key).is_none() {
+            let known = if completion.flags & crate::op::MORE != 0 {
+                self.in_flight.contains_key(&key)
+            } else {
+                self.in_flight.remove(&key).is_some()
+            };
+            if !known {
                 self.violations.push(format!(
                     "ring {node}: a completion for user_data {:#x}, not in flight",
                     completion.user_data
@@ -507,12 +583,14 @@ impl State {
     /// Whether the operation `user_data` of `node` may be cancelled now
     /// (it waits on the network or a cut path): then it completes with `ECANCELED`.
     pub(crate) fn cancel(&mut self, node: u32, user_data: u64) {
+        // A multishot's last word comes after its shots.
+        let after = self.net.last_shot(node, user_data).unwrap_or(0);
         if self.net.unpark(node, user_data)
             || self.udp.unpark(node, user_data)
             || self.unhold(node, user_data)
         {
-            let now = self.now();
-            self.complete(node, user_data, -libc::ECANCELED, now);
+            let at = self.now().max(after);
+            self.complete(node, user_data, -libc::ECANCELED, at);
         }
     }
 
