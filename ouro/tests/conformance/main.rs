@@ -14,6 +14,7 @@ mod common;
 
 mod env;
 mod errors;
+mod messages;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -78,10 +79,12 @@ conformance!(
     udp_sends_the_kernel_refuses,
     udp_connected_send_to_a_closed_port,
     udp_cancel_a_pending_recv_from,
+    messages_and_moved_fds_between_rings,
 );
 
 mod scenarios {
     pub use super::errors::*;
+    pub use super::messages::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 
