@@ -12,6 +12,9 @@
 //! cargo run --release --example accept_and_dispatch -- --workers 4 --clients 64 --rounds 100 --size 4096
 //! ```
 //!
+//! The server is `support/dispatch.rs`, which the simulator's `dispatch`
+//! scenario runs unchanged on simulated rings (see `docs/simulator.md`).
+//!
 //! The clients are plain blocking sockets on their own threads; each sends
 //! a pattern unique to it and the round, and checks every byte that comes
 //! back.

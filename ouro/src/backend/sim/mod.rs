@@ -35,7 +35,10 @@
 //! bind, listen, connect, accept, send, recv, shutdown, close) and UDP
 //! sockets (socket, bind, connect, send, recv, send_to, recv_from, close)
 //! between the addresses of one world, and partitions between its hosts
-//! (seeded, see [`Partitions`]) that hold TCP traffic until they heal.
+//! (seeded, see [`Partitions`]) that hold TCP traffic until they heal;
+//! multishot accepts; messages between rings (delivered after a seeded
+//! delay); and the rings of [`Ring::spawn_thread`](crate::Ring::spawn_thread),
+//! which start no OS thread but become nodes the world steps.
 //! Every other operation fails with an
 //! `Unsupported` error naming it. Each socket handed to user code is a real
 //! fd (a memfd) that the world maps to its socket, checked by identity on
