@@ -24,10 +24,13 @@ pub(crate) trait Spawned: Node {
 /// registry `RingThread::join` finds it in.
 pub(crate) type SpawnedNode = Rc<RefCell<dyn Spawned>>;
 
+/// A spawned thread as the registry knows it: by id, without keeping it.
+type Registered = (u64, Weak<RefCell<dyn Spawned>>);
+
 thread_local! {
     /// The live simulated threads of this OS thread's worlds, by id: a
     /// `RingThread` is `Send`, so it holds the id, not the node.
-    static REGISTRY: RefCell<Vec<(u64, Weak<RefCell<dyn Spawned>>)>> =
+    static REGISTRY: RefCell<Vec<Registered>> =
         const { RefCell::new(Vec::new()) };
     static NEXT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
