@@ -158,3 +158,26 @@ fn messages_wait_their_seeded_delay_only_when_it_is_on() {
     assert!(late <= calm + Duration::from_millis(4));
     assert_eq!(first_arrival(delayed), (late, delays), "the delays replay");
 }
+
+#[test]
+fn join_from_another_os_thread_asks_the_stop_and_the_world_finishes_it() {
+    let world = World::with_config(7, Config::calm());
+    let mut ring: Ring<Main> = Ring::simulated(&world);
+    let thread = spawn(&mut ring).unwrap();
+    let joined = std::thread::spawn(move || thread.join()).join().unwrap();
+    assert_eq!(
+        joined.unwrap_err().kind(),
+        io::ErrorKind::WouldBlock,
+        "the world is not on that OS thread"
+    );
+    assert_eq!(world.threads_running(), 1);
+    let mut node = (ring, Main::default());
+    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        world.threads_running(),
+        0,
+        "the stop it asked for was heard"
+    );
+    drop(node);
+    assert_eq!(world.finish(), Vec::<String>::new());
+}

@@ -88,6 +88,13 @@ impl<S> Ring<S> {
     /// Linux 5.12 the kernel keeps async worker threads per thread, so what
     /// the rings share is the work hashing that serialises buffered writes
     /// to the same file across them.
+    ///
+    /// On a [simulated](Ring::simulated) ring no OS thread starts: the new
+    /// ring is made on the same world, which steps it as a node with the
+    /// others (see [`sim`](crate::sim)); its `RingThread` works the same,
+    /// but [`join`](RingThread::join) can run it to its end only on the
+    /// world's OS thread and outside its own callbacks (else
+    /// `WouldBlock`: it stops as the world steps it).
     pub fn spawn_thread<T, F>(&self, entries: u32, init: F) -> io::Result<RingThread<T>>
     where
         T: 'static,

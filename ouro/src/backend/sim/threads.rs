@@ -61,12 +61,13 @@ impl World {
         id
     }
 
-    /// The spawned threads not yet ended (a clone of the list, so that
-    /// stepping one may spawn another).
-    pub(crate) fn spawned(&self) -> Vec<SpawnedNode> {
+    /// Puts the spawned threads not yet ended in `into` (a copy of the
+    /// list, so that stepping one may spawn another).
+    pub(crate) fn spawned(&self, into: &mut Vec<SpawnedNode>) {
+        into.clear();
         let mut state = self.state.borrow_mut();
         state.threads.retain(|t| !t.borrow().has_ended());
-        state.threads.clone()
+        into.extend(state.threads.iter().cloned());
     }
 
     /// Takes the threads still running at the end out of the world,

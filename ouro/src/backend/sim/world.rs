@@ -322,9 +322,10 @@ impl World {
     pub fn run(&self, nodes: &mut [&mut dyn Node], limit: Duration) -> io::Result<Stop> {
         let deadline = self.now.get().saturating_add(duration_ns(limit));
         let mut order: Vec<usize> = (0..nodes.len()).collect();
+        let mut threads = Vec::new();
         loop {
             self.state.borrow_mut().process_due();
-            let threads = self.spawned();
+            self.spawned(&mut threads);
             if order.len() != nodes.len() + threads.len() {
                 order = (0..nodes.len() + threads.len()).collect();
             }
@@ -341,11 +342,8 @@ impl World {
             }
             let now = self.now.get();
             // Fetched again: a step may have spawned a thread with work.
-            let thread_wake = self
-                .spawned()
-                .iter()
-                .filter_map(|t| t.borrow().next_wake())
-                .min();
+            self.spawned(&mut threads);
+            let thread_wake = threads.iter().filter_map(|t| t.borrow().next_wake()).min();
             let timer = nodes
                 .iter()
                 .filter_map(|n| n.next_wake())
