@@ -181,3 +181,19 @@ fn join_from_another_os_thread_asks_the_stop_and_the_world_finishes_it() {
     drop(node);
     assert_eq!(world.finish(), Vec::<String>::new());
 }
+
+#[test]
+fn a_thread_still_running_at_the_end_is_a_violation_and_its_join_says_why() {
+    let world = World::with_config(9, Config::calm());
+    let mut ring: Ring<Main> = Ring::simulated(&world);
+    let thread = spawn(&mut ring).unwrap();
+    drop(ring);
+    let violations = world.finish();
+    assert_eq!(
+        violations,
+        ["1 spawned ring thread(s) still running at the end"]
+    );
+    assert!(thread.is_stopped());
+    let err = thread.join().unwrap_err();
+    assert!(err.to_string().contains("still running"), "{err}");
+}

@@ -188,3 +188,26 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{Config, World};
+
+    #[test]
+    fn a_socket_owned_by_two_rings_at_once_is_a_violation() {
+        let world = World::with_config(1, Config::calm());
+        let mut state = world.state.borrow_mut();
+        state.own_socket(4, 0);
+        state.disown_socket(4, 1);
+        state.own_socket(4, 0);
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
+        state.disown_socket(4, 0);
+        state.own_socket(4, 1);
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
+        state.own_socket(4, 2);
+        assert_eq!(
+            state.violations,
+            ["simulated socket 4 is owned by ring 2 and ring 1 at once"]
+        );
+    }
+}
