@@ -58,11 +58,13 @@ impl<S> Ring<S> {
         let node = sim.node();
         if delivered > accepted {
             sim.world().report(format!(
-                "ring {node} delivered {delivered} messages, but its mailbox accepted                  {accepted}: a message was delivered twice"
+                "ring {node} delivered {delivered} messages, but its mailbox accepted \
+                 {accepted}: a message was delivered twice"
             ));
         } else if ended && delivered < accepted {
             sim.world().report(format!(
-                "ring {node} stopped having delivered {delivered} of the {accepted}                  messages its mailbox accepted"
+                "ring {node} stopped having delivered {delivered} of the {accepted} \
+                 messages its mailbox accepted"
             ));
         }
     }

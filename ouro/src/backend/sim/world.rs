@@ -71,31 +71,14 @@ pub(crate) struct Ready {
 }
 
 pub(crate) enum What {
-    Complete {
-        node: u32,
-        ready: Ready,
-    },
-    Arrive {
-        sock: usize,
-        len: usize,
-    },
-    Fin {
-        sock: usize,
-    },
-    Reset {
-        sock: usize,
-    },
+    Complete { node: u32, ready: Ready },
+    Arrive { sock: usize, len: usize },
+    Fin { sock: usize },
+    Reset { sock: usize },
     PartitionStart,
-    Heal {
-        id: u64,
-    },
-    Datagram {
-        slot: usize,
-    },
-    Unreachable {
-        sock: usize,
-    },
-    /// A ring's held messages may go out (see `threads.rs`).
+    Heal { id: u64 },
+    Datagram { slot: usize },
+    Unreachable { sock: usize },
     MessagesDue,
 }
 
