@@ -197,3 +197,50 @@ fn a_thread_still_running_at_the_end_is_a_violation_and_its_join_says_why() {
     let err = thread.join().unwrap_err();
     assert!(err.to_string().contains("still running"), "{err}");
 }
+
+fn timer_fired(_: &mut Worker, _: &mut Ring<Worker>, c: Completion) -> io::Result<()> {
+    // Cancelled only when the drain is cut at its deadline.
+    match c.outcome {
+        Outcome::Timer(Ok(())) => {}
+        Outcome::Timer(Err(err)) => assert_eq!(err.raw_os_error(), Some(libc::ECANCELED)),
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
+/// Drains a thread whose one task is a 1 s timer, with a deadline `after`
+/// the start: what `join` returns, and when the thread had stopped.
+fn drain_with_deadline(after: Duration) -> (io::Result<()>, Duration) {
+    let world = World::with_config(13, Config::calm());
+    let mut ring: Ring<Main> = Ring::simulated(&world);
+    let main = ring.handle().unwrap();
+    let thread = ring
+        .spawn_thread(64, move |ring| {
+            ring.timer(Duration::from_secs(1), Ctx::new(timer_fired));
+            Ok(Worker { main })
+        })
+        .unwrap();
+    thread.handle().drain(ring.now() + after).unwrap();
+    let mut node = (ring, Main::default());
+    world
+        .run(&mut [&mut node], Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(world.threads_running(), 0);
+    let stopped_at = world.now();
+    let joined = thread.join();
+    drop(node);
+    assert_eq!(world.finish(), Vec::<String>::new());
+    (joined, stopped_at)
+}
+
+#[test]
+fn a_drained_thread_finishes_its_tasks_or_is_cut_at_the_deadline() {
+    let (joined, at) = drain_with_deadline(Duration::from_secs(10));
+    joined.unwrap();
+    // It stops once the timer has fired, not at the deadline.
+    assert_eq!(at, Duration::from_secs(1));
+    // Cut at the deadline: the timer is cancelled, and the drain says so.
+    let (joined, at) = drain_with_deadline(Duration::from_millis(100));
+    assert_eq!(joined.unwrap_err().raw_os_error(), Some(libc::ETIME));
+    assert!(at < Duration::from_secs(1), "stopped at {at:?}");
+}

@@ -78,9 +78,15 @@ impl<S> Ring<S> {
             && self.files.moved.is_empty()
     }
 
+    /// Whether the ring drains and has nothing left: its next turn ends
+    /// the drain, without waiting for the deadline.
+    fn drain_ends_now(&self) -> bool {
+        self.drain.is_some() && self.is_idle()
+    }
+
     /// When the ring next has something to do, as [`Node::next_wake`].
     pub(super) fn next_wake(&self) -> Option<u64> {
-        if self.has_work_ready() || self.stopped {
+        if self.has_work_ready() || self.stopped || self.drain_ends_now() {
             return Some(self.clock.now());
         }
         self.next_due()
@@ -118,7 +124,7 @@ impl<S> Node for (Ring<S>, S) {
 
     fn next_wake(&self) -> Option<u64> {
         let ring = &self.0;
-        if ring.has_work_ready() {
+        if ring.has_work_ready() || ring.drain_ends_now() {
             return Some(ring.clock.now());
         }
         ring.next_due()
