@@ -11,6 +11,7 @@ use ouro::sim::{Bug, Config, FaultCounts, World};
 
 pub mod connect;
 mod connect_dns;
+pub mod dispatch;
 pub mod dns;
 mod dns_tcp;
 pub mod echo;
@@ -41,6 +42,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("http", http::run),
     ("resp", resp::run),
     ("echo-example", echo_example::run),
+    ("dispatch", dispatch::run),
 ];
 
 /// The scenario called `name`.

@@ -51,11 +51,13 @@ pub enum FaultClass {
     MultishotEnd,
     /// Buffer groups found empty by multishot receives.
     BuffersExhausted,
+    /// Messages between rings held back for a while.
+    MessageDelay,
 }
 
 impl FaultClass {
     /// Every class, in the order the shrinker tries them.
-    pub const ALL: [FaultClass; 20] = [
+    pub const ALL: [FaultClass; 21] = [
         FaultClass::Partitions,
         FaultClass::Errors,
         FaultClass::DatagramLoss,
@@ -76,6 +78,7 @@ impl FaultClass {
         FaultClass::FileShortIo,
         FaultClass::MultishotEnd,
         FaultClass::BuffersExhausted,
+        FaultClass::MessageDelay,
     ];
 
     /// The class's name on the command line (`--off NAME,...`).
@@ -101,6 +104,7 @@ impl FaultClass {
             FaultClass::FileShortIo => "file_short_io",
             FaultClass::MultishotEnd => "multishot_end",
             FaultClass::BuffersExhausted => "buffers_exhausted",
+            FaultClass::MessageDelay => "message_delay",
         }
     }
 
@@ -132,6 +136,7 @@ impl FaultClass {
             FaultClass::FileShortIo => config.file_short_io > 0.0,
             FaultClass::MultishotEnd => config.multishot_end > 0.0,
             FaultClass::BuffersExhausted => config.buffers_exhausted > 0.0,
+            FaultClass::MessageDelay => config.message_delay_ns > 0,
         }
     }
 
@@ -161,6 +166,7 @@ impl FaultClass {
             FaultClass::FileShortIo => config.file_short_io = 0.0,
             FaultClass::MultishotEnd => config.multishot_end = 0.0,
             FaultClass::BuffersExhausted => config.buffers_exhausted = 0.0,
+            FaultClass::MessageDelay => config.message_delay_ns = 0,
         }
     }
 }

@@ -349,6 +349,16 @@ impl Backend {
         dispatch!(self, b => Driver::has_unsubmitted(b))
     }
 
+    /// Whether the ring's queued messages must wait before they go out:
+    /// only in a simulated world, where they take a seeded delay.
+    pub(crate) fn holds_messages(&mut self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Sim(sim) => sim.holds_messages(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
         dispatch!(self, b => Driver::pollable_fd(b))
     }

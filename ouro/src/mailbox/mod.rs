@@ -249,6 +249,9 @@ pub(crate) struct Inbox {
     /// token (see [`parcel`]).
     parcels: Vec<Option<Envelope>>,
     free_parcels: Vec<u32>,
+    /// Envelopes ever accepted: the simulator checks that no more are
+    /// delivered.
+    pub(crate) accepted: u64,
     /// The target's wake-up (an eventfd), until the mailbox closes: then
     /// no message can come, and senders that keep the mailbox do not keep
     /// the target's fds open.
@@ -274,6 +277,7 @@ impl Mailbox {
             inbox: Mutex::new(Inbox {
                 queue: Vec::new(),
                 closed: false,
+                accepted: 0,
                 parcels: Vec::new(),
                 free_parcels: Vec::new(),
                 waker: Some(waker),
@@ -302,6 +306,7 @@ impl Mailbox {
                 return Err(envelope);
             }
             inbox.queue.push(envelope);
+            inbox.accepted += 1;
             self.mail.store(true, Ordering::SeqCst);
             // Taken under the lock (the mailbox may close right after),
             // woken outside it.
@@ -388,6 +393,7 @@ impl Mailbox {
     /// the sender then rings if [`claim_doorbell`](Mailbox::claim_doorbell)
     /// says so.
     pub(crate) fn queue_locked(&self, inbox: &mut Inbox, envelopes: &mut Vec<Envelope>) {
+        inbox.accepted += envelopes.len() as u64;
         append(envelopes, &mut inbox.queue);
         self.mail.store(true, Ordering::SeqCst);
     }

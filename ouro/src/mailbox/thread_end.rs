@@ -66,6 +66,14 @@ impl ThreadShared {
         }
     }
 
+    /// How the thread ended, if it has (a simulated thread's `join`
+    /// reads it).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn result(&self) -> Option<io::Result<()>> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.ended.as_ref().map(copy_result)
+    }
+
     pub(crate) fn has_ended(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.ended.is_some()

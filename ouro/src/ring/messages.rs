@@ -128,6 +128,9 @@ pub(crate) struct Messaging {
     queued: bool,
     /// Whether some outbox holds a reference to its target's ring fd.
     pub(crate) holds_doorbells: bool,
+    /// Envelopes taken from the mailbox and delivered, which the
+    /// simulator compares with those the mailbox accepted.
+    pub(crate) delivered: u64,
 }
 
 impl Messaging {
@@ -368,6 +371,10 @@ impl<S> Ring<S> {
         if !mem::take(&mut self.messaging.queued) {
             return;
         }
+        if self.backend.holds_messages() {
+            self.messaging.queued = true;
+            return;
+        }
         if !self.backend.has_unsubmitted() {
             self.messaging.retire_closed();
         }
@@ -517,13 +524,21 @@ impl<S> Ring<S> {
     }
 
     fn deliver_envelope(&mut self, state: &mut S, envelope: Envelope) -> usize {
+        self.messaging.delivered += 1;
         match envelope {
             Envelope::Message {
                 callback,
                 msg,
                 key,
                 payload,
-            } => self.deliver_message(state, callback, msg, key, payload),
+            } => {
+                #[cfg(target_os = "linux")]
+                if let Some(copy) = self.planted_copy(&payload) {
+                    self.messaging.delivered += 1;
+                    self.deliver_message(state, callback, msg, key, copy);
+                }
+                self.deliver_message(state, callback, msg, key, payload)
+            }
             Envelope::Moved {
                 callback,
                 msg,

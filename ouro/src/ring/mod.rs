@@ -187,6 +187,8 @@ mod timeouts;
 // Messages and threads.
 mod messages;
 mod parcel;
+#[cfg(target_os = "linux")]
+mod sim_thread;
 mod stop;
 mod thread;
 

@@ -71,7 +71,12 @@ impl<S> Ring<S> {
             RunMode::NoWait => Some(0),
             // Publishing messages may have finished the last tasks: then
             // there is nothing to wait for.
-            RunMode::Once | RunMode::UntilDone if self.slab.live() == 0 => Some(0),
+            // (Messages a simulated ring holds back are waited for.)
+            RunMode::Once | RunMode::UntilDone
+                if self.slab.live() == 0 && !self.messaging.has_outgoing() =>
+            {
+                Some(0)
+            }
             _ => self.wait_timeout(),
         };
         // A sleep, unless messages came since the turn looked.

@@ -5,6 +5,7 @@ use std::io;
 use super::{Ring, RunMode};
 use crate::backend::sim::{Node, SimBackend, World};
 use crate::backend::Backend;
+use crate::mailbox::Payload;
 use crate::time::Clock;
 
 impl<S> Ring<S> {
@@ -23,14 +24,79 @@ impl<S> Ring<S> {
             || !self.ready.is_empty()
             || self.batch_pos < self.batch.len()
             || self.messaging.waiting()
-            || self.messaging.has_outgoing()
+            || (self.messaging.has_outgoing() && !self.messages_held())
+    }
+
+    /// Whether the messages the ring queued wait for their seeded delay.
+    fn messages_held(&self) -> bool {
+        matches!(&self.backend, Backend::Sim(sim) if sim.messages_held())
+    }
+
+    /// Under the planted duplicate-message bug, a copy of `payload` to
+    /// deliver a second time (payloads that own something are not copied).
+    pub(super) fn planted_copy(&mut self, payload: &Payload) -> Option<Payload> {
+        let Backend::Sim(sim) = &mut self.backend else {
+            return None;
+        };
+        let copy = match payload {
+            Payload::None => Payload::None,
+            Payload::U16(n) => Payload::U16(*n),
+            Payload::U64(n) => Payload::U64(*n),
+            _ => return None,
+        };
+        sim.planted_duplicate().then_some(copy)
+    }
+
+    /// The checker of messages: a ring never delivers more envelopes than
+    /// its mailbox accepted; once `ended`, it has delivered every one.
+    pub(super) fn check_messages(&self, ended: bool) {
+        let (Backend::Sim(sim), Some(mailbox)) = (&self.backend, &self.messaging.mailbox) else {
+            return;
+        };
+        let accepted = mailbox.lock().accepted;
+        let delivered = self.messaging.delivered;
+        let node = sim.node();
+        if delivered > accepted {
+            sim.world().report(format!(
+                "ring {node} delivered {delivered} messages, but its mailbox accepted \
+                 {accepted}: a message was delivered twice"
+            ));
+        } else if ended && delivered < accepted {
+            sim.world().report(format!(
+                "ring {node} stopped having delivered {delivered} of the {accepted} \
+                 messages its mailbox accepted"
+            ));
+        }
+    }
+
+    /// Whether no task is live and no message waits to be delivered or
+    /// to go out: what [`RunMode::UntilDone`] runs until.
+    pub(super) fn is_idle(&self) -> bool {
+        self.slab.live() == 0
+            && !self.messaging.waiting()
+            && !self.messaging.has_outgoing()
+            && self.files.moved.is_empty()
+    }
+
+    /// Whether the ring drains and has nothing left: its next turn ends
+    /// the drain, without waiting for the deadline.
+    fn drain_ends_now(&self) -> bool {
+        self.drain.is_some() && self.is_idle()
+    }
+
+    /// When the ring next has something to do, as [`Node::next_wake`].
+    pub(super) fn next_wake(&self) -> Option<u64> {
+        if self.has_work_ready() || self.stopped || self.drain_ends_now() {
+            return Some(self.clock.now());
+        }
+        self.next_due()
     }
 
     /// Whether a [`NoWait`](RunMode::NoWait) turn now would do nothing:
     /// nothing ready in the ring or in the world for it, no timer due, no
     /// drain under way. The world then skips the turn, which is most of
     /// them when several rings share a world.
-    fn turn_is_empty(&self) -> bool {
+    pub(super) fn turn_is_empty(&self) -> bool {
         let Backend::Sim(sim) = &self.backend else {
             return false;
         };
@@ -67,12 +133,14 @@ impl<S> Node for (Ring<S>, S) {
         if ring.turn_is_empty() {
             return Ok(());
         }
-        ring.run(state, RunMode::NoWait)
+        let ran = ring.run(state, RunMode::NoWait);
+        ring.check_messages(false);
+        ran
     }
 
     fn next_wake(&self) -> Option<u64> {
         let ring = &self.0;
-        if ring.has_work_ready() {
+        if ring.has_work_ready() || ring.drain_ends_now() {
             return Some(ring.clock.now());
         }
         ring.next_due()

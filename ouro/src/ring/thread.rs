@@ -41,7 +41,15 @@ use super::{Ctx, Ring, RingBuilder, RingHandle, RunMode};
 pub struct RingThread<T> {
     handle: RingHandle<T>,
     shared: Arc<ThreadShared>,
-    join: Option<JoinHandle<io::Result<()>>>,
+    join: Option<Joiner>,
+}
+
+/// What joining the thread waits for.
+enum Joiner {
+    Os(JoinHandle<io::Result<()>>),
+    /// A node of a simulated world, by its id there (see `sim_thread.rs`).
+    #[cfg(target_os = "linux")]
+    Simulated(u64),
 }
 
 impl<T> fmt::Debug for RingThread<T> {
@@ -80,11 +88,22 @@ impl<S> Ring<S> {
     /// Linux 5.12 the kernel keeps async worker threads per thread, so what
     /// the rings share is the work hashing that serialises buffered writes
     /// to the same file across them.
+    ///
+    /// On a [simulated](Ring::simulated) ring no OS thread starts: the new
+    /// ring is made on the same world, which steps it as a node with the
+    /// others (see [`sim`](crate::sim)); its `RingThread` works the same,
+    /// but [`join`](RingThread::join) can run it to its end only on the
+    /// world's OS thread and outside its own callbacks (else
+    /// `WouldBlock`: it stops as the world steps it).
     pub fn spawn_thread<T, F>(&self, entries: u32, init: F) -> io::Result<RingThread<T>>
     where
         T: 'static,
         F: FnOnce(&mut Ring<T>) -> io::Result<T> + Send + 'static,
     {
+        #[cfg(target_os = "linux")]
+        if let crate::backend::Backend::Sim(sim) = &self.backend {
+            return Ring::<S>::spawn_simulated(sim.world(), init);
+        }
         let builder = self.child_builder(entries);
         let shared = Arc::new(ThreadShared::default());
         let (ready, started) = mpsc::sync_channel(1);
@@ -103,7 +122,7 @@ impl<S> Ring<S> {
             Ok(Ok(handle)) => Ok(RingThread {
                 handle,
                 shared,
-                join: Some(join),
+                join: Some(Joiner::Os(join)),
             }),
             Ok(Err(err)) => {
                 let _ = join.join();
@@ -167,6 +186,16 @@ where
 }
 
 impl<T> RingThread<T> {
+    /// A thread whose ring is node `id` of a simulated world.
+    #[cfg(target_os = "linux")]
+    pub(super) fn simulated(handle: RingHandle<T>, shared: Arc<ThreadShared>, id: u64) -> Self {
+        RingThread {
+            handle,
+            shared,
+            join: Some(Joiner::Simulated(id)),
+        }
+    }
+
     /// The handle through which rings and threads message this thread's
     /// ring.
     pub fn handle(&self) -> &RingHandle<T> {
@@ -214,6 +243,23 @@ impl<T> RingThread<T> {
         };
         // Refused if it is stopping already, which is as good.
         let _ = self.handle.mailbox.push(Envelope::Stop);
+        let join = match join {
+            Joiner::Os(join) => join,
+            #[cfg(target_os = "linux")]
+            Joiner::Simulated(id) => {
+                // Off the world's OS thread, or from the thread's own
+                // callbacks, it cannot be run here: it stops as the world
+                // steps it.
+                crate::backend::sim::run_to_end(id);
+                return self.shared.result().unwrap_or_else(|| {
+                    Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "the simulated thread is still running (joined from its own \
+                         callbacks or another OS thread); it stops as its world steps it",
+                    ))
+                });
+            }
+        };
         match join.join() {
             Ok(result) => result,
             Err(panic) => Err(io::Error::other(format!(

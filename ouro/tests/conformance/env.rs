@@ -209,7 +209,8 @@ fn make_ring(world: Option<&World>, leg: Leg) -> Ring<Done> {
     }
 }
 
-fn record(done: &mut Done, _: &mut Ring<Done>, c: Completion) -> io::Result<()> {
+/// The callback of every operation and message: keeps the completion.
+pub fn record(done: &mut Done, _: &mut Ring<Done>, c: Completion) -> io::Result<()> {
     done.push((c.key(), c.outcome));
     Ok(())
 }
@@ -240,6 +241,7 @@ fn normalize(outcome: Outcome) -> (Step, Option<std::os::fd::OwnedFd>) {
         | Outcome::Listen(res)
         | Outcome::Close(res)
         | Outcome::Shutdown(res) => (unit(res), None),
+        Outcome::MsgRing(res, _) => (unit(res), None),
         other => panic!("no conformance scenario starts {other:?}"),
     }
 }

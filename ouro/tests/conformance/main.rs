@@ -17,6 +17,7 @@ mod errors;
 mod queues;
 mod files;
 mod multishot;
+mod messages;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -89,6 +90,7 @@ conformance!(
     files_append_truncate_rename_unlink,
     files_directories_renamed_and_removed,
     multishot_accept_and_recv_into_a_group,
+    messages_and_moved_fds_between_rings,
 );
 
 mod scenarios {
@@ -96,6 +98,7 @@ mod scenarios {
     pub use super::queues::*;
     pub use super::files::*;
     pub use super::multishot::*;
+    pub use super::messages::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 

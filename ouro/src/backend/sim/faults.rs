@@ -34,10 +34,11 @@ pub(crate) enum Stream {
     FilesCrash,
     MultishotEnd,
     BuffersExhausted,
+    Messages,
 }
 
 impl Stream {
-    const ALL: [Stream; 24] = [
+    const ALL: [Stream; 25] = [
         Stream::Latency,
         Stream::Timers,
         Stream::Order,
@@ -62,6 +63,7 @@ impl Stream {
         Stream::FilesCrash,
         Stream::MultishotEnd,
         Stream::BuffersExhausted,
+        Stream::Messages,
     ];
 
     /// The name the stream is seeded from: renaming one reshuffles it.
@@ -91,6 +93,7 @@ impl Stream {
             Stream::FilesCrash => "files/crash",
             Stream::MultishotEnd => "multishot/end",
             Stream::BuffersExhausted => "multishot/buffers",
+            Stream::Messages => "ring/messages",
         }
     }
 }
@@ -242,6 +245,9 @@ pub struct Config {
     /// group empty although buffers are free: the receive ends with
     /// `ENOBUFS`.
     pub buffers_exhausted: f64,
+    /// Messages between rings (and fds sent with them) wait up to this
+    /// many nanoseconds before they reach their target's mailbox.
+    pub message_delay_ns: u64,
 }
 
 /// The entries of a simulated ring's submission queue: those of a real
@@ -281,6 +287,7 @@ impl Config {
             file_short_io: 0.0,
             multishot_end: 0.0,
             buffers_exhausted: 0.0,
+            message_delay_ns: 0,
         }
     }
 
@@ -328,6 +335,7 @@ impl Config {
             buffers_exhausted: rate(&mut multishot, 0.1),
             file_errors: files_rate(seed, "config/file_errors", 0.05),
             file_short_io: files_rate(seed, "config/file_short_io", 0.5),
+            message_delay_ns: message_delay_from_seed(seed),
             ..Config::kernel_from_seed(seed)
         }
     }
@@ -374,6 +382,17 @@ fn files_rate(seed: u64, name: &str, most: f64) -> f64 {
     }
 }
 
+/// The longest message delay `seed` draws, from a configuration stream of
+/// its own so that the other classes' rates stay what they were.
+fn message_delay_from_seed(seed: u64) -> u64 {
+    let mut rng = fastrand::Rng::with_seed(seed ^ name_hash("config/messages"));
+    if rng.bool() {
+        rng.u64(1_000..5_000_000)
+    } else {
+        0
+    }
+}
+
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latency;
@@ -383,7 +402,8 @@ impl fmt::Display for Config {
              shuffle={} late_timers={}ns partitions=gap<{}ns,longest<{}ns,clog<{}ns \
              udp_loss={:.3} udp_duplicate={:.3} udp_reorder={:.3} sq_full_early={:.3} \
              cq_entries={} cancel_race={:.3} tcp_give_up={}ns udp_spoofed={:.3} file_errors={:.4} \
-             file_short_io={:.3} multishot_end={:.3} buffers_exhausted={:.3}",
+             file_short_io={:.3} multishot_end={:.3} buffers_exhausted={:.3} \
+             message_delay={}ns",
             l.base_ns,
             l.spread_ns,
             l.tail_rate,
@@ -407,7 +427,8 @@ impl fmt::Display for Config {
             self.file_errors,
             self.file_short_io,
             self.multishot_end,
-            self.buffers_exhausted
+            self.buffers_exhausted,
+            self.message_delay_ns
         )
     }
 }
@@ -464,10 +485,11 @@ pub(crate) enum Fault {
     FilesTorn,
     MultishotEnd,
     BuffersExhausted,
+    MessageDelay,
 }
 
 impl Fault {
-    const ALL: [Fault; 32] = [
+    const ALL: [Fault; 33] = [
         Fault::Accept,
         Fault::Connect,
         Fault::Recv,
@@ -500,6 +522,7 @@ impl Fault {
         Fault::FilesTorn,
         Fault::MultishotEnd,
         Fault::BuffersExhausted,
+        Fault::MessageDelay,
     ];
 
     fn name(self) -> &'static str {
@@ -536,14 +559,20 @@ impl Fault {
             Fault::FilesTorn => "files/torn",
             Fault::MultishotEnd => "multishot_end",
             Fault::BuffersExhausted => "buffers_exhausted",
+            Fault::MessageDelay => "message_delay",
         }
     }
 }
 
 /// The world's running count of faults, by class: a counter per class, so
 /// that counting costs no lookup.
-#[derive(Default)]
 pub(crate) struct FaultTally([u64; Fault::ALL.len()]);
+
+impl Default for FaultTally {
+    fn default() -> FaultTally {
+        FaultTally([0; Fault::ALL.len()])
+    }
+}
 
 impl FaultTally {
     pub(crate) fn add(&mut self, class: Fault) {

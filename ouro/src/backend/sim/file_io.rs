@@ -290,7 +290,7 @@ impl SimBackend {
             Op::CloseRing { file } => {
                 self.file_of(state, Fd::ring(*file))?;
                 state.fs.close(self.files.raw(*file));
-                drop(self.take_ring_file(*file));
+                drop(self.take_ring_file(state, *file));
                 Reply::Res(0)
             }
             _ => {

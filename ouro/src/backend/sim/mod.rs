@@ -41,7 +41,9 @@
 //! ftruncate, fallocate, fadvise, stat, fstat, unlink, remove_dir, rename,
 //! mkdir, hard_link, close), whose writes are pending until an fsync keeps
 //! them, and crashes of the host ([`World::crash`]) that keep only what was
-//! synced and a seeded, possibly torn, prefix of the rest.
+//! synced and a seeded, possibly torn, prefix of the rest; messages
+//! between rings (delivered after a seeded delay); and the rings of [`Ring::spawn_thread`](crate::Ring::spawn_thread),
+//! which start no OS thread but become nodes the world steps.
 //! Every other operation fails with an
 //! `Unsupported` error naming it. Each socket and file handed to user code is a real
 //! fd (a memfd) that the world maps to its socket or file, checked by identity on
@@ -58,6 +60,7 @@ mod net;
 mod partition;
 mod queues;
 mod spoof;
+mod threads;
 mod udp;
 mod world;
 
@@ -82,6 +85,8 @@ pub use faults::{Config, FaultCounts, Latency, Partitions, CQ_ENTRIES, SQ_ENTRIE
 pub use world::Bug;
 pub use world::{Node, Stop, World};
 
+pub(crate) use threads::{forget, run_to_end, Spawned};
+
 /// A ring's backend in a simulated world.
 pub(crate) struct SimBackend {
     world: World,
@@ -93,6 +98,8 @@ pub(crate) struct SimBackend {
     file_sockets: Vec<Option<usize>>,
     woken: Arc<SimWaker>,
     submissions: Submissions,
+    /// When the ring's held messages go out (see `threads.rs`).
+    messages_due: Option<u64>,
 }
 
 #[derive(Default)]
@@ -117,6 +124,7 @@ impl SimBackend {
             file_sockets: Vec::new(),
             woken: Arc::default(),
             submissions: Submissions::default(),
+            messages_due: None,
         }
     }
 
@@ -142,6 +150,17 @@ impl SimBackend {
             self.file_sockets.resize(i + 1, None);
         }
         self.file_sockets[i] = sock;
+        if let Some(sock) = sock {
+            self.world.state.borrow_mut().own_socket(sock, self.node);
+        }
+    }
+
+    /// Gives up every file's socket (the ring is dropping its files).
+    fn disown_all(&mut self) {
+        let mut state = self.world.state.borrow_mut();
+        for sock in std::mem::take(&mut self.file_sockets).into_iter().flatten() {
+            state.disown_socket(sock, self.node);
+        }
     }
 
     /// Whether a turn now would find nothing for this ring: no completion
@@ -160,9 +179,13 @@ impl SimBackend {
 
     /// Takes `file` out of the ring: what a file put in its place is gets
     /// checked anew.
-    fn take_ring_file(&mut self, file: u32) -> Option<OwnedFd> {
-        if let Some(slot) = self.file_sockets.get_mut(file as usize) {
-            *slot = None;
+    fn take_ring_file(&mut self, state: &mut State, file: u32) -> Option<OwnedFd> {
+        if let Some(sock) = self
+            .file_sockets
+            .get_mut(file as usize)
+            .and_then(Option::take)
+        {
+            state.disown_socket(sock, self.node);
         }
         self.files.take(file)
     }
@@ -199,7 +222,7 @@ impl SimBackend {
             },
             Op::CloseRing { file } => {
                 let sock = self.socket_of(state, Fd::ring(*file));
-                match self.take_ring_file(*file) {
+                match self.take_ring_file(state, *file) {
                     Some(fd) => {
                         if let Some(sock) = sock {
                             close_udp(state, sock);
@@ -414,20 +437,24 @@ impl Driver for SimBackend {
 
     fn take_file(&mut self, file: u32, stash: &mut Vec<RawCompletion>) -> io::Result<OwnedFd> {
         let _ = stash;
-        self.take_ring_file(file).ok_or_else(bad_ring_fd)
+        let world = self.world.state.clone();
+        let taken = self.take_ring_file(&mut world.borrow_mut(), file);
+        taken.ok_or_else(bad_ring_fd)
     }
 
     fn forget_file(&mut self, file: u32) {
-        drop(self.take_ring_file(file));
+        let world = self.world.state.clone();
+        let taken = self.take_ring_file(&mut world.borrow_mut(), file);
+        drop(taken);
     }
 
     fn close_files(&mut self) {
-        self.file_sockets.clear();
+        self.disown_all();
         self.files.close_all();
     }
 
     fn leak_files(&mut self) {
-        self.file_sockets.clear();
+        self.disown_all();
         self.files.leak_all();
     }
 }

@@ -66,6 +66,9 @@ pub enum Bug {
     DropOverflowed,
     /// One fsync in five succeeds without keeping the file's data.
     FsyncForgets,
+    /// One message in twenty (with a payload that can be copied) is
+    /// delivered twice.
+    DuplicateMessage,
 }
 
 /// A completion waiting to be reaped, with the fd it makes, if any.
@@ -86,6 +89,7 @@ pub(crate) enum What {
     Cancel { node: u32, user_data: u64 },
     GiveUp { sock: usize },
     ConnectGiveUp { key: (u32, u64), since: u64 },
+    MessagesDue,
 }
 
 struct Event {
@@ -168,6 +172,10 @@ pub(crate) struct State {
     pub(crate) fs: Files,
     /// Nodes that crashed: completions still on their way to them are dropped.
     down: Vec<u32>,
+    /// The rings of spawned threads, which `World::run` steps too.
+    pub(crate) threads: Vec<super::threads::SpawnedNode>,
+    /// The ring that owns each socket's ring fd.
+    pub(crate) owners: HashMap<usize, u32>,
 }
 
 impl World {
@@ -200,6 +208,8 @@ impl World {
             bug: None,
             fs: Files::default(),
             down: Vec::new(),
+            threads: Vec::new(),
+            owners: HashMap::new(),
         };
         let world = World {
             state: Rc::new(RefCell::new(state)),
@@ -287,6 +297,9 @@ impl World {
     /// The checks at the end of a run: nothing in flight, no simulated fd
     /// open. Adds what they find to the violations, and returns them all.
     pub fn finish(&self) -> Vec<String> {
+        let running = World::take_running(&mut self.state.borrow_mut());
+        // Their rings drop here, closing what they hold.
+        drop(running);
         let mut state = self.state.borrow_mut();
         let mut in_flight: Vec<_> = state.in_flight.iter().map(|(&k, &v)| (k, v)).collect();
         in_flight.sort_by_key(|&(key, _)| key);
@@ -317,18 +330,33 @@ impl World {
     pub fn run(&self, nodes: &mut [&mut dyn Node], limit: Duration) -> io::Result<Stop> {
         let deadline = self.now.get().saturating_add(duration_ns(limit));
         let mut order: Vec<usize> = (0..nodes.len()).collect();
+        let mut threads = Vec::new();
         loop {
             self.state.borrow_mut().process_due();
+            self.spawned(&mut threads);
+            if order.len() != nodes.len() + threads.len() {
+                order = (0..nodes.len() + threads.len()).collect();
+            }
             self.state
                 .borrow_mut()
                 .streams
                 .get(Stream::Order)
                 .shuffle(&mut order);
             for &i in &order {
-                nodes[i].step()?;
+                match i.checked_sub(nodes.len()) {
+                    None => nodes[i].step()?,
+                    Some(t) => threads[t].borrow_mut().step()?,
+                }
             }
             let now = self.now.get();
-            let timer = nodes.iter().filter_map(|n| n.next_wake()).min();
+            // Fetched again: a step may have spawned a thread with work.
+            self.spawned(&mut threads);
+            let thread_wake = threads.iter().filter_map(|t| t.borrow().next_wake()).min();
+            let timer = nodes
+                .iter()
+                .filter_map(|n| n.next_wake())
+                .chain(thread_wake)
+                .min();
             if timer.is_none() && self.state.borrow().only_partitions_left() {
                 return Ok(Stop::Idle);
             }
@@ -472,6 +500,8 @@ impl State {
                 What::Cancel { node, user_data } => self.cancel_now(node, user_data),
                 What::GiveUp { sock } => self.give_up(sock),
                 What::ConnectGiveUp { key, since } => self.give_up_connect(key, since),
+                // Only wakes the world: the ring sees the time has come.
+                What::MessagesDue => {}
             }
         }
     }

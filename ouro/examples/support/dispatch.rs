@@ -1,0 +1,252 @@
+//! The accept-and-dispatch server: the main ring accepts TCP connections
+//! as ring fds and moves each to one of N worker threads, round-robin
+//! ([`Ring::send_fd`]); each worker echoes on its own ring and tells the
+//! main ring, by message, how much a connection echoed once it has closed.
+//! When the expected connections have come and gone, the main ring stops
+//! the workers and hears when each has stopped.
+//!
+//! The example `accept_and_dispatch` runs it on a real ring, and the
+//! simulator's `dispatch` scenario (`ouro-sim/src/dispatch.rs`) runs the
+//! same code on a simulated one.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use ouro::{
+    Completion, ConnTable, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, Task,
+};
+
+ouro::messages! {
+    enum Msg { Accepted, HandedOver, ConnectionClosed, WorkerStopped, NewConnection, Received, Sent }
+}
+
+/// What the server did.
+#[derive(Debug)]
+pub struct Stats {
+    /// Connections accepted and served.
+    pub connections: usize,
+    /// Connections each worker served.
+    pub per_worker: Vec<usize>,
+    /// Bytes the workers echoed.
+    pub bytes_echoed: u64,
+}
+
+/// The main ring's state: accepts and hands out connections.
+pub struct Dispatcher {
+    /// Shared with the accept task, which keeps it open while it runs.
+    listener: Rc<OwnedFd>,
+    workers: Vec<RingThread<Worker>>,
+    /// The worker the next connection goes to.
+    next: usize,
+    limit: usize,
+    /// The multishot accept, cancelled once `limit` connections came.
+    accepting: Option<Task>,
+    accepted: usize,
+    closed: usize,
+    stopped: usize,
+    per_worker: Vec<usize>,
+    bytes_echoed: u64,
+}
+
+impl Dispatcher {
+    /// Starts the server on `ring`: `workers` (at least one) worker
+    /// threads spawned from it, and `listener` accepting until
+    /// `connections` have come. Run `ring` until it stops (all have closed
+    /// and every worker has stopped), then [`finish`](Dispatcher::finish).
+    pub fn start(
+        ring: &mut Ring<Dispatcher>,
+        listener: OwnedFd,
+        workers: usize,
+        connections: usize,
+    ) -> io::Result<Dispatcher> {
+        let dispatcher = ring.handle()?;
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let dispatcher = dispatcher.clone();
+                ring.spawn_thread(256, move |_| Ok(Worker::new(dispatcher)))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut state = Dispatcher {
+            listener: Rc::new(listener),
+            per_worker: vec![0; workers.len()],
+            workers,
+            next: 0,
+            limit: connections,
+            accepting: None,
+            accepted: 0,
+            closed: 0,
+            stopped: 0,
+            bytes_echoed: 0,
+        };
+        if connections == 0 {
+            state.stop_workers(ring);
+        } else {
+            let accepting =
+                ring.accept_multishot_direct(&state.listener, Dispatcher::ctx(Msg::Accepted, 0));
+            state.accepting = Some(accepting);
+        }
+        Ok(state)
+    }
+
+    /// Joins the workers and says what the server did.
+    pub fn finish(mut self) -> io::Result<Stats> {
+        for worker in self.workers.drain(..) {
+            worker.join()?;
+        }
+        Ok(Stats {
+            connections: self.accepted,
+            per_worker: self.per_worker,
+            bytes_echoed: self.bytes_echoed,
+        })
+    }
+
+    fn ctx(msg: Msg, key: usize) -> Ctx<Dispatcher> {
+        Ctx::new(Dispatcher::on_completion).msg(msg).key(key as u64)
+    }
+
+    fn on_completion(&mut self, ring: &mut Ring<Dispatcher>, c: Completion) -> io::Result<()> {
+        let (key, last) = (c.key() as usize, c.is_final());
+        match (c.message::<Msg>()?, c.outcome) {
+            (Msg::Accepted, Outcome::AcceptDirect(result)) => {
+                if last && self.accepted == self.limit {
+                    return Ok(()); // the cancelled accept's last word
+                }
+                let fd = result?;
+                self.accepted += 1;
+                if self.accepted == self.limit {
+                    if let Some(accepting) = self.accepting.take() {
+                        ring.cancel(accepting, Ctx::none());
+                    }
+                }
+                let worker = self.next;
+                self.next = (self.next + 1) % self.workers.len();
+                let message = Ctx::new(Worker::on_completion).msg(Msg::NewConnection);
+                let handed = Dispatcher::ctx(Msg::HandedOver, worker);
+                ring.send_fd(self.workers[worker].handle(), fd, message, handed);
+            }
+            (Msg::HandedOver, Outcome::MsgRing(result, returned)) => {
+                if let Err(err) = result {
+                    // Still ours (or, after travelling as a process fd, an
+                    // fd that closes as it drops): close it.
+                    if let Some(fd) = returned.ring_fd() {
+                        ring.close(fd, Ctx::none());
+                    }
+                    return Err(err);
+                }
+                self.per_worker[key] += 1;
+            }
+            (Msg::ConnectionClosed, Outcome::Message(echoed)) => {
+                self.closed += 1;
+                self.bytes_echoed += echoed.as_u64().unwrap_or(0);
+                if self.closed == self.limit {
+                    self.stop_workers(ring);
+                }
+            }
+            (Msg::WorkerStopped, Outcome::ThreadStopped(result)) => {
+                result?;
+                self.stopped += 1;
+                if self.stopped == self.workers.len() {
+                    ring.stop();
+                }
+            }
+            (msg, outcome) => return Err(unexpected("dispatcher", msg, outcome)),
+        }
+        Ok(())
+    }
+
+    fn stop_workers(&mut self, ring: &mut Ring<Dispatcher>) {
+        for worker in &self.workers {
+            worker.stop(ring, Dispatcher::ctx(Msg::WorkerStopped, 0));
+        }
+    }
+}
+
+/// A worker thread's state: its connections.
+pub struct Worker {
+    dispatcher: RingHandle<Dispatcher>,
+    /// Keyed by the `Ctx` key of the connection's tasks: a late
+    /// completion of a closed connection finds nothing.
+    conns: ConnTable<Conn>,
+}
+
+struct Conn {
+    fd: RingFd,
+    echoed: u64,
+}
+
+const BUFFER_SIZE: usize = 16 * 1024;
+
+impl Worker {
+    fn new(dispatcher: RingHandle<Dispatcher>) -> Worker {
+        Worker {
+            dispatcher,
+            conns: ConnTable::new(),
+        }
+    }
+
+    fn ctx(msg: Msg, key: u64) -> Ctx<Worker> {
+        Ctx::new(Worker::on_completion).msg(msg).key(key)
+    }
+
+    fn on_completion(&mut self, ring: &mut Ring<Worker>, c: Completion) -> io::Result<()> {
+        let key = c.key();
+        match (c.message::<Msg>()?, c.outcome) {
+            (Msg::NewConnection, Outcome::Message(payload)) => {
+                let fd = payload
+                    .ring_fd()
+                    .ok_or_else(|| io::Error::other("a new connection without its fd"))?;
+                let key = self.conns.insert(Conn { fd, echoed: 0 });
+                let buf = Vec::with_capacity(BUFFER_SIZE);
+                ring.recv(fd, buf, Worker::ctx(Msg::Received, key));
+            }
+            (Msg::Received, Outcome::Recv(result, buf)) => match result {
+                Ok(0) | Err(_) => self.close(ring, key),
+                Ok(n) => {
+                    let conn = self.conn(key)?;
+                    conn.echoed += n as u64;
+                    ring.send(conn.fd, buf, Worker::ctx(Msg::Sent, key));
+                }
+            },
+            (Msg::Sent, Outcome::Send(result, mut buf)) => {
+                let Ok(n) = result else {
+                    self.close(ring, key);
+                    return Ok(());
+                };
+                buf.consume(n);
+                let fd = self.conn(key)?.fd;
+                if !buf.is_empty() {
+                    ring.send(fd, buf, Worker::ctx(Msg::Sent, key));
+                    return Ok(());
+                }
+                let mut vec: Vec<u8> = buf.downcast().unwrap_or_default();
+                vec.clear();
+                vec.reserve(BUFFER_SIZE);
+                ring.recv(fd, vec, Worker::ctx(Msg::Received, key));
+            }
+            (msg, outcome) => return Err(unexpected("worker", msg, outcome)),
+        }
+        Ok(())
+    }
+
+    fn conn(&mut self, key: u64) -> io::Result<&mut Conn> {
+        self.conns
+            .get_mut(key)
+            .ok_or_else(|| io::Error::other(format!("no connection {key}")))
+    }
+
+    /// Closes a connection and tells the dispatcher how much it echoed.
+    fn close(&mut self, ring: &mut Ring<Worker>, key: u64) {
+        let Some(conn) = self.conns.remove(key) else {
+            return;
+        };
+        ring.close(conn.fd, Ctx::none());
+        let closed = Ctx::new(Dispatcher::on_completion).msg(Msg::ConnectionClosed);
+        let echoed = Payload::U64(conn.echoed);
+        ring.msg_ring(&self.dispatcher, closed, echoed, Ctx::none());
+    }
+}
+
+fn unexpected(who: &str, msg: Msg, outcome: Outcome) -> io::Error {
+    io::Error::other(format!("{who}: unexpected {msg:?} with {outcome:?}"))
+}
