@@ -30,7 +30,7 @@ fn addrs(texts: &[&str]) -> Vec<IpAddr> {
 
 fn sorted(texts: &[&str]) -> Vec<IpAddr> {
     let mut addrs = addrs(texts);
-    sort_destinations(&mut addrs);
+    sort_destinations(&mut addrs, source_address);
     addrs
 }
 

@@ -1,6 +1,6 @@
 //! The ring's random source: seeded under the simulator (the same seed
 //! gives the same numbers, another seed others), the OS CSPRNG on a real
-//! ring.
+//! ring; and its route lookups.
 
 use ouro::sim::World;
 use ouro::Ring;
@@ -35,4 +35,26 @@ fn a_real_rings_random_numbers_differ_from_draw_to_draw() {
     let draws: std::collections::BTreeSet<u64> =
         (0..8).map(|_| ring.random_u64().unwrap()).collect();
     assert_eq!(draws.len(), 8);
+}
+
+/// Route lookups are the machine's on a real ring and the world's under
+/// the simulator, where every address is reached from its own family and
+/// scope whatever this machine's routes are (an IPv6 documentation
+/// address has no route on most machines).
+#[test]
+fn a_simulated_rings_route_lookups_do_not_depend_on_the_machine() {
+    let world = World::new(1);
+    let mut ring: Ring<()> = Ring::simulated(&world);
+    for dest in ["2001:db8::7", "fe80::1", "192.0.2.9", "10.0.0.1"] {
+        let dest: std::net::IpAddr = dest.parse().unwrap();
+        assert_eq!(ring.source_address(dest).unwrap(), dest);
+    }
+    let mut real: Ring<()> = Ring::new(8).unwrap();
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    assert_eq!(real.source_address(loopback).unwrap(), loopback);
+    let link_local: std::net::IpAddr = "fe80::1".parse().unwrap();
+    assert!(
+        real.source_address(link_local).is_err(),
+        "a link-local IPv6 address needs an interface on a real machine"
+    );
 }

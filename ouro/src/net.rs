@@ -9,7 +9,7 @@
 //! [`Ring::listen`]: crate::Ring::listen
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
 /// A socket's address family (IPv4, IPv6, Unix), for [`Ring::socket`](crate::Ring::socket).
@@ -107,6 +107,21 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// The source address the kernel would use to reach `dest`: the local
+/// address of a UDP socket connected to it (a route lookup; no packet is
+/// sent), as glibc's `getaddrinfo` finds it. Fails with the kernel's
+/// error when there is no route (`ENETUNREACH`) or `dest` is a link-local
+/// IPv6 address, which needs an interface (`EINVAL`). Four system calls
+/// (socket, connect, getsockname, close) on the calling thread; a UDP
+/// connect never blocks.
+pub fn route_source(dest: IpAddr) -> io::Result<IpAddr> {
+    // The port is never sent to; any non-zero one will do.
+    let dest = SocketAddr::new(dest, 9);
+    let socket = socket2::Socket::new(Domain::for_address(dest), Type::DGRAM, None)?;
+    socket.connect(&dest.into())?;
+    Ok(ip_addr(&socket.local_addr()?)?.ip())
 }
 
 /// The IP address of a connected socket's peer (e.g. after a multishot

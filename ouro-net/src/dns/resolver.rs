@@ -304,7 +304,7 @@ impl<S> Resolver<S> {
     ) -> LookupId {
         self.reload_if_changed(ring.now());
         let id = self.insert(done, name, types);
-        if let Some(result) = self.answer_locally(name, types) {
+        if let Some(result) = self.answer_locally(ring, name, types) {
             self.finish(ring, id, result);
             return id;
         }
@@ -339,7 +339,12 @@ impl<S> Resolver<S> {
     }
 
     /// `localhost` and the hosts file, for address lookups.
-    fn answer_locally(&self, name: &str, types: &[RecordType]) -> Option<io::Result<Answer>> {
+    fn answer_locally(
+        &self,
+        ring: &mut Ring<S>,
+        name: &str,
+        types: &[RecordType],
+    ) -> Option<io::Result<Answer>> {
         let wants = |t| types.contains(&t);
         if !wants(RecordType::A) && !wants(RecordType::Aaaa) {
             return is_localhost(name).then(|| Err(not_found(name)));
@@ -362,7 +367,7 @@ impl<S> Resolver<S> {
                 RecordType::Aaaa
             })
         });
-        sort_destinations(&mut addrs);
+        sort_destinations(&mut addrs, |dest| ring.source_address(dest));
         let records: Vec<Record> = addrs
             .into_iter()
             .map(|a| match a {
@@ -500,7 +505,7 @@ impl<S> Resolver<S> {
             waiting.next_try(ring, &plan);
             return self.after_progress(ring, id);
         }
-        let records = lookup.take_records();
+        let records = lookup.take_records(ring);
         if let Some(answer) = records {
             self.finish(ring, id, Ok(answer));
             return;
@@ -547,7 +552,7 @@ impl<S> Resolver<S> {
 impl<S> Lookup<S> {
     /// The records of the candidate's exchanges, or `None` (the failure
     /// then kept for the final error) when none has any.
-    fn take_records(&mut self) -> Option<Answer> {
+    fn take_records<T>(&mut self, ring: &mut Ring<T>) -> Option<Answer> {
         let mut canonical = None;
         let mut records = Vec::new();
         for exchange in &mut self.exchanges {
@@ -564,13 +569,13 @@ impl<S> Lookup<S> {
             }
         }
         let name = canonical?;
-        sort_addresses(&mut records);
+        sort_addresses(&mut records, ring);
         Some(Answer { name, records })
     }
 }
 
 /// Addresses in RFC 6724 order; other records stay as they came.
-fn sort_addresses(records: &mut [Record]) {
+fn sort_addresses<T>(records: &mut [Record], ring: &mut Ring<T>) {
     let mut addrs: Vec<IpAddr> = records
         .iter()
         .filter_map(|r| match r {
@@ -582,7 +587,7 @@ fn sort_addresses(records: &mut [Record]) {
     if addrs.len() != records.len() {
         return;
     }
-    sort_destinations(&mut addrs);
+    sort_destinations(&mut addrs, |dest| ring.source_address(dest));
     for (record, addr) in records.iter_mut().zip(addrs) {
         *record = match addr {
             IpAddr::V4(v4) => Record::A(v4),

@@ -3,11 +3,10 @@
 //! Each destination is compared together with the source address the
 //! kernel would use to reach it, found as glibc's `getaddrinfo` finds it:
 //! a UDP socket connected to the destination (a route lookup; no packet is
-//! sent) and `getsockname`. ouro has no `getsockname` operation, so these
-//! are plain system calls on the calling (the ring's) thread; a UDP
-//! connect never blocks. They are made only when there are two or more
-//! addresses to order: four calls (socket, connect, getsockname, close)
-//! per address.
+//! sent) and `getsockname` ([`ouro::net::route_source`]; the resolver asks
+//! its ring, [`Ring::source_address`](ouro::Ring::source_address), so that
+//! under the simulator the answer is the world's, not the machine's). They
+//! are asked only when there are two or more addresses to order.
 //!
 //! Applied, in the RFC's order: rule 1 (a destination with no source —
 //! no route, or a link-local IPv6 address without an interface — goes
@@ -24,9 +23,7 @@
 
 use std::cmp::Ordering;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-
-use socket2::{Domain, Socket, Type};
+use std::net::{IpAddr, Ipv6Addr};
 
 /// A destination and the source address the kernel would use to reach
 /// it.
@@ -38,45 +35,26 @@ pub struct Destination {
     pub source: Option<IpAddr>,
 }
 
-impl Destination {
-    /// `addr` with the source address the kernel picks for it now
-    /// ([`source_address`]).
-    pub fn routed(addr: IpAddr) -> Destination {
-        Destination {
-            addr,
-            source: source_address(addr).ok(),
-        }
-    }
-}
+/// The source address the kernel would use to reach `dest`: see
+/// [`ouro::net::route_source`].
+pub use ouro::net::route_source as source_address;
 
-/// The port the route lookup connects to; nothing is ever sent to it.
-const ROUTE_LOOKUP_PORT: u16 = 9;
-
-/// The source address the kernel would use to reach `dest`: the local
-/// address of a UDP socket connected to it (no packet is sent). Fails
-/// with the kernel's error when there is no route (`ENETUNREACH`) or
-/// `dest` is a link-local IPv6 address, which needs an interface
-/// (`EINVAL`).
-pub fn source_address(dest: IpAddr) -> io::Result<IpAddr> {
-    let dest = SocketAddr::new(dest, ROUTE_LOOKUP_PORT);
-    let socket = Socket::new(Domain::for_address(dest), Type::DGRAM, None)?;
-    socket.connect(&dest.into())?;
-    socket
-        .local_addr()?
-        .as_socket()
-        .map(|local| local.ip())
-        .ok_or_else(|| io::Error::other("the socket has no IP address"))
-}
-
-/// Sorts `addrs` in place, best first, each with the source address the
-/// kernel picks for it (stable: equal ones keep their order).
-pub fn sort_destinations(addrs: &mut [IpAddr]) {
+/// Sorts `addrs` in place, best first, each with the source address
+/// `route` gives for it (an error: no route); stable, so equal ones keep
+/// their order.
+pub fn sort_destinations(
+    addrs: &mut [IpAddr],
+    mut route: impl FnMut(IpAddr) -> io::Result<IpAddr>,
+) {
     if addrs.len() < 2 {
         return;
     }
     let mut destinations: Vec<Destination> = addrs
         .iter()
-        .map(|addr| Destination::routed(*addr))
+        .map(|&addr| Destination {
+            addr,
+            source: route(addr).ok(),
+        })
         .collect();
     destinations.sort_by(compare);
     for (addr, destination) in addrs.iter_mut().zip(destinations) {

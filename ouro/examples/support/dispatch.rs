@@ -112,6 +112,12 @@ impl Dispatcher {
                 if last && self.accepted == self.limit {
                     return Ok(()); // the cancelled accept's last word
                 }
+                if last {
+                    // The kernel ends a multishot accept early (an error, a
+                    // full completion queue): take it up again.
+                    let ctx = Dispatcher::ctx(Msg::Accepted, 0);
+                    self.accepting = Some(ring.accept_multishot_direct(&self.listener, ctx));
+                }
                 let fd = result?;
                 self.accepted += 1;
                 if self.accepted == self.limit {

@@ -10,6 +10,7 @@
 //! buffer rings), whose defaults say "not here".
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -66,6 +67,12 @@ pub(crate) trait Driver {
     /// the backend has a seeded source of its own (the simulator).
     fn random_u64(&mut self) -> io::Result<u64> {
         super::random::os_u64()
+    }
+
+    /// The local address the machine would use to reach `dest`, unless
+    /// the backend has a network of its own (the simulator).
+    fn source_address(&mut self, dest: IpAddr) -> io::Result<IpAddr> {
+        crate::net::route_source(dest)
     }
 
     /// Takes `fd` as ring fd `file` (a slot the ring chose). A backend with

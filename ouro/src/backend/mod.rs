@@ -379,6 +379,13 @@ impl Backend {
         dispatch!(self, b => Driver::random_u64(b))
     }
 
+    pub(crate) fn source_address(
+        &mut self,
+        dest: std::net::IpAddr,
+    ) -> io::Result<std::net::IpAddr> {
+        dispatch!(self, b => Driver::source_address(b, dest))
+    }
+
     pub(crate) fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
         dispatch!(self, b => Driver::adopt_fd(b, file, fd, may_use_table))
     }

@@ -77,6 +77,16 @@ impl<S> Ring<S> {
         self.backend.random_u64()
     }
 
+    /// The local address the kernel would use to reach `dest`, for
+    /// ordering a name's addresses (RFC 6724): on the real backends
+    /// [`net::route_source`](crate::net::route_source), system calls on
+    /// the calling thread that send nothing; under the simulator `dest`
+    /// itself, as every simulated address is reachable directly and the
+    /// answer must not depend on the machine's routes.
+    pub fn source_address(&mut self, dest: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+        self.backend.source_address(dest)
+    }
+
     /// How many tasks have not been delivered yet.
     pub fn live_tasks(&self) -> usize {
         self.slab.live() as usize

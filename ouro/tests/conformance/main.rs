@@ -14,10 +14,10 @@ mod common;
 
 mod env;
 mod errors;
-mod queues;
 mod files;
-mod multishot;
 mod messages;
+mod multishot;
+mod queues;
 mod udp;
 
 use std::net::{Shutdown, SocketAddr};
@@ -95,10 +95,10 @@ conformance!(
 
 mod scenarios {
     pub use super::errors::*;
-    pub use super::queues::*;
     pub use super::files::*;
-    pub use super::multishot::*;
     pub use super::messages::*;
+    pub use super::multishot::*;
+    pub use super::queues::*;
     pub use super::udp::*;
     use super::{env, Domain, Duration, Env, Outcome, RingFd, Shutdown, SocketAddr, Step, Type};
 

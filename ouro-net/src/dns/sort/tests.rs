@@ -76,7 +76,7 @@ fn a_link_local_destination_without_an_interface_has_no_source() {
 fn loopback_addresses_sort_with_their_real_sources() {
     let mut addrs: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
     let v6_works = source_address(addrs[1]).is_ok();
-    sort_destinations(&mut addrs);
+    sort_destinations(&mut addrs, source_address);
     let expected: [IpAddr; 2] = if v6_works {
         ["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()]
     } else {
@@ -88,7 +88,7 @@ fn loopback_addresses_sort_with_their_real_sources() {
 #[test]
 fn one_address_is_left_alone() {
     let mut addrs: Vec<IpAddr> = vec!["fe80::1".parse().unwrap()];
-    sort_destinations(&mut addrs);
+    sort_destinations(&mut addrs, source_address);
     assert_eq!(addrs, ["fe80::1".parse::<IpAddr>().unwrap()]);
 }
 
@@ -116,7 +116,7 @@ proptest! {
     fn sorting_keeps_every_address(raw in proptest::collection::vec(any::<u128>(), 0..8)) {
         let mut addrs: Vec<IpAddr> = raw.iter().map(|n| IpAddr::V6(Ipv6Addr::from(*n))).collect();
         let mut before = addrs.clone();
-        sort_destinations(&mut addrs);
+        sort_destinations(&mut addrs, source_address);
         before.sort();
         let mut after = addrs.clone();
         after.sort();

@@ -52,9 +52,9 @@
 //! See `docs/simulator.md` for the runner and the fault classes.
 
 mod faults;
-mod give_up;
 mod file_io;
 mod files;
+mod give_up;
 mod multishot;
 mod net;
 mod partition;
@@ -414,6 +414,14 @@ impl Driver for SimBackend {
 
     fn describe(&self) -> String {
         format!("simulated (seed {})", self.world.seed())
+    }
+
+    /// Under the simulator, `dest` itself (see the comment inside).
+    fn source_address(&mut self, dest: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+        // Every address of the world is reachable directly, from an
+        // address of its own family and scope: the same on every machine,
+        // so that a seed orders addresses as it did before.
+        Ok(dest)
     }
 
     /// From the world's stream for ring components: a run replays.
