@@ -12,14 +12,22 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::time::Duration;
 
 use ouro::{
     Completion, ConnTable, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, Task,
 };
 
 ouro::messages! {
-    enum Msg { Accepted, HandedOver, ConnectionClosed, WorkerStopped, NewConnection, Received, Sent }
+    enum Msg {
+        Accepted, AcceptAgain, HandedOver, ConnectionClosed, WorkerStopped, NewConnection,
+        Received, Sent,
+    }
 }
+
+/// How long the server waits before accepting again after an accept
+/// failed (out of fds, say): the connection waits in the backlog.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the server did.
 #[derive(Debug)]
@@ -82,9 +90,7 @@ impl Dispatcher {
         if connections == 0 {
             state.stop_workers(ring);
         } else {
-            let accepting =
-                ring.accept_multishot_direct(&state.listener, Dispatcher::ctx(Msg::Accepted, 0));
-            state.accepting = Some(accepting);
+            state.accept(ring);
         }
         Ok(state)
     }
@@ -108,29 +114,8 @@ impl Dispatcher {
     fn on_completion(&mut self, ring: &mut Ring<Dispatcher>, c: Completion) -> io::Result<()> {
         let (key, last) = (c.key() as usize, c.is_final());
         match (c.message::<Msg>()?, c.outcome) {
-            (Msg::Accepted, Outcome::AcceptDirect(result)) => {
-                if last && self.accepted == self.limit {
-                    return Ok(()); // the cancelled accept's last word
-                }
-                if last {
-                    // The kernel ends a multishot accept early (an error, a
-                    // full completion queue): take it up again.
-                    let ctx = Dispatcher::ctx(Msg::Accepted, 0);
-                    self.accepting = Some(ring.accept_multishot_direct(&self.listener, ctx));
-                }
-                let fd = result?;
-                self.accepted += 1;
-                if self.accepted == self.limit {
-                    if let Some(accepting) = self.accepting.take() {
-                        ring.cancel(accepting, Ctx::none());
-                    }
-                }
-                let worker = self.next;
-                self.next = (self.next + 1) % self.workers.len();
-                let message = Ctx::new(Worker::on_completion).msg(Msg::NewConnection);
-                let handed = Dispatcher::ctx(Msg::HandedOver, worker);
-                ring.send_fd(self.workers[worker].handle(), fd, message, handed);
-            }
+            (Msg::Accepted, Outcome::AcceptDirect(result)) => self.accepted(ring, result, last),
+            (Msg::AcceptAgain, Outcome::Timer(_)) => self.accept(ring),
             (Msg::HandedOver, Outcome::MsgRing(result, returned)) => {
                 if let Err(err) = result {
                     // Still ours (or, after travelling as a process fd, an
@@ -159,6 +144,57 @@ impl Dispatcher {
             (msg, outcome) => return Err(unexpected("dispatcher", msg, outcome)),
         }
         Ok(())
+    }
+
+    fn accept(&mut self, ring: &mut Ring<Dispatcher>) {
+        let ctx = Dispatcher::ctx(Msg::Accepted, 0);
+        self.accepting = Some(ring.accept_multishot_direct(&self.listener, ctx));
+    }
+
+    fn accepted(&mut self, ring: &mut Ring<Dispatcher>, result: io::Result<RingFd>, last: bool) {
+        if last {
+            self.accepting = None;
+        }
+        if self.accepted == self.limit {
+            // The cancelled accept's last words: a connection that beat
+            // the cancel is not served.
+            if let Ok(fd) = result {
+                ring.close(fd, Ctx::none());
+            }
+            return;
+        }
+        match result {
+            Ok(fd) => self.hand_over(ring, fd),
+            Err(err) if ouro::is_canceled(&err) => return,
+            Err(err) => {
+                // Out of fds, say: accept again a little later, not at
+                // once (which would fail again, in a busy loop).
+                tracing::warn!("dispatcher: accept failed: {err}");
+                if last {
+                    ring.timer(ACCEPT_PAUSE, Dispatcher::ctx(Msg::AcceptAgain, 0));
+                    return;
+                }
+            }
+        }
+        // The kernel ends a multishot accept early (an error, a full
+        // completion queue): take it up again.
+        if last && self.accepted < self.limit {
+            self.accept(ring);
+        }
+    }
+
+    fn hand_over(&mut self, ring: &mut Ring<Dispatcher>, fd: RingFd) {
+        self.accepted += 1;
+        if self.accepted == self.limit {
+            if let Some(accepting) = self.accepting.take() {
+                ring.cancel(accepting, Ctx::none());
+            }
+        }
+        let worker = self.next;
+        self.next = (self.next + 1) % self.workers.len();
+        let message = Ctx::new(Worker::on_completion).msg(Msg::NewConnection);
+        let handed = Dispatcher::ctx(Msg::HandedOver, worker);
+        ring.send_fd(self.workers[worker].handle(), fd, message, handed);
     }
 
     fn stop_workers(&mut self, ring: &mut Ring<Dispatcher>) {
