@@ -4,12 +4,14 @@
 //! `EBADF` to the restarted ring.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::fs::OpenOptions;
-use ouro::sim::{Config, World};
+use ouro::net::{Domain, Type};
+use ouro::sim::{Config, Stop, World};
 use ouro::{Completion, Ctx, Offset, Outcome, Ring};
 
 type Got = Vec<Completion>;
@@ -185,4 +187,80 @@ fn a_failed_fsync_forgets_the_pending_data_until_it_is_written_again() {
         assert!(after[..SYNCED].iter().all(|&b| b == 1), "seed {seed}");
         assert!(after[SYNCED..].iter().all(|&b| b == 2), "seed {seed}");
     }
+}
+
+/// A TCP socket of `world`, made on a ring of its own.
+fn tcp_socket(world: &World) -> OwnedFd {
+    let mut ring = Ring::simulated(world);
+    ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    let (_, mut got) = settle(ring, world);
+    match got.remove(0).outcome {
+        Outcome::Socket(Ok(fd)) => fd,
+        other => panic!("making a TCP socket: {other:?}"),
+    }
+}
+
+#[test]
+fn a_crash_ends_the_connections_in_the_crashed_rings_table_for_their_peers() {
+    let server_addr = SocketAddr::from(([10, 0, 0, 1], 7000));
+    let world = World::new(3);
+    let (listening, connecting) = (tcp_socket(&world), tcp_socket(&world));
+    let mut server: Ring<Got> = Ring::simulated(&world);
+    let listener = server.register_fd(listening);
+    server.bind(listener, server_addr, Ctx::new(collect));
+    server.listen(listener, 4, Ctx::new(collect));
+    server.accept(listener, Ctx::new(collect));
+    let mut client: Ring<Got> = Ring::simulated(&world);
+    let conn = client.register_fd(connecting);
+    client.connect(conn, server_addr, Ctx::new(collect));
+    let mut server = (server, Vec::new());
+    let mut client = (client, Vec::new());
+    world
+        .run(&mut [&mut server, &mut client], Duration::from_secs(1))
+        .unwrap();
+    let (mut server_ring, server_got) = server;
+    let accepted = server_got.into_iter().find_map(|c| match c.outcome {
+        Outcome::Accept(Ok((fd, _))) => Some(fd),
+        _ => None,
+    });
+    let accepted = accepted.expect("a connection");
+    server_ring.register_fd(accepted);
+    let (mut client_ring, _) = client;
+    client_ring.recv(conn, Vec::with_capacity(64), Ctx::new(collect));
+    world.crash(server_ring);
+    let (mut client_ring, mut got) = settle(client_ring, &world);
+    match got.remove(0).outcome {
+        Outcome::Recv(Ok(0), _) => {}
+        other => panic!("the peer of a crashed ring's connection must see its end: {other:?}"),
+    }
+    client_ring.close(conn, Ctx::new(collect));
+    settle(client_ring, &world);
+    assert_eq!(world.finish(), Vec::<String>::new(), "nothing left open");
+}
+
+#[test]
+fn running_some_rings_while_another_has_completions_ready_neither_spins_nor_loses_them() {
+    let world = World::new(4);
+    let mut waiting: Ring<Got> = Ring::simulated(&world);
+    waiting.noop(Ctx::new(collect));
+    let mut waiting = (waiting, Vec::new());
+    // Its no-op is carried out and ready, but the ring is not run again.
+    world.run(&mut [&mut waiting], Duration::ZERO).unwrap();
+    let mut other: Ring<Got> = Ring::simulated(&world);
+    other.timer(Duration::from_millis(5), Ctx::new(collect));
+    let mut other = (other, Vec::new());
+    let stop = world
+        .run(&mut [&mut other], Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(stop, Stop::Idle);
+    assert_eq!(other.1.len(), 1, "the ring that ran got its timer");
+    assert!(waiting.1.is_empty());
+    world
+        .run(&mut [&mut waiting, &mut other], Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(
+        waiting.1.len(),
+        1,
+        "run again, the first ring gets its completion"
+    );
 }

@@ -115,7 +115,9 @@ impl World {
     /// operations in flight end (`ECANCELED`) with no further effect, and
     /// the world's files keep only what was synced, plus a seeded prefix of
     /// the unsynced blocks whose last may be torn; every open file closes
-    /// (its fds, still open in the process, are then `EBADF`). A new ring
+    /// (its fds, still open in the process, are then `EBADF`), and so do
+    /// the sockets in the ring's table (ring fds): their peers see the
+    /// connection end, or reset if data was left unread. A new ring
     /// made with [`Ring::simulated`] restarts on the same files. A ring
     /// that is not simulated is just dropped.
     pub fn crash<S>(&self, ring: Ring<S>) {

@@ -174,7 +174,16 @@ impl SimBackend {
 
     /// The ring's host crashed: see [`World::crash`].
     pub(crate) fn crash(&self) {
-        self.world.state.borrow_mut().crash_node(self.node);
+        let mut state = self.world.state.borrow_mut();
+        state.crash_node(self.node);
+        // The process's end closes the sockets in the ring's table: their
+        // peers see the connection end, or reset if data was left unread.
+        for (file, sock) in self.file_sockets.iter().enumerate() {
+            if let Some(sock) = *sock {
+                close_udp(&mut state, sock);
+                state.close_known(self.files.raw(file as u32), sock);
+            }
+        }
     }
 
     /// Takes `file` out of the ring: what a file put in its place is gets
