@@ -29,7 +29,9 @@
 //! when none has work ready, jumps the clock to the next event (a
 //! completion, a segment arriving, a timer). A lone ring may also be run
 //! with [`Ring::run`](crate::Ring::run) as usual: its waits jump the
-//! clock too, but it can only wait for what is already scheduled.
+//! clock too, but it can only wait for what is already scheduled. Rings
+//! left out of a run keep their ready completions until they are run
+//! again; the run goes on to what is scheduled.
 //!
 //! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
 //! bind, listen, connect, accept, send, recv, shutdown, close; multishot
