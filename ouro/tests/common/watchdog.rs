@@ -3,9 +3,7 @@
 // Each test binary includes this module and uses part of it.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -35,29 +33,34 @@ pub fn run_within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Se
 /// must run on their own thread (a ring is not `Send`), where
 /// [`run_within`] cannot move them.
 #[must_use = "the watchdog is disarmed when dropped"]
-pub struct AbortAfter(Arc<AtomicBool>);
+pub struct AbortAfter {
+    disarm: Option<mpsc::Sender<()>>,
+    watchdog: Option<thread::JoinHandle<()>>,
+}
 
 impl AbortAfter {
     pub fn new(limit: Duration) -> AbortAfter {
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = done.clone();
-        thread::spawn(move || {
-            let tick = Duration::from_millis(100);
-            for _ in 0..limit.as_millis().div_ceil(tick.as_millis()) {
-                thread::sleep(tick);
-                if flag.load(Ordering::SeqCst) {
-                    return;
-                }
+        let (disarm, armed) = mpsc::channel::<()>();
+        let watchdog = thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = armed.recv_timeout(limit) {
+                eprintln!("watchdog: a test hung for {limit:?}");
+                std::process::abort();
             }
-            eprintln!("watchdog: a test hung for {limit:?}");
-            std::process::abort();
         });
-        AbortAfter(done)
+        AbortAfter {
+            disarm: Some(disarm),
+            watchdog: Some(watchdog),
+        }
     }
 }
 
 impl Drop for AbortAfter {
+    /// Disarms the watchdog and waits for its thread, so that no thread
+    /// outlives the test (Miri reports one that does).
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        drop(self.disarm.take());
+        if let Some(watchdog) = self.watchdog.take() {
+            let _ = watchdog.join();
+        }
     }
 }
