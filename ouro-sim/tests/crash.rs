@@ -3,14 +3,17 @@
 //! operations in flight vanish with the ring, and the files' old fds are
 //! `EBADF` to the restarted ring.
 
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::socket;
 use ouro::fs::OpenOptions;
-use ouro::net::{Domain, Type};
+use ouro::net::Type;
 use ouro::sim::{Config, Stop, World};
 use ouro::{Completion, Ctx, Offset, Outcome, Ring};
 
@@ -189,22 +192,11 @@ fn a_failed_fsync_forgets_the_pending_data_until_it_is_written_again() {
     }
 }
 
-/// A TCP socket of `world`, made on a ring of its own.
-fn tcp_socket(world: &World) -> OwnedFd {
-    let mut ring = Ring::simulated(world);
-    ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
-    let (_, mut got) = settle(ring, world);
-    match got.remove(0).outcome {
-        Outcome::Socket(Ok(fd)) => fd,
-        other => panic!("making a TCP socket: {other:?}"),
-    }
-}
-
 #[test]
 fn a_crash_ends_the_connections_in_the_crashed_rings_table_for_their_peers() {
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 7000));
     let world = World::new(3);
-    let (listening, connecting) = (tcp_socket(&world), tcp_socket(&world));
+    let (listening, connecting) = (socket(&world, Type::STREAM), socket(&world, Type::STREAM));
     let mut server: Ring<Got> = Ring::simulated(&world);
     let listener = server.register_fd(listening);
     server.bind(listener, server_addr, Ctx::new(collect));

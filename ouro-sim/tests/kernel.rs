@@ -3,11 +3,13 @@
 //! cancellations racing their operations, TCP giving up over a long
 //! partition, and spoofed datagrams that connected sockets drop.
 
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use common::socket;
 use ouro::net::{Domain, Type};
 use ouro::sim::{Bug, Config, Partitions, World, CQ_ENTRIES};
 use ouro::{Completion, Ctx, Outcome, Ring, RingFd};
@@ -67,26 +69,6 @@ fn a_completion_dropped_on_overflow_is_found_within_the_default_seed_count_and_r
     assert!(run_case(&without, dns::run, bug).violations.is_empty());
 }
 
-/// A UDP socket of `world`, made on a ring of its own.
-fn udp_socket(world: &World) -> OwnedFd {
-    fn keep(
-        slot: &mut Option<OwnedFd>,
-        _: &mut Ring<Option<OwnedFd>>,
-        c: Completion,
-    ) -> io::Result<()> {
-        match c.outcome {
-            Outcome::Socket(Ok(fd)) => *slot = Some(fd),
-            other => panic!("making a UDP socket: {other:?}"),
-        }
-        Ok(())
-    }
-    let mut ring = Ring::simulated(world);
-    ring.socket(Domain::IPV4, Type::DGRAM, None, Ctx::new(keep));
-    let mut node = (ring, None);
-    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
-    node.1.expect("a socket")
-}
-
 fn expect_ok<S>(_: &mut S, _: &mut Ring<S>, c: Completion) -> io::Result<()> {
     assert!(
         matches!(
@@ -130,7 +112,7 @@ fn a_late_cancel_either_wins_or_loses_to_the_datagram_and_never_both() {
             ..Config::calm()
         };
         let world = World::with_config(seed, config);
-        let (receiver, sender) = (udp_socket(&world), udp_socket(&world));
+        let (receiver, sender) = (socket(&world, Type::DGRAM), socket(&world, Type::DGRAM));
         let mut ring: Ring<Race> = Ring::simulated(&world);
         let receiver = ring.register_fd(receiver);
         let sender = ring.register_fd(sender);
@@ -244,26 +226,6 @@ fn on_server(
     Ok(())
 }
 
-/// A TCP socket of `world`, made on a ring of its own.
-fn tcp_socket(world: &World) -> OwnedFd {
-    fn keep(
-        slot: &mut Option<OwnedFd>,
-        _: &mut Ring<Option<OwnedFd>>,
-        c: Completion,
-    ) -> io::Result<()> {
-        match c.outcome {
-            Outcome::Socket(Ok(fd)) => *slot = Some(fd),
-            other => panic!("making a TCP socket: {other:?}"),
-        }
-        Ok(())
-    }
-    let mut ring = Ring::simulated(world);
-    ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(keep));
-    let mut node = (ring, None);
-    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
-    node.1.expect("a socket")
-}
-
 #[test]
 fn tcp_gives_up_with_etimedout_when_a_partition_outlasts_its_bound() {
     let (mut connects, mut data) = (0, 0);
@@ -278,7 +240,7 @@ fn tcp_gives_up_with_etimedout_when_a_partition_outlasts_its_bound() {
             ..Config::calm()
         };
         let world = World::with_config(seed, config);
-        let listener = tcp_socket(&world);
+        let listener = socket(&world, Type::STREAM);
         let mut server: Ring<Vec<RingFd>> = Ring::simulated(&world);
         let listener = server.register_fd(listener);
         server.bind(listener, SocketAddr::from(SERVER), Ctx::new(expect_ok));
@@ -335,7 +297,11 @@ fn spoofed_datagrams_reach_unconnected_sockets_and_connected_ones_drop_them() {
         ..Config::calm()
     };
     let world = World::with_config(5, config);
-    let (open, connected, sender) = (udp_socket(&world), udp_socket(&world), udp_socket(&world));
+    let (open, connected, sender) = (
+        socket(&world, Type::DGRAM),
+        socket(&world, Type::DGRAM),
+        socket(&world, Type::DGRAM),
+    );
     let sender_addr = SocketAddr::from(([10, 0, 0, 3], 6000));
     let open_addr = SocketAddr::from(SERVER);
     let connected_addr = SocketAddr::from(([10, 0, 0, 1], 5354));
@@ -479,7 +445,7 @@ fn datagrams_across_a_cut_path_are_dropped_and_the_rest_arrive_in_order() {
             ..Config::calm()
         };
         let world = World::with_config(seed, config);
-        let (receiver, sender) = (udp_socket(&world), udp_socket(&world));
+        let (receiver, sender) = (socket(&world, Type::DGRAM), socket(&world, Type::DGRAM));
         let mut server: Ring<Got> = Ring::simulated(&world);
         let receiver = server.register_fd(receiver);
         server.bind(receiver, SocketAddr::from(SERVER), Ctx::new(expect_ok));

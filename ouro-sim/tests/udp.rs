@@ -2,38 +2,20 @@
 //! is one that was sent, whole; loss, duplication and reordering are
 //! counted by class; and a seed replays its run exactly.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use ouro::net::{Domain, Type};
+use common::socket;
+use ouro::net::Type;
 use ouro::sim::{Config, World};
 use ouro::{Completion, Ctx, Outcome, Ring, RingFd};
 
 const SENT: usize = 200;
 const SERVER: ([u8; 4], u16) = ([10, 0, 0, 1], 5353);
-
-/// A UDP socket of `world`, made on a ring of its own.
-fn udp_socket(world: &World) -> OwnedFd {
-    fn keep(
-        slot: &mut Option<OwnedFd>,
-        _: &mut Ring<Option<OwnedFd>>,
-        c: Completion,
-    ) -> io::Result<()> {
-        match c.outcome {
-            Outcome::Socket(Ok(fd)) => *slot = Some(fd),
-            other => panic!("making a UDP socket: {other:?}"),
-        }
-        Ok(())
-    }
-    let mut ring = Ring::simulated(world);
-    ring.socket(Domain::IPV4, Type::DGRAM, None, Ctx::new(keep));
-    let mut node = (ring, None);
-    world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
-    node.1.expect("a socket")
-}
 
 /// Binds `fd` on `ring`, checking it worked.
 fn bind<S>(ring: &mut Ring<S>, fd: RingFd, addr: SocketAddr) {
@@ -82,8 +64,8 @@ type Exchange = (Vec<Vec<u8>>, Vec<(&'static str, u64)>, u64);
 fn exchange(seed: u64, config: Config) -> Exchange {
     let world = World::with_config(seed, config);
     let server_addr = SocketAddr::from(SERVER);
-    let server_socket = udp_socket(&world);
-    let client_socket = udp_socket(&world);
+    let server_socket = socket(&world, Type::DGRAM);
+    let client_socket = socket(&world, Type::DGRAM);
     let mut server: Ring<RingFd> = Ring::simulated(&world);
     let server_fd = server.register_fd(server_socket);
     bind(&mut server, server_fd, server_addr);
