@@ -23,7 +23,10 @@
 //! `/etc/resolv.conf`; nothing outside them changes. The resolver reads
 //! the same file, and so does hickory-resolver (its system
 //! configuration), with its cache off. The order of the contestants rotates from run to run;
-//! one unmeasured run of a tenth of the lookups warms each up.
+//! one unmeasured run of a tenth of the lookups warms each up. dnsmasq
+//! runs on CPU 0 (`taskset`) and the contestants on CPU 1, threads
+//! included, as in the http workload: no contestant competes with the
+//! server for a CPU, and each has one CPU, however many threads it starts.
 
 use std::cell::Cell;
 use std::io;
@@ -44,7 +47,7 @@ use serde_json::json;
 use super::Settings;
 use crate::progress::Progress;
 use crate::record::{params, Results, Sample};
-use crate::server::cpu_micros;
+use crate::server::{cpu_micros, on_client_cpu, SERVER_CPU};
 
 const WORKLOAD: &str = "dns";
 /// The domain whose every name dnsmasq answers with one address of each
@@ -160,7 +163,7 @@ pub fn measure(
     let names = names(options.lookups);
     let warm_up = &names[..names.len().div_ceil(10)];
     for contestant in settings.order(&Contestant::ALL, Contestant::name, 0) {
-        contestant.lookups(warm_up, options.in_flight)?;
+        on_client_cpu(|| contestant.lookups(warm_up, options.in_flight))?;
     }
     for run in 0..settings.runs {
         for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
@@ -168,7 +171,7 @@ pub fn measure(
             let datagrams = udp_datagrams_sent()?;
             let cpu = cpu_micros();
             let start = Instant::now();
-            let mut times = contestant.lookups(&names, options.in_flight)?;
+            let mut times = on_client_cpu(|| contestant.lookups(&names, options.in_flight))?;
             let elapsed = start.elapsed();
             let cpu_us = (cpu_micros() - cpu) as f64;
             progress.done();
@@ -244,7 +247,11 @@ impl Dnsmasq {
             .into_iter()
             .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
             .unwrap_or("dnsmasq");
-        let child = Command::new(program)
+        // On the server CPU, as the other servers the workloads start: the
+        // contestants run on the client CPU, so none competes with dnsmasq
+        // for a CPU and each gets one of its own.
+        let child = Command::new("taskset")
+            .args(["-c", &SERVER_CPU.to_string(), program])
             .args([
                 "--no-daemon",
                 "--no-resolv",
