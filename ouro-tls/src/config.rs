@@ -46,8 +46,22 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     // rustls deprecates ring's provider for lacking post-quantum key
     // exchange; it stays the default for its short cold build.
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    #[allow(deprecated)]
-    return Arc::new(rustls::crypto::ring::default_provider());
+    return Arc::new(ring_provider());
+}
+
+/// ring's provider with X25519 first among the key exchange groups, as
+/// OpenSSL, Go and rustls' aws-lc-rs provider order them. rustls lists
+/// ring's P-384 first, whose key exchange costs several times X25519's
+/// (most of a whole handshake's CPU); P-256 and P-384 stay offered for
+/// peers without X25519.
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+#[allow(deprecated)]
+fn ring_provider() -> CryptoProvider {
+    use rustls::crypto::ring::{default_provider, kx_group};
+    CryptoProvider {
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..default_provider()
+    }
 }
 
 /// A client configuration trusting exactly `roots` (the CA certificates

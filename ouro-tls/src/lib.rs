@@ -52,7 +52,10 @@
 //! only what users give (configurations, certificates, keys), so moving to
 //! a new rustls release changes this crate, not its users. The crypto
 //! provider is `ring` by default (a short cold build), `aws-lc-rs` with
-//! that feature; the `webpki-roots` feature adds
+//! that feature. On `ring` the key exchange prefers X25519, then P-256,
+//! then P-384 (rustls lists P-384 first, which makes a handshake several
+//! times as costly); [`Handshake::key_exchange`] says what was agreed. The
+//! `webpki-roots` feature adds
 //! `client_config_with_webpki_roots` (Mozilla's roots compiled in), the
 //! `system-roots` feature `client_config_with_system_roots` (the
 //! machine's certificate store, read at run time).
@@ -120,6 +123,26 @@ pub struct Handshake {
     pub alpn: Option<Vec<u8>>,
     /// The TLS version.
     pub version: TlsVersion,
+    /// The key exchange group the session's keys were agreed with (every
+    /// suite rustls offers has one; `None` if it did not report it).
+    pub key_exchange: Option<KeyExchange>,
+}
+
+/// A key exchange group (the IANA "TLS Supported Groups" registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExchange {
+    /// X25519: the first choice among classical groups on either
+    /// provider.
+    X25519,
+    /// NIST P-256 (secp256r1).
+    Secp256r1,
+    /// NIST P-384 (secp384r1).
+    Secp384r1,
+    /// X25519 combined with ML-KEM-768 (post-quantum; the aws-lc-rs
+    /// provider's first choice).
+    X25519MlKem768,
+    /// Another group, by its registry number.
+    Other(u16),
 }
 
 /// A TLS protocol version.

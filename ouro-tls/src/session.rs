@@ -17,7 +17,7 @@ use rustls::unbuffered::{
 };
 use rustls::{ClientConfig, CommonState, ServerConfig};
 
-use crate::TlsVersion;
+use crate::{KeyExchange, TlsVersion};
 
 /// Sealing a record's plaintext adds less than this (header, content type,
 /// nonce, tag; no padding): the first guess at the room a record needs.
@@ -206,6 +206,17 @@ impl Session {
 
     pub(crate) fn alpn_protocol(&self) -> Option<Vec<u8>> {
         self.common().alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    pub(crate) fn key_exchange(&self) -> Option<KeyExchange> {
+        let group = self.common().negotiated_key_exchange_group()?.name();
+        Some(match group {
+            rustls::NamedGroup::X25519 => KeyExchange::X25519,
+            rustls::NamedGroup::secp256r1 => KeyExchange::Secp256r1,
+            rustls::NamedGroup::secp384r1 => KeyExchange::Secp384r1,
+            rustls::NamedGroup::X25519MLKEM768 => KeyExchange::X25519MlKem768,
+            other => KeyExchange::Other(u16::from(other)),
+        })
     }
 
     pub(crate) fn protocol_version(&self) -> Option<TlsVersion> {

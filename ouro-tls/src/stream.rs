@@ -361,6 +361,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         self.events.push_back(TlsEvent::HandshakeDone(Handshake {
             alpn: self.session.alpn_protocol(),
             version,
+            key_exchange: self.session.key_exchange(),
         }));
     }
 

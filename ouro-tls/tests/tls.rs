@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use ouro::{Ctx, Ring};
 use ouro_tls::rustls::pki_types::ServerName;
-use ouro_tls::rustls::ClientConnection;
-use ouro_tls::{client_config, server_config, ServerConfig, TlsStream, TlsVersion, Versions};
+use ouro_tls::rustls::crypto::CryptoProvider;
+use ouro_tls::rustls::{ClientConnection, NamedGroup};
+use ouro_tls::{
+    client_config, server_config, KeyExchange, ServerConfig, TlsStream, TlsVersion, Versions,
+};
 use support::certs::{Leaf, Pki};
 use support::pair::{Pair, Role};
 use support::watchdog::AbortAfter;
@@ -73,6 +76,55 @@ fn both_versions_offered_negotiate_tls13() {
     let pair = echo_pair(&pki, &pki.localhost, Versions::Both, b"hello".to_vec());
     assert_eq!(pair.client.handshake.unwrap().version, TlsVersion::Tls13);
     assert_eq!(pair.client.received, b"hello");
+}
+
+#[test]
+fn key_exchange_is_x25519_by_default_on_both_versions() {
+    let _limit = limit();
+    let pki = Pki::new();
+    for versions in [Versions::Tls13, Versions::Tls12] {
+        let pair = echo_pair(&pki, &pki.localhost, versions, b"hello".to_vec());
+        for side in [&pair.client, &pair.server] {
+            let handshake = side.handshake.as_ref().expect("handshake done");
+            assert_eq!(handshake.key_exchange, Some(KeyExchange::X25519), "{versions:?}");
+        }
+        assert_eq!(pair.client.received, b"hello");
+    }
+}
+
+/// A server offering P-384 alone: the client's X25519 key share does not
+/// fit, the server asks again (a HelloRetryRequest) and P-384 is agreed.
+#[test]
+fn a_server_with_p384_only_is_met_with_p384() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let provider = ouro_tls::crypto_provider();
+    let p384_only = CryptoProvider {
+        kx_groups: provider
+            .kx_groups
+            .iter()
+            .copied()
+            .filter(|group| group.name() == NamedGroup::secp384r1)
+            .collect(),
+        ..(*provider).clone()
+    };
+    assert_eq!(p384_only.kx_groups.len(), 1, "the provider has P-384");
+    let server = ServerConfig::builder_with_provider(Arc::new(p384_only))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.localhost.chain.clone(), pki.localhost.key())
+        .unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Tls13).unwrap();
+    let payload = b"after a retry".to_vec();
+    let role = Role::Send { payload, sent: 0 };
+    let pair = Pair::new(client, role, Arc::new(server), Role::Echo).run();
+    assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+    for side in [&pair.client, &pair.server] {
+        let handshake = side.handshake.as_ref().expect("handshake done");
+        assert_eq!(handshake.key_exchange, Some(KeyExchange::Secp384r1));
+    }
+    assert_eq!(pair.client.received, b"after a retry");
 }
 
 #[test]
