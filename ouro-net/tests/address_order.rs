@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::process::Command;
 
-use ouro_net::dns::sort::{sort_destinations, source_address};
+use ouro_net::dns::sort::{sort_destinations, source_address, ThisMachine};
 
 /// Set in the environment of the test started again in its namespace.
 const IN_NAMESPACE: &str = "OURO_NET_ADDRESS_ORDER_NAMESPACE";
@@ -30,7 +30,7 @@ fn addrs(texts: &[&str]) -> Vec<IpAddr> {
 
 fn sorted(texts: &[&str]) -> Vec<IpAddr> {
     let mut addrs = addrs(texts);
-    sort_destinations(&mut addrs, source_address);
+    sort_destinations(&mut addrs, &mut ThisMachine);
     addrs
 }
 
