@@ -41,6 +41,12 @@ impl LocalAddressFlags {
             .find(|(local, _)| *local == addr)
             .map_or_else(AddressFlags::default, |(_, flags)| *flags)
     }
+
+    /// Each address the table holds, with its flags, in the kernel's
+    /// order.
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv6Addr, AddressFlags)> + '_ {
+        self.addresses.iter().copied()
+    }
 }
 
 impl FromIterator<(Ipv6Addr, AddressFlags)> for LocalAddressFlags {
@@ -327,10 +333,7 @@ mod tests {
         // Unless IPv6 is off on this machine, ::1 is on lo, neither
         // deprecated nor a home address.
         if crate::net::route_source(IpAddr::V6(loopback)).is_ok() {
-            assert!(
-                table.addresses.iter().any(|(addr, _)| *addr == loopback),
-                "{table:?}"
-            );
+            assert!(table.iter().any(|(addr, _)| addr == loopback), "{table:?}");
             assert_eq!(table.of(IpAddr::V6(loopback)), AddressFlags::default());
         }
     }
