@@ -213,3 +213,54 @@ fn a_destination_reached_from_a_home_address_goes_first() {
         addrs(&["2001:db8:5::7", "2001:db8:1::7"])
     );
 }
+
+/// Makes `socket(AF_NETLINK, ...)` fail with `EPERM` on this thread, as a
+/// sandbox's seccomp filter may.
+#[cfg(target_os = "linux")]
+fn forbid_netlink() {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    let netlink = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::AF_NETLINK as u64,
+    )
+    .unwrap();
+    let rules = [(
+        libc::SYS_socket,
+        vec![SeccompRule::new(vec![netlink]).unwrap()],
+    )];
+    let filter = SeccompFilter::new(
+        rules.into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let program: BpfProgram = filter.try_into().unwrap();
+    seccompiler::apply_filter(&program).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn with_netlink_refused_a_deprecated_source_is_not_known_and_the_sort_goes_on() {
+    if !in_own_namespace(
+        "with_netlink_refused_a_deprecated_source_is_not_known_and_the_sort_goes_on",
+    ) {
+        return;
+    }
+    ip("addr add 2001:db8:3::1/64 dev ouro0 nodad preferred_lft 0");
+    ip("route add 2001:db8:3:1::/64 dev ouro0 src 2001:db8:3::1");
+    forbid_netlink();
+    let err = local_address_flags().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    // Without the flags, rule 9 decides, as it would without rule 3.
+    assert_eq!(
+        sorted(&["2001:db8:2::7", "2001:db8:3:1::7"]),
+        addrs(&["2001:db8:3:1::7", "2001:db8:2::7"])
+    );
+}
