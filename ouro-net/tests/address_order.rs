@@ -2,12 +2,16 @@
 //! namespace of its own (the test starts itself again under `unshare
 //! --net`, which needs root) with loopback up and one end of a veth pair
 //! holding an IPv4, a ULA, a global and a link-local IPv6 address, no
-//! default routes. Ignored by default: it needs root, `unshare` and `ip`.
+//! default routes. Each order is found twice, by the machine directly and
+//! by a ring (`OURO_BACKEND` chooses its backend), and must agree. Ignored
+//! by default: it needs root, `unshare` and `ip`.
 
 use std::net::IpAddr;
 use std::process::Command;
 
-use ouro_net::dns::sort::{sort_destinations, source_address};
+use ouro::net::{local_address_flags, AddressFlags};
+use ouro::Ring;
+use ouro_net::dns::sort::{sort_destinations, source_address, ThisMachine};
 
 /// Set in the environment of the test started again in its namespace.
 const IN_NAMESPACE: &str = "OURO_NET_ADDRESS_ORDER_NAMESPACE";
@@ -30,8 +34,22 @@ fn addrs(texts: &[&str]) -> Vec<IpAddr> {
 
 fn sorted(texts: &[&str]) -> Vec<IpAddr> {
     let mut addrs = addrs(texts);
-    sort_destinations(&mut addrs, source_address);
+    sort_destinations(&mut addrs, &mut ThisMachine);
+    let mut by_ring = self::addrs(texts);
+    let mut ring = Ring::<()>::new(8).unwrap();
+    sort_destinations(&mut by_ring, &mut ring);
+    assert_eq!(
+        by_ring,
+        addrs,
+        "the ring ({}) and the machine",
+        ring.backend_description()
+    );
     addrs
+}
+
+/// The flags the kernel's address table gives `local`.
+fn flags_of(local: &str) -> AddressFlags {
+    local_address_flags().unwrap().of(addr(local))
 }
 
 /// Runs `test` again under `unshare --net`, or, when already there, sets
@@ -136,5 +154,113 @@ fn a_global_destination_reached_from_a_ula_source_goes_after_ipv4() {
     assert_eq!(
         sorted(&["2001:db8:1::7", "192.0.2.7"]),
         addrs(&["192.0.2.7", "2001:db8:1::7"])
+    );
+}
+
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn a_destination_reached_from_a_deprecated_source_goes_after_the_others() {
+    if !in_own_namespace("a_destination_reached_from_a_deprecated_source_goes_after_the_others") {
+        return;
+    }
+    ip("addr add 2001:db8:3::1/64 dev ouro0 nodad preferred_lft 0");
+    ip("route add 2001:db8:3:1::/64 dev ouro0 src 2001:db8:3::1");
+    assert_eq!(
+        source_address(addr("2001:db8:3:1::7")).unwrap(),
+        addr("2001:db8:3::1")
+    );
+    assert_eq!(
+        source_address(addr("2001:db8:2::7")).unwrap(),
+        addr("2001:db8:1::1")
+    );
+    assert!(flags_of("2001:db8:3::1").deprecated);
+    assert!(!flags_of("2001:db8:1::1").deprecated);
+    // Rule 9 alone would put 2001:db8:3:1::7 first: it shares 63 bits
+    // with its source, 2001:db8:2::7 only 46.
+    assert_eq!(
+        sorted(&["2001:db8:3:1::7", "2001:db8:2::7"]),
+        addrs(&["2001:db8:2::7", "2001:db8:3:1::7"])
+    );
+    // Rule 6 alone would put IPv6 first.
+    assert_eq!(
+        sorted(&["2001:db8:3:1::7", "192.0.2.7"]),
+        addrs(&["192.0.2.7", "2001:db8:3:1::7"])
+    );
+}
+
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn a_destination_reached_from_a_home_address_goes_first() {
+    if !in_own_namespace("a_destination_reached_from_a_home_address_goes_first") {
+        return;
+    }
+    ip("addr add 2001:db8:4::1/64 dev ouro0 nodad home");
+    ip("route add 2001:db8:5::/64 dev ouro0 src 2001:db8:4::1");
+    assert_eq!(
+        source_address(addr("2001:db8:5::7")).unwrap(),
+        addr("2001:db8:4::1")
+    );
+    assert_eq!(
+        source_address(addr("2001:db8:1::7")).unwrap(),
+        addr("2001:db8:1::1")
+    );
+    assert!(flags_of("2001:db8:4::1").home);
+    assert!(!flags_of("2001:db8:1::1").home);
+    // Rule 9 alone would keep 2001:db8:1::7 first: it shares 64 bits with
+    // its source, 2001:db8:5::7 only 45.
+    assert_eq!(
+        sorted(&["2001:db8:1::7", "2001:db8:5::7"]),
+        addrs(&["2001:db8:5::7", "2001:db8:1::7"])
+    );
+}
+
+/// Makes `socket(AF_NETLINK, ...)` fail with `EPERM` on this thread, as a
+/// sandbox's seccomp filter may.
+#[cfg(target_os = "linux")]
+fn forbid_netlink() {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    let netlink = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::AF_NETLINK as u64,
+    )
+    .unwrap();
+    let rules = [(
+        libc::SYS_socket,
+        vec![SeccompRule::new(vec![netlink]).unwrap()],
+    )];
+    let filter = SeccompFilter::new(
+        rules.into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let program: BpfProgram = filter.try_into().unwrap();
+    seccompiler::apply_filter(&program).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "needs root, unshare and ip"]
+fn with_netlink_refused_a_deprecated_source_is_not_known_and_the_sort_goes_on() {
+    if !in_own_namespace(
+        "with_netlink_refused_a_deprecated_source_is_not_known_and_the_sort_goes_on",
+    ) {
+        return;
+    }
+    ip("addr add 2001:db8:3::1/64 dev ouro0 nodad preferred_lft 0");
+    ip("route add 2001:db8:3:1::/64 dev ouro0 src 2001:db8:3::1");
+    forbid_netlink();
+    let err = local_address_flags().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    // Without the flags, rule 9 decides, as it would without rule 3.
+    assert_eq!(
+        sorted(&["2001:db8:2::7", "2001:db8:3:1::7"]),
+        addrs(&["2001:db8:3:1::7", "2001:db8:2::7"])
     );
 }

@@ -12,6 +12,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
+mod address_flags;
+
+pub use address_flags::{local_address_flags, AddressFlags, LocalAddressFlags};
+
 /// A socket's address family (IPv4, IPv6, Unix), for [`Ring::socket`](crate::Ring::socket).
 pub use socket2::Domain;
 /// A socket's protocol (usually `None`: the family's default), for

@@ -367,7 +367,7 @@ impl<S> Resolver<S> {
                 RecordType::Aaaa
             })
         });
-        sort_destinations(&mut addrs, |dest| ring.source_address(dest));
+        sort_destinations(&mut addrs, ring);
         let records: Vec<Record> = addrs
             .into_iter()
             .map(|a| match a {
@@ -587,7 +587,7 @@ fn sort_addresses<T>(records: &mut [Record], ring: &mut Ring<T>) {
     if addrs.len() != records.len() {
         return;
     }
-    sort_destinations(&mut addrs, |dest| ring.source_address(dest));
+    sort_destinations(&mut addrs, ring);
     for (record, addr) in records.iter_mut().zip(addrs) {
         *record = match addr {
             IpAddr::V4(v4) => Record::A(v4),

@@ -6,24 +6,38 @@
 //! sent) and `getsockname` ([`ouro::net::route_source`]; the resolver asks
 //! its ring, [`Ring::source_address`](ouro::Ring::source_address), so that
 //! under the simulator the answer is the world's, not the machine's). They
-//! are asked only when there are two or more addresses to order.
+//! are asked only when there are two or more addresses to order. Rules 3
+//! and 4 read the sources' flags, which the kernel keeps with each of the
+//! machine's addresses: one look at its table per sort
+//! ([`Ring::local_address_flags`](ouro::Ring::local_address_flags): a
+//! netlink `RTM_GETADDR` dump of the IPv6 addresses on Linux, as glibc
+//! reads them), made only when two or more destinations have a source and
+//! one of those is IPv6 (IPv4 addresses carry no flags here, as in glibc;
+//! a deprecated IPv6 source can still put its destination after an IPv4
+//! one). Where there are no flags — other systems, netlink refused (a
+//! seccomp filter), the simulator, whose order must not depend on the
+//! machine — rules 3 and 4 decide nothing, and the lookup goes on.
 //!
 //! Applied, in the RFC's order: rule 1 (a destination with no source —
 //! no route, or a link-local IPv6 address without an interface — goes
-//! last), 2 (the destination's scope matches its source's), 5 (their
+//! last), 2 (the destination's scope matches its source's), 3 (a
+//! deprecated source loses: its preferred lifetime is over), 4 (a home
+//! address as source wins; Linux marks home addresses only, not care-of
+//! ones, so it is the home flag alone, as in glibc), 5 (their
 //! labels match), 6 (higher precedence in the default policy table: `::1`,
 //! then IPv6, then IPv4, then 6to4, Teredo, ULA, the deprecated prefixes),
 //! 7 (native transport: a source in the 6to4 or Teredo prefix means an
 //! encapsulating tunnel), 8 (smaller scope), 9 (the longer prefix shared
 //! with the source, counted over at most the 64 bits of an IPv6 network
 //! prefix; IPv4 addresses are left out, as the RFC allows, so that a
-//! server's round robin keeps working), then 10 (the server's order). Left
-//! out: rules 3 (deprecated source) and 4 (home address), which need the
-//! interface's address flags, not the source address alone.
+//! server's round robin keeps working), then 10 (the server's order).
 
 use std::cmp::Ordering;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+
+use ouro::net::{AddressFlags, LocalAddressFlags};
+use ouro::Ring;
 
 /// A destination and the source address the kernel would use to reach
 /// it.
@@ -33,19 +47,58 @@ pub struct Destination {
     pub addr: IpAddr,
     /// Its source address; `None` when the kernel has no route to it.
     pub source: Option<IpAddr>,
+    /// The source's flags (deprecated, home address); none when unknown.
+    pub source_flags: AddressFlags,
 }
 
 /// The source address the kernel would use to reach `dest`: see
 /// [`ouro::net::route_source`].
 pub use ouro::net::route_source as source_address;
 
+/// Where the sort learns each destination's source and the sources'
+/// flags: a ring (the resolver's), or [`ThisMachine`].
+pub trait Sources {
+    /// The source address the kernel would use to reach `dest`; an error
+    /// when there is none (no route).
+    fn source_address(&mut self, dest: IpAddr) -> io::Result<IpAddr>;
+
+    /// The flags of the machine's addresses; an error means no flags.
+    fn local_address_flags(&mut self) -> io::Result<LocalAddressFlags>;
+}
+
+/// A ring's answers: the machine's on the real backends, the world's
+/// under the simulator.
+impl<S> Sources for Ring<S> {
+    fn source_address(&mut self, dest: IpAddr) -> io::Result<IpAddr> {
+        Ring::source_address(self, dest)
+    }
+
+    fn local_address_flags(&mut self) -> io::Result<LocalAddressFlags> {
+        Ring::local_address_flags(self)
+    }
+}
+
+/// This machine's routes and addresses, asked directly without a ring
+/// ([`ouro::net::route_source`], [`ouro::net::local_address_flags`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThisMachine;
+
+impl Sources for ThisMachine {
+    fn source_address(&mut self, dest: IpAddr) -> io::Result<IpAddr> {
+        ouro::net::route_source(dest)
+    }
+
+    fn local_address_flags(&mut self) -> io::Result<LocalAddressFlags> {
+        ouro::net::local_address_flags()
+    }
+}
+
 /// Sorts `addrs` in place, best first, each with the source address
-/// `route` gives for it (an error: no route); stable, so equal ones keep
-/// their order.
-pub fn sort_destinations(
-    addrs: &mut [IpAddr],
-    mut route: impl FnMut(IpAddr) -> io::Result<IpAddr>,
-) {
+/// `sources` gives for it (an error: no route) and that source's flags;
+/// stable, so equal ones keep their order. The flags are asked for once,
+/// and only when two or more destinations have a source and one of those
+/// sources is IPv6.
+pub fn sort_destinations(addrs: &mut [IpAddr], sources: &mut impl Sources) {
     if addrs.len() < 2 {
         return;
     }
@@ -53,9 +106,19 @@ pub fn sort_destinations(
         .iter()
         .map(|&addr| Destination {
             addr,
-            source: route(addr).ok(),
+            source: sources.source_address(addr).ok(),
+            source_flags: AddressFlags::default(),
         })
         .collect();
+    let routed = destinations.iter().filter_map(|d| d.source);
+    if routed.clone().count() >= 2 && routed.clone().any(|source| source.is_ipv6()) {
+        let flags = sources.local_address_flags().unwrap_or_default();
+        for destination in &mut destinations {
+            if let Some(source) = destination.source {
+                destination.source_flags = flags.of(source);
+            }
+        }
+    }
     destinations.sort_by(compare);
     for (addr, destination) in addrs.iter_mut().zip(destinations) {
         *addr = destination.addr;
@@ -75,6 +138,9 @@ pub fn compare(a: &Destination, b: &Destination) -> Ordering {
         Some((sa, sb)) => first_if(scope(&da) == scope(&sa), scope(&db) == scope(&sb)),
         None => Ordering::Equal,
     };
+    let (fa, fb) = (a.source_flags, b.source_flags);
+    let rule_3 = || first_if(!fa.deprecated, !fb.deprecated);
+    let rule_4 = || first_if(fa.home, fb.home);
     let rule_5 = || match by_source {
         Some((sa, sb)) => first_if(label(&da) == label(&sa), label(&db) == label(&sb)),
         None => Ordering::Equal,
@@ -93,6 +159,8 @@ pub fn compare(a: &Destination, b: &Destination) -> Ordering {
     };
     rule_1
         .then_with(rule_2)
+        .then_with(rule_3)
+        .then_with(rule_4)
         .then_with(rule_5)
         .then_with(rule_6)
         .then_with(rule_7)

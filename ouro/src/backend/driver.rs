@@ -75,6 +75,12 @@ pub(crate) trait Driver {
         crate::net::route_source(dest)
     }
 
+    /// The flags of the machine's IPv6 addresses (deprecated, home),
+    /// unless the backend has a network of its own (the simulator).
+    fn local_address_flags(&mut self) -> io::Result<crate::net::LocalAddressFlags> {
+        crate::net::local_address_flags()
+    }
+
     /// Takes `fd` as ring fd `file` (a slot the ring chose). A backend with
     /// a fixed file table may also put it there, if `may_use_table` (no
     /// direct accept could be filling slots not yet reported).

@@ -386,6 +386,10 @@ impl Backend {
         dispatch!(self, b => Driver::source_address(b, dest))
     }
 
+    pub(crate) fn local_address_flags(&mut self) -> io::Result<crate::net::LocalAddressFlags> {
+        dispatch!(self, b => Driver::local_address_flags(b))
+    }
+
     pub(crate) fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {
         dispatch!(self, b => Driver::adopt_fd(b, file, fd, may_use_table))
     }

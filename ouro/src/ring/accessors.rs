@@ -87,6 +87,17 @@ impl<S> Ring<S> {
         self.backend.source_address(dest)
     }
 
+    /// The flags of the local IPv6 addresses that RFC 6724 rules 3 and 4
+    /// read (deprecated, home address), for ordering a name's addresses
+    /// with their [sources](Ring::source_address): on the real backends
+    /// [`net::local_address_flags`](crate::net::local_address_flags), a
+    /// netlink dump of the kernel's address table on the calling thread
+    /// (Linux; an `Unsupported` error elsewhere); under the simulator an
+    /// empty table, as the answer must not depend on the machine.
+    pub fn local_address_flags(&mut self) -> io::Result<crate::net::LocalAddressFlags> {
+        self.backend.local_address_flags()
+    }
+
     /// How many tasks have not been delivered yet.
     pub fn live_tasks(&self) -> usize {
         self.slab.live() as usize

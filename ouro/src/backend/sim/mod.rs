@@ -435,6 +435,12 @@ impl Driver for SimBackend {
         Ok(dest)
     }
 
+    /// Under the simulator no address has flags: the machine's own must
+    /// not change how a seed orders addresses.
+    fn local_address_flags(&mut self) -> io::Result<crate::net::LocalAddressFlags> {
+        Ok(crate::net::LocalAddressFlags::default())
+    }
+
     /// From the world's stream for ring components: a run replays.
     fn random_u64(&mut self) -> io::Result<u64> {
         let mut state = self.world.state.borrow_mut();
