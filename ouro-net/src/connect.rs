@@ -273,7 +273,7 @@ impl<S> Connector<S> {
             }
             Kind::Deadline => {
                 if matches!(c.outcome, Outcome::Timer(Ok(()))) {
-                    self.finish(ring, id, Err(io::Error::from_raw_os_error(libc::ETIME)));
+                    self.finish(ring, id, Err(ouro::deadline_error()));
                 }
             }
         }

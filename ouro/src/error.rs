@@ -27,6 +27,13 @@ pub fn is_deadline(err: &io::Error) -> bool {
     err.raw_os_error() == Some(ETIME)
 }
 
+/// The error a task past its deadline ends with, for components on the
+/// ring that end their own operations at a deadline the same way
+/// ([`is_deadline`] is true of it).
+pub fn deadline_error() -> io::Error {
+    io::Error::from_raw_os_error(ETIME)
+}
+
 /// Stands for "the error is in `Ring::rejections`" in a result.
 pub(crate) const REJECTED: i32 = i32::MIN;
 

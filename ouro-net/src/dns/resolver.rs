@@ -285,7 +285,7 @@ impl<S> Resolver<S> {
         };
         if key & DEADLINE_TAG != 0 {
             if matches!(c.outcome, Outcome::Timer(Ok(()))) {
-                self.finish(ring, id, Err(io::Error::from_raw_os_error(libc::ETIME)));
+                self.finish(ring, id, Err(ouro::deadline_error()));
             }
             return Ok(());
         }
