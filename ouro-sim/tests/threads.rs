@@ -2,9 +2,10 @@
 //! node the world steps, its handle takes messages, the stop handshake and
 //! `join` work as on a real thread, a stopped thread refuses messages with
 //! `EPIPE` and hands the payload back, and message delays come from the
-//! seed.
+//! seed, and a world dropped unfinished takes its running threads with it.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::sim::{Config, World};
@@ -243,4 +244,28 @@ fn a_drained_thread_finishes_its_tasks_or_is_cut_at_the_deadline() {
     let (joined, at) = drain_with_deadline(Duration::from_millis(100));
     assert_eq!(joined.unwrap_err().raw_os_error(), Some(libc::ETIME));
     assert!(at < Duration::from_secs(1), "stopped at {at:?}");
+}
+
+#[test]
+fn a_world_dropped_unfinished_drops_its_running_threads_and_their_state() {
+    let world = World::with_config(13, Config::calm());
+    let ring: Ring<Main> = Ring::simulated(&world);
+    let state = Arc::new(());
+    let held = state.clone();
+    let thread = ring.spawn_thread(64, move |_| Ok(held)).unwrap();
+    // The ring's own handle on the world keeps it, and the thread, alive.
+    let clone = world.clone();
+    drop(world);
+    drop(clone);
+    assert!(!thread.is_stopped());
+    assert_eq!(Arc::strong_count(&state), 2);
+    drop(ring);
+    assert_eq!(
+        Arc::strong_count(&state),
+        1,
+        "the thread's state lives on with its world"
+    );
+    assert!(thread.is_stopped());
+    let err = thread.join().unwrap_err();
+    assert!(err.to_string().contains("still running"), "{err}");
 }

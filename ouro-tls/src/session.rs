@@ -200,6 +200,12 @@ impl Session {
         }
     }
 
+    /// Bytes of plaintext written and not yet sealed into records (they
+    /// wait for the handshake's keys).
+    pub(crate) fn unsealed_len(&self) -> usize {
+        self.unsealed.len()
+    }
+
     pub(crate) fn is_handshaking(&self) -> bool {
         self.common().is_handshaking()
     }

@@ -61,9 +61,6 @@ pub struct TlsStream<S, F = RingFd> {
     out: WriteQueue<S, F>,
     /// Records made while a send was in flight, for the next send.
     waiting: Outbox,
-    /// Plaintext written during the handshake, which waits in the session
-    /// for its keys.
-    early_plaintext: usize,
     phase: Phase,
     recv_buf: Option<Vec<u8>>,
     recv_task: Option<Task>,
@@ -117,7 +114,6 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             session,
             out: WriteQueue::new(fd.clone(), ctx),
             waiting: Outbox::default(),
-            early_plaintext: 0,
             fd,
             ctx,
             phase: Phase::Handshaking,
@@ -205,9 +201,6 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
                 "the TLS session is shut down or has failed",
             ));
         }
-        if self.session.is_handshaking() {
-            self.early_plaintext += plaintext.len();
-        }
         self.session.write(plaintext, &mut self.waiting)?;
         self.send_waiting(ring);
         Ok(self.queued())
@@ -259,9 +252,11 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     /// Bytes queued and not yet sent: records, and plaintext written
-    /// during the handshake (waiting for its keys).
+    /// during the handshake that waits for its keys. Each byte counts once:
+    /// plaintext sealed before the handshake is done (a server's 0.5-RTT
+    /// data, with `send_half_rtt_data`) counts as the records it became.
     pub fn queued(&self) -> usize {
-        self.out.queued() + self.waiting.len() + self.early_plaintext
+        self.out.queued() + self.waiting.len() + self.session.unsealed_len()
     }
 
     /// The socket the stream runs on.
@@ -349,8 +344,6 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     fn handshake_done(&mut self, ring: &mut Ring<S>) {
         self.phase = Phase::Open;
-        // The session has turned that plaintext into records, now counted.
-        self.early_plaintext = 0;
         self.cancel_timer(ring);
         let Some(version) = self.session.protocol_version() else {
             return self.fail(

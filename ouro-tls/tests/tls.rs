@@ -1,7 +1,8 @@
 //! TLS client and server, both ouro, over loopback: data intact on TLS 1.2
 //! and 1.3 (also through records and receives cut small), ALPN, refused
 //! certificates, truncation, the handshake deadline, cancellation and early
-//! data refused. Runs on the backend `Ring::new` picks
+//! data refused, and a server's 0.5-RTT plaintext counted once in `queued`.
+//! Runs on the backend `Ring::new` picks
 //! (`OURO_BACKEND=poll` for the readiness backend).
 
 mod support;
@@ -497,4 +498,36 @@ fn plaintext_written_before_the_handshake_is_sent_after_it() {
     let pair = pair.finish(ring);
     assert_eq!(pair.server.received, early);
     assert_eq!(pair.client.received, early);
+}
+
+#[test]
+fn half_rtt_plaintext_a_server_wrote_counts_once_in_queued() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Tls13).unwrap();
+    let mut server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Tls13).unwrap();
+    // The server seals what it wrote right after its flight (0.5-RTT),
+    // before the client's Finished ends the handshake.
+    Arc::make_mut(&mut server).send_half_rtt_data = true;
+    let half_rtt = payload(1000);
+    let send = Role::Send {
+        payload: half_rtt.clone(),
+        sent: half_rtt.len(),
+    };
+    let mut pair = Pair::new(client, Role::Echo, server, send);
+    let mut ring = Ring::new(16).unwrap();
+    let server_stream = pair.server.stream.as_mut().unwrap();
+    let queued = server_stream.write(&mut ring, &half_rtt).unwrap();
+    assert_eq!(queued, half_rtt.len(), "plaintext waiting for its keys");
+    pair.start(&mut ring);
+    let pair = pair.finish(ring);
+    // The send of the flight and the 0.5-RTT records left nothing behind.
+    let written = &pair.server.written_while_handshaking;
+    assert!(
+        !written.is_empty() && written.iter().all(|&queued| queued == 0),
+        "queued during the handshake: {written:?}"
+    );
+    assert_eq!(pair.server.received, half_rtt);
+    assert_eq!(pair.client.received, half_rtt);
 }

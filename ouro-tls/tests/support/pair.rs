@@ -44,6 +44,8 @@ pub struct Side {
     pub received: Vec<u8>,
     pub closed: bool,
     pub failed: Option<io::Error>,
+    /// The `queued` of each `Written` event before `HandshakeDone`.
+    pub written_while_handshaking: Vec<usize>,
 }
 
 pub struct Pair {
@@ -149,6 +151,7 @@ impl Side {
             received: Vec::new(),
             closed: false,
             failed: None,
+            written_while_handshaking: Vec::new(),
         }
     }
 
@@ -211,6 +214,9 @@ impl Side {
                 }
             }
             TlsEvent::Written { queued } => {
+                if self.handshake.is_none() {
+                    self.written_while_handshaking.push(queued);
+                }
                 if let (Role::Cut { .. }, 0) = (&self.role, queued) {
                     if self.handshake.is_some() {
                         // FIN without close_notify, as a truncation attack does.

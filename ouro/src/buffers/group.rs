@@ -7,11 +7,12 @@
 //! other backends (and older kernels) the group is a free list the backend
 //! takes from when it performs the receive; the API is the same.
 
+#[cfg(target_os = "linux")]
 use std::alloc::{self, Layout};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::rc::Rc;
 #[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -99,11 +100,6 @@ pub(crate) struct KernelRing {
 /// io_uring wants a provided buffer ring's entries page aligned.
 #[cfg(target_os = "linux")]
 const PAGE: usize = 4096;
-/// The buffers' alignment: none is needed, and a small one lets
-/// `alloc_zeroed` use `calloc`, which maps large blocks as zero pages that
-/// take memory only once written; a page alignment would make it zero every
-/// byte by hand, so that an idle server held the whole group in memory.
-const BUFFER_ALIGN: usize = 8;
 
 impl GroupInner {
     /// A group of ring `ring`, of `count` (a power of two, at most 32768)
@@ -120,17 +116,11 @@ impl GroupInner {
         if size == 0 || size > u32::MAX as usize {
             return Err(invalid("the buffer size must be between 1 byte and 4 GiB"));
         }
-        let layout = (count as usize)
+        let bytes = (count as usize)
             .checked_mul(size)
-            .and_then(|bytes| Layout::from_size_align(bytes, BUFFER_ALIGN).ok())
+            .filter(|&bytes| bytes <= isize::MAX as usize)
             .ok_or_else(|| invalid("the buffer group is larger than the address space"))?;
-        // SAFETY: the layout has a non-zero size (count and size are >= 1).
-        let memory = NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "the buffer group's memory could not be allocated",
-            )
-        })?;
+        let memory = map_zeroed(bytes)?;
         Ok(GroupInner {
             ring,
             id,
@@ -142,9 +132,8 @@ impl GroupInner {
         })
     }
 
-    fn layout(&self) -> Layout {
-        Layout::from_size_align(self.count as usize * self.size, BUFFER_ALIGN)
-            .expect("checked in new")
+    fn bytes(&self) -> usize {
+        self.count as usize * self.size
     }
 
     /// The id of the ring that made it.
@@ -291,11 +280,43 @@ impl GroupInner {
 impl Drop for GroupInner {
     fn drop(&mut self) {
         self.detach();
-        // SAFETY: allocated with this layout in `new`; no buffer handle is
+        // SAFETY: mapped with this length in `new`; no buffer handle is
         // left (each holds an `Rc` to this group) and the kernel no longer
         // uses the memory (the ring unregisters groups before it frees them).
-        unsafe { alloc::dealloc(self.memory.as_ptr(), self.layout()) }
+        // It fails only for a range that is not a mapping, which this is.
+        unsafe { libc::munmap(self.memory.as_ptr().cast(), self.bytes()) };
     }
+}
+
+/// `bytes` (at least 1) of zeroed memory for a group's buffers: an
+/// anonymous mapping, whose pages the kernel maps as zero pages and backs
+/// with memory only once written, so that buffers no receive has used take
+/// none. (`alloc_zeroed` promises no such thing: once glibc has freed a
+/// mapped block at least this large, it serves the size from its heap and
+/// zeroes every byte, holding the whole group in memory.)
+fn map_zeroed(bytes: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a new private mapping where the kernel chooses; no memory
+    // the program uses is touched.
+    let addr = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    let out_of_memory = |why: io::Error| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("the buffer group's memory could not be mapped: {why}"),
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(out_of_memory(io::Error::last_os_error()));
+    }
+    NonNull::new(addr.cast()).ok_or_else(|| out_of_memory(io::Error::other("mapped at 0")))
 }
 
 /// A buffer of a group holding `len` received bytes; dropping it gives the
@@ -340,6 +361,51 @@ mod tests {
         assert!(GroupInner::new(0, 0, 3, 64).is_err());
         assert!(GroupInner::new(0, 0, 4, 0).is_err());
         assert!(GroupInner::new(0, 0, 4, 64).is_ok());
+    }
+
+    /// How many pages of the group's memory are in memory.
+    fn resident_pages(group: &GroupInner) -> usize {
+        // SAFETY: sysconf reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let start = group.memory.as_ptr() as usize;
+        let first = start & !(page - 1);
+        let pages = (start + group.bytes() - first).div_ceil(page);
+        let mut resident = vec![0u8; pages];
+        // SAFETY: the range, rounded out to whole pages, lies in the
+        // group's mapping; `resident` has a byte for each of its pages.
+        let done = unsafe {
+            libc::mincore(
+                first as *mut libc::c_void,
+                pages * page,
+                resident.as_mut_ptr().cast(),
+            )
+        };
+        assert_eq!(done, 0, "mincore: {}", io::Error::last_os_error());
+        resident.iter().filter(|&&page| page & 1 == 1).count()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "asks the kernel which pages are in memory")]
+    fn a_group_takes_memory_only_where_its_buffers_are_written() {
+        const COUNT: u16 = 1024;
+        const SIZE: usize = 8192;
+        let bytes = COUNT as usize * SIZE;
+        // Memory glibc would hand `calloc` for a block of the group's size
+        // (and zero by hand): a freed larger mapped block raises its
+        // mapping threshold, and a block of the size written and freed
+        // lies in its heap.
+        drop(std::hint::black_box(vec![1u8; 2 * bytes]));
+        drop(std::hint::black_box(vec![1u8; bytes]));
+        let group = GroupInner::new(0, 0, COUNT, SIZE).unwrap();
+        assert_eq!(resident_pages(&group), 0);
+        // SAFETY: buffer 3 lies in the group's memory and nothing else
+        // uses it.
+        unsafe { group.buffer_ptr(3).write_bytes(7, SIZE) };
+        let resident = resident_pages(&group);
+        assert!(
+            resident > 0 && resident < bytes / 4096,
+            "{resident} pages in memory"
+        );
     }
 
     #[test]

@@ -98,12 +98,13 @@ impl<T> SimThread<T> {
 }
 
 /// A thread the world drops while it runs (`World::finish` found it still
-/// running): its ring goes, and whoever waits for it hears why.
+/// running, or the world's last outside handle went): its ring goes, and
+/// whoever waits for it hears why.
 impl<T> Drop for SimThread<T> {
     fn drop(&mut self) {
         if self.node.is_some() {
             self.keep_error(Err(io::Error::other(
-                "the simulated world finished with the thread still running",
+                "the simulated world finished or was dropped with the thread still running",
             )));
             self.end();
         }

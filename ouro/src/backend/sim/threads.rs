@@ -88,6 +88,34 @@ impl World {
     }
 }
 
+/// The rings of spawned threads hold the world, and the world holds them:
+/// when the last handle from outside goes (the user's `World`s and rings),
+/// the world drops its running threads, as [`World::finish`] does, so that
+/// neither keeps the other, and the fds and state of both, alive. A thread
+/// being stepped, or whose state holds another handle, counts as outside:
+/// the world is then still in use.
+impl Drop for World {
+    fn drop(&mut self) {
+        let running = {
+            let Ok(mut state) = self.state.try_borrow_mut() else {
+                return;
+            };
+            let held_by_threads = state
+                .threads
+                .iter()
+                .filter(|t| t.try_borrow().is_ok_and(|t| !t.has_ended()))
+                .count();
+            // This handle, and one in each running thread's ring.
+            if held_by_threads == 0 || Rc::strong_count(&self.state) > held_by_threads + 1 {
+                return;
+            }
+            std::mem::take(&mut state.threads)
+        };
+        // Each ring's own handle comes back here, finding no thread left.
+        drop(running);
+    }
+}
+
 /// Runs the simulated thread `id` to its end, if it is still running on
 /// this OS thread's world; whether it was found.
 pub(crate) fn run_to_end(id: u64) -> bool {
