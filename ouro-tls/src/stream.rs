@@ -255,7 +255,13 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// during the handshake that waits for its keys. Each byte counts once:
     /// plaintext sealed before the handshake is done (a server's 0.5-RTT
     /// data, with `send_half_rtt_data`) counts as the records it became.
+    /// Once the stream has failed only records already queued (such as the
+    /// alert telling the peer why) count: plaintext never sealed is never
+    /// sent, so a writer waiting for `queued` to drain is not left waiting.
     pub fn queued(&self) -> usize {
+        if self.phase == Phase::Failed {
+            return self.out.queued();
+        }
         self.out.queued() + self.waiting.len() + self.session.unsealed_len()
     }
 

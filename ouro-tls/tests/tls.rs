@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::{Ctx, Ring};
-use ouro_tls::rustls::pki_types::ServerName;
 use ouro_tls::rustls::crypto::CryptoProvider;
+use ouro_tls::rustls::pki_types::ServerName;
 use ouro_tls::rustls::{ClientConnection, NamedGroup};
 use ouro_tls::{
     client_config, server_config, KeyExchange, ServerConfig, TlsStream, TlsVersion, Versions,
@@ -87,7 +87,11 @@ fn key_exchange_is_x25519_by_default_on_both_versions() {
         let pair = echo_pair(&pki, &pki.localhost, versions, b"hello".to_vec());
         for side in [&pair.client, &pair.server] {
             let handshake = side.handshake.as_ref().expect("handshake done");
-            assert_eq!(handshake.key_exchange, Some(KeyExchange::X25519), "{versions:?}");
+            assert_eq!(
+                handshake.key_exchange,
+                Some(KeyExchange::X25519),
+                "{versions:?}"
+            );
         }
         assert_eq!(pair.client.received, b"hello");
     }
@@ -498,6 +502,32 @@ fn plaintext_written_before_the_handshake_is_sent_after_it() {
     let pair = pair.finish(ring);
     assert_eq!(pair.server.received, early);
     assert_eq!(pair.client.received, early);
+}
+
+/// Plaintext written before a handshake that then fails is never sent:
+/// `queued` says so (0), so a writer waiting for it to drain is not left
+/// waiting.
+#[test]
+fn nothing_stays_queued_once_the_handshake_failed() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.unknown_ca_leaf;
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Tls13).unwrap();
+    let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Tls13).unwrap();
+    let early = b"never to be sent".to_vec();
+    let send = Role::Send {
+        payload: early.clone(),
+        sent: early.len(),
+    };
+    let mut pair = Pair::new(client, send, server, Role::Echo);
+    let mut ring = Ring::new(16).unwrap();
+    let stream = pair.client.stream.as_mut().unwrap();
+    assert!(stream.write(&mut ring, &early).unwrap() >= early.len());
+    pair.start(&mut ring);
+    let pair = pair.finish(ring);
+    assert!(pair.client.failure().contains("UnknownIssuer"));
+    assert_eq!(pair.client.queued_at_drop, Some(0));
+    assert!(pair.server.received.is_empty());
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub struct Side {
     pub failed: Option<io::Error>,
     /// The `queued` of each `Written` event before `HandshakeDone`.
     pub written_while_handshaking: Vec<usize>,
+    /// The stream's `queued` when it was dropped.
+    pub queued_at_drop: Option<usize>,
 }
 
 pub struct Pair {
@@ -152,6 +154,7 @@ impl Side {
             closed: false,
             failed: None,
             written_while_handshaking: Vec::new(),
+            queued_at_drop: None,
         }
     }
 
@@ -268,8 +271,8 @@ impl Side {
     fn drop_when_done(&mut self) {
         let ended = self.failed.is_some()
             || (self.closed && self.stream.as_ref().is_some_and(|s| s.queued() == 0));
-        if ended && self.stream.as_ref().is_some_and(|s| s.is_idle()) {
-            self.stream = None;
+        if let Some(stream) = self.stream.take_if(|s| ended && s.is_idle()) {
+            self.queued_at_drop = Some(stream.queued());
         }
     }
 }
