@@ -1,17 +1,23 @@
 //! The http, resp and echo-example scenarios: the example servers' own code under the
 //! simulator, with multishot accepts and receives ending early and buffer
 //! groups found empty, passes over a few hundred seeds and replays
-//! identically; the clients' checks catch a single wrong byte; and a
-//! server that does not arm an ended multishot again fails.
+//! identically; the clients' checks catch a single wrong byte; a server
+//! that does not arm an ended multishot again fails; and one that keeps a
+//! buffer past the end fails under the seeds whose receives end early,
+//! and replays.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use ouro::sim::{Config, World};
-use ouro::{BufferGroup, Completion, Ctx, Outcome, Ring, RingFd};
+use ouro::{Buf, BufferGroup, Completion, Ctx, Outcome, Ring, RingFd};
 use ouro_sim::stream::{self, Round};
-use ouro_sim::{check, echo_example, http, resp, scenario, Load, Scenario};
+use ouro_sim::{
+    check, check_with_progress, echo_example, http, resp, run_case, scenario, Case, FaultClass,
+    Load, Scenario,
+};
 
 fn passes(scenario: Scenario, seeds: u64) {
     let summary = check(0..seeds, scenario, None, 10);
@@ -109,14 +115,22 @@ fn a_single_wrong_byte_in_an_answer_is_a_violation() {
 /// multishot receive per connection, `+PONG` for every line. With
 /// `REARM` it arms an operation again when it ends with a success or
 /// `ENOBUFS`; without, it has the bug the `multishot_end` and
-/// `buffers_exhausted` fault classes are there to find.
-struct Pongs<const REARM: bool> {
+/// `buffers_exhausted` fault classes are there to find. With `KEEP` it
+/// keeps the buffer of a receive that ended early, in [`KEPT`], past the
+/// end of the run: the leak the end check on buffer groups is there to
+/// find.
+struct Pongs<const REARM: bool, const KEEP: bool = false> {
     listener: Rc<OwnedFd>,
     group: BufferGroup,
     conns: Vec<RingFd>,
 }
 
-impl<const REARM: bool> Pongs<REARM> {
+thread_local! {
+    /// Buffers a `Pongs` with `KEEP` held on to, out of the rings' reach.
+    static KEPT: RefCell<Vec<Buf>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<const REARM: bool, const KEEP: bool> Pongs<REARM, KEEP> {
     fn start(ring: &mut Ring<Self>, listener: OwnedFd) -> io::Result<Self> {
         let server = Pongs {
             listener: Rc::new(listener),
@@ -157,6 +171,9 @@ impl<const REARM: bool> Pongs<REARM> {
                 ring.send(fd, b"+PONG\r\n".repeat(lines), Ctx::none());
                 if last && REARM {
                     self.recv(ring, key);
+                }
+                if last && KEEP {
+                    KEPT.with(|kept| kept.borrow_mut().push(buf));
                 }
             }
             Outcome::RecvMulti(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) && REARM => {
@@ -205,4 +222,51 @@ fn a_server_that_does_not_arm_an_ended_multishot_again_is_a_liveness_violation()
         let found = world.finish();
         assert!(found.is_empty(), "seed {seed}: {found:?}");
     }
+}
+
+fn keeps_a_buffer(world: &World, load: Load) -> io::Result<()> {
+    stream::run(
+        world,
+        load,
+        "pongs",
+        7001,
+        Pongs::<true, true>::start,
+        pings,
+    )
+}
+
+#[test]
+fn a_buffer_kept_past_the_end_is_found_by_the_runner_and_replays() {
+    // Only receives ending early: `Pongs` is a test's server, not one
+    // written for every fault.
+    let mut off: Vec<FaultClass> = FaultClass::ALL.to_vec();
+    off.retain(|&class| class != FaultClass::MultishotEnd);
+    off.sort_unstable();
+    let cases = (0..100).map(|seed| Case {
+        off: off.clone(),
+        ..Case::new(seed)
+    });
+    let summary = check_with_progress(cases, keeps_a_buffer, None, 10, |_| {});
+    assert!(summary.nondeterministic.is_empty());
+    let failure = summary
+        .failures
+        .first()
+        .expect("the kept buffer went unnoticed over 100 seeds");
+    assert!(summary.failures.len() < 100, "only early ends keep one");
+    for failure in &summary.failures {
+        assert!(
+            (failure.violations.iter()).all(|v| v.contains("not returned at the end")),
+            "{}: {:?}",
+            failure.replay_line(),
+            failure.violations
+        );
+    }
+    let replay = run_case(&failure.case, keeps_a_buffer, None);
+    assert_eq!(replay.violations, failure.violations);
+    assert_eq!(replay.log_hash, failure.log_hash);
+    let mut without = failure.case.clone();
+    without.off = FaultClass::ALL.to_vec();
+    let found = run_case(&without, keeps_a_buffer, None).violations;
+    assert!(found.is_empty(), "{found:?}");
+    KEPT.with(|kept| kept.borrow_mut().clear());
 }

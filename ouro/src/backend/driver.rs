@@ -12,6 +12,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{BackendKind, RawCompletion, Started, Wake};
@@ -125,8 +126,10 @@ pub(crate) trait Driver {
     }
 
     /// Lets the backend share `group` with the kernel, if it can; a backend
-    /// that cannot takes buffers from the group's free list.
-    fn register_group(&mut self, group: &GroupInner) {
+    /// that cannot takes buffers from the group's free list. (An `Rc`: the
+    /// simulator keeps a weak handle, to check at the end that every
+    /// buffer came back.)
+    fn register_group(&mut self, group: &Rc<GroupInner>) {
         let _ = group;
     }
 

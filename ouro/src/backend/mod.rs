@@ -33,6 +33,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::buffers::group::GroupInner;
@@ -284,7 +285,7 @@ impl Backend {
         dispatch!(self, b => Driver::wait(b, timeout, clock))
     }
 
-    pub(crate) fn register_group(&mut self, group: &GroupInner) {
+    pub(crate) fn register_group(&mut self, group: &Rc<GroupInner>) {
         dispatch!(self, b => Driver::register_group(b, group))
     }
 

@@ -62,7 +62,7 @@ impl BufferGroup {
     /// How many buffers are free for the kernel or backend to fill (not
     /// held by a completion's `Buf` or by an operation in flight).
     pub fn available(&self) -> usize {
-        self.inner.count as usize - self.inner.out.get()
+        self.inner.count as usize - self.inner.handed_out()
     }
 }
 
@@ -196,9 +196,14 @@ impl GroupInner {
         false
     }
 
-    #[cfg(target_os = "linux")]
     pub(crate) fn count(&self) -> u16 {
         self.count
+    }
+
+    /// How many buffers are handed out (to completions, to operations in
+    /// flight, or to user code in a `Buf`).
+    pub(crate) fn handed_out(&self) -> usize {
+        self.out.get()
     }
 
     #[cfg(target_os = "linux")]

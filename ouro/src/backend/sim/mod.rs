@@ -57,6 +57,7 @@ mod faults;
 mod file_io;
 mod files;
 mod give_up;
+mod groups;
 mod multishot;
 mod net;
 mod partition;
@@ -68,11 +69,13 @@ mod world;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::driver::Driver;
 use super::{BackendKind, OwnedFiles, RawCompletion, Started, Wake};
+use crate::buffers::group::GroupInner;
 use crate::error::bad_ring_fd;
 use crate::fd::{Fd, Named};
 use crate::op::Op;
@@ -296,7 +299,7 @@ impl SimBackend {
                         state.accept(parked_shot(std::ptr::null_mut(), 0, Shot::Accept), sock)
                     }
                     Op::RecvMulti { group, .. } => {
-                        let shot = Shot::Recv(std::rc::Rc::as_ptr(group));
+                        let shot = Shot::Recv(Rc::as_ptr(group));
                         state.recv(parked_shot(std::ptr::null_mut(), 0, shot), sock)
                     }
                     op => return Err(unsupported(&format!("{:?}", op.kind()))),
@@ -445,6 +448,13 @@ impl Driver for SimBackend {
     fn random_u64(&mut self) -> io::Result<u64> {
         let mut state = self.world.state.borrow_mut();
         Ok(state.streams.get(faults::Stream::Components).u64(..))
+    }
+
+    /// The group stays the free list that backends without provided buffer
+    /// rings take from; the world remembers it for its end check.
+    fn register_group(&mut self, group: &Rc<GroupInner>) {
+        let mut state = self.world.state.borrow_mut();
+        state.remember_group(self.node, group);
     }
 
     fn adopt_fd(&mut self, file: u32, fd: OwnedFd, may_use_table: bool) {

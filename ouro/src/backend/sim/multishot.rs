@@ -9,8 +9,10 @@
 //! runs short of completion-queue room) and a group found empty although
 //! buffers are free (as when another receive sharing it took them all).
 //!
-//! A group needs no registration here: it stays the free list that every
-//! backend without provided buffer rings takes buffers from.
+//! A group is not shared with anything here: it stays the free list that
+//! every backend without provided buffer rings takes buffers from. The
+//! world only remembers it, to check at the end that every buffer came
+//! back (`groups.rs`).
 
 use std::os::fd::OwnedFd;
 

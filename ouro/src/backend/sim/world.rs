@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::files::Files;
+use super::groups::Groups;
 use super::multishot::shuffle_keeping_shots;
 use super::net::Net;
 use super::partition::{Held, Paths};
@@ -97,10 +98,10 @@ pub(crate) enum What {
     MessagesDue,
 }
 
-struct Event {
+pub(crate) struct Event {
     at: u64,
     seq: u64,
-    what: What,
+    pub(crate) what: What,
 }
 
 impl PartialEq for Event {
@@ -157,7 +158,7 @@ pub(crate) struct State {
     pub(crate) seed: u64,
     pub(crate) config: Config,
     pub(crate) streams: Streams,
-    events: BinaryHeap<Reverse<Event>>,
+    pub(crate) events: BinaryHeap<Reverse<Event>>,
     seq: u64,
     /// Completions due, by node, not yet reaped.
     pub(crate) ready: Vec<Vec<Ready>>,
@@ -176,11 +177,13 @@ pub(crate) struct State {
     /// The host's files.
     pub(crate) fs: Files,
     /// Nodes that crashed: completions still on their way to them are dropped.
-    down: Vec<u32>,
+    pub(crate) down: Vec<u32>,
     /// The rings of spawned threads, which `World::run` steps too.
     pub(crate) threads: Vec<super::threads::SpawnedNode>,
     /// The ring that owns each socket's ring fd.
     pub(crate) owners: HashMap<usize, u32>,
+    /// The buffer groups the rings made, for the end check.
+    pub(crate) groups: Groups,
 }
 
 impl World {
@@ -215,6 +218,7 @@ impl World {
             down: Vec::new(),
             threads: Vec::new(),
             owners: HashMap::new(),
+            groups: Groups::default(),
         };
         let world = World {
             state: Rc::new(RefCell::new(state)),
@@ -300,7 +304,8 @@ impl World {
     }
 
     /// The checks at the end of a run: nothing in flight, no simulated fd
-    /// open. Adds what they find to the violations, and returns them all.
+    /// open, every buffer of a group back in it. Adds what they find to
+    /// the violations, and returns them all.
     pub fn finish(&self) -> Vec<String> {
         let running = World::take_running(&mut self.state.borrow_mut());
         // Their rings drop here, closing what they hold.
@@ -326,6 +331,7 @@ impl World {
                 .violations
                 .push(format!("{files} simulated file(s) still open at the end"));
         }
+        state.check_groups();
         state.violations.clone()
     }
 

@@ -35,6 +35,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
@@ -517,7 +518,7 @@ impl Driver for Uring {
         Uring::settle_queue(self)
     }
 
-    fn register_group(&mut self, group: &GroupInner) {
+    fn register_group(&mut self, group: &Rc<GroupInner>) {
         Uring::register_group(self, group)
     }
 
