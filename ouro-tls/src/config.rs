@@ -9,9 +9,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
-#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
-compile_error!("ouro-tls needs a crypto provider: the feature `ring` (default) or `aws-lc-rs`");
-
 /// Which TLS versions a configuration offers or accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Versions {
@@ -39,29 +36,55 @@ impl Versions {
 }
 
 /// The crypto provider the crate was built with: `aws-lc-rs` when that
-/// feature is on, else `ring`.
+/// feature is on (also when `ring` is on too), else `ring`.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    #[cfg(feature = "aws-lc-rs")]
-    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // rustls deprecates ring's provider for lacking post-quantum key
-    // exchange; it stays the default for its short cold build.
-    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    return Arc::new(ring_provider());
+    Arc::new(provider())
 }
 
-/// ring's provider with X25519 first among the key exchange groups, as
-/// OpenSSL, Go and rustls' aws-lc-rs provider order them. rustls lists
-/// ring's P-384 first, whose key exchange costs several times X25519's
-/// (most of a whole handshake's CPU); P-256 and P-384 stay offered for
-/// peers without X25519.
+// One rule picks the provider, in the cfgs of the three `provider`s below:
+// aws-lc-rs when its feature is on, whether or not `ring` is on too (as it is
+// by default), else ring; neither is a single compile error.
+//
+// Both offer the classical groups X25519 first, then P-256 and P-384, as
+// OpenSSL and Go order them. rustls lists P-384 first on ring and before
+// X25519 on aws-lc-rs, and a server takes the first group of the client's
+// list that it supports: P-384, whose key exchange costs several times
+// X25519's (most of a whole handshake's CPU), on every TLS 1.2 session and
+// wherever ML-KEM is not shared. P-256 and P-384 stay offered for peers
+// without X25519.
+
+/// aws-lc-rs's provider: X25519MLKEM768 (post-quantum, TLS 1.3 only), then
+/// the classical groups X25519 first.
+#[cfg(feature = "aws-lc-rs")]
+fn provider() -> CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    CryptoProvider {
+        kx_groups: vec![
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+            kx_group::SECP384R1,
+        ],
+        ..default_provider()
+    }
+}
+
+/// ring's provider: the classical groups X25519 first. rustls deprecates
+/// it for lacking post-quantum key exchange; it stays the default for its
+/// short cold build.
 #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
 #[allow(deprecated)]
-fn ring_provider() -> CryptoProvider {
+fn provider() -> CryptoProvider {
     use rustls::crypto::ring::{default_provider, kx_group};
     CryptoProvider {
         kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
         ..default_provider()
     }
+}
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+fn provider() -> CryptoProvider {
+    compile_error!("ouro-tls needs a crypto provider: the feature `ring` (default) or `aws-lc-rs`")
 }
 
 /// A client configuration trusting exactly `roots` (the CA certificates

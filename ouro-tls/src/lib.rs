@@ -52,10 +52,15 @@
 //! only what users give (configurations, certificates, keys), so moving to
 //! a new rustls release changes this crate, not its users. The crypto
 //! provider is `ring` by default (a short cold build), `aws-lc-rs` with
-//! that feature. On `ring` the key exchange prefers X25519, then P-256,
-//! then P-384 (rustls lists P-384 first, which makes a handshake several
-//! times as costly); [`Handshake::key_exchange`] says what was agreed. The
-//! `webpki-roots` feature adds
+//! that feature, which wins when both are on (as they are when `aws-lc-rs`
+//! is added without `default-features = false`). With `aws-lc-rs` a client
+//! and a server of this crate agree on X25519MLKEM768 (post-quantum) over
+//! TLS 1.3. Among the classical groups (all of `ring`'s; aws-lc-rs's over
+//! TLS 1.2 and with peers without ML-KEM) both providers prefer X25519,
+//! then P-256, then P-384 (rustls lists P-384 before X25519, which makes a
+//! handshake several times as costly). [`Handshake::key_exchange`] says
+//! what was agreed. CI lints and tests the crate on each provider, on both
+//! of ouro's backends. The `webpki-roots` feature adds
 //! `client_config_with_webpki_roots` (Mozilla's roots compiled in), the
 //! `system-roots` feature `client_config_with_system_roots` (the
 //! machine's certificate store, read at run time).
@@ -132,14 +137,14 @@ pub struct Handshake {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyExchange {
     /// X25519: the first choice among classical groups on either
-    /// provider.
+    /// provider (over TLS 1.2, the default on both).
     X25519,
     /// NIST P-256 (secp256r1).
     Secp256r1,
     /// NIST P-384 (secp384r1).
     Secp384r1,
-    /// X25519 combined with ML-KEM-768 (post-quantum; the aws-lc-rs
-    /// provider's first choice).
+    /// X25519 combined with ML-KEM-768 (post-quantum, TLS 1.3 only; the
+    /// aws-lc-rs provider's first choice).
     X25519MlKem768,
     /// Another group, by its registry number.
     Other(u16),

@@ -79,24 +79,6 @@ fn both_versions_offered_negotiate_tls13() {
     assert_eq!(pair.client.received, b"hello");
 }
 
-#[test]
-fn key_exchange_is_x25519_by_default_on_both_versions() {
-    let _limit = limit();
-    let pki = Pki::new();
-    for versions in [Versions::Tls13, Versions::Tls12] {
-        let pair = echo_pair(&pki, &pki.localhost, versions, b"hello".to_vec());
-        for side in [&pair.client, &pair.server] {
-            let handshake = side.handshake.as_ref().expect("handshake done");
-            assert_eq!(
-                handshake.key_exchange,
-                Some(KeyExchange::X25519),
-                "{versions:?}"
-            );
-        }
-        assert_eq!(pair.client.received, b"hello");
-    }
-}
-
 /// A server offering P-384 alone: the client's X25519 key share does not
 /// fit, the server asks again (a HelloRetryRequest) and P-384 is agreed.
 #[test]
