@@ -13,8 +13,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
 mod address_flags;
+mod route_probe;
 
 pub use address_flags::{local_address_flags, AddressFlags, LocalAddressFlags};
+pub(crate) use route_probe::RouteProbe;
 
 /// A socket's address family (IPv4, IPv6, Unix), for [`Ring::socket`](crate::Ring::socket).
 pub use socket2::Domain;

@@ -70,10 +70,15 @@ pub(crate) trait Driver {
         super::random::os_u64()
     }
 
-    /// The local address the machine would use to reach `dest`, unless
-    /// the backend has a network of its own (the simulator).
-    fn source_address(&mut self, dest: IpAddr) -> io::Result<IpAddr> {
-        crate::net::route_source(dest)
+    /// The local address the machine would use to reach `dest`, asked
+    /// with the ring's `probe`, unless the backend has a network of its
+    /// own (the simulator).
+    fn source_address(
+        &mut self,
+        probe: &mut crate::net::RouteProbe,
+        dest: IpAddr,
+    ) -> io::Result<IpAddr> {
+        probe.source(dest)
     }
 
     /// The flags of the machine's IPv6 addresses (deprecated, home),

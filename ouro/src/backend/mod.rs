@@ -382,9 +382,10 @@ impl Backend {
 
     pub(crate) fn source_address(
         &mut self,
+        probe: &mut crate::net::RouteProbe,
         dest: std::net::IpAddr,
     ) -> io::Result<std::net::IpAddr> {
-        dispatch!(self, b => Driver::source_address(b, dest))
+        dispatch!(self, b => Driver::source_address(b, probe, dest))
     }
 
     pub(crate) fn local_address_flags(&mut self) -> io::Result<crate::net::LocalAddressFlags> {

@@ -78,13 +78,17 @@ impl<S> Ring<S> {
     }
 
     /// The local address the kernel would use to reach `dest`, for
-    /// ordering a name's addresses (RFC 6724): on the real backends
-    /// [`net::route_source`](crate::net::route_source), system calls on
-    /// the calling thread that send nothing; under the simulator `dest`
+    /// ordering a name's addresses (RFC 6724): on the real backends what
+    /// [`net::route_source`](crate::net::route_source) finds, by system
+    /// calls on the calling thread that send nothing, but on Linux with
+    /// one UDP socket per family that the ring keeps for these probes
+    /// (connected to `dest`, asked its local address, disconnected) and
+    /// closes when dropped: a socket per probe would be freed by the
+    /// kernel in batches that stall a busy CPU. Under the simulator `dest`
     /// itself, as every simulated address is reachable directly and the
     /// answer must not depend on the machine's routes.
     pub fn source_address(&mut self, dest: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
-        self.backend.source_address(dest)
+        self.backend.source_address(&mut self.route_probe, dest)
     }
 
     /// The flags of the local IPv6 addresses that RFC 6724 rules 3 and 4

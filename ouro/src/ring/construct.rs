@@ -61,6 +61,7 @@ impl<S> Ring<S> {
             fixed_files: None,
             pollable: std::cell::OnceCell::new(),
             poll_timer: None,
+            route_probe: crate::net::RouteProbe::default(),
             _not_send: PhantomData,
         }
     }

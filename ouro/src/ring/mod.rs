@@ -150,6 +150,8 @@ pub struct Ring<S = ()> {
     /// For a pollable ring: when the kernel timeout armed to make it
     /// readable for its nearest timer fires.
     poll_timer: Option<u64>,
+    /// The sockets `source_address` asks the kernel's routes with.
+    route_probe: crate::net::RouteProbe,
     _not_send: PhantomData<*const ()>,
 }
 

@@ -2,15 +2,16 @@
 //! empty datagrams), connected UDP through connect, send and recv, and
 //! their errors, cancellation and deadlines.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::net::{local_addr, udp_socket, SockAddr};
-use ouro::{is_canceled, is_deadline, BackendKind, Datagram, Outcome, RunMode};
+use ouro::{is_canceled, is_deadline, BackendKind, Datagram, Outcome, Ring, RunMode};
 
+use crate::common::fds::open_fds;
 use crate::harness::{bad_fd, complete, ctx, error_kind, os_error, ring, run_all};
 
 backend_tests![
@@ -30,6 +31,8 @@ backend_tests![
     send_to_and_recv_from_work_on_ring_fds,
     a_ring_dropped_with_a_recv_from_in_flight_gives_the_socket_back,
 ];
+
+exclusive_backend_tests![source_address_keeps_a_socket_per_family_and_routes_each_probe_anew];
 
 fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
@@ -317,4 +320,46 @@ fn a_ring_dropped_with_a_recv_from_in_flight_gives_the_socket_back(kind: Backend
     socket.set_nonblocking(false).unwrap();
     let mut got = [0; 16];
     assert_eq!(socket.recv(&mut got).unwrap(), 10);
+}
+
+/// The ring answers route probes with one socket per family, kept between
+/// probes (a socket per probe costs the kernel an RCU-deferred free) and
+/// closed with the ring, and each probe finds its own destination's
+/// source: none left over from the one before, nor from a failed one.
+fn source_address_keeps_a_socket_per_family_and_routes_each_probe_anew(kind: BackendKind) {
+    let before = open_fds();
+    let mut ring: Ring<()> = ring(kind, 8);
+    let with_ring = open_fds();
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let link_local: IpAddr = "fe80::1".parse().unwrap();
+    // Reached from another source than loopback where there is a default
+    // route (TEST-NET-2: nothing is sent).
+    let routed = IpAddr::from([198, 51, 100, 1]);
+    let routed_source = ouro::net::route_source(routed).ok();
+    for _ in 0..50 {
+        assert_eq!(ring.source_address(loopback).unwrap(), loopback);
+        assert!(ring.source_address(link_local).is_err());
+        if let Some(expected) = routed_source {
+            assert_eq!(ring.source_address(routed).unwrap(), expected);
+        }
+        assert_eq!(ring.source_address(loopback).unwrap(), loopback);
+    }
+    let v6 = ouro::net::route_source(Ipv6Addr::LOCALHOST.into()).is_ok();
+    if v6 {
+        assert_eq!(
+            ring.source_address(Ipv6Addr::LOCALHOST.into()).unwrap(),
+            Ipv6Addr::LOCALHOST
+        );
+    }
+    if cfg!(target_os = "linux") {
+        // An IPv6 socket is made wherever the kernel has IPv6 at all.
+        let families = 1 + usize::from(UdpSocket::bind("[::]:0").is_ok());
+        assert_eq!(
+            open_fds(),
+            with_ring + families,
+            "a probe socket per family"
+        );
+    }
+    drop(ring);
+    assert_eq!(open_fds(), before, "the probe sockets close with the ring");
 }

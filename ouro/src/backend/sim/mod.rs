@@ -431,7 +431,11 @@ impl Driver for SimBackend {
     }
 
     /// Under the simulator, `dest` itself (see the comment inside).
-    fn source_address(&mut self, dest: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+    fn source_address(
+        &mut self,
+        _probe: &mut crate::net::RouteProbe,
+        dest: std::net::IpAddr,
+    ) -> io::Result<std::net::IpAddr> {
         // Every address of the world is reachable directly, from an
         // address of its own family and scope: the same on every machine,
         // so that a seed orders addresses as it did before.
