@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use ouro_tls::{client_config_with_webpki_roots, server_config, CertificateDer, Versions};
-use support::pair::{Pair, Role};
+use ouro_tls::{client_config_with_webpki_roots, Versions};
+use support::pair::assert_refuses_a_self_signed_server;
 use support::watchdog::AbortAfter;
 
 #[test]
@@ -25,14 +25,5 @@ fn the_compiled_in_roots_make_a_client_configuration() {
 fn a_client_trusting_the_compiled_in_roots_refuses_a_self_signed_certificate() {
     let _limit = AbortAfter::new(Duration::from_secs(60));
     let client = client_config_with_webpki_roots(&[], Versions::Both).expect("Mozilla's roots");
-    let self_signed = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let chain = vec![CertificateDer::from(self_signed.cert.der().to_vec())];
-    let key = self_signed.signing_key.serialize_der().try_into().unwrap();
-    let server = server_config(chain, key, &[], Versions::Both).unwrap();
-    let payload = b"secret".to_vec();
-    let pair = Pair::new(client, Role::Send { payload, sent: 0 }, server, Role::Echo).run();
-    let failure = pair.client.failure();
-    assert!(failure.contains("UnknownIssuer"), "{failure}");
-    assert!(pair.client.handshake.is_none(), "the handshake finished");
-    assert!(pair.server.received.is_empty());
+    assert_refuses_a_self_signed_server(client);
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::{Completion, Ctx, Ring, RunMode};
-use ouro_tls::{ClientConfig, Handshake, ServerConfig, TlsEvent, TlsStream};
+use ouro_tls::{
+    server_config, CertificateDer, ClientConfig, Handshake, ServerConfig, TlsEvent, TlsStream,
+    Versions,
+};
 
 pub type Stream = TlsStream<Pair, Rc<TcpStream>>;
 
@@ -275,4 +278,20 @@ impl Side {
             self.queued_at_drop = Some(stream.queued());
         }
     }
+}
+
+/// A client on `client` meets a server presenting a self-signed
+/// certificate made here: the client refuses it (`UnknownIssuer`) before
+/// any plaintext goes across.
+pub fn assert_refuses_a_self_signed_server(client: Arc<ClientConfig>) {
+    let self_signed = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let chain = vec![CertificateDer::from(self_signed.cert.der().to_vec())];
+    let key = self_signed.signing_key.serialize_der().try_into().unwrap();
+    let server = server_config(chain, key, &[], Versions::Both).unwrap();
+    let payload = b"secret".to_vec();
+    let pair = Pair::new(client, Role::Send { payload, sent: 0 }, server, Role::Echo).run();
+    let failure = pair.client.failure();
+    assert!(failure.contains("UnknownIssuer"), "{failure}");
+    assert!(pair.client.handshake.is_none(), "the handshake finished");
+    assert!(pair.server.received.is_empty());
 }
