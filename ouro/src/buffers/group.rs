@@ -196,6 +196,7 @@ impl GroupInner {
         false
     }
 
+    #[cfg(target_os = "linux")]
     pub(crate) fn count(&self) -> u16 {
         self.count
     }
