@@ -118,7 +118,7 @@ pub fn run(options: &Options, output: &Output) -> io::Result<()> {
                     server,
                     backend,
                 };
-                let row = run_with_one_retry_on_timing(options, secs, case, rows.len());
+                let row = run_with_one_retry_on_noise(options, secs, case, rows.len());
                 let verdict = if row.passed() { "ok" } else { "FAIL" };
                 eprintln!(
                     "hostile: {} {} {}: {verdict}",
@@ -193,14 +193,14 @@ struct Case {
 }
 
 /// `case` on a fresh server process, and on another if the first broke
-/// only timing bounds; the `n`th case.
-fn run_with_one_retry_on_timing(options: &Options, secs: Duration, case: Case, n: usize) -> Row {
+/// only noisy bounds (timing, RSS after); the `n`th case.
+fn run_with_one_retry_on_noise(options: &Options, secs: Duration, case: Case, n: usize) -> Row {
     let first = run_one(options, secs, case, n);
-    if !first.failed_only_on_timing() {
+    if !first.failed_only_on_noisy_bounds() {
         return first;
     }
     eprintln!(
-        "hostile: {} {} {}: only timing bounds broken ({}); once more",
+        "hostile: {} {} {}: only noisy bounds broken ({}); once more",
         first.attack,
         first.server,
         first.backend,
@@ -310,7 +310,7 @@ fn check_good_client(options: &Options, served: &good_client::Served, row: &mut 
     row.p99 = served.percentile(99.0);
     row.worst = served.worst();
     if served.failures > 0 {
-        row.slow_service_failures += usize::from(served.only_timeouts);
+        row.noisy_failures += usize::from(served.only_timeouts);
         row.failures.push(format!(
             "good client: {} of {} round trips failed (first: {})",
             served.failures,
@@ -320,7 +320,7 @@ fn check_good_client(options: &Options, served: &good_client::Served, row: &mut 
     }
     let p99_bound = Duration::from_millis(options.p99_ms);
     if row.p99.is_some_and(|p99| p99 > p99_bound) {
-        row.slow_service_failures += 1;
+        row.noisy_failures += 1;
         row.failures.push(format!(
             "good client p99 {} ms > {} ms",
             report_ms(row.p99),
@@ -399,6 +399,7 @@ fn check_resources(options: &Options, row: &mut Row) {
     }
     let over = |kb: u64| kb.saturating_sub(before.rss_kb) / 1024;
     if over(after.rss_kb) > options.after_rss_mib {
+        row.noisy_failures += 1;
         row.failures.push(format!(
             "RSS after {} MiB over before (bound {} MiB)",
             over(after.rss_kb),
