@@ -123,9 +123,20 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// (socket, connect, getsockname, close) on the calling thread; a UDP
 /// connect never blocks.
 pub fn route_source(dest: IpAddr) -> io::Result<IpAddr> {
-    // The port is never sent to; any non-zero one will do.
-    let dest = SocketAddr::new(dest, 9);
+    let dest = probe_address(dest);
     let socket = socket2::Socket::new(Domain::for_address(dest), Type::DGRAM, None)?;
+    source_through(&socket, dest)
+}
+
+/// The address a route probe connects to: `dest` with a port that is
+/// never sent to (any non-zero one will do).
+fn probe_address(dest: IpAddr) -> SocketAddr {
+    SocketAddr::new(dest, 9)
+}
+
+/// The source address the kernel picks for `dest`, found by connecting
+/// the UDP `socket` to it (a route lookup; nothing is sent).
+fn source_through(socket: &socket2::Socket, dest: SocketAddr) -> io::Result<IpAddr> {
     socket.connect(&dest.into())?;
     Ok(ip_addr(&socket.local_addr()?)?.ip())
 }

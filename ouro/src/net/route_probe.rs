@@ -2,11 +2,11 @@
 //! the next.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::ip_addr;
+use super::{probe_address, source_through};
 
 /// Finds the source address the kernel would use to reach a destination,
 /// as [`route_source`](super::route_source) does, but on Linux with one
@@ -29,17 +29,13 @@ impl RouteProbe {
     /// route (`ENETUNREACH`) or `dest` is a link-local IPv6 address without
     /// an interface (`EINVAL`).
     pub(crate) fn source(&mut self, dest: IpAddr) -> io::Result<IpAddr> {
-        // The port is never sent to; any non-zero one will do.
-        let dest = SocketAddr::new(dest, 9);
+        let dest = probe_address(dest);
         let slot = &mut self.sockets[usize::from(dest.is_ipv6())];
         let socket = match slot.take() {
             Some(socket) => socket,
             None => Socket::new(Domain::for_address(dest), Type::DGRAM, None)?,
         };
-        let source = socket
-            .connect(&dest.into())
-            .and_then(|()| socket.local_addr())
-            .and_then(|local| Ok(ip_addr(&local)?.ip()));
+        let source = source_through(&socket, dest);
         // Linux keeps a connected UDP socket's source address when it is
         // connected again, and resets it (and unbinds the port) only on a
         // disconnect: without one, the next probe would report this

@@ -14,7 +14,9 @@ use std::time::Duration;
 use ouro::{BackendKind, Completion, Ctx, IoBuf, IoBufMut, Outcome, Ring, RunMode, Task};
 
 use crate::common::fds::{apart_from_other_tests, beside_other_tests};
-pub use crate::common::fds::{is_cloexec, open_fds, pipe, socket_pair, tcp_pair, temp_file};
+pub use crate::common::fds::{
+    is_cloexec, open_fds, pipe, socket_pair, tcp_pair, temp_file, with_no_new_fds,
+};
 pub use crate::common::watchdog::run_within;
 
 /// How long a test may take before it counts as hung. Generous: the

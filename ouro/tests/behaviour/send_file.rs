@@ -17,7 +17,9 @@ use ouro::{
     SendFile, Sent,
 };
 
-use crate::harness::{ctx, is_cloexec, open_fds, peer, ring, socket_pair, temp_file, Got};
+use crate::harness::{
+    ctx, is_cloexec, open_fds, peer, ring, socket_pair, temp_file, with_no_new_fds, Got,
+};
 
 backend_tests![
     a_pipe_is_cloexec_non_blocking_and_works_as_ring_fds,
@@ -154,24 +156,7 @@ fn a_pipe_is_cloexec_non_blocking_and_works_as_ring_fds(kind: BackendKind) {
 /// With `RLIMIT_NOFILE` at 0 no fd can be made: `pipe` says `EMFILE`
 /// (exclusive: the limit is the whole process's while it is lowered).
 fn a_pipe_out_of_fds_is_emfile(_kind: BackendKind) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    let lowered = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: limit.rlim_max,
-    };
-    // SAFETY: setrlimit reads the struct we pass.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
-    let result = ouro::pipe();
-    // SAFETY: as above; restores the limit before anything can fail.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let result = with_no_new_fds(ouro::pipe);
     let err = result.expect_err("no fd can be made");
     assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
 }

@@ -12,7 +12,7 @@ use ouro::net::{local_addr, udp_socket, SockAddr};
 use ouro::{is_canceled, is_deadline, BackendKind, Datagram, Outcome, Ring, RunMode};
 
 use crate::common::fds::open_fds;
-use crate::harness::{bad_fd, complete, ctx, error_kind, os_error, ring, run_all};
+use crate::harness::{bad_fd, complete, ctx, error_kind, os_error, ring, run_all, with_no_new_fds};
 
 backend_tests![
     send_to_and_recv_from_carry_the_datagram_and_its_sender,
@@ -32,7 +32,10 @@ backend_tests![
     a_ring_dropped_with_a_recv_from_in_flight_gives_the_socket_back,
 ];
 
-exclusive_backend_tests![source_address_keeps_a_socket_per_family_and_routes_each_probe_anew];
+exclusive_backend_tests![
+    source_address_keeps_a_socket_per_family_and_routes_each_probe_anew,
+    source_address_out_of_fds_answers_on_its_kept_socket_and_errs_honestly,
+];
 
 fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
@@ -360,6 +363,34 @@ fn source_address_keeps_a_socket_per_family_and_routes_each_probe_anew(kind: Bac
             "a probe socket per family"
         );
     }
+    drop(ring);
+    assert_eq!(open_fds(), before, "the probe sockets close with the ring");
+}
+
+/// Out of fds, a ring that already probed a family answers on the socket
+/// it kept; a family it never probed fails with the kernel's `EMFILE` (no
+/// panic, no wrong answer), and once fds can be made again it is probed
+/// like any other, and leaves nothing open.
+fn source_address_out_of_fds_answers_on_its_kept_socket_and_errs_honestly(kind: BackendKind) {
+    let before = open_fds();
+    let mut ring: Ring<()> = ring(kind, 8);
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let v6 = IpAddr::from(Ipv6Addr::LOCALHOST);
+    let has_v6 = ouro::net::route_source(v6).is_ok();
+    assert_eq!(ring.source_address(loopback).unwrap(), loopback);
+    let (v4_out_of_fds, v6_out_of_fds) = with_no_new_fds(|| {
+        let v4: Vec<_> = (0..3).map(|_| ring.source_address(loopback)).collect();
+        (v4, ring.source_address(v6))
+    });
+    for answer in v4_out_of_fds {
+        assert_eq!(answer.unwrap(), loopback);
+    }
+    let err = v6_out_of_fds.expect_err("no socket can be made for IPv6");
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+    if has_v6 {
+        assert_eq!(ring.source_address(v6).unwrap(), v6);
+    }
+    assert_eq!(ring.source_address(loopback).unwrap(), loopback);
     drop(ring);
     assert_eq!(open_fds(), before, "the probe sockets close with the ring");
 }

@@ -91,3 +91,29 @@ pub fn beside_other_tests() -> RwLockReadGuard<'static, ()> {
 pub fn apart_from_other_tests() -> RwLockWriteGuard<'static, ()> {
     FD_COUNTING.write().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Runs `f` with `RLIMIT_NOFILE` at 0, so that no new fd can be made (fds
+/// already open stay usable), and restores the limit before returning
+/// what `f` gave. Only for a test that runs apart from the others: the
+/// limit is the whole process's while it is lowered.
+pub fn with_no_new_fds<T>(f: impl FnOnce() -> T) -> T {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let lowered = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+    let result = f();
+    // SAFETY: as above; restores the limit before anything can fail.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    result
+}
