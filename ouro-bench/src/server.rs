@@ -183,6 +183,16 @@ pub(crate) fn cpu_micros() -> u64 {
     micros(usage.ru_utime) + micros(usage.ru_stime)
 }
 
+/// The calling thread's CPU time (user + system) so far, in microseconds.
+pub(crate) fn thread_cpu_micros() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is the calling thread's (Linux).
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    micros(usage.ru_utime) + micros(usage.ru_stime)
+}
+
 /// This process's resident memory (`VmRSS`), in KiB.
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -343,26 +343,45 @@ fn hostile_without_the_example_servers_says_how_to_build_them() {
 #[ignore = "needs dnsmasq, root and unshare"]
 fn dns_reports_every_contestant_and_leaves_resolv_conf_alone() {
     let before = std::fs::read("/etc/resolv.conf").ok();
-    let output = ouro_bench(&["dns", "--lookups", "300", "--runs", "1", "--json"]);
+    let output = ouro_bench(&[
+        "dns",
+        "--lookups",
+        "300",
+        "--runs",
+        "1",
+        "--rate",
+        "2000",
+        "--json",
+    ]);
     let lines = json_lines(&output);
-    let mut got: Vec<(String, String)> = lines
+    let mut got: Vec<(String, String, String)> = lines
         .iter()
         .map(|line| {
             assert_eq!(line["workload"], "dns");
             assert_eq!(line["params"]["in_flight"], 16);
+            let pattern = line["params"]["pattern"].as_str().expect("a pattern");
+            if pattern == "paced" {
+                assert_eq!(line["params"]["rate"], 2000);
+            }
             let value = line["value"].as_f64().expect("a number");
             assert!(value.is_finite() && value > 0.0, "{line}");
             (
+                pattern.to_string(),
                 line["contestant"].as_str().expect("a name").to_string(),
                 line["metric"].as_str().expect("a metric").to_string(),
             )
         })
         .collect();
     got.sort();
-    let mut expected: Vec<(String, String)> = Vec::new();
-    for contestant in ["getaddrinfo", "hickory", "ouro"] {
-        for metric in ["cpu_us_per_lookup", "lookups_per_sec", "p50_us", "p99_us"] {
-            expected.push((contestant.into(), metric.into()));
+    let mut expected: Vec<(String, String, String)> = Vec::new();
+    for pattern in ["closed", "paced"] {
+        for contestant in ["getaddrinfo", "hickory", "ouro"] {
+            for metric in ["cpu_us_per_lookup", "lookups_per_sec", "p50_us", "p99_us"] {
+                // Under pacing every contestant gets the same rate.
+                if pattern == "closed" || metric != "lookups_per_sec" {
+                    expected.push((pattern.into(), contestant.into(), metric.into()));
+                }
+            }
         }
     }
     assert_eq!(got, expected);

@@ -11,9 +11,12 @@
 //! questions in flight at once, and keeps a cache. After each run the
 //! namespace's UDP counter must show four datagrams per lookup (two
 //! queries, two answers), or the workload fails.
-//! Metrics: `lookups_per_sec`, `p50_us` and `p99_us` (each lookup's
-//! time), and `cpu_us_per_lookup` (this process's CPU, user + system;
-//! dnsmasq's is its own).
+//! Two patterns: `closed`, each of `in_flight` lookups at once followed
+//! by the next as soon as it ends (metrics: `lookups_per_sec`, `p50_us`
+//! and `p99_us` of each lookup's time, `cpu_us_per_lookup`: this process's
+//! CPU, user + system; dnsmasq's is its own), and `paced`, lookups
+//! arriving at `rate` per second for every contestant (`p50_us`, `p99_us`
+//! from each lookup's arrival, `cpu_us_per_lookup`; see [`paced`]).
 //!
 //! getaddrinfo reads `/etc/resolv.conf`, which names servers on port 53
 //! only. So the workload runs in network and mount namespaces of its own
@@ -27,6 +30,8 @@
 //! runs on CPU 0 (`taskset`) and the contestants on CPU 1, threads
 //! included, as in the http workload: no contestant competes with the
 //! server for a CPU, and each has one CPU, however many threads it starts.
+
+mod paced;
 
 use std::cell::Cell;
 use std::io;
@@ -68,6 +73,10 @@ pub struct Options {
     /// threads).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub in_flight: u16,
+    /// Lookups per second offered to each contestant in the paced pattern
+    /// (at most `in_flight` of them at once).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +152,47 @@ pub fn run_in_namespaces() -> ExitCode {
 
 /// Measurements made, for the progress bar.
 pub fn steps(_options: &Options, settings: &Settings) -> u64 {
-    u64::from(settings.runs) * super::included(settings, &Contestant::ALL, Contestant::name)
+    2 * u64::from(settings.runs) * super::included(settings, &Contestant::ALL, Contestant::name)
+}
+
+/// How a run gives the contestant its lookups.
+#[derive(Clone, Copy, Debug)]
+enum Pattern {
+    /// `in_flight` at once, the next as soon as one ends.
+    Closed,
+    /// Arriving at `rate` per second.
+    Paced,
+}
+
+impl Pattern {
+    fn params(self, options: &Options) -> crate::record::Params {
+        match self {
+            Pattern::Closed => params([
+                ("pattern", json!("closed")),
+                ("in_flight", json!(options.in_flight)),
+            ]),
+            Pattern::Paced => params([
+                ("pattern", json!("paced")),
+                ("rate", json!(options.rate)),
+                ("in_flight", json!(options.in_flight)),
+            ]),
+        }
+    }
+
+    /// Each lookup's time, in microseconds (one lookup of each of
+    /// `names`), and CPU time of this process that is not the contestant's
+    /// (the pacer's).
+    fn lookups(
+        self,
+        contestant: Contestant,
+        names: &[String],
+        options: &Options,
+    ) -> io::Result<(Vec<u64>, u64)> {
+        match self {
+            Pattern::Closed => Ok((contestant.lookups(names, options.in_flight)?, 0)),
+            Pattern::Paced => paced::lookups(contestant, names, options.in_flight, options.rate),
+        }
+    }
 }
 
 /// Measures the contestants `runs` times against one dnsmasq.
@@ -166,39 +215,56 @@ pub fn measure(
         on_client_cpu(|| contestant.lookups(warm_up, options.in_flight))?;
     }
     for run in 0..settings.runs {
-        for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
-            progress.step(format!("dns {}", contestant.name()));
-            let datagrams = udp_datagrams_sent()?;
-            let cpu = cpu_micros();
-            let start = Instant::now();
-            let mut times = on_client_cpu(|| contestant.lookups(&names, options.in_flight))?;
-            let elapsed = start.elapsed();
-            let cpu_us = (cpu_micros() - cpu) as f64;
-            progress.done();
-            let sent = udp_datagrams_sent()? - datagrams;
-            // Each lookup: an A and an AAAA query, and dnsmasq's two answers.
-            if sent < 4 * options.lookups {
-                return Err(io::Error::other(format!(
-                    "{}: {sent} UDP datagrams for {} lookups (some answered without a query)",
-                    contestant.name(),
-                    options.lookups
-                )));
+        for pattern in [Pattern::Closed, Pattern::Paced] {
+            for contestant in settings.order(&Contestant::ALL, Contestant::name, run) {
+                progress.step(format!("dns {pattern:?} {}", contestant.name()));
+                measure_one(pattern, contestant, &names, options, results)?;
+                progress.done();
             }
-            times.sort_unstable();
-            let sample = |metric, value| Sample {
-                workload: WORKLOAD,
-                contestant: contestant.name(),
-                params: params([("in_flight", json!(options.in_flight))]),
-                metric,
-                value,
-            };
-            let count = options.lookups as f64;
-            results.record(sample("lookups_per_sec", count / elapsed.as_secs_f64()));
-            results.record(sample("p50_us", percentile(&times, 0.50)));
-            results.record(sample("p99_us", percentile(&times, 0.99)));
-            results.record(sample("cpu_us_per_lookup", cpu_us / count));
         }
     }
+    Ok(())
+}
+
+/// One run of `contestant` in `pattern`, recorded in `results`.
+fn measure_one(
+    pattern: Pattern,
+    contestant: Contestant,
+    names: &[String],
+    options: &Options,
+    results: &mut Results,
+) -> io::Result<()> {
+    let datagrams = udp_datagrams_sent()?;
+    let cpu = cpu_micros();
+    let start = Instant::now();
+    let (mut times, not_the_contestants) =
+        on_client_cpu(|| pattern.lookups(contestant, names, options))?;
+    let elapsed = start.elapsed();
+    let cpu_us = (cpu_micros() - cpu).saturating_sub(not_the_contestants) as f64;
+    let sent = udp_datagrams_sent()? - datagrams;
+    // Each lookup: an A and an AAAA query, and dnsmasq's two answers.
+    if sent < 4 * options.lookups {
+        return Err(io::Error::other(format!(
+            "{}: {sent} UDP datagrams for {} lookups (some answered without a query)",
+            contestant.name(),
+            options.lookups
+        )));
+    }
+    times.sort_unstable();
+    let sample = |metric, value| Sample {
+        workload: WORKLOAD,
+        contestant: contestant.name(),
+        params: pattern.params(options),
+        metric,
+        value,
+    };
+    let count = options.lookups as f64;
+    if matches!(pattern, Pattern::Closed) {
+        results.record(sample("lookups_per_sec", count / elapsed.as_secs_f64()));
+    }
+    results.record(sample("p50_us", percentile(&times, 0.50)));
+    results.record(sample("p99_us", percentile(&times, 0.99)));
+    results.record(sample("cpu_us_per_lookup", cpu_us / count));
     Ok(())
 }
 
@@ -362,9 +428,7 @@ fn hickory_lookups(names: &[String], tasks: u16) -> io::Result<Vec<u64>> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut builder = TokioResolver::builder_tokio().map_err(io::Error::other)?;
-        builder.options_mut().cache_size = 0;
-        let resolver = builder.build().map_err(io::Error::other)?;
+        let resolver = hickory_resolver()?;
         let next = Cell::new(0);
         let mut lookups: FuturesUnordered<_> = (0..tasks)
             .map(|_| async {
@@ -397,15 +461,47 @@ struct Lookups<'a> {
     failure: Option<io::Error>,
 }
 
-fn to_resolver<'a>(
-    state: &mut Lookups<'a>,
-    ring: &mut Ring<Lookups<'a>>,
+/// hickory-resolver with the system configuration (the resolv.conf the
+/// workload mounted) and no cache; made inside the tokio runtime.
+fn hickory_resolver() -> io::Result<TokioResolver> {
+    let mut builder = TokioResolver::builder_tokio().map_err(io::Error::other)?;
+    builder.options_mut().cache_size = 0;
+    builder.build().map_err(io::Error::other)
+}
+
+/// A ring state that holds the ouro resolver its tasks report to.
+trait WithResolver: Sized {
+    fn resolver(&mut self) -> Option<&mut Resolver<Self>>;
+}
+
+impl<'a> WithResolver for Lookups<'a> {
+    fn resolver(&mut self) -> Option<&mut Resolver<Lookups<'a>>> {
+        self.resolver.as_mut()
+    }
+}
+
+/// The callback of the resolver's own tasks.
+fn to_resolver<S: WithResolver>(
+    state: &mut S,
+    ring: &mut Ring<S>,
     c: Completion,
 ) -> io::Result<()> {
-    match state.resolver.as_mut() {
+    match state.resolver() {
         Some(resolver) => resolver.on_completion(ring, c),
         None => Ok(()),
     }
+}
+
+/// ouro-net's resolver on `ring`, configured from the resolv.conf the
+/// workload mounted (which must name dnsmasq).
+fn ouro_resolver<S>(ring: &mut Ring<S>, tasks: Ctx<S>) -> io::Result<Resolver<S>> {
+    let resolver =
+        Resolver::from_resolv_conf(ring, RESOLV_CONF, RELOAD_INTERVAL, Hosts::default(), tasks)?;
+    let servers = &resolver.config().nameservers;
+    if servers != &[SocketAddr::from((Ipv4Addr::LOCALHOST, 53))] {
+        return Err(io::Error::other(format!("{RESOLV_CONF} names {servers:?}")));
+    }
+    Ok(resolver)
 }
 
 fn on_answer<'a>(
@@ -440,17 +536,7 @@ fn start_lookup<'a>(state: &mut Lookups<'a>, ring: &mut Ring<Lookups<'a>>, key: 
 /// lookup of each of `names`.
 fn ouro_lookups(names: &[String], in_flight: u16) -> io::Result<Vec<u64>> {
     let mut ring = Ring::new(1024)?;
-    let resolver = Resolver::from_resolv_conf(
-        &mut ring,
-        RESOLV_CONF,
-        RELOAD_INTERVAL,
-        Hosts::default(),
-        Ctx::new(to_resolver),
-    )?;
-    let servers = &resolver.config().nameservers;
-    if servers != &[SocketAddr::from((Ipv4Addr::LOCALHOST, 53))] {
-        return Err(io::Error::other(format!("{RESOLV_CONF} names {servers:?}")));
-    }
+    let resolver = ouro_resolver(&mut ring, Ctx::new(to_resolver))?;
     let mut state = Lookups {
         resolver: Some(resolver),
         names,
