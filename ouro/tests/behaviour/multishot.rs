@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use ouro::{BackendKind, Ctx, Outcome, Ring, RunMode};
+use ouro::{BackendKind, Completion, Ctx, Outcome, Ring, RunMode, Task};
 
 use crate::harness::{ring, tcp_pair, Got};
 
@@ -15,7 +15,8 @@ backend_tests![
     one_accept_task_accepts_many_connections_until_cancelled,
     idle_connections_hold_no_buffer_and_buffers_come_back,
     running_out_of_buffers_ends_the_task_with_enobufs,
-    dropping_the_ring_with_multishot_tasks_in_flight_is_clean
+    dropping_the_ring_with_multishot_tasks_in_flight_is_clean,
+    a_cancel_from_a_callback_stops_a_flooded_receive_within_one_kernel_batch
 ];
 
 /// Runs until `done` says so, one turn at a time.
@@ -145,4 +146,92 @@ fn dropping_the_ring_with_multishot_tasks_in_flight_is_clean(kind: BackendKind) 
     drop(ring);
     // The group outlives the ring, whole.
     assert_eq!(group.available(), 4);
+}
+
+/// A receive that pauses itself: its first buffer's callback cancels it.
+#[derive(Default)]
+struct Pausing {
+    task: Option<Task>,
+    cancelled: bool,
+    after_cancel: usize,
+    /// The final completion's outcome: `Err` for an error, else `Ok`.
+    ended: Option<std::io::Result<()>>,
+    bytes: usize,
+}
+
+fn pause_on_first_buffer(
+    state: &mut Pausing,
+    ring: &mut Ring<Pausing>,
+    c: Completion,
+) -> std::io::Result<()> {
+    let last = c.is_final();
+    let outcome = match c.outcome {
+        Outcome::RecvMulti(Ok(buf)) => {
+            state.bytes += buf.len();
+            if state.cancelled {
+                state.after_cancel += 1;
+            } else if let Some(task) = state.task {
+                state.cancelled = true;
+                ring.cancel(task, Ctx::none());
+            }
+            Ok(())
+        }
+        Outcome::RecvMulti(Err(e)) => Err(e),
+        other => panic!("not a receive's completion: {other:?}"),
+    };
+    if last {
+        state.ended = Some(outcome);
+    }
+    Ok(())
+}
+
+/// Whether this io_uring runs a bounded amount of deferred completion
+/// work per system call (Linux 6.13: at most 20 items), the kernel batch
+/// a callback's cancel can come after; earlier kernels run it all in the
+/// first enter, before any completion is delivered.
+fn kernel_batches_completion_work() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let minor: u32 = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 13)
+}
+
+/// A peer has sent as much as the group's buffers will take; the first
+/// buffer's callback cancels the receive (as a server pauses a connection
+/// whose echoes are not read). The turn must not bring in the rest of the
+/// flood before that cancel reaches the kernel: a kernel batch of buffers
+/// (io_uring retries a multishot receive 32 times per run, and runs a
+/// bounded number of runs per system call) may arrive after it, not a
+/// completion queue full (1,024 here), and the task ends cancelled with
+/// most of the data left in the socket.
+fn a_cancel_from_a_callback_stops_a_flooded_receive_within_one_kernel_batch(kind: BackendKind) {
+    const BUFFERS: u16 = 4096;
+    let mut ring = ring(kind, 512);
+    let group = ring.buffer_group(BUFFERS, 16).unwrap();
+    let (mut client, server) = tcp_pair();
+    let server = Rc::new(server);
+    client.write_all(&[7u8; 16 * BUFFERS as usize]).unwrap();
+    let mut state = Pausing::default();
+    let task = ring.recv_multishot(&server, &group, Ctx::new(pause_on_first_buffer));
+    state.task = Some(task);
+    while state.ended.is_none() {
+        ring.run(&mut state, RunMode::Once).expect("run");
+    }
+    assert!(state.cancelled);
+    if kind == BackendKind::Uring && !kernel_batches_completion_work() {
+        return;
+    }
+    let ended = state.ended.take().unwrap();
+    assert!(
+        ended.as_ref().is_err_and(ouro::is_canceled),
+        "{ended:?} after {} buffers",
+        state.after_cancel
+    );
+    assert!(
+        state.after_cancel < 256,
+        "{} buffers delivered after the cancel ({} bytes in all)",
+        state.after_cancel,
+        state.bytes
+    );
 }

@@ -342,28 +342,22 @@ impl Uring {
             Err(e) if is_busy(&e) => {}
             Err(e) => return Err(e),
         }
-        self.run_flagged_work();
+        self.start_work_budget();
         Ok(())
     }
 
-    /// Brings in every completion that is ready, not only the kernel's
-    /// first batch: an enter runs a bounded amount of deferred completion
-    /// work (at most 20 items on a DEFER_TASKRUN ring since Linux 6.13)
-    /// and flags the rest (IORING_SQ_TASKRUN). Enters again while the
-    /// completion queue has room for more; the turn's budget keeps a peer
-    /// that never stops sending from holding the turn.
-    fn run_flagged_work(&mut self) {
+    /// Starts a turn's budget of completions brought in by entering again
+    /// for flagged completion work: an enter runs a bounded amount of
+    /// deferred completion work (at most 20 items on a DEFER_TASKRUN ring
+    /// since Linux 6.13) and flags the rest (IORING_SQ_TASKRUN). The turn
+    /// brings the rest in while it delivers (`settle_queue`), each enter
+    /// after the completions before it were delivered: what their callbacks
+    /// submitted (a cancel that pauses a connection's multishot receive)
+    /// reaches the kernel before the work that would have completed more.
+    /// The budget keeps a peer that never stops sending from holding the
+    /// turn.
+    fn start_work_budget(&mut self) {
         self.work_budget = self.ring.completion().capacity().max(MIN_WORK_BUDGET);
-        loop {
-            let completion = self.ring.completion();
-            if completion.is_full() {
-                return;
-            }
-            drop(completion);
-            if !self.enter_for_work() {
-                return;
-            }
-        }
     }
 
     /// Enters the kernel once to run the completion work it flagged;
