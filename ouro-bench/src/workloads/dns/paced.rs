@@ -110,7 +110,7 @@ fn getaddrinfo(names: &[String], threads: u16, rate: u32) -> io::Result<Timed> {
                     loop {
                         let next = arrived
                             .lock()
-                            .map_err(|_| io::Error::other("poisoned"))?
+                            .map_err(|_| io::Error::other("a getaddrinfo thread panicked"))?
                             .recv();
                         let Ok(i) = next else {
                             return Ok(times);
