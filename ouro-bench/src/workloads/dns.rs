@@ -401,8 +401,7 @@ fn getaddrinfo_lookups(names: &[String], threads: u16) -> io::Result<Vec<u64>> {
                     let mut times = Vec::new();
                     while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let start = Instant::now();
-                        let found = (name.as_str(), 0).to_socket_addrs()?;
-                        let found = found.map(|a| a.ip()).collect();
+                        let found = getaddrinfo(name)?;
                         times.push(start.elapsed().as_micros() as u64);
                         check(name, found)?;
                     }
@@ -410,15 +409,28 @@ fn getaddrinfo_lookups(names: &[String], threads: u16) -> io::Result<Vec<u64>> {
                 })
             })
             .collect();
-        let mut all = Vec::with_capacity(names.len());
-        for worker in workers {
-            let times = worker
-                .join()
-                .map_err(|_| io::Error::other("a getaddrinfo thread panicked"))??;
-            all.extend(times);
-        }
-        Ok(all)
+        gathered(workers)
     })
+}
+
+/// The addresses glibc's `getaddrinfo` finds for `name` (through the
+/// standard library, as a program without an asynchronous resolver asks).
+fn getaddrinfo(name: &str) -> io::Result<Vec<IpAddr>> {
+    Ok((name, 0).to_socket_addrs()?.map(|a| a.ip()).collect())
+}
+
+/// Every lookup time the getaddrinfo threads measured.
+fn gathered(
+    workers: Vec<thread::ScopedJoinHandle<'_, io::Result<Vec<u64>>>>,
+) -> io::Result<Vec<u64>> {
+    let mut all = Vec::new();
+    for worker in workers {
+        let times = worker
+            .join()
+            .map_err(|_| io::Error::other("a getaddrinfo thread panicked"))??;
+        all.extend(times);
+    }
+    Ok(all)
 }
 
 /// hickory-resolver on a current-thread tokio runtime, `tasks` tasks

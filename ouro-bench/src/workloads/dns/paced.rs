@@ -15,7 +15,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::ToSocketAddrs;
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::thread;
@@ -115,8 +114,7 @@ fn getaddrinfo(names: &[String], threads: u16, rate: u32) -> io::Result<Timed> {
                         let Ok(i) = next else {
                             return Ok(times);
                         };
-                        let found = (names[i].as_str(), 0).to_socket_addrs()?;
-                        let found = found.map(|a| a.ip()).collect();
+                        let found = super::getaddrinfo(&names[i])?;
                         times.push(schedule.since_arrival(i));
                         check(&names[i], found)?;
                     }
@@ -124,14 +122,7 @@ fn getaddrinfo(names: &[String], threads: u16, rate: u32) -> io::Result<Timed> {
             })
             .collect();
         let pacer = scope.spawn(move || pace(schedule, names.len(), |i| arrivals.send(i).is_ok()));
-        let mut all = Vec::with_capacity(names.len());
-        for worker in workers {
-            let times = worker
-                .join()
-                .map_err(|_| io::Error::other("a getaddrinfo thread panicked"))??;
-            all.extend(times);
-        }
-        Ok((all, joined(pacer)?))
+        Ok((super::gathered(workers)?, joined(pacer)?))
     })
 }
 
