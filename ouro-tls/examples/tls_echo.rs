@@ -1,7 +1,10 @@
 //! A TLS echo server: every byte a client sends comes back, until the
 //! client closes (with `close_notify`, answered by ours). Connections are
 //! accepted on the ring and kept in a `ConnTable`; each gets a 10 s
-//! handshake deadline. Prints the address it listens on.
+//! handshake deadline. A connection whose echoes pile up (a client that
+//! sends and does not read) stops being received from until they drain,
+//! so what it can make the server hold is bounded. Prints the address it
+//! listens on.
 //!
 //! ```sh
 //! cargo run -p ouro-tls --example tls_echo -- 127.0.0.1:8443 cert.pem key.pem
@@ -42,6 +45,11 @@ fn run(addr: &str, cert_file: &str, key_file: &str) -> io::Result<()> {
 }
 
 type Conn = TlsStream<Server, Rc<TcpStream>>;
+
+/// Echoes waiting to be sent above which a connection's receiving is
+/// paused, and below which it resumes.
+const PAUSE_ABOVE: usize = 256 * 1024;
+const RESUME_BELOW: usize = 64 * 1024;
 
 pub struct Server {
     listener: Rc<TcpListener>,
@@ -114,9 +122,15 @@ fn on_tls(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Re
         match event {
             TlsEvent::Received(bytes) => {
                 // A failed write has been reported as Failed already.
-                let _ = conn.write(ring, &bytes);
+                if conn
+                    .write(ring, &bytes)
+                    .is_ok_and(|queued| queued > PAUSE_ABOVE)
+                {
+                    conn.pause_receiving();
+                }
                 conn.recycle(bytes);
             }
+            TlsEvent::Written { queued } if queued < RESUME_BELOW => conn.resume_receiving(ring),
             TlsEvent::Closed => conn.shutdown(ring),
             TlsEvent::Failed(err) => eprintln!("tls_echo: connection {key}: {err}"),
             TlsEvent::HandshakeDone(_) | TlsEvent::Written { .. } => {}

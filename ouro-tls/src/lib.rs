@@ -6,7 +6,9 @@
 //! [`TlsStream::on_completion`], and the stream reports what happened as
 //! [`TlsEvent`]s: the handshake done (with the negotiated ALPN protocol and
 //! TLS version), plaintext received, records written (with the bytes still
-//! queued: the backpressure signal), the peer's clean close
+//! queued: the backpressure signal; a stream whose peer sends faster than
+//! it reads is held back with [`TlsStream::pause_receiving`]), the peer's
+//! clean close
 //! (`close_notify`), or a failure — among them a connection cut without
 //! `close_notify` ([`is_truncated`]), a certificate the configuration
 //! refuses, and a handshake past its deadline.

@@ -139,14 +139,18 @@ pub(crate) struct Session {
     /// handshake), sealed as soon as they can.
     unsealed: Vec<u8>,
     close_notify: CloseNotify,
-    /// A copy of the received bytes rustls still holds (a handshake
-    /// message split across records), for the passes that seal writes
-    /// while the receive buffer is in flight; empty when it holds none.
+    /// The received bytes rustls still holds (a handshake message split
+    /// across records) and what follows them: while there are any, the
+    /// receive buffer takes only new bytes, appended here by `feed`, so
+    /// that each byte is copied once however finely the message is cut.
+    /// Also what the passes that seal writes between receives run over.
     held: Vec<u8>,
-    /// Bytes a pass over `held` consumed, to drop from the receive buffer.
-    held_consumed: usize,
     /// Plaintext a pass over `held` decrypted, for the next `feed`.
     held_plaintext: Vec<u8>,
+    /// Bytes `feed` has copied into `held`: the tests check it stays
+    /// linear in the bytes received.
+    #[cfg(test)]
+    copied: usize,
 }
 
 /// What one pass over the connection's states works with.
@@ -188,8 +192,9 @@ impl Session {
             unsealed: Vec::new(),
             close_notify: CloseNotify::NotAsked,
             held: Vec::new(),
-            held_consumed: 0,
             held_plaintext: Vec::new(),
+            #[cfg(test)]
+            copied: 0,
         }
     }
 
@@ -241,9 +246,10 @@ impl Session {
     /// Deframes and decrypts the records in `received` where they lie,
     /// appending their plaintext to `plaintext` and what the session
     /// answers to `records`, and removes from `received` what it took: a
-    /// record cut short stays for the next receive to complete. A protocol
-    /// or certificate error comes back as `InvalidData`, with the alert
-    /// for the peer in `records`.
+    /// record cut short stays for the next receive to complete. While
+    /// rustls holds received bytes, `received` is taken into the session
+    /// and comes back empty. A protocol or certificate error comes back
+    /// as `InvalidData`, with the alert for the peer in `records`.
     pub(crate) fn feed(
         &mut self,
         received: &mut Vec<u8>,
@@ -251,28 +257,28 @@ impl Session {
         records: &mut Outbox,
     ) -> io::Result<Fed> {
         plaintext.append(&mut self.held_plaintext);
-        received.drain(..std::mem::take(&mut self.held_consumed));
-        let whole = whole_records(received);
-        let mut pass = Pass {
-            plaintext,
-            records,
-            unsealed: &mut self.unsealed,
-            close_notify: &mut self.close_notify,
-            fresh: &[],
-            peer_closed: false,
-            consumed: 0,
-        };
-        let result = run(&mut self.conn, received, &mut pass);
-        let (consumed, peer_closed) = (pass.consumed, pass.peer_closed);
-        received.drain(..consumed);
-        self.held.clear();
+        if !self.held.is_empty() {
+            self.take_into_held(received);
+            std::mem::swap(received, &mut self.held);
+        }
+        let (result, peer_closed) = self.pass(received, &[], plaintext, records);
         // After the peer's close_notify rustls looks at no more bytes.
-        if consumed < whole && !peer_closed {
+        if !peer_closed && starts_with_whole_record(received) {
             // rustls keeps whole records it has read (a handshake message
             // waiting for its next part) and will look at them again.
-            self.held.extend_from_slice(received);
+            std::mem::swap(received, &mut self.held);
         }
-        result.map(|()| Fed { peer_closed })
+        result.map(|_sealed| Fed { peer_closed })
+    }
+
+    /// Appends the new bytes in `received` to `held`, leaving it empty.
+    fn take_into_held(&mut self, received: &mut Vec<u8>) {
+        #[cfg(test)]
+        {
+            self.copied += received.len();
+        }
+        self.held.extend_from_slice(received);
+        received.clear();
     }
 
     /// Seals `plaintext` into `records`, or keeps it for when the
@@ -307,11 +313,29 @@ impl Session {
         self.close_notify == CloseNotify::Sent
     }
 
-    /// A pass outside `feed`: over the received bytes rustls holds, as
-    /// `feed` left them. Returns whether `fresh` was sealed.
+    /// A pass outside `feed`: over the received bytes rustls holds.
+    /// Returns whether `fresh` was sealed.
     fn pass_over_held(&mut self, fresh: &[u8], records: &mut Outbox) -> io::Result<bool> {
+        let mut held = std::mem::take(&mut self.held);
+        let mut plaintext = std::mem::take(&mut self.held_plaintext);
+        let (result, _) = self.pass(&mut held, fresh, &mut plaintext, records);
+        self.held = held;
+        self.held_plaintext = plaintext;
+        result
+    }
+
+    /// Runs the connection over `bytes`, sealing `fresh` if records may be
+    /// sealed, and removes from `bytes` what it consumed. Returns whether
+    /// `fresh` was sealed, and whether the peer's `close_notify` came.
+    fn pass(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        fresh: &[u8],
+        plaintext: &mut Vec<u8>,
+        records: &mut Outbox,
+    ) -> (io::Result<bool>, bool) {
         let mut pass = Pass {
-            plaintext: &mut self.held_plaintext,
+            plaintext,
             records,
             unsealed: &mut self.unsealed,
             close_notify: &mut self.close_notify,
@@ -319,11 +343,11 @@ impl Session {
             peer_closed: false,
             consumed: 0,
         };
-        let result = run(&mut self.conn, &mut self.held, &mut pass);
-        let (consumed, sealed) = (pass.consumed, pass.fresh.is_empty());
-        self.held.drain(..consumed);
-        self.held_consumed += consumed;
-        result.map(|()| sealed)
+        let result = run(&mut self.conn, bytes, &mut pass);
+        let (consumed, sealed, peer_closed) =
+            (pass.consumed, pass.fresh.is_empty(), pass.peer_closed);
+        bytes.drain(..consumed);
+        (result.map(|()| sealed), peer_closed)
     }
 }
 
@@ -429,17 +453,15 @@ fn seal_alert<Data>(status: UnbufferedStatus<'_, '_, Data>, pass: &mut Pass) {
     }
 }
 
-/// The length of the run of whole records at the start of `bytes`.
-fn whole_records(bytes: &[u8]) -> usize {
-    let mut end = 0;
-    while let Some(header) = bytes.get(end..end + RECORD_HEADER) {
-        let next = end + RECORD_HEADER + usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if next > bytes.len() {
-            break;
-        }
-        end = next;
-    }
-    end
+/// Whether `bytes` starts with a whole record: after a pass, one that
+/// rustls has read and not consumed (records are read in order, and what
+/// follows a record cut short is the rest of it).
+fn starts_with_whole_record(bytes: &[u8]) -> bool {
+    let Some(header) = bytes.get(..RECORD_HEADER) else {
+        return false;
+    };
+    let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    bytes.len() >= RECORD_HEADER + body
 }
 
 /// A rustls error as an `io::Error` (`InvalidData`) whose message names
@@ -491,6 +513,48 @@ mod tests {
             ends.push(end);
         }
         ends
+    }
+
+    /// A handshake message of `len` bytes (type ClientHello, body all
+    /// `A`) cut into records of `per_record` bytes.
+    fn fragmented_hello(len: usize, per_record: usize) -> Vec<u8> {
+        let mut message = vec![1, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        message.resize(4 + len, b'A');
+        let mut records = Vec::new();
+        for part in message.chunks(per_record) {
+            records.extend_from_slice(&[0x16, 0x03, 0x01, 0, part.len() as u8]);
+            records.extend_from_slice(part);
+        }
+        records
+    }
+
+    #[test]
+    fn a_message_in_one_byte_records_is_copied_once_not_once_per_receive() {
+        let (_, server_config) = configs();
+        let mut server = Session::server(server_config).unwrap();
+        let wire = fragmented_hello(16_000, 1);
+        let (mut received, mut plaintext, mut records) =
+            (Vec::new(), Vec::new(), Outbox::default());
+        let mut ended = None;
+        // One record per receive, as a peer trickling them would send.
+        for record in wire.chunks(RECORD_HEADER + 1) {
+            received.extend_from_slice(record);
+            if let Err(err) = server.feed(&mut received, &mut plaintext, &mut records) {
+                ended = Some(err);
+                break;
+            }
+        }
+        // The whole message arrived: rustls refuses it (no valid hello).
+        let err = ended.expect("a hello of all As taken");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        // Every record after the first waited in `held` for the rest,
+        // each copied there once.
+        assert!(
+            server.copied <= wire.len() && server.copied > wire.len() / 2,
+            "{} bytes copied for {} received",
+            server.copied,
+            wire.len()
+        );
     }
 
     #[test]

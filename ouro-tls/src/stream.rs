@@ -63,7 +63,12 @@ pub struct TlsStream<S, F = RingFd> {
     waiting: Outbox,
     phase: Phase,
     recv_buf: Option<Vec<u8>>,
+    /// The room a receive gets: the capacity asked for, doubled by busy
+    /// receives (the session may hand back another vector than it took).
+    recv_capacity: usize,
     recv_task: Option<Task>,
+    /// The user paused receiving: no receive is armed until resumed.
+    recv_paused: bool,
     handshake_timeout: Option<Duration>,
     timer: Option<Task>,
     close_notify_sent: bool,
@@ -118,7 +123,9 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             ctx,
             phase: Phase::Handshaking,
             recv_buf: Some(Vec::with_capacity(RECV_CAPACITY)),
+            recv_capacity: RECV_CAPACITY,
             recv_task: None,
+            recv_paused: false,
             handshake_timeout: None,
             timer: None,
             close_notify_sent: false,
@@ -136,7 +143,8 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// are decrypted where they were received, and doubles, up to 132 KiB,
     /// when a receive fills it.
     pub fn with_receive_capacity(mut self, capacity: usize) -> TlsStream<S, F> {
-        self.recv_buf = Some(Vec::with_capacity(capacity.max(1)));
+        self.recv_capacity = capacity.max(1);
+        self.recv_buf = Some(Vec::with_capacity(self.recv_capacity));
         self
     }
 
@@ -230,6 +238,32 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         self.cancel_timer(ring);
     }
 
+    /// Stops receiving: no receive is armed after the one in flight (at
+    /// most one buffer more, see
+    /// [`with_receive_capacity`](TlsStream::with_receive_capacity)), so
+    /// the peer's bytes wait in the kernel and TCP's flow control holds
+    /// the peer back. This is how a server whose answers pile up (see
+    /// [`queued`](TlsStream::queued)) stops a peer that sends and never
+    /// reads. While paused nothing is received: not the rest of the
+    /// handshake (its deadline still runs), not the peer's close.
+    pub fn pause_receiving(&mut self) {
+        self.recv_paused = true;
+    }
+
+    /// Receives again after [`pause_receiving`](TlsStream::pause_receiving);
+    /// does nothing if receiving was not paused.
+    pub fn resume_receiving(&mut self, ring: &mut Ring<S>) {
+        if !std::mem::take(&mut self.recv_paused) {
+            return;
+        }
+        self.receive(ring);
+    }
+
+    /// Whether receiving is paused.
+    pub fn is_receiving_paused(&self) -> bool {
+        self.recv_paused
+    }
+
     /// Whether the handshake is done and the session not ended.
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open
@@ -316,13 +350,12 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         }
         let mut plaintext = self.take_spare();
         let was_handshaking = self.session.is_handshaking();
-        let filled = buf.len() == buf.capacity();
+        if buf.len() == buf.capacity() {
+            self.recv_capacity = busy_capacity(buf.capacity()).max(self.recv_capacity);
+        }
         let fed = self
             .session
             .feed(&mut buf, &mut plaintext, &mut self.waiting);
-        if filled {
-            buf.reserve_exact(busy_capacity(buf.capacity()) - buf.len());
-        }
         self.recv_buf = Some(buf);
         // Whatever the session answers (handshake messages, or the alert
         // that tells the peer why it failed) goes out first.
@@ -394,12 +427,13 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     fn receive(&mut self, ring: &mut Ring<S>) {
-        if self.recv_task.is_some() || self.receiving_ended() {
+        if self.recv_task.is_some() || self.recv_paused || self.receiving_ended() {
             return;
         }
         let Some(mut buf) = self.recv_buf.take() else {
             return;
         };
+        buf.reserve_exact(self.recv_capacity.saturating_sub(buf.len()));
         // What is left of a record waits for the rest in front.
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len());

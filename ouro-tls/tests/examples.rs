@@ -1,9 +1,11 @@
 //! The examples over loopback with generated certificates: `tls_echo`
 //! serving ouro clients (and one that leaves mid-handshake), `https_get`
-//! fetching from an ouro server and refusing an expired certificate.
+//! fetching from an ouro server and refusing an expired certificate;
+//! `tls_echo` holding back a client that does not read.
 
 mod support;
 
+use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::rc::Rc;
 use std::thread;
@@ -137,4 +139,103 @@ fn https_get_parses_urls_and_refuses_bad_ones() {
         let err = https_get::parse_url(bad).expect_err(bad);
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
     }
+}
+
+/// A client of `tls_echo` that sends and does not read: the server must
+/// stop taking its bytes (its writes block) rather than hold the echoes,
+/// and once it reads, every byte comes back.
+#[test]
+fn tls_echo_holds_back_a_client_that_does_not_read_and_loses_nothing() {
+    const CHUNK: usize = 1 << 20;
+    // Far above what the socket buffers and the server's pause threshold
+    // hold between them (a few MiB each way on loopback).
+    const UNREAD_LIMIT: usize = 64 << 20;
+    let _limit = AbortAfter::new(Duration::from_secs(120));
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(1)));
+
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let mut tls = rustls::ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
+    tls.set_buffer_limit(None);
+    while tls.is_handshaking() {
+        tls.complete_io(&mut socket).unwrap();
+    }
+    // Writes that make no progress for a while mean the server stopped
+    // reading: what the test waits for.
+    socket
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    let held_back = 'sending: loop {
+        assert!(
+            sent < UNREAD_LIMIT,
+            "the server took {} MiB from a client that reads nothing",
+            sent >> 20
+        );
+        std::io::Write::write_all(&mut tls.writer(), &chunk).unwrap();
+        sent += CHUNK;
+        while tls.wants_write() {
+            match tls.write_tls(&mut socket) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break 'sending sent;
+                }
+                Err(e) => panic!("writing: {e}"),
+            }
+        }
+    };
+    // Now read: the server resumes, and every byte sent comes back.
+    socket.set_write_timeout(None).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut echoed = 0;
+    let mut plaintext = vec![0; CHUNK];
+    while echoed < held_back {
+        let mut progress = false;
+        while tls.wants_write() {
+            match tls.write_tls(&mut socket) {
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("writing: {e}"),
+            }
+        }
+        match tls.read_tls(&mut socket) {
+            Ok(0) => panic!("the server closed after echoing {echoed} of {held_back} bytes"),
+            Ok(_) => progress = true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("reading: {e}"),
+        }
+        tls.process_new_packets().unwrap();
+        loop {
+            match std::io::Read::read(&mut tls.reader(), &mut plaintext) {
+                Ok(n) if n > 0 => {
+                    let expected = (echoed..echoed + n).map(|i| ((i % CHUNK) % 251) as u8);
+                    assert!(
+                        plaintext[..n].iter().copied().eq(expected),
+                        "at byte {echoed}"
+                    );
+                    echoed += n;
+                }
+                Ok(_) => panic!("close_notify after {echoed} of {held_back} bytes"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("plaintext: {e}"),
+            }
+        }
+        if !progress {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    tls.send_close_notify();
+    socket.set_nonblocking(false).unwrap();
+    while tls.wants_write() {
+        tls.write_tls(&mut socket).unwrap();
+    }
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut socket, &mut rest);
+    server.join().unwrap().expect("the server failed");
 }
