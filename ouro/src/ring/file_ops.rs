@@ -165,7 +165,7 @@ impl<S> Ring<S> {
 
     /// Moves up to `len` bytes from `fd_in` to `fd_out`, one of which must
     /// be a pipe; `None` offsets use (and advance) the current position.
-    /// Kernel: 5.7.
+    /// An offset beyond `i64::MAX` fails with `InvalidInput`. Kernel: 5.7.
     pub fn splice(
         &mut self,
         fd_in: impl OpFd,
@@ -175,15 +175,20 @@ impl<S> Ring<S> {
         len: u32,
         ctx: Ctx<S>,
     ) -> Task {
-        let offset = |o: Option<u64>| o.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX));
+        // -1: the current position, as the kernel reads it.
+        let offset = |o: Option<u64>| o.map_or(Some(-1), |o| i64::try_from(o).ok());
+        let (off_in, off_out) = (offset(off_in), offset(off_out));
         let op = Op::Splice {
             fd_in: self.op_fd(fd_in),
-            off_in: offset(off_in),
+            off_in: off_in.unwrap_or(-1),
             fd_out: self.op_fd(fd_out),
-            off_out: offset(off_out),
+            off_out: off_out.unwrap_or(-1),
             len,
             flags: 0,
         };
+        if off_in.is_none() || off_out.is_none() {
+            return self.reject(op, ctx, offset_error());
+        }
         self.schedule(op, ctx)
     }
 

@@ -190,7 +190,8 @@ fn cancelling_a_poll_the_kernel_runs_is_ecanceled(kind: BackendKind) {
 
 /// `Offset::At(n)` with `n` beyond `i64::MAX` is no position (io_uring
 /// would take `u64::MAX` as "the current position", and move it): every
-/// positioned operation rejects it, and the file position stays.
+/// positioned operation (splice too) rejects it, and the file position
+/// stays.
 fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let file = temp_file(b"abcdef");
@@ -233,6 +234,25 @@ fn an_offset_beyond_i64_max_is_invalid_input(kind: BackendKind) {
             io::ErrorKind::InvalidInput,
             "readv at {bad}"
         );
+        let (reader, writer) = pipe();
+        std::fs::File::from(writer.try_clone().unwrap())
+            .write_all(b"pipe")
+            .unwrap();
+        for (off_in, off_out) in [(Some(bad), None), (None, Some(bad))] {
+            let (source, sink) = match off_in {
+                Some(_) => (unchecked(&file), unchecked(&writer)),
+                None => (unchecked(&reader), unchecked(&file)),
+            };
+            let outcome = complete(&mut ring, |r, c| {
+                r.splice(source, off_in, sink, off_out, 4, c)
+            });
+            let res = expect!(outcome, Outcome::Splice(res) => res);
+            assert_eq!(
+                error_kind(res),
+                io::ErrorKind::InvalidInput,
+                "splice at {off_in:?} -> {off_out:?}"
+            );
+        }
         assert_eq!(position(&file), 2, "the position stays (offset {bad})");
     }
     let outcome = complete(&mut ring, |r, c| {
