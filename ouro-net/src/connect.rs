@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ouro::net::{Domain, Type};
 use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 
-use crate::dns::resolver::FOREIGN_TAG;
+use crate::dns::resolver::{cancel_left_behind, FOREIGN_TAG};
 use crate::dns::{Answer, Config, Hosts, RecordType, Resolver};
 
 /// How long connecting waits for the AAAA answer once the A one is in
@@ -552,14 +552,24 @@ impl<S> Connect<S> {
     }
 }
 
+/// Ends each connect with `ECANCELED`, aborts its attempts and has the
+/// ring cancel its timers, deadline and attempts' tasks, as a message (as
+/// the resolver's drop does: drop has no ring, only the handle).
 impl<S> Drop for Connector<S> {
     fn drop(&mut self) {
+        let mut in_flight = Vec::new();
         for connect in self.connects.iter_mut().filter_map(Option::take) {
             abort_attempts(&connect.attempts);
+            in_flight.extend(connect.attempts.iter().filter_map(|a| a.task));
+            in_flight.extend(connect.timer.into_iter().chain(connect.deadline));
             let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
             let _ = self
                 .handle
                 .send(connect.done, Payload::value(Err::<Connected, _>(canceled)));
+        }
+        if !in_flight.is_empty() {
+            let cancel = Ctx::new(cancel_left_behind::<S>);
+            let _ = self.handle.send(cancel, Payload::value(in_flight));
         }
     }
 }

@@ -325,3 +325,38 @@ fn a_connector_on_a_resolver_watching_resolv_conf_connects_by_name() {
         assert!(dialer.results.is_empty(), "exactly one completion");
     });
 }
+
+#[test]
+fn dropping_the_connector_cancels_its_deadlines_and_timers_at_once() {
+    let _serial = serial();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = v4.local_addr().unwrap().port();
+    counted(|| {
+        let mut ring = Ring::new(64).unwrap();
+        let connector = Connector::new(
+            &mut ring,
+            no_server(),
+            Hosts::default(),
+            Ctx::new(to_connector),
+        );
+        let mut dialer = Dialer {
+            connector: connector.ok(),
+            results: Vec::new(),
+        };
+        let connector = dialer.connector.as_mut().unwrap();
+        let id = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+        let far = ring.now() + Duration::from_secs(10);
+        connector.set_deadline(&mut ring, id, far).unwrap();
+        dialer.connector = None;
+        let start = ring.now();
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        let busy = ring.now() - start;
+        assert!(
+            busy < Duration::from_secs(2),
+            "busy {busy:?} after the drop"
+        );
+        let canceled = dialer.results.pop().unwrap().unwrap_err();
+        assert!(ouro::is_canceled(&canceled), "{canceled}");
+        drop(dialer);
+    });
+}

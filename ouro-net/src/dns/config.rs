@@ -1,7 +1,8 @@
 //! The resolver's configuration: `resolv.conf`, the `RES_OPTIONS` and
 //! `LOCALDOMAIN` overrides, with glibc's defaults and caps. Parsing never
 //! fails: a line or value that does not parse is ignored and the default
-//! stays, as glibc does.
+//! stays, as glibc does; the file is read as bytes, as glibc reads it, so a
+//! byte that is not UTF-8 costs only its line (and nothing in a comment).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
@@ -67,11 +68,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The configuration a `resolv.conf` with this text gives. Without any
-    /// `nameserver` line the server is `127.0.0.1:53`, as in glibc.
-    pub fn parse(resolv_conf: &str) -> Config {
+    /// The configuration a `resolv.conf` with this text (or these bytes)
+    /// gives. Without any `nameserver` line the server is `127.0.0.1:53`,
+    /// as in glibc. A line that is not UTF-8 before its comment is ignored.
+    pub fn parse(resolv_conf: impl AsRef<[u8]>) -> Config {
         let mut config = Config::default();
-        for line in resolv_conf.lines() {
+        for line in uncommented_lines(resolv_conf.as_ref(), b"#;") {
             config.parse_line(line);
         }
         config.finish();
@@ -96,12 +98,12 @@ impl Config {
     /// Reads `resolv_conf` (a missing file gives the defaults, as in glibc)
     /// and applies `RES_OPTIONS` and `LOCALDOMAIN` from the environment.
     pub fn from_file(resolv_conf: &std::path::Path) -> std::io::Result<Config> {
-        let text = match std::fs::read_to_string(resolv_conf) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        let bytes = match std::fs::read(resolv_conf) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        let mut config = Config::parse(&text);
+        let mut config = Config::parse(bytes);
         let res_options = std::env::var("RES_OPTIONS").ok();
         let localdomain = std::env::var("LOCALDOMAIN").ok();
         config.apply_overrides(res_options.as_deref(), localdomain.as_deref());
@@ -109,7 +111,6 @@ impl Config {
     }
 
     fn parse_line(&mut self, line: &str) {
-        let line = line.split(['#', ';']).next().unwrap_or("");
         let mut words = line.split_whitespace();
         match words.next() {
             Some("nameserver") => self.add_nameserver(words.next()),
@@ -158,6 +159,23 @@ impl Config {
                 .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT));
         }
     }
+}
+
+/// The lines of `text`, each up to its first byte of `comment_starts`, as
+/// text. A line whose part before the comment is not UTF-8 is left out:
+/// glibc reads these files as bytes, so a stray byte (a Latin-1 comment,
+/// say) must not cost the other lines. Cutting at the comment byte first
+/// is sound because an ASCII byte never occurs inside a UTF-8 sequence.
+pub(crate) fn uncommented_lines<'a>(
+    text: &'a [u8],
+    comment_starts: &'a [u8],
+) -> impl Iterator<Item = &'a str> {
+    text.split(|&b| b == b'\n').filter_map(move |line| {
+        let end = (line.iter())
+            .position(|b| comment_starts.contains(b))
+            .unwrap_or(line.len());
+        std::str::from_utf8(&line[..end]).ok()
+    })
 }
 
 /// A search list from its words: rooted dots dropped, empty and overlong
@@ -310,6 +328,15 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_is_not_utf8_is_ignored_and_a_comment_that_is_not_costs_nothing() {
+        let config = Config::parse(
+            b"nameserver 10.0.0.1 # r\xe9seau\nsearch \xff.example\nsearch ok.example ; caf\xe9\n",
+        );
+        assert_eq!(config.nameservers, vec![server("10.0.0.1:53")]);
+        assert_eq!(config.search, vec!["ok.example"]);
+    }
+
+    #[test]
     fn a_missing_file_gives_the_defaults() {
         let dir = std::env::temp_dir().join("ouro-net-no-such-resolv.conf");
         let config = Config::from_file(&dir).unwrap();
@@ -319,6 +346,14 @@ mod tests {
     proptest! {
         #[test]
         fn any_text_parses_without_panicking(text in "\\PC*") {
+            let config = Config::parse(&text);
+            prop_assert!(!config.nameservers.is_empty());
+            prop_assert!(config.nameservers.len() <= MAX_NAMESERVERS);
+            prop_assert!(config.ndots <= MAX_NDOTS);
+        }
+
+        #[test]
+        fn any_bytes_parse_without_panicking(text in proptest::collection::vec(any::<u8>(), 0..400)) {
             let config = Config::parse(&text);
             prop_assert!(!config.nameservers.is_empty());
             prop_assert!(config.nameservers.len() <= MAX_NAMESERVERS);

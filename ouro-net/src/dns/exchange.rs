@@ -50,20 +50,19 @@ pub(crate) struct Exchange<S> {
     aliases: Vec<String>,
     /// The CNAMEs followed so far, over all the answers.
     cnames: usize,
-    /// Its tasks' context (callback and message).
+    /// Its tasks' context: callback, message and the key naming the lookup
+    /// and this exchange.
     ctx: Ctx<S>,
-    /// The low bits of its tasks' keys, naming the lookup and this
-    /// exchange; the try goes at [`ATTEMPT_SHIFT`].
-    base_key: u64,
-    /// Which try this is: completions of earlier ones are stale.
-    pub attempt: u8,
     tries: usize,
     id: u16,
     edns: bool,
     tcp: bool,
     server: Option<SocketAddr>,
-    try_deadline: Instant,
+    /// When the try's tasks are cut short; none for a timeout past the
+    /// clock's range (`Duration::MAX` is "no timeout").
+    try_deadline: Option<Instant>,
     fd: Option<Rc<OwnedFd>>,
+    /// The task in flight: a completion of any other is stale.
     task: Option<Task>,
     query: Vec<u8>,
     last_error: Option<io::Error>,
@@ -79,32 +78,21 @@ fn query_id<S>(ring: &mut Ring<S>) -> io::Result<u16> {
     ring.random_u64().map(|random| random as u16)
 }
 
-/// Where the try number sits in a task's key.
-pub(crate) const ATTEMPT_SHIFT: u32 = 48;
-
 impl<S> Exchange<S> {
-    pub fn new(
-        name: String,
-        qtype: RecordType,
-        ctx: Ctx<S>,
-        base_key: u64,
-        edns: bool,
-        now: Instant,
-    ) -> Exchange<S> {
+    /// The exchange for `name` and `qtype`; its tasks carry `ctx` with `key`.
+    pub fn new(name: String, qtype: RecordType, ctx: Ctx<S>, key: u64, edns: bool) -> Exchange<S> {
         Exchange {
             qtype,
             name,
             aliases: Vec::new(),
             cnames: 0,
-            ctx,
-            base_key,
-            attempt: 0,
+            ctx: ctx.key(key),
             tries: 0,
             id: 0,
             edns,
             tcp: false,
             server: None,
-            try_deadline: now,
+            try_deadline: None,
             fd: None,
             task: None,
             query: Vec::new(),
@@ -114,10 +102,20 @@ impl<S> Exchange<S> {
         }
     }
 
-    /// Cancels what is in flight (its completion then finds a stale try
-    /// and is dropped, closing the socket).
+    /// The task in flight, if any.
+    pub fn in_flight(&self) -> Option<Task> {
+        self.task
+    }
+
+    /// Whether `task` is the one in flight (a completion of any other is
+    /// stale: of an earlier try, or not this exchange's at all).
+    pub fn is_in_flight(&self, task: Task) -> bool {
+        self.task == Some(task)
+    }
+
+    /// Cancels what is in flight (its completion then is no longer of the
+    /// task in flight and is dropped, closing the socket).
     pub fn stop(&mut self, ring: &mut Ring<S>) {
-        self.attempt = self.attempt.wrapping_add(1);
         self.fd = None;
         if let Some(task) = self.task.take() {
             ring.cancel(task, Ctx::none());
@@ -138,7 +136,7 @@ impl<S> Exchange<S> {
         self.tries += 1;
         self.server = Some(server);
         self.tcp = plan.use_tcp;
-        self.try_deadline = ring.now() + plan.timeout;
+        self.try_deadline = ring.now().checked_add(plan.timeout);
         self.start_socket(ring);
     }
 
@@ -165,19 +163,16 @@ impl<S> Exchange<S> {
             self.query.splice(0..0, len);
         }
         let ty = if self.tcp { Type::STREAM } else { Type::DGRAM };
-        let task = ring.socket(Domain::for_address(server), ty, None, self.task_ctx());
+        let task = ring.socket(Domain::for_address(server), ty, None, self.ctx);
         self.track(ring, task);
-    }
-
-    fn task_ctx(&self) -> Ctx<S> {
-        let key = self.base_key | (u64::from(self.attempt) << ATTEMPT_SHIFT);
-        self.ctx.key(key)
     }
 
     fn track(&mut self, ring: &mut Ring<S>, task: Task) {
         self.task = Some(task);
-        // A task that finished at once is no longer live: nothing to bound.
-        let _ = ring.set_deadline(task, self.try_deadline);
+        if let Some(deadline) = self.try_deadline {
+            // A task that finished at once is no longer live: nothing to bound.
+            let _ = ring.set_deadline(task, deadline);
+        }
     }
 
     fn end(&mut self, ring: &mut Ring<S>, ended: Ended) {
@@ -216,7 +211,7 @@ impl<S> Exchange<S> {
         socket2::SockRef::from(&fd).set_nonblocking(true)?;
         let fd = Rc::new(fd);
         self.fd = Some(fd.clone());
-        let task = ring.connect(fd, server, self.task_ctx());
+        let task = ring.connect(fd, server, self.ctx);
         self.track(ring, task);
         Ok(())
     }
@@ -226,7 +221,7 @@ impl<S> Exchange<S> {
             .fd
             .clone()
             .ok_or_else(|| io::Error::other("no socket"))?;
-        let task = ring.send(fd, self.query[from..].to_vec(), self.task_ctx());
+        let task = ring.send(fd, self.query[from..].to_vec(), self.ctx);
         self.track(ring, task);
         Ok(())
     }
@@ -244,7 +239,7 @@ impl<S> Exchange<S> {
             .fd
             .clone()
             .ok_or_else(|| io::Error::other("no socket"))?;
-        let task = ring.recv(fd, buf, self.task_ctx());
+        let task = ring.recv(fd, buf, self.ctx);
         self.track(ring, task);
         Ok(())
     }

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::config::uncommented_lines;
+
 /// The entries of a hosts file: each name (and alias, lower-cased, without
 /// a trailing dot) with its addresses in file order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -11,13 +13,14 @@ pub struct Hosts {
 }
 
 impl Hosts {
-    /// The entries of a hosts file with this text. A line is an address
-    /// and one or more names; `#` starts a comment; a line whose address
-    /// does not parse (an IPv6 zone included) is skipped.
-    pub fn parse(text: &str) -> Hosts {
+    /// The entries of a hosts file with this text (or these bytes). A line
+    /// is an address and one or more names; `#` starts a comment; a line
+    /// whose address does not parse (an IPv6 zone included) is skipped, as
+    /// is one that is not UTF-8 before its comment (glibc reads bytes: the
+    /// other lines count).
+    pub fn parse(text: impl AsRef<[u8]>) -> Hosts {
         let mut hosts = Hosts::default();
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("");
+        for line in uncommented_lines(text.as_ref(), b"#") {
             let mut words = line.split_whitespace();
             let Some(addr) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) else {
                 continue;
@@ -31,8 +34,8 @@ impl Hosts {
 
     /// Reads the hosts file at `path` (a missing one has no entries).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Hosts> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Hosts::parse(&text)),
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Hosts::parse(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Hosts::default()),
             Err(e) => Err(e),
         }
@@ -78,9 +81,24 @@ mod tests {
         assert!(hosts.addresses("the").is_empty());
     }
 
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_and_a_comment_that_is_not_costs_nothing() {
+        let hosts = Hosts::parse(b"10.0.0.1 caf\xe9 web\n10.0.0.2 db # donn\xe9es\n");
+        assert!(hosts.addresses("web").is_empty());
+        assert_eq!(
+            hosts.addresses("db"),
+            ["10.0.0.2".parse::<IpAddr>().unwrap()]
+        );
+    }
+
     proptest! {
         #[test]
         fn any_text_parses_without_panicking(text in "\\PC*") {
+            let _ = Hosts::parse(&text);
+        }
+
+        #[test]
+        fn any_bytes_parse_without_panicking(text in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Hosts::parse(&text);
         }
     }

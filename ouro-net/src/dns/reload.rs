@@ -38,7 +38,8 @@ pub(crate) struct FileWatch<T> {
     read: fn(&Path) -> io::Result<T>,
     stamp: Option<Stamp>,
     interval: Duration,
-    next_check: Instant,
+    /// When to look next; never, for an interval past the clock's range.
+    next_check: Option<Instant>,
 }
 
 /// The watch of a `resolv.conf`.
@@ -48,7 +49,8 @@ pub(crate) type HostsWatch = FileWatch<Hosts>;
 
 impl<T> FileWatch<T> {
     /// Reads the file with `read` and starts watching it; the first look
-    /// is due `interval` after `now`.
+    /// is due `interval` after `now` (never, if that is past the clock's
+    /// range: `Duration::MAX` reads the file once).
     pub fn start(
         path: PathBuf,
         read: fn(&Path) -> io::Result<T>,
@@ -62,7 +64,7 @@ impl<T> FileWatch<T> {
             read,
             stamp,
             interval,
-            next_check: now + interval,
+            next_check: now.checked_add(interval),
         };
         Ok((watch, contents))
     }
@@ -72,10 +74,10 @@ impl<T> FileWatch<T> {
     /// in use (a missing one reads as empty, as when starting), and is
     /// looked at again at the next interval.
     pub fn changed(&mut self, now: Instant) -> Option<T> {
-        if now < self.next_check {
+        if self.next_check.is_none_or(|due| now < due) {
             return None;
         }
-        self.next_check = now + self.interval;
+        self.next_check = now.checked_add(self.interval);
         let stamp = stamp(&self.path).ok()?;
         if stamp == self.stamp {
             return None;

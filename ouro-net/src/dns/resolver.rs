@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 
 use super::config::Config;
-use super::exchange::{Ended, Exchange, Plan, ATTEMPT_SHIFT};
+use super::exchange::{Ended, Exchange, Plan};
 use super::hosts::Hosts;
 use super::reload::{FileWatch, HostsWatch, ResolvConfWatch};
-use super::search::{candidates, is_localhost};
+use super::search::{candidates, is_localhost, is_well_formed};
 use super::sort::sort_destinations;
 use super::wire::{Record, RecordType};
 
@@ -55,18 +55,20 @@ pub fn answer(c: Completion) -> io::Result<Answer> {
 }
 
 /// A lookup's handle, to cancel it or give it a deadline; stale once it
-/// has ended.
+/// has ended, for good (its slot's generation is 64 bits wide: it does not
+/// come round again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LookupId {
     slot: u32,
-    generation: u16,
+    generation: u64,
 }
 
-/// The key bits of a task: the lookup's slot and generation, the exchange,
-/// the try (at [`ATTEMPT_SHIFT`]) and whether it is the lookup's deadline.
-const SLOT_BITS: u32 = 24;
-const GENERATION_SHIFT: u32 = SLOT_BITS;
-const EXCHANGE_SHIFT: u32 = 40;
+/// The key of a task: the lookup's slot, and the exchange or whether it is
+/// the lookup's deadline. It only says where to look: a completion is the
+/// lookup's if its task is the one the lookup has in flight there, which
+/// no stale task and no other resolver's task is.
+const SLOT_MASK: u64 = u32::MAX as u64;
+const EXCHANGE_SHIFT: u32 = 32;
 const DEADLINE_TAG: u64 = 1 << 56;
 /// Keys with this bit belong to [`crate::connect`], which shares the
 /// resolver's context.
@@ -74,7 +76,7 @@ pub(crate) const FOREIGN_TAG: u64 = 1 << 63;
 
 struct Lookup<S> {
     done: Ctx<S>,
-    generation: u16,
+    generation: u64,
     name: String,
     types: Vec<RecordType>,
     candidates: Vec<String>,
@@ -98,11 +100,14 @@ struct Lookup<S> {
 /// `ECANCELED`).
 ///
 /// Lookups and the resolver may be cancelled or dropped from any callback:
-/// it holds no pointer into the ring and the ring none into it; a
-/// completion of a lookup that has ended finds a stale key and is dropped
-/// (its socket closed with it). Sockets of a dropped resolver close when
-/// their last task ends: at the latest at the end of its try's timeout;
-/// [`cancel_all`](Resolver::cancel_all) ends them at once.
+/// it holds no pointer into the ring and the ring none into it. A
+/// completion is taken only if its task is one the resolver has in flight:
+/// one of a lookup or try that has ended, or of another resolver (one
+/// replaced on reconfiguration, whose completions the caller forwards to
+/// its successor), is dropped (its socket closed with it). Dropping the
+/// resolver sends its ring a message that cancels the tries and deadlines
+/// of its lookups on the ring's next turn, so that nothing of it keeps the
+/// ring busy; their sockets close with those completions.
 pub struct Resolver<S> {
     config: Config,
     /// The file `config` comes from, if it is watched for changes.
@@ -113,7 +118,7 @@ pub struct Resolver<S> {
     ctx: Ctx<S>,
     handle: RingHandle<S>,
     lookups: Vec<Option<Lookup<S>>>,
-    generations: Vec<u16>,
+    generations: Vec<u64>,
     free: Vec<u32>,
     next_first_server: usize,
 }
@@ -151,7 +156,9 @@ impl<S> Resolver<S> {
     /// when read. The new configuration applies to that lookup and those
     /// after it (and to the next tries of lookups under way). A file that
     /// cannot be read then keeps the configuration in use; a missing one
-    /// gives the defaults. Fails if the file cannot be read at first.
+    /// gives the defaults. An `every` past the clock's range
+    /// (`Duration::MAX`) reads the file once, never again. Fails if the
+    /// file cannot be read at first.
     pub fn from_resolv_conf(
         ring: &mut Ring<S>,
         path: impl Into<PathBuf>,
@@ -202,7 +209,11 @@ impl<S> Resolver<S> {
     /// Looks up the addresses of `name`, A and AAAA at once (one after the
     /// other with `single-request`): the hosts file first, `localhost`
     /// locally, then the servers along the search list. The answer holds
-    /// both families in RFC 6724 order; none at all is `NotFound`.
+    /// both families in RFC 6724 order; none at all is `NotFound`. `name`
+    /// is text as in a zone file: `\.` or `\046` puts a dot inside a label
+    /// (the reply is matched label by label); a name that is not
+    /// [well formed](super::search::is_well_formed) (`a..b`, `.localhost`,
+    /// a backslash at its end) or too long for the wire is `InvalidInput`.
     pub fn lookup_ip(&mut self, ring: &mut Ring<S>, name: &str, done: Ctx<S>) -> LookupId {
         self.start(ring, name, &[RecordType::Aaaa, RecordType::A], done)
     }
@@ -246,8 +257,7 @@ impl<S> Resolver<S> {
         id: LookupId,
         at: Instant,
     ) -> io::Result<()> {
-        let key = DEADLINE_TAG | id_key(id);
-        let ctx = self.ctx.key(key);
+        let ctx = self.ctx.key(DEADLINE_TAG | u64::from(id.slot));
         let lookup = self
             .live(id)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
@@ -270,7 +280,9 @@ impl<S> Resolver<S> {
     }
 
     /// Takes a completion of one of the resolver's tasks (those carrying
-    /// its `ctx`). A completion of a lookup that has ended is dropped.
+    /// its `ctx`). A completion of a task the resolver no longer has in
+    /// flight (its lookup or try ended, or the task is another resolver's)
+    /// is dropped.
     pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
         let key = c.key();
         if key & FOREIGN_TAG != 0 {
@@ -279,19 +291,23 @@ impl<S> Resolver<S> {
                 "not a completion of the resolver's",
             ));
         }
+        let slot = (key & SLOT_MASK) as usize;
+        let Some(lookup) = self.lookups.get(slot).and_then(Option::as_ref) else {
+            return Ok(());
+        };
         let id = LookupId {
-            slot: (key & ((1 << SLOT_BITS) - 1)) as u32,
-            generation: (key >> GENERATION_SHIFT) as u16,
+            slot: slot as u32,
+            generation: lookup.generation,
         };
         if key & DEADLINE_TAG != 0 {
-            if matches!(c.outcome, Outcome::Timer(Ok(()))) {
+            let fired = matches!(c.outcome, Outcome::Timer(Ok(())));
+            if fired && lookup.deadline == Some(c.task()) {
                 self.finish(ring, id, Err(ouro::deadline_error()));
             }
             return Ok(());
         }
         let exchange = ((key >> EXCHANGE_SHIFT) & 0xff) as usize;
-        let attempt = (key >> ATTEMPT_SHIFT) as u8;
-        self.on_exchange(ring, id, exchange, attempt, c.outcome);
+        self.on_exchange(ring, id, exchange, c);
         Ok(())
     }
 
@@ -304,17 +320,17 @@ impl<S> Resolver<S> {
     ) -> LookupId {
         self.reload_if_changed(ring.now());
         let id = self.insert(done, name, types);
+        if !is_well_formed(name) {
+            self.finish(ring, id, Err(invalid_name(name)));
+            return id;
+        }
         if let Some(result) = self.answer_locally(ring, name, types) {
             self.finish(ring, id, result);
             return id;
         }
         let names = candidates(name, &self.config);
         if names.is_empty() {
-            let invalid = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a name to look up: {name:?}"),
-            );
-            self.finish(ring, id, Err(invalid));
+            self.finish(ring, id, Err(invalid_name(name)));
             return id;
         }
         if let Some(lookup) = self.live(id) {
@@ -439,11 +455,10 @@ impl<S> Resolver<S> {
         let Some(name) = lookup.candidates.get(lookup.candidate).cloned() else {
             return;
         };
-        let now = ring.now();
         lookup.exchanges = (lookup.types.iter().enumerate())
             .map(|(i, t)| {
-                let key = id_key(id) | ((i as u64) << EXCHANGE_SHIFT);
-                Exchange::new(name.clone(), *t, ctx, key, edns, now)
+                let key = u64::from(id.slot) | ((i as u64) << EXCHANGE_SHIFT);
+                Exchange::new(name.clone(), *t, ctx, key, edns)
             })
             .collect();
         let plan = Self::plan(&self.config, lookup.first_server);
@@ -454,32 +469,19 @@ impl<S> Resolver<S> {
         self.after_progress(ring, id);
     }
 
-    fn on_exchange(
-        &mut self,
-        ring: &mut Ring<S>,
-        id: LookupId,
-        index: usize,
-        attempt: u8,
-        outcome: Outcome,
-    ) {
-        let Some(lookup) = self
-            .lookups
-            .get_mut(id.slot as usize)
-            .and_then(Option::as_mut)
+    /// A completion for the lookup's exchange `index`: taken if it is of
+    /// the task the exchange has in flight.
+    fn on_exchange(&mut self, ring: &mut Ring<S>, id: LookupId, index: usize, c: Completion) {
+        let Some(lookup) = self.lookups[id.slot as usize].as_mut() else {
+            return;
+        };
+        let plan = Self::plan(&self.config, lookup.first_server);
+        let task = c.task();
+        let Some(exchange) = (lookup.exchanges.get_mut(index)).filter(|e| e.is_in_flight(task))
         else {
             return;
         };
-        if lookup.generation != id.generation {
-            return;
-        }
-        let plan = Self::plan(&self.config, lookup.first_server);
-        let Some(exchange) = lookup.exchanges.get_mut(index) else {
-            return;
-        };
-        if exchange.attempt != attempt || exchange.ended.is_some() {
-            return;
-        }
-        exchange.on_completion(ring, outcome, &plan);
+        exchange.on_completion(ring, c.outcome, &plan);
         self.after_progress(ring, id);
     }
 
@@ -543,8 +545,7 @@ impl<S> Resolver<S> {
     }
 
     fn release(&mut self, id: LookupId) {
-        let generation = &mut self.generations[id.slot as usize];
-        *generation = generation.wrapping_add(1);
+        self.generations[id.slot as usize] += 1;
         self.free.push(id.slot);
     }
 }
@@ -596,19 +597,50 @@ fn sort_addresses<T>(records: &mut [Record], ring: &mut Ring<T>) {
     }
 }
 
+/// Ends each lookup with `ECANCELED` and has the ring cancel what they
+/// have in flight. Drop has no ring to cancel with, only the handle: the
+/// cancels travel as a message, run on the ring's next turn (a ring that
+/// is going away ends the tasks itself).
 impl<S> Drop for Resolver<S> {
     fn drop(&mut self) {
+        let mut in_flight = Vec::new();
         for lookup in self.lookups.iter_mut().filter_map(Option::take) {
+            in_flight.extend(lookup.deadline);
+            in_flight.extend(lookup.exchanges.iter().filter_map(Exchange::in_flight));
             let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
             let _ = self
                 .handle
                 .send(lookup.done, Payload::value(Err::<Answer, _>(canceled)));
         }
+        if !in_flight.is_empty() {
+            let cancel = Ctx::new(cancel_left_behind::<S>);
+            let _ = self.handle.send(cancel, Payload::value(in_flight));
+        }
     }
 }
 
-fn id_key(id: LookupId) -> u64 {
-    u64::from(id.slot) | (u64::from(id.generation) << GENERATION_SHIFT)
+/// The message a dropped resolver (or connector) sends its ring: cancels
+/// the tasks it carries (those that ended meanwhile are stale handles,
+/// left alone).
+pub(crate) fn cancel_left_behind<S>(
+    _: &mut S,
+    ring: &mut Ring<S>,
+    c: Completion,
+) -> io::Result<()> {
+    let Outcome::Message(payload) = c.outcome else {
+        return Ok(());
+    };
+    for task in payload.into_value::<Vec<Task>>()? {
+        ring.cancel(task, Ctx::none());
+    }
+    Ok(())
+}
+
+fn invalid_name(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a name to look up: {name:?}"),
+    )
 }
 
 fn not_found(name: &str) -> io::Error {

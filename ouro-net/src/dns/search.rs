@@ -1,30 +1,34 @@
 //! The names a lookup asks for, in order: the search list as glibc builds
 //! it, and the names that never go to the network.
+//!
+//! Names are text in the master-file form (RFC 1035 section 5.1): a dot
+//! separates labels unless escaped, `\.` or `\046`, which puts it inside a
+//! label. Labels are found with their escapes kept, so that joining a name
+//! with a search domain never splits or merges a label.
+
+use simple_dns::Name;
 
 use super::config::Config;
-
-/// The longest name the wire format carries, without its root dot.
-const MAX_NAME_LEN: usize = 253;
 
 /// The fully qualified names to ask for `name`, in order (without their
 /// root dot):
 /// - a rooted name (`host.example.`) is asked as it is, and only so;
-/// - a name with at least `ndots` dots is asked as it is first, then with
-///   each search domain;
+/// - a name with at least `ndots` dots between its labels is asked as it
+///   is first, then with each search domain;
 /// - any other name is asked with each search domain first, then as it is.
 ///
-/// Names too long for the wire are left out; an empty list means the name
-/// cannot be asked for.
+/// Names the wire cannot carry (too long, a bad escape) are left out; an
+/// empty list means the name cannot be asked for, as is the case for a
+/// name that is not [well formed](is_well_formed).
 pub fn candidates(name: &str, config: &Config) -> Vec<String> {
-    let rooted = name.ends_with('.');
-    let bare = name.trim_end_matches('.').to_ascii_lowercase();
-    if bare.is_empty() || bare.contains("..") || bare.starts_with('.') {
+    let Some((labels, rooted)) = labels(name) else {
         return Vec::new();
-    }
+    };
+    let bare = labels.join(".").to_ascii_lowercase();
     if rooted {
         return keep_valid(vec![bare]);
     }
-    let dots = bare.matches('.').count();
+    let dots = labels.len() - 1;
     let searched = config
         .search
         .iter()
@@ -38,17 +42,56 @@ pub fn candidates(name: &str, config: &Config) -> Vec<String> {
 }
 
 fn keep_valid(names: Vec<String>) -> Vec<String> {
-    names
-        .into_iter()
-        .filter(|n| n.len() <= MAX_NAME_LEN && n.split('.').all(|l| !l.is_empty() && l.len() <= 63))
-        .collect()
+    names.into_iter().filter(|n| is_askable(n)).collect()
+}
+
+/// Whether the wire carries `name` as it is (not rooted): well formed, and
+/// once its escapes are read, each label at most 63 bytes and the whole at
+/// most 255 (as `simple-dns` encodes it).
+fn is_askable(name: &str) -> bool {
+    matches!(labels(name), Some((_, false))) && Name::new(name).is_ok()
+}
+
+/// Whether `name` is a name at all: one or more labels, none empty, and no
+/// backslash at its end with nothing to escape; a root dot may end it.
+/// Other names (`a..b`, `.a`, `a..`, `a\`) are refused, by a lookup with
+/// `InvalidInput`, before the hosts file or `localhost` is consulted.
+pub fn is_well_formed(name: &str) -> bool {
+    labels(name).is_some()
 }
 
 /// Whether `name` is `localhost` or under it (RFC 6761): such names are
 /// answered with the loopback addresses and never go to the network.
 pub fn is_localhost(name: &str) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost" || name.ends_with(".localhost")
+    let last = labels(name).and_then(|(labels, _)| labels.last().copied());
+    last.is_some_and(|label| label.eq_ignore_ascii_case("localhost"))
+}
+
+/// The labels of `name` as written (escapes kept) and whether a root dot
+/// ends it; `None` for a name that is not [well formed](is_well_formed).
+fn labels(name: &str) -> Option<(Vec<&str>, bool)> {
+    let mut labels = Vec::new();
+    let mut start = 0;
+    let mut bytes = name.bytes().enumerate();
+    while let Some((at, byte)) = bytes.next() {
+        match byte {
+            // The escaped byte is the label's, whatever it is.
+            b'\\' => {
+                bytes.next()?;
+            }
+            b'.' => {
+                labels.push(&name[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    let rooted = !labels.is_empty() && start == name.len();
+    if !rooted {
+        labels.push(&name[start..]);
+    }
+    let empty_label = labels.iter().any(|label| label.is_empty());
+    (!empty_label).then_some((labels, rooted))
 }
 
 #[cfg(test)]
@@ -90,8 +133,23 @@ mod tests {
     }
 
     #[test]
+    fn escaped_dots_stay_in_their_label_and_the_search_list_joins_whole_labels() {
+        let config = config(&["corp"], 2);
+        assert_eq!(candidates("a\\.b.c", &config), ["a\\.b.c.corp", "a\\.b.c"]);
+        assert_eq!(
+            candidates("a\\046b.c", &config),
+            ["a\\046b.c.corp", "a\\046b.c"]
+        );
+        assert_eq!(candidates("a\\\\", &config), ["a\\\\.corp", "a\\\\"]);
+        assert_eq!(candidates("a\\.", &config), ["a\\..corp", "a\\."]);
+        assert_eq!(candidates("a\\\\.", &config), ["a\\\\"]);
+    }
+
+    #[test]
     fn empty_and_malformed_names_have_no_candidates() {
-        for name in ["", ".", "..", "a..b", ".a"] {
+        for name in [
+            "", ".", "..", "a..b", ".a", "a..", "a\\", "a\\\\\\", "\\999.b",
+        ] {
             assert!(
                 candidates(name, &config(&["corp"], 1)).is_empty(),
                 "{name:?}"
@@ -110,14 +168,17 @@ mod tests {
         assert!(is_localhost("app.localhost"));
         assert!(!is_localhost("localhost.example"));
         assert!(!is_localhost("notlocalhost"));
+        assert!(!is_localhost("a\\.localhost"), "one label, a.localhost");
+        for malformed in [".localhost", "..localhost", "localhost..", "a..localhost"] {
+            assert!(!is_localhost(malformed), "{malformed:?}");
+        }
     }
 
     proptest! {
         #[test]
         fn any_name_gives_valid_candidates(name in "\\PC{0,300}", ndots in 0u8..20) {
             for candidate in candidates(&name, &config(&["corp.example"], ndots)) {
-                prop_assert!(candidate.len() <= MAX_NAME_LEN);
-                prop_assert!(!candidate.ends_with('.'));
+                prop_assert!(is_askable(&candidate), "{:?}", candidate);
             }
         }
     }

@@ -183,7 +183,7 @@ pub fn judge(
     over_tcp: bool,
     reply: &[u8],
 ) -> Verdict {
-    let Ok(packet) = Packet::parse(reply) else {
+    let (Ok(packet), Ok(asked)) = (Packet::parse(reply), Name::new(name)) else {
         return Verdict::Ignore;
     };
     if !packet.has_flags(PacketFlag::RESPONSE) || packet.id() != id {
@@ -192,7 +192,7 @@ pub fn judge(
     let rcode = packet.rcode();
     // Some servers leave the question out of a FORMERR.
     let question_optional = rcode == RCODE::FormatError && packet.questions.is_empty();
-    if !question_optional && !same_question(&packet, name, qtype) {
+    if !question_optional && !same_question(&packet, &asked, qtype) {
         return Verdict::Ignore;
     }
     if packet.has_flags(PacketFlag::TRUNCATION) && !over_tcp {
@@ -206,17 +206,16 @@ pub fn judge(
     }
 }
 
-fn same_question(packet: &Packet, name: &str, qtype: RecordType) -> bool {
+/// Names are compared by their labels' bytes, ASCII case aside (simple-dns
+/// compares them so): their text would differ for a label holding a dot,
+/// which the question's text escapes one way and a reply's another.
+fn same_question(packet: &Packet, asked: &Name, qtype: RecordType) -> bool {
     let [question] = packet.questions.as_slice() else {
         return false;
     };
     question.qtype == QTYPE::TYPE(qtype.wire())
         && question.qclass == QCLASS::CLASS(CLASS::IN)
-        && same_name(&question.qname, name)
-}
-
-fn same_name(wire: &Name, name: &str) -> bool {
-    wire.to_string().eq_ignore_ascii_case(name)
+        && question.qname == *asked
 }
 
 /// The records of `qtype` for `name`, following CNAMEs through the answer
@@ -225,10 +224,14 @@ fn records(packet: &Packet, name: &str, qtype: RecordType) -> Verdict {
     let mut owner = name.to_ascii_lowercase();
     let mut seen = HashSet::new();
     loop {
+        // `name` was asked for, and CNAME targets are host names: both parse.
+        let Ok(owner_name) = Name::new(&owner) else {
+            return Verdict::Ignore;
+        };
         let found: Vec<Record> = packet
             .answers
             .iter()
-            .filter(|rr| same_name(&rr.name, &owner) && rr.class == CLASS::IN)
+            .filter(|rr| rr.name == owner_name && rr.class == CLASS::IN)
             .filter_map(|rr| record(&rr.rdata, qtype))
             .collect();
         if !found.is_empty() {
@@ -237,7 +240,7 @@ fn records(packet: &Packet, name: &str, qtype: RecordType) -> Verdict {
                 records: found,
             };
         }
-        let Some(target) = cname_of(packet, &owner) else {
+        let Some(target) = cname_of(packet, &owner_name) else {
             return match seen.len() {
                 0 => no_records(packet),
                 hops => alias(packet, owner, hops),
@@ -286,9 +289,9 @@ fn alias(packet: &Packet, target: String, hops: usize) -> Verdict {
     }
 }
 
-fn cname_of(packet: &Packet, owner: &str) -> Option<String> {
+fn cname_of(packet: &Packet, owner: &Name) -> Option<String> {
     packet.answers.iter().find_map(|rr| match &rr.rdata {
-        RData::CNAME(cname) if same_name(&rr.name, owner) => host_name(&cname.0),
+        RData::CNAME(cname) if rr.name == *owner => host_name(&cname.0),
         _ => None,
     })
 }
