@@ -34,7 +34,8 @@ pub const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 /// How long an attempt has before the next one starts alongside it (RFC
 /// 8305's recommended connection attempt delay).
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
-/// The most addresses tried for one name.
+/// The most addresses tried for one name; a name with more ends with the
+/// last attempt's error once these have failed.
 pub const MAX_ATTEMPTS: usize = 64;
 
 /// A connection made: the socket (non-blocking, as the ring's operations
@@ -59,17 +60,23 @@ pub fn connected(c: Completion) -> io::Result<Connected> {
     }
 }
 
-/// A connect's handle, to cancel it or give it a deadline.
+/// A connect's handle, to cancel it or give it a deadline; stale once it
+/// has ended, for good (its slot's generation is 64 bits wide: it does not
+/// come round again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectId {
     slot: u32,
-    generation: u16,
+    generation: u64,
 }
 
-// A task's key: FOREIGN_TAG, the connect's slot and generation, what the
-// task is, and which attempt (or which timer) it is.
+// A task's key: FOREIGN_TAG, the connect's slot, the low bits of its
+// generation (for the lookups' answers, which come as messages), what the
+// task is, and which attempt it is. It only says where to look: a
+// completion of a task is taken only if the task is the one in flight
+// there, which no stale task is.
 const SLOT_MASK: u64 = (1 << 24) - 1;
 const GENERATION_SHIFT: u32 = 24;
+const GENERATION_MASK: u64 = (1 << 16) - 1;
 const KIND_SHIFT: u32 = 40;
 const INDEX_SHIFT: u32 = 48;
 
@@ -114,7 +121,7 @@ struct Attempt {
 
 struct Connect<S> {
     done: Ctx<S>,
-    generation: u16,
+    generation: u64,
     port: u16,
     v6: Family,
     v4: Family,
@@ -123,10 +130,9 @@ struct Connect<S> {
     queue: Vec<SocketAddr>,
     attempts: Vec<Attempt>,
     connecting: bool,
-    /// The timer in flight (resolution delay or stagger) and its number:
-    /// a completion of an earlier one is stale.
+    /// The timer in flight (resolution delay or stagger): a completion of
+    /// an earlier one is stale.
     timer: Option<Task>,
-    timer_seq: u8,
     deadline: Option<Task>,
     last_error: Option<io::Error>,
 }
@@ -141,7 +147,7 @@ pub struct Connector<S> {
     ctx: Ctx<S>,
     handle: RingHandle<S>,
     connects: Vec<Option<Connect<S>>>,
-    generations: Vec<u16>,
+    generations: Vec<u64>,
     free: Vec<u32>,
 }
 
@@ -245,37 +251,49 @@ impl<S> Connector<S> {
     }
 
     /// Takes a completion of one of the connector's tasks (those carrying
-    /// its `ctx`). A completion of a connect that has ended is dropped:
-    /// a socket it carries is closed.
+    /// its `ctx`). A completion of a connect that has ended, or of a task
+    /// it no longer has in flight (a timer or deadline replaced, an
+    /// attempt given up), is dropped: a socket it carries is closed.
     pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
         let key = c.key();
         if key & FOREIGN_TAG == 0 {
             return self.resolver.on_completion(ring, c);
         }
-        let id = ConnectId {
-            slot: (key & SLOT_MASK) as u32,
-            generation: (key >> GENERATION_SHIFT) as u16,
+        let slot = (key & SLOT_MASK) as u32;
+        let Some(connect) = self.connects.get(slot as usize).and_then(Option::as_ref) else {
+            return Ok(());
         };
-        let index = ((key >> INDEX_SHIFT) & 0xff) as u8;
+        if (key >> GENERATION_SHIFT) & GENERATION_MASK != connect.generation & GENERATION_MASK {
+            return Ok(());
+        }
+        let id = ConnectId {
+            slot,
+            generation: connect.generation,
+        };
+        let index = usize::from((key >> INDEX_SHIFT) as u8);
+        let task = Some(c.task());
         let Some(kind) = Kind::from_key(key & !FOREIGN_TAG) else {
             return Ok(());
         };
-        if !self.is_live(id) {
-            return Ok(());
-        }
         match kind {
             Kind::ResolvedV6 | Kind::ResolvedV4 => {
                 self.resolved(ring, id, kind, crate::dns::answer(c))
             }
-            Kind::ResolutionDelay | Kind::Stagger => self.timer_fired(ring, id, index, c.outcome),
-            Kind::Socket | Kind::Connect => {
-                self.attempt_progress(ring, id, usize::from(index), c.outcome)
+            Kind::ResolutionDelay | Kind::Stagger if connect.timer == task => {
+                self.timer_fired(ring, id, c.outcome)
             }
-            Kind::Deadline => {
+            Kind::Socket | Kind::Connect
+                if connect.attempts.get(index).is_some_and(|a| a.task == task) =>
+            {
+                self.attempt_progress(ring, id, index, c.outcome)
+            }
+            Kind::Deadline if connect.deadline == task => {
                 if matches!(c.outcome, Outcome::Timer(Ok(()))) {
                     self.finish(ring, id, Err(ouro::deadline_error()));
                 }
             }
+            // Stale: an earlier timer, deadline or try's task.
+            _ => {}
         }
         Ok(())
     }
@@ -298,7 +316,6 @@ impl<S> Connector<S> {
             attempts: Vec::new(),
             connecting: false,
             timer: None,
-            timer_seq: 0,
             deadline: None,
             last_error: None,
         });
@@ -351,20 +368,18 @@ impl<S> Connector<S> {
 
     fn start_timer(&mut self, ring: &mut Ring<S>, id: ConnectId, kind: Kind, after: Duration) {
         let Some(connect) = self.live(id) else { return };
-        connect.timer_seq = connect.timer_seq.wrapping_add(1);
-        let seq = connect.timer_seq;
         if let Some(old) = connect.timer.take() {
             ring.cancel(old, Ctx::none());
         }
-        let task = ring.timer(after, self.ctx.key(task_key(id, kind, seq)));
+        let task = ring.timer(after, self.ctx.key(task_key(id, kind, 0)));
         if let Some(connect) = self.live(id) {
             connect.timer = Some(task);
         }
     }
 
-    fn timer_fired(&mut self, ring: &mut Ring<S>, id: ConnectId, seq: u8, outcome: Outcome) {
+    fn timer_fired(&mut self, ring: &mut Ring<S>, id: ConnectId, outcome: Outcome) {
         let Some(connect) = self.live(id) else { return };
-        if seq != connect.timer_seq || !matches!(outcome, Outcome::Timer(Ok(()))) {
+        if !matches!(outcome, Outcome::Timer(Ok(()))) {
             return;
         }
         connect.timer = None;
@@ -385,7 +400,7 @@ impl<S> Connector<S> {
     /// connect when nothing is left to try or wait for.
     fn start_next_attempt(&mut self, ring: &mut Ring<S>, id: ConnectId) {
         let Some(connect) = self.live(id) else { return };
-        if connect.queue.is_empty() || connect.attempts.len() >= MAX_ATTEMPTS {
+        if !connect.may_try_more() {
             return self.fail_if_exhausted(ring, id);
         }
         let addr = connect.queue.remove(0);
@@ -415,7 +430,7 @@ impl<S> Connector<S> {
         let Some(connect) = self.live(id) else { return };
         let waiting =
             matches!(connect.v6, Family::Pending) || matches!(connect.v4, Family::Pending);
-        if waiting || connect.attempts.iter().any(|a| a.live) || !connect.queue.is_empty() {
+        if waiting || connect.attempts.iter().any(|a| a.live) || connect.may_try_more() {
             return;
         }
         let error = connect
@@ -434,7 +449,7 @@ impl<S> Connector<S> {
     ) {
         let connect_ctx = self.ctx.key(task_key(id, Kind::Connect, index as u8));
         let Some(connect) = self.live(id) else { return };
-        let Some(attempt) = connect.attempts.get_mut(index).filter(|a| a.live) else {
+        let Some(attempt) = connect.attempts.get_mut(index) else {
             return;
         };
         attempt.task = None;
@@ -509,8 +524,7 @@ impl<S> Connector<S> {
         {
             ring.cancel(task, Ctx::none());
         }
-        let generation = &mut self.generations[id.slot as usize];
-        *generation = generation.wrapping_add(1);
+        self.generations[id.slot as usize] += 1;
         self.free.push(id.slot);
         let _ = self.handle.send(connect.done, Payload::value(result));
         true
@@ -518,6 +532,11 @@ impl<S> Connector<S> {
 }
 
 impl<S> Connect<S> {
+    /// Whether an address is left to try, within [`MAX_ATTEMPTS`].
+    fn may_try_more(&self) -> bool {
+        !self.queue.is_empty() && self.attempts.len() < MAX_ATTEMPTS
+    }
+
     /// The addresses not yet tried, families interleaved (RFC 8305
     /// section 4, a first address family count of one): IPv6 first, or,
     /// when addresses arrive after attempts have started, the other family
@@ -591,7 +610,7 @@ fn abort_attempts(attempts: &[Attempt]) {
 fn task_key(id: ConnectId, kind: Kind, index: u8) -> u64 {
     FOREIGN_TAG
         | u64::from(id.slot)
-        | (u64::from(id.generation) << GENERATION_SHIFT)
+        | ((id.generation & GENERATION_MASK) << GENERATION_SHIFT)
         | ((kind as u64) << KIND_SHIFT)
         | (u64::from(index) << INDEX_SHIFT)
 }

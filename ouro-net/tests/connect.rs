@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use ouro::{Completion, Ctx, Ring, RunMode};
-use ouro_net::connect::{connected, Connected, Connector};
+use ouro_net::connect::{connected, Connected, Connector, MAX_ATTEMPTS};
 use ouro_net::dns::{Config, Hosts, Resolver};
 use socket2::{Domain, Socket, Type};
 use support::*;
@@ -358,5 +358,95 @@ fn dropping_the_connector_cancels_its_deadlines_and_timers_at_once() {
         let canceled = dialer.results.pop().unwrap().unwrap_err();
         assert!(ouro::is_canceled(&canceled), "{canceled}");
         drop(dialer);
+    });
+}
+
+/// A ring and a connector on it, resolving from `hosts` only.
+fn dialer(hosts: Hosts) -> (Ring<Dialer>, Dialer) {
+    let mut ring = Ring::new(256).unwrap();
+    let connector = Connector::new(&mut ring, no_server(), hosts, Ctx::new(to_connector));
+    let dialer = Dialer {
+        connector: Some(connector.unwrap()),
+        results: Vec::new(),
+    };
+    (ring, dialer)
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_name_with_more_addresses_than_are_tried_ends_once_when_those_tried_refuse() {
+    let _serial = serial();
+    let port = closed_port();
+    let hosts: String = (0..=MAX_ATTEMPTS)
+        .map(|i| format!("127.0.{}.{} many.test\n", i / 250, i % 250 + 1))
+        .collect();
+    counted(|| {
+        let (mut ring, mut dialer) = dialer(Hosts::parse(&hosts));
+        let connector = dialer.connector.as_mut().unwrap();
+        connector.connect(&mut ring, "many.test", port, Ctx::new(on_connected));
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        assert_eq!(dialer.results.len(), 1, "exactly one completion");
+        let err = dialer.results.pop().unwrap().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+    });
+}
+
+#[test]
+fn a_stale_connect_id_stays_stale_after_65536_connects_in_its_slot() {
+    let _serial = serial();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = v4.local_addr().unwrap().port();
+    counted(|| {
+        let (mut ring, mut dialer) = dialer(Hosts::default());
+        let connector = dialer.connector.as_mut().unwrap();
+        let stale = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+        assert!(connector.cancel(&mut ring, stale));
+        // Each connect cancelled at once gives its slot back for the next;
+        // the ring runs now and then to close their sockets.
+        for i in 0..u16::MAX {
+            let connector = dialer.connector.as_mut().unwrap();
+            let id = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+            assert!(connector.cancel(&mut ring, id));
+            if i % 512 == 0 {
+                ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+            }
+        }
+        let connector = dialer.connector.as_mut().unwrap();
+        let fresh = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+        assert!(!connector.is_live(stale), "a stale id names a new connect");
+        assert!(!connector.cancel(&mut ring, stale));
+        assert!(connector.is_live(fresh));
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        let last = dialer.results.pop().unwrap();
+        assert!(last.is_ok(), "the fresh connect: {:?}", last.err());
+        assert_eq!(dialer.results.len(), 1 << 16, "one completion each");
+    });
+}
+
+#[test]
+fn a_deadline_moved_later_replaces_one_already_due() {
+    let _serial = serial();
+    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    counted(|| {
+        let (mut ring, mut dialer) = dialer(Hosts::default());
+        let connector = dialer.connector.as_mut().unwrap();
+        let id = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
+        let (now, later) = (ring.now(), Duration::from_millis(300));
+        connector.set_deadline(&mut ring, id, now).unwrap();
+        connector.set_deadline(&mut ring, id, now + later).unwrap();
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        let err = dialer.results.pop().unwrap().unwrap_err();
+        assert!(ouro::is_deadline(&err), "{err}");
+        assert!(
+            ring.now() >= now + later,
+            "ended {:?} after the start: at the deadline replaced",
+            ring.now() - now
+        );
     });
 }
