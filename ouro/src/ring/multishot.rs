@@ -72,6 +72,13 @@ impl<S> Ring<S> {
     /// A group made by another ring fails the task with `InvalidInput` and
     /// is left as it was.
     ///
+    /// Made for streams. On a datagram socket each completion is one
+    /// datagram, but an empty datagram ends the task (its final completion
+    /// is `Ok` with an empty buffer, as a peer's close is on a stream), and
+    /// a datagram longer than the group's buffers is cut to them without a
+    /// mark: take datagrams with [`recv_from`](Ring::recv_from), which says
+    /// who sent each and whether it was cut.
+    ///
     /// [`Outcome::RecvMulti`]: crate::Outcome::RecvMulti
     pub fn recv_multishot(&mut self, fd: impl OpFd, group: &BufferGroup, ctx: Ctx<S>) -> Task {
         let op = Op::RecvMulti {
