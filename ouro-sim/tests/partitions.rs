@@ -3,8 +3,15 @@
 //! partition that never heals is a liveness violation that names what was
 //! pending and replays from its seed.
 
-use ouro::sim::{Bug, World};
+use std::io;
+use std::time::Duration;
+
+use ouro::sim::{Bug, Config, Partitions, World};
+use ouro::{Ring, RunMode};
 use ouro_sim::{check, echo, run_case, run_seed, Case, FaultClass};
+
+#[path = "../../ouro/tests/common/watchdog.rs"]
+mod watchdog;
 
 #[test]
 fn echo_passes_through_partitions_of_every_kind() {
@@ -70,4 +77,26 @@ fn the_liveness_phase_starts_with_work_pending_and_partitions_in_force() {
         partitioned > 0,
         "no seed reached the liveness phase partitioned"
     );
+}
+
+/// A ring run alone in a world where partitions come and go, with nothing
+/// that could end its wait: the wait says so (as in a calm world), rather
+/// than following partitions through virtual time for ever.
+#[test]
+fn a_lone_ring_with_nothing_to_wait_for_is_told_so_while_partitions_come_and_go() {
+    let config = Config {
+        partitions: Partitions {
+            gap_ns: 5_000_000,
+            longest_ns: 50_000_000,
+            clog_ns: 10_000_000,
+        },
+        ..Config::calm()
+    };
+    let err = watchdog::run_within(Duration::from_secs(60), move || {
+        let world = World::with_config(1, config);
+        let mut ring: Ring<()> = Ring::simulated(&world);
+        ring.run(&mut (), RunMode::Forever)
+            .expect_err("a wait nothing ends")
+    });
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
 }

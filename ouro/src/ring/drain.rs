@@ -72,7 +72,9 @@ impl<S> Ring<S> {
             }
             return Some(Ok(()));
         }
-        if !drain.cut && self.clock.now() >= drain.deadline {
+        // Past the deadline only live tasks are cut: messages accepted
+        // before the mailbox closed are still delivered, and cut nothing.
+        if !drain.cut && self.clock.now() >= drain.deadline && self.slab.live() > 0 {
             self.drain = Some(Drain { cut: true, ..drain });
             self.cancel_all(Ctx::none());
         }

@@ -379,6 +379,10 @@ impl<S> Ring<S> {
             self.messaging.retire_closed();
         }
         let can_ring = self.msg_ring && self.backend.doorbell_target().is_some();
+        // Fire-and-forget messages a closed mailbox refused, dropped once
+        // every outbox is published and every task settled: a value's drop
+        // is user code, and a panic in it must leave nothing half done.
+        let mut refused = Vec::new();
         for index in 0..self.messaging.outboxes.len() {
             let Some(outbox) = &mut self.messaging.outboxes[index] else {
                 continue;
@@ -420,8 +424,8 @@ impl<S> Ring<S> {
                 !inbox.closed
             };
             // Refused: tasks give their payloads back; fire-and-forget ones
-            // are dropped (outside the lock: a value's drop is user code).
-            outbox.envelopes.clear();
+            // are dropped at the end.
+            refused.append(&mut outbox.envelopes);
             for task in tasks.drain(..) {
                 self.settle_sent(task, open);
             }
@@ -432,6 +436,7 @@ impl<S> Ring<S> {
                 self.ring_doorbell(index, &mailbox);
             }
         }
+        drop(refused);
     }
 
     /// Wakes a target that has messages: through MSG_RING if possible,

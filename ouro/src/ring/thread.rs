@@ -146,7 +146,16 @@ impl<S> Ring<S> {
         let delivered = self.run(state, RunMode::NoWait);
         self.publish_messages();
         self.cancel_all(Ctx::none());
-        let finished = self.run(state, RunMode::UntilDone);
+        let finished = loop {
+            // A stop asked meanwhile (a second stop request, a callback's
+            // `stop`) must not cut this run short: every live task's
+            // callback runs.
+            self.stopped = false;
+            let ran = self.run(state, RunMode::UntilDone);
+            if ran.is_err() || self.slab.live() == 0 {
+                break ran;
+            }
+        };
         delivered.and(finished)
     }
 }

@@ -7,6 +7,7 @@ backend_tests!(
     a_message_to_a_stopped_thread_fails_and_its_fd_is_closed,
     a_dropped_ring_refuses_messages_and_closes_the_fds_it_had_accepted,
     a_message_cancelled_before_it_goes_out_gives_its_payload_back,
+    a_refused_value_whose_drop_panics_strands_no_other_message,
     owned_values_travel_both_ways_between_rings,
     a_ring_can_message_itself,
     an_fd_handed_to_a_worker_is_usable_there,
@@ -108,6 +109,65 @@ fn a_message_cancelled_before_it_goes_out_gives_its_payload_back(
     assert!(is_canceled(&state.errors[0]));
     assert_eq!(state.returned[0].as_u64(), Some(3));
     target.run(&mut Idle, RunMode::NoWait)?;
+    Ok(())
+}
+
+/// A value whose drop panics, as user code may.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a refused value's drop panics");
+    }
+}
+
+/// A fire-and-forget message refused by a dropped ring drops its value in
+/// the sender's turn; that drop panicking must not lose the messages
+/// published with it: the other refused one still reports `EPIPE`, and
+/// the one to an open ring is delivered.
+fn a_refused_value_whose_drop_panics_strands_no_other_message(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let gone = ring::<Idle>(kind)?.handle()?;
+    let mut open: Ring<Delivered> = ring(kind)?;
+    let open_handle = open.handle()?;
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let value = Payload::value(PanicsOnDrop);
+    ring.msg_ring(&gone, Ctx::new(never_called), value, Ctx::none());
+    let refused = Payload::U64(1);
+    ring.msg_ring(&gone, Ctx::new(never_called), refused, Ctx::new(on_refused));
+    let delivered = Payload::U64(2);
+    ring.msg_ring(
+        &open_handle,
+        Ctx::new(on_delivered),
+        delivered,
+        Ctx::new(on_refused),
+    );
+    let mut state = Refusals::default();
+    let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ring.run(&mut state, RunMode::UntilDone)
+    }));
+    assert!(turn.is_err(), "the drop's panic comes out of run");
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(ring.live_tasks(), 0);
+    assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+    assert_eq!(state.errors[0].raw_os_error(), Some(libc::EPIPE));
+    let returned: Vec<_> = state.returned.iter().map(Payload::as_u64).collect();
+    assert_eq!(returned.len(), 2, "each message task completes once");
+    assert!(returned.contains(&Some(1)), "{returned:?}");
+    let mut got = Delivered::default();
+    open.run(&mut got, RunMode::NoWait)?;
+    assert_eq!(got.0, [2]);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Delivered(Vec<u64>);
+
+fn on_delivered(got: &mut Delivered, _: &mut Ring<Delivered>, c: Completion) -> io::Result<()> {
+    let Outcome::Message(payload) = c.outcome else {
+        return Err(io::Error::other("expected a message"));
+    };
+    got.0.extend(payload.as_u64());
     Ok(())
 }
 

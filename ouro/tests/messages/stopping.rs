@@ -7,6 +7,7 @@ backend_tests!(
     stopping_a_thread_loses_no_acknowledged_message,
     a_stop_tasks_deadline_ends_its_wait_while_the_thread_stops,
     a_stop_task_can_be_cancelled_while_the_thread_stops,
+    a_second_stop_while_a_thread_stops_still_ends_its_tasks_with_their_callbacks,
 );
 
 // -- stopping ----------------------------------------------------------------
@@ -249,5 +250,57 @@ fn a_stop_task_can_be_cancelled_while_the_thread_stops(kind: BackendKind) -> io:
     assert!(is_canceled(err), "{err}");
     assert_eq!(state.cancel.len(), 1);
     assert!(state.cancel[0].is_ok(), "{:?}", state.cancel[0]);
+    Ok(())
+}
+
+// -- a stop asked while stopping ----------------------------------------------
+
+/// A worker with a timer that would not fire for an hour; the callbacks
+/// its timer got, shared with the test.
+struct Sleeper {
+    own: RingHandle<Sleeper>,
+    timer_results: Arc<Mutex<Vec<io::Result<()>>>>,
+}
+
+fn on_sleeper_timer(state: &mut Sleeper, _: &mut Ring<Sleeper>, c: Completion) -> io::Result<()> {
+    let Outcome::Timer(result) = c.outcome else {
+        return Err(io::Error::other("expected a timer"));
+    };
+    state.timer_results.lock().unwrap().push(result);
+    Ok(())
+}
+
+/// Asks its own ring to stop twice: a stop request through its handle
+/// (delivered while the thread stops), and `stop`.
+fn stop_twice(state: &mut Sleeper, ring: &mut Ring<Sleeper>, _: Completion) -> io::Result<()> {
+    state.own.stop()?;
+    ring.stop();
+    Ok(())
+}
+
+/// `RingThread`'s step 3: every task still live is cancelled and its
+/// callback runs, also when another stop arrives during the stop.
+fn a_second_stop_while_a_thread_stops_still_ends_its_tasks_with_their_callbacks(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let ring: Ring<Idle> = ring(kind)?;
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let shared = results.clone();
+    let thread = ring.spawn_thread(16, move |r: &mut Ring<Sleeper>| {
+        r.timer(Duration::from_secs(3600), Ctx::new(on_sleeper_timer));
+        Ok(Sleeper {
+            own: r.handle()?,
+            timer_results: shared,
+        })
+    })?;
+    thread
+        .handle()
+        .send(Ctx::new(stop_twice), Payload::None)
+        .map_err(io::Error::from)?;
+    thread.join()?;
+    let results = results.lock().unwrap();
+    assert_eq!(results.len(), 1, "the timer's callback runs once");
+    assert!(is_canceled(results[0].as_ref().unwrap_err()));
     Ok(())
 }

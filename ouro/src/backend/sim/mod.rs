@@ -399,7 +399,9 @@ impl Driver for SimBackend {
             ));
         }
         let now = state.now();
-        let until = match (state.next_event(), timeout.map(|t| now.saturating_add(t))) {
+        // Partitions starting and healing forever end no wait by themselves.
+        let next_event = state.next_event().filter(|_| !state.only_partitions_left());
+        let until = match (next_event, timeout.map(|t| now.saturating_add(t))) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => {

@@ -484,7 +484,7 @@ impl State {
 
     /// Whether nothing is left to do but start and heal partitions: no
     /// other event, nothing ready, nothing held on a cut path.
-    fn only_partitions_left(&self) -> bool {
+    pub(crate) fn only_partitions_left(&self) -> bool {
         self.events.len() == self.paths.queued
             && self.paths.holds_nothing()
             && self.ready.iter().all(|r| r.is_empty())
