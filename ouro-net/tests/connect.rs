@@ -41,12 +41,7 @@ fn dial(
     port: u16,
     deadline: Option<Duration>,
 ) -> io::Result<Connected> {
-    let mut ring = Ring::new(64).unwrap();
-    let connector = Connector::new(&mut ring, config, hosts, Ctx::new(to_connector)).unwrap();
-    let mut dialer = Dialer {
-        connector: Some(connector),
-        results: Vec::new(),
-    };
+    let (mut ring, mut dialer) = dialer_with(config, hosts);
     let connector = dialer.connector.as_mut().unwrap();
     let id = connector.connect(&mut ring, host, port, Ctx::new(on_connected));
     if let Some(after) = deadline {
@@ -56,6 +51,22 @@ fn dial(
     ring.run(&mut dialer, RunMode::UntilDone).unwrap();
     assert_eq!(dialer.results.len(), 1, "exactly one completion");
     dialer.results.pop().unwrap()
+}
+
+/// A ring and a connector on it, resolving from `hosts` only.
+fn dialer(hosts: Hosts) -> (Ring<Dialer>, Dialer) {
+    dialer_with(no_server(), hosts)
+}
+
+/// A ring and a connector on it resolving through `config` and `hosts`.
+fn dialer_with(config: Config, hosts: Hosts) -> (Ring<Dialer>, Dialer) {
+    let mut ring = Ring::new(256).unwrap();
+    let connector = Connector::new(&mut ring, config, hosts, Ctx::new(to_connector));
+    let dialer = Dialer {
+        connector: Some(connector.unwrap()),
+        results: Vec::new(),
+    };
+    (ring, dialer)
 }
 
 /// No name server: the port of a closed socket (hosts answer instead).
@@ -233,18 +244,7 @@ fn a_cancelled_connect_ends_once_with_ecanceled() {
     let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
     counted(|| {
-        let mut ring = Ring::new(64).unwrap();
-        let connector = Connector::new(
-            &mut ring,
-            no_server(),
-            Hosts::default(),
-            Ctx::new(to_connector),
-        )
-        .unwrap();
-        let mut dialer = Dialer {
-            connector: Some(connector),
-            results: Vec::new(),
-        };
+        let (mut ring, mut dialer) = dialer(Hosts::default());
         let connector = dialer.connector.as_mut().unwrap();
         let id = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
         ring.run(&mut dialer, RunMode::Once).unwrap();
@@ -269,18 +269,7 @@ fn dropping_the_connector_from_a_callback_ends_the_others_with_ecanceled() {
     let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let open_port = v4.local_addr().unwrap().port();
     counted(|| {
-        let mut ring = Ring::new(64).unwrap();
-        let connector = Connector::new(
-            &mut ring,
-            no_server(),
-            Hosts::default(),
-            Ctx::new(to_connector),
-        )
-        .unwrap();
-        let mut dialer = Dialer {
-            connector: Some(connector),
-            results: Vec::new(),
-        };
+        let (mut ring, mut dialer) = dialer(Hosts::default());
         let connector = dialer.connector.as_mut().unwrap();
         connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
         connector.connect(&mut ring, "127.0.0.1", open_port, Ctx::new(drop_connector));
@@ -332,17 +321,7 @@ fn dropping_the_connector_cancels_its_deadlines_and_timers_at_once() {
     let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let port = v4.local_addr().unwrap().port();
     counted(|| {
-        let mut ring = Ring::new(64).unwrap();
-        let connector = Connector::new(
-            &mut ring,
-            no_server(),
-            Hosts::default(),
-            Ctx::new(to_connector),
-        );
-        let mut dialer = Dialer {
-            connector: connector.ok(),
-            results: Vec::new(),
-        };
+        let (mut ring, mut dialer) = dialer(Hosts::default());
         let connector = dialer.connector.as_mut().unwrap();
         let id = connector.connect(&mut ring, "127.0.0.1", port, Ctx::new(on_connected));
         let far = ring.now() + Duration::from_secs(10);
@@ -359,17 +338,6 @@ fn dropping_the_connector_cancels_its_deadlines_and_timers_at_once() {
         assert!(ouro::is_canceled(&canceled), "{canceled}");
         drop(dialer);
     });
-}
-
-/// A ring and a connector on it, resolving from `hosts` only.
-fn dialer(hosts: Hosts) -> (Ring<Dialer>, Dialer) {
-    let mut ring = Ring::new(256).unwrap();
-    let connector = Connector::new(&mut ring, no_server(), hosts, Ctx::new(to_connector));
-    let dialer = Dialer {
-        connector: Some(connector.unwrap()),
-        results: Vec::new(),
-    };
-    (ring, dialer)
 }
 
 /// A port nothing listens on.

@@ -53,19 +53,20 @@ fn a_reload_interval_of_duration_max_reads_the_file_once() {
         answers: Vec::new(),
     };
     fs::write(&hosts, "10.9.9.9 db\n").unwrap();
-    let resolver = state.resolver.as_mut().unwrap();
-    resolver.lookup_ip(&mut ring, "db", Ctx::new(on_answer));
-    ring.run(&mut state, RunMode::UntilDone).unwrap();
-    let answer = state.answers.pop().unwrap().unwrap();
-    assert_eq!(
-        answer.addresses(),
-        [addr("10.1.2.3")],
-        "never looked at again"
-    );
+    let found = addresses_of(&mut ring, &mut state, "db");
+    assert_eq!(found, [addr("10.1.2.3")], "never looked at again");
 }
 
 fn addr(text: &str) -> IpAddr {
     text.parse().unwrap()
+}
+
+/// The addresses a lookup of `name` finds.
+fn addresses_of(ring: &mut Ring<State>, state: &mut State, name: &str) -> Vec<IpAddr> {
+    let resolver = state.resolver.as_mut().unwrap();
+    resolver.lookup_ip(ring, name, Ctx::new(on_answer));
+    ring.run(state, RunMode::UntilDone).unwrap();
+    state.answers.pop().unwrap().unwrap().addresses()
 }
 
 #[test]
@@ -119,15 +120,8 @@ fn a_hosts_file_edited_to_hold_a_byte_that_is_not_utf8_is_read_again() {
     fs::write(&hosts, "10.1.2.3 db\n").unwrap();
     let (mut ring, mut state) = watching_hosts(&hosts).unwrap();
     fs::write(&hosts, b"10.9.9.9 db # d\xe9plac\xe9\n").unwrap();
-    let resolver = state.resolver.as_mut().unwrap();
-    resolver.lookup_ip(&mut ring, "db", Ctx::new(on_answer));
-    ring.run(&mut state, RunMode::UntilDone).unwrap();
-    let answer = state.answers.pop().unwrap().unwrap();
-    assert_eq!(
-        answer.addresses(),
-        [addr("10.9.9.9")],
-        "the edit was ignored"
-    );
+    let found = addresses_of(&mut ring, &mut state, "db");
+    assert_eq!(found, [addr("10.9.9.9")], "the edit was ignored");
 }
 
 #[test]
