@@ -24,6 +24,7 @@ mod common;
 mod fs_ops;
 mod helpers;
 mod udp;
+mod vectored;
 
 // The example, included as it is.
 #[allow(dead_code)] // its `main`

@@ -66,9 +66,14 @@ use std::time::Duration;
 use super::driver::Driver;
 use super::{BackendKind, OwnedFiles, RawCompletion, Started, Wake};
 use crate::error::bad_ring_fd;
-use crate::fd::{Fd, Named};
+use crate::fd::Fd;
 use crate::op::{Op, OpKind};
 use crate::time::{duration_ns, Clock};
+
+mod op_view;
+
+pub use op_view::MockOp;
+use op_view::{prepare_vectors, zero_read_regions};
 
 /// What a scripted operation returns.
 ///
@@ -108,91 +113,6 @@ impl fmt::Debug for Reply {
             Reply::Pending => f.write_str("Pending"),
             Reply::After(d, r) => write!(f, "After({d:?}, {r:?})"),
         }
-    }
-}
-
-/// An operation as a script sees it.
-pub struct MockOp<'a> {
-    op: &'a mut Op,
-    files: &'a OwnedFiles,
-    filled: u32,
-}
-
-impl MockOp<'_> {
-    /// Which operation it is.
-    pub fn kind(&self) -> OpKind {
-        self.op.kind()
-    }
-
-    /// The fd it operates on, if it takes one (the first, for a splice):
-    /// for a ring fd, the number of the fd the mock keeps for it.
-    pub fn fd(&self) -> Option<RawFd> {
-        match &*self.op {
-            Op::Close { fd } => fd.as_ref().map(|fd| fd.as_raw_fd()),
-            Op::CloseRing { file } => Some(self.files.raw(*file)),
-            op => op.fds()[0].map(|fd| match fd.named() {
-                Named::Raw(raw) => raw,
-                Named::Ring(file) => self.files.raw(file),
-            }),
-        }
-    }
-
-    /// The bytes a write, send or send_to would write; empty for every other
-    /// operation, vectored ones (writev, sendmsg) included.
-    pub fn data(&self) -> &[u8] {
-        match &*self.op {
-            Op::Write { buf, .. } | Op::Send { buf, .. } | Op::SendTo { buf, .. } => buf,
-            _ => &[],
-        }
-    }
-
-    /// The file offset of a read or write (`None`: current position).
-    pub fn offset(&self) -> Option<u64> {
-        match &*self.op {
-            Op::Read { offset, .. } | Op::Write { offset, .. } => {
-                (*offset != u64::MAX).then_some(*offset)
-            }
-            _ => None,
-        }
-    }
-
-    /// The path an operation names (the first, for one that names two),
-    /// without its terminating NUL.
-    pub fn path(&self) -> Option<&std::path::Path> {
-        self.paths()[0]
-    }
-
-    /// The paths an operation names (a rename or link names two), without
-    /// their terminating NUL.
-    pub fn paths(&self) -> [Option<&std::path::Path>; 2] {
-        use std::os::unix::ffi::OsStrExt;
-        self.op.paths().map(|path| {
-            path.map(|path| {
-                let path = &path[..path.len().saturating_sub(1)];
-                std::path::Path::new(std::ffi::OsStr::from_bytes(path))
-            })
-        })
-    }
-
-    /// How many bytes a read or recv (multishot too) can take.
-    pub fn room(&mut self) -> usize {
-        self.op.read_target().map_or(0, |(_, room)| room)
-    }
-
-    /// Copies as much of `data` as fits into a read or recv buffer (after
-    /// what earlier `fill` calls put there) and returns the total so far, to
-    /// be returned as `Reply::Value`.
-    pub fn fill(&mut self, data: &[u8]) -> u32 {
-        let Some((ptr, room)) = self.op.read_target() else {
-            return self.filled;
-        };
-        let at = self.filled as usize;
-        let n = data.len().min(room.saturating_sub(at));
-        // SAFETY: `ptr` is the buffer's spare region, `room` bytes long;
-        // `[at, at + n)` lies inside it.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.add(at), n) };
-        self.filled += n as u32;
-        self.filled
     }
 }
 
@@ -358,7 +278,8 @@ impl Mock {
                 }
             }
         }
-        zero_spare(op);
+        prepare_vectors(op);
+        zero_read_regions(op);
         let mut view = MockOp {
             op,
             files: &self.files,
@@ -522,15 +443,6 @@ impl Mock {
             }
             out.push(completion);
         }
-    }
-}
-
-/// A read's target is zeroed first, so a script that claims more bytes
-/// than it filled never exposes uninitialised memory.
-fn zero_spare(op: &mut Op) {
-    if let Some((ptr, len)) = op.read_target() {
-        // SAFETY: the target is `len` writable bytes the operation owns.
-        unsafe { std::ptr::write_bytes(ptr, 0, len) };
     }
 }
 
