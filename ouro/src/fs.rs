@@ -4,7 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 /// How [`Ring::open`](crate::Ring::open) opens a file, like
-/// [`std::fs::OpenOptions`]. Files are always opened close-on-exec.
+/// [`std::fs::OpenOptions`], with its checks: an open with no access, one
+/// that creates or truncates without write access, or one that truncates
+/// and appends (unless `create_new`) fails with `InvalidInput` and touches
+/// no file. Files are always opened close-on-exec.
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptions {
     read: bool,
@@ -72,31 +75,44 @@ impl OpenOptions {
         self.mode = mode;
         self
     }
-    /// Extra `O_*` flags (e.g. `libc::O_DIRECT`), or-ed in.
+    /// Extra `O_*` flags (e.g. `libc::O_DIRECT`), or-ed in; the access mode
+    /// bits (`O_ACCMODE`) are ignored, as std ignores them.
     pub const fn custom_flags(mut self, flags: i32) -> Self {
         self.custom_flags = flags;
         self
     }
 
-    pub(crate) fn flags(&self) -> i32 {
-        let access = match (self.read, self.write || self.append) {
-            (true, true) => libc::O_RDWR,
-            (false, true) => libc::O_WRONLY,
-            _ => libc::O_RDONLY,
+    /// The `open(2)` flags, checked as `std::fs::OpenOptions` checks them:
+    /// some access is needed; creating or truncating needs write access;
+    /// truncating cannot go with append (unless the file is new).
+    pub(crate) fn flags(&self) -> std::io::Result<i32> {
+        let access = match (self.read, self.write, self.append) {
+            (false, false, false) => {
+                return Err(invalid("no access mode set (read, write or append)"))
+            }
+            (true, false, false) => libc::O_RDONLY,
+            (false, true, false) => libc::O_WRONLY,
+            (true, true, false) => libc::O_RDWR,
+            (false, _, true) => libc::O_WRONLY | libc::O_APPEND,
+            (true, _, true) => libc::O_RDWR | libc::O_APPEND,
         };
-        let mut flags = access | libc::O_CLOEXEC | self.custom_flags;
-        if self.append {
-            flags |= libc::O_APPEND;
+        let creates = self.truncate || self.create || self.create_new;
+        if creates && !self.write && !self.append {
+            return Err(invalid(
+                "creating or truncating a file needs write or append access",
+            ));
         }
-        if self.truncate {
-            flags |= libc::O_TRUNC;
+        if self.append && self.truncate && !self.create_new {
+            return Err(invalid("truncating a file cannot go with appending to it"));
         }
-        if self.create_new {
-            flags |= libc::O_CREAT | libc::O_EXCL;
-        } else if self.create {
-            flags |= libc::O_CREAT;
-        }
-        flags
+        let creation = match (self.create, self.truncate, self.create_new) {
+            (_, _, true) => libc::O_CREAT | libc::O_EXCL,
+            (true, true, false) => libc::O_CREAT | libc::O_TRUNC,
+            (true, false, false) => libc::O_CREAT,
+            (false, true, false) => libc::O_TRUNC,
+            (false, false, false) => 0,
+        };
+        Ok(access | creation | libc::O_CLOEXEC | (self.custom_flags & !libc::O_ACCMODE))
     }
 
     pub(crate) fn mode_bits(&self) -> u32 {
@@ -324,4 +340,8 @@ impl MemoryAdvice {
             MemoryAdvice::WillNeed => libc::MADV_WILLNEED,
         }
     }
+}
+
+fn invalid(why: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, why)
 }

@@ -16,29 +16,22 @@ use crate::task::Task;
 
 impl<S> Ring<S> {
     /// Opens `path` (relative to the current directory). A path with a NUL
-    /// byte fails with `InvalidInput`. Kernel: 5.6.
+    /// byte fails with `InvalidInput`, options std would refuse too
+    /// (see [`OpenOptions`]). Kernel: 5.6.
     pub fn open(&mut self, path: impl AsRef<Path>, options: &OpenOptions, ctx: Ctx<S>) -> Task {
-        let (flags, mode) = (options.flags(), options.mode_bits());
-        match self.pools.path(path.as_ref()) {
-            Ok(path) => self.schedule(
-                Op::Open {
-                    dir: libc::AT_FDCWD,
-                    path,
-                    flags,
-                    mode,
-                },
-                ctx,
-            ),
-            Err(err) => self.reject(
-                Op::Open {
-                    dir: libc::AT_FDCWD,
-                    path: Vec::new(),
-                    flags,
-                    mode,
-                },
-                ctx,
-                err,
-            ),
+        let mode = options.mode_bits();
+        let op = |path, flags| Op::Open {
+            dir: libc::AT_FDCWD,
+            path,
+            flags,
+            mode,
+        };
+        let checked = options
+            .flags()
+            .and_then(|flags| Ok((self.pools.path(path.as_ref())?, flags)));
+        match checked {
+            Ok((path, flags)) => self.schedule(op(path, flags), ctx),
+            Err(err) => self.reject(op(Vec::new(), 0), ctx, err),
         }
     }
 
@@ -57,8 +50,8 @@ impl<S> Ring<S> {
         options: &OpenOptions,
         ctx: Ctx<S>,
     ) -> Task {
-        let (flags, mode) = (options.flags(), options.mode_bits());
-        let op = |path| Op::OpenDirect {
+        let mode = options.mode_bits();
+        let op = |path, flags| Op::OpenDirect {
             dir: libc::AT_FDCWD,
             path,
             flags,
@@ -66,12 +59,15 @@ impl<S> Ring<S> {
             into_table: false,
         };
         self.files.directs_live += 1;
-        match self.pools.path(path.as_ref()) {
-            Ok(path) => {
+        let checked = options
+            .flags()
+            .and_then(|flags| Ok((self.pools.path(path.as_ref())?, flags)));
+        match checked {
+            Ok((path, flags)) => {
                 self.backend.ensure_fixed_table();
-                self.schedule(op(path), ctx)
+                self.schedule(op(path, flags), ctx)
             }
-            Err(err) => self.reject(op(Vec::new()), ctx, err),
+            Err(err) => self.reject(op(Vec::new(), 0), ctx, err),
         }
     }
 

@@ -37,6 +37,7 @@ backend_tests![
     poll_reports_the_ready_bits,
     open_creates_and_opens,
     open_errors,
+    open_options_agree_with_std_on_every_combination,
     stat_and_lstat,
     stat_errors,
     fsync_and_fdatasync,
@@ -400,6 +401,51 @@ fn open_creates_and_opens(kind: BackendKind) {
         .read_to_string(&mut contents)
         .unwrap();
     assert_eq!(contents, "written");
+}
+
+/// Every combination of the six switches, on a file that exists and on one
+/// that does not: the ring's open succeeds or fails (with the same OS code,
+/// or none and the same kind) exactly as `std::fs::OpenOptions` does, and leaves the file as std
+/// leaves it (std refuses `read + truncate`, for one, without truncating).
+fn open_options_agree_with_std_on_every_combination(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let code_and_kind = |e: std::io::Error| (e.raw_os_error(), e.kind());
+    for bits in 0..64u32 {
+        let on = |bit: u32| bits & (1 << bit) != 0;
+        let ours = OpenOptions::new()
+            .read(on(0))
+            .write(on(1))
+            .append(on(2))
+            .truncate(on(3))
+            .create(on(4))
+            .create_new(on(5));
+        let mut std_options = std::fs::OpenOptions::new();
+        std_options
+            .read(on(0))
+            .write(on(1))
+            .append(on(2))
+            .truncate(on(3))
+            .create(on(4))
+            .create_new(on(5));
+        for exists in [true, false] {
+            let (std_dir, our_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (std_path, our_path) = (std_dir.path().join("f"), our_dir.path().join("f"));
+            if exists {
+                std::fs::write(&std_path, b"data").unwrap();
+                std::fs::write(&our_path, b"data").unwrap();
+            }
+            let expected = std_options.open(&std_path).map(drop).map_err(code_and_kind);
+            let outcome = complete(&mut ring, |r, c| r.open(&our_path, &ours, c));
+            let got = expect!(outcome, Outcome::Open(res) => res.map(drop).map_err(code_and_kind));
+            let case = format!("{ours:?}, file exists: {exists}");
+            assert_eq!(got, expected, "{case}");
+            assert_eq!(
+                std::fs::read(&our_path).ok(),
+                std::fs::read(&std_path).ok(),
+                "{case}"
+            );
+        }
+    }
 }
 
 fn open_errors(kind: BackendKind) {
