@@ -37,8 +37,9 @@ pub enum Offset {
     Current,
     /// At this byte offset, leaving the file position alone (like `pread(2)`).
     /// At most `i64::MAX` (files cannot be larger): a larger offset fails
-    /// with `InvalidInput`. Pipes, sockets and terminals ignore it (they
-    /// have no position), as io_uring does.
+    /// with `InvalidInput`. Pipes and terminals ignore it (they have no
+    /// position), and sockets take only 0 (`ESPIPE` otherwise), as io_uring
+    /// does; on any fd, an offset whose end passes `i64::MAX` is `EINVAL`.
     At(u64),
 }
 

@@ -27,6 +27,7 @@ backend_tests![
     cancelling_a_poll_the_kernel_runs_is_ecanceled,
     an_offset_beyond_i64_max_is_invalid_input,
     an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero,
+    an_offset_whose_end_passes_i64_max_is_einval_on_a_pipe_and_a_socket,
 ];
 
 /// Key of the task under test.
@@ -323,4 +324,53 @@ fn an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero(kind: BackendKind
     });
     let res = expect!(outcome, Outcome::Readv(res, _) => res);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ESPIPE));
+}
+
+/// The kernel checks that offset plus length stays within `i64::MAX`
+/// before it looks at whether the fd has a position: io_uring fails such a
+/// read or write on a pipe or a socket with `EINVAL`, and so does the
+/// readiness backend (where `pread(2)` says `ESPIPE` first). Nothing is
+/// read or written.
+fn an_offset_whose_end_passes_i64_max_is_einval_on_a_pipe_and_a_socket(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (reader, writer) = pipe();
+    let (a, b) = socket_pair();
+    let end = i64::MAX as u64;
+    for (reader, writer) in [(&reader, &writer), (&a, &b)] {
+        (&std::fs::File::from(writer.try_clone().unwrap()))
+            .write_all(b"queued")
+            .unwrap();
+        let outcome = complete(&mut ring, |r, c| {
+            r.write(unchecked(writer), &b"data"[..], Offset::At(end - 1), c)
+        });
+        let res = expect!(outcome, Outcome::Write(res, _) => res);
+        assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        let outcome = complete(&mut ring, |r, c| {
+            r.writev(unchecked(writer), vec![&b"more"[..]], Offset::At(end), c)
+        });
+        let res = expect!(outcome, Outcome::Writev(res, _) => res);
+        assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        let outcome = complete(&mut ring, |r, c| {
+            r.read(unchecked(reader), Vec::with_capacity(4), Offset::At(end), c)
+        });
+        let res = expect!(outcome, Outcome::Read(res, _) => res);
+        assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        let bufs = vec![Vec::<u8>::with_capacity(2), Vec::with_capacity(2)];
+        let outcome = complete(&mut ring, |r, c| {
+            r.readv(unchecked(reader), bufs, Offset::At(end - 3), c)
+        });
+        let res = expect!(outcome, Outcome::Readv(res, _) => res);
+        assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        // What was queued is still there, whole: nothing was taken.
+        let outcome = complete(&mut ring, |r, c| {
+            r.read(
+                unchecked(reader),
+                Vec::with_capacity(16),
+                Offset::Current,
+                c,
+            )
+        });
+        let buf = expect!(outcome, Outcome::Read(Ok(6), buf) => buf);
+        assert_eq!(&buf[..], b"queued");
+    }
 }

@@ -54,6 +54,16 @@ impl IoVecs {
         libc::c_int::try_from(self.as_slice().len()).unwrap_or(libc::c_int::MAX)
     }
 
+    /// How many bytes the buffers hold in all, as the kernel counts them
+    /// for a range check (at most `i64::MAX`).
+    pub(super) fn total_len(&self) -> i64 {
+        let total = self
+            .as_slice()
+            .iter()
+            .fold(0usize, |sum, v| sum.saturating_add(v.iov_len));
+        i64::try_from(total).unwrap_or(i64::MAX)
+    }
+
     /// The one buffer's start and length (null and 0 for an array).
     pub(super) fn single(&self) -> (*mut libc::c_void, usize) {
         match self {

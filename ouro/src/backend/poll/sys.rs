@@ -21,7 +21,7 @@ use std::os::fd::RawFd;
 
 use mio::Interest;
 
-use super::call::{Attempt, Call, Progress, SysArgs};
+use super::call::{Attempt, Call, IoVecs, Progress, SysArgs};
 use crate::backend::{BUFFER, BUFFER_SHIFT};
 use crate::buffers::group::GroupInner;
 use crate::syscall::{self, last_errno, result};
@@ -326,13 +326,17 @@ pub(super) fn is_tcp_socket(fd: RawFd) -> bool {
 
 /// Runs a positioned call on `fd`, treating an offset on a non-seekable fd
 /// as io_uring does (checked on Linux 6.18), where `pread(2)` would fail
-/// with `ESPIPE`: a pipe or terminal ignores it; a socket takes offset 0
+/// with `ESPIPE`: an offset whose end (offset plus the buffers' length)
+/// passes `i64::MAX` is `EINVAL` (the kernel's range check comes first);
+/// otherwise a pipe or terminal ignores it, and a socket takes offset 0
 /// and fails with `ESPIPE` for any other (the socket layer's own check,
 /// which io_uring reaches). Only the rare `ESPIPE` costs an `fstat`.
-fn at_offset(fd: RawFd, offset: i64, call: impl Fn(i64) -> i32) -> i32 {
+fn at_offset(fd: RawFd, offset: i64, iov: &IoVecs, call: impl Fn(i64) -> i32) -> i32 {
     match call(offset) {
         res if res == -libc::ESPIPE && offset >= 0 => {
-            if offset > 0 && is_socket(fd) {
+            if offset.checked_add(iov.total_len()).is_none() {
+                -libc::EINVAL
+            } else if offset > 0 && is_socket(fd) {
                 res
             } else {
                 call(-1)

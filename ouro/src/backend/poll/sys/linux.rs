@@ -71,9 +71,13 @@ fn try_rw(
         if poll_revents(fd, bit) == 0 {
             return Attempt::Wait(fd, interest);
         }
-        return ready_or_wait(at_offset(fd, offset, |o| call(fd, iov, o, 0)), fd, interest);
+        return ready_or_wait(
+            at_offset(fd, offset, iov, |o| call(fd, iov, o, 0)),
+            fd,
+            interest,
+        );
     }
-    let res = at_offset(fd, offset, |o| call(fd, iov, o, libc::RWF_NOWAIT));
+    let res = at_offset(fd, offset, iov, |o| call(fd, iov, o, libc::RWF_NOWAIT));
     if res != -libc::EOPNOTSUPP {
         return ready_or_wait(res, fd, interest);
     }
@@ -99,13 +103,13 @@ fn is_file(fd: RawFd) -> bool {
 /// A read on a pool thread, where it may block.
 pub(in crate::backend::poll) fn read_blocking(a: &mut SysArgs) -> i32 {
     let (fd, iov) = (a.fds[0], &a.iov);
-    at_offset(fd, a.nums[0], |o| preadv2(fd, iov, o, 0))
+    at_offset(fd, a.nums[0], iov, |o| preadv2(fd, iov, o, 0))
 }
 
 /// A write on a pool thread, where it may block.
 pub(in crate::backend::poll) fn write_blocking(a: &mut SysArgs) -> i32 {
     let (fd, iov) = (a.fds[0], &a.iov);
-    at_offset(fd, a.nums[0], |o| pwritev2(fd, iov, o, 0))
+    at_offset(fd, a.nums[0], iov, |o| pwritev2(fd, iov, o, 0))
 }
 
 pub(in crate::backend::poll) fn stat(

@@ -126,7 +126,11 @@ fn try_rw(a: &mut SysArgs, interest: Interest, call: fn(RawFd, &IoVecs, i64) -> 
     if poll_revents(fd, bit) == 0 {
         return Attempt::Wait(fd, interest);
     }
-    ready_or_wait(at_offset(fd, offset, |o| call(fd, iov, o)), fd, interest)
+    ready_or_wait(
+        at_offset(fd, offset, iov, |o| call(fd, iov, o)),
+        fd,
+        interest,
+    )
 }
 
 /// Whether `fd` is a regular file or block device (whose reads and writes
@@ -147,13 +151,13 @@ fn file_kind(fd: RawFd) -> Result<bool, i32> {
 /// A read on a pool thread, where it may block.
 pub(in crate::backend::poll) fn read_blocking(a: &mut SysArgs) -> i32 {
     let (fd, iov) = (a.fds[0], &a.iov);
-    at_offset(fd, a.nums[0], |o| readv(fd, iov, o))
+    at_offset(fd, a.nums[0], iov, |o| readv(fd, iov, o))
 }
 
 /// A write on a pool thread, where it may block.
 pub(in crate::backend::poll) fn write_blocking(a: &mut SysArgs) -> i32 {
     let (fd, iov) = (a.fds[0], &a.iov);
-    at_offset(fd, a.nums[0], |o| writev(fd, iov, o))
+    at_offset(fd, a.nums[0], iov, |o| writev(fd, iov, o))
 }
 
 pub(in crate::backend::poll) fn stat(
