@@ -117,7 +117,8 @@ pub struct Ring<S = ()> {
     pools: Pools,
     /// Errors of tasks that failed before reaching the backend.
     rejections: Vec<(u32, io::Error)>,
-    /// Buffer groups made by `buffer_group`, unregistered on drop.
+    /// Buffer groups made by `buffer_group`: freed once only the ring
+    /// holds them (at the next `buffer_group`) or on drop.
     groups: Vec<Rc<GroupInner>>,
     /// The ring fds: which slots are live and which tasks name them (the
     /// backend keeps the files).

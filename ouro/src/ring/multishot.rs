@@ -17,13 +17,51 @@ impl<S> Ring<S> {
     /// kernel picks a buffer only when data arrives. Other sizes are an
     /// `InvalidInput` error; a group too large for memory is an
     /// `OutOfMemory` error.
+    ///
+    /// A group lives while a handle, a buffer or an operation holds it;
+    /// one that nothing holds any more is freed (its memory unmapped, its
+    /// id free for the next group) when the ring next makes a group, or
+    /// when the ring is dropped. At most 65,536 groups live on a ring at
+    /// once; beyond that this fails with an `OutOfMemory` error.
     pub fn buffer_group(&mut self, count: u16, size: usize) -> io::Result<BufferGroup> {
-        let id = u16::try_from(self.groups.len())
-            .map_err(|_| io::Error::other("too many buffer groups on one ring"))?;
+        self.free_unused_groups();
+        let id = self.unused_group_id().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "65,536 buffer groups live on this ring: drop some to make another",
+            )
+        })?;
         let group = Rc::new(GroupInner::new(self.files.ring_id(), id, count, size)?);
         self.backend.register_group(&group);
         self.groups.push(group.clone());
         Ok(BufferGroup { inner: group })
+    }
+
+    /// Takes back from the backend, and frees, the groups only the ring
+    /// still holds: no handle, buffer or operation (which all hold one)
+    /// is left, so neither the kernel nor a backend can pick a buffer of
+    /// theirs any more.
+    fn free_unused_groups(&mut self) {
+        let backend = &mut self.backend;
+        self.groups.retain(|group| {
+            let used = Rc::strong_count(group) > 1;
+            if !used {
+                backend.unregister_group(group);
+            }
+            used
+        });
+    }
+
+    /// The lowest id no live group has.
+    fn unused_group_id(&self) -> Option<u16> {
+        let mut taken = vec![false; self.groups.len() + 1];
+        for group in &self.groups {
+            if let Some(slot) = taken.get_mut(usize::from(group.id)) {
+                *slot = true;
+            }
+        }
+        let free = taken.iter().position(|&taken| !taken)?;
+        u16::try_from(free).ok()
     }
 
     /// Accepts connections until cancelled or an error ends it: one

@@ -16,7 +16,8 @@ backend_tests![
     idle_connections_hold_no_buffer_and_buffers_come_back,
     running_out_of_buffers_ends_the_task_with_enobufs,
     dropping_the_ring_with_multishot_tasks_in_flight_is_clean,
-    a_cancel_from_a_callback_stops_a_flooded_receive_within_one_kernel_batch
+    a_cancel_from_a_callback_stops_a_flooded_receive_within_one_kernel_batch,
+    groups_nothing_holds_are_freed_and_their_ids_reused
 ];
 
 /// Runs until `done` says so, one turn at a time.
@@ -237,4 +238,44 @@ fn a_cancel_from_a_callback_stops_a_flooded_receive_within_one_kernel_batch(kind
         state.after_cancel,
         state.bytes
     );
+}
+
+/// A group lives while a handle, a buffer or an operation holds it. One
+/// that nothing holds is freed when the ring makes the next group, which
+/// takes its id: a ring can make and drop groups for ever (it stopped at
+/// 65,536, keeping every group's memory). A receive whose group handle was
+/// dropped keeps receiving into it, and a buffer still held keeps its
+/// bytes, while other groups come and go.
+fn groups_nothing_holds_are_freed_and_their_ids_reused(kind: BackendKind) {
+    let mut ring = ring(kind, 64);
+    let kept = ring.buffer_group(1, 8).unwrap();
+    for _ in 0..70_000 {
+        let group = ring.buffer_group(1, 8).unwrap();
+        assert_eq!(group.id(), kept.id() + 1);
+    }
+
+    let (mut client, server) = tcp_pair();
+    let server = Rc::new(server);
+    let group = ring.buffer_group(4, 16).unwrap();
+    let in_use = group.id();
+    let task = ring.recv_multishot(&server, &group, crate::harness::ctx(0));
+    drop(group);
+    let mut got = Vec::new();
+    for (round, word) in [&b"hello"[..], b"again"].into_iter().enumerate() {
+        // The receive still holds its group: a new one takes another id.
+        let other = ring.buffer_group(1, 8).unwrap();
+        assert_ne!(other.id(), in_use);
+        drop(other);
+        client.write_all(word).unwrap();
+        run_until(&mut ring, &mut got, |got| {
+            received(got).len() == 5 * (round + 1)
+        });
+    }
+    ring.cancel(task, Ctx::none());
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(received(&got), b"helloagain");
+    // The buffers in `got` hold the group still.
+    assert_ne!(ring.buffer_group(1, 8).unwrap().id(), in_use);
+    drop(got);
+    assert_eq!(ring.buffer_group(1, 8).unwrap().id(), in_use);
 }
