@@ -287,9 +287,10 @@ mod server {
             };
             tracing::debug!("connection {key}: GET {}", path.display());
             self.conns[key].answer = Answer::Opening;
-            // Non-blocking: opening a FIFO would otherwise wait for a writer
-            // (it is then refused as not a regular file); a regular file
-            // ignores the flag.
+            // Non-blocking: an open that the kernel must retry blocking
+            // (io_uring does when the path is not cached) would otherwise
+            // wait for a FIFO's writer (it is then refused as not a regular
+            // file); a regular file ignores the flag.
             let options = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK);
             ring.open(path, &options, ctx(Msg::Opened, key));
         }

@@ -520,8 +520,9 @@ fn pool_thread_in_openat() -> bool {
     })
 }
 
-/// A pool job that has begun cannot be taken back: like io_uring's worker
-/// threads, it finishes with its own result and the cancel says so.
+/// A pool job that has begun cannot be taken back: it finishes with its
+/// own result and the cancel says so (`EALREADY`). io_uring, unlike this,
+/// interrupts a worker blocked in such an open.
 #[cfg(target_os = "linux")]
 #[test]
 fn cancelled_pool_job_that_is_running_finishes_with_its_own_result() {
@@ -531,8 +532,10 @@ fn cancelled_pool_job_that_is_running_finishes_with_its_own_result() {
     // SAFETY: a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
     let (mut ring, mut done) = (ring(BackendKind::Poll), State::new());
-    // Opening a FIFO for reading blocks until a writer comes.
-    let open = ring.open(&fifo, &OpenOptions::new().read(true), Ctx::new(record));
+    // An open that may create (so never tried without blocking) blocks on
+    // a FIFO until a reader comes.
+    let create = OpenOptions::new().write(true).create(true);
+    let open = ring.open(&fifo, &create, Ctx::new(record));
     let _watchdog = AbortAfter::new(WATCHDOG);
     ring.timer(Duration::from_millis(1), Ctx::new(record));
     ring.run(&mut done, RunMode::Once).unwrap();
@@ -540,7 +543,7 @@ fn cancelled_pool_job_that_is_running_finishes_with_its_own_result() {
         std::thread::sleep(Duration::from_millis(1));
     }
     ring.cancel(open, Ctx::new(record));
-    let _writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let _reader = std::fs::OpenOptions::new().read(true).open(&fifo).unwrap();
     run(&mut ring, &mut done);
     let ops: Vec<OpKind> = done.iter().map(Completion::op).collect();
     assert_eq!(ops, [OpKind::Timer, OpKind::Open, OpKind::Cancel]);

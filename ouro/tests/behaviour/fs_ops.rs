@@ -3,6 +3,7 @@
 //! fallocate, fstat — each with its errors.
 
 use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
@@ -29,6 +30,7 @@ backend_tests![
     fstat_errors,
     a_cancelled_unlink_says_whether_it_ran,
     a_ring_dropped_with_file_system_ops_in_flight_frees_them,
+    a_fifo_opens_without_waiting_for_its_other_end
 ];
 
 fn ftruncate_cuts_and_extends_a_file(kind: BackendKind) {
@@ -471,4 +473,56 @@ fn a_ring_dropped_with_file_system_ops_in_flight_frees_them(kind: BackendKind) {
         "the rename ran whole or not at all"
     );
     assert_eq!(Rc::strong_count(&file), 1, "the ring let go of the file");
+}
+
+/// An open is tried without blocking first, as io_uring tries it: a FIFO
+/// opens at once for reading (its fd blocking, as asked), fails with
+/// `ENXIO` for writing while nobody reads, and opens for writing once a
+/// reader is there. On the readiness backend the open used to wait on a
+/// pool thread for the other end, which no cancel or deadline could end.
+fn a_fifo_opens_without_waiting_for_its_other_end(kind: BackendKind) {
+    use ouro::fs::OpenOptions;
+    // An open that waits for the other end would wait for ever.
+    let _watchdog = crate::common::watchdog::AbortAfter::new(std::time::Duration::from_secs(30));
+    let mut ring = ring(kind, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let nonblocking = |fd: &std::os::fd::OwnedFd| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETFL on an open fd reads its flags.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        flags & libc::O_NONBLOCK != 0
+    };
+
+    let write = OpenOptions::new().write(true);
+    let outcome = complete(&mut ring, |r, c| r.open(&fifo, &write, c));
+    assert_eq!(
+        expect!(outcome, Outcome::Open(res) => os_error(res)),
+        libc::ENXIO
+    );
+
+    let read = OpenOptions::new().read(true);
+    let outcome = complete(&mut ring, |r, c| r.open(&fifo, &read, c));
+    let reader = expect!(outcome, Outcome::Open(Ok(fd)) => fd);
+    assert!(
+        !nonblocking(&reader),
+        "the reader blocks, as it was asked to"
+    );
+    let read_nonblocking = read.custom_flags(libc::O_NONBLOCK);
+    let outcome = complete(&mut ring, |r, c| r.open(&fifo, &read_nonblocking, c));
+    let second = expect!(outcome, Outcome::Open(Ok(fd)) => fd);
+    assert!(nonblocking(&second), "asked for O_NONBLOCK, it keeps it");
+
+    let outcome = complete(&mut ring, |r, c| r.open(&fifo, &write, c));
+    let writer = expect!(outcome, Outcome::Open(Ok(fd)) => fd);
+    assert!(!nonblocking(&writer));
+    std::fs::File::from(writer).write_all(b"through").unwrap();
+    let mut got = String::new();
+    std::fs::File::from(reader)
+        .read_to_string(&mut got)
+        .unwrap();
+    assert_eq!(got, "through");
 }

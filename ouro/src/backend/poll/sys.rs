@@ -173,11 +173,45 @@ pub(super) fn recv_msg(a: &mut SysArgs) -> Attempt {
 }
 
 /// `openat` of `paths[0]` in directory `fds[0]`, with `flags` and mode
-/// `nums[0]`, close-on-exec.
+/// `nums[0]`, close-on-exec, tried as io_uring tries it (checked on Linux
+/// 6.18): first without blocking (`O_NONBLOCK`, taken off the file again
+/// unless asked for), unless it creates or truncates; only an open that
+/// would block (`EAGAIN`) is made again, blocking. So a FIFO opens at once
+/// for reading, and fails with `ENXIO` for writing while it has no reader,
+/// on both backends.
 pub(super) fn open(a: &mut SysArgs) -> i32 {
     let (flags, mode) = (a.flags | libc::O_CLOEXEC, a.nums[0] as libc::c_uint);
     // SAFETY: `paths[0]` is the op's NUL-terminated path.
-    result(unsafe { libc::openat(a.fds[0], a.paths[0], flags, mode) } as isize)
+    let open = |flags| result(unsafe { libc::openat(a.fds[0], a.paths[0], flags, mode) } as isize);
+    if flags & (libc::O_NONBLOCK | OPENS_THAT_BLOCK) != 0 {
+        return open(flags);
+    }
+    match open(flags | libc::O_NONBLOCK) {
+        res if res == -libc::EAGAIN => open(flags),
+        fd if fd >= 0 => clear_nonblocking(fd),
+        err => err,
+    }
+}
+
+/// Flags with which io_uring never tries an open without blocking.
+#[cfg(target_os = "linux")]
+const OPENS_THAT_BLOCK: libc::c_int = libc::O_CREAT | libc::O_TRUNC | libc::O_TMPFILE;
+#[cfg(not(target_os = "linux"))]
+const OPENS_THAT_BLOCK: libc::c_int = libc::O_CREAT | libc::O_TRUNC;
+
+/// Takes `O_NONBLOCK` off the file `fd` (just opened) names; closes it if
+/// that fails.
+fn clear_nonblocking(fd: RawFd) -> i32 {
+    // SAFETY: `fd` is an fd this job just opened and still owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == 0 {
+        return fd;
+    }
+    let err = last_errno();
+    // SAFETY: nobody else has this fd yet.
+    unsafe { libc::close(fd) };
+    err
 }
 
 fn accept_into(fd: RawFd, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> Attempt {
