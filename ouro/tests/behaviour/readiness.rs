@@ -24,10 +24,12 @@ backend_tests![
     end_of_stream_follows_the_last_bytes_on_ring_fds_recv,
     end_of_stream_follows_the_last_bytes_on_borrowed_fds_recv,
     a_connect_cut_by_its_deadline_leaves_a_blocking_socket_blocking,
-    a_fifo_open_abandoned_by_a_dropped_ring_leaks_no_fd,
 ];
 
-exclusive_backend_tests![an_fd_numbered_near_the_limit_costs_no_memory_by_its_number];
+exclusive_backend_tests![
+    an_fd_numbered_near_the_limit_costs_no_memory_by_its_number,
+    a_fifo_open_abandoned_by_a_dropped_ring_leaks_no_fd,
+];
 
 fn is_nonblocking(fd: &impl AsRawFd) -> bool {
     // SAFETY: F_GETFL on a valid fd only reads its flags.
@@ -393,20 +395,27 @@ fn fds_open_on(path: &std::path::Path) -> usize {
 /// An open of a FIFO for reading that may create it (`O_CREAT`: never
 /// tried without blocking) waits for a writer. If the ring is dropped
 /// meanwhile (io_uring interrupts the open; the readiness backend gives up
-/// on its pool job once the drain limit passes), the fd the open makes
-/// later is closed, not leaked.
+/// on its pool job once the drain limit passes), the ring's own fds are
+/// closed at once (the blocked pool thread held the poller's wake-up fd),
+/// and the fd the open makes later is closed, not leaked.
 fn a_fifo_open_abandoned_by_a_dropped_ring_leaks_no_fd(kind: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fifo");
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: mkfifo reads a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let before = crate::harness::open_fds();
     let mut ring = ring(kind, 8);
     let waits = OpenOptions::new().read(true).custom_flags(libc::O_CREAT);
     ring.open(&path, &waits, ctx(0));
     let got = settle(&mut ring);
     assert!(got.is_empty(), "the open waits for a writer: {got:?}");
     drop(ring);
+    assert_eq!(
+        crate::harness::open_fds(),
+        before,
+        "the dropped ring's fds are closed"
+    );
     // The open, if it still waits, completes now.
     // SAFETY: opens a NUL-terminated path; the fd is owned below.
     let writer = unsafe { libc::open(c_path.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK) };

@@ -34,6 +34,7 @@ exclusive_backend_tests![
     cancelled_accepts_leak_no_fd,
     dropping_a_ring_with_operations_in_flight,
     dropping_a_ring_after_a_callback_panicked,
+    a_ring_whose_file_operations_ran_closes_every_fd_when_dropped,
 ];
 
 const MILLION: usize = 1_000_000;
@@ -514,4 +515,26 @@ fn dropping_a_ring_after_a_callback_panicked(kind: BackendKind) {
         assert_dropped_once(&drops);
     }
     assert_eq!(open_fds(), before);
+}
+
+/// Opens and stats (on the readiness backend, jobs of its thread pool)
+/// leave nothing open once the ring is dropped: not even for a moment,
+/// while idle pool threads wind down (they held the poller's wake-up fd).
+fn a_ring_whose_file_operations_ran_closes_every_fd_when_dropped(kind: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, b"contents").unwrap();
+    let before = open_fds();
+    let mut ring: Ring<Got> = ring(kind, 8);
+    let read = ouro::fs::OpenOptions::new().read(true);
+    // Enough at once to start every pool thread.
+    for key in 0..32 {
+        ring.open(&path, &read, ctx(key));
+        ring.stat(&path, ctx(key));
+    }
+    let got = run_all(&mut ring);
+    assert_eq!(got.len(), 64);
+    drop(got);
+    drop(ring);
+    assert_eq!(open_fds(), before, "every fd the ring opened is closed");
 }

@@ -32,8 +32,6 @@ pub(super) struct Pool {
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
-    /// Wakes the ring's poller when results are ready.
-    wake: Box<dyn Fn() + Send + Sync>,
 }
 
 struct Job {
@@ -52,6 +50,10 @@ struct State {
     done_fds: Vec<RawFd>,
     /// Order keys of the jobs running now.
     running: Vec<i32>,
+    /// Wakes the ring's poller when results are ready; taken away when the
+    /// pool is dropped, so that threads still blocked in a job do not keep
+    /// the poller's wake-up fd open.
+    wake: Option<Box<dyn Fn() + Send + Sync>>,
     threads: usize,
     /// Threads running a job.
     busy: usize,
@@ -70,9 +72,11 @@ impl Pool {
     pub(super) fn new(wake: Box<dyn Fn() + Send + Sync>) -> Pool {
         Pool {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    wake: Some(wake),
+                    ..State::default()
+                }),
                 work: Condvar::new(),
-                wake,
             }),
             in_flight: 0,
         }
@@ -159,12 +163,14 @@ impl Drop for Pool {
         let mut state = self.shared.lock();
         state.closing = true;
         state.jobs.clear();
+        let wake = state.wake.take();
         for fd in state.done_fds.drain(..) {
             // SAFETY: the fd came from a job's open and was never handed
             // out: nothing else owns it.
             unsafe { libc::close(fd) };
         }
         drop(state);
+        drop(wake);
         self.shared.work.notify_all();
     }
 }
@@ -232,10 +238,11 @@ fn work(shared: &Shared) {
             res,
             flags: 0,
         });
-        drop(state);
         if first {
             // One wake-up per batch: the loop takes every result at once.
-            (shared.wake)();
+            if let Some(wake) = &state.wake {
+                wake();
+            }
         }
     }
 }
