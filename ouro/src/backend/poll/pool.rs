@@ -5,8 +5,8 @@
 //!
 //! Threads start on demand (when a job finds none free), up to a limit, and
 //! live until the ring is dropped. A job still queued can be cancelled; one
-//! that a thread has begun finishes with its own result, as io_uring's
-//! worker threads do. Jobs with the same order key (reads and writes at an
+//! that a thread has begun finishes with its own result (io_uring, unlike
+//! this, interrupts a worker blocked in a call). Jobs with the same order key (reads and writes at an
 //! fd's current position) run one at a time, in the order given.
 
 use std::collections::VecDeque;
