@@ -136,6 +136,14 @@ fn collect(
     Ok(())
 }
 
+/// Runs the ring until no task is left; the one outcome it came to.
+fn only_outcome(ring: &mut Ring<Vec<(Completion, Instant)>>) -> Outcome {
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    assert_eq!(got.len(), 1, "one operation, one completion");
+    got.pop().unwrap().0.outcome
+}
+
 /// An fd to name in operations (the mock never touches it), shared so
 /// that operations can hold it open.
 fn any_fd() -> Rc<File> {

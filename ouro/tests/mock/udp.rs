@@ -10,21 +10,11 @@ use std::time::Duration;
 use ouro::mock::{Mock, Reply};
 use ouro::{is_canceled, is_deadline, Ctx, OpKind, Outcome, Ring, RunMode};
 
-use super::{any_fd, collect};
+use super::{any_fd, collect, only_outcome};
 use crate::common::fds::apart_from_other_tests;
-
-type Got = Vec<(ouro::Completion, std::time::Instant)>;
 
 /// What the mock saw of each send_to: its fd and datagram.
 type Sent = Rc<RefCell<Vec<(Option<RawFd>, Vec<u8>)>>>;
-
-/// Runs the ring until no task is left; the one outcome it came to.
-fn only_outcome(ring: &mut Ring<Got>) -> Outcome {
-    let mut got = Vec::new();
-    ring.run(&mut got, RunMode::UntilDone).unwrap();
-    assert_eq!(got.len(), 1, "one operation, one completion");
-    got.pop().unwrap().0.outcome
-}
 
 #[test]
 fn send_to_reaches_the_mock_with_its_fd_and_datagram() {

@@ -6,19 +6,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ouro::mock::{Mock, Reply};
-use ouro::{Ctx, Offset, OpKind, Outcome, Ring, RunMode};
+use ouro::{Ctx, Offset, OpKind, Outcome, Ring};
 
-use super::{any_fd, collect};
+use super::{any_fd, collect, only_outcome};
 use crate::common::fds::apart_from_other_tests;
-
-type Got = Vec<(ouro::Completion, std::time::Instant)>;
-
-fn only_outcome(ring: &mut Ring<Got>) -> Outcome {
-    let mut got = Vec::new();
-    ring.run(&mut got, RunMode::UntilDone).unwrap();
-    assert_eq!(got.len(), 1, "one operation, one completion");
-    got.pop().unwrap().0.outcome
-}
 
 /// Three buffers with room for 3, 0 and 5 more bytes (one already holds a
 /// byte, which must stay in front of what a read appends).
