@@ -451,13 +451,20 @@ fn execute(data: &mut HashMap<Vec<u8>, Vec<u8>>, args: &[&[u8]], out: &mut Vec<u
             );
         }
         _ => {
-            let _ = write!(
-                out,
-                "-ERR unknown command '{}'\r\n",
-                String::from_utf8_lossy(args[0])
-            );
+            let _ = write!(out, "-ERR unknown command '{}'\r\n", quoted_name(args[0]));
         }
     }
+}
+
+/// A command's name as an error line may quote it: at most 128 characters,
+/// CR and LF made spaces (as Redis does), so a name cannot end the line
+/// and forge replies for the commands after it.
+fn quoted_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .chars()
+        .take(128)
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
 }
 
 fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
@@ -521,6 +528,20 @@ mod tests {
             "-ERR unknown command 'FLY'\r\n-ERR wrong number of arguments for 'get' command\r\n"
         );
         assert!(!closing);
+        // A name with CR LF in it is one reply, not a forged second one.
+        let forged = b"*1\r\n$18\r\nx\r\n$6\r\nforged\r\n+OK\r\n*1\r\n$4\r\nPING\r\n";
+        let (out, _, closing) = run(forged);
+        assert_eq!(
+            out,
+            "-ERR unknown command 'x  $6  forged  +OK'\r\n+PONG\r\n"
+        );
+        assert!(!closing);
+        let long = format!("*1\r\n$300\r\n{}\r\n", "n".repeat(300));
+        let (out, _, _) = run(long.as_bytes());
+        assert_eq!(
+            out,
+            format!("-ERR unknown command '{}'\r\n", "n".repeat(128))
+        );
         let (out, _, closing) = run(b"*1\r\n:5\r\n");
         assert!(out.starts_with("-ERR Protocol error"), "{out}");
         assert!(closing);
