@@ -157,7 +157,7 @@ fn parse_head(input: &[u8]) -> Result<Option<Head>, (u16, &'static str)> {
         Err(_) => return Err((400, "Bad Request")),
     };
     let mut keep_alive = request.version == Some(1);
-    let mut body = 0usize;
+    let mut body: Option<usize> = None;
     for header in request.headers.iter() {
         let value = header.value;
         if header.name.eq_ignore_ascii_case("connection") {
@@ -167,21 +167,36 @@ fn parse_head(input: &[u8]) -> Result<Option<Head>, (u16, &'static str)> {
                 keep_alive || value.eq_ignore_ascii_case(b"keep-alive")
             };
         } else if header.name.eq_ignore_ascii_case("content-length") {
-            let Some(len) = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-            else {
-                return Err((400, "Bad Request"));
-            };
-            body = len;
+            // Lengths that disagree would let a proxy and this server cut
+            // the stream in different places (request smuggling).
+            match (content_length(value), body) {
+                (Some(len), None) => body = Some(len),
+                (Some(len), Some(seen)) if len == seen => {}
+                _ => return Err((400, "Bad Request")),
+            }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err((501, "Not Implemented"));
         }
     }
-    match head.checked_add(body) {
+    match head.checked_add(body.unwrap_or(0)) {
         Some(len) => Ok(Some(Head { len, keep_alive })),
         None => Err((413, "Content Too Large")),
     }
+}
+
+/// A `Content-Length` value (RFC 9110 8.6): digits only, or a list of the
+/// same number repeated; `None` for anything else (a sign, a space inside,
+/// numbers that differ, one too large).
+fn content_length(value: &[u8]) -> Option<usize> {
+    let mut lengths = value.split(|&b| b == b',').map(|item| {
+        let digits = item.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse::<usize>().ok()
+    });
+    let first = lengths.next()??;
+    lengths.all(|len| len == Some(first)).then_some(first)
 }
 
 /// How far the request at the start of a connection's input has been
@@ -427,5 +442,36 @@ mod tests {
         assert!(closing);
         let (out, _, closing) = answer(b"GET / HTTP/1.0\r\n\r\n");
         assert!(out.contains("Connection: close") && closing);
+    }
+
+    #[test]
+    fn lengths_that_disagree_or_are_not_digits_are_refused() {
+        for head in [
+            "Content-Length: 5\r\nContent-Length: 0",
+            "Content-Length: 5, 0",
+            "Content-Length: +5",
+            "Content-Length: -0",
+            "Content-Length: 5 5",
+            "Content-Length: 0x5",
+            "Content-Length: ",
+            "Content-Length: 99999999999999999999999",
+        ] {
+            let request =
+                format!("POST / HTTP/1.1\r\n{head}\r\n\r\nhelloGET /smuggled HTTP/1.1\r\n\r\n");
+            let (out, _, closing) = answer(request.as_bytes());
+            assert!(out.starts_with("HTTP/1.1 400"), "{head:?}: {out}");
+            assert_eq!(out.matches("HTTP/1.1").count(), 1, "{head:?}: {out}");
+            assert!(closing, "{head:?}");
+        }
+        for head in [
+            "Content-Length: 5\r\nContent-Length: 5",
+            "Content-Length: 5, 5",
+            "Content-Length:  5 ",
+        ] {
+            let request = format!("POST / HTTP/1.1\r\n{head}\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n");
+            let (out, _, closing) = answer(request.as_bytes());
+            assert_eq!(out.matches("200 OK").count(), 2, "{head:?}: {out}");
+            assert!(!closing, "{head:?}");
+        }
     }
 }
