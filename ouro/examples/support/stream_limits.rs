@@ -15,7 +15,10 @@ pub struct Limits {
     pub output_per_conn: usize,
     /// Unsent answers across connections past which each connection's
     /// budget shrinks to [`OUTPUT_FLOOR`] (one request at a time for a
-    /// peer that reads, none more for one that does not).
+    /// peer that reads, none more for one that does not). Past twice it
+    /// (each connection may hold one answer past its budget, and answers
+    /// can be large), the connection whose answers have waited longest
+    /// for its peer to read is closed.
     pub output_total: usize,
     /// Input held across connections (unfinished requests and requests
     /// not yet answered, counted by vector capacity) past which the
@@ -27,6 +30,10 @@ pub struct Limits {
     /// it the connection is closed (slowloris, and peers that vanish
     /// mid-request without the server hearing of it).
     pub request_timeout: Duration,
+    /// How long a peer may leave the answers unread (no byte of the send
+    /// in flight taken); past it the connection is closed and its answers
+    /// dropped.
+    pub send_timeout: Duration,
     /// Where the server publishes what it holds, if anywhere.
     pub held: Option<Arc<Held>>,
 }
@@ -39,6 +46,7 @@ impl Default for Limits {
             input_total: 64 << 20,
             spares: 4 << 20,
             request_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
             held: None,
         }
     }

@@ -24,9 +24,12 @@
 //! has not answered in its `input`, and its receive is cancelled. Once the
 //! peer has read enough, the held requests are answered (in order) before
 //! the receive is re-armed. So a peer that sends without reading holds at
-//! most the budget plus one answer. Input held across connections has a cap
-//! too: past it, the connection holding the most gets the protocol's error
-//! and is closed. The pool of spare vectors is bounded in bytes, so a burst
+//! most the budget plus one answer. Answers held across connections have a
+//! cap: past it every budget shrinks, and past twice it the connections
+//! whose answers have gone unread longest are cut; a peer that leaves its
+//! answers unread for the send timeout is cut anyway. Input held across
+//! connections has a cap too: past it, the connection holding the most gets
+//! the protocol's error and is closed. The pool of spare vectors is bounded in bytes, so a burst
 //! leaves little behind.
 
 use std::io;
@@ -112,6 +115,9 @@ const BUFFER_SIZE: usize = 4096;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// How often connections are checked for requests that take too long.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long answers must have gone unread before the server, holding too
+/// many, may cut their connection.
+const STALLED: Duration = Duration::from_millis(500);
 /// Bytes held (input, output and spares) from which a fall to a quarter
 /// gives the allocator's free memory back to the system.
 const TRIM_FROM: usize = 16 << 20;
@@ -256,11 +262,16 @@ struct Conn<Progress> {
     counted: (usize, usize),
 }
 
-/// A send in flight: what it has still to send, and its vector's capacity.
+/// A send in flight: what it has still to send, its vector's capacity, its
+/// task, and when the peer last took bytes of it (or it began).
 #[derive(Clone, Copy)]
 struct InFlight {
     unsent: usize,
     capacity: usize,
+    task: Task,
+    progressed: Instant,
+    /// Cut: cancelled, its answers dropped.
+    cut: bool,
 }
 
 impl<Progress> Conn<Progress> {
@@ -298,6 +309,7 @@ impl<P: Protocol> Server<P> {
             }
         }
         self.enforce_input_limit(ring);
+        self.enforce_output_limit(ring);
         self.give_back_after_burst();
         self.publish();
         Ok(())
@@ -479,21 +491,42 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Closes the connections whose unfinished request began longer than
-    /// `request_timeout` ago, then sweeps again later.
+    /// `request_timeout` ago, or whose answers the peer has not read for
+    /// `send_timeout`, then sweeps again later.
     fn close_late_requests(&mut self, ring: &mut Ring<Self>) {
         self.now = ring.now();
-        let timeout = self.limits.request_timeout;
+        let (request_timeout, send_timeout) =
+            (self.limits.request_timeout, self.limits.send_timeout);
         let late: Vec<u64> = (self.conns.iter())
-            .filter(|(_, conn)| conn.request_began.is_some_and(|t| self.now - t > timeout))
+            .filter(|(_, conn)| {
+                let request_late = conn
+                    .request_began
+                    .is_some_and(|t| self.now - t > request_timeout);
+                let send_late = conn
+                    .sending
+                    .is_some_and(|s| !s.cut && self.now - s.progressed > send_timeout);
+                request_late || send_late
+            })
             .map(|(key, _)| key)
             .collect();
         for key in late {
-            let conn = &mut self.conns[key];
-            conn.closing = true;
-            conn.output.clear();
-            self.settle(ring, key);
+            self.cut(ring, key);
         }
+        self.enforce_output_limit(ring);
         ring.timer(SWEEP_EVERY, ctx(Msg::Sweep, 0));
+    }
+
+    /// Closes a connection now, dropping its answers: its send, which a
+    /// peer that does not read would never let finish, is cancelled.
+    fn cut(&mut self, ring: &mut Ring<Self>, key: u64) {
+        let conn = &mut self.conns[key];
+        conn.closing = true;
+        conn.output.clear();
+        if let Some(sending) = conn.sending.as_mut().filter(|s| !s.cut) {
+            sending.cut = true;
+            ring.cancel(sending.task, Ctx::none());
+        }
+        self.settle(ring, key);
     }
 
     fn sent(&mut self, ring: &mut Ring<Self>, key: u64, result: io::Result<usize>, mut buf: Buf) {
@@ -503,11 +536,12 @@ impl<P: Protocol> Server<P> {
         match result {
             Ok(n) => {
                 buf.consume(n);
-                if !buf.is_empty() {
-                    if let Some(sending) = &mut conn.sending {
-                        sending.unsent = buf.len();
+                if let Some(sending) = conn.sending.as_mut().filter(|s| !buf.is_empty() && !s.cut) {
+                    sending.unsent = buf.len();
+                    sending.task = ring.send(conn.fd, buf, ctx(Msg::Sent, key));
+                    if n > 0 {
+                        sending.progressed = self.now;
                     }
-                    ring.send(conn.fd, buf, ctx(Msg::Sent, key));
                     return;
                 }
                 conn.sending = None;
@@ -550,11 +584,14 @@ impl<P: Protocol> Server<P> {
         let conn = &mut self.conns[key];
         if conn.sending.is_none() && !conn.output.is_empty() {
             let output = std::mem::take(&mut conn.output);
+            let (unsent, capacity) = (output.len(), output.capacity());
             conn.sending = Some(InFlight {
-                unsent: output.len(),
-                capacity: output.capacity(),
+                unsent,
+                capacity,
+                task: ring.send(conn.fd, output, ctx(Msg::Sent, key)),
+                progressed: self.now,
+                cut: false,
             });
-            ring.send(conn.fd, output, ctx(Msg::Sent, key));
         }
         if conn.output.is_empty() {
             self.spares.give(std::mem::take(&mut conn.output));
@@ -604,6 +641,39 @@ impl<P: Protocol> Server<P> {
             self.protocol.too_large(&mut conn.output);
             conn.closing = true;
             self.settle(ring, key);
+        }
+    }
+
+    /// Past twice the limit on answers held across connections (each
+    /// connection may still hold one answer past its budget, and answers
+    /// can be large), connections whose answers have gone unread for
+    /// `STALLED` are cut, stalest first, until the rest is under it. A peer
+    /// that reads is spared: its send progresses.
+    fn enforce_output_limit(&mut self, ring: &mut Ring<Self>) {
+        let limit = self.limits.output_total.saturating_mul(2);
+        if self.output <= limit {
+            return;
+        }
+        // Connections cut already hold their answers until their cancelled
+        // sends come back: that memory is on its way out.
+        let cutting: usize = (self.conns.iter())
+            .filter(|(_, conn)| conn.sending.is_some_and(|s| s.cut))
+            .map(|(_, conn)| conn.counted.1)
+            .sum();
+        let mut over = (self.output.saturating_sub(cutting)).saturating_sub(limit);
+        while over > 0 {
+            let stalest = (self.conns.iter())
+                .filter_map(|(key, conn)| {
+                    let sending = conn.sending.filter(|s| !s.cut)?;
+                    let stalled = self.now - sending.progressed >= STALLED;
+                    stalled.then_some((key, sending.progressed, conn.counted.1))
+                })
+                .min_by_key(|&(_, progressed, _)| progressed);
+            let Some((key, _, held)) = stalest else {
+                return;
+            };
+            over = over.saturating_sub(held);
+            self.cut(ring, key);
         }
     }
 

@@ -25,6 +25,8 @@ backend_tests![
     resp_server_closes_the_connection_holding_the_most_input,
     http_server_closes_the_connection_holding_the_most_input,
     resp_server_bounds_the_answers_held_for_many_non_readers,
+    resp_server_cuts_the_stalest_non_readers_past_twice_its_output_limit,
+    resp_server_closes_a_connection_that_leaves_its_answers_unread,
     http_server_keeps_few_spare_bytes_after_a_burst,
     resp_server_closes_a_request_that_does_not_arrive_in_time,
     http_server_closes_a_request_that_does_not_arrive_in_time,
@@ -406,6 +408,108 @@ fn resp_server_bounds_the_answers_held_for_many_non_readers(kind: BackendKind) {
         "{CONNS} connections that do not read made the server hold {most} bytes of answers (bound {bound})"
     );
     drop(greedy);
+    server.assert_alive();
+}
+
+/// Sends `pattern` over and over until the peer stops taking it or closes
+/// the connection; whether it closed it.
+fn flood_until_cut(stream: &TcpStream, pattern: &[u8]) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let (mut sent, mut stalls) = (0usize, 0);
+    let cut = loop {
+        match (&*stream).write(&pattern[sent % pattern.len()..]) {
+            Ok(n) => (sent, stalls) = (sent + n, 0),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && stalls < 5 => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    cut
+}
+
+/// Each connection that does not read holds up to one answer past the
+/// shrunken budget, so answers of 64 KiB from 48 such connections add up
+/// to 3 MiB (and 1 MiB answers to a GiB from a thousand). Past twice the
+/// limit, the server cuts connections whose answers have gone unread for
+/// a while, stalest first, until it holds less; a client that reads is
+/// still answered.
+fn resp_server_cuts_the_stalest_non_readers_past_twice_its_output_limit(kind: BackendKind) {
+    const CONNS: usize = 48;
+    const TOTAL: usize = 64 * 1024;
+    let held = Arc::new(resp::Held::default());
+    let limits = resp::Limits {
+        output_total: TOTAL,
+        // Longer than the test: only the output limit cuts.
+        send_timeout: Duration::from_secs(3600),
+        held: Some(held.clone()),
+        ..resp::Limits::default()
+    };
+    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
+    let value = vec![b'v'; 64 * 1024];
+    set(&mut connect_small(server.addr), b"v", &value);
+    let get = command(&[b"GET", b"v"]).repeat(100);
+    let greedy: Vec<TcpStream> = (0..CONNS)
+        .map(|_| {
+            let stream = connect_small(server.addr);
+            flood_until_cut(&stream, &get);
+            stream
+        })
+        .collect();
+    // Twice the limit, and one answer (its vector up to twice its size).
+    let bound = 2 * TOTAL + 2 * bulk(&value).len();
+    let now = wait_for(
+        || counts!(held),
+        "cut stalled connections",
+        |c| c.output <= bound,
+    );
+    assert!(
+        now.most_output > bound,
+        "the test never went past the limit: {now:?}"
+    );
+    let mut good = connect_small(server.addr);
+    good.write_all(&command(&[b"GET", b"v"])).unwrap();
+    let mut answer = vec![0; bulk(&value).len()];
+    good.read_exact(&mut answer).unwrap();
+    assert!(
+        answer == bulk(&value),
+        "the reading client got another answer"
+    );
+    drop(greedy);
+    server.assert_alive();
+}
+
+/// A peer that sends requests and never reads their answers is closed
+/// once `send_timeout` passes with no byte of them taken, and what the
+/// server held for it is dropped.
+fn resp_server_closes_a_connection_that_leaves_its_answers_unread(kind: BackendKind) {
+    let held = Arc::new(resp::Held::default());
+    let limits = resp::Limits {
+        send_timeout: Duration::from_millis(300),
+        held: Some(held.clone()),
+        ..resp::Limits::default()
+    };
+    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
+    let value = vec![b'v'; 64 * 1024];
+    set(&mut connect_small(server.addr), b"v", &value);
+    let mut greedy = connect_small(server.addr);
+    flood_until_cut(&greedy, &command(&[b"GET", b"v"]).repeat(100));
+    assert!(counts!(held).output > 0, "the server holds answers for it");
+    wait_for(
+        || counts!(held),
+        "dropped the unread answers",
+        |c| c.output == 0,
+    );
+    // What the socket buffers held, then the end.
+    let received = read_until_closed(&mut greedy);
+    assert!(
+        received.len() < 4 << 20,
+        "{} bytes after the cut",
+        received.len()
+    );
     server.assert_alive();
 }
 
