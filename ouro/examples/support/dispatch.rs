@@ -26,7 +26,10 @@ ouro::messages! {
 }
 
 /// How long the server waits before accepting again after an accept
-/// failed (out of fds, say): the connection waits in the backlog.
+/// failed (out of fds, say): the connection waits in the backlog, except
+/// one the kernel accepted into a fixed file table that filled meanwhile
+/// (io_uring's `ENFILE`), which is lost (reset), as
+/// `Ring::accept_multishot_direct` says.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the server did.
