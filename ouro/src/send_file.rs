@@ -8,6 +8,7 @@
 //! one's zero-copy path; a program there reads and sends with a
 //! [`WriteQueue`](crate::WriteQueue) instead.
 
+use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
 
@@ -56,6 +57,10 @@ const DEFAULT_IDLE_PIPES: usize = 16;
 ///   to the next one; up to [`keep_idle_pipes`](SendFile::keep_idle_pipes)
 ///   idle pipes are kept, the others closed, so a server does not make two
 ///   fds per request.
+/// - **A pipe can be had first**: [`reserve_pipe`](SendFile::reserve_pipe)
+///   takes (or makes) the pipe of a transfer about to start, so that a
+///   caller that must commit before the transfer starts (a server sending
+///   a head that announces the body) learns then that it cannot have one.
 ///
 /// The file and the socket stay the caller's (a clone of each, such as a
 /// [`RingFd`] or an `Rc`, is held while the transfer runs). One transfer
@@ -104,6 +109,8 @@ pub struct SendFile<S, F = RingFd, T = RingFd> {
     transfers: ConnTable<Transfer<F, T>>,
     idle: Vec<RingPipe>,
     keep_idle: usize,
+    /// Pipes kept for the next transfer started with their key.
+    reserved: HashMap<u64, RingPipe>,
 }
 
 /// How a transfer ended, from [`SendFile::on_completion`].
@@ -158,6 +165,7 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
             transfers: ConnTable::new(),
             idle: Vec::new(),
             keep_idle: DEFAULT_IDLE_PIPES,
+            reserved: HashMap::new(),
         }
     }
 
@@ -173,9 +181,13 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
     /// [`cancel`](SendFile::cancel) and
     /// [`set_deadline`](SendFile::set_deadline).
     ///
+    /// The transfer goes through the pipe reserved for `key`
+    /// ([`reserve_pipe`](SendFile::reserve_pipe)) if there is one, else an
+    /// idle pipe or a new one.
+    ///
     /// Fails, and starts nothing, with `InvalidInput` if the range ends
-    /// beyond `i64::MAX`, or with the OS error if no pipe can be made
-    /// (`EMFILE`: out of fds).
+    /// beyond `i64::MAX` (a pipe reserved for `key` stays reserved), or
+    /// with the OS error if no pipe can be made (`EMFILE`: out of fds).
     pub fn start(
         &mut self,
         ring: &mut Ring<S>,
@@ -194,9 +206,9 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
                 format!("a file range from {offset} of {len} bytes ends beyond i64::MAX"),
             ));
         }
-        let pipe = match self.idle.pop() {
+        let pipe = match self.reserved.remove(&key) {
             Some(pipe) => pipe,
-            None => pipe()?.register(ring),
+            None => self.take_pipe(ring)?,
         };
         let id = self.transfers.insert(Transfer {
             key,
@@ -215,6 +227,35 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
         let first = if len == 0 { Step::Empty } else { Step::Fill };
         self.submit(ring, id, first);
         Ok(id)
+    }
+
+    /// Makes sure that the next [`start`](SendFile::start) with `key`
+    /// cannot fail for want of a pipe: takes an idle pipe, or makes one,
+    /// and keeps it for that transfer (a key that has one keeps it). For a
+    /// caller that commits to a transfer before it starts — a server that
+    /// sends a head announcing the body's length, then the body — and
+    /// would rather refuse before committing than break its word after.
+    /// A reservation not used is given back with
+    /// [`release_pipe`](SendFile::release_pipe).
+    ///
+    /// Fails with the OS error if no pipe can be made (`EMFILE`: out of
+    /// fds), reserving nothing.
+    pub fn reserve_pipe(&mut self, ring: &mut Ring<S>, key: u64) -> io::Result<()> {
+        if !self.reserved.contains_key(&key) {
+            let pipe = self.take_pipe(ring)?;
+            self.reserved.insert(key, pipe);
+        }
+        Ok(())
+    }
+
+    /// Gives back the pipe reserved for `key` and not used: it is kept
+    /// idle if there is room, else closed. Returns whether `key` had one.
+    pub fn release_pipe(&mut self, ring: &mut Ring<S>, key: u64) -> bool {
+        let Some(pipe) = self.reserved.remove(&key) else {
+            return false;
+        };
+        self.keep_or_close(ring, pipe);
+        true
     }
 
     /// Ends transfer `id` with `ECANCELED` (see [`is_canceled`](crate::is_canceled)):
@@ -296,9 +337,31 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
         self.transfers.len()
     }
 
-    /// Pipes kept for the next transfers.
+    /// Pipes kept for the next transfers (not counting reserved ones).
     pub fn idle_pipes(&self) -> usize {
         self.idle.len()
+    }
+
+    /// Pipes reserved and not yet used or released.
+    pub fn reserved_pipes(&self) -> usize {
+        self.reserved.len()
+    }
+
+    /// An idle pipe, or a new one.
+    fn take_pipe(&mut self, ring: &mut Ring<S>) -> io::Result<RingPipe> {
+        match self.idle.pop() {
+            Some(pipe) => Ok(pipe),
+            None => Ok(pipe()?.register(ring)),
+        }
+    }
+
+    /// Keeps an empty `pipe` idle if there is room, else closes it.
+    fn keep_or_close(&mut self, ring: &mut Ring<S>, pipe: RingPipe) {
+        if self.idle.len() < self.keep_idle {
+            self.idle.push(pipe);
+        } else {
+            pipe.close(ring);
+        }
     }
 
     /// Closes the idle pipes (transfers started later make new ones).
@@ -336,9 +399,10 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
     /// empty and there is room, else is closed.
     fn finish(&mut self, ring: &mut Ring<S>, id: u64, result: io::Result<()>) -> Sent {
         let t = self.transfers.remove(id).expect("a transfer in progress");
-        if result.is_ok() && self.idle.len() < self.keep_idle {
-            self.idle.push(t.pipe);
+        if result.is_ok() {
+            self.keep_or_close(ring, t.pipe);
         } else {
+            // It may hold bytes never sent.
             t.pipe.close(ring);
         }
         Sent {

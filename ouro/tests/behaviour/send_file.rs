@@ -35,6 +35,7 @@ backend_tests![
 
 exclusive_backend_tests![
     a_pipe_out_of_fds_is_emfile,
+    a_reserved_pipe_lets_a_transfer_start_out_of_fds,
     a_peer_that_leaves_mid_transfer_is_reported_once_and_leaks_no_fd,
     a_ring_dropped_mid_transfer_closes_every_fd,
 ];
@@ -213,6 +214,45 @@ fn a_range_of_the_file_is_sent_and_the_pipe_is_reused(kind: BackendKind) {
     let got = reader.join().unwrap();
     let slice = &data[range.start as usize..range.end as usize];
     assert!(got == [slice, slice].concat(), "{} bytes", got.len());
+}
+
+/// A pipe reserved for a key is made while fds are left (out of them, the
+/// reservation fails at once, reserving nothing), and the transfer started
+/// with that key later needs no fd; a reservation not used goes back to
+/// the idle pipes.
+fn a_reserved_pipe_lets_a_transfer_start_out_of_fds(kind: BackendKind) {
+    let data = pattern(200_000);
+    let file = Rc::new(temp_file(&data));
+    let mut ring = ring(kind, 16);
+    let (socket, theirs) = connection(&mut ring);
+    let reader = read_all_on_a_thread(theirs);
+    let mut s = sender();
+    let refused = with_no_new_fds(|| s.files.reserve_pipe(&mut ring, 7));
+    assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::EMFILE));
+    assert_eq!(s.files.reserved_pipes(), 0);
+    s.files.reserve_pipe(&mut ring, 7).unwrap();
+    s.files.reserve_pipe(&mut ring, 7).unwrap();
+    assert_eq!(s.files.reserved_pipes(), 1, "one pipe per key");
+    assert_eq!(ring.ring_fds(), 3, "the socket and one pipe");
+    let len = data.len() as u64;
+    let started = with_no_new_fds(|| s.files.start(&mut ring, file, 0, len, socket, 7));
+    started.unwrap();
+    assert_eq!(s.files.reserved_pipes(), 0);
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    sent.result.unwrap();
+    assert_eq!((sent.key, sent.sent), (7, len));
+    // Reserved from the idle pipe, then given back to them.
+    s.files.reserve_pipe(&mut ring, 8).unwrap();
+    assert_eq!((s.files.idle_pipes(), s.files.reserved_pipes()), (0, 1));
+    assert!(s.files.release_pipe(&mut ring, 8));
+    assert!(!s.files.release_pipe(&mut ring, 8));
+    assert_eq!((s.files.idle_pipes(), s.files.reserved_pipes()), (1, 0));
+    ring.close(socket, Ctx::none());
+    s.files.close_idle_pipes(&mut ring);
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+    assert!(reader.join().unwrap() == data);
 }
 
 /// The peer reads nothing until told: the transfer cannot end (5 MB do
