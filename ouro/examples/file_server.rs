@@ -31,18 +31,35 @@
 //!   closes: closing with a request unread would reset the connection,
 //!   which can destroy the answer before the client reads it;
 //! - a connection whose next request has not arrived whole within
-//!   `REQUEST_TIMEOUT` is closed.
+//!   `REQUEST_TIMEOUT` (10 s) of the connection's start, or of the end of
+//!   the previous answer, is closed, however the bytes trickle in; a
+//!   connection being ended reads what the client still sends for at most
+//!   that long in all;
+//! - the body's pipe is made before the `200` head goes out: out of fds,
+//!   the client gets `503 Service Unavailable` (and the connection is
+//!   closed), never a `200` with a short body.
 //!
 //! A client that stops reading holds its transfer (one pipe, at most 64 KiB
 //! of the file in the kernel) and nothing else: the other connections go
-//! on.
+//! on. Once no byte of its body has moved for `BODY_STALL` (10 s), its
+//! connection is closed, with the file and the pipe.
+//!
+//! On `SIGINT` (Ctrl-C) or `SIGTERM` the server stops accepting, closes
+//! every connection, says why on stdout and exits with status 0 (see
+//! `support/shutdown.rs`), as the other example servers do.
 
 #[cfg(target_os = "linux")]
 #[path = "support/accept_errors.rs"]
 mod accept_errors;
 #[cfg(target_os = "linux")]
+#[path = "support/http_files.rs"]
+mod http_files;
+#[cfg(target_os = "linux")]
 #[path = "support/logging.rs"]
 mod logging;
+#[cfg(target_os = "linux")]
+#[path = "support/shutdown.rs"]
+mod shutdown;
 
 #[cfg(target_os = "linux")]
 pub use server::{main_with, serve};
@@ -66,9 +83,9 @@ mod server {
     use std::io::{self, Write};
     use std::net::SocketAddr;
     use std::os::fd::OwnedFd;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::rc::Rc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use ouro::fs::OpenOptions;
     use ouro::{
@@ -77,14 +94,20 @@ mod server {
     };
 
     use super::accept_errors::AcceptErrors;
-    use super::logging;
+    use super::http_files::{head, parse, resolve, Parsed};
+    use super::{logging, shutdown};
 
     /// The largest request head accepted.
     const MAX_HEAD: usize = 8 * 1024;
     /// The most a connection that is being ended may still send.
     const MAX_LINGER: usize = 64 * 1024;
-    /// How long the next request may take to arrive whole.
+    /// How long the next request may take to arrive whole, from the
+    /// connection's start or the end of the previous answer; and how long
+    /// a connection being ended is read from.
     const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a body may go without a byte of it moving before its
+    /// connection is closed (its client has stopped reading, say).
+    const BODY_STALL: Duration = Duration::from_secs(10);
     /// After a failed accept (out of fds, say), accept again after this.
     const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
@@ -107,6 +130,10 @@ mod server {
         /// What has arrived of the next requests (empty while a receive has it).
         input: Vec<u8>,
         receiving: bool,
+        /// When the request being read must have arrived whole (or, while
+        /// lingering, when reading ends): one deadline for all its
+        /// receives, so that bytes trickling in do not extend it.
+        receive_by: Instant,
         /// Answer heads (and error answers), in order.
         writes: WriteQueue<Server>,
         answer: Answer,
@@ -128,24 +155,11 @@ mod server {
         Opening,
         /// A status without a file is being written.
         Status,
-        /// The head is being written; then the body goes.
+        /// The head is being written, a pipe reserved for the body (under
+        /// the connection's key); then the body goes.
         Head { file: RingFd, len: u64 },
         /// The body is being sent from `file`.
         Body { file: RingFd },
-    }
-
-    /// What the start of a connection's input makes of it.
-    enum Parsed {
-        /// Not whole yet.
-        Partial,
-        /// A request of `len` bytes.
-        Get {
-            len: usize,
-            path: String,
-            keep_alive: bool,
-        },
-        /// An answer to give, then close.
-        Refused(u16, &'static str),
     }
 
     fn ctx(msg: Msg, key: u64) -> Ctx<Server> {
@@ -157,8 +171,15 @@ mod server {
             let (key, last) = (c.key(), c.is_final());
             let msg = c.message::<Msg>()?;
             if msg == Msg::Body {
-                if let Some(sent) = self.bodies.on_completion(ring, c)? {
-                    self.body_sent(ring, sent);
+                let moved = matches!(c.outcome, Outcome::Splice(Ok(n)) if n > 0);
+                match self.bodies.on_completion(ring, c)? {
+                    Some(sent) => self.body_sent(ring, sent),
+                    // The transfer's deadline moves on with its bytes: only
+                    // a body that stops moving ends at it.
+                    None if moved => {
+                        let _ = self.bodies.set_deadline(ring, key, ring.now() + BODY_STALL);
+                    }
+                    None => {}
                 }
                 return Ok(());
             }
@@ -194,6 +215,7 @@ mod server {
                         fd,
                         input: Vec::new(),
                         receiving: false,
+                        receive_by: ring.now() + REQUEST_TIMEOUT,
                         writes: WriteQueue::new(fd, ctx(Msg::Sent, key)),
                         answer: Answer::Idle,
                         keep_alive: true,
@@ -246,8 +268,9 @@ mod server {
             let mut buf = std::mem::take(&mut conn.input);
             buf.reserve(MAX_HEAD - buf.len());
             let task = ring.recv(conn.fd, buf, ctx(Msg::Received, key));
-            // Just scheduled, so live: this cannot fail.
-            let _ = ring.set_timeout(task, REQUEST_TIMEOUT);
+            // Just scheduled, so live: this cannot fail. (A deadline passed
+            // already ends the receive at once.)
+            let _ = ring.set_deadline(task, conn.receive_by);
         }
 
         fn received(
@@ -322,6 +345,13 @@ mod server {
                 Ok(_) => return self.status(ring, key, 404, "Not Found", true),
                 Err(_) => return self.status(ring, key, 500, "Internal Server Error", false),
             };
+            // The body's pipe, before the head promises the body.
+            if let Err(e) = self.bodies.reserve_pipe(ring, key) {
+                tracing::debug!("connection {key}: no pipe for the body: {e}");
+                // The file closes as it drops; so does the connection, to
+                // give back its fd too.
+                return self.status(ring, key, 503, "Service Unavailable", false);
+            }
             let file = ring.register_fd(file.into());
             let head = head(200, "OK", len, conn.keep_alive);
             conn.answer = Answer::Head { file, len };
@@ -366,15 +396,18 @@ mod server {
             }
             match conn.answer {
                 Answer::Head { file, len } => {
-                    let started = self.bodies.start(ring, file, 0, len, conn.fd, key);
-                    if let Err(e) = started {
-                        tracing::warn!("connection {key}: cannot send a file: {e}");
-                        ring.close(file, Ctx::none());
-                        conn.answer = Answer::Idle;
-                        self.close(ring, key);
-                        return Ok(());
+                    // On the pipe reserved for it: no fd is needed.
+                    match self.bodies.start(ring, file, 0, len, conn.fd, key) {
+                        Ok(transfer) => {
+                            conn.answer = Answer::Body { file };
+                            let stall = ring.now() + BODY_STALL;
+                            let _ = self.bodies.set_deadline(ring, transfer, stall);
+                        }
+                        Err(e) => {
+                            tracing::warn!("connection {key}: cannot send a file: {e}");
+                            self.close(ring, key);
+                        }
                     }
-                    conn.answer = Answer::Body { file };
                 }
                 Answer::Status => self.answered(ring, key),
                 Answer::Idle | Answer::Opening | Answer::Body { .. } => {}
@@ -408,6 +441,7 @@ mod server {
             let conn = &mut self.conns[key];
             conn.answer = Answer::Idle;
             if conn.keep_alive && !conn.closing {
+                conn.receive_by = ring.now() + REQUEST_TIMEOUT;
                 self.next_request(ring, key);
             } else {
                 self.linger(ring, key);
@@ -417,7 +451,7 @@ mod server {
         /// Ends the connection after its last answer: shuts its sending side
         /// down (the client reads the end after the answer), then reads what
         /// the client still sends until it closes (or `MAX_LINGER` bytes, or
-        /// `REQUEST_TIMEOUT`). Closing at once, with a request unread, would
+        /// `REQUEST_TIMEOUT` in all). Closing at once, with a request unread, would
         /// reset the connection, and a reset may destroy the answer before
         /// the client has read it.
         fn linger(&mut self, ring: &mut Ring<Self>, key: u64) {
@@ -426,6 +460,7 @@ mod server {
                 return self.close(ring, key);
             }
             conn.lingering = Some(0);
+            conn.receive_by = ring.now() + REQUEST_TIMEOUT;
             conn.input.clear();
             ring.shutdown(conn.fd, std::net::Shutdown::Write, Ctx::none());
             self.receive(ring, key);
@@ -444,6 +479,7 @@ mod server {
                 Answer::Opening | Answer::Body { .. } => {}
                 Answer::Head { file, .. } => {
                     ring.close(file, Ctx::none());
+                    self.bodies.release_pipe(ring, key);
                     self.conns.remove(key);
                 }
                 Answer::Idle | Answer::Status => {
@@ -451,77 +487,6 @@ mod server {
                 }
             }
         }
-    }
-
-    /// The file `path` (a request target) names under `root`; `None` if it
-    /// climbs out with a `..` segment. Empty and `.` segments name nothing.
-    fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        let mut resolved = root.to_path_buf();
-        for segment in path.split('/') {
-            match segment {
-                "" | "." => {}
-                ".." => return None,
-                _ => resolved.push(segment),
-            }
-        }
-        Some(resolved)
-    }
-
-    /// Parses the request head at the start of `input`.
-    fn parse(input: &[u8]) -> Parsed {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        let len = match request.parse(input) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(httparse::Error::TooManyHeaders) => {
-                return Parsed::Refused(431, "Request Header Fields Too Large")
-            }
-            Err(_) => return Parsed::Refused(400, "Bad Request"),
-        };
-        let (Some(method), Some(path)) = (request.method, request.path) else {
-            return Parsed::Refused(400, "Bad Request");
-        };
-        if method != "GET" {
-            return Parsed::Refused(405, "Method Not Allowed");
-        }
-        if !path.starts_with('/') {
-            return Parsed::Refused(400, "Bad Request");
-        }
-        let mut keep_alive = request.version == Some(1);
-        for header in request.headers.iter() {
-            let (name, value) = (header.name, header.value);
-            if name.eq_ignore_ascii_case("connection") {
-                if value.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if value.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                }
-            } else if name.eq_ignore_ascii_case("transfer-encoding")
-                || (name.eq_ignore_ascii_case("content-length") && value.trim_ascii() != b"0")
-            {
-                // A body the server would have to skip: not worth it for GET.
-                return Parsed::Refused(400, "Bad Request");
-            }
-        }
-        Parsed::Get {
-            len,
-            path: path.to_string(),
-            keep_alive,
-        }
-    }
-
-    /// An answer's head, for a body of `len` bytes.
-    fn head(code: u16, reason: &str, len: u64, keep_alive: bool) -> Vec<u8> {
-        let connection = if keep_alive { "keep-alive" } else { "close" };
-        let allow = if code == 405 { "Allow: GET\r\n" } else { "" };
-        let mut head = Vec::with_capacity(128);
-        let _ = write!(
-            head,
-            "HTTP/1.1 {code} {reason}\r\nContent-Length: {len}\r\n{allow}Connection: {connection}\r\n\r\n"
-        );
-        head
     }
 
     /// Serves the files under `root` on `listener` until the process ends, on
@@ -593,7 +558,10 @@ mod server {
             None => Ring::builder(),
         };
         // Set up before claiming to listen, so that a setup error comes first.
-        let ring = builder.entries(256).build()?;
+        let mut ring = builder.entries(256).build()?;
+        // Kept until the ring has stopped: dropping it would give the
+        // signals their default action (the end of the process) back.
+        let _signals = shutdown::stop_on_signals(&mut ring)?;
         let listener = ouro::net::tcp_listener(options.addr, 1024)?;
         println!(
             "listening on {} ({})",
@@ -602,54 +570,5 @@ mod server {
         );
         io::stdout().flush()?;
         serve_on(ring, listener, options.root)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn dot_dot_segments_are_refused_and_dots_ignored() {
-            let root = Path::new("/srv");
-            assert_eq!(resolve(root, "/../etc/passwd"), None);
-            assert_eq!(resolve(root, "/a/../../b"), None);
-            assert_eq!(resolve(root, "/a/..?x"), None);
-            assert_eq!(
-                resolve(root, "/./a//b?q=1"),
-                Some(PathBuf::from("/srv/a/b"))
-            );
-            assert_eq!(
-                resolve(root, "/%2e%2e/x"),
-                Some(PathBuf::from("/srv/%2e%2e/x"))
-            );
-        }
-
-        #[test]
-        fn requests_are_parsed_or_refused() {
-            let get = |input: &[u8]| match parse(input) {
-                Parsed::Get {
-                    len,
-                    path,
-                    keep_alive,
-                } => Some((len, path, keep_alive)),
-                _ => None,
-            };
-            let req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET";
-            assert_eq!(get(req), Some((req.len() - 3, "/a".to_string(), true)));
-            assert!(!get(b"GET /a HTTP/1.0\r\n\r\n").unwrap().2);
-            let close = b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n";
-            assert!(!get(close).unwrap().2);
-            assert!(matches!(parse(b"GET /a HT"), Parsed::Partial));
-            assert!(matches!(
-                parse(b"POST / HTTP/1.1\r\n\r\n"),
-                Parsed::Refused(405, _)
-            ));
-            let body = b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
-            assert!(matches!(parse(body), Parsed::Refused(400, _)));
-            assert!(matches!(
-                parse(b"\x00garbage\r\n\r\n"),
-                Parsed::Refused(400, _)
-            ));
-        }
     }
 }

@@ -1,18 +1,22 @@
 //! The static file server example (`examples/file_server.rs`), driven over
 //! loopback TCP on every backend: files arrive whole over a kept-alive
 //! connection, paths that climb out of the root and other bad requests are
-//! refused, and a client that never reads holds neither the server nor its
-//! memory.
+//! refused, a client that never reads holds neither the server nor its
+//! memory and is cut off, requests that trickle in are cut at their
+//! deadline, a server out of fds answers 503 rather than a 200 without its
+//! body, and SIGTERM ends the server cleanly.
 //!
 //! The server runs on a thread of this test process, on its own ring, and
-//! serves a temporary directory.
+//! serves a temporary directory; to get a signal it runs as the `main` of
+//! a child process (this test binary again).
 
 // The example includes `support/logging.rs` and `support/accept_errors.rs`.
 #![allow(clippy::duplicate_mod)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,8 @@ use ouro::{BackendKind, Ring};
 #[macro_use]
 #[path = "common/backends.rs"]
 mod backends;
+#[path = "common/fds.rs"]
+mod fds;
 
 #[allow(dead_code)] // its `main` and command-line parsing
 #[path = "../examples/file_server.rs"]
@@ -35,9 +41,31 @@ per_backend!(
     crate::on_backend,
     a_client_that_never_reads_holds_neither_others_nor_memory
 );
+per_backend!(
+    crate::on_backend,
+    requests_and_endings_that_trickle_in_are_cut_at_their_deadline
+);
+per_backend!(
+    crate::apart_from_others,
+    out_of_fds_a_file_gets_503_not_a_200_without_its_body
+);
+per_backend!(
+    crate::on_backend,
+    sigterm_closes_every_connection_and_exits_0
+);
 
 /// Runs `test` on `kind`, or says why the host cannot.
 fn on_backend(test: fn(BackendKind), kind: BackendKind) {
+    let _beside = fds::beside_other_tests();
+    if !backends::skipped(kind) {
+        test(kind)
+    }
+}
+
+/// Runs `test` on `kind` while no other test runs (it limits the process's
+/// fds), or says why the host cannot.
+fn apart_from_others(test: fn(BackendKind), kind: BackendKind) {
+    let _apart = fds::apart_from_other_tests();
     if !backends::skipped(kind) {
         test(kind)
     }
@@ -69,12 +97,7 @@ impl Server {
     }
 
     fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.addr).expect("connect to the server");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        Client {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        }
+        Client::connect(self.addr)
     }
 
     fn assert_alive(&self) {
@@ -97,6 +120,15 @@ struct Answer {
 }
 
 impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to the server");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
     fn send(&mut self, request: &str) {
         self.writer.write_all(request.as_bytes()).unwrap();
     }
@@ -302,5 +334,192 @@ fn a_client_that_never_reads_holds_neither_others_nor_memory(kind: BackendKind) 
         "resident memory grew by {grown} bytes"
     );
     server.assert_alive();
-    drop(stalled);
+    // Once no byte of its body has moved for the server's `BODY_STALL`
+    // (10 s), the stalled client is cut off: what it reads then is what
+    // the socket buffers held, and the end. (Had the transfer gone on, its
+    // reading would move the body again, up to all of it.)
+    std::thread::sleep(STALL_CUT_BY);
+    let mut got = 0u64;
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        match stalled.reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the stalled connection was not closed: {e} after {got} bytes"),
+        }
+        assert!(got < HUGE / 4, "the stalled body went on: {got} bytes");
+    }
+    server.assert_alive();
+}
+
+/// How long after a body stops moving the test expects its connection
+/// closed: the server's 10 s, with room for a busy machine.
+const STALL_CUT_BY: Duration = Duration::from_secs(14);
+
+/// How long after it began the test expects a request that trickles in
+/// cut: the server's 10 s, with room for a busy machine and the 2 s
+/// between two bytes.
+const TRICKLE_CUT_BY: Duration = Duration::from_secs(20);
+
+/// One client sends a request a byte every 2 s, each byte well within the
+/// server's 10 s: the request is cut once 10 s have passed since the
+/// connection began, not when a byte is 10 s late (that would hold the
+/// connection for ever). Another, after asking the server to close,
+/// goes on sending the same way: the server reads what comes after its
+/// last answer for 10 s in all, not 10 s after each byte.
+fn requests_and_endings_that_trickle_in_are_cut_at_their_deadline(kind: BackendKind) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"f").unwrap();
+    let server = Server::start(kind, root.path());
+    let mut slow = server.connect().writer;
+    let mut ending = server.connect();
+    ending.send("GET /f HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(ending.answer().code, 200);
+    let mut ending = ending.writer;
+    let started = Instant::now();
+    // Whole after 64 s.
+    let request = b"GET /f HTTP/1.1\r\nHost: trickle\r\n\r\n";
+    let (mut slow_cut, mut ending_cut) = (None, None);
+    for &byte in request.iter().cycle() {
+        if slow_cut.is_some() && ending_cut.is_some() || started.elapsed() > TRICKLE_CUT_BY {
+            break;
+        }
+        if slow_cut.is_none() && cut(&mut slow, byte, false) {
+            slow_cut = Some(started.elapsed());
+        }
+        if ending_cut.is_none() && cut(&mut ending, byte, true) {
+            ending_cut = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for (name, cut) in [("the request", slow_cut), ("the ending", ending_cut)] {
+        let cut = cut.unwrap_or_else(|| panic!("{name} was not cut in {TRICKLE_CUT_BY:?}"));
+        // Not before its deadline: cut for being late, not for a byte.
+        assert!(cut >= Duration::from_secs(8), "{name} cut after {cut:?}");
+    }
+    server.assert_alive();
+}
+
+/// Whether the server has closed `stream`, which then sends `byte`:
+/// the end of the stream (unless the server shut its sending side down
+/// already, `ended`), a reset, or a failed send.
+fn cut(stream: &mut TcpStream, byte: u8, ended: bool) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut buf = [0; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) if !ended => return true,
+            Ok(0) => break,
+            // An answer (the request was whole): not cut.
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => return true,
+        }
+    }
+    stream.write_all(&[byte]).is_err()
+}
+
+/// The lowest fd number not open, above `from`.
+fn free_fd_from(from: i32) -> i32 {
+    (from..).find(|&fd| fds::identity(fd).is_none()).unwrap()
+}
+
+/// With only one fd left to the process, the server can open the file
+/// asked for but make no pipe for its body: it must answer 503 and close,
+/// not send a `200 OK` and `Content-Length` and then end the connection
+/// without the body. With fds again, the same file comes whole.
+fn out_of_fds_a_file_gets_503_not_a_200_without_its_body(kind: BackendKind) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file"), b"the body").unwrap();
+    let server = Server::start(kind, root.path());
+    let mut client = server.connect();
+    // Accepted, and waiting for the next request (a body that came would
+    // leave its pipe for the next).
+    assert_eq!(client.get("/missing").code, 404);
+    let one_left = free_fd_from(free_fd_from(0) + 1);
+    let answer = fds::with_fd_limit(one_left as libc::rlim_t, || {
+        client.send("GET /file HTTP/1.1\r\nHost: test\r\n\r\n");
+        let mut answer = Vec::new();
+        client.reader.read_to_end(&mut answer).map(|_| answer)
+    });
+    let answer = String::from_utf8_lossy(&answer.expect("the answer, then the end")).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+    assert!(answer.contains("Content-Length: 0\r\n"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\n"), "{answer:?}");
+    let answer = server.connect().get("/file");
+    assert_eq!((answer.code, &answer.body[..]), (200, &b"the body"[..]));
+    server.assert_alive();
+}
+
+/// Set in the child process: the root the file server serves.
+const SIGNAL_CHILD: &str = "OURO_TEST_FILE_SERVER_ROOT";
+
+/// The server, run as `main` runs it in a child process, serves a client
+/// on a kept-alive connection and gets `SIGTERM`: it closes the
+/// connection, says why and exits 0 (the signal's default action would
+/// end it at once, with no status 0).
+fn sigterm_closes_every_connection_and_exits_0(kind: BackendKind) {
+    let backend = match kind {
+        BackendKind::Uring => "uring",
+        _ => "poll",
+    };
+    if let Some(root) = std::env::var_os(SIGNAL_CHILD) {
+        let args = [root.into_string().unwrap(), "127.0.0.1:0".into()];
+        let args = args.into_iter().chain(["--backend".into(), backend.into()]);
+        return file_server::main_with(args).expect("the server's main");
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file"), b"the body").unwrap();
+    let test = format!("sigterm_closes_every_connection_and_exits_0::{backend}");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([&test, "--exact", "--nocapture"])
+        .env(SIGNAL_CHILD, root.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("the server ended before it listened: {out}");
+        }
+        out.push_str(&line);
+        if let Some((_, rest)) = line.split_once("listening on ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let mut client = Client::connect(addr);
+    assert_eq!(client.get("/file").body, b"the body");
+    let idle = Client::connect(addr).writer;
+    // SAFETY: kill has no memory effects; the child is ours and running.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    for mut stream in [client.writer, idle] {
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the connection stayed open: {e}"),
+        }
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the server did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    stdout.read_to_string(&mut out).unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    stderr.read_to_string(&mut out).unwrap();
+    assert!(status.success(), "{status:?}:\n{out}");
+    assert!(out.contains("stopping on SIGTERM"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
 }

@@ -97,6 +97,12 @@ pub fn apart_from_other_tests() -> RwLockWriteGuard<'static, ()> {
 /// what `f` gave. Only for a test that runs apart from the others: the
 /// limit is the whole process's while it is lowered.
 pub fn with_no_new_fds<T>(f: impl FnOnce() -> T) -> T {
+    with_fd_limit(0, f)
+}
+
+/// Runs `f` with `RLIMIT_NOFILE` at `max` (new fds only below it; fds
+/// already open stay usable), as [`with_no_new_fds`] does at 0.
+pub fn with_fd_limit<T>(max: libc::rlim_t, f: impl FnOnce() -> T) -> T {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -107,7 +113,7 @@ pub fn with_no_new_fds<T>(f: impl FnOnce() -> T) -> T {
         0
     );
     let lowered = libc::rlimit {
-        rlim_cur: 0,
+        rlim_cur: max,
         rlim_max: limit.rlim_max,
     };
     // SAFETY: setrlimit reads the struct we pass.
