@@ -115,9 +115,6 @@ const BUFFER_SIZE: usize = 4096;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// How often connections are checked for requests that take too long.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// How long answers must have gone unread before the server, holding too
-/// many, may cut their connection.
-const STALLED: Duration = Duration::from_millis(500);
 /// Bytes held (input, output and spares) from which a fall to a quarter
 /// gives the allocator's free memory back to the system.
 const TRIM_FROM: usize = 16 << 20;
@@ -626,55 +623,6 @@ impl<P: Protocol> Server<P> {
         self.input = self.input - conn.counted.0 + input;
         self.output = self.output - conn.counted.1 + output;
         conn.counted = (input, output);
-    }
-
-    /// Past the limit on input held across connections, the connection
-    /// holding the most gets the protocol's error and is closed, until the
-    /// rest is under the limit.
-    fn enforce_input_limit(&mut self, ring: &mut Ring<Self>) {
-        while self.input > self.limits.input_total {
-            let most = self.conns.iter().max_by_key(|(_, conn)| conn.counted.0);
-            let Some((key, _)) = most.filter(|(_, conn)| conn.counted.0 > 0) else {
-                return;
-            };
-            let conn = &mut self.conns[key];
-            self.protocol.too_large(&mut conn.output);
-            conn.closing = true;
-            self.settle(ring, key);
-        }
-    }
-
-    /// Past twice the limit on answers held across connections (each
-    /// connection may still hold one answer past its budget, and answers
-    /// can be large), connections whose answers have gone unread for
-    /// `STALLED` are cut, stalest first, until the rest is under it. A peer
-    /// that reads is spared: its send progresses.
-    fn enforce_output_limit(&mut self, ring: &mut Ring<Self>) {
-        let limit = self.limits.output_total.saturating_mul(2);
-        if self.output <= limit {
-            return;
-        }
-        // Connections cut already hold their answers until their cancelled
-        // sends come back: that memory is on its way out.
-        let cutting: usize = (self.conns.iter())
-            .filter(|(_, conn)| conn.sending.is_some_and(|s| s.cut))
-            .map(|(_, conn)| conn.counted.1)
-            .sum();
-        let mut over = (self.output.saturating_sub(cutting)).saturating_sub(limit);
-        while over > 0 {
-            let stalest = (self.conns.iter())
-                .filter_map(|(key, conn)| {
-                    let sending = conn.sending.filter(|s| !s.cut)?;
-                    let stalled = self.now - sending.progressed >= STALLED;
-                    stalled.then_some((key, sending.progressed, conn.counted.1))
-                })
-                .min_by_key(|&(_, progressed, _)| progressed);
-            let Some((key, _, held)) = stalest else {
-                return;
-            };
-            over = over.saturating_sub(held);
-            self.cut(ring, key);
-        }
     }
 
     /// Once what the server holds has fallen to a quarter of a large
