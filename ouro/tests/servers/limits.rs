@@ -168,6 +168,27 @@ fn set(stream: &mut TcpStream, key: &[u8], value: &[u8]) {
     assert_eq!(&reply, b"+OK\r\n");
 }
 
+/// The RESP server with `limits`, holding a value of `len` bytes under
+/// key `v`.
+fn resp_holding_a_value(kind: BackendKind, limits: resp::Limits, len: usize) -> (Server, Vec<u8>) {
+    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
+    let value = vec![b'v'; len];
+    set(&mut connect_small(server.addr), b"v", &value);
+    (server, value)
+}
+
+/// A new client that reads gets the value at `v`, whole.
+fn assert_a_reader_gets(addr: SocketAddr, value: &[u8]) {
+    let mut good = connect_small(addr);
+    good.write_all(&command(&[b"GET", b"v"])).unwrap();
+    let mut answer = vec![0; bulk(value).len()];
+    good.read_exact(&mut answer).unwrap();
+    assert!(
+        answer == bulk(value),
+        "the reading client got another answer"
+    );
+}
+
 /// Small requests with large answers, pipelined without reading: the
 /// server answers them one at a time while less than its budget is unsent
 /// (so it holds at most the budget and one answer), then stops reading; once
@@ -373,9 +394,7 @@ fn resp_server_bounds_the_answers_held_for_many_non_readers(kind: BackendKind) {
         held: Some(held.clone()),
         ..resp::Limits::default()
     };
-    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
-    let value = vec![b'v'; 16 * 1024];
-    set(&mut connect_small(server.addr), b"v", &value);
+    let (server, value) = resp_holding_a_value(kind, limits, 16 * 1024);
     let get = command(&[b"GET", b"v"]).repeat(100);
     let greedy: Vec<TcpStream> = (0..CONNS)
         .map(|_| {
@@ -388,14 +407,8 @@ fn resp_server_bounds_the_answers_held_for_many_non_readers(kind: BackendKind) {
             stream
         })
         .collect();
-    let mut good = connect_small(server.addr);
-    good.write_all(&command(&[b"GET", b"v"])).unwrap();
-    let mut answer = vec![0; bulk(&value).len()];
-    good.read_exact(&mut answer).unwrap();
-    assert!(
-        answer == bulk(&value),
-        "the reading client got another answer"
-    );
+    assert_a_reader_gets(server.addr, &value);
+    let answer = bulk(&value);
 
     // The limit, the connection that crossed it (its budget and one
     // answer), and for each connection the floor and one answer; twice
@@ -448,9 +461,7 @@ fn resp_server_cuts_the_stalest_non_readers_past_twice_its_output_limit(kind: Ba
         held: Some(held.clone()),
         ..resp::Limits::default()
     };
-    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
-    let value = vec![b'v'; 64 * 1024];
-    set(&mut connect_small(server.addr), b"v", &value);
+    let (server, value) = resp_holding_a_value(kind, limits, 64 * 1024);
     let get = command(&[b"GET", b"v"]).repeat(100);
     let greedy: Vec<TcpStream> = (0..CONNS)
         .map(|_| {
@@ -470,14 +481,7 @@ fn resp_server_cuts_the_stalest_non_readers_past_twice_its_output_limit(kind: Ba
         now.most_output > bound,
         "the test never went past the limit: {now:?}"
     );
-    let mut good = connect_small(server.addr);
-    good.write_all(&command(&[b"GET", b"v"])).unwrap();
-    let mut answer = vec![0; bulk(&value).len()];
-    good.read_exact(&mut answer).unwrap();
-    assert!(
-        answer == bulk(&value),
-        "the reading client got another answer"
-    );
+    assert_a_reader_gets(server.addr, &value);
     drop(greedy);
     server.assert_alive();
 }
@@ -492,9 +496,7 @@ fn resp_server_closes_a_connection_that_leaves_its_answers_unread(kind: BackendK
         held: Some(held.clone()),
         ..resp::Limits::default()
     };
-    let server = start(kind, |l, r| resp_server::serve_with(l, r, limits));
-    let value = vec![b'v'; 64 * 1024];
-    set(&mut connect_small(server.addr), b"v", &value);
+    let (server, _) = resp_holding_a_value(kind, limits, 64 * 1024);
     let mut greedy = connect_small(server.addr);
     flood_until_cut(&greedy, &command(&[b"GET", b"v"]).repeat(100));
     assert!(counts!(held).output > 0, "the server holds answers for it");
