@@ -132,6 +132,14 @@ fn counted<T>(test: impl FnOnce() -> T) -> T {
     out
 }
 
+/// A listener on a free loopback port (connects there succeed while it
+/// lives), and its port.
+fn listener_port() -> (TcpListener, u16) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
 #[test]
 fn a_name_on_both_families_connects_over_ipv6_first() {
     let _serial = serial();
@@ -150,8 +158,7 @@ fn a_name_on_both_families_connects_over_ipv6_first() {
 #[test]
 fn a_refused_family_falls_back_to_the_other_at_once() {
     let _serial = serial();
-    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = v4.local_addr().unwrap().port();
+    let (_listener, port) = listener_port();
     // Nothing listens on [::1]:port (a v6 listener on that port would be
     // needed for it to work), so its connect is refused.
     counted(|| {
@@ -214,8 +221,7 @@ fn an_unknown_name_is_not_found() {
 #[test]
 fn an_aaaa_answer_that_never_comes_waits_only_the_resolution_delay() {
     let _serial = serial();
-    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = v4.local_addr().unwrap().port();
+    let (_listener, port) = listener_port();
     counted(|| {
         let server = ScriptedServer::start(
             Box::new(|_, q| match asks_aaaa(q) {
@@ -266,8 +272,7 @@ fn dropping_the_connector_from_a_callback_ends_the_others_with_ecanceled() {
     let _serial = serial();
     let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
-    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let open_port = v4.local_addr().unwrap().port();
+    let (_listener, open_port) = listener_port();
     counted(|| {
         let (mut ring, mut dialer) = dialer(Hosts::default());
         let connector = dialer.connector.as_mut().unwrap();
@@ -293,8 +298,7 @@ fn a_connector_on_a_resolver_watching_resolv_conf_connects_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("resolv.conf");
     std::fs::write(&path, "nameserver 192.0.2.1\n").unwrap();
-    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = v4.local_addr().unwrap().port();
+    let (_listener, port) = listener_port();
     counted(|| {
         let mut ring = Ring::new(64).unwrap();
         let hosts = Hosts::parse("127.0.0.1 v4.test\n");
@@ -318,8 +322,7 @@ fn a_connector_on_a_resolver_watching_resolv_conf_connects_by_name() {
 #[test]
 fn dropping_the_connector_cancels_its_deadlines_and_timers_at_once() {
     let _serial = serial();
-    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = v4.local_addr().unwrap().port();
+    let (_listener, port) = listener_port();
     counted(|| {
         let (mut ring, mut dialer) = dialer(Hosts::default());
         let connector = dialer.connector.as_mut().unwrap();
@@ -367,8 +370,7 @@ fn a_name_with_more_addresses_than_are_tried_ends_once_when_those_tried_refuse()
 #[test]
 fn a_stale_connect_id_stays_stale_after_65536_connects_in_its_slot() {
     let _serial = serial();
-    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = v4.local_addr().unwrap().port();
+    let (_listener, port) = listener_port();
     counted(|| {
         let (mut ring, mut dialer) = dialer(Hosts::default());
         let connector = dialer.connector.as_mut().unwrap();
