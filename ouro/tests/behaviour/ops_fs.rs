@@ -405,11 +405,19 @@ fn open_creates_and_opens(kind: BackendKind) {
 
 /// Every combination of the six switches, on a file that exists and on one
 /// that does not: the ring's open succeeds or fails (with the same OS code,
-/// or none and the same kind) exactly as `std::fs::OpenOptions` does, and leaves the file as std
-/// leaves it (std refuses `read + truncate`, for one, without truncating).
+/// or none and the same kind) exactly as `std::fs::OpenOptions` does,
+/// with the same status flags on the fd (access mode, append, blocking),
+/// and leaves the file as std leaves it (std refuses `read + truncate`,
+/// for one, without truncating).
 fn open_options_agree_with_std_on_every_combination(kind: BackendKind) {
+    use std::os::fd::AsRawFd;
     let mut ring = ring(kind, 8);
     let code_and_kind = |e: std::io::Error| (e.raw_os_error(), e.kind());
+    let status = |fd: &dyn AsRawFd| {
+        // SAFETY: F_GETFL on an open fd reads its flags.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK)
+    };
     for bits in 0..64u32 {
         let on = |bit: u32| bits & (1 << bit) != 0;
         let ours = OpenOptions::new()
@@ -434,9 +442,11 @@ fn open_options_agree_with_std_on_every_combination(kind: BackendKind) {
                 std::fs::write(&std_path, b"data").unwrap();
                 std::fs::write(&our_path, b"data").unwrap();
             }
-            let expected = std_options.open(&std_path).map(drop).map_err(code_and_kind);
+            let expected = (std_options.open(&std_path))
+                .map(|file| status(&file))
+                .map_err(code_and_kind);
             let outcome = complete(&mut ring, |r, c| r.open(&our_path, &ours, c));
-            let got = expect!(outcome, Outcome::Open(res) => res.map(drop).map_err(code_and_kind));
+            let got = expect!(outcome, Outcome::Open(res) => res.map(|fd| status(&fd)).map_err(code_and_kind));
             let case = format!("{ours:?}, file exists: {exists}");
             assert_eq!(got, expected, "{case}");
             assert_eq!(

@@ -188,7 +188,7 @@ pub(super) fn open(a: &mut SysArgs) -> i32 {
     }
     match open(flags | libc::O_NONBLOCK) {
         res if res == -libc::EAGAIN => open(flags),
-        fd if fd >= 0 => clear_nonblocking(fd),
+        fd if fd >= 0 => clear_nonblocking(fd, flags),
         err => err,
     }
 }
@@ -199,13 +199,13 @@ const OPENS_THAT_BLOCK: libc::c_int = libc::O_CREAT | libc::O_TRUNC | libc::O_TM
 #[cfg(not(target_os = "linux"))]
 const OPENS_THAT_BLOCK: libc::c_int = libc::O_CREAT | libc::O_TRUNC;
 
-/// Takes `O_NONBLOCK` off the file `fd` (just opened) names; closes it if
-/// that fails.
-fn clear_nonblocking(fd: RawFd) -> i32 {
+/// Takes `O_NONBLOCK` off the file `fd` (just opened with `flags` and
+/// `O_NONBLOCK`) names; closes it if that fails. `F_SETFL` changes only the
+/// status flags and ignores the others, so `flags` say what to keep without
+/// a `F_GETFL` first.
+fn clear_nonblocking(fd: RawFd, flags: libc::c_int) -> i32 {
     // SAFETY: `fd` is an fd this job just opened and still owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == 0 {
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == 0 {
         return fd;
     }
     let err = last_errno();
