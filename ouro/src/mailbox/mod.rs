@@ -19,7 +19,7 @@ mod value;
 
 pub use value::{SendAny, WrongValue};
 
-pub(crate) use parcel::Handover;
+pub(crate) use parcel::{Arrival, Handover};
 pub(crate) use thread_end::ThreadShared;
 
 use crate::error::closed_error;
@@ -199,6 +199,15 @@ pub(crate) enum Envelope {
         key: u64,
         fd: OwnedFd,
     },
+    /// A ring fd moved into the target's fixed table with
+    /// `IORING_MSG_SEND_FD` (see [`parcel`]): when the file has landed, the
+    /// target runs `callback` with a ring fd for it.
+    Parcel {
+        token: u32,
+        callback: Option<ErasedCallback>,
+        msg: u16,
+        key: u64,
+    },
     /// Stop the ring's thread (see [`RingThread`](crate::RingThread)).
     Stop,
     /// Finish the recipient's waiting task with this result (a thread it
@@ -245,9 +254,9 @@ pub(crate) struct Mailbox {
 pub(crate) struct Inbox {
     pub(crate) queue: Vec<Envelope>,
     pub(crate) closed: bool,
-    /// Envelopes of ring fds on their way with `IORING_MSG_SEND_FD`, by
+    /// Records of ring fds on their way with `IORING_MSG_SEND_FD`, by
     /// token (see [`parcel`]).
-    parcels: Vec<Option<Envelope>>,
+    parcels: Vec<parcel::Parcel>,
     free_parcels: Vec<u32>,
     /// Envelopes ever accepted: the simulator checks that no more are
     /// delivered.

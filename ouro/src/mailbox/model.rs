@@ -19,7 +19,7 @@ use std::sync::{Arc, PoisonError};
 use loom::sync::{Condvar, Mutex};
 use loom::thread;
 
-use super::{Envelope, Handover, Mailbox, Payload, ThreadShared, Wake, NO_TASK};
+use super::{Arrival, Envelope, Handover, Mailbox, Payload, ThreadShared, Wake, NO_TASK};
 use crate::sync::atomic::Ordering;
 
 /// The preemptions loom tries per execution unless `LOOM_MAX_PREEMPTIONS`
@@ -179,6 +179,7 @@ fn push_all(
 fn publish(mailbox: &Mailbox, mut batch: Vec<Envelope>) -> Result<(), Vec<Envelope>> {
     let open = {
         let mut inbox = mailbox.lock();
+        mailbox.place_parcels_locked(&mut inbox, &batch);
         if !inbox.closed {
             mailbox.queue_locked(&mut inbox, &mut batch);
         }
@@ -458,94 +459,157 @@ fn a_drain_closing_the_mailbox_while_sends_race_loses_and_doubles_nothing() {
     });
 }
 
-/// What a target does with a parcel whose file has landed in its table.
+/// When a parcel's target sees its file land, against closing its mailbox.
 #[derive(Clone, Copy, Debug)]
 enum Landing {
-    /// Its completion takes the parcel; it closes its mailbox later.
-    TakenThenClosed,
-    /// It closes its mailbox (a stop), then its completion takes it.
-    ClosedThenTaken,
-    /// It closes its mailbox and is dropped: the completion is never
-    /// seen (the file closes with its table).
+    /// It sees the file land, delivers the message, then closes.
+    SeenThenClosed,
+    /// It closes its mailbox (a stop), sees the file land, then delivers
+    /// what the mailbox had accepted.
+    ClosedThenSeen,
+    /// It closes its mailbox and is dropped: the landing is never seen
+    /// (the file closes with its table).
     ClosedAndDropped,
 }
 
+/// The slot the kernel put a parcel's file in, in these models.
+const SLOT: u32 = 7;
+
+/// A parcel's message, as a sending ring queues it.
+fn parcel(token: u32) -> Envelope {
+    Envelope::Parcel {
+        token,
+        callback: None,
+        msg: 0,
+        key: 0,
+    }
+}
+
+impl Receiver {
+    /// Delivers what was taken, as `Ring::deliver_messages` does: a
+    /// parcel's message whose file has not landed stops the delivery (put
+    /// back first). What the parcels' messages found, in order.
+    fn deliver_parcels(&mut self) -> Vec<Arrival> {
+        let mut found = Vec::new();
+        while let Some(envelope) = self.incoming.pop_front() {
+            let Envelope::Parcel { token, .. } = envelope else {
+                panic!("only parcels are sent in these models");
+            };
+            let arrival = self.mailbox.parcel_arrival(token);
+            found.push(arrival);
+            if arrival == Arrival::NotYet {
+                self.incoming.push_front(envelope);
+                break;
+            }
+        }
+        found
+    }
+
+    /// Turns until a parcel's message has been delivered or skipped. As in
+    /// `Ring::turn`, a ring held up by a parcel whose file has not landed
+    /// sleeps even if mail waits behind it.
+    fn open_parcel(&mut self) -> Arrival {
+        let mut blocked = false;
+        loop {
+            let waiting = !self.incoming.is_empty() || self.mailbox.has_mail();
+            if (blocked || !waiting) && (!self.mailbox.before_sleep() || blocked) {
+                self.waker.sleep();
+            }
+            self.mailbox.take(&mut self.incoming);
+            match self.deliver_parcels().last() {
+                Some(&Arrival::NotYet) => blocked = true,
+                Some(&arrival) => return arrival,
+                None => blocked = false,
+            }
+        }
+    }
+
+    /// Whether every parcel record has been freed.
+    fn parcels_all_free(&self) -> bool {
+        let inbox = self.mailbox.lock();
+        inbox.free_parcels.len() == inbox.parcels.len()
+    }
+}
+
 #[test]
-fn a_parcel_is_delivered_by_its_target_or_withdrawn_by_its_sender_never_both() {
-    // A ring fd moved with `IORING_MSG_SEND_FD`: its envelope waits in the
-    // target's mailbox as a parcel. Once the file has landed, the target's
-    // completion takes the parcel while the sender settles it; the target
-    // may close its mailbox first. Never both delivered and withdrawn;
-    // never lost by a target that sees its completion; delivered already
-    // or withdrawn if the mailbox had closed before the sender settled
-    // (`Accepted` means accepted by an open mailbox, as for any message:
-    // a ring dropped after that drops it).
+fn a_parcel_is_delivered_by_its_target_or_refused_to_its_sender_never_both() {
+    // A ring fd moved with `IORING_MSG_SEND_FD`: its message goes out in
+    // the sender's batch while the file lands in the target's table; the
+    // sender settles once it has published. The target may close its
+    // mailbox meanwhile. Never both delivered and refused; never lost by
+    // a target that sees the landing (`Accepted` means accepted by an open
+    // mailbox, as for any message: a ring dropped after that drops it);
+    // a landed file nobody will deliver is the target's to close.
     for landing in [
-        Landing::TakenThenClosed,
-        Landing::ClosedThenTaken,
+        Landing::SeenThenClosed,
+        Landing::ClosedThenSeen,
         Landing::ClosedAndDropped,
     ] {
         check(move || {
-            let drops = Arc::new(AtomicUsize::new(0));
             let mut target = Receiver::new();
-            let Ok(token) = target.mailbox.hold_parcel(message(0, 0, &drops)) else {
+            let Some(token) = target.mailbox.hold_parcel() else {
                 panic!("an open mailbox holds parcels");
             };
             let mailbox = target.mailbox.clone();
             let sender = thread::spawn(move || {
-                let closed_before = mailbox.is_closed();
-                (closed_before, mailbox.settle_parcel(token, true))
+                let _ = publish(&mailbox, vec![parcel(token)]);
+                mailbox.settle_parcel(token, true)
             });
-            let delivered = match landing {
-                Landing::TakenThenClosed => {
-                    let taken = target.mailbox.take_parcel(token).is_some();
-                    target.close_and_deliver();
-                    taken
+            let (delivered, orphaned) = match landing {
+                Landing::SeenThenClosed => {
+                    let wanted = target.mailbox.parcel_landed(token, SLOT);
+                    let delivered = wanted && target.open_parcel() == Arrival::Landed(SLOT);
+                    target.mailbox.close(&mut target.incoming);
+                    (delivered, !wanted)
                 }
-                Landing::ClosedThenTaken => {
-                    target.close_and_deliver();
-                    target.mailbox.take_parcel(token).is_some()
+                Landing::ClosedThenSeen => {
+                    target.mailbox.close(&mut target.incoming);
+                    let wanted = target.mailbox.parcel_landed(token, SLOT);
+                    let found = target.deliver_parcels();
+                    (found == [Arrival::Landed(SLOT)], !wanted)
                 }
                 Landing::ClosedAndDropped => {
-                    target.close_and_deliver();
-                    false
+                    target.mailbox.close(&mut target.incoming);
+                    (false, false)
                 }
             };
-            let (closed_before, handover) = sender.join().unwrap();
-            let withdrawn = handover == Handover::Refused;
+            let handover = sender.join().unwrap();
             assert_ne!(handover, Handover::Failed, "the file landed");
-            assert!(!(delivered && withdrawn), "{landing:?}: both");
+            let refused = handover == Handover::Refused;
+            assert!(!(delivered && refused), "{landing:?}: both");
+            assert!(
+                !(delivered && orphaned),
+                "{landing:?}: delivered and closed"
+            );
             if !matches!(landing, Landing::ClosedAndDropped) {
-                assert!(delivered || withdrawn, "{landing:?}: lost");
+                assert!(delivered || refused, "{landing:?}: lost");
+                assert_eq!(refused, orphaned, "{landing:?}: a refused file is closed");
+                assert!(target.parcels_all_free(), "{landing:?}: a record kept");
             }
-            if closed_before {
-                let kept = delivered || withdrawn;
-                assert!(
-                    kept,
-                    "{landing:?}: accepted by a closed mailbox, never delivered"
-                );
-            }
-            drop(target);
-            assert_eq!(drops.load(Ordering::SeqCst), 1, "the payload dropped once");
         });
     }
 }
 
 #[test]
-fn a_parcel_whose_file_did_not_land_goes_back_to_its_sender() {
+fn a_parcel_whose_file_did_not_land_is_skipped_not_waited_for() {
+    // The target takes the message (perhaps before the sender knows the
+    // send failed) and must not wait for a file that never comes: the
+    // failing sender wakes it.
     check(|| {
-        let drops = Arc::new(AtomicUsize::new(0));
-        let target = Receiver::new();
-        let Ok(token) = target.mailbox.hold_parcel(message(0, 0, &drops)) else {
+        let mut target = Receiver::new();
+        let Some(token) = target.mailbox.hold_parcel() else {
             panic!("an open mailbox holds parcels");
         };
         let mailbox = target.mailbox.clone();
-        let sender = thread::spawn(move || mailbox.settle_parcel(token, false));
+        let sender = thread::spawn(move || {
+            assert!(publish(&mailbox, vec![parcel(token)]).is_ok());
+            mailbox.settle_parcel(token, false)
+        });
+        assert_eq!(target.open_parcel(), Arrival::Lost);
+        assert_eq!(sender.join().unwrap(), Handover::Failed);
+        assert!(target.parcels_all_free(), "the record is freed");
         let mut rest = VecDeque::new();
         target.mailbox.close(&mut rest);
-        assert_eq!(sender.join().unwrap(), Handover::Failed);
-        assert!(target.mailbox.take_parcel(token).is_none(), "withdrawn");
-        assert!(target.mailbox.hold_parcel(message(0, 1, &drops)).is_err());
-        assert_eq!(drops.load(Ordering::SeqCst), 2, "both payloads dropped");
+        assert!(target.mailbox.hold_parcel().is_none(), "closed");
     });
 }

@@ -104,6 +104,8 @@ struct Outbox {
     envelopes: Vec<Envelope>,
     /// The message tasks, in the order of the `Elsewhere` place holders.
     tasks: Vec<Task>,
+    /// How many of the envelopes are parcels' messages.
+    parcels: usize,
     /// A reference to the target's duplicated io_uring fd (see
     /// `Inbox::doorbell`), so that a doorbell queued in our submission
     /// queue never names an fd the target has closed. The kernel takes its
@@ -120,6 +122,10 @@ pub(crate) struct Messaging {
     /// Messages taken from the mailbox and not yet delivered, in order; a
     /// panicking callback leaves the rest here for the next turn.
     incoming: VecDeque<Envelope>,
+    /// Whether the first of `incoming` is a parcel's message whose file
+    /// has not landed yet: nothing can be delivered until it has (or until
+    /// its sender learns that it never will, and wakes this ring).
+    blocked: bool,
     /// Slots keep their index: a failed doorbell names it in `user_data`.
     outboxes: Vec<Option<Outbox>>,
     /// The outbox used last: a sender usually talks to one target at a time.
@@ -140,11 +146,25 @@ impl Messaging {
         !self.incoming.is_empty() || self.mailbox.as_ref().is_some_and(|m| m.has_mail())
     }
 
+    /// Whether messages can be delivered now: they wait, and not behind a
+    /// parcel whose file has yet to land.
+    pub(super) fn deliverable(&self) -> bool {
+        !self.blocked && self.waiting()
+    }
+
     /// The ring is about to sleep (or, pollable, to be left until its fd is
     /// readable): senders must ring from now on. Whether messages came
-    /// meanwhile (then it must not sleep).
+    /// meanwhile that can be delivered (then it must not sleep).
     pub(super) fn before_sleep(&self) -> bool {
-        self.mailbox.as_ref().is_some_and(|m| m.before_sleep())
+        let mail = self.mailbox.as_ref().is_some_and(|m| m.before_sleep());
+        mail && !self.blocked
+    }
+
+    /// Queues a parcel's message for `mailbox`, in order with the others.
+    pub(super) fn queue_parcel(&mut self, mailbox: &Arc<Mailbox>, envelope: Envelope) {
+        let outbox = self.outbox(mailbox);
+        outbox.envelopes.push(envelope);
+        outbox.parcels += 1;
     }
 
     /// Whether messages wait to go out (fire-and-forget ones have no task
@@ -180,6 +200,7 @@ impl Messaging {
             mailbox: mailbox.clone(),
             envelopes: Vec::new(),
             tasks: Vec::new(),
+            parcels: 0,
             doorbell: None,
         };
         match self.outboxes.iter().position(Option::is_none) {
@@ -378,65 +399,95 @@ impl<S> Ring<S> {
         if !self.backend.has_unsubmitted() {
             self.messaging.retire_closed();
         }
-        let can_ring = self.msg_ring && self.backend.doorbell_target().is_some();
         // Fire-and-forget messages a closed mailbox refused, dropped once
         // every outbox is published and every task settled: a value's drop
         // is user code, and a panic in it must leave nothing half done.
         let mut refused = Vec::new();
         for index in 0..self.messaging.outboxes.len() {
-            let Some(outbox) = &mut self.messaging.outboxes[index] else {
-                continue;
-            };
-            if outbox.envelopes.is_empty() {
-                continue;
-            }
-            let mailbox = outbox.mailbox.clone();
-            let mut tasks = mem::take(&mut outbox.tasks);
-            let open = {
-                let mut inbox = mailbox.lock();
-                if !inbox.closed {
-                    if !tasks.is_empty() {
-                        // Fetch the envelopes of the tasks still waiting
-                        // (not cancelled meanwhile) from their slots.
-                        let mut waiting = tasks.iter();
-                        outbox.envelopes.retain_mut(|envelope| {
-                            if !matches!(envelope, Envelope::Elsewhere) {
-                                return true;
-                            }
-                            let task = waiting.next().copied().unwrap_or(NO_TASK);
-                            match take_envelope(&mut self.slab, task) {
-                                Some(taken) => {
-                                    *envelope = taken;
-                                    true
-                                }
-                                None => false,
-                            }
-                        });
-                    }
-                    if !outbox.envelopes.is_empty() {
-                        mailbox.queue_locked(&mut inbox, &mut outbox.envelopes);
-                    }
-                    if can_ring && outbox.doorbell.is_none() {
-                        outbox.doorbell = mailbox.doorbell_locked(&mut inbox);
-                        self.messaging.holds_doorbells |= outbox.doorbell.is_some();
-                    }
-                }
-                !inbox.closed
-            };
-            // Refused: tasks give their payloads back; fire-and-forget ones
-            // are dropped at the end.
-            refused.append(&mut outbox.envelopes);
-            for task in tasks.drain(..) {
-                self.settle_sent(task, open);
-            }
-            if let Some(outbox) = &mut self.messaging.outboxes[index] {
-                outbox.tasks = tasks;
-            }
-            if open && mailbox.claim_doorbell() {
-                self.ring_doorbell(index, &mailbox);
-            }
+            self.publish_outbox(index, Some(&mut refused));
         }
         drop(refused);
+    }
+
+    /// Publishes the outbox to `mailbox` now if it holds a parcel's
+    /// message, so that the parcel's sender can settle. If the mailbox has
+    /// closed, the parcels are marked refused and everything stays for the
+    /// next turn to refuse (dropping a refused payload runs user code).
+    pub(super) fn publish_parcels_to(&mut self, mailbox: &Arc<Mailbox>) {
+        let found = self.messaging.outboxes.iter().position(|outbox| {
+            outbox
+                .as_ref()
+                .is_some_and(|o| o.parcels > 0 && Arc::ptr_eq(&o.mailbox, mailbox))
+        });
+        if let Some(index) = found {
+            self.publish_outbox(index, None);
+        }
+    }
+
+    /// Publishes outbox `index` and rings its target's doorbell if needed.
+    /// If the target has closed, the envelopes go to `refused`, or stay
+    /// where they are if there is none.
+    fn publish_outbox(&mut self, index: usize, refused: Option<&mut Vec<Envelope>>) {
+        let can_ring = self.msg_ring && self.backend.doorbell_target().is_some();
+        let Some(outbox) = &mut self.messaging.outboxes[index] else {
+            return;
+        };
+        if outbox.envelopes.is_empty() {
+            return;
+        }
+        let mailbox = outbox.mailbox.clone();
+        let open = {
+            let mut inbox = mailbox.lock();
+            if mem::take(&mut outbox.parcels) > 0 {
+                mailbox.place_parcels_locked(&mut inbox, &outbox.envelopes);
+            }
+            if inbox.closed && refused.is_none() {
+                return;
+            }
+            if !inbox.closed {
+                if !outbox.tasks.is_empty() {
+                    // Fetch the envelopes of the tasks still waiting (not
+                    // cancelled meanwhile) from their slots.
+                    let mut waiting = outbox.tasks.iter();
+                    outbox.envelopes.retain_mut(|envelope| {
+                        if !matches!(envelope, Envelope::Elsewhere) {
+                            return true;
+                        }
+                        let task = waiting.next().copied().unwrap_or(NO_TASK);
+                        match take_envelope(&mut self.slab, task) {
+                            Some(taken) => {
+                                *envelope = taken;
+                                true
+                            }
+                            None => false,
+                        }
+                    });
+                }
+                if !outbox.envelopes.is_empty() {
+                    mailbox.queue_locked(&mut inbox, &mut outbox.envelopes);
+                }
+                if can_ring && outbox.doorbell.is_none() {
+                    outbox.doorbell = mailbox.doorbell_locked(&mut inbox);
+                    self.messaging.holds_doorbells |= outbox.doorbell.is_some();
+                }
+            }
+            !inbox.closed
+        };
+        // Refused: tasks give their payloads back; fire-and-forget ones
+        // are dropped by the caller.
+        if let Some(refused) = refused {
+            refused.append(&mut outbox.envelopes);
+        }
+        let mut tasks = mem::take(&mut outbox.tasks);
+        for task in tasks.drain(..) {
+            self.settle_sent(task, open);
+        }
+        if let Some(outbox) = &mut self.messaging.outboxes[index] {
+            outbox.tasks = tasks;
+        }
+        if open && mailbox.claim_doorbell() {
+            self.ring_doorbell(index, &mailbox);
+        }
     }
 
     /// Wakes a target that has messages: through MSG_RING if possible,
@@ -510,8 +561,10 @@ impl<S> Ring<S> {
     }
 
     /// Delivers the messages waiting in the mailbox: those taken at the
-    /// start (messages sent by these callbacks wait for the next turn).
+    /// start (messages sent by these callbacks wait for the next turn), up
+    /// to a parcel whose file has not landed yet.
     pub(super) fn deliver_messages(&mut self, state: &mut S) -> usize {
+        self.messaging.blocked = false;
         if self.messaging.incoming.is_empty() {
             match &self.messaging.mailbox {
                 Some(mailbox) => mailbox.take(&mut self.messaging.incoming),
@@ -523,7 +576,21 @@ impl<S> Ring<S> {
             let Some(envelope) = self.messaging.incoming.pop_front() else {
                 break;
             };
-            delivered += self.deliver_envelope(state, envelope);
+            if !matches!(envelope, Envelope::Parcel { .. }) {
+                delivered += self.deliver_envelope(state, envelope);
+                continue;
+            }
+            match self.open_parcel(state, envelope) {
+                Ok(count) => {
+                    self.messaging.delivered += 1;
+                    delivered += count;
+                }
+                Err(waiting) => {
+                    self.messaging.incoming.push_front(waiting);
+                    self.messaging.blocked = true;
+                    break;
+                }
+            }
         }
         delivered
     }
@@ -567,7 +634,7 @@ impl<S> Ring<S> {
                 0
             }
             Envelope::Done { task, result } => self.finish_stop_task(state, task, result),
-            Envelope::Elsewhere => 0,
+            Envelope::Elsewhere | Envelope::Parcel { .. } => 0,
         }
     }
 

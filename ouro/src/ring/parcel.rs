@@ -2,27 +2,31 @@
 //!
 //! Between io_uring rings on a kernel that takes MSG_RING doorbells (6.3),
 //! the file goes from the sender's fixed file table straight into the
-//! target's with `IORING_MSG_SEND_FD`: no process fd is made on either
-//! side. The message itself still travels through the target's mailbox,
-//! as a *parcel*: the sender puts the envelope in the mailbox under a token
-//! before it submits, the kernel installs the file in a slot of the
-//! target's table that it picks and posts the target a completion naming
-//! the token and the slot, and the target then takes the envelope and runs
-//! its callback with the new ring fd. The sender's own completion comes
-//! after the file has landed; it then settles the parcel under the
-//! mailbox's lock:
+//! target's with `IORING_MSG_SEND_FD`: the file is never a process fd on
+//! either side. The message travels as a *parcel*: it goes out with the
+//! sender's other messages to that target, in order, while the kernel
+//! installs the file in a slot of the target's table that it picks and
+//! posts the target a completion naming the parcel's token and the slot.
+//! The target's mailbox keeps a record per token where the two meet
+//! (`mailbox/parcel.rs`): the target delivers the message, with a new ring
+//! fd for the slot, when it comes up in its queue and the file has landed;
+//! until then, the messages behind it wait (a file lands within the
+//! sender's next submission). The sender's own completion comes after the
+//! file has landed; it first publishes its outbox to that target (so the
+//! message has been accepted or refused), then settles:
 //!
-//! - the target took it, or its mailbox is still open (so it will): the
-//!   send succeeded, and the sender's ring fd is closed;
-//! - the send failed, or the file landed in a ring that has closed its
-//!   mailbox meanwhile: the parcel is withdrawn and the ring fd stays the
-//!   sender's (a file that landed is closed with the target's table).
+//! - the message was accepted: the send succeeded, and the sender's ring
+//!   fd is closed;
+//! - the send failed (the target skips the message), or the message was
+//!   refused by a target that closed its mailbox meanwhile (a file that
+//!   landed there is closed with its table): the ring fd stays the
+//!   sender's.
 //!
 //! Everywhere else (another backend, an older kernel, a ring fd with no
 //! fixed slot, a target without a fixed table, `msg_ring(false)`) the ring
 //! fd is taken out as a process fd ([`Ring::take_fd`]) and travels in an
 //! ordinary envelope; the target registers it. Either way the target's
-//! callback gets [`Payload::RingFd`].
+//! callback gets [`Payload::RingFd`], in the order the messages were sent.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -30,7 +34,7 @@ use std::sync::Arc;
 
 use crate::error::closed_error;
 use crate::fd::{Fd, RingFd};
-use crate::mailbox::{Envelope, ErasedCallback, Handover, Mailbox, Payload, NO_TASK};
+use crate::mailbox::{Arrival, Envelope, ErasedCallback, Handover, Mailbox, Payload, NO_TASK};
 use crate::op::Op;
 use crate::task::Task;
 
@@ -52,11 +56,16 @@ impl<S> Ring<S> {
     /// [`Payload::Fd`]. With [`Ctx::none`], a ring fd that could not be
     /// moved is closed.
     ///
+    /// The message goes out at the start of this ring's next turn, in
+    /// order with the other messages this ring sends the target.
+    ///
     /// Between io_uring rings (Linux 6.3) the file goes from this ring's
-    /// fixed file table to the target's with `IORING_MSG_SEND_FD`, and no
-    /// process fd is made: a direct descriptor stays one. Otherwise it is
-    /// taken out as a process fd ([`take_fd`](Ring::take_fd), which for a
-    /// direct descriptor needs Linux 6.8) and the target registers it.
+    /// fixed file table to the target's with `IORING_MSG_SEND_FD`, and the
+    /// file never becomes a process fd: a direct descriptor stays one (the
+    /// first move to a target duplicates the target's io_uring fd, once,
+    /// which can fail with `EMFILE` like any fd). Otherwise it is taken out
+    /// as a process fd ([`take_fd`](Ring::take_fd), which for a direct
+    /// descriptor needs Linux 6.8) and the target registers it.
     pub fn send_fd<T>(
         &mut self,
         target: &RingHandle<T>,
@@ -106,16 +115,17 @@ impl<S> Ring<S> {
         message: Ctx<T>,
         ctx: Ctx<S>,
     ) -> Task {
-        let token = match target
-            .mailbox
-            .hold_parcel(Envelope::message(message, Payload::None))
-        {
-            Ok(token) => token,
-            Err(_) => {
-                let fd = self.files.handle(file);
-                return self.refuse_fd(ctx, message, fd, closed_error());
-            }
+        let Some(token) = target.mailbox.hold_parcel() else {
+            let fd = self.files.handle(file);
+            return self.refuse_fd(ctx, message, fd, closed_error());
         };
+        let envelope = Envelope::Parcel {
+            token,
+            callback: message.callback.map(ErasedCallback::new),
+            msg: message.msg,
+            key: message.key,
+        };
+        self.messaging.queue_parcel(&target.mailbox, envelope);
         let op = Op::SendFd {
             fd: Fd::ring(file),
             token,
@@ -142,11 +152,13 @@ impl<S> Ring<S> {
     pub(super) fn settle_sent_fd(
         &mut self,
         file: u32,
-        mailbox: &Mailbox,
+        mailbox: &Arc<Mailbox>,
         token: u32,
         result: io::Result<u32>,
         listened: bool,
     ) -> io::Result<u32> {
+        // The kernel may have been quicker than this ring's next turn.
+        self.publish_parcels_to(mailbox);
         let handover = mailbox.settle_parcel(token, result.is_ok());
         let result = match handover {
             Handover::Accepted => Ok(0),
@@ -172,31 +184,50 @@ impl<S> Ring<S> {
     }
 
     /// A parcel's file has landed in this ring's fixed table, in `slot`:
-    /// the message it came with is delivered with a ring fd for it. (Out
-    /// of line: inlined, it would make every completion's dispatch save
-    /// registers it does not need.)
+    /// its record keeps the slot until the message comes up, or, if no
+    /// message will, the file is closed.
     #[inline(never)]
-    pub(super) fn parcel_landed(&mut self, state: &mut S, token: u32, slot: i32) -> usize {
+    pub(super) fn parcel_landed(&mut self, token: u32, slot: i32) -> usize {
         let Ok(slot) = u32::try_from(slot) else {
             return 0;
         };
-        let envelope = self
-            .messaging
-            .mailbox
-            .as_ref()
-            .and_then(|mailbox| mailbox.take_parcel(token));
-        let Some(Envelope::Message {
-            callback, msg, key, ..
-        }) = envelope
-        else {
-            // Withdrawn by its sender (this ring closed its mailbox first).
+        let mailbox = self.messaging.mailbox.as_ref();
+        if !mailbox.is_some_and(|mailbox| mailbox.parcel_landed(token, slot)) {
             self.backend.close_orphan(slot);
-            return 0;
+        }
+        0
+    }
+
+    /// A parcel's message has come up: delivered with a ring fd if its file
+    /// has landed, skipped if it never will, or given back (`Err`) to wait
+    /// at the head of the queue.
+    pub(super) fn open_parcel(
+        &mut self,
+        state: &mut S,
+        envelope: Envelope,
+    ) -> Result<usize, Envelope> {
+        let Envelope::Parcel {
+            token,
+            callback,
+            msg,
+            key,
+        } = envelope
+        else {
+            return Ok(0);
+        };
+        let arrival = match &self.messaging.mailbox {
+            Some(mailbox) => mailbox.parcel_arrival(token),
+            None => Arrival::Lost,
+        };
+        let slot = match arrival {
+            Arrival::NotYet => return Err(envelope),
+            Arrival::Lost => return Ok(0),
+            Arrival::Landed(slot) => slot,
         };
         let file = self.files.insert();
         self.backend.adopt_fixed(file, slot);
         let fd = self.files.handle(file);
-        self.deliver_ring_fd(state, callback, msg, key, fd)
+        Ok(self.deliver_ring_fd(state, callback, msg, key, fd))
     }
 
     /// Runs a message's callback with a ring fd that arrived; closes the

@@ -73,7 +73,9 @@ impl<S> Ring<S> {
             // there is nothing to wait for.
             // (Messages a simulated ring holds back are waited for.)
             RunMode::Once | RunMode::UntilDone
-                if self.slab.live() == 0 && !self.messaging.has_outgoing() =>
+                if self.slab.live() == 0
+                    && !self.messaging.has_outgoing()
+                    && !self.messaging.waiting() =>
             {
                 Some(0)
             }
@@ -107,7 +109,7 @@ impl<S> Ring<S> {
         let ready_now = mail
             || !self.ready.is_empty()
             || self.batch_pos < self.batch.len()
-            || self.messaging.waiting();
+            || self.messaging.deliverable();
         let now = self.clock.now();
         let armed = self.poll_timer.filter(|&at| at > now);
         let timer = self
@@ -124,7 +126,8 @@ impl<S> Ring<S> {
     /// are ready, until the nearest timer (or a drain's deadline), or
     /// without limit.
     fn wait_timeout(&self) -> Option<u64> {
-        if !self.ready.is_empty() || self.batch_pos < self.batch.len() || self.messaging.waiting() {
+        let ready = !self.ready.is_empty() || self.batch_pos < self.batch.len();
+        if ready || self.messaging.deliverable() {
             return Some(0);
         }
         let due = self.next_due()?;
@@ -222,7 +225,7 @@ impl<S> Ring<S> {
                 self.finish_inline(state, index, c.res, c.flags)
             }
             user_data::INTERNAL | user_data::MESSAGE => 0,
-            user_data::PARCEL => self.parcel_landed(state, user_data::index(c.user_data), c.res),
+            user_data::PARCEL => self.parcel_landed(user_data::index(c.user_data), c.res),
             user_data::DOORBELL => {
                 self.doorbell_failed(c);
                 0

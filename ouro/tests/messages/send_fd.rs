@@ -1,12 +1,16 @@
-//! Ring fds moved between rings (`send_fd`): to a worker, back from a
-//! stopped one, refused while in use, kept when sent to their own ring, and
-//! never sharing a slot with fds registered meanwhile.
+//! Ring fds moved between rings (`send_fd`): to a worker, in order with
+//! the sender's other messages, back from a stopped one, refused while in
+//! use, kept when sent to their own ring, and never sharing a slot with fds
+//! registered meanwhile.
 
 use super::*;
 
 backend_tests!(
     a_ring_fd_moves_to_a_worker_thread,
     a_ring_fd_moves_to_a_worker_thread_over_the_mailbox,
+    moved_ring_fds_keep_their_order_with_other_messages,
+    moved_ring_fds_sent_one_per_turn_keep_their_order,
+    a_ring_fd_that_cannot_land_holds_up_no_message,
     a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed,
     a_ring_fd_in_use_is_not_moved,
     a_ring_fd_sent_to_its_own_ring_stays,
@@ -103,6 +107,131 @@ fn a_ring_fd_moves_to_a_worker_thread(kind: BackendKind) -> io::Result<()> {
 
 fn a_ring_fd_moves_to_a_worker_thread_over_the_mailbox(kind: BackendKind) -> io::Result<()> {
     move_ring_fds(kind, false)
+}
+
+/// What a worker received, by key, in order: `true` for a ring fd.
+#[derive(Default)]
+struct Sequence {
+    seen: Arc<Mutex<Vec<(u64, bool)>>>,
+}
+
+fn on_in_sequence(
+    state: &mut Sequence,
+    ring: &mut Ring<Sequence>,
+    c: Completion,
+) -> io::Result<()> {
+    let key = c.key();
+    let moved = match c.outcome {
+        Outcome::Message(Payload::RingFd(fd)) => {
+            ring.close(fd, Ctx::none());
+            true
+        }
+        Outcome::Message(_) => false,
+        other => return Err(io::Error::other(format!("unexpected {other:?}"))),
+    };
+    state.seen.lock().unwrap().push((key, moved));
+    Ok(())
+}
+
+/// Sends `total` messages to a worker thread, every third a ring fd moved
+/// with `send_fd` and the rest plain `msg_ring`s, running the ring for one
+/// turn after every `per_turn`; every one must arrive once, in order.
+fn send_mixed_in_order(kind: BackendKind, total: u64, per_turn: u64) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut ring: Ring<Mover> = ring(kind)?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shared = seen.clone();
+    let thread = ring.spawn_thread(64, move |_| Ok(Sequence { seen: shared }))?;
+    let mut state = Mover::default();
+    let mut peers = Vec::new();
+    let mut expected = Vec::new();
+    for key in 0..total {
+        let message = Ctx::new(on_in_sequence).key(key);
+        let moved = key % 3 == 1;
+        if moved {
+            let (fd, peer) = socket_pair()?;
+            let fd = ring.register_fd(fd);
+            ring.send_fd(thread.handle(), fd, message, Ctx::new(on_sent));
+            peers.push(peer);
+        } else {
+            ring.msg_ring(
+                thread.handle(),
+                message,
+                Payload::U64(key),
+                Ctx::new(on_sent),
+            );
+        }
+        expected.push((key, moved));
+        if (key + 1) % per_turn == 0 {
+            ring.run(&mut state, RunMode::NoWait)?;
+        }
+    }
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.results.len() as u64, total);
+    for result in state.results.drain(..) {
+        result?;
+    }
+    thread.join()?;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        expected,
+        "once each, in the order sent"
+    );
+    for mut peer in peers {
+        assert!(peer_closed(&mut peer), "the worker closed each moved fd");
+    }
+    Ok(())
+}
+
+fn moved_ring_fds_keep_their_order_with_other_messages(kind: BackendKind) -> io::Result<()> {
+    send_mixed_in_order(kind, 60, 60)
+}
+
+fn moved_ring_fds_sent_one_per_turn_keep_their_order(kind: BackendKind) -> io::Result<()> {
+    send_mixed_in_order(kind, 60, 1)
+}
+
+/// A target whose fixed table is full (one slot, taken): on io_uring the
+/// moved file cannot land, the sender keeps its ring fd, and the messages
+/// sent before and after it arrive, in order, without waiting for it.
+fn a_ring_fd_that_cannot_land_holds_up_no_message(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut sender: Ring<Mover> = ring(kind)?;
+    let mut target: Ring<Sequence> = builder(kind, true).fixed_files(1).build()?;
+    let (taken, _peer) = socket_pair()?;
+    let _in_the_only_slot = target.register_fd(taken);
+    let handle = target.handle()?;
+    let (fd, _moved_peer) = socket_pair()?;
+    let fd = sender.register_fd(fd);
+    for key in 0..3 {
+        let message = Ctx::new(on_in_sequence).key(key);
+        match key {
+            1 => sender.send_fd(&handle, fd, message, Ctx::new(on_sent)),
+            _ => sender.msg_ring(&handle, message, Payload::U64(key), Ctx::new(on_sent)),
+        };
+    }
+    let (mut state, mut arrivals) = (Mover::default(), Sequence::default());
+    while state.results.len() < 3 || arrivals.seen.lock().unwrap().len() < 2 {
+        sender.run(&mut state, RunMode::NoWait)?;
+        target.run(&mut arrivals, RunMode::NoWait)?;
+    }
+    let moved = state.results.iter().filter(|r| r.is_ok()).count() == 3;
+    // The readiness backend has no fixed table: the file travels as a
+    // process fd and lands.
+    assert_eq!(moved, kind != BackendKind::Uring, "{:?}", state.results);
+    target.run(&mut arrivals, RunMode::NoWait)?;
+    let seen = arrivals.seen.lock().unwrap().clone();
+    let expected = match moved {
+        true => vec![(0, false), (1, true), (2, false)],
+        false => vec![(0, false), (2, false)],
+    };
+    assert_eq!(seen, expected);
+    assert_eq!(
+        sender.ring_fds(),
+        usize::from(!moved),
+        "kept when not moved"
+    );
+    Ok(())
 }
 
 fn a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed(kind: BackendKind) -> io::Result<()> {
