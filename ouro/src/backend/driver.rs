@@ -209,9 +209,11 @@ pub(crate) trait Driver {
 
     /// Before a pollable ring stops running: submits what is queued and
     /// makes the pollable fd readable now (`now`), or after `after_ns`.
-    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+    /// Whether it armed a timer for `after_ns`: not when it made the fd
+    /// readable now instead, which the ring must then arm on a later call.
+    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<bool> {
         let _ = (now, after_ns);
-        Ok(())
+        Ok(false)
     }
 
     /// The io_uring fd, for rings that attach to this one's work queue.

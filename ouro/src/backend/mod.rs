@@ -364,7 +364,7 @@ impl Backend {
         dispatch!(self, b => Driver::pollable_fd(b))
     }
 
-    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<bool> {
         dispatch!(self, b => Driver::prepare_poll(b, now, after_ns))
     }
 

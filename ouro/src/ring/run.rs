@@ -115,11 +115,14 @@ impl<S> Ring<S> {
         let timer = self
             .next_due()
             .filter(|&due| armed.is_none_or(|at| due < at));
-        if let Some(due) = timer {
-            self.poll_timer = Some(due);
-        }
         let after = timer.map(|due| due.saturating_sub(now));
-        self.backend.prepare_poll(ready_now, after)
+        // Recorded only once armed: a backend that failed to arm it (the
+        // readiness backend's timerfd cannot be made) or woke the fd now
+        // instead must be asked again, or no run would arm it.
+        if self.backend.prepare_poll(ready_now, after)? {
+            self.poll_timer = timer;
+        }
+        Ok(())
     }
 
     /// How long the backend may wait: not at all when results or messages

@@ -61,6 +61,8 @@ mod multishot;
 mod ops_basic;
 mod ops_fs;
 mod ops_net;
+#[cfg(target_os = "linux")] // kqueue rings cannot be pollable yet
+mod pollable;
 mod readiness;
 mod reaping;
 mod ring_fds;

@@ -494,7 +494,7 @@ impl Driver for PollBackend {
         PollBackend::pollable_fd(self)
     }
 
-    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<bool> {
         PollBackend::prepare_poll(self, now, after_ns)
     }
 }

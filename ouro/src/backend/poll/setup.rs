@@ -66,20 +66,22 @@ impl PollBackend {
     }
 
     /// Before a pollable ring stops running: makes the poller readable now
-    /// (results wait in user space), or when its nearest timer is due.
-    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+    /// (results wait in user space), or when its nearest timer is due;
+    /// whether it armed the timer.
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<bool> {
         // Queued operations are attempted (and registered) only here or in
         // `wait`: the poller must know them before the ring stops running.
         self.run_queued();
         self.take_pool_results();
         if now || !self.done.is_empty() || !self.deferred.is_empty() {
             Wake::wake(&*self.waker);
-            return Ok(());
+            return Ok(false);
         }
         let Some(after_ns) = after_ns else {
-            return Ok(());
+            return Ok(false);
         };
-        self.arm_poll_timer(after_ns)
+        self.arm_poll_timer(after_ns)?;
+        Ok(true)
     }
 
     #[cfg(target_os = "linux")]

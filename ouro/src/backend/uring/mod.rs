@@ -233,7 +233,8 @@ impl Uring {
             .then(|| unsafe { BorrowedFd::borrow_raw(self.ring.as_raw_fd()) })
     }
 
-    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+    pub(crate) fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<bool> {
+        let mut armed = false;
         if now {
             self.push_internal(&opcode::Nop::new().build().user_data(POLL_WAKE))?;
         } else if let Some(ns) = after_ns {
@@ -241,21 +242,23 @@ impl Uring {
             let entry = opcode::Timeout::new(&*self.poll_timeout)
                 .build()
                 .user_data(POLL_WAKE);
-            self.push_internal(&entry)?;
+            armed = self.push_internal(&entry)?;
         }
         self.ensure_wake_read()?;
-        self.flush().map(|_| ())
+        self.flush()?;
+        Ok(armed)
     }
 
-    /// Pushes an internal request, flushing a full queue to make room.
-    fn push_internal(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+    /// Pushes an internal request, flushing a full queue to make room;
+    /// whether it is in the queue.
+    fn push_internal(&mut self, entry: &squeue::Entry) -> io::Result<bool> {
         if matches!(self.push(entry), Started::Full) {
             self.flush()?;
             // Still full (the kernel is busy): the readiness this request
             // would give comes with the next completion instead.
-            let _ = self.push(entry);
+            return Ok(!matches!(self.push(entry), Started::Full));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Starts `op`; see [`Backend::start`](super::Backend::start).
@@ -560,7 +563,7 @@ impl Driver for Uring {
         Uring::pollable_fd(self)
     }
 
-    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<()> {
+    fn prepare_poll(&mut self, now: bool, after_ns: Option<u64>) -> io::Result<bool> {
         Uring::prepare_poll(self, now, after_ns)
     }
 
