@@ -68,7 +68,7 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use libc::c_int;
@@ -116,7 +116,8 @@ impl Signals {
     /// cannot be handled or that `signal-hook` does not know (`SIGKILL`,
     /// `SIGSTOP`, `SIGSEGV`, `SIGILL`, `SIGFPE`, real-time signals, numbers
     /// that are no signal); the OS error if the handler, the socket pair or
-    /// the thread cannot be set up.
+    /// the thread cannot be set up (a thread that cannot start leaves every
+    /// signal with the action it had).
     pub fn new(signals: &[c_int]) -> io::Result<Signals> {
         let mut signals = signals.to_vec();
         signals.sort_unstable();
@@ -197,17 +198,36 @@ pub fn received(c: &Completion) -> io::Result<SignalSet> {
 
 impl Relay {
     fn start(signals: &[c_int], mut out: UnixStream) -> io::Result<Relay> {
-        let mut pending = signal_hook::iterator::Signals::new(signals)?;
-        let handle = pending.handle();
+        // The thread before the handler: `signal-hook` never puts back the
+        // disposition it replaced, and its handler does not run the default
+        // action, so a handler installed for a thread that then fails to
+        // start would leave the signals ignored for good. The thread gets
+        // the handler's iterator once it exists.
+        let (give, take) = mpsc::sync_channel::<signal_hook::iterator::Signals>(1);
         let thread = std::thread::Builder::new()
             .name("ouro-signals".into())
             .spawn(move || {
+                // No iterator: the handler could not be installed.
+                let Ok(mut pending) = take.recv() else {
+                    return;
+                };
                 for signal in pending.forever() {
                     // A full socket holds unread numbers already: dropping
                     // this one only coalesces it with them.
                     let _ = out.write(&[signal as u8]);
                 }
             })?;
+        let pending = match signal_hook::iterator::Signals::new(signals) {
+            Ok(pending) => pending,
+            Err(e) => {
+                drop(give);
+                let _ = thread.join();
+                return Err(e);
+            }
+        };
+        let handle = pending.handle();
+        // The thread waits for it and cannot have ended: the send succeeds.
+        let _ = give.send(pending);
         Ok(Relay { handle, thread })
     }
 

@@ -2,8 +2,8 @@
 //! completions, on every backend. Signal dispositions belong to the whole
 //! process, so these tests have a binary of their own and take one lock
 //! each; a signal is raised only while a `Signals` receives it (else its
-//! default action would end the test binary), except in the child process
-//! that checks exactly that.
+//! default action would end the test binary), except in the child processes
+//! that check exactly that.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -326,6 +326,64 @@ fn dropping_the_last_signals_restores_the_default_action() {
         output.status
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+const FAILED_NEW_CHILD: &str = "OURO_SIGNALS_FAILED_NEW_CHILD";
+
+/// A `Signals::new` that fails because its relay thread cannot start
+/// leaves the signal's default action: the child dies of `SIGUSR2` raised
+/// after it. A seccomp filter makes thread creation fail (`EAGAIN`), as a
+/// full `RLIMIT_NPROC` or cgroup `pids.max` would. Run in a child process,
+/// which the filter holds and the signal ends.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_signals_new_leaves_the_default_action() {
+    if std::env::var_os(FAILED_NEW_CHILD).is_some() {
+        forbid_threads();
+        let err = Signals::new(&[SIGUSR2]).expect_err("no thread can start");
+        assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "{err}");
+        raise(SIGUSR2).unwrap();
+        panic!("still alive after SIGUSR2 with no Signals made");
+    }
+    let _serial = serial();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_failed_signals_new_leaves_the_default_action",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(FAILED_NEW_CHILD, "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(SIGUSR2),
+        "{:?}\n{stderr}",
+        output.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Installs a seccomp filter that makes `clone` and `clone3` fail with
+/// `EAGAIN` in this thread, so that it cannot start threads.
+#[cfg(target_os = "linux")]
+fn forbid_threads() {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    let rules = [(libc::SYS_clone, vec![]), (libc::SYS_clone3, vec![])]
+        .into_iter()
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EAGAIN as u32),
+        std::env::consts::ARCH
+            .try_into()
+            .expect("a seccomp architecture"),
+    )
+    .expect("filter");
+    let program: BpfProgram = filter.try_into().expect("BPF program");
+    seccompiler::apply_filter(&program).expect("installing the filter");
 }
 
 /// This process's open fds (Linux: `/proc/self/fd`; elsewhere the check is
