@@ -258,6 +258,62 @@ fn backend_from_env_child() {
     }
 }
 
+/// An io_uring ring that cannot be mapped for lack of address space
+/// (`RLIMIT_AS` just above what the process uses) fails with `ENOMEM`
+/// explained by the address space too, not only by locked memory (which
+/// `io_uring_setup` itself charges before 5.12). Run in a child process, as
+/// the limit holds for the whole process.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_ring_out_of_address_space_names_the_address_space() {
+    if io_uring_setup_error().is_some() {
+        return eprintln!("skipped: io_uring is not available here");
+    }
+    let (ok, output) = run_child("out_of_address_space_child", &[]);
+    assert!(ok, "child failed:\n{output}");
+    assert!(
+        output.contains("builder(Uring) error (OutOfMemory): io_uring setup failed"),
+        "{output}"
+    );
+    assert!(output.contains("RLIMIT_AS"), "{output}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run in a child process by a_ring_out_of_address_space_names_the_address_space"]
+fn out_of_address_space_child() {
+    if !is_child() {
+        return;
+    }
+    let vm_size = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmSize in /proc/self/status")
+        * 1024;
+    let set_limit = |bytes: libc::rlim_t| {
+        let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+    };
+    // Room for small allocations (a heap grows by 128 KiB at least), not
+    // for the 512 KiB of 8192 submission entries.
+    set_limit(vm_size + (256 << 10));
+    let built = Ring::builder()
+        .backend(BackendKind::Uring)
+        .entries(8192)
+        .build::<()>();
+    set_limit(libc::RLIM_INFINITY);
+    let err = built.err().expect("the ring cannot be mapped");
+    let setup = ouro::SetupError::find(&err).expect("a setup error");
+    assert_eq!(setup.os_error(), Some(libc::ENOMEM), "{err}");
+    println!("builder(Uring) error ({:?}): {err}", err.kind());
+}
+
 /// Why io_uring cannot be set up here (`None` where it can): only its
 /// being missing or forbidden counts; any other failure fails the test.
 fn io_uring_setup_error() -> Option<io::Error> {

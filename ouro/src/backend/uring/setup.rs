@@ -113,7 +113,9 @@ fn build_with(entries: u32, options: Options) -> io::Result<(IoUring, &'static s
     })))
 }
 
-/// Why `io_uring_setup` failed, in words, keeping the OS error.
+/// Why setting up the ring failed, in words, keeping the OS error. The
+/// error comes from `io_uring_setup` or from mapping the rings it made
+/// (the `io-uring` crate does both), which cannot be told apart here.
 pub(crate) fn explain_setup_error(e: io::Error) -> io::Error {
     let why = match e.raw_os_error() {
         Some(libc::ENOSYS) => {
@@ -126,8 +128,9 @@ pub(crate) fn explain_setup_error(e: io::Error) -> io::Error {
              (or 1 and this process is not in kernel.io_uring_group)"
         }
         Some(libc::ENOMEM) => {
-            "not enough locked memory for the ring: raise RLIMIT_MEMLOCK (ulimit -l) \
-             or use fewer entries (kernels before 5.12 charge rings to it)"
+            "not enough memory for the ring: kernels before 5.12 charge it to locked \
+             memory (raise RLIMIT_MEMLOCK, ulimit -l); mapping it needs address space \
+             (RLIMIT_AS, ulimit -v) and memory; or use fewer entries"
         }
         Some(libc::EINVAL) => "the kernel rejected every io_uring setup ouro tried",
         _ => "io_uring_setup failed",
@@ -135,7 +138,8 @@ pub(crate) fn explain_setup_error(e: io::Error) -> io::Error {
     io::Error::new(e.kind(), SetupError { why, source: e })
 }
 
-/// An `io_uring_setup` failure with its likely cause.
+/// A failure to set up an io_uring ring (`io_uring_setup`, or mapping
+/// its rings) with its likely cause.
 #[derive(Debug)]
 pub struct SetupError {
     why: &'static str,
@@ -143,7 +147,8 @@ pub struct SetupError {
 }
 
 impl SetupError {
-    /// The OS error `io_uring_setup` returned.
+    /// The OS error setting up the ring returned (`io_uring_setup`'s, or
+    /// the mapping's).
     pub fn os_error(&self) -> Option<i32> {
         self.source.raw_os_error()
     }
@@ -158,8 +163,8 @@ impl SetupError {
 
     /// Whether io_uring cannot be used on this host at all: the kernel or a
     /// sandbox lacks it (`ENOSYS`), or a seccomp filter or sysctl forbids it
-    /// (`EPERM`). Other failures (e.g. `ENOMEM` from a low `RLIMIT_MEMLOCK`)
-    /// may go away with a smaller ring or a higher limit.
+    /// (`EPERM`). Other failures (e.g. `ENOMEM` from a low `RLIMIT_MEMLOCK`
+    /// or `RLIMIT_AS`) may go away with a smaller ring or a higher limit.
     pub fn is_unavailable(&self) -> bool {
         matches!(self.os_error(), Some(libc::ENOSYS | libc::EPERM))
     }
@@ -174,5 +179,26 @@ impl std::fmt::Display for SetupError {
 impl std::error::Error for SetupError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ENOMEM` may come from `io_uring_setup` (locked memory, before 5.12)
+    /// or from mapping the rings (address space): the words name both.
+    #[test]
+    fn enomem_names_locked_memory_and_address_space() {
+        let err = explain_setup_error(io::Error::from_raw_os_error(libc::ENOMEM));
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        let setup = SetupError::find(&err).expect("a SetupError");
+        assert_eq!(setup.os_error(), Some(libc::ENOMEM));
+        assert!(!setup.is_unavailable());
+        let text = err.to_string();
+        assert!(text.contains("RLIMIT_MEMLOCK"), "{text}");
+        assert!(text.contains("before 5.12"), "{text}");
+        assert!(text.contains("RLIMIT_AS"), "{text}");
+        assert!(text.contains("address space"), "{text}");
     }
 }
