@@ -172,3 +172,8 @@ pub struct HelpersGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/writing-a-server.md")]
 pub struct WritingAServerGuide;
+
+/// `docs/messages.md`, whose example the doc tests compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/messages.md")]
+pub struct MessagesGuide;
