@@ -48,25 +48,32 @@
 //! ```
 //! use ouro::{Completion, Ctx, Outcome, Payload, Ring, RunMode};
 //! use std::os::unix::net::UnixStream;
+//! use std::rc::Rc;
+//! use std::time::{Duration, Instant};
 //!
 //! struct Worker;
 //!
 //! fn on_connection(_: &mut Worker, ring: &mut Ring<Worker>, c: Completion) -> std::io::Result<()> {
 //!     if let Outcome::Message(Payload::Fd(fd)) = c.outcome {
-//!         let fd = ring.register_fd(fd); // the ring's now: open until closed
-//!         ring.send(fd, &b"hello\n"[..], Ctx::none());
-//!         ring.close(fd, Ctx::none()); // after the send has finished
+//!         // The send holds the only owner: the fd closes once it is done.
+//!         ring.send(Rc::new(fd), &b"hello\n"[..], Ctx::none());
 //!     }
 //!     Ok(())
 //! }
 //!
 //! let mut ring: Ring<()> = Ring::new(64)?;
 //! let worker = ring.spawn_thread(64, |_| Ok(Worker))?;
-//! let (connection, _peer) = UnixStream::pair()?;
+//! let (connection, mut peer) = UnixStream::pair()?;
 //! let fd = Payload::Fd(connection.into());
 //! ring.msg_ring(worker.handle(), Ctx::new(on_connection), fd, Ctx::none());
 //! ring.run(&mut (), RunMode::UntilDone)?; // sends it
-//! worker.join()?; // stops the thread once it has delivered what it accepted
+//! // Delivers what it accepted and waits for the work that started (the
+//! // send); a plain `join` would cancel a send still in flight.
+//! worker.handle().drain(Instant::now() + Duration::from_secs(10))?;
+//! worker.join()?;
+//! let mut greeting = String::new();
+//! std::io::Read::read_to_string(&mut peer, &mut greeting)?; // closed: ends
+//! assert_eq!(greeting, "hello\n");
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
