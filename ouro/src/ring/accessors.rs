@@ -18,8 +18,10 @@ impl<S> Ring<S> {
     /// It is a shared owner of a duplicate of the ring's own fd (the same
     /// file, so the same readiness), made on the first call: a `poll` on it
     /// keeps it open whatever happens to this ring, so the poll is sound
-    /// even if this ring is dropped first (it then never becomes readable:
-    /// cancel it).
+    /// even if this ring is dropped first. What such a poll then sees
+    /// differs: on io_uring the dropped ring's last completions make it
+    /// readable once, on the readiness backend it never becomes readable;
+    /// cancel it when this ring goes.
     ///
     /// Fails with `InvalidInput` unless the ring was built
     /// [`pollable`](super::RingBuilder::pollable).

@@ -126,8 +126,8 @@ impl RingBuilder {
     ///
     /// On io_uring the ring is set up with `IORING_SETUP_ATTACH_WQ` on the
     /// parent's ring (Linux 5.6), or on its own if the kernel refuses;
-    /// [`Ring::backend_description`] ends in `+attach_wq` when it is
-    /// attached. Since Linux 5.12 the kernel keeps async worker threads per
+    /// [`Ring::backend_description`] lists `attach_wq` among the setup
+    /// flags when it is attached. Since Linux 5.12 the kernel keeps async worker threads per
     /// thread, so what the rings share is the work hashing that serialises
     /// buffered writes to the same file across them. On the readiness
     /// backend it has no effect: each ring keeps its own pool of threads

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::io;
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use super::slab::{CancelReason, State};
@@ -27,11 +28,18 @@ impl<S> Ring<S> {
         while !self.unsettled.is_empty() {
             self.settle_waiters(state);
         }
-        let result = self.run_turns(state, mode);
-        if self.backend.pollable_fd().is_some() {
-            self.prepare_poll()?;
+        if self.backend.pollable_fd().is_none() {
+            return self.run_turns(state, mode);
         }
-        result
+        // A pollable ring's fd must tell its poller what waits, also when a
+        // callback's panic ends the run: results left undelivered then
+        // wait in user space, which only `prepare_poll` signals.
+        let turns = panic::catch_unwind(AssertUnwindSafe(|| self.run_turns(state, mode)));
+        let prepared = self.prepare_poll();
+        match turns {
+            Ok(result) => prepared.and(result),
+            Err(panic) => panic::resume_unwind(panic),
+        }
     }
 
     /// Makes the current [`run`](Ring::run) return after this turn (or,

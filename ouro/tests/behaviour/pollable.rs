@@ -1,7 +1,8 @@
 //! A pollable ring (`RingBuilder::pollable`) wakes whoever polls its fd
 //! when its nearest timer is due, whatever the run before the poll went
-//! through: one that returned with results still to deliver, or one that
-//! failed to arm the timer because the process was out of fds.
+//! through: one that returned with results still to deliver, one that
+//! failed to arm the timer because the process was out of fds, or one that
+//! a callback's panic ended.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,6 +16,7 @@ use crate::harness::{ctx, with_no_new_fds, Got};
 backend_tests![
     a_pollable_ring_wakes_for_its_timer_after_a_run_left_results_to_deliver,
     a_pollable_ring_wakes_for_its_timer_after_a_run_out_of_fds_failed,
+    a_pollable_ring_whose_run_a_panic_ended_is_readable_for_what_waits,
 ];
 
 const TIMER: u64 = 1;
@@ -88,6 +90,35 @@ fn a_pollable_ring_wakes_for_its_timer_after_a_run_left_results_to_deliver(kind:
     ring.run(&mut got, RunMode::NoWait).unwrap();
     assert!(got.iter().any(|c| c.key() == SECOND), "{got:?}");
     poll_until_timer(&mut ring, &fd, &mut got);
+}
+
+fn panic_first(got: &mut Got, _: &mut Ring<Got>, c: Completion) -> io::Result<()> {
+    if c.key() == FIRST {
+        panic!("a callback panics");
+    }
+    got.push(c);
+    Ok(())
+}
+
+/// Three timers due at once; the first one's callback panics, which ends
+/// the run with two results undelivered: the fd must say they wait.
+fn a_pollable_ring_whose_run_a_panic_ended_is_readable_for_what_waits(kind: BackendKind) {
+    let mut ring = pollable_ring(kind);
+    let fd = ring.pollable_fd().unwrap();
+    for key in [FIRST, SECOND, TIMER] {
+        ring.timer(Duration::ZERO, ouro::Ctx::new(panic_first).key(key));
+    }
+    let mut got = Got::new();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ring.run(&mut got, RunMode::NoWait)
+    }));
+    assert!(panicked.is_err(), "the first callback panics");
+    assert!(got.is_empty(), "{got:?}");
+    assert!(readable_within(&fd, GENEROUS_MS), "two results wait");
+    ring.run(&mut got, RunMode::NoWait).unwrap();
+    let mut keys: Vec<u64> = got.iter().map(Completion::key).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [TIMER, SECOND]);
 }
 
 /// Set in the child process that runs
