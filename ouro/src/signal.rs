@@ -31,18 +31,22 @@
 //! So [`Signals`] installs a handler instead (through the `signal-hook`
 //! crate, which chains any handler installed before it): the handler marks
 //! the signal pending and wakes a thread of the `Signals`, which writes the
-//! numbers, one byte each, to a non-blocking socket. [`Signals::wait`] is an
-//! ordinary receive on the other end of that socket. Hence:
+//! signal's number, one byte, to a non-blocking socket, unless a byte of
+//! that signal is still unread there. [`Signals::wait`] is an ordinary
+//! receive on the other end of that socket. Hence:
 //! - no thread's signal mask matters, whichever thread the kernel picks;
 //! - a signal that arrives before the wait is scheduled waits in the socket
-//!   (nothing is lost between two waits);
+//!   (nothing is lost between two waits): every arrival is reported by a
+//!   wait that completes after it;
 //! - a wait is a task like any other: cancelled with [`Ring::cancel`]
 //!   (`ECANCELED`), given a deadline (`ETIME`), re-armed by calling
 //!   [`wait`](Signals::wait) again, on io_uring and on the readiness backend
 //!   alike, and on every Unix (kqueue platforms included);
-//! - signals are coalesced: the same signal arriving several times before
-//!   the relay thread runs is reported once (the kernel coalesces standard
-//!   signals too); different signals are all reported.
+//! - signals are coalesced per signal: the same signal arriving several
+//!   times before a wait takes its byte is reported once, by that wait (the
+//!   kernel coalesces standard signals too); different signals are each
+//!   reported, however often another one arrived meanwhile. The socket
+//!   holds at most one byte per signal, so it never fills.
 //!
 //! Each `Signals` costs one thread, asleep until a signal arrives, and two
 //! socket pairs (the relay's and `signal-hook`'s own wake-up pipe).
@@ -65,7 +69,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -126,17 +130,18 @@ impl Signals {
         let (numbers, relay_end) = UnixStream::pair()?;
         numbers.set_nonblocking(true)?;
         relay_end.set_nonblocking(true)?;
+        let numbers = Arc::new(OwnedFd::from(numbers));
         // The relay's actions first, so that a signal arriving during this
         // call is recorded: in the other order, the first `claim` of a
         // signal installs the handler with the default action turned off,
         // and a signal arriving then would be neither recorded nor acted on.
-        let relay = Relay::start(&signals, relay_end)?;
+        let relay = Relay::start(&signals, numbers.clone(), relay_end)?;
         if let Err(e) = claim(&signals) {
             relay.stop();
             return Err(e);
         }
         Ok(Signals {
-            numbers: Arc::new(numbers.into()),
+            numbers,
             relay: Some(relay),
             signals,
         })
@@ -145,9 +150,10 @@ impl Signals {
     /// Schedules a task on `ring` that finishes, with `ctx`, when one of the
     /// signals has arrived since the last wait took the previous ones (at
     /// once if one already has). Its completion is a receive: read the
-    /// signals with [`received`]. Call it again from the callback to keep
-    /// receiving. The task can be cancelled and given a deadline like any
-    /// other; the signals it did not take wait for the next one.
+    /// signals with [`received`]; each signal is in it once, however often
+    /// it arrived. Call it again from the callback to keep receiving. The
+    /// task can be cancelled and given a deadline like any other; the
+    /// signals it did not take wait for the next one.
     ///
     /// Several waits at once (on one ring or on rings of other threads)
     /// share the arrivals: each signal reported goes to one of them. Each
@@ -197,7 +203,7 @@ pub fn received(c: &Completion) -> io::Result<SignalSet> {
 }
 
 impl Relay {
-    fn start(signals: &[c_int], mut out: UnixStream) -> io::Result<Relay> {
+    fn start(signals: &[c_int], numbers: Arc<OwnedFd>, mut out: UnixStream) -> io::Result<Relay> {
         // The thread before the handler: `signal-hook` never puts back the
         // disposition it replaced, and its handler does not run the default
         // action, so a handler installed for a thread that then fails to
@@ -212,9 +218,7 @@ impl Relay {
                     return;
                 };
                 for signal in pending.forever() {
-                    // A full socket holds unread numbers already: dropping
-                    // this one only coalesces it with them.
-                    let _ = out.write(&[signal as u8]);
+                    relay(signal, &numbers, &mut out);
                 }
             })?;
         let pending = match signal_hook::iterator::Signals::new(signals) {
@@ -234,10 +238,46 @@ impl Relay {
     /// Stops the thread; the handler actions go with the last handle.
     fn stop(self) {
         self.handle.close();
-        // The thread only waits and writes without blocking: it cannot
-        // panic but through a bug, which the join then ignores.
+        // The thread only waits, peeks and writes without blocking: it
+        // cannot panic but through a bug, which the join then ignores.
         let _ = self.thread.join();
     }
+}
+
+/// Writes `signal`'s byte for the ring, unless one is still unread: that
+/// byte's report, not made yet, covers this arrival too. Only this thread
+/// writes, so what it saw unread stays so or is taken by a wait, whose
+/// report then includes the signal; and the socket never holds more than
+/// one byte per signal, so the write finds room and no other signal's byte
+/// is ever dropped for lack of it.
+fn relay(signal: c_int, numbers: &OwnedFd, out: &mut UnixStream) {
+    if unread(numbers).contains(signal) {
+        return;
+    }
+    // It cannot fail for want of room (see above), and the reading end
+    // stays open while `numbers` is held: nothing to do about an error.
+    let _ = out.write(&[signal as u8]);
+}
+
+/// The signals whose bytes wait in the socket, unread by any wait.
+fn unread(numbers: &OwnedFd) -> SignalSet {
+    // Room for every signal: the socket holds each at most once.
+    let mut bytes = [0u8; MAX_SIGNAL as usize];
+    // SAFETY: `bytes` is writable for its whole length, and `numbers` is
+    // an open fd for the whole call. `MSG_PEEK` leaves the bytes for the
+    // waits; `MSG_DONTWAIT` makes an empty socket an error, not a wait.
+    let n = unsafe {
+        libc::recv(
+            numbers.as_raw_fd(),
+            bytes.as_mut_ptr().cast(),
+            bytes.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    // An error (`EAGAIN` above all: nothing unread) reads as nothing
+    // unread: at worst a signal's byte is written twice, never lost.
+    let n = usize::try_from(n).unwrap_or(0);
+    bytes[..n].iter().map(|&b| c_int::from(b)).collect()
 }
 
 fn invalid(message: String) -> io::Error {

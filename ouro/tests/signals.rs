@@ -50,6 +50,7 @@ backend_tests![
     a_signal_sent_to_the_process_reaches_a_ring_on_another_thread,
     two_signals_receiving_one_signal_both_get_it,
     signals_dropped_in_their_own_callback_stop_cleanly,
+    a_signal_after_a_burst_of_another_is_not_lost,
 ];
 
 /// A component that waits for signals and keeps what each wait brought.
@@ -256,6 +257,48 @@ fn signals_dropped_in_their_own_callback_stop_cleanly(kind: BackendKind) {
     assert_eq!(*first.as_ref().unwrap(), set(&[SIGUSR2]));
     let err = second.as_ref().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+}
+
+/// Arrivals of `SIGUSR1` in the burst, each relayed on its own: enough to
+/// fill the socket had each arrival its own byte there.
+const BURST: usize = 3000;
+
+/// The most waits the relay can need to report `SIGUSR2` after the burst:
+/// when the first one runs, the socket holds at most one unread `SIGUSR1`,
+/// and the relay has at most two `SIGUSR1` still to write (one in hand,
+/// one pending in `signal-hook`) before `SIGUSR2`; each wait takes at
+/// least one of those four bytes. A socket filled by the burst holds far
+/// more `SIGUSR1` bytes than four waits take.
+const WAITS_FOR_THE_OTHER: usize = 4;
+
+/// A burst of `SIGUSR1` with no wait running, each arrival relayed on its
+/// own (a pause after each lets the relay thread run), then one `SIGUSR2`:
+/// every wait after it ends, and one of the first few reports `SIGUSR2`.
+/// Each arrival once took its own byte in the socket; the burst filled it
+/// and the `SIGUSR2` byte was dropped for want of room.
+fn a_signal_after_a_burst_of_another_is_not_lost(kind: BackendKind) {
+    let mut ring = ring(kind);
+    let mut waiter = Waiter::new(Signals::new(&[SIGUSR1, SIGUSR2]).unwrap());
+    for _ in 0..BURST {
+        raise(SIGUSR1).unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    raise(SIGUSR2).unwrap();
+    for _ in 0..WAITS_FOR_THE_OTHER {
+        let task = waiter.wait(&mut ring);
+        ring.set_timeout(task, Duration::from_secs(10)).unwrap();
+        ring.run(&mut waiter, RunMode::UntilDone).unwrap();
+        let got = waiter.got.last().unwrap();
+        assert!(
+            got.is_ok(),
+            "wait {} did not end: {got:?}",
+            waiter.got.len()
+        );
+        if waiter.received().0.contains(SIGUSR2) {
+            return;
+        }
+    }
+    panic!("no SIGUSR2 in {:?}", waiter.got);
 }
 
 #[test]
