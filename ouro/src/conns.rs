@@ -87,19 +87,18 @@ impl<T> ConnTable<T> {
     ///
     /// If the table already holds `u32::MAX - 1` slots.
     pub fn insert_with(&mut self, make: impl FnOnce(u64) -> T) -> u64 {
-        self.len += 1;
+        // The value is made before the table changes: a `make` that panics
+        // leaves the table as it was.
         if self.free != NONE {
             let index = self.free;
-            let slot = &mut self.slots[index as usize];
-            let Slot::Free { generation, next } = *slot else {
+            let Slot::Free { generation, next } = self.slots[index as usize] else {
                 unreachable!("the free list holds free slots only");
             };
-            self.free = next;
             let key = pack(index, generation);
-            *slot = Slot::Used {
-                generation,
-                value: make(key),
-            };
+            let value = make(key);
+            self.slots[index as usize] = Slot::Used { generation, value };
+            self.free = next;
+            self.len += 1;
             return key;
         }
         let index = u32::try_from(self.slots.len())
@@ -107,10 +106,12 @@ impl<T> ConnTable<T> {
             .filter(|&i| i != NONE)
             .expect("a ConnTable holds fewer than u32::MAX slots");
         let key = pack(index, FIRST_GENERATION);
+        let value = make(key);
         self.slots.push(Slot::Used {
             generation: FIRST_GENERATION,
-            value: make(key),
+            value,
         });
+        self.len += 1;
         key
     }
 
@@ -314,6 +315,33 @@ mod tests {
         }
         assert_eq!(table.slots.capacity(), capacity);
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_make_that_panics_leaves_the_table_as_it_was() {
+        let mut table = ConnTable::new();
+        let freed = table.insert(0);
+        table.remove(freed);
+        for _ in 0..2 {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                table.insert_with(|_| -> u32 { panic!("make panics") })
+            }));
+            assert!(panicked.is_err());
+            assert_eq!((table.len(), table.is_empty()), (0, true));
+        }
+        let key = table.insert(7);
+        assert_eq!(
+            unpack(key).0,
+            unpack(freed).0,
+            "the freed slot is still free"
+        );
+        assert_eq!(table.slots.len(), 1, "and the table did not grow");
+        let mut fresh = ConnTable::new();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fresh.insert_with(|_| -> u32 { panic!("make panics") })
+        }));
+        assert!(panicked.is_err());
+        assert!(fresh.is_empty() && fresh.slots.is_empty());
     }
 
     #[test]

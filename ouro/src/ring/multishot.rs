@@ -12,7 +12,7 @@ use crate::task::Task;
 
 impl<S> Ring<S> {
     /// Makes a group of `count` buffers (a power of two, at most 32768) of
-    /// `size` bytes (1 to 4 GiB) for this ring's
+    /// `size` bytes (1 to `u32::MAX`, just under 4 GiB) for this ring's
     /// [`recv_multishot`](Ring::recv_multishot). On io_uring (5.19) the
     /// kernel picks a buffer only when data arrives. Other sizes are an
     /// `InvalidInput` error; a group too large for memory is an

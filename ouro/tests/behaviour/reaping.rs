@@ -1,7 +1,9 @@
 //! Reaping: one turn delivers every completion that is ready, however many
 //! there are — `Once` after waiting for the first, `NoWait` without
 //! waiting — even when the kernel hands them over in batches (io_uring runs
-//! a bounded amount of deferred completion work per system call).
+//! a bounded amount of deferred completion work per system call; the
+//! readiness backend's poll reports a bounded number of ready fds per
+//! call).
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -17,6 +19,8 @@ backend_tests![
     run_nowait_delivers_all_200_ready_completions,
     run_nowait_delivers_all_1000_ready_completions,
     run_once_on_a_small_ring_delivers_all_200_ready_completions,
+    run_once_delivers_the_receives_of_300_ready_sockets,
+    run_nowait_delivers_the_receives_of_300_ready_sockets,
 ];
 
 /// `count` polls for input on one socket, in the kernel (not ready yet)
@@ -87,4 +91,39 @@ fn run_nowait_delivers_all_1000_ready_completions(kind: BackendKind) {
 /// in several batches, all in the one turn.
 fn run_once_on_a_small_ring_delivers_all_200_ready_completions(kind: BackendKind) {
     run_once_delivers_all_ready(kind, 8, 200);
+}
+
+/// Receives on 300 sockets whose peers have all written: as many ready
+/// fds, more than one poll of the readiness backend reports.
+fn receives_of_ready_sockets(kind: BackendKind, mode: RunMode) {
+    const SOCKETS: u64 = 300;
+    let mut ring = ring(kind, 4);
+    let mut pairs = Vec::new();
+    for key in 0..SOCKETS {
+        let (a, b) = socket_pair();
+        ring.recv(unchecked(&a), Vec::with_capacity(8), ctx(key));
+        pairs.push((a, b));
+    }
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::NoWait).unwrap();
+    assert!(got.is_empty(), "nothing is ready yet: {got:?}");
+    for (_, b) in &pairs {
+        (&std::fs::File::from(b.try_clone().unwrap()))
+            .write_all(b"x")
+            .unwrap();
+    }
+    ring.run(&mut got, mode).unwrap();
+    assert_eq!(got.len() as u64, SOCKETS, "one turn delivers them all");
+    for c in &got {
+        assert_eq!(c.bytes().unwrap(), 1);
+    }
+    assert_eq!(ring.live_tasks(), 0);
+}
+
+fn run_once_delivers_the_receives_of_300_ready_sockets(kind: BackendKind) {
+    receives_of_ready_sockets(kind, RunMode::Once);
+}
+
+fn run_nowait_delivers_the_receives_of_300_ready_sockets(kind: BackendKind) {
+    receives_of_ready_sockets(kind, RunMode::NoWait);
 }

@@ -74,6 +74,11 @@ const POLL_TIMER: Token = Token(usize::MAX - 1);
 
 const NIL: u32 = u32::MAX;
 
+/// The fewest readiness events one wait handles before it stops polling
+/// again for more (the io_uring backend's budget of completions per turn
+/// is the same).
+const MIN_EVENT_BUDGET: usize = 4096;
+
 /// Results a multishot operation delivers in a row before the others get
 /// a turn. Few, because receives sharing a buffer group share its buffers
 /// too, and none come back before the ring has handled the turn's
@@ -230,13 +235,27 @@ impl PollBackend {
             timeout.map(Duration::from_nanos)
         };
         let mut events = mem::replace(&mut self.events, Events::with_capacity(0));
-        let polled = self.poll.poll(&mut events, timeout);
-        for event in events.iter() {
-            match event.token() {
-                WAKER => {}
-                POLL_TIMER => self.clear_poll_timer(),
-                token => self.on_event(token.0 as RawFd, event),
+        let mut polled = self.poll.poll(&mut events, timeout);
+        // A full buffer may have left ready fds behind: poll again, without
+        // waiting, so that one turn delivers all that is ready (as io_uring
+        // does), within a budget that a peer which never stops sending
+        // cannot make endless.
+        let mut budget = events.capacity().max(MIN_EVENT_BUDGET);
+        loop {
+            let mut count = 0;
+            for event in events.iter() {
+                count += 1;
+                match event.token() {
+                    WAKER => {}
+                    POLL_TIMER => self.clear_poll_timer(),
+                    token => self.on_event(token.0 as RawFd, event),
+                }
             }
+            budget = budget.saturating_sub(count);
+            if polled.is_err() || count < events.capacity() || budget == 0 {
+                break;
+            }
+            polled = self.poll.poll(&mut events, Some(Duration::ZERO));
         }
         self.events = events;
         // Multishot operations stopped at their limit go again, after the
