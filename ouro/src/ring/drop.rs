@@ -31,6 +31,12 @@ impl<S> Drop for Ring<S> {
     fn drop(&mut self) {
         let mut panic = None;
         self.close_mailbox();
+        // Unpublished messages are dropped, not sent: taken out first, so
+        // that a moved ring fd's send finishing during the drain finds no
+        // outbox to publish (its message is dropped with it, and the ring
+        // fd stays here). Kept until the backend is quiesced: an outbox
+        // keeps its target's ring fd open for doorbells still queued.
+        let messages = self.messaging.take_undelivered();
         if self.drain_backend(&mut panic) {
             for group in mem::take(&mut self.groups) {
                 self.backend.unregister_group(&group);
@@ -49,7 +55,6 @@ impl<S> Drop for Ring<S> {
             let op = mem::replace(&mut self.slab.slots[index].op, Op::Noop);
             catch_panic(&mut panic, || drop(op));
         }
-        let messages = self.messaging.take_undelivered();
         catch_panic(&mut panic, || drop(messages));
         if let Some(payload) = panic {
             if std::thread::panicking() {
