@@ -65,13 +65,16 @@ const DEFAULT_IDLE_PIPES: usize = 16;
 /// The file and the socket stay the caller's (a clone of each, such as a
 /// [`RingFd`] or an `Rc`, is held while the transfer runs). One transfer
 /// per socket at a time, and nothing else written to it meanwhile: the
-/// bytes would interleave. The socket may
-/// be blocking or not: the wait for room is the poll either way. (On the
-/// readiness backend a splice into a blocking socket runs on the thread
-/// pool, and could wait there if something else wrote to the socket
-/// between the poll and the splice.) Dropping the component with transfers
-/// in flight leaves their pipes to the ring, which closes them when it is
-/// dropped.
+/// bytes would interleave. The socket may be blocking or not: the wait
+/// for room is the poll either way, and a splice moves what fits (the
+/// socket being writable means some room, not a pipe's worth), the rest
+/// waiting for the next poll. On the readiness backend a blocking socket is
+/// made non-blocking for the length of each splice call, as for a
+/// `connect`, and blocking again after it (another thread making a
+/// blocking call on it just then would get `EAGAIN`); on io_uring its flags
+/// are left alone, and a cancel interrupts a splice waiting in the kernel.
+/// Dropping the component with transfers in flight leaves their pipes to
+/// the ring, which closes them when it is dropped.
 ///
 /// ```
 /// use ouro::{Completion, Ctx, Ring, RunMode, SendFile};

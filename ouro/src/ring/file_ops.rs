@@ -162,6 +162,10 @@ impl<S> Ring<S> {
     /// Moves up to `len` bytes from `fd_in` to `fd_out`, one of which must
     /// be a pipe; `None` offsets use (and advance) the current position.
     /// An offset beyond `i64::MAX` fails with `InvalidInput`. Kernel: 5.7.
+    /// On the readiness backend a blocking socket at the other end is made
+    /// non-blocking for the length of each splice call (as for
+    /// [`connect`](Ring::connect)), so that the splice waits for readiness
+    /// where a cancel or deadline can end it.
     pub fn splice(
         &mut self,
         fd_in: impl OpFd,

@@ -5,7 +5,8 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -38,6 +39,8 @@ exclusive_backend_tests![
     a_reserved_pipe_lets_a_transfer_start_out_of_fds,
     a_peer_that_leaves_mid_transfer_is_reported_once_and_leaks_no_fd,
     a_ring_dropped_mid_transfer_closes_every_fd,
+    a_stalled_transfer_to_a_blocking_tcp_socket_ends_at_a_cancel,
+    a_stalled_transfer_to_a_blocking_tcp_socket_ends_at_its_deadline,
 ];
 
 ouro::messages! { enum Msg { File, Tick } }
@@ -88,6 +91,40 @@ fn connection_blocking(ring: &mut Ring<Sender>, blocking: bool) -> (RingFd, Unix
     let ours = UnixStream::from(ours);
     ours.set_nonblocking(!blocking).unwrap();
     (ring.register_fd(OwnedFd::from(ours)), peer(theirs))
+}
+
+/// A loopback TCP connection whose sending end (ours, returned first) is
+/// blocking, with a send buffer far smaller than a pipe's worth, and whose
+/// receiving end takes little: once the peer stops reading, "writable"
+/// means a few KiB of room, and a blocking splice of the full pipe would
+/// wait for the peer.
+fn small_blocking_tcp_connection() -> (TcpStream, TcpStream) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // Before listen, so that the accepted socket's window starts small.
+    listener.set_recv_buffer_size(4096).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(1).unwrap();
+    let ours = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    ours.set_send_buffer_size(4096).unwrap();
+    ours.connect(&listener.local_addr().unwrap()).unwrap();
+    let (theirs, _) = listener.accept().unwrap();
+    assert!(!is_non_blocking(&ours));
+    (ours.into(), theirs.into())
+}
+
+fn is_non_blocking(fd: impl AsFd) -> bool {
+    // SAFETY: F_GETFL on a valid fd only reads its flags.
+    let flags = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFL) };
+    assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
+    flags & libc::O_NONBLOCK != 0
 }
 
 /// Runs the ring until `sender` has `transfers` results.
@@ -445,5 +482,63 @@ fn a_ring_dropped_mid_transfer_closes_every_fd(kind: BackendKind) {
     drop(ring);
     drop(s);
     drop(theirs);
+    assert_eq!(open_fds(), before);
+}
+
+/// A 1 MiB transfer to a blocking TCP socket with a small send buffer,
+/// whose peer never reads: it stalls, and a cancel ends it with
+/// `ECANCELED`. On the readiness backend the splice into the socket once
+/// ran on the pool, blocked there until the peer read, and the cancel
+/// could not reach it: the ring's run never returned.
+fn a_stalled_transfer_to_a_blocking_tcp_socket_ends_at_a_cancel(kind: BackendKind) {
+    let cancel: Stop = |s, ring, id| assert!(s.files.cancel(ring, id));
+    stalled_transfer_to_a_blocking_tcp_socket(kind, cancel, is_canceled);
+}
+
+/// The same, ended by a deadline: `ETIME`.
+fn a_stalled_transfer_to_a_blocking_tcp_socket_ends_at_its_deadline(kind: BackendKind) {
+    let deadline: Stop = |s, ring, id| {
+        let at = ring.now() + Duration::from_millis(20);
+        s.files.set_deadline(ring, id, at).unwrap();
+    };
+    stalled_transfer_to_a_blocking_tcp_socket(kind, deadline, is_deadline);
+}
+
+/// Ends transfer `id` of the sender (a cancel, a deadline).
+type Stop = fn(&mut Sender, &mut Ring<Sender>, u64);
+
+/// Starts the transfer, lets it stall, `stop`s it, and checks that it
+/// ends with the error `expected` recognises, leaving no fd open and the socket
+/// blocking — during the stall too: the readiness backend makes it
+/// non-blocking only for the length of each splice.
+fn stalled_transfer_to_a_blocking_tcp_socket(
+    kind: BackendKind,
+    stop: Stop,
+    expected: fn(&io::Error) -> bool,
+) {
+    const LEN: u64 = 1 << 20;
+    let mut ring = ring(kind, 16);
+    let before = open_fds();
+    let file = Rc::new(temp_file(&pattern(LEN as usize)));
+    let (ours, theirs) = small_blocking_tcp_connection();
+    let probe = ours.try_clone().unwrap();
+    let socket = ring.register_fd(OwnedFd::from(ours));
+    let mut s = sender();
+    let id = s.files.start(&mut ring, file, 0, LEN, socket, 0).unwrap();
+    // Long enough for the peer's window and our buffer to fill.
+    tick(&mut ring, &mut s, 50);
+    assert_eq!(s.files.in_flight(), 1);
+    assert!(!is_non_blocking(&probe), "left non-blocking while it waits");
+    stop(&mut s, &mut ring, id);
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    let err = sent.result.expect_err("the peer never read it all");
+    assert!(expected(&err), "{err}");
+    assert!(sent.sent < LEN, "{}", sent.sent);
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0, "socket and pipe closed");
+    assert!(!is_non_blocking(&probe), "the socket is blocking again");
+    drop((probe, theirs));
     assert_eq!(open_fds(), before);
 }

@@ -13,9 +13,12 @@
 //! non-blocking mode (it stays so), and a blocking socket given to `connect`
 //! is non-blocking only until the connection is made, fails, or is given
 //! up (cancel, deadline). Sockets this backend creates (socket, accept) are
-//! non-blocking. A splice has no per-call form for its non-pipe end: one
-//! whose socket (or other stream) end is blocking runs on the pool, where
-//! waiting for the peer blocks nothing else.
+//! non-blocking. A splice has no per-call form for its non-pipe end
+//! (`SPLICE_F_NONBLOCK` covers the pipe): a blocking socket end is made
+//! non-blocking for the length of each splice call, and the call then
+//! waits for readiness like any other; only one whose end is some other
+//! blocking stream (a character device) runs on the pool, where waiting
+//! blocks nothing else.
 
 use std::os::fd::RawFd;
 

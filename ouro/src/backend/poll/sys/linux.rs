@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use mio::Interest;
 
 use super::super::call::{Attempt, IoVecs, Progress, SysArgs};
-use super::{at_offset, poll_revents, ready_or_wait};
+use super::{at_offset, poll_revents, ready_or_wait, restore, set_nonblocking};
 use crate::syscall::{self, result};
 
 /// A new socket, close-on-exec and non-blocking: every fd this backend
@@ -168,39 +168,68 @@ fn splice(a: &SysArgs, extra_flags: u32) -> i32 {
     result(res)
 }
 
-/// Whether a splice with `fd` at one end may block the loop even with
-/// `SPLICE_F_NONBLOCK`, which only makes the pipe end non-blocking: a
-/// socket (or other stream) without `O_NONBLOCK` waits inside the call for
-/// its peer. Pipes and regular files never wait for a peer.
-fn blocks_in_splice(fd: RawFd) -> bool {
+/// What one end of a splice needs so that the call does not wait.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SpliceEnd {
+    /// Nothing: a pipe (`SPLICE_F_NONBLOCK` covers it), a regular file or
+    /// block device (never waits for a peer), an fd already non-blocking,
+    /// or one `fstat` refuses (the call itself reports the bad fd).
+    NeverWaits,
+    /// A blocking socket: made non-blocking for the length of the call,
+    /// as for a `connect`, since `SPLICE_F_NONBLOCK` does not reach it.
+    BlockingSocket,
+    /// Another blocking stream (a character device, say), whose flags
+    /// are not ouro's to change: it may wait inside the call.
+    Blocks,
+}
+
+fn splice_end(fd: RawFd) -> SpliceEnd {
     // SAFETY: fstat writes into the zeroed buffer we pass.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid stat buffer.
     if unsafe { libc::fstat(fd, &mut st) } < 0 {
-        // The call itself reports the bad fd.
-        return false;
+        return SpliceEnd::NeverWaits;
     }
-    if matches!(
-        st.st_mode & libc::S_IFMT,
-        libc::S_IFIFO | libc::S_IFREG | libc::S_IFBLK
-    ) {
-        return false;
+    let kind = st.st_mode & libc::S_IFMT;
+    if matches!(kind, libc::S_IFIFO | libc::S_IFREG | libc::S_IFBLK) {
+        return SpliceEnd::NeverWaits;
     }
     // SAFETY: plain fcntl on an integer fd.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    flags >= 0 && flags & libc::O_NONBLOCK == 0
+    if flags < 0 || flags & libc::O_NONBLOCK != 0 {
+        SpliceEnd::NeverWaits
+    } else if kind == libc::S_IFSOCK {
+        SpliceEnd::BlockingSocket
+    } else {
+        SpliceEnd::Blocks
+    }
 }
 
 /// A splice from `fds[0]` to `fds[1]`, at offsets `nums[0]` and `nums[1]`
-/// (`-1`: the fd's position), of `nums[2]` bytes, with `flags`.
+/// (`-1`: the fd's position), of `nums[2]` bytes, with `flags`. A blocking
+/// socket end is non-blocking for the length of the call only, so the
+/// call moves what fits and the wait for the rest is a readiness wait,
+/// which a cancel or deadline ends (a splice blocked on a pool thread
+/// could not be reached, and "writable" promises some room, not a pipe's
+/// worth). Only a splice with some other blocking stream goes to the pool.
 pub(in crate::backend::poll) fn try_splice(a: &mut SysArgs) -> Attempt {
     let [fd_in, fd_out] = a.fds;
-    if blocks_in_splice(fd_in) || blocks_in_splice(fd_out) {
+    let ends = a.fds.map(splice_end);
+    if ends.contains(&SpliceEnd::Blocks) {
         // Blocking there is fine; a cancel reaches it only before it
         // starts (as with any pool job).
         return Attempt::Pool;
     }
-    let res = splice(a, libc::SPLICE_F_NONBLOCK);
+    let nonblocking = || splice(a, libc::SPLICE_F_NONBLOCK);
+    // A splice needs a pipe at one end (two others fail at once with
+    // `EINVAL`), so at most one end is a socket.
+    let res = match ends
+        .iter()
+        .position(|&end| end == SpliceEnd::BlockingSocket)
+    {
+        Some(socket) => nonblocking_during(a.fds[socket], nonblocking),
+        None => nonblocking(),
+    };
     if res != -libc::EAGAIN {
         return Attempt::Done(res);
     }
@@ -210,6 +239,21 @@ pub(in crate::backend::poll) fn try_splice(a: &mut SysArgs) -> Attempt {
     } else {
         a.progress = Progress::SpliceWaitsOut;
         Attempt::Wait(fd_in, Interest::READABLE)
+    }
+}
+
+/// Runs `call` with `fd`, a blocking socket, non-blocking, and makes it
+/// blocking again before returning, whatever `call` gave: the flag is the
+/// open file's, shared with every fd and thread using it, so it is
+/// changed for no longer than the call.
+fn nonblocking_during(fd: RawFd, call: impl FnOnce() -> i32) -> i32 {
+    match set_nonblocking(fd) {
+        Ok(was_blocking) => {
+            let res = call();
+            restore(fd, was_blocking);
+            res
+        }
+        Err(res) => res,
     }
 }
 
