@@ -154,6 +154,12 @@ pub(crate) trait Driver {
         None
     }
 
+    /// A direct accept, socket or open has had its final completion: the
+    /// slots it may have taken in the fixed table are all known now.
+    fn direct_ended(&mut self, op: &Op) {
+        let _ = op;
+    }
+
     /// The fixed table's used slots and size if the kernel, which picks
     /// the slots of direct operations, finds none free (io_uring).
     fn fixed_table_full(&self) -> Option<(u32, u32)> {

@@ -322,6 +322,10 @@ impl Backend {
         dispatch!(self, b => Driver::fixed_slot(b, file))
     }
 
+    pub(crate) fn direct_ended(&mut self, op: &Op) {
+        dispatch!(self, b => Driver::direct_ended(b, op))
+    }
+
     pub(crate) fn fixed_table_full(&self) -> Option<(u32, u32)> {
         dispatch!(self, b => Driver::fixed_table_full(b))
     }

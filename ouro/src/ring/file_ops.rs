@@ -41,7 +41,11 @@ impl<S> Ring<S> {
     /// all, so [`Ring::fd`] cannot lend one ([take it out](Ring::take_fd)
     /// for calls that need one); when the table is full or missing, and on
     /// the other backends, the file is opened as [`open`](Ring::open) opens
-    /// it and registered. A path with a NUL byte fails with `InvalidInput`.
+    /// it and registered. Full counts the slots that direct operations in
+    /// flight may take, since the kernel picks them as they finish: one
+    /// for each direct open or socket, every free one while a [direct
+    /// accept](Ring::accept_multishot_direct) runs. A path with a NUL byte
+    /// fails with `InvalidInput`.
     ///
     /// [`Outcome::OpenDirect`]: crate::Outcome::OpenDirect
     pub fn open_direct(

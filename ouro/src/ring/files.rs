@@ -153,6 +153,7 @@ impl<S> Ring<S> {
             | Op::OpenDirect { into_table, .. } => {
                 if last {
                     self.files.directs_live -= 1;
+                    self.backend.direct_ended(op);
                 }
                 result
                     .map_err(|e| {

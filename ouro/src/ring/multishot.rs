@@ -81,7 +81,10 @@ impl<S> Ring<S> {
     /// fixed file table: no process fd at all, so [`Ring::fd`] cannot lend
     /// one (socket options set on the listener, such as `TCP_NODELAY`, are
     /// inherited by accepted sockets on Linux); when the table is full or
-    /// missing, connections are accepted as plain fds and registered. On the
+    /// missing, or a [direct open](Ring::open_direct) or
+    /// [socket](Ring::socket_direct) in flight counts on a slot (the accept
+    /// could take it first), connections are accepted as plain fds and
+    /// registered. On the
     /// other backends they are accepted and registered. A connection the
     /// kernel accepted into a table that filled meanwhile is lost: the task
     /// ends with [`FdTableFull`](crate::FdTableFull) (the kernel's `ENFILE`;

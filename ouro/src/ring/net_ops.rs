@@ -35,7 +35,9 @@ impl<S> Ring<S> {
     /// so [`Ring::fd`] cannot lend one (set options through an op, or
     /// [take it out](Ring::take_fd)); when the table is full or missing,
     /// and on the other backends, the socket is made as
-    /// [`socket`](Ring::socket) makes it and registered.
+    /// [`socket`](Ring::socket) makes it and registered. Full counts the
+    /// slots direct operations in flight may take, as for
+    /// [`open_direct`](Ring::open_direct).
     ///
     /// [`Outcome::SocketDirect`]: crate::Outcome::SocketDirect
     pub fn socket_direct(

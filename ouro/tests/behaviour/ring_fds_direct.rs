@@ -40,6 +40,7 @@ backend_tests![
 ];
 
 exclusive_backend_tests![
+    direct_opens_and_sockets_beyond_a_small_table_get_plain_fds,
     closing_a_ring_fd_with_a_recv_in_flight_leaks_nothing,
     dropping_a_ring_closes_its_ring_fds,
 ];
@@ -531,6 +532,66 @@ fn a_full_fixed_table_leaves_ring_fds_their_process_fds(kind: BackendKind) {
     let mut byte = [0u8];
     a_peer.read_exact(&mut byte).unwrap();
     assert_eq!(byte[0], 3);
+}
+
+/// Three direct opens and three direct sockets in one turn, on a table of
+/// one slot, then of two: the kernel picks a direct operation's slot when
+/// it finishes, so the operations beyond the free slots must be made as
+/// plain fds and registered, as the docs say, not fail with
+/// `FdTableFull`. Every ring fd works; closing them leaves no fd open.
+fn direct_opens_and_sockets_beyond_a_small_table_get_plain_fds(kind: BackendKind) {
+    for slots in [1, 2] {
+        let mut ring = ring_with_table(kind, slots);
+        let before = open_fds();
+        let dir = tempfile::tempdir().unwrap();
+        let create = OpenOptions::new().read(true).write(true).create_new(true);
+        for key in 0..3 {
+            ring.open_direct(dir.path().join(key.to_string()), &create, ctx(key));
+            ring.socket_direct(Domain::IPV4, Type::STREAM, None, ctx(10 + key));
+        }
+        let mut made: Vec<(u64, RingFd)> = (run_all(&mut ring).into_iter())
+            .map(|c| match (c.key(), c.outcome) {
+                (key, Outcome::OpenDirect(Ok(fd)) | Outcome::SocketDirect(Ok(fd))) => (key, fd),
+                (key, other) => panic!("{slots} slot(s), task {key}: {other:?}"),
+            })
+            .collect();
+        made.sort_by_key(|&(key, _)| key);
+        let keys: Vec<u64> = made.iter().map(|&(key, _)| key).collect();
+        assert_eq!(keys, [0, 1, 2, 10, 11, 12]);
+        let in_table = made.iter().filter(|m| ring.fd(m.1).is_err()).count();
+        assert!(in_table <= slots as usize, "{in_table} in {slots} slot(s)");
+        let uring = kind == BackendKind::Uring;
+        assert!(!uring || in_table > 0, "the table went unused");
+        for (key, fd) in made {
+            if key < 10 {
+                written_and_read_back(&mut ring, fd, key as u8);
+            } else {
+                connected_and_sent_through(&mut ring, fd);
+            }
+            expect!(complete(&mut ring, |r, c| r.close(fd, c)), Outcome::Close(Ok(())) => ());
+        }
+        assert_eq!(ring.ring_fds(), 0);
+        assert_eq!(open_fds(), before, "{slots} slot(s): every fd is closed");
+    }
+}
+
+/// Writes `byte` at the start of file `fd` and reads it back.
+fn written_and_read_back(ring: &mut Ring<Got>, fd: RingFd, byte: u8) {
+    let wrote = complete(ring, |r, c| r.write(fd, vec![byte], Offset::At(0), c));
+    expect!(wrote, Outcome::Write(Ok(1), _) => ());
+    let buf = Vec::with_capacity(4);
+    let read = complete(ring, |r, c| r.read(fd, buf, Offset::At(0), c));
+    assert_eq!(&expect!(read, Outcome::Read(Ok(1), buf) => buf)[..], [byte]);
+}
+
+/// Connects socket `fd` to a loopback listener and sends through it.
+fn connected_and_sent_through(ring: &mut Ring<Got>, fd: RingFd) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connected = complete(ring, |r, c| r.connect(fd, addr, c));
+    expect!(connected, Outcome::Connect(Ok(())) => ());
+    let mut server = listener.accept().unwrap().0;
+    sent_through(ring, fd, b"direct", &mut server);
 }
 
 /// The file closes after the recv it cancelled, and no fd is left open.

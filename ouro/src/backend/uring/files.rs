@@ -215,18 +215,65 @@ struct Slots {
     /// once the table is split (see `Files::split_table`).
     own_end: u32,
     used: u32,
+    /// Used slots among those the kernel allocates from.
+    kernel_used: u32,
     /// Where the search for a free slot starts.
     hint: u32,
 }
 
 impl Slots {
+    fn new(size: u32) -> Slots {
+        Slots {
+            owners: Vec::new(),
+            size,
+            own_end: size,
+            used: 0,
+            kernel_used: 0,
+            hint: 0,
+        }
+    }
+
+    /// Keeps ouro's own registrations below `own_end`, the kernel's
+    /// allocations above it.
+    fn split(&mut self, own_end: u32) {
+        self.own_end = own_end;
+        let below = self.owners.iter().take(own_end as usize);
+        let own_used = below.filter(|&&owner| owner != NO_SLOT).count() as u32;
+        self.kernel_used = self.used - own_used;
+    }
+
+    /// The first slot the kernel allocates: the table is all its own
+    /// until it is split.
+    fn kernel_first(&self) -> u32 {
+        if self.own_end < self.size {
+            self.own_end
+        } else {
+            0
+        }
+    }
+
+    /// Free slots among those the kernel allocates from.
+    fn kernel_free(&self) -> u32 {
+        self.size - self.kernel_first() - self.kernel_used
+    }
+
+    fn count_use(&mut self, slot: u32, used: bool) {
+        let change = |count: &mut u32| {
+            *count = if used { *count + 1 } else { *count - 1 };
+        };
+        change(&mut self.used);
+        if slot >= self.kernel_first() {
+            change(&mut self.kernel_used);
+        }
+    }
+
     fn occupy(&mut self, slot: u32, file: u32) {
         let i = slot as usize;
         if i >= self.owners.len() {
             self.owners.resize(i + 1, NO_SLOT);
         }
         if self.owners[i] == NO_SLOT {
-            self.used += 1;
+            self.count_use(slot, true);
         }
         self.owners[i] = file;
     }
@@ -237,7 +284,7 @@ impl Slots {
         if let Some(owner) = self.owners.get_mut(slot as usize) {
             if *owner == file {
                 *owner = NO_SLOT;
-                self.used -= 1;
+                self.count_use(slot, false);
                 self.hint = self.hint.min(slot);
             }
         }
@@ -260,6 +307,12 @@ impl Slots {
 pub(super) struct Files {
     records: Vec<File>,
     table: Table,
+    /// Direct opens and sockets submitted into the table and not yet
+    /// settled: each may take one slot the table does not show as used.
+    claimed: u32,
+    /// Direct accepts submitted into the table and not yet ended: each may
+    /// take any number of slots.
+    accepting: u32,
 }
 
 impl Files {
@@ -267,6 +320,8 @@ impl Files {
         Files {
             records: Vec::new(),
             table: Table::Unused(size.unwrap_or_else(default_table_size)),
+            claimed: 0,
+            accepting: 0,
         }
     }
 
@@ -310,13 +365,7 @@ impl Files {
         match ring.submitter().register_files_sparse(size) {
             Ok(()) => {
                 tracing::debug!(size, "fixed file table registered");
-                self.table = Table::Registered(Slots {
-                    owners: Vec::new(),
-                    size,
-                    own_end: size,
-                    used: 0,
-                    hint: 0,
-                });
+                self.table = Table::Registered(Slots::new(size));
                 true
             }
             Err(e) => {
@@ -344,7 +393,7 @@ impl Files {
             tracing::debug!(error = %e, "cannot split the fixed table: no files from other rings");
             return false;
         }
-        slots.own_end = own_end;
+        slots.split(own_end);
         true
     }
 
@@ -354,25 +403,46 @@ impl Files {
         let Table::Registered(slots) = &self.table else {
             return None;
         };
-        let first = if slots.own_end < slots.size {
-            slots.own_end
-        } else {
-            0
-        };
-        let taken = |slot: u32| {
-            slots
-                .owners
-                .get(slot as usize)
-                .is_some_and(|&owner| owner != NO_SLOT)
-        };
-        (first..slots.size)
-            .all(taken)
-            .then_some((slots.used, slots.size))
+        (slots.kernel_free() == 0).then_some((slots.used, slots.size))
     }
 
-    /// Whether a direct accept can expect a free slot.
-    pub(super) fn table_has_room(&self) -> bool {
-        matches!(&self.table, Table::Registered(slots) if slots.used < slots.size)
+    /// Free slots the kernel may allocate, as far as completions tell.
+    fn kernel_free(&self) -> u32 {
+        match &self.table {
+            Table::Registered(slots) => slots.kernel_free(),
+            _ => 0,
+        }
+    }
+
+    /// Whether a direct open or socket may go into the table, which then
+    /// counts it. The kernel picks its slot only when it finishes, so a
+    /// slot must be left for it whatever the operations in flight take:
+    /// one each for the opens and sockets, any number for an accept. A
+    /// plain fd is always right; `FdTableFull` would not be.
+    pub(super) fn claim_slot(&mut self) -> bool {
+        let room = self.accepting == 0 && self.kernel_free() > self.claimed;
+        self.claimed += u32::from(room);
+        room
+    }
+
+    /// Whether a direct accept may go into the table, which then counts
+    /// it: a slot is free, and no direct open or socket in flight counts
+    /// on one (the accept could take them all first).
+    pub(super) fn claim_for_accept(&mut self) -> bool {
+        let room = self.claimed == 0 && self.kernel_free() > 0;
+        self.accepting += u32::from(room);
+        room
+    }
+
+    /// A direct operation that went into the table has ended (`accept`: an
+    /// accept): every slot it took has been reported.
+    pub(super) fn release(&mut self, accept: bool) {
+        let count = if accept {
+            &mut self.accepting
+        } else {
+            &mut self.claimed
+        };
+        *count = count.saturating_sub(1);
     }
 
     /// Puts `fd` into a free slot of the table; `None` if there is no
@@ -470,4 +540,55 @@ fn no_process_fd() -> io::Error {
         "this ring fd is a direct descriptor: io_uring accepted it straight into its \
          fixed file table, and the process has no fd for it",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(size: u32) -> Files {
+        let mut files = Files::new(Some(size));
+        files.table = Table::Registered(Slots::new(size));
+        files
+    }
+
+    #[test]
+    fn direct_opens_in_flight_claim_the_free_slots() {
+        let mut files = files(2);
+        assert!(files.claim_slot() && files.claim_slot());
+        assert!(!files.claim_slot(), "both free slots are claimed");
+        files.table_mut().occupy(0, 7);
+        files.release(false);
+        assert!(!files.claim_slot(), "the released claim's slot is used");
+        files.release(false);
+        assert!(files.claim_slot(), "that one failed: its slot is free");
+    }
+
+    #[test]
+    fn a_direct_accept_and_direct_opens_keep_out_of_each_others_way() {
+        let mut files = files(8);
+        assert!(files.claim_for_accept());
+        assert!(!files.claim_slot(), "the accept may take every slot");
+        files.release(true);
+        assert!(files.claim_slot());
+        assert!(!files.claim_for_accept(), "the open counts on a slot");
+        files.release(false);
+        assert!(files.claim_for_accept());
+    }
+
+    #[test]
+    fn a_split_table_counts_only_the_kernels_slots() {
+        let mut slots = Slots::new(16);
+        for slot in [0, 1, 5] {
+            slots.occupy(slot, slot);
+        }
+        slots.split(2);
+        assert_eq!(slots.kernel_free(), 13);
+        slots.vacate(0, 0);
+        assert_eq!(slots.kernel_free(), 13, "an own slot");
+        for slot in 2..16 {
+            slots.occupy(slot, slot);
+        }
+        assert_eq!((slots.kernel_free(), slots.used), (0, 15));
+    }
 }

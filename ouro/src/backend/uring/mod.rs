@@ -24,9 +24,12 @@
 //! Ring fds live in the ring's fixed file table (registered sparse on first
 //! use, 5.19), named in submissions by slot (`IOSQE_FIXED_FILE`), so the
 //! kernel skips its fd lookup (`fget`/`fput`) per operation. A direct
-//! accept lets the kernel pick the slots (`IORING_FILE_INDEX_ALLOC`); an fd
+//! accept (socket, open) lets the kernel pick the slots
+//! (`IORING_FILE_INDEX_ALLOC`) as it finishes, so one goes there only if a
+//! slot is left after those the direct operations in flight may take
+//! (`Files::claim_slot`), and is made plain otherwise; an fd
 //! given with `register_fd` goes into a slot chosen here
-//! (`IORING_REGISTER_FILES_UPDATE`) — only while no direct accept runs, as
+//! (`IORING_REGISTER_FILES_UPDATE`) — only while no direct operation runs, as
 //! the kernel may have filled slots whose completions are not reaped yet.
 //! The table cannot grow (re-registering it would drop the direct
 //! descriptors, which have no process fd to register again): it is sized
@@ -529,6 +532,21 @@ impl Driver for Uring {
 
     fn fixed_slot(&self, file: u32) -> Option<u32> {
         Uring::fixed_slot(self, file)
+    }
+
+    fn direct_ended(&mut self, op: &Op) {
+        match op {
+            Op::AcceptDirect {
+                into_table: true, ..
+            } => self.files.release(true),
+            Op::SocketDirect {
+                into_table: true, ..
+            }
+            | Op::OpenDirect {
+                into_table: true, ..
+            } => self.files.release(false),
+            _ => {}
+        }
     }
 
     fn fixed_table_full(&self) -> Option<(u32, u32)> {

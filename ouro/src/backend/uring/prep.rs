@@ -180,7 +180,7 @@ impl Opcodes {
                 protocol,
                 into_table,
             } => {
-                *into_table = self.supports(opcode::Socket::CODE) && files.table_has_room();
+                *into_table = self.supports(opcode::Socket::CODE) && files.claim_slot();
                 if !*into_table {
                     self.socket(*domain, *ty, *protocol)?
                 } else {
@@ -293,7 +293,7 @@ impl Opcodes {
                 mode,
                 into_table,
             } => {
-                *into_table = files.table_has_room();
+                *into_table = files.claim_slot();
                 let open = opcode::OpenAt::new(types::Fd(*dir), path.as_ptr().cast()).mode(*mode);
                 if !*into_table {
                     open.flags(*flags).build()
@@ -484,7 +484,7 @@ impl Opcodes {
             Op::AcceptMulti { fd } => self.accept_multi(files.target(*fd)),
             Op::AcceptDirect { fd, into_table } => {
                 let target = files.target(*fd);
-                *into_table = self.has_multishot_accept() && files.table_has_room();
+                *into_table = self.has_multishot_accept() && files.claim_for_accept();
                 if !*into_table {
                     self.accept_multi(target)
                 } else {
