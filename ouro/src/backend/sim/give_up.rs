@@ -23,7 +23,7 @@ impl State {
         }
         match *item {
             Held::Connect { parked, .. } => self.schedule(
-                since + bound / 2,
+                since.saturating_add(bound / 2),
                 What::ConnectGiveUp {
                     key: (parked.node, parked.user_data),
                     since,
@@ -31,7 +31,7 @@ impl State {
             ),
             Held::Arrive { sock, .. } | Held::Fin { sock } => {
                 if self.paths.giving_up.insert(sock) {
-                    self.schedule(since + bound, What::GiveUp { sock });
+                    self.schedule(since.saturating_add(bound), What::GiveUp { sock });
                 }
             }
             // Not retransmitted: a reset that is lost is lost.
@@ -72,9 +72,10 @@ impl State {
         let Some(oldest) = oldest else {
             return;
         };
-        if self.now() < oldest + bound {
+        let due = oldest.saturating_add(bound);
+        if self.now() < due {
             self.paths.giving_up.insert(sock);
-            self.schedule(oldest + bound, What::GiveUp { sock });
+            self.schedule(due, What::GiveUp { sock });
             return;
         }
         let Some(sender) = self.net.peer_of(sock) else {

@@ -31,7 +31,9 @@
 //! with [`Ring::run`](crate::Ring::run) as usual: its waits jump the
 //! clock too, but it can only wait for what is already scheduled. Rings
 //! left out of a run keep their ready completions until they are run
-//! again; the run goes on to what is scheduled.
+//! again; the run goes on to what is scheduled. A timer due at the end of
+//! virtual time (`u64::MAX` ns, where `Duration::MAX` lands) never fires,
+//! as on a real ring.
 //!
 //! What is simulated: no-ops, timers, cancellation, TCP sockets (socket,
 //! bind, listen, connect, accept, send, recv, shutdown, close; multishot
@@ -53,6 +55,7 @@
 //!
 //! See `docs/simulator.md` for the runner and the fault classes.
 
+mod clock;
 mod faults;
 mod file_io;
 mod files;
@@ -80,6 +83,7 @@ use crate::error::bad_ring_fd;
 use crate::fd::{Fd, Named};
 use crate::op::Op;
 use crate::time::Clock;
+use clock::END_OF_TIME;
 use multishot::Shot;
 use net::{Parked, Reply};
 use queues::Submissions;
@@ -356,7 +360,7 @@ impl Driver for SimBackend {
             }
         };
         state.started(self.node, user_data, op.kind());
-        let at = state.now() + state.delay();
+        let at = state.now().saturating_add(state.delay());
         match reply {
             Reply::Res(res) => state.complete(self.node, user_data, res, at),
             Reply::Fd(fd) => state.complete_fd(self.node, user_data, 0, Some(fd), at),
@@ -401,9 +405,18 @@ impl Driver for SimBackend {
         let now = state.now();
         // Partitions starting and healing forever end no wait by themselves.
         let next_event = state.next_event().filter(|_| !state.only_partitions_left());
-        let until = match (next_event, timeout.map(|t| now.saturating_add(t))) {
+        let timer = timeout.map(|t| now.saturating_add(t));
+        let until = match (next_event, timer.filter(|&at| at < END_OF_TIME)) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
+            (None, None) if timer.is_some() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "simulated ring: the nearest timer is due at the end of virtual time \
+                     (u64::MAX ns, where Duration::MAX lands), which never comes, and \
+                     nothing else is scheduled",
+                ))
+            }
             (None, None) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,

@@ -355,7 +355,7 @@ impl State {
                 }
                 continue;
             }
-            let at = self.now() + self.delay();
+            let at = self.now().saturating_add(self.delay());
             match self.net.make_fd(conn) {
                 Ok(fd) => {
                     if let Some(addr) = peer_addr {
@@ -402,7 +402,10 @@ impl State {
                 cut = self.streams.get(Stream::NetSegments).usize(1..cut);
                 self.faults.add(Fault::Segment);
             }
-            let at = (self.now() + self.segment_delay(peer)).max(self.net.sockets[peer].arrival);
+            let at = self
+                .now()
+                .saturating_add(self.segment_delay(peer))
+                .max(self.net.sockets[peer].arrival);
             let receiver = &mut self.net.sockets[peer];
             receiver.arrival = at;
             if !receiver.closed {
@@ -499,7 +502,7 @@ impl State {
         self.reset(sock);
         self.net.sockets[sock].error = None;
         if let Role::Connected { peer } = self.net.sockets[sock].role {
-            let at = self.now() + self.delay();
+            let at = self.now().saturating_add(self.delay());
             self.schedule(at, What::Reset { sock: peer });
         }
     }
@@ -520,7 +523,10 @@ impl State {
     }
 
     fn send_fin(&mut self, peer: usize) {
-        let at = (self.now() + self.segment_delay(peer)).max(self.net.sockets[peer].arrival);
+        let at = self
+            .now()
+            .saturating_add(self.segment_delay(peer))
+            .max(self.net.sockets[peer].arrival);
         self.net.sockets[peer].arrival = at;
         self.schedule(at, What::Fin { sock: peer });
     }
@@ -561,7 +567,7 @@ impl State {
                 if unread > 0 {
                     // Closed with data unread: the kernel resets the
                     // connection instead of ending it.
-                    let at = self.now() + self.delay();
+                    let at = self.now().saturating_add(self.delay());
                     self.schedule(at, What::Reset { sock: peer });
                 } else if !socket.write_shut {
                     self.send_fin(peer);

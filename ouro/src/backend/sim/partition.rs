@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+use super::clock::END_OF_TIME;
 use super::faults::{Fault, Stream};
 use super::net::{Parked, Reply};
 use super::world::{Bug, State, What, World};
@@ -110,10 +111,21 @@ impl State {
 
     fn schedule_partition(&mut self) {
         let gap = self.config.partitions.gap_ns;
-        let at = self.now() + self.streams.get(Stream::Partitions).u64(1..=gap);
-        self.schedule(at, What::PartitionStart);
+        let at = self
+            .now()
+            .saturating_add(self.streams.get(Stream::Partitions).u64(1..=gap));
+        self.paths.armed = self.queue(at, What::PartitionStart);
+    }
+
+    /// Queues a start or a heal, unless `at` is the end of time, which
+    /// never comes: whether it was queued.
+    fn queue(&mut self, at: u64, what: What) -> bool {
+        if at == END_OF_TIME {
+            return false;
+        }
+        self.schedule(at, what);
         self.paths.queued += 1;
-        self.paths.armed = true;
+        true
     }
 
     /// A partition starts between two hosts drawn from those the network
@@ -153,8 +165,7 @@ impl State {
             to: hosts[b],
             since,
         });
-        self.schedule(since + lasts, What::Heal { id });
-        self.paths.queued += 1;
+        self.queue(since.saturating_add(lasts), What::Heal { id });
     }
 
     /// Partition `id` heals, and the next one is scheduled if partitions
@@ -251,7 +262,7 @@ impl State {
                     self.connect(parked, sock, addr)
                 };
                 if let Reply::Res(res) = res {
-                    let at = self.now() + self.delay();
+                    let at = self.now().saturating_add(self.delay());
                     self.complete(parked.node, parked.user_data, res, at);
                 }
             }

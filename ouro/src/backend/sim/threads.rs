@@ -177,8 +177,9 @@ impl SimBackend {
             return false;
         }
         state.faults.add(Fault::MessageDelay);
-        state.schedule(now + delay, What::MessagesDue);
-        self.messages_due = Some(now + delay);
+        let due = now.saturating_add(delay);
+        state.schedule(due, What::MessagesDue);
+        self.messages_due = Some(due);
         true
     }
 

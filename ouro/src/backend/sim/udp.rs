@@ -379,7 +379,7 @@ impl State {
             1
         };
         for _ in 0..copies {
-            let mut at = self.now() + self.delay();
+            let mut at = self.now().saturating_add(self.delay());
             if self
                 .streams
                 .chance(Stream::DatagramReorder, self.config.datagram_reorder)
@@ -391,7 +391,8 @@ impl State {
                     .base_ns
                     .saturating_mul(10)
                     .max(1_000_000);
-                at += self.streams.get(Stream::DatagramReorder).u64(1..=most);
+                let held = self.streams.get(Stream::DatagramReorder).u64(1..=most);
+                at = at.saturating_add(held);
                 self.faults.add(Fault::DatagramReorder);
             } else {
                 let endpoint = self.udp.endpoint(sock);
@@ -462,7 +463,7 @@ impl State {
                 !endpoint.closed && endpoint.peer.is_some_and(|peer| same(peer, to))
             });
             if let Some(sender) = connected {
-                let at = self.now() + self.delay();
+                let at = self.now().saturating_add(self.delay());
                 self.schedule(at, What::Unreachable { sock: sender });
             }
             self.udp.recycle(packet.data);

@@ -10,6 +10,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::clock::END_OF_TIME;
 use super::faults::{name_hash, Config, Fault, FaultCounts, FaultTally, Stream, Streams};
 use super::files::Files;
 use super::groups::Groups;
@@ -337,7 +338,8 @@ impl World {
 
     /// Steps every node, in an order drawn from the seed, until nothing
     /// is scheduled or `limit` of virtual time has passed; when no node
-    /// has work ready, the clock jumps to the next event or timer.
+    /// has work ready, the clock jumps to the next event or timer. A
+    /// timer due at the end of virtual time counts as nothing scheduled.
     pub fn run(&self, nodes: &mut [&mut dyn Node], limit: Duration) -> io::Result<Stop> {
         let deadline = self.now.get().saturating_add(duration_ns(limit));
         let mut order: Vec<usize> = (0..nodes.len()).collect();
@@ -369,6 +371,7 @@ impl World {
                 .iter()
                 .filter_map(|n| n.next_wake())
                 .chain(thread_wake)
+                .filter(|&at| at < END_OF_TIME)
                 .min();
             if timer.is_none() && self.state.borrow().only_partitions_left() {
                 return Ok(Stop::Idle);
@@ -416,32 +419,12 @@ impl State {
         self.now.get()
     }
 
-    /// A delay drawn from the latency distribution.
-    pub(crate) fn delay(&mut self) -> u64 {
-        let latency = self.config.latency;
-        let rng = self.streams.get(Stream::Latency);
-        let mut delay = latency.base_ns;
-        if latency.spread_ns > 0 {
-            delay += rng.u64(0..=latency.spread_ns);
-        }
-        if latency.tail_rate > 0.0 && rng.f64() < latency.tail_rate {
-            delay += latency.tail_ns;
-            self.faults.add(Fault::LatencyTail);
-        }
-        delay
-    }
-
-    /// A timer due at `at` fires this much later, if late timers are on.
-    fn late_timer(&mut self, at: u64) -> u64 {
-        let most = self.config.late_timers_ns;
-        if most == 0 {
-            return at;
-        }
-        self.faults.add(Fault::LateTimer);
-        at + self.streams.get(Stream::Timers).u64(0..=most)
-    }
-
+    /// Queues `what` for `at`; not if that is the end of time, which
+    /// never comes.
     pub(crate) fn schedule(&mut self, at: u64, what: What) {
+        if at == END_OF_TIME {
+            return;
+        }
         self.seq += 1;
         let seq = self.seq;
         self.events.push(Reverse(Event { at, seq, what }));
@@ -623,11 +606,9 @@ impl State {
             .chance(Stream::CancelRace, self.config.cancel_race)
         {
             self.faults.add(Fault::CancelLate);
-            let at = self.now()
-                + self
-                    .streams
-                    .get(Stream::CancelRace)
-                    .u64(1..=self.config.latency.base_ns.max(1) * 4);
+            let most = self.config.latency.base_ns.max(1).saturating_mul(4);
+            let late = self.streams.get(Stream::CancelRace).u64(1..=most);
+            let at = self.now().saturating_add(late);
             self.schedule(at, What::Cancel { node, user_data });
             return;
         }
