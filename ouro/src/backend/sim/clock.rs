@@ -1,5 +1,6 @@
 //! Virtual time: the delays drawn for what the world carries out, late
-//! timers, and the end of time.
+//! timers, the end of time, and the jump past partitions that start and
+//! heal while nothing else happens.
 //!
 //! Time is nanoseconds in a `u64`, so it ends after about 584 years, at
 //! [`END_OF_TIME`]. A real ring's clock never gets there, so a timer or
@@ -41,5 +42,24 @@ impl State {
         self.faults.add(Fault::LateTimer);
         let late = at.saturating_add(self.streams.get(Stream::Timers).u64(0..=most));
         late.min(END_OF_TIME - 1)
+    }
+
+    /// When the world next needs to look, given the nearest `timer`: the
+    /// next event, but if nothing except partitions starting and healing
+    /// is scheduled, no earlier than one whole partition cycle (the
+    /// longest gap and the longest partition) before the timer. Stepping
+    /// through every cycle up to a far timer costs wall time in
+    /// proportion to its distance (a year took minutes), while nothing is
+    /// on its way for a partition to cut; the cycle before the timer is
+    /// stepped as ever, so a partition may be in force when it fires. The
+    /// starts and heals jumped over are carried out when the clock lands.
+    pub(super) fn next_event_past_churn(&self, timer: Option<u64>) -> Option<u64> {
+        let event = self.next_event()?;
+        let Some(timer) = timer.filter(|_| self.only_partitions_left()) else {
+            return Some(event);
+        };
+        let plan = self.config.partitions;
+        let cycle = plan.gap_ns.saturating_add(plan.longest_ns);
+        Some(event.max(timer.saturating_sub(cycle)))
     }
 }

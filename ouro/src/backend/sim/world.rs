@@ -376,7 +376,7 @@ impl World {
             if timer.is_none() && self.state.borrow().only_partitions_left() {
                 return Ok(Stop::Idle);
             }
-            let mut event = self.state.borrow().next_event();
+            let mut event = self.state.borrow().next_event_past_churn(timer);
             if event.is_some_and(|e| e <= now) {
                 // Work is due now, yet no node has any and nothing was
                 // delivered: what is ready belongs to rings not given to
