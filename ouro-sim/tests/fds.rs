@@ -1,10 +1,13 @@
 //! A simulated ring never acts on an fd the world did not make: from safe
 //! code, a real file handed to it, or a simulated socket's number taken
 //! over by a real file after the socket closed, is `EBADF`, and the real
-//! file is left untouched.
+//! file is left untouched. A socket's fd closed by its holder frees its
+//! address.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -78,4 +81,48 @@ fn a_closed_simulated_sockets_number_reused_by_a_real_file_is_ebadf() {
     ring.recv(file, Vec::with_capacity(8), Ctx::new(collect));
     let (_ring, got) = run_until_idle(ring, &world);
     assert_eq!(recv_error(&got[0]), Some(libc::EBADF));
+}
+
+/// Binds `fd` to 10.0.0.1:7000: the error, if any.
+fn bind(ring: Ring<Got>, world: &World, fd: &Rc<OwnedFd>) -> (Ring<Got>, Option<i32>) {
+    let mut ring = ring;
+    ring.bind(
+        fd,
+        SocketAddr::from(([10, 0, 0, 1], 7000)),
+        Ctx::new(collect),
+    );
+    let (ring, got) = run_until_idle(ring, world);
+    match &got[0].outcome {
+        Outcome::Bind(res) => (ring, res.as_ref().err().and_then(io::Error::raw_os_error)),
+        other => panic!("expected a bind, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_address_is_taken_until_its_sockets_fd_closes_even_unseen_by_the_world() {
+    let world = World::new(3);
+    let mut ring: Ring<Got> = Ring::simulated(&world);
+    for _ in 0..3 {
+        ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    }
+    let (ring, got) = run_until_idle(ring, &world);
+    let mut sockets = got.into_iter().map(|c| match c.outcome {
+        Outcome::Socket(Ok(fd)) => Rc::new(fd),
+        other => panic!("expected a socket, got {other:?}"),
+    });
+    let mut socket = || sockets.next().expect("three sockets");
+    let (first, second, third) = (socket(), socket(), socket());
+    let (ring, error) = bind(ring, &world, &first);
+    assert_eq!(error, None);
+    let (ring, error) = bind(ring, &world, &second);
+    assert_eq!(
+        error,
+        Some(libc::EADDRINUSE),
+        "bound twice, neither listening"
+    );
+    // Closed by its holder, not through a ring: the world never saw it
+    // close, but the address is free.
+    drop(first);
+    let (_ring, error) = bind(ring, &world, &third);
+    assert_eq!(error, None, "the address of a closed socket is still taken");
 }

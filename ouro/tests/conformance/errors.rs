@@ -5,7 +5,7 @@ use std::net::Shutdown;
 use std::os::fd::AsFd;
 
 use crate::env::Env;
-use crate::scenarios::{close, close_pair, listener, pair, recv, socket};
+use crate::scenarios::{close, close_pair, listener, pair, recv, socket, Pair};
 
 pub fn ops_on_closed_and_foreign_ring_fds(env: &mut Env) {
     let pair = pair(env);
@@ -41,7 +41,42 @@ pub fn listen_without_bind(env: &mut Env) {
     let unbound = socket(env, "socket");
     let listening = env.op(|ring, ctx| ring.listen(unbound, 16, ctx));
     env.note_outcome("listen without bind", listening);
+    let asked = env.listen_addr();
+    let bound = env.op(|ring, ctx| ring.bind(unbound, asked, ctx));
+    env.note_outcome("bind once listening", bound);
     close(env, unbound, "close it");
+}
+
+/// A socket is bound once, and an address bound is in use even before
+/// anyone listens on it.
+pub fn bind_twice_and_to_an_address_bound(env: &mut Env) {
+    let first = socket(env, "first socket");
+    let asked = env.listen_addr();
+    let bound = env.op(|ring, ctx| ring.bind(first, asked, ctx));
+    env.note_outcome("bind", bound);
+    let addr = env.bound_addr(first, asked);
+    let again = env.op(|ring, ctx| ring.bind(first, asked, ctx));
+    env.note_outcome("bind it again", again);
+    let second = socket(env, "second socket");
+    let taken = env.op(|ring, ctx| ring.bind(second, addr, ctx));
+    env.note_outcome("bind the first's address, neither listening", taken);
+    // The first socket is still where it was bound first.
+    let listening = env.op(|ring, ctx| ring.listen(first, 16, ctx));
+    env.note_outcome("listen", listening);
+    let (accept, _) = env.start(|ring, ctx| ring.accept(first, ctx));
+    let connected = env.op(|ring, ctx| ring.connect(second, addr, ctx));
+    env.note_outcome("connect to the address bound first", connected);
+    let accepted = env.wait(accept);
+    let server = env.note_outcome("accept", accepted).expect("a connection");
+    let rebound = env.op(|ring, ctx| ring.bind(second, asked, ctx));
+    env.note_outcome("bind the connected socket", rebound);
+    let pair = Pair {
+        listener: first,
+        addr,
+        client: second,
+        server,
+    };
+    close_pair(env, pair);
 }
 
 pub fn bind_an_address_in_use(env: &mut Env) {

@@ -72,6 +72,7 @@ conformance!(
     sockets_in_the_wrong_state,
     listen_without_bind,
     bind_an_address_in_use,
+    bind_twice_and_to_an_address_bound,
     noop,
     shutdown_read_then_recv,
     two_pending_receives_see_the_end,

@@ -73,6 +73,8 @@ struct Socket {
 pub(crate) struct Net {
     sockets: Vec<Socket>,
     listeners: BTreeMap<SocketAddr, usize>,
+    /// The addresses sockets bound, or listened on, until they close.
+    bound: BTreeMap<SocketAddr, usize>,
     /// Process fds of sockets, indexed by fd number (small and dense, as
     /// the kernel hands out the lowest free one): (socket, device, inode).
     fds: Vec<Option<(usize, u64, u64)>>,
@@ -201,6 +203,25 @@ impl Net {
         self.sockets.len() - 1
     }
 
+    /// Whether an open socket holds `addr`'s port on its address or on
+    /// the wildcard (either way round), which the kernel refuses to bind
+    /// again without `SO_REUSEADDR` (a socket option the simulator does
+    /// not have).
+    fn taken(&self, addr: SocketAddr) -> bool {
+        self.bound.iter().any(|(a, &sock)| {
+            a.port() == addr.port()
+                && (a.ip() == addr.ip() || a.ip().is_unspecified() || addr.ip().is_unspecified())
+                && self.has_fd(sock)
+        })
+    }
+
+    /// Whether `sock` still has an fd: one whose holder closed it, or
+    /// dropped it with its ring, without the world seeing a close holds
+    /// no address any more.
+    fn has_fd(&self, sock: usize) -> bool {
+        (0..self.fds.len()).any(|raw| self.lookup(raw as RawFd) == Some(sock))
+    }
+
     fn ephemeral(&mut self) -> SocketAddr {
         self.next_port = self.next_port.wrapping_add(1);
         let port = 40_000 + self.next_port % 20_000;
@@ -235,14 +256,21 @@ impl State {
     }
 
     pub(crate) fn bind(&mut self, sock: usize, addr: SocketAddr) -> Reply {
+        let socket = &self.net.sockets[sock];
+        // The kernel binds a socket once: one that has a port (bound, or
+        // given one by listen or connect) is refused, not moved.
+        if socket.local.is_some() || !matches!(socket.role, Role::Fresh) {
+            return Reply::Res(-libc::EINVAL);
+        }
         let addr = if addr.port() == 0 {
             self.net.ephemeral()
         } else {
             addr
         };
-        if self.net.listeners.contains_key(&addr) {
+        if self.net.taken(addr) {
             return Reply::Res(-libc::EADDRINUSE);
         }
+        self.net.bound.insert(addr, sock);
         self.net.sockets[sock].local = Some(addr);
         Reply::Res(0)
     }
@@ -261,11 +289,15 @@ impl State {
         // An unbound socket listens on an ephemeral port, as the kernel's.
         let addr = match self.net.sockets[sock].local {
             Some(addr) => addr,
-            None => self.net.ephemeral(),
+            None => {
+                let addr = self.net.ephemeral();
+                if self.net.taken(addr) {
+                    return Reply::Res(-libc::EADDRINUSE);
+                }
+                self.net.bound.insert(addr, sock);
+                addr
+            }
         };
-        if self.net.listeners.contains_key(&addr) {
-            return Reply::Res(-libc::EADDRINUSE);
-        }
         self.net.listeners.insert(addr, sock);
         self.net.hosts.insert(addr.ip());
         self.net.sockets[sock].local = Some(addr);
@@ -552,6 +584,11 @@ impl State {
     }
 
     fn close_socket(&mut self, sock: usize) {
+        if let Some(addr) = self.net.sockets[sock].local {
+            if self.net.bound.get(&addr) == Some(&sock) {
+                self.net.bound.remove(&addr);
+            }
+        }
         let socket = &mut self.net.sockets[sock];
         socket.closed = true;
         let unread = socket.arrived;
