@@ -129,11 +129,11 @@ impl Clients {
                 got: 0,
                 rounds_left: rounds,
                 checked: 0,
-                done: rounds == 0,
+                done: false,
             });
-            if rounds > 0 {
-                Clients::connect(ring, key as u64);
-            }
+            // With no rounds too: the server waits for one connection per
+            // client, and one closed at once is a case of its own.
+            Clients::connect(ring, key as u64);
         }
         clients
     }
@@ -239,7 +239,8 @@ impl Clients {
 
 /// Runs the dispatch scenario in `world`: the example's server with three
 /// workers, and `load.clients` clients over two client rings, each making
-/// `load.rounds` rounds on one connection; a safety phase with the
+/// `load.rounds` rounds on one connection (with none, it connects and
+/// closes); a safety phase with the
 /// world's faults, then a liveness phase with the faults off in which
 /// every client must finish and the server must stop its workers within
 /// 10 s of virtual time. Then the server's count of connections and of

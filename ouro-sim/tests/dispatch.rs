@@ -1,10 +1,11 @@
 //! The dispatch scenario: the accept-and-dispatch example's server, with
 //! its worker threads as world nodes and fds moving between rings by
-//! message, passes over a few hundred seeds and replays identically; a
-//! planted duplicate message is found and replayed from its seed.
+//! message, passes over a few hundred seeds and replays identically, with
+//! no rounds too; a planted duplicate message is found and replayed from
+//! its seed.
 
 use ouro::sim::Bug;
-use ouro_sim::{check, dispatch, run_seed, scenario, shrink};
+use ouro_sim::{check, dispatch, run_case, run_seed, scenario, shrink, Case, Load};
 
 #[test]
 fn dispatch_passes_over_three_hundred_seeds_and_replays_identically() {
@@ -19,6 +20,28 @@ fn dispatch_passes_over_three_hundred_seeds_and_replays_identically() {
     assert!(summary.faults.0.get("faults/recv").copied().unwrap_or(0) > 0);
     assert!(summary.ops > 10_000, "only {} operations", summary.ops);
     assert!(scenario("dispatch").is_some());
+}
+
+#[test]
+fn clients_with_no_rounds_connect_and_close_and_the_server_stops() {
+    let mut ops = 0;
+    for seed in 0..30 {
+        let mut case = Case::new(seed);
+        case.load = Load {
+            clients: 6,
+            rounds: 0,
+        };
+        let report = run_case(&case, dispatch::run, None);
+        assert!(
+            report.violations.is_empty(),
+            "{}: {:?}",
+            report.replay_line(),
+            report.violations
+        );
+        ops += report.ops;
+    }
+    // Six connects, accepts and closes a seed, at least.
+    assert!(ops > 30 * 18, "only {ops} operations");
 }
 
 #[test]
