@@ -2,9 +2,12 @@
 //! scenario in the simulator over seeds 0..N (or one seed, to replay it),
 //! prints each failing seed's replay line, the smallest failing case the
 //! shrinker finds from the first one, and a summary table, and exits with
-//! status 1 on any violation or non-deterministic seed. `--off CLASS,...`,
-//! `--clients N` and `--rounds N` run a shrunk case again.
+//! status 1 on any violation or non-deterministic seed, 2 on bad arguments
+//! (an `OURO_SIM_SEED` that is not a seed among them). `--off CLASS,...`,
+//! `--clients N` and `--rounds N` run a shrunk case again; `--help` says
+//! what each argument does.
 
+use std::env::VarError;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -41,13 +44,17 @@ fn parse_classes(names: &str) -> Result<Vec<FaultClass>, String> {
     Ok(classes)
 }
 
-fn parse() -> Result<Args, String> {
+/// What the command line asks for.
+enum Command {
+    Run(Args),
+    Help,
+}
+
+fn parse() -> Result<Command, String> {
     let mut args = Args {
         seeds: 100,
         scenario: "echo".into(),
-        seed: std::env::var("OURO_SIM_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok()),
+        seed: None,
         off: Vec::new(),
         load: Load::default(),
     };
@@ -55,6 +62,7 @@ fn parse() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
             "--seeds" => args.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
             "--seed" => args.seed = Some(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--scenario" => args.scenario = value()?,
@@ -68,19 +76,74 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(args)
+    if args.seeds == 0 {
+        return Err("--seeds: at least 1 (0 would run no seed and pass)".into());
+    }
+    let from_env = env_seed()?;
+    args.seed = args.seed.or(from_env);
+    Ok(Command::Run(args))
+}
+
+/// The seed `OURO_SIM_SEED` names: none if it is unset or empty, an error
+/// if it is not a seed (the user would think it replayed).
+fn env_seed() -> Result<Option<u64>, String> {
+    match std::env::var("OURO_SIM_SEED") {
+        Err(VarError::NotPresent) => Ok(None),
+        Err(VarError::NotUnicode(value)) => Err(format!("OURO_SIM_SEED={value:?}: not a seed")),
+        Ok(value) if value.is_empty() => Ok(None),
+        Ok(value) => value
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("OURO_SIM_SEED={value:?}: {e}")),
+    }
+}
+
+/// The usage line.
+fn usage() -> String {
+    let names: Vec<_> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+    format!(
+        "usage: ouro-sim [--seeds N] [--seed S] [--scenario {}] \
+         [--off CLASS,...] [--clients N] [--rounds N]",
+        names.join("|")
+    )
+}
+
+/// The usage line and what each argument does.
+fn help() -> String {
+    let plain = Load::default();
+    let classes: Vec<_> = FaultClass::ALL.iter().map(|c| c.name()).collect();
+    let lines = [
+        usage(),
+        "Runs a scenario in the deterministic simulator (docs/simulator.md).".into(),
+        "  --seeds N        seeds 0..N (default 100, at least 1)".into(),
+        "  --seed S         seed S alone, run twice to compare; also OURO_SIM_SEED=S".into(),
+        "  --scenario NAME  the scenario to run (default echo)".into(),
+        format!(
+            "  --off CLASS,...  fault classes to switch off: {}",
+            classes.join(",")
+        ),
+        format!("  --clients N      clients (default {})", plain.clients),
+        format!(
+            "  --rounds N       rounds per client (default {})",
+            plain.rounds
+        ),
+        "With --clients 0 or --rounds 0 the clients have nothing to do (with".into(),
+        "--rounds 0 dispatch's still connect and close); the other checks run.".into(),
+        "Exit status: 0 if every seed passed, 1 on a violation or a seed that did".into(),
+        "not replay, 2 on bad arguments.".into(),
+    ];
+    lines.join("\n") + "\n"
 }
 
 fn main() -> ExitCode {
     let args = match parse() {
-        Ok(args) => args,
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print(&help());
+            return ExitCode::SUCCESS;
+        }
         Err(err) => {
-            let names: Vec<_> = SCENARIOS.iter().map(|(n, _)| *n).collect();
-            eprintln!(
-                "{err}\nusage: ouro-sim [--seeds N] [--seed S] [--scenario {}] \
-                 [--off CLASS,...] [--clients N] [--rounds N]",
-                names.join("|")
-            );
+            eprintln!("{err}\n{}", usage());
             return ExitCode::from(2);
         }
     };

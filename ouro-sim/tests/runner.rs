@@ -1,6 +1,7 @@
 //! The runner over the echo scenario: seeds pass and replay identically,
 //! a planted bug is found and replayed from its seed, and the shrinker
-//! reduces its case to a smaller one that still fails.
+//! reduces its case to a smaller one that still fails. The command line
+//! refuses bad arguments with its usage, and prints it on `--help`.
 
 use std::process::Command;
 
@@ -143,4 +144,65 @@ fn the_runner_refuses_an_unknown_fault_class_with_usage() {
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("no fault class \"no-such-class\""), "{text}");
+}
+
+/// The runner's exit status, stdout and stderr with `args` and
+/// `OURO_SIM_SEED` set to `seed` (unset if `None`).
+fn runner(args: &[&str], seed: Option<&str>) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ouro-sim"));
+    command.args(args).env_remove("OURO_SIM_SEED");
+    if let Some(seed) = seed {
+        command.env("OURO_SIM_SEED", seed);
+    }
+    let out = command.output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_runner_refuses_a_seed_variable_that_is_not_a_seed_with_usage() {
+    for bad in ["abc", "-5", "1.5"] {
+        let (code, stdout, stderr) = runner(&["--seeds", "1"], Some(bad));
+        assert_eq!(code, Some(2), "OURO_SIM_SEED={bad}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("OURO_SIM_SEED=\"{bad}\"")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("usage: ouro-sim"), "{stderr}");
+        assert!(!stdout.contains("seeds run"), "seeds ran: {stdout}");
+    }
+    // Set but empty is unset.
+    let (code, stdout, _) = runner(&["--seeds", "1"], Some(""));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("seeds run            1\n"), "{stdout}");
+}
+
+#[test]
+fn the_runner_prints_its_usage_on_help_and_runs_nothing() {
+    for flag in ["--help", "-h"] {
+        let (code, stdout, stderr) = runner(&["--seeds", "5", flag], None);
+        assert_eq!(code, Some(0), "{flag}: {stderr}");
+        assert!(stdout.starts_with("usage: ouro-sim"), "{stdout}");
+        for name in [
+            "--seeds",
+            "--off",
+            "dispatch",
+            "partitions",
+            "OURO_SIM_SEED",
+        ] {
+            assert!(
+                stdout.contains(name),
+                "{flag} does not name {name}: {stdout}"
+            );
+        }
+        assert!(!stdout.contains("seeds run"), "seeds ran: {stdout}");
+    }
+}
+
+#[test]
+fn the_runner_refuses_zero_seeds_which_would_pass_without_running() {
+    let (code, stdout, stderr) = runner(&["--seeds", "0"], None);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("--seeds: at least 1"), "{stderr}");
+    assert!(stderr.contains("usage: ouro-sim"), "{stderr}");
 }
