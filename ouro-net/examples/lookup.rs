@@ -11,12 +11,17 @@
 //! one a line as `dig +short` prints them (a TXT record as one quoted
 //! string, its strings joined), after the canonical name when it is not
 //! the name asked for. A name without records, or a failed lookup, prints
-//! the error and exits with 1; bad arguments exit with 2.
+//! the error and exits with 1; bad arguments exit with 2, `--help` with 0;
+//! a closed stdout ends it quietly (ouro's `examples/support/cli.rs`, which
+//! all the examples share).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
+
+#[path = "../../ouro/examples/support/cli.rs"]
+pub mod cli;
 
 use ouro::{Completion, Ctx, Ring, RunMode};
 use ouro_net::dns::config::DNS_PORT;
@@ -44,6 +49,9 @@ impl Request {
             None => None,
         };
         let name = args.next().ok_or("no name to look up")?.to_string();
+        if name.starts_with('-') {
+            return Err(format!("unknown argument {name}"));
+        }
         let qtype = args.next().map(parse_type).transpose()?;
         if let Some(extra) = args.next() {
             return Err(format!("unexpected argument {extra:?}"));
@@ -146,28 +154,25 @@ pub fn lines(asked: &str, answer: &Answer) -> Vec<String> {
         .collect()
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let request = match Request::parse(&args) {
-        Ok(request) => request,
-        Err(e) => {
-            eprintln!("lookup: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = request
-        .setup()
-        .and_then(|(config, hosts)| lookup(&request, config, hosts));
-    match result {
-        Ok(answer) => {
-            for line in lines(&request.name, &answer) {
-                println!("{line}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("lookup: {}: {e}", request.name);
-            ExitCode::FAILURE
-        }
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    let mut args = cli::Args::new(args, USAGE);
+    let mut words = Vec::new();
+    while let Some(word) = args.next_arg()? {
+        words.push(word);
     }
+    let request = Request::parse(&words).map_err(|problem| args.bad(problem))?;
+    let answer = request
+        .setup()
+        .and_then(|(config, hosts)| lookup(&request, config, hosts))
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", request.name)))?;
+    for line in lines(&request.name, &answer) {
+        cli::line(format_args!("{line}"))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    cli::main(USAGE, main_with)
 }

@@ -1,9 +1,16 @@
 //! The `lookup` example: its command line (bad arguments are errors, not
-//! panics), and its lookups and printed lines against the scripted server
-//! and, ignored unless dnsmasq is installed, against dnsmasq beside `dig
-//! +short`.
+//! panics), its `main` (run as `main` runs it, in a child process: help,
+//! bad arguments, a closed or full stdout), and its lookups and printed
+//! lines against the scripted server and, ignored unless dnsmasq is
+//! installed, against dnsmasq beside `dig +short`.
 
 mod support;
+
+// How ouro's example tests run an example's `main` in a child process.
+#[path = "../../ouro/tests/example_mains/child.rs"]
+mod child;
+#[path = "../../ouro/tests/example_mains/stdout.rs"]
+mod stdout;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -11,6 +18,8 @@ use ouro_net::dns::{Config, Hosts, RecordType};
 use simple_dns::RCODE;
 use support::dnsmasq::Dnsmasq;
 use support::*;
+
+use child::{Ran, Stdout};
 
 #[allow(dead_code)] // its `main`
 #[path = "../examples/lookup.rs"]
@@ -154,4 +163,82 @@ fn its_lines_are_digs_against_dnsmasq() {
         digs.sort();
         assert_eq!(ours, digs, "{name} {type_name}");
     }
+}
+
+/// Stands for the scripted server's address in a child's arguments: the
+/// server runs in the child, which is where the lookup is made.
+const SCRIPTED: &str = "@scripted";
+
+/// The child: runs `lookup`'s `main` on the arguments the parent gave.
+#[test]
+#[ignore = "run in a child process by the tests of lookup's main"]
+fn lookup_main() {
+    let Some(asked) = child::asked() else {
+        return;
+    };
+    let server = scripted();
+    let args = asked.args.into_iter().map(|arg| match arg.as_str() {
+        SCRIPTED => format!("@{}", server.addr),
+        _ => arg,
+    });
+    stdout::redirect(asked.stdout);
+    let status = lookup::cli::status(lookup::main_with(args));
+    std::process::exit(status.into());
+}
+
+fn run_main(args: &[&str], stdout: Stdout) -> Ran {
+    child::run("lookup_main", "lookup", args, stdout)
+}
+
+#[test]
+fn help_prints_the_usage_and_exits_0() {
+    for flag in ["--help", "-h"] {
+        run_main(&[flag], Stdout::Piped)
+            .assert_exit(0)
+            .assert_stdout_has("usage: lookup ");
+    }
+}
+
+#[test]
+fn bad_command_lines_name_the_problem_with_the_usage_and_exit_2() {
+    for (args, problem) in [
+        (&["--bogus"][..], "unknown argument --bogus"),
+        (&[], "no name to look up"),
+        (
+            &["x", "PTR"],
+            "not a record type this resolver asks: \"PTR\"",
+        ),
+    ] {
+        let ran = run_main(args, Stdout::Piped);
+        ran.assert_exit(2)
+            .assert_stderr_has(&format!("error: {problem}\nusage: lookup "));
+    }
+}
+
+#[test]
+fn an_answer_goes_to_stdout_and_a_failed_lookup_is_one_line_with_1() {
+    run_main(&[SCRIPTED, "www.example.test"], Stdout::Piped)
+        .assert_exit(0)
+        .assert_stdout_has("real.example.test.\n192.0.2.7\n");
+    let ran = run_main(&[SCRIPTED, "www.example.test", "AAAA"], Stdout::Piped);
+    ran.assert_exit(1)
+        .assert_stderr_has("error: www.example.test: ");
+    assert_eq!(ran.errors().len(), 1, "{ran}");
+}
+
+/// `lookup NAME | head -0`: the answer has nowhere to go, and that is
+/// no error.
+#[test]
+fn a_closed_stdout_ends_it_quietly_with_0() {
+    let ran = run_main(&[SCRIPTED, "www.example.test"], Stdout::Closed);
+    ran.assert_exit(0);
+    assert!(ran.errors().is_empty(), "{ran}");
+}
+
+#[test]
+fn a_full_stdout_is_one_error_line_and_exits_1() {
+    let ran = run_main(&[SCRIPTED, "www.example.test"], Stdout::Full);
+    ran.assert_exit(1)
+        .assert_stderr_has("error: cannot write to stdout: No space left on device");
+    assert_eq!(ran.errors().len(), 1, "{ran}");
 }

@@ -7,33 +7,47 @@
 //! ```
 //!
 //! Fails (exit 1) on a refused certificate, a handshake past 10 s, or a
-//! response cut short without `close_notify`.
+//! response cut short without `close_notify`; bad arguments exit with 2,
+//! `--help` with 0; a closed stdout ends it quietly (ouro's
+//! `examples/support/cli.rs`, which all the examples share).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
 use ouro::{Completion, Ctx, Ring, RunMode};
 use ouro_tls::{certificates_from_pem, client_config, TlsEvent, TlsStream, Versions};
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, ip, ca_file] = &args[..] else {
-        eprintln!("usage: https_get https://HOST[:PORT]/PATH IP CA_FILE");
-        std::process::exit(2);
-    };
-    let fetched = ip
-        .parse::<IpAddr>()
-        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, format!("bad IP {ip:?}: {err}")))
-        .and_then(|ip| fetch(url, ip, &std::fs::read(ca_file)?));
-    match fetched {
-        Ok(response) => io::stdout().write_all(&response).expect("stdout"),
-        Err(err) => {
-            eprintln!("https_get: {err}");
-            std::process::exit(1);
+#[path = "../../ouro/examples/support/cli.rs"]
+pub mod cli;
+
+const USAGE: &str = "usage: https_get https://HOST[:PORT]/PATH IP CA_FILE";
+
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    let mut args = cli::Args::new(args, USAGE);
+    let mut words = Vec::new();
+    while let Some(word) = args.next_arg()? {
+        if word.starts_with('-') {
+            return Err(args.unexpected(&word));
         }
+        words.push(word);
     }
+    let [url, ip, ca_file] = &words[..] else {
+        return Err(args.bad("expected a URL, an IP address and a CA file"));
+    };
+    parse_url(url).map_err(|err| args.bad(err))?;
+    let ip: IpAddr = args.parse(ip)?;
+    let ca_pem = std::fs::read(ca_file)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot read {ca_file}: {err}")))?;
+    cli::write_all(&fetch(url, ip, &ca_pem)?)
+}
+
+fn main() -> ExitCode {
+    cli::main(USAGE, main_with)
 }
 
 /// The parts of an `https://` URL a request needs.

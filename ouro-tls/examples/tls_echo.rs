@@ -9,10 +9,16 @@
 //! ```sh
 //! cargo run -p ouro-tls --example tls_echo -- 127.0.0.1:8443 cert.pem key.pem
 //! ```
+//!
+//! Bad arguments exit with 2, `--help` with 0, a failure (an address in
+//! use, a file that cannot be read) with 1; a closed stdout ends it
+//! quietly (ouro's `examples/support/cli.rs`, which all the examples
+//! share).
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,25 +29,45 @@ use ouro_tls::{
     Versions,
 };
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, cert_file, key_file] = &args[..] else {
-        eprintln!("usage: tls_echo ADDR CERT_PEM KEY_PEM");
-        std::process::exit(2);
-    };
-    if let Err(err) = run(addr, cert_file, key_file) {
-        eprintln!("tls_echo: {err}");
-        std::process::exit(1);
+#[path = "../../ouro/examples/support/cli.rs"]
+pub mod cli;
+
+const USAGE: &str = "usage: tls_echo ADDR CERT_PEM KEY_PEM";
+
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    let mut args = cli::Args::new(args, USAGE);
+    let mut words = Vec::new();
+    while let Some(word) = args.next_arg()? {
+        if word.starts_with('-') {
+            return Err(args.unexpected(&word));
+        }
+        words.push(word);
     }
+    let [addr, cert_file, key_file] = &words[..] else {
+        return Err(args.bad("expected an address, a certificate file and a key file"));
+    };
+    run(addr, cert_file, key_file)
+}
+
+fn main() -> ExitCode {
+    cli::main(USAGE, main_with)
 }
 
 fn run(addr: &str, cert_file: &str, key_file: &str) -> io::Result<()> {
-    let chain = certificates_from_pem(&std::fs::read(cert_file)?)?;
-    let key = private_key_from_pem(&std::fs::read(key_file)?)?;
+    let chain = certificates_from_pem(&read(cert_file)?)?;
+    let key = private_key_from_pem(&read(key_file)?)?;
     let config = server_config(chain, key, &[], Versions::Both)?;
-    let listener = TcpListener::bind(addr)?;
-    println!("listening on {}", listener.local_addr()?);
+    let listener = TcpListener::bind(addr).map_err(cli::cannot_listen(addr))?;
+    cli::line(format_args!("listening on {}", listener.local_addr()?))?;
     serve(listener, config, None)
+}
+
+/// The file at `path`; an error names it.
+fn read(path: &str) -> io::Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot read {path}: {err}")))
 }
 
 type Conn = TlsStream<Server, Rc<TcpStream>>;

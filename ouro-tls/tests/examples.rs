@@ -3,6 +3,10 @@
 //! fetching from an ouro server and refusing an expired certificate;
 //! `tls_echo` holding back a client that does not read.
 
+// Both examples include ouro's `examples/support/cli.rs`, as each must to
+// build on its own.
+#![allow(clippy::duplicate_mod)]
+
 mod support;
 
 use std::io::ErrorKind;

@@ -23,6 +23,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
+#[path = "support/cli.rs"]
+pub mod cli;
 #[path = "support/dispatch.rs"]
 mod dispatch;
 #[path = "support/logging.rs"]
@@ -82,22 +84,74 @@ fn client_session(addr: SocketAddr, client: usize, rounds: usize, size: usize) -
     Ok((rounds * size) as u64)
 }
 
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+const USAGE: &str =
+    "usage: accept_and_dispatch [--workers N] [--clients N] [--rounds N] [--size BYTES]";
+
+/// What the demo is asked to do.
+struct Options {
+    workers: usize,
+    clients: usize,
+    rounds: usize,
+    size: usize,
 }
 
-#[allow(dead_code)] // the tests include this file for `serve` and `run_clients`
-fn main() -> io::Result<()> {
+/// The most worker threads.
+const MAX_WORKERS: usize = 256;
+
+/// The most clients: each is a thread of its own.
+const MAX_CLIENTS: usize = 1000;
+
+/// The most round trips per client.
+const MAX_ROUNDS: usize = 1_000_000_000;
+
+/// The largest message.
+const MAX_SIZE: usize = 1 << 20;
+
+/// The most bytes the clients may hold at once, all told (each holds a
+/// message and room for its echo).
+const MAX_IN_FLIGHT: usize = 1 << 30;
+
+fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
+    let mut options = Options {
+        workers: 4,
+        clients: 64,
+        rounds: 100,
+        size: 4096,
+    };
+    let mut args = cli::Args::new(args, USAGE);
+    while let Some(flag) = args.next_arg()? {
+        match flag.as_str() {
+            "--workers" => options.workers = args.number(&flag, 1..=MAX_WORKERS)?,
+            "--clients" => options.clients = args.number(&flag, 1..=MAX_CLIENTS)?,
+            "--rounds" => options.rounds = args.number(&flag, 1..=MAX_ROUNDS)?,
+            "--size" => options.size = args.number(&flag, 1..=MAX_SIZE)?,
+            _ => return Err(args.unexpected(&flag)),
+        }
+    }
+    if options
+        .clients
+        .saturating_mul(options.size)
+        .saturating_mul(2)
+        > MAX_IN_FLIGHT
+    {
+        return Err(args.bad(format!(
+            "--clients {} with --size {}: more than the {MAX_IN_FLIGHT} bytes the demo holds in flight",
+            options.clients, options.size
+        )));
+    }
+    Ok(options)
+}
+
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     logging::init();
-    let args: Vec<String> = std::env::args().collect();
-    let workers = arg(&args, "--workers", 4);
-    let clients = arg(&args, "--clients", 64);
-    let rounds = arg(&args, "--rounds", 100);
-    let size = arg(&args, "--size", 4096);
+    let Options {
+        workers,
+        clients,
+        rounds,
+        size,
+    } = parse_args(args)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let started = Instant::now();
@@ -107,19 +161,24 @@ fn main() -> io::Result<()> {
         .join()
         .map_err(|_| io::Error::other("the server panicked"))??;
     let elapsed = started.elapsed();
-    println!(
+    cli::line(format_args!(
         "{clients} clients x {rounds} rounds x {size} B echoed through {workers} workers in {elapsed:.2?}"
-    );
-    println!(
+    ))?;
+    cli::line(format_args!(
         "connections per worker: {:?}; {} bytes echoed, {checked} bytes checked ({:.1} MB/s)",
         stats.per_worker,
         stats.bytes_echoed,
         checked as f64 / elapsed.as_secs_f64() / 1e6
-    );
+    ))?;
     if stats.bytes_echoed != checked || stats.connections != clients {
         return Err(io::Error::other(
             "the server's count differs from the clients'",
         ));
     }
     Ok(())
+}
+
+#[allow(dead_code)] // the tests include this file for `serve` and `run_clients`
+fn main() -> std::process::ExitCode {
+    cli::main(USAGE, main_with)
 }

@@ -42,6 +42,8 @@ use ouro::{
 
 #[path = "support/accept_errors.rs"]
 pub mod accept_errors;
+#[path = "support/cli.rs"]
+pub mod cli;
 #[path = "support/echo_clients.rs"]
 mod echo_clients;
 #[path = "support/logging.rs"]
@@ -474,7 +476,22 @@ const RING_ENTRIES: u32 = 256;
 /// The size of each of the server's receive buffers.
 pub const GROUP_BUFFER_SIZE: usize = 4096;
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+const USAGE: &str = "usage: echo [--serve ADDR] [--backend uring|poll] [--buffers N] [--clients N] [--rounds N] [--size BYTES]";
+
+/// The most clients.
+const MAX_CLIENTS: usize = 1_000_000;
+
+/// The most round trips a client may be asked for.
+const MAX_ROUNDS: usize = 1_000_000_000;
+
+/// The largest message.
+const MAX_SIZE: usize = 1 << 20;
+
+/// The most bytes the demo's clients may have in flight at once, all told
+/// (each client's receive has room for a whole echo).
+const MAX_IN_FLIGHT: usize = 1 << 30;
+
+fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
     let mut options = Options {
         serve: None,
         clients: 64,
@@ -483,37 +500,33 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         backend: None,
         buffers: 1024,
     };
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
+    let mut args = cli::Args::new(args, USAGE);
+    while let Some(flag) = args.next_arg()? {
         match flag.as_str() {
-            "--serve" => options.serve = Some(value.parse().map_err(|e| format!("{value}: {e}"))?),
-            "--backend" => options.backend = Some(backend_named(&value)?),
+            "--serve" => options.serve = Some(args.parsed(&flag)?),
+            "--backend" => options.backend = Some(args.backend(&flag)?),
             "--buffers" => {
-                options.buffers = u16::try_from(number()?)
+                let buffers = args.number(&flag, 1..=32768)?;
+                options.buffers = u16::try_from(buffers)
                     .ok()
                     .filter(|n| n.is_power_of_two())
-                    .ok_or_else(|| format!("--buffers {value}: a power of two up to 32768"))?
+                    .ok_or_else(|| {
+                        args.bad(format!("--buffers {buffers}: a power of two up to 32768"))
+                    })?
             }
-            "--clients" => options.clients = number()?.max(1),
-            "--rounds" => options.rounds = number()?.max(1),
-            "--size" => options.size = number()?.max(1),
-            _ => return Err(format!("unknown option {flag}")),
+            "--clients" => options.clients = args.number(&flag, 1..=MAX_CLIENTS)?,
+            "--rounds" => options.rounds = args.number(&flag, 1..=MAX_ROUNDS)?,
+            "--size" => options.size = args.number(&flag, 1..=MAX_SIZE)?,
+            _ => return Err(args.unexpected(&flag)),
         }
     }
-    Ok(options)
-}
-
-fn backend_named(name: &str) -> Result<BackendKind, String> {
-    match name {
-        "uring" => Ok(BackendKind::Uring),
-        "poll" => Ok(BackendKind::Poll),
-        _ => Err(format!("--backend {name}: uring or poll")),
+    if options.clients.saturating_mul(options.size) > MAX_IN_FLIGHT {
+        return Err(args.bad(format!(
+            "--clients {} with --size {}: more than the {MAX_IN_FLIGHT} bytes the demo holds in flight",
+            options.clients, options.size
+        )));
     }
+    Ok(options)
 }
 
 /// A ring builder for `backend`, or the default choice.
@@ -596,13 +609,12 @@ fn serve_alone(addr: SocketAddr, options: &Options) -> io::Result<()> {
         .entries(RING_ENTRIES)
         .build()?;
     let _signals = shutdown::stop_on_signals(&mut ring)?;
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
-    println!(
+    let listener = ouro::net::tcp_listener(addr, 1024).map_err(cli::cannot_listen(addr))?;
+    cli::line(format_args!(
         "echo: serving on {} ({})",
         ouro::net::local_addr(&listener)?,
         ring.backend_description()
-    );
-    io::Write::flush(&mut io::stdout())?;
+    ))?;
     serve_on(ring, listener, options.buffers)
 }
 
@@ -611,21 +623,16 @@ fn serve_alone(addr: SocketAddr, options: &Options) -> io::Result<()> {
 /// (such as why io_uring is not used) go to stderr.
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     logging::init();
-    let options = parse_args(args).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{e}\nusage: echo [--serve ADDR] [--backend uring|poll] [--buffers N] [--clients N] [--rounds N] [--size BYTES]"),
-        )
-    })?;
+    let options = parse_args(args)?;
     if let Some(addr) = options.serve {
         return serve_alone(addr, &options);
     }
     let report = run(&options)?;
-    println!(
+    cli::line(format_args!(
         "echo: {} clients x {} round trips of {} B over {} on {}",
         options.clients, options.rounds, options.size, report.addr, report.backend
-    );
-    println!(
+    ))?;
+    cli::line(format_args!(
         "echo: {} round trips, {} bytes echoed and verified, {}/{} clients done, in {:.3} s ({:.0} round trips/s)",
         report.round_trips,
         report.bytes_verified,
@@ -633,13 +640,13 @@ pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
         options.clients,
         report.seconds,
         report.round_trips as f64 / report.seconds
-    );
+    ))?;
     if report.clients_done != options.clients {
         return Err(io::Error::other("not every client finished"));
     }
     Ok(())
 }
 
-fn main() -> io::Result<()> {
-    main_with(std::env::args().skip(1))
+fn main() -> std::process::ExitCode {
+    cli::main(USAGE, main_with)
 }

@@ -52,6 +52,9 @@
 #[path = "support/accept_errors.rs"]
 mod accept_errors;
 #[cfg(target_os = "linux")]
+#[path = "support/cli.rs"]
+pub mod cli;
+#[cfg(target_os = "linux")]
 #[path = "support/http_files.rs"]
 mod http_files;
 #[cfg(target_os = "linux")]
@@ -66,8 +69,8 @@ pub use server::{main_with, serve};
 
 #[allow(dead_code)] // the tests use `serve`
 #[cfg(target_os = "linux")]
-fn main() -> std::io::Result<()> {
-    main_with(std::env::args().skip(1))
+fn main() -> std::process::ExitCode {
+    cli::main(server::USAGE, main_with)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -80,7 +83,7 @@ fn main() {
 #[cfg(target_os = "linux")]
 mod server {
     use std::fs::File;
-    use std::io::{self, Write};
+    use std::io;
     use std::net::SocketAddr;
     use std::os::fd::OwnedFd;
     use std::path::PathBuf;
@@ -95,7 +98,7 @@ mod server {
 
     use super::accept_errors::AcceptErrors;
     use super::http_files::{head, parse, resolve, Parsed};
-    use super::{logging, shutdown};
+    use super::{cli, logging, shutdown};
 
     /// The largest request head accepted.
     const MAX_HEAD: usize = 8 * 1024;
@@ -514,27 +517,27 @@ mod server {
         backend: Option<BackendKind>,
     }
 
-    const USAGE: &str = "usage: file_server ROOT [ADDR] [--backend uring|poll]";
+    pub const USAGE: &str =
+        "usage: file_server ROOT [ADDR] [--backend uring|poll]   (default ADDR: 127.0.0.1:8000)";
 
-    fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
+        let mut args = cli::Args::new(args, USAGE);
         let (mut root, mut addr, mut backend) = (None, None, None);
-        while let Some(arg) = args.next() {
+        while let Some(arg) = args.next_arg()? {
             if arg == "--backend" {
-                backend = match args.next().as_deref() {
-                    Some("uring") => Some(BackendKind::Uring),
-                    Some("poll") => Some(BackendKind::Poll),
-                    other => return Err(format!("--backend {other:?}: uring or poll")),
-                };
+                backend = Some(args.backend(&arg)?);
+            } else if arg.starts_with('-') {
+                return Err(args.unexpected(&arg));
             } else if root.is_none() {
                 root = Some(PathBuf::from(arg));
             } else if addr.is_none() {
-                addr = Some(arg.parse().map_err(|e| format!("{arg}: {e}"))?);
+                addr = Some(args.parse(&arg)?);
             } else {
-                return Err(format!("unexpected argument {arg}"));
+                return Err(args.unexpected(&arg));
             }
         }
         Ok(Options {
-            root: root.ok_or("no root directory given")?,
+            root: root.ok_or_else(|| args.bad("no root directory given"))?,
             addr: addr.unwrap_or_else(|| ([127, 0, 0, 1], 8000).into()),
             backend,
         })
@@ -544,13 +547,12 @@ mod server {
     /// program's name).
     pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
         logging::init();
-        let options = parse_args(args)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}\n{USAGE}")))?;
+        let options = parse_args(args)?;
         if !options.root.is_dir() {
             let root = options.root.display();
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{root} is not a directory\n{USAGE}"),
+                format!("cannot serve {root}: not a directory"),
             ));
         }
         let builder = match options.backend {
@@ -562,13 +564,13 @@ mod server {
         // Kept until the ring has stopped: dropping it would give the
         // signals their default action (the end of the process) back.
         let _signals = shutdown::stop_on_signals(&mut ring)?;
-        let listener = ouro::net::tcp_listener(options.addr, 1024)?;
-        println!(
+        let listener = ouro::net::tcp_listener(options.addr, 1024)
+            .map_err(cli::cannot_listen(options.addr))?;
+        cli::line(format_args!(
             "listening on {} ({})",
             ouro::net::local_addr(&listener)?,
             ring.backend_description()
-        );
-        io::stdout().flush()?;
+        ))?;
         serve_on(ring, listener, options.root)
     }
 }

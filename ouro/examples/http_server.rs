@@ -360,21 +360,19 @@ fn status(output: &mut Vec<u8>, code: u16, reason: &str) {
     );
 }
 
+/// What `--help` and a bad command line show.
+const USAGE: &str = "usage: http_server [ADDR]   (default ADDR: 127.0.0.1:8080)";
+
 /// What `main` does, given the command line's arguments (after the
 /// program's name).
 #[allow(dead_code)] // `main` and the backend-choice tests use it
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
-    stream_server::main_with(
-        "http_server",
-        ([127, 0, 0, 1], 8080).into(),
-        Http::default(),
-        args,
-    )
+    stream_server::main_with(USAGE, ([127, 0, 0, 1], 8080).into(), Http::default(), args)
 }
 
 #[allow(dead_code)] // the tests use `serve`
-fn main() -> io::Result<()> {
-    main_with(std::env::args().skip(1))
+fn main() -> std::process::ExitCode {
+    stream_server::cli::main(USAGE, main_with)
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use std::rc::Rc;
 
 use ouro::{Buf, Completion, Ctx, IntoBuf, Offset, Outcome, Ring, RunMode};
 
+#[path = "support/cli.rs"]
+pub mod cli;
 #[path = "support/logging.rs"]
 mod logging;
 
@@ -140,20 +142,38 @@ pub fn run(
     Ok(app.writer.written())
 }
 
-fn main() -> io::Result<()> {
+const USAGE: &str = "usage: multiwriter   (no arguments: it writes to stdout and a temporary file)";
+
+/// What `main` does, given the command line's arguments (after the
+/// program's name), of which it takes none.
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
+    let mut args = cli::Args::new(args, USAGE);
+    if let Some(arg) = args.next_arg()? {
+        return Err(args.unexpected(&arg));
+    }
     logging::init();
-    let stdout = io::stdout().lock();
-    let fd1 = stdout.as_fd().try_clone_to_owned()?;
+    let fd1 = io::stdout().as_fd().try_clone_to_owned()?;
     let path = std::env::temp_dir().join(format!("ouro-multiwriter-{}.txt", std::process::id()));
     let fd2 = OwnedFd::from(std::fs::File::create(&path)?);
 
     let mut ring = Ring::new(16)?;
     let chunks: [&[u8]; 2] = [b"Hello, world!\n", b"Every byte goes to both fds.\n"];
-    let written = run(&mut ring, fd1, fd2, &chunks)?;
-
-    let copy = std::fs::read(&path)?;
+    let written = run(&mut ring, fd1, fd2, &chunks);
+    // Read and removed before the writes' result is looked at: a closed
+    // stdout ends the process there (`cli::stdout_failed`), and must not
+    // leave the file behind.
+    let copy = std::fs::read(&path);
     std::fs::remove_file(&path)?;
-    println!(
+    let written = written.map_err(|err| match err.kind() {
+        // Only stdout can be a pipe: the other fd is a file.
+        io::ErrorKind::BrokenPipe => cli::stdout_failed(err),
+        _ => io::Error::new(
+            err.kind(),
+            format!("writing to stdout and {}: {err}", path.display()),
+        ),
+    })?;
+    let copy = copy?;
+    cli::line(format_args!(
         "multiwriter: {} bytes to stdout and {} to {} ({})",
         written[0],
         copy.len(),
@@ -163,6 +183,9 @@ fn main() -> io::Result<()> {
         } else {
             "DIFFERENT"
         }
-    );
-    Ok(())
+    ))
+}
+
+fn main() -> std::process::ExitCode {
+    cli::main(USAGE, main_with)
 }

@@ -478,6 +478,9 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
+/// What `--help` and a bad command line show.
+const USAGE: &str = "usage: resp_server [ADDR]   (default ADDR: 127.0.0.1:6379)";
+
 /// What `main` does, given the command line's arguments (after the
 /// program's name).
 #[allow(dead_code)] // `main` and the backend-choice tests use it
@@ -486,12 +489,12 @@ pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
         data: HashMap::new(),
         examined: 0,
     };
-    stream_server::main_with("resp_server", ([127, 0, 0, 1], 6379).into(), resp, args)
+    stream_server::main_with(USAGE, ([127, 0, 0, 1], 6379).into(), resp, args)
 }
 
 #[allow(dead_code)] // the tests use `serve`
-fn main() -> io::Result<()> {
-    main_with(std::env::args().skip(1))
+fn main() -> std::process::ExitCode {
+    stream_server::cli::main(USAGE, main_with)
 }
 
 #[cfg(test)]

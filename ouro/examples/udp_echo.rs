@@ -21,12 +21,14 @@
 //! unreachable, a full socket buffer) loses that echo, as UDP may: it is
 //! logged and the buffer goes back to receiving.
 
+#[path = "support/cli.rs"]
+pub mod cli;
 #[path = "support/logging.rs"]
 mod logging;
 #[path = "support/shutdown.rs"]
 mod shutdown;
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -149,21 +151,19 @@ struct Options {
     backend: Option<BackendKind>,
 }
 
-const USAGE: &str = "usage: udp_echo [ADDR] [--backend uring|poll]";
+const USAGE: &str =
+    "usage: udp_echo [ADDR] [--backend uring|poll]   (default ADDR: 127.0.0.1:9000)";
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
+    let mut args = cli::Args::new(args, USAGE);
     let (mut addr, mut backend) = (None, None);
-    while let Some(arg) = args.next() {
+    while let Some(arg) = args.next_arg()? {
         if arg == "--backend" {
-            backend = match args.next().as_deref() {
-                Some("uring") => Some(BackendKind::Uring),
-                Some("poll") => Some(BackendKind::Poll),
-                other => return Err(format!("--backend {other:?}: uring or poll")),
-            };
-        } else if addr.is_none() {
-            addr = Some(arg.parse().map_err(|e| format!("{arg}: {e}"))?);
+            backend = Some(args.backend(&arg)?);
+        } else if addr.is_none() && !arg.starts_with('-') {
+            addr = Some(args.parse(&arg)?);
         } else {
-            return Err(format!("unexpected argument {arg}"));
+            return Err(args.unexpected(&arg));
         }
     }
     Ok(Options {
@@ -172,10 +172,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     })
 }
 
-fn main() -> io::Result<()> {
+/// What `main` does, given the command line's arguments (after the
+/// program's name).
+pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     logging::init();
-    let options = parse_args(std::env::args().skip(1))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}\n{USAGE}")))?;
+    let options = parse_args(args)?;
     let builder = match options.backend {
         Some(kind) => Ring::builder().backend(kind),
         None => Ring::builder(),
@@ -183,14 +184,19 @@ fn main() -> io::Result<()> {
     // Set up before claiming to listen, so that a setup error comes first.
     let mut ring = builder.entries(64).build()?;
     let _signals = shutdown::stop_on_signals(&mut ring)?;
-    let socket = ouro::net::udp_socket(options.addr)?;
-    println!(
+    let socket = ouro::net::udp_socket(options.addr).map_err(cli::cannot_listen(options.addr))?;
+    cli::line(format_args!(
         "listening on {} ({})",
         ouro::net::local_addr(&socket)?,
         ring.backend_description()
-    );
-    io::stdout().flush()?;
+    ))?;
     let echo = serve(&mut ring, socket)?;
-    println!("echoed {} datagrams, dropped {}", echo.echoed, echo.dropped);
-    Ok(())
+    cli::line(format_args!(
+        "echoed {} datagrams, dropped {}",
+        echo.echoed, echo.dropped
+    ))
+}
+
+fn main() -> std::process::ExitCode {
+    cli::main(USAGE, main_with)
 }

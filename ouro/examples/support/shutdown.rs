@@ -3,8 +3,11 @@
 //! server's `run` then returns, and dropping the server and its ring closes
 //! the listener (no more connections are accepted) and every connection;
 //! `main` returns `Ok`, so the process exits with status 0.
+//!
+//! Its includer has the examples' `cli` module beside it (`super::cli`),
+//! whose stdout it writes to.
 
-use std::io::{self, Write};
+use std::io;
 
 use ouro::signal::{self, Signals, SIGINT, SIGTERM};
 use ouro::{Completion, Ctx, Ring};
@@ -20,8 +23,10 @@ pub fn stop_on_signals<S>(ring: &mut Ring<S>) -> io::Result<Signals> {
 
 fn stop<S>(_: &mut S, ring: &mut Ring<S>, c: Completion) -> io::Result<()> {
     let received = signal::received(&c)?;
-    println!("stopping on {received}: closing the listener and every connection");
-    io::stdout().flush()?;
+    // Stopped first: a stdout that cannot be written to must not keep the
+    // server running.
     ring.stop();
-    Ok(())
+    super::cli::line(format_args!(
+        "stopping on {received}: closing the listener and every connection"
+    ))
 }

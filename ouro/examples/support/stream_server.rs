@@ -45,6 +45,8 @@ use ouro::{
 
 #[path = "accept_errors.rs"]
 mod accept_errors;
+#[path = "cli.rs"]
+pub mod cli;
 #[path = "logging.rs"]
 mod logging;
 #[path = "shutdown.rs"]
@@ -122,35 +124,44 @@ const TRIM_FROM: usize = 16 << 20;
 /// warnings to stderr (see `logging.rs`), sets up the ring on the default
 /// backend (io_uring where it works, else the readiness backend, or the one
 /// `OURO_BACKEND` names) — so that a setup error comes before anything
-/// claims to be listening — then listens on the address given as the first
+/// claims to be listening — then listens on the address given as the only
 /// argument (else `default`), prints `listening on ADDR (BACKEND)`, and
-/// serves `protocol` until SIGINT or SIGTERM (see `shutdown.rs`).
+/// serves `protocol` until SIGINT or SIGTERM (see `shutdown.rs`). `usage`
+/// is what `--help` and a bad command line show (see `cli.rs`).
 pub fn main_with<P: Protocol>(
-    name: &str,
+    usage: &str,
     default: SocketAddr,
     protocol: P,
-    mut args: impl Iterator<Item = String>,
+    args: impl Iterator<Item = String>,
 ) -> io::Result<()> {
     logging::init();
-    let addr: SocketAddr = match args.next() {
-        Some(arg) => arg.parse().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{arg}: {e} (usage: {name} ADDR)"),
-            )
-        })?,
-        None => default,
-    };
+    let addr = parse_address(cli::Args::new(args, usage))?.unwrap_or(default);
     let mut ring = server_ring(ouro::Ring::builder())?;
     let _signals = shutdown::stop_on_signals(&mut ring)?;
-    let listener = ouro::net::tcp_listener(addr, 1024)?;
-    println!(
+    let listener = ouro::net::tcp_listener(addr, 1024).map_err(cli::cannot_listen(addr))?;
+    cli::line(format_args!(
         "listening on {} ({})",
         ouro::net::local_addr(&listener)?,
         ring.backend_description()
-    );
-    io::Write::flush(&mut io::stdout())?;
+    ))?;
     serve_on(ring, listener, protocol, Limits::default())
+}
+
+/// The address on the command line, if it has one.
+fn parse_address(
+    mut args: cli::Args<impl Iterator<Item = String>>,
+) -> io::Result<Option<SocketAddr>> {
+    let Some(arg) = args.next_arg()? else {
+        return Ok(None);
+    };
+    if arg.starts_with('-') {
+        return Err(args.unexpected(&arg));
+    }
+    let addr = args.parse(&arg)?;
+    match args.next_arg()? {
+        Some(extra) => Err(args.unexpected(&extra)),
+        None => Ok(Some(addr)),
+    }
 }
 
 /// Serves `protocol` on `listener` until the process ends, on a ring of
