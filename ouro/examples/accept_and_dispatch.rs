@@ -27,6 +27,8 @@ use std::time::Instant;
 pub mod cli;
 #[path = "support/dispatch.rs"]
 mod dispatch;
+#[path = "support/fd_limit.rs"]
+mod fd_limit;
 #[path = "support/logging.rs"]
 mod logging;
 
@@ -128,6 +130,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
             _ => return Err(args.unexpected(&flag)),
         }
     }
+    fd_limit::check_clients(options.clients).map_err(|why| args.bad(why))?;
     if options
         .clients
         .saturating_mul(options.size)

@@ -46,6 +46,8 @@ pub mod accept_errors;
 pub mod cli;
 #[path = "support/echo_clients.rs"]
 mod echo_clients;
+#[path = "support/fd_limit.rs"]
+mod fd_limit;
 #[path = "support/logging.rs"]
 mod logging;
 #[path = "support/shutdown.rs"]
@@ -478,7 +480,7 @@ pub const GROUP_BUFFER_SIZE: usize = 4096;
 
 const USAGE: &str = "usage: echo [--serve ADDR] [--backend uring|poll] [--buffers N] [--clients N] [--rounds N] [--size BYTES]";
 
-/// The most clients.
+/// The most clients, whatever the fd limit (see `fd_limit.rs`).
 const MAX_CLIENTS: usize = 1_000_000;
 
 /// The most round trips a client may be asked for.
@@ -520,6 +522,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
             _ => return Err(args.unexpected(&flag)),
         }
     }
+    fd_limit::check_clients(options.clients).map_err(|why| args.bad(why))?;
     if options.clients.saturating_mul(options.size) > MAX_IN_FLIGHT {
         return Err(args.bad(format!(
             "--clients {} with --size {}: more than the {MAX_IN_FLIGHT} bytes the demo holds in flight",
@@ -554,7 +557,8 @@ pub struct Report {
 }
 
 /// The demo: a server and `options.clients` clients on one ring, over
-/// loopback, until every client has made its round trips.
+/// loopback, until every client has made its round trips, or one failed
+/// (the error then counts those that had failed by the end of that turn).
 pub fn run(options: &Options) -> io::Result<Report> {
     let listener = ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 1024)?;
     let addr = ouro::net::local_addr(&listener)?;
@@ -570,6 +574,16 @@ pub fn run(options: &Options) -> io::Result<Report> {
     demo.server.start(&mut ring);
     demo.clients.start(&mut ring, options.clients);
     ring.run(&mut demo, RunMode::UntilDone)?;
+    if let Some(first) = demo.clients.first_failure.take() {
+        let failed = demo.clients.failed;
+        return Err(io::Error::new(
+            first.kind(),
+            format!(
+                "{failed} of {} clients failed; the first: {first}",
+                options.clients
+            ),
+        ));
+    }
     Ok(Report {
         addr,
         backend: ring.backend_description(),

@@ -1,6 +1,7 @@
 //! The examples' `main`s, each run as `main` runs it, in a child process
 //! (`example_mains/child.rs`): `--help`, bad command lines, an address in
-//! use, a stdout that is closed or full. Each must end with the status `examples/support/cli.rs`
+//! use, a stdout that is closed or full, more clients than the process
+//! has fds for. Each must end with the status `examples/support/cli.rs`
 //! promises (0 for help and a closed stdout, 2 for a bad command line, 1
 //! for a failure) and say why in one line of its own words: never a
 //! panic, an abort or a Rust debug struct.
@@ -77,6 +78,7 @@ fn run_main(name: &str, args: std::vec::IntoIter<String>) -> u8 {
         "multiwriter" => multiwriter::cli::status(multiwriter::main_with(args)),
         "resp_server" => resp_server::stream_server::cli::status(resp_server::main_with(args)),
         "udp_echo" => udp_echo::cli::status(udp_echo::main_with(args)),
+        "echo over the fd limit" => echo_over_the_fd_limit(),
         other => panic!("no example {other}"),
     }
 }
@@ -208,6 +210,20 @@ fn a_missing_value_or_a_number_out_of_range_is_named_and_exits_2() {
     }
 }
 
+/// The demos refuse, up front, more clients than the process has fds for
+/// (the limit is at most 65536 fds, two per client).
+#[test]
+fn more_clients_than_the_fd_limit_allows_are_refused_up_front() {
+    for example in ["echo", "accept_and_dispatch"] {
+        let ran = run(example, &["--clients", "100000"]);
+        ran.assert_exit(2);
+        if example == "echo" {
+            ran.assert_stderr_has("--clients 100000: each client takes two fds")
+                .assert_stderr_has("(`ulimit -n`): at most ");
+        }
+    }
+}
+
 #[test]
 fn an_address_in_use_is_named_in_one_line_and_exits_1() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -278,4 +294,53 @@ fn a_full_stdout_is_one_error_line_and_exits_1() {
             ran.assert_stderr_has("error: cannot write to stdout: ");
         }
     }
+}
+
+/// The fd limit the demo below runs under, and its clients: each takes two
+/// fds, so most of them cannot get one.
+const LOW_FD_LIMIT: u64 = 128;
+const CLIENTS_OVER_THE_LIMIT: usize = 300;
+
+/// In the child: the echo demo with more clients than its fds allow (the
+/// command line would refuse them up front, so `run` is called with them).
+fn echo_over_the_fd_limit() -> u8 {
+    let limit = libc::rlimit {
+        rlim_cur: LOW_FD_LIMIT,
+        rlim_max: LOW_FD_LIMIT,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    // Logging as `main` logs (`support/logging.rs`): what a flood of
+    // failures would flood.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let options = echo::Options {
+        serve: None,
+        clients: CLIENTS_OVER_THE_LIMIT,
+        rounds: 1,
+        size: 1,
+        backend: None,
+        buffers: 64,
+    };
+    echo::cli::status(echo::run(&options).map(drop))
+}
+
+/// Clients that fail by the hundred end the demo with one line that counts
+/// them and names the first failure, not a log line per client.
+#[test]
+fn clients_failing_by_the_hundred_are_counted_in_one_line() {
+    let ran = run("echo over the fd limit", &[]);
+    ran.assert_exit(1);
+    let logged = ran.stderr.lines().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(logged, 0, "a log line per failed client: {ran}");
+    let errors = ran.errors();
+    assert_eq!(errors.len(), 1, "{ran}");
+    let error = errors[0];
+    assert!(
+        error.contains(&format!(
+            " of {CLIENTS_OVER_THE_LIMIT} clients failed; the first: client "
+        )),
+        "{ran}"
+    );
 }

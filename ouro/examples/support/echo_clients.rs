@@ -25,6 +25,10 @@ pub struct Clients {
     pub round_trips: usize,
     /// Bytes that came back and matched what was sent.
     pub verified: usize,
+    /// Clients that failed.
+    pub failed: usize,
+    /// The first failure, naming its client.
+    pub first_failure: Option<io::Error>,
 }
 
 #[derive(Default)]
@@ -47,6 +51,8 @@ impl Clients {
             done: 0,
             round_trips: 0,
             verified: 0,
+            failed: 0,
+            first_failure: None,
         }
     }
 
@@ -74,6 +80,9 @@ impl Clients {
             .key(key as u64)
     }
 
+    /// A client's failure ends the demo once the ring's turn is over, and
+    /// is counted, not returned: a callback's error would be logged once
+    /// per client (with no fd left, thousands of them in one turn).
     fn on_completion<S: AsMut<Clients>>(
         state: &mut S,
         ring: &mut Ring<S>,
@@ -81,51 +90,76 @@ impl Clients {
     ) -> io::Result<()> {
         let this = state.as_mut();
         let key = c.key() as usize;
+        if let Err(err) = this.step(ring, key, c) {
+            this.fail(ring, key, err);
+        }
+        Ok(())
+    }
+
+    fn fail<S: AsMut<Clients>>(&mut self, ring: &mut Ring<S>, key: usize, err: io::Error) {
+        self.failed += 1;
+        if let Some(fd) = self.clients[key].fd.take() {
+            ring.close(fd, Ctx::none());
+        }
+        if self.first_failure.is_none() {
+            let described = io::Error::new(err.kind(), format!("client {key}: {err}"));
+            self.first_failure = Some(described);
+            ring.stop();
+        }
+    }
+
+    /// Takes a client one step on with its completion `c`.
+    fn step<S: AsMut<Clients>>(
+        &mut self,
+        ring: &mut Ring<S>,
+        key: usize,
+        c: Completion,
+    ) -> io::Result<()> {
         match (c.message::<ClientMsg>()?, c.outcome) {
             (ClientMsg::Socket, Outcome::SocketDirect(result)) => {
-                let fd = *this.clients[key].fd.insert(result?);
-                ring.connect(fd, this.server, Clients::ctx(ClientMsg::Connected, key));
+                let fd = *self.clients[key].fd.insert(result?);
+                ring.connect(fd, self.server, Clients::ctx(ClientMsg::Connected, key));
             }
             (ClientMsg::Connected, Outcome::Connect(result)) => {
                 result?;
-                this.send(ring, key, Buf::new(this.message.clone()))?;
+                self.send(ring, key, Buf::new(self.message.clone()))?;
             }
             (ClientMsg::Sent, Outcome::Send(result, mut buf)) => {
                 buf.consume(result?);
                 if !buf.is_empty() {
-                    return this.send(ring, key, buf);
+                    return self.send(ring, key, buf);
                 }
-                this.receive(ring, key)?;
+                self.receive(ring, key)?;
             }
             (ClientMsg::Received, Outcome::Recv(result, buf)) => {
                 let n = result?;
                 if n == 0 {
                     return Err(io::Error::other("the server closed the connection early"));
                 }
-                let client = &mut this.clients[key];
-                let expected = &this.message[client.received..client.received + n];
+                let client = &mut self.clients[key];
+                let expected = &self.message[client.received..client.received + n];
                 if &buf[..] != expected {
-                    return Err(io::Error::other(format!("client {key}: echo differs")));
+                    return Err(io::Error::other("the echo differs from what was sent"));
                 }
                 client.received += n;
-                this.verified += n;
-                if client.received < this.message.len() {
-                    return this.receive(ring, key);
+                self.verified += n;
+                if client.received < self.message.len() {
+                    return self.receive(ring, key);
                 }
                 client.received = 0;
                 client.rounds_left -= 1;
-                this.round_trips += 1;
+                self.round_trips += 1;
                 if client.rounds_left > 0 {
-                    return this.send(ring, key, Buf::new(this.message.clone()));
+                    return self.send(ring, key, Buf::new(self.message.clone()));
                 }
-                this.done += 1;
+                self.done += 1;
                 if let Some(fd) = client.fd.take() {
                     ring.close(fd, Ctx::none());
                 }
             }
             (msg, outcome) => {
                 return Err(io::Error::other(format!(
-                    "client: unexpected {msg:?} with {outcome:?}"
+                    "unexpected {msg:?} with {outcome:?}"
                 )))
             }
         }
@@ -135,7 +169,7 @@ impl Clients {
     fn fd(&self, key: usize) -> io::Result<RingFd> {
         self.clients[key]
             .fd
-            .ok_or_else(|| io::Error::other(format!("client {key} has no socket")))
+            .ok_or_else(|| io::Error::other("no socket"))
     }
 
     fn send<S: AsMut<Clients>>(&self, ring: &mut Ring<S>, key: usize, buf: Buf) -> io::Result<()> {
