@@ -149,7 +149,7 @@ impl Messaging {
     /// Whether messages can be delivered now: they wait, and not behind a
     /// parcel whose file has yet to land.
     pub(super) fn deliverable(&self) -> bool {
-        !self.blocked && self.waiting()
+        self.waiting() && !self.blocked
     }
 
     /// The ring is about to sleep (or, pollable, to be left until its fd is

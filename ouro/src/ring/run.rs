@@ -28,14 +28,16 @@ impl<S> Ring<S> {
         while !self.unsettled.is_empty() {
             self.settle_waiters(state);
         }
-        if self.backend.pollable_fd().is_none() {
-            return self.run_turns(state, mode);
-        }
         // A pollable ring's fd must tell its poller what waits, also when a
         // callback's panic ends the run: results left undelivered then
-        // wait in user space, which only `prepare_poll` signals.
+        // wait in user space, which only `prepare_poll` signals. (Every
+        // ring takes the same path: one call of the turns keeps them
+        // inlined here.)
         let turns = panic::catch_unwind(AssertUnwindSafe(|| self.run_turns(state, mode)));
-        let prepared = self.prepare_poll();
+        let prepared = match self.backend.pollable_fd() {
+            Some(_) => self.prepare_poll(),
+            None => Ok(()),
+        };
         match turns {
             Ok(result) => prepared.and(result),
             Err(panic) => panic::resume_unwind(panic),
