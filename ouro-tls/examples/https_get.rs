@@ -29,13 +29,7 @@ const USAGE: &str = "usage: https_get https://HOST[:PORT]/PATH IP CA_FILE";
 /// program's name).
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     let mut args = cli::Args::new(args, USAGE);
-    let mut words = Vec::new();
-    while let Some(word) = args.next_arg()? {
-        if word.starts_with('-') {
-            return Err(args.unexpected(&word));
-        }
-        words.push(word);
-    }
+    let words = args.words()?;
     let [url, ip, ca_file] = &words[..] else {
         return Err(args.bad("expected a URL, an IP address and a CA file"));
     };

@@ -38,13 +38,7 @@ const USAGE: &str = "usage: tls_echo ADDR CERT_PEM KEY_PEM";
 /// program's name).
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     let mut args = cli::Args::new(args, USAGE);
-    let mut words = Vec::new();
-    while let Some(word) = args.next_arg()? {
-        if word.starts_with('-') {
-            return Err(args.unexpected(&word));
-        }
-        words.push(word);
-    }
+    let words = args.words()?;
     let [addr, cert_file, key_file] = &words[..] else {
         return Err(args.bad("expected an address, a certificate file and a key file"));
     };

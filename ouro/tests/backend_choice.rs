@@ -23,6 +23,9 @@ use ouro::{BackendKind, Completion, Ctx, Offset, Outcome, Ring, RunMode};
 #[macro_use]
 #[path = "common/mod.rs"]
 mod common;
+#[cfg(target_os = "linux")]
+#[path = "common/seccomp.rs"]
+mod seccomp;
 
 use common::fds::pipe_files;
 
@@ -98,19 +101,7 @@ fn falls_back_when_io_uring_setup_is_forbidden() {
 /// does.
 #[cfg(target_os = "linux")]
 fn forbid_io_uring() {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
-    let rules = [(libc::SYS_io_uring_setup, vec![])].into_iter().collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        std::env::consts::ARCH
-            .try_into()
-            .expect("a seccomp architecture"),
-    )
-    .expect("filter");
-    let program: BpfProgram = filter.try_into().expect("BPF program");
-    seccompiler::apply_filter(&program).expect("installing the filter");
+    seccomp::fail_calls(&[libc::SYS_io_uring_setup], libc::EPERM);
 }
 
 #[cfg(target_os = "linux")]

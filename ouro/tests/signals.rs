@@ -18,6 +18,9 @@ use signal_hook::low_level::raise;
 #[macro_use]
 #[path = "common/backends.rs"]
 mod backends;
+#[cfg(target_os = "linux")]
+#[path = "common/seccomp.rs"]
+mod seccomp;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -412,21 +415,7 @@ fn a_failed_signals_new_leaves_the_default_action() {
 /// `EAGAIN` in this thread, so that it cannot start threads.
 #[cfg(target_os = "linux")]
 fn forbid_threads() {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
-    let rules = [(libc::SYS_clone, vec![]), (libc::SYS_clone3, vec![])]
-        .into_iter()
-        .collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EAGAIN as u32),
-        std::env::consts::ARCH
-            .try_into()
-            .expect("a seccomp architecture"),
-    )
-    .expect("filter");
-    let program: BpfProgram = filter.try_into().expect("BPF program");
-    seccompiler::apply_filter(&program).expect("installing the filter");
+    seccomp::fail_calls(&[libc::SYS_clone, libc::SYS_clone3], libc::EAGAIN);
 }
 
 /// This process's open fds (Linux: `/proc/self/fd`; elsewhere the check is

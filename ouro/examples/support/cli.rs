@@ -177,6 +177,19 @@ impl<I: Iterator<Item = String>> Args<I> {
         }
     }
 
+    /// All the remaining arguments, for a program that takes no options:
+    /// one that looks like an option is an unknown argument.
+    pub fn words(&mut self) -> io::Result<Vec<String>> {
+        let mut words = Vec::new();
+        while let Some(word) = self.next_arg()? {
+            if word.starts_with('-') {
+                return Err(self.unexpected(&word));
+            }
+            words.push(word);
+        }
+        Ok(words)
+    }
+
     /// The value that must follow `flag`.
     pub fn value(&mut self, flag: &str) -> io::Result<String> {
         self.args
