@@ -129,7 +129,7 @@ pub fn line(text: fmt::Arguments<'_>) -> io::Result<()> {
         .map_err(stdout_failed)
 }
 
-/// Writes `bytes` to stdout, as [`line`] writes.
+/// Writes `bytes` to stdout, as [`line()`] writes.
 pub fn write_all(bytes: &[u8]) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     stdout
