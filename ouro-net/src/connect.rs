@@ -277,7 +277,12 @@ impl<S> Connector<S> {
         };
         match kind {
             Kind::ResolvedV6 | Kind::ResolvedV4 => {
-                self.resolved(ring, id, kind, crate::dns::answer(c))
+                // The key's 16 bits of generation come round: only the
+                // lookup itself says whether the answer is this connect's.
+                let (lookup, answer) = crate::dns::lookup_answer(c);
+                if lookup.is_some_and(|lookup| connect.lookups.contains(&lookup)) {
+                    self.resolved(ring, id, kind, answer);
+                }
             }
             Kind::ResolutionDelay | Kind::Stagger if connect.timer == task => {
                 self.timer_fired(ring, id, c.outcome)

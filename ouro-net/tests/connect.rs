@@ -398,6 +398,36 @@ fn a_stale_connect_id_stays_stale_after_65536_connects_in_its_slot() {
     });
 }
 
+/// 65,536 connects to one name, each cancelled before its lookups'
+/// answers are delivered, then a connect to another name in the same slot:
+/// the queued answers of the cancelled ones carry its key's 16 bits of
+/// generation, and none of them may be taken for its own.
+#[test]
+fn a_cancelled_connects_lookup_answer_is_not_taken_by_the_connect_in_its_slot() {
+    let _serial = serial();
+    let good = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = good.local_addr().unwrap().port();
+    let _stale = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 3), port)).unwrap();
+    counted(|| {
+        let hosts = Hosts::parse("127.0.0.3 stale.test\n127.0.0.1 good.test\n");
+        let (mut ring, mut dialer) = dialer(hosts);
+        let connector = dialer.connector.as_mut().unwrap();
+        for _ in 0..=u16::MAX {
+            let id = connector.connect(&mut ring, "stale.test", port, Ctx::new(on_connected));
+            assert!(connector.cancel(&mut ring, id));
+        }
+        connector.connect(&mut ring, "good.test", port, Ctx::new(on_connected));
+        ring.run(&mut dialer, RunMode::UntilDone).unwrap();
+        let last = dialer.results.pop().unwrap().expect("good.test connects");
+        assert_eq!(
+            last.peer.ip(),
+            Ipv4Addr::LOCALHOST,
+            "good.test's own address"
+        );
+        assert_eq!(dialer.results.len(), 1 << 16, "one completion each");
+    });
+}
+
 #[test]
 fn a_deadline_moved_later_replaces_one_already_due() {
     let _serial = serial();

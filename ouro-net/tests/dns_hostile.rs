@@ -552,6 +552,20 @@ fn hosts_and_localhost_never_go_to_the_network() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         ]
     );
+    // Escapes spell the same names on the wire (`\108` is `l`).
+    let db = Hosts::parse("10.1.2.3 db\n");
+    let escaped = resolve(config.clone(), db, "d\\b", Some(RecordType::A)).unwrap();
+    assert_eq!(
+        escaped.addresses(),
+        vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
+    );
+    for name in ["\\108ocalhost", "localhos\\t", "app.\\108ocalhost"] {
+        let local = resolve(config.clone(), Hosts::default(), name, Some(RecordType::A));
+        let addresses = local
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"))
+            .addresses();
+        assert_eq!(addresses, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], "{name:?}");
+    }
     let err = resolve(config, Hosts::default(), "localhost", Some(RecordType::Mx)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }

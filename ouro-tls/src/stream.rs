@@ -230,12 +230,19 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// Cancels the stream's receive and its handshake deadline: the
     /// receive's completion then reports the cancellation as
     /// [`TlsEvent::Failed`] (see [`ouro::is_canceled`]) unless the session
-    /// had already ended. Sends in flight finish on their own.
+    /// had already ended; with no receive in flight (receiving paused, or
+    /// not started) the stream fails so at once. Either way nothing more is
+    /// received. Sends in flight finish on their own.
     pub fn cancel(&mut self, ring: &mut Ring<S>) {
-        if let Some(task) = self.recv_task {
-            ring.cancel(task, Ctx::none());
-        }
         self.cancel_timer(ring);
+        match self.recv_task {
+            Some(task) => {
+                ring.cancel(task, Ctx::none());
+            }
+            // `fail` comes back here with the session failed: no loop.
+            None if !self.receiving_ended() => self.fail(ring, ouro::canceled_error()),
+            None => {}
+        }
     }
 
     /// Stops receiving: no receive is armed after the one in flight (at

@@ -252,6 +252,34 @@ fn cancel_before_the_first_turn_ends_the_stream_without_a_deadline() {
     assert!(ouro::is_canceled(pair.client.failed.as_ref().unwrap()));
 }
 
+/// With receiving paused there is no receive to carry the cancellation:
+/// the stream fails at once, and resuming receives nothing more.
+#[test]
+fn cancel_with_receiving_paused_fails_the_stream_and_resuming_receives_nothing() {
+    let _limit = limit();
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = Rc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    let (_silent, _) = listener.accept().unwrap();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let on_tls = Ctx::new(support::pair::on_tls);
+    let mut stream = TlsStream::client(socket, config, "localhost", on_tls).unwrap();
+    // Paused from the start: the hello goes out, and no receive is armed.
+    stream.pause_receiving();
+    let mut pair = Pair::alone(stream, Role::Echo);
+    let mut ring = Ring::new(16).unwrap();
+    pair.start(&mut ring);
+    let stream = pair.client.stream.as_mut().unwrap();
+    stream.cancel(&mut ring);
+    assert!(
+        stream.is_ended(),
+        "cancelled with nothing in flight to say so"
+    );
+    stream.resume_receiving(&mut ring);
+    let pair = pair.finish(ring);
+    assert!(ouro::is_canceled(pair.client.failed.as_ref().unwrap()));
+}
+
 #[test]
 fn a_server_name_that_is_no_name_is_refused() {
     let pki = Pki::new();

@@ -12,6 +12,13 @@ pub fn is_canceled(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ECANCELED)
 }
 
+/// The error a cancelled task ends with (`ECANCELED`), for components on
+/// the ring that end their own operations at a cancel the same way
+/// ([`is_canceled`] is true of it).
+pub fn canceled_error() -> io::Error {
+    io::Error::from_raw_os_error(libc::ECANCELED)
+}
+
 /// The error of a task whose deadline passed: `ETIME`, or `ETIMEDOUT` where
 /// there is no `ETIME` (FreeBSD).
 #[cfg(not(target_os = "freebsd"))]

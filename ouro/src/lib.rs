@@ -157,7 +157,7 @@ pub use buffers::group::BufferGroup;
 pub use buffers::{Buf, BufVec, IntoBuf, IntoBufMut, IoBuf, IoBufMut, Limit, SendBuf, Slice};
 pub use completion::Completion;
 pub use conns::ConnTable;
-pub use error::{deadline_error, is_canceled, is_deadline};
+pub use error::{canceled_error, deadline_error, is_canceled, is_deadline};
 pub use fd::{CloseFd, OpFd, RingFd, UncheckedFd};
 pub use fd_table::{is_fd_table_full, FdTableFull};
 pub use message::{Payload, RingHandle, SendAny, SendError, WrongValue};

@@ -17,5 +17,6 @@ pub mod wire;
 
 pub use config::Config;
 pub use hosts::Hosts;
+pub(crate) use resolver::lookup_answer;
 pub use resolver::{answer, Answer, LookupId, Resolver};
 pub use wire::{Record, RecordType};

@@ -12,7 +12,7 @@ use super::config::Config;
 use super::exchange::{Ended, Exchange, Plan};
 use super::hosts::Hosts;
 use super::reload::{FileWatch, HostsWatch, ResolvConfWatch};
-use super::search::{candidates, is_localhost, is_well_formed};
+use super::search::{candidates, hosts_name, is_localhost, is_well_formed};
 use super::sort::sort_destinations;
 use super::wire::{Record, RecordType};
 
@@ -45,12 +45,33 @@ impl Answer {
 /// [`Outcome::Message`] holding it. Any other completion is an
 /// `InvalidInput` error.
 pub fn answer(c: Completion) -> io::Result<Answer> {
-    match c.outcome {
-        Outcome::Message(payload) => payload.into_value::<io::Result<Answer>>()?,
-        other => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not a lookup's completion: {other:?}"),
-        )),
+    lookup_answer(c).1
+}
+
+/// What a lookup's completion carries: which lookup ended, and how.
+struct LookupEnded {
+    id: LookupId,
+    result: io::Result<Answer>,
+}
+
+/// Which lookup a completion ended (`None` if it is no lookup's), and its
+/// answer: for the connector, whose task keys are too short to tell an
+/// answer to a connect that has ended from one to the connect now in its
+/// slot.
+pub(crate) fn lookup_answer(c: Completion) -> (Option<LookupId>, io::Result<Answer>) {
+    let payload = match c.outcome {
+        Outcome::Message(payload) => payload,
+        other => {
+            let message = format!("not a lookup's completion: {other:?}");
+            return (
+                None,
+                Err(io::Error::new(io::ErrorKind::InvalidInput, message)),
+            );
+        }
+    };
+    match payload.into_value::<LookupEnded>() {
+        Ok(ended) => (Some(ended.id), ended.result),
+        Err(wrong) => (None, Err(wrong.into())),
     }
 }
 
@@ -371,7 +392,7 @@ impl<S> Resolver<S> {
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
             ]
         } else {
-            self.hosts.addresses(name).to_vec()
+            hosts_name(name).map_or_else(Vec::new, |name| self.hosts.addresses(&name).to_vec())
         };
         if addrs.is_empty() {
             return None;
@@ -540,7 +561,8 @@ impl<S> Resolver<S> {
         }
         self.release(id);
         // A closed mailbox means the ring is going away with its tasks.
-        let _ = self.handle.send(lookup.done, Payload::value(result));
+        let ended = LookupEnded { id, result };
+        let _ = self.handle.send(lookup.done, Payload::value(ended));
         true
     }
 
@@ -604,13 +626,20 @@ fn sort_addresses<T>(records: &mut [Record], ring: &mut Ring<T>) {
 impl<S> Drop for Resolver<S> {
     fn drop(&mut self) {
         let mut in_flight = Vec::new();
-        for lookup in self.lookups.iter_mut().filter_map(Option::take) {
+        for (slot, lookup) in self.lookups.iter_mut().enumerate() {
+            let Some(lookup) = lookup.take() else {
+                continue;
+            };
             in_flight.extend(lookup.deadline);
             in_flight.extend(lookup.exchanges.iter().filter_map(Exchange::in_flight));
-            let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
+            let id = LookupId {
+                slot: slot as u32,
+                generation: self.generations[slot],
+            };
+            let result = Err(io::Error::from_raw_os_error(libc::ECANCELED));
             let _ = self
                 .handle
-                .send(lookup.done, Payload::value(Err::<Answer, _>(canceled)));
+                .send(lookup.done, Payload::value(LookupEnded { id, result }));
         }
         if !in_flight.is_empty() {
             let cancel = Ctx::new(cancel_left_behind::<S>);

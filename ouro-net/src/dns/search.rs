@@ -6,6 +6,8 @@
 //! label. Labels are found with their escapes kept, so that joining a name
 //! with a search domain never splits or merges a label.
 
+use std::borrow::Cow;
+
 use simple_dns::Name;
 
 use super::config::Config;
@@ -60,11 +62,48 @@ pub fn is_well_formed(name: &str) -> bool {
     labels(name).is_some()
 }
 
-/// Whether `name` is `localhost` or under it (RFC 6761): such names are
-/// answered with the loopback addresses and never go to the network.
+/// Whether `name` is `localhost` or under it (RFC 6761), however its last
+/// label is spelt (`\108ocalhost` is `localhost` on the wire): such names
+/// are answered with the loopback addresses and never go to the network.
 pub fn is_localhost(name: &str) -> bool {
     let last = labels(name).and_then(|(labels, _)| labels.last().copied());
-    last.is_some_and(|label| label.eq_ignore_ascii_case("localhost"))
+    last.and_then(label_bytes)
+        .is_some_and(|label| label.eq_ignore_ascii_case(b"localhost"))
+}
+
+/// `name` as a hosts file spells it: its escapes read (`w\eb` is `web`),
+/// or `None` if a label then holds a dot or bytes that are not text, which
+/// no hosts file name does.
+pub fn hosts_name(name: &str) -> Option<Cow<'_, str>> {
+    if !name.contains('\\') {
+        return Some(Cow::Borrowed(name));
+    }
+    let (labels, _) = labels(name)?;
+    let mut plain = String::with_capacity(name.len());
+    for label in labels {
+        let bytes = label_bytes(label)?;
+        if bytes.contains(&b'.') {
+            return None;
+        }
+        if !plain.is_empty() {
+            plain.push('.');
+        }
+        plain.push_str(std::str::from_utf8(&bytes).ok()?);
+    }
+    Some(Cow::Owned(plain))
+}
+
+/// The bytes of one label as written (`\.`, `\\` and `\DDD` read as the
+/// wire encoder reads them); `None` if the wire cannot carry it.
+fn label_bytes(label: &str) -> Option<Cow<'_, [u8]>> {
+    if !label.contains('\\') {
+        return Some(Cow::Borrowed(label.as_bytes()));
+    }
+    let name = Name::new(label).ok()?;
+    let [only] = name.get_labels() else {
+        return None;
+    };
+    Some(Cow::Owned(only.as_ref().to_vec()))
 }
 
 /// The labels of `name` as written (escapes kept) and whether a root dot
@@ -169,9 +208,29 @@ mod tests {
         assert!(!is_localhost("localhost.example"));
         assert!(!is_localhost("notlocalhost"));
         assert!(!is_localhost("a\\.localhost"), "one label, a.localhost");
+        for escaped in [
+            "\\108ocalhost",
+            "localhos\\t",
+            "app.\\108ocalhost",
+            "a\\.b.localhost",
+        ] {
+            assert!(
+                is_localhost(escaped),
+                "{escaped:?} is localhost on the wire"
+            );
+        }
+        assert!(!is_localhost("localhost\\046example"), "one label");
         for malformed in [".localhost", "..localhost", "localhost..", "a..localhost"] {
             assert!(!is_localhost(malformed), "{malformed:?}");
         }
+    }
+
+    #[test]
+    fn a_hosts_name_is_read_past_its_escapes() {
+        assert_eq!(hosts_name("web.test").as_deref(), Some("web.test"));
+        assert_eq!(hosts_name("w\\eb.t\\101st").as_deref(), Some("web.test"));
+        assert_eq!(hosts_name("a\\.b.test"), None, "a dot inside a label");
+        assert_eq!(hosts_name("a\\255.test"), None, "not text");
     }
 
     proptest! {
