@@ -522,7 +522,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
             _ => return Err(args.unexpected(&flag)),
         }
     }
-    fd_limit::check_clients(options.clients).map_err(|why| args.bad(why))?;
+    // A server alone runs no clients: its fds are for the connections.
+    if options.serve.is_none() {
+        fd_limit::check_clients(options.clients).map_err(|why| args.bad(why))?;
+    }
     if options.clients.saturating_mul(options.size) > MAX_IN_FLIGHT {
         return Err(args.bad(format!(
             "--clients {} with --size {}: more than the {MAX_IN_FLIGHT} bytes the demo holds in flight",

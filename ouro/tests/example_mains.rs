@@ -79,6 +79,10 @@ fn run_main(name: &str, args: std::vec::IntoIter<String>) -> u8 {
         "resp_server" => resp_server::stream_server::cli::status(resp_server::main_with(args)),
         "udp_echo" => udp_echo::cli::status(udp_echo::main_with(args)),
         "echo over the fd limit" => echo_over_the_fd_limit(),
+        "echo with few fds" => {
+            lower_fd_limit(FEW_FDS);
+            echo::cli::status(echo::main_with(args))
+        }
         other => panic!("no example {other}"),
     }
 }
@@ -224,6 +228,17 @@ fn more_clients_than_the_fd_limit_allows_are_refused_up_front() {
     }
 }
 
+/// `--serve` runs no clients: a low fd limit is the connections' to deal
+/// with, not a reason to refuse (here the address in use stops it).
+#[test]
+fn echo_serving_alone_is_not_refused_for_its_clients_fds() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    run("echo with few fds", &["--serve", &addr])
+        .assert_exit(1)
+        .assert_stderr_has(&format!("cannot listen on {addr}"));
+}
+
 #[test]
 fn an_address_in_use_is_named_in_one_line_and_exits_1() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -301,15 +316,23 @@ fn a_full_stdout_is_one_error_line_and_exits_1() {
 const LOW_FD_LIMIT: u64 = 128;
 const CLIENTS_OVER_THE_LIMIT: usize = 300;
 
-/// In the child: the echo demo with more clients than its fds allow (the
-/// command line would refuse them up front, so `run` is called with them).
-fn echo_over_the_fd_limit() -> u8 {
+/// Fewer fds than the echo demo's default clients need (64 take 128 fds).
+const FEW_FDS: u64 = 64;
+
+/// Lowers this process's fd limit to `fds`.
+fn lower_fd_limit(fds: u64) {
     let limit = libc::rlimit {
-        rlim_cur: LOW_FD_LIMIT,
-        rlim_max: LOW_FD_LIMIT,
+        rlim_cur: fds,
+        rlim_max: fds,
     };
     // SAFETY: setrlimit only reads the struct it is given.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+/// In the child: the echo demo with more clients than its fds allow (the
+/// command line would refuse them up front, so `run` is called with them).
+fn echo_over_the_fd_limit() -> u8 {
+    lower_fd_limit(LOW_FD_LIMIT);
     // Logging as `main` logs (`support/logging.rs`): what a flood of
     // failures would flood.
     tracing_subscriber::fmt()
