@@ -216,7 +216,7 @@ impl<S> Connector<S> {
     /// Cancels a connect: its completion comes with `ECANCELED`. False
     /// for one that has ended.
     pub fn cancel(&mut self, ring: &mut Ring<S>, id: ConnectId) -> bool {
-        self.finish(ring, id, Err(io::Error::from_raw_os_error(libc::ECANCELED)))
+        self.finish(ring, id, Err(ouro::canceled_error()))
     }
 
     /// Gives a connect a deadline for the whole operation (lookups and
@@ -586,7 +586,7 @@ impl<S> Drop for Connector<S> {
             abort_attempts(&connect.attempts);
             in_flight.extend(connect.attempts.iter().filter_map(|a| a.task));
             in_flight.extend(connect.timer.into_iter().chain(connect.deadline));
-            let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
+            let canceled = ouro::canceled_error();
             let _ = self
                 .handle
                 .send(connect.done, Payload::value(Err::<Connected, _>(canceled)));

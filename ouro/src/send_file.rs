@@ -322,7 +322,7 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
         // it: what it moved is counted, and a transfer it completed has
         // succeeded.
         let next = match next {
-            Ok(Some(_)) if transfer.cancelled => Err(cancelled()),
+            Ok(Some(_)) if transfer.cancelled => Err(crate::error::canceled_error()),
             other => other,
         };
         match next {
@@ -447,8 +447,4 @@ impl<F, T> Transfer<F, T> {
             Step::Empty => Ok(None),
         }
     }
-}
-
-fn cancelled() -> io::Error {
-    io::Error::from_raw_os_error(libc::ECANCELED)
 }

@@ -255,7 +255,7 @@ impl<S> Resolver<S> {
     /// Cancels a lookup: its completion comes with `ECANCELED`. Returns
     /// false for a lookup that has ended (nothing is done).
     pub fn cancel(&mut self, ring: &mut Ring<S>, id: LookupId) -> bool {
-        let canceled = io::Error::from_raw_os_error(libc::ECANCELED);
+        let canceled = ouro::canceled_error();
         self.finish(ring, id, Err(canceled))
     }
 
@@ -636,7 +636,7 @@ impl<S> Drop for Resolver<S> {
                 slot: slot as u32,
                 generation: self.generations[slot],
             };
-            let result = Err(io::Error::from_raw_os_error(libc::ECANCELED));
+            let result = Err(ouro::canceled_error());
             let _ = self
                 .handle
                 .send(lookup.done, Payload::value(LookupEnded { id, result }));

@@ -235,3 +235,13 @@ pub fn unchecked(fd: &impl std::os::fd::AsFd) -> ouro::UncheckedFd {
     // dropped after the ring or after the tasks' final completions).
     unsafe { ouro::UncheckedFd::new(fd.as_fd()) }
 }
+
+/// An IPv4 stream socket bound to a free loopback port, not listening yet
+/// (for tests that set options before `listen`).
+pub fn loopback_socket() -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&any_port.into()).unwrap();
+    socket
+}

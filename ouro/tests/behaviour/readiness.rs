@@ -343,16 +343,7 @@ fn end_of_stream_follows_the_last_bytes_on_borrowed_fds_recv(kind: BackendKind) 
 /// for good (its SYNs are dropped): the listener and the connection that
 /// fills the queue.
 fn unanswering_listener() -> (socket2::Socket, TcpStream) {
-    use socket2::{Domain, Socket, Type};
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
+    let listener = crate::harness::loopback_socket();
     // Backlog 0: one connection fills the queue.
     listener.listen(0).unwrap();
     let addr = listener.local_addr().unwrap().as_socket().unwrap();

@@ -100,17 +100,9 @@ fn connection_blocking(ring: &mut Ring<Sender>, blocking: bool) -> (RingFd, Unix
 /// wait for the peer.
 fn small_blocking_tcp_connection() -> (TcpStream, TcpStream) {
     use socket2::{Domain, Socket, Type};
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let listener = crate::harness::loopback_socket();
     // Before listen, so that the accepted socket's window starts small.
     listener.set_recv_buffer_size(4096).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
     listener.listen(1).unwrap();
     let ours = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     ours.set_send_buffer_size(4096).unwrap();
