@@ -1,6 +1,9 @@
 //! A RESP (Redis protocol) server on ouro: PING, ECHO, SET, GET, DEL, EXISTS
 //! and DBSIZE on an in-memory map, with pipelining and inline commands, so
-//! that `redis-cli` and `redis-benchmark` can drive it.
+//! that `redis-cli` and `redis-benchmark` can drive it. The map holds at
+//! most [`STORE_LIMIT`] bytes: past it a `SET` gets Redis's `-OOM` error
+//! (as Redis does with `maxmemory` and no eviction), so clients cannot make
+//! the server hold memory without end.
 //!
 //! ```text
 //! cargo run --release --example resp_server -- 127.0.0.1:6379
@@ -29,9 +32,70 @@ pub mod stream_server;
 /// Largest unparsed input kept per connection (a command in progress).
 const MAX_INPUT: usize = 1 << 20;
 
-/// The protocol, with the in-memory map every connection shares.
+/// The most bytes of keys and values the store holds (each entry counted
+/// with [`ENTRY_COST`] more, for the map's and the allocator's share).
+pub const STORE_LIMIT: usize = 64 << 20;
+/// What an entry costs besides its key's and value's bytes.
+pub const ENTRY_COST: usize = 64;
+
+/// The keys and values every connection shares, at most `limit` bytes of
+/// them.
+#[derive(Debug)]
+pub struct Store {
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    used: usize,
+    limit: usize,
+}
+
+impl Store {
+    /// An empty store holding at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Store {
+            map: HashMap::new(),
+            used: 0,
+            limit,
+        }
+    }
+
+    fn cost(key: &[u8], value: &[u8]) -> usize {
+        key.len() + value.len() + ENTRY_COST
+    }
+
+    /// Stores `value` under `key` unless that would take the store past its
+    /// limit (the old value, if any, counted as freed).
+    fn set(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let freed = self.map.get(key).map_or(0, |old| Self::cost(key, old));
+        let used = self.used - freed + Self::cost(key, value);
+        if used > self.limit {
+            return false;
+        }
+        self.used = used;
+        self.map.insert(key.to_vec(), value.to_vec());
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.map.get(key).map(Vec::as_slice)
+    }
+
+    fn remove(&mut self, key: &[u8]) -> bool {
+        let Some(value) = self.map.remove(key) else {
+            return false;
+        };
+        self.used -= Self::cost(key, &value);
+        true
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(STORE_LIMIT)
+    }
+}
+
+/// The protocol, with the store every connection shares.
 pub struct Resp {
-    data: HashMap<Vec<u8>, Vec<u8>>,
+    data: Store,
     /// Bytes parsed over on every connection.
     examined: u64,
 }
@@ -75,7 +139,7 @@ pub fn serve_with(
     ring: RingBuilder,
     limits: stream_server::Limits,
 ) -> io::Result<()> {
-    let data = HashMap::new();
+    let data = Store::default();
     stream_server::serve(listener, ring, Resp { data, examined: 0 }, limits)
 }
 
@@ -88,7 +152,7 @@ pub type Server = stream_server::Server<Resp>;
 #[allow(dead_code)] // the simulator uses it
 pub fn start(ring: &mut Ring<Server>, listener: OwnedFd) -> io::Result<Server> {
     let resp = Resp {
-        data: HashMap::new(),
+        data: Store::default(),
         examined: 0,
     };
     stream_server::start(ring, listener, resp, stream_server::Limits::default())
@@ -101,7 +165,7 @@ pub fn start(ring: &mut Ring<Server>, listener: OwnedFd) -> io::Result<Server> {
 /// the command at the start of `input` (which has grown since), and is
 /// left at the start of the first command not run.
 pub(crate) fn execute_all(
-    data: &mut HashMap<Vec<u8>, Vec<u8>>,
+    data: &mut Store,
     input: &[u8],
     progress: &mut Progress,
     output: &mut Vec<u8>,
@@ -408,35 +472,38 @@ fn has_so_far(input: &[u8], at: usize, expected: &[u8]) -> Option<bool> {
     (present[..seen] == expected[..seen]).then_some(seen == expected.len())
 }
 
-fn execute(data: &mut HashMap<Vec<u8>, Vec<u8>>, args: &[&[u8]], out: &mut Vec<u8>) {
+fn execute(data: &mut Store, args: &[&[u8]], out: &mut Vec<u8>) {
     let name = args[0].to_ascii_uppercase();
     match (name.as_slice(), args.len()) {
         (b"PING", 1) => out.extend_from_slice(b"+PONG\r\n"),
         (b"PING", 2) | (b"ECHO", 2) => bulk(out, Some(args[1])),
+        (b"SET", 3) if data.set(args[1], args[2]) => out.extend_from_slice(b"+OK\r\n"),
         (b"SET", 3) => {
-            data.insert(args[1].to_vec(), args[2].to_vec());
-            out.extend_from_slice(b"+OK\r\n");
+            out.extend_from_slice(b"-OOM command not allowed when used memory > 'maxmemory'.\r\n")
         }
-        (b"GET", 2) => bulk(out, data.get(args[1]).map(Vec::as_slice)),
+        (b"GET", 2) => bulk(out, data.get(args[1])),
         (b"DEL", n) if n >= 2 => {
-            let count = args[1..]
-                .iter()
-                .filter(|k| data.remove(**k).is_some())
-                .count();
+            let count = args[1..].iter().filter(|k| data.remove(k)).count();
             let _ = write!(out, ":{count}\r\n");
         }
         (b"EXISTS", n) if n >= 2 => {
-            let count = args[1..].iter().filter(|k| data.contains_key(**k)).count();
+            let count = args[1..]
+                .iter()
+                .filter(|k| data.map.contains_key(**k))
+                .count();
             let _ = write!(out, ":{count}\r\n");
         }
         (b"DBSIZE", 1) => {
-            let _ = write!(out, ":{}\r\n", data.len());
+            let _ = write!(out, ":{}\r\n", data.map.len());
         }
         // redis-benchmark reads these two settings first.
         (b"CONFIG", 3) if args[1].eq_ignore_ascii_case(b"GET") => {
+            let limit = data.limit.to_string();
             let value: &[u8] = match args[2].to_ascii_lowercase().as_slice() {
                 b"save" => b"",
                 b"appendonly" => b"no",
+                b"maxmemory" => limit.as_bytes(),
+                b"maxmemory-policy" => b"noeviction",
                 _ => return out.extend_from_slice(b"*0\r\n"),
             };
             out.extend_from_slice(b"*2\r\n");
@@ -486,7 +553,7 @@ const USAGE: &str = "usage: resp_server [ADDR]   (default ADDR: 127.0.0.1:6379)"
 #[allow(dead_code)] // `main` and the backend-choice tests use it
 pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
     let resp = Resp {
-        data: HashMap::new(),
+        data: Store::default(),
         examined: 0,
     };
     stream_server::main_with(USAGE, ([127, 0, 0, 1], 6379).into(), resp, args)
@@ -502,9 +569,13 @@ mod tests {
     use super::*;
 
     fn run(input: &[u8]) -> (String, usize, bool) {
-        let (mut data, mut out, mut closing) = (HashMap::new(), Vec::new(), false);
+        run_on(&mut Store::default(), input)
+    }
+
+    fn run_on(data: &mut Store, input: &[u8]) -> (String, usize, bool) {
+        let (mut out, mut closing) = (Vec::new(), false);
         let used = execute_all(
-            &mut data,
+            data,
             input,
             &mut Progress::default(),
             &mut out,
@@ -548,5 +619,39 @@ mod tests {
         let (out, _, closing) = run(b"*1\r\n:5\r\n");
         assert!(out.starts_with("-ERR Protocol error"), "{out}");
         assert!(closing);
+    }
+
+    fn set(key: &str, value: &str) -> String {
+        let (k, v) = (key.len(), value.len());
+        format!("*3\r\n$3\r\nSET\r\n${k}\r\n{key}\r\n${v}\r\n{value}\r\n")
+    }
+
+    #[test]
+    fn the_store_refuses_sets_past_its_limit_until_keys_are_deleted() {
+        let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+        // Room for two entries of a 1-byte key and a 100-byte value.
+        let mut store = Store::new(2 * (1 + 100 + ENTRY_COST));
+        let hundred = "v".repeat(100);
+        let input = set("a", &hundred) + &set("b", &hundred) + &set("c", "x");
+        let (out, _, closing) = run_on(&mut store, input.as_bytes());
+        assert_eq!(out, format!("+OK\r\n+OK\r\n{oom}"));
+        assert!(!closing, "a full store is an error reply, not a close");
+        // Replacing a value counts the old one as freed: a smaller one fits,
+        // a larger one does not, and the refused SET changes nothing.
+        let input = set("a", "small") + &set("b", &"w".repeat(200));
+        let (out, _, _) = run_on(&mut store, input.as_bytes());
+        assert_eq!(out, format!("+OK\r\n{oom}"));
+        let gets = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n";
+        let (out, _, _) = run_on(&mut store, gets);
+        assert_eq!(out, format!("$5\r\nsmall\r\n$100\r\n{hundred}\r\n"));
+        // DEL makes room again.
+        let input =
+            "*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n".to_string() + &set("c", &"z".repeat(150));
+        let (out, _, _) = run_on(&mut store, input.as_bytes());
+        assert_eq!(out, ":2\r\n+OK\r\n");
+        assert_eq!(store.used, 1 + 150 + ENTRY_COST);
+        let config = b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$9\r\nmaxmemory\r\n";
+        let (out, _, _) = run_on(&mut store, config);
+        assert_eq!(out, "*2\r\n$9\r\nmaxmemory\r\n$3\r\n330\r\n");
     }
 }

@@ -5,7 +5,6 @@
 //! (its `Progress` on one connection, the server's `Held` on all), and the
 //! tests bound that count by a small multiple of the bytes sent.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -80,7 +79,10 @@ fn http_in_pieces(whole: &[u8], piece: usize) -> (String, bool, u64) {
 /// `whole` through the RESP protocol in pieces of `piece` bytes: the
 /// replies, whether it closes, and the bytes parsed over.
 fn resp_in_pieces(whole: &[u8], piece: usize) -> (String, bool, u64) {
-    let (mut data, mut progress) = (HashMap::new(), resp_server::Progress::default());
+    let (mut data, mut progress) = (
+        resp_server::Store::default(),
+        resp_server::Progress::default(),
+    );
     let (output, closing) = in_pieces(whole, piece, |input, output, closing| {
         resp_server::execute_all(&mut data, input, &mut progress, output, usize::MAX, closing)
     });

@@ -4,7 +4,7 @@
 //! attack does to others and to the server's resources is checked around
 //! it (see `super::run_one`).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use clap::ValueEnum;
 use socket2::{Domain, Socket, Type};
 
 use super::connections::{self, Flood};
+use super::procfs;
 use super::target::Server;
 
 /// What an attack is aimed at.
@@ -63,6 +64,10 @@ pub enum Attack {
     /// Small requests for large answers, never read (RESP: `GET` of a
     /// 1 MiB value; HTTP: 20,000 pipelined requests per connection).
     Amplification,
+    /// `SET`s of new keys with 1 MiB values (RESP): `-OOM` before
+    /// 256 MiB are stored, reads still answered; once the keys are deleted,
+    /// as many fit again, in the same memory.
+    StoreFill,
     /// 10,000 idle connections, then one request each.
     Idle10k,
     /// A server whose fd limit (128) is below the 300 connections made.
@@ -70,7 +75,7 @@ pub enum Attack {
 }
 
 /// Every attack, in the order of the table.
-pub const ATTACKS: [Attack; 14] = [
+pub const ATTACKS: [Attack; 15] = [
     Attack::RandomBytes,
     Attack::LongLine,
     Attack::EndlessRequest,
@@ -83,6 +88,7 @@ pub const ATTACKS: [Attack; 14] = [
     Attack::HeldInput,
     Attack::NonReader,
     Attack::Amplification,
+    Attack::StoreFill,
     Attack::Idle10k,
     Attack::FdLimit,
 ];
@@ -93,6 +99,8 @@ const OVER_FD_LIMIT: usize = 300;
 /// Bytes of one unfinished request past which a server has clearly not
 /// capped its input (far above any cap plus loopback's socket buffers).
 const ENDLESS_LIMIT: usize = 64 << 20;
+/// Bytes of values a RESP server may store before it must refuse more.
+const STORE_FILL_LIMIT: usize = 256 << 20;
 /// How long a server may take to close a connection it should close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
@@ -108,7 +116,7 @@ impl Attack {
     /// only where there is that protocol.
     pub fn applies_to(self, server: Server) -> bool {
         match self {
-            Attack::DeepNesting => server == Server::Resp,
+            Attack::DeepNesting | Attack::StoreFill => server == Server::Resp,
             Attack::LongLine
             | Attack::EndlessRequest
             | Attack::HugeLengths
@@ -121,6 +129,17 @@ impl Attack {
     /// The fd limit the server is started with, if lowered.
     pub fn server_fd_limit(self) -> Option<u64> {
         (self == Attack::FdLimit).then_some(LOWERED_FD_LIMIT)
+    }
+
+    /// MiB the server may keep after the attack besides `--after-rss-mib`:
+    /// the RESP store filled and emptied again is freed memory that glibc's
+    /// allocator keeps for reuse (the store's values are allocated where
+    /// freed 1 MiB input buffers raised its mmap threshold).
+    pub fn kept_mib(self) -> u64 {
+        match self {
+            Attack::StoreFill => 64,
+            _ => 0,
+        }
     }
 
     /// Makes the attack; `Err` says what the server did wrong, as seen
@@ -139,6 +158,7 @@ impl Attack {
             Attack::HeldInput => connections::hold_unfinished_requests(aim),
             Attack::NonReader => non_reader(aim),
             Attack::Amplification => amplification(aim),
+            Attack::StoreFill => store_fill(aim),
             Attack::Idle10k => connections::idle_then_one_request_each(aim, 10_000),
             Attack::FdLimit => connections::hold_over_limit(aim, OVER_FD_LIMIT),
         }
@@ -501,6 +521,114 @@ fn amplification(aim: &Aim) -> Result<(), String> {
     Ok(())
 }
 
+fn store_fill(aim: &Aim) -> Result<(), String> {
+    let value = vec![b'v'; 1 << 20];
+    let mut redis = Resp(BufReader::new(connect(aim.addr)?));
+    let keys = fill_store(&mut redis, &value)?;
+    let Some(first) = keys.first() else {
+        return Err("the first SET of 1 MiB was refused".into());
+    };
+    let answer = redis.command(&[b"GET", first])?;
+    expect(&answer, &[b"$1048576\r\n", &value[..], b"\r\n"].concat())?;
+    let full_kb = rss_kb(aim.pid)?;
+    delete(&mut redis, &keys)?;
+    // Deleted values are room again, and their memory is used again.
+    let again = fill_store(&mut redis, &value)?;
+    if again.len() != keys.len() {
+        return Err(format!(
+            "{} SETs of 1 MiB stored, then {} after deleting them",
+            keys.len(),
+            again.len()
+        ));
+    }
+    let refilled_kb = rss_kb(aim.pid)?;
+    if refilled_kb > full_kb + REFILL_SLACK_KB {
+        return Err(format!(
+            "RSS {} MiB with the store full, {} MiB full again after deleting",
+            full_kb / 1024,
+            refilled_kb / 1024
+        ));
+    }
+    delete(&mut redis, &again)
+}
+
+/// How much more a RESP server's RSS may be once its store is filled a
+/// second time.
+const REFILL_SLACK_KB: u64 = 16 << 10;
+
+/// `SET`s new keys with `value` until the store answers `-OOM`; the keys
+/// stored.
+fn fill_store(redis: &mut Resp, value: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    loop {
+        if keys.len() * value.len() > STORE_FILL_LIMIT {
+            return Err(format!("{} SETs of 1 MiB all stored: no limit", keys.len()));
+        }
+        let key = format!("store-fill:{}", keys.len()).into_bytes();
+        let answer = redis.command(&[b"SET", &key, value])?;
+        if answer.starts_with(b"-OOM") {
+            return Ok(keys);
+        }
+        expect(&answer, b"+OK\r\n")?;
+        keys.push(key);
+    }
+}
+
+fn delete(redis: &mut Resp, keys: &[Vec<u8>]) -> Result<(), String> {
+    let del: Vec<&[u8]> = std::iter::once(&b"DEL"[..])
+        .chain(keys.iter().map(Vec::as_slice))
+        .collect();
+    let answer = redis.command(&del)?;
+    expect(&answer, format!(":{}\r\n", keys.len()).as_bytes())
+}
+
+fn rss_kb(pid: u32) -> Result<u64, String> {
+    procfs::resources(pid)
+        .map(|r| r.rss_kb)
+        .map_err(|e| format!("reading the server's RSS: {e}"))
+}
+
+/// A RESP connection, one command at a time.
+struct Resp(BufReader<TcpStream>);
+
+impl Resp {
+    /// Sends `args` as a command and reads its reply whole.
+    fn command(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, String> {
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
+        }
+        let name = String::from_utf8_lossy(args[0]).into_owned();
+        let failed = |e: io::Error| format!("{name}: {e}");
+        self.0.get_mut().write_all(&request).map_err(failed)?;
+        let mut reply = Vec::new();
+        self.0.read_until(b'\n', &mut reply).map_err(failed)?;
+        let Some(len) = reply.strip_prefix(b"$") else {
+            return Ok(reply);
+        };
+        let Ok(len) = String::from_utf8_lossy(len).trim().parse::<usize>() else {
+            return Ok(reply); // `$-1`, nothing
+        };
+        let start = reply.len();
+        reply.resize(start + len + 2, 0);
+        self.0.read_exact(&mut reply[start..]).map_err(failed)?;
+        Ok(reply)
+    }
+}
+
+fn expect(answer: &[u8], expected: &[u8]) -> Result<(), String> {
+    if answer == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "answered {:?}, not {:?}",
+        shown(answer),
+        shown(expected)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +643,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(servers(Attack::DeepNesting), ["resp"]);
+        assert_eq!(servers(Attack::StoreFill), ["resp"]);
         assert_eq!(servers(Attack::LongLine), ["http", "resp"]);
         assert_eq!(servers(Attack::Amplification), ["http", "resp"]);
         assert_eq!(servers(Attack::HeldInput), ["http", "resp"]);
