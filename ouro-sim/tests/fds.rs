@@ -2,7 +2,7 @@
 //! code, a real file handed to it, or a simulated socket's number taken
 //! over by a real file after the socket closed, is `EBADF`, and the real
 //! file is left untouched. A socket's fd closed by its holder frees its
-//! address.
+//! address, and a listener's refuses connections.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -125,4 +125,37 @@ fn an_address_is_taken_until_its_sockets_fd_closes_even_unseen_by_the_world() {
     drop(first);
     let (_ring, error) = bind(ring, &world, &third);
     assert_eq!(error, None, "the address of a closed socket is still taken");
+}
+
+#[test]
+fn a_listener_whose_fd_was_dropped_unseen_by_the_world_refuses_connects() {
+    let world = World::new(4);
+    let mut ring: Ring<Got> = Ring::simulated(&world);
+    for _ in 0..3 {
+        ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    }
+    let (ring, got) = run_until_idle(ring, &world);
+    let mut sockets = got.into_iter().map(|c| match c.outcome {
+        Outcome::Socket(Ok(fd)) => Rc::new(fd),
+        other => panic!("expected a socket, got {other:?}"),
+    });
+    let [listener, before, after] = [(); 3].map(|()| sockets.next().expect("three sockets"));
+    let (mut ring, error) = bind(ring, &world, &listener);
+    assert_eq!(error, None);
+    let addr = SocketAddr::from(([10, 0, 0, 1], 7000));
+    ring.listen(&listener, 16, Ctx::new(collect));
+    ring.connect(&before, addr, Ctx::new(collect));
+    let (mut ring, got) = run_until_idle(ring, &world);
+    let connected = |got: &Got| {
+        let mut connects = got.iter().filter_map(|c| match &c.outcome {
+            Outcome::Connect(res) => Some(res.as_ref().err().and_then(io::Error::raw_os_error)),
+            _ => None,
+        });
+        connects.next().expect("a connect's completion")
+    };
+    assert_eq!(connected(&got), None, "connected while it listens");
+    drop(listener);
+    ring.connect(&after, addr, Ctx::new(collect));
+    let (_ring, got) = run_until_idle(ring, &world);
+    assert_eq!(connected(&got), Some(libc::ECONNREFUSED));
 }

@@ -1,7 +1,8 @@
 //! The kernel's behaviours the simulator reproduces: a submission queue
 //! that fills, a completion queue that overflows without losing anything,
 //! cancellations racing their operations, TCP giving up over a long
-//! partition, and spoofed datagrams that connected sockets drop.
+//! partition, spoofed datagrams that connected sockets drop, and ephemeral
+//! ports that skip the ones in use.
 
 mod common;
 
@@ -480,4 +481,44 @@ fn datagrams_across_a_cut_path_are_dropped_and_the_rest_arrive_in_order() {
         dropped += cut;
     }
     assert!(dropped > 0, "no partition cut a datagram");
+}
+
+/// Binding to port 0, and listening unbound, take an ephemeral port that
+/// no open socket holds, as the kernel's port search does: here the first
+/// 101 of the simulator's ephemeral ports (40,000 on, on the clients'
+/// 10.0.0.2) are bound by hand first.
+#[test]
+fn port_zero_skips_the_ephemeral_ports_in_use() {
+    fn result(results: &mut Vec<i32>, _: &mut Ring<Vec<i32>>, c: Completion) -> io::Result<()> {
+        let errno = |e: io::Error| -e.raw_os_error().unwrap_or(0);
+        results.push(match c.outcome {
+            Outcome::Bind(res) | Outcome::Listen(res) => res.map_or_else(errno, |()| 0),
+            other => panic!("a bind or listen: {other:?}"),
+        });
+        Ok(())
+    }
+    let world = World::new(1);
+    let mut ring: Ring<Vec<i32>> = Ring::simulated(&world);
+    let mut held = Vec::new();
+    for port in 40_000..=40_100u16 {
+        let fd = ring.register_fd(socket(&world, Type::STREAM));
+        ring.bind(
+            fd,
+            SocketAddr::from(([10, 0, 0, 2], port)),
+            Ctx::new(result),
+        );
+        held.push(fd);
+    }
+    for _ in 0..50 {
+        let fd = ring.register_fd(socket(&world, Type::STREAM));
+        ring.bind(fd, SocketAddr::from(([10, 0, 0, 2], 0)), Ctx::new(result));
+        let unbound = ring.register_fd(socket(&world, Type::STREAM));
+        ring.listen(unbound, 16, Ctx::new(result));
+        held.extend([fd, unbound]);
+    }
+    let mut state = Vec::new();
+    while state.len() < held.len() {
+        ring.run(&mut state, ouro::RunMode::Once).unwrap();
+    }
+    assert_eq!(state, vec![0; held.len()], "each one 0 or -errno");
 }

@@ -219,15 +219,28 @@ impl Net {
     /// dropped it with its ring, without the world seeing a close holds
     /// no address any more.
     fn has_fd(&self, sock: usize) -> bool {
-        (0..self.fds.len()).any(|raw| self.lookup(raw as RawFd) == Some(sock))
+        (0..self.fds.len()).any(|raw| {
+            let raw = raw as RawFd;
+            matches!(self.record(raw), Some((s, dev, ino)) if s == sock && identity(raw) == Some((dev, ino)))
+        })
     }
 
-    fn ephemeral(&mut self) -> SocketAddr {
-        self.next_port = self.next_port.wrapping_add(1);
-        let port = 40_000 + self.next_port % 20_000;
-        SocketAddr::new(EPHEMERAL_HOST, port)
+    /// The next ephemeral port no bound or listening socket holds, as the
+    /// kernel's port search skips them; `None` once all 20,000 are held.
+    fn ephemeral(&mut self) -> Option<SocketAddr> {
+        for _ in 0..EPHEMERAL_PORTS {
+            self.next_port = self.next_port.wrapping_add(1) % EPHEMERAL_PORTS;
+            let addr = SocketAddr::new(EPHEMERAL_HOST, 40_000 + self.next_port);
+            if !self.taken(addr) {
+                return Some(addr);
+            }
+        }
+        None
     }
 }
+
+/// How many ephemeral ports there are (from 40,000).
+const EPHEMERAL_PORTS: u16 = 20_000;
 
 /// The host of sockets that connect or listen without binding.
 const EPHEMERAL_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
@@ -262,10 +275,12 @@ impl State {
         if socket.local.is_some() || !matches!(socket.role, Role::Fresh) {
             return Reply::Res(-libc::EINVAL);
         }
-        let addr = if addr.port() == 0 {
-            self.net.ephemeral()
-        } else {
-            addr
+        let addr = match addr.port() {
+            0 => match self.net.ephemeral() {
+                Some(addr) => addr,
+                None => return Reply::Res(-libc::EADDRINUSE),
+            },
+            _ => addr,
         };
         if self.net.taken(addr) {
             return Reply::Res(-libc::EADDRINUSE);
@@ -290,10 +305,9 @@ impl State {
         let addr = match self.net.sockets[sock].local {
             Some(addr) => addr,
             None => {
-                let addr = self.net.ephemeral();
-                if self.net.taken(addr) {
+                let Some(addr) = self.net.ephemeral() else {
                     return Reply::Res(-libc::EADDRINUSE);
-                }
+                };
                 self.net.bound.insert(addr, sock);
                 addr
             }
@@ -315,12 +329,20 @@ impl State {
         if self.hold_connect(parked, sock, addr) {
             return Reply::Parked;
         }
+        // A listener whose fd was closed or dropped without the world
+        // seeing it refuses, as a closed socket does.
         let Some(&listener) = self.net.listeners.get(&addr) else {
             return Reply::Res(-libc::ECONNREFUSED);
         };
+        if !self.net.has_fd(listener) {
+            return Reply::Res(-libc::ECONNREFUSED);
+        }
         let local = match self.net.sockets[sock].local {
             Some(local) => local,
-            None => self.net.ephemeral(),
+            None => match self.net.ephemeral() {
+                Some(local) => local,
+                None => return Reply::Res(-libc::EADDRNOTAVAIL),
+            },
         };
         let server = self.net.add(Socket {
             role: Role::Connected { peer: sock },
