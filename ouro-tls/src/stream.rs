@@ -62,6 +62,8 @@ pub struct TlsStream<S, F = RingFd> {
     /// Records made while a send was in flight, for the next send.
     waiting: Outbox,
     phase: Phase,
+    /// [`start`](TlsStream::start) was called.
+    started: bool,
     recv_buf: Option<Vec<u8>>,
     /// The room a receive gets: the capacity asked for, doubled by busy
     /// receives (the session may hand back another vector than it took).
@@ -122,6 +124,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             fd,
             ctx,
             phase: Phase::Handshaking,
+            started: false,
             recv_buf: Some(Vec::with_capacity(RECV_CAPACITY)),
             recv_capacity: RECV_CAPACITY,
             recv_task: None,
@@ -157,8 +160,12 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     /// Starts the session: the client sends its hello, both sides start
     /// receiving, and the handshake deadline (if any) starts running.
-    /// Works on every backend (receive and send; io_uring 5.11).
+    /// Works on every backend (receive and send; io_uring 5.11). A stream
+    /// starts once: calling it again does nothing.
     pub fn start(&mut self, ring: &mut Ring<S>) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
         if let Some(timeout) = self.handshake_timeout {
             self.timer = Some(ring.timer(timeout, self.ctx));
         }

@@ -230,6 +230,20 @@ fn handshake_deadline_fires_against_a_peer_that_never_answers() {
     assert!(pair.client.handshake.is_none());
 }
 
+/// A second `start` does nothing: one deadline runs, and the stream is
+/// idle (and dropped by the harness) only once its last task has ended,
+/// so no completion comes for a dropped stream.
+#[test]
+fn a_stream_started_twice_starts_once() {
+    let _limit = limit();
+    let (mut pair, mut ring, _peer) =
+        client_to_silent_peer(Role::Echo, Some(Duration::from_millis(50)));
+    pair.client.stream.as_mut().unwrap().start(&mut ring);
+    let pair = pair.finish(ring);
+    let err = pair.client.failed.expect("no failure");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
 #[test]
 fn cancel_in_the_middle_of_the_handshake_reports_the_cancellation() {
     let _limit = limit();
