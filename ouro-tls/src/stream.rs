@@ -69,6 +69,8 @@ pub struct TlsStream<S, F = RingFd> {
     /// receives (the session may hand back another vector than it took).
     recv_capacity: usize,
     recv_task: Option<Task>,
+    /// [`cancel`](TlsStream::cancel) was called with `recv_task` in flight.
+    recv_canceled: bool,
     /// The user paused receiving: no receive is armed until resumed.
     recv_paused: bool,
     handshake_timeout: Option<Duration>,
@@ -128,6 +130,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             recv_buf: Some(Vec::with_capacity(RECV_CAPACITY)),
             recv_capacity: RECV_CAPACITY,
             recv_task: None,
+            recv_canceled: false,
             recv_paused: false,
             handshake_timeout: None,
             timer: None,
@@ -244,6 +247,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         self.cancel_timer(ring);
         match self.recv_task {
             Some(task) => {
+                self.recv_canceled = true;
                 ring.cancel(task, Ctx::none());
             }
             // `fail` comes back here with the session failed: no loop.
@@ -347,7 +351,15 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     fn on_received(&mut self, ring: &mut Ring<S>, result: io::Result<usize>, mut buf: Vec<u8>) {
         self.recv_task = None;
+        let canceled = std::mem::take(&mut self.recv_canceled);
         let received = match result {
+            // The receive finished before the cancel reached it: the cancel
+            // still ends receiving (its bytes are dropped, as a receive the
+            // cancel had reached would have left them unread).
+            Ok(_) if canceled => {
+                self.recv_buf = Some(buf);
+                return self.fail(ring, ouro::canceled_error());
+            }
             Ok(received) => received,
             Err(err) => {
                 self.recv_buf = Some(buf);

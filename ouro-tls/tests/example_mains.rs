@@ -86,6 +86,16 @@ fn bad_command_lines_name_the_problem_with_the_usage_and_exit_2() {
             "nowhere: invalid IP address syntax",
         ),
         (
+            "https_get",
+            &["https://a b:8443/", "127.0.0.1", "ca.pem"],
+            "bad URL \"https://a b:8443/\": the host is no DNS name or IP address",
+        ),
+        (
+            "https_get",
+            &["--max-time", "0", "https://h/", "127.0.0.1", "ca.pem"],
+            "--max-time 0: expected a whole number from 1 to 86400",
+        ),
+        (
             "tls_echo",
             &["127.0.0.1:0", "cert.pem", "key.pem", "--bogus"],
             "unknown argument --bogus",

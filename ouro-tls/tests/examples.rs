@@ -1,6 +1,7 @@
 //! The examples over loopback with generated certificates: `tls_echo`
 //! serving ouro clients (and one that leaves mid-handshake), `https_get`
-//! fetching from an ouro server and refusing an expired certificate;
+//! fetching from an ouro server, refusing an expired certificate, and
+//! streaming an endless or trickling body until its time limit;
 //! `tls_echo` holding back a client that does not read.
 
 // Both examples include ouro's `examples/support/cli.rs`, as each must to
@@ -9,7 +10,8 @@
 
 mod support;
 
-use std::io::ErrorKind;
+use std::cell::Cell;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::rc::Rc;
 use std::thread;
@@ -99,7 +101,11 @@ fn https_get_fetches_the_whole_response_and_sends_a_proper_request() {
     );
     let (port, server) = https_server(&pki.localhost, response.as_bytes());
     let url = format!("https://localhost:{port}/some/page?q=1");
-    let got = https_get::fetch(&url, LOCALHOST, pki.ca_pem.as_bytes()).expect("the fetch");
+    // A time limit far past the test's own: the fetch ends with the
+    // response, not with its timer.
+    let ca = pki.ca_pem.as_bytes();
+    let hour = Duration::from_secs(3600);
+    let got = https_get::fetch(&url, LOCALHOST, ca, hour, Vec::new()).expect("the fetch");
     assert!(
         got == response.as_bytes(),
         "the response differs ({} bytes)",
@@ -110,7 +116,8 @@ fn https_get_fetches_the_whole_response_and_sends_a_proper_request() {
         request.starts_with("GET /some/page?q=1 HTTP/1.1\r\n"),
         "{request}"
     );
-    assert!(request.contains("\r\nHost: localhost\r\n"), "{request}");
+    let host = format!("\r\nHost: localhost:{port}\r\n");
+    assert!(request.contains(&host), "{request}");
 }
 
 #[test]
@@ -119,7 +126,9 @@ fn https_get_refuses_an_expired_certificate() {
     let pki = Pki::new();
     let (port, server) = https_server(&pki.expired, b"HTTP/1.1 200 OK\r\n\r\n");
     let url = format!("https://localhost:{port}/");
-    let err = https_get::fetch(&url, LOCALHOST, pki.ca_pem.as_bytes()).expect_err("fetched");
+    let ca = pki.ca_pem.as_bytes();
+    let err = https_get::fetch(&url, LOCALHOST, ca, https_get::MAX_TIME, Vec::new())
+        .expect_err("fetched");
     assert!(err.to_string().contains("expired"), "{err}");
     assert!(server.join().unwrap().is_empty());
 }
@@ -133,15 +142,95 @@ fn https_get_parses_urls_and_refuses_bad_ones() {
     );
     let url = https_get::parse_url("https://example.test").unwrap();
     assert_eq!((url.host, url.port, url.path), ("example.test", 443, "/"));
+    let url = https_get::parse_url("https://[::1]:8443/x").unwrap();
+    assert_eq!(
+        (url.host, url.authority, url.port),
+        ("::1", "[::1]:8443", 8443)
+    );
+    let url = https_get::parse_url("https://[fe80::1]").unwrap();
+    assert_eq!((url.host, url.port, url.path), ("fe80::1", 443, "/"));
     for bad in [
         "http://example.test/",
         "https://:80/",
         "https://h:99999/",
         "https://h/a b",
+        "https://h/a\rb",
         "https://h:x/",
+        "https://a b:80/",
+        "https://a\nb/",
+        "https://::1/",
+        "https://[example.test]/",
+        "https://[::1/",
+        "https://[::1]x/",
     ] {
         let err = https_get::parse_url(bad).expect_err(bad);
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+    }
+}
+
+/// A server that answers the request with a head, then with `chunk`
+/// bytes of body every `pause`, for ever.
+fn endless_https_server(leaf: &Leaf, chunk: usize, pause: Duration) -> u16 {
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        let session = ouro_tls::rustls::ServerConnection::new(config).unwrap();
+        let mut tls = ouro_tls::rustls::StreamOwned::new(session, socket);
+        let mut request = [0u8; 4096];
+        let _ = tls.read(&mut request);
+        let body = vec![b'x'; chunk];
+        let mut sent = tls.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+        while sent.is_ok() {
+            sent = tls.write_all(&body).and_then(|()| tls.flush());
+            thread::sleep(pause);
+        }
+    });
+    port
+}
+
+/// Counts the bytes written to it, keeping none.
+#[derive(Debug)]
+struct Counted<'a>(&'a Cell<u64>);
+
+impl Write for Counted<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.set(self.0.get() + bytes.len() as u64);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `https_get` against a body that never ends, sent as fast as it goes
+/// and a byte at a time: the response goes out as it arrives (nothing
+/// piles up in memory), and the fetch ends at its time limit.
+#[test]
+fn https_get_streams_a_body_that_never_ends_until_its_time_limit() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let head = b"HTTP/1.1 200 OK\r\n\r\n".len() as u64;
+    for (chunk, pause, at_least) in [
+        (64 * 1024, Duration::ZERO, head + 64 * 1024),
+        (1, Duration::from_millis(50), head + 1),
+    ] {
+        let port = endless_https_server(&pki.localhost, chunk, pause);
+        let url = format!("https://localhost:{port}/");
+        let written = Cell::new(0);
+        let limit = Duration::from_secs(1);
+        let ca = pki.ca_pem.as_bytes();
+        let err = https_get::fetch(&url, LOCALHOST, ca, limit, Counted(&written))
+            .expect_err("an endless body ended");
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("--max-time"), "{err}");
+        assert!(
+            written.get() >= at_least,
+            "{} bytes written before the time limit (chunks of {chunk})",
+            written.get()
+        );
     }
 }
 

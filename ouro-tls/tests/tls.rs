@@ -7,13 +7,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ouro::{Ctx, Ring};
+use ouro::{Completion, Ctx, Ring};
 use ouro_tls::rustls::crypto::CryptoProvider;
 use ouro_tls::rustls::pki_types::ServerName;
 use ouro_tls::rustls::{ClientConnection, NamedGroup};
@@ -255,6 +255,43 @@ fn cancel_in_the_middle_of_the_handshake_reports_the_cancellation() {
     let err = pair.client.failed.expect("no failure");
     assert!(ouro::is_canceled(&err), "not a cancellation: {err}");
     assert!(pair.client.handshake.is_none());
+}
+
+/// A cancel made from another task's callback while echoes keep coming:
+/// the receive in flight may complete with data before the cancel reaches
+/// it (the kernel's completion is already in, or comes first), and the
+/// cancel must still end the stream.
+#[test]
+fn a_cancel_made_while_data_keeps_coming_ends_the_stream() {
+    fn cancel_client(pair: &mut Pair, ring: &mut Ring<Pair>, _: Completion) -> io::Result<()> {
+        let stream = pair
+            .client
+            .stream
+            .as_mut()
+            .expect("the transfer ended first");
+        stream.cancel(ring);
+        Ok(())
+    }
+    let _limit = limit();
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    for _ in 0..5 {
+        let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+        let server = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+        let role = Role::Send {
+            // Far more than 100 ms carries; made at once (not byte by byte
+            // as `payload` makes it, slow in a debug build).
+            payload: vec![7; 256 << 20],
+            sent: 0,
+        };
+        let mut pair = Pair::new(client, role, server, Role::Echo);
+        let mut ring = Ring::new(64).unwrap();
+        pair.start(&mut ring);
+        ring.timer(Duration::from_millis(100), Ctx::new(cancel_client));
+        let pair = pair.finish(ring);
+        let err = pair.client.failed.expect("the stream was not cancelled");
+        assert!(ouro::is_canceled(&err), "not a cancellation: {err}");
+    }
 }
 
 #[test]
