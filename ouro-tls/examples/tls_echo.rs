@@ -3,8 +3,11 @@
 //! accepted on the ring and kept in a `ConnTable`; each gets a 10 s
 //! handshake deadline. A connection whose echoes pile up (a client that
 //! sends and does not read) stops being received from until they drain,
-//! so what it can make the server hold is bounded. Prints the address it
-//! listens on.
+//! past 256 KiB, or past its share of 64 MiB over all connections (at
+//! least 16 KiB); one whose echoes go unread for 10 s is cut. Out of fds,
+//! it accepts again every 10 ms and logs the failures sparingly (ouro's
+//! `examples/support/accept_errors.rs`); a client's own failure is logged
+//! at debug level (`RUST_LOG=debug`). Prints the address it listens on.
 //!
 //! ```sh
 //! cargo run -p ouro-tls --example tls_echo -- 127.0.0.1:8443 cert.pem key.pem
@@ -16,21 +19,27 @@
 //! share).
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RunMode};
+use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RunMode, Task};
 use ouro_tls::{
     certificates_from_pem, private_key_from_pem, server_config, ServerConfig, TlsEvent, TlsStream,
     Versions,
 };
 
+#[path = "../../ouro/examples/support/accept_errors.rs"]
+mod accept_errors;
 #[path = "../../ouro/examples/support/cli.rs"]
 pub mod cli;
+#[path = "../../ouro/examples/support/logging.rs"]
+pub mod logging;
+
+use accept_errors::AcceptErrors;
 
 const USAGE: &str = "usage: tls_echo ADDR CERT_PEM KEY_PEM";
 
@@ -46,6 +55,7 @@ pub fn main_with(args: impl Iterator<Item = String>) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
+    logging::init();
     cli::main(USAGE, main_with)
 }
 
@@ -64,12 +74,27 @@ fn read(path: &str) -> io::Result<Vec<u8>> {
         .map_err(|err| io::Error::new(err.kind(), format!("cannot read {path}: {err}")))
 }
 
-type Conn = TlsStream<Server, Rc<TcpStream>>;
-
 /// Echoes waiting to be sent above which a connection's receiving is
-/// paused, and below which it resumes.
+/// paused (at most; see [`Server::pause_above`]), and below which it
+/// resumes.
 const PAUSE_ABOVE: usize = 256 * 1024;
 const RESUME_BELOW: usize = 64 * 1024;
+/// Echoes waiting over all connections that the pause thresholds are
+/// shared out of, once there are connections enough to need it; no
+/// connection's threshold goes below `MIN_PAUSE_ABOVE`.
+const ALL_PAUSE_ABOVE: usize = 64 << 20;
+const MIN_PAUSE_ABOVE: usize = 16 * 1024;
+/// A connection paused this long (its peer reads none of its echoes) is
+/// cut.
+const UNREAD_FOR: Duration = Duration::from_secs(10);
+/// How long a failed accept (out of fds, say) waits before the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+struct Conn {
+    tls: TlsStream<Server, Rc<TcpStream>>,
+    /// Cuts the connection if it is still paused when it fires.
+    unread_timer: Option<Task>,
+}
 
 pub struct Server {
     listener: Rc<TcpListener>,
@@ -77,6 +102,7 @@ pub struct Server {
     conns: ConnTable<Conn>,
     /// Connections still to accept (`None`: forever).
     to_accept: Option<usize>,
+    accept_errors: AcceptErrors,
 }
 
 /// Serves on `listener` with `config`; after `connections` connections
@@ -92,6 +118,7 @@ pub fn serve(
         config,
         conns: ConnTable::with_capacity(64),
         to_accept: connections,
+        accept_errors: AcceptErrors::default(),
     };
     server.accept_next(&mut ring);
     ring.run(&mut server, RunMode::UntilDone)
@@ -99,37 +126,112 @@ pub fn serve(
 
 impl Server {
     fn accept_next(&mut self, ring: &mut Ring<Server>) {
-        if self.to_accept == Some(0) {
-            return;
+        if self.to_accept != Some(0) {
+            ring.accept(self.listener.clone(), Ctx::new(on_accept));
         }
-        self.to_accept = self.to_accept.map(|n| n - 1);
-        ring.accept(self.listener.clone(), Ctx::new(on_accept));
     }
 
-    fn start(&mut self, ring: &mut Ring<Server>, fd: OwnedFd) -> io::Result<()> {
-        let socket = Rc::new(TcpStream::from(fd));
+    fn start(&mut self, ring: &mut Ring<Server>, fd: OwnedFd) {
+        self.to_accept = self.to_accept.map(|n| n - 1);
+        let socket = TcpStream::from(fd);
+        // Echoes go out at once, not held back behind unacknowledged data
+        // (a TLS 1.3 server's tickets) until the peer's delayed ACK.
+        if let Err(err) = socket.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {err}");
+        }
+        let socket = Rc::new(socket);
         let config = self.config.clone();
-        let key = self.conns.insert_with(|key| {
-            TlsStream::server(socket, config, Ctx::new(on_tls).key(key))
+        let key = self.conns.insert_with(|key| Conn {
+            tls: TlsStream::server(socket, config, Ctx::new(on_tls).key(key))
                 .map(|tls| tls.with_handshake_timeout(Duration::from_secs(10)))
-                .expect("a server session from a checked config")
+                .expect("a server session from a checked config"),
+            unread_timer: None,
         });
-        self.conns.get_mut(key).expect("just inserted").start(ring);
-        Ok(())
+        self.conns[key].tls.start(ring);
+    }
+
+    /// The echoes a connection may have waiting before it is paused: its
+    /// share of `ALL_PAUSE_ABOVE`, between `MIN_PAUSE_ABOVE` and
+    /// `PAUSE_ABOVE`.
+    fn pause_above(&self) -> usize {
+        (ALL_PAUSE_ABOVE / self.conns.len().max(1)).clamp(MIN_PAUSE_ABOVE, PAUSE_ABOVE)
+    }
+
+    /// Takes connection `key`'s events, then drops it once it has ended
+    /// and has nothing in flight.
+    fn handle_events(&mut self, ring: &mut Ring<Server>, key: u64) {
+        let pause_above = self.pause_above();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        while let Some(event) = conn.tls.next_event() {
+            match event {
+                TlsEvent::Received(bytes) => {
+                    // A failed write has been reported as Failed already.
+                    let queued = conn.tls.write(ring, &bytes);
+                    conn.tls.recycle(bytes);
+                    if queued.is_ok_and(|queued| queued > pause_above) {
+                        conn.pause(ring, key);
+                    }
+                }
+                TlsEvent::Written { queued } if queued < RESUME_BELOW.min(pause_above / 4) => {
+                    conn.resume(ring)
+                }
+                TlsEvent::Closed => conn.tls.shutdown(ring),
+                // A client's failure is no failure of the server's.
+                TlsEvent::Failed(err) => tracing::debug!("connection {key}: {err}"),
+                TlsEvent::HandshakeDone(_) | TlsEvent::Written { .. } => {}
+            }
+        }
+        if conn.tls.is_ended() && conn.tls.is_idle() {
+            if let Some(timer) = conn.unread_timer.take() {
+                ring.cancel(timer, Ctx::none());
+            }
+            self.conns.remove(key);
+        }
+    }
+}
+
+impl Conn {
+    fn pause(&mut self, ring: &mut Ring<Server>, key: u64) {
+        if self.tls.is_receiving_paused() {
+            return;
+        }
+        self.tls.pause_receiving();
+        let ctx = Ctx::new(on_unread_for_too_long).key(key);
+        self.unread_timer = Some(ring.timer(UNREAD_FOR, ctx));
+    }
+
+    fn resume(&mut self, ring: &mut Ring<Server>) {
+        if let Some(timer) = self.unread_timer.take() {
+            ring.cancel(timer, Ctx::none());
+        }
+        self.tls.resume_receiving(ring);
     }
 }
 
 fn on_accept(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
-    server.accept_next(ring);
     match c.outcome {
-        Outcome::Accept(Ok((fd, _peer))) => server.start(ring, fd),
-        // One failed accept (the peer gone, no fd left) ends no other.
-        Outcome::Accept(Err(err)) => {
-            eprintln!("tls_echo: accept: {err}");
-            Ok(())
+        Outcome::Accept(Ok((fd, _peer))) => {
+            server.accept_errors.accepted(ring.now());
+            server.start(ring, fd);
+            server.accept_next(ring);
         }
-        other => Err(io::Error::other(format!("not an accept: {other:?}"))),
+        // One failed accept (the peer gone, no fd left) ends no other;
+        // the next waits a little (at once would fail again, in a busy
+        // loop), and the failures are logged sparingly.
+        Outcome::Accept(Err(err)) => {
+            server.accept_errors.failed(&err, ring.now());
+            ring.timer(ACCEPT_PAUSE, Ctx::new(on_accept_pause));
+        }
+        other => return Err(io::Error::other(format!("not an accept: {other:?}"))),
     }
+    Ok(())
+}
+
+fn on_accept_pause(server: &mut Server, ring: &mut Ring<Server>, _: Completion) -> io::Result<()> {
+    server.accept_next(ring);
+    Ok(())
 }
 
 fn on_tls(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
@@ -137,27 +239,29 @@ fn on_tls(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Re
     let Some(conn) = server.conns.get_mut(key) else {
         return Ok(()); // a connection already gone
     };
-    conn.on_completion(ring, c)?;
-    while let Some(event) = conn.next_event() {
-        match event {
-            TlsEvent::Received(bytes) => {
-                // A failed write has been reported as Failed already.
-                if conn
-                    .write(ring, &bytes)
-                    .is_ok_and(|queued| queued > PAUSE_ABOVE)
-                {
-                    conn.pause_receiving();
-                }
-                conn.recycle(bytes);
-            }
-            TlsEvent::Written { queued } if queued < RESUME_BELOW => conn.resume_receiving(ring),
-            TlsEvent::Closed => conn.shutdown(ring),
-            TlsEvent::Failed(err) => eprintln!("tls_echo: connection {key}: {err}"),
-            TlsEvent::HandshakeDone(_) | TlsEvent::Written { .. } => {}
-        }
+    conn.tls.on_completion(ring, c)?;
+    server.handle_events(ring, key);
+    Ok(())
+}
+
+/// Cuts a connection still paused `UNREAD_FOR` after it paused: its sends
+/// fail (the socket is shut down) and so does the stream.
+fn on_unread_for_too_long(
+    server: &mut Server,
+    ring: &mut Ring<Server>,
+    c: Completion,
+) -> io::Result<()> {
+    let key = c.key();
+    let Some(conn) = server.conns.get_mut(key) else {
+        return Ok(());
+    };
+    let fired = matches!(c.outcome, Outcome::Timer(Ok(())));
+    if !fired || conn.unread_timer.take().is_none() {
+        return Ok(()); // cancelled: the connection resumed
     }
-    if conn.is_ended() && conn.is_idle() {
-        server.conns.remove(key);
-    }
+    tracing::debug!("connection {key}: echoes unread for {UNREAD_FOR:?}, cut");
+    let _ = conn.tls.fd().shutdown(Shutdown::Both);
+    conn.tls.cancel(ring);
+    server.handle_events(ring, key);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The examples' `main`s, run as `main` runs them, in a child process (as
 //! ouro's example tests do, `ouro/tests/example_mains/child.rs`): help,
-//! bad command lines, files that cannot be read, an address in use, and
-//! `https_get` writing its response to a stdout whose reader is gone.
+//! bad command lines, files that cannot be read, an address in use,
+//! `https_get` writing its response to a stdout whose reader is gone, and
+//! `tls_echo` out of fds.
 //! Each must end with the status ouro's `examples/support/cli.rs` promises
 //! and say why in one line of its own words, never with a panic.
 
@@ -28,7 +29,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ouro::{Ctx, Ring};
-use ouro_tls::{server_config, TlsStream, Versions};
+use ouro_tls::{client_config, server_config, TlsStream, Versions};
 use support::certs::Pki;
 use support::pair::{on_tls, Pair, Role};
 
@@ -46,6 +47,11 @@ fn example_main() {
     let status = match asked.example.as_str() {
         "https_get" => https_get::cli::status(https_get::main_with(args)),
         "tls_echo" => tls_echo::cli::status(tls_echo::main_with(args)),
+        "tls_echo with few fds" => {
+            lower_fd_limit(FEW_FDS);
+            tls_echo::logging::init();
+            tls_echo::cli::status(tls_echo::main_with(args))
+        }
         other => panic!("no example {other}"),
     };
     std::process::exit(status.into());
@@ -141,6 +147,88 @@ fn an_address_in_use_is_named_in_one_line_and_exits_1() {
         "error: cannot listen on {addr}: Address already in use"
     ));
     assert_eq!(ran.errors().len(), 1, "{ran}");
+}
+
+/// The fd limit of `tls_echo` out of fds: its ring and listener, a few
+/// connections, and no more.
+const FEW_FDS: u64 = 24;
+
+/// Lowers this process's fd limit to `fds`.
+fn lower_fd_limit(fds: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: fds,
+        rlim_max: fds,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+/// `tls_echo` with every fd taken by idle connections: it keeps trying to
+/// accept (without a busy loop: a line or two logged, not one per failed
+/// accept), and once they leave, a client is served again.
+#[test]
+fn tls_echo_out_of_fds_logs_sparingly_and_serves_once_fds_are_back() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "cert.pem", &pki.localhost.cert_pem);
+    let key = write(dir.path(), "key.pem", &pki.localhost.key_pem);
+    let mut running = child::start(
+        "example_main",
+        "tls_echo with few fds",
+        &["127.0.0.1:0", &cert, &key],
+        Stdout::Piped,
+    );
+    let addr = listening_address(&mut running);
+    let idle: Vec<TcpStream> = (0..2 * FEW_FDS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_secs(2));
+    drop(idle);
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    // A server that stopped accepting (or logs into a full pipe: nobody
+    // reads the child's stderr until it ends) fails the handshake.
+    let stream = TlsStream::client(
+        Rc::new(TcpStream::connect(addr).unwrap()),
+        client,
+        "localhost",
+        Ctx::new(on_tls),
+    )
+    .unwrap()
+    .with_handshake_timeout(Duration::from_secs(10));
+    let payload = b"served again".to_vec();
+    let role = Role::Send {
+        payload: payload.clone(),
+        sent: 0,
+    };
+    let pair = Pair::alone(stream, role).run();
+    let _ = running.child.kill();
+    let ran = running.finish();
+    let failed: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
+    assert!(
+        (1..=3).contains(&failed.len()),
+        "{} lines of failed accepts, the first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(pair.client.failed.is_none(), "{:?}", pair.client.failed);
+    assert_eq!(pair.client.received, payload);
+}
+
+/// The address `tls_echo` says it listens on.
+fn listening_address(running: &mut child::Running) -> std::net::SocketAddr {
+    let mut stdout = std::io::BufReader::new(running.child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on ") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(read > 0, "tls_echo ended before it listened");
+    }
+    let addr = line.trim().rsplit(' ').next().unwrap();
+    addr.parse().unwrap()
 }
 
 /// `https_get ... | head -0`: the response has nowhere to go, and that is

@@ -239,10 +239,6 @@ fn https_get_streams_a_body_that_never_ends_until_its_time_limit() {
 /// and once it reads, every byte comes back.
 #[test]
 fn tls_echo_holds_back_a_client_that_does_not_read_and_loses_nothing() {
-    const CHUNK: usize = 1 << 20;
-    // Far above what the socket buffers and the server's pause threshold
-    // hold between them (a few MiB each way on loopback).
-    const UNREAD_LIMIT: usize = 64 << 20;
     let _limit = AbortAfter::new(Duration::from_secs(120));
     let pki = Pki::new();
     let leaf = &pki.localhost;
@@ -251,38 +247,7 @@ fn tls_echo_holds_back_a_client_that_does_not_read_and_loses_nothing() {
     let addr = listener.local_addr().unwrap();
     let server = thread::spawn(move || tls_echo::serve(listener, config, Some(1)));
 
-    let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
-    let mut tls = rustls::ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
-    tls.set_buffer_limit(None);
-    while tls.is_handshaking() {
-        tls.complete_io(&mut socket).unwrap();
-    }
-    // Writes that make no progress for a while mean the server stopped
-    // reading: what the test waits for.
-    socket
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
-    let mut sent = 0;
-    let held_back = 'sending: loop {
-        assert!(
-            sent < UNREAD_LIMIT,
-            "the server took {} MiB from a client that reads nothing",
-            sent >> 20
-        );
-        std::io::Write::write_all(&mut tls.writer(), &chunk).unwrap();
-        sent += CHUNK;
-        while tls.wants_write() {
-            match tls.write_tls(&mut socket) {
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    break 'sending sent;
-                }
-                Err(e) => panic!("writing: {e}"),
-            }
-        }
-    };
+    let (mut tls, mut socket, held_back) = send_until_held_back(addr, &pki);
     // Now read: the server resumes, and every byte sent comes back.
     socket.set_write_timeout(None).unwrap();
     socket.set_nonblocking(true).unwrap();
@@ -331,4 +296,76 @@ fn tls_echo_holds_back_a_client_that_does_not_read_and_loses_nothing() {
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut socket, &mut rest);
     server.join().unwrap().expect("the server failed");
+}
+
+/// What the clients of `tls_echo` that do not read send at a time.
+const CHUNK: usize = 1 << 20;
+
+/// A TLS client of `tls_echo` at `addr` that sends 1 MiB chunks and reads
+/// nothing until the server stops taking them (writes stuck for 2 s): its
+/// session, its socket and the bytes sent.
+fn send_until_held_back(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+) -> (rustls::ClientConnection, std::net::TcpStream, usize) {
+    // Far above what the socket buffers and the server's pause threshold
+    // hold between them (a few MiB each way on loopback).
+    const UNREAD_LIMIT: usize = 64 << 20;
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let mut tls = rustls::ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
+    tls.set_buffer_limit(None);
+    while tls.is_handshaking() {
+        tls.complete_io(&mut socket).unwrap();
+    }
+    // Writes that make no progress for a while mean the server stopped
+    // reading: what the test waits for.
+    socket
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    let held_back = 'sending: loop {
+        assert!(
+            sent < UNREAD_LIMIT,
+            "the server took {} MiB from a client that reads nothing",
+            sent >> 20
+        );
+        std::io::Write::write_all(&mut tls.writer(), &chunk).unwrap();
+        sent += CHUNK;
+        while tls.wants_write() {
+            match tls.write_tls(&mut socket) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break 'sending sent;
+                }
+                Err(e) => panic!("writing: {e}"),
+            }
+        }
+    };
+    (tls, socket, held_back)
+}
+
+/// A client that sends and never reads is cut once its echoes have gone
+/// unread for 10 s (the server then ends: it served its one connection),
+/// and sees its connection end.
+#[test]
+fn tls_echo_cuts_a_client_that_leaves_its_echoes_unread() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(1)));
+    let (_tls, mut socket, _) = send_until_held_back(addr, &pki);
+    server.join().unwrap().expect("the server failed");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut unread = Vec::new();
+    match socket.read_to_end(&mut unread) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+    }
 }
