@@ -83,6 +83,23 @@ fn a_closed_simulated_sockets_number_reused_by_a_real_file_is_ebadf() {
     assert_eq!(recv_error(&got[0]), Some(libc::EBADF));
 }
 
+/// A ring of `world` and three TCP sockets it made.
+fn three_sockets(world: &World) -> (Ring<Got>, [Rc<OwnedFd>; 3]) {
+    let mut ring: Ring<Got> = Ring::simulated(world);
+    for _ in 0..3 {
+        ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    }
+    let (ring, got) = run_until_idle(ring, world);
+    let mut sockets = got.into_iter().map(|c| match c.outcome {
+        Outcome::Socket(Ok(fd)) => Rc::new(fd),
+        other => panic!("expected a socket, got {other:?}"),
+    });
+    (
+        ring,
+        [(); 3].map(|()| sockets.next().expect("three sockets")),
+    )
+}
+
 /// Binds `fd` to 10.0.0.1:7000: the error, if any.
 fn bind(ring: Ring<Got>, world: &World, fd: &Rc<OwnedFd>) -> (Ring<Got>, Option<i32>) {
     let mut ring = ring;
@@ -101,17 +118,7 @@ fn bind(ring: Ring<Got>, world: &World, fd: &Rc<OwnedFd>) -> (Ring<Got>, Option<
 #[test]
 fn an_address_is_taken_until_its_sockets_fd_closes_even_unseen_by_the_world() {
     let world = World::new(3);
-    let mut ring: Ring<Got> = Ring::simulated(&world);
-    for _ in 0..3 {
-        ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
-    }
-    let (ring, got) = run_until_idle(ring, &world);
-    let mut sockets = got.into_iter().map(|c| match c.outcome {
-        Outcome::Socket(Ok(fd)) => Rc::new(fd),
-        other => panic!("expected a socket, got {other:?}"),
-    });
-    let mut socket = || sockets.next().expect("three sockets");
-    let (first, second, third) = (socket(), socket(), socket());
+    let (ring, [first, second, third]) = three_sockets(&world);
     let (ring, error) = bind(ring, &world, &first);
     assert_eq!(error, None);
     let (ring, error) = bind(ring, &world, &second);
@@ -130,16 +137,7 @@ fn an_address_is_taken_until_its_sockets_fd_closes_even_unseen_by_the_world() {
 #[test]
 fn a_listener_whose_fd_was_dropped_unseen_by_the_world_refuses_connects() {
     let world = World::new(4);
-    let mut ring: Ring<Got> = Ring::simulated(&world);
-    for _ in 0..3 {
-        ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
-    }
-    let (ring, got) = run_until_idle(ring, &world);
-    let mut sockets = got.into_iter().map(|c| match c.outcome {
-        Outcome::Socket(Ok(fd)) => Rc::new(fd),
-        other => panic!("expected a socket, got {other:?}"),
-    });
-    let [listener, before, after] = [(); 3].map(|()| sockets.next().expect("three sockets"));
+    let (ring, [listener, before, after]) = three_sockets(&world);
     let (mut ring, error) = bind(ring, &world, &listener);
     assert_eq!(error, None);
     let addr = SocketAddr::from(([10, 0, 0, 1], 7000));

@@ -48,7 +48,7 @@ fn example_main() {
         "https_get" => https_get::cli::status(https_get::main_with(args)),
         "tls_echo" => tls_echo::cli::status(tls_echo::main_with(args)),
         "tls_echo with few fds" => {
-            lower_fd_limit(FEW_FDS);
+            child::lower_fd_limit(FEW_FDS);
             tls_echo::logging::init();
             tls_echo::cli::status(tls_echo::main_with(args))
         }
@@ -152,16 +152,6 @@ fn an_address_in_use_is_named_in_one_line_and_exits_1() {
 /// The fd limit of `tls_echo` out of fds: its ring and listener, a few
 /// connections, and no more.
 const FEW_FDS: u64 = 24;
-
-/// Lowers this process's fd limit to `fds`.
-fn lower_fd_limit(fds: u64) {
-    let limit = libc::rlimit {
-        rlim_cur: fds,
-        rlim_max: fds,
-    };
-    // SAFETY: setrlimit only reads the struct it is given.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-}
 
 /// `tls_echo` with every fd taken by idle connections: it keeps trying to
 /// accept (without a busy loop: a line or two logged, not one per failed

@@ -11,8 +11,8 @@
 mod support;
 
 use std::cell::Cell;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
@@ -33,15 +33,25 @@ mod https_get;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-#[test]
-fn tls_echo_echoes_each_client_and_survives_one_that_leaves_mid_handshake() {
-    let _limit = AbortAfter::new(Duration::from_secs(60));
-    let pki = Pki::new();
+/// `tls_echo` on a thread, serving `connections` connections with `pki`'s
+/// localhost certificate: its address, and its thread.
+fn tls_echo_server(
+    pki: &Pki,
+    connections: usize,
+) -> (SocketAddr, thread::JoinHandle<io::Result<()>>) {
     let leaf = &pki.localhost;
     let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(3)));
+    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(connections)));
+    (addr, server)
+}
+
+#[test]
+fn tls_echo_echoes_each_client_and_survives_one_that_leaves_mid_handshake() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let (addr, server) = tls_echo_server(&pki, 3);
 
     // Connects, then closes before saying anything.
     drop(std::net::TcpStream::connect(addr).unwrap());
@@ -241,11 +251,7 @@ fn https_get_streams_a_body_that_never_ends_until_its_time_limit() {
 fn tls_echo_holds_back_a_client_that_does_not_read_and_loses_nothing() {
     let _limit = AbortAfter::new(Duration::from_secs(120));
     let pki = Pki::new();
-    let leaf = &pki.localhost;
-    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(1)));
+    let (addr, server) = tls_echo_server(&pki, 1);
 
     let (mut tls, mut socket, held_back) = send_until_held_back(addr, &pki);
     // Now read: the server resumes, and every byte sent comes back.
@@ -305,7 +311,7 @@ const CHUNK: usize = 1 << 20;
 /// nothing until the server stops taking them (writes stuck for 2 s): its
 /// session, its socket and the bytes sent.
 fn send_until_held_back(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     pki: &Pki,
 ) -> (rustls::ClientConnection, std::net::TcpStream, usize) {
     // Far above what the socket buffers and the server's pause threshold
@@ -353,11 +359,7 @@ fn send_until_held_back(
 fn tls_echo_cuts_a_client_that_leaves_its_echoes_unread() {
     let _limit = AbortAfter::new(Duration::from_secs(60));
     let pki = Pki::new();
-    let leaf = &pki.localhost;
-    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = thread::spawn(move || tls_echo::serve(listener, config, Some(1)));
+    let (addr, server) = tls_echo_server(&pki, 1);
     let (_tls, mut socket, _) = send_until_held_back(addr, &pki);
     server.join().unwrap().expect("the server failed");
     socket

@@ -80,7 +80,7 @@ fn run_main(name: &str, args: std::vec::IntoIter<String>) -> u8 {
         "udp_echo" => udp_echo::cli::status(udp_echo::main_with(args)),
         "echo over the fd limit" => echo_over_the_fd_limit(),
         "echo with few fds" => {
-            lower_fd_limit(FEW_FDS);
+            child::lower_fd_limit(FEW_FDS);
             echo::cli::status(echo::main_with(args))
         }
         other => panic!("no example {other}"),
@@ -319,20 +319,10 @@ const CLIENTS_OVER_THE_LIMIT: usize = 300;
 /// Fewer fds than the echo demo's default clients need (64 take 128 fds).
 const FEW_FDS: u64 = 64;
 
-/// Lowers this process's fd limit to `fds`.
-fn lower_fd_limit(fds: u64) {
-    let limit = libc::rlimit {
-        rlim_cur: fds,
-        rlim_max: fds,
-    };
-    // SAFETY: setrlimit only reads the struct it is given.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-}
-
 /// In the child: the echo demo with more clients than its fds allow (the
 /// command line would refuse them up front, so `run` is called with them).
 fn echo_over_the_fd_limit() -> u8 {
-    lower_fd_limit(LOW_FD_LIMIT);
+    child::lower_fd_limit(LOW_FD_LIMIT);
     // Logging as `main` logs (`support/logging.rs`): what a flood of
     // failures would flood.
     tracing_subscriber::fmt()

@@ -193,3 +193,15 @@ fn read_all(mut from: impl Read) -> String {
     let _ = from.read_to_end(&mut text);
     String::from_utf8_lossy(&text).into_owned()
 }
+
+/// Lowers this process's fd limit to `fds` (in a child, before it runs
+/// the example).
+#[allow(dead_code)] // not every includer lowers it
+pub fn lower_fd_limit(fds: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: fds,
+        rlim_max: fds,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
