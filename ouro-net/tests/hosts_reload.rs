@@ -7,6 +7,9 @@
 
 mod support;
 
+#[path = "../../ouro/tests/common/watchdog.rs"]
+mod watchdog;
+
 use std::fs;
 use std::io;
 use std::net::IpAddr;
@@ -14,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ouro::{Ctx, Ring, RunMode};
-use ouro_net::dns::Resolver;
+use ouro_net::dns::{Hosts, Resolver};
 use support::{on_answer, to_resolver, State};
 
 /// A ring and a resolver watching the hosts file at `hosts` (and an empty
@@ -158,4 +161,38 @@ fn a_hosts_file_that_cannot_be_read_at_first_is_an_error() {
     );
     let err = made.err().expect("a directory was read as a hosts file");
     assert_ne!(err.kind(), io::ErrorKind::NotFound);
+}
+
+/// A FIFO in the hosts file's place is refused at once (read on the
+/// ring's thread, it would block it) and the entries are kept.
+#[test]
+fn a_fifo_in_the_files_place_is_refused_at_once() {
+    let _limit = watchdog::AbortAfter::new(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts");
+    fs::write(&path, "192.0.2.1 web.test\n").unwrap();
+    let (mut ring, mut state) = watching(&path, Duration::ZERO);
+    assert_eq!(web(&mut ring, &mut state), [addr("192.0.2.1")]);
+    fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    assert_eq!(web(&mut ring, &mut state), [addr("192.0.2.1")]);
+}
+
+/// 200,000 lines listing addresses for one name parse in one pass (each
+/// address once, in file order): looking for each among those before
+/// took minutes, here caught by the watchdog.
+#[test]
+fn many_addresses_for_one_name_parse_in_one_pass() {
+    let _limit = watchdog::AbortAfter::new(Duration::from_secs(60));
+    let mut text = String::new();
+    for i in 0..200_000u32 {
+        let [low, mid, high, _] = i.to_le_bytes();
+        text.push_str(&format!("10.{high}.{mid}.{low} same.test\n"));
+    }
+    text.push_str("10.0.0.0 same.test\n");
+    let hosts = Hosts::parse(&text);
+    let addrs = hosts.addresses("same.test");
+    assert_eq!(addrs.len(), 200_000, "the repeated address counts once");
+    assert_eq!(addrs[1], addr("10.0.0.1"));
 }

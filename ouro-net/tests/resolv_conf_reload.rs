@@ -1,12 +1,17 @@
 //! A resolver made from a temporary `resolv.conf` reads it again when it
 //! changes (rewritten in place, replaced by a rename even at the same
 //! size, removed), at the start of a lookup and at most once per interval;
-//! a file that cannot be read keeps the configuration in use. The lookups
+//! a file that cannot be read keeps the configuration in use, and a FIFO
+//! or a device in its place is refused at once, never read on the ring's
+//! thread (a FIFO would block it, `/dev/zero` never ends). The lookups
 //! are of `localhost` (answered without a server: the file's servers are
 //! on port 53, which the tests cannot own); the configuration they see is
 //! the resolver's.
 
 mod support;
+
+#[path = "../../ouro/tests/common/watchdog.rs"]
+mod watchdog;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -153,4 +158,57 @@ fn a_file_that_cannot_be_read_at_first_is_an_error() {
         Ctx::new(to_resolver),
     );
     assert!(made.is_err(), "a directory was read as resolv.conf");
+}
+
+/// Makes a FIFO at `path` (with `mkfifo`, so no `unsafe` here).
+pub fn make_fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_or_a_device_in_the_files_place_is_refused_at_once() {
+    let _limit = watchdog::AbortAfter::new(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resolv.conf");
+    fs::write(&path, "nameserver 192.0.2.1\n").unwrap();
+    let (mut ring, mut state) = watching(&path, Duration::ZERO);
+    lookup(&mut ring, &mut state);
+    fs::remove_file(&path).unwrap();
+    make_fifo(&path);
+    assert_eq!(
+        lookup(&mut ring, &mut state).0,
+        vec![server("192.0.2.1:53")]
+    );
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    assert_eq!(
+        lookup(&mut ring, &mut state).0,
+        vec![server("192.0.2.1:53")]
+    );
+
+    for (what, make) in [
+        ("a FIFO", make_fifo as fn(&Path)),
+        ("/dev/zero", |path: &Path| {
+            std::os::unix::fs::symlink("/dev/zero", path).unwrap()
+        }),
+    ] {
+        let first = dir.path().join(format!("first-{}", what.len()));
+        make(&first);
+        let mut ring = Ring::<State>::new(16).unwrap();
+        let made = Resolver::from_resolv_conf(
+            &mut ring,
+            &first,
+            Duration::ZERO,
+            Hosts::default(),
+            Ctx::new(to_resolver),
+        );
+        let err = made
+            .err()
+            .unwrap_or_else(|| panic!("{what} was read as resolv.conf"));
+        assert!(
+            err.to_string().contains("not a regular file"),
+            "{what}: {err}"
+        );
+    }
 }

@@ -97,12 +97,12 @@ impl Config {
 
     /// Reads `resolv_conf` (a missing file gives the defaults, as in glibc)
     /// and applies `RES_OPTIONS` and `LOCALDOMAIN` from the environment.
+    ///
+    /// Only a regular file of at most [`MAX_FILE_BYTES`] is read (the
+    /// resolver reads it on its ring's thread): a FIFO, a device or a
+    /// directory is `InvalidInput`, a larger file `InvalidData`.
     pub fn from_file(resolv_conf: &std::path::Path) -> std::io::Result<Config> {
-        let bytes = match std::fs::read(resolv_conf) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let bytes = read_config_file(resolv_conf)?.unwrap_or_default();
         let mut config = Config::parse(bytes);
         let res_options = std::env::var("RES_OPTIONS").ok();
         let localdomain = std::env::var("LOCALDOMAIN").ok();
@@ -159,6 +159,41 @@ impl Config {
                 .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT));
         }
     }
+}
+
+/// The most bytes a resolv.conf or hosts file may hold: far above any real
+/// one (hosts files that block whole ad networks are a few MB).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The bytes of the configuration file at `path`, `None` if it does not
+/// exist. The resolver reads its files on its ring's thread, so only a
+/// regular file of at most [`MAX_FILE_BYTES`] is read: a FIFO (opened
+/// without waiting for a writer), a device such as `/dev/zero` or a
+/// directory is `InvalidInput`, a larger file `InvalidData`.
+pub(crate) fn read_config_file(path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let shown = path.display();
+    if !file.metadata()?.is_file() {
+        let why = format!("{shown}: not a regular file");
+        return Err(Error::new(ErrorKind::InvalidInput, why));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let why = format!("{shown}: larger than {MAX_FILE_BYTES} bytes");
+        return Err(Error::new(ErrorKind::InvalidData, why));
+    }
+    Ok(Some(bytes))
 }
 
 /// The lines of `text`, each up to its first byte of `comment_starts`, as

@@ -1,9 +1,9 @@
 //! `/etc/hosts`: addresses for names, read before any query.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::config::uncommented_lines;
+use super::config::{read_config_file, uncommented_lines};
 
 /// The entries of a hosts file: each name (and alias, lower-cased, without
 /// a trailing dot) with its addresses in file order.
@@ -26,19 +26,24 @@ impl Hosts {
                 continue;
             };
             for name in words {
-                hosts.add(name, addr);
+                hosts.names.entry(normalize(name)).or_default().push(addr);
             }
+        }
+        // An address listed twice for a name counts once, where it came
+        // first (removed here, in one pass, not looked for at each line).
+        for addrs in hosts.names.values_mut().filter(|addrs| addrs.len() > 1) {
+            let mut seen = HashSet::new();
+            addrs.retain(|addr| seen.insert(*addr));
         }
         hosts
     }
 
-    /// Reads the hosts file at `path` (a missing one has no entries).
+    /// Reads the hosts file at `path` (a missing one has no entries); only
+    /// a regular file of at most
+    /// [`MAX_FILE_BYTES`](super::config::MAX_FILE_BYTES) is read.
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Hosts> {
-        match std::fs::read(path) {
-            Ok(bytes) => Ok(Hosts::parse(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Hosts::default()),
-            Err(e) => Err(e),
-        }
+        let bytes = read_config_file(path)?.unwrap_or_default();
+        Ok(Hosts::parse(bytes))
     }
 
     /// Adds an address for a name (after those it has).

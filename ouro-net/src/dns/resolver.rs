@@ -175,9 +175,12 @@ impl<S> Resolver<S> {
     /// [`RELOAD_INTERVAL`](super::reload::RELOAD_INTERVAL)), the file's
     /// inode, size and modification time are compared with those it had
     /// when read. The new configuration applies to that lookup and those
-    /// after it (and to the next tries of lookups under way). A file that
-    /// cannot be read then keeps the configuration in use; a missing one
-    /// gives the defaults. An `every` past the clock's range
+    /// after it (and to the next tries of lookups under way). The file is
+    /// read on the ring's thread, so only a regular file of at most
+    /// [`MAX_FILE_BYTES`](super::config::MAX_FILE_BYTES) is read: a FIFO
+    /// or a device is refused at once. A file that cannot be read (or is
+    /// refused) then keeps the configuration in use; a missing one gives
+    /// the defaults. An `every` past the clock's range
     /// (`Duration::MAX`) reads the file once, never again. Fails if the
     /// file cannot be read at first.
     pub fn from_resolv_conf(
