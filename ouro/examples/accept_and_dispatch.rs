@@ -130,7 +130,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
             _ => return Err(args.unexpected(&flag)),
         }
     }
-    fd_limit::check_clients(options.clients).map_err(|why| args.bad(why))?;
+    fd_limit::check_clients(options.clients, 1 + options.workers).map_err(|why| args.bad(why))?;
     if options
         .clients
         .saturating_mul(options.size)

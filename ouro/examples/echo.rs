@@ -524,7 +524,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> io::Result<Options> {
     }
     // A server alone runs no clients: its fds are for the connections.
     if options.serve.is_none() {
-        fd_limit::check_clients(options.clients).map_err(|why| args.bad(why))?;
+        fd_limit::check_clients(options.clients, 1).map_err(|why| args.bad(why))?;
     }
     if options.clients.saturating_mul(options.size) > MAX_IN_FLIGHT {
         return Err(args.bad(format!(

@@ -79,6 +79,10 @@ fn run_main(name: &str, args: std::vec::IntoIter<String>) -> u8 {
         "resp_server" => resp_server::stream_server::cli::status(resp_server::main_with(args)),
         "udp_echo" => udp_echo::cli::status(udp_echo::main_with(args)),
         "echo over the fd limit" => echo_over_the_fd_limit(),
+        "accept_and_dispatch with 400 fds" => {
+            child::lower_fd_limit(400);
+            accept_and_dispatch::cli::status(accept_and_dispatch::main_with(args))
+        }
         "echo with few fds" => {
             child::lower_fd_limit(FEW_FDS);
             echo::cli::status(echo::main_with(args))
@@ -223,9 +227,20 @@ fn more_clients_than_the_fd_limit_allows_are_refused_up_front() {
         ran.assert_exit(2);
         if example == "echo" {
             ran.assert_stderr_has("--clients 100000: each client takes two fds")
-                .assert_stderr_has("(`ulimit -n`): at most ");
+                .assert_stderr_has("(`ulimit -n`), 2 of them for its 1 ring(s): at most ");
         }
     }
+}
+
+/// The worker rings' fds count too: 128 workers take 258 of 400 fds, so
+/// 100 clients (200 fds) do not fit, and are refused up front rather than
+/// failing mid-run.
+#[test]
+fn the_dispatch_demo_counts_its_worker_rings_fds() {
+    let args = ["--workers", "128", "--clients", "100", "--rounds", "1"];
+    run("accept_and_dispatch with 400 fds", &args)
+        .assert_exit(2)
+        .assert_stderr_has("258 of them for its 129 ring(s): at most 39 clients");
 }
 
 /// `--serve` runs no clients: a low fd limit is the connections' to deal

@@ -36,9 +36,13 @@ impl Cause {
     }
 }
 
-/// Counts failed accepts and logs them sparingly (`tracing` warnings).
-#[derive(Default)]
+/// Counts failed accepts (or other steps of taking a connection in) and
+/// logs them sparingly (`tracing` warnings).
 pub struct AcceptErrors {
+    /// What failed, as the log says it: "accept" unless [`named`] otherwise.
+    ///
+    /// [`named`]: AcceptErrors::named
+    what: &'static str,
     /// When the current summary period began (`None`: no failure yet).
     since: Option<Instant>,
     /// Causes already logged in this period.
@@ -48,7 +52,24 @@ pub struct AcceptErrors {
     last: String,
 }
 
+impl Default for AcceptErrors {
+    fn default() -> Self {
+        AcceptErrors::named("accept")
+    }
+}
+
 impl AcceptErrors {
+    /// Failures of `what` ("accept", "hand-over"), as the log names them.
+    pub fn named(what: &'static str) -> AcceptErrors {
+        AcceptErrors {
+            what,
+            since: None,
+            logged: Vec::new(),
+            unlogged: 0,
+            last: String::new(),
+        }
+    }
+
     /// Notes a failed accept at `now`: logged at once if its cause is new
     /// in this period, else counted for the summary.
     pub fn failed(&mut self, err: &io::Error, now: Instant) {
@@ -61,7 +82,7 @@ impl AcceptErrors {
             return;
         }
         self.logged.push(cause);
-        tracing::warn!("accept failed: {}", describe(err, cause));
+        tracing::warn!("{} failed: {}", self.what, describe(err, cause));
     }
 
     /// Notes a successful accept at `now`: failures not yet logged are
@@ -84,11 +105,12 @@ impl AcceptErrors {
             return;
         }
         if self.unlogged == 0 {
-            *self = AcceptErrors::default();
+            *self = AcceptErrors::named(self.what);
             return;
         }
         tracing::warn!(
-            "accept failed {} more times in the last {} s; the last of them: {}",
+            "{} failed {} more times in the last {} s; the last of them: {}",
+            self.what,
             self.unlogged,
             elapsed.as_secs(),
             self.last

@@ -18,6 +18,11 @@ use ouro::{
     Completion, ConnTable, Ctx, Outcome, Payload, Ring, RingFd, RingHandle, RingThread, Task,
 };
 
+#[path = "accept_errors.rs"]
+mod accept_errors;
+
+use accept_errors::AcceptErrors;
+
 ouro::messages! {
     enum Msg {
         Accepted, AcceptAgain, HandedOver, ConnectionClosed, WorkerStopped, NewConnection,
@@ -58,6 +63,9 @@ pub struct Dispatcher {
     stopped: usize,
     per_worker: Vec<usize>,
     bytes_echoed: u64,
+    accept_errors: AcceptErrors,
+    /// Connections a worker could not take (its fixed file table full).
+    hand_over_errors: AcceptErrors,
 }
 
 impl Dispatcher {
@@ -89,6 +97,8 @@ impl Dispatcher {
             closed: 0,
             stopped: 0,
             bytes_echoed: 0,
+            accept_errors: AcceptErrors::default(),
+            hand_over_errors: AcceptErrors::named("hand-over"),
         };
         if connections == 0 {
             state.stop_workers(ring);
@@ -119,23 +129,23 @@ impl Dispatcher {
         match (c.message::<Msg>()?, c.outcome) {
             (Msg::Accepted, Outcome::AcceptDirect(result)) => self.accepted(ring, result, last),
             (Msg::AcceptAgain, Outcome::Timer(_)) => self.accept(ring),
-            (Msg::HandedOver, Outcome::MsgRing(result, returned)) => {
-                if let Err(err) = result {
-                    // Still ours (or, after travelling as a process fd, an
-                    // fd that closes as it drops): close it.
-                    if let Some(fd) = returned.ring_fd() {
-                        ring.close(fd, Ctx::none());
-                    }
-                    return Err(err);
+            (Msg::HandedOver, Outcome::MsgRing(Err(err), returned)) => {
+                // A worker without room for it (its fixed file table
+                // full): the connection is closed, the others go on. Still
+                // ours (or, after travelling as a process fd, an fd that
+                // closes as it drops): close it.
+                if let Some(fd) = returned.ring_fd() {
+                    ring.close(fd, Ctx::none());
                 }
+                self.hand_over_errors.failed(&err, ring.now());
+                self.connection_closed(ring, 0);
+            }
+            (Msg::HandedOver, Outcome::MsgRing(Ok(_), _)) => {
+                self.hand_over_errors.accepted(ring.now());
                 self.per_worker[key] += 1;
             }
             (Msg::ConnectionClosed, Outcome::Message(echoed)) => {
-                self.closed += 1;
-                self.bytes_echoed += echoed.as_u64().unwrap_or(0);
-                if self.closed == self.limit {
-                    self.stop_workers(ring);
-                }
+                self.connection_closed(ring, echoed.as_u64().unwrap_or(0));
             }
             (Msg::WorkerStopped, Outcome::ThreadStopped(result)) => {
                 result?;
@@ -147,6 +157,16 @@ impl Dispatcher {
             (msg, outcome) => return Err(unexpected("dispatcher", msg, outcome)),
         }
         Ok(())
+    }
+
+    /// Counts a connection that has ended, having echoed `echoed` bytes;
+    /// the last one stops the workers.
+    fn connection_closed(&mut self, ring: &mut Ring<Dispatcher>, echoed: u64) {
+        self.closed += 1;
+        self.bytes_echoed += echoed;
+        if self.closed == self.limit {
+            self.stop_workers(ring);
+        }
     }
 
     fn accept(&mut self, ring: &mut Ring<Dispatcher>) {
@@ -167,12 +187,16 @@ impl Dispatcher {
             return;
         }
         match result {
-            Ok(fd) => self.hand_over(ring, fd),
+            Ok(fd) => {
+                self.accept_errors.accepted(ring.now());
+                self.hand_over(ring, fd);
+            }
             Err(err) if ouro::is_canceled(&err) => return,
             Err(err) => {
                 // Out of fds, say: accept again a little later, not at
-                // once (which would fail again, in a busy loop).
-                tracing::warn!("dispatcher: accept failed: {err}");
+                // once (which would fail again, in a busy loop), and log
+                // it sparingly.
+                self.accept_errors.failed(&err, ring.now());
                 if last {
                     ring.timer(ACCEPT_PAUSE, Dispatcher::ctx(Msg::AcceptAgain, 0));
                     return;

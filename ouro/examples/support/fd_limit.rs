@@ -6,22 +6,31 @@
 //! clients would fail one by one, each failure logged, while the clients
 //! that got an fd waited for a server that could accept no more.
 
-/// Fds kept for all but the clients: stdio, the listener, the rings' own.
+/// Fds kept for all but the clients and the rings: stdio, the listener,
+/// the signal relay.
 const RESERVED: u64 = 64;
+/// Fds a ring takes: its own, and its wake-up (an eventfd for messages).
+const PER_RING: u64 = 2;
 
 /// The largest fixed file table a ring sets up by default.
 const MOST_FIXED_FILES: u64 = 65_536;
 
-/// Whether `clients` fit in this process's fds; if not, why.
-pub fn check_clients(clients: usize) -> Result<(), String> {
+/// Whether `clients` fit in this process's fds beside `rings` rings; if
+/// not, why.
+pub fn check_clients(clients: usize, rings: usize) -> Result<(), String> {
     let limit = open_files_limit();
-    let most = limit.min(MOST_FIXED_FILES).saturating_sub(RESERVED) / 2;
+    let for_rings = PER_RING * rings as u64;
+    let most = limit
+        .min(MOST_FIXED_FILES)
+        .saturating_sub(RESERVED + for_rings)
+        / 2;
     if clients as u64 <= most {
         return Ok(());
     }
     Err(format!(
         "--clients {clients}: each client takes two fds (its socket and the server's end) \
-         and this process may open {limit} (`ulimit -n`): at most {most} clients"
+         and this process may open {limit} (`ulimit -n`), {for_rings} of them for its \
+         {rings} ring(s): at most {most} clients"
     ))
 }
 
