@@ -137,7 +137,8 @@ impl Dispatcher {
                 if let Some(fd) = returned.ring_fd() {
                     ring.close(fd, Ctx::none());
                 }
-                self.hand_over_errors.failed(&err, ring.now());
+                self.hand_over_errors
+                    .failed(&worker_table_named(err), ring.now());
                 self.connection_closed(ring, 0);
             }
             (Msg::HandedOver, Outcome::MsgRing(Ok(_), _)) => {
@@ -229,6 +230,18 @@ impl Dispatcher {
             worker.stop(ring, Dispatcher::ctx(Msg::WorkerStopped, 0));
         }
     }
+}
+
+/// A hand-over's `ENFILE` says that the worker's fixed file table is full
+/// (the kernel installs a moved file there; no new file is made, so the
+/// system's file limit plays no part): named so, not left to read as the
+/// system's limit.
+fn worker_table_named(err: io::Error) -> io::Error {
+    if err.raw_os_error() != Some(libc::ENFILE) {
+        return err;
+    }
+    let why = format!("the worker ring's fixed file table is full ({err})");
+    io::Error::new(err.kind(), why)
 }
 
 /// A worker thread's state: its connections.
