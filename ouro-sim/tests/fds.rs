@@ -17,8 +17,8 @@ use ouro::{Completion, Ctx, Outcome, Ring};
 
 type Got = Vec<Completion>;
 
-/// The tests rely on which fd number the process hands out next: one at a
-/// time.
+/// Two tests rely on which fd number the process hands out next, so the
+/// tests that make or close fds run one at a time.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn collect(got: &mut Got, _: &mut Ring<Got>, c: Completion) -> io::Result<()> {
@@ -117,6 +117,7 @@ fn bind(ring: Ring<Got>, world: &World, fd: &Rc<OwnedFd>) -> (Ring<Got>, Option<
 
 #[test]
 fn an_address_is_taken_until_its_sockets_fd_closes_even_unseen_by_the_world() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let world = World::new(3);
     let (ring, [first, second, third]) = three_sockets(&world);
     let (ring, error) = bind(ring, &world, &first);
@@ -136,6 +137,7 @@ fn an_address_is_taken_until_its_sockets_fd_closes_even_unseen_by_the_world() {
 
 #[test]
 fn a_listener_whose_fd_was_dropped_unseen_by_the_world_refuses_connects() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let world = World::new(4);
     let (ring, [listener, before, after]) = three_sockets(&world);
     let (mut ring, error) = bind(ring, &world, &listener);
