@@ -154,6 +154,30 @@ fn a_dangling_escape_is_invalid_input_and_never_asked_for() {
 }
 
 #[test]
+fn names_that_are_not_printable_ascii_are_invalid_input_and_never_asked_for() {
+    let (asked, names) = mpsc::channel();
+    let server = answering_server(asked);
+    let hosts = Hosts::parse("10.1.2.3 a\n");
+    for name in [
+        "a b.test",
+        "a\0.test",
+        "a\r\nb.test",
+        "a\t",
+        "bücher.test",
+        "a\\\u{7f}.test",
+        "a\0.localhost",
+        "a ",
+    ] {
+        let err = resolve(server.config(), hosts.clone(), name, None).expect_err(name);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}: {err}");
+    }
+    let err = resolve(server.config(), hosts, "bücher.test", None).unwrap_err();
+    assert!(err.to_string().contains("xn--"), "{err}");
+    let asked: Vec<String> = names.try_iter().collect();
+    assert!(asked.is_empty(), "asked for {asked:?}");
+}
+
+#[test]
 fn an_escaped_backslash_is_joined_with_the_search_domains() {
     let (asked, names) = mpsc::channel();
     let server = answering_server(asked);

@@ -237,7 +237,9 @@ impl<S> Resolver<S> {
     /// is text as in a zone file: `\.` or `\046` puts a dot inside a label
     /// (the reply is matched label by label); a name that is not
     /// [well formed](super::search::is_well_formed) (`a..b`, `.localhost`,
-    /// a backslash at its end) or too long for the wire is `InvalidInput`.
+    /// a backslash at its end, a space, a control character or non-ASCII
+    /// text: an internationalised name goes in its `xn--` form) or too long
+    /// for the wire is `InvalidInput`.
     pub fn lookup_ip(&mut self, ring: &mut Ring<S>, name: &str, done: Ctx<S>) -> LookupId {
         self.start(ring, name, &[RecordType::Aaaa, RecordType::A], done)
     }
@@ -669,9 +671,14 @@ pub(crate) fn cancel_left_behind<S>(
 }
 
 fn invalid_name(name: &str) -> io::Error {
+    let hint = if name.is_ascii() {
+        ""
+    } else {
+        " (an internationalised name is looked up in its xn-- form)"
+    };
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("not a name to look up: {name:?}"),
+        format!("not a name to look up: {name:?}{hint}"),
     )
 }
 

@@ -54,10 +54,12 @@ fn is_askable(name: &str) -> bool {
     matches!(labels(name), Some((_, false))) && Name::new(name).is_ok()
 }
 
-/// Whether `name` is a name at all: one or more labels, none empty, and no
-/// backslash at its end with nothing to escape; a root dot may end it.
-/// Other names (`a..b`, `.a`, `a..`, `a\`) are refused, by a lookup with
-/// `InvalidInput`, before the hosts file or `localhost` is consulted.
+/// Whether `name` is a name at all: printable ASCII, one or more labels,
+/// none empty, and no backslash at its end with nothing to escape; a root
+/// dot may end it. Other names (`a..b`, `.a`, `a..`, `a\`, `a b`, a
+/// control character, `bücher.example` rather than its `xn--` form) are
+/// refused, by a lookup with `InvalidInput`, before the hosts file or
+/// `localhost` is consulted.
 pub fn is_well_formed(name: &str) -> bool {
     labels(name).is_some()
 }
@@ -114,15 +116,22 @@ fn labels(name: &str) -> Option<(Vec<&str>, bool)> {
     let mut bytes = name.bytes().enumerate();
     while let Some((at, byte)) = bytes.next() {
         match byte {
-            // The escaped byte is the label's, whatever it is.
+            // The escaped byte is the label's, whether a dot, a backslash
+            // or a space (which is written only so).
             b'\\' => {
-                bytes.next()?;
+                let (_, escaped) = bytes.next()?;
+                if !(escaped == b' ' || escaped.is_ascii_graphic()) {
+                    return None;
+                }
             }
             b'.' => {
                 labels.push(&name[start..at]);
                 start = at + 1;
             }
-            _ => {}
+            // Master-file text is printable ASCII: other bytes are written
+            // `\DDD`, and an internationalised name in its `xn--` form.
+            _ if byte.is_ascii_graphic() => {}
+            _ => return None,
         }
     }
     let rooted = !labels.is_empty() && start == name.len();
@@ -188,12 +197,18 @@ mod tests {
     fn empty_and_malformed_names_have_no_candidates() {
         for name in [
             "", ".", "..", "a..b", ".a", "a..", "a\\", "a\\\\\\", "\\999.b",
+            "a b.example", "a\0b.example", "a\nb", "a\x7fb", "bücher.example", "a\\\nb",
         ] {
             assert!(
                 candidates(name, &config(&["corp"], 1)).is_empty(),
                 "{name:?}"
             );
         }
+        assert_eq!(
+            candidates("a\\ b.example", &config(&[], 1)),
+            ["a\\ b.example"],
+            "an escaped space is text"
+        );
         let long_label = "x".repeat(64);
         assert!(candidates(&long_label, &config(&[], 1)).is_empty());
         let long_name = ["abc"; 70].join(".");
