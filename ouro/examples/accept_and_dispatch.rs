@@ -33,13 +33,24 @@ mod fd_limit;
 mod logging;
 
 use dispatch::{Dispatcher, Stats};
-use ouro::{Ring, RunMode};
+use ouro::{Ring, RingBuilder, RunMode};
 
 /// Accepts `connections` connections on `listener`, serves them on
 /// `workers` threads, and returns once all have closed and every worker has
 /// stopped.
 pub fn serve(listener: TcpListener, workers: usize, connections: usize) -> io::Result<Stats> {
-    let mut ring: Ring<Dispatcher> = Ring::new(256)?;
+    serve_on(Ring::builder().entries(256), listener, workers, connections)
+}
+
+/// [`serve`] on a ring `builder` makes (its worker rings take its fixed
+/// file table size).
+pub fn serve_on(
+    builder: RingBuilder,
+    listener: TcpListener,
+    workers: usize,
+    connections: usize,
+) -> io::Result<Stats> {
+    let mut ring: Ring<Dispatcher> = builder.build()?;
     let mut state = Dispatcher::start(&mut ring, listener.into(), workers, connections)?;
     ring.run(&mut state, RunMode::Forever)?;
     state.finish()

@@ -2,8 +2,12 @@
 //! fds to worker threads round-robin — with many concurrent clients, each of
 //! which checks every byte echoed back.
 
-use std::io;
-use std::net::TcpListener;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ouro::{BackendKind, Ring};
 
 #[path = "../examples/accept_and_dispatch.rs"]
 #[allow(dead_code)]
@@ -50,4 +54,91 @@ fn messages_larger_than_a_workers_buffer_are_echoed_whole() -> io::Result<()> {
 #[test]
 fn a_server_with_no_connections_stops_its_workers() -> io::Result<()> {
     serve_and_check(2, 0, 0, 0)
+}
+
+/// Whether a client's one round trip was served (echoed) or refused (the
+/// connection ended unserved: closed, or reset as the server closed it
+/// with the request unread).
+fn round_trip(addr: std::net::SocketAddr) -> io::Result<(TcpStream, bool)> {
+    let mut client = TcpStream::connect(addr)?;
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut echo = [0; 4];
+    let served = client
+        .write_all(b"ping")
+        .and_then(|()| client.read_exact(&mut echo));
+    match served {
+        Ok(()) => {
+            assert_eq!(&echo, b"ping");
+            Ok((client, true))
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset) => {
+            Ok((client, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A worker whose fixed file table is full cannot take a connection: the
+/// dispatcher closes it, counts it as ended, and goes on serving, the
+/// connections it has and new ones once a slot is free. On io_uring the
+/// worker rings take the main ring's table size (8 here); the readiness
+/// backend has no such table, and serves every connection.
+#[test]
+fn a_connection_no_worker_has_room_for_is_closed_and_the_server_goes_on() -> io::Result<()> {
+    const CONNECTIONS: usize = 40;
+    let on_uring = Ring::<()>::new(4)?.backend() == BackendKind::Uring;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let builder = Ring::builder().entries(256).fixed_files(8);
+    let (done, server) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(accept_and_dispatch::serve_on(builder, listener, 1, CONNECTIONS));
+    });
+    let (mut made, mut refused) = (0, 0);
+    let mut open = Vec::new();
+    // One at a time, kept open, until the worker's table is full.
+    while made < CONNECTIONS / 2 && refused == 0 {
+        let (client, served) = round_trip(addr)?;
+        made += 1;
+        if served {
+            open.push(client);
+        } else {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused > 0, on_uring, "{made} connections, {refused} refused");
+    // A slot freed: new connections are served again (once the worker
+    // has closed the one that left).
+    drop(open.pop());
+    let mut served_again = false;
+    while made < CONNECTIONS && !served_again {
+        let (client, served) = round_trip(addr)?;
+        made += 1;
+        refused += usize::from(!served);
+        served_again = served;
+        open.push(client);
+        if !served {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert!(served_again, "{made} connections, {refused} refused");
+    // The ones kept open were served all along.
+    for client in &mut open {
+        let mut echo = [0; 4];
+        if client.write_all(b"pong").is_ok() && client.read_exact(&mut echo).is_ok() {
+            assert_eq!(&echo, b"pong");
+        }
+    }
+    drop(open);
+    while made < CONNECTIONS {
+        let (_, served) = round_trip(addr)?;
+        made += 1;
+        refused += usize::from(!served);
+    }
+    let stats = server
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server ends once its connections have")?;
+    assert_eq!(stats.connections, CONNECTIONS);
+    assert_eq!(stats.refused, refused, "the server counts what the clients saw");
+    Ok(())
 }

@@ -46,6 +46,9 @@ pub struct Stats {
     pub per_worker: Vec<usize>,
     /// Bytes the workers echoed.
     pub bytes_echoed: u64,
+    /// Connections closed unserved: no worker could take them (its fixed
+    /// file table full).
+    pub refused: usize,
 }
 
 /// The main ring's state: accepts and hands out connections.
@@ -63,6 +66,7 @@ pub struct Dispatcher {
     stopped: usize,
     per_worker: Vec<usize>,
     bytes_echoed: u64,
+    refused: usize,
     accept_errors: AcceptErrors,
     /// Connections a worker could not take (its fixed file table full).
     hand_over_errors: AcceptErrors,
@@ -97,6 +101,7 @@ impl Dispatcher {
             closed: 0,
             stopped: 0,
             bytes_echoed: 0,
+            refused: 0,
             accept_errors: AcceptErrors::default(),
             hand_over_errors: AcceptErrors::named("hand-over"),
         };
@@ -117,6 +122,7 @@ impl Dispatcher {
             connections: self.accepted,
             per_worker: self.per_worker,
             bytes_echoed: self.bytes_echoed,
+            refused: self.refused,
         })
     }
 
@@ -139,6 +145,7 @@ impl Dispatcher {
                 }
                 self.hand_over_errors
                     .failed(&worker_table_named(err), ring.now());
+                self.refused += 1;
                 self.connection_closed(ring, 0);
             }
             (Msg::HandedOver, Outcome::MsgRing(Ok(_), _)) => {
