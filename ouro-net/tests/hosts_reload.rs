@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ouro::{Ctx, Ring, RunMode};
 use ouro_net::dns::{Hosts, Resolver};
-use support::{on_answer, to_resolver, State};
+use support::{make_fifo, on_answer, to_resolver, State};
 
 /// A ring and a resolver watching the hosts file at `hosts` (and an empty
 /// `resolv.conf` beside it), looking at them at most once per `every`.
@@ -174,8 +174,7 @@ fn a_fifo_in_the_files_place_is_refused_at_once() {
     let (mut ring, mut state) = watching(&path, Duration::ZERO);
     assert_eq!(web(&mut ring, &mut state), [addr("192.0.2.1")]);
     fs::remove_file(&path).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(&path).status();
-    assert!(made.is_ok_and(|s| s.success()));
+    make_fifo(&path);
     assert_eq!(web(&mut ring, &mut state), [addr("192.0.2.1")]);
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ouro::{Ctx, Ring, RunMode};
 use ouro_net::dns::{Hosts, Resolver};
-use support::{on_answer, to_resolver, State};
+use support::{make_fifo, on_answer, to_resolver, State};
 
 /// A ring and a resolver watching `path`, looking at it at most once per
 /// `every`.
@@ -158,12 +158,6 @@ fn a_file_that_cannot_be_read_at_first_is_an_error() {
         Ctx::new(to_resolver),
     );
     assert!(made.is_err(), "a directory was read as resolv.conf");
-}
-
-/// Makes a FIFO at `path` (with `mkfifo`, so no `unsafe` here).
-pub fn make_fifo(path: &Path) {
-    let made = std::process::Command::new("mkfifo").arg(path).status();
-    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
 }
 
 #[test]

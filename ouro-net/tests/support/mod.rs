@@ -292,3 +292,9 @@ pub fn replace_keeping_size_and_mtime(path: &std::path::Path, text: &str) {
         (old.len(), old.modified().unwrap())
     );
 }
+
+/// Makes a FIFO at `path` (with `mkfifo`, so no `unsafe` here).
+pub fn make_fifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}
