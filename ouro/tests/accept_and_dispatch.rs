@@ -71,7 +71,12 @@ fn round_trip(addr: std::net::SocketAddr) -> io::Result<(TcpStream, bool)> {
             assert_eq!(&echo, b"ping");
             Ok((client, true))
         }
-        Err(e) if matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+            ) =>
+        {
             Ok((client, false))
         }
         Err(e) => Err(e),
@@ -92,7 +97,12 @@ fn a_connection_no_worker_has_room_for_is_closed_and_the_server_goes_on() -> io:
     let builder = Ring::builder().entries(256).fixed_files(8);
     let (done, server) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done.send(accept_and_dispatch::serve_on(builder, listener, 1, CONNECTIONS));
+        let _ = done.send(accept_and_dispatch::serve_on(
+            builder,
+            listener,
+            1,
+            CONNECTIONS,
+        ));
     });
     let (mut made, mut refused) = (0, 0);
     let mut open = Vec::new();
@@ -106,7 +116,11 @@ fn a_connection_no_worker_has_room_for_is_closed_and_the_server_goes_on() -> io:
             refused += 1;
         }
     }
-    assert_eq!(refused > 0, on_uring, "{made} connections, {refused} refused");
+    assert_eq!(
+        refused > 0,
+        on_uring,
+        "{made} connections, {refused} refused"
+    );
     // A slot freed: new connections are served again (once the worker
     // has closed the one that left).
     drop(open.pop());
@@ -139,6 +153,9 @@ fn a_connection_no_worker_has_room_for_is_closed_and_the_server_goes_on() -> io:
         .recv_timeout(Duration::from_secs(60))
         .expect("the server ends once its connections have")?;
     assert_eq!(stats.connections, CONNECTIONS);
-    assert_eq!(stats.refused, refused, "the server counts what the clients saw");
+    assert_eq!(
+        stats.refused, refused,
+        "the server counts what the clients saw"
+    );
     Ok(())
 }

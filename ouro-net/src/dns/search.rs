@@ -196,8 +196,21 @@ mod tests {
     #[test]
     fn empty_and_malformed_names_have_no_candidates() {
         for name in [
-            "", ".", "..", "a..b", ".a", "a..", "a\\", "a\\\\\\", "\\999.b",
-            "a b.example", "a\0b.example", "a\nb", "a\x7fb", "bücher.example", "a\\\nb",
+            "",
+            ".",
+            "..",
+            "a..b",
+            ".a",
+            "a..",
+            "a\\",
+            "a\\\\\\",
+            "\\999.b",
+            "a b.example",
+            "a\0b.example",
+            "a\nb",
+            "a\x7fb",
+            "bücher.example",
+            "a\\\nb",
         ] {
             assert!(
                 candidates(name, &config(&["corp"], 1)).is_empty(),
