@@ -185,14 +185,29 @@ pub(crate) struct Keeps {
     staged: [Option<sealed::Keep>; 2],
 }
 
+/// The shared owners one task holds.
+pub(crate) type Owners = [Option<sealed::Keep>; 2];
+
 impl Keeps {
     pub(crate) fn stage(&mut self, keep: sealed::Keep) {
         let free = self.staged.iter_mut().find(|k| k.is_none());
-        // Operations name at most two fds, and each stage is followed by
-        // the task that takes it.
+        // Operations name at most two fds, and whatever an operation that
+        // never made its task left here is discarded before the next one
+        // stages.
         debug_assert!(free.is_some(), "more than two shared fds staged");
         if let Some(free) = free {
             *free = Some(keep);
+        }
+    }
+
+    /// Drops what an operation staged and never gave a task: user code it
+    /// called between the stage and the task (an `as_fd`, an `into_buf`)
+    /// panicked, so no task names those files. Left staged, they would go
+    /// to the next task, and an owner staged after them would be lost.
+    #[inline(always)]
+    pub(crate) fn discard_staged(&mut self) {
+        if self.has_staged() {
+            drop(std::mem::take(&mut self.staged));
         }
     }
 
@@ -213,12 +228,14 @@ impl Keeps {
         *slot = std::mem::take(&mut self.staged);
     }
 
-    /// Task `task` has finished: its owners go (the file closes here if
-    /// the caller let go of it meanwhile).
-    pub(crate) fn release(&mut self, task: u32) {
-        if let Some(slot) = self.held.get_mut(task as usize) {
-            drop(std::mem::take(slot));
-        }
+    /// Task `task` has finished: its owners are given back, to be dropped
+    /// (the file closes then if the caller let go of it meanwhile) once
+    /// the ring's bookkeeping is done, since dropping them runs user code.
+    pub(crate) fn take(&mut self, task: u32) -> Owners {
+        self.held
+            .get_mut(task as usize)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The ring is dropped with task `task` still in flight: its files

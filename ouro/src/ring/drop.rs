@@ -187,9 +187,13 @@ impl<S> Ring<S> {
         }
         let op = mem::replace(&mut slot.op, Op::Noop);
         slot.state = State::Free;
-        self.keeps.release(index as u32);
-        // Dropping the outcome closes any fd the operation produced.
-        drop(op.into_outcome(result, c.flags, &mut self.pools, &self.files));
+        // Dropping the outcome closes any fd the operation produced; made
+        // before any user code runs (the owners' drop), so that a panic
+        // there still closes it.
+        let outcome = op.into_outcome(result, c.flags, &mut self.pools, &self.files);
+        let owners = self.keeps.take(index as u32);
+        drop(outcome);
+        drop(owners);
     }
 
     fn leak_in_flight(&mut self) {

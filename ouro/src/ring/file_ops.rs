@@ -182,10 +182,11 @@ impl<S> Ring<S> {
         // -1: the current position, as the kernel reads it.
         let offset = |o: Option<u64>| o.map_or(Some(-1), |o| i64::try_from(o).ok());
         let (off_in, off_out) = (offset(off_in), offset(off_out));
+        let (fd_in, fd_out) = self.op_fds(fd_in, fd_out);
         let op = Op::Splice {
-            fd_in: self.op_fd(fd_in),
+            fd_in,
             off_in: off_in.unwrap_or(-1),
-            fd_out: self.op_fd(fd_out),
+            fd_out,
             off_out: off_out.unwrap_or(-1),
             len,
             flags: 0,

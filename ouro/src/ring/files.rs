@@ -75,7 +75,22 @@ impl<S> Ring<S> {
     /// makes (every operation method makes one right after).
     #[inline]
     pub(super) fn op_fd(&mut self, fd: impl OpFd) -> Fd {
-        match fd.source() {
+        let source = fd.source();
+        self.keeps.discard_staged();
+        self.stage(source)
+    }
+
+    /// [`op_fd`](Self::op_fd) for an operation naming two fds: both are
+    /// looked at (user code: `as_fd`) before either is staged.
+    pub(super) fn op_fds(&mut self, first: impl OpFd, second: impl OpFd) -> (Fd, Fd) {
+        let (first, second) = (first.source(), second.source());
+        self.keeps.discard_staged();
+        (self.stage(first), self.stage(second))
+    }
+
+    #[inline(always)]
+    fn stage(&mut self, source: Source) -> Fd {
+        match source {
             Source::Kept(raw) => Fd::raw(raw),
             Source::Ring(fd) => self.files.resolve(fd),
             Source::Shared(raw, keep) => {

@@ -8,6 +8,7 @@ use super::Ring;
 use crate::backend::MORE;
 use crate::completion::Completion;
 use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
+use crate::fd::Owners;
 use crate::op::{Op, Outcome};
 use crate::task::NIL;
 
@@ -43,9 +44,13 @@ impl<S> Ring<S> {
             waiters,
             extras,
         } = self.slab.release_finished(index);
-        if extras != 0 {
-            self.release_extras(index, extras);
-        }
+        // Dropped once the completion is delivered: their drop is user
+        // code, and a panic in it must not cut the bookkeeping short.
+        let owners = if extras != 0 {
+            self.release_extras(index, extras)
+        } else {
+            None
+        };
         let result = if res >= 0 {
             Ok(res as u32)
         } else {
@@ -57,6 +62,7 @@ impl<S> Ring<S> {
             });
             self.unsettled.push((waiters, canceled));
         }
+        let ring = self.files.ring_id();
         let result = if self.files.in_use() {
             self.settle_files(index, result, true)
         } else {
@@ -79,22 +85,23 @@ impl<S> Ring<S> {
             }
             None => self.drop_outcome(index, result, flags),
         }
-        if waiters != NIL {
+        drop(owners);
+        // A callback that swapped the ring for another (`mem::swap`) left
+        // the list with this one: its next `run` settles it.
+        if waiters != NIL && self.files.ring_id() == ring {
             self.settle_waiters(state);
         }
         1
     }
 
     /// Undoes what a finished task had besides its slot: its entry in the
-    /// timers, the shared owners of its fds.
+    /// timers; gives back the shared owners of its fds.
     #[inline(never)]
-    fn release_extras(&mut self, index: u32, extras: u8) {
+    fn release_extras(&mut self, index: u32, extras: u8) -> Option<Owners> {
         if extras & HAS_TIMER != 0 {
             self.timers.remove(index);
         }
-        if extras & HOLDS_OWNERS != 0 {
-            self.keeps.release(index);
-        }
+        (extras & HOLDS_OWNERS != 0).then(|| self.keeps.take(index))
     }
 
     /// The error of a failed final completion: the rejection the ring
@@ -173,12 +180,21 @@ impl<S> Ring<S> {
 
     /// Tells the cancel tasks on the last list of `unsettled` how their
     /// target ended, then drops the list. It stays there meanwhile, so that
-    /// a panicking callback loses none of them (`run` goes on with them).
+    /// a panicking callback loses none of them (`run` goes on with them),
+    /// and so does a callback that swaps the ring for another: this ring's
+    /// next `run` goes on with them.
     #[inline(never)]
     pub(super) fn settle_waiters(&mut self, state: &mut S) {
-        let depth = self.unsettled.len();
+        let (ring, depth) = (self.files.ring_id(), self.unsettled.len());
         loop {
-            let (head, canceled) = &mut self.unsettled[depth - 1];
+            if self.files.ring_id() != ring {
+                return;
+            }
+            let Some((head, canceled)) =
+                depth.checked_sub(1).and_then(|d| self.unsettled.get_mut(d))
+            else {
+                return;
+            };
             let canceled = *canceled;
             let Some(canceller) = self.waiters.pop(head) else {
                 break;

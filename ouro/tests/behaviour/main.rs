@@ -71,6 +71,7 @@ mod robustness;
 mod send_file;
 mod shared_fds;
 mod udp;
+mod user_panics;
 mod write_queue;
 
 // The examples, included as they are, so that tests run them.
