@@ -238,6 +238,12 @@ impl Keeps {
             .unwrap_or_default()
     }
 
+    /// What an operation staged and never gave a task, for a dropped ring
+    /// to drop one at a time.
+    pub(crate) fn take_staged(&mut self) -> Owners {
+        std::mem::take(&mut self.staged)
+    }
+
     /// The ring is dropped with task `task` still in flight: its files
     /// stay open for good.
     pub(crate) fn leak(&mut self, task: u32) {

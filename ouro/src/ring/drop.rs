@@ -36,7 +36,7 @@ impl<S> Drop for Ring<S> {
         // outbox to publish (its message is dropped with it, and the ring
         // fd stays here). Kept until the backend is quiesced: an outbox
         // keeps its target's ring fd open for doorbells still queued.
-        let messages = self.messaging.take_undelivered();
+        let mut messages = self.messaging.take_undelivered();
         if self.drain_backend(&mut panic) {
             for group in mem::take(&mut self.groups) {
                 self.backend.unregister_group(&group);
@@ -54,7 +54,14 @@ impl<S> Drop for Ring<S> {
         for index in 0..self.slab.slots.len() {
             let op = mem::replace(&mut self.slab.slots[index].op, Op::Noop);
             catch_panic(&mut panic, || drop(op));
+            for owner in self.keeps.take(index as u32) {
+                catch_panic(&mut panic, || drop(owner));
+            }
         }
+        for owner in self.keeps.take_staged() {
+            catch_panic(&mut panic, || drop(owner));
+        }
+        messages.drop_each(|message| catch_panic(&mut panic, || drop(message)));
         catch_panic(&mut panic, || drop(messages));
         if let Some(payload) = panic {
             if std::thread::panicking() {

@@ -231,8 +231,8 @@ impl Messaging {
     /// the ring to drop once its backend is quiesced.
     pub(super) fn take_undelivered(&mut self) -> Undelivered {
         Undelivered {
-            _incoming: mem::take(&mut self.incoming),
-            _outboxes: mem::take(&mut self.outboxes),
+            incoming: mem::take(&mut self.incoming),
+            outboxes: mem::take(&mut self.outboxes),
         }
     }
 
@@ -272,8 +272,20 @@ impl Messaging {
 /// Messages a dropped ring did not deliver or publish; dropping them drops
 /// their payloads.
 pub(crate) struct Undelivered {
-    _incoming: VecDeque<Envelope>,
-    _outboxes: Vec<Option<Outbox>>,
+    incoming: VecDeque<Envelope>,
+    outboxes: Vec<Option<Outbox>>,
+}
+
+impl Undelivered {
+    /// Hands each message to `drop_one`, which drops it (a panic in one
+    /// value's drop then cuts none of the others short); the outboxes go
+    /// when `self` does.
+    pub(super) fn drop_each(&mut self, mut drop_one: impl FnMut(Envelope)) {
+        self.incoming.drain(..).for_each(&mut drop_one);
+        for outbox in self.outboxes.iter_mut().flatten() {
+            outbox.envelopes.drain(..).for_each(&mut drop_one);
+        }
+    }
 }
 
 /// Takes the envelope out of a message task that is still waiting to be

@@ -165,9 +165,15 @@ impl<S> Slab<S> {
         };
         slot.generation = slot.generation.wrapping_add(1);
         slot.state = State::Free;
+        self.live -= 1;
+        if slot.generation == 0 {
+            // Gone round: reused, the slot would give its first handles
+            // their life back. Retired instead, one slot per 2^32 tasks.
+            slot.link = NIL;
+            return finished;
+        }
         slot.link = self.free_head;
         self.free_head = index;
-        self.live -= 1;
         finished
     }
 
@@ -263,6 +269,22 @@ mod tests {
             None,
             "another ring's handle names nothing here"
         );
+    }
+
+    /// A handle stays stale for good: a slot whose generation would go
+    /// round is never used again.
+    #[test]
+    fn a_slot_is_retired_before_its_generation_goes_round() {
+        let mut slab: Slab<()> = Slab::with_capacity(2, 0);
+        let first = slab.insert(Op::Noop, Ctx::none());
+        slab.slots[first.index as usize].generation = u32::MAX;
+        let last = slab.handle(first.index);
+        slab.release_finished(first.index);
+        let next = slab.insert(Op::Noop, Ctx::none());
+        assert_ne!(next.index, first.index, "the slot is retired");
+        assert_eq!(slab.live_index(first), None);
+        assert_eq!(slab.live_index(last), None);
+        assert_eq!(slab.live(), 1);
     }
 
     #[test]

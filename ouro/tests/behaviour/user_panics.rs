@@ -28,6 +28,11 @@ exclusive_backend_tests![
     a_dropped_ring_closes_an_undelivered_accepted_fd_whatever_its_owners_drop_does,
 ];
 
+backend_tests![
+    a_dropped_ring_drops_every_owner_though_two_drops_panic,
+    a_dropped_ring_drops_every_undelivered_message_though_two_drops_panic,
+];
+
 /// A buffer whose conversion panics.
 struct ExplodingBuf;
 
@@ -199,6 +204,72 @@ fn a_dropped_ring_closes_an_undelivered_accepted_fd_whatever_its_owners_drop_doe
         "the listener, the ring and the accepted fd closed"
     );
     drop(client);
+}
+
+/// A message value whose drop panics, even while the thread unwinds
+/// (when a second panic aborts the process).
+struct LoudValue;
+
+impl Drop for LoudValue {
+    fn drop(&mut self) {
+        panic!("a message's drop panicked (on purpose)");
+    }
+}
+
+/// An fd owner whose drop panics, even while the thread unwinds; the fd
+/// closes all the same.
+struct AlwaysLoud(OwnedFd);
+
+impl AsFd for AlwaysLoud {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Drop for AlwaysLoud {
+    fn drop(&mut self) {
+        panic!("an owner's drop panicked (on purpose)");
+    }
+}
+
+/// Drops `ring`, expecting the first panic of what it drops to come out
+/// of it, and nothing to abort the process.
+fn drop_panics<S>(ring: Ring<S>) {
+    panics(move || drop(ring));
+}
+
+/// Two tasks not yet delivered (rejected reads) whose fds' shared owners
+/// panic as they drop: the ring's drop drops both, and its first panic
+/// comes out. (The owners were dropped together after the ring's own
+/// drop: the second panic, during the first's unwinding, aborted the
+/// process.)
+fn a_dropped_ring_drops_every_owner_though_two_drops_panic(kind: BackendKind) {
+    let mut ring: Ring<Got> = ring(kind, 8);
+    let mut closed = Vec::new();
+    for _ in 0..2 {
+        let (a, b) = socket_pair();
+        let owner = Rc::new(AlwaysLoud(a));
+        ring.read(&owner, Vec::new(), Offset::Current, ctx(1));
+        closed.push(crate::harness::peer(b));
+    }
+    drop_panics(ring);
+    for peer in &closed {
+        assert!(crate::harness::peer_closed(peer), "each owner's fd closed");
+    }
+}
+
+/// Two messages taken in and not delivered, whose values panic as they
+/// drop: the ring's drop drops both. (They were dropped in one piece: the
+/// second panic aborted the process.)
+fn a_dropped_ring_drops_every_undelivered_message_though_two_drops_panic(kind: BackendKind) {
+    let mut ring: Ring<Got> = ring(kind, 8);
+    let handle = ring.handle().unwrap();
+    for _ in 0..2 {
+        handle
+            .send(ctx(1), ouro::Payload::value(LoudValue))
+            .unwrap();
+    }
+    drop_panics(ring);
 }
 
 /// A state whose callback swaps the ring it is given for another.
