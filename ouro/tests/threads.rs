@@ -492,6 +492,11 @@ fn an_idle_ring_drains_at_once_and_a_past_deadline_cuts_at_once(
     // The ring still works, with its mailbox closed.
     ring.noop(Ctx::none());
     ring.run(&mut read, RunMode::UntilDone)?;
+    // No message can come to it any more: `Forever` returns once its
+    // tasks are done, as `UntilDone` does (it waited for ever).
+    ring.noop(Ctx::none());
+    ring.run(&mut read, RunMode::Forever)?;
+    ring.run(&mut read, RunMode::Forever)?;
     Ok(())
 }
 

@@ -49,7 +49,9 @@ pub enum RunMode {
     /// Until [`Ring::stop`] is called (e.g. from a callback), or, from
     /// another thread, [`RingHandle::stop`](crate::RingHandle::stop), or
     /// until a drain ([`Ring::drain`], [`RingHandle::drain`]) ends. Waits
-    /// for messages while no task is live.
+    /// for messages while no task is live; on a ring that has drained (its
+    /// mailbox closed, so no message can come) it returns once no task is
+    /// live, as `UntilDone` does.
     Forever,
     /// One turn that does not wait: submit what is queued, deliver what is
     /// ready (completions, due timers, messages). For a ring polled by

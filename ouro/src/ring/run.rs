@@ -62,7 +62,7 @@ impl<S> Ring<S> {
             if let Some(drained) = self.drain_progress(idle) {
                 return drained;
             }
-            if matches!(mode, RunMode::Once | RunMode::UntilDone) && idle {
+            if idle && (matches!(mode, RunMode::Once | RunMode::UntilDone) || self.drained()) {
                 return Ok(());
             }
             let delivered = self.turn(state, mode)?;
@@ -73,6 +73,16 @@ impl<S> Ring<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether a drain closed the mailbox: no message can come, so an idle
+    /// ring has nothing to wait for, in any mode.
+    #[cold]
+    fn drained(&self) -> bool {
+        self.messaging
+            .mailbox
+            .as_ref()
+            .is_some_and(|mailbox| mailbox.is_closed())
     }
 
     fn turn(&mut self, state: &mut S, mode: RunMode) -> io::Result<usize> {
