@@ -35,14 +35,16 @@
 //!   the previous answer, is closed, however the bytes trickle in; a
 //!   connection being ended reads what the client still sends for at most
 //!   that long in all;
-//! - the body's pipe is made before the `200` head goes out: out of fds,
-//!   the client gets `503 Service Unavailable` (and the connection is
-//!   closed), never a `200` with a short body.
+//! - the body's pipe is made before the `200` head goes out: out of fds
+//!   (for the file or the pipe), the client gets `503 Service
+//!   Unavailable` (and the connection is closed), never a `200` with a
+//!   short body.
 //!
 //! A client that stops reading holds its transfer (one pipe, at most 64 KiB
 //! of the file in the kernel) and nothing else: the other connections go
-//! on. Once no byte of its body has moved for `BODY_STALL` (10 s), its
-//! connection is closed, with the file and the pipe.
+//! on. Once no byte of its body has moved for `BODY_STALL` (10 s), or an
+//! answer's head has waited that long to go out (answers with no body,
+//! pipelined), its connection is closed, with the file and the pipe.
 //!
 //! On `SIGINT` (Ctrl-C) or `SIGTERM` the server stops accepting, closes
 //! every connection, says why on stdout and exits with status 0 (see
@@ -93,7 +95,7 @@ mod server {
     use ouro::fs::OpenOptions;
     use ouro::{
         BackendKind, Completion, ConnTable, Ctx, Outcome, Ring, RingBuilder, RingFd, RunMode,
-        SendFile, Sent, WriteQueue,
+        SendFile, Sent, Task, WriteQueue,
     };
 
     use super::accept_errors::AcceptErrors;
@@ -108,14 +110,15 @@ mod server {
     /// connection's start or the end of the previous answer; and how long
     /// a connection being ended is read from.
     const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-    /// How long a body may go without a byte of it moving before its
-    /// connection is closed (its client has stopped reading, say).
+    /// How long a body may go without a byte of it moving, or a head may
+    /// take to go out, before its connection is closed (its client has
+    /// stopped reading, say).
     const BODY_STALL: Duration = Duration::from_secs(10);
     /// After a failed accept (out of fds, say), accept again after this.
     const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
     ouro::messages! {
-        enum Msg { Accepted, AcceptAgain, Received, Sent, Opened, Body }
+        enum Msg { Accepted, AcceptAgain, Received, Sent, HeadLate, Opened, Body }
     }
 
     struct Server {
@@ -139,6 +142,11 @@ mod server {
         receive_by: Instant,
         /// Answer heads (and error answers), in order.
         writes: WriteQueue<Server>,
+        /// The timer that ends the connection if the head being sent is
+        /// not out by then: a client that reads nothing holds no connection
+        /// for ever (pipelined requests for missing files have no body to
+        /// stall).
+        head_late: Option<Task>,
         answer: Answer,
         keep_alive: bool,
         /// Being closed: its fd is closed; the entry goes once what it waits
@@ -189,9 +197,12 @@ mod server {
             if msg == Msg::Sent {
                 return self.head_sent(ring, key, c);
             }
+            let task = c.task();
             match (msg, c.outcome) {
                 (Msg::Accepted, Outcome::AcceptDirect(result)) => self.accepted(ring, result, last),
                 (Msg::AcceptAgain, Outcome::Timer(_)) => self.accept(ring),
+                (Msg::HeadLate, Outcome::Timer(Ok(()))) => self.head_late(ring, key, task),
+                (Msg::HeadLate, Outcome::Timer(Err(_))) => {}
                 (Msg::Received, Outcome::Recv(result, buf)) => {
                     let buf = buf.downcast::<Vec<u8>>().unwrap_or_default();
                     self.received(ring, key, result, buf)
@@ -220,6 +231,7 @@ mod server {
                         receiving: false,
                         receive_by: ring.now() + REQUEST_TIMEOUT,
                         writes: WriteQueue::new(fd, ctx(Msg::Sent, key)),
+                        head_late: None,
                         answer: Answer::Idle,
                         keep_alive: true,
                         closing: false,
@@ -333,12 +345,23 @@ mod server {
                 Err(e) => {
                     let (code, reason) = match e.raw_os_error() {
                         Some(libc::EACCES | libc::EPERM) => (403, "Forbidden"),
-                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG) => {
-                            (404, "Not Found")
+                        // ENXIO: a socket file, which cannot be opened.
+                        Some(
+                            libc::ENOENT
+                            | libc::ENOTDIR
+                            | libc::ELOOP
+                            | libc::ENAMETOOLONG
+                            | libc::ENXIO,
+                        ) => (404, "Not Found"),
+                        // Out of fds, or a file leased by another process:
+                        // another time may do.
+                        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN) => {
+                            (503, "Service Unavailable")
                         }
                         _ => (500, "Internal Server Error"),
                     };
-                    return self.status(ring, key, code, reason, code != 500);
+                    let keep_alive = !matches!(code, 500 | 503);
+                    return self.status(ring, key, code, reason, keep_alive);
                 }
             };
             // The size of the file that was opened (a path's could change
@@ -358,7 +381,29 @@ mod server {
             let file = ring.register_fd(file.into());
             let head = head(200, "OK", len, conn.keep_alive);
             conn.answer = Answer::Head { file, len };
+            self.send_head(ring, key, head);
+        }
+
+        /// Sends an answer's head, which must be out within `BODY_STALL`.
+        fn send_head(&mut self, ring: &mut Ring<Self>, key: u64, head: Vec<u8>) {
+            let conn = &mut self.conns[key];
             if conn.writes.push(ring, head).is_err() {
+                return self.close(ring, key);
+            }
+            if let Some(old) = conn.head_late.take() {
+                ring.cancel(old, Ctx::none());
+            }
+            conn.head_late = Some(ring.timer(BODY_STALL, ctx(Msg::HeadLate, key)));
+        }
+
+        /// The head has not gone out in time: the client reads nothing.
+        fn head_late(&mut self, ring: &mut Ring<Self>, key: u64, timer: Task) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.head_late == Some(timer) {
+                conn.head_late = None;
+                tracing::debug!("connection {key}: its answer went unread for {BODY_STALL:?}");
                 self.close(ring, key);
             }
         }
@@ -377,9 +422,7 @@ mod server {
             conn.keep_alive &= keep_alive;
             conn.answer = Answer::Status;
             let head = head(code, reason, 0, conn.keep_alive);
-            if conn.writes.push(ring, head).is_err() {
-                self.close(ring, key);
-            }
+            self.send_head(ring, key, head);
         }
 
         fn head_sent(&mut self, ring: &mut Ring<Self>, key: u64, c: Completion) -> io::Result<()> {
@@ -396,6 +439,9 @@ mod server {
             };
             if progress.queued > 0 || conn.closing {
                 return Ok(());
+            }
+            if let Some(timer) = conn.head_late.take() {
+                ring.cancel(timer, Ctx::none());
             }
             match conn.answer {
                 Answer::Head { file, len } => {
@@ -477,6 +523,9 @@ mod server {
             if !conn.closing {
                 conn.closing = true;
                 ring.close(conn.fd, Ctx::none());
+            }
+            if let Some(timer) = conn.head_late.take() {
+                ring.cancel(timer, Ctx::none());
             }
             match conn.answer {
                 Answer::Opening | Answer::Body { .. } => {}

@@ -46,6 +46,10 @@ per_backend!(
     requests_and_endings_that_trickle_in_are_cut_at_their_deadline
 );
 per_backend!(
+    crate::on_backend,
+    answers_without_a_body_left_unread_close_their_connection
+);
+per_backend!(
     crate::apart_from_others,
     out_of_fds_a_file_gets_503_not_a_200_without_its_body
 );
@@ -231,6 +235,7 @@ fn bad_paths_methods_and_heads_are_refused(kind: BackendKind) {
         std::ffi::CString::new(root.join("fifo").into_os_string().into_encoded_bytes()).unwrap();
     // SAFETY: mkfifo reads the NUL-terminated path we pass.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
     let server = Server::start(kind, &root);
     let mut client = server.connect();
     for (path, code) in [
@@ -242,6 +247,8 @@ fn bad_paths_methods_and_heads_are_refused(kind: BackendKind) {
         ("/dir", 404),
         // Opened without waiting for a writer, then refused.
         ("/fifo", 404),
+        // Not a file at all: cannot be opened (ENXIO).
+        ("/socket", 404),
     ] {
         let answer = client.get(path);
         assert_eq!((answer.code, answer.keep_alive), (code, true), "{path}");
@@ -357,6 +364,49 @@ fn a_client_that_never_reads_holds_neither_others_nor_memory(kind: BackendKind) 
 /// closed: the server's 10 s, with room for a busy machine.
 const STALL_CUT_BY: Duration = Duration::from_secs(14);
 
+/// Pipelined requests for a missing file, whose answers are never read:
+/// each answer is a head without a body, so no body stalls; once the
+/// client's buffers are full, the next head cannot go out. The connection
+/// is closed once a head has waited the server's 10 s. (It was held for
+/// ever: a few such clients took every fd of a server that had few, and
+/// every other client got errors.)
+fn answers_without_a_body_left_unread_close_their_connection(kind: BackendKind) {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(kind, root.path());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut stream = TcpStream::from(socket);
+    stream.set_nonblocking(true).unwrap();
+    let requests = "GET /missing HTTP/1.1\r\nHost: test\r\n\r\n".repeat(1000);
+    // Until the server stops taking requests: its answers are stuck.
+    let mut blocked_since = None;
+    let filled = Instant::now();
+    while blocked_since.is_none_or(|since: Instant| since.elapsed() < Duration::from_secs(1)) {
+        assert!(filled.elapsed() < PATIENCE, "the server took every request");
+        match stream.write(requests.as_bytes()) {
+            Ok(_) => blocked_since = None,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                blocked_since.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the connection ended while filling: {e}"),
+        }
+    }
+    let stuck = Instant::now();
+    // Closed with requests unread: a reset, seen without reading.
+    while stream.take_error().unwrap().is_none() {
+        assert!(
+            stuck.elapsed() < STALL_CUT_BY,
+            "the connection is still open after {:?}",
+            stuck.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.connect().get("/missing").code, 404);
+    server.assert_alive();
+}
+
 /// How long after it began the test expects a request that trickles in
 /// cut: the server's 10 s, with room for a busy machine and the 2 s
 /// between two bytes.
@@ -436,6 +486,17 @@ fn out_of_fds_a_file_gets_503_not_a_200_without_its_body(kind: BackendKind) {
     let mut client = server.connect();
     // Accepted, and waiting for the next request (a body that came would
     // leave its pipe for the next).
+    assert_eq!(client.get("/missing").code, 404);
+    // None left: the file itself cannot be opened.
+    let none_left = free_fd_from(0);
+    let answer = fds::with_fd_limit(none_left as libc::rlim_t, || {
+        client.send("GET /file HTTP/1.1\r\nHost: test\r\n\r\n");
+        let mut answer = Vec::new();
+        client.reader.read_to_end(&mut answer).map(|_| answer)
+    });
+    let answer = String::from_utf8_lossy(&answer.expect("the answer, then the end")).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+    let mut client = server.connect();
     assert_eq!(client.get("/missing").code, 404);
     let one_left = free_fd_from(free_fd_from(0) + 1);
     let answer = fds::with_fd_limit(one_left as libc::rlim_t, || {
