@@ -20,6 +20,11 @@
 //! (`truncated`) is dropped, not echoed in part. A failed send (the sender
 //! unreachable, a full socket buffer) loses that echo, as UDP may: it is
 //! logged and the buffer goes back to receiving.
+//!
+//! A datagram from the server's own port (itself, with a forged source, or
+//! another echo server on that port) or from a port whose service answers
+//! every datagram (echo, daytime, quote of the day, chargen, time) is
+//! dropped: echoing it would start an exchange without end.
 
 #[path = "support/cli.rs"]
 pub mod cli;
@@ -46,6 +51,8 @@ ouro::messages! { enum Msg { Received, Echoed } }
 /// The server's state: its socket and what it has done.
 pub struct Echo {
     socket: Rc<OwnedFd>,
+    /// The port the server receives on.
+    port: u16,
     /// Datagrams echoed.
     pub echoed: u64,
     /// Datagrams dropped: cut short, or their echo failed.
@@ -57,8 +64,10 @@ impl Echo {
     /// [`ouro::net::udp_socket`] makes), with its receives waiting on
     /// `ring`.
     pub fn start(ring: &mut Ring<Echo>, socket: OwnedFd) -> Echo {
+        let port = ouro::net::local_addr(&socket).map_or(0, |addr| addr.port());
         let echo = Echo {
             socket: Rc::new(socket),
+            port,
             echoed: 0,
             dropped: 0,
         };
@@ -88,13 +97,22 @@ impl Echo {
         buf: Buf,
     ) -> io::Result<()> {
         let datagram = match res {
-            Ok(datagram) if !datagram.truncated => datagram,
-            Ok(datagram) => {
+            Ok(datagram) if datagram.truncated => {
                 tracing::debug!("dropped a datagram from {:?}: cut short", datagram.from);
                 self.dropped += 1;
                 self.receive(ring, emptied(buf)?);
                 return Ok(());
             }
+            Ok(datagram) if self.would_loop(&datagram) => {
+                tracing::debug!(
+                    "dropped a datagram from {:?}: its echo would start a loop",
+                    datagram.from
+                );
+                self.dropped += 1;
+                self.receive(ring, emptied(buf)?);
+                return Ok(());
+            }
+            Ok(datagram) => datagram,
             Err(err) if ouro::is_canceled(&err) => return Ok(()),
             // An error the socket reported (an ICMP error queued on it):
             // one datagram's fate, not the server's.
@@ -107,6 +125,16 @@ impl Echo {
         let ctx = Ctx::new(Echo::on_completion).msg(Msg::Echoed);
         ring.send_to(&self.socket, buf, datagram.from, ctx);
         Ok(())
+    }
+
+    /// Whether `datagram` came from this server's port or from one whose
+    /// service answers every datagram.
+    fn would_loop(&self, datagram: &ouro::Datagram) -> bool {
+        /// Echo, daytime, quote of the day, chargen, time.
+        const ANSWERING_PORTS: [u16; 5] = [7, 13, 17, 19, 37];
+        datagram
+            .peer_addr()
+            .is_ok_and(|from| from.port() == self.port || ANSWERING_PORTS.contains(&from.port()))
     }
 
     fn on_echoed(

@@ -15,6 +15,7 @@ backend_tests![
     echo_with_two_receive_buffers_still_verifies_every_byte,
     multiwriter_writes_everything_to_both_fds,
     udp_echo_returns_every_datagram_to_its_sender,
+    udp_echo_drops_a_datagram_whose_echo_would_loop,
 ];
 
 fn echo_run(kind: BackendKind, buffers: u16) {
@@ -124,4 +125,38 @@ fn udp_echo_returns_every_datagram_to_its_sender(kind: BackendKind) {
             }
         }
     }
+}
+
+/// A datagram from the server's own port (here from another loopback
+/// address, as a forged source or another echo server on that port would
+/// come) is dropped, not echoed: two such servers would echo one datagram
+/// to each other for ever, and one with a forged source to itself.
+fn udp_echo_drops_a_datagram_whose_echo_would_loop(kind: BackendKind) {
+    let socket = ouro::net::udp_socket(([127, 0, 0, 1], 0).into()).unwrap();
+    let addr = ouro::net::local_addr(&socket).unwrap();
+    let twin = std::net::UdpSocket::bind(("127.0.0.2", addr.port())).unwrap();
+    let (handles, handle) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let mut ring = ring(kind, 64);
+        handles.send(ring.handle().unwrap()).unwrap();
+        udp_echo_example::serve(&mut ring, socket).map(|echo| (echo.echoed, echo.dropped))
+    });
+    let handle = handle.recv().unwrap();
+    twin.send_to(b"loop?", addr).unwrap();
+    // Taken after the twin's: its echo, had it been sent, came first.
+    let client = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    client.send_to(b"fine", addr).unwrap();
+    let mut echo = [0; 16];
+    let (n, _) = client.recv_from(&mut echo).expect("an echo");
+    assert_eq!(&echo[..n], b"fine");
+    handle.stop().unwrap();
+    assert_eq!(server.join().unwrap().unwrap(), (1, 1), "(echoed, dropped)");
+    twin.set_nonblocking(true).unwrap();
+    let nothing = twin
+        .recv_from(&mut echo)
+        .map(|(n, from)| (echo[..n].to_vec(), from));
+    assert!(nothing.is_err(), "the twin got {nothing:?}");
 }
