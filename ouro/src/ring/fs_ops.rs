@@ -204,8 +204,9 @@ impl<S> Ring<S> {
     /// `offset`, will be read (`len` 0: to the end of the file), as
     /// `posix_fadvise(2)`: [`Advice::WillNeed`] starts reading them into
     /// the page cache, [`Advice::DontNeed`] lets it drop them, and so on;
-    /// what reads return never changes. A pipe or socket fails with
-    /// `ESPIPE`. An offset beyond `i64::MAX` fails with `InvalidInput`, as
+    /// what reads return never changes. A pipe fails with `ESPIPE`; a
+    /// socket takes the advice and ignores it, as `posix_fadvise` does.
+    /// An offset beyond `i64::MAX` fails with `InvalidInput`, as
     /// does a length beyond `u32::MAX` (io_uring's entry holds 32 bits: give
     /// 0 to reach the end of a larger file, or advise it in parts). Linux
     /// only: elsewhere `EOPNOTSUPP`. Kernel: 5.6.
