@@ -164,9 +164,10 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// Starts the session: the client sends its hello, both sides start
     /// receiving, and the handshake deadline (if any) starts running.
     /// Works on every backend (receive and send; io_uring 5.11). A stream
-    /// starts once: calling it again does nothing.
+    /// starts once: calling it again does nothing, as does calling it on a
+    /// stream that has ended (cancelled before it started).
     pub fn start(&mut self, ring: &mut Ring<S>) {
-        if std::mem::replace(&mut self.started, true) {
+        if std::mem::replace(&mut self.started, true) || self.receiving_ended() {
             return;
         }
         if let Some(timeout) = self.handshake_timeout {

@@ -13,12 +13,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ouro::{Completion, Ctx, Ring};
+use ouro::{Completion, Ctx, Ring, RunMode};
 use ouro_tls::rustls::crypto::CryptoProvider;
 use ouro_tls::rustls::pki_types::ServerName;
 use ouro_tls::rustls::{ClientConnection, NamedGroup};
 use ouro_tls::{
-    client_config, server_config, KeyExchange, ServerConfig, TlsStream, TlsVersion, Versions,
+    client_config, server_config, KeyExchange, ServerConfig, TlsEvent, TlsStream, TlsVersion,
+    Versions,
 };
 use support::certs::{Leaf, Pki};
 use support::pair::{Pair, Role};
@@ -242,6 +243,44 @@ fn a_stream_started_twice_starts_once() {
     let pair = pair.finish(ring);
     let err = pair.client.failed.expect("no failure");
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
+/// A stream cancelled before it started has ended: a later `start` sends
+/// nothing and arms nothing (it sent the client's hello and armed the
+/// handshake deadline of a stream that had failed).
+#[test]
+fn a_stream_cancelled_before_it_started_starts_no_more() {
+    fn ignore(_: &mut (), _: &mut Ring<()>, _: Completion) -> io::Result<()> {
+        Ok(())
+    }
+    let _limit = limit();
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = Rc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    let (mut peer, _) = listener.accept().unwrap();
+    let config = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let mut ring: Ring<()> = Ring::new(16).unwrap();
+    let mut stream = TlsStream::client(socket, config, "localhost", Ctx::new(ignore))
+        .unwrap()
+        .with_handshake_timeout(Duration::from_secs(30));
+    stream.cancel(&mut ring);
+    stream.start(&mut ring);
+    ring.run(&mut (), RunMode::NoWait).unwrap();
+    assert!(stream.is_ended());
+    assert!(stream.is_idle(), "nothing in flight");
+    assert_eq!(ring.live_tasks(), 0);
+    match stream.next_event() {
+        Some(TlsEvent::Failed(err)) => assert!(ouro::is_canceled(&err), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(stream.next_event().is_none());
+    peer.set_nonblocking(true).unwrap();
+    let sent = peer.read(&mut [0; 512]);
+    assert!(
+        sent.as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock),
+        "the peer got {sent:?}"
+    );
 }
 
 #[test]
