@@ -38,8 +38,9 @@ pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// last attempt's error once these have failed.
 pub const MAX_ATTEMPTS: usize = 64;
 
-/// A connection made: the socket (non-blocking, as the ring's operations
-/// want it) and the address it reached.
+/// A connection made: the socket (blocking, as the ring's operations want
+/// it: on io_uring a non-blocking socket's receive may end in `EAGAIN`)
+/// and the address it reached.
 #[derive(Debug)]
 pub struct Connected {
     /// The connected socket.
@@ -503,7 +504,10 @@ impl<S> Connector<S> {
         let peer = attempt.addr;
         let fd = attempt.fd.take().map(Rc::try_unwrap);
         let result = match fd {
-            Some(Ok(fd)) => Ok(Connected { fd, peer }),
+            // Non-blocking only for the connect (see `attempt`).
+            Some(Ok(fd)) => socket2::SockRef::from(&fd)
+                .set_nonblocking(false)
+                .map(|()| Connected { fd, peer }),
             _ => Err(io::Error::other("the connected socket is still shared")),
         };
         self.finish(ring, id, result);

@@ -147,6 +147,9 @@ fn a_name_on_both_families_connects_over_ipv6_first() {
     counted(|| {
         let c = dial(no_server(), both(), "dual.test", port, None).unwrap();
         assert_eq!(c.peer, SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+        // Non-blocking only while it connected: on io_uring a receive on
+        // a non-blocking socket may end in `EAGAIN`.
+        assert!(!socket2::SockRef::from(&c.fd).nonblocking().unwrap());
         let (accepted, _) = v6.accept().unwrap();
         assert_eq!(
             accepted.peer_addr().unwrap(),

@@ -103,14 +103,16 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
 }
 
 /// A UDP socket bound to `addr` (port 0: any free port, which
-/// [`local_addr`] tells), non-blocking and close-on-exec: ready for
+/// [`local_addr`] tells), close-on-exec and blocking (on io_uring, a
+/// receive on a non-blocking socket that the kernel hands to a worker
+/// completes with `EAGAIN` instead of waiting; the readiness backend never
+/// blocks on a socket either way): ready for
 /// [`Ring::send_to`](crate::Ring::send_to) and
 /// [`Ring::recv_from`](crate::Ring::recv_from), or, once given a peer by
 /// [`Ring::connect`](crate::Ring::connect), for
 /// [`Ring::send`](crate::Ring::send) and [`Ring::recv`](crate::Ring::recv).
 pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let socket = socket2::Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }

@@ -186,7 +186,7 @@ impl<S> Exchange<S> {
         self.task = None;
         let result = match outcome {
             Outcome::Socket(Ok(fd)) => self.connect(ring, fd),
-            Outcome::Connect(Ok(())) => self.send(ring, 0),
+            Outcome::Connect(Ok(())) => self.connected(ring),
             Outcome::Send(Ok(sent), _) => self.sent(ring, sent),
             Outcome::Recv(Ok(n), buf) => self.received(ring, n, buf.into_vec(), plan),
             other => Err(step_error(other)),
@@ -206,14 +206,24 @@ impl<S> Exchange<S> {
 
     fn connect(&mut self, ring: &mut Ring<S>, fd: OwnedFd) -> io::Result<()> {
         let server = self.server.ok_or_else(|| io::Error::other("no server"))?;
-        // Non-blocking, so that a TCP connect to a server that never
-        // answers waits by polling, which its deadline ends at once.
-        socket2::SockRef::from(&fd).set_nonblocking(true)?;
+        // Non-blocking for the connect, so that a TCP connect to a server
+        // that never answers waits by polling, which its deadline ends at
+        // once; blocking again once connected (on io_uring a receive on a
+        // non-blocking socket may end in `EAGAIN`). A UDP connect does not
+        // wait.
+        socket2::SockRef::from(&fd).set_nonblocking(self.tcp)?;
         let fd = Rc::new(fd);
         self.fd = Some(fd.clone());
         let task = ring.connect(fd, server, self.ctx);
         self.track(ring, task);
         Ok(())
+    }
+
+    fn connected(&mut self, ring: &mut Ring<S>) -> io::Result<()> {
+        if let (true, Some(fd)) = (self.tcp, &self.fd) {
+            socket2::SockRef::from(&**fd).set_nonblocking(false)?;
+        }
+        self.send(ring, 0)
     }
 
     fn send(&mut self, ring: &mut Ring<S>, from: usize) -> io::Result<()> {

@@ -7,11 +7,12 @@ use std::io;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use super::keeps::Keeps;
 use super::messages::Messaging;
 use super::slab::{Slab, Waiters};
 use super::{Ring, RingBuilder};
 use crate::backend::{mock::Mock, Backend};
-use crate::fd::{FdTable, Keeps};
+use crate::fd::FdTable;
 use crate::op::Pools;
 use crate::time::{Clock, TimerHeap};
 

@@ -1,14 +1,15 @@
 //! Completion dispatch: from a backend result to the task's callback,
 //! then the cancel tasks that waited for it.
 
+use std::any::Any;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 
 use super::slab::{Finished, HAS_TIMER, HOLDS_OWNERS};
 use super::Ring;
 use crate::backend::MORE;
 use crate::completion::Completion;
 use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
-use crate::fd::Owners;
 use crate::op::{Op, Outcome};
 use crate::task::NIL;
 
@@ -44,9 +45,9 @@ impl<S> Ring<S> {
             waiters,
             extras,
         } = self.slab.release_finished(index);
-        // Dropped once the completion is delivered: their drop is user
-        // code, and a panic in it must not cut the bookkeeping short.
-        let owners = if extras != 0 {
+        // A panic in the drop of the task's shared owners (user code) is
+        // resumed once the completion is delivered and its cancels told.
+        let owners_panic = if extras != 0 {
             self.release_extras(index, extras)
         } else {
             None
@@ -85,23 +86,36 @@ impl<S> Ring<S> {
             }
             None => self.drop_outcome(index, result, flags),
         }
-        drop(owners);
         // A callback that swapped the ring for another (`mem::swap`) left
         // the list with this one: its next `run` settles it.
         if waiters != NIL && self.files.ring_id() == ring {
             self.settle_waiters(state);
         }
+        if let Some(panic) = owners_panic {
+            std::panic::resume_unwind(panic);
+        }
         1
     }
 
     /// Undoes what a finished task had besides its slot: its entry in the
-    /// timers; gives back the shared owners of its fds.
+    /// timers, the shared owners of its fds (dropped before the callback,
+    /// which may then take the file out of its `Rc`). A panic in their drop
+    /// is caught and given back, to be resumed after the delivery.
     #[inline(never)]
-    fn release_extras(&mut self, index: u32, extras: u8) -> Option<Owners> {
+    fn release_extras(&mut self, index: u32, extras: u8) -> Option<Box<dyn Any + Send>> {
         if extras & HAS_TIMER != 0 {
             self.timers.remove(index);
         }
-        (extras & HOLDS_OWNERS != 0).then(|| self.keeps.take(index))
+        if extras & HOLDS_OWNERS == 0 {
+            return None;
+        }
+        let mut first = None;
+        for owner in self.keeps.take(index) {
+            if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| drop(owner))) {
+                first.get_or_insert(panic);
+            }
+        }
+        first
     }
 
     /// The error of a failed final completion: the rejection the ring

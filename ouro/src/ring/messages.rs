@@ -1,85 +1,23 @@
-//! Messages between rings, the ring's side: handles to send through, the
-//! outboxes a sending ring batches them in, publishing them once per turn,
+//! Messages between rings, the ring's side: the outboxes a sending ring
+//! batches them in (sent through handles, `handle.rs`), publishing them once per turn,
 //! and delivering what arrives (the design is in the
 //! [`message`](crate::message) module docs).
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::backend::{BackendKind, RawCompletion};
+use crate::backend::RawCompletion;
 use crate::completion::Completion;
-use crate::mailbox::{Envelope, ErasedCallback, Mailbox, Payload, SendError, NO_TASK};
+use crate::mailbox::{Envelope, ErasedCallback, Mailbox, Payload, NO_TASK};
 use crate::op::{Op, Outcome};
 use crate::task::{user_data, Task};
 
 use super::slab::{Slab, State};
-use super::{Ctx, Ring};
-
-/// A `Send + Sync` handle to a ring, through which any thread — with a ring
-/// of its own ([`Ring::msg_ring`]) or without ([`RingHandle::send`]) — can
-/// send it messages. Made by [`Ring::handle`]; cheap to clone.
-///
-/// The state type `S` is the target ring's: a message carries a callback
-/// typed for it, so sender and receiver agree at compile time.
-pub struct RingHandle<S> {
-    pub(crate) mailbox: Arc<Mailbox>,
-    /// The target's backend, for rings that attach to it
-    /// ([`RingBuilder::attach_to`](crate::RingBuilder::attach_to)).
-    pub(crate) backend: BackendKind,
-    _target: PhantomData<fn(&mut S)>,
-}
-
-impl<S> Clone for RingHandle<S> {
-    fn clone(&self) -> Self {
-        RingHandle {
-            mailbox: self.mailbox.clone(),
-            backend: self.backend,
-            _target: PhantomData,
-        }
-    }
-}
-
-impl<S> fmt::Debug for RingHandle<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RingHandle")
-            .field("closed", &self.is_closed())
-            .finish()
-    }
-}
-
-impl<S> RingHandle<S> {
-    /// Sends a message from a thread without a ring (or from outside a
-    /// ring's callbacks): the target runs `message`'s callback with
-    /// [`Outcome::Message`]`(payload)`. `Ok` means
-    /// accepted (see the [module guarantees](crate::message)); a closed target gives
-    /// the payload back. Messages sent through one handle from one thread
-    /// arrive in order. Costs a lock and, if the target has no wake-up
-    /// outstanding, one `write` to its eventfd.
-    pub fn send(&self, message: Ctx<S>, payload: Payload) -> Result<(), SendError> {
-        match self.mailbox.push(Envelope::message(message, payload)) {
-            Ok(()) => Ok(()),
-            Err(envelope) => Err(SendError {
-                payload: envelope.into_payload(),
-            }),
-        }
-    }
-
-    /// Whether the target has closed its mailbox (every send now fails).
-    pub fn is_closed(&self) -> bool {
-        self.mailbox.is_closed()
-    }
-
-    /// Whether both handles reach the same ring.
-    pub fn same_ring(&self, other: &RingHandle<S>) -> bool {
-        Arc::ptr_eq(&self.mailbox, &other.mailbox)
-    }
-}
+use super::{Ctx, Ring, RingHandle};
 
 // The mailbox sits below the ring and knows no `Ctx`: sealing one into
 // an envelope belongs here.
@@ -313,11 +251,8 @@ impl<S> Ring<S> {
     /// future ones are not waited for: a ring that serves messages runs
     /// [`Forever`](crate::RunMode::Forever).
     pub fn handle(&mut self) -> io::Result<RingHandle<S>> {
-        Ok(RingHandle {
-            mailbox: self.mailbox()?.clone(),
-            backend: self.backend.kind(),
-            _target: PhantomData,
-        })
+        let kind = self.backend.kind();
+        Ok(RingHandle::new(self.mailbox()?.clone(), kind))
     }
 
     pub(super) fn mailbox(&mut self) -> io::Result<&Arc<Mailbox>> {

@@ -16,16 +16,17 @@ use std::rc::Rc;
 
 use crate::backend::{Backend, RawCompletion};
 use crate::buffers::group::GroupInner;
-use crate::fd::{FdTable, Keeps};
+use crate::fd::FdTable;
 use crate::op::Pools;
 use crate::task::Task;
 use crate::time::{Clock, TimerHeap};
+use keeps::Keeps;
 use messages::Messaging;
 use slab::{Slab, Waiters};
 
 pub use builder::RingBuilder;
 pub use ctx::{Callback, Ctx};
-pub use messages::RingHandle;
+pub use handle::RingHandle;
 pub use thread::RingThread;
 
 /// How long [`Ring::run`] goes on.
@@ -190,6 +191,8 @@ mod timer_ops;
 mod timeouts;
 
 // Messages and threads.
+mod handle;
+mod keeps;
 mod messages;
 mod parcel;
 #[cfg(target_os = "linux")]

@@ -18,7 +18,10 @@ use ouro::{is_canceled, BackendKind, Outcome, RunMode, UncheckedFd};
 use crate::common::fds::identity;
 use crate::harness::{ctx, peer, peer_closed, ring, run_all, socket_pair};
 
-backend_tests![an_unchecked_fd_works_while_its_owner_keeps_it_open];
+backend_tests![
+    an_unchecked_fd_works_while_its_owner_keeps_it_open,
+    a_finished_tasks_clone_is_let_go_before_its_callback_runs,
+];
 
 exclusive_backend_tests![
     an_operation_keeps_a_shared_fd_open_until_its_final_completion,
@@ -136,4 +139,35 @@ fn an_unchecked_fd_works_while_its_owner_keeps_it_open(kind: BackendKind) {
         0,
         "closed by its owner"
     );
+}
+
+/// What the callback saw: the owner's count when it ran.
+struct Owner {
+    file: Option<Rc<std::fs::File>>,
+    count_in_callback: Option<usize>,
+}
+
+fn count_owners(
+    owner: &mut Owner,
+    _: &mut ouro::Ring<Owner>,
+    _: ouro::Completion,
+) -> std::io::Result<()> {
+    owner.count_in_callback = owner.file.as_ref().map(Rc::strong_count);
+    Ok(())
+}
+
+/// The task's clone is dropped before its callback runs, so the callback
+/// may take the file out of its `Rc` (`Rc::try_unwrap`), as a connect's
+/// callback does with its socket.
+fn a_finished_tasks_clone_is_let_go_before_its_callback_runs(kind: BackendKind) {
+    let mut ring = crate::harness::ring(kind, 8);
+    let (_reader, writer) = crate::common::fds::pipe_files();
+    let mut owner = Owner {
+        file: Some(Rc::new(writer)),
+        count_in_callback: None,
+    };
+    let file = owner.file.as_ref().unwrap();
+    ring.poll(file, ouro::PollMask::WRITABLE, ouro::Ctx::new(count_owners));
+    ring.run(&mut owner, RunMode::UntilDone).unwrap();
+    assert_eq!(owner.count_in_callback, Some(1));
 }

@@ -26,7 +26,8 @@ backend_tests![
     recv_from_past_its_deadline_fails_with_etime,
     connected_udp_sends_and_receives_with_send_and_recv,
     a_connected_socket_gets_econnrefused_after_a_port_unreachable,
-    udp_socket_is_non_blocking_and_close_on_exec,
+    udp_socket_is_blocking_and_close_on_exec,
+    receives_racing_for_a_flood_of_datagrams_never_end_in_eagain,
     a_datagram_over_the_largest_payload_is_emsgsize,
     send_to_and_recv_from_work_on_ring_fds,
     a_ring_dropped_with_a_recv_from_in_flight_gives_the_socket_back,
@@ -271,13 +272,13 @@ fn a_connected_socket_gets_econnrefused_after_a_port_unreachable(kind: BackendKi
     );
 }
 
-fn udp_socket_is_non_blocking_and_close_on_exec(_kind: BackendKind) {
+fn udp_socket_is_blocking_and_close_on_exec(_kind: BackendKind) {
     let (fd, addr) = ouro_socket();
     assert_eq!(addr.ip(), loopback().ip());
     assert_ne!(addr.port(), 0, "bound to a free port");
     assert!(crate::harness::is_cloexec(&*fd));
     let socket = socket2::SockRef::from(&*fd);
-    assert!(socket.nonblocking().unwrap());
+    assert!(!socket.nonblocking().unwrap());
     assert_eq!(socket.r#type().unwrap(), socket2::Type::DGRAM);
 }
 
@@ -393,4 +394,66 @@ fn source_address_out_of_fds_answers_on_its_kept_socket_and_errs_honestly(kind: 
     assert_eq!(ring.source_address(loopback).unwrap(), loopback);
     drop(ring);
     assert_eq!(open_fds(), before, "the probe sockets close with the ring");
+}
+
+/// Receives racing for one socket's datagrams.
+struct Flood {
+    fd: Rc<OwnedFd>,
+    received: usize,
+    eagain: usize,
+}
+
+const FLOOD_DATAGRAMS: usize = 50_000;
+
+fn on_flood(flood: &mut Flood, ring: &mut Ring<Flood>, c: ouro::Completion) -> std::io::Result<()> {
+    let Outcome::RecvFrom(result, _) = c.outcome else {
+        return Ok(());
+    };
+    match result {
+        Ok(_) => flood.received += 1,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => flood.eagain += 1,
+        Err(e) if is_canceled(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if flood.received >= FLOOD_DATAGRAMS {
+        ring.cancel_all(ouro::Ctx::none());
+        return Ok(());
+    }
+    let ctx = ouro::Ctx::new(on_flood);
+    ring.recv_from(&flood.fd, Vec::with_capacity(64), ctx);
+    Ok(())
+}
+
+/// Sixteen receives wait on one socket while a sender floods it: each
+/// datagram wakes them all, and all but one find nothing. A receive must
+/// go on waiting, not end in `EAGAIN` (io_uring retries such a receive
+/// by polling, and past a number of tries in a worker, where a
+/// non-blocking socket answers `EAGAIN`: `udp_socket` made one).
+fn receives_racing_for_a_flood_of_datagrams_never_end_in_eagain(kind: BackendKind) {
+    let mut ring: Ring<Flood> = ring(kind, 64);
+    let (fd, addr) = ouro_socket();
+    let mut flood = Flood {
+        fd,
+        received: 0,
+        eagain: 0,
+    };
+    for _ in 0..16 {
+        ring.recv_from(&flood.fd, Vec::with_capacity(64), ouro::Ctx::new(on_flood));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let socket = UdpSocket::bind(loopback()).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = socket.send_to(b"flood", addr);
+            }
+        })
+    };
+    let ran = ring.run(&mut flood, RunMode::UntilDone);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    ran.unwrap();
+    assert!(flood.received >= FLOOD_DATAGRAMS);
+    assert_eq!(flood.eagain, 0, "after {} datagrams", flood.received);
 }

@@ -23,7 +23,7 @@ backend_tests![a_callback_that_swaps_the_ring_loses_no_cancel];
 
 exclusive_backend_tests![
     a_panic_between_naming_an_fd_and_making_the_task_loses_no_owner,
-    a_shared_owner_whose_drop_panics_is_dropped_after_the_completion,
+    a_shared_owner_whose_drop_panics_cuts_no_delivery_short,
     an_accepted_fd_outlives_a_panicking_drop_of_the_listeners_owner,
     a_dropped_ring_closes_an_undelivered_accepted_fd_whatever_its_owners_drop_does,
 ];
@@ -119,12 +119,12 @@ fn a_panic_between_naming_an_fd_and_making_the_task_loses_no_owner(kind: Backend
     );
 }
 
-/// The owner a poll held is dropped once the poll's completion has been
-/// delivered: its panic comes out of `run` after the callback, and the
-/// cancel that waited for the poll is told on the next `run`. (It was
-/// dropped before the callback: the poll's completion was lost and the
-/// cancel waited for ever.)
-fn a_shared_owner_whose_drop_panics_is_dropped_after_the_completion(kind: BackendKind) {
+/// The owner a poll held panics as it drops (before the poll's callback,
+/// which may take the file out of its own `Rc` then): the poll's
+/// completion is still delivered and the cancel that waited for it told,
+/// and then the panic comes out of `run`. (It cut the delivery short: the
+/// poll's completion was lost and the cancel waited for ever.)
+fn a_shared_owner_whose_drop_panics_cuts_no_delivery_short(kind: BackendKind) {
     let mut ring = ring(kind, 8);
     let (a, _b) = socket_pair();
     let owner = Rc::new(LoudDrop(a));
