@@ -496,8 +496,9 @@ impl Files {
                 Some(File { slot, .. }) if *slot != NO_SLOT => {
                     Err(Immediate::Failed(io::Error::new(
                         io::ErrorKind::Unsupported,
-                        "this kernel's io_uring lacks the operation, and a direct \
-                         descriptor has no fd for the system call",
+                        "io_uring cannot do this here (no form of the operation \
+                         takes a fixed file, or the kernel lacks it), and a direct \
+                         descriptor has no process fd for the system call",
                     )))
                 }
                 _ => Ok(-1),
