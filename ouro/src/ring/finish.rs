@@ -57,13 +57,14 @@ impl<S> Ring<S> {
         } else {
             Err(self.failure(index, res, deadline))
         };
-        if waiters != NIL {
+        // The ring whose cancels wait for this task.
+        let settle_on = (waiters != NIL).then(|| {
             let canceled = result.as_ref().is_err_and(|e| {
                 matches!(e.raw_os_error(), Some(code) if code == libc::ECANCELED || code == ETIME)
             });
             self.unsettled.push((waiters, canceled));
-        }
-        let ring = self.files.ring_id();
+            self.files.ring_id()
+        });
         let result = if self.files.in_use() {
             self.settle_files(index, result, true)
         } else {
@@ -88,7 +89,7 @@ impl<S> Ring<S> {
         }
         // A callback that swapped the ring for another (`mem::swap`) left
         // the list with this one: its next `run` settles it.
-        if waiters != NIL && self.files.ring_id() == ring {
+        if settle_on.is_some_and(|ring| ring == self.files.ring_id()) {
             self.settle_waiters(state);
         }
         if let Some(panic) = owners_panic {
