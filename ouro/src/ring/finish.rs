@@ -6,12 +6,12 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::slab::{Finished, HAS_TIMER, HOLDS_OWNERS};
-use super::Ring;
+use super::{Callback, Ring};
 use crate::backend::MORE;
 use crate::completion::Completion;
 use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
 use crate::op::{Op, Outcome};
-use crate::task::NIL;
+use crate::task::{Task, NIL};
 
 impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task
@@ -22,7 +22,9 @@ impl<S> Ring<S> {
     }
 
     /// [`finish`](Self::finish) inlined into the completion loop: each
-    /// completion skips a call and its register saves.
+    /// completion skips a call and its register saves. A task with extras
+    /// (a deadline, shared owners) or cancels waiting for it takes the
+    /// longer way, out of line.
     #[inline(always)]
     pub(super) fn finish_inline(
         &mut self,
@@ -34,8 +36,39 @@ impl<S> Ring<S> {
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
         }
+        if self.slab.has_extras_or_waiters(index) {
+            return self.finish_full(state, index, res, flags);
+        }
         // The slot keeps its op until `take_outcome`: released but not
         // reused before then.
+        let Finished {
+            task,
+            callback,
+            msg,
+            key,
+            deadline,
+            ..
+        } = self.slab.release_finished(index);
+        let result = if res >= 0 {
+            Ok(res as u32)
+        } else {
+            Err(self.failure(index, res, deadline))
+        };
+        let result = if self.files.in_use() {
+            self.settle_files(index, result, true)
+        } else {
+            result
+        };
+        self.deliver(state, index, (task, callback, msg, key), result, flags);
+        1
+    }
+
+    /// [`finish_inline`](Self::finish_inline) for a task with extras or
+    /// waiting cancels. A panic in the drop of its shared owners (user
+    /// code) is resumed once the completion is delivered and its cancels
+    /// told.
+    #[inline(never)]
+    fn finish_full(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
         let Finished {
             task,
             callback,
@@ -45,13 +78,7 @@ impl<S> Ring<S> {
             waiters,
             extras,
         } = self.slab.release_finished(index);
-        // A panic in the drop of the task's shared owners (user code) is
-        // resumed once the completion is delivered and its cancels told.
-        let owners_panic = if extras != 0 {
-            self.release_extras(index, extras)
-        } else {
-            None
-        };
+        let owners_panic = self.release_extras(index, extras);
         let result = if res >= 0 {
             Ok(res as u32)
         } else {
@@ -70,6 +97,29 @@ impl<S> Ring<S> {
         } else {
             result
         };
+        self.deliver(state, index, (task, callback, msg, key), result, flags);
+        // A callback that swapped the ring for another (`mem::swap`) left
+        // the list with this one: its next `run` settles it.
+        if settle_on.is_some_and(|ring| ring == self.files.ring_id()) {
+            self.settle_waiters(state);
+        }
+        if let Some(panic) = owners_panic {
+            panic::resume_unwind(panic);
+        }
+        1
+    }
+
+    /// Runs the callback with the task's outcome, or drops the outcome if
+    /// the task has none.
+    #[inline(always)]
+    fn deliver(
+        &mut self,
+        state: &mut S,
+        index: u32,
+        (task, callback, msg, key): (Task, Option<Callback<S>>, u16, u64),
+        result: io::Result<u32>,
+        flags: u32,
+    ) {
         match callback {
             Some(callback) => {
                 // Built in place: the outcome is large, and moving it into
@@ -87,22 +137,12 @@ impl<S> Ring<S> {
             }
             None => self.drop_outcome(index, result, flags),
         }
-        // A callback that swapped the ring for another (`mem::swap`) left
-        // the list with this one: its next `run` settles it.
-        if settle_on.is_some_and(|ring| ring == self.files.ring_id()) {
-            self.settle_waiters(state);
-        }
-        if let Some(panic) = owners_panic {
-            std::panic::resume_unwind(panic);
-        }
-        1
     }
 
     /// Undoes what a finished task had besides its slot: its entry in the
     /// timers, the shared owners of its fds (dropped before the callback,
     /// which may then take the file out of its `Rc`). A panic in their drop
     /// is caught and given back, to be resumed after the delivery.
-    #[inline(never)]
     fn release_extras(&mut self, index: u32, extras: u8) -> Option<Box<dyn Any + Send>> {
         if extras & HAS_TIMER != 0 {
             self.timers.remove(index);

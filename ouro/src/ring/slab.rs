@@ -144,6 +144,14 @@ impl<S> Slab<S> {
         }
     }
 
+    /// Whether finishing task `index` has more to undo than its slot: a
+    /// deadline or shared owners, or cancels waiting for it.
+    #[inline(always)]
+    pub(super) fn has_extras_or_waiters(&self, index: u32) -> bool {
+        let slot = &self.slots[index as usize];
+        slot.extras != 0 || slot.link != NIL
+    }
+
     /// Frees a finished task's slot (its op stays until taken) and returns
     /// what delivering its completion needs. The generation moves on, so
     /// old handles go stale.
