@@ -541,9 +541,16 @@ impl FdTable {
         entry.generation = entry.generation.wrapping_add(1);
         entry.state = State::Free;
         entry.users = NIL;
+        self.live -= 1;
+        if entry.generation == 0 {
+            // Gone round: reused, the slot would give its first handles
+            // the file that comes next. Retired instead, one slot per 2^32
+            // files through it.
+            entry.link = NIL;
+            return;
+        }
         entry.link = self.free_head;
         self.free_head = index;
-        self.live -= 1;
     }
 }
 
@@ -574,6 +581,23 @@ mod tests {
         let b = table.insert();
         assert_eq!(a, b);
         assert_ne!(table.handle(b), old);
+        assert_eq!(table.live(), 1);
+    }
+
+    /// A stale handle stays stale for good: a slot whose generation would
+    /// go round is never used again.
+    #[test]
+    fn a_slot_is_retired_before_its_generation_goes_round() {
+        let mut table = FdTable::new();
+        let a = table.insert();
+        let first = table.handle(a);
+        table.entries[a as usize].generation = u32::MAX;
+        let last = table.handle(a);
+        table.free(a);
+        let b = table.insert();
+        assert_ne!(a, b, "the slot is retired");
+        assert_eq!(table.lookup(first), None);
+        assert_eq!(table.lookup(last), None);
         assert_eq!(table.live(), 1);
     }
 
