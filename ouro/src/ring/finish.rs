@@ -6,7 +6,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::slab::{Finished, HAS_TIMER, HOLDS_OWNERS};
-use super::{Callback, Ring};
+use super::{Callback, Ctx, Ring};
 use crate::backend::MORE;
 use crate::completion::Completion;
 use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
@@ -188,6 +188,7 @@ impl<S> Ring<S> {
         let slot = &mut self.slab.slots[index as usize];
         let outcome = slot.op.shot_outcome(result, flags, &self.files);
         let Some(callback) = slot.callback else {
+            self.drop_unheard(outcome);
             return 1;
         };
         let completion = Completion {
@@ -206,7 +207,20 @@ impl<S> Ring<S> {
     /// A completion nobody listens to: what the op owned is dropped.
     #[inline(never)]
     fn drop_outcome(&mut self, index: u32, result: io::Result<u32>, flags: u32) {
-        drop(self.take_outcome(index, result, flags));
+        let outcome = self.take_outcome(index, result, flags);
+        self.drop_unheard(outcome);
+    }
+
+    /// Drops an outcome nobody listens to; a ring fd it made (a direct
+    /// accept, socket or open) is closed, as a dropped `OwnedFd` would be:
+    /// no handle to it was ever given out.
+    fn drop_unheard(&mut self, outcome: Outcome) {
+        if let Outcome::AcceptDirect(Ok(fd))
+        | Outcome::SocketDirect(Ok(fd))
+        | Outcome::OpenDirect(Ok(fd)) = outcome
+        {
+            self.close(fd, Ctx::none());
+        }
     }
 
     /// Turns a finished task's op into its outcome, leaving `Op::Noop`.

@@ -27,6 +27,7 @@ backend_tests![
     a_failed_direct_socket_makes_no_ring_fd,
     open_direct_gives_a_ring_fd_to_write_and_read,
     a_failed_direct_open_makes_no_ring_fd,
+    direct_operations_nobody_hears_close_what_they_make,
     stale_and_closed_handles_fail_with_ebadf,
     a_handle_of_another_ring_is_stale,
     a_reused_slot_is_untouched_by_the_old_handle,
@@ -651,4 +652,36 @@ fn dropping_a_ring_closes_its_ring_fds(kind: BackendKind) {
         );
     }
     assert_eq!(open_fds(), before, "every fd is closed");
+}
+
+/// Direct operations whose completions nobody hears (`Ctx::none()`) close
+/// the ring fds they make, as a dropped `OwnedFd` closes: no handle to
+/// them was given out. (They stayed open until the ring was dropped.)
+fn direct_operations_nobody_hears_close_what_they_make(kind: BackendKind) {
+    let mut ring: Ring<Got> = ring(kind, 16);
+    let dir = tempfile::tempdir().unwrap();
+    let options = OpenOptions::new().write(true).create(true).clone();
+    for i in 0..3 {
+        ring.open_direct(dir.path().join(i.to_string()), &options, Ctx::none());
+        ring.socket_direct(Domain::IPV4, Type::STREAM, None, Ctx::none());
+    }
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 8).unwrap());
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let accept = ring.accept_multishot_direct(&listener, Ctx::none());
+    let mut clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut got = Vec::new();
+    for client in &mut clients {
+        client.set_nonblocking(true).unwrap();
+        // Accepted, then closed: the client reads the end.
+        let mut turns = 0;
+        while !matches!(client.read(&mut [0; 8]), Ok(0)) {
+            turns += 1;
+            assert!(turns < 10_000, "an accepted connection stays open");
+            ring.run(&mut got, RunMode::NoWait).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    ring.cancel(accept, Ctx::none());
+    run_all(&mut ring);
+    assert_eq!(ring.ring_fds(), 0);
 }
