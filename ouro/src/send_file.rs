@@ -296,10 +296,11 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
     /// transfer on; returns how it ended once it has (`None` while it goes
     /// on, and for a transfer that has already ended).
     ///
-    /// A completion of another kind of operation is an `InvalidInput`
-    /// error and changes nothing.
+    /// A completion of another kind of operation, or of a task that is not
+    /// the transfer's (one of another component carrying the same key), is
+    /// an `InvalidInput` error and changes nothing.
     pub fn on_completion(&mut self, ring: &mut Ring<S>, c: Completion) -> io::Result<Option<Sent>> {
-        let id = c.key();
+        let (id, task) = (c.key(), c.task());
         let moved = match c.outcome {
             Outcome::Splice(result) => result.map(|n| n as u64),
             Outcome::Poll(result) => result.map(|_| 0),
@@ -314,6 +315,12 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
         let Some(transfer) = self.transfers.get_mut(id) else {
             return Ok(None);
         };
+        if transfer.task != Some(task) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not the completion of this transfer's task",
+            ));
+        }
         let next = match moved {
             Ok(moved) => transfer.advance(moved),
             Err(err) => Err(err),

@@ -660,7 +660,7 @@ fn dropping_a_ring_closes_its_ring_fds(kind: BackendKind) {
 fn direct_operations_nobody_hears_close_what_they_make(kind: BackendKind) {
     let mut ring: Ring<Got> = ring(kind, 16);
     let dir = tempfile::tempdir().unwrap();
-    let options = OpenOptions::new().write(true).create(true).clone();
+    let options = OpenOptions::new().write(true).create(true);
     for i in 0..3 {
         ring.open_direct(dir.path().join(i.to_string()), &options, Ctx::none());
         ring.socket_direct(Domain::IPV4, Type::STREAM, None, Ctx::none());

@@ -27,6 +27,7 @@ backend_tests![
     a_5_mb_file_reaches_a_reading_peer_whole,
     a_range_of_the_file_is_sent_and_the_pipe_is_reused,
     a_peer_that_does_not_read_holds_the_transfer_not_the_loop,
+    a_completion_of_another_task_with_a_transfers_key_is_refused,
     a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe,
     a_transfer_to_a_blocking_socket_can_be_cancelled,
     a_transfer_cancelled_at_once_sends_nothing,
@@ -533,4 +534,34 @@ fn stalled_transfer_to_a_blocking_tcp_socket(
     assert!(!is_non_blocking(&probe), "the socket is blocking again");
     drop((probe, theirs));
     assert_eq!(open_fds(), before);
+}
+
+/// A completion carrying a transfer's key that is not its task's (a task
+/// of another component with the same callback) is refused with
+/// `InvalidInput`, and the transfer goes on untouched. (It was taken as
+/// the transfer's: its state went wrong, and on io_uring a count
+/// underflowed, a panic.)
+fn a_completion_of_another_task_with_a_transfers_key_is_refused(kind: BackendKind) {
+    let data = pattern(BIG);
+    let file = Rc::new(temp_file(&data));
+    let mut ring = ring(kind, 16);
+    let (socket, theirs) = connection(&mut ring);
+    let mut s = sender();
+    let id = s
+        .files
+        .start(&mut ring, file, 0, BIG as u64, socket, 7)
+        .unwrap();
+    tick(&mut ring, &mut s, 5);
+    ring.noop(Ctx::new(on_completion).msg(Msg::File).key(id));
+    let refused = (0..100).find_map(|_| ring.run(&mut s, RunMode::NoWait).err());
+    let err = refused.expect("the noop's completion is refused");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    let reader = read_all_on_a_thread(theirs);
+    run_until_sent(&mut ring, &mut s, 1);
+    let sent = s.done.pop().unwrap();
+    sent.result.unwrap();
+    assert_eq!(sent.sent, BIG as u64);
+    ring.close(socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert!(reader.join().unwrap() == data);
 }
