@@ -163,6 +163,9 @@ impl<S> Ring<S> {
         let result = match handover {
             Handover::Accepted => Ok(0),
             Handover::Refused => Err(closed_error()),
+            // A target that closed meanwhile has unregistered its table,
+            // and the kernel says so as `ENFILE`: the target is gone.
+            Handover::Failed if result.is_err() && mailbox.is_closed() => Err(closed_error()),
             Handover::Failed => result,
         };
         // Moved, or refused with nobody to give it back to: it goes (a

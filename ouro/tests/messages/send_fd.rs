@@ -12,6 +12,7 @@ backend_tests!(
     moved_ring_fds_sent_one_per_turn_keep_their_order,
     a_ring_fd_that_cannot_land_holds_up_no_message,
     a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed,
+    a_ring_fd_sent_to_a_ring_dropped_before_it_moved_comes_back_with_epipe,
     a_ring_fd_in_use_is_not_moved,
     a_ring_fd_sent_to_its_own_ring_stays,
     files_moved_in_and_fds_registered_meanwhile_never_share_a_slot,
@@ -264,6 +265,36 @@ fn a_ring_fd_sent_to_a_stopped_thread_comes_back_or_is_closed(kind: BackendKind)
     let mut got = String::new();
     kept_peer.read_to_string(&mut got)?;
     assert_eq!(got, "still mine");
+    Ok(())
+}
+
+/// The target is dropped after the `send_fd` and before the sender's next
+/// turn: the file comes back with `EPIPE`, as from any closed target.
+/// (On io_uring the kernel's `ENFILE` for the target's unregistered table
+/// came back: "Too many open files in system".)
+fn a_ring_fd_sent_to_a_ring_dropped_before_it_moved_comes_back_with_epipe(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut doomed: Ring<Idle> = ring(kind)?;
+    let mut ring: Ring<Refusals> = ring(kind)?;
+    let target = doomed.handle()?;
+    let (fd, mut peer) = socket_pair()?;
+    let kept = ring.register_fd(fd);
+    ring.send_fd(&target, kept, Ctx::new(never_called), Ctx::new(on_refused));
+    drop(doomed);
+    let mut state = Refusals::default();
+    ring.run(&mut state, RunMode::UntilDone)?;
+    assert_eq!(state.errors.len(), 1);
+    assert_eq!(
+        state.errors[0].raw_os_error(),
+        Some(libc::EPIPE),
+        "{:?}",
+        state.errors[0]
+    );
+    // Back as the ring fd, or (moved as a process fd) in the payload.
+    assert_eq!(state.returned.len(), 1);
+    assert!(!peer_closed(&mut peer), "the file came back open");
     Ok(())
 }
 
