@@ -73,8 +73,9 @@ const DEFAULT_IDLE_PIPES: usize = 16;
 /// `connect`, and blocking again after it (another thread making a
 /// blocking call on it just then would get `EAGAIN`); on io_uring its flags
 /// are left alone, and a cancel interrupts a splice waiting in the kernel.
-/// Dropping the component with transfers in flight leaves their pipes to
-/// the ring, which closes them when it is dropped.
+/// [`close`](SendFile::close) ends the component with its pipes; dropping
+/// it instead leaves its pipes (idle, reserved, and those of transfers in
+/// flight) to the ring, which closes them when it is dropped.
 ///
 /// ```
 /// use ouro::{Completion, Ctx, Ring, RunMode, SendFile};
@@ -378,6 +379,21 @@ impl<S, F: OpFd + Clone, T: OpFd + Clone> SendFile<S, F, T> {
     pub fn close_idle_pipes(&mut self, ring: &mut Ring<S>) {
         for pipe in self.idle.drain(..) {
             pipe.close(ring);
+        }
+    }
+
+    /// Ends the component, closing every pipe it holds: idle, reserved,
+    /// and those of transfers in flight, whose tasks are cancelled (their
+    /// completions still reach the callback, with nothing to give them
+    /// to: ignore them). A component dropped instead leaves its pipes
+    /// open in the ring until the ring is dropped.
+    pub fn close(mut self, ring: &mut Ring<S>) {
+        self.close_idle_pipes(ring);
+        for (_, pipe) in self.reserved.drain() {
+            pipe.close(ring);
+        }
+        for (_, transfer) in self.transfers.iter() {
+            transfer.pipe.close(ring);
         }
     }
 

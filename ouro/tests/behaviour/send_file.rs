@@ -28,6 +28,7 @@ backend_tests![
     a_range_of_the_file_is_sent_and_the_pipe_is_reused,
     a_peer_that_does_not_read_holds_the_transfer_not_the_loop,
     a_completion_of_another_task_with_a_transfers_key_is_refused,
+    closing_the_component_closes_every_pipe_it_holds,
     a_cancelled_transfer_ends_with_ecanceled_and_closes_its_pipe,
     a_transfer_to_a_blocking_socket_can_be_cancelled,
     a_transfer_cancelled_at_once_sends_nothing,
@@ -564,4 +565,41 @@ fn a_completion_of_another_task_with_a_transfers_key_is_refused(kind: BackendKin
     ring.close(socket, Ctx::none());
     ring.run(&mut s, RunMode::UntilDone).unwrap();
     assert!(reader.join().unwrap() == data);
+}
+
+/// `close` ends the component with every pipe it holds: an idle one (left
+/// by a finished transfer), a reserved one, and that of a transfer in
+/// flight, which is cancelled. (A dropped component leaves them open in
+/// the ring: a component per connection grew the ring's fds without end.)
+fn closing_the_component_closes_every_pipe_it_holds(kind: BackendKind) {
+    let data = pattern(BIG);
+    let file = Rc::new(temp_file(&data));
+    let mut ring = ring(kind, 16);
+    let (done_socket, done_peer) = connection(&mut ring);
+    let reader = read_all_on_a_thread(done_peer);
+    let (stalled_socket, _stalled_peer) = connection(&mut ring);
+    let mut s = sender();
+    s.files
+        .start(&mut ring, file.clone(), 0, 1000, done_socket, 1)
+        .unwrap();
+    run_until_sent(&mut ring, &mut s, 1);
+    s.done.pop().unwrap().result.unwrap();
+    s.files.reserve_pipe(&mut ring, 2).unwrap();
+    s.files
+        .start(&mut ring, file, 0, BIG as u64, stalled_socket, 3)
+        .unwrap();
+    tick(&mut ring, &mut s, 3);
+    s.files.release_pipe(&mut ring, 2);
+    s.files.reserve_pipe(&mut ring, 4).unwrap();
+    s.files.reserve_pipe(&mut ring, 5).unwrap();
+    s.files.release_pipe(&mut ring, 5);
+    // Two sockets; an idle, a reserved and the stalled transfer's pipe.
+    assert_eq!((s.files.idle_pipes(), ring.ring_fds()), (1, 2 + 3 * 2));
+    let files = std::mem::replace(&mut s.files, sender().files);
+    files.close(&mut ring);
+    ring.close(done_socket, Ctx::none());
+    ring.close(stalled_socket, Ctx::none());
+    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    assert_eq!(ring.ring_fds(), 0);
+    assert_eq!(reader.join().unwrap(), data[..1000]);
 }
