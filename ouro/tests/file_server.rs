@@ -488,29 +488,29 @@ fn out_of_fds_a_file_gets_503_not_a_200_without_its_body(kind: BackendKind) {
     // leave its pipe for the next).
     assert_eq!(client.get("/missing").code, 404);
     // None left: the file itself cannot be opened.
-    let none_left = free_fd_from(0);
-    let answer = fds::with_fd_limit(none_left as libc::rlim_t, || {
-        client.send("GET /file HTTP/1.1\r\nHost: test\r\n\r\n");
-        let mut answer = Vec::new();
-        client.reader.read_to_end(&mut answer).map(|_| answer)
-    });
-    let answer = String::from_utf8_lossy(&answer.expect("the answer, then the end")).to_string();
+    let answer = last_answer_with_fd_limit(&mut client, free_fd_from(0));
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
     let mut client = server.connect();
     assert_eq!(client.get("/missing").code, 404);
     let one_left = free_fd_from(free_fd_from(0) + 1);
-    let answer = fds::with_fd_limit(one_left as libc::rlim_t, || {
-        client.send("GET /file HTTP/1.1\r\nHost: test\r\n\r\n");
-        let mut answer = Vec::new();
-        client.reader.read_to_end(&mut answer).map(|_| answer)
-    });
-    let answer = String::from_utf8_lossy(&answer.expect("the answer, then the end")).to_string();
+    let answer = last_answer_with_fd_limit(&mut client, one_left);
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
     assert!(answer.contains("Content-Length: 0\r\n"), "{answer:?}");
     assert!(answer.ends_with("\r\n\r\n"), "{answer:?}");
     let answer = server.connect().get("/file");
     assert_eq!((answer.code, &answer.body[..]), (200, &b"the body"[..]));
     server.assert_alive();
+}
+
+/// What `client` reads, to the end, after asking for `/file` while the
+/// process may open no fd numbered `limit` or above.
+fn last_answer_with_fd_limit(client: &mut Client, limit: i32) -> String {
+    let answer = fds::with_fd_limit(limit as libc::rlim_t, || {
+        client.send("GET /file HTTP/1.1\r\nHost: test\r\n\r\n");
+        let mut answer = Vec::new();
+        client.reader.read_to_end(&mut answer).map(|_| answer)
+    });
+    String::from_utf8_lossy(&answer.expect("the answer, then the end")).to_string()
 }
 
 /// Set in the child process: the root the file server serves.

@@ -6,12 +6,12 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::slab::{Finished, HAS_TIMER, HOLDS_OWNERS};
-use super::{Callback, Ctx, Ring};
+use super::{Ctx, Ring};
 use crate::backend::MORE;
 use crate::completion::Completion;
 use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
 use crate::op::{Op, Outcome};
-use crate::task::{Task, NIL};
+use crate::task::NIL;
 
 impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task
@@ -41,25 +41,18 @@ impl<S> Ring<S> {
         }
         // The slot keeps its op until `take_outcome`: released but not
         // reused before then.
-        let Finished {
-            task,
-            callback,
-            msg,
-            key,
-            deadline,
-            ..
-        } = self.slab.release_finished(index);
+        let finished = self.slab.release_finished(index);
         let result = if res >= 0 {
             Ok(res as u32)
         } else {
-            Err(self.failure(index, res, deadline))
+            Err(self.failure(index, res, finished.deadline))
         };
         let result = if self.files.in_use() {
             self.settle_files(index, result, true)
         } else {
             result
         };
-        self.deliver(state, index, (task, callback, msg, key), result, flags);
+        self.deliver(state, index, &finished, result, flags);
         1
     }
 
@@ -69,22 +62,15 @@ impl<S> Ring<S> {
     /// told.
     #[inline(never)]
     fn finish_full(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
-        let Finished {
-            task,
-            callback,
-            msg,
-            key,
-            deadline,
-            waiters,
-            extras,
-        } = self.slab.release_finished(index);
-        let owners_panic = self.release_extras(index, extras);
+        let finished = self.slab.release_finished(index);
+        let owners_panic = self.release_extras(index, finished.extras);
         let result = if res >= 0 {
             Ok(res as u32)
         } else {
-            Err(self.failure(index, res, deadline))
+            Err(self.failure(index, res, finished.deadline))
         };
         // The ring whose cancels wait for this task.
+        let waiters = finished.waiters;
         let settle_on = (waiters != NIL).then(|| {
             let canceled = result.as_ref().is_err_and(|e| {
                 matches!(e.raw_os_error(), Some(code) if code == libc::ECANCELED || code == ETIME)
@@ -97,7 +83,7 @@ impl<S> Ring<S> {
         } else {
             result
         };
-        self.deliver(state, index, (task, callback, msg, key), result, flags);
+        self.deliver(state, index, &finished, result, flags);
         // A callback that swapped the ring for another (`mem::swap`) left
         // the list with this one: its next `run` settles it.
         if settle_on.is_some_and(|ring| ring == self.files.ring_id()) {
@@ -116,18 +102,18 @@ impl<S> Ring<S> {
         &mut self,
         state: &mut S,
         index: u32,
-        (task, callback, msg, key): (Task, Option<Callback<S>>, u16, u64),
+        finished: &Finished<S>,
         result: io::Result<u32>,
         flags: u32,
     ) {
-        match callback {
+        match finished.callback {
             Some(callback) => {
                 // Built in place: the outcome is large, and moving it into
                 // the completion would copy it on every delivery.
                 let completion = Completion {
-                    task,
-                    msg,
-                    key,
+                    task: finished.task,
+                    msg: finished.msg,
+                    key: finished.key,
                     more: false,
                     outcome: self.take_outcome(index, result, flags),
                 };

@@ -79,14 +79,13 @@ fn multiwriter_writes_everything_to_both_fds(kind: BackendKind) {
     );
 }
 
-/// Four clients at once, each in lockstep (a datagram, then its echo),
-/// with datagrams from empty to 9000 bytes; then one client with the
-/// largest IPv4 payload, alone (four of those at once could overflow the
-/// server socket's receive buffer, and UDP would drop one, rightly). Then
-/// the server is stopped from this thread and reports every one echoed.
-fn udp_echo_returns_every_datagram_to_its_sender(kind: BackendKind) {
-    const ROUNDS: usize = 10;
-    let sizes = [0, 1, 100, 1472, 9000];
+type EchoHandle = ouro::RingHandle<udp_echo_example::Echo>;
+type EchoThread = std::thread::JoinHandle<std::io::Result<(u64, u64)>>;
+
+/// The UDP echo example on its own thread, on loopback: its address, a
+/// handle to stop it, and the thread, which returns its counts (echoed,
+/// dropped).
+fn udp_echo_server(kind: BackendKind) -> (std::net::SocketAddr, EchoHandle, EchoThread) {
     let socket = ouro::net::udp_socket(([127, 0, 0, 1], 0).into()).unwrap();
     let addr = ouro::net::local_addr(&socket).unwrap();
     let (handles, handle) = std::sync::mpsc::channel();
@@ -96,7 +95,18 @@ fn udp_echo_returns_every_datagram_to_its_sender(kind: BackendKind) {
         // The state holds its socket in an `Rc`: only the counts leave.
         udp_echo_example::serve(&mut ring, socket).map(|echo| (echo.echoed, echo.dropped))
     });
-    let handle = handle.recv().unwrap();
+    (addr, handle.recv().unwrap(), server)
+}
+
+/// Four clients at once, each in lockstep (a datagram, then its echo),
+/// with datagrams from empty to 9000 bytes; then one client with the
+/// largest IPv4 payload, alone (four of those at once could overflow the
+/// server socket's receive buffer, and UDP would drop one, rightly). Then
+/// the server is stopped from this thread and reports every one echoed.
+fn udp_echo_returns_every_datagram_to_its_sender(kind: BackendKind) {
+    const ROUNDS: usize = 10;
+    let sizes = [0, 1, 100, 1472, 9000];
+    let (addr, handle, server) = udp_echo_server(kind);
     let clients: Vec<_> = (0..4)
         .map(|client| std::thread::spawn(move || udp_echo_client(addr, client, &sizes)))
         .collect();
@@ -132,16 +142,8 @@ fn udp_echo_returns_every_datagram_to_its_sender(kind: BackendKind) {
 /// come) is dropped, not echoed: two such servers would echo one datagram
 /// to each other for ever, and one with a forged source to itself.
 fn udp_echo_drops_a_datagram_whose_echo_would_loop(kind: BackendKind) {
-    let socket = ouro::net::udp_socket(([127, 0, 0, 1], 0).into()).unwrap();
-    let addr = ouro::net::local_addr(&socket).unwrap();
+    let (addr, handle, server) = udp_echo_server(kind);
     let twin = std::net::UdpSocket::bind(("127.0.0.2", addr.port())).unwrap();
-    let (handles, handle) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let mut ring = ring(kind, 64);
-        handles.send(ring.handle().unwrap()).unwrap();
-        udp_echo_example::serve(&mut ring, socket).map(|echo| (echo.echoed, echo.dropped))
-    });
-    let handle = handle.recv().unwrap();
     twin.send_to(b"loop?", addr).unwrap();
     // Taken after the twin's: its echo, had it been sent, came first.
     let client = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();

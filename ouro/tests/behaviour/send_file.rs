@@ -311,12 +311,24 @@ fn a_peer_that_does_not_read_holds_the_transfer_not_the_loop(kind: BackendKind) 
     }
     assert_eq!(s.files.in_flight(), 1);
     go.send(()).unwrap();
-    run_until_sent(&mut ring, &mut s, 1);
+    sent_whole(&mut ring, &mut s, socket, reader, &data);
+}
+
+/// Runs the one transfer to its end, then closes `socket`: every byte of
+/// `data` went out, and `reader` got them all.
+fn sent_whole(
+    ring: &mut Ring<Sender>,
+    s: &mut Sender,
+    socket: RingFd,
+    reader: thread::JoinHandle<Vec<u8>>,
+    data: &[u8],
+) {
+    run_until_sent(ring, s, 1);
     let sent = s.done.pop().unwrap();
     sent.result.unwrap();
-    assert_eq!(sent.sent, BIG as u64);
+    assert_eq!(sent.sent, data.len() as u64);
     ring.close(socket, Ctx::none());
-    ring.run(&mut s, RunMode::UntilDone).unwrap();
+    ring.run(s, RunMode::UntilDone).unwrap();
     assert!(reader.join().unwrap() == data);
 }
 
@@ -558,13 +570,7 @@ fn a_completion_of_another_task_with_a_transfers_key_is_refused(kind: BackendKin
     let err = refused.expect("the noop's completion is refused");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     let reader = read_all_on_a_thread(theirs);
-    run_until_sent(&mut ring, &mut s, 1);
-    let sent = s.done.pop().unwrap();
-    sent.result.unwrap();
-    assert_eq!(sent.sent, BIG as u64);
-    ring.close(socket, Ctx::none());
-    ring.run(&mut s, RunMode::UntilDone).unwrap();
-    assert!(reader.join().unwrap() == data);
+    sent_whole(&mut ring, &mut s, socket, reader, &data);
 }
 
 /// `close` ends the component with every pipe it holds: an idle one (left
