@@ -5,7 +5,7 @@ use std::any::Any;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::slab::{Finished, HAS_TIMER, HOLDS_OWNERS};
+use super::slab::{CancelReason, Finished, HAS_TIMER, HOLDS_OWNERS};
 use super::{Ctx, Ring};
 use crate::backend::MORE;
 use crate::completion::Completion;
@@ -45,7 +45,7 @@ impl<S> Ring<S> {
         let result = if res >= 0 {
             Ok(res as u32)
         } else {
-            Err(self.failure(index, res, finished.deadline))
+            Err(self.failure(index, res, finished.cancel))
         };
         let result = if self.files.in_use() {
             self.settle_files(index, result, true)
@@ -67,7 +67,7 @@ impl<S> Ring<S> {
         let result = if res >= 0 {
             Ok(res as u32)
         } else {
-            Err(self.failure(index, res, finished.deadline))
+            Err(self.failure(index, res, finished.cancel))
         };
         // The ring whose cancels wait for this task.
         let waiters = finished.waiters;
@@ -146,17 +146,23 @@ impl<S> Ring<S> {
     }
 
     /// The error of a failed final completion: the rejection the ring
-    /// recorded, or the OS code as user space knows it (`ETIME` for a
-    /// cancellation by the deadline). Out of line: the success path stays
-    /// short.
+    /// recorded, or the OS code as user space knows it. A task the ring
+    /// cancelled ends with `ECANCELED`, or `ETIME` for its deadline, also
+    /// when the kernel said `EINTR`: a blocking call on one of io_uring's
+    /// worker threads (a receive that polled too often in vain goes to
+    /// one) ends so when its cancellation interrupts it. Out of line: the
+    /// success path stays short.
     #[inline(never)]
-    fn failure(&mut self, index: u32, res: i32, deadline: bool) -> io::Error {
+    fn failure(&mut self, index: u32, res: i32, cancel: CancelReason) -> io::Error {
         if res == REJECTED {
             return self.take_rejection(index);
         }
-        let code = match user_space_code(res) {
-            code if code == -libc::ECANCELED && deadline => ETIME,
-            code => -code,
+        let code = -user_space_code(res);
+        let interrupted = code == libc::ECANCELED || code == libc::EINTR;
+        let code = match cancel {
+            CancelReason::Deadline if interrupted => ETIME,
+            CancelReason::Explicit if interrupted => libc::ECANCELED,
+            _ => code,
         };
         io::Error::from_raw_os_error(code)
     }

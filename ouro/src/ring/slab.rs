@@ -59,8 +59,8 @@ pub(crate) struct Finished<S> {
     pub(crate) callback: Option<Callback<S>>,
     pub(crate) msg: u16,
     pub(crate) key: u64,
-    /// Whether it was cancelled for its deadline.
-    pub(crate) deadline: bool,
+    /// Why it was cancelled, if it was.
+    pub(crate) cancel: CancelReason,
     /// Head of the list of cancel tasks waiting for it.
     pub(crate) waiters: u32,
     /// What else finishing must undo ([`HAS_TIMER`], [`HOLDS_OWNERS`]).
@@ -167,7 +167,7 @@ impl<S> Slab<S> {
             callback: slot.callback,
             msg: slot.msg,
             key: slot.key,
-            deadline: slot.cancel == CancelReason::Deadline,
+            cancel: slot.cancel,
             waiters: slot.link,
             extras: mem::take(&mut slot.extras),
         };

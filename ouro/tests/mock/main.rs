@@ -264,6 +264,50 @@ fn waiting_forever_on_the_mock_is_an_error() {
     assert!(matches!(&got[1].0.outcome, Outcome::CancelAll(Ok(1))));
 }
 
+/// A blocking call on one of io_uring's worker threads ends with `EINTR`
+/// when its cancellation interrupts it (a receive racing others for
+/// datagrams goes to one). The callback hears `ECANCELED` for a cancel and
+/// `ETIME` for a deadline, as for any cancelled task; an `EINTR` the ring
+/// asked for by no cancel stays `EINTR`.
+#[test]
+fn a_cancel_that_interrupts_a_blocking_call_is_still_a_cancel() {
+    let _alone = apart_from_other_tests();
+    let mut mock = Mock::new();
+    mock.on(OpKind::Recv, |_| Reply::Blocked);
+    mock.push(OpKind::Read, Reply::Errno(libc::EINTR));
+    let mut ring = Ring::mock(mock);
+    let fd = any_fd();
+    let canceled = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect).msg(1u16));
+    let timed = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect).msg(2u16));
+    ring.set_deadline(timed, ring.now() + Duration::from_secs(1))
+        .unwrap();
+    ring.cancel(canceled, Ctx::new(collect).msg(3u16));
+    ring.read(
+        &fd,
+        Vec::with_capacity(8),
+        ouro::Offset::Current,
+        Ctx::new(collect).msg(4u16),
+    );
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let error_of = |msg: u16| {
+        let (c, _) = got.iter().find(|(c, _)| c.msg() == msg).unwrap();
+        match &c.outcome {
+            Outcome::Recv(Err(e), _) | Outcome::Read(Err(e), _) => e.raw_os_error(),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    };
+    assert_eq!(error_of(1), Some(libc::ECANCELED));
+    assert_eq!(error_of(2), Some(libc::ETIME));
+    assert_eq!(error_of(4), Some(libc::EINTR));
+    let (cancel, _) = got.iter().find(|(c, _)| c.msg() == 3).unwrap();
+    assert!(
+        matches!(cancel.outcome, Outcome::Cancel(Ok(()))),
+        "{:?}",
+        cancel.outcome
+    );
+}
+
 #[derive(Default)]
 struct Opened {
     fds: Vec<OwnedFd>,

@@ -100,6 +100,11 @@ pub enum Reply {
     Fd(OwnedFd),
     /// Never finishes on its own: only a cancel or a deadline ends it.
     Pending,
+    /// Like `Pending`, but a cancel or a deadline ends it with `EINTR`:
+    /// so ends a blocking call on one of io_uring's worker threads when
+    /// its cancellation interrupts it. The ring still tells the callback
+    /// `ECANCELED` (or `ETIME`).
+    Blocked,
     /// Finishes like the inner reply after this much virtual time.
     After(Duration, Box<Reply>),
 }
@@ -111,6 +116,7 @@ impl fmt::Debug for Reply {
             Reply::Errno(e) => write!(f, "Errno({e})"),
             Reply::Fd(fd) => write!(f, "Fd({})", fd.as_raw_fd()),
             Reply::Pending => f.write_str("Pending"),
+            Reply::Blocked => f.write_str("Blocked"),
             Reply::After(d, r) => write!(f, "After({d:?}, {r:?})"),
         }
     }
@@ -127,7 +133,8 @@ pub struct Mock {
     /// Replies due at a virtual time, in arrival order.
     delayed: Vec<(u64, Due)>,
     /// Operations that only a cancel ends.
-    pending: Vec<u64>,
+    /// Operations waiting for a cancel, and the error it ends them with.
+    pending: Vec<(u64, i32)>,
     /// fds handed out through replies: (fd, device, inode), at most one
     /// record per number.
     produced: Vec<(RawFd, u64, u64)>,
@@ -148,7 +155,8 @@ struct Due {
 
 /// A reply checked against its operation, with its delay taken off.
 enum Checked {
-    Pending,
+    /// Waits for a cancel, which ends it with this error.
+    Pending(i32),
     Res(i32),
     Fd(OwnedFd),
 }
@@ -329,7 +337,7 @@ impl Mock {
     /// (pending) for a cancel to end.
     fn schedule(&mut self, user_data: u64, checked: Checked, at: u64, now: u64) {
         let (res, fd) = match checked {
-            Checked::Pending => return self.pending.push(user_data),
+            Checked::Pending(errno) => return self.pending.push((user_data, errno)),
             Checked::Res(res) => (res, None),
             Checked::Fd(fd) => {
                 // This number is this fd's alone, which the mock owns: a
@@ -359,23 +367,22 @@ impl Mock {
     }
 
     pub(crate) fn cancel(&mut self, target: u64) -> bool {
-        let waiting = self.pending.iter().position(|&ud| ud == target);
+        let waiting = self.pending.iter().position(|&(ud, _)| ud == target);
         let delayed = self
             .delayed
             .iter()
             .position(|(_, due)| due.completion.user_data == target);
-        match (waiting, delayed) {
-            (Some(i), _) => {
-                self.pending.swap_remove(i);
-            }
+        let errno = match (waiting, delayed) {
+            (Some(i), _) => self.pending.swap_remove(i).1,
             (None, Some(i)) => {
                 // Dropped with the reply: an fd it carried, which the mock
                 // still owns, is closed.
                 drop(self.delayed.remove(i));
+                libc::ECANCELED
             }
             (None, None) => return true,
-        }
-        self.fail(target, libc::ECANCELED);
+        };
+        self.fail(target, errno);
         true
     }
 
@@ -482,7 +489,8 @@ fn check(reply: Reply, makes_fd: bool, now: u64) -> io::Result<(u64, Checked)> {
                 at = at.saturating_add(duration_ns(delay));
                 reply = *next;
             }
-            Reply::Pending => break Checked::Pending,
+            Reply::Pending => break Checked::Pending(libc::ECANCELED),
+            Reply::Blocked => break Checked::Pending(libc::EINTR),
             Reply::Value(_) if makes_fd => {
                 return Err(invalid(
                     "mock: a Value reply cannot stand for an fd; script Reply::Fd(owned)".into(),
