@@ -51,9 +51,10 @@ pub(crate) const REJECTED: i32 = i32::MIN;
 pub(crate) const KERNEL_INTERNAL: std::ops::RangeInclusive<i32> = -4095..=-512;
 
 /// What user space would have seen for a kernel-internal error code: a
-/// restart code means the call was interrupted — by its cancellation (or
-/// the ring's teardown), as nothing else signals io_uring's workers — so
-/// `ECANCELED`, which `finish` turns into `ETIME` for a deadline;
+/// restart code means the call was interrupted (by its cancellation, the
+/// ring's teardown, or a stop and continue of the process or a tracer
+/// attaching to it), so `EINTR`, which `finish` turns into `ECANCELED` or
+/// `ETIME` for a task it cancelled and starts again otherwise;
 /// `ENOIOCTLCMD` is `ENOTTY` and `ENOTSUPP` is `EOPNOTSUPP`, as the system
 /// calls answer; any other becomes `EIO` rather than a number no `errno`
 /// means.
@@ -68,7 +69,7 @@ pub(crate) fn user_space_error(res: i32) -> i32 {
     const ERESTART_RESTARTBLOCK: i32 = 516;
     const ENOTSUPP: i32 = 524;
     match -res {
-        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK => -libc::ECANCELED,
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK => -libc::EINTR,
         ENOIOCTLCMD => -libc::ENOTTY,
         ENOTSUPP => -libc::EOPNOTSUPP,
         code => {
@@ -76,6 +77,13 @@ pub(crate) fn user_space_error(res: i32) -> i32 {
             -libc::EIO
         }
     }
+}
+
+/// Whether a final result says the call was interrupted: `EINTR`, or a
+/// restart code (io_uring hands some on as they are).
+#[inline(always)]
+pub(crate) fn is_interruption(res: i32) -> bool {
+    res == -libc::EINTR || (-516..=-512).contains(&res)
 }
 
 /// `res` with a kernel-internal code replaced by what user space would see.

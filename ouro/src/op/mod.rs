@@ -212,4 +212,26 @@ impl Op {
     pub(crate) fn is_cancel(&self) -> bool {
         matches!(self, Op::Cancel | Op::CancelAll { .. })
     }
+
+    /// Whether an interrupted call of this operation did nothing (the
+    /// kernel answers with what was done, if anything), so that starting
+    /// it again is what an interrupted system call does.
+    pub(crate) fn starts_again_when_interrupted(&self) -> bool {
+        matches!(
+            self,
+            Op::Read { .. }
+                | Op::Write { .. }
+                | Op::Readv { .. }
+                | Op::Writev { .. }
+                | Op::Recv { .. }
+                | Op::Send { .. }
+                | Op::RecvFrom { .. }
+                | Op::SendTo { .. }
+                | Op::RecvMsg { .. }
+                | Op::SendMsg { .. }
+                | Op::Splice { .. }
+                | Op::Accept { .. }
+                | Op::Open { .. }
+        )
+    }
 }

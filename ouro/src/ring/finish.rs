@@ -5,13 +5,18 @@ use std::any::Any;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::slab::{CancelReason, Finished, HAS_TIMER, HOLDS_OWNERS};
+use super::slab::{CancelReason, Finished, HAS_TIMER, HOLDS_OWNERS, ONE_INTERRUPTION};
 use super::{Ctx, Ring};
 use crate::backend::MORE;
 use crate::completion::Completion;
-use crate::error::{raw_result, user_space_code, ETIME, REJECTED};
+use crate::error::{is_interruption, raw_result, user_space_code, ETIME, REJECTED};
 use crate::op::{Op, Outcome};
 use crate::task::NIL;
+
+/// How many times in a row a task's interrupted call starts again before
+/// the task ends with `EINTR`: a stop or a tracer interrupts a call once
+/// or twice, and a backend that answers nothing else would spin.
+const MOST_INTERRUPTIONS: u8 = 16;
 
 impl<S> Ring<S> {
     /// Delivers a task's completion: builds the outcome from what the task
@@ -35,6 +40,9 @@ impl<S> Ring<S> {
     ) -> usize {
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
+        }
+        if res < 0 && is_interruption(res) && self.start_again(index) {
+            return 0;
         }
         if self.slab.has_extras_or_waiters(index) {
             return self.finish_full(state, index, res, flags);
@@ -165,6 +173,28 @@ impl<S> Ring<S> {
             _ => code,
         };
         io::Error::from_raw_os_error(code)
+    }
+
+    /// Starts again a call the kernel interrupted on one of io_uring's
+    /// worker threads for something else than the task's cancellation: a
+    /// stop and continue of the process, a tracer attaching. User space
+    /// would not have seen it: its system call starts again. `false` for a
+    /// task the ring cancelled, an operation that may have done part of
+    /// its work when interrupted, or one interrupted too often in a row.
+    #[cold]
+    #[inline(never)]
+    fn start_again(&mut self, index: u32) -> bool {
+        let slot = &mut self.slab.slots[index as usize];
+        if slot.cancel != CancelReason::None
+            || !slot.op.starts_again_when_interrupted()
+            || slot.extras >= MOST_INTERRUPTIONS * ONE_INTERRUPTION
+        {
+            return false;
+        }
+        slot.extras += ONE_INTERRUPTION;
+        tracing::debug!(op = ?slot.op.kind(), "an interrupted call starts again");
+        self.make_pending(self.slab.handle(index));
+        true
     }
 
     /// Delivers one completion of a multishot task that goes on: the slot

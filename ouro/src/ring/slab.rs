@@ -52,6 +52,9 @@ pub(crate) struct Slot<S> {
 pub(crate) const HAS_TIMER: u8 = 1;
 /// [`Slot::extras`]: the task holds shared owners of its fds.
 pub(crate) const HOLDS_OWNERS: u8 = 2;
+/// [`Slot::extras`]: one more time the task's call was interrupted and
+/// started again; the bits above the flags count them.
+pub(crate) const ONE_INTERRUPTION: u8 = 4;
 
 /// What delivering a finished task's completion needs from its slot.
 pub(crate) struct Finished<S> {
