@@ -341,8 +341,9 @@ impl Server {
         self.send_next(ring, key);
         self.pause_if_over(ring, key);
         if last && resumable {
-            // A kernel without multishot receive ends each one; a paused
-            // receive may have been resumed while its cancel was on the way.
+            // The kernel ended it (a full completion queue, or a kernel
+            // without multishot receive); or a paused receive may have
+            // been resumed while its cancel was on the way.
             self.receive(ring, key);
         }
     }

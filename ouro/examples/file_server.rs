@@ -239,7 +239,8 @@ mod server {
                     });
                     self.next_request(ring, key);
                     if last {
-                        // A kernel without multishot accept.
+                        // The kernel ended it (a full completion queue, or a
+                        // kernel without multishot accept).
                         self.accept(ring);
                     }
                 }

@@ -33,8 +33,9 @@ pub struct RingPipe {
 /// and then waits for readiness in its loop: where no flag asks a single
 /// call not to wait (reads and writes on a pipe outside Linux, a splice's
 /// pipe end), a blocking pipe would make that attempt wait inside the
-/// call, and every other task of the ring with it. io_uring does not mind
-/// either way.
+/// call, and every other task of the ring with it. io_uring waits either
+/// way, but in a splice: there a non-blocking end that is not ready ends
+/// the splice with `EAGAIN` (see [`Ring::splice`](crate::Ring::splice)).
 ///
 /// On Linux and FreeBSD both flags are set atomically (`pipe2`); on macOS,
 /// which has no `pipe2`, right after `pipe`, so a process forked by another

@@ -347,7 +347,8 @@ impl<P: Protocol> Server<P> {
                 });
                 self.arm(ring, key);
                 if last {
-                    // A kernel without multishot accept.
+                    // The kernel ended it (a full completion queue, or a kernel
+                    // without multishot accept).
                     self.accept(ring);
                 }
             }

@@ -169,7 +169,11 @@ impl<S> Ring<S> {
     /// On the readiness backend a blocking socket at the other end is made
     /// non-blocking for the length of each splice call (as for
     /// [`connect`](Ring::connect)), so that the splice waits for readiness
-    /// where a cancel or deadline can end it.
+    /// where a cancel or deadline can end it. On io_uring a splice waits
+    /// only if both ends block: a non-blocking end that is not ready (the
+    /// ends [`pipe`](crate::pipe()) makes are) ends it with `EAGAIN` at
+    /// once. Wait for readiness first ([`poll`](Ring::poll)), as
+    /// [`SendFile`](crate::SendFile) does.
     pub fn splice(
         &mut self,
         fd_in: impl OpFd,

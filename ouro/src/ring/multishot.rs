@@ -64,10 +64,14 @@ impl<S> Ring<S> {
         u16::try_from(free).ok()
     }
 
-    /// Accepts connections until cancelled or an error ends it: one
-    /// completion per connection ([`Outcome::AcceptMulti`]), the last one
-    /// final ([`Completion::is_final`](crate::Completion::is_final)). Kernel: 5.19; on older kernels each
-    /// task accepts one connection and ends (re-arm on a final success).
+    /// Accepts connections until cancelled, an error ends it, or the
+    /// kernel ends it with a connection: one completion per connection
+    /// ([`Outcome::AcceptMulti`]), the last one final
+    /// ([`Completion::is_final`](crate::Completion::is_final)). The kernel
+    /// ends it so when its completion queue has no room for the next
+    /// completion (a burst of connections on a small ring), and before
+    /// 5.19 after every connection: re-arm on a final success. Kernel:
+    /// 5.19.
     ///
     /// [`Outcome::AcceptMulti`]: crate::Outcome::AcceptMulti
     pub fn accept_multishot(&mut self, listener: impl OpFd, ctx: Ctx<S>) -> Task {
@@ -105,11 +109,14 @@ impl<S> Ring<S> {
         )
     }
 
-    /// Receives until the peer closes, cancelled, or an error: one
+    /// Receives until the peer closes (a final `Ok` with an empty buffer),
+    /// cancelled, an error, or the kernel ends it with data: one
     /// completion per arrival ([`Outcome::RecvMulti`]), each in a buffer of
     /// `group` taken only when data arrives. `ENOBUFS` ends the task when
-    /// every buffer is held: drop some and re-arm. Kernel: 6.0; on older
-    /// kernels each task receives once and ends (re-arm on a final success).
+    /// every buffer is held: drop some and re-arm. The kernel ends it with
+    /// data when its completion queue has no room for the next completion
+    /// (a fast stream on a small ring), and before 6.0 after every
+    /// arrival: re-arm on a final success that is not empty. Kernel: 6.0.
     /// A group made by another ring fails the task with `InvalidInput` and
     /// is left as it was.
     ///

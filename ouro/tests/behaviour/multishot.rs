@@ -17,7 +17,10 @@ backend_tests![
     running_out_of_buffers_ends_the_task_with_enobufs,
     dropping_the_ring_with_multishot_tasks_in_flight_is_clean,
     a_cancel_from_a_callback_stops_a_flooded_receive_within_one_kernel_batch,
-    groups_nothing_holds_are_freed_and_their_ids_reused
+    groups_nothing_holds_are_freed_and_their_ids_reused,
+    a_burst_of_connections_past_the_completion_queue_loses_none,
+    a_burst_of_connections_past_the_completion_queue_loses_none_direct,
+    a_stream_past_the_completion_queue_loses_nothing,
 ];
 
 /// Runs until `done` says so, one turn at a time.
@@ -278,4 +281,132 @@ fn groups_nothing_holds_are_freed_and_their_ids_reused(kind: BackendKind) {
     assert_ne!(ring.buffer_group(1, 8).unwrap().id(), in_use);
     drop(got);
     assert_eq!(ring.buffer_group(1, 8).unwrap().id(), in_use);
+}
+
+/// A multishot accept re-armed on a final success, as the docs ask.
+struct Accepting {
+    listener: Rc<OwnedFd>,
+    direct: bool,
+    connections: usize,
+    /// Final successes: the kernel ended the task early.
+    early_ends: usize,
+    error: Option<std::io::Error>,
+}
+
+impl Accepting {
+    fn arm(&self, ring: &mut Ring<Accepting>) {
+        let ctx = Ctx::new(Accepting::on_accepted);
+        if self.direct {
+            ring.accept_multishot_direct(&self.listener, ctx);
+        } else {
+            ring.accept_multishot(&self.listener, ctx);
+        }
+    }
+
+    fn on_accepted(&mut self, ring: &mut Ring<Accepting>, c: Completion) -> std::io::Result<()> {
+        let last = c.is_final();
+        match c.outcome {
+            Outcome::AcceptMulti(Ok(_)) | Outcome::AcceptDirect(Ok(_)) => self.connections += 1,
+            Outcome::AcceptMulti(Err(e)) | Outcome::AcceptDirect(Err(e)) => {
+                self.error = Some(e);
+                return Ok(());
+            }
+            other => panic!("{other:?}"),
+        }
+        if last {
+            self.early_ends += 1;
+            self.arm(ring);
+        }
+        Ok(())
+    }
+}
+
+/// io_uring ends a multishot accept with a final success when its
+/// completion queue has no room for the next completion (a ring of 8
+/// entries has 16): that completion carries a connection, and the task
+/// re-armed accepts the rest of the burst.
+fn accepts_a_burst_past_the_completion_queue(kind: BackendKind, direct: bool) {
+    const CLIENTS: usize = 200;
+    let mut ring: Ring<Accepting> = ring(kind, 8);
+    let listener = Rc::new(ouro::net::tcp_listener(([127, 0, 0, 1], 0).into(), 512).unwrap());
+    let addr = ouro::net::local_addr(&listener).unwrap();
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut accepting = Accepting {
+        listener,
+        direct,
+        connections: 0,
+        early_ends: 0,
+        error: None,
+    };
+    accepting.arm(&mut ring);
+    while accepting.connections < CLIENTS && accepting.error.is_none() {
+        ring.run(&mut accepting, RunMode::Once).unwrap();
+    }
+    assert!(accepting.error.is_none(), "{:?}", accepting.error);
+    assert_eq!(accepting.connections, CLIENTS);
+    eprintln!(
+        "{kind:?}: the kernel ended the accept {} times",
+        accepting.early_ends
+    );
+    drop(clients);
+}
+
+fn a_burst_of_connections_past_the_completion_queue_loses_none(kind: BackendKind) {
+    accepts_a_burst_past_the_completion_queue(kind, false);
+}
+
+fn a_burst_of_connections_past_the_completion_queue_loses_none_direct(kind: BackendKind) {
+    accepts_a_burst_past_the_completion_queue(kind, true);
+}
+
+/// A multishot receive re-armed on a final success that is not empty.
+struct Receiving {
+    fd: Rc<TcpStream>,
+    group: ouro::BufferGroup,
+    bytes: usize,
+    early_ends: usize,
+    closed: bool,
+}
+
+impl Receiving {
+    fn on_received(&mut self, ring: &mut Ring<Receiving>, c: Completion) -> std::io::Result<()> {
+        let last = c.is_final();
+        let buf = expect!(c.outcome, Outcome::RecvMulti(Ok(buf)) => buf);
+        self.bytes += buf.len();
+        self.closed = buf.is_empty();
+        if last && !self.closed {
+            self.early_ends += 1;
+            ring.recv_multishot(&self.fd, &self.group, Ctx::new(Receiving::on_received));
+        }
+        Ok(())
+    }
+}
+
+/// The same for a receive: a stream of 2 MB into 4 KiB buffers, on a ring
+/// of 8 entries, arrives whole, and the task ends at the peer's close.
+fn a_stream_past_the_completion_queue_loses_nothing(kind: BackendKind) {
+    const SENT: usize = 2 << 20;
+    let mut ring: Ring<Receiving> = ring(kind, 8);
+    let (mut client, server) = tcp_pair();
+    let mut receiving = Receiving {
+        fd: Rc::new(server),
+        group: ring.buffer_group(512, 4096).unwrap(),
+        bytes: 0,
+        early_ends: 0,
+        closed: false,
+    };
+    let ctx = Ctx::new(Receiving::on_received);
+    ring.recv_multishot(&receiving.fd, &receiving.group, ctx);
+    let sender = std::thread::spawn(move || client.write_all(&vec![7; SENT]).unwrap());
+    ring.run(&mut receiving, RunMode::UntilDone).unwrap();
+    sender.join().unwrap();
+    assert!(receiving.closed);
+    assert_eq!(receiving.bytes, SENT);
+    assert_eq!(receiving.group.available(), 512, "every buffer is back");
+    eprintln!(
+        "{kind:?}: the kernel ended the receive {} times",
+        receiving.early_ends
+    );
 }
