@@ -10,7 +10,9 @@
 //! Fails (exit 1) on a refused certificate, a handshake past 10 s, a
 //! response cut short without `close_notify`, or a fetch past its time
 //! limit (`--max-time SECS`, 30 s by default, from the connect to the
-//! response's end); bad arguments (a URL whose host is no DNS name or IP
+//! response's end; a write to stdout blocks the ring, so a reader that
+//! stalls delays that failure until it takes the bytes, as with `curl`);
+//! bad arguments (a URL whose host is no DNS name or IP
 //! address among them) exit with 2, `--help` with 0; a closed stdout ends
 //! it quietly (ouro's `examples/support/cli.rs`, which all the examples
 //! share).
@@ -158,13 +160,13 @@ pub fn fetch<W: Write>(
     out: W,
 ) -> io::Result<W> {
     let url = parse_url(url)?;
-    let config = client_config(
-        &certificates_from_pem(ca_pem)?,
-        &[b"http/1.1"],
-        Versions::Both,
-    )?;
+    let roots = certificates_from_pem(ca_pem)
+        .map_err(|err| io::Error::new(err.kind(), format!("the CA certificates: {err}")))?;
+    let config = client_config(&roots, &[b"http/1.1"], Versions::Both)?;
     let connect_time = max_time.min(Duration::from_secs(10));
-    let socket = TcpStream::connect_timeout(&SocketAddr::new(ip, url.port), connect_time)?;
+    let addr = SocketAddr::new(ip, url.port);
+    let socket = TcpStream::connect_timeout(&addr, connect_time)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot connect to {addr}: {err}")))?;
     let tls = TlsStream::client(Rc::new(socket), config, url.host, Ctx::new(on_tls))?
         .with_handshake_timeout(Duration::from_secs(10));
     let request = format!(

@@ -4,7 +4,9 @@
 //! handshake deadline. A connection whose echoes pile up (a client that
 //! sends and does not read) stops being received from until they drain,
 //! past 256 KiB, or past its share of 64 MiB over all connections (at
-//! least 16 KiB); one whose echoes go unread for 10 s is cut. Out of fds,
+//! least 16 KiB); one whose echoes go unread for 10 s is cut, and so is
+//! one that neither sends nor takes an echo for 30 s (a client that went
+//! quiet, or whose echoes sit unread in the kernel). Out of fds,
 //! it accepts again every 10 ms and logs the failures sparingly (ouro's
 //! `examples/support/accept_errors.rs`); a client's own failure is logged
 //! at debug level (`RUST_LOG=debug`). Prints the address it listens on.
@@ -24,7 +26,7 @@ use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ouro::{Completion, ConnTable, Ctx, Outcome, Ring, RunMode, Task};
 use ouro_tls::{
@@ -87,6 +89,10 @@ const MIN_PAUSE_ABOVE: usize = 16 * 1024;
 /// A connection paused this long (its peer reads none of its echoes) is
 /// cut.
 const UNREAD_FOR: Duration = Duration::from_secs(10);
+/// A connection with no progress this long (nothing received, no echo
+/// sent) is cut: idle clients would otherwise hold the server's fds for
+/// ever.
+const IDLE_FOR: Duration = Duration::from_secs(30);
 /// How long a failed accept (out of fds, say) waits before the next.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
@@ -94,6 +100,10 @@ struct Conn {
     tls: TlsStream<Server, Rc<TcpStream>>,
     /// Cuts the connection if it is still paused when it fires.
     unread_timer: Option<Task>,
+    /// Cuts the connection if it has made no progress since `active`.
+    idle_timer: Option<Task>,
+    /// When it last received or sent.
+    active: Instant,
 }
 
 pub struct Server {
@@ -103,6 +113,7 @@ pub struct Server {
     /// Connections still to accept (`None`: forever).
     to_accept: Option<usize>,
     accept_errors: AcceptErrors,
+    idle_for: Duration,
 }
 
 /// Serves on `listener` with `config`; after `connections` connections
@@ -112,6 +123,16 @@ pub fn serve(
     config: Arc<ServerConfig>,
     connections: Option<usize>,
 ) -> io::Result<()> {
+    serve_cutting_idle(listener, config, connections, IDLE_FOR)
+}
+
+/// [`serve`], cutting connections idle for `idle_for`.
+pub fn serve_cutting_idle(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    connections: Option<usize>,
+    idle_for: Duration,
+) -> io::Result<()> {
     let mut ring = Ring::new(256)?;
     let mut server = Server {
         listener: Rc::new(listener),
@@ -119,6 +140,7 @@ pub fn serve(
         conns: ConnTable::with_capacity(64),
         to_accept: connections,
         accept_errors: AcceptErrors::default(),
+        idle_for,
     };
     server.accept_next(&mut ring);
     ring.run(&mut server, RunMode::UntilDone)
@@ -146,8 +168,17 @@ impl Server {
                 .map(|tls| tls.with_handshake_timeout(Duration::from_secs(10)))
                 .expect("a server session from a checked config"),
             unread_timer: None,
+            idle_timer: None,
+            active: ring.now(),
         });
         self.conns[key].tls.start(ring);
+        self.watch_idle(ring, key, self.idle_for);
+    }
+
+    /// Looks at connection `key` again in `after`.
+    fn watch_idle(&mut self, ring: &mut Ring<Server>, key: u64, after: Duration) {
+        let ctx = Ctx::new(on_idle_check).key(key);
+        self.conns[key].idle_timer = Some(ring.timer(after, ctx));
     }
 
     /// The echoes a connection may have waiting before it is paused: its
@@ -165,6 +196,9 @@ impl Server {
             return;
         };
         while let Some(event) = conn.tls.next_event() {
+            if matches!(event, TlsEvent::Received(_) | TlsEvent::Written { .. }) {
+                conn.active = ring.now();
+            }
             match event {
                 TlsEvent::Received(bytes) => {
                     // A failed write has been reported as Failed already.
@@ -184,7 +218,10 @@ impl Server {
             }
         }
         if conn.tls.is_ended() && conn.tls.is_idle() {
-            if let Some(timer) = conn.unread_timer.take() {
+            for timer in [conn.unread_timer.take(), conn.idle_timer.take()]
+                .into_iter()
+                .flatten()
+            {
                 ring.cancel(timer, Ctx::none());
             }
             self.conns.remove(key);
@@ -244,6 +281,36 @@ fn on_tls(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Re
     Ok(())
 }
 
+/// Cuts a connection that made no progress for the server's `idle_for`;
+/// else looks again when that much has passed since its last progress.
+fn on_idle_check(server: &mut Server, ring: &mut Ring<Server>, c: Completion) -> io::Result<()> {
+    let key = c.key();
+    let Some(conn) = server.conns.get_mut(key) else {
+        return Ok(());
+    };
+    let fired = matches!(c.outcome, Outcome::Timer(Ok(())));
+    if !fired || conn.idle_timer.take().is_none() {
+        return Ok(()); // cancelled: the connection ended
+    }
+    let idle = ring.now().saturating_duration_since(conn.active);
+    if idle < server.idle_for {
+        server.watch_idle(ring, key, server.idle_for - idle);
+        return Ok(());
+    }
+    tracing::debug!("connection {key}: idle for {idle:?}, cut");
+    cut(server, ring, key);
+    Ok(())
+}
+
+/// Shuts connection `key`'s socket down, so that its sends fail, and ends
+/// its stream.
+fn cut(server: &mut Server, ring: &mut Ring<Server>, key: u64) {
+    let conn = &mut server.conns[key];
+    let _ = conn.tls.fd().shutdown(Shutdown::Both);
+    conn.tls.cancel(ring);
+    server.handle_events(ring, key);
+}
+
 /// Cuts a connection still paused `UNREAD_FOR` after it paused: its sends
 /// fail (the socket is shut down) and so does the stream.
 fn on_unread_for_too_long(
@@ -260,8 +327,6 @@ fn on_unread_for_too_long(
         return Ok(()); // cancelled: the connection resumed
     }
     tracing::debug!("connection {key}: echoes unread for {UNREAD_FOR:?}, cut");
-    let _ = conn.tls.fd().shutdown(Shutdown::Both);
-    conn.tls.cancel(ring);
-    server.handle_events(ring, key);
+    cut(server, ring, key);
     Ok(())
 }

@@ -387,18 +387,22 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
         // Whatever the session answers (handshake messages, or the alert
         // that tells the peer why it failed) goes out first.
         self.send_waiting(ring);
-        let fed = match fed {
-            Ok(fed) => fed,
-            Err(err) => return self.fail(ring, err),
-        };
-        if was_handshaking && !self.session.is_handshaking() {
+        // A failed handshake has not ended, but plaintext says it had.
+        let handshaken = fed.is_ok() || !plaintext.is_empty();
+        if was_handshaking && !self.session.is_handshaking() && handshaken {
             self.handshake_done(ring);
         }
+        // Records before a bad one were authenticated: their plaintext
+        // comes before the error.
         if plaintext.is_empty() {
             self.recycle(plaintext);
         } else {
             self.events.push_back(TlsEvent::Received(plaintext));
         }
+        let fed = match fed {
+            Ok(fed) => fed,
+            Err(err) => return self.fail(ring, err),
+        };
         if fed.peer_closed {
             self.phase = Phase::PeerClosed;
             self.cancel_timer(ring);

@@ -2,7 +2,8 @@
 //! serving ouro clients (and one that leaves mid-handshake), `https_get`
 //! fetching from an ouro server, refusing an expired certificate, and
 //! streaming an endless or trickling body until its time limit;
-//! `tls_echo` holding back a client that does not read.
+//! `tls_echo` holding back a client that does not read, and cutting one
+//! that goes quiet.
 
 // Both examples include ouro's `examples/support/cli.rs`, as each must to
 // build on its own.
@@ -301,6 +302,47 @@ fn tls_echo_holds_back_a_client_that_does_not_read_and_loses_nothing() {
     }
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut socket, &mut rest);
+    server.join().unwrap().expect("the server failed");
+}
+
+/// A client of `tls_echo` that goes quiet after an echo is cut once it
+/// has been idle for the server's limit (1 s here): idle clients do not
+/// hold the server's fds for ever.
+#[test]
+fn tls_echo_cuts_a_client_that_goes_quiet() {
+    let _limit = AbortAfter::new(Duration::from_secs(60));
+    let pki = Pki::new();
+    let leaf = &pki.localhost;
+    let config = server_config(leaf.chain.clone(), leaf.key(), &[], Versions::Both).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let idle = Duration::from_secs(1);
+    let server =
+        thread::spawn(move || tls_echo::serve_cutting_idle(listener, config, Some(1), idle));
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    let client = client_config(std::slice::from_ref(&pki.ca), &[], Versions::Both).unwrap();
+    let mut tls = rustls::ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
+    tls.writer().write_all(b"x").unwrap();
+    let mut echo = [0; 1];
+    while tls.reader().read_exact(&mut echo).is_err() {
+        tls.complete_io(&mut socket).unwrap();
+    }
+    assert_eq!(&echo, b"x");
+    // Quiet now: the server's cut ends the connection (the test's limit
+    // ends a server that never does).
+    let started = std::time::Instant::now();
+    let end = loop {
+        match tls.read_tls(&mut socket) {
+            Ok(0) => break Ok(0),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        started.elapsed() >= idle / 2,
+        "cut after {:?}: {end:?}",
+        started.elapsed()
+    );
     server.join().unwrap().expect("the server failed");
 }
 

@@ -517,21 +517,6 @@ fn echo_arrives_intact_through_64_byte_records_over_tls12() {
     echo_arrives_intact_through_64_byte_records(Versions::Tls12);
 }
 
-/// An ouro server alone on a ring with `config`, and `client` run on a
-/// thread of its own against it; returns what the server saw.
-fn ouro_server_against(
-    config: Arc<ServerConfig>,
-    client: impl FnOnce(TcpStream) + Send + 'static,
-) -> Pair {
-    let (client_socket, server_socket) = support::pair::tcp_pair();
-    let stream = TlsStream::server(server_socket, config, Ctx::new(support::pair::on_tls)).unwrap();
-    let client_socket = Rc::try_unwrap(client_socket).expect("the only owner");
-    let thread = std::thread::spawn(move || client(client_socket));
-    let pair = Pair::alone(stream, Role::Echo).run();
-    thread.join().expect("the client thread");
-    pair
-}
-
 #[test]
 fn a_server_fails_the_session_when_early_data_comes() {
     let _limit = limit();
@@ -544,7 +529,7 @@ fn a_server_fails_the_session_when_early_data_comes() {
     let name = ServerName::try_from("localhost").unwrap();
     // A first session, for the tickets (sent before the echo comes back).
     let (first_client, first_name) = (client.clone(), name.clone());
-    let first = ouro_server_against(server.clone(), move |mut socket| {
+    let first = support::pair::server_against(server.clone(), move |mut socket| {
         let mut conn = ClientConnection::new(first_client, first_name).unwrap();
         conn.writer().write_all(b"ping").unwrap();
         let mut echo = [0; 4];
@@ -556,7 +541,7 @@ fn a_server_fails_the_session_when_early_data_comes() {
     });
     assert!(first.client.failed.is_none(), "{:?}", first.client.failed);
     // A resumed session whose client sends early data.
-    let resumed = ouro_server_against(server, move |mut socket| {
+    let resumed = support::pair::server_against(server, move |mut socket| {
         let mut conn = ClientConnection::new(client, name).unwrap();
         let mut early = conn.early_data().expect("a ticket allowing early data");
         early.write_all(b"early").unwrap();

@@ -23,6 +23,7 @@ use ouro::{is_canceled, is_deadline, Completion, Ctx, OpKind, Outcome, Ring, Run
 mod common;
 mod fs_ops;
 mod helpers;
+mod interrupted;
 mod udp;
 mod vectored;
 
@@ -262,83 +263,6 @@ fn waiting_forever_on_the_mock_is_an_error() {
     assert_eq!(got.len(), 2);
     assert!(matches!(&got[0].0.outcome, Outcome::Recv(Err(e), _) if is_canceled(e)));
     assert!(matches!(&got[1].0.outcome, Outcome::CancelAll(Ok(1))));
-}
-
-/// A blocking call on one of io_uring's worker threads ends with `EINTR`
-/// when its cancellation interrupts it (a receive racing others for
-/// datagrams goes to one). The callback hears `ECANCELED` for a cancel and
-/// `ETIME` for a deadline, as for any cancelled task.
-#[test]
-fn a_cancel_that_interrupts_a_blocking_call_is_still_a_cancel() {
-    let _alone = apart_from_other_tests();
-    let mut mock = Mock::new();
-    mock.on(OpKind::Recv, |_| Reply::Blocked);
-    let mut ring = Ring::mock(mock);
-    let fd = any_fd();
-    let canceled = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect).msg(1u16));
-    let timed = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect).msg(2u16));
-    ring.set_deadline(timed, ring.now() + Duration::from_secs(1))
-        .unwrap();
-    ring.cancel(canceled, Ctx::new(collect).msg(3u16));
-    let mut got = Vec::new();
-    ring.run(&mut got, RunMode::UntilDone).unwrap();
-    let outcome_of = |msg: u16| &got.iter().find(|(c, _)| c.msg() == msg).unwrap().0.outcome;
-    let error_of = |msg: u16| match outcome_of(msg) {
-        Outcome::Recv(Err(e), _) => e.raw_os_error(),
-        other => panic!("expected a failed receive, got {other:?}"),
-    };
-    assert_eq!(error_of(1), Some(libc::ECANCELED));
-    assert_eq!(error_of(2), Some(libc::ETIME));
-    assert!(
-        matches!(outcome_of(3), Outcome::Cancel(Ok(()))),
-        "{:?}",
-        outcome_of(3)
-    );
-}
-
-/// A call interrupted by something else than its cancellation (a stop and
-/// continue of the process, a tracer attaching) starts again, as an
-/// interrupted system call does; one interrupted again and again ends
-/// with `EINTR` rather than spinning.
-#[test]
-fn a_call_interrupted_by_no_cancel_starts_again() {
-    let _alone = apart_from_other_tests();
-    let mut mock = Mock::new();
-    mock.push(OpKind::Read, Reply::Errno(libc::EINTR));
-    mock.push(OpKind::Read, Reply::Errno(libc::EINTR));
-    mock.push(OpKind::Read, Reply::Value(0));
-    mock.on(OpKind::Write, |_| Reply::Errno(libc::EINTR));
-    let mut ring = Ring::mock(mock);
-    let fd = any_fd();
-    let current = ouro::Offset::Current;
-    ring.read(
-        &fd,
-        Vec::with_capacity(8),
-        current,
-        Ctx::new(collect).msg(1u16),
-    );
-    ring.write(&fd, &b"x"[..], current, Ctx::new(collect).msg(2u16));
-    let mut got = Vec::new();
-    ring.run(&mut got, RunMode::UntilDone).unwrap();
-    assert_eq!(got.len(), 2, "{got:?}");
-    let outcome_of = |msg: u16| &got.iter().find(|(c, _)| c.msg() == msg).unwrap().0.outcome;
-    assert!(
-        matches!(outcome_of(1), Outcome::Read(Ok(0), _)),
-        "{:?}",
-        outcome_of(1)
-    );
-    assert!(
-        matches!(outcome_of(2), Outcome::Write(Err(e), _) if e.raw_os_error() == Some(libc::EINTR)),
-        "{:?}",
-        outcome_of(2)
-    );
-    let mock = ring.mock_backend().unwrap();
-    assert_eq!(mock.started(OpKind::Read), 3);
-    assert_eq!(
-        mock.started(OpKind::Write),
-        17,
-        "the first start and 16 more"
-    );
 }
 
 #[derive(Default)]
