@@ -27,9 +27,9 @@ impl<S> Ring<S> {
     }
 
     /// [`finish`](Self::finish) inlined into the completion loop: each
-    /// completion skips a call and its register saves. A task with extras
-    /// (a deadline, shared owners) or cancels waiting for it takes the
-    /// longer way, out of line.
+    /// completion skips a call and its register saves. A failure, or a
+    /// task with extras (a deadline, shared owners) or cancels waiting for
+    /// it, takes the longer way, out of line.
     #[inline(always)]
     pub(super) fn finish_inline(
         &mut self,
@@ -41,20 +41,15 @@ impl<S> Ring<S> {
         if flags & MORE != 0 {
             return self.deliver_shot(state, index, res, flags);
         }
-        if res < 0 && is_interruption(res) && self.start_again(index) {
-            return 0;
-        }
-        if self.slab.has_extras_or_waiters(index) {
+        // Failures take the longer way too: an interrupted call may start
+        // again.
+        if res < 0 || self.slab.has_extras_or_waiters(index) {
             return self.finish_full(state, index, res, flags);
         }
         // The slot keeps its op until `take_outcome`: released but not
         // reused before then.
         let finished = self.slab.release_finished(index);
-        let result = if res >= 0 {
-            Ok(res as u32)
-        } else {
-            Err(self.failure(index, res, finished.cancel))
-        };
+        let result = Ok(res as u32);
         let result = if self.files.in_use() {
             self.settle_files(index, result, true)
         } else {
@@ -64,12 +59,15 @@ impl<S> Ring<S> {
         1
     }
 
-    /// [`finish_inline`](Self::finish_inline) for a task with extras or
-    /// waiting cancels. A panic in the drop of its shared owners (user
+    /// [`finish_inline`](Self::finish_inline) for a failure, or a task with
+    /// extras or waiting cancels. A panic in the drop of its shared owners (user
     /// code) is resumed once the completion is delivered and its cancels
     /// told.
     #[inline(never)]
     fn finish_full(&mut self, state: &mut S, index: u32, res: i32, flags: u32) -> usize {
+        if is_interruption(res) && self.start_again(index) {
+            return 0;
+        }
         let finished = self.slab.release_finished(index);
         let owners_panic = self.release_extras(index, finished.extras);
         let result = if res >= 0 {
