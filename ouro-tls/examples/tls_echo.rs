@@ -288,8 +288,7 @@ fn on_idle_check(server: &mut Server, ring: &mut Ring<Server>, c: Completion) ->
     let Some(conn) = server.conns.get_mut(key) else {
         return Ok(());
     };
-    let fired = matches!(c.outcome, Outcome::Timer(Ok(())));
-    if !fired || conn.idle_timer.take().is_none() {
+    if !fired(&c, &mut conn.idle_timer) {
         return Ok(()); // cancelled: the connection ended
     }
     let idle = ring.now().saturating_duration_since(conn.active);
@@ -300,6 +299,12 @@ fn on_idle_check(server: &mut Server, ring: &mut Ring<Server>, c: Completion) ->
     tracing::debug!("connection {key}: idle for {idle:?}, cut");
     cut(server, ring, key);
     Ok(())
+}
+
+/// Whether the connection's `timer` fired (rather than being cancelled);
+/// it is the connection's no more.
+fn fired(c: &Completion, timer: &mut Option<Task>) -> bool {
+    matches!(c.outcome, Outcome::Timer(Ok(()))) && timer.take().is_some()
 }
 
 /// Shuts connection `key`'s socket down, so that its sends fail, and ends
@@ -322,8 +327,7 @@ fn on_unread_for_too_long(
     let Some(conn) = server.conns.get_mut(key) else {
         return Ok(());
     };
-    let fired = matches!(c.outcome, Outcome::Timer(Ok(())));
-    if !fired || conn.unread_timer.take().is_none() {
+    if !fired(&c, &mut conn.unread_timer) {
         return Ok(()); // cancelled: the connection resumed
     }
     tracing::debug!("connection {key}: echoes unread for {UNREAD_FOR:?}, cut");

@@ -86,3 +86,48 @@ fn a_call_interrupted_by_no_cancel_starts_again() {
         "the first start and 16 more"
     );
 }
+
+/// A task interrupted and waiting to start again is still one task:
+/// cancelled then, or past its deadline, its callback runs once, with
+/// `ECANCELED` or `ETIME`, and the cancel hears `Ok`.
+#[test]
+fn a_task_waiting_to_start_again_is_cancelled_and_timed_out_once() {
+    let _alone = apart_from_other_tests();
+    let mut mock = Mock::new();
+    let mut starts = 0;
+    mock.on(OpKind::Recv, move |_| {
+        starts += 1;
+        if starts <= 2 {
+            Reply::Errno(libc::EINTR)
+        } else {
+            Reply::Pending
+        }
+    });
+    let mut ring = Ring::mock(mock);
+    let fd = any_fd();
+    let canceled = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect).msg(1u16));
+    let timed = ring.recv(&fd, Vec::with_capacity(8), Ctx::new(collect).msg(2u16));
+    ring.set_deadline(timed, ring.now() + Duration::from_secs(1))
+        .unwrap();
+    let mut got = Vec::new();
+    // Both interrupted; the mock's clock may reach the deadline already.
+    ring.run(&mut got, RunMode::Once).unwrap();
+    assert!(ring.is_live(canceled), "{got:?}");
+    ring.cancel(canceled, Ctx::new(collect).msg(3u16));
+    ring.run(&mut got, RunMode::UntilDone).unwrap();
+    let count = |msg: u16| got.iter().filter(|(c, _)| c.msg() == msg).count();
+    assert_eq!((count(1), count(2), count(3)), (1, 1, 1), "{got:?}");
+    let outcome_of = |msg: u16| &got.iter().find(|(c, _)| c.msg() == msg).unwrap().0.outcome;
+    let error_of = |msg: u16| match outcome_of(msg) {
+        Outcome::Recv(Err(e), _) => e.raw_os_error(),
+        other => panic!("expected a failed receive, got {other:?}"),
+    };
+    assert_eq!(error_of(1), Some(libc::ECANCELED));
+    assert_eq!(error_of(2), Some(libc::ETIME));
+    assert!(
+        matches!(outcome_of(3), Outcome::Cancel(Ok(()))),
+        "{:?}",
+        outcome_of(3)
+    );
+    assert_eq!(ring.live_tasks(), 0);
+}
