@@ -159,3 +159,64 @@ fn a_listener_whose_fd_was_dropped_unseen_by_the_world_refuses_connects() {
     let (_ring, got) = run_until_idle(ring, &world);
     assert_eq!(connected(&got), Some(libc::ECONNREFUSED));
 }
+
+/// What `c` ended with: bytes or the errno, for a receive or a send.
+fn bytes_or_errno(c: &Completion) -> Result<usize, i32> {
+    match &c.outcome {
+        Outcome::Recv(res, _) | Outcome::Send(res, _) => res
+            .as_ref()
+            .map(|&n| n)
+            .map_err(|e| e.raw_os_error().unwrap_or(0)),
+        other => panic!("expected a receive or a send, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_connection_whose_fd_was_dropped_unseen_by_the_world_ends_at_its_peer() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let world = World::new(5);
+    let (ring, [listener, client, _spare]) = three_sockets(&world);
+    let (mut ring, error) = bind(ring, &world, &listener);
+    assert_eq!(error, None);
+    ring.listen(&listener, 16, Ctx::new(collect));
+    ring.accept(&listener, Ctx::new(collect));
+    ring.connect(
+        &client,
+        SocketAddr::from(([10, 0, 0, 1], 7000)),
+        Ctx::new(collect),
+    );
+    let (mut ring, got) = run_until_idle(ring, &world);
+    let accepted = got
+        .into_iter()
+        .find_map(|c| match c.outcome {
+            Outcome::Accept(Ok((fd, _))) => Some(fd),
+            _ => None,
+        })
+        .expect("an accepted connection");
+    // Closed as Rust closes a file, not through the ring; a socket made
+    // at once may take its number.
+    drop(accepted);
+    ring.socket(Domain::IPV4, Type::STREAM, None, Ctx::new(collect));
+    ring.recv(&client, Vec::with_capacity(8), Ctx::new(collect));
+    let (mut ring, got) = run_until_idle(ring, &world);
+    let received = got
+        .iter()
+        .find(|c| matches!(c.outcome, Outcome::Recv(..)))
+        .expect("the receive's completion");
+    assert_eq!(bytes_or_errno(received), Ok(0), "the peer sees the end");
+    drop(got);
+    let mut first_error = None;
+    for _ in 0..10 {
+        ring.send(&client, b"anyone?".to_vec(), Ctx::new(collect));
+        let (next, got) = run_until_idle(ring, &world);
+        ring = next;
+        if let Err(errno) = bytes_or_errno(&got[0]) {
+            first_error = Some(errno);
+            break;
+        }
+    }
+    assert_eq!(first_error, Some(libc::EPIPE), "the closed end resets");
+    drop((ring, listener, client, _spare));
+    let violations = world.finish();
+    assert!(violations.is_empty(), "{violations:?}");
+}

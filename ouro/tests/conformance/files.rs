@@ -280,3 +280,44 @@ pub fn files_directories_renamed_and_removed(env: &mut Env) {
     let gone = env.op(|ring, ctx| ring.unlink(&g, ctx));
     note(env, "unlink g", gone);
 }
+
+/// Paths a `/` ends (they name directories), a rename onto the source's
+/// own directory, the root, and a read that would end past the largest
+/// offset.
+pub fn files_paths_the_kernel_refuses(env: &mut Env) {
+    let dir = Dir::new(env);
+    let sub = dir.join("sub");
+    let made = env.op(|ring, ctx| ring.mkdir(&sub, 0o755, ctx));
+    note(env, "mkdir sub", made);
+    let file = sub.join("file");
+    let fd = open(env, file.clone(), READ_WRITE.create(true), "create").expect("a file");
+    write(env, fd, b"data", Offset::At(0), "write");
+    read(
+        env,
+        fd,
+        Offset::At(i64::MAX as u64),
+        "read past the largest offset",
+    );
+    close(env, fd, "close");
+    let slashed = |path: &PathBuf| PathBuf::from(format!("{}/", path.display()));
+    stat(env, slashed(&file), "stat a file with a slash");
+    stat(env, slashed(&sub), "stat a directory with a slash");
+    open(env, slashed(&file), READ_WRITE, "open a file with a slash");
+    let new = slashed(&sub.join("new"));
+    open(
+        env,
+        new,
+        READ_WRITE.create(true),
+        "create a file with a slash",
+    );
+    let gone = env.op(|ring, ctx| ring.unlink(slashed(&file), ctx));
+    note(env, "unlink a file with a slash", gone);
+    let moved = env.op(|ring, ctx| ring.rename(&file, &sub, ctx));
+    note(env, "rename a file onto its own directory", moved);
+    let gone = env.op(|ring, ctx| ring.unlink("/", ctx));
+    note(env, "unlink the root", gone);
+    let gone = env.op(|ring, ctx| ring.unlink(&file, ctx));
+    note(env, "unlink the file", gone);
+    let gone = env.op(|ring, ctx| ring.remove_dir(slashed(&sub), ctx));
+    note(env, "remove_dir with a slash", gone);
+}

@@ -64,6 +64,7 @@ conformance!(
     recv_after_the_peers_shutdown,
     close_with_unread_data_resets_the_peer,
     send_after_the_peer_closed,
+    dropping_the_fd_closes_the_connection,
     connect_to_a_closed_port,
     cancel_a_pending_recv,
     deadline_on_a_pending_recv,
@@ -85,11 +86,14 @@ conformance!(
     udp_cancel_a_pending_recv_from,
     udp_sendmsg_gathers_and_recvmsg_scatters,
     udp_shutdown,
+    udp_to_and_from_the_unspecified_address,
+    listen_on_the_wildcard,
     a_burst_beyond_the_queues_completes_every_operation_once,
     files_write_read_and_sync,
     files_the_kernel_refuses,
     files_append_truncate_rename_unlink,
     files_directories_renamed_and_removed,
+    files_paths_the_kernel_refuses,
     multishot_accept_and_recv_into_a_group,
     messages_and_moved_fds_between_rings,
 );
@@ -300,6 +304,26 @@ mod scenarios {
         close(env, pair.client, "client closes");
         let end = recv(env, pair.server, 64);
         env.note_outcome("server receives the end", end);
+        sends_until_the_reset(env, pair);
+    }
+
+    /// A program that drops a connection's fd instead of closing it
+    /// through the ring closes it all the same: the peer's pending
+    /// receive sees the end, then its sends fail.
+    pub fn dropping_the_fd_closes_the_connection(env: &mut Env) {
+        let pair = pair(env);
+        let (pending, _) =
+            env.start(|ring, ctx| ring.recv(pair.server, Vec::with_capacity(64), ctx));
+        let client = env.ring.take_fd(pair.client).expect("the client's fd");
+        drop(client);
+        let end = env.wait(pending);
+        env.note_outcome("server receives the end", end);
+        sends_until_the_reset(env, pair);
+    }
+
+    /// Sends on the server's end until one fails (the peer is gone), notes
+    /// that error and what a receive then gives, and closes what is left.
+    fn sends_until_the_reset(env: &mut Env, pair: Pair) {
         let first_error = (0..100)
             .find_map(|_| {
                 match env.op(|ring, ctx| ring.send(pair.server, b"anyone?".to_vec(), ctx)) {
@@ -314,6 +338,34 @@ mod scenarios {
         env.note_outcome("server receives after the reset", after);
         close(env, pair.server, "close server");
         close(env, pair.listener, "close listener");
+    }
+
+    /// A listener on the wildcard takes connects to loopback, and to the
+    /// unspecified address, which is this host.
+    pub fn listen_on_the_wildcard(env: &mut Env) {
+        let listener = socket(env, "listener socket");
+        let asked = SocketAddr::from(([0, 0, 0, 0], if env.simulated() { 7005 } else { 0 }));
+        let bound = env.op(|ring, ctx| ring.bind(listener, asked, ctx));
+        env.note_outcome("bind the wildcard", bound);
+        let listening = env.op(|ring, ctx| ring.listen(listener, 16, ctx));
+        env.note_outcome("listen", listening);
+        let port = env.bound_addr(listener, asked).port();
+        for (to, step) in [
+            ([127, 0, 0, 1], "connect to loopback"),
+            ([0, 0, 0, 0], "connect to 0.0.0.0"),
+        ] {
+            let client = socket(env, "client socket");
+            let (accept, _) = env.start(|ring, ctx| ring.accept(listener, ctx));
+            let connected =
+                env.op(|ring, ctx| ring.connect(client, SocketAddr::from((to, port)), ctx));
+            env.note_outcome(step, connected);
+            let accepted = env.wait(accept);
+            let server = env.note_outcome("accept", accepted).expect("a connection");
+            transfer(env, client, server, b"over the wildcard", "bytes");
+            close(env, client, "close client");
+            close(env, server, "close server");
+        }
+        close(env, listener, "close listener");
     }
 
     pub fn connect_to_a_closed_port(env: &mut Env) {

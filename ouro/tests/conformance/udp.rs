@@ -250,3 +250,41 @@ pub fn udp_shutdown(env: &mut Env) {
     close(env, client, "close client");
     close(env, server, "close server");
 }
+
+/// The unspecified address as a destination is this host: a datagram
+/// sent to `0.0.0.0` reaches the socket bound on loopback, and one sent
+/// to loopback reaches a socket bound to the wildcard.
+pub fn udp_to_and_from_the_unspecified_address(env: &mut Env) {
+    let on_loopback = udp_socket(env, "socket on loopback");
+    let asked = SocketAddr::from(([127, 0, 0, 1], if env.simulated() { 7003 } else { 0 }));
+    let bound = env.op(|ring, ctx| ring.bind(on_loopback, asked, ctx));
+    env.note_outcome("bind it", bound);
+    let port = env.bound_addr(on_loopback, asked).port();
+    let client = udp_socket(env, "client socket");
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], port));
+    send_to(
+        env,
+        client,
+        b"to 0.0.0.0".to_vec(),
+        unspecified,
+        "send to 0.0.0.0",
+    );
+    recv_from(env, on_loopback, 64, "the loopback socket receives");
+    let on_wildcard = udp_socket(env, "socket on the wildcard");
+    let asked = SocketAddr::from(([0, 0, 0, 0], if env.simulated() { 7004 } else { 0 }));
+    let bound = env.op(|ring, ctx| ring.bind(on_wildcard, asked, ctx));
+    env.note_outcome("bind it", bound);
+    let port = env.bound_addr(on_wildcard, asked).port();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], port));
+    send_to(
+        env,
+        client,
+        b"to loopback".to_vec(),
+        loopback,
+        "send to loopback",
+    );
+    recv_from(env, on_wildcard, 64, "the wildcard socket receives");
+    close(env, client, "close client");
+    close(env, on_loopback, "close the loopback socket");
+    close(env, on_wildcard, "close the wildcard socket");
+}

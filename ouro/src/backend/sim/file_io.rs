@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use super::faults::{Fault, Stream};
-use super::files::{normalise, OpenFile, BLOCK, LARGEST_FILE};
+use super::files::{OpenFile, BLOCK, LARGEST_FILE};
 use super::net::Reply;
 use super::world::State;
 use super::{unsupported, SimBackend};
@@ -79,9 +79,12 @@ impl State {
         if !readable {
             return -libc::EBADF;
         }
+        let total: usize = room.iter().map(|v| v.iov_len).sum();
+        if offset != u64::MAX && past_largest_offset(offset, total) {
+            return -libc::EINVAL;
+        }
         let (at, moves) = self.start_at(open, offset, false);
         let len = self.fs.inodes[inode].data.len();
-        let total: usize = room.iter().map(|v| v.iov_len).sum();
         let n = self.file_amount(total.min(len.saturating_sub(at)), Fault::FilesShortRead);
         let data = &self.fs.inodes[inode].data[at.min(len)..at.min(len) + n];
         let mut copied = 0;
@@ -105,12 +108,11 @@ impl State {
         }
         let inode = file.inode;
         let total: usize = bytes.iter().map(|v| v.iov_len).sum();
+        if offset != u64::MAX && past_largest_offset(offset, total) {
+            return -libc::EINVAL;
+        }
         if total == 0 {
             return 0;
-        }
-        let past_any_file = offset.checked_add(total as u64);
-        if offset != u64::MAX && past_any_file.is_none_or(|end| end > i64::MAX as u64) {
-            return -libc::EINVAL;
         }
         if let Some(errno) = self.file_error() {
             return -errno;
@@ -264,16 +266,14 @@ impl SimBackend {
                 }
                 Err(errno) => Reply::Res(-errno),
             },
-            Op::Stat { path, out, .. } => {
-                match normalise(path).and_then(|key| state.fs.find(&key)) {
-                    Ok(Some(inode)) => {
-                        state.stat_inode(inode, out);
-                        Reply::Res(0)
-                    }
-                    Ok(None) => Reply::Res(-libc::ENOENT),
-                    Err(errno) => Reply::Res(-errno),
+            Op::Stat { path, out, .. } => match state.fs.resolve(path) {
+                Ok((_, Some(inode))) => {
+                    state.stat_inode(inode, out);
+                    Reply::Res(0)
                 }
-            }
+                Ok((_, None)) => Reply::Res(-libc::ENOENT),
+                Err(errno) => Reply::Res(-errno),
+            },
             Op::Unlink { path, flags } => {
                 done(state.fs.unlink(path, *flags & libc::AT_REMOVEDIR != 0))
             }
@@ -352,4 +352,13 @@ fn carry_out_on_file(state: &mut State, op: &mut Op, open: usize) -> io::Result<
         op => return Err(unsupported(&format!("{:?} on a file", op.kind()))),
     };
     Ok(Reply::Res(res))
+}
+
+/// Whether `len` bytes at `offset` would end past the largest offset a
+/// file has (`i64::MAX`): the kernel refuses such a read or write with
+/// `EINVAL` before it looks at the file.
+fn past_largest_offset(offset: u64, len: usize) -> bool {
+    offset
+        .checked_add(len as u64)
+        .is_none_or(|end| end > i64::MAX as u64)
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use super::net::identity;
+use super::socket_fds::identity;
 
 /// What a crash keeps or loses whole, but for the first block lost, of
 /// which a seeded prefix may survive (a torn write).
@@ -126,6 +126,18 @@ impl Files {
         Ok(self.names.get(key).copied())
     }
 
+    /// `path`'s key and the inode it names (as [`find`](Self::find)); a
+    /// path ending in `/` names a directory, so a file there is `ENOTDIR`.
+    pub(super) fn resolve(&self, path: &[u8]) -> Result<(Vec<u8>, Option<usize>), i32> {
+        let key = normalise(path)?;
+        let found = self.find(&key)?;
+        let names_dir = path.strip_suffix(&[0]).unwrap_or(path).ends_with(b"/");
+        match found {
+            Some(inode) if names_dir && !self.inodes[inode].dir => Err(libc::ENOTDIR),
+            _ => Ok((key, found)),
+        }
+    }
+
     fn add(&mut self, key: Vec<u8>, inode: Inode) -> usize {
         self.inodes.push(inode);
         let i = self.inodes.len() - 1;
@@ -135,10 +147,10 @@ impl Files {
 
     /// `open(2)`'s checks and effects; the inode to open.
     pub(super) fn open_inode(&mut self, path: &[u8], flags: i32, mode: u32) -> Result<usize, i32> {
-        let key = normalise(path)?;
+        let (key, found) = self.resolve(path)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let create = flags & libc::O_CREAT != 0;
-        let inode = match self.find(&key)? {
+        let inode = match found {
             Some(_) if create && flags & libc::O_EXCL != 0 => return Err(libc::EEXIST),
             Some(i) if self.inodes[i].dir && (writes || create) => return Err(libc::EISDIR),
             Some(i) if !self.inodes[i].dir && flags & libc::O_DIRECTORY != 0 => {
@@ -146,6 +158,10 @@ impl Files {
             }
             Some(i) => i,
             None if !create => return Err(libc::ENOENT),
+            // Only a directory can be named with a `/` at the end.
+            None if path.strip_suffix(&[0]).unwrap_or(path).ends_with(b"/") => {
+                return Err(libc::EISDIR)
+            }
             None => self.add(key, Inode::new(false, mode)),
         };
         let file = &mut self.inodes[inode];
@@ -193,10 +209,12 @@ impl Files {
     }
 
     pub(super) fn unlink(&mut self, path: &[u8], dir: bool) -> Result<(), i32> {
-        let key = normalise(path)?;
-        let inode = self.find(&key)?.ok_or(libc::ENOENT)?;
+        let (key, found) = self.resolve(path)?;
+        let inode = found.ok_or(libc::ENOENT)?;
         if key.is_empty() {
-            return Err(libc::EBUSY);
+            // The root: `rmdir` says it is busy, `unlink` that it is a
+            // directory.
+            return Err(if dir { libc::EBUSY } else { libc::EISDIR });
         }
         match (dir, self.inodes[inode].dir) {
             (false, true) => return Err(libc::EISDIR),
@@ -219,14 +237,17 @@ impl Files {
     }
 
     pub(super) fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), i32> {
-        let (from, to) = (normalise(from)?, normalise(to)?);
-        let moving = self.find(&from)?.ok_or(libc::ENOENT)?;
-        let replaced = self.find(&to)?;
+        let ((from, moving), (to, replaced)) = (self.resolve(from)?, self.resolve(to)?);
+        let moving = moving.ok_or(libc::ENOENT)?;
         if from.is_empty() || to.is_empty() {
             return Err(libc::EBUSY);
         }
         if from == to {
             return Ok(());
+        }
+        if from.starts_with(&to) && from.get(to.len()) == Some(&b'/') {
+            // The target is an ancestor of the source: not empty.
+            return Err(libc::ENOTEMPTY);
         }
         let dir = self.inodes[moving].dir;
         if dir && to.starts_with(&from) && to.get(from.len()) == Some(&b'/') {
@@ -262,9 +283,9 @@ impl Files {
     }
 
     pub(super) fn hard_link(&mut self, original: &[u8], link: &[u8]) -> Result<(), i32> {
-        let (original, link) = (normalise(original)?, normalise(link)?);
-        let inode = self.find(&original)?.ok_or(libc::ENOENT)?;
-        if self.find(&link)?.is_some() {
+        let ((_, inode), (link, existing)) = (self.resolve(original)?, self.resolve(link)?);
+        let inode = inode.ok_or(libc::ENOENT)?;
+        if existing.is_some() {
             return Err(libc::EEXIST);
         }
         if self.inodes[inode].dir {
@@ -364,7 +385,7 @@ fn block(data: &[u8], b: usize) -> &[u8] {
 
 /// `path` (NUL-terminated or not) as a key: its components joined by
 /// single slashes, `.` dropped and `..` taking one off.
-pub(super) fn normalise(path: &[u8]) -> Result<Vec<u8>, i32> {
+fn normalise(path: &[u8]) -> Result<Vec<u8>, i32> {
     let path = path.strip_suffix(&[0]).unwrap_or(path);
     if path.is_empty() {
         return Err(libc::ENOENT);

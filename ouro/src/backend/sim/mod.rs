@@ -65,6 +65,7 @@ mod multishot;
 mod net;
 mod partition;
 mod queues;
+mod socket_fds;
 mod spoof;
 mod threads;
 mod udp;
@@ -146,7 +147,7 @@ impl SimBackend {
                 // Still open in the world: a close naming the same fd by
                 // number would have dropped the record.
                 let raw = self.files.raw(file);
-                (state.net.recorded(raw) == Some(sock)).then_some(sock)
+                (state.net.fds.recorded(raw) == Some(sock)).then_some(sock)
             }
         }
     }
@@ -395,6 +396,9 @@ impl Driver for SimBackend {
         if woken || timeout == Some(0) || state.has_completions(self.node) {
             return Ok(());
         }
+        // Before the clock moves: a socket whose fd the program dropped
+        // closes now, and its peer's wait may end with it.
+        state.close_dropped();
         if state.lost(self.node) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,

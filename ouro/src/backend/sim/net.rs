@@ -1,16 +1,16 @@
 //! The simulated network: TCP sockets between addresses of one world,
 //! byte streams cut into segments that arrive in order after a delay,
 //! half-close, resets and refused connects. Every socket user code holds
-//! has a real fd (a memfd) of its own, so that its number is unique while
-//! it is open and a stale or foreign fd is told apart by identity.
+//! has a real fd of its own (`socket_fds.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::faults::{Fault, Stream};
 use super::multishot::Shot;
+use super::socket_fds::SocketFds;
 use super::world::{State, What};
 use crate::backend::MORE;
 use crate::net::AddrBuf;
@@ -75,65 +75,14 @@ pub(crate) struct Net {
     listeners: BTreeMap<SocketAddr, usize>,
     /// The addresses sockets bound, or listened on, until they close.
     bound: BTreeMap<SocketAddr, usize>,
-    /// Process fds of sockets, indexed by fd number (small and dense, as
-    /// the kernel hands out the lowest free one): (socket, device, inode).
-    fds: Vec<Option<(usize, u64, u64)>>,
+    /// The process fds of the sockets.
+    pub(crate) fds: SocketFds,
     next_port: u16,
     /// The hosts that listened or connected, which partitions come between.
     hosts: BTreeSet<IpAddr>,
 }
 
 impl Net {
-    /// The socket behind process fd `raw`, if it is still the fd the world
-    /// made (not closed, its number not reused by another file).
-    pub(crate) fn lookup(&self, raw: RawFd) -> Option<usize> {
-        let (sock, dev, ino) = self.record(raw)?;
-        (identity(raw) == Some((dev, ino))).then_some(sock)
-    }
-
-    fn record(&self, raw: RawFd) -> Option<(usize, u64, u64)> {
-        *self.fds.get(usize::try_from(raw).ok()?)?
-    }
-
-    /// The socket behind process fd `raw` as the world last recorded it,
-    /// without checking the fd's identity: for fds whose identity was
-    /// checked when their holder took them and that it keeps open since.
-    pub(crate) fn recorded(&self, raw: RawFd) -> Option<usize> {
-        self.record(raw).map(|(sock, _, _)| sock)
-    }
-
-    /// A new socket's fd, recorded as `sock`'s.
-    fn make_fd(&mut self, sock: usize) -> io::Result<OwnedFd> {
-        // SAFETY: a NUL-terminated name; memfd_create returns a new fd or -1.
-        let raw = unsafe { libc::memfd_create(c"ouro-sim".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` was just made, and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let (dev, ino) = identity(raw).ok_or_else(io::Error::last_os_error)?;
-        let i = raw as usize;
-        if i >= self.fds.len() {
-            self.fds.resize(i + 1, None);
-        }
-        self.fds[i] = Some((sock, dev, ino));
-        Ok(fd)
-    }
-
-    /// Gives up ownership of `fd` to the ring: its number.
-    pub(crate) fn hand_over(&mut self, fd: OwnedFd) -> RawFd {
-        fd.into_raw_fd()
-    }
-
-    /// The sockets whose fds are still open.
-    pub(crate) fn open_sockets(&self) -> Vec<usize> {
-        let mut open: Vec<usize> = (0..self.fds.len())
-            .filter_map(|raw| self.lookup(raw as RawFd))
-            .collect();
-        open.sort_unstable();
-        open
-    }
-
     /// Takes the parked operation `user_data` of `node` off its socket.
     pub(crate) fn unpark(&mut self, node: u32, user_data: u64) -> bool {
         for sock in &mut self.sockets {
@@ -194,6 +143,26 @@ impl Net {
         self.hosts.insert(ip.to_canonical());
     }
 
+    /// The listener a connect to `addr` reaches: one on that address, else
+    /// one on the wildcard of its port (IPv6's also takes IPv4), which
+    /// listens on every address of the world.
+    fn listener_for(&self, addr: SocketAddr) -> Option<usize> {
+        let wildcard = |ip: IpAddr| SocketAddr::new(ip, addr.port());
+        let v6_any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        let family_any = match addr {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => v6_any,
+        };
+        self.listeners
+            .get(&addr)
+            .or_else(|| self.listeners.get(&wildcard(family_any)))
+            .or_else(|| {
+                addr.is_ipv4()
+                    .then(|| self.listeners.get(&wildcard(v6_any)))?
+            })
+            .copied()
+    }
+
     pub(crate) fn is_closed(&self, sock: usize) -> bool {
         self.sockets[sock].closed
     }
@@ -211,17 +180,7 @@ impl Net {
         self.bound.iter().any(|(a, &sock)| {
             a.port() == addr.port()
                 && (a.ip() == addr.ip() || a.ip().is_unspecified() || addr.ip().is_unspecified())
-                && self.has_fd(sock)
-        })
-    }
-
-    /// Whether `sock` still has an fd: one whose holder closed it, or
-    /// dropped it with its ring, without the world seeing a close holds
-    /// no address any more.
-    fn has_fd(&self, sock: usize) -> bool {
-        (0..self.fds.len()).any(|raw| {
-            let raw = raw as RawFd;
-            matches!(self.record(raw), Some((s, dev, ino)) if s == sock && identity(raw) == Some((dev, ino)))
+                && self.fds.has_fd(sock)
         })
     }
 
@@ -245,13 +204,18 @@ const EPHEMERAL_PORTS: u16 = 20_000;
 /// The host of sockets that connect or listen without binding.
 const EPHEMERAL_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
-pub(crate) fn identity(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: fstat only writes into the zeroed struct we pass.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable stat buffer.
-    let res = unsafe { libc::fstat(fd, &mut st) };
-    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t differ by platform
-    (res == 0).then_some((st.st_dev as u64, st.st_ino as u64))
+/// Where the kernel sends what is addressed to the unspecified address
+/// (`0.0.0.0`, `::`): this host, on loopback.
+pub(crate) fn this_host_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
 }
 
 /// What an operation on a socket comes to: a result now (after the
@@ -264,8 +228,13 @@ pub(crate) enum Reply {
 
 impl State {
     pub(crate) fn socket(&mut self) -> io::Result<OwnedFd> {
+        // The new fd may take the number of one dropped since, whose
+        // socket must close first, or its record would be overwritten: at
+        // every fd made, whatever the numbers, so that runs do not depend
+        // on them.
+        self.close_dropped();
         let sock = self.net.add(Socket::default());
-        self.net.make_fd(sock)
+        self.net.fds.make(sock)
     }
 
     pub(crate) fn bind(&mut self, sock: usize, addr: SocketAddr) -> Reply {
@@ -326,15 +295,16 @@ impl State {
         if !matches!(self.net.sockets[sock].role, Role::Fresh) {
             return Reply::Res(-libc::EISCONN);
         }
+        let addr = this_host_if_unspecified(addr);
         if self.hold_connect(parked, sock, addr) {
             return Reply::Parked;
         }
         // A listener whose fd was closed or dropped without the world
         // seeing it refuses, as a closed socket does.
-        let Some(&listener) = self.net.listeners.get(&addr) else {
+        let Some(listener) = self.net.listener_for(addr) else {
             return Reply::Res(-libc::ECONNREFUSED);
         };
-        if !self.net.has_fd(listener) {
+        if !self.net.fds.has_fd(listener) {
             return Reply::Res(-libc::ECONNREFUSED);
         }
         let local = match self.net.sockets[sock].local {
@@ -378,6 +348,10 @@ impl State {
 
     /// Hands waiting connections to waiting accepts.
     fn wake_accept(&mut self, listener: usize) {
+        // Their new fds may take the numbers of fds dropped since, whose
+        // sockets close first (see `socket`). No user code runs in the
+        // loop, so nothing is dropped meanwhile.
+        self.close_dropped();
         loop {
             let socket = &mut self.net.sockets[listener];
             let Role::Listening { backlog, .. } = &mut socket.role else {
@@ -393,7 +367,7 @@ impl State {
             let peer_addr = self.net.sockets[conn].local;
             if !matches!(parked.shot, Shot::Once) {
                 // A multishot accept reports no address.
-                match self.net.make_fd(conn) {
+                match self.net.fds.make(conn) {
                     Ok(fd) => {
                         let more = self.shot_goes_on(&parked);
                         let flags = if more { MORE } else { 0 };
@@ -410,7 +384,7 @@ impl State {
                 continue;
             }
             let at = self.now().saturating_add(self.delay());
-            match self.net.make_fd(conn) {
+            match self.net.fds.make(conn) {
                 Ok(fd) => {
                     if let Some(addr) = peer_addr {
                         // SAFETY: an accept parks its address block, which
@@ -588,20 +562,29 @@ impl State {
     /// Closes the socket behind `fd` (which the caller closes with it).
     pub(crate) fn close(&mut self, fd: &OwnedFd) {
         let raw = fd.as_raw_fd();
-        if let Some(sock) = self.net.lookup(raw) {
+        if let Some(sock) = self.net.fds.lookup(raw) {
             self.close_known(raw, sock);
+        }
+    }
+
+    /// Closes each socket whose fd the program closed behind the world's
+    /// back, as the kernel closes a socket with its last fd: its peer sees
+    /// the connection end (or reset), its address is free again.
+    pub(crate) fn close_dropped(&mut self) {
+        for sock in self.net.fds.take_dropped() {
+            if !self.net.sockets[sock].closed {
+                if self.udp.is_datagram(sock) {
+                    self.udp_close(sock);
+                }
+                self.close_socket(sock);
+            }
         }
     }
 
     /// Closes socket `sock`, whose fd `raw` the caller checked is its own
     /// (and closes with it).
     pub(crate) fn close_known(&mut self, raw: RawFd, sock: usize) {
-        if let Some(record) = usize::try_from(raw)
-            .ok()
-            .and_then(|i| self.net.fds.get_mut(i))
-        {
-            *record = None;
-        }
+        self.net.fds.forget(raw);
         self.close_socket(sock);
     }
 

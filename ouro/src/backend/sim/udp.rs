@@ -17,7 +17,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::faults::{Fault, Stream};
-use super::net::Reply;
+use super::net::{this_host_if_unspecified, Reply};
 use super::world::{State, What};
 use crate::op::{MsgBuf, Op};
 
@@ -304,6 +304,7 @@ pub(super) fn carry_out(
 
 impl State {
     fn udp_connect(&mut self, sock: usize, peer: SocketAddr) -> i32 {
+        let peer = this_host_if_unspecified(peer);
         if !self.udp.endpoint(sock).v6 && peer.is_ipv6() {
             return -libc::EAFNOSUPPORT;
         }
@@ -329,7 +330,7 @@ impl State {
         if let Some(errno) = endpoint.error.take() {
             return -errno;
         }
-        let Some(to) = to.or(endpoint.peer) else {
+        let Some(to) = to.map(this_host_if_unspecified).or(endpoint.peer) else {
             return -libc::EDESTADDRREQ;
         };
         if !endpoint.v6 && to.is_ipv6() {

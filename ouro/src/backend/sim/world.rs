@@ -312,6 +312,7 @@ impl World {
         // Their rings drop here, closing what they hold.
         drop(running);
         let mut state = self.state.borrow_mut();
+        state.close_dropped();
         let mut in_flight: Vec<_> = state.in_flight.iter().map(|(&k, &v)| (k, v)).collect();
         in_flight.sort_by_key(|&(key, _)| key);
         for ((node, user_data), kind) in in_flight {
@@ -321,7 +322,7 @@ impl World {
         }
         // Named by the world's number: an fd's number depends on the
         // process, not the seed.
-        for sock in state.net.open_sockets() {
+        for sock in state.net.fds.open_sockets() {
             state.violations.push(format!(
                 "simulated socket {sock} still has an open fd at the end"
             ));
@@ -373,6 +374,9 @@ impl World {
                 .chain(thread_wake)
                 .filter(|&at| at < END_OF_TIME)
                 .min();
+            // Before the clock moves: a socket whose fd the program
+            // dropped closes now, and its peer's wait may end with it.
+            self.state.borrow_mut().close_dropped();
             if timer.is_none() && self.state.borrow().only_partitions_left() {
                 return Ok(Stop::Idle);
             }
@@ -582,7 +586,7 @@ impl State {
             };
             self.log(now, node, completion.user_data, logged);
             if let Some(fd) = fd {
-                completion.res = self.net.hand_over(fd);
+                completion.res = self.net.fds.hand_over(fd);
             }
             self.ops += 1;
             out.push(completion);
@@ -664,6 +668,6 @@ impl State {
 
     /// The process fd `raw` as the world knows it.
     pub(crate) fn lookup(&self, raw: RawFd) -> Option<usize> {
-        self.net.lookup(raw)
+        self.net.fds.lookup(raw)
     }
 }
