@@ -268,6 +268,12 @@ impl<S> Ring<S> {
                 mailbox.close(&mut self.messaging.incoming);
             }
             self.messaging.mailbox = Some(mailbox);
+            // The wake-up's read must be in the kernel before a message
+            // comes, or a pollable ring that has not run since would stay
+            // unreadable for it (a `run` prepares the ring as it returns).
+            if self.backend.pollable_fd().is_some() && !self.running.get() {
+                self.prepare_poll()?;
+            }
         }
         match &self.messaging.mailbox {
             Some(mailbox) => Ok(mailbox),

@@ -123,7 +123,7 @@ impl<S> Ring<S> {
     /// the kernel, and the ring's fd is made readable now if results wait
     /// in user space, or when its nearest timer is due (one kernel timeout
     /// per earlier deadline, not per run).
-    fn prepare_poll(&mut self) -> io::Result<()> {
+    pub(super) fn prepare_poll(&mut self) -> io::Result<()> {
         self.flush_pending()?;
         let mail = self.messaging.before_sleep();
         let ready_now = mail

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
-use ouro::{BackendKind, Completion, Ring, RunMode};
+use ouro::{BackendKind, Completion, Outcome, Payload, Ring, RunMode};
 
 use crate::harness::{ctx, with_no_new_fds, Got};
 
@@ -17,6 +17,7 @@ backend_tests![
     a_pollable_ring_wakes_for_its_timer_after_a_run_left_results_to_deliver,
     a_pollable_ring_wakes_for_its_timer_after_a_run_out_of_fds_failed,
     a_pollable_ring_whose_run_a_panic_ended_is_readable_for_what_waits,
+    a_pollable_ring_that_never_ran_is_readable_for_a_message,
 ];
 
 const TIMER: u64 = 1;
@@ -167,4 +168,29 @@ fn timer_after_a_run_out_of_fds(kind: BackendKind) {
     }
     ring.run(&mut got, RunMode::NoWait).unwrap();
     poll_until_timer(&mut ring, &fd, &mut got);
+}
+
+/// A message from another thread to a pollable ring that has not run yet
+/// makes its fd readable: the ring's wake-up is ready from the moment it
+/// can be messaged, not from its first run.
+fn a_pollable_ring_that_never_ran_is_readable_for_a_message(kind: BackendKind) {
+    let mut ring = pollable_ring(kind);
+    let handle = ring.handle().expect("a handle");
+    let fd = ring.pollable_fd().expect("the pollable fd");
+    std::thread::spawn(move || handle.send(ctx(FIRST), Payload::U64(7)))
+        .join()
+        .expect("the sender")
+        .expect("the message is taken");
+    assert!(
+        readable_within(&fd, GENEROUS_MS),
+        "the pollable fd did not become readable for a message"
+    );
+    let mut got = Got::new();
+    ring.run(&mut got, RunMode::NoWait).expect("run");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        matches!(got[0].outcome, Outcome::Message(Payload::U64(7))),
+        "{:?}",
+        got[0].outcome
+    );
 }
