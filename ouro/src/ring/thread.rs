@@ -241,7 +241,9 @@ impl<T> RingThread<T> {
 
     /// Asks the thread to stop (if it was not asked yet; the request goes
     /// straight to its mailbox) and waits for it to end: `Ok`, the first
-    /// error a callback returned, or an error describing a panic.
+    /// error a callback returned, or an error describing a panic. Called on
+    /// the thread itself (from one of its callbacks), it cannot wait: it
+    /// returns `WouldBlock`, and the thread stops once the callback returns.
     pub fn join(mut self) -> io::Result<()> {
         self.stop_and_join()
     }
@@ -269,6 +271,15 @@ impl<T> RingThread<T> {
                 });
             }
         };
+        if join.thread().id() == std::thread::current().id() {
+            // Its own state or callback holds it: a thread cannot wait for
+            // itself. It stops once the callback returns (the stop request
+            // is in its mailbox).
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                JOINED_FROM_ITSELF,
+            ));
+        }
         match join.join() {
             Ok(result) => result,
             Err(panic) => Err(io::Error::other(format!(
@@ -279,11 +290,18 @@ impl<T> RingThread<T> {
     }
 }
 
+const JOINED_FROM_ITSELF: &str = "joined from the ring's own thread (its state or a \
+    callback holds its RingThread), which cannot wait for itself; it stops once the \
+    callback returns";
+
 impl<T> Drop for RingThread<T> {
-    /// Stops the thread and waits for it.
+    /// Stops the thread and waits for it; dropped on the thread itself
+    /// (its state held it), only asks it to stop.
     fn drop(&mut self) {
-        if let Err(err) = self.stop_and_join() {
-            tracing::warn!(error = %err, "a ring's thread ended with an error");
+        match self.stop_and_join() {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => tracing::warn!(error = %err, "a ring's thread ended with an error"),
+            Ok(()) => {}
         }
     }
 }

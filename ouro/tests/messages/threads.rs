@@ -3,6 +3,7 @@
 //! same thread, and a joined worker's fds released.
 
 use super::*;
+use ouro::RingThread;
 
 per_backend!(
     crate::call_exclusive,
@@ -15,6 +16,7 @@ backend_tests!(
     a_spawned_thread_has_its_parents_fixed_table_size,
     until_done_sends_fire_and_forget_messages_and_then_returns,
     a_ring_polled_by_another_on_the_same_thread_runs_when_ready,
+    a_thread_whose_state_holds_its_own_ring_thread_stops_cleanly,
 );
 
 // -- errors end a thread --------------------------------------------------------
@@ -376,5 +378,62 @@ fn a_joined_workers_fds_are_released_without_another_message(kind: BackendKind) 
     thread.join()?;
     assert_eq!(open_fds(), before, "the worker's fds are all closed");
     drop(ring);
+    Ok(())
+}
+
+// -- a thread that holds itself ---------------------------------------------------
+
+/// A thread's state that holds the thread's own `RingThread`, and says
+/// when dropping it is over (not reached if the drop panicked).
+struct HoldsItself {
+    itself: Option<RingThread<HoldsItself>>,
+    dropped: mpsc::Sender<()>,
+}
+
+impl Drop for HoldsItself {
+    fn drop(&mut self) {
+        drop(self.itself.take());
+        let _ = self.dropped.send(());
+    }
+}
+
+fn keep_itself(
+    state: &mut HoldsItself,
+    _: &mut Ring<HoldsItself>,
+    c: Completion,
+) -> io::Result<()> {
+    let Outcome::Message(payload) = c.outcome else {
+        return Err(io::Error::other("expected a message"));
+    };
+    let itself = payload
+        .into_value::<RingThread<HoldsItself>>()
+        .map_err(|_| io::Error::other("not a thread"))?;
+    state.itself = Some(itself);
+    Ok(())
+}
+
+/// Dropping the state on the thread drops its own `RingThread`, which
+/// cannot join itself: it only asks the thread to stop, never panics.
+fn a_thread_whose_state_holds_its_own_ring_thread_stops_cleanly(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let ring: Ring<()> = ring(kind)?;
+    let (dropped, was_dropped) = mpsc::channel();
+    let thread = ring.spawn_thread(16, move |_| {
+        Ok(HoldsItself {
+            itself: None,
+            dropped,
+        })
+    })?;
+    let handle = thread.handle().clone();
+    let refused = |_| io::Error::from(io::ErrorKind::BrokenPipe);
+    handle
+        .send(Ctx::new(keep_itself), Payload::value(thread))
+        .map_err(refused)?;
+    handle.stop().map_err(refused)?;
+    was_dropped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the state, and the RingThread in it, dropped without a panic");
     Ok(())
 }
