@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::time::Duration;
 
 use crate::buffers::{Buf, IntoBuf};
 use crate::completion::Completion;
@@ -72,6 +73,7 @@ pub struct WriteQueue<S, F = RingFd> {
     in_flight: bool,
     failed: bool,
     via_write: bool,
+    stall_timeout: Option<Duration>,
 }
 
 /// What one completion of a [`WriteQueue`] did.
@@ -97,6 +99,7 @@ impl<S, F: OpFd + Clone> WriteQueue<S, F> {
             in_flight: false,
             failed: false,
             via_write: false,
+            stall_timeout: None,
         }
     }
 
@@ -104,6 +107,19 @@ impl<S, F: OpFd + Clone> WriteQueue<S, F> {
     /// pipes, terminals and files (at the file's current offset).
     pub fn using_write(mut self) -> WriteQueue<S, F> {
         self.via_write = true;
+        self
+    }
+
+    /// The same queue giving each write it starts a deadline `after` from
+    /// then: a write that moves nothing for that long (a peer that stopped
+    /// reading, its socket buffer full) fails with `ETIME`
+    /// ([`is_deadline`](crate::is_deadline)), reported by
+    /// [`on_sent`](WriteQueue::on_sent) as any failure, so such a peer
+    /// cannot hold the queue's buffers, and the connection, for ever. Each
+    /// write has a deadline of its own, partial ones too: the bound is on a
+    /// stall, not on the whole transfer.
+    pub fn stall_timeout(mut self, after: Duration) -> WriteQueue<S, F> {
+        self.stall_timeout = Some(after);
         self
     }
 
@@ -128,7 +144,7 @@ impl<S, F: OpFd + Clone> WriteQueue<S, F> {
         if self.in_flight {
             self.waiting.push_back(buf);
         } else {
-            self.submit(ring, buf);
+            self.submit(ring, buf)?;
         }
         Ok(self.queued)
     }
@@ -164,11 +180,11 @@ impl<S, F: OpFd + Clone> WriteQueue<S, F> {
         self.queued -= written.min(self.queued);
         buf.consume(written);
         if !buf.is_empty() {
-            self.submit(ring, buf);
+            self.submit(ring, buf)?;
             return Ok(self.progress(written, None));
         }
         if let Some(next) = self.waiting.pop_front() {
-            self.submit(ring, next);
+            self.submit(ring, next)?;
         }
         Ok(self.progress(written, Some(buf)))
     }
@@ -194,13 +210,17 @@ impl<S, F: OpFd + Clone> WriteQueue<S, F> {
         &self.fd
     }
 
-    fn submit(&mut self, ring: &mut Ring<S>, buf: Buf) {
+    fn submit(&mut self, ring: &mut Ring<S>, buf: Buf) -> io::Result<()> {
         self.in_flight = true;
         let fd = self.fd.clone();
-        if self.via_write {
-            ring.write(fd, buf, Offset::Current, self.ctx);
+        let task = if self.via_write {
+            ring.write(fd, buf, Offset::Current, self.ctx)
         } else {
-            ring.send(fd, buf, self.ctx);
+            ring.send(fd, buf, self.ctx)
+        };
+        match self.stall_timeout {
+            Some(after) => ring.set_timeout(task, after),
+            None => Ok(()),
         }
     }
 

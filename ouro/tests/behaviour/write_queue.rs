@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::thread;
+use std::time::Duration;
 
 use ouro::{BackendKind, Completion, Ctx, Ring, RunMode, WriteQueue};
 
@@ -16,6 +17,8 @@ backend_tests![
     a_write_queue_on_a_pipe_writes_in_order,
     a_reset_peer_is_reported_once_and_empties_the_queue,
     a_completion_of_another_operation_is_invalid_input,
+    a_stall_timeout_lets_a_reading_peer_have_everything,
+    a_write_stalled_past_its_timeout_fails_once_and_empties_the_queue,
 ];
 
 const PIECES: usize = 48;
@@ -76,6 +79,18 @@ fn sent(w: &mut Writer, ring: &mut Ring<Writer>, c: Completion) -> std::io::Resu
 }
 
 fn a_write_queue_writes_everything_in_order_to_a_slow_reader(kind: BackendKind) {
+    writes_everything_to_a_slow_reader(kind, |queue| queue);
+}
+
+/// Every partial write gets a deadline of its own, which a reader that
+/// keeps reading never lets pass.
+fn a_stall_timeout_lets_a_reading_peer_have_everything(kind: BackendKind) {
+    writes_everything_to_a_slow_reader(kind, |queue| queue.stall_timeout(Duration::from_secs(60)));
+}
+
+type Queue = WriteQueue<Writer, Rc<OwnedFd>>;
+
+fn writes_everything_to_a_slow_reader(kind: BackendKind, configure: fn(Queue) -> Queue) {
     let mut ring: Ring<Writer> = ring(kind, 16);
     let (ours, theirs) = socket_pair();
     socket2::SockRef::from(&ours)
@@ -94,7 +109,7 @@ fn a_write_queue_writes_everything_in_order_to_a_slow_reader(kind: BackendKind) 
             }
         }
     });
-    let queue = WriteQueue::new(Rc::new(ours), Ctx::new(sent));
+    let queue = configure(WriteQueue::new(Rc::new(ours), Ctx::new(sent)));
     let mut writer = Writer::new(queue);
     writer.fill(&mut ring);
     ring.run(&mut writer, RunMode::UntilDone).unwrap();
@@ -181,4 +196,32 @@ fn a_completion_of_another_operation_is_invalid_input(kind: BackendKind) {
     let err = queue.on_sent(&mut ring, got.remove(0)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(queue.is_idle() && !queue.has_failed());
+}
+
+/// A peer that stops reading: the write that cannot move fails with
+/// `ETIME` once its stall timeout passes, and the queue lets go of
+/// everything it held.
+fn a_write_stalled_past_its_timeout_fails_once_and_empties_the_queue(kind: BackendKind) {
+    let mut ring: Ring<Writer> = ring(kind, 8);
+    let (ours, _never_reads) = socket_pair();
+    let data: Rc<[u8]> = vec![7u8; 1 << 20].into();
+    let mut queue =
+        WriteQueue::new(Rc::new(ours), Ctx::new(sent)).stall_timeout(Duration::from_millis(50));
+    for _ in 0..4 {
+        queue.push(&mut ring, data.clone()).unwrap();
+    }
+    let mut writer = Writer::new(queue);
+    writer.pushed = PIECES; // push nothing more
+    ring.run(&mut writer, RunMode::UntilDone).unwrap();
+    assert_eq!(writer.errors.len(), 1, "reported once: {:?}", writer.errors);
+    assert!(ouro::is_deadline(&writer.errors[0]), "{}", writer.errors[0]);
+    let queue = writer.queue.as_mut().expect("kept after the failure");
+    assert!(queue.has_failed() && queue.is_idle());
+    assert_eq!(queue.queued(), 0);
+    assert_eq!(
+        Rc::strong_count(&data),
+        1,
+        "every queued buffer was dropped"
+    );
+    assert_eq!(ring.live_tasks(), 0);
 }
