@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::socket_fds::identity;
+use super::socket_fds::{identity, memfd};
 
 /// What a crash keeps or loses whole, but for the first block lost, of
 /// which a seeded prefix may survive (a torn write).
@@ -173,14 +173,8 @@ impl Files {
     }
 
     pub(super) fn fd_for(&mut self, file: OpenFile) -> io::Result<OwnedFd> {
-        // SAFETY: a NUL-terminated name; memfd_create returns a new fd or -1.
-        let raw = unsafe { libc::memfd_create(c"ouro-sim-file".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` was just made, and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let (dev, ino) = identity(raw).ok_or_else(io::Error::last_os_error)?;
+        let (fd, (dev, ino)) = memfd(c"ouro-sim-file")?;
+        let raw = fd.as_raw_fd();
         let open = match self.open.iter().position(Option::is_none) {
             Some(free) => free,
             None => {

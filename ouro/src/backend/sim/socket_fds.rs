@@ -4,8 +4,9 @@
 //! foreign fd (or a number another file took since) is told apart, and an
 //! fd the program closed without the world seeing it is found.
 
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// The records, indexed by fd number (small and dense, as the kernel hands
 /// out the lowest free one): (socket, device, inode).
@@ -35,15 +36,8 @@ impl SocketFds {
 
     /// A new fd for socket `sock`, recorded as its.
     pub(crate) fn make(&mut self, sock: usize) -> io::Result<OwnedFd> {
-        // SAFETY: a NUL-terminated name; memfd_create returns a new fd or -1.
-        let raw = unsafe { libc::memfd_create(c"ouro-sim".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` was just made, and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let (dev, ino) = identity(raw).ok_or_else(io::Error::last_os_error)?;
-        let i = raw as usize;
+        let (fd, (dev, ino)) = memfd(c"ouro-sim")?;
+        let i = fd.as_raw_fd() as usize;
         if i >= self.fds.len() {
             self.fds.resize(i + 1, None);
         }
@@ -98,6 +92,20 @@ impl SocketFds {
             matches!(self.record(raw), Some((s, dev, ino)) if s == sock && identity(raw) == Some((dev, ino)))
         })
     }
+}
+
+/// A new memfd named `name` (a simulated socket or file's own fd), and its
+/// identity.
+pub(crate) fn memfd(name: &CStr) -> io::Result<(OwnedFd, (u64, u64))> {
+    // SAFETY: a NUL-terminated name; memfd_create returns a new fd or -1.
+    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` was just made, and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let identity = identity(raw).ok_or_else(io::Error::last_os_error)?;
+    Ok((fd, identity))
 }
 
 /// The device and inode of the file `fd` names, if it is open.
