@@ -24,6 +24,7 @@ mod common;
 mod fs_ops;
 mod helpers;
 mod interrupted;
+mod mistakes;
 mod udp;
 mod vectored;
 

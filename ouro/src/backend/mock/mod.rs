@@ -81,7 +81,8 @@ use op_view::{prepare_vectors, zero_read_regions};
 /// operation fails at once with an `InvalidInput` error saying so (whatever
 /// delay the reply asked for): a `Value` above `i32::MAX`, an `Errno` out of
 /// `1..512`, a `Value` for an operation that makes an fd, an `Fd` for one
-/// that does not.
+/// that does not, a `Value` above the bytes a write, send or splice asked
+/// to move. (A read's `Value` above its room is cut to the room.)
 pub enum Reply {
     /// Succeeds with this value: a byte count, a readiness mask, or 0 — at
     /// most `i32::MAX`. Not for an operation that makes an fd (accept,
@@ -99,6 +100,9 @@ pub enum Reply {
     /// the completion (or, for a direct form, the ring fd) owns it.
     Fd(OwnedFd),
     /// Never finishes on its own: only a cancel or a deadline ends it.
+    /// A `run` left with nothing else to wait for (no reply, timer or
+    /// deadline due) fails with `WouldBlock` rather than wait for ever,
+    /// even if a message from another thread could have cancelled it.
     Pending,
     /// Like `Pending`, but a cancel or a deadline ends it with `EINTR`:
     /// so ends a blocking call on one of io_uring's worker threads when
@@ -311,7 +315,9 @@ impl Mock {
                 self.forget_produced(fd.as_raw_fd());
             }
         }
-        match check(reply, makes_fd(kind), clock.now()) {
+        let checked = check(reply, makes_fd(kind), clock.now())
+            .and_then(|(at, checked)| no_more_than_asked(op, checked).map(|c| (at, c)));
+        match checked {
             Ok((at, checked)) => {
                 self.schedule(user_data, checked, at, clock.now());
                 Started::Yes
@@ -407,11 +413,12 @@ impl Mock {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => {
-                if let Some(waker) = &self.waker {
-                    waker.block();
-                    return Ok(());
-                }
+                // Waiting for messages is fine; for a reply that never
+                // comes it is a hang, whether or not a handle was ever made.
                 if self.pending.is_empty() {
+                    if let Some(waker) = &self.waker {
+                        waker.block();
+                    }
                     return Ok(());
                 }
                 return Err(io::Error::new(
@@ -521,6 +528,28 @@ fn check(reply: Reply, makes_fd: bool, now: u64) -> io::Result<(u64, Checked)> {
         }
     };
     Ok((at, checked))
+}
+
+/// Refuses a byte count above what a write, send or splice asked to move,
+/// which no kernel gives. (A read's count is cut to its room instead, as
+/// the ring does for every backend.)
+fn no_more_than_asked(op: &Op, checked: Checked) -> io::Result<Checked> {
+    let asked = match op {
+        Op::Write { buf, .. } | Op::Send { buf, .. } | Op::SendTo { buf, .. } => buf.len(),
+        Op::Writev { iov, .. } => iov.iter().map(|v| v.iov_len).sum(),
+        Op::SendMsg { msg, .. } => msg.iov.iter().map(|v| v.iov_len).sum(),
+        Op::Splice { len, .. } => *len as usize,
+        _ => return Ok(checked),
+    };
+    match checked {
+        Checked::Res(moved) if usize::try_from(moved).is_ok_and(|n| n > asked) => {
+            Err(invalid(format!(
+                "mock: Value({moved}) is more than the {asked} bytes the {:?} asked to move",
+                op.kind()
+            )))
+        }
+        checked => Ok(checked),
+    }
 }
 
 fn invalid(msg: String) -> io::Error {
