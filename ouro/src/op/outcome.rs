@@ -121,6 +121,14 @@ pub(super) fn unit(res: io::Result<u32>) -> io::Result<()> {
     res.map(drop)
 }
 
+/// The readiness bits a poll for `asked` reports: those asked for, and
+/// the error, hang-up and invalid bits, which are always reported. (A
+/// kernel may set more, such as io_uring's `POLLRDHUP` on a socket its
+/// peer shut: left out, so every backend gives the same mask.)
+pub(super) fn reported(asked: u32) -> u32 {
+    asked | (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) as u32
+}
+
 /// A byte count.
 pub(super) fn count(res: io::Result<u32>) -> io::Result<usize> {
     res.map(|n| n as usize)

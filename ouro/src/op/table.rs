@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::define::ErrorOf;
 use super::outcome::{
-    accepted, advance_buf, advance_bufs, count, owned_fd, received, stat_metadata, unit,
+    accepted, advance_buf, advance_bufs, count, owned_fd, received, reported, stat_metadata, unit,
     unspecified_addr,
 };
 use super::{Datagram, MsgBuf, Pools, RecvMeta, StatBuf};
@@ -199,7 +199,7 @@ define_ops! {
     => Poll(io::Result<crate::PollMask>)
     {
         Poll { fd: Fd, mask: u32 } fds(fd) paths() plain
-            => Outcome::Poll(res.map(crate::PollMask::from_bits));
+            => Outcome::Poll(res.map(|bits| crate::PollMask::from_bits(bits & reported(mask))));
     }
 
     /// [`Ring::open`](crate::Ring::open)

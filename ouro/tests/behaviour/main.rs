@@ -48,6 +48,7 @@ macro_rules! expect {
 mod harness;
 
 mod advice;
+mod agreement;
 mod buffers;
 mod cancel;
 mod deadlines;

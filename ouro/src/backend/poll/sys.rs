@@ -81,16 +81,19 @@ pub(super) fn connect(a: &mut SysArgs) -> Attempt {
             if poll_revents(fd, libc::POLLOUT) == 0 {
                 return Attempt::Wait(fd, Interest::WRITABLE);
             }
-            let mut res = socket_error(fd);
-            if res == 0 {
-                // Connecting again marks the socket connected, as the
-                // kernel's own wait would: a later connect is `EISCONN`.
-                // SAFETY: `addr` holds `len` bytes of a socket address.
-                let again = result(unsafe { libc::connect(fd, addr, len) } as isize);
-                if again != -libc::EISCONN {
-                    res = again;
-                }
-            }
+            let error = socket_error(fd);
+            // Connecting again leaves the socket as the kernel's own wait
+            // would: connected (a later connect is `EISCONN`), or, after a
+            // failure, unconnected, so a later connect starts afresh
+            // rather than failing with `ECONNABORTED`.
+            // SAFETY: `addr` holds `len` bytes of a socket address.
+            let again = result(unsafe { libc::connect(fd, addr, len) } as isize);
+            let res = match error {
+                0 if again == -libc::EISCONN => 0,
+                0 => again,
+                // Taken from SO_ERROR, so the second call could not say it.
+                error => error,
+            };
             restore(fd, restore_blocking);
             Attempt::Done(res)
         }

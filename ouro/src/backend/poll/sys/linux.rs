@@ -71,11 +71,11 @@ fn try_rw(
         if poll_revents(fd, bit) == 0 {
             return Attempt::Wait(fd, interest);
         }
-        return ready_or_wait(
-            at_offset(fd, offset, iov, |o| call(fd, iov, o, 0)),
-            fd,
-            interest,
-        );
+        // Readiness promises little to a blocking fd that ignores
+        // RWF_NOWAIT (an eventfd is writable while a write of a large
+        // value would block): non-blocking for the call only.
+        let attempt = || at_offset(fd, offset, iov, |o| call(fd, iov, o, 0));
+        return ready_or_wait(nonblocking_during(fd, attempt), fd, interest);
     }
     let res = at_offset(fd, offset, iov, |o| call(fd, iov, o, libc::RWF_NOWAIT));
     if res != -libc::EOPNOTSUPP {
