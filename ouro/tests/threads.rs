@@ -77,6 +77,8 @@ backend_tests!(
     a_ring_run_by_hand_drains_when_its_handle_asks,
     an_idle_ring_drains_at_once_and_a_past_deadline_cuts_at_once,
     messages_accepted_before_a_past_deadline_drain_are_delivered_and_cut_nothing,
+    a_ring_that_drained_without_ever_making_a_handle_is_closed_to_messages,
+    a_drain_cut_during_a_once_or_no_wait_run_ends_that_run,
 );
 
 // ---------------------------------------------------------------------------
@@ -497,6 +499,62 @@ fn an_idle_ring_drains_at_once_and_a_past_deadline_cuts_at_once(
     ring.noop(Ctx::none());
     ring.run(&mut read, RunMode::Forever)?;
     ring.run(&mut read, RunMode::Forever)?;
+    Ok(())
+}
+
+/// A ring that never made a handle drains like one that did: after it,
+/// `Forever` returns once no task is live (it waited for ever), and a
+/// handle made then is closed.
+fn a_ring_that_drained_without_ever_making_a_handle_is_closed_to_messages(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let mut ring: Ring<Option<Vec<u8>>> = builder(kind).build()?;
+    let mut read = None;
+    ring.noop(Ctx::none());
+    ring.drain(Instant::now() + 10 * WATCHDOG);
+    ring.run(&mut read, RunMode::Forever)?;
+    ring.timer(Duration::from_millis(1), Ctx::none());
+    ring.run(&mut read, RunMode::Forever)?;
+    assert_eq!(ring.live_tasks(), 0);
+    assert!(ring.handle()?.is_closed());
+    Ok(())
+}
+
+/// The run that cuts a drain at its deadline and delivers the
+/// cancellations returns `ETIME`, in `Once` and `NoWait` as in the other
+/// modes, and the next run has nothing of it.
+fn a_drain_cut_during_a_once_or_no_wait_run_ends_that_run(kind: BackendKind) -> io::Result<()> {
+    for mode in [RunMode::Once, RunMode::NoWait] {
+        let mut ring: Ring<Option<Vec<u8>>> = builder(kind).build()?;
+        let mut read = None;
+        ring.timer(Duration::from_secs(100), Ctx::new(on_cut));
+        ring.drain(Instant::now());
+        let ended = (0..100).find_map(|_| match ring.run(&mut read, mode) {
+            Ok(()) => {
+                assert_eq!(read, None, "{mode:?}: a run delivered the cut and said Ok");
+                None
+            }
+            err => Some(err),
+        });
+        let err = ended
+            .expect("the drain ends within 100 runs")
+            .expect_err("cut at its deadline");
+        assert!(is_deadline(&err), "{mode:?}: {err}");
+        assert_eq!(ring.live_tasks(), 0, "{mode:?}");
+        ring.run(&mut read, RunMode::UntilDone)?;
+    }
+    Ok(())
+}
+
+/// Notes a task the drain cut.
+fn on_cut(
+    cut: &mut Option<Vec<u8>>,
+    _: &mut Ring<Option<Vec<u8>>>,
+    c: Completion,
+) -> io::Result<()> {
+    if c.result().is_err_and(|e| ouro::is_canceled(&e)) {
+        *cut = Some(Vec::new());
+    }
     Ok(())
 }
 

@@ -75,6 +75,9 @@ pub(crate) struct Messaging {
     /// Envelopes taken from the mailbox and delivered, which the
     /// simulator compares with those the mailbox accepted.
     pub(crate) delivered: u64,
+    /// The ring takes no more messages (it drained or stopped), also
+    /// through a mailbox made later.
+    pub(super) closed: bool,
 }
 
 impl Messaging {
@@ -262,9 +265,9 @@ impl<S> Ring<S> {
             let accepts_fixed = doorbells && self.backend.accepts_fixed();
             let ring_fd = self.backend.uring_fd();
             let mailbox = Mailbox::new(waker, ring_fd, doorbells, accepts_fixed);
-            // A draining ring takes no messages, through handles made before
-            // or after the drain began.
-            if self.is_draining() {
+            // A ring that drained takes no messages, through handles made
+            // before or after the drain began.
+            if self.messaging.closed {
                 mailbox.close(&mut self.messaging.incoming);
             }
             self.messaging.mailbox = Some(mailbox);
@@ -642,6 +645,7 @@ impl<S> Ring<S> {
     /// Refuses every later message and moves those already accepted to
     /// the delivery queue.
     pub(super) fn close_mailbox(&mut self) {
+        self.messaging.closed = true;
         if let Some(mailbox) = &self.messaging.mailbox {
             mailbox.close(&mut self.messaging.incoming);
         }

@@ -55,10 +55,7 @@ impl<S> Ring<S> {
             if mem::take(&mut self.stopped) {
                 return Ok(());
             }
-            let idle = self.slab.live() == 0
-                && !self.messaging.waiting()
-                && !self.messaging.has_outgoing()
-                && self.files.moved.is_empty();
+            let idle = self.is_idle();
             if let Some(drained) = self.drain_progress(idle) {
                 return drained;
             }
@@ -70,19 +67,30 @@ impl<S> Ring<S> {
                 return Err(err);
             }
             if mode == RunMode::NoWait || (mode == RunMode::Once && delivered > 0) {
+                // A drain this turn finished ends with this run, which
+                // returns its result (not the next run).
+                if self.is_draining() && self.is_idle() {
+                    return self.drain_progress(true).unwrap_or(Ok(()));
+                }
                 return Ok(());
             }
         }
     }
 
-    /// Whether a drain closed the mailbox: no message can come, so an idle
-    /// ring has nothing to wait for, in any mode.
+    /// Whether no task is live and no message waits to be delivered or
+    /// to go out: what [`RunMode::UntilDone`] runs until.
+    pub(super) fn is_idle(&self) -> bool {
+        self.slab.live() == 0
+            && !self.messaging.waiting()
+            && !self.messaging.has_outgoing()
+            && self.files.moved.is_empty()
+    }
+
+    /// Whether a drain (or a stop) closed the ring to messages, mailbox or not:
+    /// none can come, so an idle ring has nothing to wait for, in any mode.
     #[cold]
     fn drained(&self) -> bool {
-        self.messaging
-            .mailbox
-            .as_ref()
-            .is_some_and(|mailbox| mailbox.is_closed())
+        self.messaging.closed
     }
 
     fn turn(&mut self, state: &mut S, mode: RunMode) -> io::Result<usize> {

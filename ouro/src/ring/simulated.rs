@@ -69,15 +69,6 @@ impl<S> Ring<S> {
         }
     }
 
-    /// Whether no task is live and no message waits to be delivered or
-    /// to go out: what [`RunMode::UntilDone`] runs until.
-    pub(super) fn is_idle(&self) -> bool {
-        self.slab.live() == 0
-            && !self.messaging.waiting()
-            && !self.messaging.has_outgoing()
-            && self.files.moved.is_empty()
-    }
-
     /// Whether the ring drains and has nothing left: its next turn ends
     /// the drain, without waiting for the deadline.
     fn drain_ends_now(&self) -> bool {
