@@ -242,8 +242,8 @@ pub(in crate::backend::poll) fn try_splice(a: &mut SysArgs) -> Attempt {
     }
 }
 
-/// Runs `call` with `fd`, a blocking socket, non-blocking, and makes it
-/// blocking again before returning, whatever `call` gave: the flag is the
+/// Runs `call` with `fd` non-blocking, and makes it blocking again (if it
+/// was) before returning, whatever `call` gave: the flag is the
 /// open file's, shared with every fd and thread using it, so it is
 /// changed for no longer than the call.
 fn nonblocking_during(fd: RawFd, call: impl FnOnce() -> i32) -> i32 {
