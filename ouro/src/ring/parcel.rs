@@ -51,8 +51,9 @@ impl<S> Ring<S> {
     /// error with the ring fd given back — `EPIPE` when the target is
     /// closed, `EBUSY` when tasks still name `fd` (it must be idle),
     /// `EBADF` for a stale handle, `ENFILE` when the file would go kernel
-    /// to kernel (below) and the target's fixed table has no slot free. Sent to its own ring, it stays and the
-    /// message carries it as is. A ring fd that had to travel as a
+    /// to kernel (below) and the target's fixed table has no slot free.
+    /// Sent to its own ring, it stays and the message carries it as is. A
+    /// ring fd that had to travel as a
     /// process fd (see below) and was refused comes back as
     /// [`Payload::Fd`]. With [`Ctx::none`], a ring fd that could not be
     /// moved is closed.
