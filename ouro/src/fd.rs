@@ -297,6 +297,13 @@ const NIL: u32 = u32::MAX;
 /// stale on every other.
 static NEXT_RING: AtomicU32 = AtomicU32::new(0);
 
+/// The next id of `counter`, which stops at `u32::MAX` rather than wrap.
+fn take_id(counter: &AtomicU32) -> Option<u32> {
+    counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+        .ok()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Free,
@@ -342,21 +349,27 @@ pub(crate) struct FdTable {
 }
 
 impl FdTable {
-    pub(crate) fn new() -> FdTable {
-        FdTable {
-            ring: NEXT_RING.fetch_add(1, Ordering::Relaxed),
+    /// Fails once the process has made 2^32 - 1 rings: ids are never
+    /// reused, since a handle of a dropped ring must stay stale on every
+    /// later one (a buffer group taken for another ring's would let the
+    /// kernel's buffer index address memory the group does not have).
+    pub(crate) fn new() -> io::Result<FdTable> {
+        let ring = take_id(&NEXT_RING).ok_or_else(|| {
+            io::Error::other("this process has made 2^32 - 1 rings, the most it can")
+        })?;
+        Ok(FdTable {
+            ring,
             entries: Vec::new(),
             next_use: Vec::new(),
             free_head: NIL,
             live: 0,
             directs_live: 0,
             moved: Vec::new(),
-        }
+        })
     }
 
     /// The ring's identity, which its ring fds, tasks and buffer groups
-    /// carry: no other ring of the process has it (until the counter
-    /// wraps after 2^32 rings).
+    /// carry: no other ring of the process ever has it.
     pub(crate) fn ring_id(&self) -> u32 {
         self.ring
     }
@@ -571,7 +584,7 @@ mod tests {
 
     #[test]
     fn freed_slots_are_reused_with_a_new_generation() {
-        let mut table = FdTable::new();
+        let mut table = FdTable::new().unwrap();
         let a = table.insert();
         let old = table.handle(a);
         assert_eq!(table.lookup(old), Some(a));
@@ -588,7 +601,7 @@ mod tests {
     /// go round is never used again.
     #[test]
     fn a_slot_is_retired_before_its_generation_goes_round() {
-        let mut table = FdTable::new();
+        let mut table = FdTable::new().unwrap();
         let a = table.insert();
         let first = table.handle(a);
         table.entries[a as usize].generation = u32::MAX;
@@ -603,7 +616,7 @@ mod tests {
 
     #[test]
     fn a_close_waits_for_the_last_user() {
-        let mut table = FdTable::new();
+        let mut table = FdTable::new().unwrap();
         let a = table.insert();
         let fd = table.handle(a);
         let named = [Some(table.resolve(fd)), None];
@@ -619,7 +632,7 @@ mod tests {
 
     #[test]
     fn each_fd_lists_the_tasks_that_name_it() {
-        let mut table = FdTable::new();
+        let mut table = FdTable::new().unwrap();
         let (a, b) = (table.insert(), table.insert());
         let (fa, fb) = (Some(Fd::ring(a)), Some(Fd::ring(b)));
         table.add_users(0, [fa, None]);
@@ -639,11 +652,20 @@ mod tests {
 
     #[test]
     fn handles_of_another_ring_are_stale() {
-        let mut one = FdTable::new();
-        let other = FdTable::new();
+        let mut one = FdTable::new().unwrap();
+        let other = FdTable::new().unwrap();
         let a = one.insert();
         let mut foreign = one.handle(a);
         foreign.ring = other.ring;
         assert_eq!(one.lookup(foreign), None);
+    }
+
+    #[test]
+    fn ring_ids_stop_short_of_wrapping() {
+        let counter = AtomicU32::new(u32::MAX - 2);
+        assert_eq!(take_id(&counter), Some(u32::MAX - 2));
+        assert_eq!(take_id(&counter), Some(u32::MAX - 1));
+        assert_eq!(take_id(&counter), None);
+        assert_eq!(take_id(&counter), None, "no id comes round again");
     }
 }

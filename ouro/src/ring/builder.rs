@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use super::{Ring, RingHandle};
-use crate::backend::{mock::Mock, BackendKind};
+use crate::backend::{mock::Mock, Backend, BackendKind};
 use crate::mailbox::Mailbox;
 use crate::time::Clock;
 
@@ -168,10 +168,10 @@ impl RingBuilder {
             if self.options.pollable {
                 return Err(crate::backend::not_pollable());
             }
-            Ring::mock(Mock::new())
+            Ring::with_backend(Backend::Mock(Mock::new()), Clock::virtual_clock(), 64)?
         } else {
             let (backend, fallback) = crate::backend::open(kind, self.entries, self.options)?;
-            let mut ring = Ring::with_backend(backend, Clock::real(), self.entries);
+            let mut ring = Ring::with_backend(backend, Clock::real(), self.entries)?;
             ring.fallback = fallback;
             ring
         };

@@ -28,14 +28,25 @@ impl<S> Ring<S> {
     }
 
     /// A ring on the [mock backend](crate::mock), on a virtual clock.
+    ///
+    /// # Panics
+    ///
+    /// If the process has made 2^32 - 1 rings: ring ids are never reused
+    /// ([`RingBuilder::build`] returns that as an error).
     pub fn mock(mock: Mock) -> Ring<S> {
         Ring::with_backend(Backend::Mock(mock), Clock::virtual_clock(), 64)
+            .expect("a ring id for the mock ring")
     }
 
-    pub(super) fn with_backend(backend: Backend, clock: Clock, entries: u32) -> Ring<S> {
+    /// Fails only when the process has used up its ring ids.
+    pub(super) fn with_backend(
+        backend: Backend,
+        clock: Clock,
+        entries: u32,
+    ) -> io::Result<Ring<S>> {
         let capacity = (entries as usize * 2).max(64);
-        let files = FdTable::new();
-        Ring {
+        let files = FdTable::new()?;
+        Ok(Ring {
             backend,
             slab: Slab::with_capacity(capacity, files.ring_id()),
             timers: TimerHeap::with_capacity(capacity),
@@ -64,7 +75,7 @@ impl<S> Ring<S> {
             poll_timer: None,
             route_probe: crate::net::RouteProbe::default(),
             _not_send: PhantomData,
-        }
+        })
     }
 
     /// How a thread spawned from this ring builds its own: same backend,

@@ -11,9 +11,14 @@ use crate::time::Clock;
 impl<S> Ring<S> {
     /// A ring whose operations the simulated `world` carries out, on the
     /// world's virtual clock; see [`sim`](crate::sim). Linux only.
+    ///
+    /// # Panics
+    ///
+    /// If the process has made 2^32 - 1 rings: ring ids are never reused.
     pub fn simulated(world: &World) -> Ring<S> {
         let backend = Backend::Sim(SimBackend::new(world));
         Ring::with_backend(backend, Clock::shared(world.now.clone()), 256)
+            .expect("a ring id for the simulated ring")
     }
 
     /// Whether the ring has something to do without waiting: tasks to

@@ -28,18 +28,7 @@ fn a_cancel_that_interrupts_a_blocking_call_is_still_a_cancel() {
     ring.cancel(canceled, Ctx::new(collect).msg(3u16));
     let mut got = Vec::new();
     ring.run(&mut got, RunMode::UntilDone).unwrap();
-    let outcome_of = |msg: u16| &got.iter().find(|(c, _)| c.msg() == msg).unwrap().0.outcome;
-    let error_of = |msg: u16| match outcome_of(msg) {
-        Outcome::Recv(Err(e), _) => e.raw_os_error(),
-        other => panic!("expected a failed receive, got {other:?}"),
-    };
-    assert_eq!(error_of(1), Some(libc::ECANCELED));
-    assert_eq!(error_of(2), Some(libc::ETIME));
-    assert!(
-        matches!(outcome_of(3), Outcome::Cancel(Ok(()))),
-        "{:?}",
-        outcome_of(3)
-    );
+    assert_cancelled_timed_out_and_cancel_heard(&got);
 }
 
 /// A call interrupted by something else than its cancellation (a stop and
@@ -117,6 +106,13 @@ fn a_task_waiting_to_start_again_is_cancelled_and_timed_out_once() {
     ring.run(&mut got, RunMode::UntilDone).unwrap();
     let count = |msg: u16| got.iter().filter(|(c, _)| c.msg() == msg).count();
     assert_eq!((count(1), count(2), count(3)), (1, 1, 1), "{got:?}");
+    assert_cancelled_timed_out_and_cancel_heard(&got);
+    assert_eq!(ring.live_tasks(), 0);
+}
+
+/// The receive of message 1 was cancelled (`ECANCELED`), that of message 2
+/// timed out (`ETIME`), and the cancel of message 3 heard `Ok`.
+fn assert_cancelled_timed_out_and_cancel_heard(got: &[(ouro::Completion, std::time::Instant)]) {
     let outcome_of = |msg: u16| &got.iter().find(|(c, _)| c.msg() == msg).unwrap().0.outcome;
     let error_of = |msg: u16| match outcome_of(msg) {
         Outcome::Recv(Err(e), _) => e.raw_os_error(),
@@ -124,10 +120,6 @@ fn a_task_waiting_to_start_again_is_cancelled_and_timed_out_once() {
     };
     assert_eq!(error_of(1), Some(libc::ECANCELED));
     assert_eq!(error_of(2), Some(libc::ETIME));
-    assert!(
-        matches!(outcome_of(3), Outcome::Cancel(Ok(()))),
-        "{:?}",
-        outcome_of(3)
-    );
-    assert_eq!(ring.live_tasks(), 0);
+    let cancel = outcome_of(3);
+    assert!(matches!(cancel, Outcome::Cancel(Ok(()))), "{cancel:?}");
 }
