@@ -308,6 +308,9 @@ fn take_id(counter: &AtomicU32) -> Option<u32> {
 enum State {
     Free,
     Open,
+    /// On its way to another ring (a `send_fd` between io_uring rings is in
+    /// flight): closed for new operations, open again if the move fails.
+    Moving,
     /// Closed for new operations; the file closes once `users` is 0.
     Closing,
 }
@@ -512,11 +515,27 @@ impl FdTable {
         .collect()
     }
 
-    /// Whether slot `index` is open (not closing, not free).
-    pub(crate) fn is_open(&self, index: u32) -> bool {
-        self.entries
-            .get(index as usize)
-            .is_some_and(|entry| entry.state == State::Open)
+    /// Makes open slot `index` (no task names it) stale to new operations
+    /// while its file moves to another ring.
+    pub(crate) fn begin_move(&mut self, index: u32) {
+        self.entries[index as usize].state = State::Moving;
+    }
+
+    /// The move of slot `index` begun by [`begin_move`](Self::begin_move)
+    /// is over: the slot is queued for closing if its file `left`, or open
+    /// again. Nothing for a slot not moving (freed meanwhile).
+    pub(crate) fn end_move(&mut self, index: u32, left: bool) {
+        let Some(entry) = self.entries.get_mut(index as usize) else {
+            return;
+        };
+        if entry.state != State::Moving {
+            return;
+        }
+        if left {
+            self.close_moved(index);
+        } else {
+            entry.state = State::Open;
+        }
     }
 
     /// Whether tasks name slot `index`.

@@ -46,9 +46,11 @@ impl<S> Ring<S> {
     /// carrying a ring fd of its own for the same file (a connection
     /// accepted here, served there).
     ///
-    /// This task's callback gets [`Outcome::MsgRing`](crate::Outcome::MsgRing): `Ok` once the target
-    /// has the file (`fd` is then closed here, its handle stale), or an
-    /// error with the ring fd given back — `EPIPE` when the target is
+    /// From this call on, `fd` is stale here: a new operation naming it
+    /// fails with `EBADF`, also while the file is on its way. This task's
+    /// callback gets [`Outcome::MsgRing`](crate::Outcome::MsgRing): `Ok` once the target
+    /// has the file (`fd` is then closed here), or an
+    /// error with the ring fd given back, usable again — `EPIPE` when the target is
     /// closed, `EBUSY` when tasks still name `fd` (it must be idle),
     /// `EBADF` for a stale handle, `ENFILE` when the file would go kernel
     /// to kernel (below) and the target's fixed table has no slot free.
@@ -128,6 +130,10 @@ impl<S> Ring<S> {
             key: message.key,
         };
         self.messaging.queue_parcel(&target.mailbox, envelope);
+        // From now on the file may be the target's: no new task may read
+        // or write it here (on the other paths `take_fd` made the handle
+        // stale already).
+        self.files.begin_move(file);
         let op = Op::SendFd {
             fd: Fd::ring(file),
             token,
@@ -170,13 +176,11 @@ impl<S> Ring<S> {
             Handover::Failed if result.is_err() && mailbox.is_closed() => Err(closed_error()),
             Handover::Failed => result,
         };
-        // Moved, or refused with nobody to give it back to: it goes (a
-        // close asked for meanwhile, which waited for this task, does it).
-        // The close is a task, and a task may not start while another's
+        // Moved, or refused with nobody to give it back to: it goes. The
+        // close is a task, and a task may not start while another's
         // completion is being delivered: the next turn starts it.
-        if (result.is_ok() || !listened) && self.files.is_open(file) {
-            self.files.close_moved(file);
-        }
+        // Otherwise the ring fd is the sender's again.
+        self.files.end_move(file, result.is_ok() || !listened);
         result
     }
 

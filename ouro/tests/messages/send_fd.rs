@@ -1,7 +1,7 @@
 //! Ring fds moved between rings (`send_fd`): to a worker, in order with
 //! the sender's other messages, back from a stopped one, refused while in
-//! use, kept when sent to their own ring, and never sharing a slot with fds
-//! registered meanwhile.
+//! use, kept when sent to their own ring, stale to the sender from the
+//! send on, and never sharing a slot with fds registered meanwhile.
 
 use super::*;
 
@@ -15,6 +15,7 @@ backend_tests!(
     a_ring_fd_sent_to_a_ring_dropped_before_it_moved_comes_back_with_epipe,
     a_ring_fd_in_use_is_not_moved,
     a_ring_fd_sent_to_its_own_ring_stays,
+    a_ring_fd_is_stale_to_its_sender_from_the_send_on,
     files_moved_in_and_fds_registered_meanwhile_never_share_a_slot,
 );
 
@@ -446,4 +447,76 @@ fn files_moved_in_and_fds_registered_meanwhile_never_share_a_slot(
         }
     }
     thread.join()
+}
+
+/// What each side of a move saw: the sender's results by `msg`, and the
+/// target's ring fd and the bytes it received.
+#[derive(Default)]
+struct Sides {
+    results: Vec<(u16, io::Result<()>)>,
+    arrived: Option<ouro::RingFd>,
+    received: Vec<u8>,
+}
+
+fn on_side(state: &mut Sides, _: &mut Ring<Sides>, c: Completion) -> io::Result<()> {
+    match c.outcome {
+        Outcome::Message(Payload::RingFd(fd)) => state.arrived = Some(fd),
+        Outcome::Recv(Ok(n), ref buf) if c.msg() == RECEIVED => {
+            state.received.extend_from_slice(&buf[..n]);
+        }
+        _ => state.results.push((c.msg(), c.result())),
+    }
+    Ok(())
+}
+
+const SENT: u16 = 1;
+const READ_AFTER: u16 = 2;
+const CLOSED_AFTER: u16 = 3;
+const RECEIVED: u16 = 4;
+
+/// Once `send_fd` is called, the sender's handle is stale: an operation it
+/// starts then fails with `EBADF`, on every path. (Between io_uring rings
+/// the handle stayed open until the file landed: a receive started in
+/// between read the socket that was the target's by then, and took its
+/// bytes.)
+fn a_ring_fd_is_stale_to_its_sender_from_the_send_on(kind: BackendKind) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut sender: Ring<Sides> = ring(kind)?;
+    let mut target: Ring<Sides> = ring(kind)?;
+    let handle = target.handle()?;
+    let (fd, mut peer) = socket_pair()?;
+    let fd = sender.register_fd(fd);
+    sender.send_fd(&handle, fd, Ctx::new(on_side), Ctx::new(on_side).msg(SENT));
+    sender.recv(
+        fd,
+        Vec::with_capacity(32),
+        Ctx::new(on_side).msg(READ_AFTER),
+    );
+    sender.close(fd, Ctx::new(on_side).msg(CLOSED_AFTER));
+    let stale = sender.take_fd(fd).map(drop).map_err(|e| e.raw_os_error());
+    assert_eq!(stale, Err(Some(libc::EBADF)), "take_fd after the send");
+    let mut sent = Sides::default();
+    sender.run(&mut sent, RunMode::UntilDone)?;
+    let code = |msg| {
+        let (_, result) = sent.results.iter().find(|(m, _)| *m == msg).unwrap();
+        result.as_ref().map(|_| ()).map_err(io::Error::raw_os_error)
+    };
+    assert_eq!(code(SENT), Ok(()));
+    assert_eq!(code(READ_AFTER), Err(Some(libc::EBADF)));
+    assert_eq!(code(CLOSED_AFTER), Err(Some(libc::EBADF)));
+
+    let mut got = Sides::default();
+    while got.arrived.is_none() {
+        target.run(&mut got, RunMode::Once)?;
+    }
+    let arrived = got.arrived.unwrap();
+    target.recv(
+        arrived,
+        Vec::with_capacity(32),
+        Ctx::new(on_side).msg(RECEIVED),
+    );
+    peer.write_all(b"for the target")?;
+    target.run(&mut got, RunMode::UntilDone)?;
+    assert_eq!(got.received, b"for the target");
+    Ok(())
 }
