@@ -272,9 +272,14 @@ impl<S> Ring<S> {
         if self.timers.len() == 0 {
             return 0;
         }
-        let now = self.clock.now();
+        let (now, ring) = (self.clock.now(), self.files.ring_id());
         let mut delivered = 0;
-        while let Some(index) = self.timers.pop_due(now) {
+        // A callback that swapped the ring for another (`mem::swap`) ends
+        // the loop: `now` is this ring's clock, not the other's.
+        while self.files.ring_id() == ring {
+            let Some(index) = self.timers.pop_due(now) else {
+                break;
+            };
             let slot = &mut self.slab.slots[index as usize];
             match slot.op {
                 Op::Timer { at, deadline } if slot.state == State::Timer => {

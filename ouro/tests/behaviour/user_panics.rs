@@ -309,3 +309,33 @@ fn a_callback_that_swaps_the_ring_loses_no_cancel(kind: BackendKind) {
     assert!(swapper.got[1].1.contains("Cancel(Ok"), "{:?}", swapper.got);
     assert_eq!((home.live_tasks(), first.live_tasks()), (0, 0));
 }
+
+/// A timer's callback that swaps the ring for another leaves the other's
+/// timers to the other's own clock: none fires before it is due. (The
+/// turn went on taking the swapped-in ring's timers against the first
+/// ring's clock, 50 s ahead here: they fired at once.)
+#[test]
+fn a_callback_that_swaps_the_ring_fires_none_of_the_others_timers_early() {
+    let mut first: Ring<Swapper> = Ring::mock(ouro::mock::Mock::new());
+    let mut second: Ring<Swapper> = Ring::mock(ouro::mock::Mock::new());
+    let second_made = second.now();
+    let later = second.timer(Duration::from_secs(50), Ctx::new(swap_rings).key(2));
+    first.timer(Duration::from_secs(100), Ctx::new(swap_rings).key(1));
+    let mut swapper = Swapper {
+        other: Some(second),
+        got: Vec::new(),
+    };
+    first.run(&mut swapper, RunMode::Once).unwrap();
+    assert_eq!(
+        swapper.got.len(),
+        1,
+        "only the first ring's timer: {:?}",
+        swapper.got
+    );
+    // `first` holds the second ring now.
+    assert!(first.is_live(later), "its timer waits for its own clock");
+    swapper.other = None;
+    first.run(&mut swapper, RunMode::UntilDone).unwrap();
+    assert_eq!(swapper.got.len(), 2, "{:?}", swapper.got);
+    assert!(first.now() >= second_made + Duration::from_secs(50));
+}
