@@ -184,7 +184,10 @@ impl Drop for Signals {
 ///
 /// The task's error if it failed (`ECANCELED` when cancelled, `ETIME` past
 /// its deadline); `UnexpectedEof` if its `Signals` was dropped before a
-/// signal arrived; `InvalidInput` for a completion of another operation.
+/// signal arrived; `InvalidInput` for a completion that is not a receive.
+/// A receive of another task cannot be told from a wait's (its bytes would
+/// read as signal numbers): pass only the wait's completions, known by the
+/// `msg` or `key` given to [`Signals::wait`].
 pub fn received(c: &Completion) -> io::Result<SignalSet> {
     let Outcome::Recv(_, buf) = &c.outcome else {
         return Err(io::Error::new(
