@@ -616,6 +616,23 @@ mod tests {
         assert_eq!(table.live(), 1);
     }
 
+    #[test]
+    fn a_moving_fd_is_stale_until_its_move_fails() {
+        let mut table = FdTable::new().unwrap();
+        let (a, b) = (table.insert(), table.insert());
+        let (fa, fb) = (table.handle(a), table.handle(b));
+        table.begin_move(a);
+        table.begin_move(b);
+        assert_eq!((table.lookup(fa), table.resolve(fb)), (None, Fd::STALE));
+        table.end_move(a, false);
+        assert_eq!(table.lookup(fa), Some(a), "given back: the same handle");
+        table.end_move(b, true);
+        assert_eq!(table.lookup(fb), None);
+        assert_eq!(table.moved, [b], "queued for its close");
+        table.end_move(b, true);
+        assert_eq!(table.moved, [b], "a move ends once");
+    }
+
     /// A stale handle stays stale for good: a slot whose generation would
     /// go round is never used again.
     #[test]
