@@ -52,8 +52,9 @@ enum Phase {
 ///
 /// The stream keeps one receive in flight into a buffer it owns and
 /// reuses, and sends records through a [`WriteQueue`]; once the vectors it
-/// recycles have grown to their peak it allocates nothing per record. The
-/// fd stays the caller's: close it once [`is_idle`](TlsStream::is_idle).
+/// recycles have grown to their peak, its own buffers allocate nothing per
+/// record, but rustls still allocates a vector for each record it seals
+/// and each it decrypts. The fd stays the caller's: close it once [`is_idle`](TlsStream::is_idle).
 pub struct TlsStream<S, F = RingFd> {
     session: Session,
     fd: F,
@@ -324,7 +325,8 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     /// Gives back a vector from [`TlsEvent::Received`] for the stream to
-    /// reuse, so that steady state allocates nothing.
+    /// reuse, so that the stream's own buffers allocate nothing in steady
+    /// state (rustls's allocations per record remain).
     pub fn recycle(&mut self, mut vec: Vec<u8>) {
         if self.spare.len() < SPARE_VECS {
             vec.clear();
