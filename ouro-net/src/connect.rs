@@ -17,7 +17,7 @@
 //! dropped), `ETIME` past its deadline.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use ouro::net::{Domain, Type};
 use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 
+use crate::dns::literal::ip_literal;
 use crate::dns::resolver::{cancel_left_behind, FOREIGN_TAG};
 use crate::dns::{Answer, Config, Hosts, RecordType, Resolver};
 
@@ -110,7 +111,7 @@ impl Kind {
 
 enum Family {
     Pending,
-    Done(Vec<IpAddr>),
+    Done(Vec<SocketAddr>),
 }
 
 struct Attempt {
@@ -181,7 +182,12 @@ impl<S> Connector<S> {
     }
 
     /// Connects a TCP socket to `host` (a name, or an IP address) on
-    /// `port`; `done` gets the one completion.
+    /// `port`; `done` gets the one completion. A numeric host is read as
+    /// [`ip_literal`] reads it (`127.1`, `[::1]`, `fe80::1%eth0` with the
+    /// zone as its scope id; an unknown zone ends the connect with
+    /// `InvalidInput`), with no lookup; a name the hosts file lists (or
+    /// `localhost`) takes its addresses of both families from there, as a
+    /// lookup of both families does.
     pub fn connect(
         &mut self,
         ring: &mut Ring<S>,
@@ -190,28 +196,43 @@ impl<S> Connector<S> {
         done: Ctx<S>,
     ) -> ConnectId {
         let id = self.insert(done, port);
-        if let Ok(ip) = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
-            let connect = self.live(id).expect("just inserted");
-            connect.v6 = Family::Done(if ip.is_ipv6() { vec![ip] } else { Vec::new() });
-            connect.v4 = Family::Done(if ip.is_ipv4() { vec![ip] } else { Vec::new() });
-            self.start_connecting(ring, id);
-            return id;
+        // A numeric host is its address, in every form glibc reads
+        // (`127.1`, `fe80::1%lo` with its zone as the scope id).
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match ip_literal(bare) {
+            Some(Ok(literal)) => {
+                let addr = socket_addr(literal.addr, port, literal.scope_id);
+                self.connect_to(ring, id, vec![addr]);
+                return id;
+            }
+            Some(Err(e)) => {
+                self.finish(ring, id, Err(e));
+                return id;
+            }
+            None => {}
         }
         for (qtype, kind) in [
             (RecordType::Aaaa, Kind::ResolvedV6),
             (RecordType::A, Kind::ResolvedV4),
         ] {
             let ctx = self.ctx.key(task_key(id, kind, 0));
-            let lookup = self.resolver.lookup(ring, host, qtype, ctx);
+            // Halves of one lookup of both families: a name with any
+            // address in the hosts file (or `localhost`) stops there.
+            let lookup = self.resolver.lookup_half(ring, host, qtype, ctx);
             if let Some(connect) = self.live(id) {
                 connect.lookups.push(lookup);
             }
         }
         id
+    }
+
+    /// Starts connecting to `addrs`, known without a lookup.
+    fn connect_to(&mut self, ring: &mut Ring<S>, id: ConnectId, addrs: Vec<SocketAddr>) {
+        let Some(connect) = self.live(id) else { return };
+        let (v6, v4) = addrs.into_iter().partition(SocketAddr::is_ipv6);
+        connect.v6 = Family::Done(v6);
+        connect.v4 = Family::Done(v4);
+        self.start_connecting(ring, id);
     }
 
     /// Cancels a connect: its completion comes with `ECANCELED`. False
@@ -343,8 +364,11 @@ impl<S> Connector<S> {
         answer: io::Result<Answer>,
     ) {
         let Some(connect) = self.live(id) else { return };
+        let port = connect.port;
         let addrs = match answer {
-            Ok(answer) => answer.addresses(),
+            Ok(answer) => (answer.addresses().into_iter())
+                .map(|ip| socket_addr(ip, port, 0))
+                .collect(),
             Err(e) => {
                 connect.last_error.get_or_insert(e);
                 Vec::new()
@@ -552,14 +576,13 @@ impl<S> Connect<S> {
     /// than the last attempt's, so that the alternation goes on.
     fn refill_queue(&mut self) {
         let tried: Vec<SocketAddr> = self.attempts.iter().map(|a| a.addr).collect();
-        let port = self.port;
         let untried = |family: &Family| -> Vec<SocketAddr> {
             match family {
                 Family::Pending => Vec::new(),
                 Family::Done(addrs) => addrs
                     .iter()
-                    .map(|ip| SocketAddr::new(*ip, port))
                     .filter(|a| !tried.contains(a))
+                    .copied()
                     .collect(),
             }
         };
@@ -622,4 +645,12 @@ fn task_key(id: ConnectId, kind: Kind, index: u8) -> u64 {
         | ((id.generation & GENERATION_MASK) << GENERATION_SHIFT)
         | ((kind as u64) << KIND_SHIFT)
         | (u64::from(index) << INDEX_SHIFT)
+}
+
+/// The socket address of `ip` on `port`, an IPv6 one with `scope_id`.
+fn socket_addr(ip: IpAddr, port: u16, scope_id: u32) -> SocketAddr {
+    match ip {
+        IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope_id)),
+        IpAddr::V4(_) => SocketAddr::new(ip, port),
+    }
 }

@@ -453,3 +453,48 @@ fn a_deadline_moved_later_replaces_one_already_due() {
         );
     });
 }
+
+#[test]
+fn numeric_hosts_in_every_form_glibc_reads_connect_without_a_lookup() {
+    let _serial = serial();
+    let (_listener, port) = listener_port();
+    counted(|| {
+        // No server answers: a lookup would fail.
+        for host in ["127.1", "0x7f.1", "2130706433", "127.0.0.1"] {
+            let c = dial(no_server(), Hosts::default(), host, port, None)
+                .unwrap_or_else(|e| panic!("{host}: {e}"));
+            assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        }
+        let err = dial(
+            no_server(),
+            Hosts::default(),
+            "fe80::1%no-such-if0",
+            port,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    });
+}
+
+#[test]
+fn a_hosts_name_with_one_family_connects_without_asking_for_the_other() {
+    let _serial = serial();
+    let (_listener, port) = listener_port();
+    // A server that never answers: asking it for AAAA would take its
+    // whole timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = Config {
+        nameservers: vec![silent.local_addr().unwrap()],
+        timeout: Duration::from_secs(5),
+        attempts: 1,
+        ..Config::default()
+    };
+    let hosts = Hosts::parse("127.0.0.1 v4only.test\n");
+    counted(|| {
+        let started = std::time::Instant::now();
+        let c = dial(config, hosts, "v4only.test", port, None).unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        assert!(started.elapsed() < Duration::from_secs(2), "no query");
+    });
+}

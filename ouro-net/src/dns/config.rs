@@ -2,15 +2,20 @@
 //! `LOCALDOMAIN` overrides, with glibc's defaults and caps. Parsing never
 //! fails: a line or value that does not parse is ignored and the default
 //! stays, as glibc does; the file is read as bytes, as glibc reads it, so a
-//! byte that is not UTF-8 costs only its line (and nothing in a comment).
+//! word that is not UTF-8 costs only itself.
+//!
+//! As in glibc, only a line that starts with `#` or `;` is a comment: on
+//! a `search` line, `a.example #x b.example` is three domains (a word after
+//! a `nameserver`'s address is ignored, as glibc ignores it). Two
+//! leniencies glibc lacks: a line may be indented (glibc ignores such a
+//! line; here its first word is the keyword, and an indented `#` or `;`
+//! starts a comment), and a line may end in CRLF (the CR is whitespace).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 /// glibc's `MAXNS`: nameservers past the third are ignored.
 pub const MAX_NAMESERVERS: usize = 3;
-/// glibc's `MAXDNSRCH`: search domains past the sixth are ignored.
-pub const MAX_SEARCH_DOMAINS: usize = 6;
 /// glibc's cap on `ndots`.
 pub const MAX_NDOTS: u8 = 15;
 /// glibc's cap on `timeout` (`RES_MAXRETRANS`), in seconds.
@@ -22,15 +27,19 @@ pub const DNS_PORT: u16 = 53;
 
 /// How the resolver queries: servers, search list and options.
 ///
-/// [`Config::default`] is glibc's configuration without a file: the local
-/// server at `127.0.0.1:53`, no search list, `ndots:1`, `timeout:5`,
-/// `attempts:2`.
+/// [`Config::default`] is glibc's configuration without a file and
+/// without a host name that has a domain: the local server at
+/// `127.0.0.1:53`, no search list, `ndots:1`, `timeout:5`, `attempts:2`.
+/// (With neither a `search` nor a `domain` line, glibc searches the part
+/// of the host name after its first dot: [`Config::parse_for_host`] and
+/// [`Config::from_file`] do too.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The servers, in the order to try them (at most three from a file;
     /// a caller may set more, and a port other than 53, as tests do).
     pub nameservers: Vec<SocketAddr>,
-    /// The domains appended to names with fewer than `ndots` dots.
+    /// The domains appended to names with fewer than `ndots` dots (as many
+    /// as the file lists: glibc has had no cap since 2.26).
     pub search: Vec<String>,
     /// Names with at least this many dots are tried as given first.
     pub ndots: u8,
@@ -70,14 +79,34 @@ impl Default for Config {
 impl Config {
     /// The configuration a `resolv.conf` with this text (or these bytes)
     /// gives. Without any `nameserver` line the server is `127.0.0.1:53`,
-    /// as in glibc. A line that is not UTF-8 before its comment is ignored.
+    /// as in glibc. A word that is not UTF-8 is ignored. The host name's
+    /// domain is not consulted: see [`Config::parse_for_host`].
     pub fn parse(resolv_conf: impl AsRef<[u8]>) -> Config {
+        Config::parse_lines(resolv_conf.as_ref()).0
+    }
+
+    /// As [`Config::parse`], for a machine named `hostname`: if the file
+    /// has neither a `search` nor a `domain` line, the search list is the
+    /// part of `hostname` after its first dot (none if it has no dot), as
+    /// glibc and Go make it.
+    pub fn parse_for_host(resolv_conf: impl AsRef<[u8]>, hostname: &str) -> Config {
+        let (mut config, searched) = Config::parse_lines(resolv_conf.as_ref());
+        if !searched {
+            config.search = hostname_domain(hostname).into_iter().collect();
+        }
+        config
+    }
+
+    /// The configuration, and whether a `search` or `domain` line set the
+    /// search list.
+    fn parse_lines(text: &[u8]) -> (Config, bool) {
         let mut config = Config::default();
-        for line in uncommented_lines(resolv_conf.as_ref(), b"#;") {
-            config.parse_line(line);
+        let mut searched = false;
+        for line in resolv_conf_lines(text) {
+            searched |= config.parse_line(&line);
         }
         config.finish();
-        config
+        (config, searched)
     }
 
     /// Applies the environment's overrides, given as values (so that tests
@@ -96,30 +125,42 @@ impl Config {
     }
 
     /// Reads `resolv_conf` (a missing file gives the defaults, as in glibc)
-    /// and applies `RES_OPTIONS` and `LOCALDOMAIN` from the environment.
+    /// as [`Config::parse_for_host`] parses it, for this machine's host
+    /// name (`gethostname`), and applies `RES_OPTIONS` and `LOCALDOMAIN`
+    /// from the environment.
     ///
-    /// Only a regular file of at most [`MAX_FILE_BYTES`] is read (the
-    /// resolver reads it on its ring's thread): a FIFO, a device or a
-    /// directory is `InvalidInput`, a larger file `InvalidData`.
+    /// Only a regular file of at most [`MAX_RESOLV_CONF_BYTES`] is read
+    /// (the resolver reads it on its ring's thread): a FIFO, a device or a
+    /// directory is `InvalidInput`, a larger file `InvalidData` (refused
+    /// from its size, before any of it is read).
     pub fn from_file(resolv_conf: &std::path::Path) -> std::io::Result<Config> {
-        let bytes = read_config_file(resolv_conf)?.unwrap_or_default();
-        let mut config = Config::parse(bytes);
+        let bytes = read_config_file(resolv_conf, MAX_RESOLV_CONF_BYTES)?.unwrap_or_default();
+        let mut config = Config::parse_for_host(bytes, &hostname().unwrap_or_default());
         let res_options = std::env::var("RES_OPTIONS").ok();
         let localdomain = std::env::var("LOCALDOMAIN").ok();
         config.apply_overrides(res_options.as_deref(), localdomain.as_deref());
         Ok(config)
     }
 
-    fn parse_line(&mut self, line: &str) {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => self.add_nameserver(words.next()),
+    /// Applies one line's words; true if it set the search list. A
+    /// `domain` or `search` line without a domain is ignored, as glibc
+    /// ignores it.
+    fn parse_line(&mut self, words: &[&str]) -> bool {
+        match words {
+            ["nameserver", rest @ ..] => self.add_nameserver(rest.first().copied()),
             // `domain` and `search` replace each other: the last one wins.
-            Some("domain") => self.search = search_list(words.next()),
-            Some("search") => self.search = search_list(words),
-            Some("options") => words.for_each(|o| self.apply_option(o)),
+            ["domain", first, ..] => {
+                self.search = search_list([*first]);
+                return true;
+            }
+            ["search", rest @ ..] if !rest.is_empty() => {
+                self.search = search_list(rest.iter().copied());
+                return true;
+            }
+            ["options", rest @ ..] => rest.iter().for_each(|o| self.apply_option(o)),
             _ => {}
         }
+        false
     }
 
     fn add_nameserver(&mut self, word: Option<&str>) {
@@ -161,16 +202,28 @@ impl Config {
     }
 }
 
-/// The most bytes a resolv.conf or hosts file may hold: far above any real
-/// one (hosts files that block whole ad networks are a few MB).
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// The most bytes a resolv.conf may hold: real ones are a few hundred
+/// bytes; this leaves room for a search list of thousands of domains.
+pub const MAX_RESOLV_CONF_BYTES: u64 = 64 << 10;
+
+/// The most bytes a hosts file may hold: hosts files that block whole ad
+/// networks are a few MB. One at the cap, of 2.8 million five-letter
+/// names, parses in about 0.2 s on the ring's thread (some 11 ms per MB,
+/// at start and at each change), at a peak of under five times its size
+/// of memory (its bytes while parsing; about 3.5 times its size held
+/// after: see [`Hosts`](super::Hosts)).
+pub const MAX_HOSTS_BYTES: u64 = 16 << 20;
 
 /// The bytes of the configuration file at `path`, `None` if it does not
 /// exist. The resolver reads its files on its ring's thread, so only a
-/// regular file of at most [`MAX_FILE_BYTES`] is read: a FIFO (opened
-/// without waiting for a writer), a device such as `/dev/zero` or a
-/// directory is `InvalidInput`, a larger file `InvalidData`.
-pub(crate) fn read_config_file(path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
+/// regular file of at most `cap` bytes is read: a FIFO (opened without
+/// waiting for a writer), a device such as `/dev/zero` or a directory is
+/// `InvalidInput`, a larger file `InvalidData`, told from its size before
+/// any of it is read (and again while reading, should it grow meanwhile).
+pub(crate) fn read_config_file(
+    path: &std::path::Path,
+    cap: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::{Error, ErrorKind, Read};
     use std::os::unix::fs::OpenOptionsExt;
     let opened = std::fs::OpenOptions::new()
@@ -183,17 +236,43 @@ pub(crate) fn read_config_file(path: &std::path::Path) -> std::io::Result<Option
         Err(e) => return Err(e),
     };
     let shown = path.display();
-    if !file.metadata()?.is_file() {
+    let too_large = || {
+        let why = format!("{shown}: larger than {cap} bytes");
+        Error::new(ErrorKind::InvalidData, why)
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         let why = format!("{shown}: not a regular file");
         return Err(Error::new(ErrorKind::InvalidInput, why));
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        let why = format!("{shown}: larger than {MAX_FILE_BYTES} bytes");
-        return Err(Error::new(ErrorKind::InvalidData, why));
+    if meta.len() > cap {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large());
     }
     Ok(Some(bytes))
+}
+
+/// The lines of a resolv.conf as their words. A line whose first byte
+/// (past any indentation) is `#` or `;` is a comment, and only such a
+/// line: glibc reads `#` later in a line as a word. A word that is not
+/// UTF-8 is left out (glibc reads bytes: it must not cost the others).
+fn resolv_conf_lines(text: &[u8]) -> impl Iterator<Item = Vec<&str>> {
+    text.split(|&b| b == b'\n').filter_map(|line| {
+        let words: Vec<&str> = line
+            .split(u8::is_ascii_whitespace)
+            .filter(|w| !w.is_empty())
+            .filter_map(|w| std::str::from_utf8(w).ok())
+            .collect();
+        let comment = line
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'#' | b';'));
+        (!comment).then_some(words)
+    })
 }
 
 /// The lines of `text`, each up to its first byte of `comment_starts`, as
@@ -213,14 +292,37 @@ pub(crate) fn uncommented_lines<'a>(
     })
 }
 
+/// The search domain a host name implies: its part after the first dot,
+/// without a root dot; `None` for a name without one.
+fn hostname_domain(hostname: &str) -> Option<String> {
+    let (_, domain) = hostname.split_once('.')?;
+    search_list([domain]).pop()
+}
+
+/// This machine's host name (`gethostname`), `None` if it cannot be had
+/// or is not UTF-8.
+fn hostname() -> Option<String> {
+    // Linux's names are at most 64 bytes (HOST_NAME_MAX); POSIX allows
+    // 255. One byte more keeps a terminating NUL even if it is cut.
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len() - 1` bytes, and its
+    // last byte stays 0, so what follows is NUL-terminated.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return None;
+    }
+    let name = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?;
+    name.to_str().ok().map(str::to_owned)
+}
+
 /// A search list from its words: rooted dots dropped, empty and overlong
-/// names skipped, at most [`MAX_SEARCH_DOMAINS`].
+/// names skipped; no cap on their number (glibc has had none since 2.26:
+/// the file's size bounds it).
 fn search_list<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     words
         .into_iter()
         .map(|w| w.trim_end_matches('.'))
         .filter(|w| !w.is_empty() && w.len() <= 253)
-        .take(MAX_SEARCH_DOMAINS)
         .map(str::to_ascii_lowercase)
         .collect()
 }
@@ -246,7 +348,7 @@ fn parse_nameserver(word: &str) -> Option<SocketAddr> {
 }
 
 /// An IPv6 zone as an interface index: a number, or an interface's name.
-fn zone_index(zone: &str) -> Option<u32> {
+pub(crate) fn zone_index(zone: &str) -> Option<u32> {
     if let Ok(index) = zone.parse::<u32>() {
         return Some(index);
     }
@@ -322,9 +424,68 @@ mod tests {
     }
 
     #[test]
-    fn the_search_list_keeps_six_domains() {
+    fn the_search_list_has_no_cap() {
         let config = Config::parse("search a b c d e f g h\n");
-        assert_eq!(config.search, vec!["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(config.search, vec!["a", "b", "c", "d", "e", "f", "g", "h"]);
+        let many: Vec<String> = (0..100).map(|i| format!("d{i}.example")).collect();
+        let config = Config::parse(format!("search {}\n", many.join(" ")));
+        assert_eq!(config.search, many);
+    }
+
+    #[test]
+    fn empty_search_and_domain_lines_are_ignored() {
+        let config = Config::parse("search corp.example\nsearch\n");
+        assert_eq!(config.search, vec!["corp.example"]);
+        let config = Config::parse("search corp.example\ndomain \t\n");
+        assert_eq!(config.search, vec!["corp.example"]);
+        let config = Config::parse_for_host("domain\nsearch\n", "box.lab.example");
+        assert_eq!(config.search, vec!["lab.example"], "no line set it");
+    }
+
+    #[test]
+    fn only_a_line_starting_with_hash_or_semicolon_is_a_comment() {
+        let config = Config::parse("search a.example #x b.example\n");
+        assert_eq!(config.search, vec!["a.example", "#x", "b.example"]);
+        let config = Config::parse("search a.example ;x\n");
+        assert_eq!(config.search, vec!["a.example", ";x"]);
+        let config = Config::parse("nameserver 10.0.0.1 # the router\n# search x\n;search y\n");
+        assert_eq!(config.nameservers, vec![server("10.0.0.1:53")]);
+        assert!(config.search.is_empty());
+    }
+
+    #[test]
+    fn indented_lines_and_crlf_are_read_leniently() {
+        let config =
+            Config::parse("  nameserver 10.0.0.1\r\n\tsearch corp.example\r\n  # search x\n");
+        assert_eq!(config.nameservers, vec![server("10.0.0.1:53")]);
+        assert_eq!(config.search, vec!["corp.example"]);
+    }
+
+    #[test]
+    fn without_search_or_domain_the_host_names_domain_is_searched() {
+        let config = Config::parse_for_host("nameserver 10.0.0.1\n", "box.Lab.example.");
+        assert_eq!(config.search, vec!["lab.example"]);
+        assert!(Config::parse_for_host("", "box").search.is_empty());
+        assert!(Config::parse_for_host("", "box.").search.is_empty());
+        let config = Config::parse_for_host("search corp.example\n", "box.lab.example");
+        assert_eq!(config.search, vec!["corp.example"]);
+        let config = Config::parse_for_host("domain corp.example\n", "box.lab.example");
+        assert_eq!(config.search, vec!["corp.example"]);
+        let mut config = Config::parse_for_host("", "box.lab.example");
+        config.apply_overrides(None, Some("env.example"));
+        assert_eq!(config.search, vec!["env.example"], "LOCALDOMAIN wins");
+    }
+
+    #[test]
+    fn a_resolv_conf_over_its_cap_is_refused_from_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_RESOLV_CONF_BYTES + 1).unwrap();
+        let e = Config::from_file(&path).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        file.set_len(MAX_RESOLV_CONF_BYTES).unwrap();
+        assert!(Config::from_file(&path).is_ok());
     }
 
     #[test]
@@ -363,9 +524,9 @@ mod tests {
     }
 
     #[test]
-    fn a_line_that_is_not_utf8_is_ignored_and_a_comment_that_is_not_costs_nothing() {
+    fn a_word_that_is_not_utf8_is_ignored_and_costs_nothing_else() {
         let config = Config::parse(
-            b"nameserver 10.0.0.1 # r\xe9seau\nsearch \xff.example\nsearch ok.example ; caf\xe9\n",
+            b"nameserver 10.0.0.1 # r\xe9seau\nsearch \xff.example\nsearch ok.example caf\xe9\n# caf\xe9\n",
         );
         assert_eq!(config.nameservers, vec![server("10.0.0.1:53")]);
         assert_eq!(config.search, vec!["ok.example"]);
@@ -408,7 +569,6 @@ mod tests {
             prop_assert!(config.attempts >= 1 && config.attempts <= MAX_ATTEMPTS);
             prop_assert!(config.timeout >= Duration::from_secs(1));
             prop_assert!(config.timeout <= Duration::from_secs(MAX_TIMEOUT_SECS));
-            prop_assert!(config.search.len() <= MAX_SEARCH_DOMAINS);
         }
     }
 }

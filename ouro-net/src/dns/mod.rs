@@ -9,6 +9,8 @@
 pub mod config;
 mod exchange;
 pub mod hosts;
+pub mod literal;
+mod local;
 pub mod reload;
 pub(crate) mod resolver;
 pub mod search;

@@ -72,7 +72,9 @@ impl<T> FileWatch<T> {
     /// The file's new contents, if the look is due at `now` and the file
     /// changed. A file that cannot be looked at or read keeps the contents
     /// in use (a missing one reads as empty, as when starting), and is
-    /// looked at again at the next interval.
+    /// looked at again at the next interval. A file refused for what it is
+    /// (too large, not a regular file) is remembered as that version: it
+    /// is not read again until it changes.
     pub fn changed(&mut self, now: Instant) -> Option<T> {
         if self.next_check.is_none_or(|due| now < due) {
             return None;
@@ -82,10 +84,29 @@ impl<T> FileWatch<T> {
         if stamp == self.stamp {
             return None;
         }
-        let contents = (self.read)(&self.path).ok()?;
-        self.stamp = stamp;
-        Some(contents)
+        match (self.read)(&self.path) {
+            Ok(contents) => {
+                self.stamp = stamp;
+                Some(contents)
+            }
+            Err(e) if is_refusal(&e) => {
+                self.stamp = stamp;
+                None
+            }
+            // A passing failure (EACCES, EIO): worth trying again.
+            Err(_) => None,
+        }
     }
+}
+
+/// Whether reading failed for what the file is, which does not change
+/// until the file does: `InvalidData` (too large) or `InvalidInput` (not
+/// a regular file), as `read_config_file` refuses.
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+    )
 }
 
 fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
@@ -99,5 +120,42 @@ fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
         })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static READS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Counts its calls; refuses the file once it holds more than a byte.
+    fn counted_read(path: &Path) -> io::Result<u64> {
+        READS.fetch_add(1, Ordering::SeqCst);
+        let len = std::fs::metadata(path)?.len();
+        if len > 1 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "too large"));
+        }
+        Ok(len)
+    }
+
+    #[test]
+    fn a_refused_file_is_not_read_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "x").unwrap();
+        let start = Instant::now();
+        let every = Duration::from_secs(1);
+        let (mut watch, len) = FileWatch::start(path.clone(), counted_read, every, start).unwrap();
+        assert_eq!(len, 1);
+        std::fs::write(&path, "too large").unwrap();
+        let before = READS.load(Ordering::SeqCst);
+        for i in 1..=5 {
+            assert_eq!(watch.changed(start + every * i), None);
+        }
+        assert_eq!(READS.load(Ordering::SeqCst) - before, 1, "read once");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(watch.changed(start + every * 6), Some(0));
     }
 }

@@ -2,7 +2,7 @@
 //! candidate by candidate, answers delivered as messages.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,9 @@ use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 use super::config::Config;
 use super::exchange::{Ended, Exchange, Plan};
 use super::hosts::Hosts;
+use super::local::{local_answer, not_found};
 use super::reload::{FileWatch, HostsWatch, ResolvConfWatch};
-use super::search::{candidates, hosts_name, is_localhost, is_well_formed};
+use super::search::{candidates, is_well_formed, presentation};
 use super::sort::sort_destinations;
 use super::wire::{Record, RecordType};
 
@@ -21,7 +22,10 @@ use super::wire::{Record, RecordType};
 /// order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
-    /// The name the records belong to (after the search list and CNAMEs).
+    /// The name the records belong to, after the search list and CNAMEs,
+    /// in presentation form without needless escapes (`web.corp.example`
+    /// for a lookup of `w\eb`); for a hosts file entry, its line's
+    /// official (first) name; for a numeric name, the name as given.
     pub name: String,
     /// The records found.
     pub records: Vec<Record>,
@@ -177,10 +181,11 @@ impl<S> Resolver<S> {
     /// when read. The new configuration applies to that lookup and those
     /// after it (and to the next tries of lookups under way). The file is
     /// read on the ring's thread, so only a regular file of at most
-    /// [`MAX_FILE_BYTES`](super::config::MAX_FILE_BYTES) is read: a FIFO
-    /// or a device is refused at once. A file that cannot be read (or is
-    /// refused) then keeps the configuration in use; a missing one gives
-    /// the defaults. An `every` past the clock's range
+    /// [`MAX_RESOLV_CONF_BYTES`](super::config::MAX_RESOLV_CONF_BYTES) is
+    /// read: a FIFO or a device is refused at once, a larger file from its
+    /// size (and not looked at again until it changes). A file that cannot
+    /// be read (or is refused) then keeps the configuration in use; a
+    /// missing one gives the defaults. An `every` past the clock's range
     /// (`Duration::MAX`) reads the file once, never again. Fails if the
     /// file cannot be read at first.
     pub fn from_resolv_conf(
@@ -201,7 +206,8 @@ impl<S> Resolver<S> {
     /// [`from_resolv_conf`](Resolver::from_resolv_conf) reads its file
     /// again: before a lookup, at most once per `every` of ring time, each
     /// file's inode, size and modification time are compared with those
-    /// it had when read. A hosts file that cannot be read then keeps the
+    /// it had when read. A hosts file that cannot be read (or is over
+    /// [`MAX_HOSTS_BYTES`](super::config::MAX_HOSTS_BYTES)) then keeps the
     /// entries in use; a missing one has no entries (as
     /// [`Hosts::from_file`] reads it). Fails if either file cannot be read
     /// at first.
@@ -231,7 +237,11 @@ impl<S> Resolver<S> {
     }
 
     /// Looks up the addresses of `name`, A and AAAA at once (one after the
-    /// other with `single-request`): the hosts file first, `localhost`
+    /// other with `single-request`): a numeric name (see
+    /// [`ip_literal`](super::literal::ip_literal): `1.2.3.4`, `127.1`,
+    /// `::1`, `fe80::1%lo`, whose zone an [`Answer`] cannot carry) is its
+    /// address with no query, an unknown zone `InvalidInput`; then the
+    /// hosts file (any address there ends the lookup), `localhost`
     /// locally, then the servers along the search list. The answer holds
     /// both families in RFC 6724 order; none at all is `NotFound`. `name`
     /// is text as in a zone file: `\.` or `\046` puts a dot inside a label
@@ -241,12 +251,18 @@ impl<S> Resolver<S> {
     /// text: an internationalised name goes in its `xn--` form) or too long
     /// for the wire is `InvalidInput`.
     pub fn lookup_ip(&mut self, ring: &mut Ring<S>, name: &str, done: Ctx<S>) -> LookupId {
-        self.start(ring, name, &[RecordType::Aaaa, RecordType::A], done)
+        self.start(ring, name, &[RecordType::Aaaa, RecordType::A], false, done)
     }
 
-    /// Looks up the records of one type for `name`. A and AAAA consult the
-    /// hosts file and `localhost` first, as [`lookup_ip`](Resolver::lookup_ip)
-    /// does. An empty answer is `NotFound`.
+    /// Looks up the records of one type for `name`. A and AAAA answer a
+    /// numeric name and consult the hosts file and `localhost` first, as
+    /// [`lookup_ip`](Resolver::lookup_ip) does, as glibc's lookup of one
+    /// family does: a numeric name of the other family is `NotFound` with
+    /// no query (but an A lookup of `::ffff:192.0.2.9` is `192.0.2.9`), and
+    /// a name the hosts file lists with no address of the family (an
+    /// IPv4-mapped one counting as IPv4 for A) is asked of the servers.
+    /// Other types ask for a numeric name as for any name. An empty answer
+    /// is `NotFound`.
     pub fn lookup(
         &mut self,
         ring: &mut Ring<S>,
@@ -254,7 +270,21 @@ impl<S> Resolver<S> {
         qtype: RecordType,
         done: Ctx<S>,
     ) -> LookupId {
-        self.start(ring, name, &[qtype], done)
+        self.start(ring, name, &[qtype], false, done)
+    }
+
+    /// A lookup of `qtype` (A or AAAA) for one half of a lookup of both
+    /// families, as the connector makes them: a name the hosts file (or
+    /// `localhost`) has any address for is answered from there, even with
+    /// none of this family, as a lookup of both families is.
+    pub(crate) fn lookup_half(
+        &mut self,
+        ring: &mut Ring<S>,
+        name: &str,
+        qtype: RecordType,
+        done: Ctx<S>,
+    ) -> LookupId {
+        self.start(ring, name, &[qtype], true, done)
     }
 
     /// Cancels a lookup: its completion comes with `ECANCELED`. Returns
@@ -342,6 +372,7 @@ impl<S> Resolver<S> {
         ring: &mut Ring<S>,
         name: &str,
         types: &[RecordType],
+        half: bool,
         done: Ctx<S>,
     ) -> LookupId {
         self.reload_if_changed(ring.now());
@@ -350,7 +381,7 @@ impl<S> Resolver<S> {
             self.finish(ring, id, Err(invalid_name(name)));
             return id;
         }
-        if let Some(result) = self.answer_locally(ring, name, types) {
+        if let Some(result) = local_answer(ring, &self.hosts, name, types, half) {
             self.finish(ring, id, result);
             return id;
         }
@@ -378,50 +409,6 @@ impl<S> Resolver<S> {
         if let Some(hosts) = self.hosts_file.as_mut().and_then(|w| w.changed(now)) {
             self.hosts = hosts;
         }
-    }
-
-    /// `localhost` and the hosts file, for address lookups.
-    fn answer_locally(
-        &self,
-        ring: &mut Ring<S>,
-        name: &str,
-        types: &[RecordType],
-    ) -> Option<io::Result<Answer>> {
-        let wants = |t| types.contains(&t);
-        if !wants(RecordType::A) && !wants(RecordType::Aaaa) {
-            return is_localhost(name).then(|| Err(not_found(name)));
-        }
-        let mut addrs: Vec<IpAddr> = if is_localhost(name) {
-            vec![
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-            ]
-        } else {
-            hosts_name(name).map_or_else(Vec::new, |name| self.hosts.addresses(&name).to_vec())
-        };
-        if addrs.is_empty() {
-            return None;
-        }
-        addrs.retain(|a| {
-            wants(if a.is_ipv4() {
-                RecordType::A
-            } else {
-                RecordType::Aaaa
-            })
-        });
-        sort_destinations(&mut addrs, ring);
-        let records: Vec<Record> = addrs
-            .into_iter()
-            .map(|a| match a {
-                IpAddr::V4(v4) => Record::A(v4),
-                IpAddr::V6(v6) => Record::Aaaa(v6),
-            })
-            .collect();
-        if records.is_empty() {
-            return Some(Err(not_found(name)));
-        }
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        Some(Ok(Answer { name, records }))
     }
 
     fn insert(&mut self, done: Ctx<S>, name: &str, types: &[RecordType]) -> LookupId {
@@ -596,7 +583,7 @@ impl<S> Lookup<S> {
                 Some(Ended::NoData | Ended::NxDomain) | None => {}
             }
         }
-        let name = canonical?;
+        let name = presentation(&canonical?);
         sort_addresses(&mut records, ring);
         Some(Answer { name, records })
     }
@@ -680,8 +667,4 @@ fn invalid_name(name: &str) -> io::Error {
         io::ErrorKind::InvalidInput,
         format!("not a name to look up: {name:?}{hint}"),
     )
-}
-
-fn not_found(name: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("no records for {name}"))
 }

@@ -95,6 +95,37 @@ pub fn hosts_name(name: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(plain))
 }
 
+/// `name` in presentation form, lower-cased, without its root dot and
+/// without needless escapes: a byte is escaped only if it must be (`\.`
+/// for a dot inside a label, `\\`, and `\DDD` for a byte that is not
+/// printable ASCII), so `w\eb.example` is `web.example`. A name that is not
+/// [well formed](is_well_formed) comes back as it is.
+pub fn presentation(name: &str) -> String {
+    let Some((labels, _)) = labels(name) else {
+        return name.to_string();
+    };
+    let mut text = String::with_capacity(name.len());
+    for (i, label) in labels.into_iter().enumerate() {
+        let Some(bytes) = label_bytes(label) else {
+            return name.to_string();
+        };
+        if i > 0 {
+            text.push('.');
+        }
+        for byte in bytes.iter().map(u8::to_ascii_lowercase) {
+            match byte {
+                b'.' | b'\\' => {
+                    text.push('\\');
+                    text.push(char::from(byte));
+                }
+                _ if byte.is_ascii_graphic() => text.push(char::from(byte)),
+                _ => text.push_str(&format!("\\{byte:03}")),
+            }
+        }
+    }
+    text
+}
+
 /// The bytes of one label as written (`\.`, `\\` and `\DDD` read as the
 /// wire encoder reads them); `None` if the wire cannot carry it.
 fn label_bytes(label: &str) -> Option<Cow<'_, [u8]>> {
@@ -261,7 +292,27 @@ mod tests {
         assert_eq!(hosts_name("a\\255.test"), None, "not text");
     }
 
+    #[test]
+    fn presentation_form_drops_needless_escapes_only() {
+        assert_eq!(presentation("w\\eb.corp.example"), "web.corp.example");
+        assert_eq!(presentation("W\\069b.Example."), "web.example");
+        assert_eq!(presentation("a\\.b.example"), "a\\.b.example");
+        assert_eq!(presentation("a\\046b"), "a\\.b");
+        assert_eq!(presentation("a\\\\b"), "a\\\\b");
+        assert_eq!(presentation("a\\ b"), "a\\032b");
+        assert_eq!(presentation("a\\255"), "a\\255");
+        assert_eq!(presentation("a..b"), "a..b", "not a name: as it is");
+    }
+
     proptest! {
+        #[test]
+        fn a_name_and_its_presentation_form_are_the_same_on_the_wire(name in "[a-z.\\\\0-9 ]{1,40}") {
+            let shown = presentation(&name);
+            if let (Ok(a), Ok(b)) = (Name::new(&name), Name::new(&shown)) {
+                prop_assert_eq!(a, b);
+            }
+        }
+
         #[test]
         fn any_name_gives_valid_candidates(name in "\\PC{0,300}", ndots in 0u8..20) {
             for candidate in candidates(&name, &config(&["corp.example"], ndots)) {
