@@ -4,6 +4,7 @@
 use std::mem;
 use std::time::Duration;
 
+use super::parcel::abandon_parcel;
 use super::slab::{Slab, State};
 use super::Ring;
 use crate::backend::{RawCompletion, MORE};
@@ -53,6 +54,7 @@ impl<S> Drop for Ring<S> {
         // loses none of the others.
         for index in 0..self.slab.slots.len() {
             let op = mem::replace(&mut self.slab.slots[index].op, Op::Noop);
+            abandon_parcel(&op);
             catch_panic(&mut panic, || drop(op));
             for owner in self.keeps.take(index as u32) {
                 catch_panic(&mut panic, || drop(owner));

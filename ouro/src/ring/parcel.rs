@@ -256,3 +256,12 @@ impl<S> Ring<S> {
         self.deliver_message(state, callback, msg, key, Payload::RingFd(fd))
     }
 }
+
+/// A dropped ring's send that never completed (it had not reached the
+/// kernel): its file will not land, which the target must learn, or a
+/// message already published would hold up every one behind it for good.
+pub(super) fn abandon_parcel(op: &Op) {
+    if let Op::SendFd { token, mailbox, .. } = op {
+        mailbox.settle_parcel(*token, false);
+    }
+}

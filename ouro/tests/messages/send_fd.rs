@@ -16,6 +16,7 @@ backend_tests!(
     a_ring_fd_in_use_is_not_moved,
     a_ring_fd_sent_to_its_own_ring_stays,
     a_ring_fd_is_stale_to_its_sender_from_the_send_on,
+    a_sender_dropped_before_its_send_started_holds_up_no_message,
     files_moved_in_and_fds_registered_meanwhile_never_share_a_slot,
 );
 
@@ -518,5 +519,67 @@ fn a_ring_fd_is_stale_to_its_sender_from_the_send_on(kind: BackendKind) -> io::R
     peer.write_all(b"for the target")?;
     target.run(&mut got, RunMode::UntilDone)?;
     assert_eq!(got.received, b"for the target");
+    Ok(())
+}
+
+/// A sender whose last `send_fd` waits for room in the submission queue.
+struct Crowded {
+    target: RingHandle<Sides>,
+    last: Option<ouro::RingFd>,
+}
+
+/// The first send's callback fills the submission queue, then sends the
+/// last fd: its task waits for room, while the next send's completion
+/// publishes its message to the target.
+fn crowd_then_send(state: &mut Crowded, ring: &mut Ring<Crowded>, _: Completion) -> io::Result<()> {
+    let Some(last) = state.last.take() else {
+        return Ok(());
+    };
+    for _ in 0..40 {
+        ring.noop(Ctx::none());
+    }
+    let target = state.target.clone();
+    let message = Ctx::new(on_side).msg(2u16);
+    ring.send_fd(&target, last, message, Ctx::new(crowd_then_send));
+    Ok(())
+}
+
+/// A sender dropped while a send's message was with the target but the
+/// send itself had not started: the target skips that message and
+/// delivers the others. (Between io_uring rings the target waited for
+/// that file for good, and every message behind it with it.)
+fn a_sender_dropped_before_its_send_started_holds_up_no_message(
+    kind: BackendKind,
+) -> io::Result<()> {
+    let _watchdog = AbortAfter::new(Duration::from_secs(60));
+    let mut target: Ring<Sides> = builder(kind, true).entries(16).build()?;
+    let handle = target.handle()?;
+    let mut sender: Ring<Crowded> = builder(kind, true).entries(16).build()?;
+    let mut peers = Vec::new();
+    let mut fds = Vec::new();
+    for _ in 0..3 {
+        let (fd, peer) = socket_pair()?;
+        fds.push(sender.register_fd(fd));
+        peers.push(peer);
+    }
+    for (msg, &fd) in fds[..2].iter().enumerate() {
+        let message = Ctx::new(on_side).msg(msg as u16);
+        sender.send_fd(&handle, fd, message, Ctx::new(crowd_then_send));
+    }
+    let mut state = Crowded {
+        target: handle.clone(),
+        last: Some(fds[2]),
+    };
+    while state.last.is_some() {
+        sender.run(&mut state, RunMode::Once)?;
+    }
+    drop(sender);
+    handle
+        .send(Ctx::new(on_side).msg(3u16), Payload::U64(3))
+        .map_err(|_| io::Error::other("the target refused a message"))?;
+    let mut got = Sides::default();
+    while !got.results.iter().any(|(msg, _)| *msg == 3) {
+        target.run(&mut got, RunMode::Once)?;
+    }
     Ok(())
 }
