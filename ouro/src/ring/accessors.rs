@@ -14,6 +14,10 @@ impl<S> Ring<S> {
     /// another ring on the same thread to [`poll`](Ring::poll); run this
     /// ring with [`RunMode::NoWait`](super::RunMode::NoWait) when it is. Work scheduled on this ring
     /// from outside its own `run` reaches the kernel when it next runs.
+    /// A `run` readies the fd as it returns, for the ring in its place
+    /// then: a ring that one of its own callbacks swapped out
+    /// (`mem::swap`) missed that, and may not become readable until it is
+    /// run again (`NoWait` will do).
     ///
     /// It is a shared owner of a duplicate of the ring's own fd (the same
     /// file, so the same readiness), made on the first call: a `poll` on it
