@@ -82,17 +82,22 @@ pub(super) fn connect(a: &mut SysArgs) -> Attempt {
                 return Attempt::Wait(fd, Interest::WRITABLE);
             }
             let error = socket_error(fd);
-            // Connecting again leaves the socket as the kernel's own wait
-            // would: connected (a later connect is `EISCONN`), or, after a
-            // failure, unconnected, so a later connect starts afresh
-            // rather than failing with `ECONNABORTED`.
-            // SAFETY: `addr` holds `len` bytes of a socket address.
-            let again = result(unsafe { libc::connect(fd, addr, len) } as isize);
-            let res = match error {
-                0 if again == -libc::EISCONN => 0,
-                0 => again,
-                // Taken from SO_ERROR, so the second call could not say it.
-                error => error,
+            let res = if error == 0 {
+                // Connecting again says how it went (a Unix socket's
+                // connect that found the backlog full tries again).
+                // SAFETY: `addr` holds `len` bytes of a socket address.
+                match result(unsafe { libc::connect(fd, addr, len) } as isize) {
+                    res if res == -libc::EISCONN => 0,
+                    res => res,
+                }
+            } else {
+                // Failed: left unconnected, as the kernel's own wait leaves
+                // it, so that a later connect starts afresh rather than
+                // failing with `ECONNABORTED`; not connected again, which
+                // on a socket shut down while connecting would send a new
+                // SYN to the peer given up on.
+                disconnect(fd);
+                error
             };
             restore(fd, restore_blocking);
             Attempt::Done(res)
@@ -280,6 +285,24 @@ fn restore(fd: RawFd, restore_blocking: bool) {
     if restore_blocking {
         let _ = set_flag(fd, libc::O_NONBLOCK, false);
     }
+}
+
+/// Dissolves a socket's association with its peer (`connect` to
+/// `AF_UNSPEC`); an error (a family that has no such thing) changes
+/// nothing and is of no interest.
+fn disconnect(fd: RawFd) {
+    // SAFETY: a socket address is plain data, all zeros a valid one: the
+    // family `AF_UNSPEC`.
+    let unspecified: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `unspecified` holds more than `len` bytes of a socket address.
+    let _ = unsafe {
+        libc::connect(
+            fd,
+            (&unspecified as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
 }
 
 /// The pending error of a socket (0 when none), as a result.
