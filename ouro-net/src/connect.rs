@@ -3,12 +3,14 @@
 //! A [`Connector`] looks up AAAA and A at once through its own
 //! [`Resolver`]. Connecting starts as soon as the AAAA answer is in, or 50
 //! ms after the A answer if the AAAA one is still out (the resolution
-//! delay); addresses are tried with the families interleaved (IPv6 first),
-//! a new attempt every 250 ms or as soon as one fails, several in flight
-//! at once. The first connection made wins; the others are cancelled, and
+//! delay); addresses are tried with the families interleaved, led by the
+//! family of the address RFC 6724 puts first when both answers are in
+//! (IPv6 when only the AAAA one is), a new attempt every 250 ms or as soon
+//! as one fails, several in flight at once. The first connection made wins; the others are cancelled, and
 //! one that connects after its cancel is closed with its completion
 //! (nothing keeps its fd), so none leaks. Addresses that arrive while
-//! attempts are under way join the queue.
+//! attempts are under way join the queue; the next attempt starts 250 ms
+//! after the last, or at once if that time has passed.
 //!
 //! The whole operation ends with exactly one completion of the `Ctx` it
 //! was started with, a message whose [`connected`] is the socket and the
@@ -27,6 +29,7 @@ use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, Task};
 
 use crate::dns::literal::ip_literal;
 use crate::dns::resolver::{cancel_left_behind, FOREIGN_TAG};
+use crate::dns::sort::{sort_destinations, Sources};
 use crate::dns::{Answer, Config, Hosts, RecordType, Resolver};
 
 /// How long connecting waits for the AAAA answer once the A one is in
@@ -132,6 +135,9 @@ struct Connect<S> {
     queue: Vec<SocketAddr>,
     attempts: Vec<Attempt>,
     connecting: bool,
+    /// Whether the first attempt goes to IPv4: the RFC 6724 order of the
+    /// two families' first addresses, once both are in.
+    v4_first: bool,
     /// The timer in flight (resolution delay or stagger): a completion of
     /// an earlier one is stale.
     timer: Option<Task>,
@@ -342,6 +348,7 @@ impl<S> Connector<S> {
             queue: Vec::new(),
             attempts: Vec::new(),
             connecting: false,
+            v4_first: false,
             timer: None,
             deadline: None,
             last_error: None,
@@ -382,7 +389,7 @@ impl<S> Connector<S> {
         }
         if connect.connecting {
             connect.refill_queue();
-            return self.next_attempt_if_idle(ring, id);
+            return self.next_attempt_if_due(ring, id);
         }
         match (&connect.v6, &connect.v4) {
             // The AAAA answer is in with addresses, or both answers are in.
@@ -422,6 +429,13 @@ impl<S> Connector<S> {
     fn start_connecting(&mut self, ring: &mut Ring<S>, id: ConnectId) {
         let Some(connect) = self.live(id) else { return };
         connect.connecting = true;
+        // RFC 8305 section 4: the family of the address RFC 6724 puts
+        // first leads (IPv4 before a unique local IPv6 address, say).
+        if let (Family::Done(v6), Family::Done(v4)) = (&connect.v6, &connect.v4) {
+            if let (Some(v6), Some(v4)) = (v6.first(), v4.first()) {
+                connect.v4_first = v4_leads(v6.ip(), v4.ip(), ring);
+            }
+        }
         connect.refill_queue();
         self.start_next_attempt(ring, id);
     }
@@ -447,10 +461,12 @@ impl<S> Connector<S> {
         self.start_timer(ring, id, Kind::Stagger, ATTEMPT_DELAY);
     }
 
-    /// After addresses arrived: start one if none is in flight.
-    fn next_attempt_if_idle(&mut self, ring: &mut Ring<S>, id: ConnectId) {
+    /// After addresses arrived: start one now if none is in flight, or if
+    /// the stagger delay since the last one has passed already (its timer
+    /// fired with nothing to start); otherwise the running timer will.
+    fn next_attempt_if_due(&mut self, ring: &mut Ring<S>, id: ConnectId) {
         let Some(connect) = self.live(id) else { return };
-        if connect.attempts.iter().any(|a| a.live) {
+        if connect.timer.is_some() && connect.attempts.iter().any(|a| a.live) {
             return;
         }
         self.start_next_attempt(ring, id);
@@ -571,9 +587,10 @@ impl<S> Connect<S> {
     }
 
     /// The addresses not yet tried, families interleaved (RFC 8305
-    /// section 4, a first address family count of one): IPv6 first, or,
-    /// when addresses arrive after attempts have started, the other family
-    /// than the last attempt's, so that the alternation goes on.
+    /// section 4, a first address family count of one): the leading
+    /// family first (`v4_first`), or, when addresses arrive after attempts
+    /// have started, the other family than the last attempt's, so that the
+    /// alternation goes on.
     fn refill_queue(&mut self) {
         let tried: Vec<SocketAddr> = self.attempts.iter().map(|a| a.addr).collect();
         let untried = |family: &Family| -> Vec<SocketAddr> {
@@ -588,7 +605,10 @@ impl<S> Connect<S> {
         };
         let (v6, v4) = (untried(&self.v6), untried(&self.v4));
         let mut queue = Vec::with_capacity(v6.len() + v4.len());
-        let v4_next = self.attempts.last().is_some_and(|a| a.addr.is_ipv6());
+        let v4_next = match self.attempts.last() {
+            Some(last) => last.addr.is_ipv6(),
+            None => self.v4_first,
+        };
         let (first, second) = if v4_next { (v4, v6) } else { (v6, v4) };
         let (mut first, mut second) = (first.into_iter(), second.into_iter());
         loop {
@@ -639,6 +659,14 @@ fn abort_attempts(attempts: &[Attempt]) {
     }
 }
 
+/// Whether IPv4 address `v4` comes before IPv6 address `v6` in RFC 6724's
+/// order, as `sources` sees the routes.
+fn v4_leads(v6: IpAddr, v4: IpAddr, sources: &mut impl Sources) -> bool {
+    let mut heads = [v6, v4];
+    sort_destinations(&mut heads, sources);
+    heads[0].is_ipv4()
+}
+
 fn task_key(id: ConnectId, kind: Kind, index: u8) -> u64 {
     FOREIGN_TAG
         | u64::from(id.slot)
@@ -654,3 +682,6 @@ fn socket_addr(ip: IpAddr, port: u16, scope_id: u32) -> SocketAddr {
         IpAddr::V4(_) => SocketAddr::new(ip, port),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -498,3 +498,43 @@ fn a_hosts_name_with_one_family_connects_without_asking_for_the_other() {
         assert!(started.elapsed() < Duration::from_secs(2), "no query");
     });
 }
+
+/// The AAAA answer's only address hangs; the A answer comes late (its
+/// first query goes unanswered, the second is answered a timeout later),
+/// after the 250 ms since the IPv6 attempt have passed: the IPv4 address
+/// is tried as it arrives, and connects. (It waited for the IPv6 attempt
+/// to fail, which only the deadline did.)
+#[test]
+fn an_address_arriving_after_the_attempt_delay_is_tried_at_once() {
+    let _serial = serial();
+    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    let Ok(_v4) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+        return; // the port is taken on IPv4: nothing to check this time
+    };
+    counted(|| {
+        let mut a_queries = 0;
+        let server = ScriptedServer::start(
+            Box::new(move |_, q| {
+                if asks_aaaa(q) {
+                    let v6 = |p: &mut simple_dns::Packet<'static>, name: &_| {
+                        p.answers.push(aaaa_record(name, Ipv6Addr::LOCALHOST));
+                    };
+                    return vec![Send::Reply(reply(q, simple_dns::RCODE::NoError, v6))];
+                }
+                a_queries += 1;
+                match a_queries {
+                    1 => Vec::new(),
+                    _ => vec![Send::Reply(a_reply(q, &[Ipv4Addr::LOCALHOST]))],
+                }
+            }),
+            None,
+        );
+        let mut config = server.config();
+        config.timeout = Duration::from_millis(600);
+        config.attempts = 2;
+        let deadline = Some(Duration::from_secs(5));
+        let c = dial(config, Hosts::default(), "late.test", port, deadline).unwrap();
+        assert_eq!(c.peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    });
+}

@@ -99,7 +99,8 @@ const fn ms(n: u64) -> Duration {
 
 /// The names, the rule each one checks in its comment.
 pub const NAMES: &[Name] = &[
-    // IPv6 first when both answers come at once.
+    // IPv6 first when both answers come at once (RFC 6724 puts a global
+    // IPv6 address before an IPv4 one).
     Name {
         name: "both.sim",
         v6: &[v6(1, Listens)],
