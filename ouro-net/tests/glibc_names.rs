@@ -78,14 +78,17 @@ fn numeric_names_are_answered_without_a_query() {
         let err = resolve(config.clone(), Hosts::default(), name, Some(qtype)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{name}");
     }
-    let err = resolve(
-        config.clone(),
-        Hosts::default(),
+    // A zone by name only on a link-local address; a number on any, with
+    // digits alone.
+    for zoned in [
         "fe80::1%no-such-if0",
-        None,
-    )
-    .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        "::1%lo",
+        "2001:db8::1%lo",
+        "fe80::1%+1",
+    ] {
+        let err = resolve(config.clone(), Hosts::default(), zoned, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{zoned}");
+    }
     assert_eq!(asked.try_iter().count(), 0, "no query");
     // Other types ask for the name as for any name.
     let _ = resolve(config, Hosts::default(), "1.2.3.4", Some(RecordType::Mx));
@@ -119,8 +122,14 @@ fn a_one_family_lookup_passes_over_hosts_entries_of_the_other_family() {
         Some(RecordType::A),
     );
     assert_eq!(mapped.unwrap().addresses(), [ip("192.0.2.9")]);
-    let both = resolve(config, hosts, "mapped.test", None).unwrap();
+    let both = resolve(config.clone(), hosts, "mapped.test", None).unwrap();
     assert_eq!(both.addresses(), [ip("::ffff:192.0.2.9")]);
+    // As glibc's files module reads it, `::1` is 127.0.0.1 to an IPv4
+    // lookup (Debian lists `ip6-localhost` on `::1` alone).
+    let debian = Hosts::parse("::1 localhost ip6-localhost ip6-loopback\n");
+    let a = resolve(config, debian, "ip6-localhost", Some(RecordType::A)).unwrap();
+    assert_eq!(a.addresses(), [ip("127.0.0.1")]);
+    assert_eq!(a.name, "localhost");
     assert_eq!(asked.try_iter().count(), 0, "only web.test's A was asked");
 }
 
@@ -139,6 +148,10 @@ fn the_answer_name_is_canonical() {
     let hosts = Hosts::parse("10.0.0.1 web.example web alias\n");
     let answer = resolve(config.clone(), hosts.clone(), "alias", None).unwrap();
     assert_eq!(answer.name, "web.example", "the line's official name");
-    let answer = resolve(config, hosts, "al\\ias", Some(RecordType::A)).unwrap();
+    let answer = resolve(config.clone(), hosts, "al\\ias", Some(RecordType::A)).unwrap();
     assert_eq!(answer.name, "web.example");
+    // An official name of dots alone is no name: the one asked for is.
+    let dots = Hosts::parse("10.0.0.1 ... dots.test\n");
+    let answer = resolve(config, dots, "dots.test", None).unwrap();
+    assert_eq!(answer.name, "dots.test");
 }

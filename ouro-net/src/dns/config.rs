@@ -11,7 +11,7 @@
 //! line; here its first word is the keyword, and an indented `#` or `;`
 //! starts a comment), and a line may end in CRLF (the CR is whitespace).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 /// glibc's `MAXNS`: nameservers past the third are ignored.
@@ -211,7 +211,11 @@ pub const MAX_RESOLV_CONF_BYTES: u64 = 64 << 10;
 /// names, parses in about 0.2 s on the ring's thread (some 11 ms per MB,
 /// at start and at each change), at a peak of under five times its size
 /// of memory (its bytes while parsing; about 3.5 times its size held
-/// after: see [`Hosts`](super::Hosts)).
+/// after: see [`Hosts`](super::Hosts)); names of one or two letters cost
+/// up to about ten times the file's size. A lookup takes time in
+/// proportion to the lines that list its name (2.8 million lines of
+/// `::1 a` made a lookup of `a` take some 150 ms; glibc, which reads the
+/// file at every lookup, takes about as long).
 pub const MAX_HOSTS_BYTES: u64 = 16 << 20;
 
 /// The bytes of the configuration file at `path`, `None` if it does not
@@ -339,7 +343,7 @@ fn parse_nameserver(word: &str) -> Option<SocketAddr> {
         IpAddr::V4(_) => None,
         IpAddr::V6(v6) => {
             let scope_id = match zone {
-                Some(zone) => zone_index(zone)?,
+                Some(zone) => zone_index(&v6, zone)?,
                 None => 0,
             };
             Some(SocketAddr::V6(SocketAddrV6::new(v6, DNS_PORT, 0, scope_id)))
@@ -347,10 +351,20 @@ fn parse_nameserver(word: &str) -> Option<SocketAddr> {
     }
 }
 
-/// An IPv6 zone as an interface index: a number, or an interface's name.
-pub(crate) fn zone_index(zone: &str) -> Option<u32> {
-    if let Ok(index) = zone.parse::<u32>() {
-        return Some(index);
+/// The zone of IPv6 address `addr` as an interface index, as glibc reads
+/// it: an interface's name for a link-local address (unicast, or
+/// multicast of node or link scope), or a number (digits only).
+pub(crate) fn zone_index(addr: &Ipv6Addr, zone: &str) -> Option<u32> {
+    if zone.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+        return zone
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| zone.parse().ok())?;
+    }
+    let multicast_scope = addr.segments()[0] & 0xff0f;
+    let link_local = addr.is_unicast_link_local() || matches!(multicast_scope, 0xff01 | 0xff02);
+    if !link_local {
+        return None;
     }
     let name = std::ffi::CString::new(zone).ok()?;
     // SAFETY: `name` is a valid NUL-terminated string for the call.

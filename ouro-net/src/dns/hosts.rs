@@ -157,8 +157,16 @@ impl Hosts {
             official_start,
             official_len: official.len() as u8,
         });
+        let mut previous: Option<&str> = None;
         for name in std::iter::once(official).chain(aliases) {
-            self.push_name(name.trim_end_matches('.'), line);
+            let name = name.trim_end_matches('.');
+            // A name repeated at once adds nothing (`a a a ...`, a line
+            // that would otherwise cost a lookup of `a` a pass over all).
+            if previous.is_some_and(|p| p.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            self.push_name(name, line);
+            previous = Some(name);
         }
     }
 
@@ -255,6 +263,14 @@ mod tests {
         let long = "x".repeat(256);
         hosts.add(&long, a("10.0.0.5"));
         assert!(hosts.entries(&long).is_empty());
+    }
+
+    #[test]
+    fn a_name_repeated_at_once_on_a_line_is_listed_once() {
+        let line = format!("1.1.1.1 a{}\n", " A a.".repeat(10_000));
+        let hosts = Hosts::parse(line + "2.2.2.2 b a b a\n");
+        assert_eq!(hosts.entries("a").len(), 3, "once from the first line");
+        assert_eq!(hosts.entries("b").len(), 2, "twice: not next to each other");
     }
 
     #[test]

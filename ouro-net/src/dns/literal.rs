@@ -6,8 +6,8 @@
 //! octal with a leading `0` or hexadecimal with `0x`, the last one filling
 //! the bytes left (`127.1` is 127.0.0.1, `0x7f.1` too, `2130706433` as
 //! well). IPv6 as `inet_pton` reads it (`::1`, `::ffff:1.2.3.4`), with an
-//! optional zone after `%`: an interface's name or index, which becomes
-//! the address's scope id.
+//! optional zone after `%`, which becomes the address's scope id: an
+//! interface's index (digits), or, for a link-local address, its name.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -30,7 +30,7 @@ pub struct Literal {
 pub fn ip_literal(name: &str) -> Option<io::Result<Literal>> {
     if let Some((addr, zone)) = name.split_once('%') {
         let addr = addr.parse::<Ipv6Addr>().ok()?;
-        let Some(scope_id) = zone_index(zone) else {
+        let Some(scope_id) = zone_index(&addr, zone) else {
             let why = format!("{name:?}: no interface {zone:?} for its zone");
             return Some(Err(io::Error::new(io::ErrorKind::InvalidInput, why)));
         };
@@ -156,6 +156,14 @@ mod tests {
             let e = ip_literal(unknown).unwrap().unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{unknown}");
         }
+        for refused in ["::1%lo", "2001:db8::1%lo", "fe80::1%+1", "fe80::1%1x"] {
+            let e = ip_literal(refused).unwrap().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{refused}");
+        }
+        let lit = ip_literal("::1%3").unwrap().unwrap();
+        assert_eq!(lit.scope_id, 3, "a number names any address's zone");
+        let lit = ip_literal("ff02::1%lo").unwrap().unwrap();
+        assert_eq!(lit.scope_id, 1, "link-local multicast");
         assert!(ip_literal("1.2.3.4%lo").is_none(), "no zone on IPv4");
         assert!(ip_literal("web%lo").is_none());
     }

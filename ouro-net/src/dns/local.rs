@@ -55,6 +55,18 @@ impl Families {
             _ => addr,
         }
     }
+
+    /// `addr` of a hosts file line as an IPv4-only lookup takes it: as
+    /// [`adapt`](Self::adapt), and `::1` is 127.0.0.1, as glibc's files
+    /// module reads it (Debian lists `ip6-localhost` on `::1` alone).
+    fn adapt_listed(self, addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V6(v6) if v6.is_loopback() && self.v4 && !self.v6 => {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+            _ => self.adapt(addr),
+        }
+    }
 }
 
 /// The answer to a lookup of `types` for `name` (well formed) that needs
@@ -136,7 +148,7 @@ fn hosts_answer(hosts: &Hosts, name: &str, families: Families) -> Option<(String
     // A set, not a search of those before: a name may have many.
     let mut seen = HashSet::new();
     for (addr, line_name) in hosts.entries(&name) {
-        let addr = families.adapt(addr);
+        let addr = families.adapt_listed(addr);
         if !families.wants(addr) {
             continue;
         }
@@ -145,7 +157,14 @@ fn hosts_answer(hosts: &Hosts, name: &str, families: Families) -> Option<(String
             addrs.push(addr);
         }
     }
-    Some((official?.to_string(), addrs))
+    // An official name of dots alone is empty once trimmed: no name to
+    // hand out; the one looked up is.
+    let official = official?;
+    let canonical = match official.is_empty() {
+        true => presentation(&name),
+        false => official.to_string(),
+    };
+    Some((canonical, addrs))
 }
 
 fn record(addr: IpAddr) -> Record {
