@@ -119,6 +119,19 @@ fn hanging_listener(addr: SocketAddr) -> (Socket, Vec<Socket>) {
     (listener, fillers)
 }
 
+/// The listeners of [`hanging_v6_listening_v4`]: connects hang on the
+/// first (its backlog filled by the second) and succeed on the third.
+type Listeners = (Socket, Vec<Socket>, TcpListener);
+
+/// A port on which connects to `[::1]` hang and connects to `127.0.0.1`
+/// succeed while the listeners live; `None` if the port is taken on IPv4.
+fn hanging_v6_listening_v4() -> Option<(u16, Listeners)> {
+    let (hanging, fillers) = hanging_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, 0)));
+    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok()?;
+    Some((port, (hanging, fillers, v4)))
+}
+
 /// The tests of this binary run one at a time, so that fd counts are
 /// their own.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -173,9 +186,7 @@ fn a_refused_family_falls_back_to_the_other_at_once() {
 #[test]
 fn a_family_whose_connects_hang_loses_to_the_other_after_the_attempt_delay() {
     let _serial = serial();
-    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, 0)));
-    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
-    let Ok(_v4) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+    let Some((port, _listeners)) = hanging_v6_listening_v4() else {
         return; // the port is taken on IPv4: nothing to check this time
     };
     counted(|| {
@@ -507,9 +518,7 @@ fn a_hosts_name_with_one_family_connects_without_asking_for_the_other() {
 #[test]
 fn an_address_arriving_after_the_attempt_delay_is_tried_at_once() {
     let _serial = serial();
-    let (hanging, _fillers) = hanging_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, 0)));
-    let port = hanging.local_addr().unwrap().as_socket().unwrap().port();
-    let Ok(_v4) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+    let Some((port, _listeners)) = hanging_v6_listening_v4() else {
         return; // the port is taken on IPv4: nothing to check this time
     };
     counted(|| {
