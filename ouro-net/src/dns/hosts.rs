@@ -16,7 +16,7 @@ use super::config::{read_config_file, uncommented_lines, MAX_HOSTS_BYTES};
 /// allocation per name. A file of five-letter names takes some 11 ms per
 /// MB to parse and about 3.5 times its size in memory (21 bytes per name
 /// of 6 in the file); a file is at most
-/// [`MAX_HOSTS_BYTES`](super::config::MAX_HOSTS_BYTES).
+/// [`MAX_HOSTS_BYTES`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hosts {
     /// The names, lower-cased, and the lines' official names as written,
