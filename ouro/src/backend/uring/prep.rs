@@ -498,9 +498,10 @@ impl Opcodes {
             Op::RecvMulti { fd, group, held } => {
                 let target = files.target(*fd);
                 if group.is_kernel_ring() && self.has_multishot_recv() {
-                    submit!(with_target!(target, |t| poll_first(
-                        opcode::RecvMulti::new(t, group.id).build()
-                    )))
+                    submit!(with_target!(target, |t| opcode::RecvMulti::new(
+                        t, group.id
+                    )
+                    .build()))
                 } else if group.is_kernel_ring() {
                     let size = group.size() as u32;
                     submit!(with_target!(target, |t| opcode::Recv::new(
@@ -572,67 +573,5 @@ fn push_to(sq: &mut SubmissionQueue<'_>, entry: squeue::Entry) -> Started {
     match unsafe { sq.push(&entry) } {
         Ok(()) => Started::Yes,
         Err(_) => Started::Full,
-    }
-}
-
-/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19): the receive waits for data
-/// before it takes a buffer.
-const RECVSEND_POLL_FIRST: u16 = 1;
-
-/// Where an entry keeps its `ioprio` (a native-endian `u16`) in the
-/// kernel's `io_uring_sqe`, which `squeue::Entry` is (`repr(C)`).
-const IOPRIO: std::ops::Range<usize> = 2..4;
-
-const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
-
-/// A multishot receive that waits for data before it takes a buffer, as
-/// the readiness backend's does: without it, one armed while every buffer
-/// of its group is held ends with `ENOBUFS` at once, though no data came
-/// (and a server that arms it again spins). The `io-uring` crate has no
-/// setter for this entry's `ioprio`, so the flag goes into the entry's
-/// bytes (`the_poll_first_flag_lands_in_ioprio` checks where they are).
-fn poll_first(entry: squeue::Entry) -> squeue::Entry {
-    // SAFETY: `Entry` is 64 bytes (checked above) of plain integers, all of
-    // them initialized (the crate starts every entry zeroed), so its bytes
-    // are a valid array, and every array a valid entry.
-    let mut bytes: [u8; 64] = unsafe { std::mem::transmute(entry) };
-    let ioprio = u16::from_ne_bytes([bytes[IOPRIO.start], bytes[IOPRIO.start + 1]]);
-    bytes[IOPRIO].copy_from_slice(&(ioprio | RECVSEND_POLL_FIRST).to_ne_bytes());
-    // SAFETY: as above.
-    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(bytes) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bytes(entry: squeue::Entry) -> [u8; 64] {
-        // SAFETY: as in `poll_first`.
-        unsafe { std::mem::transmute(entry) }
-    }
-
-    fn ioprio(entry: squeue::Entry) -> u16 {
-        let bytes = bytes(entry);
-        u16::from_ne_bytes([bytes[IOPRIO.start], bytes[IOPRIO.start + 1]])
-    }
-
-    /// The crate's own `ioprio` setter (on `RecvMsgMulti`) writes where
-    /// `poll_first` does, and `poll_first` changes nothing else.
-    #[test]
-    fn the_poll_first_flag_lands_in_ioprio() {
-        let multishot = 2; // IORING_RECV_MULTISHOT
-        let msg = std::ptr::null();
-        let set_by_crate = opcode::RecvMsgMulti::new(types::Fd(3), msg, 7)
-            .ioprio(RECVSEND_POLL_FIRST)
-            .build();
-        assert_eq!(ioprio(set_by_crate), RECVSEND_POLL_FIRST | multishot);
-        let plain = opcode::RecvMulti::new(types::Fd(3), 7).build().user_data(9);
-        assert_eq!(ioprio(plain.clone()), multishot);
-        let flagged = poll_first(plain.clone());
-        assert_eq!(ioprio(flagged.clone()), RECVSEND_POLL_FIRST | multishot);
-        let (mut before, mut after) = (bytes(plain), bytes(flagged));
-        before[IOPRIO].fill(0);
-        after[IOPRIO].fill(0);
-        assert_eq!(before, after);
     }
 }
