@@ -49,7 +49,7 @@ define_ops! {
     Cancel "cancel" kernel "none (cancels are done in user space)"
     /// `Ok` when the target was cancelled; `ENOENT` when no such task was
     /// live (finished, or a stale handle); `EALREADY` when the target
-    /// finished anyway with its own result.
+    /// finished anyway, with its own result or its deadline's `ETIME`.
     => Cancel(io::Result<()>)
     {
         /// Waits for its target to finish (the target's slot lists it).

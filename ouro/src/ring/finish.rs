@@ -78,9 +78,12 @@ impl<S> Ring<S> {
         // The ring whose cancels wait for this task.
         let waiters = finished.waiters;
         let settle_on = (waiters != NIL).then(|| {
-            let canceled = result.as_ref().is_err_and(|e| {
-                matches!(e.raw_os_error(), Some(code) if code == libc::ECANCELED || code == ETIME)
-            });
+            // A task its deadline ended was not cancelled by the waiting
+            // cancels: they took effect too late, as for a task that
+            // finished on its own.
+            let canceled = result
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ECANCELED));
             self.unsettled.push((waiters, canceled));
             self.files.ring_id()
         });

@@ -37,10 +37,12 @@ impl<S> Ring<S> {
 
     /// Cancels `target`. Its callback runs first, with `ECANCELED` (see
     /// [`is_canceled`](crate::is_canceled)) unless it finished on its own
-    /// before the cancellation took effect; then this task's callback runs,
-    /// with [`Outcome::Cancel`](crate::Outcome::Cancel): `Ok` (cancelled),
+    /// before the cancellation took effect (or its deadline did: `ETIME`);
+    /// then this task's callback runs, with
+    /// [`Outcome::Cancel`](crate::Outcome::Cancel): `Ok` (cancelled),
     /// `ENOENT` (no such live task: finished already, or a stale handle —
-    /// nothing else is touched) or `EALREADY` (it finished anyway).
+    /// nothing else is touched) or `EALREADY` (it finished anyway, on its
+    /// own or by its deadline).
     pub fn cancel(&mut self, target: Task, ctx: Ctx<S>) -> Task {
         let task = self.slab.insert(Op::Cancel, ctx);
         self.start_cancel(task.index, target);

@@ -16,6 +16,7 @@ backend_tests![
     cancel_a_timer,
     cancel_a_finished_task_is_enoent,
     cancel_a_task_that_finishes_anyway_is_ealready,
+    cancel_a_task_its_deadline_is_ending_is_ealready,
     stale_handle_does_not_touch_the_slots_new_task,
     another_rings_task_is_enoent_and_touches_nothing,
     two_cancels_of_one_task,
@@ -100,6 +101,31 @@ fn cancel_a_task_that_finishes_anyway_is_ealready(kind: BackendKind) {
     let got = run_all(&mut ring);
     assert_eq!(got.len(), 2);
     expect!(&got[0].outcome, Outcome::Noop(Ok(())) => ());
+    assert_eq!(
+        expect!(&got[1].outcome, Outcome::Cancel(Err(e)) => e.raw_os_error()),
+        Some(libc::EALREADY)
+    );
+}
+
+/// A deadline that took effect first decides: the target ends with
+/// `ETIME`, and a cancel made while that was under way finished nothing.
+fn cancel_a_task_its_deadline_is_ending_is_ealready(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, _b) = socket_pair();
+    let a = Rc::new(a);
+    let recv = ring.recv(&a, Vec::with_capacity(8), ctx(0));
+    ring.set_deadline(recv, ring.now()).unwrap();
+    let mut got = Vec::new();
+    ring.run(&mut got, RunMode::NoWait).unwrap();
+    assert!(
+        recv.is_live(&ring),
+        "the deadline's cancel is under way: {got:?}"
+    );
+    ring.cancel(recv, ctx(1));
+    got.extend(run_all(&mut ring));
+    assert_eq!(got.len(), 2, "{got:?}");
+    let err = expect!(&got[0].outcome, Outcome::Recv(Err(e), _) => e);
+    assert!(is_deadline(err), "{err}");
     assert_eq!(
         expect!(&got[1].outcome, Outcome::Cancel(Err(e)) => e.raw_os_error()),
         Some(libc::EALREADY)
