@@ -28,6 +28,7 @@ backend_tests![
     an_offset_beyond_i64_max_is_invalid_input,
     an_offset_on_a_pipe_is_ignored_and_on_a_socket_must_be_zero,
     an_offset_whose_end_passes_i64_max_is_einval_on_a_pipe_and_a_socket,
+    an_offsets_error_comes_at_once_on_an_fd_a_read_found_empty,
 ];
 
 /// Key of the task under test.
@@ -372,5 +373,38 @@ fn an_offset_whose_end_passes_i64_max_is_einval_on_a_pipe_and_a_socket(kind: Bac
         });
         let buf = expect!(outcome, Outcome::Read(Ok(6), buf) => buf);
         assert_eq!(&buf[..], b"queued");
+    }
+}
+
+/// The readiness backend waits for readiness before it tries a read of an
+/// fd whose last read found it empty; an error the offset alone causes
+/// must still come at once, as on io_uring, not when data arrives.
+fn an_offsets_error_comes_at_once_on_an_fd_a_read_found_empty(kind: BackendKind) {
+    let mut ring = ring(kind, 8);
+    let (a, _b) = socket_pair();
+    let (reader, _writer) = pipe();
+    let cases = [
+        (&a, 5, libc::ESPIPE),
+        (&reader, i64::MAX as u64, libc::EINVAL),
+    ];
+    for (fd, at, expected) in cases {
+        let outcome = complete(&mut ring, |r, c| {
+            let read = r.read(unchecked(fd), Vec::with_capacity(4), Offset::Current, c);
+            r.set_timeout(read, Duration::from_millis(5)).unwrap();
+            read
+        });
+        let res = expect!(outcome, Outcome::Read(res, _) => res);
+        assert!(ouro::is_deadline(&res.unwrap_err()), "the fd is empty");
+        let outcome = complete(&mut ring, |r, c| {
+            let read = r.read(unchecked(fd), Vec::with_capacity(4), Offset::At(at), c);
+            r.set_timeout(read, Duration::from_secs(30)).unwrap();
+            read
+        });
+        let res = expect!(outcome, Outcome::Read(res, _) => res);
+        assert_eq!(
+            res.unwrap_err().raw_os_error(),
+            Some(expected),
+            "offset {at}"
+        );
     }
 }

@@ -424,7 +424,10 @@ fn read(fd: RawFd, iov: IoVecs, offset: u64) -> Call {
         ..SysArgs::NONE
     };
     Call {
-        read_hint: true,
+        // Only at the fd's position: an error the offset alone causes
+        // (`ESPIPE` on a socket, `EINVAL` past `i64::MAX`) must come at
+        // once, not when the fd turns readable.
+        read_hint: offset <= 0,
         unpollable: Unpollable::ToPool,
         ..Call::new(sys::try_read, args)
             .or_on_pool(sys::read_blocking)

@@ -397,15 +397,24 @@ pub(super) fn is_tcp_socket(fd: RawFd) -> bool {
 fn at_offset(fd: RawFd, offset: i64, iov: &IoVecs, call: impl Fn(i64) -> i32) -> i32 {
     match call(offset) {
         res if res == -libc::ESPIPE && offset >= 0 => {
-            if offset.checked_add(iov.total_len()).is_none() {
-                -libc::EINVAL
-            } else if offset > 0 && is_socket(fd) {
-                res
-            } else {
-                call(-1)
+            match unseekable_offset_error(fd, offset, iov) {
+                0 => call(-1),
+                error => error,
             }
         }
         res => res,
+    }
+}
+
+/// The error `offset` alone gives a call on `fd`, an fd with no position
+/// (see [`at_offset`]), or 0 if the call may ignore it.
+fn unseekable_offset_error(fd: RawFd, offset: i64, iov: &IoVecs) -> i32 {
+    if offset.checked_add(iov.total_len()).is_none() {
+        -libc::EINVAL
+    } else if offset > 0 && is_socket(fd) {
+        -libc::ESPIPE
+    } else {
+        0
     }
 }
 

@@ -10,7 +10,7 @@ use std::os::fd::RawFd;
 use mio::Interest;
 
 use super::super::call::{Attempt, IoVecs, Progress, SysArgs};
-use super::{at_offset, poll_revents, ready_or_wait};
+use super::{at_offset, poll_revents, ready_or_wait, unseekable_offset_error};
 use crate::fs::Metadata;
 use crate::syscall::{self, last_errno, result};
 
@@ -115,6 +115,13 @@ fn try_rw(a: &mut SysArgs, interest: Interest, call: fn(RawFd, &IoVecs, i64) -> 
             Err(res) => return Attempt::Done(res),
             Ok(true) => return Attempt::Pool,
             Ok(false) => a.progress = Progress::AfterReadiness,
+        }
+        // An error of the offset's comes at once, not once the fd is ready.
+        if offset >= 0 {
+            match unseekable_offset_error(fd, offset, &a.iov) {
+                0 => {}
+                error => return Attempt::Done(error),
+            }
         }
     }
     let iov = &a.iov;
