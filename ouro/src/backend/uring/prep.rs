@@ -498,6 +498,10 @@ impl Opcodes {
             Op::RecvMulti { fd, group, held } => {
                 let target = files.target(*fd);
                 if group.is_kernel_ring() && self.has_multishot_recv() {
+                    // Without IORING_RECVSEND_POLL_FIRST, which would wait
+                    // for data before a buffer is taken: on Linux 6.18 such
+                    // a receive, armed once the peer's data and reset have
+                    // both arrived, gives the data and never ends.
                     submit!(with_target!(target, |t| opcode::RecvMulti::new(
                         t, group.id
                     )
