@@ -3,7 +3,7 @@
 //! splice — and their errors.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
@@ -22,6 +22,7 @@ backend_tests![
     read_file_at_offset,
     read_file_at_current_position,
     read_at_end_of_file_is_zero,
+    a_read_of_a_partly_cached_file_is_whole,
     read_appends_to_what_the_vec_holds,
     read_write_pipe,
     write_file_at_offset,
@@ -83,6 +84,60 @@ fn read_at_end_of_file_is_zero(kind: BackendKind) {
     });
     let buf = expect!(outcome, Outcome::Read(Ok(0), buf) => buf);
     assert!(buf.is_empty());
+}
+
+/// A read of a file whose pages are not all cached: the readiness
+/// backend's attempt that must not block stops at the first that is not,
+/// and the rest is read on its pool (io_uring's worker does the same), at
+/// an offset, at the current position and into several buffers. A file
+/// of 8 KiB of data and then an allocated range ending within a page is
+/// one (its last page is read only by a call that may block, on ext4), in
+/// the target directory: on disk, not in memory.
+fn a_read_of_a_partly_cached_file_is_whole(kind: BackendKind) {
+    const DATA: usize = 8192;
+    const SIZE: usize = DATA + 30_001;
+    let mut ring = ring(kind, 8);
+    let mut expected = vec![0u8; SIZE];
+    expected[..DATA]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (i % 251) as u8);
+    let fresh_file = || {
+        let mut file = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        file.write_all(&expected[..DATA]).unwrap();
+        let (start, len) = (DATA as libc::off_t, (SIZE - DATA) as libc::off_t);
+        // SAFETY: fallocate of an fd the test owns; no memory is involved.
+        let res = unsafe { libc::fallocate(file.as_raw_fd(), 0, start, len) };
+        assert_eq!(res, 0, "fallocate: {}", std::io::Error::last_os_error());
+        file.rewind().unwrap();
+        Rc::new(file)
+    };
+    for offset in [Offset::At(0), Offset::Current] {
+        let file = fresh_file();
+        let outcome = complete(&mut ring, |r, c| {
+            r.read(&file, Vec::with_capacity(2 * SIZE), offset, c)
+        });
+        let buf = expect!(outcome, Outcome::Read(Ok(SIZE), buf) => buf);
+        assert!(buf[..] == expected[..], "{offset:?}: the bytes differ");
+        assert_eq!(
+            position(&*file),
+            if offset == Offset::Current {
+                SIZE as u64
+            } else {
+                0
+            }
+        );
+    }
+    // The first buffer not cached whole, then one that ends where the
+    // cached pages do.
+    for sizes in [[4096, 30_000, 30_000], [20_000, 16_864, 30_000]] {
+        let file = fresh_file();
+        let bufs = Vec::from(sizes.map(Vec::<u8>::with_capacity));
+        let outcome = complete(&mut ring, |r, c| r.readv(&file, bufs, Offset::At(0), c));
+        let bufs = expect!(outcome, Outcome::Readv(Ok(SIZE), bufs) => bufs);
+        let got = bufs.downcast::<Vec<u8>>().unwrap().concat();
+        assert!(got == expected, "readv into {sizes:?}: the bytes differ");
+    }
 }
 
 fn read_appends_to_what_the_vec_holds(kind: BackendKind) {

@@ -64,6 +64,28 @@ impl IoVecs {
         i64::try_from(total).unwrap_or(i64::MAX)
     }
 
+    /// The buffers past their first `skip` bytes, or `None` if no byte is
+    /// left: a buffer begun is given alone, else the rest of the array.
+    pub(super) fn after(&self, mut skip: usize) -> Option<IoVecs> {
+        if skip == 0 {
+            return Some(*self);
+        }
+        let vecs = self.as_slice();
+        for (i, v) in vecs.iter().enumerate() {
+            if skip == 0 {
+                // Past the first buffer: an array's, which outlives `self`.
+                let rest = &vecs[i..];
+                return Some(IoVecs::Many(rest.as_ptr(), rest.len()));
+            }
+            if skip < v.iov_len {
+                let start = v.iov_base.cast::<u8>().wrapping_add(skip);
+                return Some(IoVecs::one(start, v.iov_len - skip));
+            }
+            skip -= v.iov_len;
+        }
+        None
+    }
+
     /// The one buffer's start and length (null and 0 for an array).
     pub(super) fn single(&self) -> (*mut libc::c_void, usize) {
         match self {
@@ -82,6 +104,10 @@ pub(super) enum Progress {
     /// Linux one refusing `RWF_NOWAIT`, elsewhere anything but a file):
     /// wait for readiness, then make the plain call.
     AfterReadiness,
+    /// A read or write of a regular file moved this many bytes without
+    /// blocking (its other pages were not cached, or not writable at
+    /// once): the pool moves the rest, and the result counts both.
+    Partial(i32),
     /// `connect` said `EINPROGRESS`; `restore_blocking` if ouro made the
     /// socket non-blocking for it.
     Connecting { restore_blocking: bool },

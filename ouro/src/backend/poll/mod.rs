@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use mio::{Events, Interest, Token};
 
-use self::call::{Attempt, Call};
+use self::call::{Attempt, Call, Progress};
 use self::files::{ready_bits, FdTable};
 use self::pool::Pool;
 use self::prep::prepare;
@@ -204,7 +204,14 @@ impl PollBackend {
             }
             Place::Pool if self.pool.cancel(target) => {
                 self.left_pool(index);
-                self.complete(index, -libc::ECANCELED);
+                // Bytes a file's read or write moved before it went to the
+                // pool cannot be taken back: they are its result, as on
+                // io_uring.
+                let res = match self.requests[index as usize].call.args.progress {
+                    Progress::Partial(done) => done,
+                    _ => -libc::ECANCELED,
+                };
+                self.complete(index, res);
             }
             Place::Deferred => {
                 self.deferred.retain(|&i| i != index);

@@ -78,6 +78,13 @@ fn try_rw(
         return ready_or_wait(nonblocking_during(fd, attempt), fd, interest);
     }
     let res = at_offset(fd, offset, iov, |o| call(fd, iov, o, libc::RWF_NOWAIT));
+    if res > 0
+        && i64::from(res) < iov.total_len()
+        && stopped_short_in_a_file(fd, offset, res, interest)
+    {
+        a.progress = Progress::Partial(res);
+        return Attempt::Pool;
+    }
     if res != -libc::EOPNOTSUPP {
         return ready_or_wait(res, fd, interest);
     }
@@ -100,16 +107,66 @@ fn is_file(fd: RawFd) -> bool {
     matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
 }
 
+/// Whether a read or write that moved `done` bytes without blocking,
+/// fewer than asked, left some that a blocking call would move: on a
+/// regular file or block device (a socket's or pipe's short result is its
+/// whole answer) whose other pages were not cached, which for a read is
+/// short of the file's end. io_uring moves those in a worker.
+fn stopped_short_in_a_file(fd: RawFd, offset: i64, done: i32, interest: Interest) -> bool {
+    // SAFETY: fstat writes into the zeroed buffer we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return false;
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG if interest.is_readable() => {
+            let end = if offset >= 0 {
+                offset.saturating_add(i64::from(done))
+            } else {
+                // SAFETY: lseek of a valid fd by 0 only reports its position.
+                unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }
+            };
+            end >= 0 && end < st.st_size
+        }
+        libc::S_IFREG | libc::S_IFBLK => true,
+        _ => false,
+    }
+}
+
 /// A read on a pool thread, where it may block.
 pub(in crate::backend::poll) fn read_blocking(a: &mut SysArgs) -> i32 {
-    let (fd, iov) = (a.fds[0], &a.iov);
-    at_offset(fd, a.nums[0], iov, |o| preadv2(fd, iov, o, 0))
+    rw_blocking(a, preadv2)
 }
 
 /// A write on a pool thread, where it may block.
 pub(in crate::backend::poll) fn write_blocking(a: &mut SysArgs) -> i32 {
-    let (fd, iov) = (a.fds[0], &a.iov);
-    at_offset(fd, a.nums[0], iov, |o| pwritev2(fd, iov, o, 0))
+    rw_blocking(a, pwritev2)
+}
+
+fn rw_blocking(a: &mut SysArgs, call: fn(RawFd, &IoVecs, i64, i32) -> i32) -> i32 {
+    let (fd, iov, offset) = (a.fds[0], &a.iov, a.nums[0]);
+    let Progress::Partial(done) = a.progress else {
+        return at_offset(fd, offset, iov, |o| call(fd, iov, o, 0));
+    };
+    // The rest of a file's read or write begun without blocking: until
+    // every byte has moved, the file ends, or a call fails, whose error
+    // the next call meets (the bytes moved are the result, as io_uring
+    // gives them).
+    let mut moved = done;
+    while let Some(rest) = iov.after(moved as usize) {
+        let at = if offset < 0 {
+            -1
+        } else {
+            offset.saturating_add(i64::from(moved))
+        };
+        let res = call(fd, &rest, at, 0);
+        match moved.checked_add(res) {
+            Some(total) if res > 0 => moved = total,
+            _ => break,
+        }
+    }
+    moved
 }
 
 pub(in crate::backend::poll) fn stat(
