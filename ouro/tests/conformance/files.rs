@@ -3,7 +3,7 @@
 //! real legs work in a temporary directory, the simulator in a directory
 //! of its own file system.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ouro::fs::OpenOptions;
 use ouro::{Offset, Outcome, RingFd};
@@ -78,6 +78,7 @@ fn note(env: &mut Env, step: &'static str, outcome: Outcome) {
         | Outcome::Ftruncate(Err(err))
         | Outcome::Unlink(Err(err))
         | Outcome::Rename(Err(err))
+        | Outcome::HardLink(Err(err))
         | Outcome::Mkdir(Err(err))
         | Outcome::Fallocate(Err(err))
         | Outcome::Close(Err(err)) => error(&err),
@@ -85,6 +86,7 @@ fn note(env: &mut Env, step: &'static str, outcome: Outcome) {
         | Outcome::Ftruncate(Ok(()))
         | Outcome::Unlink(Ok(()))
         | Outcome::Rename(Ok(()))
+        | Outcome::HardLink(Ok(()))
         | Outcome::Mkdir(Ok(()))
         | Outcome::Fallocate(Ok(()))
         | Outcome::Close(Ok(())) => Step::Ok,
@@ -223,10 +225,6 @@ pub fn files_append_truncate_rename_unlink(env: &mut Env) {
     let moved = env.op(|ring, ctx| ring.rename(dir.join("missing"), &old, ctx));
     note(env, "rename a missing file", moved);
     let linked = env.op(|ring, ctx| ring.hard_link(&new, &old, ctx));
-    let linked = match linked {
-        Outcome::HardLink(res) => Outcome::Unlink(res),
-        other => other,
-    };
     note(env, "hard link", linked);
     stat(env, new.clone(), "stat the linked file");
     let gone = env.op(|ring, ctx| ring.unlink(&new, ctx));
@@ -268,10 +266,6 @@ pub fn files_directories_renamed_and_removed(env: &mut Env) {
     stat(env, c.join("f"), "stat c/f");
     stat(env, c.clone(), "stat c");
     let linked = env.op(|ring, ctx| ring.hard_link(&c, dir.join("d"), ctx));
-    let linked = match linked {
-        Outcome::HardLink(res) => Outcome::Unlink(res),
-        other => other,
-    };
     note(env, "hard link a directory", linked);
     let gone = env.op(|ring, ctx| ring.unlink(c.join("f"), ctx));
     note(env, "unlink c/f", gone);
@@ -299,7 +293,6 @@ pub fn files_paths_the_kernel_refuses(env: &mut Env) {
         "read past the largest offset",
     );
     close(env, fd, "close");
-    let slashed = |path: &PathBuf| PathBuf::from(format!("{}/", path.display()));
     stat(env, slashed(&file), "stat a file with a slash");
     stat(env, slashed(&sub), "stat a directory with a slash");
     open(env, slashed(&file), READ_WRITE, "open a file with a slash");
@@ -320,4 +313,82 @@ pub fn files_paths_the_kernel_refuses(env: &mut Env) {
     note(env, "unlink the file", gone);
     let gone = env.op(|ring, ctx| ring.remove_dir(slashed(&sub), ctx));
     note(env, "remove_dir with a slash", gone);
+}
+
+/// `path` with a `/` at the end.
+fn slashed(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}/", path.display()))
+}
+
+/// A write at an offset on an `O_APPEND` fd appends, and leaves the fd's
+/// position where it was; a write at the position appends and moves it.
+pub fn files_positional_write_on_an_append_fd(env: &mut Env) {
+    let dir = Dir::new(env);
+    let path = dir.join("log");
+    let options = READ_WRITE.create(true).append(true);
+    let fd = open(env, path.clone(), options, "create to append").expect("a file");
+    write(env, fd, b"hello", Offset::At(100), "write at 100");
+    stat(env, path, "stat");
+    read(env, fd, Offset::Current, "read at the position");
+    write(env, fd, b"!", Offset::Current, "write at the position");
+    read(env, fd, Offset::Current, "read at the position after it");
+    read(env, fd, Offset::At(0), "read from the start");
+    close(env, fd, "close");
+}
+
+/// A rename from one hard link of a file to another does nothing; a `/`
+/// after the target is still refused first.
+pub fn files_rename_between_links_of_one_file(env: &mut Env) {
+    let dir = Dir::new(env);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let fd = open(env, a.clone(), READ_WRITE.create(true), "create a").expect("a file");
+    write(env, fd, b"data", Offset::At(0), "write a");
+    close(env, fd, "close a");
+    let linked = env.op(|ring, ctx| ring.hard_link(&a, &b, ctx));
+    note(env, "hard link a to b", linked);
+    let moved = env.op(|ring, ctx| ring.rename(&a, &b, ctx));
+    note(env, "rename a to b", moved);
+    stat(env, a.clone(), "stat a");
+    stat(env, b.clone(), "stat b");
+    let moved = env.op(|ring, ctx| ring.rename(&a, slashed(&b), ctx));
+    note(env, "rename a to b with a slash", moved);
+    let moved = env.op(|ring, ctx| ring.rename(&a, &a, ctx));
+    note(env, "rename a to itself", moved);
+    stat(env, a.clone(), "stat a again");
+    let gone = env.op(|ring, ctx| ring.unlink(&a, ctx));
+    note(env, "unlink a", gone);
+    let gone = env.op(|ring, ctx| ring.unlink(&b, ctx));
+    note(env, "unlink b", gone);
+}
+
+/// `link` looks the old path up whole before the new one's parent;
+/// `rename` looks both parents up before either name, and checks a `/`
+/// at the end of either after both.
+pub fn files_link_and_rename_check_the_paths_in_order(env: &mut Env) {
+    let dir = Dir::new(env);
+    let (file, missing, new) = (dir.join("file"), dir.join("missing"), dir.join("new"));
+    let fd = open(env, file.clone(), READ_WRITE.create(true), "create").expect("a file");
+    close(env, fd, "close");
+    let below_file = file.join("x");
+    let below_missing = missing.join("x");
+    let linked = env.op(|ring, ctx| ring.hard_link(&missing, &below_file, ctx));
+    note(env, "link a missing file below a file", linked);
+    let linked = env.op(|ring, ctx| ring.hard_link(slashed(&file), &below_missing, ctx));
+    note(env, "link a file with a slash below a missing one", linked);
+    let linked = env.op(|ring, ctx| ring.hard_link(&file, slashed(&new), ctx));
+    note(env, "link to a new name with a slash", linked);
+    let linked = env.op(|ring, ctx| ring.hard_link(&file, slashed(&file), ctx));
+    note(env, "link to an existing name with a slash", linked);
+    let moved = env.op(|ring, ctx| ring.rename(&missing, &below_file, ctx));
+    note(env, "rename a missing file below a file", moved);
+    let moved = env.op(|ring, ctx| ring.rename(slashed(&file), &below_missing, ctx));
+    note(env, "rename a file with a slash below a missing one", moved);
+    let moved = env.op(|ring, ctx| ring.rename(&file, slashed(&new), ctx));
+    note(env, "rename to a new name with a slash", moved);
+    let moved = env.op(|ring, ctx| ring.rename(&missing, "/", ctx));
+    note(env, "rename a missing file onto the root", moved);
+    stat(env, file.clone(), "stat the file");
+    stat(env, new, "stat the new name");
+    let gone = env.op(|ring, ctx| ring.unlink(&file, ctx));
+    note(env, "unlink", gone);
 }

@@ -94,6 +94,9 @@ conformance!(
     files_append_truncate_rename_unlink,
     files_directories_renamed_and_removed,
     files_paths_the_kernel_refuses,
+    files_positional_write_on_an_append_fd,
+    files_rename_between_links_of_one_file,
+    files_link_and_rename_check_the_paths_in_order,
     multishot_accept_and_recv_into_a_group,
     messages_and_moved_fds_between_rings,
 );

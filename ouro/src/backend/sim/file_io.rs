@@ -61,7 +61,9 @@ impl State {
         let file = self.fs.open[open].as_ref().expect("an open file");
         let len = self.fs.inodes[file.inode].data.len();
         if write && file.append {
-            (len, true)
+            // Linux's pwrite on an `O_APPEND` fd appends too, but leaves
+            // the position where it was.
+            (len, offset == u64::MAX)
         } else if offset == u64::MAX {
             (usize::try_from(file.pos).unwrap_or(usize::MAX), true)
         } else {

@@ -130,11 +130,9 @@ impl Files {
     /// path ending in `/` names a directory, so a file there is `ENOTDIR`.
     pub(super) fn resolve(&self, path: &[u8]) -> Result<(Vec<u8>, Option<usize>), i32> {
         let key = normalise(path)?;
-        let found = self.find(&key)?;
-        let names_dir = path.strip_suffix(&[0]).unwrap_or(path).ends_with(b"/");
-        match found {
-            Some(inode) if names_dir && !self.inodes[inode].dir => Err(libc::ENOTDIR),
-            _ => Ok((key, found)),
+        match self.find(&key)? {
+            Some(inode) if names_dir(path) && !self.inodes[inode].dir => Err(libc::ENOTDIR),
+            found => Ok((key, found)),
         }
     }
 
@@ -159,9 +157,7 @@ impl Files {
             Some(i) => i,
             None if !create => return Err(libc::ENOENT),
             // Only a directory can be named with a `/` at the end.
-            None if path.strip_suffix(&[0]).unwrap_or(path).ends_with(b"/") => {
-                return Err(libc::EISDIR)
-            }
+            None if names_dir(path) => return Err(libc::EISDIR),
             None => self.add(key, Inode::new(false, mode)),
         };
         let file = &mut self.inodes[inode];
@@ -230,22 +226,32 @@ impl Files {
             .is_some_and(|(name, _)| name.starts_with(&prefix))
     }
 
-    pub(super) fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), i32> {
-        let ((from, moving), (to, replaced)) = (self.resolve(from)?, self.resolve(to)?);
-        let moving = moving.ok_or(libc::ENOENT)?;
+    pub(super) fn rename(&mut self, from_path: &[u8], to_path: &[u8]) -> Result<(), i32> {
+        // As Linux: both parents are looked up before either name, and a
+        // `/` at the end of either is checked after both names.
+        let from = normalise(from_path)?;
+        let moving = self.find(&from)?;
+        let to = normalise(to_path)?;
+        let replaced = self.find(&to)?;
         if from.is_empty() || to.is_empty() {
             return Err(libc::EBUSY);
         }
-        if from == to {
-            return Ok(());
+        let moving = moving.ok_or(libc::ENOENT)?;
+        let dir = self.inodes[moving].dir;
+        if !dir && (names_dir(from_path) || names_dir(to_path)) {
+            return Err(libc::ENOTDIR);
         }
         if from.starts_with(&to) && from.get(to.len()) == Some(&b'/') {
             // The target is an ancestor of the source: not empty.
             return Err(libc::ENOTEMPTY);
         }
-        let dir = self.inodes[moving].dir;
         if dir && to.starts_with(&from) && to.get(from.len()) == Some(&b'/') {
             return Err(libc::EINVAL);
+        }
+        if replaced == Some(moving) {
+            // The same name, or two hard links of one file: POSIX has
+            // rename do nothing, and keep both.
+            return Ok(());
         }
         if let Some(old) = replaced {
             match (dir, self.inodes[old].dir) {
@@ -277,16 +283,22 @@ impl Files {
     }
 
     pub(super) fn hard_link(&mut self, original: &[u8], link: &[u8]) -> Result<(), i32> {
-        let ((_, inode), (link, existing)) = (self.resolve(original)?, self.resolve(link)?);
-        let inode = inode.ok_or(libc::ENOENT)?;
-        if existing.is_some() {
+        // As Linux: the original is looked up whole before the link's
+        // parent; a link's name ending in `/` is `EEXIST` if it exists,
+        // else `ENOENT` (only `mkdir` makes a name with a `/`).
+        let inode = self.resolve(original)?.1.ok_or(libc::ENOENT)?;
+        let key = normalise(link)?;
+        if self.find(&key)?.is_some() {
             return Err(libc::EEXIST);
+        }
+        if names_dir(link) {
+            return Err(libc::ENOENT);
         }
         if self.inodes[inode].dir {
             return Err(libc::EPERM);
         }
         self.inodes[inode].links += 1;
-        self.names.insert(link, inode);
+        self.names.insert(key, inode);
         Ok(())
     }
 
@@ -375,6 +387,12 @@ impl Files {
 fn block(data: &[u8], b: usize) -> &[u8] {
     let start = (b * BLOCK).min(data.len());
     &data[start..((b + 1) * BLOCK).min(data.len())]
+}
+
+/// Whether `path` (NUL-terminated or not) ends in `/`: it names a
+/// directory.
+fn names_dir(path: &[u8]) -> bool {
+    path.strip_suffix(&[0]).unwrap_or(path).ends_with(b"/")
 }
 
 /// `path` (NUL-terminated or not) as a key: its components joined by
