@@ -4,7 +4,9 @@
 //! handshake deadline. A connection whose echoes pile up (a client that
 //! sends and does not read) stops being received from until they drain,
 //! past 256 KiB, or past its share of 64 MiB over all connections (at
-//! least 16 KiB); one whose echoes go unread for 10 s is cut, and so is
+//! least 16 KiB), and frees its receive buffers meanwhile, so the echoes
+//! held stay under 64 MiB plus about one receive (at most 132 KiB) per
+//! connection; one whose echoes go unread for 10 s is cut, and so is
 //! one that neither sends nor takes an echo for 30 s (a client that went
 //! quiet, or whose echoes sit unread in the kernel). Out of fds,
 //! it accepts again every 10 ms and logs the failures sparingly (ouro's

@@ -69,6 +69,9 @@ pub struct TlsStream<S, F = RingFd> {
     /// The room a receive gets: the capacity asked for, doubled by busy
     /// receives (the session may hand back another vector than it took).
     recv_capacity: usize,
+    /// The capacity asked for, which `recv_capacity` returns to while
+    /// nothing is received.
+    base_capacity: usize,
     recv_task: Option<Task>,
     /// [`cancel`](TlsStream::cancel) was called with `recv_task` in flight.
     recv_canceled: bool,
@@ -130,6 +133,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
             started: false,
             recv_buf: Some(Vec::with_capacity(RECV_CAPACITY)),
             recv_capacity: RECV_CAPACITY,
+            base_capacity: RECV_CAPACITY,
             recv_task: None,
             recv_canceled: false,
             recv_paused: false,
@@ -151,6 +155,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// when a receive fills it.
     pub fn with_receive_capacity(mut self, capacity: usize) -> TlsStream<S, F> {
         self.recv_capacity = capacity.max(1);
+        self.base_capacity = self.recv_capacity;
         self.recv_buf = Some(Vec::with_capacity(self.recv_capacity));
         self
     }
@@ -265,9 +270,15 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// the peer back. This is how a server whose answers pile up (see
     /// [`queued`](TlsStream::queued)) stops a peer that sends and never
     /// reads. While paused nothing is received: not the rest of the
-    /// handshake (its deadline still runs), not the peer's close.
+    /// handshake (its deadline still runs), not the peer's close; and
+    /// what receiving holds is freed (the receive buffer, back to the
+    /// size asked for or to none if it is empty, and the vectors kept for
+    /// reuse), so a paused stream holds little beyond what it queued.
     pub fn pause_receiving(&mut self) {
         self.recv_paused = true;
+        if self.recv_task.is_none() {
+            self.shed_receive_memory();
+        }
     }
 
     /// Receives again after [`pause_receiving`](TlsStream::pause_receiving);
@@ -328,7 +339,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     /// reuse, so that the stream's own buffers allocate nothing in steady
     /// state (rustls's allocations per record remain).
     pub fn recycle(&mut self, mut vec: Vec<u8>) {
-        if self.spare.len() < SPARE_VECS {
+        if self.spare.len() < SPARE_VECS && !self.recv_paused {
             vec.clear();
             self.spare.push(vec);
         }
@@ -460,8 +471,11 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     }
 
     fn receive(&mut self, ring: &mut Ring<S>) {
-        if self.recv_task.is_some() || self.recv_paused || self.receiving_ended() {
+        if self.recv_task.is_some() {
             return;
+        }
+        if self.recv_paused || self.receiving_ended() {
+            return self.shed_receive_memory();
         }
         let Some(mut buf) = self.recv_buf.take() else {
             return;
@@ -504,7 +518,7 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
 
     fn recycle_records(&mut self, buf: Buf) {
         if let Ok(records) = buf.downcast::<Slice<Vec<u8>>>() {
-            if self.spare_records.len() < SPARE_VECS {
+            if self.spare_records.len() < SPARE_VECS && !self.recv_paused {
                 self.spare_records.push(records.into_inner());
             }
         }
@@ -525,6 +539,22 @@ impl<S, F: OpFd + Clone> TlsStream<S, F> {
     fn cancel_timer(&mut self, ring: &mut Ring<S>) {
         if let Some(timer) = self.timer {
             ring.cancel(timer, Ctx::none());
+        }
+    }
+
+    /// Frees what receiving holds while nothing is received (paused, or
+    /// ended): a stream whose peer does not read its answers then holds
+    /// what it has queued and little more, however busy it was.
+    fn shed_receive_memory(&mut self) {
+        self.spare = Vec::new();
+        self.spare_records = Vec::new();
+        self.recv_capacity = self.base_capacity;
+        if let Some(buf) = &mut self.recv_buf {
+            if buf.is_empty() {
+                *buf = Vec::new();
+            } else {
+                buf.shrink_to(self.base_capacity);
+            }
         }
     }
 
