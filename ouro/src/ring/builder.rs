@@ -109,7 +109,8 @@ impl RingBuilder {
     /// The size of the io_uring fixed file table that holds the ring fds
     /// (see [`Ring::register_fd`]), registered when first needed. By
     /// default as many files as `RLIMIT_NOFILE` allows a process to open
-    /// (the kernel's limit for the table) at that moment, up to 65536; 0
+    /// (the kernel's limit for the table) when the table is registered, up
+    /// to 65536; 0
     /// keeps ring fds out of the table (they then work through their
     /// process fds). Other backends have no such table.
     /// [`Ring::spawn_thread`] passes the setting on.

@@ -197,8 +197,10 @@ impl File {
 
 /// The fixed file table: set up on first use, or refused by the kernel.
 enum Table {
-    /// Not needed yet; this many slots when it is (0: never).
-    Unused(u32),
+    /// Not needed yet; this many slots when it is (0: never; `None`: as
+    /// many as the fd limit then allows, which the kernel checks the size
+    /// against).
+    Unused(Option<u32>),
     Registered(Slots),
     Refused,
 }
@@ -319,7 +321,7 @@ impl Files {
     pub(super) fn new(size: Option<u32>) -> Files {
         Files {
             records: Vec::new(),
-            table: Table::Unused(size.unwrap_or_else(default_table_size)),
+            table: Table::Unused(size),
             claimed: 0,
             accepting: 0,
         }
@@ -358,6 +360,7 @@ impl Files {
         let Table::Unused(size) = self.table else {
             return matches!(self.table, Table::Registered(_));
         };
+        let size = size.unwrap_or_else(default_table_size);
         if size == 0 {
             self.table = Table::Refused;
             return false;
@@ -369,7 +372,9 @@ impl Files {
                 true
             }
             Err(e) => {
-                tracing::debug!(error = %e, size, "no fixed file table: ring fds use their fds");
+                // Said once per ring: its ring fds will be process fds, and
+                // count against the fd limit.
+                tracing::warn!(error = %e, size, "no fixed file table: ring fds use their fds");
                 self.table = Table::Refused;
                 false
             }
