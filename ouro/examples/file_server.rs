@@ -17,13 +17,20 @@
 //! The protocol, one request at a time per connection (requests sent
 //! ahead wait in the connection's input, which holds at most one head):
 //! - `GET /path` answers the file under the root with `Content-Length`;
-//!   `Connection: close` (or HTTP/1.0 without keep-alive) closes after the
-//!   answer, else the connection is kept for the next request;
+//!   a `Connection` header with `close` among its comma-separated options
+//!   (or HTTP/1.0 without `keep-alive`) closes after the answer, else the
+//!   connection is kept for the next request;
 //! - a path with a `..` segment gets `403` (the file system is not asked),
 //!   a missing file or anything that is not a regular file `404`, a file
 //!   the server may not read `403`; nothing is percent-decoded, so an
 //!   encoded `..` names a file of that name (absent: `404`). Symbolic
 //!   links under the root are followed: the root is trusted;
+//! - empty and `.` segments inside a path name nothing, so `/dir//file`
+//!   and `/dir/./file` are `/dir/file` (as with nginx's default
+//!   `merge_slashes`, and the kernel's own path lookup); a path that ends
+//!   in `/` (or `/.`) names a directory, and no directory is served: it
+//!   gets `404`, also after a file's name (`/index.html/`, which the
+//!   kernel refuses with `ENOTDIR`);
 //! - other methods get `405`, malformed requests or requests with a body
 //!   `400`, a head over `MAX_HEAD` bytes `431`, each then closing;
 //! - a connection ends after its last answer with its sending side shut
@@ -38,7 +45,11 @@
 //! - the body's pipe is made before the `200` head goes out: out of fds
 //!   (for the file or the pipe), the client gets `503 Service
 //!   Unavailable` (and the connection is closed), never a `200` with a
-//!   short body.
+//!   short body;
+//! - a file cut short while it is being sent (truncated by another
+//!   process) ends its connection early: once the head is out, HTTP/1.1
+//!   has no other way to say so, and the client sees a body shorter than
+//!   its `Content-Length`, then the end of the stream.
 //!
 //! A client that stops reading holds its transfer (one pipe, at most 64 KiB
 //! of the file in the kernel) and nothing else: the other connections go

@@ -25,6 +25,8 @@ use std::os::fd::OwnedFd;
 
 use ouro::{Ring, RingBuilder};
 
+#[path = "support/http_connection.rs"]
+mod http_connection;
 #[path = "support/stream_server.rs"]
 pub mod stream_server;
 
@@ -156,17 +158,11 @@ fn parse_head(input: &[u8]) -> Result<Option<Head>, (u16, &'static str)> {
         }
         Err(_) => return Err((400, "Bad Request")),
     };
-    let mut keep_alive = request.version == Some(1);
+    let keep_alive = http_connection::keep_alive(request.version, request.headers);
     let mut body: Option<usize> = None;
     for header in request.headers.iter() {
         let value = header.value;
-        if header.name.eq_ignore_ascii_case("connection") {
-            keep_alive = if value.eq_ignore_ascii_case(b"close") {
-                false
-            } else {
-                keep_alive || value.eq_ignore_ascii_case(b"keep-alive")
-            };
-        } else if header.name.eq_ignore_ascii_case("content-length") {
+        if header.name.eq_ignore_ascii_case("content-length") {
             // Lengths that disagree would let a proxy and this server cut
             // the stream in different places (request smuggling).
             match (content_length(value), body) {

@@ -16,9 +16,10 @@ mod accept_and_dispatch;
 fn serve_and_check(workers: usize, clients: usize, rounds: usize, size: usize) -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = std::thread::spawn(move || accept_and_dispatch::serve(listener, workers, clients));
+    let builder = Ring::builder().entries(256);
+    let server = accept_and_dispatch::Server::start(builder, listener, workers)?;
     let checked = accept_and_dispatch::run_clients(addr, clients, rounds, size)?;
-    let stats = server.join().expect("the server thread panicked")?;
+    let stats = server.end()?;
     assert_eq!(checked, (clients * rounds * size) as u64);
     assert_eq!(stats.connections, clients);
     assert_eq!(
@@ -95,15 +96,7 @@ fn a_connection_no_worker_has_room_for_is_closed_and_the_server_goes_on() -> io:
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let builder = Ring::builder().entries(256).fixed_files(8);
-    let (done, server) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(accept_and_dispatch::serve_on(
-            builder,
-            listener,
-            1,
-            CONNECTIONS,
-        ));
-    });
+    let server = accept_and_dispatch::Server::start(builder, listener, 1)?;
     let (mut made, mut refused) = (0, 0);
     let mut open = Vec::new();
     // One at a time, kept open, until the worker's table is full.
@@ -149,13 +142,83 @@ fn a_connection_no_worker_has_room_for_is_closed_and_the_server_goes_on() -> io:
         made += 1;
         refused += usize::from(!served);
     }
-    let stats = server
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || done.send(server.end()));
+    let stats = ended
         .recv_timeout(Duration::from_secs(60))
-        .expect("the server ends once its connections have")?;
+        .expect("the server ends once told")?;
     assert_eq!(stats.connections, CONNECTIONS);
     assert_eq!(
         stats.refused, refused,
         "the server counts what the clients saw"
+    );
+    Ok(())
+}
+
+/// Whether the server has ended `stream`: the end of the stream or a
+/// reset, after whatever was still on its way (a timeout is no end).
+fn ended(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => return e.kind() == ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// Sends to `addr` without reading, until the server stops taking what it
+/// sends (its echo is stuck in this socket's buffers).
+fn sender_that_never_reads(addr: std::net::SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nonblocking(true)?;
+    let chunk = vec![7; 64 * 1024];
+    let started = std::time::Instant::now();
+    let mut blocked = 0;
+    // Blocked for a second on end, or 30 s in all (then it is stuck
+    // enough).
+    while blocked < 50 && started.elapsed() < Duration::from_secs(30) {
+        match (&stream).write(&chunk) {
+            Ok(_) => blocked = 0,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                blocked += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(stream)
+}
+
+/// A loopback port takes connections from any local process, not only
+/// from the server's own clients: one that never sends and one that sends
+/// without reading are served too, do not keep the server from ending,
+/// and are closed when it ends.
+#[test]
+fn other_connections_are_closed_when_the_server_ends() -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let builder = Ring::builder().entries(256);
+    let server = accept_and_dispatch::Server::start(builder, listener, 2)?;
+    let mut idle = TcpStream::connect(addr)?;
+    let mut flooding = sender_that_never_reads(addr)?;
+    let checked = accept_and_dispatch::run_clients(addr, 8, 10, 1000)?;
+    let (done, ended_with) = mpsc::channel();
+    std::thread::spawn(move || done.send(server.end()));
+    let stats = ended_with
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server ends once told, whatever others do")?;
+    assert_eq!(stats.connections, 10);
+    assert!(stats.bytes_echoed > checked, "{stats:?}, {checked} checked");
+    assert!(ended(&mut idle), "the idle connection is still open");
+    assert!(
+        ended(&mut flooding),
+        "the flooding connection is still open"
     );
     Ok(())
 }

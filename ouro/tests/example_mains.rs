@@ -15,6 +15,8 @@ use std::net::{TcpListener, UdpSocket};
 
 #[path = "example_mains/child.rs"]
 mod child;
+#[path = "example_mains/outsiders.rs"]
+mod outsiders;
 #[path = "example_mains/stdout.rs"]
 mod stdout;
 
@@ -241,6 +243,34 @@ fn the_dispatch_demo_counts_its_worker_rings_fds() {
     run("accept_and_dispatch with 400 fds", &args)
         .assert_exit(2)
         .assert_stderr_has("258 of them for its 129 ring(s): at most 39 clients");
+}
+
+/// Other local processes connect to the dispatch demo's loopback port
+/// while it runs: some reset, the others send without reading and stay
+/// open. Its 1000 clients overflow the listener's backlog (128), so many
+/// wait to be accepted behind the others. The demo still ends once its own
+/// clients are done, closing the others' connections, and exits 0. (It
+/// once counted accepts up to its clients: the others took their places,
+/// and it closed its own or waited for the others to close, for ever.)
+#[test]
+fn other_connections_to_the_dispatch_demo_do_not_keep_it_from_ending() {
+    const OTHERS: usize = 150;
+    // Each client takes two fds; room for the others' and the rings' too.
+    let limit = outsiders::raise_fd_limit(4096);
+    let clients = 1000.min(limit.saturating_sub(OTHERS as u64 + 200) / 2);
+    let clients = clients.to_string();
+    let args = ["--clients", &clients, "--rounds", "300", "--size", "1024"];
+    let running = child::start("example_main", "accept_and_dispatch", &args, Stdout::Piped);
+    let pid = running.child.id();
+    let others = std::thread::spawn(move || {
+        let port = outsiders::listening_port(pid).expect("the demo listens");
+        outsiders::misbehave(([127, 0, 0, 1], port).into(), OTHERS)
+    });
+    let ran = running.finish();
+    let held = others.join().expect("the other connections");
+    ran.assert_exit(0)
+        .assert_stdout_has(&format!("{clients} clients x 300 rounds x 1024 B echoed"));
+    assert!(!held.is_empty(), "no other connection was made: {ran}");
 }
 
 /// `--serve` runs no clients: a low fd limit is the connections' to deal

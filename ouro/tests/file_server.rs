@@ -4,7 +4,8 @@
 //! refused, a client that never reads holds neither the server nor its
 //! memory and is cut off, requests that trickle in are cut at their
 //! deadline, a server out of fds answers 503 rather than a 200 without its
-//! body, and SIGTERM ends the server cleanly.
+//! body, a file truncated while it is sent ends its connection early, and
+//! SIGTERM ends the server cleanly.
 //!
 //! The server runs on a thread of this test process, on its own ring, and
 //! serves a temporary directory; to get a signal it runs as the `main` of
@@ -37,6 +38,14 @@ per_backend!(
     a_kept_alive_connection_gets_every_file_whole
 );
 per_backend!(crate::on_backend, bad_paths_methods_and_heads_are_refused);
+per_backend!(
+    crate::on_backend,
+    a_trailing_slash_names_a_directory_and_close_anywhere_closes
+);
+per_backend!(
+    crate::on_backend,
+    a_file_cut_short_while_sent_ends_its_connection_early
+);
 per_backend!(
     crate::on_backend,
     a_client_that_never_reads_holds_neither_others_nor_memory
@@ -283,6 +292,69 @@ fn bad_paths_methods_and_heads_are_refused(kind: BackendKind) {
     endless.send(&format!("GET /file HTTP/1.1\r\n{}", header.repeat(10)));
     assert_eq!(endless.answer().code, 431);
     assert!(endless.closed());
+    server.assert_alive();
+}
+
+/// A path that ends in `/` names a directory, also after a file's name
+/// (as the kernel's `ENOTDIR` says); doubled slashes inside a path merge.
+/// A `Connection` header is a list of options: `close` anywhere in it
+/// closes.
+fn a_trailing_slash_names_a_directory_and_close_anywhere_closes(kind: BackendKind) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("dir")).unwrap();
+    std::fs::write(root.path().join("dir/file"), b"file").unwrap();
+    let server = Server::start(kind, root.path());
+    let mut client = server.connect();
+    for (path, code) in [
+        ("/dir/file/", 404),
+        ("/dir/file//", 404),
+        ("/dir/file/.", 404),
+        ("/dir/file/?q=1", 404),
+        ("/dir/", 404),
+        ("/", 404),
+        ("/dir//file", 200),
+        ("//dir/./file", 200),
+    ] {
+        let answer = client.get(path);
+        assert_eq!((answer.code, answer.keep_alive), (code, true), "{path}");
+    }
+    for options in ["keep-alive, close", "Upgrade,CLOSE"] {
+        let mut client = server.connect();
+        client.send(&format!(
+            "GET /dir/file HTTP/1.1\r\nConnection: {options}\r\n\r\n"
+        ));
+        let answer = client.answer();
+        assert_eq!((answer.code, answer.keep_alive), (200, false), "{options}");
+        assert!(client.closed(), "{options}");
+    }
+    server.assert_alive();
+}
+
+/// A file truncated while its body is being sent: the head promised its
+/// old length, so the server ends the connection early, and the client
+/// reads a shorter body, then the end (not a hang, nor a reset).
+fn a_file_cut_short_while_sent_ends_its_connection_early(kind: BackendKind) {
+    const LONG: u64 = 256 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("shrinks");
+    // Sparse: costs no disk, reads as zeros.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(LONG).unwrap();
+    let server = Server::start(kind, root.path());
+    let mut client = server.connect();
+    client.send("GET /shrinks HTTP/1.1\r\n\r\n");
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        client.reader.read_line(&mut head).unwrap();
+    }
+    assert!(
+        head.contains(&format!("Content-Length: {LONG}\r\n")),
+        "{head}"
+    );
+    file.set_len(1024 * 1024).unwrap();
+    let mut body = Vec::new();
+    client.reader.read_to_end(&mut body).expect("the end");
+    assert!((body.len() as u64) < LONG, "{} bytes", body.len());
     server.assert_alive();
 }
 

@@ -188,6 +188,25 @@ fn http_server_answers_pipelined_requests_in_order() {
     assert!(reply.ends_with("Hello, world!"), "{reply}");
 }
 
+/// `Connection` is a list of options: `close` anywhere in it closes the
+/// connection after the answer (a request behind it is not answered).
+#[test]
+fn http_server_closes_on_close_anywhere_in_the_connection_header() {
+    let server = Server::start(http_server::serve);
+    for options in ["keep-alive, close", "Upgrade,CLOSE"] {
+        let mut stream = server.connect();
+        let request = format!("GET / HTTP/1.1\r\nConnection: {options}\r\n\r\n");
+        let next = "GET / HTTP/1.1\r\n\r\n";
+        stream
+            .write_all(format!("{request}{next}").as_bytes())
+            .unwrap();
+        let reply = read_to_close(stream);
+        assert_eq!(reply.matches("HTTP/1.1 200 OK").count(), 1, "{reply}");
+        assert!(reply.contains("Connection: close\r\n"), "{reply}");
+    }
+    server.assert_alive();
+}
+
 fn http_server_rejects_garbage_and_keeps_serving(kind: BackendKind) {
     let server = Server::start_on(http_server::serve, Ring::builder().backend(kind));
     let mut good = server.connect();

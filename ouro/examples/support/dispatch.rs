@@ -2,8 +2,15 @@
 //! as ring fds and moves each to one of N worker threads, round-robin
 //! ([`Ring::send_fd`]); each worker echoes on its own ring and tells the
 //! main ring, by message, how much a connection echoed once it has closed.
-//! When the expected connections have come and gone, the main ring stops
-//! the workers and hears when each has stopped.
+//! The server ends once the expected connections have come and gone
+//! ([`Dispatcher::start`]: where no one else connects), or when told
+//! ([`Dispatcher::start_until_ended`]: whoever connects); then the main
+//! ring stops the workers, which close the connections still open, and
+//! hears when each has stopped.
+//!
+//! A worker reads a connection again only once its echo is out, so a peer
+//! that sends without reading holds one buffer (16 KiB) and stalls only
+//! itself.
 //!
 //! The example `accept_and_dispatch` runs it on a real ring, and the
 //! simulator's `dispatch` scenario (`ouro-sim/src/dispatch.rs`) runs the
@@ -25,8 +32,8 @@ use accept_errors::AcceptErrors;
 
 ouro::messages! {
     enum Msg {
-        Accepted, AcceptAgain, HandedOver, ConnectionClosed, WorkerStopped, NewConnection,
-        Received, Sent,
+        Accepted, AcceptAgain, HandedOver, ConnectionClosed, WorkerStopped, End, NewConnection,
+        CloseAll, Received, Sent,
     }
 }
 
@@ -40,7 +47,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// What the server did.
 #[derive(Debug)]
 pub struct Stats {
-    /// Connections accepted and served.
+    /// Connections accepted and served (or refused, below).
     pub connections: usize,
     /// Connections each worker served.
     pub per_worker: Vec<usize>,
@@ -58,9 +65,14 @@ pub struct Dispatcher {
     workers: Vec<RingThread<Worker>>,
     /// The worker the next connection goes to.
     next: usize,
-    limit: usize,
-    /// The multishot accept, cancelled once `limit` connections came.
+    /// The connections to serve before ending; `None`: until told.
+    limit: Option<usize>,
+    /// The multishot accept, cancelled once `limit` connections came or
+    /// the server is ending.
     accepting: Option<Task>,
+    /// Told to end, or every connection expected has closed: accepts no
+    /// more, and its workers are stopping.
+    ending: bool,
     accepted: usize,
     closed: usize,
     stopped: usize,
@@ -77,11 +89,44 @@ impl Dispatcher {
     /// threads spawned from it, and `listener` accepting until
     /// `connections` have come. Run `ring` until it stops (all have closed
     /// and every worker has stopped), then [`finish`](Dispatcher::finish).
+    /// For a listener no one else connects to (the simulator's): any other
+    /// connection takes the place of an expected one.
+    #[allow(dead_code)] // the simulator's scenario uses it, the example not
     pub fn start(
         ring: &mut Ring<Dispatcher>,
         listener: OwnedFd,
         workers: usize,
         connections: usize,
+    ) -> io::Result<Dispatcher> {
+        Dispatcher::start_with(ring, listener, workers, Some(connections))
+    }
+
+    /// Starts the server on `ring` as [`start`](Dispatcher::start) does,
+    /// but accepting whoever connects until [`end`](Dispatcher::end) tells
+    /// it to stop: then it stops its workers, which close every connection
+    /// still open, and `ring` stops once they have.
+    #[allow(dead_code)] // the example uses it, the simulator's scenario not
+    pub fn start_until_ended(
+        ring: &mut Ring<Dispatcher>,
+        listener: OwnedFd,
+        workers: usize,
+    ) -> io::Result<Dispatcher> {
+        Dispatcher::start_with(ring, listener, workers, None)
+    }
+
+    /// Tells the server on the ring behind `handle` (started with
+    /// [`start_until_ended`](Dispatcher::start_until_ended)) to end; from
+    /// any thread. A server that has ended already is left as it is.
+    #[allow(dead_code)] // the example uses it, the simulator's scenario not
+    pub fn end(handle: &RingHandle<Dispatcher>) {
+        let _ = handle.send(Dispatcher::ctx(Msg::End, 0), Payload::None);
+    }
+
+    fn start_with(
+        ring: &mut Ring<Dispatcher>,
+        listener: OwnedFd,
+        workers: usize,
+        limit: Option<usize>,
     ) -> io::Result<Dispatcher> {
         let dispatcher = ring.handle()?;
         let workers = (0..workers.max(1))
@@ -95,8 +140,9 @@ impl Dispatcher {
             per_worker: vec![0; workers.len()],
             workers,
             next: 0,
-            limit: connections,
+            limit,
             accepting: None,
+            ending: false,
             accepted: 0,
             closed: 0,
             stopped: 0,
@@ -105,8 +151,8 @@ impl Dispatcher {
             accept_errors: AcceptErrors::default(),
             hand_over_errors: AcceptErrors::named("hand-over"),
         };
-        if connections == 0 {
-            state.stop_workers(ring);
+        if limit == Some(0) {
+            state.end_serving(ring);
         } else {
             state.accept(ring);
         }
@@ -155,6 +201,7 @@ impl Dispatcher {
             (Msg::ConnectionClosed, Outcome::Message(echoed)) => {
                 self.connection_closed(ring, echoed.as_u64().unwrap_or(0));
             }
+            (Msg::End, Outcome::Message(_)) => self.end_serving(ring),
             (Msg::WorkerStopped, Outcome::ThreadStopped(result)) => {
                 result?;
                 self.stopped += 1;
@@ -168,16 +215,24 @@ impl Dispatcher {
     }
 
     /// Counts a connection that has ended, having echoed `echoed` bytes;
-    /// the last one stops the workers.
+    /// the last one expected ends the server.
     fn connection_closed(&mut self, ring: &mut Ring<Dispatcher>, echoed: u64) {
         self.closed += 1;
         self.bytes_echoed += echoed;
-        if self.closed == self.limit {
-            self.stop_workers(ring);
+        if Some(self.closed) == self.limit {
+            self.end_serving(ring);
         }
     }
 
+    /// Whether more connections are to be accepted.
+    fn accepting_more(&self) -> bool {
+        !self.ending && Some(self.accepted) != self.limit
+    }
+
     fn accept(&mut self, ring: &mut Ring<Dispatcher>) {
+        if !self.accepting_more() {
+            return;
+        }
         let ctx = Dispatcher::ctx(Msg::Accepted, 0);
         self.accepting = Some(ring.accept_multishot_direct(&self.listener, ctx));
     }
@@ -186,7 +241,7 @@ impl Dispatcher {
         if last {
             self.accepting = None;
         }
-        if self.accepted == self.limit {
+        if !self.accepting_more() {
             // The cancelled accept's last words: a connection that beat
             // the cancel is not served.
             if let Ok(fd) = result {
@@ -213,17 +268,15 @@ impl Dispatcher {
         }
         // The kernel ends a multishot accept early (an error, a full
         // completion queue): take it up again.
-        if last && self.accepted < self.limit {
+        if last {
             self.accept(ring);
         }
     }
 
     fn hand_over(&mut self, ring: &mut Ring<Dispatcher>, fd: RingFd) {
         self.accepted += 1;
-        if self.accepted == self.limit {
-            if let Some(accepting) = self.accepting.take() {
-                ring.cancel(accepting, Ctx::none());
-            }
+        if !self.accepting_more() {
+            self.stop_accepting(ring);
         }
         let worker = self.next;
         self.next = (self.next + 1) % self.workers.len();
@@ -232,8 +285,27 @@ impl Dispatcher {
         ring.send_fd(self.workers[worker].handle(), fd, message, handed);
     }
 
-    fn stop_workers(&mut self, ring: &mut Ring<Dispatcher>) {
+    fn stop_accepting(&mut self, ring: &mut Ring<Dispatcher>) {
+        if let Some(accepting) = self.accepting.take() {
+            ring.cancel(accepting, Ctx::none());
+        }
+    }
+
+    /// Accepts no more and stops the workers, after telling them to close
+    /// the connections still open (a peer that neither sends nor reads
+    /// would otherwise hold its worker's stop for ever).
+    fn end_serving(&mut self, ring: &mut Ring<Dispatcher>) {
+        if self.ending {
+            return;
+        }
+        self.ending = true;
+        self.stop_accepting(ring);
+        let open = self.closed < self.accepted;
         for worker in &self.workers {
+            if open {
+                let close_all = Ctx::new(Worker::on_completion).msg(Msg::CloseAll);
+                ring.msg_ring(worker.handle(), close_all, Payload::None, Ctx::none());
+            }
             worker.stop(ring, Dispatcher::ctx(Msg::WorkerStopped, 0));
         }
     }
@@ -257,6 +329,9 @@ pub struct Worker {
     /// Keyed by the `Ctx` key of the connection's tasks: a late
     /// completion of a closed connection finds nothing.
     conns: ConnTable<Conn>,
+    /// Told to close every connection: the worker is stopping, and takes
+    /// no new one.
+    closing: bool,
 }
 
 struct Conn {
@@ -271,6 +346,7 @@ impl Worker {
         Worker {
             dispatcher,
             conns: ConnTable::new(),
+            closing: false,
         }
     }
 
@@ -286,9 +362,16 @@ impl Worker {
                     .ring_fd()
                     .ok_or_else(|| io::Error::other("a new connection without its fd"))?;
                 let key = self.conns.insert(Conn { fd, echoed: 0 });
+                if self.closing {
+                    self.close(ring, key);
+                    return Ok(());
+                }
                 let buf = Vec::with_capacity(BUFFER_SIZE);
                 ring.recv(fd, buf, Worker::ctx(Msg::Received, key));
             }
+            (Msg::CloseAll, Outcome::Message(_)) => self.close_all(ring),
+            // Closed since (by `CloseAll`): its cancelled task's last word.
+            (Msg::Received | Msg::Sent, _) if !self.conns.contains(key) => {}
             (Msg::Received, Outcome::Recv(result, buf)) => match result {
                 Ok(0) | Err(_) => self.close(ring, key),
                 Ok(n) => {
@@ -322,6 +405,15 @@ impl Worker {
         self.conns
             .get_mut(key)
             .ok_or_else(|| io::Error::other(format!("no connection {key}")))
+    }
+
+    /// Closes every connection, and any that comes later.
+    fn close_all(&mut self, ring: &mut Ring<Worker>) {
+        self.closing = true;
+        let keys: Vec<u64> = self.conns.keys().collect();
+        for key in keys {
+            self.close(ring, key);
+        }
     }
 
     /// Closes a connection and tells the dispatcher how much it echoed.

@@ -5,6 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+#[path = "http_connection.rs"]
+mod http_connection;
+
 /// What the start of a connection's input makes of it.
 pub enum Parsed {
     /// Not whole yet.
@@ -20,16 +23,25 @@ pub enum Parsed {
 }
 
 /// The file `path` (a request target) names under `root`; `None` if it
-/// climbs out with a `..` segment. Empty and `.` segments name nothing.
+/// climbs out with a `..` segment. Empty and `.` segments inside the path
+/// name nothing (`/a//b` and `/a/./b` are `/a/b`); a path that ends in one
+/// (`/a/`, `/a/.`) names a directory, so it keeps a trailing `/`, with
+/// which the kernel opens only a directory (a file is `ENOTDIR`).
 pub fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let mut resolved = root.to_path_buf();
+    let mut directory = false;
     for segment in path.split('/') {
+        directory = matches!(segment, "" | ".");
         match segment {
             "" | "." => {}
             ".." => return None,
             _ => resolved.push(segment),
         }
+    }
+    if directory {
+        // An empty component adds just the separator.
+        resolved.push("");
     }
     Some(resolved)
 }
@@ -55,16 +67,9 @@ pub fn parse(input: &[u8]) -> Parsed {
     if !path.starts_with('/') {
         return Parsed::Refused(400, "Bad Request");
     }
-    let mut keep_alive = request.version == Some(1);
     for header in request.headers.iter() {
         let (name, value) = (header.name, header.value);
-        if name.eq_ignore_ascii_case("connection") {
-            if value.eq_ignore_ascii_case(b"close") {
-                keep_alive = false;
-            } else if value.eq_ignore_ascii_case(b"keep-alive") {
-                keep_alive = true;
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
+        if name.eq_ignore_ascii_case("transfer-encoding")
             || (name.eq_ignore_ascii_case("content-length") && value.trim_ascii() != b"0")
         {
             // A body the server would have to skip: not worth it for GET.
@@ -74,7 +79,7 @@ pub fn parse(input: &[u8]) -> Parsed {
     Parsed::Get {
         len,
         path: path.to_string(),
-        keep_alive,
+        keep_alive: http_connection::keep_alive(request.version, request.headers),
     }
 }
 
@@ -111,6 +116,17 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_ends_in_a_slash_names_a_directory() {
+        let root = Path::new("/srv");
+        for path in ["/a/", "/a//", "/a/.", "//a/./?q=1"] {
+            let resolved = resolve(root, path).unwrap();
+            assert_eq!(resolved.as_os_str(), "/srv/a/", "{path}");
+        }
+        assert_eq!(resolve(root, "/").unwrap().as_os_str(), "/srv/");
+        assert_eq!(resolve(root, "/a").unwrap().as_os_str(), "/srv/a");
+    }
+
+    #[test]
     fn requests_are_parsed_or_refused() {
         let get = |input: &[u8]| match parse(input) {
             Parsed::Get {
@@ -125,6 +141,8 @@ mod tests {
         assert!(!get(b"GET /a HTTP/1.0\r\n\r\n").unwrap().2);
         let close = b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n";
         assert!(!get(close).unwrap().2);
+        let listed = b"GET /a HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n";
+        assert!(!get(listed).unwrap().2);
         assert!(matches!(parse(b"GET /a HT"), Parsed::Partial));
         assert!(matches!(
             parse(b"POST / HTTP/1.1\r\n\r\n"),
