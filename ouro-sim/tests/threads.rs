@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ouro::sim::{Config, World};
-use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle};
+use ouro::{Completion, Ctx, Outcome, Payload, Ring, RingHandle, RunMode};
 
 ouro::messages! {
-    enum Msg { Number, Reply, Sent, Stopped, Refused, Timer }
+    enum Msg { Number, Reply, Sent, Stopped, Refused, Timer, Panic }
 }
 
 /// The main ring's state: what it heard.
@@ -52,6 +52,7 @@ fn worker_heard(worker: &mut Worker, ring: &mut Ring<Worker>, c: Completion) -> 
         (Msg::Timer, Outcome::Timer(result)) => {
             assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
         }
+        (Msg::Panic, _) => panic!("the worker's callback gives up"),
         (msg, outcome) => panic!("worker: {msg:?} with {outcome:?}"),
     }
     Ok(())
@@ -99,6 +100,43 @@ fn a_spawned_thread_is_a_node_that_answers_stops_and_then_refuses() {
     thread.join().unwrap();
     drop(node);
     assert_eq!(world.finish(), Vec::<String>::new());
+}
+
+/// As on a real thread, a panic in a worker's callback ends that thread
+/// (its ring and state dropped) and `join` returns it as an error; it
+/// does not come out of the world's run or of `join`, and the other rings
+/// go on. Whether the world steps the worker into the panic or `join`
+/// runs it there.
+#[test]
+fn a_panic_in_a_threads_callback_ends_it_and_join_says_so() {
+    for panic_while_the_world_runs in [true, false] {
+        let world = World::with_config(4, Config::calm());
+        let mut ring: Ring<Main> = Ring::simulated(&world);
+        let thread = spawn(&mut ring).unwrap();
+        let panic = Ctx::new(worker_heard).msg(Msg::Panic);
+        let sent = Ctx::new(main_heard).msg(Msg::Sent);
+        ring.msg_ring(thread.handle(), panic, Payload::None, sent);
+        let mut node = (ring, Main::default());
+        if panic_while_the_world_runs {
+            world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
+            assert_eq!(world.threads_running(), 0, "the panic ended it");
+        } else {
+            // The message goes out; the worker has not run yet.
+            node.0.run(&mut node.1, RunMode::NoWait).unwrap();
+            assert_eq!(world.threads_running(), 1);
+        }
+        let err = thread.join().expect_err("the thread panicked");
+        assert!(
+            err.to_string()
+                .contains("thread panicked: the worker's callback gives up"),
+            "{err}"
+        );
+        node.0.timer(Duration::from_millis(1), Ctx::none());
+        world.run(&mut [&mut node], Duration::from_secs(1)).unwrap();
+        assert_eq!(node.1.accepted, 1);
+        drop(node);
+        assert_eq!(world.finish(), Vec::<String>::new());
+    }
 }
 
 #[test]

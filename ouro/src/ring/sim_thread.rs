@@ -7,9 +7,11 @@
 use std::cell::RefCell;
 use std::io;
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::thread::panic_message;
 use super::{Ctx, Ring, RingThread, RunMode};
 use crate::backend::sim::{self, Node, Spawned, World};
 use crate::error::copy_error;
@@ -59,15 +61,37 @@ impl<T> SimThread<T> {
         }
     }
 
+    /// Runs the thread's ring; `None` if a callback panicked, which ends
+    /// the thread as the panic would unwind a real one: its ring and state
+    /// are dropped, and `join` says why. The panic goes no further (on a
+    /// real thread it stays on that thread).
+    fn run(&mut self, mode: RunMode) -> Option<io::Result<()>> {
+        let (ring, state) = self.node.as_mut()?;
+        match panic::catch_unwind(AssertUnwindSafe(|| ring.run(state, mode))) {
+            Ok(ran) => Some(ran),
+            Err(panic) => {
+                let why = format!("the ring's thread panicked: {}", panic_message(&*panic));
+                self.keep_error(Err(io::Error::other(why)));
+                self.end();
+                None
+            }
+        }
+    }
+
     /// The thread's first steps of stopping (see [`RingThread`]): its
     /// mailbox closes, what it accepted is delivered, its messages go
     /// out, and its live tasks are cancelled.
     fn begin_stopping(&mut self) {
-        let Some((ring, state)) = &mut self.node else {
+        let Some((ring, _)) = &mut self.node else {
             return;
         };
         ring.close_mailbox();
-        let delivered = ring.run(state, RunMode::NoWait);
+        let Some(delivered) = self.run(RunMode::NoWait) else {
+            return;
+        };
+        let Some((ring, _)) = &mut self.node else {
+            return;
+        };
         ring.publish_messages();
         ring.cancel_all(Ctx::none());
         self.stopping = true;
@@ -113,7 +137,7 @@ impl<T> Drop for SimThread<T> {
 
 impl<T> Node for SimThread<T> {
     fn step(&mut self) -> io::Result<()> {
-        let Some((ring, state)) = &mut self.node else {
+        let Some((ring, _)) = &mut self.node else {
             return Ok(());
         };
         if ring.turn_is_empty() {
@@ -122,7 +146,12 @@ impl<T> Node for SimThread<T> {
         // A callback's stop only ends the turn here; stopping goes on.
         ring.stopped = false;
         let draining = ring.drain.is_some();
-        let ran = ring.run(state, RunMode::NoWait);
+        let Some(ran) = self.run(RunMode::NoWait) else {
+            return Ok(());
+        };
+        let Some((ring, _)) = &mut self.node else {
+            return Ok(());
+        };
         ring.check_messages(false);
         if self.stopping {
             ring.stopped = false;
@@ -153,15 +182,16 @@ impl<T> Spawned for SimThread<T> {
     /// stopped; its waits move the world's clock.
     fn run_to_end(&mut self) {
         if !self.stopping {
-            if let Some((ring, state)) = &mut self.node {
-                let ran = ring.run(state, RunMode::Forever);
+            if let Some(ran) = self.run(RunMode::Forever) {
                 self.keep_error(ran);
             }
             self.begin_stopping();
         }
-        while let Some((ring, state)) = &mut self.node {
+        while let Some((ring, _)) = &mut self.node {
             ring.stopped = false;
-            let ran = ring.run(state, RunMode::UntilDone);
+            let Some(ran) = self.run(RunMode::UntilDone) else {
+                return;
+            };
             if let Err(err) = ran {
                 // A wait that can never end: give up on the tasks left.
                 let stuck = err.kind() == io::ErrorKind::WouldBlock;
