@@ -89,8 +89,9 @@ pub fn check(summaries: &[Summary]) -> Vec<Goal> {
             goals.push(Goal {
                 goal: format!("echo {params}: {OURO} server CPU per request {wording} {peer}'s"),
                 met: ratio <= limit,
+                // Three decimals: 0.9548x must not read as the 0.95x bound.
                 detail: format!(
-                    "{:.2} µs against {:.2} µs: {ratio:.2}x",
+                    "{:.2} µs against {:.2} µs: {ratio:.3}x",
                     ouro.median, other.median
                 ),
             });

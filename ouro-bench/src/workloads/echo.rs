@@ -234,8 +234,13 @@ impl Client {
                     return Err(io::Error::other("the server closed a connection"));
                 }
                 let (left, sent) = &mut self.pending[key];
-                *left = left.saturating_sub(n);
                 let mut vec: Vec<u8> = buf.downcast().map_err(|_| io::Error::other("buffer"))?;
+                // Every contestant's echo is checked, byte for byte.
+                let offset = self.size - *left;
+                if n > *left || vec[..n] != self.request[offset..offset + n] {
+                    return Err(io::Error::other("the echo differs from what was sent"));
+                }
+                *left -= n;
                 vec.clear();
                 if *left > 0 {
                     ring.recv(&self.conns[key], vec, Client::ctx(ClientMsg::Received, key));
@@ -304,7 +309,8 @@ fn run_client(
         server,
         conns: Vec::with_capacity(conns),
         size,
-        request: vec![b'x'; size].into(),
+        // Bytes that differ by position, so that a misplaced one shows.
+        request: (0..size).map(|i| (i % 251) as u8).collect(),
         pending: vec![(0, Instant::now()); conns],
         round_trips: 0,
         start: None,
