@@ -86,6 +86,18 @@ impl IoVecs {
         None
     }
 
+    /// The buffers, or if they hold more than `max` bytes, the first that
+    /// is not empty, cut to `max`.
+    pub(super) fn capped(&self, max: usize) -> IoVecs {
+        if self.total_len() <= i64::try_from(max).unwrap_or(i64::MAX) {
+            return *self;
+        }
+        match self.as_slice().iter().find(|v| v.iov_len > 0) {
+            Some(v) => IoVecs::one(v.iov_base.cast(), v.iov_len.min(max)),
+            None => *self,
+        }
+    }
+
     /// The one buffer's start and length (null and 0 for an array).
     pub(super) fn single(&self) -> (*mut libc::c_void, usize) {
         match self {

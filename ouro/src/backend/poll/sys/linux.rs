@@ -152,22 +152,32 @@ fn rw_blocking(a: &mut SysArgs, call: fn(RawFd, &IoVecs, i64, i32) -> i32) -> i3
     // The rest of a file's read or write begun without blocking: until
     // every byte has moved, the file ends, or a call fails, whose error
     // the next call meets (the bytes moved are the result, as io_uring
-    // gives them).
+    // gives them). No call may move more than the result can count (the
+    // kernel's own cap on one read or write), or a read at the position
+    // would pass bytes it never reports.
     let mut moved = done;
     while let Some(rest) = iov.after(moved as usize) {
+        let room = MAX_RW_COUNT - moved;
+        if room <= 0 {
+            break;
+        }
         let at = if offset < 0 {
             -1
         } else {
             offset.saturating_add(i64::from(moved))
         };
-        let res = call(fd, &rest, at, 0);
-        match moved.checked_add(res) {
-            Some(total) if res > 0 => moved = total,
-            _ => break,
+        let res = call(fd, &rest.capped(room as usize), at, 0);
+        if res <= 0 {
+            break;
         }
+        moved += res;
     }
     moved
 }
+
+/// The most one read or write moves (Linux's `MAX_RW_COUNT`): a larger
+/// one is cut to it, on io_uring too.
+const MAX_RW_COUNT: i32 = i32::MAX & !4095;
 
 pub(in crate::backend::poll) fn stat(
     dir: RawFd,
@@ -370,4 +380,48 @@ pub(in crate::backend::poll) fn clear_timer(fd: RawFd) {
     // SAFETY: reads at most 8 bytes into a live u64; the fd is
     // non-blocking, so nothing to read is just EAGAIN.
     unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// Bytes the stand-in call moved in all.
+        static MOVED: Cell<i64> = const { Cell::new(0) };
+    }
+
+    /// Stands in for `preadv2` on a file of unbounded length: moves all
+    /// it is given, up to the kernel's cap, and touches no memory.
+    fn read_capped(_: RawFd, iov: &IoVecs, _: i64, _: i32) -> i32 {
+        let n = iov.total_len().min(i64::from(MAX_RW_COUNT));
+        MOVED.with(|moved| moved.set(moved.get() + n));
+        n as i32
+    }
+
+    /// A read of 3 GiB begun without blocking (4 KiB moved) ends with as
+    /// many bytes as were moved, at the cap: none passed unreported.
+    #[test]
+    fn the_rest_of_a_huge_read_moves_no_more_than_its_result_counts() {
+        let array = [1000usize, 3 << 29, 1 << 30].map(|len| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: len,
+        });
+        let many = IoVecs::Many(array.as_ptr(), array.len());
+        for iov in [IoVecs::one(std::ptr::null(), 3 << 30), many] {
+            MOVED.with(|moved| moved.set(4096));
+            let mut args = SysArgs {
+                fds: [0, -1],
+                iov,
+                nums: [-1, 0, 0],
+                progress: Progress::Partial(4096),
+                ..SysArgs::NONE
+            };
+            let res = rw_blocking(&mut args, read_capped);
+            assert_eq!(res, MAX_RW_COUNT);
+            assert_eq!(i64::from(res), MOVED.with(Cell::get));
+        }
+    }
 }
