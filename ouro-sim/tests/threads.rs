@@ -139,6 +139,24 @@ fn a_panic_in_a_threads_callback_ends_it_and_join_says_so() {
     }
 }
 
+/// As on a real thread, a panic in `init` is the error `spawn_thread`
+/// returns, and leaves nothing running.
+#[test]
+fn a_panic_in_a_threads_init_is_the_error_spawn_thread_returns() {
+    let world = World::with_config(6, Config::calm());
+    let ring: Ring<Main> = Ring::simulated(&world);
+    let spawned = ring.spawn_thread::<Worker, _>(64, |_| panic!("init gives up"));
+    let err = spawned.expect_err("init panicked");
+    assert!(
+        err.to_string()
+            .contains("thread panicked while starting: init gives up"),
+        "{err}"
+    );
+    assert_eq!(world.threads_running(), 0);
+    drop(ring);
+    assert_eq!(world.finish(), Vec::<String>::new());
+}
+
 #[test]
 fn join_stops_a_running_thread_and_cancels_its_tasks() {
     let world = World::with_config(5, Config::calm());

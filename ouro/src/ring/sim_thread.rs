@@ -39,7 +39,16 @@ impl<S> Ring<S> {
     {
         let mut ring: Ring<T> = Ring::simulated(world);
         let handle = ring.handle()?;
-        let state = init(&mut ring)?;
+        // A panic in `init` stays with the thread, as on a real one.
+        let state = match panic::catch_unwind(AssertUnwindSafe(|| init(&mut ring))) {
+            Ok(state) => state?,
+            Err(panic) => {
+                return Err(io::Error::other(format!(
+                    "the new ring's thread panicked while starting: {}",
+                    panic_message(&*panic)
+                )))
+            }
+        };
         let shared = Arc::new(ThreadShared::default());
         let thread = Rc::new(RefCell::new(SimThread {
             node: Some((ring, state)),
