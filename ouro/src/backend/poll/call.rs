@@ -66,6 +66,7 @@ impl IoVecs {
 
     /// The buffers past their first `skip` bytes, or `None` if no byte is
     /// left: a buffer begun is given alone, else the rest of the array.
+    #[cfg(target_os = "linux")]
     pub(super) fn after(&self, mut skip: usize) -> Option<IoVecs> {
         if skip == 0 {
             return Some(*self);
@@ -88,6 +89,7 @@ impl IoVecs {
 
     /// The buffers, or if they hold more than `max` bytes, the first that
     /// is not empty, cut to `max`.
+    #[cfg(target_os = "linux")]
     pub(super) fn capped(&self, max: usize) -> IoVecs {
         if self.total_len() <= i64::try_from(max).unwrap_or(i64::MAX) {
             return *self;
@@ -119,6 +121,7 @@ pub(super) enum Progress {
     /// A read or write of a regular file moved this many bytes without
     /// blocking (its other pages were not cached, or not writable at
     /// once): the pool moves the rest, and the result counts both.
+    #[cfg(target_os = "linux")]
     Partial(i32),
     /// `connect` said `EINPROGRESS`; `restore_blocking` if ouro made the
     /// socket non-blocking for it.

@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use mio::{Events, Interest, Token};
 
-use self::call::{Attempt, Call, Progress};
+use self::call::{Attempt, Call};
 use self::files::{ready_bits, FdTable};
 use self::pool::Pool;
 use self::prep::prepare;
@@ -208,7 +208,8 @@ impl PollBackend {
                 // pool cannot be taken back: they are its result, as on
                 // io_uring.
                 let res = match self.requests[index as usize].call.args.progress {
-                    Progress::Partial(done) => done,
+                    #[cfg(target_os = "linux")]
+                    call::Progress::Partial(done) => done,
                     _ => -libc::ECANCELED,
                 };
                 self.complete(index, res);
