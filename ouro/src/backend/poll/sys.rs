@@ -420,13 +420,18 @@ fn unseekable_offset_error(fd: RawFd, offset: i64, iov: &IoVecs) -> i32 {
 
 /// Whether `fd` is a socket.
 fn is_socket(fd: RawFd) -> bool {
+    stat_of(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+}
+
+/// `fstat(2)` of `fd`, or its error (`-errno`).
+fn stat_of(fd: RawFd) -> Result<libc::stat, i32> {
     // SAFETY: fstat writes into the zeroed buffer we pass.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid stat buffer.
     if unsafe { libc::fstat(fd, &mut st) } < 0 {
-        return false;
+        return Err(last_errno());
     }
-    st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    Ok(st)
 }
 
 /// `poll(2)` without waiting: the bits of `mask` (plus error, hang-up and

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use mio::Interest;
 
 use super::super::call::{Attempt, IoVecs, Progress, SysArgs};
-use super::{at_offset, poll_revents, ready_or_wait, restore, set_nonblocking};
+use super::{at_offset, poll_revents, ready_or_wait, restore, set_nonblocking, stat_of};
 use crate::syscall::{self, result};
 
 /// A new socket, close-on-exec and non-blocking: every fd this backend
@@ -98,13 +98,7 @@ fn try_rw(
 /// Whether `fd` is a regular file or block device, whose reads and writes
 /// block without ever being "not ready".
 fn is_file(fd: RawFd) -> bool {
-    // SAFETY: fstat writes into the zeroed buffer we pass.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid stat buffer.
-    if unsafe { libc::fstat(fd, &mut st) } < 0 {
-        return false;
-    }
-    matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
+    stat_of(fd).is_ok_and(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK))
 }
 
 /// Whether a read or write that moved `done` bytes without blocking,
@@ -113,12 +107,9 @@ fn is_file(fd: RawFd) -> bool {
 /// whole answer) whose other pages were not cached, which for a read is
 /// short of the file's end. io_uring moves those in a worker.
 fn stopped_short_in_a_file(fd: RawFd, offset: i64, done: i32, interest: Interest) -> bool {
-    // SAFETY: fstat writes into the zeroed buffer we pass.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid stat buffer.
-    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+    let Ok(st) = stat_of(fd) else {
         return false;
-    }
+    };
     match st.st_mode & libc::S_IFMT {
         libc::S_IFREG if interest.is_readable() => {
             let end = if offset >= 0 {

@@ -10,7 +10,7 @@ use std::os::fd::RawFd;
 use mio::Interest;
 
 use super::super::call::{Attempt, IoVecs, Progress, SysArgs};
-use super::{at_offset, poll_revents, ready_or_wait, unseekable_offset_error};
+use super::{at_offset, poll_revents, ready_or_wait, stat_of, unseekable_offset_error};
 use crate::fs::Metadata;
 use crate::syscall::{self, last_errno, result};
 
@@ -143,12 +143,7 @@ fn try_rw(a: &mut SysArgs, interest: Interest, call: fn(RawFd, &IoVecs, i64) -> 
 /// Whether `fd` is a regular file or block device (whose reads and writes
 /// block without ever being "not ready"), or its `fstat` error.
 fn file_kind(fd: RawFd) -> Result<bool, i32> {
-    // SAFETY: fstat writes into the zeroed buffer we pass.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid stat buffer.
-    if unsafe { libc::fstat(fd, &mut st) } < 0 {
-        return Err(last_errno());
-    }
+    let st = stat_of(fd)?;
     Ok(matches!(
         st.st_mode & libc::S_IFMT,
         libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR
